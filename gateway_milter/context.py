@@ -1,0 +1,228 @@
+"""Per-connection and per-message state.
+
+libmilter runs one connection's callbacks on different worker threads, so nothing here may
+live in thread-locals: the milter object owns one :class:`ConnectionInfo` for the whole SMTP
+connection and a fresh :class:`MessageContext` for each transaction (MAIL FROM .. end of
+message). Layer objects are process-wide and stateless; everything a layer learns about a
+message goes into the context.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import ipaddress
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gateway_milter.verdict import Direction, Outcome, Symbol, TraceEntry
+
+if TYPE_CHECKING:
+    from gateway_milter.mime.view import MimeView
+    from gateway_milter.pipeline.runner import LayerResult, LayerRunner
+    from gateway_milter.policy.snapshot import PolicySnapshot
+
+# Messages up to this size stay in memory; larger ones spill to a temporary file.
+SPOOL_MEMORY_LIMIT = 4 * 1024 * 1024
+TRANSCRIPT_LIMIT = 200
+
+
+@dataclass(slots=True)
+class ConnectionInfo:
+    """Facts about the SMTP client, fixed for the whole connection."""
+
+    client_ip: str | None = None
+    client_port: int | None = None
+    client_name: str = ""  # the MTA's verified reverse name, "unknown" when it has none
+    helo: str = ""
+    macros: dict[str, str] = field(default_factory=dict)
+    connected_at: float = field(default_factory=time.time)
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+    @property
+    def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        if not self.client_ip:
+            return None
+        try:
+            addr = ipaddress.ip_address(self.client_ip.split("%", 1)[0])
+        except ValueError:
+            return None
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+            return addr.ipv4_mapped
+        return addr
+
+    @property
+    def auth_user(self) -> str:
+        """SASL login name (Postfix macro ``{auth_authen}``), empty when not authenticated."""
+        return self.macros.get("{auth_authen}", "")
+
+    @property
+    def daemon_name(self) -> str:
+        return self.macros.get("{daemon_name}", "")
+
+
+class BodySpool:
+    """Message bytes kept in memory up to a bound, then in an anonymous temporary file."""
+
+    def __init__(self, memory_limit: int = SPOOL_MEMORY_LIMIT) -> None:
+        self._spool = tempfile.SpooledTemporaryFile(max_size=memory_limit)  # noqa: SIM115
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._spool.write(chunk)
+        self.size += len(chunk)
+
+    def getvalue(self) -> bytes:
+        self._spool.seek(0)
+        data = self._spool.read()
+        self._spool.seek(0, 2)
+        return data
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+@dataclass(slots=True)
+class Recipient:
+    address: str
+    domain: str
+    is_local: bool
+    esmtp: tuple[str, ...] = ()
+    outcome: Outcome | None = None  # decided at RCPT (reject/tempfail never reach here)
+    direction: Direction = Direction.INBOUND
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """``'<Bob@Example.COM>'`` -> ``('Bob', 'example.com')``; domain is lower-cased."""
+    a = address.strip().strip("<>").strip()
+    if "@" not in a:
+        return a, ""
+    local, _, domain = a.rpartition("@")
+    return local, domain.lower().rstrip(".")
+
+
+class MessageContext:
+    """Everything known about one message; created at MAIL FROM (or by the scan CLI)."""
+
+    def __init__(self, conn: ConnectionInfo, policy: PolicySnapshot, *, scan_mode: bool = False):
+        self.conn = conn
+        self.policy = policy
+        self.scan_mode = scan_mode  # offline scan: no greylisting, no side effects
+        self.log_id = uuid.uuid4().hex
+        self.started = time.time()
+        self.mail_from = ""
+        self.mail_esmtp: tuple[str, ...] = ()
+        self.recipients: list[Recipient] = []
+        self.rejected_recipients: list[tuple[str, str]] = []  # (address, reply) refused at RCPT
+        self.headers: list[tuple[str, str]] = []
+        self.body = BodySpool()
+        self.queue_id = ""
+        self.direction = Direction.INBOUND
+        self.policy_domain: str | None = None
+        self.symbols: list[Symbol] = []
+        self.facts: dict[str, Any] = {}
+        self.trace: list[TraceEntry] = []
+        self.transcript: list[str] = []
+        self.runner: LayerRunner | None = None
+        self.outcome: Outcome | None = None
+        self.quarantine_ids: list[str] = []
+        self.header_size = 0
+        self._raw: bytes | None = None
+        self._mime: MimeView | None = None
+        self._message: email.message.Message | None = None
+
+    # -- collection ---------------------------------------------------------------------------
+    def add_header(self, name: str, value: str) -> None:
+        self.headers.append((name, value))
+        self.header_size += len(name) + len(value) + 4
+        self._raw = None
+
+    def note(self, line: str) -> None:
+        """Append a line to the SMTP transcript (bounded)."""
+        if len(self.transcript) < TRANSCRIPT_LIMIT:
+            self.transcript.append(line[:500])
+        elif len(self.transcript) == TRANSCRIPT_LIMIT:
+            self.transcript.append("... transcript truncated")
+
+    def add_trace(self, source: str, event: str, detail: str = "", ms: float = 0.0) -> None:
+        self.trace.append(TraceEntry(source, event, detail, round(ms, 3)))
+
+    # -- derived views ------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return self.header_size + 2 + self.body.size
+
+    @property
+    def sender_domain(self) -> str:
+        return split_address(self.mail_from)[1]
+
+    @property
+    def is_internal_sender(self) -> bool:
+        """Authenticated, or connected from a trusted network."""
+        if self.conn.auth_user:
+            return True
+        return self.policy.is_trusted_ip(self.conn.ip)
+
+    def header(self, name: str) -> str | None:
+        """First value of a header, or None."""
+        lname = name.lower()
+        for n, v in self.headers:
+            if n.lower() == lname:
+                return v
+        return None
+
+    def header_values(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [v for n, v in self.headers if n.lower() == lname]
+
+    def raw_bytes(self) -> bytes:
+        """The message as received: headers (CRLF) and body."""
+        if self._raw is None:
+            head = b"".join(
+                n.encode("utf-8", "surrogateescape") + b": " + _header_bytes(v) + b"\r\n"
+                for n, v in self.headers
+            )
+            self._raw = head + b"\r\n" + self.body.getvalue()
+        return self._raw
+
+    @property
+    def message(self) -> email.message.Message:
+        """The parsed message (stdlib, compat32: never raises on malformed input)."""
+        if self._message is None:
+            self._message = email.message_from_bytes(self.raw_bytes(), policy=email.policy.compat32)
+        return self._message
+
+    @property
+    def mime(self) -> MimeView:
+        """The one MIME view every layer shares (parsed once, lazily)."""
+        if self._mime is None:
+            from gateway_milter.mime.view import parse_message
+
+            self._mime = parse_message(self.raw_bytes())
+        return self._mime
+
+    # -- layers -------------------------------------------------------------------------------
+    def layer(self, layer_id: str) -> LayerResult:
+        """The layer's result, computed at most once per message (lazily)."""
+        assert self.runner is not None, "no layer runner attached"
+        return self.runner.result(self, layer_id)
+
+    def has_symbol(self, name: str) -> bool:
+        return any(s.name == name for s in self.symbols)
+
+    @property
+    def score(self) -> float:
+        return round(sum(s.score for s in self.symbols), 3)
+
+    def close(self) -> None:
+        self.body.close()
+
+
+def _header_bytes(value: str) -> bytes:
+    # pymilter hands header values as str decoded with surrogateescape for 8-bit bytes;
+    # folded lines arrive with bare LF or CRLF, and we re-emit them as CRLF.
+    b = value.encode("utf-8", "surrogateescape")
+    return b.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

@@ -1,0 +1,191 @@
+"""The layer contract.
+
+A layer MUST:
+- declare ``id`` (lower-case, ``[a-z0-9_]+``), ``stage``, ``fail_mode`` and a ``Settings``
+  frozen dataclass whose fields all have defaults (the global defaults);
+- compute facts and scored symbols in ``check(ctx, settings)`` and never decide an outcome;
+- be stateless and thread-safe (one instance serves every connection);
+- do all network I/O with timeouts no longer than ``ctx.runner.remaining(...)`` allows.
+
+A layer SHOULD:
+- offer ``policy_rules(settings)``: the system policy its settings imply
+  ("if BLOCKLIST_SENDER then refuse"), which the policy compiles into its system scripts;
+- offer ``check_recipient`` when it judges recipients one by one (RCPT stage);
+- start slow lookups early in ``prefetch`` so that they run while SMTP goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from gateway_milter.verdict import FailMode, Outcome, Stage, Symbol
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext, Recipient
+
+
+class SettingsError(ValueError):
+    """A settings value is invalid; ``path`` names the field (``lists.block_action``)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class BaseSettings:
+    """Every layer has a mode: ``on`` (act), ``score`` (symbols only, never refuse), ``off``."""
+
+    mode: str = "on"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("on", "off", "score"):
+            raise SettingsError("mode", f"must be on, off or score, not {self.mode!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+    @property
+    def acts(self) -> bool:
+        return self.mode == "on"
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """One line of a system policy script: when any of ``symbols`` is present (or the score
+    reaches ``min_score``), ``outcome`` applies. ``recipient`` rules are judged at RCPT."""
+
+    name: str
+    outcome: Outcome
+    symbols: tuple[str, ...] = ()
+    min_score: float | None = None
+    recipient: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LayerFindings:
+    """What ``check`` returns: facts (plain JSON-able values) and symbols."""
+
+    facts: dict[str, Any] = field(default_factory=dict)
+    symbols: tuple[Symbol, ...] = ()
+
+
+class Layer(Generic[S]):
+    id: ClassVar[str]
+    stage: ClassVar[Stage]
+    fail_mode: ClassVar[FailMode] = FailMode.TEMPFAIL
+    Settings: ClassVar[type[BaseSettings]] = BaseSettings
+    budget_s: ClassVar[float] = 5.0
+    description: ClassVar[str] = ""
+
+    def check(self, ctx: MessageContext, settings: S) -> LayerFindings:
+        raise NotImplementedError
+
+    def check_recipient(
+        self, ctx: MessageContext, rcpt: Recipient, settings: S
+    ) -> LayerFindings | None:
+        return None
+
+    def prefetch(self, ctx: MessageContext, settings: S) -> None:
+        """Start slow lookups early (optional)."""
+
+    def policy_rules(self, settings: S) -> list[PolicyRule]:
+        return []
+
+    def symbol(self, name: str, score: float = 0.0, detail: str = "") -> Symbol:
+        return Symbol(name, score, detail, self.id)
+
+
+# -- strict settings parsing -------------------------------------------------------------------
+def settings_from_dict(cls: type[S], data: dict[str, Any] | None, path: str = "") -> S:
+    """Build a settings dataclass from a plain dict, strictly: unknown keys and wrong types
+    are errors naming the field. Missing keys take the dataclass defaults."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise SettingsError(f"{path}{key}", f"unknown setting (known: {', '.join(sorted(names))})")
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _coerce(hints[f.name], data[f.name], f"{path}{f.name}")
+    try:
+        return cls(**kwargs)
+    except SettingsError as e:
+        raise SettingsError(f"{path}{e.path}", e.message) from None
+    except (TypeError, ValueError) as e:
+        raise SettingsError(path.rstrip(".") or cls.__name__, str(e)) from None
+
+
+def settings_to_dict(settings: BaseSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(settings):
+        v = getattr(settings, f.name)
+        if isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, enum.Enum):
+            v = v.value
+        out[f.name] = v
+    return out
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, path)
+            except SettingsError as e:
+                errors.append(e.message)
+        raise SettingsError(path, "; ".join(errors))
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SettingsError(path, f"must be a list, not {type(value).__name__}")
+        (item,) = typing.get_args(tp)[:1]
+        return tuple(_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SettingsError(path, f"must be a mapping, not {type(value).__name__}")
+        kt, vt = typing.get_args(tp)
+        return {_coerce(kt, k, path): _coerce(vt, v, f"{path}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise SettingsError(path, f"must be true or false, not {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise SettingsError(path, f"must be a whole number, not {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise SettingsError(path, f"must be a number, not {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise SettingsError(path, f"must be a string, not {value!r}")
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise SettingsError(path, f"must be one of {', '.join(m.value for m in tp)}, not {value!r}") from None
+    raise SettingsError(path, f"unsupported setting type {tp!r}")

@@ -1,0 +1,103 @@
+"""Allow and block lists (sender, recipient, client host, client IP), global and per domain.
+
+Symbols: ``ALLOWLIST_{IP,HOST,SENDER}``, ``BLOCKLIST_{IP,HOST,SENDER}`` (message) and
+``ALLOWLIST_RECIPIENT``/``BLOCKLIST_RECIPIENT`` (per recipient). With ``allow_wins`` an allow
+entry suppresses every block symbol of the message; the fact ``allowlisted`` lets spam layers
+exempt the message (antivirus never honours it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import getaddresses
+from typing import TYPE_CHECKING
+
+from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext, Recipient
+
+
+@dataclass(frozen=True, slots=True)
+class ListsSettings(BaseSettings):
+    allow_wins: bool = True
+    block_action: str = "refuse"  # refuse | quarantine
+    check_header_from: bool = True  # sender lists also match the From: header (at end of message)
+    reject_code: str = "550"
+    reject_enhanced: str = "5.7.1"
+    reject_text: str = "Message refused: {what} is blocked by policy"
+
+    def __post_init__(self) -> None:
+        BaseSettings.__post_init__(self)
+        if self.block_action not in ("refuse", "quarantine"):
+            raise SettingsError("block_action", f"must be refuse or quarantine, not {self.block_action!r}")
+        Reply(self.reject_code, self.reject_enhanced, self.reject_text)  # validates
+
+
+class ListsLayer(Layer[ListsSettings]):
+    id = "lists"
+    stage = Stage.MAIL
+    fail_mode = FailMode.TEMPFAIL
+    Settings = ListsSettings
+    description = "Allow and block lists of senders, recipients, hosts and IP networks"
+
+    def check(self, ctx: MessageContext, settings: ListsSettings) -> LayerFindings:
+        lists = ctx.policy.lists
+        dom = ctx.policy_domain
+        ip = ctx.conn.ip
+        host = ctx.conn.client_name
+        senders = [ctx.mail_from] if ctx.mail_from else []
+        if settings.check_header_from and ctx.headers:
+            senders += [a for _, a in getaddresses(ctx.header_values("From")) if a]
+        allow = {
+            "ALLOWLIST_IP": lists.match_ip("allow", ip, dom),
+            "ALLOWLIST_HOST": lists.match_host("allow", host, dom) or lists.match_host("allow", ctx.conn.helo, dom),
+            "ALLOWLIST_SENDER": next((e for s in senders if (e := lists.match_address("allow", "sender", s, dom))), None),
+        }
+        block = {
+            "BLOCKLIST_IP": lists.match_ip("block", ip, dom),
+            "BLOCKLIST_HOST": lists.match_host("block", host, dom) or lists.match_host("block", ctx.conn.helo, dom),
+            "BLOCKLIST_SENDER": next((e for s in senders if (e := lists.match_address("block", "sender", s, dom))), None),
+        }
+        allowed = {k: e for k, e in allow.items() if e}
+        blocked = {k: e for k, e in block.items() if e}
+        symbols = [self.symbol(k, 0.0, e.value) for k, e in allowed.items()]
+        overridden = bool(allowed) and settings.allow_wins and bool(blocked)
+        if not overridden:
+            symbols += [self.symbol(k, 0.0, e.value) for k, e in blocked.items()]
+        if allowed:
+            ctx.facts["allowlisted"] = True
+        return LayerFindings(
+            facts={
+                "allowlisted": bool(allowed),
+                "allow_matches": {k: e.value for k, e in allowed.items()},
+                "block_matches": {k: e.value for k, e in blocked.items()},
+                "block_overridden": overridden,
+            },
+            symbols=tuple(symbols),
+        )
+
+    def check_recipient(self, ctx: MessageContext, rcpt: Recipient, settings: ListsSettings) -> LayerFindings:
+        lists = ctx.policy.lists
+        dom = rcpt.domain if rcpt.is_local else None
+        a = lists.match_address("allow", "recipient", rcpt.address, dom)
+        b = lists.match_address("block", "recipient", rcpt.address, dom)
+        symbols = []
+        if a:
+            symbols.append(self.symbol("ALLOWLIST_RECIPIENT", 0.0, a.value))
+        if b and not (a and settings.allow_wins):
+            symbols.append(self.symbol("BLOCKLIST_RECIPIENT", 0.0, b.value))
+        return LayerFindings({"recipient": rcpt.address}, tuple(symbols))
+
+    def policy_rules(self, settings: ListsSettings) -> list[PolicyRule]:
+        rules = []
+        for sym, what in (("BLOCKLIST_IP", "client address"), ("BLOCKLIST_HOST", "client host"),
+                          ("BLOCKLIST_SENDER", "sender"), ("BLOCKLIST_RECIPIENT", "recipient")):
+            text = settings.reject_text.replace("{what}", what)
+            if settings.block_action == "refuse":
+                outcome = Outcome.reject(Reply(settings.reject_code, settings.reject_enhanced, text), f"{what} blocklisted")
+            else:
+                outcome = Outcome.quarantine(QuarantineQueue.USER, f"{what} blocklisted")
+            rules.append(PolicyRule(sym.lower(), outcome, (sym,), recipient=sym == "BLOCKLIST_RECIPIENT"))
+        return rules

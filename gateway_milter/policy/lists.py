@@ -1,0 +1,123 @@
+"""Allow and block lists: sender and recipient address patterns (``*`` and ``?`` wildcards),
+client host name patterns, and IP networks (CIDR, IPv4 and IPv6), global or per domain."""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from gateway_milter.layers.base import SettingsError
+
+LIST_NAMES = ("allow", "block")
+KINDS = ("sender", "recipient", "host", "ip")
+_ADDR_CHARS = re.compile(r"^[^\s<>()\[\],;:\"\\]+$")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    list: str
+    kind: str
+    value: str
+    domain: str | None = None
+    comment: str = ""
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"list": self.list, "kind": self.kind, "value": self.value,
+                "domain": self.domain, "comment": self.comment}
+
+
+def validate_entry(raw: object, path: str) -> ListEntry:
+    if not isinstance(raw, dict):
+        raise SettingsError(path, "must be a mapping with list, kind and value")
+    unknown = set(raw) - {"list", "kind", "value", "domain", "comment"}
+    if unknown:
+        raise SettingsError(f"{path}.{sorted(unknown)[0]}", "unknown field")
+    lst, kind, value = raw.get("list"), raw.get("kind"), raw.get("value")
+    if lst not in LIST_NAMES:
+        raise SettingsError(f"{path}.list", f"must be allow or block, not {lst!r}")
+    if kind not in KINDS:
+        raise SettingsError(f"{path}.kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError(f"{path}.value", "must be a non-empty string")
+    value = value.strip()
+    if kind == "ip":
+        try:
+            value = str(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise SettingsError(f"{path}.value", f"{value!r} is not an IP address or CIDR network") from None
+    elif kind in ("sender", "recipient"):
+        value = value.lower()
+        if not _ADDR_CHARS.match(value) or value.count("@") > 1:
+            raise SettingsError(f"{path}.value", f"{value!r} is not an address pattern (user@domain, *@domain, domain)")
+    else:
+        value = value.lower().rstrip(".")
+        if not re.match(r"^[a-z0-9*?._-]+$", value):
+            raise SettingsError(f"{path}.value", f"{value!r} is not a host name pattern")
+    domain = raw.get("domain")
+    if domain is not None and (not isinstance(domain, str) or not domain):
+        raise SettingsError(f"{path}.domain", "must be a domain name or null")
+    comment = raw.get("comment", "") or ""
+    if not isinstance(comment, str):
+        raise SettingsError(f"{path}.comment", "must be a string")
+    return ListEntry(lst, kind, value, domain.lower() if domain else None, comment)
+
+
+def _address_regex(pattern: str) -> re.Pattern[str]:
+    """``user@domain`` exact; ``*@domain``/``@domain``/``domain`` any user of the domain;
+    ``*.domain`` in the domain part also matches the domain's subdomains."""
+    if "@" not in pattern:
+        pattern = "*@" + pattern
+    elif pattern.startswith("@"):
+        pattern = "*" + pattern
+    return re.compile(fnmatch.translate(pattern))
+
+
+class CompiledLists:
+    """Lookup structure built once per policy snapshot."""
+
+    def __init__(self, entries: list[ListEntry]) -> None:
+        self.entries = entries
+        self._addr: dict[tuple[str, str, str | None], list[tuple[re.Pattern[str], ListEntry]]] = {}
+        self._hosts: dict[tuple[str, str | None], list[tuple[re.Pattern[str], ListEntry]]] = {}
+        self._nets: dict[tuple[str, str | None], list[tuple[IPNetwork, ListEntry]]] = {}
+        for e in entries:
+            if e.kind in ("sender", "recipient"):
+                self._addr.setdefault((e.list, e.kind, e.domain), []).append((_address_regex(e.value), e))
+            elif e.kind == "host":
+                self._hosts.setdefault((e.list, e.domain), []).append((re.compile(fnmatch.translate(e.value)), e))
+            else:
+                self._nets.setdefault((e.list, e.domain), []).append((ipaddress.ip_network(e.value), e))
+
+    def match_address(self, lst: str, kind: str, address: str, domain: str | None) -> ListEntry | None:
+        a = address.strip("<>").lower()
+        if not a:
+            return None
+        for scope in (domain, None) if domain else (None,):
+            for rx, e in self._addr.get((lst, kind, scope), ()):
+                if rx.match(a):
+                    return e
+        return None
+
+    def match_host(self, lst: str, host: str, domain: str | None) -> ListEntry | None:
+        h = host.lower().rstrip(".")
+        if not h or h == "unknown":
+            return None
+        for scope in (domain, None) if domain else (None,):
+            for rx, e in self._hosts.get((lst, scope), ()):
+                if rx.match(h):
+                    return e
+        return None
+
+    def match_ip(self, lst: str, ip: IPAddress | None, domain: str | None) -> ListEntry | None:
+        if ip is None:
+            return None
+        for scope in (domain, None) if domain else (None,):
+            for net, e in self._nets.get((lst, scope), ()):
+                if ip.version == net.version and ip in net:
+                    return e
+        return None

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the Debian packages and the Python virtualenv Bulwark needs (idempotent).
+# Usage: scripts/install-deps.sh [--test]   (--test adds the services the test tiers start)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+export DEBIAN_FRONTEND=noninteractive
+
+pkgs=(postfix swaks libmilter-dev python3-venv build-essential)
+if [ "$want_test" = 1 ]; then
+  pkgs+=(clamav clamav-daemon clamdscan knot knot-dnsutils rbldnsd unbound
+         dovecot-core dovecot-sieve redis-server postgresql
+         zip unzip p7zip-full libarchive-tools chromium chromium-driver fonts-liberation)
+else
+  pkgs+=(redis-server)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  echo "postfix postfix/mailname string bulwark.localdomain" | debconf-set-selections
+  apt-get -o DPkg::Lock::Timeout=600 update -q
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+venv="${GATEWAY_VENV:-$here/.venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+stamp="$venv/.requirements.sha"
+req_sha=$(cat "$here/requirements.txt" "$here/requirements-dev.txt" 2>/dev/null | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$req_sha" ]; then
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -r "$here/requirements.txt" -r "$here/requirements-dev.txt"
+  echo "$req_sha" > "$stamp"
+fi
+echo "dependencies ready: venv at $venv"
