@@ -1,0 +1,1 @@
+"""Celery tasks (names are explicit: ``area.verb``)."""
