@@ -1,0 +1,110 @@
+"""The ephemeral state store shared by every milter process (and node).
+
+Greylisting triplets, rate-limit counters, dynamic screening and Bayes token counts live here.
+Two implementations sit behind one small interface, :class:`StateStore`:
+
+- :class:`~gateway_milter.store.redisstore.RedisStore` when ``GATEWAY_REDIS_URL`` is set
+  (production, several processes and nodes);
+- :class:`~gateway_milter.store.sqlitestore.SqliteStore` otherwise: one SQLite file in WAL mode
+  under ``GATEWAY_DATA_DIR`` (``state.sqlite3``), safe for several processes on one host;
+- :class:`~gateway_milter.store.memory.MemoryStore` for unit tests and one-shot CLI runs.
+
+Contract (every implementation MUST honour it; tests/unit/antispam/test_store.py runs the same
+checks against all three, tests/integration/antispam against real Redis):
+
+Keys are ``str`` of at most 512 characters, namespaced by the caller with a colon
+(``grey:``, ``rate:``, ``bayes:``). Values are ``str``. A ``ttl`` is seconds (float allowed);
+``None`` means no expiry. Expired keys read as absent.
+
+``get(key) -> str | None``
+``set(key, value, ttl=None)``                 overwrite (and reset the expiry)
+``add(key, value, ttl=None) -> bool``         set only if absent; True when this call created it
+``delete(*keys) -> int``                      number of keys that existed
+``incr(key, amount=1, ttl=None) -> int``      atomic; the ttl is applied only when the key is
+                                               created (fixed window), the new value is returned
+``ttl(key) -> float | None``                   seconds left, None when absent or without expiry
+``counters(requests) -> list[list[int]]``     counter hashes: for each ``(key, fields)`` the
+                                               integer value of every field (0 when absent), in
+                                               ONE round trip for all requests (Bayes tokens)
+``add_counters(updates, ttl=None)``            for each ``(key, {field: delta})`` add the deltas
+                                               atomically per key, one round trip; a field that
+                                               drops to <= 0 is removed
+``counter_fields(key) -> int``                 number of fields of a counter hash
+``scan_keys(prefix, limit) -> list[str]``      keys with a prefix (admin/statistics only, never
+                                               on the per-message path)
+``ping() -> bool``
+
+A store never raises on a missing key; connection errors raise :class:`StoreError`, which
+callers map to their fail mode (greylisting fails open to "unknown", Bayes gives no score).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+MAX_KEY = 512
+
+
+class StoreError(RuntimeError):
+    """The state store could not be reached or answered an error."""
+
+
+class StateStore(Protocol):
+    def get(self, key: str) -> str | None: ...
+    def set(self, key: str, value: str, ttl: float | None = None) -> None: ...
+    def add(self, key: str, value: str, ttl: float | None = None) -> bool: ...
+    def delete(self, *keys: str) -> int: ...
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int: ...
+    def ttl(self, key: str) -> float | None: ...
+    def counters(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[int]]: ...
+    def add_counters(self, updates: Iterable[tuple[str, Mapping[str, int]]], ttl: float | None = None) -> None: ...
+    def counter_fields(self, key: str) -> int: ...
+    def scan_keys(self, prefix: str, limit: int = 1000) -> list[str]: ...
+    def ping(self) -> bool: ...
+
+
+def check_key(key: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY or any(c in key for c in "\r\n\0"):
+        raise ValueError(f"invalid store key {key!r:.80}")
+    return key
+
+
+_lock = threading.Lock()
+_default: StateStore | None = None
+
+
+def default_store() -> StateStore:
+    """The process-wide store chosen by the environment (GATEWAY_REDIS_URL, GATEWAY_DATA_DIR)."""
+    global _default
+    if _default is None:
+        with _lock:
+            if _default is None:
+                _default = open_store()
+    return _default
+
+
+def open_store(redis_url: str | None = None, data_dir: str | None = None) -> StateStore:
+    from gateway_milter import envconfig
+
+    if redis_url is None or data_dir is None:
+        cfg = envconfig.load()
+        redis_url = cfg.redis_url if redis_url is None else redis_url
+        data_dir = str(cfg.data_dir) if data_dir is None else data_dir
+    if redis_url:
+        from gateway_milter.store.redisstore import RedisStore
+
+        return RedisStore(redis_url)
+    from pathlib import Path
+
+    from gateway_milter.store.sqlitestore import SqliteStore
+
+    return SqliteStore(Path(data_dir) / "state.sqlite3")
+
+
+def set_default_store(store: StateStore | None) -> None:
+    """Replace the process-wide store (tests, the scan CLI)."""
+    global _default
+    with _lock:
+        _default = store

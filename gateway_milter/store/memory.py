@@ -1,0 +1,124 @@
+"""In-process implementation of the state store (tests, one-shot CLI runs)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from gateway_milter.store import check_key
+
+
+class MemoryStore:
+    def __init__(self, clock: type[time.time] | None = None) -> None:  # type: ignore[valid-type]
+        self._kv: dict[str, tuple[str, float | None]] = {}
+        self._h: dict[str, tuple[dict[str, int], float | None]] = {}
+        self._lock = threading.Lock()
+        self.now = clock or time.time
+        self.round_trips = 0  # counted so tests can assert "one round trip per message"
+
+    def _live(self, key: str) -> tuple[str, float | None] | None:
+        item = self._kv.get(key)
+        if item is not None and item[1] is not None and item[1] <= self.now():
+            del self._kv[key]
+            return None
+        return item
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            self.round_trips += 1
+            item = self._live(check_key(key))
+            return item[0] if item else None
+
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        with self._lock:
+            self.round_trips += 1
+            self._kv[check_key(key)] = (str(value), self.now() + ttl if ttl else None)
+
+    def add(self, key: str, value: str, ttl: float | None = None) -> bool:
+        with self._lock:
+            self.round_trips += 1
+            if self._live(check_key(key)) is not None:
+                return False
+            self._kv[key] = (str(value), self.now() + ttl if ttl else None)
+            return True
+
+    def delete(self, *keys: str) -> int:
+        with self._lock:
+            self.round_trips += 1
+            n = 0
+            for k in keys:
+                if self._live(k) is not None:
+                    n += 1
+                    del self._kv[k]
+                if self._h.pop(k, None) is not None:
+                    n += 1
+            return n
+
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        with self._lock:
+            self.round_trips += 1
+            item = self._live(check_key(key))
+            if item is None:
+                value, exp = amount, (self.now() + ttl if ttl else None)
+            else:
+                value, exp = int(item[0]) + amount, item[1]
+            self._kv[key] = (str(value), exp)
+            return value
+
+    def ttl(self, key: str) -> float | None:
+        with self._lock:
+            self.round_trips += 1
+            item = self._live(check_key(key))
+            if item is None or item[1] is None:
+                return None
+            return max(0.0, item[1] - self.now())
+
+    def _hash(self, key: str) -> dict[str, int] | None:
+        item = self._h.get(key)
+        if item is None:
+            return None
+        if item[1] is not None and item[1] <= self.now():
+            del self._h[key]
+            return None
+        return item[0]
+
+    def counters(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[int]]:
+        with self._lock:
+            self.round_trips += 1
+            out = []
+            for key, fields in requests:
+                h = self._hash(check_key(key)) or {}
+                out.append([h.get(f, 0) for f in fields])
+            return out
+
+    def add_counters(self, updates: Iterable[tuple[str, Mapping[str, int]]], ttl: float | None = None) -> None:
+        with self._lock:
+            self.round_trips += 1
+            for key, deltas in updates:
+                h = self._hash(check_key(key))
+                if h is None:
+                    h = {}
+                    self._h[key] = (h, None)
+                for f, d in deltas.items():
+                    v = h.get(f, 0) + d
+                    if v <= 0:
+                        h.pop(f, None)
+                    else:
+                        h[f] = v
+                if ttl:
+                    self._h[key] = (h, self.now() + ttl)
+
+    def counter_fields(self, key: str) -> int:
+        with self._lock:
+            self.round_trips += 1
+            return len(self._hash(check_key(key)) or {})
+
+    def scan_keys(self, prefix: str, limit: int = 1000) -> list[str]:
+        with self._lock:
+            keys = [k for k in list(self._kv) if k.startswith(prefix) and self._live(k) is not None]
+            keys += [k for k in list(self._h) if k.startswith(prefix) and self._hash(k) is not None]
+            return sorted(keys)[:limit]
+
+    def ping(self) -> bool:
+        return True

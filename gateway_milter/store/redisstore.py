@@ -1,0 +1,122 @@
+"""Redis implementation of the state store (production; shared by processes and nodes).
+
+Counter hashes are Redis hashes (HMGET / HINCRBY); a batch of requests goes out as one
+non-transactional pipeline, i.e. one network round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import redis
+
+from gateway_milter.store import StoreError, check_key
+
+# INCRBY then set the expiry only when this call created the key (fixed window).
+_INCR = """
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if tonumber(ARGV[2]) > 0 and redis.call('PTTL', KEYS[1]) == -1 and v == tonumber(ARGV[1]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return v
+"""
+# Add deltas to a hash and drop fields that fall to zero or below (forget/untrain).
+_HADD = """
+for i = 1, #ARGV - 1, 2 do
+  local v = redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  if v <= 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 1
+"""
+
+
+class RedisStore:
+    def __init__(self, url: str, timeout: float = 2.0) -> None:
+        self.url = url
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                           decode_responses=True, health_check_interval=30)
+        self._incr = self.client.register_script(_INCR)
+        self._hadd = self.client.register_script(_HADD)
+
+    def _call(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            return fn(*args, **kw)
+        except redis.RedisError as e:
+            raise StoreError(f"redis: {e}") from e
+
+    def get(self, key: str) -> str | None:
+        return self._call(self.client.get, check_key(key))  # type: ignore[no-any-return]
+
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        self._call(self.client.set, check_key(key), str(value), px=int(ttl * 1000) if ttl else None)
+
+    def add(self, key: str, value: str, ttl: float | None = None) -> bool:
+        return bool(self._call(self.client.set, check_key(key), str(value), nx=True,
+                               px=int(ttl * 1000) if ttl else None))
+
+    def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        return int(self._call(self.client.delete, *[check_key(k) for k in keys]))
+
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        return int(self._call(self._incr, keys=[check_key(key)], args=[int(amount), int((ttl or 0) * 1000)]))
+
+    def ttl(self, key: str) -> float | None:
+        ms = int(self._call(self.client.pttl, check_key(key)))
+        return None if ms < 0 else ms / 1000.0
+
+    def counters(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[int]]:
+        pipe = self.client.pipeline(transaction=False)
+        n = 0
+        for key, fields in requests:
+            if fields:
+                pipe.hmget(check_key(key), list(fields))
+                n += 1
+        raw = self._call(pipe.execute) if n else []
+        out: list[list[int]] = []
+        it = iter(raw)
+        for _key, fields in requests:
+            vals = next(it) if fields else []
+            out.append([int(v) if v is not None else 0 for v in vals])
+        return out
+
+    def add_counters(self, updates: Iterable[tuple[str, Mapping[str, int]]], ttl: float | None = None) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        n = 0
+        for key, deltas in updates:
+            check_key(key)
+            if not deltas:
+                continue
+            if all(d >= 0 for d in deltas.values()):
+                for f, d in deltas.items():
+                    pipe.hincrby(key, f, int(d))
+            else:
+                args: list[Any] = []
+                for f, d in deltas.items():
+                    args += [f, int(d)]
+                self._hadd(keys=[key], args=args, client=pipe)
+            if ttl:
+                pipe.pexpire(key, int(ttl * 1000))
+            n += 1
+        if n:
+            self._call(pipe.execute)
+
+    def counter_fields(self, key: str) -> int:
+        return int(self._call(self.client.hlen, check_key(key)))
+
+    def scan_keys(self, prefix: str, limit: int = 1000) -> list[str]:
+        out: list[str] = []
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        for k in self._call(self.client.scan_iter, match=pattern, count=500):
+            out.append(k)
+            if len(out) >= limit:
+                break
+        return sorted(out)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
