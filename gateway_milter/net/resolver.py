@@ -1,0 +1,471 @@
+"""The one DNS resolver of the gateway (dnspython; RFC 1034/1035, RFC 2308 negative caching).
+
+Every layer that needs DNS (SPF, DKIM, DMARC, ARC, reverse DNS, callback, DNSBL, URIBL) goes
+through :func:`get_resolver`. Stable API (other layers rely on it; change it additively only):
+
+``get_resolver() -> Resolver``
+    The process-wide resolver, built on first use from ``GATEWAY_DNS_SERVERS`` (``host[:port],...``;
+    the system resolver from /etc/resolv.conf when unset) and ``GATEWAY_DNS_TIMEOUT``.
+``set_resolver(resolver | None)``
+    Test seam: install another resolver (``None`` rebuilds from the environment on next use).
+``Resolver(servers=[("127.0.0.1", 5353)], timeout=2.0)``
+    Point a resolver at a local DNS server (tests: ``tests.services.knot_server``).
+``Resolver(backend=StaticBackend({...}))``
+    Feed zone data without a server (conformance vectors, hostile-DNS unit tests).
+``resolver.query(name, rdtype, budget=None) -> DnsAnswer``
+    Blocking lookup through the per-TTL cache. Never raises for DNS trouble: the answer's
+    ``status`` says ``ok``, ``nxdomain``, ``nodata``, ``servfail``, ``timeout`` or ``invalid``;
+    ``answer.temporary`` is true for ``servfail``/``timeout`` (callers report temperror/unknown,
+    never a pass).
+``resolver.prefetch(name, rdtype, budget=None) -> Future[DnsAnswer]``
+    Start a lookup now on the small shared thread pool; concurrent identical lookups share
+    one future. ``query`` later finds the answer in the cache or joins the in-flight lookup.
+``resolver.query_a / query_aaaa / query_txt / query_mx / query_ptr(name_or_ip, budget=None)``
+    Typed helpers (``query_ptr`` takes an IP address).
+``DnsBudget(seconds, max_queries)``
+    Per-message DNS budget: every lookup is bounded by what is left; an exhausted budget
+    gives ``timeout`` answers without touching the network. ``budget_for(ctx)`` keeps one
+    per message in ``ctx.facts``.
+
+Values in ``DnsAnswer.records``: A/AAAA -> address text; MX -> ``(preference, exchange)``;
+PTR/CNAME/NS -> host name without the trailing dot; TXT -> the character-strings joined
+(str, decoded as UTF-8 with surrogateescape); ``DnsAnswer.txt_parts`` keeps the raw bytes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import dns.exception
+import dns.flags
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+import dns.reversename
+
+log = logging.getLogger("bulwark.dns")
+
+OK = "ok"
+NXDOMAIN = "nxdomain"
+NODATA = "nodata"
+SERVFAIL = "servfail"
+TIMEOUT = "timeout"
+INVALID = "invalid"  # not a valid DNS name: no query is sent
+TEMPORARY = frozenset({SERVFAIL, TIMEOUT})
+
+RDTYPES = ("A", "AAAA", "TXT", "MX", "PTR", "CNAME", "NS", "SOA")
+# Answers larger than this are refused as hostile (a TXT "bomb"); 64 KiB is the DNS message cap.
+MAX_RECORDS = 100
+NEGATIVE_TTL_CAP = 900
+POSITIVE_TTL_CAP = 86400
+MIN_TTL = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DnsAnswer:
+    name: str
+    rdtype: str
+    status: str
+    records: tuple[Any, ...] = ()
+    ttl: int = 0
+    txt_parts: tuple[tuple[bytes, ...], ...] = ()
+    error: str = ""
+    from_cache: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def temporary(self) -> bool:
+        return self.status in TEMPORARY
+
+    @property
+    def empty(self) -> bool:
+        """No data and no temporary error (NXDOMAIN, NODATA, invalid name): a "void" lookup."""
+        return self.status in (NXDOMAIN, NODATA, INVALID)
+
+
+class DnsBudget:
+    """The DNS time and query allowance of one message (thread-safe)."""
+
+    def __init__(self, seconds: float = 20.0, max_queries: int = 200) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.max_queries = max_queries
+        self.queries = 0
+        self._lock = threading.Lock()
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def take(self) -> bool:
+        """Account one network query; False when the budget is spent."""
+        with self._lock:
+            if self.queries >= self.max_queries or self.remaining() <= 0:
+                return False
+            self.queries += 1
+            return True
+
+
+def budget_for(ctx: Any, seconds: float = 20.0) -> DnsBudget:
+    """The message's DNS budget, created on first use and kept in ``ctx.facts``."""
+    b = ctx.facts.get("_dns_budget")
+    if not isinstance(b, DnsBudget):
+        b = ctx.facts["_dns_budget"] = DnsBudget(seconds)
+    return b
+
+
+class Backend(Protocol):
+    def lookup(self, name: str, rdtype: str, timeout: float) -> DnsAnswer: ...
+
+
+def _normalise(name: str) -> str | None:
+    """Lower-case, no trailing dot, IDNA; None when the name can't be a DNS name."""
+    n = name.strip().rstrip(".").lower()
+    if not n or len(n) > 253 or " " in n:
+        return None
+    try:
+        n = n.encode("idna").decode("ascii") if not n.isascii() else n
+    except UnicodeError:
+        return None
+    labels = n.split(".")
+    if any(not 0 < len(label) < 64 for label in labels):
+        return None
+    return n
+
+
+class DnspythonBackend:
+    """Real DNS over UDP (TCP on truncation) with dnspython."""
+
+    def __init__(self, servers: Sequence[tuple[str, int]] = (), timeout: float = 3.0) -> None:
+        if servers:
+            r = dns.resolver.Resolver(configure=False)
+            r.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in servers]
+        else:
+            r = dns.resolver.Resolver(configure=True)
+        r.timeout = timeout
+        r.lifetime = timeout
+        r.cache = None  # our cache sits above, with per-message accounting
+        r.retry_servfail = False
+        self._resolver = r
+        self.timeout = timeout
+
+    def lookup(self, name: str, rdtype: str, timeout: float) -> DnsAnswer:
+        try:
+            ans = self._resolver.resolve(name, rdtype, lifetime=max(0.05, timeout), search=False,
+                                         raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN as e:
+            return DnsAnswer(name, rdtype, NXDOMAIN, ttl=_negative_ttl(e.response(e.qnames()[0]) if e.qnames() else None))
+        except dns.resolver.NoNameservers as e:  # SERVFAIL / REFUSED from every server
+            return DnsAnswer(name, rdtype, SERVFAIL, error=str(e)[:200])
+        except dns.exception.Timeout as e:
+            return DnsAnswer(name, rdtype, TIMEOUT, error=str(e)[:200])
+        except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel) as e:
+            return DnsAnswer(name, rdtype, INVALID, error=str(e)[:200])
+        except dns.exception.DNSException as e:  # YXDOMAIN, malformed replies, ...
+            return DnsAnswer(name, rdtype, SERVFAIL, error=f"{type(e).__name__}: {e}"[:200])
+        if ans.rrset is None:
+            return DnsAnswer(name, rdtype, NODATA, ttl=_negative_ttl(ans.response))
+        return _from_rrset(name, rdtype, list(ans.rrset), ans.rrset.ttl)
+
+
+def _negative_ttl(response: Any) -> int:
+    """RFC 2308: the SOA minimum (capped) in the authority section, else 60 s."""
+    try:
+        for rrset in response.authority:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return min(rrset.ttl, rrset[0].minimum, NEGATIVE_TTL_CAP)
+    except (AttributeError, IndexError):
+        pass
+    return 60
+
+
+def _from_rrset(name: str, rdtype: str, rdatas: list[Any], ttl: int) -> DnsAnswer:
+    if len(rdatas) > MAX_RECORDS:
+        return DnsAnswer(name, rdtype, SERVFAIL, error=f"{len(rdatas)} records: answer refused as hostile")
+    records: list[Any] = []
+    parts: list[tuple[bytes, ...]] = []
+    for rd in rdatas:
+        if rdtype in ("A", "AAAA"):
+            records.append(rd.address)
+        elif rdtype == "MX":
+            records.append((int(rd.preference), rd.exchange.to_text(omit_final_dot=True).lower()))
+        elif rdtype in ("PTR", "CNAME", "NS"):
+            records.append(rd.target.to_text(omit_final_dot=True))
+        elif rdtype == "TXT":
+            strings = tuple(bytes(s) for s in rd.strings)
+            parts.append(strings)
+            records.append(b"".join(strings).decode("utf-8", "surrogateescape"))
+        else:
+            records.append(rd.to_text())
+    return DnsAnswer(name, rdtype, OK, tuple(records), max(MIN_TTL, min(int(ttl), POSITIVE_TTL_CAP)),
+                     tuple(parts))
+
+
+class StaticBackend:
+    """Zone data in memory (test seam and conformance vectors).
+
+    ``records``: ``{(name, rdtype): value}`` where value is a list of records in the
+    :class:`DnsAnswer` formats (TXT may be ``str``, ``bytes`` or a list of ``bytes`` parts),
+    or one of the strings ``"TIMEOUT"``, ``"SERVFAIL"``. ``(name, "CNAME")`` entries are
+    followed (at most 8 steps, then SERVFAIL). A name with no entry of any type is NXDOMAIN;
+    a name with other types is NODATA. ``calls`` counts lookups (tests assert on caching).
+    """
+
+    def __init__(self, records: Mapping[tuple[str, str], Any] | None = None, ttl: int = 300,
+                 delay: float = 0.0) -> None:
+        self.records: dict[tuple[str, str], Any] = {}
+        self.names: set[str] = set()
+        self.ttl = ttl
+        self.delay = delay
+        self.calls: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        for (n, t), v in (records or {}).items():
+            self.add(n, t, v)
+
+    def add(self, name: str, rdtype: str, value: Any) -> None:
+        n = name.lower().rstrip(".")
+        key = (n, rdtype.upper())
+        if isinstance(value, list):
+            self.records.setdefault(key, [])
+            if isinstance(self.records[key], list):
+                self.records[key].extend(value)
+        else:
+            self.records[key] = value
+        self.names.add(n)
+
+    def lookup(self, name: str, rdtype: str, timeout: float) -> DnsAnswer:
+        with self._lock:
+            self.calls.append((name, rdtype))
+        if self.delay:
+            time.sleep(min(self.delay, timeout))
+        n = name
+        for _ in range(9):
+            v = self.records.get((n, rdtype))
+            if v is None and rdtype != "CNAME" and isinstance(self.records.get((n, "CNAME")), list):
+                n = str(self.records[(n, "CNAME")][0]).lower().rstrip(".")
+                continue
+            break
+        else:
+            return DnsAnswer(name, rdtype, SERVFAIL, error="CNAME chain too long")
+        if v == "TIMEOUT":
+            if self.delay == 0:
+                time.sleep(min(timeout, 0.01))
+            return DnsAnswer(name, rdtype, TIMEOUT, error="timed out")
+        if v == "SERVFAIL":
+            return DnsAnswer(name, rdtype, SERVFAIL, error="SERVFAIL")
+        if v is None:
+            if any(k[0] == n and self.records[k] == "TIMEOUT" for k in self.records):
+                return DnsAnswer(name, rdtype, TIMEOUT, error="timed out")
+            return DnsAnswer(name, rdtype, NODATA if n in self.names else NXDOMAIN, ttl=60)
+        if not v:
+            return DnsAnswer(name, rdtype, NODATA, ttl=60)
+        records: list[Any] = []
+        parts: list[tuple[bytes, ...]] = []
+        for r in v:
+            if rdtype == "TXT":
+                p = tuple(x if isinstance(x, bytes) else str(x).encode() for x in r) if isinstance(r, (list, tuple)) \
+                    else ((r if isinstance(r, bytes) else str(r).encode("utf-8", "surrogateescape")),)
+                parts.append(p)
+                records.append(b"".join(p).decode("utf-8", "surrogateescape"))
+            elif rdtype == "MX":
+                records.append((int(r[0]), str(r[1]).lower().rstrip(".")))
+            else:
+                records.append(str(r).rstrip("."))
+        if len(records) > MAX_RECORDS:
+            return DnsAnswer(name, rdtype, SERVFAIL, error="answer refused as hostile")
+        return DnsAnswer(name, rdtype, OK, tuple(records), self.ttl, tuple(parts))
+
+
+@dataclass(slots=True)
+class _CacheEntry:
+    answer: DnsAnswer
+    expires: float
+
+
+@dataclass(slots=True)
+class ResolverStats:
+    queries: int = 0
+    cache_hits: int = 0
+    temporary_errors: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+class Resolver:
+    """Caching, budget-aware DNS resolver; thread-safe, shared by every connection."""
+
+    def __init__(self, servers: Sequence[tuple[str, int]] = (), timeout: float = 3.0, *,
+                 backend: Backend | None = None, cache_size: int = 20000, workers: int = 8,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self.backend: Backend = backend if backend is not None else DnspythonBackend(servers, timeout)
+        self.cache_size = cache_size
+        self.stats = ResolverStats()
+        self._cache: OrderedDict[tuple[str, str], _CacheEntry] = OrderedDict()
+        self._inflight: dict[tuple[str, str], Future[DnsAnswer]] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._workers = workers
+        self._clock = clock
+
+    # -- public API ------------------------------------------------------------------------------
+    def query(self, name: str, rdtype: str, budget: DnsBudget | None = None) -> DnsAnswer:
+        rdtype = rdtype.upper()
+        if rdtype not in RDTYPES:
+            raise ValueError(f"unsupported record type {rdtype!r}")
+        n = _normalise(name)
+        if n is None:
+            return DnsAnswer(name, rdtype, INVALID, error="not a valid DNS name")
+        key = (n, rdtype)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        with self._lock:
+            fut = self._inflight.get(key)
+        if fut is not None:
+            wait = min(self.timeout, budget.remaining()) if budget else self.timeout
+            try:
+                return fut.result(timeout=wait + 0.05)
+            except TimeoutError:
+                return DnsAnswer(n, rdtype, TIMEOUT, error="budget exhausted while waiting")
+        return self._resolve(key, budget)
+
+    def prefetch(self, name: str, rdtype: str, budget: DnsBudget | None = None) -> Future[DnsAnswer]:
+        rdtype = rdtype.upper()
+        n = _normalise(name)
+        if n is None or rdtype not in RDTYPES:
+            done: Future[DnsAnswer] = Future()
+            done.set_result(DnsAnswer(name, rdtype, INVALID, error="not a valid DNS name or type"))
+            return done
+        key = (n, rdtype)
+        cached = self._cached(key)
+        if cached is not None:
+            done = Future()
+            done.set_result(cached)
+            return done
+        with self._lock:
+            fut = self._inflight.get(key)
+            if fut is not None:
+                return fut
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="dns")
+            fut = self._pool.submit(self._resolve, key, budget)
+            self._inflight[key] = fut
+        return fut
+
+    def query_a(self, name: str, budget: DnsBudget | None = None) -> DnsAnswer:
+        return self.query(name, "A", budget)
+
+    def query_aaaa(self, name: str, budget: DnsBudget | None = None) -> DnsAnswer:
+        return self.query(name, "AAAA", budget)
+
+    def query_txt(self, name: str, budget: DnsBudget | None = None) -> DnsAnswer:
+        return self.query(name, "TXT", budget)
+
+    def query_mx(self, name: str, budget: DnsBudget | None = None) -> DnsAnswer:
+        return self.query(name, "MX", budget)
+
+    def query_ptr(self, ip: str, budget: DnsBudget | None = None) -> DnsAnswer:
+        try:
+            rev = dns.reversename.from_address(str(ipaddress.ip_address(ip))).to_text(omit_final_dot=True)
+        except ValueError:
+            return DnsAnswer(str(ip), "PTR", INVALID, error="not an IP address")
+        return self.query(rev, "PTR", budget)
+
+    def query_addresses(self, name: str, budget: DnsBudget | None = None) -> tuple[DnsAnswer, DnsAnswer]:
+        """A and AAAA, looked up concurrently."""
+        fa, f6 = self.prefetch(name, "A", budget), self.prefetch(name, "AAAA", budget)
+        return self._wait(fa, name, "A", budget), self._wait(f6, name, "AAAA", budget)
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _wait(self, fut: Future[DnsAnswer], name: str, rdtype: str, budget: DnsBudget | None) -> DnsAnswer:
+        wait = min(self.timeout, budget.remaining()) if budget else self.timeout
+        try:
+            return fut.result(timeout=wait + 0.05)
+        except TimeoutError:
+            return DnsAnswer(name, rdtype, TIMEOUT, error="budget exhausted while waiting")
+
+    def _cached(self, key: tuple[str, str]) -> DnsAnswer | None:
+        with self._lock:
+            e = self._cache.get(key)
+            if e is None:
+                return None
+            if e.expires <= self._clock():
+                del self._cache[key]
+                return None
+            self._cache.move_to_end(key)
+            self.stats.cache_hits += 1
+        a = e.answer
+        return DnsAnswer(a.name, a.rdtype, a.status, a.records, a.ttl, a.txt_parts, a.error, True)
+
+    def _resolve(self, key: tuple[str, str], budget: DnsBudget | None) -> DnsAnswer:
+        name, rdtype = key
+        try:
+            if budget is not None and not budget.take():
+                ans = DnsAnswer(name, rdtype, TIMEOUT, error="message DNS budget exhausted")
+            else:
+                timeout = min(self.timeout, budget.remaining()) if budget else self.timeout
+                try:
+                    ans = self.backend.lookup(name, rdtype, timeout)
+                except Exception as e:  # noqa: BLE001 - a broken backend is a temporary DNS error
+                    log.warning("DNS backend error for %s/%s: %s", name, rdtype, e)
+                    ans = DnsAnswer(name, rdtype, SERVFAIL, error=f"{type(e).__name__}: {e}"[:200])
+            with self._lock:
+                self.stats.queries += 1
+                self.stats.by_status[ans.status] = self.stats.by_status.get(ans.status, 0) + 1
+                if ans.temporary:
+                    self.stats.temporary_errors += 1
+                elif ans.ttl > 0:  # temporary errors are never cached
+                    self._cache[key] = _CacheEntry(ans, self._clock() + ans.ttl)
+                    self._cache.move_to_end(key)
+                    while len(self._cache) > self.cache_size:
+                        self._cache.popitem(last=False)
+            return ans
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+
+
+_default: Resolver | None = None
+_default_lock = threading.Lock()
+
+
+def get_resolver() -> Resolver:
+    """The process-wide resolver (built from GATEWAY_DNS_SERVERS / GATEWAY_DNS_TIMEOUT)."""
+    global _default
+    r = _default
+    if r is None:
+        with _default_lock:
+            if _default is None:
+                from gateway_milter import envconfig
+
+                servers = envconfig.env_hostports("GATEWAY_DNS_SERVERS", 53)
+                timeout = envconfig.env_float("GATEWAY_DNS_TIMEOUT", 3.0, 0.1)
+                _default = Resolver(servers, timeout)
+            r = _default
+    return r
+
+
+def set_resolver(resolver: Resolver | None) -> Resolver | None:
+    """Install ``resolver`` as the process-wide one; returns the previous one (test seam)."""
+    global _default
+    with _default_lock:
+        prev, _default = _default, resolver
+    return prev

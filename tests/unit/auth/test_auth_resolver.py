@@ -1,0 +1,139 @@
+"""The gateway resolver: cache, budget, temporary errors, prefetch, hostile answers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from gateway_milter.net import resolver as r
+
+
+def make(records: dict, **kw) -> tuple[r.Resolver, r.StaticBackend]:
+    be = r.StaticBackend(records, **kw)
+    return r.Resolver(backend=be, timeout=0.5), be
+
+
+def test_it_answers_and_caches_per_ttl() -> None:
+    now = [1000.0]
+    be = r.StaticBackend({("a.test", "A"): ["192.0.2.1"]}, ttl=30)
+    res = r.Resolver(backend=be, clock=lambda: now[0])
+    first = res.query_a("A.test.")
+    assert first.ok and first.records == ("192.0.2.1",) and not first.from_cache
+    assert res.query_a("a.test").from_cache
+    assert len(be.calls) == 1
+    now[0] += 31
+    assert not res.query_a("a.test").from_cache
+    assert len(be.calls) == 2
+
+
+def test_it_reports_nxdomain_and_nodata_as_void() -> None:
+    res, _ = make({("a.test", "A"): ["192.0.2.1"]})
+    assert res.query_txt("a.test").status == r.NODATA
+    assert res.query_txt("b.test").status == r.NXDOMAIN
+    assert res.query_txt("b.test").empty
+
+
+def test_it_never_caches_temporary_errors() -> None:
+    res, be = make({("t.test", "TXT"): "TIMEOUT", ("s.test", "TXT"): "SERVFAIL"})
+    for name, status in (("t.test", r.TIMEOUT), ("s.test", r.SERVFAIL)):
+        a = res.query_txt(name)
+        assert a.status == status and a.temporary and not a.ok
+        res.query_txt(name)
+    assert len(be.calls) == 4
+
+
+def test_it_gives_timeout_when_the_message_budget_is_spent() -> None:
+    res, be = make({("a.test", "A"): ["192.0.2.1"]})
+    budget = r.DnsBudget(seconds=10, max_queries=1)
+    assert res.query_a("a.test", budget).ok
+    assert res.query_a("b.test", budget).status == r.TIMEOUT
+    assert res.query_a("a.test", budget).ok  # cached answers cost nothing
+    spent = r.DnsBudget(seconds=0)
+    assert res.query_a("c.test", spent).status == r.TIMEOUT
+    assert len(be.calls) == 1
+
+
+def test_it_runs_prefetches_concurrently_and_shares_inflight_lookups() -> None:
+    records = {(f"h{i}.test", "A"): [f"192.0.2.{i}"] for i in range(6)}
+    res, be = make(records, delay=0.2)
+    t0 = time.monotonic()
+    futs = [res.prefetch(f"h{i}.test", "A") for i in range(6)]
+    dup = res.prefetch("h0.test", "A")
+    assert dup is futs[0]
+    answers = [f.result() for f in futs]
+    assert time.monotonic() - t0 < 0.6  # six 0.2 s lookups in parallel
+    assert [a.records[0] for a in answers] == [f"192.0.2.{i}" for i in range(6)]
+    assert res.query_a("h3.test").from_cache
+    assert len(be.calls) == 6
+
+
+def test_it_refuses_invalid_names_without_a_query() -> None:
+    res, be = make({})
+    assert res.query_txt("a" * 64 + ".test").status == r.INVALID
+    assert res.query_txt("a..test").status == r.INVALID
+    assert res.query_ptr("not-an-ip").status == r.INVALID
+    assert be.calls == []
+    with pytest.raises(ValueError):
+        res.query("a.test", "AXFR")
+
+
+def test_it_refuses_a_hostile_answer_with_too_many_records() -> None:
+    res, _ = make({("big.test", "TXT"): [f"v{i}" for i in range(r.MAX_RECORDS + 1)]})
+    a = res.query_txt("big.test")
+    assert a.temporary and "hostile" in a.error
+
+
+def test_it_turns_a_broken_backend_into_servfail() -> None:
+    class Broken:
+        def lookup(self, name: str, rdtype: str, timeout: float) -> r.DnsAnswer:
+            raise OSError("socket gone")
+
+    a = r.Resolver(backend=Broken()).query_a("a.test")
+    assert a.status == r.SERVFAIL and "socket gone" in a.error
+
+
+def test_it_follows_cnames_in_static_zone_data_and_stops_long_chains() -> None:
+    recs = {(f"c{i}.test", "CNAME"): [f"c{i + 1}.test"] for i in range(20)}
+    recs[("c20.test", "TXT")] = ["end"]
+    recs[("c15.test", "TXT")] = ["near"]
+    res, _ = make(recs)
+    assert res.query_txt("c12.test").records == ("near",)
+    assert res.query_txt("c0.test").status == r.SERVFAIL
+
+
+def test_it_builds_the_process_resolver_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_DNS_SERVERS", "127.0.0.1:5399,[::1]:53")
+    monkeypatch.setenv("GATEWAY_DNS_TIMEOUT", "1.5")
+    prev = r.set_resolver(None)
+    try:
+        res = r.get_resolver()
+        assert res is r.get_resolver()
+        assert res.timeout == 1.5
+        be = res.backend
+        assert isinstance(be, r.DnspythonBackend)
+        ns = be._resolver.nameservers
+        assert [(n.address, n.port) for n in ns] == [("127.0.0.1", 5399), ("::1", 53)]  # type: ignore[union-attr]
+    finally:
+        r.set_resolver(prev)
+
+
+def test_it_is_thread_safe_under_concurrent_queries() -> None:
+    res, be = make({(f"n{i}.test", "A"): ["192.0.2.9"] for i in range(50)})
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for i in range(50):
+                assert res.query_a(f"n{i}.test").ok
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    assert len(be.calls) <= 50 * 4
