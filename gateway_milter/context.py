@@ -128,7 +128,7 @@ class MessageContext:
         self.transcript: list[str] = []
         self.runner: LayerRunner | None = None
         self.outcome: Outcome | None = None
-        self.quarantine_ids: list[str] = []
+        self.quarantined: list[dict[str, Any]] = []  # metadata of stored quarantine copies
         self.header_size = 0
         self._raw: bytes | None = None
         self._mime: MimeView | None = None

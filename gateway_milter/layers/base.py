@@ -87,6 +87,9 @@ class Layer(Generic[S]):
     Settings: ClassVar[type[BaseSettings]] = BaseSettings
     budget_s: ClassVar[float] = 5.0
     description: ClassVar[str] = ""
+    # A layer judged before DATA that also looks at headers (e.g. header From lists) is
+    # computed again at end of message, replacing its earlier result.
+    recheck_at_eom: ClassVar[bool] = False
 
     def check(self, ctx: MessageContext, settings: S) -> LayerFindings:
         raise NotImplementedError

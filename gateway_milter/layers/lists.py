@@ -40,6 +40,7 @@ class ListsLayer(Layer[ListsSettings]):
     stage = Stage.MAIL
     fail_mode = FailMode.TEMPFAIL
     Settings = ListsSettings
+    recheck_at_eom = True
     description = "Allow and block lists of senders, recipients, hosts and IP networks"
 
     def check(self, ctx: MessageContext, settings: ListsSettings) -> LayerFindings:

@@ -72,9 +72,15 @@ class LayerRunner:
         self.stage = Stage.CONNECT
         self.stage_deadline = (stage_started or time.monotonic()) + STAGE_BUDGET_S[Stage.CONNECT]
 
-    def enter_stage(self, stage: Stage) -> None:
+    def enter_stage(self, stage: Stage, ctx: MessageContext | None = None) -> None:
         self.stage = stage
         self.stage_deadline = time.monotonic() + STAGE_BUDGET_S[stage]
+        if stage is Stage.EOM and ctx is not None:
+            for layer_id, res in list(self._results.items()):
+                if layers.get(layer_id).recheck_at_eom:
+                    del self._results[layer_id]
+                    gone = set(map(id, res.symbols))
+                    ctx.symbols[:] = [s for s in ctx.symbols if id(s) not in gone]
 
     def remaining(self, cap: float | None = None) -> float:
         left = self.stage_deadline - time.monotonic()

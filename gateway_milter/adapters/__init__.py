@@ -1,0 +1,1 @@
+"""The only package that imports Django: policy loading and the message-log database writer."""

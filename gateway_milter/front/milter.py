@@ -1,0 +1,207 @@
+"""pymilter callbacks -> the transaction driver.
+
+One :class:`BulwarkMilter` object exists per SMTP connection (libmilter may run its callbacks
+on different worker threads, so all state lives on the object). Every callback is guarded: an
+exception becomes ``451 4.3.0`` (tempfail), never an accept.
+
+Macros read (Postfix names; configure ``milter_*_macros`` as in docs/operations/postfix.md):
+``j`` (MTA host name), ``{daemon_name}``, ``{client_addr}``, ``{client_name}``,
+``{client_ptr}``, ``{auth_authen}``, ``{auth_type}``, ``{mail_addr}``, ``{rcpt_addr}``,
+``i`` (queue id, from the first accepted RCPT on), ``{tls_version}``, ``{cipher}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import Milter
+
+from gateway_milter.context import ConnectionInfo, MessageContext
+from gateway_milter.pipeline.transaction import INTERNAL_ERROR, Gateway
+from gateway_milter.verdict import Action, HeaderEdit, Reply
+
+log = logging.getLogger("bulwark.milter")
+
+MACROS = ("j", "{daemon_name}", "{client_addr}", "{client_name}", "{client_ptr}", "{auth_authen}",
+          "{auth_type}", "{mail_addr}", "{rcpt_addr}", "i", "{tls_version}", "{cipher}")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(fn: F) -> F:
+    """Turn any exception in a callback into a 4xx tempfail."""
+
+    @functools.wraps(fn)
+    def wrapper(self: BulwarkMilter, *args: Any) -> Any:
+        try:
+            return fn(self, *args)
+        except Exception:  # noqa: BLE001
+            log.exception("milter callback %s failed", fn.__name__)
+            if self.ctx is not None:
+                self.ctx.add_trace("milter", "error", f"exception in {fn.__name__}")
+            try:
+                self._reply(INTERNAL_ERROR)
+            except Exception:  # noqa: BLE001
+                pass
+            return Milter.TEMPFAIL
+
+    return wrapper  # type: ignore[return-value]
+
+
+class BulwarkMilter(Milter.Base):
+    gateway: Gateway  # set by the daemon before libmilter starts
+
+    def __init__(self) -> None:
+        self.conn: ConnectionInfo | None = None
+        self.ctx: MessageContext | None = None
+        self._finished = True
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _macros(self) -> None:
+        assert self.conn is not None
+        for m in MACROS:
+            v = self.getsymval(m)
+            if v:
+                self.conn.macros[m] = v if isinstance(v, str) else str(v)
+
+    def _reply(self, reply: Reply) -> None:
+        self.setreply(reply.code, reply.enhanced, reply.text.replace("%", "%%"))
+
+    def _finish(self, final: Action | None = None, reply: Reply | None = None) -> None:
+        if self.ctx is not None and not self._finished:
+            self._finished = True
+            if self.ctx.recipients or self.ctx.rejected_recipients or self.ctx.outcome is not None:
+                self.gateway.finish(self.ctx, final, reply)
+            self.ctx.close()
+        self.ctx = None
+
+    # -- callbacks --------------------------------------------------------------------------
+    @guarded
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        ip, port = None, None
+        if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
+            ip, port = hostaddr[0], hostaddr[1]
+        self.conn = ConnectionInfo(client_ip=ip, client_port=port, client_name=hostname or "")
+        self._macros()
+        return Milter.CONTINUE
+
+    @guarded
+    def hello(self, heloname: str) -> int:
+        assert self.conn is not None
+        self.conn.helo = heloname or ""
+        self._macros()
+        return Milter.CONTINUE
+
+    @guarded
+    def envfrom(self, mailfrom: str, *esmtp: str) -> int:
+        assert self.conn is not None
+        self._finish()
+        self._macros()
+        self.ctx = self.gateway.begin(self.conn)
+        self._finished = False
+        if self.conn.helo:
+            self.ctx.note(f"HELO {self.conn.helo}")
+        d = self.gateway.mail(self.ctx, mailfrom, tuple(esmtp))
+        return self._step(d)
+
+    @guarded
+    def envrcpt(self, to: str, *esmtp: str) -> int:
+        assert self.ctx is not None
+        self._macros()
+        d = self.gateway.rcpt(self.ctx, to, tuple(esmtp))
+        return self._step(d)
+
+    def _step(self, d: Any) -> int:
+        if d.action == "continue":
+            return Milter.CONTINUE
+        self._reply(d.reply)
+        return Milter.REJECT if d.action == "reject" else Milter.TEMPFAIL
+
+    @guarded
+    def data(self) -> int:
+        # Defining data() keeps Postfix from a Nagle/delayed-ACK stall on inet sockets.
+        if self.ctx is not None:
+            self.ctx.note("DATA")
+        return Milter.CONTINUE
+
+    @guarded
+    @Milter.decode("bytes")
+    def header(self, name: str, value: bytes) -> int:
+        assert self.ctx is not None
+        v = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+        self.ctx.add_header(name, v)
+        return Milter.CONTINUE
+
+    @guarded
+    def eoh(self) -> int:
+        return Milter.CONTINUE
+
+    @guarded
+    def body(self, chunk: bytes) -> int:
+        assert self.ctx is not None
+        self.ctx.body.write(chunk)
+        return Milter.CONTINUE
+
+    @guarded
+    def eom(self) -> int:
+        assert self.ctx is not None
+        ctx = self.ctx
+        self._macros()
+        ctx.queue_id = self.conn.macros.get("i", "") if self.conn else ""
+        d = self.gateway.eom(ctx)
+        if d.action is Action.REJECT or d.action is Action.TEMPFAIL:
+            reply = d.reply or INTERNAL_ERROR
+            self._reply(reply)
+            self._finish(d.action, reply)
+            return Milter.REJECT if d.action is Action.REJECT else Milter.TEMPFAIL
+        if d.action is Action.DISCARD:
+            self._finish(Action.QUARANTINE if d.quarantine_ids else Action.DISCARD)
+            return Milter.DISCARD
+        try:
+            self._apply(ctx, d)
+        except Exception:
+            # A half-applied change must not be delivered: tempfail, the client retries.
+            log.exception("applying message changes failed")
+            self._reply(INTERNAL_ERROR)
+            ctx.add_trace("milter", "error", "applying changes failed")
+            self._finish(Action.TEMPFAIL, INTERNAL_ERROR)
+            return Milter.TEMPFAIL
+        self._finish(Action.ACCEPT)
+        return Milter.ACCEPT
+
+    def _apply(self, ctx: MessageContext, d: Any) -> None:
+        for edit in d.header_edits:
+            self._header_edit(edit)
+        for addr in d.delete_recipients:
+            self.delrcpt(f"<{addr}>")
+        for addr in d.add_recipients:
+            self.addrcpt(f"<{addr}>")
+        if d.change_sender is not None:
+            self.chgfrom(f"<{d.change_sender}>")
+        if d.new_body is not None:
+            body = d.new_body
+            for i in range(0, len(body), 65536):
+                self.replacebody(body[i:i + 65536])
+
+    def _header_edit(self, e: HeaderEdit) -> None:
+        if e.op == "add":
+            self.addheader(e.name, e.value)
+        elif e.op == "insert":
+            self.addheader(e.name, e.value, 1)
+        else:
+            self.chgheader(e.name, max(e.index, 1), "")
+
+    @guarded
+    def abort(self) -> int:
+        # The client or the MTA ended the transaction before end of message.
+        self._finish()
+        return Milter.CONTINUE
+
+    @guarded
+    def close(self) -> int:
+        self._finish()
+        return Milter.CONTINUE

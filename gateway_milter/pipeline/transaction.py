@@ -1,0 +1,310 @@
+"""The transaction driver: one SMTP transaction through the pipeline, independent of pymilter.
+
+The milter front (gateway_milter/front) and the scan CLI both drive a :class:`MessageContext`
+through ``mail`` -> ``rcpt``* -> ``eom`` and finish it with ``finish``, which emits the message
+log record. Each step returns a plain decision object that the caller turns into SMTP replies.
+
+Invariants (never lose mail):
+- any exception in a step becomes a 4xx tempfail decision, never an accept;
+- a quarantined copy is stored (fsynced) before ``eom`` returns;
+- the message-log record is handed to the journal before the reply is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway_milter import layers, transforms
+from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
+from gateway_milter.layers.direction import message_direction, recipient_direction
+from gateway_milter.pipeline.runner import LayerFailure, LayerRunner
+from gateway_milter.policy.evaluate import engine_for
+from gateway_milter.verdict import (
+    DEFAULT_TEMPFAIL,
+    Action,
+    HeaderEdit,
+    Outcome,
+    QuarantineQueue,
+    Reply,
+    Stage,
+)
+
+if TYPE_CHECKING:
+    from gateway_milter.policy.snapshot import PolicySnapshot
+
+log = logging.getLogger("bulwark.transaction")
+
+INTERNAL_ERROR = Reply("451", "4.3.0", "Temporary local problem, please try again later")
+POLICY_GROUP_DEFER = Reply("452", "4.5.3", "Too many recipients for this policy group, please send again")
+
+
+class PolicyProvider(Protocol):
+    def current(self) -> PolicySnapshot: ...
+
+
+class QuarantineStore(Protocol):
+    def store(self, raw: bytes, meta: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class LogSink(Protocol):
+    def emit(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass(slots=True)
+class StepDecision:
+    """``action`` is continue/reject/tempfail (before DATA) for one SMTP command."""
+
+    action: str = "continue"
+    reply: Reply | None = None
+
+
+@dataclass(slots=True)
+class EomDecision:
+    action: Action
+    reply: Reply | None = None
+    header_edits: list[HeaderEdit] = field(default_factory=list)
+    new_body: bytes | None = None
+    delete_recipients: list[str] = field(default_factory=list)
+    add_recipients: list[str] = field(default_factory=list)
+    quarantine_ids: list[str] = field(default_factory=list)
+    change_sender: str | None = None
+
+
+class Gateway:
+    """Process-wide: holds the policy provider and the stores; stateless per message."""
+
+    def __init__(self, policy: PolicyProvider, quarantine: QuarantineStore, log_sink: LogSink,
+                 node: str = "") -> None:
+        self.policy = policy
+        self.quarantine = quarantine
+        self.log_sink = log_sink
+        self.node = node
+
+    # -- steps ----------------------------------------------------------------------------------
+    def begin(self, conn: ConnectionInfo, *, scan_mode: bool = False) -> MessageContext:
+        ctx = MessageContext(conn, self.policy.current(), scan_mode=scan_mode)
+        ctx.runner = LayerRunner()
+        ctx.runner.enter_stage(Stage.MAIL)
+        return ctx
+
+    def mail(self, ctx: MessageContext, sender: str, esmtp: tuple[str, ...] = ()) -> StepDecision:
+        ctx.mail_from = sender.strip().strip("<>")
+        ctx.mail_esmtp = tuple(esmtp)
+        ctx.note(f"MAIL FROM:<{ctx.mail_from}>" + (" " + " ".join(esmtp) if esmtp else ""))
+        # Outbound mail is judged by the sender's domain until a recipient says otherwise.
+        if ctx.is_internal_sender:
+            ctx.policy_domain = ctx.policy.canonical_domain(ctx.sender_domain)
+        return StepDecision()
+
+    def rcpt(self, ctx: MessageContext, address: str, esmtp: tuple[str, ...] = ()) -> StepDecision:
+        assert ctx.runner is not None
+        try:
+            ctx.runner.enter_stage(Stage.RCPT)
+            addr = address.strip().strip("<>")
+            _, domain = split_address(addr)
+            is_local = ctx.policy.is_local_domain(domain)
+            rcpt = Recipient(addr, domain, is_local, tuple(esmtp),
+                             direction=recipient_direction(ctx.is_internal_sender, is_local))
+            # One policy group per message: recipients of another group are deferred (452).
+            group_domain = domain if is_local and not ctx.is_internal_sender else ctx.policy_domain
+            if ctx.recipients:
+                if ctx.policy.policy_group(group_domain) != ctx.policy.policy_group(ctx.policy_domain):
+                    return self._refuse_rcpt(ctx, addr, POLICY_GROUP_DEFER, "tempfail")
+            elif is_local and not ctx.is_internal_sender:
+                ctx.policy_domain = ctx.policy.canonical_domain(domain)
+            ctx.direction = message_direction([r.direction for r in ctx.recipients] + [rcpt.direction])
+            engine = engine_for(ctx.policy)
+            outcome = engine.recipient(ctx, rcpt) or engine.envelope(ctx)
+            if outcome is not None and outcome.action in (Action.REJECT, Action.TEMPFAIL):
+                return self._refuse_rcpt(ctx, addr, outcome.reply or DEFAULT_TEMPFAIL, outcome.action.value,
+                                         outcome.reason)
+            if outcome is not None:
+                rcpt.outcome = outcome
+            ctx.recipients.append(rcpt)
+            ctx.note(f"RCPT TO:<{addr}> -> 250 accepted")
+            return StepDecision()
+        except LayerFailure as e:
+            return self._refuse_rcpt(ctx, address.strip("<>"), DEFAULT_TEMPFAIL, "tempfail", str(e))
+        except Exception as e:  # noqa: BLE001 - never accept on an internal error
+            log.exception("rcpt step failed")
+            return self._refuse_rcpt(ctx, address.strip("<>"), INTERNAL_ERROR, "tempfail", f"internal error: {e}")
+
+    def _refuse_rcpt(self, ctx: MessageContext, addr: str, reply: Reply, action: str, reason: str = "") -> StepDecision:
+        ctx.rejected_recipients.append((addr, str(reply)))
+        ctx.note(f"RCPT TO:<{addr}> -> {reply}")
+        if reason:
+            ctx.facts.setdefault("rcpt_reasons", {})[addr] = reason
+        return StepDecision("reject" if reply.code.startswith("5") else "tempfail", reply)
+
+    def eom(self, ctx: MessageContext) -> EomDecision:
+        """Decide, store quarantined copies, compute changes. Never raises."""
+        assert ctx.runner is not None
+        ctx.runner.enter_stage(Stage.EOM, ctx)
+        try:
+            decision = self._eom(ctx)
+        except LayerFailure as e:
+            ctx.outcome = Outcome.tempfail(DEFAULT_TEMPFAIL, str(e), f"layer:{e.layer_id}")
+            decision = EomDecision(Action.TEMPFAIL, DEFAULT_TEMPFAIL)
+        except Exception as e:  # noqa: BLE001
+            log.exception("end-of-message processing failed")
+            ctx.add_trace("gateway", "error", f"{type(e).__name__}: {e}")
+            ctx.outcome = Outcome.tempfail(INTERNAL_ERROR, f"internal error: {type(e).__name__}: {e}", "gateway")
+            decision = EomDecision(Action.TEMPFAIL, INTERNAL_ERROR)
+        ctx.note(f"END-OF-MESSAGE -> {decision.action.value}" + (f" {decision.reply}" if decision.reply else ""))
+        return decision
+
+    def _eom(self, ctx: MessageContext) -> EomDecision:
+        engine = engine_for(ctx.policy)
+        outcome = engine.message(ctx)
+        ctx.outcome = outcome
+        if outcome.action in (Action.REJECT, Action.TEMPFAIL):
+            return EomDecision(outcome.action, outcome.reply)
+        if outcome.action is Action.DISCARD:
+            return EomDecision(Action.DISCARD)
+
+        # Recipients quarantined: by the message outcome, or each by its own RCPT-time outcome.
+        held: dict[QuarantineQueue, list[Recipient]] = {}
+        reasons: dict[QuarantineQueue, str] = {}
+        for r in ctx.recipients:
+            o = outcome if outcome.action is Action.QUARANTINE else r.outcome
+            if o is not None and o.action is Action.QUARANTINE:
+                q = o.queue or QuarantineQueue.USER
+                held.setdefault(q, []).append(r)
+                reasons.setdefault(q, o.reason)
+        dec = EomDecision(Action.ACCEPT)
+        if held:
+            raw = ctx.raw_bytes()
+            for q, rcpts in held.items():
+                stored = self.quarantine.store(raw, self._quarantine_meta(ctx, q, reasons[q], [r.address for r in rcpts]))
+                qid = stored["qid"]
+                ctx.quarantined.append(stored)
+                dec.quarantine_ids.append(qid)
+                ctx.add_trace("quarantine", "stored", f"{q.value} {qid} for {len(rcpts)} recipient(s)")
+            held_addrs = {r.address for rs in held.values() for r in rs}
+            remaining = [r for r in ctx.recipients if r.address not in held_addrs]
+            if not remaining:
+                # Every copy is stored durably: the message is accepted and not delivered.
+                return EomDecision(Action.DISCARD, quarantine_ids=dec.quarantine_ids)
+            dec.delete_recipients = sorted(held_addrs)
+
+        # Transforms for the delivered copy (headers, strip, spam headers, A-R, DKIM last).
+        services = _Services(self, ctx)
+        for edit in outcome.header_edits:
+            dec.header_edits.append(edit)
+        dec.add_recipients = list(outcome.add_recipients)
+        for fn in transforms.loaded():
+            res = fn(ctx, outcome, services)
+            if res is None:
+                continue
+            dec.header_edits.extend(res.header_edits)
+            if res.new_body is not None:
+                dec.new_body = res.new_body
+        dec.quarantine_ids = [m["qid"] for m in ctx.quarantined]
+        cs = ctx.facts.get("change_sender")
+        if isinstance(cs, str):
+            dec.change_sender = cs
+        return dec
+
+    def _quarantine_meta(self, ctx: MessageContext, q: QuarantineQueue, reason: str, rcpts: list[str]) -> dict[str, Any]:
+        return {
+            "log_id": ctx.log_id,
+            "queue": q.value,
+            "created": time.time(),
+            "mail_from": ctx.mail_from,
+            "header_from": _decoded(ctx.header("From")),
+            "subject": _decoded(ctx.header("Subject")),
+            "recipients": rcpts,
+            "reason": reason,
+            "size": ctx.size,
+            "score": ctx.score,
+            "direction": ctx.direction.value,
+            "client_ip": ctx.conn.client_ip,
+        }
+
+    # -- the log record -------------------------------------------------------------------------
+    def finish(self, ctx: MessageContext, final: Action | None = None, reply: Reply | None = None,
+               reason: str = "") -> dict[str, Any]:
+        """Emit the message-log record for this transaction (also for refusals before DATA)."""
+        outcome = ctx.outcome
+        if final is None:
+            final = outcome.action if outcome is not None else (Action.REJECT if ctx.rejected_recipients else Action.TEMPFAIL)
+        if not reason:
+            if outcome is not None:
+                reason = outcome.reason
+            elif ctx.rejected_recipients:
+                reason = ctx.rejected_recipients[0][1]
+        per_rcpt = []
+        for r in ctx.recipients:
+            act = final.value
+            if outcome is not None and outcome.action is Action.ACCEPT and r.outcome is not None \
+                    and r.outcome.action is Action.QUARANTINE:
+                act = "quarantine"
+            per_rcpt.append({"address": r.address, "domain": r.domain, "action": act,
+                             "reply": str(reply) if reply else ""})
+        for addr, rep in ctx.rejected_recipients:
+            per_rcpt.append({"address": addr, "domain": split_address(addr)[1],
+                             "action": "tempfail" if rep.startswith("4") else "reject", "reply": rep})
+        rec = {
+            "log_id": ctx.log_id,
+            "time": ctx.started,
+            "node": self.node,
+            "direction": ctx.direction.value,
+            "client_ip": ctx.conn.client_ip or None,
+            "client_name": ctx.conn.client_name,
+            "helo": ctx.conn.helo,
+            "auth_user": ctx.conn.auth_user,
+            "mail_from": ctx.mail_from,
+            "header_from": _decoded(ctx.header("From")),
+            "subject": _decoded(ctx.header("Subject")),
+            "message_id": (ctx.header("Message-ID") or "").strip()[:500],
+            "queue_id": ctx.queue_id,
+            "size": ctx.size if ctx.headers else 0,
+            "score": ctx.score,
+            "action": final.value,
+            "reason": reason[:500],
+            "symbols": [{"name": s.name, "score": s.score, "detail": s.detail[:200], "layer": s.layer}
+                        for s in ctx.symbols],
+            "trace": [{"source": t.source, "event": t.event, "detail": t.detail[:500], "ms": t.ms} for t in ctx.trace],
+            "transcript": ctx.transcript,
+            "recipients": per_rcpt,
+            "quarantine": list(ctx.quarantined),
+            "policy_version": ctx.policy.version,
+        }
+        try:
+            self.log_sink.emit(rec)
+        except Exception:  # noqa: BLE001 - logging must never change the SMTP answer
+            log.exception("message log emit failed for %s", ctx.log_id)
+        return rec
+
+
+class _Services:
+    def __init__(self, gw: Gateway, ctx: MessageContext) -> None:
+        self.gw = gw
+        self.ctx = ctx
+
+    def quarantine_copy(self, ctx: MessageContext, queue: QuarantineQueue, reason: str,
+                        recipients: list[str] | None = None) -> str:
+        rcpts = recipients if recipients is not None else [r.address for r in ctx.recipients]
+        stored = self.gw.quarantine.store(ctx.raw_bytes(), self.gw._quarantine_meta(ctx, queue, reason, rcpts))
+        qid = str(stored["qid"])
+        ctx.quarantined.append(stored)
+        ctx.add_trace("quarantine", "stored", f"{queue.value} {qid} (copy: {reason})")
+        return qid
+
+
+def _decoded(value: str | None) -> str:
+    if not value:
+        return ""
+    try:
+        s = str(make_header(decode_header(value)))
+    except Exception:  # noqa: BLE001 - malformed encoded words: keep the raw text
+        s = value
+    return " ".join(s.split())[:500]
+
+
+def all_layer_ids() -> list[str]:
+    return layers.available()

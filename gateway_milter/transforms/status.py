@@ -1,0 +1,29 @@
+"""The gateway's own headers on delivered mail: ``X-Bulwark-Result`` (action, score, symbols)
+and ``X-Bulwark-Id`` (the message-log id). Headers of those names that arrived with the message
+are removed first, so downstream filters can trust them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway_milter.transforms import TransformResult, TransformServices
+from gateway_milter.verdict import HeaderEdit
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext
+    from gateway_milter.verdict import Outcome
+
+OWN_HEADERS = ("X-Bulwark-Result", "X-Bulwark-Id")
+
+
+def gateway_headers(ctx: MessageContext, outcome: Outcome, services: TransformServices) -> TransformResult:
+    edits: list[HeaderEdit] = []
+    for name in OWN_HEADERS:
+        count = len(ctx.header_values(name))
+        # Delete from the last occurrence backwards so earlier indexes stay valid.
+        edits += [HeaderEdit("delete", name, index=i) for i in range(count, 0, -1)]
+    symbols = ", ".join(sorted({s.name for s in ctx.symbols})) or "none"
+    edits.append(HeaderEdit("add", "X-Bulwark-Result",
+                            f"{outcome.action.value}; score={ctx.score:.2f}; host={ctx.policy.hostname}; symbols={symbols}"))
+    edits.append(HeaderEdit("add", "X-Bulwark-Id", ctx.log_id))
+    return TransformResult(edits)

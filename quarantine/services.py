@@ -1,0 +1,81 @@
+"""Quarantine actions: release (re-inject through the MTA listener without milters) and delete.
+
+Re-injection goes to GATEWAY_REINJECT_HOST:GATEWAY_REINJECT_PORT, a Postfix smtpd with
+``-o smtpd_milters=`` (docs/operations/postfix.md), so a released message is not filtered again.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from gateway_milter.store.quarantine import FilesystemQuarantineStore
+from quarantine.models import QuarantinedMessage, QuarantineRecipient
+
+
+class ReleaseError(Exception):
+    pass
+
+
+def store() -> FilesystemQuarantineStore:
+    return FilesystemQuarantineStore(settings.GATEWAY.quarantine_dir)
+
+
+def read_message(msg: QuarantinedMessage) -> bytes:
+    return store().read(msg.storage_path)
+
+
+def do_release_message(msg: QuarantinedMessage, recipients: Iterable[str] | None = None, actor: str = "") -> list[str]:
+    """Re-inject the stored message to the held recipients (all, or those given). Recipients
+    already released are skipped, so a release link works once. Returns the addresses sent to."""
+    with transaction.atomic():
+        qs = QuarantineRecipient.objects.select_for_update().filter(message=msg, status="held")
+        if recipients is not None:
+            wanted = {r.lower() for r in recipients}
+            held = [r for r in qs if r.address.lower() in wanted]
+        else:
+            held = list(qs)
+        if not held:
+            return []
+        raw = read_message(msg)
+        cfg = settings.GATEWAY
+        try:
+            with smtplib.SMTP(cfg.reinject_host, cfg.reinject_port, timeout=30) as smtp:
+                refused = smtp.sendmail(msg.mail_from or "", [r.address for r in held], raw)
+        except (OSError, smtplib.SMTPException) as e:
+            raise ReleaseError(f"re-injection to {cfg.reinject_host}:{cfg.reinject_port} failed: {e}") from e
+        sent = [r for r in held if r.address not in refused]
+        now = timezone.now()
+        for r in sent:
+            r.status, r.released_at, r.released_by = "released", now, actor[:150]
+        QuarantineRecipient.objects.bulk_update(sent, ["status", "released_at", "released_by"])
+    return [r.address for r in sent]
+
+
+def do_delete_message(msg: QuarantinedMessage, actor: str = "") -> None:
+    """Delete the stored bytes and mark every held recipient deleted (metadata is kept for the log)."""
+    with transaction.atomic():
+        QuarantineRecipient.objects.filter(message=msg, status="held").update(status="deleted", released_by=actor[:150])
+        store().delete(msg.storage_path)
+
+
+def do_rescan_store() -> int:
+    """Create missing rows from the store's metadata files (after a database restore)."""
+    from gateway_milter.adapters.django_store import ingest_quarantine_rows
+
+    rows = []
+    for meta in store().scan():
+        import datetime as dt
+
+        rows.append((QuarantinedMessage(
+            qid=meta["qid"], log_id=meta.get("log_id", ""), queue=meta.get("queue", "user"),
+            created=dt.datetime.fromtimestamp(meta.get("created", 0), tz=dt.timezone.utc),
+            mail_from=meta.get("mail_from", ""), header_from=meta.get("header_from", ""),
+            subject=meta.get("subject", ""), reason=meta.get("reason", ""), size=meta.get("size", 0),
+            score=meta.get("score", 0.0), direction=meta.get("direction", ""), storage_path=meta["path"],
+        ), list(meta.get("recipients", []))))
+    return ingest_quarantine_rows(rows)

@@ -1,0 +1,12 @@
+"""Run the message-log journal ingestion from Django processes (CLI, worker, web)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from gateway_milter.adapters.django_store import write_log_batch
+from gateway_milter.store.msglog import JournalIngestor
+
+
+def ingest_now() -> int:
+    return JournalIngestor(settings.GATEWAY.journal_dir, write_log_batch).run_once()
