@@ -131,7 +131,7 @@ class Backend(Protocol):
 def _normalise(name: str) -> str | None:
     """Lower-case, no trailing dot, IDNA; None when the name can't be a DNS name."""
     n = name.strip().rstrip(".").lower()
-    if not n or len(n) > 253 or " " in n:
+    if not n or len(n) > 253:
         return None
     try:
         n = n.encode("idna").decode("ascii") if not n.isascii() else n
