@@ -1,4 +1,4 @@
-"""The shared MIME view (first version: stdlib parse; the ambiguity-aware parser extends it).
+"""The shared MIME view (RFC 2045-2049, RFC 2183, RFC 2231), parsed once per message.
 
 API contract other layers rely on (keep it stable):
 - ``parse_message(raw: bytes) -> MimeView`` never raises on malformed input;
@@ -8,6 +8,15 @@ API contract other layers rely on (keep it stable):
   ``is_attachment``, ``depth``, ``index``;
 - ``MimeView.defects``: list of strings naming parse problems;
 - ``MimeView.text`` (all text/plain parts joined) and ``MimeView.html`` (all text/html joined).
+
+Additions (also stable):
+- ``MimePart.path`` (child indexes from the root, for transforms), ``filenames`` (every name a
+  client could show: filename, filename*, name, encoded words), ``detected_type`` (by content,
+  lazily), ``transfer_encoding``, ``charset``, ``disposition``, ``defects``, ``extension``;
+- ``MimeView.ambiguities``: :class:`Ambiguity` values (the mime layer turns them into symbols);
+- ``MimeView.alternative_payloads()``: decoded content seen under every other interpretation
+  of an ambiguous message (antivirus scans them all);
+- ``MimeView.archive(part, limits)``: the bounded archive listing of a part, memoised.
 """
 
 from __future__ import annotations
@@ -16,6 +25,37 @@ import email
 import email.policy
 from dataclasses import dataclass, field
 from email.message import Message
+from typing import TYPE_CHECKING
+
+from gateway_milter.mime import headers as H
+
+if TYPE_CHECKING:
+    from gateway_milter.mime.ambiguity import Alternatives
+    from gateway_milter.mime.archives import ArchiveLimits, ArchiveReport
+
+MAX_DEPTH = 40  # nesting deeper than this is reported (MIME_TOO_DEEP) and not walked
+MAX_PARTS = 2000
+
+_KNOWN_CTE = {"7bit", "8bit", "binary", "base64", "quoted-printable", "x-uuencode", "uuencode", "x-uue", ""}
+_DEFECT_AMBIGUITY = {
+    "StartBoundaryNotFoundDefect": "MISSING_BOUNDARY",
+    "NoBoundaryInMultipartDefect": "MISSING_BOUNDARY",
+    "MultipartInvariantViolationDefect": "MISSING_BOUNDARY",
+    "InvalidBase64CharactersDefect": "BAD_BASE64",
+    "InvalidBase64PaddingDefect": "BAD_BASE64",
+    "InvalidBase64LengthDefect": "BAD_BASE64",
+    "MissingHeaderBodySeparatorDefect": "MALFORMED_HEADER",
+    "InvalidMultipartContentTransferEncodingDefect": "BAD_MULTIPART_ENCODING",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Ambiguity:
+    """One way in which two reasonable parsers could read the message differently."""
+
+    code: str  # DUPLICATE_CONTENT_TYPE, AMBIGUOUS_BOUNDARY, ... (docs/layers/mime.md)
+    detail: str = ""
+    path: str = ""
 
 
 @dataclass(slots=True)
@@ -28,6 +68,39 @@ class MimePart:
     text: str | None
     is_attachment: bool
     headers: list[tuple[str, str]] = field(default_factory=list)
+    path: tuple[int, ...] = ()
+    filenames: tuple[str, ...] = ()
+    transfer_encoding: str = ""
+    charset: str = ""
+    disposition: str = ""
+    defects: list[str] = field(default_factory=list)
+    _detected: str | None = None
+
+    @property
+    def declared_type(self) -> str:
+        return self.content_type
+
+    @property
+    def detected_type(self) -> str:
+        if self._detected is None:
+            from gateway_milter.mime.detect import detect_type
+
+            self._detected = detect_type(self.payload)
+        return self._detected
+
+    @property
+    def extension(self) -> str:
+        """Lower-case extension of the displayed name ("" when none)."""
+        name = self.filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].rstrip(" .")
+        return name.rsplit(".", 1)[1].lower() if "." in name else ""
+
+    @property
+    def path_str(self) -> str:
+        return ".".join(str(i + 1) for i in self.path) or "0"
+
+    @property
+    def safe_name(self) -> str:
+        return H.safe_filename(self.filename) if self.filename else ""
 
 
 @dataclass(slots=True)
@@ -35,6 +108,11 @@ class MimeView:
     message: Message
     parts: list[MimePart]
     defects: list[str]
+    raw: bytes = b""
+    ambiguities: list[Ambiguity] = field(default_factory=list)
+    max_depth: int = 0
+    _alternatives: Alternatives | None = None
+    _archives: dict[tuple[int, ArchiveLimits], ArchiveReport] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -44,25 +122,115 @@ class MimeView:
     def html(self) -> str:
         return "\n".join(p.text or "" for p in self.parts if p.content_type == "text/html" and not p.is_attachment)
 
+    @property
+    def is_ambiguous(self) -> bool:
+        return bool(self.ambiguities)
+
+    @property
+    def attachments(self) -> list[MimePart]:
+        return [p for p in self.parts if p.is_attachment]
+
+    def alternatives(self) -> Alternatives:
+        """Payloads under every other interpretation (computed once, only when asked)."""
+        if self._alternatives is None:
+            from gateway_milter.mime.ambiguity import alternative_payloads
+
+            known = {p.payload for p in self.parts}
+            self._alternatives = alternative_payloads(self.raw, known)
+        return self._alternatives
+
+    def alternative_payloads(self) -> list[bytes]:
+        return self.alternatives().payloads
+
+    def archive(self, part: MimePart, limits: ArchiveLimits | None = None) -> ArchiveReport | None:
+        """The bounded listing of ``part`` if its content is an archive, else None (memoised)."""
+        from gateway_milter.mime.archives import ArchiveLimits, inspect_archive
+        from gateway_milter.mime.detect import archive_kind
+        from gateway_milter.mime.office import has_macros
+
+        kind = archive_kind(part.detected_type)
+        if kind is None:
+            return None
+        limits = limits or ArchiveLimits()
+        key = (part.index, limits)
+        rep = self._archives.get(key)
+        if rep is None:
+            rep = self._archives[key] = inspect_archive(part.payload, kind, part.safe_name or kind, limits, has_macros)
+        return rep
+
 
 def parse_message(raw: bytes) -> MimeView:
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     parts: list[MimePart] = []
     defects = [type(d).__name__ for d in msg.defects]
+    ambiguities: list[Ambiguity] = []
+    declared_boundaries: list[str] = []
+    deepest = 0
 
-    def walk(m: Message, depth: int) -> None:
+    def note(code: str, detail: str, path: tuple[int, ...]) -> None:
+        a = Ambiguity(code, detail[:200], ".".join(str(i + 1) for i in path) or "0")
+        if a not in ambiguities and len(ambiguities) < 100:
+            ambiguities.append(a)
+
+    def check_headers(m: Message, path: tuple[int, ...]) -> list[str]:
+        cts = [str(v) for v in (m.get_all("Content-Type") or [])]
+        ctes = [str(v) for v in (m.get_all("Content-Transfer-Encoding") or [])]
+        if len(cts) > 1 and len({H.media_type(v) + str(H.split_params(v)) for v in cts}) > 1:
+            note("DUPLICATE_CONTENT_TYPE", " | ".join(cts), path)
+        if len(ctes) > 1 and len({v.strip().lower() for v in ctes}) > 1:
+            note("DUPLICATE_TRANSFER_ENCODING", " | ".join(ctes), path)
+        for v in ctes:
+            if H.strip_comments(v).strip().lower() not in _KNOWN_CTE:
+                note("UNKNOWN_TRANSFER_ENCODING", v, path)
+        for v in cts:
+            if H.has_comment(v):
+                note("HEADER_COMMENT", v, path)
+        if any(H.media_type(v).startswith("multipart/") for v in cts):
+            cands = H.boundary_candidates(cts)
+            declared_boundaries.extend(cands)
+            if len(cands) > 1:
+                note("AMBIGUOUS_BOUNDARY", ", ".join(cands), path)
+            if any(n.startswith("boundary*") for v in cts for n, _ in H.split_params(v)):
+                note("RFC2231_BOUNDARY", " | ".join(cts), path)
+        dispositions = [str(v) for v in (m.get_all("Content-Disposition") or [])]
+        if len(dispositions) > 1 and len({v.strip().lower() for v in dispositions}) > 1:
+            note("DUPLICATE_DISPOSITION", " | ".join(dispositions), path)
+        return H.filename_candidates(dispositions, cts)
+
+    def walk(m: Message, depth: int, path: tuple[int, ...]) -> None:
+        nonlocal deepest
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            note("TOO_DEEP", f"nesting deeper than {MAX_DEPTH}", path)
+            return
+        names = check_headers(m, path)
         if m.is_multipart():
-            for sub in m.get_payload() or []:
+            for i, sub in enumerate(m.get_payload() or []):
                 if isinstance(sub, Message):
                     defects.extend(type(d).__name__ for d in sub.defects)
-                    walk(sub, depth + 1)
+                    for d in sub.defects:
+                        if type(d).__name__ in _DEFECT_AMBIGUITY:
+                            note(_DEFECT_AMBIGUITY[type(d).__name__], type(d).__name__, path + (i,))
+                    walk(sub, depth + 1, path + (i,))
+            return
+        if len(parts) >= MAX_PARTS:
+            note("TOO_MANY_PARTS", f"more than {MAX_PARTS} parts", path)
             return
         ctype = m.get_content_type()
+        before = len(m.defects)
         try:
             payload = m.get_payload(decode=True) or b""
         except Exception:  # noqa: BLE001 - malformed encodings give raw bytes
             payload = str(m.get_payload()).encode("utf-8", "surrogateescape")
+        part_defects = [type(d).__name__ for d in m.defects[before:]]
+        for d in part_defects:
+            if d in _DEFECT_AMBIGUITY:
+                note(_DEFECT_AMBIGUITY[d], d, path)
+        cte = str(m.get("Content-Transfer-Encoding") or "").strip().lower()
+        if cte == "quoted-printable" and _bad_qp(m):
+            note("BAD_QUOTED_PRINTABLE", "invalid =XX escape", path)
         text = None
+        charset = ""
         if ctype.startswith("text/"):
             charset = m.get_content_charset() or "utf-8"
             try:
@@ -70,12 +238,37 @@ def parse_message(raw: bytes) -> MimeView:
             except LookupError:
                 text = payload.decode("utf-8", "replace")
         try:
-            filename = m.get_filename() or ""
+            filename = H.decode_words(str(m.get_filename() or ""))
         except Exception:  # noqa: BLE001
             filename = ""
-        disp = (m.get("Content-Disposition") or "").split(";")[0].strip().lower()
-        parts.append(MimePart(len(parts), depth, ctype, str(filename), payload, text,
-                              disp == "attachment" or bool(filename), list(m.items())))
+        if not filename and names:
+            filename = names[0]
+        all_names = tuple(dict.fromkeys([n for n in [filename, *names] if n]))
+        if len(all_names) > 1:
+            note("CONFLICTING_FILENAMES", " | ".join(all_names), path)
+        disp = H.strip_comments(str(m.get("Content-Disposition") or "")).split(";")[0].strip().lower()
+        parts.append(MimePart(len(parts), depth, ctype, filename, payload, text,
+                              disp == "attachment" or bool(filename), list(m.items()), path,
+                              all_names, cte, charset, disp, part_defects))
 
-    walk(msg, 0)
-    return MimeView(msg, parts, defects)
+    for d in msg.defects:
+        if type(d).__name__ in _DEFECT_AMBIGUITY:
+            note(_DEFECT_AMBIGUITY[type(d).__name__], type(d).__name__, ())
+    try:
+        walk(msg, 0, ())
+    except RecursionError:
+        note("TOO_DEEP", "recursion limit", ())
+    from gateway_milter.mime.ambiguity import hidden_delimiters
+
+    for token in hidden_delimiters(raw, declared_boundaries):
+        note("HIDDEN_PART", f"delimiter --{token} is not a declared boundary", ())
+    return MimeView(msg, parts, defects, raw, ambiguities, deepest)
+
+
+def _bad_qp(m: Message) -> bool:
+    import re
+
+    body = m.get_payload(decode=False)
+    if not isinstance(body, str):
+        return False
+    return re.search(r"=(?![0-9A-Fa-f]{2}|\r?\n|[ \t]*$)", body, re.M) is not None

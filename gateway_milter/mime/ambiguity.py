@@ -1,0 +1,175 @@
+"""Every other reading of an ambiguous MIME message (RFC 2045/2046 and what real clients do).
+
+Scanners have been bypassed many times by messages that two parsers read differently: two
+``boundary`` parameters (first wins in one parser, last in another), a boundary hidden in a
+comment or in an RFC 2231 continuation, a second ``Content-Type`` header, a part after the
+close delimiter, a base64 body labelled 7bit. Rather than guess which reading the recipient's
+client will use, we take them all: this lenient walker splits every multipart on every
+candidate boundary (declared under any reading, or merely present as a delimiter line followed
+by MIME headers), decodes every leaf under every transfer encoding it declares (and as base64
+when it looks like base64), and returns the decoded payloads. Antivirus scans the union.
+
+The walk is bounded (nodes, depth, bytes); when a bound is hit the result says so
+(``complete=False``) and antivirus treats the message as unscannable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import quopri
+import re
+from dataclasses import dataclass, field
+
+from gateway_milter.mime import headers as H
+
+MAX_NODES = 600
+MAX_DEPTH = 25
+MAX_PAYLOADS = 256
+MAX_TOTAL_BYTES = 64 * 1024 * 1024
+
+_DELIM = re.compile(rb"^--([^\r\n]{1,200}?)[ \t]*\r?$", re.M)
+_HEADERISH = re.compile(rb"^[!-9;-~]+[ \t]*:", re.M)
+_B64_LINE = re.compile(rb"^[A-Za-z0-9+/=]{16,}\r?$", re.M)
+_B64_RUN = re.compile(rb"(?:^[A-Za-z0-9+/=]{16,}[ \t]*\r?\n){2,}", re.M)
+
+
+@dataclass(slots=True)
+class Alternatives:
+    payloads: list[bytes] = field(default_factory=list)
+    complete: bool = True
+    nodes: int = 0
+
+
+def hidden_delimiters(raw: bytes, declared: list[str]) -> list[str]:
+    """Delimiter-looking lines (``--token`` followed by MIME header lines) whose token is not
+    a declared boundary: a lenient client may show a part there that a strict parser hides."""
+    known = {b.encode("utf-8", "surrogateescape") for b in declared}
+    out: list[str] = []
+    for tok in _delimiter_tokens(raw):
+        if tok not in known and tok.decode("utf-8", "replace") not in out:
+            out.append(tok.decode("utf-8", "replace"))
+    return out[:20]
+
+
+def _delimiter_tokens(data: bytes) -> list[bytes]:
+    toks: list[bytes] = []
+    for m in _DELIM.finditer(data):
+        tok = m.group(1)
+        if tok.endswith(b"--"):
+            tok = tok[:-2]
+        if not tok or tok.strip(b"-") == b"" or tok in toks:
+            continue
+        nxt = data[m.end():m.end() + 400].lstrip(b"\r\n")
+        first = nxt.split(b"\n", 1)[0]
+        if _HEADERISH.match(first) and first.lower().startswith(b"content-"):
+            toks.append(tok)
+    return toks
+
+
+class _Walker:
+    def __init__(self, known: set[bytes]) -> None:
+        self.known = known
+        self.seen: set[bytes] = set()
+        self.out = Alternatives()
+        self.total = 0
+
+    def add(self, payload: bytes) -> None:
+        if not payload or payload in self.seen:
+            return
+        self.seen.add(payload)
+        if payload in self.known:
+            return
+        if len(self.out.payloads) >= MAX_PAYLOADS or self.total + len(payload) > MAX_TOTAL_BYTES:
+            self.out.complete = False
+            return
+        self.total += len(payload)
+        self.out.payloads.append(payload)
+
+    def node(self, data: bytes, depth: int) -> None:
+        self.out.nodes += 1
+        if self.out.nodes > MAX_NODES or depth > MAX_DEPTH:
+            self.out.complete = False
+            return
+        hb = H.split_header_block(data)
+        body = data[hb.body_offset:]
+        cts = hb.values("content-type")
+        types = {H.media_type(v) for v in cts}
+        boundaries = H.boundary_candidates(cts) if any(t.startswith("multipart/") for t in types) else []
+        # delimiter lines present in this body count too: a lenient client may split on them
+        for tok in _delimiter_tokens(body):
+            t = tok.decode("utf-8", "surrogateescape")
+            if t not in boundaries:
+                boundaries.append(t)
+        split_any = False
+        for b in boundaries:
+            subparts = _split(body, b.encode("utf-8", "surrogateescape"))
+            if subparts:
+                split_any = True
+                for sp in subparts:
+                    self.node(sp, depth + 1)
+        if any(t == "message/rfc822" for t in types):
+            self.node(body, depth + 1)
+        if not split_any or any(t and not t.startswith("multipart/") for t in types):
+            for payload in _decodings(body, hb.values("content-transfer-encoding")):
+                self.add(payload)
+
+
+def _split(body: bytes, boundary: bytes) -> list[bytes]:
+    """Parts between delimiter lines; close delimiters separate too (parts after the end count)."""
+    pat = re.compile(rb"^--" + re.escape(boundary) + rb"(?:--)?[ \t]*\r?$", re.M)
+    marks = list(pat.finditer(body))
+    if not marks:
+        return []
+    out = []
+    for a, b in zip(marks, marks[1:] + [None]):
+        start = a.end()
+        if body[start:start + 2] == b"\r\n":
+            start += 2
+        elif body[start:start + 1] == b"\n":
+            start += 1
+        end = b.start() if b is not None else len(body)
+        chunk = body[start:end]
+        if b is not None:
+            # the line break before a delimiter belongs to the delimiter (RFC 2046 5.1.1)
+            chunk = chunk[:-2] if chunk.endswith(b"\r\n") else chunk[:-1] if chunk.endswith(b"\n") else chunk
+        if chunk.strip():
+            out.append(chunk)
+    return out
+
+
+def _decodings(body: bytes, ctes: list[str]) -> list[bytes]:
+    out = [body]
+    encodings = {H.strip_comments(v).strip().lower() for v in ctes}
+    if "base64" in encodings or _looks_base64(body):
+        out.append(lenient_base64(body))
+    if "quoted-printable" in encodings:
+        out.append(quopri.decodestring(body))
+    for m in _B64_RUN.finditer(body):
+        out.append(lenient_base64(m.group(0)))
+    return [o for o in out if o]
+
+
+def _looks_base64(body: bytes) -> bool:
+    lines = [ln for ln in body.splitlines() if ln.strip()]
+    return bool(lines) and sum(1 for ln in lines if _B64_LINE.match(ln)) >= max(1, len(lines) * 3 // 4)
+
+
+def lenient_base64(data: bytes) -> bytes:
+    """Decode base64 the way forgiving clients do: ignore non-alphabet bytes, stop at the
+    first padding, repair missing padding."""
+    clean = re.sub(rb"[^A-Za-z0-9+/=]", b"", data)
+    clean = clean.split(b"=", 1)[0]
+    clean = clean[: len(clean) - len(clean) % 4 if len(clean) % 4 == 1 else len(clean)]
+    clean += b"=" * (-len(clean) % 4)
+    try:
+        return base64.b64decode(clean)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def alternative_payloads(raw: bytes, known: set[bytes]) -> Alternatives:
+    """Decoded content under every other reading of ``raw`` (payloads in ``known`` left out)."""
+    w = _Walker(known)
+    w.node(raw, 0)
+    return w.out

@@ -1,0 +1,306 @@
+"""Bounded, in-memory archive listing: zip (PKWARE APPNOTE), 7z, tar (POSIX.1-2001), gzip
+(RFC 1952), bzip2 and xz, nested up to a depth limit.
+
+Archives are never extracted to disk and member names never become paths: members are read
+into memory, bounded by the limits below, only to learn their true type and to look inside
+nested archives. Any limit hit (ratio, total size, entry count, depth, time), any encrypted or
+corrupt container and any format we cannot open (RAR) makes the report *unscannable*: callers
+must never treat such content as clean (docs/decisions/0032-archive-bounds.md).
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import tarfile
+import time
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway_milter.mime.detect import archive_kind, detect_type
+
+CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveLimits:
+    max_depth: int = 5  # archives inside archives (the attachment itself is depth 0)
+    max_entries: int = 2000  # members over the whole tree
+    max_total_bytes: int = 100 * 1024 * 1024  # uncompressed bytes over the whole tree
+    max_ratio: float = 100.0  # uncompressed / compressed, for members over ratio_min_bytes
+    ratio_min_bytes: int = 1024 * 1024
+    time_budget_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveEntry:
+    """One member. ``chain`` is the list of container names down to this member (display only)."""
+
+    name: str
+    chain: tuple[str, ...]
+    size: int
+    depth: int
+    detected_type: str = ""
+    encrypted: bool = False
+    has_macros: bool = False
+
+
+@dataclass(slots=True)
+class ArchiveReport:
+    kind: str
+    entries: list[ArchiveEntry] = field(default_factory=list)
+    encrypted: bool = False
+    limit: str | None = None  # which bound was hit: ratio, total_size, entries, depth, time
+    corrupt: str | None = None
+    unsupported: str | None = None
+    ms: float = 0.0
+
+    @property
+    def unscannable(self) -> bool:
+        return bool(self.encrypted or self.limit or self.corrupt or self.unsupported)
+
+    @property
+    def reasons(self) -> list[str]:
+        out = []
+        if self.encrypted:
+            out.append("encrypted")
+        if self.limit:
+            out.append(f"limit:{self.limit}")
+        if self.corrupt:
+            out.append(f"corrupt:{self.corrupt}")
+        if self.unsupported:
+            out.append(f"unsupported:{self.unsupported}")
+        return out
+
+
+class _LimitHit(Exception):
+    def __init__(self, which: str) -> None:
+        super().__init__(which)
+        self.which = which
+
+
+MacroProbe = Callable[[bytes, str], bool]
+
+
+class _Walk:
+    def __init__(self, limits: ArchiveLimits, report: ArchiveReport, macro_probe: MacroProbe | None) -> None:
+        self.limits = limits
+        self.report = report
+        self.deadline = time.monotonic() + limits.time_budget_s
+        self.total = 0
+        self.count = 0
+        self.macro_probe = macro_probe
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _LimitHit("time")
+
+    def counted(self, n: int = 1) -> None:
+        self.count += n
+        if self.count > self.limits.max_entries:
+            raise _LimitHit("entries")
+
+    def grow(self, n: int) -> None:
+        self.total += n
+        if self.total > self.limits.max_total_bytes:
+            raise _LimitHit("total_size")
+
+    def check_ratio(self, size: int, compressed: int) -> None:
+        if size >= self.limits.ratio_min_bytes and size > self.limits.max_ratio * max(compressed, 1):
+            raise _LimitHit("ratio")
+
+    # -- members ------------------------------------------------------------------------------
+    def member(self, name: str, chain: tuple[str, ...], data: bytes, depth: int, encrypted: bool = False) -> None:
+        detected = detect_type(data) if data else ""
+        macros = False
+        if self.macro_probe is not None and data:
+            macros = self.macro_probe(data, detected)
+        self.report.entries.append(ArchiveEntry(name, chain, len(data), depth, detected, encrypted, macros))
+        kind = archive_kind(detected)
+        if kind is not None:
+            if depth + 1 > self.limits.max_depth:
+                raise _LimitHit("depth")
+            self.container(kind, data, chain + (name,), depth + 1)
+
+    def container(self, kind: str, data: bytes, chain: tuple[str, ...], depth: int) -> None:
+        self.tick()
+        if kind == "zip":
+            self.zip(data, chain, depth)
+        elif kind == "tar":
+            self.tar(data, chain, depth)
+        elif kind in ("gzip", "bzip2", "xz"):
+            self.stream(kind, data, chain, depth)
+        elif kind == "7z":
+            self.sevenzip(data, chain, depth)
+        else:
+            self.report.unsupported = kind
+
+    def read_bounded(self, f: io.BufferedIOBase | object, declared: int, compressed: int) -> bytes:
+        buf = bytearray()
+        read = getattr(f, "read")
+        while True:
+            self.tick()
+            chunk = read(CHUNK)
+            if not chunk:
+                break
+            buf += chunk
+            self.grow(len(chunk))
+            # the declared size may lie: judge the ratio on what actually came out
+            self.check_ratio(len(buf), compressed)
+            if len(buf) > max(declared, 0) + CHUNK and declared >= 0:
+                raise _LimitHit("ratio")
+        return bytes(buf)
+
+    def zip(self, data: bytes, chain: tuple[str, ...], depth: int) -> None:
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(data))
+            infos = zf.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+            self.report.corrupt = f"zip: {e}"[:200]
+            return
+        self.counted(len(infos))
+        for info in infos:
+            self.tick()
+            name = info.filename
+            if info.is_dir():
+                continue
+            if info.flag_bits & 0x1:
+                self.report.encrypted = True
+                self.report.entries.append(ArchiveEntry(name, chain, info.file_size, depth, "", True))
+                continue
+            self.check_ratio(info.file_size, info.compress_size)
+            try:
+                with zf.open(info) as f:
+                    content = self.read_bounded(f, info.file_size, info.compress_size)
+            except _LimitHit:
+                raise
+            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, ValueError, EOFError,
+                    zlib.error, lzma.LZMAError) as e:
+                self.report.corrupt = f"zip member: {e}"[:200]
+                continue
+            self.member(name, chain, content, depth)
+
+    def tar(self, data: bytes, chain: tuple[str, ...], depth: int) -> None:
+        try:
+            tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+        except (tarfile.TarError, OSError, ValueError, EOFError) as e:
+            self.report.corrupt = f"tar: {e}"[:200]
+            return
+        try:
+            while True:
+                self.tick()
+                m = tf.next()
+                if m is None:
+                    break
+                self.counted()
+                if not m.isfile():
+                    continue
+                f = tf.extractfile(m)
+                content = self.read_bounded(f, m.size, m.size) if f is not None else b""
+                self.member(m.name, chain, content, depth)
+        except (tarfile.TarError, OSError, ValueError, EOFError) as e:
+            self.report.corrupt = f"tar: {e}"[:200]
+
+    def stream(self, kind: str, data: bytes, chain: tuple[str, ...], depth: int) -> None:
+        dec: zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor
+        if kind == "gzip":
+            dec = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header
+        elif kind == "bzip2":
+            dec = bz2.BZ2Decompressor()
+        else:
+            dec = lzma.LZMADecompressor()
+        out = bytearray()
+        try:
+            pending = data
+            while True:
+                self.tick()
+                if isinstance(dec, zlib._Decompress):
+                    chunk = dec.decompress(pending, CHUNK)
+                    pending = dec.unconsumed_tail
+                    done = dec.eof or (not pending and not chunk)
+                else:
+                    chunk = dec.decompress(pending, CHUNK)
+                    pending = b""
+                    done = dec.eof or (not chunk and dec.needs_input)
+                out += chunk
+                self.grow(len(chunk))
+                self.check_ratio(len(out), len(data))
+                if done:
+                    break
+        except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as e:
+            self.report.corrupt = f"{kind}: {e}"[:200]
+            return
+        self.counted()
+        inner = chain[-1] if chain else kind
+        for suffix, replacement in ((".tgz", ".tar"), (".tbz2", ".tar"), (".txz", ".tar"),
+                                    (".gz", ""), (".bz2", ""), (".xz", "")):
+            if inner.lower().endswith(suffix):
+                inner = inner[: -len(suffix)] + replacement
+                break
+        self.member(inner, chain, bytes(out), depth)
+
+    def sevenzip(self, data: bytes, chain: tuple[str, ...], depth: int) -> None:
+        try:
+            import py7zr
+            import py7zr.exceptions
+            import py7zr.io
+        except ImportError:
+            self.report.unsupported = "7z"
+            return
+        try:
+            z = py7zr.SevenZipFile(io.BytesIO(data))
+        except py7zr.exceptions.PasswordRequired:
+            self.report.encrypted = True  # names are encrypted too (7z -mhe)
+            return
+        except Exception as e:  # noqa: BLE001 - py7zr raises many kinds on bad input
+            self.report.corrupt = f"7z: {e}"[:200]
+            return
+        try:
+            infos = [i for i in z.list() if not i.is_directory]
+            self.counted(len(infos))
+            total = sum(int(i.uncompressed or 0) for i in infos)
+            self.check_ratio(total, len(data))
+            if self.total + total > self.limits.max_total_bytes:
+                raise _LimitHit("total_size")
+            if z.needs_password():
+                self.report.encrypted = True
+                for i in infos:
+                    self.report.entries.append(ArchiveEntry(i.filename, chain, int(i.uncompressed or 0), depth, "", True))
+                return
+            factory = py7zr.io.BytesIOFactory(self.limits.max_total_bytes)
+            z.extract(factory=factory)  # in memory: the factory gets every member, no path is used
+        except _LimitHit:
+            raise
+        except Exception as e:  # noqa: BLE001
+            self.report.corrupt = f"7z: {e}"[:200]
+            return
+        finally:
+            z.close()
+        for i in infos:
+            product = factory.products.get(i.filename)
+            content = b""
+            if product is not None:
+                product.seek(0)
+                content = product.read()
+            self.grow(len(content))
+            self.member(i.filename, chain, content, depth)
+
+
+def inspect_archive(data: bytes, kind: str, name: str = "", limits: ArchiveLimits | None = None,
+                    macro_probe: MacroProbe | None = None) -> ArchiveReport:
+    """List an archive (recursively) within ``limits``. Never raises on bad input."""
+    limits = limits or ArchiveLimits()
+    report = ArchiveReport(kind)
+    t0 = time.perf_counter()
+    walk = _Walk(limits, report, macro_probe)
+    try:
+        walk.container(kind, data, (name or kind,), 0)
+    except _LimitHit as e:
+        report.limit = e.which
+    except RecursionError:
+        report.limit = "depth"
+    report.ms = round((time.perf_counter() - t0) * 1000, 3)
+    return report

@@ -1,0 +1,114 @@
+"""True content type by content (libmagic through python-magic), with type families used for
+mismatch detection between the declared name/type and the bytes.
+
+libmagic handles are not thread-safe, and libmilter runs one thread per connection: each
+thread gets its own handle. Only the first ``SNIFF_BYTES`` are examined, which bounds the cost.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import magic
+
+SNIFF_BYTES = 64 * 1024
+_local = threading.local()
+
+
+def _handle() -> magic.Magic:
+    h = getattr(_local, "magic", None)
+    if h is None:
+        h = _local.magic = magic.Magic(mime=True)
+    return h
+
+
+def detect_type(data: bytes) -> str:
+    """``type/subtype`` of the content (``application/octet-stream`` when unknown)."""
+    if not data:
+        return "application/x-empty"
+    try:
+        t = str(_handle().from_buffer(data[:SNIFF_BYTES]))
+    except Exception:  # noqa: BLE001 - libmagic errors on odd input; the type is then unknown
+        return "application/octet-stream"
+    return t.split(";", 1)[0].strip().lower() or "application/octet-stream"
+
+
+EXECUTABLE_TYPES = frozenset({
+    "application/x-dosexec", "application/x-msdownload", "application/x-executable",
+    "application/x-sharedlib", "application/x-pie-executable", "application/x-mach-binary",
+    "application/x-msi", "application/x-ms-shortcut", "application/vnd.microsoft.portable-executable",
+    "application/x-elf", "application/java-archive", "application/x-java-applet",
+})
+SCRIPT_TYPES = frozenset({
+    "text/x-shellscript", "text/x-msdos-batch", "text/x-python", "text/x-perl", "text/x-php",
+    "application/x-shellscript", "text/javascript", "application/javascript", "text/x-vbscript",
+    "application/hta", "text/x-powershell",
+})
+ARCHIVE_TYPES = {
+    "application/zip": "zip",
+    "application/x-zip-compressed": "zip",
+    "application/x-7z-compressed": "7z",
+    "application/x-tar": "tar",
+    "application/gzip": "gzip",
+    "application/x-gzip": "gzip",
+    "application/x-bzip2": "bzip2",
+    "application/x-xz": "xz",
+    "application/x-rar": "rar",
+    "application/vnd.rar": "rar",
+    "application/x-rar-compressed": "rar",
+}
+OFFICE_OLE_TYPES = frozenset({
+    "application/msword", "application/vnd.ms-excel", "application/vnd.ms-powerpoint",
+    "application/x-ole-storage", "application/cdfv2", "application/vnd.ms-office",
+    "application/vnd.ms-outlook",
+})
+OFFICE_OOXML_PREFIX = "application/vnd.openxmlformats-officedocument."
+OFFICE_MACRO_OOXML = frozenset({
+    "application/vnd.ms-word.document.macroenabled.12", "application/vnd.ms-excel.sheet.macroenabled.12",
+    "application/vnd.ms-powerpoint.presentation.macroenabled.12",
+})
+
+# What an extension promises; a detected type outside the family is a mismatch.
+EXTENSION_FAMILIES: dict[str, tuple[str, ...]] = {
+    "pdf": ("application/pdf",),
+    "jpg": ("image/jpeg",), "jpeg": ("image/jpeg",), "png": ("image/png",), "gif": ("image/gif",),
+    "txt": ("text/",), "csv": ("text/", "application/csv"),
+    "html": ("text/html", "text/xml", "text/plain"), "htm": ("text/html", "text/xml", "text/plain"),
+    "doc": tuple(OFFICE_OLE_TYPES), "xls": tuple(OFFICE_OLE_TYPES), "ppt": tuple(OFFICE_OLE_TYPES),
+    "docx": (OFFICE_OOXML_PREFIX, "application/zip", "application/vnd.ms-word", *OFFICE_MACRO_OOXML),
+    "xlsx": (OFFICE_OOXML_PREFIX, "application/zip", "application/vnd.ms-excel", *OFFICE_MACRO_OOXML),
+    "pptx": (OFFICE_OOXML_PREFIX, "application/zip", "application/vnd.ms-powerpoint", *OFFICE_MACRO_OOXML),
+    "zip": ("application/zip", "application/x-zip-compressed"),
+    "7z": ("application/x-7z-compressed",),
+    "gz": ("application/gzip", "application/x-gzip"), "tgz": ("application/gzip", "application/x-gzip"),
+    "mp3": ("audio/",), "mp4": ("video/",), "wav": ("audio/",),
+}
+
+
+def is_executable(detected: str) -> bool:
+    return detected in EXECUTABLE_TYPES
+
+
+def is_script(detected: str) -> bool:
+    return detected in SCRIPT_TYPES
+
+
+def archive_kind(detected: str) -> str | None:
+    return ARCHIVE_TYPES.get(detected)
+
+
+def is_office(detected: str) -> bool:
+    return (detected in OFFICE_OLE_TYPES or detected.startswith(OFFICE_OOXML_PREFIX)
+            or detected in OFFICE_MACRO_OOXML)
+
+
+def mismatches(extension: str, detected: str) -> bool:
+    """True when a known extension promises one family and the content is another, or when
+    a harmless-looking extension hides an executable."""
+    fam = EXTENSION_FAMILIES.get(extension.lower())
+    if fam is None:
+        return False
+    if detected in ("application/octet-stream", "application/x-empty"):
+        # libmagic knows nothing: only a mismatch for formats it always recognises
+        return extension.lower() in ("pdf", "png", "gif", "jpg", "jpeg", "zip", "7z", "gz")
+    return not any(detected.startswith(f) for f in fam)

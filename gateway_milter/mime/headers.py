@@ -1,0 +1,272 @@
+"""Lenient, ambiguity-aware reading of MIME header fields (RFC 2045, RFC 2047, RFC 2231, RFC 5322).
+
+The stdlib parser gives one interpretation of a header. Mail clients and scanners disagree on
+the corner cases (two ``boundary`` parameters, a boundary hidden in a comment, RFC 2231
+continuations, a second ``Content-Type`` header), and attackers use exactly those to hide a
+part from a scanner. The helpers here return *every* plausible reading so that the caller can
+flag the disagreement and scan all of them.
+
+Nothing here raises on malformed input.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import urllib.parse
+from dataclasses import dataclass
+from email.header import decode_header
+
+# One header block: "Name: value" lines with folded continuation lines (RFC 5322 2.2.3).
+_HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$")
+# Any "boundary=" occurrence, also inside comments or quoted strings, also RFC 2231 forms.
+_ANY_BOUNDARY = re.compile(
+    r"""boundary(\*\d*\*?)?\s*=\s*("(?:[^"\\]|\\.)*"?|[^;\s()]+)""", re.IGNORECASE)
+_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderBlock:
+    """The fields of one header block in order, unfolded; ``body_offset`` is where the body starts."""
+
+    fields: tuple[tuple[str, str], ...]
+    body_offset: int
+    bad_lines: int  # lines that are neither a field nor a continuation (a lenient parser may skip them)
+
+    def values(self, name: str) -> list[str]:
+        low = name.lower()
+        return [v for n, v in self.fields if n.lower() == low]
+
+
+def split_header_block(data: bytes) -> HeaderBlock:
+    """Split a part into its header fields and the offset of its body.
+
+    The header ends at the first empty line (CRLF CRLF, LF LF or a mixture). A part that starts
+    with an empty line has no headers (RFC 2046 5.1.1: default text/plain).
+    """
+    fields: list[tuple[str, str]] = []
+    pos = 0
+    bad = 0
+    n = len(data)
+    while pos < n:
+        end = data.find(b"\n", pos)
+        line_end = n if end < 0 else end + 1
+        line = data[pos:line_end].rstrip(b"\r\n")
+        if not line:
+            return HeaderBlock(tuple(fields), line_end, bad)
+        if line[:1] in (b" ", b"\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + " " + _dec(line.strip()))
+        else:
+            m = _HEADER_LINE.match(line)
+            if m:
+                fields.append((_dec(m.group(1)), _dec(m.group(2).strip())))
+            else:
+                bad += 1
+                if not fields:
+                    # Not a header block at all: the whole thing is body.
+                    return HeaderBlock((), 0, bad)
+        pos = line_end
+    return HeaderBlock(tuple(fields), n, bad)
+
+
+def _dec(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+def strip_comments(value: str) -> str:
+    """Remove RFC 5322 comments (nested ones too) outside quoted strings."""
+    out: list[str] = []
+    depth = 0
+    in_quote = False
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\" and i + 1 < len(value):
+            if depth == 0:
+                out.append(value[i:i + 2])
+            i += 2
+            continue
+        if in_quote:
+            out.append(c)
+            if c == '"':
+                in_quote = False
+        elif c == '"' and depth == 0:
+            in_quote = True
+            out.append(c)
+        elif c == "(":
+            depth += 1
+        elif c == ")" and depth > 0:
+            depth -= 1
+        elif depth == 0:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def media_type(value: str) -> str:
+    """``type/subtype`` lower-cased, comments removed; "" when the value has none."""
+    head = strip_comments(value).split(";", 1)[0].strip().lower()
+    return head if re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", head) else ""
+
+
+def split_params(value: str, *, keep_comments: bool = False) -> list[tuple[str, str]]:
+    """All ``name=value`` parameters in order (duplicates kept), quotes removed.
+
+    Semicolons inside quoted strings do not split. With ``keep_comments`` the comments are
+    left in place, which is how a naive parser reads the header.
+    """
+    text = value if keep_comments else strip_comments(value)
+    params: list[tuple[str, str]] = []
+    pieces: list[str] = []
+    cur: list[str] = []
+    in_quote = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and in_quote and i + 1 < len(text):
+            cur.append(text[i:i + 2])
+            i += 2
+            continue
+        if c == '"':
+            in_quote = not in_quote
+        if c == ";" and not in_quote:
+            pieces.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    pieces.append("".join(cur))
+    for piece in pieces[1:]:
+        name, eq, val = piece.partition("=")
+        if not eq:
+            continue
+        val = val.strip()
+        if len(val) >= 2 and val[0] == '"' and val[-1] == '"':
+            val = re.sub(r"\\(.)", r"\1", val[1:-1])
+        elif val.startswith('"'):
+            val = val[1:]
+        params.append((name.strip().lower(), val))
+    return params
+
+
+def rfc2231_params(params: list[tuple[str, str]]) -> dict[str, str]:
+    """Reassemble RFC 2231 parameters (``name*=charset'lang'value``, ``name*0*=``...)."""
+    sections: dict[str, dict[int, tuple[bool, str]]] = {}
+    for name, val in params:
+        m = re.fullmatch(r"([^*]+)\*(\d+)?(\*)?", name)
+        if not m:
+            continue
+        base, num, star = m.group(1), m.group(2), m.group(3)
+        encoded = bool(star) or num is None
+        sections.setdefault(base, {})[int(num or 0)] = (encoded, val)
+    out: dict[str, str] = {}
+    for base, secs in sections.items():
+        charset = "utf-8"
+        chunks: list[bytes] = []
+        for idx in sorted(secs):
+            encoded, val = secs[idx]
+            if encoded:
+                if idx == 0 and val.count("'") >= 2:
+                    cs, _, rest = val.split("'", 2)
+                    charset = cs or "utf-8"
+                    val = rest
+                chunks.append(urllib.parse.unquote_to_bytes(val))
+            else:
+                chunks.append(val.encode("utf-8", "surrogateescape"))
+        raw = b"".join(chunks)
+        try:
+            out[base] = raw.decode(charset, "replace")
+        except LookupError:
+            out[base] = raw.decode("utf-8", "replace")
+    return out
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words, also where RFC 2047 forbids them (quoted file names):
+    clients decode them there, so filters must too."""
+    if "=?" not in value:
+        return value
+    try:
+        out = []
+        for chunk, cs in decode_header(value):
+            if isinstance(chunk, bytes):
+                try:
+                    out.append(chunk.decode(cs or "ascii", "replace"))
+                except LookupError:
+                    out.append(chunk.decode("utf-8", "replace"))
+            else:
+                out.append(chunk)
+        return "".join(out)
+    except Exception:  # noqa: BLE001 - malformed words stay as they are
+        return value
+
+
+def boundary_candidates(content_type_values: list[str]) -> list[str]:
+    """Every boundary some parser could take from these Content-Type values, in order of
+    likelihood: the first strict parameter first, then the others (last-wins parsers, RFC 2231
+    forms, parameters hidden in comments or after stray semicolons)."""
+    seen: list[str] = []
+
+    def add(b: str) -> None:
+        if b and len(b) <= 200 and b not in seen:
+            seen.append(b)
+
+    for value in content_type_values:
+        params = split_params(value)
+        for name, val in params:
+            if name == "boundary":
+                add(val)
+        joined = rfc2231_params(params).get("boundary")
+        if joined:
+            add(joined)
+        for name, val in split_params(value, keep_comments=True):
+            if name == "boundary":
+                add(val)
+        for m in _ANY_BOUNDARY.finditer(value):
+            v = m.group(2)
+            if v.startswith('"'):
+                v = v[1:-1] if v.endswith('"') and len(v) > 1 else v[1:]
+            if not m.group(1):
+                add(v)
+    return seen
+
+
+def filename_candidates(disposition: list[str], content_type: list[str]) -> list[str]:
+    """Every file name a client could show: Content-Disposition ``filename`` (RFC 2183/2231)
+    and Content-Type ``name``, with encoded words decoded; duplicates removed."""
+    names: list[str] = []
+    for values, key in ((disposition, "filename"), (content_type, "name")):
+        for value in values:
+            params = split_params(value)
+            for name, val in params:
+                if name == key:
+                    names.append(decode_words(val))
+            joined = rfc2231_params(params).get(key)
+            if joined:
+                names.append(joined)
+    out: list[str] = []
+    for n in names:
+        n = n.strip()
+        if n and n not in out:
+            out.append(n)
+    return out
+
+
+def has_comment(value: str) -> bool:
+    return bool(_COMMENT.search(_unquoted(value)))
+
+
+def _unquoted(value: str) -> str:
+    return re.sub(r'"(?:[^"\\]|\\.)*"', '""', value)
+
+
+def safe_filename(name: str, limit: int = 120) -> str:
+    """A display- and log-safe version of a message-derived name: no path separators, no
+    control or bidi-override characters, bounded length. Never use it as a path on its own."""
+    name = unicodedata.normalize("NFC", name)
+    cleaned = "".join(
+        "_" if (unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or c in "/\\\0") else c for c in name)
+    cleaned = cleaned.strip().lstrip(".") or "unnamed"
+    return cleaned[:limit]
