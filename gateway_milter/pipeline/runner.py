@@ -9,6 +9,7 @@ the milter turns into a 4xx reply. Nothing here ever turns a failure into "clean
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,15 @@ STAGE_BUDGET_S: dict[Stage, float] = {
     Stage.RCPT: 20.0,
     Stage.EOM: 45.0,
 }
+
+
+# Fault injection for the test tiers and for operators rehearsing failure: the named layers
+# raise inside their check (comma-separated ids). Unset in production.
+FAULT_INJECT = frozenset(x.strip() for x in os.environ.get("GATEWAY_FAULT_INJECT", "").split(",") if x.strip())
+
+
+class InjectedFault(RuntimeError):
+    pass
 
 
 class LayerFailure(Exception):
@@ -121,6 +131,8 @@ class LayerRunner:
             return self._fail(ctx, layer, source, "stage time budget exhausted", 0.0)
         t0 = time.perf_counter()
         try:
+            if layer_id in FAULT_INJECT:
+                raise InjectedFault(f"fault injected into layer {layer_id}")
             if rcpt is None:
                 found = layer.check(ctx, settings)
             else:

@@ -1,0 +1,300 @@
+"""A real mail stack on loopback for integration tests: a private Postfix instance wired to the
+gateway milter (unix socket), a re-injection listener without milters, and an SMTP sink.
+
+    with mail_stack(tmp) as stack:
+        stack.import_policy({...})            # manage.py policy import, milter reloads
+        stack.send(sender, [rcpts], message)  # -> (code, text) of the final reply
+        stack.sink.wait_for(n)                # messages delivered to the sink
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.services import free_port, traversable_tmpdir, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MAIN_CF = """compatibility_level = 3.6
+queue_directory = {d}/spool
+data_directory = {d}/data
+multi_instance_name = {name}
+syslog_name = postfix-{name}
+maillog_file = {d}/maillog
+maillog_file_prefixes = /var, /dev/stdout, {d}
+myhostname = mx-{name}.test.invalid
+mydomain = test.invalid
+myorigin = $myhostname
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+relayhost = [127.0.0.1]:{relay}
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+maximal_queue_lifetime = 1h
+bounce_queue_lifetime = 1h
+queue_run_delay = 30s
+message_size_limit = 80000000
+biff = no
+smtpd_milters = {milter}
+non_smtpd_milters =
+milter_default_action = tempfail
+milter_protocol = 6
+milter_connect_timeout = 10s
+milter_command_timeout = 30s
+milter_content_timeout = 120s
+milter_mail_macros = i {{auth_type}} {{auth_authen}} {{auth_author}} {{mail_addr}} {{mail_host}} {{mail_mailer}}
+"""
+
+MASTER_CF = """127.0.0.1:{port} inet n - n - - smtpd
+127.0.0.1:{reinject} inet n - n - - smtpd -o smtpd_milters= -o receive_override_options=no_milters
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+@dataclass
+class Delivered:
+    mail_from: str
+    rcpts: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> Any:
+        return message_from_bytes(self.data)
+
+
+@dataclass
+class Sink:
+    """aiosmtpd in a thread: a real SMTP server that records what Postfix delivers."""
+
+    port: int
+    messages: list[Delivered] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait_for(self, n: int, timeout: float = 30.0) -> list[Delivered]:
+        wait_until(lambda: len(self.messages) >= n, timeout=timeout, interval=0.05, what=f"{n} delivered message(s)")
+        return list(self.messages)
+
+    def find(self, needle: bytes) -> list[Delivered]:
+        return [m for m in self.messages if needle in m.data]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+
+
+@contextlib.contextmanager
+def smtp_sink() -> Iterator[Sink]:
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
+    sink = Sink(port)
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            with sink._lock:
+                sink.messages.append(Delivered(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
+            return "250 2.0.0 delivered to sink"
+
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=port, data_size_limit=100_000_000)
+    ctl.start()
+    try:
+        yield sink
+    finally:
+        ctl.stop()
+
+
+class MailStack:
+    def __init__(self, root: Path, env: dict[str, str], sink: Sink) -> None:
+        self.root = root
+        self.env = env
+        self.sink = sink
+        self.port = free_port()
+        self.reinject_port = free_port()
+        self.milter_sock = root / "milter" / "milter.sock"
+        self.pf = root / "pf"
+        self.milter: subprocess.Popen[bytes] | None = None
+
+    # -- manage.py ----------------------------------------------------------------------------
+    def manage(self, *args: str, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=self.env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120, input=input.decode() if input else None)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def import_policy(self, doc: dict[str, Any], wait: bool = True) -> None:
+        f = self.root / "policy.yaml"
+        f.write_text(yaml.safe_dump(doc))
+        out = self.manage("policy", "import", str(f)).stdout
+        version = int(out.strip().rsplit(" ", 1)[-1])
+        if wait:
+            self.wait_policy(version)
+
+    def wait_policy(self, version: int, timeout: float = 10.0) -> None:
+        # The worker logs every load; the control channel makes it immediate.
+        assert self.milter is not None
+        os.kill(self.milter.pid, 1)  # SIGHUP -> reload now
+        wait_until(lambda: f"policy version {version} loaded" in self.milter_log(), timeout=timeout,
+                   interval=0.05, what=f"policy version {version}")
+
+    def milter_log(self) -> str:
+        try:
+            return (self.root / "milter" / "milter.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # -- processes ------------------------------------------------------------------------------
+    def start_postfix(self) -> None:
+        d = self.pf
+        (d / "etc").mkdir(parents=True)
+        (d / "spool").mkdir()
+        (d / "data").mkdir()
+        subprocess.run(["chown", "postfix:postfix", str(d / "data")], check=True)
+        (d / "etc" / "main.cf").write_text(MAIN_CF.format(d=d, name=d.parent.name[-12:].replace("_", "-") or "t",
+                                                          relay=self.sink.port, milter=f"unix:{self.milter_sock}"))
+        (d / "etc" / "master.cf").write_text(MASTER_CF.format(port=self.port, reinject=self.reinject_port))
+        subprocess.run(["postfix", "-c", str(d / "etc"), "check"], check=True, capture_output=True)
+        subprocess.run(["postfix", "-c", str(d / "etc"), "start"], check=True, capture_output=True)
+        wait_until(lambda: smtplib.SMTP("127.0.0.1", self.port, timeout=2).quit(), timeout=20, what="postfix")
+
+    def stop_postfix(self) -> None:
+        subprocess.run(["postfix", "-c", str(self.pf / "etc"), "abort"], capture_output=True)
+
+    def start_milter(self) -> None:
+        (self.root / "milter").mkdir(exist_ok=True)
+        os.chmod(self.root / "milter", 0o755)
+        log = open(self.root / "milter" / "milter.log", "ab")  # noqa: SIM115
+        self.milter = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runmilter", "--socket",
+                                        f"unix:{self.milter_sock}"], env=self.env, cwd=ROOT, stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_until(lambda: self.milter_sock.exists() and "ready on" in self.milter_log(), timeout=30,
+                   proc=self.milter, what="milter")
+
+    def worker_pid(self) -> int:
+        assert self.milter is not None
+        out = subprocess.run(["pgrep", "-P", str(self.milter.pid), "-f", "gateway_milter.front.worker"],
+                             capture_output=True, text=True).stdout.split()
+        return int(out[0])
+
+    def stop_milter(self) -> None:
+        if self.milter is not None and self.milter.poll() is None:
+            self.milter.terminate()
+            try:
+                self.milter.wait(20)
+            except subprocess.TimeoutExpired:
+                self.milter.kill()
+                self.milter.wait()
+
+    # -- SMTP ------------------------------------------------------------------------------------
+    def send(self, sender: str, rcpts: list[str], data: bytes | str, port: int | None = None) -> tuple[int, str, dict[str, tuple[int, bytes]]]:
+        """Send one message; returns (final code, final text, {refused rcpt: (code, text)})."""
+        if isinstance(data, str):
+            data = data.encode()
+        with smtplib.SMTP("127.0.0.1", port or self.port, timeout=180) as s:
+            s.ehlo("client.test")
+            code, text = s.mail(sender)
+            if code >= 400:
+                return code, text.decode(errors="replace"), {}
+            refused: dict[str, tuple[int, bytes]] = {}
+            for r in rcpts:
+                c, t = s.rcpt(r)
+                if c >= 400:
+                    refused[r] = (c, t)
+            if len(refused) == len(rcpts):
+                c, t = next(iter(refused.values()))
+                return c, t.decode(errors="replace"), refused
+            code, text = s.data(data)
+            return code, text.decode(errors="replace"), refused
+
+    def log_records(self) -> list[dict[str, Any]]:
+        out = self.manage("msglog", "show", "--json", "--last", "1000").stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def queue_ids(self) -> list[str]:
+        p = subprocess.run(["postqueue", "-c", str(self.pf / "etc"), "-j"], capture_output=True, text=True)
+        return [json.loads(line)["queue_id"] for line in p.stdout.splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def mail_stack(extra_env: dict[str, str] | None = None) -> Iterator[MailStack]:
+    with traversable_tmpdir("bulwark-it-") as root, smtp_sink() as sink:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+        env.update({
+            "GATEWAY_DATA_DIR": str(root / "var"),
+            "GATEWAY_POLICY_POLL": "0.5",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PYTHONPATH": str(ROOT),
+            # No DNS server unless a test brings one: a closed loopback port fails fast.
+            "GATEWAY_DNS_SERVERS": f"127.0.0.1:{free_port(udp_too=True)}",
+            "GATEWAY_DNS_TIMEOUT": "0.5",
+        })
+        env.update(extra_env or {})
+        stack = MailStack(root, env, sink)
+        env["GATEWAY_REINJECT_PORT"] = str(stack.reinject_port)
+        if env.get("GATEWAY_DATABASE_URL", "").startswith("postgres"):
+            _fresh_postgres_db(env, root.name)
+        stack.manage("migrate", "-v0")
+        stack.start_milter()
+        stack.start_postfix()
+        try:
+            yield stack
+        finally:
+            stack.stop_postfix()
+            stack.stop_milter()
+
+
+def _fresh_postgres_db(env: dict[str, str], name: str) -> None:
+    """Each stack gets its own database on the shared test PostgreSQL server."""
+    from urllib.parse import urlparse
+
+    import psycopg2
+
+    u = urlparse(env["GATEWAY_DATABASE_URL"])
+    db = "it_" + "".join(c for c in name.lower() if c.isalnum())[:40]
+    conn = psycopg2.connect(host=u.hostname, port=u.port, user=u.username, dbname=u.path.lstrip("/") or "postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{db}"')
+    conn.close()
+    env["GATEWAY_DATABASE_URL"] = u._replace(path="/" + db).geturl()
