@@ -84,7 +84,10 @@ class BulwarkMilter(Milter.Base):
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         ip, port = None, None
         if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
-            ip, port = hostaddr[0], hostaddr[1]
+            if isinstance(hostaddr, (tuple, list)):
+                ip, port = hostaddr[0], hostaddr[1]
+            else:
+                ip = str(hostaddr)
         self.conn = ConnectionInfo(client_ip=ip, client_port=port, client_name=hostname or "")
         self._macros()
         return Milter.CONTINUE

@@ -36,6 +36,7 @@ class MessageSizeLayer(Layer[SizeSettings]):
     stage = Stage.MAIL
     fail_mode = FailMode.TEMPFAIL
     Settings = SizeSettings
+    recheck_at_eom = True  # SIZE= at MAIL FROM, the real size at end of message
     description = "Refuse messages over the size limit"
 
     def check(self, ctx: MessageContext, settings: SizeSettings) -> LayerFindings:

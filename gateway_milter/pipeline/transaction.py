@@ -231,7 +231,12 @@ class Gateway:
         """Emit the message-log record for this transaction (also for refusals before DATA)."""
         outcome = ctx.outcome
         if final is None:
-            final = outcome.action if outcome is not None else (Action.REJECT if ctx.rejected_recipients else Action.TEMPFAIL)
+            if outcome is not None:
+                final = outcome.action
+            elif any(rep.startswith("5") for _, rep in ctx.rejected_recipients):
+                final = Action.REJECT
+            else:
+                final = Action.TEMPFAIL
         if not reason:
             if outcome is not None:
                 reason = outcome.reason

@@ -1,0 +1,110 @@
+"""The pymilter front driven by pymilter's own TestCtx: no MTA involved."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import Milter
+import pytest
+from Milter.testctx import TestCtx
+
+from gateway_milter.front.milter import BulwarkMilter
+from gateway_milter.pipeline import runner
+from tests.unit.spine.conftest import make_gateway
+
+MSG = b"From: Alice <alice@outside.test>\nTo: bob@example.com\nSubject: hello\n\nHi Bob.\n"
+
+
+def run(gw: Any, sender: str, *rcpts: str, ip: str = "198.51.100.5", msg: bytes = MSG,
+        macros: dict[str, str] | None = None) -> tuple[TestCtx, int]:
+    BulwarkMilter.gateway = gw
+    Milter.factory = BulwarkMilter
+    ctx = TestCtx()
+    for k, v in (macros or {}).items():
+        ctx._setsymval(k, v)
+    assert ctx._connect(host="client.outside.test", helo="client.outside.test", ip=ip) == Milter.CONTINUE
+    rc = ctx._feedFile(io.BytesIO(msg), sender, *rcpts)
+    ctx._close()
+    return ctx, rc
+
+
+def test_it_accepts_a_clean_message_and_adds_the_result_header() -> None:
+    gw, q, sink = make_gateway()
+    ctx, rc = run(gw, "alice@outside.test", "bob@example.com")
+    assert rc == Milter.ACCEPT
+    assert ctx._msg["X-Bulwark-Result"].startswith("accept; score=0.00")
+    assert sink.records[-1]["action"] == "accept" and sink.records[-1]["direction"] == "inbound"
+    assert not q.items
+
+
+def test_it_rejects_a_blocklisted_sender_at_rcpt_with_a_5xx_reply() -> None:
+    gw, q, sink = make_gateway()
+    ctx, rc = run(gw, "eve@spam.test", "bob@example.com")
+    assert rc == Milter.REJECT
+    assert ctx._reply[:2] == ("550", "5.7.1")
+    assert "sender is blocked" in ctx._reply[2]
+    assert sink.records[-1]["action"] == "reject"
+    assert sink.records[-1]["recipients"][0]["action"] == "reject"
+
+
+def test_it_rejects_a_blocklisted_network_but_allow_wins_for_the_listed_host() -> None:
+    gw, _, _ = make_gateway()
+    _, rc = run(gw, "alice@outside.test", "bob@example.com", ip="192.0.2.9")
+    assert rc == Milter.REJECT
+    _, rc = run(gw, "alice@outside.test", "bob@example.com", ip="192.0.2.7")
+    assert rc == Milter.ACCEPT
+
+
+def test_it_quarantines_and_discards_when_every_recipient_is_held() -> None:
+    gw, q, sink = make_gateway()
+    ctx, rc = run(gw, "x@held.test", "ann@other.example")
+    assert rc == Milter.DISCARD
+    [(raw, meta)] = q.items
+    assert b"Subject: hello" in raw and meta["recipients"] == ["ann@other.example"] and meta["queue"] == "user"
+    assert sink.records[-1]["action"] == "quarantine"
+    assert sink.records[-1]["quarantine"][0]["qid"] == meta["qid"]
+
+
+def test_it_tempfails_when_a_layer_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "FAULT_INJECT", frozenset({"size"}))
+    gw, q, sink = make_gateway()
+    ctx, rc = run(gw, "alice@outside.test", "bob@example.com")
+    assert rc == Milter.TEMPFAIL
+    assert ctx._reply[0] == "451"
+    assert sink.records[-1]["action"] == "tempfail"
+    assert any(t["event"] == "error" and t["source"] == "size" for t in sink.records[-1]["trace"])
+
+
+def test_it_tempfails_when_quarantine_storage_fails() -> None:
+    gw, q, sink = make_gateway()
+
+    def broken(raw: bytes, meta: dict[str, Any]) -> dict[str, Any]:
+        raise OSError("disk full")
+
+    q.store = broken  # type: ignore[method-assign]
+    ctx, rc = run(gw, "x@held.test", "ann@other.example")
+    assert rc == Milter.TEMPFAIL and ctx._reply[0] == "451"
+
+
+def test_it_reads_the_auth_macro_and_treats_the_message_as_outbound() -> None:
+    gw, _, sink = make_gateway()
+    _, rc = run(gw, "bob@example.com", "someone@remote.test", macros={"{auth_authen}": "bob"})
+    assert rc == Milter.ACCEPT
+    rec = sink.records[-1]
+    assert rec["direction"] == "outbound" and rec["auth_user"] == "bob"
+
+
+def test_it_refuses_relaying_for_external_senders() -> None:
+    gw, _, sink = make_gateway()
+    ctx, rc = run(gw, "alice@outside.test", "someone@remote.test")
+    assert rc == Milter.REJECT and ctx._reply[0] == "554"
+    assert sink.records[-1]["direction"] == "relay"
+
+
+def test_it_treats_trusted_networks_as_internal() -> None:
+    gw, _, sink = make_gateway()
+    _, rc = run(gw, "bob@example.com", "someone@remote.test", ip="10.1.2.3")
+    assert rc == Milter.ACCEPT and sink.records[-1]["direction"] == "outbound"
+    _, rc = run(gw, "bob@example.com", "carol@example.com", ip="10.1.2.3")
+    assert sink.records[-1]["direction"] == "local"
