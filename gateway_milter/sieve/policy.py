@@ -1,0 +1,387 @@
+"""The Sieve-ordered policy (docs/policy/sieve.md): system scripts generated from each layer's
+settings, admin scripts inserted by position, compiled once per policy snapshot.
+
+Order: start, then for each layer in registry order ``before:<layer>``, the layer's system
+script, ``after:<layer>``; then the end. A script that cancels the implicit keep (an explicit
+final action, RFC 5228 2.10.2) ends the policy; header edits of every script that ran apply.
+Actions map to outcomes: keep -> accept, discard, reject/ereject/refuse -> 5xx, tempfail -> 4xx,
+fileinto "Quarantine"/"Junk" or ``quarantine`` -> quarantine, redirect -> add a recipient,
+addheader/deleteheader -> header edits. A run-time error follows ``gateway.fail_mode``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gateway_milter import layers
+from gateway_milter.layers.base import PolicyRule
+from gateway_milter.pipeline.runner import LayerFailure
+from gateway_milter.sieve import Program, compile_script
+from gateway_milter.sieve.bulwark import GatewayHooks
+from gateway_milter.sieve.runtime import (
+    BasicEnvironment,
+    MessageData,
+    Runtime,
+    SieveAction,
+    SieveRuntimeError,
+    ReturnScript,
+    StopScript,
+)
+from gateway_milter.verdict import (
+    Action,
+    HeaderEdit,
+    Outcome,
+    QuarantineQueue,
+    Reply,
+    Stage,
+)
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext, Recipient
+    from gateway_milter.policy.snapshot import PolicySnapshot, ScriptEntry
+
+log = logging.getLogger("bulwark.sieve")
+
+STAGE_ORDER = {s: i for i, s in enumerate(Stage)}
+QUARANTINE_FOLDERS = {"quarantine": QuarantineQueue.USER, "junk": QuarantineQueue.USER,
+                      "spam": QuarantineQueue.USER, "quarantine/admin": QuarantineQueue.ADMIN,
+                      "admin-quarantine": QuarantineQueue.ADMIN}
+
+
+@dataclass
+class PolicyScript:
+    name: str
+    program: Program
+    source: str
+    system: bool
+    layer_id: str | None = None
+    stage: Stage = Stage.EOM
+    recipient: bool = False
+    rule_lines: dict[int, str] = field(default_factory=dict)
+
+    def decided_by(self, line: int) -> str:
+        if self.system and self.layer_id is not None:
+            rule = self.rule_lines.get(line)
+            if rule is not None:
+                return f"system:{self.layer_id}:{rule}"
+        return f"script:{self.name}:{line}"
+
+
+@dataclass
+class Plan:
+    message: list[PolicyScript]
+    recipient: list[PolicyScript]
+
+
+# -- system scripts -----------------------------------------------------------------------------
+def _q(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _action_lines(o: Outcome) -> list[str]:
+    lines = [f"addheader {_q(e.name)} {_q(e.value)};" if e.op == "insert" else
+             f"addheader :last {_q(e.name)} {_q(e.value)};" if e.op == "add" else
+             (f"deleteheader :index {e.index} {_q(e.name)};" if e.index else f"deleteheader {_q(e.name)};")
+             for e in o.header_edits]
+    lines += [f"redirect :copy {_q(a)};" for a in o.add_recipients]
+    if o.action is Action.REJECT:
+        r = o.reply or Reply("550", "5.7.1", o.reason or "Message rejected by policy")
+        lines.append(f"refuse :code {_q(r.code)} :status {_q(r.enhanced)} {_q(r.text)};")
+    elif o.action is Action.TEMPFAIL:
+        r = o.reply or Reply("451", "4.7.1", o.reason or "Temporary failure")
+        lines.append(f"tempfail :code {_q(r.code)} :status {_q(r.enhanced)} {_q(r.text)};")
+    elif o.action is Action.DISCARD:
+        lines.append("discard;")
+    elif o.action is Action.QUARANTINE:
+        q = (o.queue or QuarantineQueue.USER).value
+        lines.append(f"quarantine :{q} {_q(o.reason)};")
+    else:
+        lines.append("keep;")
+    lines.append("stop;")
+    return lines
+
+
+def system_script_source(layer_id: str, rules: list[PolicyRule]) -> tuple[str, dict[int, str]]:
+    """The read-only Sieve text of one layer's system policy, and line -> rule name."""
+    out = [f"# System policy of layer \"{layer_id}\", generated from its settings (read-only).",
+           'require ["vnd.bulwark", "editheader", "copy"];']
+    lines: dict[int, str] = {}
+    for r in rules:
+        conds = []
+        rcpt = " :recipient" if r.recipient else ""
+        if r.symbols:
+            conds.append(f"bulwark_symbol :layer {_q(layer_id)}{rcpt} :is [{', '.join(_q(s) for s in r.symbols)}]")
+        if r.min_score is not None:
+            conds.append(f"bulwark_score :after {_q(layer_id)} :atleast {_q(format(r.min_score, 'g'))}")
+        if not conds:
+            continue
+        test = conds[0] if len(conds) == 1 else f"anyof ({', '.join(conds)})"
+        out.append(f"# rule {r.name}")
+        out.append(f"if {test} {{")
+        for a in _action_lines(r.outcome):
+            lines[len(out) + 1] = r.name
+            out.append("    " + a)
+        out.append("}")
+    return "\n".join(out) + "\n", lines
+
+
+# -- the engine ---------------------------------------------------------------------------------
+class GatewayEnvironment(BasicEnvironment):
+    def __init__(self, snapshot: PolicySnapshot) -> None:
+        host = snapshot.hostname
+        super().__init__({"host": host, "domain": host.split(".", 1)[1] if "." in host else host})
+
+    def item_for(self, rt: Runtime, name: str) -> str | None:
+        return self.environment_item(name)
+
+    def spamtest(self, rt: Runtime, percent: bool) -> str:
+        h = rt.hooks
+        if not isinstance(h, GatewayHooks):
+            return "0"
+        ctx = h.ctx
+        if "scoring" in layers.available():
+            ctx.layer("scoring")
+        score = ctx.score
+        if percent:
+            return str(max(0, min(100, round(score * 10))))
+        return str(1 + max(0, min(9, int(score))))
+
+    def virustest(self, rt: Runtime) -> str:
+        h = rt.hooks
+        if not isinstance(h, GatewayHooks) or "antivirus" not in layers.available():
+            return "0"
+        res = h.ctx.layer("antivirus")
+        if res.error or res.skipped:
+            return "0"
+        return "5" if res.symbols and any("VIRUS" in s.name for s in res.symbols) else "1"
+
+
+class ContextEnvironment(GatewayEnvironment):
+    """Adds the per-connection items (remote-host, remote-ip) of RFC 5183."""
+
+    def __init__(self, base: GatewayEnvironment, ctx: MessageContext) -> None:
+        self.items = dict(base.items)
+        self.items["remote-host"] = ctx.conn.client_name or ""
+        self.items["remote-ip"] = ctx.conn.client_ip or ""
+
+
+class SievePolicyEngine:
+    """PolicyEngine of gateway_milter.policy.evaluate, built on the Sieve interpreter."""
+
+    def __init__(self, snapshot: PolicySnapshot) -> None:
+        self.snapshot = snapshot
+        self._plans: dict[str | None, Plan] = {}
+        self._lock = threading.Lock()
+        self.env = GatewayEnvironment(snapshot)
+        self.plan(None)  # compile the global plan now: errors show at publish, not per message
+
+    # -- compilation --------------------------------------------------------------------------
+    def plan(self, domain: str | None) -> Plan:
+        dom = self.snapshot.canonical_domain(domain)
+        p = self._plans.get(dom)
+        if p is None:
+            with self._lock:
+                p = self._plans.get(dom)
+                if p is None:
+                    p = self._plans[dom] = build_plan(self.snapshot, dom)
+        return p
+
+    # -- PolicyEngine --------------------------------------------------------------------------
+    def envelope(self, ctx: MessageContext) -> Outcome | None:
+        scripts = []
+        for s in self.plan(ctx.policy_domain).message:
+            if not s.system:
+                break  # an admin script may exempt the message: the rest waits for the content
+            if STAGE_ORDER[s.stage] <= STAGE_ORDER[Stage.RCPT]:
+                scripts.append(s)
+        o = self._run(ctx, scripts, None)
+        return o if o is not None and o.action in (Action.REJECT, Action.TEMPFAIL) else None
+
+    def recipient(self, ctx: MessageContext, rcpt: Recipient) -> Outcome | None:
+        domain = rcpt.domain if rcpt.is_local else ctx.policy_domain
+        return self._run(ctx, self.plan(domain).recipient, rcpt)
+
+    def message(self, ctx: MessageContext) -> Outcome:
+        o = self._run(ctx, self.plan(ctx.policy_domain).message, None, final=True)
+        assert o is not None
+        return o
+
+    # -- execution -----------------------------------------------------------------------------
+    def _run(self, ctx: MessageContext, scripts: list[PolicyScript], rcpt: Recipient | None,
+             final: bool = False) -> Outcome | None:
+        if not scripts:
+            return Outcome.accept("no rule matched", "system:default") if final else None
+        msg = MessageData.from_context(ctx, rcpt.address if rcpt is not None else None)
+        rt = Runtime(msg, ContextEnvironment(self.env, ctx), hooks=GatewayHooks(ctx, rcpt))
+        for s in scripts:
+            mark = len(rt.actions)
+            saved_headers = rt.headers
+            rt.vars, rt.match, rt.script = {}, [], s.name
+            t0 = time.perf_counter()
+            try:
+                s.program.body(rt)
+            except (StopScript, ReturnScript):
+                pass
+            except LayerFailure:
+                raise
+            except SieveRuntimeError as e:
+                o = self._error(ctx, s, e.line, e.message)
+                if o is not None:
+                    return o
+                del rt.actions[mark:]
+                rt.headers = saved_headers
+                rt._hcache.clear()
+                rt.implicit_keep = True
+                continue
+            except RecursionError:
+                o = self._error(ctx, s, rt.line, "script too deeply nested")
+                if o is not None:
+                    return o
+                continue
+            if not rt.implicit_keep:
+                ms = (time.perf_counter() - t0) * 1000
+                return self._decide(ctx, s, rt, ms)
+        if not final:
+            return None
+        o = Outcome.accept("no rule matched", "system:default",
+                           header_edits=_header_edits(rt.actions), add_recipients=_redirects(rt.actions))
+        return o
+
+    def _error(self, ctx: MessageContext, s: PolicyScript, line: int, message: str) -> Outcome | None:
+        where = f"script:{s.name}:{line}"
+        ctx.add_trace(where, "error", message)
+        log.warning("sieve run-time error in %s line %s: %s", s.name, line, message)
+        if self.snapshot.fail_mode == "accept":
+            return None
+        return Outcome.tempfail(reason=f"policy error in {s.name} line {line}: {message}", decided_by=where)
+
+    def _decide(self, ctx: MessageContext, s: PolicyScript, rt: Runtime, ms: float) -> Outcome:
+        final = [a for a in rt.actions if a.kind not in ("addheader", "deleteheader")
+                 and not (a.kind in ("fileinto", "redirect") and a.args.get("copy"))]
+        act = max(final, key=_strength) if final else None
+        line = act.line if act is not None else rt.line
+        decided = s.decided_by(line)
+        edits = _header_edits(rt.actions)
+        adds = _redirects(rt.actions)
+        o = _outcome(act, decided, edits, adds)
+        ctx.add_trace(decided, "decided", o.action.value + (f" {o.reply}" if o.reply else ""), ms)
+        return o
+
+    # -- introspection for the web UI ----------------------------------------------------------
+    def scripts(self, domain: str | None) -> list[dict[str, Any]]:
+        p = self.plan(domain)
+        return [{"name": s.name, "system": s.system, "layer": s.layer_id, "source": s.source,
+                 "recipient": s.recipient} for s in [*p.message, *p.recipient]]
+
+
+_STRENGTH = {"refuse": 6, "reject": 6, "ereject": 6, "tempfail": 5, "quarantine": 4, "discard": 3,
+             "fileinto": 2, "keep": 1, "redirect": 1}
+
+
+def _strength(a: SieveAction) -> int:
+    if a.kind == "fileinto" and a.args.get("mailbox", "").lower() in QUARANTINE_FOLDERS:
+        return 4
+    return _STRENGTH.get(a.kind, 0)
+
+
+def _outcome(a: SieveAction | None, decided: str, edits: tuple[HeaderEdit, ...], adds: tuple[str, ...]) -> Outcome:
+    if a is None:
+        return Outcome.accept("", decided, header_edits=edits, add_recipients=adds)
+    k = a.kind
+    if k in ("refuse", "reject", "ereject", "tempfail"):
+        text = " ".join(str(a.args.get("reason", "")).split())[:400] or "Message rejected by policy"
+        code = a.args.get("code", "451" if k == "tempfail" else "550")
+        status = a.args.get("status", "4.7.1" if k == "tempfail" else "5.7.1")
+        reply = Reply(code, status, text)
+        if k == "tempfail":
+            return Outcome.tempfail(reply, text, decided)
+        return Outcome.reject(reply, text, decided)
+    if k == "discard":
+        return Outcome.discard("discarded by policy", decided)
+    if k == "quarantine":
+        q = QuarantineQueue.ADMIN if a.args.get("queue") == "admin" else QuarantineQueue.USER
+        return Outcome(Action.QUARANTINE, queue=q, reason=a.args.get("reason") or "quarantined by policy",
+                       decided_by=decided, header_edits=edits, add_recipients=adds)
+    if k == "fileinto":
+        box = a.args.get("mailbox", "").lower()
+        if box in QUARANTINE_FOLDERS:
+            return Outcome(Action.QUARANTINE, queue=QUARANTINE_FOLDERS[box], reason=f"fileinto {a.args['mailbox']}",
+                           decided_by=decided, header_edits=edits, add_recipients=adds)
+        return Outcome.accept(f"fileinto {a.args.get('mailbox')}", decided, header_edits=edits, add_recipients=adds)
+    if k == "redirect":
+        return Outcome.accept("redirect", decided, header_edits=edits, add_recipients=adds)
+    return Outcome.accept("kept by policy", decided, header_edits=edits, add_recipients=adds)
+
+
+def _header_edits(actions: list[SieveAction]) -> tuple[HeaderEdit, ...]:
+    out = []
+    for a in actions:
+        if a.kind == "addheader":
+            out.append(HeaderEdit("add" if a.args.get("last") else "insert", a.args["name"], a.args["value"]))
+        elif a.kind == "deleteheader":
+            out.append(HeaderEdit("delete", a.args["name"], index=int(a.args.get("index", 0))))
+    return tuple(out)
+
+
+def _redirects(actions: list[SieveAction]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a.args["address"] for a in actions if a.kind == "redirect"))
+
+
+# -- building the plan ----------------------------------------------------------------------------
+def _loader_for(snapshot: PolicySnapshot, domain: str | None) -> Any:
+    def load(name: str, location: str) -> str | None:
+        best = None
+        for e in snapshot.scripts:
+            if e.name != name or not e.enabled:
+                continue
+            if location == "global" and e.domain is not None:
+                continue
+            if e.domain == domain:
+                return e.source
+            if e.domain is None:
+                best = e.source
+        return best
+
+    return load
+
+
+def build_plan(snapshot: PolicySnapshot, domain: str | None) -> Plan:
+    order = list(layers.REGISTRY)
+    slots: dict[str, list[PolicyScript]] = {"before": [], "after": []}
+    for lid in order:
+        slots[f"before:{lid}"] = []
+        slots[f"system:{lid}"] = []
+        slots[f"after:{lid}"] = []
+    rcpt_scripts: list[PolicyScript] = []
+    by_layer: dict[str, list[PolicyRule]] = {}
+    for lid, rule in snapshot.system_rules(domain):
+        by_layer.setdefault(lid, []).append(rule)
+    for lid, rules in by_layer.items():
+        stage = layers.get(lid).stage
+        for recipient in (False, True):
+            rs = [r for r in rules if r.recipient == recipient]
+            if not rs:
+                continue
+            src, lines = system_script_source(lid, rs)
+            name = f"system:{lid}" + (":recipient" if recipient else "")
+            prog = compile_script(src, name)
+            ps = PolicyScript(name, prog, src, True, lid, stage, recipient, lines)
+            (rcpt_scripts if recipient else slots[f"system:{lid}"]).append(ps)
+    loader = _loader_for(snapshot, domain)
+    for e in _admin_scripts(snapshot, domain):
+        prog = compile_script(e.source, e.name, loader=loader)
+        pos = e.position if e.position in slots else ("after" if e.position.startswith("after") else "before")
+        slots[pos].append(PolicyScript(e.name, prog, e.source, False))
+    message: list[PolicyScript] = list(slots["before"])
+    for lid in order:
+        message += slots[f"before:{lid}"] + slots[f"system:{lid}"] + slots[f"after:{lid}"]
+    message += slots["after"]
+    return Plan(message, rcpt_scripts)
+
+
+def _admin_scripts(snapshot: PolicySnapshot, domain: str | None) -> list[ScriptEntry]:
+    return [e for e in snapshot.scripts if e.enabled and (e.domain is None or e.domain == domain)]

@@ -1,0 +1,313 @@
+"""Run-time state of one Sieve execution: the message view, variables, the result.
+
+The result follows RFC 5228 section 2.10: actions are collected in order, the implicit keep is
+cancelled by keep/fileinto/redirect/discard/reject (unless ``:copy``, RFC 3894), duplicate
+deliveries are merged, and reject/ereject (RFC 5429 section 2.1) conflict with every action that
+delivers the message. Limits bound what a hostile script can make us do.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.policy
+import email.utils
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import Message
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext
+
+
+class SieveRuntimeError(Exception):
+    """A run-time error; ``line`` is the script line of the command that failed."""
+
+    def __init__(self, message: str, line: int = 0, script: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.script = script
+
+    def __str__(self) -> str:
+        where = f"{self.script or 'script'}"
+        if self.line:
+            where += f" line {self.line}"
+        return f"{where}: {self.message}"
+
+
+class StopScript(Exception):  # noqa: N818 - control flow, not an error
+    pass
+
+
+class ReturnScript(Exception):  # noqa: N818
+    pass
+
+
+class BreakLoop(Exception):  # noqa: N818
+    def __init__(self, name: str | None) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_actions: int = 32
+    max_redirects: int = 4
+    max_header_edits: int = 64
+    max_header_value: int = 1024
+    cpu_seconds: float = 0.5
+    regex_seconds: float = 0.05
+    max_variable_size: int = 4096
+    max_match_values: int = 32
+    max_include_depth: int = 10
+
+
+DEFAULT_LIMITS = Limits()
+
+DELIVERING = {"keep", "fileinto", "redirect"}
+
+
+@dataclass(slots=True)
+class SieveAction:
+    kind: str  # keep fileinto redirect discard reject ereject quarantine refuse tempfail addheader deleteheader ...
+    args: dict[str, Any] = field(default_factory=dict)
+    line: int = 0
+    script: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"action": self.kind}
+        d.update(self.args)
+        return d
+
+
+class Environment(Protocol):
+    """What the host (the gateway, the CLI, the test suite) supplies to scripts."""
+
+    def environment_item(self, name: str) -> str | None: ...
+    def spamtest(self, rt: Runtime, percent: bool) -> str: ...
+    def virustest(self, rt: Runtime) -> str: ...
+
+
+class BasicEnvironment:
+    """Environment items of RFC 5183 section 4 with gateway values; no spam/virus data."""
+
+    def __init__(self, items: dict[str, str] | None = None) -> None:
+        self.items = {
+            "domain": "localhost",
+            "host": "localhost",
+            "location": "MTA",
+            "name": "Bulwark",
+            "phase": "during",
+            "version": "1",
+        }
+        self.items.update(items or {})
+
+    def environment_item(self, name: str) -> str | None:
+        return self.items.get(name)
+
+    def spamtest(self, rt: Runtime, percent: bool) -> str:
+        return "0"
+
+    def virustest(self, rt: Runtime) -> str:
+        return "0"
+
+
+# -- the message --------------------------------------------------------------------------------
+class MessageData:
+    """The message as Sieve sees it: header list, body bytes and envelope."""
+
+    def __init__(self, headers: list[tuple[str, str]], body: bytes, *, mail_from: str = "",
+                 recipients: list[str] | None = None, auth: str = "", raw: bytes | None = None,
+                 parsed: Message | None = None) -> None:
+        self.headers = headers
+        self.body = body
+        self.mail_from = mail_from
+        self.recipients = list(recipients or [])
+        self.auth = auth
+        self._raw = raw
+        self._parsed = parsed
+        self.context: MessageContext | None = None
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, *, mail_from: str = "", recipients: list[str] | None = None,
+                   auth: str = "") -> MessageData:
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        head, sep, body = raw.partition(b"\r\n\r\n")
+        if not sep:
+            if raw.startswith(b"\r\n"):
+                head, body = b"", raw[2:]
+            else:
+                head, body = raw, b""
+        headers: list[tuple[str, str]] = []
+        for line in head.split(b"\r\n"):
+            if not line:
+                continue
+            text = line.decode("utf-8", "surrogateescape")
+            if line[:1] in (b" ", b"\t") and headers:
+                n, v = headers[-1]
+                headers[-1] = (n, v + "\r\n" + text)
+            elif ":" in text:
+                n, _, v = text.partition(":")
+                headers.append((n.rstrip(" \t"), v[1:] if v.startswith(" ") else v))
+        return cls(headers, body, mail_from=mail_from, recipients=recipients, auth=auth)
+
+    @classmethod
+    def from_context(cls, ctx: MessageContext, rcpt: str | None = None) -> MessageData:
+        rcpts = [rcpt] if rcpt is not None else [r.address for r in ctx.recipients]
+        md = cls(ctx.headers, b"", mail_from=ctx.mail_from.strip("<>"), recipients=rcpts,
+                 auth=ctx.conn.auth_user)
+        md.context = ctx
+        return md
+
+    def body_bytes(self) -> bytes:
+        if self.context is not None:
+            return self.context.body.getvalue()
+        return self.body
+
+    @property
+    def size(self) -> int:
+        if self.context is not None:
+            return self.context.size
+        return sum(len(n) + len(v) + 4 for n, v in self.headers) + 2 + len(self.body)
+
+    def raw_bytes(self, headers: list[tuple[str, str]] | None = None) -> bytes:
+        if headers is None and self.context is not None:
+            return self.context.raw_bytes()
+        hs = self.headers if headers is None else headers
+        head = b"".join(n.encode("utf-8", "surrogateescape") + b": "
+                        + v.encode("utf-8", "surrogateescape").replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                        + b"\r\n" for n, v in hs)
+        return head + b"\r\n" + self.body_bytes()
+
+    def parsed(self) -> Message:
+        if self._parsed is None:
+            if self.context is not None:
+                self._parsed = self.context.message
+            else:
+                self._parsed = email.message_from_bytes(self.raw_bytes(), policy=email.policy.compat32)
+        return self._parsed
+
+
+def decode_header_value(value: str) -> str:
+    """Unfold and decode RFC 2047 encoded words (RFC 5228 section 2.7.2); never raises."""
+    v = value.replace("\r\n", "").replace("\n", "").strip(" \t")
+    if "=?" not in v:
+        return v
+    try:
+        parts = email.header.decode_header(v)
+        out = []
+        for chunk, cs in parts:
+            if isinstance(chunk, bytes):
+                try:
+                    out.append(chunk.decode(cs or "ascii", "replace"))
+                except LookupError:
+                    out.append(chunk.decode("utf-8", "replace"))
+            else:
+                out.append(chunk)
+        return "".join(out)
+    except Exception:  # noqa: BLE001 - a malformed encoded word is compared as it is
+        return v
+
+
+# -- the run ------------------------------------------------------------------------------------
+class Runtime:
+    """Per execution state. One Runtime per message (and per recipient for RCPT rules)."""
+
+    def __init__(self, msg: MessageData, env: Environment | None = None, limits: Limits = DEFAULT_LIMITS,
+                 *, now: datetime | None = None, hooks: Any = None) -> None:
+        self.msg = msg
+        self.env: Environment = env or BasicEnvironment()
+        self.limits = limits
+        self.hooks = hooks  # host object for vnd.bulwark tests (gateway context)
+        self.headers: list[tuple[str, str]] = msg.headers  # replaced by a copy on the first edit
+        self._hcache: dict[str, list[str]] = {}
+        self.vars: dict[str, str] = {}
+        self.globals: dict[str, str] = {}
+        self.match: list[str] = []
+        self.flags: list[str] = []
+        self.actions: list[SieveAction] = []
+        self.implicit_keep = True
+        self.redirects = 0
+        self.edits = 0
+        self.line = 0
+        self.script = ""
+        self.deadline = time.perf_counter() + limits.cpu_seconds
+        self.now = now
+        self.included_once: set[str] = set()
+        self.include_depth = 0
+        self.part_stack: list[Message] = []  # foreverypart (RFC 5703)
+        self.loops = 0
+        self.rcpt: Any = None
+
+    # -- headers --------------------------------------------------------------------------------
+    def header_values(self, name: str) -> list[str]:
+        key = name.lower()
+        vals = self._hcache.get(key)
+        if vals is None:
+            vals = [decode_header_value(v) for n, v in self.headers if n.lower() == key]
+            self._hcache[key] = vals
+        return vals
+
+    def edit_headers(self) -> list[tuple[str, str]]:
+        if self.headers is self.msg.headers:
+            self.headers = list(self.msg.headers)
+        self._hcache.clear()
+        return self.headers
+
+    def check_time(self) -> None:
+        if time.perf_counter() > self.deadline:
+            raise SieveRuntimeError("CPU time limit exceeded", self.line, self.script)
+
+    # -- result ---------------------------------------------------------------------------------
+    def add_action(self, action: SieveAction, cancels_keep: bool = True) -> None:
+        action.script = self.script
+        kind = action.kind
+        for other in self.actions:
+            ok = other.kind
+            if kind in ("reject", "ereject") and (ok in DELIVERING or ok in ("reject", "ereject")):
+                raise SieveRuntimeError(f"{kind} action conflicts with other action: {ok}", action.line, self.script)
+            if ok in ("reject", "ereject") and kind in DELIVERING:
+                raise SieveRuntimeError(f"{kind} action conflicts with earlier {ok} action", action.line, self.script)
+        # Merge duplicates (RFC 5228 2.10.3): one delivery per mailbox / address.
+        for other in self.actions:
+            if _same_delivery(other, action):
+                if "flags" in action.args and action.args.get("flags") is not None:
+                    other.args["flags"] = action.args["flags"]
+                if not action.args.get("copy", False) and other.args.get("copy"):
+                    other.args["copy"] = False
+                if cancels_keep:
+                    self.implicit_keep = False
+                return
+        if kind == "redirect":
+            self.redirects += 1
+            if self.redirects > self.limits.max_redirects:
+                raise SieveRuntimeError(f"too many redirect actions (limit {self.limits.max_redirects})",
+                                        action.line, self.script)
+        if len(self.actions) >= self.limits.max_actions:
+            raise SieveRuntimeError(f"too many actions (limit {self.limits.max_actions})", action.line, self.script)
+        self.actions.append(action)
+        if cancels_keep:
+            self.implicit_keep = False
+
+    def result(self) -> list[SieveAction]:
+        return self.actions
+
+
+def _same_delivery(a: SieveAction, b: SieveAction) -> bool:
+    ka, kb = a.kind, b.kind
+    if ka in ("keep", "fileinto") and kb in ("keep", "fileinto"):
+        return _mailbox(a) == _mailbox(b)
+    if ka == kb == "redirect":
+        return a.args["address"].lower() == b.args["address"].lower()
+    return ka == kb and ka in ("discard",)
+
+
+def _mailbox(a: SieveAction) -> str:
+    mb = a.args.get("mailbox", "INBOX") if a.kind == "fileinto" else "INBOX"
+    return "INBOX" if mb.upper() == "INBOX" else mb
+
+
+HookFn = Callable[[Runtime], Any]
