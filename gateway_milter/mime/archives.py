@@ -177,7 +177,10 @@ class _Walk:
                     content = self.read_bounded(f, info.file_size, info.compress_size)
             except _LimitHit:
                 raise
-            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, ValueError, EOFError,
+            except NotImplementedError as e:
+                self.report.unsupported = f"zip: {e}"[:200]  # e.g. deflate64, bzip2-in-zip variants
+                continue
+            except (zipfile.BadZipFile, RuntimeError, OSError, ValueError, EOFError,
                     zlib.error, lzma.LZMAError) as e:
                 self.report.corrupt = f"zip member: {e}"[:200]
                 continue
@@ -205,7 +208,7 @@ class _Walk:
             self.report.corrupt = f"tar: {e}"[:200]
 
     def stream(self, kind: str, data: bytes, chain: tuple[str, ...], depth: int) -> None:
-        dec: zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor
+        dec: object
         if kind == "gzip":
             dec = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header
         elif kind == "bzip2":
@@ -217,14 +220,14 @@ class _Walk:
             pending = data
             while True:
                 self.tick()
-                if isinstance(dec, zlib._Decompress):
-                    chunk = dec.decompress(pending, CHUNK)
-                    pending = dec.unconsumed_tail
-                    done = dec.eof or (not pending and not chunk)
+                if kind == "gzip":
+                    chunk = dec.decompress(pending, CHUNK)  # type: ignore[attr-defined]
+                    pending = dec.unconsumed_tail  # type: ignore[attr-defined]
+                    done = dec.eof or (not pending and not chunk)  # type: ignore[attr-defined]
                 else:
-                    chunk = dec.decompress(pending, CHUNK)
+                    chunk = dec.decompress(pending, CHUNK)  # type: ignore[attr-defined]
                     pending = b""
-                    done = dec.eof or (not chunk and dec.needs_input)
+                    done = dec.eof or (not chunk and dec.needs_input)  # type: ignore[attr-defined]
                 out += chunk
                 self.grow(len(chunk))
                 self.check_ratio(len(out), len(data))

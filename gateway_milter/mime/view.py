@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import TYPE_CHECKING
@@ -205,6 +207,7 @@ def parse_message(raw: bytes) -> MimeView:
             return
         names = check_headers(m, path)
         if m.is_multipart():
+            _check_outside(m, path, note)
             for i, sub in enumerate(m.get_payload() or []):
                 if isinstance(sub, Message):
                     defects.extend(type(d).__name__ for d in sub.defects)
@@ -265,9 +268,19 @@ def parse_message(raw: bytes) -> MimeView:
     return MimeView(msg, parts, defects, raw, ambiguities, deepest)
 
 
-def _bad_qp(m: Message) -> bool:
-    import re
+def _check_outside(m: Message, path: tuple[int, ...], note: Callable[[str, str, tuple[int, ...]], None]) -> None:
+    """Delimiters in the preamble or after the close delimiter: a lenient client may show a
+    part there that a strict parser drops."""
+    boundary = m.get_boundary()
+    if not boundary:
+        return
+    delim = re.compile(r"^--" + re.escape(boundary) + r"(--)?[ \t]*\r?$", re.M)
+    for where, text in (("after the close delimiter", m.epilogue), ("in the preamble", m.preamble)):
+        if text and delim.search(text):
+            note("HIDDEN_PART", f"a part {where}", path)
 
+
+def _bad_qp(m: Message) -> bool:
     body = m.get_payload(decode=False)
     if not isinstance(body, str):
         return False
