@@ -193,9 +193,10 @@ def _multiline(src: str, i: int, line: int, lstart: int, col: int) -> tuple[int,
             i = nxt
             lstart = nxt
             break
-        if text.startswith(".."):
-            text = text[1:]  # dot-stuffing
-        out.append(text + ("\r\n" if j >= 0 else ""))
+        if raw.startswith(".."):
+            raw = raw[1:]  # dot-stuffing
+        # The line ending is kept as written in the script (CRLF or LF), as Pigeonhole does.
+        out.append(raw + ("\n" if j >= 0 else ""))
         i = nxt
         lstart = nxt
     return i, line, lstart, "".join(out)

@@ -114,7 +114,8 @@ def _compile_if_chain(cc: CompileContext, chain: list[Command]) -> Exec | None:
             t = cmd.tests[0]
             if t.name == "ihave" and cc.registry.test("ihave", cc.required)[0] is not None:
                 caps = _ihave_caps(cc, t)
-                if caps is not None and not all(c in cc.registry.extensions for c in caps):
+                if caps is not None and not all(c in cc.registry.extensions and c not in IHAVE_RESTRICTED
+                                                for c in caps):
                     skip_block = True  # RFC 5463: the block is not compiled
             try:
                 pred = cc.test(t)
@@ -340,8 +341,8 @@ def t_size(cc: CompileContext, t: Test) -> Pred:
         raise SieveError(t.line, t.col, "the size test needs :over or :under")
     n = args.pos[0].value
     if rel == "over":
-        return lambda rt: rt.msg.size > n
-    return lambda rt: rt.msg.size < n
+        return lambda rt: rt.message_size() > n
+    return lambda rt: rt.message_size() < n
 
 
 def _mime_tags(cc: CompileContext, header: bool) -> dict[str, TagSpec]:
@@ -433,9 +434,6 @@ def t_header(cc: CompileContext, t: Test) -> Pred:
     names_arg, keys_arg = args.pos
     names = cc.strlist(strlist_of(names_arg))
     const_names = cc.const_list(strlist_of(names_arg))
-    for n in const_names or []:
-        if not _HEADER_NAME.match(n):
-            raise SieveError(names_arg.line, names_arg.col, f"invalid header name \"{n}\"")
     keys, kconst = _keys(cc, keys_arg)
     match = compile_matcher(cc, args, keys, kconst, t.line, t.col)
     index, last = args.value("index"), bool(args.tag("last"))
@@ -515,6 +513,33 @@ def t_address(cc: CompileContext, t: Test) -> Pred:
 
 
 ENVELOPE_PARTS = ("from", "to", "auth")
+_DOMAIN_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$|^\[[^\[\]]+\]$")
+_DOTATOM_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_QUOTED_RE = re.compile(r'^"([^"\\]|\\.)*"$')
+
+
+def parse_path(value: str) -> str | None:
+    """RFC 5321 path -> "local@domain", "" for the null path, None when malformed."""
+    v = value.strip()
+    if v.startswith("<") or v.endswith(">"):
+        if not (v.startswith("<") and v.endswith(">")):
+            return None
+        v = v[1:-1]
+    if v == "":
+        return ""
+    if v.startswith("@"):
+        route, sep, v = v.partition(":")
+        if not sep:
+            return None
+        for hop in route.split(","):
+            if not hop.startswith("@") or not _DOMAIN_RE.match(hop[1:]):
+                return None
+    local, at, domain = v.rpartition("@")
+    if not at or not local or not _DOMAIN_RE.match(domain):
+        return None
+    if not (_DOTATOM_RE.match(local) or _QUOTED_RE.match(local)):
+        return None
+    return v
 
 
 def t_envelope(cc: CompileContext, t: Test) -> Pred:
@@ -528,7 +553,6 @@ def t_envelope(cc: CompileContext, t: Test) -> Pred:
     keys, kconst = _keys(cc, args.pos[1])
     match = compile_matcher(cc, args, keys, kconst, t.line, t.col)
     part = address_part(args.tag("addrpart") or "all")
-    all_part = (args.tag("addrpart") or "all") == "all"
 
     def run(rt: Runtime) -> bool:
         vals: list[str] = []
@@ -542,11 +566,12 @@ def t_envelope(cc: CompileContext, t: Test) -> Pred:
                 src = [rt.msg.auth] if rt.msg.auth else []
             else:
                 src = []
-            for a in src:
-                a = a.strip().strip("<>")
+            for raw in src:
+                a = parse_path(raw) if p != "auth" else raw
+                if a is None:
+                    continue
                 if a == "":
-                    if all_part:
-                        vals.append("")
+                    vals.append("")  # RFC 5228 5.4: the null path is "" whatever the address part
                     continue
                 x = part(a)
                 if x is not None:
@@ -581,7 +606,7 @@ def t_body(cc: CompileContext, t: Test) -> Pred:
     args = read_args(cc, t, "body", tags, ["strlist"])
     keys, kconst = _keys(cc, args.pos[0])
     mtype = args.tag("match") or "is"
-    match = compile_matcher(cc, args, keys, kconst, t.line, t.col)
+    match = compile_matcher(cc, args, keys, kconst, t.line, t.col, capture=False)
     transform = args.tag("transform") or "text"
     ctypes = cc.strlist(args.value("transform")) if transform == "content" else None
     del mtype
@@ -702,6 +727,8 @@ def variable_setter(cc: CompileContext, node: Command | Arg, name: str) -> Calla
 
         return setgl
 
+    cc.data.setdefault("locals", set()).add(lname)
+
     def setl(rt: Runtime, v: str) -> None:
         rt.vars[lname] = v[: rt.limits.max_variable_size]
 
@@ -787,7 +814,10 @@ def _c_flagcmd(kind: str) -> Callable[[CompileContext, Command], Exec]:
 
 def t_hasflag(cc: CompileContext, t: Test) -> Pred:
     args = read_args(cc, t, "hasflag", match_tags(cc), ["strlist", "strlist"], optional_positional=1)
-    keys, kconst = _keys(cc, args.pos[-1])
+    raw_keys, kconst = _keys(cc, args.pos[-1])
+    # RFC 5232 section 5: the keys are flag lists too ("b A" is the flags b and A).
+    kconst = normalize_flags(kconst) if kconst is not None else None
+    keys: ListFn = (lambda rt: kconst) if kconst is not None else (lambda rt: normalize_flags(raw_keys(rt)))  # type: ignore[assignment,return-value]
     match = compile_matcher(cc, args, keys, kconst, t.line, t.col)
     vars_ = cc.strlist(strlist_of(args.pos[0])) if len(args.pos) == 2 else None
     if vars_ is not None and not cc.has("variables"):
@@ -903,6 +933,7 @@ def t_date(cc: CompileContext, t: Test) -> Pred:
     keys, kconst = _keys(cc, args.pos[2])
     match = compile_matcher(cc, args, keys, kconst, t.line, t.col)
     index, last = args.value("index"), bool(args.tag("last"))
+    count = args.tag("match") == "count"
 
     def run(rt: Runtime) -> bool:
         vals = []
@@ -910,7 +941,7 @@ def t_date(cc: CompileContext, t: Test) -> Pred:
             dt = parse_date(v)
             if dt is not None:
                 vals.append(date_part(conv(dt), part))
-        if not vals:
+        if not vals and not count:
             return False
         return match(rt, vals)
 
@@ -937,6 +968,9 @@ def _check_header_name(node: Arg, name: str) -> None:
         raise SieveError(node.line, node.col, f"invalid header name \"{name}\"")
 
 
+_FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]*")
+
+
 def c_addheader(cc: CompileContext, cmd: Command) -> Exec:
     args = read_args(cc, cmd, "addheader", {"last": TagSpec("last")}, ["string", "string"])
     _simple(cmd, "addheader")
@@ -945,6 +979,11 @@ def c_addheader(cc: CompileContext, cmd: Command) -> Exec:
         _check_header_name(args.pos[0], name_c)
     name = cc.string(args.pos[0].value)
     value = cc.string(args.pos[1].value)
+    vconst = cc.const_string(args.pos[1].value)
+    if vconst is not None and "\0" in vconst:
+        raise SieveError(args.pos[1].line, args.pos[1].col, "header value contains a NUL character")
+    if vconst is not None and len(vconst) > 1024:
+        raise SieveError(args.pos[1].line, args.pos[1].col, "header value is too long (limit 1024)")
     last = bool(args.tag("last"))
     line = cmd.line
 
@@ -954,7 +993,9 @@ def c_addheader(cc: CompileContext, cmd: Command) -> Exec:
             raise SieveRuntimeError(f"invalid header name \"{n}\"", line, rt.script)
         if n.lower() in PROTECTED_HEADERS:
             return  # RFC 5293 section 9: never forge trace headers
-        v = v.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").replace("\0", "")
+        if "\0" in v:
+            raise SieveRuntimeError("header value contains a NUL character", line, rt.script)
+        v = _FOLD_RE.sub(" ", v)
         if len(v) > rt.limits.max_header_value:
             raise SieveRuntimeError("header value too long", line, rt.script)
         rt.edits += 1
@@ -1131,12 +1172,16 @@ def t_environment(cc: CompileContext, t: Test) -> Pred:
     return run
 
 
+IHAVE_RESTRICTED = frozenset({"encoded-character", "variables"})
+
+
 def t_ihave(cc: CompileContext, t: Test) -> Pred:
     args = read_args(cc, t, "ihave", {}, ["strlist"])
     caps = cc.const_list(strlist_of(args.pos[0]))
     if caps is None:
         raise SieveError(t.line, t.col, "ihave needs constant capability names")
-    ok = all(c in cc.registry.extensions for c in caps)
+    # RFC 5463 section 4: extensions that change how the script is parsed cannot be probed.
+    ok = all(c in cc.registry.extensions and c not in IHAVE_RESTRICTED for c in caps)
     if ok:
         from gateway_milter.sieve.compiler import add_capability
 
@@ -1238,9 +1283,13 @@ def c_return(cc: CompileContext, cmd: Command) -> Exec:
 def c_global(cc: CompileContext, cmd: Command) -> Exec:
     args = read_args(cc, cmd, "global", {}, ["strlist"])
     _simple(cmd, "global")
+    if not cc.has("variables"):
+        raise SieveError(cmd.line, cmd.col, "the global command requires the \"variables\" extension")
     for n in strlist_of(args.pos[0]):
         if not _VARNAME.match(n):
             raise SieveError(args.pos[0].line, args.pos[0].col, f"invalid variable name \"{n}\"")
+        if n.lower() in cc.data.get("locals", set()):
+            raise SieveError(args.pos[0].line, args.pos[0].col, f"variable \"{n}\" is already used as a local variable")
         cc.global_names.add(n.lower())
     return lambda rt: None
 

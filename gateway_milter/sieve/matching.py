@@ -116,7 +116,7 @@ def _glob_to_regex(pattern: str) -> tuple[str, int]:
 
 def compile_matcher(cc: CompileContext, args: Args, keys: ListFn, key_values: list[str] | None,
                     node_line: int, node_col: int, *, numeric_values: bool = False,
-                    default_comparator: str = "i;ascii-casemap") -> Matcher:
+                    default_comparator: str = "i;ascii-casemap", capture: bool = True) -> Matcher:
     """Build the matcher for ``values`` against ``keys`` from the test's tags."""
     comp = args.value("comparator", default_comparator)
     if isinstance(comp, str) and comp not in COMPARATORS:
@@ -126,9 +126,6 @@ def compile_matcher(cc: CompileContext, args: Args, keys: ListFn, key_values: li
         cnode = args.tags["comparator"][2]
         raise SieveError(cnode.line, cnode.col,
                          "comparator \"i;ascii-numeric\" requires the \"comparator-i;ascii-numeric\" extension")
-    if comp == "i;unicode-casemap" and not cc.has("comparator-i;unicode-casemap"):
-        cnode = args.tags["comparator"][2]
-        raise SieveError(cnode.line, cnode.col, "comparator \"i;unicode-casemap\" is not required")
     mtype = args.tag("match") or "is"
     rel = args.value("match") if mtype in ("value", "count") else None
     if rel is not None:
@@ -143,7 +140,7 @@ def compile_matcher(cc: CompileContext, args: Args, keys: ListFn, key_values: li
         "i;octet": None, "i;ascii-casemap": ascii_fold, "i;unicode-casemap": unicode_fold,
         "i;ascii-numeric": None,
     }[comp]
-    capture = cc.has("variables")
+    capture = capture and cc.has("variables")
 
     if mtype == "count":
         assert rel is not None
@@ -244,10 +241,12 @@ def compile_matcher(cc: CompileContext, args: Args, keys: ListFn, key_values: li
             if const_rx is not None:
                 pats = const_rx
             else:
-                try:
-                    pats = [rbuild(k) for k in keys(rt)]
-                except SieveError as e:
-                    raise SieveRuntimeError(e.message, rt.line, rt.script) from None
+                pats = []
+                for k in keys(rt):
+                    try:
+                        pats.append(rbuild(k))
+                    except SieveError:
+                        continue  # an invalid run-time pattern never matches
             tmo = rt.limits.regex_seconds
             for v in values:
                 for p in pats:

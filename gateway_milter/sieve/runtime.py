@@ -76,6 +76,7 @@ class SieveAction:
     args: dict[str, Any] = field(default_factory=dict)
     line: int = 0
     script: str = ""
+    headers: list[tuple[str, str]] | None = field(default=None, repr=False)  # message state when delivered
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"action": self.kind}
@@ -251,9 +252,14 @@ class Runtime:
             self._hcache[key] = vals
         return vals
 
-    def edit_headers(self) -> list[tuple[str, str]]:
+    def message_size(self) -> int:
         if self.headers is self.msg.headers:
-            self.headers = list(self.msg.headers)
+            return self.msg.size
+        return sum(len(n) + len(v) + 4 for n, v in self.headers) + 2 + len(self.msg.body_bytes())
+
+    def edit_headers(self) -> list[tuple[str, str]]:
+        # Copy on every edit: actions already taken keep the message as it was then.
+        self.headers = list(self.headers)
         self._hcache.clear()
         return self.headers
 
@@ -265,6 +271,8 @@ class Runtime:
     def add_action(self, action: SieveAction, cancels_keep: bool = True) -> None:
         action.script = self.script
         kind = action.kind
+        if kind in DELIVERING:
+            action.headers = self.headers
         for other in self.actions:
             ok = other.kind
             if kind in ("reject", "ereject") and (ok in DELIVERING or ok in ("reject", "ereject")):

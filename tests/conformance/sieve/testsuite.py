@@ -65,7 +65,7 @@ class Suite:
 
 class SuiteEnvironment(BasicEnvironment):
     def __init__(self, suite: Suite) -> None:
-        super().__init__({"domain": "example.org", "host": "test.example.org", "location": "MDA",
+        super().__init__({"domain": "example.org", "host": "test.example.org", "location": "MS",
                           "phase": "during", "name": "Pigeonhole Sieve", "version": "0.5"})
         self.suite = suite
 
@@ -377,9 +377,11 @@ def t_test_result_execute(cc: CompileContext, t: Test) -> Pred:
 
     def run(rt: Runtime) -> bool:
         suite = _suite(rt)
-        raw = rt.msg.raw_bytes(rt.headers)
-        stored = MessageData.from_bytes(raw, mail_from=rt.msg.mail_from, recipients=rt.msg.recipients)
+        raw0 = rt.msg.raw_bytes(rt.headers)
+        stored0 = MessageData.from_bytes(raw0, mail_from=rt.msg.mail_from, recipients=rt.msg.recipients)
         for a in rt.actions:
+            raw = rt.msg.raw_bytes(a.headers) if a.headers is not None else raw0
+            stored = MessageData.from_bytes(raw, mail_from=rt.msg.mail_from, recipients=rt.msg.recipients)
             if a.kind == "keep":
                 suite.folders.setdefault("INBOX", []).append(_with_flags(stored, a.args.get("flags")))
             elif a.kind == "fileinto":
@@ -394,7 +396,7 @@ def t_test_result_execute(cc: CompileContext, t: Test) -> Pred:
                     mail_from="", recipients=[rt.msg.mail_from]))
         if rt.implicit_keep:
             flags = rt.flags or None
-            suite.folders.setdefault("INBOX", []).append(_with_flags(stored, flags))
+            suite.folders.setdefault("INBOX", []).append(_with_flags(stored0, flags))
         rt.actions, rt.implicit_keep = [], True
         return True
 
@@ -480,6 +482,14 @@ def t_test_binary(cc: CompileContext, t: Test) -> Pred:
     return run
 
 
+def _as_command(pred: Pred) -> Exec:
+    def run(rt: Runtime) -> None:
+        if not pred(rt):
+            raise SieveRuntimeError("testsuite command failed", rt.line, rt.script)
+
+    return run
+
+
 TESTSUITE = Extension(
     "vnd.dovecot.testsuite",
     commands={
@@ -488,6 +498,9 @@ TESTSUITE = Extension(
         "test_config_reload": _noop_command("test_config_reload", {"extension": TagSpec("ext", "string")}),
         "test_result_reset": c_test_result_reset, "test_result_print": _noop_command("test_result_print"),
         "test_mailbox_create": c_test_mailbox_create,
+        "test_message": lambda cc, cmd: _as_command(t_test_message(cc, cmd)),  # type: ignore[arg-type]
+        "test_binary_save": lambda cc, cmd: _as_command(t_test_binary(cc, cmd)),  # type: ignore[arg-type]
+        "test_binary_load": lambda cc, cmd: _as_command(t_test_binary(cc, cmd)),  # type: ignore[arg-type]
         "test_imap_metadata_set": _noop_command("test_imap_metadata_set", {"mailbox": TagSpec("mb", "string")}, 2),
     },
     tests={
@@ -503,8 +516,12 @@ SUITE_REGISTRY.add(TESTSUITE)
 
 def _loader(base: Path) -> Callable[[str, str], str | None]:
     def load(name: str, location: str) -> str | None:
-        d = base / ("included-global" if location == "global" else "included")
-        for p in (d / f"{name}.sieve", d / name, base / f"{name}.sieve"):
+        sub = "included-global" if location == "global" else "included"
+        for d in (base / sub, base.parent / sub):
+            for p in (d / f"{name}.sieve", d / name):
+                if p.is_file():
+                    return p.read_text("utf-8", "surrogateescape")
+        for p in (base / f"{name}.sieve",):
             if p.is_file():
                 return p.read_text("utf-8", "surrogateescape")
         return None
