@@ -9,7 +9,7 @@ candidate boundary (declared under any reading, or merely present as a delimiter
 by MIME headers), decodes every leaf under every transfer encoding it declares (and as base64
 when it looks like base64), and returns the decoded payloads. Antivirus scans the union.
 
-The walk is bounded (nodes, depth, bytes); when a bound is hit the result says so
+The walk is bounded (nodes, depth, bytes, time); when a bound is hit the result says so
 (``complete=False``) and antivirus treats the message as unscannable.
 """
 
@@ -19,6 +19,7 @@ import base64
 import binascii
 import quopri
 import re
+import time
 from dataclasses import dataclass, field
 
 from gateway_milter.mime import headers as H
@@ -27,6 +28,7 @@ MAX_NODES = 600
 MAX_DEPTH = 25
 MAX_PAYLOADS = 256
 MAX_TOTAL_BYTES = 64 * 1024 * 1024
+MAX_SECONDS = 3.0
 
 _DELIM = re.compile(rb"^--([^\r\n]{1,200}?)[ \t]*\r?$", re.M)
 _HEADERISH = re.compile(rb"^[!-9;-~]+[ \t]*:", re.M)
@@ -73,6 +75,7 @@ class _Walker:
         self.seen: set[bytes] = set()
         self.out = Alternatives()
         self.total = 0
+        self.deadline = time.monotonic() + MAX_SECONDS
 
     def add(self, payload: bytes) -> None:
         if not payload or payload in self.seen:
@@ -88,7 +91,7 @@ class _Walker:
 
     def node(self, data: bytes, depth: int) -> None:
         self.out.nodes += 1
-        if self.out.nodes > MAX_NODES or depth > MAX_DEPTH:
+        if self.out.nodes > MAX_NODES or depth > MAX_DEPTH or time.monotonic() > self.deadline:
             self.out.complete = False
             return
         hb = H.split_header_block(data)
@@ -102,8 +105,12 @@ class _Walker:
             if t not in boundaries:
                 boundaries.append(t)
         split_any = False
+        lines = _delimiter_lines(body) if boundaries else []
         for b in boundaries:
-            subparts = _split(body, b.encode("utf-8", "surrogateescape"))
+            if time.monotonic() > self.deadline:
+                self.out.complete = False
+                return
+            subparts = _split(body, b.encode("utf-8", "surrogateescape"), lines)
             if subparts:
                 split_any = True
                 for sp in subparts:
@@ -115,22 +122,30 @@ class _Walker:
                 self.add(payload)
 
 
-def _split(body: bytes, boundary: bytes) -> list[bytes]:
+def _delimiter_lines(body: bytes) -> list[tuple[int, int, bytes]]:
+    """(start, end, token) of every line starting with "--" (token without a trailing "--")."""
+    out = []
+    for m in _DELIM.finditer(body):
+        tok = m.group(1)
+        out.append((m.start(), m.end(), tok[:-2] if tok.endswith(b"--") else tok))
+    return out
+
+
+def _split(body: bytes, boundary: bytes, lines: list[tuple[int, int, bytes]]) -> list[bytes]:
     """Parts between delimiter lines; close delimiters separate too (parts after the end count)."""
-    pat = re.compile(rb"^--" + re.escape(boundary) + rb"(?:--)?[ \t]*\r?$", re.M)
-    marks = list(pat.finditer(body))
+    marks = [(a, b) for a, b, tok in lines if tok == boundary]
     if not marks:
         return []
     out = []
-    for a, b in zip(marks, marks[1:] + [None]):
-        start = a.end()
+    for (_, a_end), nxt in zip(marks, marks[1:] + [None]):
+        start = a_end
         if body[start:start + 2] == b"\r\n":
             start += 2
         elif body[start:start + 1] == b"\n":
             start += 1
-        end = b.start() if b is not None else len(body)
+        end = nxt[0] if nxt is not None else len(body)
         chunk = body[start:end]
-        if b is not None:
+        if nxt is not None:
             # the line break before a delimiter belongs to the delimiter (RFC 2046 5.1.1)
             chunk = chunk[:-2] if chunk.endswith(b"\r\n") else chunk[:-1] if chunk.endswith(b"\n") else chunk
         if chunk.strip():

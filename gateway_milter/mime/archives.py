@@ -232,6 +232,8 @@ class _Walk:
                 self.grow(len(chunk))
                 self.check_ratio(len(out), len(data))
                 if done:
+                    if not dec.eof:  # type: ignore[attr-defined]
+                        self.report.corrupt = f"{kind}: truncated stream"
                     break
         except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as e:
             self.report.corrupt = f"{kind}: {e}"[:200]

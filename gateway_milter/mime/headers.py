@@ -183,9 +183,22 @@ def rfc2231_params(params: list[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+def fix_8bit(value: str) -> str:
+    """Raw 8-bit header bytes arrive as surrogate escapes: read them as UTF-8 (RFC 6532), or
+    Latin-1 when they are not UTF-8."""
+    if not any("\udc80" <= c <= "\udcff" for c in value):
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def decode_words(value: str) -> str:
     """Decode RFC 2047 encoded words, also where RFC 2047 forbids them (quoted file names):
     clients decode them there, so filters must too."""
+    value = fix_8bit(value)
     if "=?" not in value:
         return value
     try:

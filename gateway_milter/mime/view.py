@@ -175,8 +175,13 @@ def parse_message(raw: bytes) -> MimeView:
             ambiguities.append(a)
 
     def check_headers(m: Message, path: tuple[int, ...]) -> list[str]:
-        cts = [str(v) for v in (m.get_all("Content-Type") or [])]
-        ctes = [str(v) for v in (m.get_all("Content-Transfer-Encoding") or [])]
+        fields = _raw_fields(m)
+
+        def all_of(name: str) -> list[str]:
+            return [v for n, v in fields if n.lower() == name]
+
+        cts = all_of("content-type")
+        ctes = all_of("content-transfer-encoding")
         if len(cts) > 1 and len({H.media_type(v) + str(H.split_params(v)) for v in cts}) > 1:
             note("DUPLICATE_CONTENT_TYPE", " | ".join(cts), path)
         if len(ctes) > 1 and len({v.strip().lower() for v in ctes}) > 1:
@@ -194,7 +199,7 @@ def parse_message(raw: bytes) -> MimeView:
                 note("AMBIGUOUS_BOUNDARY", ", ".join(cands), path)
             if any(n.startswith("boundary*") for v in cts for n, _ in H.split_params(v)):
                 note("RFC2231_BOUNDARY", " | ".join(cts), path)
-        dispositions = [str(v) for v in (m.get_all("Content-Disposition") or [])]
+        dispositions = all_of("content-disposition")
         if len(dispositions) > 1 and len({v.strip().lower() for v in dispositions}) > 1:
             note("DUPLICATE_DISPOSITION", " | ".join(dispositions), path)
         return H.filename_candidates(dispositions, cts)
@@ -240,18 +245,14 @@ def parse_message(raw: bytes) -> MimeView:
                 text = payload.decode(charset, "replace")
             except LookupError:
                 text = payload.decode("utf-8", "replace")
-        try:
-            filename = H.decode_words(str(m.get_filename() or ""))
-        except Exception:  # noqa: BLE001
-            filename = ""
-        if not filename and names:
-            filename = names[0]
-        all_names = tuple(dict.fromkeys([n for n in [filename, *names] if n]))
+        filename = names[0] if names else ""
+        all_names = tuple(names)
         if len(all_names) > 1:
             note("CONFLICTING_FILENAMES", " | ".join(all_names), path)
-        disp = H.strip_comments(str(m.get("Content-Disposition") or "")).split(";")[0].strip().lower()
+        disp_values = [v for n, v in _raw_fields(m) if n.lower() == "content-disposition"]
+        disp = H.strip_comments(disp_values[0] if disp_values else "").split(";")[0].strip().lower()
         parts.append(MimePart(len(parts), depth, ctype, filename, payload, text,
-                              disp == "attachment" or bool(filename), list(m.items()), path,
+                              disp == "attachment" or bool(filename), _raw_fields(m), path,
                               all_names, cte, charset, disp, part_defects))
 
     for d in msg.defects:
@@ -266,6 +267,12 @@ def parse_message(raw: bytes) -> MimeView:
     for token in hidden_delimiters(raw, declared_boundaries):
         note("HIDDEN_PART", f"delimiter --{token} is not a declared boundary", ())
     return MimeView(msg, parts, defects, raw, ambiguities, deepest)
+
+
+def _raw_fields(m: Message) -> list[tuple[str, str]]:
+    """Header fields as text: 8-bit bytes read as UTF-8 (RFC 6532) instead of the stdlib's
+    replacement characters, so that names with bidi controls or accents are seen as sent."""
+    return [(n, H.fix_8bit(str(v))) for n, v in m.raw_items()]
 
 
 def _check_outside(m: Message, path: tuple[int, ...], note: Callable[[str, str, tuple[int, ...]], None]) -> None:

@@ -1,0 +1,148 @@
+"""Bounded in-memory archive listing: formats, nesting, encryption, bombs."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import py7zr
+import pytest
+
+from gateway_milter.mime.archives import ArchiveLimits, inspect_archive
+from tests.unit.av.mailbuild import zip_bytes
+
+EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\0" * 48 + b"PE\0\0" + b"\0" * 200
+
+
+def tar_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def sevenzip_bytes(members: dict[str, bytes], password: str | None = None, header_encryption: bool = False) -> bytes:
+    buf = io.BytesIO()
+    with py7zr.SevenZipFile(buf, "w", password=password, header_encryption=header_encryption) as z:
+        for name, data in members.items():
+            z.writestr(data, name)
+    return buf.getvalue()
+
+
+def test_it_lists_a_zip_with_types() -> None:
+    rep = inspect_archive(zip_bytes({"readme.txt": b"hello there\n", "setup.exe": EXE}), "zip", "a.zip")
+    assert {e.name for e in rep.entries} == {"readme.txt", "setup.exe"}
+    exe = next(e for e in rep.entries if e.name == "setup.exe")
+    assert exe.detected_type in ("application/x-dosexec", "application/vnd.microsoft.portable-executable")
+    assert not rep.unscannable
+
+
+def test_it_walks_nested_archives_of_every_kind() -> None:
+    inner = zip_bytes({"deep/payload.exe": EXE})
+    tgz = gzip.compress(tar_bytes({"inner.zip": inner}))
+    outer = sevenzip_bytes({"bundle.tar.gz": tgz, "notes.txt.xz": lzma.compress(b"notes"),
+                            "data.bz2": bz2.compress(b"bzip data")})
+    rep = inspect_archive(outer, "7z", "outer.7z")
+    names = {e.name for e in rep.entries}
+    assert {"bundle.tar.gz", "bundle.tar", "inner.zip", "deep/payload.exe", "notes.txt", "data"} <= names
+    exe = next(e for e in rep.entries if e.name == "deep/payload.exe")
+    assert exe.chain == ("outer.7z", "bundle.tar.gz", "bundle.tar", "inner.zip") and exe.depth == 3
+    assert not rep.unscannable
+
+
+def test_it_reports_encrypted_7z_with_and_without_encrypted_names() -> None:
+    rep = inspect_archive(sevenzip_bytes({"a.exe": EXE}, password="secret"), "7z")
+    assert rep.encrypted and rep.unscannable and [e.name for e in rep.entries] == ["a.exe"]
+    rep = inspect_archive(sevenzip_bytes({"a.exe": EXE}, password="secret", header_encryption=True), "7z")
+    assert rep.encrypted and rep.unscannable and rep.entries == []
+
+
+def test_it_reports_an_encrypted_zip(tmp_path: Path) -> None:
+    # zipfile cannot write encrypted members: set the PKWARE encryption flag on a stored entry
+    data = bytearray(zip_bytes({"secret.doc": b"x" * 50}, zipfile.ZIP_STORED))
+    for sig in (b"PK\x03\x04", b"PK\x01\x02"):
+        i = data.find(sig)
+        off = i + (6 if sig == b"PK\x03\x04" else 8)
+        data[off] |= 0x01
+    rep = inspect_archive(bytes(data), "zip")
+    assert rep.encrypted and rep.unscannable and rep.entries[0].encrypted
+
+
+def test_it_stops_a_zip_bomb_on_ratio() -> None:
+    bomb = zip_bytes({"zeros.bin": b"\0" * (20 * 1024 * 1024)})
+    t0 = time.monotonic()
+    rep = inspect_archive(bomb, "zip", "bomb.zip")
+    assert rep.limit == "ratio" and rep.unscannable
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_it_stops_a_bomb_that_lies_about_its_size() -> None:
+    data = bytearray(zip_bytes({"zeros.bin": b"\0" * (4 * 1024 * 1024)}))
+    # rewrite the declared uncompressed size (local and central headers) to 1000 bytes
+    for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        i = data.find(sig)
+        data[i + off:i + off + 4] = (1000).to_bytes(4, "little")
+    rep = inspect_archive(bytes(data), "zip", limits=ArchiveLimits(max_ratio=10_000))
+    assert rep.unscannable and (rep.limit == "ratio" or rep.corrupt)
+
+
+def test_it_stops_on_total_size() -> None:
+    rnd = os.urandom(300 * 1024)  # incompressible, so no ratio trip
+    rep = inspect_archive(zip_bytes({f"f{i}": rnd for i in range(5)}), "zip",
+                          limits=ArchiveLimits(max_total_bytes=1024 * 1024))
+    assert rep.limit == "total_size"
+
+
+def test_it_stops_a_deep_nesting_bomb() -> None:
+    data = EXE
+    for i in range(20):
+        data = zip_bytes({f"level{i}.zip" if i else "x.exe": data})
+    t0 = time.monotonic()
+    rep = inspect_archive(data, "zip", limits=ArchiveLimits(max_depth=5))
+    assert rep.limit == "depth" and time.monotonic() - t0 < 2.0
+
+
+def test_it_stops_on_entry_count() -> None:
+    data = zip_bytes({f"m{i}.txt": b"x" for i in range(10_000)}, zipfile.ZIP_STORED)
+    t0 = time.monotonic()
+    rep = inspect_archive(data, "zip")
+    assert rep.limit == "entries" and rep.unscannable and time.monotonic() - t0 < 2.0
+
+
+def test_it_stops_on_time() -> None:
+    data = zip_bytes({f"m{i}.txt": os.urandom(2000) for i in range(1500)})
+    rep = inspect_archive(data, "zip", limits=ArchiveLimits(time_budget_s=0.001))
+    assert rep.limit == "time"
+
+
+@pytest.mark.parametrize("kind,data", [
+    ("zip", b"PK\x03\x04garbage" * 10), ("7z", b"7z\xbc\xaf\x27\x1c" + b"\0" * 40),
+    ("gzip", b"\x1f\x8b\x08\x00garbage"), ("xz", b"\xfd7zXZ\x00broken"), ("tar", b"\0" * 10 + b"x" * 600),
+])
+def test_it_reports_corrupt_archives(kind: str, data: bytes) -> None:
+    rep = inspect_archive(data, kind)
+    assert rep.unscannable, rep
+
+
+def test_it_reports_rar_as_unsupported() -> None:
+    rep = inspect_archive(b"Rar!\x1a\x07\x00" + b"\0" * 30, "rar")
+    assert rep.unsupported == "rar" and rep.unscannable
+
+
+def test_it_never_writes_member_names_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    evil = {"../../escape.txt": b"x", "/abs/path.txt": b"y", "dir/../../z.txt": b"z"}
+    inspect_archive(zip_bytes(evil), "zip")
+    # (py7zr refuses to write such names, and refuses to read them too: that gives "corrupt")
+    inspect_archive(tar_bytes(evil), "tar")
+    assert list(tmp_path.iterdir()) == [] and not (tmp_path.parent / "escape.txt").exists()

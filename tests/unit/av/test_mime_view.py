@@ -1,0 +1,120 @@
+"""The shared MIME view: stable API, file names, nesting, detected types and ambiguity."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway_milter.mime import headers as H
+from gateway_milter.mime.view import MAX_DEPTH, parse_message
+from tests.services import EICAR
+from tests.unit.av.mailbuild import AMBIGUOUS, HEAD, b64, plain, with_attachment, zip_bytes
+
+
+def test_it_keeps_the_documented_api() -> None:
+    v = parse_message(with_attachment(b"%PDF-1.4\n%fake\n", "report.pdf", "application/pdf"))
+    assert [p.content_type for p in v.parts] == ["text/plain", "application/pdf"]
+    text, pdf = v.parts
+    assert text.text is not None and "attached" in text.text and not text.is_attachment
+    assert pdf.filename == "report.pdf" and pdf.is_attachment and pdf.payload.startswith(b"%PDF")
+    assert pdf.text is None and pdf.depth == 1 and pdf.index == 1
+    assert "attached" in v.text and v.html == "" and v.defects == []
+    assert pdf.path == (1,) and pdf.path_str == "2" and pdf.detected_type == "application/pdf"
+    assert v.ambiguities == []
+
+
+def test_it_never_raises_on_garbage() -> None:
+    for raw in (b"", b"\x00\xff" * 100, b"Content-Type: multipart/mixed; boundary=\r\n\r\n--\r\n--\r\n",
+                HEAD + b"Content-Type: multipart/mixed; boundary=\"x\"\r\n\r\n--x\r\nContent-Type: ;;;\r\n\r\n=?="):
+        v = parse_message(raw)
+        assert isinstance(v.parts, list)
+        v.alternative_payloads()
+
+
+def test_it_decodes_rfc2231_and_encoded_word_file_names() -> None:
+    raw = (HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+           b"--b\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Disposition: attachment; filename*=utf-8''%E2%82%AC%20rechnung.pdf\r\n\r\nx\r\n"
+           b"--b\r\nContent-Type: application/octet-stream\r\n"
+           b'Content-Disposition: attachment; filename="=?utf-8?B?w6l0w6kuZXhl?="\r\n\r\ny\r\n'
+           b"--b\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Disposition: attachment; filename*0=\"long\"; filename*1=\"name.exe\"\r\n\r\nz\r\n--b--\r\n")
+    names = [p.filename for p in parse_message(raw).parts]
+    assert names == ["\u20ac rechnung.pdf", "\u00e9t\u00e9.exe", "longname.exe"]
+
+
+def test_it_reports_conflicting_file_names_and_keeps_them_all() -> None:
+    raw = with_attachment(b"MZ" + b"\0" * 100, "invoice.pdf", name_param="invoice.exe")
+    v = parse_message(raw)
+    part = v.parts[1]
+    assert set(part.filenames) == {"invoice.pdf", "invoice.exe"}
+    assert any(a.code == "CONFLICTING_FILENAMES" for a in v.ambiguities)
+
+
+def test_it_walks_nested_messages_with_paths() -> None:
+    inner = with_attachment(b"hello", "a.txt", "text/plain")
+    raw = (HEAD + b'Content-Type: multipart/mixed; boundary="o"\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nhi\r\n'
+           b"--o\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--o--\r\n")
+    v = parse_message(raw)
+    assert [p.path_str for p in v.parts] == ["1", "2.1.1", "2.1.2"]
+    assert v.parts[-1].filename == "a.txt" and v.max_depth == 3
+
+
+def test_it_stops_at_a_deep_nesting_bomb() -> None:
+    depth = MAX_DEPTH + 30
+    raw = HEAD + b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(depth))
+    raw += b"Content-Type: text/plain\r\n\r\ndeep\r\n" + b"".join(b"--b%d--\r\n" % i for i in reversed(range(depth)))
+    v = parse_message(raw)
+    assert any(a.code == "TOO_DEEP" for a in v.ambiguities)
+
+
+def test_it_detects_the_true_type() -> None:
+    v = parse_message(with_attachment(zip_bytes({"a.txt": b"hello"}), "photo.jpg", "image/jpeg"))
+    part = v.parts[1]
+    assert part.declared_type == "image/jpeg" and part.detected_type == "application/zip"
+
+
+def test_it_finds_nothing_ambiguous_in_plain_mail() -> None:
+    assert parse_message(plain()).ambiguities == []
+    assert parse_message(with_attachment(b"data", "a.bin")).ambiguities == []
+
+
+EXPECTED_CODES = {
+    "duplicate_boundary": "AMBIGUOUS_BOUNDARY",
+    "duplicate_content_type": "DUPLICATE_CONTENT_TYPE",
+    "rfc2231_boundary": "RFC2231_BOUNDARY",
+    "comment_boundary": "HEADER_COMMENT",
+    "semicolon_in_quotes": "HIDDEN_PART",
+    "part_after_close": "HIDDEN_PART",
+    "duplicate_transfer_encoding": "DUPLICATE_TRANSFER_ENCODING",
+    "missing_boundary_param": "MISSING_BOUNDARY",
+    "hidden_in_text": "HIDDEN_PART",
+}
+
+
+@pytest.mark.parametrize("case", sorted(AMBIGUOUS))
+def test_it_flags_each_ambiguity_and_finds_the_hidden_payload(case: str) -> None:
+    v = parse_message(AMBIGUOUS[case])
+    assert EXPECTED_CODES[case] in {a.code for a in v.ambiguities}
+    # the primary (stdlib) reading does not see the EICAR part; another reading does
+    assert EICAR not in [p.payload for p in v.parts]
+    assert EICAR in v.alternative_payloads()
+    assert v.alternatives().complete
+
+
+def test_it_bounds_the_alternative_readings() -> None:
+    parts = b"".join(b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                     + b64(b"%d" % i * 20) for i in range(400))
+    raw = HEAD + b'Content-Type: multipart/mixed; boundary="a"; boundary="b"\r\n\r\n' + parts + b"--b--\r\n"
+    alts = parse_message(raw).alternatives()
+    assert not alts.complete
+
+
+def test_it_reads_every_boundary_candidate() -> None:
+    cands = H.boundary_candidates(['multipart/mixed; (boundary="c1";) boundary="c2"; boundary*0="c"; boundary*1="3"'])
+    assert set(cands) >= {"c1", "c2", "c3"} and cands[0] == "c2"
+
+
+def test_it_makes_names_safe_for_display() -> None:
+    assert H.safe_filename("../../etc/passwd") == "_.._etc_passwd"
+    assert "\u202e" not in H.safe_filename("invoice\u202efdp.exe")
+    assert H.safe_filename("") == "unnamed"
