@@ -1057,8 +1057,10 @@ def c_deleteheader(cc: CompileContext, cmd: Command) -> Exec:
             raise SieveRuntimeError(f"too many header edits (limit {rt.limits.max_header_edits})", line, rt.script)
         for i in reversed(drop):
             occurrence = sum(1 for hn, _ in hs[: i + 1] if hn.lower() == ln)
+            value = decode_header_value(hs[i][1])
             del hs[i]
-            rt.actions.append(SieveAction("deleteheader", {"name": n, "index": occurrence}, line, rt.script))
+            rt.actions.append(SieveAction("deleteheader", {"name": n, "value": value, "index": occurrence},
+                                          line, rt.script))
         rt._hcache.clear()
 
     return run
