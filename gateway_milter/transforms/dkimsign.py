@@ -47,7 +47,7 @@ def _split(header: bytes) -> tuple[str, str]:
 
 def sign_message(raw: bytes, domain: str, selector: str, key: bytes, algorithm: str,
                  include_headers: list[str], canonicalization: str = "relaxed/relaxed",
-                 oversign: list[str] | None = None) -> tuple[str, str]:
+                 oversign: list[str] | None = None, length: bool = False) -> tuple[str, str]:
     """The DKIM-Signature header (name, value) for ``raw``. ``oversign`` names are listed once
     more so that nobody can add such a header later without breaking the signature."""
     c = canonicalization.split("/")
@@ -56,7 +56,7 @@ def sign_message(raw: bytes, domain: str, selector: str, key: bytes, algorithm: 
     heads = [h.encode() for h in include_headers if h.lower() in present or h.lower() == "from"]
     heads += [h.encode() for h in (oversign or [])]
     sig = dkim.sign(raw, selector.encode(), domain.encode(), key, canonicalize=canon,
-                    signature_algorithm=algorithm.encode(), include_headers=heads)
+                    signature_algorithm=algorithm.encode(), include_headers=heads, length=length)
     return _split(sig)
 
 
