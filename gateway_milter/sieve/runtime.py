@@ -131,11 +131,15 @@ class MessageData:
         self._raw = raw
         self._parsed = parsed
         self.context: MessageContext | None = None
+        self.file_size: int | None = None
 
     @classmethod
     def from_bytes(cls, raw: bytes, *, mail_from: str = "", recipients: list[str] | None = None,
                    auth: str = "") -> MessageData:
+        size = len(raw)
         raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if raw.startswith(b"From "):
+            raw = raw.split(b"\r\n", 1)[1] if b"\r\n" in raw else b""  # mbox separator line
         head, sep, body = raw.partition(b"\r\n\r\n")
         if not sep:
             if raw.startswith(b"\r\n"):
@@ -152,8 +156,12 @@ class MessageData:
                 headers[-1] = (n, v + "\r\n" + text)
             elif ":" in text:
                 n, _, v = text.partition(":")
-                headers.append((n.rstrip(" \t"), v[1:] if v.startswith(" ") else v))
-        return cls(headers, body, mail_from=mail_from, recipients=recipients, auth=auth)
+                n = n.rstrip(" \t")
+                if n and " " not in n and "\t" not in n:
+                    headers.append((n, v[1:] if v.startswith(" ") else v))
+        md = cls(headers, body, mail_from=mail_from, recipients=recipients, auth=auth)
+        md.file_size = size  # RFC 5228 5.9: the size of the message as given
+        return md
 
     @classmethod
     def from_context(cls, ctx: MessageContext, rcpt: str | None = None) -> MessageData:
@@ -172,6 +180,8 @@ class MessageData:
     def size(self) -> int:
         if self.context is not None:
             return self.context.size
+        if self.file_size is not None:
+            return self.file_size
         return sum(len(n) + len(v) + 4 for n, v in self.headers) + 2 + len(self.body)
 
     def raw_bytes(self, headers: list[tuple[str, str]] | None = None) -> bytes:
