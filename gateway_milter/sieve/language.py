@@ -327,9 +327,24 @@ def _t_multi(kind: str) -> Callable[[CompileContext, Test], Pred]:
         if t.args or not t.tests:
             raise SieveError(t.line, t.col, f"the {kind} test takes a test list")
         preds = tuple(cc.test(x) for x in t.tests)
+        if len(preds) == 1:
+            return preds[0]
         if kind == "allof":
-            return lambda rt: all(p(rt) for p in preds)
-        return lambda rt: any(p(rt) for p in preds)
+            def allof(rt: Runtime) -> bool:
+                for p in preds:
+                    if not p(rt):
+                        return False
+                return True
+
+            return allof
+
+        def anyof(rt: Runtime) -> bool:
+            for p in preds:
+                if p(rt):
+                    return True
+            return False
+
+        return anyof
 
     return comp
 
@@ -444,13 +459,19 @@ def t_header(cc: CompileContext, t: Test) -> Pred:
         params = cc.const_list(params) or params
 
     if not use_mime and index is None and const_names is not None:
-        if len(const_names) == 1:
-            n0 = const_names[0]
-            return lambda rt: match(rt, rt.header_values(n0))
+        lnames = [n.lower() for n in const_names]
+        if len(lnames) == 1:
+            n0 = lnames[0]
+
+            def one(rt: Runtime) -> bool:
+                vals = rt._hcache.get(n0)
+                return match(rt, vals if vals is not None else rt.header_values(n0))
+
+            return one
 
         def fast(rt: Runtime) -> bool:
             vals: list[str] = []
-            for n in const_names:
+            for n in lnames:
                 vals.extend(rt.header_values(n))
             return match(rt, vals)
 
@@ -472,7 +493,15 @@ def t_header(cc: CompileContext, t: Test) -> Pred:
     return run
 
 
+_SIMPLE_ADDR = re.compile(r'^\s*(?:[^"<>,;:()\\@]*<([^<>"\s,;:()\\@]+@[^<>"\s,;:()\\@]+)>|([^<>"\s,;:()\\@]+@[^<>"\s,;:()\\@]+))\s*$')
+
+
 def parse_addresses(value: str) -> list[str]:
+    """Addresses of an address-list header (RFC 5322 3.4); the common one-address forms take a
+    fast path, everything else (groups, quotes, comments, lists) the stdlib parser."""
+    m = _SIMPLE_ADDR.match(value)
+    if m is not None:
+        return [m.group(1) or m.group(2)]
     out = []
     for _name, addr in email.utils.getaddresses([value]):
         if addr:
@@ -490,7 +519,26 @@ def t_address(cc: CompileContext, t: Test) -> Pred:
     part = address_part(args.tag("addrpart") or "all")
     index, last = args.value("index"), bool(args.tag("last"))
     use_mime, anychild = bool(args.tag("mime")), bool(args.tag("anychild"))
-    cache_key = "addr:" + (args.tag("addrpart") or "all")
+
+    const_names = cc.const_list(strlist_of(args.pos[0]))
+    if not use_mime and index is None and const_names is not None:
+        names_t = tuple(const_names)
+        is_all = (args.tag("addrpart") or "all") == "all"
+
+        def fast(rt: Runtime) -> bool:
+            vals: list[str] = []
+            for n in names_t:
+                addrs = rt.addresses(n)
+                if is_all:
+                    vals.extend(addrs)
+                else:
+                    for a in addrs:
+                        x = part(a)
+                        if x is not None:
+                            vals.append(x)
+            return match(rt, vals)
+
+        return fast
 
     def run(rt: Runtime) -> bool:
         raw: list[str] = []
@@ -508,7 +556,6 @@ def t_address(cc: CompileContext, t: Test) -> Pred:
                     vals.append(x)
         return match(rt, vals)
 
-    del cache_key
     return run
 
 

@@ -174,8 +174,22 @@ def compile_matcher(cc: CompileContext, args: Args, keys: ListFn, key_values: li
         if key_values is not None:
             kset = frozenset(fold(k) for k in key_values) if fold else frozenset(key_values)
             if fold is None:
-                return lambda rt, values: any(v in kset for v in values)
-            return lambda rt, values: any(fold(v) in kset for v in values)
+                def is_octet(rt: Runtime, values: list[str]) -> bool:
+                    for v in values:
+                        if v in kset:
+                            return True
+                    return False
+
+                return is_octet
+            f = fold
+
+            def is_fold(rt: Runtime, values: list[str]) -> bool:
+                for v in values:
+                    if (v.lower() if v.isascii() else f(v)) in kset:
+                        return True
+                return False
+
+            return is_fold if fold is ascii_fold else (lambda rt, values: any(f(v) in kset for v in values))
 
         def is_(rt: Runtime, values: list[str]) -> bool:
             ks = keys(rt)
@@ -192,9 +206,10 @@ def compile_matcher(cc: CompileContext, args: Args, keys: ListFn, key_values: li
         def contains(rt: Runtime, values: list[str]) -> bool:
             ks = kconst if kconst is not None else ([fold(k) for k in keys(rt)] if fold else keys(rt))
             for v in values:
-                fv = fold(v) if fold else v
+                if fold is not None:
+                    v = v.lower() if fold is ascii_fold and v.isascii() else fold(v)
                 for k in ks:
-                    if k in fv:
+                    if k in v:
                         return True
             return False
 

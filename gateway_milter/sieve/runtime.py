@@ -235,6 +235,7 @@ class Runtime:
         self.hooks = hooks  # host object for vnd.bulwark tests (gateway context)
         self.headers: list[tuple[str, str]] = msg.headers  # replaced by a copy on the first edit
         self._hcache: dict[str, list[str]] = {}
+        self._raw_index: dict[str, list[str]] = {}
         self.vars: dict[str, str] = {}
         self.globals: dict[str, str] = {}
         self.match: list[str] = []
@@ -258,7 +259,28 @@ class Runtime:
         key = name.lower()
         vals = self._hcache.get(key)
         if vals is None:
-            vals = [decode_header_value(v) for n, v in self.headers if n.lower() == key]
+            cache = self._hcache
+            if "\0index" not in cache:
+                # One pass over the header list fills every name (decoded lazily below).
+                raw: dict[str, list[str]] = {}
+                for n, v in self.headers:
+                    raw.setdefault(n.lower(), []).append(v)
+                self._raw_index = raw
+                cache["\0index"] = []
+            vals = [decode_header_value(v) for v in self._raw_index.get(key, ())]
+            cache[key] = vals
+        return vals
+
+    def addresses(self, name: str) -> list[str]:
+        """Addresses in a header (all occurrences), parsed once per message state."""
+        key = "\0addr:" + name.lower()
+        vals = self._hcache.get(key)
+        if vals is None:
+            from gateway_milter.sieve.language import parse_addresses
+
+            vals = []
+            for v in self.header_values(name):
+                vals.extend(parse_addresses(v))
             self._hcache[key] = vals
         return vals
 
