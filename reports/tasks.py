@@ -1,1 +1,50 @@
-"""Celery tasks (names are explicit: ``area.verb``)."""
+"""Celery tasks (names are explicit: ``area.verb``): message-log ingestion, retention and the
+cached dashboard roll-up."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from celery import shared_task
+from django.utils import timezone
+
+
+@shared_task(name="reports.ingest")
+def ingest() -> int:
+    from reports.ingest import ingest_now
+
+    return ingest_now()
+
+
+@shared_task(name="reports.purge_log")
+def purge_log() -> int:
+    """Delete message-log rows older than the retention, in chunks (no long lock)."""
+    from reports.models import MessageLog
+    from webadmin.models import AdminSettings
+
+    cutoff = timezone.now() - dt.timedelta(days=AdminSettings.get().log_retention_days)
+    total = 0
+    while True:
+        ids = list(MessageLog.objects.filter(time__lt=cutoff).order_by("time").values_list("id", flat=True)[:5000])
+        if not ids:
+            return total
+        MessageLog.objects.filter(id__in=ids).delete()
+        total += len(ids)
+
+
+@shared_task(name="reports.autocreate_users")
+def autocreate_users(hours: int = 1) -> int:
+    """Create users for verified local recipients seen in recent mail (first verified mail)."""
+    from reports.models import MessageRecipient
+    from webadmin.models import Account, Domain
+    from webadmin.services import do_autocreate_user
+
+    since = timezone.now() - dt.timedelta(hours=hours)
+    domains = set(Domain.objects.filter(verification_sources__auto_create=True, verification_sources__enabled=True)
+                  .values_list("name", flat=True))
+    if not domains:
+        return 0
+    known = set(Account.objects.values_list("mailbox", flat=True))
+    seen = (MessageRecipient.objects.filter(message__time__gte=since, domain__in=domains, action="accept")
+            .values_list("address", flat=True).distinct()[:1000])
+    return sum(1 for a in seen if a.lower() not in known and do_autocreate_user(a) is not None)

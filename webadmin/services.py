@@ -132,3 +132,165 @@ def do_set_layer_settings(layer: str, values: dict[str, Any], domain: Domain | N
     with transaction.atomic():
         LayerSetting.objects.update_or_create(layer=layer, domain=domain, defaults={"values": values})
         do_publish_policy(actor)
+
+
+# -- accounts, domains, scripts and lists from the web admin (docs/ui.md) ------------------------
+class AccountError(ValueError):
+    pass
+
+
+def do_save_domain(domain: Domain | None, name: str, mail_servers: list[str], aliases: list[str],
+                   actor: str = "") -> Domain:
+    """Create or change a domain; the policy is validated and republished in the same
+    transaction, so a bad name or server list changes nothing."""
+    with transaction.atomic():
+        if domain is None:
+            domain = Domain(name=name.strip().lower())
+        else:
+            domain.name = name.strip().lower()
+        domain.mail_servers = [s.strip() for s in mail_servers if s.strip()]
+        domain.aliases = [a.strip().lower() for a in aliases if a.strip()]
+        domain.save()
+        do_publish_policy(actor)
+    return domain
+
+
+def do_delete_domain(domain: Domain, actor: str = "") -> None:
+    with transaction.atomic():
+        domain.delete()
+        do_publish_policy(actor)
+
+
+def do_delete_list_entry(entry: ListEntry, actor: str = "") -> None:
+    with transaction.atomic():
+        entry.delete()
+        do_publish_policy(actor)
+
+
+def do_save_script(script: SieveScript | None, *, name: str, source: str, domain: Domain | None,
+                   position: str = "after", enabled: bool = True, order: int = 0, actor: str = "") -> SieveScript:
+    with transaction.atomic():
+        script = script or SieveScript()
+        script.name, script.source, script.domain = name, source, domain
+        script.position, script.enabled, script.order = position, enabled, order
+        script.save()
+        do_publish_policy(actor)
+    return script
+
+
+def do_delete_script(script: SieveScript, actor: str = "") -> None:
+    with transaction.atomic():
+        script.delete()
+        do_publish_policy(actor)
+
+
+def do_save_account(account: Any, *, username: str, role: str, mailbox: str = "", aliases: list[str] | None = None,
+                    domains: list[Domain] | None = None, password: str | None = None,
+                    options: dict[str, bool] | None = None, email: str = "", source: str = "local") -> Any:
+    """Create or change an account and its Django user (password hashed by Django)."""
+    from django.contrib.auth.models import User
+
+    from webadmin.models import Account, Role
+
+    if role not in Role.values:
+        raise AccountError(f"unknown role {role!r}")
+    if role == Role.USER and "@" not in mailbox:
+        raise AccountError("a user needs a mailbox address")
+    with transaction.atomic():
+        if account is None:
+            if User.objects.filter(username=username).exists():
+                raise AccountError(f"user {username!r} already exists")
+            user = User.objects.create_user(username=username, email=email or mailbox)
+            account = Account(user=user)
+        else:
+            user = account.user
+            if username != user.username and User.objects.filter(username=username).exists():
+                raise AccountError(f"user {username!r} already exists")
+            user.username = username
+            user.email = email or mailbox or user.email
+        if password:
+            user.set_password(password)
+        elif account.pk is None:
+            user.set_unusable_password()
+        user.save()
+        account.role = role
+        account.mailbox = mailbox.strip().lower()
+        account.aliases = [a.strip().lower() for a in (aliases or []) if a.strip()]
+        if options is not None:
+            account.options = options
+        account.source = account.source if account.pk else source
+        account.save()
+        account.domains.set((domains or []) if role in (Role.DOMAIN_ADMIN, Role.QUARANTINE_ADMIN) else [])
+    return account
+
+
+def do_delete_account(account: Any) -> None:
+    with transaction.atomic():
+        account.user.delete()
+
+
+CSV_FIELDS = ("username", "mailbox", "aliases", "role", "domains", "digest")
+
+
+def do_import_accounts_csv(text: str, allowed_domains: list[Domain], may_create_admins: bool,
+                           actor: str = "") -> tuple[int, list[str]]:
+    """Create users from CSV (header: username,mailbox,aliases,role,domains,digest; aliases and
+    domains separated by spaces). Rows outside the importer's domains are refused, one error
+    line per bad row; good rows are created."""
+    import csv
+    import io
+
+    from webadmin.models import Role
+
+    by_name = {d.name: d for d in allowed_domains}
+    created, errors = 0, []
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"username", "mailbox"} - set(reader.fieldnames or [])
+    if missing:
+        return 0, [f"missing column(s): {', '.join(sorted(missing))}"]
+    for n, row in enumerate(reader, start=2):
+        try:
+            role = (row.get("role") or Role.USER).strip()
+            if role != Role.USER and not may_create_admins:
+                raise AccountError("only a global administrator may create administrators")
+            mailbox = (row.get("mailbox") or "").strip().lower()
+            aliases = (row.get("aliases") or "").split()
+            for a in [mailbox, *aliases]:
+                if a and a.rpartition("@")[2] not in by_name:
+                    raise AccountError(f"{a!r} is not in one of your domains")
+            doms = []
+            for d in (row.get("domains") or "").split():
+                if d not in by_name:
+                    raise AccountError(f"domain {d!r} is not one of your domains")
+                doms.append(by_name[d])
+            acct = do_save_account(None, username=(row.get("username") or mailbox).strip(), role=role,
+                                   mailbox=mailbox, aliases=aliases, domains=doms, source="csv")
+            digest = (row.get("digest") or "").strip()
+            if digest:
+                if digest not in ("never", "hours", "daily", "weekly"):
+                    raise AccountError(f"digest must be never, hours, daily or weekly, not {digest!r}")
+                acct.digest_schedule = digest
+                acct.save(update_fields=["digest_schedule"])
+            created += 1
+        except AccountError as e:
+            errors.append(f"line {n}: {e}")
+    return created, errors
+
+
+def do_autocreate_user(address: str) -> Any | None:
+    """Create a user for a verified local address seen in mail (first verified mail)."""
+    from webadmin.models import Account, Role
+    from webadmin.verification import verify_address
+
+    address = address.strip().lower()
+    if Account.objects.filter(mailbox=address).exists():
+        return None
+    domain = Domain.objects.filter(name=address.rpartition("@")[2]).first()
+    if domain is None or not domain.verification_sources.filter(enabled=True, auto_create=True).exists():
+        return None
+    if verify_address(address).exists is not True:
+        return None
+    try:
+        return do_save_account(None, username=address, role=Role.USER, mailbox=address, source="auto")
+    except AccountError:
+        return None

@@ -1,0 +1,165 @@
+"""The six 24-hour dashboard charts, computed from the message log the user may see.
+
+Every bar and row carries the message-log filter it stands for, so that a click opens the
+log filtered to exactly those messages. Charts are drawn as inline SVG by the templates
+(no chart library, nothing fetched from elsewhere).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncHour
+from django.urls import reverse
+from django.utils import timezone
+
+from reports.models import MessageLog, MessageRecipient
+from reports.search import JUNK
+
+HOURS = 24
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    color: str
+    values: tuple[float, ...]
+    links: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Chart:
+    key: str
+    title: str
+    kind: str  # "bars" (per hour, stacked series) or "top" (ranked rows)
+    series: tuple[Series, ...] = ()
+    labels: tuple[str, ...] = ()
+    rows: tuple[tuple[str, float, str], ...] = ()  # (label, value, link)
+    unit: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(sum(s.values) for s in self.series) + sum(r[1] for r in self.rows)
+
+    def svg_bars(self) -> list[dict[str, Any]]:
+        """Bar geometry for the template: one group per hour, series stacked."""
+        width, height, pad = 480.0, 160.0, 18.0
+        n = len(self.labels) or 1
+        totals = [sum(s.values[i] for s in self.series) for i in range(n)]
+        top = max(totals) or 1.0
+        slot = (width - 2) / n
+        out = []
+        for i in range(n):
+            y = height - pad
+            for s in self.series:
+                h = (s.values[i] / top) * (height - pad - 6)
+                if s.values[i] > 0:
+                    out.append({"x": round(1 + i * slot + 1, 1), "y": round(y - h, 1), "w": round(slot - 2, 1),
+                                "h": round(max(h, 1.0), 1), "color": s.color, "href": s.links[i],
+                                "title": f"{self.labels[i]} {s.name}: {_fmt(s.values[i], self.unit)}"})
+                y -= h
+        return out
+
+    def svg_axis(self) -> list[dict[str, Any]]:
+        n = len(self.labels) or 1
+        slot = 478.0 / n
+        return [{"x": round(1 + i * slot + slot / 2, 1), "label": lbl} for i, lbl in enumerate(self.labels) if i % 4 == 0]
+
+    def top_rows(self) -> list[dict[str, Any]]:
+        peak = max((r[1] for r in self.rows), default=1) or 1
+        return [{"label": lbl, "value": _fmt(v, self.unit), "pct": round(100 * v / peak, 1), "href": href}
+                for lbl, v, href in self.rows]
+
+
+def _fmt(v: float, unit: str) -> str:
+    if unit == "bytes":
+        for u in ("B", "KB", "MB", "GB"):
+            if v < 1024 or u == "GB":
+                return f"{v:.0f} {u}" if u == "B" else f"{v:.1f} {u}"
+            v /= 1024
+    return f"{v:.0f}"
+
+
+def log_link(**params: Any) -> str:
+    return reverse("reports:log") + "?" + urlencode({k: v for k, v in params.items() if v not in (None, "")})
+
+
+def dashboard_charts(qs: Any, now: dt.datetime | None = None) -> list[Chart]:
+    """``qs``: the MessageLog queryset visible to the user (webadmin.access)."""
+    now = now or timezone.now()
+    end = now.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    start = end - dt.timedelta(hours=HOURS)
+    hours = [start + dt.timedelta(hours=i) for i in range(HOURS)]
+    labels = tuple(h.strftime("%H:00") for h in hours)
+    window = qs.filter(time__gte=start, time__lt=end)
+
+    def iso(h: dt.datetime) -> str:
+        return h.strftime("%Y-%m-%dT%H:%M")
+
+    per_hour = (window.annotate(h=TruncHour("time")).values("h")
+                .annotate(inbound=Count("id", filter=Q(direction="inbound")),
+                          outbound=Count("id", filter=Q(direction="outbound")),
+                          good=Count("id", filter=Q(action="accept")),
+                          junk=Count("id", filter=Q(action__in=JUNK)),
+                          size=Sum("size")))
+    by_hour: dict[dt.datetime, dict[str, Any]] = {}
+    for row in per_hour:
+        h = row["h"]
+        if timezone.is_naive(h):
+            h = timezone.make_aware(h, dt.timezone.utc)
+        by_hour[h] = row
+
+    def col(name: str) -> tuple[float, ...]:
+        return tuple(float(by_hour.get(h, {}).get(name) or 0) for h in hours)
+
+    def links(**extra: str) -> tuple[str, ...]:
+        return tuple(log_link(since=iso(h), until=iso(h + dt.timedelta(hours=1)), **extra) for h in hours)
+
+    charts = [
+        Chart("traffic", "Inbound vs outbound", "bars", (
+            Series("inbound", "#2f6fed", col("inbound"), links(direction="inbound")),
+            Series("outbound", "#14b8a6", col("outbound"), links(direction="outbound"))), labels),
+        Chart("bandwidth", "Bandwidth", "bars", (
+            Series("bytes", "#7c3aed", col("size"), links()),), labels, unit="bytes"),
+        Chart("goodjunk", "Good vs junk", "bars", (
+            Series("good", "#16a34a", col("good"), links(result="accept")),
+            Series("junk", "#dc2626", col("junk"), links(result="junk"))), labels),
+    ]
+    since, until = iso(start), iso(end)
+    junk = window.filter(action__in=JUNK)
+    breakdown = junk.values("reason").annotate(n=Count("id")).order_by("-n")[:8]
+    charts.append(Chart("junk", "Junk breakdown", "top", rows=tuple(
+        (r["reason"] or "(no reason)", float(r["n"]),
+         log_link(since=since, until=until, result="junk", reason=r["reason"])) for r in breakdown)))
+    rc = (MessageRecipient.objects.filter(message__in=window.values("pk"))
+          .values("address").annotate(n=Count("id")).order_by("-n")[:8])
+    charts.append(Chart("recipients", "Top recipients", "top", rows=tuple(
+        (r["address"], float(r["n"]), log_link(since=since, until=until, recipient=r["address"])) for r in rc)))
+    senders: dict[str, int] = {}
+    for addr, n in junk.values_list("mail_from").annotate(n=Count("id")).order_by("-n")[:500]:
+        dom = addr.rpartition("@")[2].lower() or "(null sender)"
+        senders[dom] = senders.get(dom, 0) + n
+    top = sorted(senders.items(), key=lambda kv: -kv[1])[:8]
+    charts.append(Chart("spamdomains", "Top spam domains", "top", rows=tuple(
+        (d, float(n), log_link(since=since, until=until, result="junk",
+                               sender="@" + d if d != "(null sender)" else "")) for d, n in top)))
+    return charts
+
+
+def chart_payload(charts: list[Chart]) -> list[dict[str, Any]]:
+    """JSON form for the REST API."""
+    out = []
+    for c in charts:
+        item: dict[str, Any] = {"key": c.key, "title": c.title, "kind": c.kind, "unit": c.unit}
+        if c.kind == "bars":
+            item["labels"] = list(c.labels)
+            item["series"] = [{"name": s.name, "values": list(s.values), "links": list(s.links)} for s in c.series]
+        else:
+            item["rows"] = [{"label": lbl, "value": v, "link": href} for lbl, v, href in c.rows]
+        out.append(item)
+    return out

@@ -1,0 +1,277 @@
+"""The one access layer: every protected read by pages, the REST API and Celery tasks goes
+through these functions (zulip's ``access_*`` pattern).
+
+Rules (docs/ui.md, "Roles"):
+- global administrator: everything;
+- domain administrator: the domains assigned to them; messages with a recipient in one of
+  them, or sent from one of them; settings, lists and scripts of those domains;
+- quarantine administrator: the user quarantine and the message log of their domains (read
+  and quarantine actions only, no settings);
+- user: their own mailbox and aliases, as far as their user options allow.
+
+A missing object and a forbidden object look the same to the caller (``Http404``): an id
+never tells a tenant that another tenant's message exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http import Http404
+
+from quarantine.models import QuarantinedMessage, QuarantineRecipient
+from reports.models import MessageLog, MessageRecipient
+from webadmin.models import Account, Domain, ListEntry, Role, SieveScript, UserOptions
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking, resolved once per request."""
+
+    user_id: int
+    username: str
+    role: str
+    domains: frozenset[str] = frozenset()
+    domain_ids: frozenset[int] = frozenset()
+    addresses: frozenset[str] = frozenset()
+    options: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def is_global(self) -> bool:
+        return self.role == Role.GLOBAL_ADMIN
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role != Role.USER
+
+    @property
+    def manages_settings(self) -> bool:
+        return self.role in (Role.GLOBAL_ADMIN, Role.DOMAIN_ADMIN)
+
+    def may(self, option: str) -> bool:
+        if self.is_admin:
+            return True
+        return bool(self.options.get(option, False))
+
+
+NOBODY = Principal(0, "", "none")
+
+
+def principal(user: User | AnonymousUser | Any) -> Principal:
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return NOBODY
+    cached = getattr(user, "_bulwark_principal", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    acct = Account.objects.filter(user=user).prefetch_related("domains").first()
+    if acct is None:
+        # A Django superuser without an Account is a global administrator (first setup).
+        p = Principal(user.pk, user.username, Role.GLOBAL_ADMIN if user.is_superuser else "none")
+    else:
+        doms = list(acct.domains.all())
+        mailbox_domain = acct.mailbox.rpartition("@")[2].lower() if acct.mailbox else ""
+        p = Principal(
+            user.pk, user.username, acct.role,
+            domains=frozenset(d.name for d in doms),
+            domain_ids=frozenset(d.pk for d in doms),
+            addresses=frozenset(acct.addresses),
+            options=effective_user_options(acct, mailbox_domain),
+        )
+    user._bulwark_principal = p
+    return p
+
+
+def effective_user_options(acct: Account, domain_name: str) -> dict[str, bool]:
+    """Global defaults, then the domain's defaults, then the account's own overrides."""
+    base = {f: getattr(UserOptions(), f) for f in UserOptions.FIELDS}
+    glob = UserOptions.objects.filter(domain__isnull=True).first()
+    dom = UserOptions.objects.filter(domain__name=domain_name).first() if domain_name else None
+    for row in (glob, dom):
+        if row is not None:
+            base.update({f: getattr(row, f) for f in UserOptions.FIELDS})
+    for k, v in (acct.options or {}).items():
+        if k in base and isinstance(v, bool):
+            base[k] = v
+    return base
+
+
+# -- domains and accounts ----------------------------------------------------------------------
+def domains_visible_to(user: Any) -> QuerySet[Domain]:
+    p = principal(user)
+    if p.is_global:
+        return Domain.objects.all()
+    if p.role in (Role.DOMAIN_ADMIN, Role.QUARANTINE_ADMIN):
+        return Domain.objects.filter(pk__in=p.domain_ids)
+    return Domain.objects.none()
+
+
+def domains_managed_by(user: Any) -> QuerySet[Domain]:
+    """Domains whose settings the user may change."""
+    p = principal(user)
+    if p.is_global:
+        return Domain.objects.all()
+    if p.role == Role.DOMAIN_ADMIN:
+        return Domain.objects.filter(pk__in=p.domain_ids)
+    return Domain.objects.none()
+
+
+def access_domain(user: Any, pk: Any, manage: bool = False) -> Domain:
+    qs = domains_managed_by(user) if manage else domains_visible_to(user)
+    obj = qs.filter(pk=_int(pk)).first()
+    if obj is None:
+        raise Http404("no such domain")
+    return obj
+
+
+def accounts_visible_to(user: Any) -> QuerySet[Account]:
+    """Global admins see every account; domain admins see the users whose mailbox is in one of
+    their domains (never other administrators)."""
+    p = principal(user)
+    qs = Account.objects.select_related("user")
+    if p.is_global:
+        return qs.all()
+    if p.role == Role.DOMAIN_ADMIN and p.domains:
+        q = Q()
+        for d in p.domains:
+            q |= Q(mailbox__iendswith="@" + d)
+        return qs.filter(q, role=Role.USER)
+    return qs.none()
+
+
+def access_account(user: Any, pk: Any) -> Account:
+    obj = accounts_visible_to(user).filter(pk=_int(pk)).first()
+    if obj is None:
+        raise Http404("no such user")
+    return obj
+
+
+# -- lists and scripts ---------------------------------------------------------------------------
+def list_entries_visible_to(user: Any) -> QuerySet[ListEntry]:
+    p = principal(user)
+    qs = ListEntry.objects.select_related("domain")
+    if p.is_global:
+        return qs.all()
+    if p.role == Role.DOMAIN_ADMIN:
+        return qs.filter(domain_id__in=p.domain_ids)
+    if p.role == Role.USER and p.may("manage_lists") and p.addresses:
+        # A user's own lists are recipient-scoped entries of their domain carrying their address
+        # in the comment tag "user:<address>" (docs/ui.md, "My lists").
+        return qs.filter(comment__in=[f"user:{a}" for a in p.addresses])
+    return qs.none()
+
+
+def access_list_entry(user: Any, pk: Any) -> ListEntry:
+    obj = list_entries_visible_to(user).filter(pk=_int(pk)).first()
+    if obj is None:
+        raise Http404("no such list entry")
+    return obj
+
+
+def scripts_visible_to(user: Any) -> QuerySet[SieveScript]:
+    p = principal(user)
+    if p.is_global:
+        return SieveScript.objects.all()
+    if p.role == Role.DOMAIN_ADMIN:
+        return SieveScript.objects.filter(domain_id__in=p.domain_ids)
+    return SieveScript.objects.none()
+
+
+def access_script(user: Any, pk: Any) -> SieveScript:
+    obj = scripts_visible_to(user).filter(pk=_int(pk)).first()
+    if obj is None:
+        raise Http404("no such script")
+    return obj
+
+
+# -- message log ---------------------------------------------------------------------------------
+def messages_visible_to(user: Any) -> QuerySet[MessageLog]:
+    p = principal(user)
+    if p.is_global:
+        return MessageLog.objects.all()
+    if p.role in (Role.DOMAIN_ADMIN, Role.QUARANTINE_ADMIN) and p.domains:
+        rc = MessageRecipient.objects.filter(message=OuterRef("pk"), domain__in=p.domains)
+        sender = Q()
+        if p.role == Role.DOMAIN_ADMIN:
+            for d in p.domains:
+                sender |= Q(mail_from__iendswith="@" + d)
+        return MessageLog.objects.filter(Exists(rc) | sender) if sender else MessageLog.objects.filter(Exists(rc))
+    if p.role == Role.USER and p.may("view_log") and p.addresses:
+        rc = MessageRecipient.objects.filter(message=OuterRef("pk"), address__in=p.addresses)
+        return MessageLog.objects.filter(Exists(rc) | Q(mail_from__in=p.addresses))
+    return MessageLog.objects.none()
+
+
+def recipients_visible_to(user: Any, message: MessageLog) -> list[MessageRecipient]:
+    """The per-recipient rows of one message that this user may see (others' addresses are
+    another tenant's data)."""
+    p = principal(user)
+    rows = list(message.recipients.all())
+    if p.is_global:
+        return rows
+    if p.role == Role.DOMAIN_ADMIN and any(message.mail_from.lower().endswith("@" + d) for d in p.domains):
+        return rows  # the domain's own outbound message: its recipients are the domain's business
+    if p.role in (Role.DOMAIN_ADMIN, Role.QUARANTINE_ADMIN):
+        return [r for r in rows if r.domain.lower() in p.domains]
+    return [r for r in rows if r.address.lower() in p.addresses]
+
+
+def access_message(user: Any, pk: Any) -> MessageLog:
+    obj = messages_visible_to(user).filter(pk=_int(pk)).first()
+    if obj is None:
+        raise Http404("no such message")
+    return obj
+
+
+def may_view_transcript(user: Any) -> bool:
+    return principal(user).may("view_transcripts")
+
+
+# -- quarantine ----------------------------------------------------------------------------------
+def quarantine_recipients_visible_to(user: Any) -> QuerySet[QuarantineRecipient]:
+    p = principal(user)
+    qs = QuarantineRecipient.objects.all()
+    if p.is_global:
+        return qs
+    if p.role in (Role.DOMAIN_ADMIN, Role.QUARANTINE_ADMIN) and p.domains:
+        return qs.filter(domain__in=p.domains, message__queue="user")
+    if p.role == Role.USER and p.may("view_quarantine") and p.addresses:
+        return qs.filter(address__in=p.addresses, message__queue="user")
+    return qs.none()
+
+
+def quarantine_visible_to(user: Any) -> QuerySet[QuarantinedMessage]:
+    p = principal(user)
+    if p.is_global:
+        return QuarantinedMessage.objects.all()
+    rc = quarantine_recipients_visible_to(user).filter(message=OuterRef("pk"))
+    return QuarantinedMessage.objects.filter(Exists(rc))
+
+
+@dataclass(frozen=True)
+class QuarantineAccess:
+    message: QuarantinedMessage
+    recipients: tuple[QuarantineRecipient, ...]
+
+    @property
+    def held(self) -> list[str]:
+        return [r.address for r in self.recipients if r.status == "held"]
+
+
+def access_quarantined_message(user: Any, pk: Any, *, by_qid: bool = False) -> QuarantineAccess:
+    """The message and the recipients of it that this user may see and act for."""
+    qs = quarantine_visible_to(user)
+    msg = (qs.filter(qid=str(pk)) if by_qid else qs.filter(pk=_int(pk))).first()
+    if msg is None:
+        raise Http404("no such quarantined message")
+    rcpts = quarantine_recipients_visible_to(user).filter(message=msg).order_by("address")
+    return QuarantineAccess(msg, tuple(rcpts))
+
+
+def _int(v: Any) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        raise Http404("bad id") from None

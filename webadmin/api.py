@@ -1,0 +1,378 @@
+"""REST API of webadmin: domains, accounts, lists, Sieve scripts (with validation), layer
+settings, the dashboard, and the caller's own account. Same rules as the pages
+(webadmin.access); changes go through webadmin.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from gateway_milter.layers.base import SettingsError, settings_from_dict, settings_to_dict
+from webadmin import access, services
+from webadmin.api_permissions import RoleAllowed
+from webadmin.guards import ANYONE, GLOBAL, SETTINGS_ADMINS
+from webadmin.models import Account, Domain, LayerSetting, ListEntry, Role, SieveScript
+
+
+def _actor(request: Request) -> str:
+    return request.user.get_username()
+
+
+def _settings_error(e: SettingsError) -> ValidationError:
+    return ValidationError({e.path or "detail": [e.message]})
+
+
+class DomainSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Domain
+        fields = ["id", "name", "mail_servers", "aliases", "created"]
+        read_only_fields = ["id", "created"]
+
+
+class DomainViewSet(viewsets.ModelViewSet):
+    serializer_class = DomainSerializer
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+    action_roles = {"create": GLOBAL, "destroy": GLOBAL}
+
+    def get_queryset(self) -> Any:
+        if self.action in ("update", "partial_update", "destroy"):
+            return access.domains_managed_by(self.request.user)
+        return access.domains_visible_to(self.request.user)
+
+    def perform_create(self, serializer: Any) -> None:
+        d = serializer.validated_data
+        try:
+            serializer.instance = services.do_save_domain(None, d["name"], d.get("mail_servers", []),
+                                                          d.get("aliases", []), actor=_actor(self.request))
+        except SettingsError as e:
+            raise _settings_error(e) from None
+
+    def perform_update(self, serializer: Any) -> None:
+        inst, d = serializer.instance, serializer.validated_data
+        name = d.get("name", inst.name) if access.principal(self.request.user).is_global else inst.name
+        try:
+            services.do_save_domain(inst, name, d.get("mail_servers", inst.mail_servers), d.get("aliases", inst.aliases),
+                                    actor=_actor(self.request))
+        except SettingsError as e:
+            raise _settings_error(e) from None
+
+    def perform_destroy(self, instance: Domain) -> None:
+        services.do_delete_domain(instance, actor=_actor(self.request))
+
+
+class AccountSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+    domains = serializers.SlugRelatedField(slug_field="name", many=True, queryset=Domain.objects.all(), required=False)
+    password = serializers.CharField(write_only=True, required=False, allow_blank=True)
+
+    class Meta:
+        model = Account
+        fields = ["id", "username", "role", "mailbox", "aliases", "domains", "digest_schedule", "digest_every_hours",
+                  "totp_enabled", "source", "password"]
+        read_only_fields = ["id", "totp_enabled", "source"]
+
+
+class AccountViewSet(viewsets.ModelViewSet):
+    serializer_class = AccountSerializer
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    def get_queryset(self) -> Any:
+        return access.accounts_visible_to(self.request.user).prefetch_related("domains")
+
+    def _save(self, serializer: Any, instance: Account | None) -> None:
+        d = serializer.validated_data
+        p = access.principal(self.request.user)
+        role = d.get("role", instance.role if instance else Role.USER)
+        mailbox = d.get("mailbox", instance.mailbox if instance else "")
+        aliases = d.get("aliases", instance.aliases if instance else [])
+        doms = d.get("domains", list(instance.domains.all()) if instance else [])
+        if not p.is_global:
+            mine = set(p.domains)
+            if role != Role.USER:
+                raise ValidationError({"role": ["only a global administrator may create administrators"]})
+            for a in [mailbox, *aliases]:
+                if a and a.rpartition("@")[2].lower() not in mine:
+                    raise ValidationError({"mailbox": [f"{a} is not in one of your domains"]})
+        try:
+            acct = services.do_save_account(
+                instance, username=d.get("user", {}).get("username", instance.user.username if instance else mailbox),
+                role=role, mailbox=mailbox, aliases=aliases, domains=doms, password=d.get("password") or None)
+        except services.AccountError as e:
+            raise ValidationError({"detail": [str(e)]}) from None
+        for f in ("digest_schedule", "digest_every_hours"):
+            if f in d:
+                setattr(acct, f, d[f])
+        acct.save()
+        serializer.instance = acct
+
+    def perform_create(self, serializer: Any) -> None:
+        self._save(serializer, None)
+
+    def perform_update(self, serializer: Any) -> None:
+        self._save(serializer, serializer.instance)
+
+    def perform_destroy(self, instance: Account) -> None:
+        if instance.user_id == self.request.user.pk:
+            raise ValidationError({"detail": ["cannot delete yourself"]})
+        services.do_delete_account(instance)
+
+
+class ListEntrySerializer(serializers.ModelSerializer):
+    domain = serializers.SlugRelatedField(slug_field="name", queryset=Domain.objects.all(), allow_null=True,
+                                          required=False)
+
+    class Meta:
+        model = ListEntry
+        fields = ["id", "list", "kind", "value", "domain", "comment", "created"]
+        read_only_fields = ["id", "created"]
+
+
+class ListEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                       mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    serializer_class = ListEntrySerializer
+    permission_classes = [RoleAllowed]
+    allowed_roles = (Role.GLOBAL_ADMIN, Role.DOMAIN_ADMIN, Role.USER)
+
+    def get_queryset(self) -> Any:
+        return access.list_entries_visible_to(self.request.user)
+
+    def perform_create(self, serializer: Any) -> None:
+        d = serializer.validated_data
+        p = access.principal(self.request.user)
+        dom = d.get("domain")
+        comment = d.get("comment", "")
+        kind = d["kind"]
+        if p.role == Role.USER:
+            if not p.may("manage_lists") or not p.addresses:
+                raise NotFound()
+            mailbox = sorted(p.addresses)[0]
+            dom = Domain.objects.filter(name=mailbox.rpartition("@")[2]).first()
+            comment, kind = f"user:{mailbox}", "sender"
+            if dom is None:
+                raise ValidationError({"domain": ["your mailbox domain is not configured"]})
+        elif not p.is_global:
+            if dom is None or dom.pk not in p.domain_ids:
+                raise ValidationError({"domain": ["choose one of your domains"]})
+        try:
+            serializer.instance = services.do_add_list_entry(d["list"], kind, d["value"], dom, comment,
+                                                             actor=_actor(self.request))
+        except SettingsError as e:
+            raise _settings_error(e) from None
+
+    def perform_destroy(self, instance: ListEntry) -> None:
+        services.do_delete_list_entry(instance, actor=_actor(self.request))
+
+
+class ScriptSerializer(serializers.ModelSerializer):
+    domain = serializers.SlugRelatedField(slug_field="name", queryset=Domain.objects.all(), allow_null=True,
+                                          required=False)
+
+    class Meta:
+        model = SieveScript
+        fields = ["id", "name", "source", "domain", "position", "order", "enabled", "updated"]
+        read_only_fields = ["id", "updated"]
+
+    def validate_source(self, value: str) -> str:
+        from webadmin.sieve_check import validate_sieve
+
+        problems = validate_sieve(value)
+        if problems:
+            raise serializers.ValidationError([f"line {p.line}, column {p.column}: {p.message}" for p in problems])
+        return value
+
+
+class ScriptViewSet(viewsets.ModelViewSet):
+    serializer_class = ScriptSerializer
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    def get_queryset(self) -> Any:
+        return access.scripts_visible_to(self.request.user)
+
+    def _save(self, serializer: Any, instance: SieveScript | None) -> None:
+        d = serializer.validated_data
+        p = access.principal(self.request.user)
+        dom = d.get("domain", instance.domain if instance else None)
+        if not p.is_global and (dom is None or dom.pk not in p.domain_ids):
+            raise ValidationError({"domain": ["choose one of your domains"]})
+        try:
+            serializer.instance = services.do_save_script(
+                instance, name=d.get("name", instance.name if instance else ""),
+                source=d.get("source", instance.source if instance else ""), domain=dom,
+                position=d.get("position", instance.position if instance else "after"),
+                enabled=d.get("enabled", instance.enabled if instance else True),
+                order=d.get("order", instance.order if instance else 0), actor=_actor(self.request))
+        except SettingsError as e:
+            raise _settings_error(e) from None
+        except IntegrityError:
+            raise ValidationError({"name": ["a script with this name exists"]}) from None
+
+    def perform_create(self, serializer: Any) -> None:
+        self._save(serializer, None)
+
+    def perform_update(self, serializer: Any) -> None:
+        self._save(serializer, serializer.instance)
+
+    def perform_destroy(self, instance: SieveScript) -> None:
+        services.do_delete_script(instance, actor=_actor(self.request))
+
+
+class SieveValidateView(APIView):
+    """Validate a Sieve script as the editor types (no change is made)."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    @extend_schema(request=inline_serializer("SieveSource", {"source": serializers.CharField()}),
+                   responses=inline_serializer("SieveProblems", {"errors": serializers.ListField()}))
+    def post(self, request: Request) -> Response:
+        from webadmin.sieve_check import validate_sieve
+
+        source = request.data.get("source", "")
+        if not isinstance(source, str) or len(source) > 200_000:
+            raise ValidationError({"source": ["must be the script text (at most 200,000 characters)"]})
+        return Response({"errors": [p.as_dict() for p in validate_sieve(source)]})
+
+
+class LayerSettingsView(APIView):
+    """GET /api/layers/ lists layers; GET/PUT /api/layers/<id>/?domain=<name> reads or replaces
+    one layer's settings (validated by the layer's own Settings dataclass)."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    def _domain(self, request: Request) -> Domain | None:
+        name = request.query_params.get("domain") or ""
+        p = access.principal(request.user)
+        if not name:
+            if not p.is_global:
+                raise NotFound()
+            return None
+        d = access.domains_managed_by(request.user).filter(name=name.lower()).first()
+        if d is None:
+            raise NotFound()
+        return d
+
+    @extend_schema(responses=inline_serializer("LayerSettings", {"layer": serializers.CharField(),
+                                                                 "settings": serializers.DictField()}))
+    def get(self, request: Request, layer_id: str | None = None) -> Response:
+        from gateway_milter import layers
+
+        if layer_id is None:
+            return Response([{"id": lid, "description": layers.get(lid).description} for lid in layers.available()])
+        if layer_id not in layers.available():
+            raise NotFound()
+        dom = self._domain(request)
+        base = LayerSetting.objects.filter(layer=layer_id, domain__isnull=True).first()
+        row = LayerSetting.objects.filter(layer=layer_id, domain=dom).first() if dom else None
+        values = {**(base.values if base else {}), **(row.values if row else {})}
+        eff = settings_to_dict(settings_from_dict(layers.get(layer_id).Settings, values))
+        return Response({"layer": layer_id, "domain": dom.name if dom else None, "settings": eff,
+                         "stored": row.values if row else (base.values if base and not dom else {})})
+
+    @extend_schema(request=inline_serializer("LayerSettingsIn", {"settings": serializers.DictField()}),
+                   responses=inline_serializer("LayerSettingsOut", {"layer": serializers.CharField()}))
+    def put(self, request: Request, layer_id: str | None = None) -> Response:
+        from gateway_milter import layers
+
+        if layer_id is None or layer_id not in layers.available():
+            raise NotFound()
+        dom = self._domain(request)
+        values = request.data.get("settings")
+        if not isinstance(values, dict):
+            raise ValidationError({"settings": ["must be a mapping"]})
+        try:
+            services.do_set_layer_settings(layer_id, values, dom, actor=_actor(request))
+        except SettingsError as e:
+            raise _settings_error(e) from None
+        return self.get(request, layer_id)
+
+
+class DashboardView(APIView):
+    permission_classes = [RoleAllowed]
+    allowed_roles = ANYONE
+
+    @extend_schema(responses=inline_serializer("Dashboard", {"charts": serializers.ListField()}))
+    def get(self, request: Request) -> Response:
+        from reports.charts import chart_payload, dashboard_charts
+        from webadmin.status import server_status
+
+        p = access.principal(request.user)
+        if not p.may("view_log"):
+            raise NotFound()
+        out: dict[str, Any] = {"charts": chart_payload(dashboard_charts(access.messages_visible_to(request.user))),
+                               "held": access.quarantine_recipients_visible_to(request.user).filter(status="held").count()}
+        if p.is_admin:
+            out["domains"] = access.domains_visible_to(request.user).count()
+        if p.manages_settings:
+            out["users"] = access.accounts_visible_to(request.user).count()
+        if p.is_global:
+            out["status"] = [s.as_dict() for s in server_status()]
+        return Response(out)
+
+
+class MeView(APIView):
+    """The caller's own account: role, addresses, effective options, digest schedule."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = ANYONE
+
+    @extend_schema(responses=inline_serializer("Me", {"username": serializers.CharField()}))
+    def get(self, request: Request) -> Response:
+        p = access.principal(request.user)
+        acct = Account.objects.filter(user=request.user).first()
+        return Response({"username": p.username, "role": p.role, "domains": sorted(p.domains),
+                         "addresses": sorted(p.addresses), "options": p.options,
+                         "digest_schedule": acct.digest_schedule if acct else None,
+                         "digest_every_hours": acct.digest_every_hours if acct else None})
+
+    @extend_schema(request=inline_serializer("MeIn", {"digest_schedule": serializers.CharField(required=False)}),
+                   responses=inline_serializer("MeOut", {"username": serializers.CharField()}))
+    def patch(self, request: Request) -> Response:
+        acct = Account.objects.filter(user=request.user).first()
+        if acct is None:
+            raise NotFound()
+        sched = request.data.get("digest_schedule")
+        if sched is not None:
+            if sched not in dict(Account.DIGEST_SCHEDULES):
+                raise ValidationError({"digest_schedule": ["must be never, hours, daily or weekly"]})
+            acct.digest_schedule = sched
+        hours = request.data.get("digest_every_hours")
+        if hours is not None:
+            if not isinstance(hours, int) or not 1 <= hours <= 168:
+                raise ValidationError({"digest_every_hours": ["must be 1-168"]})
+            acct.digest_every_hours = hours
+        acct.save()
+        return self.get(request)
+
+
+class TokenView(APIView):
+    """POST creates (or replaces) the caller's API token; DELETE revokes it."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = ANYONE
+
+    @extend_schema(request=None, responses=inline_serializer("TokenOut", {"token": serializers.CharField()}))
+    def post(self, request: Request) -> Response:
+        from rest_framework.authtoken.models import Token
+
+        Token.objects.filter(user=request.user).delete()
+        return Response({"token": Token.objects.create(user=request.user).key}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request) -> Response:
+        from rest_framework.authtoken.models import Token
+
+        Token.objects.filter(user=request.user).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+

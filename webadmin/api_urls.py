@@ -1,0 +1,39 @@
+"""/api/: one router for every app's endpoints (schema at /api/schema/)."""
+
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from quarantine.api import QuarantineViewSet
+from reports.api import MessageActionView, MessageDetailView, MessageListView
+from webadmin.api import (
+    AccountViewSet,
+    DashboardView,
+    DomainViewSet,
+    LayerSettingsView,
+    ListEntryViewSet,
+    MeView,
+    ScriptViewSet,
+    SieveValidateView,
+    TokenView,
+)
+
+app_name = "api"
+router = DefaultRouter()
+router.register("domains", DomainViewSet, basename="domain")
+router.register("users", AccountViewSet, basename="account")
+router.register("lists", ListEntryViewSet, basename="listentry")
+router.register("scripts", ScriptViewSet, basename="script")
+router.register("quarantine", QuarantineViewSet, basename="quarantine")
+
+urlpatterns = [
+    path("sieve/validate/", SieveValidateView.as_view(), name="sieve-validate"),
+    path("layers/", LayerSettingsView.as_view(), name="layers"),
+    path("layers/<slug:layer_id>/", LayerSettingsView.as_view(), name="layer"),
+    path("messages/", MessageListView.as_view(), name="messages"),
+    path("messages/<int:pk>/", MessageDetailView.as_view(), name="message"),
+    path("messages/<int:pk>/action/", MessageActionView.as_view(), name="message-action"),
+    path("dashboard/", DashboardView.as_view(), name="dashboard"),
+    path("me/", MeView.as_view(), name="me"),
+    path("me/token/", TokenView.as_view(), name="token"),
+    *router.urls,
+]

@@ -1,0 +1,40 @@
+from django.urls import path
+
+from webadmin.views import account, auth, security, setup, shell
+
+app_name = "webadmin"
+urlpatterns = [
+    path("", shell.home, name="home"),
+    path("dashboard/", shell.dashboard, name="dashboard"),
+    path("setup/", shell.setup_landing, name="setup"),
+    path("setup/domains/", setup.domains, name="domains"),
+    path("setup/domains/new/", setup.domain_new, name="domain_new"),
+    path("setup/domains/<int:pk>/", setup.domain_edit, name="domain"),
+    path("setup/domains/<int:pk>/delete/", setup.domain_delete, name="domain_delete"),
+    path("setup/domains/<int:pk>/sources/", setup.source_add, name="source_add"),
+    path("setup/domains/<int:pk>/sources/<int:sid>/delete/", setup.source_delete, name="source_delete"),
+    path("setup/domains/<int:pk>/verify/", setup.source_test, name="source_test"),
+    path("setup/users/", setup.users, name="users"),
+    path("setup/users/new/", setup.user_new, name="user_new"),
+    path("setup/users/import/", setup.user_import, name="user_import"),
+    path("setup/users/export.csv", setup.user_export, name="user_export"),
+    path("setup/users/<int:pk>/", setup.user_edit, name="user"),
+    path("setup/users/<int:pk>/delete/", setup.user_delete, name="user_delete"),
+    path("setup/options/", setup.user_options, name="user_options"),
+    path("setup/settings/", setup.admin_settings, name="admin_settings"),
+    path("security/", shell.security_landing, name="security"),
+    path("security/lists/", security.lists, name="lists"),
+    path("security/lists/<int:pk>/delete/", security.list_delete, name="list_delete"),
+    path("security/scripts/", security.scripts, name="scripts"),
+    path("security/scripts/new/", security.script_edit, name="script_new"),
+    path("security/scripts/<int:pk>/", security.script_edit, name="script"),
+    path("security/scripts/<int:pk>/delete/", security.script_delete, name="script_delete"),
+    path("security/layers/", security.layers_index, name="layers"),
+    path("security/layers/<slug:layer_id>/", security.layer_edit, name="layer"),
+    path("account/", account.my_account, name="my_account"),
+    path("account/lists/", account.my_lists, name="my_lists"),
+    path("account/lists/<int:pk>/delete/", account.my_list_delete, name="my_list_delete"),
+    path("account/settings/", account.my_settings, name="my_settings"),
+    path("account/token/", account.my_token, name="my_token"),
+    path("account/2fa/", auth.totp_setup, name="totp_setup"),
+]

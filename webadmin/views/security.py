@@ -1,0 +1,156 @@
+"""Security: allow/block lists, Sieve scripts (editor validating as you type) and the
+settings of every layer, global or per domain, from the layer's own Settings dataclass."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from gateway_milter.layers.base import SettingsError, settings_from_dict, settings_to_dict
+from webadmin import access, services
+from webadmin.forms import ListEntryForm, ScriptForm, layer_settings_form, layer_values_from_form
+from webadmin.guards import SETTINGS_ADMINS, roles
+from webadmin.models import LayerSetting
+
+
+def _actor(request: HttpRequest) -> str:
+    return request.user.get_username()
+
+
+@roles(*SETTINGS_ADMINS)
+def lists(request: HttpRequest) -> HttpResponse:
+    p = access.principal(request.user)
+    form = ListEntryForm(request.POST or None, domains=access.domains_managed_by(request.user),
+                         allow_global=p.is_global)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            services.do_add_list_entry(d["list"], d["kind"], d["value"], d["domain"], d["comment"], actor=_actor(request))
+        except SettingsError as e:
+            form.add_error("value", e.message)
+        else:
+            messages.success(request, "Entry added.")
+            return redirect("webadmin:lists")
+    rows = access.list_entries_visible_to(request.user)
+    kind = request.GET.get("list")
+    if kind in ("allow", "block"):
+        rows = rows.filter(list=kind)
+    q = (request.GET.get("q") or "").strip()
+    if q:
+        rows = rows.filter(value__icontains=q)
+    return render(request, "webadmin/lists.html", {"menu": "security", "title": "Allow and block lists",
+                                                   "form": form, "entries": rows[:1000], "q": q})
+
+
+@require_POST
+@roles(*SETTINGS_ADMINS)
+def list_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    services.do_delete_list_entry(access.access_list_entry(request.user, pk), actor=_actor(request))
+    messages.success(request, "Entry removed.")
+    return redirect("webadmin:lists")
+
+
+@roles(*SETTINGS_ADMINS)
+def scripts(request: HttpRequest) -> HttpResponse:
+    rows = access.scripts_visible_to(request.user).select_related("domain")
+    return render(request, "webadmin/scripts.html", {"menu": "security", "title": "Sieve scripts", "scripts": rows})
+
+
+@roles(*SETTINGS_ADMINS)
+def script_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    p = access.principal(request.user)
+    script = access.access_script(request.user, pk) if pk is not None else None
+    initial = ({"name": script.name, "domain": script.domain, "position": script.position, "order": script.order,
+                "enabled": script.enabled, "source": script.source} if script else
+               {"source": 'require ["fileinto"];\n\nif header :contains "subject" "[SPAM]" {\n  discard;\n}\n'})
+    form = ScriptForm(request.POST or None, initial=initial, domains=access.domains_managed_by(request.user),
+                      allow_global=p.is_global)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            s = services.do_save_script(script, name=d["name"], source=d["source"], domain=d["domain"],
+                                        position=d["position"], enabled=d["enabled"], order=d["order"],
+                                        actor=_actor(request))
+        except SettingsError as e:
+            form.add_error(None, str(e))
+        except Exception as e:  # noqa: BLE001 - a duplicate name is a form error, not a 500
+            from django.db import IntegrityError
+
+            if not isinstance(e, IntegrityError):
+                raise
+            form.add_error("name", "A script with this name exists.")
+        else:
+            messages.success(request, f"Script {s.name} saved and published.")
+            return redirect("webadmin:scripts")
+    return render(request, "webadmin/script.html", {"menu": "security", "title": script.name if script else
+                                                    "New script", "form": form, "script": script})
+
+
+@require_POST
+@roles(*SETTINGS_ADMINS)
+def script_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    services.do_delete_script(access.access_script(request.user, pk), actor=_actor(request))
+    messages.success(request, "Script deleted.")
+    return redirect("webadmin:scripts")
+
+
+@roles(*SETTINGS_ADMINS)
+def layers_index(request: HttpRequest) -> HttpResponse:
+    from gateway_milter import layers
+
+    rows = []
+    configured = set(LayerSetting.objects.filter(domain__isnull=True).values_list("layer", flat=True))
+    for lid in layers.available():
+        layer = layers.get(lid)
+        mode = "on"
+        ls = LayerSetting.objects.filter(layer=lid, domain__isnull=True).first()
+        if ls:
+            mode = ls.values.get("mode", "on")
+        rows.append({"id": lid, "description": layer.description, "stage": getattr(layer.stage, "value", layer.stage),
+                     "mode": mode, "configured": lid in configured})
+    return render(request, "webadmin/layers.html", {"menu": "security", "title": "Layer settings", "layers": rows})
+
+
+@roles(*SETTINGS_ADMINS)
+def layer_edit(request: HttpRequest, layer_id: str) -> HttpResponse:
+    from gateway_milter import layers
+
+    if layer_id not in layers.available():
+        raise Http404("no such layer")
+    p = access.principal(request.user)
+    managed = access.domains_managed_by(request.user)
+    dom_param = request.GET.get("domain") or request.POST.get("domain") or ""
+    domain = access.access_domain(request.user, dom_param, manage=True) if dom_param else None
+    if domain is None and not p.is_global:
+        first = managed.first()
+        if first is None:
+            raise Http404("no domain")
+        domain = first
+    cls = layers.get(layer_id).Settings
+    row = LayerSetting.objects.filter(layer=layer_id, domain=domain).first()
+    base = LayerSetting.objects.filter(layer=layer_id, domain__isnull=True).first()
+    current = {**(base.values if base else {}), **(row.values if row else {})}
+    try:
+        initial = settings_to_dict(settings_from_dict(cls, current))
+    except SettingsError:
+        initial = settings_to_dict(cls())
+    form = layer_settings_form(cls, initial, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        values = layer_values_from_form(cls, form)
+        if not form.errors:
+            if domain is not None:  # store only what differs from the global settings
+                glob = settings_to_dict(settings_from_dict(cls, base.values if base else {}))
+                values = {k: v for k, v in values.items() if glob.get(k) != v}
+            try:
+                services.do_set_layer_settings(layer_id, values, domain, actor=_actor(request))
+            except SettingsError as e:
+                field = e.path.rsplit(".", 1)[-1]
+                form.add_error(field if field in form.fields else None, e.message)
+            else:
+                messages.success(request, f"{layer_id} settings saved and published.")
+                return redirect(request.get_full_path())
+    return render(request, "webadmin/layer.html", {
+        "menu": "security", "title": f"{layer_id} settings", "layer_id": layer_id, "form": form, "domain": domain,
+        "domains": managed, "is_global": p.is_global, "description": layers.get(layer_id).description})
