@@ -153,6 +153,8 @@ def tokenize(src: str) -> list[Token]:
                 if ch == "\n":
                     line += 1
                     lstart = j + 1
+                    if not buf or buf[-1] != "\r":
+                        buf.append("\r")  # bare LF in a quoted string is a CRLF line break
                 buf.append(ch)
                 j += 1
             toks.append(Token("string", "".join(buf), sline, scol))
@@ -195,8 +197,9 @@ def _multiline(src: str, i: int, line: int, lstart: int, col: int) -> tuple[int,
             break
         if raw.startswith(".."):
             raw = raw[1:]  # dot-stuffing
-        # The line ending is kept as written in the script (CRLF or LF), as Pigeonhole does.
-        out.append(raw + ("\n" if j >= 0 else ""))
+        if raw.endswith("\r"):
+            raw = raw[:-1]
+        out.append(raw + ("\r\n" if j >= 0 else ""))  # RFC 5228 2.4.2: lines end with CRLF
         i = nxt
         lstart = nxt
     return i, line, lstart, "".join(out)

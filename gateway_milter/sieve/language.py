@@ -48,6 +48,7 @@ from gateway_milter.sieve.runtime import (
     SieveRuntimeError,
     StopScript,
     decode_header_value,
+    truncate_utf8,
 )
 
 REGISTRY = ExtensionRegistry()
@@ -763,21 +764,21 @@ def variable_setter(cc: CompileContext, node: Command | Arg, name: str) -> Calla
             raise SieveError(node.line, node.col, f"invalid variable name \"{name}\"")
 
         def setg(rt: Runtime, v: str) -> None:
-            rt.globals[g] = v[: rt.limits.max_variable_size]
+            rt.globals[g] = truncate_utf8(v, rt.limits.max_variable_size)
 
         return setg
     if not _VARNAME.match(lname):
         raise SieveError(node.line, node.col, f"invalid variable name \"{name}\"")
     if lname in cc.global_names:
         def setgl(rt: Runtime, v: str) -> None:
-            rt.globals[lname] = v[: rt.limits.max_variable_size]
+            rt.globals[lname] = truncate_utf8(v, rt.limits.max_variable_size)
 
         return setgl
 
     cc.data.setdefault("locals", set()).add(lname)
 
     def setl(rt: Runtime, v: str) -> None:
-        rt.vars[lname] = v[: rt.limits.max_variable_size]
+        rt.vars[lname] = truncate_utf8(v, rt.limits.max_variable_size)
 
     return setl
 

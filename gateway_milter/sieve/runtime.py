@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
 
 
+def truncate_utf8(v: str, limit: int) -> str:
+    if len(v) * 4 <= limit:
+        return v
+    b = v.encode("utf-8", "surrogateescape")
+    if len(b) <= limit:
+        return v
+    return b[:limit].decode("utf-8", "ignore")
+
+
 class SieveRuntimeError(Exception):
     """A run-time error; ``line`` is the script line of the command that failed."""
 
@@ -60,7 +69,7 @@ class Limits:
     max_header_value: int = 1024
     cpu_seconds: float = 0.5
     regex_seconds: float = 0.05
-    max_variable_size: int = 4096
+    max_variable_size: int = 4000  # bytes (UTF-8), as Pigeonhole
     max_match_values: int = 32
     max_include_depth: int = 10
 
@@ -135,7 +144,7 @@ class MessageData:
 
     @classmethod
     def from_bytes(cls, raw: bytes, *, mail_from: str = "", recipients: list[str] | None = None,
-                   auth: str = "") -> MessageData:
+                   auth: str = "", size_as_given: bool = True) -> MessageData:
         size = len(raw)
         raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         if raw.startswith(b"From "):
@@ -160,7 +169,8 @@ class MessageData:
                 if n and " " not in n and "\t" not in n:
                     headers.append((n, v[1:] if v.startswith(" ") else v))
         md = cls(headers, body, mail_from=mail_from, recipients=recipients, auth=auth)
-        md.file_size = size  # RFC 5228 5.9: the size of the message as given
+        if size_as_given:
+            md.file_size = size  # RFC 5228 5.9: the size of the message as given
         return md
 
     @classmethod

@@ -60,7 +60,8 @@ class Suite:
     auth: str = ""
 
     def message(self, raw: bytes) -> MessageData:
-        return MessageData.from_bytes(raw, mail_from=self.mail_from, recipients=[self.rcpt], auth=self.auth)
+        return MessageData.from_bytes(raw, mail_from=self.mail_from, recipients=[self.rcpt], auth=self.auth,
+                                      size_as_given=False)
 
 
 class SuiteEnvironment(BasicEnvironment):
