@@ -11,7 +11,7 @@ pkgs=(postfix swaks libmilter-dev python3-venv build-essential)
 if [ "$want_test" = 1 ]; then
   pkgs+=(clamav clamav-daemon clamdscan knot knot-dnsutils rbldnsd unbound
          dovecot-core dovecot-sieve redis-server postgresql
-         zip unzip p7zip-full libarchive-tools chromium chromium-driver fonts-liberation)
+         zip unzip p7zip-full libarchive-tools libmagic1 chromium chromium-driver fonts-liberation)
 else
   pkgs+=(redis-server)
 fi

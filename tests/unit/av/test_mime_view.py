@@ -118,3 +118,22 @@ def test_it_makes_names_safe_for_display() -> None:
     assert H.safe_filename("../../etc/passwd") == "_.._etc_passwd"
     assert "\u202e" not in H.safe_filename("invoice\u202efdp.exe")
     assert H.safe_filename("") == "unnamed"
+
+
+def test_it_parses_the_shared_mime_corpus_without_errors() -> None:
+    import time
+
+    from tests.services import shared_path
+
+    root = shared_path("corpus", "mime")
+    if not root.exists():
+        pytest.skip("../shared/corpus/mime not present")
+    files = [p for p in sorted(root.rglob("*")) if p.is_file()]
+    slowest = 0.0
+    for p in files:
+        t0 = time.monotonic()
+        v = parse_message(p.read_bytes())
+        if v.is_ambiguous:
+            v.alternatives()
+        slowest = max(slowest, time.monotonic() - t0)
+    assert len(files) > 100 and slowest < 5.0
