@@ -42,6 +42,10 @@ class Extension:
     implies: tuple[str, ...] = ()
 
 
+class ReportedError(SieveError):
+    """A failure whose causes are already in the error list (not counted again)."""
+
+
 class ExtensionRegistry:
     def __init__(self) -> None:
         self.extensions: dict[str, Extension] = {}
@@ -82,6 +86,7 @@ class ExtensionRegistry:
         return None, missing
 
 
+TESTS_WITH_SUBTESTS = frozenset({"not", "anyof", "allof"})
 ScriptLoader = Callable[[str, str], "str | None"]  # (name, location :personal/:global) -> source
 
 
@@ -104,6 +109,10 @@ class CompileContext:
         self.errors.append(e)
         return e
 
+    def report(self, e: SieveError) -> None:
+        if not isinstance(e, ReportedError) and e not in self.errors:
+            self.errors.append(e)
+
     def has(self, ext: str) -> bool:
         return ext in self.required
 
@@ -123,8 +132,7 @@ class CompileContext:
         try:
             fn = comp(self, cmd)
         except SieveError as e:
-            if e not in self.errors:
-                self.errors.append(e)
+            self.report(e)
             return None
         line = cmd.line
 
@@ -140,6 +148,8 @@ class CompileContext:
             if missing:
                 raise SieveError(t.line, t.col, f"the '{t.name}' test requires the \"{missing}\" extension (require \"{missing}\";)")
             raise SieveError(t.line, t.col, f"unknown test '{t.name}'")
+        if t.tests and t.name not in TESTS_WITH_SUBTESTS:
+            raise SieveError(t.tests[0].line, t.tests[0].col, f"the {t.name} test takes no sub-test")
         return comp(self, t)
 
     # -- strings -------------------------------------------------------------------------------

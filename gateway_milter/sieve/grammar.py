@@ -52,6 +52,7 @@ class Test:
     tests: list[Test]
     line: int
     col: int
+    test_list: bool = False  # the sub-tests were written as "( ... )"
 
 
 @dataclass(slots=True)
@@ -63,6 +64,7 @@ class Command:
     line: int
     col: int
     extra: dict[str, Any] = field(default_factory=dict)
+    test_list: bool = False
 
 
 _PUNCT = set("[](){},;")
@@ -242,20 +244,20 @@ class Parser:
             t = self.peek()
             raise SieveError(t.line, t.col, "blocks are nested too deeply")
         t = self.expect("ident", "a command")
-        args, tests = self.arguments(depth)
+        args, tests, is_list = self.arguments(depth)
         nt = self.next()
         if nt.kind == ";":
-            return Command(t.value, args, tests, None, t.line, t.col)
+            return Command(t.value, args, tests, None, t.line, t.col, test_list=is_list)
         if nt.kind == "{":
             block = self.commands(depth + 1)
             end = self.next()
             if end.kind != "}":
                 raise SieveError(end.line, end.col, f"expected a command or '}}', found {_describe(end)}")
-            return Command(t.value, args, tests, block, t.line, t.col)
+            return Command(t.value, args, tests, block, t.line, t.col, test_list=is_list)
         raise SieveError(nt.line, nt.col,
                          f"expected end of command ';' or the beginning of a block '{{', found {_describe(nt)}")
 
-    def arguments(self, depth: int) -> tuple[list[Arg], list[Test]]:
+    def arguments(self, depth: int) -> tuple[list[Arg], list[Test], bool]:
         args: list[Arg] = []
         while True:
             t = self.peek()
@@ -274,11 +276,13 @@ class Parser:
                 break
         tests: list[Test] = []
         t = self.peek()
+        is_list = False
         if t.kind == "ident":
             tests.append(self.test(depth + 1))
         elif t.kind == "(":
             tests = self.test_list(depth + 1)
-        return args, tests
+            is_list = True
+        return args, tests, is_list
 
     def string_list(self) -> Arg:
         start = self.next()
@@ -300,8 +304,8 @@ class Parser:
             t = self.peek()
             raise SieveError(t.line, t.col, "tests are nested too deeply")
         t = self.expect("ident", "a test")
-        args, tests = self.arguments(depth)
-        return Test(t.value, args, tests, t.line, t.col)
+        args, tests, is_list = self.arguments(depth)
+        return Test(t.value, args, tests, t.line, t.col, is_list)
 
     def test_list(self, depth: int) -> list[Test]:
         self.next()  # (

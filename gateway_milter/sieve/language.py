@@ -25,6 +25,7 @@ from gateway_milter.sieve.compiler import (
     ExtensionRegistry,
     ListFn,
     Pred,
+    ReportedError,
     SieveError,
     StrFn,
     TagSpec,
@@ -109,8 +110,8 @@ def _compile_if_chain(cc: CompileContext, chain: list[Command]) -> Exec | None:
             if cmd.tests:
                 cc.error(cmd, "'else' takes no test")
         else:
-            if len(cmd.tests) != 1:
-                cc.error(cmd, f"'{cmd.name}' needs exactly one test")
+            if len(cmd.tests) != 1 or cmd.test_list:
+                cc.error(cmd, f"'{cmd.name}' needs exactly one test (not a test list)")
                 continue
             t = cmd.tests[0]
             if t.name == "ihave" and cc.registry.test("ihave", cc.required)[0] is not None:
@@ -121,7 +122,7 @@ def _compile_if_chain(cc: CompileContext, chain: list[Command]) -> Exec | None:
             try:
                 pred = cc.test(t)
             except SieveError as e:
-                cc.errors.append(e)
+                cc.report(e)
                 pred = None
         if skip_block:
             body: Exec = lambda rt: None  # noqa: E731
@@ -317,7 +318,7 @@ def _test_no_args(cc: CompileContext, t: Test, what: str) -> None:
 
 
 def t_not(cc: CompileContext, t: Test) -> Pred:
-    if t.args or len(t.tests) != 1:
+    if t.args or len(t.tests) != 1 or t.test_list:
         raise SieveError(t.line, t.col, "the not test takes exactly one test")
     p = cc.test(t.tests[0])
     return lambda rt: not p(rt)
@@ -325,9 +326,17 @@ def t_not(cc: CompileContext, t: Test) -> Pred:
 
 def _t_multi(kind: str) -> Callable[[CompileContext, Test], Pred]:
     def comp(cc: CompileContext, t: Test) -> Pred:
-        if t.args or not t.tests:
+        if t.args or not t.tests or not t.test_list:
             raise SieveError(t.line, t.col, f"the {kind} test takes a test list")
-        preds = tuple(cc.test(x) for x in t.tests)
+        preds_l: list[Pred] = []
+        for x in t.tests:
+            try:
+                preds_l.append(cc.test(x))
+            except SieveError as e:
+                cc.report(e)  # go on: report the errors of every sub-test
+        if len(preds_l) != len(t.tests):
+            raise ReportedError(t.line, t.col, f"invalid test in the {kind} test list")
+        preds = tuple(preds_l)
         if len(preds) == 1:
             return preds[0]
         if kind == "allof":
