@@ -543,7 +543,7 @@ def t_address(cc: CompileContext, t: Test) -> Pred:
                     vals.extend(addrs)
                 else:
                     for a in addrs:
-                        x = part(a)
+                        x = part(a, getattr(rt.env, "subaddress_delimiters", "+"))
                         if x is not None:
                             vals.append(x)
             return match(rt, vals)
@@ -561,7 +561,7 @@ def t_address(cc: CompileContext, t: Test) -> Pred:
         vals: list[str] = []
         for v in raw:
             for a in parse_addresses(v):
-                x = part(a)
+                x = part(a, getattr(rt.env, "subaddress_delimiters", "+"))
                 if x is not None:
                     vals.append(x)
         return match(rt, vals)
@@ -570,8 +570,8 @@ def t_address(cc: CompileContext, t: Test) -> Pred:
 
 
 ENVELOPE_PARTS = ("from", "to", "auth")
-_DOMAIN_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$|^\[[^\[\]]+\]$")
-_DOTATOM_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_DOMAIN_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$|^\[[^\[\]]+\]$")
+_DOTATOM_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 _QUOTED_RE = re.compile(r'^"([^"\\]|\\.)*"$')
 
 
@@ -592,7 +592,10 @@ def parse_path(value: str) -> str | None:
             if not hop.startswith("@") or not _DOMAIN_RE.match(hop[1:]):
                 return None
     local, at, domain = v.rpartition("@")
-    if not at or not local or not _DOMAIN_RE.match(domain):
+    if not at:
+        # A bare local part (<MAILER-DAEMON>) is accepted, as Pigeonhole does for postmaster-style paths.
+        return v if _DOTATOM_RE.match(v) and "." not in v else None
+    if not local or not _DOMAIN_RE.match(domain):
         return None
     if not (_DOTATOM_RE.match(local) or _QUOTED_RE.match(local)):
         return None
@@ -630,7 +633,7 @@ def t_envelope(cc: CompileContext, t: Test) -> Pred:
                 if a == "":
                     vals.append("")  # RFC 5228 5.4: the null path is "" whatever the address part
                     continue
-                x = part(a)
+                x = part(a, getattr(rt.env, "subaddress_delimiters", "+"))
                 if x is not None:
                     vals.append(x)
         return match(rt, vals)

@@ -286,23 +286,24 @@ def _str_cmp(a: str, b: str, fold: Callable[[str], str] | None) -> int:
     return (a > b) - (a < b)
 
 
-def address_part(part: str) -> Callable[[str], str | None]:
-    """Address -> the selected part (RFC 5228 2.7.4, RFC 5233 subaddress with '+')."""
+def address_part(part: str) -> Callable[[str, str], str | None]:
+    """(address, subaddress delimiters) -> the selected part (RFC 5228 2.7.4, RFC 5233)."""
     def local_domain(a: str) -> tuple[str, str]:
         if "@" in a:
             lp, _, dom = a.rpartition("@")
             return lp, dom
         return a, ""
 
+    def split(lp: str, delims: str) -> tuple[str, str | None]:
+        cut = min((i for i in (lp.find(d) for d in delims) if i >= 0), default=-1)
+        return (lp, None) if cut < 0 else (lp[:cut], lp[cut + 1:])
+
     if part == "localpart":
-        return lambda a: local_domain(a)[0]
+        return lambda a, d: local_domain(a)[0]
     if part == "domain":
-        return lambda a: local_domain(a)[1]
+        return lambda a, d: local_domain(a)[1]
     if part == "user":
-        return lambda a: local_domain(a)[0].split("+", 1)[0]
+        return lambda a, d: split(local_domain(a)[0], d)[0]
     if part == "detail":
-        def detail(a: str) -> str | None:
-            lp = local_domain(a)[0]
-            return lp.split("+", 1)[1] if "+" in lp else None
-        return detail
-    return lambda a: a
+        return lambda a, d: split(local_domain(a)[0], d)[1]
+    return lambda a, d: a

@@ -70,6 +70,10 @@ class SuiteEnvironment(BasicEnvironment):
                           "phase": "during", "name": "Pigeonhole Sieve", "version": "0.5"})
         self.suite = suite
 
+    @property
+    def subaddress_delimiters(self) -> str:
+        return self.suite.config.get("recipient_delimiter", "+")
+
     def mailbox_exists(self, name: str) -> bool:
         return name in self.suite.folders or name.upper() == "INBOX"
 
@@ -128,7 +132,7 @@ class SuiteEnvironment(BasicEnvironment):
             return "100" if percent else "10"
         if percent:
             return str(int(round(score / mx * 100)))
-        return str(int(1 + round(score / mx * 9)))
+        return str(int(1 + score / mx * 9))
 
     def spamtest(self, rt: Runtime, percent: bool) -> str:
         return self._status(rt, "spamtest", percent)
