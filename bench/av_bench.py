@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway_milter.layers.antivirus import AntivirusLayer, AntivirusSettings  # noqa: E402
-from gateway_milter.layers.attachments import AttachmentLayer, AttachmentSettings  # noqa: E402
-from tests.unit.av.mailbuild import context, with_attachment  # noqa: E402
+from gateway_milter.layers.antivirus import AntivirusLayer, AntivirusSettings
+from gateway_milter.layers.attachments import AttachmentLayer, AttachmentSettings
+from tests.unit.av.mailbuild import context, with_attachment
 
 TEXT = ("Hello Bob,\r\n\r\nplease find the quarterly figures attached. " * 60)[:3900]
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n" + b"% filler line for a small document\n" * 30 + b"%%EOF\n"
@@ -49,7 +49,7 @@ def clamd_servers(arg: str | None) -> Iterator[tuple[str, ...]]:
 
 def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def main() -> int:

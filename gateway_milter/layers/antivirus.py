@@ -18,9 +18,21 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.layers.base import (
+    BaseSettings,
+    Layer,
+    LayerFindings,
+    PolicyRule,
+    SettingsError,
+)
 from gateway_milter.mime.archives import ArchiveLimits
-from gateway_milter.net.clamd import ClamdClient, ClamdError, ClamdServer, client_for, configured_servers
+from gateway_milter.net.clamd import (
+    ClamdClient,
+    ClamdError,
+    ClamdServer,
+    client_for,
+    configured_servers,
+)
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:

@@ -18,10 +18,23 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.layers.base import (
+    BaseSettings,
+    Layer,
+    LayerFindings,
+    PolicyRule,
+    SettingsError,
+)
 from gateway_milter.mime import detect
 from gateway_milter.mime.archives import ArchiveLimits
-from gateway_milter.verdict import Direction, FailMode, Outcome, QuarantineQueue, Reply, Stage
+from gateway_milter.verdict import (
+    Direction,
+    FailMode,
+    Outcome,
+    QuarantineQueue,
+    Reply,
+    Stage,
+)
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -244,13 +257,13 @@ class AttachmentLayer(Layer[AttachmentSettings]):
                     hits.append(("ATTACHMENT_ENCRYPTED_ARCHIVE", rep.kind))
                 if (rep.limit or rep.corrupt or rep.unsupported) and settings.block_unscannable_archives:
                     hits.append(("ATTACHMENT_ARCHIVE_UNSCANNABLE", ", ".join(r for r in rep.reasons if r != "encrypted")))
-                for e in rep.entries:
-                    where = "/".join((*e.chain[1:], e.name))
-                    for sym, detail in judge_name(e.name, settings, comp):
+                for entry in rep.entries:
+                    where = "/".join((*entry.chain[1:], entry.name))
+                    for sym, detail in judge_name(entry.name, settings, comp):
                         hits.append((sym, f"in archive: {where}: {detail}"))
-                    for sym, detail in judge_type(e.detected_type, settings) if e.detected_type else []:
+                    for sym, detail in judge_type(entry.detected_type, settings) if entry.detected_type else []:
                         hits.append((sym, f"in archive: {where}: {detail}"))
-                    if e.has_macros and settings.block_macros:
+                    if entry.has_macros and settings.block_macros:
                         hits.append(("ATTACHMENT_MACRO", f"in archive: {where}"))
         return _dedupe(hits)
 

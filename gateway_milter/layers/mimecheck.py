@@ -13,7 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.layers.base import (
+    BaseSettings,
+    Layer,
+    LayerFindings,
+    PolicyRule,
+    SettingsError,
+)
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:

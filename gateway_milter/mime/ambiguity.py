@@ -30,10 +30,10 @@ MAX_PAYLOADS = 256
 MAX_TOTAL_BYTES = 64 * 1024 * 1024
 MAX_SECONDS = 3.0
 
-_DELIM = re.compile(rb"^--([^\r\n]{1,200}?)[ \t]*\r?$", re.M)
-_HEADERISH = re.compile(rb"^[!-9;-~]+[ \t]*:", re.M)
-_B64_LINE = re.compile(rb"^[A-Za-z0-9+/=]{16,}\r?$", re.M)
-_B64_RUN = re.compile(rb"(?:^[A-Za-z0-9+/=]{16,}[ \t]*\r?\n){2,}", re.M)
+_DELIM = re.compile(rb"^--([^\r\n]{1,200}?)[ \t]*\r?$", re.MULTILINE)
+_HEADERISH = re.compile(rb"^[!-9;-~]+[ \t]*:", re.MULTILINE)
+_B64_LINE = re.compile(rb"^[A-Za-z0-9+/=]{16,}\r?$", re.MULTILINE)
+_B64_RUN = re.compile(rb"(?:^[A-Za-z0-9+/=]{16,}[ \t]*\r?\n){2,}", re.MULTILINE)
 
 
 @dataclass(slots=True)

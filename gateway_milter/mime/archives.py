@@ -19,6 +19,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import IO
 
 from gateway_milter.mime.detect import archive_kind, detect_type
 
@@ -138,9 +139,9 @@ class _Walk:
         else:
             self.report.unsupported = kind
 
-    def read_bounded(self, f: io.BufferedIOBase | object, declared: int, compressed: int) -> bytes:
+    def read_bounded(self, f: IO[bytes], declared: int, compressed: int) -> bytes:
         buf = bytearray()
-        read = getattr(f, "read")
+        read = f.read
         while True:
             self.tick()
             chunk = read(CHUNK)
@@ -188,10 +189,16 @@ class _Walk:
 
     def tar(self, data: bytes, chain: tuple[str, ...], depth: int) -> None:
         try:
-            tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+            tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:")  # noqa: SIM115 - closed below
         except (tarfile.TarError, OSError, ValueError, EOFError) as e:
             self.report.corrupt = f"tar: {e}"[:200]
             return
+        try:
+            self._tar_members(tf, chain, depth)
+        finally:
+            tf.close()
+
+    def _tar_members(self, tf: tarfile.TarFile, chain: tuple[str, ...], depth: int) -> None:
         try:
             while True:
                 self.tick()
@@ -208,31 +215,34 @@ class _Walk:
             self.report.corrupt = f"tar: {e}"[:200]
 
     def stream(self, kind: str, data: bytes, chain: tuple[str, ...], depth: int) -> None:
-        dec: object
-        if kind == "gzip":
-            dec = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header
-        elif kind == "bzip2":
-            dec = bz2.BZ2Decompressor()
-        else:
-            dec = lzma.LZMADecompressor()
+        zdec = zlib.decompressobj(wbits=47) if kind == "gzip" else None  # 32 + 15: gzip or zlib header
+        odec: bz2.BZ2Decompressor | lzma.LZMADecompressor | None = None
+        if kind == "bzip2":
+            odec = bz2.BZ2Decompressor()
+        elif kind == "xz":
+            odec = lzma.LZMADecompressor()
         out = bytearray()
+        eof = False
         try:
             pending = data
             while True:
                 self.tick()
-                if kind == "gzip":
-                    chunk = dec.decompress(pending, CHUNK)  # type: ignore[attr-defined]
-                    pending = dec.unconsumed_tail  # type: ignore[attr-defined]
-                    done = dec.eof or (not pending and not chunk)  # type: ignore[attr-defined]
+                if zdec is not None:
+                    chunk = zdec.decompress(pending, CHUNK)
+                    pending = zdec.unconsumed_tail
+                    eof = zdec.eof
+                    done = eof or (not pending and not chunk)
                 else:
-                    chunk = dec.decompress(pending, CHUNK)  # type: ignore[attr-defined]
+                    assert odec is not None
+                    chunk = odec.decompress(pending, CHUNK)
                     pending = b""
-                    done = dec.eof or (not chunk and dec.needs_input)  # type: ignore[attr-defined]
+                    eof = odec.eof
+                    done = eof or (not chunk and odec.needs_input)
                 out += chunk
                 self.grow(len(chunk))
                 self.check_ratio(len(out), len(data))
                 if done:
-                    if not dec.eof:  # type: ignore[attr-defined]
+                    if not eof:
                         self.report.corrupt = f"{kind}: truncated stream"
                     break
         except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as e:

@@ -50,5 +50,5 @@ def probe(data: bytes) -> bool:
         if parser is not None:
             try:
                 parser.close()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception:
+                log.debug("olevba close failed", exc_info=True)

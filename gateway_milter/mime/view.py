@@ -227,13 +227,14 @@ def parse_message(raw: bytes) -> MimeView:
         ctype = m.get_content_type()
         before = len(m.defects)
         try:
-            payload = m.get_payload(decode=True) or b""
+            decoded = m.get_payload(decode=True)
+            payload = decoded if isinstance(decoded, bytes) else b""
         except Exception:  # noqa: BLE001 - malformed encodings give raw bytes
             payload = str(m.get_payload()).encode("utf-8", "surrogateescape")
         part_defects = [type(d).__name__ for d in m.defects[before:]]
-        for d in part_defects:
-            if d in _DEFECT_AMBIGUITY:
-                note(_DEFECT_AMBIGUITY[d], d, path)
+        for name in part_defects:
+            if name in _DEFECT_AMBIGUITY:
+                note(_DEFECT_AMBIGUITY[name], name, path)
         cte = str(m.get("Content-Transfer-Encoding") or "").strip().lower()
         if cte == "quoted-printable" and _bad_qp(m):
             note("BAD_QUOTED_PRINTABLE", "invalid =XX escape", path)
@@ -281,7 +282,7 @@ def _check_outside(m: Message, path: tuple[int, ...], note: Callable[[str, str, 
     boundary = m.get_boundary()
     if not boundary:
         return
-    delim = re.compile(r"^--" + re.escape(boundary) + r"(--)?[ \t]*\r?$", re.M)
+    delim = re.compile(r"^--" + re.escape(boundary) + r"(--)?[ \t]*\r?$", re.MULTILINE)
     for where, text in (("after the close delimiter", m.epilogue), ("in the preamble", m.preamble)):
         if text and delim.search(text):
             note("HIDDEN_PART", f"a part {where}", path)
@@ -291,4 +292,4 @@ def _bad_qp(m: Message) -> bool:
     body = m.get_payload(decode=False)
     if not isinstance(body, str):
         return False
-    return re.search(r"=(?![0-9A-Fa-f]{2}|\r?\n|[ \t]*$)", body, re.M) is not None
+    return re.search(r"=(?![0-9A-Fa-f]{2}|\r?\n|[ \t]*$)", body, re.MULTILINE) is not None

@@ -20,7 +20,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 CHUNK = 256 * 1024
 COOLDOWN_S = 10.0
@@ -95,7 +95,7 @@ class ClamdVersion:
     def db_age_s(self, now: datetime | None = None) -> float | None:
         if self.db_time is None:
             return None
-        return ((now or datetime.now(timezone.utc)) - self.db_time).total_seconds()
+        return ((now or datetime.now(UTC)) - self.db_time).total_seconds()
 
 
 def parse_reply(text: str) -> tuple[str, str, str]:
@@ -119,7 +119,7 @@ def parse_version(text: str, server: str = "") -> ClamdVersion:
     db_time = None
     if len(bits) > 2:
         try:
-            db_time = datetime.strptime(bits[2].strip(), "%a %b %d %H:%M:%S %Y").replace(tzinfo=timezone.utc)
+            db_time = datetime.strptime(bits[2].strip(), "%a %b %d %H:%M:%S %Y").replace(tzinfo=UTC)
         except ValueError:
             db_time = None
     return ClamdVersion(bits[0].strip(), db_version, db_time, server)

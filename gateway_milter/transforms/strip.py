@@ -77,9 +77,10 @@ def _locate(msg: Message, path: tuple[int, ...]) -> tuple[Message | None, int]:
     node = msg
     for i in path[:-1]:
         payload = node.get_payload()
-        if not isinstance(payload, list) or i >= len(payload):
-            raise LookupError(f"part {path} not found")
-        node = payload[i]
+        child = payload[i] if isinstance(payload, list) and i < len(payload) else None
+        if not isinstance(child, Message):
+            raise LookupError(f"part {path} not found")  # noqa: TRY004 - a missing part, not a type error
+        node = child
     payload = node.get_payload()
     if not isinstance(payload, list) or path[-1] >= len(payload):
         raise LookupError(f"part {path} not found")
@@ -100,7 +101,7 @@ def strip_parts(raw: bytes, findings: list[dict[str, Any]], qid: str) -> Transfo
                 edits.append(HeaderEdit("delete", name, index=0))
             edits.append(HeaderEdit("add", "Content-Type", 'text/plain; charset="utf-8"'))
             edits.append(HeaderEdit("add", "Content-Transfer-Encoding", str(notice["Content-Transfer-Encoding"])))
-            return TransformResult(edits, _crlf(notice.get_payload().encode("ascii")))
+            return TransformResult(edits, _crlf(str(notice.get_payload()).encode("ascii")))
         children = parent.get_payload()
         assert isinstance(children, list)
         children[idx] = notice

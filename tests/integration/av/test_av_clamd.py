@@ -20,7 +20,14 @@ from gateway_milter.net.clamd import ClamdClient, status
 from gateway_milter.pipeline.runner import LayerFailure
 from gateway_milter.policy.snapshot import PolicySnapshot
 from tests.services import EICAR, clamd_server, shared_path
-from tests.unit.av.mailbuild import AMBIGUOUS, HEAD, context, plain, with_attachment, zip_bytes
+from tests.unit.av.mailbuild import (
+    AMBIGUOUS,
+    HEAD,
+    context,
+    plain,
+    with_attachment,
+    zip_bytes,
+)
 
 pytestmark = pytest.mark.integration
 

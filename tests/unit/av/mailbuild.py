@@ -105,7 +105,7 @@ def context(raw: bytes, policy: PolicySnapshot | None = None, runner: bool = Tru
             lines[-1] = (n, v + "\r\n" + line.decode("utf-8", "surrogateescape"))
         else:
             n, _, v = line.decode("utf-8", "surrogateescape").partition(":")
-            lines.append((n, v[1:] if v.startswith(" ") else v))
+            lines.append((n, v.removeprefix(" ")))
     for n, v in lines:
         ctx.add_header(n, v)
     ctx.body.write(body)

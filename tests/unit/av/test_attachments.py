@@ -7,7 +7,11 @@ from typing import Any
 
 import pytest
 
-from gateway_milter.layers.attachments import AttachmentLayer, AttachmentSettings, extensions_of
+from gateway_milter.layers.attachments import (
+    AttachmentLayer,
+    AttachmentSettings,
+    extensions_of,
+)
 from gateway_milter.layers.base import SettingsError, settings_from_dict
 from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.verdict import Action, Direction, QuarantineQueue
@@ -64,7 +68,7 @@ def test_it_finds_an_executable_behind_a_harmless_name() -> None:
 
 def test_it_scores_a_mismatch_without_blocking_unless_asked() -> None:
     raw = with_attachment(b"GIF89a" + b"\0" * 50, "scan.pdf", "application/pdf")
-    syms, facts = run(raw)
+    syms, _ = run(raw)
     assert "ATTACHMENT_TYPE_MISMATCH" in syms and "ATTACHMENT_BLOCKED" not in syms
     assert "ATTACHMENT_BLOCKED" in run(raw, block_type_mismatch=True)[0]
 

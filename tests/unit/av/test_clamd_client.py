@@ -7,7 +7,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -123,7 +123,7 @@ def test_it_parses_replies_and_versions() -> None:
         parse_reply("what?")
     v = parse_version("ClamAV 1.4.6/27831/Fri Nov 27 08:00:00 2026")
     assert v.engine == "ClamAV 1.4.6" and v.db_version == 27831
-    assert v.db_age_s(datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)) == 86400
+    assert v.db_age_s(datetime(2026, 11, 28, 8, 0, tzinfo=UTC)) == 86400
     assert parse_version("ClamAV 1.4.6").db_version is None
 
 

@@ -17,7 +17,13 @@ from gateway_milter.pipeline.runner import LayerFailure
 from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.verdict import Action, QuarantineQueue
 from tests.services import EICAR
-from tests.unit.av.mailbuild import AMBIGUOUS, context, plain, with_attachment, zip_bytes
+from tests.unit.av.mailbuild import (
+    AMBIGUOUS,
+    context,
+    plain,
+    with_attachment,
+    zip_bytes,
+)
 from tests.unit.av.test_clamd_client import FakeClamd
 
 AV = AntivirusLayer()

@@ -7,7 +7,14 @@ import pytest
 from gateway_milter.mime import headers as H
 from gateway_milter.mime.view import MAX_DEPTH, parse_message
 from tests.services import EICAR
-from tests.unit.av.mailbuild import AMBIGUOUS, HEAD, b64, plain, with_attachment, zip_bytes
+from tests.unit.av.mailbuild import (
+    AMBIGUOUS,
+    HEAD,
+    b64,
+    plain,
+    with_attachment,
+    zip_bytes,
+)
 
 
 def test_it_keeps_the_documented_api() -> None:
