@@ -103,6 +103,7 @@ class CompileContext:
         self.loop_names: list[str | None] = []
         self.global_names: set[str] = set()
         self.data: dict[str, Any] = {}
+        self.unknown_seen: set[tuple[str, str]] = set()
 
     def error(self, node: Command | Test | Arg, message: str) -> SieveError:
         e = SieveError(node.line, node.col, message)
@@ -124,6 +125,9 @@ class CompileContext:
     def command(self, cmd: Command) -> Exec | None:
         comp, missing = self.registry.command(cmd.name, self.required)
         if comp is None:
+            if ("command", cmd.name) in self.unknown_seen:
+                return None  # an unknown name is reported once, at its first occurrence
+            self.unknown_seen.add(("command", cmd.name))
             if missing:
                 self.error(cmd, f"the '{cmd.name}' command requires the \"{missing}\" extension (require \"{missing}\";)")
             else:
@@ -145,6 +149,9 @@ class CompileContext:
     def test(self, t: Test) -> Pred:
         comp, missing = self.registry.test(t.name, self.required)
         if comp is None:
+            if ("test", t.name) in self.unknown_seen:
+                raise ReportedError(t.line, t.col, f"unknown test '{t.name}'")
+            self.unknown_seen.add(("test", t.name))
             if missing:
                 raise SieveError(t.line, t.col, f"the '{t.name}' test requires the \"{missing}\" extension (require \"{missing}\";)")
             raise SieveError(t.line, t.col, f"unknown test '{t.name}'")
@@ -377,7 +384,17 @@ def compile_toplevel(cc: CompileContext, tree: list[Command]) -> Exec:
     while i < len(tree) and tree[i].name == "require":
         do_require(cc, tree[i])
         i += 1
+    for ext, needs in EXTENSION_NEEDS.items():
+        if ext in cc.required:
+            for need in needs:
+                if need not in cc.required:
+                    node = tree[max(0, i - 1)]
+                    cc.error(node, f"the \"{ext}\" extension cannot be used without \"{need}\"")
     return cc.block(tree[i:])
+
+
+# RFC 5703 section 7: extracttext is only usable together with variables and foreverypart.
+EXTENSION_NEEDS = {"extracttext": ("variables", "foreverypart")}
 
 
 def do_require(cc: CompileContext, cmd: Command) -> None:

@@ -440,8 +440,8 @@ def _content_option(opt: str | None, param: list[str] | None, name: str) -> Call
                 if k.lower() in wanted:
                     out.append(email.utils.collapse_rfc2231_value(val))
             return out
-        if not ctype:
-            return [main] if opt == "contenttype" else []
+        if not ctype:  # Content-Disposition: the disposition is the "type", no subtype
+            return [main] if opt in ("contenttype", "type") else ([""] if opt == "subtype" else [])
         typ, _, sub = main.partition("/")
         if opt == "type":
             return [typ]
@@ -652,7 +652,7 @@ def t_exists(cc: CompileContext, t: Test) -> Pred:
         if use_mime:
             parts = _parts_for(rt, anychild)
             if anychild:
-                return any(all(_mime_header_values(rt, p, n) for n in ns) for p in parts)
+                return all(any(_mime_header_values(rt, p, n) for p in parts) for n in ns)
             return all(_mime_header_values(rt, parts[0], n) for n in ns)
         return all(rt.header_values(n) for n in ns)
 
@@ -1127,6 +1127,9 @@ def c_deleteheader(cc: CompileContext, cmd: Command) -> Exec:
 
 
 # == mime, foreverypart, extracttext (RFC 5703) ================================================
+MAX_LOOP_NESTING = 4
+
+
 def c_foreverypart(cc: CompileContext, cmd: Command) -> Exec:
     args = read_args(cc, cmd, "foreverypart", {"name": TagSpec("name", "string")}, [])
     if cmd.tests:
@@ -1134,6 +1137,8 @@ def c_foreverypart(cc: CompileContext, cmd: Command) -> Exec:
     if cmd.block is None:
         raise SieveError(cmd.line, cmd.col, "foreverypart needs a block")
     name = args.value("name")
+    if len(cc.loop_names) >= MAX_LOOP_NESTING:
+        raise SieveError(cmd.line, cmd.col, f"foreverypart loops are nested too deeply (limit {MAX_LOOP_NESTING})")
     cc.loop_names.append(name)
     try:
         body = compile_block(cc, cmd.block)

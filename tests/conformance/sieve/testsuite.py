@@ -313,6 +313,9 @@ def t_test_script_compile(cc: CompileContext, t: Test) -> Pred:
         except Exception as e:  # noqa: BLE001
             errors = getattr(e, "errors", None)
             suite.compile_errors = [f"{x.line}:{x.column}: {x.message}" for x in errors] if errors else [str(e)]
+            # Pigeonhole's error handler ends a failed compile with one summary error
+            # ("validation failed." / "parse failed."), which its suite counts.
+            suite.compile_errors.append("validation failed.")
             return False
         return True
 
