@@ -392,7 +392,7 @@ def _check_mime_args(cc: CompileContext, args: Args, t: Test) -> None:
         raise SieveError(node.line, node.col, "the :anychild and content options need :mime")
     if args.tag("last") and not args.tag("index"):
         node = args.tags["last"][2]
-        raise SieveError(node.line, node.col, ":last needs :index")
+        raise SieveError(node.line, node.col, "the :last tag cannot be specified without the :index tag")
     idx = args.value("index")
     if idx is not None and idx < 1:
         node = args.tags["index"][2]
@@ -1025,7 +1025,7 @@ def t_currentdate(cc: CompileContext, t: Test) -> Pred:
 # == editheader (RFC 5293) =====================================================================
 def _check_header_name(node: Arg, name: str) -> None:
     if not _HEADER_NAME.match(name) or len(name) > 200:
-        raise SieveError(node.line, node.col, f"invalid header name \"{name}\"")
+        raise SieveError(node.line, node.col, f"specified field name \"{name}\" is invalid")
 
 
 _FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]*")
@@ -1050,7 +1050,7 @@ def c_addheader(cc: CompileContext, cmd: Command) -> Exec:
     def run(rt: Runtime) -> None:
         n, v = name(rt), value(rt)
         if not _HEADER_NAME.match(n):
-            raise SieveRuntimeError(f"invalid header name \"{n}\"", line, rt.script)
+            raise SieveRuntimeError(f"specified field name \"{n}\" is invalid", line, rt.script)
         if n.lower() in PROTECTED_HEADERS:
             return  # RFC 5293 section 9: never forge trace headers
         if "\0" in v:
@@ -1077,7 +1077,7 @@ def c_deleteheader(cc: CompileContext, cmd: Command) -> Exec:
     _simple(cmd, "deleteheader")
     if args.tag("last") and not args.tag("index"):
         node = args.tags["last"][2]
-        raise SieveError(node.line, node.col, ":last needs :index")
+        raise SieveError(node.line, node.col, "the :last tag cannot be specified without the :index tag")
     if len(args.pos) == 2 and args.pos[0].kind != "string":
         raise SieveError(args.pos[0].line, args.pos[0].col, "the header name must be a string")
     name_arg = args.pos[0]
@@ -1296,8 +1296,14 @@ def c_include(cc: CompileContext, cmd: Command) -> Exec:
     optional = bool(args.tag("optional"))
     if key in cc.include_stack and not once:
         raise SieveError(cmd.line, cmd.col, f"circular include of \"{name}\"")
-    if len(cc.include_stack) >= 10:
-        raise SieveError(cmd.line, cmd.col, "includes are nested too deeply")
+    max_depth = int(cc.data.get("include.max_nesting_depth", 10))
+    if len(cc.include_stack) // 2 >= max_depth:
+        raise SieveError(cmd.line, cmd.col, f"includes are nested too deeply (limit {max_depth})")
+    count = cc.data.get("include.count", 0) + 1
+    cc.data["include.count"] = count
+    max_inc = int(cc.data.get("include.max_includes", 255))
+    if count > max_inc:
+        raise SieveError(cmd.line, cmd.col, f"too many includes (limit {max_inc})")
     source = cc.loader(name, location) if cc.loader else None
     if source is None:
         if optional:
@@ -1309,8 +1315,12 @@ def c_include(cc: CompileContext, cmd: Command) -> Exec:
         if key in cache:
             sub = cache[key]
         else:
+            def inherit(sub_cc: CompileContext) -> None:
+                sub_cc.data.update({k: v for k, v in cc.data.items() if k.startswith(("include.", "namespace:", "config."))})
+
             sub, scc = compile_source(source, cc.registry, loader=cc.loader, name=name,
-                                      include_stack=(*cc.include_stack, f"{cc.name}", key))
+                                      include_stack=(*cc.include_stack, f"{cc.name}", key), setup=inherit)
+            cc.data["include.count"] = max(cc.data.get("include.count", 0), scc.data.get("include.count", 0))
             if sub is None:
                 first = scc.errors[0]
                 raise SieveError(cmd.line, cmd.col,

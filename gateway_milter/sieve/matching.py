@@ -260,7 +260,8 @@ def compile_matcher(cc: CompileContext, args: Args, keys: ListFn, key_values: li
                 for k in keys(rt):
                     try:
                         pats.append(rbuild(k))
-                    except SieveError:
+                    except SieveError as e:
+                        rt.warnings.append(f"line {rt.line}: {e.message}")
                         continue  # an invalid run-time pattern never matches
             tmo = rt.limits.regex_seconds
             for v in values:

@@ -263,6 +263,7 @@ class Runtime:
         self.part_stack: list[Message] = []  # foreverypart (RFC 5703)
         self.loops = 0
         self.rcpt: Any = None
+        self.warnings: list[str] = []  # run-time problems that do not stop the script
 
     # -- headers --------------------------------------------------------------------------------
     def header_values(self, name: str) -> list[str]:

@@ -248,6 +248,8 @@ def _apply_config(rt: Runtime) -> None:
     lim = rt.limits
     if "sieve_max_redirects" in cfg:
         lim = replace(lim, max_redirects=int(cfg["sieve_max_redirects"]))
+    if "sieve_variables_max_variable_size" in cfg:
+        lim = replace(lim, max_variable_size=int(cfg["sieve_variables_max_variable_size"]))
     if "sieve_max_actions" in cfg:
         lim = replace(lim, max_actions=int(cfg["sieve_max_actions"]))
     rt.limits = lim
@@ -309,7 +311,7 @@ def t_test_script_compile(cc: CompileContext, t: Test) -> Pred:
             return False
         try:
             suite.compiled = compile_script(src, path.stem, loader=_loader(path.parent), registry=SUITE_REGISTRY,
-                                            setup=_setup(path))
+                                            setup=_setup(path, suite.config))
         except Exception as e:  # noqa: BLE001
             errors = getattr(e, "errors", None)
             suite.compile_errors = [f"{x.line}:{x.column}: {x.message}" for x in errors] if errors else [str(e)]
@@ -341,6 +343,7 @@ def t_test_script_run(cc: CompileContext, t: Test) -> Pred:
         except SieveRuntimeError as e:
             suite.compile_errors = [str(e)]
             return False
+        suite.compile_errors = list(sub.warnings)
         rt.actions, rt.implicit_keep = sub.actions, sub.implicit_keep
         rt.headers = sub.headers
         rt._hcache.clear()
@@ -396,7 +399,7 @@ def t_test_result_execute(cc: CompileContext, t: Test) -> Pred:
                 suite.folders.setdefault(a.args["mailbox"], []).append(_with_flags(stored, a.args.get("flags")))
             elif a.kind == "redirect":
                 suite.smtp.append(MessageData.from_bytes(raw, mail_from=rt.msg.mail_from, recipients=[a.args["address"]]))
-            elif a.kind in ("reject", "ereject"):
+            elif a.kind in ("reject", "ereject") and rt.msg.mail_from.strip("<>"):  # never to the null sender
                 body = f"Your message was rejected: {a.args['reason']}".encode()
                 suite.smtp.append(MessageData.from_bytes(
                     b"From: Postmaster <postmaster@example.org>\r\nTo: <" + rt.msg.mail_from.encode() + b">\r\n"
@@ -520,6 +523,8 @@ TESTSUITE = Extension(
 )
 SUITE_REGISTRY = REGISTRY.copy()
 SUITE_REGISTRY.add(TESTSUITE)
+# vnd.dovecot.debug: debug_log only writes to Pigeonhole's log.
+SUITE_REGISTRY.add(Extension("vnd.dovecot.debug", commands={"debug_log": _noop_command("debug_log", npos=1)}))
 
 
 def _loader(base: Path) -> Callable[[str, str], str | None]:
@@ -537,8 +542,11 @@ def _loader(base: Path) -> Callable[[str, str], str | None]:
     return load
 
 
-def _setup(path: Path) -> Callable[[CompileContext], None]:
+def _setup(path: Path, config: dict[str, str] | None = None) -> Callable[[CompileContext], None]:
     def setup(cc: CompileContext) -> None:
+        for k, v in (config or {}).items():
+            if k.startswith("sieve_include_"):
+                cc.data["include." + k[len("sieve_include_"):]] = v
         def tst(rest: str) -> Callable[[Runtime], str]:
             value = str(path.parent) if rest == "path" else ""
             return lambda rt: value
