@@ -16,6 +16,7 @@ from gateway_milter.layers.base import SettingsError, settings_from_dict
 from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.verdict import Action, Direction, QuarantineQueue
 from tests.unit.av.mailbuild import context, plain, with_attachment, zip_bytes
+from tests.unit.av.olebuild import vba_project_ole
 from tests.unit.av.test_archives import EXE, sevenzip_bytes
 
 LAYER = AttachmentLayer()
@@ -96,12 +97,25 @@ def test_it_blocks_encrypted_and_unscannable_archives() -> None:
                                                        block_unscannable_archives=False)[0]
 
 
-def test_it_flags_unreadable_office_documents_as_macro_risk() -> None:
-    # an OLE2 signature with a broken body: oletools cannot rule out macros
-    fake_doc = bytes.fromhex("d0cf11e0a1b11ae1") + b"\0" * 600
-    syms, facts = run(with_attachment(fake_doc, "report.doc", "application/msword"))
-    if "ATTACHMENT_MACRO" not in syms:
-        assert facts["findings"] == [] or all("MACRO" not in r for f in facts["findings"] for r in f["reasons"])
+def test_it_finds_vba_macros_in_office_documents() -> None:
+    syms, facts = run(with_attachment(vba_project_ole(), "report.doc", "application/msword"))
+    assert "ATTACHMENT_MACRO" in syms and "ATTACHMENT_BLOCKED" in syms
+    assert run(with_attachment(vba_project_ole(), "report.doc", "application/msword"), block_macros=False)[0] == set()
+
+
+def test_it_finds_macros_inside_archives_and_ooxml_containers() -> None:
+    docm = zip_bytes({"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w:document/>",
+                      "word/vbaProject.bin": vba_project_ole()})
+    syms, facts = run(with_attachment(zip_bytes({"q3.docm": docm}), "docs.zip"))
+    assert "ATTACHMENT_MACRO" in syms
+    assert any("in archive" in r and "MACRO" in r for r in facts["findings"][0]["reasons"])
+
+
+def test_it_treats_an_unreadable_office_document_as_a_macro_risk() -> None:
+    broken = bytes.fromhex("d0cf11e0a1b11ae1") + b"\0" * 600  # OLE2 signature, nothing readable
+    syms, facts = run(with_attachment(broken, "report.doc", "application/msword"))
+    assert "ATTACHMENT_MACRO" in syms
+    assert "unreadable Office document" in " ".join(facts["findings"][0]["reasons"])
 
 
 def test_it_skips_directions_not_selected() -> None:
