@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from tests.services import free_port, traversable_tmpdir, wait_until
+from tests.services import free_port, traversable_tmpdir, unbound_server, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,11 +191,15 @@ class MailStack:
         (d / "spool").mkdir()
         (d / "data").mkdir()
         subprocess.run(["chown", "postfix:postfix", str(d / "data")], check=True)
-        (d / "etc" / "main.cf").write_text(MAIN_CF.format(d=d, name=d.parent.name[-12:].replace("_", "-") or "t",
+        (d / "etc" / "main.cf").write_text(MAIN_CF.format(d=d, name="bw" + "".join(c for c in d.parent.name if c.isalnum())[-8:].lower(),
                                                           relay=self.sink.port, milter=f"unix:{self.milter_sock}"))
         (d / "etc" / "master.cf").write_text(MASTER_CF.format(port=self.port, reinject=self.reinject_port))
-        subprocess.run(["postfix", "-c", str(d / "etc"), "check"], check=True, capture_output=True)
-        subprocess.run(["postfix", "-c", str(d / "etc"), "start"], check=True, capture_output=True)
+        for action in ("check", "start"):
+            # postfix prints its errors only to a tty: run it under script(1) to see them
+            p = subprocess.run(["script", "-qec", f"postfix -c {d / 'etc'} {action}", "/dev/null"],
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                raise RuntimeError(f"postfix {action} failed: {p.stdout}{p.stderr}")
         wait_until(lambda: smtplib.SMTP("127.0.0.1", self.port, timeout=2).quit(), timeout=20, what="postfix")
 
     def stop_postfix(self) -> None:
@@ -257,17 +261,20 @@ class MailStack:
 
 
 @contextlib.contextmanager
-def mail_stack(extra_env: dict[str, str] | None = None) -> Iterator[MailStack]:
-    with traversable_tmpdir("bulwark-it-") as root, smtp_sink() as sink:
+def mail_stack(extra_env: dict[str, str] | None = None, dns_data: list[str] | None = None,
+               dns_stubs: dict[str, int] | None = None) -> Iterator[MailStack]:
+    """The stack resolves through a real hermetic unbound: names in ``dns_data`` (local-data
+    records) or ``dns_stubs`` (zone -> authoritative port) resolve, everything else is NXDOMAIN."""
+    with traversable_tmpdir("bulwark-it-") as root, smtp_sink() as sink, \
+            unbound_server(root / "dns", dns_data, dns_stubs) as dns:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
         env.update({
             "GATEWAY_DATA_DIR": str(root / "var"),
             "GATEWAY_POLICY_POLL": "0.5",
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "PYTHONPATH": str(ROOT),
-            # No DNS server unless a test brings one: a closed loopback port fails fast.
-            "GATEWAY_DNS_SERVERS": f"127.0.0.1:{free_port(udp_too=True)}",
-            "GATEWAY_DNS_TIMEOUT": "0.5",
+            "GATEWAY_DNS_SERVERS": f"127.0.0.1:{dns['port']}",
+            "GATEWAY_DNS_TIMEOUT": "2",
         })
         env.update(extra_env or {})
         stack = MailStack(root, env, sink)

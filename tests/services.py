@@ -240,3 +240,59 @@ def redis_server(workdir: Path) -> Iterator[dict[str, Any]]:
         yield {"host": "127.0.0.1", "port": port, "startup_s": took, "url": f"redis://127.0.0.1:{port}/0"}
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def unbound_server(workdir: Path, local_data: list[str] | None = None,
+                   stubs: dict[str, int] | None = None) -> Iterator[dict[str, Any]]:
+    """A hermetic resolver: every name not given in ``local_data`` (unbound local-data lines,
+    e.g. ``"mail.example.test. 300 IN A 192.0.2.25"``) or delegated in ``stubs`` (zone ->
+    port of an authoritative server on 127.0.0.1) answers NXDOMAIN at once."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port(udp_too=True)
+    lines = [
+        "server:",
+        f"    interface: 127.0.0.1@{port}",
+        f"    port: {port}",
+        "    do-ip6: no",
+        "    do-daemonize: no",
+        '    username: ""',
+        '    chroot: ""',
+        f'    directory: "{workdir}"',
+        '    pidfile: ""',
+        "    use-syslog: no",
+        "    verbosity: 0",
+        "    num-threads: 1",
+        "    access-control: 127.0.0.0/8 allow",
+        "    do-not-query-localhost: no",
+        '    module-config: "iterator"',
+        "    cache-max-ttl: 0",
+        "    cache-max-negative-ttl: 0",
+        '    local-zone: "." static',
+    ]
+    zones: set[str] = set()
+    for rr in local_data or []:
+        name = rr.split()[0].rstrip(".") + "."
+        zone = name.split(".", 1)[1] if name.count(".") > 1 else name
+        zones.add(zone)
+    for z in sorted(zones | set(stubs or {})):
+        lines.append(f'    local-zone: "{z.rstrip(".")}." transparent')
+    for z in stubs or {}:
+        lines.append(f'    domain-insecure: "{z.rstrip(".")}."')
+    for rr in local_data or []:
+        lines.append(f'    local-data: "{rr}"')
+    for z, p in (stubs or {}).items():
+        lines += ["stub-zone:", f'    name: "{z.rstrip(".")}."', f"    stub-addr: 127.0.0.1@{p}"]
+    lines += ["remote-control:", "    control-enable: no"]
+    conf = workdir / "unbound.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    proc = start(["unbound", "-d", "-c", conf], workdir / "unbound.out")
+    import dns.message
+    import dns.query
+
+    took = wait_until(lambda: dns.query.udp(dns.message.make_query("probe.invalid", "A"), "127.0.0.1", port=port,
+                                            timeout=0.2).rcode() in (0, 3), proc=proc, what="unbound")
+    try:
+        yield {"port": port, "startup_s": took, "conf": str(conf)}
+    finally:
+        stop(proc)
