@@ -673,6 +673,8 @@ def t_body(cc: CompileContext, t: Test) -> Pred:
 
     def run(rt: Runtime) -> bool:
         if transform == "raw":
+            if not getattr(rt.msg, "has_body", True):
+                return False  # no body at all: nothing to match, not even ""
             body = rt.msg.body_bytes().decode("utf-8", "surrogateescape")
             return match(rt, [body])
         wanted = [c.lower() for c in ctypes(rt)] if ctypes else ["text"]
@@ -683,6 +685,8 @@ def t_body(cc: CompileContext, t: Test) -> Pred:
 
 
 def _ctype_matches(ct: str, wanted: list[str]) -> bool:
+    if ct == "application/xhtml+xml" and "text" in wanted:
+        return True  # Pigeonhole extracts the text of XHTML parts for :text
     typ = ct.split("/", 1)[0]
     for w in wanted:
         if w == "" or w == ct or ("/" not in w and w == typ):
@@ -708,10 +712,27 @@ def part_text(part: Message) -> str:
 _TAG_RE = re.compile(r"<[^>]*>")
 
 
+_CTYPE_RE = re.compile(r"^\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+\s*(;|$)")
+_KNOWN_CTE = {"", "7bit", "8bit", "binary", "base64", "quoted-printable"}
+
+
 def body_texts(root: Message, wanted: list[str], extract: bool) -> list[str]:
     out: list[str] = []
     for part in root.walk():
         ct = part.get_content_type()
+        raw_ct = part.get("Content-Type")
+        if raw_ct is not None and not _CTYPE_RE.match(str(raw_ct)):
+            continue  # a malformed Content-Type ("text/plain/stupid") is no text part
+        cte = str(part.get("Content-Transfer-Encoding") or "").strip().lower()
+        if cte not in _KNOWN_CTE:
+            continue  # unknown transfer encoding: the content cannot be decoded
+        if ct == "message/rfc822":
+            # RFC 5173 5.2: only the nested message's header, as one string.
+            if _ctype_matches(ct, wanted) and not extract:
+                inner = part.get_payload()
+                if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                    out.append("".join(f"{k}: {v}\r\n" for k, v in inner[0].items()))
+            continue
         if part.is_multipart():
             if _ctype_matches(ct, wanted) and any(w.startswith("multipart") or w == "" for w in wanted):
                 pre = part.preamble or ""
@@ -721,7 +742,7 @@ def body_texts(root: Message, wanted: list[str], extract: bool) -> list[str]:
         if not _ctype_matches(ct, wanted):
             continue
         text = part_text(part)
-        if extract and ct == "text/html":
+        if extract and ct in ("text/html", "application/xhtml+xml"):
             text = _TAG_RE.sub(" ", text)
         out.append(text)
     return out

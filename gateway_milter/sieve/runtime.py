@@ -141,6 +141,7 @@ class MessageData:
         self._parsed = parsed
         self.context: MessageContext | None = None
         self.file_size: int | None = None
+        self.has_body = True
 
     @classmethod
     def from_bytes(cls, raw: bytes, *, mail_from: str = "", recipients: list[str] | None = None,
@@ -150,9 +151,10 @@ class MessageData:
         if raw.startswith(b"From "):
             raw = raw.split(b"\r\n", 1)[1] if b"\r\n" in raw else b""  # mbox separator line
         head, sep, body = raw.partition(b"\r\n\r\n")
+        has_body = bool(sep)
         if not sep:
             if raw.startswith(b"\r\n"):
-                head, body = b"", raw[2:]
+                head, body, has_body = b"", raw[2:], True
             else:
                 head, body = raw, b""
         headers: list[tuple[str, str]] = []
@@ -169,6 +171,7 @@ class MessageData:
                 if n and " " not in n and "\t" not in n:
                     headers.append((n, v[1:] if v.startswith(" ") else v))
         md = cls(headers, body, mail_from=mail_from, recipients=recipients, auth=auth)
+        md.has_body = has_body
         if size_as_given:
             md.file_size = size  # RFC 5228 5.9: the size of the message as given
         return md
