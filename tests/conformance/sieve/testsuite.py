@@ -360,6 +360,8 @@ def t_test_multiscript(cc: CompileContext, t: Test) -> Pred:
     def run(rt: Runtime) -> bool:
         suite = _suite(rt)
         sub = Runtime(rt.msg, rt.env, rt.limits)
+        # Pigeonhole's multiscript: each script keeps unless it decides; the last one's
+        # implicit keep stands. The combined result is executed (stored) at the end.
         for n in names:
             path = suite.path.parent / n
             try:
@@ -378,40 +380,42 @@ def t_test_multiscript(cc: CompileContext, t: Test) -> Pred:
                 break
             sub.implicit_keep = keep_before and sub.implicit_keep
         rt.actions, rt.implicit_keep = sub.actions, sub.implicit_keep
-        return True
+        rt.headers, rt.flags = sub.headers, sub.flags
+        rt._hcache.clear()
+        return execute_result(rt)
 
     return run
 
 
 def t_test_result_execute(cc: CompileContext, t: Test) -> Pred:
     read_args(cc, t, "test_result_execute", {}, [])
+    return execute_result
 
-    def run(rt: Runtime) -> bool:
-        suite = _suite(rt)
-        raw0 = rt.msg.raw_bytes(rt.headers)
-        stored0 = MessageData.from_bytes(raw0, mail_from=rt.msg.mail_from, recipients=rt.msg.recipients)
-        for a in rt.actions:
-            raw = rt.msg.raw_bytes(a.headers) if a.headers is not None else raw0
-            stored = MessageData.from_bytes(raw, mail_from=rt.msg.mail_from, recipients=rt.msg.recipients)
-            if a.kind == "keep":
-                suite.folders.setdefault("INBOX", []).append(_with_flags(stored, a.args.get("flags")))
-            elif a.kind == "fileinto":
-                suite.folders.setdefault(a.args["mailbox"], []).append(_with_flags(stored, a.args.get("flags")))
-            elif a.kind == "redirect":
-                suite.smtp.append(MessageData.from_bytes(raw, mail_from=rt.msg.mail_from, recipients=[a.args["address"]]))
-            elif a.kind in ("reject", "ereject") and rt.msg.mail_from.strip("<>"):  # never to the null sender
-                body = f"Your message was rejected: {a.args['reason']}".encode()
-                suite.smtp.append(MessageData.from_bytes(
-                    b"From: Postmaster <postmaster@example.org>\r\nTo: <" + rt.msg.mail_from.encode() + b">\r\n"
-                    b"Subject: Automatically rejected mail\r\nAuto-Submitted: auto-replied (rejected)\r\n\r\n" + body,
-                    mail_from="", recipients=[rt.msg.mail_from]))
-        if rt.implicit_keep:
-            flags = rt.flags or None
-            suite.folders.setdefault("INBOX", []).append(_with_flags(stored0, flags))
-        rt.actions, rt.implicit_keep = [], True
-        return True
 
-    return run
+def execute_result(rt: Runtime) -> bool:
+    suite = _suite(rt)
+    raw0 = rt.msg.raw_bytes(rt.headers)
+    stored0 = MessageData.from_bytes(raw0, mail_from=rt.msg.mail_from, recipients=rt.msg.recipients)
+    for a in rt.actions:
+        raw = rt.msg.raw_bytes(a.headers) if a.headers is not None else raw0
+        stored = MessageData.from_bytes(raw, mail_from=rt.msg.mail_from, recipients=rt.msg.recipients)
+        if a.kind == "keep":
+            suite.folders.setdefault("INBOX", []).append(_with_flags(stored, a.args.get("flags")))
+        elif a.kind == "fileinto":
+            suite.folders.setdefault(a.args["mailbox"], []).append(_with_flags(stored, a.args.get("flags")))
+        elif a.kind == "redirect":
+            suite.smtp.append(MessageData.from_bytes(raw, mail_from=rt.msg.mail_from, recipients=[a.args["address"]]))
+        elif a.kind in ("reject", "ereject") and rt.msg.mail_from.strip("<>"):  # never to the null sender
+            body = f"Your message was rejected: {a.args['reason']}".encode()
+            suite.smtp.append(MessageData.from_bytes(
+                b"From: Postmaster <postmaster@example.org>\r\nTo: <" + rt.msg.mail_from.encode() + b">\r\n"
+                b"Subject: Automatically rejected mail\r\nAuto-Submitted: auto-replied (rejected)\r\n\r\n" + body,
+                mail_from="", recipients=[rt.msg.mail_from]))
+    if rt.implicit_keep:
+        flags = rt.flags or None
+        suite.folders.setdefault("INBOX", []).append(_with_flags(stored0, flags))
+    rt.actions, rt.implicit_keep = [], True
+    return True
 
 
 def _with_flags(md: MessageData, flags: list[str] | None) -> MessageData:
