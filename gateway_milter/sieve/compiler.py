@@ -297,7 +297,7 @@ def strlist_of(a: Arg) -> list[str]:
 
 # -- variables (RFC 5229) and encoded characters (RFC 5228 2.4.2.4) ----------------------------
 _VAR_RE = re.compile(r"\$\{((?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}")
-_ENC_RE = re.compile(r"\$\{(hex|unicode):([\s0-9A-Fa-f]*)\}", re.IGNORECASE)
+_ENC_RE = re.compile(r"\$\{(hex|unicode):(\s*[0-9A-Fa-f]+(?:\s+[0-9A-Fa-f]+)*\s*)\}", re.IGNORECASE)
 
 
 def decode_encoded_characters(s: str) -> str:

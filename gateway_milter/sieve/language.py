@@ -1343,9 +1343,15 @@ def c_include(cc: CompileContext, cmd: Command) -> Exec:
                                       include_stack=(*cc.include_stack, f"{cc.name}", key), setup=inherit)
             cc.data["include.count"] = max(cc.data.get("include.count", 0), scc.data.get("include.count", 0))
             if sub is None:
+                # Report the included script's own errors (naming it), then the include itself.
+                for e in scc.errors:
+                    if e.message.startswith("failed to include") or e.message.startswith(("included ", f"{name}:")):
+                        cc.report(e)
+                    else:
+                        cc.report(SieveError(e.line, e.column, f"{name}: {e.message}"))
                 first = scc.errors[0]
                 raise SieveError(cmd.line, cmd.col,
-                                 f"included script \"{name}\" failed to compile: {first.line}:{first.column}: {first.message}")
+                                 f"failed to include \"{name}\": {first.line}:{first.column}: {first.message}")
             cache[key] = sub
     line = cmd.line
 
