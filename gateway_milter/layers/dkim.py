@@ -27,6 +27,7 @@ import dkim
 import dkim.util
 from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
 
+from gateway_milter.auth import dkimspeed
 from gateway_milter.auth.dnsadapt import DnsTempError, dkim_dnsfunc
 from gateway_milter.auth.exemptions import action_rule, check_action, exemption, score_of
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
@@ -35,6 +36,8 @@ from gateway_milter.verdict import FailMode, Reply, Stage
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
+
+dkimspeed.install()
 
 DEFAULT_SCORES: dict[str, float] = {
     "DKIM_VALID": -0.5, "DKIM_INVALID": 1.0, "DKIM_NONE": 0.0, "DKIM_TEMPERROR": 0.0,

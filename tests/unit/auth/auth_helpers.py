@@ -13,11 +13,13 @@ from gateway_milter.verdict import Direction, Stage
 
 def make_ctx(raw: bytes = b"", *, ip: str = "192.0.2.10", helo: str = "mail.example.test",
              mail_from: str = "<alice@example.test>", doc: dict[str, Any] | None = None,
-             direction: Direction = Direction.INBOUND, auth_user: str = "", scan_mode: bool = False) -> MessageContext:
+             direction: Direction = Direction.INBOUND, auth_user: str = "", scan_mode: bool = False,
+             policy: PolicySnapshot | None = None) -> MessageContext:
     conn = ConnectionInfo(client_ip=ip, helo=helo)
     if auth_user:
         conn.macros["{auth_authen}"] = auth_user
-    policy = PolicySnapshot.from_document(doc or {"domains": ["local.test"]})
+    if policy is None:
+        policy = PolicySnapshot.from_document(doc or {"domains": ["local.test"]})
     ctx = MessageContext(conn, policy, scan_mode=scan_mode)
     ctx.mail_from = mail_from
     ctx.direction = direction

@@ -137,3 +137,19 @@ def test_it_is_thread_safe_under_concurrent_queries() -> None:
         t.join()
     assert not errors
     assert len(be.calls) <= 50 * 4
+
+
+def test_it_converts_rsa_integers_exactly_like_dkimpy() -> None:
+    import random
+
+    from gateway_milter.auth import dkimspeed
+
+    slow_int2str, slow_str2int = dkimspeed.originals()
+    rnd = random.Random(7)
+    for bits in (0, 1, 8, 9, 1024, 2047, 2048, 4096):
+        n = rnd.getrandbits(bits) if bits else 0
+        assert dkimspeed.int2str(n) == slow_int2str(n)  # type: ignore[operator]
+        for length in (1, 16, 256, 512):
+            assert dkimspeed.int2str(n, length) == slow_int2str(n, length)  # type: ignore[operator]
+        b = bytes(dkimspeed.int2str(n))
+        assert dkimspeed.str2int(b) == slow_str2int(b)  # type: ignore[operator]
