@@ -22,12 +22,27 @@ def _handle() -> magic.Magic:
     return h
 
 
+# Bytes that never occur in text (C0 controls other than tab, LF, FF, CR, ESC).
+_NON_TEXT = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
+TEXT_SNIFF_BYTES = 1024
+
+
+def looks_like_text(data: bytes) -> bool:
+    head = data[:4096]
+    return bool(head) and len(head.translate(None, _NON_TEXT)) == len(head)
+
+
 def detect_type(data: bytes) -> str:
-    """``type/subtype`` of the content (``application/octet-stream`` when unknown)."""
+    """``type/subtype`` of the content (``application/octet-stream`` when unknown).
+
+    libmagic's soft rules cost milliseconds on long text (regex rules scan the buffer); what
+    identifies a script or a markup type is at its start, so text is sniffed on its first KB.
+    """
     if not data:
         return "application/x-empty"
+    sniff = data[:TEXT_SNIFF_BYTES] if looks_like_text(data) else data[:SNIFF_BYTES]
     try:
-        t = str(_handle().from_buffer(data[:SNIFF_BYTES]))
+        t = str(_handle().from_buffer(sniff))
     except Exception:  # noqa: BLE001 - libmagic errors on odd input; the type is then unknown
         return "application/octet-stream"
     return t.split(";", 1)[0].strip().lower() or "application/octet-stream"

@@ -85,9 +85,14 @@ class MimePart:
     @property
     def detected_type(self) -> str:
         if self._detected is None:
-            from gateway_milter.mime.detect import detect_type
+            from gateway_milter.mime.detect import detect_type, looks_like_text
 
-            self._detected = detect_type(self.payload)
+            if (not self.is_attachment and self.content_type in ("text/plain", "text/html")
+                    and looks_like_text(self.payload)):
+                # a message body shown as text: no client executes it, and libmagic is costly on text
+                self._detected = self.content_type
+            else:
+                self._detected = detect_type(self.payload)
         return self._detected
 
     @property

@@ -167,3 +167,16 @@ def test_it_never_needs_a_file_path_for_members() -> None:
     raw = with_attachment(zip_bytes({"../../../../tmp/x.exe": EXE}, zipfile.ZIP_STORED), "a.zip")
     _, facts = run(raw)
     assert any("../../../../tmp/x.exe" in r for r in facts["findings"][0]["reasons"])
+
+
+def test_it_finds_scripts_by_content_whatever_the_name() -> None:
+    syms, facts = run(with_attachment(b"#!/bin/sh\nrm -rf ~\n" + b"# padding\n" * 300, "notes.txt", "text/plain"))
+    assert "ATTACHMENT_SCRIPT" in syms and facts["findings"][0]["detected"] == "text/x-shellscript"
+
+
+def test_it_finds_an_executable_posing_as_the_message_body() -> None:
+    from tests.unit.av.mailbuild import HEAD, b64
+
+    raw = HEAD + b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(EXE)
+    syms, _ = run(raw)
+    assert "ATTACHMENT_EXECUTABLE" in syms
