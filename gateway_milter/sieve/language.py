@@ -1049,6 +1049,11 @@ def _check_header_name(node: Arg, name: str) -> None:
         raise SieveError(node.line, node.col, f"specified field name \"{name}\" is invalid")
 
 
+def _forbidden(rt: Runtime, name: str, op: str) -> bool:
+    check = getattr(rt.env, "editheader_forbidden", None)
+    return bool(check(name, op)) if check is not None else name.lower() in PROTECTED_HEADERS
+
+
 _FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]*")
 
 
@@ -1063,8 +1068,9 @@ def c_addheader(cc: CompileContext, cmd: Command) -> Exec:
     vconst = cc.const_string(args.pos[1].value)
     if vconst is not None and "\0" in vconst:
         raise SieveError(args.pos[1].line, args.pos[1].col, "header value contains a NUL character")
-    if vconst is not None and len(vconst) > 1024:
-        raise SieveError(args.pos[1].line, args.pos[1].col, "header value is too long (limit 1024)")
+    max_size = int(cc.data.get("editheader.max_header_size", 2048))
+    if vconst is not None and name_c is not None and len(name_c) + 2 + len(vconst.encode()) > max_size:
+        raise SieveError(args.pos[1].line, args.pos[1].col, f"header field is too large (limit {max_size} bytes)")
     last = bool(args.tag("last"))
     line = cmd.line
 
@@ -1072,13 +1078,14 @@ def c_addheader(cc: CompileContext, cmd: Command) -> Exec:
         n, v = name(rt), value(rt)
         if not _HEADER_NAME.match(n):
             raise SieveRuntimeError(f"specified field name \"{n}\" is invalid", line, rt.script)
-        if n.lower() in PROTECTED_HEADERS:
-            return  # RFC 5293 section 9: never forge trace headers
+        if _forbidden(rt, n, "add"):
+            return  # RFC 5293 section 6: protected fields are silently left alone
         if "\0" in v:
             raise SieveRuntimeError("header value contains a NUL character", line, rt.script)
         v = _FOLD_RE.sub(" ", v)
-        if len(v) > rt.limits.max_header_value:
-            raise SieveRuntimeError("header value too long", line, rt.script)
+        if len(n) + 2 + len(v.encode("utf-8", "surrogateescape")) > rt.limits.max_header_value:
+            raise SieveRuntimeError(f"header field is too large (limit {rt.limits.max_header_value} bytes)",
+                                    line, rt.script)
         rt.edits += 1
         if rt.edits > rt.limits.max_header_edits:
             raise SieveRuntimeError(f"too many header edits (limit {rt.limits.max_header_edits})", line, rt.script)
@@ -1120,7 +1127,7 @@ def c_deleteheader(cc: CompileContext, cmd: Command) -> Exec:
     def run(rt: Runtime) -> None:
         n = name(rt)
         ln = n.lower()
-        if ln in PROTECTED_HEADERS:
+        if _forbidden(rt, n, "delete"):
             return
         hs = rt.edit_headers()
         positions = [i for i, (hn, _) in enumerate(hs) if hn.lower() == ln]

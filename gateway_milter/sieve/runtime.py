@@ -66,7 +66,7 @@ class Limits:
     max_actions: int = 32
     max_redirects: int = 4
     max_header_edits: int = 64
-    max_header_value: int = 1024
+    max_header_value: int = 2048  # bytes of one added header field (name + value)
     cpu_seconds: float = 0.5
     regex_seconds: float = 0.05
     max_variable_size: int = 4000  # bytes (UTF-8), as Pigeonhole
@@ -117,6 +117,10 @@ class BasicEnvironment:
 
     def environment_item(self, name: str) -> str | None:
         return self.items.get(name)
+
+    def editheader_forbidden(self, name: str, op: str) -> bool:
+        """RFC 5293 section 6: Received and Auto-Submitted are never added or deleted."""
+        return name.lower() in ("received", "auto-submitted")
 
     def spamtest(self, rt: Runtime, percent: bool) -> str:
         return "0"

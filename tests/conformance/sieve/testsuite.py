@@ -70,6 +70,19 @@ class SuiteEnvironment(BasicEnvironment):
                           "phase": "during", "name": "Pigeonhole Sieve", "version": "0.5"})
         self.suite = suite
 
+    def editheader_forbidden(self, name: str, op: str) -> bool:
+        ln = name.lower()
+        if ln in ("received", "auto-submitted"):
+            return True
+        cfg = self.suite.config
+        if ln == "subject":
+            return False  # Pigeonhole: Subject cannot be protected
+        listed = cfg.get("sieve_editheader_header", "").lower().split()
+        if ln not in listed:
+            return ln in cfg.get("sieve_editheader_protected", "").lower().split()
+        flag = cfg.get(f"sieve_editheader_header/{ln}/forbid_{op}", "no")
+        return flag in ("yes", "true", "1")
+
     @property
     def subaddress_delimiters(self) -> str:
         return self.suite.config.get("recipient_delimiter", "+")
@@ -245,11 +258,13 @@ def _apply_config(rt: Runtime) -> None:
     cfg = _suite(rt).config
     from dataclasses import replace
 
-    lim = rt.limits
+    lim = Limits(cpu_seconds=60.0)
     if "sieve_max_redirects" in cfg:
         lim = replace(lim, max_redirects=int(cfg["sieve_max_redirects"]))
     if "sieve_variables_max_variable_size" in cfg:
         lim = replace(lim, max_variable_size=int(cfg["sieve_variables_max_variable_size"]))
+    if "sieve_editheader_max_header_size" in cfg:
+        lim = replace(lim, max_header_value=int(cfg["sieve_editheader_max_header_size"]))
     if "sieve_max_actions" in cfg:
         lim = replace(lim, max_actions=int(cfg["sieve_max_actions"]))
     rt.limits = lim
@@ -261,6 +276,7 @@ def c_test_config_unset(cc: CompileContext, cmd: Command) -> Exec:
 
     def run(rt: Runtime) -> None:
         _suite(rt).config.pop(key(rt), None)
+        _apply_config(rt)
 
     return run
 
@@ -551,6 +567,8 @@ def _setup(path: Path, config: dict[str, str] | None = None) -> Callable[[Compil
         for k, v in (config or {}).items():
             if k.startswith("sieve_include_"):
                 cc.data["include." + k[len("sieve_include_"):]] = v
+            if k == "sieve_editheader_max_header_size":
+                cc.data["editheader.max_header_size"] = v
         def tst(rest: str) -> Callable[[Runtime], str]:
             value = str(path.parent) if rest == "path" else ""
             return lambda rt: value
