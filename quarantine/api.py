@@ -33,8 +33,8 @@ class QuarantineSerializer(serializers.ModelSerializer):
         return [{"address": r.address, "status": r.status, "released_at": r.released_at} for r in visible]
 
 
-ActionIn = inline_serializer("QuarantineActionIn", {"action": serializers.ChoiceField(choices=ACTIONS)})
-BulkIn = inline_serializer("QuarantineBulkIn", {"action": serializers.ChoiceField(choices=ACTIONS),
+ActionIn = inline_serializer("QuarantineActionIn", {"action": serializers.CharField(help_text=", ".join(ACTIONS))})
+BulkIn = inline_serializer("QuarantineBulkIn", {"action": serializers.CharField(help_text=", ".join(ACTIONS)),
                                                "ids": serializers.ListField(child=serializers.IntegerField())})
 ActionOut = inline_serializer("QuarantineActionOut", {"result": serializers.CharField()})
 

@@ -37,7 +37,7 @@ class MessageListView(APIView):
     allowed_roles = ANYONE
     user_option = "view_log"
 
-    @extend_schema(parameters=[OpenApiParameter(n, str, required=False) for n in LogQuery.PARAMS],
+    @extend_schema(operation_id="messages_search", parameters=[OpenApiParameter(n, str, required=False) for n in LogQuery.PARAMS],
                    responses=inline_serializer("MessagePage", {"results": MessageSerializer(many=True),
                                                                "next": serializers.CharField()}))
     def get(self, request: Request) -> Response:

@@ -243,9 +243,23 @@ class SieveValidateView(APIView):
         return Response({"errors": [p.as_dict() for p in validate_sieve(source)]})
 
 
+class LayerListView(APIView):
+    """The layers that exist, with their descriptions."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    @extend_schema(responses=inline_serializer("LayerInfo", {"id": serializers.CharField(),
+                                                             "description": serializers.CharField()}, many=True))
+    def get(self, request: Request) -> Response:
+        from gateway_milter import layers
+
+        return Response([{"id": lid, "description": layers.get(lid).description} for lid in layers.available()])
+
+
 class LayerSettingsView(APIView):
-    """GET /api/layers/ lists layers; GET/PUT /api/layers/<id>/?domain=<name> reads or replaces
-    one layer's settings (validated by the layer's own Settings dataclass)."""
+    """GET/PUT /api/layers/<id>/?domain=<name> reads or replaces one layer's settings (global
+    without ``domain``), validated by the layer's own Settings dataclass."""
 
     permission_classes = [RoleAllowed]
     allowed_roles = SETTINGS_ADMINS
@@ -264,11 +278,9 @@ class LayerSettingsView(APIView):
 
     @extend_schema(responses=inline_serializer("LayerSettings", {"layer": serializers.CharField(),
                                                                  "settings": serializers.DictField()}))
-    def get(self, request: Request, layer_id: str | None = None) -> Response:
+    def get(self, request: Request, layer_id: str) -> Response:
         from gateway_milter import layers
 
-        if layer_id is None:
-            return Response([{"id": lid, "description": layers.get(lid).description} for lid in layers.available()])
         if layer_id not in layers.available():
             raise NotFound()
         dom = self._domain(request)
@@ -281,10 +293,10 @@ class LayerSettingsView(APIView):
 
     @extend_schema(request=inline_serializer("LayerSettingsIn", {"settings": serializers.DictField()}),
                    responses=inline_serializer("LayerSettingsOut", {"layer": serializers.CharField()}))
-    def put(self, request: Request, layer_id: str | None = None) -> Response:
+    def put(self, request: Request, layer_id: str) -> Response:
         from gateway_milter import layers
 
-        if layer_id is None or layer_id not in layers.available():
+        if layer_id not in layers.available():
             raise NotFound()
         dom = self._domain(request)
         values = request.data.get("settings")

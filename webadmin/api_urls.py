@@ -9,6 +9,7 @@ from webadmin.api import (
     AccountViewSet,
     DashboardView,
     DomainViewSet,
+    LayerListView,
     LayerSettingsView,
     ListEntryViewSet,
     MeView,
@@ -27,7 +28,7 @@ router.register("quarantine", QuarantineViewSet, basename="quarantine")
 
 urlpatterns = [
     path("sieve/validate/", SieveValidateView.as_view(), name="sieve-validate"),
-    path("layers/", LayerSettingsView.as_view(), name="layers"),
+    path("layers/", LayerListView.as_view(), name="layers"),
     path("layers/<slug:layer_id>/", LayerSettingsView.as_view(), name="layer"),
     path("messages/", MessageListView.as_view(), name="messages"),
     path("messages/<int:pk>/", MessageDetailView.as_view(), name="message"),

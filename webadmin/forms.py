@@ -173,7 +173,7 @@ class AdminSettingsForm(forms.Form):
     quarantine_retention_days = forms.IntegerField(min_value=1, max_value=3650)
     log_retention_days = forms.IntegerField(min_value=1, max_value=3650)
     require_admin_totp = forms.BooleanField(required=False, label="Administrators must use two-factor login")
-    public_url = forms.URLField(required=False, help_text="e.g. https://gateway.example.com (used in digest links)")
+    public_url = forms.URLField(required=False, assume_scheme="https", help_text="e.g. https://gateway.example.com (used in digest links)")
     digest_link_days = forms.IntegerField(min_value=1, max_value=60, help_text="How long digest links stay valid.")
 
 
@@ -219,7 +219,7 @@ def layer_settings_form(settings_cls: type, initial: dict[str, Any], data: Any =
             fields[f.name] = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
                                              help_text=help_text + " (JSON)")
         fields[f.name].label = f.name.replace("_", " ").capitalize()
-    form_cls = type("LayerSettingsForm", (forms.Form,), fields)
+    form_cls = type("LayerSettingsForm", (forms.Form,), dict(fields))  # the metaclass consumes its dict
     init = {}
     for name, field in fields.items():
         v = initial.get(name)
