@@ -1051,7 +1051,7 @@ def _check_header_name(node: Arg, name: str) -> None:
 
 def _forbidden(rt: Runtime, name: str, op: str) -> bool:
     check = getattr(rt.env, "editheader_forbidden", None)
-    return bool(check(name, op)) if check is not None else name.lower() in PROTECTED_HEADERS
+    return bool(check(name, op)) if check is not None else (op == "delete" and name.lower() in PROTECTED_HEADERS)
 
 
 _FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]*")

@@ -119,8 +119,9 @@ class BasicEnvironment:
         return self.items.get(name)
 
     def editheader_forbidden(self, name: str, op: str) -> bool:
-        """RFC 5293 section 6: Received and Auto-Submitted are never added or deleted."""
-        return name.lower() in ("received", "auto-submitted")
+        """RFC 5293 section 6: Received and Auto-Submitted fields are never deleted (adding
+        them is allowed, as in Pigeonhole)."""
+        return op == "delete" and name.lower() in ("received", "auto-submitted")
 
     def spamtest(self, rt: Runtime, percent: bool) -> str:
         return "0"

@@ -73,8 +73,8 @@ class SuiteEnvironment(BasicEnvironment):
     def editheader_forbidden(self, name: str, op: str) -> bool:
         ln = name.lower()
         if ln in ("received", "auto-submitted"):
-            return True
-        cfg = self.suite.config
+            return op == "delete"
+        cfg = {k.lower(): v for k, v in self.suite.config.items()}
         if ln == "subject":
             return False  # Pigeonhole: Subject cannot be protected
         listed = cfg.get("sieve_editheader_header", "").lower().split()
