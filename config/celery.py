@@ -14,6 +14,7 @@ app.conf.imports = (
     "quarantine.tasks",
     "reports.tasks",
     "reports.dmarc_tasks",
+    "reports.ingest",
 )
 # Periodic tasks of the web side (digests check every 15 minutes whose schedule is due).
 app.conf.beat_schedule = {

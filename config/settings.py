@@ -150,6 +150,14 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# Periodic tasks (Celery beat, or the embedded scheduler of ``manage.py runworker``).
+CELERY_BEAT_SCHEDULE = {
+    "msglog-ingest": {"task": "msglog.ingest", "schedule": 10.0},
+    "quarantine-digests": {"task": "quarantine.send_digests", "schedule": 300.0},
+    "quarantine-purge": {"task": "quarantine.purge_expired", "schedule": 3600.0},
+    "reports-rollup": {"task": "reports.rollup", "schedule": 300.0},
+    "dmarc-reports": {"task": "dmarc.send_aggregate_reports", "schedule": 86400.0},
+}
 
 LOGGING = {
     "version": 1,

@@ -10,3 +10,12 @@ from gateway_milter.store.msglog import JournalIngestor
 
 def ingest_now() -> int:
     return JournalIngestor(settings.GATEWAY.journal_dir, write_log_batch).run_once()
+
+
+from celery import shared_task  # noqa: E402
+
+
+@shared_task(name="msglog.ingest")
+def ingest_task() -> int:
+    """Periodic safety net: the milter ingests its own journal; this catches a stopped milter's."""
+    return ingest_now()

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The run command: sets everything up and runs the gateway on this machine, in the foreground:
+#   web admin     http://127.0.0.1:8000/   (GATEWAY_WEB_BIND to change)
+#   milter        unix:var/run/milter.sock
+#   worker        embedded scheduler (Celery when GATEWAY_REDIS_URL is set)
+#   Postfix       127.0.0.1:2525 -> milter -> demo mailbox (var/mailbox/, an smtp-sink on :2526)
+#                 127.0.0.1:10026 re-injection listener without milters (quarantine release)
+# Stop with Ctrl-C. Nothing outside this checkout is configured (the system Postfix is untouched).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+bash scripts/install-deps.sh
+
+export GATEWAY_DATA_DIR=${GATEWAY_DATA_DIR:-$here/var}
+export GATEWAY_MILTER_SOCKET=${GATEWAY_MILTER_SOCKET:-unix:$GATEWAY_DATA_DIR/run/milter.sock}
+export GATEWAY_REINJECT_PORT=${GATEWAY_REINJECT_PORT:-10026}
+web_bind=${GATEWAY_WEB_BIND:-127.0.0.1:8000}
+smtp_port=${GATEWAY_SMTP_PORT:-2525}
+sink_port=${GATEWAY_SINK_PORT:-2526}
+py=.venv/bin/python
+mkdir -p "$GATEWAY_DATA_DIR"/{run,log,mailbox}
+chmod 755 "$GATEWAY_DATA_DIR" "$GATEWAY_DATA_DIR/run"
+chown postfix "$GATEWAY_DATA_DIR/mailbox"
+
+# ClamAV: use a local clamd when a signature database exists; otherwise start without it.
+av_flag=()
+if [ -z "${GATEWAY_CLAMD:-}" ]; then
+  if ls /var/lib/clamav/*.c[vl]d >/dev/null 2>&1 && command -v clamd >/dev/null; then
+    mkdir -p /run/clamav && chown clamav /run/clamav 2>/dev/null || true
+    pgrep -x clamd >/dev/null || clamd
+    export GATEWAY_CLAMD=unix:/run/clamav/clamd.ctl
+  else
+    echo "note: no ClamAV signature database in /var/lib/clamav (run freshclam when online);"
+    echo "      the antivirus layer starts switched off."
+    av_flag=(--no-antivirus)
+  fi
+fi
+
+"$py" manage.py bootstrap "${av_flag[@]}" > "$GATEWAY_DATA_DIR/log/bootstrap.log"
+"$py" manage.py collectstatic --noinput -v0
+
+# A private Postfix instance wired to the milter.
+pf="$GATEWAY_DATA_DIR/postfix"
+mkdir -p "$pf/etc" "$pf/spool" "$pf/data"
+chown postfix:postfix "$pf/data"
+sock=${GATEWAY_MILTER_SOCKET#unix:}
+cat > "$pf/etc/main.cf" <<CF
+compatibility_level = 3.6
+queue_directory = $pf/spool
+data_directory = $pf/data
+multi_instance_name = bulwark
+syslog_name = postfix-bulwark
+maillog_file = $GATEWAY_DATA_DIR/log/postfix.log
+maillog_file_prefixes = /var, /dev/stdout, $GATEWAY_DATA_DIR
+myhostname = bulwark.localdomain
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+relayhost = [127.0.0.1]:$sink_port
+smtp_dns_support_level = disabled
+smtpd_milters = unix:$sock
+non_smtpd_milters =
+milter_default_action = tempfail
+milter_protocol = 6
+milter_connect_timeout = 10s
+milter_command_timeout = 30s
+milter_content_timeout = 120s
+milter_mail_macros = i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} {mail_mailer}
+CF
+cat > "$pf/etc/master.cf" <<CF
+127.0.0.1:$smtp_port inet n - n - - smtpd
+127.0.0.1:$GATEWAY_REINJECT_PORT inet n - n - - smtpd -o smtpd_milters= -o receive_override_options=no_milters
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+CF
+
+pids=()
+cleanup() {
+  echo; echo "stopping..."
+  postfix -c "$pf/etc" stop >/dev/null 2>&1 || true
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+smtp-sink -u postfix -d "$GATEWAY_DATA_DIR/mailbox/%Y%m%d-%H%M%S." "127.0.0.1:$sink_port" 100 \
+    >> "$GATEWAY_DATA_DIR/log/mailbox.log" 2>&1 & pids+=($!)
+"$py" manage.py runmilter --socket "$GATEWAY_MILTER_SOCKET" >> "$GATEWAY_DATA_DIR/log/milter.log" 2>&1 & pids+=($!)
+"$py" manage.py runworker >> "$GATEWAY_DATA_DIR/log/worker.log" 2>&1 & pids+=($!)
+.venv/bin/gunicorn config.wsgi:application --bind "$web_bind" --workers 2 --access-logfile - \
+    >> "$GATEWAY_DATA_DIR/log/web.log" 2>&1 & pids+=($!)
+for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
+postfix -c "$pf/etc" check >/dev/null 2>&1 || script -qec "postfix -c $pf/etc check" /dev/null
+postfix -c "$pf/etc" start >/dev/null 2>&1 || postfix -c "$pf/etc" reload >/dev/null 2>&1
+
+cat <<TXT
+
+Bulwark is running.
+  web admin:  http://$web_bind/admin/     $(tail -1 "$GATEWAY_DATA_DIR/log/bootstrap.log")
+  send mail:  swaks --server 127.0.0.1:$smtp_port --from alice@outside.test --to bob@example.test --header "Subject: hello"
+  refused:    swaks --server 127.0.0.1:$smtp_port --from eve@blocked.example --to bob@example.test
+  delivered:  ls $GATEWAY_DATA_DIR/mailbox/      message log: .venv/bin/python manage.py msglog show
+  logs:       $GATEWAY_DATA_DIR/log/
+Press Ctrl-C to stop.
+TXT
+wait
