@@ -138,6 +138,7 @@ class AntivirusLayer(Layer[AntivirusSettings]):
         scanned = 0
         scanned_bytes = 0
         server = ""
+        raw_skipped = False
         errors: list[str] = []
         for where, data in streams:
             digest = hashlib.blake2b(data, digest_size=16).digest()
@@ -145,6 +146,10 @@ class AntivirusLayer(Layer[AntivirusSettings]):
                 continue
             seen.add(digest)
             if len(data) > settings.max_stream_bytes:
+                if where == "message" and settings.scan_parts and view.parts and not view.is_ambiguous:
+                    # every decoded part is still scanned on its own; only clamd's own MIME pass is lost
+                    raw_skipped = True
+                    continue
                 unscannable.append(f"{where}: {len(data)} bytes over the scan limit")
                 continue
             if time.monotonic() >= deadline:
@@ -176,6 +181,7 @@ class AntivirusLayer(Layer[AntivirusSettings]):
             "scanned_bytes": scanned_bytes,
             "server": server,
             "ambiguous": view.is_ambiguous,
+            "raw_skipped": raw_skipped,
             "ms": round((time.perf_counter() - t0) * 1000, 3),
         }
         if infected:

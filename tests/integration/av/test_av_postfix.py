@@ -12,7 +12,7 @@ import pytest
 
 from tests.mailstack import MailStack, mail_stack
 from tests.services import EICAR, clamd_server, wait_until
-from tests.unit.av.mailbuild import b64
+from tests.unit.av.mailbuild import AMBIGUOUS, b64
 from tests.unit.av.test_archives import EXE
 
 pytestmark = pytest.mark.integration
@@ -100,6 +100,13 @@ def test_it_refuses_an_executable_attachment_by_default(stack: MailStack) -> Non
     code, text, _ = stack.send("alice@outside.test", ["bob@example.com"],
                                mail("av exe", "bob@example.com", EXE, "invoice.pdf.exe"))
     assert code == 554 and "attachment" in text, text
+
+
+def test_it_refuses_eicar_hidden_behind_a_mime_ambiguity(stack: MailStack) -> None:
+    raw = AMBIGUOUS["duplicate_boundary"].replace(b"To: bob@example.test", b"To: bob@example.com")
+    raw = raw.replace(b"Subject: test", b"Subject: av ambiguous")
+    code, text, _ = stack.send("alice@outside.test", ["bob@example.com"], raw)
+    assert code == 554 and "virus" in text, text
 
 
 def test_it_tempfails_when_clamd_is_gone(stack: MailStack, clamd: dict[str, Any]) -> None:

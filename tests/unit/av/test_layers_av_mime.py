@@ -177,3 +177,27 @@ def test_it_offers_refuse_and_quarantine_for_ambiguous_mail() -> None:
     found = MIME.check(ctx, s)
     ctx.close()
     assert next(x.score for x in found.symbols if x.name == "MIME_HIDDEN_PART") == 9.0
+
+
+def test_it_scans_the_parts_of_a_message_too_big_for_one_stream(clamd: FakeClamd) -> None:
+    raw = with_attachment(b"x" * 3000, "a.bin") + b"\r\n" + b"y" * 3000
+    facts, _ = scan(raw, clamd, max_stream_bytes=4096)
+    assert facts["verdict"] == "clean" and facts["raw_skipped"] and facts["scanned_streams"] == 2
+    facts, _ = scan(with_attachment(EICAR + b"z" * 3000, "a.bin") + b"y" * 3000, clamd, max_stream_bytes=4096)
+    assert facts["verdict"] == "infected"
+    facts, _ = scan(AMBIGUOUS["duplicate_boundary"] + b"q" * 5000, clamd, max_stream_bytes=4096)
+    assert facts["verdict"] == "infected"  # found in an alternative reading
+
+
+def test_it_takes_servers_from_gateway_clamd(monkeypatch: pytest.MonkeyPatch, clamd: FakeClamd) -> None:
+    from gateway_milter.net.clamd import configured_servers
+
+    monkeypatch.setenv("GATEWAY_CLAMD", f"tcp:127.0.0.1:1,unix:{clamd.path}")
+    assert configured_servers() == ["tcp:127.0.0.1:1", f"unix:{clamd.path}"]
+    ctx = context(with_attachment(EICAR, "e.com"))
+    found = AV.check(ctx, AntivirusSettings())
+    ctx.close()
+    assert found.facts["verdict"] == "infected" and found.facts["server"] == f"unix:{clamd.path}"
+    monkeypatch.setenv("GATEWAY_CLAMD", "bogus")
+    with pytest.raises(ValueError, match="GATEWAY_CLAMD"):
+        configured_servers()
