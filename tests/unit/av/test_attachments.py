@@ -98,7 +98,7 @@ def test_it_blocks_encrypted_and_unscannable_archives() -> None:
 
 
 def test_it_finds_vba_macros_in_office_documents() -> None:
-    syms, facts = run(with_attachment(vba_project_ole(), "report.doc", "application/msword"))
+    syms, _ = run(with_attachment(vba_project_ole(), "report.doc", "application/msword"))
     assert "ATTACHMENT_MACRO" in syms and "ATTACHMENT_BLOCKED" in syms
     assert run(with_attachment(vba_project_ole(), "report.doc", "application/msword"), block_macros=False)[0] == set()
 
