@@ -9,11 +9,18 @@ from celery import shared_task
 from django.utils import timezone
 
 
-@shared_task(name="reports.ingest")
-def ingest() -> int:
-    from reports.ingest import ingest_now
+@shared_task(name="reports.rollup")
+def rollup() -> int:
+    """Pre-compute the global 24-hour charts into the cache (the dashboard of a global
+    administrator then renders without aggregating the log); returns the number of charts."""
+    from django.core.cache import cache
 
-    return ingest_now()
+    from reports.charts import chart_payload, dashboard_charts
+    from reports.models import MessageLog
+
+    charts = chart_payload(dashboard_charts(MessageLog.objects.all()))
+    cache.set("bulwark:charts:global", charts, 600)
+    return len(charts)
 
 
 @shared_task(name="reports.purge_log")

@@ -1,0 +1,98 @@
+"""Hostile message data (script in the subject, attachment file name and HTML body) is inert in
+every page, the preview, the digest mails and the CSV exports."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from django.core import mail
+
+from tests.django.conftest import HOSTILE_FILENAME, World
+
+class _ActiveContent(HTMLParser):
+    """Collects everything in a page that a browser would run or load from elsewhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "script" and a.get("src") != "/static/bulwark/app.js":
+            self.found.append(f"<script {a}>")
+        for k, v in attrs:
+            if k.startswith("on"):
+                self.found.append(f"<{tag} {k}={v}>")
+            if k in ("href", "src", "action") and v and v.strip().lower().startswith(("javascript:", "http://evil",
+                                                                                     "http://tracker")):
+                self.found.append(f"<{tag} {k}={v}>")
+        if tag in ("iframe", "img", "object", "embed") and a.get("src", "").startswith("http"):
+            self.found.append(f"<{tag} src={a['src']}>")
+
+
+def _assert_inert(body: bytes, where: str) -> None:
+    p = _ActiveContent()
+    p.feed(body.decode("utf-8", "replace"))
+    assert not p.found, f"{where}: active content {p.found}"
+
+
+def test_it_renders_hostile_data_inert_in_every_page(world: World) -> None:
+    a = world.a
+    pages = ["/messages/quarantine/", f"/messages/quarantine/{a.qmessage.pk}/", "/logging/log/",
+             f"/logging/log/{a.message.pk}/", "/dashboard/", "/reports/", "/api/quarantine/", "/api/messages/",
+             f"/api/messages/{a.message.pk}/"]
+    for role in ("global_admin", "domain_admin", "user"):
+        c = world.client(role)
+        for url in pages:
+            r = c.get(url, HTTP_ACCEPT="application/json" if url.startswith("/api/") else "text/html")
+            if r.status_code == 404:
+                continue
+            assert r.status_code == 200, (role, url)
+            if url.startswith("/api/"):
+                assert r["Content-Type"] == "application/json"  # data, never markup
+            else:
+                _assert_inert(r.content, f"{role} {url}")
+    # The escaped forms are there: the data is shown, not dropped.
+    r = world.client("global_admin").get(f"/messages/quarantine/{a.qmessage.pk}/")
+    assert b"&lt;script&gt;alert(&quot;subj&quot;)&lt;/script&gt;" in r.content
+    assert b"&lt;img src=x onerror=alert(1)&gt;.exe" in r.content
+
+
+def test_it_sanitises_the_preview_and_blocks_remote_content(world: World) -> None:
+    r = world.client("user").get(f"/messages/quarantine/{world.a.qmessage.pk}/preview/")
+    assert r.status_code == 200
+    _assert_inert(r.content, "preview")
+    assert b"<b>friend</b>" in r.content  # harmless formatting survives
+    assert b"http://tracker.invalid" not in r.content and b"evil.invalid" not in r.content
+    csp = r["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "sandbox" in csp
+    assert r["X-Frame-Options"] == "SAMEORIGIN"
+    page = world.client("user").get(f"/messages/quarantine/{world.a.qmessage.pk}/")
+    assert re.search(rb'<iframe class="preview" sandbox=""', page.content)
+
+
+def test_it_neutralises_hostile_cells_in_csv_exports(world: World) -> None:
+    from reports.models import MessageLog
+
+    MessageLog.objects.filter(pk=world.a.message.pk).update(subject='=HYPERLINK("http://evil.invalid","x")')
+    r = world.client("global_admin").get("/logging/log/export.csv")
+    body = b"".join(r.streaming_content)
+    assert r["Content-Type"].startswith("text/csv")
+    assert r["Content-Disposition"].startswith("attachment")
+    assert b"'=HYPERLINK" in body and b",=HYPERLINK" not in body
+    r = world.client("global_admin").get("/setup/users/export.csv")
+    assert b"user@a.example" in b"".join(r.streaming_content)
+
+
+def test_it_escapes_hostile_data_in_digest_mails(world: World) -> None:
+    from quarantine.tasks import send_digests
+
+    assert send_digests() == 2
+    assert len(mail.outbox) == 2
+    m = next(x for x in mail.outbox if x.to == ["user@a.example"])
+    html = m.alternatives[0][0].encode()
+    _assert_inert(html, "digest html")
+    assert b"&lt;script&gt;" in html
+    assert world.b.marker not in m.body and world.b.marker.encode() not in html
+    assert HOSTILE_FILENAME not in m.body  # attachments are not listed in digests
