@@ -156,9 +156,9 @@ def _split(body: bytes, boundary: bytes, lines: list[tuple[int, int, bytes]]) ->
 def _decodings(body: bytes, ctes: list[str]) -> list[bytes]:
     out = [body]
     encodings = {H.strip_comments(v).strip().lower() for v in ctes}
-    if "base64" in encodings or _looks_base64(body):
+    if any("base64" in e for e in encodings) or _looks_base64(body):
         out.append(lenient_base64(body))
-    if "quoted-printable" in encodings:
+    if any("quoted" in e for e in encodings):
         out.append(quopri.decodestring(body))
     for m in _B64_RUN.finditer(body):
         out.append(lenient_base64(m.group(0)))

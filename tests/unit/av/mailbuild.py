@@ -85,6 +85,25 @@ AMBIGUOUS: dict[str, bytes] = {
     # RFC 2046 5.1.1: multipart without a boundary parameter; lenient clients guess it.
     "missing_boundary_param": HEAD + b"Content-Type: multipart/mixed\r\n\r\n"
     + b"--guess\r\n" + TEXT_PART + b"--guess\r\n" + EVIL_PART + b"--guess--\r\n",
+    # RFC 5322 4.5.1 obsolete syntax: whitespace before the colon. Strict parsers drop the field.
+    "space_before_colon": HEAD + b'Content-Type : multipart/mixed; boundary="sp"\r\n\r\n'
+    + b"--sp\r\n" + TEXT_PART + b"--sp\r\n" + EVIL_PART + b"--sp--\r\n",
+    # RFC 2045 6.1: the encoding has no parameters; some clients still decode "base64; x=y".
+    "transfer_encoding_with_params": HEAD + b'Content-Type: multipart/mixed; boundary="j"\r\n\r\n'
+    + b"--j\r\n" + TEXT_PART + b"--j\r\nContent-Type: application/octet-stream\r\n"
+    + b"Content-Transfer-Encoding: base64; x=y\r\n\r\n" + EICAR_B64 + b"--j--\r\n",
+    # Two media types in one field: first-type parsers see text/plain, others the multipart.
+    "two_types_in_one_field": HEAD + b'Content-Type: text/plain, multipart/mixed; boundary="c"\r\n\r\n'
+    + b"--c\r\n" + TEXT_PART + b"--c\r\n" + EVIL_PART + b"--c--\r\n",
+    # RFC 2047 5: no encoded words in parameters; a decoding client splits on "ew".
+    "encoded_word_boundary": HEAD + b'Content-Type: multipart/mixed; boundary="=?utf-8?q?ew?="\r\n\r\n'
+    + b"--ew\r\n" + TEXT_PART + b"--ew\r\n" + EVIL_PART + b"--ew--\r\n",
+    # RFC 2046 5.1.1: boundaries are case-sensitive; case-insensitive parsers see one more part.
+    "boundary_case": HEAD + b'Content-Type: multipart/mixed; boundary="abc"\r\n\r\n'
+    + b"--abc\r\n" + TEXT_PART + b"--ABC\r\n" + EVIL_PART + b"--abc--\r\n",
+    # A NUL inside a quoted boundary: C parsers stop at the NUL and read "n".
+    "nul_in_boundary": HEAD + b'Content-Type: multipart/mixed; boundary="n\x00x"; boundary="n"\r\n\r\n'
+    + b"--n\r\n" + TEXT_PART + b"--n\r\n" + EVIL_PART + b"--n--\r\n",
     # A text/plain body with a MIME structure inside: shown as an attachment by some clients.
     "hidden_in_text": HEAD + b"Content-Type: text/plain\r\n\r\nHello\r\n\r\n"
     + b"--hid\r\n" + EVIL_PART + b"--hid--\r\n",

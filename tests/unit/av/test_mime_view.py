@@ -95,6 +95,12 @@ EXPECTED_CODES = {
     "duplicate_transfer_encoding": "DUPLICATE_TRANSFER_ENCODING",
     "missing_boundary_param": "MISSING_BOUNDARY",
     "hidden_in_text": "HIDDEN_PART",
+    "space_before_colon": "MALFORMED_HEADER",
+    "transfer_encoding_with_params": "UNKNOWN_TRANSFER_ENCODING",
+    "two_types_in_one_field": "HIDDEN_PART",
+    "encoded_word_boundary": "MISSING_BOUNDARY",
+    "boundary_case": "HIDDEN_PART",
+    "nul_in_boundary": "AMBIGUOUS_BOUNDARY",
 }
 
 
