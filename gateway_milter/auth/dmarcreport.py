@@ -45,7 +45,7 @@ class DomainReport:
 
 
 def day_bounds(day: str) -> tuple[int, int]:
-    d = dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)
+    d = dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.UTC)
     begin = calendar.timegm(d.timetuple())
     return begin, begin + 86399
 
@@ -140,7 +140,7 @@ def report_xml(rep: DomainReport, org_name: str, org_email: str) -> bytes:
         ET.SubElement(se, "scope").text = "helo" if scope == "helo" else "mfrom"
         ET.SubElement(se, "result").text = sr if sr in SPF_RESULTS else "none"
     ET.indent(root)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + bytes(ET.tostring(root, encoding="utf-8"))
 
 
 def report_filename(receiver: str, rep: DomainReport) -> str:

@@ -24,7 +24,7 @@ def exemption(ctx: MessageContext, *, allowlist: bool = True, authenticated: boo
     if trusted and ctx.policy.is_trusted_ip(ctx.conn.ip):
         return "trusted_network"
     if outbound and ctx.direction in (Direction.OUTBOUND, Direction.LOCAL):
-        return ctx.direction.value
+        return str(ctx.direction.value)
     return None
 
 

@@ -212,8 +212,8 @@ class CallbackLayer(Layer[CallbackSettings]):
                 ttl = settings.positive_ttl_s if r.result == "pass" else settings.negative_ttl_s
                 try:
                     store.set(key, r.result, ttl)
-                except Exception:  # noqa: BLE001
-                    pass
+                except Exception as e:  # noqa: BLE001 - the cache is an optimisation only
+                    log.debug("callback cache not written: %s", e)
         symbols = []
         if r.result == "pass":
             symbols.append(sym("CALLBACK_PASS", sender))

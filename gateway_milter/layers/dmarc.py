@@ -130,7 +130,7 @@ def _uris(value: str) -> tuple[str, ...]:
     out = []
     for u in value.split(","):
         u = u.strip()
-        m = re.match(r"^mailto:([^@\s/!]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,63})(![0-9]+[kmgt]?)?$", u, re.I)
+        m = re.match(r"^mailto:([^@\s/!]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,63})(![0-9]+[kmgt]?)?$", u, re.IGNORECASE)
         if m:
             out.append("mailto:" + m.group(1) + (m.group(2) or ""))
     return tuple(out)

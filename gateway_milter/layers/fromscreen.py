@@ -208,11 +208,11 @@ class FromScreenLayer(Layer[FromScreenSettings]):
             dn_low = dn.lower()
             for p in protected:
                 p_org = org_domain(p) or p
-                if re.search(r"(^|[@\s<(\"'.])" + re.escape(p_org.lower()) + r"($|[\s>)\"'])", dn_low):
-                    if (org_domain(domain) or domain) != p_org:
-                        facts["imitates"] = facts["imitates"] or p_org
-                        symbols.append(sym("FROM_DISPLAY_NAME_SPOOF", f"{dn[:60]} <{addr}>"))
-                        break
+                shown = re.search(r"(^|[@\s<(\"'.])" + re.escape(p_org.lower()) + r"($|[\s>)\"'])", dn_low)
+                if shown and (org_domain(domain) or domain) != p_org:
+                    facts["imitates"] = facts["imitates"] or p_org
+                    symbols.append(sym("FROM_DISPLAY_NAME_SPOOF", f"{dn[:60]} <{addr}>"))
+                    break
         if dn:
             sk = skeleton(dn)
             for name, addrs in settings.vips():

@@ -37,7 +37,7 @@ DEFAULT_SCORES: dict[str, float] = {
 }
 SYMBOLS = tuple(DEFAULT_SCORES)
 MAX_PTR = 10  # like RFC 7208 section 4.6.4 for "ptr": bound the forward lookups
-_FQDN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$", re.I)
+_FQDN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +123,7 @@ class ReverseDnsLayer(Layer[RdnsSettings]):
 
         # HELO
         helo = ctx.conn.helo.strip()
-        lit = re.match(r"^\[(?:ipv6:)?([0-9a-f.:]+)\]$", helo, re.I)
+        lit = re.match(r"^\[(?:ipv6:)?([0-9a-f.:]+)\]$", helo, re.IGNORECASE)
         if lit:
             if not _same(ip, lit.group(1)):
                 symbols.append(sym("HELO_LITERAL_MISMATCH", helo))
@@ -133,9 +133,8 @@ class ReverseDnsLayer(Layer[RdnsSettings]):
             a4, a6 = res.query_addresses(helo, budget)
             addrs = (list(a4.records) if a4.ok else []) + (list(a6.records) if a6.ok else [])
             facts["helo_addresses"] = addrs
-            if a4.temporary or a6.temporary:
-                if not addrs:
-                    facts["temperror"].append("helo")
+            if (a4.temporary or a6.temporary) and not addrs:
+                facts["temperror"].append("helo")
             if not addrs and not (a4.temporary or a6.temporary):
                 symbols.append(sym("HELO_NO_RESOLVE", helo))
             elif addrs and not any(_same(ip, x) for x in addrs):

@@ -65,6 +65,9 @@ class SpfSettings(BaseSettings):
 class _Query(spf.query):  # type: ignore[misc]
     """pyspf's query with its DNS routed through the gateway resolver (no global patching)."""
 
+    querytime: float
+    timeout: float
+
     def __init__(self, *args: Any, lookup: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self._lookup = lookup
@@ -85,7 +88,7 @@ class _Query(spf.query):  # type: ignore[misc]
         # Same algorithm as spf.query.dns (cache, CNAME chains, void-lookup count) with
         # DNSLookup replaced by the resolver adapter.
         if not name:
-            raise Exception("Invalid query")
+            raise spf.PermError("Invalid query: empty name")
         name = str(name).rstrip(".")
         if not reduce(lambda x, y: x and 0 < len(y) < 64, name.split("."), True):
             return []
@@ -114,7 +117,7 @@ class _Query(spf.query):  # type: ignore[misc]
         if not result and cname:
             cnames = cnames or {}
             if len(cnames) >= spf.MAX_CNAME:
-                raise spf.PermError("Length of CNAME chain exceeds %d" % spf.MAX_CNAME)
+                raise spf.PermError(f"Length of CNAME chain exceeds {spf.MAX_CNAME}")
             cnames[name] = cname
             if cname.lower().rstrip(".") not in cnames:
                 result = self.dns(cname, qtype, cnames=cnames)
@@ -123,7 +126,7 @@ class _Query(spf.query):  # type: ignore[misc]
         if not result and not ignore_void:
             self.void_lookups += 1
             if self.void_lookups > spf.MAX_VOID_LOOKUPS:
-                raise spf.PermError("Void lookup limit of %d exceeded" % spf.MAX_VOID_LOOKUPS)
+                raise spf.PermError(f"Void lookup limit of {spf.MAX_VOID_LOOKUPS} exceeded")
         return list(result)
 
 

@@ -164,7 +164,9 @@ class DnspythonBackend:
             ans = self._resolver.resolve(name, rdtype, lifetime=max(0.05, timeout), search=False,
                                          raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN as e:
-            return DnsAnswer(name, rdtype, NXDOMAIN, ttl=_negative_ttl(e.response(e.qnames()[0]) if e.qnames() else None))
+            qnames = e.qnames()  # type: ignore[no-untyped-call]
+            resp = e.response(qnames[0]) if qnames else None  # type: ignore[no-untyped-call]
+            return DnsAnswer(name, rdtype, NXDOMAIN, ttl=_negative_ttl(resp))
         except dns.resolver.NoNameservers as e:  # SERVFAIL / REFUSED from every server
             return DnsAnswer(name, rdtype, SERVFAIL, error=str(e)[:200])
         except dns.exception.Timeout as e:
@@ -183,7 +185,7 @@ def _negative_ttl(response: Any) -> int:
     try:
         for rrset in response.authority:
             if rrset.rdtype == dns.rdatatype.SOA:
-                return min(rrset.ttl, rrset[0].minimum, NEGATIVE_TTL_CAP)
+                return int(min(rrset.ttl, rrset[0].minimum, NEGATIVE_TTL_CAP))
     except (AttributeError, IndexError):
         pass
     return 60

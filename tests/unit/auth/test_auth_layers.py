@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.auth.auth_helpers import make_ctx, message
 
 from gateway_milter import layers
 from gateway_milter.auth.keystore import KeyStore
 from gateway_milter.layers.dkim import verify_all
 from gateway_milter.net import resolver as r
 from gateway_milter.transforms.dkimsign import arc_seal_headers, sign_message
-from gateway_milter.verdict import Action, Direction
+from gateway_milter.verdict import Action
+from tests.unit.auth.auth_helpers import make_ctx, message
 
 SPF = "v=spf1 ip4:192.0.2.0/28 -all"
 
