@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import ipaddress
 import tempfile
 import time
@@ -30,7 +31,7 @@ SPOOL_MEMORY_LIMIT = 4 * 1024 * 1024
 TRANSCRIPT_LIMIT = 200
 
 
-@dataclass(slots=True)
+@dataclass
 class ConnectionInfo:
     """Facts about the SMTP client, fixed for the whole connection."""
 
@@ -42,7 +43,7 @@ class ConnectionInfo:
     connected_at: float = field(default_factory=time.time)
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
-    @property
+    @functools.cached_property
     def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         if not self.client_ip:
             return None
@@ -159,9 +160,9 @@ class MessageContext:
     def sender_domain(self) -> str:
         return split_address(self.mail_from)[1]
 
-    @property
+    @functools.cached_property
     def is_internal_sender(self) -> bool:
-        """Authenticated, or connected from a trusted network."""
+        """Authenticated, or connected from a trusted network (fixed from MAIL FROM on)."""
         if self.conn.auth_user:
             return True
         return self.policy.is_trusted_ip(self.conn.ip)
