@@ -1149,7 +1149,7 @@ def c_deleteheader(cc: CompileContext, cmd: Command) -> Exec:
             del hs[i]
             rt.actions.append(SieveAction("deleteheader", {"name": n, "value": value, "index": occurrence},
                                           line, rt.script))
-        rt._hcache.clear()
+        rt.invalidate()
 
     return run
 
@@ -1289,9 +1289,10 @@ def c_error(cc: CompileContext, cmd: Command) -> Exec:
     args = read_args(cc, cmd, "error", {}, ["string"])
     _simple(cmd, "error")
     msg = cc.string(args.pos[0].value)
+    line = cmd.line
 
     def run(rt: Runtime) -> None:
-        raise SieveRuntimeError(f"error: {msg(rt)}", rt.line, rt.script)
+        raise SieveRuntimeError(f"error: {msg(rt)}", line, rt.script)
 
     return run
 

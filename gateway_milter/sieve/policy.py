@@ -234,7 +234,7 @@ class SievePolicyEngine:
                     return o
                 del rt.actions[mark:]
                 rt.headers = saved_headers
-                rt._hcache.clear()
+                rt.invalidate()
                 rt.implicit_keep = True
                 continue
             except RecursionError:

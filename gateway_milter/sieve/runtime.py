@@ -222,7 +222,9 @@ class MessageData:
 
 def decode_header_value(value: str) -> str:
     """Unfold and decode RFC 2047 encoded words (RFC 5228 section 2.7.2); never raises."""
-    v = value.replace("\r\n", "").replace("\n", "").strip(" \t")
+    if "\n" in value:
+        value = value.replace("\r\n", "").replace("\n", "")
+    v = value.strip(" \t")
     if "=?" not in v:
         return v
     try:
@@ -253,7 +255,7 @@ class Runtime:
         self.hooks = hooks  # host object for vnd.bulwark tests (gateway context)
         self.headers: list[tuple[str, str]] = msg.headers  # replaced by a copy on the first edit
         self._hcache: dict[str, list[str]] = {}
-        self._raw_index: dict[str, list[str]] = {}
+        self._raw_index: dict[str, list[str]] | None = None
         self.vars: dict[str, str] = {}
         self.globals: dict[str, str] = {}
         self.match: list[str] = []
@@ -278,17 +280,22 @@ class Runtime:
         key = name.lower()
         vals = self._hcache.get(key)
         if vals is None:
-            cache = self._hcache
-            if "\0index" not in cache:
-                # One pass over the header list fills every name (decoded lazily below).
-                raw: dict[str, list[str]] = {}
+            idx = self._raw_index
+            if idx is None:
+                # One pass over the header list indexes every name (decoded lazily below).
+                idx = {}
                 for n, v in self.headers:
-                    raw.setdefault(n.lower(), []).append(v)
-                self._raw_index = raw
-                cache["\0index"] = []
-            vals = [decode_header_value(v) for v in self._raw_index.get(key, ())]
-            cache[key] = vals
+                    idx.setdefault(n.lower(), []).append(v)
+                self._raw_index = idx
+            raw = idx.get(key)
+            vals = [decode_header_value(v) for v in raw] if raw else []
+            self._hcache[key] = vals
         return vals
+
+    def invalidate(self) -> None:
+        """The header list changed: drop every derived view of it."""
+        self._hcache.clear()
+        self._raw_index = None
 
     def addresses(self, name: str) -> list[str]:
         """Addresses in a header (all occurrences), parsed once per message state."""
@@ -311,7 +318,7 @@ class Runtime:
     def edit_headers(self) -> list[tuple[str, str]]:
         # Copy on every edit: actions already taken keep the message as it was then.
         self.headers = list(self.headers)
-        self._hcache.clear()
+        self.invalidate()
         return self.headers
 
     def check_time(self) -> None:

@@ -179,7 +179,7 @@ def c_test(cc: CompileContext, cmd: Command) -> Exec:
         rt.actions, rt.implicit_keep, rt.redirects, rt.edits = [], True, 0, 0
         rt.flags = []
         rt.headers = rt.msg.headers
-        rt._hcache.clear()
+        rt.invalidate()
         try:
             body(rt)
         except TestFail as e:
@@ -210,7 +210,7 @@ def c_test_fail(cc: CompileContext, cmd: Command) -> Exec:
 def _set_message(rt: Runtime, md: MessageData) -> None:
     rt.msg = md
     rt.headers = md.headers
-    rt._hcache.clear()
+    rt.invalidate()
     rt.part_stack = []
 
 
@@ -362,7 +362,7 @@ def t_test_script_run(cc: CompileContext, t: Test) -> Pred:
         suite.compile_errors = list(sub.warnings)
         rt.actions, rt.implicit_keep = sub.actions, sub.implicit_keep
         rt.headers = sub.headers
-        rt._hcache.clear()
+        rt.invalidate()
         rt.flags = sub.flags
         return True
 
@@ -397,7 +397,7 @@ def t_test_multiscript(cc: CompileContext, t: Test) -> Pred:
             sub.implicit_keep = keep_before and sub.implicit_keep
         rt.actions, rt.implicit_keep = sub.actions, sub.implicit_keep
         rt.headers, rt.flags = sub.headers, sub.flags
-        rt._hcache.clear()
+        rt.invalidate()
         return execute_result(rt)
 
     return run
