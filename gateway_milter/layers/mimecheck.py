@@ -32,11 +32,11 @@ EVASIVE = frozenset({
     "BAD_MULTIPART_ENCODING", "TOO_DEEP", "TOO_MANY_PARTS", "UNKNOWN_TRANSFER_ENCODING",
 })
 DEFAULT_SCORES: dict[str, float] = {
-    "AMBIGUOUS_BOUNDARY": 5.0,
+    "AMBIGUOUS_BOUNDARY": 4.0,
     "DUPLICATE_CONTENT_TYPE": 4.0,
     "DUPLICATE_TRANSFER_ENCODING": 4.0,
     "RFC2231_BOUNDARY": 2.0,
-    "HIDDEN_PART": 5.0,
+    "HIDDEN_PART": 3.0,
     "MISSING_BOUNDARY": 2.0,
     "CONFLICTING_FILENAMES": 4.0,
     "DUPLICATE_DISPOSITION": 2.0,
@@ -54,7 +54,7 @@ DEFAULT_SCORES: dict[str, float] = {
 @dataclass(frozen=True, slots=True)
 class MimeCheckSettings(BaseSettings):
     ambiguous_action: str = "none"  # none (score only) | refuse | quarantine (admin)
-    ambiguous_score: float = 3.0  # score of the umbrella MIME_AMBIGUOUS symbol
+    ambiguous_score: float = 2.0  # score of the umbrella MIME_AMBIGUOUS symbol
     scores: dict[str, float] = field(default_factory=dict)  # overrides of DEFAULT_SCORES by code
 
     def __post_init__(self) -> None:

@@ -253,7 +253,7 @@ def parse_message(raw: bytes) -> MimeView:
                 text = payload.decode("utf-8", "replace")
         filename = names[0] if names else ""
         all_names = tuple(names)
-        if len(all_names) > 1:
+        if len({n.casefold() for n in all_names}) > 1:
             note("CONFLICTING_FILENAMES", " | ".join(all_names), path)
         disp_values = [v for n, v in _raw_fields(m) if n.lower() == "content-disposition"]
         disp = H.strip_comments(disp_values[0] if disp_values else "").split(";")[0].strip().lower()
