@@ -22,6 +22,7 @@ REGISTRY: dict[str, str] = {
     "dnsbl": "gateway_milter.layers.dnsbl:DnsblLayer",
     "rdns": "gateway_milter.layers.rdns:ReverseDnsLayer",
     "spf": "gateway_milter.layers.spf:SpfLayer",
+    "senderid": "gateway_milter.layers.spf:SenderIdLayer",
     "callback": "gateway_milter.layers.callback:CallbackLayer",
     "backscatter": "gateway_milter.layers.backscatter:BackscatterLayer",
     "greylist": "gateway_milter.layers.greylist:GreylistLayer",

@@ -15,6 +15,7 @@ Facts: ``result``, ``domain``, ``identity`` (mailfrom|helo), ``explanation``, ``
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from functools import reduce
@@ -219,3 +220,122 @@ class SpfLayer(Layer[SpfSettings]):
         if rule:
             rules.append(rule)
         return rules
+
+
+# -- Sender ID (RFC 4406 / RFC 4407), optional legacy ---------------------------------------------
+SENDERID_SCORES: dict[str, float] = {
+    "SENDERID_PASS": 0.0, "SENDERID_FAIL": 1.0, "SENDERID_SOFTFAIL": 0.5, "SENDERID_NEUTRAL": 0.0,
+    "SENDERID_NONE": 0.0, "SENDERID_TEMPERROR": 0.0, "SENDERID_PERMERROR": 0.0,
+}
+_RESENT = ("resent-sender", "resent-from")
+_TRACE = ("received", "return-path")
+
+
+def purported_responsible_address(headers: list[tuple[str, str]]) -> tuple[str | None, str]:
+    """RFC 4407 section 2: the PRA, or (None, why) when there is none or it is ambiguous."""
+    from email.utils import getaddresses
+
+    def single(value: str) -> str | None:
+        addrs = [a for _, a in getaddresses([value]) if a]
+        return addrs[0] if len(addrs) == 1 and "@" in addrs[0] else None
+
+    lower = [(n.lower(), v) for n, v in headers]
+    # 1-2: the first block of Resent-* headers (up to the next trace header)
+    for i, (n, v) in enumerate(lower):
+        if n in _RESENT and v.strip():
+            block = []
+            for n2, v2 in lower[i:]:
+                if n2 in _TRACE:
+                    break
+                block.append((n2, v2))
+            senders = [v2 for n2, v2 in block if n2 == "resent-sender" and v2.strip()]
+            froms = [v2 for n2, v2 in block if n2 == "resent-from" and v2.strip()]
+            chosen, name = (senders, "Resent-Sender") if senders else (froms, "Resent-From")
+            if len(chosen) != 1:
+                return None, f"{len(chosen)} {name} headers in the first Resent block"
+            addr = single(chosen[0])
+            return (addr, "") if addr else (None, f"{name} is not one mailbox")
+    # 3: Sender, 4: From
+    for field_name in ("sender", "from"):
+        values = [v for n, v in lower if n == field_name and v.strip()]
+        if len(values) > 1:
+            return None, f"{len(values)} {field_name} headers"
+        if values:
+            addr = single(values[0])
+            return (addr, "") if addr else (None, f"{field_name} is not one mailbox")
+    return None, "no PRA header"
+
+
+def sender_id_record(records: tuple[str, ...]) -> tuple[str | None, str]:
+    """RFC 4406 section 3.4: an ``spf2.0/...pra...`` record, else ``v=spf1``; returned as a
+    ``v=spf1`` record for evaluation, or (None, 'none'|'permerror')."""
+    pra = [r for r in records if re.match(r"^spf2\.0/([a-z,]*,)?pra(,[a-z,]*)?( |$)", r, re.I)]
+    if len(pra) > 1:
+        return None, "permerror"
+    if pra:
+        parts = pra[0].split(None, 1)
+        return ("v=spf1 " + parts[1]) if len(parts) > 1 else "v=spf1", ""
+    v1 = [r for r in records if re.match(r"^v=spf1( |$)", r, re.I)]
+    if len(v1) > 1:
+        return None, "permerror"
+    return (v1[0], "") if v1 else (None, "none")
+
+
+@dataclass(frozen=True, slots=True)
+class SenderIdSettings(BaseSettings):
+    mode: str = "off"  # legacy: opt-in
+    fail_action: str = "score"
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        BaseSettings.__post_init__(self)
+        check_action("fail_action", self.fail_action)
+
+
+class SenderIdLayer(Layer[SenderIdSettings]):
+    """Sender ID: SPF-style records checked against the purported responsible address."""
+
+    id = "senderid"
+    stage = Stage.EOM
+    fail_mode = FailMode.UNKNOWN
+    Settings = SenderIdSettings
+    description = "Sender ID (RFC 4406, PRA identity), legacy"
+
+    def check(self, ctx: MessageContext, settings: SenderIdSettings) -> LayerFindings:
+        why = exemption(ctx)
+        if why:
+            return LayerFindings({"exempt": why})
+        ip = ctx.conn.client_ip
+        if not ip:
+            return LayerFindings({"exempt": "no client address"})
+        pra, problem = purported_responsible_address(ctx.headers)
+        if pra is None:
+            result, domain, expl = "permerror", "", problem
+        else:
+            domain = pra.rpartition("@")[2].lower()
+            budget = budget_for(ctx)
+            ans = get_resolver().query_txt(domain, budget)
+            if ans.temporary:
+                result, expl = "temperror", f"DNS {ans.status}"
+            else:
+                record, status = sender_id_record(ans.records if ans.ok else ())
+                if record is None:
+                    result, expl = status, "no Sender ID record" if status == "none" else "several records"
+                else:
+                    q = _Query(i=ip, s=pra, h=ctx.conn.helo or domain, receiver=ctx.policy.hostname,
+                               lookup=spf_lookup(get_resolver(), budget), timeout=10.0, querytime=10.0)
+                    try:
+                        result, _code, expl = q.check(spf=record)
+                    except spf.TempError as e:
+                        result, expl = "temperror", str(e)
+                    if result not in RESULTS:
+                        result = "permerror"
+        name = f"SENDERID_{result.upper()}"
+        sym = self.symbol(name, score_of(settings.scores, SENDERID_SCORES, name), pra or "")
+        return LayerFindings({"result": result, "pra": pra or "", "domain": domain, "explanation": str(expl)[:300]},
+                             (sym,))
+
+    def policy_rules(self, settings: SenderIdSettings) -> list[PolicyRule]:
+        rule = action_rule("senderid_fail", "SENDERID_FAIL", settings.fail_action,
+                           Reply("550", "5.7.1", "Sender ID check failed"), "Sender ID fail")
+        return [rule] if rule else []

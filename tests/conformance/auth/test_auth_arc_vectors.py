@@ -4,6 +4,7 @@ The suite's txt_records are served through the resolver's test seam (StaticBacke
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.services import shared_path
 ARC = shared_path("conformance", "arc")
 
 
+@functools.lru_cache(maxsize=4)
 def _scenarios(name: str) -> list[dict[str, Any]]:
     path = ARC / name
     if not path.exists():
