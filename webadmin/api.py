@@ -134,6 +134,7 @@ class ListEntrySerializer(serializers.ModelSerializer):
         model = ListEntry
         fields = ["id", "list", "kind", "value", "domain", "comment", "created"]
         read_only_fields = ["id", "created"]
+        validators: list[Any] = []  # duplicates are merged by do_add_list_entry
 
 
 class ListEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,

@@ -1,0 +1,257 @@
+"""Search, pagination, TOTP, accounts, CSV import, Sieve validation, layer forms, Postfix maps,
+API and deploy checks of the web admin."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+import pyotp
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from tests.django.conftest import World
+
+
+def _bulk_log(n: int) -> None:
+    from reports.models import MessageLog, MessageRecipient
+
+    now = timezone.now()
+    rows = [MessageLog(log_id=f"bulk{i:028d}", time=now - dt.timedelta(seconds=i // 2), direction="inbound",
+                       mail_from=f"s{i % 7}@sender.test", subject=f"bulk {i}", action="accept" if i % 3 else "reject",
+                       score=float(i % 10), size=1000 + i) for i in range(n)]
+    MessageLog.objects.bulk_create(rows)
+    ids = MessageLog.objects.filter(log_id__startswith="bulk").values_list("id", flat=True)
+    MessageRecipient.objects.bulk_create([MessageRecipient(message_id=i, address="user@a.example", domain="a.example",
+                                                           action="accept") for i in ids])
+
+
+def test_it_pages_the_log_by_keyset_without_gaps_or_repeats(world: World) -> None:
+    _bulk_log(120)
+    c = world.client("domain_admin")
+    seen: list[str] = []
+    url = "/api/messages/?limit=25&subject=bulk"
+    while url:
+        data = c.get(url).json()
+        seen += [r["log_id"] for r in data["results"]]
+        url = f"/api/messages/?limit=25&subject=bulk&cursor={data['next']}" if data["next"] else ""
+    assert len(seen) == 120 and len(set(seen)) == 120
+    # Sorted by score, ascending, also pages completely.
+    seen2, url = [], "/api/messages/?limit=40&subject=bulk&sort=score"
+    while url:
+        data = c.get(url).json()
+        seen2 += [r["score"] for r in data["results"]]
+        url = f"/api/messages/?limit=40&subject=bulk&sort=score&cursor={data['next']}" if data["next"] else ""
+    assert seen2 == sorted(seen2) and len(seen2) == 120
+
+
+def test_it_filters_the_log_like_the_form_says(world: World) -> None:
+    _bulk_log(30)
+    c = world.client("global_admin")
+
+    def n(q: str) -> int:
+        return len(c.get("/api/messages/?limit=200&" + q).json()["results"])
+
+    assert n("sender=s1@sender.test") == len([i for i in range(30) if i % 7 == 1])
+    assert n("sender=@sender.test") == 30
+    assert n("result=junk&subject=bulk") == 10
+    assert n("score_min=9&subject=bulk") == 3
+    assert n("recipient=user@b.example") == 1
+    assert n("domain=b.example") == 1
+    assert n("direction=outbound") == 0
+    r = c.get("/logging/log/?result=junk&subject=bulk&sort=-score")
+    assert r.status_code == 200 and r.content.count(b'data-log-id="bulk') == 10
+    assert c.get("/api/messages/?since=yesterday").status_code == 400
+    assert b"not a date" in c.get("/logging/log/?since=yesterday").content
+
+
+def test_it_requires_totp_for_administrators(world: World) -> None:
+    from webadmin.models import Account, AdminSettings
+
+    s = AdminSettings.get()
+    s.require_admin_totp = True
+    s.save()
+    c = Client()
+    r = c.post("/accounts/login/", {"username": "dadmin_a", "password": "Correct-horse-9"})
+    assert r.status_code == 302 and r["Location"] == "/account/2fa/"
+    assert c.get("/dashboard/")["Location"] == "/account/2fa/"  # nothing else until enrolled
+    acct = Account.objects.get(user__username="dadmin_a")
+    page = c.get("/account/2fa/")
+    acct.refresh_from_db()
+    assert acct.totp_secret.encode() in page.content
+    assert c.post("/account/2fa/", {"code": "000000"}).status_code == 200
+    r = c.post("/account/2fa/", {"code": pyotp.TOTP(acct.totp_secret).now()})
+    assert r.status_code == 302
+    assert c.get("/dashboard/").status_code == 200
+    # Next login asks for the code; a wrong one is refused; a used one cannot be replayed.
+    c2 = Client()
+    r = c2.post("/accounts/login/", {"username": "dadmin_a", "password": "Correct-horse-9"})
+    assert r["Location"] == "/accounts/login/totp/"
+    assert c2.get("/dashboard/").status_code == 302
+    assert c2.post("/accounts/login/totp/", {"code": "123456"}).status_code == 200
+    acct.refresh_from_db()
+    acct.totp_last_step = 0
+    acct.save()
+    code = pyotp.TOTP(acct.totp_secret).now()
+    assert c2.post("/accounts/login/totp/", {"code": code})["Location"] == "/"
+    assert c2.get("/dashboard/").status_code == 200
+    c3 = Client()
+    c3.post("/accounts/login/", {"username": "dadmin_a", "password": "Correct-horse-9"})
+    assert c3.post("/accounts/login/totp/", {"code": code}).status_code == 200  # replay refused
+    # Users without the domain option log in with a password only.
+    c4 = Client()
+    assert c4.post("/accounts/login/", {"username": "user@a.example", "password": "Correct-horse-9"})["Location"] == "/"
+    assert c4.get("/account/").status_code == 200
+
+
+def test_it_rejects_a_wrong_password_and_unsafe_next(world: World) -> None:
+    c = Client()
+    assert c.post("/accounts/login/", {"username": "root", "password": "nope-nope-nope"}).status_code == 200
+    r = c.post("/accounts/login/", {"username": "root", "password": "Correct-horse-9", "next": "https://evil.test/"})
+    assert r["Location"] == "/"
+
+
+def test_it_imports_users_from_csv_within_the_admins_domains(world: World) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from webadmin.models import Account
+
+    csv_text = ("username,mailbox,aliases,role,domains,digest\n"
+                "carol,carol@a.example,c@a.example,user,,weekly\n"
+                "mallory,mallory@b.example,,user,,\n"
+                "boss,boss@a.example,,global_admin,,\n")
+    c = world.client("domain_admin")
+    r = c.post("/setup/users/import/", {"file": SimpleUploadedFile("u.csv", csv_text.encode())}, follow=True)
+    msgs = [str(m) for m in r.context["messages"]]
+    assert "1 user(s) created." in msgs
+    assert any("line 3" in m and "not in one of your domains" in m for m in msgs)
+    assert any("line 4" in m and "global administrator" in m for m in msgs)
+    carol = Account.objects.get(mailbox="carol@a.example")
+    assert carol.aliases == ["c@a.example"] and carol.digest_schedule == "weekly"
+    assert not Account.objects.filter(mailbox="mallory@b.example").exists()
+    export = b"".join(c.get("/setup/users/export.csv").streaming_content)
+    assert b"carol@a.example" in export and b"user@b.example" not in export
+
+
+def test_it_validates_sieve_as_you_type_with_line_numbers(world: World) -> None:
+    c = world.client("domain_admin")
+    ok = c.post("/api/sieve/validate/", {"source": "keep;\n"}, content_type="application/json").json()
+    assert ok == {"errors": []}
+    bad = c.post("/api/sieve/validate/", {"source": "keep;\nif true {\n  keep;\n\n}}\n"},
+                 content_type="application/json").json()
+    assert bad["errors"] and bad["errors"][0]["line"] == 5
+    assert world.client("user").post("/api/sieve/validate/", {"source": "keep;"},
+                                     content_type="application/json").status_code == 404
+    # Saving an invalid script through the page is refused with the line.
+    r = c.post("/security/scripts/new/", {"name": "x", "domain": world.a.domain.pk, "position": "after", "order": 0,
+                                          "enabled": "on", "source": "keep;\nif true {\n"})
+    assert r.status_code == 200 and (b"line 3" in r.content or b"line 2" in r.content)
+
+
+def test_it_saves_layer_settings_through_the_generic_form(world: World) -> None:
+    from webadmin.models import LayerSetting, PublishedPolicy
+
+    c = world.client("global_admin")
+    page = c.get("/security/layers/size/")
+    assert page.status_code == 200
+    before = PublishedPolicy.objects.count()
+    form = {k: v for k, v in page.context["form"].initial.items() if v is not None}
+    form["mode"] = "score"
+    r = c.post("/security/layers/size/", {k: ("on" if v is True else v) for k, v in form.items() if v is not False})
+    assert r.status_code == 302, r.content[:2000]
+    assert LayerSetting.objects.get(layer="size", domain=None).values["mode"] == "score"
+    assert PublishedPolicy.objects.count() == before + 1
+    # A domain admin edits only their domain's override.
+    d = world.client("domain_admin")
+    assert d.get(f"/security/layers/size/?domain={world.b.domain.pk}").status_code == 404
+    assert d.get("/security/layers/size/").status_code == 200
+
+
+def test_it_writes_postfix_maps(world: World, tmp_path: Path) -> None:
+    from django.core.management import call_command
+
+    from webadmin.models import Domain
+
+    Domain.objects.filter(pk=world.a.domain.pk).update(aliases=["alias-a.example"],
+                                                       mail_servers=["mx1.a.example:2525", "10.0.0.2"])
+    call_command("postfix", "maps", "--dir", str(tmp_path))
+    relay = (tmp_path / "relay_domains").read_text()
+    transport = (tmp_path / "transport").read_text()
+    assert "a.example\tOK" in relay and "alias-a.example\tOK" in relay and "b.example\tOK" in relay
+    assert "a.example\tsmtp:[mx1.a.example]:2525" in transport
+    assert "alias-a.example\tsmtp:[mx1.a.example]:2525" in transport
+    assert "b.example\tsmtp:[mx.b.example]:25" in transport
+
+
+def test_it_serves_the_same_rules_through_api_tokens(world: World) -> None:
+    from rest_framework.authtoken.models import Token
+
+    tok = Token.objects.create(user=world.a.accounts["user"].user)
+    c = Client(HTTP_AUTHORIZATION=f"Token {tok.key}")
+    data = c.get("/api/quarantine/").json()
+    assert [m["qid"] for m in data["results"]] == [world.a.qmessage.qid]
+    assert c.get(f"/api/quarantine/{world.b.qmessage.pk}/").status_code == 404
+    assert c.get("/api/domains/").status_code == 404
+    r = c.post("/api/lists/", {"list": "block", "kind": "sender", "value": "pest@spam.test"},
+               content_type="application/json")
+    assert r.status_code == 201, r.content
+    assert r.json()["domain"] == "a.example"
+    schema = c.get("/api/schema/")
+    assert schema.status_code == 200 and b"/api/quarantine/" in schema.content
+
+
+def test_it_manages_domains_and_users_through_the_api(world: World) -> None:
+    g = world.client("global_admin")
+    r = g.post("/api/domains/", {"name": "c.example", "mail_servers": ["mx.c.example"]}, content_type="application/json")
+    assert r.status_code == 201, r.content
+    assert g.post("/api/domains/", {"name": "not a domain"}, content_type="application/json").status_code == 400
+    d = world.client("domain_admin")
+    assert d.post("/api/domains/", {"name": "d.example"}, content_type="application/json").status_code == 404
+    r = d.post("/api/users/", {"username": "dave", "role": "user", "mailbox": "dave@a.example"},
+               content_type="application/json")
+    assert r.status_code == 201, r.content
+    r = d.post("/api/users/", {"username": "eve", "role": "user", "mailbox": "eve@b.example"},
+               content_type="application/json")
+    assert r.status_code == 400
+    r = d.post("/api/users/", {"username": "eve", "role": "global_admin", "mailbox": "eve@a.example"},
+               content_type="application/json")
+    assert r.status_code == 400
+
+
+def test_it_shows_server_status_and_charts_on_the_dashboard(world: World) -> None:
+    r = world.client("global_admin").get("/dashboard/")
+    assert r.status_code == 200
+    for name in (b"Database", b"Milter", b"Policy", b"Postfix queue", b"ClamAV", b"Redis"):
+        assert b'data-service="' + name + b'"' in r.content
+    assert r.content.count(b'class="card chart"') == 6
+    assert b'<rect class="bar"' in r.content  # the quarantined messages of the last hour are drawn
+    assert b"/logging/log/?since=" in r.content  # bars link into the filtered log
+    api = world.client("user").get("/api/dashboard/").json()
+    assert {c["key"] for c in api["charts"]} == {"traffic", "bandwidth", "goodjunk", "junk", "recipients", "spamdomains"}
+    assert world.b.marker not in str(api)
+
+
+def test_it_passes_the_deploy_check_with_production_settings(tmp_path: Path) -> None:
+    env = {**os.environ, "GATEWAY_HTTPS": "true", "GATEWAY_DATA_DIR": str(tmp_path),
+           "GATEWAY_SECRET_KEY": "k3$" + "x9Qz7-Lm2Vb8Nc4Rt6Yh1Gf5Dd0Ss3Aa" * 2, "GATEWAY_ALLOWED_HOSTS": "gw.example"}
+    res = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], env=env,
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "no issues" in res.stdout
+
+
+@pytest.mark.parametrize("page", ["/messages/quarantine/", "/security/lists/", "/setup/users/new/"])
+def test_it_puts_a_csrf_token_in_every_form(world: World, page: str) -> None:
+    r = world.client("global_admin").get(page)
+    assert r.content.count(b"<form method=\"post\"") <= r.content.count(b"csrfmiddlewaretoken")
+
+
+def test_it_refuses_posts_without_csrf(world: World) -> None:
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(world.root.user)
+    r = c.post(f"/messages/quarantine/{world.a.qmessage.pk}/action/", {"action": "delete"})
+    assert r.status_code == 403
+
