@@ -26,8 +26,11 @@ from gateway_milter.verdict import Action, HeaderEdit, Reply
 
 log = logging.getLogger("bulwark.milter")
 
-MACROS = ("j", "{daemon_name}", "{client_addr}", "{client_name}", "{client_ptr}", "{auth_authen}",
-          "{auth_type}", "{mail_addr}", "{rcpt_addr}", "i", "{tls_version}", "{cipher}")
+# Macros read at each stage (each read is a call into libmilter, so only where they are sent).
+CONNECT_MACROS = ("j", "{daemon_name}", "{client_addr}", "{client_name}", "{client_ptr}")
+HELO_MACROS = ("{tls_version}", "{cipher}")
+MAIL_MACROS = ("{auth_authen}", "{auth_type}", "{mail_addr}")
+EOM_MACROS = ("i",)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,9 +64,9 @@ class BulwarkMilter(Milter.Base):
         self._finished = True
 
     # -- helpers ----------------------------------------------------------------------------
-    def _macros(self) -> None:
+    def _macros(self, names: tuple[str, ...]) -> None:
         assert self.conn is not None
-        for m in MACROS:
+        for m in names:
             v = self.getsymval(m)
             if v:
                 self.conn.macros[m] = v if isinstance(v, str) else str(v)
@@ -89,21 +92,21 @@ class BulwarkMilter(Milter.Base):
             else:
                 ip = str(hostaddr)
         self.conn = ConnectionInfo(client_ip=ip, client_port=port, client_name=hostname or "")
-        self._macros()
+        self._macros(CONNECT_MACROS)
         return Milter.CONTINUE
 
     @guarded
     def hello(self, heloname: str) -> int:
         assert self.conn is not None
         self.conn.helo = heloname or ""
-        self._macros()
+        self._macros(HELO_MACROS)
         return Milter.CONTINUE
 
     @guarded
     def envfrom(self, mailfrom: str, *esmtp: str) -> int:
         assert self.conn is not None
         self._finish()
-        self._macros()
+        self._macros(MAIL_MACROS)
         self.ctx = self.gateway.begin(self.conn)
         self._finished = False
         if self.conn.helo:
@@ -114,7 +117,6 @@ class BulwarkMilter(Milter.Base):
     @guarded
     def envrcpt(self, to: str, *esmtp: str) -> int:
         assert self.ctx is not None
-        self._macros()
         d = self.gateway.rcpt(self.ctx, to, tuple(esmtp))
         return self._step(d)
 
@@ -153,7 +155,7 @@ class BulwarkMilter(Milter.Base):
     def eom(self) -> int:
         assert self.ctx is not None
         ctx = self.ctx
-        self._macros()
+        self._macros(EOM_MACROS)
         ctx.queue_id = self.conn.macros.get("i", "") if self.conn else ""
         d = self.gateway.eom(ctx)
         if d.action is Action.REJECT or d.action is Action.TEMPFAIL:
