@@ -240,3 +240,30 @@ def test_it_stores_keys_privately_and_rotates_between_two_selectors(tmp_path: Pa
             ks.generate(bad, "s1")
     with pytest.raises(KeyStoreError):
         ks.generate("example.test", "../x")
+
+
+def test_it_arc_seals_delivered_mail_when_configured(tmp_path: Path, zone: r.StaticBackend) -> None:
+    from gateway_milter.layers.arc import verify_chain
+
+    ks = KeyStore(tmp_path / "dkim")
+    zone.add("seal._domainkey.local.test", "TXT", [ks.generate("local.test", "seal", bits=1024)])
+    set_keystore(ks)
+    try:
+        doc = {"domains": ["local.test"], "gateway": {"authserv_id": "mx.local.test"},
+               "settings": {"arc": {"seal": True, "seal_domain": "local.test", "seal_selector": "seal"}}}
+        ctx = make_ctx(message(frm="alice@example.test"), doc=doc, ip="192.0.2.10", mail_from="<alice@example.test>")
+        ctx.layer("spf")
+        res = dkim_sign(ctx, Outcome.accept(), None)  # type: ignore[arg-type]
+        assert res is not None
+        assert [e.name for e in res.header_edits] == ["ARC-Authentication-Results", "ARC-Message-Signature",
+                                                      "ARC-Seal"]
+        assert ctx.facts["arc_sealed"] == "local.test"
+        # apply the inserts as the MTA does (each on top) and validate the chain we built
+        raw = ctx.raw_bytes()
+        for e in res.header_edits:
+            raw = f"{e.name}: {e.value}".replace("\n", "\r\n").encode() + b"\r\n" + raw
+        chain = verify_chain(raw)
+        assert (chain.cv, chain.sealers) == ("pass", ("local.test",))
+        assert "spf=pass" in chain.aars[0] and "mx.local.test" in chain.aars[0]
+    finally:
+        set_keystore(None)
