@@ -37,12 +37,20 @@ from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, St
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
+    from gateway_milter.pipeline.runner import LayerResult
 
 # RFC 5235 section 3.2 (virustest values)
 VIRUSTEST_NOT_TESTED = 0
 VIRUSTEST_CLEAN = 1
 VIRUSTEST_POSSIBLY = 4
 VIRUSTEST_INFECTED = 5
+
+
+def virustest_value(result: LayerResult) -> str:
+    """The RFC 5235 ``virustest`` value of an antivirus layer result (for the Sieve runtime)."""
+    if result.error or result.skipped:
+        return str(VIRUSTEST_NOT_TESTED)
+    return str(result.facts.get("virustest", VIRUSTEST_NOT_TESTED))
 
 
 @dataclass(frozen=True, slots=True)

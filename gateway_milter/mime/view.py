@@ -167,7 +167,15 @@ class MimeView:
 
 
 def parse_message(raw: bytes) -> MimeView:
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    except RecursionError:
+        # thousands of nested multiparts exhaust the stdlib parser: keep the headers only
+        from email.parser import BytesHeaderParser
+
+        msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        return MimeView(msg, [], ["RecursionError"], raw, [Ambiguity("TOO_DEEP", "the parser ran out of stack")],
+                        MAX_DEPTH + 1)
     parts: list[MimePart] = []
     defects = [type(d).__name__ for d in msg.defects]
     ambiguities: list[Ambiguity] = []

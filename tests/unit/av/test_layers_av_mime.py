@@ -201,3 +201,16 @@ def test_it_takes_servers_from_gateway_clamd(monkeypatch: pytest.MonkeyPatch, cl
     monkeypatch.setenv("GATEWAY_CLAMD", "bogus")
     with pytest.raises(ValueError, match="GATEWAY_CLAMD"):
         configured_servers()
+
+
+def test_it_gives_the_rfc5235_virustest_value(clamd: FakeClamd) -> None:
+    from gateway_milter.layers.antivirus import virustest_value
+    from gateway_milter.pipeline.runner import LayerResult
+
+    values = {}
+    for name, raw in (("clean", plain()), ("infected", with_attachment(EICAR, "e.com")),
+                      ("unscannable", with_attachment(b"ENCRYPTED", "x.bin"))):
+        facts, _ = scan(raw, clamd)
+        values[name] = virustest_value(LayerResult("antivirus", facts))
+    assert values == {"clean": "1", "infected": "5", "unscannable": "4"}
+    assert virustest_value(LayerResult("antivirus", skipped="disabled")) == "0"

@@ -66,8 +66,9 @@ def test_it_walks_nested_messages_with_paths() -> None:
     assert v.parts[-1].filename == "a.txt" and v.max_depth == 3
 
 
-def test_it_stops_at_a_deep_nesting_bomb() -> None:
-    depth = MAX_DEPTH + 30
+@pytest.mark.parametrize("extra", [30, 3000])
+def test_it_stops_at_a_deep_nesting_bomb(extra: int) -> None:
+    depth = MAX_DEPTH + extra
     raw = HEAD + b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(depth))
     raw += b"Content-Type: text/plain\r\n\r\ndeep\r\n" + b"".join(b"--b%d--\r\n" % i for i in reversed(range(depth)))
     v = parse_message(raw)
