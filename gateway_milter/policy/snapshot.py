@@ -227,6 +227,8 @@ def validate_document(doc: Any) -> dict[str, Any]:
         raise SettingsError("scripts", "must be a list")
     out["scripts"] = []
     names: set[str] = set()
+    if scripts and script_validator is None:
+        _load_script_validator()
     for i, s in enumerate(scripts):
         path = f"scripts[{i}]"
         if not isinstance(s, dict):
@@ -259,6 +261,13 @@ def validate_document(doc: Any) -> dict[str, Any]:
                 raise SettingsError(f"{path}.source", err)
         out["scripts"].append({"name": name, "source": source, "domain": dom, "position": pos, "enabled": enabled})
     return out
+
+
+def _load_script_validator() -> None:
+    try:
+        import gateway_milter.sieve  # noqa: F401 - registers script_validator on import
+    except ImportError:
+        pass
 
 
 def _domain_name(v: Any, path: str) -> str:

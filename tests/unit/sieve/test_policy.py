@@ -167,3 +167,14 @@ def test_it_exposes_system_scripts_as_readable_sieve() -> None:
     src = next(x["source"] for x in eng.scripts(None) if x["name"] == "system:lists")
     assert 'bulwark_symbol :layer "lists" :is ["BLOCKLIST_SENDER"]' in src
     assert 'refuse :code "550" :status "5.7.1"' in src
+
+
+def test_it_validates_scripts_even_when_only_the_snapshot_module_is_loaded() -> None:
+    import subprocess
+    import sys
+
+    code = ("from gateway_milter.policy.snapshot import PolicySnapshot\n"
+            "try:\n    PolicySnapshot.from_document({'scripts': [{'name': 'x', 'source': 'keep'}]})\n"
+            "except Exception as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip() == "scripts[0].source: 1:5: expected end of command ';' or the beginning of a block '{', found end of script"
