@@ -135,6 +135,13 @@ def verify_all(raw: bytes, *, resolver: Resolver | None = None, budget: DnsBudge
     except dkim.DKIMException as e:
         return [SignatureResult("", "", "", "", None, "permerror", f"unparsable message: {e}", "")]
     sig_headers = [v for k, v in d.headers if k.lower() == b"dkim-signature"]
+    # start every key lookup now, concurrently; verification below finds them cached or in flight
+    for raw_sig in sig_headers[:max_signatures]:
+        m_d = re.search(rb"(?:^|;)\s*d\s*=\s*([^;\s]+)", raw_sig)
+        m_s = re.search(rb"(?:^|;)\s*s\s*=\s*([^;\s]+)", raw_sig)
+        if m_d and m_s:
+            res.prefetch(f"{m_s.group(1).decode('ascii', 'replace')}._domainkey.{m_d.group(1).decode('ascii', 'replace')}",
+                         "TXT", budget)
     out: list[SignatureResult] = []
     for idx, raw_sig in enumerate(sig_headers[:max_signatures]):
         try:

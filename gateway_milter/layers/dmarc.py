@@ -227,6 +227,14 @@ class DmarcLayer(Layer[DmarcSettings]):
         if not from_domain:
             return LayerFindings({"result": "permerror", "error": problem}, (sym("DMARC_PERMERROR", problem),))
         budget = budget_for(ctx)
+        res = get_resolver()
+        res.prefetch(f"_dmarc.{from_domain}", "TXT", budget)  # both candidates at once (section 6.6.3)
+        org = org_domain(from_domain)
+        if org and org != from_domain:
+            res.prefetch(f"_dmarc.{org}", "TXT", budget)
+        # SPF and DKIM (their DNS) run while the policy lookups above are in flight
+        spf = ctx.layer("spf")
+        dkim = ctx.layer("dkim")
         disc = discover(from_domain, budget=budget)
         facts: dict[str, Any] = {"from_domain": from_domain, "policy_domain": disc.policy_domain}
         if disc.status == "temperror":
@@ -239,8 +247,6 @@ class DmarcLayer(Layer[DmarcSettings]):
             facts.update(result="none")
             return LayerFindings(facts, (sym("DMARC_NONE", from_domain),))
         rec = disc.record
-        spf = ctx.layer("spf")
-        dkim = ctx.layer("dkim")
         spf_domain = spf.fact("domain", "") if spf.fact("identity") == "mailfrom" else ""
         spf_aligned = spf.fact("result") == "pass" and bool(spf_domain) and aligned(spf_domain, from_domain,
                                                                                    rec.aspf == "s")

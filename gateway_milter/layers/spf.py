@@ -178,6 +178,7 @@ class SpfLayer(Layer[SpfSettings]):
         ip = ctx.conn.client_ip
         if not ip:
             return LayerFindings({"exempt": "no client address"})
+        self.prefetch(ctx, settings)  # both identities' records at once (no-op when already started)
         budget = budget_for(ctx)
         timeout = min(settings.lookup_timeout_s, ctx.runner.remaining(settings.lookup_timeout_s)) \
             if ctx.runner is not None else settings.lookup_timeout_s
