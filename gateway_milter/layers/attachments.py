@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 DEFAULT_BLOCKED_EXTENSIONS = (
     "ade", "adp", "app", "application", "appref-ms", "bas", "bat", "chm", "cmd", "com", "cpl", "dll",
     "exe", "gadget", "hta", "inf", "ins", "isp", "jar", "js", "jse", "lnk", "mde", "msc", "msi", "msp",
-    "mst", "pif", "ps1", "ps1xml", "psc1", "psm1", "reg", "scf", "scr", "sct", "shb", "shs", "url",
+    "mst", "iso", "img", "pif", "ps1", "ps1xml", "psc1", "psm1", "reg", "scf", "scr", "sct", "shb", "shs", "url",
     "vb", "vbe", "vbs", "vhd", "vhdx", "ws", "wsc", "wsf", "wsh", "xll", "xbap",
 )
 # Extensions that make a harmless-looking first half of a double extension.

@@ -40,6 +40,15 @@ def probe(data: bytes) -> bool:
         from oletools.olevba import VBA_Parser
     except ImportError as e:  # pragma: no cover - oletools is a runtime dependency
         raise MacroProbeError(f"oletools missing: {e}") from None
+    try:
+        from oletools.crypto import is_encrypted
+
+        encrypted = bool(is_encrypted(data))
+    except Exception:  # noqa: BLE001 - the check itself failing means we cannot tell
+        encrypted = False
+    if encrypted:
+        # password-protected Office files hide their macros; they cannot be judged
+        raise MacroProbeError("encrypted document")
     parser = None
     try:
         parser = VBA_Parser("attachment", data=data)
