@@ -4,7 +4,7 @@ confusables after Unicode TR #39 "skeleton" folding, reduced to a built-in table
 Only mail that is not DMARC-aligned is screened (a From domain that passed DMARC is what it
 says it is). Checks:
 
-- ``FROM_LOOKALIKE_DOMAIN``: the From domain is not local but imitates a local domain or a
+- ``FROM_LOOKALIKE``: the From domain is not local but imitates a local domain or a
   ``protected_domains`` entry: same skeleton after folding confusable characters
   (``paypa1.com``, ``exаmple.com`` with a Cyrillic "а", ``rn`` for ``m``) or an edit distance
   of at most ``max_distance`` on the registrable label;
@@ -35,7 +35,7 @@ from gateway_milter.verdict import FailMode, Reply, Stage
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
 
-DEFAULT_SCORES: dict[str, float] = {"FROM_LOOKALIKE_DOMAIN": 4.0, "FROM_DISPLAY_NAME_SPOOF": 3.0,
+DEFAULT_SCORES: dict[str, float] = {"FROM_LOOKALIKE": 4.0, "FROM_DISPLAY_NAME_SPOOF": 3.0,
                                     "FROM_VIP_IMPERSONATION": 4.0, "FROM_LOCAL_DOMAIN_UNALIGNED": 2.0}
 SYMBOLS = tuple(DEFAULT_SCORES)
 
@@ -202,7 +202,7 @@ class FromScreenLayer(Layer[FromScreenSettings]):
             hit = cache[key]
             if hit:
                 facts["imitates"] = hit
-                symbols.append(sym("FROM_LOOKALIKE_DOMAIN", f"{domain} ~ {hit}"))
+                symbols.append(sym("FROM_LOOKALIKE", f"{domain} ~ {hit}"))
         dn = display.strip()
         if dn and domain and not ctx.policy.is_local_domain(domain):
             dn_low = dn.lower()
@@ -226,7 +226,7 @@ class FromScreenLayer(Layer[FromScreenSettings]):
     def policy_rules(self, settings: FromScreenSettings) -> list[PolicyRule]:
         rules = []
         for symbol, action, text in (
-            ("FROM_LOOKALIKE_DOMAIN", settings.lookalike_action, "Sender domain imitates a protected domain"),
+            ("FROM_LOOKALIKE", settings.lookalike_action, "Sender domain imitates a protected domain"),
             ("FROM_DISPLAY_NAME_SPOOF", settings.display_name_action, "Sender display name is misleading"),
             ("FROM_VIP_IMPERSONATION", settings.vip_action, "Sender impersonates a protected person"),
             ("FROM_LOCAL_DOMAIN_UNALIGNED", settings.local_unaligned_action, "Unauthenticated use of a local domain"),

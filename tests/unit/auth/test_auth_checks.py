@@ -172,7 +172,7 @@ def test_it_screens_display_names_and_vips(zone: r.StaticBackend) -> None:
     ctx = make_ctx(message(frm="Jane Doe <jane.doe@freemail.example>"), doc=doc)
     assert "FROM_VIP_IMPERSONATION" in syms(ctx, "fromscreen")
     ctx = make_ctx(message(frm="Support <help@loca1.test>"), doc=doc)
-    assert "FROM_LOOKALIKE_DOMAIN" in syms(ctx, "fromscreen")
+    assert "FROM_LOOKALIKE" in syms(ctx, "fromscreen")
     ctx = make_ctx(message(frm="Someone <boss@local.test>"), doc=doc)
     assert "FROM_LOCAL_DOMAIN_UNALIGNED" in syms(ctx, "fromscreen")
     ctx = make_ctx(message(frm="Friend <friend@example.test>"), doc=doc)
