@@ -15,12 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway_milter.context import ConnectionInfo, MessageContext, Recipient  # noqa: E402
-from gateway_milter.pipeline.runner import LayerRunner  # noqa: E402
-from gateway_milter.policy.snapshot import PolicySnapshot  # noqa: E402
-from gateway_milter.sieve import MessageData, compile_script  # noqa: E402
-from gateway_milter.sieve.runtime import Runtime  # noqa: E402
-from gateway_milter.sieve.policy import SievePolicyEngine  # noqa: E402
+from gateway_milter.context import ConnectionInfo, MessageContext, Recipient
+from gateway_milter.pipeline.runner import LayerRunner
+from gateway_milter.policy.snapshot import PolicySnapshot
+from gateway_milter.sieve import MessageData, compile_script
+from gateway_milter.sieve.policy import SievePolicyEngine
+from gateway_milter.sieve.runtime import Runtime
 
 MESSAGE = (b"Received: from mx.sender.test (mx.sender.test [203.0.113.5]) by mx.example.com\r\n"
            b"Received: from client by mx.sender.test\r\n"
@@ -31,28 +31,28 @@ MESSAGE = (b"Received: from mx.sender.test (mx.sender.test [203.0.113.5]) by mx.
 
 # Ten scripts, five tests each, none of which matches (the common case: every test runs).
 SCRIPTS = [
-    'require ["fileinto"]; if anyof (header :contains "subject" ["viagra", "lottery"], header :is "x-spam-flag" "YES",'
-    ' exists "x-virus", address :domain "from" "spam.test", header :matches "subject" "*[SPAM]*") { fileinto "Junk"; }',
-    'require ["envelope", "fileinto"]; if allof (envelope :domain "from" "partner.test", address :localpart "to" "ceo",'
-    ' header :contains "x-mailer" "bulk", not exists "date", size :over 5M) { fileinto "Quarantine"; }',
-    'require ["reject", "regex"]; if anyof (header :contains "from" "phish", header :contains "reply-to" "phish",'
-    ' address :is "from" "ceo@example.com", header :regex "subject" "^(wire|transfer) now", exists "x-phish") { reject "no"; }',
-    'require ["relational", "comparator-i;ascii-numeric"]; if anyof (header :count "gt" :comparator "i;ascii-numeric"'
-    ' "received" "30", header :value "ge" :comparator "i;ascii-numeric" "x-spam-score" "8", header :is "precedence" "junk",'
-    ' address :domain "to" "old.example.com", header :contains "subject" "unsubscribe") { discard; }',
-    'require ["variables", "fileinto"]; if header :matches "list-id" "*<*.lists.example.net>*" { set "l" "${2}"; fileinto "lists/${l}"; }'
-    ' if anyof (header :contains "subject" "newsletter", header :is "auto-submitted" "auto-replied",'
-    ' address :domain "from" "mailer.example.net", exists "x-campaign") { keep; }',
-    'require ["editheader"]; if anyof (header :contains "subject" "[EXTERNAL]", address :domain "from" "example.com",'
-    ' header :is "x-internal" "yes", exists "x-bulwark-tagged", header :contains "to" "undisclosed") { addheader "X-Seen" "1"; }',
-    'require ["regex"]; if anyof (header :regex "message-id" "@(localhost|127\\\\.0\\\\.0\\\\.1)>$", header :contains "x-mailer" "PHPMailer",'
-    ' header :is "content-type" "application/x-msdownload", header :contains "subject" "invoice overdue", exists "x-php-originating-script") { discard; }',
-    'require ["fileinto"]; if allof (header :contains "from" "bank", not address :domain "from" ["bank.example", "bank.test"],'
-    ' header :contains "subject" "account", exists "reply-to", size :under 100K) { fileinto "Quarantine"; }',
-    'require ["subaddress", "fileinto"]; if anyof (address :detail "to" "spam", address :user "to" "abuse", address :detail "cc" "junk",'
-    ' header :is "subject" "", header :contains "subject" "=?gb2312?") { fileinto "Junk"; }',
-    'require ["fileinto"]; if anyof (header :contains "x-spam-status" "Yes", header :contains "x-spam-level" "*****",'
-    ' address :all :is "from" "mailer-daemon@example.com", header :contains "received" "dialup", exists "x-bulk") { fileinto "Junk"; }',
+    ('require ["fileinto"]; if anyof (header :contains "subject" ["viagra", "lottery"], header :is "x-spam-flag" "YES",'
+     ' exists "x-virus", address :domain "from" "spam.test", header :matches "subject" "*[SPAM]*") { fileinto "Junk"; }'),
+    ('require ["envelope", "fileinto"]; if allof (envelope :domain "from" "partner.test", address :localpart "to" "ceo",'
+     ' header :contains "x-mailer" "bulk", not exists "date", size :over 5M) { fileinto "Quarantine"; }'),
+    ('require ["reject", "regex"]; if anyof (header :contains "from" "phish", header :contains "reply-to" "phish",'
+     ' address :is "from" "ceo@example.com", header :regex "subject" "^(wire|transfer) now", exists "x-phish") { reject "no"; }'),
+    ('require ["relational", "comparator-i;ascii-numeric"]; if anyof (header :count "gt" :comparator "i;ascii-numeric"'
+     ' "received" "30", header :value "ge" :comparator "i;ascii-numeric" "x-spam-score" "8", header :is "precedence" "junk",'
+     ' address :domain "to" "old.example.com", header :contains "subject" "unsubscribe") { discard; }'),
+    ('require ["variables", "fileinto"]; if header :matches "list-id" "*<*.lists.example.net>*" { set "l" "${2}"; fileinto "lists/${l}"; }'
+     ' if anyof (header :contains "subject" "newsletter", header :is "auto-submitted" "auto-replied",'
+     ' address :domain "from" "mailer.example.net", exists "x-campaign") { keep; }'),
+    ('require ["editheader"]; if anyof (header :contains "subject" "[EXTERNAL]", address :domain "from" "example.com",'
+     ' header :is "x-internal" "yes", exists "x-bulwark-tagged", header :contains "to" "undisclosed") { addheader "X-Seen" "1"; }'),
+    ('require ["regex"]; if anyof (header :regex "message-id" "@(localhost|127\\\\.0\\\\.0\\\\.1)>$", header :contains "x-mailer" "PHPMailer",'
+     ' header :is "content-type" "application/x-msdownload", header :contains "subject" "invoice overdue", exists "x-php-originating-script") { discard; }'),
+    ('require ["fileinto"]; if allof (header :contains "from" "bank", not address :domain "from" ["bank.example", "bank.test"],'
+     ' header :contains "subject" "account", exists "reply-to", size :under 100K) { fileinto "Quarantine"; }'),
+    ('require ["subaddress", "fileinto"]; if anyof (address :detail "to" "spam", address :user "to" "abuse", address :detail "cc" "junk",'
+     ' header :is "subject" "", header :contains "subject" "=?gb2312?") { fileinto "Junk"; }'),
+    ('require ["fileinto"]; if anyof (header :contains "x-spam-status" "Yes", header :contains "x-spam-level" "*****",'
+     ' address :all :is "from" "mailer-daemon@example.com", header :contains "received" "dialup", exists "x-bulk") { fileinto "Junk"; }'),
 ]
 
 

@@ -32,8 +32,17 @@ from gateway_milter.sieve.runtime import (
 )
 
 __all__ = [
-    "CompileError", "ExecutionResult", "Limits", "MessageData", "Program", "REGISTRY",
-    "SieveAction", "SieveError", "SieveRuntimeError", "compile_script", "validate",
+    "REGISTRY",
+    "CompileError",
+    "ExecutionResult",
+    "Limits",
+    "MessageData",
+    "Program",
+    "SieveAction",
+    "SieveError",
+    "SieveRuntimeError",
+    "compile_script",
+    "validate",
 ]
 
 

@@ -9,10 +9,20 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
-from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
+from gateway_milter.context import (
+    ConnectionInfo,
+    MessageContext,
+    Recipient,
+    split_address,
+)
 from gateway_milter.pipeline.runner import LayerRunner
 from gateway_milter.policy.snapshot import PolicySnapshot
-from gateway_milter.sieve import CompileError, ExecutionResult, MessageData, compile_script
+from gateway_milter.sieve import (
+    CompileError,
+    ExecutionResult,
+    MessageData,
+    compile_script,
+)
 from gateway_milter.sieve.bulwark import GatewayHooks
 from gateway_milter.sieve.policy import ContextEnvironment, GatewayEnvironment
 
@@ -57,8 +67,7 @@ def check(path: str, out: TextIO) -> int:
     try:
         compile_script(source, path, loader=lambda n, loc: _sibling(path, n))
     except CompileError as e:
-        for err in e.errors:
-            out.write(f"{path}:{err.line}:{err.column}: {err.message}\n")
+        out.writelines(f"{path}:{err.line}:{err.column}: {err.message}\n" for err in e.errors)
         return 1
     out.write(f"{path}: OK\n")
     return 0
@@ -95,7 +104,7 @@ def action_line(a: Any) -> str:
         return f"addheader{' :last' if g.get('last') else ''} {g['name']}: {g['value']}"
     if k == "deleteheader":
         return f"deleteheader {g['name']}: {g.get('value', '')}".rstrip()
-    return k
+    return str(k)
 
 
 def test(path: str, message: str, out: TextIO, *, mail_from: str = "", rcpt: list[str] | None = None,
@@ -111,15 +120,13 @@ def test(path: str, message: str, out: TextIO, *, mail_from: str = "", rcpt: lis
             out.write(json.dumps({"actions": [], "implicit_keep": True,
                                   "error": f"{first.line}:{first.column}: {first.message}"}) + "\n")
         else:
-            for err in e.errors:
-                out.write(f"{path}:{err.line}:{err.column}: {err.message}\n")
+            out.writelines(f"{path}:{err.line}:{err.column}: {err.message}\n" for err in e.errors)
         return 2
     if as_json:
         out.write(json.dumps({"actions": [action_json(a) for a in res.actions], "implicit_keep": res.implicit_keep,
                               "error": str(res.error) if res.error else None}) + "\n")
         return 1 if res.error else 0
-    for a in res.actions:
-        out.write(action_line(a) + "\n")
+    out.writelines(action_line(a) + "\n" for a in res.actions)
     if res.implicit_keep:
         out.write("keep (implicit)\n")
     if res.error:

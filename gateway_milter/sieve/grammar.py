@@ -191,7 +191,7 @@ def _multiline(src: str, i: int, line: int, lstart: int, col: int) -> tuple[int,
         j = src.find("\n", i)
         raw = src[i:] if j < 0 else src[i:j]
         nxt = n if j < 0 else j + 1
-        text = raw[:-1] if raw.endswith("\r") else raw
+        text = raw.removesuffix("\r")
         line += 1 if j >= 0 else 0
         if text == ".":
             i = nxt
@@ -199,8 +199,7 @@ def _multiline(src: str, i: int, line: int, lstart: int, col: int) -> tuple[int,
             break
         if raw.startswith(".."):
             raw = raw[1:]  # dot-stuffing
-        if raw.endswith("\r"):
-            raw = raw[:-1]
+        raw = raw.removesuffix("\r")
         out.append(raw + ("\r\n" if j >= 0 else ""))  # RFC 5228 2.4.2: lines end with CRLF
         i = nxt
         lstart = nxt

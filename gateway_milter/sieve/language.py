@@ -27,7 +27,6 @@ from gateway_milter.sieve.compiler import (
     Pred,
     ReportedError,
     SieveError,
-    StrFn,
     TagSpec,
     _seq,
     compile_source,
@@ -125,7 +124,7 @@ def _compile_if_chain(cc: CompileContext, chain: list[Command]) -> Exec | None:
                 cc.report(e)
                 pred = None
         if skip_block:
-            body: Exec = lambda rt: None  # noqa: E731
+            body: Exec = lambda rt: None
         else:
             saved = set(cc.required)
             body = compile_block(cc, cmd.block)
@@ -151,7 +150,7 @@ def _ihave_caps(cc: CompileContext, t: Test) -> list[str] | None:
     return None
 
 
-CompileContext.block = compile_block  # type: ignore[method-assign]
+CompileContext.block = compile_block  # type: ignore[method-assign,assignment]
 
 
 def c_stop(cc: CompileContext, cmd: Command) -> Exec:
@@ -464,8 +463,8 @@ def t_header(cc: CompileContext, t: Test) -> Pred:
     index, last = args.value("index"), bool(args.tag("last"))
     use_mime, anychild = bool(args.tag("mime")), bool(args.tag("anychild"))
     opt = args.tag("mimeopt")
-    params = args.value("mimeopt") if opt == "param" else None
-    if opt == "param":
+    params: list[str] | None = args.value("mimeopt") if opt == "param" else None
+    if params is not None:
         params = cc.const_list(params) or params
 
     if not use_mime and index is None and const_names is not None:
@@ -699,7 +698,7 @@ def part_text(part: Message) -> str:
         payload = part.get_payload(decode=True)
     except Exception:  # noqa: BLE001
         payload = None
-    if payload is None:
+    if not isinstance(payload, bytes):
         p = part.get_payload()
         return p if isinstance(p, str) else ""
     cs = part.get_content_charset() or "us-ascii"
@@ -898,7 +897,7 @@ def t_hasflag(cc: CompileContext, t: Test) -> Pred:
     raw_keys, kconst = _keys(cc, args.pos[-1])
     # RFC 5232 section 5: the keys are flag lists too ("b A" is the flags b and A).
     kconst = normalize_flags(kconst) if kconst is not None else None
-    keys: ListFn = (lambda rt: kconst) if kconst is not None else (lambda rt: normalize_flags(raw_keys(rt)))  # type: ignore[assignment,return-value]
+    keys: ListFn = (lambda rt: kconst) if kconst is not None else (lambda rt: normalize_flags(raw_keys(rt)))
     match = compile_matcher(cc, args, keys, kconst, t.line, t.col)
     vars_ = cc.strlist(strlist_of(args.pos[0])) if len(args.pos) == 2 else None
     if vars_ is not None and not cc.has("variables"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-import regex
+import regex  # type: ignore[import-untyped]
 
 from gateway_milter.sieve.compiler import (
     Args,

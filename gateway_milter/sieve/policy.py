@@ -25,10 +25,10 @@ from gateway_milter.sieve.bulwark import GatewayHooks
 from gateway_milter.sieve.runtime import (
     BasicEnvironment,
     MessageData,
+    ReturnScript,
     Runtime,
     SieveAction,
     SieveRuntimeError,
-    ReturnScript,
     StopScript,
 )
 from gateway_milter.verdict import (

@@ -13,10 +13,11 @@ import email.header
 import email.policy
 import email.utils
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -47,15 +48,15 @@ class SieveRuntimeError(Exception):
         return f"{where}: {self.message}"
 
 
-class StopScript(Exception):  # noqa: N818 - control flow, not an error
+class StopScript(Exception):
     pass
 
 
-class ReturnScript(Exception):  # noqa: N818
+class ReturnScript(Exception):
     pass
 
 
-class BreakLoop(Exception):  # noqa: N818
+class BreakLoop(Exception):
     def __init__(self, name: str | None) -> None:
         super().__init__(name)
         self.name = name
@@ -174,7 +175,7 @@ class MessageData:
                 n, _, v = text.partition(":")
                 n = n.rstrip(" \t")
                 if n and " " not in n and "\t" not in n:
-                    headers.append((n, v[1:] if v.startswith(" ") else v))
+                    headers.append((n, v.removeprefix(" ")))
         md = cls(headers, body, mail_from=mail_from, recipients=recipients, auth=auth)
         md.has_body = has_body
         if size_as_given:
@@ -367,7 +368,7 @@ def _same_delivery(a: SieveAction, b: SieveAction) -> bool:
     if ka in ("keep", "fileinto") and kb in ("keep", "fileinto"):
         return _mailbox(a) == _mailbox(b)
     if ka == kb == "redirect":
-        return a.args["address"].lower() == b.args["address"].lower()
+        return bool(a.args["address"].lower() == b.args["address"].lower())
     return ka == kb and ka in ("discard",)
 
 

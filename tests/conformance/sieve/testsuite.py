@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from gateway_milter.sieve import REGISTRY, compile_script
-from gateway_milter.sieve.compiler import CompileContext, Exec, Extension, Pred, TagSpec, read_args, strlist_of
+from gateway_milter.sieve.compiler import (
+    CompileContext,
+    Exec,
+    Extension,
+    Pred,
+    TagSpec,
+    read_args,
+    strlist_of,
+)
 from gateway_milter.sieve.grammar import Command, SieveError, Test
 from gateway_milter.sieve.language import _keys, _simple, compile_block
 from gateway_milter.sieve.matching import compile_matcher, match_tags
@@ -32,7 +40,7 @@ from gateway_milter.sieve.runtime import (
 DEFAULT_MESSAGE = b"From: sender@example.com\r\nTo: recipient@example.org\r\nSubject: Frop!\r\n\r\nFrop!\r\n"
 
 
-class TestFail(Exception):  # noqa: N818
+class TestFail(Exception):
     pass
 
 
@@ -115,7 +123,7 @@ class SuiteEnvironment(BasicEnvironment):
         if raw is None:
             return "0"
         if typ == "text":
-            for i in range(0, 11):
+            for i in range(11):
                 tv = cfg.get(f"sieve_{prefix}_text_value/{i}")
                 if tv is not None and tv == raw.strip():
                     return _scale(i, 10 if prefix == "spamtest" else 5, percent, prefix, rt=None)
@@ -140,11 +148,11 @@ class SuiteEnvironment(BasicEnvironment):
         if mx <= 0:
             return "0"
         if score <= 0:
-            return "0" if percent and False else ("0" if percent else "1")
+            return "0" if percent else "1"
         if score >= mx:
             return "100" if percent else "10"
         if percent:
-            return str(int(round(score / mx * 100)))
+            return str(round(score / mx * 100))
         return str(int(1 + score / mx * 9))
 
     def spamtest(self, rt: Runtime, percent: bool) -> str:
@@ -158,7 +166,7 @@ def _scale(i: int, top: int, percent: bool, prefix: str, rt: Any) -> str:
     if prefix == "virustest":
         return str(i)
     if percent:
-        return str(int(round((i - 1) / 9 * 100))) if i > 0 else "0"
+        return str(round((i - 1) / 9 * 100)) if i > 0 else "0"
     return str(i)
 
 

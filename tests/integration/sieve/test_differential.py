@@ -10,7 +10,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from pathlib import Path
 
 import pytest
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
+from gateway_milter.context import (
+    ConnectionInfo,
+    MessageContext,
+    Recipient,
+    split_address,
+)
 from gateway_milter.pipeline.runner import LayerRunner
 from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.sieve import ExecutionResult, MessageData, compile_script

@@ -62,7 +62,7 @@ def test_it_tests_host_facts_and_lists() -> None:
 
 def test_it_compares_scores_as_decimals() -> None:
     src = 'if bulwark_score :atleast "2.5" { fileinto "high"; } if bulwark_score :under "2.5" { fileinto "low"; }'
-    res, ctx = run_ctx(src)
+    res, _ = run_ctx(src)
     assert boxes(res) == ["low"]
 
 

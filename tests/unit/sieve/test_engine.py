@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from gateway_milter.policy import snapshot
-from gateway_milter.sieve import CompileError, Limits, MessageData, compile_script, validate
+from gateway_milter.sieve import (
+    CompileError,
+    Limits,
+    MessageData,
+    compile_script,
+    validate,
+)
 from gateway_milter.sieve.grammar import SieveError, parse
 from tests.unit.sieve.helpers import kinds, run
 
