@@ -19,6 +19,7 @@ refuses the null sender, breaking RFC 5321 section 4.5.5). Facts: ``result``, ``
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import socket
@@ -49,6 +50,7 @@ class CallbackSettings(BaseSettings):
     max_hosts: int = 2
     use_vrfy: bool = False
     helo_name: str = ""  # default: the gateway hostname
+    allow_private_targets: bool = False  # MX records pointing at loopback/private space are skipped
     positive_ttl_s: int = 86400
     negative_ttl_s: int = 3600
     scores: dict[str, float] = field(default_factory=dict)
@@ -236,6 +238,9 @@ class CallbackLayer(Layer[CallbackSettings]):
         for name in names[: settings.max_hosts]:
             a4, a6 = res.query_addresses(name, budget)
             out += list(a4.records if a4.ok else ()) + list(a6.records if a6.ok else ())
+        if not settings.allow_private_targets:
+            # a sender's DNS must not make us connect into our own networks
+            out = [a for a in out if _public(a)]
         return out[: settings.max_hosts * 2]
 
     def policy_rules(self, settings: CallbackSettings) -> list[PolicyRule]:
@@ -243,6 +248,15 @@ class CallbackLayer(Layer[CallbackSettings]):
                            Reply("550", "5.1.7", "Sender address rejected: the sender's mail server does not know it"),
                            "callback verification failed")
         return [rule] if rule else []
+
+
+def _public(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
+                or ip.is_unspecified)
 
 
 def _store() -> Any:

@@ -139,7 +139,8 @@ def test_it_caches_callback_answers_in_the_state_store(zone: r.StaticBackend) ->
     zone.records[("mail.example.test", "A")] = ["127.0.0.1"]
     store = MemoryStore()
     set_default_store(store)
-    doc = {"domains": ["local.test"], "settings": {"callback": {"mode": "on", "port": mx.port, "timeout_s": 3}}}
+    doc = {"domains": ["local.test"], "settings": {"callback": {"mode": "on", "port": mx.port, "timeout_s": 3,
+                                                                "allow_private_targets": True}}}
     try:
         ctx = make_ctx(mail_from="<mallory@example.test>", doc=doc, ip="198.51.100.1")
         assert syms(ctx, "callback") == {"CALLBACK_FAIL"}
@@ -147,6 +148,10 @@ def test_it_caches_callback_answers_in_the_state_store(zone: r.StaticBackend) ->
         ctx2 = make_ctx(mail_from="<mallory@example.test>", doc=doc, ip="198.51.100.1")
         assert ctx2.layer("callback").fact("cached") is True and len(mx.commands) == n
         assert store.get("cb:mallory@example.test") == "fail"
+        # by default an MX in loopback/private space is never contacted
+        strict = {"domains": ["local.test"], "settings": {"callback": {"mode": "on", "port": mx.port}}}
+        ctx3 = make_ctx(mail_from="<other@example.test>", doc=strict, ip="198.51.100.1")
+        assert ctx3.layer("callback").fact("result") == "unknown" and len(mx.commands) == n
     finally:
         set_default_store(None)
         mx.close()
