@@ -23,9 +23,10 @@ through :func:`get_resolver`. Stable API (other layers rely on it; change it add
 ``resolver.query_a / query_aaaa / query_txt / query_mx / query_ptr(name_or_ip, budget=None)``
     Typed helpers (``query_ptr`` takes an IP address).
 ``DnsBudget(seconds, max_queries)``
-    Per-message DNS budget: every lookup is bounded by what is left; an exhausted budget
-    gives ``timeout`` answers without touching the network. ``budget_for(ctx)`` keeps one
-    per message in ``ctx.facts``.
+    DNS budget: every lookup is bounded by what is left; an exhausted budget gives
+    ``timeout`` answers without touching the network. ``budget_for(ctx)`` gives the current
+    SMTP stage's budget of a message (its own deadline, capped by the stage's time budget;
+    one query count, 200 by default, for the whole message).
 
 Values in ``DnsAnswer.records``: A/AAAA -> address text; MX -> ``(preference, exchange)``;
 PTR/CNAME/NS -> host name without the trailing dot; TXT -> the character-strings joined
@@ -95,32 +96,62 @@ class DnsAnswer:
         return self.status in (NXDOMAIN, NODATA, INVALID)
 
 
-class DnsBudget:
-    """The DNS time and query allowance of one message (thread-safe)."""
+class QueryCounter:
+    """Network queries made for one message, across its SMTP stages (thread-safe)."""
 
-    def __init__(self, seconds: float = 20.0, max_queries: int = 200) -> None:
-        self.deadline = time.monotonic() + seconds
-        self.max_queries = max_queries
-        self.queries = 0
+    def __init__(self, limit: int = 200) -> None:
+        self.limit = limit
+        self.count = 0
         self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.count >= self.limit:
+                return False
+            self.count += 1
+            return True
+
+
+class DnsBudget:
+    """A DNS time allowance (a deadline) plus the message's query counter (thread-safe)."""
+
+    def __init__(self, seconds: float = 20.0, max_queries: int = 200, counter: QueryCounter | None = None) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.counter = counter if counter is not None else QueryCounter(max_queries)
+
+    @property
+    def queries(self) -> int:
+        return self.counter.count
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
     def take(self) -> bool:
-        """Account one network query; False when the budget is spent."""
-        with self._lock:
-            if self.queries >= self.max_queries or self.remaining() <= 0:
-                return False
-            self.queries += 1
-            return True
+        """Account one network query; False when the time or the query allowance is spent."""
+        if self.remaining() <= 0:
+            return False
+        return self.counter.take()
 
 
-def budget_for(ctx: Any, seconds: float = 20.0) -> DnsBudget:
-    """The message's DNS budget, created on first use and kept in ``ctx.facts``."""
-    b = ctx.facts.get("_dns_budget")
+def budget_for(ctx: Any, seconds: float = 20.0, max_queries: int = 200) -> DnsBudget:
+    """The DNS budget of the message's current SMTP stage, kept in ``ctx.facts``.
+
+    Each stage gets its own deadline (at most ``seconds``, and never past the stage's time
+    budget), so a slow DATA phase cannot eat the DNS time of end-of-message checks; the
+    query count (``max_queries``) is shared by the whole message."""
+    runner = getattr(ctx, "runner", None)
+    stage = getattr(getattr(runner, "stage", None), "value", "any")
+    key = f"_dns_budget_{stage}"
+    b = ctx.facts.get(key)
     if not isinstance(b, DnsBudget):
-        b = ctx.facts["_dns_budget"] = DnsBudget(seconds)
+        counter = ctx.facts.get("_dns_queries")
+        if not isinstance(counter, QueryCounter):
+            counter = ctx.facts["_dns_queries"] = QueryCounter(max_queries)
+        limit = seconds
+        if runner is not None:
+            left = runner.remaining()
+            limit = min(seconds, left) if left > 0 else 0.0
+        b = ctx.facts[key] = DnsBudget(limit, counter=counter)
     return b
 
 

@@ -153,3 +153,20 @@ def test_it_converts_rsa_integers_exactly_like_dkimpy() -> None:
             assert dkimspeed.int2str(n, length) == slow_int2str(n, length)  # type: ignore[operator]
         b = bytes(dkimspeed.int2str(n))
         assert dkimspeed.str2int(b) == slow_str2int(b)  # type: ignore[operator]
+
+
+def test_it_gives_each_smtp_stage_its_own_dns_deadline_and_one_query_count() -> None:
+    from gateway_milter.verdict import Stage
+    from tests.unit.auth.auth_helpers import make_ctx
+
+    ctx = make_ctx()
+    assert ctx.runner is not None
+    ctx.runner.enter_stage(Stage.MAIL)
+    mail = r.budget_for(ctx, seconds=0.05, max_queries=3)
+    assert r.budget_for(ctx) is mail
+    time.sleep(0.06)
+    assert not mail.take()  # the MAIL stage's time is spent
+    ctx.runner.enter_stage(Stage.EOM)
+    eom = r.budget_for(ctx, seconds=5)
+    assert eom is not mail and eom.take() and eom.take() and eom.take()
+    assert not eom.take() and eom.queries == 3  # the query count is per message
