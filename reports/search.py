@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -110,22 +110,24 @@ class LogQuery:
             qs = qs.filter(time__lt=self.until)
         if self.sender:
             if self.sender.startswith("@"):
-                qs = qs.filter(mail_from__iendswith=self.sender)
+                qs = qs.filter(sender_domain=self.sender[1:])
             elif "@" in self.sender:
                 qs = qs.filter(mail_from__in={self.sender, self.sender.lower()})
             else:
                 qs = qs.filter(mail_from__icontains=self.sender)
+        # Recipient filters select message ids through the recipient indexes (address, domain)
+        # first; the database then walks only those rows in time order.
         if self.recipient:
             if self.recipient.startswith("@"):
-                rc = MessageRecipient.objects.filter(message=OuterRef("pk"), domain=self.recipient[1:])
+                rc = MessageRecipient.objects.filter(domain=self.recipient[1:])
             elif "@" in self.recipient:
-                rc = MessageRecipient.objects.filter(message=OuterRef("pk"), address=self.recipient)
+                rc = MessageRecipient.objects.filter(address=self.recipient)
             else:
-                rc = MessageRecipient.objects.filter(message=OuterRef("pk"), address__icontains=self.recipient)
-            qs = qs.filter(Exists(rc))
+                rc = MessageRecipient.objects.filter(address__icontains=self.recipient)
+            qs = qs.filter(id__in=rc.values("message_id"))
         if self.domain:
-            rc = MessageRecipient.objects.filter(message=OuterRef("pk"), domain=self.domain)
-            qs = qs.filter(Exists(rc) | Q(mail_from__iendswith="@" + self.domain))
+            rc = MessageRecipient.objects.filter(domain=self.domain)
+            qs = qs.filter(Q(id__in=rc.values("message_id")) | Q(sender_domain=self.domain))
         if self.subject:
             qs = qs.filter(subject__icontains=self.subject)
         if self.result == "junk":
