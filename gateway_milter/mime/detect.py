@@ -76,6 +76,7 @@ OFFICE_OLE_TYPES = frozenset({
     "application/msword", "application/vnd.ms-excel", "application/vnd.ms-powerpoint",
     "application/x-ole-storage", "application/cdfv2", "application/vnd.ms-office",
     "application/vnd.ms-outlook",
+    "application/encrypted",  # libmagic's name for a password-protected Office (CDF) file
 })
 OFFICE_OOXML_PREFIX = "application/vnd.openxmlformats-officedocument."
 OFFICE_MACRO_OOXML = frozenset({

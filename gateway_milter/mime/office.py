@@ -6,6 +6,7 @@ and pointless on anything else.
 
 from __future__ import annotations
 
+import io
 import logging
 
 from gateway_milter.mime.detect import is_office
@@ -13,6 +14,7 @@ from gateway_milter.mime.detect import is_office
 log = logging.getLogger("bulwark.mime")
 
 MAX_PROBE_BYTES = 30 * 1024 * 1024
+OLE_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
 
 
 class MacroProbeError(Exception):
@@ -40,12 +42,19 @@ def probe(data: bytes) -> bool:
         from oletools.olevba import VBA_Parser
     except ImportError as e:  # pragma: no cover - oletools is a runtime dependency
         raise MacroProbeError(f"oletools missing: {e}") from None
-    try:
-        from oletools.crypto import is_encrypted
+    encrypted = False
+    if data[:8] == OLE_MAGIC:  # password-protected OOXML and legacy Office files are OLE2
+        try:
+            import olefile
+            from oletools.crypto import is_encrypted
 
-        encrypted = bool(is_encrypted(data))
-    except Exception:  # noqa: BLE001 - the check itself failing means we cannot tell
-        encrypted = False
+            ole = olefile.OleFileIO(io.BytesIO(data))
+            try:
+                encrypted = bool(is_encrypted(ole))
+            finally:
+                ole.close()
+        except Exception:  # noqa: BLE001 - an unreadable container is handled by VBA_Parser below
+            encrypted = False
     if encrypted:
         # password-protected Office files hide their macros; they cannot be judged
         raise MacroProbeError("encrypted document")

@@ -180,3 +180,11 @@ def test_it_finds_an_executable_posing_as_the_message_body() -> None:
     raw = HEAD + b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(EXE)
     syms, _ = run(raw)
     assert "ATTACHMENT_EXECUTABLE" in syms
+
+
+def test_it_treats_a_password_protected_office_document_as_a_macro_risk() -> None:
+    from tests.unit.av.olebuild import encrypted_office_ole
+
+    syms, facts = run(with_attachment(encrypted_office_ole(), "salaries.xlsx"))
+    assert "ATTACHMENT_MACRO" in syms
+    assert "encrypted document" in " ".join(facts["findings"][0]["reasons"])
