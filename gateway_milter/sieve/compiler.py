@@ -125,6 +125,9 @@ class CompileContext:
     def command(self, cmd: Command) -> Exec | None:
         comp, missing = self.registry.command(cmd.name, self.required)
         if comp is None:
+            if self.registry.test(cmd.name, self.required)[0] is not None:
+                self.error(cmd, f"'{cmd.name}' is a test, not a command")
+                return None
             if ("command", cmd.name) in self.unknown_seen:
                 return None  # an unknown name is reported once, at its first occurrence
             self.unknown_seen.add(("command", cmd.name))
@@ -145,6 +148,8 @@ class CompileContext:
     def test(self, t: Test) -> Pred:
         comp, missing = self.registry.test(t.name, self.required)
         if comp is None:
+            if self.registry.command(t.name, self.required)[0] is not None:
+                raise SieveError(t.line, t.col, f"'{t.name}' is a command, not a test")
             if ("test", t.name) in self.unknown_seen:
                 raise ReportedError(t.line, t.col, f"unknown test '{t.name}'")
             self.unknown_seen.add(("test", t.name))
@@ -304,7 +309,8 @@ def decode_encoded_characters(s: str) -> str:
         kind, body = m.group(1).lower(), m.group(2).split()
         try:
             if kind == "hex":
-                return bytes(int(h, 16) for h in body).decode("utf-8")
+                # Invalid UTF-8 is kept as surrogates, so that e.g. mailbox checks can refuse it.
+                return bytes(int(h, 16) for h in body).decode("utf-8", "surrogateescape")
             return "".join(chr(int(h, 16)) for h in body)
         except (ValueError, UnicodeDecodeError, OverflowError):
             return m.group(0)

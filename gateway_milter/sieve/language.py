@@ -98,9 +98,8 @@ def compile_block(cc: CompileContext, cmds: list[Command]) -> Exec:
 def _compile_if_chain(cc: CompileContext, chain: list[Command]) -> Exec | None:
     branches: list[tuple[Pred | None, Exec, int]] = []
     for cmd in chain:
-        if cmd.block is None:
-            cc.error(cmd, f"'{cmd.name}' needs a block")
-            continue
+        no_block = cmd.block is None
+        n_errors = len(cc.errors)
         if cmd.args:
             cc.error(cmd.args[0], f"'{cmd.name}' takes no arguments besides its test")
         pred: Pred | None = None
@@ -123,6 +122,12 @@ def _compile_if_chain(cc: CompileContext, chain: list[Command]) -> Exec | None:
             except SieveError as e:
                 cc.report(e)
                 pred = None
+        if no_block or cmd.block is None:
+            # Reported after the test's own errors; an unknown tag makes the whole command
+            # unreadable, so the missing block is not reported on top of it.
+            if not any("unknown tagged argument" in e.message for e in cc.errors[n_errors:]):
+                cc.error(cmd, f"'{cmd.name}' needs a block")
+            continue
         if skip_block:
             body: Exec = lambda rt: None
         else:
@@ -238,6 +243,8 @@ _ADDR_RE = re.compile(r"^[^\s@<>()\[\]\\,;:\"]+(\.[^\s@<>()\[\]\\,;:\"]+)*@[A-Za
 
 def _valid_address(a: str) -> bool:
     a = a.strip()
+    if not a.isascii() and not _utf8(a):
+        return False
     if "<" in a:
         a = email.utils.parseaddr(a)[1]
     if a.startswith('"'):
@@ -259,7 +266,8 @@ def c_fileinto(cc: CompileContext, cmd: Command) -> Exec:
     box = cc.string(args.pos[0].value)
     const = cc.const_string(args.pos[0].value)
     if const is not None and not _valid_mailbox(const):
-        raise SieveError(args.pos[0].line, args.pos[0].col, f"invalid mailbox name \"{const}\"")
+        shown = const.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise SieveError(args.pos[0].line, args.pos[0].col, f"invalid mailbox name \"{shown}\"")
     flags = _flag_value(cc, args)
     copy = bool(args.tag("copy"))
     create = bool(args.tag("create"))
@@ -281,7 +289,18 @@ def c_fileinto(cc: CompileContext, cmd: Command) -> Exec:
 
 
 def _valid_mailbox(mb: str) -> bool:
-    return bool(mb) and len(mb) < 1000 and not any(ord(c) < 32 for c in mb)
+    """Non-empty, no control characters, valid UTF-8 (RFC 5228 2.7.2, RFC 3501 5.1)."""
+    if not mb or len(mb) >= 1000 or any(ord(c) < 32 for c in mb):
+        return False
+    return _utf8(mb)
+
+
+def _utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8
+        return False
+    return True
 
 
 def _c_reject(kind: str) -> Callable[[CompileContext, Command], Exec]:
@@ -1081,6 +1100,8 @@ def c_addheader(cc: CompileContext, cmd: Command) -> Exec:
             return  # RFC 5293 section 6: protected fields are silently left alone
         if "\0" in v:
             raise SieveRuntimeError("header value contains a NUL character", line, rt.script)
+        if not _utf8(v) or not _utf8(n):
+            raise SieveRuntimeError("header field is not valid UTF-8", line, rt.script)
         v = _FOLD_RE.sub(" ", v)
         if len(n) + 2 + len(v.encode("utf-8", "surrogateescape")) > rt.limits.max_header_value:
             raise SieveRuntimeError(f"header field is too large (limit {rt.limits.max_header_value} bytes)",
