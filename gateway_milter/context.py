@@ -130,6 +130,7 @@ class MessageContext:
         self.runner: LayerRunner | None = None
         self.outcome: Outcome | None = None
         self.quarantined: list[dict[str, Any]] = []  # metadata of stored quarantine copies
+        self.abandoned = False  # the front answered 4xx after a budget overrun
         self.header_size = 0
         self._raw: bytes | None = None
         self._mime: MimeView | None = None

@@ -12,6 +12,7 @@ Macros read (Postfix names; configure ``milter_*_macros`` as in docs/operations/
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import socket
@@ -21,8 +22,9 @@ from typing import Any, TypeVar
 import Milter
 
 from gateway_milter.context import ConnectionInfo, MessageContext
-from gateway_milter.pipeline.transaction import INTERNAL_ERROR, Gateway
-from gateway_milter.verdict import Action, HeaderEdit, Reply
+from gateway_milter.pipeline.runner import STAGE_BUDGET_S
+from gateway_milter.pipeline.transaction import INTERNAL_ERROR, EomDecision, Gateway, StepDecision
+from gateway_milter.verdict import Action, HeaderEdit, Reply, Stage
 
 log = logging.getLogger("bulwark.milter")
 
@@ -33,6 +35,22 @@ MAIL_MACROS = ("{auth_authen}", "{auth_type}", "{mail_addr}")
 EOM_MACROS = ("i",)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+BUDGET_EXCEEDED = Reply("451", "4.4.5", "Message processing took too long, please try again later")
+# Stage work runs on this pool so that the libmilter thread can answer 4xx itself when a stage
+# overruns its budget (a stuck layer cannot hold the SMTP session past Postfix's timeouts).
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="stage")
+
+
+def within_budget(stage: Stage, fn: Callable[[], T]) -> T | None:
+    """Run ``fn`` with the stage's time budget; None when it overran (the work is abandoned)."""
+    fut = _POOL.submit(fn)
+    try:
+        return fut.result(timeout=STAGE_BUDGET_S[stage] + 1.0)
+    except concurrent.futures.TimeoutError:
+        log.error("%s stage overran its %.0f s budget; answering 4xx", stage.value, STAGE_BUDGET_S[stage])
+        return None
 
 
 def guarded(fn: F) -> F:
@@ -117,7 +135,12 @@ class BulwarkMilter(Milter.Base):
     @guarded
     def envrcpt(self, to: str, *esmtp: str) -> int:
         assert self.ctx is not None
-        d = self.gateway.rcpt(self.ctx, to, tuple(esmtp))
+        ctx = self.ctx
+        d = within_budget(Stage.RCPT, lambda: self.gateway.rcpt(ctx, to, tuple(esmtp)))
+        if d is None:
+            ctx.note(f"RCPT TO:{to} -> {BUDGET_EXCEEDED}")
+            ctx.rejected_recipients.append((to.strip("<>"), str(BUDGET_EXCEEDED)))
+            d = StepDecision("tempfail", BUDGET_EXCEEDED)
         return self._step(d)
 
     def _step(self, d: Any) -> int:
@@ -157,7 +180,11 @@ class BulwarkMilter(Milter.Base):
         ctx = self.ctx
         self._macros(EOM_MACROS)
         ctx.queue_id = self.conn.macros.get("i", "") if self.conn else ""
-        d = self.gateway.eom(ctx)
+        d = within_budget(Stage.EOM, lambda: self.gateway.eom(ctx))
+        if d is None:
+            ctx.abandoned = True  # a late quarantine write of the abandoned work is skipped
+            ctx.add_trace("milter", "budget", "end-of-message budget exceeded")
+            d = EomDecision(Action.TEMPFAIL, BUDGET_EXCEEDED)
         if d.action is Action.REJECT or d.action is Action.TEMPFAIL:
             reply = d.reply or INTERNAL_ERROR
             self._reply(reply)

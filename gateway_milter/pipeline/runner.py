@@ -29,14 +29,16 @@ STAGE_BUDGET_S: dict[Stage, float] = {
     Stage.CONNECT: 10.0,
     Stage.HELO: 10.0,
     Stage.MAIL: 20.0,
-    Stage.RCPT: 20.0,
-    Stage.EOM: 45.0,
+    Stage.RCPT: float(os.environ.get("GATEWAY_RCPT_BUDGET", "20")),
+    Stage.EOM: float(os.environ.get("GATEWAY_EOM_BUDGET", "45")),
 }
 
 
 # Fault injection for the test tiers and for operators rehearsing failure: the named layers
-# raise inside their check (comma-separated ids). Unset in production.
-FAULT_INJECT = frozenset(x.strip() for x in os.environ.get("GATEWAY_FAULT_INJECT", "").split(",") if x.strip())
+# raise inside their check (comma-separated ids; ``id:hang`` blocks instead). Unset in production.
+_FAULTS = [x.strip() for x in os.environ.get("GATEWAY_FAULT_INJECT", "").split(",") if x.strip()]
+FAULT_INJECT = frozenset(x for x in _FAULTS if ":" not in x)
+FAULT_HANG = frozenset(x.split(":", 1)[0] for x in _FAULTS if x.endswith(":hang"))
 
 
 class InjectedFault(RuntimeError):
@@ -133,6 +135,8 @@ class LayerRunner:
         try:
             if layer_id in FAULT_INJECT:
                 raise InjectedFault(f"fault injected into layer {layer_id}")
+            if layer_id in FAULT_HANG:
+                time.sleep(3600)
             if rcpt is None:
                 found = layer.check(ctx, settings)
             else:

@@ -177,6 +177,8 @@ class Gateway:
                 reasons.setdefault(q, o.reason)
         dec = EomDecision(Action.ACCEPT)
         if held:
+            if ctx.abandoned:
+                raise RuntimeError("transaction abandoned after its time budget")
             raw = ctx.raw_bytes()
             for q, rcpts in held.items():
                 stored = self.quarantine.store(raw, self._quarantine_meta(ctx, q, reasons[q], [r.address for r in rcpts]))

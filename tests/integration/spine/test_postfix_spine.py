@@ -172,3 +172,16 @@ def test_it_tempfails_when_a_layer_raises() -> None:
         # the daemon survived and still answers
         code2, _, _ = s.send("alice@outside.test", ["bob@example.com"], msg("second try"))
         assert 400 <= code2 < 500
+
+
+def test_it_answers_4xx_itself_when_a_layer_hangs_past_the_budget() -> None:
+    with mail_stack({"GATEWAY_FAULT_INJECT": "size:hang", "GATEWAY_EOM_BUDGET": "2",
+                     "GATEWAY_RCPT_BUDGET": "2"}) as s:
+        s.import_policy(POLICY)
+        t0 = time.monotonic()
+        code, text, _ = s.send("alice@outside.test", ["bob@example.com"], msg("hanging layer"))
+        took = time.monotonic() - t0
+        # size is judged at RCPT (20 s budget) and again at end of message (2 s here)
+        assert 400 <= code < 500, (code, text)
+        assert took < 10, took
+        assert not s.sink.messages

@@ -4,19 +4,23 @@ from typing import Any
 
 import pytest
 
+from gateway_milter import layers
 from gateway_milter.pipeline.transaction import Gateway
 from gateway_milter.policy.provider import StaticPolicyProvider
 from gateway_milter.policy.snapshot import PolicySnapshot
 
+SPINE_LAYERS = {"lists", "size", "direction", "relay"}
 BASE_POLICY: dict[str, Any] = {
     "gateway": {"hostname": "mx.example.com"},
-    "settings": {"antivirus": {"mode": "off"}},
+    # the spine's own layers only: the other layers have their own tiers (and need DNS, clamd)
+    "settings": {lid: {"mode": "off"} for lid in layers.available() if lid not in SPINE_LAYERS},
     "domains": [{"name": "example.com"}, {"name": "other.example", "settings": {"lists": {"block_action": "quarantine"}}}],
     "trusted_networks": ["10.0.0.0/8", "2001:db8:1::/48"],
     "lists": [
         {"list": "block", "kind": "sender", "value": "*@spam.test"},
         {"list": "block", "kind": "sender", "value": "*@held.test", "domain": "other.example"},
         {"list": "block", "kind": "recipient", "value": "closed@example.com"},
+        {"list": "block", "kind": "recipient", "value": "held@other.example", "domain": "other.example"},
         {"list": "block", "kind": "ip", "value": "192.0.2.0/24"},
         {"list": "allow", "kind": "ip", "value": "192.0.2.7"},
         {"list": "block", "kind": "host", "value": "*.dialup.test"},

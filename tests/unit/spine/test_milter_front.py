@@ -108,3 +108,15 @@ def test_it_treats_trusted_networks_as_internal() -> None:
     assert rc == Milter.ACCEPT and sink.records[-1]["direction"] == "outbound"
     _, rc = run(gw, "bob@example.com", "carol@example.com", ip="10.1.2.3")
     assert sink.records[-1]["direction"] == "local"
+
+
+def test_it_stores_then_removes_only_the_quarantined_recipient() -> None:
+    gw, q, sink = make_gateway()
+    ctx, rc = run(gw, "alice@outside.test", "ann@other.example", "held@other.example")
+    assert rc == Milter.ACCEPT
+    assert ctx._delrcpt == ["<held@other.example>"]
+    [(_, meta)] = q.items
+    assert meta["recipients"] == ["held@other.example"]
+    rec = sink.records[-1]
+    assert {r["address"]: r["action"] for r in rec["recipients"]} == {
+        "ann@other.example": "accept", "held@other.example": "quarantine"}
