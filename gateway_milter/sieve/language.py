@@ -1340,6 +1340,8 @@ def c_include(cc: CompileContext, cmd: Command) -> Exec:
     if not name or "/" in name or name.startswith("."):
         raise SieveError(args.pos[0].line, args.pos[0].col, f"invalid script name \"{name}\"")
     location = args.tag("location") or "personal"
+    if name.endswith(".sieve"):
+        name = name[: -len(".sieve")]  # "x.sieve" and "x" are the same script
     key = f"{location}:{name}"
     once = bool(args.tag("once"))
     optional = bool(args.tag("optional"))
