@@ -263,8 +263,13 @@ class DmarcLayer(Layer[DmarcSettings]):
             facts.update(result="pass", disposition="none")
             symbols.append(sym("DMARC_PASS", from_domain))
         else:
-            # A temporary SPF/DKIM error may hide a pass: temperror, not fail (never a false reject).
-            if spf.fact("result") == "temperror" or dkim.fact("result") == "temperror":
+            # A temporary SPF/DKIM error on an identifier that would align may hide a pass:
+            # temperror, not fail (a DNS problem must never cause a reject).
+            spf_temp = spf.fact("result") == "temperror" and (
+                not spf_domain or aligned(spf_domain, from_domain, rec.aspf == "s"))
+            dkim_temp = any(sig.get("result") == "temperror" and aligned(sig.get("d", ""), from_domain, rec.adkim == "s")
+                            for sig in dkim.fact("signatures", []) or [])
+            if spf_temp or dkim_temp:
                 facts.update(result="temperror", disposition="none")
                 symbols.append(sym("DMARC_TEMPERROR", "SPF or DKIM temperror"))
                 self._collect(ctx, settings, facts, rec, spf, dkim)

@@ -241,3 +241,21 @@ def test_it_overrides_dmarc_failure_for_a_trusted_arc_sealer(keys: KeyStore, zon
     # the same chain from an untrusted sealer changes nothing
     ctx = make_ctx(raw, ip="198.51.100.7")
     assert "DMARC_FAIL_REJECT" in symbols(ctx, "dmarc")
+
+
+def test_it_gives_dmarc_temperror_only_when_an_aligned_identifier_had_a_dns_error(
+        keys: KeyStore, zone: r.StaticBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path))
+    raw = signed(keys, message())
+    zone.records[("sel1._domainkey.example.test", "TXT")] = "TIMEOUT"
+    ctx = make_ctx(raw, ip="203.0.113.9")
+    assert ctx.layer("dkim").fact("result") == "temperror"
+    assert ctx.layer("dmarc").fact("result") == "temperror"  # the aligned signature might have passed
+    # a timeout for a foreign signer's key cannot turn a DMARC fail into temperror
+    zone.add("sel1._domainkey.other.test", "TXT", "TIMEOUT")
+    key = keys.signing_key("example.test", "sel1")
+    assert key is not None
+    name, value = sign_message(message(), "other.test", "sel1", key.private, key.algorithm, ["from"])
+    foreign = f"{name}: {value}\r\n".replace("\n\t", "\r\n\t").encode() + message()
+    ctx = make_ctx(foreign, ip="203.0.113.9")
+    assert ctx.layer("dmarc").fact("result") == "fail"
