@@ -87,10 +87,11 @@ MacroProbe = Callable[[bytes, str], bool]
 
 
 class _Walk:
-    def __init__(self, limits: ArchiveLimits, report: ArchiveReport, macro_probe: MacroProbe | None) -> None:
+    def __init__(self, limits: ArchiveLimits, report: ArchiveReport, macro_probe: MacroProbe | None,
+                 time_budget_s: float) -> None:
         self.limits = limits
         self.report = report
-        self.deadline = time.monotonic() + limits.time_budget_s
+        self.deadline = time.monotonic() + time_budget_s
         self.total = 0
         self.count = 0
         self.macro_probe = macro_probe
@@ -305,12 +306,15 @@ class _Walk:
 
 
 def inspect_archive(data: bytes, kind: str, name: str = "", limits: ArchiveLimits | None = None,
-                    macro_probe: MacroProbe | None = None) -> ArchiveReport:
-    """List an archive (recursively) within ``limits``. Never raises on bad input."""
+                    macro_probe: MacroProbe | None = None, time_budget_s: float | None = None) -> ArchiveReport:
+    """List an archive (recursively) within ``limits``. Never raises on bad input.
+
+    ``time_budget_s`` lowers ``limits.time_budget_s`` (the caller's budget for the message)."""
     limits = limits or ArchiveLimits()
     report = ArchiveReport(kind)
     t0 = time.perf_counter()
-    walk = _Walk(limits, report, macro_probe)
+    budget = limits.time_budget_s if time_budget_s is None else min(limits.time_budget_s, time_budget_s)
+    walk = _Walk(limits, report, macro_probe, budget)
     try:
         walk.container(kind, data, (name or kind,), 0)
     except _LimitHit as e:

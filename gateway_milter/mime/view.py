@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 MAX_DEPTH = 40  # nesting deeper than this is reported (MIME_TOO_DEEP) and not walked
 MAX_PARTS = 2000
+ARCHIVE_TIME_PER_MESSAGE_S = 10.0  # all archive listings of one message together
 
 _KNOWN_CTE = {"7bit", "8bit", "binary", "base64", "quoted-printable", "x-uuencode", "uuencode", "x-uue", ""}
 _DEFECT_AMBIGUITY = {
@@ -120,6 +121,7 @@ class MimeView:
     max_depth: int = 0
     _alternatives: Alternatives | None = None
     _archives: dict[tuple[int, ArchiveLimits], ArchiveReport] = field(default_factory=dict)
+    _archive_seconds: float = 0.0
 
     @property
     def text(self) -> str:
@@ -162,7 +164,10 @@ class MimeView:
         key = (part.index, limits)
         rep = self._archives.get(key)
         if rep is None:
-            rep = self._archives[key] = inspect_archive(part.payload, kind, part.safe_name or kind, limits, has_macros)
+            left = max(0.0, ARCHIVE_TIME_PER_MESSAGE_S - self._archive_seconds)
+            rep = inspect_archive(part.payload, kind, part.safe_name or kind, limits, has_macros, left)
+            self._archive_seconds += rep.ms / 1000
+            self._archives[key] = rep
         return rep
 
 

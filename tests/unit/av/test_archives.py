@@ -146,3 +146,16 @@ def test_it_never_writes_member_names_to_disk(tmp_path: Path, monkeypatch: pytes
     # (py7zr refuses to write such names, and refuses to read them too: that gives "corrupt")
     inspect_archive(tar_bytes(evil), "tar")
     assert list(tmp_path.iterdir()) == [] and not (tmp_path.parent / "escape.txt").exists()
+
+
+def test_it_shares_one_time_budget_between_the_archives_of_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway_milter.mime import view as view_mod
+    from tests.unit.av.mailbuild import HEAD, b64
+
+    parts = b"".join(b'--b\r\nContent-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n'
+                     b'Content-Disposition: attachment; filename="a%d.zip"\r\n\r\n' % i
+                     + b64(zip_bytes({f"f{j}": os.urandom(3000) for j in range(300)})) for i in range(4))
+    v = view_mod.parse_message(HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--\r\n")
+    monkeypatch.setattr(view_mod, "ARCHIVE_TIME_PER_MESSAGE_S", 0.0)
+    reports = [v.archive(p) for p in v.parts]
+    assert all(r is not None and r.limit == "time" for r in reports)
