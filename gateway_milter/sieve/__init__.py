@@ -47,9 +47,10 @@ __all__ = [
 
 
 class CompileError(Exception):
-    def __init__(self, errors: list[SieveError]) -> None:
+    def __init__(self, errors: list[SieveError], warnings: list[SieveError] | None = None) -> None:
         super().__init__("; ".join(f"{e.line}:{e.column}: {e.message}" for e in errors))
         self.errors = errors
+        self.warnings = warnings or []
 
 
 @dataclass
@@ -108,7 +109,7 @@ def compile_script(source: str, name: str = "script", *, loader: ScriptLoader | 
     """Compile or raise :class:`CompileError` listing every error with line and column."""
     body, cc = compile_source(source, registry or REGISTRY, loader=loader, name=name, setup=setup)
     if body is None:
-        raise CompileError(cc.errors)
+        raise CompileError(cc.errors, cc.warnings)
     return Program(name, source, body, frozenset(cc.required))
 
 

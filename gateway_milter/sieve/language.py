@@ -1085,7 +1085,12 @@ def c_addheader(cc: CompileContext, cmd: Command) -> Exec:
     value = cc.string(args.pos[1].value)
     vconst = cc.const_string(args.pos[1].value)
     if vconst is not None and "\0" in vconst:
-        raise SieveError(args.pos[1].line, args.pos[1].col, "header value contains a NUL character")
+        shown = vconst.replace("\0", "\\0")
+        raise SieveError(args.pos[1].line, args.pos[1].col,
+                         f"specified value \"{shown}\" is invalid: it contains a NUL character")
+    if vconst is not None and any(ord(c) < 32 and c not in "\t\r\n" for c in vconst):
+        cc.warnings.append(SieveError(args.pos[1].line, args.pos[1].col,
+                                      "header value contains control characters"))
     max_size = int(cc.data.get("editheader.max_header_size", 2048))
     if vconst is not None and name_c is not None and len(name_c) + 2 + len(vconst.encode()) > max_size:
         raise SieveError(args.pos[1].line, args.pos[1].col, f"header field is too large (limit {max_size} bytes)")
@@ -1139,8 +1144,6 @@ def c_deleteheader(cc: CompileContext, cmd: Command) -> Exec:
     if len(args.pos) == 2:
         keys, kconst = _keys(cc, args.pos[1])
         match = compile_matcher(cc, args, keys, kconst, cmd.line, cmd.col)
-    elif args.tag("match") or args.tag("comparator"):
-        raise SieveError(cmd.line, cmd.col, "deleteheader with a match type needs value patterns")
     index, last = args.value("index"), bool(args.tag("last"))
     line = cmd.line
 

@@ -338,6 +338,9 @@ def t_test_script_compile(cc: CompileContext, t: Test) -> Pred:
                                             setup=_setup(path, suite.config))
         except Exception as e:  # noqa: BLE001
             errors = getattr(e, "errors", None)
+            if errors:
+                # Pigeonhole's error handler also lists warnings, in script order.
+                errors = sorted([*errors, *getattr(e, "warnings", [])], key=lambda x: (x.line, x.column))
             suite.compile_errors = [f"{x.line}:{x.column}: {x.message}" for x in errors] if errors else [str(e)]
             # Pigeonhole's error handler ends a failed compile with one summary error
             # ("validation failed." / "parse failed."), which its suite counts.
