@@ -187,9 +187,9 @@ def _flags_tag(cc: CompileContext) -> dict[str, TagSpec]:
 def _flag_value(cc: CompileContext, args: Args) -> Callable[[Runtime], list[str] | None]:
     raw = args.value("flags")
     if raw is None:
-        if cc.has("imap4flags"):
-            return lambda rt: list(rt.flags) if rt.flags else None
-        return lambda rt: None
+        # The internal flag variable applies even in a script of a multi-script policy that
+        # does not itself require imap4flags (as Pigeonhole does).
+        return lambda rt: list(rt.flags) if rt.flags else None
     lf = cc.strlist(raw)
     return lambda rt: normalize_flags(lf(rt))
 

@@ -429,7 +429,7 @@ def execute_result(rt: Runtime) -> bool:
         if a.kind == "keep":
             suite.folders.setdefault("INBOX", []).append(_with_flags(stored, a.args.get("flags")))
         elif a.kind == "fileinto":
-            suite.folders.setdefault(a.args["mailbox"], []).append(_with_flags(stored, a.args.get("flags")))
+            suite.folders.setdefault(_folder(a.args["mailbox"]), []).append(_with_flags(stored, a.args.get("flags")))
         elif a.kind == "redirect":
             suite.smtp.append(MessageData.from_bytes(raw, mail_from=rt.msg.mail_from, recipients=[a.args["address"]]))
         elif a.kind in ("reject", "ereject") and rt.msg.mail_from.strip("<>"):  # never to the null sender
@@ -445,9 +445,19 @@ def execute_result(rt: Runtime) -> bool:
     return True
 
 
+def _folder(name: str) -> str:
+    """Dovecot's INBOX namespace: "Inbox", "inbox.x" and "INBOX.x" name the same folders."""
+    head, dot, rest = name.partition(".")
+    return ("INBOX" + dot + rest) if head.upper() == "INBOX" else name
+
+
 def _with_flags(md: MessageData, flags: list[str] | None) -> MessageData:
+    """A stored copy with its IMAP flags. Like the Dovecot store Pigeonhole's suite runs
+    against (mail_attachment_detection_options = add-flags), saving adds the keyword
+    $HasAttachment or $HasNoAttachment: a property of the mail store, not of Sieve."""
     md2 = MessageData(list(md.headers), md.body, mail_from=md.mail_from, recipients=md.recipients)
-    md2.flags = list(flags or [])  # type: ignore[attr-defined]
+    has_att = any(p.get_filename() or (p.get_content_disposition() == "attachment") for p in md.parsed().walk())
+    md2.flags = [*list(flags or []), "$HasAttachment" if has_att else "$HasNoAttachment"]  # type: ignore[attr-defined]
     return md2
 
 
@@ -459,7 +469,7 @@ def t_test_message(cc: CompileContext, t: Test) -> Pred:
 
     def run(rt: Runtime) -> bool:
         suite = _suite(rt)
-        msgs = suite.smtp if src == "smtp" else suite.folders.get(folder or "", [])
+        msgs = suite.smtp if src == "smtp" else suite.folders.get(_folder(folder or ""), [])
         if index >= len(msgs):
             return False
         md = msgs[index]
