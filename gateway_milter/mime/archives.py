@@ -13,6 +13,7 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
+import struct
 import tarfile
 import time
 import zipfile
@@ -137,6 +138,8 @@ class _Walk:
             self.stream(kind, data, chain, depth)
         elif kind == "7z":
             self.sevenzip(data, chain, depth)
+        elif kind == "rar":
+            self.rar(data, chain, depth)
         else:
             self.report.unsupported = kind
 
@@ -258,6 +261,22 @@ class _Walk:
                 break
         self.member(inner, chain, bytes(out), depth)
 
+    def rar(self, data: bytes, chain: tuple[str, ...], depth: int) -> None:
+        # names and sizes only: clamd on Debian main has no unrar (docs/decisions/0033)
+        self.report.unsupported = "rar"
+        try:
+            entries, headers_encrypted = rar_entries(data)
+        except (ValueError, struct.error, IndexError) as e:
+            self.report.corrupt = f"rar: {e}"[:200]
+            return
+        if headers_encrypted:
+            self.report.encrypted = True
+        self.counted(len(entries))
+        for name, size, encrypted in entries:
+            if encrypted:
+                self.report.encrypted = True
+            self.report.entries.append(ArchiveEntry(name, chain, size, depth, "", encrypted))
+
     def sevenzip(self, data: bytes, chain: tuple[str, ...], depth: int) -> None:
         try:
             import py7zr
@@ -303,6 +322,100 @@ class _Walk:
                 content = product.read()
             self.grow(len(content))
             self.member(i.filename, chain, content, depth)
+
+
+def _vint(data: bytes, pos: int) -> tuple[int, int]:
+    """RAR5 variable-length integer: 7 bits per byte, high bit = more."""
+    value = shift = 0
+    for _ in range(10):
+        if pos >= len(data):
+            raise ValueError("truncated vint")
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, pos
+    raise ValueError("vint too long")
+
+
+def rar_entries(data: bytes) -> tuple[list[tuple[str, int, bool]], bool]:
+    """(name, unpacked size, encrypted) of each file in a RAR 1.5-4 or RAR 5 archive, read
+    from the block headers only (no unrar on Debian main: contents stay unreadable), and
+    whether the headers themselves are encrypted (then no name is visible)."""
+    out: list[tuple[str, int, bool]] = []
+    if data.startswith(b"Rar!\x1a\x07\x01\x00"):
+        pos = 8
+        while pos < len(data) and len(out) <= 100_000:
+            size, p = _vint(data, pos + 4)
+            end = p + size
+            htype, p = _vint(data, p)
+            hflags, p = _vint(data, p)
+            extra = data_size = 0
+            if hflags & 0x01:
+                extra, p = _vint(data, p)
+            if hflags & 0x02:
+                data_size, p = _vint(data, p)
+            if htype == 4:  # archive encryption header: everything after it is encrypted
+                return out, True
+            if htype == 2:
+                fflags, p = _vint(data, p)
+                unpacked, p = _vint(data, p)
+                _, p = _vint(data, p)  # attributes
+                p += 4 if fflags & 0x02 else 0
+                p += 4 if fflags & 0x04 else 0
+                _, p = _vint(data, p)  # compression
+                _, p = _vint(data, p)  # host OS
+                nlen, p = _vint(data, p)
+                name = data[p:p + nlen].decode("utf-8", "replace")
+                extra_area = data[end - extra:end] if extra else b""
+                encrypted = _rar5_has_record(extra_area, 0x01)
+                out.append((name, unpacked, encrypted))
+            if htype == 5 or end <= pos:
+                break
+            pos = end + data_size
+        return out, False
+    if data.startswith(b"Rar!\x1a\x07\x00"):
+        pos = 7
+        while pos + 7 <= len(data) and len(out) <= 100_000:
+            htype = data[pos + 2]
+            flags, hsize = struct.unpack_from("<HH", data, pos + 3)
+            if hsize < 7:
+                break
+            add = struct.unpack_from("<I", data, pos + 7)[0] if flags & 0x8000 and htype != 0x74 else 0
+            if htype == 0x73 and flags & 0x0080:
+                return out, True
+            if htype == 0x74:
+                pack, unp = struct.unpack_from("<II", data, pos + 7)
+                nsize = struct.unpack_from("<H", data, pos + 26)[0]
+                npos = pos + 32 + (8 if flags & 0x100 else 0)
+                if flags & 0x100:
+                    hp, hu = struct.unpack_from("<II", data, pos + 32)
+                    pack, unp = pack | hp << 32, unp | hu << 32
+                raw = data[npos:npos + nsize]
+                if flags & 0x200 and b"\0" in raw:
+                    raw = raw.split(b"\0", 1)[0]  # the ASCII form before the packed Unicode one
+                out.append((raw.decode("utf-8", "replace"), unp, bool(flags & 0x04)))
+                add = pack
+            if htype == 0x7B:
+                break
+            pos += hsize + add
+        return out, False
+    raise ValueError("not a RAR archive")
+
+
+def _rar5_has_record(extra: bytes, record_type: int) -> bool:
+    pos = 0
+    try:
+        while pos < len(extra):
+            size, p = _vint(extra, pos)
+            rtype, _ = _vint(extra, p)
+            if rtype == record_type:
+                return True
+            pos = p + size
+    except ValueError:
+        return False
+    return False
 
 
 def inspect_archive(data: bytes, kind: str, name: str = "", limits: ArchiveLimits | None = None,

@@ -159,3 +159,61 @@ def test_it_shares_one_time_budget_between_the_archives_of_a_message(monkeypatch
     monkeypatch.setattr(view_mod, "ARCHIVE_TIME_PER_MESSAGE_S", 0.0)
     reports = [v.archive(p) for p in v.parts]
     assert all(r is not None and r.limit == "time" for r in reports)
+
+
+def _vint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _rar5_block(htype: int, body: bytes, extra: bytes = b"", data: bytes = b"") -> bytes:
+    flags = (1 if extra else 0) | (2 if data else 0)
+    fields = (_vint(htype) + _vint(flags) + (_vint(len(extra)) if extra else b"")
+              + (_vint(len(data)) if data else b"") + body + extra)
+    return b"\0\0\0\0" + _vint(len(fields)) + fields + data  # CRC32 left zero: not checked
+
+
+def rar5_bytes(files: dict[str, bytes], encrypted: bool = False, headers_encrypted: bool = False) -> bytes:
+    out = b"Rar!\x1a\x07\x01\x00"
+    if headers_encrypted:
+        return out + _rar5_block(4, _vint(0) + _vint(0) + b"\0" * 16)
+    out += _rar5_block(1, _vint(0))
+    for name, data in files.items():
+        n = name.encode()
+        body = _vint(0) + _vint(len(data)) + _vint(0) + _vint(0) + _vint(0) + _vint(len(n)) + n
+        extra = b""
+        if encrypted:
+            rec = _vint(0x01) + b"\0" * 20  # file encryption record
+            extra = _vint(len(rec)) + rec
+        out += _rar5_block(2, body, extra, data)
+    return out + _rar5_block(5, _vint(0))
+
+
+def test_it_lists_names_in_rar5_without_reading_contents() -> None:
+    rep = inspect_archive(rar5_bytes({"invoice.pdf.exe": b"x" * 10, "docs/readme.txt": b"y" * 5}), "rar", "a.rar")
+    assert [(e.name, e.size) for e in rep.entries] == [("invoice.pdf.exe", 10), ("docs/readme.txt", 5)]
+    assert rep.unsupported == "rar" and rep.unscannable and not rep.encrypted
+
+
+def test_it_reports_encrypted_rar5_files_and_headers() -> None:
+    rep = inspect_archive(rar5_bytes({"a.exe": b"x"}, encrypted=True), "rar")
+    assert rep.encrypted and rep.entries[0].encrypted
+    rep = inspect_archive(rar5_bytes({}, headers_encrypted=True), "rar")
+    assert rep.encrypted and rep.entries == []
+
+
+def test_it_lists_names_in_rar4() -> None:
+    import base64
+
+    from tests.services import shared_path
+
+    p = shared_path("corpus", "av", "clamav-testfiles", "clam-v3.rar.b64")
+    if not p.exists():
+        pytest.skip("../shared/corpus/av/clamav-testfiles not present")
+    rep = inspect_archive(base64.b64decode(p.read_bytes()), "rar", "clam-v3.rar")
+    assert [(e.name, e.size) for e in rep.entries] == [("clam.exe", 544)] and rep.unsupported == "rar"

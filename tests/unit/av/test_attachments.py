@@ -188,3 +188,12 @@ def test_it_treats_a_password_protected_office_document_as_a_macro_risk() -> Non
     syms, facts = run(with_attachment(encrypted_office_ole(), "salaries.xlsx"))
     assert "ATTACHMENT_MACRO" in syms
     assert "encrypted document" in " ".join(facts["findings"][0]["reasons"])
+
+
+def test_it_judges_names_inside_rar_archives() -> None:
+    from tests.unit.av.test_archives import rar5_bytes
+
+    syms, facts = run(with_attachment(rar5_bytes({"invoice.pdf.exe": b"MZ"}), "docs.rar"))
+    reasons = " ".join(facts["findings"][0]["reasons"])
+    assert {"ATTACHMENT_DOUBLE_EXTENSION", "ATTACHMENT_ARCHIVE_UNSCANNABLE"} <= syms
+    assert "in archive: invoice.pdf.exe" in reasons and "unsupported:rar" in reasons
