@@ -60,7 +60,7 @@ def send_aggregate_reports(day: str | None = None, keep_days: int = 7) -> int:
     folder = report_dir()
     if not folder.is_dir():
         return 0
-    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     days = [day] if day else sorted(p.stem for p in folder.glob("????-??-??.jsonl"))
     org, sender = _identity()
     sent_mails = 0
@@ -86,6 +86,6 @@ def send_aggregate_reports(day: str | None = None, keep_days: int = 7) -> int:
                 sent_mails += 1
             done.add(domain)
             _mark(folder, d, done)
-        if d < (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=keep_days)).strftime("%Y-%m-%d"):
+        if d < (dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)).strftime("%Y-%m-%d"):
             path.unlink(missing_ok=True)
     return sent_mails
