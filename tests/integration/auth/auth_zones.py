@@ -35,6 +35,7 @@ def build(keys_dir: Path) -> tuple[dict[str, str], KeyStore]:
     hostile.append('c20 IN TXT "v=spf1 +all"\n')
     hostile.append("cloop1 IN CNAME cloop2.hostile.test.\ncloop2 IN CNAME cloop1.hostile.test.\n")
     hostile.append('two IN TXT "v=spf1 -all"\ntwo IN TXT "v=spf1 +all"\n')
+    hostile.append(f"junk._domainkey IN TXT {_txt('v=DKIM1; k=rsa; p=' + 'A' * 6000)}\n")  # 6 KB of non-key
     hostile.append('_dmarc.two IN TXT "v=DMARC1; p=reject"\n_dmarc.two IN TXT "v=DMARC1; p=none"\n')
     zones = {
         "example.test": f"""$ORIGIN example.test.

@@ -113,6 +113,20 @@ def test_it_times_out_against_a_silent_server_without_a_pass(ks: KeyStore) -> No
             resolver.close()
 
 
+def test_it_survives_hostile_dkim_keys_and_signature_floods(res: r.Resolver, ks: KeyStore) -> None:
+    key = ks.signing_key("example.test", "sel1")
+    assert key is not None
+    name, value = sign_message(message(), "hostile.test", "junk", key.private, key.algorithm, ["from"])
+    junk = f"{name}: {value}\r\n".replace("\n\t", "\r\n\t").encode() + message()
+    assert [s.result for s in verify_all(junk)] == ["permerror"]  # 6 KB garbage key over TCP
+    flood = message()
+    for _ in range(60):
+        flood = _signed(ks, flood)
+    t0 = time.monotonic()
+    sigs = verify_all(flood, max_signatures=5)
+    assert [s.result for s in sigs] == ["pass"] * 5 and time.monotonic() - t0 < 2
+
+
 def test_it_honours_the_message_budget_against_a_real_server(res: r.Resolver) -> None:
     budget = r.DnsBudget(seconds=5, max_queries=2)
     assert res.query_a("h1.hostile.test", budget).ok
