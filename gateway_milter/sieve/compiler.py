@@ -104,11 +104,17 @@ class CompileContext:
         self.global_names: set[str] = set()
         self.data: dict[str, Any] = {}
         self.unknown_seen: set[tuple[str, str]] = set()
+        self.current: Command | Test | None = None
 
     def error(self, node: Command | Test | Arg, message: str) -> SieveError:
         e = SieveError(node.line, node.col, message)
         self.errors.append(e)
         return e
+
+    def error_here(self, message: str) -> None:
+        """An error at the command or test being compiled (strings carry no position)."""
+        node = self.current
+        self.report(SieveError(node.line if node else 1, node.col if node else 1, message))
 
     def report(self, e: SieveError) -> None:
         if not isinstance(e, ReportedError) and e not in self.errors:
@@ -136,6 +142,7 @@ class CompileContext:
             else:
                 self.error(cmd, f"unknown command '{cmd.name}'")
             return None
+        self.current = cmd
         try:
             fn = comp(self, cmd)
         except SieveError as e:
@@ -158,7 +165,11 @@ class CompileContext:
             raise SieveError(t.line, t.col, f"unknown test '{t.name}'")
         if t.tests and t.name not in TESTS_WITH_SUBTESTS:
             raise SieveError(t.tests[0].line, t.tests[0].col, f"the {t.name} test takes no sub-test")
-        return comp(self, t)
+        saved, self.current = self.current, t
+        try:
+            return comp(self, t)
+        finally:
+            self.current = saved
 
     # -- strings -------------------------------------------------------------------------------
     def string(self, value: str) -> StrFn:
@@ -318,21 +329,27 @@ def decode_encoded_characters(s: str) -> str:
     return _ENC_RE.sub(rep, s)
 
 
+MAX_MATCH_INDEX = 32  # RFC 5229 3.2: at least ${0}..${9}; Pigeonhole offers up to ${32}
+MAX_VARIABLE_NAME = 64
+MAX_VARIABLES = 255
+
+
 def var_getter(cc: CompileContext, name: str) -> StrFn | None:
     """Resolve a variable reference at compile time; None when the reference is not valid."""
     lname = name.lower()
     if lname.isdigit():
         idx = int(lname)
+        if idx > MAX_MATCH_INDEX:
+            cc.error_here(f"match variable ${{{idx}}} is beyond the last one (${{{MAX_MATCH_INDEX}}})")
         return lambda rt: rt.match[idx] if idx < len(rt.match) else ""
     if "." in lname:
         ns, _, rest = lname.partition(".")
         if ns == "global" and cc.has("include"):
             return lambda rt: rt.globals.get(rest, "")
-        if ns == "env" and cc.has("vnd.bulwark.environment"):
-            return lambda rt: rt.env.environment_item(rest) or ""
         hook = cc.data.get("namespace:" + ns)
         if hook is not None:
             return hook(rest)  # type: ignore[no-any-return]
+        cc.error_here(f"unknown variable namespace \"{ns}\" in \"${{{name}}}\"")
         return None
     if lname in cc.global_names:
         return lambda rt: rt.globals.get(lname, "")

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta, timezone
 from email.message import Message
 
 from gateway_milter.sieve.compiler import (
+    MAX_VARIABLE_NAME,
+    MAX_VARIABLES,
     Args,
     CompileContext,
     Exec,
@@ -818,15 +820,25 @@ def variable_setter(cc: CompileContext, node: Command | Arg, name: str) -> Calla
             rt.globals[g] = truncate_utf8(v, rt.limits.max_variable_size)
 
         return setg
+    if "." in lname:
+        raise SieveError(node.line, node.col, f"unknown variable namespace \"{lname.split('.')[0]}\" in \"{name}\"")
     if not _VARNAME.match(lname):
         raise SieveError(node.line, node.col, f"invalid variable name \"{name}\"")
+    if len(lname) > MAX_VARIABLE_NAME:
+        raise SieveError(node.line, node.col, f"variable name \"{name}\" is longer than {MAX_VARIABLE_NAME} characters")
     if lname in cc.global_names:
         def setgl(rt: Runtime, v: str) -> None:
             rt.globals[lname] = truncate_utf8(v, rt.limits.max_variable_size)
 
         return setgl
 
-    cc.data.setdefault("locals", set()).add(lname)
+    local_names = cc.data.setdefault("locals", set())
+    if lname not in local_names and len(local_names) >= MAX_VARIABLES:
+        if cc.data.get("too_many_variables"):
+            raise ReportedError(node.line, node.col, "too many variables")  # reported once
+        cc.data["too_many_variables"] = True
+        raise SieveError(node.line, node.col, f"too many variables (limit {MAX_VARIABLES})")
+    local_names.add(lname)
 
     def setl(rt: Runtime, v: str) -> None:
         rt.vars[lname] = truncate_utf8(v, rt.limits.max_variable_size)
@@ -844,6 +856,15 @@ def c_set(cc: CompileContext, cmd: Command) -> Exec:
 
     if not has_mods:
         return lambda rt: setter(rt, value(rt))
+    if args.tag("mod20") == "quotewildcard":
+        def set_quoted(rt: Runtime) -> None:
+            v = truncate_utf8(mod(value(rt)), rt.limits.max_variable_size)
+            trailing = len(v) - len(v.rstrip("\\"))
+            if trailing % 2:
+                v = v[:-1]  # never cut an escape pair in two
+            setter(rt, v)
+
+        return set_quoted
     return lambda rt: setter(rt, mod(value(rt)))
 
 
@@ -1343,8 +1364,7 @@ def c_include(cc: CompileContext, cmd: Command) -> Exec:
     if not name or "/" in name or name.startswith("."):
         raise SieveError(args.pos[0].line, args.pos[0].col, f"invalid script name \"{name}\"")
     location = args.tag("location") or "personal"
-    if name.endswith(".sieve"):
-        name = name[: -len(".sieve")]  # "x.sieve" and "x" are the same script
+    name = name.removesuffix(".sieve")  # "x.sieve" and "x" are the same script
     key = f"{location}:{name}"
     once = bool(args.tag("once"))
     optional = bool(args.tag("optional"))

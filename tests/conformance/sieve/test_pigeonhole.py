@@ -18,7 +18,7 @@ MINIMUM = {
     "encoded-character": (8, 8), "envelope": (8, 8), "environment": (5, 5), "ihave": (4, 4),
     "imap4flags": (25, 25), "include": (22, 22), "index": (7, 7), "mailbox": (7, 7),
     "mime/foreverypart/extracttext": (57, 58), "regex": (9, 9), "reject": (3, 3), "relational": (23, 24),
-    "spamtest/spamtestplus/virustest": (30, 30), "subaddress": (15, 15), "variables": (57, 60),
+    "spamtest/spamtestplus/virustest": (30, 30), "subaddress": (15, 15), "variables": (60, 60),
 }
 
 
