@@ -177,8 +177,16 @@ def verify_all(raw: bytes, *, resolver: Resolver | None = None, budget: DnsBudge
         if not ok:
             if missing:
                 out.append(SignatureResult(*info, "permerror", "no key for signature", b_tag))
-            else:
-                out.append(SignatureResult(*info, "fail", "signature did not verify", b_tag))
+                continue
+            # dkimpy also answers False for an unusable key record: that is permerror, not fail
+            key = keys.get(f"{ss}._domainkey.{sd}".lower())
+            try:
+                if key is not None:
+                    dkim.evaluate_pk(b"key", key)
+            except (dkim.DKIMException, ValueError, TypeError, binascii.Error) as e:
+                out.append(SignatureResult(*info, "permerror", f"unusable key: {e}"[:200], b_tag))
+                continue
+            out.append(SignatureResult(*info, "fail", "signature did not verify", b_tag))
             continue
         if length is not None:
             try:
