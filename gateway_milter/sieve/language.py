@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+import time
 import urllib.parse
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -142,6 +143,8 @@ def _compile_if_chain(cc: CompileContext, chain: list[Command]) -> Exec | None:
     tb = tuple(branches)
 
     def run(rt: Runtime) -> None:
+        if time.perf_counter() > rt.deadline:
+            rt.check_time()
         for pred, body, line in tb:
             rt.line = line
             if pred is None or pred(rt):

@@ -138,3 +138,9 @@ def test_it_reads_the_envelope_including_the_null_sender() -> None:
     src = 'require "envelope"; if envelope :domain :is "from" "" { discard; }'
     assert kinds(run(src, MSG, mail_from="")) == ["discard"]
     assert kinds(run(src, MSG, mail_from="x@y.test")) == []
+
+
+def test_it_stops_a_script_past_its_time_budget() -> None:
+    prog = compile_script('if true { keep; }')
+    res = prog.execute(MessageData.from_bytes(MSG), limits=Limits(cpu_seconds=-1.0))
+    assert res.error is not None and "time limit" in res.error.message
