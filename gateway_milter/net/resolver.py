@@ -362,15 +362,20 @@ class Resolver:
         cached = self._cached(key)
         if cached is not None:
             return cached
+        own: Future[DnsAnswer] | None = None
         with self._lock:
             fut = self._inflight.get(key)
+            if fut is None:  # register this lookup so that concurrent callers share it
+                own = self._inflight[key] = Future()
         if fut is not None:
-            wait = min(self.timeout, budget.remaining()) if budget else self.timeout
-            try:
-                return fut.result(timeout=wait + 0.05)
-            except TimeoutError:
-                return DnsAnswer(n, rdtype, TIMEOUT, error="budget exhausted while waiting")
-        return self._resolve(key, budget)
+            return self._wait(fut, n, rdtype, budget)
+        assert own is not None
+        ans = DnsAnswer(n, rdtype, SERVFAIL, error="lookup did not complete")
+        try:
+            ans = self._resolve(key, budget)
+        finally:
+            own.set_result(ans)
+        return ans
 
     def prefetch(self, name: str, rdtype: str, budget: DnsBudget | None = None) -> Future[DnsAnswer]:
         rdtype = rdtype.upper()

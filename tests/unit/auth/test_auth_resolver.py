@@ -170,3 +170,15 @@ def test_it_gives_each_smtp_stage_its_own_dns_deadline_and_one_query_count() -> 
     eom = r.budget_for(ctx, seconds=5)
     assert eom is not mail and eom.take() and eom.take() and eom.take()
     assert not eom.take() and eom.queries == 3  # the query count is per message
+
+
+def test_it_shares_one_lookup_between_threads_asking_at_once() -> None:
+    res, be = make({("slow.test", "TXT"): ["v=spf1 -all"]}, delay=0.2)
+    out: list[r.DnsAnswer] = []
+    ts = [threading.Thread(target=lambda: out.append(res.query_txt("slow.test"))) for _ in range(5)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert [a.records for a in out] == [("v=spf1 -all",)] * 5
+    assert len(be.calls) == 1
