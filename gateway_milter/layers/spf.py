@@ -270,13 +270,13 @@ def purported_responsible_address(headers: list[tuple[str, str]]) -> tuple[str |
 def sender_id_record(records: tuple[str, ...]) -> tuple[str | None, str]:
     """RFC 4406 section 3.4: an ``spf2.0/...pra...`` record, else ``v=spf1``; returned as a
     ``v=spf1`` record for evaluation, or (None, 'none'|'permerror')."""
-    pra = [r for r in records if re.match(r"^spf2\.0/([a-z,]*,)?pra(,[a-z,]*)?( |$)", r, re.I)]
+    pra = [r for r in records if re.match(r"^spf2\.0/([a-z,]*,)?pra(,[a-z,]*)?( |$)", r, re.IGNORECASE)]
     if len(pra) > 1:
         return None, "permerror"
     if pra:
         parts = pra[0].split(None, 1)
         return ("v=spf1 " + parts[1]) if len(parts) > 1 else "v=spf1", ""
-    v1 = [r for r in records if re.match(r"^v=spf1( |$)", r, re.I)]
+    v1 = [r for r in records if re.match(r"^v=spf1( |$)", r, re.IGNORECASE)]
     if len(v1) > 1:
         return None, "permerror"
     return (v1[0], "") if v1 else (None, "none")
