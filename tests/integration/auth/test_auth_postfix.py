@@ -133,3 +133,25 @@ def test_it_signs_outbound_mail_that_verifies_at_the_sink(env: tuple[MailStack, 
         assert results == ["pass"]
     finally:
         stack.import_policy(POLICY)
+
+
+def test_it_arc_seals_inbound_mail_and_the_seal_validates_at_the_sink(env: tuple[MailStack, KeyStore, int]) -> None:
+    from gateway_milter.layers.arc import verify_chain
+
+    stack, ks, port = env
+    seal = {"seal": True, "seal_domain": "local.test", "seal_selector": "bulwark1", "trusted_sealers": ["forwarder.test"]}
+    stack.import_policy({**POLICY, "settings": {**POLICY["settings"], "arc": seal}})
+    try:
+        code, text, _ = stack.send("alice@example.test", ["bob@local.test"], _dkim_sign(ks, msg("sealed here")))
+        assert code == 250, text
+        wait_until(lambda: stack.sink.find(b"Subject: sealed here"), timeout=30)
+        [m] = stack.sink.find(b"Subject: sealed here")
+        res = r.Resolver([("127.0.0.1", port)], timeout=1.0)
+        try:
+            chain = verify_chain(m.data, resolver=res)
+        finally:
+            res.close()
+        assert (chain.cv, chain.sealers) == ("pass", ("local.test",)), chain.reason
+        assert "dmarc=pass" in chain.aars[0] and "mx.local.test" in chain.aars[0]
+    finally:
+        stack.import_policy(POLICY)
