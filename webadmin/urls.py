@@ -29,6 +29,7 @@ urlpatterns = [
     path("security/scripts/new/", security.script_edit, name="script_new"),
     path("security/scripts/<int:pk>/", security.script_edit, name="script"),
     path("security/scripts/<int:pk>/delete/", security.script_delete, name="script_delete"),
+    path("security/dkim/", security.dkim_keys, name="dkim_keys"),
     path("security/layers/", security.layers_index, name="layers"),
     path("security/layers/<slug:layer_id>/", security.layer_edit, name="layer"),
     path("account/", account.my_account, name="my_account"),

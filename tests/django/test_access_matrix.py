@@ -19,7 +19,7 @@ PAGES: list[tuple[str, set[str]]] = [
     ("/", ALL), ("/dashboard/", ADMINS), ("/setup/", SETTINGS), ("/setup/domains/", SETTINGS),
     ("/setup/domains/new/", {G}), ("/setup/users/", SETTINGS), ("/setup/users/new/", SETTINGS),
     ("/setup/users/import/", SETTINGS), ("/setup/users/export.csv", SETTINGS), ("/setup/options/", SETTINGS),
-    ("/setup/settings/", {G}), ("/security/", SETTINGS), ("/security/lists/", SETTINGS),
+    ("/setup/settings/", {G}), ("/security/", SETTINGS), ("/security/lists/", SETTINGS), ("/security/dkim/", SETTINGS),
     ("/security/scripts/", SETTINGS), ("/security/scripts/new/", SETTINGS), ("/security/layers/", SETTINGS),
     ("/security/layers/lists/", SETTINGS), ("/messages/", ADMINS), ("/messages/quarantine/", ALL),
     ("/messages/quarantine/?queue=admin", {G}), ("/logging/", ADMINS), ("/logging/log/", ALL),

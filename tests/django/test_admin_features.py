@@ -255,3 +255,19 @@ def test_it_refuses_posts_without_csrf(world: World) -> None:
     r = c.post(f"/messages/quarantine/{world.a.qmessage.pk}/action/", {"action": "delete"})
     assert r.status_code == 403
 
+
+
+def test_it_creates_and_shows_dkim_keys_for_own_domains_only(world: World, tmp_path: Path) -> None:
+    keystore = pytest.importorskip("gateway_milter.auth.keystore")
+    keystore.set_keystore(keystore.KeyStore(tmp_path / "dkim"))
+    try:
+        c = world.client("domain_admin")
+        r = c.post("/security/dkim/", {"domain": world.a.domain.pk, "action": "generate",
+                                       "algorithm": "ed25519-sha256"})
+        assert r.status_code == 302
+        page = c.get("/security/dkim/")
+        assert b"bulwark1._domainkey.a.example. IN TXT" in page.content and b"b.example" not in page.content
+        assert c.post("/security/dkim/", {"domain": world.b.domain.pk, "action": "generate"}).status_code == 404
+        assert world.client("user").get("/security/dkim/").status_code == 404
+    finally:
+        keystore.set_keystore(None)

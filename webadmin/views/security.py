@@ -154,3 +154,52 @@ def layer_edit(request: HttpRequest, layer_id: str) -> HttpResponse:
     return render(request, "webadmin/layer.html", {
         "menu": "security", "title": f"{layer_id} settings", "layer_id": layer_id, "form": form, "domain": domain,
         "domains": managed, "is_global": p.is_global, "description": layers.get(layer_id).description})
+
+
+# -- DKIM signing keys (gateway_milter.auth.keystore) ---------------------------------------------
+def _keystore():  # type: ignore[no-untyped-def]
+    try:
+        from gateway_milter.auth.keystore import get_keystore
+    except ImportError:
+        raise Http404("DKIM key store not installed") from None
+    return get_keystore()
+
+
+@roles(*SETTINGS_ADMINS)
+def dkim_keys(request: HttpRequest) -> HttpResponse:
+    """Signing keys per visible domain with the TXT records to publish; generate, rotate,
+    activate (RFC 6376 section 3.1: selectors make rotation possible)."""
+    from gateway_milter.auth.keystore import KeyStoreError, zone_lines
+
+    ks = _keystore()
+    domains = list(access.domains_managed_by(request.user))
+    if request.method == "POST":
+        dom = access.access_domain(request.user, request.POST.get("domain"), manage=True)
+        act = request.POST.get("action")
+        algo = request.POST.get("algorithm", "rsa-sha256")
+        try:
+            if act == "generate":
+                ks.generate(dom.name, "bulwark1", algo)
+                messages.success(request, f"Key bulwark1 created for {dom.name}: publish its TXT record.")
+            elif act == "rotate":
+                sel, _ = ks.rotate(dom.name, algo)
+                messages.success(request, f"New key {sel} for {dom.name}: publish it, then activate it.")
+            elif act == "activate":
+                ks.activate(dom.name, request.POST.get("selector", ""))
+                messages.success(request, f"{dom.name} now signs with {request.POST.get('selector')}.")
+        except KeyStoreError as e:
+            messages.error(request, str(e))
+        return redirect("webadmin:dkim_keys")
+    rows = []
+    for d in domains:
+        active = ks.active_selector(d.name)
+        keys = []
+        for sel in ks.selectors(d.name):
+            try:
+                rec = ks.dns_record(d.name, sel)
+            except KeyStoreError:
+                rec = ""
+            keys.append({"selector": sel, "active": sel == active, "record": rec,
+                         "zone": zone_lines(d.name, sel, rec) if rec else ""})
+        rows.append({"domain": d, "keys": keys})
+    return render(request, "webadmin/dkim.html", {"menu": "security", "title": "DKIM keys", "rows": rows})

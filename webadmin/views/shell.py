@@ -70,5 +70,11 @@ def security_landing(request: HttpRequest) -> HttpResponse:
         if lid in layers.available():
             tasks.append({"url": reverse("webadmin:layer", args=[lid]), "label": f"{lid.upper()} settings",
                           "help": (layers.get(lid).description or f"Settings of the {lid} layer.")[:140]})
+    try:
+        import gateway_milter.auth.keystore  # noqa: F401
+
+        tasks.append(_task("webadmin:dkim_keys", "DKIM keys", "Signing keys and the DNS TXT records to publish."))
+    except ImportError:
+        pass
     return render(request, "landing.html", {"menu": "security", "title": "Security", "tasks": tasks,
                                             "intro": "What the gateway checks and what it does about it."})
