@@ -4,7 +4,8 @@ Thin and idempotent: for every finished day (before today, UTC) with data under
 ``GATEWAY_DATA_DIR/dmarc/``, one gzipped appendix C report per policy domain is mailed to its
 verified ``rua`` addresses; ``<day>.sent`` records the domains done, so a re-run (or a crash
 half way) never mails a report twice. Days older than ``keep_days`` are deleted once sent.
-Scheduled daily (01:15 UTC) by the beat entry registered below.
+Scheduled daily by the beat entry ``dmarc-reports`` (config/settings.py); running it more
+often is harmless.
 """
 
 from __future__ import annotations
@@ -15,16 +16,8 @@ import logging
 from pathlib import Path
 
 from celery import shared_task
-from celery.schedules import crontab
-
-from config.celery import app
 
 log = logging.getLogger("bulwark.dmarc")
-
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "dmarc-aggregate-reports": {"task": "dmarc.send_aggregate_reports", "schedule": crontab(hour=1, minute=15)},
-}
 
 
 def _identity() -> tuple[str, str]:
