@@ -58,12 +58,12 @@ SCRIPTS = [
 
 def timeit(fn: object, n: int) -> float:
     best = []
-    for _ in range(5):
+    for _ in range(9):
         t0 = time.process_time()
         for _ in range(n):
             fn()  # type: ignore[operator]
         best.append((time.process_time() - t0) / n * 1e6)
-    # CPU time of this process, least disturbed of 5 runs: the host is shared, wall time is noisy.
+    # CPU time of this process, least disturbed of 9 runs: the host is shared, wall time is noisy.
     return min(best)
 
 

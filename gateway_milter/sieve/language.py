@@ -493,6 +493,16 @@ def t_header(cc: CompileContext, t: Test) -> Pred:
 
     if not use_mime and index is None and const_names is not None:
         lnames = [n.lower() for n in const_names]
+        prefold = (kconst is not None and (args.tag("match") or "is") in ("is", "contains")
+                   and args.value("comparator", "i;ascii-casemap") == "i;ascii-casemap")
+        if prefold and len(lnames) == 1:
+            n1 = lnames[0]
+            pmatch = compile_matcher(cc, args, keys, kconst, t.line, t.col, prefolded=True)
+
+            def one_folded(rt: Runtime) -> bool:
+                return pmatch(rt, rt.header_folded(n1))
+
+            return one_folded
         if len(lnames) == 1:
             n0 = lnames[0]
 

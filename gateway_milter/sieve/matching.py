@@ -116,7 +116,8 @@ def _glob_to_regex(pattern: str) -> tuple[str, int]:
 
 def compile_matcher(cc: CompileContext, args: Args, keys: ListFn, key_values: list[str] | None,
                     node_line: int, node_col: int, *, numeric_values: bool = False,
-                    default_comparator: str = "i;ascii-casemap", capture: bool = True) -> Matcher:
+                    default_comparator: str = "i;ascii-casemap", capture: bool = True,
+                    prefolded: bool = False) -> Matcher:
     """Build the matcher for ``values`` against ``keys`` from the test's tags."""
     comp = args.value("comparator", default_comparator)
     if isinstance(comp, str) and comp not in COMPARATORS:
@@ -141,6 +142,30 @@ def compile_matcher(cc: CompileContext, args: Args, keys: ListFn, key_values: li
         "i;ascii-numeric": None,
     }[comp]
     capture = capture and cc.has("variables")
+    if prefolded:
+        # The caller passes values already folded by i;ascii-casemap (cached per message).
+        if fold is not ascii_fold or mtype not in ("is", "contains") or key_values is None:
+            raise ValueError("prefolded matching needs constant keys, :is/:contains and i;ascii-casemap")
+        folded_keys = [ascii_fold(k) for k in key_values]
+        if mtype == "is":
+            kset_f = frozenset(folded_keys)
+
+            def is_pre(rt: Runtime, values: list[str]) -> bool:
+                for v in values:
+                    if v in kset_f:
+                        return True
+                return False
+
+            return is_pre
+
+        def contains_pre(rt: Runtime, values: list[str]) -> bool:
+            for v in values:
+                for k in folded_keys:
+                    if k in v:
+                        return True
+            return False
+
+        return contains_pre
 
     if mtype == "count":
         assert rel is not None

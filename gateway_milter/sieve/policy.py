@@ -177,17 +177,23 @@ class SievePolicyEngine:
         self._plans: dict[str | None, Plan] = {}
         self._lock = threading.Lock()
         self.env = GatewayEnvironment(snapshot)
-        self.plan(None)  # compile the global plan now: errors show at publish, not per message
+        # Compile every plan now: a script error shows when the policy is loaded (the provider
+        # then keeps the previous policy), never while a message waits.
+        self.plan(None)
+        for name in set(d.name for d in snapshot.domains.values()):
+            self.plan(name)
 
     # -- compilation --------------------------------------------------------------------------
     def plan(self, domain: str | None) -> Plan:
         dom = self.snapshot.canonical_domain(domain)
-        p = self._plans.get(dom)
+        # Domains without own settings or scripts share the global plan.
+        key = None if self.snapshot.policy_group(dom) == "global" else dom
+        p = self._plans.get(key)
         if p is None:
             with self._lock:
-                p = self._plans.get(dom)
+                p = self._plans.get(key)
                 if p is None:
-                    p = self._plans[dom] = build_plan(self.snapshot, dom)
+                    p = self._plans[key] = build_plan(self.snapshot, key)
         return p
 
     # -- PolicyEngine --------------------------------------------------------------------------

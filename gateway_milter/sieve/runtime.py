@@ -245,8 +245,16 @@ def decode_header_value(value: str) -> str:
 
 
 # -- the run ------------------------------------------------------------------------------------
+_ASCII_LOWER = {i: i + 32 for i in range(65, 91)}
+
+
 class Runtime:
     """Per execution state. One Runtime per message (and per recipient for RCPT rules)."""
+
+    __slots__ = ("msg", "env", "limits", "hooks", "headers", "_hcache", "_raw_index", "vars", "globals",
+                 "match", "flags", "actions", "implicit_keep", "redirects", "edits", "line", "script",
+                 "deadline", "now", "included_once", "include_depth", "part_stack", "loops", "rcpt",
+                 "warnings")
 
     def __init__(self, msg: MessageData, env: Environment | None = None, limits: Limits = DEFAULT_LIMITS,
                  *, now: datetime | None = None, hooks: Any = None) -> None:
@@ -291,6 +299,15 @@ class Runtime:
             raw = idx.get(key)
             vals = [decode_header_value(v) for v in raw] if raw else []
             self._hcache[key] = vals
+        return vals
+
+    def header_folded(self, key: str) -> list[str]:
+        """Values of a header (lower-case name) folded by i;ascii-casemap, cached per message."""
+        k = "\0f:" + key
+        vals = self._hcache.get(k)
+        if vals is None:
+            vals = [v.lower() if v.isascii() else v.translate(_ASCII_LOWER) for v in self.header_values(key)]
+            self._hcache[k] = vals
         return vals
 
     def invalidate(self) -> None:

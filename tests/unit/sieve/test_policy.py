@@ -178,3 +178,12 @@ def test_it_validates_scripts_even_when_only_the_snapshot_module_is_loaded() -> 
             "except Exception as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60).stdout
     assert out.strip() == "scripts[0].source: 1:5: expected end of command ';' or the beginning of a block '{', found end of script"
+
+
+def test_it_compiles_every_plan_when_the_policy_loads() -> None:
+    from gateway_milter.sieve import CompileError
+
+    bad = snap(scripts=[{"name": "dom", "domain": "other.example", "source": 'require "include"; include "missing";'}])
+    with pytest.raises(CompileError) as e:
+        SievePolicyEngine(bad)
+    assert "missing" in str(e.value)
