@@ -180,7 +180,7 @@ class SievePolicyEngine:
         # Compile every plan now: a script error shows when the policy is loaded (the provider
         # then keeps the previous policy), never while a message waits.
         self.plan(None)
-        for name in set(d.name for d in snapshot.domains.values()):
+        for name in {d.name for d in snapshot.domains.values()}:
             self.plan(name)
 
     # -- compilation --------------------------------------------------------------------------
