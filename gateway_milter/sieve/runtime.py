@@ -251,10 +251,33 @@ _ASCII_LOWER = {i: i + 32 for i in range(65, 91)}
 class Runtime:
     """Per execution state. One Runtime per message (and per recipient for RCPT rules)."""
 
-    __slots__ = ("msg", "env", "limits", "hooks", "headers", "_hcache", "_raw_index", "vars", "globals",
-                 "match", "flags", "actions", "implicit_keep", "redirects", "edits", "line", "script",
-                 "deadline", "now", "included_once", "include_depth", "part_stack", "loops", "rcpt",
-                 "warnings")
+    __slots__ = (
+        "_hcache",
+        "_raw_index",
+        "actions",
+        "deadline",
+        "edits",
+        "env",
+        "flags",
+        "globals",
+        "headers",
+        "hooks",
+        "implicit_keep",
+        "include_depth",
+        "included_once",
+        "limits",
+        "line",
+        "loops",
+        "match",
+        "msg",
+        "now",
+        "part_stack",
+        "rcpt",
+        "redirects",
+        "script",
+        "vars",
+        "warnings",
+    )
 
     def __init__(self, msg: MessageData, env: Environment | None = None, limits: Limits = DEFAULT_LIMITS,
                  *, now: datetime | None = None, hooks: Any = None) -> None:
