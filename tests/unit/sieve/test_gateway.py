@@ -1,0 +1,68 @@
+"""Admin Sieve scripts through the whole transaction driver (MAIL, RCPT, end of message)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway_milter.context import ConnectionInfo
+from gateway_milter.pipeline.transaction import Gateway
+from gateway_milter.policy.provider import StaticPolicyProvider
+from gateway_milter.policy.snapshot import PolicySnapshot
+from gateway_milter.verdict import Action
+
+RAW = b"From: Alice <alice@outside.test>\r\nTo: bob@example.com\r\nSubject: Invoice overdue\r\n\r\nPlease pay.\r\n"
+
+
+class Store:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def store(self, raw: bytes, meta: dict[str, Any]) -> dict[str, Any]:
+        meta = {**meta, "qid": f"q{len(self.items) + 1}", "path": "x"}
+        self.items.append(meta)
+        return meta
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+
+def deliver(scripts: list[dict[str, Any]], rcpts: tuple[str, ...] = ("bob@example.com",)) -> tuple[Any, Any, Store]:
+    doc = {"settings": {"antivirus": {"mode": "off"}}, "domains": [{"name": "example.com"}], "scripts": scripts}
+    store = Store()
+    gw = Gateway(StaticPolicyProvider(PolicySnapshot.from_document(doc, 1)), store, Sink())
+    ctx = gw.begin(ConnectionInfo(client_ip="203.0.113.9", helo="mail.outside.test", client_name="mail.outside.test"))
+    assert gw.mail(ctx, "alice@outside.test").action == "continue"
+    for r in rcpts:
+        gw.rcpt(ctx, r)
+    for line in RAW.split(b"\r\n\r\n")[0].split(b"\r\n"):
+        n, _, v = line.decode().partition(": ")
+        ctx.add_header(n, v)
+    ctx.body.write(RAW.split(b"\r\n\r\n", 1)[1])
+    return gw.eom(ctx), ctx, store
+
+
+def test_it_applies_header_edits_and_added_recipients_from_scripts() -> None:
+    dec, ctx, _ = deliver([{"name": "tag", "source":
+                            'require ["editheader", "copy"]; if header :contains "subject" "invoice" {'
+                            ' addheader "X-Finance" "yes"; redirect :copy "audit@example.com"; }'}])
+    assert dec.action is Action.ACCEPT
+    assert [(e.op, e.name, e.value) for e in dec.header_edits][:1] == [("insert", "X-Finance", "yes")]
+    assert dec.add_recipients == ["audit@example.com"]
+    assert ctx.outcome.decided_by == "system:default"
+
+
+def test_it_quarantines_through_a_script_before_the_reply() -> None:
+    dec, ctx, store = deliver([{"name": "hold", "source":
+                                'require ["fileinto"]; if header :contains "subject" "invoice" { fileinto "Quarantine"; }'}])
+    assert dec.action is Action.DISCARD and len(store.items) == 1 and dec.quarantine_ids == ["q1"]
+    assert ctx.outcome.decided_by == "script:hold:1"
+
+
+def test_it_rejects_with_the_script_reason() -> None:
+    dec, _, _ = deliver([{"name": "no", "source": 'require "reject"; reject "We do not accept invoices";'}])
+    assert dec.action is Action.REJECT and str(dec.reply) == "550 5.7.1 We do not accept invoices"
