@@ -132,8 +132,8 @@ class AntivirusLayer(Layer[AntivirusSettings]):
             streams += [(f"alternative {i + 1}", data) for i, data in enumerate(alts.payloads)]
             if not alts.complete:
                 unscannable.append("mime: too many interpretations to scan them all")
-        if any(a.code in ("TOO_DEEP", "TOO_MANY_PARTS") for a in view.ambiguities):
-            unscannable.append("mime: nesting or part count over the limit")
+        if any(a.code in ("TOO_DEEP", "TOO_MANY_PARTS", "UNPARSEABLE") for a in view.ambiguities):
+            unscannable.append("mime: nesting or part count over the limit, or not parseable")
         limits = settings.archive_limits
         for p in view.parts:
             rep = view.archive(p, limits)

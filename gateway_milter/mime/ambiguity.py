@@ -186,5 +186,8 @@ def lenient_base64(data: bytes) -> bytes:
 def alternative_payloads(raw: bytes, known: set[bytes]) -> Alternatives:
     """Decoded content under every other reading of ``raw`` (payloads in ``known`` left out)."""
     w = _Walker(known)
-    w.node(raw, 0)
+    try:
+        w.node(raw, 0)
+    except Exception:  # noqa: BLE001 - never raise on hostile input: an incomplete walk is unscannable
+        w.out.complete = False
     return w.out

@@ -163,7 +163,7 @@ class _Walk:
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
             infos = zf.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
             self.report.corrupt = f"zip: {e}"[:200]
             return
         self.counted(len(infos))
@@ -434,5 +434,7 @@ def inspect_archive(data: bytes, kind: str, name: str = "", limits: ArchiveLimit
         report.limit = e.which
     except RecursionError:
         report.limit = "depth"
+    except Exception as e:  # noqa: BLE001 - a parser bug on hostile input: unscannable, never clean
+        report.corrupt = f"{type(e).__name__}: {e}"[:200]
     report.ms = round((time.perf_counter() - t0) * 1000, 3)
     return report

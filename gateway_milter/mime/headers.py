@@ -172,7 +172,7 @@ def rfc2231_params(params: list[tuple[str, str]]) -> dict[str, str]:
                     cs, _, rest = val.split("'", 2)
                     charset = cs or "utf-8"
                     val = rest
-                chunks.append(urllib.parse.unquote_to_bytes(val))
+                chunks.append(urllib.parse.unquote_to_bytes(val.encode("utf-8", "surrogateescape")))
             else:
                 chunks.append(val.encode("utf-8", "surrogateescape"))
         raw = b"".join(chunks)

@@ -174,13 +174,16 @@ class MimeView:
 def parse_message(raw: bytes) -> MimeView:
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-    except RecursionError:
-        # thousands of nested multiparts exhaust the stdlib parser: keep the headers only
+    except Exception as e:  # noqa: BLE001 - the stdlib parser itself fails on some hostile input
+        # e.g. thousands of nested multiparts (RecursionError), or "boundary*=a; boundary*0=b"
+        # (TypeError in email.utils.decode_params). Keep the headers; our lenient walker still
+        # reads the body for antivirus (alternatives()).
         from email.parser import BytesHeaderParser
 
         msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
-        return MimeView(msg, [], ["RecursionError"], raw, [Ambiguity("TOO_DEEP", "the parser ran out of stack")],
-                        MAX_DEPTH + 1)
+        code = "TOO_DEEP" if isinstance(e, RecursionError) else "UNPARSEABLE"
+        return MimeView(msg, [], [type(e).__name__], raw, [Ambiguity(code, f"stdlib parser: {type(e).__name__}", "0")],
+                        MAX_DEPTH + 1 if code == "TOO_DEEP" else 0)
     parts: list[MimePart] = []
     defects = [type(d).__name__ for d in msg.defects]
     ambiguities: list[Ambiguity] = []
@@ -259,7 +262,10 @@ def parse_message(raw: bytes) -> MimeView:
         text = None
         charset = ""
         if ctype.startswith("text/"):
-            charset = m.get_content_charset() or "utf-8"
+            try:
+                charset = m.get_content_charset() or "utf-8"
+            except Exception:  # noqa: BLE001 - stdlib decode_params fails on mixed RFC 2231 forms
+                charset = "utf-8"
             try:
                 text = payload.decode(charset, "replace")
             except LookupError:
@@ -281,10 +287,15 @@ def parse_message(raw: bytes) -> MimeView:
         walk(msg, 0, ())
     except RecursionError:
         note("TOO_DEEP", "recursion limit", ())
+    except Exception as e:  # noqa: BLE001 - a stdlib accessor failing on hostile headers
+        note("UNPARSEABLE", f"stdlib parser: {type(e).__name__}", ())
     from gateway_milter.mime.ambiguity import hidden_delimiters
 
-    for token in hidden_delimiters(raw, declared_boundaries):
-        note("HIDDEN_PART", f"delimiter --{token} is not a declared boundary", ())
+    try:
+        for token in hidden_delimiters(raw, declared_boundaries):
+            note("HIDDEN_PART", f"delimiter --{token} is not a declared boundary", ())
+    except Exception as e:  # noqa: BLE001 - never raise on hostile input
+        note("UNPARSEABLE", f"delimiter scan: {type(e).__name__}", ())
     return MimeView(msg, parts, defects, raw, ambiguities, deepest)
 
 
@@ -297,7 +308,10 @@ def _raw_fields(m: Message) -> list[tuple[str, str]]:
 def _check_outside(m: Message, path: tuple[int, ...], note: Callable[[str, str, tuple[int, ...]], None]) -> None:
     """Delimiters in the preamble or after the close delimiter: a lenient client may show a
     part there that a strict parser drops."""
-    boundary = m.get_boundary()
+    try:
+        boundary = m.get_boundary()
+    except Exception:  # noqa: BLE001 - see parse_message
+        return
     if not boundary:
         return
     delim = re.compile(r"^--" + re.escape(boundary) + r"(--)?[ \t]*\r?$", re.MULTILINE)

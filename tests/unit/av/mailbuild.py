@@ -104,6 +104,10 @@ AMBIGUOUS: dict[str, bytes] = {
     # A NUL inside a quoted boundary: C parsers stop at the NUL and read "n".
     "nul_in_boundary": HEAD + b'Content-Type: multipart/mixed; boundary="n\x00x"; boundary="n"\r\n\r\n'
     + b"--n\r\n" + TEXT_PART + b"--n\r\n" + EVIL_PART + b"--n--\r\n",
+    # RFC 2231 3 with both "boundary*" and "boundary*0": Python's email parser raises TypeError
+    # (email.utils.decode_params sorts None against int); a scanner built on it sees nothing.
+    "rfc2231_parser_crash": HEAD + b"Content-Type: multipart/mixed; boundary*=utf-8''x; boundary*0=y\r\n\r\n"
+    + b"--x\r\n" + TEXT_PART + b"--x\r\n" + EVIL_PART + b"--x--\r\n",
     # A text/plain body with a MIME structure inside: shown as an attachment by some clients.
     "hidden_in_text": HEAD + b"Content-Type: text/plain\r\n\r\nHello\r\n\r\n"
     + b"--hid\r\n" + EVIL_PART + b"--hid--\r\n",

@@ -217,3 +217,20 @@ def test_it_lists_names_in_rar4() -> None:
         pytest.skip("../shared/corpus/av/clamav-testfiles not present")
     rep = inspect_archive(base64.b64decode(p.read_bytes()), "rar", "clam-v3.rar")
     assert [(e.name, e.size) for e in rep.entries] == [("clam.exe", 544)] and rep.unsupported == "rar"
+
+
+def test_it_never_raises_on_mutated_archives() -> None:
+    import random
+
+    rnd = random.Random(11)
+    seeds = [("zip", zip_bytes({"a": b"hello" * 100, "b.zip": zip_bytes({"c": b"x"})})),
+             ("tar", tar_bytes({"a": b"x" * 600})), ("gzip", gzip.compress(b"abc" * 1000)),
+             ("xz", lzma.compress(b"abc" * 1000)), ("bzip2", bz2.compress(b"abc" * 1000)),
+             ("7z", sevenzip_bytes({"a.txt": b"hello" * 50})), ("rar", rar5_bytes({"a.exe": b"x" * 50}))]
+    for kind, data in seeds:
+        for _ in range(150):
+            b = bytearray(data)
+            for _ in range(rnd.randint(1, 8)):
+                b[rnd.randrange(len(b))] = rnd.randrange(256)
+            rep = inspect_archive(bytes(b), kind)
+            assert rep.kind == kind

@@ -102,6 +102,7 @@ EXPECTED_CODES = {
     "encoded_word_boundary": "MISSING_BOUNDARY",
     "boundary_case": "HIDDEN_PART",
     "nul_in_boundary": "AMBIGUOUS_BOUNDARY",
+    "rfc2231_parser_crash": "UNPARSEABLE",
 }
 
 
@@ -151,3 +152,33 @@ def test_it_parses_the_shared_mime_corpus_without_errors() -> None:
             v.alternatives()
         slowest = max(slowest, time.monotonic() - t0)
     assert len(files) > 100 and slowest < 5.0
+
+
+def _mutations(seed_messages: list[bytes], per_seed: int, rnd_seed: int) -> list[bytes]:
+    import random
+
+    rnd = random.Random(rnd_seed)
+    tokens = [b"\r\n", b"--", b";", b'"', b"(", b")", b"=?", b"?=", b"boundary=", b"*0*=", b"*=", b"charset*=",
+              b"filename*=", b"Content-Type: multipart/mixed; boundary=x\r\n", b"\r\n\r\n", b"\x00", b"\xff", b"%", b"'"]
+    out = []
+    for s in seed_messages:
+        for _ in range(per_seed):
+            b = bytearray(s)
+            for _ in range(rnd.randint(1, 6)):
+                pos = rnd.randrange(len(b))
+                if rnd.random() < 0.5:
+                    b[pos] = rnd.randrange(256)
+                else:
+                    b[pos:pos] = rnd.choice(tokens)
+            out.append(bytes(b))
+    return out
+
+
+def test_it_never_raises_on_mutated_messages() -> None:
+    seeds = [*AMBIGUOUS.values(), with_attachment(zip_bytes({"a.exe": b"MZ"}), "a.zip")]
+    for raw in _mutations(seeds, 40, 7):
+        v = parse_message(raw)
+        v.alternatives()
+        for p in v.parts:
+            assert isinstance(p.detected_type, str)
+            v.archive(p)
