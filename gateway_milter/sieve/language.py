@@ -711,8 +711,11 @@ def t_body(cc: CompileContext, t: Test) -> Pred:
             body = rt.msg.body_bytes().decode("utf-8", "surrogateescape")
             return match(rt, [body])
         wanted = [c.lower() for c in ctypes(rt)] if ctypes else ["text"]
-        vals = body_texts(rt.msg.parsed(), wanted, extract=transform == "text")
-        return match(rt, vals)
+        key = ("body", tuple(wanted), transform)
+        vals = rt.msg.cache.get(key)
+        if vals is None:
+            vals = rt.msg.cache[key] = body_texts(rt.msg.parsed(), wanted, extract=transform == "text")
+        return match(rt, vals)  # type: ignore[arg-type]
 
     return run
 

@@ -148,6 +148,8 @@ class MessageData:
         self.context: MessageContext | None = None
         self.file_size: int | None = None
         self.has_body = True
+        self._body: bytes | None = None
+        self.cache: dict[object, object] = {}  # derived views (body texts) shared by all tests
 
     @classmethod
     def from_bytes(cls, raw: bytes, *, mail_from: str = "", recipients: list[str] | None = None,
@@ -192,7 +194,9 @@ class MessageData:
 
     def body_bytes(self) -> bytes:
         if self.context is not None:
-            return self.context.body.getvalue()
+            if self._body is None:
+                self._body = self.context.body.getvalue()  # read the spool once per message
+            return self._body
         return self.body
 
     @property
