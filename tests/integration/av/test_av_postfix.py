@@ -102,9 +102,10 @@ def test_it_refuses_an_executable_attachment_by_default(stack: MailStack) -> Non
     assert code == 554 and "attachment" in text, text
 
 
-def test_it_refuses_eicar_hidden_behind_a_mime_ambiguity(stack: MailStack) -> None:
-    raw = AMBIGUOUS["duplicate_boundary"].replace(b"To: bob@example.test", b"To: bob@example.com")
-    raw = raw.replace(b"Subject: test", b"Subject: av ambiguous")
+@pytest.mark.parametrize("case", ["duplicate_boundary", "rfc2231_parser_crash"])
+def test_it_refuses_eicar_hidden_behind_a_mime_ambiguity(stack: MailStack, case: str) -> None:
+    raw = AMBIGUOUS[case].replace(b"To: bob@example.test", b"To: bob@example.com")
+    raw = raw.replace(b"Subject: test", b"Subject: av " + case.encode())
     code, text, _ = stack.send("alice@outside.test", ["bob@example.com"], raw)
     assert code == 554 and "virus" in text, text
 
