@@ -59,10 +59,13 @@ def allow_sender(p: Principal, sender: str, recipients: Iterable[str]) -> None:
         do_add_list_entry("allow", "sender", sender, None, comment="released from quarantine", actor=p.username)
         return
     if p.role == "user":
-        mailbox = sorted(p.addresses)[0]
-        dom = Domain.objects.filter(name=mailbox.rpartition("@")[2]).first()
-        if dom is not None:
-            do_add_list_entry("allow", "sender", sender, dom, comment=f"user:{mailbox}", actor=p.username)
+        from webadmin.models import Account
+        from webadmin.services import do_add_user_list_entry
+
+        acct = (Account.objects.filter(user_id=p.user_id).first() if p.user_id else
+                Account.objects.filter(mailbox__in=p.addresses).first())
+        if acct is not None:
+            do_add_user_list_entry(acct, "allow", sender)
         return
     for name in sorted({a.rpartition("@")[2] for a in recipients} & p.domains):
         dom = Domain.objects.filter(name=name).first()

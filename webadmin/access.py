@@ -24,7 +24,7 @@ from django.http import Http404
 
 from quarantine.models import QuarantinedMessage, QuarantineRecipient
 from reports.models import MessageLog, MessageRecipient
-from webadmin.models import Account, Domain, ListEntry, Role, SieveScript, UserOptions
+from webadmin.models import Account, Domain, ListEntry, Role, SieveScript, UserListEntry, UserOptions
 
 
 @dataclass(frozen=True)
@@ -156,15 +156,31 @@ def list_entries_visible_to(user: Any) -> QuerySet[ListEntry]:
         return qs.all()
     if p.role == Role.DOMAIN_ADMIN:
         return qs.filter(domain_id__in=p.domain_ids)
-    if p.role == Role.USER and p.may("manage_lists") and p.addresses:
-        # A user's own lists are recipient-scoped entries of their domain carrying their address
-        # in the comment tag "user:<address>" (docs/ui.md, "My lists").
-        return qs.filter(comment__in=[f"user:{a}" for a in p.addresses])
     return qs.none()
 
 
 def access_list_entry(user: Any, pk: Any) -> ListEntry:
     obj = list_entries_visible_to(user).filter(pk=_int(pk)).first()
+    if obj is None:
+        raise Http404("no such list entry")
+    return obj
+
+
+def user_list_entries_visible_to(user: Any) -> QuerySet[UserListEntry]:
+    """Users' own sender lists: the user's, or those of the users a domain admin manages."""
+    p = principal(user)
+    qs = UserListEntry.objects.select_related("account")
+    if p.is_global:
+        return qs.all()
+    if p.role == Role.DOMAIN_ADMIN:
+        return qs.filter(account__in=accounts_visible_to(user))
+    if p.role == Role.USER and p.may("manage_lists"):
+        return qs.filter(account__user_id=p.user_id)
+    return qs.none()
+
+
+def access_user_list_entry(user: Any, pk: Any) -> UserListEntry:
+    obj = user_list_entries_visible_to(user).filter(pk=_int(pk)).first()
     if obj is None:
         raise Http404("no such list entry")
     return obj

@@ -18,7 +18,7 @@ from gateway_milter.layers.base import SettingsError, settings_from_dict, settin
 from webadmin import access, services
 from webadmin.api_permissions import RoleAllowed
 from webadmin.guards import ANYONE, GLOBAL, SETTINGS_ADMINS
-from webadmin.models import Account, Domain, LayerSetting, ListEntry, Role, SieveScript
+from webadmin.models import Account, Domain, LayerSetting, ListEntry, Role, SieveScript, UserListEntry
 
 
 def _actor(request: Request) -> str:
@@ -141,7 +141,7 @@ class ListEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
                        mixins.DestroyModelMixin, viewsets.GenericViewSet):
     serializer_class = ListEntrySerializer
     permission_classes = [RoleAllowed]
-    allowed_roles = (Role.GLOBAL_ADMIN, Role.DOMAIN_ADMIN, Role.USER)
+    allowed_roles = SETTINGS_ADMINS
 
     def get_queryset(self) -> Any:
         return access.list_entries_visible_to(self.request.user)
@@ -152,15 +152,7 @@ class ListEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
         dom = d.get("domain")
         comment = d.get("comment", "")
         kind = d["kind"]
-        if p.role == Role.USER:
-            if not p.may("manage_lists") or not p.addresses:
-                raise NotFound()
-            mailbox = sorted(p.addresses)[0]
-            dom = Domain.objects.filter(name=mailbox.rpartition("@")[2]).first()
-            comment, kind = f"user:{mailbox}", "sender"
-            if dom is None:
-                raise ValidationError({"domain": ["your mailbox domain is not configured"]})
-        elif not p.is_global:
+        if not p.is_global:
             if dom is None or dom.pk not in p.domain_ids:
                 raise ValidationError({"domain": ["choose one of your domains"]})
         try:
@@ -171,6 +163,43 @@ class ListEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
 
     def perform_destroy(self, instance: ListEntry) -> None:
         services.do_delete_list_entry(instance, actor=_actor(self.request))
+
+
+class UserListEntrySerializer(serializers.ModelSerializer):
+    mailbox = serializers.CharField(source="account.mailbox", read_only=True)
+
+    class Meta:
+        model = UserListEntry
+        fields = ["id", "list", "value", "mailbox", "created"]
+        read_only_fields = ["id", "mailbox", "created"]
+        validators: list[Any] = []
+
+
+class UserListEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                           mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Users' own sender allow/block lists (a user manages theirs; admins see their users')."""
+
+    serializer_class = UserListEntrySerializer
+    permission_classes = [RoleAllowed]
+    allowed_roles = (Role.GLOBAL_ADMIN, Role.DOMAIN_ADMIN, Role.USER)
+    action_roles = {"create": (Role.USER,)}
+
+    def get_queryset(self) -> Any:
+        return access.user_list_entries_visible_to(self.request.user)
+
+    def perform_create(self, serializer: Any) -> None:
+        p = access.principal(self.request.user)
+        if not p.may("manage_lists"):
+            raise NotFound()
+        d = serializer.validated_data
+        try:
+            serializer.instance = services.do_add_user_list_entry(Account.objects.get(user=self.request.user),
+                                                                  d["list"], d["value"])
+        except SettingsError as e:
+            raise _settings_error(e) from None
+
+    def perform_destroy(self, instance: UserListEntry) -> None:
+        services.do_delete_user_list_entry(instance)
 
 
 class ScriptSerializer(serializers.ModelSerializer):

@@ -16,6 +16,7 @@ from webadmin.api import (
     ScriptViewSet,
     SieveValidateView,
     TokenView,
+    UserListEntryViewSet,
 )
 
 app_name = "api"
@@ -23,6 +24,7 @@ router = DefaultRouter()
 router.register("domains", DomainViewSet, basename="domain")
 router.register("users", AccountViewSet, basename="account")
 router.register("lists", ListEntryViewSet, basename="listentry")
+router.register("user-lists", UserListEntryViewSet, basename="userlistentry")
 router.register("scripts", ScriptViewSet, basename="script")
 router.register("quarantine", QuarantineViewSet, basename="quarantine")
 

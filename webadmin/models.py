@@ -189,3 +189,19 @@ class AdminSettings(models.Model):
     def get(cls) -> AdminSettings:
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj
+
+
+class UserListEntry(models.Model):
+    """A user's own allow/block entry for a sender pattern. Kept apart from ListEntry because
+    the policy's lists are global or per domain: a user's choice must not apply to the whole
+    domain. (Enforcement per recipient needs recipient-scoped lists in the policy; docs/ui.md.)"""
+
+    LISTS = [("allow", "Allow"), ("block", "Block")]
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="list_entries")
+    list = models.CharField(max_length=5, choices=LISTS)
+    value = models.CharField(max_length=320)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["list", "value"]
+        constraints = [models.UniqueConstraint(fields=["account", "list", "value"], name="uniq_user_list_entry")]

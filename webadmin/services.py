@@ -294,3 +294,17 @@ def do_autocreate_user(address: str) -> Any | None:
         return do_save_account(None, username=address, role=Role.USER, mailbox=address, source="auto")
     except AccountError:
         return None
+
+
+def do_add_user_list_entry(account: Any, list_name: str, value: str) -> Any:
+    """A user's own sender entry (validated like a policy list entry)."""
+    from gateway_milter.policy.lists import validate_entry
+    from webadmin.models import UserListEntry
+
+    entry = validate_entry({"list": list_name, "kind": "sender", "value": value}, "entry")
+    obj, _ = UserListEntry.objects.get_or_create(account=account, list=entry.list, value=entry.value)
+    return obj
+
+
+def do_delete_user_list_entry(entry: Any) -> None:
+    entry.delete()

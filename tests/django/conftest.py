@@ -83,7 +83,7 @@ def make_world(data_dir: Path, reinject_port: int | None = None) -> World:
     from gateway_milter.store.quarantine import FilesystemQuarantineStore
     from quarantine.models import QuarantinedMessage, QuarantineRecipient
     from reports.models import MessageLog, MessageRecipient
-    from webadmin.models import AdminSettings, Domain, ListEntry, SieveScript
+    from webadmin.models import AdminSettings, Domain, ListEntry, SieveScript, UserListEntry
     from webadmin.services import do_publish_policy, do_save_account
 
     s = AdminSettings.get()
@@ -125,8 +125,8 @@ def make_world(data_dir: Path, reinject_port: int | None = None) -> World:
         QuarantineRecipient.objects.create(message=ten.qmessage, address=rcpt, domain=name)
         ten.list_entry = ListEntry.objects.create(list="block", kind="sender", value=f"bad@{ten.marker}.test",
                                                   domain=dom)
-        ten.user_list_entry = ListEntry.objects.create(list="allow", kind="sender", value=f"friend@{t}.test",
-                                                       domain=dom, comment=f"user:{rcpt}")
+        ten.user_list_entry = UserListEntry.objects.create(account=ten.accounts["user"], list="allow",
+                                                           value=f"friend@{ten.marker}.test")
         ten.script = SieveScript.objects.create(name=f"script-{t}", source="keep;\n", domain=dom)
         tenants.append(ten)
     do_publish_policy("test")

@@ -195,10 +195,11 @@ def test_it_serves_the_same_rules_through_api_tokens(world: World) -> None:
     assert [m["qid"] for m in data["results"]] == [world.a.qmessage.qid]
     assert c.get(f"/api/quarantine/{world.b.qmessage.pk}/").status_code == 404
     assert c.get("/api/domains/").status_code == 404
-    r = c.post("/api/lists/", {"list": "block", "kind": "sender", "value": "pest@spam.test"},
-               content_type="application/json")
+    r = c.post("/api/user-lists/", {"list": "block", "value": "pest@spam.test"}, content_type="application/json")
     assert r.status_code == 201, r.content
-    assert r.json()["domain"] == "a.example"
+    assert r.json()["mailbox"] == "user@a.example"
+    assert c.post("/api/lists/", {"list": "block", "kind": "sender", "value": "x@spam.test"},
+                  content_type="application/json").status_code == 404
     schema = c.get("/api/schema/")
     assert schema.status_code == 200 and b"/api/quarantine/" in schema.content
 

@@ -63,14 +63,15 @@ def test_it_rejects_forged_tampered_and_expired_links(world: World, settings: An
 
 
 def test_it_allows_the_sender_with_release_and_allow(world: World, smtp_sink: list[Any]) -> None:
-    from webadmin.models import ListEntry
+    from webadmin.models import ListEntry, UserListEntry
 
     url = "/" + _links(world)["Release and allow sender"]
     c = Client()
     c.get(url)
     c.post(url)
-    e = ListEntry.objects.get(list="allow", value="spam@spam.test")
-    assert e.domain == world.a.domain and e.comment == "user:user@a.example"
+    e = UserListEntry.objects.get(list="allow", value="spam@spam.test")
+    assert e.account == world.a.accounts["user"]
+    assert not ListEntry.objects.filter(value="spam@spam.test").exists()  # never domain-wide
 
 
 def test_it_sends_digests_only_when_due(world: World) -> None:

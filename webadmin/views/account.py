@@ -14,7 +14,7 @@ from reports.charts import dashboard_charts
 from webadmin import access, services
 from webadmin.forms import MySettingsForm
 from webadmin.guards import ANYONE, roles
-from webadmin.models import Account, Domain, Role
+from webadmin.models import Account, Role
 
 
 @roles(Role.USER)
@@ -25,14 +25,6 @@ def my_account(request: HttpRequest) -> HttpResponse:
            "charts": [c for c in dashboard_charts(access.messages_visible_to(request.user))
                       if c.key in ("traffic", "goodjunk", "junk", "spamdomains")] if p.may("view_log") else []}
     return render(request, "webadmin/my_account.html", ctx)
-
-
-def _user_domain(p: access.Principal) -> Domain:
-    mailbox = next(iter(sorted(p.addresses)), "")
-    d = Domain.objects.filter(name=mailbox.rpartition("@")[2]).first()
-    if d is None:
-        raise Http404("mailbox domain is not configured")
-    return d
 
 
 @roles(Role.USER)
@@ -47,21 +39,19 @@ def my_lists(request: HttpRequest) -> HttpResponse:
             messages.error(request, "Choose allow or block.")
         else:
             try:
-                # A user's entry: sender list entry of the user's domain, tagged with the user.
-                services.do_add_list_entry(kind, "sender", value, _user_domain(p),
-                                           comment=f"user:{sorted(p.addresses)[0]}", actor=p.username)
+                services.do_add_user_list_entry(Account.objects.get(user=request.user), kind, value)
                 messages.success(request, f"{value} added to your {kind} list.")
             except SettingsError as e:
                 messages.error(request, e.message)
         return redirect("webadmin:my_lists")
     return render(request, "webadmin/my_lists.html", {"menu": "lists", "title": "My lists",
-                                                      "entries": access.list_entries_visible_to(request.user)})
+                                                      "entries": access.user_list_entries_visible_to(request.user)})
 
 
 @require_POST
 @roles(Role.USER)
 def my_list_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    services.do_delete_list_entry(access.access_list_entry(request.user, pk), actor=request.user.get_username())
+    services.do_delete_user_list_entry(access.access_user_list_entry(request.user, pk))
     return redirect("webadmin:my_lists")
 
 
