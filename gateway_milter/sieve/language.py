@@ -500,7 +500,8 @@ def t_header(cc: CompileContext, t: Test) -> Pred:
             pmatch = compile_matcher(cc, args, keys, kconst, t.line, t.col, prefolded=True)
 
             def one_folded(rt: Runtime) -> bool:
-                return pmatch(rt, rt.header_folded(n1))
+                vals = rt._fcache.get(n1)
+                return pmatch(rt, vals if vals is not None else rt.header_folded(n1))
 
             return one_folded
         if len(lnames) == 1:
@@ -565,13 +566,15 @@ def t_address(cc: CompileContext, t: Test) -> Pred:
 
     const_names = cc.const_list(strlist_of(args.pos[0]))
     if not use_mime and index is None and const_names is not None:
-        names_t = tuple(const_names)
+        names_t = tuple(n.lower() for n in const_names)
         is_all = (args.tag("addrpart") or "all") == "all"
 
         def fast(rt: Runtime) -> bool:
             vals: list[str] = []
             for n in names_t:
-                addrs = rt.addresses(n)
+                addrs = rt._acache.get(n)
+                if addrs is None:
+                    addrs = rt.addresses(n)
                 if is_all:
                     vals.extend(addrs)
                 else:

@@ -223,11 +223,15 @@ class SievePolicyEngine:
             return Outcome.accept("no rule matched", "system:default") if final else None
         msg = MessageData.from_context(ctx, rcpt.address if rcpt is not None else None)
         rt = Runtime(msg, ContextEnvironment(self.env, ctx), hooks=GatewayHooks(ctx, rcpt))
+        t0 = time.perf_counter()
         for s in scripts:
             mark = len(rt.actions)
             saved_headers = rt.headers
-            rt.vars, rt.match, rt.script = {}, [], s.name
-            t0 = time.perf_counter()
+            if rt.vars:
+                rt.vars = {}  # variables are per script
+            if rt.match:
+                rt.match = []
+            rt.script = s.name
             try:
                 s.program.body(rt)
             except (StopScript, ReturnScript):

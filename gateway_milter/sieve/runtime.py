@@ -256,6 +256,8 @@ class Runtime:
     """Per execution state. One Runtime per message (and per recipient for RCPT rules)."""
 
     __slots__ = (
+        "_acache",
+        "_fcache",
         "_hcache",
         "_raw_index",
         "actions",
@@ -291,6 +293,8 @@ class Runtime:
         self.hooks = hooks  # host object for vnd.bulwark tests (gateway context)
         self.headers: list[tuple[str, str]] = msg.headers  # replaced by a copy on the first edit
         self._hcache: dict[str, list[str]] = {}
+        self._fcache: dict[str, list[str]] = {}  # header values folded by i;ascii-casemap
+        self._acache: dict[str, list[str]] = {}  # addresses per header
         self._raw_index: dict[str, list[str]] | None = None
         self.vars: dict[str, str] = {}
         self.globals: dict[str, str] = {}
@@ -330,29 +334,30 @@ class Runtime:
 
     def header_folded(self, key: str) -> list[str]:
         """Values of a header (lower-case name) folded by i;ascii-casemap, cached per message."""
-        k = "\0f:" + key
-        vals = self._hcache.get(k)
+        vals = self._fcache.get(key)
         if vals is None:
             vals = [v.lower() if v.isascii() else v.translate(_ASCII_LOWER) for v in self.header_values(key)]
-            self._hcache[k] = vals
+            self._fcache[key] = vals
         return vals
 
     def invalidate(self) -> None:
         """The header list changed: drop every derived view of it."""
         self._hcache.clear()
+        self._fcache.clear()
+        self._acache.clear()
         self._raw_index = None
 
     def addresses(self, name: str) -> list[str]:
         """Addresses in a header (all occurrences), parsed once per message state."""
-        key = "\0addr:" + name.lower()
-        vals = self._hcache.get(key)
+        key = name.lower()
+        vals = self._acache.get(key)
         if vals is None:
             from gateway_milter.sieve.language import parse_addresses
 
             vals = []
             for v in self.header_values(name):
                 vals.extend(parse_addresses(v))
-            self._hcache[key] = vals
+            self._acache[key] = vals
         return vals
 
     def message_size(self) -> int:
