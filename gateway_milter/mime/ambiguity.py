@@ -26,7 +26,7 @@ from gateway_milter.mime import headers as H
 
 MAX_NODES = 600
 MAX_DEPTH = 25
-MAX_PAYLOADS = 256
+MAX_PAYLOADS = 500
 MAX_TOTAL_BYTES = 64 * 1024 * 1024
 MAX_SECONDS = 3.0
 
@@ -154,14 +154,22 @@ def _split(body: bytes, boundary: bytes, lines: list[tuple[int, int, bytes]]) ->
 
 
 def _decodings(body: bytes, ctes: list[str]) -> list[bytes]:
-    out = [body]
     encodings = {H.strip_comments(v).strip().lower() for v in ctes}
-    if any("base64" in e for e in encodings) or _looks_base64(body):
+    declared_b64 = any("base64" in e for e in encodings)
+    declared_qp = any("quoted" in e for e in encodings)
+    looks_b64 = _looks_base64(body)
+    out = []
+    # An encoded body as such is already in the raw-message scan: keep it only when it is not
+    # what its label says (binary labelled base64, or no transfer encoding at all).
+    if not (declared_b64 and looks_b64) and not declared_qp:
+        out.append(body)
+    if declared_b64 or looks_b64:
         out.append(lenient_base64(body))
-    if any("quoted" in e for e in encodings):
+    if declared_qp:
         out.append(quopri.decodestring(body))
-    for m in _B64_RUN.finditer(body):
-        out.append(lenient_base64(m.group(0)))
+    if not looks_b64:
+        for m in _B64_RUN.finditer(body):
+            out.append(lenient_base64(m.group(0)))
     return [o for o in out if o]
 
 

@@ -118,7 +118,7 @@ def test_it_flags_each_ambiguity_and_finds_the_hidden_payload(case: str) -> None
 
 def test_it_bounds_the_alternative_readings() -> None:
     parts = b"".join(b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-                     + b64(b"%d" % i * 20) for i in range(400))
+                     + b64(b"%d" % i * 20) for i in range(700))
     raw = HEAD + b'Content-Type: multipart/mixed; boundary="a"; boundary="b"\r\n\r\n' + parts + b"--b--\r\n"
     alts = parse_message(raw).alternatives()
     assert not alts.complete
