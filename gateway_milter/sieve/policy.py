@@ -288,8 +288,11 @@ class SievePolicyEngine:
                  "recipient": s.recipient} for s in [*p.message, *p.recipient]]
 
 
-_STRENGTH = {"refuse": 6, "reject": 6, "ereject": 6, "tempfail": 5, "quarantine": 4, "discard": 3,
-             "fileinto": 2, "keep": 1, "redirect": 1}
+# Which action of the deciding script becomes the outcome. discard is weakest: RFC 5228 4.4
+# says it only cancels the implicit keep, so "keep; discard;" keeps the message. A quarantine
+# folder beats a delivery: the outcome holds one disposition, and holding is the safe one.
+_STRENGTH = {"refuse": 6, "reject": 6, "ereject": 6, "tempfail": 5, "quarantine": 4,
+             "fileinto": 2, "keep": 2, "redirect": 2, "discard": 1}
 
 
 def _strength(a: SieveAction) -> int:

@@ -187,3 +187,10 @@ def test_it_compiles_every_plan_when_the_policy_loads() -> None:
     with pytest.raises(CompileError) as e:
         SievePolicyEngine(bad)
     assert "missing" in str(e.value)
+
+
+def test_it_keeps_when_a_script_keeps_and_discards() -> None:
+    s = snap(scripts=[{"name": "a", "source": "keep; discard;"}])
+    assert SievePolicyEngine(s).message(make_ctx(s, MSG)).action is Action.ACCEPT
+    s = snap(scripts=[{"name": "a", "source": 'require "fileinto"; keep; fileinto "Quarantine";'}])
+    assert SievePolicyEngine(s).message(make_ctx(s, MSG)).action is Action.QUARANTINE
