@@ -23,7 +23,8 @@ CORPUS_DIRS = ("spamassassin/easy_ham", "spamassassin/spam", "spamassassin/hard_
 PER_DIR = 4
 
 REQUIRE = ('require ["fileinto", "reject", "envelope", "imap4flags", "variables", "copy", "body", "relational", '
-           '"comparator-i;ascii-numeric", "regex", "subaddress", "editheader"];\n')
+           '"comparator-i;ascii-numeric", "regex", "subaddress", "editheader", "mime", "foreverypart", "index", '
+           '"date", "encoded-character"];\n')
 
 TEMPLATES = [
     'if header :contains "subject" "{word}" {{ fileinto "A"; }} else {{ fileinto "B"; }}',
@@ -41,6 +42,12 @@ TEMPLATES = [
     'if allof (not header :is "subject" "", header :value "gt" :comparator "i;ascii-casemap" "subject" "m") {{ fileinto "Late"; }}',
     'if body :content "text" :contains "{bodyword}" {{ fileinto "Text"; }}',
     'if header :contains "subject" "{word}" {{ redirect :copy "c@example.org"; fileinto "A"; fileinto "A"; }}',
+    'addheader "X-Added" "{word}"; if header :is "x-added" "{word}" {{ deleteheader "x-added"; if not exists "x-added" {{ fileinto "Edited"; }} }}',
+    'set :upper :length "n" "{word}"; if string :value "gt" :comparator "i;ascii-numeric" "${{n}}" "5" {{ fileinto "Long"; }}',
+    'foreverypart {{ if header :mime :type "content-type" "text" {{ fileinto "Text"; }} elsif header :mime :anychild :subtype "content-type" "html" {{ fileinto "Html"; }} }}',
+    'if header :index 1 :contains "received" "{dom}" {{ fileinto "First"; }} if header :index 1 :last :contains "received" "localhost" {{ fileinto "Last"; }}',
+    'if date :originalzone "date" "year" ["2002", "2003"] {{ fileinto "Old"; }} if date :originalzone :value "ge" "date" "hour" "12" {{ fileinto "Afternoon"; }}',
+    'if body :raw :contains "${{hex:3c 2f}}" {{ fileinto "Markup"; }} if address :all :comparator "i;octet" :is "from" "{frm}" {{ fileinto "Exact"; }}',
 ]
 
 # (template index, reason) pairs where RFCs allow a different result; none so far.
@@ -66,7 +73,7 @@ def fill(template: str, raw: bytes) -> str:
     dom = frm.rpartition("@")[2] or "example.com"
     body = raw.partition(b"\n\n")[2].decode("latin-1")
     bwords = re.findall(r"[A-Za-z]{6,}", body) or ["nothing"]
-    return REQUIRE + template.format(word=words[0], dom=dom, bodyword=bwords[min(3, len(bwords) - 1)])
+    return REQUIRE + template.format(word=words[0], dom=dom, frm=frm, bodyword=bwords[min(3, len(bwords) - 1)])
 
 
 def ours(script: str, raw: bytes, env_from: str, rcpt: str) -> tuple[list[tuple[str, str]], bool]:
