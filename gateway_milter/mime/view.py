@@ -268,7 +268,7 @@ def parse_message(raw: bytes) -> MimeView:
                 charset = "utf-8"
             try:
                 text = payload.decode(charset, "replace")
-            except LookupError:
+            except Exception:  # noqa: BLE001 - unknown, bytes-to-bytes ("base64") or strict ("idna") codecs
                 text = payload.decode("utf-8", "replace")
         filename = names[0] if names else ""
         all_names = tuple(names)

@@ -182,3 +182,9 @@ def test_it_never_raises_on_mutated_messages() -> None:
         for p in v.parts:
             assert isinstance(p.detected_type, str)
             v.archive(p)
+
+
+@pytest.mark.parametrize("charset", [b"idna", b"base64", b"zlib", b"punycode", b"rot13", b"no-such-charset"])
+def test_it_survives_hostile_charsets(charset: bytes) -> None:
+    v = parse_message(HEAD + b"Content-Type: text/plain; charset=" + charset + b"\r\n\r\n\xff\xfe hello ==\r\n")
+    assert v.parts[0].text is not None and "hello" in v.parts[0].text and v.ambiguities == []
