@@ -272,3 +272,19 @@ def test_it_creates_and_shows_dkim_keys_for_own_domains_only(world: World, tmp_p
         assert world.client("user").get("/security/dkim/").status_code == 404
     finally:
         keystore.set_keystore(None)
+
+
+def test_it_keeps_the_subject_index_in_step_with_the_log(world: World) -> None:
+    from reports.models import MessageLog
+
+    c = world.client("global_admin")
+
+    def hits(text: str) -> int:
+        return len(c.get("/api/messages/", {"subject": text}).json()["results"])
+
+    assert hits("watches") == 2
+    MessageLog.objects.filter(pk=world.a.message.pk).update(subject="Quarterly figures Q3")
+    assert hits("figures q3") == 1 and hits("tenant-a") == 0
+    MessageLog.objects.filter(pk=world.a.message.pk).delete()
+    assert hits("figures") == 0
+    assert hits("100%_sure") == 0  # wildcard characters are searched literally
