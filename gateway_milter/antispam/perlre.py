@@ -1,0 +1,162 @@
+"""Translate SpamAssassin (Perl) regular expressions to the ``regex`` module and Hyperscan.
+
+Perl and Python differ in a few places that matter for SpamAssassin's rules: ``\\z`` / ``\\Z``,
+``\\h``, ``$`` at end of string, and the ``/x`` and ``/m`` flags. A pattern we cannot translate
+raises :class:`PatternError` and its rule is listed as unsupported (never half-applied).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import regex
+
+ALLOWED_MODS = set("imsx")
+POSIX = {
+    "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
+    "space": r"\s", "blank": r" \t", "punct": r"!-/:-@\[-`{-~", "xdigit": "0-9A-Fa-f",
+    "cntrl": r"\x00-\x1f\x7f", "print": r"\x20-\x7e", "graph": r"\x21-\x7e", "word": r"\w",
+}
+
+
+class PatternError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PerlPattern:
+    source: str  # the translated pattern body
+    flags: str  # subset of "imsx"
+    compiled: Any  # re.Pattern or regex.Pattern
+
+
+def split_delimited(text: str) -> tuple[str, str, str]:
+    """``/abc/i rest`` or ``m{abc}i rest`` -> (body, modifiers, rest)."""
+    s = text.lstrip()
+    if s.startswith("m") and len(s) > 1 and not s[1].isalnum() and not s[1].isspace():
+        s = s[1:]
+    if not s:
+        raise PatternError("empty pattern")
+    open_ = s[0]
+    close = {"{": "}", "(": ")", "[": "]", "<": ">"}.get(open_, open_)
+    if open_.isalnum() or open_.isspace() or open_ == "\\":
+        raise PatternError(f"bad pattern delimiter {open_!r}")
+    i, depth = 1, 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\":
+            i += 2
+            continue
+        if close != open_ and c == open_:
+            depth += 1
+        elif c == close:
+            if depth == 0:
+                break
+            depth -= 1
+        i += 1
+    else:
+        raise PatternError("unterminated pattern")
+    body = s[1:i]
+    j = i + 1
+    while j < len(s) and s[j].isalpha():
+        j += 1
+    mods = s[i + 1:j]
+    return body, mods, s[j:].strip()
+
+
+def translate(body: str, mods: str, lines: bool = False) -> PerlPattern:
+    """``lines``: the text is several lines (body paragraphs, URIs) joined by newlines and the
+    rule applies to each line, so ``^``/``$`` anchor at line boundaries (multi-line mode)."""
+    bad = set(mods) - ALLOWED_MODS
+    if bad:
+        raise PatternError(f"unsupported modifiers {''.join(sorted(bad))}")
+    out: list[str] = []
+    i = 0
+    in_class = False
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            n = body[i + 1]
+            if n == "z":
+                out.append(r"\Z")
+            elif n == "Z":
+                out.append(r"(?=\n?\Z)")
+            elif n == "h":
+                out.append(r"[ \t]" if not in_class else r" \t")
+            elif n == "K" or n == "G" or n == "R":
+                raise PatternError(f"unsupported escape \\{n}")
+            elif n == "x" and body[i + 2:i + 3] == "{":
+                end = body.find("}", i + 3)
+                if end == -1:
+                    raise PatternError("bad \\x{...} escape")
+                cp = int(body[i + 3:end] or "0", 16)
+                out.append(f"\\x{cp:02x}" if cp < 256 else f"\\u{cp:04x}" if cp < 0x10000 else f"\\U{cp:08x}")
+                i = end + 1
+                continue
+            elif n.isdigit() and n != "0" and not in_class:
+                out.append("\\" + n)  # backreference: fine in regex, not in Hyperscan
+            else:
+                out.append(c + n)
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+            out.append(c)
+            # a ']' right after '[' or '[^' is literal
+            if body[i + 1:i + 2] == "^":
+                out.append("^")
+                i += 1
+            if body[i + 1:i + 2] == "]":
+                out.append("\\]")
+                i += 1
+            i += 1
+            continue
+        if c == "[" and in_class and body[i + 1:i + 2] == ":":
+            end = body.find(":]", i + 2)
+            if end != -1:
+                cls = body[i + 2:end]
+                if cls not in POSIX:
+                    raise PatternError(f"unknown POSIX class [:{cls}:]")
+                out.append(POSIX[cls])
+                i = end + 2
+                continue
+            out.append("\\[")
+            i += 1
+            continue
+        if c == "]" and in_class:
+            in_class = False
+        elif c == "$" and not in_class and "m" not in mods and not lines and body[i + 1:i + 2] in ("", ")", "|"):
+            out.append(r"(?=\n?\Z)")
+            i += 1
+            continue
+        elif c == "@" and not in_class:
+            pass
+        out.append(c)
+        i += 1
+    src = "".join(out)
+    flags = 0
+    for m in mods:
+        flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}[m]
+    if lines:
+        flags |= re.MULTILINE
+    # stdlib re first (compiles several times faster); the regex module for what re lacks
+    # (variable-width look-behind, ...). Both with ASCII classes: Perl matches bytes here.
+    compiled: Any
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            compiled = re.compile(src, flags | re.ASCII)
+    except (re.error, FutureWarning, DeprecationWarning, OverflowError, RecursionError):
+        try:
+            compiled = regex.compile(src, flags | regex.V0 | regex.ASCII)
+        except (regex.error, OverflowError, RecursionError) as e:
+            raise PatternError(f"does not compile: {e}") from None
+    return PerlPattern(src, "".join(sorted(set(mods))), compiled)
+
+
+def parse_perl_regex(text: str, lines: bool = False) -> tuple[PerlPattern, str]:
+    body, mods, rest = split_delimited(text)
+    return translate(body, mods, lines), rest

@@ -1,0 +1,456 @@
+"""Parser for SpamAssassin rule files (Mail::SpamAssassin::Conf, 4.0 syntax).
+
+Supported: ``header``, ``body``, ``rawbody``, ``uri``, ``full``, ``meta``, ``mimeheader`` rules
+(regular expressions and the eval functions in :mod:`.saeval`), ``score`` (four score sets),
+``describe``, ``tflags``, ``priority``, ``replace_tag/pre/inter/post/rules`` (ReplaceTags),
+``freemail_domains`` and the ``if``/``ifplugin``/``else``/``endif`` conditionals.
+
+Every rule we cannot apply faithfully goes to :attr:`RuleSet.unsupported` with the reason;
+a meta rule that depends on an unsupported rule is unsupported too (never half-applied).
+Rules inside ``ifplugin`` blocks of plugins we do not implement (DNS, DKIM, SPF, Razor, ...)
+are skipped exactly as SpamAssassin skips them when the plugin is not loaded: those checks
+are our own layers (dnsbl, uribl, spf, dkim).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway_milter.antispam.perlre import PatternError, PerlPattern, parse_perl_regex, split_delimited
+
+SA_VERSION = 4.000001
+DEFAULT_DIRS = (Path("/usr/share/spamassassin"), Path("/var/lib/spamassassin/4.000001/updates_spamassassin_org"))
+
+# Plugins whose rules we evaluate (see saeval for the eval functions each provides).
+LOADED_PLUGINS = frozenset({
+    "Mail::SpamAssassin::Plugin::ReplaceTags",
+    "Mail::SpamAssassin::Plugin::MIMEHeader",
+    "Mail::SpamAssassin::Plugin::HeaderEval",
+    "Mail::SpamAssassin::Plugin::BodyEval",
+    "Mail::SpamAssassin::Plugin::HTMLEval",
+    "Mail::SpamAssassin::Plugin::MIMEEval",
+    "Mail::SpamAssassin::Plugin::Bayes",
+    "Mail::SpamAssassin::Plugin::FreeMail",
+    "Mail::SpamAssassin::Plugin::Check",
+})
+FEATURES = {
+    "Mail::SpamAssassin::Conf::feature_bug6558_free": True,
+    "Mail::SpamAssassin::Conf::perl_min_version_5010000": True,
+    "Mail::SpamAssassin::Conf::feature_welcomelist_blocklist": True,
+    "Mail::SpamAssassin::Conf::compat_welcomelist_blocklist": True,
+    "Mail::SpamAssassin::Conf::feature_capture_rules": False,  # %{name} captures: not supported
+    "Mail::SpamAssassin::Conf::feature_dns_block_rule": False,
+    "Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length": True,
+}
+RULE_KINDS = ("header", "body", "rawbody", "uri", "full", "meta", "mimeheader")
+RULE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class RuleFileError(ValueError):
+    pass
+
+
+@dataclass(slots=True)
+class Rule:
+    name: str
+    kind: str
+    source: str  # file:line
+    text: str  # the definition after the name
+    pattern: PerlPattern | None = None
+    negate: bool = False
+    target: str = ""  # header spec (``From:addr``, ``ALL``, ``exists:X``)
+    if_unset: str | None = None
+    eval_fn: str = ""
+    eval_args: tuple[str | float, ...] = ()
+    meta: str = ""
+    deps: tuple[str, ...] = ()
+    tflags: frozenset[str] = frozenset()
+    maxhits: int = 1
+    score: float = 1.0
+    describe: str = ""
+
+
+@dataclass(slots=True)
+class RuleSet:
+    rules: dict[str, Rule] = field(default_factory=dict)
+    unsupported: dict[str, str] = field(default_factory=dict)  # name -> reason
+    skipped: dict[str, str] = field(default_factory=dict)  # name -> why not run (net, score 0)
+    freemail: set[str] = field(default_factory=set)
+    files: list[str] = field(default_factory=list)
+
+
+class _Parser:
+    def __init__(self, score_set: int) -> None:
+        self.score_set = score_set
+        self.defs: dict[str, tuple[str, str, str]] = {}  # name -> (kind, text, source)
+        self.scores: dict[str, float] = {}
+        self.describes: dict[str, str] = {}
+        self.tflags: dict[str, str] = {}
+        self.tags: dict[str, dict[str, str]] = {"tag": {}, "pre": {}, "inter": {}, "post": {}}
+        self.replace_rules: set[str] = set()
+        self.start, self.end = "<", ">"
+        self.freemail: set[str] = set()
+        self.errors: dict[str, str] = {}
+
+    def feed(self, path: Path) -> None:
+        stack: list[bool] = []
+        try:
+            text = path.read_text("utf-8", "surrogateescape")
+        except OSError as e:
+            raise RuleFileError(f"{path}: {e}") from None
+        for n, raw in enumerate(text.splitlines(), 1):
+            line = _strip_comment(raw).strip()
+            if not line:
+                continue
+            word, _, rest = line.partition(" ") if " " in line.split("\t")[0] else line.partition("\t")
+            word = word.strip()
+            rest = rest.strip()
+            if word == "ifplugin":
+                stack.append(rest.strip() in LOADED_PLUGINS)
+                continue
+            if word == "if":
+                stack.append(_eval_condition(rest))
+                continue
+            if word == "else":
+                if stack:
+                    stack[-1] = not stack[-1]
+                continue
+            if word == "endif":
+                if stack:
+                    stack.pop()
+                continue
+            if not all(stack):
+                continue
+            self.directive(word, rest, f"{path.name}:{n}")
+
+    def directive(self, word: str, rest: str, source: str) -> None:
+        if word in RULE_KINDS:
+            name, _, body = rest.partition(" ") if " " in rest.split("\t")[0] else rest.partition("\t")
+            name = name.strip()
+            if not RULE_NAME.match(name):
+                return
+            self.defs[name] = (word, body.strip(), source)
+        elif word == "score":
+            parts = rest.split()
+            if len(parts) >= 2:
+                vals = [p.strip("()") for p in parts[1:]]
+                try:
+                    floats = [float(v) for v in vals]
+                except ValueError:
+                    return
+                self.scores[parts[0]] = floats[self.score_set] if len(floats) == 4 else floats[0]
+        elif word == "describe":
+            parts = rest.split(None, 1)
+            if parts:
+                self.describes[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
+        elif word == "tflags":
+            parts = rest.split(None, 1)
+            if parts:
+                self.tflags[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
+        elif word in ("replace_tag", "replace_pre", "replace_inter", "replace_post"):
+            name, _, v = rest.partition(" ") if " " in rest.split("\t")[0] else rest.partition("\t")
+            self.tags[word[8:]][name.strip()] = v.strip()
+        elif word == "replace_rules":
+            self.replace_rules.update(rest.split())
+        elif word == "replace_start":
+            self.start = rest.strip()
+        elif word == "replace_end":
+            self.end = rest.strip()
+        elif word == "freemail_domains":
+            self.freemail.update(d.lower() for d in rest.split())
+        # every other directive (required_score, report, lang, loadplugin, ...) has no effect here
+
+    def replace_tags(self, text: str) -> str:
+        s, e = re.escape(self.start), re.escape(self.end)
+        pre = inter = post = ""
+        for kind in ("pre", "inter", "post"):
+            m = re.search(f"{s}{kind} ([A-Za-z0-9_]+){e}", text)
+            if m:
+                val = self.tags[kind].get(m.group(1), "")
+                if kind == "pre":
+                    pre = val
+                elif kind == "inter":
+                    inter = val
+                else:
+                    post = val
+                text = text.replace(m.group(0), "")
+        tag_re = re.compile(f"{s}([A-Za-z0-9_]+){e}")
+
+        def expand(t: str, depth: int = 0) -> str:
+            if depth > 5:
+                return t
+            return tag_re.sub(lambda m: m.group(0) if m.group(1) not in self.tags["tag"] else
+                              expand(self.tags["tag"][m.group(1)], depth + 1), t)
+
+        # between two adjacent tags goes the inter string; each tag gets pre/post
+        parts = re.split(f"({s}[A-Za-z0-9_]+{e})", text)
+        out: list[str] = []
+        prev_tag = False
+        for p in parts:
+            m = tag_re.fullmatch(p)
+            if m and m.group(1) in self.tags["tag"]:
+                if prev_tag and inter:
+                    out.append(inter)
+                out.append(f"(?:{pre}{expand(self.tags['tag'][m.group(1)])})" + post if post else
+                           pre + expand(self.tags["tag"][m.group(1)]))
+                prev_tag = True
+            elif p:
+                out.append(p)
+                prev_tag = False
+        return "".join(out)
+
+
+def _strip_comment(line: str) -> str:
+    # '#' starts a comment unless escaped ('\#' inside patterns)
+    out = []
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if c == "\\" and i + 1 < len(line):
+            out.append(line[i:i + 2])
+            i += 2
+            continue
+        if c == "#":
+            break
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+_COND_TOKEN = re.compile(r"\s*(\(|\)|&&|\|\||!|>=|<=|==|>|<|[0-9.]+|version|(?:can|plugin|has)\([A-Za-z0-9_:]+\))")
+
+
+def _eval_condition(expr: str) -> bool:
+    """Evaluate ``if`` conditions: ``(version >= 3.004002)``, ``can(X)``, ``plugin(X)``, ``!``."""
+    py: list[str] = []
+    pos = 0
+    expr = expr.strip()
+    while pos < len(expr):
+        m = _COND_TOKEN.match(expr, pos)
+        if not m:
+            return False  # unknown syntax: treat the block as not applicable
+        tok = m.group(1)
+        pos = m.end()
+        if tok == "version":
+            py.append(repr(SA_VERSION))
+        elif tok.startswith("can(") or tok.startswith("has("):
+            py.append(repr(FEATURES.get(tok[4:-1], False)))
+        elif tok.startswith("plugin("):
+            py.append(repr(tok[7:-1] in LOADED_PLUGINS))
+        elif tok == "&&":
+            py.append(" and ")
+        elif tok == "||":
+            py.append(" or ")
+        elif tok == "!":
+            py.append(" not ")
+        else:
+            py.append(tok)
+    try:
+        return bool(eval("".join(py), {"__builtins__": {}}, {}))  # noqa: S307 - tokens whitelisted above
+    except Exception:  # noqa: BLE001
+        return False
+
+
+_EVAL = re.compile(r"^eval:([A-Za-z_][A-Za-z0-9_]*)\((.*)\)\s*$", re.S)
+
+
+def _parse_eval_args(s: str) -> tuple[str | float, ...]:
+    out: list[str | float] = []
+    for m in re.finditer(r"""\s*(?:'([^']*)'|"([^"]*)"|([^,\s]+))\s*(?:,|$)""", s):
+        if m.group(1) is not None:
+            out.append(m.group(1))
+        elif m.group(2) is not None:
+            out.append(m.group(2))
+        elif m.group(3):
+            v = m.group(3)
+            try:
+                out.append(float(v))
+            except ValueError:
+                out.append(v)
+    return tuple(out)
+
+
+META_TOKEN = re.compile(r"\s*(&&|\|\||[!()+\-*/]|>=|<=|==|!=|>|<|\d+(?:\.\d+)?|[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def compile_meta(expr: str) -> tuple[str, tuple[str, ...]]:
+    """Translate a meta expression to Python source over ``h`` (hit counts); returns (source, deps).
+
+    Perl precedence: ``!`` binds tightest, then ``* /``, ``+ -``, comparisons, ``&&``, ``||``.
+    Python's ``not`` binds looser than comparisons, so ``!`` becomes ``(not x)`` on its operand.
+    """
+    toks: list[str] = []
+    pos = 0
+    while pos < len(expr):
+        if expr[pos:].strip() == "":
+            break
+        m = META_TOKEN.match(expr, pos)
+        if not m:
+            raise RuleFileError(f"bad meta expression near {expr[pos:pos + 20]!r}")
+        toks.append(m.group(1))
+        pos = m.end()
+    deps: list[str] = []
+    i = 0
+
+    def peek() -> str | None:
+        return toks[i] if i < len(toks) else None
+
+    def take() -> str:
+        nonlocal i
+        if i >= len(toks):
+            raise RuleFileError("meta expression ends early")
+        i += 1
+        return toks[i - 1]
+
+    def primary() -> str:
+        t = take()
+        if t == "(":
+            e = or_()
+            if take() != ")":
+                raise RuleFileError("unbalanced parentheses in meta")
+            return f"({e})"
+        if t == "!":
+            return f"(not {primary()})"
+        if t == "-":
+            return f"(-{primary()})"
+        if re.match(r"^\d", t):
+            return t
+        if re.match(r"^[A-Za-z_]", t):
+            deps.append(t)
+            return f"h.get({t!r},0)"
+        raise RuleFileError(f"unexpected {t!r} in meta")
+
+    def binary(sub: object, ops: tuple[str, ...], wrap_bool: bool = False) -> str:
+        left = sub()  # type: ignore[operator]
+        while peek() in ops:
+            op = take()
+            right = sub()  # type: ignore[operator]
+            pyop = {"&&": " and ", "||": " or "}.get(op, f" {op} ")
+            left = f"({left}{pyop}{right})"
+        return left
+
+    def mul() -> str:
+        return binary(primary, ("*", "/"))
+
+    def add() -> str:
+        return binary(mul, ("+", "-"))
+
+    def cmp() -> str:
+        return binary(add, (">", "<", ">=", "<=", "==", "!="))
+
+    def and_() -> str:
+        return binary(cmp, ("&&",))
+
+    def or_() -> str:
+        return binary(and_, ("||",))
+
+    src = or_()
+    if i != len(toks):
+        raise RuleFileError(f"trailing tokens in meta: {' '.join(toks[i:])}")
+    # guard division by zero like Perl would not: SA metas never divide, keep it simple
+    if "/" in src:
+        raise RuleFileError("division in meta expressions is not supported")
+    return src, tuple(dict.fromkeys(deps))
+
+
+def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
+    """Parse rule files (``*.cf`` of each directory in lexical order, then plain files).
+
+    ``score_set``: SpamAssassin's score sets, 0 = no Bayes, no network; 2 = Bayes, no network
+    (our default: the network tests are our own DNSBL/URIBL layers).
+    """
+    from gateway_milter.antispam import saeval
+
+    if paths is None:
+        paths = [d for d in DEFAULT_DIRS if d.is_dir()][:1]
+    p = _Parser(score_set)
+    rs = RuleSet()
+    for base in paths:
+        files = sorted(base.glob("*.cf")) if base.is_dir() else [base]
+        for f in files:
+            p.feed(f)
+            rs.files.append(str(f))
+    rs.freemail = p.freemail
+    for name, (kind, text, source) in p.defs.items():
+        rule = Rule(name, kind, source, text)
+        flags = p.tflags.get(name, "").split()
+        rule.tflags = frozenset(f for f in flags if "=" not in f)
+        for f in flags:
+            if f.startswith("maxhits="):
+                try:
+                    rule.maxhits = int(f[8:])
+                except ValueError:
+                    pass
+        if "multiple" in rule.tflags and rule.maxhits == 1:
+            rule.maxhits = 1000
+        default = 0.0 if name.startswith("__") else 0.01 if name.startswith("T_") else 1.0
+        rule.score = p.scores.get(name, default)
+        rule.describe = p.describes.get(name, "")
+        try:
+            _parse_definition(p, rule)
+        except (PatternError, RuleFileError) as e:
+            rs.unsupported[name] = str(e)
+            continue
+        if rule.eval_fn:
+            reason = saeval.unsupported_reason(rule.eval_fn, rule.kind)
+            if reason:
+                rs.unsupported[name] = reason
+                continue
+        if "net" in rule.tflags:
+            rs.skipped[name] = "network test (tflags net): our dnsbl/uribl layers do this"
+            continue
+        rs.rules[name] = rule
+    # metas depending on unsupported rules are unsupported themselves (transitively)
+    changed = True
+    while changed:
+        changed = False
+        for name, rule in list(rs.rules.items()):
+            if rule.kind != "meta":
+                continue
+            bad = [d for d in rule.deps if d in rs.unsupported]
+            if bad:
+                rs.unsupported[name] = f"depends on unsupported {', '.join(bad[:3])}"
+                del rs.rules[name]
+                changed = True
+    return rs
+
+
+def _parse_definition(p: _Parser, rule: Rule) -> None:
+    text = rule.text
+    if rule.name in p.replace_rules:
+        text = p.replace_tags(text)
+    if "%{" in text and rule.kind != "meta":
+        raise RuleFileError("capture-rule template %{...} is not supported")
+    if rule.kind == "meta":
+        rule.meta, rule.deps = compile_meta(text)
+        return
+    m = _EVAL.match(text)
+    if rule.kind in ("header", "mimeheader") and not m:
+        hm = re.match(r"^(\S+)\s*(=~|!~)\s*(.*)$", text, re.S)
+        if not hm:
+            if text.startswith("exists:"):
+                rule.target = text
+                return
+            raise RuleFileError(f"cannot parse header rule {text[:60]!r}")
+        rule.target = hm.group(1)
+        rule.negate = hm.group(2) == "!~"
+        rest = hm.group(3)
+        rule.pattern, tail = parse_perl_regex(rest)
+        um = re.match(r"^\[if-unset:\s*(.*?)\]$", tail)
+        if um:
+            rule.if_unset = um.group(1)
+        elif tail:
+            raise RuleFileError(f"trailing text {tail[:40]!r}")
+        return
+    if m:
+        rule.eval_fn = m.group(1)
+        rule.eval_args = _parse_eval_args(m.group(2))
+        return
+    rule.pattern, tail = parse_perl_regex(text, lines=rule.kind in ("body", "rawbody", "uri"))
+    if tail:
+        raise RuleFileError(f"trailing text {tail[:40]!r}")
+
+
+__all__ = ["Rule", "RuleSet", "load_rules", "compile_meta", "split_delimited", "RuleFileError"]

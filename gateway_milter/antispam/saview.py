@@ -1,0 +1,171 @@
+"""The message as SpamAssassin's rules see it, built once per message and shared by the rules
+and Bayes layers: decoded headers (RFC 2047), the rendered body (subject first, paragraphs with
+runs of white space collapsed), the raw decoded body, the full message and the URIs.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.utils import getaddresses
+from typing import TYPE_CHECKING
+
+from gateway_milter.antispam.htmltext import HtmlFacts, render_html
+from gateway_milter.antispam.urls import find_urls, normalize_link
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext
+    from gateway_milter.mime.view import MimeView
+
+MAX_TEXT = 2_000_000  # characters of decoded text considered (hostile-input bound)
+MAX_LINE = 8192  # SpamAssassin also splits overlong lines before matching
+_WS = re.compile(r"[ \t\r\n\x0b\x0c]+")
+_PARA = re.compile(r"\n[ \t\r]*\n")
+
+
+def decode_header_value(value: str) -> str:
+    """RFC 2047 decoding, unfolded; never raises."""
+    v = value.replace("\r\n", "\n").replace("\n", "")
+    if "=?" not in v:
+        return v
+    try:
+        return str(make_header(decode_header(v)))
+    except (ValueError, LookupError, UnicodeError, AssertionError, IndexError):
+        return v
+
+
+@dataclass(slots=True)
+class SaMessage:
+    headers: list[tuple[str, str]]  # decoded
+    raw_headers: list[tuple[str, str]]
+    envelope_from: str = ""
+    subject: str = ""
+    paragraphs: list[str] = field(default_factory=list)
+    body: str = ""  # paragraphs joined with "\n"
+    rawbody: str = ""
+    full: str = ""
+    uris: list[str] = field(default_factory=list)
+    html: HtmlFacts = field(default_factory=HtmlFacts)
+    has_html: bool = False
+    text_len: int = 0
+    attachment_names: list[str] = field(default_factory=list)
+    part_headers: list[list[tuple[str, str]]] = field(default_factory=list)
+    content_types: Counter[str] = field(default_factory=Counter)
+    missing_separator: bool = False
+    _hcache: dict[str, str | None] = field(default_factory=dict)
+
+    def header(self, spec: str) -> str | None:
+        """Value for a header spec of a rule: ``Name``, ``Name:raw``, ``Name:addr``, ``Name:name``,
+        ``ALL``, ``ToCc``, ``MESSAGEID``, ``EnvelopeFrom``. None when absent."""
+        if spec in self._hcache:
+            return self._hcache[spec]
+        v = self._header(spec)
+        self._hcache[spec] = v
+        return v
+
+    def _header(self, spec: str) -> str | None:
+        name, _, mod = spec.partition(":")
+        src = self.raw_headers if mod == "raw" else self.headers
+        if name == "ALL":
+            return "".join(f"{n}: {v}\n" for n, v in src) or None
+        if name == "ToCc":
+            vals = self._values(src, "to") + self._values(src, "cc")
+        elif name == "MESSAGEID":
+            vals = []
+            for h in ("message-id", "resent-message-id", "x-message-id", "x-original-message-id"):
+                vals += self._values(src, h)
+        elif name == "EnvelopeFrom":
+            vals = [self.envelope_from] if self.envelope_from else []
+        else:
+            vals = self._values(src, name.lower())
+        if not vals:
+            return None
+        if mod in ("addr", "name"):
+            pairs = getaddresses(vals[:1])
+            if not pairs:
+                return ""
+            disp, addr = pairs[0]
+            return addr if mod == "addr" else disp
+        if mod == "first":
+            return vals[0]
+        if mod == "last":
+            return vals[-1]
+        return "\n".join(vals)
+
+    @staticmethod
+    def _values(src: list[tuple[str, str]], lname: str) -> list[str]:
+        return [v for n, v in src if n.lower() == lname]
+
+    def header_count(self, name: str) -> int:
+        ln = name.lower()
+        return sum(1 for n, _ in self.raw_headers if n.lower() == ln)
+
+
+def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envelope_from: str = "") -> SaMessage:
+    raw_headers = [(n, v.replace("\r\n", "\n")) for n, v in headers]
+    dec = [(n, decode_header_value(v).strip()) for n, v in headers]
+    v = SaMessage(headers=dec, raw_headers=[(n, x.strip()) for n, x in raw_headers], envelope_from=envelope_from)
+    v.subject = next((x for n, x in dec if n.lower() == "subject"), "")
+    texts: list[str] = []
+    raws: list[str] = []
+    links: list[str] = []
+    budget = MAX_TEXT
+    for p in mime.parts:
+        v.part_headers.append(p.headers)
+        v.content_types[p.content_type] += 1
+        if p.filename:
+            v.attachment_names.append(p.filename)
+        if p.text is None or p.is_attachment or budget <= 0:
+            continue
+        t = p.text[:budget]
+        budget -= len(t)
+        raws.append(t)
+        if p.content_type == "text/html":
+            facts = render_html(t)
+            v.has_html = True
+            # several HTML parts: keep the facts of the largest
+            if facts.length >= v.html.length:
+                v.html = facts
+            links += facts.links
+            texts.append(facts.text)
+        elif p.content_type in ("text/plain", "text/enriched") or p.content_type.startswith("text/"):
+            texts.append(t)
+    # multipart/alternative carries the same text twice; SpamAssassin renders the text part
+    # and the HTML part both, so do we.
+    text = "\n\n".join(texts)
+    paras = [_WS.sub(" ", p).strip() for p in _PARA.split(text.replace("\r\n", "\n"))]
+    paras = [p if len(p) <= MAX_LINE else p[:MAX_LINE] for p in paras if p]
+    v.text_len = sum(len(p) for p in paras)
+    v.paragraphs = ([v.subject] if v.subject else []) + paras
+    v.body = "\n".join(v.paragraphs)
+    v.rawbody = "\n".join(raws)
+    v.full = raw[:MAX_TEXT].decode("latin-1")
+    uris: dict[str, None] = {}
+    for link in links:
+        u = normalize_link(link)
+        if u:
+            uris[u] = None
+    for u in find_urls(v.rawbody):
+        uris[u] = None
+    v.uris = list(uris)[:500]
+    v.missing_separator = b"\r\n\r\n" not in raw[:256 * 1024] and b"\n\n" not in raw[:256 * 1024]
+    return v
+
+
+_views: weakref.WeakKeyDictionary[MessageContext, SaMessage] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def message_view(ctx: MessageContext) -> SaMessage:
+    """The view for a message context, built once and shared (rules, Bayes, URIBL)."""
+    with _lock:
+        v = _views.get(ctx)
+    if v is None:
+        v = build_view(ctx.headers, ctx.raw_bytes(), ctx.mime, ctx.mail_from.strip("<>"))
+        with _lock:
+            _views[ctx] = v
+    return v

@@ -1,0 +1,124 @@
+"""Bayesian classification (Robinson/Fisher chi-square over OSB features), SpamAssassin-style
+``BAYES_xx`` symbols. Token counts in the state store (Redis or embedded), global, per domain
+and per user with fallback; a scope is used only after ``min_learned`` messages of each class.
+
+Autolearn (``autolearn``): the scoring layer calls :func:`autolearn` with the total score
+without Bayes; a message at or above ``autolearn_spam`` is learned as spam, at or below
+``autolearn_ham`` as ham. Never in scan mode.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.antispam.saview import message_view
+from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, SettingsError
+from gateway_milter.store import default_store
+from gateway_milter.verdict import FailMode, Stage
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext
+
+log = logging.getLogger("bulwark.bayes")
+
+# (lower bound of the probability, symbol, default score). SpamAssassin 4.0 score set 2
+# values, except BAYES_99/BAYES_999 raised (docs/decisions/0042-bayes-classifier.md).
+BANDS: tuple[tuple[float, str, float], ...] = (
+    (0.999, "BAYES_999", 1.5),
+    (0.99, "BAYES_99", 4.0),
+    (0.95, "BAYES_95", 3.0),
+    (0.80, "BAYES_80", 2.0),
+    (0.60, "BAYES_60", 1.5),
+    (0.40, "BAYES_50", 0.8),
+    (0.20, "BAYES_40", -0.001),
+    (0.05, "BAYES_20", -0.001),
+    (0.01, "BAYES_05", -0.5),
+    (0.0, "BAYES_00", -1.9),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BayesSettings(BaseSettings):
+    min_learned: int = 200  # messages of EACH class a scope must have learned before use
+    per_domain: bool = True
+    per_user: bool = False
+    autolearn: bool = True
+    autolearn_spam: float = 12.0  # score without Bayes at or above which spam is learned
+    autolearn_ham: float = 0.1  # ... at or below which ham is learned
+    scores: dict[str, float] = field(default_factory=dict)  # override BAYES_xx scores
+
+    def __post_init__(self) -> None:
+        BaseSettings.__post_init__(self)
+        if self.min_learned < 1:
+            raise SettingsError("min_learned", "must be at least 1")
+        if self.autolearn_ham >= self.autolearn_spam:
+            raise SettingsError("autolearn_ham", "must be below autolearn_spam")
+        known = {b[1] for b in BANDS}
+        for k in self.scores:
+            if k not in known:
+                raise SettingsError(f"scores.{k}", f"unknown symbol (known: {', '.join(sorted(known))})")
+
+
+def scopes_for(ctx: MessageContext, settings: BayesSettings) -> list[str]:
+    """Most specific first: the single local recipient, the policy domain, then global."""
+    out: list[str] = []
+    local = [r for r in ctx.recipients if r.is_local]
+    if settings.per_user and len(local) == 1:
+        out.append("user:" + local[0].address.lower())
+    if settings.per_domain and ctx.policy_domain:
+        out.append("dom:" + ctx.policy_domain)
+    out.append("global")
+    return out
+
+
+def classifier(settings: BayesSettings) -> BayesClassifier:
+    return BayesClassifier(default_store(), settings.min_learned)
+
+
+def band(p: float, scores: dict[str, float] | None = None) -> tuple[str, float]:
+    for lo, name, score in BANDS:
+        if p >= lo:
+            return name, (scores or {}).get(name, score)
+    return BANDS[-1][1], BANDS[-1][2]
+
+
+class BayesLayer(Layer[BayesSettings]):
+    id = "bayes"
+    stage = Stage.EOM
+    fail_mode = FailMode.UNKNOWN  # token store down: no Bayes score, mail flows
+    Settings = BayesSettings
+    description = "Bayesian content classifier trained on local mail"
+
+    def check(self, ctx: MessageContext, settings: BayesSettings) -> LayerFindings:
+        view = message_view(ctx)
+        res = classifier(settings).classify(view, scopes_for(ctx, settings))
+        if res.probability is None:
+            return LayerFindings({"probability": None, "reason": "not enough learned messages", "tokens": res.tokens})
+        name, score = band(res.probability, settings.scores)
+        symbols = [self.symbol(name, score, f"p={res.probability:.4f} scope={res.scope}")]
+        if name == "BAYES_999":  # as in SpamAssassin, BAYES_999 adds to BAYES_99
+            symbols.append(self.symbol("BAYES_99", settings.scores.get("BAYES_99", BANDS[1][2]), ""))
+        return LayerFindings({"probability": res.probability, "scope": res.scope, "tokens": res.tokens,
+                              "used": res.used}, tuple(symbols))
+
+
+def autolearn(ctx: MessageContext, settings: BayesSettings, score_without_bayes: float) -> str | None:
+    """Learn the message when its score is clearly spam or ham; returns "spam"/"ham"/None.
+    Store errors are logged, never raised: autolearn must not affect the verdict."""
+    if ctx.scan_mode or not settings.enabled or not settings.autolearn:
+        return None
+    if score_without_bayes >= settings.autolearn_spam:
+        label = "spam"
+    elif score_without_bayes <= settings.autolearn_ham:
+        label = "ham"
+    else:
+        return None
+    try:
+        classifier(settings).learn(message_view(ctx), label == "spam", scopes_for(ctx, settings))
+    except Exception:  # noqa: BLE001
+        log.warning("bayes autolearn failed", exc_info=True)
+        return None
+    return label

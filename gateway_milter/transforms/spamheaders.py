@@ -1,0 +1,74 @@
+"""X-Spam-Status / X-Spam-Score / X-Spam-Flag / X-Spam-Level headers in SpamAssassin's format,
+so downstream Sieve filters written for SpamAssassin keep working, and the optional subject tag.
+
+Incoming X-Spam-* headers are removed first: they come from the sender's side and a
+downstream filter must never trust them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway_milter import layers as registry
+from gateway_milter.transforms import TransformResult
+from gateway_milter.verdict import HeaderEdit
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext
+    from gateway_milter.transforms import TransformServices
+    from gateway_milter.verdict import Outcome
+
+SPAM_HEADERS = ("X-Spam-Flag", "X-Spam-Status", "X-Spam-Score", "X-Spam-Level", "X-Spam-Report", "X-Spam-Checker-Version")
+VERSION = "Bulwark"
+
+
+def status_line(is_spam: bool, score: float, required: float, tests: list[str], autolearn: str) -> str:
+    """``Yes, score=7.3 required=5.0 tests=A,B autolearn=no version=...``, folded like SpamAssassin."""
+    head = f"{'Yes' if is_spam else 'No'}, score={score:.1f} required={required:.1f}"
+    t = ",".join(tests) if tests else "none"
+    out = f"{head} tests={t}"
+    # fold long test lists at commas (RFC 5322 line length)
+    if len(out) > 76:
+        lines, cur = [], head + " tests="
+        for i, name in enumerate(tests):
+            piece = name + ("," if i < len(tests) - 1 else "")
+            if len(cur) + len(piece) > 76:
+                lines.append(cur)
+                cur = "\t" + piece
+            else:
+                cur += piece
+        lines.append(cur)
+        out = "\r\n".join(lines)
+    return f"{out} autolearn={autolearn} version={VERSION}"
+
+
+def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServices) -> TransformResult | None:
+    if "scoring" not in registry.available():
+        return None
+    settings = ctx.policy.settings_for("scoring", ctx.policy_domain)
+    if not settings.enabled or not settings.add_headers:
+        return None
+    res = ctx.layer("scoring")
+    edits = [HeaderEdit("delete", name, index=0) for name in SPAM_HEADERS if ctx.header(name) is not None]
+    if res.error or res.skipped:
+        return TransformResult(edits)
+    if res.fact("exempt"):
+        edits.append(HeaderEdit("add", "X-Spam-Status", f"No, score=0.0 required={settings.tag_score:.1f} "
+                                f"tests=SCORING_EXEMPT autolearn=no version={VERSION}"))
+        return TransformResult(edits)
+    score = float(res.fact("score", 0.0))
+    required = float(res.fact("required", settings.tag_score))
+    is_spam = score >= required
+    tests = [t for t in res.fact("tests", []) if not t.startswith("SPAM_SCORE_")]
+    edits.append(HeaderEdit("add", "X-Spam-Status", status_line(is_spam, score, required, tests,
+                                                              str(res.fact("autolearn", "no")))))
+    edits.append(HeaderEdit("add", "X-Spam-Score", f"{score:.1f}"))
+    edits.append(HeaderEdit("add", "X-Spam-Level", "*" * max(0, min(50, int(score)))))
+    if is_spam:
+        edits.append(HeaderEdit("add", "X-Spam-Flag", "YES"))
+        if settings.subject_tag:
+            subject = ctx.header("Subject") or ""
+            if not subject.startswith(settings.subject_tag):
+                edits.append(HeaderEdit("delete", "Subject", index=0))
+                edits.append(HeaderEdit("add", "Subject", f"{settings.subject_tag} {subject}".strip()))
+    return TransformResult(edits)
