@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gateway_milter.verdict import Direction, Outcome, Symbol, TraceEntry
+from gateway_milter.verdict import Direction, HeaderEdit, Outcome, Symbol, TraceEntry
 
 if TYPE_CHECKING:
     from gateway_milter.mime.view import MimeView
@@ -131,6 +131,7 @@ class MessageContext:
         self.outcome: Outcome | None = None
         self.quarantined: list[dict[str, Any]] = []  # metadata of stored quarantine copies
         self.abandoned = False  # the front answered 4xx after a budget overrun
+        self.received_raw: bytes | None = None  # the message as received, once transforms change it
         self.header_size = 0
         self._raw: bytes | None = None
         self._mime: MimeView | None = None
@@ -218,6 +219,28 @@ class MessageContext:
     @property
     def score(self) -> float:
         return round(sum(s.score for s in self.symbols), 3)
+
+    def apply_delivery_changes(self, edits: list[HeaderEdit], new_body: bytes | None) -> None:
+        """Make the context show the message as it will be delivered, so that later transforms
+        (DKIM signing runs last) see earlier header edits and body replacements."""
+        if self.received_raw is None:
+            self.received_raw = self.raw_bytes()
+        for e in edits:
+            if e.op == "add":
+                self.headers.append((e.name, e.value))
+            elif e.op == "insert":
+                self.headers.insert(0, (e.name, e.value))
+            else:
+                positions = [i for i, (n, _) in enumerate(self.headers) if n.lower() == e.name.lower()]
+                if 1 <= e.index <= len(positions):
+                    del self.headers[positions[e.index - 1]]
+        if new_body is not None:
+            self.body.close()
+            self.body = BodySpool()
+            self.body.write(new_body)
+        self._raw = None
+        self._mime = None
+        self._message = None
 
     def close(self) -> None:
         self.body.close()

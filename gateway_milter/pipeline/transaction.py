@@ -205,6 +205,8 @@ class Gateway:
             dec.header_edits.extend(res.header_edits)
             if res.new_body is not None:
                 dec.new_body = res.new_body
+            # later transforms (DKIM signing last) see the message as it will be delivered
+            ctx.apply_delivery_changes(res.header_edits, res.new_body)
         dec.quarantine_ids = [m["qid"] for m in ctx.quarantined]
         cs = ctx.facts.get("change_sender")
         if isinstance(cs, str):
@@ -296,7 +298,8 @@ class _Services:
     def quarantine_copy(self, ctx: MessageContext, queue: QuarantineQueue, reason: str,
                         recipients: list[str] | None = None) -> str:
         rcpts = recipients if recipients is not None else [r.address for r in ctx.recipients]
-        stored = self.gw.quarantine.store(ctx.raw_bytes(), self.gw._quarantine_meta(ctx, queue, reason, rcpts))
+        raw = ctx.received_raw if ctx.received_raw is not None else ctx.raw_bytes()
+        stored = self.gw.quarantine.store(raw, self.gw._quarantine_meta(ctx, queue, reason, rcpts))
         qid = str(stored["qid"])
         ctx.quarantined.append(stored)
         ctx.add_trace("quarantine", "stored", f"{queue.value} {qid} (copy: {reason})")

@@ -185,3 +185,19 @@ def test_it_answers_4xx_itself_when_a_layer_hangs_past_the_budget() -> None:
         assert 400 <= code < 500, (code, text)
         assert took < 10, took
         assert not s.sink.messages
+
+
+def test_it_shuts_down_cleanly_on_sigterm_and_keeps_the_log(stack: MailStack) -> None:
+    # runs last on the module's stack: it stops the daemon
+    code, _, _ = stack.send("alice@outside.test", ["bob@example.com"], msg("before shutdown"))
+    assert code == 250
+    assert stack.milter is not None
+    t0 = time.monotonic()
+    stack.milter.send_signal(signal.SIGTERM)
+    rc = stack.milter.wait(30)
+    assert rc == 0 and time.monotonic() - t0 < 30
+    assert "milter stopped; flushing the message log" in stack.milter_log()
+    assert any(r["subject"] == "before shutdown" for r in stack.log_records())
+    # with the milter gone Postfix answers 4xx (milter_default_action = tempfail): nothing accepted unfiltered
+    code, _, _ = stack.send("alice@outside.test", ["bob@example.com"], msg("after shutdown"))
+    assert 400 <= code < 500
