@@ -26,7 +26,7 @@ from gateway_milter.layers.base import (
     SettingsError,
 )
 from gateway_milter.mime import detect
-from gateway_milter.mime.archives import ArchiveLimits
+from gateway_milter.mime.archives import ArchiveLimits, ArchiveReport
 from gateway_milter.verdict import (
     Direction,
     FailMode,
@@ -172,7 +172,7 @@ def judge_type(detected: str, settings: AttachmentSettings) -> list[tuple[str, s
 
 
 BLOCKING = frozenset({
-    "ATTACHMENT_BIDI_NAME", "ATTACHMENT_BLOCKED_EXTENSION", "ATTACHMENT_DOUBLE_EXTENSION",
+    "ATTACHMENT_BLOCKED_HIDDEN", "ATTACHMENT_BIDI_NAME", "ATTACHMENT_BLOCKED_EXTENSION", "ATTACHMENT_DOUBLE_EXTENSION",
     "ATTACHMENT_BLOCKED_NAME", "ATTACHMENT_EXECUTABLE", "ATTACHMENT_SCRIPT", "ATTACHMENT_BLOCKED_TYPE",
     "ATTACHMENT_MACRO", "ATTACHMENT_ENCRYPTED_ARCHIVE", "ATTACHMENT_ARCHIVE_UNSCANNABLE",
 })
@@ -209,11 +209,20 @@ class AttachmentLayer(Layer[AttachmentSettings]):
             })
             if blocking:
                 strip_paths.append(list(part.path))
+        hidden = self._judge_alternatives(ctx, settings, comp, limits) if view.is_ambiguous else []
+        for finding, hits in hidden:
+            for sym, detail in hits:
+                symbols.setdefault(sym, f"{finding['name'] or finding['part']}: {detail}")
+            findings.append(finding)
+            if finding["blocked"]:
+                symbols.setdefault("ATTACHMENT_BLOCKED_HIDDEN",
+                                   f"{finding['name'] or finding['part']}: {finding['reasons'][0]}")
+        blocked_any = bool(strip_paths) or any(f["blocked"] for f, _ in hidden)
         out = []
         for sym, detail in symbols.items():
             score = settings.mismatch_score if sym == "ATTACHMENT_TYPE_MISMATCH" else 0.0
             out.append(self.symbol(sym, score, detail[:200]))
-        if strip_paths:
+        if blocked_any:
             first = next(f for f in findings if f["blocked"])
             out.append(self.symbol("ATTACHMENT_BLOCKED", settings.blocked_score,
                                    f"{first['name'] or first['part']}: {first['reasons'][0]}"[:200]))
@@ -221,11 +230,40 @@ class AttachmentLayer(Layer[AttachmentSettings]):
             "attachments": [{"part": p.path_str, "name": p.safe_name, "declared": p.content_type,
                              "detected": p.detected_type, "size": len(p.payload)} for p in view.attachments],
             "findings": findings,
-            "blocked": bool(strip_paths),
+            "blocked": blocked_any,
             "action": settings.action,
             "strip_parts": strip_paths if settings.action == "strip" else [],
         }
         return LayerFindings(facts, tuple(out))
+
+    def _judge_alternatives(self, ctx: MessageContext, settings: AttachmentSettings, comp: _Compiled,
+                            limits: ArchiveLimits) -> list[tuple[dict[str, Any], list[tuple[str, str]]]]:
+        """Parts that only another reading of an ambiguous message shows: the same rules apply,
+        but they cannot be stripped (there is no such part in the tree we re-serialise)."""
+        from gateway_milter.mime.detect import detect_type
+        from gateway_milter.mime.headers import safe_filename
+
+        view = ctx.mime
+        out = []
+        for i, alt in enumerate(view.alternatives().parts):
+            hits: list[tuple[str, str]] = []
+            for name in alt.names:
+                hits += judge_name(name, settings, comp)
+            detected = detect_type(alt.payload)
+            hits += judge_type(detected, settings)
+            if settings.scan_archives:
+                rep = view.archive_of(alt.payload, detected, safe_filename(alt.names[0]) if alt.names else "", limits)
+                if rep is not None:
+                    hits += self._judge_archive(rep, settings, comp)
+            hits = _dedupe(hits)
+            if not hits:
+                continue
+            blocking = [h for h in hits if h[0] in BLOCKING]
+            name = safe_filename(alt.names[0]) if alt.names else ""
+            out.append(({"part": f"alternative {i + 1}", "name": name, "declared": alt.declared_type,
+                         "detected": detected, "reasons": [f"{s}: {d}" for s, d in hits],
+                         "blocked": bool(blocking), "hidden": True}, hits))
+        return out
 
     def _judge_part(self, part: MimePart, settings: AttachmentSettings, comp: _Compiled,
                     view: Any, limits: ArchiveLimits) -> list[tuple[str, str]]:
@@ -253,19 +291,24 @@ class AttachmentLayer(Layer[AttachmentSettings]):
         if settings.scan_archives:
             rep = view.archive(part, limits)
             if rep is not None:
-                if rep.encrypted and settings.block_encrypted_archives:
-                    hits.append(("ATTACHMENT_ENCRYPTED_ARCHIVE", rep.kind))
-                if (rep.limit or rep.corrupt or rep.unsupported) and settings.block_unscannable_archives:
-                    hits.append(("ATTACHMENT_ARCHIVE_UNSCANNABLE", ", ".join(r for r in rep.reasons if r != "encrypted")))
-                for entry in rep.entries:
-                    where = "/".join((*entry.chain[1:], entry.name))
-                    for sym, detail in judge_name(entry.name, settings, comp):
-                        hits.append((sym, f"in archive: {where}: {detail}"))
-                    for sym, detail in judge_type(entry.detected_type, settings) if entry.detected_type else []:
-                        hits.append((sym, f"in archive: {where}: {detail}"))
-                    if entry.has_macros and settings.block_macros:
-                        hits.append(("ATTACHMENT_MACRO", f"in archive: {where}"))
+                hits += self._judge_archive(rep, settings, comp)
         return _dedupe(hits)
+
+    def _judge_archive(self, rep: ArchiveReport, settings: AttachmentSettings, comp: _Compiled) -> list[tuple[str, str]]:
+        hits: list[tuple[str, str]] = []
+        if rep.encrypted and settings.block_encrypted_archives:
+            hits.append(("ATTACHMENT_ENCRYPTED_ARCHIVE", rep.kind))
+        if (rep.limit or rep.corrupt or rep.unsupported) and settings.block_unscannable_archives:
+            hits.append(("ATTACHMENT_ARCHIVE_UNSCANNABLE", ", ".join(r for r in rep.reasons if r != "encrypted")))
+        for entry in rep.entries:
+            where = "/".join((*entry.chain[1:], entry.name))
+            for sym, detail in judge_name(entry.name, settings, comp):
+                hits.append((sym, f"in archive: {where}: {detail}"))
+            for sym, detail in judge_type(entry.detected_type, settings) if entry.detected_type else []:
+                hits.append((sym, f"in archive: {where}: {detail}"))
+            if entry.has_macros and settings.block_macros:
+                hits.append(("ATTACHMENT_MACRO", f"in archive: {where}"))
+        return hits
 
     def policy_rules(self, settings: AttachmentSettings) -> list[PolicyRule]:
         if settings.action == "refuse":
@@ -277,8 +320,10 @@ class AttachmentLayer(Layer[AttachmentSettings]):
         if settings.action == "quarantine_admin":
             return [PolicyRule("blocked", Outcome.quarantine(QuarantineQueue.ADMIN, "attachment not allowed"),
                                ("ATTACHMENT_BLOCKED",))]
-        # strip: not a final decision; the strip transform acts on delivered mail
-        return []
+        # strip: not a final decision, the strip transform acts on delivered mail. A blocked part
+        # that only another MIME reading shows cannot be stripped: that message is held instead.
+        return [PolicyRule("blocked_hidden", Outcome.quarantine(QuarantineQueue.ADMIN, "attachment hidden by MIME ambiguity"),
+                           ("ATTACHMENT_BLOCKED_HIDDEN",))]
 
 
 def _dedupe(hits: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -36,11 +36,24 @@ _B64_LINE = re.compile(rb"^[A-Za-z0-9+/=]{16,}\r?$", re.MULTILINE)
 _B64_RUN = re.compile(rb"(?:^[A-Za-z0-9+/=]{16,}[ \t]*\r?\n){2,}", re.MULTILINE)
 
 
+@dataclass(frozen=True, slots=True)
+class AltPart:
+    """One payload of another reading, with the names and type its header block declares."""
+
+    payload: bytes
+    names: tuple[str, ...] = ()
+    declared_type: str = ""
+
+
 @dataclass(slots=True)
 class Alternatives:
-    payloads: list[bytes] = field(default_factory=list)
+    parts: list[AltPart] = field(default_factory=list)
     complete: bool = True
     nodes: int = 0
+
+    @property
+    def payloads(self) -> list[bytes]:
+        return [p.payload for p in self.parts]
 
 
 def hidden_delimiters(raw: bytes, declared: list[str]) -> list[str]:
@@ -77,17 +90,17 @@ class _Walker:
         self.total = 0
         self.deadline = time.monotonic() + MAX_SECONDS
 
-    def add(self, payload: bytes) -> None:
+    def add(self, payload: bytes, names: tuple[str, ...] = (), declared: str = "") -> None:
         if not payload or payload in self.seen:
             return
         self.seen.add(payload)
         if payload in self.known:
             return
-        if len(self.out.payloads) >= MAX_PAYLOADS or self.total + len(payload) > MAX_TOTAL_BYTES:
+        if len(self.out.parts) >= MAX_PAYLOADS or self.total + len(payload) > MAX_TOTAL_BYTES:
             self.out.complete = False
             return
         self.total += len(payload)
-        self.out.payloads.append(payload)
+        self.out.parts.append(AltPart(payload, names, declared))
 
     def node(self, data: bytes, depth: int) -> None:
         self.out.nodes += 1
@@ -118,8 +131,10 @@ class _Walker:
         if any(t == "message/rfc822" for t in types):
             self.node(body, depth + 1)
         if not split_any or any(t and not t.startswith("multipart/") for t in types):
+            names = tuple(H.filename_candidates(hb.values("content-disposition"), cts))
+            declared = next((t for t in types if t and not t.startswith("multipart/")), "")
             for payload in _decodings(body, hb.values("content-transfer-encoding")):
-                self.add(payload)
+                self.add(payload, names, declared)
 
 
 def _delimiter_lines(body: bytes) -> list[tuple[int, int, bytes]]:

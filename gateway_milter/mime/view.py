@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,7 +121,7 @@ class MimeView:
     ambiguities: list[Ambiguity] = field(default_factory=list)
     max_depth: int = 0
     _alternatives: Alternatives | None = None
-    _archives: dict[tuple[int, ArchiveLimits], ArchiveReport] = field(default_factory=dict)
+    _archives: dict[tuple[bytes, ArchiveLimits], ArchiveReport] = field(default_factory=dict)
     _archive_seconds: float = 0.0
 
     @property
@@ -153,19 +154,24 @@ class MimeView:
 
     def archive(self, part: MimePart, limits: ArchiveLimits | None = None) -> ArchiveReport | None:
         """The bounded listing of ``part`` if its content is an archive, else None (memoised)."""
+        return self.archive_of(part.payload, part.detected_type, part.safe_name, limits)
+
+    def archive_of(self, data: bytes, detected: str, name: str = "",
+                   limits: ArchiveLimits | None = None) -> ArchiveReport | None:
+        """As :meth:`archive`, for any payload (alternative readings too); memoised by content."""
         from gateway_milter.mime.archives import ArchiveLimits, inspect_archive
         from gateway_milter.mime.detect import archive_kind
         from gateway_milter.mime.office import has_macros
 
-        kind = archive_kind(part.detected_type)
+        kind = archive_kind(detected)
         if kind is None:
             return None
         limits = limits or ArchiveLimits()
-        key = (part.index, limits)
+        key = (hashlib.blake2b(data, digest_size=16).digest(), limits)
         rep = self._archives.get(key)
         if rep is None:
             left = max(0.0, ARCHIVE_TIME_PER_MESSAGE_S - self._archive_seconds)
-            rep = inspect_archive(part.payload, kind, part.safe_name or kind, limits, has_macros, left)
+            rep = inspect_archive(data, kind, name or kind, limits, has_macros, left)
             self._archive_seconds += rep.ms / 1000
             self._archives[key] = rep
         return rep

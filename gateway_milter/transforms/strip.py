@@ -42,7 +42,9 @@ def _findings(ctx: MessageContext, outcome: Outcome) -> list[dict[str, Any]]:
     res = ctx.layer("attachments")
     if res.error or res.skipped:
         return []
-    return [f for f in res.facts.get("findings", []) if f.get("blocked")]
+    # parts only another MIME reading shows are not in the tree: the attachments layer holds
+    # such messages (ATTACHMENT_BLOCKED_HIDDEN) instead
+    return [f for f in res.facts.get("findings", []) if f.get("blocked") and not f.get("hidden")]
 
 
 def strip_attachments(ctx: MessageContext, outcome: Outcome, services: TransformServices) -> TransformResult | None:

@@ -134,7 +134,8 @@ def test_it_maps_actions_to_policy_rules() -> None:
     assert r.outcome.queue is QuarantineQueue.USER
     (r,) = LAYER.policy_rules(AttachmentSettings(action="quarantine_admin"))
     assert r.outcome.queue is QuarantineQueue.ADMIN
-    assert LAYER.policy_rules(AttachmentSettings(action="strip")) == []
+    (r,) = LAYER.policy_rules(AttachmentSettings(action="strip"))
+    assert r.symbols == ("ATTACHMENT_BLOCKED_HIDDEN",) and r.outcome.queue is QuarantineQueue.ADMIN
 
 
 def test_it_lists_the_parts_to_strip() -> None:
@@ -197,3 +198,22 @@ def test_it_judges_names_inside_rar_archives() -> None:
     reasons = " ".join(facts["findings"][0]["reasons"])
     assert {"ATTACHMENT_DOUBLE_EXTENSION", "ATTACHMENT_ARCHIVE_UNSCANNABLE"} <= syms
     assert "in archive: invoice.pdf.exe" in reasons and "unsupported:rar" in reasons
+
+
+def test_it_judges_parts_that_only_another_mime_reading_shows() -> None:
+    from tests.unit.av.mailbuild import HEAD, TEXT_PART, b64
+
+    hidden = (b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+              b'Content-Disposition: attachment; filename="invoice.pdf.exe"\r\n\r\n' + b64(EXE))
+    raw = (HEAD + b'Content-Type: multipart/mixed; boundary="aaa"; boundary="bbb"\r\n\r\n'
+           + b"--aaa\r\n" + TEXT_PART + b"--aaa--\r\n--bbb\r\n" + hidden + b"--bbb--\r\n")
+    syms, facts = run(raw)
+    assert {"ATTACHMENT_BLOCKED_HIDDEN", "ATTACHMENT_DOUBLE_EXTENSION", "ATTACHMENT_EXECUTABLE",
+            "ATTACHMENT_BLOCKED"} <= syms
+    hidden_finding = next(f for f in facts["findings"] if f.get("hidden"))
+    assert hidden_finding["name"] == "invoice.pdf.exe" and facts["strip_parts"] == []
+    # and an archive only visible there is listed too
+    raw2 = raw.replace(b64(EXE), b64(zip_bytes({"run.vbs": b"x"}))).replace(b"invoice.pdf.exe", b"files.zip")
+    syms2, facts2 = run(raw2)
+    assert "ATTACHMENT_BLOCKED_HIDDEN" in syms2
+    assert any("in archive: run.vbs" in r for f in facts2["findings"] for r in f["reasons"])

@@ -109,3 +109,20 @@ def test_it_strips_several_parts_in_nested_multiparts() -> None:
     assert texts[0].strip() == "plain" and "html" in texts[1]
     assert "a.exe" in texts[2] and "b.vbs" in texts[3] and "MsgBox" not in res.new_body.decode()
     ctx.close()
+
+
+def test_it_holds_instead_of_stripping_when_the_blocked_part_is_hidden_by_ambiguity() -> None:
+    from gateway_milter.layers.attachments import AttachmentLayer
+    from tests.unit.av.mailbuild import TEXT_PART
+
+    hidden = (b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+              b'Content-Disposition: attachment; filename="a.exe"\r\n\r\n' + b64(EXE))
+    raw = (HEAD + b'Content-Type: multipart/mixed; boundary="aaa"; boundary="bbb"\r\n\r\n'
+           + b"--aaa\r\n" + TEXT_PART + b"--aaa--\r\n--bbb\r\n" + hidden + b"--bbb--\r\n")
+    ctx = context(raw, STRIP)
+    services = FakeServices()
+    assert strip_attachments(ctx, Outcome.accept(), services) is None and services.copies == []
+    assert ctx.layer("attachments").has("ATTACHMENT_BLOCKED_HIDDEN")
+    rules = AttachmentLayer().policy_rules(STRIP.settings_for("attachments"))
+    assert rules[0].outcome.queue is QuarantineQueue.ADMIN
+    ctx.close()
