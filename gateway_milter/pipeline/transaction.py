@@ -98,7 +98,18 @@ class Gateway:
         # Outbound mail is judged by the sender's domain until a recipient says otherwise.
         if ctx.is_internal_sender:
             ctx.policy_domain = ctx.policy.canonical_domain(ctx.sender_domain)
+        self._prefetch(ctx)
         return StepDecision()
+
+    def _prefetch(self, ctx: MessageContext) -> None:
+        """Let layers start their slow lookups (DNS) now, so they run while SMTP goes on."""
+        for layer_id in _prefetching_layers():
+            try:
+                settings = ctx.policy.settings_for(layer_id, ctx.policy_domain)
+                if settings.enabled:
+                    layers.get(layer_id).prefetch(ctx, settings)
+            except Exception:  # noqa: BLE001 - a failed prefetch only loses the head start
+                log.debug("prefetch of %s failed", layer_id, exc_info=True)
 
     def rcpt(self, ctx: MessageContext, address: str, esmtp: tuple[str, ...] = ()) -> StepDecision:
         assert ctx.runner is not None
@@ -318,3 +329,17 @@ def _decoded(value: str | None) -> str:
 
 def all_layer_ids() -> list[str]:
     return layers.available()
+
+
+_PREFETCHING: list[str] | None = None
+
+
+def _prefetching_layers() -> list[str]:
+    """Layers that override ``Layer.prefetch`` (computed once per process)."""
+    global _PREFETCHING
+    if _PREFETCHING is None:
+        from gateway_milter.layers.base import Layer
+
+        _PREFETCHING = [lid for lid in layers.available()
+                        if type(layers.get(lid)).prefetch is not Layer.prefetch]
+    return _PREFETCHING
