@@ -104,7 +104,10 @@ def check_illegal_chars(m: SaMessage, args: tuple[Any, ...], extra: dict[str, An
 def check_for_shifted_date(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
     # HeaderEval: Date: minus the time in the newest Received header, in hours
     date = m.header("Date")
-    recvd = [v for n, v in m.raw_headers if n.lower() == "received"]
+    # the newest Received header written by a real MTA: fetchmail and local re-delivery lines
+    # are skipped as in HeaderEval::_get_received_header_times
+    recvd = [v for n, v in m.raw_headers if n.lower() == "received"
+             and "fetchmail" not in v and not re.match(r"\s*from localhost\b", v)]
     if not date or not recvd:
         return 0
     d = parsedate_tz(date)

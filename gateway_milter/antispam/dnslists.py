@@ -1,0 +1,94 @@
+"""DNS list zones (DNSBL/URIBL, RFC 5782): zone specifications with weights, actions and
+return-code filters, and the query names for IPv4, IPv6 and domain lookups.
+
+A zone answers 127.0.0.0/8 addresses; which of them count is set per zone by ``codes``
+(addresses or ranges such as ``127.0.0.2-127.0.0.11``) and/or a bit ``mask`` (SURBL-style
+multi lists). Answers outside 127/8 are ignored (a zone that stopped working and answers
+everything must not list the whole Internet), as is 127.0.0.255 (Spamhaus "query refused").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gateway_milter.layers.base import SettingsError
+
+ACTIONS = ("score", "quarantine", "refuse")
+_SYMBOL = re.compile(r"^[A-Z][A-Z0-9_]{1,60}$")
+_ZONE = re.compile(r"^(?=.{1,200}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z0-9-]{2,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    zone: str
+    symbol: str
+    weight: float = 1.0
+    action: str = "score"
+    codes: tuple[tuple[int, int], ...] = ()  # inclusive ranges of answer addresses (as ints)
+    mask: int = 0
+    kind: str = "any"  # uribl: "domain", "ip" or "any"
+
+    def accepts(self, answer: str) -> bool:
+        try:
+            a = ipaddress.IPv4Address(answer)
+        except ValueError:
+            return False
+        if a not in ipaddress.IPv4Network("127.0.0.0/8") or str(a) == "127.0.0.255":
+            return False
+        n = int(a)
+        if self.codes and not any(lo <= n <= hi for lo, hi in self.codes):
+            return False
+        if self.mask and not (n & self.mask):
+            return False
+        return True
+
+
+def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tuple[Zone, ...]:
+    out = []
+    for i, z in enumerate(raw):
+        p = f"{path}[{i}]"
+        unknown = set(z) - {"zone", "symbol", "weight", "action", "codes", "mask", "kind"}
+        if unknown:
+            raise SettingsError(f"{p}.{sorted(unknown)[0]}", "unknown field")
+        name = str(z.get("zone", "")).lower().rstrip(".")
+        if not _ZONE.match(name):
+            raise SettingsError(f"{p}.zone", f"{name!r} is not a DNS zone")
+        symbol = str(z.get("symbol") or prefix + re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_"))
+        if not _SYMBOL.match(symbol):
+            raise SettingsError(f"{p}.symbol", f"{symbol!r} must be upper-case letters, digits and _")
+        try:
+            weight = float(z.get("weight", 1.0))
+        except (TypeError, ValueError):
+            raise SettingsError(f"{p}.weight", "must be a number") from None
+        action = str(z.get("action", "score"))
+        if action not in ACTIONS:
+            raise SettingsError(f"{p}.action", f"must be one of {', '.join(ACTIONS)}")
+        codes = []
+        for j, c in enumerate(z.get("codes") or []):
+            lo_s, _, hi_s = str(c).partition("-")
+            try:
+                lo = int(ipaddress.IPv4Address(lo_s.strip()))
+                hi = int(ipaddress.IPv4Address(hi_s.strip())) if hi_s else lo
+            except ValueError:
+                raise SettingsError(f"{p}.codes[{j}]", f"{c!r} is not an address or range") from None
+            codes.append((lo, hi))
+        mask_v = z.get("mask", 0)
+        try:
+            mask = int(mask_v, 0) if isinstance(mask_v, str) else int(mask_v)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{p}.mask", "must be an integer (e.g. 0x04)") from None
+        kind = str(z.get("kind", "any"))
+        if kind not in ("any", "domain", "ip"):
+            raise SettingsError(f"{p}.kind", "must be any, domain or ip")
+        out.append(Zone(name, symbol, weight, action, tuple(codes), mask, kind))
+    return tuple(out)
+
+
+def reversed_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """``192.0.2.1`` -> ``1.2.0.192``; IPv6 -> 32 reversed nibbles (RFC 5782 section 2.4)."""
+    if ip.version == 4:
+        return ".".join(reversed(str(ip).split(".")))
+    return ".".join(reversed(ip.exploded.replace(":", "")))

@@ -1,0 +1,201 @@
+"""Backscatter protection with BATV (Bounce Address Tag Validation, draft-levine-smtp-batv-01,
+``prvs=`` scheme).
+
+Outbound: the envelope sender ``user@example.com`` becomes ``prvs=KDDDSSSSSS=user@example.com``
+(K key number, DDD last three digits of the expiry day number, SSSSSS the first three bytes of
+HMAC-SHA1 over ``K DDD address``). The milter front applies it with ``chgfrom``: the transaction
+reads ``ctx.facts["change_sender"]``, which :func:`sign_envelope_sender` sets.
+
+Inbound: a delivery status notification (null sender) to a local user is refused unless its
+recipient carries a valid tag: real bounces of our own mail always do, backscatter from forged
+senders never does. Judged after DATA (not at RCPT) so that sender-verification callouts,
+which use the null sender but never send data, keep working; read receipts and auto-replies
+(null sender, not DSNs) pass unless ``only_dsn`` is off.
+
+Keys live in the shared state store (``batv:keys``), created on first use; :func:`rotate_keys`
+starts a new key and keeps the previous one valid for ``grace_days``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gateway_milter.context import split_address
+from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.store import StateStore, default_store
+from gateway_milter.verdict import Direction, FailMode, Outcome, Reply, Stage
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext
+
+KEYS = "batv:keys"
+_TAG = re.compile(r"(?i)^prvs=(\d)(\d{3})([0-9a-f]{6})=(.+@.+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class BackscatterSettings(BaseSettings):
+    sign_outbound: bool = True
+    refuse_unsigned_bounces: bool = True
+    only_dsn: bool = True  # judge only delivery status notifications (not MDNs, auto-replies)
+    validity_days: int = 7  # a tag is accepted this many days after signing
+    grace_days: int = 7  # a rotated-out key stays valid this long
+    exempt_recipients: tuple[str, ...] = ("postmaster", "abuse")  # local parts that always accept bounces
+    reject_text: str = "Bounce refused: the original message was not sent by this system"
+
+    def __post_init__(self) -> None:
+        BaseSettings.__post_init__(self)
+        if not 1 <= self.validity_days <= 30:
+            raise SettingsError("validity_days", "must be 1..30")
+        if not 0 <= self.grace_days <= 365:
+            raise SettingsError("grace_days", "must be 0..365")
+        Reply("550", "5.7.1", self.reject_text)
+
+
+def _day(now: float) -> int:
+    return int(now // 86400)
+
+
+def load_keys(store: StateStore) -> list[dict[str, object]]:
+    raw = store.get(KEYS)
+    if raw is None:
+        first = [{"id": 1, "secret": secrets.token_hex(32), "created": time.time(), "retired": None}]
+        store.add(KEYS, json.dumps(first))  # another process may win the race: re-read
+        raw = store.get(KEYS) or json.dumps(first)
+    keys = json.loads(raw)
+    assert isinstance(keys, list)
+    return keys
+
+
+def rotate_keys(store: StateStore, now: float | None = None) -> int:
+    """Start a new signing key; the previous ones are marked retired now. Returns the new id."""
+    now = time.time() if now is None else now
+    keys = load_keys(store)
+    for k in keys:
+        if k.get("retired") is None:
+            k["retired"] = now
+    new_id = (max(int(str(k["id"])) for k in keys) % 9) + 1  # key numbers 1..9 (one digit)
+    keys = [k for k in keys if int(str(k["id"])) != new_id]
+    keys.append({"id": new_id, "secret": secrets.token_hex(32), "created": now, "retired": None})
+    store.set(KEYS, json.dumps(keys[-5:]))
+    return new_id
+
+
+def _mac(secret: str, kid: int, ddd: str, address: str) -> str:
+    msg = f"{kid}{ddd}{address.lower()}".encode("utf-8", "surrogateescape")
+    return hmac.new(bytes.fromhex(secret), msg, hashlib.sha1).hexdigest()[:6]
+
+
+def sign(address: str, store: StateStore, validity_days: int = 7, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    if not address or "@" not in address or _TAG.match(address):
+        return address
+    current = [k for k in load_keys(store) if k.get("retired") is None]
+    key = current[-1]
+    ddd = f"{(_day(now) + validity_days) % 1000:03d}"
+    kid = int(str(key["id"]))
+    return f"prvs={kid}{ddd}{_mac(str(key['secret']), kid, ddd, address)}={address}"
+
+
+def verify(tagged: str, store: StateStore, s: BackscatterSettings, now: float | None = None) -> str | None:
+    """The original address when ``tagged`` carries a valid, unexpired tag, else None."""
+    now = time.time() if now is None else now
+    m = _TAG.match(tagged.strip().strip("<>"))
+    if not m:
+        return None
+    kid, ddd, mac, address = int(m.group(1)), m.group(2), m.group(3).lower(), m.group(4)
+    # days until expiry, modulo 1000: 0..validity means valid
+    left = (int(ddd) - _day(now)) % 1000
+    if left > s.validity_days:
+        return None
+    for k in load_keys(store):
+        if int(str(k["id"])) != kid:
+            continue
+        retired = k.get("retired")
+        if retired is not None and now > float(str(retired)) + s.grace_days * 86400:
+            continue
+        if hmac.compare_digest(_mac(str(k["secret"]), kid, ddd, address), mac):
+            return address
+    return None
+
+
+def strip_tag(address: str) -> str:
+    """``prvs=...=user@dom`` -> ``user@dom`` (no validation): for recipient rewriting."""
+    m = _TAG.match(address.strip().strip("<>"))
+    return m.group(4) if m else address
+
+
+def sign_envelope_sender(ctx: MessageContext, settings: BackscatterSettings | None = None,
+                         store: StateStore | None = None) -> str | None:
+    """For outbound mail from a local domain: compute the signed envelope sender, record it
+    in ``ctx.facts["change_sender"]`` (the front calls ``chgfrom`` with it) and return it."""
+    if settings is None:
+        settings = ctx.policy.settings_for("backscatter", ctx.policy_domain)
+    if not settings.enabled or not settings.sign_outbound or ctx.scan_mode:
+        return None
+    if ctx.direction is not Direction.OUTBOUND or not ctx.mail_from:
+        return None
+    if not ctx.policy.is_local_domain(ctx.sender_domain):
+        return None
+    signed = sign(ctx.mail_from, store or default_store(), settings.validity_days)
+    if signed != ctx.mail_from:
+        ctx.facts["change_sender"] = signed
+        return signed
+    return None
+
+
+def is_dsn(ctx: MessageContext) -> bool:
+    ctype = (ctx.header("Content-Type") or "").lower()
+    if "multipart/report" in ctype and "delivery-status" in ctype:
+        return True
+    frm = (ctx.header("From") or "").lower()
+    return bool(re.search(r"mailer-daemon|postmaster@|mail delivery (sub)?system", frm))
+
+
+class BackscatterLayer(Layer[BackscatterSettings]):
+    id = "backscatter"
+    stage = Stage.EOM
+    fail_mode = FailMode.UNKNOWN  # key store down: no signing, no refusal
+    Settings = BackscatterSettings
+    description = "BATV signing of outbound senders; unsigned bounces to local users refused"
+
+    def check(self, ctx: MessageContext, settings: BackscatterSettings) -> LayerFindings:
+        store = default_store()
+        signed = sign_envelope_sender(ctx, settings, store)
+        if signed:
+            return LayerFindings({"signed_sender": signed}, (self.symbol("BATV_SIGNED", 0.0, signed),))
+        if ctx.mail_from or not settings.refuse_unsigned_bounces:
+            return LayerFindings()
+        local = [r for r in ctx.recipients if r.is_local]
+        if not local:
+            return LayerFindings()
+        if settings.only_dsn and not is_dsn(ctx):
+            return LayerFindings({"bounce": "not a DSN"})
+        valid: dict[str, str] = {}
+        unsigned: list[str] = []
+        for r in local:
+            lp, _ = split_address(r.address)
+            if lp.lower() in {e.lower() for e in settings.exempt_recipients}:
+                continue
+            orig = verify(r.address, store, settings)
+            if orig:
+                valid[r.address] = orig
+            else:
+                unsigned.append(r.address)
+        symbols = []
+        if valid:
+            symbols.append(self.symbol("BATV_VALID_BOUNCE", 0.0, ", ".join(valid)))
+        if unsigned:
+            symbols.append(self.symbol("BACKSCATTER_UNSIGNED_BOUNCE", 0.0, ", ".join(unsigned)))
+        return LayerFindings({"valid_tags": valid, "unsigned": unsigned}, tuple(symbols))
+
+    def policy_rules(self, settings: BackscatterSettings) -> list[PolicyRule]:
+        reply = Reply("550", "5.7.1", settings.reject_text)
+        return [PolicyRule("backscatter", Outcome.reject(reply, "bounce without a valid BATV tag"),
+                           ("BACKSCATTER_UNSIGNED_BOUNCE",))]

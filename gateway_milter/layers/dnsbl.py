@@ -1,0 +1,122 @@
+"""DNS blocklists of the connecting client address (RFC 5782), IPv4 and IPv6.
+
+Several zones, each with a weight (the symbol's score), an action (score / quarantine /
+refuse) and return-code filters. Lookups start at connect (``prefetch``) on the shared
+resolver's thread pool and run concurrently; ``check`` collects them. A DNS failure or
+time-out means "unknown" for that zone (fact ``unknown``), never a listing and never a crash.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gateway_milter.antispam.dnslists import Zone, parse_zones, reversed_ip
+from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule
+from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext
+
+
+@dataclass(frozen=True, slots=True)
+class DnsblSettings(BaseSettings):
+    # e.g. [{"zone": "zen.spamhaus.org", "weight": 5, "action": "refuse", "codes": ["127.0.0.2-127.0.0.11"]}]
+    zones: tuple[dict[str, Any], ...] = ()
+    skip_private: bool = True  # loopback/private/link-local clients are never looked up
+    exempt_authenticated: bool = True
+    exempt_trusted_networks: bool = True
+    reject_code: str = "554"
+    reject_enhanced: str = "5.7.1"
+    reject_text: str = "Service unavailable; client host listed by {zone}"
+
+    def __post_init__(self) -> None:
+        BaseSettings.__post_init__(self)
+        parse_zones(self.zones, "zones", "DNSBL_")
+        Reply(self.reject_code, self.reject_enhanced, self.reject_text.replace("{zone}", "x"))
+
+    @property
+    def parsed(self) -> tuple[Zone, ...]:
+        return parse_zones(self.zones, "zones", "DNSBL_")
+
+
+def resolver() -> Any:
+    from gateway_milter.net.resolver import get_resolver
+
+    return get_resolver()
+
+
+def _skip(ctx: MessageContext, s: DnsblSettings) -> str | None:
+    ip = ctx.conn.ip
+    if ip is None:
+        return "no client address"
+    if s.skip_private and (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified):
+        return "private address"
+    if s.exempt_authenticated and ctx.conn.auth_user:
+        return "authenticated"
+    if s.exempt_trusted_networks and ctx.policy.is_trusted_ip(ip):
+        return "trusted network"
+    return None
+
+
+class DnsblLayer(Layer[DnsblSettings]):
+    id = "dnsbl"
+    stage = Stage.CONNECT
+    fail_mode = FailMode.UNKNOWN
+    Settings = DnsblSettings
+    budget_s = 8.0
+    description = "DNS blocklists of the client IP address (IPv4 and IPv6)"
+
+    def prefetch(self, ctx: MessageContext, settings: DnsblSettings) -> None:
+        if not settings.enabled or _skip(ctx, settings):
+            return
+        from gateway_milter.net.resolver import budget_for
+
+        ip = ctx.conn.ip
+        assert ip is not None
+        res, budget = resolver(), budget_for(ctx)
+        for z in settings.parsed:
+            res.prefetch(f"{reversed_ip(ip)}.{z.zone}", "A", budget)
+
+    def check(self, ctx: MessageContext, settings: DnsblSettings) -> LayerFindings:
+        why = _skip(ctx, settings)
+        if why:
+            return LayerFindings({"skipped": why})
+        from gateway_milter.net.resolver import budget_for
+
+        self.prefetch(ctx, settings)  # no-op for lookups already in flight or cached
+        ip = ctx.conn.ip
+        assert ip is not None
+        res, budget = resolver(), budget_for(ctx)
+        listed: dict[str, list[str]] = {}
+        unknown: list[str] = []
+        symbols = []
+        for z in settings.parsed:
+            ans = res.query(f"{reversed_ip(ip)}.{z.zone}", "A", budget)
+            if ans.temporary:
+                unknown.append(z.zone)
+                continue
+            if ans.status != "ok":
+                continue
+            codes = [str(a) for a in ans.records if z.accepts(str(a))]
+            if codes:
+                listed[z.zone] = codes
+                symbols.append(self.symbol(z.symbol, z.weight, f"{ip} listed by {z.zone} ({', '.join(codes)})"))
+        if listed:
+            symbols.insert(0, self.symbol("DNSBL_LISTED", 0.0, ", ".join(listed)))
+        return LayerFindings({"ip": str(ip), "listed": listed, "unknown": unknown}, tuple(symbols))
+
+    def policy_rules(self, settings: DnsblSettings) -> list[PolicyRule]:
+        rules = []
+        for z in settings.parsed:
+            if z.action == "refuse":
+                reply = Reply(settings.reject_code, settings.reject_enhanced, settings.reject_text.replace("{zone}", z.zone))
+                rules.append(PolicyRule(f"dnsbl_{z.symbol.lower()}", Outcome.reject(reply, f"client listed by {z.zone}"),
+                                        (z.symbol,)))
+            elif z.action == "quarantine":
+                rules.append(PolicyRule(f"dnsbl_{z.symbol.lower()}",
+                                        Outcome.quarantine(QuarantineQueue.USER, f"client listed by {z.zone}"), (z.symbol,)))
+        return rules
+
+

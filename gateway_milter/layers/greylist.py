@@ -1,0 +1,176 @@
+"""Greylisting (Harris 2003; RFC 6647 describes the practice): the first delivery attempt of
+an unknown triplet (client network, envelope sender, recipient) is answered 451 4.7.1; a retry
+after ``delay`` and within ``retry_window`` passes and the triplet is remembered for ``expiry``.
+A client network with ``auto_pass_after`` passed triplets is pass-listed as a whole (clients
+that retry properly are not delayed again).
+
+State lives in the shared state store (Redis or the embedded SQLite store), so every milter
+process and node agrees. Judged per recipient at RCPT; skipped in scan mode unless
+``in_scan_mode``. A store failure means "unknown" (no greylisting), never a refusal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.store import StateStore, default_store
+from gateway_milter.verdict import FailMode, Outcome, Reply, Stage
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext, Recipient
+
+
+@dataclass(frozen=True, slots=True)
+class GreylistSettings(BaseSettings):
+    delay: int = 300  # seconds before a retry is accepted
+    retry_window: int = 4 * 3600  # a retry must come within this time of the first attempt
+    expiry: int = 36 * 86400  # a passed triplet (and an auto-pass network) is remembered this long
+    netmask_v4: int = 24
+    netmask_v6: int = 64
+    auto_pass_after: int = 5  # passed triplets after which the whole client network passes (0: never)
+    exempt_authenticated: bool = True
+    exempt_trusted_networks: bool = True
+    exempt_allowlisted: bool = True
+    exempt_spf_pass: bool = False  # skip when the sender domain's SPF passes
+    exempt_senders: tuple[str, ...] = ()  # addresses or @domain
+    exempt_recipients: tuple[str, ...] = ()
+    exempt_networks: tuple[str, ...] = ()
+    in_scan_mode: bool = False
+    reply_text: str = "Greylisted: please try again in a few minutes"
+
+    def __post_init__(self) -> None:
+        BaseSettings.__post_init__(self)
+        if self.delay < 0 or self.retry_window <= self.delay or self.expiry <= 0:
+            raise SettingsError("retry_window", "need 0 <= delay < retry_window and expiry > 0")
+        if not 8 <= self.netmask_v4 <= 32:
+            raise SettingsError("netmask_v4", "must be 8..32")
+        if not 16 <= self.netmask_v6 <= 128:
+            raise SettingsError("netmask_v6", "must be 16..128")
+        for i, n in enumerate(self.exempt_networks):
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError:
+                raise SettingsError(f"exempt_networks[{i}]", f"{n!r} is not an IP network") from None
+        Reply("451", "4.7.1", self.reply_text)
+
+
+_PRVS = re.compile(r"(?i)^(?:prvs|msprvs\d?|btv1)=[^=]+=(.+@.+)$")
+
+
+def normalize_sender(sender: str) -> str:
+    """Lower-case; BATV tags removed (they change with every message); ``<>`` stays empty."""
+    s = sender.strip().strip("<>").lower()
+    m = _PRVS.match(s)
+    return m.group(1) if m else s
+
+
+def client_network(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, v4: int, v6: int) -> str:
+    if ip is None:
+        return "none"
+    net = ipaddress.ip_network(f"{ip}/{v4 if ip.version == 4 else v6}", strict=False)
+    return str(net)
+
+
+@dataclass(frozen=True, slots=True)
+class GreyDecision:
+    state: str  # "new" | "early" | "passed" | "known" | "network"
+    wait: float = 0.0
+
+
+def decide(store: StateStore, network: str, sender: str, recipient: str, s: GreylistSettings,
+           now: float | None = None) -> GreyDecision:
+    """The greylisting state machine over the store (pure apart from the store)."""
+    now = time.time() if now is None else now
+    h = hashlib.sha256(f"{network}|{sender}|{recipient.lower()}".encode()).hexdigest()[:32]
+    pkey, tkey = f"grey:p:{h}", f"grey:t:{h}"
+    nkey = "grey:n:" + network
+    if s.auto_pass_after:
+        n = store.get(nkey)
+        if n is not None and int(n) >= s.auto_pass_after:
+            return GreyDecision("network")
+    if store.get(pkey) is not None:
+        return GreyDecision("known")
+    if store.add(tkey, f"{now:.3f}", ttl=s.retry_window):
+        return GreyDecision("new", float(s.delay))
+    first = store.get(tkey)
+    if first is None:  # expired between the two calls: a new first attempt
+        store.set(tkey, f"{now:.3f}", ttl=s.retry_window)
+        return GreyDecision("new", float(s.delay))
+    waited = now - float(first)
+    if waited < s.delay:
+        return GreyDecision("early", s.delay - waited)
+    store.set(pkey, "1", ttl=s.expiry)
+    store.delete(tkey)
+    if s.auto_pass_after:
+        store.incr(nkey, 1, ttl=s.expiry)
+    return GreyDecision("passed")
+
+
+class GreylistLayer(Layer[GreylistSettings]):
+    id = "greylist"
+    stage = Stage.RCPT
+    fail_mode = FailMode.UNKNOWN
+    Settings = GreylistSettings
+    description = "Greylisting of unknown (network, sender, recipient) triplets"
+
+    def store(self) -> StateStore:
+        return default_store()
+
+    def exemption(self, ctx: MessageContext, rcpt: Recipient, s: GreylistSettings) -> str | None:
+        if ctx.scan_mode and not s.in_scan_mode:
+            return "scan mode"
+        if not rcpt.is_local:
+            return "not a local recipient"
+        if s.exempt_authenticated and ctx.conn.auth_user:
+            return "authenticated"
+        ip = ctx.conn.ip
+        if s.exempt_trusted_networks and ctx.policy.is_trusted_ip(ip):
+            return "trusted network"
+        if ip is not None and any(ip.version == n.version and ip in n
+                                  for n in (ipaddress.ip_network(x, strict=False) for x in s.exempt_networks)):
+            return "exempt network"
+        sender = normalize_sender(ctx.mail_from)
+        for e in s.exempt_senders:
+            e = e.lower()
+            if sender == e or (e.startswith("@") and sender.endswith(e)):
+                return "exempt sender"
+        addr = rcpt.address.lower()
+        for e in s.exempt_recipients:
+            e = e.lower()
+            if addr == e or (e.startswith("@") and addr.endswith(e)):
+                return "exempt recipient"
+        if s.exempt_allowlisted:
+            from gateway_milter import layers
+
+            if ctx.facts.get("allowlisted") or ("lists" in layers.available() and ctx.layer("lists").fact("allowlisted")):
+                return "allow-listed"
+        if s.exempt_spf_pass:
+            from gateway_milter import layers
+
+            if "spf" in layers.available() and ctx.layer("spf").fact("result") == "pass":
+                return "SPF pass"
+        return None
+
+    def check(self, ctx: MessageContext, settings: GreylistSettings) -> LayerFindings:
+        return LayerFindings()  # judged per recipient
+
+    def check_recipient(self, ctx: MessageContext, rcpt: Recipient, settings: GreylistSettings) -> LayerFindings:
+        why = self.exemption(ctx, rcpt, settings)
+        if why:
+            return LayerFindings({"greylist": "exempt", "reason": why}, (self.symbol("GREYLIST_EXEMPT", 0.0, why),))
+        net = client_network(ctx.conn.ip, settings.netmask_v4, settings.netmask_v6)
+        d = decide(self.store(), net, normalize_sender(ctx.mail_from), rcpt.address, settings)
+        if d.state in ("new", "early"):
+            return LayerFindings({"greylist": d.state, "wait_s": round(d.wait)},
+                                 (self.symbol("GREYLIST_DEFER", 0.0, f"{d.state}, retry in {d.wait:.0f}s"),))
+        return LayerFindings({"greylist": d.state}, (self.symbol("GREYLIST_PASS", 0.0, d.state),))
+
+    def policy_rules(self, settings: GreylistSettings) -> list[PolicyRule]:
+        reply = Reply("451", "4.7.1", settings.reply_text)
+        return [PolicyRule("greylist", Outcome.tempfail(reply, "greylisted"), ("GREYLIST_DEFER",), recipient=True)]

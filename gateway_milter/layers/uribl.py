@@ -1,0 +1,124 @@
+"""URI blocklists (RFC 5782 section 2.3 domain lists, SURBL/URIBL style) on the hosts of the
+URLs found in the body: de-obfuscated (``hxxp``, ``[.]``, numeric IPs), reduced to the
+organisational domain (Public Suffix List), looked up concurrently in several zones with
+weights, actions and return-code masks. IP hosts are looked up reversed in zones of kind
+``ip`` or ``any``. DNS failures mean "unknown", never a listing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gateway_milter.antispam.dnslists import Zone, parse_zones, reversed_ip
+from gateway_milter.antispam.saview import message_view
+from gateway_milter.antispam.urls import org_domain, url_host
+from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext
+
+
+@dataclass(frozen=True, slots=True)
+class UriblSettings(BaseSettings):
+    # e.g. [{"zone": "multi.surbl.org", "weight": 4, "mask": "0x08", "kind": "domain"}]
+    zones: tuple[dict[str, Any], ...] = ()
+    max_lookups: int = 20  # distinct domains/IPs per message (hostile input bound)
+    skip_domains: tuple[str, ...] = ()  # never looked up (besides the local domains)
+    reject_code: str = "554"
+    reject_enhanced: str = "5.7.1"
+    reject_text: str = "Message refused: it links to a host listed by {zone}"
+
+    def __post_init__(self) -> None:
+        BaseSettings.__post_init__(self)
+        parse_zones(self.zones, "zones", "URIBL_")
+        if not 1 <= self.max_lookups <= 200:
+            raise SettingsError("max_lookups", "must be 1..200")
+        Reply(self.reject_code, self.reject_enhanced, self.reject_text.replace("{zone}", "x"))
+
+    @property
+    def parsed(self) -> tuple[Zone, ...]:
+        return parse_zones(self.zones, "zones", "URIBL_")
+
+
+def lookup_targets(uris: list[str], skip: set[str], limit: int) -> list[str]:
+    """Organisational domains and IPs of the URLs, in order, deduplicated, bounded."""
+    out: dict[str, None] = {}
+    for u in uris:
+        host = url_host(u)
+        if not host:
+            continue
+        target = org_domain(host)
+        if target in skip or target in out:
+            continue
+        out[target] = None
+        if len(out) >= limit:
+            break
+    return list(out)
+
+
+def _query_name(target: str, z: Zone) -> str | None:
+    try:
+        ip = ipaddress.ip_address(target)
+    except ValueError:
+        return None if z.kind == "ip" else f"{target}.{z.zone}"
+    if z.kind == "domain":
+        return None
+    return f"{reversed_ip(ip)}.{z.zone}"
+
+
+class UriblLayer(Layer[UriblSettings]):
+    id = "uribl"
+    stage = Stage.EOM
+    fail_mode = FailMode.UNKNOWN
+    Settings = UriblSettings
+    budget_s = 8.0
+    description = "URI blocklists of domains and IPs linked from the body"
+
+    def check(self, ctx: MessageContext, settings: UriblSettings) -> LayerFindings:
+        zones = settings.parsed
+        if not zones:
+            return LayerFindings({"skipped": "no zones"})
+        from gateway_milter.net.resolver import budget_for, get_resolver
+
+        skip = {d.lower() for d in settings.skip_domains} | set(ctx.policy.domains)
+        targets = lookup_targets(message_view(ctx).uris, skip, settings.max_lookups)
+        res, budget = get_resolver(), budget_for(ctx)
+        pending = []
+        for t in targets:  # all lookups in flight at once
+            for z in zones:
+                q = _query_name(t, z)
+                if q:
+                    pending.append((t, z, q, res.prefetch(q, "A", budget)))
+        listed: dict[str, dict[str, list[str]]] = {}
+        unknown: list[str] = []
+        best: dict[str, tuple[Zone, str]] = {}
+        for t, z, q, _fut in pending:
+            ans = res.query(q, "A", budget)
+            if ans.temporary:
+                unknown.append(q)
+                continue
+            if ans.status != "ok":
+                continue
+            codes = [str(a) for a in ans.records if z.accepts(str(a))]
+            if codes:
+                listed.setdefault(z.zone, {})[t] = codes
+                best.setdefault(z.symbol, (z, t))
+        symbols = [self.symbol(z.symbol, z.weight, f"{t} listed by {z.zone}") for z, t in best.values()]
+        if symbols:
+            symbols.insert(0, self.symbol("URIBL_LISTED", 0.0, ", ".join(sorted({t for _, t in best.values()}))))
+        return LayerFindings({"targets": targets, "listed": listed, "unknown": unknown}, tuple(symbols))
+
+    def policy_rules(self, settings: UriblSettings) -> list[PolicyRule]:
+        rules = []
+        for z in settings.parsed:
+            if z.action == "refuse":
+                reply = Reply(settings.reject_code, settings.reject_enhanced, settings.reject_text.replace("{zone}", z.zone))
+                rules.append(PolicyRule(f"uribl_{z.symbol.lower()}", Outcome.reject(reply, f"links listed by {z.zone}"),
+                                        (z.symbol,)))
+            elif z.action == "quarantine":
+                rules.append(PolicyRule(f"uribl_{z.symbol.lower()}",
+                                        Outcome.quarantine(QuarantineQueue.USER, f"links listed by {z.zone}"), (z.symbol,)))
+        return rules

@@ -1,0 +1,79 @@
+"""Vouch By Reference (RFC 5518): a sender names certifiers in ``VBR-Info``
+(``md=example.com; mc=transaction; mv=certifier.example:other.example``); when the ``md``
+domain is authenticated (a passing DKIM signature, RFC 5518 section 3) and a certifier we
+trust publishes ``example.com._vouch.certifier.example`` TXT containing ``all`` or the
+``mc`` type, the message is vouched for (symbol ``VBR_CERTIFIED``, negative score).
+DNS failures mean "unknown".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, SettingsError
+from gateway_milter.verdict import FailMode, Stage
+
+if TYPE_CHECKING:
+    from gateway_milter.context import MessageContext
+
+
+@dataclass(frozen=True, slots=True)
+class VbrSettings(BaseSettings):
+    trusted_certifiers: tuple[str, ...] = ()
+    score: float = -2.0
+    max_certifiers: int = 5
+
+    def __post_init__(self) -> None:
+        BaseSettings.__post_init__(self)
+        if self.score > 0:
+            raise SettingsError("score", "a certification must lower the score (<= 0)")
+
+
+def parse_vbr_info(value: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in value.split(";"):
+        k, _, v = part.partition("=")
+        k = k.strip().lower()
+        if k in ("md", "mc", "mv") and v.strip():
+            out[k] = re.sub(r"\s+", "", v).lower()
+    return out
+
+
+class VbrLayer(Layer[VbrSettings]):
+    id = "vbr"
+    stage = Stage.EOM
+    fail_mode = FailMode.UNKNOWN
+    Settings = VbrSettings
+    description = "Vouch By Reference certification (RFC 5518)"
+
+    def check(self, ctx: MessageContext, settings: VbrSettings) -> LayerFindings:
+        value = ctx.header("VBR-Info")
+        if not value or not settings.trusted_certifiers:
+            return LayerFindings()
+        info = parse_vbr_info(value)
+        md, mc, mv = info.get("md", ""), info.get("mc", ""), info.get("mv", "")
+        if not md or not mv:
+            return LayerFindings({"vbr": "malformed"})
+        from gateway_milter import layers
+
+        dkim_ok = "dkim" in layers.available() and md in (ctx.layer("dkim").fact("pass_domains") or [])
+        if not dkim_ok:
+            return LayerFindings({"vbr": "md not authenticated", "md": md})
+        trusted = {c.lower().rstrip(".") for c in settings.trusted_certifiers}
+        from gateway_milter.net.resolver import budget_for, get_resolver
+
+        res, budget = get_resolver(), budget_for(ctx)
+        for cert in mv.split(":")[:settings.max_certifiers]:
+            if cert not in trusted:
+                continue
+            ans = res.query(f"{md}._vouch.{cert}", "TXT", budget)
+            if ans.status != "ok":
+                continue
+            for txt in ans.records:
+                types = {t.strip().lower() for t in str(txt).split()}
+                if "all" in types or (mc and mc in types):
+                    return LayerFindings({"vbr": "certified", "md": md, "certifier": cert},
+                                         (self.symbol("VBR_CERTIFIED", settings.score, f"{md} by {cert}"),))
+        return LayerFindings({"vbr": "not certified", "md": md})
