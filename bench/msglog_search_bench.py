@@ -28,7 +28,18 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--dir", default=str(ROOT / "var" / "bench-msglog"))
     ap.add_argument("--database-url", default="")
+    ap.add_argument("--postgres", action="store_true", help="start a throw-away PostgreSQL (tests/services.py)")
     args = ap.parse_args()
+    if args.postgres:
+        from tests.services import postgres_server
+
+        with postgres_server() as pg:
+            args.database_url = pg["url"]
+            return run(args)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
 
     bench_dir = Path(args.dir)
     bench_dir.mkdir(parents=True, exist_ok=True)
@@ -49,9 +60,8 @@ def main() -> int:
         t = time.perf_counter()
         generate(args.rows - have, start=have)
         print(f"generated {args.rows - have} rows in {time.perf_counter() - t:.1f} s")
-    if connection.vendor == "sqlite":
-        with connection.cursor() as c:
-            c.execute("ANALYZE")
+    with connection.cursor() as c:
+        c.execute("ANALYZE")
     return run_queries(args.repeat)
 
 
@@ -91,7 +101,12 @@ def generate(n: int, start: int) -> None:
                 round(rnd.uniform(-5, 25), 1), action, "" if action == "accept" else rnd.choice(REASONS),
                 "[]", "[]", "[]", 1, ""))
         with transaction.atomic(), connection.cursor() as c:
-            c.executemany(ins_log, rows)
+            if connection.vendor == "postgresql":
+                from psycopg2.extras import execute_values
+
+                execute_values(c.cursor, ins_log.split(" VALUES ")[0] + " VALUES %s", rows, page_size=2000)
+            else:
+                c.executemany(ins_log, rows)
             c.execute("SELECT id FROM reports_messagelog WHERE log_id = %s", [rows[0][0]])
             first = c.fetchone()[0]
             rc = []
@@ -99,7 +114,13 @@ def generate(n: int, start: int) -> None:
                 for _ in range(1 if rnd.random() < 0.85 else 2):
                     d = rnd.choice(DOMAINS)
                     rc.append((first + j, f"u{rnd.randrange(2000)}@{d}", d, action))
-            c.executemany(ins_rc, rc)
+            if connection.vendor == "postgresql":
+                from psycopg2.extras import execute_values
+
+                execute_values(c.cursor, "INSERT INTO reports_messagerecipient (message_id, address, domain, action, "
+                               "reply, quarantine_id) VALUES %s", [(*r, "", "") for r in rc], page_size=2000)
+            else:
+                c.executemany(ins_rc, rc)
         print(f"  {off + k}/{n}", end="\r", flush=True)
     print()
 

@@ -183,6 +183,7 @@ class UserListEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
     permission_classes = [RoleAllowed]
     allowed_roles = (Role.GLOBAL_ADMIN, Role.DOMAIN_ADMIN, Role.USER)
     action_roles = {"create": (Role.USER,)}
+    user_option = "manage_lists"
 
     def get_queryset(self) -> Any:
         return access.user_list_entries_visible_to(self.request.user)

@@ -16,8 +16,11 @@ class Envelope:
 
 
 class SmtpSink:
-    def __init__(self) -> None:
+    def __init__(self, known: set[str] | None = None) -> None:
+        """``known``: when given, RCPT TO of any other address is refused with 550 (a mail
+        server that knows its users, for recipient callouts)."""
         self.received: list[Envelope] = []
+        self.known = known
         sink = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -40,8 +43,12 @@ class SmtpSink:
                         env = Envelope(mail_from=cmd[10:].strip().strip("<>").split(">")[0])
                         self.reply("250 OK")
                     elif verb == "RCPT":
-                        env.rcpt_tos.append(cmd[8:].strip().strip("<>").split(">")[0])
-                        self.reply("250 OK")
+                        addr = cmd[8:].strip().strip("<>").split(">")[0].lower()
+                        if sink.known is not None and addr not in sink.known:
+                            self.reply("550 5.1.1 no such user")
+                        else:
+                            env.rcpt_tos.append(addr)
+                            self.reply("250 OK")
                     elif verb == "DATA":
                         self.reply("354 go on")
                         lines = []
