@@ -47,10 +47,25 @@ def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield srv
 
 
+# The layers under test, and the envelope layers every message needs. Other content layers are
+# switched off so that this module tests antivirus and attachments, not their neighbours.
+KEEP = {"direction", "relay", "lists", "size", "mime", "antivirus", "attachments"}
+
+
+def policy() -> dict[str, Any]:
+    from gateway_milter import layers
+
+    doc = {**POLICY, "settings": dict(POLICY["settings"])}
+    for layer_id in layers.available():
+        if layer_id not in KEEP:
+            doc["settings"][layer_id] = {"mode": "off"}
+    return doc
+
+
 @pytest.fixture(scope="module")
 def stack(clamd: dict[str, Any]) -> Iterator[MailStack]:
     with mail_stack({"GATEWAY_CLAMD": f"tcp:127.0.0.1:{clamd['port']},unix:{clamd['socket']}"}) as s:
-        s.import_policy(POLICY)
+        s.import_policy(policy())
         yield s
 
 
