@@ -9,6 +9,7 @@ urlpatterns = [
     path("messages/quarantine/bulk/", views.quarantine_bulk, name="bulk"),
     path("messages/quarantine/<int:pk>/", views.quarantine_detail, name="detail"),
     path("messages/quarantine/<int:pk>/preview/", views.quarantine_preview, name="preview"),
+    path("messages/quarantine/<int:pk>/source/", views.quarantine_source, name="source"),
     path("messages/quarantine/<int:pk>/action/", views.quarantine_action, name="action"),
     path("digest/<str:token>/", views.digest_link, name="digest"),
 ]

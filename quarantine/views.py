@@ -83,6 +83,22 @@ def quarantine_preview(request: HttpRequest, pk: int) -> HttpResponse:
     return resp
 
 
+@roles(*ANYONE)
+@option("view_quarantine")
+def quarantine_source(request: HttpRequest, pk: int) -> HttpResponse:
+    """The stored message as received, as a download (never rendered by the browser)."""
+    qa = access.access_quarantined_message(request.user, pk)
+    try:
+        raw = read_message(qa.message)
+    except (OSError, ValueError):
+        raise Http404("message file missing") from None
+    resp = HttpResponse(raw, content_type="application/octet-stream")
+    resp["Content-Disposition"] = f'attachment; filename="{qa.message.qid}.eml"'  # qid is [0-9a-f]{32}
+    resp["X-Content-Type-Options"] = "nosniff"
+    resp["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return resp
+
+
 @require_POST
 @roles(*ANYONE)
 @option("view_quarantine")

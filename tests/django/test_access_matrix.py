@@ -38,6 +38,7 @@ OBJECT_PAGES: list[tuple[str, str, set[str]]] = [
     ("/security/scripts/{}/", "script", SETTINGS),
     ("/messages/quarantine/{}/", "qmessage", ALL),
     ("/messages/quarantine/{}/preview/", "qmessage", ALL),
+    ("/messages/quarantine/{}/source/", "qmessage", ALL),
     ("/logging/log/{}/", "message", ALL),
     ("/security/layers/lists/?domain={}", "domain", SETTINGS),
     ("/api/domains/{}/", "domain", SETTINGS),
