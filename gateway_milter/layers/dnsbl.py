@@ -9,6 +9,7 @@ time-out means "unknown" for that zone (fact ``unknown``), never a listing and n
 from __future__ import annotations
 
 import ipaddress
+import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,12 @@ class DnsblSettings(BaseSettings):
         return parse_zones(self.zones, "zones", "DNSBL_")
 
 
+# RFC 1918, RFC 6598 (CGN) and RFC 4193 (ULA): never on public lists. Documentation ranges
+# (RFC 5737) are looked up, which lets tests use them.
+PRIVATE_NETS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                        "100.64.0.0/10", "fc00::/7"))
+
+
 def resolver() -> Any:
     from gateway_milter.net.resolver import get_resolver
 
@@ -51,7 +58,8 @@ def _skip(ctx: MessageContext, s: DnsblSettings) -> str | None:
     ip = ctx.conn.ip
     if ip is None:
         return "no client address"
-    if s.skip_private and (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified):
+    if s.skip_private and (ip.is_loopback or ip.is_link_local or ip.is_unspecified
+                           or any(ip.version == n.version and ip in n for n in PRIVATE_NETS)):
         return "private address"
     if s.exempt_authenticated and ctx.conn.auth_user:
         return "authenticated"

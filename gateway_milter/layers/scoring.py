@@ -102,7 +102,7 @@ class ScoringLayer(Layer[ScoringSettings]):
             if lid == "bayes":
                 bayes_part = s
         symbols = []
-        if GTUBE in ctx.raw_bytes():
+        if "GTUBE" not in tests and GTUBE in ctx.raw_bytes():  # SpamAssassin's rule set has it too
             symbols.append(self.symbol("GTUBE", GTUBE_SCORE, "GTUBE test string"))
             tests.append("GTUBE")
             total += GTUBE_SCORE

@@ -182,7 +182,7 @@ class JournalIngestor:
             while not self._stop.wait(interval):
                 try:
                     self.run_once()
-                except Exception:  # noqa: BLE001 - retried next round; the journal keeps the records
+                except Exception:
                     log.exception("message log ingestion failed; will retry")
 
         self._thread = threading.Thread(target=loop, name="msglog-ingest", daemon=True)
@@ -194,5 +194,5 @@ class JournalIngestor:
             self._thread.join(timeout=10)
         try:
             self.run_once()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("final message log ingestion failed; records stay in the journal")

@@ -36,8 +36,10 @@ class SqliteStore:
         self._local = threading.local()
         self._writes = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._tx() as db:
-            db.executescript(SCHEMA)
+        try:
+            self._db().executescript(SCHEMA)  # executescript manages its own transaction
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot initialise {self.path}: {e}") from e
         try:
             os.chmod(self.path, 0o600)
         except OSError:

@@ -1,0 +1,1 @@
+from tests.unit.antispam.helpers import store  # noqa: F401 - fixture

@@ -1,0 +1,69 @@
+"""Helpers for the anti-spam unit tests: contexts built from raw messages, a fresh in-memory
+state store per test, small rule files written on the fly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway_milter.context import ConnectionInfo, MessageContext, Recipient
+from gateway_milter.pipeline.rawmessage import split_message
+from gateway_milter.pipeline.runner import LayerRunner
+from gateway_milter.policy.snapshot import PolicySnapshot
+from gateway_milter.store import set_default_store
+from gateway_milter.store.memory import MemoryStore
+from gateway_milter.verdict import Direction, Stage
+
+
+@pytest.fixture()
+def store() -> Iterator[MemoryStore]:
+    s = MemoryStore()
+    set_default_store(s)
+    yield s
+    set_default_store(None)
+
+
+def policy(settings: dict[str, Any] | None = None, domains: list[Any] | None = None,
+           trusted: list[str] | None = None) -> PolicySnapshot:
+    return PolicySnapshot.from_document({"settings": settings or {}, "domains": domains or ["example.com"],
+                                         "trusted_networks": trusted or []})
+
+
+def make_ctx(raw: bytes, pol: PolicySnapshot | None = None, *, ip: str = "203.0.113.7", mail_from: str = "a@sender.test",
+             rcpts: tuple[str, ...] = ("bob@example.com",), scan_mode: bool = False, auth: str = "",
+             direction: Direction = Direction.INBOUND, stage: Stage = Stage.EOM) -> MessageContext:
+    pol = pol or policy()
+    conn = ConnectionInfo(client_ip=ip, client_name="unknown", helo="mx.sender.test")
+    if auth:
+        conn.macros["{auth_authen}"] = auth
+    ctx = MessageContext(conn, pol, scan_mode=scan_mode)
+    headers, body = split_message(raw)
+    for n, v in headers:
+        ctx.add_header(n, v)
+    ctx.body.write(body)
+    ctx.mail_from = mail_from
+    for r in rcpts:
+        dom = r.rpartition("@")[2].lower()
+        ctx.recipients.append(Recipient(r, dom, pol.is_local_domain(dom)))
+    ctx.direction = direction
+    ctx.policy_domain = pol.canonical_domain(rcpts[0].rpartition("@")[2]) if rcpts else None
+    ctx.runner = LayerRunner()
+    ctx.runner.enter_stage(stage)
+    return ctx
+
+
+def msg(subject: str = "Hello", body: str = "Hi there, see you tomorrow.", headers: str = "",
+        ctype: str = "text/plain; charset=utf-8") -> bytes:
+    return (f"From: Alice <alice@sender.test>\r\nTo: bob@example.com\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{abs(hash((subject, body)))}@sender.test>\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: {ctype}\r\n{headers}\r\n{body}\r\n").encode()
+
+
+def write_rules(tmp: Path, text: str, name: str = "local.cf") -> Path:
+    d = tmp / "rules"
+    d.mkdir(exist_ok=True)
+    (d / name).write_text(text)
+    return d

@@ -1,0 +1,118 @@
+"""Bayes: tokenizer, classifier, idempotent training, scopes and fallback, one round trip."""
+
+from __future__ import annotations
+
+import random
+
+from gateway_milter.antispam.bayes import BayesClassifier, chi2q
+from gateway_milter.antispam.saview import message_view
+from gateway_milter.antispam.tokenizer import MAX_FEATURES, tokens
+from gateway_milter.layers.bayes import band, scopes_for
+from gateway_milter.store.memory import MemoryStore
+from tests.unit.antispam.helpers import make_ctx, msg, policy
+
+SPAM_WORDS = "viagra cheap pills winner lottery prize claim unsubscribe offer casino bonus".split()
+HAM_WORDS = "meeting agenda project review lunch report tomorrow schedule patch build release".split()
+
+
+def sample(words: list[str], i: int, rnd: random.Random) -> bytes:
+    body = " ".join(rnd.choice(words) for _ in range(40)) + f" filler{i % 7}"
+    return msg(f"note {rnd.choice(words)}", body)
+
+
+def trained(store: MemoryStore, n: int = 30, min_learned: int = 20) -> BayesClassifier:
+    rnd = random.Random(5)
+    bc = BayesClassifier(store, min_learned)
+    for i in range(n):
+        bc.learn(message_view(make_ctx(sample(SPAM_WORDS, i, rnd))), True)
+        bc.learn(message_view(make_ctx(sample(HAM_WORDS, i, rnd))), False)
+    return bc
+
+
+def test_it_separates_spam_from_ham(store: MemoryStore) -> None:
+    bc = trained(store)
+    rnd = random.Random(99)
+    ps = bc.classify(message_view(make_ctx(sample(SPAM_WORDS, 1000, rnd)))).probability
+    ph = bc.classify(message_view(make_ctx(sample(HAM_WORDS, 1001, rnd)))).probability
+    assert ps is not None and ph is not None
+    assert ps > 0.95 and ph < 0.05
+
+
+def test_it_gives_no_opinion_before_min_learned(store: MemoryStore) -> None:
+    bc = trained(store, n=10, min_learned=20)
+    assert bc.classify(message_view(make_ctx(msg()))).probability is None
+
+
+def test_it_trains_idempotently_and_corrects_labels(store: MemoryStore) -> None:
+    bc = BayesClassifier(store, 1)
+    view = message_view(make_ctx(msg("same", "identical body words")))
+    assert bc.learn(view, True) is True
+    assert bc.learn(view, True) is False  # the same message twice: no change
+    assert bc.stats()["spam_learned"] == 1
+    assert bc.learn(view, False) is True  # relearned as ham: moved, not doubled
+    st = bc.stats()
+    assert (st["spam_learned"], st["ham_learned"]) == (0, 1)
+    assert bc.forget(view) is True
+    assert bc.stats()["ham_learned"] == 0 and bc.stats()["fields"] == 0
+
+
+def test_it_reads_every_scope_in_one_round_trip(store: MemoryStore) -> None:
+    bc = trained(store)
+    before = store.round_trips
+    bc.classify(message_view(make_ctx(msg())), ["user:bob@example.com", "dom:example.com", "global"])
+    assert store.round_trips - before == 1
+
+
+def test_it_falls_back_to_a_wider_scope(store: MemoryStore) -> None:
+    bc = trained(store)
+    res = bc.classify(message_view(make_ctx(msg())), ["dom:example.com", "global"])
+    assert res.scope == "global"
+
+
+def test_it_ignores_headers_of_other_filters() -> None:
+    plain = tokens(message_view(make_ctx(msg("s", "body"))))
+    tagged = tokens(message_view(make_ctx(msg("s", "body", headers="X-Spam-Flag: YES\r\nX-Spam-Status: Yes, score=9\r\n"
+                                                              "X-Foo-Spam-Score: 10\r\n"))))
+    assert plain == tagged
+
+
+def test_it_tokenizes_urls_attachments_and_word_pairs() -> None:
+    raw = (b"From: a@b.test\r\nSubject: hi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+           b"--XX\r\nContent-Type: text/plain\r\n\r\nclick http://promo.shop.example.co.uk/buy now please\r\n"
+           b"--XX\r\nContent-Type: application/zip\r\nContent-Disposition: attachment; filename=\"invoice.zip\"\r\n\r\n"
+           b"UEsDBA==\r\n--XX--\r\n")
+    t = tokens(message_view(make_ctx(raw)))
+    assert "url-dom:example.co.uk" in t and "att:invoice.zip" in t and "att-ext:zip" in t
+    assert "click|1|http" in t or "now|1|please" in t
+
+
+def test_it_bounds_features_on_hostile_input() -> None:
+    body = " ".join(f"w{i}" for i in range(100_000))
+    t = tokens(message_view(make_ctx(msg("x", body))))
+    assert len(t) <= MAX_FEATURES
+
+
+def test_it_maps_probabilities_to_spamassassin_bands() -> None:
+    assert band(0.9995)[0] == "BAYES_999" and band(0.995)[0] == "BAYES_99"
+    assert band(0.5)[0] == "BAYES_50" and band(0.001)[0] == "BAYES_00"
+    assert band(0.995, {"BAYES_99": 9.0})[1] == 9.0
+
+
+def test_it_computes_chi_square_tail() -> None:
+    assert abs(chi2q(2.0, 2) - 0.36788) < 1e-4
+    assert chi2q(0.0, 4) == 1.0
+
+
+def test_it_picks_user_domain_and_global_scopes() -> None:
+    pol = policy({"bayes": {"per_user": True}})
+    ctx = make_ctx(msg(), pol)
+    assert scopes_for(ctx, pol.settings_for("bayes", "example.com")) == ["user:bob@example.com", "dom:example.com", "global"]
+
+
+def test_it_scores_through_the_layer(store: MemoryStore) -> None:
+    trained(store, n=30, min_learned=20)
+    pol = policy({"bayes": {"min_learned": 20}})
+    rnd = random.Random(7)
+    ctx = make_ctx(sample(SPAM_WORDS, 5000, rnd), pol)
+    res = ctx.layer("bayes")
+    assert res.fact("probability") > 0.9 and res.symbols and res.symbols[0].name.startswith("BAYES_9")

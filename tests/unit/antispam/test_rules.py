@@ -1,0 +1,173 @@
+"""SpamAssassin rule files: parsing, conditionals, ReplaceTags, metas, evals, unsupported
+rules, and the rules layer on small local rule sets (the Debian set is exercised when present)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway_milter.antispam.engine import RuleEngine, engine_for
+from gateway_milter.antispam.matcher import MultiMatcher, required_factors
+from gateway_milter.antispam.perlre import PatternError, parse_perl_regex
+from gateway_milter.antispam.sarules import compile_meta, load_rules
+from gateway_milter.antispam.saview import message_view
+from gateway_milter.layers import get as get_layer
+from tests.unit.antispam.helpers import make_ctx, msg, policy, write_rules
+
+RULES = r"""
+header   LOCAL_SUBJ_MONEY  Subject =~ /\bmoney\b/i
+describe LOCAL_SUBJ_MONEY  Subject talks about money
+score    LOCAL_SUBJ_MONEY  1.5
+body     LOCAL_BODY_WIRE   /wire\s+transfer/i
+score    LOCAL_BODY_WIRE   2.0 2.1 2.2 2.3
+uri      LOCAL_URI_EVIL    /evil\.example/
+score    LOCAL_URI_EVIL    3.0
+header   __LOCAL_HAS_XM    exists:X-Mailer
+header   LOCAL_NO_DATE     Date !~ /./ [if-unset: ]
+score    LOCAL_NO_DATE     0.5
+meta     LOCAL_COMBO       LOCAL_SUBJ_MONEY && LOCAL_BODY_WIRE && !__LOCAL_HAS_XM
+score    LOCAL_COMBO       4.0
+body     LOCAL_COUNT       /lottery/i
+tflags   LOCAL_COUNT       multiple maxhits=3
+score    LOCAL_COUNT       0.1
+meta     LOCAL_MANY        LOCAL_COUNT > 2
+score    LOCAL_MANY        1.0
+ifplugin Mail::SpamAssassin::Plugin::NotARealPlugin
+body     LOCAL_SKIPPED     /money/
+endif
+if (version >= 3.004000)
+body     LOCAL_VERSIONED   /versioned/
+endif
+replace_tag  MN  (?:m|\/\\\/)
+replace_rules LOCAL_FUZZY
+body     LOCAL_FUZZY       /<MN>oney/
+score    LOCAL_FUZZY       0.7
+body     LOCAL_UNSUPPORTED eval:no_such_function()
+meta     LOCAL_ON_UNSUP    LOCAL_UNSUPPORTED || LOCAL_SUBJ_MONEY
+body     LOCAL_BADRE       /(unclosed/
+body     LOCAL_LEN         eval:check_body_length('40')
+score    LOCAL_LEN         0.3
+body     LOCAL_ZERO        /hello/
+score    LOCAL_ZERO        0
+"""
+
+
+def engine(tmp_path: Path, text: str = RULES) -> RuleEngine:
+    d = write_rules(tmp_path, text)
+    return engine_for((str(d),), 2, include_default=False)
+
+
+def test_it_parses_scores_describe_and_score_sets(tmp_path: Path) -> None:
+    rs = load_rules([write_rules(tmp_path, RULES)], score_set=2)
+    assert rs.rules["LOCAL_SUBJ_MONEY"].score == 1.5
+    assert rs.rules["LOCAL_SUBJ_MONEY"].describe == "Subject talks about money"
+    assert rs.rules["LOCAL_BODY_WIRE"].score == 2.2  # the third of four values is set 2
+    assert rs.rules["LOCAL_COUNT"].maxhits == 3
+    assert "LOCAL_SKIPPED" not in rs.rules and "LOCAL_SKIPPED" not in rs.unsupported
+    assert "LOCAL_VERSIONED" in rs.rules
+
+
+def test_it_lists_unsupported_rules_and_their_dependants(tmp_path: Path) -> None:
+    rs = load_rules([write_rules(tmp_path, RULES)])
+    assert "no_such_function" in rs.unsupported["LOCAL_UNSUPPORTED"]
+    assert "LOCAL_UNSUPPORTED" in rs.unsupported["LOCAL_ON_UNSUP"]  # never half-applied
+    assert "LOCAL_BADRE" in rs.unsupported
+    assert "LOCAL_ON_UNSUP" not in rs.rules
+
+
+def test_it_matches_header_body_uri_and_meta_rules(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    ctx = make_ctx(msg("Make MONEY fast", "Send a wire   transfer now to http://evil.example/x ok"))
+    res = eng.run(message_view(ctx))
+    names = {h.name for h in res.hits}
+    assert {"LOCAL_SUBJ_MONEY", "LOCAL_BODY_WIRE", "LOCAL_URI_EVIL", "LOCAL_COMBO"} <= names
+    assert "LOCAL_NO_DATE" not in names
+    assert "LOCAL_ZERO" not in names and "__LOCAL_HAS_XM" not in names
+    assert res.score == pytest.approx(sum(h.score for h in res.hits))
+
+
+def test_it_applies_negated_exists_and_if_unset(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    raw = msg("money", "wire transfer").replace(b"Date: Sat, 28 Nov 2026 10:00:00 +0000\r\n", b"X-Mailer: x\r\n")
+    names = {h.name for h in eng.run(message_view(make_ctx(raw))).hits}
+    assert "LOCAL_NO_DATE" in names  # absent header reads as "" (if-unset)
+    assert "LOCAL_COMBO" not in names  # X-Mailer exists: the meta's !__LOCAL_HAS_XM fails
+
+
+def test_it_counts_multiple_hits_up_to_maxhits(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    res = eng.run(message_view(make_ctx(msg("x", "lottery lottery lottery lottery lottery"))))
+    assert res.values["LOCAL_COUNT"] == 3
+    assert "LOCAL_MANY" in {h.name for h in res.hits}
+
+
+def test_it_expands_replace_tags(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    names = {h.name for h in eng.run(message_view(make_ctx(msg("x", r"get \/\/oney here")))).hits}
+    assert "LOCAL_FUZZY" in names
+
+
+def test_it_renders_html_once_and_matches_text_and_links(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    html = ("<html><head><style>p{}</style><title>t</title></head><body><p>Do a <b>wire</b> transfer"
+            "</p><a href='hxxp://evil[.]example/p'>click</a><script>wire transfer</script></body></html>")
+    ctx = make_ctx(msg("x", html, ctype="text/html"))
+    view = message_view(ctx)
+    assert "wire transfer" in view.body and "<b>" not in view.body and "p{}" not in view.body
+    assert "http://evil.example/p" in view.uris
+    assert message_view(ctx) is view  # built once per message
+    assert {"LOCAL_BODY_WIRE", "LOCAL_URI_EVIL"} <= {h.name for h in eng.run(view).hits}
+
+
+def test_it_translates_perl_regex_specifics() -> None:
+    p, rest = parse_perl_regex(r"m{^foo\z}i trailing")
+    assert rest == "trailing" and p.compiled.search("FOO") and not p.compiled.search("foo\n")
+    p, _ = parse_perl_regex(r"/[[:alpha:]]+\x{41}/")
+    assert p.compiled.search("abcA")
+    with pytest.raises(PatternError):
+        parse_perl_regex(r"/x/e")
+
+
+def test_it_compiles_meta_with_perl_precedence() -> None:
+    src, deps = compile_meta("!A && (B || C) && D + E > 1")
+    fn = eval(f"lambda h: {src}")  # noqa: S307 - test of the generated source
+    assert deps == ("A", "B", "C", "D", "E")
+    assert fn({"B": 1, "D": 1, "E": 1}) and not fn({"A": 1, "B": 1, "D": 1, "E": 1})
+    assert not fn({"B": 1, "D": 1})
+
+
+@pytest.mark.parametrize("pattern,text", [
+    (r"/wire\s+transfer/i", "WIRE   TRANSFER"), (r"/(?:foo|bar)baz/", "xbarbaz"),
+    (r"/v[i1]agra/i", "V1AGRA"), (r"/\bcheap\b.{0,20}pills/", "cheap   blue pills"),
+    (r"/a(?=bcd)/", "abcd"), (r"/[Vv]ia/", "Via"),
+])
+def test_it_never_prefilters_away_a_match(pattern: str, text: str) -> None:
+    p, _ = parse_perl_regex(pattern)
+    assert p.compiled.search(text)
+    assert 0 in MultiMatcher([p]).candidates(text)
+
+
+def test_it_extracts_selective_factors() -> None:
+    p, _ = parse_perl_regex(r"/\bguaranteed\s+(?:income|profit)/i")
+    assert required_factors(p) == ("guaranteed",)
+
+
+def test_it_reports_rule_hits_as_layer_symbols(tmp_path: Path) -> None:
+    d = write_rules(tmp_path, RULES)
+    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(d)], "use_bayes": False}})
+    ctx = make_ctx(msg("money talk", "wire transfer"), pol)
+    res = ctx.layer("rules")
+    assert res.has("LOCAL_SUBJ_MONEY") and res.fact("score") >= 3.5
+    assert any(s.layer == "rules" and s.name == "LOCAL_BODY_WIRE" for s in ctx.symbols)
+    assert get_layer("rules").fail_mode.value == "tempfail"
+
+
+def test_it_loads_the_debian_rule_set_when_installed() -> None:
+    if not Path("/usr/share/spamassassin/50_scores.cf").exists():
+        pytest.skip("spamassassin rules not installed")
+    eng = engine_for((), 2, include_default=True)
+    assert len(eng.rules) > 1000
+    gtube = ("XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X")
+    res = eng.run(message_view(make_ctx(msg("test", gtube))))
+    assert "GTUBE" in {h.name for h in res.hits} and res.score >= 990
