@@ -133,8 +133,12 @@ class _Walker:
         if not split_any or any(t and not t.startswith("multipart/") for t in types):
             names = tuple(H.filename_candidates(hb.values("content-disposition"), cts))
             declared = next((t for t in types if t and not t.startswith("multipart/")), "")
-            for payload in _decodings(body, hb.values("content-transfer-encoding")):
+            decodings = _decodings(body, hb.values("content-transfer-encoding"))
+            for payload in decodings:
                 self.add(payload, names, declared)
+            for text in decodings[:2]:
+                for name, data in uuencoded_files(text):
+                    self.add(data, (name,), "application/octet-stream")
 
 
 def _delimiter_lines(body: bytes) -> list[tuple[int, int, bytes]]:
@@ -152,7 +156,7 @@ def _split(body: bytes, boundary: bytes, lines: list[tuple[int, int, bytes]]) ->
     if not marks:
         return []
     out = []
-    for (_, a_end), nxt in zip(marks, marks[1:] + [None]):
+    for (_, a_end), nxt in zip(marks, [*marks[1:], None], strict=True):
         start = a_end
         if body[start:start + 2] == b"\r\n":
             start += 2
@@ -186,6 +190,41 @@ def _decodings(body: bytes, ctes: list[str]) -> list[bytes]:
         for m in _B64_RUN.finditer(body):
             out.append(lenient_base64(m.group(0)))
     return [o for o in out if o]
+
+
+_UU_BEGIN = re.compile(rb"^begin(?:-base64)? [0-7]{3,4} ([^\r\n]{1,255})\r?$", re.M)
+_UU_END = re.compile(rb"^(?:end|====)[ \t]*\r?$", re.M)
+
+
+def uuencoded_files(body: bytes) -> list[tuple[str, bytes]]:
+    """Files uuencoded inside a text body (``begin 644 name`` ... ``end``): many clients show
+    them as attachments although MIME knows nothing of them."""
+    out: list[tuple[str, bytes]] = []
+    if b"begin " not in body:
+        return out
+    for m in _UU_BEGIN.finditer(body):
+        end = _UU_END.search(body, m.end())
+        if end is None:
+            continue
+        name = m.group(1).decode("utf-8", "replace").strip()
+        data = bytearray()
+        for line in body[m.end():end.start()].splitlines():
+            if not line.strip():
+                continue
+            try:
+                data += binascii.a2b_uu(line)
+            except binascii.Error:
+                # some encoders write a few garbage bytes at the end of a line
+                try:
+                    nbytes = (((line[0] - 32) & 63) * 4 + 5) // 3
+                    data += binascii.a2b_uu(line[:nbytes])
+                except (binascii.Error, IndexError):
+                    break
+        if data:
+            out.append((name, bytes(data)))
+        if len(out) >= 50:
+            break
+    return out
 
 
 def _looks_base64(body: bytes) -> bool:

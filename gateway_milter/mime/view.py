@@ -262,6 +262,11 @@ def parse_message(raw: bytes) -> MimeView:
         for name in part_defects:
             if name in _DEFECT_AMBIGUITY:
                 note(_DEFECT_AMBIGUITY[name], name, path)
+        if ctype.startswith("text/") and b"begin " in payload:
+            from gateway_milter.mime.ambiguity import uuencoded_files
+
+            for name, _ in uuencoded_files(payload)[:5]:
+                note("HIDDEN_PART", f"uuencoded file {H.safe_filename(name)} in a text part", path)
         cte = str(m.get("Content-Transfer-Encoding") or "").strip().lower()
         if cte == "quoted-printable" and _bad_qp(m):
             note("BAD_QUOTED_PRINTABLE", "invalid =XX escape", path)

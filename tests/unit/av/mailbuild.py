@@ -9,6 +9,7 @@ scanner reading the message with only one parser's interpretation would miss it.
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import zipfile
 
@@ -108,6 +109,11 @@ AMBIGUOUS: dict[str, bytes] = {
     # (email.utils.decode_params sorts None against int); a scanner built on it sees nothing.
     "rfc2231_parser_crash": HEAD + b"Content-Type: multipart/mixed; boundary*=utf-8''x; boundary*0=y\r\n\r\n"
     + b"--x\r\n" + TEXT_PART + b"--x\r\n" + EVIL_PART + b"--x--\r\n",
+    # A uuencoded file inside a text body (pre-MIME convention): shown as an attachment by many
+    # clients, invisible to a MIME-only parser.
+    "uuencoded_in_text": HEAD + b"Content-Type: text/plain\r\n\r\nHello, see below.\r\n\r\n"
+    + b"begin 644 invoice.exe\r\n" + b"".join(binascii.b2a_uu(EICAR[i:i + 45]).replace(b"\n", b"\r\n")
+                                           for i in range(0, len(EICAR), 45)) + b"`\r\nend\r\n",
     # A text/plain body with a MIME structure inside: shown as an attachment by some clients.
     "hidden_in_text": HEAD + b"Content-Type: text/plain\r\n\r\nHello\r\n\r\n"
     + b"--hid\r\n" + EVIL_PART + b"--hid--\r\n",

@@ -217,3 +217,11 @@ def test_it_judges_parts_that_only_another_mime_reading_shows() -> None:
     syms2, facts2 = run(raw2)
     assert "ATTACHMENT_BLOCKED_HIDDEN" in syms2
     assert any("in archive: run.vbs" in r for f in facts2["findings"] for r in f["reasons"])
+
+
+def test_it_judges_files_uuencoded_in_a_text_body() -> None:
+    from tests.unit.av.mailbuild import AMBIGUOUS
+
+    syms, facts = run(AMBIGUOUS["uuencoded_in_text"])
+    assert {"ATTACHMENT_BLOCKED_HIDDEN", "ATTACHMENT_BLOCKED_EXTENSION"} <= syms
+    assert any(f.get("hidden") and f["name"] == "invoice.exe" for f in facts["findings"])

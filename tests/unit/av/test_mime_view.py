@@ -103,6 +103,7 @@ EXPECTED_CODES = {
     "boundary_case": "HIDDEN_PART",
     "nul_in_boundary": "AMBIGUOUS_BOUNDARY",
     "rfc2231_parser_crash": "UNPARSEABLE",
+    "uuencoded_in_text": "HIDDEN_PART",
 }
 
 
