@@ -41,6 +41,9 @@ _TAG = re.compile(r"(?i)^prvs=(\d)(\d{3})([0-9a-f]{6})=(.+@.+)$")
 
 @dataclass(frozen=True, slots=True)
 class BackscatterSettings(BaseSettings):
+    # Off until turned on: outbound mail must be signed for a while (validity_days) before
+    # unsigned bounces may be refused, or genuine bounces of older mail would be lost.
+    mode: str = "off"
     sign_outbound: bool = True
     refuse_unsigned_bounces: bool = True
     only_dsn: bool = True  # judge only delivery status notifications (not MDNs, auto-replies)

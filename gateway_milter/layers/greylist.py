@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class GreylistSettings(BaseSettings):
+    # Off until an administrator turns it on: it delays all first-time mail by design.
+    mode: str = "off"
     delay: int = 300  # seconds before a retry is accepted
     retry_window: int = 4 * 3600  # a retry must come within this time of the first attempt
     expiry: int = 36 * 86400  # a passed triplet (and an auto-pass network) is remembered this long

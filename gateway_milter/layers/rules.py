@@ -8,6 +8,7 @@ and are listed by ``manage.py rules check``. The rule set is compiled once per p
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,24 @@ def engine_from_settings(settings: RulesSettings) -> RuleEngine:
     return engine_for(tuple(settings.rule_dirs), settings.score_set, settings.include_default)
 
 
+_warming: set[tuple[object, ...]] = set()
+_warm_lock = threading.Lock()
+
+
+def warm_up(settings: RulesSettings | None = None, wait: bool = False) -> None:
+    """Build the rule engine ahead of the first message (a few seconds for the Debian set).
+    The milter calls this at start-up; ``prefetch`` calls it too."""
+    s = settings or RulesSettings()
+    key = (s.rule_dirs, s.score_set, s.include_default)
+    with _warm_lock:
+        started = key in _warming
+        _warming.add(key)
+    if wait:
+        engine_from_settings(s)
+    elif not started:
+        threading.Thread(target=engine_from_settings, args=(s,), daemon=True, name="rules-warm-up").start()
+
+
 class HeuristicRulesLayer(Layer[RulesSettings]):
     id = "rules"
     stage = Stage.EOM
@@ -48,6 +67,10 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
     Settings = RulesSettings
     budget_s = 10.0
     description = "SpamAssassin-format heuristic rules (header, body, uri, meta, ...)"
+
+    def prefetch(self, ctx: MessageContext, settings: RulesSettings) -> None:
+        """Compile the rule set in the background at connect (first message of a process)."""
+        warm_up(settings)
 
     def check(self, ctx: MessageContext, settings: RulesSettings) -> LayerFindings:
         engine = engine_from_settings(settings)

@@ -73,8 +73,17 @@ def test_it_strips_batv_tags_from_the_triplet_sender() -> None:
     assert normalize_sender("<prvs=1234abcdef=Alice@X.test>") == "alice@x.test"
 
 
-def test_it_refuses_with_451_at_rcpt_and_skips_in_scan_mode(store: MemoryStore) -> None:
+GREY_ON = {"greylist": {"mode": "on"}}
+
+
+def test_it_is_off_unless_turned_on(store: MemoryStore) -> None:
     ctx = make_ctx(msg(), stage=Stage.RCPT)
+    assert ctx.runner is not None
+    assert ctx.runner.recipient_result(ctx, "greylist", ctx.recipients[0]).skipped == "disabled"
+
+
+def test_it_refuses_with_451_at_rcpt_and_skips_in_scan_mode(store: MemoryStore) -> None:
+    ctx = make_ctx(msg(), policy(GREY_ON), stage=Stage.RCPT)
     assert ctx.runner is not None
     res = ctx.runner.recipient_result(ctx, "greylist", ctx.recipients[0])
     assert res.has("GREYLIST_DEFER")
@@ -82,16 +91,16 @@ def test_it_refuses_with_451_at_rcpt_and_skips_in_scan_mode(store: MemoryStore) 
 
     (rule,) = layers.get("greylist").policy_rules(GreylistSettings())
     assert str(rule.outcome.reply).startswith("451 4.7.1") and rule.recipient
-    scan = make_ctx(msg(), scan_mode=True, stage=Stage.RCPT)
+    scan = make_ctx(msg(), policy(GREY_ON), scan_mode=True, stage=Stage.RCPT)
     assert scan.runner is not None
     assert scan.runner.recipient_result(scan, "greylist", scan.recipients[0]).has("GREYLIST_EXEMPT")
 
 
 def test_it_exempts_authenticated_and_trusted_clients(store: MemoryStore) -> None:
-    ctx = make_ctx(msg(), auth="alice", stage=Stage.RCPT)
+    ctx = make_ctx(msg(), policy(GREY_ON), auth="alice", stage=Stage.RCPT)
     assert ctx.runner is not None
     assert ctx.runner.recipient_result(ctx, "greylist", ctx.recipients[0]).fact("reason") == "authenticated"
-    pol = policy(trusted=["203.0.113.0/24"])
+    pol = policy(GREY_ON, trusted=["203.0.113.0/24"])
     ctx = make_ctx(msg(), pol, stage=Stage.RCPT)
     assert ctx.runner is not None
     assert ctx.runner.recipient_result(ctx, "greylist", ctx.recipients[0]).fact("reason") == "trusted network"
@@ -240,20 +249,22 @@ def test_it_expires_tags() -> None:
 
 
 def test_it_sets_the_change_sender_fact_for_outbound_mail(store: MemoryStore) -> None:
-    ctx = make_ctx(msg(), mail_from="alice@example.com", rcpts=("x@remote.test",), direction=Direction.OUTBOUND)
+    pol = policy({"backscatter": {"mode": "on"}})
+    ctx = make_ctx(msg(), pol, mail_from="alice@example.com", rcpts=("x@remote.test",), direction=Direction.OUTBOUND)
     ctx.layer("backscatter")
     assert str(ctx.facts["change_sender"]).startswith("prvs=")
 
 
 def test_it_refuses_unsigned_bounces_to_local_users(store: MemoryStore) -> None:
     dsn = msg("Undelivered Mail", "report", ctype='multipart/report; report-type=delivery-status; boundary="b"')
-    ctx = make_ctx(dsn, mail_from="", rcpts=("bob@example.com",))
+    pol = policy({"backscatter": {"mode": "on"}})
+    ctx = make_ctx(dsn, pol, mail_from="", rcpts=("bob@example.com",))
     assert ctx.layer("backscatter").has("BACKSCATTER_UNSIGNED_BOUNCE")
     tagged = sign("bob@example.com", store)
-    ok = make_ctx(dsn, mail_from="", rcpts=(tagged,))
+    ok = make_ctx(dsn, pol, mail_from="", rcpts=(tagged,))
     res = ok.layer("backscatter")
     assert res.has("BATV_VALID_BOUNCE") and not res.has("BACKSCATTER_UNSIGNED_BOUNCE")
-    receipt = make_ctx(msg("Read: hi", "was read"), mail_from="", rcpts=("bob@example.com",))
+    receipt = make_ctx(msg("Read: hi", "was read"), pol, mail_from="", rcpts=("bob@example.com",))
     assert not receipt.layer("backscatter").symbols  # not a DSN: read receipts pass
 
 
