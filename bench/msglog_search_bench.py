@@ -95,7 +95,7 @@ def generate(n: int, start: int) -> None:
             actions.append(action)
             rows.append((
                 f"b{i:031d}", ops.adapt_datetimefield_value(now - dt.timedelta(seconds=i * 2.6)),  # 1M ~ 30 days
-                rnd.choices(["inbound", "outbound"], [80, 20])[0], "192.0.2.%d" % (i % 250 + 1), "", "", "",
+                rnd.choices(["inbound", "outbound"], [80, 20])[0], f"192.0.2.{i % 250 + 1}", "", "", "",
                 f"user{rnd.randrange(20000)}@sender{rnd.randrange(3000)}.test", "",
                 f"{rnd.choice(WORDS)} {rnd.choice(WORDS)} #{i}", "", "", rnd.randrange(800, 200_000),
                 round(rnd.uniform(-5, 25), 1), action, "" if action == "accept" else rnd.choice(REASONS),

@@ -32,7 +32,8 @@ def logging_landing(request: HttpRequest) -> HttpResponse:
     base = reverse("reports:log")
     tasks = [
         {"url": base, "label": "Message log", "help": "Search every message the gateway judged."},
-        {"url": f"{base}?result=junk&since={day}", "label": "Junk in the last 24 hours", "help": "Rejected, quarantined and discarded."},
+        {"url": f"{base}?result=junk&since={day}", "label": "Junk in the last 24 hours",
+         "help": "Rejected, quarantined and discarded."},
         {"url": f"{base}?result=tempfail", "label": "Temporary failures", "help": "Messages answered with 4xx."},
         {"url": f"{base}?direction=outbound", "label": "Outbound mail", "help": "Mail your users sent."},
         {"url": reverse("reports:log_export"), "label": "Export CSV", "help": "Download the log (up to 100,000 rows)."},

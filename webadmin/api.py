@@ -152,9 +152,8 @@ class ListEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
         dom = d.get("domain")
         comment = d.get("comment", "")
         kind = d["kind"]
-        if not p.is_global:
-            if dom is None or dom.pk not in p.domain_ids:
-                raise ValidationError({"domain": ["choose one of your domains"]})
+        if not p.is_global and (dom is None or dom.pk not in p.domain_ids):
+            raise ValidationError({"domain": ["choose one of your domains"]})
         try:
             serializer.instance = services.do_add_list_entry(d["list"], kind, d["value"], dom, comment,
                                                              actor=_actor(self.request))

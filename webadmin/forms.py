@@ -173,7 +173,8 @@ class AdminSettingsForm(forms.Form):
     quarantine_retention_days = forms.IntegerField(min_value=1, max_value=3650)
     log_retention_days = forms.IntegerField(min_value=1, max_value=3650)
     require_admin_totp = forms.BooleanField(required=False, label="Administrators must use two-factor login")
-    public_url = forms.URLField(required=False, assume_scheme="https", help_text="e.g. https://gateway.example.com (used in digest links)")
+    public_url = forms.URLField(required=False, assume_scheme="https",
+                                help_text="e.g. https://gateway.example.com (used in digest links)")
     digest_link_days = forms.IntegerField(min_value=1, max_value=60, help_text="How long digest links stay valid.")
 
 

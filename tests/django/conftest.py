@@ -114,7 +114,7 @@ def make_world(data_dir: Path, reinject_port: int | None = None) -> World:
             reason=f"spam score <b>9.5</b> {ten.marker}", symbols=[{"name": "BAYES_SPAM_99", "score": 5.0,
                                                                      "detail": "<script>x</script>", "layer": "bayes"}],
             trace=[{"source": "bayes", "event": "symbol", "detail": "<script>alert('trace')</script>", "ms": 1.0}],
-            transcript=["MAIL FROM:<spam@spam.test>", "RCPT TO:<%s>" % rcpt, "<script>alert('tx')</script>"],
+            transcript=["MAIL FROM:<spam@spam.test>", f"RCPT TO:<{rcpt}>", "<script>alert('tx')</script>"],
             policy_version=1)
         MessageRecipient.objects.create(message=ten.message, address=rcpt, domain=name, action="quarantine",
                                         quarantine_id=meta["qid"])

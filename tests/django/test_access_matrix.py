@@ -25,7 +25,8 @@ PAGES: list[tuple[str, set[str]]] = [
     ("/messages/quarantine/?queue=admin", {G}), ("/logging/", ADMINS), ("/logging/log/", ALL),
     ("/logging/log/export.csv", ALL), ("/reports/", ADMINS), ("/account/", {U}), ("/account/lists/", {U}),
     ("/account/settings/", {U}), ("/account/token/", ALL), ("/account/2fa/", ALL),
-    ("/api/domains/", SETTINGS), ("/api/users/", SETTINGS), ("/api/lists/", SETTINGS), ("/api/user-lists/", {G, D, U}), ("/api/scripts/", SETTINGS),
+    ("/api/domains/", SETTINGS), ("/api/users/", SETTINGS), ("/api/lists/", SETTINGS),
+    ("/api/user-lists/", {G, D, U}), ("/api/scripts/", SETTINGS),
     ("/api/quarantine/", ALL), ("/api/messages/", ALL), ("/api/layers/", SETTINGS), ("/api/layers/lists/", {G}),
     ("/api/dashboard/", ALL), ("/api/me/", ALL), ("/api/schema/", ALL),
 ]

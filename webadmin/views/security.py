@@ -4,6 +4,7 @@ settings of every layer, global or per domain, from the layer's own Settings dat
 from __future__ import annotations
 
 from django.contrib import messages
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -75,11 +76,7 @@ def script_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                                         actor=_actor(request))
         except SettingsError as e:
             form.add_error(None, str(e))
-        except Exception as e:  # noqa: BLE001 - a duplicate name is a form error, not a 500
-            from django.db import IntegrityError
-
-            if not isinstance(e, IntegrityError):
-                raise
+        except IntegrityError:  # a duplicate name is a form error, not a 500
             form.add_error("name", "A script with this name exists.")
         else:
             messages.success(request, f"Script {s.name} saved and published.")
