@@ -10,6 +10,8 @@ it, at most once per message (the runner memoises its result).
 
 from __future__ import annotations
 
+import time
+
 import ipaddress
 import json
 from collections.abc import Callable
@@ -39,21 +41,31 @@ class GatewayHooks:
     def __init__(self, ctx: Any, rcpt: Any = None) -> None:
         self.ctx = ctx
         self.rcpt = rcpt
+        self.rt: Runtime | None = None
 
     def layer(self, layer_id: str, recipient: bool) -> Any:
-        ctx = self.ctx
-        if recipient:
-            if self.rcpt is None:
-                return None
-            return ctx.runner.recipient_result(ctx, layer_id, self.rcpt)
-        return ctx.layer(layer_id)
+        # The time a layer itself takes (DNS, clamd) does not count against the script's CPU
+        # limit, which guards the Sieve evaluation only; layers have their own budgets.
+        t0 = time.perf_counter()
+        try:
+            ctx = self.ctx
+            if recipient:
+                if self.rcpt is None:
+                    return None
+                return ctx.runner.recipient_result(ctx, layer_id, self.rcpt)
+            return ctx.layer(layer_id)
+        finally:
+            if self.rt is not None:
+                self.rt.deadline += time.perf_counter() - t0
 
 
 def _hooks(rt: Runtime, line: int) -> GatewayHooks:
     h = rt.hooks
     if not isinstance(h, GatewayHooks):
         raise SieveRuntimeError("vnd.bulwark tests need a gateway message context", line, rt.script)
+    h.rt = rt
     return h
+
 
 
 def _check_layer(cc: CompileContext, node: Command | Test, layer_id: str | None) -> None:
