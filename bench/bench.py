@@ -136,7 +136,8 @@ def main() -> int:
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         ] + [
             subprocess.Popen([py, "manage.py", "runmilter", "--socket", f"unix:{sock}"], cwd=ROOT, env=envs[v],
-                             stdout=open(root / f"milter-{v}.log", "wb"), stderr=subprocess.STDOUT)
+                             stdout=open(root / f"milter-{v}.log", "wb"),  # noqa: SIM115 - lives as long as the milter
+                             stderr=subprocess.STDOUT)
             for v, sock in (("lists", lists_sock), ("gateway", gw_sock))
         ]
         sink_port, port = free_port(), free_port()

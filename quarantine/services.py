@@ -73,7 +73,7 @@ def do_rescan_store() -> int:
 
         rows.append((QuarantinedMessage(
             qid=meta["qid"], log_id=meta.get("log_id", ""), queue=meta.get("queue", "user"),
-            created=dt.datetime.fromtimestamp(meta.get("created", 0), tz=dt.timezone.utc),
+            created=dt.datetime.fromtimestamp(meta.get("created", 0), tz=dt.UTC),
             mail_from=meta.get("mail_from", ""), header_from=meta.get("header_from", ""),
             subject=meta.get("subject", ""), reason=meta.get("reason", ""), size=meta.get("size", 0),
             score=meta.get("score", 0.0), direction=meta.get("direction", ""), storage_path=meta["path"],

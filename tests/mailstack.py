@@ -16,7 +16,6 @@ import smtplib
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -191,8 +190,9 @@ class MailStack:
         (d / "spool").mkdir()
         (d / "data").mkdir()
         subprocess.run(["chown", "postfix:postfix", str(d / "data")], check=True)
-        (d / "etc" / "main.cf").write_text(MAIN_CF.format(d=d, name="bw" + "".join(c for c in d.parent.name if c.isalnum())[-8:].lower(),
-                                                          relay=self.sink.port, milter=f"unix:{self.milter_sock}"))
+        name = "bw" + "".join(c for c in d.parent.name if c.isalnum())[-8:].lower()
+        (d / "etc" / "main.cf").write_text(MAIN_CF.format(d=d, name=name, relay=self.sink.port,
+                                                          milter=f"unix:{self.milter_sock}"))
         (d / "etc" / "master.cf").write_text(MASTER_CF.format(port=self.port, reinject=self.reinject_port))
         for action in ("check", "start"):
             # postfix prints its errors only to a tty: run it under script(1) to see them
@@ -231,7 +231,8 @@ class MailStack:
                 self.milter.wait()
 
     # -- SMTP ------------------------------------------------------------------------------------
-    def send(self, sender: str, rcpts: list[str], data: bytes | str, port: int | None = None) -> tuple[int, str, dict[str, tuple[int, bytes]]]:
+    def send(self, sender: str, rcpts: list[str], data: bytes | str,
+             port: int | None = None) -> tuple[int, str, dict[str, tuple[int, bytes]]]:
         """Send one message; returns (final code, final text, {refused rcpt: (code, text)})."""
         if isinstance(data, str):
             data = data.encode()

@@ -80,7 +80,7 @@ def traversable_tmpdir(prefix: str) -> Iterator[Path]:
 
 
 def start(cmd: list[Any], log: Path, **kw: Any) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([str(c) for c in cmd], stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    return subprocess.Popen([str(c) for c in cmd], stdout=open(log, "wb"), stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, **kw)
 
 

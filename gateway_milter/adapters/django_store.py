@@ -27,12 +27,12 @@ def load_published_policy(current_version: int) -> tuple[int, dict[str, Any]] | 
 
 
 def _ts(t: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(t, tz=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(t, tz=dt.UTC)
 
 
 def write_log_batch(records: list[dict[str, Any]]) -> None:
     """Idempotent: records whose log_id already exists are skipped (a replay after a crash)."""
-    from quarantine.models import QuarantinedMessage, QuarantineRecipient
+    from quarantine.models import QuarantinedMessage
     from reports.models import MessageLog, MessageRecipient
 
     close_old_connections()

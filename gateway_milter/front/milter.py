@@ -34,6 +34,13 @@ HELO_MACROS = ("{tls_version}", "{cipher}")
 MAIL_MACROS = ("{auth_authen}", "{auth_type}", "{mail_addr}")
 EOM_MACROS = ("i",)
 
+# libmilter's answers, typed (pymilter itself is untyped)
+CONTINUE: int = Milter.CONTINUE
+ACCEPT: int = Milter.ACCEPT
+REJECT: int = Milter.REJECT
+TEMPFAIL: int = Milter.TEMPFAIL
+DISCARD: int = Milter.DISCARD
+
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
@@ -60,7 +67,7 @@ def guarded(fn: F) -> F:
     def wrapper(self: BulwarkMilter, *args: Any) -> Any:
         try:
             return fn(self, *args)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("milter callback %s failed", fn.__name__)
             if self.ctx is not None:
                 self.ctx.add_trace("milter", "error", f"exception in {fn.__name__}")
@@ -68,12 +75,12 @@ def guarded(fn: F) -> F:
                 self._reply(INTERNAL_ERROR)
             except Exception:  # noqa: BLE001
                 pass
-            return Milter.TEMPFAIL
+            return TEMPFAIL
 
     return wrapper  # type: ignore[return-value]
 
 
-class BulwarkMilter(Milter.Base):
+class BulwarkMilter(Milter.Base):  # type: ignore[misc]
     gateway: Gateway  # set by the daemon before libmilter starts
 
     def __init__(self) -> None:
@@ -111,14 +118,14 @@ class BulwarkMilter(Milter.Base):
                 ip = str(hostaddr)
         self.conn = ConnectionInfo(client_ip=ip, client_port=port, client_name=hostname or "")
         self._macros(CONNECT_MACROS)
-        return Milter.CONTINUE
+        return CONTINUE
 
     @guarded
     def hello(self, heloname: str) -> int:
         assert self.conn is not None
         self.conn.helo = heloname or ""
         self._macros(HELO_MACROS)
-        return Milter.CONTINUE
+        return CONTINUE
 
     @guarded
     def envfrom(self, mailfrom: str, *esmtp: str) -> int:
@@ -145,34 +152,34 @@ class BulwarkMilter(Milter.Base):
 
     def _step(self, d: Any) -> int:
         if d.action == "continue":
-            return Milter.CONTINUE
+            return CONTINUE
         self._reply(d.reply)
-        return Milter.REJECT if d.action == "reject" else Milter.TEMPFAIL
+        return REJECT if d.action == "reject" else TEMPFAIL
 
     @guarded
     def data(self) -> int:
         # Defining data() keeps Postfix from a Nagle/delayed-ACK stall on inet sockets.
         if self.ctx is not None:
             self.ctx.note("DATA")
-        return Milter.CONTINUE
+        return CONTINUE
 
     @guarded
-    @Milter.decode("bytes")
+    @Milter.decode("bytes")  # type: ignore[untyped-decorator]
     def header(self, name: str, value: bytes) -> int:
         assert self.ctx is not None
         v = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
         self.ctx.add_header(name, v)
-        return Milter.CONTINUE
+        return CONTINUE
 
     @guarded
     def eoh(self) -> int:
-        return Milter.CONTINUE
+        return CONTINUE
 
     @guarded
     def body(self, chunk: bytes) -> int:
         assert self.ctx is not None
         self.ctx.body.write(chunk)
-        return Milter.CONTINUE
+        return CONTINUE
 
     @guarded
     def eom(self) -> int:
@@ -189,10 +196,10 @@ class BulwarkMilter(Milter.Base):
             reply = d.reply or INTERNAL_ERROR
             self._reply(reply)
             self._finish(d.action, reply)
-            return Milter.REJECT if d.action is Action.REJECT else Milter.TEMPFAIL
+            return REJECT if d.action is Action.REJECT else TEMPFAIL
         if d.action is Action.DISCARD:
             self._finish(Action.QUARANTINE if d.quarantine_ids else Action.DISCARD)
-            return Milter.DISCARD
+            return DISCARD
         try:
             self._apply(ctx, d)
         except Exception:
@@ -201,9 +208,9 @@ class BulwarkMilter(Milter.Base):
             self._reply(INTERNAL_ERROR)
             ctx.add_trace("milter", "error", "applying changes failed")
             self._finish(Action.TEMPFAIL, INTERNAL_ERROR)
-            return Milter.TEMPFAIL
+            return TEMPFAIL
         self._finish(Action.ACCEPT)
-        return Milter.ACCEPT
+        return ACCEPT
 
     def _apply(self, ctx: MessageContext, d: Any) -> None:
         for edit in d.header_edits:
@@ -231,9 +238,9 @@ class BulwarkMilter(Milter.Base):
     def abort(self) -> int:
         # The client or the MTA ended the transaction before end of message.
         self._finish()
-        return Milter.CONTINUE
+        return CONTINUE
 
     @guarded
     def close(self) -> int:
         self._finish()
-        return Milter.CONTINUE
+        return CONTINUE

@@ -143,7 +143,7 @@ class LayerRunner:
                 found = layer.check_recipient(ctx, rcpt, settings) or LayerFindings()
         except LayerFailure:
             raise
-        except Exception as e:  # noqa: BLE001 - every layer error follows its fail mode
+        except Exception as e:
             ms = (time.perf_counter() - t0) * 1000
             log.exception("layer %s raised", source)
             return self._fail(ctx, layer, source, f"{type(e).__name__}: {e}", ms)

@@ -108,7 +108,7 @@ class Gateway:
                 settings = ctx.policy.settings_for(layer_id, ctx.policy_domain)
                 if settings.enabled:
                     layers.get(layer_id).prefetch(ctx, settings)
-            except Exception:  # noqa: BLE001 - a failed prefetch only loses the head start
+            except Exception:
                 log.debug("prefetch of %s failed", layer_id, exc_info=True)
 
     def rcpt(self, ctx: MessageContext, address: str, esmtp: tuple[str, ...] = ()) -> StepDecision:
@@ -140,7 +140,7 @@ class Gateway:
             return StepDecision()
         except LayerFailure as e:
             return self._refuse_rcpt(ctx, address.strip("<>"), DEFAULT_TEMPFAIL, "tempfail", str(e))
-        except Exception as e:  # noqa: BLE001 - never accept on an internal error
+        except Exception as e:
             log.exception("rcpt step failed")
             return self._refuse_rcpt(ctx, address.strip("<>"), INTERNAL_ERROR, "tempfail", f"internal error: {e}")
 
@@ -160,7 +160,7 @@ class Gateway:
         except LayerFailure as e:
             ctx.outcome = Outcome.tempfail(DEFAULT_TEMPFAIL, str(e), f"layer:{e.layer_id}")
             decision = EomDecision(Action.TEMPFAIL, DEFAULT_TEMPFAIL)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             log.exception("end-of-message processing failed")
             ctx.add_trace("gateway", "error", f"{type(e).__name__}: {e}")
             ctx.outcome = Outcome.tempfail(INTERNAL_ERROR, f"internal error: {type(e).__name__}: {e}", "gateway")
@@ -296,7 +296,7 @@ class Gateway:
         }
         try:
             self.log_sink.emit(rec)
-        except Exception:  # noqa: BLE001 - logging must never change the SMTP answer
+        except Exception:
             log.exception("message log emit failed for %s", ctx.log_id)
         return rec
 

@@ -51,12 +51,11 @@ class PollingPolicyProvider:
                     return False
                 version, doc = found
                 snap = PolicySnapshot.from_document(doc, version)
-                for layer_id, _rule in snap.system_rules(None):  # compile eagerly, off the hot path
-                    pass
+                snap.system_rules(None)  # compile eagerly, off the hot path
                 from gateway_milter.policy.evaluate import engine_for
 
                 engine_for(snap)
-            except Exception as e:  # noqa: BLE001 - keep serving the last good policy
+            except Exception as e:
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("policy reload failed; keeping version %s", self._snapshot.version)
                 return False

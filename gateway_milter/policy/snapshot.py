@@ -21,7 +21,10 @@ from gateway_milter.layers.base import BaseSettings, PolicyRule, SettingsError, 
 from gateway_milter.policy.lists import CompiledLists, IPAddress, ListEntry, validate_entry
 
 FORMAT_VERSION = 1
-DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$|^localhost$|^[a-z0-9-]+\.(test|example|invalid|localhost)$")
+DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+    r"|^localhost$|^[a-z0-9-]+\.(test|example|invalid|localhost)$"
+)
 TOP_KEYS = ("format", "gateway", "settings", "domains", "trusted_networks", "lists", "scripts")
 GATEWAY_KEYS = {
     "hostname": str,
@@ -236,12 +239,13 @@ def validate_document(doc: Any) -> dict[str, Any]:
         for k in s:
             if k not in ("name", "source", "domain", "position", "enabled"):
                 raise SettingsError(f"{path}.{k}", "unknown field")
-        name, source = s.get("name"), s.get("source")
-        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.-]{1,100}$", name):
+        script_name: Any = s.get("name")
+        source: Any = s.get("source")
+        if not isinstance(script_name, str) or not re.match(r"^[A-Za-z0-9_.-]{1,100}$", script_name):
             raise SettingsError(f"{path}.name", "must be 1-100 letters, digits, '_', '.' or '-'")
-        if name in names:
-            raise SettingsError(f"{path}.name", f"script {name!r} is listed twice")
-        names.add(name)
+        if script_name in names:
+            raise SettingsError(f"{path}.name", f"script {script_name!r} is listed twice")
+        names.add(script_name)
         if not isinstance(source, str):
             raise SettingsError(f"{path}.source", "must be the script text")
         dom = s.get("domain")
@@ -259,7 +263,8 @@ def validate_document(doc: Any) -> dict[str, Any]:
             err = script_validator(source)
             if err:
                 raise SettingsError(f"{path}.source", err)
-        out["scripts"].append({"name": name, "source": source, "domain": dom, "position": pos, "enabled": enabled})
+        out["scripts"].append({"name": script_name, "source": source, "domain": dom, "position": pos,
+                               "enabled": enabled})
     return out
 
 

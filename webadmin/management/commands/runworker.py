@@ -60,7 +60,7 @@ class Command(BaseCommand):
                     continue  # that area is not installed in this build
                 try:
                     task.apply(throw=True)
-                except Exception:  # noqa: BLE001 - one failing task must not stop the others
+                except Exception:
                     log.exception("periodic task %s failed", task_name)
             if once:
                 return
