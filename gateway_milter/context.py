@@ -10,6 +10,7 @@ message goes into the context.
 from __future__ import annotations
 
 import email
+import email.message
 import email.policy
 import functools
 import ipaddress
@@ -195,7 +196,18 @@ class MessageContext:
     def message(self) -> email.message.Message:
         """The parsed message (stdlib, compat32: never raises on malformed input)."""
         if self._message is None:
-            self._message = email.message_from_bytes(self.raw_bytes(), policy=email.policy.compat32)
+            raw = self.raw_bytes()
+            try:
+                self._message = email.message_from_bytes(raw, policy=email.policy.compat32)
+            except Exception:  # noqa: BLE001 - the stdlib parser crashes on some hostile headers
+                # Fall back to the header block alone with the body as an opaque payload; the
+                # MIME view flags such messages UNPARSEABLE for the policy.
+                head, _, body = raw.partition(b"\r\n\r\n")
+                msg = email.message.Message()
+                for name, value in self.headers:
+                    msg[name] = value
+                msg.set_payload(body)
+                self._message = msg
         return self._message
 
     @property

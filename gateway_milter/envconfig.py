@@ -139,8 +139,8 @@ def load() -> GatewayConfig:
     data_dir = Path(env_str("GATEWAY_DATA_DIR", str(BASE_DIR / "var"))).resolve()
     clamd = env_list("GATEWAY_CLAMD")
     for c in clamd:
-        if not re.match(r"^(tcp:[^:]+:\d+|unix:/.+)$", c):
-            raise ConfigError(f"GATEWAY_CLAMD: {c!r} is not tcp:HOST:PORT or unix:/PATH")
+        if not re.match(r"^(tcp:([^:\[\]]+|\[[0-9a-fA-F:.]+\]):\d+|unix:/.+)$", c):
+            raise ConfigError(f"GATEWAY_CLAMD: {c!r} is not tcp:HOST:PORT, tcp:[IPV6]:PORT or unix:/PATH")
     sock = env_str("GATEWAY_MILTER_SOCKET", "inet:8891@127.0.0.1")
     if not re.match(r"^(inet6?:\d+(@.+)?|unix:/.+|local:/.+)$", sock):
         raise ConfigError(f"GATEWAY_MILTER_SOCKET: {sock!r} is not inet:PORT@HOST or unix:/PATH")

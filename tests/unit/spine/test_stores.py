@@ -89,3 +89,16 @@ def test_it_reads_secrets_from_files(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("GATEWAY_DNS_SERVERS", "127.0.0.1:5353,[::1]:53,10.0.0.2")
     assert envconfig.load().dns_servers == [("127.0.0.1", 5353), ("::1", 53), ("10.0.0.2", 53)]
     os.environ.pop("GATEWAY_DATABASE_URL_FILE", None)
+
+
+def test_it_falls_back_when_the_stdlib_parser_crashes_on_a_header() -> None:
+    from gateway_milter.context import ConnectionInfo, MessageContext
+    from gateway_milter.policy.snapshot import PolicySnapshot
+
+    ctx = MessageContext(ConnectionInfo(), PolicySnapshot.empty())
+    ctx.add_header("Content-Type", "multipart/mixed; boundary*=utf-8''x; boundary*0=y")
+    ctx.add_header("Subject", "crash me")
+    ctx.body.write(b"--x\r\nhello\r\n")
+    assert ctx.message["Subject"] == "crash me"
+    assert b"hello" in ctx.message.get_payload().encode() if isinstance(ctx.message.get_payload(), str) \
+        else b"hello" in ctx.message.get_payload()
