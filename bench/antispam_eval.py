@@ -26,6 +26,7 @@ def main() -> int:
     ap.add_argument("--online", action="store_true")
     ap.add_argument("--min-learned", type=int, default=200)
     ap.add_argument("--layers", default="rules,bayes")
+    ap.add_argument("--details", default="", help="write per-message scores (JSON lines) to this file")
     args = ap.parse_args()
     base = shared_path("corpus", "spamassassin")
     if not base.is_dir():
@@ -43,6 +44,10 @@ def main() -> int:
 
     rep = evaluate(samples, MemoryStore(), train_fraction=args.train, online=args.online,
                    min_learned=args.min_learned, layers=tuple(args.layers.split(",")), progress=progress)
+    if args.details:
+        with open(args.details, "w") as f:
+            for d in rep.details:
+                f.write(json.dumps(d) + "\n")
     out = rep.summary(5.0, 12.0)
     out["online"] = args.online
     out["wall_s"] = round(time.time() - t0, 1)

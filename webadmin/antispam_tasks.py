@@ -1,1 +1,72 @@
-"""Celery tasks (names are explicit: ``area.verb``)."""
+"""Celery tasks of the anti-spam area (names are explicit: ``area.verb``).
+
+``bayes.train_message``: learn messages from "mark as spam / mark as ham" events. The payload
+is JSON: quarantine ids and/or paths of stored messages, the label and optional scopes.
+Training is idempotent (each message is identified by a digest; learning it again with the
+same label changes nothing, with the other label it moves the counts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+
+from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.antispam.saview import build_view
+from gateway_milter.mime.view import parse_message
+from gateway_milter.pipeline.rawmessage import split_message
+from gateway_milter.store import default_store
+
+MAX_MESSAGE = 10 * 1024 * 1024
+
+
+def learn_bytes(raw: bytes, is_spam: bool, scopes: list[str] | None = None, min_learned: int = 200) -> bool:
+    headers, body = split_message(raw[:MAX_MESSAGE])
+    head = b"".join(n.encode("utf-8", "surrogateescape") + b": " + v.encode("utf-8", "surrogateescape") + b"\r\n"
+                    for n, v in headers)
+    view = build_view(headers, head + b"\r\n" + body, parse_message(head + b"\r\n" + body))
+    return BayesClassifier(default_store(), min_learned).learn(view, is_spam, scopes or ["global"])
+
+
+def _allowed_path(p: str) -> Path:
+    """Paths must lie inside the data directory (the quarantine store or an upload area):
+    a task payload never names an arbitrary file."""
+    base = Path(settings.GATEWAY.data_dir).resolve()
+    path = (base / p).resolve() if not Path(p).is_absolute() else Path(p).resolve()
+    if base not in path.parents:
+        raise ValueError(f"path {p!r} is outside the data directory")
+    return path
+
+
+@shared_task(name="bayes.train_message")
+def train_message(label: str, quarantine_ids: list[str] | None = None, paths: list[str] | None = None,
+                  scopes: list[str] | None = None) -> dict[str, Any]:
+    if label not in ("spam", "ham"):
+        raise ValueError("label must be spam or ham")
+    learned = unchanged = missing = 0
+    raws: list[bytes] = []
+    if quarantine_ids:
+        from quarantine.models import QuarantinedMessage
+        from quarantine.services import read_message
+
+        found = {m.qid: m for m in QuarantinedMessage.objects.filter(qid__in=list(quarantine_ids))}
+        missing += len(set(quarantine_ids) - set(found))
+        for m in found.values():
+            try:
+                raws.append(read_message(m))
+            except OSError:
+                missing += 1
+    for p in paths or []:
+        try:
+            raws.append(_allowed_path(p).read_bytes())
+        except OSError:
+            missing += 1
+    for raw in raws:
+        if learn_bytes(raw, label == "spam", scopes):
+            learned += 1
+        else:
+            unchanged += 1
+    return {"learned": learned, "unchanged": unchanged, "missing": missing}

@@ -43,6 +43,7 @@ class EvalReport:
     scores: list[tuple[str, float]] = field(default_factory=list)  # (label, score)
     cpu_ms: list[float] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
+    details: list[dict[str, Any]] = field(default_factory=list)  # per test message (tuning, reports)
     errors: int = 0
 
     def rates(self, threshold: float) -> tuple[float, float]:
@@ -164,12 +165,21 @@ def evaluate(samples: list[Sample], store: StateStore, *, train_fraction: float 
     for s in test:
         ctx = make_context(s.raw, policy)
         t0 = time.process_time()
+        detail: dict[str, Any] = {"path": s.path, "label": s.label}
         try:
             res = ctx.layer("scoring")
             score = float(res.fact("score", 0.0))
-        except Exception:  # noqa: BLE001 - counted, never hidden
+            detail["parts"] = res.fact("parts", {})
+            if "bayes" in layers:
+                detail["p"] = ctx.layer("bayes").fact("probability")
+            if "rules" in layers:
+                detail["hits"] = ctx.layer("rules").fact("hits", [])
+        except Exception as e:  # noqa: BLE001 - counted, never hidden
             rep.errors += 1
             score = 0.0
+            detail["error"] = f"{type(e).__name__}: {e}"
+        detail["score"] = score
+        rep.details.append(detail)
         rep.cpu_ms.append((time.process_time() - t0) * 1000)
         rep.sizes.append(len(s.raw))
         rep.scores.append((s.label, score))

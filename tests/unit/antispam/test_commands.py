@@ -1,0 +1,72 @@
+"""``manage.py bayes`` and ``manage.py rules check``, and the ``bayes.train_message`` task."""
+
+from __future__ import annotations
+
+import io
+import json
+import mailbox
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from gateway_milter.store.memory import MemoryStore
+from tests.unit.antispam.helpers import msg, write_rules
+
+
+def corpus(tmp_path: Path) -> tuple[Path, Path]:
+    spam = tmp_path / "spam"
+    (spam / "cur").mkdir(parents=True)  # a maildir
+    for i in range(3):
+        (spam / "cur" / f"{i}.eml").write_bytes(msg(f"win {i}", "lottery winner prize"))
+    mbox_path = tmp_path / "ham.mbox"
+    mb = mailbox.mbox(str(mbox_path))
+    for i in range(2):
+        mb.add(msg(f"meeting {i}", "agenda for tomorrow"))
+    mb.close()
+    return spam, mbox_path
+
+
+def test_it_trains_from_maildirs_and_mbox_idempotently(tmp_path: Path, store: MemoryStore) -> None:
+    spam, ham = corpus(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    call_command("bayes", "train", "--spam", str(spam), "--ham", str(ham), stdout=out, stderr=err)
+    assert "learned 5 message(s)" in out.getvalue() and "learning [" in err.getvalue()
+    out = io.StringIO()
+    call_command("bayes", "train", "--spam", str(spam), "--ham", str(ham), stdout=out, stderr=io.StringIO())
+    assert "learned 0 message(s), 5 already known" in out.getvalue()
+    out = io.StringIO()
+    call_command("bayes", "stats", stdout=out)
+    st = json.loads(out.getvalue())
+    assert (st["spam_learned"], st["ham_learned"]) == (3, 2)
+    call_command("bayes", "forget", "--spam", str(spam), stdout=io.StringIO(), stderr=io.StringIO())
+    out = io.StringIO()
+    call_command("bayes", "stats", stdout=out)
+    assert json.loads(out.getvalue())["spam_learned"] == 0
+
+
+def test_it_lists_unsupported_rules(tmp_path: Path) -> None:
+    d = write_rules(tmp_path, "body OK_RULE /fine/\nbody BAD_RULE eval:nope()\nmeta BAD_META BAD_RULE\n")
+    out = io.StringIO()
+    call_command("rules", "check", "--no-default", "--dir", str(d), "--json", stdout=out)
+    rep = json.loads(out.getvalue())
+    assert rep["running"] == 1 and set(rep["unsupported"]) == {"BAD_RULE", "BAD_META"}
+
+
+@pytest.mark.django_db
+def test_it_trains_from_mark_as_spam_events(tmp_path: Path, store: MemoryStore, settings: object) -> None:
+    from django.conf import settings as dj
+
+    from webadmin.antispam_tasks import train_message
+
+    f = Path(dj.GATEWAY.data_dir) / "test-train-message.eml"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_bytes(msg("buy now", "cheap pills"))
+    try:
+        assert train_message.delay("spam", paths=[str(f)]).get() == {"learned": 1, "unchanged": 0, "missing": 0}
+        assert train_message.delay("spam", paths=[str(f)]).get()["unchanged"] == 1
+        assert train_message.delay("ham", quarantine_ids=["nope"]).get()["missing"] == 1
+        with pytest.raises(ValueError):
+            train_message.delay("spam", paths=["/etc/passwd"]).get()
+    finally:
+        f.unlink()

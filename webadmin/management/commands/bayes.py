@@ -1,0 +1,131 @@
+"""``manage.py bayes``: train, inspect and evaluate the Bayesian classifier.
+
+    bayes train --spam PATH [--spam PATH ...] --ham PATH [--scope global|dom:D|user:A]
+    bayes stats [--scope S]
+    bayes forget --spam/--ham PATH ... | --wipe --scope S
+    bayes evaluate [--corpus DIR] [--train 0.5] [--online] [--limit N]
+
+PATH is a message file, a directory (maildirs too) or an mbox file. Training is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.pipeline.rawmessage import iter_messages
+from gateway_milter.store import default_store
+from webadmin.antispam_tasks import learn_bytes
+
+
+class Progress:
+    """A plain-text progress bar on stderr (no dependency; quiet when not a terminal)."""
+
+    def __init__(self, total: int, label: str, stream: Any = sys.stderr) -> None:
+        self.total, self.label, self.stream = max(total, 1), label, stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.last = 0.0
+
+    def update(self, n: int) -> None:
+        now = time.monotonic()
+        if n < self.total and now - self.last < (0.1 if self.tty else 5.0):
+            return
+        self.last = now
+        width = 30
+        filled = int(width * n / self.total)
+        line = f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {n}/{self.total}"
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        if n >= self.total and self.tty:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _collect(paths: list[str]) -> list[tuple[str, bytes]]:
+    out = []
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            raise CommandError(f"{p}: no such file or directory")
+        out += [(n, raw) for n, raw in iter_messages(path) if Path(n.split("#")[0]).name != "cmds"]
+    return out
+
+
+class Command(BaseCommand):
+    help = "Train, inspect and evaluate the Bayesian spam classifier."
+
+    def add_arguments(self, parser: Any) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        for name in ("train", "forget"):
+            p = sub.add_parser(name)
+            p.add_argument("--spam", action="append", default=[], help="message file, directory, maildir or mbox")
+            p.add_argument("--ham", action="append", default=[])
+            p.add_argument("--scope", default="global", help="global, dom:DOMAIN or user:ADDRESS")
+            if name == "forget":
+                p.add_argument("--wipe", action="store_true", help="forget everything learned in the scope")
+        p = sub.add_parser("stats")
+        p.add_argument("--scope", default="global")
+        p = sub.add_parser("evaluate")
+        p.add_argument("--corpus", default="", help="directory with spam/, spam_2/, easy_ham/, ... (SpamAssassin layout)")
+        p.add_argument("--train", type=float, default=0.5)
+        p.add_argument("--online", action="store_true")
+        p.add_argument("--limit", type=int, default=None)
+        p.add_argument("--min-learned", type=int, default=200)
+
+    def handle(self, *args: Any, **o: Any) -> None:
+        getattr(self, "do_" + o["action"])(o)
+
+    def do_train(self, o: dict[str, Any]) -> None:
+        if not o["spam"] and not o["ham"]:
+            raise CommandError("give --spam and/or --ham")
+        items = [(True, r) for _, r in _collect(o["spam"])] + [(False, r) for _, r in _collect(o["ham"])]
+        bar = Progress(len(items), "learning", self.stderr)
+        learned = 0
+        for i, (is_spam, raw) in enumerate(items, 1):
+            learned += learn_bytes(raw, is_spam, [o["scope"]])
+            bar.update(i)
+        self.stdout.write(f"learned {learned} message(s), {len(items) - learned} already known")
+
+    def do_forget(self, o: dict[str, Any]) -> None:
+        bc = BayesClassifier(default_store())
+        if o["wipe"]:
+            bc.wipe(o["scope"])
+            self.stdout.write(f"scope {o['scope']} wiped")
+            return
+        from gateway_milter.antispam.saview import build_view
+        from gateway_milter.mime.view import parse_message
+        from gateway_milter.pipeline.rawmessage import split_message
+
+        items = _collect(o["spam"] + o["ham"])
+        bar = Progress(len(items), "forgetting", self.stderr)
+        n = 0
+        for i, (_, raw) in enumerate(items, 1):
+            headers, _ = split_message(raw)
+            n += bc.forget(build_view(headers, raw, parse_message(raw)), [o["scope"]])
+            bar.update(i)
+        self.stdout.write(f"forgot {n} message(s)")
+
+    def do_stats(self, o: dict[str, Any]) -> None:
+        self.stdout.write(json.dumps(BayesClassifier(default_store()).stats(o["scope"]), indent=2))
+
+    def do_evaluate(self, o: dict[str, Any]) -> None:
+        from gateway_milter.antispam.evaluate import evaluate, load_corpus
+        from gateway_milter.store.memory import MemoryStore
+
+        base = Path(o["corpus"]) if o["corpus"] else Path(__file__).resolve().parents[4] / "shared" / "corpus" / "spamassassin"
+        if not base.is_dir():
+            raise CommandError(f"{base}: corpus not found (give --corpus)")
+        spam = [d for d in sorted(base.iterdir()) if d.is_dir() and d.name.startswith("spam")]
+        ham = [d for d in sorted(base.iterdir()) if d.is_dir() and "ham" in d.name]
+        samples = load_corpus(spam, ham, o["limit"])
+        bar = Progress(len(samples), "evaluating", self.stderr)
+        rep = evaluate(samples, MemoryStore(), train_fraction=o["train"], online=o["online"],
+                       min_learned=o["min_learned"], progress=lambda i, n: bar.update(i))
+        out = rep.summary(5.0, 12.0)
+        out["online"] = o["online"]
+        self.stdout.write(json.dumps(out, indent=2))
