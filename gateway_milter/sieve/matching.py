@@ -91,27 +91,66 @@ def address_part_tags(cc: CompileContext) -> dict[str, TagSpec]:
     return tags
 
 
-def _glob_to_regex(pattern: str) -> tuple[str, int]:
-    """:matches pattern -> regex source with one group per wildcard (non-greedy, RFC 5229)."""
-    out = []
-    groups = 0
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        if c == "*":
-            out.append("(.*?)")
-            groups += 1
-        elif c == "?":
-            out.append("(.)")
-            groups += 1
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out), groups
+class Glob:
+    """A :matches pattern, matched without backtracking (RFC 5228 2.7.1, RFC 5229 3.2).
+
+    The pattern is split at its ``*`` wildcards into segments of fixed length (literals and
+    ``?``). The first segment is anchored at the start, the last at the end, and each middle
+    segment is placed at its leftmost position: if any match exists this one does, and it gives
+    every ``*`` its shortest expansion from the left, as RFC 5229 asks for match variables.
+    Cost: one linear search per segment, so ``"*a*a*a*a*b"`` cannot blow up like a
+    backtracking regular expression would.
+    """
+
+    __slots__ = ("segments", "stars")
+
+    def __init__(self, pattern: str, flags: int) -> None:
+        segs: list[list[str]] = [[]]
+        i = 0
+        while i < len(pattern):
+            c = pattern[i]
+            if c == "\\" and i + 1 < len(pattern):
+                segs[-1].append(re.escape(pattern[i + 1]))
+                i += 2
+                continue
+            if c == "*":
+                segs.append([])
+            elif c == "?":
+                segs[-1].append("(.)")
+            else:
+                segs[-1].append(re.escape(c))
+            i += 1
+        self.stars = len(segs) - 1
+        self.segments = [(re.compile("".join(p), flags), sum(1 for x in p if x == "(.)") , len(p)) for p in segs]
+
+    def match(self, v: str) -> list[str] | None:
+        """The wildcard expansions in pattern order, or None."""
+        segs = self.segments
+        if not self.stars:
+            m = segs[0][0].fullmatch(v)
+            return None if m is None else list(m.groups())
+        first, last = segs[0], segs[-1]
+        m = first[0].match(v)
+        if m is None:
+            return None
+        caps: list[str] = list(m.groups())
+        pos = m.end()
+        for rx, _, _ in segs[1:-1]:
+            m = rx.search(v, pos)
+            if m is None:
+                return None
+            caps.append(v[pos:m.start()])
+            caps.extend(m.groups())
+            pos = m.end()
+        start = len(v) - last[2]
+        if start < pos:
+            return None
+        m = last[0].fullmatch(v, start)
+        if m is None:
+            return None
+        caps.append(v[pos:start])
+        caps.extend(m.groups())
+        return caps
 
 
 def compile_matcher(cc: CompileContext, args: Args, keys: ListFn, key_values: list[str] | None,
@@ -244,21 +283,16 @@ def compile_matcher(cc: CompileContext, args: Args, keys: ListFn, key_values: li
         flags = re.DOTALL | (re.IGNORECASE if fold else 0)
         if fold is ascii_fold:
             flags |= re.ASCII
-
-        def build(k: str) -> tuple[re.Pattern[str], str]:
-            src, _ = _glob_to_regex(k)
-            return re.compile(src, flags), k
-
-        const_pats = [build(k) for k in key_values] if key_values is not None else None
+        const_globs = [Glob(k, flags) for k in key_values] if key_values is not None else None
 
         def matches(rt: Runtime, values: list[str]) -> bool:
-            pats = const_pats if const_pats is not None else [build(k) for k in keys(rt)]
+            globs = const_globs if const_globs is not None else [Glob(k, flags) for k in keys(rt)]
             for v in values:
-                for pat, _k in pats:
-                    m = pat.fullmatch(v)
-                    if m is not None:
+                for g in globs:
+                    caps = g.match(v)
+                    if caps is not None:
                         if capture:
-                            rt.match = [v, *(g or "" for g in m.groups())][: rt.limits.max_match_values]
+                            rt.match = [v, *caps][: rt.limits.max_match_values]
                         return True
             return False
 

@@ -40,3 +40,11 @@ def make_ctx(snapshot: PolicySnapshot, raw: bytes = b"", *, ip: str = "203.0.113
             ctx.add_header(n, v)
         ctx.body.write(md.body)
     return ctx
+
+
+def only_layers(*keep: str) -> dict[str, dict[str, str]]:
+    """Settings that turn off every available layer except ``keep``: these tests are about the
+    policy engine, not about what the other layers (DNS, scoring, ...) find."""
+    from gateway_milter import layers
+
+    return {lid: {"mode": "off"} for lid in layers.available() if lid not in keep}

@@ -7,10 +7,11 @@ import pytest
 from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.sieve import ExecutionResult, MessageData, compile_script, validate
 from gateway_milter.sieve.bulwark import GatewayHooks
-from tests.unit.sieve.helpers import make_ctx
+from tests.unit.sieve.helpers import make_ctx, only_layers
 
 MSG = b"From: a@sender.test\nSubject: s\n\nbody\n"
 SNAP = PolicySnapshot.from_document({
+    "settings": only_layers("lists", "size"),
     "domains": [{"name": "example.com"}],
     "lists": [{"list": "block", "kind": "sender", "value": "*@spam.test"},
               {"list": "allow", "kind": "ip", "value": "198.51.100.0/24"}],

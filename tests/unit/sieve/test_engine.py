@@ -144,3 +144,14 @@ def test_it_stops_a_script_past_its_time_budget() -> None:
     prog = compile_script('if true { keep; }')
     res = prog.execute(MessageData.from_bytes(MSG), limits=Limits(cpu_seconds=-1.0))
     assert res.error is not None and "time limit" in res.error.message
+
+
+def test_it_matches_wildcards_without_backtracking_blowup() -> None:
+    import time
+
+    msg = b"Subject: " + b"a" * 5000 + b"\n\nx\n"
+    t0 = time.perf_counter()
+    r = run('if header :matches "subject" "*a*a*a*a*a*a*a*a*b" { discard; }', msg)
+    assert kinds(r) == [] and time.perf_counter() - t0 < 0.5
+    r = run('if header :matches "subject" "*a*a*a*a*a*a*a*a*" { discard; }', msg)
+    assert kinds(r) == ["discard"]

@@ -9,6 +9,7 @@ from gateway_milter.pipeline.transaction import Gateway
 from gateway_milter.policy.provider import StaticPolicyProvider
 from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.verdict import Action
+from tests.unit.sieve.helpers import only_layers
 
 RAW = b"From: Alice <alice@outside.test>\r\nTo: bob@example.com\r\nSubject: Invoice overdue\r\n\r\nPlease pay.\r\n"
 
@@ -32,7 +33,7 @@ class Sink:
 
 
 def deliver(scripts: list[dict[str, Any]], rcpts: tuple[str, ...] = ("bob@example.com",)) -> tuple[Any, Any, Store]:
-    doc = {"settings": {"antivirus": {"mode": "off"}}, "domains": [{"name": "example.com"}], "scripts": scripts}
+    doc = {"settings": only_layers("lists", "direction", "relay"), "domains": [{"name": "example.com"}], "scripts": scripts}
     store = Store()
     gw = Gateway(StaticPolicyProvider(PolicySnapshot.from_document(doc, 1)), store, Sink())
     ctx = gw.begin(ConnectionInfo(client_ip="203.0.113.9", helo="mail.outside.test", client_name="mail.outside.test"))

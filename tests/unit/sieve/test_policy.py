@@ -11,7 +11,7 @@ from gateway_milter.policy.evaluate import RulePolicyEngine, engine_for
 from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.sieve.policy import SievePolicyEngine
 from gateway_milter.verdict import Action, QuarantineQueue
-from tests.unit.sieve.helpers import make_ctx
+from tests.unit.sieve.helpers import make_ctx, only_layers
 
 MSG = b"From: Alice <alice@sender.test>\nTo: user@example.com\nSubject: Hello\n\nA body with a discount.\n"
 
@@ -19,7 +19,7 @@ MSG = b"From: Alice <alice@sender.test>\nTo: user@example.com\nSubject: Hello\n\
 def doc(**extra: Any) -> dict[str, Any]:
     d: dict[str, Any] = {
         "gateway": {"hostname": "mx.example.com"},
-        "settings": {"antivirus": {"mode": "off"}},
+        "settings": only_layers("lists"),
         "domains": [{"name": "example.com"}, {"name": "other.example", "settings": {"lists": {"block_action": "quarantine"}}}],
         "lists": [
             {"list": "block", "kind": "sender", "value": "*@spam.test"},
