@@ -193,7 +193,8 @@ def t_fact(cc: CompileContext, t: Test) -> Pred:
 
 
 def t_score(cc: CompileContext, t: Test) -> Pred:
-    tags = {**_layer_tags(), "after": TagSpec("after", "string"), "over": TagSpec("rel", "string"), "atleast": TagSpec("rel", "string"),
+    tags = {**_layer_tags(), "after": TagSpec("after", "string"), "over": TagSpec("rel", "string"),
+            "atleast": TagSpec("rel", "string"),
             "under": TagSpec("rel", "string")}
     args = read_args(cc, t, "bulwark_score", tags, [])
     layer_id = args.value("layer")

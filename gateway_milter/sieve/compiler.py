@@ -161,7 +161,8 @@ class CompileContext:
                 raise ReportedError(t.line, t.col, f"unknown test '{t.name}'")
             self.unknown_seen.add(("test", t.name))
             if missing:
-                raise SieveError(t.line, t.col, f"the '{t.name}' test requires the \"{missing}\" extension (require \"{missing}\";)")
+                raise SieveError(t.line, t.col,
+                                 f"the '{t.name}' test requires the \"{missing}\" extension (require \"{missing}\";)")
             raise SieveError(t.line, t.col, f"unknown test '{t.name}'")
         if t.tests and t.name not in TESTS_WITH_SUBTESTS:
             raise SieveError(t.tests[0].line, t.tests[0].col, f"the {t.name} test takes no sub-test")
@@ -265,7 +266,8 @@ def read_args(cc: CompileContext, node: Command | Test, what: str, tags: dict[st
             if spec.value is not None:
                 i += 1
                 if i >= len(args) or not _kind_ok(args[i], spec.value):
-                    raise SieveError(a.line, a.col, f"tag ':{a.value}' of the {what} {kind_name} needs a {_kind_label(spec.value)} argument")
+                    raise SieveError(a.line, a.col,
+                                     f"tag ':{a.value}' of the {what} {kind_name} needs a {_kind_label(spec.value)} argument")
                 val = _arg_value(args[i], spec.value)
             out[spec.group] = (a.value, val, a)
         else:

@@ -132,7 +132,7 @@ def _compile_if_chain(cc: CompileContext, chain: list[Command]) -> Exec | None:
                 cc.error(cmd, f"'{cmd.name}' needs a block")
             continue
         if skip_block:
-            body: Exec = lambda rt: None
+            body: Exec = _nothing
         else:
             saved = set(cc.required)
             body = compile_block(cc, cmd.block)
@@ -152,6 +152,10 @@ def _compile_if_chain(cc: CompileContext, chain: list[Command]) -> Exec | None:
                 return
 
     return run
+
+
+def _nothing(rt: Runtime) -> None:
+    return None
 
 
 def _ihave_caps(cc: CompileContext, t: Test) -> list[str] | None:
@@ -364,7 +368,7 @@ def _t_multi(kind: str) -> Callable[[CompileContext, Test], Pred]:
             return preds[0]
         if kind == "allof":
             def allof(rt: Runtime) -> bool:
-                for p in preds:
+                for p in preds:  # noqa: SIM110 - hot path: a loop is cheaper than any()/all() on a generator
                     if not p(rt):
                         return False
                 return True
@@ -372,7 +376,7 @@ def _t_multi(kind: str) -> Callable[[CompileContext, Test], Pred]:
             return allof
 
         def anyof(rt: Runtime) -> bool:
-            for p in preds:
+            for p in preds:  # noqa: SIM110 - hot path: a loop is cheaper than any()/all() on a generator
                 if p(rt):
                     return True
             return False
@@ -537,7 +541,8 @@ def t_header(cc: CompileContext, t: Test) -> Pred:
     return run
 
 
-_SIMPLE_ADDR = re.compile(r'^\s*(?:[^"<>,;:()\\@]*<([^<>"\s,;:()\\@]+@[^<>"\s,;:()\\@]+)>|([^<>"\s,;:()\\@]+@[^<>"\s,;:()\\@]+))\s*$')
+_ATOMS = r'[^<>"\s,;:()\\@]+@[^<>"\s,;:()\\@]+'
+_SIMPLE_ADDR = re.compile(r'^\s*(?:[^"<>,;:()\\@]*<(' + _ATOMS + r')>|(' + _ATOMS + r'))\s*$')
 
 
 def parse_addresses(value: str) -> list[str]:
@@ -727,10 +732,7 @@ def _ctype_matches(ct: str, wanted: list[str]) -> bool:
     if ct == "application/xhtml+xml" and "text" in wanted:
         return True  # Pigeonhole extracts the text of XHTML parts for :text
     typ = ct.split("/", 1)[0]
-    for w in wanted:
-        if w == "" or w == ct or ("/" not in w and w == typ):
-            return True
-    return False
+    return any(w in ("", ct) or ("/" not in w and w == typ) for w in wanted)
 
 
 def part_text(part: Message) -> str:
