@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from gateway_milter.mime.view import MimeView
 
 MAX_TEXT = 2_000_000  # characters of decoded text considered (hostile-input bound)
+# SpamAssassin 4 defaults: body_part_scan_size 50000, rawbody_part_scan_size 500000 (per part)
+BODY_PART_SCAN = 50_000
+RAWBODY_PART_SCAN = 500_000
 MAX_LINE = 8192  # SpamAssassin also splits overlong lines before matching
 _WS = re.compile(r"[ \t\r\n\x0b\x0c]+")
 _PARA = re.compile(r"\n[ \t\r]*\n")
@@ -123,7 +126,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
             continue
         t = p.text[:budget]
         budget -= len(t)
-        raws.append(t)
+        raws.append(t[:RAWBODY_PART_SCAN])
         if p.content_type == "text/html":
             facts = render_html(t)
             v.has_html = True
@@ -131,9 +134,9 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
             if facts.length >= v.html.length:
                 v.html = facts
             links += facts.links
-            texts.append(facts.text)
+            texts.append(facts.text[:BODY_PART_SCAN])
         elif p.content_type in ("text/plain", "text/enriched") or p.content_type.startswith("text/"):
-            texts.append(t)
+            texts.append(t[:BODY_PART_SCAN])
     # multipart/alternative carries the same text twice; SpamAssassin renders the text part
     # and the HTML part both, so do we.
     text = "\n\n".join(texts)

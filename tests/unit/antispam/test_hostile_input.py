@@ -1,0 +1,46 @@
+"""Hostile input through the content path (view, tokenizer, rules with the Debian rule set when
+installed, else a local one): each case stays well inside the rules layer's 10 s budget."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway_milter.antispam.engine import engine_for
+from gateway_milter.antispam.saview import message_view
+from gateway_milter.antispam.tokenizer import MAX_FEATURES, tokens
+from tests.unit.antispam.helpers import make_ctx, msg
+
+CASES = {
+    "100k_tokens": lambda: msg("x", " ".join(f"word{i}" for i in range(100_000))),
+    "huge_html": lambda: msg("x", "<html><body>" + "<p>hi <b>there</b> <a href='http://h%d.example/'>l</a></p>" * 40000
+                             + "</body></html>", ctype="text/html"),
+    "deep_nesting": lambda: msg("x", "<div>" * 100_000 + "deep" + "</div>" * 100_000, ctype="text/html"),
+    "megabyte_line": lambda: msg("x", "A" * 1_000_000),
+    "megabyte_of_urls": lambda: msg("x", " ".join(f"http://u{i}.example/p" for i in range(40_000))),
+    "unterminated_tags": lambda: msg("x", "<a href='" + "x" * 500_000, ctype="text/html"),
+}
+BUDGET_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    if Path("/usr/share/spamassassin/50_scores.cf").exists():
+        return engine_for((), 2, include_default=True)
+    d = tmp_path_factory.mktemp("rules")
+    (d / "r.cf").write_text("body R1 /(?:a+)+b/\nbody R2 /word\\d+ word/\nuri R3 /example/\n")
+    return engine_for((str(d),), 2, include_default=False)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_it_stays_within_budget_on_hostile_input(case: str, engine) -> None:  # type: ignore[no-untyped-def]
+    raw = CASES[case]()
+    t0 = time.process_time()
+    view = message_view(make_ctx(raw))
+    feats = tokens(view)
+    engine.run(view)
+    took = time.process_time() - t0
+    assert len(feats) <= MAX_FEATURES and len(view.uris) <= 500
+    assert took < BUDGET_S, f"{case} took {took:.1f}s CPU"
