@@ -40,19 +40,25 @@ SCRIPTS = [
     ('require ["relational", "comparator-i;ascii-numeric"]; if anyof (header :count "gt" :comparator "i;ascii-numeric"'
      ' "received" "30", header :value "ge" :comparator "i;ascii-numeric" "x-spam-score" "8", header :is "precedence" "junk",'
      ' address :domain "to" "old.example.com", header :contains "subject" "unsubscribe") { discard; }'),
-    ('require ["variables", "fileinto"]; if header :matches "list-id" "*<*.lists.example.net>*" { set "l" "${2}"; fileinto "lists/${l}"; }'
+    ('require ["variables", "fileinto"]; if header :matches "list-id" "*<*.lists.example.net>*" {'
+     ' set "l" "${2}"; fileinto "lists/${l}"; }'
      ' if anyof (header :contains "subject" "newsletter", header :is "auto-submitted" "auto-replied",'
      ' address :domain "from" "mailer.example.net", exists "x-campaign") { keep; }'),
     ('require ["editheader"]; if anyof (header :contains "subject" "[EXTERNAL]", address :domain "from" "example.com",'
-     ' header :is "x-internal" "yes", exists "x-bulwark-tagged", header :contains "to" "undisclosed") { addheader "X-Seen" "1"; }'),
-    ('require ["regex"]; if anyof (header :regex "message-id" "@(localhost|127\\\\.0\\\\.0\\\\.1)>$", header :contains "x-mailer" "PHPMailer",'
-     ' header :is "content-type" "application/x-msdownload", header :contains "subject" "invoice overdue", exists "x-php-originating-script") { discard; }'),
+     ' header :is "x-internal" "yes", exists "x-bulwark-tagged", header :contains "to"'
+     ' "undisclosed") { addheader "X-Seen" "1"; }'),
+    ('require ["regex"]; if anyof (header :regex "message-id"'
+     ' "@(localhost|127\\\\.0\\\\.0\\\\.1)>$", header :contains "x-mailer" "PHPMailer",'
+     ' header :is "content-type" "application/x-msdownload", header :contains "subject" "invoice'
+     ' overdue", exists "x-php-originating-script") { discard; }'),
     ('require ["fileinto"]; if allof (header :contains "from" "bank", not address :domain "from" ["bank.example", "bank.test"],'
      ' header :contains "subject" "account", exists "reply-to", size :under 100K) { fileinto "Quarantine"; }'),
-    ('require ["subaddress", "fileinto"]; if anyof (address :detail "to" "spam", address :user "to" "abuse", address :detail "cc" "junk",'
+    ('require ["subaddress", "fileinto"]; if anyof (address :detail "to" "spam", address :user "to"'
+     ' "abuse", address :detail "cc" "junk",'
      ' header :is "subject" "", header :contains "subject" "=?gb2312?") { fileinto "Junk"; }'),
     ('require ["fileinto"]; if anyof (header :contains "x-spam-status" "Yes", header :contains "x-spam-level" "*****",'
-     ' address :all :is "from" "mailer-daemon@example.com", header :contains "received" "dialup", exists "x-bulk") { fileinto "Junk"; }'),
+     ' address :all :is "from" "mailer-daemon@example.com", header :contains "received" "dialup",'
+     ' exists "x-bulk") { fileinto "Junk"; }'),
 ]
 
 

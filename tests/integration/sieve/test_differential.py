@@ -38,16 +38,23 @@ TEMPLATES = [
     'if anyof (header :contains "from" "{dom}", envelope :domain "from" "sender.test") {{ addflag "\\\\Flagged"; keep; }}',
     'if envelope :detail "to" "tag" {{ fileinto "Tagged"; }} if envelope :user "to" "user" {{ fileinto :copy "U"; }}',
     'redirect "a@example.org"; if header :contains "subject" "{word}" {{ reject "no"; }}',
-    'if header :matches "from" "*@*" {{ set "d" "${{2}}"; if string :is "${{d}}" "" {{ discard; }} }} fileinto :flags "\\\\Seen" "Seen";',
-    'if allof (not header :is "subject" "", header :value "gt" :comparator "i;ascii-casemap" "subject" "m") {{ fileinto "Late"; }}',
+    ('if header :matches "from" "*@*" {{ set "d" "${{2}}"; if string :is "${{d}}" "" {{ discard; }}'
+     ' }} fileinto :flags "\\\\Seen" "Seen";'),
+    ('if allof (not header :is "subject" "", header :value "gt" :comparator "i;ascii-casemap"'
+     ' "subject" "m") {{ fileinto "Late"; }}'),
     'if body :content "text" :contains "{bodyword}" {{ fileinto "Text"; }}',
     'if header :contains "subject" "{word}" {{ redirect :copy "c@example.org"; fileinto "A"; fileinto "A"; }}',
-    'addheader "X-Added" "{word}"; if header :is "x-added" "{word}" {{ deleteheader "x-added"; if not exists "x-added" {{ fileinto "Edited"; }} }}',
+    ('addheader "X-Added" "{word}"; if header :is "x-added" "{word}" {{ deleteheader "x-added"; if'
+     ' not exists "x-added" {{ fileinto "Edited"; }} }}'),
     'set :upper :length "n" "{word}"; if string :value "gt" :comparator "i;ascii-numeric" "${{n}}" "5" {{ fileinto "Long"; }}',
-    'foreverypart {{ if header :mime :type "content-type" "text" {{ fileinto "Text"; }} elsif header :mime :anychild :subtype "content-type" "html" {{ fileinto "Html"; }} }}',
-    'if header :index 1 :contains "received" "{dom}" {{ fileinto "First"; }} if header :index 1 :last :contains "received" "localhost" {{ fileinto "Last"; }}',
-    'if date :originalzone "date" "year" ["2002", "2003"] {{ fileinto "Old"; }} if date :originalzone :value "ge" "date" "hour" "12" {{ fileinto "Afternoon"; }}',
-    'if body :raw :contains "${{hex:3c 2f}}" {{ fileinto "Markup"; }} if address :all :comparator "i;octet" :is "from" "{frm}" {{ fileinto "Exact"; }}',
+    ('foreverypart {{ if header :mime :type "content-type" "text" {{ fileinto "Text"; }} elsif'
+     ' header :mime :anychild :subtype "content-type" "html" {{ fileinto "Html"; }} }}'),
+    ('if header :index 1 :contains "received" "{dom}" {{ fileinto "First"; }} if header :index 1'
+     ' :last :contains "received" "localhost" {{ fileinto "Last"; }}'),
+    ('if date :originalzone "date" "year" ["2002", "2003"] {{ fileinto "Old"; }} if date'
+     ' :originalzone :value "ge" "date" "hour" "12" {{ fileinto "Afternoon"; }}'),
+    ('if body :raw :contains "${{hex:3c 2f}}" {{ fileinto "Markup"; }} if address :all :comparator'
+     ' "i;octet" :is "from" "{frm}" {{ fileinto "Exact"; }}'),
 ]
 
 # (template index, reason) pairs where RFCs allow a different result; none so far.

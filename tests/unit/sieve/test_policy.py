@@ -177,7 +177,8 @@ def test_it_validates_scripts_even_when_only_the_snapshot_module_is_loaded() -> 
             "try:\n    PolicySnapshot.from_document({'scripts': [{'name': 'x', 'source': 'keep'}]})\n"
             "except Exception as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60).stdout
-    assert out.strip() == "scripts[0].source: 1:5: expected end of command ';' or the beginning of a block '{', found end of script"
+    assert out.strip() == ("scripts[0].source: 1:5: expected end of command ';' or the beginning of a block '{',"
+                           " found end of script")
 
 
 def test_it_compiles_every_plan_when_the_policy_loads() -> None:
