@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Count, Q, Sum
+from django.db.models import CharField, Count, F, Func, Q, Sum, Value
 from django.db.models.functions import TruncHour
 from django.urls import reverse
 from django.utils import timezone
 
-from reports.models import MessageLog, MessageRecipient
+from reports.models import MessageRecipient
 from reports.search import JUNK
 
 HOURS = 24
@@ -85,6 +85,16 @@ def _fmt(v: float, unit: str) -> str:
     return f"{v:.0f}"
 
 
+def _hour_bucket() -> Any:
+    """The hour of ``time``. SQLite's TruncHour is a Python function called per row (~15 us
+    each); strftime runs in C, ten times faster on a day of a busy gateway."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        return Func(Value("%Y-%m-%d %H:00:00"), F("time"), function="strftime", output_field=CharField())
+    return TruncHour("time")
+
+
 def log_link(**params: Any) -> str:
     return reverse("reports:log") + "?" + urlencode({k: v for k, v in params.items() if v not in (None, "")})
 
@@ -101,7 +111,7 @@ def dashboard_charts(qs: Any, now: dt.datetime | None = None) -> list[Chart]:
     def iso(h: dt.datetime) -> str:
         return h.strftime("%Y-%m-%dT%H:%M")
 
-    per_hour = (window.annotate(h=TruncHour("time")).values("h")
+    per_hour = (window.annotate(h=_hour_bucket()).values("h")
                 .annotate(inbound=Count("id", filter=Q(direction="inbound")),
                           outbound=Count("id", filter=Q(direction="outbound")),
                           good=Count("id", filter=Q(action="accept")),
@@ -110,8 +120,10 @@ def dashboard_charts(qs: Any, now: dt.datetime | None = None) -> list[Chart]:
     by_hour: dict[dt.datetime, dict[str, Any]] = {}
     for row in per_hour:
         h = row["h"]
+        if isinstance(h, str):
+            h = dt.datetime.fromisoformat(h)
         if timezone.is_naive(h):
-            h = timezone.make_aware(h, dt.timezone.utc)
+            h = timezone.make_aware(h, dt.UTC)
         by_hour[h] = row
 
     def col(name: str) -> tuple[float, ...]:
@@ -148,6 +160,25 @@ def dashboard_charts(qs: Any, now: dt.datetime | None = None) -> list[Chart]:
     charts.append(Chart("spamdomains", "Top spam domains", "top", rows=tuple(
         (d, float(n), log_link(since=since, until=until, result="junk",
                                sender="@" + d if d != "(null sender)" else "")) for d, n in top)))
+    return charts
+
+
+CACHE_SECONDS = 60
+
+
+def charts_for(user: Any) -> list[Chart]:
+    """The user's dashboard charts, cached a minute per user: a dashboard left open or
+    reloaded does not aggregate the log again (first load on a 1M-row log: ADR 0051)."""
+    from django.core.cache import cache
+
+    from webadmin.access import messages_visible_to
+
+    key = f"bulwark:charts:{user.pk}"
+    hit = cache.get(key)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
+    charts = dashboard_charts(messages_visible_to(user))
+    cache.set(key, charts, CACHE_SECONDS)
     return charts
 
 

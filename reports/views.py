@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from gateway_milter.layers.base import SettingsError
-from reports.charts import dashboard_charts
+from reports.charts import charts_for
 from reports.search import LogQuery, SearchError
 from webadmin import access
 from webadmin.guards import ADMINS, ANYONE, option, roles
@@ -174,7 +174,7 @@ def log_action(request: HttpRequest, pk: int) -> HttpResponse:
 
 @roles(*ADMINS)
 def reports_landing(request: HttpRequest) -> HttpResponse:
-    charts = dashboard_charts(access.messages_visible_to(request.user))
+    charts = charts_for(request.user)
     return render(request, "reports/landing.html", {"menu": "reports", "title": "Reports", "charts": charts})
 
 

@@ -52,6 +52,9 @@ def bworld(transactional_db: Any, settings: Any, tmp_path: Path) -> World:
 
     settings.GATEWAY = dataclasses.replace(settings.GATEWAY, data_dir=tmp_path)
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    from django.core.cache import cache
+
+    cache.clear()
     (tmp_path / "quarantine").mkdir()
     return make_world(tmp_path)
 

@@ -75,6 +75,9 @@ def login_client(user: User) -> Client:
 def gateway_dir(settings: Any, tmp_path: Path) -> Path:
     settings.GATEWAY = dataclasses.replace(settings.GATEWAY, data_dir=tmp_path)
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+    from django.core.cache import cache
+
+    cache.clear()  # charts and status are cached per user id; ids repeat between tests
     (tmp_path / "quarantine").mkdir()
     return tmp_path
 

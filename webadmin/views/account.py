@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
 from gateway_milter.layers.base import SettingsError
-from reports.charts import dashboard_charts
+from reports.charts import charts_for
 from webadmin import access, services
 from webadmin.forms import MySettingsForm
 from webadmin.guards import ANYONE, roles
@@ -22,7 +22,7 @@ def my_account(request: HttpRequest) -> HttpResponse:
     p = access.principal(request.user)
     ctx = {"menu": "account", "title": "My Account", "addresses": sorted(p.addresses), "options": p.options,
            "held": access.quarantine_recipients_visible_to(request.user).filter(status="held").count(),
-           "charts": [c for c in dashboard_charts(access.messages_visible_to(request.user))
+           "charts": [c for c in charts_for(request.user)
                       if c.key in ("traffic", "goodjunk", "junk", "spamdomains")] if p.may("view_log") else []}
     return render(request, "webadmin/my_account.html", ctx)
 
