@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import smtplib
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -73,18 +74,20 @@ def _check(s: VerificationSource, domain: Domain, address: str) -> bool | None:
     return None
 
 
-def _ldap_server(cfg: dict[str, str]):  # type: ignore[no-untyped-def]
+def ldap_connection(cfg: dict[str, str], user: str | None, password: str | None) -> Any:
+    """An unbound ldap3 connection to the source's server (tests replace this function)."""
     import ldap3
 
-    return ldap3.Server(cfg["url"], connect_timeout=TIMEOUT_S, get_info=ldap3.NONE)
+    server = ldap3.Server(cfg["url"], connect_timeout=TIMEOUT_S, get_info=ldap3.NONE)
+    return ldap3.Connection(server, user=user, password=password, receive_timeout=TIMEOUT_S)
 
 
 def _ldap_lookup(cfg: dict[str, str], address: str) -> bool:
-    import ldap3
     from ldap3.utils.conv import escape_filter_chars
 
-    conn = ldap3.Connection(_ldap_server(cfg), user=cfg.get("bind_dn") or None,
-                            password=cfg.get("bind_password") or None, auto_bind=True, receive_timeout=TIMEOUT_S)
+    conn = ldap_connection(cfg, cfg.get("bind_dn") or None, cfg.get("bind_password") or None)
+    if not conn.bind():
+        raise ConnectionError(f"LDAP bind as {cfg.get('bind_dn') or 'anonymous'} failed")
     try:
         flt = cfg.get("filter", "(|(mail={address})(proxyAddresses=smtp:{address}))")
         conn.search(cfg["base_dn"], flt.replace("{address}", escape_filter_chars(address)), attributes=[],
@@ -131,10 +134,13 @@ def authenticate_mailbox(address: str, password: str) -> bool:
     for s in domain.verification_sources.filter(enabled=True, allow_login=True).order_by("order", "id"):
         try:
             if s.kind == "ldap":
-                import ldap3
+                from ldap3.utils.dn import escape_rdn
 
-                who = s.config.get("login_dn", "{address}").replace("{address}", address)
-                conn = ldap3.Connection(_ldap_server(s.config), user=who, password=password, receive_timeout=TIMEOUT_S)
+                # login_dn: "{address}" (Active Directory UPN bind) or a DN template with
+                # {address} / {local} (the part before @), escaped as an RDN value.
+                who = (s.config.get("login_dn", "{address}").replace("{address}", escape_rdn(address))
+                       .replace("{local}", escape_rdn(address.partition("@")[0])))
+                conn = ldap_connection(s.config, who, password)
                 ok = bool(conn.bind())
                 conn.unbind()
                 return ok

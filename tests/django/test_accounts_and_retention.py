@@ -99,3 +99,36 @@ def test_it_hides_user_pages_when_options_say_so(world: World) -> None:
         r: Any = c.get(url)
         assert r.status_code == 404, url
     assert c.get("/account/").status_code == 200
+
+
+def test_it_verifies_and_logs_in_through_ldap(world: World, monkeypatch: Any) -> None:
+    """ldap3's in-memory server (a fake: no slapd on the test machines) behind the same calls."""
+    import ldap3
+    from django.test import Client
+
+    from webadmin import verification
+    from webadmin.models import VerificationSource
+
+    server = ldap3.Server("fake-dc")
+    seed = ldap3.Connection(server, user="cn=svc,dc=a,dc=example", password="svc-pass",
+                            client_strategy=ldap3.MOCK_SYNC)
+    seed.strategy.add_entry("cn=svc,dc=a,dc=example", {"userPassword": "svc-pass", "objectClass": "person"})
+    seed.strategy.add_entry("uid=user,dc=a,dc=example", {"mail": "user@a.example", "userPassword": "ldap-secret-1",
+                                                         "objectClass": "person"})
+
+    def fake_connection(cfg: dict[str, str], user: str | None, password: str | None) -> Any:
+        # Connections on the same mock Server share its directory.
+        return ldap3.Connection(server, user=user, password=password, client_strategy=ldap3.MOCK_SYNC)
+
+    monkeypatch.setattr(verification, "ldap_connection", fake_connection)
+    VerificationSource.objects.create(domain=world.a.domain, kind="ldap", allow_login=True, config={
+        "url": "ldap://fake-dc", "bind_dn": "cn=svc,dc=a,dc=example", "bind_password": "svc-pass",
+        "base_dn": "dc=a,dc=example", "filter": "(mail={address})", "login_dn": "uid={local},dc=a,dc=example"})
+    assert verification.verify_address("user@a.example", use_cache=False).exists is True
+    assert verification.verify_address("nobody@a.example", use_cache=False).exists is False
+    assert verification.authenticate_mailbox("user@a.example", "ldap-secret-1") is True
+    assert verification.authenticate_mailbox("user@a.example", "wrong") is False
+    # Dynamic authentication on the login page (the local password is different).
+    c = Client()
+    assert c.post("/accounts/login/", {"username": "user@a.example", "password": "ldap-secret-1"})["Location"] == "/"
+    assert c.get("/account/").status_code == 200
