@@ -134,6 +134,9 @@ class GatewayEnvironment(BasicEnvironment):
     def __init__(self, snapshot: PolicySnapshot) -> None:
         host = snapshot.hostname
         super().__init__({"host": host, "domain": host.split(".", 1)[1] if "." in host else host})
+        available = set(layers.available())  # once per snapshot, not per message
+        self.has_scoring = "scoring" in available
+        self.has_antivirus = "antivirus" in available
 
     def item_for(self, rt: Runtime, name: str) -> str | None:
         return self.environment_item(name)
@@ -143,7 +146,7 @@ class GatewayEnvironment(BasicEnvironment):
         if not isinstance(h, GatewayHooks):
             return "0"
         ctx = h.ctx
-        if "scoring" in layers.available():
+        if self.has_scoring:
             ctx.layer("scoring")
         score = ctx.score
         if percent:
@@ -152,7 +155,7 @@ class GatewayEnvironment(BasicEnvironment):
 
     def virustest(self, rt: Runtime) -> str:
         h = rt.hooks
-        if not isinstance(h, GatewayHooks) or "antivirus" not in layers.available():
+        if not isinstance(h, GatewayHooks) or not self.has_antivirus:
             return "0"
         res = h.ctx.layer("antivirus")
         if res.error or res.skipped:
@@ -164,6 +167,7 @@ class ContextEnvironment(GatewayEnvironment):
     """Adds the per-connection items (remote-host, remote-ip) of RFC 5183."""
 
     def __init__(self, base: GatewayEnvironment, ctx: MessageContext) -> None:
+        self.has_scoring, self.has_antivirus = base.has_scoring, base.has_antivirus
         self.items = dict(base.items)
         self.items["remote-host"] = ctx.conn.client_name or ""
         self.items["remote-ip"] = ctx.conn.client_ip or ""

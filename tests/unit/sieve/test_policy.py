@@ -195,3 +195,15 @@ def test_it_keeps_when_a_script_keeps_and_discards() -> None:
     assert SievePolicyEngine(s).message(make_ctx(s, MSG)).action is Action.ACCEPT
     s = snap(scripts=[{"name": "a", "source": 'require "fileinto"; keep; fileinto "Quarantine";'}])
     assert SievePolicyEngine(s).message(make_ctx(s, MSG)).action is Action.QUARANTINE
+
+
+def test_it_reports_spamtest_from_the_message_score() -> None:
+    from gateway_milter.verdict import Symbol
+
+    s = snap(scripts=[{"name": "spam", "source":
+                       'require ["spamtest", "relational", "comparator-i;ascii-numeric"];'
+                       ' if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { discard; }'}])
+    ctx = make_ctx(s, MSG)
+    ctx.symbols.append(Symbol("TEST_SPAM", 7.0, layer="test"))
+    assert SievePolicyEngine(s).message(ctx).action is Action.DISCARD  # 1 + int(7.0) = 8
+    assert SievePolicyEngine(s).message(make_ctx(s, MSG)).action is Action.ACCEPT
