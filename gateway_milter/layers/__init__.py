@@ -50,16 +50,23 @@ class UnknownLayer(KeyError):
     pass
 
 
+_available: list[str] | None = None
+
+
 def available() -> list[str]:
-    """Layer ids whose module imports (a layer still being built is skipped)."""
-    out = []
-    for layer_id in REGISTRY:
-        try:
-            get(layer_id)
-        except (ImportError, AttributeError):
-            continue
-        out.append(layer_id)
-    return out
+    """Layer ids whose module imports (a layer still being built is skipped); computed once
+    per process, since layers ask it on the hot path."""
+    global _available
+    if _available is None:
+        out = []
+        for layer_id in REGISTRY:
+            try:
+                get(layer_id)
+            except (ImportError, AttributeError):
+                continue
+            out.append(layer_id)
+        _available = out
+    return list(_available)
 
 
 def get(layer_id: str) -> Layer:  # type: ignore[type-arg]

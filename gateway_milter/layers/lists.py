@@ -46,21 +46,30 @@ class ListsLayer(Layer[ListsSettings]):
     def check(self, ctx: MessageContext, settings: ListsSettings) -> LayerFindings:
         lists = ctx.policy.lists
         dom = ctx.policy_domain
-        ip = ctx.conn.ip
-        host = ctx.conn.client_name
-        senders = [ctx.mail_from] if ctx.mail_from else []
+        # The envelope part is judged once (before DATA); the end-of-message recheck only adds
+        # the header From addresses.
+        key = f"lists.envelope:{dom}"
+        envelope = ctx.facts.get(key)
+        if envelope is None:
+            ip, host, helo = ctx.conn.ip, ctx.conn.client_name, ctx.conn.helo
+            env_sender = ctx.mail_from
+            envelope = ctx.facts[key] = (
+                lists.match_ip("allow", ip, dom),
+                lists.match_host("allow", host, dom) or lists.match_host("allow", helo, dom),
+                lists.match_address("allow", "sender", env_sender, dom) if env_sender else None,
+                lists.match_ip("block", ip, dom),
+                lists.match_host("block", host, dom) or lists.match_host("block", helo, dom),
+                lists.match_address("block", "sender", env_sender, dom) if env_sender else None,
+            )
+        allow_ip, allow_host, allow_sender, block_ip, block_host, block_sender = envelope
         if settings.check_header_from and ctx.headers:
-            senders += [a for _, a in getaddresses(ctx.header_values("From")) if a]
-        allow = {
-            "ALLOWLIST_IP": lists.match_ip("allow", ip, dom),
-            "ALLOWLIST_HOST": lists.match_host("allow", host, dom) or lists.match_host("allow", ctx.conn.helo, dom),
-            "ALLOWLIST_SENDER": next((e for s in senders if (e := lists.match_address("allow", "sender", s, dom))), None),
-        }
-        block = {
-            "BLOCKLIST_IP": lists.match_ip("block", ip, dom),
-            "BLOCKLIST_HOST": lists.match_host("block", host, dom) or lists.match_host("block", ctx.conn.helo, dom),
-            "BLOCKLIST_SENDER": next((e for s in senders if (e := lists.match_address("block", "sender", s, dom))), None),
-        }
+            header_senders = [a for _, a in getaddresses(ctx.header_values("From")) if a]
+            allow_sender = allow_sender or next(
+                (e for s in header_senders if (e := lists.match_address("allow", "sender", s, dom))), None)
+            block_sender = block_sender or next(
+                (e for s in header_senders if (e := lists.match_address("block", "sender", s, dom))), None)
+        allow = {"ALLOWLIST_IP": allow_ip, "ALLOWLIST_HOST": allow_host, "ALLOWLIST_SENDER": allow_sender}
+        block = {"BLOCKLIST_IP": block_ip, "BLOCKLIST_HOST": block_host, "BLOCKLIST_SENDER": block_sender}
         allowed = {k: e for k, e in allow.items() if e}
         blocked = {k: e for k, e in block.items() if e}
         symbols = [self.symbol(k, 0.0, e.value) for k, e in allowed.items()]
