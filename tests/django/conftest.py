@@ -109,7 +109,7 @@ def make_world(data_dir: Path, reinject_port: int | None = None) -> World:
         rcpt = f"user@{name}"
         raw = hostile_message(rcpt, ten.marker)
         meta = store.store(raw, {"created": now.timestamp()})
-        log_id = f"log{t}{i:029d}"
+        log_id = f"log{t}{i:028d}"
         ten.message = MessageLog.objects.create(
             log_id=log_id, time=now - dt.timedelta(minutes=5 + i), direction="inbound", client_ip="192.0.2.1",
             mail_from="spam@spam.test", header_from="Spammer <spam@spam.test>",
