@@ -584,7 +584,7 @@ def t_address(cc: CompileContext, t: Test) -> Pred:
                     vals.extend(addrs)
                 else:
                     for a in addrs:
-                        x = part(a, getattr(rt.env, "subaddress_delimiters", "+"))
+                        x = part(a, rt.env.subaddress_delimiters)
                         if x is not None:
                             vals.append(x)
             return match(rt, vals)
@@ -602,7 +602,7 @@ def t_address(cc: CompileContext, t: Test) -> Pred:
         vals: list[str] = []
         for v in raw:
             for a in parse_addresses(v):
-                x = part(a, getattr(rt.env, "subaddress_delimiters", "+"))
+                x = part(a, rt.env.subaddress_delimiters)
                 if x is not None:
                     vals.append(x)
         return match(rt, vals)
@@ -674,7 +674,7 @@ def t_envelope(cc: CompileContext, t: Test) -> Pred:
                 if a == "":
                     vals.append("")  # RFC 5228 5.4: the null path is "" whatever the address part
                     continue
-                x = part(a, getattr(rt.env, "subaddress_delimiters", "+"))
+                x = part(a, rt.env.subaddress_delimiters)
                 if x is not None:
                     vals.append(x)
         return match(rt, vals)

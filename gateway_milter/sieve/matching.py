@@ -355,7 +355,10 @@ def address_part(part: str) -> Callable[[str, str], str | None]:
         return a, ""
 
     def split(lp: str, delims: str) -> tuple[str, str | None]:
-        cut = min((i for i in (lp.find(d) for d in delims) if i >= 0), default=-1)
+        if len(delims) == 1:
+            cut = lp.find(delims)
+        else:
+            cut = min((i for i in (lp.find(d) for d in delims) if i >= 0), default=-1)
         return (lp, None) if cut < 0 else (lp[:cut], lp[cut + 1:])
 
     if part == "localpart":

@@ -97,6 +97,9 @@ class SieveAction:
 class Environment(Protocol):
     """What the host (the gateway, the CLI, the test suite) supplies to scripts."""
 
+    @property
+    def subaddress_delimiters(self) -> str: ...
+
     def environment_item(self, name: str) -> str | None: ...
     def spamtest(self, rt: Runtime, percent: bool) -> str: ...
     def virustest(self, rt: Runtime) -> str: ...
@@ -104,6 +107,8 @@ class Environment(Protocol):
 
 class BasicEnvironment:
     """Environment items of RFC 5183 section 4 with gateway values; no spam/virus data."""
+
+    subaddress_delimiters = "+"  # RFC 5233: the separator between user and detail
 
     def __init__(self, items: dict[str, str] | None = None) -> None:
         self.items = {
