@@ -288,3 +288,34 @@ def test_it_keeps_the_subject_index_in_step_with_the_log(world: World) -> None:
     MessageLog.objects.filter(pk=world.a.message.pk).delete()
     assert hits("figures") == 0
     assert hits("100%_sure") == 0  # wildcard characters are searched literally
+
+
+def test_it_throttles_password_and_code_guessing(world: World) -> None:
+    from webadmin.views.auth import MAX_FAILURES
+
+    c = Client()
+    for _ in range(MAX_FAILURES):
+        assert c.post("/accounts/login/", {"username": "root", "password": "guess-guess-1"}).status_code == 200
+    r = c.post("/accounts/login/", {"username": "root", "password": "Correct-horse-9"})
+    assert r.status_code == 429  # even the right password, until the window passes
+    assert Client().post("/accounts/login/", {"username": "dadmin_a", "password": "Correct-horse-9"}).status_code == 302
+
+
+def test_it_guards_the_django_admin_with_the_same_second_factor(world: World) -> None:
+    from webadmin.models import AdminSettings
+
+    s = AdminSettings.get()
+    s.require_admin_totp = True
+    s.save()
+    world.root.user.is_staff = world.root.user.is_superuser = True
+    world.root.user.save()
+    c = Client()
+    c.force_login(world.root.user)  # a password-only session
+    r = c.get("/admin/")
+    assert r.status_code == 302 and "/admin/login/" in r["Location"]
+    r = c.get("/admin/login/")
+    assert b"Bulwark" in r.content
+    s = c.session
+    s["bulwark_2fa"] = True
+    s.save()
+    assert c.get("/admin/").status_code == 200

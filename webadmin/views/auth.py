@@ -48,6 +48,33 @@ def _safe_next(request: HttpRequest, nxt: str) -> str:
     return "/"
 
 
+MAX_FAILURES = 10
+FAILURE_WINDOW_S = 900
+
+
+def _throttle_keys(request: HttpRequest, name: str) -> list[str]:
+    ip = request.META.get("REMOTE_ADDR", "")
+    return [f"bulwark:fail:{name}:{ip}", f"bulwark:fail:user:{name.lower()}"]
+
+
+def throttled(request: HttpRequest, name: str) -> bool:
+    """Too many recent failures for this name (from anywhere) or from this address for it."""
+    from django.core.cache import cache
+
+    return any((cache.get(k) or 0) >= MAX_FAILURES for k in _throttle_keys(request, name))
+
+
+def record_failure(request: HttpRequest, name: str) -> None:
+    from django.core.cache import cache
+
+    for k in _throttle_keys(request, name):
+        cache.add(k, 0, FAILURE_WINDOW_S)
+        try:
+            cache.incr(k)
+        except ValueError:
+            cache.set(k, 1, FAILURE_WINDOW_S)
+
+
 def _verify(account: Account, code: str) -> bool:
     totp = pyotp.TOTP(account.totp_secret)
     import time
@@ -72,10 +99,15 @@ def login_view(request: HttpRequest) -> HttpResponse:
     nxt = request.POST.get("next") or request.GET.get("next", "")
     if request.method == "POST" and form.is_valid():
         username, password = form.cleaned_data["username"], form.cleaned_data["password"]
+        if throttled(request, username):
+            form.add_error(None, "Too many failed attempts; try again in 15 minutes.")
+            return render(request, "registration/login.html", {"form": form, "next": nxt, "title": "Log in"},
+                          status=429)
         user = authenticate(request, username=username, password=password)
         if user is None and "@" in username:
             user = _mailbox_login(username, password)
         if user is None:
+            record_failure(request, username)
             form.add_error(None, "Wrong user name or password.")
         else:
             acct = Account.objects.filter(user=user).first()
@@ -109,12 +141,15 @@ def login_totp(request: HttpRequest) -> HttpResponse:
     if acct is None:
         return redirect("login")
     form = TotpForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and throttled(request, "totp:" + acct.user.username):
+        form.add_error(None, "Too many wrong codes; try again in 15 minutes.")
+    elif request.method == "POST" and form.is_valid():
         if _verify(acct, form.cleaned_data["code"]):
             nxt = request.session.get(SESSION_NEXT, "/")
             login(request, acct.user, backend="django.contrib.auth.backends.ModelBackend")
             request.session[SESSION_2FA] = True
             return redirect(nxt)
+        record_failure(request, "totp:" + acct.user.username)
         form.add_error("code", "That code is not valid.")
     return render(request, "registration/totp.html", {"form": form, "title": "Two-factor login"})
 
