@@ -27,11 +27,16 @@ def main() -> int:
     ap.add_argument("--min-learned", type=int, default=200)
     ap.add_argument("--layers", default="rules,bayes")
     ap.add_argument("--details", default="", help="write per-message scores (JSON lines) to this file")
+    ap.add_argument("--osb-window", type=int, default=None, help="tokenizer word-pair window (0: words only)")
     args = ap.parse_args()
     base = shared_path("corpus", "spamassassin")
     if not base.is_dir():
         print(f"{base} not present", file=sys.stderr)
         return 2
+    if args.osb_window is not None:
+        from gateway_milter.antispam import tokenizer
+
+        tokenizer.OSB_WINDOW = args.osb_window
     samples = load_corpus([base / "spam", base / "spam_2"], [base / "easy_ham", base / "easy_ham_2", base / "hard_ham"],
                           args.limit)
     t0 = time.time()

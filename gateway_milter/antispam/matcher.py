@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover
     import sre_parse as P  # type: ignore[no-redef]
 
 MIN_FACTOR = 3  # shorter factors filter too little to be worth a test
+MAX_ALTERNATIVES = 300  # a long alternation still beats running an expensive pattern
 
 
 def _lit(items: Any) -> list[set[str] | None]:
@@ -96,7 +97,7 @@ def required_factors(p: PerlPattern) -> tuple[str, ...] | None:
     except Exception:  # noqa: BLE001 - regex-module-only syntax: no prefilter
         return None
     best = _best(_lit(tree))
-    if not best or min(len(x) for x in best) < MIN_FACTOR or len(best) > 40:
+    if not best or min(len(x) for x in best) < MIN_FACTOR or len(best) > MAX_ALTERNATIVES:
         return None
     return tuple(sorted(best))
 
