@@ -67,10 +67,10 @@ class MessageDetailView(APIView):
             raise NotFound() from None
         data = MessageSerializer(m).data
         data["recipients"] = _rcpts(request.user, m)
-        data["symbols"] = m.symbols
-        data["trace"] = m.trace
+        data["symbols"] = access.visible_symbols(request.user, m)
+        data["trace"] = access.visible_trace(request.user, m)
         if access.may_view_transcript(request.user):
-            data["transcript"] = m.transcript
+            data["transcript"] = access.visible_transcript(request.user, m)
         return Response(data)
 
 

@@ -135,6 +135,8 @@ def log_detail(request: HttpRequest, pk: int) -> HttpResponse:
     p = access.principal(request.user)
     return render(request, "reports/detail.html", {
         "menu": "logging", "title": m.subject or "(no subject)", "m": m, "recipients": rcpts, "qmsg": qmsg,
+        "trace": access.visible_trace(request.user, m), "symbols": access.visible_symbols(request.user, m),
+        "transcript": access.visible_transcript(request.user, m),
         "view": view, "show_transcript": access.may_view_transcript(request.user), "may_act": p.manages_settings,
         "may_train": p.is_admin})
 

@@ -15,6 +15,8 @@ never tells a tenant that another tenant's message exists.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,6 +234,45 @@ def recipients_visible_to(user: Any, message: MessageLog) -> list[MessageRecipie
     if p.role in (Role.DOMAIN_ADMIN, Role.QUARANTINE_ADMIN):
         return [r for r in rows if r.domain.lower() in p.domains]
     return [r for r in rows if r.address.lower() in p.addresses]
+
+
+_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+
+
+def redactor_for(user: Any, message: MessageLog) -> Callable[[str], str]:
+    """Hide, in free text of one message (transcript lines, trace and symbol details), the
+    addresses of recipients this user may not see: a message to two tenants must not show one
+    tenant the other's mailboxes."""
+    p = principal(user)
+    if p.is_global:
+        return lambda text: text
+    keep = {r.address.lower() for r in recipients_visible_to(user, message)}
+    keep |= {message.mail_from.lower()} | set(p.addresses)
+    hidden = {r.address.lower() for r in message.recipients.all()} - keep
+
+    def redact(text: str) -> str:
+        if not hidden or not isinstance(text, str):
+            return text
+        return _ADDRESS.sub(lambda m: "[other recipient]" if m.group(0).lower() in hidden else m.group(0), text)
+
+    return redact
+
+
+def visible_transcript(user: Any, message: MessageLog) -> list[str]:
+    redact = redactor_for(user, message)
+    return [redact(line) for line in message.transcript or []]
+
+
+def visible_trace(user: Any, message: MessageLog) -> list[dict[str, Any]]:
+    redact = redactor_for(user, message)
+    return [{k: redact(v) if isinstance(v, str) else v for k, v in t.items()} if isinstance(t, dict) else t
+            for t in message.trace or []]
+
+
+def visible_symbols(user: Any, message: MessageLog) -> list[dict[str, Any]]:
+    redact = redactor_for(user, message)
+    return [{k: redact(v) if isinstance(v, str) else v for k, v in s.items()} if isinstance(s, dict) else s
+            for s in message.symbols or []]
 
 
 def access_message(user: Any, pk: Any) -> MessageLog:

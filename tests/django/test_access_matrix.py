@@ -143,3 +143,30 @@ def test_it_lets_a_domain_admin_act_on_own_domain_only(world: World, smtp_sink: 
     # Release works once.
     c.post(f"/messages/quarantine/{world.a.qmessage.pk}/action/", {"action": "release"})
     assert len(smtp_sink) == 1
+
+
+def test_it_hides_other_tenants_recipients_inside_a_shared_message(world: World) -> None:
+    """One message to both tenants: each domain admin sees it, but never the other tenant's
+    recipient, not even in the transcript, trace or symbols."""
+    from reports.models import MessageLog, MessageRecipient
+
+    m = MessageLog.objects.create(
+        log_id="shared00000000000000000000000001", time=world.a.message.time, direction="inbound",
+        mail_from="news@sender.test", subject="shared", action="accept",
+        transcript=["MAIL FROM:<news@sender.test>", "RCPT TO:<user@a.example>", "RCPT TO:<user@b.example>"],
+        trace=[{"source": "lists", "event": "checked", "detail": "user@b.example not listed", "ms": 0.1}],
+        symbols=[{"name": "X", "score": 0.0, "detail": "rcpt user@b.example", "layer": "lists"}])
+    for t in ("a", "b"):
+        MessageRecipient.objects.create(message=m, address=f"user@{t}.example", domain=f"{t}.example",
+                                        action="accept")
+    for role in ("domain_admin", "quarantine_admin", "user"):
+        c = world.client(role)
+        page = c.get(f"/logging/log/{m.pk}/")
+        api = c.get(f"/api/messages/{m.pk}/")
+        listing = c.get("/logging/log/?subject=shared")
+        export = b"".join(c.get("/logging/log/export.csv?subject=shared").streaming_content)
+        for body in (page.content, api.content, listing.content, export):
+            assert b"user@a.example" in body, role
+            assert b"user@b.example" not in body, role
+    page = world.client("global_admin").get(f"/logging/log/{m.pk}/")
+    assert b"user@b.example" in page.content
