@@ -155,3 +155,14 @@ def test_it_matches_wildcards_without_backtracking_blowup() -> None:
     assert kinds(r) == [] and time.perf_counter() - t0 < 0.5
     r = run('if header :matches "subject" "*a*a*a*a*a*a*a*a*" { discard; }', msg)
     assert kinds(r) == ["discard"]
+
+
+def test_it_compiles_every_example_in_the_documentation() -> None:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs/policy/sieve.md").read_text()
+    blocks = re.findall(r"```sieve\n(.*?)```", doc, re.S)
+    assert len(blocks) >= 2
+    for b in blocks:
+        assert validate(b) == [], b
