@@ -310,7 +310,9 @@ def _outcome(a: SieveAction | None, decided: str, edits: tuple[HeaderEdit, ...],
         return Outcome.accept("", decided, header_edits=edits, add_recipients=adds)
     k = a.kind
     if k in ("refuse", "reject", "ereject", "tempfail"):
-        text = " ".join(str(a.args.get("reason", "")).split())[:400] or "Message rejected by policy"
+        # One line of printable ASCII: an SMTP reply (RFC 5321 4.2) without SMTPUTF8.
+        text = "".join(c if " " <= c <= "~" else "?" for c in " ".join(str(a.args.get("reason", "")).split()))
+        text = text[:400] or "Message rejected by policy"
         code = a.args.get("code", "451" if k == "tempfail" else "550")
         status = a.args.get("status", "4.7.1" if k == "tempfail" else "5.7.1")
         reply = Reply(code, status, text)

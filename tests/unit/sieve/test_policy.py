@@ -207,3 +207,10 @@ def test_it_reports_spamtest_from_the_message_score() -> None:
     ctx.symbols.append(Symbol("TEST_SPAM", 7.0, layer="test"))
     assert SievePolicyEngine(s).message(ctx).action is Action.DISCARD  # 1 + int(7.0) = 8
     assert SievePolicyEngine(s).message(make_ctx(s, MSG)).action is Action.ACCEPT
+
+
+def test_it_makes_reject_reasons_one_ascii_line() -> None:
+    src = 'require "reject"; reject text:\nNon merci, café\nsecond line\n.\n;'
+    s = snap(scripts=[{"name": "r", "source": src}])
+    o = SievePolicyEngine(s).message(make_ctx(s, MSG))
+    assert o.reply is not None and o.reply.text == "Non merci, caf? second line"
