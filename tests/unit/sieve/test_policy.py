@@ -214,3 +214,18 @@ def test_it_makes_reject_reasons_one_ascii_line() -> None:
     s = snap(scripts=[{"name": "r", "source": src}])
     o = SievePolicyEngine(s).message(make_ctx(s, MSG))
     assert o.reply is not None and o.reply.text == "Non merci, caf? second line"
+
+
+def test_it_lets_a_fail_closed_layer_failure_through() -> None:
+    from gateway_milter.pipeline.runner import LayerFailure
+
+    s = snap()
+    ctx = make_ctx(s, MSG)
+    assert ctx.runner is not None
+
+    def broken(_ctx: object, layer_id: str) -> None:
+        raise LayerFailure(layer_id, "clamd is down")
+
+    ctx.runner.result = broken  # type: ignore[method-assign,assignment]
+    with pytest.raises(LayerFailure):
+        SievePolicyEngine(s).message(ctx)
