@@ -331,6 +331,7 @@ def decode_encoded_characters(s: str) -> str:
     return _ENC_RE.sub(rep, s)
 
 
+MAX_SCRIPT_SIZE = 1 << 20  # a policy script is text an admin wrote, not a data file
 MAX_MATCH_INDEX = 32  # RFC 5229 3.2: at least ${0}..${9}; Pigeonhole offers up to ${32}
 MAX_VARIABLE_NAME = 64
 MAX_VARIABLES = 255
@@ -389,6 +390,9 @@ def compile_source(source: str, registry: ExtensionRegistry, *, loader: ScriptLo
     cc = CompileContext(registry, loader, name, include_stack)
     if setup is not None:
         setup(cc)
+    if len(source) > MAX_SCRIPT_SIZE:
+        cc.errors.append(SieveError(1, 1, f"the script is larger than {MAX_SCRIPT_SIZE // 1024} KiB"))
+        return None, cc
     try:
         tree = parse(source)
     except SieveError as e:

@@ -166,3 +166,9 @@ def test_it_compiles_every_example_in_the_documentation() -> None:
     assert len(blocks) >= 2
     for b in blocks:
         assert validate(b) == [], b
+
+
+def test_it_refuses_oversized_and_too_deeply_nested_scripts() -> None:
+    assert "larger than" in validate("keep;" + " " * (1 << 20))[0]["message"]
+    deep = "if " + "not " * 100 + "true { keep; }"
+    assert "nested too deeply" in validate(deep)[0]["message"]
