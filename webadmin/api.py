@@ -18,7 +18,18 @@ from gateway_milter.layers.base import SettingsError, settings_from_dict, settin
 from webadmin import access, services
 from webadmin.api_permissions import RoleAllowed
 from webadmin.guards import ANYONE, GLOBAL, SETTINGS_ADMINS
-from webadmin.models import Account, Domain, LayerSetting, ListEntry, Role, SieveScript, UserListEntry
+from webadmin.models import (
+    Account,
+    AdminSettings,
+    Domain,
+    LayerSetting,
+    ListEntry,
+    Role,
+    SieveScript,
+    UserListEntry,
+    UserOptions,
+    VerificationSource,
+)
 
 
 def _actor(request: Request) -> str:
@@ -418,3 +429,152 @@ class TokenView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+
+
+class VerificationSourceSerializer(serializers.ModelSerializer):
+    domain = serializers.SlugRelatedField(slug_field="name", queryset=Domain.objects.all())
+    config = serializers.JSONField(required=False)
+
+    class Meta:
+        model = VerificationSource
+        fields = ["id", "domain", "order", "kind", "config", "allow_login", "auto_create", "cache_hours", "enabled"]
+        read_only_fields = ["id"]
+
+    def to_representation(self, instance: VerificationSource) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if isinstance(data.get("config"), dict) and data["config"].get("bind_password"):
+            data["config"] = {**data["config"], "bind_password": "********"}  # never read back
+        return data
+
+
+class VerificationSourceViewSet(viewsets.ModelViewSet):
+    """User verification sources of the domains the caller manages."""
+
+    serializer_class = VerificationSourceSerializer
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    def get_queryset(self) -> Any:
+        return VerificationSource.objects.filter(domain__in=access.domains_managed_by(self.request.user))
+
+    def _check_domain(self, serializer: Any) -> None:
+        dom = serializer.validated_data.get("domain")
+        if dom is not None and not access.domains_managed_by(self.request.user).filter(pk=dom.pk).exists():
+            raise ValidationError({"domain": ["choose one of your domains"]})
+        cfg = serializer.validated_data.get("config")
+        if cfg is not None and not isinstance(cfg, dict):
+            raise ValidationError({"config": ["must be an object"]})
+        if (isinstance(cfg, dict) and cfg.get("bind_password") == "********" and serializer.instance is not None):
+            cfg["bind_password"] = serializer.instance.config.get("bind_password", "")
+
+    def perform_create(self, serializer: Any) -> None:
+        self._check_domain(serializer)
+        serializer.save()
+
+    def perform_update(self, serializer: Any) -> None:
+        self._check_domain(serializer)
+        serializer.save()
+
+
+class UserOptionsView(APIView):
+    """GET/PUT the default user options: global (global admins) or ``?domain=NAME``."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    def _row(self, request: Request) -> UserOptions:
+        name = request.query_params.get("domain") or ""
+        if not name:
+            if not access.principal(request.user).is_global:
+                raise NotFound()
+            return UserOptions.objects.filter(domain__isnull=True).first() or UserOptions()
+        dom = access.domains_managed_by(request.user).filter(name=name.lower()).first()
+        if dom is None:
+            raise NotFound()
+        return UserOptions.objects.filter(domain=dom).first() or UserOptions(domain=dom)
+
+    @extend_schema(responses=inline_serializer("UserOptionsOut", {f: serializers.BooleanField()
+                                                                  for f in UserOptions.FIELDS}))
+    def get(self, request: Request) -> Response:
+        row = self._row(request)
+        return Response({f: getattr(row, f) for f in UserOptions.FIELDS})
+
+    @extend_schema(request=inline_serializer("UserOptionsIn", {f: serializers.BooleanField(required=False)
+                                                               for f in UserOptions.FIELDS}),
+                   responses=inline_serializer("UserOptionsPut", {f: serializers.BooleanField()
+                                                                  for f in UserOptions.FIELDS}))
+    def put(self, request: Request) -> Response:
+        row = self._row(request)
+        for k, v in request.data.items():
+            if k not in UserOptions.FIELDS or not isinstance(v, bool):
+                raise ValidationError({k: ["unknown option or not true/false"]})
+            setattr(row, k, v)
+        row.save()
+        return self.get(request)
+
+
+class AdminSettingsView(APIView):
+    """GET/PATCH retention, digest links and the TOTP policy (global administrators)."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = GLOBAL
+    FIELDS = {"quarantine_retention_days": int, "log_retention_days": int, "require_admin_totp": bool,
+              "public_url": str, "digest_link_days": int}
+
+    @extend_schema(responses=inline_serializer("AdminSettingsOut", {"quarantine_retention_days":
+                                                                    serializers.IntegerField()}))
+    def get(self, request: Request) -> Response:
+        s = AdminSettings.get()
+        return Response({f: getattr(s, f) for f in self.FIELDS})
+
+    @extend_schema(request=inline_serializer("AdminSettingsIn", {"quarantine_retention_days":
+                                                                 serializers.IntegerField(required=False)}),
+                   responses=inline_serializer("AdminSettingsPatch", {"quarantine_retention_days":
+                                                                      serializers.IntegerField()}))
+    def patch(self, request: Request) -> Response:
+        s = AdminSettings.get()
+        for k, v in request.data.items():
+            tp = self.FIELDS.get(k)
+            if tp is None or not isinstance(v, tp) or (tp is int and (isinstance(v, bool) or not 1 <= v <= 3650)):
+                raise ValidationError({k: ["unknown setting or invalid value"]})
+            if k == "public_url" and v and not v.startswith(("https://", "http://")):
+                raise ValidationError({k: ["must be an http(s) URL"]})
+            setattr(s, k, v)
+        s.save()
+        return self.get(request)
+
+
+class UsersCsvView(APIView):
+    """GET: the visible users as CSV. POST ``{"csv": "..."}``: import (same rules as the page)."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    @extend_schema(responses={200: str})
+    def get(self, request: Request) -> Any:
+        import csv
+        import io
+
+        from django.http import HttpResponse
+
+        from webadmin.views.setup import csv_safe
+
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(services.CSV_FIELDS)
+        for a in access.accounts_visible_to(request.user).prefetch_related("domains"):
+            w.writerow([csv_safe(x) for x in (a.user.username, a.mailbox, " ".join(a.aliases), a.role,
+                                              " ".join(d.name for d in a.domains.all()), a.digest_schedule)])
+        return HttpResponse(buf.getvalue(), content_type="text/csv; charset=utf-8")
+
+    @extend_schema(request=inline_serializer("UsersCsvIn", {"csv": serializers.CharField()}),
+                   responses=inline_serializer("UsersCsvOut", {"created": serializers.IntegerField(),
+                                                               "errors": serializers.ListField()}))
+    def post(self, request: Request) -> Response:
+        text = request.data.get("csv")
+        if not isinstance(text, str) or len(text) > 5_000_000:
+            raise ValidationError({"csv": ["give the CSV text (at most 5 MB)"]})
+        created, errors = services.do_import_accounts_csv(
+            text, list(access.domains_managed_by(request.user)),
+            may_create_admins=access.principal(request.user).is_global, actor=_actor(request))
+        return Response({"created": created, "errors": errors})

@@ -7,6 +7,7 @@ from quarantine.api import QuarantineViewSet
 from reports.api import MessageActionView, MessageDetailView, MessageListView
 from webadmin.api import (
     AccountViewSet,
+    AdminSettingsView,
     DashboardView,
     DomainViewSet,
     LayerListView,
@@ -17,6 +18,9 @@ from webadmin.api import (
     SieveValidateView,
     TokenView,
     UserListEntryViewSet,
+    UserOptionsView,
+    UsersCsvView,
+    VerificationSourceViewSet,
 )
 
 app_name = "api"
@@ -25,6 +29,7 @@ router.register("domains", DomainViewSet, basename="domain")
 router.register("users", AccountViewSet, basename="account")
 router.register("lists", ListEntryViewSet, basename="listentry")
 router.register("user-lists", UserListEntryViewSet, basename="userlistentry")
+router.register("verification-sources", VerificationSourceViewSet, basename="verificationsource")
 router.register("scripts", ScriptViewSet, basename="script")
 router.register("quarantine", QuarantineViewSet, basename="quarantine")
 
@@ -36,6 +41,9 @@ urlpatterns = [
     path("messages/<int:pk>/", MessageDetailView.as_view(), name="message"),
     path("messages/<int:pk>/action/", MessageActionView.as_view(), name="message-action"),
     path("dashboard/", DashboardView.as_view(), name="dashboard"),
+    path("user-options/", UserOptionsView.as_view(), name="user-options"),
+    path("settings/", AdminSettingsView.as_view(), name="settings"),
+    path("users/csv/", UsersCsvView.as_view(), name="users-csv"),
     path("me/", MeView.as_view(), name="me"),
     path("me/token/", TokenView.as_view(), name="token"),
     *router.urls,

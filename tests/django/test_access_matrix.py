@@ -29,6 +29,8 @@ PAGES: list[tuple[str, set[str]]] = [
     ("/api/user-lists/", {G, D, U}), ("/api/scripts/", SETTINGS),
     ("/api/quarantine/", ALL), ("/api/messages/", ALL), ("/api/layers/", SETTINGS), ("/api/layers/lists/", {G}),
     ("/api/dashboard/", ALL), ("/api/me/", ALL), ("/api/schema/", ALL),
+    ("/api/verification-sources/", SETTINGS), ("/api/user-options/", {G}), ("/api/user-options/?domain=a.example", SETTINGS),
+    ("/api/user-options/?domain=b.example", {G}), ("/api/settings/", {G}), ("/api/users/csv/", SETTINGS),
 ]
 
 # (url template, object kind, roles allowed on their OWN tenant's object). On the other

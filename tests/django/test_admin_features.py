@@ -319,3 +319,25 @@ def test_it_guards_the_django_admin_with_the_same_second_factor(world: World) ->
     s["bulwark_2fa"] = True
     s.save()
     assert c.get("/admin/").status_code == 200
+
+
+def test_it_offers_the_setup_pages_through_the_api(world: World) -> None:
+    g, d = world.client("global_admin"), world.client("domain_admin")
+    r = d.post("/api/verification-sources/", {"domain": "a.example", "kind": "ldap", "config": {
+        "url": "ldap://dc", "base_dn": "dc=a", "bind_password": "s3cret"}}, content_type="application/json")
+    assert r.status_code == 201, r.content
+    assert r.json()["config"]["bind_password"] == "********"
+    assert d.post("/api/verification-sources/", {"domain": "b.example", "kind": "local"},
+                  content_type="application/json").status_code == 400
+    assert d.put("/api/user-options/?domain=a.example", {"view_transcripts": True},
+                 content_type="application/json").json()["view_transcripts"] is True
+    assert d.put("/api/user-options/?domain=b.example", {"view_transcripts": True},
+                 content_type="application/json").status_code == 404
+    assert g.patch("/api/settings/", {"digest_link_days": 3}, content_type="application/json").json()[
+        "digest_link_days"] == 3
+    assert g.patch("/api/settings/", {"digest_link_days": "x"}, content_type="application/json").status_code == 400
+    r = d.post("/api/users/csv/", {"csv": "username,mailbox\nfrank,frank@a.example\nx,x@b.example\n"},
+               content_type="application/json")
+    assert r.json()["created"] == 1 and len(r.json()["errors"]) == 1
+    csv_text = d.get("/api/users/csv/").content
+    assert b"frank@a.example" in csv_text and b"user@b.example" not in csv_text
