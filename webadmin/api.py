@@ -578,3 +578,66 @@ class UsersCsvView(APIView):
             text, list(access.domains_managed_by(request.user)),
             may_create_admins=access.principal(request.user).is_global, actor=_actor(request))
         return Response({"created": created, "errors": errors})
+
+
+class DkimKeysView(APIView):
+    """GET: signing keys and TXT records of the caller's domains. POST ``{"domain", "action":
+    "generate"|"rotate"|"activate", "algorithm", "selector"}``."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    def _store(self) -> Any:
+        try:
+            from gateway_milter.auth.keystore import get_keystore
+        except ImportError:
+            raise NotFound() from None
+        return get_keystore()
+
+    @extend_schema(responses=inline_serializer("DkimKeys", {"domain": serializers.CharField(),
+                                                            "keys": serializers.ListField()}, many=True))
+    def get(self, request: Request) -> Response:
+        from gateway_milter.auth.keystore import KeyStoreError
+
+        ks = self._store()
+        out = []
+        for d in access.domains_managed_by(request.user):
+            active = ks.active_selector(d.name)
+            keys = []
+            for sel in ks.selectors(d.name):
+                try:
+                    rec = ks.dns_record(d.name, sel)
+                except KeyStoreError:
+                    rec = ""
+                keys.append({"selector": sel, "active": sel == active, "name": f"{sel}._domainkey.{d.name}",
+                             "txt": rec})
+            out.append({"domain": d.name, "keys": keys})
+        return Response(out)
+
+    @extend_schema(request=inline_serializer("DkimAction", {"domain": serializers.CharField(),
+                                                            "action": serializers.CharField()}),
+                   responses=inline_serializer("DkimResult", {"selector": serializers.CharField()}))
+    def post(self, request: Request) -> Response:
+        from gateway_milter.auth.keystore import KeyStoreError
+
+        ks = self._store()
+        dom = access.domains_managed_by(request.user).filter(name=str(request.data.get("domain", "")).lower()).first()
+        if dom is None:
+            raise NotFound()
+        act = request.data.get("action")
+        algo = request.data.get("algorithm", "rsa-sha256")
+        try:
+            if act == "generate":
+                sel = str(request.data.get("selector") or "bulwark1")
+                return Response({"selector": sel, "txt": ks.generate(dom.name, sel, algo)},
+                                status=status.HTTP_201_CREATED)
+            if act == "rotate":
+                sel, rec = ks.rotate(dom.name, algo)
+                return Response({"selector": sel, "txt": rec}, status=status.HTTP_201_CREATED)
+            if act == "activate":
+                sel = str(request.data.get("selector", ""))
+                ks.activate(dom.name, sel)
+                return Response({"selector": sel})
+        except KeyStoreError as e:
+            raise ValidationError({"detail": [str(e)]}) from None
+        raise ValidationError({"action": ["must be generate, rotate or activate"]})

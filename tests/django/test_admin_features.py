@@ -270,6 +270,13 @@ def test_it_creates_and_shows_dkim_keys_for_own_domains_only(world: World, tmp_p
         assert b"bulwark1._domainkey.a.example. IN TXT" in page.content and b"b.example" not in page.content
         assert c.post("/security/dkim/", {"domain": world.b.domain.pk, "action": "generate"}).status_code == 404
         assert world.client("user").get("/security/dkim/").status_code == 404
+        api = c.get("/api/dkim/").json()
+        assert [d["domain"] for d in api] == ["a.example"] and api[0]["keys"][0]["txt"].startswith("v=DKIM1; k=ed25519")
+        r = c.post("/api/dkim/", {"domain": "a.example", "action": "rotate", "algorithm": "ed25519-sha256"},
+                   content_type="application/json")
+        assert r.status_code == 201 and r.json()["selector"] == "bulwark2"
+        assert c.post("/api/dkim/", {"domain": "b.example", "action": "rotate"},
+                      content_type="application/json").status_code == 404
     finally:
         keystore.set_keystore(None)
 
