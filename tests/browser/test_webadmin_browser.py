@@ -80,6 +80,10 @@ def test_it_flags_a_sieve_error_at_the_right_line(page: Any, live_server: Any, b
     problem.wait_for()
     assert problem.get_attribute("data-line") == "4"
     assert "Line 4" in problem.inner_text()
+    problem.click()  # the caret moves to the error's line
+    caret_line = page.evaluate("() => { const t = document.querySelector('textarea[name=source]');"
+                               " return t.value.slice(0, t.selectionStart).split('\\n').length; }")
+    assert caret_line == 4
     editor.fill('if true {\n  keep;\n}\n')
     page.locator("#sieve-problems li.ok").wait_for()
     shot(page, "sieve-editor")

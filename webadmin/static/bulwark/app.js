@@ -17,6 +17,16 @@
     var out = document.getElementById("sieve-problems");
     var csrf = (document.querySelector("input[name=csrfmiddlewaretoken]") || {}).value || "";
     var timer = null, seq = 0;
+    // Put the caret on the error and scroll the editor to it.
+    var goTo = function (line, column) {
+      var lines = ed.value.split("\n"), pos = 0;
+      for (var i = 0; i < line - 1 && i < lines.length; i++) { pos += lines[i].length + 1; }
+      pos += Math.max(0, (column || 1) - 1);
+      ed.focus();
+      ed.setSelectionRange(pos, pos);
+      var lh = parseFloat(window.getComputedStyle(ed).lineHeight) || 20;
+      ed.scrollTop = Math.max(0, (line - 3) * lh);
+    };
     var run = function () {
       var mine = ++seq;
       fetch(ed.dataset.sieveValidate, {
@@ -34,6 +44,9 @@
           var li = document.createElement("li");
           li.className = "problem"; li.dataset.line = e.line;
           li.textContent = "Line " + e.line + ", column " + e.column + ": " + e.message;
+          li.tabIndex = 0;
+          li.title = "Go to line " + e.line;
+          li.addEventListener("click", function () { goTo(e.line, e.column); });
           out.appendChild(li);
         });
         ed.setAttribute("aria-invalid", errs.length ? "true" : "false");
