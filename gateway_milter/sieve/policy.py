@@ -242,19 +242,19 @@ class SievePolicyEngine:
                 pass
             except LayerFailure:
                 raise
-            except SieveRuntimeError as e:
-                o = self._error(ctx, s, e.line, e.message)
+            except Exception as e:  # noqa: BLE001 - every script failure follows the fail mode
+                if isinstance(e, SieveRuntimeError):
+                    line, message = e.line, e.message
+                else:  # an engine bug must not pass for "clean": log it, then follow the fail mode
+                    log.exception("sieve engine error in %s", s.name)
+                    line, message = rt.line, f"internal error: {type(e).__name__}: {e}"
+                o = self._error(ctx, s, line, message)
                 if o is not None:
                     return o
-                del rt.actions[mark:]
+                del rt.actions[mark:]  # fail_mode accept: the failing script has no effect
                 rt.headers = saved_headers
                 rt.invalidate()
                 rt.implicit_keep = True
-                continue
-            except RecursionError:
-                o = self._error(ctx, s, rt.line, "script too deeply nested")
-                if o is not None:
-                    return o
                 continue
             if not rt.implicit_keep:
                 ms = (time.perf_counter() - t0) * 1000
