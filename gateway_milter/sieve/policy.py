@@ -242,7 +242,7 @@ class SievePolicyEngine:
                 pass
             except LayerFailure:
                 raise
-            except Exception as e:  # noqa: BLE001 - every script failure follows the fail mode
+            except Exception as e:
                 if isinstance(e, SieveRuntimeError):
                     line, message = e.line, e.message
                 else:  # an engine bug must not pass for "clean": log it, then follow the fail mode
