@@ -35,7 +35,8 @@ STAGE_BUDGET_S: dict[Stage, float] = {
 
 
 # Fault injection for the test tiers and for operators rehearsing failure: the named layers
-# raise inside their check (comma-separated ids; ``id:hang`` blocks instead). Unset in production.
+# raise inside their check (comma-separated ids; ``id:hang`` blocks at end of message instead).
+# Unset in production.
 _FAULTS = [x.strip() for x in os.environ.get("GATEWAY_FAULT_INJECT", "").split(",") if x.strip()]
 FAULT_INJECT = frozenset(x for x in _FAULTS if ":" not in x)
 FAULT_HANG = frozenset(x.split(":", 1)[0] for x in _FAULTS if x.endswith(":hang"))
@@ -135,7 +136,7 @@ class LayerRunner:
         try:
             if layer_id in FAULT_INJECT:
                 raise InjectedFault(f"fault injected into layer {layer_id}")
-            if layer_id in FAULT_HANG:
+            if layer_id in FAULT_HANG and self.stage is Stage.EOM:
                 time.sleep(3600)
             if rcpt is None:
                 found = layer.check(ctx, settings)
