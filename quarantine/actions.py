@@ -34,17 +34,24 @@ def do_delete_for(msg: QuarantinedMessage, addresses: Iterable[str], actor: str 
     return n
 
 
-def train(log_id: str, qid: str, spam: bool, actor: str) -> bool:
-    """Queue Bayes training by task name (the anti-spam app owns the task). Returns False when
-    the task could not be queued (the UI says so instead of pretending)."""
+def train(qids: list[str], spam: bool, actor: str) -> bool:
+    """Queue Bayes training of stored messages by task name (the anti-spam area owns
+    ``bayes.train_message(label, quarantine_ids)``). Returns False when there is nothing stored
+    to learn from or the task could not be queued (the UI says so instead of pretending)."""
     from config.celery import app
 
+    if not qids:
+        return False
     try:
-        app.signature("bayes.train_message", kwargs={"log_id": log_id, "qid": qid, "is_spam": spam,
-                                                      "actor": actor}).apply_async()
+        # Registers the tasks of the configured task modules in this process, so that the
+        # embedded (eager) setup runs the task here; with a broker it is sent to the workers.
+        app.loader.import_default_modules()
+        app.signature("bayes.train_message", kwargs={"label": "spam" if spam else "ham",
+                                                      "quarantine_ids": list(qids)}).apply_async()
+        log.info("%s queued %s training of %s", actor, "spam" if spam else "ham", ", ".join(qids))
         return True
     except Exception as e:  # noqa: BLE001 - training is best effort, never blocks a release
-        log.warning("cannot queue bayes.train_message for %s: %s", log_id or qid, e)
+        log.warning("cannot queue bayes.train_message for %s: %s", ", ".join(qids), e)
         return False
 
 
@@ -92,6 +99,6 @@ def do_quarantine_action(p: Principal, qa: QuarantineAccess, action: str) -> str
     if action == "delete":
         n = do_delete_for(msg, qa.held, actor=p.username)
         return f"deleted for {n} recipient(s)"
-    ok = train(msg.log_id, msg.qid, action == "spam", p.username)
+    ok = train([msg.qid], action == "spam", p.username)
     what = "spam" if action == "spam" else "not spam"
     return f"marked as {what}" if ok else f"could not queue training as {what}"

@@ -95,7 +95,8 @@ class MessageActionView(APIView):
         p = access.principal(request.user)
         act = request.data.get("action")
         if act in ("spam", "ham"):
-            ok = train(m.log_id, "", act == "spam", p.username)
+            qids = sorted({r["quarantine_id"] for r in _rcpts(request.user, m) if r["quarantine_id"]})
+            ok = train(qids, act == "spam", p.username)
             return Response({"result": "queued" if ok else "not queued"})
         if act in ("allow", "block") and p.manages_settings and m.mail_from:
             doms: list[Any] = [None] if p.is_global else list(Domain.objects.filter(

@@ -151,9 +151,11 @@ def log_action(request: HttpRequest, pk: int) -> HttpResponse:
     p = access.principal(request.user)
     action = request.POST.get("action", "")
     if action in ("spam", "ham"):
-        ok = train(m.log_id, "", action == "spam", p.username)
+        qids = [r.quarantine_id for r in access.recipients_visible_to(request.user, m) if r.quarantine_id]
+        ok = train(sorted(set(qids)), action == "spam", p.username)
         (messages.success if ok else messages.error)(
-            request, ("Queued for training as " if ok else "Could not queue training as ")
+            request, ("Queued for training as " if ok else "Could not train (no stored copy, or the task "
+                                                           "queue is unavailable) as ")
             + ("spam." if action == "spam" else "not spam."))
     elif action in ("allow", "block") and p.manages_settings and m.mail_from:
         doms: list[Domain | None]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from django.utils import timezone
 
 from tests.django.conftest import World
@@ -132,3 +133,16 @@ def test_it_verifies_and_logs_in_through_ldap(world: World, monkeypatch: Any) ->
     c = Client()
     assert c.post("/accounts/login/", {"username": "user@a.example", "password": "ldap-secret-1"})["Location"] == "/"
     assert c.get("/account/").status_code == 200
+
+
+def test_it_trains_bayes_from_the_quarantine_by_task_name(world: World) -> None:
+    pytest.importorskip("webadmin.antispam_tasks")
+    from config.celery import app
+
+    if not app.conf.task_always_eager:
+        pytest.skip("needs the embedded (eager) task setup; with a broker the task runs in a worker")
+    c = world.client("domain_admin")
+    r = c.post(f"/messages/quarantine/{world.a.qmessage.pk}/action/", {"action": "spam"}, follow=True)
+    assert "Marked as spam." in [str(m) for m in r.context["messages"]]
+    r = c.post(f"/logging/log/{world.a.message.pk}/action/", {"action": "ham"}, follow=True)
+    assert "Queued for training as not spam." in [str(m) for m in r.context["messages"]]
