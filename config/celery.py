@@ -16,11 +16,3 @@ app.conf.imports = (
     "reports.dmarc_tasks",
     "reports.ingest",
 )
-# Periodic tasks of the web side (digests check every 15 minutes whose schedule is due).
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "quarantine-digests": {"task": "quarantine.send_digests", "schedule": 900.0},
-    "quarantine-purge": {"task": "quarantine.purge_expired", "schedule": 3600.0},
-    "msglog-purge": {"task": "reports.purge_log", "schedule": 3600.0},
-    "users-autocreate": {"task": "reports.autocreate_users", "schedule": 3600.0},
-}

@@ -156,6 +156,8 @@ CELERY_BEAT_SCHEDULE = {
     "quarantine-digests": {"task": "quarantine.send_digests", "schedule": 300.0},
     "quarantine-purge": {"task": "quarantine.purge_expired", "schedule": 3600.0},
     "reports-rollup": {"task": "reports.rollup", "schedule": 300.0},
+    "msglog-purge": {"task": "reports.purge_log", "schedule": 3600.0},
+    "users-autocreate": {"task": "reports.autocreate_users", "schedule": 3600.0},
     "dmarc-reports": {"task": "dmarc.send_aggregate_reports", "schedule": 86400.0},
 }
 
