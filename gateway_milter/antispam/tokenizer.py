@@ -1,5 +1,7 @@
 """Bayes tokenizer: words of the decoded, rendered text, selected headers, URL parts and
-attachment names, plus orthogonal sparse bigrams (OSB, Siefkes et al. 2004) over the text.
+attachment names, plus word pairs over the text (orthogonal sparse bigrams, Siefkes et al. 2004,
+with a window of ``OSB_WINDOW``; adjacent pairs only measured best with chi-square combining,
+docs/decisions/0042-bayes-classifier.md).
 
 Headers added by other filters (``X-Spam-*``, ``X-*-Spam-*``, virus scanners, our own
 ``X-Bulwark-*``) are never seen: otherwise the classifier learns the previous filter's verdict
@@ -22,7 +24,7 @@ from gateway_milter.antispam.urls import org_domain, url_host
 
 MAX_WORDS = 4000  # words of body text considered (hostile input: 100k tokens stay cheap)
 MAX_FEATURES = 12000
-OSB_WINDOW = 4  # pairs (w_i, w_{i+d}) for d = 1..4, as in OSB-5
+OSB_WINDOW = 1  # word pairs at distance 1..OSB_WINDOW; 1 measured best (docs/decisions/0042)
 HEADERS = ("subject", "from", "reply-to", "sender", "return-path", "content-type", "x-mailer",
            "user-agent", "x-mimeole", "mime-version", "list-id", "list-unsubscribe", "organization",
            "content-transfer-encoding", "x-priority", "importance", "precedence")
