@@ -11,7 +11,8 @@ pkgs=(postfix swaks libmilter-dev python3-venv build-essential)
 if [ "$want_test" = 1 ]; then
   pkgs+=(clamav clamav-daemon clamdscan knot knot-dnsutils rbldnsd unbound
          dovecot-core dovecot-sieve redis-server postgresql
-         zip unzip p7zip-full libarchive-tools libmagic1 chromium chromium-driver fonts-liberation)
+         zip unzip p7zip-full libarchive-tools libmagic1 chromium chromium-driver fonts-liberation
+         spamassassin)
 else
   pkgs+=(redis-server)
 fi
