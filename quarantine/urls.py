@@ -5,6 +5,7 @@ from quarantine import views
 app_name = "quarantine"
 urlpatterns = [
     path("messages/", views.landing, name="landing"),
+    path("messages/queue/", views.mta_queue, name="mta_queue"),
     path("messages/quarantine/", views.quarantine_list, name="list"),
     path("messages/quarantine/bulk/", views.quarantine_bulk, name="bulk"),
     path("messages/quarantine/<int:pk>/", views.quarantine_detail, name="detail"),

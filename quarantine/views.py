@@ -29,10 +29,29 @@ def landing(request: HttpRequest) -> HttpResponse:
     if p.is_global:
         tasks.append({"url": reverse("quarantine:list") + "?queue=admin", "label": "Admin quarantine",
                       "help": "Viruses, outbound and data-loss hits."})
-    tasks.append({"url": reverse("reports:log") + "?result=tempfail", "label": "Deferred messages",
+    if p.is_global:
+        tasks.append({"url": reverse("quarantine:mta_queue"), "label": "Postfix queue",
+                      "help": "Mail the MTA still has to deliver, and why it waits."})
+    tasks.append({"url": reverse("reports:log") + "?result=tempfail", "label": "Temporary failures",
                   "help": "Messages the gateway answered with 4xx."})
     return render(request, "landing.html", {"menu": "messages", "title": "Messages / Queues", "tasks": tasks,
                                             "intro": "Held messages and queues."})
+
+
+@roles(Role.GLOBAL_ADMIN)
+def mta_queue(request: HttpRequest) -> HttpResponse:
+    """Postfix's queue (active, deferred, hold): what the MTA still has to deliver."""
+    from quarantine.mtaqueue import QueueUnavailable, read_queue
+
+    try:
+        rows, error = read_queue(), ""
+    except QueueUnavailable as e:
+        rows, error = [], str(e)
+    which = request.GET.get("queue", "")
+    if which:
+        rows = [r for r in rows if r.queue_name == which]
+    return render(request, "quarantine/mta_queue.html", {"menu": "messages", "title": "Postfix queue",
+                                                         "rows": rows, "error": error, "which": which})
 
 
 @roles(*ANYONE)

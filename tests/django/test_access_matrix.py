@@ -21,7 +21,7 @@ PAGES: list[tuple[str, set[str]]] = [
     ("/setup/users/import/", SETTINGS), ("/setup/users/export.csv", SETTINGS), ("/setup/options/", SETTINGS),
     ("/setup/settings/", {G}), ("/security/", SETTINGS), ("/security/lists/", SETTINGS), ("/security/dkim/", SETTINGS),
     ("/security/scripts/", SETTINGS), ("/security/scripts/new/", SETTINGS), ("/security/layers/", SETTINGS),
-    ("/security/layers/lists/", SETTINGS), ("/messages/", ADMINS), ("/messages/quarantine/", ALL),
+    ("/security/layers/lists/", SETTINGS), ("/messages/", ADMINS), ("/messages/queue/", {G}), ("/messages/quarantine/", ALL),
     ("/messages/quarantine/?queue=admin", {G}), ("/logging/", ADMINS), ("/logging/log/", ALL),
     ("/logging/log/export.csv", ALL), ("/reports/", ADMINS), ("/account/", {U}), ("/account/lists/", {U}),
     ("/account/settings/", {U}), ("/account/token/", ALL), ("/account/2fa/", ALL),

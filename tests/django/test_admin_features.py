@@ -348,3 +348,18 @@ def test_it_offers_the_setup_pages_through_the_api(world: World) -> None:
     assert r.json()["created"] == 1 and len(r.json()["errors"]) == 1
     csv_text = d.get("/api/users/csv/").content
     assert b"frank@a.example" in csv_text and b"user@b.example" not in csv_text
+
+
+def test_it_reads_the_postfix_queue_format() -> None:
+    from quarantine.mtaqueue import parse_postqueue_json
+
+    # The shape postqueue -j prints (postqueue(1)), one object per line; garbage is skipped.
+    text = ('{"queue_name": "deferred", "queue_id": "4F9D31A2B3", "arrival_time": 1764320000, '
+            '"message_size": 2048, "forced_expire": false, "sender": "a@x.test", "recipients": '
+            '[{"address": "b@y.test", "delay_reason": "connect to mx.y.test[192.0.2.1]:25: Connection refused"}]}\n'
+            'not json\n{"queue_name": "active", "queue_id": "5A", "arrival_time": 1764320100, "sender": "", '
+            '"recipients": [{"address": "c@z.test"}]}\n')
+    rows = parse_postqueue_json(text)
+    assert [r.queue_id for r in rows] == ["4F9D31A2B3", "5A"]
+    assert rows[0].recipients == (("b@y.test", "connect to mx.y.test[192.0.2.1]:25: Connection refused"),)
+    assert rows[0].size == 2048 and rows[0].arrival.year == 2025
