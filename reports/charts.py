@@ -194,3 +194,33 @@ def chart_payload(charts: list[Chart]) -> list[dict[str, Any]]:
             item["rows"] = [{"label": lbl, "value": v, "link": href} for lbl, v, href in c.rows]
         out.append(item)
     return out
+
+
+@dataclass(frozen=True)
+class DomainSummary:
+    domain: str
+    total: int
+    accepted: int
+    junk: int
+    quarantined: int
+    link: str
+
+    @property
+    def junk_pct(self) -> float:
+        return round(100.0 * self.junk / self.total, 1) if self.total else 0.0
+
+
+def domain_summaries(domains: list[str], hours: int, now: dt.datetime | None = None) -> list[DomainSummary]:
+    """Inbound results per recipient domain over the last ``hours`` (recipient rows: a message
+    to two domains counts for each)."""
+    now = now or timezone.now()
+    since = now - dt.timedelta(hours=hours)
+    rows = (MessageRecipient.objects.filter(domain__in=domains, message__time__gte=since)
+            .values("domain").annotate(total=Count("id"), accepted=Count("id", filter=Q(action="accept")),
+                                       junk=Count("id", filter=Q(action__in=JUNK)),
+                                       quarantined=Count("id", filter=Q(action="quarantine"))))
+    found = {r["domain"]: r for r in rows}
+    iso = since.strftime("%Y-%m-%dT%H:%M")
+    return [DomainSummary(d, found.get(d, {}).get("total", 0), found.get(d, {}).get("accepted", 0),
+                          found.get(d, {}).get("junk", 0), found.get(d, {}).get("quarantined", 0),
+                          log_link(since=iso, recipient="@" + d)) for d in sorted(domains)]

@@ -363,3 +363,13 @@ def test_it_reads_the_postfix_queue_format() -> None:
     assert [r.queue_id for r in rows] == ["4F9D31A2B3", "5A"]
     assert rows[0].recipients == (("b@y.test", "connect to mx.y.test[192.0.2.1]:25: Connection refused"),)
     assert rows[0].size == 2048 and rows[0].arrival.year == 2025
+
+
+def test_it_summarises_results_per_visible_domain(world: World) -> None:
+    r = world.client("domain_admin").get("/reports/?period=7d")
+    assert r.status_code == 200
+    rows = [(s.domain, s.total, s.junk) for s in r.context["summaries"]]
+    assert rows == [("a.example", 1, 1)]
+    g = world.client("global_admin").get("/reports/")
+    assert [s.domain for s in g.context["summaries"]] == ["a.example", "b.example"]
+    assert b"recipient=%40a.example" in g.content
