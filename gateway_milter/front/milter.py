@@ -144,6 +144,7 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         self.ctx = None
 
     # -- callbacks --------------------------------------------------------------------------
+    @Milter.noreply  # type: ignore[untyped-decorator]  # Postfix need not wait for an answer
     @guarded
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         ip, port = None, None
@@ -156,6 +157,7 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         self._macros(CONNECT_MACROS)
         return CONTINUE
 
+    @Milter.noreply  # type: ignore[untyped-decorator]
     @guarded
     def hello(self, heloname: str) -> int:
         assert self.conn is not None
@@ -203,10 +205,6 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         assert self.ctx is not None
         v = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
         self.ctx.add_header(name, v)
-        return CONTINUE
-
-    @guarded
-    def eoh(self) -> int:
         return CONTINUE
 
     @guarded

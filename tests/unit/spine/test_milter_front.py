@@ -13,6 +13,16 @@ from gateway_milter.front.milter import BulwarkMilter
 from gateway_milter.pipeline import runner
 from tests.unit.spine.conftest import make_gateway
 
+# TestCtx closes the session on a NOREPLY answer, so the MTA here offers no no-reply bits (an
+# MTA may legitimately lack them; Postfix has them and the integration tier covers that).
+NO_NR_OPTS = [Milter.CURR_ACTS, 0x1FFFFF & ~(Milter.P_NR_CONN | Milter.P_NR_HELO), 0, 0]
+
+
+@pytest.fixture(autouse=True)
+def _mta_without_noreply(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(TestCtx, "default_opts", list(NO_NR_OPTS))
+
+
 MSG = b"From: Alice <alice@outside.test>\nTo: bob@example.com\nSubject: hello\n\nHi Bob.\n"
 
 
