@@ -13,14 +13,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway_milter.antispam.bayes import BayesClassifier  # noqa: E402
-from gateway_milter.antispam.evaluate import make_context  # noqa: E402
-from gateway_milter.antispam.saview import message_view  # noqa: E402
-from gateway_milter.layers.rules import RulesSettings, engine_from_settings  # noqa: E402
-from gateway_milter.policy.snapshot import PolicySnapshot  # noqa: E402
-from gateway_milter.store import set_default_store  # noqa: E402
-from gateway_milter.store.memory import MemoryStore  # noqa: E402
-from tests.services import shared_path  # noqa: E402
+from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.antispam.evaluate import make_context
+from gateway_milter.antispam.saview import message_view
+from gateway_milter.layers.rules import RulesSettings, engine_from_settings
+from gateway_milter.policy.snapshot import PolicySnapshot
+from gateway_milter.store import set_default_store
+from gateway_milter.store.memory import MemoryStore
+from tests.services import shared_path
 
 
 def main() -> int:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway_milter.antispam.evaluate import evaluate, load_corpus  # noqa: E402
-from gateway_milter.store.memory import MemoryStore  # noqa: E402
-from tests.services import shared_path  # noqa: E402
+from gateway_milter.antispam.evaluate import evaluate, load_corpus
+from gateway_milter.store.memory import MemoryStore
+from tests.services import shared_path
 
 
 def main() -> int:

@@ -76,7 +76,7 @@ class BayesClassifier:
         keys = hashed(feats)
         fields = ["#s", "#h"] + [SPAM + k for k in keys] + [HAM + k for k in keys]
         answers = self.store.counters([(scope_key(s), fields) for s in scopes])  # one round trip
-        for scope, vals in zip(scopes, answers):
+        for scope, vals in zip(scopes, answers, strict=True):
             ns, nh = vals[0], vals[1]
             if ns < self.min_learned or nh < self.min_learned:
                 continue
@@ -87,7 +87,7 @@ class BayesClassifier:
     def _combine(self, scope: str, ns: int, nh: int, sc: Sequence[int], hc: Sequence[int],
                  names: Sequence[str] | None) -> Classification:
         clues: list[tuple[float, float, int]] = []
-        for i, (s, h) in enumerate(zip(sc, hc)):
+        for i, (s, h) in enumerate(zip(sc, hc, strict=True)):
             if s == 0 and h == 0:
                 continue
             sr = min(s / ns, 1.0)
@@ -128,7 +128,7 @@ class BayesClassifier:
         current = self.store.counters([(scope_key(s), [mfield]) for s in scopes])
         keys: list[str] | None = None
         updates = []
-        for scope, (old,) in zip(scopes, current):
+        for scope, (old,) in zip(scopes, current, strict=True):
             if old == label:
                 continue
             if keys is None:
@@ -150,7 +150,7 @@ class BayesClassifier:
         current = self.store.counters([(scope_key(s), [mfield]) for s in scopes])
         updates = []
         keys = hashed(tokens(m))
-        for scope, (old,) in zip(scopes, current):
+        for scope, (old,) in zip(scopes, current, strict=True):
             if old not in (1, 2):
                 continue
             deltas: dict[str, int] = {}

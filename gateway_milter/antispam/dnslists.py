@@ -41,9 +41,7 @@ class Zone:
         n = int(a)
         if self.codes and not any(lo <= n <= hi for lo, hi in self.codes):
             return False
-        if self.mask and not (n & self.mask):
-            return False
-        return True
+        return not (self.mask and not n & self.mask)
 
 
 def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tuple[Zone, ...]:

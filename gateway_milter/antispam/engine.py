@@ -137,7 +137,7 @@ class RuleEngine:
         for n in order:
             if n in self.unsupported:
                 continue
-            fn = eval(f"lambda h: {metas[n].meta}", {"__builtins__": {}}, {})  # noqa: S307 - built by compile_meta
+            fn = eval(f"lambda h: {metas[n].meta}", {"__builtins__": {}}, {})
             out.append((metas[n], fn))
         return out
 
@@ -180,9 +180,9 @@ class RuleEngine:
                     h[r.name] = 1
                     break
         for r in self.evals:
-            fn = saeval.EVALS[r.eval_fn]
+            efn = saeval.EVALS[r.eval_fn]
             try:
-                n = fn(m, r.eval_args, ex)
+                n = efn(m, r.eval_args, ex)
             except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError):
                 n = 0  # bad arguments in a rule file: the rule does not hit
             if n:

@@ -18,7 +18,7 @@ KNOWN_TAGS = BLOCK | SKIP_CONTENT | {
     "a", "abbr", "b", "body", "big", "center", "code", "em", "font", "html", "i", "img", "input", "label", "link",
     "map", "area", "meta", "small", "span", "strong", "sub", "sup", "tbody", "td", "th", "thead", "tfoot", "u",
     "button", "select", "option", "textarea", "iframe", "frame", "frameset", "object", "embed", "base", "col",
-    "colgroup", "caption", "s", "strike", "tt", "nobr", "wbr", "o:p", "st1", "figure", "img", "picture", "source",
+    "colgroup", "caption", "s", "strike", "tt", "nobr", "wbr", "o:p", "st1", "figure", "picture", "source",
     "video", "audio", "svg", "main", "nav", "aside", "address", "cite", "q", "dfn", "kbd", "samp", "var", "mark",
 }
 

@@ -18,12 +18,12 @@ from typing import Any
 
 from gateway_milter.antispam.perlre import PerlPattern
 
-try:  # Python 3.11+
-    from re import _constants as C
-    from re import _parser as P
-except ImportError:  # pragma: no cover
-    import sre_constants as C  # type: ignore[no-redef]
-    import sre_parse as P  # type: ignore[no-redef]
+import importlib
+
+# The stdlib's own regular-expression parser (re._parser since 3.11, sre_parse before): its
+# parse tree is what we walk for literals. Private API, hence the dynamic import.
+C: Any = importlib.import_module("re._constants")
+P: Any = importlib.import_module("re._parser")
 
 MIN_FACTOR = 3  # shorter factors filter too little to be worth a test
 MAX_ALTERNATIVES = 300  # a long alternation still beats running an expensive pattern

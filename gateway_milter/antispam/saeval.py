@@ -123,11 +123,15 @@ def check_for_shifted_date(m: SaMessage, args: tuple[Any, ...], extra: dict[str,
     return int(lo <= diff < hi)
 
 
+_TEMPLATE_OK = re.compile(r"^(?:X-VMS-To|X-UIDL|X-Face|To|Cc|From|Subject|References|In-Reply-To|"
+                          r"(?:X-|Resent-|X-Original-)?Message-Id):", re.I)
+
+
 @_eval("check_unresolved_template")
 def check_unresolved_template(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
     all_ = m.header("ALL:raw") or ""
     for line in all_.splitlines():
-        if re.search(r"%[A-Z][A-Z_-]", line) and not re.match(r"^(?:X-VMS-To|X-UIDL|X-Face|To|Cc|From|Subject|References|In-Reply-To|(?:X-|Resent-|X-Original-)?Message-Id):", line, re.I):
+        if re.search(r"%[A-Z][A-Z_-]", line) and not _TEMPLATE_OK.match(line):
             return 1
     return 0
 

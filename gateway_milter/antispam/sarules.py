@@ -15,6 +15,7 @@ are our own layers (dnsbl, uribl, spf, dkim).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,7 +249,7 @@ def _eval_condition(expr: str) -> bool:
         else:
             py.append(tok)
     try:
-        return bool(eval("".join(py), {"__builtins__": {}}, {}))  # noqa: S307 - tokens whitelisted above
+        return bool(eval("".join(py), {"__builtins__": {}}, {}))
     except Exception:  # noqa: BLE001
         return False
 
@@ -322,11 +323,11 @@ def compile_meta(expr: str) -> tuple[str, tuple[str, ...]]:
             return f"h.get({t!r},0)"
         raise RuleFileError(f"unexpected {t!r} in meta")
 
-    def binary(sub: object, ops: tuple[str, ...], wrap_bool: bool = False) -> str:
-        left = sub()  # type: ignore[operator]
+    def binary(sub: Callable[[], str], ops: tuple[str, ...]) -> str:
+        left = sub()
         while peek() in ops:
             op = take()
-            right = sub()  # type: ignore[operator]
+            right = sub()
             pyop = {"&&": " and ", "||": " or "}.get(op, f" {op} ")
             left = f"({left}{pyop}{right})"
         return left
@@ -377,10 +378,10 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
         rule = Rule(name, kind, source, text)
         flags = p.tflags.get(name, "").split()
         rule.tflags = frozenset(f for f in flags if "=" not in f)
-        for f in flags:
-            if f.startswith("maxhits="):
+        for flag in flags:
+            if flag.startswith("maxhits="):
                 try:
-                    rule.maxhits = int(f[8:])
+                    rule.maxhits = int(flag[8:])
                 except ValueError:
                     pass
         if "multiple" in rule.tflags and rule.maxhits == 1:

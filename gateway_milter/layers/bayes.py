@@ -118,7 +118,7 @@ def autolearn(ctx: MessageContext, settings: BayesSettings, score_without_bayes:
         return None
     try:
         classifier(settings).learn(message_view(ctx), label == "spam", scopes_for(ctx, settings))
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.warning("bayes autolearn failed", exc_info=True)
         return None
     return label

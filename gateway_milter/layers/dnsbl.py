@@ -9,7 +9,6 @@ time-out means "unknown" for that zone (fact ``unknown``), never a listing and n
 from __future__ import annotations
 
 import ipaddress
-import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 

@@ -89,7 +89,7 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
         bs = ctx.policy.settings_for("bayes", ctx.policy_domain)
         try:
             return classifier(bs).learn(message_view(ctx), True, ["global"])
-        except Exception:  # noqa: BLE001 - learning never changes the verdict
+        except Exception:
             log.warning("spam trap: bayes learning failed", exc_info=True)
             return False
 

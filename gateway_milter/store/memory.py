@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from gateway_milter.store import check_key
 
 
 class MemoryStore:
-    def __init__(self, clock: type[time.time] | None = None) -> None:  # type: ignore[valid-type]
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._kv: dict[str, tuple[str, float | None]] = {}
         self._h: dict[str, tuple[dict[str, int], float | None]] = {}
         self._lock = threading.Lock()

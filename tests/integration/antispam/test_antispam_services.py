@@ -125,10 +125,11 @@ def test_it_learns_and_classifies_bayes_on_real_redis(redis_url: str) -> None:
     s = RedisStore(redis_url)
     s.client.flushdb()
     bc = BayesClassifier(s, min_learned=5)
+    spammy = "cheap pills lottery winner casino bonus claim prize now"
     for i in range(8):
-        bc.learn(message_view(make_ctx(msg(f"win {i}", "cheap pills lottery winner casino bonus claim prize now"))), True)
+        bc.learn(message_view(make_ctx(msg(f"win {i}", spammy))), True)
         bc.learn(message_view(make_ctx(msg(f"meet {i}", "meeting agenda for the project review tomorrow at noon"))), False)
-    assert bc.learn(message_view(make_ctx(msg("win 0", "cheap pills lottery winner casino bonus claim prize now"))), True) is False
+    assert bc.learn(message_view(make_ctx(msg("win 0", spammy))), True) is False
     assert bc.stats()["spam_learned"] == 8
     p = bc.classify(message_view(make_ctx(msg("offer", "lottery winner claim your casino prize")))).probability
     assert p is not None and p > 0.9

@@ -11,8 +11,8 @@ from gateway_milter.layers.bayes import band, scopes_for
 from gateway_milter.store.memory import MemoryStore
 from tests.unit.antispam.helpers import make_ctx, msg, policy
 
-SPAM_WORDS = "viagra cheap pills winner lottery prize claim unsubscribe offer casino bonus".split()
-HAM_WORDS = "meeting agenda project review lunch report tomorrow schedule patch build release".split()
+SPAM_WORDS = ["viagra", "cheap", "pills", "winner", "lottery", "prize", "claim", "unsubscribe", "offer", "casino", "bonus"]
+HAM_WORDS = ["meeting", "agenda", "project", "review", "lunch", "report", "tomorrow", "schedule", "patch", "build", "release"]
 
 
 def sample(words: list[str], i: int, rnd: random.Random) -> bytes:
