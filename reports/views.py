@@ -180,10 +180,17 @@ def log_action(request: HttpRequest, pk: int) -> HttpResponse:
 def reports_landing(request: HttpRequest) -> HttpResponse:
     from reports.charts import domain_summaries
 
+    from django.core.cache import cache
+
     hours = 168 if request.GET.get("period") == "7d" else 24
-    domains = list(access.domains_visible_to(request.user).values_list("name", flat=True)[:500])
+    key = f"bulwark:domsum:{request.user.pk}:{hours}"
+    summaries = cache.get(key)
+    if summaries is None:
+        domains = list(access.domains_visible_to(request.user).values_list("name", flat=True)[:500])
+        summaries = domain_summaries(domains, hours, all_domains=access.principal(request.user).is_global)
+        cache.set(key, summaries, 300)
     return render(request, "reports/landing.html", {
         "menu": "reports", "title": "Reports", "charts": charts_for(request.user), "hours": hours,
-        "summaries": domain_summaries(domains, hours)})
+        "summaries": summaries})
 
 
