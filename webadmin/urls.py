@@ -27,6 +27,7 @@ urlpatterns = [
     path("security/lists/<int:pk>/delete/", security.list_delete, name="list_delete"),
     path("security/scripts/", security.scripts, name="scripts"),
     path("security/scripts/new/", security.script_edit, name="script_new"),
+    path("security/scripts/order/", security.policy_order, name="policy_order"),
     path("security/scripts/<int:pk>/", security.script_edit, name="script"),
     path("security/scripts/<int:pk>/delete/", security.script_delete, name="script_delete"),
     path("security/dkim/", security.dkim_keys, name="dkim_keys"),

@@ -20,7 +20,7 @@ PAGES: list[tuple[str, set[str]]] = [
     ("/setup/domains/new/", {G}), ("/setup/users/", SETTINGS), ("/setup/users/new/", SETTINGS),
     ("/setup/users/import/", SETTINGS), ("/setup/users/export.csv", SETTINGS), ("/setup/options/", SETTINGS),
     ("/setup/settings/", {G}), ("/security/", SETTINGS), ("/security/lists/", SETTINGS), ("/security/dkim/", SETTINGS),
-    ("/security/scripts/", SETTINGS), ("/security/scripts/new/", SETTINGS), ("/security/layers/", SETTINGS),
+    ("/security/scripts/", SETTINGS), ("/security/scripts/new/", SETTINGS), ("/security/scripts/order/", SETTINGS), ("/security/layers/", SETTINGS),
     ("/security/layers/lists/", SETTINGS), ("/messages/", ADMINS), ("/messages/queue/", {G}), ("/messages/quarantine/", ALL),
     ("/messages/quarantine/?queue=admin", {G}), ("/logging/", ADMINS), ("/logging/log/", ALL),
     ("/logging/log/export.csv", ALL), ("/reports/", ADMINS), ("/account/", {U}), ("/account/lists/", {U}),

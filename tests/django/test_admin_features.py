@@ -373,3 +373,16 @@ def test_it_summarises_results_per_visible_domain(world: World) -> None:
     g = world.client("global_admin").get("/reports/")
     assert [s.domain for s in g.context["summaries"]] == ["a.example", "b.example"]
     assert b"recipient=%40a.example" in g.content
+
+
+def test_it_shows_the_policy_order_with_system_scripts(world: World) -> None:
+    pytest.importorskip("gateway_milter.sieve.policy")
+    from webadmin.services import do_publish_policy
+
+    do_publish_policy("test")
+    r = world.client("domain_admin").get("/security/scripts/order/")
+    assert r.status_code == 200, r.content[:500]
+    names = [s["name"] for s in r.context["steps"]]
+    assert "script-a" in names and "script-b" not in names
+    assert any(s["system"] for s in r.context["steps"])
+    assert world.client("domain_admin").get(f"/security/scripts/order/?domain={world.b.domain.pk}").status_code == 404

@@ -200,3 +200,41 @@ def dkim_keys(request: HttpRequest) -> HttpResponse:
                          "zone": zone_lines(d.name, sel, rec) if rec else ""})
         rows.append({"domain": d, "keys": keys})
     return render(request, "webadmin/dkim.html", {"menu": "security", "title": "DKIM keys", "rows": rows})
+
+
+@roles(*SETTINGS_ADMINS)
+def policy_order(request: HttpRequest) -> HttpResponse:
+    """The scripts the milter runs, in order, for one scope: system scripts generated from the
+    settings pages (read-only) and administrators' scripts at their positions."""
+    from gateway_milter.policy.snapshot import PolicySnapshot
+    from webadmin.models import PublishedPolicy
+
+    try:
+        from gateway_milter.sieve.policy import build_plan
+    except ImportError:
+        raise Http404("the Sieve policy engine is not installed") from None
+    p = access.principal(request.user)
+    managed = access.domains_managed_by(request.user)
+    dom_param = request.GET.get("domain") or ""
+    domain = access.access_domain(request.user, dom_param, manage=True) if dom_param else None
+    if domain is None and not p.is_global:
+        domain = managed.first()
+        if domain is None:
+            raise Http404("no domain")
+    pub = PublishedPolicy.objects.order_by("-version").first()
+    steps, error = [], ""
+    if pub is not None:
+        try:
+            plan = build_plan(PolicySnapshot(pub.document, pub.version), domain.name if domain else None)
+        except Exception as e:  # noqa: BLE001 - a broken published policy is shown, not a 500
+            error = f"the published policy cannot be compiled: {e}"
+        else:
+            own = set(access.scripts_visible_to(request.user).values_list("name", flat=True))
+            for kind, scripts in (("message", plan.message), ("recipient", plan.recipient)):
+                for s in scripts:
+                    steps.append({"name": s.name, "system": s.system, "stage": kind,
+                                  "source": s.source if (s.system or s.name in own) else "",
+                                  "layer": s.layer_id or ""})
+    return render(request, "webadmin/policy_order.html", {
+        "menu": "security", "title": "Policy order", "steps": steps, "error": error, "domain": domain,
+        "domains": managed, "is_global": p.is_global, "version": pub.version if pub else None})

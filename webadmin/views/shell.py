@@ -61,6 +61,7 @@ def security_landing(request: HttpRequest) -> HttpResponse:
     tasks = [
         _task("webadmin:lists", "Allow and block lists", "Senders, recipients, hosts and networks."),
         _task("webadmin:scripts", "Sieve scripts", "Your own policy scripts, validated as you type."),
+        _task("webadmin:policy_order", "Policy order", "Every script the gateway runs, system scripts included."),
         _task("webadmin:layers", "Layer settings", "Every defence layer: on, score-only or off, and its options."),
     ]
     from gateway_milter import layers
