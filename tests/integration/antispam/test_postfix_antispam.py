@@ -67,3 +67,16 @@ def test_it_refuses_gtube_and_labels_delivered_mail(stack: MailStack) -> None:
     assert m.message.get_all("X-Spam-Flag") is None  # the sender's forged flag is gone
     status = m.message["X-Spam-Status"]
     assert status is not None and status.startswith("No, score=") and "required=5.0" in status
+
+
+def test_it_signs_outbound_envelope_senders_with_batv_through_chgfrom() -> None:
+    doc = {"gateway": {"hostname": "mx.example.com"},
+           "settings": {"antivirus": {"mode": "off"}, "rules": {"mode": "off"}, "backscatter": {"mode": "on"}},
+           "domains": [{"name": "example.com"}], "trusted_networks": ["127.0.0.0/8"]}
+    with mail_stack() as s:
+        s.import_policy(doc)
+        code, text, _ = s.send("alice@example.com", ["carol@remote.test"], msg("outbound batv", to="carol@remote.test"))
+        assert code == 250, text
+        wait_until(lambda: s.sink.find(b"Subject: outbound batv"), timeout=30)
+        [m] = s.sink.find(b"Subject: outbound batv")
+        assert m.mail_from.startswith("prvs=1") and m.mail_from.endswith("=alice@example.com"), m.mail_from
