@@ -63,7 +63,7 @@ class LogQuery:
                     d = dt.datetime.fromisoformat(v)
                 except ValueError:
                     raise SearchError(f"{name}: {v!r} is not a date and time") from None
-            return d if timezone.is_aware(d) else timezone.make_aware(d, dt.timezone.utc)
+            return d if timezone.is_aware(d) else timezone.make_aware(d, dt.UTC)
 
         def num(name: str) -> float | None:
             v = s(name)
