@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--socket", required=True)
     ap.add_argument("--timeout", type=int, default=600)
     args = ap.parse_args(argv)
+
+    # libmilter's signal thread sigwait()s for these; every other thread must block them, or
+    # the kernel may deliver SIGTERM to a Python thread and kill the process without a clean
+    # stop. Threads inherit the mask, so block before any thread exists.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
