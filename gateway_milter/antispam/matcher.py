@@ -43,6 +43,14 @@ def _lit(items: Any) -> list[set[str] | None]:
         if op is C.LITERAL:
             run.append(chr(av).lower())
             continue
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None)) and av[0] >= 1 \
+                and len(av[2]) == 1 and av[2][0][0] is C.LITERAL:
+            # "ad+res": the first 'd' ends the run "ad", the last 'd' starts the run "dres"
+            ch = chr(av[2][0][1]).lower()
+            run.append(ch)
+            flush()
+            run.append(ch)
+            continue
         flush()
         if op is C.SUBPATTERN:
             sub = av[-1]
