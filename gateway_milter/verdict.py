@@ -133,6 +133,8 @@ class Outcome:
     header_edits: tuple[HeaderEdit, ...] = ()
     add_recipients: tuple[str, ...] = ()
     body_transforms: tuple[str, ...] = field(default=())
+    # the original recipients do not get the message (Sieve redirect without :copy)
+    drop_recipients: bool = False
 
     @staticmethod
     def accept(reason: str = "", decided_by: str = "", **kw: object) -> Outcome:

@@ -209,6 +209,11 @@ class Gateway:
         for edit in outcome.header_edits:
             dec.header_edits.append(edit)
         dec.add_recipients = list(outcome.add_recipients)
+        if outcome.drop_recipients and dec.add_recipients:
+            # redirect without :copy: only the new recipients get the message
+            kept = [r.address for r in ctx.recipients if r.address not in set(dec.delete_recipients)]
+            dec.delete_recipients = sorted(set(dec.delete_recipients) | set(kept))
+            ctx.add_trace("policy", "redirect", f"delivered to {', '.join(dec.add_recipients)} instead")
         for fn in transforms.loaded():
             res = fn(ctx, outcome, services)
             if res is None:

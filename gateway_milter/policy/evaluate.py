@@ -58,7 +58,7 @@ class RulePolicyEngine:
                 decided = f"system:{layer_id}:{rule.name}"
                 ctx.add_trace(decided, "decided", o.action.value + (f" {o.reply}" if o.reply else ""))
                 return Outcome(o.action, o.reply, o.queue, o.reason or rule.name, decided,
-                               o.header_edits, o.add_recipients, o.body_transforms)
+                               o.header_edits, o.add_recipients, o.body_transforms, o.drop_recipients)
         return None
 
     def envelope(self, ctx: MessageContext) -> Outcome | None:

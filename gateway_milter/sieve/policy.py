@@ -11,6 +11,8 @@ addheader/deleteheader -> header edits. A run-time error follows ``gateway.fail_
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import threading
 import time
@@ -157,10 +159,10 @@ class GatewayEnvironment(BasicEnvironment):
         h = rt.hooks
         if not isinstance(h, GatewayHooks) or not self.has_antivirus:
             return "0"
-        res = h.ctx.layer("antivirus")
-        if res.error or res.skipped:
-            return "0"
-        return "5" if res.symbols and any("VIRUS" in s.name for s in res.symbols) else "1"
+        from gateway_milter.layers.antivirus import virustest_value
+
+        # RFC 5235: 0 not tested (error, skipped), 1 clean, 4 unscannable (never "clean"), 5 infected
+        return virustest_value(h.ctx.layer("antivirus"))
 
 
 class ContextEnvironment(GatewayEnvironment):
@@ -282,6 +284,11 @@ class SievePolicyEngine:
         edits = _header_edits(rt.actions)
         adds = _redirects(rt.actions)
         o = _outcome(act, decided, edits, adds)
+        # redirect without :copy cancels the implicit keep: unless something else keeps or files
+        # the message, the original recipients do not get it (RFC 5228 4.2)
+        if o.action is Action.ACCEPT and any(a.kind == "redirect" for a in final) \
+                and not any(a.kind in ("keep", "fileinto") for a in final):
+            o = dataclasses.replace(o, drop_recipients=True)
         ctx.add_trace(decided, "decided", o.action.value + (f" {o.reply}" if o.reply else ""), ms)
         return o
 

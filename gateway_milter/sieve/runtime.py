@@ -9,6 +9,7 @@ delivers the message. Limits bound what a hostile script can make us do.
 from __future__ import annotations
 
 import email
+import email.message
 import email.header
 import email.policy
 import email.utils
@@ -226,7 +227,12 @@ class MessageData:
             if self.context is not None:
                 self._parsed = self.context.message
             else:
-                self._parsed = email.message_from_bytes(self.raw_bytes(), policy=email.policy.compat32)
+                try:
+                    self._parsed = email.message_from_bytes(self.raw_bytes(), policy=email.policy.compat32)
+                except Exception:  # noqa: BLE001 - the stdlib parser crashes on some hostile headers
+                    msg = email.message.Message()
+                    msg.set_payload(self.body_bytes())
+                    self._parsed = msg
         return self._parsed
 
 
