@@ -26,10 +26,11 @@ DOMAIN_RE = re.compile(
     r"|^localhost$|^[a-z0-9-]+\.(test|example|invalid|localhost)$"
 )
 TOP_KEYS = ("format", "gateway", "settings", "domains", "trusted_networks", "lists", "scripts")
-GATEWAY_KEYS = {
+GATEWAY_KEYS: dict[str, type] = {
     "hostname": str,
     "authserv_id": str,
     "fail_mode": str,  # what a policy runtime error does: tempfail (default) or accept
+    "layer_order": list,  # order of the system scripts (layer ids); unlisted layers follow
 }
 
 # Optional validator for Sieve scripts, registered by gateway_milter.sieve when present.
@@ -63,6 +64,8 @@ class PolicySnapshot:
         self.hostname: str = gw.get("hostname", "bulwark.localdomain")
         self.authserv_id: str = gw.get("authserv_id", self.hostname)
         self.fail_mode: str = gw.get("fail_mode", "tempfail")
+        first = [lid for lid in gw.get("layer_order", []) if lid in layers.REGISTRY]
+        self.layer_order: list[str] = first + [lid for lid in layers.REGISTRY if lid not in first]
         self.global_settings: dict[str, dict[str, Any]] = doc.get("settings") or {}
         self.domains: dict[str, DomainPolicy] = {}
         for d in doc.get("domains") or []:
@@ -129,7 +132,8 @@ class PolicySnapshot:
         rules = self._rules_cache.get(dom)
         if rules is None:
             rules = []
-            for layer_id in layers.available():
+            present = set(layers.available())
+            for layer_id in (lid for lid in self.layer_order if lid in present):
                 settings = self.settings_for(layer_id, dom)
                 if not settings.acts:
                     continue
@@ -171,6 +175,12 @@ def validate_document(doc: Any) -> dict[str, Any]:
             raise SettingsError(f"gateway.{k}", f"must be a {GATEWAY_KEYS[k].__name__}")
     if gw.get("fail_mode", "tempfail") not in ("tempfail", "accept"):
         raise SettingsError("gateway.fail_mode", "must be tempfail or accept")
+    order = gw.get("layer_order", [])
+    for i, lid in enumerate(order):
+        if lid not in layers.REGISTRY:
+            raise SettingsError(f"gateway.layer_order[{i}]", f"unknown layer {lid!r}")
+        if lid in order[:i]:
+            raise SettingsError(f"gateway.layer_order[{i}]", f"layer {lid!r} is listed twice")
     out["gateway"] = dict(gw)
 
     out["settings"] = _validate_settings(doc.get("settings"), "settings")

@@ -77,3 +77,14 @@ def test_it_matches_wildcards_cidr_and_scopes() -> None:
     assert not lists.match_host("block", "unknown", None)
     assert lists.match_address("block", "recipient", "old1@example.com", None)
     assert not lists.match_address("block", "recipient", "old12@example.com", None)
+
+
+def test_it_reorders_the_system_rules_by_layer_order() -> None:
+    doc = {"gateway": {"layer_order": ["size", "relay"]}, "settings": {"antivirus": {"mode": "off"}}}
+    order = [lid for lid, _ in PolicySnapshot.from_document(doc).system_rules(None)]
+    assert order.index("size") < order.index("relay") < order.index("lists")
+    default = [lid for lid, _ in PolicySnapshot.from_document({}).system_rules(None)]
+    assert default.index("lists") < default.index("size")
+    with pytest.raises(SettingsError) as e:
+        validate_document({"gateway": {"layer_order": ["size", "nope"]}})
+    assert e.value.path == "gateway.layer_order[1]"
