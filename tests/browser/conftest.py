@@ -13,9 +13,6 @@ import pytest
 
 from tests.django.conftest import World, make_world
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls made by the test
-# itself (fixtures, assertions) are still synchronous and safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -25,12 +22,16 @@ SHOTS = Path(os.environ.get("BULWARK_SCREENSHOTS", "var/screenshots"))
 PASSWORD = "Correct-horse-9"
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """One Chromium per test. Playwright's sync API runs an event loop in this thread while it
+    is started; the ORM calls the test itself makes meanwhile are synchronous and safe, so
+    Django's async guard is relaxed for exactly that time (never for other tests)."""
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip("chromium not installed (apt-get install -y chromium fonts-liberation)")
     from playwright.sync_api import sync_playwright
 
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         yield b
@@ -38,7 +39,8 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(transactional_db: Any, browser: Any) -> Iterator[Any]:
+    # Requested after the database fixture, so Playwright stops before the database is flushed.
     ctx = browser.new_context(viewport={"width": 1280, "height": 860})
     pg = ctx.new_page()
     pg.set_default_timeout(10_000)

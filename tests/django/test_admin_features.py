@@ -236,7 +236,8 @@ def test_it_shows_server_status_and_charts_on_the_dashboard(world: World) -> Non
 
 
 def test_it_passes_the_deploy_check_with_production_settings(tmp_path: Path) -> None:
-    env = {**os.environ, "GATEWAY_HTTPS": "true", "GATEWAY_DATA_DIR": str(tmp_path),
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}  # set by browser tests
+    env |= {"GATEWAY_HTTPS": "true", "GATEWAY_DATA_DIR": str(tmp_path),
            "GATEWAY_SECRET_KEY": "k3$" + "x9Qz7-Lm2Vb8Nc4Rt6Yh1Gf5Dd0Ss3Aa" * 2, "GATEWAY_ALLOWED_HOSTS": "gw.example"}
     res = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], env=env,
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=120)
