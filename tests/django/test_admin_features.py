@@ -82,6 +82,7 @@ def test_it_requires_totp_for_administrators(world: World) -> None:
     page = c.get("/account/2fa/")
     acct.refresh_from_db()
     assert acct.totp_secret.encode() in page.content
+    assert b'<div id="totp-qr"' in page.content and b"<svg" in page.content  # scannable code
     assert c.post("/account/2fa/", {"code": "000000"}).status_code == 200
     r = c.post("/account/2fa/", {"code": pyotp.TOTP(acct.totp_secret).now()})
     assert r.status_code == 302
