@@ -35,6 +35,7 @@ class HtmlFacts:
     image_area: int = 0
     length: int = 0
     truncated: bool = False
+    comments: list[str] = field(default_factory=list)  # "<!--...-->" and "<!DECL>" as written
 
 
 class _Renderer(HTMLParser):
@@ -85,6 +86,14 @@ class _Renderer(HTMLParser):
                 self.in_title = False
         if tag in BLOCK:
             self.out.append("\n")
+
+    def handle_comment(self, data: str) -> None:
+        if len(self.f.comments) < 200:
+            self.f.comments.append(f"<!--{data[:2000]}-->")
+
+    def handle_decl(self, decl: str) -> None:
+        if len(self.f.comments) < 200:
+            self.f.comments.append(f"<!{decl[:2000]}>")
 
     def handle_data(self, data: str) -> None:
         if self.in_title:

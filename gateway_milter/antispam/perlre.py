@@ -84,6 +84,8 @@ def translate(body: str, mods: str, lines: bool = False) -> PerlPattern:
                 out.append(r"\Z")
             elif n == "Z":
                 out.append(r"(?=\n?\Z)")
+            elif n == "e":
+                out.append(r"\x1b")  # Perl's escape character
             elif n == "h":
                 out.append(r"[ \t]" if not in_class else r" \t")
             elif n == "K" or n == "G" or n == "R":

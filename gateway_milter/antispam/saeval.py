@@ -27,10 +27,26 @@ def _eval(name: str) -> Callable[[EvalFn], EvalFn]:
     return deco
 
 
-def unsupported_reason(fn: str, kind: str) -> str | None:
-    if fn in EVALS:
-        return None
-    return f"eval function {fn}() is not implemented"
+# Arguments we implement for the evals that take a test name; other tests are unsupported
+# (listed by ``rules check``) rather than silently false.
+SUPPORTED_TESTS: dict[str, set[str]] = {
+    "html_range": {"length", "bad_tag_ratio"},
+    "html_eval": {"length"},
+    "html_test": {"html", "embeds"},
+    "html_text_match": {"comment", "title"},
+    "check_for_mime": {"mime_qp_count", "mime_base64_count", "mime_base64_encoded_text", "mime_qp_long_line",
+                       "mime_attachment"},
+    "check_freemail_replyto": {"replyto"},
+}
+
+
+def unsupported_reason(fn: str, kind: str, args: tuple[Any, ...] = ()) -> str | None:
+    if fn not in EVALS:
+        return f"eval function {fn}() is not implemented"
+    tests = SUPPORTED_TESTS.get(fn)
+    if tests is not None and (not args or str(args[0]) not in tests):
+        return f"eval {fn}({args[0] if args else ''!r}) is not implemented"
+    return None
 
 
 def _f(v: Any, default: float = 0.0) -> float:
@@ -176,6 +192,59 @@ def html_eval(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int
     return int({"<": v < n, "<=": v <= n, ">": v > n, ">=": v >= n, "==": v == n}[mm.group(1)])
 
 
+@_eval("html_test")
+def html_test(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    if not m.has_html:
+        return 0
+    test = str(args[0])
+    if test == "html":
+        return int(m.html.elements > 0)
+    if test == "embeds":
+        return int(bool(m.html.tags.get("embed") or m.html.tags.get("object")))
+    return 0
+
+
+@_eval("html_text_match")
+def html_text_match(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    if not m.has_html or len(args) < 2:
+        return 0
+    texts = m.html.comments if str(args[0]) == "comment" else [m.html.title]
+    rx = _compiled(str(args[1]))
+    return int(any(rx.search(t) for t in texts))
+
+
+_rx_cache: dict[str, re.Pattern[str]] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    rx = _rx_cache.get(pattern)
+    if rx is None:
+        rx = _rx_cache[pattern] = re.compile(pattern, re.ASCII)
+    return rx
+
+
+# -- MIMEEval -------------------------------------------------------------------------------------
+@_eval("check_for_mime")
+def check_for_mime(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    return int(m.mime.get(str(args[0]), 0) > 0)
+
+
+@_eval("check_for_mime_html")
+def check_for_mime_html(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    return int(m.mime.get("mime_body_html_count", 0) > 0)
+
+
+@_eval("check_for_mime_html_only")
+def check_for_mime_html_only(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    return int(m.mime.get("mime_body_html_count", 0) > 0 and m.mime.get("mime_body_text_count", 0) == 0)
+
+
+@_eval("check_for_matching_env_and_hdr_from")
+def check_for_matching_env_and_hdr_from(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    env = (m.envelope_from or "").lower()
+    return int(bool(env) and env == (m.header("From:addr") or "").lower())
+
+
 # -- FreeMail -------------------------------------------------------------------------------------
 def _is_freemail(addr: str, extra: dict[str, Any]) -> bool:
     dom = addr.rpartition("@")[2].lower().strip(">")
@@ -205,6 +274,14 @@ def check_freemail_header(m: SaMessage, args: tuple[Any, ...], extra: dict[str, 
         if _is_freemail(a, extra) and (len(args) < 2 or re.search(str(args[1]), a)):
             return 1
     return 0
+
+
+@_eval("check_freemail_replyto")
+def check_freemail_replyto(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # 'replyto': From and Reply-To are both freemail addresses and differ
+    frm = (m.header("From:addr") or "").lower()
+    rt = (m.header("Reply-To:addr") or "").lower()
+    return int(bool(frm and rt) and frm != rt and _is_freemail(frm, extra) and _is_freemail(rt, extra))
 
 
 # -- WLBLEval: no SpamAssassin welcome/block list entries are configured (our lists layer does

@@ -395,7 +395,7 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
             rs.unsupported[name] = str(e)
             continue
         if rule.eval_fn:
-            reason = saeval.unsupported_reason(rule.eval_fn, rule.kind)
+            reason = saeval.unsupported_reason(rule.eval_fn, rule.kind, rule.eval_args)
             if reason:
                 rs.unsupported[name] = reason
                 continue

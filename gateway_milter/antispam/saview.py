@@ -59,6 +59,7 @@ class SaMessage:
     part_headers: list[list[tuple[str, str]]] = field(default_factory=list)
     content_types: Counter[str] = field(default_factory=Counter)
     missing_separator: bool = False
+    mime: dict[str, int] = field(default_factory=dict)  # MIMEEval counters (check_for_mime)
     _hcache: dict[str, str | None] = field(default_factory=dict)
 
     def header(self, spec: str) -> str | None:
@@ -156,7 +157,36 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         uris[u] = None
     v.uris = list(uris)[:500]
     v.missing_separator = b"\r\n\r\n" not in raw[:256 * 1024] and b"\n\n" not in raw[:256 * 1024]
+    v.mime = _mime_counters(mime)
     return v
+
+
+def _mime_counters(mime: MimeView) -> dict[str, int]:
+    """The MIMEEval counters SpamAssassin keeps (Mail::SpamAssassin::Plugin::MIMEEval::_check_attachments)."""
+    c = {"mime_body_html_count": 0, "mime_body_text_count": 0, "mime_qp_count": 0, "mime_base64_count": 0,
+         "mime_base64_encoded_text": 0, "mime_qp_long_line": 0, "mime_attachment": 0}
+    for part in mime.message.walk():
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+        disp = str(part.get("Content-Disposition", "")).lower()
+        if ctype == "text/html":
+            c["mime_body_html_count"] += 1
+        elif ctype == "text/plain":
+            c["mime_body_text_count"] += 1
+        if cte == "quoted-printable":
+            c["mime_qp_count"] += 1
+            raw = part.get_payload(decode=False)
+            if isinstance(raw, str) and any(len(line) > 76 for line in raw[:500_000].splitlines()):
+                c["mime_qp_long_line"] += 1
+        elif cte == "base64":
+            c["mime_base64_count"] += 1
+            if ctype.startswith("text/"):
+                c["mime_base64_encoded_text"] += 1
+        if "attachment" in disp or part.get_param("name") is not None:
+            c["mime_attachment"] += 1
+    return c
 
 
 _views: weakref.WeakKeyDictionary[MessageContext, SaMessage] = weakref.WeakKeyDictionary()

@@ -171,3 +171,32 @@ def test_it_loads_the_debian_rule_set_when_installed() -> None:
     gtube = ("XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X")
     res = eng.run(message_view(make_ctx(msg("test", gtube))))
     assert "GTUBE" in {h.name for h in res.hits} and res.score >= 990
+
+
+EVAL_RULES = r"""
+body  T_HTML_ONLY   eval:check_for_mime_html_only()
+score T_HTML_ONLY   1
+body  T_QP          eval:check_for_mime('mime_qp_count')
+score T_QP          1
+body  T_COMMENT     eval:html_text_match('comment', '<!(?!-)')
+score T_COMMENT     1
+body  T_HTML        eval:html_test('html')
+score T_HTML        1
+header T_ENV_FROM   eval:check_for_matching_env_and_hdr_from()
+score T_ENV_FROM    1
+body  T_UNKNOWN_ARG eval:html_test('font_low_contrast')
+header T_ESC        Subject =~ /\e\$B/
+score T_ESC         1
+"""
+
+
+def test_it_implements_mime_html_and_header_evals(tmp_path: Path) -> None:
+    eng = engine(tmp_path, EVAL_RULES)
+    assert "T_UNKNOWN_ARG" in eng.unsupported  # an eval test we do not implement is listed, not false
+    raw = (b"From: a@sender.test\r\nSubject: \x1b$B hi\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n"
+           b"Content-Transfer-Encoding: quoted-printable\r\n\r\n<!DOCTYPE html><html><body>Hi =3D there</body></html>\r\n")
+    ctx = make_ctx(raw, mail_from="a@sender.test")
+    names = {h.name for h in eng.run(message_view(ctx)).hits}
+    assert {"T_HTML_ONLY", "T_QP", "T_COMMENT", "T_HTML", "T_ENV_FROM", "T_ESC"} <= names
+    plain = {h.name for h in eng.run(message_view(make_ctx(msg()))).hits}
+    assert not plain & {"T_HTML_ONLY", "T_QP", "T_COMMENT", "T_HTML", "T_ENV_FROM"}
