@@ -641,3 +641,57 @@ class DkimKeysView(APIView):
         except KeyStoreError as e:
             raise ValidationError({"detail": [str(e)]}) from None
         raise ValidationError({"action": ["must be generate, rotate or activate"]})
+
+
+class MtaQueueView(APIView):
+    """The Postfix queue (read-only), for global administrators."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = GLOBAL
+
+    @extend_schema(responses=inline_serializer("QueuedMessage", {"queue_id": serializers.CharField()}, many=True))
+    def get(self, request: Request) -> Response:
+        from quarantine.mtaqueue import QueueUnavailable, read_queue
+
+        try:
+            rows = read_queue()
+        except QueueUnavailable as e:
+            return Response({"detail": str(e)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response([{"queue_id": m.queue_id, "queue": m.queue_name, "arrival": m.arrival, "size": m.size,
+                          "sender": m.sender, "recipients": [{"address": a, "reason": r} for a, r in m.recipients]}
+                         for m in rows])
+
+
+class PolicyOrderView(APIView):
+    """The scripts the milter runs for ``?domain=NAME`` (global admins: no domain = mail of no
+    configured domain), in order; sources of other administrators' scripts are omitted."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    @extend_schema(responses=inline_serializer("PolicyStep", {"name": serializers.CharField(),
+                                                              "system": serializers.BooleanField()}, many=True))
+    def get(self, request: Request) -> Response:
+        from gateway_milter.policy.snapshot import PolicySnapshot
+        from webadmin.models import PublishedPolicy
+
+        try:
+            from gateway_milter.sieve.policy import build_plan
+        except ImportError:
+            raise NotFound() from None
+        name = (request.query_params.get("domain") or "").lower()
+        p = access.principal(request.user)
+        if name:
+            if not access.domains_managed_by(request.user).filter(name=name).exists():
+                raise NotFound()
+        elif not p.is_global:
+            raise NotFound()
+        pub = PublishedPolicy.objects.order_by("-version").first()
+        if pub is None:
+            return Response([])
+        plan = build_plan(PolicySnapshot(pub.document, pub.version), name or None)
+        own = set(access.scripts_visible_to(request.user).values_list("name", flat=True))
+        return Response([{"name": s.name, "system": s.system, "stage": stage,
+                          "source": s.source if (s.system or s.name in own) else None}
+                         for stage, scripts in (("message", plan.message), ("recipient", plan.recipient))
+                         for s in scripts])

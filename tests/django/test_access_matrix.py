@@ -32,6 +32,7 @@ PAGES: list[tuple[str, set[str]]] = [
     ("/api/dashboard/", ALL), ("/api/me/", ALL), ("/api/schema/", ALL),
     ("/api/verification-sources/", SETTINGS), ("/api/user-options/", {G}), ("/api/user-options/?domain=a.example", SETTINGS),
     ("/api/user-options/?domain=b.example", {G}), ("/api/settings/", {G}), ("/api/users/csv/", SETTINGS),
+    ("/api/policy-order/", {G}), ("/api/policy-order/?domain=a.example", SETTINGS),
 ]
 
 # (url template, object kind, roles allowed on their OWN tenant's object). On the other

@@ -388,3 +388,13 @@ def test_it_shows_the_policy_order_with_system_scripts(world: World) -> None:
     assert "script-a" in names and "script-b" not in names
     assert any(s["system"] for s in r.context["steps"])
     assert world.client("domain_admin").get(f"/security/scripts/order/?domain={world.b.domain.pk}").status_code == 404
+
+
+def test_it_lists_the_policy_order_through_the_api(world: World) -> None:
+    pytest.importorskip("gateway_milter.sieve.policy")
+    steps = world.client("domain_admin").get("/api/policy-order/?domain=a.example").json()
+    names = [s["name"] for s in steps]
+    assert "script-a" in names and "script-b" not in names and any(s["system"] for s in steps)
+    assert world.client("domain_admin").get("/api/policy-order/?domain=b.example").status_code == 404
+    assert world.client("user").get("/api/queue/").status_code == 404
+    assert world.client("global_admin").get("/api/queue/").status_code in (200, 503)
