@@ -20,6 +20,7 @@ urlpatterns = [
     path("setup/users/export.csv", setup.user_export, name="user_export"),
     path("setup/users/<int:pk>/", setup.user_edit, name="user"),
     path("setup/users/<int:pk>/delete/", setup.user_delete, name="user_delete"),
+    path("setup/users/<int:pk>/reset-2fa/", setup.user_reset_totp, name="user_reset_totp"),
     path("setup/options/", setup.user_options, name="user_options"),
     path("setup/settings/", setup.admin_settings, name="admin_settings"),
     path("security/", shell.security_landing, name="security"),

@@ -398,3 +398,15 @@ def test_it_lists_the_policy_order_through_the_api(world: World) -> None:
     assert world.client("domain_admin").get("/api/policy-order/?domain=b.example").status_code == 404
     assert world.client("user").get("/api/queue/").status_code == 404
     assert world.client("global_admin").get("/api/queue/").status_code in (200, 503)
+
+
+def test_it_resets_a_lost_authenticator_within_scope(world: World) -> None:
+    from webadmin.models import Account
+
+    for t in ("a", "b"):
+        Account.objects.filter(mailbox=f"user@{t}.example").update(totp_enabled=True, totp_secret="JBSWY3DPEHPK3PXP")
+    d = world.client("domain_admin")
+    assert d.post(f"/setup/users/{world.a.accounts['user'].pk}/reset-2fa/").status_code == 302
+    assert d.post(f"/setup/users/{world.b.accounts['user'].pk}/reset-2fa/").status_code == 404
+    assert not Account.objects.get(mailbox="user@a.example").totp_enabled
+    assert Account.objects.get(mailbox="user@b.example").totp_enabled

@@ -197,6 +197,17 @@ def user_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("webadmin:users")
 
 
+@require_POST
+@roles(*SETTINGS_ADMINS)
+def user_reset_totp(request: HttpRequest, pk: int) -> HttpResponse:
+    """For a lost phone: the account enrols a new authenticator at its next login."""
+    acct = access.access_account(request.user, pk)
+    acct.totp_enabled, acct.totp_secret, acct.totp_last_step = False, "", 0
+    acct.save(update_fields=["totp_enabled", "totp_secret", "totp_last_step"])
+    messages.success(request, f"Two-factor login of {acct.user.username} reset.")
+    return redirect("webadmin:user", acct.pk)
+
+
 @roles(*SETTINGS_ADMINS)
 def user_import(request: HttpRequest) -> HttpResponse:
     form = CsvImportForm(request.POST or None, request.FILES or None)
