@@ -98,10 +98,14 @@ def dkim_sign(ctx: MessageContext, outcome: Outcome, services: TransformServices
         key = get_keystore().signing_key(arc.seal_domain, arc.seal_selector)
         if key is None or key.algorithm != "rsa-sha256":
             raise SigningError(f"no RSA key for ARC sealing as {arc.seal_selector}._domainkey.{arc.seal_domain}")
-        from gateway_milter.transforms.authresults import build_value
+        from gateway_milter.transforms.authresults import authserv_id_of, build_value
 
-        ar = build_value(ctx)
-        sealed = arc_seal_headers(_with_header(raw, "Authentication-Results", ar), domain=arc.seal_domain,
+        # The context shows the message as it will be delivered (transforms run in order), so
+        # our Authentication-Results is already in it when that transform ran.
+        ours = ctx.policy.authserv_id.lower()
+        has_ar = any(n.lower() == "authentication-results" and authserv_id_of(v) == ours for n, v in ctx.headers)
+        base = raw if has_ar else _with_header(raw, "Authentication-Results", build_value(ctx))
+        sealed = arc_seal_headers(base, domain=arc.seal_domain,
                                   selector=arc.seal_selector, key=key.private, authserv_id=ctx.policy.authserv_id)
         arc_edits = []
         # each insert prepends: apply AAR, AMS, AS in that order so that AS ends up on top

@@ -61,7 +61,10 @@ def test_it_refuses_spf_fail_already_at_the_envelope_when_configured(zone: r.Sta
 
 
 def test_it_only_scores_in_score_mode(zone: r.StaticBackend) -> None:
-    ctx = make_ctx(message(), ip="203.0.113.9", doc={"domains": ["local.test"], "settings": {"dmarc": {"mode": "score"}, **NO_AV}})
+    # scoring off: the DMARC rule must not act by itself (with scoring on, the symbol's score
+    # counts towards the thresholds, which is what score mode is for)
+    doc = {"domains": ["local.test"], "settings": {"dmarc": {"mode": "score"}, "scoring": {"mode": "off"}, **NO_AV}}
+    ctx = make_ctx(message(), ip="203.0.113.9", doc=doc)
     ctx.layer("dmarc")  # e.g. asked for by the scoring layer: the symbol counts, no rule acts
     assert ctx.has_symbol("DMARC_FAIL_REJECT")
     out = engine_for(ctx.policy).message(ctx)
