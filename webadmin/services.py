@@ -20,8 +20,12 @@ from webadmin.models import (
 )
 
 
-def build_policy_document() -> dict[str, Any]:
-    """The whole configuration as the documented policy document (docs/policy/file.md)."""
+def build_policy_document(include_user_data: bool = True) -> dict[str, Any]:
+    """The whole configuration as the documented policy document (docs/policy/file.md).
+
+    ``include_user_data`` adds what users manage themselves in My Account (their own sender
+    lists, anti-spam switched off): published to the milter, left out of ``policy export``.
+    """
     gateway = {s.key: s.value for s in GatewaySetting.objects.all()}
     settings: dict[str, Any] = {}
     per_domain: dict[int, dict[str, Any]] = {}
@@ -46,8 +50,13 @@ def build_policy_document() -> dict[str, Any]:
          "position": s.position, "enabled": s.enabled}
         for s in SieveScript.objects.all()
     ]
+    users: list[dict[str, Any]] = []
+    if include_user_data:
+        lists += _user_list_entries()
+        users = _users_without_antispam()
     return {
         "format": FORMAT_VERSION,
+        "users": users,
         "gateway": gateway,
         "settings": settings,
         "domains": domains,
@@ -55,6 +64,30 @@ def build_policy_document() -> dict[str, Any]:
         "lists": lists,
         "scripts": scripts,
     }
+
+
+def _user_list_entries() -> list[dict[str, Any]]:
+    from webadmin.models import UserListEntry
+
+    out = []
+    for e in UserListEntry.objects.select_related("account"):
+        for addr in e.account.addresses:
+            out.append({"list": e.list, "kind": "sender", "value": e.value, "domain": None,
+                        "comment": "own list", "recipient": addr})
+    return out
+
+
+def _users_without_antispam() -> list[dict[str, Any]]:
+    from webadmin.access import effective_user_options
+    from webadmin.models import Account, Role
+
+    out = []
+    for acct in Account.objects.filter(role=Role.USER).exclude(mailbox=""):
+        if not (acct.options or {}).get("antispam_off"):
+            continue
+        if effective_user_options(acct, acct.mailbox.rpartition("@")[2]).get("disable_antispam"):
+            out.append({"addresses": acct.addresses, "disable_antispam": True})
+    return out
 
 
 def do_publish_policy(actor: str = "") -> PublishedPolicy:
@@ -99,7 +132,7 @@ def do_import_policy(raw: Any, actor: str = "") -> PublishedPolicy:
     ListEntry.objects.bulk_create([
         ListEntry(list=e["list"], kind=e["kind"], value=e["value"],
                   domain=by_name[e["domain"]] if e["domain"] else None, comment=e["comment"])
-        for e in doc["lists"]
+        for e in doc["lists"] if not e.get("recipient")  # users' own entries live in My Account
     ])
     for i, s in enumerate(doc["scripts"]):
         SieveScript.objects.create(name=s["name"], source=s["source"],
@@ -221,12 +254,17 @@ def do_save_account(account: Any, *, username: str, role: str, mailbox: str = ""
         account.source = account.source if account.pk else source
         account.save()
         account.domains.set((domains or []) if role in (Role.DOMAIN_ADMIN, Role.QUARANTINE_ADMIN) else [])
+        if account.list_entries.exists() or (account.options or {}).get("antispam_off"):
+            do_publish_policy(username)  # the user's own lists follow their addresses
     return account
 
 
 def do_delete_account(account: Any) -> None:
     with transaction.atomic():
+        had_user_data = account.list_entries.exists() or bool((account.options or {}).get("antispam_off"))
         account.user.delete()
+        if had_user_data:
+            do_publish_policy()
 
 
 CSV_FIELDS = ("username", "mailbox", "aliases", "role", "domains", "digest")
@@ -302,9 +340,20 @@ def do_add_user_list_entry(account: Any, list_name: str, value: str) -> Any:
     from webadmin.models import UserListEntry
 
     entry = validate_entry({"list": list_name, "kind": "sender", "value": value}, "entry")
-    obj, _ = UserListEntry.objects.get_or_create(account=account, list=entry.list, value=entry.value)
+    with transaction.atomic():
+        obj, _ = UserListEntry.objects.get_or_create(account=account, list=entry.list, value=entry.value)
+        do_publish_policy(getattr(account.user, "username", ""))
     return obj
 
 
 def do_delete_user_list_entry(entry: Any) -> None:
-    entry.delete()
+    with transaction.atomic():
+        entry.delete()
+        do_publish_policy()
+
+
+def do_save_user_settings(account: Any) -> None:
+    """Save an account's own settings (digest schedule, anti-spam switch) and republish."""
+    with transaction.atomic():
+        account.save()
+        do_publish_policy(getattr(account.user, "username", ""))

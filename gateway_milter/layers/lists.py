@@ -68,6 +68,13 @@ class ListsLayer(Layer[ListsSettings]):
                 (e for s in header_senders if (e := lists.match_address("allow", "sender", s, dom))), None)
             block_sender = block_sender or next(
                 (e for s in header_senders if (e := lists.match_address("block", "sender", s, dom))), None)
+        # At end of message: when every recipient allow-listed the sender themselves, or switched
+        # anti-spam off, the message is exempt from the spam layers (never from antivirus).
+        user_exempt = bool(ctx.headers and ctx.recipients) and all(
+            lists.match_user("allow", r.address, ctx.mail_from) or r.address.lower() in ctx.policy.antispam_disabled
+            for r in ctx.recipients)
+        if user_exempt:
+            ctx.facts["allowlisted"] = True
         allow = {"ALLOWLIST_IP": allow_ip, "ALLOWLIST_HOST": allow_host, "ALLOWLIST_SENDER": allow_sender}
         block = {"BLOCKLIST_IP": block_ip, "BLOCKLIST_HOST": block_host, "BLOCKLIST_SENDER": block_sender}
         allowed = {k: e for k, e in allow.items() if e}
@@ -80,7 +87,8 @@ class ListsLayer(Layer[ListsSettings]):
             ctx.facts["allowlisted"] = True
         return LayerFindings(
             facts={
-                "allowlisted": bool(allowed),
+                "allowlisted": bool(allowed) or user_exempt,
+                "recipients_exempt": user_exempt,
                 "allow_matches": {k: e.value for k, e in allowed.items()},
                 "block_matches": {k: e.value for k, e in blocked.items()},
                 "block_overridden": overridden,
@@ -98,6 +106,13 @@ class ListsLayer(Layer[ListsSettings]):
             symbols.append(self.symbol("ALLOWLIST_RECIPIENT", 0.0, a.value))
         if b and not (a and settings.allow_wins):
             symbols.append(self.symbol("BLOCKLIST_RECIPIENT", 0.0, b.value))
+        # the recipient's own lists (My Account) judge the sender for this recipient only
+        ua = lists.match_user("allow", rcpt.address, ctx.mail_from)
+        ub = lists.match_user("block", rcpt.address, ctx.mail_from)
+        if ua:
+            symbols.append(self.symbol("USER_ALLOWLIST_SENDER", 0.0, ua.value))
+        elif ub:
+            symbols.append(self.symbol("USER_BLOCKLIST_SENDER", 0.0, ub.value))
         return LayerFindings({"recipient": rcpt.address}, tuple(symbols))
 
     def policy_rules(self, settings: ListsSettings) -> list[PolicyRule]:
@@ -110,4 +125,7 @@ class ListsLayer(Layer[ListsSettings]):
             else:
                 outcome = Outcome.quarantine(QuarantineQueue.USER, f"{what} blocklisted")
             rules.append(PolicyRule(sym.lower(), outcome, (sym,), recipient=sym == "BLOCKLIST_RECIPIENT"))
+        user_reply = Reply(settings.reject_code, settings.reject_enhanced, "Message refused: the recipient blocks this sender")
+        rules.append(PolicyRule("user_blocklist_sender", Outcome.reject(user_reply, "sender blocked by the recipient"),
+                                ("USER_BLOCKLIST_SENDER",), recipient=True))
         return rules

@@ -25,16 +25,19 @@ class ListEntry:
     value: str
     domain: str | None = None
     comment: str = ""
+    recipient: str | None = None  # a user's own entry: applies to mail for this address only
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"list": self.list, "kind": self.kind, "value": self.value,
-                "domain": self.domain, "comment": self.comment}
+        d = {"list": self.list, "kind": self.kind, "value": self.value, "domain": self.domain, "comment": self.comment}
+        if self.recipient:
+            d["recipient"] = self.recipient
+        return d
 
 
 def validate_entry(raw: object, path: str) -> ListEntry:
     if not isinstance(raw, dict):
         raise SettingsError(path, "must be a mapping with list, kind and value")
-    unknown = set(raw) - {"list", "kind", "value", "domain", "comment"}
+    unknown = set(raw) - {"list", "kind", "value", "domain", "comment", "recipient"}
     if unknown:
         raise SettingsError(f"{path}.{sorted(unknown)[0]}", "unknown field")
     lst, kind, value = raw.get("list"), raw.get("kind"), raw.get("value")
@@ -64,7 +67,14 @@ def validate_entry(raw: object, path: str) -> ListEntry:
     comment = raw.get("comment", "") or ""
     if not isinstance(comment, str):
         raise SettingsError(f"{path}.comment", "must be a string")
-    return ListEntry(lst, kind, value, domain.lower() if domain else None, comment)
+    recipient = raw.get("recipient")
+    if recipient is not None:
+        if not isinstance(recipient, str) or recipient.count("@") != 1 or not _ADDR_CHARS.match(recipient):
+            raise SettingsError(f"{path}.recipient", f"{recipient!r} is not an address")
+        if kind != "sender":
+            raise SettingsError(f"{path}.recipient", "a user's own entries are sender entries")
+        recipient = recipient.lower()
+    return ListEntry(lst, kind, value, domain.lower() if domain else None, comment, recipient)
 
 
 def _address_regex(pattern: str) -> re.Pattern[str]:
@@ -85,8 +95,11 @@ class CompiledLists:
         self._addr: dict[tuple[str, str, str | None], list[tuple[re.Pattern[str], ListEntry]]] = {}
         self._hosts: dict[tuple[str, str | None], list[tuple[re.Pattern[str], ListEntry]]] = {}
         self._nets: dict[tuple[str, str | None], list[tuple[IPNetwork, ListEntry]]] = {}
+        self._user: dict[tuple[str, str], list[tuple[re.Pattern[str], ListEntry]]] = {}
         for e in entries:
-            if e.kind in ("sender", "recipient"):
+            if e.recipient:
+                self._user.setdefault((e.list, e.recipient), []).append((_address_regex(e.value), e))
+            elif e.kind in ("sender", "recipient"):
                 self._addr.setdefault((e.list, e.kind, e.domain), []).append((_address_regex(e.value), e))
             elif e.kind == "host":
                 self._hosts.setdefault((e.list, e.domain), []).append((re.compile(fnmatch.translate(e.value)), e))
@@ -120,4 +133,14 @@ class CompiledLists:
             for net, e in self._nets.get((lst, scope), ()):
                 if ip.version == net.version and ip in net:
                     return e
+        return None
+
+    def match_user(self, lst: str, recipient: str, sender: str) -> ListEntry | None:
+        """A recipient's own entry matching the sender (users manage these in My Account)."""
+        a = sender.strip("<>").lower()
+        if not a or not self._user:
+            return None
+        for rx, e in self._user.get((lst, recipient.strip("<>").lower()), ()):
+            if rx.match(a):
+                return e
         return None

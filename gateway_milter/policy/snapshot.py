@@ -25,7 +25,7 @@ DOMAIN_RE = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
     r"|^localhost$|^[a-z0-9-]+\.(test|example|invalid|localhost)$"
 )
-TOP_KEYS = ("format", "gateway", "settings", "domains", "trusted_networks", "lists", "scripts")
+TOP_KEYS = ("format", "gateway", "settings", "domains", "trusted_networks", "lists", "scripts", "users")
 GATEWAY_KEYS: dict[str, type] = {
     "hostname": str,
     "authserv_id": str,
@@ -77,6 +77,9 @@ class PolicySnapshot:
         self.trusted_networks = [ipaddress.ip_network(n, strict=False) for n in doc.get("trusted_networks") or []]
         self.lists = CompiledLists([ListEntry(**e) for e in doc.get("lists") or []])
         self.scripts = [ScriptEntry(**s) for s in doc.get("scripts") or []]
+        # addresses whose users switched anti-spam off (My Account); antivirus still applies
+        self.antispam_disabled: frozenset[str] = frozenset(
+            a for u in doc.get("users") or [] if u.get("disable_antispam") for a in u["addresses"])
         self._settings_cache: dict[tuple[str, str | None], BaseSettings] = {}
         self._rules_cache: dict[str | None, list[tuple[str, PolicyRule]]] = {}
         self._lock = threading.Lock()
@@ -234,6 +237,22 @@ def validate_document(doc: Any) -> dict[str, Any]:
         if entry.domain is not None and entry.domain not in seen:
             raise SettingsError(f"lists[{i}].domain", f"{entry.domain!r} is not a configured domain")
         out["lists"].append(entry.as_dict())
+
+    users = doc.get("users") or []
+    if not isinstance(users, list):
+        raise SettingsError("users", "must be a list")
+    out["users"] = []
+    for i, u in enumerate(users):
+        path = f"users[{i}]"
+        if not isinstance(u, dict) or set(u) - {"addresses", "disable_antispam"}:
+            raise SettingsError(path, "must be a mapping with addresses and disable_antispam")
+        addrs = u.get("addresses")
+        if not isinstance(addrs, list) or not addrs or not all(isinstance(a, str) and a.count("@") == 1 for a in addrs):
+            raise SettingsError(f"{path}.addresses", "must be a non-empty list of addresses")
+        flag = u.get("disable_antispam", False)
+        if not isinstance(flag, bool):
+            raise SettingsError(f"{path}.disable_antispam", "must be true or false")
+        out["users"].append({"addresses": [a.lower() for a in addrs], "disable_antispam": flag})
 
     scripts = doc.get("scripts") or []
     if not isinstance(scripts, list):

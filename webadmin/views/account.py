@@ -69,7 +69,7 @@ def my_settings(request: HttpRequest) -> HttpResponse:
         acct.digest_every_hours = form.cleaned_data["digest_every_hours"]
         if "disable_antispam" in form.fields:
             acct.options = {**acct.options, "antispam_off": form.cleaned_data["disable_antispam"]}
-        acct.save()
+        services.do_save_user_settings(acct)
         messages.success(request, "Settings saved.")
         return redirect("webadmin:my_settings")
     return render(request, "form.html", {"menu": "settings", "title": "My settings", "form": form,

@@ -88,3 +88,26 @@ def test_it_reorders_the_system_rules_by_layer_order() -> None:
     with pytest.raises(SettingsError) as e:
         validate_document({"gateway": {"layer_order": ["size", "nope"]}})
     assert e.value.path == "gateway.layer_order[1]"
+
+
+def test_it_exempts_the_message_when_every_recipient_allows_the_sender() -> None:
+    from gateway_milter.context import ConnectionInfo
+    from tests.unit.spine.conftest import make_gateway
+
+    doc = {"domains": ["example.com"], "settings": {"antivirus": {"mode": "off"}},
+           "lists": [{"list": "allow", "kind": "sender", "value": "*@partner.test", "recipient": "bob@example.com"}],
+           "users": [{"addresses": ["ann@example.com"], "disable_antispam": True}]}
+    for rcpts, exempt in ((["bob@example.com"], True), (["bob@example.com", "ann@example.com"], True),
+                          (["bob@example.com", "carl@example.com"], False)):
+        gw, _, _ = make_gateway(doc)
+        ctx = gw.begin(ConnectionInfo(client_ip="198.51.100.9"))
+        gw.mail(ctx, "x@partner.test")
+        for r in rcpts:
+            gw.rcpt(ctx, r)
+        ctx.add_header("From", "x@partner.test")
+        ctx.body.write(b"hi\r\n")
+        gw.eom(ctx)
+        assert bool(ctx.facts.get("allowlisted")) is exempt, rcpts
+    with pytest.raises(SettingsError) as e:
+        validate_document({"lists": [{"list": "allow", "kind": "ip", "value": "1.2.3.4", "recipient": "a@b.test"}]})
+    assert e.value.path == "lists[0].recipient"
