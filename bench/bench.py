@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.mailstack import MASTER_CF, MAIN_CF  # noqa: E402
+from scripts.postfix_instance import write_instance  # noqa: E402
 from tests.services import free_port, traversable_tmpdir, unbound_server, wait_until  # noqa: E402
 
 BENCH_POLICY = """
@@ -145,11 +145,7 @@ def main() -> int:
         sink = subprocess.Popen(["smtp-sink", "-u", "postfix", "-4", f"127.0.0.1:{sink_port}", "1000"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         pf = root / "pf"
-        for d in ("etc", "spool", "data"):
-            (pf / d).mkdir(parents=True)
-        subprocess.run(["chown", "postfix:postfix", str(pf / "data")], check=True)
-        (pf / "etc" / "main.cf").write_text(MAIN_CF.format(d=pf, name="bwbench", relay=sink_port, milter=""))
-        (pf / "etc" / "master.cf").write_text(MASTER_CF.format(port=port, reinject=free_port()))
+        write_instance(pf, port=port, reinject=free_port(), relay=sink_port, milter="", name="bwbench")
         subprocess.run(["postfix", "-c", str(pf / "etc"), "start"], check=True, capture_output=True)
         try:
             wait_until(lambda: noop_sock.exists() and lists_sock.exists() and gw_sock.exists(), timeout=60,

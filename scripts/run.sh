@@ -39,62 +39,11 @@ fi
 "$py" manage.py bootstrap "${av_flag[@]}" > "$GATEWAY_DATA_DIR/log/bootstrap.log"
 "$py" manage.py collectstatic --noinput -v0
 
-# A private Postfix instance wired to the milter.
+# A private Postfix instance wired to the milter (scripts/postfix_instance.py).
 pf="$GATEWAY_DATA_DIR/postfix"
-mkdir -p "$pf/etc" "$pf/spool" "$pf/data"
-chown postfix:postfix "$pf/data"
 sock=${GATEWAY_MILTER_SOCKET#unix:}
-cat > "$pf/etc/main.cf" <<CF
-compatibility_level = 3.6
-queue_directory = $pf/spool
-data_directory = $pf/data
-multi_instance_name = bulwark
-syslog_name = postfix-bulwark
-maillog_file = $GATEWAY_DATA_DIR/log/postfix.log
-maillog_file_prefixes = /var, /dev/stdout, $GATEWAY_DATA_DIR
-myhostname = bulwark.localdomain
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-relayhost = [127.0.0.1]:$sink_port
-smtp_dns_support_level = disabled
-smtpd_milters = unix:$sock
-non_smtpd_milters =
-milter_default_action = tempfail
-milter_protocol = 6
-milter_connect_timeout = 10s
-milter_command_timeout = 30s
-milter_content_timeout = 120s
-milter_mail_macros = i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} {mail_mailer}
-CF
-cat > "$pf/etc/master.cf" <<CF
-127.0.0.1:$smtp_port inet n - n - - smtpd
-127.0.0.1:$GATEWAY_REINJECT_PORT inet n - n - - smtpd -o smtpd_milters= -o receive_override_options=no_milters
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-CF
+"$py" scripts/postfix_instance.py "$pf" --port "$smtp_port" --reinject "$GATEWAY_REINJECT_PORT" \
+    --relay "$sink_port" --milter "unix:$sock" --log "$GATEWAY_DATA_DIR/log/postfix.log" >/dev/null
 
 pids=()
 cleanup() {

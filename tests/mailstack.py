@@ -24,72 +24,10 @@ from typing import Any
 
 import yaml
 
+from scripts.postfix_instance import write_instance
 from tests.services import free_port, traversable_tmpdir, unbound_server, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-
-MAIN_CF = """compatibility_level = 3.6
-queue_directory = {d}/spool
-data_directory = {d}/data
-multi_instance_name = {name}
-syslog_name = postfix-{name}
-maillog_file = {d}/maillog
-maillog_file_prefixes = /var, /dev/stdout, {d}
-myhostname = mx-{name}.test.invalid
-mydomain = test.invalid
-myorigin = $myhostname
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-relayhost = [127.0.0.1]:{relay}
-smtp_dns_support_level = disabled
-smtp_host_lookup = native
-maximal_queue_lifetime = 1h
-bounce_queue_lifetime = 1h
-queue_run_delay = 30s
-message_size_limit = 80000000
-biff = no
-smtpd_milters = {milter}
-non_smtpd_milters =
-milter_default_action = tempfail
-milter_protocol = 6
-milter_connect_timeout = 10s
-milter_command_timeout = 30s
-milter_content_timeout = 120s
-milter_mail_macros = i {{auth_type}} {{auth_authen}} {{auth_author}} {{mail_addr}} {{mail_host}} {{mail_mailer}}
-"""
-
-MASTER_CF = """127.0.0.1:{port} inet n - n - - smtpd
-127.0.0.1:{reinject} inet n - n - - smtpd -o smtpd_milters= -o receive_override_options=no_milters
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
-
 
 @dataclass
 class Delivered:
@@ -186,14 +124,9 @@ class MailStack:
     # -- processes ------------------------------------------------------------------------------
     def start_postfix(self) -> None:
         d = self.pf
-        (d / "etc").mkdir(parents=True)
-        (d / "spool").mkdir()
-        (d / "data").mkdir()
-        subprocess.run(["chown", "postfix:postfix", str(d / "data")], check=True)
         name = "bw" + "".join(c for c in d.parent.name if c.isalnum())[-8:].lower()
-        (d / "etc" / "main.cf").write_text(MAIN_CF.format(d=d, name=name, relay=self.sink.port,
-                                                          milter=f"unix:{self.milter_sock}"))
-        (d / "etc" / "master.cf").write_text(MASTER_CF.format(port=self.port, reinject=self.reinject_port))
+        write_instance(d, port=self.port, reinject=self.reinject_port, relay=self.sink.port,
+                       milter=f"unix:{self.milter_sock}", name=name)
         for action in ("check", "start"):
             # postfix prints its errors only to a tty: run it under script(1) to see them
             p = subprocess.run(["script", "-qec", f"postfix -c {d / 'etc'} {action}", "/dev/null"],
