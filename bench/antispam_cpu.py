@@ -27,6 +27,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=150)
     ap.add_argument("--no-rules", action="store_true")
+    ap.add_argument("--skip", default="", help="comma-separated rules.skip_rules")
     args = ap.parse_args()
     base = shared_path("corpus", "spamassassin")
     if not base.is_dir():
@@ -38,14 +39,15 @@ def main() -> int:
     store = MemoryStore()
     set_default_store(store)
     layers = ["bayes"] if args.no_rules else ["rules", "bayes"]
-    policy = PolicySnapshot.from_document({"settings": {"scoring": {"layers": layers}, "bayes": {"min_learned": 50,
-                                                                                                "autolearn": False}}})
+    skip = [x for x in args.skip.split(",") if x]
+    policy = PolicySnapshot.from_document({"settings": {"scoring": {"layers": layers}, "rules": {"skip_rules": skip},
+                                                        "bayes": {"min_learned": 50, "autolearn": False}}})
     bc = BayesClassifier(store, 50)
     for p in train:
         bc.learn(message_view(make_context(p.read_bytes(), policy)), "spam" in p.parent.name)
     t0 = time.process_time()
     if not args.no_rules:
-        engine_from_settings(RulesSettings())
+        engine_from_settings(RulesSettings(skip_rules=tuple(skip)))
     load_s = time.process_time() - t0
     raws = [p.read_bytes() for p in pick]
     for raw in raws[:10]:  # warm caches

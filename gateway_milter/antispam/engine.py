@@ -53,10 +53,14 @@ class _Group:
 
 
 class RuleEngine:
-    def __init__(self, rs: RuleSet, exclude_scores: frozenset[str] = frozenset()) -> None:
+    def __init__(self, rs: RuleSet, exclude_scores: frozenset[str] = frozenset(),
+                 skip: frozenset[str] = frozenset()) -> None:
         self.ruleset = rs
         self.unsupported = dict(rs.unsupported)
         rules = dict(rs.rules)
+        for name in skip:
+            if rules.pop(name, None) is not None:
+                self.unsupported[name] = "disabled by the rules.skip_rules setting"
         for name, r in list(rules.items()):
             if r.kind in ("header", "mimeheader") and r.target:
                 spec = r.target.removeprefix("exists:")
@@ -249,7 +253,8 @@ _engines: dict[tuple[Any, ...], RuleEngine] = {}
 _lock = threading.Lock()
 
 
-def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: bool = True) -> RuleEngine:
+def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: bool = True,
+               skip: tuple[str, ...] = ()) -> RuleEngine:
     """The process-wide engine for a set of rule directories (rebuilt when a file changes)."""
     from gateway_milter.antispam.sarules import DEFAULT_DIRS
 
@@ -261,13 +266,13 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
     for p in paths:
         files = sorted(p.glob("*.cf")) if p.is_dir() else [p]
         stamp += [(str(f), f.stat().st_mtime_ns) for f in files if f.exists()]
-    key = (tuple(stamp), score_set)
+    key = (tuple(stamp), score_set, tuple(sorted(skip)))
     eng = _engines.get(key)
     if eng is None:
         with _lock:
             eng = _engines.get(key)
             if eng is None:
-                eng = RuleEngine(load_rules(paths, score_set))
+                eng = RuleEngine(load_rules(paths, score_set), skip=frozenset(skip))
                 _engines.clear()  # one rule set per process: drop stale ones
                 _engines[key] = eng
     return eng

@@ -28,6 +28,7 @@ class RulesSettings(BaseSettings):
     score_set: int = 2  # SpamAssassin score set: 0 plain, 1 net, 2 Bayes, 3 Bayes+net
     max_size: int = 1_000_000  # larger messages are matched on their first max_size bytes
     use_bayes: bool = True  # feed the Bayes probability to the BAYES_* rules used in metas
+    skip_rules: tuple[str, ...] = ()  # rules not to run (with the metas built on them), e.g. costly ones
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
@@ -38,7 +39,8 @@ class RulesSettings(BaseSettings):
 
 
 def engine_from_settings(settings: RulesSettings) -> RuleEngine:
-    return engine_for(tuple(settings.rule_dirs), settings.score_set, settings.include_default)
+    return engine_for(tuple(settings.rule_dirs), settings.score_set, settings.include_default,
+                      tuple(settings.skip_rules))
 
 
 _warming: set[tuple[object, ...]] = set()
@@ -49,7 +51,7 @@ def warm_up(settings: RulesSettings | None = None, wait: bool = False) -> None:
     """Build the rule engine ahead of the first message (a few seconds for the Debian set).
     The milter calls this at start-up; ``prefetch`` calls it too."""
     s = settings or RulesSettings()
-    key = (s.rule_dirs, s.score_set, s.include_default)
+    key = (s.rule_dirs, s.score_set, s.include_default, s.skip_rules)
     with _warm_lock:
         started = key in _warming
         _warming.add(key)

@@ -200,3 +200,11 @@ def test_it_implements_mime_html_and_header_evals(tmp_path: Path) -> None:
     assert {"T_HTML_ONLY", "T_QP", "T_COMMENT", "T_HTML", "T_ENV_FROM", "T_ESC"} <= names
     plain = {h.name for h in eng.run(message_view(make_ctx(msg()))).hits}
     assert not plain & {"T_HTML_ONLY", "T_QP", "T_COMMENT", "T_HTML", "T_ENV_FROM"}
+
+
+def test_it_skips_configured_rules_and_their_metas(tmp_path: Path) -> None:
+    d = write_rules(tmp_path, RULES)
+    eng = engine_for((str(d),), 2, include_default=False, skip=("LOCAL_BODY_WIRE",))
+    assert "LOCAL_BODY_WIRE" in eng.unsupported and "LOCAL_COMBO" in eng.unsupported
+    names = {h.name for h in eng.run(message_view(make_ctx(msg("money", "wire transfer")))).hits}
+    assert "LOCAL_BODY_WIRE" not in names and "LOCAL_SUBJ_MONEY" in names
