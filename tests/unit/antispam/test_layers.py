@@ -291,3 +291,21 @@ def test_it_discards_trap_mail_learns_it_and_marks_the_ip(store: MemoryStore) ->
     scan = make_ctx(msg("b", "c"), pol, rcpts=("trap@example.com",), ip="198.51.100.9", scan_mode=True)
     scan.layer("spamtrap")
     assert store.get("trap:ip:198.51.100.9") is None  # scan mode has no side effects
+
+
+def test_it_certifies_with_vbr_when_dkim_passes_for_md(dns: StaticBackend) -> None:
+    from gateway_milter.pipeline.runner import LayerResult
+
+    dns.add("sender.test._vouch.cert.test", "TXT", ["transaction list"])
+    pol = policy({"vbr": {"trusted_certifiers": ["cert.test"]}})
+    hdr = "VBR-Info: md=sender.test; mc=transaction; mv=other.test:cert.test\r\n"
+    ctx = make_ctx(msg("x", "y", headers=hdr), pol)
+    assert ctx.runner is not None
+    # the dkim layer's verdict is its own business (tests/unit/auth): give its result directly
+    ctx.runner._results["dkim"] = LayerResult("dkim", {"pass_domains": ["sender.test"]})
+    res = ctx.layer("vbr")
+    assert res.has("VBR_CERTIFIED") and res.fact("certifier") == "cert.test" and res.symbols[0].score == -2.0
+    other = make_ctx(msg("x", "y", headers=hdr.replace("mc=transaction", "mc=newsletter")), pol)
+    assert other.runner is not None
+    other.runner._results["dkim"] = LayerResult("dkim", {"pass_domains": ["sender.test"]})
+    assert other.layer("vbr").fact("vbr") == "not certified"
