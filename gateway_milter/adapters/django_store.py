@@ -7,6 +7,7 @@ GATEWAY_POLICY_POLL seconds), the writer in the journal-ingest thread.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from typing import Any
 
@@ -30,41 +31,73 @@ def _ts(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, tz=dt.UTC)
 
 
+LOG_COLUMNS = ("log_id", "time", "direction", "client_ip", "client_name", "helo", "auth_user", "mail_from",
+               "header_from", "subject", "message_id", "queue_id", "size", "score", "action", "reason", "symbols",
+               "trace", "transcript", "policy_version", "node")
+RCPT_COLUMNS = ("message_id", "address", "domain", "action", "reply", "quarantine_id")
+_TEXT_LIMITS = {"client_name": 255, "helo": 255, "auth_user": 255, "mail_from": 320, "header_from": 500,
+                "subject": 500, "message_id": 500, "queue_id": 40, "reason": 500, "node": 100}
+_JSON = ("symbols", "trace", "transcript")
+
+
+def _log_row(r: dict[str, Any], adapt_dt: Any) -> tuple[Any, ...]:
+    out: list[Any] = []
+    for col in LOG_COLUMNS:
+        v = r.get(col)
+        if col == "time":
+            v = adapt_dt(_ts(float(v or 0)))
+        elif col in _JSON:
+            v = json.dumps(v or [], separators=(",", ":"))
+        elif col == "client_ip":
+            v = v or None
+        elif col in ("size", "policy_version"):
+            v = int(v or 0)
+        elif col == "score":
+            v = float(v or 0.0)
+        elif col == "direction":
+            v = v or "inbound"
+        elif col in _TEXT_LIMITS:
+            v = (v or "")[: _TEXT_LIMITS[col]]
+        out.append(v)
+    return tuple(out)
+
+
 def write_log_batch(records: list[dict[str, Any]]) -> None:
-    """Idempotent: records whose log_id already exists are skipped (a replay after a crash)."""
+    """Idempotent: records whose log_id already exists are skipped (a replay after a crash).
+
+    Rows are written with one ``executemany`` per table instead of ORM objects: the ORM's
+    per-field preparation cost ~0.4 ms of CPU per record on the milter host (measured).
+    """
+    from django.db import connection
+
     from quarantine.models import QuarantinedMessage
     from reports.models import MessageLog, MessageRecipient
 
     close_old_connections()
     ids = [r["log_id"] for r in records]
+    log_table, rcpt_table = MessageLog._meta.db_table, MessageRecipient._meta.db_table
+    qn = connection.ops.quote_name
+    adapt_dt = connection.ops.adapt_datetimefield_value
     with transaction.atomic():
         existing = set(MessageLog.objects.filter(log_id__in=ids).values_list("log_id", flat=True))
-        fresh = [r for r in records if r["log_id"] not in existing]
+        fresh: list[dict[str, Any]] = []
         seen: set[str] = set()
-        rows = []
-        for r in fresh:
-            if r["log_id"] in seen:
-                continue
-            seen.add(r["log_id"])
-            rows.append(MessageLog(
-                log_id=r["log_id"], time=_ts(r["time"]), direction=r.get("direction", "inbound"),
-                client_ip=r.get("client_ip") or None, client_name=r.get("client_name", "")[:255],
-                helo=r.get("helo", "")[:255], auth_user=r.get("auth_user", "")[:255],
-                mail_from=r.get("mail_from", "")[:320], header_from=r.get("header_from", "")[:500],
-                subject=r.get("subject", "")[:500], message_id=r.get("message_id", "")[:500],
-                queue_id=r.get("queue_id", "")[:40], size=r.get("size", 0), score=r.get("score", 0.0),
-                action=r["action"], reason=r.get("reason", "")[:500], symbols=r.get("symbols", []),
-                trace=r.get("trace", []), transcript=r.get("transcript", []),
-                policy_version=r.get("policy_version", 0), node=r.get("node", "")[:100],
-            ))
-        MessageLog.objects.bulk_create(rows)
+        for r in records:
+            if r["log_id"] not in existing and r["log_id"] not in seen:
+                seen.add(r["log_id"])
+                fresh.append(r)
+        if not fresh:
+            return
+        cols = ", ".join(qn(c) for c in LOG_COLUMNS)
+        marks = ", ".join(["%s"] * len(LOG_COLUMNS))
+        with connection.cursor() as cur:
+            cur.executemany(f"INSERT INTO {qn(log_table)} ({cols}) VALUES ({marks})",
+                            [_log_row(r, adapt_dt) for r in fresh])
         by_id = dict(MessageLog.objects.filter(log_id__in=list(seen)).values_list("log_id", "id"))
-        rcpts = []
+        rcpt_rows: list[tuple[Any, ...]] = []
         qrows: list[tuple[QuarantinedMessage, list[str]]] = []
         for r in fresh:
-            mid = by_id.get(r["log_id"])
-            if mid is None:
-                continue
+            mid = by_id[r["log_id"]]
             qid_for: dict[str, str] = {}
             for q in r.get("quarantine", []):
                 for a in q.get("recipients", []):
@@ -76,11 +109,13 @@ def write_log_batch(records: list[dict[str, Any]]) -> None:
                     score=q.get("score", 0.0), direction=q.get("direction", ""), storage_path=q["path"],
                 ), list(q.get("recipients", []))))
             for rc in r.get("recipients", []):
-                rcpts.append(MessageRecipient(
-                    message_id=mid, address=rc["address"][:320], domain=rc.get("domain", "")[:253],
-                    action=rc["action"], reply=rc.get("reply", "")[:500], quarantine_id=qid_for.get(rc["address"], ""),
-                ))
-        MessageRecipient.objects.bulk_create(rcpts)
+                rcpt_rows.append((mid, rc["address"][:320], rc.get("domain", "")[:253], rc["action"],
+                                  rc.get("reply", "")[:500], qid_for.get(rc["address"], "")))
+        if rcpt_rows:
+            cols = ", ".join(qn(c) for c in RCPT_COLUMNS)
+            with connection.cursor() as cur:
+                cur.executemany(f"INSERT INTO {qn(rcpt_table)} ({cols}) VALUES ({', '.join(['%s'] * len(RCPT_COLUMNS))})",
+                                rcpt_rows)
         ingest_quarantine_rows(qrows)
 
 
