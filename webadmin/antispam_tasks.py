@@ -70,3 +70,13 @@ def train_message(label: str, quarantine_ids: list[str] | None = None, paths: li
         else:
             unchanged += 1
     return {"learned": learned, "unchanged": unchanged, "missing": missing}
+
+
+@shared_task(name="backscatter.rotate_keys")
+def rotate_batv_keys() -> dict[str, int]:
+    """Start a new BATV signing key; the previous one stays valid for the layer's grace period.
+    Idempotent enough for a periodic schedule (monthly is a sensible default)."""
+    from gateway_milter.layers.backscatter import load_keys, rotate_keys
+
+    new_id = rotate_keys(default_store())
+    return {"key_id": new_id, "keys": len(load_keys(default_store()))}

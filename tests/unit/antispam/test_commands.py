@@ -70,3 +70,14 @@ def test_it_trains_from_mark_as_spam_events(tmp_path: Path, store: MemoryStore, 
             train_message.delay("spam", paths=["/etc/passwd"]).get()
     finally:
         f.unlink()
+
+
+def test_it_rotates_batv_keys_from_a_task(store: MemoryStore) -> None:
+    from gateway_milter.layers.backscatter import BackscatterSettings, sign, verify
+    from webadmin.antispam_tasks import rotate_batv_keys
+
+    old = sign("a@example.com", store)
+    res = rotate_batv_keys.delay().get()
+    assert res["key_id"] == 2 and res["keys"] == 2
+    assert sign("a@example.com", store).startswith("prvs=2")
+    assert verify(old, store, BackscatterSettings()) == "a@example.com"  # within the grace period
