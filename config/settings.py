@@ -159,6 +159,7 @@ CELERY_BEAT_SCHEDULE = {
     "msglog-purge": {"task": "reports.purge_log", "schedule": 3600.0},
     "users-autocreate": {"task": "reports.autocreate_users", "schedule": 3600.0},
     "dmarc-reports": {"task": "dmarc.send_aggregate_reports", "schedule": 86400.0},
+    "batv-key-rotation": {"task": "backscatter.rotate_keys", "schedule": 30 * 86400.0},
 }
 
 LOGGING = {
