@@ -55,7 +55,7 @@ def _warm_up(gateway: object) -> None:
 
         snap = gateway.policy.current()  # type: ignore[attr-defined]
         rules.warm_up(snap.settings_for("rules", None))
-    except Exception:  # noqa: BLE001 - warm-up is an optimisation; the layer builds on demand
+    except Exception:
         log.exception("rules warm-up failed")
 
 

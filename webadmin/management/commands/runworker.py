@@ -47,7 +47,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
         schedule = {name: (entry["task"], float(entry["schedule"])) for name, entry in settings.CELERY_BEAT_SCHEDULE.items()}
-        next_run = {name: 0.0 for name in schedule}
+        # frequent tasks run at once; daily and rarer ones (reports, key rotation) after one interval
+        start = time.monotonic()
+        next_run = {name: 0.0 if every <= 3600 else start + every for name, (_, every) in schedule.items()}
         self.stdout.write(f"embedded worker: {len(schedule)} periodic task(s)")
         while not stop["flag"]:
             now = time.monotonic()
