@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from gateway_milter import layers
 from gateway_milter.transforms import TransformResult
 from gateway_milter.verdict import Direction, HeaderEdit
 
@@ -115,6 +116,9 @@ def build_value(ctx: MessageContext, authserv_id: str | None = None) -> str:
     return f"{sid};\n\t" + ";\n\t".join(entries)
 
 
+AUTH_LAYERS = ("spf", "dkim", "dmarc", "arc", "rdns")
+
+
 def authentication_results(ctx: MessageContext, outcome: Outcome, services: TransformServices) -> TransformResult | None:
     if ctx.direction is not Direction.INBOUND:
         return None
@@ -130,5 +134,8 @@ def authentication_results(ctx: MessageContext, outcome: Outcome, services: Tran
     for idx in reversed(forged):
         edits.append(HeaderEdit("delete", HEADER, "", idx))
     ctx.facts["authresults_removed"] = len(forged)
-    edits.append(HeaderEdit("insert", HEADER, build_value(ctx)))
-    return TransformResult(header_edits=edits)
+    # Forged headers for our authserv-id always go; ours is added when an authentication layer
+    # is on (with none on there is nothing to report, and each header change costs a round trip).
+    if any(ctx.policy.settings_for(lid, ctx.policy_domain).enabled for lid in AUTH_LAYERS if lid in layers.available()):
+        edits.append(HeaderEdit("insert", HEADER, build_value(ctx)))
+    return TransformResult(header_edits=edits) if edits else None

@@ -49,7 +49,7 @@ def test_it_delivers_a_clean_message_with_the_gateway_headers(stack: MailStack) 
     assert m.rcpts == ["bob@example.com"]
     result = m.message["X-Bulwark-Result"]
     assert result.startswith("accept; score=") and "host=mx.example.com" in result
-    assert m.message["X-Bulwark-Id"]
+    assert "id=" in result and "symbols=" in result
 
 
 def test_it_removes_forged_gateway_headers(stack: MailStack) -> None:
