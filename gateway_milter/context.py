@@ -132,7 +132,8 @@ class MessageContext:
         self.outcome: Outcome | None = None
         self.quarantined: list[dict[str, Any]] = []  # metadata of stored quarantine copies
         self.abandoned = False  # the front answered 4xx after a budget overrun
-        self.received_raw: bytes | None = None  # the message as received, once transforms change it
+        # the message as received, kept once transforms change the delivered view
+        self._received: tuple[list[tuple[str, str]], BodySpool] | None = None
         self.header_size = 0
         self._raw: bytes | None = None
         self._mime: MimeView | None = None
@@ -183,7 +184,8 @@ class MessageContext:
         return [v for n, v in self.headers if n.lower() == lname]
 
     def raw_bytes(self) -> bytes:
-        """The message as received: headers (CRLF) and body."""
+        """The message as it stands: as received, or as it will be delivered once transforms
+        changed it (``received_bytes`` keeps the original)."""
         if self._raw is None:
             head = b"".join(
                 n.encode("utf-8", "surrogateescape") + b": " + _header_bytes(v) + b"\r\n"
@@ -235,8 +237,8 @@ class MessageContext:
     def apply_delivery_changes(self, edits: list[HeaderEdit], new_body: bytes | None) -> None:
         """Make the context show the message as it will be delivered, so that later transforms
         (DKIM signing runs last) see earlier header edits and body replacements."""
-        if self.received_raw is None:
-            self.received_raw = self.raw_bytes()
+        if self._received is None:
+            self._received = (list(self.headers), self.body)
         for e in edits:
             if e.op == "add":
                 self.headers.append((e.name, e.value))
@@ -247,14 +249,25 @@ class MessageContext:
                 if 1 <= e.index <= len(positions):
                     del self.headers[positions[e.index - 1]]
         if new_body is not None:
-            self.body.close()
+            if self.body is not self._received[1]:
+                self.body.close()
             self.body = BodySpool()
             self.body.write(new_body)
         self._raw = None
         self._mime = None
         self._message = None
 
+    def received_bytes(self) -> bytes:
+        """The message exactly as received, even after transforms changed the delivered view."""
+        if self._received is None:
+            return self.raw_bytes()
+        headers, body = self._received
+        head = b"".join(n.encode("utf-8", "surrogateescape") + b": " + _header_bytes(v) + b"\r\n" for n, v in headers)
+        return head + b"\r\n" + body.getvalue()
+
     def close(self) -> None:
+        if self._received is not None and self._received[1] is not self.body:
+            self._received[1].close()
         self.body.close()
 
 

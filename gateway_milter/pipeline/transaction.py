@@ -314,7 +314,7 @@ class _Services:
     def quarantine_copy(self, ctx: MessageContext, queue: QuarantineQueue, reason: str,
                         recipients: list[str] | None = None) -> str:
         rcpts = recipients if recipients is not None else [r.address for r in ctx.recipients]
-        raw = ctx.received_raw if ctx.received_raw is not None else ctx.raw_bytes()
+        raw = ctx.received_bytes()
         stored = self.gw.quarantine.store(raw, self.gw._quarantine_meta(ctx, queue, reason, rcpts))
         qid = str(stored["qid"])
         ctx.quarantined.append(stored)
