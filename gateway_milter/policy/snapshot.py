@@ -113,13 +113,18 @@ class PolicySnapshot:
         return any(ip.version == n.version and ip in n for n in self.trusted_networks)
 
     def settings_for(self, layer_id: str, domain: str | None = None) -> Any:
-        dom = self.canonical_domain(domain)
-        key = (layer_id, dom)
-        s = self._settings_cache.get(key)
+        # Cached under the name as asked (hot path: many calls per message), built once under
+        # the canonical name.
+        s = self._settings_cache.get((layer_id, domain))
         if s is None:
-            s = build_settings(layer_id, self.global_settings.get(layer_id),
-                               self.domains[dom].settings.get(layer_id) if dom else None)
-            self._settings_cache[key] = s
+            dom = self.canonical_domain(domain)
+            s = self._settings_cache.get((layer_id, dom))
+            if s is None:
+                s = build_settings(layer_id, self.global_settings.get(layer_id),
+                                   self.domains[dom].settings.get(layer_id) if dom else None)
+                self._settings_cache[(layer_id, dom)] = s
+            if dom is not None:  # only local names: the cache stays bounded whatever mail says
+                self._settings_cache[(layer_id, domain)] = s
         return s
 
     def policy_group(self, domain: str | None) -> str:
