@@ -179,6 +179,10 @@ def main() -> int:
                 if v in configs and "noop" in configs:
                     summary[f"{v}_vs_noop"] = round(summary[v]["msgs_per_s_median"]
                                                     / summary["noop"]["msgs_per_s_median"], 3)
+                    # configs of one round run back to back: their ratio is robust to machine drift
+                    paired = [x / y for x, y in zip(rates[v], rates["noop"], strict=True)]
+                    summary[f"{v}_vs_noop_per_round"] = [round(x, 3) for x in paired]
+                    summary[f"{v}_vs_noop_paired_median"] = round(statistics.median(paired), 3)
             if "noop" in configs and "nomilter" in configs:
                 summary["noop_vs_nomilter"] = round(summary["noop"]["msgs_per_s_median"]
                                                     / summary["nomilter"]["msgs_per_s_median"], 3)
