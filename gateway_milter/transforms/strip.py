@@ -81,7 +81,7 @@ def _locate(msg: Message, path: tuple[int, ...]) -> tuple[Message | None, int]:
         payload = node.get_payload()
         child = payload[i] if isinstance(payload, list) and i < len(payload) else None
         if not isinstance(child, Message):
-            raise LookupError(f"part {path} not found")  # noqa: TRY004 - a missing part, not a type error
+            raise LookupError(f"part {path} not found")
         node = child
     payload = node.get_payload()
     if not isinstance(payload, list) or path[-1] >= len(payload):
