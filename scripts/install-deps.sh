@@ -7,7 +7,9 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 export DEBIAN_FRONTEND=noninteractive
 
-pkgs=(postfix swaks libmilter-dev python3-venv build-essential)
+# runtime: the MTA, libmilter for pymilter, libmagic for file types, SpamAssassin's rule set,
+# ClamAV (clamd needs a signature database: freshclam, when the host is online)
+pkgs=(postfix swaks libmilter-dev python3-venv build-essential libmagic1 spamassassin clamav-daemon)
 if [ "$want_test" = 1 ]; then
   pkgs+=(clamav clamav-daemon clamdscan knot knot-dnsutils rbldnsd unbound
          dovecot-core dovecot-sieve redis-server postgresql
