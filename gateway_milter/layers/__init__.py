@@ -7,6 +7,7 @@ The order here is the default order of the system policy scripts.
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from typing import TYPE_CHECKING
 
@@ -62,7 +63,9 @@ def available() -> list[str]:
         for layer_id in REGISTRY:
             try:
                 get(layer_id)
-            except (ImportError, AttributeError):
+            except (ImportError, AttributeError) as e:
+                # Loud: a layer missing from a build (e.g. libmagic absent) must not go unnoticed.
+                logging.getLogger("bulwark.layers").error("layer %s is not available: %s", layer_id, e)
                 continue
             out.append(layer_id)
         _available = out
