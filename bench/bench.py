@@ -104,6 +104,8 @@ def main() -> int:
     ap.add_argument("--latency", type=int, default=200)
     ap.add_argument("--json", default="")
     ap.add_argument("--configs", default="nomilter,noop,lists,gateway", help="comma-separated subset")
+    ap.add_argument("--worker-ingest", action="store_true",
+                    help="GATEWAY_MILTER_INGEST=false: a running worker ingests the message log, not the milter")
     a = ap.parse_args()
 
     with traversable_tmpdir("bulwark-bench-") as root, unbound_server(root / "dns") as dns:
@@ -132,10 +134,18 @@ def main() -> int:
         (root / "m").mkdir()
         os.chmod(root / "m", 0o755)
         noop_sock, lists_sock, gw_sock = (root / "m" / f"{n}.sock" for n in ("noop", "lists", "gateway"))
+        if a.worker_ingest:
+            for v in envs:
+                envs[v]["GATEWAY_MILTER_INGEST"] = "false"
         procs = [
             subprocess.Popen([py, str(ROOT / "bench" / "noop_milter.py"), f"unix:{noop_sock}"], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        ] + [
+        ] + ([
+            # the worker ingests the message log (every 10 s) instead of the milter process
+            subprocess.Popen([py, "manage.py", "runworker"], cwd=ROOT, env=envs[v],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for v in envs
+        ] if a.worker_ingest else []) + [
             subprocess.Popen([py, "manage.py", "runmilter", "--socket", f"unix:{sock}"], cwd=ROOT, env=envs[v],
                              stdout=open(root / f"milter-{v}.log", "wb"),  # noqa: SIM115 - lives as long as the milter
                              stderr=subprocess.STDOUT)

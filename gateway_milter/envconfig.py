@@ -121,6 +121,7 @@ class GatewayConfig:
     policy_poll_s: float
     hostname: str
     debug: bool
+    milter_ingest: bool
 
     @property
     def quarantine_dir(self) -> Path:
@@ -157,4 +158,5 @@ def load() -> GatewayConfig:
         policy_poll_s=env_float("GATEWAY_POLICY_POLL", 2.0, 0.1),
         hostname=env_str("GATEWAY_HOSTNAME", "bulwark.localdomain"),
         debug=env_bool("GATEWAY_DEBUG", False),
+        milter_ingest=env_bool("GATEWAY_MILTER_INGEST", True),
     )

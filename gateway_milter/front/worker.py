@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     _warm_up(gateway)
     gateway.log_sink.start()
     ingestor = JournalIngestor(config.journal_dir, write_log_batch)
-    ingestor.start(interval=3.0)  # larger batches: less CPU per record on the milter host
+    if config.milter_ingest:
+        ingestor.start(interval=3.0)  # larger batches: less CPU per record on the milter host
     threading.Thread(target=_control_reader, args=(gateway.policy,), daemon=True, name="control").start()
 
     BulwarkMilter.gateway = gateway
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("milter stopped; flushing the message log")
         gateway.policy.stop()
         gateway.log_sink.close()
-        ingestor.stop()
+        if config.milter_ingest:
+            ingestor.stop()
     return 0
 
 
