@@ -117,7 +117,8 @@ def report_xml(rep: DomainReport, org_name: str, org_email: str) -> bytes:
         ET.SubElement(row, "source_ip").text = k["ip"] or "0.0.0.0"
         ET.SubElement(row, "count").text = str(count)
         pe = ET.SubElement(row, "policy_evaluated")
-        ET.SubElement(pe, "disposition").text = k["disposition"] if k["disposition"] in ("none", "quarantine", "reject") else "none"
+        disposition = k["disposition"] if k["disposition"] in ("none", "quarantine", "reject") else "none"
+        ET.SubElement(pe, "disposition").text = disposition
         ET.SubElement(pe, "dkim").text = "pass" if k["dkim_aligned"] else "fail"
         ET.SubElement(pe, "spf").text = "pass" if k["spf_aligned"] else "fail"
         if k["override"]:

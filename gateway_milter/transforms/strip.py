@@ -94,7 +94,7 @@ def strip_parts(raw: bytes, findings: list[dict[str, Any]], qid: str) -> Transfo
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     edits: list[HeaderEdit] = []
     paths = [tuple(int(x) - 1 for x in f["part"].split(".")) if f["part"] != "0" else () for f in findings]
-    for path, finding in zip(paths, findings):
+    for path, finding in zip(paths, findings, strict=False):
         notice = _notice(finding, qid)
         parent, idx = _locate(msg, path)
         if parent is None:

@@ -46,7 +46,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **o: Any) -> None:
         action = o["action"]
         if action == "export":
-            text = HEADER + yaml.dump(build_policy_document(include_user_data=False), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+            doc = build_policy_document(include_user_data=False)
+            text = HEADER + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
             if o["file"] == "-":
                 self.stdout.write(text, ending="")
             else:
