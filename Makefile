@@ -6,7 +6,7 @@ run:
 test:
 	bash scripts/test.sh
 
-lint:
+lint:  
 	.venv/bin/ruff check gateway_milter webadmin quarantine reports config tests
 	.venv/bin/mypy --strict --ignore-missing-imports gateway_milter/verdict.py gateway_milter/context.py \
 	    gateway_milter/pipeline gateway_milter/policy gateway_milter/store/msglog.py gateway_milter/store/quarantine.py
