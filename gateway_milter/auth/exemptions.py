@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway_milter.layers.base import PolicyRule, SettingsError
-from gateway_milter.verdict import Direction, Outcome, QuarantineQueue, Reply
+from gateway_milter.layers.base import SettingsError, action_rule
+from gateway_milter.verdict import Direction
+
+__all__ = ["ACTIONS", "action_rule", "check_action", "exemption", "score_of"]
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -31,19 +33,6 @@ def exemption(ctx: MessageContext, *, allowlist: bool = True, authenticated: boo
 def check_action(path: str, value: str) -> None:
     if value not in ACTIONS:
         raise SettingsError(path, f"must be one of {', '.join(ACTIONS)}, not {value!r}")
-
-
-def action_rule(name: str, symbol: str, action: str, reply: Reply, reason: str,
-                queue: QuarantineQueue = QuarantineQueue.ADMIN) -> PolicyRule | None:
-    """The policy rule for ``action`` when ``symbol`` is present (None for score-only)."""
-    if action == "refuse":
-        return PolicyRule(name, Outcome.reject(reply, reason), (symbol,))
-    if action == "quarantine":
-        return PolicyRule(name, Outcome.quarantine(queue, reason), (symbol,))
-    if action == "tempfail":
-        temp = Reply("451", "4.7.1", reply.text.replace("refused", "deferred"))
-        return PolicyRule(name, Outcome.tempfail(temp, reason), (symbol,))
-    return None
 
 
 def score_of(scores: dict[str, float], defaults: dict[str, float], name: str) -> float:

@@ -23,7 +23,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from gateway_milter.verdict import FailMode, Outcome, Stage, Symbol
+from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage, Symbol
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext, Recipient
@@ -78,6 +78,21 @@ class LayerFindings:
 
     facts: dict[str, Any] = field(default_factory=dict)
     symbols: tuple[Symbol, ...] = ()
+
+
+def action_rule(name: str, symbol: str, action: str, reply: Reply, reason: str,
+                queue: QuarantineQueue = QuarantineQueue.ADMIN, recipient: bool = False) -> PolicyRule | None:
+    """The system rule an action setting implies when ``symbol`` is present: ``refuse`` (the
+    reply), ``quarantine`` (the queue), ``tempfail`` (4xx with the reply's text), ``score`` or
+    anything else: no rule (the symbol only scores). Every layer maps its settings through here."""
+    if action == "refuse":
+        return PolicyRule(name, Outcome.reject(reply, reason), (symbol,), recipient=recipient)
+    if action == "quarantine":
+        return PolicyRule(name, Outcome.quarantine(queue, reason), (symbol,), recipient=recipient)
+    if action == "tempfail":
+        temp = Reply("451", "4.7.1", reply.text.replace("refused", "deferred"))
+        return PolicyRule(name, Outcome.tempfail(temp, reason), (symbol,), recipient=recipient)
+    return None
 
 
 class Layer(Generic[S]):

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway_milter.antispam.dnslists import Zone, parse_zones, reversed_ip
-from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule
-from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
+from gateway_milter.layers.base import action_rule, BaseSettings, Layer, LayerFindings, PolicyRule
+from gateway_milter.verdict import FailMode, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -117,13 +117,11 @@ class DnsblLayer(Layer[DnsblSettings]):
     def policy_rules(self, settings: DnsblSettings) -> list[PolicyRule]:
         rules = []
         for z in settings.parsed:
-            if z.action == "refuse":
-                reply = Reply(settings.reject_code, settings.reject_enhanced, settings.reject_text.replace("{zone}", z.zone))
-                rules.append(PolicyRule(f"dnsbl_{z.symbol.lower()}", Outcome.reject(reply, f"client listed by {z.zone}"),
-                                        (z.symbol,)))
-            elif z.action == "quarantine":
-                rules.append(PolicyRule(f"dnsbl_{z.symbol.lower()}",
-                                        Outcome.quarantine(QuarantineQueue.USER, f"client listed by {z.zone}"), (z.symbol,)))
+            reply = Reply(settings.reject_code, settings.reject_enhanced, settings.reject_text.replace("{zone}", z.zone))
+            rule = action_rule(f"dnsbl_{z.symbol.lower()}", z.symbol, z.action, reply, f"client listed by {z.zone}",
+                               QuarantineQueue.USER)
+            if rule is not None:
+                rules.append(rule)
         return rules
 
 

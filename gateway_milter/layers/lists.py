@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import re
 from typing import TYPE_CHECKING
 
-from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.layers.base import action_rule, BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
@@ -124,12 +124,11 @@ class ListsLayer(Layer[ListsSettings]):
         rules = []
         for sym, what in (("BLOCKLIST_IP", "client address"), ("BLOCKLIST_HOST", "client host"),
                           ("BLOCKLIST_SENDER", "sender"), ("BLOCKLIST_RECIPIENT", "recipient")):
-            text = settings.reject_text.replace("{what}", what)
-            if settings.block_action == "refuse":
-                outcome = Outcome.reject(Reply(settings.reject_code, settings.reject_enhanced, text), f"{what} blocklisted")
-            else:
-                outcome = Outcome.quarantine(QuarantineQueue.USER, f"{what} blocklisted")
-            rules.append(PolicyRule(sym.lower(), outcome, (sym,), recipient=sym == "BLOCKLIST_RECIPIENT"))
+            reply = Reply(settings.reject_code, settings.reject_enhanced, settings.reject_text.replace("{what}", what))
+            rule = action_rule(sym.lower(), sym, settings.block_action, reply, f"{what} blocklisted",
+                               QuarantineQueue.USER, recipient=sym == "BLOCKLIST_RECIPIENT")
+            if rule is not None:
+                rules.append(rule)
         user_reply = Reply(settings.reject_code, settings.reject_enhanced, "Message refused: the recipient blocks this sender")
         rules.append(PolicyRule("user_blocklist_sender", Outcome.reject(user_reply, "sender blocked by the recipient"),
                                 ("USER_BLOCKLIST_SENDER",), recipient=True))

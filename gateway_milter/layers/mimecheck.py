@@ -19,8 +19,9 @@ from gateway_milter.layers.base import (
     LayerFindings,
     PolicyRule,
     SettingsError,
+    action_rule,
 )
-from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
+from gateway_milter.verdict import FailMode, Reply, Stage
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -101,10 +102,6 @@ class MimeCheckLayer(Layer[MimeCheckSettings]):
         return LayerFindings(facts, tuple(symbols))
 
     def policy_rules(self, settings: MimeCheckSettings) -> list[PolicyRule]:
-        if settings.ambiguous_action == "refuse":
-            reply = Reply("554", "5.6.0", "Message refused: ambiguous MIME structure")
-            return [PolicyRule("ambiguous", Outcome.reject(reply, "ambiguous MIME"), ("MIME_AMBIGUOUS",))]
-        if settings.ambiguous_action == "quarantine":
-            return [PolicyRule("ambiguous", Outcome.quarantine(QuarantineQueue.ADMIN, "ambiguous MIME"),
-                               ("MIME_AMBIGUOUS",))]
-        return []
+        reply = Reply("554", "5.6.0", "Message refused: ambiguous MIME structure")
+        rule = action_rule("ambiguous", "MIME_AMBIGUOUS", settings.ambiguous_action, reply, "ambiguous MIME")
+        return [rule] if rule is not None else []

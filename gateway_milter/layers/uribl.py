@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from gateway_milter.antispam.dnslists import Zone, parse_zones, reversed_ip
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.antispam.urls import org_domain, url_host
-from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
-from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
+from gateway_milter.layers.base import action_rule, BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.verdict import FailMode, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -114,11 +114,9 @@ class UriblLayer(Layer[UriblSettings]):
     def policy_rules(self, settings: UriblSettings) -> list[PolicyRule]:
         rules = []
         for z in settings.parsed:
-            if z.action == "refuse":
-                reply = Reply(settings.reject_code, settings.reject_enhanced, settings.reject_text.replace("{zone}", z.zone))
-                rules.append(PolicyRule(f"uribl_{z.symbol.lower()}", Outcome.reject(reply, f"links listed by {z.zone}"),
-                                        (z.symbol,)))
-            elif z.action == "quarantine":
-                rules.append(PolicyRule(f"uribl_{z.symbol.lower()}",
-                                        Outcome.quarantine(QuarantineQueue.USER, f"links listed by {z.zone}"), (z.symbol,)))
+            reply = Reply(settings.reject_code, settings.reject_enhanced, settings.reject_text.replace("{zone}", z.zone))
+            rule = action_rule(f"uribl_{z.symbol.lower()}", z.symbol, z.action, reply, f"links listed by {z.zone}",
+                               QuarantineQueue.USER)
+            if rule is not None:
+                rules.append(rule)
         return rules
