@@ -137,7 +137,6 @@ class MessageContext:
         self.header_size = 0
         self._raw: bytes | None = None
         self._mime: MimeView | None = None
-        self._message: email.message.Message | None = None
 
     # -- collection ---------------------------------------------------------------------------
     def add_header(self, name: str, value: str) -> None:
@@ -196,21 +195,9 @@ class MessageContext:
 
     @property
     def message(self) -> email.message.Message:
-        """The parsed message (stdlib, compat32: never raises on malformed input)."""
-        if self._message is None:
-            raw = self.raw_bytes()
-            try:
-                self._message = email.message_from_bytes(raw, policy=email.policy.compat32)
-            except Exception:  # noqa: BLE001 - the stdlib parser crashes on some hostile headers
-                # Fall back to the header block alone with the body as an opaque payload; the
-                # MIME view flags such messages UNPARSEABLE for the policy.
-                head, _, body = raw.partition(b"\r\n\r\n")
-                msg = email.message.Message()
-                for name, value in self.headers:
-                    msg[name] = value
-                msg.set_payload(body)
-                self._message = msg
-        return self._message
+        """The parsed message (stdlib, compat32): the one the shared MIME view parsed, so the
+        message is parsed once whoever asks first; never raises on malformed input."""
+        return self.mime.message
 
     @property
     def mime(self) -> MimeView:
@@ -255,7 +242,6 @@ class MessageContext:
             self.body.write(new_body)
         self._raw = None
         self._mime = None
-        self._message = None
 
     def received_bytes(self) -> bytes:
         """The message exactly as received, even after transforms changed the delivered view."""
