@@ -1,9 +1,10 @@
 """The compiled rule engine: runs a :class:`~.sarules.RuleSet` against a :class:`~.saview.SaMessage`.
 
-Compiled once per process and rule set (``engine_for``): one Hyperscan prefilter database per
-rule class (body, rawbody, uri, full, and header rules grouped by header), meta expressions
-compiled to Python functions in dependency order. Per message, each text is scanned once and
-only candidate rules are confirmed with their regular expression.
+Compiled once per process and rule set (``engine_for``): each rule becomes a small function
+(regular expression, header lookup, eval function, or meta expression compiled to Python).
+Per message, the scored rules are computed; sub-rules only when a meta reads them, metas with
+short-circuit, and each body-like expression only if one of its necessary literals occurs in
+the text (docs/decisions/0041-rule-matching.md).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway_milter.antispam import saeval
-from gateway_milter.antispam.matcher import MultiMatcher
-from gateway_milter.antispam.sarules import Rule, RuleSet, load_rules
-from gateway_milter.antispam.saview import MAX_LINE, SaMessage
+from gateway_milter.antispam.matcher import required_factors, required_squeezed_factors, squeeze
+from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
+from gateway_milter.antispam.saview import MAX_LINE, SaMessage, decode_header_value
 
 # Pseudo-headers SpamAssassin synthesises from the trust path; we do not build them, so the
 # rules on them are listed as unsupported rather than silently never matching.
@@ -44,15 +45,66 @@ class EngineResult:
     ms: float = 0.0
 
 
-class _Group:
-    """Rules matching the same text (one header, or the body, ...)."""
+BODY_KINDS = ("body", "rawbody", "uri", "full")
+# Relative cost of computing one rule, used only to order the operands of ``&&`` and ``||`` in
+# metas (cheap first): any order gives the same truth value.
+COST_KNOWN = 0.0  # a scored rule: computed for every message anyway
+COST_SIMPLE = 1.0  # header, exists, mimeheader, eval
+COST_FILTERED = 2.0  # body-like rule with a literal factor (usually rejected by the prefilter)
+COST_UNFILTERED = 30.0  # body-like rule run over the whole text
 
-    def __init__(self, rules: list[Rule]) -> None:
-        self.rules = rules
-        self.matcher = MultiMatcher([r.pattern for r in rules if r.pattern is not None]) if len(rules) >= 4 else None
+
+class _Texts:
+    """The texts body-like rules run over, built on first use, with their lower-cased copies
+    for the literal prefilter."""
+
+    __slots__ = ("m", "_text", "_low", "_squeezed")
+
+    def __init__(self, m: SaMessage) -> None:
+        self.m = m
+        self._text: dict[str, str] = {}
+        self._low: dict[str, str] = {}
+        self._squeezed: dict[str, str] = {}
+
+    def text(self, kind: str) -> str:
+        t = self._text.get(kind)
+        if t is None:
+            m = self.m
+            if kind == "body":
+                t = m.body
+            elif kind == "rawbody":
+                t = "\n".join(ln[:MAX_LINE] for ln in m.rawbody.split("\n"))
+            elif kind == "uri":
+                t = "\n".join(m.uris)
+            else:
+                t = m.full
+            self._text[kind] = t
+        return t
+
+    def low(self, kind: str) -> str:
+        t = self._low.get(kind)
+        if t is None:
+            t = self._low[kind] = self.text(kind).lower()
+        return t
+
+    def squeezed(self, kind: str) -> str:
+        t = self._squeezed.get(kind)
+        if t is None:
+            t = self._squeezed[kind] = squeeze(self.text(kind))
+        return t
+
+
+# A compiled rule: (texts, message, extras, value-of-another-rule) -> hit count
+RuleFn = Callable[[_Texts, SaMessage, dict[str, Any], Callable[[str], int]], int]
 
 
 class RuleEngine:
+    """Rules run lazily: every scored rule is computed for each message; a rule that scores
+    nothing itself (``__NAME``, or score 0) is computed only when a meta asks for its value,
+    once per message. Metas evaluate ``&&``/``||`` with short-circuit, cheapest operand first,
+    so a costly sub-rule runs only when the rest of its meta could still make it matter. The
+    hits are those of running every rule (``run(m, lazy=False)``, kept as the reference)."""
+
     def __init__(self, rs: RuleSet, exclude_scores: frozenset[str] = frozenset(),
                  skip: frozenset[str] = frozenset()) -> None:
         self.ruleset = rs
@@ -94,28 +146,34 @@ class RuleEngine:
         self.disabled = sorted(set(rules) - needed)
         self.exclude_scores = exclude_scores | {n for n, r in self.rules.items() if r.eval_fn == "check_bayes"}
         self.extras: dict[str, Any] = {"freemail_domains": rs.freemail}
-        by_kind: dict[str, list[Rule]] = {}
-        headers: dict[str, list[Rule]] = {}
-        self.evals: list[Rule] = []
-        self.exists: list[Rule] = []
-        self.mimeheaders: list[Rule] = []
+        # necessary literals per body-like rule: in the lower-cased text, or else in the
+        # squeezed text (matcher.squeeze); None when the rule must always run
+        self.factors: dict[str, tuple[str, ...] | None] = {}
+        self.squeezed: set[str] = set()
         for r in self.rules.values():
-            if r.eval_fn:
-                self.evals.append(r)
-            elif r.kind == "header":
-                if r.target.startswith("exists:"):
-                    self.exists.append(r)
-                else:
-                    headers.setdefault(r.target, []).append(r)
-            elif r.kind == "mimeheader":
-                self.mimeheaders.append(r)
-            elif r.kind != "meta":
-                by_kind.setdefault(r.kind, []).append(r)
-        self.groups = {k: _Group(v) for k, v in by_kind.items()}
-        self.header_groups = {k: _Group(v) for k, v in headers.items()}
-        self.metas = self._order_metas()
+            if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None:
+                f = required_factors(r.pattern)
+                sq = required_squeezed_factors(r.pattern)
+                if sq is not None and (f is None or min(map(len, sq)) > min(map(len, f))):
+                    self.squeezed.add(r.name)
+                    f = sq
+                self.factors[r.name] = f
+        self.prefiltered = {k: sum(1 for n, f in self.factors.items() if f and self.rules[n].kind == k)
+                            for k in BODY_KINDS}
+        metas = self._order_metas()
+        # the reference path: every rule, metas in dependency order as written
+        self.metas = [(self.rules[n], fn) for n, fn in metas]
+        self._fns: dict[str, RuleFn] = {n: self._compile(r) for n, r in self.rules.items()
+                                        if r.kind != "meta"}
+        self._costs: dict[str, float] = {}
+        for n, _fn in metas:
+            self._fns[n] = self._compile_lazy_meta(self.rules[n])
+        # scored rules, every one computed per message: plain rules first, then metas
+        roots = [n for n, r in self.rules.items() if r.score != 0 and not n.startswith("__")
+                 and (r.kind != "meta" or n in self._fns)]
+        self.roots = sorted(roots, key=lambda n: self.rules[n].kind == "meta")
 
-    def _order_metas(self) -> list[tuple[Rule, Callable[[dict[str, int]], Any]]]:
+    def _order_metas(self) -> list[tuple[str, Callable[[dict[str, int]], Any]]]:
         metas = {n: r for n, r in self.rules.items() if r.kind == "meta"}
         order: list[str] = []
         state: dict[str, int] = {}
@@ -142,69 +200,187 @@ class RuleEngine:
             if n in self.unsupported:
                 continue
             fn = eval(f"lambda h: {metas[n].meta}", {"__builtins__": {}}, {})
-            out.append((metas[n], fn))
+            out.append((n, fn))
         return out
 
+    # -- compiling ------------------------------------------------------------------------------
+    def cost(self, name: str) -> float:
+        """Estimated cost of computing a rule that is not yet known for the message."""
+        c = self._costs.get(name)
+        if c is not None:
+            return c
+        r = self.rules.get(name)
+        if r is None or (r.kind == "meta" and name not in self._fns):
+            c = 0.0  # not run: reads as 0
+        elif r.score != 0 and not name.startswith("__"):
+            c = COST_KNOWN
+        elif r.kind == "meta":
+            self._costs[name] = COST_UNFILTERED  # guards against cycles while summing
+            c = self._node_cost(r.meta_tree) if r.meta_tree is not None else COST_UNFILTERED
+        elif r.kind in BODY_KINDS and not r.eval_fn:
+            c = COST_FILTERED if self.factors.get(name) else COST_UNFILTERED
+        else:
+            c = COST_SIMPLE
+        self._costs[name] = c
+        return c
+
+    def _node_cost(self, node: MetaNode) -> float:
+        if node[0] == "name":
+            return self.cost(node[1])
+        if node[0] in ("not", "neg"):
+            return self._node_cost(node[1])
+        if node[0] == "op":
+            return self._node_cost(node[2]) + self._node_cost(node[3])
+        return 0.0
+
+    def lazy_meta_source(self, node: MetaNode, boolean: bool = True) -> str:
+        """Python source for a meta over ``v(name)`` (a rule's value, computed on first use).
+        Where only the truth value counts (the meta's result, operands of ``!`` and of a boolean
+        ``&&``/``||``), a chain of ``&&`` or of ``||`` is re-ordered cheapest operand first:
+        the truth value of such a chain does not depend on the order and rule values have no
+        side effects. Elsewhere (``(A && B) + C``) the written order is kept, since Perl's
+        ``&&`` yields the value of its last operand."""
+        kind = node[0]
+        if kind == "num":
+            return str(node[1])
+        if kind == "name":
+            return f"v({node[1]!r})"
+        if kind == "not":
+            return f"(not {self.lazy_meta_source(node[1], True)})"
+        if kind == "neg":
+            return f"(-{self.lazy_meta_source(node[1], False)})"
+        op = node[1]
+        if op in ("&&", "||") and boolean:
+            items: list[MetaNode] = []
+
+            def flatten(n: MetaNode) -> None:
+                if n[0] == "op" and n[1] == op:
+                    flatten(n[2])
+                    flatten(n[3])
+                else:
+                    items.append(n)
+
+            flatten(node)
+            items.sort(key=self._node_cost)  # stable: equal costs keep the written order
+            joiner = " and " if op == "&&" else " or "
+            return "(" + joiner.join(self.lazy_meta_source(x, True) for x in items) + ")"
+        if op == "&&":
+            # the left operand is returned only when false: any false value reads as 0
+            return f"({self.lazy_meta_source(node[2], True)} and {self.lazy_meta_source(node[3], False)})"
+        pyop = {"||": "or"}.get(op, op)
+        return f"({self.lazy_meta_source(node[2], False)} {pyop} {self.lazy_meta_source(node[3], False)})"
+
+    def _compile_lazy_meta(self, r: Rule) -> RuleFn:
+        assert r.meta_tree is not None
+        fn = eval(f"lambda v: {self.lazy_meta_source(r.meta_tree)}", {"__builtins__": {}}, {})
+
+        def meta(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
+            try:
+                return 1 if fn(v) else 0
+            except ZeroDivisionError:
+                return 0
+        return meta
+
+    def _compile(self, r: Rule) -> RuleFn:
+        if r.eval_fn:
+            efn = saeval.EVALS[r.eval_fn]
+            args = r.eval_args
+
+            def evaluate(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
+                try:
+                    return int(efn(m, args, ex) or 0)
+                except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError):
+                    return 0  # bad arguments in a rule file: the rule does not hit
+            return evaluate
+        if r.kind == "header" and r.target.startswith("exists:"):
+            spec = r.target[7:]
+            return lambda t, m, ex, v: 1 if m.header(spec) is not None else 0
+        assert r.pattern is not None
+        search = r.pattern.compiled.search
+        if r.kind == "header":
+            spec, negate = r.target, r.negate
+            unset = r.if_unset if r.if_unset is not None else ""
+
+            def header(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
+                value = m.header(spec)
+                return 1 if (search(unset if value is None else value) is not None) != negate else 0
+            return header
+        if r.kind == "mimeheader":
+            hname, _, mod = r.target.partition(":")
+            lname, negate = hname.lower(), r.negate
+
+            def mimeheader(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
+                for part in m.part_headers:
+                    vals = [x for n, x in part if n.lower() == lname]
+                    if not vals:
+                        continue
+                    value = vals[0] if mod == "raw" else decode_header_value(vals[0])
+                    if (search(value) is not None) != negate:
+                        return 1
+                return 0
+            return mimeheader
+        kind, maxhits = r.kind, r.maxhits
+        finditer = r.pattern.compiled.finditer
+        factors = self.factors.get(r.name)
+        squeezed = r.name in self.squeezed
+
+        def bodylike(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
+            if kind == "uri" and not m.uris:
+                return 0
+            if factors is not None:
+                low = t.squeezed(kind) if squeezed else t.low(kind)
+                for f in factors:
+                    if f in low:
+                        break
+                else:
+                    return 0  # none of the literals every match contains: cannot match
+            text = t.text(kind)
+            if maxhits <= 1:
+                return 1 if search(text) is not None else 0
+            n = 0
+            for _ in finditer(text):
+                n += 1
+                if n >= maxhits:
+                    break
+            return n
+        return bodylike
+
     # -- per message ----------------------------------------------------------------------------
-    def run(self, m: SaMessage, extra: dict[str, Any] | None = None) -> EngineResult:
+    def run(self, m: SaMessage, extra: dict[str, Any] | None = None, lazy: bool = True) -> EngineResult:
+        """Hits of the scored rules. ``lazy=False`` is the reference path: every rule's
+        expression runs over the whole text (no prefilter), every meta in written order."""
         t0 = time.perf_counter()
         ex = dict(self.extras)
         if extra:
             ex.update(extra)
-        h: dict[str, int] = {}
-        for spec, g in self.header_groups.items():
-            value = m.header(spec)
-            self._match_header(g, value, h)
-        for r in self.exists:
-            if m.header(r.target[7:]) is not None:
-                h[r.name] = 1
-        body = self.groups.get("body")
-        if body:
-            self._match_lines(body, m.body, m.paragraphs, h)
-        raw = self.groups.get("rawbody")
-        if raw:
-            lines = [ln[:MAX_LINE] for ln in m.rawbody.split("\n")]
-            self._match_lines(raw, "\n".join(lines), lines, h)
-        uri = self.groups.get("uri")
-        if uri and m.uris:
-            self._match_lines(uri, "\n".join(m.uris), m.uris, h)
-        full = self.groups.get("full")
-        if full:
-            self._match_lines(full, m.full, [m.full], h)
-        for r in self.mimeheaders:
-            hname, _, mod = r.target.partition(":")
-            for part in m.part_headers:
-                vals = [v for n, v in part if n.lower() == hname.lower()]
-                if not vals:
-                    continue
-                from gateway_milter.antispam.saview import decode_header_value
-                value = vals[0] if mod == "raw" else decode_header_value(vals[0])
-                assert r.pattern is not None
-                if bool(r.pattern.compiled.search(value)) != r.negate:
-                    h[r.name] = 1
-                    break
-        for r in self.evals:
-            efn = saeval.EVALS[r.eval_fn]
-            try:
-                n = efn(m, r.eval_args, ex)
-            except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError):
-                n = 0  # bad arguments in a rule file: the rule does not hit
-            if n:
-                h[r.name] = n
-        for r, fn in self.metas:
-            try:
-                v = fn(h)
-            except ZeroDivisionError:
-                v = 0
-            if v:
-                h[r.name] = 1
-        res = EngineResult(values=h)
-        for name, count in h.items():
-            if name.startswith("__"):
+        texts = _Texts(m)
+        memo: dict[str, int] = {}
+        fns = self._fns
+        if lazy:
+            def value(name: str) -> int:
+                r = memo.get(name)
+                if r is None:
+                    fn = fns.get(name)
+                    r = memo[name] = fn(texts, m, ex, value) if fn is not None else 0
+                return r
+
+            for name in self.roots:
+                value(name)
+        else:
+            plain = {n: self._compile_plain(r) for n, r in self.rules.items() if r.kind != "meta"}
+            for n, fn in plain.items():
+                memo[n] = fn(texts, m, ex, memo.__getitem__)
+            for r, mfn in self.metas:
+                try:
+                    memo[r.name] = 1 if mfn(memo) else 0
+                except ZeroDivisionError:
+                    memo[r.name] = 0
+        res = EngineResult(values={n: c for n, c in memo.items() if c})
+        for name in self.roots:
+            count = memo.get(name, 0)
+            if not count:
                 continue
             r = self.rules[name]
-            if r.score == 0:
-                continue
             score = 0.0 if name in self.exclude_scores else r.score
             res.hits.append(RuleHit(name, score, r.describe, count))
             res.score += score
@@ -213,44 +389,23 @@ class RuleEngine:
         res.ms = (time.perf_counter() - t0) * 1000
         return res
 
-    @staticmethod
-    def _match_header(g: _Group, value: str | None, h: dict[str, int]) -> None:
-        for r in g.rules:
-            v = value if value is not None else (r.if_unset if r.if_unset is not None else "")
-            assert r.pattern is not None
-            if bool(r.pattern.compiled.search(v)) != r.negate:
-                h[r.name] = 1
-
-    @staticmethod
-    def _match_lines(g: _Group, joined: str, lines: list[str], h: dict[str, int]) -> None:
-        """Body-like rules run once over the lines joined by newlines, in multi-line mode
-        (``^``/``$`` at line boundaries): one search per candidate rule instead of one per
-        line. A pattern could in theory match across a line break through ``\\s``; rules are
-        written per paragraph and we accept that approximation (documented)."""
-        rules = g.rules
-        if g.matcher is not None:
-            cand = sorted(set(g.matcher.candidates(joined)))
-            patterned = [r for r in rules if r.pattern is not None]
-            todo = [patterned[i] for i in cand]
-        else:
-            todo = rules
-        for r in todo:
-            rx = r.pattern.compiled  # type: ignore[union-attr]
-            if r.maxhits <= 1:
-                if rx.search(joined):
-                    h[r.name] = 1
-            else:
-                n = 0
-                for _ in rx.finditer(joined):
-                    n += 1
-                    if n >= r.maxhits:
-                        break
-                if n:
-                    h[r.name] = n
+    def _compile_plain(self, r: Rule) -> RuleFn:
+        """A rule without the prefilter (the reference for :meth:`run`)."""
+        if r.kind not in BODY_KINDS or r.eval_fn:
+            return self._fns[r.name]
+        saved = self.factors.get(r.name)
+        self.factors[r.name] = None
+        try:
+            return self._compile(r)
+        finally:
+            self.factors[r.name] = saved
 
 
 _engines: dict[tuple[Any, ...], RuleEngine] = {}
 _lock = threading.Lock()
+# (arguments) -> (monotonic time of the last look at the files, engine key)
+_checked: dict[tuple[Any, ...], tuple[float, tuple[Any, ...]]] = {}
+RECHECK_S = 1.0  # rule files are looked at (stat) at most this often, not on every message
 
 
 def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: bool = True,
@@ -258,6 +413,13 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
     """The process-wide engine for a set of rule directories (rebuilt when a file changes)."""
     from gateway_milter.antispam.sarules import DEFAULT_DIRS
 
+    args = (dirs, score_set, include_default, skip)
+    now = time.monotonic()
+    seen = _checked.get(args)
+    if seen is not None and now - seen[0] < RECHECK_S:
+        eng = _engines.get(seen[1])
+        if eng is not None:
+            return eng
     paths: list[Path] = []
     if include_default:
         paths += [d for d in DEFAULT_DIRS if d.is_dir()][:1]
@@ -275,4 +437,6 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
                 eng = RuleEngine(load_rules(paths, score_set), skip=frozenset(skip))
                 _engines.clear()  # one rule set per process: drop stale ones
                 _engines[key] = eng
+                _checked.clear()
+    _checked[args] = (now, key)
     return eng

@@ -27,60 +27,144 @@ P: Any = importlib.import_module("re._parser")
 
 MIN_FACTOR = 3  # shorter factors filter too little to be worth a test
 MAX_ALTERNATIVES = 300  # a long alternation still beats running an expensive pattern
+_REPEATS = tuple(x for x in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None)) if x is not None)
+_ZERO_WIDTH = (C.AT, C.ASSERT, C.ASSERT_NOT)  # \b, ^, $, look-around: consume nothing
+_ALNUM = frozenset(map(ord, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+# Texts for the "squeezed" factors: everything but ASCII letters and digits removed, then lower-cased.
+SQUEEZE = re.compile(r"[^A-Za-z0-9]+")
+
+
+def squeeze(text: str) -> str:
+    """The text as the squeezed factors see it: ``"V_i-A g.r a"`` -> ``"viagra"``.
+    Characters are removed before lower-casing, so no non-ASCII character can turn into an
+    ASCII letter (the Kelvin sign lower-cases to ``k``)."""
+    return SQUEEZE.sub("", text).lower()
+
+
+def _in_class(items: Any, ch: int) -> bool | None:
+    """Whether a parsed character class matches the ASCII character ``ch`` (None: unknown)."""
+    hit = False
+    negate = False
+    for op, av in items:
+        if op is C.NEGATE:
+            negate = True
+        elif op is C.LITERAL:
+            hit = hit or av == ch
+        elif op is C.RANGE:
+            hit = hit or av[0] <= ch <= av[1]
+        elif op is C.CATEGORY:
+            c = chr(ch)
+            word = c.isascii() and (c.isalnum() or c == "_")
+            digit = c in "0123456789"
+            space = c in " \t\n\r\x0b\x0c"
+            m = {C.CATEGORY_DIGIT: digit, C.CATEGORY_NOT_DIGIT: not digit, C.CATEGORY_SPACE: space,
+                 C.CATEGORY_NOT_SPACE: not space, C.CATEGORY_WORD: word, C.CATEGORY_NOT_WORD: not word}.get(av)
+            if m is None:
+                return None
+            hit = hit or m
+        else:
+            return None
+    return hit != negate
+
+
+def _class_is_squeezed_away(items: Any, icase: bool) -> bool:
+    """True when the class can match no ASCII letter or digit (so squeeze() removes whatever it
+    matches). Case-insensitive matching folds ASCII letters only (patterns compile with re.ASCII)."""
+    for ch in _ALNUM:
+        for c in {ch, ord(chr(ch).swapcase())} if icase else {ch}:
+            if _in_class(items, c) is not False:
+                return False
+    return True
+
+
+class _Walker:
+    r"""Walks a parse tree for literal runs every match must contain.
+
+    ``squeezed=False``: runs of the text itself (lower-cased). ``squeezed=True``: runs of the
+    squeezed text, where pattern items that can only match characters other than ASCII letters
+    and digits (``[_\W]{0,3}``, ``\s``, ``-``) are transparent: SpamAssassin's obfuscation-
+    tolerant patterns (``v[_\W]{0,3}i[_\W]{0,3}a...``) then yield "via...". Zero-width items
+    (``\b``, ``^``, look-around) never interrupt a run in either mode."""
+
+    def __init__(self, squeezed: bool, icase: bool) -> None:
+        self.squeezed = squeezed
+        self.icase = icase
+
+    def transparent(self, op: Any, av: Any) -> bool:
+        if op in _ZERO_WIDTH:
+            return True
+        if not self.squeezed:
+            return False
+        if op is C.LITERAL:
+            return av not in _ALNUM and not (self.icase and ord(chr(av).swapcase()) in _ALNUM)
+        if op is C.IN:
+            return _class_is_squeezed_away(av, self.icase)
+        if op in _REPEATS:
+            return all(self.transparent(o, a) for o, a in av[2])
+        if op is C.SUBPATTERN:
+            return all(self.transparent(o, a) for o, a in av[-1])
+        if op is C.BRANCH:
+            return all(all(self.transparent(o, a) for o, a in b) for b in av[1])
+        return False
+
+    def walk(self, items: Any) -> list[set[str] | None]:
+        """For each position a required literal set or None."""
+        out: list[set[str] | None] = []
+        run: list[str] = []
+        self._walk(items, out, run)
+        if run:
+            out.append({"".join(run)})
+        return out
+
+    def _walk(self, items: Any, out: list[set[str] | None], run: list[str]) -> None:
+        def flush() -> None:
+            if run:
+                out.append({"".join(run)})
+                run.clear()
+
+        for op, av in items:
+            if self.transparent(op, av):
+                continue
+            if op is C.LITERAL:
+                run.append(chr(av).lower())
+                continue
+            if op in _REPEATS and av[0] >= 1 and len(av[2]) == 1 and av[2][0][0] is C.LITERAL:
+                # "ad+res": the first 'd' ends the run "ad", the last 'd' starts the run "dres"
+                ch = chr(av[2][0][1]).lower()
+                run.append(ch)
+                flush()
+                run.append(ch)
+                continue
+            if op is C.IN:
+                # a one-letter class such as [Vv] is a literal when lower-cased
+                lits = {chr(a).lower() for o, a in av if o is C.LITERAL}
+                if len(lits) == 1 and all(o is C.LITERAL for o, _ in av):
+                    run.append(lits.pop())
+                    continue
+            if op in (C.SUBPATTERN, getattr(C, "ATOMIC_GROUP", None)):
+                # a group matches a contiguous piece of the text: its runs join the outer ones
+                self._walk(av[-1] if op is C.SUBPATTERN else av, out, run)
+                continue
+            flush()
+            if op in _REPEATS:
+                lo, _hi, sub = av
+                if lo >= 1:
+                    out.append(_best(self.walk(sub)))
+            elif op is C.BRANCH:
+                alts: set[str] = set()
+                for b in av[1]:
+                    best = _best(self.walk(b))
+                    if best is None:
+                        alts = set()
+                        break
+                    alts |= best
+                out.append(alts or None)
+            else:
+                out.append(None)
 
 
 def _lit(items: Any) -> list[set[str] | None]:
-    """Walk a parsed sequence; return for each position a required literal set or None."""
-    out: list[set[str] | None] = []
-    run: list[str] = []
-
-    def flush() -> None:
-        if run:
-            out.append({"".join(run)})
-            run.clear()
-
-    for op, av in items:
-        if op is C.LITERAL:
-            run.append(chr(av).lower())
-            continue
-        if op in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None)) and av[0] >= 1 \
-                and len(av[2]) == 1 and av[2][0][0] is C.LITERAL:
-            # "ad+res": the first 'd' ends the run "ad", the last 'd' starts the run "dres"
-            ch = chr(av[2][0][1]).lower()
-            run.append(ch)
-            flush()
-            run.append(ch)
-            continue
-        flush()
-        if op is C.SUBPATTERN:
-            sub = av[-1]
-            out.append(_best(_lit(sub)))
-        elif op in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None)):
-            lo, _hi, sub = av
-            if lo >= 1:
-                out.append(_best(_lit(sub)))
-        elif op is C.BRANCH:
-            alts: set[str] = set()
-            for b in av[1]:
-                best = _best(_lit(b))
-                if best is None:
-                    alts = set()
-                    break
-                alts |= best
-            out.append(alts or None)
-        elif op is getattr(C, "ATOMIC_GROUP", None):
-            out.append(_best(_lit(av)))
-        elif op is C.IN:
-            # a one-letter class such as [Vv] is a literal when lower-cased
-            lits = {chr(a).lower() for o, a in av if o is C.LITERAL}
-            if len(lits) == 1 and all(o is C.LITERAL for o, _ in av):
-                run.append(lits.pop())
-                continue
-            out.append(None)
-        else:
-            out.append(None)
-    flush()
-    return out
+    return _Walker(False, False).walk(items)
 
 
 def _best(parts: list[set[str] | None]) -> set[str] | None:
@@ -96,18 +180,33 @@ def _best(parts: list[set[str] | None]) -> set[str] | None:
     return best
 
 
-def required_factors(p: PerlPattern) -> tuple[str, ...] | None:
-    """Literal strings (lower-case) one of which occurs in every match, or None."""
+def _factors(p: PerlPattern, squeezed: bool) -> tuple[str, ...] | None:
     if p.flags and "x" in p.flags:
         return None
+    if squeezed and not isinstance(p.compiled, re.Pattern):
+        return None  # the regex module folds case its own way: plain factors only
+    icase = "i" in p.flags
     try:
-        tree = P.parse(p.source, re.ASCII | (re.I if "i" in p.flags else 0))
+        tree = P.parse(p.source, re.ASCII | (re.I if icase else 0))
     except Exception:  # noqa: BLE001 - regex-module-only syntax: no prefilter
         return None
-    best = _best(_lit(tree))
+    if squeezed and (tree.state.flags & re.I):
+        icase = True  # (?i) at the start of the pattern
+    best = _best(_Walker(squeezed, icase).walk(tree))
     if not best or min(len(x) for x in best) < MIN_FACTOR or len(best) > MAX_ALTERNATIVES:
         return None
     return tuple(sorted(best))
+
+
+def required_factors(p: PerlPattern) -> tuple[str, ...] | None:
+    """Literal strings (lower-case) one of which occurs in every match, or None."""
+    return _factors(p, False)
+
+
+def required_squeezed_factors(p: PerlPattern) -> tuple[str, ...] | None:
+    """Strings one of which occurs in ``squeeze(text)`` whenever the pattern matches ``text``,
+    or None."""
+    return _factors(p, True)
 
 
 class MultiMatcher:

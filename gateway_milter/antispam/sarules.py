@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,9 @@ FEATURES = {
 }
 RULE_KINDS = ("header", "body", "rawbody", "uri", "full", "meta", "mimeheader")
 RULE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+# A parsed meta expression: ("num", "3"), ("name", "RULE"), ("not", node), ("neg", node) or
+# ("op", operator, left, right) with the Perl operator (``&&``, ``||``, ``+``, ``>``, ...).
+MetaNode = tuple[Any, ...]
 
 
 class RuleFileError(ValueError):
@@ -66,6 +70,7 @@ class Rule:
     eval_fn: str = ""
     eval_args: tuple[str | float, ...] = ()
     meta: str = ""
+    meta_tree: MetaNode | None = None
     deps: tuple[str, ...] = ()
     tflags: frozenset[str] = frozenset()
     maxhits: int = 1
@@ -275,13 +280,12 @@ def _parse_eval_args(s: str) -> tuple[str | float, ...]:
 
 META_TOKEN = re.compile(r"\s*(&&|\|\||[!()+\-*/]|>=|<=|==|!=|>|<|\d+(?:\.\d+)?|[A-Za-z_][A-Za-z0-9_]*)")
 
+_PY_OPS = {"&&": "and", "||": "or"}
 
-def compile_meta(expr: str) -> tuple[str, tuple[str, ...]]:
-    """Translate a meta expression to Python source over ``h`` (hit counts); returns (source, deps).
 
-    Perl precedence: ``!`` binds tightest, then ``* /``, ``+ -``, comparisons, ``&&``, ``||``.
-    Python's ``not`` binds looser than comparisons, so ``!`` becomes ``(not x)`` on its operand.
-    """
+def parse_meta(expr: str) -> MetaNode:
+    """Parse a meta expression with Perl precedence: ``!`` binds tightest, then ``* /``, ``+ -``,
+    comparisons, ``&&``, ``||``."""
     toks: list[str] = []
     pos = 0
     while pos < len(expr):
@@ -292,7 +296,6 @@ def compile_meta(expr: str) -> tuple[str, tuple[str, ...]]:
             raise RuleFileError(f"bad meta expression near {expr[pos:pos + 20]!r}")
         toks.append(m.group(1))
         pos = m.end()
-    deps: list[str] = []
     i = 0
 
     def peek() -> str | None:
@@ -305,55 +308,92 @@ def compile_meta(expr: str) -> tuple[str, tuple[str, ...]]:
         i += 1
         return toks[i - 1]
 
-    def primary() -> str:
+    def primary() -> MetaNode:
         t = take()
         if t == "(":
             e = or_()
             if take() != ")":
                 raise RuleFileError("unbalanced parentheses in meta")
-            return f"({e})"
+            return e
         if t == "!":
-            return f"(not {primary()})"
+            return ("not", primary())
         if t == "-":
-            return f"(-{primary()})"
+            return ("neg", primary())
         if re.match(r"^\d", t):
-            return t
+            return ("num", t)
         if re.match(r"^[A-Za-z_]", t):
-            deps.append(t)
-            return f"h.get({t!r},0)"
+            return ("name", t)
         raise RuleFileError(f"unexpected {t!r} in meta")
 
-    def binary(sub: Callable[[], str], ops: tuple[str, ...]) -> str:
+    def binary(sub: Callable[[], MetaNode], ops: tuple[str, ...]) -> MetaNode:
         left = sub()
         while peek() in ops:
             op = take()
-            right = sub()
-            pyop = {"&&": " and ", "||": " or "}.get(op, f" {op} ")
-            left = f"({left}{pyop}{right})"
+            if op == "/":
+                # SA metas never divide; Perl and Python disagree on division by zero
+                raise RuleFileError("division in meta expressions is not supported")
+            left = ("op", op, left, sub())
         return left
 
-    def mul() -> str:
+    def mul() -> MetaNode:
         return binary(primary, ("*", "/"))
 
-    def add() -> str:
+    def add() -> MetaNode:
         return binary(mul, ("+", "-"))
 
-    def cmp() -> str:
+    def cmp() -> MetaNode:
         return binary(add, (">", "<", ">=", "<=", "==", "!="))
 
-    def and_() -> str:
+    def and_() -> MetaNode:
         return binary(cmp, ("&&",))
 
-    def or_() -> str:
+    def or_() -> MetaNode:
         return binary(and_, ("||",))
 
-    src = or_()
+    tree = or_()
     if i != len(toks):
         raise RuleFileError(f"trailing tokens in meta: {' '.join(toks[i:])}")
-    # guard division by zero like Perl would not: SA metas never divide, keep it simple
-    if "/" in src:
-        raise RuleFileError("division in meta expressions is not supported")
-    return src, tuple(dict.fromkeys(deps))
+    return tree
+
+
+def meta_names(node: MetaNode) -> tuple[str, ...]:
+    """The rule names a meta expression reads, in order of first use."""
+    out: dict[str, None] = {}
+
+    def walk(n: MetaNode) -> None:
+        if n[0] == "name":
+            out[n[1]] = None
+        elif n[0] in ("not", "neg"):
+            walk(n[1])
+        elif n[0] == "op":
+            walk(n[2])
+            walk(n[3])
+
+    walk(node)
+    return tuple(out)
+
+
+def meta_source(node: MetaNode, ref: Callable[[str], str] = lambda n: f"h.get({n!r},0)") -> str:
+    """Python source for a meta expression, evaluated in its written order; ``ref`` renders a
+    rule name (default: its hit count in the dict ``h``). Python's ``not`` binds looser than
+    comparisons, so ``!`` becomes ``(not x)`` on its operand."""
+    kind = node[0]
+    if kind == "num":
+        return str(node[1])
+    if kind == "name":
+        return ref(node[1])
+    if kind == "not":
+        return f"(not {meta_source(node[1], ref)})"
+    if kind == "neg":
+        return f"(-{meta_source(node[1], ref)})"
+    op = _PY_OPS.get(node[1], node[1])
+    return f"({meta_source(node[2], ref)} {op} {meta_source(node[3], ref)})"
+
+
+def compile_meta(expr: str) -> tuple[str, tuple[str, ...]]:
+    """Translate a meta expression to Python source over ``h`` (hit counts); returns (source, deps)."""
+    tree = parse_meta(expr)
+    return meta_source(tree), meta_names(tree)
 
 
 def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
@@ -425,7 +465,8 @@ def _parse_definition(p: _Parser, rule: Rule) -> None:
     if "%{" in text and rule.kind != "meta":
         raise RuleFileError("capture-rule template %{...} is not supported")
     if rule.kind == "meta":
-        rule.meta, rule.deps = compile_meta(text)
+        rule.meta_tree = parse_meta(text)
+        rule.meta, rule.deps = meta_source(rule.meta_tree), meta_names(rule.meta_tree)
         return
     m = _EVAL.match(text)
     if rule.kind in ("header", "mimeheader") and not m:
@@ -454,4 +495,4 @@ def _parse_definition(p: _Parser, rule: Rule) -> None:
         raise RuleFileError(f"trailing text {tail[:40]!r}")
 
 
-__all__ = ["Rule", "RuleSet", "load_rules", "compile_meta", "split_delimited", "RuleFileError"]
+__all__ = ["Rule", "RuleSet", "load_rules", "compile_meta", "parse_meta", "meta_source", "split_delimited", "RuleFileError"]
