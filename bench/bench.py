@@ -65,6 +65,38 @@ def postconf(etc: Path, setting: str) -> None:
     time.sleep(1.5)
 
 
+def tree_cpu(root_pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        stats[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0.0))[1]
+        todo += children.get(pid, [])
+    return total
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    vals = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = vals[3] + vals[4]
+    return (sum(vals) - idle) / tick, sum(vals) / tick
+
+
 def throughput(port: int, spool: Path, msgfile: Path, n: int, sessions: int) -> float:
     t0 = time.perf_counter()
     subprocess.run(["smtp-source", "-4", "-s", str(sessions), "-m", str(n), "-F", str(msgfile), "-f",
@@ -165,14 +197,23 @@ def main() -> int:
                            "gateway": f"unix:{gw_sock}"}
             configs = {k: v for k, v in all_configs.items() if k in a.configs.split(",")}
             rates: dict[str, list[float]] = {c: [] for c in configs}
+            # CPU milliseconds per message: of the milter's processes, and of the whole machine
+            milter_pid = {"noop": procs[0].pid, "lists": procs[-2].pid, "gateway": procs[-1].pid}
+            cpu_milter: dict[str, list[float]] = {c: [] for c in configs}
+            cpu_machine: dict[str, list[float]] = {c: [] for c in configs}
             lats: dict[str, list[float]] = {c: [] for c in configs}
             for r in range(a.rounds):
                 for name, milter in configs.items():
                     postconf(pf / "etc", f"smtpd_milters = {milter}")
                     latencies(port, 5)  # warm up
+                    m0, (b0, _) = tree_cpu(milter_pid[name]) if name in milter_pid else 0.0, machine_busy()
                     rates[name].append(throughput(port, pf / "spool", msgfile, a.n, a.sessions))
+                    m1, (b1, _) = tree_cpu(milter_pid[name]) if name in milter_pid else 0.0, machine_busy()
+                    cpu_milter[name].append((m1 - m0) * 1000 / a.n)
+                    cpu_machine[name].append((b1 - b0) * 1000 / a.n)
                     lats[name] += latencies(port, a.latency // a.rounds)
-                    print(f"round {r + 1} {name:9} {rates[name][-1]:7.1f} msg/s", flush=True)
+                    print(f"round {r + 1} {name:9} {rates[name][-1]:7.1f} msg/s  milter {cpu_milter[name][-1]:.3f} ms CPU/msg"
+                          f"  machine {cpu_machine[name][-1]:.3f} ms CPU/msg", flush=True)
             base = "nomilter" if "nomilter" in configs else next(iter(configs))
             base50, base99 = pct(lats[base], 50), pct(lats[base], 99)
             summary = {}
@@ -184,6 +225,8 @@ def main() -> int:
                     "latency_p99_ms": round(pct(lats[name], 99), 2),
                     "added_p50_ms": round(pct(lats[name], 50) - base50, 2),
                     "added_p99_ms": round(pct(lats[name], 99) - base99, 2),
+                    "milter_cpu_ms_per_msg": round(statistics.median(cpu_milter[name]), 3),
+                    "machine_cpu_ms_per_msg": round(statistics.median(cpu_machine[name]), 3),
                 }
             for v in ("lists", "gateway"):
                 if v in configs and "noop" in configs:

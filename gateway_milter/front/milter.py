@@ -116,6 +116,25 @@ def guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def deferred(fn: F) -> F:
+    """For callbacks Postfix need not wait for (no-reply): an exception is remembered and
+    answered with 4xx at the next callback that replies (MAIL, RCPT or end of message)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: BulwarkMilter, *args: Any) -> Any:
+        try:
+            return fn(self, *args)
+        except Exception:
+            log.exception("milter callback %s failed", fn.__name__)
+            if fn.__name__ in ("connect", "hello"):
+                self._conn_failed = fn.__name__
+            else:
+                self._msg_failed = fn.__name__
+            return CONTINUE
+
+    return wrapper  # type: ignore[return-value]
+
+
 class BulwarkMilter(Milter.Base):  # type: ignore[misc]
     gateway: Gateway  # set by the daemon before libmilter starts
 
@@ -123,6 +142,18 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         self.conn: ConnectionInfo | None = None
         self.ctx: MessageContext | None = None
         self._finished = True
+        self._conn_failed: str | None = None  # a no-reply callback of the connection failed
+        self._msg_failed: str | None = None  # ... of the current message
+
+    def _deferred_failure(self) -> int | None:
+        """TEMPFAIL (with the reply set) when a no-reply callback failed earlier, else None."""
+        failed = self._conn_failed or self._msg_failed
+        if failed is None:
+            return None
+        if self.ctx is not None:
+            self.ctx.add_trace("milter", "error", f"exception in {failed}")
+        self._reply(INTERNAL_ERROR)
+        return TEMPFAIL
 
     # -- helpers ----------------------------------------------------------------------------
     def _macros(self, names: tuple[str, ...]) -> None:
@@ -145,7 +176,7 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
 
     # -- callbacks --------------------------------------------------------------------------
     @Milter.noreply  # type: ignore[untyped-decorator]  # Postfix need not wait for an answer
-    @guarded
+    @deferred
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         ip, port = None, None
         if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
@@ -158,7 +189,7 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         return CONTINUE
 
     @Milter.noreply  # type: ignore[untyped-decorator]
-    @guarded
+    @deferred
     def hello(self, heloname: str) -> int:
         assert self.conn is not None
         self.conn.helo = heloname or ""
@@ -169,6 +200,9 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
     def envfrom(self, mailfrom: str, *esmtp: str) -> int:
         assert self.conn is not None
         self._finish()
+        self._msg_failed = None
+        if (failed := self._deferred_failure()) is not None:
+            return failed
         self._macros(MAIL_MACROS)
         self.ctx = self.gateway.begin(self.conn)
         self._finished = False
@@ -180,6 +214,8 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
     @guarded
     def envrcpt(self, to: str, *esmtp: str) -> int:
         assert self.ctx is not None
+        if (failed := self._deferred_failure()) is not None:
+            return failed
         # RCPT work runs inline: its layers are bounded by the runner's stage budget and their
         # own network time-outs; Postfix's milter_command_timeout (answering per
         # milter_default_action = tempfail) is the backstop.
@@ -192,14 +228,18 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         self._reply(d.reply)
         return REJECT if d.action == "reject" else TEMPFAIL
 
-    @guarded
+    # Headers, body chunks and DATA are streamed without a reply (Postfix does not wait for one
+    # per header: fewer round trips); nothing is judged before end of message anyway.
+    @Milter.noreply  # type: ignore[untyped-decorator]
+    @deferred
     def data(self) -> int:
         # Defining data() keeps Postfix from a Nagle/delayed-ACK stall on inet sockets.
         if self.ctx is not None:
             self.ctx.note("DATA")
         return CONTINUE
 
-    @guarded
+    @Milter.noreply  # type: ignore[untyped-decorator]
+    @deferred
     @Milter.decode("bytes")  # type: ignore[untyped-decorator]
     def header(self, name: str, value: bytes) -> int:
         assert self.ctx is not None
@@ -207,7 +247,8 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         self.ctx.add_header(name, v)
         return CONTINUE
 
-    @guarded
+    @Milter.noreply  # type: ignore[untyped-decorator]
+    @deferred
     def body(self, chunk: bytes) -> int:
         assert self.ctx is not None
         self.ctx.body.write(chunk)
@@ -217,6 +258,9 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
     def eom(self) -> int:
         assert self.ctx is not None
         ctx = self.ctx
+        if (failed := self._deferred_failure()) is not None:
+            self._finish(Action.TEMPFAIL, INTERNAL_ERROR)
+            return failed
         self._macros(EOM_MACROS)
         ctx.queue_id = self.conn.macros.get("i", "") if self.conn else ""
         d = within_budget(Stage.EOM, lambda: self.gateway.eom(ctx))

@@ -15,7 +15,8 @@ from tests.unit.spine.conftest import make_gateway
 
 # TestCtx closes the session on a NOREPLY answer, so the MTA here offers no no-reply bits (an
 # MTA may legitimately lack them; Postfix has them and the integration tier covers that).
-NO_NR_OPTS = [Milter.CURR_ACTS, 0x1FFFFF & ~(Milter.P_NR_CONN | Milter.P_NR_HELO), 0, 0]
+NO_REPLY_BITS = Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_DATA | Milter.P_NR_HDR | Milter.P_NR_BODY
+NO_NR_OPTS = [Milter.CURR_ACTS, 0x1FFFFF & ~NO_REPLY_BITS, 0, 0]
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +85,28 @@ def test_it_tempfails_when_a_layer_raises(monkeypatch: pytest.MonkeyPatch) -> No
     assert ctx._reply[0] == "451"
     assert sink.records[-1]["action"] == "tempfail"
     assert any(t["event"] == "error" and t["source"] == "size" for t in sink.records[-1]["trace"])
+
+
+def test_a_failure_in_a_no_reply_callback_is_answered_4xx_at_end_of_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    # headers and body are streamed without replies: an exception there must still end in 4xx
+    from gateway_milter.context import MessageContext
+
+    original = MessageContext.add_header
+
+    def broken(self: MessageContext, name: str, value: str) -> None:
+        if name == "Subject":
+            raise MemoryError("no room for the header")
+        original(self, name, value)
+
+    gw, q, sink = make_gateway()
+    with monkeypatch.context() as m:
+        m.setattr(MessageContext, "add_header", broken)
+        ctx, rc = run(gw, "alice@outside.test", "bob@example.com")
+    assert rc == Milter.TEMPFAIL and ctx._reply[0] == "451"
+    assert sink.records[-1]["action"] == "tempfail"
+    assert any(t["event"] == "error" and "header" in t["detail"] for t in sink.records[-1]["trace"])
+    _, rc = run(gw, "alice@outside.test", "bob@example.com")  # the next message is judged afresh
+    assert rc == Milter.ACCEPT
 
 
 def test_it_tempfails_when_quarantine_storage_fails() -> None:
