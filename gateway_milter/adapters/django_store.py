@@ -7,11 +7,12 @@ GATEWAY_POLICY_POLL seconds), the writer in the journal-ingest thread.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from typing import Any
 
 from django.db import close_old_connections, transaction
+
+from gateway_milter import jsonio
 
 log = logging.getLogger("bulwark.adapter")
 
@@ -47,7 +48,7 @@ def _log_row(r: dict[str, Any], adapt_dt: Any) -> tuple[Any, ...]:
         if col == "time":
             v = adapt_dt(_ts(float(v or 0)))
         elif col in _JSON:
-            v = json.dumps(v or [], separators=(",", ":"))
+            v = jsonio.dumps_str(v or [])
         elif col == "client_ip":
             v = v or None
         elif col in ("size", "policy_version"):

@@ -106,9 +106,7 @@ class CompiledLists:
             else:
                 self._nets.setdefault((e.list, e.domain), []).append((ipaddress.ip_network(e.value), e))
 
-    @property
-    def has_sender_entries(self) -> bool:
-        return any(kind == "sender" for (_, kind, _) in self._addr)
+        self.has_sender_entries = any(kind == "sender" for (_, kind, _) in self._addr)
 
     def match_address(self, lst: str, kind: str, address: str, domain: str | None) -> ListEntry | None:
         a = address.strip("<>").lower()

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway_milter import jsonio
+
 log = logging.getLogger("bulwark.msglog")
 
 SEGMENT_MAX_BYTES = 16 * 1024 * 1024
@@ -62,7 +64,7 @@ class JournalLogSink:
         self._path = None
 
     def emit(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8", "surrogatepass")
+        line = jsonio.dumps(record) + b"\n"
         with self._lock:
             if self._fd >= 0 and (self._size > SEGMENT_MAX_BYTES or time.monotonic() - self._opened > SEGMENT_MAX_AGE_S):
                 self._close_segment()
@@ -156,7 +158,7 @@ class JournalIngestor:
                 line = data[pos:nl]
                 pos = nl + 1
                 try:
-                    records.append(json.loads(line))
+                    records.append(jsonio.loads(line))
                 except ValueError:
                     log.error("skipping unreadable journal line in %s at offset %d", seg.name, offset + pos)
                 if len(records) >= BATCH_SIZE:
