@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_milter.antispam import saeval
-from gateway_milter.antispam.matcher import required_factors, required_squeezed_factors, squeeze
+from gateway_milter.antispam.matcher import FactorIndex, required_factors, required_squeezed_factors, squeeze
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
 from gateway_milter.antispam.saview import MAX_LINE, SaMessage, decode_header_value
 
@@ -58,13 +58,23 @@ class _Texts:
     """The texts body-like rules run over, built on first use, with their lower-cased copies
     for the literal prefilter."""
 
-    __slots__ = ("m", "_text", "_low", "_squeezed")
+    __slots__ = ("m", "_text", "_low", "_squeezed", "_present", "indexes")
 
-    def __init__(self, m: SaMessage) -> None:
+    def __init__(self, m: SaMessage, indexes: dict[tuple[str, bool], FactorIndex[str]]) -> None:
         self.m = m
+        self.indexes = indexes
         self._text: dict[str, str] = {}
         self._low: dict[str, str] = {}
         self._squeezed: dict[str, str] = {}
+        self._present: dict[tuple[str, bool], set[str]] = {}
+
+    def present(self, kind: str, squeezed: bool) -> set[str]:
+        """Rules (of this kind and factor domain) one of whose factors occurs in the text."""
+        key = (kind, squeezed)
+        p = self._present.get(key)
+        if p is None:
+            p = self._present[key] = self.indexes[key].present(self.squeezed(kind) if squeezed else self.low(kind))
+        return p
 
     def text(self, kind: str) -> str:
         t = self._text.get(kind)
@@ -158,6 +168,10 @@ class RuleEngine:
                     self.squeezed.add(r.name)
                     f = sq
                 self.factors[r.name] = f
+        self.indexes: dict[tuple[str, bool], FactorIndex[str]] = {
+            (k, sq): FactorIndex({n: f for n, f in self.factors.items()
+                                  if f and self.rules[n].kind == k and (n in self.squeezed) == sq})
+            for k in BODY_KINDS for sq in (False, True)}
         self.prefiltered = {k: sum(1 for n, f in self.factors.items() if f and self.rules[n].kind == k)
                             for k in BODY_KINDS}
         metas = self._order_metas()
@@ -324,16 +338,13 @@ class RuleEngine:
         factors = self.factors.get(r.name)
         squeezed = r.name in self.squeezed
 
+        name = r.name
+
         def bodylike(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
             if kind == "uri" and not m.uris:
                 return 0
-            if factors is not None:
-                low = t.squeezed(kind) if squeezed else t.low(kind)
-                for f in factors:
-                    if f in low:
-                        break
-                else:
-                    return 0  # none of the literals every match contains: cannot match
+            if factors is not None and name not in t.present(kind, squeezed):
+                return 0  # none of the literals every match contains occurs: cannot match
             text = t.text(kind)
             if maxhits <= 1:
                 return 1 if search(text) is not None else 0
@@ -353,7 +364,7 @@ class RuleEngine:
         ex = dict(self.extras)
         if extra:
             ex.update(extra)
-        texts = _Texts(m)
+        texts = _Texts(m, self.indexes)
         memo: dict[str, int] = {}
         fns = self._fns
         if lazy:

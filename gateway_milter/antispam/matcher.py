@@ -2,9 +2,11 @@
 
 For every pattern we extract, from its parse tree, a set of literal strings one of which MUST
 occur in any text the pattern matches (the "necessary factors", as SpamAssassin's own
-Rule2XSBody prefilter does). Per message the text is lower-cased once and each rule is skipped
-unless one of its factors occurs (a substring test in C); only the survivors run their regular
-expression. Patterns without a usable factor always run.
+Rule2XSBody prefilter does). Per message the text is lower-cased once, one Aho-Corasick pass
+finds which factors occur, and a rule is skipped unless one of its factors does; only the
+survivors run their regular expression. Patterns without a usable factor always run. A second kind of factor lives in the
+"squeezed" text (letters and digits only), for patterns that tolerate punctuation between
+letters.
 
 Hyperscan in prefilter mode was measured first (docs/decisions/0041-rule-matching.md): its
 compile time for SpamAssassin's body rules exceeded ten minutes here, so it is not used.
@@ -13,8 +15,10 @@ compile time for SpamAssassin's body rules exceeded ten minutes here, so it is n
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+import ahocorasick
 
 from gateway_milter.antispam.perlre import PerlPattern
 
@@ -25,6 +29,7 @@ import importlib
 C: Any = importlib.import_module("re._constants")
 P: Any = importlib.import_module("re._parser")
 
+K = TypeVar("K", bound=Hashable)
 MIN_FACTOR = 3  # shorter factors filter too little to be worth a test
 MAX_ALTERNATIVES = 300  # a long alternation still beats running an expensive pattern
 _REPEATS = tuple(x for x in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None)) if x is not None)
@@ -209,22 +214,49 @@ def required_squeezed_factors(p: PerlPattern) -> tuple[str, ...] | None:
     return _factors(p, True)
 
 
+class FactorIndex(Generic[K]):
+    """The factors of many rules in one Aho-Corasick automaton (pyahocorasick, C): one pass
+    over a text gives every rule one of whose factors occurs in it, instead of one substring
+    test per factor and rule (docs/decisions/0044-factor-prefilter-aho-corasick.md)."""
+
+    def __init__(self, factors: Mapping[K, Sequence[str]]) -> None:
+        by_factor: dict[str, set[K]] = {}
+        for key, fs in factors.items():
+            for f in fs:
+                by_factor.setdefault(f, set()).add(key)
+        self.groups: list[frozenset[K]] = []
+        self.automaton: Any = None
+        if by_factor:
+            self.automaton = ahocorasick.Automaton()
+            for f, keys in by_factor.items():
+                self.automaton.add_word(f, len(self.groups))
+                self.groups.append(frozenset(keys))
+            self.automaton.make_automaton()
+
+    def present(self, text: str) -> set[K]:
+        """Keys with a factor in ``text`` (already lower-cased or squeezed by the caller)."""
+        if self.automaton is None or not text:
+            return set()
+        found = {i for _end, i in self.automaton.iter(text)}
+        groups = self.groups
+        return set().union(*(groups[i] for i in found))
+
+
 class MultiMatcher:
+    """Candidate patterns for one text: those with a factor in it, and those without factors."""
+
     def __init__(self, patterns: Sequence[PerlPattern]) -> None:
         self.patterns = list(patterns)
         self.factors = [required_factors(p) for p in self.patterns]
         self.always = [i for i, f in enumerate(self.factors) if f is None]
-        self.filtered = [(i, f) for i, f in enumerate(self.factors) if f is not None]
+        self.index = FactorIndex({i: f for i, f in enumerate(self.factors) if f is not None})
 
     def candidates(self, text: str) -> list[int]:
         """Indexes of patterns that may match ``text``; never misses a match."""
-        if not self.patterns or not text:
+        if not self.patterns:
             return []
-        low = text.lower()
-        out = [i for i, fs in self.filtered if any(f in low for f in fs)]
-        out.extend(self.always)
-        return out
+        return sorted(self.index.present(text.lower()).union(self.always))
 
     @property
     def prefiltered_count(self) -> int:
-        return len(self.filtered)
+        return len(self.patterns) - len(self.always)

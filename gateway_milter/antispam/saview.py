@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.utils import getaddresses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway_milter.antispam.htmltext import HtmlFacts, render_html
 from gateway_milter.antispam.urls import find_urls, normalize_link
@@ -61,6 +61,7 @@ class SaMessage:
     missing_separator: bool = False
     mime: dict[str, int] = field(default_factory=dict)  # MIMEEval counters (check_for_mime)
     _hcache: dict[str, str | None] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)  # per-message values the eval functions share
 
     def header(self, spec: str) -> str | None:
         """Value for a header spec of a rule: ``Name``, ``Name:raw``, ``Name:addr``, ``Name:name``,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway_milter.antispam.engine import EngineResult, RuleEngine, engine_for
-from gateway_milter.antispam.matcher import required_factors, required_squeezed_factors, squeeze
+from gateway_milter.antispam.matcher import FactorIndex, required_factors, required_squeezed_factors, squeeze
 from gateway_milter.antispam.perlre import parse_perl_regex
 from gateway_milter.antispam.sarules import meta_source, parse_meta
 from gateway_milter.antispam.saview import message_view
@@ -214,3 +214,9 @@ def test_it_matches_the_reference_on_corpus_messages() -> None:
             assert all(plain.values.get(k, 0) == c for k, c in lazy.values.items()), path.name
         checked += 1
     assert checked >= min(n, 20)
+
+
+def test_factor_index_finds_overlapping_and_repeated_factors() -> None:
+    idx = FactorIndex({"A": ("abc",), "B": ("bcd", "zzz"), "C": ("cde",), "D": ("xyz",)})
+    assert idx.present("xabcdex abcd") == {"A", "B", "C"}
+    assert idx.present("") == set() and FactorIndex({}).present("abc") == set()
