@@ -193,6 +193,9 @@ class BackscatterLayer(Layer[BackscatterSettings]):
                 unsigned.append(r.address)
         symbols = []
         if valid:
+            # delivered to the address the tag was made for: the transaction swaps the
+            # recipients (delrcpt + addrcpt), since nothing downstream knows prvs= addresses
+            ctx.facts["rewrite_recipients"] = dict(valid)
             symbols.append(self.symbol("BATV_VALID_BOUNCE", 0.0, ", ".join(valid)))
         if unsigned:
             symbols.append(self.symbol("BACKSCATTER_UNSIGNED_BOUNCE", 0.0, ", ".join(unsigned)))

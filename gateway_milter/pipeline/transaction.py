@@ -227,6 +227,15 @@ class Gateway:
         cs = ctx.facts.get("change_sender")
         if isinstance(cs, str):
             dec.change_sender = cs
+        rewrite = ctx.facts.get("rewrite_recipients")
+        if isinstance(rewrite, dict):
+            gone = set(dec.delete_recipients)
+            for old, new in rewrite.items():
+                if old not in gone and new != old:
+                    dec.delete_recipients.append(old)
+                    if new not in dec.add_recipients:
+                        dec.add_recipients.append(new)
+                    ctx.add_trace("backscatter", "rewrite", f"recipient {old} delivered as {new}")
         return dec
 
     def _quarantine_meta(self, ctx: MessageContext, q: QuarantineQueue, reason: str, rcpts: list[str]) -> dict[str, Any]:

@@ -80,3 +80,15 @@ def test_it_signs_outbound_envelope_senders_with_batv_through_chgfrom() -> None:
         wait_until(lambda: s.sink.find(b"Subject: outbound batv"), timeout=30)
         [m] = s.sink.find(b"Subject: outbound batv")
         assert m.mail_from.startswith("prvs=1") and m.mail_from.endswith("=alice@example.com"), m.mail_from
+        # the bounce of that message comes back to the tagged address: accepted, and delivered to
+        # alice herself; a bounce without the tag (backscatter of a forgery) is refused
+        dsn = ("From: MAILER-DAEMON@remote.test\r\nTo: {to}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+               'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+               "--b\r\nContent-Type: text/plain\r\n\r\nundeliverable\r\n--b--\r\n")
+        code, text, _ = s.send("", [m.mail_from], dsn.format(to=m.mail_from, subject="real bounce").encode())
+        assert code == 250, text
+        wait_until(lambda: s.sink.find(b"Subject: real bounce"), timeout=30)
+        [b] = s.sink.find(b"Subject: real bounce")
+        assert b.rcpts == ["alice@example.com"], b.rcpts
+        code, text, _ = s.send("", ["alice@example.com"], dsn.format(to="alice@example.com", subject="forged").encode())
+        assert code == 550, text

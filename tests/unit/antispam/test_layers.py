@@ -264,6 +264,7 @@ def test_it_refuses_unsigned_bounces_to_local_users(store: MemoryStore) -> None:
     ok = make_ctx(dsn, pol, mail_from="", rcpts=(tagged,))
     res = ok.layer("backscatter")
     assert res.has("BATV_VALID_BOUNCE") and not res.has("BACKSCATTER_UNSIGNED_BOUNCE")
+    assert ok.facts["rewrite_recipients"] == {tagged: "bob@example.com"}  # delivered untagged
     receipt = make_ctx(msg("Read: hi", "was read"), pol, mail_from="", rcpts=("bob@example.com",))
     assert not receipt.layer("backscatter").symbols  # not a DSN: read receipts pass
 
