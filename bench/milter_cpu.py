@@ -97,8 +97,14 @@ def main() -> int:
     cb = (time.process_time() - t0) * 1000 / a.n
     gateway.log_sink.close()
     ingestor = JournalIngestor(settings.GATEWAY.journal_dir, write_log_batch)
+    iprof = cProfile.Profile() if a.profile else None
     t0 = time.process_time()
+    if iprof:
+        iprof.enable()
     n = ingestor.run_once()
+    if iprof:
+        iprof.disable()
+        iprof.dump_stats(a.profile + ".ingest")
     ing = (time.process_time() - t0) * 1000 / max(n, 1)
     print(f"policy {a.policy}: callbacks {cb:.3f} ms CPU/msg; ingestion {ing:.3f} ms CPU/record ({n} records)")
     gateway.policy.stop()

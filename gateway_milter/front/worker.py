@@ -54,7 +54,13 @@ def _warm_up(gateway: object) -> None:
         from gateway_milter.layers import rules
 
         snap = gateway.policy.current()  # type: ignore[attr-defined]
-        rules.warm_up(snap.settings_for("rules", None))
+        # only where the rules layer is on somewhere: its build is seconds of CPU a lists-only
+        # gateway does not need (the layer's prefetch warms up later if a policy turns it on)
+        for domain in (None, *snap.domains):
+            settings = snap.settings_for("rules", domain)
+            if settings.enabled:
+                rules.warm_up(settings)
+                break
     except Exception:
         log.exception("rules warm-up failed")
 
