@@ -13,6 +13,7 @@ that has learned at least ``min_learned`` messages of each class.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,19 +88,22 @@ class BayesClassifier:
     def _combine(self, scope: str, ns: int, nh: int, sc: Sequence[int], hc: Sequence[int],
                  names: Sequence[str] | None) -> Classification:
         clues: list[tuple[float, float, int]] = []
+        append = clues.append
+        inv_s, inv_h = 1.0 / ns, 1.0 / nh
+        sx, lo, hi = UNKNOWN_STRENGTH * UNKNOWN_PROB, 0.5 - MIN_STRENGTH, 0.5 + MIN_STRENGTH
         for i, (s, h) in enumerate(zip(sc, hc, strict=True)):
-            if s == 0 and h == 0:
+            if not (s or h):
                 continue
-            sr = min(s / ns, 1.0)
-            hr = min(h / nh, 1.0)
-            p = sr / (sr + hr)
+            sr = min(s * inv_s, 1.0)
+            hr = min(h * inv_h, 1.0)
             n = s + h
-            f = (UNKNOWN_STRENGTH * UNKNOWN_PROB + n * p) / (UNKNOWN_STRENGTH + n)
-            d = abs(f - 0.5)
-            if d >= MIN_STRENGTH:
-                clues.append((d, f, i))
-        clues.sort(reverse=True)
-        clues = clues[:MAX_DISCRIMINATORS]
+            f = (sx + n * sr / (sr + hr)) / (UNKNOWN_STRENGTH + n)
+            if f <= lo or f >= hi:
+                append((abs(f - 0.5), f, i))
+        if len(clues) > MAX_DISCRIMINATORS:
+            clues = heapq.nlargest(MAX_DISCRIMINATORS, clues)
+        else:
+            clues.sort(reverse=True)
         if not clues:
             return Classification(0.5, scope, ns, nh, len(sc), 0)
         sum_ln_f = sum_ln_1f = 0.0

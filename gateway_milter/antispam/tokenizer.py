@@ -5,9 +5,12 @@ docs/decisions/0042-bayes-classifier.md).
 
 Headers added by other filters (``X-Spam-*``, ``X-*-Spam-*``, virus scanners, our own
 ``X-Bulwark-*``) are never seen: otherwise the classifier learns the previous filter's verdict
-instead of the message. Recipient-specific headers (To, Cc, Delivered-To, Received) are left
-out too: they describe the mailbox, not the message, and make per-corpus results look better
-than they are.
+instead of the message. Recipient-specific headers (To, Cc, Delivered-To) are left out too:
+they describe the mailbox, not the message, and make per-corpus results look better than they
+are. Of the Received headers only the relay path is used (organisational domains of the
+``from``/``by`` hosts and the /24 of bracketed IPv4 addresses of the first ``MAX_RECEIVED``):
+the sending infrastructure is strong evidence (2-fold cross-validation on the training split:
+(1 - AUC) 0.173 % -> 0.098 %, docs/decisions/0042-bayes-classifier.md).
 
 Features are hashed to 48-bit hex strings (collisions are negligible below ~10^7 features) so
 that the token store holds fixed-size keys and never message text.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from itertools import islice
 
 from gateway_milter.antispam.saview import SaMessage
 from gateway_milter.antispam.urls import org_domain, url_host
@@ -31,6 +35,9 @@ HEADERS = ("subject", "from", "reply-to", "sender", "return-path", "content-type
 _IGNORED = re.compile(r"(?i)^(x-(.*-)?spam(-.*)?|x-virus.*|x-bulwark.*|x-amavis.*|x-quarantine.*|"
                       r"x-bogosity|x-dspam.*|x-crm114.*|authentication-results|arc-.*|x-ms-exchange-.*|"
                       r"received-spf|x-original-.*)$")
+MAX_RECEIVED = 12
+_RCVD_HOST = re.compile(r"(?i)\b(?:from|by)\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})")
+_RCVD_IP = re.compile(r"\[(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}\]")
 _WORD = re.compile(r"[^\W_](?:[\w'$%.,-]*[^\W_])?")
 _NUM = re.compile(r"^[\d.,]+$")
 
@@ -41,16 +48,20 @@ def is_ignored_header(name: str) -> bool:
 
 def _words(text: str, limit: int) -> list[str]:
     out: list[str] = []
-    for m in _WORD.finditer(text):
-        w = m.group(0).lower()
+    append = out.append
+    # at most 3 * limit matches: one-letter words are dropped but bounded too (hostile input)
+    for w in islice(_WORD.findall(text.lower()) if len(text) <= 20 * limit else
+                    (m.group(0) for m in _WORD.finditer(text.lower())), 3 * limit):
         n = len(w)
+        if n < 2:
+            continue
         if n > 20:
             # long strings (base64 blobs, hashes) carry little but their shape
-            out.append(f"skip:{w[0]}:{n // 10 * 10}")
-        elif n >= 2:
-            if _NUM.match(w):
-                w = f"num:{len(w)}"
-            out.append(w)
+            append(f"skip:{w[0]}:{n // 10 * 10}")
+        elif w[0].isdigit() and _NUM.match(w):
+            append(f"num:{n}")
+        else:
+            append(w)
         if len(out) >= limit:
             break
     return out
@@ -59,13 +70,19 @@ def _words(text: str, limit: int) -> list[str]:
 def tokens(m: SaMessage) -> list[str]:
     """Readable features of a message (deduplicated, bounded)."""
     feats: dict[str, None] = {}
+    add = feats.setdefault  # bounded once at the end (MAX_FEATURES)
 
-    def add(f: str) -> None:
-        if len(feats) < MAX_FEATURES:
-            feats[f] = None
-
+    received = 0
     for name, value in m.headers:
         ln = name.lower()
+        if ln == "received":
+            received += 1
+            if received <= MAX_RECEIVED:
+                for host in _RCVD_HOST.findall(value)[:2]:
+                    add("rcvd-dom:" + org_domain(host.lower()))
+                for net in _RCVD_IP.findall(value)[:2]:
+                    add("rcvd-ip:" + net)
+            continue
         if ln not in HEADERS or is_ignored_header(name):
             continue
         if ln in ("from", "reply-to", "sender", "return-path"):
@@ -110,12 +127,12 @@ def tokens(m: SaMessage) -> list[str]:
             add(f"tag:{tag}")
     body = "\n".join(m.paragraphs[1:] if m.subject else m.paragraphs)
     words = _words(body, MAX_WORDS)
-    for i, w in enumerate(words):
-        add(w)
-        for d in range(1, OSB_WINDOW + 1):
-            if i + d < len(words):
-                add(f"{w}|{d}|{words[i + d]}")
-    return list(feats)
+    feats.update(dict.fromkeys(words))
+    for d in range(1, OSB_WINDOW + 1):
+        sep = f"|{d}|"
+        feats.update(dict.fromkeys([a + sep + b for a, b in zip(words, words[d:], strict=False)]))
+    out = list(feats)
+    return out if len(out) <= MAX_FEATURES else out[:MAX_FEATURES]
 
 
 def hashed(features: Iterable[str]) -> list[str]:
