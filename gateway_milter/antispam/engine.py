@@ -9,6 +9,7 @@ the text (docs/decisions/0041-rule-matching.md).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway_milter.antispam import saeval
-from gateway_milter.antispam.matcher import FactorIndex, required_factors, required_squeezed_factors, squeeze
+from gateway_milter.antispam.matcher import (FactorIndex, relaxed_pattern, required_factors, required_squeezed_factors,
+                                             squeeze)
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
 from gateway_milter.antispam.saview import MAX_LINE, SaMessage, decode_header_value
 
@@ -168,6 +170,14 @@ class RuleEngine:
                     self.squeezed.add(r.name)
                     f = sq
                 self.factors[r.name] = f
+        # rules without a factor get a relaxed pattern as their prefilter (matcher.relaxed_pattern);
+        # for rules with one it costs more than it saves (measured)
+        self.relaxed: dict[str, re.Pattern[str]] = {}
+        for n, f in self.factors.items():
+            pattern = self.rules[n].pattern
+            rx = relaxed_pattern(pattern) if f is None and pattern is not None else None
+            if rx is not None:
+                self.relaxed[n] = rx
         self.indexes: dict[tuple[str, bool], FactorIndex[str]] = {
             (k, sq): FactorIndex({n: f for n, f in self.factors.items()
                                   if f and self.rules[n].kind == k and (n in self.squeezed) == sq})
@@ -337,6 +347,7 @@ class RuleEngine:
         finditer = r.pattern.compiled.finditer
         factors = self.factors.get(r.name)
         squeezed = r.name in self.squeezed
+        relaxed = self.relaxed.get(r.name)
 
         name = r.name
 
@@ -345,6 +356,8 @@ class RuleEngine:
                 return 0
             if factors is not None and name not in t.present(kind, squeezed):
                 return 0  # none of the literals every match contains occurs: cannot match
+            if relaxed is not None and relaxed.search(t.text(kind)) is None:
+                return 0
             text = t.text(kind)
             if maxhits <= 1:
                 return 1 if search(text) is not None else 0
@@ -404,12 +417,14 @@ class RuleEngine:
         """A rule without the prefilter (the reference for :meth:`run`)."""
         if r.kind not in BODY_KINDS or r.eval_fn:
             return self._fns[r.name]
-        saved = self.factors.get(r.name)
+        saved = self.factors.get(r.name), self.relaxed.pop(r.name, None)
         self.factors[r.name] = None
         try:
             return self._compile(r)
         finally:
-            self.factors[r.name] = saved
+            self.factors[r.name] = saved[0]
+            if saved[1] is not None:
+                self.relaxed[r.name] = saved[1]
 
 
 _engines: dict[tuple[Any, ...], RuleEngine] = {}

@@ -260,3 +260,180 @@ class MultiMatcher:
     @property
     def prefiltered_count(self) -> int:
         return len(self.patterns) - len(self.always)
+
+
+_MAX_CLASS_RANGE = 512  # a wider range (\x{100}-\x{FFFF}) makes the character set useless
+
+
+def _chars(items: Any, icase: bool) -> set[int] | None:
+    """Every character a match of ``items`` can consume (None: too many to list). Zero-width
+    items (look-around, anchors) consume nothing."""
+    out: set[int] = set()
+
+    def add(c: int) -> None:
+        out.add(c)
+        if icase and c < 128:
+            out.add(ord(chr(c).swapcase()))
+
+    for op, av in items:
+        if op in _ZERO_WIDTH:
+            continue
+        if op is C.LITERAL:
+            add(av)
+        elif op is C.IN:
+            for o, a in av:
+                if o is C.LITERAL:
+                    add(a)
+                elif o is C.RANGE and a[1] - a[0] <= _MAX_CLASS_RANGE:
+                    for c in range(a[0], a[1] + 1):
+                        add(c)
+                elif o is C.CATEGORY and a is C.CATEGORY_DIGIT:
+                    out.update(range(48, 58))
+                elif o is C.CATEGORY and a is C.CATEGORY_SPACE:
+                    out.update(map(ord, " \t\n\r\x0b\x0c"))
+                elif o is C.CATEGORY and a is C.CATEGORY_WORD:
+                    out.update(_ALNUM | {ord("_")})
+                else:
+                    return None  # negated class, \W, \S, \D
+        elif op in _REPEATS:
+            sub = _chars(av[2], icase)
+            if sub is None:
+                return None
+            out |= sub
+        elif op is C.SUBPATTERN:
+            _group, add_flags, del_flags, p = av
+            inner = (icase or bool(add_flags & re.I)) and not del_flags & re.I
+            sub = _chars(p, inner)
+            if sub is None:
+                return None
+            out |= sub
+        elif op is C.BRANCH:
+            for b in av[1]:
+                sub = _chars(b, icase)
+                if sub is None:
+                    return None
+                out |= sub
+        else:
+            return None  # ., backreferences, conditionals
+    return out
+
+
+_MAX_GAP = 8  # an item of any characters but at most this many stays in a relaxed pattern
+_MAX_SET = 300
+# Worst-case ways a relaxed pattern can split a text among its pieces at one position (product
+# of the choices of consecutive pieces whose characters overlap): bounds its backtracking.
+MAX_BRANCH = 16
+
+
+def relaxed_pattern(p: PerlPattern) -> re.Pattern[str] | None:
+    r"""A cheap pattern that matches wherever ``p`` can, for a prefilter: ``p``'s top-level
+    sequence with every item replaced by "a run of the characters it can consume, as long as
+    it can be" (``(?:[vV]|\\\/)`` -> ``[/Vv\\]{1,2}``), zero-width items dropped, items of any
+    character but bounded width kept as ``[\s\S]{lo,hi}``; the longest stretch that needs at
+    least three specific characters. A match of ``p`` is a run of consecutive item matches, so
+    a text where this pattern finds nothing cannot match ``p``. The relaxed pattern starts with
+    a character class, which lets ``re`` skip ahead in C (``p`` often starts with a look-ahead
+    or an alternation and gets no such help): SpamAssassin's FUZZY_* rules (each letter an
+    alternation of look-alikes) have no literal factor but relax well."""
+    if p.flags and "x" in p.flags or not isinstance(p.compiled, re.Pattern):
+        return None
+    icase = "i" in p.flags
+    try:
+        tree = P.parse(p.source, re.ASCII | (re.I if icase else 0))
+    except Exception:  # noqa: BLE001 - regex-module-only syntax
+        return None
+    icase = icase or bool(tree.state.flags & re.I)
+    items: list[tuple[Any, Any]] = []
+
+    def flatten(seq: Any) -> None:
+        for op, av in seq:
+            if op is C.SUBPATTERN and not av[1] and not av[2]:
+                flatten(av[3])  # a plain group: its items are part of the sequence
+            else:
+                items.append((op, av))
+
+    flatten(tree)
+    # pieces: (character class source or "" for any character, min, max); None breaks a stretch
+    # pieces: (characters or None for "any", min, max); None breaks a stretch
+    pieces: list[tuple[frozenset[int] | None, int, int] | None] = []
+    for op, av in items:
+        if op in _ZERO_WIDTH:
+            continue
+        lo, hi = P.SubPattern(tree.state, [(op, av)]).getwidth()
+        chars = _chars([(op, av)], icase)
+        if chars is not None and len(chars) <= _MAX_SET:
+            pieces.append((frozenset(chars), lo, hi))
+        elif hi <= _MAX_GAP:
+            pieces.append((None, lo, hi))
+        else:
+            pieces.append(None)
+    stretches: list[list[tuple[frozenset[int] | None, int, int]]] = [[]]
+    for piece in pieces:
+        if piece is None:
+            stretches.append([])
+        elif piece[2] >= C.MAXREPEAT - 1:
+            # a run of at least lo characters: its last lo may start a stretch and its first lo
+            # end one; an unbounded repeat inside the relaxed pattern could backtrack badly
+            stretches[-1].append((piece[0], piece[1], piece[1]))
+            stretches.append([(piece[0], piece[1], piece[1])])
+        elif piece[2] > 0:
+            stretches[-1].append(piece)
+    best: list[tuple[frozenset[int] | None, int, int]] = []
+    best_score = 0
+    for st in stretches:
+        for a in range(len(st)):
+            if st[a][0] is None or st[a][1] == 0:
+                continue  # a window starts and ends with a specific, non-optional piece
+            branch = 1
+            for b in range(a, len(st)):
+                if b > a:
+                    prev, cur = st[b - 1], st[b]
+                    if prev[0] is None or cur[0] is None or prev[0] & cur[0]:
+                        branch *= prev[2] - prev[1] + 1
+                if branch > MAX_BRANCH:
+                    break
+                if st[b][0] is None or st[b][1] == 0:
+                    continue
+                window = st[a:b + 1]
+                score = sum(lo for cs, lo, _hi in window if cs is not None)
+                if score > best_score:
+                    best, best_score = window, score
+    if best_score < MIN_FACTOR:
+        return None
+    out = []
+    last = len(best) - 1
+    for n, (cs, lo, hi) in enumerate(best):
+        c = "[" + "".join(re.escape(chr(x)) for x in sorted(cs)) + "]" if cs is not None else r"[\s\S]"
+        if n == last:
+            hi = lo  # nothing follows: its first lo characters are enough
+        if n == 0:  # one plain class first: re then scans for it in C
+            lo, hi = lo - 1, hi - 1
+            out.append(c)
+            if hi <= 0:
+                continue
+        out.append(f"{c}{{{lo},{hi}}}")
+    try:
+        return re.compile("".join(out))
+    except (re.error, RecursionError, OverflowError):
+        return None
+
+
+def required_run(p: PerlPattern) -> re.Pattern[str] | None:
+    """A pattern for a necessary condition of another: when every character a match can
+    consume belongs to a small set S and every match is at least L characters long, a text
+    without a run of L characters of S cannot match. SpamAssassin's obfuscated-word rules
+    (FUZZY_*: each letter an alternation of look-alikes) have no literal factor but a small S.
+    None when the condition would not filter (a class like ``\\W``, or L < 3)."""
+    if p.flags and "x" in p.flags or not isinstance(p.compiled, re.Pattern):
+        return None
+    icase = "i" in p.flags
+    try:
+        tree = P.parse(p.source, re.ASCII | (re.I if icase else 0))
+    except Exception:  # noqa: BLE001
+        return None
+    chars = _chars(tree, icase or bool(tree.state.flags & re.I))
+    lo = tree.getwidth()[0]
+    if chars is None or lo < 3 or len(chars) > 200:
+        return None
+    cls = "".join(re.escape(chr(c)) for c in sorted(chars))
+    return re.compile(f"[{cls}]{{{lo}}}")

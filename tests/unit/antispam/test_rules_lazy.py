@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway_milter.antispam.engine import EngineResult, RuleEngine, engine_for
-from gateway_milter.antispam.matcher import FactorIndex, required_factors, required_squeezed_factors, squeeze
+from gateway_milter.antispam.matcher import (FactorIndex, relaxed_pattern, required_factors, required_squeezed_factors,
+                                             squeeze)
 from gateway_milter.antispam.perlre import parse_perl_regex
 from gateway_milter.antispam.sarules import meta_source, parse_meta
 from gateway_milter.antispam.saview import message_view
@@ -220,3 +221,44 @@ def test_factor_index_finds_overlapping_and_repeated_factors() -> None:
     idx = FactorIndex({"A": ("abc",), "B": ("bcd", "zzz"), "C": ("cde",), "D": ("xyz",)})
     assert idx.present("xabcdex abcd") == {"A", "B", "C"}
     assert idx.present("") == set() and FactorIndex({}).present("abc") == set()
+
+
+@pytest.mark.parametrize("pattern,texts", [
+    (r"/(?!viagra)(?:[vV]|\\\/)(?:[iI1]|!)a+g(?:r|R)a/i", ["\\/1aaagRa", "V!AGRA", "v1agra"]),
+    (r"/(?:\b|\s)[_\W]{0,3}V[_\W]{0,3}[i1][_\W]{0,3}a/i", [" v.-1__a", "V i A"]),
+    (r"/abc{2,}d/", ["abccccd"]),
+    (r"/(?i:sum\sof\s)[\d.,]{5,20}/", ["SUM OF 1,000.00"]),
+])
+def test_relaxed_patterns_match_wherever_the_rule_does(pattern: str, texts: list[str]) -> None:
+    p, _ = parse_perl_regex(pattern)
+    rx = relaxed_pattern(p)
+    assert rx is not None
+    for text in texts:
+        assert p.compiled.search(text) and rx.search(text), text
+    assert not rx.search("nothing of the kind here")
+
+
+def test_relaxed_pattern_gives_up_without_specific_characters() -> None:
+    for pattern in (r"/x.*y/", r"/\W{3,}/", r"/(.)\1\1/"):
+        p, _ = parse_perl_regex(pattern)
+        assert relaxed_pattern(p) is None, pattern
+
+
+def test_relaxed_patterns_stay_cheap_on_hostile_text() -> None:
+    # The relaxed patterns of the Debian set on 200 KB runs built from their own characters:
+    # their splits are bounded (matcher.MAX_BRANCH), so none may backtrack for long.
+    if not Path("/usr/share/spamassassin/50_scores.cf").exists():
+        pytest.skip("spamassassin rules not installed")
+    import random
+    import time
+
+    eng = engine_for((), 2, include_default=True)
+    rnd = random.Random(5)
+    texts = ["A" * 200_000, "1" * 200_000, "&#123;" * 40_000, "v1a " * 50_000,
+             "".join(rnd.choice("vV1!aA4@gG9rR&#;\\/ ") for _ in range(200_000))]
+    for text in texts:
+        t0 = time.process_time()
+        for rx in eng.relaxed.values():
+            rx.search(text)
+        took = time.process_time() - t0
+        assert took < 5.0, f"relaxed prefilters took {took:.1f}s CPU on {text[:12]!r}..."
