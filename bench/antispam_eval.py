@@ -1,7 +1,9 @@
 """Anti-spam evaluation on the SpamAssassin public corpus (../shared/corpus/spamassassin).
 
-Usage: .venv/bin/python bench/antispam_eval.py [--limit N] [--online] [--train 0.5]
+Usage: .venv/bin/python bench/antispam_eval.py [--limit N] [--online] [--train 0.5] [--no-fitted-scores]
 Prints spam caught / ham false positives at the default thresholds, (1-AUC)% and CPU per message.
+       .venv/bin/python bench/antispam_eval.py --fit-scores gateway_milter/antispam/scores/50_bulwark_fitted.cf
+re-fits the scores on the training part (the same split) and writes the score file.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway_milter.antispam.evaluate import evaluate, load_corpus
+from gateway_milter.antispam.evaluate import Sample, evaluate, fit_scores, load_corpus
 from gateway_milter.store.memory import MemoryStore
 from tests.services import shared_path
 
@@ -27,6 +30,10 @@ def main() -> int:
     ap.add_argument("--min-learned", type=int, default=200)
     ap.add_argument("--layers", default="rules,bayes")
     ap.add_argument("--details", default="", help="write per-message scores (JSON lines) to this file")
+    ap.add_argument("--no-fitted-scores", action="store_true", help="the layers' own scores (SpamAssassin defaults)")
+    ap.add_argument("--score-file", default="", help="evaluate with this fitted score file")
+    ap.add_argument("--fit-scores", default="", help="fit the scores on the training part and write this file")
+    ap.add_argument("--max-fp", type=float, default=None, help="fit: out-of-fold ham false-positive rate at 5 points")
     ap.add_argument("--osb-window", type=int, default=None, help="tokenizer word-pair window (0: words only)")
     args = ap.parse_args()
     base = shared_path("corpus", "spamassassin")
@@ -47,7 +54,10 @@ def main() -> int:
             last[0] = time.time()
             print(f"  {i}/{n}", file=sys.stderr, flush=True)
 
-    rep = evaluate(samples, MemoryStore(), train_fraction=args.train, online=args.online,
+    if args.fit_scores:
+        return write_fitted(samples, args, progress)
+    rep = evaluate(samples, MemoryStore(), fitted_scores=not args.no_fitted_scores, score_file=args.score_file,
+                   train_fraction=args.train, online=args.online,
                    min_learned=args.min_learned, layers=tuple(args.layers.split(",")), progress=progress)
     if args.details:
         with open(args.details, "w") as f:
@@ -57,6 +67,21 @@ def main() -> int:
     out["online"] = args.online
     out["wall_s"] = round(time.time() - t0, 1)
     print(json.dumps(out, indent=2))
+    return 0
+
+
+def write_fitted(samples: list[Sample], args: argparse.Namespace, progress: Callable[[int, int], None]) -> int:
+    from gateway_milter.antispam.scorefit import write_score_file
+
+    kw = {} if args.max_fp is None else {"max_fp": args.max_fp}
+    res = fit_scores(samples, train_fraction=args.train, min_learned=args.min_learned, progress=progress, **kw)
+    header = (f"Fitted scores (gateway_milter/antispam/scorefit.py), generated {time.strftime('%Y-%m-%d')} by\n"
+              f"  bench/antispam_eval.py --fit-scores (or manage.py bayes fit-scores)\n"
+              f"from the training part ({args.train:g}) of the SpamAssassin public corpus only.\n"
+              f"Fit: {json.dumps(res.info, sort_keys=True)}\n"
+              f"Columns: score NAME set0 set1 set2 set3 (0: no Bayes, 2: Bayes; no network tests).")
+    write_score_file(Path(args.fit_scores), res.without_bayes, res.with_bayes, header)
+    print(json.dumps(res.info, indent=2))
     return 0
 
 

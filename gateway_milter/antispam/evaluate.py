@@ -6,6 +6,12 @@ part; Bayes learns the training part; each test message then goes through the re
 (``scoring`` asks ``rules`` and ``bayes``) in scan mode, in time order (Date header).
 Optionally (``online``) each message is learned with its true label right after it is scored,
 as "mark as spam/ham" feedback would do.
+
+:func:`fit_scores` re-fits the symbol scores (:mod:`.scorefit`) on the TRAINING part only:
+rule hits of every training message, and Bayes bands from out-of-fold classifiers (the
+training part split in ``folds`` by a hash; each fold classified by a classifier that learned
+the others), so that the Bayes evidence is as strong as on unseen mail, not the inflated
+verdict on messages the classifier has learned.
 """
 
 from __future__ import annotations
@@ -139,11 +145,12 @@ DEFAULT_LAYERS = ("rules", "bayes")
 
 
 def evaluate(samples: list[Sample], store: StateStore, *, train_fraction: float = 0.5, online: bool = False,
-             min_learned: int = 200, layers: tuple[str, ...] = DEFAULT_LAYERS,
-             progress: Callable[[int, int], None] | None = None) -> EvalReport:
+             min_learned: int = 200, layers: tuple[str, ...] = DEFAULT_LAYERS, fitted_scores: bool = True,
+             score_file: str = "", progress: Callable[[int, int], None] | None = None) -> EvalReport:
     set_default_store(store)
     policy = PolicySnapshot.from_document({"settings": {
-        "scoring": {"layers": list(layers), "exempt_outbound": False},
+        "scoring": {"layers": list(layers), "exempt_outbound": False, "fitted_scores": fitted_scores,
+                    "score_file": score_file},
         "bayes": {"min_learned": min_learned, "autolearn": False},
     }})
     bayes = BayesClassifier(store, min_learned)
@@ -189,3 +196,72 @@ def evaluate(samples: list[Sample], store: StateStore, *, train_fraction: float 
         if progress:
             progress(done, total)
     return rep
+
+
+def _fold(path: str, folds: int) -> int:
+    return int(hashlib.sha256(("fold:" + Path(path).name).encode()).hexdigest()[:8], 16) % folds
+
+
+@dataclass(slots=True)
+class FitResult:
+    without_bayes: dict[str, float]
+    with_bayes: dict[str, float]
+    info: dict[str, Any]
+
+
+def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int = 5, min_learned: int = 200,
+               l2: float = 0.3, max_fp: float = 0.0, progress: Callable[[int, int], None] | None = None) -> FitResult:
+    """Fit the score sets on the training part of ``samples`` (see the module docstring)."""
+    from gateway_milter.antispam import scorefit
+    from gateway_milter.layers.bayes import BANDS, band
+    from gateway_milter.store.memory import MemoryStore
+
+    policy = PolicySnapshot.from_document({"settings": {"rules": {"use_bayes": False}}})
+    train = sorted((s for s in samples if is_training(s.path, train_fraction)), key=lambda s: s.path)
+    total = len(train) * 2
+    done = 0
+    rows: list[tuple[bool, frozenset[str], int]] = []
+    views = []
+    defaults: dict[str, float] = {name: score for _lo, name, score in BANDS}
+    for s in train:
+        ctx = make_context(s.raw, policy)
+        views.append(message_view(ctx))
+        res = ctx.layer("rules")
+        for x in res.symbols:
+            defaults.setdefault(x.name, x.score)
+        rows.append((s.label == "spam", frozenset(x.name for x in res.symbols), _fold(s.path, folds)))
+        done += 1
+        if progress:
+            progress(done, total)
+    bayes_syms: list[frozenset[str]] = [frozenset()] * len(train)
+    for k in range(folds):
+        bc = BayesClassifier(MemoryStore(), min_learned)
+        for (spam, _h, f), v in zip(rows, views, strict=True):
+            if f != k:
+                bc.learn(v, spam)
+        for i, ((_spam, _h, f), v) in enumerate(zip(rows, views, strict=True)):
+            if f != k:
+                continue
+            p = bc.classify(v).probability
+            if p is not None:
+                name, _ = band(p)
+                bayes_syms[i] = frozenset({name, "BAYES_99"} if name == "BAYES_999" else {name})
+            done += 1
+            if progress:
+                progress(done, total)
+    info: dict[str, Any] = {"train_spam": sum(r[0] for r in rows), "train_ham": sum(not r[0] for r in rows),
+                            "folds": folds, "l2": l2, "max_fp": max_fp}
+    out: list[dict[str, float]] = []
+    plain = [scorefit.Example(sp, h) for sp, h, _f in rows]
+    with_b = [scorefit.Example(sp, h | b) for (sp, h, _f), b in zip(rows, bayes_syms, strict=True)]
+    for label, examples in (("without_bayes", plain), ("with_bayes", with_b)):
+        oof_ham: list[float] = []
+        for k in range(folds):
+            part = scorefit.fit([e for e, r in zip(examples, rows, strict=True) if r[2] != k], defaults, l2=l2)
+            oof_ham += [part.logit(e.symbols) for e, r in zip(examples, rows, strict=True) if r[2] == k and not e.spam]
+        sf = scorefit.fit(examples, defaults, l2=l2)
+        # never below p = 0.5 (nor at the score of a message without symbols)
+        z5 = max(scorefit.threshold_for_fp(oof_ham, max_fp), 0.0, sf.bias + 1.0)
+        out.append(scorefit.to_points(sf, z5))
+        info[label] = {"bias": round(sf.bias, 3), "z5": round(z5, 3), "symbols": len(sf.weights)}
+    return FitResult(out[0], out[1], info)

@@ -81,3 +81,22 @@ def test_it_rotates_batv_keys_from_a_task(store: MemoryStore) -> None:
     assert res["key_id"] == 2 and res["keys"] == 2
     assert sign("a@example.com", store).startswith("prvs=2")
     assert verify(old, store, BackscatterSettings()) == "a@example.com"  # within the grace period
+
+
+def test_it_fits_scores_on_the_training_part_of_a_corpus(tmp_path: Path, store: MemoryStore) -> None:
+    base = tmp_path / "corpus"
+    for name, subject, body in (("spam", "win", "lottery winner prize claim now"), ("easy_ham", "meeting", "agenda review")):
+        (base / name).mkdir(parents=True)
+        for i in range(40):
+            (base / name / f"{i:05d}.{name}").write_bytes(msg(f"{subject} {i}", f"{body} {i}"))
+    out_file = tmp_path / "fitted.cf"
+    out = io.StringIO()
+    call_command("bayes", "fit-scores", "--corpus", str(base), "--min-learned", "2", "--out", str(out_file),
+                 stdout=out, stderr=io.StringIO())
+    info = json.loads(out.getvalue().split("\n", 1)[1])
+    assert info["train_spam"] + info["train_ham"] < 80  # the test part is never used
+    from gateway_milter.antispam.scorefit import read_score_sets
+
+    sets = read_score_sets(out_file)
+    assert sets["BAYES_99"][1] > 0 > sets["BAYES_00"][1]
+    assert out_file.read_text().startswith("# Fitted scores")

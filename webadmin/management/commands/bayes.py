@@ -3,7 +3,8 @@
     bayes train --spam PATH [--spam PATH ...] --ham PATH [--scope global|dom:D|user:A]
     bayes stats [--scope S]
     bayes forget --spam/--ham PATH ... | --wipe --scope S
-    bayes evaluate [--corpus DIR] [--train 0.5] [--online] [--limit N]
+    bayes evaluate [--corpus DIR] [--train 0.5] [--online] [--limit N] [--no-fitted-scores]
+    bayes fit-scores [--corpus DIR] [--train 0.5] [--out FILE] [--max-fp 0]
 
 PATH is a message file, a directory (maildirs too) or an mbox file. Training is idempotent.
 """
@@ -76,9 +77,18 @@ class Command(BaseCommand):
         p.add_argument("--online", action="store_true")
         p.add_argument("--limit", type=int, default=None)
         p.add_argument("--min-learned", type=int, default=200)
+        p.add_argument("--no-fitted-scores", action="store_true", help="the layers' own (SpamAssassin) scores")
+        p = sub.add_parser("fit-scores", help="re-fit rule and Bayes scores on the training part of a corpus")
+        p.add_argument("--corpus", default="")
+        p.add_argument("--train", type=float, default=0.5)
+        p.add_argument("--limit", type=int, default=None)
+        p.add_argument("--min-learned", type=int, default=200)
+        p.add_argument("--out", default="", help="score file to write (default: the shipped fitted score file)")
+        p.add_argument("--max-fp", type=float, default=None,
+                       help="out-of-fold ham false-positive rate the quarantine threshold is set to (default 0)")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        getattr(self, "do_" + o["action"])(o)
+        getattr(self, "do_" + o["action"].replace("-", "_"))(o)
 
     def do_train(self, o: dict[str, Any]) -> None:
         if not o["spam"] and not o["ham"]:
@@ -113,19 +123,48 @@ class Command(BaseCommand):
     def do_stats(self, o: dict[str, Any]) -> None:
         self.stdout.write(json.dumps(BayesClassifier(default_store()).stats(o["scope"]), indent=2))
 
-    def do_evaluate(self, o: dict[str, Any]) -> None:
-        from gateway_milter.antispam.evaluate import evaluate, load_corpus
-        from gateway_milter.store.memory import MemoryStore
+    def _samples(self, o: dict[str, Any]) -> list[Any]:
+        from gateway_milter.antispam.evaluate import load_corpus
 
         base = Path(o["corpus"]) if o["corpus"] else Path(__file__).resolve().parents[4] / "shared" / "corpus" / "spamassassin"
         if not base.is_dir():
             raise CommandError(f"{base}: corpus not found (give --corpus)")
         spam = [d for d in sorted(base.iterdir()) if d.is_dir() and d.name.startswith("spam")]
         ham = [d for d in sorted(base.iterdir()) if d.is_dir() and "ham" in d.name]
-        samples = load_corpus(spam, ham, o["limit"])
+        return load_corpus(spam, ham, o["limit"])
+
+    def do_fit_scores(self, o: dict[str, Any]) -> None:
+        from gateway_milter.antispam.evaluate import fit_scores
+        from gateway_milter.antispam.scorefit import write_score_file
+        from gateway_milter.layers.scoring import FITTED_SCORE_FILE
+
+        samples = self._samples(o)
+        bar = Progress(1, "fitting", self.stderr)
+
+        def progress(i: int, n: int) -> None:
+            bar.total = n
+            bar.update(i)
+
+        kw = {} if o["max_fp"] is None else {"max_fp": o["max_fp"]}
+        res = fit_scores(samples, train_fraction=o["train"], min_learned=o["min_learned"], progress=progress, **kw)
+        out = Path(o["out"]) if o["out"] else FITTED_SCORE_FILE
+        header = (f"Fitted scores (gateway_milter/antispam/scorefit.py), generated {time.strftime('%Y-%m-%d')} by\n"
+                  f"  manage.py bayes fit-scores (or bench/antispam_eval.py --fit-scores)\n"
+                  f"from the training part ({o['train']:g}) of the corpus only.\n"
+                  f"Fit: {json.dumps(res.info, sort_keys=True)}\n"
+                  f"Columns: score NAME set0 set1 set2 set3 (0: no Bayes, 2: Bayes; no network tests).")
+        write_score_file(out, res.without_bayes, res.with_bayes, header)
+        self.stdout.write(f"wrote {out}\n" + json.dumps(res.info, indent=2))
+
+    def do_evaluate(self, o: dict[str, Any]) -> None:
+        from gateway_milter.antispam.evaluate import evaluate
+        from gateway_milter.store.memory import MemoryStore
+
+        samples = self._samples(o)
         bar = Progress(len(samples), "evaluating", self.stderr)
         rep = evaluate(samples, MemoryStore(), train_fraction=o["train"], online=o["online"],
-                       min_learned=o["min_learned"], progress=lambda i, n: bar.update(i))
+                       min_learned=o["min_learned"], fitted_scores=not o["no_fitted_scores"],
+                       progress=lambda i, n: bar.update(i))
         out = rep.summary(5.0, 12.0)
         out["online"] = o["online"]
         self.stdout.write(json.dumps(out, indent=2))

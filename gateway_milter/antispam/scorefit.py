@@ -1,0 +1,143 @@
+"""Fit symbol scores (rule hits and Bayes bands) to a labelled corpus, the way SpamAssassin's
+own score generation does it from mass-checks: SpamAssassin's default scores assume its full
+rule set with network tests; we run a subset without them, so the weights that separate spam
+from ham best for OUR symbols differ.
+
+Model: logistic regression over binary symbol indicators, ``z = b + sum(w_s)``, with an L2
+prior that pulls every weight toward its default score (1 point = 1 logit unit before scaling)
+and SpamAssassin's sign constraint (a rule with a positive default never gets a negative
+weight and vice versa; only the Bayes bands are free), fitted by projected Adam steps on the
+full batch. Symbols seen in fewer than ``min_hits`` messages keep their defaults.
+
+The scores are then scaled so that the quarantine threshold (5 points) sits at the logit
+``z5`` chosen on out-of-fold predictions (``threshold_for_fp``), and written as a
+SpamAssassin-format score file (``score NAME value`` lines), read by the scoring layer
+(``scoring.score_file``). Regenerate: ``manage.py bayes fit-scores``
+(docs/antispam-evaluation.md).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FREE_PREFIXES = ("BAYES_",)  # symbols whose sign the fit may choose
+_SCORE_LINE = re.compile(r"^\s*score\s+([A-Za-z0-9_]+)((?:\s+-?[0-9.]+){1,4})\s*(?:#.*)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    spam: bool
+    symbols: frozenset[str]
+
+
+@dataclass(slots=True)
+class ScoreFit:
+    weights: dict[str, float]  # logit units
+    bias: float
+    defaults: dict[str, float] = field(default_factory=dict)
+
+    def logit(self, symbols: frozenset[str] | set[str]) -> float:
+        return self.bias + sum(self.weights.get(s, 0.0) for s in symbols)
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def fit(examples: Sequence[Example], defaults: Mapping[str, float], *, l2: float = 1.0, iterations: int = 400,
+        rate: float = 0.05, min_hits: int = 3) -> ScoreFit:
+    """Fit weights for the symbols hit in at least ``min_hits`` examples (others keep their
+    default score). ``l2`` is the prior's strength, summed over the data (not per example)."""
+    counts: dict[str, int] = {}
+    for ex in examples:
+        for s in ex.symbols:
+            counts[s] = counts.get(s, 0) + 1
+    names = sorted(s for s, c in counts.items() if c >= min_hits)
+    index = {s: i for i, s in enumerate(names)}
+    prior = [float(defaults.get(s, 0.0)) for s in names]
+    sign = [0 if s.startswith(FREE_PREFIXES) else (1 if p > 0 else -1 if p < 0 else 0) for s, p in zip(names, prior, strict=True)]
+    fixed = [sum(float(defaults.get(s, 0.0)) for s in ex.symbols if s not in index) for ex in examples]
+    rows = [[index[s] for s in ex.symbols if s in index] for ex in examples]
+    ys = [1.0 if ex.spam else 0.0 for ex in examples]
+    w = list(prior)
+    b = -5.0
+    n = len(examples)
+    m1 = [0.0] * (len(w) + 1)
+    m2 = [0.0] * (len(w) + 1)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for t in range(1, iterations + 1):
+        grad = [l2 * (w[j] - prior[j]) / n for j in range(len(w))]
+        gb = 0.0
+        for row, y, fx in zip(rows, ys, fixed, strict=True):
+            z = b + fx + sum(w[j] for j in row)
+            g = (_sigmoid(z) - y) / n
+            gb += g
+            for j in row:
+                grad[j] += g
+        grad.append(gb)
+        for j, g in enumerate(grad):
+            m1[j] = beta1 * m1[j] + (1 - beta1) * g
+            m2[j] = beta2 * m2[j] + (1 - beta2) * g * g
+            step = rate * (m1[j] / (1 - beta1 ** t)) / (math.sqrt(m2[j] / (1 - beta2 ** t)) + eps)
+            if j == len(w):
+                b -= step
+                continue
+            v = w[j] - step
+            if sign[j] > 0:
+                v = max(v, 0.0)
+            elif sign[j] < 0:
+                v = min(v, 0.0)
+            w[j] = v
+    weights = {s: float(defaults.get(s, 0.0)) for s in counts if s not in index}
+    weights.update({s: w[i] for s, i in index.items()})
+    return ScoreFit(weights, b, dict(defaults))
+
+
+def threshold_for_fp(ham_logits: Sequence[float], max_fp: float) -> float:
+    """The lowest logit threshold (score >= threshold is spam) with a ham false-positive rate of
+    at most ``max_fp`` on the given (out-of-fold) ham logits."""
+    hams = sorted(ham_logits, reverse=True)
+    allowed = int(max_fp * len(hams))
+    if allowed >= len(hams):
+        return hams[-1] if hams else 0.0
+    return math.nextafter(hams[allowed], math.inf)
+
+
+def to_points(sf: ScoreFit, z5: float, quarantine: float = 5.0) -> dict[str, float]:
+    """Scale logit weights to points so that a total of ``quarantine`` points is logit ``z5``."""
+    if z5 <= sf.bias:
+        raise ValueError("the threshold logit must lie above the bias")
+    k = quarantine / (z5 - sf.bias)
+    return {s: round(w * k, 3) for s, w in sf.weights.items()}
+
+
+def write_score_file(path: Path, without_bayes: Mapping[str, float], with_bayes: Mapping[str, float],
+                     header: str) -> None:
+    """SpamAssassin's four score sets per line: 0 (no Bayes, no network), 1 (network),
+    2 (Bayes), 3 (Bayes and network). Our fit has no network tests, so set 1 = set 0 and
+    set 3 = set 2. A symbol missing from one fit keeps its score of the other."""
+    lines = ["# " + h if h else "#" for h in header.splitlines()]
+    for s in sorted(set(without_bayes) | set(with_bayes)):
+        s2 = with_bayes.get(s, without_bayes.get(s, 0.0))
+        s0 = without_bayes.get(s, s2)
+        lines.append(f"score {s} {s0:g} {s0:g} {s2:g} {s2:g}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_score_sets(path: Path) -> dict[str, tuple[float, float]]:
+    """``score NAME v`` or ``score NAME s0 s1 s2 s3`` lines -> NAME: (set 0, set 2)."""
+    out: dict[str, tuple[float, float]] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = _SCORE_LINE.match(line)
+        if m:
+            vals = [float(v) for v in m.group(2).split()]
+            out[m.group(1)] = (vals[0], vals[2] if len(vals) >= 3 else vals[0])
+    return out

@@ -1,0 +1,106 @@
+"""Score fitting (rule hits + Bayes bands -> scores) and the scoring layer's fitted score sets."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from gateway_milter.antispam.scorefit import (
+    Example,
+    fit,
+    read_score_sets,
+    threshold_for_fp,
+    to_points,
+    write_score_file,
+)
+from gateway_milter.store.memory import MemoryStore
+from tests.unit.antispam.helpers import make_ctx, msg, policy, write_rules
+
+
+def toy(n: int = 200, seed: int = 3) -> list[Example]:
+    """SPAMMY hits most spam and a little ham, HAMMY the reverse, NOISE either at random;
+    BAD_RULE (positive default) hits only ham."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        spam = i % 2 == 0
+        syms = set()
+        if rnd.random() < (0.9 if spam else 0.05):
+            syms.add("SPAMMY")
+        if rnd.random() < (0.05 if spam else 0.9):
+            syms.add("HAMMY")
+        if rnd.random() < 0.5:
+            syms.add("NOISE")
+        if not spam and rnd.random() < 0.3:
+            syms.add("BAD_RULE")
+        out.append(Example(spam, frozenset(syms)))
+    return out
+
+
+DEFAULTS = {"SPAMMY": 1.0, "HAMMY": -1.0, "NOISE": 0.5, "BAD_RULE": 2.0, "RARE": 3.0}
+
+
+def test_it_learns_a_separable_toy_set() -> None:
+    sf = fit(toy(), DEFAULTS, l2=0.1, iterations=300)
+    assert sf.weights["SPAMMY"] > 1.0 and sf.weights["HAMMY"] < -1.0
+    assert abs(sf.weights["NOISE"]) < sf.weights["SPAMMY"] / 2
+    assert sf.logit(frozenset({"SPAMMY"})) > 0 > sf.logit(frozenset({"HAMMY"}))
+
+
+def test_it_keeps_spamassassin_signs_and_rare_defaults() -> None:
+    examples = toy() + [Example(True, frozenset({"RARE"}))]
+    sf = fit(examples, DEFAULTS, l2=0.1, iterations=300, min_hits=3)
+    assert sf.weights["BAD_RULE"] == 0.0  # a spam rule hitting ham is switched off, never negative
+    assert sf.weights["RARE"] == 3.0  # one hit: the default stays
+
+
+def test_it_lets_bayes_bands_take_either_sign() -> None:
+    examples = [Example(i % 2 == 0, frozenset({"BAYES_50"} if i % 2 else {"BAYES_99"})) for i in range(100)]
+    sf = fit(examples, {"BAYES_50": 0.8, "BAYES_99": 3.5}, l2=0.1, iterations=300)
+    assert sf.weights["BAYES_50"] < 0 < sf.weights["BAYES_99"]
+
+
+def test_it_picks_the_threshold_for_a_false_positive_rate() -> None:
+    hams = [float(i) for i in range(1000)]  # 0 .. 999
+    t = threshold_for_fp(hams, 0.002)  # two ham may score at or above
+    assert sum(h >= t for h in hams) == 2
+    assert sum(h >= threshold_for_fp(hams, 0.0) for h in hams) == 0
+
+
+def test_it_scales_logits_to_the_quarantine_threshold() -> None:
+    sf = fit(toy(), DEFAULTS, l2=0.1, iterations=300)
+    pts = to_points(sf, z5=2.0)
+    total = sum(pts[s] for s in ("SPAMMY", "NOISE"))
+    z = sf.logit(frozenset({"SPAMMY", "NOISE"}))
+    assert (total >= 5.0) == (z >= 2.0)
+
+
+def test_it_writes_and_reads_four_score_sets(tmp_path: Path) -> None:
+    p = tmp_path / "scores.cf"
+    write_score_file(p, {"A": 1.5, "B": -0.5}, {"A": 0.5, "BAYES_99": 3.0}, "fitted\non a test")
+    text = p.read_text()
+    assert text.startswith("# fitted\n# on a test\n") and "score A 1.5 1.5 0.5 0.5" in text
+    sets = read_score_sets(p)
+    assert sets == {"A": (1.5, 0.5), "B": (-0.5, -0.5), "BAYES_99": (3.0, 3.0)}
+    (tmp_path / "one.cf").write_text("score C 2\nbody C /c/\n# score D 9\n")
+    assert read_score_sets(tmp_path / "one.cf") == {"C": (2.0, 2.0)}
+
+
+def test_it_scores_with_the_fitted_set_for_the_bayes_state(tmp_path: Path, store: MemoryStore) -> None:
+    d = write_rules(tmp_path, "body LOCAL_SPAMMY /spammy/\nscore LOCAL_SPAMMY 6\n")
+    scores = tmp_path / "fitted.cf"
+    scores.write_text("score LOCAL_SPAMMY 2.5 2.5 1.0 1.0\n")
+    base = {"rules": {"include_default": False, "rule_dirs": [str(d)], "use_bayes": False},
+            "scoring": {"layers": ["rules", "bayes"], "score_file": str(scores)}}
+    res = make_ctx(msg("x", "spammy"), policy(base)).layer("scoring")
+    assert res.fact("score") == 2.5  # Bayes has learned nothing: set 0
+    base["scoring"]["fitted_scores"] = False  # type: ignore[index]
+    assert make_ctx(msg("x", "spammy"), policy(base)).layer("scoring").fact("score") == 6.0
+
+
+def test_it_ships_a_fitted_score_file() -> None:
+    from gateway_milter.layers.scoring import FITTED_SCORE_FILE
+
+    sets = read_score_sets(FITTED_SCORE_FILE)
+    assert "BAYES_99" in sets and "BAYES_00" in sets and len(sets) > 50
+    assert sets["BAYES_00"][1] < 0 < sets["BAYES_99"][1]
