@@ -52,8 +52,9 @@ BODY_KINDS = ("body", "rawbody", "uri", "full")
 # metas (cheap first): any order gives the same truth value.
 COST_KNOWN = 0.0  # a scored rule: computed for every message anyway
 COST_SIMPLE = 1.0  # header, exists, mimeheader, eval
-COST_FILTERED = 2.0  # body-like rule with a literal factor (usually rejected by the prefilter)
+COST_FILTERED = 0.3  # body-like rule with a literal factor: one set lookup, the expression seldom runs
 COST_UNFILTERED = 30.0  # body-like rule run over the whole text
+P_HIT = 0.1  # assumed chance that a rule (or a count comparison) is true
 
 
 class _Texts:
@@ -189,7 +190,7 @@ class RuleEngine:
         self.metas = [(self.rules[n], fn) for n, fn in metas]
         self._fns: dict[str, RuleFn] = {n: self._compile(r) for n, r in self.rules.items()
                                         if r.kind != "meta"}
-        self._costs: dict[str, float] = {}
+        self._costs: dict[str, tuple[float, float]] = {}
         for n, _fn in metas:
             self._fns[n] = self._compile_lazy_meta(self.rules[n])
         # scored rules, every one computed per message: plain rules first, then metas
@@ -230,37 +231,81 @@ class RuleEngine:
     # -- compiling ------------------------------------------------------------------------------
     def cost(self, name: str) -> float:
         """Estimated cost of computing a rule that is not yet known for the message."""
-        c = self._costs.get(name)
-        if c is not None:
-            return c
+        return self.estimate(name)[0]
+
+    def estimate(self, name: str) -> tuple[float, float]:
+        """(expected cost, chance of being true) of a rule not yet computed for the message.
+        Rules rarely hit: a plain rule counts as true one time in ten. Only the order of
+        operands depends on these guesses, never a result."""
+        e = self._costs.get(name)
+        if e is not None:
+            return e
         r = self.rules.get(name)
         if r is None or (r.kind == "meta" and name not in self._fns):
-            c = 0.0  # not run: reads as 0
+            e = (0.0, 0.0)  # not run: reads as 0
         elif r.score != 0 and not name.startswith("__"):
-            c = COST_KNOWN
+            e = (COST_KNOWN, P_HIT)
         elif r.kind == "meta":
-            self._costs[name] = COST_UNFILTERED  # guards against cycles while summing
-            c = self._node_cost(r.meta_tree) if r.meta_tree is not None else COST_UNFILTERED
+            self._costs[name] = (COST_UNFILTERED, P_HIT)  # guards against cycles
+            e = self._node_estimate(r.meta_tree) if r.meta_tree is not None else (COST_UNFILTERED, P_HIT)
         elif r.kind in BODY_KINDS and not r.eval_fn:
-            c = COST_FILTERED if self.factors.get(name) else COST_UNFILTERED
+            e = (COST_FILTERED if self.factors.get(name) else COST_UNFILTERED, P_HIT)
         else:
-            c = COST_SIMPLE
-        self._costs[name] = c
-        return c
+            e = (COST_SIMPLE, P_HIT)
+        self._costs[name] = e
+        return e
 
-    def _node_cost(self, node: MetaNode) -> float:
-        if node[0] == "name":
-            return self.cost(node[1])
-        if node[0] in ("not", "neg"):
-            return self._node_cost(node[1])
-        if node[0] == "op":
-            return self._node_cost(node[2]) + self._node_cost(node[3])
-        return 0.0
+    def _node_estimate(self, node: MetaNode) -> tuple[float, float]:
+        kind = node[0]
+        if kind == "name":
+            return self.estimate(node[1])
+        if kind == "num":
+            return 0.0, 1.0 if float(node[1]) else 0.0
+        if kind == "not":
+            c, p = self._node_estimate(node[1])
+            return c, 1.0 - p
+        if kind == "neg":
+            return self._node_estimate(node[1])
+        op = node[1]
+        if op in ("&&", "||"):
+            items = self._ordered(self._chain(node, op), op)
+            cost, reach = 0.0, 1.0  # reach: chance the chain gets this far
+            for x in items:
+                c, p = self._node_estimate(x)
+                cost += reach * c
+                reach *= p if op == "&&" else 1.0 - p
+            return cost, reach if op == "&&" else 1.0 - reach
+        (c1, _p1), (c2, _p2) = self._node_estimate(node[2]), self._node_estimate(node[3])
+        return c1 + c2, P_HIT if op in (">", ">=") else 0.5
+
+    @staticmethod
+    def _chain(node: MetaNode, op: str) -> list[MetaNode]:
+        items: list[MetaNode] = []
+
+        def flatten(n: MetaNode) -> None:
+            if n[0] == "op" and n[1] == op:
+                flatten(n[2])
+                flatten(n[3])
+            else:
+                items.append(n)
+
+        flatten(node)
+        return items
+
+    def _ordered(self, items: list[MetaNode], op: str) -> list[MetaNode]:
+        """Operands of a chain in the order of least expected cost: for ``&&`` ascending
+        cost / chance of being false (the operand most likely to end the chain cheaply first),
+        for ``||`` cost / chance of being true. Stable: ties keep the written order."""
+        def key(x: MetaNode) -> float:
+            c, p = self._node_estimate(x)
+            stop = 1.0 - p if op == "&&" else p
+            return c / max(stop, 0.01)
+        return sorted(items, key=key)
 
     def lazy_meta_source(self, node: MetaNode, boolean: bool = True) -> str:
         """Python source for a meta over ``v(name)`` (a rule's value, computed on first use).
         Where only the truth value counts (the meta's result, operands of ``!`` and of a boolean
-        ``&&``/``||``), a chain of ``&&`` or of ``||`` is re-ordered cheapest operand first:
+        ``&&``/``||``), a chain of ``&&`` or of ``||`` is re-ordered by expected cost:
         the truth value of such a chain does not depend on the order and rule values have no
         side effects. Elsewhere (``(A && B) + C``) the written order is kept, since Perl's
         ``&&`` yields the value of its last operand."""
@@ -275,17 +320,7 @@ class RuleEngine:
             return f"(-{self.lazy_meta_source(node[1], False)})"
         op = node[1]
         if op in ("&&", "||") and boolean:
-            items: list[MetaNode] = []
-
-            def flatten(n: MetaNode) -> None:
-                if n[0] == "op" and n[1] == op:
-                    flatten(n[2])
-                    flatten(n[3])
-                else:
-                    items.append(n)
-
-            flatten(node)
-            items.sort(key=self._node_cost)  # stable: equal costs keep the written order
+            items = self._ordered(self._chain(node, op), op)
             joiner = " and " if op == "&&" else " or "
             return "(" + joiner.join(self.lazy_meta_source(x, True) for x in items) + ")"
         if op == "&&":

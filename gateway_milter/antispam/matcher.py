@@ -416,24 +416,3 @@ def relaxed_pattern(p: PerlPattern) -> re.Pattern[str] | None:
         return re.compile("".join(out))
     except (re.error, RecursionError, OverflowError):
         return None
-
-
-def required_run(p: PerlPattern) -> re.Pattern[str] | None:
-    """A pattern for a necessary condition of another: when every character a match can
-    consume belongs to a small set S and every match is at least L characters long, a text
-    without a run of L characters of S cannot match. SpamAssassin's obfuscated-word rules
-    (FUZZY_*: each letter an alternation of look-alikes) have no literal factor but a small S.
-    None when the condition would not filter (a class like ``\\W``, or L < 3)."""
-    if p.flags and "x" in p.flags or not isinstance(p.compiled, re.Pattern):
-        return None
-    icase = "i" in p.flags
-    try:
-        tree = P.parse(p.source, re.ASCII | (re.I if icase else 0))
-    except Exception:  # noqa: BLE001
-        return None
-    chars = _chars(tree, icase or bool(tree.state.flags & re.I))
-    lo = tree.getwidth()[0]
-    if chars is None or lo < 3 or len(chars) > 200:
-        return None
-    cls = "".join(re.escape(chr(c)) for c in sorted(chars))
-    return re.compile(f"[{cls}]{{{lo}}}")

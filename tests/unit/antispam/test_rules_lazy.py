@@ -22,7 +22,7 @@ from tests.unit.antispam.helpers import make_ctx, msg, write_rules
 RULES = r"""
 header   __FROM_LIST      List-Id =~ /./
 header   __HAS_XM         exists:X-Mailer
-body     __COSTLY         /(?:(?:name|address|phone|age)\W{1,5}){3}/i
+body     __COSTLY         /(?:(?:name|address|phone|ag)e?\W{1,5}){3}/i
 body     __WIRE           /wire\s+transfer/i
 body     __URGENT         /\burgent\b/i
 body     __PILLS          /p[_\W]{0,3}i[_\W]{0,3}l[_\W]{0,3}l[_\W]{0,3}s/i
@@ -61,6 +61,10 @@ MESSAGES = [
     msg("plain", "nothing to see here"),
     msg("", ""),
 ]
+
+
+# __COSTLY has no literal factor ("ag" is too short) and no relaxed pattern: it always runs
+# when asked for, like __FILL_THIS_FORM_LONG2 in the Debian set.
 
 
 def engine(tmp_path: Path) -> RuleEngine:
@@ -102,7 +106,7 @@ def test_it_keeps_the_value_of_and_where_it_is_counted(tmp_path: Path) -> None:
 LAZY_RULES = r"""
 header   __FROM_LIST      List-Id =~ /./
 header   __HAS_XM         exists:X-Mailer
-body     __COSTLY         /(?:(?:name|address|phone|age)\W{1,5}){3}/i
+body     __COSTLY         /(?:(?:name|address|phone|ag)e?\W{1,5}){3}/i
 body     __WIRE           /wire\s+transfer/i
 meta     FORM_NOT_LIST    __COSTLY && !__FROM_LIST && !__HAS_XM
 score    FORM_NOT_LIST    2.0
