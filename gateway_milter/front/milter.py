@@ -96,43 +96,45 @@ def within_budget(stage: Stage, fn: Callable[[], T]) -> T | None:
     return _STAGES.run(stage, fn)
 
 
-def guarded(fn: F) -> F:
-    """Turn any exception in a callback into a 4xx tempfail."""
-
+def _guard(fn: F, on_error: Callable[[BulwarkMilter, str], int]) -> F:
     @functools.wraps(fn)
     def wrapper(self: BulwarkMilter, *args: Any) -> Any:
         try:
             return fn(self, *args)
         except Exception:
             log.exception("milter callback %s failed", fn.__name__)
-            if self.ctx is not None:
-                self.ctx.add_trace("milter", "error", f"exception in {fn.__name__}")
-            try:
-                self._reply(INTERNAL_ERROR)
-            except Exception:  # noqa: BLE001
-                pass
-            return TEMPFAIL
+            return on_error(self, fn.__name__)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _answer_now(m: BulwarkMilter, name: str) -> int:
+    if m.ctx is not None:
+        m.ctx.add_trace("milter", "error", f"exception in {name}")
+    try:
+        m._reply(INTERNAL_ERROR)
+    except Exception:  # noqa: BLE001
+        pass
+    return TEMPFAIL
+
+
+def _answer_later(m: BulwarkMilter, name: str) -> int:
+    if name in ("connect", "hello"):
+        m._conn_failed = name
+    else:
+        m._msg_failed = name
+    return CONTINUE
+
+
+def guarded(fn: F) -> F:
+    """Turn any exception in a callback into a 4xx tempfail."""
+    return _guard(fn, _answer_now)
 
 
 def deferred(fn: F) -> F:
     """For callbacks Postfix need not wait for (no-reply): an exception is remembered and
     answered with 4xx at the next callback that replies (MAIL, RCPT or end of message)."""
-
-    @functools.wraps(fn)
-    def wrapper(self: BulwarkMilter, *args: Any) -> Any:
-        try:
-            return fn(self, *args)
-        except Exception:
-            log.exception("milter callback %s failed", fn.__name__)
-            if fn.__name__ in ("connect", "hello"):
-                self._conn_failed = fn.__name__
-            else:
-                self._msg_failed = fn.__name__
-            return CONTINUE
-
-    return wrapper  # type: ignore[return-value]
+    return _guard(fn, _answer_later)
 
 
 class BulwarkMilter(Milter.Base):  # type: ignore[misc]
