@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway_milter.antispam import saeval
-from gateway_milter.antispam.matcher import (FactorIndex, relaxed_pattern, required_factors, required_squeezed_factors,
-                                             squeeze)
+from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, relaxed_pattern, required_factors,
+                                             required_squeezed_factors, squeeze)
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
 from gateway_milter.antispam.saview import MAX_LINE, SaMessage, decode_header_value
 
@@ -54,6 +54,7 @@ COST_KNOWN = 0.0  # a scored rule: computed for every message anyway
 COST_SIMPLE = 1.0  # header, exists, mimeheader, eval
 COST_FILTERED = 0.3  # body-like rule with a literal factor: one set lookup, the expression seldom runs
 COST_UNFILTERED = 30.0  # body-like rule run over the whole text
+POSITIONS = 8  # positions of a match's start described by matcher.position_pattern
 P_HIT = 0.1  # assumed chance that a rule (or a count comparison) is true
 
 
@@ -171,12 +172,21 @@ class RuleEngine:
                     self.squeezed.add(r.name)
                     f = sq
                 self.factors[r.name] = f
-        # rules without a factor get a relaxed pattern as their prefilter (matcher.relaxed_pattern);
-        # for rules with one it costs more than it saves (measured)
+        # Two more prefilters, both patterns that match wherever the rule can: the characters
+        # possible at each of a match's first positions (matcher.position_pattern, fixed width,
+        # for every rule: measured a small gain even after the literal factors), and for rules
+        # without a factor a relaxed copy of the rule (matcher.relaxed_pattern; for rules with a
+        # factor it costs more than it saves, measured).
         self.relaxed: dict[str, re.Pattern[str]] = {}
+        self.position: dict[str, re.Pattern[str]] = {}
         for n, f in self.factors.items():
             pattern = self.rules[n].pattern
-            rx = relaxed_pattern(pattern) if f is None and pattern is not None else None
+            if pattern is None:
+                continue
+            rx = position_pattern(pattern, POSITIONS)
+            if rx is not None:
+                self.position[n] = rx
+            rx = relaxed_pattern(pattern) if f is None else None
             if rx is not None:
                 self.relaxed[n] = rx
         self.indexes: dict[tuple[str, bool], FactorIndex[str]] = {
@@ -383,6 +393,7 @@ class RuleEngine:
         factors = self.factors.get(r.name)
         squeezed = r.name in self.squeezed
         relaxed = self.relaxed.get(r.name)
+        position = self.position.get(r.name)
 
         name = r.name
 
@@ -391,6 +402,8 @@ class RuleEngine:
                 return 0
             if factors is not None and name not in t.present(kind, squeezed):
                 return 0  # none of the literals every match contains occurs: cannot match
+            if position is not None and position.search(t.text(kind)) is None:
+                return 0
             if relaxed is not None and relaxed.search(t.text(kind)) is None:
                 return 0
             text = t.text(kind)
@@ -452,7 +465,7 @@ class RuleEngine:
         """A rule without the prefilter (the reference for :meth:`run`)."""
         if r.kind not in BODY_KINDS or r.eval_fn:
             return self._fns[r.name]
-        saved = self.factors.get(r.name), self.relaxed.pop(r.name, None)
+        saved = self.factors.get(r.name), self.relaxed.pop(r.name, None), self.position.pop(r.name, None)
         self.factors[r.name] = None
         try:
             return self._compile(r)
@@ -460,6 +473,8 @@ class RuleEngine:
             self.factors[r.name] = saved[0]
             if saved[1] is not None:
                 self.relaxed[r.name] = saved[1]
+            if saved[2] is not None:
+                self.position[r.name] = saved[2]
 
 
 _engines: dict[tuple[Any, ...], RuleEngine] = {}

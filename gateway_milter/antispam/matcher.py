@@ -416,3 +416,100 @@ def relaxed_pattern(p: PerlPattern) -> re.Pattern[str] | None:
         return re.compile("".join(out))
     except (re.error, RecursionError, OverflowError):
         return None
+
+
+_Sets = list[frozenset[int] | None]  # per position: the characters possible there (None: any)
+_BIG = 1 << 30
+
+
+def _seq_sets(parts: list[tuple[_Sets, int, int]], k: int) -> tuple[_Sets, int, int]:
+    """Position sets of a concatenation: part i starts anywhere between the shortest and the
+    longest length of the parts before it."""
+    out: list[set[int] | None] = [set() for _ in range(k)]
+    lo = hi = 0
+    for sets, plo, phi in parts:
+        for off in range(lo, min(hi, k - 1) + 1):
+            for j in range(k - off):
+                s = sets[j]
+                cur = out[off + j]
+                if cur is None:
+                    continue
+                if s is None:
+                    out[off + j] = None
+                else:
+                    cur |= s
+        lo, hi = min(lo + plo, _BIG), min(hi + phi, _BIG)
+        if lo >= k:
+            break
+    return [None if s is None else frozenset(s) for s in out], lo, hi
+
+
+def _item_sets(op: Any, av: Any, icase: bool, k: int) -> tuple[_Sets, int, int] | None:
+    empty: _Sets = [frozenset()] * k
+    if op in _ZERO_WIDTH:
+        return empty, 0, 0
+    if op in (C.LITERAL, C.IN):
+        chars = _chars([(op, av)], icase)
+        return [None if chars is None else frozenset(chars)] + empty[1:], 1, 1
+    if op in (C.ANY, C.NOT_LITERAL):
+        return [None] + empty[1:], 1, 1
+    if op is C.SUBPATTERN:
+        _group, add_flags, del_flags, sub = av
+        return _items_sets(sub, (icase or bool(add_flags & re.I)) and not del_flags & re.I, k)
+    if op is C.BRANCH:
+        alts = [_items_sets(b, icase, k) for b in av[1]]
+        if any(a is None for a in alts):
+            return None
+        merged: list[frozenset[int] | None] = []
+        for j in range(k):
+            col = [a[0][j] for a in alts if a is not None]
+            merged.append(None if any(c is None for c in col) else frozenset().union(*col))  # type: ignore[arg-type]
+        return merged, min(a[1] for a in alts if a), max(a[2] for a in alts if a)
+    if op in _REPEATS:
+        rlo, rhi, sub = av
+        one = _items_sets(sub, icase, k)
+        if one is None:
+            return None
+        optional = (one[0], 0, one[2])
+        n_opt = min(rhi, k + 1) - rlo if rhi < C.MAXREPEAT else k + 1
+        parts = [one] * min(rlo, k + 1) + [optional] * max(0, n_opt)
+        sets, lo, hi = _seq_sets(parts, k)
+        return sets, min(one[1] * rlo, _BIG), _BIG if rhi >= C.MAXREPEAT else min(one[2] * rhi, _BIG)
+    return None  # back-references, conditionals, ...
+
+
+def _items_sets(items: Any, icase: bool, k: int) -> tuple[_Sets, int, int] | None:
+    parts = []
+    for op, av in items:
+        s = _item_sets(op, av, icase, k)
+        if s is None:
+            return None
+        parts.append(s)
+    return _seq_sets(parts, k)
+
+
+def position_pattern(p: PerlPattern, k: int = 6) -> re.Pattern[str] | None:
+    """A fixed-width pattern for a prefilter: the characters that can stand at each of the
+    first ``k`` positions of a match of ``p`` (``[Pp\\xfe&][Hh#&\\x80-\\xbf][Aa4@...]``).
+    A text where it finds nothing cannot match ``p``; being fixed-width it never backtracks."""
+    if p.flags and "x" in p.flags or not isinstance(p.compiled, re.Pattern):
+        return None
+    icase = "i" in p.flags
+    try:
+        tree = P.parse(p.source, re.ASCII | (re.I if icase else 0))
+    except Exception:  # noqa: BLE001 - regex-module-only syntax
+        return None
+    got = _items_sets(tree, icase or bool(tree.state.flags & re.I), k)
+    if got is None:
+        return None
+    sets, lo, _hi = got
+    sets = sets[:min(lo, k)]
+    while sets and sets[0] is None:
+        sets.pop(0)
+    while sets and sets[-1] is None:
+        sets.pop()
+    specific = [s for s in sets if s is not None]
+    if len(specific) < MIN_FACTOR or any(len(s) > _MAX_SET for s in specific) or any(not s for s in specific):
+        return None
+    return re.compile("".join(r"[\s\S]" if s is None else
+                              "[" + "".join(re.escape(chr(c)) for c in sorted(s)) + "]" for s in sets))

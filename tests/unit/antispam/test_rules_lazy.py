@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway_milter.antispam.engine import EngineResult, RuleEngine, engine_for
-from gateway_milter.antispam.matcher import (FactorIndex, relaxed_pattern, required_factors, required_squeezed_factors,
-                                             squeeze)
+from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, relaxed_pattern, required_factors,
+                                             required_squeezed_factors, squeeze)
 from gateway_milter.antispam.perlre import parse_perl_regex
 from gateway_milter.antispam.sarules import meta_source, parse_meta
 from gateway_milter.antispam.saview import message_view
@@ -249,8 +249,9 @@ def test_relaxed_pattern_gives_up_without_specific_characters() -> None:
 
 
 def test_relaxed_patterns_stay_cheap_on_hostile_text() -> None:
-    # The relaxed patterns of the Debian set on 200 KB runs built from their own characters:
-    # their splits are bounded (matcher.MAX_BRANCH), so none may backtrack for long.
+    # The relaxed and position patterns of the Debian set on 200 KB runs built from their own
+    # characters: their splits are bounded (matcher.MAX_BRANCH) or absent (fixed width), so
+    # none may backtrack for long.
     if not Path("/usr/share/spamassassin/50_scores.cf").exists():
         pytest.skip("spamassassin rules not installed")
     import random
@@ -262,7 +263,27 @@ def test_relaxed_patterns_stay_cheap_on_hostile_text() -> None:
              "".join(rnd.choice("vV1!aA4@gG9rR&#;\\/ ") for _ in range(200_000))]
     for text in texts:
         t0 = time.process_time()
-        for rx in eng.relaxed.values():
+        for rx in [*eng.relaxed.values(), *eng.position.values()]:
             rx.search(text)
         took = time.process_time() - t0
         assert took < 5.0, f"relaxed prefilters took {took:.1f}s CPU on {text[:12]!r}..."
+
+
+@pytest.mark.parametrize("pattern,texts", [
+    (r"/(?!viagra)(?:[vV]|\\\/)(?:[iI1]|!)a+g(?:r|R)a/i", ["\\/1aaagRa", "V!AGRA", "v1agra"]),
+    (r"/(?:ph|f)(?:ar|&#97;r)ma(?:cy|cie)s?/i", ["PHARMACY", "f&#97;rmacies"]),
+    (r"/\b(?:x|yy)?z{2,3}w/", ["zzw", "xzzzw", "yyzzw"]),
+])
+def test_position_patterns_match_wherever_the_rule_does(pattern: str, texts: list[str]) -> None:
+    p, _ = parse_perl_regex(pattern)
+    rx = position_pattern(p)
+    assert rx is not None
+    for text in texts:
+        assert p.compiled.search(text) and rx.search(text), text
+    assert not rx.search("nothing of the kind here")
+
+
+def test_position_pattern_gives_up_when_positions_are_unknown() -> None:
+    for pattern in (r"/.{3}ab/", r"/(.)\1x/", r"/ab?/", r"/(?:\b|\s)[_\W]{0,3}V[_\W]{0,3}[i1][_\W]{0,3}a/i"):
+        p, _ = parse_perl_regex(pattern)
+        assert position_pattern(p) is None, pattern
