@@ -318,6 +318,16 @@ def _chars(items: Any, icase: bool) -> set[int] | None:
     return out
 
 
+_TEXT_CHARS = frozenset(range(32, 127)) | frozenset(map(ord, "\t\n\r"))
+MIN_RELAXED_SCORE = 2.0
+
+
+def _selectivity(chars: frozenset[int]) -> float:
+    """How much a character class filters ordinary text: 1 for a single character, 0 for a
+    class of 40 or more of the printable ASCII characters (non-ASCII ones are rare in text)."""
+    return max(0.0, 1.0 - len(chars & _TEXT_CHARS) / 40)
+
+
 _MAX_GAP = 8  # an item of any characters but at most this many stays in a relaxed pattern
 _MAX_SET = 300
 # Worst-case ways a relaxed pattern can split a text among its pieces at one position (product
@@ -379,11 +389,12 @@ def relaxed_pattern(p: PerlPattern) -> re.Pattern[str] | None:
         elif piece[2] > 0:
             stretches[-1].append(piece)
     best: list[tuple[frozenset[int] | None, int, int]] = []
-    best_score = 0
+    best_score = 0.0
     for st in stretches:
         for a in range(len(st)):
-            if st[a][0] is None or st[a][1] == 0:
-                continue  # a window starts and ends with a specific, non-optional piece
+            first = st[a][0]
+            if first is None or st[a][1] == 0 or _selectivity(first) < 0.25:
+                continue  # a window starts and ends with a selective, non-optional piece
             branch = 1
             for b in range(a, len(st)):
                 if b > a:
@@ -392,13 +403,14 @@ def relaxed_pattern(p: PerlPattern) -> re.Pattern[str] | None:
                         branch *= prev[2] - prev[1] + 1
                 if branch > MAX_BRANCH:
                     break
-                if st[b][0] is None or st[b][1] == 0:
+                end = st[b][0]
+                if end is None or st[b][1] == 0 or _selectivity(end) < 0.25:
                     continue
                 window = st[a:b + 1]
-                score = sum(lo for cs, lo, _hi in window if cs is not None)
+                score = sum(lo * _selectivity(cs) for cs, lo, _hi in window if cs is not None)
                 if score > best_score:
                     best, best_score = window, score
-    if best_score < MIN_FACTOR:
+    if best_score < MIN_RELAXED_SCORE:
         return None
     out = []
     last = len(best) - 1
