@@ -101,13 +101,19 @@ class SaMessage:
             return vals[-1]
         return "\n".join(vals)
 
-    @staticmethod
-    def _values(src: list[tuple[str, str]], lname: str) -> list[str]:
-        return [v for n, v in src if n.lower() == lname]
+    def _values(self, src: list[tuple[str, str]], lname: str) -> list[str]:
+        # headers by lower-cased name, indexed once per message (rules ask for ~60 names)
+        key = "raw_index" if src is self.raw_headers else "index"
+        index: dict[str, list[str]] | None = self.cache.get(key)
+        if index is None:
+            index = {}
+            for n, v in src:
+                index.setdefault(n.lower(), []).append(v)
+            self.cache[key] = index
+        return list(index.get(lname, ()))
 
     def header_count(self, name: str) -> int:
-        ln = name.lower()
-        return sum(1 for n, _ in self.raw_headers if n.lower() == ln)
+        return len(self._values(self.raw_headers, name.lower()))
 
 
 def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envelope_from: str = "") -> SaMessage:
