@@ -145,7 +145,7 @@ DEFAULT_LAYERS = ("rules", "bayes")
 
 
 def evaluate(samples: list[Sample], store: StateStore, *, train_fraction: float = 0.5, online: bool = False,
-             min_learned: int = 200, layers: tuple[str, ...] = DEFAULT_LAYERS, fitted_scores: bool = True,
+             min_learned: int = 200, layers: tuple[str, ...] = DEFAULT_LAYERS, fitted_scores: bool = False,
              score_file: str = "", progress: Callable[[int, int], None] | None = None) -> EvalReport:
     set_default_store(store)
     policy = PolicySnapshot.from_document({"settings": {
@@ -210,7 +210,7 @@ class FitResult:
 
 
 def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int = 5, min_learned: int = 200,
-               l2: float = 0.3, max_fp: float = 0.0, progress: Callable[[int, int], None] | None = None) -> FitResult:
+               l2: float = 0.3, max_fp: float = 0.001, progress: Callable[[int, int], None] | None = None) -> FitResult:
     """Fit the score sets on the training part of ``samples`` (see the module docstring)."""
     from gateway_milter.antispam import scorefit
     from gateway_milter.layers.bayes import BANDS, band
@@ -262,6 +262,9 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
         sf = scorefit.fit(examples, defaults, l2=l2)
         # never below p = 0.5 (nor at the score of a message without symbols)
         z5 = max(scorefit.threshold_for_fp(oof_ham, max_fp), 0.0, sf.bias + 1.0)
-        out.append(scorefit.to_points(sf, z5))
+        if label == "with_bayes":  # exactly one of these bands per message: an offset keeps logit units
+            out.append(scorefit.to_points_with_offset(sf, z5, [name for _lo, name, _s in BANDS if name != "BAYES_999"]))
+        else:
+            out.append(scorefit.to_points(sf, z5))
         info[label] = {"bias": round(sf.bias, 3), "z5": round(z5, 3), "symbols": len(sf.weights)}
     return FitResult(out[0], out[1], info)

@@ -9,8 +9,9 @@ and SpamAssassin's sign constraint (a rule with a positive default never gets a 
 weight and vice versa; only the Bayes bands are free), fitted by projected Adam steps on the
 full batch. Symbols seen in fewer than ``min_hits`` messages keep their defaults.
 
-The scores are then scaled so that the quarantine threshold (5 points) sits at the logit
-``z5`` chosen on out-of-fold predictions (``threshold_for_fp``), and written as a
+The quarantine threshold (5 points) is then placed at the logit ``z5`` chosen on out-of-fold
+predictions (``threshold_for_fp``): with Bayes, by an offset on the Bayes bands (one of them
+is always present), without Bayes by scaling all scores. The result is written as a
 SpamAssassin-format score file (``score NAME value`` lines), read by the scoring layer
 (``scoring.score_file``). Regenerate: ``manage.py bayes fit-scores``
 (docs/antispam-evaluation.md).
@@ -52,14 +53,16 @@ def _sigmoid(z: float) -> float:
 
 
 def fit(examples: Sequence[Example], defaults: Mapping[str, float], *, l2: float = 1.0, iterations: int = 400,
-        rate: float = 0.05, min_hits: int = 3) -> ScoreFit:
+        rate: float = 0.05, min_hits: int = 3, only: tuple[str, ...] | None = None) -> ScoreFit:
     """Fit weights for the symbols hit in at least ``min_hits`` examples (others keep their
-    default score). ``l2`` is the prior's strength, summed over the data (not per example)."""
+    default score). ``l2`` is the prior's strength, summed over the data (not per example).
+    ``only``: fit just the symbols with these prefixes (e.g. the Bayes bands); the others keep
+    their defaults."""
     counts: dict[str, int] = {}
     for ex in examples:
         for s in ex.symbols:
             counts[s] = counts.get(s, 0) + 1
-    names = sorted(s for s, c in counts.items() if c >= min_hits)
+    names = sorted(s for s, c in counts.items() if c >= min_hits and (only is None or s.startswith(only)))
     index = {s: i for i, s in enumerate(names)}
     prior = [float(defaults.get(s, 0.0)) for s in names]
     sign = [0 if s.startswith(FREE_PREFIXES) else (1 if p > 0 else -1 if p < 0 else 0) for s, p in zip(names, prior, strict=True)]
@@ -116,6 +119,19 @@ def to_points(sf: ScoreFit, z5: float, quarantine: float = 5.0) -> dict[str, flo
         raise ValueError("the threshold logit must lie above the bias")
     k = quarantine / (z5 - sf.bias)
     return {s: round(w * k, 3) for s, w in sf.weights.items()}
+
+
+def to_points_with_offset(sf: ScoreFit, z5: float, exclusive: Sequence[str], quarantine: float = 5.0) -> dict[str, float]:
+    """Keep logit units (1 point = 1 logit, the prior's scale) and move every symbol of an
+    ``exclusive`` group (exactly one of them hits whenever any does: the Bayes bands except
+    BAYES_999, which comes with BAYES_99) by the same offset so that ``quarantine`` points is
+    logit ``z5``. Unlike :func:`to_points` this does not compress the scale, so the reject
+    threshold (12) stays 7 logit units above the quarantine one instead of 7 / k."""
+    offset = quarantine - (z5 - sf.bias)
+    pts = {s: round(w, 3) for s, w in sf.weights.items()}
+    for s in exclusive:
+        pts[s] = round(sf.weights.get(s, sf.defaults.get(s, 0.0)) + offset, 3)
+    return pts
 
 
 def write_score_file(path: Path, without_bayes: Mapping[str, float], with_bayes: Mapping[str, float],

@@ -11,6 +11,7 @@ from gateway_milter.antispam.scorefit import (
     read_score_sets,
     threshold_for_fp,
     to_points,
+    to_points_with_offset,
     write_score_file,
 )
 from gateway_milter.store.memory import MemoryStore
@@ -75,6 +76,20 @@ def test_it_scales_logits_to_the_quarantine_threshold() -> None:
     assert (total >= 5.0) == (z >= 2.0)
 
 
+def test_it_places_the_threshold_by_an_offset_on_an_exclusive_group() -> None:
+    # every example carries exactly one of BAND_LO / BAND_HI
+    rnd = random.Random(4)
+    examples = [Example(i % 2 == 0, frozenset({"BAND_HI" if (i % 2 == 0) == (rnd.random() < 0.8) else "BAND_LO"} |
+                                              ({"SPAMMY"} if i % 2 == 0 and rnd.random() < 0.5 else set())))
+                for i in range(300)]
+    sf = fit(examples, {"BAND_HI": 1.0, "BAND_LO": -1.0, "SPAMMY": 1.0}, l2=0.1, iterations=300)
+    pts = to_points_with_offset(sf, z5=1.5, exclusive=["BAND_HI", "BAND_LO"])
+    for syms in ({"BAND_HI"}, {"BAND_LO", "SPAMMY"}, {"BAND_HI", "SPAMMY"}):
+        z = sf.logit(frozenset(syms))
+        assert abs(sum(pts[s] for s in syms) - (5.0 + z - 1.5)) < 0.01  # 1 point per logit unit, 5 at z5
+    assert pts["SPAMMY"] == round(sf.weights["SPAMMY"], 3)
+
+
 def test_it_writes_and_reads_four_score_sets(tmp_path: Path) -> None:
     p = tmp_path / "scores.cf"
     write_score_file(p, {"A": 1.5, "B": -0.5}, {"A": 0.5, "BAYES_99": 3.0}, "fitted\non a test")
@@ -91,11 +106,18 @@ def test_it_scores_with_the_fitted_set_for_the_bayes_state(tmp_path: Path, store
     scores = tmp_path / "fitted.cf"
     scores.write_text("score LOCAL_SPAMMY 2.5 2.5 1.0 1.0\n")
     base = {"rules": {"include_default": False, "rule_dirs": [str(d)], "use_bayes": False},
-            "scoring": {"layers": ["rules", "bayes"], "score_file": str(scores)}}
+            "scoring": {"layers": ["rules", "bayes"], "score_file": str(scores), "fitted_scores": True}}
     res = make_ctx(msg("x", "spammy"), policy(base)).layer("scoring")
     assert res.fact("score") == 2.5  # Bayes has learned nothing: set 0
     base["scoring"]["fitted_scores"] = False  # type: ignore[index]
     assert make_ctx(msg("x", "spammy"), policy(base)).layer("scoring").fact("score") == 6.0
+
+
+def test_it_leaves_the_layers_scores_alone_by_default(tmp_path: Path, store: MemoryStore) -> None:
+    d = write_rules(tmp_path, "body LOCAL_SPAMMY /spammy/\nscore LOCAL_SPAMMY 6\n"
+                              "body ACT_NOW_CAPS /spammy/\nscore ACT_NOW_CAPS 2\n")
+    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(d)]}, "scoring": {"layers": ["rules"]}})
+    assert make_ctx(msg("x", "spammy"), pol).layer("scoring").fact("score") == 8.0
 
 
 def test_it_ships_a_fitted_score_file() -> None:
@@ -103,4 +125,23 @@ def test_it_ships_a_fitted_score_file() -> None:
 
     sets = read_score_sets(FITTED_SCORE_FILE)
     assert "BAYES_99" in sets and "BAYES_00" in sets and len(sets) > 50
-    assert sets["BAYES_00"][1] < 0 < sets["BAYES_99"][1]
+    assert sets["BAYES_00"][1] < sets["BAYES_50"][1] < sets["BAYES_99"][1] + sets["BAYES_999"][1]
+
+
+def test_it_counts_fitted_bayes_bands_once(tmp_path: Path, store: MemoryStore) -> None:
+    from tests.unit.antispam.test_bayes import SPAM_WORDS, sample, trained
+
+    trained(store, n=30, min_learned=20)
+    d = write_rules(tmp_path, "body BAYES_99 eval:check_bayes('0.99', '1.00')\nbody BAYES_999 eval:check_bayes('0.999', '1.00')\n"
+                              "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 1\n")
+    scores = tmp_path / "fitted.cf"
+    scores.write_text("score BAYES_99 1 1 2 2\nscore BAYES_999 1 1 0.5 0.5\nscore LOCAL_PRIZE 0.5 0.5 0.25 0.25\n")
+    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(d)]}, "bayes": {"min_learned": 20},
+                  "scoring": {"layers": ["rules", "bayes"], "score_file": str(scores), "fitted_scores": True}})
+    ctx = make_ctx(sample(SPAM_WORDS, 5000, random.Random(7)) + b" prize", pol)
+    res = ctx.layer("scoring")
+    assert "BAYES_99" in ctx.layer("rules").fact("hits")  # the rules layer mirrors the band...
+    bayes = {s.name for s in ctx.layer("bayes").symbols}
+    expected_bayes = 2.0 + (0.5 if "BAYES_999" in bayes else 0.0)
+    assert res.fact("parts")["bayes"] == expected_bayes
+    assert res.fact("parts")["rules"] == 0.25  # ... but only the bayes layer's band is scored
