@@ -430,7 +430,34 @@ def relaxed_pattern(p: PerlPattern) -> re.Pattern[str] | None:
         return None
 
 
-_Sets = list[frozenset[int] | None]  # per position: the characters possible there (None: any)
+# Per position: the characters possible there (None: any). Negative members stand for the
+# categories \W, \S, \D (ASCII meaning, as the rules compile), which cannot be listed.
+_Sets = list[frozenset[int] | None]
+_CATEGORIES = {-1: "\\W", -2: "\\S", -3: "\\D"}
+_CATEGORY_CODES = {"CATEGORY_NOT_WORD": -1, "CATEGORY_NOT_SPACE": -2, "CATEGORY_NOT_DIGIT": -3}
+# how many ASCII letters' worth of ordinary text each category matches, for selectivity (\W
+# is mostly spaces and punctuation)
+_CATEGORY_TEXT = {-1: 8, -2: 95, -3: 88}
+
+
+def _class_with_categories(items: Any, icase: bool) -> frozenset[int] | None:
+    """A class of literals, ranges and negated categories (``[\\W_]``) as characters plus
+    category codes; None for a negated class."""
+    out: set[int] = set()
+    for op, av in items:
+        if op is C.CATEGORY and str(av) in _CATEGORY_CODES:
+            out.add(_CATEGORY_CODES[str(av)])
+            continue
+        chars = _chars([(C.IN, [(op, av)])], icase)
+        if chars is None:
+            return None
+        out |= chars
+    return frozenset(out)
+
+
+def _position_selectivity(chars: frozenset[int]) -> float:
+    n = len({c for c in chars if c >= 0} & _TEXT_CHARS) + sum(_CATEGORY_TEXT[c] for c in chars if c < 0)
+    return max(0.0, 1.0 - n / 40)
 _BIG = 1 << 30
 
 
@@ -462,7 +489,8 @@ def _item_sets(op: Any, av: Any, icase: bool, k: int) -> tuple[_Sets, int, int] 
         return empty, 0, 0
     if op in (C.LITERAL, C.IN):
         chars = _chars([(op, av)], icase)
-        return [None if chars is None else frozenset(chars)] + empty[1:], 1, 1
+        got = frozenset(chars) if chars is not None else _class_with_categories(av, icase) if op is C.IN else None
+        return [got] + empty[1:], 1, 1
     if op in (C.ANY, C.NOT_LITERAL):
         return [None] + empty[1:], 1, 1
     if op is C.SUBPATTERN:
@@ -521,7 +549,8 @@ def position_pattern(p: PerlPattern, k: int = 6) -> re.Pattern[str] | None:
     while sets and sets[-1] is None:
         sets.pop()
     specific = [s for s in sets if s is not None]
-    if len(specific) < MIN_FACTOR or any(len(s) > _MAX_SET for s in specific) or any(not s for s in specific):
+    if len(specific) < MIN_FACTOR or any(len(s) > _MAX_SET for s in specific) or any(not s for s in specific) \
+            or _position_selectivity(sets[0]) < 0.25:  # type: ignore[arg-type]
         return None
-    return re.compile("".join(r"[\s\S]" if s is None else
-                              "[" + "".join(re.escape(chr(c)) for c in sorted(s)) + "]" for s in sets))
+    return re.compile("".join(r"[\s\S]" if s is None else "[" + "".join(
+        _CATEGORIES[c] if c < 0 else re.escape(chr(c)) for c in sorted(s)) + "]" for s in sets), re.ASCII)
