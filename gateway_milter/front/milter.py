@@ -188,6 +188,7 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
                 ip = str(hostaddr)
         self.conn = ConnectionInfo(client_ip=ip, client_port=port, client_name=hostname or "")
         self._macros(CONNECT_MACROS)
+        self.gateway.connect(self.conn)
         return CONTINUE
 
     @Milter.noreply  # type: ignore[untyped-decorator]

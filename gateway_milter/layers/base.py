@@ -105,6 +105,9 @@ class Layer(Generic[S]):
     # A layer judged before DATA that also looks at headers (e.g. header From lists) is
     # computed again at end of message, replacing its earlier result.
     recheck_at_eom: ClassVar[bool] = False
+    # ``prefetch`` works from the client address alone: it is also called at connect (with the
+    # global settings, before HELO and MAIL are known), so the lookups run during the dialogue.
+    prefetch_at_connect: ClassVar[bool] = False
 
     def check(self, ctx: MessageContext, settings: S) -> LayerFindings:
         raise NotImplementedError

@@ -73,6 +73,7 @@ class DnsblLayer(Layer[DnsblSettings]):
     fail_mode = FailMode.UNKNOWN
     Settings = DnsblSettings
     budget_s = 8.0
+    prefetch_at_connect = True
     description = "DNS blocklists of the client IP address (IPv4 and IPv6)"
 
     def prefetch(self, ctx: MessageContext, settings: DnsblSettings) -> None:

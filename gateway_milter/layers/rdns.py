@@ -61,6 +61,7 @@ class RdnsSettings(BaseSettings):
 class ReverseDnsLayer(Layer[RdnsSettings]):
     id = "rdns"
     stage = Stage.MAIL
+    prefetch_at_connect = True  # the PTR lookup; HELO and sender checks start at MAIL
     fail_mode = FailMode.UNKNOWN
     Settings = RdnsSettings
     budget_s = 10.0

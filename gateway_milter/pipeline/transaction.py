@@ -85,6 +85,24 @@ class Gateway:
         self.node = node
 
     # -- steps ----------------------------------------------------------------------------------
+    def connect(self, conn: ConnectionInfo) -> None:
+        """Start the lookups that need only the client address (DNSBL, reverse DNS) at connect,
+        with the global settings, so they run during HELO and MAIL; the layers collect them
+        later (a lookup already in flight or cached is not repeated). No-op when no such layer
+        is on."""
+        snap = self.policy.current()
+        todo = [lid for lid in _prefetching_layers()
+                if layers.get(lid).prefetch_at_connect and snap.settings_for(lid, None).enabled]
+        if not todo or conn.client_ip is None:
+            return
+        ctx = MessageContext(conn, snap)
+        ctx.runner = LayerRunner()
+        for lid in todo:
+            try:
+                layers.get(lid).prefetch(ctx, snap.settings_for(lid, None))
+            except Exception:
+                log.debug("connect prefetch of %s failed", lid, exc_info=True)
+
     def begin(self, conn: ConnectionInfo, *, scan_mode: bool = False) -> MessageContext:
         ctx = MessageContext(conn, self.policy.current(), scan_mode=scan_mode)
         ctx.runner = LayerRunner()
