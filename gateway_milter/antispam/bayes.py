@@ -3,9 +3,11 @@
 :mod:`.tokenizer`. Why this one, with figures: docs/decisions/0042-bayes-classifier.md.
 
 Token counts live in the state store (:mod:`gateway_milter.store`), one counter hash per scope
-(``bayes:global``, ``bayes:dom:<domain>``, ``bayes:user:<address>``) holding ``s<token>`` and
-``h<token>`` (messages of each class containing the token), ``#s``/``#h`` (messages learned)
-and ``m<sha>`` (the class a message was learned as, for idempotent training). Classifying a
+(``bayes2:global``, ``bayes2:dom:<domain>``, ``bayes2:user:<address>``) holding ``t<token>``
+(messages of each class containing the token, packed in one counter: spam count x 2^32 + ham
+count, so that a message reads and writes one field per token instead of two), ``#s``/``#h``
+(messages learned) and ``m<sha>`` (the class a message was learned as, for idempotent
+training). Stores of the first format (``bayes:``, ``s``/``h`` fields) are not read: retrain. Classifying a
 message reads every candidate scope in ONE store round trip and uses the most specific scope
 that has learned at least ``min_learned`` messages of each class.
 """
@@ -27,11 +29,13 @@ UNKNOWN_STRENGTH = 0.45  # s: weight of the prior for rarely seen tokens
 UNKNOWN_PROB = 0.5  # x: prior probability of an unseen token
 MIN_STRENGTH = 0.1  # ignore tokens with |f - 0.5| below this
 MAX_DISCRIMINATORS = 150
-SPAM, HAM = "s", "h"
+TOKEN = "t"
+SPAM_UNIT = 1 << 32  # a token field is spam_count * SPAM_UNIT + ham_count
+HAM_MASK = SPAM_UNIT - 1
 
 
 def scope_key(scope: str) -> str:
-    return f"bayes:{scope}"
+    return f"bayes2:{scope}"
 
 
 def message_digest(m: SaMessage, raw_body: bytes | None = None) -> str:
@@ -75,14 +79,15 @@ class BayesClassifier:
     def classify(self, m: SaMessage, scopes: Sequence[str] = ("global",), explain: bool = False) -> Classification:
         feats = tokens(m)
         keys = hashed(feats)
-        fields = ["#s", "#h"] + [SPAM + k for k in keys] + [HAM + k for k in keys]
+        fields = ["#s", "#h"] + [TOKEN + k for k in keys]
         answers = self.store.counters([(scope_key(s), fields) for s in scopes])  # one round trip
         for scope, vals in zip(scopes, answers, strict=True):
             ns, nh = vals[0], vals[1]
             if ns < self.min_learned or nh < self.min_learned:
                 continue
-            n = len(keys)
-            return self._combine(scope, ns, nh, vals[2:2 + n], vals[2 + n:2 + 2 * n], feats if explain else None)
+            packed = vals[2:]
+            return self._combine(scope, ns, nh, [v >> 32 for v in packed], [v & HAM_MASK for v in packed],
+                                 feats if explain else None)
         return Classification(None, tokens=len(keys))
 
     def _combine(self, scope: str, ns: int, nh: int, sc: Sequence[int], hc: Sequence[int],
@@ -167,10 +172,10 @@ class BayesClassifier:
 
     @staticmethod
     def _add(deltas: dict[str, int], keys: Sequence[str], spam: bool, delta: int) -> None:
-        prefix = SPAM if spam else HAM
+        unit = delta * (SPAM_UNIT if spam else 1)
         for k in keys:
-            f = prefix + k
-            deltas[f] = deltas.get(f, 0) + delta
+            f = TOKEN + k
+            deltas[f] = deltas.get(f, 0) + unit
         count = "#s" if spam else "#h"
         deltas[count] = deltas.get(count, 0) + delta
 

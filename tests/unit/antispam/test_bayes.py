@@ -6,7 +6,7 @@ import random
 
 from gateway_milter.antispam.bayes import BayesClassifier, chi2q
 from gateway_milter.antispam.saview import message_view
-from gateway_milter.antispam.tokenizer import MAX_FEATURES, tokens
+from gateway_milter.antispam.tokenizer import MAX_FEATURES, hashed, tokens
 from gateway_milter.layers.bayes import band, scopes_for
 from gateway_milter.store.memory import MemoryStore
 from tests.unit.antispam.helpers import make_ctx, msg, policy
@@ -116,3 +116,18 @@ def test_it_scores_through_the_layer(store: MemoryStore) -> None:
     ctx = make_ctx(sample(SPAM_WORDS, 5000, rnd), pol)
     res = ctx.layer("bayes")
     assert res.fact("probability") > 0.9 and res.symbols and res.symbols[0].name.startswith("BAYES_9")
+
+
+def test_it_keeps_spam_and_ham_counts_of_a_token_in_one_field(store: MemoryStore) -> None:
+    bc = BayesClassifier(store, 1)
+    spam = message_view(make_ctx(msg("a", "shared words here")))
+    ham = message_view(make_ctx(msg("b", "shared words there")))
+    bc.learn(spam, True)
+    bc.learn(ham, False)
+    bc.learn(message_view(make_ctx(msg("c", "shared words again"))), True)
+    key = hashed(["shared"])[0]
+    (packed,) = store.counters([("bayes2:global", ["t" + key])])[0]
+    assert (packed >> 32, packed & 0xFFFFFFFF) == (2, 1)  # two spam, one ham contain "shared"
+    bc.forget(spam)
+    (packed,) = store.counters([("bayes2:global", ["t" + key])])[0]
+    assert (packed >> 32, packed & 0xFFFFFFFF) == (1, 1)
