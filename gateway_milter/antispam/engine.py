@@ -3,8 +3,10 @@
 Compiled once per process and rule set (``engine_for``): each rule becomes a small function
 (regular expression, header lookup, eval function, or meta expression compiled to Python).
 Per message, the scored rules are computed; sub-rules only when a meta reads them, metas with
-short-circuit, and each body-like expression only if one of its necessary literals occurs in
-the text (docs/decisions/0041-rule-matching.md).
+short-circuit; a body-like expression runs only if its prefilters (necessary literals, the
+characters possible at a match's first positions, a relaxed copy of the rule) leave a chance of
+a match (docs/decisions/0041-rule-matching.md). ``run(m, lazy=False)`` is the reference path
+that runs every rule's expression, which the tests compare against.
 """
 
 from __future__ import annotations
