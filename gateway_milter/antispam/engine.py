@@ -203,6 +203,7 @@ class RuleEngine:
         self._fns: dict[str, RuleFn] = {n: self._compile(r) for n, r in self.rules.items()
                                         if r.kind != "meta"}
         self._costs: dict[str, tuple[float, float]] = {}
+        self._plain: dict[str, RuleFn] | None = None  # the reference path's rules, built on first use
         for n, _fn in metas:
             self._fns[n] = self._compile_lazy_meta(self.rules[n])
         # scored rules, every one computed per message: plain rules first, then metas
@@ -352,7 +353,7 @@ class RuleEngine:
                 return 0
         return meta
 
-    def _compile(self, r: Rule) -> RuleFn:
+    def _compile(self, r: Rule, prefilter: bool = True) -> RuleFn:
         if r.eval_fn:
             efn = saeval.EVALS[r.eval_fn]
             args = r.eval_args
@@ -392,10 +393,10 @@ class RuleEngine:
             return mimeheader
         kind, maxhits = r.kind, r.maxhits
         finditer = r.pattern.compiled.finditer
-        factors = self.factors.get(r.name)
+        factors = self.factors.get(r.name) if prefilter else None
         squeezed = r.name in self.squeezed
-        relaxed = self.relaxed.get(r.name)
-        position = self.position.get(r.name)
+        relaxed = self.relaxed.get(r.name) if prefilter else None
+        position = self.position.get(r.name) if prefilter else None
 
         name = r.name
 
@@ -441,8 +442,10 @@ class RuleEngine:
             for name in self.roots:
                 value(name)
         else:
-            plain = {n: self._compile_plain(r) for n, r in self.rules.items() if r.kind != "meta"}
-            for n, fn in plain.items():
+            if self._plain is None:
+                self._plain = {n: self._fns[n] if r.kind not in BODY_KINDS or r.eval_fn else self._compile(r, False)
+                               for n, r in self.rules.items() if r.kind != "meta"}
+            for n, fn in self._plain.items():
                 memo[n] = fn(texts, m, ex, memo.__getitem__)
             for r, mfn in self.metas:
                 try:
@@ -462,21 +465,6 @@ class RuleEngine:
         res.score = round(res.score, 3)
         res.ms = (time.perf_counter() - t0) * 1000
         return res
-
-    def _compile_plain(self, r: Rule) -> RuleFn:
-        """A rule without the prefilter (the reference for :meth:`run`)."""
-        if r.kind not in BODY_KINDS or r.eval_fn:
-            return self._fns[r.name]
-        saved = self.factors.get(r.name), self.relaxed.pop(r.name, None), self.position.pop(r.name, None)
-        self.factors[r.name] = None
-        try:
-            return self._compile(r)
-        finally:
-            self.factors[r.name] = saved[0]
-            if saved[1] is not None:
-                self.relaxed[r.name] = saved[1]
-            if saved[2] is not None:
-                self.position[r.name] = saved[2]
 
 
 _engines: dict[tuple[Any, ...], RuleEngine] = {}
