@@ -126,24 +126,32 @@ def check_illegal_chars(m: SaMessage, args: tuple[Any, ...], extra: dict[str, An
 @_eval("check_for_shifted_date")
 def check_for_shifted_date(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
     # HeaderEval: Date: minus the time in the newest Received header, in hours
+    if "date_shift" not in m.cache:  # a dozen rules ask, with different ranges
+        m.cache["date_shift"] = _date_shift(m)
+    diff: float | None = m.cache["date_shift"]
+    if diff is None:
+        return 0
+    lo = _f(args[0], -math.inf)
+    hi = _f(args[1], math.inf)
+    return int(lo <= diff < hi)
+
+
+def _date_shift(m: SaMessage) -> float | None:
     date = m.header("Date")
     # the newest Received header written by a real MTA: fetchmail and local re-delivery lines
     # are skipped as in HeaderEval::_get_received_header_times
     recvd = [v for n, v in m.raw_headers if n.lower() == "received"
              and "fetchmail" not in v and not re.match(r"\s*from localhost\b", v)]
     if not date or not recvd:
-        return 0
+        return None
     d = parsedate_tz(date)
     r = parsedate_tz(recvd[0].rsplit(";", 1)[-1].strip())
     if not d or not r:
-        return 0
+        return None
     try:
-        diff = (mktime_tz(d) - mktime_tz(r)) / 3600.0
+        return (mktime_tz(d) - mktime_tz(r)) / 3600.0
     except (OverflowError, ValueError):
-        return 0
-    lo = _f(args[0], -math.inf)
-    hi = _f(args[1], math.inf)
-    return int(lo <= diff < hi)
+        return None
 
 
 _TEMPLATE_OK = re.compile(r"^(?:X-VMS-To|X-UIDL|X-Face|To|Cc|From|Subject|References|In-Reply-To|"
