@@ -266,7 +266,13 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
             return failed
         self._macros(EOM_MACROS)
         ctx.queue_id = self.conn.macros.get("i", "") if self.conn else ""
-        d = within_budget(Stage.EOM, lambda: self.gateway.eom(ctx))
+        if self.gateway.eom_may_block(ctx):
+            d = within_budget(Stage.EOM, lambda: self.gateway.eom(ctx))
+        else:
+            # only local CPU work (lists, size, relay, direction, Sieve, transforms, the
+            # quarantine file): no thread hand-off; Postfix's milter_content_timeout remains
+            # the backstop, answered with 4xx by milter_default_action = tempfail
+            d = self.gateway.eom(ctx)
         if d is None:
             ctx.abandoned = True  # a late quarantine write of the abandoned work is skipped
             ctx.add_trace("milter", "budget", "end-of-message budget exceeded")

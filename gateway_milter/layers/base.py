@@ -108,6 +108,10 @@ class Layer(Generic[S]):
     # ``prefetch`` works from the client address alone: it is also called at connect (with the
     # global settings, before HELO and MAIL are known), so the lookups run during the dialogue.
     prefetch_at_connect: ClassVar[bool] = False
+    # ``check`` is CPU work on the message and the policy only: no network, no store, nothing
+    # that can wait. When every layer a policy turns on is local, end of message runs on the
+    # libmilter thread itself instead of the budgeted stage pool (front/milter.py).
+    local: ClassVar[bool] = False
 
     def check(self, ctx: MessageContext, settings: S) -> LayerFindings:
         raise NotImplementedError

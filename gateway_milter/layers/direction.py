@@ -34,6 +34,7 @@ def message_direction(directions: list[Direction]) -> Direction:
 
 
 class DirectionLayer(Layer[BaseSettings]):
+    local = True
     id = "direction"
     stage = Stage.RCPT
     fail_mode = FailMode.TEMPFAIL

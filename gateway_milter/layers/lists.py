@@ -39,6 +39,7 @@ ADDR_SPEC = re.compile(r"[^\s<>()\[\],;:\"\\]+@[^\s<>()\[\],;:\"\\]+")
 
 
 class ListsLayer(Layer[ListsSettings]):
+    local = True
     id = "lists"
     stage = Stage.MAIL
     fail_mode = FailMode.TEMPFAIL

@@ -19,6 +19,7 @@ class RelaySettings(BaseSettings):
 
 
 class RelayControlLayer(Layer[RelaySettings]):
+    local = True
     id = "relay"
     stage = Stage.RCPT
     fail_mode = FailMode.TEMPFAIL

@@ -32,6 +32,7 @@ def declared_size(esmtp: tuple[str, ...]) -> int | None:
 
 
 class MessageSizeLayer(Layer[SizeSettings]):
+    local = True
     id = "size"
     stage = Stage.MAIL
     fail_mode = FailMode.TEMPFAIL

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gateway_milter import layers, transforms
 from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
 from gateway_milter.layers.direction import message_direction, recipient_direction
-from gateway_milter.pipeline.runner import LayerFailure, LayerRunner
+from gateway_milter.pipeline.runner import FAULT_HANG, LayerFailure, LayerRunner
 from gateway_milter.policy.evaluate import engine_for
 from gateway_milter.verdict import (
     DEFAULT_TEMPFAIL,
@@ -102,6 +102,19 @@ class Gateway:
                 layers.get(lid).prefetch(ctx, snap.settings_for(lid, None))
             except Exception:
                 log.debug("connect prefetch of %s failed", lid, exc_info=True)
+
+    def eom_may_block(self, ctx: MessageContext) -> bool:
+        """Whether end of message may wait on something (a layer with network or store I/O is
+        on somewhere in the policy): then it runs on the stage pool under its time budget.
+        Computed once per policy snapshot."""
+        snap = ctx.policy
+        v = snap.compiled.get("eom_may_block")
+        if v is None:
+            scopes = (None, *snap.domains)
+            v = snap.compiled["eom_may_block"] = any(
+                not layers.get(lid).local or lid in FAULT_HANG
+                for lid in layers.available() if any(snap.settings_for(lid, d).enabled for d in scopes))
+        return bool(v)
 
     def begin(self, conn: ConnectionInfo, *, scan_mode: bool = False) -> MessageContext:
         ctx = MessageContext(conn, self.policy.current(), scan_mode=scan_mode)
