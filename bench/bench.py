@@ -3,7 +3,8 @@
 
 Configurations, measured interleaved in one run so that machine noise hits all of them alike:
   nomilter   Postfix alone
-  noop       a no-op pymilter milter (bench/noop_milter.py) on a unix socket
+  noop       a no-op pymilter milter (bench/noop_milter.py) on a unix socket: the target's baseline
+  noop-nr    the same no-op milter asking for no replies to HELO/DATA/header/body, as Bulwark does
   lists      the Bulwark milter (manage.py runmilter) with lists, size, relay control and the
              message log (journal + database) only: the issue's ">= 85% of no-op" target
   gateway    the Bulwark milter with its default policy (every layer of this build on, except
@@ -135,7 +136,7 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--latency", type=int, default=200)
     ap.add_argument("--json", default="")
-    ap.add_argument("--configs", default="nomilter,noop,lists,gateway", help="comma-separated subset")
+    ap.add_argument("--configs", default="nomilter,noop,noop-nr,lists,gateway", help="comma-separated subset")
     ap.add_argument("--worker-ingest", action="store_true",
                     help="GATEWAY_MILTER_INGEST=false: a running worker ingests the message log, not the milter")
     a = ap.parse_args()
@@ -165,12 +166,14 @@ def main() -> int:
         msgfile.write_bytes(MSG.encode())
         (root / "m").mkdir()
         os.chmod(root / "m", 0o755)
-        noop_sock, lists_sock, gw_sock = (root / "m" / f"{n}.sock" for n in ("noop", "lists", "gateway"))
+        noop_sock, lists_sock, gw_sock, nr_sock = (root / "m" / f"{n}.sock" for n in ("noop", "lists", "gateway", "noopnr"))
         if a.worker_ingest:
             for v in envs:
                 envs[v]["GATEWAY_MILTER_INGEST"] = "false"
         procs = [
             subprocess.Popen([py, str(ROOT / "bench" / "noop_milter.py"), f"unix:{noop_sock}"], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            subprocess.Popen([py, str(ROOT / "bench" / "noop_milter.py"), f"unix:{nr_sock}", "noreply"], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         ] + ([
             # the worker ingests the message log (every 10 s) instead of the milter process
@@ -190,15 +193,16 @@ def main() -> int:
         write_instance(pf, port=port, reinject=free_port(), relay=sink_port, milter="", name="bwbench")
         subprocess.run(["postfix", "-c", str(pf / "etc"), "start"], check=True, capture_output=True)
         try:
-            wait_until(lambda: noop_sock.exists() and lists_sock.exists() and gw_sock.exists(), timeout=60,
+            wait_until(lambda: noop_sock.exists() and nr_sock.exists() and lists_sock.exists() and gw_sock.exists(), timeout=60,
                        what="milters")
             wait_until(lambda: smtplib.SMTP("127.0.0.1", port, timeout=2).quit(), timeout=20, what="postfix")
-            all_configs = {"nomilter": "", "noop": f"unix:{noop_sock}", "lists": f"unix:{lists_sock}",
+            all_configs = {"nomilter": "", "noop": f"unix:{noop_sock}", "noop-nr": f"unix:{nr_sock}",
+                           "lists": f"unix:{lists_sock}",
                            "gateway": f"unix:{gw_sock}"}
             configs = {k: v for k, v in all_configs.items() if k in a.configs.split(",")}
             rates: dict[str, list[float]] = {c: [] for c in configs}
             # CPU milliseconds per message: of the milter's processes, and of the whole machine
-            milter_pid = {"noop": procs[0].pid, "lists": procs[-2].pid, "gateway": procs[-1].pid}
+            milter_pid = {"noop": procs[0].pid, "noop-nr": procs[1].pid, "lists": procs[-2].pid, "gateway": procs[-1].pid}
             cpu_milter: dict[str, list[float]] = {c: [] for c in configs}
             cpu_machine: dict[str, list[float]] = {c: [] for c in configs}
             lats: dict[str, list[float]] = {c: [] for c in configs}
@@ -228,7 +232,7 @@ def main() -> int:
                     "milter_cpu_ms_per_msg": round(statistics.median(cpu_milter[name]), 3),
                     "machine_cpu_ms_per_msg": round(statistics.median(cpu_machine[name]), 3),
                 }
-            for v in ("lists", "gateway"):
+            for v in ("lists", "gateway", "noop-nr"):
                 if v in configs and "noop" in configs:
                     summary[f"{v}_vs_noop"] = round(summary[v]["msgs_per_s_median"]
                                                     / summary["noop"]["msgs_per_s_median"], 3)
@@ -236,6 +240,9 @@ def main() -> int:
                     paired = [x / y for x, y in zip(rates[v], rates["noop"], strict=True)]
                     summary[f"{v}_vs_noop_per_round"] = [round(x, 3) for x in paired]
                     summary[f"{v}_vs_noop_paired_median"] = round(statistics.median(paired), 3)
+            if "lists" in configs and "noop-nr" in configs:
+                summary["lists_vs_noop-nr"] = round(summary["lists"]["msgs_per_s_median"]
+                                                    / summary["noop-nr"]["msgs_per_s_median"], 3)
             if "noop" in configs and "nomilter" in configs:
                 summary["noop_vs_nomilter"] = round(summary["noop"]["msgs_per_s_median"]
                                                     / summary["nomilter"]["msgs_per_s_median"], 3)

@@ -2,7 +2,11 @@
 """The benchmark's baseline: a no-op pymilter milter that takes part in every stage of the
 transaction a filter must see (connect, HELO, MAIL, RCPT, DATA, headers, body, end of message,
 abort, close; connect answered without reply), as the reference milter in the shared Postfix
-recipe does, and adds one header at end of message. It judges nothing."""
+recipe does, and adds one header at end of message. It judges nothing.
+
+With a second argument ``noreply`` it also asks for no replies to HELO, DATA, headers and body,
+as Bulwark does (the ``noop-nr`` configuration of bench.py): the same protocol economy without
+any work, to show how much of a difference is the protocol and how much the work."""
 
 import os
 import sys
@@ -47,8 +51,26 @@ class NoopMilter(Milter.Base):
         return Milter.CONTINUE
 
 
+class NoReplyNoopMilter(NoopMilter):
+    @Milter.noreply
+    def hello(self, heloname: str) -> int:
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    def data(self) -> int:
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    def header(self, name: str, value: str) -> int:
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    def body(self, chunk: bytes) -> int:
+        return Milter.CONTINUE
+
+
 if __name__ == "__main__":
     os.umask(0)
-    Milter.factory = NoopMilter
+    Milter.factory = NoReplyNoopMilter if sys.argv[2:] == ["noreply"] else NoopMilter
     Milter.set_flags(Milter.ADDHDRS)
     Milter.runmilter("noop", sys.argv[1], timeout=240)
