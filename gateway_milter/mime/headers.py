@@ -186,8 +186,8 @@ def rfc2231_params(params: list[tuple[str, str]]) -> dict[str, str]:
 def fix_8bit(value: str) -> str:
     """Raw 8-bit header bytes arrive as surrogate escapes: read them as UTF-8 (RFC 6532), or
     Latin-1 when they are not UTF-8."""
-    if not any("\udc80" <= c <= "\udcff" for c in value):
-        return value
+    if value.isascii() or not any("\udc80" <= c <= "\udcff" for c in value):
+        return value  # isascii (in C) first: surrogates are never ASCII
     raw = value.encode("utf-8", "surrogateescape")
     try:
         return raw.decode("utf-8")
