@@ -185,16 +185,24 @@ def _best(parts: list[set[str] | None]) -> set[str] | None:
     return best
 
 
-def _factors(p: PerlPattern, squeezed: bool) -> tuple[str, ...] | None:
+def _parse(p: PerlPattern) -> Any:
+    """The standard library's parse tree of ``p``, or None where no prefilter can be derived
+    from it (extended syntax, regex-module-only constructs)."""
     if p.flags and "x" in p.flags:
         return None
-    if squeezed and not isinstance(p.compiled, re.Pattern):
-        return None  # the regex module folds case its own way: plain factors only
-    icase = "i" in p.flags
     try:
-        tree = P.parse(p.source, re.ASCII | (re.I if icase else 0))
+        return P.parse(p.source, re.ASCII | (re.I if "i" in p.flags else 0))
     except Exception:  # noqa: BLE001 - regex-module-only syntax: no prefilter
         return None
+
+
+def _factors(p: PerlPattern, squeezed: bool) -> tuple[str, ...] | None:
+    if squeezed and not isinstance(p.compiled, re.Pattern):
+        return None  # the regex module folds case its own way: plain factors only
+    tree = _parse(p)
+    if tree is None:
+        return None
+    icase = "i" in p.flags
     if squeezed and (tree.state.flags & re.I):
         icase = True  # (?i) at the start of the pattern
     best = _best(_Walker(squeezed, icase).walk(tree))
@@ -345,14 +353,10 @@ def relaxed_pattern(p: PerlPattern) -> re.Pattern[str] | None:
     a character class, which lets ``re`` skip ahead in C (``p`` often starts with a look-ahead
     or an alternation and gets no such help): SpamAssassin's FUZZY_* rules (each letter an
     alternation of look-alikes) have no literal factor but relax well."""
-    if p.flags and "x" in p.flags or not isinstance(p.compiled, re.Pattern):
+    tree = _parse(p) if isinstance(p.compiled, re.Pattern) else None
+    if tree is None:
         return None
-    icase = "i" in p.flags
-    try:
-        tree = P.parse(p.source, re.ASCII | (re.I if icase else 0))
-    except Exception:  # noqa: BLE001 - regex-module-only syntax
-        return None
-    icase = icase or bool(tree.state.flags & re.I)
+    icase = "i" in p.flags or bool(tree.state.flags & re.I)
     items: list[tuple[Any, Any]] = []
 
     def flatten(seq: Any) -> None:
@@ -532,14 +536,10 @@ def position_pattern(p: PerlPattern, k: int = 6) -> re.Pattern[str] | None:
     """A fixed-width pattern for a prefilter: the characters that can stand at each of the
     first ``k`` positions of a match of ``p`` (``[Pp\\xfe&][Hh#&\\x80-\\xbf][Aa4@...]``).
     A text where it finds nothing cannot match ``p``; being fixed-width it never backtracks."""
-    if p.flags and "x" in p.flags or not isinstance(p.compiled, re.Pattern):
+    tree = _parse(p) if isinstance(p.compiled, re.Pattern) else None
+    if tree is None:
         return None
-    icase = "i" in p.flags
-    try:
-        tree = P.parse(p.source, re.ASCII | (re.I if icase else 0))
-    except Exception:  # noqa: BLE001 - regex-module-only syntax
-        return None
-    got = _items_sets(tree, icase or bool(tree.state.flags & re.I), k)
+    got = _items_sets(tree, "i" in p.flags or bool(tree.state.flags & re.I), k)
     if got is None:
         return None
     sets, lo, _hi = got
