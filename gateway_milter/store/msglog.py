@@ -124,14 +124,22 @@ class JournalIngestor:
         tmp.write_text(json.dumps(cp))
         os.replace(tmp, self.checkpoint_file)
 
-    def run_once(self) -> int:
-        """Ingest every complete record not yet written; returns how many were written."""
+    def run_once(self, wait_s: float = 0.0) -> int:
+        """Ingest every complete record not yet written; returns how many were written.
+
+        Another ingester holding the lock means the work is being done: return at once, or
+        (``wait_s``, for a caller about to read the log) wait for it and ingest what is left."""
         lock_path = self.dir / "ingest.lock"
+        deadline = time.monotonic() + wait_s
         with open(lock_path, "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return 0
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        return 0
+                    time.sleep(0.05)
             try:
                 return self._ingest()
             finally:

@@ -62,6 +62,21 @@ def test_it_ignores_a_torn_last_line(tmp_path: Path) -> None:
     assert [r["log_id"] for r in got] == ["a"]
 
 
+def test_a_reader_waits_for_a_running_ingestion_instead_of_missing_its_batch(tmp_path: Path) -> None:
+    import fcntl
+    import threading
+
+    (tmp_path / "seg-1-1.jsonl.open").write_bytes(b'{"log_id": "a"}\n')
+    got: list[dict[str, Any]] = []
+    ingestor = JournalIngestor(tmp_path, got.extend)
+    other = open(tmp_path / "ingest.lock", "a")  # noqa: SIM115 - another ingester's lock
+    fcntl.flock(other, fcntl.LOCK_EX)
+    assert ingestor.run_once() == 0 and got == []  # the periodic task: someone else is at it
+    threading.Timer(0.3, lambda: (fcntl.flock(other, fcntl.LOCK_UN), other.close())).start()
+    assert ingestor.run_once(wait_s=5.0) == 1  # a reader: waits, then ingests what is left
+    assert [r["log_id"] for r in got] == ["a"]
+
+
 @pytest.mark.parametrize(
     ("var", "value", "words"),
     [
