@@ -173,22 +173,24 @@ def main() -> int:
         if a.worker_ingest:
             for v in envs:
                 envs[v]["GATEWAY_MILTER_INGEST"] = "false"
-        procs = [
-            subprocess.Popen([py, str(ROOT / "bench" / "noop_milter.py"), f"unix:{noop_sock}"], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-            subprocess.Popen([py, str(ROOT / "bench" / "noop_milter.py"), f"unix:{nr_sock}", "noreply"], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        ] + ([
+        milters = {
+            "noop": subprocess.Popen([py, str(ROOT / "bench" / "noop_milter.py"), f"unix:{noop_sock}"], cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            "noop-nr": subprocess.Popen([py, str(ROOT / "bench" / "noop_milter.py"), f"unix:{nr_sock}", "noreply"],
+                                        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        }
+        milters.update({
+            v: subprocess.Popen([py, "manage.py", "runmilter", "--socket", f"unix:{sock}"], cwd=ROOT, env=envs[v],
+                                stdout=open(root / f"milter-{v}.log", "wb"),  # noqa: SIM115 - lives as long as the milter
+                                stderr=subprocess.STDOUT)
+            for v, sock in (("lists", lists_sock), ("gateway", gw_sock))
+        })
+        procs = list(milters.values()) + ([
             # the worker ingests the message log (every 10 s) instead of the milter process
             subprocess.Popen([py, "manage.py", "runworker"], cwd=ROOT, env=envs[v],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for v in envs
-        ] if a.worker_ingest else []) + [
-            subprocess.Popen([py, "manage.py", "runmilter", "--socket", f"unix:{sock}"], cwd=ROOT, env=envs[v],
-                             stdout=open(root / f"milter-{v}.log", "wb"),  # noqa: SIM115 - lives as long as the milter
-                             stderr=subprocess.STDOUT)
-            for v, sock in (("lists", lists_sock), ("gateway", gw_sock))
-        ]
+        ] if a.worker_ingest else [])
         sink_port, port = free_port(), free_port()
         sink = subprocess.Popen(["smtp-sink", "-u", "postfix", "-4", f"127.0.0.1:{sink_port}", "1000"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -205,7 +207,7 @@ def main() -> int:
             configs = {k: v for k, v in all_configs.items() if k in a.configs.split(",")}
             rates: dict[str, list[float]] = {c: [] for c in configs}
             # CPU milliseconds per message: of the milter's processes, and of the whole machine
-            milter_pid = {"noop": procs[0].pid, "noop-nr": procs[1].pid, "lists": procs[-2].pid, "gateway": procs[-1].pid}
+            milter_pid = {name: p.pid for name, p in milters.items()}
             cpu_milter: dict[str, list[float]] = {c: [] for c in configs}
             cpu_machine: dict[str, list[float]] = {c: [] for c in configs}
             lats: dict[str, list[float]] = {c: [] for c in configs}

@@ -91,7 +91,10 @@ class Gateway:
         later (a lookup already in flight or cached is not repeated). No-op when no such layer
         is on."""
         snap = self.policy.current()
-        todo = [lid for lid in _prefetching_layers()
+        todo = snap.compiled.get("connect_prefetch")
+        if todo is None:  # once per policy snapshot
+            todo = snap.compiled["connect_prefetch"] = [
+                lid for lid in _prefetching_layers()
                 if layers.get(lid).prefetch_at_connect and snap.settings_for(lid, None).enabled]
         if not todo or conn.client_ip is None:
             return

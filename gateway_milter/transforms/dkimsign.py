@@ -91,7 +91,7 @@ def _with_header(raw: bytes, name: str, value: str) -> bytes:
 
 def dkim_sign(ctx: MessageContext, outcome: Outcome, services: TransformServices) -> TransformResult | None:
     edits: list[HeaderEdit] = []
-    raw = b""
+    raw: bytes | None = None  # the message is joined only when something is signed
     # ARC seal first (sealing covers the message as it arrived plus our A-R), then DKIM.
     arc = ctx.policy.settings_for("arc", ctx.policy_domain)
     if arc.enabled and arc.seal and ctx.direction.value in arc.seal_directions:
@@ -130,7 +130,7 @@ def dkim_sign(ctx: MessageContext, outcome: Outcome, services: TransformServices
                 if key is None:
                     raise SigningError(f"DKIM signing is on for {domain} but it has no key")
                 algo = settings.algorithm if key.algorithm == settings.algorithm else key.algorithm
-                name, value = sign_message(raw or ctx.raw_bytes(), domain, key.selector, key.private, algo,
+                name, value = sign_message(ctx.raw_bytes() if raw is None else raw, domain, key.selector, key.private, algo,
                                            list(settings.sign_headers), settings.canonicalization,
                                            list(settings.oversign))
                 edits.append(HeaderEdit("insert", name, value))

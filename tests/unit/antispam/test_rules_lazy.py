@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -227,19 +228,6 @@ def test_factor_index_finds_overlapping_and_repeated_factors() -> None:
     assert idx.present("") == set() and FactorIndex({}).present("abc") == set()
 
 
-@pytest.mark.parametrize("pattern,texts", [
-    (r"/(?!viagra)(?:[vV]|\\\/)(?:[iI1]|!)a+g(?:r|R)a/i", ["\\/1aaagRa", "V!AGRA", "v1agra"]),
-    (r"/(?:\b|\s)[_\W]{0,3}V[_\W]{0,3}[i1][_\W]{0,3}a/i", [" v.-1__a", "V i A"]),
-    (r"/abc{2,}d/", ["abccccd"]),
-    (r"/(?i:sum\sof\s)[\d.,]{5,20}/", ["SUM OF 1,000.00"]),
-])
-def test_relaxed_patterns_match_wherever_the_rule_does(pattern: str, texts: list[str]) -> None:
-    p, _ = parse_perl_regex(pattern)
-    rx = relaxed_pattern(p)
-    assert rx is not None
-    for text in texts:
-        assert p.compiled.search(text) and rx.search(text), text
-    assert not rx.search("nothing of the kind here")
 
 
 def test_relaxed_pattern_gives_up_without_specific_characters() -> None:
@@ -269,18 +257,24 @@ def test_relaxed_patterns_stay_cheap_on_hostile_text() -> None:
         assert took < 5.0, f"relaxed prefilters took {took:.1f}s CPU on {text[:12]!r}..."
 
 
-@pytest.mark.parametrize("pattern,texts", [
-    (r"/(?!viagra)(?:[vV]|\\\/)(?:[iI1]|!)a+g(?:r|R)a/i", ["\\/1aaagRa", "V!AGRA", "v1agra"]),
-    (r"/(?:ph|f)(?:ar|&#97;r)ma(?:cy|cie)s?/i", ["PHARMACY", "f&#97;rmacies"]),
-    (r"/\b(?:x|yy)?z{2,3}w/", ["zzw", "xzzzw", "yyzzw"]),
+@pytest.mark.parametrize("build,pattern,texts", [
+    (relaxed_pattern, r"/(?!viagra)(?:[vV]|\\\/)(?:[iI1]|!)a+g(?:r|R)a/i", ["\\/1aaagRa", "V!AGRA", "v1agra"]),
+    (relaxed_pattern, r"/(?:\b|\s)[_\W]{0,3}V[_\W]{0,3}[i1][_\W]{0,3}a/i", [" v.-1__a", "V i A"]),
+    (relaxed_pattern, r"/abc{2,}d/", ["abccccd"]),
+    (relaxed_pattern, r"/(?i:sum\sof\s)[\d.,]{5,20}/", ["SUM OF 1,000.00"]),
+    (position_pattern, r"/(?!viagra)(?:[vV]|\\\/)(?:[iI1]|!)a+g(?:r|R)a/i", ["\\/1aaagRa", "V!AGRA", "v1agra"]),
+    (position_pattern, r"/(?:ph|f)(?:ar|&#97;r)ma(?:cy|cie)s?/i", ["PHARMACY", "f&#97;rmacies"]),
+    (position_pattern, r"/\b(?:x|yy)?z{2,3}w/", ["zzw", "xzzzw", "yyzzw"]),
     # gaps of \W: any non-ASCII character counts as one (the rules compile with re.ASCII)
-    (r"/(?!pharmacy)(?:[pP]|&#112;){1,2}\W{0,2}(?:[hH]){1,2}\W{0,2}(?:[aA@4]){1,2}\W{0,2}r/i",
+    (position_pattern, r"/(?!pharmacy)(?:[pP]|&#112;){1,2}\W{0,2}(?:[hH]){1,2}\W{0,2}(?:[aA@4]){1,2}\W{0,2}r/i",
      ["P.H.A.R", "pp\u00e9h\u2014a r", "&#112;-h@r"]),
-    (r"/(?:\b|\s)[_\W]{0,3}V[_\W]{0,3}[i1][_\W]{0,3}a/i", [" v.-1__a", "V i A", "\u00e9v\u00e9i\u00e9a"]),
+    (position_pattern, r"/(?:\b|\s)[_\W]{0,3}V[_\W]{0,3}[i1][_\W]{0,3}a/i",
+     [" v.-1__a", "V i A", "\u00e9v\u00e9i\u00e9a"]),
 ])
-def test_position_patterns_match_wherever_the_rule_does(pattern: str, texts: list[str]) -> None:
+def test_prefilter_patterns_match_wherever_the_rule_does(build: Any, pattern: str, texts: list[str]) -> None:
+    # the relaxed and the position prefilter may only rule out texts the rule cannot match
     p, _ = parse_perl_regex(pattern)
-    rx = position_pattern(p)
+    rx = build(p)
     assert rx is not None
     for text in texts:
         assert p.compiled.search(text) and rx.search(text), text
