@@ -23,13 +23,8 @@ from gateway_milter.antispam import saeval
 from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, relaxed_pattern, required_factors,
                                              required_squeezed_factors, squeeze)
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
-from gateway_milter.antispam.saview import MAX_LINE, SaMessage, decode_header_value
+from gateway_milter.antispam.saview import MAX_LINE, UNSUPPORTED_HEADERS, SaMessage, decode_header_value
 
-# Pseudo-headers SpamAssassin synthesises from the trust path; we do not build them, so the
-# rules on them are listed as unsupported rather than silently never matching.
-UNSUPPORTED_HEADERS = ("X-Spam-Relays-", "X-Spam-DCC", "X-Spam-Pyzor", "X-Spam-Languages", "X-Languages",
-                       "X-Spam-Country", "X-Relay-Countries", "X-Spam-ASN", "X-ASN", "X-Spam-Status",
-                       "X-Spam-Flag", "X-Spam-Level", "X-Spam-Score", "X-Spam-Report")
 SUPPORTED_MODS = ("", "raw", "addr", "name", "first", "last")
 
 

@@ -26,6 +26,11 @@ MAX_TEXT = 2_000_000  # characters of decoded text considered (hostile-input bou
 BODY_PART_SCAN = 50_000
 RAWBODY_PART_SCAN = 500_000
 MAX_LINE = 8192  # SpamAssassin also splits overlong lines before matching
+# Pseudo-headers SpamAssassin synthesises from the trust path; we do not build them, so the
+# rules on them are listed as unsupported rather than silently never matching.
+UNSUPPORTED_HEADERS = ("X-Spam-Relays-", "X-Spam-DCC", "X-Spam-Pyzor", "X-Spam-Languages", "X-Languages",
+                       "X-Spam-Country", "X-Relay-Countries", "X-Spam-ASN", "X-ASN", "X-Spam-Status",
+                       "X-Spam-Flag", "X-Spam-Level", "X-Spam-Score", "X-Spam-Report")
 _WS = re.compile(r"[ \t\r\n\x0b\x0c]+")
 _PARA = re.compile(r"\n[ \t\r]*\n")
 
