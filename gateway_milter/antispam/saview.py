@@ -15,6 +15,7 @@ from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
 from gateway_milter.antispam.htmltext import HtmlFacts, render_html
+from gateway_milter.antispam.relays import ORIGINATING_IP_HEADERS, RelayPath, TrustConfig, relay_path
 from gateway_milter.antispam.urls import find_urls, normalize_link
 
 if TYPE_CHECKING:
@@ -26,11 +27,18 @@ MAX_TEXT = 2_000_000  # characters of decoded text considered (hostile-input bou
 BODY_PART_SCAN = 50_000
 RAWBODY_PART_SCAN = 500_000
 MAX_LINE = 8192  # SpamAssassin also splits overlong lines before matching
-# Pseudo-headers SpamAssassin synthesises from the trust path; we do not build them, so the
-# rules on them are listed as unsupported rather than silently never matching.
-UNSUPPORTED_HEADERS = ("X-Spam-Relays-", "X-Spam-DCC", "X-Spam-Pyzor", "X-Spam-Languages", "X-Languages",
+# Pseudo-headers SpamAssassin synthesises that we do not build: the rules on them are listed as
+# unsupported rather than silently never matching.
+UNSUPPORTED_HEADERS = ("X-Spam-DCC", "X-Spam-Pyzor", "X-Spam-Languages", "X-Languages",
                        "X-Spam-Country", "X-Relay-Countries", "X-Spam-ASN", "X-ASN", "X-Spam-Status",
                        "X-Spam-Flag", "X-Spam-Level", "X-Spam-Score", "X-Spam-Report")
+# The trust path's pseudo-headers (relays.py), built on the first rule that reads one.
+RELAY_HEADERS = {"x-spam-relays-trusted": "trusted", "x-spam-relays-untrusted": "untrusted",
+                 "x-spam-relays-internal": "internal", "x-spam-relays-external": "external"}
+# SpamAssassin's header ranges split at the trust boundary: (start at the Received header after
+# the last trusted/internal relay) or (end with it)
+RANGE_HEADERS = {"ALL-TRUSTED": ("trusted", False), "ALL-INTERNAL": ("internal", False),
+                 "ALL-UNTRUSTED": ("trusted", True), "ALL-EXTERNAL": ("internal", True)}
 _WS = re.compile(r"[ \t\r\n\x0b\x0c]+")
 _PARA = re.compile(r"\n[ \t\r]*\n")
 
@@ -65,12 +73,14 @@ class SaMessage:
     content_types: Counter[str] = field(default_factory=Counter)
     missing_separator: bool = False
     mime: dict[str, int] = field(default_factory=dict)  # MIMEEval counters (check_for_mime)
+    trust: TrustConfig = field(default_factory=TrustConfig)  # where the trust path's boundary lies
     _hcache: dict[str, str | None] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # per-message values the eval functions share
 
     def header(self, spec: str) -> str | None:
         """Value for a header spec of a rule: ``Name``, ``Name:raw``, ``Name:addr``, ``Name:name``,
-        ``ALL``, ``ToCc``, ``MESSAGEID``, ``EnvelopeFrom``. None when absent."""
+        ``ALL``, ``ToCc``, ``MESSAGEID``, ``EnvelopeFrom``, the trust path's ``X-Spam-Relays-*``
+        and ``ALL-TRUSTED``/``-UNTRUSTED``/``-INTERNAL``/``-EXTERNAL``. None when absent."""
         if spec in self._hcache:
             return self._hcache[spec]
         v = self._header(spec)
@@ -82,6 +92,12 @@ class SaMessage:
         src = self.raw_headers if mod == "raw" else self.headers
         if name == "ALL":
             return "".join(f"{n}: {v}\n" for n, v in src) or None
+        which = RELAY_HEADERS.get(name.lower())
+        if which is not None:
+            # always present (maybe empty), whatever headers of that name the message carries
+            return self.relays().pseudo_header(which)
+        if name in RANGE_HEADERS:
+            return self._range(src, *RANGE_HEADERS[name])
         if name == "ToCc":
             vals = self._values(src, "to") + self._values(src, "cc")
         elif name == "MESSAGEID":
@@ -119,6 +135,32 @@ class SaMessage:
 
     def header_count(self, name: str) -> int:
         return len(self._values(self.raw_headers, name.lower()))
+
+    def relays(self) -> RelayPath:
+        """The trust path (relays.py), parsed on first use."""
+        p: RelayPath | None = self.cache.get("relays")
+        if p is None:
+            originating = [vals[-1] for h in ORIGINATING_IP_HEADERS if (vals := self._values(self.headers, h.lower()))]
+            p = self.cache["relays"] = relay_path(self._values(self.headers, "received"), self.trust, originating)
+        return p
+
+    def _range(self, src: list[tuple[str, str]], boundary: str, after: bool) -> str | None:
+        """The headers from the top down to the Received header after the last trusted (or
+        internal) relay, or from that Received header down (PerMsgStatus's
+        get_all_hdrs_in_rcvd_index_range)."""
+        p = self.relays()
+        cut = (p.last_trusted_index if boundary == "trusted" else p.last_internal_index) + 1
+        out: list[str] = []
+        index = -1
+        for n, v in src:
+            if n.lower() == "received":
+                index += 1
+            if after and index >= cut or not after and index < cut:
+                out.append(f"{n}: {v}\n")
+            elif not after and index == cut:
+                out.append(f"{n}: {v}\n")
+                break
+        return "".join(out) or None
 
 
 def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envelope_from: str = "") -> SaMessage:
@@ -211,6 +253,19 @@ def message_view(ctx: MessageContext) -> SaMessage:
         v = _views.get(ctx)
     if v is None:
         v = build_view(ctx.headers, ctx.raw_bytes(), ctx.mime, ctx.mail_from.strip("<>"))
+        v.trust = trust_config(ctx)
         with _lock:
             _views[ctx] = v
     return v
+
+
+def trust_config(ctx: MessageContext) -> TrustConfig:
+    """The trust boundary for a message: the rules settings' networks; else the gateway's
+    trusted networks (policy), unless ``rules.trust_policy_networks`` is off; else none
+    (SpamAssassin's inference). ``originating``: the client authenticated or is trusted."""
+    s = ctx.policy.settings_for("rules", ctx.policy_domain)
+    trusted: tuple[str, ...] = tuple(getattr(s, "trusted_networks", ()))
+    internal: tuple[str, ...] = tuple(getattr(s, "internal_networks", ()))
+    if not trusted and not internal and getattr(s, "trust_policy_networks", False):
+        trusted = tuple(str(n) for n in ctx.policy.trusted_networks)
+    return TrustConfig(trusted, internal, tuple(getattr(s, "msa_networks", ())), bool(ctx.is_internal_sender))

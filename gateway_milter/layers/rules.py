@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway_milter.antispam.engine import RuleEngine, engine_for
+from gateway_milter.antispam.relays import parse_network
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, SettingsError
 from gateway_milter.verdict import FailMode, Stage
@@ -29,6 +30,15 @@ class RulesSettings(BaseSettings):
     max_size: int = 1_000_000  # larger messages are matched on their first max_size bytes
     use_bayes: bool = True  # feed the Bayes probability to the BAYES_* rules used in metas
     skip_rules: tuple[str, ...] = ()  # rules not to run (with the metas built on them), e.g. costly ones
+    # The trust path (X-Spam-Relays-* pseudo-headers; SpamAssassin's trusted_networks,
+    # internal_networks, msa_networks): relays in these networks (loopback always) are trusted /
+    # internal; "!net" excludes. None configured: the gateway's trusted networks when
+    # trust_policy_networks and the policy has some, else SpamAssassin's inference (private
+    # addresses and authenticated hops trusted). docs/layers/rules.md
+    trusted_networks: tuple[str, ...] = ()
+    internal_networks: tuple[str, ...] = ()
+    msa_networks: tuple[str, ...] = ()
+    trust_policy_networks: bool = True
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
@@ -36,6 +46,12 @@ class RulesSettings(BaseSettings):
             raise SettingsError("score_set", "must be 0, 1, 2 or 3")
         if self.max_size < 10_000:
             raise SettingsError("max_size", "must be at least 10000")
+        for name in ("trusted_networks", "internal_networks", "msa_networks"):
+            for i, net in enumerate(getattr(self, name)):
+                try:
+                    parse_network(str(net).strip().lstrip("!"))
+                except ValueError:
+                    raise SettingsError(f"{name}[{i}]", f"{net!r} is not an IP network") from None
 
 
 def engine_from_settings(settings: RulesSettings) -> RuleEngine:
