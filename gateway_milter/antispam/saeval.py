@@ -14,6 +14,7 @@ from collections.abc import Callable
 from email.utils import getaddresses, parsedate_tz, mktime_tz
 from typing import Any
 
+from gateway_milter.antispam.relays import IP
 from gateway_milter.antispam.saview import SaMessage
 
 EvalFn = Callable[[SaMessage, tuple[Any, ...], dict[str, Any]], int]
@@ -35,7 +36,7 @@ SUPPORTED_TESTS: dict[str, set[str]] = {
     "html_test": {"html", "embeds"},
     "html_text_match": {"comment", "title"},
     "check_for_mime": {"mime_qp_count", "mime_base64_count", "mime_base64_encoded_text", "mime_qp_long_line",
-                       "mime_attachment"},
+                       "mime_attachment", "mime_bad_iso_charset"},
     "check_freemail_replyto": {"replyto"},
 }
 
@@ -91,6 +92,27 @@ def check_for_uppercase(m: SaMessage, args: tuple[Any, ...], extra: dict[str, An
         return 0
     pct = upper * 100.0 / letters
     return int(_f(args[0]) < pct <= _f(args[1]))
+
+
+@_eval("tvd_vertical_words")
+def tvd_vertical_words(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # BodyEval: the highest percentage of spaces to other characters over the rendered
+    # paragraphs longer than 5 characters ("v e r t i c a l" words); -1 when none
+    pct = m.cache.get("tvd_vertical_words")
+    if pct is None:
+        pct = -1
+        for line in m.paragraphs:
+            if len(line) <= 5:
+                continue
+            spaces = line.count(" ")
+            nonspaces = len(line) - spaces
+            p = 100 if spaces > nonspaces or nonspaces == 0 else 100 * spaces // nonspaces
+            pct = max(pct, p)
+        m.cache["tvd_vertical_words"] = pct
+    lo, hi = _f(args[0]), _f(args[1])
+    if hi >= 100:
+        hi = 101
+    return int(lo <= pct < hi)
 
 
 # -- HeaderEval -----------------------------------------------------------------------------------
@@ -254,6 +276,28 @@ def check_for_mime_html_only(m: SaMessage, args: tuple[Any, ...], extra: dict[st
     return int(m.mime.get("mime_body_html_count", 0) > 0 and m.mime.get("mime_body_text_count", 0) == 0)
 
 
+@_eval("check_mime_multipart_ratio")
+def check_mime_multipart_ratio(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # MIMEEval: in multipart/alternative, bytes of the last text part / bytes of the last HTML part
+    ratio = m.mime.get("mime_multipart_ratio", 1.0)
+    return int(_f(args[0]) <= ratio < _f(args[1]))
+
+
+@_eval("check_ma_non_text")
+def check_ma_non_text(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # MIMEEval: a multipart/alternative with a leaf that is neither text nor RTF
+    return int(m.mime.get("ma_non_text", 0) > 0)
+
+
+@_eval("check_base64_length")
+def check_base64_length(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # MIMEEval: the longest line (newline included) of base64 parts, application/ics aside
+    n = m.mime.get("base64_length", 0)
+    if len(args) > 1 and n > _f(args[1]):
+        return 0
+    return int(n >= _f(args[0]))
+
+
 @_eval("check_for_matching_env_and_hdr_from")
 def check_for_matching_env_and_hdr_from(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
     env = (m.envelope_from or "").lower()
@@ -311,3 +355,271 @@ for _name in ("check_from_in_welcomelist", "check_from_in_whitelist", "check_fro
               "check_uri_host_in_blocklist", "check_uri_host_in_blacklist", "check_from_in_list",
               "check_to_in_list"):
     EVALS[_name] = lambda m, a, e: 0
+
+
+# -- HeaderEval: headers and the Received trail ---------------------------------------------------
+def _get(m: SaMessage, name: str) -> str:
+    """SpamAssassin's ``$pms->get(name)`` in scalar context: every value of the header with its
+    newline, joined; '' when absent."""
+    return "".join(v + "\n" for v in m._values(m.headers, name.lower()))
+
+
+def _has(m: SaMessage, name: str) -> bool:
+    return bool(m._values(m.headers, name.lower()))
+
+
+_IP_ANY = re.compile(IP, re.ASCII)
+
+
+@_eval("check_for_missing_to_header")
+def check_for_missing_to_header(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # HeaderEval: neither To nor Apparently-To (an empty To still counts as present)
+    return int(not _has(m, "To") and not _has(m, "Apparently-To"))
+
+
+@_eval("check_for_to_in_subject")
+def check_for_to_in_subject(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # HeaderEval: the recipient's address ('address') or its local part ('user') in the Subject
+    full_to = m.header("To:addr") or ""
+    if not full_to:
+        return 0
+    subject = _get(m, "Subject")
+    test = str(args[0]) if args else ""
+    if test == "address":
+        return int(re.search(rf"\b{re.escape(full_to)}\b", subject, re.I) is not None)
+    if test == "user":
+        to = re.escape(full_to.split("@", 1)[0])
+        return int(re.match(rf"(?:(?:re|fw):\s*(?:\w+\s+)?{to}$|(?-i:{to})\s*[,:;!?-](?:$|\s)|{to}$"
+                            rf"|,\s*{to}[,:;!?-]$)", subject, re.I) is not None)
+    return 0
+
+
+def gated_through_received_hdr_remover(m: SaMessage) -> bool:
+    """HeaderEval: mail whose Received trail a list manager (ezmlm, MSN groups) removed, or
+    that has none at all: the Received-based checks cannot judge it."""
+    txt = _get(m, "Mailing-List")
+    if (re.search(r"^contact \S+@\S+; run by ezmlm$", txt, re.M)
+            and re.search(r"^mailing list \S+@\S+", _get(m, "Delivered-To"), re.M)
+            and re.search(r"qmail \d+ invoked (?:from network|by .{3,20})\); \d+ ... \d+", _get(m, "Received"))):
+        return True
+    if not _has(m, "Received"):
+        return True
+    return re.search(r"from groups\.msn\.com \(\S+\.msn\.com ", _get(m, "Received")) is not None
+
+
+@_eval("gated_through_received_hdr_remover")
+def _gated(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    return int(gated_through_received_hdr_remover(m))
+
+
+@_eval("check_ratware_name_id")
+def check_ratware_name_id(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # HeaderEval: Message-Id "<28 capitals.X>" with From '"Name" <X>'
+    mm = re.search(r"<[A-Z]{28}\.([^>]+?)>", m.header("MESSAGEID") or "")
+    if mm is None:
+        return 0
+    return int(re.search(rf"\"[^\"]+\"\s*<{re.escape(mm.group(1))}>", _get(m, "From")) is not None)
+
+
+@_eval("check_for_fake_aol_relay_in_rcvd")
+def check_for_fake_aol_relay_in_rcvd(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # HeaderEval: an AOL relay name ("rly-xx01.") not written the way AOL's relays write it
+    rcvd = " ".join(_get(m, "Received").split())
+    if not re.search(r" rly-[a-z][a-z]\d\d\.", rcvd, re.I):
+        return 0
+    if re.search(r"/AOL-\d+\.\d+\.\d+\)", rcvd) or re.search(r"ESMTP id (?:RELAY|MAILRELAY|MAILIN)", rcvd):
+        return 0
+    return 1
+
+
+def _msn_groups(m: SaMessage) -> bool:
+    mm = re.search(r"<(\S+)@groups\.msn\.com>", _get(m, "To"), re.I)
+    if mm is None:
+        return False
+    listname = mm.group(1)
+    ms = re.search(r"from mail pickup service by ((?:p\d\d\.)groups\.msn\.com)\b", _get(m, "Received"))
+    if ms is None:
+        return False
+    msgid = _get(m, "Message-Id")
+    # the server and list names are used as patterns, as in HeaderEval
+    try:
+        if listname == "notifications":
+            return re.match(rf"<\S+@{ms.group(1)}>", msgid) is not None
+        return (re.match(rf"<{listname}-\S+@groups\.msn\.com>", msgid) is not None
+                and re.search(rf"{listname}-bounce@groups\.msn\.com", m.header("EnvelopeFrom:addr") or "") is not None)
+    except re.error:
+        return False
+
+
+def _hotmail_forgery(m: SaMessage) -> tuple[int, int]:
+    """HeaderEval's (hotmail address with forged hotmail Received, hotmail address without a
+    hotmail Received)."""
+    if "hotmail" in m.cache:
+        cached: tuple[int, int] = m.cache["hotmail"]
+        return cached
+    m.cache["hotmail"] = result = _hotmail_forgery_uncached(m)
+    return result
+
+
+def _hotmail_forgery_uncached(m: SaMessage) -> tuple[int, int]:
+    rcvd = " ".join(_get(m, "Received").split())
+    if "from mail pickup service by hotmail.com with Microsoft SMTPSVC;" in rcvd or _msn_groups(m):
+        return 0, 0
+    ip = _has(m, "X-Originating-Ip") and _IP_ANY.search(_get(m, "X-Originating-Ip")) is not None
+    orig = _has(m, "X-OriginatorOrg") and re.search(r"hotmail\.com|msonline-outlook", _get(m, "X-OriginatorOrg")) is not None
+    if gated_through_received_hdr_remover(m):
+        return 0, 0
+    genuine = (
+        (ip and re.search(r"from (?:\S*\.)?hotmail.com \(\S+\.hotmail(?:\.msn)?\.com[ )]", rcvd))
+        or (orig and re.search(r"from \S*\.outbound\.protection\.outlook\.com \(\S+\.outbound\.protection\.outlook\.com[ )]",
+                               rcvd))
+        or (orig and re.search(rf"from \S*\.(?:eur|nam)prd\d+\.prod\.outlook\.com \({IP}\)", rcvd))
+        or (ip and re.search(rf"from \S*\.hotmail.com \(\[{IP}\][ ):]", rcvd))
+        or (ip and re.search(r"from \S+ by \S+\.hotmail(?:\.msn)?\.com with HTTP;", rcvd))
+        or (ip and re.search(r"from \[66\.218.\S+\] by \S+\.yahoo\.com", rcvd)))
+    if genuine:
+        return 0, 0
+    if re.search(r"(?:from |HELO |helo=)\S*hotmail\.com\b", rcvd):
+        return 1, 0
+    if not re.search(r"\bhotmail\.com$", m.header("From:addr") or "", re.I):
+        return 0, 0
+    return 0, 1
+
+
+@_eval("check_for_forged_hotmail_received_headers")
+def check_for_forged_hotmail_received_headers(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    return _hotmail_forgery(m)[0]
+
+
+@_eval("check_for_no_hotmail_received_headers")
+def check_for_no_hotmail_received_headers(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    return _hotmail_forgery(m)[1]
+
+
+@_eval("check_for_forged_eudoramail_received_headers")
+def check_for_forged_eudoramail_received_headers(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    if not re.search(r"\beudoramail\.com$", m.header("From:addr") or "", re.I):
+        return 0
+    rcvd = " ".join(_get(m, "Received").split())
+    ip = _has(m, "X-Sender-Ip") and _IP_ANY.search(_get(m, "X-Sender-Ip")) is not None
+    if gated_through_received_hdr_remover(m):
+        return 0
+    return int(not (ip and re.search(r"by \S*whowhere.com;", rcvd)))
+
+
+@_eval("check_for_forged_yahoo_received_headers")
+def check_for_forged_yahoo_received_headers(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    frm = m.header("From:addr") or ""
+    if not re.search(r"\byahoo\.com$", frm, re.I):
+        return 0
+    rcvd = _get(m, "Received")
+    if _get(m, "Resent-From") and _get(m, "Resent-To"):
+        rcvd = _get(m, "X-Received") or rcvd
+    rcvd = " ".join(rcvd.split())
+    if gated_through_received_hdr_remover(m):
+        return 0
+    p = m.relays()
+    if (re.search(r" rdns=\S+\.yahoo\.com ", p.pseudo_header("trusted"))
+            or re.match(r"[^\]]+ rdns=\S+\.yahoo\.com ", p.pseudo_header("untrusted"))):
+        return 0
+    if (re.search(r"by web\S+\.mail\S*\.yahoo\.com via HTTP", rcvd)
+            or re.search(r"by sonic\S+\.consmr\.mail\S*\.yahoo\.com with HTTP", rcvd)
+            or re.search(r"by smtp\S+\.yahoo\.com with SMTP", rcvd)
+            or re.search(rf"from \[{IP}\] by \S+\.(?:groups|scd|dcn)\.yahoo\.com with NNFMP", rcvd)):
+        return 0
+    if re.search(r"\bmailer\d+\.bulk\.scd\.yahoo\.com\b", rcvd) and re.search(r"@reply\.yahoo\.com$", frm, re.I):
+        return 0
+    if re.search(r"by \w+\.\w+\.yahoo\.com \(\d+\.\d+\.\d+/\d+\.\d+\.\d+\)(?: with ESMTP)? id \w+", rcvd):
+        return 0
+    return 1
+
+
+@_eval("check_for_forged_juno_received_headers")
+def check_for_forged_juno_received_headers(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    if not re.search(r"\bjuno\.com$", m.header("From:addr") or "", re.I):
+        return 0
+    if gated_through_received_hdr_remover(m):
+        return 0
+    xorig, xmailer, rcvd = _get(m, "X-Originating-IP"), _get(m, "X-Mailer"), _get(m, "Received")
+    if xorig:
+        if (not re.search(rf"from.*\b(?:juno|untd)\.com.*[\[(]{IP}[\])].*by", rcvd)
+                and not re.search(r" cookie\.(?:juno|untd)\.com ", rcvd)):
+            return 1
+        return int("Juno " not in xmailer)
+    if re.search(rf"from.*\bmail\.com.*\[{IP}\].*by", rcvd):
+        if not re.search(r"\bmail\.com", xmailer):
+            return 1
+    elif re.search(rf"from (webmail\S+\.untd\.com) \(\1 \[{IP}\]\) by", rcvd):
+        if not re.match(r"Webmail Version \d", xmailer):
+            return 1
+    else:
+        return 1
+    return int(_IP_ANY.search(xorig) is None)
+
+
+@_eval("check_for_forged_gmail_received_headers")
+def check_for_forged_gmail_received_headers(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    if not re.search(r"\bgmail\.com$", m.header("From:addr") or "", re.I):
+        return 0
+    xreceived, received = _get(m, "X-Received"), _get(m, "Received")
+    if (re.search(r"by 10\.\S+ with SMTP id \S+", xreceived) or re.search(r"by 2002:a\d\d:\w+:\S+ with SMTP id \S+", xreceived)
+            or re.search(r"by smtp\.googlemail\.com with ESMTPSA id \S+", received)):
+        return 0
+    # Google's X-Gm-Message-State and X-Google-Smtp-Source are at least 60 characters long
+    return int(not (len(_get(m, "X-Gm-Message-State")) >= 60 and len(_get(m, "X-Google-Smtp-Source")) >= 60))
+
+
+# -- HeaderEval: recipients -------------------------------------------------------------------------
+TOCC_SORTED_COUNT = 7
+TOCC_SIMILAR_COUNT = 5
+TOCC_SIMILAR_LENGTH = 2
+
+
+def _recipients(m: SaMessage) -> tuple[bool, float]:
+    """HeaderEval::_check_recipients: (sorted, similarity) of the To/Cc (else Bcc) addresses."""
+    cached: tuple[bool, float] | None = m.cache.get("recipients")
+    if cached is not None:
+        return cached
+    inputs: list[str] = []
+    for names in (("to", "cc"), ("bcc",)):
+        for name in names:
+            inputs += [a for _, a in getaddresses(m._values(m.raw_headers, name)) if a]
+        if len(inputs) >= TOCC_SIMILAR_COUNT:
+            break
+    address: list[str] = []
+    previous = ""
+    for current in inputs:  # duplicates dropped only when next to each other
+        if current.lower() != previous.lower():
+            address.append(current)
+            previous = current
+        if len(address) == 256:
+            break
+    is_sorted = len(address) >= TOCC_SORTED_COUNT and address == sorted(address)
+    similar = 0.0
+    if len(address) >= TOCC_SIMILAR_COUNT:
+        user = [a[:TOCC_SIMILAR_LENGTH] for a in address]
+        # as in Perl, an address without "@" shifts the host lists (missing entries read as '')
+        fqhn = [a.split("@", 1)[1] for a in address if "@" in a]
+        fqhn += [""] * (len(address) - len(fqhn))
+        host = [h[:TOCC_SIMILAR_LENGTH] for h in fqhn]
+        hits = combinations = 0
+        for i in range(len(address)):
+            for j in range(i + 1, len(address)):
+                hits += user[i] == user[j]
+                hits += host[i] == host[j] and fqhn[i] != fqhn[j]
+                combinations += 1
+        similar = hits / combinations
+    m.cache["recipients"] = result = (is_sorted, similar)
+    return result
+
+
+@_eval("sorted_recipients")
+def sorted_recipients(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    return int(_recipients(m)[0])
+
+
+@_eval("similar_recipients")
+def similar_recipients(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    sim = _recipients(m)[1]
+    lo, hi = str(args[0]), str(args[1])
+    return int((lo == "undef" or sim >= float(lo)) and (hi == "undef" or sim < float(hi)))

@@ -11,6 +11,7 @@ import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
+from email.message import Message
 from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
@@ -72,7 +73,7 @@ class SaMessage:
     part_headers: list[list[tuple[str, str]]] = field(default_factory=list)
     content_types: Counter[str] = field(default_factory=Counter)
     missing_separator: bool = False
-    mime: dict[str, int] = field(default_factory=dict)  # MIMEEval counters (check_for_mime)
+    mime: dict[str, float] = field(default_factory=dict)  # MIMEEval facts (check_for_mime, ...)
     trust: TrustConfig = field(default_factory=TrustConfig)  # where the trust path's boundary lies
     _hcache: dict[str, str | None] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # per-message values the eval functions share
@@ -215,31 +216,100 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     return v
 
 
-def _mime_counters(mime: MimeView) -> dict[str, int]:
-    """The MIMEEval counters SpamAssassin keeps (Mail::SpamAssassin::Plugin::MIMEEval::_check_attachments)."""
-    c = {"mime_body_html_count": 0, "mime_body_text_count": 0, "mime_qp_count": 0, "mime_base64_count": 0,
-         "mime_base64_encoded_text": 0, "mime_qp_long_line": 0, "mime_attachment": 0}
+_ASCII_CHARSET = re.compile(r"(?:us-ascii|ansi_x3\.4-1968|iso-ir-6|ansi_x3\.4-1986|iso_646\.irv:1991|ascii|iso646-us"
+                            r"|us|ibm367|cp367|csascii)")
+_QP_EXCESS = re.compile(r"=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])")
+_QP_TRAILING = re.compile(r"((?:=09|=20)+)\s*$")
+
+
+def _raw_lines(part: Any) -> list[str]:
+    """The part's body lines as written (transfer encoding kept), each with its newline, LF."""
+    raw = part.get_payload(decode=False)
+    if not isinstance(raw, str):
+        return []
+    return raw[:RAWBODY_PART_SCAN * 4].replace("\r\n", "\n").splitlines(keepends=True)
+
+
+def _mime_counters(mime: MimeView) -> dict[str, float]:
+    """The MIMEEval facts SpamAssassin keeps (Mail::SpamAssassin::Plugin::MIMEEval:
+    _check_attachments, _check_mime_header, _check_base64_length, check_ma_non_text). Every
+    part's headers count, containers and the message itself included; body lines only of leaves."""
+    c: dict[str, float] = {"mime_body_html_count": 0, "mime_body_text_count": 0, "mime_qp_count": 0,
+                           "mime_base64_count": 0, "mime_base64_encoded_text": 0, "mime_qp_long_line": 0,
+                           "mime_attachment": 0, "mime_bad_iso_charset": 0, "mime_multipart_ratio": 1.0,
+                           "base64_length": 0, "ma_non_text": 0, "mime_qp_excess": 0}
+    alternative = False
+    qp_bytes = qp_count = 0
+    part_bytes: list[int | None] = []
+    part_type: list[str] = []
     for part in mime.message.walk():
-        if part.is_multipart():
-            continue
         ctype = part.get_content_type()
         cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-        disp = str(part.get("Content-Disposition", "")).lower()
+        cd = str(part.get("Content-Disposition", "")).strip().lower()
+        charset = part.get_content_charset() or ""
+        if ctype == "multipart/alternative":
+            alternative = True
+            children = part.get_payload()
+            for ch in children if isinstance(children, list) else ():
+                # its leaf children (check_ma_non_text): text, or RTF
+                if isinstance(ch, Message) and not ch.is_multipart():
+                    t = ch.get_content_type()
+                    if not t.startswith("text/") and t != "application/rtf":
+                        c["ma_non_text"] = 1
         if ctype == "text/html":
             c["mime_body_html_count"] += 1
-        elif ctype == "text/plain":
+        elif ctype.startswith("text"):
             c["mime_body_text_count"] += 1
-        if cte == "quoted-printable":
-            c["mime_qp_count"] += 1
-            raw = part.get_payload(decode=False)
-            if isinstance(raw, str) and any(len(line) > 76 for line in raw[:500_000].splitlines()):
-                c["mime_qp_long_line"] += 1
-        elif cte == "base64":
+        if "base64" in cte:
             c["mime_base64_count"] += 1
-            if ctype.startswith("text/"):
-                c["mime_base64_encoded_text"] += 1
-        if "attachment" in disp or part.get_param("name") is not None:
+        elif "quoted-printable" in cte:
+            c["mime_qp_count"] += 1
+        if "attachment" in cd:
             c["mime_attachment"] += 1
+        if (ctype.startswith("text") and "base64" in cte and (not charset or _ASCII_CHARSET.search(charset))
+                and not re.match(r"(?:attachment|inline)", cd)):
+            c["mime_base64_encoded_text"] = 1
+        if re.search(r"iso-\S+-\S+\b", charset, re.I) and not re.search(r"iso-(?:8859-\d{1,2}|2022-(?:jp|kr))\b", charset):
+            c["mime_bad_iso_charset"] = 1
+        if part.is_multipart():
+            continue
+        part_type.append(ctype)
+        part_bytes.append(0 if "attachment" not in cd else None)
+        lines = _raw_lines(part)
+        if cte == "base64" and ctype != "application/ics":
+            c["base64_length"] = max(c["base64_length"], max((len(ln) for ln in lines), default=0))
+        counted = alternative and "attachment" not in cd and ctype in ("text/plain", "text/html")
+        for line in lines:
+            if counted:
+                part_bytes[-1] = (part_bytes[-1] or 0) + len(line)
+            if cte == "quoted-printable" and not line.startswith("SPAM: "):
+                if len(line) > 79:  # RFC 5322's 78 characters and the newline
+                    c["mime_qp_long_line"] = 1
+                qp_bytes += len(line)
+                if "=" in line:
+                    n = len(_QP_EXCESS.findall(line))
+                    if n:
+                        qp_count += n
+                        trailing = _QP_TRAILING.search(line)
+                        if trailing:  # encoded white space at the end of a line is fine
+                            qp_count -= len(trailing.group(1)) // 3
+    # SpamAssassin then replaces mime_qp_count by this count of needlessly encoded characters
+    # when quoted-printable lines exist; mime_qp_count here stays the number of quoted-printable
+    # parts, which tests/unit/antispam/test_rules.py relies on (see docs/layers/rules.md)
+    c["mime_qp_excess"] = qp_count
+    if alternative:
+        text = html = None
+        for i in range(len(part_type) - 1, -1, -1):  # the last text and HTML parts
+            if part_bytes[i] is None:
+                continue
+            if html is None and part_type[i] == "text/html":
+                html = part_bytes[i]
+            elif text is None and part_type[i] == "text/plain":
+                text = part_bytes[i]
+            if html is not None and text is not None:
+                break
+        if text is not None and html:
+            c["mime_multipart_ratio"] = text / html
     return c
 
 

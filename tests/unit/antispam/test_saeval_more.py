@@ -1,0 +1,186 @@
+"""SpamAssassin eval functions added to saeval (HeaderEval, BodyEval, MIMEEval), each on small
+messages written for the test: the rule hits, and the misses next to them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway_milter.antispam.engine import RuleEngine, engine_for
+from gateway_milter.antispam.saview import SaMessage, message_view
+from tests.unit.antispam.helpers import make_ctx, write_rules
+
+RULES = r"""
+header T_MISSING_TO   eval:check_for_missing_to_header()
+header T_USER_IN_SUBJ eval:check_for_to_in_subject('user')
+header T_ADDR_IN_SUBJ eval:check_for_to_in_subject('address')
+header T_GATED        eval:gated_through_received_hdr_remover()
+header T_RATWARE_ID   eval:check_ratware_name_id()
+header T_FAKE_AOL     eval:check_for_fake_aol_relay_in_rcvd()
+header T_FORGED_HOTMAIL eval:check_for_forged_hotmail_received_headers()
+header T_NO_HOTMAIL   eval:check_for_no_hotmail_received_headers()
+header T_FORGED_YAHOO eval:check_for_forged_yahoo_received_headers()
+header T_FORGED_GMAIL eval:check_for_forged_gmail_received_headers()
+header T_FORGED_JUNO  eval:check_for_forged_juno_received_headers()
+header T_FORGED_EUDORA eval:check_for_forged_eudoramail_received_headers()
+header T_SORTED       eval:sorted_recipients()
+header T_SIMILAR      eval:similar_recipients('0.65','undef')
+body   T_TVD          eval:tvd_vertical_words('0','10')
+body   T_TVD_HIGH     eval:tvd_vertical_words('90','100')
+body   T_HTML_MOSTLY  eval:check_mime_multipart_ratio('0.00','0.01')
+body   T_MA_NON_TEXT  eval:check_ma_non_text()
+body   T_B64_78_79    eval:check_base64_length('78','79')
+body   T_B64_79       eval:check_base64_length('79')
+body   T_BAD_ISO      eval:check_for_mime('mime_bad_iso_charset')
+body   T_B64_TEXT     eval:check_for_mime('mime_base64_encoded_text')
+body   T_QP_LONG      eval:check_for_mime('mime_qp_long_line')
+body   T_ATTACH       eval:check_for_mime('mime_attachment')
+"""
+NAMES = [line.split()[1] for line in RULES.strip().splitlines()]
+for _n in NAMES:
+    RULES += f"score {_n} 1\n"
+
+RCVD = ("Received: from mail.sender.test (mail.sender.test [198.51.100.20])\r\n\tby mx.example.com (Postfix) with"
+        " ESMTP id 4XyZ1; Tue,  1 Oct 2024 10:00:00 +0200\r\n")
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> RuleEngine:
+    d = write_rules(tmp_path_factory.mktemp("evals"), RULES)
+    return engine_for((str(d),), 2, include_default=False)
+
+
+def view(head: str, body: str = "Hello there, nothing to see.\r\n", rcvd: str = RCVD,
+         ctype: str = "text/plain; charset=us-ascii", mail_from: str = "a@sender.test") -> SaMessage:
+    raw = (rcvd + head + f"Date: Tue, 1 Oct 2024 10:00:00 +0200\r\nMIME-Version: 1.0\r\nContent-Type: {ctype}\r\n\r\n"
+           + body).encode()
+    return message_view(make_ctx(raw, mail_from=mail_from))
+
+
+def hits(engine: RuleEngine, v: SaMessage) -> set[str]:
+    assert not engine.unsupported, engine.unsupported
+    return {h.name for h in engine.run(v).hits}
+
+
+PLAIN = "From: Alice <alice@sender.test>\r\nTo: bob@example.com\r\nSubject: lunch\r\nMessage-ID: <1@sender.test>\r\n"
+
+
+def test_an_ordinary_message_hits_none(engine: RuleEngine) -> None:
+    assert hits(engine, view(PLAIN)) == set()
+    assert hits(engine, view(PLAIN, "Hello,again,this,is,all,one,word\r\n")) == {"T_TVD"}
+
+
+def test_missing_to_and_local_part_in_subject(engine: RuleEngine) -> None:
+    assert "T_MISSING_TO" in hits(engine, view("From: a@sender.test\r\nSubject: hi\r\n"))
+    assert "T_MISSING_TO" not in hits(engine, view("From: a@sender.test\r\nApparently-To: bob@example.com\r\n"))
+    h = hits(engine, view("From: a@sender.test\r\nTo: bob@example.com\r\nSubject: bob, your invoice\r\n"))
+    assert "T_USER_IN_SUBJ" in h and "T_ADDR_IN_SUBJ" not in h
+    assert "T_USER_IN_SUBJ" not in hits(engine, view("From: a@sender.test\r\nTo: bob@example.com\r\n"
+                                                     "Subject: Bob, your invoice\r\n"))  # the user part is case-sensitive
+    assert "T_ADDR_IN_SUBJ" in hits(engine, view("From: a@sender.test\r\nTo: bob@example.com\r\n"
+                                                 "Subject: news for BOB@example.com today\r\n"))
+    assert "T_USER_IN_SUBJ" in hits(engine, view("From: a@sender.test\r\nTo: bob@example.com\r\nSubject: Re: bob\r\n"))
+
+
+def test_received_trail_removed_by_a_list_or_absent(engine: RuleEngine) -> None:
+    assert "T_GATED" in hits(engine, view(PLAIN, rcvd=""))
+    ezmlm = ("Mailing-List: contact list-help@lists.example; run by ezmlm\r\n"
+             "Delivered-To: mailing list list@lists.example\r\n")
+    rcvd = "Received: (qmail 4321 invoked from network); 1 Oct 2024 08:00:00 -0000\r\n" + RCVD
+    assert "T_GATED" in hits(engine, view(PLAIN + ezmlm, rcvd=rcvd))
+    assert "T_GATED" not in hits(engine, view(PLAIN + ezmlm))
+
+
+def test_ratware_message_id_and_fake_aol_relay(engine: RuleEngine) -> None:
+    head = ('From: "Deals" <x@offers.example>\r\nTo: bob@example.com\r\n'
+            "Message-ID: <ABCDEFGHIJKLMNOPQRSTUVWXYZAB.x@offers.example>\r\n")
+    assert "T_RATWARE_ID" in hits(engine, view(head))
+    aol = "Received: from unknown (HELO mta05.example) (198.51.100.130) by rly-xw01.mx.aol.com with QMQP; 15 Jun 2002\r\n"
+    assert "T_FAKE_AOL" in hits(engine, view(PLAIN, rcvd=aol + RCVD))
+    real = ("Received: from logs-tr.proxy.aol.com (logs-tr.proxy.aol.com [152.163.201.132]) by rly-ip01.mx.aol.com"
+            " (8.8.8/8.8.8/AOL-5.0.0) with ESMTP id NAA08955; Thu, 4 Apr 2002 13:11:20 -0500\r\n")
+    assert "T_FAKE_AOL" not in hits(engine, view(PLAIN, rcvd=real + RCVD))
+
+
+def test_freemail_senders_without_their_providers_received_headers(engine: RuleEngine) -> None:
+    def frm(addr: str, extra: str = "", rcvd: str = RCVD) -> set[str]:
+        return hits(engine, view(f"From: {addr}\r\nTo: bob@example.com\r\n{extra}", rcvd=rcvd))
+
+    assert {"T_NO_HOTMAIL"} <= frm("x@hotmail.com")
+    assert "T_FORGED_HOTMAIL" in frm("x@hotmail.com", rcvd="Received: from hotmail.com ([198.51.100.9]) by"
+                                                            " mx.example.com with SMTP; 1 Oct 2024\r\n")
+    genuine = ("Received: from hotmail.com (f135.law8.hotmail.com [216.33.241.135]) by mx.example.com (Postfix)"
+               " with ESMTP id 1; Tue, 1 Oct 2024 10:00:00 +0200\r\n")
+    h = frm("x@hotmail.com", "X-Originating-IP: [198.51.100.7]\r\n", genuine)
+    assert not {"T_NO_HOTMAIL", "T_FORGED_HOTMAIL"} & h
+    assert "T_FORGED_YAHOO" in frm("x@yahoo.com")
+    yahoo = ("Received: from mta122.mail.mud.yahoo.com (mta122.mail.mud.yahoo.com [68.142.202.54]) by mx.example.com"
+             " (Postfix) with ESMTP id 49F2E; Tue, 1 Oct 2024 10:00:00 +0200\r\n")
+    assert "T_FORGED_YAHOO" not in frm("x@yahoo.com", rcvd=yahoo)
+    assert "T_FORGED_GMAIL" in frm("x@gmail.com")
+    assert "T_FORGED_GMAIL" not in frm("x@gmail.com", "X-Received: by 2002:a17:906:abcd:b0:1 with SMTP id x1;"
+                                                       " Tue, 01 Oct 2024\r\n")
+    assert "T_FORGED_JUNO" in frm("x@juno.com")
+    assert "T_FORGED_EUDORA" in frm("x@eudoramail.com")
+    assert not {"T_FORGED_YAHOO", "T_FORGED_GMAIL", "T_NO_HOTMAIL"} & frm("x@sender.test")
+
+
+def test_sorted_and_similar_recipients(engine: RuleEngine) -> None:
+    to = ", ".join(f"{u}@example.com" for u in ("boa", "bob", "boc", "bod", "boe", "bof", "bog"))
+    h = hits(engine, view(f"From: a@sender.test\r\nTo: {to}\r\n"))
+    assert {"T_SORTED", "T_SIMILAR"} <= h
+    to = ", ".join(f"{u}@{d}.test" for u, d in (("zoe", "one"), ("adam", "two"), ("mia", "three"), ("ken", "four"),
+                                                ("liv", "five"), ("bo", "six"), ("al", "seven")))
+    assert not {"T_SORTED", "T_SIMILAR"} & hits(engine, view(f"From: a@sender.test\r\nTo: {to}\r\n"))
+
+
+def test_vertical_words(engine: RuleEngine) -> None:
+    h = hits(engine, view(PLAIN, "V i a g r a   c h e a p   h e r e   t o d a y\r\n"))
+    assert "T_TVD_HIGH" in h and "T_TVD" not in h
+
+
+ALT = ("--b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{text}\r\n"
+       "--b1\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n<html><body>{html}</body></html>\r\n"
+       "{extra}--b1--\r\n")
+
+
+def test_mime_structure_evals(engine: RuleEngine) -> None:
+    alt = 'multipart/alternative; boundary="b1"'
+    h = hits(engine, view(PLAIN, ALT.format(text="", html="x" * 400, extra=""), ctype=alt))
+    assert "T_HTML_MOSTLY" in h and "T_MA_NON_TEXT" not in h
+    img = "--b1\r\nContent-Type: image/gif\r\nContent-Transfer-Encoding: base64\r\n\r\nR0lGODlhAQABAAAAACw=\r\n"
+    h = hits(engine, view(PLAIN, ALT.format(text="same text", html="same text", extra=img), ctype=alt))
+    assert "T_MA_NON_TEXT" in h and "T_HTML_MOSTLY" not in h
+    b64 = "Content-Transfer-Encoding: base64\r\n"
+    line78 = "QUJD" * 19 + "QU"  # 78 characters, 79 with the newline
+    h = hits(engine, view(PLAIN + b64, line78 + "\r\n"))
+    assert {"T_B64_79", "T_B64_78_79", "T_B64_TEXT"} <= h
+    h = hits(engine, view(PLAIN + b64, line78 + "QUJD\r\n"))
+    assert "T_B64_79" in h and "T_B64_78_79" not in h
+    h = hits(engine, view(PLAIN + b64, line78[:-1] + "\r\n", ctype="text/plain; charset=iso-8859-1"))
+    assert "T_B64_78_79" in h and "T_B64_79" not in h and "T_B64_TEXT" not in h
+    assert not {"T_B64_78_79", "T_B64_79"} & hits(engine, view(PLAIN + b64, line78[:-2] + "\r\n"))
+    assert "T_BAD_ISO" in hits(engine, view(PLAIN, ctype="text/plain; charset=iso-foo-bar"))
+    assert "T_BAD_ISO" not in hits(engine, view(PLAIN, ctype="text/plain; charset=iso-8859-15"))
+    qp = "Content-Transfer-Encoding: quoted-printable\r\n"
+    assert "T_QP_LONG" in hits(engine, view(PLAIN + qp, "x" * 79 + "\r\n"))
+    assert "T_QP_LONG" not in hits(engine, view(PLAIN + qp, "x" * 78 + "\r\n"))
+    mixed = ('--m\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--m\r\nContent-Type: application/pdf; name="a.pdf"'
+             "\r\n\r\n%PDF\r\n--m--\r\n")
+    # a name= parameter alone is not an attachment for MIMEEval: only Content-Disposition says so
+    assert "T_ATTACH" not in hits(engine, view(PLAIN, mixed, ctype='multipart/mixed; boundary="m"'))
+    assert "T_ATTACH" in hits(engine, view(PLAIN, mixed.replace('name="a.pdf"', 'name="a.pdf"\r\n'
+                                                                 "Content-Disposition: attachment"),
+                                           ctype='multipart/mixed; boundary="m"'))
+
+
+def test_debian_rules_on_these_evals_are_supported(tmp_path: Path) -> None:
+    from gateway_milter.layers.rules import RulesSettings, engine_from_settings
+
+    eng = engine_from_settings(RulesSettings())
+    if not eng.rules:
+        pytest.skip("Debian's spamassassin rules are not installed")
+    fns = ("check_for_missing_to_header", "check_for_to_in_subject", "gated_through_received_hdr_remover",
+           "tvd_vertical_words", "check_ma_non_text", "check_base64_length", "sorted_recipients")
+    assert not [n for n, why in eng.unsupported.items() if any(f in why for f in fns)]
