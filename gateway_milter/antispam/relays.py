@@ -126,7 +126,7 @@ class TrustConfig:
     trusted: tuple[str, ...] = ()
     internal: tuple[str, ...] = ()
     msa: tuple[str, ...] = ()
-    originating: bool = False  # the client authenticated or is ours (SpamAssassin's suppl_attrib)
+    originating: bool = False  # the SMTP client authenticated (SpamAssassin's suppl_attrib "originating")
 
     def netsets(self) -> tuple[NetSet | None, NetSet | None, NetSet]:
         """(trusted, internal, msa); trusted and internal None for the inference. Either

@@ -332,10 +332,11 @@ def message_view(ctx: MessageContext) -> SaMessage:
 def trust_config(ctx: MessageContext) -> TrustConfig:
     """The trust boundary for a message: the rules settings' networks; else the gateway's
     trusted networks (policy), unless ``rules.trust_policy_networks`` is off; else none
-    (SpamAssassin's inference). ``originating``: the client authenticated or is trusted."""
+    (SpamAssassin's inference). ``originating``: the client authenticated (SMTP AUTH); a client
+    merely in a trusted network may be a relay forwarding inbound mail, so it is not."""
     s = ctx.policy.settings_for("rules", ctx.policy_domain)
     trusted: tuple[str, ...] = tuple(getattr(s, "trusted_networks", ()))
     internal: tuple[str, ...] = tuple(getattr(s, "internal_networks", ()))
     if not trusted and not internal and getattr(s, "trust_policy_networks", False):
         trusted = tuple(str(n) for n in ctx.policy.trusted_networks)
-    return TrustConfig(trusted, internal, tuple(getattr(s, "msa_networks", ())), bool(ctx.is_internal_sender))
+    return TrustConfig(trusted, internal, tuple(getattr(s, "msa_networks", ())), bool(ctx.conn.auth_user))

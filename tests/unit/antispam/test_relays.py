@@ -131,6 +131,16 @@ def test_it_keeps_the_status_of_relays_behind_an_msa() -> None:
     assert p.trusted[0].msa and "msa=1" in p.pseudo_header("trusted")
 
 
+def test_an_authenticated_client_makes_the_first_outside_relay_the_submission_hop() -> None:
+    p = relay_path([POSTFIX, SENDMAIL, EXIM], TrustConfig(trusted=("198.51.100.0/24",), originating=True))
+    assert [r.ip for r in p.trusted] == ["198.51.100.20", "203.0.113.61", "66.92.72.213"]
+    assert [r.ip for r in p.internal] == ["198.51.100.20"]
+    view = message_view(make_ctx(raw_with([POSTFIX, SENDMAIL]), policy(trusted=["198.51.100.0/24"]), auth="alice"))
+    assert view.trust.originating and "203.0.113.61" in (view.header("X-Spam-Relays-Trusted") or "")
+    view = message_view(make_ctx(raw_with([POSTFIX, SENDMAIL]), policy(trusted=["198.51.100.0/24"]), ip="198.51.100.20"))
+    assert not view.trust.originating and "203.0.113.61" in (view.header("X-Spam-Relays-Untrusted") or "")
+
+
 def test_it_restarts_at_a_fetchmail_marker_inside_the_trusted_part() -> None:
     p = relay_path([LOCALHOST, FETCHMAIL, POSTFIX])
     assert p.trusted == [] and [r.ip for r in p.external] == ["198.51.100.20"]
