@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import calendar
 from collections.abc import Callable
 from email.utils import getaddresses, parsedate_tz, mktime_tz
 from typing import Any
@@ -36,7 +37,7 @@ SUPPORTED_TESTS: dict[str, set[str]] = {
     "html_test": {"html", "embeds"},
     "html_text_match": {"comment", "title"},
     "check_for_mime": {"mime_qp_count", "mime_base64_count", "mime_base64_encoded_text", "mime_qp_long_line",
-                       "mime_attachment", "mime_bad_iso_charset"},
+                       "mime_attachment", "mime_bad_iso_charset", "mime_faraway_charset"},
     "check_freemail_replyto": {"replyto"},
 }
 
@@ -343,6 +344,13 @@ def check_freemail_replyto(m: SaMessage, args: tuple[Any, ...], extra: dict[str,
     return int(bool(frm and rt) and frm != rt and _is_freemail(frm, extra) and _is_freemail(rt, extra))
 
 
+# -- "Faraway" charsets: a charset outside the ``ok_locales`` setting, whose default (``all``,
+# Debian's 10_default_prefs.cf) allows every charset; we do not read ok_locales, so these are
+# faithfully false (MIMEEval, BodyEval, HeaderEval, HTMLEval all return 0 for "all").
+for _name in ("check_for_faraway_charset", "check_for_faraway_charset_in_headers", "html_charset_faraway"):
+    EVALS[_name] = lambda m, a, e: 0
+
+
 # -- WLBLEval: no SpamAssassin welcome/block list entries are configured (our lists layer does
 # that), so these are faithfully false.
 for _name in ("check_from_in_welcomelist", "check_from_in_whitelist", "check_from_in_blocklist",
@@ -623,3 +631,90 @@ def similar_recipients(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any
     sim = _recipients(m)[1]
     lo, hi = str(args[0]), str(args[1])
     return int((lo == "undef" or sim >= float(lo)) and (hi == "undef" or sim < float(hi)))
+
+
+# -- HeaderEval: Outlook Express Message-Id ---------------------------------------------------------
+_TZ = {"UT": "+0000", "UTC": "+0000", "NDT": "-0230", "AST": "-0400", "ADT": "-0300", "NST": "-0330",
+       "EST": "-0500", "EDT": "-0400", "CST": "-0600", "CDT": "-0500", "MST": "-0700", "MDT": "-0600",
+       "PST": "-0800", "PDT": "-0700", "HST": "-1000", "AKST": "-0900", "AKDT": "-0800", "HADT": "-0900",
+       "HAST": "-1000", "GMT": "+0000", "BST": "+0100", "IST": "+0100", "WET": "+0000", "WEST": "+0100",
+       "CET": "+0100", "CEST": "+0200", "EET": "+0200", "EEST": "+0300", "MSK": "+0300", "MSD": "+0400",
+       "MET": "+0100", "MEZ": "+0100", "MEST": "+0200", "MESZ": "+0200", "BRST": "-0200", "BRT": "-0300",
+       "AEST": "+1000", "AEDT": "+1100", "ACST": "+0930", "ACDT": "+1030", "AWST": "+0800", "NZST": "+1200",
+       "NZDT": "+1300", "JST": "+0900", "KST": "+0900", "HKT": "+0800", "SGT": "+0800", "PHT": "+0800",
+       "IDT": "+0300"}
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MON = "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_DATE_FORMS = (re.compile(rf" (\d+) {_MON} (\d{{4}}) ", re.I | re.ASCII),
+               re.compile(rf" {_MON} +(\d+) \d+:\d+:\d+ (\d{{4}}) ", re.I | re.ASCII),
+               re.compile(rf" (\d+) {_MON} (\d{{2,3}}) ", re.I | re.ASCII))
+
+
+def parse_rfc822_date(date: str) -> int | None:
+    """Mail::SpamAssassin::Util::parse_rfc822_date: seconds since the epoch of the first date
+    found in the text, lenient as SpamAssassin is (clamped fields, years 1970-2037, unknown
+    zones as -0000); None when there is no day, month and year."""
+    s = re.sub(r"\s+", " ", re.sub(r", *", " ", f" {date} "), flags=re.ASCII)
+    for i, rx in enumerate(_DATE_FORMS):
+        m = rx.search(s)
+        if m:
+            s = s[:m.start()] + " " + s[m.end():]
+            if i == 1:
+                mon, dd, year = m.group(1), m.group(2), m.group(3)
+            else:
+                dd, mon, year = m.group(1), m.group(2), m.group(3)
+            break
+    else:
+        return None
+    yyyy = int(year)
+    if len(year) == 2 and yyyy < 50:
+        yyyy += 2000
+    elif len(year) != 4:
+        yyyy += 1900
+    hh = mm = ss = 0
+    m = re.search(r" (\d?\d):(\d\d)(:(\d\d))? ", s, re.ASCII)
+    if m:
+        s = s[:m.start()] + " " + s[m.end():]
+        hh, mm, ss = int(m.group(1)), int(m.group(2)), int(m.group(4) or 0)
+    tzoff = ""
+    m = re.search(r" ([-+]\d{4}) ", s, re.ASCII)
+    if m:
+        tzoff = m.group(1)
+    else:
+        m = re.search(r"\b([A-Z]{2,4}(?:-DST)?)\b", s, re.ASCII)
+        if m and m.group(1) in _TZ:
+            tzoff = _TZ[m.group(1)]
+    tzoff = tzoff or "-0000"
+    mon_n = _MONTHS.index(mon.lower()) + 1
+    day = int(dd)
+    ss, mm, hh = min(ss, 59), min(mm, 59), min(hh, 23)
+    max_dd = 30 if mon_n in (4, 6, 9, 11) else (calendar.monthrange(yyyy, 2)[1] if mon_n == 2 else 31)
+    if day > max_dd:
+        day, mon_n = 1, mon_n + 1
+        if mon_n > 12:
+            mon_n, yyyy = 1, yyyy + 1
+    yyyy = min(max(yyyy, 1970), 2037)
+    if day < 1:
+        return None  # Time::Local refuses day 0
+    t = calendar.timegm((yyyy, mon_n, day, hh, mm, ss, 0, 0, 0))
+    off = ((int(tzoff[1:3]) * 60) + int(tzoff[3:5])) * 60
+    if tzoff[0] == "-":
+        return t + off
+    return 0 if t < off else t - off
+
+
+@_eval("check_outlook_message_id")
+def check_outlook_message_id(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # HeaderEval: an Outlook Express Message-Id encodes its sending time; compare it with the
+    # Date header, then with the Received headers' first date
+    ids = "".join(_get(m, h) for h in ("X-Message-Id", "Resent-Message-Id", "X-Original-Message-ID", "Message-Id"))
+    mm = re.match(r"<[0-9a-f]{4}([0-9a-f]{8})\$[0-9a-f]{8}\$[0-9a-f]{8}@", ids)
+    if mm is None:
+        return 0
+    token = int(mm.group(1), 16)
+    x, y, fudge = 0.0023283064365387, 27111902.8329849, 250
+    for text in (_get(m, "Date"), _get(m, "Received")):
+        expected = int((parse_rfc822_date(text) or 0) * x + y)
+        if abs(token - expected) < fudge:
+            return 0
+    return 1

@@ -103,7 +103,8 @@ class SaMessage:
             vals = self._values(src, "to") + self._values(src, "cc")
         elif name == "MESSAGEID":
             vals = []
-            for h in ("message-id", "resent-message-id", "x-message-id", "x-original-message-id"):
+            # SpamAssassin's order (PerMsgStatus::_get): the list's copies before the original
+            for h in ("x-message-id", "resent-message-id", "x-original-message-id", "message-id"):
                 vals += self._values(src, h)
         elif name == "EnvelopeFrom":
             vals = [self.envelope_from] if self.envelope_from else []
@@ -237,7 +238,8 @@ def _mime_counters(mime: MimeView) -> dict[str, float]:
     c: dict[str, float] = {"mime_body_html_count": 0, "mime_body_text_count": 0, "mime_qp_count": 0,
                            "mime_base64_count": 0, "mime_base64_encoded_text": 0, "mime_qp_long_line": 0,
                            "mime_attachment": 0, "mime_bad_iso_charset": 0, "mime_multipart_ratio": 1.0,
-                           "base64_length": 0, "ma_non_text": 0, "mime_qp_excess": 0}
+                           "base64_length": 0, "ma_non_text": 0, "mime_qp_excess": 0,
+                           "mime_faraway_charset": 0}  # ok_locales "all" (the default): never set
     alternative = False
     qp_bytes = qp_count = 0
     part_bytes: list[int | None] = []

@@ -36,6 +36,8 @@ body   T_BAD_ISO      eval:check_for_mime('mime_bad_iso_charset')
 body   T_B64_TEXT     eval:check_for_mime('mime_base64_encoded_text')
 body   T_QP_LONG      eval:check_for_mime('mime_qp_long_line')
 body   T_ATTACH       eval:check_for_mime('mime_attachment')
+header T_OUTLOOK_ID   eval:check_outlook_message_id()
+body   T_FARAWAY      eval:check_for_faraway_charset()
 """
 NAMES = [line.split()[1] for line in RULES.strip().splitlines()]
 for _n in NAMES:
@@ -173,6 +175,21 @@ def test_mime_structure_evals(engine: RuleEngine) -> None:
     assert "T_ATTACH" in hits(engine, view(PLAIN, mixed.replace('name="a.pdf"', 'name="a.pdf"\r\n'
                                                                  "Content-Disposition: attachment"),
                                            ctype='multipart/mixed; boundary="m"'))
+
+
+def test_outlook_express_message_id_must_encode_the_date(engine: RuleEngine) -> None:
+    from gateway_milter.antispam.saeval import parse_rfc822_date
+
+    when = parse_rfc822_date("Tue, 1 Oct 2024 10:00:00 +0200")
+    assert when == 1727769600
+    assert parse_rfc822_date("Mon Aug  5 12:00:00 2002") == 1028505600  # asctime: the time is consumed
+    assert parse_rfc822_date("31 Feb 03 25:61:61 GMT") == 1046563199  # clamped, as SpamAssassin does
+    token = int(when * 0.0023283064365387 + 27111902.8329849)
+    good = f"From: a@sender.test\r\nTo: bob@example.com\r\nMessage-ID: <0001{token:08x}$0000abcd$0000abcd@pc>\r\n"
+    assert "T_OUTLOOK_ID" not in hits(engine, view(good))
+    bad = good.replace(f"{token:08x}", f"{token - 5000:08x}")
+    assert "T_OUTLOOK_ID" in hits(engine, view(bad))
+    assert "T_FARAWAY" not in hits(engine, view(PLAIN, "\xe9\xe8\xe0" * 20, ctype="text/plain; charset=koi8-r"))
 
 
 def test_debian_rules_on_these_evals_are_supported(tmp_path: Path) -> None:
