@@ -15,7 +15,7 @@ from collections.abc import Callable
 from email.utils import getaddresses, parsedate_tz, mktime_tz
 from typing import Any
 
-from gateway_milter.antispam.relays import IP
+from gateway_milter.antispam.relays import IP, is_private_ip
 from gateway_milter.antispam.saview import SaMessage
 
 EvalFn = Callable[[SaMessage, tuple[Any, ...], dict[str, Any]], int]
@@ -718,3 +718,101 @@ def check_outlook_message_id(m: SaMessage, args: tuple[Any, ...], extra: dict[st
         if abs(token - expected) < fudge:
             return 0
     return 1
+
+
+# -- RelayEval: the trust path (relays.py) ---------------------------------------------------------
+# Debian's rules for these sit in "ifplugin Mail::SpamAssassin::Plugin::RelayEval" blocks, which
+# run only once sarules counts that plugin as loaded.
+_IPV4_EXACT = re.compile(r"(?:(?:1\d\d|2[0-4]\d|25[0-5]|[1-9]\d|\d)\.){3}(?:1\d\d|2[0-4]\d|25[0-5]|[1-9]\d|\d)\Z", re.ASCII)
+_NUMERIC_HELO = re.compile(r"\bhelo=((?:(?:1\d\d|2[0-4]\d|25[0-5]|[1-9]\d|\d)\.){3}(?:1\d\d|2[0-4]\d|25[0-5]|[1-9]\d|\d))"
+                           r"\b(?=[\x00-\x20,;\[()<>]|\Z)", re.I | re.ASCII)
+# RelayEval's /^\w+(?:[\w.-]+\.)+\w+$/, written without nested quantifiers (the same strings:
+# a word character, at least one more of [\w.-], a dot, word characters to the end)
+_HOST_LIKE = re.compile(r"\w[\w.-]+\.\w+\Z", re.ASCII)
+
+
+@_eval("check_all_trusted")
+def check_all_trusted(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    p = m.relays()
+    return int(bool(p.trusted) and not p.untrusted and not p.unparseable)
+
+
+@_eval("check_no_relays")
+def check_no_relays(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    p = m.relays()
+    return int(not p.trusted and not p.untrusted and not p.unparseable)
+
+
+@_eval("check_relays_unparseable")
+def check_relays_unparseable(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    return int(m.relays().unparseable > 0)
+
+
+@_eval("check_for_numeric_helo")
+def check_for_numeric_helo(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # a public IPv4 address as HELO in an untrusted relay (the first such HELO decides)
+    mm = _NUMERIC_HELO.search(m.relays().pseudo_header("untrusted"))
+    return int(mm is not None and not is_private_ip(mm.group(1)))
+
+
+@_eval("helo_ip_mismatch")
+def helo_ip_mismatch(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # an untrusted relay that said HELO with a public IPv4 address outside its own /24
+    for r in m.relays().untrusted:
+        if not _IPV4_EXACT.match(r.helo) or is_private_ip(r.helo):
+            continue
+        if (_IPV4_EXACT.match(r.ip) and not is_private_ip(r.ip) and r.helo != r.ip
+                and not r.ip.startswith(r.helo.rsplit(".", 1)[0] + ".")):
+            return 1
+    return 0
+
+
+_DOTCOM_HELO = re.compile(r"(?:\.|^)(lycos\.com|lycos\.co\.uk|hotmail\.com|localhost\.com|excite\.com|caramail\.com"
+                          r"|cs\.com|aol\.com|msn\.com|yahoo\.com|drizzle\.com)$", re.I)
+
+
+@_eval("check_for_no_rdns_dotcom_helo")
+def check_for_no_rdns_dotcom_helo(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # a big provider's name as HELO from a host without rDNS; as in RelayEval, the last
+    # public untrusted relay decides (the flag is reset for each one)
+    found = 0
+    for r in m.relays().untrusted:
+        if r.ip_private:
+            continue
+        found = int(bool(_DOTCOM_HELO.search(r.helo)) and r.no_reverse_dns)
+    return found
+
+
+def hostname_to_domain(hostname: str) -> str:
+    """RelayEval's rough domain of a host name: the last two labels (three when the last one is
+    a two-letter code other than ie, fr, de); IP addresses as they are."""
+    if not re.search(r"[a-zA-Z]", hostname):
+        return hostname
+    parts = hostname.split(".")
+    while parts and parts[-1] == "":  # Perl's split drops trailing empty fields
+        parts.pop()
+    if len(parts) > 1 and re.search(r"(?:\S{3,}|ie|fr|de)", parts[-1]):
+        return ".".join(parts[-2:])
+    if len(parts) > 2:
+        return ".".join(parts[-3:])
+    return hostname
+
+
+@_eval("check_for_forged_received_trail")
+def check_for_forged_received_trail(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # more than one untrusted relay whose "by" domain is not the rDNS domain of the relay
+    # above it (the hand-over does not line up)
+    relays = m.relays().untrusted
+    by = [hostname_to_domain(r.by.lower()) for r in relays]
+    frm: list[str | None] = [hostname_to_domain(r.rdns.lower()) for r in relays]
+    mismatch = 0
+    for i, r in enumerate(relays):
+        if not _HOST_LIKE.match(by[i]):
+            continue
+        if frm[i] is not None and re.match(r"localhost(?:\.localdomain)?\Z", frm[i] or "") and r.ip == "127.0.0.1":
+            frm[i] = None
+        prev = frm[i - 1] if i > 0 else None
+        if (prev is not None and _HOST_LIKE.match(prev) and by[i] != prev
+                and not (by[i] == "msn.com" and prev == "hotmail.com")):
+            mismatch += 1
+    return int(mismatch > 1)

@@ -38,6 +38,13 @@ body   T_QP_LONG      eval:check_for_mime('mime_qp_long_line')
 body   T_ATTACH       eval:check_for_mime('mime_attachment')
 header T_OUTLOOK_ID   eval:check_outlook_message_id()
 body   T_FARAWAY      eval:check_for_faraway_charset()
+header T_ALL_TRUSTED  eval:check_all_trusted()
+header T_NO_RELAYS    eval:check_no_relays()
+header T_UNPARSEABLE  eval:check_relays_unparseable()
+header T_NUMERIC_HELO eval:check_for_numeric_helo()
+header T_HELO_IP_MISMATCH eval:helo_ip_mismatch()
+header T_DOTCOM_HELO  eval:check_for_no_rdns_dotcom_helo()
+header T_FORGED_TRAIL eval:check_for_forged_received_trail()
 """
 NAMES = [line.split()[1] for line in RULES.strip().splitlines()]
 for _n in NAMES:
@@ -190,6 +197,41 @@ def test_outlook_express_message_id_must_encode_the_date(engine: RuleEngine) -> 
     bad = good.replace(f"{token:08x}", f"{token - 5000:08x}")
     assert "T_OUTLOOK_ID" in hits(engine, view(bad))
     assert "T_FARAWAY" not in hits(engine, view(PLAIN, "\xe9\xe8\xe0" * 20, ctype="text/plain; charset=koi8-r"))
+
+
+RELAYEVAL = {"T_ALL_TRUSTED", "T_NO_RELAYS", "T_UNPARSEABLE", "T_NUMERIC_HELO", "T_HELO_IP_MISMATCH", "T_DOTCOM_HELO",
+             "T_FORGED_TRAIL"}
+
+
+def test_relayeval_functions_read_the_trust_path(engine: RuleEngine) -> None:
+    def relay_hits(rcvd: str) -> set[str]:
+        return hits(engine, view(PLAIN, rcvd=rcvd)) & RELAYEVAL
+
+    assert relay_hits(RCVD) == set()
+    assert relay_hits("") == {"T_NO_RELAYS"}
+    local = ("Received: from laptop (unknown [192.168.1.10]) by smtp.sender.test (Postfix) with ESMTPSA id 1;"
+             " Tue,  1 Oct 2024 10:00:00 +0200\r\n")
+    assert relay_hits(local) == {"T_ALL_TRUSTED"}
+    assert relay_hits(local + "Received: from weird stuff nobody writes\r\n") == {"T_UNPARSEABLE"}
+    numeric = ("Received: from 203.0.113.9 (unknown [198.51.100.7]) by mx.example.com (Postfix) with SMTP id 2;"
+               " Tue,  1 Oct 2024 10:00:00 +0200\r\n")
+    assert relay_hits(numeric) == {"T_NUMERIC_HELO", "T_HELO_IP_MISMATCH"}
+    same24 = numeric.replace("203.0.113.9", "198.51.100.99")
+    assert relay_hits(same24) == {"T_NUMERIC_HELO"}
+    dotcom = ("Received: from mx02.hotmail.com (unknown [198.51.100.7]) by mx.example.com (Postfix) with SMTP id 3;"
+              " Tue,  1 Oct 2024 10:00:00 +0200\r\n")
+    assert relay_hits(dotcom) == {"T_DOTCOM_HELO"}
+    # three hand-overs whose "by" is not the previous relay's rDNS domain: two mismatches
+    trail = "".join(f"Received: from h{i}.net{i}.test (h{i}.net{i}.test [198.51.100.{i}]) by mx{i}.other{i}.test"
+                    f" (Postfix) with ESMTP id {i}; Tue,  1 Oct 2024 10:00:0{i} +0200\r\n" for i in range(1, 4))
+    assert relay_hits(trail) == {"T_FORGED_TRAIL"}
+    chain = ("Received: from h1.net1.test (h1.net1.test [198.51.100.1]) by mx.example.com (Postfix) with ESMTP id 1;"
+             " Tue,  1 Oct 2024 10:00:01 +0200\r\n"
+             "Received: from h2.net2.test (h2.net2.test [198.51.100.2]) by out.net1.test (Postfix) with ESMTP id 2;"
+             " Tue,  1 Oct 2024 10:00:00 +0200\r\n"
+             "Received: from h3.net3.test (h3.net3.test [198.51.100.3]) by out.net2.test (Postfix) with ESMTP id 3;"
+             " Tue,  1 Oct 2024 09:59:59 +0200\r\n")
+    assert relay_hits(chain) == set()
 
 
 def test_debian_rules_on_these_evals_are_supported(tmp_path: Path) -> None:
