@@ -393,10 +393,14 @@ def check_for_to_in_subject(m: SaMessage, args: tuple[Any, ...], extra: dict[str
         return 0
     subject = _get(m, "Subject")
     test = str(args[0]) if args else ""
+    user = full_to.split("@", 1)[0]
+    # every form below contains the address (or its local part): without it, no pattern to build
+    if (full_to if test == "address" else user).casefold() not in subject.casefold():
+        return 0
     if test == "address":
         return int(re.search(rf"\b{re.escape(full_to)}\b", subject, re.I) is not None)
     if test == "user":
-        to = re.escape(full_to.split("@", 1)[0])
+        to = re.escape(user)
         return int(re.match(rf"(?:(?:re|fw):\s*(?:\w+\s+)?{to}$|(?-i:{to})\s*[,:;!?-](?:$|\s)|{to}$"
                             rf"|,\s*{to}[,:;!?-]$)", subject, re.I) is not None)
     return 0
