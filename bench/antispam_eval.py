@@ -34,6 +34,9 @@ def main() -> int:
     ap.add_argument("--score-file", default="", help="evaluate with this fitted score file (implies --fitted-scores)")
     ap.add_argument("--fit-scores", default="", help="fit the scores on the training part and write this file")
     ap.add_argument("--max-fp", type=float, default=None, help="fit: out-of-fold ham false-positive rate at 5 points")
+    ap.add_argument("--bayes-input", choices=("logodds", "bands"), default="logodds",
+                    help="fit: Bayes as its clipped log-odds (default) or as band indicators")
+    ap.add_argument("--logodds-clip", type=float, default=None, help="fit: clip of the Bayes log-odds")
     ap.add_argument("--osb-window", type=int, default=None, help="tokenizer word-pair window (0: words only)")
     args = ap.parse_args()
     base = shared_path("corpus", "spamassassin")
@@ -73,8 +76,11 @@ def main() -> int:
 def write_fitted(samples: list[Sample], args: argparse.Namespace, progress: Callable[[int, int], None]) -> int:
     from gateway_milter.antispam.scorefit import write_score_file
 
-    kw = {} if args.max_fp is None else {"max_fp": args.max_fp}
-    res = fit_scores(samples, train_fraction=args.train, min_learned=args.min_learned, progress=progress, **kw)
+    kw: dict[str, float] = {} if args.max_fp is None else {"max_fp": args.max_fp}
+    if args.logodds_clip is not None:
+        kw["logodds_clip"] = args.logodds_clip
+    res = fit_scores(samples, train_fraction=args.train, min_learned=args.min_learned, progress=progress,
+                     bayes_input=args.bayes_input, **kw)
     header = (f"Fitted scores (gateway_milter/antispam/scorefit.py), generated {time.strftime('%Y-%m-%d')} by\n"
               f"  bench/antispam_eval.py --fit-scores (or manage.py bayes fit-scores)\n"
               f"from the training part ({args.train:g}) of the SpamAssassin public corpus only.\n"

@@ -59,6 +59,45 @@ def chi2q(x2: float, v: int) -> float:
     return min(total, 1.0)
 
 
+def log_chi2_tails(x2: float, v: int) -> tuple[float, float]:
+    """(log survival, log CDF) of chi-square with v (even) degrees of freedom, both accurate in
+    the far tails where :func:`chi2q` rounds to 0 or 1 (the combined probability of most spam is
+    exactly 1.0 in double precision; its log-odds still orders them). With k = v/2 and m = x2/2
+    the survival is e^-m * sum(m^i/i!, i < k) and the CDF e^-m * sum(m^i/i!, i >= k); the
+    smaller of the two is summed from its largest term, the other is its complement."""
+    k = v // 2
+    m = x2 / 2.0
+    if m <= 0.0:
+        return 0.0, -math.inf
+    lm = math.log(m)
+    if m < k:  # CDF is the small side: m^k/k! * (1 + m/(k+1) + m^2/((k+1)(k+2)) + ...)
+        total = term = 1.0
+        i = k
+        while term > 1e-17 * total and i < k + 2000:
+            i += 1
+            term *= m / i
+            total += term
+        lp = -m + k * lm - math.lgamma(k + 1) + math.log(total)
+        return (math.log1p(-math.exp(lp)) if lp < -1e-300 else -math.inf), lp
+    # survival is the small side: m^(k-1)/(k-1)! * (1 + (k-1)/m + (k-1)(k-2)/m^2 + ...)
+    total = term = 1.0
+    for i in range(k - 1, 0, -1):
+        term *= i / m
+        total += term
+        if term < 1e-17 * total:
+            break
+    lq = min(-m + (k - 1) * lm - math.lgamma(k) + math.log(total), 0.0)
+    return lq, math.log1p(-math.exp(lq)) if lq < 0.0 else -math.inf
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    if b == -math.inf:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
 @dataclass(frozen=True, slots=True)
 class Classification:
     probability: float | None  # None: no scope has learned enough
@@ -68,6 +107,9 @@ class Classification:
     tokens: int = 0
     used: int = 0
     clues: tuple[tuple[str, float], ...] = ()
+    # log(p / (1 - p)) computed in the log domain: unlike ``probability`` it does not saturate
+    # at 0 or 1, so it ranks messages of which Bayes is "certain" (the fitted scores' input)
+    logodds: float = 0.0
 
 
 class BayesClassifier:
@@ -117,13 +159,16 @@ class BayesClassifier:
             sum_ln_f += math.log(f)
             sum_ln_1f += math.log(1.0 - f)
         n = len(clues)
-        spamminess = 1.0 - chi2q(-2.0 * sum_ln_1f, 2 * n)
-        hamminess = 1.0 - chi2q(-2.0 * sum_ln_f, 2 * n)
-        prob = (spamminess - hamminess + 1.0) / 2.0
+        # Fisher: spamminess S = 1 - Q(-2 sum ln(1 - f)), hamminess H = 1 - Q(-2 sum ln f),
+        # p = (S - H + 1) / 2 = (S + Q_h) / 2 and 1 - p = (Q_s + H) / 2 (Q + CDF = 1 for each)
+        lq_s, lp_s = log_chi2_tails(-2.0 * sum_ln_1f, 2 * n)
+        lq_h, lp_h = log_chi2_tails(-2.0 * sum_ln_f, 2 * n)
+        logodds = _logaddexp(lp_s, lq_h) - _logaddexp(lq_s, lp_h)
+        prob = 1.0 / (1.0 + math.exp(-logodds)) if logodds > -700.0 else 0.0
         explained: tuple[tuple[str, float], ...] = ()
         if names is not None:
             explained = tuple((names[i], round(f, 4)) for _d, f, i in clues[:20])
-        return Classification(round(prob, 6), scope, ns, nh, len(sc), n, explained)
+        return Classification(round(prob, 6), scope, ns, nh, len(sc), n, explained, round(logodds, 4))
 
     # -- training ---------------------------------------------------------------------------------
     def learn(self, m: SaMessage, is_spam: bool, scopes: Sequence[str] = ("global",),

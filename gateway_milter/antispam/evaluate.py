@@ -17,6 +17,7 @@ verdict on messages the classifier has learned.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.antispam.scorefit import LOGODDS_CLIP_DEFAULT as LOGODDS_CLIP
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.context import ConnectionInfo, MessageContext
 from gateway_milter.pipeline.rawmessage import iter_messages, split_message
@@ -209,11 +211,33 @@ class FitResult:
     info: dict[str, Any]
 
 
+def logodds_growth(pairs: list[tuple[float, float]], folds: int) -> float:
+    """How much larger the Bayes log-odds of a classifier that learned all ``folds`` folds are
+    than those of one that learned ``folds - 1`` (the out-of-fold values the fit sees), from
+    ``pairs`` of log-odds of the same messages by classifiers that learned ``folds - 2`` and
+    ``folds - 1`` folds: the least-squares slope s through the origin, and log-odds taken to
+    grow as a power of the number of learned messages, s = ((f-1)/(f-2))^a, so the factor is
+    (f/(f-1))^a. 1 when there is nothing to go by or they do not grow."""
+    sxx = sum(a * a for a, _b in pairs)
+    if folds < 3 or sxx <= 0.0:
+        return 1.0
+    slope = sum(a * b for a, b in pairs) / sxx
+    if slope <= 1.0:
+        return 1.0
+    alpha = math.log(slope) / math.log((folds - 1) / (folds - 2))
+    return float((folds / (folds - 1)) ** alpha)
+
+
 def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int = 5, min_learned: int = 200,
-               l2: float = 0.3, max_fp: float = 0.001, progress: Callable[[int, int], None] | None = None) -> FitResult:
-    """Fit the score sets on the training part of ``samples`` (see the module docstring)."""
+               l2: float = 0.3, max_fp: float = 0.001, bayes_input: str = "logodds", logodds_clip: float = LOGODDS_CLIP,
+               progress: Callable[[int, int], None] | None = None) -> FitResult:
+    """Fit the score sets on the training part of ``samples`` (see the module docstring).
+    ``bayes_input``: "logodds" (the clipped log-odds as one continuous input; the bands then
+    only carry the offset that places 5 points) or "bands" (one indicator per band)."""
+    if bayes_input not in ("logodds", "bands"):
+        raise ValueError(f"bayes_input must be logodds or bands, not {bayes_input!r}")
     from gateway_milter.antispam import scorefit
-    from gateway_milter.layers.bayes import BANDS, band
+    from gateway_milter.layers.bayes import BAND_CENTRES, BANDS, band
     from gateway_milter.store.memory import MemoryStore
 
     policy = PolicySnapshot.from_document({"settings": {"rules": {"use_bayes": False}}})
@@ -234,37 +258,68 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
         if progress:
             progress(done, total)
     bayes_syms: list[frozenset[str]] = [frozenset()] * len(train)
+    bayes_vals: list[tuple[tuple[str, float], ...]] = [()] * len(train)
+    pairs: list[tuple[float, float]] = []  # (log-odds from folds - 2 folds, from folds - 1 folds)
     for k in range(folds):
         bc = BayesClassifier(MemoryStore(), min_learned)
         for (spam, _h, f), v in zip(rows, views, strict=True):
             if f != k:
                 bc.learn(v, spam)
+        smaller = None
+        if bayes_input == "logodds" and folds > 2:
+            smaller = BayesClassifier(MemoryStore(), min_learned)
+            for (spam, _h, f), v in zip(rows, views, strict=True):
+                if f not in (k, (k + 1) % folds):
+                    smaller.learn(v, spam)
         for i, ((_spam, _h, f), v) in enumerate(zip(rows, views, strict=True)):
             if f != k:
                 continue
-            p = bc.classify(v).probability
-            if p is not None:
-                name, _ = band(p)
+            c = bc.classify(v)
+            if c.probability is not None:
+                name, _ = band(c.probability)
                 bayes_syms[i] = frozenset({name, "BAYES_99"} if name == "BAYES_999" else {name})
+                bayes_vals[i] = ((scorefit.LOGODDS, scorefit.clip_logodds(c.logodds, logodds_clip)),)
+                if smaller is not None and (c2 := smaller.classify(v)).probability is not None:
+                    pairs.append((c2.logodds, c.logodds))
             done += 1
             if progress:
                 progress(done, total)
     info: dict[str, Any] = {"train_spam": sum(r[0] for r in rows), "train_ham": sum(not r[0] for r in rows),
-                            "folds": folds, "l2": l2, "max_fp": max_fp}
+                            "folds": folds, "l2": l2, "max_fp": max_fp, "bayes_input": bayes_input}
     out: list[dict[str, float]] = []
     plain = [scorefit.Example(sp, h) for sp, h, _f in rows]
-    with_b = [scorefit.Example(sp, h | b) for (sp, h, _f), b in zip(rows, bayes_syms, strict=True)]
+    if bayes_input == "logodds":
+        info["logodds_clip"] = logodds_clip
+        with_b = [scorefit.Example(sp, h, b) for (sp, h, _f), b in zip(rows, bayes_vals, strict=True)]
+    else:
+        with_b = [scorefit.Example(sp, h | b) for (sp, h, _f), b in zip(rows, bayes_syms, strict=True)]
+    bands = [name for _lo, name, _s in BANDS if name != "BAYES_999"]
     for label, examples in (("without_bayes", plain), ("with_bayes", with_b)):
         oof_ham: list[float] = []
         for k in range(folds):
             part = scorefit.fit([e for e, r in zip(examples, rows, strict=True) if r[2] != k], defaults, l2=l2)
-            oof_ham += [part.logit(e.symbols) for e, r in zip(examples, rows, strict=True) if r[2] == k and not e.spam]
+            oof_ham += [part.logit(e.symbols, e.values) for e, r in zip(examples, rows, strict=True)
+                        if r[2] == k and not e.spam]
         sf = scorefit.fit(examples, defaults, l2=l2)
         # never below p = 0.5 (nor at the score of a message without symbols)
         z5 = max(scorefit.threshold_for_fp(oof_ham, max_fp), 0.0, sf.bias + 1.0)
         if label == "with_bayes":  # exactly one of these bands per message: an offset keeps logit units
-            out.append(scorefit.to_points_with_offset(sf, z5, [name for _lo, name, _s in BANDS if name != "BAYES_999"]))
+            if bayes_input == "logodds":  # a band is worth its centre's log-odds (+ the offset)
+                # the deployed classifier learned all folds: its log-odds are larger than those
+                # the fit saw, by a factor extrapolated from (folds - 2) -> (folds - 1) folds
+                growth = logodds_growth(pairs, folds)
+                w = sf.weights[scorefit.LOGODDS] / growth
+                sf.weights[scorefit.LOGODDS] = w
+                info[label] = {"logodds_growth": round(growth, 4)}
+                sf.weights.update({b: w * scorefit.clip_logodds(BAND_CENTRES[b], logodds_clip) for b in bands})
+                sf.weights["BAYES_999"] = w * (BAND_CENTRES["BAYES_999"] - BAND_CENTRES["BAYES_99"])
+            pts = scorefit.to_points_with_offset(sf, z5, bands)
+            if bayes_input == "logodds":
+                pts[scorefit.LOGODDS] = round(sf.weights[scorefit.LOGODDS], 4)
+                pts[scorefit.LOGODDS_CLIP] = logodds_clip
+                info[label]["logodds_weight"] = pts[scorefit.LOGODDS]
+            out.append(pts)
         else:
             out.append(scorefit.to_points(sf, z5))
-        info[label] = {"bias": round(sf.bias, 3), "z5": round(z5, 3), "symbols": len(sf.weights)}
+        info[label] = {**info.get(label, {}), "bias": round(sf.bias, 3), "z5": round(z5, 3), "symbols": len(sf.weights)}
     return FitResult(out[0], out[1], info)

@@ -26,23 +26,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FREE_PREFIXES = ("BAYES_",)  # symbols whose sign the fit may choose
+# The Bayes log-odds as a continuous input: points per unit of log-odds, and the clip applied to
+# the log-odds first. Score files carry them as ``bayes_logodds WEIGHT CLIP`` (with Bayes only);
+# read_score_sets returns them under these two names.
+LOGODDS = "BAYES_LOGODDS"
+LOGODDS_CLIP = "BAYES_LOGODDS_CLIP"
+LOGODDS_CLIP_DEFAULT = 80.0  # chosen by cross-validation on the training part (ADR 0046)
 _SCORE_LINE = re.compile(r"^\s*score\s+([A-Za-z0-9_]+)((?:\s+-?[0-9.]+){1,4})\s*(?:#.*)?$")
+_LOGODDS_LINE = re.compile(r"^\s*bayes_logodds\s+(-?[0-9.]+)\s+([0-9.]+)\s*(?:#.*)?$")
 
 
 @dataclass(frozen=True, slots=True)
 class Example:
     spam: bool
     symbols: frozenset[str]
+    values: tuple[tuple[str, float], ...] = ()  # continuous inputs (name, value), e.g. the Bayes log-odds
 
 
 @dataclass(slots=True)
 class ScoreFit:
-    weights: dict[str, float]  # logit units
+    weights: dict[str, float]  # logit units (per unit of value for a continuous input)
     bias: float
     defaults: dict[str, float] = field(default_factory=dict)
 
-    def logit(self, symbols: frozenset[str] | set[str]) -> float:
-        return self.bias + sum(self.weights.get(s, 0.0) for s in symbols)
+    def logit(self, symbols: frozenset[str] | set[str], values: Sequence[tuple[str, float]] = ()) -> float:
+        return (self.bias + sum(self.weights.get(s, 0.0) for s in symbols)
+                + sum(self.weights.get(n, 0.0) * x for n, x in values))
 
 
 def _sigmoid(z: float) -> float:
@@ -63,11 +72,14 @@ def fit(examples: Sequence[Example], defaults: Mapping[str, float], *, l2: float
         for s in ex.symbols:
             counts[s] = counts.get(s, 0) + 1
     names = sorted(s for s, c in counts.items() if c >= min_hits and (only is None or s.startswith(only)))
-    index = {s: i for i, s in enumerate(names)}
-    prior = [float(defaults.get(s, 0.0)) for s in names]
-    sign = [0 if s.startswith(FREE_PREFIXES) else (1 if p > 0 else -1 if p < 0 else 0) for s, p in zip(names, prior, strict=True)]
+    continuous = sorted({n for ex in examples for n, _x in ex.values})
+    index = {s: i for i, s in enumerate(names + continuous)}
+    prior = [float(defaults.get(s, 0.0)) for s in names + continuous]
+    sign = [0 if s.startswith(FREE_PREFIXES) else (1 if p > 0 else -1 if p < 0 else 0)
+            for s, p in zip(names + continuous, prior, strict=True)]
     fixed = [sum(float(defaults.get(s, 0.0)) for s in ex.symbols if s not in index) for ex in examples]
     rows = [[index[s] for s in ex.symbols if s in index] for ex in examples]
+    vrows = [[(index[n], x) for n, x in ex.values] for ex in examples]
     ys = [1.0 if ex.spam else 0.0 for ex in examples]
     w = list(prior)
     b = -5.0
@@ -78,12 +90,14 @@ def fit(examples: Sequence[Example], defaults: Mapping[str, float], *, l2: float
     for t in range(1, iterations + 1):
         grad = [l2 * (w[j] - prior[j]) / n for j in range(len(w))]
         gb = 0.0
-        for row, y, fx in zip(rows, ys, fixed, strict=True):
-            z = b + fx + sum(w[j] for j in row)
+        for row, vrow, y, fx in zip(rows, vrows, ys, fixed, strict=True):
+            z = b + fx + sum(w[j] for j in row) + sum(w[j] * x for j, x in vrow)
             g = (_sigmoid(z) - y) / n
             gb += g
             for j in row:
                 grad[j] += g
+            for j, x in vrow:
+                grad[j] += g * x
         grad.append(gb)
         for j, g in enumerate(grad):
             m1[j] = beta1 * m1[j] + (1 - beta1) * g
@@ -134,12 +148,33 @@ def to_points_with_offset(sf: ScoreFit, z5: float, exclusive: Sequence[str], qua
     return pts
 
 
+def clip_logodds(logodds: float, clip: float) -> float:
+    return max(-clip, min(clip, logodds))
+
+
+def logodds_points(sets: Mapping[str, tuple[float, float]], logodds: float | None, centre: float = 0.0) -> float:
+    """Points for the Bayes log-odds under a score set read by :func:`read_score_sets`, counted
+    from ``centre`` (the log-odds whose points the band's score already gives); 0 when the file
+    has no continuous Bayes input or Bayes gave no opinion."""
+    w = sets.get(LOGODDS)
+    if w is None or logodds is None:
+        return 0.0
+    clip = sets.get(LOGODDS_CLIP, (math.inf, math.inf))[1]
+    return w[1] * (clip_logodds(logodds, clip) - clip_logodds(centre, clip))
+
+
 def write_score_file(path: Path, without_bayes: Mapping[str, float], with_bayes: Mapping[str, float],
                      header: str) -> None:
     """SpamAssassin's four score sets per line: 0 (no Bayes, no network), 1 (network),
     2 (Bayes), 3 (Bayes and network). Our fit has no network tests, so set 1 = set 0 and
-    set 3 = set 2. A symbol missing from one fit keeps its score of the other."""
+    set 3 = set 2. A symbol missing from one fit keeps its score of the other. A continuous
+    Bayes input (``LOGODDS`` and ``LOGODDS_CLIP`` in ``with_bayes``) is written as a
+    ``bayes_logodds WEIGHT CLIP`` line (SpamAssassin itself has no such directive)."""
     lines = ["# " + h if h else "#" for h in header.splitlines()]
+    with_bayes = dict(with_bayes)
+    if LOGODDS in with_bayes:
+        clip = with_bayes.pop(LOGODDS_CLIP, math.inf)
+        lines.append(f"bayes_logodds {with_bayes.pop(LOGODDS):g} {clip:g}")
     for s in sorted(set(without_bayes) | set(with_bayes)):
         s2 = with_bayes.get(s, without_bayes.get(s, 0.0))
         s0 = without_bayes.get(s, s2)
@@ -149,11 +184,15 @@ def write_score_file(path: Path, without_bayes: Mapping[str, float], with_bayes:
 
 
 def read_score_sets(path: Path) -> dict[str, tuple[float, float]]:
-    """``score NAME v`` or ``score NAME s0 s1 s2 s3`` lines -> NAME: (set 0, set 2)."""
+    """``score NAME v`` or ``score NAME s0 s1 s2 s3`` lines -> NAME: (set 0, set 2); a
+    ``bayes_logodds WEIGHT CLIP`` line -> LOGODDS: (0, WEIGHT), LOGODDS_CLIP: (CLIP, CLIP)."""
     out: dict[str, tuple[float, float]] = {}
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         m = _SCORE_LINE.match(line)
         if m:
             vals = [float(v) for v in m.group(2).split()]
             out[m.group(1)] = (vals[0], vals[2] if len(vals) >= 3 else vals[0])
+        elif m := _LOGODDS_LINE.match(line):
+            out[LOGODDS] = (0.0, float(m.group(1)))
+            out[LOGODDS_CLIP] = (float(m.group(2)), float(m.group(2)))
     return out

@@ -10,6 +10,7 @@ without Bayes; a message at or above ``autolearn_spam`` is learned as spam, at o
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -78,6 +79,18 @@ def classifier(settings: BayesSettings) -> BayesClassifier:
     return BayesClassifier(default_store(), settings.min_learned)
 
 
+def _centre(lo: float, hi: float) -> float:
+    mid = (lo + hi) / 2.0
+    return round(math.log(mid / (1.0 - mid)), 3)
+
+
+# log-odds at the middle of each band's probability interval: with fitted scores and a
+# continuous Bayes input (docs/decisions/0046-fitted-scores.md) a band's score is what a message
+# at its centre gets, and the log-odds adds its distance from there
+BAND_CENTRES: dict[str, float] = {name: _centre(lo, hi) for (lo, name, _s), hi in
+                                  zip(BANDS, (1.0,) + tuple(b[0] for b in BANDS[:-1]), strict=True)}
+
+
 def band(p: float, scores: dict[str, float] | None = None) -> tuple[str, float]:
     for lo, name, score in BANDS:
         if p >= lo:
@@ -101,8 +114,8 @@ class BayesLayer(Layer[BayesSettings]):
         symbols = [self.symbol(name, score, f"p={res.probability:.4f} scope={res.scope}")]
         if name == "BAYES_999":  # as in SpamAssassin, BAYES_999 adds to BAYES_99
             symbols.append(self.symbol("BAYES_99", settings.scores.get("BAYES_99", BANDS[1][2]), ""))
-        return LayerFindings({"probability": res.probability, "scope": res.scope, "tokens": res.tokens,
-                              "used": res.used}, tuple(symbols))
+        return LayerFindings({"probability": res.probability, "logodds": res.logodds, "scope": res.scope,
+                              "tokens": res.tokens, "used": res.used}, tuple(symbols))
 
 
 def autolearn(ctx: MessageContext, settings: BayesSettings, score_without_bayes: float) -> str | None:

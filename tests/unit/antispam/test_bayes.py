@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import random
 
-from gateway_milter.antispam.bayes import BayesClassifier, chi2q
+from gateway_milter.antispam.bayes import BayesClassifier, chi2q, log_chi2_tails
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.antispam.tokenizer import MAX_FEATURES, hashed, tokens
 from gateway_milter.layers.bayes import band, scopes_for
@@ -131,3 +132,30 @@ def test_it_keeps_spam_and_ham_counts_of_a_token_in_one_field(store: MemoryStore
     bc.forget(spam)
     (packed,) = store.counters([("bayes2:global", ["t" + key])])[0]
     assert (packed >> 32, packed & 0xFFFFFFFF) == (1, 1)
+
+
+def test_it_computes_chi_square_tails_in_the_log_domain() -> None:
+    for x2, v in ((2.0, 2), (10.0, 20), (299.0, 300), (500.0, 300), (40.0, 300)):
+        lq, lp = log_chi2_tails(x2, v)
+        assert abs(math.exp(lq) - chi2q(x2, v)) < 1e-12
+        assert abs(math.exp(lq) + math.exp(lp) - 1.0) < 1e-12
+    lq, lp = log_chi2_tails(4000.0, 300)  # survival far below the smallest double
+    assert chi2q(4000.0, 300) == 0.0 and -2000.0 < lq < -1000.0 and lp == 0.0
+    lq, lp = log_chi2_tails(1.0, 300)  # CDF far below the smallest double
+    assert -1e-300 < lq <= 0.0 and lp < -700.0
+    assert log_chi2_tails(0.0, 4) == (0.0, -math.inf)
+
+
+def test_it_ranks_messages_it_is_certain_about_by_log_odds(store: MemoryStore) -> None:
+    bc = trained(store)
+    rnd = random.Random(11)
+    words = [rnd.choice(SPAM_WORDS) for _ in range(60)]
+    some = bc.classify(message_view(make_ctx(msg("note", " ".join(words[:15])))))
+    most = bc.classify(message_view(make_ctx(msg("note", " ".join(words)))))  # the same and more evidence
+    ham = bc.classify(message_view(make_ctx(sample(HAM_WORDS, 2001, rnd))))
+    assert some.probability == most.probability == 1.0  # saturated ...
+    assert most.logodds > some.logodds > 20.0  # ... the log-odds still orders them
+    assert ham.logodds < -20.0 and ham.probability == 0.0
+    half = bc.classify(message_view(make_ctx(msg("x", "meeting agenda viagra lottery"))))
+    assert half.probability is not None
+    assert abs(half.probability - 1.0 / (1.0 + math.exp(-half.logodds))) < 1e-4  # the same number where p is exact

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
 from gateway_milter.antispam.scorefit import (
+    LOGODDS,
+    LOGODDS_CLIP,
     Example,
     fit,
+    logodds_points,
     read_score_sets,
     threshold_for_fp,
     to_points,
@@ -145,3 +149,65 @@ def test_it_counts_fitted_bayes_bands_once(tmp_path: Path, store: MemoryStore) -
     expected_bayes = 2.0 + (0.5 if "BAYES_999" in bayes else 0.0)
     assert res.fact("parts")["bayes"] == expected_bayes
     assert res.fact("parts")["rules"] == 0.25  # ... but only the bayes layer's band is scored
+
+
+def test_it_fits_a_weight_for_a_continuous_input() -> None:
+    # the log-odds says more than any band: spam around +4, ham around -4, noisy
+    rnd = random.Random(8)
+    examples = [Example(i % 2 == 0, frozenset({"NOISE"} if rnd.random() < 0.5 else set()),
+                        ((LOGODDS, rnd.gauss(4.0 if i % 2 == 0 else -4.0, 3.0)),)) for i in range(400)]
+    sf = fit(examples, {"NOISE": 0.0}, l2=0.1, iterations=300)
+    assert sf.weights[LOGODDS] > 0.5
+    assert sf.logit(frozenset(), ((LOGODDS, 6.0),)) > 0 > sf.logit(frozenset(), ((LOGODDS, -6.0),))
+    assert abs(sf.logit(frozenset(), ((LOGODDS, 2.0),)) - sf.bias - 2.0 * sf.weights[LOGODDS]) < 1e-9
+
+
+def test_it_writes_and_reads_the_bayes_log_odds_weight(tmp_path: Path) -> None:
+    p = tmp_path / "scores.cf"
+    write_score_file(p, {"A": 1.0}, {"A": 0.5, "BAYES_50": 2.0, LOGODDS: 0.4, LOGODDS_CLIP: 20.0}, "fitted")
+    text = p.read_text()
+    assert "bayes_logodds 0.4 20\n" in text and "score BAYES_LOGODDS" not in text
+    sets = read_score_sets(p)
+    assert sets[LOGODDS] == (0.0, 0.4) and sets[LOGODDS_CLIP] == (20.0, 20.0)
+    assert logodds_points(sets, 5.0) == 2.0 and abs(logodds_points(sets, 5.0, centre=3.0) - 0.8) < 1e-9
+    assert logodds_points(sets, -300.0) == -8.0 and logodds_points(sets, 90.0) == 8.0  # clipped
+    assert logodds_points(sets, None) == 0.0 and logodds_points({"A": (1.0, 1.0)}, 5.0) == 0.0
+
+
+def test_it_adds_the_bayes_log_odds_points_to_the_band(tmp_path: Path, store: MemoryStore) -> None:
+    from gateway_milter.layers.bayes import BAND_CENTRES
+    from tests.unit.antispam.test_bayes import HAM_WORDS, SPAM_WORDS, sample, trained
+
+    trained(store, n=30, min_learned=20)
+    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 1\n")
+    scores = tmp_path / "fitted.cf"
+    # offset 1.5; each band worth 0.25 x its centre; BAYES_999 adds what lies above BAYES_99's centre
+    bands = "".join(f"score {b} 0 0 {1.5 + 0.25 * c:g} {1.5 + 0.25 * c:g}\n" for b, c in BAND_CENTRES.items()
+                    if b != "BAYES_999")
+    extra = 0.25 * (BAND_CENTRES["BAYES_999"] - BAND_CENTRES["BAYES_99"])
+    scores.write_text(f"bayes_logodds 0.25 12\nscore BAYES_999 0 0 {extra:g} {extra:g}\n" + bands)
+    doc = {"rules": {"include_default": False, "rule_dirs": [str(d)]}, "bayes": {"min_learned": 20},
+           "scoring": {"layers": ["rules", "bayes"], "score_file": str(scores), "fitted_scores": True}}
+    spam = make_ctx(sample(SPAM_WORDS, 5000, random.Random(7)), policy(doc))
+    assert spam.layer("bayes").fact("logodds") > 12.0
+    assert abs(spam.layer("scoring").fact("parts")["bayes"] - (1.5 + 0.25 * 12.0)) < 0.01  # offset + clipped log-odds
+    ham = make_ctx(sample(HAM_WORDS, 5001, random.Random(7)), policy(doc))
+    assert abs(ham.layer("scoring").fact("parts")["bayes"] - (1.5 - 0.25 * 12.0)) < 0.01
+    unsure = make_ctx(msg("x", "meeting agenda viagra lottery"), policy(doc))
+    lo = unsure.layer("bayes").fact("logodds")
+    assert -12.0 < lo < 12.0
+    assert abs(unsure.layer("scoring").fact("parts")["bayes"] - (1.5 + 0.25 * lo)) < 0.01  # whatever the band
+    doc["bayes"]["scores"] = {"BAYES_99": 4.0}  # type: ignore[index]
+    spam = make_ctx(sample(SPAM_WORDS, 5000, random.Random(7)), policy(doc))
+    with_999 = extra if "BAYES_999" in {x.name for x in spam.layer("bayes").symbols} else 0.0
+    assert abs(spam.layer("scoring").fact("parts")["bayes"] - (4.0 + with_999)) < 0.01  # set by hand: no log-odds part
+
+
+def test_it_extrapolates_how_the_bayes_log_odds_grow_with_all_folds_learned() -> None:
+    from gateway_milter.antispam.evaluate import logodds_growth
+
+    pairs = [(x, 1.2 * x) for x in (-40.0, -3.0, 0.5, 7.0, 60.0)]  # 3 folds -> 4 folds: 20 % larger
+    g = logodds_growth(pairs, 5)
+    assert abs(g - 1.25 ** (math.log(1.2) / math.log(4 / 3))) < 1e-9 and 1.0 < g < 1.2  # 4 -> 5 folds: less
+    assert logodds_growth([(x, 0.9 * x) for x in (-5.0, 5.0)], 5) == 1.0  # shrinking: no correction
+    assert logodds_growth([], 5) == 1.0 and logodds_growth(pairs, 2) == 1.0
