@@ -4,7 +4,15 @@ are set by scripts/with-services.py)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+# One cache of compiled Hyperscan rule databases for the whole run, milters started by the
+# integration tier included (they inherit the environment): built once, in the background, by
+# the first process that needs it (gateway_milter/antispam/hsmatch.py).
+os.environ.setdefault("GATEWAY_RULES_CACHE_DIR", str(Path(__file__).resolve().parent.parent / "var" / "rules-cache"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway_milter.antispam import saeval
+from gateway_milter.antispam import hsmatch, saeval
 from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, relaxed_pattern, required_factors,
                                              required_squeezed_factors, squeeze)
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
@@ -59,7 +59,7 @@ class _Texts:
     """The texts body-like rules run over, built on first use, with their lower-cased copies
     for the literal prefilter."""
 
-    __slots__ = ("m", "_text", "_low", "_squeezed", "_present", "indexes")
+    __slots__ = ("m", "_text", "_low", "_squeezed", "_present", "indexes", "hs_covered")
 
     def __init__(self, m: SaMessage, indexes: dict[tuple[str, bool], FactorIndex[str]]) -> None:
         self.m = m
@@ -68,6 +68,9 @@ class _Texts:
         self._low: dict[str, str] = {}
         self._squeezed: dict[str, str] = {}
         self._present: dict[tuple[str, bool], set[str]] = {}
+        # rules whose value the Hyperscan pass already settled for this message: a rule in here
+        # that was not given a value is a candidate, and only its own expression is left to run
+        self.hs_covered: frozenset[str] | set[str] = frozenset()
 
     def present(self, kind: str, squeezed: bool) -> set[str]:
         """Rules (of this kind and factor domain) one of whose factors occurs in the text."""
@@ -105,6 +108,21 @@ class _Texts:
         return t
 
 
+def _atleast(v: Callable[[str], int], names: tuple[str, ...], need: int) -> bool:
+    """Whether at least ``need`` of these 0/1-valued rules are true, computing them in order
+    and stopping once the answer is known."""
+    left = len(names)
+    got = 0
+    for n in names:
+        if got >= need:
+            return True
+        if got + left < need:
+            return False
+        got += 1 if v(n) else 0
+        left -= 1
+    return got >= need
+
+
 # A compiled rule: (texts, message, extras, value-of-another-rule) -> hit count
 RuleFn = Callable[[_Texts, SaMessage, dict[str, Any], Callable[[str], int]], int]
 
@@ -117,7 +135,7 @@ class RuleEngine:
     hits are those of running every rule (``run(m, lazy=False)``, kept as the reference)."""
 
     def __init__(self, rs: RuleSet, exclude_scores: frozenset[str] = frozenset(),
-                 skip: frozenset[str] = frozenset()) -> None:
+                 skip: frozenset[str] = frozenset(), hs_cache: Path | None = None) -> None:
         self.ruleset = rs
         self.unsupported = dict(rs.unsupported)
         rules = dict(rs.rules)
@@ -199,12 +217,21 @@ class RuleEngine:
                                         if r.kind != "meta"}
         self._costs: dict[str, tuple[float, float]] = {}
         self._plain: dict[str, RuleFn] | None = None  # the reference path's rules, built on first use
-        for n, _fn in metas:
-            self._fns[n] = self._compile_lazy_meta(self.rules[n])
+        self._hs_names: frozenset[str] = frozenset()  # rules a Hyperscan pass settles (cost ordering)
+        self._meta_names = [n for n, _fn in metas]
+        self._compile_metas()
         # scored rules, every one computed per message: plain rules first, then metas
         roots = [n for n, r in self.rules.items() if r.score != 0 and not n.startswith("__")
                  and (r.kind != "meta" or n in self._fns)]
         self.roots = sorted(roots, key=lambda n: self.rules[n].kind == "meta")
+        self._hs_setup(hs_cache)
+
+    def _compile_metas(self) -> None:
+        self._costs = {}
+        fns = dict(self._fns)
+        for n in self._meta_names:
+            fns[n] = self._compile_lazy_meta(self.rules[n])
+        self._fns = fns  # swapped whole: a message in flight keeps the dict it started with
 
     def _order_metas(self) -> list[tuple[str, Callable[[dict[str, int]], Any]]]:
         metas = {n: r for n, r in self.rules.items() if r.kind == "meta"}
@@ -257,7 +284,8 @@ class RuleEngine:
             self._costs[name] = (COST_UNFILTERED, P_HIT)  # guards against cycles
             e = self._node_estimate(r.meta_tree) if r.meta_tree is not None else (COST_UNFILTERED, P_HIT)
         elif r.kind in BODY_KINDS and not r.eval_fn:
-            e = (COST_FILTERED if self.factors.get(name) else COST_UNFILTERED, P_HIT)
+            cheap = self.factors.get(name) or name in self._hs_names
+            e = (COST_FILTERED if cheap else COST_UNFILTERED, P_HIT)
         else:
             e = (COST_SIMPLE, P_HIT)
         self._costs[name] = e
@@ -327,6 +355,10 @@ class RuleEngine:
         if kind == "neg":
             return f"(-{self.lazy_meta_source(node[1], False)})"
         op = node[1]
+        bounded = self._bounded_sum(node) if boolean else None
+        if bounded is not None:
+            names, need = bounded
+            return f"atleast(v, {tuple(names)!r}, {need})"
         if op in ("&&", "||") and boolean:
             items = self._ordered(self._chain(node, op), op)
             joiner = " and " if op == "&&" else " or "
@@ -337,9 +369,35 @@ class RuleEngine:
         pyop = {"||": "or"}.get(op, op)
         return f"({self.lazy_meta_source(node[2], False)} {pyop} {self.lazy_meta_source(node[3], False)})"
 
+    def _binary(self, name: str) -> bool:
+        """True when a rule's value is always 0 or 1 (metas, header rules, single-hit patterns)."""
+        r = self.rules.get(name)
+        if r is None:
+            return True  # not run: reads as 0
+        if r.kind == "meta":
+            return True
+        return not r.eval_fn and (r.kind in ("header", "mimeheader") or r.maxhits <= 1)
+
+    def _bounded_sum(self, node: MetaNode) -> tuple[list[str], int] | None:
+        """``(A + B + ...) > N`` (or ``>= N``) over rules whose values are 0 or 1: the operands
+        cheapest first and the count needed, for ``atleast``, which stops as soon as the count
+        is reached or can no longer be. Same truth value as the sum, fewer rules computed."""
+        if node[0] != "op" or node[1] not in (">", ">=") or node[3][0] != "num":
+            return None
+        items = self._chain(node[2], "+")
+        if len(items) < 3 or any(x[0] != "name" or not self._binary(x[1]) for x in items):
+            return None
+        try:
+            bound = float(node[3][1])
+        except ValueError:
+            return None
+        need = int(bound) + 1 if node[1] == ">" and bound == int(bound) else int(-(-bound // 1))
+        names = sorted((x[1] for x in items), key=lambda n: self.estimate(n)[0])  # stable
+        return names, need
+
     def _compile_lazy_meta(self, r: Rule) -> RuleFn:
         assert r.meta_tree is not None
-        fn = eval(f"lambda v: {self.lazy_meta_source(r.meta_tree)}", {"__builtins__": {}}, {})
+        fn = eval(f"lambda v: {self.lazy_meta_source(r.meta_tree)}", {"__builtins__": {}, "atleast": _atleast}, {})
 
         def meta(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
             try:
@@ -398,12 +456,13 @@ class RuleEngine:
         def bodylike(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
             if kind == "uri" and not m.uris:
                 return 0
-            if factors is not None and name not in t.present(kind, squeezed):
-                return 0  # none of the literals every match contains occurs: cannot match
-            if position is not None and position.search(t.text(kind)) is None:
-                return 0
-            if relaxed is not None and relaxed.search(t.text(kind)) is None:
-                return 0
+            if name not in t.hs_covered:  # (a Hyperscan candidate skips the Python prefilters)
+                if factors is not None and name not in t.present(kind, squeezed):
+                    return 0  # none of the literals every match contains occurs: cannot match
+                if position is not None and position.search(t.text(kind)) is None:
+                    return 0
+                if relaxed is not None and relaxed.search(t.text(kind)) is None:
+                    return 0
             text = t.text(kind)
             if maxhits <= 1:
                 return 1 if search(text) is not None else 0
@@ -415,6 +474,55 @@ class RuleEngine:
             return n
         return bodylike
 
+    # -- Hyperscan (hsmatch.py, ADR 0047) -------------------------------------------------------
+    def _hs_setup(self, cache_dir: Path | None) -> None:
+        self.hs_loader: hsmatch.Loader | None = None
+        self._hs_zero: dict[str, dict[str, int]] = {}
+        if not hsmatch.available() or cache_dir is None:
+            return
+        entries = hsmatch.entries_for(
+            (n, r.kind, r.pattern.source, r.pattern.flags) for n, r in self.rules.items()
+            if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None)
+        if entries:
+            self.hs_loader = hsmatch.Loader(entries, cache_dir)
+
+    def hyperscan(self, wait_s: float | None = 0.0) -> hsmatch.BodyMatcher | None:
+        """Starts loading (or building) the Hyperscan databases in the background; with
+        ``wait_s`` waits that long for them (None: until done). The matcher, or None."""
+        if self.hs_loader is None:
+            return None
+        self.hs_loader.start()
+        if wait_s != 0.0:
+            self.hs_loader.wait(wait_s)
+        return self.hs_loader.matcher
+
+    def _hs_ready(self, hm: hsmatch.BodyMatcher) -> None:
+        """Once the databases are there, rules they settle are cheap: metas are ordered again."""
+        with _lock:
+            if not self._hs_names:
+                self._hs_names = frozenset(n for names in hm.covered.values() for n in names)
+                self._compile_metas()
+
+    def _hs_pass(self, hm: hsmatch.BodyMatcher, texts: _Texts, memo: dict[str, int]) -> None:
+        """One scan per text: rules Hyperscan rules out read 0; its candidates are left for
+        their own expression (``bodylike`` skips the Python prefilters for them)."""
+        covered: set[str] = set()
+        for kind, names in hm.covered.items():
+            zero = self._hs_zero.get(kind)
+            if zero is None:
+                zero = self._hs_zero[kind] = dict.fromkeys((n for n in names if n in self.rules), 0)
+            if kind == "uri" and not texts.m.uris:
+                memo.update(zero)
+                continue
+            cands = hm.candidates(kind, texts.text(kind))
+            if cands is None:
+                continue  # not valid UTF-8 (lone surrogates): the Python prefilters decide
+            memo.update(zero)
+            for n in cands:
+                memo.pop(n, None)
+            covered.update(zero)
+        texts.hs_covered = covered
+
     # -- per message ----------------------------------------------------------------------------
     def run(self, m: SaMessage, extra: dict[str, Any] | None = None, lazy: bool = True) -> EngineResult:
         """Hits of the scored rules. ``lazy=False`` is the reference path: every rule's
@@ -425,6 +533,11 @@ class RuleEngine:
             ex.update(extra)
         texts = _Texts(m, self.indexes)
         memo: dict[str, int] = {}
+        hm = self.hs_loader.matcher if lazy and self.hs_loader is not None else None
+        if hm is not None:
+            if not self._hs_names:
+                self._hs_ready(hm)
+            self._hs_pass(hm, texts, memo)
         fns = self._fns
         if lazy:
             def value(name: str) -> int:
@@ -495,9 +608,23 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
         with _lock:
             eng = _engines.get(key)
             if eng is None:
-                eng = RuleEngine(load_rules(paths, score_set), skip=frozenset(skip))
+                eng = RuleEngine(load_rules(paths, score_set), skip=frozenset(skip), hs_cache=hs_cache_dir())
+                eng.hyperscan()  # load or build the Hyperscan databases in the background
                 _engines.clear()  # one rule set per process: drop stale ones
                 _engines[key] = eng
                 _checked.clear()
     _checked[args] = (now, key)
     return eng
+
+
+def hs_cache_dir() -> Path | None:
+    """Where the compiled Hyperscan databases are kept: ``GATEWAY_RULES_CACHE_DIR``, else
+    ``cache/`` under the data directory; ``GATEWAY_RULES_HYPERSCAN=0`` turns Hyperscan off."""
+    from gateway_milter import envconfig
+
+    if not envconfig.env_bool("GATEWAY_RULES_HYPERSCAN", True):
+        return None
+    d = envconfig.env_str("GATEWAY_RULES_CACHE_DIR")
+    if d:
+        return Path(d)
+    return Path(envconfig.env_str("GATEWAY_DATA_DIR", str(envconfig.BASE_DIR / "var"))).resolve() / "cache"

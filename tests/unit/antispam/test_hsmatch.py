@@ -1,0 +1,245 @@
+"""The Hyperscan first pass (hsmatch.py): every match of a rule's Python expression is a
+Hyperscan candidate, so the engine's hits with it equal the reference path's; the build is
+cached, watched and survives bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway_milter.antispam import hsmatch
+from gateway_milter.antispam.engine import RuleEngine, _atleast, engine_for
+from gateway_milter.antispam.perlre import parse_perl_regex
+from gateway_milter.antispam.sarules import load_rules
+from gateway_milter.antispam.saview import message_view
+from tests.unit.antispam.helpers import make_ctx, msg, write_rules
+from tests.unit.antispam.test_rules_lazy import CORPUS, MESSAGES, RULES, corpus_sample, same
+
+needs_hs = pytest.mark.skipif(not hsmatch.available(), reason="the hyperscan package is not installed "
+                              "(wheels exist for x86-64 only; the engine then keeps its Python prefilters)")
+
+
+@needs_hs
+@pytest.mark.parametrize("perl,expected", [
+    (r"/foo\z/", r"foo\z"),  # Python's \Z is Perl's \z
+    (r"/foo\Z/", r"foo\Z"),  # Perl's \Z (perlre: a look-ahead) is PCRE's \Z again
+    (r"/a{,5}b/", r"a{0,5}b"),  # Python reads {,n} as {0,n}, PCRE literally
+    (r"/<[^>]{1,1000}x/", r"<[^>]{1,}x"),  # wide bounded repeats are widened (a superset)
+    (r"/a{2,9}/", r"a{2,9}"),
+    (r"/[{]{1,99}/", r"[{]{1,}"),  # a brace in a class is a literal
+    (r"/caf\x{e9} \x{2019}/", r"caf\xe9 \x{2019}"),
+])
+def test_expressions_translate_for_hyperscan(perl: str, expected: str) -> None:
+    pat, _ = parse_perl_regex(perl, lines=True)
+    hx = hsmatch.hs_expression(pat.source, pat.flags)
+    assert hx is not None and hx[0] == expected
+
+
+CASES = [  # (perl pattern, texts): Python's matches must all be candidates
+    (r"/v[_\W]{0,3}i[_\W]{0,3}a[_\W]{0,3}g/i", ["V-I_A.G.ra", "vi agra", "nothing"]),
+    (r"/(?<!\w)free(?!dom)/i", ["FREE money", "freedom", "carefree"]),  # look-around: prefilter mode
+    (r"/(\w)\1\1/", ["aaa", "abc", "x111"]),  # back-reference: prefilter mode
+    (r"/^Subject: .{0,40}\$\d+$/m", ["x\nSubject: win $100\ny", "Subject: $5 now"]),
+    (r"/<[^>]{1,1000}onMouseOver=[^>]{1,1000}window\.status=/i", ["<a onmouseover=\"window.status='x'\">"]),
+    (r"/caf\x{e9}/i", ["Caf\u00e9 au lait", "CAF\u00c9", "cafe"]),
+    (r"/\bunsubscribe\b/", ["to unsubscribe, reply", "unsubscribed"]),
+    (r"/end of text\z/", ["this is the end of text", "end of text\n"]),
+    (r"/^\s*$/", ["", "\n\n", "x"]),
+]
+
+
+@pytest.fixture(scope="module")
+def matcher(tmp_path_factory: pytest.TempPathFactory) -> hsmatch.BodyMatcher:
+    entries = []
+    for i, (perl, _texts) in enumerate(CASES):
+        pat, _ = parse_perl_regex(perl, lines=True)
+        hx = hsmatch.hs_expression(pat.source, pat.flags)
+        assert hx is not None
+        entries.append(hsmatch.Entry(f"R{i}", "body", *hx))
+    out = tmp_path_factory.mktemp("hs") / "db"
+    assert hsmatch.build(entries, out)
+    m = hsmatch.BodyMatcher.load(out)
+    assert m is not None
+    return m
+
+
+@needs_hs
+def test_every_python_match_is_a_candidate(matcher: hsmatch.BodyMatcher) -> None:
+    assert len(matcher.covered["body"]) == len(CASES)  # all compiled, exactly or as a prefilter
+    assert matcher.modes["R1"] == "prefilter" and matcher.modes["R2"] == "prefilter"
+    assert matcher.modes["R0"] == "exact"
+    for i, (perl, texts) in enumerate(CASES):
+        pat, _ = parse_perl_regex(perl, lines=True)
+        for text in texts:
+            cands = matcher.candidates("body", text)
+            assert cands is not None
+            if pat.compiled.search(text):
+                assert f"R{i}" in cands, (perl, text)
+    # and it does rule things out: the whole point
+    assert "R0" not in (matcher.candidates("body", "nothing") or set())
+    assert "R6" not in (matcher.candidates("body", "unsubscribed") or set())
+
+
+@needs_hs
+def test_text_that_is_not_utf8_goes_the_python_way(matcher: hsmatch.BodyMatcher) -> None:
+    assert matcher.candidates("body", "lone \udce9 surrogate") is None
+
+
+@needs_hs
+def test_a_pattern_too_slow_to_compile_is_left_to_python(tmp_path: Path) -> None:
+    # two 1000-wide bounded repeats of a UTF-8 class, not widened: minutes to compile (the
+    # Debian rule HIDE_WIN_STATUS as written), far over a half-second budget
+    UTF8 = hsmatch.hyperscan.HS_FLAG_UTF8
+    slow = r"<[^>]{1,1000}onMouseOver=[^>]{1,1000}window\.status="
+    entries = [hsmatch.Entry("FAST", "body", "hello", 0), hsmatch.Entry("SLOW", "body", slow, UTF8),
+               hsmatch.Entry("BAD", "body", "(", 0), hsmatch.Entry("AFTER", "body", "world", 0)]
+    out = tmp_path / "db"
+    t0 = time.monotonic()
+    assert hsmatch.build(entries, out, pattern_budget_s=0.5)
+    assert time.monotonic() - t0 < 60
+    m = hsmatch.BodyMatcher.load(out)
+    assert m is not None
+    assert {"FAST", "AFTER"} <= m.covered["body"] and "SLOW" not in m.covered["body"]
+    assert "BAD" not in m.covered["body"]  # does not compile in either mode
+    assert m.candidates("body", "hello world") == {"FAST", "AFTER"}
+
+
+@needs_hs
+def test_a_damaged_cache_file_is_ignored(tmp_path: Path) -> None:
+    bad = tmp_path / "db"
+    bad.write_bytes(b'{"format": 1, "modes": {}, "dbs": {"body": [[999999, ["X"]]]}}\n\x00\x01')
+    assert hsmatch.BodyMatcher.load(bad) is None
+    bad.write_bytes(b"not json\n")
+    assert hsmatch.BodyMatcher.load(bad) is None
+
+
+def fixture_engine(tmp_path: Path, cache: Path) -> RuleEngine:
+    d = write_rules(tmp_path, RULES)
+    return RuleEngine(load_rules([d], 2), hs_cache=cache)
+
+
+@needs_hs
+def test_the_engine_with_hyperscan_gives_the_reference_hits(tmp_path: Path) -> None:
+    eng = fixture_engine(tmp_path, tmp_path / "cache")
+    assert eng.hyperscan(None) is not None
+    assert eng.hs_loader is not None and eng.hs_loader.path.exists()
+    for m in MESSAGES + [msg("x", "v.i.a.g.r.a and p-i-l-l-s, Name: Address: Phone:")]:
+        view = message_view(make_ctx(m))
+        same(eng.run(view), eng.run(view, lazy=False))
+    # a second engine on the same rules loads the file instead of compiling again
+    t0 = time.monotonic()
+    again = fixture_engine(tmp_path, tmp_path / "cache")
+    assert again.hyperscan(30) is not None
+    assert time.monotonic() - t0 < 10
+    # rules the scan rules out are settled before any Python runs
+    view = message_view(make_ctx(msg("plain", "nothing to see here")))
+    res = again.run(view)
+    assert not res.hits or all(h.name == "EMPTY_OK" for h in res.hits)
+
+
+def test_without_a_cache_directory_the_engine_keeps_python(tmp_path: Path) -> None:
+    eng = RuleEngine(load_rules([write_rules(tmp_path, RULES)], 2), hs_cache=None)
+    assert eng.hyperscan(None) is None
+    view = message_view(make_ctx(MESSAGES[0]))
+    same(eng.run(view), eng.run(view, lazy=False))
+
+
+@pytest.mark.parametrize("values,need,expected,computed", [
+    ([0, 0, 0, 1], 2, False, 3),  # after three zeros two are needed from one: stop
+    ([1, 1, 0, 0], 2, True, 2),  # reached: stop
+    ([0, 1, 1, 0], 2, True, 3),
+    ([0, 0, 0, 0], 0, True, 0),  # "> -1": always true
+    ([1, 1, 1, 1], 5, False, 0),  # more than there are: never true
+])
+def test_atleast_stops_as_soon_as_the_answer_is_known(values: list[int], need: int, expected: bool,
+                                                      computed: int) -> None:
+    asked: list[str] = []
+    names = tuple(f"R{i}" for i in range(len(values)))
+
+    def v(name: str) -> int:
+        asked.append(name)
+        return values[int(name[1:])]
+
+    assert _atleast(v, names, need) is expected
+    assert len(asked) == computed
+    assert expected == (sum(values) >= need)
+
+
+def test_bounded_sums_only_over_rules_worth_zero_or_one(tmp_path: Path) -> None:
+    rules = RULES + "\nmeta COUNTED (__MONEY + __WIRE + __URGENT) > 1\nscore COUNTED 0.1\n" \
+        "meta BOOLEAN (__WIRE + __URGENT + __PILLS) > 1\nscore BOOLEAN 0.1\n"
+    eng = engine_for((str(write_rules(tmp_path, rules)),), 2, include_default=False)
+    assert "atleast" in eng.lazy_meta_source(eng.rules["BOOLEAN"].meta_tree)  # type: ignore[arg-type]
+    # __MONEY counts up to 5 hits: a plain sum, since "can no longer be reached" would be wrong
+    assert "atleast" not in eng.lazy_meta_source(eng.rules["COUNTED"].meta_tree)  # type: ignore[arg-type]
+    for m in MESSAGES:
+        view = message_view(make_ctx(m))
+        same(eng.run(view), eng.run(view, lazy=False))
+    view = message_view(make_ctx(msg("x", "$1 $2 $3 wire transfer")))
+    assert "COUNTED" in {h.name for h in eng.run(view).hits}
+
+
+@needs_hs
+def test_debian_rules_with_hyperscan_match_the_reference_on_corpus_messages() -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"{CORPUS} absent (the shared corpus sits beside the repository)")
+    if not Path("/usr/share/spamassassin/50_scores.cf").exists():
+        pytest.skip("spamassassin rules not installed")
+    eng = engine_for((), 2, include_default=True)
+    # built once per machine (about a minute) into GATEWAY_RULES_CACHE_DIR, then loaded
+    hm = eng.hyperscan(float(os.environ.get("BULWARK_HS_BUILD_WAIT_S", "900")))
+    assert hm is not None, "the Hyperscan build did not finish"
+    assert sum(len(v) for v in hm.covered.values()) > 500
+    n = int(os.environ.get("BULWARK_RULE_EQUIVALENCE_N", "60"))
+    checked = 0
+    for path in corpus_sample(n):
+        view = message_view(make_ctx(path.read_bytes()))
+        lazy, plain = eng.run(view), eng.run(view, lazy=False)
+        assert [(h.name, h.count) for h in lazy.hits] == [(h.name, h.count) for h in plain.hits], path.name
+        assert all(plain.values.get(k, 0) == c for k, c in lazy.values.items()), path.name
+        checked += 1
+    assert checked >= min(n, 20)
+    assert re.search(r"rules-hs-[0-9a-f]{32}\.db$", str(eng.hs_loader.path))  # type: ignore[union-attr]
+
+
+@needs_hs
+def test_rules_compile_builds_then_loads_and_reports_coverage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from django.core.management import call_command
+
+    monkeypatch.setenv("GATEWAY_RULES_CACHE_DIR", str(tmp_path / "cache"))
+    d = write_rules(tmp_path, RULES + "\nbody LOOK_BACK /(?<!\\w)urgent/i\nscore LOOK_BACK 0.1\n")
+    out = io.StringIO()
+    call_command("rules", "compile", "--dir", str(d), "--no-default", stdout=out)
+    text = out.getvalue()
+    assert "compiling" in text and "built in" in text
+    m = re.search(r"(\d+) patterns exact, (\d+) as prefilters, (\d+) of (\d+) body-like rules left to Python", text)
+    assert m is not None and int(m[2]) >= 1 and int(m[1]) + int(m[2]) + int(m[3]) == int(m[4])
+    assert list((tmp_path / "cache").glob("rules-hs-*.db"))
+
+
+def test_rules_compile_says_so_when_hyperscan_is_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    monkeypatch.setenv("GATEWAY_RULES_HYPERSCAN", "0")
+    d = write_rules(tmp_path, RULES + "\n# off\n")
+    with pytest.raises(CommandError, match="not available"):
+        call_command("rules", "compile", "--dir", str(d), "--no-default")
+
+
+def test_stale_cache_files_are_pruned_and_the_one_in_use_kept(tmp_path: Path) -> None:
+    keep, old, fresh = tmp_path / "rules-hs-a.db", tmp_path / "rules-hs-b.db", tmp_path / "rules-hs-c.db"
+    for f in (keep, old, fresh):
+        f.write_bytes(b"x")
+    week_ago = time.time() - 8 * 86400
+    os.utime(keep, (week_ago, week_ago))
+    os.utime(old, (week_ago, week_ago))
+    hsmatch.prune(keep)
+    assert keep.exists() and fresh.exists() and not old.exists()
+    assert time.time() - keep.stat().st_mtime < 60
