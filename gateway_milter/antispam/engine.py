@@ -11,6 +11,7 @@ that runs every rule's expression, which the tests compare against.
 
 from __future__ import annotations
 
+import operator
 import re
 import threading
 import time
@@ -59,7 +60,7 @@ class _Texts:
     """The texts body-like rules run over, built on first use, with their lower-cased copies
     for the literal prefilter."""
 
-    __slots__ = ("m", "_text", "_low", "_squeezed", "_present", "indexes", "hs_covered")
+    __slots__ = ("m", "_text", "_low", "_squeezed", "_present", "indexes", "hs_covered", "known")
 
     def __init__(self, m: SaMessage, indexes: dict[tuple[str, bool], FactorIndex[str]]) -> None:
         self.m = m
@@ -71,6 +72,7 @@ class _Texts:
         # rules whose value the Hyperscan pass already settled for this message: a rule in here
         # that was not given a value is a candidate, and only its own expression is left to run
         self.hs_covered: frozenset[str] | set[str] = frozenset()
+        self.known: Callable[[str], int | None] = {}.get  # the message's memo: a rule's value once known
 
     def present(self, kind: str, squeezed: bool) -> set[str]:
         """Rules (of this kind and factor domain) one of whose factors occurs in the text."""
@@ -79,6 +81,19 @@ class _Texts:
         if p is None:
             p = self._present[key] = self.indexes[key].present(self.squeezed(kind) if squeezed else self.low(kind))
         return p
+
+    def part_index(self) -> list[dict[str, list[str]]]:
+        """Each MIME part's headers by lower-cased name, built once per message."""
+        idx: list[dict[str, list[str]]] | None = self.m.cache.get("part_index")
+        if idx is None:
+            idx = []
+            for part in self.m.part_headers:
+                d: dict[str, list[str]] = {}
+                for n, x in part:
+                    d.setdefault(n.lower(), []).append(x)
+                idx.append(d)
+            self.m.cache["part_index"] = idx
+        return idx
 
     def text(self, kind: str) -> str:
         t = self._text.get(kind)
@@ -106,6 +121,9 @@ class _Texts:
         if t is None:
             t = self._squeezed[kind] = squeeze(self.text(kind))
         return t
+
+
+_itemgetter1 = operator.itemgetter(1)
 
 
 def _atleast(v: Callable[[str], int], names: tuple[str, ...], need: int) -> bool:
@@ -219,6 +237,7 @@ class RuleEngine:
         self._plain: dict[str, RuleFn] | None = None  # the reference path's rules, built on first use
         self._hs_names: frozenset[str] = frozenset()  # rules a Hyperscan pass settles (cost ordering)
         self._meta_names = [n for n, _fn in metas]
+        self._tmp = 0  # temporaries in generated meta code
         self._compile_metas()
         # scored rules, every one computed per message: plain rules first, then metas
         roots = [n for n, r in self.rules.items() if r.score != 0 and not n.startswith("__")
@@ -349,7 +368,11 @@ class RuleEngine:
         if kind == "num":
             return str(node[1])
         if kind == "name":
-            return f"v({node[1]!r})"
+            # the memo first (most values are known: scored rules, Hyperscan's zeros), the
+            # value function only for a rule not computed yet
+            self._tmp += 1
+            t = f"_{self._tmp}"
+            return f"({t} if ({t} := g({node[1]!r})) is not None else v({node[1]!r}))"
         if kind == "not":
             return f"(not {self.lazy_meta_source(node[1], True)})"
         if kind == "neg":
@@ -397,11 +420,12 @@ class RuleEngine:
 
     def _compile_lazy_meta(self, r: Rule) -> RuleFn:
         assert r.meta_tree is not None
-        fn = eval(f"lambda v: {self.lazy_meta_source(r.meta_tree)}", {"__builtins__": {}, "atleast": _atleast}, {})
+        self._tmp = 0
+        fn = eval(f"lambda v, g: {self.lazy_meta_source(r.meta_tree)}", {"__builtins__": {}, "atleast": _atleast}, {})
 
         def meta(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
             try:
-                return 1 if fn(v) else 0
+                return 1 if fn(v, t.known) else 0
             except ZeroDivisionError:
                 return 0
         return meta
@@ -435,8 +459,8 @@ class RuleEngine:
             lname, negate = hname.lower(), r.negate
 
             def mimeheader(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
-                for part in m.part_headers:
-                    vals = [x for n, x in part if n.lower() == lname]
+                for part in t.part_index():
+                    vals = part.get(lname)
                     if not vals:
                         continue
                     value = vals[0] if mod == "raw" else decode_header_value(vals[0])
@@ -547,8 +571,10 @@ class RuleEngine:
                     r = memo[name] = fn(texts, m, ex, value) if fn is not None else 0
                 return r
 
+            texts.known = memo.get
             for name in self.roots:
-                value(name)
+                if name not in memo:
+                    value(name)
         else:
             if self._plain is None:
                 self._plain = {n: self._fns[n] if r.kind not in BODY_KINDS or r.eval_fn else self._compile(r, False)
@@ -560,7 +586,7 @@ class RuleEngine:
                     memo[r.name] = 1 if mfn(memo) else 0
                 except ZeroDivisionError:
                     memo[r.name] = 0
-        res = EngineResult(values={n: c for n, c in memo.items() if c})
+        res = EngineResult(values=dict(filter(_itemgetter1, memo.items())))
         for name in self.roots:
             count = memo.get(name, 0)
             if not count:
