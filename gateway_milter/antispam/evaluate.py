@@ -8,10 +8,13 @@ Optionally (``online``) each message is learned with its true label right after 
 as "mark as spam/ham" feedback would do.
 
 :func:`fit_scores` re-fits the symbol scores (:mod:`.scorefit`) on the TRAINING part only:
-rule hits of every training message, and Bayes bands from out-of-fold classifiers (the
-training part split in ``folds`` by a hash; each fold classified by a classifier that learned
-the others), so that the Bayes evidence is as strong as on unseen mail, not the inflated
-verdict on messages the classifier has learned.
+rule hits of every training message, and the Bayes log-odds (or bands) from out-of-fold
+classifiers (the training part split in ``folds`` by a hash; each fold classified by a
+classifier that learned the others), so that the Bayes evidence is as strong as on unseen mail,
+not the inflated verdict on messages the classifier has learned. The deployed classifier
+learned every fold, so its log-odds run larger than the out-of-fold ones; the weight is divided
+by that growth, extrapolated from classifiers of ``folds - 2`` and ``folds - 1`` folds
+(:func:`logodds_growth`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_milter.antispam.bayes import BayesClassifier
-from gateway_milter.antispam.scorefit import LOGODDS_CLIP_DEFAULT as LOGODDS_CLIP
+from gateway_milter.antispam.scorefit import LOGODDS_CLIP_DEFAULT
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.context import ConnectionInfo, MessageContext
 from gateway_milter.pipeline.rawmessage import iter_messages, split_message
@@ -229,11 +232,13 @@ def logodds_growth(pairs: list[tuple[float, float]], folds: int) -> float:
 
 
 def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int = 5, min_learned: int = 200,
-               l2: float = 0.3, max_fp: float = 0.001, bayes_input: str = "logodds", logodds_clip: float = LOGODDS_CLIP,
+               l2: float = 0.3, max_fp: float = 0.001, bayes_input: str = "logodds",
+               logodds_clip: float = LOGODDS_CLIP_DEFAULT,
                progress: Callable[[int, int], None] | None = None) -> FitResult:
     """Fit the score sets on the training part of ``samples`` (see the module docstring).
-    ``bayes_input``: "logodds" (the clipped log-odds as one continuous input; the bands then
-    only carry the offset that places 5 points) or "bands" (one indicator per band)."""
+    ``bayes_input``: "logodds" (the clipped log-odds as one continuous input; a band's score is
+    then the offset that places 5 points plus the points of its centre's log-odds) or "bands"
+    (one indicator per band)."""
     if bayes_input not in ("logodds", "bands"):
         raise ValueError(f"bayes_input must be logodds or bands, not {bayes_input!r}")
     from gateway_milter.antispam import scorefit

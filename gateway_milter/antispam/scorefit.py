@@ -1,4 +1,4 @@
-"""Fit symbol scores (rule hits and Bayes bands) to a labelled corpus, the way SpamAssassin's
+"""Fit symbol scores (rule hits and the Bayes log-odds or bands) to a labelled corpus, the way SpamAssassin's
 own score generation does it from mass-checks: SpamAssassin's default scores assume its full
 rule set with network tests; we run a subset without them, so the weights that separate spam
 from ham best for OUR symbols differ.
@@ -7,12 +7,14 @@ Model: logistic regression over binary symbol indicators, ``z = b + sum(w_s)``, 
 prior that pulls every weight toward its default score (1 point = 1 logit unit before scaling)
 and SpamAssassin's sign constraint (a rule with a positive default never gets a negative
 weight and vice versa; only the Bayes bands are free), fitted by projected Adam steps on the
-full batch. Symbols seen in fewer than ``min_hits`` messages keep their defaults.
+full batch. Symbols seen in fewer than ``min_hits`` messages keep their defaults. Continuous
+inputs (``Example.values``: the Bayes log-odds, clipped) get one weight each, ``z += w * x``.
 
 The quarantine threshold (5 points) is then placed at the logit ``z5`` chosen on out-of-fold
 predictions (``threshold_for_fp``): with Bayes, by an offset on the Bayes bands (one of them
 is always present), without Bayes by scaling all scores. The result is written as a
-SpamAssassin-format score file (``score NAME value`` lines), read by the scoring layer
+SpamAssassin-format score file (``score NAME value`` lines, plus ``bayes_logodds WEIGHT CLIP``
+for the continuous Bayes input), read by the scoring layer
 (``scoring.score_file``). Regenerate: ``manage.py bayes fit-scores``
 (docs/antispam-evaluation.md).
 """
