@@ -2,25 +2,205 @@
 
 ``html.parser`` is a tokenizer, not a tree builder: deeply nested tags cost nothing extra, and
 input is capped at :data:`MAX_HTML` characters so a megabyte of markup stays within budget.
+
+The same pass keeps SpamAssassin 4's HTML facts (Mail::SpamAssassin::HTML, read by
+Plugin::HTMLEval): the count of each tag still open (``inside``: +1 per start tag, -1 per end
+tag, never below 0, an end tag too many counted in ``closed_extra``), tags and known elements
+seen, text runs glued to the previous one without a space or punctuation (``obfuscation``),
+the stack of text styles (colour, background, font size, CSS ``display``/``visibility``) from
+which text in a colour near its background (``font_low_contrast``) or an unparsable colour
+(``font_invalid_color``) is noticed, image area, anchor texts, titles, comments. The facts
+follow SpamAssassin's own model of the page, not our rendering (which leaves out the head and
+title): SpamAssassin counts every text outside ``<script>``/``<style>``. The style stack is
+kept with a count per tag, so closing a tag costs no search (SpamAssassin scans the stack),
+and it stops growing past :data:`MAX_STYLE_DEPTH`.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 MAX_HTML = 1_000_000
+MAX_STYLE_DEPTH = 10_000  # text-style entries kept (hostile nesting); deeper ones inherit the top
+MAX_STRINGS = 1_000  # anchors and titles kept
+MAX_STRING = 4_096  # characters kept of each anchor text and title
 SKIP_CONTENT = {"script", "style", "head", "title", "noscript", "template"}
 BLOCK = {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote", "hr", "pre",
          "ul", "ol", "dl", "dt", "dd", "section", "article", "header", "footer", "form"}
-KNOWN_TAGS = BLOCK | SKIP_CONTENT | {
-    "a", "abbr", "b", "body", "big", "center", "code", "em", "font", "html", "i", "img", "input", "label", "link",
-    "map", "area", "meta", "small", "span", "strong", "sub", "sup", "tbody", "td", "th", "thead", "tfoot", "u",
-    "button", "select", "option", "textarea", "iframe", "frame", "frameset", "object", "embed", "base", "col",
-    "colgroup", "caption", "s", "strike", "tt", "nobr", "wbr", "o:p", "st1", "figure", "picture", "source",
-    "video", "audio", "svg", "main", "nav", "aside", "address", "cite", "q", "dfn", "kbd", "samp", "var", "mark",
+
+# Mail::SpamAssassin::HTML's tag sets: HTML 4 elements (strict, loose, SpamAssassin's own),
+# "tricks" (acted on but not elements), the tags that change the text style, and those that
+# break the text (br/div: a newline, cells and list items: a space, paragraphs: a blank line).
+ELEMENTS = frozenset({
+    "a", "abbr", "acronym", "address", "area", "b", "base", "bdo", "big", "blockquote", "body", "br", "button",
+    "caption", "cite", "code", "col", "colgroup", "dd", "del", "dfn", "div", "dl", "dt", "em", "fieldset", "form",
+    "h1", "h2", "h3", "h4", "h5", "h6", "head", "hr", "html", "i", "img", "input", "ins", "kbd", "label", "legend",
+    "li", "link", "map", "meta", "noscript", "object", "ol", "optgroup", "option", "p", "param", "pre", "q", "samp",
+    "script", "select", "small", "span", "strong", "style", "sub", "sup", "table", "tbody", "td", "textarea",
+    "tfoot", "th", "thead", "title", "tr", "tt", "ul", "var",
+    "applet", "basefont", "center", "dir", "font", "frame", "frameset", "iframe", "isindex", "menu", "noframes", "s",
+    "strike", "u",
+    "nobr", "x-sigsep", "x-tab"})
+TRICKS = frozenset(("bgsound", "embed", "listing", "plaintext", "xmp"))
+ACTED_ON = ELEMENTS | TRICKS
+TEXT_STYLE = frozenset(("body", "font", "table", "tr", "th", "td", "big", "small", "basefont", "marquee", "span",
+                        "p", "div", "a"))
+WHITESPACE = frozenset(("br", "div", "li", "th", "td", "dt", "dd", "embed", "h1", "h2", "h3", "h4", "h5", "h6",
+                        "p", "hr", "blockquote", "pre", "listing", "plaintext", "xmp", "title"))
+OK_ATTRIBUTES = {
+    "basefont": ("color", "face", "size"), "body": ("text", "bgcolor", "link", "alink", "vlink", "background"),
+    "font": ("color", "face", "size"), "marquee": ("bgcolor", "background"), "table": ("bgcolor", "style"),
+    "td": ("bgcolor", "style"), "th": ("bgcolor", "style"), "tr": ("bgcolor", "style"), "span": ("style",),
+    "p": ("style",), "div": ("style",), "a": ("style",),
 }
+# start tags whose attributes html_tests reads
+_TESTED = frozenset(("font", "img", "form", "iframe"))
+_NAMESPACED = re.compile(r"(?:o|st\d):[\w-]+/?\Z")
+# a character that is neither white space nor ASCII punctuation (curly double quotes count as
+# punctuation: SpamAssassin turns them into '"' before parsing)
+_WORDISH = re.compile(r"[^\s\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e\u201c\u201d]")
+_TEXT_WS = " \t\n\r\x0c\x0b\xa0"
+_FONT_FACE = re.compile(r"\s*[\"'.]?[a-z ][a-z -]*[a-z]\d?[\"']?(?:,\s*[\"']?[a-z][a-z -]*[a-z]\d?[\"']?)*;?\n?\Z",
+                        re.I | re.ASCII)
+_DIMENSION = re.compile(r"(\d+)(%)?\n?\Z", re.ASCII)
+_HEX_RGB = re.compile(r"#?([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})\n?\Z")
+_STYLE_COLOR = re.compile(r"\s*(background-)?color:\s*(.+?)\s*$", re.I)
+_STYLE_BACKGROUND = re.compile(r"\s*background:\s*(.+?)\s*$")
+_STYLE_OTHER = re.compile(r"\s*([a-z_-]+)\s*:\s*(\S.*?)\s*$", re.I)
+_IMPORTANT = re.compile(r"\s*!\s*important$")
+_COLOR_SYNTAX = re.compile(r"^[#a-f0-9]*$|rgb\([\d%, ]*\)", re.I)
+_RGB_PCT = re.compile(r"rgb\((\d+)%,\s*(\d+)%,\s*(\d+)%\s*\)", re.I)
+_RGB = re.compile(r"rgb\((\d+),\s*(\d+),\s*(\d+)\s*\)", re.I)
+_SIZE_REL = re.compile(r"\s*([+-]\d+)", re.ASCII)
+_SIZE_ABS = re.compile(r"\s*(\d+)", re.ASCII)
+
+# (tag, foreground, background, font size, CSS display, CSS visibility)
+Style = tuple[str, str, str, int, str, str]
+DEFAULT_STYLE: Style = ("default", "#000000", "#ffffff", 3, "", "")
+
+_NAMED_COLORS = {
+    "aliceblue": 0xf0f8ff, "antiquewhite": 0xfaebd7, "aqua": 0x00ffff, "aquamarine": 0x7fffd4, "azure": 0xf0ffff,
+    "beige": 0xf5f5dc, "bisque": 0xffe4c4, "black": 0x000000, "blanchedalmond": 0xffebcd, "blue": 0x0000ff,
+    "blueviolet": 0x8a2be2, "brown": 0xa52a2a, "burlywood": 0xdeb887, "cadetblue": 0x5f9ea0,
+    "chartreuse": 0x7fff00, "chocolate": 0xd2691e, "coral": 0xff7f50, "cornflowerblue": 0x6495ed,
+    "cornsilk": 0xfff8dc, "crimson": 0xdc143c, "cyan": 0x00ffff, "darkblue": 0x00008b, "darkcyan": 0x008b8b,
+    "darkgoldenrod": 0xb8860b, "darkgray": 0xa9a9a9, "darkgreen": 0x006400, "darkgrey": 0xa9a9a9,
+    "darkkhaki": 0xbdb76b, "darkmagenta": 0x8b008b, "darkolivegreen": 0x556b2f, "darkorange": 0xff8c00,
+    "darkorchid": 0x9932cc, "darkred": 0x8b0000, "darksalmon": 0xe9967a, "darkseagreen": 0x8fbc8f,
+    "darkslateblue": 0x483d8b, "darkslategray": 0x2f4f4f, "darkslategrey": 0x2f4f4f, "darkturquoise": 0x00ced1,
+    "darkviolet": 0x9400d3, "deeppink": 0xff1493, "deepskyblue": 0x00bfff, "dimgray": 0x696969,
+    "dimgrey": 0x696969, "dodgerblue": 0x1e90ff, "firebrick": 0xb22222, "floralwhite": 0xfffaf0,
+    "forestgreen": 0x228b22, "fuchsia": 0xff00ff, "gainsboro": 0xdcdcdc, "ghostwhite": 0xf8f8ff, "gold": 0xffd700,
+    "goldenrod": 0xdaa520, "gray": 0x808080, "green": 0x008000, "greenyellow": 0xadff2f, "grey": 0x808080,
+    "honeydew": 0xf0fff0, "hotpink": 0xff69b4, "indianred": 0xcd5c5c, "indigo": 0x4b0082, "ivory": 0xfffff0,
+    "khaki": 0xf0e68c, "lavender": 0xe6e6fa, "lavenderblush": 0xfff0f5, "lawngreen": 0x7cfc00,
+    "lemonchiffon": 0xfffacd, "lightblue": 0xadd8e6, "lightcoral": 0xf08080, "lightcyan": 0xe0ffff,
+    "lightgoldenrodyellow": 0xfafad2, "lightgray": 0xd3d3d3, "lightgreen": 0x90ee90, "lightgrey": 0xd3d3d3,
+    "lightpink": 0xffb6c1, "lightsalmon": 0xffa07a, "lightseagreen": 0x20b2aa, "lightskyblue": 0x87cefa,
+    "lightslategray": 0x778899, "lightslategrey": 0x778899, "lightsteelblue": 0xb0c4de,
+    "lightyellow": 0xffffe0, "lime": 0x00ff00, "limegreen": 0x32cd32, "linen": 0xfaf0e6, "magenta": 0xff00ff,
+    "maroon": 0x800000, "mediumaquamarine": 0x66cdaa, "mediumblue": 0x0000cd, "mediumorchid": 0xba55d3,
+    "mediumpurple": 0x9370db, "mediumseagreen": 0x3cb371, "mediumslateblue": 0x7b68ee,
+    "mediumspringgreen": 0x00fa9a, "mediumturquoise": 0x48d1cc, "mediumvioletred": 0xc71585,
+    "midnightblue": 0x191970, "mintcream": 0xf5fffa, "mistyrose": 0xffe4e1, "moccasin": 0xffe4b5,
+    "navajowhite": 0xffdead, "navy": 0x000080, "oldlace": 0xfdf5e6, "olive": 0x808000, "olivedrab": 0x6b8e23,
+    "orange": 0xffa500, "orangered": 0xff4500, "orchid": 0xda70d6, "palegoldenrod": 0xeee8aa,
+    "palegreen": 0x98fb98, "paleturquoise": 0xafeeee, "palevioletred": 0xdb7093, "papayawhip": 0xffefd5,
+    "peachpuff": 0xffdab9, "peru": 0xcd853f, "pink": 0xffc0cb, "plum": 0xdda0dd, "powderblue": 0xb0e0e6,
+    "purple": 0x800080, "red": 0xff0000, "rosybrown": 0xbc8f8f, "royalblue": 0x4169e1, "saddlebrown": 0x8b4513,
+    "salmon": 0xfa8072, "sandybrown": 0xf4a460, "seagreen": 0x2e8b57, "seashell": 0xfff5ee, "sienna": 0xa0522d,
+    "silver": 0xc0c0c0, "skyblue": 0x87ceeb, "slateblue": 0x6a5acd, "slategray": 0x708090,
+    "slategrey": 0x708090, "snow": 0xfffafa, "springgreen": 0x00ff7f, "steelblue": 0x4682b4, "tan": 0xd2b48c,
+    "teal": 0x008080, "thistle": 0xd8bfd8, "tomato": 0xff6347, "turquoise": 0x40e0d0, "violet": 0xee82ee,
+    "wheat": 0xf5deb3, "white": 0xffffff, "whitesmoke": 0xf5f5f5, "yellow": 0xffff00, "yellowgreen": 0x9acd32,
+}
+
+
+def _dec2hex(n: int) -> str:
+    return f"0{n:x}" if n < 16 else f"{n:x}"
+
+
+def name_to_rgb(value: str) -> str:
+    """A colour as ``#rrggbb``, or ``"invalid"`` (SpamAssassin's name_to_rgb: names, ``#rgb``,
+    ``#rrggbb`` with junk dropped and short forms padded, ``rgb(r,g,b)`` and ``rgb(r%,g%,b%)``)."""
+    color = value.lower().strip(" \t\n\r\x0c\x0b")
+    named = _NAMED_COLORS.get(color)
+    if named is not None:
+        return f"#{named:06x}"
+    if not _COLOR_SYNTAX.search(color):
+        return "invalid"
+    m = _RGB_PCT.search(color)
+    if m:
+        color = "#" + "".join(_dec2hex(int(int(g) / 100 * 255)) for g in m.groups())
+    m = _RGB.search(color)
+    if m:
+        color = "#" + "".join(_dec2hex(int(g)) for g in m.groups())
+    if not color.startswith("#"):
+        return "invalid"
+    color = re.sub(r"[^a-f0-9]", "", color)
+    if len(color) > 6:
+        color = color[:6]
+    if 3 < len(color) < 6:
+        color = color[:3]
+    if len(color) % 3:
+        color += "0" * (3 - len(color) % 3)
+    if len(color) == 3:
+        color = "".join(c + c for c in color)
+    return "#" + color
+
+
+def _css_background_layers(background: str) -> list[list[str]]:
+    """SpamAssassin's parse_css_background: the layers (comma-separated) of a CSS
+    ``background`` value, each a list of tokens; brackets and quotes keep their content whole."""
+    layers: list[list[str]] = []
+    tokens: list[str] = []
+    stack: list[int] = []
+    state = 0
+    token = ""
+    for ch in background:
+        if state == 0:
+            if ch == " ":
+                if token:
+                    tokens.append(token)
+                token = ""
+            elif ch in "(\"'":
+                token += ch
+                stack.append(state)
+                state = {"(": 1, '"': 2, "'": 3}[ch]
+            elif ch == ",":
+                if token:
+                    tokens.append(token)
+                token = ""
+                layers.append(tokens)
+                tokens = []
+            else:
+                token += ch
+        elif state == 1:
+            token += ch
+            if ch == ")":
+                tokens.append(token)
+                token = ""
+                state = stack.pop()
+            elif ch in "\"'":
+                stack.append(state)
+                state = 2 if ch == '"' else 3
+        else:
+            token += ch
+            if ch == ('"' if state == 2 else "'"):
+                state = stack.pop()
+    if token:
+        tokens.append(token)
+    if tokens:
+        layers.append(tokens)
+    return layers
+
+
+def _perl_int(s: str) -> int:
+    """Perl's numeric value of a string of digits (``''`` is 0)."""
+    return int(s) if s else 0
 
 
 @dataclass(slots=True)
@@ -28,14 +208,56 @@ class HtmlFacts:
     text: str = ""
     title: str = ""
     links: list[str] = field(default_factory=list)
-    tags: Counter[str] = field(default_factory=Counter)
-    elements: int = 0
-    bad_tags: int = 0
+    tags: Counter[str] = field(default_factory=Counter)  # start tags (Bayes tokens)
     images: int = 0
-    image_area: int = 0
     length: int = 0
     truncated: bool = False
-    comments: list[str] = field(default_factory=list)  # "<!--...-->" and "<!DECL>" as written
+    comments: list[str] = field(default_factory=list)  # "<!--...-->" and "<!x>" as written
+    # SpamAssassin's facts (Mail::SpamAssassin::HTML)
+    inside: dict[str, int] = field(default_factory=dict)  # every tag name seen -> start minus end tags
+    tag_count: int = 0  # start and end tags, <!DOCTYPE> included
+    element_count: int = 0  # of them, HTML elements
+    tags_seen: int = 0  # distinct tag names
+    elements_seen: int = 0
+    closed_extra: int = 0  # end tags without a start tag
+    obfuscation: int = 0  # text runs glued to the previous one (no space, no punctuation)
+    image_area: int = 0  # sum of width x height of <img> with both (missing/0: 200; %: x8 / x6)
+    non_space_len: int = 0  # non-space characters of the text (script and style aside)
+    max_size: int = 3  # font sizes (the default is 3)
+    min_size: int = 3
+    titles: list[str] = field(default_factory=list)  # each <title>'s text
+    anchors: list[str] = field(default_factory=list)  # each <a>'s text, "<img>\n" per image inside
+    font_low_contrast: bool = False
+    font_invalid_color: bool = False
+    font_face_bad: bool = False
+    form_action_mailto: bool = False
+    embeds: bool = False
+    iframe_src: bool = False
+
+    def value(self, name: str) -> float | None:
+        """A numeric fact by SpamAssassin's name; None where SpamAssassin leaves it undefined."""
+        if name == "length":
+            return float(self.length)
+        if name == "closed_extra_ratio":
+            return self.closed_extra / self.tag_count if self.tag_count else None
+        if name == "bad_tag_ratio":
+            return ((self.tag_count - self.element_count) / self.tag_count
+                    if self.tag_count and self.element_count else None)
+        if name == "non_element_ratio":
+            return ((self.tags_seen - self.elements_seen) / self.tags_seen
+                    if self.tags_seen and self.elements_seen else None)
+        if name == "obfuscation_ratio":
+            return self.obfuscation / self.tag_count if self.tag_count and self.obfuscation else None
+        if name in ("max_size", "min_size", "image_area", "non_space_len"):
+            return float(getattr(self, name))
+        raise KeyError(name)
+
+
+NUMERIC_FACTS = frozenset(("length", "closed_extra_ratio", "bad_tag_ratio", "non_element_ratio",
+                           "obfuscation_ratio", "max_size", "min_size", "image_area", "non_space_len"))
+FLAG_FACTS = frozenset(("font_low_contrast", "font_invalid_color", "font_face_bad", "form_action_mailto",
+                        "embeds"))
+STRING_FACTS = frozenset(("comment", "title", "anchor"))
 
 
 class _Renderer(HTMLParser):
@@ -46,13 +268,76 @@ class _Renderer(HTMLParser):
         self.skip = 0
         self.in_title = False
         self.title: list[str] = []
+        self.bogus = ""  # "!" or "/" while Python reads a bogus comment
+        # SpamAssassin's model: the text-style stack, the basefont size, the last text piece
+        self.styles: list[Style] = [DEFAULT_STYLE]
+        self.on_stack: Counter[str] = Counter()
+        self.basefont = 3
+        self.checked: Style | None = None  # the style whose visibility was last looked at
+        self.colors_checked: set[tuple[str, ...]] = set()
+        self.pending: list[str] = []  # text not yet handed to SpamAssassin's model (one text event)
+        self.has_text = False
+        self.last_ws = False  # the last piece is a break from a tag
+        self.last_wordish = False  # it ends with neither space nor punctuation
 
+    # -- events -----------------------------------------------------------------------------------
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._render_start(tag, attrs)
+        self._tag(tag, attrs, 1)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        # SpamAssassin reads "<br/>" as "<br>" (HTML::Parser reports no end tag)
+        self._render_start(tag, attrs)
+        if tag in SKIP_CONTENT:
+            self._render_end(tag)
+        self._tag(tag, attrs, 1)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._render_end(tag)
+        self._tag(tag, (), -1)
+
+    def parse_bogus_comment(self, i: int, report: bool = True) -> int:
+        # "<!x>" is a comment to SpamAssassin too, written as it is
+        # ("</3>" is not a comment: dropped)
+        self.bogus = self.rawdata[i + 1:i + 2]
+        try:
+            return super().parse_bogus_comment(i, report)
+        finally:
+            self.bogus = ""
+
+    def handle_comment(self, data: str) -> None:
+        self._flush()
+        if len(self.f.comments) < 200 and self.bogus != "/":
+            self.f.comments.append(f"<!{data[:2000]}>" if self.bogus else f"<!--{data[:2000]}-->")
+
+    def unknown_decl(self, data: str) -> None:
+        # marked sections: "<![if ...]>" is a comment to SpamAssassin, "<![CDATA[...]]>" text
+        if data[:6].upper() == "CDATA[":
+            self.pending.append(data[6:])
+            return
+        self._flush()
+        if len(self.f.comments) < 200:
+            self.f.comments.append(f"<![{data[:2000]}]>")
+
+    def handle_decl(self, decl: str) -> None:
+        self._flush()
+        if decl[:7].lower() == "doctype":
+            f = self.f
+            f.element_count += 1
+            f.tag_count += 1
+            f.inside["!doctype"] = 0
+
+    def handle_data(self, data: str) -> None:
+        if self.in_title:
+            self.title.append(data)
+        if not self.skip:
+            self.out.append(data)
+        self.pending.append(data)
+
+    # -- our rendering ----------------------------------------------------------------------------
+    def _render_start(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         f = self.f
-        f.elements += 1
         f.tags[tag] += 1
-        if tag not in KNOWN_TAGS:
-            f.bad_tags += 1
         if tag in SKIP_CONTENT:
             self.skip += 1
             if tag == "title":
@@ -65,21 +350,13 @@ class _Renderer(HTMLParser):
                     f.links.append(v.strip())
         if tag == "img":
             f.images += 1
-            a = dict(attrs)
-            try:
-                f.image_area += int(str(a.get("width") or 0)) * int(str(a.get("height") or 0))
-            except ValueError:
-                pass
-            alt = a.get("alt")
-            if alt:
-                self.out.append(" " + alt + " ")
+            for k, v in attrs:
+                if k == "alt":
+                    if v:
+                        self.out.append(" " + v + " ")
+                    break
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-        if tag in SKIP_CONTENT:
-            self.handle_endtag(tag)
-
-    def handle_endtag(self, tag: str) -> None:
+    def _render_end(self, tag: str) -> None:
         if tag in SKIP_CONTENT and self.skip:
             self.skip -= 1
             if tag == "title":
@@ -87,19 +364,251 @@ class _Renderer(HTMLParser):
         if tag in BLOCK:
             self.out.append("\n")
 
-    def handle_comment(self, data: str) -> None:
-        if len(self.f.comments) < 200:
-            self.f.comments.append(f"<!--{data[:2000]}-->")
+    # -- SpamAssassin's facts -----------------------------------------------------------------------
+    def _tag(self, tag: str, attrs: list[tuple[str, str | None]] | tuple[()], num: int) -> None:
+        """Mail::SpamAssassin::HTML::html_tag for one start (+1) or end (-1) tag."""
+        if self.pending:
+            self._flush()
+        f = self.f
+        inside = f.inside
+        seen = tag in inside
+        namespaced = ":" in tag and _NAMESPACED.match(tag) is not None
+        if namespaced or tag in ELEMENTS:
+            f.element_count += 1
+            if not seen:
+                f.elements_seen += 1
+        f.tag_count += 1
+        if not seen:
+            f.tags_seen += 1
+            n = num
+        else:
+            n = inside[tag] + num
+        if n < 0:
+            n = 0
+            f.closed_extra += 1
+        inside[tag] = n
+        if namespaced or tag not in ACTED_ON:
+            return
+        a: dict[str, str] | None = None
+        if tag in TEXT_STYLE:
+            a = _attrs(attrs) if num == 1 else {}
+            self._text_style(tag, a, num)
+        if tag in WHITESPACE:
+            self.has_text = True
+            self.last_ws = True
+            self.last_wordish = False
+        if num == 1:
+            if tag in _TESTED:
+                self._tests(tag, a if a is not None else _attrs(attrs))
+            elif tag == "a":
+                if len(f.anchors) < MAX_STRINGS:
+                    f.anchors.append("")
+            elif tag == "title":
+                if len(f.titles) < MAX_STRINGS:
+                    f.titles.append("")
+            elif tag in ("object", "embed"):
+                f.embeds = True
 
-    def handle_decl(self, decl: str) -> None:
-        if len(self.f.comments) < 200:
-            self.f.comments.append(f"<!{decl[:2000]}>")
+    def _tests(self, tag: str, a: dict[str, str]) -> None:
+        """html_tests (and html_uri's iframe) for the start tags whose attributes matter."""
+        f = self.f
+        if tag == "font":
+            face = a.get("face")
+            if face is not None and not _FONT_FACE.match(face):
+                f.font_face_bad = True
+        elif tag == "img":
+            if self.f.inside.get("a", 0) > 0 and f.anchors:
+                f.anchors[-1] = (f.anchors[-1] + "<img>\n")[:MAX_STRING]
+            w, h = a.get("width"), a.get("height")
+            if w is not None and h is not None:
+                width = height = 0
+                m = _DIMENSION.match(w)
+                if m:
+                    width = int(m.group(1)) * (8 if m.group(2) else 1)
+                m = _DIMENSION.match(h)
+                if m:
+                    height = int(m.group(1)) * (6 if m.group(2) else 1)
+                f.image_area += (width if width > 0 else 200) * (height if height > 0 else 200)
+        elif tag == "form":
+            action = a.get("action")
+            if action is not None and "mailto:" in action.lower():
+                f.form_action_mailto = True
+        elif tag == "iframe":
+            src = a.get("src")
+            if src is not None and src.strip(" \t\n\r\x0c\x0b\xa0"):
+                f.iframe_src = True
 
-    def handle_data(self, data: str) -> None:
-        if self.in_title:
-            self.title.append(data)
-        if not self.skip:
-            self.out.append(data)
+    def _text_style(self, tag: str, a: dict[str, str], num: int) -> None:
+        """text_style: push the style a start tag sets, pop to the matching start on an end tag."""
+        if tag == "th":
+            tag = "td"
+        if num != 1:
+            if tag != "body" and self.on_stack[tag]:
+                while True:
+                    top = self.styles.pop()
+                    self.on_stack[top[0]] -= 1
+                    if top[0] == tag:
+                        break
+            return
+        if tag == "basefont" and "size" in a:
+            m = _SIZE_ABS.match(a["size"])
+            if m:
+                self.basefont = int(m.group(1))
+                return
+        if tag in ("td", "tr") and self.on_stack[tag]:
+            # close_table_tag: a new cell closes the fonts and the cell (row) left open
+            closes = ("font", "td") if tag == "td" else ("font", "td", "tr")
+            while len(self.styles) > 1 and self.styles[-1][0] in closes:
+                self.on_stack[self.styles.pop()[0]] -= 1
+        _, fg, bg, size, display, visibility = self.styles[-1]
+        if tag in ("big", "small"):
+            self._push((tag, fg, bg, size + (1 if tag == "big" else -1), display, visibility))
+            return
+        ok = OK_ATTRIBUTES.get(tag, ())
+        for name, value in a.items():
+            if name not in ok:
+                continue
+            if name in ("text", "color"):
+                fg = name_to_rgb(value)
+            elif name == "size":
+                m = _SIZE_REL.match(value)
+                if m:
+                    size = self.basefont + int(m.group(1))
+                else:
+                    m = _SIZE_ABS.match(value)
+                    if m:
+                        size = int(m.group(1))
+            elif name == "style":
+                fg, bg, display, visibility = self._css(value, fg, bg, display, visibility)
+            # bgcolor: SpamAssassin converts the attribute but never applies it; the other
+            # attributes (face, link, background, ...) do not change what is visible
+            if size > self.f.max_size:
+                self.f.max_size = size
+            elif size < self.f.min_size:
+                self.f.min_size = size
+        self._push((tag, fg, bg, size, display, visibility))
+
+    def _css(self, style: str, fg: str, bg: str, display: str, visibility: str) -> tuple[str, str, str, str]:
+        for part in style.split(";"):
+            m = _STYLE_COLOR.match(part)
+            if m:
+                value = _IMPORTANT.sub("", m.group(2).lower())
+                if "rgb" in value:
+                    digits = re.sub(r"[^0-9,]", "", value).split(",")[:3]
+                    digits += [""] * (3 - len(digits))
+                    color = "#" + "".join(f"{min(_perl_int(d), 255):02x}" for d in digits)
+                elif value == "inherit":
+                    continue
+                elif value == "transparent":
+                    color = value
+                else:
+                    color = name_to_rgb(value)
+                if m.group(1):
+                    bg = color
+                else:
+                    fg = color
+                continue
+            m = _STYLE_BACKGROUND.match(part)
+            if m:
+                layers = _css_background_layers(m.group(1).lower())
+                for token in layers[-1] if layers else ():
+                    color = name_to_rgb(token)
+                    if color != "invalid":
+                        bg = color
+                        break
+                continue
+            m = _STYLE_OTHER.match(part)
+            if m:
+                if m.group(1) == "display":
+                    display = m.group(2)
+                elif m.group(1) == "visibility":
+                    visibility = m.group(2)
+        if bg == "transparent":
+            bg = self.styles[-1][2]
+        if fg == "transparent":
+            fg = bg
+        return fg, bg, display, visibility
+
+    def _push(self, style: Style) -> None:
+        if len(self.styles) < MAX_STYLE_DEPTH:
+            self.styles.append(style)
+            self.on_stack[style[0]] += 1
+
+    def _flush(self) -> None:
+        """html_text for the text since the last tag (HTML::Parser reports it as one piece)."""
+        if not self.pending:
+            return
+        text = "".join(self.pending)
+        self.pending.clear()
+        f = self.f
+        inside = f.inside
+        if inside.get("script", 0) > 0 or inside.get("style", 0) > 0:
+            return
+        if inside.get("a", 0) > 0 and f.anchors and len(f.anchors[-1]) < MAX_STRING:
+            f.anchors[-1] = (f.anchors[-1] + text)[:MAX_STRING]
+        if inside.get("title", 0) > 0 and f.titles and len(f.titles[-1]) < MAX_STRING:
+            f.titles[-1] = (f.titles[-1] + text)[:MAX_STRING]
+        words = "".join(text.split())
+        f.non_space_len += len(words)
+        if words and self.styles[-1] is not self.checked:
+            # only the colours decide the facts noted: once per style entry, once per pair
+            style = self.checked = self.styles[-1]
+            if style[1:3] not in self.colors_checked:
+                self.colors_checked.add(style[1:3])
+                self._invisible()
+        if self.has_text and self.last_wordish and _WORDISH.match(text):
+            f.obfuscation += 1
+        # display_text keeps the piece with white space runs as one space (a leading one after a
+        # break dropped): the next piece only asks whether it ends in neither space nor punctuation
+        self.last_wordish = _WORDISH.match(text[-1]) is not None
+        self.last_ws = False
+        self.has_text = True
+
+    def _invisible(self) -> bool:
+        """html_font_invisible: notes a colour close to its background or an invalid colour."""
+        _, fg, bg, size, display, visibility = self.styles[-1]
+        if fg[-6:] == bg[-6:]:
+            self.f.font_low_contrast = True
+            return True
+        m1 = _HEX_RGB.match(fg)
+        if m1:
+            m2 = _HEX_RGB.match(bg)
+            if m2:
+                r, g, b = (int(x, 16) - int(y, 16) for x, y in zip(m1.groups(), m2.groups(), strict=True))
+                if ((0.2126 * r) ** 2 + (0.7152 * g) ** 2 + (0.0722 * b) ** 2) ** 0.5 < 12:
+                    self.f.font_low_contrast = True
+                    return True
+        if fg == "invalid" or bg == "invalid":
+            self.f.font_invalid_color = True
+            return True
+        return size <= 1 or display.lower() == "none" or visibility.lower() == "hidden"
+
+    def finish(self) -> None:
+        """SpamAssassin closes a <style> or <script> left open, then ends the document."""
+        for tag in ("style", "script"):
+            if self.f.inside.get(tag, 0) > 0:
+                self.feed(f"</{tag}>")  # ends the raw-text section, if one is open
+                for _ in range(self.f.inside.get(tag, 0)):
+                    self._tag(tag, (), -1)
+        self._flush()
+        tail = self.rawdata if self.rawdata.startswith("<") else ""
+        comments = len(self.f.comments)
+        self.close()
+        if tail:  # HTML::Parser reports markup cut off by the end of the document as a comment
+            self.pending.clear()
+            del self.f.comments[comments:]
+            if len(self.f.comments) < 200:
+                self.f.comments.append(tail[:2000])
+        self._flush()
+
+
+def _attrs(attrs: list[tuple[str, str | None]] | tuple[()]) -> dict[str, str]:
+    """HTML::Parser's attribute hash: the first of repeated names wins, a bare name is its value."""
+    out: dict[str, str] = {}
+    for k, v in attrs:
+        if k not in out:
+            out[k] = k if v is None else v
+    return out
 
 
 def render_html(html: str) -> HtmlFacts:
@@ -107,10 +616,12 @@ def render_html(html: str) -> HtmlFacts:
     if len(html) > MAX_HTML:
         html = html[:MAX_HTML]
         facts.truncated = True
+    if "&nbsp;" in html:
+        html = html.replace("&nbsp;", " ")  # as SpamAssassin does before parsing
     r = _Renderer(facts)
     try:
         r.feed(html)
-        r.close()
+        r.finish()
     except (AssertionError, ValueError, RecursionError):
         pass  # malformed markup: keep what was rendered so far
     facts.text = "".join(r.out)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from email.utils import getaddresses, parsedate_tz, mktime_tz
 from typing import Any
 
+from gateway_milter.antispam.htmltext import FLAG_FACTS, NUMERIC_FACTS, STRING_FACTS, HtmlFacts
 from gateway_milter.antispam.relays import IP, is_private_ip
 from gateway_milter.antispam.saview import SaMessage
 
@@ -31,11 +32,12 @@ def _eval(name: str) -> Callable[[EvalFn], EvalFn]:
 
 # Arguments we implement for the evals that take a test name; other tests are unsupported
 # (listed by ``rules check``) rather than silently false.
-SUPPORTED_TESTS: dict[str, set[str]] = {
-    "html_range": {"length", "bad_tag_ratio"},
-    "html_eval": {"length"},
-    "html_test": {"html", "embeds"},
-    "html_text_match": {"comment", "title"},
+SUPPORTED_TESTS: dict[str, set[str] | frozenset[str]] = {
+    "html_range": NUMERIC_FACTS,
+    "html_eval": NUMERIC_FACTS,
+    "html_test": FLAG_FACTS | {"html"},
+    "html_text_match": STRING_FACTS,
+    "html_text_not_match": STRING_FACTS,
     "check_for_mime": {"mime_qp_count", "mime_base64_count", "mime_base64_encoded_text", "mime_qp_long_line",
                        "mime_attachment", "mime_bad_iso_charset", "mime_faraway_charset"},
     "check_freemail_replyto": {"replyto"},
@@ -48,6 +50,8 @@ def unsupported_reason(fn: str, kind: str, args: tuple[Any, ...] = ()) -> str | 
     tests = SUPPORTED_TESTS.get(fn)
     if tests is not None and (not args or str(args[0]) not in tests):
         return f"eval {fn}({args[0] if args else ''!r}) is not implemented"
+    if fn in ("html_eval", "html_tag_balance") and (len(args) < 2 or _comparison(args[1]) is None):
+        return f"eval {fn}() with the expression {args[1] if len(args) > 1 else ''!r} is not implemented"
     return None
 
 
@@ -191,64 +195,130 @@ def check_unresolved_template(m: SaMessage, args: tuple[Any, ...], extra: dict[s
 
 
 # -- HTMLEval -------------------------------------------------------------------------------------
+# Every HTML part has its own facts (htmltext.HtmlFacts); like SpamAssassin, a test hits when
+# one of the parts passes it.
+_COMPARISON = re.compile(r"^\s*(<|<=|>|>=|==|!=)\s*([-+]?\d+)\s*$")
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+
+
+def _comparison(expr: Any) -> tuple[Callable[[float, float], bool], float] | None:
+    """``'< 384'``, ``'!= 0'``: the Perl expression SpamAssassin evaluates after the value."""
+    mm = _COMPARISON.match(str(expr))
+    return (_COMPARE[mm.group(1)], float(mm.group(2))) if mm else None
+
+
 @_eval("html_tag_exists")
 def html_tag_exists(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    return int(m.has_html and m.html.tags.get(str(args[0]).lower(), 0) > 0)
+    # a start or end tag of that name anywhere
+    tag = str(args[0])
+    return int(any(tag in h.inside for h in m.html_all))
+
+
+@_eval("html_tag_balance")
+def html_tag_balance(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # start tags minus end tags of a tag (never below 0) compared, e.g. '!= 0': left open
+    tag = str(args[0])
+    cmp = _comparison(args[1])
+    if cmp is None or not re.fullmatch(r"[a-zA-Z0-9]+", tag):
+        return 0
+    op, n = cmp
+    return int(any(tag in h.inside and op(h.inside[tag], n) for h in m.html_all))
 
 
 @_eval("html_image_only")
 def html_image_only(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    # HTMLEval: an HTML message with images whose rendered text length is in [min, max)
-    if not m.has_html or m.html.images == 0:
-        return 0
-    n = len(m.html.text.strip())
-    return int(_f(args[0]) < n <= _f(args[1]))
+    # an HTML part with an <img> whose length (the HTML as written) is in (min, max]
+    lo, hi = _f(args[0]), _f(args[1])
+    return int(any("img" in h.inside and lo < h.length <= hi for h in m.html_all))
+
+
+@_eval("html_image_ratio")
+def html_image_ratio(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # non-space characters of the text per unit of image area, in (min, max]
+    lo, hi = _f(args[0]), _f(args[1])
+    return int(any(h.image_area > 0 and lo < h.non_space_len / h.image_area <= hi for h in m.html_all))
 
 
 @_eval("html_range")
 def html_range(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    if not m.has_html:
-        return 0
-    test = str(args[0])
-    if test == "length":
-        value = float(m.html.length)
-    elif test == "bad_tag_ratio":
-        value = m.html.bad_tags / m.html.elements if m.html.elements else 0.0
-    else:
-        return 0
-    return int(_f(args[1]) < value <= _f(args[2], math.inf))
+    # a numeric fact in (min, max]; max 'inf' (or absent): above min
+    test, lo = str(args[0]), _f(args[1])
+    hi = args[2] if len(args) > 2 else "inf"
+    for h in m.html_all:
+        value = h.value(test)
+        if value is None:
+            continue
+        if hi == "inf":
+            if value > lo:
+                return 1
+        elif lo < value <= _f(hi):
+            return 1
+    return 0
 
 
 @_eval("html_eval")
 def html_eval(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    if not m.has_html or str(args[0]) != "length":
+    cmp = _comparison(args[1]) if len(args) > 1 else None
+    if cmp is None:
         return 0
-    mm = re.match(r"^\s*(<|<=|>|>=|==)\s*(\d+)\s*$", str(args[1]))
-    if not mm:
-        return 0
-    v, n = m.html.length, int(mm.group(2))
-    return int({"<": v < n, "<=": v <= n, ">": v > n, ">=": v >= n, "==": v == n}[mm.group(1)])
+    op, n = cmp
+    for h in m.html_all:
+        value = h.value(str(args[0]))
+        if value is not None and op(value, n):
+            return 1
+    return 0
 
 
 @_eval("html_test")
 def html_test(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    if not m.has_html:
-        return 0
+    # 'html': an HTML part was parsed; the others are flags the parse raised
     test = str(args[0])
     if test == "html":
-        return int(m.html.elements > 0)
-    if test == "embeds":
-        return int(bool(m.html.tags.get("embed") or m.html.tags.get("object")))
-    return 0
+        return int(bool(m.html_all))
+    return int(any(getattr(h, test) for h in m.html_all))
+
+
+def _html_strings(h: HtmlFacts, text: str) -> list[str]:
+    return h.comments if text == "comment" else h.titles if text == "title" else h.anchors
 
 
 @_eval("html_text_match")
 def html_text_match(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    if not m.has_html or len(args) < 2:
+    # a comment ("<!--...-->" as written), a <title> or an anchor text matching the expression
+    if len(args) < 2:
         return 0
-    texts = m.html.comments if str(args[0]) == "comment" else [m.html.title]
     rx = _compiled(str(args[1]))
-    return int(any(rx.search(t) for t in texts))
+    return int(any(rx.search(t) for h in m.html_all for t in _html_strings(h, str(args[0]))))
+
+
+@_eval("html_text_not_match")
+def html_text_not_match(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    if len(args) < 2:
+        return 0
+    rx = _compiled(str(args[1]))
+    return int(any(not rx.search(t) for h in m.html_all for t in _html_strings(h, str(args[0]))))
+
+
+@_eval("html_title_subject_ratio")
+def html_title_subject_ratio(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # the longest <title> of a part is more than ratio times as long as the Subject (its
+    # newline included, as SpamAssassin's get() returns it)
+    subject = _get(m, "Subject")
+    if not subject:
+        return 0
+    ratio = _f(args[0])
+    for h in m.html_all:
+        longest = max((len(t) for t in h.titles if t and t != "0"), default=0)
+        if longest / len(subject) > ratio:
+            return 1
+    return 0
+
+
+@_eval("check_iframe_src")
+def check_iframe_src(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    return int(any(h.iframe_src for h in m.html_all))
 
 
 _rx_cache: dict[str, re.Pattern[str]] = {}

@@ -35,6 +35,7 @@ LOADED_PLUGINS = frozenset({
     "Mail::SpamAssassin::Plugin::MIMEEval",
     "Mail::SpamAssassin::Plugin::Bayes",
     "Mail::SpamAssassin::Plugin::FreeMail",
+    "Mail::SpamAssassin::Plugin::RelayEval",
     "Mail::SpamAssassin::Plugin::Check",
 })
 FEATURES = {

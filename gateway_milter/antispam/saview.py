@@ -66,7 +66,8 @@ class SaMessage:
     rawbody: str = ""
     full: str = ""
     uris: list[str] = field(default_factory=list)
-    html: HtmlFacts = field(default_factory=HtmlFacts)
+    html: HtmlFacts = field(default_factory=HtmlFacts)  # the largest HTML part's
+    html_all: list[HtmlFacts] = field(default_factory=list)  # every HTML part's (HTMLEval's tests)
     has_html: bool = False
     text_len: int = 0
     attachment_names: list[str] = field(default_factory=list)
@@ -187,6 +188,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         if p.content_type == "text/html":
             facts = render_html(t)
             v.has_html = True
+            v.html_all.append(facts)
             # several HTML parts: keep the facts of the largest
             if facts.length >= v.html.length:
                 v.html = facts
