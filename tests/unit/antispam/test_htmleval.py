@@ -1,0 +1,177 @@
+"""SpamAssassin's HTML facts (Mail::SpamAssassin::HTML) collected while rendering, and the
+HTMLEval functions on them. The expected values are those SpamAssassin 4 computes for the same
+markup."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway_milter.antispam.engine import RuleEngine, engine_for
+from gateway_milter.antispam.htmltext import MAX_STYLE_DEPTH, _Renderer, HtmlFacts, name_to_rgb, render_html
+from gateway_milter.antispam.saview import message_view
+from tests.unit.antispam.helpers import make_ctx, msg, write_rules
+
+
+def test_it_counts_tags_their_balance_and_glued_text() -> None:
+    f = render_html("<!DOCTYPE html><html><head><title>Hi</title></head><body><center><p>Hel<b>lo</b> wo<i>rld</i>"
+                    "</p></center></center></body>")
+    assert f.inside == {"!doctype": 0, "html": 1, "head": 0, "title": 0, "body": 0, "center": 0, "p": 0, "b": 0,
+                        "i": 0}
+    assert (f.tag_count, f.element_count, f.tags_seen, f.elements_seen) == (17, 17, 8, 8)
+    assert f.closed_extra == 1 and f.value("closed_extra_ratio") == pytest.approx(1 / 17)
+    assert f.obfuscation == 2 and f.value("obfuscation_ratio") == pytest.approx(2 / 17)  # Hel|lo, wo|rld
+    assert f.titles == ["Hi"] and f.non_space_len == 12  # the title's text counts, as in SpamAssassin
+    assert f.value("bad_tag_ratio") == 0.0 and f.value("non_element_ratio") == 0.0
+
+
+def test_it_tells_elements_from_unknown_tags() -> None:
+    f = render_html("<foo>x</foo><p>y</p><o:p>z</o:p>")  # o:p: an Office namespace tag counts as an element
+    assert (f.tag_count, f.element_count, f.tags_seen, f.elements_seen) == (6, 4, 3, 2)
+    assert f.value("bad_tag_ratio") == pytest.approx(1 / 3)
+    assert f.value("non_element_ratio") == pytest.approx(1 / 3)
+    assert f.value("obfuscation_ratio") is None  # undefined without any glued text
+    assert render_html("<!-- only a comment -->").value("closed_extra_ratio") is None
+
+
+def test_it_tracks_font_sizes_through_the_style_stack() -> None:
+    f = render_html("<font size=6>big</font><font size=-2>small</font>"
+                    "<big><big><big><big><font color=red>x</font></big></big></big></big>")
+    assert (f.max_size, f.min_size) == (7, 1)  # basefont 3 - 2; four <big> and an attribute to notice them
+
+
+@pytest.mark.parametrize("html", [
+    '<p>seen <font color="#fefefe">hidden</font></p>',  # near white on the default white
+    '<div style="color: rgb(250,250,250)">pale</div>',
+    '<table><tr><td style="background-color:#000"><font color=black>x</font><td>y</table>',
+    '<p style="background: url(x.png) #ffffff"><span style="color: white">w</span></p>',
+])
+def test_it_notices_text_in_its_background_colour(html: str) -> None:
+    f = render_html(html)
+    assert f.font_low_contrast and not f.font_invalid_color
+
+
+def test_it_ignores_the_bgcolor_attribute_and_invisible_styles_as_spamassassin() -> None:
+    # SpamAssassin converts bgcolor= but never applies it; display:none hides text without a flag
+    assert not render_html('<body bgcolor="#000000"><font color="#000000">x</font></body>').font_low_contrast
+    f = render_html('<span style="display:none">a</span>b<br/>c<br />d')
+    assert not f.font_low_contrast and f.obfuscation == 1 and f.inside == {"span": 0, "br": 2}
+
+
+def test_it_flags_invalid_colours_bad_faces_mailto_forms_embeds_and_iframes() -> None:
+    assert render_html('<font color="zz">bad colour</font>').font_invalid_color
+    f = render_html('<font face="Arial, Helvetica">ok</font><font face="$$$">bad</font>')
+    assert f.font_face_bad
+    f = render_html('<iframe src=" http://frame.example/ "></iframe><form action="MAILTO:a@b"></form><embed src=x>')
+    assert f.iframe_src and f.form_action_mailto and f.embeds
+    assert not render_html('<iframe src=" "></iframe>').iframe_src
+
+
+def test_it_converts_colours_as_spamassassin() -> None:
+    assert name_to_rgb("White") == "#ffffff"
+    assert name_to_rgb("#abc") == "#aabbcc"
+    assert name_to_rgb("#12345") == "#112233"  # 4-5 digits: the first three
+    assert name_to_rgb("#1234567") == "#123456"
+    assert name_to_rgb("rgb(100%, 0%, 50%)") == "#ff007f"
+    assert name_to_rgb("rgb(1,2,3)") == "#010203"
+    assert name_to_rgb("abc") == "invalid" and name_to_rgb("zz") == "invalid"
+
+
+def test_it_measures_images_anchors_and_comments() -> None:
+    f = render_html("<img width=10 height=20><img width=50% height=10><img width=abc height=3>text here")
+    assert f.image_area == 10 * 20 + 50 * 8 * 10 + 200 * 3 and f.non_space_len == 8
+    f = render_html('<a href="http://x.example/"><img src="http://x.example/i.gif"></a>'
+                    '<a href="http://y.example/">Click here</a>')
+    assert f.anchors == ["<img>\n", "Click here"]
+    f = render_html("<!DOCTYPE html><!-- c --><!x><![if !mso]>t<![endif]>")
+    assert f.comments == ["<!-- c -->", "<!x>", "<![if !mso]>", "<![endif]>"]  # a doctype is no comment
+    f = render_html("<p>text</p><a href='http://cut.example/ x")
+    assert f.comments == ["<a href='http://cut.example/ x"]  # markup cut off at the end
+
+
+def test_it_bounds_the_style_stack_on_hostile_nesting() -> None:
+    t0 = time.process_time()
+    f = render_html("<font color=red>" * 20_000 + "x" + "</font>" * 20_000 + "<div>" * 40_000 + "</div>" * 40_000)
+    assert time.process_time() - t0 < 5.0
+    assert f.inside == {"font": 0, "div": 0} and f.non_space_len == 1
+    r = _Renderer(HtmlFacts())
+    r.feed("<span>" * (MAX_STYLE_DEPTH + 50))
+    assert len(r.styles) == MAX_STYLE_DEPTH
+
+
+RULES = r"""
+body T_BALANCE_BODY  eval:html_tag_balance('body', '!= 0')
+body T_BALANCE_HEAD  eval:html_tag_balance('head', '!= 0')
+body T_LINK_IMAGE    eval:html_text_match('anchor', '<img>')
+body T_LOW_CONTRAST  eval:html_test('font_low_contrast')
+body T_FONT_HUGE     eval:html_range('max_size', '6', 'inf')
+body T_OBFUSCATE     eval:html_range('obfuscation_ratio', '.2', '.3')
+body T_NONELEMENT    eval:html_range('non_element_ratio', '0.30', '0.40')
+body T_IMAGE_RATIO   eval:html_image_ratio('0.000', '0.002')
+body T_IMAGE_ONLY    eval:html_image_only('0000', '0400')
+body T_IFRAME        eval:check_iframe_src()
+body T_TITLE_SUBJ    eval:html_title_subject_ratio('3.5')
+body T_SHORT         eval:html_eval('length', '< 384')
+body T_TAG_CENTER    eval:html_tag_exists('center')
+body T_BAD_EXPR      eval:html_eval('length', 'system(1)')
+body T_BAD_TEST      eval:html_range('no_such_fact', '0', '1')
+meta T_ON_BAD        T_BAD_EXPR || T_LINK_IMAGE
+"""
+for _line in RULES.split("\n"):
+    if _line.startswith("body"):
+        RULES += f"score {_line.split()[1]} 1\n"
+
+
+@pytest.fixture()
+def engine(tmp_path: Path) -> RuleEngine:
+    return engine_for((str(write_rules(tmp_path, RULES)),), 2, include_default=False)
+
+
+def hits(engine: RuleEngine, html: str, subject: str = "Hello") -> set[str]:
+    return {h.name for h in engine.run(message_view(make_ctx(msg(subject, html, ctype="text/html")))).hits}
+
+
+def test_it_lists_what_it_cannot_evaluate(engine: RuleEngine) -> None:
+    assert {"T_BAD_EXPR", "T_BAD_TEST", "T_ON_BAD"} <= set(engine.unsupported)
+    assert "T_LINK_IMAGE" not in engine.unsupported
+
+
+def test_it_hits_the_html_rules(engine: RuleEngine) -> None:
+    page = ("<html><head><title>" + "A long title far longer than the subject" + "</title><body>"
+            "<a href='http://x.example/'><img src='http://x.example/i.gif' width=600 height=400></a>"
+            "<iframe src='http://f.example/'></iframe><font size=7 color='#fffffe'>Fr<b>ee</b> mo<b>ney</b></font>")
+    got = hits(engine, page, subject="Hi")
+    assert {"T_BALANCE_BODY", "T_BALANCE_HEAD", "T_LINK_IMAGE", "T_LOW_CONTRAST", "T_FONT_HUGE", "T_IMAGE_RATIO",
+            "T_IFRAME", "T_TITLE_SUBJ", "T_SHORT", "T_IMAGE_ONLY"} <= got
+    assert not got & {"T_OBFUSCATE", "T_TAG_CENTER"}  # 2 glued of 12 tags: 0.17
+
+
+def test_it_leaves_a_plain_page_alone(engine: RuleEngine) -> None:
+    page = "<html><head><title>Hello</title></head><body><p>Minutes of the meeting, as agreed.</p></body></html>"
+    assert hits(engine, page) == {"T_SHORT"}
+    plain = {h.name for h in engine.run(message_view(make_ctx(msg("Hello", "<b>not</b> HTML")))).hits}
+    assert plain == set()
+
+
+def test_it_answers_for_any_html_part(engine: RuleEngine) -> None:
+    # two HTML parts: the link image is in the smaller one; SpamAssassin asks every part
+    boundary = "b1"
+    body = (f"--{boundary}\r\nContent-Type: text/html\r\n\r\n<p>" + "long text " * 100 + "</p>\r\n"
+            f"--{boundary}\r\nContent-Type: text/html\r\n\r\n<a href='http://x.example/'><img src='i.gif'></a>\r\n"
+            f"--{boundary}--\r\n")
+    raw = msg("Hello", body, ctype=f'multipart/mixed; boundary="{boundary}"')
+    view = message_view(make_ctx(raw))
+    assert len(view.html_all) == 2 and view.html.anchors == []
+    assert "T_LINK_IMAGE" in {h.name for h in engine.run(view).hits}
+
+
+def test_it_supports_the_debian_html_rules_when_installed() -> None:
+    if not Path("/usr/share/spamassassin/50_scores.cf").exists():
+        pytest.skip("spamassassin rules not installed")
+    eng = engine_for((), 2, include_default=True)
+    html_rules = [n for n in eng.unsupported if "HTML" in n or "IMAGE" in n or "CONTRAST" in n]
+    assert html_rules == []
+    assert {"HTML_TAG_BALANCE_BODY", "HTML_FONT_LOW_CONTRAST", "__HTML_LINK_IMAGE", "ALL_TRUSTED",
+            "RCVD_HELO_IP_MISMATCH"} <= set(eng.rules)
