@@ -62,7 +62,7 @@ _NAMESPACED = re.compile(r"(?:o|st\d):[\w-]+/?\Z")
 # a character that is neither white space nor ASCII punctuation (curly double quotes count as
 # punctuation: SpamAssassin turns them into '"' before parsing)
 _WORDISH = re.compile(r"[^\s\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e\u201c\u201d]")
-_TEXT_WS = " \t\n\r\x0c\x0b\xa0"
+_HTML_WS = " \t\n\r\x0c\x0b"  # white space to HTML (a text of only these is never invisible)
 _FONT_FACE = re.compile(r"\s*[\"'.]?[a-z ][a-z -]*[a-z]\d?[\"']?(?:,\s*[\"']?[a-z][a-z -]*[a-z]\d?[\"']?)*;?\n?\Z",
                         re.I | re.ASCII)
 _DIMENSION = re.compile(r"(\d+)(%)?\n?\Z", re.ASCII)
@@ -371,32 +371,53 @@ class _Renderer(HTMLParser):
             self._flush()
         f = self.f
         inside = f.inside
-        seen = tag in inside
-        namespaced = ":" in tag and _NAMESPACED.match(tag) is not None
-        if namespaced or tag in ELEMENTS:
-            f.element_count += 1
-            if not seen:
-                f.elements_seen += 1
-        f.tag_count += 1
-        if not seen:
-            f.tags_seen += 1
-            n = num
+        old = inside.get(tag)
+        if tag in ELEMENTS:
+            namespaced = False
         else:
-            n = inside[tag] + num
+            namespaced = ":" in tag and _NAMESPACED.match(tag) is not None
+            if not namespaced:
+                f.tag_count += 1
+                if old is None:
+                    f.tags_seen += 1
+                    inside[tag] = 1 if num > 0 else 0
+                    if num < 0:
+                        f.closed_extra += 1
+                elif old + num < 0:
+                    f.closed_extra += 1  # (stays 0)
+                else:
+                    inside[tag] = old + num
+                if tag in TRICKS and num == 1:
+                    if tag == "embed":
+                        f.embeds = True
+                    if tag != "bgsound":
+                        self._break()
+                elif tag in TRICKS and tag != "bgsound":
+                    self._break()
+                return
+        # an element (or an Office namespace tag)
+        f.element_count += 1
+        f.tag_count += 1
+        if old is None:
+            f.elements_seen += 1
+            f.tags_seen += 1
+            old = 0
+        n = old + num
         if n < 0:
             n = 0
             f.closed_extra += 1
         inside[tag] = n
-        if namespaced or tag not in ACTED_ON:
+        if namespaced:
             return
         a: dict[str, str] | None = None
         if tag in TEXT_STYLE:
-            a = _attrs(attrs) if num == 1 else {}
+            # only the attributes text_style reads (the first of repeated names wins; the order
+            # of SpamAssassin's hash is arbitrary)
+            ok = OK_ATTRIBUTES.get(tag, ())
+            a = {k: k if v is None else v for k, v in reversed(attrs) if k in ok} if num == 1 and ok else {}
             self._text_style(tag, a, num)
         if tag in WHITESPACE:
-            self.has_text = True
-            self.last_ws = True
-            self.last_wordish = False
+            self._break()
         if num == 1:
             if tag in _TESTED:
                 self._tests(tag, a if a is not None else _attrs(attrs))
@@ -406,8 +427,14 @@ class _Renderer(HTMLParser):
             elif tag == "title":
                 if len(f.titles) < MAX_STRINGS:
                     f.titles.append("")
-            elif tag in ("object", "embed"):
+            elif tag == "object":
                 f.embeds = True
+
+    def _break(self) -> None:
+        # html_whitespace: a newline, space or blank line follows in SpamAssassin's text
+        self.has_text = True
+        self.last_ws = True
+        self.last_wordish = False
 
     def _tests(self, tag: str, a: dict[str, str]) -> None:
         """html_tests (and html_uri's iframe) for the start tags whose attributes matter."""
@@ -435,7 +462,7 @@ class _Renderer(HTMLParser):
                 f.form_action_mailto = True
         elif tag == "iframe":
             src = a.get("src")
-            if src is not None and src.strip(" \t\n\r\x0c\x0b\xa0"):
+            if src is not None and src.strip(_HTML_WS + "\xa0"):
                 f.iframe_src = True
 
     def _text_style(self, tag: str, a: dict[str, str], num: int) -> None:
@@ -464,10 +491,7 @@ class _Renderer(HTMLParser):
         if tag in ("big", "small"):
             self._push((tag, fg, bg, size + (1 if tag == "big" else -1), display, visibility))
             return
-        ok = OK_ATTRIBUTES.get(tag, ())
         for name, value in a.items():
-            if name not in ok:
-                continue
             if name in ("text", "color"):
                 fg = name_to_rgb(value)
             elif name == "size":
@@ -538,7 +562,7 @@ class _Renderer(HTMLParser):
         """html_text for the text since the last tag (HTML::Parser reports it as one piece)."""
         if not self.pending:
             return
-        text = "".join(self.pending)
+        text = self.pending[0] if len(self.pending) == 1 else "".join(self.pending)
         self.pending.clear()
         f = self.f
         inside = f.inside
@@ -548,9 +572,8 @@ class _Renderer(HTMLParser):
             f.anchors[-1] = (f.anchors[-1] + text)[:MAX_STRING]
         if inside.get("title", 0) > 0 and f.titles and len(f.titles[-1]) < MAX_STRING:
             f.titles[-1] = (f.titles[-1] + text)[:MAX_STRING]
-        words = "".join(text.split())
-        f.non_space_len += len(words)
-        if words and self.styles[-1] is not self.checked:
+        f.non_space_len += len("".join(text.split()))
+        if self.styles[-1] is not self.checked and text.strip(_HTML_WS):
             # only the colours decide the facts noted: once per style entry, once per pair
             style = self.checked = self.styles[-1]
             if style[1:3] not in self.colors_checked:
