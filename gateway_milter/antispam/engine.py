@@ -72,7 +72,7 @@ class _Texts:
         # rules whose value the Hyperscan pass already settled for this message: a rule in here
         # that was not given a value is a candidate, and only its own expression is left to run
         self.hs_covered: frozenset[str] | set[str] = frozenset()
-        self.known: Callable[[str], int | None] = {}.get  # the message's memo: a rule's value once known
+        self.known: Callable[[str], int | None] = _NOTHING.get  # the message's memo: a rule's value once known
 
     def present(self, kind: str, squeezed: bool) -> set[str]:
         """Rules (of this kind and factor domain) one of whose factors occurs in the text."""
@@ -124,6 +124,7 @@ class _Texts:
 
 
 _itemgetter1 = operator.itemgetter(1)
+_NOTHING: dict[str, int] = {}
 
 
 def _atleast(v: Callable[[str], int], names: tuple[str, ...], need: int) -> bool:

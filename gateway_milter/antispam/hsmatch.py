@@ -31,7 +31,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+hyperscan: Any
 try:  # optional: wheels exist for x86-64 Linux only
     import hyperscan
 except ImportError:  # pragma: no cover - depends on the platform
@@ -150,15 +152,15 @@ def plan_key(entries: list[Entry]) -> str:
 class BodyMatcher:
     """Compiled databases, one list per text kind, and the rules each decides."""
 
-    def __init__(self, dbs: dict[str, list[tuple[object, list[str]]]], modes: dict[str, str]) -> None:
+    def __init__(self, dbs: dict[str, list[tuple[Any, list[str]]]], modes: dict[str, str]) -> None:
         self.dbs = dbs
         self.modes = modes  # rule -> "exact" | "prefilter" (only rules covered)
         self.covered: dict[str, frozenset[str]] = {k: frozenset(n for _, names in lst for n in names)
                                                    for k, lst in dbs.items()}
         self._local = threading.local()
 
-    def _scratch(self, db: object) -> object:
-        cache: dict[int, object] | None = getattr(self._local, "scratch", None)
+    def _scratch(self, db: Any) -> Any:
+        cache: dict[int, Any] | None = getattr(self._local, "scratch", None)
         if cache is None:
             cache = self._local.scratch = {}
         s = cache.get(id(db))
@@ -211,7 +213,7 @@ class BodyMatcher:
             if doc.get("format") != FORMAT:
                 return None
             pos = nl + 1
-            dbs: dict[str, list[tuple[object, list[str]]]] = {}
+            dbs: dict[str, list[tuple[Any, list[str]]]] = {}
             for k, lst in doc["dbs"].items():
                 for size, names in lst:
                     blob = data[pos:pos + size]
@@ -252,7 +254,7 @@ def _child(spec_path: str, out_path: str) -> int:
         m = modes.get(str(i), "-")
         if m != "-":
             by_kind.setdefault(e.kind, []).append((e, m))
-    dbs: dict[str, list[tuple[object, list[str]]]] = {}
+    dbs: dict[str, list[tuple[Any, list[str]]]] = {}
     out_modes: dict[str, str] = {}
     for kind, items in by_kind.items():
         for c in range(0, len(items), CHUNK):
