@@ -475,21 +475,11 @@ def _parse_exim(f: _Fields, s: str) -> bool:
         f.ip, f.by = m.group(2), m.group(4)
         return True
     # odd formats: collect what is there; a "by" and an IP are enough
-    m = _EXIM["p_rdns"].search(s)
-    if m:
-        f.rdns = m.group(1)
-    m = _EXIM["p_helo"].search(s)
-    if m:
-        f.helo = m.group(1)
-    m = _EXIM["p_ip"].search(s)
-    if m:
-        f.ip = m.group(1)
-    m = _EXIM["p_by"].search(s)
-    if m:
-        f.by = m.group(1)
-        if f.ip:
-            return True
-    return False
+    for key, attr in (("p_rdns", "rdns"), ("p_helo", "helo"), ("p_ip", "ip"), ("p_by", "by")):
+        m = _EXIM[key].search(s)
+        if m:
+            setattr(f, attr, m.group(1))
+    return bool(m and f.ip)  # m: the "by" match, last in the loop
 
 
 def _parse_from(f: _Fields, s: str) -> bool:
