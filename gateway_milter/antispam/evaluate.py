@@ -80,9 +80,22 @@ class EvalReport:
             wrong += lo + 0.5 * (hi - lo)  # spam below or equal to this ham
         return 100.0 * wrong / (len(spam) * len(ham))
 
+    def caught_at_max_fp(self, max_fp: float = 0.001) -> tuple[float, float | None]:
+        """(share of spam caught, threshold) at the strictest operating point the target names:
+        spam scoring above the score of the (k+1)-th highest ham, k = floor(max_fp x ham), so
+        that at most k ham are above the threshold. (0, None) without ham or spam."""
+        spam = [s for lab, s in self.scores if lab == "spam"]
+        ham = sorted((s for lab, s in self.scores if lab == "ham"), reverse=True)
+        if not spam or not ham:
+            return 0.0, None
+        k = int(max_fp * len(ham))
+        threshold = ham[min(k, len(ham) - 1)]
+        return sum(s > threshold for s in spam) / len(spam), threshold
+
     def summary(self, quarantine: float, reject: float) -> dict[str, Any]:
         c5, fp5 = self.rates(quarantine)
         c12, fp12 = self.rates(reject)
+        strict, strict_at = self.caught_at_max_fp(0.001)
         cpu = sorted(self.cpu_ms)
         n_spam = sum(1 for lab, _ in self.scores if lab == "spam")
         return {
@@ -91,6 +104,8 @@ class EvalReport:
             "caught_at_quarantine_pct": round(100 * c5, 2), "ham_fp_at_quarantine_pct": round(100 * fp5, 3),
             "caught_at_reject_pct": round(100 * c12, 2), "ham_fp_at_reject_pct": round(100 * fp12, 3),
             "one_minus_auc_pct": round(self.one_minus_auc_pct(), 4),
+            "caught_at_max_0.1pct_fp_pct": round(100 * strict, 2),
+            "threshold_at_max_0.1pct_fp": None if strict_at is None else round(strict_at, 3),
             "cpu_ms_median": round(cpu[len(cpu) // 2], 2) if cpu else 0.0,
             "cpu_ms_p95": round(cpu[int(len(cpu) * 0.95)], 2) if cpu else 0.0,
             "errors": self.errors,
