@@ -105,8 +105,8 @@ def hs_expression(source: str, flags: str) -> tuple[str, int] | None:
             j = src.find("}", i)
             inner = src[i + 1:j] if j > i else ""
             lo, comma, hi = inner.partition(",")
-            if j > i and (lo.isdigit() or (comma and not lo)) and (hi.isdigit() or not hi) and (lo or hi):
-                lo = lo or "0"  # Python reads {,n} as {0,n}; PCRE would read it literally
+            if j > i and (lo.isdigit() or (comma and not lo)) and (hi.isdigit() or not hi) and (lo or comma):
+                lo = lo or "0"  # Python reads {,n} and {,} as {0,n} and {0,}; PCRE would read them literally
                 if comma and hi and int(hi) > WIDEN:
                     out.append("{" + lo + ",}")
                 elif comma:

@@ -28,6 +28,8 @@ needs_hs = pytest.mark.skipif(not hsmatch.available(), reason="the hyperscan pac
     (r"/foo\z/", r"foo\z"),  # Python's \Z is Perl's \z
     (r"/foo\Z/", r"foo\Z"),  # Perl's \Z (perlre: a look-ahead) is PCRE's \Z again
     (r"/a{,5}b/", r"a{0,5}b"),  # Python reads {,n} as {0,n}, PCRE literally
+    (r"/a{,}b/", r"a{0,}b"),
+    (r"/a{x}b{}/", r"a{x}b{}"),  # not quantifiers in either
     (r"/<[^>]{1,1000}x/", r"<[^>]{1,}x"),  # wide bounded repeats are widened (a superset)
     (r"/a{2,9}/", r"a{2,9}"),
     (r"/[{]{1,99}/", r"[{]{1,}"),  # a brace in a class is a literal
