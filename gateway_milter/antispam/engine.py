@@ -503,6 +503,7 @@ class RuleEngine:
     def _hs_setup(self, cache_dir: Path | None) -> None:
         self.hs_loader: hsmatch.Loader | None = None
         self._hs_zero: dict[str, dict[str, int]] = {}
+        self._hs_lock = threading.Lock()  # this engine's own: engine_for's lock is held for seconds
         if not hsmatch.available() or cache_dir is None:
             return
         entries = hsmatch.entries_for(
@@ -523,7 +524,7 @@ class RuleEngine:
 
     def _hs_ready(self, hm: hsmatch.BodyMatcher) -> None:
         """Once the databases are there, rules they settle are cheap: metas are ordered again."""
-        with _lock:
+        with self._hs_lock:
             if not self._hs_names:
                 self._hs_names = frozenset(n for names in hm.covered.values() for n in names)
                 self._compile_metas()
