@@ -245,3 +245,20 @@ def test_stale_cache_files_are_pruned_and_the_one_in_use_kept(tmp_path: Path) ->
     hsmatch.prune(keep)
     assert keep.exists() and fresh.exists() and not old.exists()
     assert time.time() - keep.stat().st_mtime < 60
+
+
+@needs_hs
+def test_hostile_input_through_hyperscan_stays_in_budget_with_the_reference_hits() -> None:
+    from tests.unit.antispam.test_hostile_input import BUDGET_S, CASES
+
+    if not Path("/usr/share/spamassassin/50_scores.cf").exists():
+        pytest.skip("spamassassin rules not installed")
+    eng = engine_for((), 2, include_default=True)
+    assert eng.hyperscan(float(os.environ.get("BULWARK_HS_BUILD_WAIT_S", "900"))) is not None
+    for case, make in sorted(CASES.items()):
+        view = message_view(make_ctx(make()))
+        t0 = time.process_time()
+        hits = [(h.name, h.count) for h in eng.run(view).hits]
+        took = time.process_time() - t0
+        assert took < BUDGET_S / 4, f"{case} took {took:.1f}s CPU"
+        assert hits == [(h.name, h.count) for h in eng.run(view, lazy=False).hits], case
