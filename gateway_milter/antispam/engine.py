@@ -422,14 +422,14 @@ class RuleEngine:
     def _compile_lazy_meta(self, r: Rule) -> RuleFn:
         assert r.meta_tree is not None
         self._tmp = 0
-        fn = eval(f"lambda v, g: {self.lazy_meta_source(r.meta_tree)}", {"__builtins__": {}, "atleast": _atleast}, {})
-
-        def meta(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
-            try:
-                return 1 if fn(v, t.known) else 0
-            except ZeroDivisionError:
-                return 0
-        return meta
+        # one generated function per meta, called as the rule itself (no wrapper call)
+        src = (f"def meta(t, m, ex, v):\n    g = t.known\n    try:\n"
+               f"        return 1 if {self.lazy_meta_source(r.meta_tree)} else 0\n"
+               f"    except ZeroDivisionError:\n        return 0\n")
+        ns: dict[str, Any] = {"__builtins__": {}, "atleast": _atleast, "ZeroDivisionError": ZeroDivisionError}
+        exec(src, ns)
+        fn: RuleFn = ns["meta"]
+        return fn
 
     def _compile(self, r: Rule, prefilter: bool = True) -> RuleFn:
         if r.eval_fn:
