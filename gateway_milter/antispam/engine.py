@@ -198,8 +198,11 @@ class RuleEngine:
         # squeezed text (matcher.squeeze); None when the rule must always run
         self.factors: dict[str, tuple[str, ...] | None] = {}
         self.squeezed: set[str] = set()
-        for r in self.rules.values():
-            if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None:
+        # rules that are one regular expression over a text: the prefilters' and Hyperscan's
+        self.pattern_rules = [r for r in self.rules.values()
+                              if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None]
+        for r in self.pattern_rules:
+            if r.pattern is not None:
                 f = required_factors(r.pattern)
                 sq = required_squeezed_factors(r.pattern)
                 if sq is not None and (f is None or min(map(len, sq)) > min(map(len, f))):
@@ -236,7 +239,8 @@ class RuleEngine:
                                         if r.kind != "meta"}
         self._costs: dict[str, tuple[float, float]] = {}
         self._plain: dict[str, RuleFn] | None = None  # the reference path's rules, built on first use
-        self._hs_names: frozenset[str] = frozenset()  # rules a Hyperscan pass settles (cost ordering)
+        self._hs_all: frozenset[str] = frozenset()  # rules a Hyperscan scan settles (cheap for the cost order)
+        self._hs_for: object = None  # the matcher _hs_zero and _hs_all were built for
         self._meta_names = [n for n, _fn in metas]
         self._tmp = 0  # temporaries in generated meta code
         self._compile_metas()
@@ -304,7 +308,7 @@ class RuleEngine:
             self._costs[name] = (COST_UNFILTERED, P_HIT)  # guards against cycles
             e = self._node_estimate(r.meta_tree) if r.meta_tree is not None else (COST_UNFILTERED, P_HIT)
         elif r.kind in BODY_KINDS and not r.eval_fn:
-            cheap = self.factors.get(name) or name in self._hs_names
+            cheap = self.factors.get(name) or name in self._hs_all
             e = (COST_FILTERED if cheap else COST_UNFILTERED, P_HIT)
         else:
             e = (COST_SIMPLE, P_HIT)
@@ -502,13 +506,12 @@ class RuleEngine:
     # -- Hyperscan (hsmatch.py, ADR 0047) -------------------------------------------------------
     def _hs_setup(self, cache_dir: Path | None) -> None:
         self.hs_loader: hsmatch.Loader | None = None
-        self._hs_zero: dict[str, dict[str, int]] = {}
+        self._hs_zero: dict[str, dict[str, int]] = {}  # per text kind: the rules its scan settles, at 0
         self._hs_lock = threading.Lock()  # this engine's own: engine_for's lock is held for seconds
         if not hsmatch.available() or cache_dir is None:
             return
-        entries = hsmatch.entries_for(
-            (n, r.kind, r.pattern.source, r.pattern.flags) for n, r in self.rules.items()
-            if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None)
+        entries = hsmatch.entries_for((r.name, r.kind, r.pattern.source, r.pattern.flags)
+                                      for r in self.pattern_rules if r.pattern is not None)
         if entries:
             self.hs_loader = hsmatch.Loader(entries, cache_dir)
 
@@ -525,28 +528,28 @@ class RuleEngine:
     def _hs_ready(self, hm: hsmatch.BodyMatcher) -> None:
         """Once the databases are there, rules they settle are cheap: metas are ordered again."""
         with self._hs_lock:
-            if not self._hs_names:
-                self._hs_names = frozenset(n for names in hm.covered.values() for n in names)
+            if self._hs_for is not hm:
+                self._hs_zero = {kind: dict.fromkeys((n for n in names if n in self.rules), 0)
+                                 for kind, names in hm.covered.items()}
+                self._hs_all = frozenset(n for zero in self._hs_zero.values() for n in zero)
                 self._compile_metas()
+                self._hs_for = hm  # last: a message that sees it skips this method and scans
 
     def _hs_pass(self, hm: hsmatch.BodyMatcher, texts: _Texts, memo: dict[str, int]) -> None:
         """One scan per text: rules Hyperscan rules out read 0; its candidates are left for
         their own expression (``bodylike`` skips the Python prefilters for them)."""
-        covered: set[str] = set()
-        for kind, names in hm.covered.items():
-            zero = self._hs_zero.get(kind)
-            if zero is None:
-                zero = self._hs_zero[kind] = dict.fromkeys((n for n in names if n in self.rules), 0)
+        covered: frozenset[str] | set[str] = self._hs_all
+        for kind, zero in self._hs_zero.items():
             if kind == "uri" and not texts.m.uris:
                 memo.update(zero)
                 continue
             cands = hm.candidates(kind, texts.text(kind))
-            if cands is None:
-                continue  # not valid UTF-8 (lone surrogates): the Python prefilters decide
+            if cands is None:  # not valid UTF-8 (lone surrogates): the Python prefilters decide
+                covered = set(covered) - set(zero)
+                continue
             memo.update(zero)
             for n in cands:
                 memo.pop(n, None)
-            covered.update(zero)
         texts.hs_covered = covered
 
     # -- per message ----------------------------------------------------------------------------
@@ -561,7 +564,7 @@ class RuleEngine:
         memo: dict[str, int] = {}
         hm = self.hs_loader.matcher if lazy and self.hs_loader is not None else None
         if hm is not None:
-            if not self._hs_names:
+            if self._hs_for is not hm:
                 self._hs_ready(hm)
             self._hs_pass(hm, texts, memo)
         fns = self._fns

@@ -363,7 +363,6 @@ class Loader:
         self.key = plan_key(entries)
         self.path = cache_dir / f"rules-hs-{self.key}.db"
         self.matcher: BodyMatcher | None = None
-        self.failed = False
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -382,10 +381,8 @@ class Loader:
     def _run(self) -> None:
         try:
             self.matcher = self._load_or_build()
-            self.failed = self.matcher is None
         except Exception:  # never take the rules layer down: the Python path stays
             log.exception("rules: Hyperscan set-up failed; staying with Python")
-            self.failed = True
         finally:
             self._done.set()
 

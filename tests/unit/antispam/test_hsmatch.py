@@ -143,6 +143,21 @@ def test_the_engine_with_hyperscan_gives_the_reference_hits(tmp_path: Path) -> N
     assert not res.hits or all(h.name == "EMPTY_OK" for h in res.hits)
 
 
+@needs_hs
+def test_a_text_hyperscan_cannot_scan_goes_the_python_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    eng = fixture_engine(tmp_path, tmp_path / "cache")
+    hm = eng.hyperscan(None)
+    assert hm is not None
+    real = hm.candidates
+    # as for a text with lone surrogates: the body is not scanned, the other texts are
+    monkeypatch.setattr(hm, "candidates", lambda kind, text: None if kind == "body" else real(kind, text))
+    for m in MESSAGES:
+        view = message_view(make_ctx(m))
+        same(eng.run(view), eng.run(view, lazy=False))
+    res = eng.run(message_view(make_ctx(MESSAGES[0])))
+    assert {"FRAUD_ANY", "MONEY_MANY"} <= {h.name for h in res.hits}
+
+
 def test_without_a_cache_directory_the_engine_keeps_python(tmp_path: Path) -> None:
     eng = RuleEngine(load_rules([write_rules(tmp_path, RULES)], 2), hs_cache=None)
     assert eng.hyperscan(None) is None

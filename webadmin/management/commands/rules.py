@@ -71,8 +71,7 @@ class Command(BaseCommand):
             raise CommandError("the Hyperscan build did not finish (see the log); the rules run on their "
                                "Python prefilters")
         modes = list(hm.modes.values())
-        body_like = sum(1 for r in eng.rules.values() if r.kind in ("body", "rawbody", "uri", "full")
-                        and not r.eval_fn and r.pattern is not None)
+        body_like = len(eng.pattern_rules)
         self.stdout.write(f"{'loaded' if cached else 'built'} in {time.monotonic() - t0:.1f} s: "
                           f"{modes.count('exact')} patterns exact, {modes.count('prefilter')} as prefilters, "
                           f"{body_like - len(modes)} of {body_like} body-like rules left to Python")
