@@ -475,11 +475,19 @@ def _parse_exim(f: _Fields, s: str) -> bool:
         f.ip, f.by = m.group(2), m.group(4)
         return True
     # odd formats: collect what is there; a "by" and an IP are enough
-    for key, attr in (("p_rdns", "rdns"), ("p_helo", "helo"), ("p_ip", "ip"), ("p_by", "by")):
-        m = _EXIM[key].search(s)
+    by = _fill(f, s, ((_EXIM["p_rdns"], "rdns"), (_EXIM["p_helo"], "helo"), (_EXIM["p_ip"], "ip"),
+                      (_EXIM["p_by"], "by")))
+    return bool(by and f.ip)
+
+
+def _fill(f: _Fields, s: str, fields: tuple[tuple[re.Pattern[str], str], ...]) -> re.Match[str] | None:
+    """Each pattern's first group into its field where it matches; the last pattern's match."""
+    m = None
+    for rx, attr in fields:
+        m = rx.search(s)
         if m:
             setattr(f, attr, m.group(1))
-    return bool(m and f.ip)  # m: the "by" match, last in the loop
+    return m
 
 
 def _parse_from(f: _Fields, s: str) -> bool:
@@ -511,12 +519,7 @@ def _parse_from(f: _Fields, s: str) -> bool:
             if m:
                 _apply(f, m, dns)
                 if "xmail" in rx.groupindex:
-                    mm = _SPECIAL["xmail_id"].search(s)
-                    if mm:
-                        f.id = mm.group(1)
-                    mm = _SPECIAL["xmail_from"].search(s)
-                    if mm:
-                        f.envfrom = mm.group(1)
+                    _fill(f, s, ((_SPECIAL["xmail_id"], "id"), (_SPECIAL["xmail_from"], "envfrom")))
                 if "(Lotus" in rx.pattern:
                     f.dns = False
                 return True
