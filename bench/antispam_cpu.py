@@ -1,10 +1,11 @@
 """CPU per message of the content path (rules + Bayes + scoring through the real layers) on
 corpus messages of 4-6 KB, Bayes trained on 400 messages first (MemoryStore: the store's
 network time is not CPU). Usage: .venv/bin/python bench/antispam_cpu.py [--n 150] [--no-rules]
-[--min-size 4000 --max-size 6000] [--reference] [--no-hyperscan] (--reference: every rule's
+[--min-size 4000 --max-size 6000] [--reference] [--no-hyperscan] [--repeat 5] (--reference: every rule's
 expression over the whole text, no laziness or prefilter: the equivalence tests' reference path;
 --no-hyperscan: the Python prefilters only. Otherwise the Hyperscan databases are loaded from, or
-first built into, GATEWAY_RULES_CACHE_DIR, and the build is not counted)"""
+first built into, GATEWAY_RULES_CACHE_DIR, and the build is not counted; a message's CPU is the
+least of --repeat passes)"""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def main() -> int:
     ap.add_argument("--max-size", type=int, default=6000)
     ap.add_argument("--reference", action="store_true", help="run the rules engine's reference path")
     ap.add_argument("--no-hyperscan", action="store_true", help="Python prefilters only")
+    ap.add_argument("--repeat", type=int, default=5, help="passes; a message's CPU is its least")
     args = ap.parse_args()
     base = shared_path("corpus", "spamassassin")
     if not base.is_dir():
@@ -69,15 +71,18 @@ def main() -> int:
     raws = [p.read_bytes() for p in pick]
     for raw in raws[:10]:  # warm caches
         make_context(raw, policy).layer("scoring")
-    cpu = []
-    for raw in raws:
-        ctx = make_context(raw, policy)
-        t = time.process_time()
-        ctx.layer("scoring")
-        cpu.append((time.process_time() - t) * 1000)
-    cpu.sort()
+    # each message's CPU is the least of --repeat passes (a fresh context each time: all the
+    # work is done again): interrupts and a neighbour's load only ever add time
+    best = [float("inf")] * len(raws)
+    for _ in range(args.repeat):
+        for i, raw in enumerate(raws):
+            ctx = make_context(raw, policy)
+            t = time.process_time()
+            ctx.layer("scoring")
+            best[i] = min(best[i], (time.process_time() - t) * 1000)
+    cpu = sorted(best)
     print(json.dumps({"messages": len(cpu), "layers": layers, "rule_load_cpu_s": round(load_s, 2),
-                      "hyperscan": hyperscan, "reference": args.reference,
+                      "hyperscan": hyperscan, "reference": args.reference, "repeat": args.repeat,
                       "sizes": [args.min_size, args.max_size],
                       "cpu_ms_median": round(cpu[len(cpu) // 2], 2), "cpu_ms_p90": round(cpu[int(len(cpu) * .9)], 2),
                       "cpu_ms_p95": round(cpu[int(len(cpu) * .95)], 2),

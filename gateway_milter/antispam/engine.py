@@ -46,6 +46,7 @@ class EngineResult:
 
 
 BODY_KINDS = ("body", "rawbody", "uri", "full")
+ALL_TEXT = "ALL"  # Hyperscan's fifth text: every header, for the header rules on ALL
 # Relative cost of computing one rule, used only to order the operands of ``&&`` and ``||`` in
 # metas (cheap first): any order gives the same truth value.
 COST_KNOWN = 0.0  # a scored rule: computed for every message anyway
@@ -99,6 +100,8 @@ class _Texts:
         t = self._text.get(kind)
         if t is None:
             m = self.m
+            if kind == ALL_TEXT:  # what a header rule on ALL searches (None: no header at all)
+                return m.header("ALL")  # type: ignore[return-value]
             if kind == "body":
                 t = m.body
             elif kind == "rawbody":
@@ -201,6 +204,11 @@ class RuleEngine:
         # rules that are one regular expression over a text: the prefilters' and Hyperscan's
         self.pattern_rules = [r for r in self.rules.values()
                               if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None]
+        # and Hyperscan's: those, and the header rules over all headers (``ALL``, which are run
+        # over a text of a few KB like a body rule: 0.27 ms a message on Python's ``re``)
+        self.hs_rules = [(r, r.kind) for r in self.pattern_rules] + [
+            (r, ALL_TEXT) for r in self.rules.values()
+            if r.kind == "header" and r.target == "ALL" and not r.negate and not r.eval_fn and r.pattern is not None]
         for r in self.pattern_rules:
             if r.pattern is not None:
                 f = required_factors(r.pattern)
@@ -243,11 +251,13 @@ class RuleEngine:
         self._hs_for: object = None  # the matcher _hs_zero and _hs_all were built for
         self._meta_names = [n for n, _fn in metas]
         self._tmp = 0  # temporaries in generated meta code
+        self._locals: dict[str, str] = {}  # meta -> its local variable, while the all-metas function is generated
         self._compile_metas()
         # scored rules, every one computed per message: plain rules first, then metas
         roots = [n for n, r in self.rules.items() if r.score != 0 and not n.startswith("__")
                  and (r.kind != "meta" or n in self._fns)]
         self.roots = sorted(roots, key=lambda n: self.rules[n].kind == "meta")
+        self.plain_roots = [n for n in self.roots if self.rules[n].kind != "meta"]
         self._hs_setup(hs_cache)
 
     def _compile_metas(self) -> None:
@@ -255,7 +265,36 @@ class RuleEngine:
         fns = dict(self._fns)
         for n in self._meta_names:
             fns[n] = self._compile_lazy_meta(self.rules[n])
-        self._fns = fns  # swapped whole: a message in flight keeps the dict it started with
+        allmetas = self._compile_all_metas()
+        # swapped whole: a message in flight keeps what it started with
+        self._fns, self._allmetas = fns, allmetas
+
+    def _compile_all_metas(self) -> Callable[[Callable[[str], int | None], Callable[[str], int], dict[str, int]], None]:
+        """The scored metas in one generated function, in dependency order: a scored meta's
+        value is a local variable that the metas after it read directly (one function for the
+        set instead of two calls and a memo lookup per meta). Sub-metas (``__NAME``, score 0)
+        stay lazy functions: computing them all eagerly ran costly body rules nobody needed
+        (13.7 ms a message instead of 2.6, measured). Each expression still short-circuits,
+        cheapest operand first. Each value is also put in the memo, where the hits are read."""
+        self._tmp = 0
+        self._locals = {}
+        body: list[str] = []
+        for i, n in enumerate(self._meta_names):
+            if self.rules[n].score == 0 or n.startswith("__"):
+                continue  # a sub-meta stays a function of its own, run only when a meta reads it
+            tree = self.rules[n].meta_tree
+            assert tree is not None
+            expr = self.lazy_meta_source(tree)
+            local = f"m{i}"
+            body.append(f"    {local} = 1 if {expr} else 0")  # (no division: sarules refuses it in metas)
+            body.append(f"    memo[{n!r}] = {local}")  # read by atleast() and the plain rules' v()
+            self._locals[n] = local
+        self._locals = {}
+        src = "def allmetas(g, v, memo):\n" + ("\n".join(body) or "    pass") + "\n"
+        ns: dict[str, Any] = {"__builtins__": {}, "atleast": _atleast}
+        exec(compile(src, "<rule metas>", "exec"), ns)
+        fn = ns["allmetas"]
+        return fn  # type: ignore[no-any-return]
 
     def _order_metas(self) -> list[tuple[str, Callable[[dict[str, int]], Any]]]:
         metas = {n: r for n, r in self.rules.items() if r.kind == "meta"}
@@ -373,6 +412,9 @@ class RuleEngine:
         if kind == "num":
             return str(node[1])
         if kind == "name":
+            local = self._locals.get(node[1])
+            if local is not None:  # a meta computed earlier in the all-metas function
+                return local
             # the memo first (most values are known: scored rules, Hyperscan's zeros), the
             # value function only for a rule not computed yet
             self._tmp += 1
@@ -510,8 +552,8 @@ class RuleEngine:
         self._hs_lock = threading.Lock()  # this engine's own: engine_for's lock is held for seconds
         if not hsmatch.available() or cache_dir is None:
             return
-        entries = hsmatch.entries_for((r.name, r.kind, r.pattern.source, r.pattern.flags)
-                                      for r in self.pattern_rules if r.pattern is not None)
+        entries = hsmatch.entries_for((r.name, kind, r.pattern.source, r.pattern.flags)
+                                      for r, kind in self.hs_rules if r.pattern is not None)
         if entries:
             self.hs_loader = hsmatch.Loader(entries, cache_dir)
 
@@ -543,8 +585,9 @@ class RuleEngine:
             if kind == "uri" and not texts.m.uris:
                 memo.update(zero)
                 continue
-            cands = hm.candidates(kind, texts.text(kind))
-            if cands is None:  # not valid UTF-8 (lone surrogates): the Python prefilters decide
+            text = texts.text(kind)
+            cands = hm.candidates(kind, text) if text is not None else None
+            if cands is None:  # not valid UTF-8 (lone surrogates), or no headers: Python decides
                 covered = set(covered) - set(zero)
                 continue
             memo.update(zero)
@@ -577,9 +620,10 @@ class RuleEngine:
                 return r
 
             texts.known = memo.get
-            for name in self.roots:
+            for name in self.plain_roots:
                 if name not in memo:
                     value(name)
+            self._allmetas(memo.get, value, memo)
         else:
             if self._plain is None:
                 self._plain = {n: self._fns[n] if r.kind not in BODY_KINDS or r.eval_fn else self._compile(r, False)

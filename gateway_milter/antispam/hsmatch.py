@@ -42,11 +42,12 @@ except ImportError:  # pragma: no cover - depends on the platform
 log = logging.getLogger(__name__)
 
 WIDEN = 16  # bounded repeats {m,n} with n above this become {m,}
-PATTERN_BUDGET_S = 2.0  # a pattern that takes longer to compile alone stays with Python
+PATTERN_BUDGET_S = 2.0  # a pattern that takes longer to compile alone stays with Python (raised to
+# 8 s, __FILL_THIS_FORM_LONG1/2 compiled as prefilters that let every text through: 4 ms a message)
 BUILD_BUDGET_S = 900.0  # the whole build
 CHUNK = 120  # patterns per database: compile time grows faster than linearly with the set (measured:
 # body rules in chunks of 60/120/240/480: 29/30/31/52 s to compile, 0.41/0.29/0.29/0.38 ms to scan 5 KB)
-FORMAT = 1  # cache file layout
+FORMAT = 2  # cache file layout (2: loose prefilters, the ALL header)
 STALE_S = 7 * 86400  # cache files of rule sets unused this long are removed
 
 
@@ -133,10 +134,48 @@ def hs_expression(source: str, flags: str) -> tuple[str, int] | None:
     return expr, hflags
 
 
+def loosen(expr: str) -> str:
+    """The expression without its ``$`` anchors, for prefilter mode where Hyperscan refuses an
+    anchor inside the pattern ("Embedded end anchors not supported", as in ``(?:$|\\W)``): an
+    assertion removed can only let more texts match, so the rule's own expression still decides."""
+    out: list[str] = []
+    i, n = 0, len(expr)
+    in_class = False
+    while i < n:
+        c = expr[i]
+        if c == "\\" and i + 1 < n:
+            out.append(expr[i:i + 2])
+            i += 2
+            continue
+        i += 1
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            out.append(c)
+            for lit in ("^", "]"):  # '[^' and a ']' right after '[' or '[^' (a literal)
+                if expr[i:i + 1] == lit:
+                    out.append(lit)
+                    i += 1
+            continue
+        elif c == "$":
+            c = "(?:)"
+        out.append(c)
+    return "".join(out)
+
+
+MODE_FLAGS = {"exact": 0, "prefilter": hyperscan.HS_FLAG_PREFILTER if hyperscan else 0,
+              "loose": hyperscan.HS_FLAG_PREFILTER if hyperscan else 0}  # loose: prefilter of loosen()
+
+
+def mode_expression(e: Entry, mode: str) -> bytes:
+    return (loosen(e.expression) if mode == "loose" else e.expression).encode()
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     name: str
-    kind: str  # body, rawbody, uri, full
+    kind: str  # body, rawbody, uri, full, or ALL (the header rules over every header)
     expression: str
     flags: int
 
@@ -154,7 +193,7 @@ class BodyMatcher:
 
     def __init__(self, dbs: dict[str, list[tuple[Any, list[str]]]], modes: dict[str, str]) -> None:
         self.dbs = dbs
-        self.modes = modes  # rule -> "exact" | "prefilter" (only rules covered)
+        self.modes = modes  # rule -> "exact" | "prefilter" | "loose" (only rules covered)
         self.covered: dict[str, frozenset[str]] = {k: frozenset(n for _, names in lst for n in names)
                                                    for k, lst in dbs.items()}
         self._local = threading.local()
@@ -229,7 +268,7 @@ class BodyMatcher:
 
 # -- building (in a child process, under a watchdog) ----------------------------------------------
 def _child(spec_path: str, out_path: str) -> int:
-    """Reads the build spec; prints ``try I`` / ``mode I exact|prefilter|-`` per pattern from
+    """Reads the build spec; prints ``try I`` / ``mode I exact|prefilter|loose|-`` per pattern from
     ``start``, then compiles the databases and writes the cache file."""
     _die_with_parent(int(os.environ.get("BULWARK_HS_PARENT", "0")))
     spec = json.loads(Path(spec_path).read_text())
@@ -239,10 +278,12 @@ def _child(spec_path: str, out_path: str) -> int:
         e = entries[i]
         print(f"try {i}", flush=True)
         mode = "-"
-        for m, extra in (("exact", 0), ("prefilter", hyperscan.HS_FLAG_PREFILTER)):
+        for m in ("exact", "prefilter", "loose"):
+            if m == "loose" and "$" not in e.expression:
+                continue
             try:
                 hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK).compile(
-                    expressions=[e.expression.encode()], ids=[0], flags=[e.flags | extra])
+                    expressions=[mode_expression(e, m)], ids=[0], flags=[e.flags | MODE_FLAGS[m]])
                 mode = m
                 break
             except hyperscan.error:
@@ -260,8 +301,8 @@ def _child(spec_path: str, out_path: str) -> int:
         for c in range(0, len(items), CHUNK):
             chunk = items[c:c + CHUNK]
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            db.compile(expressions=[e.expression.encode() for e, _ in chunk], ids=list(range(len(chunk))),
-                       flags=[e.flags | (hyperscan.HS_FLAG_PREFILTER if m == "prefilter" else 0) for e, m in chunk])
+            db.compile(expressions=[mode_expression(e, m) for e, m in chunk], ids=list(range(len(chunk))),
+                       flags=[e.flags | MODE_FLAGS[m] for e, m in chunk])
             dbs.setdefault(kind, []).append((db, [e.name for e, _ in chunk]))
             out_modes.update((e.name, m) for e, m in chunk)
             print(f"db {kind} {c}", flush=True)

@@ -69,6 +69,19 @@ def matcher(tmp_path_factory: pytest.TempPathFactory) -> hsmatch.BodyMatcher:
     return m
 
 
+@pytest.mark.parametrize("expr,expected", [
+    (r"(?:$|\W)(?=u)x", r"(?:(?:)|\W)(?=u)x"),
+    (r"a\$b$", r"a\$b(?:)"),  # an escaped dollar is a literal
+    (r"[$^]x[^]$]$", r"[$^]x[^]$](?:)"),  # in a class too, also after '[^]'
+])
+def test_loose_prefilters_drop_only_the_dollar_anchors(expr: str, expected: str) -> None:
+    assert hsmatch.loosen(expr) == expected
+    py = re.compile(expr, re.M)
+    loose = re.compile(hsmatch.loosen(expr), re.M)
+    for text in ("x", "a$b", "$x]", "ux", "\nux\n", " ux"):
+        assert loose.search(text) or not py.search(text)  # a superset
+
+
 @needs_hs
 def test_every_python_match_is_a_candidate(matcher: hsmatch.BodyMatcher) -> None:
     assert len(matcher.covered["body"]) == len(CASES)  # all compiled, exactly or as a prefilter
@@ -230,13 +243,17 @@ def test_rules_compile_builds_then_loads_and_reports_coverage(tmp_path: Path, mo
     from django.core.management import call_command
 
     monkeypatch.setenv("GATEWAY_RULES_CACHE_DIR", str(tmp_path / "cache"))
-    d = write_rules(tmp_path, RULES + "\nbody LOOK_BACK /(?<!\\w)urgent/i\nscore LOOK_BACK 0.1\n")
+    d = write_rules(tmp_path, RULES + "\nbody LOOK_BACK /(?<!\\w)urgent/i\nscore LOOK_BACK 0.1\n"
+                    "body END_INSIDE /(?:$|\\W)(?=u)urgent/\nscore END_INSIDE 0.1\n"
+                    "header ALL_HDR ALL =~ /^Subject:.*urgent/mi\nscore ALL_HDR 0.1\n")
     out = io.StringIO()
     call_command("rules", "compile", "--dir", str(d), "--no-default", stdout=out)
     text = out.getvalue()
     assert "compiling" in text and "built in" in text
-    m = re.search(r"(\d+) patterns exact, (\d+) as prefilters, (\d+) of (\d+) body-like rules left to Python", text)
-    assert m is not None and int(m[2]) >= 1 and int(m[1]) + int(m[2]) + int(m[3]) == int(m[4])
+    m = re.search(r"(\d+) patterns exact, (\d+) as prefilters, (\d+) as prefilters without their \$ anchors, "
+                  r"(\d+) of (\d+) rules left to Python", text)
+    assert m is not None and int(m[2]) >= 1 and int(m[3]) == 1
+    assert int(m[1]) + int(m[2]) + int(m[3]) + int(m[4]) == int(m[5])
     assert list((tmp_path / "cache").glob("rules-hs-*.db"))
 
 

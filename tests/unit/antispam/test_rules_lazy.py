@@ -52,6 +52,15 @@ meta     ON_UNKNOWN       __NO_SUCH_RULE || __URGENT
 score    ON_UNKNOWN       0.1
 body     EMPTY_OK         /^\s*$/
 score    EMPTY_OK         0.01
+meta     SCORED_ON_SCORED FRAUD_ANY && !FORM_NOT_LIST && (MONEY_MANY || NESTED_USE)
+score    SCORED_ON_SCORED 0.4
+header   ALL_SUBJ_URGENT  ALL =~ /^Subject:[^\n]*urgent/mi
+score    ALL_SUBJ_URGENT  0.3
+header   __ALL_XMAILER    ALL =~ /^X-Mailer: m$/m
+meta     ALL_XM_WIRE      __ALL_XMAILER && __WIRE
+score    ALL_XM_WIRE      0.2
+body     END_INSIDE       /(?:$|\W)(?=u)urgent/i
+score    END_INSIDE       0.1
 """
 
 MESSAGES = [
@@ -61,6 +70,7 @@ MESSAGES = [
     msg("hi", "an urgent wire transfer", headers="X-Mailer: m\r\n"),
     msg("plain", "nothing to see here"),
     msg("", ""),
+    msg("urgent: your account", "urgent\nwire transfer", headers="X-Mailer: m\r\n"),
 ]
 
 
@@ -93,6 +103,14 @@ def test_it_hits_what_the_fixture_expects(tmp_path: Path) -> None:
     assert "ON_CYCLE" in eng.unsupported and "ON_CYCLE" not in names
     names = {h.name for h in eng.run(message_view(make_ctx(MESSAGES[2]))).hits}
     assert {"PILLS_SCORED", "FRAUD_TWO", "NESTED_USE"} <= names
+    names = {h.name for h in eng.run(message_view(make_ctx(MESSAGES[6]))).hits}
+    assert {"ALL_SUBJ_URGENT", "ALL_XM_WIRE", "END_INSIDE"} <= names
+    names = {h.name for h in eng.run(message_view(make_ctx(MESSAGES[3]))).hits}
+    assert "ALL_XM_WIRE" in names and "ALL_SUBJ_URGENT" not in names
+    names = {h.name for h in eng.run(message_view(make_ctx(MESSAGES[2]))).hits}
+    # a scored meta reading other scored metas (locals of the one generated function)
+    assert "SCORED_ON_SCORED" in names
+    assert "SCORED_ON_SCORED" not in {h.name for h in eng.run(message_view(make_ctx(MESSAGES[0]))).hits}
 
 
 def test_it_keeps_the_value_of_and_where_it_is_counted(tmp_path: Path) -> None:

@@ -71,7 +71,8 @@ class Command(BaseCommand):
             raise CommandError("the Hyperscan build did not finish (see the log); the rules run on their "
                                "Python prefilters")
         modes = list(hm.modes.values())
-        body_like = len(eng.pattern_rules)
+        body_like = len(eng.hs_rules)
         self.stdout.write(f"{'loaded' if cached else 'built'} in {time.monotonic() - t0:.1f} s: "
                           f"{modes.count('exact')} patterns exact, {modes.count('prefilter')} as prefilters, "
-                          f"{body_like - len(modes)} of {body_like} body-like rules left to Python")
+                          f"{modes.count('loose')} as prefilters without their $ anchors, "
+                          f"{body_like - len(modes)} of {body_like} rules left to Python")
