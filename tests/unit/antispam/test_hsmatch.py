@@ -171,6 +171,23 @@ def test_a_text_hyperscan_cannot_scan_goes_the_python_way(tmp_path: Path, monkey
     assert {"FRAUD_ANY", "MONEY_MANY"} <= {h.name for h in res.hits}
 
 
+@needs_hs
+def test_header_rules_on_all_are_scanned_and_a_message_without_headers_goes_the_python_way(tmp_path: Path) -> None:
+    d = write_rules(tmp_path, "header ALL_EMPTY ALL =~ /^$/\nscore ALL_EMPTY 0.1\n"
+                              "header ALL_SUBJ ALL =~ /^Subject: hi/m\nscore ALL_SUBJ 0.1\n")
+    eng = RuleEngine(load_rules([d], 2), hs_cache=tmp_path / "cache")
+    hm = eng.hyperscan(None)
+    assert hm is not None and hm.covered["ALL"] == {"ALL_EMPTY", "ALL_SUBJ"}
+    with_headers = message_view(make_ctx(msg("hi", "text")))
+    no_headers = message_view(make_ctx(b"\r\njust a body\r\n"))
+    assert no_headers.header("ALL") is None
+    for view in (with_headers, no_headers):
+        same(eng.run(view), eng.run(view, lazy=False))
+    assert [h.name for h in eng.run(with_headers).hits] == ["ALL_SUBJ"]
+    # no header at all: the rules search their if-unset value "", as on the reference path
+    assert [h.name for h in eng.run(no_headers).hits] == ["ALL_EMPTY"]
+
+
 def test_without_a_cache_directory_the_engine_keeps_python(tmp_path: Path) -> None:
     eng = RuleEngine(load_rules([write_rules(tmp_path, RULES)], 2), hs_cache=None)
     assert eng.hyperscan(None) is None
