@@ -1,12 +1,13 @@
 """Hyperscan as the first pass over a message's texts for body-like rules (ADR 0047).
 
-One scan per text (body, rawbody, uri, full) reports every rule whose pattern *may* match; the
-rule's own Python expression then decides, so results are exactly those of running every
-expression. Hyperscan compiles each pattern either exactly or, where it lacks a feature
-(look-around, back-references), in prefilter mode, which matches a superset; bounded repeats
-wider than ``WIDEN`` are widened to unbounded ones (also a superset), which keeps compile time
-and database size in check. A pattern Hyperscan refuses or compiles too slowly stays with the
-Python prefilters (matcher.py).
+One scan per text (body, rawbody, uri, full, and ``ALL``, every header joined, for the header
+rules on it) reports every rule whose pattern *may* match; the rule's own Python expression
+then decides, so results are exactly those of running every expression. Hyperscan compiles
+each pattern either exactly or, where it lacks a feature (look-around, back-references), in
+prefilter mode, which matches a superset (if need be without its ``$`` anchors,
+:func:`loosen`); bounded repeats wider than ``WIDEN`` are widened to unbounded ones (also a
+superset), which keeps compile time and database size in check. A pattern Hyperscan refuses
+or compiles too slowly stays with the Python prefilters (matcher.py).
 
 Compiling takes about a minute for the Debian rule set, so it never happens in the milter's
 request path: a child process (``python -m gateway_milter.antispam.hsmatch``) builds the
@@ -42,8 +43,8 @@ except ImportError:  # pragma: no cover - depends on the platform
 log = logging.getLogger(__name__)
 
 WIDEN = 16  # bounded repeats {m,n} with n above this become {m,}
-PATTERN_BUDGET_S = 2.0  # a pattern that takes longer to compile alone stays with Python (raised to
-# 8 s, __FILL_THIS_FORM_LONG1/2 compiled as prefilters that let every text through: 4 ms a message)
+PATTERN_BUDGET_S = 2.0  # a pattern that takes longer to compile alone stays with Python (at 8 s,
+# __FILL_THIS_FORM_LONG1/2 came in as prefilters that let every text through: +4 ms a message)
 BUILD_BUDGET_S = 900.0  # the whole build
 CHUNK = 120  # patterns per database: compile time grows faster than linearly with the set (measured:
 # body rules in chunks of 60/120/240/480: 29/30/31/52 s to compile, 0.41/0.29/0.29/0.38 ms to scan 5 KB)
