@@ -4,10 +4,10 @@ One scan per text (body, rawbody, uri, full, and ``ALL``, every header joined, f
 rules on it) reports every rule whose pattern *may* match; the rule's own Python expression
 then decides, so results are exactly those of running every expression. Hyperscan compiles
 each pattern either exactly or, where it lacks a feature (look-around, back-references), in
-prefilter mode, which matches a superset (if need be without its ``$`` anchors,
-:func:`loosen`); bounded repeats wider than ``WIDEN`` are widened to unbounded ones (also a
-superset), which keeps compile time and database size in check. A pattern Hyperscan refuses
-or compiles too slowly stays with the Python prefilters (matcher.py).
+prefilter mode, which matches a superset (if need be without its ``$`` anchors); bounded
+repeats wider than ``WIDEN`` are widened to unbounded ones (also a superset), which keeps
+compile time and database size in check. A pattern Hyperscan refuses or compiles too slowly
+stays with the Python prefilters (matcher.py).
 
 Compiling takes about a minute for the Debian rule set, so it never happens in the milter's
 request path: a child process (``python -m gateway_milter.antispam.hsmatch``) builds the
@@ -56,11 +56,14 @@ def available() -> bool:
     return hyperscan is not None
 
 
-def hs_expression(source: str, flags: str) -> tuple[str, int] | None:
+def hs_expression(source: str, flags: str, anchors: bool = True) -> tuple[str, int] | None:
     """Hyperscan expression and flags for a pattern translated for Python ``re`` (perlre.py),
     or None when it cannot be expressed. The result matches wherever the Python pattern does
     (scanning a text in multi-line, UTF-8 mode without Unicode properties: ASCII classes, as
-    the Python patterns are compiled)."""
+    the Python patterns are compiled). ``anchors=False`` drops the ``$`` anchors, for prefilter
+    mode where Hyperscan refuses one inside the pattern ("Embedded end anchors not supported",
+    as in ``(?:$|\\W)``): an assertion removed only lets more texts match, and the rule's own
+    expression still decides."""
     if hyperscan is None:
         return None
     src = source.replace(r"(?=\n?\Z)", "\x00EOL")  # perlre's form of Perl's \Z: PCRE's \Z
@@ -117,6 +120,8 @@ def hs_expression(source: str, flags: str) -> tuple[str, int] | None:
                     out.append("{" + lo + "}")
                 i = j + 1
                 continue
+        if c == "$" and not anchors:
+            c = "(?:)"
         out.append(c)
         i += 1
     expr = "".join(out).replace("\x00EOL", r"\Z")
@@ -135,42 +140,12 @@ def hs_expression(source: str, flags: str) -> tuple[str, int] | None:
     return expr, hflags
 
 
-def loosen(expr: str) -> str:
-    """The expression without its ``$`` anchors, for prefilter mode where Hyperscan refuses an
-    anchor inside the pattern ("Embedded end anchors not supported", as in ``(?:$|\\W)``): an
-    assertion removed can only let more texts match, so the rule's own expression still decides."""
-    out: list[str] = []
-    i, n = 0, len(expr)
-    in_class = False
-    while i < n:
-        c = expr[i]
-        if c == "\\" and i + 1 < n:
-            out.append(expr[i:i + 2])
-            i += 2
-            continue
-        i += 1
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-            out.append(c)
-            for lit in ("^", "]"):  # '[^' and a ']' right after '[' or '[^' (a literal)
-                if expr[i:i + 1] == lit:
-                    out.append(lit)
-                    i += 1
-            continue
-        elif c == "$":
-            c = "(?:)"
-        out.append(c)
-    return "".join(out)
-
-
 MODE_FLAGS = {"exact": 0, "prefilter": hyperscan.HS_FLAG_PREFILTER if hyperscan else 0,
-              "loose": hyperscan.HS_FLAG_PREFILTER if hyperscan else 0}  # loose: prefilter of loosen()
+              "loose": hyperscan.HS_FLAG_PREFILTER if hyperscan else 0}  # loose: the expression without $
 
 
 def mode_expression(e: Entry, mode: str) -> bytes:
-    return (loosen(e.expression) if mode == "loose" else e.expression).encode()
+    return (e.loose if mode == "loose" else e.expression).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +154,7 @@ class Entry:
     kind: str  # body, rawbody, uri, full, or ALL (the header rules over every header)
     expression: str
     flags: int
+    loose: str = ""  # the expression without its $ anchors, when it has any
 
 
 def plan_key(entries: list[Entry]) -> str:
@@ -280,7 +256,7 @@ def _child(spec_path: str, out_path: str) -> int:
         print(f"try {i}", flush=True)
         mode = "-"
         for m in ("exact", "prefilter", "loose"):
-            if m == "loose" and "$" not in e.expression:
+            if m == "loose" and not e.loose:
                 continue
             try:
                 hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK).compile(
@@ -336,7 +312,7 @@ def build(entries: list[Entry], out: Path, pattern_budget_s: float = PATTERN_BUD
     with tempfile.TemporaryDirectory(prefix="bulwark-hs-") as tmp:
         spec = Path(tmp) / "spec.json"
         while True:
-            spec.write_text(json.dumps({"entries": [[e.name, e.kind, e.expression, e.flags] for e in entries],
+            spec.write_text(json.dumps({"entries": [[e.name, e.kind, e.expression, e.flags, e.loose] for e in entries],
                                         "modes": modes, "start": start}))
             proc = subprocess.Popen([sys.executable, "-m", "gateway_milter.antispam.hsmatch", str(spec), str(out)],
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -392,7 +368,8 @@ def entries_for(rules: Iterable[tuple[str, str, str, str]]) -> list[Entry]:
     for name, kind, source, flags in rules:
         hx = hs_expression(source, flags)
         if hx is not None:
-            out.append(Entry(name, kind, hx[0], hx[1]))
+            loose = hs_expression(source, flags, anchors=False) if "$" in hx[0] else None
+            out.append(Entry(name, kind, hx[0], hx[1], loose[0] if loose and loose[0] != hx[0] else ""))
     return out
 
 
