@@ -266,7 +266,8 @@ class RuleEngine:
         for n in self._meta_names:
             fns[n] = self._compile_lazy_meta(self.rules[n])
         allmetas = self._compile_all_metas()
-        # swapped whole: a message in flight keeps what it started with
+        # swapped whole; a message in flight that sees one old and one new gets the same values
+        # (the two differ only in the order operands are tried)
         self._fns, self._allmetas = fns, allmetas
 
     def _compile_all_metas(self) -> Callable[[Callable[[str], int | None], Callable[[str], int], dict[str, int]], None]:
@@ -610,7 +611,7 @@ class RuleEngine:
             if self._hs_for is not hm:
                 self._hs_ready(hm)
             self._hs_pass(hm, texts, memo)
-        fns = self._fns
+        fns, allmetas = self._fns, self._allmetas
         if lazy:
             def value(name: str) -> int:
                 r = memo.get(name)
@@ -623,7 +624,7 @@ class RuleEngine:
             for name in self.plain_roots:
                 if name not in memo:
                     value(name)
-            self._allmetas(memo.get, value, memo)
+            allmetas(memo.get, value, memo)
         else:
             if self._plain is None:
                 self._plain = {n: self._fns[n] if r.kind not in BODY_KINDS or r.eval_fn else self._compile(r, False)
