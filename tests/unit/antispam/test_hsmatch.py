@@ -176,20 +176,30 @@ def test_a_text_hyperscan_cannot_scan_goes_the_python_way(tmp_path: Path, monkey
 
 
 @needs_hs
-def test_header_rules_on_all_are_scanned_and_a_message_without_headers_goes_the_python_way(tmp_path: Path) -> None:
+def test_header_rules_on_long_header_texts_are_scanned_and_empty_ones_go_the_python_way(tmp_path: Path) -> None:
     d = write_rules(tmp_path, "header ALL_EMPTY ALL =~ /^$/\nscore ALL_EMPTY 0.1\n"
-                              "header ALL_SUBJ ALL =~ /^Subject: hi/m\nscore ALL_SUBJ 0.1\n")
+                              "header ALL_SUBJ ALL =~ /^Subject: hi/m\nscore ALL_SUBJ 0.1\n"
+                              "header RCVD_MX Received =~ /from mx\\.relay\\.test/\nscore RCVD_MX 0.1\n"
+                              "header NO_UNTRUSTED X-Spam-Relays-Untrusted =~ /^$/\nscore NO_UNTRUSTED 0.1\n"
+                              "header SUBJ_HI Subject =~ /hi/\nscore SUBJ_HI 0.1\n")
     eng = RuleEngine(load_rules([d], 2), hs_cache=tmp_path / "cache")
     hm = eng.hyperscan(None)
     assert hm is not None and hm.covered["ALL"] == {"ALL_EMPTY", "ALL_SUBJ"}
+    assert hm.covered["Received"] == {"RCVD_MX"} and hm.covered["X-Spam-Relays-Untrusted"] == {"NO_UNTRUSTED"}
+    assert "Subject" not in hm.covered  # a short header stays with Python's re
+    relayed = message_view(make_ctx(msg("hi", "text", headers="Received: from mx.relay.test (mx.relay.test "
+                                                               "[198.51.100.9]) by mx.example.com; "
+                                                               "Sat, 28 Nov 2026 10:00:00 +0000\r\n")))
     with_headers = message_view(make_ctx(msg("hi", "text")))
     no_headers = message_view(make_ctx(b"\r\njust a body\r\n"))
-    assert no_headers.header("ALL") is None
-    for view in (with_headers, no_headers):
+    assert no_headers.header("ALL") is None and with_headers.header("X-Spam-Relays-Untrusted") == ""
+    for view in (relayed, with_headers, no_headers):
         same(eng.run(view), eng.run(view, lazy=False))
-    assert [h.name for h in eng.run(with_headers).hits] == ["ALL_SUBJ"]
+    assert {h.name for h in eng.run(relayed).hits} == {"ALL_SUBJ", "RCVD_MX", "SUBJ_HI"}
+    # an empty relay line matches /^$/: the empty text is left to the rule's own expression
+    assert {h.name for h in eng.run(with_headers).hits} == {"ALL_SUBJ", "NO_UNTRUSTED", "SUBJ_HI"}
     # no header at all: the rules search their if-unset value "", as on the reference path
-    assert [h.name for h in eng.run(no_headers).hits] == ["ALL_EMPTY"]
+    assert {h.name for h in eng.run(no_headers).hits} == {"ALL_EMPTY", "NO_UNTRUSTED"}
 
 
 def test_without_a_cache_directory_the_engine_keeps_python(tmp_path: Path) -> None:
