@@ -256,7 +256,6 @@ class RuleEngine:
         self._hs_for: object = None  # the matcher _hs_zero and _hs_all were built for
         self._meta_names = [n for n, _fn in metas]
         self._tmp = 0  # temporaries in generated meta code
-        self._locals: dict[str, str] = {}  # meta -> its local variable, while the all-metas function is generated
         self._compile_metas()
         # scored rules, every one computed per message: plain rules first, then metas
         roots = [n for n, r in self.rules.items() if r.score != 0 and not n.startswith("__")
@@ -283,19 +282,18 @@ class RuleEngine:
         (13.7 ms a message instead of 2.6, measured). Each expression still short-circuits,
         cheapest operand first. Each value is also put in the memo, where the hits are read."""
         self._tmp = 0
-        self._locals = {}
+        local_of: dict[str, str] = {}  # scored meta -> its local variable in the function
         body: list[str] = []
         for i, n in enumerate(self._meta_names):
             if self.rules[n].score == 0 or n.startswith("__"):
                 continue  # a sub-meta stays a function of its own, run only when a meta reads it
             tree = self.rules[n].meta_tree
             assert tree is not None
-            expr = self.lazy_meta_source(tree)
+            expr = self.lazy_meta_source(tree, local_of=local_of)
             local = f"m{i}"
             body.append(f"    {local} = 1 if {expr} else 0")  # (no division: sarules refuses it in metas)
             body.append(f"    memo[{n!r}] = {local}")  # read by atleast() and the plain rules' v()
-            self._locals[n] = local
-        self._locals = {}
+            local_of[n] = local
         src = "def allmetas(g, v, memo):\n" + ("\n".join(body) or "    pass") + "\n"
         ns: dict[str, Any] = {"__builtins__": {}, "atleast": _atleast}
         exec(compile(src, "<rule metas>", "exec"), ns)
@@ -407,18 +405,19 @@ class RuleEngine:
             return c / max(stop, 0.01)
         return sorted(items, key=key)
 
-    def lazy_meta_source(self, node: MetaNode, boolean: bool = True) -> str:
+    def lazy_meta_source(self, node: MetaNode, boolean: bool = True, local_of: dict[str, str] | None = None) -> str:
         """Python source for a meta over ``v(name)`` (a rule's value, computed on first use).
         Where only the truth value counts (the meta's result, operands of ``!`` and of a boolean
         ``&&``/``||``), a chain of ``&&`` or of ``||`` is re-ordered by expected cost:
         the truth value of such a chain does not depend on the order and rule values have no
         side effects. Elsewhere (``(A && B) + C``) the written order is kept, since Perl's
-        ``&&`` yields the value of its last operand."""
+        ``&&`` yields the value of its last operand. ``local_of`` names the local variable of
+        each meta already computed in the generated all-metas function."""
         kind = node[0]
         if kind == "num":
             return str(node[1])
         if kind == "name":
-            local = self._locals.get(node[1])
+            local = local_of.get(node[1]) if local_of else None
             if local is not None:  # a meta computed earlier in the all-metas function
                 return local
             # the memo first (most values are known: scored rules, Hyperscan's zeros), the
@@ -427,9 +426,9 @@ class RuleEngine:
             t = f"_{self._tmp}"
             return f"({t} if ({t} := g({node[1]!r})) is not None else v({node[1]!r}))"
         if kind == "not":
-            return f"(not {self.lazy_meta_source(node[1], True)})"
+            return f"(not {self.lazy_meta_source(node[1], True, local_of)})"
         if kind == "neg":
-            return f"(-{self.lazy_meta_source(node[1], False)})"
+            return f"(-{self.lazy_meta_source(node[1], False, local_of)})"
         op = node[1]
         bounded = self._bounded_sum(node) if boolean else None
         if bounded is not None:
@@ -438,12 +437,12 @@ class RuleEngine:
         if op in ("&&", "||") and boolean:
             items = self._ordered(self._chain(node, op), op)
             joiner = " and " if op == "&&" else " or "
-            return "(" + joiner.join(self.lazy_meta_source(x, True) for x in items) + ")"
+            return "(" + joiner.join(self.lazy_meta_source(x, True, local_of) for x in items) + ")"
         if op == "&&":
             # the left operand is returned only when false: any false value reads as 0
-            return f"({self.lazy_meta_source(node[2], True)} and {self.lazy_meta_source(node[3], False)})"
+            return f"({self.lazy_meta_source(node[2], True, local_of)} and {self.lazy_meta_source(node[3], False, local_of)})"
         pyop = {"||": "or"}.get(op, op)
-        return f"({self.lazy_meta_source(node[2], False)} {pyop} {self.lazy_meta_source(node[3], False)})"
+        return f"({self.lazy_meta_source(node[2], False, local_of)} {pyop} {self.lazy_meta_source(node[3], False, local_of)})"
 
     def _binary(self, name: str) -> bool:
         """True when a rule's value is always 0 or 1 (metas, header rules, single-hit patterns)."""

@@ -1,13 +1,13 @@
 """Hyperscan as the first pass over a message's texts for body-like rules (ADR 0047).
 
-One scan per text (body, rawbody, uri, full, and ``ALL``, every header joined, for the header
-rules on it) reports every rule whose pattern *may* match; the rule's own Python expression
-then decides, so results are exactly those of running every expression. Hyperscan compiles
-each pattern either exactly or, where it lacks a feature (look-around, back-references), in
-prefilter mode, which matches a superset (if need be without its ``$`` anchors); bounded
-repeats wider than ``WIDEN`` are widened to unbounded ones (also a superset), which keeps
-compile time and database size in check. A pattern Hyperscan refuses or compiles too slowly
-stays with the Python prefilters (matcher.py).
+One scan per text (body, rawbody, uri, full, and the long header texts such as ``ALL`` and
+``Received`` for the header rules on them: engine.HS_HEADERS) reports every rule whose pattern
+*may* match; the rule's own Python expression then decides, so results are exactly those of
+running every expression. Hyperscan compiles each pattern either exactly or, where it lacks a
+feature (look-around, back-references), in prefilter mode, which matches a superset (if need
+be without its ``$`` anchors); bounded repeats wider than ``WIDEN`` are widened to unbounded
+ones (also a superset), which keeps compile time and database size in check. A pattern
+Hyperscan refuses or compiles too slowly stays with the Python prefilters (matcher.py).
 
 Compiling takes about a minute for the Debian rule set, so it never happens in the milter's
 request path: a child process (``python -m gateway_milter.antispam.hsmatch``) builds the
@@ -48,7 +48,7 @@ PATTERN_BUDGET_S = 2.0  # a pattern that takes longer to compile alone stays wit
 BUILD_BUDGET_S = 900.0  # the whole build
 CHUNK = 120  # patterns per database: compile time grows faster than linearly with the set (measured:
 # body rules in chunks of 60/120/240/480: 29/30/31/52 s to compile, 0.41/0.29/0.29/0.38 ms to scan 5 KB)
-FORMAT = 2  # cache file layout (2: loose prefilters, the ALL header)
+FORMAT = 2  # cache file layout (2: loose prefilters, header texts)
 STALE_S = 7 * 86400  # cache files of rule sets unused this long are removed
 
 
@@ -151,7 +151,7 @@ def mode_expression(e: Entry, mode: str) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Entry:
     name: str
-    kind: str  # body, rawbody, uri, full, or ALL (the header rules over every header)
+    kind: str  # body, rawbody, uri, full, or a header spec of engine.HS_HEADERS
     expression: str
     flags: int
     loose: str = ""  # the expression without its $ anchors, when it has any

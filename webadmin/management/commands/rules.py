@@ -71,8 +71,8 @@ class Command(BaseCommand):
             raise CommandError("the Hyperscan build did not finish (see the log); the rules run on their "
                                "Python prefilters")
         modes = list(hm.modes.values())
-        body_like = len(eng.hs_rules)
+        scanned = len(eng.hs_rules)
         self.stdout.write(f"{'loaded' if cached else 'built'} in {time.monotonic() - t0:.1f} s: "
                           f"{modes.count('exact')} patterns exact, {modes.count('prefilter')} as prefilters, "
                           f"{modes.count('loose')} as prefilters without their $ anchors, "
-                          f"{body_like - len(modes)} of {body_like} rules left to Python")
+                          f"{scanned - len(modes)} of {scanned} rules left to Python")
