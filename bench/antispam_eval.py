@@ -1,6 +1,6 @@
 """Anti-spam evaluation on the SpamAssassin public corpus (../shared/corpus/spamassassin).
 
-Usage: .venv/bin/python bench/antispam_eval.py [--limit N] [--online] [--train 0.5] [--fitted-scores]
+Usage: .venv/bin/python bench/antispam_eval.py [--limit N] [--online] [--train 0.5] [--sa-scores]
 Prints spam caught / ham false positives at the default thresholds, (1-AUC)% and CPU per message.
        .venv/bin/python bench/antispam_eval.py --fit-scores gateway_milter/antispam/scores/50_bulwark_fitted.cf
 re-fits the scores on the training part (the same split) and writes the score file.
@@ -30,8 +30,9 @@ def main() -> int:
     ap.add_argument("--min-learned", type=int, default=200)
     ap.add_argument("--layers", default="rules,bayes")
     ap.add_argument("--details", default="", help="write per-message scores (JSON lines) to this file")
-    ap.add_argument("--fitted-scores", action="store_true", help="score with the fitted score file (off by default)")
-    ap.add_argument("--score-file", default="", help="evaluate with this fitted score file (implies --fitted-scores)")
+    ap.add_argument("--sa-scores", action="store_true",
+                    help="score with SpamAssassin's own scores instead of the fitted ones (the default)")
+    ap.add_argument("--score-file", default="", help="evaluate with this fitted score file")
     ap.add_argument("--fit-scores", default="", help="fit the scores on the training part and write this file")
     ap.add_argument("--max-fp", type=float, default=None, help="fit: out-of-fold ham false-positive rate at 5 points")
     ap.add_argument("--bayes-input", choices=("logodds", "bands"), default="logodds",
@@ -59,7 +60,7 @@ def main() -> int:
 
     if args.fit_scores:
         return write_fitted(samples, args, progress)
-    rep = evaluate(samples, MemoryStore(), fitted_scores=args.fitted_scores or bool(args.score_file), score_file=args.score_file,
+    rep = evaluate(samples, MemoryStore(), fitted_scores=not args.sa_scores or bool(args.score_file), score_file=args.score_file,
                    train_fraction=args.train, online=args.online,
                    min_learned=args.min_learned, layers=tuple(args.layers.split(",")), progress=progress)
     if args.details:

@@ -165,7 +165,7 @@ DEFAULT_LAYERS = ("rules", "bayes")
 
 
 def evaluate(samples: list[Sample], store: StateStore, *, train_fraction: float = 0.5, online: bool = False,
-             min_learned: int = 200, layers: tuple[str, ...] = DEFAULT_LAYERS, fitted_scores: bool = False,
+             min_learned: int = 200, layers: tuple[str, ...] = DEFAULT_LAYERS, fitted_scores: bool = True,
              score_file: str = "", progress: Callable[[int, int], None] | None = None) -> EvalReport:
     set_default_store(store)
     policy = PolicySnapshot.from_document({"settings": {

@@ -6,6 +6,8 @@ import math
 import random
 from pathlib import Path
 
+import pytest
+
 from gateway_milter.antispam.scorefit import (
     LOGODDS,
     LOGODDS_CLIP,
@@ -18,6 +20,7 @@ from gateway_milter.antispam.scorefit import (
     to_points_with_offset,
     write_score_file,
 )
+from gateway_milter.layers.base import SettingsError
 from gateway_milter.store.memory import MemoryStore
 from tests.unit.antispam.helpers import make_ctx, msg, policy, write_rules
 
@@ -117,11 +120,44 @@ def test_it_scores_with_the_fitted_set_for_the_bayes_state(tmp_path: Path, store
     assert make_ctx(msg("x", "spammy"), policy(base)).layer("scoring").fact("score") == 6.0
 
 
-def test_it_leaves_the_layers_scores_alone_by_default(tmp_path: Path, store: MemoryStore) -> None:
+def test_it_scores_with_the_shipped_fitted_set_by_default(tmp_path: Path, store: MemoryStore) -> None:
+    from gateway_milter.layers.scoring import FITTED_SCORE_FILE
+
     d = write_rules(tmp_path, "body LOCAL_SPAMMY /spammy/\nscore LOCAL_SPAMMY 6\n"
                               "body ACT_NOW_CAPS /spammy/\nscore ACT_NOW_CAPS 2\n")
-    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(d)]}, "scoring": {"layers": ["rules"]}})
-    assert make_ctx(msg("x", "spammy"), pol).layer("scoring").fact("score") == 8.0
+    doc = {"rules": {"include_default": False, "rule_dirs": [str(d)]}, "scoring": {"layers": ["rules"]}}
+    fitted = read_score_sets(FITTED_SCORE_FILE)["ACT_NOW_CAPS"][0]  # set 0: Bayes has learned nothing
+    assert fitted != 2.0
+    # a rule missing from the file keeps its own score
+    assert make_ctx(msg("x", "spammy"), policy(doc)).layer("scoring").fact("score") == round(6.0 + fitted, 3)
+    doc["scoring"]["fitted_scores"] = False  # type: ignore[index]
+    assert make_ctx(msg("x", "spammy"), policy(doc)).layer("scoring").fact("score") == 8.0
+
+
+def test_bayes_alone_never_reaches_the_reject_threshold(tmp_path: Path, store: MemoryStore) -> None:
+    from gateway_milter.layers.scoring import ScoringSettings
+    from tests.unit.antispam.test_bayes import SPAM_WORDS, sample, trained
+
+    assert ScoringSettings().bayes_cap() == 7.0  # reject 12 - quarantine 5
+    assert ScoringSettings(quarantine_score=6, reject_score=15).bayes_cap() == 9.0
+    assert ScoringSettings(quarantine_score=8, reject_score=8).bayes_cap() is None
+    assert ScoringSettings(bayes_max_points=3.5).bayes_cap() == 3.5
+    with pytest.raises(SettingsError):
+        ScoringSettings(bayes_max_points=-1)
+    trained(store, n=30, min_learned=20)
+    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 1\n")
+    scores = tmp_path / "fitted.cf"
+    scores.write_text("bayes_logodds 1 80\nscore BAYES_99 0 0 2 2\nscore BAYES_999 0 0 2 2\n")
+    doc = {"rules": {"include_default": False, "rule_dirs": [str(d)]}, "bayes": {"min_learned": 20},
+           "scoring": {"layers": ["rules", "bayes"], "score_file": str(scores)}}
+    raw = sample(SPAM_WORDS, 5000, random.Random(7)) + b" prize"
+    res = make_ctx(raw, policy(doc)).layer("scoring")
+    assert res.fact("bayes_uncapped") > 12.0  # Bayes alone would have rejected
+    assert res.fact("parts") == {"bayes": 7.0, "rules": 1.0}
+    assert res.fact("score") == 8.0 and "SPAM_SCORE_QUARANTINE" in {s.name for s in res.symbols}
+    doc["scoring"]["bayes_max_points"] = 11.5  # type: ignore[index]
+    res = make_ctx(raw, policy(doc)).layer("scoring")
+    assert res.fact("score") == 12.5 and "SPAM_SCORE_REJECT" in {s.name for s in res.symbols}
 
 
 def test_it_ships_a_fitted_score_file() -> None:
@@ -211,3 +247,24 @@ def test_it_extrapolates_how_the_bayes_log_odds_grow_with_all_folds_learned() ->
     assert abs(g - 1.25 ** (math.log(1.2) / math.log(4 / 3))) < 1e-9 and 1.0 < g < 1.2  # 4 -> 5 folds: less
     assert logodds_growth([(x, 0.9 * x) for x in (-5.0, 5.0)], 5) == 1.0  # shrinking: no correction
     assert logodds_growth([], 5) == 1.0 and logodds_growth(pairs, 2) == 1.0
+
+
+def test_autolearn_goes_by_the_fitted_set_made_for_use_without_bayes(tmp_path: Path, store: MemoryStore) -> None:
+    from tests.unit.antispam.test_bayes import SPAM_WORDS, sample, trained
+
+    trained(store, n=30, min_learned=20)
+    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 1\n")
+    scores = tmp_path / "fitted.cf"
+    # set 0 (without Bayes) says 13: spam enough to learn; set 2 (with Bayes) says 2
+    scores.write_text("score LOCAL_PRIZE 13 13 2 2\nscore BAYES_99 0 0 1 1\nscore BAYES_999 0 0 0 0\n")
+    doc = {"rules": {"include_default": False, "rule_dirs": [str(d)]}, "bayes": {"min_learned": 20},
+           "scoring": {"layers": ["rules", "bayes"], "score_file": str(scores)}}
+    raw = sample(SPAM_WORDS, 5000, random.Random(7)) + b" prize"
+    ctx = make_ctx(raw, policy(doc))
+    assert ctx.layer("bayes").fact("probability") is not None
+    res = ctx.layer("scoring")
+    assert res.fact("parts")["rules"] == 2.0 and res.fact("autolearn") == "spam"
+    other = tmp_path / "fitted-low.cf"
+    other.write_text("score LOCAL_PRIZE 3 3 2 2\nscore BAYES_99 0 0 1 1\nscore BAYES_999 0 0 0 0\n")
+    doc["scoring"]["score_file"] = str(other)  # type: ignore[index]
+    assert make_ctx(raw, policy(doc)).layer("scoring").fact("autolearn") == "no"

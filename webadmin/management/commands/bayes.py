@@ -3,7 +3,7 @@
     bayes train --spam PATH [--spam PATH ...] --ham PATH [--scope global|dom:D|user:A]
     bayes stats [--scope S]
     bayes forget --spam/--ham PATH ... | --wipe --scope S
-    bayes evaluate [--corpus DIR] [--train 0.5] [--online] [--limit N] [--fitted-scores]
+    bayes evaluate [--corpus DIR] [--train 0.5] [--online] [--limit N] [--sa-scores]
     bayes fit-scores [--corpus DIR] [--train 0.5] [--out FILE] [--max-fp 0]
 
 PATH is a message file, a directory (maildirs too) or an mbox file. Training is idempotent.
@@ -77,7 +77,8 @@ class Command(BaseCommand):
         p.add_argument("--online", action="store_true")
         p.add_argument("--limit", type=int, default=None)
         p.add_argument("--min-learned", type=int, default=200)
-        p.add_argument("--fitted-scores", action="store_true", help="score with the fitted score file (off by default)")
+        p.add_argument("--sa-scores", action="store_true",
+                       help="score with SpamAssassin's own scores instead of the fitted ones (the default)")
         p = sub.add_parser("fit-scores", help="re-fit rule and Bayes scores on the training part of a corpus")
         p.add_argument("--corpus", default="")
         p.add_argument("--train", type=float, default=0.5)
@@ -163,7 +164,7 @@ class Command(BaseCommand):
         samples = self._samples(o)
         bar = Progress(len(samples), "evaluating", self.stderr)
         rep = evaluate(samples, MemoryStore(), train_fraction=o["train"], online=o["online"],
-                       min_learned=o["min_learned"], fitted_scores=o["fitted_scores"],
+                       min_learned=o["min_learned"], fitted_scores=not o["sa_scores"],
                        progress=lambda i, n: bar.update(i))
         out = rep.summary(5.0, 12.0)
         out["online"] = o["online"]
