@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,9 +135,22 @@ def test_it_scores_with_the_shipped_fitted_set_by_default(tmp_path: Path, store:
     assert make_ctx(msg("x", "spammy"), policy(doc)).layer("scoring").fact("score") == 8.0
 
 
+def _spam_with_a_prize(tmp_path: Path, store: MemoryStore, score_file: str) -> tuple[dict[str, Any], bytes]:
+    """A trained Bayes, a rule LOCAL_PRIZE (1 point), the fitted score file given, and a spammy
+    message that hits the rule."""
+    from tests.unit.antispam.test_bayes import SPAM_WORDS, sample, trained
+
+    trained(store, n=30, min_learned=20)
+    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 1\n")
+    scores = tmp_path / "fitted.cf"
+    scores.write_text(score_file)
+    doc = {"rules": {"include_default": False, "rule_dirs": [str(d)]}, "bayes": {"min_learned": 20},
+           "scoring": {"layers": ["rules", "bayes"], "score_file": str(scores)}}
+    return doc, sample(SPAM_WORDS, 5000, random.Random(7)) + b" prize"
+
+
 def test_bayes_alone_never_reaches_the_reject_threshold(tmp_path: Path, store: MemoryStore) -> None:
     from gateway_milter.layers.scoring import ScoringSettings
-    from tests.unit.antispam.test_bayes import SPAM_WORDS, sample, trained
 
     assert ScoringSettings().bayes_cap() == 7.0  # reject 12 - quarantine 5
     assert ScoringSettings(quarantine_score=6, reject_score=15).bayes_cap() == 9.0
@@ -144,13 +158,7 @@ def test_bayes_alone_never_reaches_the_reject_threshold(tmp_path: Path, store: M
     assert ScoringSettings(bayes_max_points=3.5).bayes_cap() == 3.5
     with pytest.raises(SettingsError):
         ScoringSettings(bayes_max_points=-1)
-    trained(store, n=30, min_learned=20)
-    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 1\n")
-    scores = tmp_path / "fitted.cf"
-    scores.write_text("bayes_logodds 1 80\nscore BAYES_99 0 0 2 2\nscore BAYES_999 0 0 2 2\n")
-    doc = {"rules": {"include_default": False, "rule_dirs": [str(d)]}, "bayes": {"min_learned": 20},
-           "scoring": {"layers": ["rules", "bayes"], "score_file": str(scores)}}
-    raw = sample(SPAM_WORDS, 5000, random.Random(7)) + b" prize"
+    doc, raw = _spam_with_a_prize(tmp_path, store, "bayes_logodds 1 80\nscore BAYES_99 0 0 2 2\nscore BAYES_999 0 0 2 2\n")
     res = make_ctx(raw, policy(doc)).layer("scoring")
     assert res.fact("bayes_uncapped") > 12.0  # Bayes alone would have rejected
     assert res.fact("parts") == {"bayes": 7.0, "rules": 1.0}
@@ -250,16 +258,9 @@ def test_it_extrapolates_how_the_bayes_log_odds_grow_with_all_folds_learned() ->
 
 
 def test_autolearn_goes_by_the_fitted_set_made_for_use_without_bayes(tmp_path: Path, store: MemoryStore) -> None:
-    from tests.unit.antispam.test_bayes import SPAM_WORDS, sample, trained
-
-    trained(store, n=30, min_learned=20)
-    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 1\n")
-    scores = tmp_path / "fitted.cf"
     # set 0 (without Bayes) says 13: spam enough to learn; set 2 (with Bayes) says 2
-    scores.write_text("score LOCAL_PRIZE 13 13 2 2\nscore BAYES_99 0 0 1 1\nscore BAYES_999 0 0 0 0\n")
-    doc = {"rules": {"include_default": False, "rule_dirs": [str(d)]}, "bayes": {"min_learned": 20},
-           "scoring": {"layers": ["rules", "bayes"], "score_file": str(scores)}}
-    raw = sample(SPAM_WORDS, 5000, random.Random(7)) + b" prize"
+    doc, raw = _spam_with_a_prize(tmp_path, store, "score LOCAL_PRIZE 13 13 2 2\nscore BAYES_99 0 0 1 1\n"
+                                                   "score BAYES_999 0 0 0 0\n")
     ctx = make_ctx(raw, policy(doc))
     assert ctx.layer("bayes").fact("probability") is not None
     res = ctx.layer("scoring")
