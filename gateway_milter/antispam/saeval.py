@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import calendar
+from collections import Counter
 from collections.abc import Callable
 from email.utils import getaddresses, parsedate_tz, mktime_tz
 from typing import Any
@@ -118,6 +119,54 @@ def tvd_vertical_words(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any
     if hi >= 100:
         hi = 101
     return int(lo <= pct < hi)
+
+
+_PERL_SPACE = re.compile(r"[ \t\n\r\f\x0b]+")
+_PERL_WORD = re.compile(r"[0-9A-Za-z_]")
+
+
+def _madiff(m: SaMessage) -> tuple[float, int, int]:
+    """BodyEval's _multipart_alternative_difference: over each multipart/alternative part, the
+    share of the HTML part's distinct words that the text part does not have as often (the
+    largest, in %), and the distinct HTML and text words of the last one with any HTML words."""
+    got = m.cache.get("madiff")
+    if got is None:
+        diff, n_html, n_text = 0.0, 0, 0
+        for group in m.alternatives:
+            html: Counter[str] = Counter()
+            text: Counter[str] = Counter()
+            for ctype, rendered, has_img in group:
+                words = [w for w in _PERL_SPACE.split(rendered) if _PERL_WORD.search(w)]
+                if ctype == "text/html":
+                    html.update(words)
+                    if not html and has_img:
+                        html["\n"] = 1  # no words but an image: SpamAssassin's mark
+                else:
+                    text.update(words)
+            orig = len(html)
+            if orig == 0:
+                continue
+            n_html, n_text = orig, len(text)
+            left = sum(1 for k, v in html.items() if not (k in text and v - text[k] < 1))
+            diff = max(diff, left / orig * 100)
+        got = m.cache["madiff"] = (diff, n_html, n_text)
+    return got  # type: ignore[no-any-return]
+
+
+@_eval("multipart_alternative_difference")
+def multipart_alternative_difference(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    diff = _madiff(m)[0]
+    lo = _f(args[0]) if args else 0.0
+    hi = args[1] if len(args) > 1 else "undef"
+    return int((lo == 0 or diff > lo) and (hi in ("undef", None, "") or diff <= _f(hi)))
+
+
+@_eval("multipart_alternative_difference_count")
+def multipart_alternative_difference_count(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    _diff, n_html, n_text = _madiff(m)
+    if not n_html > _f(args[1] if len(args) > 1 else 0):
+        return 0
+    return int(n_text / n_html > _f(args[0] if args else 0))
 
 
 # -- HeaderEval -----------------------------------------------------------------------------------

@@ -75,6 +75,8 @@ class SaMessage:
     content_types: Counter[str] = field(default_factory=Counter)
     missing_separator: bool = False
     mime: dict[str, float] = field(default_factory=dict)  # MIMEEval facts (check_for_mime, ...)
+    # per multipart/alternative part: its text parts as (content type, rendered text, HTML with an <img>)
+    alternatives: list[list[tuple[str, str, bool]]] = field(default_factory=list)
     trust: TrustConfig = field(default_factory=TrustConfig)  # where the trust path's boundary lies
     _hcache: dict[str, str | None] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # per-message values the eval functions share
@@ -175,6 +177,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     raws: list[str] = []
     links: list[str] = []
     budget = MAX_TEXT
+    html_of: dict[int, HtmlFacts] = {}
     for p in mime.parts:
         v.part_headers.append(p.headers)
         v.content_types[p.content_type] += 1
@@ -187,6 +190,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         raws.append(t[:RAWBODY_PART_SCAN])
         if p.content_type == "text/html":
             facts = render_html(t)
+            html_of[p.index] = facts
             v.has_html = True
             v.html_all.append(facts)
             # several HTML parts: keep the facts of the largest
@@ -216,7 +220,47 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     v.uris = list(uris)[:500]
     v.missing_separator = b"\r\n\r\n" not in raw[:256 * 1024] and b"\n\n" not in raw[:256 * 1024]
     v.mime = _mime_counters(mime)
+    v.alternatives = _alternative_groups(mime, html_of)
     return v
+
+
+def _alternative_groups(mime: MimeView, html_of: dict[int, HtmlFacts]) -> list[list[tuple[str, str, bool]]]:
+    """The text parts under each multipart/alternative part, rendered, for BodyEval's
+    multipart_alternative_difference; none for an Exchange meeting request (a message that is
+    multipart/alternative of text/html and text/calendar), which SpamAssassin skips."""
+    roots: list[tuple[int, ...]] = []
+
+    def walk(m: Message, path: tuple[int, ...], depth: int) -> None:
+        if depth > 50 or not m.is_multipart():
+            return
+        if m.get_content_type() == "multipart/alternative":
+            roots.append(path)
+        for i, sub in enumerate(m.get_payload() or []):
+            if isinstance(sub, Message):
+                walk(sub, path + (i,), depth + 1)
+
+    top = mime.message
+    walk(top, (), 0)
+    if not roots:
+        return []
+    children = top.get_payload() if top.is_multipart() else []
+    if (top.get_content_type() == "multipart/alternative" and isinstance(children, list) and len(children) == 2
+            and [c.get_content_type() if isinstance(c, Message) and not c.is_multipart() else "" for c in children]
+            == ["text/html", "text/calendar"]):
+        return []
+    groups = []
+    for root in roots:
+        group = []
+        for p in mime.parts:
+            if p.path[:len(root)] != root or not p.content_type.startswith("text") or p.text is None:
+                continue
+            if p.content_type == "text/html":
+                facts = html_of.get(p.index) or render_html(p.text[:BODY_PART_SCAN])
+                group.append((p.content_type, facts.text, "img" in facts.inside))
+            else:
+                group.append((p.content_type, p.text[:BODY_PART_SCAN], False))
+        groups.append(group)
+    return groups
 
 
 _ASCII_CHARSET = re.compile(r"(?:us-ascii|ansi_x3\.4-1968|iso-ir-6|ansi_x3\.4-1986|iso_646\.irv:1991|ascii|iso646-us"

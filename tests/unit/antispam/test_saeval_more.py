@@ -45,6 +45,8 @@ header T_NUMERIC_HELO eval:check_for_numeric_helo()
 header T_HELO_IP_MISMATCH eval:helo_ip_mismatch()
 header T_DOTCOM_HELO  eval:check_for_no_rdns_dotcom_helo()
 header T_FORGED_TRAIL eval:check_for_forged_received_trail()
+body   T_MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')
+body   T_MPART_ALT_DIFF_COUNT eval:multipart_alternative_difference_count('3', '1')
 """
 NAMES = [line.split()[1] for line in RULES.strip().splitlines()]
 for _n in NAMES:
@@ -234,6 +236,38 @@ def test_relayeval_functions_read_the_trust_path(engine: RuleEngine) -> None:
     assert relay_hits(chain) == set()
 
 
+def test_multipart_alternative_difference(engine: RuleEngine) -> None:
+    alt = 'multipart/alternative; boundary="b1"'
+    diff = {"T_MPART_ALT_DIFF", "T_MPART_ALT_DIFF_COUNT"}
+    # the same words in both parts (HTML markup, case of the tags and a bullet aside)
+    same = ALT.format(text="Cheap offer today, reply now", extra="",
+                      html="<p>Cheap <b>offer</b> today,</p> * <i>reply</i> now")
+    assert not diff & hits(engine, view(PLAIN, same, ctype=alt))
+    # the HTML says something else entirely: 100 % of its words are missing from the text part
+    other = ALT.format(text="Your mail client cannot show this message", extra="",
+                       html="Buy cheap pills online today")
+    h = hits(engine, view(PLAIN, other, ctype=alt))
+    assert "T_MPART_ALT_DIFF" in h and "T_MPART_ALT_DIFF_COUNT" not in h
+    # more than 3 text words per HTML word (and more than one HTML word)
+    padded = ALT.format(text="one two three four five six seven eight nine ten eleven twelve thirteen",
+                        html="one two", extra="")
+    h = hits(engine, view(PLAIN, padded, ctype=alt))
+    assert "T_MPART_ALT_DIFF_COUNT" in h and "T_MPART_ALT_DIFF" not in h
+    # an HTML part with only an image counts as one word that the text part cannot have
+    image = ALT.format(text="see the picture", html='<img src="cid:1">', extra="")
+    assert "T_MPART_ALT_DIFF" in hits(engine, view(PLAIN, image, ctype=alt))
+    # not multipart/alternative, or an Exchange meeting request: no difference is computed
+    assert not diff & hits(engine, view(PLAIN, other, ctype='multipart/mixed; boundary="b1"'))
+    meeting = ("--b1\r\nContent-Type: text/html\r\n\r\n<p>Buy cheap pills</p>\r\n"
+               "--b1\r\nContent-Type: text/calendar\r\n\r\nBEGIN:VCALENDAR\r\n--b1--\r\n")
+    assert not diff & hits(engine, view(PLAIN, meeting, ctype=alt))
+    # nested in multipart/mixed, next to an attachment
+    nested = ('--m\r\nContent-Type: multipart/alternative; boundary="b1"\r\n\r\n' + other
+              + '--m\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="a.pdf"'
+              "\r\n\r\n%PDF\r\n--m--\r\n")
+    assert "T_MPART_ALT_DIFF" in hits(engine, view(PLAIN, nested, ctype='multipart/mixed; boundary="m"'))
+
+
 def test_debian_rules_on_these_evals_are_supported(tmp_path: Path) -> None:
     from gateway_milter.layers.rules import RulesSettings, engine_from_settings
 
@@ -241,5 +275,6 @@ def test_debian_rules_on_these_evals_are_supported(tmp_path: Path) -> None:
     if not eng.rules:
         pytest.skip("Debian's spamassassin rules are not installed")
     fns = ("check_for_missing_to_header", "check_for_to_in_subject", "gated_through_received_hdr_remover",
-           "tvd_vertical_words", "check_ma_non_text", "check_base64_length", "sorted_recipients")
+           "tvd_vertical_words", "check_ma_non_text", "check_base64_length", "sorted_recipients",
+           "multipart_alternative_difference")
     assert not [n for n, why in eng.unsupported.items() if any(f in why for f in fns)]
