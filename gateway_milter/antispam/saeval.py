@@ -424,6 +424,23 @@ def check_for_matching_env_and_hdr_from(m: SaMessage, args: tuple[Any, ...], ext
     return int(bool(env) and env == (m.header("From:addr") or "").lower())
 
 
+_AT_DOMAIN = re.compile(r"@([^@]*)\Z")
+_SECOND_LEVEL = re.compile(r"^.+\.([^.]+\.[^.]+)$")
+
+
+def _second_level(addr: str) -> str:
+    m = _AT_DOMAIN.search(addr)
+    return _SECOND_LEVEL.sub(r"\1", m.group(1)) if m else ""
+
+
+@_eval("check_equal_from_domains")
+def check_equal_from_domains(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # HeaderEval: the last two labels of the From and the envelope sender domains differ
+    frm = _second_level(m.header("From:addr") or "")
+    env = _second_level(m.header("EnvelopeFrom:addr") or "")
+    return int(bool(frm and env) and frm.lower() != env.lower())
+
+
 # -- FreeMail -------------------------------------------------------------------------------------
 def _is_freemail(addr: str, extra: dict[str, Any]) -> bool:
     dom = addr.rpartition("@")[2].lower().strip(">")

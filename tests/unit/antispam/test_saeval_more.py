@@ -45,6 +45,7 @@ header T_NUMERIC_HELO eval:check_for_numeric_helo()
 header T_HELO_IP_MISMATCH eval:helo_ip_mismatch()
 header T_DOTCOM_HELO  eval:check_for_no_rdns_dotcom_helo()
 header T_FORGED_TRAIL eval:check_for_forged_received_trail()
+header T_FROM_DIFF_DOMAINS eval:check_equal_from_domains()
 body   T_MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')
 body   T_MPART_ALT_DIFF_COUNT eval:multipart_alternative_difference_count('3', '1')
 """
@@ -234,6 +235,16 @@ def test_relayeval_functions_read_the_trust_path(engine: RuleEngine) -> None:
              "Received: from h3.net3.test (h3.net3.test [198.51.100.3]) by out.net2.test (Postfix) with ESMTP id 3;"
              " Tue,  1 Oct 2024 09:59:59 +0200\r\n")
     assert relay_hits(chain) == set()
+
+
+def test_from_and_envelope_sender_domains(engine: RuleEngine) -> None:
+    assert "T_FROM_DIFF_DOMAINS" not in hits(engine, view(PLAIN, mail_from="bounce@lists.sender.test"))
+    assert "T_FROM_DIFF_DOMAINS" not in hits(engine, view(PLAIN, mail_from="BOUNCE@Mail.SENDER.test"))
+    assert "T_FROM_DIFF_DOMAINS" in hits(engine, view(PLAIN, mail_from="x@other.example"))
+    assert "T_FROM_DIFF_DOMAINS" not in hits(engine, view(PLAIN, mail_from=""))  # a bounce: nothing to compare
+    # SpamAssassin compares the last two labels only: co.uk domains all look alike
+    frm = PLAIN.replace("alice@sender.test", "alice@shop.co.uk")
+    assert "T_FROM_DIFF_DOMAINS" not in hits(engine, view(frm, mail_from="x@bank.co.uk"))
 
 
 def test_multipart_alternative_difference(engine: RuleEngine) -> None:
