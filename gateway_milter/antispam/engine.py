@@ -26,7 +26,7 @@ from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, rela
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
 from gateway_milter.antispam.saview import MAX_LINE, UNSUPPORTED_HEADERS, SaMessage, decode_header_value
 
-SUPPORTED_MODS = ("", "raw", "addr", "name", "first", "last")
+SUPPORTED_MODS = ("", "raw", "addr", "name", "name:raw", "first", "last")
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,7 @@ class SaMessage:
 
     def header(self, spec: str) -> str | None:
         """Value for a header spec of a rule: ``Name``, ``Name:raw``, ``Name:addr``, ``Name:name``,
-        ``ALL``, ``ToCc``, ``MESSAGEID``, ``EnvelopeFrom``, the trust path's ``X-Spam-Relays-*``
+        ``Name:name:raw``, ``ALL``, ``ToCc``, ``MESSAGEID``, ``EnvelopeFrom``, the trust path's ``X-Spam-Relays-*``
         and ``ALL-TRUSTED``/``-UNTRUSTED``/``-INTERNAL``/``-EXTERNAL``. None when absent."""
         if spec in self._hcache:
             return self._hcache[spec]
@@ -93,7 +93,7 @@ class SaMessage:
 
     def _header(self, spec: str) -> str | None:
         name, _, mod = spec.partition(":")
-        src = self.raw_headers if mod == "raw" else self.headers
+        src = self.raw_headers if mod in ("raw", "name:raw") else self.headers
         if name == "ALL":
             return "".join(f"{n}: {v}\n" for n, v in src) or None
         which = RELAY_HEADERS.get(name.lower())
@@ -115,7 +115,8 @@ class SaMessage:
             vals = self._values(src, name.lower())
         if not vals:
             return None
-        if mod in ("addr", "name"):
+        if mod in ("addr", "name", "name:raw"):
+            # name:raw: the display name as written, RFC 2047 words and 8-bit bytes undecoded
             pairs = getaddresses(vals[:1])
             if not pairs:
                 return ""

@@ -46,6 +46,8 @@ header T_HELO_IP_MISMATCH eval:helo_ip_mismatch()
 header T_DOTCOM_HELO  eval:check_for_no_rdns_dotcom_helo()
 header T_FORGED_TRAIL eval:check_for_forged_received_trail()
 header T_FROM_DIFF_DOMAINS eval:check_equal_from_domains()
+header T_NAME_8BIT_RAW From:name:raw =~ /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]/
+header T_NAME_8BIT From:name =~ /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]/
 body   T_MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')
 body   T_MPART_ALT_DIFF_COUNT eval:multipart_alternative_difference_count('3', '1')
 """
@@ -245,6 +247,15 @@ def test_from_and_envelope_sender_domains(engine: RuleEngine) -> None:
     # SpamAssassin compares the last two labels only: co.uk domains all look alike
     frm = PLAIN.replace("alice@sender.test", "alice@shop.co.uk")
     assert "T_FROM_DIFF_DOMAINS" not in hits(engine, view(frm, mail_from="x@bank.co.uk"))
+
+
+def test_the_raw_display_name(engine: RuleEngine) -> None:
+    raw8 = PLAIN.replace("From: Alice <", "From: \"Al\u00efce M\u00fcller\" <")
+    assert {"T_NAME_8BIT_RAW", "T_NAME_8BIT"} <= hits(engine, view(raw8))
+    mime = PLAIN.replace("From: Alice <", "From: =?iso-8859-1?q?Al=EFce?= <")
+    h = hits(engine, view(mime))
+    assert "T_NAME_8BIT" in h and "T_NAME_8BIT_RAW" not in h  # encoded as it should be
+    assert not {"T_NAME_8BIT_RAW", "T_NAME_8BIT"} & hits(engine, view(PLAIN))
 
 
 def test_multipart_alternative_difference(engine: RuleEngine) -> None:
