@@ -41,7 +41,7 @@ SUPPORTED_TESTS: dict[str, set[str] | frozenset[str]] = {
     "html_text_not_match": STRING_FACTS,
     "check_for_mime": {"mime_qp_count", "mime_base64_count", "mime_base64_encoded_text", "mime_qp_long_line",
                        "mime_attachment", "mime_bad_iso_charset", "mime_faraway_charset"},
-    "check_freemail_replyto": {"replyto"},
+    "check_freemail_replyto": {"replyto", "reply"},
 }
 
 
@@ -472,12 +472,108 @@ def check_freemail_header(m: SaMessage, args: tuple[Any, ...], extra: dict[str, 
     return 0
 
 
+# FreeMail's defaults: freemail_skip_bulk_envfrom 1, freemail_max_body_emails 5,
+# freemail_max_body_freemails 3, freemail_skip_when_over_max 1
+_BULK_ENVFROM = re.compile(r"(?:^(?:post|host|domain)master|^double-bounce|^(?:sentto|owner|return|(?:gr)?bounced?)-.+"
+                           r"|-(?:request|bounces?|admin|owner)|\b(?:do[._-t]?)?no[._-t]?repl(?:y|ies)|.+=.+)@", re.I)
+_LOCAL = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]"
+# FreeMail's email_regex; the last label must be a top-level domain (checked in _email)
+_EMAIL_RX = (rf"(?=.{{0,64}}@)(?<!{_LOCAL})({_LOCAL}+(?:\.{_LOCAL}+)*@"
+             r"(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\.){1,4}[a-z0-9-]+)")
+_EMAIL = re.compile(_EMAIL_RX, re.I)
+_URL_WITH_AT = re.compile(r"<?https?://\S{0,255}(?:@|%40)\S{0,255}", re.I)
+_QUOTED_EMAIL = re.compile(r"<?(?<!mailto:)" + _EMAIL_RX +
+                           r"(?:>|\s{1,10}(?!(?:fa(?:x|csi)|tel|phone|e?-?mail))[a-z]{2,11}:)", re.I)
+
+
+def _email(found: str) -> str | None:
+    """The address FreeMail's regex takes from a candidate: trailing labels are dropped until
+    the last one is a top-level domain (its regex backtracks the same way); None if none is."""
+    from gateway_milter.auth.psl import is_tld
+
+    local, _, dom = found.rpartition("@")
+    labels = dom.split(".")
+    while len(labels) >= 2:
+        if is_tld(labels[-1]):
+            return f"{local}@{'.'.join(labels)}".lower()
+        labels.pop()
+    return None
+
+
+def _body_freemails(m: SaMessage, extra: dict[str, Any]) -> set[str] | None:
+    """FreeMail's _parse_body: the freemail addresses of the body (mailto: links and the rendered
+    text, minus addresses inside URLs, in <...> or before "wrote:"-like words); None when the
+    body has too many addresses to judge (5 addresses or 3 freemails)."""
+    if "freemail_body" in m.cache:
+        got: set[str] | None = m.cache["freemail_body"]
+        return got
+    seen: dict[str, None] = {}
+    for f in m.html_all:
+        for link in f.links:
+            if link[:7].lower() == "mailto:":
+                hit = _EMAIL.match(link, 7)
+                addr = _email(hit.group(1)) if hit else None
+                if addr and addr not in seen:
+                    seen[addr] = None
+                    if len(seen) >= 20:
+                        break
+    done = False
+    for para in m.paragraphs:
+        text = _URL_WITH_AT.sub(" ", para)
+        text = _QUOTED_EMAIL.sub(lambda x: " " if _email(x.group(1)) else x.group(0), text)
+        for hit in _EMAIL.finditer(text):
+            addr = _email(hit.group(1))
+            if addr and addr not in seen:
+                seen[addr] = None
+                if len(seen) >= 40:
+                    done = True
+                    break
+        if done:
+            break
+    result: set[str] | None = set()
+    fm = 0
+    for i, addr in enumerate(seen, 1):
+        if i == 5:
+            result = None
+            break
+        if _is_freemail(addr, extra):
+            fm += 1
+            if fm == 3:
+                result = None
+                break
+            result.add(addr)  # type: ignore[union-attr]
+    m.cache["freemail_body"] = result
+    return result
+
+
+def _all_addrs(m: SaMessage, name: str) -> list[str]:
+    vals = m.header(name)
+    return [a.lower() for _, a in getaddresses(vals.split("\n")) if a] if vals else []
+
+
 @_eval("check_freemail_replyto")
 def check_freemail_replyto(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    # 'replyto': From and Reply-To are both freemail addresses and differ
-    frm = (m.header("From:addr") or "").lower()
-    rt = (m.header("Reply-To:addr") or "").lower()
-    return int(bool(frm and rt) and frm != rt and _is_freemail(frm, extra) and _is_freemail(rt, extra))
+    # FreeMail: 'replyto': From and Reply-To are different freemails, or a freemail Reply-To
+    # differs from a freemail of the body; 'reply': the same with From when there is no Reply-To
+    what = str(args[0]) if args else "replyto"
+    env = m.header("EnvelopeFrom")
+    if env and _BULK_ENVFROM.search(env):
+        return 0  # mailing-list-like senders: mostly false positives
+    frm = _all_addrs(m, "From")
+    rt = _all_addrs(m, "Reply-To")
+    from_fm = any(_is_freemail(a, extra) for a in frm)
+    rt_fm = any(_is_freemail(a, extra) for a in rt)
+    if from_fm and rt_fm and not any(a in rt for a in frm):
+        return 1
+    if what == "replyto" and not rt_fm:
+        return 0
+    if what == "reply" and ((rt and not rt_fm) or not from_fm):
+        return 0
+    body = _body_freemails(m, extra)
+    if not body:
+        return 0
+    reply = rt if what == "replyto" or rt_fm else frm
+    return int(any(b != r for b in body for r in reply))
 
 
 # -- "Faraway" charsets: a charset outside the ``ok_locales`` setting, whose default (``all``,

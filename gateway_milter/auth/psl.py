@@ -45,6 +45,17 @@ def _idna(label: str) -> str:
         return label.lower()
 
 
+def is_tld(label: str) -> bool:
+    """A top-level domain of the Public Suffix List (ICANN and private sections)."""
+    return _idna(label) in _tlds()
+
+
+@functools.lru_cache(maxsize=1)
+def _tlds() -> frozenset[str]:
+    normal, wild, _exceptions = _rules()
+    return frozenset(r for r in normal | wild if "." not in r)
+
+
 def public_suffix(domain: str) -> str | None:
     d = _clean(domain)
     if d is None:

@@ -48,6 +48,9 @@ header T_FORGED_TRAIL eval:check_for_forged_received_trail()
 header T_FROM_DIFF_DOMAINS eval:check_equal_from_domains()
 header T_NAME_8BIT_RAW From:name:raw =~ /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]/
 header T_NAME_8BIT From:name =~ /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]/
+header T_FM_REPLYTO eval:check_freemail_replyto('replyto')
+header T_FM_REPLY eval:check_freemail_replyto('reply')
+freemail_domains freemail.example.com *.webmail.example.net
 body   T_MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')
 body   T_MPART_ALT_DIFF_COUNT eval:multipart_alternative_difference_count('3', '1')
 """
@@ -258,6 +261,39 @@ def test_the_raw_display_name(engine: RuleEngine) -> None:
     assert not {"T_NAME_8BIT_RAW", "T_NAME_8BIT"} & hits(engine, view(PLAIN))
 
 
+def test_freemail_reply_addresses(engine: RuleEngine) -> None:
+    fm = {"T_FM_REPLYTO", "T_FM_REPLY"}
+    frm = PLAIN.replace("alice@sender.test", "alice@freemail.example.com")
+    # From and Reply-To are different freemails: both
+    h = hits(engine, view(frm + "Reply-To: <bob77@eu.webmail.example.net>\r\n", mail_from="alice@freemail.example.com"))
+    assert fm <= h
+    # the same freemail in both, or a Reply-To that is not freemail: neither (no body address)
+    assert not fm & hits(engine, view(frm + "Reply-To: alice@freemail.example.com\r\n", mail_from="alice@freemail.example.com"))
+    assert not fm & hits(engine, view(frm + "Reply-To: desk@sender.test\r\n", mail_from="alice@freemail.example.com"))
+    # no Reply-To: 'reply' compares From with the freemails of the body
+    body = "Write to me at carl.x@freemail.example.com for the money.\r\n"
+    h = hits(engine, view(frm, body, mail_from="alice@freemail.example.com"))
+    assert "T_FM_REPLY" in h and "T_FM_REPLYTO" not in h
+    # a freemail Reply-To and another freemail in the body: 'replyto'
+    h = hits(engine, view(PLAIN + "Reply-To: alice@freemail.example.com\r\n", body))
+    assert "T_FM_REPLYTO" in h
+    # addresses quoted before "wrote:", inside <...> or inside a URL are not the body's
+    quoted = ("On Monday carl.x@freemail.example.com wrote: hi\r\nmail <dan@freemail.example.com> or "
+              "http://x.example/?u=eve@freemail.example.com\r\n")
+    assert not fm & hits(engine, view(frm, quoted, mail_from="alice@freemail.example.com"))
+    # the address ends at its last top-level domain label (FreeMail's regex backtracks so)
+    assert "T_FM_REPLY" in hits(engine, view(frm, "see carl@freemail.example.com.zz9x\r\n",
+                                             mail_from="alice@freemail.example.com"))
+    assert "T_FM_REPLY" not in hits(engine, view(frm, "see carl@freemail.example.zz9x\r\n",
+                                                 mail_from="alice@freemail.example.com"))
+    # too many addresses in the body (5): FreeMail gives up on it
+    many = " ".join(f"u{i}@site{i}.example.org" for i in range(4)) + " carl.x@freemail.example.com\r\n"
+    assert "T_FM_REPLY" not in hits(engine, view(frm, many, mail_from="alice@freemail.example.com"))
+    # mailing-list-like envelope senders are skipped
+    assert not fm & hits(engine, view(frm + "Reply-To: <bob77@eu.webmail.example.net>\r\n",
+                                      mail_from="list-bounces@lists.example"))
+
+
 def test_multipart_alternative_difference(engine: RuleEngine) -> None:
     alt = 'multipart/alternative; boundary="b1"'
     diff = {"T_MPART_ALT_DIFF", "T_MPART_ALT_DIFF_COUNT"}
@@ -298,5 +334,5 @@ def test_debian_rules_on_these_evals_are_supported(tmp_path: Path) -> None:
         pytest.skip("Debian's spamassassin rules are not installed")
     fns = ("check_for_missing_to_header", "check_for_to_in_subject", "gated_through_received_hdr_remover",
            "tvd_vertical_words", "check_ma_non_text", "check_base64_length", "sorted_recipients",
-           "multipart_alternative_difference")
+           "multipart_alternative_difference", "check_freemail_replyto", "check_equal_from_domains")
     assert not [n for n, why in eng.unsupported.items() if any(f in why for f in fns)]
