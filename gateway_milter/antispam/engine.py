@@ -291,7 +291,7 @@ class RuleEngine:
             assert tree is not None
             expr = self.lazy_meta_source(tree, local_of=local_of)
             local = f"m{i}"
-            body.append(f"    {local} = 1 if {expr} else 0")  # (no division: sarules refuses it in metas)
+            body.append(f"    {local} = 1 if {expr} else 0")  # (sarules lets only a non-zero number divide)
             body.append(f"    memo[{n!r}] = {local}")  # read by atleast() and the plain rules' v()
             local_of[n] = local
         src = "def allmetas(g, v, memo):\n" + ("\n".join(body) or "    pass") + "\n"

@@ -169,6 +169,74 @@ def multipart_alternative_difference_count(m: SaMessage, args: tuple[Any, ...], 
     return int(n_text / n_html > _f(args[0] if args else 0))
 
 
+@_eval("check_blank_line_ratio")
+def check_blank_line_ratio(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # BodyEval: % of blank lines in the decoded text parts (text/calendar left out); -1 when
+    # there are fewer than minlines lines
+    lo, hi = _f(args[0]), _f(args[1])
+    minlines = max(1, int(_f(args[2], 1))) if len(args) > 2 else 1
+    key = f"blank_line_ratio:{minlines}"
+    ratio = m.cache.get(key)
+    if ratio is None:
+        blank = lines = 0
+        for ctype, text in m.text_parts:
+            if ctype == "text/calendar" or not text:
+                continue
+            # Perl's split /^/m: a line per newline, the last one without it if not empty
+            for line in text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"):
+                lines += 1
+                blank += not line.strip(" \t\r\x0b\x0c")
+        ratio = m.cache[key] = -1.0 if lines < minlines else 100 * blank / lines
+    return int((lo == 0 and ratio <= hi) or (lo < ratio <= hi))
+
+
+_STOCK_LINE = re.compile(r"^\s*([^:\s][^:\n]{2,29})\s*:\s*\S", re.M)
+_STOCK_WORD = re.compile(r"^(trad(?:e|ing)date|company(?:name)?|s\w?(?:t\w?o\w?c\w?k|y\w?m(?:\w?b\w?o\w?l)?)|"
+                         r"t(?:arget|icker)|(?:opening|current)p(?:rice)?|p(?:rojected|osition)|expectations|"
+                         r"weeks?high|marketperformance|(?:year|week|month|day|price)(?:target|estimates?)|sector|"
+                         r"r(?:ecommendation|ating))$")
+
+
+def _short_paragraphs(text: str, most: int = 2048) -> list[str]:
+    """Message::split_into_array_of_short_paragraphs: chunks of about ``most`` characters,
+    cut after a newline, a '>' or a space where one is near."""
+    n = len(text)
+    if n <= most:
+        return [text]
+    out = []
+    ofs = 0
+    while n - ofs > 2 * most:
+        for sep in ("\n", ">", " "):
+            j = text.find(sep, ofs + most)
+            if j >= 0 and j - ofs + 1 <= 2 * most:
+                break
+        else:
+            j = ofs + most
+        out.append(text[ofs:j + 1])
+        ofs = j + 1
+    if ofs < n:
+        out.append(text[ofs:])
+    return out
+
+
+@_eval("check_stock_info")
+def check_stock_info(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # BodyEval: distinct stock-tip labels ("Symbol:", "Target price:") in the first text/plain part
+    found = m.cache.get("stock_info")
+    if found is None:
+        hits: set[str] = set()
+        first = next((t for ctype, t in m.text_parts if ctype == "text/plain"), None)
+        for chunk in _short_paragraphs(first) if first is not None else []:
+            for label in _STOCK_LINE.findall(chunk):
+                word = "".join(c for c in label.lower() if "a" <= c <= "z")
+                hit = _STOCK_WORD.match(word)
+                if hit:
+                    hits.add(hit.group(1))
+        found = m.cache["stock_info"] = len(hits)
+    least = _f(args[0]) if args else 0
+    return int(least == 0 or found >= least)
+
+
 # -- HeaderEval -----------------------------------------------------------------------------------
 @_eval("subject_is_all_caps")
 def subject_is_all_caps(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
@@ -431,6 +499,25 @@ _SECOND_LEVEL = re.compile(r"^.+\.([^.]+\.[^.]+)$")
 def _second_level(addr: str) -> str:
     m = _AT_DOMAIN.search(addr)
     return _SECOND_LEVEL.sub(r"\1", m.group(1)) if m else ""
+
+
+@_eval("check_ratware_envelope_from")
+def check_ratware_envelope_from(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # HeaderEval: an envelope sender built from the recipient as "domain.user@" (ratware)
+    from gateway_milter.antispam.urls import org_domain
+    from gateway_milter.auth.psl import is_tld
+
+    to = m.header("To:addr") or ""
+    env = m.header("EnvelopeFrom:addr") or ""
+    if not to or not env or re.match(r"(?i)SRS\d[=+-]", env):
+        return 0
+    hit = re.match(r"^([^@]+)@(.+)$", to)
+    if not hit:
+        return 0
+    user, dom = hit.group(1), org_domain(hit.group(2).lower())
+    if "." not in dom or not is_tld(dom.rsplit(".", 1)[1]):
+        return 0
+    return int(bool(re.search(rf"(?i)\b{re.escape(dom)}.{re.escape(user)}@", env)))
 
 
 @_eval("check_equal_from_domains")

@@ -330,10 +330,12 @@ def parse_meta(expr: str) -> MetaNode:
         left = sub()
         while peek() in ops:
             op = take()
-            if op == "/":
-                # SA metas never divide; Perl and Python disagree on division by zero
-                raise RuleFileError("division in meta expressions is not supported")
-            left = ("op", op, left, sub())
+            right = sub()
+            if op == "/" and (right[0] != "num" or float(right[1]) == 0):
+                # Perl dies on a division by zero where Python raises: only a non-zero number
+                # may divide (SpamAssassin's one dividing meta, MIXED_ES, divides by 10)
+                raise RuleFileError("division in meta expressions by anything but a non-zero number is not supported")
+            left = ("op", op, left, right)
         return left
 
     def mul() -> MetaNode:

@@ -75,6 +75,8 @@ class SaMessage:
     content_types: Counter[str] = field(default_factory=Counter)
     missing_separator: bool = False
     mime: dict[str, float] = field(default_factory=dict)  # MIMEEval facts (check_for_mime, ...)
+    # every text/* leaf, attachments too: (content type, decoded text up to RAWBODY_PART_SCAN)
+    text_parts: list[tuple[str, str]] = field(default_factory=list)
     # per multipart/alternative part: its text parts as (content type, rendered text, HTML with an <img>)
     alternatives: list[list[tuple[str, str, bool]]] = field(default_factory=list)
     trust: TrustConfig = field(default_factory=TrustConfig)  # where the trust path's boundary lies
@@ -184,6 +186,8 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         v.content_types[p.content_type] += 1
         if p.filename:
             v.attachment_names.append(p.filename)
+        if p.text is not None and len(v.text_parts) < 1000:
+            v.text_parts.append((p.content_type, p.text[:RAWBODY_PART_SCAN]))
         if p.text is None or p.is_attachment or budget <= 0:
             continue
         t = p.text[:budget]

@@ -10,7 +10,7 @@ import pytest
 from gateway_milter.antispam.engine import RuleEngine, engine_for
 from gateway_milter.antispam.matcher import MultiMatcher, required_factors
 from gateway_milter.antispam.perlre import PatternError, parse_perl_regex
-from gateway_milter.antispam.sarules import compile_meta, load_rules
+from gateway_milter.antispam.sarules import RuleFileError, compile_meta, load_rules
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.layers import get as get_layer
 from tests.unit.antispam.helpers import make_ctx, msg, policy, write_rules
@@ -135,6 +135,23 @@ def test_it_compiles_meta_with_perl_precedence() -> None:
     assert deps == ("A", "B", "C", "D", "E")
     assert fn({"B": 1, "D": 1, "E": 1}) and not fn({"A": 1, "B": 1, "D": 1, "E": 1})
     assert not fn({"B": 1, "D": 1})
+
+
+def test_a_meta_may_divide_by_a_non_zero_number(tmp_path: Path) -> None:
+    src, _deps = compile_meta("(A * 14) / 10 > 2")
+    fn = eval(f"lambda h: {src}")
+    assert fn({"A": 2}) and not fn({"A": 1})  # 2.8 > 2, 1.4 <= 2: a true division, as Perl's
+    for bad in ("A / B > 1", "A / 0 > 1", "A / (B + 1) > 1"):
+        with pytest.raises(RuleFileError):
+            compile_meta(bad)
+    eng = engine(tmp_path, "body __LOT /lottery/\ntflags __LOT multiple maxhits=9\n"
+                           "meta LOCAL_DIV (__LOT * 14) / 10 > 4\nscore LOCAL_DIV 1\n"
+                           "meta LOCAL_DIV0 __LOT / 0 > 1\nscore LOCAL_DIV0 1\n")
+    assert "division" in eng.unsupported["LOCAL_DIV0"]
+    for n, hit in ((2, False), (3, True)):  # 2.8 and 4.2 against 4
+        view = message_view(make_ctx(msg("x", " ".join(["lottery"] * n))))
+        assert ("LOCAL_DIV" in {h.name for h in eng.run(view).hits}) is hit
+        assert ("LOCAL_DIV" in {h.name for h in eng.run(view, lazy=False).hits}) is hit
 
 
 @pytest.mark.parametrize("pattern,text", [

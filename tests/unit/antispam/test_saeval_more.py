@@ -51,6 +51,9 @@ header T_NAME_8BIT From:name =~ /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]/
 header T_FM_REPLYTO eval:check_freemail_replyto('replyto')
 header T_FM_REPLY eval:check_freemail_replyto('reply')
 freemail_domains freemail.example.com *.webmail.example.net
+body   T_BLANK_LINES eval:check_blank_line_ratio('80','90','4')
+body   T_STOCK eval:check_stock_info('2')
+header T_RATWARE_EFROM eval:check_ratware_envelope_from()
 body   T_MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')
 body   T_MPART_ALT_DIFF_COUNT eval:multipart_alternative_difference_count('3', '1')
 """
@@ -294,6 +297,20 @@ def test_freemail_reply_addresses(engine: RuleEngine) -> None:
                                       mail_from="list-bounces@lists.example"))
 
 
+def test_blank_lines_stock_tips_and_ratware_senders(engine: RuleEngine) -> None:
+    # 9 blank lines of 11: 81.8 %
+    assert "T_BLANK_LINES" in hits(engine, view(PLAIN, "top\r\n" + "\r\n" * 9 + "end\r\n"))
+    assert "T_BLANK_LINES" not in hits(engine, view(PLAIN, "top\r\n" + "\r\n" * 3 + "end\r\n"))  # 60 %
+    assert "T_BLANK_LINES" not in hits(engine, view(PLAIN, "top\r\n" + "\r\n" * 40 + "end\r\n"))  # 95 %
+    tip = "Company: Acme Mining\r\nSymbol: ACMM\r\nTarget Price: $4\r\nRating: strong buy\r\n"
+    assert "T_STOCK" in hits(engine, view(PLAIN, tip))
+    assert "T_STOCK" not in hits(engine, view(PLAIN, "Company: Acme Mining\r\nDear: friend\r\n"))
+    to = PLAIN.replace("bob@example.com", "bob@shop.example.com")
+    assert "T_RATWARE_EFROM" in hits(engine, view(to, mail_from="example.com.bob@spam.example.net"))
+    assert "T_RATWARE_EFROM" not in hits(engine, view(to, mail_from="news@example.com"))
+    assert "T_RATWARE_EFROM" not in hits(engine, view(to, mail_from="SRS0=x=example.com.bob@fwd.example.net"))
+
+
 def test_multipart_alternative_difference(engine: RuleEngine) -> None:
     alt = 'multipart/alternative; boundary="b1"'
     diff = {"T_MPART_ALT_DIFF", "T_MPART_ALT_DIFF_COUNT"}
@@ -334,5 +351,6 @@ def test_debian_rules_on_these_evals_are_supported(tmp_path: Path) -> None:
         pytest.skip("Debian's spamassassin rules are not installed")
     fns = ("check_for_missing_to_header", "check_for_to_in_subject", "gated_through_received_hdr_remover",
            "tvd_vertical_words", "check_ma_non_text", "check_base64_length", "sorted_recipients",
-           "multipart_alternative_difference", "check_freemail_replyto", "check_equal_from_domains")
+           "multipart_alternative_difference", "check_freemail_replyto", "check_equal_from_domains",
+           "check_blank_line_ratio", "check_stock_info", "check_ratware_envelope_from")
     assert not [n for n, why in eng.unsupported.items() if any(f in why for f in fns)]
