@@ -40,7 +40,7 @@ SUPPORTED_TESTS: dict[str, set[str] | frozenset[str]] = {
     "html_text_match": STRING_FACTS,
     "html_text_not_match": STRING_FACTS,
     "check_for_mime": {"mime_qp_count", "mime_base64_count", "mime_base64_encoded_text", "mime_qp_long_line",
-                       "mime_attachment", "mime_bad_iso_charset", "mime_faraway_charset"},
+                       "mime_attachment", "mime_bad_iso_charset", "mime_faraway_charset", "mimepart_limit_exceeded"},
     "check_freemail_replyto": {"replyto", "reply"},
 }
 

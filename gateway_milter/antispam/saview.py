@@ -290,6 +290,7 @@ def _mime_counters(mime: MimeView) -> dict[str, float]:
                            "mime_base64_count": 0, "mime_base64_encoded_text": 0, "mime_qp_long_line": 0,
                            "mime_attachment": 0, "mime_bad_iso_charset": 0, "mime_multipart_ratio": 1.0,
                            "base64_length": 0, "ma_non_text": 0, "mime_qp_excess": 0,
+                           "mimepart_limit_exceeded": 0,
                            "mime_faraway_charset": 0}  # ok_locales "all" (the default): never set
     alternative = False
     qp_bytes = qp_count = 0
@@ -300,6 +301,10 @@ def _mime_counters(mime: MimeView) -> dict[str, float]:
         cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
         cd = str(part.get("Content-Disposition", "")).strip().lower()
         charset = part.get_content_charset() or ""
+        if part.is_multipart():
+            sub = part.get_payload()
+            if isinstance(sub, list) and len(sub) >= 1000:
+                c["mimepart_limit_exceeded"] = 1  # SpamAssassin's parser stops at the 1,000th part of a multipart
         if ctype == "multipart/alternative":
             alternative = True
             children = part.get_payload()

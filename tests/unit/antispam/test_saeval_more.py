@@ -54,6 +54,7 @@ freemail_domains freemail.example.com *.webmail.example.net
 body   T_BLANK_LINES eval:check_blank_line_ratio('80','90','4')
 body   T_STOCK eval:check_stock_info('2')
 header T_RATWARE_EFROM eval:check_ratware_envelope_from()
+body   T_MIMEPART_LIMIT eval:check_for_mime('mimepart_limit_exceeded')
 body   T_MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')
 body   T_MPART_ALT_DIFF_COUNT eval:multipart_alternative_difference_count('3', '1')
 """
@@ -309,6 +310,13 @@ def test_blank_lines_stock_tips_and_ratware_senders(engine: RuleEngine) -> None:
     assert "T_RATWARE_EFROM" in hits(engine, view(to, mail_from="example.com.bob@spam.example.net"))
     assert "T_RATWARE_EFROM" not in hits(engine, view(to, mail_from="news@example.com"))
     assert "T_RATWARE_EFROM" not in hits(engine, view(to, mail_from="SRS0=x=example.com.bob@fwd.example.net"))
+
+
+@pytest.mark.parametrize("parts,hit", [(999, False), (1000, True)])
+def test_the_mime_part_limit(engine: RuleEngine, parts: int, hit: bool) -> None:
+    body = "".join(f"--m\r\nContent-Type: text/plain\r\n\r\n{i}\r\n" for i in range(parts)) + "--m--\r\n"
+    v = view(PLAIN, body, ctype='multipart/mixed; boundary="m"')
+    assert ("T_MIMEPART_LIMIT" in hits(engine, v)) is hit
 
 
 def test_multipart_alternative_difference(engine: RuleEngine) -> None:
