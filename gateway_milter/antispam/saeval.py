@@ -19,6 +19,8 @@ from typing import Any
 from gateway_milter.antispam.htmltext import FLAG_FACTS, NUMERIC_FACTS, STRING_FACTS, HtmlFacts
 from gateway_milter.antispam.relays import IP, is_private_ip
 from gateway_milter.antispam.saview import SaMessage
+from gateway_milter.antispam.urls import org_domain
+from gateway_milter.auth.psl import is_tld
 
 EvalFn = Callable[[SaMessage, tuple[Any, ...], dict[str, Any]], int]
 EVALS: dict[str, EvalFn] = {}
@@ -501,20 +503,24 @@ def _second_level(addr: str) -> str:
     return _SECOND_LEVEL.sub(r"\1", m.group(1)) if m else ""
 
 
+_SRS = re.compile(r"SRS\d[=+-]", re.I)
+_USER_AT_DOMAIN = re.compile(r"^([^@]+)@(.+)$")
+
+
 @_eval("check_ratware_envelope_from")
 def check_ratware_envelope_from(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
     # HeaderEval: an envelope sender built from the recipient as "domain.user@" (ratware)
-    from gateway_milter.antispam.urls import org_domain
-    from gateway_milter.auth.psl import is_tld
-
     to = m.header("To:addr") or ""
     env = m.header("EnvelopeFrom:addr") or ""
-    if not to or not env or re.match(r"(?i)SRS\d[=+-]", env):
+    if not to or not env or _SRS.match(env):
         return 0
-    hit = re.match(r"^([^@]+)@(.+)$", to)
+    hit = _USER_AT_DOMAIN.match(to)
     if not hit:
         return 0
-    user, dom = hit.group(1), org_domain(hit.group(2).lower())
+    user = hit.group(1)
+    if (user + "@").lower() not in env.lower():
+        return 0  # what the pattern below needs: most messages stop here
+    dom = org_domain(hit.group(2).lower())
     if "." not in dom or not is_tld(dom.rsplit(".", 1)[1]):
         return 0
     return int(bool(re.search(rf"(?i)\b{re.escape(dom)}.{re.escape(user)}@", env)))
@@ -576,8 +582,6 @@ _QUOTED_EMAIL = re.compile(r"<?(?<!mailto:)" + _EMAIL_RX +
 def _email(found: str) -> str | None:
     """The address FreeMail's regex takes from a candidate: trailing labels are dropped until
     the last one is a top-level domain (its regex backtracks the same way); None if none is."""
-    from gateway_milter.auth.psl import is_tld
-
     local, _, dom = found.rpartition("@")
     labels = dom.split(".")
     while len(labels) >= 2:
