@@ -21,6 +21,9 @@ CASES = {
     "megabyte_line": lambda: msg("x", "A" * 1_000_000),
     "megabyte_of_urls": lambda: msg("x", " ".join(f"http://u{i}.example/p" for i in range(40_000))),
     "unterminated_tags": lambda: msg("x", "<a href='" + "x" * 500_000, ctype="text/html"),
+    # a freemail sender and a body full of '@'s: FreeMail's address search over the text
+    "megabyte_of_at_signs": lambda: msg("x", "\r\n\r\n".join([("x" * 58 + "@ ") * 30] * 550) + " carl@yahoo.com").replace(
+        b"alice@sender.test", b"alice@gmail.com"),
 }
 BUDGET_S = 10.0
 
