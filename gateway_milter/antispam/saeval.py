@@ -13,7 +13,7 @@ import re
 import calendar
 from collections import Counter
 from collections.abc import Callable
-from email.utils import getaddresses, parsedate_tz, mktime_tz
+from email.utils import parsedate_tz, mktime_tz
 from typing import Any
 
 from gateway_milter.antispam.htmltext import FLAG_FACTS, NUMERIC_FACTS, STRING_FACTS, HtmlFacts
@@ -21,6 +21,7 @@ from gateway_milter.antispam.relays import IP, is_private_ip
 from gateway_milter.antispam.saview import SaMessage
 from gateway_milter.antispam.urls import org_domain
 from gateway_milter.auth.psl import is_tld
+from gateway_milter.mime.headers import addresses
 
 EvalFn = Callable[[SaMessage, tuple[Any, ...], dict[str, Any]], int]
 EVALS: dict[str, EvalFn] = {}
@@ -558,7 +559,7 @@ def check_freemail_from(m: SaMessage, args: tuple[Any, ...], extra: dict[str, An
 def check_freemail_header(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
     spec = str(args[0])
     value = m.header(spec) or ""
-    addrs = [a for _, a in getaddresses([value])] if "@" in value else []
+    addrs = [a for _, a in addresses([value])] if "@" in value else []
     for a in addrs:
         if _is_freemail(a, extra) and (len(args) < 2 or re.search(str(args[1]), a)):
             return 1
@@ -648,7 +649,7 @@ def _body_freemails(m: SaMessage, extra: dict[str, Any]) -> set[str] | None:
 
 def _all_addrs(m: SaMessage, name: str) -> list[str]:
     vals = m.header(name)
-    return [a.lower() for _, a in getaddresses(vals.split("\n")) if a] if vals else []
+    return [a.lower() for _, a in addresses(vals.split("\n")) if a] if vals else []
 
 
 @_eval("check_freemail_replyto")
@@ -927,7 +928,7 @@ def _recipients(m: SaMessage) -> tuple[bool, float]:
     inputs: list[str] = []
     for names in (("to", "cc"), ("bcc",)):
         for name in names:
-            inputs += [a for _, a in getaddresses(m._values(m.raw_headers, name)) if a]
+            inputs += [a for _, a in addresses(m._values(m.raw_headers, name)) if a]
         if len(inputs) >= TOCC_SIMILAR_COUNT:
             break
     address: list[str] = []

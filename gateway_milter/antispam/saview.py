@@ -12,12 +12,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import Message
-from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
 from gateway_milter.antispam.htmltext import HtmlFacts, render_html
 from gateway_milter.antispam.relays import ORIGINATING_IP_HEADERS, RelayPath, TrustConfig, relay_path
 from gateway_milter.antispam.urls import find_urls, normalize_link
+from gateway_milter.mime.headers import addresses
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -119,7 +119,7 @@ class SaMessage:
             return None
         if mod in ("addr", "name", "name:raw"):
             # name:raw: the display name as written, RFC 2047 words and 8-bit bytes undecoded
-            pairs = getaddresses(vals[:1])
+            pairs = addresses(vals[:1])
             if not pairs:
                 return ""
             disp, addr = pairs[0]

@@ -31,7 +31,6 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from email.utils import getaddresses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ from gateway_milter import envconfig
 from gateway_milter.auth.exemptions import exemption, score_of
 from gateway_milter.auth.psl import aligned, org_domain
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.mime.headers import addresses
 from gateway_milter.net.resolver import DnsBudget, Resolver, budget_for, get_resolver
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
 
@@ -190,7 +190,7 @@ def header_from_domain(ctx: MessageContext) -> tuple[str, str]:
     values = ctx.header_values("From")
     if len(values) != 1:
         return "", f"{len(values)} From headers"
-    addrs = [a for _, a in getaddresses(values) if a]
+    addrs = [a for _, a in addresses(values) if a]
     if len(addrs) != 1 or "@" not in addrs[0]:
         return "", "From must hold exactly one address"
     return addrs[0].rpartition("@")[2].strip().lower().rstrip("."), ""

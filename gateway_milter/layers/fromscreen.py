@@ -24,12 +24,12 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
-from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
 from gateway_milter.auth.exemptions import action_rule, check_action, exemption, score_of
 from gateway_milter.auth.psl import org_domain, public_suffix
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.mime.headers import addresses
 from gateway_milter.verdict import FailMode, Reply, Stage
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class FromScreenLayer(Layer[FromScreenSettings]):
         values = ctx.header_values("From")
         if not values:
             return LayerFindings({"from_domain": ""})
-        pairs = getaddresses([_decoded(v) for v in values])
+        pairs = addresses([_decoded(v) for v in values])
         display, addr = pairs[0] if pairs else ("", "")
         addr = addr.lower()
         domain = addr.rpartition("@")[2].rstrip(".")

@@ -234,10 +234,10 @@ _TRACE = ("received", "return-path")
 
 def purported_responsible_address(headers: list[tuple[str, str]]) -> tuple[str | None, str]:
     """RFC 4407 section 2: the PRA, or (None, why) when there is none or it is ambiguous."""
-    from email.utils import getaddresses
+    from gateway_milter.mime.headers import addresses
 
     def single(value: str) -> str | None:
-        addrs = [a for _, a in getaddresses([value]) if a]
+        addrs = [a for _, a in addresses([value]) if a]
         return addrs[0] if len(addrs) == 1 and "@" in addrs[0] else None
 
     lower = [(n.lower(), v) for n, v in headers]

@@ -283,3 +283,28 @@ def safe_filename(name: str, limit: int = 120) -> str:
         "_" if (unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or c in "/\\\0") else c for c in name)
     cleaned = cleaned.strip().lstrip(".") or "unnamed"
     return cleaned[:limit]
+
+
+_BARE_ADDRESS = re.compile(r"[^\s<>,;:\"()\[\]@]+@[^\s<>,;:\"()\[\]@]+")
+
+
+def addresses(values: list[str]) -> list[tuple[str, str]]:
+    """``email.utils.getaddresses`` that never raises: on a header the stdlib parser cannot
+    take (thousands of encoded words in one To: exhaust its recursion), the bare
+    ``local@domain`` tokens of that value, without display names."""
+    from email.utils import getaddresses
+
+    out: list[tuple[str, str]] = []
+    for v in values:
+        try:
+            out += getaddresses([v])
+        except (RecursionError, ValueError, TypeError, IndexError):
+            out += [("", a) for a in _BARE_ADDRESS.findall(str(v))]
+    return out
+
+
+def address(value: str) -> str:
+    """The first address of a header value (``email.utils.parseaddr``'s), '' when none;
+    never raises."""
+    pairs = addresses([value])
+    return next((a for _, a in pairs if a), "")

@@ -310,9 +310,9 @@ def t_list(cc: CompileContext, t: Test) -> Pred:
             if k == "sender" and lists.match_address(lst, "sender", ctx.mail_from, dom):
                 return True
             if k == "from":
-                from email.utils import getaddresses
+                from gateway_milter.mime.headers import addresses
 
-                for _, a in getaddresses(ctx.header_values("From")):
+                for _, a in addresses(ctx.header_values("From")):
                     if a and lists.match_address(lst, "sender", a, dom):
                         return True
             if k == "recipient":

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.message import Message
 
+from gateway_milter.mime.headers import address, addresses
 from gateway_milter.sieve.compiler import (
     MAX_VARIABLE_NAME,
     MAX_VARIABLES,
@@ -241,7 +242,7 @@ def c_redirect(cc: CompileContext, cmd: Command) -> Exec:
         a = addr(rt).strip()
         if not _valid_address(a):
             raise SieveRuntimeError(f"invalid redirect address \"{a}\"", line, rt.script)
-        a = email.utils.parseaddr(a)[1] or a
+        a = address(a) or a
         rt.add_action(SieveAction("redirect", {"address": a, "copy": copy}, line), cancels_keep=not copy)
 
     return run
@@ -255,7 +256,7 @@ def _valid_address(a: str) -> bool:
     if not a.isascii() and not _utf8(a):
         return False
     if "<" in a:
-        a = email.utils.parseaddr(a)[1]
+        a = address(a)
     if a.startswith('"'):
         q = a.rfind('"@')
         return q > 0 and bool(_ADDR_RE.match("x" + a[q + 1:]))
@@ -552,7 +553,7 @@ def parse_addresses(value: str) -> list[str]:
     if m is not None:
         return [m.group(1) or m.group(2)]
     out = []
-    for _name, addr in email.utils.getaddresses([value]):
+    for _name, addr in addresses([value]):
         if addr:
             out.append(addr)
     return out

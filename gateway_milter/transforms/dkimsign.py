@@ -15,7 +15,7 @@ ARC-Authentication-Results, ARC-Message-Signature and ARC-Seal for the direction
 
 from __future__ import annotations
 
-from email.utils import getaddresses
+from gateway_milter.mime.headers import addresses
 from typing import TYPE_CHECKING
 
 import dkim
@@ -35,7 +35,7 @@ class SigningError(RuntimeError):
 
 
 def from_domain(ctx: MessageContext) -> str:
-    addrs = [a for _, a in getaddresses(ctx.header_values("From")) if "@" in a]
+    addrs = [a for _, a in addresses(ctx.header_values("From")) if "@" in a]
     return addrs[0].rpartition("@")[2].lower().rstrip(".") if len(addrs) == 1 else ""
 
 

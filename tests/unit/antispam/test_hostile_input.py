@@ -22,6 +22,10 @@ CASES = {
     "megabyte_of_urls": lambda: msg("x", " ".join(f"http://u{i}.example/p" for i in range(40_000))),
     "unterminated_tags": lambda: msg("x", "<a href='" + "x" * 500_000, ctype="text/html"),
     # a freemail sender and a body full of '@'s: FreeMail's address search over the text
+    # thousands of encoded words in one To: (the stdlib's address parser runs out of recursion)
+    "encoded_word_recipients": lambda: msg("x", headers="Cc: \"test\" <test@test.com>,\r\n\t"
+                                           + "=?utf-8?Q?date=3E2017-08-20T10:08:28.617=3C/pr?=\r\n\t" * 3000
+                                           + "x@y.example\r\n"),
     "megabyte_of_at_signs": lambda: msg("x", "\r\n\r\n".join([("x" * 58 + "@ ") * 30] * 550) + " carl@yahoo.com").replace(
         b"alice@sender.test", b"alice@gmail.com"),
 }

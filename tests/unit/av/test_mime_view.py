@@ -189,3 +189,19 @@ def test_it_never_raises_on_mutated_messages() -> None:
 def test_it_survives_hostile_charsets(charset: bytes) -> None:
     v = parse_message(HEAD + b"Content-Type: text/plain; charset=" + charset + b"\r\n\r\n\xff\xfe hello ==\r\n")
     assert v.parts[0].text is not None and "hello" in v.parts[0].text and v.ambiguities == []
+
+
+# a To: with thousands of encoded words exhausts the stdlib address parser's recursion
+HOSTILE_TO = '"test" <test@test.com>,\r\n\t' + "=?utf-8?Q?date=3E2017-08-20T10:08:28.617=3C/pr?=\r\n\t" * 3000 + "x@y.example"
+
+
+def test_address_parsing_never_raises() -> None:
+    assert H.addresses(['"Alice A." <alice@a.example>, bob@b.example']) == [("Alice A.", "alice@a.example"),
+                                                                             ("", "bob@b.example")]
+    from email.utils import parseaddr
+
+    for v in ("Carol <carol@c.example>", "no address", ""):
+        assert H.address(v) == parseaddr(v)[1]  # as the stdlib's where the stdlib copes
+    # the stdlib raises RecursionError on this value: the bare addresses are kept instead
+    assert [a for _, a in H.addresses([HOSTILE_TO])] == ["test@test.com", "x@y.example"]
+    assert H.address(HOSTILE_TO) == "test@test.com"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
 from gateway_milter.context import ConnectionInfo
+from gateway_milter.mime.headers import addresses
 from gateway_milter.pipeline.rawmessage import iter_messages, split_message
 from gateway_milter.pipeline.transaction import Gateway
 from gateway_milter.policy.provider import StaticPolicyProvider
@@ -45,10 +45,10 @@ def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str 
     ctx = gw.begin(conn, scan_mode=not greylist)
     hdr = dict((n.lower(), v) for n, v in reversed(headers))
     if sender is None:
-        rp = getaddresses([hdr.get("return-path", "")]) or getaddresses([hdr.get("from", "")])
-        sender = rp[0][1] if rp and rp[0][1] else (getaddresses([hdr.get("from", "")]) or [("", "")])[0][1]
+        rp = addresses([hdr.get("return-path", "")]) or addresses([hdr.get("from", "")])
+        sender = rp[0][1] if rp and rp[0][1] else (addresses([hdr.get("from", "")]) or [("", "")])[0][1]
     if not rcpts:
-        rcpts = [a for _, a in getaddresses([hdr.get("to", ""), hdr.get("cc", "")]) if a] or ["postmaster@localhost"]
+        rcpts = [a for _, a in addresses([hdr.get("to", ""), hdr.get("cc", "")]) if a] or ["postmaster@localhost"]
     gw.mail(ctx, sender or "")
     for r in rcpts:
         gw.rcpt(ctx, r)
