@@ -603,15 +603,14 @@ def _body_freemails(m: SaMessage, extra: dict[str, Any]) -> set[str] | None:
         got: set[str] | None = m.cache["freemail_body"]
         return got
     seen: dict[str, None] = {}
-    for f in m.html_all:
-        for link in f.links:
-            if link[:7].lower() == "mailto:":
-                hit = _EMAIL.match(link, 7)
-                addr = _email(hit.group(1)) if hit else None
-                if addr and addr not in seen:
-                    seen[addr] = None
-                    if len(seen) >= 20:
-                        break
+    mailto = (link for f in m.html_all for link in f.links if link[:7].lower() == "mailto:")
+    for link in mailto:
+        hit = _EMAIL.match(link, 7)
+        addr = _email(hit.group(1)) if hit else None
+        if addr and addr not in seen:
+            seen[addr] = None
+            if len(seen) >= 20:
+                break
     done = False
     budget = FREEMAIL_BODY_SCAN
     for para in m.paragraphs:
@@ -648,8 +647,7 @@ def _body_freemails(m: SaMessage, extra: dict[str, Any]) -> set[str] | None:
 
 
 def _all_addrs(m: SaMessage, name: str) -> list[str]:
-    vals = m.header(name)
-    return [a.lower() for _, a in addresses(vals.split("\n")) if a] if vals else []
+    return [a.lower() for _, a in addresses(m._values(m.headers, name.lower())) if a]
 
 
 @_eval("check_freemail_replyto")
