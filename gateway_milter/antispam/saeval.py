@@ -21,7 +21,6 @@ from gateway_milter.antispam.relays import IP, is_private_ip
 from gateway_milter.antispam.saview import SaMessage
 from gateway_milter.antispam.urls import org_domain
 from gateway_milter.auth.psl import is_tld
-from gateway_milter.mime.headers import addresses
 
 EvalFn = Callable[[SaMessage, tuple[Any, ...], dict[str, Any]], int]
 EVALS: dict[str, EvalFn] = {}
@@ -559,7 +558,7 @@ def check_freemail_from(m: SaMessage, args: tuple[Any, ...], extra: dict[str, An
 def check_freemail_header(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
     spec = str(args[0])
     value = m.header(spec) or ""
-    addrs = [a for _, a in addresses([value])] if "@" in value else []
+    addrs = [a for _, a in m.addresses([value])] if "@" in value else []
     for a in addrs:
         if _is_freemail(a, extra) and (len(args) < 2 or re.search(str(args[1]), a)):
             return 1
@@ -647,7 +646,7 @@ def _body_freemails(m: SaMessage, extra: dict[str, Any]) -> set[str] | None:
 
 
 def _all_addrs(m: SaMessage, name: str) -> list[str]:
-    return [a.lower() for _, a in addresses(m._values(m.headers, name.lower())) if a]
+    return [a.lower() for _, a in m.addresses(m._values(m.headers, name.lower())) if a]
 
 
 @_eval("check_freemail_replyto")
@@ -926,7 +925,7 @@ def _recipients(m: SaMessage) -> tuple[bool, float]:
     inputs: list[str] = []
     for names in (("to", "cc"), ("bcc",)):
         for name in names:
-            inputs += [a for _, a in addresses(m._values(m.raw_headers, name)) if a]
+            inputs += [a for _, a in m.addresses(m._values(m.raw_headers, name)) if a]
         if len(inputs) >= TOCC_SIMILAR_COUNT:
             break
     address: list[str] = []

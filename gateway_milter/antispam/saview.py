@@ -119,7 +119,7 @@ class SaMessage:
             return None
         if mod in ("addr", "name", "name:raw"):
             # name:raw: the display name as written, RFC 2047 words and 8-bit bytes undecoded
-            pairs = addresses(vals[:1])
+            pairs = self.addresses(vals[:1])
             if not pairs:
                 return ""
             disp, addr = pairs[0]
@@ -129,6 +129,18 @@ class SaMessage:
         if mod == "last":
             return vals[-1]
         return "\n".join(vals)
+
+    def addresses(self, values: list[str]) -> list[tuple[str, str]]:
+        """``mime.headers.addresses`` of header values, each value parsed once per message (the
+        rules ask for the same From/To/Reply-To about ten times: 0.12 ms on the stdlib parser)."""
+        memo: dict[str, list[tuple[str, str]]] = self.cache.setdefault("addresses", {})
+        out: list[tuple[str, str]] = []
+        for v in values:
+            pairs = memo.get(v)
+            if pairs is None:
+                pairs = memo[v] = addresses([v])
+            out += pairs
+        return out
 
     def _values(self, src: list[tuple[str, str]], lname: str) -> list[str]:
         # headers by lower-cased name, indexed once per message (rules ask for ~60 names)

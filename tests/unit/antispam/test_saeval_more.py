@@ -362,3 +362,27 @@ def test_debian_rules_on_these_evals_are_supported(tmp_path: Path) -> None:
            "multipart_alternative_difference", "check_freemail_replyto", "check_equal_from_domains",
            "check_blank_line_ratio", "check_stock_info", "check_ratware_envelope_from")
     assert not [n for n, why in eng.unsupported.items() if any(f in why for f in fns)]
+
+
+def test_a_header_value_is_parsed_for_addresses_once_per_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway_milter.antispam import saview
+    from gateway_milter.mime.headers import addresses
+
+    parsed: list[str] = []
+
+    def counting(values: list[str]) -> list[tuple[str, str]]:
+        parsed.extend(values)
+        return addresses(values)
+
+    monkeypatch.setattr(saview, "addresses", counting)
+    raw = (b"From: \"Ann Example\" <ann@example.com>\r\nTo: bob@example.org, Carl <carl@example.net>\r\n"
+           b"Reply-To: ann@example.com\r\nSubject: hi\r\n\r\nhello\r\n")
+    m = message_view(make_ctx(raw))
+    to = "bob@example.org, Carl <carl@example.net>"
+    first = m.addresses([to, "ann@example.com"])
+    assert first == addresses([to, "ann@example.com"])
+    first.append(("x", "y"))  # the caller's list is its own
+    assert m.addresses([to]) == [("", "bob@example.org"), ("Carl", "carl@example.net")]
+    assert m.header("From:addr") == "ann@example.com" and m.header("From:name") == "Ann Example"
+    assert m.header("Reply-To:addr") == "ann@example.com"
+    assert sorted(parsed) == sorted([to, "ann@example.com", '"Ann Example" <ann@example.com>'])
