@@ -131,7 +131,7 @@ def tokens(m: SaMessage) -> list[str]:
     feats.update(dict.fromkeys(words))
     for d in range(1, OSB_WINDOW + 1):
         sep = f"|{d}|"
-        feats.update(dict.fromkeys([a + sep + b for a, b in zip(words, words[d:], strict=False)]))
+        feats.update(dict.fromkeys(map(sep.join, zip(words, words[d:], strict=False))))
     out = list(feats)
     return out if len(out) <= MAX_FEATURES else out[:MAX_FEATURES]
 

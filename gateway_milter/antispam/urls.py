@@ -121,11 +121,12 @@ _psl = None
 def org_domain(host: str) -> str:
     """The organisational (registered) domain via the Public Suffix List; IPs unchanged."""
     global _psl
-    try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        pass
+    if host[:1].isdigit() or ":" in host:  # an IP literal starts with a digit or has a colon
+        try:
+            ipaddress.ip_address(host)
+            return host
+        except ValueError:
+            pass
     if _psl is None:
         from publicsuffix2 import PublicSuffixList
 

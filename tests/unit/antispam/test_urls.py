@@ -44,3 +44,14 @@ def test_deobfuscate_agrees_with_the_substitutions_on_random_text() -> None:
     for _ in range(3000):
         t = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30)))
         assert deobfuscate(t) == _reference(t), re.escape(t)
+
+
+def test_org_domain_keeps_ip_literals_and_reduces_names_also_with_a_leading_digit() -> None:
+    assert org_domain("192.0.2.7") == "192.0.2.7"
+    assert org_domain("2001:db8::1") == "2001:db8::1"
+    assert org_domain("fe80::1%eth0") == "fe80::1%eth0"
+    assert org_domain("mail.163.com") == "163.com"
+    assert org_domain("163.com") == "163.com"
+    assert org_domain("1and1.co.uk") == "1and1.co.uk"
+    assert org_domain("smtp.1and1.co.uk") == "1and1.co.uk"
+    assert org_domain("a.b.example.com") == "example.com"
