@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway_milter.antispam import hsmatch, saeval
+from gateway_milter.antispam import hsmatch, re2filter, saeval
 from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, relaxed_pattern, required_factors,
                                              required_squeezed_factors, squeeze)
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
@@ -239,6 +239,14 @@ class RuleEngine:
             rx = relaxed_pattern(pattern) if f is None else None
             if rx is not None:
                 self.relaxed[n] = rx
+        # RE2 for the long expressions (look-alike letters, form fields): on the Python path,
+        # ``re`` takes up to 2 ms a message for one of them (re2filter.py, ADR 0048)
+        self.re2: dict[str, re2filter.Prefilter] = {}
+        for r in self.pattern_rules:
+            if r.pattern is not None and len(r.pattern.source) >= re2filter.MIN_SOURCE:
+                pf = re2filter.prefilter(r.pattern)
+                if pf is not None:
+                    self.re2[r.name] = pf
         self.indexes: dict[tuple[str, bool], FactorIndex[str]] = {
             (k, sq): FactorIndex({n: f for n, f in self.factors.items()
                                   if f and self.rules[n].kind == k and (n in self.squeezed) == sq})
@@ -526,6 +534,9 @@ class RuleEngine:
         squeezed = r.name in self.squeezed
         relaxed = self.relaxed.get(r.name) if prefilter else None
         position = self.position.get(r.name) if prefilter else None
+        pf = self.re2.get(r.name) if prefilter else None
+        may_match = pf.may_match if pf is not None else None
+        settles = pf is not None and pf.exact and maxhits <= 1  # RE2's yes is the rule's yes
 
         name = r.name
 
@@ -539,6 +550,12 @@ class RuleEngine:
                     return 0
                 if relaxed is not None and relaxed.search(t.text(kind)) is None:
                     return 0
+                if may_match is not None:
+                    verdict = may_match(t.text(kind))  # None: RE2 could not read the text
+                    if verdict is False:
+                        return 0
+                    if verdict and settles:
+                        return 1
             text = t.text(kind)
             if maxhits <= 1:
                 return 1 if search(text) is not None else 0

@@ -1,0 +1,253 @@
+"""RE2 as a prefilter for the rules whose Python expression is slow and that the Hyperscan pass
+does not settle (ADR 0048).
+
+A few SpamAssassin rules are huge alternations without a literal every match contains: the
+look-alike-letter rules (``__MY_MALWARE``: 224,000 characters once its replace_tags are
+expanded) and the form-filling rules (``__FILL_THIS_FORM_SHORT2``, each field name an
+alternation, repeated). Hyperscan refuses them (pattern too long, or minutes to compile), and
+Python's backtracking ``re`` tries every alternative at every position: up to 2 ms a message
+for one rule. RE2 runs them as an automaton, in time linear in the text.
+
+RE2 is not the judge: it answers "can this text match?" with an expression that matches
+*at least* wherever the Python pattern does (look-around dropped, a back-reference read as any
+text, Python's ``$`` read as RE2's multi-line ``$``, a repeat count RE2 refuses lowered); a
+text it rejects cannot match, and on a text it accepts the Python pattern decides as before.
+So the rule values are exactly those of the Python expressions (tests/unit/antispam/
+test_re2filter.py checks the superset on hand-made cases and against the corpus).
+
+The expression is built from the standard library's parse tree of the pattern (the patterns
+are compiled with ``re.ASCII``: ``\\w``, ``\\d``, ``\\b`` and case folding are ASCII, as in RE2,
+whose Unicode case folding only widens the match), so no regular-expression text is
+re-parsed by hand here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from gateway_milter.antispam.perlre import PerlPattern
+
+import re._constants as C  # the standard library's own parser (Python 3.11+)
+import re._parser as P
+
+try:
+    import re2 as _re2
+except ImportError:  # pragma: no cover - the package is in requirements.txt
+    _re2 = None
+re2: Any = _re2
+
+log = logging.getLogger(__name__)
+
+MIN_SOURCE = 500  # rules with a shorter Python expression are cheap enough for ``re`` and its prefilters
+MAX_REPEAT = 1000  # RE2's largest repeat count
+MAX_MEM = 64 << 20  # RE2's memory budget per expression (its default): past it RE2 slows, never fails
+SPELL_OUT = 8  # a counted repeat of at most this many ...
+SPELL_OUT_LEN = 200  # ... of a group this long is written out
+_REPEATS = tuple(x for x in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None)) if x is not None)
+_ATOMIC = getattr(C, "ATOMIC_GROUP", None)
+_POSSESSIVE = getattr(C, "POSSESSIVE_REPEAT", None)
+# Python's ASCII \s, written out: RE2's \s lacks the vertical tab
+_SPACE = "\\t\\n\\x0b\\f\\r "
+_CATEGORY: dict[Any, str] = {C.CATEGORY_DIGIT: "\\d", C.CATEGORY_NOT_DIGIT: "\\D", C.CATEGORY_SPACE: _SPACE,
+                             C.CATEGORY_WORD: "\\w", C.CATEGORY_NOT_WORD: "\\W"}  # ASCII in both
+_AT: dict[Any, str] = {C.AT_BEGINNING_STRING: "\\A", C.AT_END_STRING: "\\z",  # Python's \Z is the very end
+                        C.AT_BOUNDARY: "\\b", C.AT_NON_BOUNDARY: "\\B"}  # both ASCII word boundaries
+
+
+class Unsupported(ValueError):
+    """A construct this translation has no superset for."""
+
+
+def available() -> bool:
+    return re2 is not None
+
+
+def _char(c: int) -> str:
+    return f"\\x{{{c:x}}}"
+
+
+def _cased(chars: set[int]) -> set[int]:
+    """Python's ASCII case folding of a set: a character matches when its lower-case form is
+    the lower-case form of a member, so the set closed under ASCII case."""
+    return chars | {ord(chr(c).swapcase()) for c in chars if c < 128 and chr(c).isalpha()}
+
+
+class _Emitter:
+    """The parse tree as RE2 syntax. ``exact`` stays True while every construct was written
+    with the same meaning (case folding written out as classes, ``\\s`` with its vertical tab);
+    anything widened (look-around, back-references, Python's ``$``, atomic groups, lowered
+    repeat counts) clears it."""
+
+    def __init__(self, repeat_cap: int | None) -> None:
+        self.cap = repeat_cap
+        self.exact = True
+
+    def seq(self, items: Any, ml: bool, icase: bool) -> str:
+        return "".join(self.item(op, av, ml, icase) for op, av in items)
+
+    def _class(self, av: Any, icase: bool) -> str:
+        negate = False
+        chars: set[int] = set()
+        out: list[str] = []
+        for op, a in av:
+            if op is C.NEGATE:
+                negate = True
+            elif op is C.LITERAL:
+                chars.add(a)
+            elif op is C.RANGE:
+                lo, hi = a
+                if icase and lo < 128:
+                    chars.update(range(lo, min(hi, 127) + 1))  # the ASCII part, to be case-closed
+                    if hi >= 128:
+                        out.append(_char(128) + "-" + _char(hi))
+                else:
+                    out.append(_char(lo) + "-" + _char(hi))
+            elif op is C.CATEGORY and a is C.CATEGORY_NOT_SPACE:
+                if negate or len(av) > 1:
+                    raise Unsupported("\\S in a class")  # RE2's \S also takes \v
+                return "[^" + _SPACE + "]"
+            elif op is C.CATEGORY and a in _CATEGORY:
+                out.append(_CATEGORY[a])
+            else:
+                raise Unsupported(str(op))
+        if icase:
+            chars = _cased(chars)
+        out += [_char(c) for c in sorted(chars)]
+        if not out:
+            return "[\\x{0}-\\x{10ffff}]" if negate else "[^\\x{0}-\\x{10ffff}]"
+        return "[" + ("^" if negate else "") + "".join(out) + "]"
+
+    def item(self, op: Any, av: Any, ml: bool, icase: bool) -> str:
+        if op is C.LITERAL:
+            if icase and av < 128 and chr(av).isalpha():
+                return "[" + "".join(_char(c) for c in sorted(_cased({av}))) + "]"
+            return _char(av)
+        if op is C.NOT_LITERAL:
+            return "[^" + "".join(_char(c) for c in sorted(_cased({av}) if icase else {av})) + "]"
+        if op is C.ANY:
+            return "."  # neither takes a newline without DOTALL; (?s) is carried over
+        if op is C.IN:
+            return self._class(av, icase)
+        if op is C.AT:
+            if av is C.AT_BEGINNING:
+                return "(?m:^)" if ml else "\\A"
+            if av is C.AT_END:
+                if ml:
+                    return "(?m:$)"
+                self.exact = False  # Python's $: the end, or before a last newline
+                return "(?m:$)"
+            if av in _AT:
+                return _AT[av]
+            raise Unsupported(str(av))
+        if op is C.ASSERT or op is C.ASSERT_NOT:
+            self.exact = False  # look-around dropped: only widens
+            return ""
+        if op is C.BRANCH:
+            return "(?:" + "|".join(self.seq(b, ml, icase) for b in av[1]) + ")"
+        if op is C.SUBPATTERN:
+            _group, add, drop, sub = av
+            dot = ("s" if add & re.S else "") + ("-s" if drop & re.S else "")
+            inner_ml = (ml or bool(add & re.M)) and not drop & re.M
+            inner_icase = (icase or bool(add & re.I)) and not drop & re.I
+            return "(?" + dot + ":" + self.seq(sub, inner_ml, inner_icase) + ")"
+        if op is _ATOMIC:
+            self.exact = False  # an atomic group can only fail where a plain one matches
+            return "(?:" + self.seq(av, ml, icase) + ")"
+        if op in _REPEATS:
+            return self._repeat(op, av, ml, icase)
+        if op is C.GROUPREF:
+            self.exact = False
+            return "(?s:.*)"  # a back-reference: any text
+        if op is C.GROUPREF_EXISTS:
+            self.exact = False
+            _cond, yes, no = av
+            return "(?:" + self.seq(yes, ml, icase) + "|" + (self.seq(no, ml, icase) if no else "") + ")"
+        raise Unsupported(str(op))
+
+    def _repeat(self, op: Any, av: Any, ml: bool, icase: bool) -> str:
+        lo, hi, sub = int(av[0]), int(av[1]), av[2]
+        if op is _POSSESSIVE:
+            self.exact = False  # possessive: like an atomic group
+        inner = self.seq(sub, ml, icase)
+        lazy = "?" if op is C.MIN_REPEAT else ""
+        if hi != C.MAXREPEAT and hi <= SPELL_OUT and len(inner) >= SPELL_OUT_LEN:
+            # a big group repeated a few times: written out, RE2 refuses the count
+            # (``{5}`` of __FILL_THIS_FORM_LONG2's 13,000-character unit)
+            need = ("(?:" + inner + ")") * lo
+            rest = ""
+            for _ in range(hi - lo):
+                rest = "(?:" + inner + rest + ")?" + lazy
+            return need + rest
+        if self.cap is not None and lo > self.cap:
+            lo, hi = self.cap, C.MAXREPEAT  # fewer repeats required: wider
+            self.exact = False
+        if lo > MAX_REPEAT or (hi != C.MAXREPEAT and hi > MAX_REPEAT):
+            lo, hi = min(lo, MAX_REPEAT), C.MAXREPEAT
+            self.exact = False
+        q = f"{{{lo},}}" if hi == C.MAXREPEAT else f"{{{lo},{hi}}}"
+        return "(?:" + inner + ")" + q + lazy
+
+
+def superset_expression(p: PerlPattern, repeat_cap: int | None = None) -> tuple[str, bool] | None:
+    """An RE2 expression that matches wherever ``p`` does, and whether it matches exactly
+    where ``p`` does (None: no translation)."""
+    if not isinstance(p.compiled, re.Pattern) or "x" in p.flags:
+        return None  # the regex module's syntax, or extended syntax: no translation
+    # the flags as compiled: body rules are multi-line without an 'm' of their own
+    flags = p.compiled.flags & (re.I | re.M | re.S)
+    try:
+        tree = P.parse(p.source, re.ASCII | flags)
+        st = tree.state.flags
+        em = _Emitter(repeat_cap)
+        body = em.seq(tree, bool(st & re.M), bool(st & re.I))
+    except (Unsupported, re.error, RecursionError, OverflowError, KeyError):
+        return None
+    return ("(?s)" if st & re.S else "") + body, em.exact
+
+
+class Prefilter:
+    """``may_match(text)``: False only where the pattern cannot match, None where RE2 cannot
+    read the text; ``exact``: its True is the pattern's answer too."""
+
+    __slots__ = ("may_match", "exact", "expression")
+
+    def __init__(self, may_match: Callable[[str], bool | None], exact: bool, expression: str) -> None:
+        self.may_match = may_match
+        self.exact = exact
+        self.expression = expression
+
+
+def prefilter(p: PerlPattern) -> Prefilter | None:
+    """The RE2 prefilter of ``p``; None when RE2 is missing or takes no superset of ``p`` (the
+    rule keeps the Python path)."""
+    if re2 is None:
+        return None
+    opts = re2.Options()
+    opts.max_mem = MAX_MEM
+    opts.log_errors = False
+    for cap in (None, 3, 2, 1):  # RE2 refuses some nested repeat counts: lowered, they widen
+        got = superset_expression(p, cap)
+        if got is None:
+            return None
+        expr, exact = got
+        try:
+            compiled = re2.compile(expr, opts)
+        except re2.error:
+            continue
+        return Prefilter(_searcher(compiled), exact, expr)
+    log.debug("rules: RE2 takes no form of %.60s", p.source)
+    return None
+
+
+def _searcher(compiled: Any) -> Callable[[str], bool | None]:
+    search = compiled.search
+
+    def may_match(text: str) -> bool | None:
+        try:
+            return search(text) is not None
+        except UnicodeEncodeError:  # lone surrogates: RE2 reads UTF-8 only; Python decides
+            return None
+    return may_match

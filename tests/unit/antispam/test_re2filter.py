@@ -1,0 +1,161 @@
+"""The RE2 prefilter (re2filter.py): wherever a rule's Python expression matches, RE2's
+expression does; where RE2's is marked exact, it matches exactly there. Hand-made cases for each
+construct the translation widens or writes out, and, when ../shared is present, the Debian
+rules it serves on corpus messages."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from gateway_milter.antispam import re2filter
+from gateway_milter.antispam.engine import RuleEngine, _Texts, engine_for
+from gateway_milter.antispam.perlre import parse_perl_regex
+from gateway_milter.antispam.sarules import load_rules
+from gateway_milter.antispam.saview import message_view
+from tests.unit.antispam.helpers import make_ctx, msg, write_rules
+from tests.unit.antispam.test_rules_lazy import CORPUS, corpus_sample
+
+needs_re2 = pytest.mark.skipif(not re2filter.available(), reason="google-re2 is not installed")
+
+TEXTS = ["", "x", "\n", "abc", "ABC", "Straße", "\u212aelvin", "\u212aelvin kelvin", "\u017fecret", "\u017fecret secret",
+         "caf\u00e9 CAF\u00c9",
+         "a\x0bb", "a\x0cb", "a b\n", "end\n", "line one\nline two\n", "foofoo", "foo bar", "foobar",
+         "Name: ____ Address: ____ Phone: ____", "name address phone age", "I have installed malware",
+         "my m\u0430lware", "x" * 50, "tab\there", "\u00e9t\u00e9", "a\u2028b", "abcabcabcabcabc", "aaa", "k K",
+         "WIN $100 NOW", "\u00c4rger \u00e4rger"]
+
+CASES = [  # (perl, lines): Python semantics of each construct against RE2's
+    (r"/kelvin/i", True),  # RE2's own case folding would take U+212A: written out as classes
+    (r"/secret/i", True),  # and U+017F
+    (r"/caf\x{e9}/i", True),  # Python's ASCII case folding leaves é/É apart
+    (r"/\x{c4}rger/i", True),
+    (r"/[a-c]{3}/i", True),
+    (r"/[^k]elvin/i", True),
+    (r"/a\sb/", True),  # Python's \s takes the vertical tab, RE2's does not
+    (r"/a\Sb/", True),
+    (r"/a[\s]b/", True),
+    (r"/^line two$/", True),  # body rules are multi-line
+    (r"/^end$/", False),  # Python's $: the end or before a last newline
+    (r"/end\Z/", False),
+    (r"/end\z/", False),
+    (r"/\Aline/", True),
+    (r"/foo(?=bar)/", True),  # look-around dropped
+    (r"/foo(?!bar)/", True),
+    (r"/(?<=foo)bar/", True),
+    (r"/(foo)\1/", True),  # back-reference: any text
+    (r"/(?>a+)a/", True),  # atomic group: can only fail where a plain group matches
+    (r"/a++a/", True),
+    (r"/(?:abc){5}/", True),
+    (r"/(?:abc){2,4}?c/", True),
+    (r"/x{1001}/", True),  # over RE2's count
+    (r"/(?s)line.two/", True),
+    (r"/line.two/", True),
+    (r"/(?i:ABC)abc/", True),
+    (r"/\bbar\b/", True),
+    (r"/\Bbar/", True),
+    (r"/\d+/", True),
+    (r"/\$\d+/", True),
+    (r"/\w\W\w/", True),
+    (r"/(?:name|address|phone|age)\W{1,5}(?:name|address|phone|age)/i", True),
+    (r"/(?:I(?:'ve|\shave)?\s(?:put|installed)\s|my\s)(?:mal+ware|virus)/i", True),
+]
+
+
+@needs_re2
+@pytest.mark.parametrize("perl,lines", CASES)
+def test_re2_matches_wherever_python_does_and_exactly_when_it_says_so(perl: str, lines: bool) -> None:
+    pat, _ = parse_perl_regex(perl, lines=lines)
+    pf = re2filter.prefilter(pat)
+    assert pf is not None, perl
+    for text in TEXTS:
+        py = pat.compiled.search(text) is not None
+        got = pf.may_match(text)
+        assert got is not None
+        if py:
+            assert got, (perl, text, pf.expression)
+        if pf.exact:
+            assert got == py, (perl, text, pf.expression)
+
+
+@needs_re2
+def test_exactness_is_claimed_only_where_nothing_was_widened() -> None:
+    def exact(perl: str, lines: bool = True) -> bool:
+        pat, _ = parse_perl_regex(perl, lines=lines)
+        pf = re2filter.prefilter(pat)
+        assert pf is not None
+        return pf.exact
+
+    assert exact(r"/kelvin/i") and exact(r"/a\sb/") and exact(r"/^x$/") and exact(r"/(?:abc){5}/")
+    assert not exact(r"/foo(?=bar)/") and not exact(r"/(a)\1/") and not exact(r"/(?>a+)a/")
+    assert not exact(r"/^end$/", lines=False) and not exact(r"/x{1001}/")
+
+
+@needs_re2
+def test_random_texts_agree_with_python_on_exact_expressions() -> None:
+    rnd = random.Random(7)
+    alphabet = "abcKks \n\x0b\t\u212a\u017f\u00e9\u00c9_-:1"
+    pats = [r"/k\s*s/i", r"/^[a-c]+$/", r"/(?:ab|c){2,3}k/i", r"/[^a-c\s]{2}/", r"/\bk\w*\b/i", r"/s\W+k/"]
+    for perl in pats:
+        pat, _ = parse_perl_regex(perl, lines=True)
+        pf = re2filter.prefilter(pat)
+        assert pf is not None and pf.exact, perl
+        for _ in range(400):
+            text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
+            assert pf.may_match(text) == (pat.compiled.search(text) is not None), (perl, text)
+
+
+@needs_re2
+def test_a_text_re2_cannot_read_is_left_to_python() -> None:
+    pat, _ = parse_perl_regex(r"/abc/", lines=True)
+    pf = re2filter.prefilter(pat)
+    assert pf is not None and pf.may_match("abc \udc80") is None
+
+
+def test_what_has_no_superset_gets_no_prefilter() -> None:
+    pat, _ = parse_perl_regex(r"/a[^\S]b/", lines=True)  # RE2's \S differs inside a negated class
+    assert re2filter.superset_expression(pat) is None
+    pat, _ = parse_perl_regex(r"/a b # comment/x", lines=True)
+    assert re2filter.superset_expression(pat) is None
+
+
+LONG_RULES = "body __LONG_FORM /(?:(?:name|address|phone|age|city|country|occupation|zip)e?[\\s:_.]{1,20}){3}" \
+             + "".join(f"|w{i}x{i}" for i in range(120)) + "/i\nmeta LONG_FORM __LONG_FORM\nscore LONG_FORM 1.0\n"
+
+
+@needs_re2
+def test_the_engine_asks_re2_before_python_for_long_expressions(tmp_path: Path) -> None:
+    eng = RuleEngine(load_rules([write_rules(tmp_path, LONG_RULES)], 2), hs_cache=None)  # no Hyperscan: RE2's turn
+    assert "__LONG_FORM" in eng.re2 and eng.re2["__LONG_FORM"].exact
+    hit = message_view(make_ctx(msg("form", "Name: ____ Address: ____ Phone: ____ please")))
+    miss = message_view(make_ctx(msg("note", "nothing of the kind here")))
+    for view, want in ((hit, 1), (miss, 0)):
+        assert eng.run(view).values.get("LONG_FORM", 0) == want
+        assert eng.run(view, lazy=False).values.get("LONG_FORM", 0) == want
+
+
+def test_the_debian_rules_re2_serves_agree_with_python_on_corpus_messages() -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"{CORPUS} absent (the shared corpus sits beside the repository)")
+    if not Path("/usr/share/spamassassin/50_scores.cf").exists():
+        pytest.skip("spamassassin rules not installed")
+    if not re2filter.available():
+        pytest.skip("google-re2 is not installed")
+    eng = engine_for((), 2, include_default=True)
+    assert len(eng.re2) >= 40  # look-alike letters, form fields, FUZZY_*, ...
+    assert {"__MY_MALWARE", "__FILL_THIS_FORM_SHORT2", "__FILL_THIS_FORM_LONG2"} <= set(eng.re2)
+    matched = 0
+    for path in corpus_sample(240):
+        t = _Texts(message_view(make_ctx(path.read_bytes())), eng.indexes)
+        for name, pf in eng.re2.items():
+            rule = eng.rules[name]
+            assert rule.pattern is not None
+            text = t.text(rule.kind)
+            py = rule.pattern.compiled.search(text) is not None
+            got = pf.may_match(text)
+            matched += py
+            assert not (py and got is False), (path.name, name)
+            assert not (got and pf.exact and not py), (path.name, name)
+    assert matched > 0  # the sample holds messages these rules hit
