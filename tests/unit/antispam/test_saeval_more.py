@@ -386,3 +386,41 @@ def test_a_header_value_is_parsed_for_addresses_once_per_message(monkeypatch: py
     assert m.header("From:addr") == "ann@example.com" and m.header("From:name") == "Ann Example"
     assert m.header("Reply-To:addr") == "ann@example.com"
     assert sorted(parsed) == sorted([to, "ann@example.com", '"Ann Example" <ann@example.com>'])
+
+
+def _similarity_pair_by_pair(address: list[str]) -> float:
+    # HeaderEval::_check_recipients as SpamAssassin writes it: every pair of addresses
+    from gateway_milter.antispam.saeval import TOCC_SIMILAR_LENGTH as L
+
+    user = [a[:L] for a in address]
+    fqhn = [a.split("@", 1)[1] for a in address if "@" in a]
+    fqhn += [""] * (len(address) - len(fqhn))
+    host = [h[:L] for h in fqhn]
+    hits = combinations = 0
+    for i in range(len(address)):
+        for j in range(i + 1, len(address)):
+            hits += user[i] == user[j]
+            hits += host[i] == host[j] and fqhn[i] != fqhn[j]
+            combinations += 1
+    return hits / combinations
+
+
+def test_recipient_similarity_counted_by_groups_equals_the_pairwise_count() -> None:
+    import random
+
+    from gateway_milter.antispam.saeval import _recipients
+
+    rnd = random.Random(11)
+    users = ["bob", "bobby", "bo", "alice", "al", "carl", "carla", "info", "x"]
+    hosts = ["example.com", "example.org", "exam.net", "mail.example.com", "mail.example.org", "b.c", "other.test"]
+    for n in (5, 6, 9, 17, 40, 120):
+        rcpts = [f"{rnd.choice(users)}{rnd.randint(0, 3) if rnd.random() < .5 else ''}@{rnd.choice(hosts)}"
+                 for _ in range(n)]
+        raw = ("From: a@sender.test\r\nTo: " + ", ".join(rcpts) + "\r\nSubject: s\r\n\r\nbody\r\n").encode()
+        m = message_view(make_ctx(raw))
+        kept: list[str] = []
+        for a in rcpts:  # adjacent duplicates dropped, as the function does
+            if not kept or a.lower() != kept[-1].lower():
+                kept.append(a)
+        _sorted, similar = _recipients(m)
+        assert similar == pytest.approx(_similarity_pair_by_pair(kept)), n
