@@ -276,7 +276,8 @@ def test_rules_compile_builds_then_loads_and_reports_coverage(tmp_path: Path, mo
     monkeypatch.setenv("GATEWAY_RULES_CACHE_DIR", str(tmp_path / "cache"))
     d = write_rules(tmp_path, RULES + "\nbody LOOK_BACK /(?<!\\w)urgent/i\nscore LOOK_BACK 0.1\n"
                     "body END_INSIDE /(?:$|\\W)(?=u)urgent/\nscore END_INSIDE 0.1\n"
-                    "header ALL_HDR ALL =~ /^Subject:.*urgent/mi\nscore ALL_HDR 0.1\n")
+                    "header ALL_HDR ALL =~ /^Subject:.*urgent/mi\nscore ALL_HDR 0.1\n"
+                    "body LONG_ONE /(?:" + "|".join(f"word{i}" for i in range(100)) + ")/\nscore LONG_ONE 0.1\n")
     out = io.StringIO()
     call_command("rules", "compile", "--dir", str(d), "--no-default", stdout=out)
     text = out.getvalue()
@@ -286,6 +287,7 @@ def test_rules_compile_builds_then_loads_and_reports_coverage(tmp_path: Path, mo
     assert m is not None and int(m[2]) >= 1 and int(m[3]) == 1
     assert int(m[1]) + int(m[2]) + int(m[3]) + int(m[4]) == int(m[5])
     assert list((tmp_path / "cache").glob("rules-hs-*.db"))
+    assert "RE2 first for 1 long expressions on the Python path, 1 of them exact" in text
 
 
 def test_rules_compile_says_so_when_hyperscan_is_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
