@@ -15,7 +15,6 @@ that has learned at least ``min_learned`` messages of each class.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,36 +127,53 @@ class BayesClassifier:
             if ns < self.min_learned or nh < self.min_learned:
                 continue
             packed = vals[2:]
-            return self._combine(scope, ns, nh, [v >> 32 for v in packed], [v & HAM_MASK for v in packed],
-                                 feats if explain else None)
+            return self._combine(scope, ns, nh, packed, feats if explain else None)
         return Classification(None, tokens=len(keys))
 
-    def _combine(self, scope: str, ns: int, nh: int, sc: Sequence[int], hc: Sequence[int],
+    def _combine(self, scope: str, ns: int, nh: int, packed: Sequence[int],
                  names: Sequence[str] | None) -> Classification:
-        clues: list[tuple[float, float, int]] = []
-        append = clues.append
+        """``packed``: per feature, spam count * SPAM_UNIT + ham count (0: never learned)."""
         inv_s, inv_h = 1.0 / ns, 1.0 / nh
         sx, lo, hi = UNKNOWN_STRENGTH * UNKNOWN_PROB, 0.5 - MIN_STRENGTH, 0.5 + MIN_STRENGTH
-        for i, (s, h) in enumerate(zip(sc, hc, strict=True)):
-            if not (s or h):
-                continue
-            sr = min(s * inv_s, 1.0)
-            hr = min(h * inv_h, 1.0)
-            n = s + h
-            f = (sx + n * sr / (sr + hr)) / (UNKNOWN_STRENGTH + n)
+        # Robinson's f(w) once per distinct count (a message's ~250 learned features have ~150
+        # counts): the features of each strong enough f, by feature index
+        f_of: dict[int, float] = {}
+        by_f: dict[float, list[int]] = {}
+        for i, v in enumerate(packed):
+            if not v:
+                continue  # never learned
+            f = f_of.get(v)
+            if f is None:
+                s, h = v >> 32, v & HAM_MASK
+                sr = min(s * inv_s, 1.0)
+                hr = min(h * inv_h, 1.0)
+                n = s + h
+                f = f_of[v] = (sx + n * sr / (sr + hr)) / (UNKNOWN_STRENGTH + n)
             if f <= lo or f >= hi:
-                append((abs(f - 0.5), f, i))
-        if len(clues) > MAX_DISCRIMINATORS:
-            clues = heapq.nlargest(MAX_DISCRIMINATORS, clues)
-        else:
-            clues.sort(reverse=True)
-        if not clues:
-            return Classification(0.5, scope, ns, nh, len(sc), 0)
+                same = by_f.get(f)
+                if same is None:
+                    by_f[f] = [i]
+                else:
+                    same.append(i)
+        if not by_f:
+            return Classification(0.5, scope, ns, nh, len(packed), 0)
+        # the clues: the MAX_DISCRIMINATORS largest of (|f - 0.5|, f, index), largest first
+        clues: list[tuple[float, int]] = []
+        for f in sorted(by_f, key=lambda f: (abs(f - 0.5), f), reverse=True):
+            clues += [(f, i) for i in reversed(by_f[f])]
+            if len(clues) >= MAX_DISCRIMINATORS:
+                del clues[MAX_DISCRIMINATORS:]
+                break
+        # added one by one, in that order (the figures depend on the order of the additions)
+        logs: dict[float, tuple[float, float]] = {}
         sum_ln_f = sum_ln_1f = 0.0
-        for _d, f, _i in clues:
-            f = min(max(f, 1e-6), 1 - 1e-6)
-            sum_ln_f += math.log(f)
-            sum_ln_1f += math.log(1.0 - f)
+        for f, _i in clues:
+            pair = logs.get(f)
+            if pair is None:
+                c = min(max(f, 1e-6), 1 - 1e-6)
+                pair = logs[f] = (math.log(c), math.log(1.0 - c))
+            sum_ln_f += pair[0]
+            sum_ln_1f += pair[1]
         n = len(clues)
         # Fisher: spamminess S = 1 - Q(-2 sum ln(1 - f)), hamminess H = 1 - Q(-2 sum ln f),
         # p = (S - H + 1) / 2 = (S + Q_h) / 2 and 1 - p = (Q_s + H) / 2 (Q + CDF = 1 for each)
@@ -167,8 +183,8 @@ class BayesClassifier:
         prob = 1.0 / (1.0 + math.exp(-logodds)) if logodds > -700.0 else 0.0
         explained: tuple[tuple[str, float], ...] = ()
         if names is not None:
-            explained = tuple((names[i], round(f, 4)) for _d, f, i in clues[:20])
-        return Classification(round(prob, 6), scope, ns, nh, len(sc), n, explained, round(logodds, 4))
+            explained = tuple((names[i], round(f, 4)) for f, i in clues[:20])
+        return Classification(round(prob, 6), scope, ns, nh, len(packed), n, explained, round(logodds, 4))
 
     # -- training ---------------------------------------------------------------------------------
     def learn(self, m: SaMessage, is_spam: bool, scopes: Sequence[str] = ("global",),

@@ -168,3 +168,49 @@ def test_store_keys_stay_48_bit_blake2b_of_the_utf8_feature() -> None:
     want = [hashlib.blake2b(f.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest() for f in feats]
     assert hashed(feats) == want
     assert hashed(["shared"]) == ["1d065be4e747"]  # pinned: the key every release has used
+
+
+def _combine_token_by_token(ns: int, nh: int, packed: list[int]) -> tuple[float, float, int, list[tuple[int, float]]]:
+    # the classifier's arithmetic as first written: a clue per feature, the largest 150 of
+    # (|f - 0.5|, f, index), logs summed in that order
+    import heapq
+
+    from gateway_milter.antispam import bayes as b
+
+    clues = []
+    for i, v in enumerate(packed):
+        s, h = v >> 32, v & b.HAM_MASK
+        if not (s or h):
+            continue
+        sr, hr = min(s * (1.0 / ns), 1.0), min(h * (1.0 / nh), 1.0)
+        n = s + h
+        f = (b.UNKNOWN_STRENGTH * b.UNKNOWN_PROB + n * sr / (sr + hr)) / (b.UNKNOWN_STRENGTH + n)
+        if f <= 0.5 - b.MIN_STRENGTH or f >= 0.5 + b.MIN_STRENGTH:
+            clues.append((abs(f - 0.5), f, i))
+    clues = heapq.nlargest(b.MAX_DISCRIMINATORS, clues)
+    a = c = 0.0
+    for _d, f, _i in clues:
+        f = min(max(f, 1e-6), 1 - 1e-6)
+        a += math.log(f)
+        c += math.log(1.0 - f)
+    lq_s, lp_s = log_chi2_tails(-2.0 * c, 2 * len(clues))
+    lq_h, lp_h = log_chi2_tails(-2.0 * a, 2 * len(clues))
+    logodds = b._logaddexp(lp_s, lq_h) - b._logaddexp(lq_s, lp_h)
+    return round(logodds, 4), a, len(clues), [(i, f) for _d, f, i in clues[:20]]
+
+
+def test_combining_by_distinct_counts_gives_the_token_by_token_figures() -> None:
+    rnd = random.Random(3)
+    bc = BayesClassifier(MemoryStore(), 1)
+    for trial in range(300):
+        ns, nh = rnd.randint(5, 3000), rnd.randint(5, 3000)
+        small = trial % 2 == 0  # few distinct counts: many ties in |f - 0.5|, f
+        packed = [0 if rnd.random() < 0.4 else
+                  (rnd.randint(0, 3 if small else ns) << 32) + rnd.randint(0, 3 if small else nh)
+                  for _ in range(rnd.randint(0, 600))]
+        got = bc._combine("global", ns, nh, packed, [f"f{i}" for i in range(len(packed))])
+        logodds, _a, used, top = _combine_token_by_token(ns, nh, packed)
+        assert got.used == used
+        if used:
+            assert got.logodds == logodds
+            assert [(n, f) for n, f in got.clues] == [(f"f{i}", round(f, 4)) for i, f in top]
