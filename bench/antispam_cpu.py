@@ -1,7 +1,7 @@
 """CPU per message of the content path (rules + Bayes + scoring through the real layers) on
 corpus messages of 4-6 KB (spam_2 and easy_ham in turn), Bayes trained on 200 spam and 200 ham
 first (MemoryStore: the store's network time is not CPU). Usage: .venv/bin/python bench/antispam_cpu.py [--n 150] [--no-rules]
-[--min-size 4000 --max-size 6000] [--reference] [--no-hyperscan] [--repeat 5] (--reference: every rule's
+[--min-size 4000 --max-size 6000] [--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] (--reference: every rule's
 expression over the whole text, no laziness or prefilter: the equivalence tests' reference path;
 --no-hyperscan: the Python prefilters only. Otherwise the Hyperscan databases are loaded from, or
 first built into, GATEWAY_RULES_CACHE_DIR, and the build is not counted; a message's CPU is the
@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--reference", action="store_true", help="run the rules engine's reference path")
     ap.add_argument("--no-hyperscan", action="store_true", help="Python prefilters only")
     ap.add_argument("--repeat", type=int, default=5, help="passes; a message's CPU is its least")
+    ap.add_argument("--only", choices=("spam", "ham"), help="time one class alone (Bayes still learns both)")
     args = ap.parse_args()
     base = shared_path("corpus", "spamassassin")
     if not base.is_dir():
@@ -47,7 +48,11 @@ def main() -> int:
     # each, so every message goes through the whole classifier)
     by_dir = [sorted((base / d).iterdir()) for d in ("spam_2", "easy_ham")]
     sized = [[p for p in files if args.min_size <= os.path.getsize(p) <= args.max_size] for files in by_dir]
-    pick = [p for pair in zip(*(s[: (args.n + 1) // 2] for s in sized), strict=False) for p in pair][: args.n]
+    if args.only:  # one class alone, as many messages
+        sized = [sized[0] if args.only == "spam" else sized[1]]
+        pick = sized[0][: args.n]
+    else:
+        pick = [p for pair in zip(*(s[: (args.n + 1) // 2] for s in sized), strict=False) for p in pair][: args.n]
     chosen = set(pick)
     train = [p for files in by_dir for p in [q for q in files if q not in chosen][:200]]
     store = MemoryStore()
