@@ -253,6 +253,6 @@ def _searcher(compiled: Any) -> Callable[[str], bool | None]:
     def may_match(text: str) -> bool | None:
         try:
             return search(text) is not None
-        except UnicodeEncodeError:  # lone surrogates: RE2 reads UTF-8 only; Python decides
-            return None
+        except (UnicodeEncodeError, ValueError, TypeError, re2.error):
+            return None  # lone surrogates (RE2 reads UTF-8 only), or RE2 failing: Python decides
     return may_match

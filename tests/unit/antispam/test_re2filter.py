@@ -114,6 +114,15 @@ def test_a_text_re2_cannot_read_is_left_to_python() -> None:
     assert pf is not None and pf.may_match("abc \udc80") is None
 
 
+@needs_re2
+def test_an_re2_failure_on_a_text_leaves_it_to_python() -> None:
+    class Failing:
+        def search(self, text: str) -> None:
+            raise re2filter.re2.error("out of memory")
+
+    assert re2filter._searcher(Failing())("some text") is None
+
+
 def test_what_has_no_superset_gets_no_prefilter() -> None:
     pat, _ = parse_perl_regex(r"/a[^\S]b/", lines=True)  # RE2's \S differs inside a negated class
     assert re2filter.superset_expression(pat) is None
