@@ -1,11 +1,15 @@
 """CPU per message of the content path (rules + Bayes + scoring through the real layers) on
 corpus messages of 4-6 KB (spam_2 and easy_ham in turn), Bayes trained on 200 spam and 200 ham
-first (MemoryStore: the store's network time is not CPU). Usage: .venv/bin/python bench/antispam_cpu.py [--n 150] [--no-rules]
-[--min-size 4000 --max-size 6000] [--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] (--reference: every rule's
-expression over the whole text, no laziness or prefilter: the equivalence tests' reference path;
---no-hyperscan: the Python prefilters only. Otherwise the Hyperscan databases are loaded from, or
-first built into, GATEWAY_RULES_CACHE_DIR, and the build is not counted; a message's CPU is the
-least of --repeat passes)"""
+first (MemoryStore: the store's network time is not CPU).
+
+Usage: .venv/bin/python bench/antispam_cpu.py [--n 150] [--no-rules] [--min-size 4000 --max-size 6000]
+[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham]
+
+--reference: every rule's expression over the whole text, no laziness or prefilter (the
+equivalence tests' reference path); --no-hyperscan: the Python prefilters (and RE2) only.
+Otherwise the Hyperscan databases are loaded from, or first built into, GATEWAY_RULES_CACHE_DIR,
+and the build is not counted. A message's CPU is the least of --repeat passes; --only times one
+class alone."""
 
 from __future__ import annotations
 
