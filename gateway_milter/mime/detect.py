@@ -44,8 +44,32 @@ def detect_type(data: bytes) -> str:
     try:
         t = str(_handle().from_buffer(sniff))
     except Exception:  # noqa: BLE001 - libmagic errors on odd input; the type is then unknown
-        return "application/octet-stream"
-    return t.split(";", 1)[0].strip().lower() or "application/octet-stream"
+        t = ""
+    return _archive_signature(data, t.split(";", 1)[0].strip().lower() or "application/octet-stream")
+
+
+# Containers built on zip that libmagic names by what they hold (OOXML and ODF documents, APKs
+# under application/vnd.*; JARs, EPUBs, XPIs)
+_ZIP_FAMILY = frozenset({"application/zip", "application/x-zip-compressed", "application/java-archive",
+                         "application/epub+zip", "application/x-xpinstall"})
+_SIGNATURES = ((b"7z\xbc\xaf\x27\x1c", "application/x-7z-compressed"), (b"Rar!\x1a\x07", "application/x-rar"),
+               (b"\x1f\x8b\x08", "application/gzip"), (b"\xfd7zXZ\x00", "application/x-xz"))
+
+
+def _archive_signature(data: bytes, detected: str) -> str:
+    """An archive's own signature at offset 0 over libmagic's reading of later bytes. libmagic
+    weighs some rules above the zip one: a zip with 0x55AA at offset 510 (1 in 65,536 by chance,
+    or on purpose) reads as a "DOS/MBR boot sector", application/octet-stream, and its members
+    would go uninspected."""
+    if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        if detected in _ZIP_FAMILY or detected.startswith("application/vnd."):
+            return detected
+        return "application/zip"
+    if detected == "application/octet-stream":
+        for sig, kind in _SIGNATURES:
+            if data.startswith(sig):
+                return kind
+    return detected
 
 
 EXECUTABLE_TYPES = frozenset({

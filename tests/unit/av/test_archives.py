@@ -16,6 +16,7 @@ import py7zr
 import pytest
 
 from gateway_milter.mime.archives import ArchiveLimits, inspect_archive
+from gateway_milter.mime.detect import _archive_signature, detect_type
 from tests.unit.av.mailbuild import zip_bytes
 
 EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\0" * 48 + b"PE\0\0" + b"\0" * 200
@@ -234,3 +235,41 @@ def test_it_never_raises_on_mutated_archives() -> None:
                 b[rnd.randrange(len(b))] = rnd.randrange(256)
             rep = inspect_archive(bytes(b), kind)
             assert rep.kind == kind
+
+
+def _with_boot_signature(name: str, body: bytes) -> bytes:
+    """A stored zip whose bytes 510-511 are 0x55AA: libmagic reads a "DOS/MBR boot sector"."""
+    pad = bytearray(body + b"\0" * max(0, 600 - len(body)))
+    offset = 510 - (30 + len(name))  # the local header, the name, then the stored bytes
+    pad[offset], pad[offset + 1] = 0x55, 0xAA
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), bytes(pad))
+    data = buf.getvalue()
+    assert data[510:512] == b"\x55\xaa"
+    return data
+
+
+def test_a_zip_that_libmagic_takes_for_a_boot_sector_is_still_a_zip() -> None:
+    data = _with_boot_signature("x.exe", EXE)
+    assert detect_type(data) == "application/zip"
+    rep = inspect_archive(data, "zip")
+    assert [e.name for e in rep.entries] == ["x.exe"]
+    assert rep.entries[0].detected_type == "application/x-dosexec"
+    # nested: the inner zip is opened too, so the depth limit still holds
+    nested = zip_bytes({"inner.zip": _with_boot_signature("x.exe", EXE)})
+    rep = inspect_archive(nested, "zip")
+    assert [e.name for e in rep.entries] == ["inner.zip", "x.exe"]
+
+
+def test_zip_based_documents_keep_their_own_type() -> None:
+    data = zip_bytes({"a.txt": b"x"})
+    for kind in ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                 "application/vnd.oasis.opendocument.text", "application/java-archive", "application/epub+zip"):
+        assert _archive_signature(data, kind) == kind
+    for kind in ("application/octet-stream", "application/x-tar", "text/plain"):
+        assert _archive_signature(data, kind) == "application/zip"
+    gz = b"\x1f\x8b\x08" + bytes(507) + b"\x55\xaa" + bytes(100)
+    assert _archive_signature(gz, "application/octet-stream") == "application/gzip"
+    assert _archive_signature(gz, "application/x-gzip") == "application/x-gzip"
+    assert detect_type(bytes(510) + b"\x55\xaa") == "application/octet-stream"  # a boot sector stays one
