@@ -185,7 +185,7 @@ def _best(parts: list[set[str] | None]) -> set[str] | None:
     return best
 
 
-def _parse(p: PerlPattern) -> Any:
+def parse_tree(p: PerlPattern) -> Any:
     """The standard library's parse tree of ``p``, or None where no prefilter can be derived
     from it (extended syntax, regex-module-only constructs)."""
     if p.flags and "x" in p.flags:
@@ -199,7 +199,7 @@ def _parse(p: PerlPattern) -> Any:
 def _factors(p: PerlPattern, squeezed: bool) -> tuple[str, ...] | None:
     if squeezed and not isinstance(p.compiled, re.Pattern):
         return None  # the regex module folds case its own way: plain factors only
-    tree = _parse(p)
+    tree = parse_tree(p)
     if tree is None:
         return None
     icase = "i" in p.flags
@@ -353,7 +353,7 @@ def relaxed_pattern(p: PerlPattern) -> re.Pattern[str] | None:
     a character class, which lets ``re`` skip ahead in C (``p`` often starts with a look-ahead
     or an alternation and gets no such help): SpamAssassin's FUZZY_* rules (each letter an
     alternation of look-alikes) have no literal factor but relax well."""
-    tree = _parse(p) if isinstance(p.compiled, re.Pattern) else None
+    tree = parse_tree(p) if isinstance(p.compiled, re.Pattern) else None
     if tree is None:
         return None
     icase = "i" in p.flags or bool(tree.state.flags & re.I)
@@ -536,7 +536,7 @@ def position_pattern(p: PerlPattern, k: int = 6) -> re.Pattern[str] | None:
     """A fixed-width pattern for a prefilter: the characters that can stand at each of the
     first ``k`` positions of a match of ``p`` (``[Pp\\xfe&][Hh#&\\x80-\\xbf][Aa4@...]``).
     A text where it finds nothing cannot match ``p``; being fixed-width it never backtracks."""
-    tree = _parse(p) if isinstance(p.compiled, re.Pattern) else None
+    tree = parse_tree(p) if isinstance(p.compiled, re.Pattern) else None
     if tree is None:
         return None
     got = _items_sets(tree, "i" in p.flags or bool(tree.state.flags & re.I), k)

@@ -28,10 +28,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from gateway_milter.antispam.matcher import parse_tree
 from gateway_milter.antispam.perlre import PerlPattern
 
 import re._constants as C  # the standard library's own parser (Python 3.11+)
-import re._parser as P
 
 try:
     import re2 as _re2
@@ -199,16 +199,17 @@ class _Emitter:
 def superset_expression(p: PerlPattern, repeat_cap: int | None = None) -> tuple[str, bool] | None:
     """An RE2 expression that matches wherever ``p`` does, and whether it matches exactly
     where ``p`` does (None: no translation)."""
-    if not isinstance(p.compiled, re.Pattern) or "x" in p.flags:
-        return None  # the regex module's syntax, or extended syntax: no translation
-    # the flags as compiled: body rules are multi-line without an 'm' of their own
-    flags = p.compiled.flags & (re.I | re.M | re.S)
+    tree = parse_tree(p) if isinstance(p.compiled, re.Pattern) else None  # not the regex module's syntax
+    return None if tree is None else _expression(tree, p.compiled.flags, repeat_cap)
+
+
+def _expression(tree: Any, compiled_flags: int, repeat_cap: int | None) -> tuple[str, bool] | None:
+    # the flags as compiled: body rules are multi-line and some dot-all without a flag in the text
+    st = tree.state.flags | (compiled_flags & (re.M | re.S))
+    em = _Emitter(repeat_cap)
     try:
-        tree = P.parse(p.source, re.ASCII | flags)
-        st = tree.state.flags
-        em = _Emitter(repeat_cap)
         body = em.seq(tree, bool(st & re.M), bool(st & re.I))
-    except (Unsupported, re.error, RecursionError, OverflowError, KeyError):
+    except (Unsupported, RecursionError, OverflowError, KeyError):
         return None
     return ("(?s)" if st & re.S else "") + body, em.exact
 
@@ -232,8 +233,11 @@ def prefilter(p: PerlPattern) -> Prefilter | None:
         return None
     opts = re2.Options()
     opts.log_errors = False
+    tree = parse_tree(p) if isinstance(p.compiled, re.Pattern) else None  # parsed once for every try
+    if tree is None:
+        return None
     for cap in (None, 3, 2, 1):  # RE2 refuses some nested repeat counts: lowered, they widen
-        got = superset_expression(p, cap)
+        got = _expression(tree, p.compiled.flags, cap)
         if got is None:
             return None
         expr, exact = got

@@ -917,6 +917,11 @@ TOCC_SIMILAR_COUNT = 5
 TOCC_SIMILAR_LENGTH = 2
 
 
+def _equal_pairs(values: list[str]) -> int:
+    """How many pairs of the values are equal."""
+    return sum(k * (k - 1) // 2 for k in Counter(values).values())
+
+
 def _recipients(m: SaMessage) -> tuple[bool, float]:
     """HeaderEval::_check_recipients: (sorted, similarity) of the To/Cc (else Bcc) addresses."""
     cached: tuple[bool, float] | None = m.cache.get("recipients")
@@ -948,11 +953,8 @@ def _recipients(m: SaMessage) -> tuple[bool, float]:
         # different hosts; counted here by groups instead of pair by pair (256 addresses are
         # 32,640 pairs): a host equal in full is equal in prefix, so the second count is the
         # pairs of equal prefixes less the pairs of equal hosts
-        def pairs(values: list[str]) -> int:
-            return sum(k * (k - 1) // 2 for k in Counter(values).values())
-
         n = len(address)
-        similar = (pairs(user) + pairs(host) - pairs(fqhn)) / (n * (n - 1) // 2)
+        similar = (_equal_pairs(user) + _equal_pairs(host) - _equal_pairs(fqhn)) / (n * (n - 1) // 2)
     m.cache["recipients"] = result = (is_sorted, similar)
     return result
 
