@@ -3,13 +3,25 @@ corpus messages of 4-6 KB (spam_2 and easy_ham in turn), Bayes trained on 200 sp
 first (MemoryStore: the store's network time is not CPU).
 
 Usage: .venv/bin/python bench/antispam_cpu.py [--n 150] [--no-rules] [--min-size 4000 --max-size 6000]
-[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham]
+[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--against OTHER_CHECKOUT]
 
 --reference: every rule's expression over the whole text, no laziness or prefilter (the
 equivalence tests' reference path); --no-hyperscan: the Python prefilters (and RE2) only.
 Otherwise the Hyperscan databases are loaded from, or first built into, GATEWAY_RULES_CACHE_DIR,
 and the build is not counted. A message's CPU is the least of --repeat passes; --only times one
-class alone."""
+class alone.
+
+--against OTHER_CHECKOUT compares two versions of the code on the same messages: one worker
+process per checkout (this script, with that checkout's packages), taking turns message by
+message (the order within each pair alternating), so that a machine whose speed drifts by tens
+of per cent within minutes slows both alike. It prints both medians and the median ratio of
+this checkout's CPU to the other's, per message. Every run also prints the CPU of a fixed
+pure-Python loop (``reference_loop_ms``): figures from different machines compare only
+through it.
+
+``bench/`` runs against the checkout it sits in; ``--root`` (used by --against) points it at
+another.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# which checkout's packages the imports below load: this one, or --root's (a worker of --against)
+sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--root") + 1] if "--root" in sys.argv else Path(__file__).parent.parent)
+                       .resolve()))
 
 from gateway_milter.antispam.bayes import BayesClassifier
 from gateway_milter.antispam.evaluate import make_context
@@ -30,6 +44,8 @@ from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.store import set_default_store
 from gateway_milter.store.memory import MemoryStore
 from tests.services import shared_path
+
+ROOT = Path(sys.path[0])
 
 
 def main() -> int:
@@ -43,7 +59,12 @@ def main() -> int:
     ap.add_argument("--no-hyperscan", action="store_true", help="Python prefilters only")
     ap.add_argument("--repeat", type=int, default=5, help="passes; a message's CPU is its least")
     ap.add_argument("--only", choices=("spam", "ham"), help="time one class alone (Bayes still learns both)")
+    ap.add_argument("--against", default="", help="another checkout: compare, message by message, in turns")
+    ap.add_argument("--root", default="", help=argparse.SUPPRESS)  # read before the imports (ROOT)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # a worker of --against
     args = ap.parse_args()
+    if args.against:
+        return compare(args)
     base = shared_path("corpus", "spamassassin")
     if not base.is_dir():
         print(f"{base} not present", file=sys.stderr)
@@ -84,6 +105,14 @@ def main() -> int:
     raws = [p.read_bytes() for p in pick]
     for raw in raws[:10]:  # warm caches
         make_context(raw, policy).layer("scoring")
+    if args.serve:  # a worker of --against: a message's index in, its CPU out
+        print(f"ready {len(raws)}", flush=True)
+        for line in sys.stdin:
+            ctx = make_context(raws[int(line)], policy)
+            t = time.process_time()
+            ctx.layer("scoring")
+            print((time.process_time() - t) * 1000, flush=True)
+        return 0
     # each message's CPU is the least of --repeat passes (a fresh context each time: all the
     # work is done again): interrupts and a neighbour's load only ever add time
     best = [float("inf")] * len(raws)
@@ -102,7 +131,69 @@ def main() -> int:
                       "bayes_classified": classified,
                       "cpu_ms_median": round(cpu[len(cpu) // 2], 2), "cpu_ms_p90": round(cpu[int(len(cpu) * .9)], 2),
                       "cpu_ms_p95": round(cpu[int(len(cpu) * .95)], 2),
-                      "cpu_ms_mean": round(sum(cpu) / len(cpu), 2)}, indent=2))
+                      "cpu_ms_mean": round(sum(cpu) / len(cpu), 2), "reference_loop_ms": reference_loop_ms()},
+                     indent=2))
+    return 0
+
+
+def reference_loop_ms() -> float:
+    """CPU of a fixed pure-Python loop (best of 5): how fast this machine runs Python now."""
+    best = float("inf")
+    for _ in range(5):
+        t = time.process_time()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.process_time() - t)
+    return round(best * 1000, 1)
+
+
+def compare(args: argparse.Namespace) -> int:
+    """--against: two workers, this checkout's and the other's, time the same messages in turns."""
+    import statistics
+    import subprocess
+
+    passed = [a for a in sys.argv[1:] if a not in ("--against", args.against)]
+    workers = []
+    for root in (ROOT, Path(args.against).resolve()):
+        cmd = [sys.executable, str(Path(__file__).resolve()), *passed, "--serve", "--root", str(root)]
+        workers.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+    sizes = []
+    for w in workers:
+        assert w.stdout is not None
+        line = w.stdout.readline()
+        while line and not line.startswith("ready "):  # (anything printed while loading)
+            line = w.stdout.readline()
+        if not line:
+            print("a worker did not start", file=sys.stderr)
+            return 2
+        sizes.append(int(line.split()[1]))
+    n = min(sizes)
+    best = [[float("inf")] * n for _ in workers]
+    for rep in range(args.repeat):
+        for i in range(n):
+            order = (0, 1) if (i + rep) % 2 == 0 else (1, 0)
+            for k in order:
+                w = workers[k]
+                assert w.stdin is not None and w.stdout is not None
+                w.stdin.write(f"{i}\n")
+                w.stdin.flush()
+                best[k][i] = min(best[k][i], float(w.stdout.readline()))
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.close()
+        w.wait()
+    ratios = sorted(a / b for a, b in zip(best[0], best[1], strict=True) if b > 0)
+    print(json.dumps({"messages": n, "repeat": args.repeat, "this": str(ROOT), "other": str(Path(args.against).resolve()),
+                      "this_cpu_ms_median": round(statistics.median(best[0]), 3),
+                      "other_cpu_ms_median": round(statistics.median(best[1]), 3),
+                      "this_cpu_ms_mean": round(statistics.mean(best[0]), 3),
+                      "other_cpu_ms_mean": round(statistics.mean(best[1]), 3),
+                      "ratio_median": round(statistics.median(ratios), 4),
+                      "ratio_p25_p75": [round(ratios[len(ratios) // 4], 4), round(ratios[3 * len(ratios) // 4], 4)],
+                      "ratio_of_sums": round(sum(best[0]) / sum(best[1]), 4),
+                      "this_faster_share": round(sum(r < 1 for r in ratios) / len(ratios), 3),
+                      "reference_loop_ms": reference_loop_ms()}, indent=2))
     return 0
 
 
