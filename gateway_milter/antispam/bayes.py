@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -132,49 +133,44 @@ class BayesClassifier:
 
     def _combine(self, scope: str, ns: int, nh: int, packed: Sequence[int],
                  names: Sequence[str] | None) -> Classification:
-        """``packed``: per feature, spam count * SPAM_UNIT + ham count (0: never learned)."""
+        """``packed``: per feature, spam count * SPAM_UNIT + ham count (0: never learned).
+        ``names``: the features' names, to explain the verdict by its strongest clues."""
         inv_s, inv_h = 1.0 / ns, 1.0 / nh
         sx, lo, hi = UNKNOWN_STRENGTH * UNKNOWN_PROB, 0.5 - MIN_STRENGTH, 0.5 + MIN_STRENGTH
-        # Robinson's f(w) once per distinct count (a message's ~250 learned features have ~150
-        # counts): the features of each strong enough f, by feature index
-        f_of: dict[int, float] = {}
+        # Robinson's f(w) once per distinct count (a message's ~1,500 features have ~150-300):
+        # how many features have each f that is strong enough (and, to explain, which ones)
+        weight: dict[float, int] = {}
         by_f: dict[float, list[int]] = {}
-        for i, v in enumerate(packed):
-            if not v:
-                continue  # never learned
-            f = f_of.get(v)
-            if f is None:
-                s, h = v >> 32, v & HAM_MASK
-                sr = min(s * inv_s, 1.0)
-                hr = min(h * inv_h, 1.0)
-                n = s + h
-                f = f_of[v] = (sx + n * sr / (sr + hr)) / (UNKNOWN_STRENGTH + n)
+        distinct = Counter(packed)  # counted in C
+        distinct.pop(0, None)  # never learned
+        f_of: dict[int, float] = {}
+        for v, k in distinct.items():
+            s, h = v >> 32, v & HAM_MASK
+            sr = min(s * inv_s, 1.0)
+            hr = min(h * inv_h, 1.0)
+            n = s + h
+            f = f_of[v] = (sx + n * sr / (sr + hr)) / (UNKNOWN_STRENGTH + n)
             if f <= lo or f >= hi:
-                same = by_f.get(f)
-                if same is None:
-                    by_f[f] = [i]
-                else:
-                    same.append(i)
-        if not by_f:
+                weight[f] = weight.get(f, 0) + k
+        if not weight:
             return Classification(0.5, scope, ns, nh, len(packed), 0)
-        # the clues: the MAX_DISCRIMINATORS largest of (|f - 0.5|, f, index), largest first
-        clues: list[tuple[float, int]] = []
-        for f in sorted(by_f, key=lambda f: (abs(f - 0.5), f), reverse=True):
-            clues += [(f, i) for i in reversed(by_f[f])]
-            if len(clues) >= MAX_DISCRIMINATORS:
-                del clues[MAX_DISCRIMINATORS:]
-                break
-        # added one by one, in that order (the figures depend on the order of the additions)
-        logs: dict[float, tuple[float, float]] = {}
+        # the clues: the MAX_DISCRIMINATORS strongest features, by (|f - 0.5|, f), largest first,
+        # their logs added one by one in that order (the figures depend on the order of the
+        # additions; features of one f are alike, whichever of them are taken)
         sum_ln_f = sum_ln_1f = 0.0
-        for f, _i in clues:
-            pair = logs.get(f)
-            if pair is None:
-                c = min(max(f, 1e-6), 1 - 1e-6)
-                pair = logs[f] = (math.log(c), math.log(1.0 - c))
-            sum_ln_f += pair[0]
-            sum_ln_1f += pair[1]
-        n = len(clues)
+        n = 0
+        taken: list[tuple[float, int]] = []
+        for f in sorted(weight, key=lambda f: (abs(f - 0.5), f), reverse=True):
+            k = min(weight[f], MAX_DISCRIMINATORS - n)
+            c = min(max(f, 1e-6), 1 - 1e-6)
+            ln_f, ln_1f = math.log(c), math.log(1.0 - c)
+            for _ in range(k):
+                sum_ln_f += ln_f
+                sum_ln_1f += ln_1f
+            taken.append((f, k))
+            n += k
+            if n >= MAX_DISCRIMINATORS:
+                break
         # Fisher: spamminess S = 1 - Q(-2 sum ln(1 - f)), hamminess H = 1 - Q(-2 sum ln f),
         # p = (S - H + 1) / 2 = (S + Q_h) / 2 and 1 - p = (Q_s + H) / 2 (Q + CDF = 1 for each)
         lq_s, lp_s = log_chi2_tails(-2.0 * sum_ln_1f, 2 * n)
@@ -183,7 +179,18 @@ class BayesClassifier:
         prob = 1.0 / (1.0 + math.exp(-logodds)) if logodds > -700.0 else 0.0
         explained: tuple[tuple[str, float], ...] = ()
         if names is not None:
-            explained = tuple((names[i], round(f, 4)) for f, i in clues[:20])
+            # the strongest 20, and of one f the features that come last in the message first
+            for i, v in enumerate(packed):
+                if v:
+                    f = f_of[v]
+                    if f in weight:
+                        by_f.setdefault(f, []).append(i)
+            top: list[tuple[str, float]] = []
+            for f, _k in taken:
+                top += [(names[i], round(f, 4)) for i in reversed(by_f[f])]
+                if len(top) >= 20:
+                    break
+            explained = tuple(top[:20])
         return Classification(round(prob, 6), scope, ns, nh, len(packed), n, explained, round(logodds, 4))
 
     # -- training ---------------------------------------------------------------------------------

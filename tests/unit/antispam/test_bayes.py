@@ -209,8 +209,11 @@ def test_combining_by_distinct_counts_gives_the_token_by_token_figures() -> None
                   (rnd.randint(0, 3 if small else ns) << 32) + rnd.randint(0, 3 if small else nh)
                   for _ in range(rnd.randint(0, 600))]
         got = bc._combine("global", ns, nh, packed, [f"f{i}" for i in range(len(packed))])
+        quiet = bc._combine("global", ns, nh, packed, None)  # the classifier's own path: no names
         logodds, _a, used, top = _combine_token_by_token(ns, nh, packed)
-        assert got.used == used
+        assert got.used == used == quiet.used
+        assert quiet.clues == ()
         if used:
-            assert got.logodds == logodds
+            assert got.logodds == logodds == quiet.logodds
+            assert got.probability == quiet.probability
             assert [(n, f) for n, f in got.clues] == [(f"f{i}", round(f, 4)) for i, f in top]
