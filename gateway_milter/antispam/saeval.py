@@ -535,23 +535,70 @@ def check_equal_from_domains(m: SaMessage, args: tuple[Any, ...], extra: dict[st
 
 
 # -- FreeMail -------------------------------------------------------------------------------------
+# FreeMail's default allow list: role and bounce addresses, webmail message ids, forwards
+_FREEMAIL_WELCOME = re.compile(r"^(?:abuse|support|sales|info|helpdesk|contact|kontakt|(?:post|host|domain)master"
+                               r"|undisclosed.*|request-[a-f0-9]{16}|bounced?-"
+                               r"|[a-f0-9]{8}(?:\.[a-f0-9]{8}|-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})"
+                               r"|.+=.+=.+)@", re.I)
+# freemail_domains set -> (its plain domains, one expression for its wildcard entries)
+_FREEMAIL_SETS: dict[int, tuple[set[str], frozenset[str], re.Pattern[str] | None]] = {}
+
+
+def _freemail_lists(fm: set[str]) -> tuple[frozenset[str], re.Pattern[str] | None]:
+    """FreeMail's two lists: plain domains, and the entries with wildcards (``?`` one character,
+    ``*`` any characters but a dot: ``yahoo.*``, ``hotmail.co*.*``, ``*.att.ne.jp``) as one
+    expression over the address, ``@(?:...)$``."""
+    got = _FREEMAIL_SETS.get(id(fm))
+    if got is not None and got[0] is fm:
+        return got[1], got[2]
+    wild = sorted(d for d in fm if "*" in d or "?" in d)
+    rx = None
+    if wild:
+        alts = "|".join(re.escape(d).replace(r"\?", ".").replace(r"\*", "[^.]*") for d in wild)
+        rx = re.compile(rf"@(?:{alts})$")
+    plain = frozenset(fm).difference(wild)
+    if len(_FREEMAIL_SETS) > 8:  # one set per rule set: old ones go when rules are reloaded
+        _FREEMAIL_SETS.clear()
+    _FREEMAIL_SETS[id(fm)] = (fm, plain, rx)  # (the set itself is kept: its id stays its own)
+    return plain, rx
+
+
 def _is_freemail(addr: str, extra: dict[str, Any]) -> bool:
-    dom = addr.rpartition("@")[2].lower().strip(">")
+    """FreeMail's _is_freemail: not a default-allowed address, and the domain listed, or matched
+    by a wildcard entry."""
+    email = addr.lower().strip("<>")
+    if not email or _FREEMAIL_WELCOME.match(email):
+        return False
     fm: set[str] = extra.get("freemail_domains") or set()
-    if dom in fm:
-        return True
-    parts = dom.split(".")
-    return any("*." + ".".join(parts[i:]) in fm for i in range(1, len(parts)))
+    plain, wild = _freemail_lists(fm)
+    return email.rpartition("@")[2] in plain or (wild is not None and wild.search(email) is not None)
+
+
+_DOTS = re.compile(r"\.{2,}")
+
+
+def _all_from_addrs(m: SaMessage) -> list[str]:
+    """PerMsgStatus::all_from_addrs: the first Resent-From's address, else those of From,
+    Envelope-Sender, Resent-Sender, X-Envelope-From and the envelope sender; lower-cased,
+    runs of dots squeezed, without duplicates."""
+    resent = m._values(m.headers, "resent-from")
+    if resent:
+        addrs = [a for _, a in m.addresses(resent[:1])][:1]
+    else:
+        addrs = [a for _, a in m.addresses(m._values(m.headers, "from"))]
+        for spec in ("Envelope-Sender:addr", "Resent-Sender:addr", "X-Envelope-From:addr", "EnvelopeFrom:addr"):
+            a = m.header(spec)
+            if a:
+                addrs.append(a)
+    return list(dict.fromkeys(_DOTS.sub(".", a).lower() for a in addrs if a))
 
 
 @_eval("check_freemail_from")
 def check_freemail_from(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    addr = m.header("From:addr") or ""
-    if not addr or not _is_freemail(addr, extra):
-        return 0
-    if args and not re.search(str(args[0]), addr):
-        return 0
-    return 1
+    for addr in _all_from_addrs(m):
+        if _is_freemail(addr, extra) and (not args or re.search(str(args[0]), addr)):
+            return 1
+    return 0
 
 
 @_eval("check_freemail_header")

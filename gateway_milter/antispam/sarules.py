@@ -442,7 +442,10 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
             if reason:
                 rs.unsupported[name] = reason
                 continue
-        if "net" in rule.tflags:
+        if "net" in rule.tflags and rule.kind != "meta":
+            # as SpamAssassin without network tests (score sets 0 and 2): the lookups are not
+            # run, and read 0 in the metas, which run (``meta __SPOOFED_FREEMAIL !__NOT_SPOOFED
+            # && FREEMAIL_FROM`` carries tflags net and still counts for SPOOFED_FREEMAIL_NO_RDNS)
             rs.skipped[name] = "network test (tflags net): our dnsbl/uribl layers do this"
             continue
         rs.rules[name] = rule

@@ -225,3 +225,27 @@ def test_it_skips_configured_rules_and_their_metas(tmp_path: Path) -> None:
     assert "LOCAL_BODY_WIRE" in eng.unsupported and "LOCAL_COMBO" in eng.unsupported
     names = {h.name for h in eng.run(message_view(make_ctx(msg("money", "wire transfer")))).hits}
     assert "LOCAL_BODY_WIRE" not in names and "LOCAL_SUBJ_MONEY" in names
+
+
+def test_network_lookups_are_skipped_but_metas_flagged_net_still_run(tmp_path: Path) -> None:
+    # SpamAssassin without network tests skips the lookups (eval rules flagged net) and still
+    # evaluates metas flagged net, the lookups reading 0 in them (72_active.cf's
+    # __SPOOFED_FREEMAIL, tflags net, feeds SPOOFED_FREEMAIL_NO_RDNS)
+    text = r"""
+header   T_LOOKUP        Subject =~ /money/
+tflags   T_LOOKUP        net
+score    T_LOOKUP        1
+header   __T_FREE        From =~ /\@free\.example/
+meta     __T_SPOOFED     !T_LOOKUP && __T_FREE
+tflags   __T_SPOOFED     net
+meta     T_SPOOFED_USED  __T_SPOOFED
+score    T_SPOOFED_USED  1
+"""
+    rs = load_rules([write_rules(tmp_path, text)])
+    assert "T_LOOKUP" in rs.skipped and "T_LOOKUP" not in rs.rules
+    assert "__T_SPOOFED" in rs.rules and "__T_SPOOFED" not in rs.skipped
+    eng = engine(tmp_path, text)
+    raw = msg("money", "hello").replace(b"alice@sender.test", b"alice@free.example", 1)
+    names = {h.name for h in eng.run(message_view(make_ctx(raw))).hits}
+    assert names == {"T_SPOOFED_USED"}  # T_LOOKUP never ran: it reads 0 in the meta
+    assert not {h.name for h in eng.run(message_view(make_ctx(msg("money", "hello")))).hits}

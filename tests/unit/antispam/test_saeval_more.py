@@ -50,6 +50,7 @@ header T_NAME_8BIT_RAW From:name:raw =~ /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]/
 header T_NAME_8BIT From:name =~ /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]/
 header T_FM_REPLYTO eval:check_freemail_replyto('replyto')
 header T_FM_REPLY eval:check_freemail_replyto('reply')
+header T_FM_FROM eval:check_freemail_from()
 freemail_domains freemail.example.com *.webmail.example.net
 body   T_BLANK_LINES eval:check_blank_line_ratio('80','90','4')
 body   T_STOCK eval:check_stock_info('2')
@@ -424,3 +425,29 @@ def test_recipient_similarity_counted_by_groups_equals_the_pairwise_count() -> N
                 kept.append(a)
         _sorted, similar = _recipients(m)
         assert similar == pytest.approx(_similarity_pair_by_pair(kept)), n
+
+
+def test_freemail_domains_with_wildcards_as_the_freemail_plugin_reads_them() -> None:
+    # "?" one character, "*" any characters but a dot (Debian's list: yahoo.*, hotmail.co*.*,
+    # *.att.ne.jp, mail2*.com); role and bounce addresses are never freemail
+    from gateway_milter.antispam.saeval import _is_freemail
+
+    ex = {"freemail_domains": {"freemail.example.com", "yahoo.*", "yahoo.co*.*", "*.att.ne.jp", "mail2*.com",
+                               "hotmail.co.??"}}
+    for addr in ("joe@freemail.example.com", "joe@yahoo.com", "Joe@Yahoo.FR", "joe@yahoo.co.uk", "joe@a.att.ne.jp",
+                 "joe@mail2world.com", "joe@hotmail.co.uk"):
+        assert _is_freemail(addr, ex), addr
+    for addr in ("joe@yahoo.example.org", "joe@mail.yahoo.example.org", "joe@a.b.att.ne.jp", "joe@hotmail.co.ukk",
+                 "joe@sub.freemail.example.com", "info@yahoo.com", "undisclosed.x@yahoo.com", "a=b=c@yahoo.com", ""):
+        assert not _is_freemail(addr, ex), addr
+
+
+def test_freemail_from_reads_every_sender_address(engine: RuleEngine) -> None:
+    # FreeMail's check_freemail_from: From, Envelope-Sender, Resent-Sender, X-Envelope-From and
+    # the envelope sender (all_from_addrs), or the first Resent-From alone
+    assert "T_FM_FROM" in hits(engine, view(PLAIN.replace("alice@sender.test", "alice@freemail.example.com")))
+    assert "T_FM_FROM" not in hits(engine, view(PLAIN))
+    assert "T_FM_FROM" in hits(engine, view(PLAIN, mail_from="carl@eu.webmail.example.net"))
+    assert "T_FM_FROM" in hits(engine, view(PLAIN + "X-Envelope-From: <carl@freemail.example.com>\r\n"))
+    resent = PLAIN + "Resent-From: desk@sender.test\r\n"
+    assert "T_FM_FROM" not in hits(engine, view(resent, mail_from="carl@freemail.example.com"))
