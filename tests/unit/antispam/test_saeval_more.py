@@ -51,6 +51,8 @@ header T_NAME_8BIT From:name =~ /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]/
 header T_FM_REPLYTO eval:check_freemail_replyto('replyto')
 header T_FM_REPLY eval:check_freemail_replyto('reply')
 header T_FM_FROM eval:check_freemail_from()
+header T_PAST_3_6 eval:check_for_shifted_date('-6', '-3')
+header T_FUTURE_3_6 eval:check_for_shifted_date('3', '6')
 freemail_domains freemail.example.com *.webmail.example.net
 body   T_BLANK_LINES eval:check_blank_line_ratio('80','90','4')
 body   T_STOCK eval:check_stock_info('2')
@@ -451,3 +453,29 @@ def test_freemail_from_reads_every_sender_address(engine: RuleEngine) -> None:
     assert "T_FM_FROM" in hits(engine, view(PLAIN + "X-Envelope-From: <carl@freemail.example.com>\r\n"))
     resent = PLAIN + "Resent-From: desk@sender.test\r\n"
     assert "T_FM_FROM" not in hits(engine, view(resent, mail_from="carl@freemail.example.com"))
+
+
+def _rcvd(when: str, host: str = "mx.example.com") -> str:
+    return (f"Received: from relay.sender.test (relay.sender.test [198.51.100.21])\r\n\tby {host} (Postfix)"
+            f" with ESMTP id 4XyZ2; {when}\r\n")
+
+
+def test_shifted_date_takes_the_received_time_closest_to_the_date(engine: RuleEngine) -> None:
+    # HeaderEval::_check_date_diff: Date (10:00 +0200) minus each Received time, the smallest in size
+    shift = {"T_PAST_3_6", "T_FUTURE_3_6"}
+    assert shift & hits(engine, view(PLAIN, rcvd=_rcvd("Tue, 1 Oct 2024 14:30:00 +0200"))) == {"T_PAST_3_6"}
+    assert shift & hits(engine, view(PLAIN, rcvd=_rcvd("Tue, 1 Oct 2024 04:30:00 +0200"))) == {"T_FUTURE_3_6"}
+    # the newest is 10 hours after the Date, an older one 4: 4 counts
+    two = _rcvd("Tue, 1 Oct 2024 20:00:00 +0200") + _rcvd("Tue, 1 Oct 2024 14:00:00 +0200", "relay.example.com")
+    assert shift & hits(engine, view(PLAIN, rcvd=two)) == {"T_PAST_3_6"}
+    # the oldest equal to the Date is left out when there are others
+    same = _rcvd("Tue, 1 Oct 2024 14:00:00 +0200") + _rcvd("Tue, 1 Oct 2024 08:00:00 +0000", "relay.example.com")
+    assert shift & hits(engine, view(PLAIN, rcvd=same)) == {"T_PAST_3_6"}
+    # a local hand-over first is skipped; its time would say +5 hours
+    local = ("Received: from localhost (localhost [127.0.0.1]) by mx.example.com (Postfix) with ESMTP id 1;"
+             " Tue, 1 Oct 2024 05:00:00 +0200\r\n")
+    assert shift & hits(engine, view(PLAIN, rcvd=local + _rcvd("Tue, 1 Oct 2024 14:00:00 +0200"))) == {"T_PAST_3_6"}
+    # Resent-Date wins over Date; no Received time: a difference of 0
+    resent = PLAIN + "Resent-Date: Tue, 1 Oct 2024 18:00:00 +0200\r\n"
+    assert shift & hits(engine, view(resent, rcvd=_rcvd("Tue, 1 Oct 2024 14:00:00 +0200"))) == {"T_FUTURE_3_6"}
+    assert not shift & hits(engine, view(PLAIN, rcvd="Received: by mx.example.com (Postfix)\r\n"))
