@@ -93,20 +93,50 @@ def sa_hits(paths: list[Path], progress: bool = True) -> dict[str, set[str]]:
         shutil.rmtree(state, ignore_errors=True)
 
 
-def our_hits(paths: list[Path]) -> tuple[dict[str, set[str]], set[str]]:
+def our_hits(paths: list[Path], score_set: int = 0, wait_hyperscan: bool = True) -> tuple[dict[str, set[str]], set[str]]:
+    """Our rules layer's scored hits per message, and the scored rules it runs."""
     from gateway_milter.layers.rules import RulesSettings, engine_from_settings
 
-    # score set 0 on both sides: SpamAssassin without Bayes and network tests uses it, and a
-    # rule scored 0 there (NUMERIC_HTTP_ADDR) is not run at all
-    policy = PolicySnapshot.from_document({"settings": {"rules": {"use_bayes": False, "score_set": 0}}})
-    engine = engine_from_settings(RulesSettings(score_set=0))
-    engine.hyperscan(None)
+    policy = PolicySnapshot.from_document({"settings": {"rules": {"use_bayes": False, "score_set": score_set}}})
+    engine = engine_from_settings(RulesSettings(score_set=score_set))
+    if wait_hyperscan:  # (without it the Python path gives the same hits, slower)
+        engine.hyperscan(None)
     out: dict[str, set[str]] = {}
     for p in paths:
         raw = next(iter(iter_messages(p)))[1]
         res = make_context(raw, policy).layer("rules")
         out[str(p)] = {x.name for x in res.symbols}
     return out, set(engine.roots)
+
+
+def compare(paths: list[Path], ours: dict[str, set[str]], ours_run: set[str], theirs: dict[str, set[str]],
+            only: set[str] | None = None) -> dict[str, object]:
+    """Agreement of the two sides on the rules both could report (``only``: those among them)."""
+    # SpamAssassin also names rules we run unscored, and its own pseudo-rules
+    both_know = ours_run & ({h for hs in theirs.values() for h in hs} | {h for hs in ours.values() for h in hs})
+    if only is not None:
+        both_know &= only
+    only_ours: Counter[str] = Counter()
+    only_theirs: Counter[str] = Counter()
+    agree: Counter[str] = Counter()
+    same = 0
+    for p in paths:
+        a, b = ours[str(p)] & both_know, theirs.get(str(p), set()) & both_know
+        only_ours.update(a - b)
+        only_theirs.update(b - a)
+        agree.update(a & b)
+        same += a == b
+    total = sum(agree.values()) + sum(only_ours.values()) + sum(only_theirs.values())
+    rules = sorted(set(only_ours) | set(only_theirs), key=lambda r: -(only_ours[r] + only_theirs[r]))
+    return {
+        "messages": len(paths),
+        "messages_with_the_same_hits": same,
+        "hits_agreeing": sum(agree.values()), "hits_ours_only": sum(only_ours.values()),
+        "hits_spamassassin_only": sum(only_theirs.values()),
+        "agreement_pct": round(100 * sum(agree.values()) / total, 2) if total else 100.0,
+        "rules_differing": {r: {"ours_only": only_ours[r], "spamassassin_only": only_theirs[r], "both": agree[r]}
+                            for r in rules[:40]},
+    }
 
 
 def main() -> int:
@@ -123,38 +153,18 @@ def main() -> int:
     paths = pick(base, args.dirs.split(","), args.n)
     theirs = sa_hits(paths)
     ours, ours_run = our_hits(paths)
-    # SpamAssassin also names rules we run unscored, and its own pseudo-rules; compare the
-    # rules both sides could report
-    both_know = ours_run & {h for hs in theirs.values() for h in hs} | {h for hs in ours.values() for h in hs}
-    only_ours: Counter[str] = Counter()
-    only_theirs: Counter[str] = Counter()
-    agree = Counter[str]()
-    same_messages = 0
-    rows = []
-    for p in paths:
-        a, b = ours[str(p)] & both_know, theirs.get(str(p), set()) & both_know
-        only_ours.update(a - b)
-        only_theirs.update(b - a)
-        agree.update(a & b)
-        same_messages += a == b
-        rows.append({"path": str(p), "ours": sorted(a), "spamassassin": sorted(b)})
-        if args.rule and (args.rule in a) != (args.rule in b):
-            print(f"{args.rule}: {'ours only' if args.rule in a else 'SpamAssassin only'}: {p}")
-    if args.details:
-        with open(args.details, "w") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
-    hits_total = sum(agree.values()) + sum(only_ours.values()) + sum(only_theirs.values())
-    rules = sorted(set(only_ours) | set(only_theirs), key=lambda r: -(only_ours[r] + only_theirs[r]))
-    print(json.dumps({
-        "messages": len(paths),
-        "messages_with_the_same_hits": same_messages,
-        "hits_agreeing": sum(agree.values()), "hits_ours_only": sum(only_ours.values()),
-        "hits_spamassassin_only": sum(only_theirs.values()),
-        "agreement_pct": round(100 * sum(agree.values()) / hits_total, 2) if hits_total else 100.0,
-        "rules_differing": {r: {"ours_only": only_ours[r], "spamassassin_only": only_theirs[r], "both": agree[r]}
-                            for r in rules[:40]},
-    }, indent=2))
+    if args.details or args.rule:
+        rows = []
+        for p in paths:
+            a, b = ours[str(p)] & ours_run, theirs.get(str(p), set()) & ours_run
+            rows.append({"path": str(p), "ours": sorted(a), "spamassassin": sorted(b)})
+            if args.rule and (args.rule in a) != (args.rule in b):
+                print(f"{args.rule}: {'ours only' if args.rule in a else 'SpamAssassin only'}: {p}")
+        if args.details:
+            with open(args.details, "w") as f:
+                for r in rows:
+                    f.write(json.dumps(r) + "\n")
+    print(json.dumps(compare(paths, ours, ours_run, theirs), indent=2))
     return 0
 
 
