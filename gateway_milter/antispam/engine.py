@@ -201,7 +201,8 @@ class RuleEngine:
         self.rules = {n: r for n, r in rules.items() if n in needed}
         self.disabled = sorted(set(rules) - needed)
         self.exclude_scores = exclude_scores | {n for n, r in self.rules.items() if r.eval_fn == "check_bayes"}
-        self.extras: dict[str, Any] = {"freemail_domains": rs.freemail}
+        self.extras: dict[str, Any] = {"freemail_domains": rs.freemail,
+                                       "freemail_lists": saeval.freemail_lists(rs.freemail)}
         # necessary literals per body-like rule: in the lower-cased text, or else in the
         # squeezed text (matcher.squeeze); None when the rule must always run
         self.factors: dict[str, tuple[str, ...] | None] = {}

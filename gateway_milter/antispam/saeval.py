@@ -562,27 +562,20 @@ _FREEMAIL_WELCOME = re.compile(r"^(?:abuse|support|sales|info|helpdesk|contact|k
                                r"|undisclosed.*|request-[a-f0-9]{16}|bounced?-"
                                r"|[a-f0-9]{8}(?:\.[a-f0-9]{8}|-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})"
                                r"|.+=.+=.+)@", re.I)
-# freemail_domains set -> (its plain domains, one expression for its wildcard entries)
-_FREEMAIL_SETS: dict[int, tuple[set[str], frozenset[str], re.Pattern[str] | None]] = {}
+FreemailLists = tuple[frozenset[str], re.Pattern[str] | None]
 
 
-def _freemail_lists(fm: set[str]) -> tuple[frozenset[str], re.Pattern[str] | None]:
-    """FreeMail's two lists: plain domains, and the entries with wildcards (``?`` one character,
-    ``*`` any characters but a dot: ``yahoo.*``, ``hotmail.co*.*``, ``*.att.ne.jp``) as one
-    expression over the address, ``@(?:...)$``."""
-    got = _FREEMAIL_SETS.get(id(fm))
-    if got is not None and got[0] is fm:
-        return got[1], got[2]
+def freemail_lists(fm: set[str] | frozenset[str]) -> FreemailLists:
+    """FreeMail's two lists, made once per rule set (RuleEngine's extras): the plain domains,
+    and the entries with wildcards (``?`` one character, ``*`` any characters but a dot:
+    ``yahoo.*``, ``hotmail.co*.*``, ``*.att.ne.jp``) as one expression over the address,
+    ``@(?:...)$``."""
     wild = sorted(d for d in fm if "*" in d or "?" in d)
     rx = None
     if wild:
         alts = "|".join(re.escape(d).replace(r"\?", ".").replace(r"\*", "[^.]*") for d in wild)
         rx = re.compile(rf"@(?:{alts})$")
-    plain = frozenset(fm).difference(wild)
-    if len(_FREEMAIL_SETS) > 8:  # one set per rule set: old ones go when rules are reloaded
-        _FREEMAIL_SETS.clear()
-    _FREEMAIL_SETS[id(fm)] = (fm, plain, rx)  # (the set itself is kept: its id stays its own)
-    return plain, rx
+    return frozenset(fm).difference(wild), rx
 
 
 def _is_freemail(addr: str, extra: dict[str, Any]) -> bool:
@@ -591,8 +584,10 @@ def _is_freemail(addr: str, extra: dict[str, Any]) -> bool:
     email = addr.lower().strip("<>")
     if not email or _FREEMAIL_WELCOME.match(email):
         return False
-    fm: set[str] = extra.get("freemail_domains") or set()
-    plain, wild = _freemail_lists(fm)
+    lists: FreemailLists | None = extra.get("freemail_lists")
+    if lists is None:  # (called without an engine's extras)
+        lists = freemail_lists(extra.get("freemail_domains") or set())
+    plain, wild = lists
     return email.rpartition("@")[2] in plain or (wild is not None and wild.search(email) is not None)
 
 
