@@ -63,7 +63,7 @@ def main() -> int:
     ap.add_argument("--root", default="", help=argparse.SUPPRESS)  # read before the imports (ROOT)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # a worker of --against
     args = ap.parse_args()
-    if args.against:
+    if args.against and not args.serve:  # (a worker never starts workers of its own: --against=PATH reaches it too)
         return compare(args)
     base = shared_path("corpus", "spamassassin")
     if not base.is_dir():
@@ -153,7 +153,7 @@ def compare(args: argparse.Namespace) -> int:
     import statistics
     import subprocess
 
-    passed = [a for a in sys.argv[1:] if a not in ("--against", args.against)]
+    passed = [a for a in sys.argv[1:] if a not in ("--against", args.against) and not a.startswith("--against=")]
     workers = []
     for root in (ROOT, Path(args.against).resolve()):
         cmd = [sys.executable, str(Path(__file__).resolve()), *passed, "--serve", "--root", str(root)]
