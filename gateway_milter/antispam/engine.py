@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway_milter.antispam import hsmatch, re2filter, saeval
+from gateway_milter.antispam import hsmatch, re2filter, saeval, sauris
 from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, relaxed_pattern, required_factors,
                                              required_squeezed_factors, squeeze)
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
@@ -66,11 +66,15 @@ class _Texts:
     """The texts body-like rules run over, built on first use, with their lower-cased copies
     for the literal prefilter."""
 
-    __slots__ = ("m", "_text", "_low", "_squeezed", "_present", "indexes", "hs_covered", "known")
+    __slots__ = ("m", "_text", "_low", "_squeezed", "_present", "indexes", "hs_covered", "known",
+                 "uri_settings", "_uris")
 
-    def __init__(self, m: SaMessage, indexes: dict[tuple[str, bool], FactorIndex[str]]) -> None:
+    def __init__(self, m: SaMessage, indexes: dict[tuple[str, bool], FactorIndex[str]],
+                 uri_settings: sauris.UriSettings | None = None) -> None:
         self.m = m
         self.indexes = indexes
+        self.uri_settings = uri_settings
+        self._uris: list[str] | None = None
         self._text: dict[str, str] = {}
         self._low: dict[str, str] = {}
         self._squeezed: dict[str, str] = {}
@@ -112,11 +116,24 @@ class _Texts:
             elif kind == "rawbody":
                 t = "\n".join(ln[:MAX_LINE] for ln in m.rawbody.split("\n"))
             elif kind == "uri":
-                t = "\n".join(m.uris)
+                t = "\n".join(self.uris())
             else:
                 t = m.full
             self._text[kind] = t
         return t
+
+    def uris(self) -> list[str]:
+        """What the uri rules run over: SpamAssassin's URI list (sauris), or the web links of
+        the view when the engine has no URI settings."""
+        u = self._uris
+        if u is None:
+            us, m = self.uri_settings, self.m
+            if us is None:
+                u = m.uris
+            else:
+                u = us.uri_list(m.paragraphs, [x for f in m.html_all for x in f.uris])
+            self._uris = u
+        return u
 
     def low(self, kind: str) -> str:
         t = self._low.get(kind)
@@ -203,6 +220,8 @@ class RuleEngine:
         self.exclude_scores = exclude_scores | {n for n, r in self.rules.items() if r.eval_fn == "check_bayes"}
         self.extras: dict[str, Any] = {"freemail_domains": rs.freemail,
                                        "freemail_lists": saeval.freemail_lists(rs.freemail)}
+        # SpamAssassin's URI list for the uri rules (util_rb_tld, redirector_pattern)
+        self.uri_settings = sauris.UriSettings(rs.tlds or _fallback_tlds(), [p.compiled for p in rs.redirectors])
         # necessary literals per body-like rule: in the lower-cased text, or else in the
         # squeezed text (matcher.squeeze); None when the rule must always run
         self.factors: dict[str, tuple[str, ...] | None] = {}
@@ -553,12 +572,15 @@ class RuleEngine:
         engine_indexes = self.indexes
         pf = self.re2.get(r.name) if prefilter else None
         may_match = pf.may_match if pf is not None else None
-        settles = pf is not None and pf.exact and maxhits <= 1  # RE2's yes is the rule's yes
+        # RE2's yes is the rule's yes (not for uri rules: RE2 reads the joined list, a match may
+        # run from one URI into the next)
+        settles = pf is not None and pf.exact and maxhits <= 1 and kind != "uri"
+        per_uri = kind == "uri"
 
         name = r.name
 
         def bodylike(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
-            if kind == "uri" and not m.uris:
+            if kind == "uri" and not t.uris():
                 return 0
             if name not in t.hs_covered:  # (a Hyperscan candidate skips the Python prefilters)
                 early = position_first and t.indexes is not engine_indexes  # (after a full Hyperscan pass)
@@ -576,6 +598,19 @@ class RuleEngine:
                         return 0
                     if verdict and settles:
                         return 1
+            if per_uri:  # each URI on its own, as SpamAssassin runs uri rules
+                if maxhits <= 1:
+                    for u in t.uris():
+                        if search(u) is not None:
+                            return 1
+                    return 0
+                n = 0
+                for u in t.uris():
+                    for _ in finditer(u):
+                        n += 1
+                        if n >= maxhits:
+                            return n
+                return n
             text = t.text(kind)
             if maxhits <= 1:
                 return 1 if search(text) is not None else 0
@@ -627,7 +662,7 @@ class RuleEngine:
         hs_all, hs_indexes = self._hs_indexes
         covered: frozenset[str] | set[str] = hs_all
         for kind, zero in self._hs_zero.items():
-            if kind == "uri" and not texts.m.uris:
+            if kind == "uri" and not texts.uris():
                 memo.update(zero)
                 continue
             text = texts.text(kind)
@@ -653,7 +688,7 @@ class RuleEngine:
         ex = dict(self.extras)
         if extra:
             ex.update(extra)
-        texts = _Texts(m, self.indexes)
+        texts = _Texts(m, self.indexes, self.uri_settings)
         memo: dict[str, int] = {}
         hm = self.hs_loader.matcher if lazy and self.hs_loader is not None else None
         if hm is not None:
@@ -753,3 +788,18 @@ def hs_cache_dir() -> Path | None:
     if d:
         return Path(d)
     return Path(envconfig.env_str("GATEWAY_DATA_DIR", str(envconfig.BASE_DIR / "var"))).resolve() / "cache"
+
+
+_psl_tlds: frozenset[str] | None = None
+
+
+def _fallback_tlds() -> frozenset[str]:
+    """Top-level domains for the URI list when the rule files give none (a rule set of local
+    directories alone, without Debian's 20_aux_tlds.cf): the Public Suffix List's."""
+    global _psl_tlds
+    if _psl_tlds is None:
+        from publicsuffix2 import PublicSuffixList
+
+        tlds = {t.rsplit(".", 1)[-1].lstrip("!*.") for t in PublicSuffixList().tlds}
+        _psl_tlds = frozenset(sauris.idn_to_ascii(t) for t in tlds if t)
+    return _psl_tlds

@@ -23,6 +23,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+from gateway_milter.antispam.sauris import URI_TAGS, HtmlUris
+
 MAX_HTML = 1_000_000
 MAX_STYLE_DEPTH = 10_000  # text-style entries kept (hostile nesting); deeper ones inherit the top
 MAX_STRINGS = 1_000  # anchors and titles kept
@@ -208,6 +210,7 @@ class HtmlFacts:
     text: str = ""
     title: str = ""
     links: list[str] = field(default_factory=list)
+    uris: list[str] = field(default_factory=list)  # SpamAssassin's HTML URIs (sauris.HtmlUris)
     tags: Counter[str] = field(default_factory=Counter)  # start tags (Bayes tokens)
     images: int = 0
     length: int = 0
@@ -264,6 +267,7 @@ class _Renderer(HTMLParser):
     def __init__(self, facts: HtmlFacts) -> None:
         super().__init__(convert_charrefs=True)
         self.f = facts
+        self.uris = HtmlUris()
         self.out: list[str] = []
         self.skip = 0
         self.in_title = False
@@ -344,6 +348,8 @@ class _Renderer(HTMLParser):
                 self.in_title = True
         if tag in BLOCK:
             self.out.append("\n")
+        if tag in URI_TAGS:
+            self.uris.start(tag, attrs)
         if len(f.links) < 2000:
             for k, v in attrs:
                 if v and k in ("href", "src", "action", "background"):
@@ -648,5 +654,6 @@ def render_html(html: str) -> HtmlFacts:
     except (AssertionError, ValueError, RecursionError):
         pass  # malformed markup: keep what was rendered so far
     facts.text = "".join(r.out)
+    facts.uris = r.uris.uris
     facts.title = " ".join("".join(r.title).split())
     return facts

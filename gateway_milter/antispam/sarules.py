@@ -85,6 +85,8 @@ class RuleSet:
     unsupported: dict[str, str] = field(default_factory=dict)  # name -> reason
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why not run (net, score 0)
     freemail: set[str] = field(default_factory=set)
+    tlds: set[str] = field(default_factory=set)  # util_rb_tld (A-labels): the URI list's known TLDs
+    redirectors: list[PerlPattern] = field(default_factory=list)  # redirector_pattern
     files: list[str] = field(default_factory=list)
 
 
@@ -99,6 +101,8 @@ class _Parser:
         self.replace_rules: set[str] = set()
         self.start, self.end = "<", ">"
         self.freemail: set[str] = set()
+        self.tlds: set[str] = set()
+        self.redirectors: list[PerlPattern] = []
         self.errors: dict[str, str] = {}
 
     def feed(self, path: Path) -> None:
@@ -167,6 +171,18 @@ class _Parser:
             self.end = rest.strip()
         elif word == "freemail_domains":
             self.freemail.update(d.lower() for d in rest.split())
+        elif word == "util_rb_tld":
+            from gateway_milter.antispam.sauris import idn_to_ascii
+
+            self.tlds.update(idn_to_ascii(t) for t in rest.split() if "." not in t)
+        elif word == "redirector_pattern":
+            try:
+                pat, tail = parse_perl_regex(rest.strip())
+            except PatternError as e:
+                self.errors[f"redirector_pattern {rest.strip()[:60]}"] = str(e)
+            else:
+                if not tail:
+                    self.redirectors.append(pat)
         # every other directive (required_score, report, lang, loadplugin, ...) has no effect here
 
     def replace_tags(self, text: str) -> str:
@@ -417,6 +433,8 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
             p.feed(f)
             rs.files.append(str(f))
     rs.freemail = p.freemail
+    rs.tlds = p.tlds
+    rs.redirectors = p.redirectors
     for name, (kind, text, source) in p.defs.items():
         rule = Rule(name, kind, source, text)
         flags = p.tflags.get(name, "").split()

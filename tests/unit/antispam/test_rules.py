@@ -78,7 +78,7 @@ def test_it_lists_unsupported_rules_and_their_dependants(tmp_path: Path) -> None
 
 def test_it_matches_header_body_uri_and_meta_rules(tmp_path: Path) -> None:
     eng = engine(tmp_path)
-    ctx = make_ctx(msg("Make MONEY fast", "Send a wire   transfer now to http://evil.example/x ok"))
+    ctx = make_ctx(msg("Make MONEY fast", "Send a wire   transfer now to http://evil.example.com/x ok"))
     res = eng.run(message_view(ctx))
     names = {h.name for h in res.hits}
     assert {"LOCAL_SUBJ_MONEY", "LOCAL_BODY_WIRE", "LOCAL_URI_EVIL", "LOCAL_COMBO"} <= names
@@ -111,13 +111,16 @@ def test_it_expands_replace_tags(tmp_path: Path) -> None:
 def test_it_renders_html_once_and_matches_text_and_links(tmp_path: Path) -> None:
     eng = engine(tmp_path)
     html = ("<html><head><style>p{}</style><title>t</title></head><body><p>Do a <b>wire</b> transfer"
-            "</p><a href='hxxp://evil[.]example/p'>click</a><script>wire transfer</script></body></html>")
+            "</p><a href='hxxp://evil[.]example/p'>click</a><a href='http://evil.example/q'>or</a>"
+            "<script>wire transfer</script></body></html>")
     ctx = make_ctx(msg("x", html, ctype="text/html"))
     view = message_view(ctx)
     assert "wire transfer" in view.body and "<b>" not in view.body and "p{}" not in view.body
-    assert "http://evil.example/p" in view.uris
+    assert "http://evil.example/p" in view.uris  # de-obfuscated for Bayes and URIBL
     assert message_view(ctx) is view  # built once per message
+    # the uri rules read SpamAssassin's list: HTML links as found (the obfuscated one too)
     assert {"LOCAL_BODY_WIRE", "LOCAL_URI_EVIL"} <= {h.name for h in eng.run(view).hits}
+    assert [f.uris for f in view.html_all] == [["hxxp://evil[.]example/p", "http://evil.example/q"]]
 
 
 def test_it_translates_perl_regex_specifics() -> None:

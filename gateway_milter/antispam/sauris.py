@@ -1,0 +1,518 @@
+"""SpamAssassin's URI list, what its ``uri`` rules run over (Mail::SpamAssassin::PerMsgStatus's
+``get_uri_list``, 4.0).
+
+Two sources, as there:
+- **the rendered text** (the Subject, then the body paragraphs): Thunderbird-style links
+  (``http://``, ``ftp://``, ``www.``, ``ftp.``), email addresses and ``mailto:`` (made
+  ``mailto:`` URIs), and host names without a scheme ending in a known top-level domain (made
+  ``http://`` URIs). The known domains are the rule files' ``util_rb_tld`` lines.
+- **the HTML links** as found (``a``/``area``/``link`` href, ``img``/``frame``/``script`` src,
+  ``form`` action, ``body``/``table`` background, ``base``), relative ones resolved against
+  ``<base href>`` (:mod:`.htmltext` collects them).
+
+Each one is then canonicalised as ``Util::uri_list_canonicalize`` does: the URI as found stays
+in the list, and variants are added beside it (percent-decoded, ``http://`` added to an
+unschemed link, user name, default port and trailing punctuation of the host dropped,
+numeric and hex IP forms as dotted quads, the target of a known redirector, the address of a
+``mailto:`` without its ``?subject=``).
+
+The web-link list of :mod:`.urls` stays what Bayes and the URIBL layer read; this list is for
+the rules alone, so that a rule such as ``__UNSUB_LINK`` (an ``unsubscribe`` word in any URI)
+sees the unsubscribe address that SpamAssassin's list holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+MAX_URI_LENGTH = 8192  # PerMsgStatus/HTML: longer URIs are cut
+MAX_URIS = 2000  # our bound on the list (hostile input)
+
+# --- Thunderbird/Outlook URI recognition in text (PerMsgStatus::_tbirdurire) -------------------
+_START = "><\"'`,{[(|\\s\\x1b\\xa0"
+_END = "><\"`}\\]{[|\\s\\x1b\\xa0"
+_NON_ASCII = "\\x80-\\U0010ffff"  # SpamAssassin reads octets: every non-ASCII character's are \x80-\xff
+_END_EMAIL = _END + ",('" + _NON_ASCII
+_END_EMAIL_AT = _END_EMAIL + "@"
+_SC_START = r"[!\"#$&'()*+,/:;<=>?@\[\\\]^`{|}~\s\x1b\xa0]"
+
+
+def tld_pattern(tlds: Iterable[str]) -> str:
+    """RegistryBoundaries' ``valid_tlds_re`` as a trie of the labels (the same language as its
+    alternation, without Python trying a thousand alternatives at every position)."""
+    trie: dict[str, Any] = {}
+    for t in sorted(set(tlds)):
+        node = trie
+        for ch in t:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        end = "" in node
+        branches = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if end:
+            return f"(?:{body})?"
+        return body
+
+    inner = emit(trie) if trie else "(?!)"
+    return r"(?<![a-zA-Z0-9-])(?:" + inner + r")(?![a-zA-Z0-9-]|\.[a-zA-Z0-9])"
+
+
+def text_uri_regex(tlds: Iterable[str]) -> re.Pattern[str]:
+    tld = tld_pattern(tlds)
+    schemeless = (r"([a-z\d][a-z\d._-]{0,251}\." + tld + r")\.?(?::\d{1,5})?(?:/[^" + _END + r"]{1,2048})?")
+    known = r"(?:(?:https?|ftp)://|(?:www\d{0,2}|ftp)\.)[^" + _END + r"]{1,2048}"
+    mail = (r"(?:mailto:[^" + _END_EMAIL + r"]{1,2048}|[^" + _END_EMAIL_AT + r"]{1,251}@[^" + _END_EMAIL
+            + r"]{1,251})")
+    return re.compile(
+        r"(?:\b|(?<=\x1b\(.)|(?<=[" + _START + r"]))"
+        r"(?:(?:(" + known + r")(?=[" + _END + r"]|\Z))"
+        r"|(?:(" + mail + r")(?=[" + _END_EMAIL + r"]|\Z))"
+        r"|(?:(?:^|(?<=" + _SC_START + r"))(" + schemeless + r")(?=[" + _END + r"]|\Z)))",
+        re.IGNORECASE | re.ASCII)
+
+
+# a text can hold a URI only where one of these occurs (a cheap test before the long pattern)
+_MAYBE = re.compile(r"[@:]|www|ftp\.|\.[a-zA-Z0-9]", re.IGNORECASE)
+_CLOSE_PAREN = re.compile(r"^([^(]*)\).*$", re.DOTALL)
+_TRAILING = re.compile(r"[-~!@#^&*()_+=:;'?,.]*$")
+_FQDN_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?$")
+_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+
+
+def idn_to_ascii(host: str) -> str:
+    """Util::idn_to_ascii: lower case, Unicode dots to dots, IDN labels to A-labels."""
+    h = host.lower()
+    if h.isascii():
+        return h
+    h = h.replace("\u3002", ".").replace("\uff0e", ".").replace("\uff61", ".")
+    try:
+        return h.encode("idna").decode("ascii")
+    except UnicodeError:
+        return h
+
+
+def is_fqdn_valid(host: str) -> bool:
+    """Util::is_fqdn_valid (ASCII): two labels or more, 1-63 characters each, ``_`` only below
+    the second level."""
+    host = host.lower().rstrip(".")
+    if len(host) > 253:
+        return False
+    labels = host.split(".")
+    cnt = len(labels)
+    if cnt < 2:
+        return False
+    for label in labels:
+        if not 1 <= len(label) <= 63 or not _FQDN_LABEL.match(label):
+            return False
+        if cnt <= 2 and "_" in label:
+            return False
+        cnt -= 1
+    return True
+
+
+def is_ip(host: str) -> bool:
+    if _IPV4.match(host):
+        return all(int(p) <= 255 for p in host.split("."))
+    if ":" in host:
+        import ipaddress
+
+        try:
+            ipaddress.IPv6Address(host.strip("[]"))
+            return True
+        except ValueError:
+            return False
+    return False
+
+
+class UriSettings:
+    """The rule files' URI settings: ``util_rb_tld`` and ``redirector_pattern``."""
+
+    def __init__(self, tlds: Iterable[str], redirectors: Iterable[re.Pattern[str]] = ()) -> None:
+        self.tlds = frozenset(tlds)
+        self.redirectors = tuple(redirectors)
+        self._text_re: re.Pattern[str] | None = None
+
+    @property
+    def text_re(self) -> re.Pattern[str]:
+        if self._text_re is None:
+            self._text_re = text_uri_regex(self.tlds)
+        return self._text_re
+
+    def is_domain_valid(self, dom: str) -> bool:
+        """RegistryBoundaries::is_domain_valid: ends in a known TLD after at least one dot."""
+        dom = idn_to_ascii(dom)
+        if any(c.isspace() for c in dom):
+            return False
+        m = re.search(r"\.([^.]+)$", dom)
+        return m is not None and m.group(1) in self.tlds
+
+    def uri_host(self, uri: str) -> str | None:
+        """RegistryBoundaries::uri_to_domain's host (not trimmed to the registered domain):
+        None when the URI has no valid host."""
+        u = uri.lower()
+        if re.match(r"(?:javascript|cid|file):", u):
+            return None
+        if u.startswith("mailto:"):
+            u = re.sub(r"\?.*", "", u[7:], flags=re.DOTALL)
+            if re.search(r"@.*?@", u, re.DOTALL):
+                return None
+            if "@" not in u:
+                return None
+            u = u.split("@")[-1]
+        else:
+            u = re.sub(r"^[a-z]+:/{0,2}", "", u)
+            u = re.sub(r"[/?#].*", "", u, flags=re.DOTALL)
+            u = re.sub(r"^[^/]*@", "", u)
+            u = re.sub(r":\d*$", "", u)
+        if re.search(r"%(?:2[1-9a-f]|[3-6][0-9a-f]|7[0-9a-e])", u):
+            return None
+        host = idn_to_ascii(u)
+        if is_ip(host):
+            return host
+        if not is_fqdn_valid(host) or not self.is_domain_valid(host):
+            return None
+        return host
+
+    # -- the list -------------------------------------------------------------------------------
+    def uri_list(self, texts: Iterable[str], html_uris: Iterable[str]) -> list[str]:
+        """Every URI of the message with its canonical variants, in order of first appearance."""
+        out: dict[str, None] = {}
+        for uri in self.text_uris(texts):
+            cleaned = self.canonicalize([uri])
+            if any(self.uri_host(c) is not None for c in cleaned):  # valid_domain: text URIs only
+                out.update(dict.fromkeys(cleaned))
+            if len(out) >= MAX_URIS:
+                return list(out)[:MAX_URIS]
+        for uri in html_uris:
+            out.update(dict.fromkeys(self.canonicalize([uri])))
+            if len(out) >= MAX_URIS:
+                break
+        return list(out)[:MAX_URIS]
+
+    def text_uris(self, texts: Iterable[str]) -> list[str]:
+        """PerMsgStatus::_process_text_uri_list: URIs in the rendered text, schemes added."""
+        seen: set[str] = set()
+        found: list[str] = []
+        rx = self.text_re
+        for text in texts:
+            if _MAYBE.search(text) is None:
+                continue
+            for m in rx.finditer(text):
+                raw = m.group(1) or m.group(2) or m.group(3)
+                schost = m.group(4)
+                rawtype = "scheme" if m.group(1) else "mail" if m.group(2) else "schemeless"
+                raw = _CLOSE_PAREN.sub(r"\1", raw, count=1)
+                raw = _TRAILING.sub("", raw, count=1)
+                if raw in seen:
+                    continue
+                seen.add(raw)
+                if rawtype == "mail" and "@" not in raw:
+                    continue
+                if schost is not None and not is_fqdn_valid(schost):
+                    continue
+                if re.match(r"[cm]id:", raw, re.IGNORECASE) or re.fullmatch(r"\w+:/{0,2}", raw, re.ASCII):
+                    continue
+                uri = raw
+                if not re.match(r"(?:https?|ftp|mailto):", uri, re.IGNORECASE):
+                    if re.match(r"ftp\.", uri, re.IGNORECASE):
+                        uri = "ftp://" + uri
+                    elif re.match(r"www\d{0,2}\.", uri, re.IGNORECASE) or re.search(r"/.+@", uri):
+                        uri = "http://" + uri  # (a "/" before the "@": not an email address)
+                    elif "@" in uri:
+                        if not re.search(r"@.+?\.", uri):
+                            continue
+                        if "&nbsp;" in uri:
+                            continue
+                        uri = "mailto:" + re.sub(r"^(?:skype|e?-?mail)?:+", "", uri, count=1, flags=re.IGNORECASE)
+                    else:
+                        if "." not in uri:
+                            continue
+                        uri = "http://" + uri
+                if uri[:7].lower() == "mailto:":
+                    if re.search(r"%[0-9a-f]{2}", uri, re.IGNORECASE):
+                        uri = url_decode(uri)
+                    at = re.search(r"@([^?&>]*)", uri)
+                    if at is None:
+                        continue
+                    host = re.sub(r"(?:%20)+$", "", at.group(1))
+                    if not self.is_domain_valid(host):
+                        continue
+                found.append(uri)
+                if len(found) >= MAX_URIS:
+                    return found
+        return found
+
+    def canonicalize(self, uris: list[str]) -> list[str]:
+        """Util::uri_list_canonicalize: the URIs as given and their variants."""
+        queue = list(uris)
+        nuris: list[str] = []
+        i = 0
+        while i < len(queue) and i < 50:  # redirector targets are appended and walked too
+            uri = queue[i]
+            i += 1
+            uri = uri.replace("\n", "").strip().replace("\r", "")
+            queue[i - 1] = uri  # (Perl edits the list's element in place)
+            if len(uri) <= 1 or re.match(r"(?:[#?&]|/(?!/))", uri):
+                continue
+            nuri = uri
+            if re.match(r"mailto:", nuri, re.IGNORECASE) or re.match(r"[^:]*@", nuri):
+                m = re.match(r"([^@]+@[^?]+)\?", nuri)
+                if m:
+                    nuris.append(m.group(1))
+                m = re.match(r"([^@]+@[^?&]+)&", nuri)
+                if m:
+                    nuris.append(m.group(1))
+                if "%20" in nuri:
+                    m = re.match(r"(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)", nuri, re.IGNORECASE)
+                    if m:
+                        nuris.append("mailto:" + m.group(1))
+                m = re.match(r"[^?&]*<([^@>]+@[^>]+)>", nuri)
+                if m:
+                    nuris.append("mailto:" + m.group(1))
+                continue
+            nuri = nuri.replace("\\", "/")
+            nuri = re.sub(r"^(https?:)/{0,2}", r"\1//", nuri, count=1, flags=re.IGNORECASE)
+            if re.search(r"%[0-9a-fA-F]{2}", nuri):
+                nuri = url_decode(nuri)
+            if not re.match(r"[-_a-z0-9]+:", nuri, re.IGNORECASE):
+                nuri = ("ftp://" if nuri.startswith("ftp.") else "http://") + nuri
+            nuri = re.sub(r"^(https?://[^/?#]+)([?#])", r"\1/\2", nuri, count=1, flags=re.IGNORECASE)
+            nuri = re.sub(r"&#0*(3[3-9]|[4-9]\d|1[01]\d|12[0-6]);", lambda m: chr(int(m.group(1))), nuri)
+            nuri = re.sub(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);", lambda m: chr(int(m.group(1), 16)), nuri)
+            nuri = re.sub(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", ".", nuri, flags=re.IGNORECASE)
+            if nuri != uri:
+                nuris.append(nuri)
+            m = re.match(r"(https?://)([^@/?#]*@)?([^/?#:]+)((?::(\d*))?.*)$", nuri, re.IGNORECASE | re.DOTALL)
+            if m is None:
+                continue
+            proto, auth, host, rest, port = m.group(1), m.group(2) or "", m.group(3), m.group(4), m.group(5)
+            rest_noport = ""
+            if port is None:
+                port = "80" if proto == "http://" else "443"
+            else:
+                if proto == "http://":
+                    stripped = re.sub(r"^:80\b", "", rest, count=1)
+                else:
+                    stripped = re.sub(r"^:443\b", "", rest, count=1)
+                rest_noport = stripped
+                if stripped != rest:
+                    nuris.append(proto + host + stripped)
+            nhost = idn_to_ascii(host)
+            if nhost != host.lower():
+                nuris.append(proto + nhost + rest)
+                if rest_noport:
+                    nuris.append(proto + nhost + rest_noport)
+                host = nhost
+            h2 = re.sub(r"[\x00-\x20]", "", host)
+            if h2 != host:
+                host = h2
+                nuris.append(proto + host + rest)
+            target = proto + host + rest
+            for rx in self.redirectors:
+                r = rx.search(target)
+                if r is not None and r.groups() and r.group(1) is not None:
+                    if "." not in r.group(1):
+                        continue
+                    queue.append(r.group(1))
+                    break
+            else:
+                r = re.search(r"(https?:/{0,2}[^&#]+)", rest, re.IGNORECASE)
+                if r is not None and "." in r.group(1):
+                    queue.append(r.group(1))
+            h2 = re.sub(r"^[^@]+@", "", host)
+            if h2 != host:
+                host = h2
+                nuris.append(proto + host + rest)
+            h2 = re.sub(r"[^0-9A-Za-z]+$", "", host)
+            if h2 != host:
+                host = h2
+                nuris.append(proto + host + rest)
+            ip = re.fullmatch(r"((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)(0x[0-9a-f]+|\d+)",
+                              host, re.IGNORECASE)
+            if ip:
+                nuris.append(proto + "".join(_octet(c) for c in ip.groups()) + rest)
+            elif re.fullmatch(r"0x[0-9a-f]+", host, re.IGNORECASE):
+                nuris.append(proto + _ulong_to_ip(int(host[2:][-8:], 16)) + rest)
+            elif re.fullmatch(r"[0-9]+", host):
+                nuris.append(proto + _ulong_to_ip(int(host)) + rest)
+            elif proto == "http://" and auth == "" and nhost != "localhost" and port == "80":
+                w = re.fullmatch(r"(?:www\.)?([^.]+)", nhost)
+                if w and not self.is_domain_valid(nhost):
+                    nuris.append(proto + "www." + w.group(1) + ".com" + rest)
+        out = dict.fromkeys(queue)
+        out.update(dict.fromkeys(nuris))
+        return [u if len(u) <= MAX_URI_LENGTH else u[:MAX_URI_LENGTH] for u in out]
+
+
+def _octet(s: str) -> str:
+    """One octet of a dotted IP as uri_list_canonicalize rewrites it (hex, octal, leading 0s)."""
+    dot = s.endswith(".")
+    v = s[:-1] if dot else s
+    if v[:2].lower() == "0x":
+        v = str(int(v[2:], 16))
+    else:
+        m = re.match(r"0+([1-3][0-7]{0,2}|[4-7][0-7]?)\b", v)
+        if m:
+            v = str(int(m.group(1), 8)) + v[m.end():]
+    v = v.lstrip("0")
+    return v + ("." if dot else "")
+
+
+def _ulong_to_ip(n: int) -> str:
+    """Util::decode_ulong_to_ip: the low 32 bits as a dotted quad."""
+    n &= 0xFFFFFFFF
+    return ".".join(str((n >> s) & 255) for s in (24, 16, 8, 0))
+
+
+_PCT = re.compile(r"(%[0-9a-fA-F]{2})")
+_KEEP_ENCODED = re.compile(r"(20|7f|[0189a-fA-F][0-9a-fA-F])", re.IGNORECASE)
+_TO_ENCODE = re.compile(r"[\x00-\x20\x7f-\U0010ffff\"%<>]")
+
+
+def url_decode(url: str) -> str:
+    """Util::url_encode (which decodes): a %XX of a printable character is decoded, but not
+    %20, %7F, control or 8-bit bytes; raw spaces, controls, 8-bit characters and ``"%<>``
+    are percent-encoded."""
+    out: list[str] = []
+    for piece in _PCT.split(url):
+        if _PCT.fullmatch(piece):
+            if _KEEP_ENCODED.search(piece) is None:
+                piece = re.sub(r"%([2-7][0-9a-fA-F])", lambda m: chr(int(m.group(1), 16)), piece)
+            out.append(piece)
+        else:
+            out.append(_TO_ENCODE.sub(lambda m: "".join(f"%{b:02x}" for b in m.group(0).encode("utf-8")), piece))
+    return "".join(out)
+
+
+# --- HTML links (Mail::SpamAssassin::HTML::html_uri and target_uri) -----------------------------
+_URI_PARTS = re.compile(r"^(?:([^:/?#]+):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(.*))?", re.DOTALL)
+
+
+def _remove_dot_segments(path: str) -> str:
+    out = ""
+    path = re.sub(r"^(?:\.\.?/)", "/", path, count=1)
+    guard = 0
+    while path and path != "0" and guard < 10_000:
+        guard += 1
+        if re.match(r"/\.(?:$|/)", path):
+            path = re.sub(r"^/\.(?:$|/)", "/", path, count=1)
+        elif re.match(r"/\.\.(?:$|/)", path):
+            path = re.sub(r"^/\.\.(?:$|/)", "/", path, count=1)
+            out = re.sub(r"/?[^/]*$", "", out, count=1)
+        else:
+            m = re.match(r"/?[^/]*", path)
+            assert m is not None
+            if not m.group(0):
+                break
+            out += m.group(0)
+            path = path[m.end():]
+    return out
+
+
+def target_uri(base: str, ref: str) -> str:
+    """HTML::target_uri: ``ref`` resolved against ``base`` (RFC 3986 5.2, with SpamAssassin's
+    non-strict scheme rule and ``http:`` for a schemeless ``//www.`` authority)."""
+    r = _URI_PARTS.match(ref)
+    b = _URI_PARTS.match(base)
+    assert r is not None and b is not None
+    r_scheme, r_auth, r_path, r_query, r_frag = r.groups()
+    b_scheme, b_auth, b_path, b_query, _ = b.groups()
+    if r_scheme is not None and b_scheme is not None and r_scheme == b_scheme:
+        r_scheme = None
+    if r_scheme is not None:
+        scheme, auth, path, query = r_scheme, r_auth, _remove_dot_segments(r_path), r_query
+    else:
+        if r_auth is not None:
+            auth, path, query = r_auth, _remove_dot_segments(r_path), r_query
+        else:
+            if r_path == "":
+                path = b_path
+                query = r_query if r_query is not None else b_query
+            else:
+                if r_path.startswith("/"):
+                    path = _remove_dot_segments(r_path)
+                else:
+                    if b_auth is not None and not b_path:
+                        merged = "/" + r_path
+                    else:
+                        merged = re.sub(r"(?<=/)[^/]*$", "", b_path, count=1) if "/" in b_path else ""
+                        merged += r_path
+                    path = _remove_dot_segments(merged)
+                query = r_query
+            auth = b_auth
+        scheme = b_scheme
+    res = ""
+    if scheme:
+        res += scheme + ":"
+    elif auth is not None:
+        if re.match(r"www\d*\.", auth, re.IGNORECASE):
+            res += "http:"
+        elif re.match(r"ftp\d*\.", auth, re.IGNORECASE):
+            res += "ftp:"
+    if auth is not None:
+        res += "//" + auth
+    res += path
+    if query is not None:
+        res += "?" + query
+    if r_frag is not None:
+        res += "#" + r_frag
+    return res
+
+
+class HtmlUris:
+    """Collects an HTML part's URIs as HTML::html_uri does (its tags and attributes, ``<base>``)."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+        self.base = ""
+
+    def push(self, uri: str) -> None:
+        uri = uri.strip(" \t\r\n\x0b\x0c\xa0")[:MAX_URI_LENGTH]
+        if not uri or len(self.uris) >= MAX_URIS:
+            return
+        if re.match(r"(?:data|mailto|file|cid|tel):", uri, re.IGNORECASE):
+            self.uris.append(uri)
+            return
+        target = target_uri(self.base, uri)
+        if target:
+            self.uris.append(target)
+
+    def start(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in URI_TAGS:
+            return
+        a: dict[str, str] = {}
+        for k, v in attrs:
+            if v is not None and k not in a:
+                a[k] = v
+        if tag in ("body", "table", "tr", "td"):
+            if "background" in a:
+                self.push(a["background"])
+        elif tag in ("a", "area", "link"):
+            if "href" in a:
+                self.push(a["href"].replace("\ufeff", ""))
+            if "data-saferedirecturl" in a:
+                self.push(a["data-saferedirecturl"])
+        elif tag in ("img", "frame", "iframe", "embed", "script", "bgsound"):
+            if "src" in a:
+                self.push(a["src"])
+        elif tag == "form":
+            if "action" in a:
+                self.push(a["action"])
+        elif tag == "base":
+            uri = a.get("href", "").strip(" \t\r\n\x0b\x0c\xa0")[:MAX_URI_LENGTH]
+            if uri:
+                self.push(uri)
+                if re.match(r"(?:https?|ftp):/{0,2}", uri, re.IGNORECASE):
+                    uri = re.sub(r"^([a-z]+:/{0,2}[^/]+/.*?)[^/.]+\.[^/.]{2,4}$", r"\1", uri, count=1,
+                                 flags=re.IGNORECASE)
+                    self.base = uri if uri.endswith("/") else uri + "/"
+
+
+URI_TAGS = frozenset({"body", "table", "tr", "td", "a", "area", "link", "img", "frame", "iframe", "embed",
+                       "script", "form", "base", "bgsound", "meta"})
