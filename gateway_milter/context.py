@@ -116,6 +116,9 @@ class MessageContext:
         self.log_id = uuid.uuid4().hex
         self.started = time.time()
         self.mail_from = ""
+        # a stored message scanned without its envelope: mail_from was read off its headers
+        # (the rules then guess EnvelopeFrom as SpamAssassin does)
+        self.envelope_guessed = False
         self.mail_esmtp: tuple[str, ...] = ()
         self.recipients: list[Recipient] = []
         self.rejected_recipients: list[tuple[str, str]] = []  # (address, reply) refused at RCPT

@@ -156,6 +156,7 @@ def make_context(raw: bytes, policy: PolicySnapshot, client_ip: str = "192.0.2.1
     ctx.body.write(body)
     ret = ctx.header("Return-Path") or ""
     ctx.mail_from = ret.strip().strip("<>")
+    ctx.envelope_guessed = True  # a corpus file has no envelope
     ctx.runner = LayerRunner()
     ctx.runner.enter_stage(Stage.EOM)
     return ctx

@@ -512,7 +512,7 @@ def check_base64_length(m: SaMessage, args: tuple[Any, ...], extra: dict[str, An
 
 @_eval("check_for_matching_env_and_hdr_from")
 def check_for_matching_env_and_hdr_from(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    env = (m.envelope_from or "").lower()
+    env = (m.envelope() or "").lower()
     return int(bool(env) and env == (m.header("From:addr") or "").lower())
 
 

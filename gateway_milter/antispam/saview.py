@@ -60,6 +60,9 @@ class SaMessage:
     headers: list[tuple[str, str]]  # decoded
     raw_headers: list[tuple[str, str]]
     envelope_from: str = ""
+    # no envelope came with the message (a stored message scanned offline): EnvelopeFrom is
+    # guessed from its headers as SpamAssassin guesses it (envelope())
+    envelope_guess: bool = False
     subject: str = ""
     paragraphs: list[str] = field(default_factory=list)
     body: str = ""  # paragraphs joined with "\n"
@@ -112,7 +115,8 @@ class SaMessage:
             for h in ("x-message-id", "resent-message-id", "x-original-message-id", "message-id"):
                 vals += self._values(src, h)
         elif name == "EnvelopeFrom":
-            vals = [self.envelope_from] if self.envelope_from else []
+            env = self.envelope()
+            vals = [env] if env else []
         else:
             vals = self._values(src, name.lower())
         if not vals:
@@ -155,6 +159,46 @@ class SaMessage:
 
     def header_count(self, name: str) -> int:
         return len(self._values(self.raw_headers, name.lower()))
+
+    def envelope(self) -> str | None:
+        """The envelope sender the rules see: the SMTP one, or for a message without one
+        (``envelope_guess``) SpamAssassin's guess (PerMsgStatus::get_envelope_from): the
+        envelope-from of the last untrusted relay's Received header (else the first trusted
+        one's), else X-Envelope-From, Envelope-Sender or Return-Path when no Received header
+        sits above it. None when there is none to trust."""
+        if not self.envelope_guess:
+            return self.envelope_from
+        if "envelope" not in self.cache:
+            self.cache["envelope"] = self._guess_envelope()
+        env: str | None = self.cache["envelope"]
+        return env
+
+    def _first_addr(self, name: str) -> str | None:
+        vals = self._values(self.headers, name)
+        if not vals:
+            return None
+        pairs = self.addresses(vals[:1])
+        return pairs[0][1] if pairs else ""
+
+    def _guess_envelope(self) -> str | None:
+        p = self.relays()
+        hop = p.untrusted[0] if p.untrusted else p.trusted[-1] if p.trusted else None
+        if hop is not None and hop.envfrom is not None and (hop.envfrom.find("@") > 0 or hop.envfrom == ""):
+            return hop.envfrom
+        x_sender = self._first_addr("x-sender")
+        if x_sender and "@" in x_sender and any("(fetchmail" in r for r in self._values(self.headers, "received")):
+            return None  # fetchmail reuses a list's X-Sender: no envelope header can be trusted
+        all_headers = self.header("ALL") or ""
+        for name, final in (("X-Envelope-From", True), ("Envelope-Sender", False), ("Return-Path", False)):
+            env = self._first_addr(name.lower())
+            if env is None:
+                continue
+            if re.search(rf"^Received:.*?^{name}:", all_headers, re.S | re.M | re.I):
+                if final:
+                    return None  # relayed through a list that may have used a new envelope
+                continue
+            return env
+        return None
 
     def relays(self) -> RelayPath:
         """The trust path (relays.py), parsed on first use."""
@@ -393,6 +437,7 @@ def message_view(ctx: MessageContext) -> SaMessage:
         v = _views.get(ctx)
     if v is None:
         v = build_view(ctx.headers, ctx.raw_bytes(), ctx.mime, ctx.mail_from.strip("<>"))
+        v.envelope_guess = ctx.envelope_guessed
         v.trust = trust_config(ctx)
         with _lock:
             _views[ctx] = v

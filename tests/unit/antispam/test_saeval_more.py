@@ -479,3 +479,29 @@ def test_shifted_date_takes_the_received_time_closest_to_the_date(engine: RuleEn
     resent = PLAIN + "Resent-Date: Tue, 1 Oct 2024 18:00:00 +0200\r\n"
     assert shift & hits(engine, view(resent, rcvd=_rcvd("Tue, 1 Oct 2024 14:00:00 +0200"))) == {"T_FUTURE_3_6"}
     assert not shift & hits(engine, view(PLAIN, rcvd="Received: by mx.example.com (Postfix)\r\n"))
+
+
+def _guessed(raw: str) -> str | None:
+    ctx = make_ctx(raw.encode(), mail_from="ignored@elsewhere.test")
+    ctx.envelope_guessed = True  # a stored message without its envelope (manage.py scan, the evaluation)
+    return message_view(ctx).envelope()
+
+
+def test_envelope_sender_of_a_stored_message_is_guessed_as_spamassassin_does() -> None:
+    body = "Date: Tue, 1 Oct 2024 10:00:00 +0200\r\n\r\nhi\r\n"
+    rcvd_env = ("Received: from relay.sender.test (relay.sender.test [198.51.100.21]) (envelope-from <list-bounce@"
+                "lists.sender.test>)\r\n\tby mx.example.com (Postfix) with ESMTP id 4XyZ2; Tue, 1 Oct 2024 10:00:05 +0200\r\n")
+    rcvd = ("Received: from relay.sender.test (relay.sender.test [198.51.100.21])\r\n\tby mx.example.com (Postfix)"
+            " with ESMTP id 4XyZ2; Tue, 1 Oct 2024 10:00:05 +0200\r\n")
+    # the last untrusted relay's envelope-from comes first
+    assert _guessed("Return-Path: <a@b.test>\r\n" + rcvd_env + PLAIN + body) == "list-bounce@lists.sender.test"
+    # a Return-Path above the Received headers (the final delivery's) is the envelope
+    assert _guessed("Return-Path: <owner@lists.sender.test>\r\n" + rcvd + PLAIN + body) == "owner@lists.sender.test"
+    # one below a Received header may be an older hop's: not trusted, nothing else known
+    assert _guessed(rcvd + "Return-Path: <owner@lists.sender.test>\r\n" + PLAIN + body) is None
+    # X-Envelope-From before the Return-Path
+    assert _guessed("X-Envelope-From: <x@y.test>\r\nReturn-Path: <a@b.test>\r\n" + rcvd + PLAIN + body) == "x@y.test"
+    # with the SMTP envelope known, that one, whatever the headers say
+    ctx = make_ctx(("Return-Path: <a@b.test>\r\n" + rcvd + PLAIN + body).encode(), mail_from="real@sender.test")
+    assert message_view(ctx).envelope() == "real@sender.test"
+    assert message_view(ctx).header("EnvelopeFrom") == "real@sender.test"

@@ -44,12 +44,14 @@ def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str 
         conn.macros["{auth_authen}"] = auth
     ctx = gw.begin(conn, scan_mode=not greylist)
     hdr = dict((n.lower(), v) for n, v in reversed(headers))
+    guessed = sender is None
     if sender is None:
         rp = addresses([hdr.get("return-path", "")]) or addresses([hdr.get("from", "")])
         sender = rp[0][1] if rp and rp[0][1] else (addresses([hdr.get("from", "")]) or [("", "")])[0][1]
     if not rcpts:
         rcpts = [a for _, a in addresses([hdr.get("to", ""), hdr.get("cc", "")]) if a] or ["postmaster@localhost"]
     gw.mail(ctx, sender or "")
+    ctx.envelope_guessed = guessed
     for r in rcpts:
         gw.rcpt(ctx, r)
     refused_all = not ctx.recipients
