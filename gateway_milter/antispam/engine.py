@@ -131,7 +131,7 @@ class _Texts:
             if us is None:
                 u = m.uris
             else:
-                u = us.uri_list(m.paragraphs, [x for f in m.html_all for x in f.uris])
+                u = us.uri_list([m.body], [x for f in m.html_all for x in f.uris])  # (paragraphs joined)
             self._uris = u
         return u
 

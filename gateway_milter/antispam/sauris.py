@@ -24,11 +24,12 @@ sees the unsubscribe address that SpamAssassin's list holds.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 MAX_URI_LENGTH = 8192  # PerMsgStatus/HTML: longer URIs are cut
 MAX_URIS = 2000  # our bound on the list (hostile input)
+CANON_CACHE = 8192  # URIs whose canonical forms are kept (per rule set)
 
 # --- Thunderbird/Outlook URI recognition in text (PerMsgStatus::_tbirdurire) -------------------
 _START = "><\"'`,{[(|\\s\\x1b\\xa0"
@@ -77,10 +78,36 @@ def text_uri_regex(tlds: Iterable[str]) -> re.Pattern[str]:
         re.IGNORECASE | re.ASCII)
 
 
-# a text can hold a URI only where one of these occurs (a cheap test before the long pattern)
-_MAYBE = re.compile(r"[@:]|www|ftp\.|\.[a-zA-Z0-9]", re.IGNORECASE)
+# No URI the pattern finds holds ASCII white space, and each holds one of these: "@" (an
+# address), ":" (a scheme), "www" or "ftp." (a known prefix), or a dot before a letter or digit
+# (a host name). So the pattern runs only over the space-delimited words that hold one, each
+# searched in place (finditer with pos/endpos: the look-behinds still see the character before
+# the word, and the space after it reads as the end the look-aheads accept): the same matches
+# as over the whole text, at a sixth of the cost.
+_ANCHOR = re.compile(r"(?=[@:.wWfF])(?:[@:]|[wW][wW][wW]|[fF][tT][pP]\.|\.[a-zA-Z0-9])")  # (the look-ahead: 2x faster)
+_RARE_WS = re.compile(r"[\t\r\x0b\x0c]")
+_ASCII_WS = str.maketrans("\t\r\x0b\x0c", "    ")
 _CLOSE_PAREN = re.compile(r"^([^(]*)\).*$", re.DOTALL)
 _TRAILING = re.compile(r"[-~!@#^&*()_+=:;'?,.]*$")
+_CID = re.compile(r"[cm]id:", re.IGNORECASE)
+_EMPTY_URI = re.compile(r"\w+:/{0,2}", re.ASCII)
+_SCHEMED = re.compile(r"(?:https?|ftp|mailto):", re.IGNORECASE)
+_FTP_HOST = re.compile(r"ftp\.", re.IGNORECASE)
+_WWW_HOST = re.compile(r"www\d{0,2}\.", re.IGNORECASE)
+_SLASH_BEFORE_AT = re.compile(r"/.+@")
+_DOT_AFTER_AT = re.compile(r"@.+?\.")
+_MISPARSE = re.compile(r"^(?:skype|e?-?mail)?:+", re.IGNORECASE)
+_PCT_ANY = re.compile(r"%[0-9a-fA-F]{2}")
+_MAIL_HOST = re.compile(r"@([^?&>]*)")
+_TRAILING_PCT20 = re.compile(r"(?:%20)+$")
+_SPACE = re.compile(r"\s")
+_LAST_LABEL = re.compile(r"\.([^.]+)$")
+_NO_HOST_SCHEME = re.compile(r"(?:javascript|cid|file):")
+_SCHEME_PREFIX = re.compile(r"^[a-z]+:/{0,2}")
+_PATH_ON = re.compile(r"[/?#].*", re.DOTALL)
+_USERINFO = re.compile(r"^[^/]*@")
+_PORT_END = re.compile(r":\d*$", re.ASCII)
+_ENCODED_PRINTABLE = re.compile(r"%(?:2[1-9a-f]|[3-6][0-9a-f]|7[0-9a-e])")
 _FQDN_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?$")
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 
@@ -137,6 +164,8 @@ class UriSettings:
         self.tlds = frozenset(tlds)
         self.redirectors = tuple(redirectors)
         self._text_re: re.Pattern[str] | None = None
+        # canonical forms by URI: links recur from message to message (newsletters, footers)
+        self._canon: dict[str, tuple[str, ...]] = {}
 
     @property
     def text_re(self) -> re.Pattern[str]:
@@ -147,31 +176,29 @@ class UriSettings:
     def is_domain_valid(self, dom: str) -> bool:
         """RegistryBoundaries::is_domain_valid: ends in a known TLD after at least one dot."""
         dom = idn_to_ascii(dom)
-        if any(c.isspace() for c in dom):
+        if _SPACE.search(dom):
             return False
-        m = re.search(r"\.([^.]+)$", dom)
+        m = _LAST_LABEL.search(dom)
         return m is not None and m.group(1) in self.tlds
 
     def uri_host(self, uri: str) -> str | None:
         """RegistryBoundaries::uri_to_domain's host (not trimmed to the registered domain):
         None when the URI has no valid host."""
         u = uri.lower()
-        if re.match(r"(?:javascript|cid|file):", u):
+        if _NO_HOST_SCHEME.match(u):
             return None
         if u.startswith("mailto:"):
-            u = re.sub(r"\?.*", "", u[7:], flags=re.DOTALL)
-            if re.search(r"@.*?@", u, re.DOTALL):
-                return None
-            if "@" not in u:
-                return None
+            u = u[7:].split("?", 1)[0]  # parameters dropped
+            if u.count("@") != 1:
+                return None  # no user name, or several @
             u = u.split("@")[-1]
         else:
-            u = re.sub(r"^[a-z]+:/{0,2}", "", u)
-            u = re.sub(r"[/?#].*", "", u, flags=re.DOTALL)
-            u = re.sub(r"^[^/]*@", "", u)
-            u = re.sub(r":\d*$", "", u)
-        if re.search(r"%(?:2[1-9a-f]|[3-6][0-9a-f]|7[0-9a-e])", u):
-            return None
+            u = _SCHEME_PREFIX.sub("", u, count=1)
+            u = _PATH_ON.sub("", u, count=1)
+            u = _USERINFO.sub("", u, count=1)
+            u = _PORT_END.sub("", u, count=1)
+        if _ENCODED_PRINTABLE.search(u):
+            return None  # the decoded copy is in the list too
         host = idn_to_ascii(u)
         if is_ip(host):
             return host
@@ -184,69 +211,85 @@ class UriSettings:
         """Every URI of the message with its canonical variants, in order of first appearance."""
         out: dict[str, None] = {}
         for uri in self.text_uris(texts):
-            cleaned = self.canonicalize([uri])
+            cleaned = self._canonical(uri)
             if any(self.uri_host(c) is not None for c in cleaned):  # valid_domain: text URIs only
                 out.update(dict.fromkeys(cleaned))
             if len(out) >= MAX_URIS:
                 return list(out)[:MAX_URIS]
         for uri in html_uris:
-            out.update(dict.fromkeys(self.canonicalize([uri])))
+            out.update(dict.fromkeys(self._canonical(uri)))
             if len(out) >= MAX_URIS:
                 break
         return list(out)[:MAX_URIS]
+
+    def _canonical(self, uri: str) -> tuple[str, ...]:
+        c = self._canon.get(uri)
+        if c is None:
+            if len(self._canon) >= CANON_CACHE:
+                self._canon.clear()
+            c = self._canon[uri] = tuple(self.canonicalize([uri]))
+        return c
 
     def text_uris(self, texts: Iterable[str]) -> list[str]:
         """PerMsgStatus::_process_text_uri_list: URIs in the rendered text, schemes added."""
         seen: set[str] = set()
         found: list[str] = []
+        for m in self._matches(texts):
+            raw = m.group(1) or m.group(2) or m.group(3)
+            schost = m.group(4)
+            mail = not m.group(1) and bool(m.group(2))
+            raw = _CLOSE_PAREN.sub(r"\1", raw, count=1)  # ")" ends a URI holding no "("
+            raw = _TRAILING.sub("", raw, count=1)  # trailing punctuation Thunderbird ignores
+            if raw in seen:
+                continue
+            seen.add(raw)
+            if mail and "@" not in raw:
+                continue
+            if schost is not None and not is_fqdn_valid(schost):
+                continue
+            if _CID.match(raw) or _EMPTY_URI.fullmatch(raw):
+                continue
+            uri = raw
+            if not _SCHEMED.match(uri):
+                if _FTP_HOST.match(uri):
+                    uri = "ftp://" + uri
+                elif _WWW_HOST.match(uri) or _SLASH_BEFORE_AT.search(uri):
+                    uri = "http://" + uri  # (a "/" before the "@": not an email address)
+                elif "@" in uri:
+                    if not _DOT_AFTER_AT.search(uri) or "&nbsp;" in uri:
+                        continue
+                    uri = "mailto:" + _MISPARSE.sub("", uri, count=1)
+                else:
+                    if "." not in uri:
+                        continue
+                    uri = "http://" + uri
+            if uri[:7].lower() == "mailto:":
+                if _PCT_ANY.search(uri):
+                    uri = url_decode(uri)
+                at = _MAIL_HOST.search(uri)
+                if at is None or not self.is_domain_valid(_TRAILING_PCT20.sub("", at.group(1))):
+                    continue
+            found.append(uri)
+            if len(found) >= MAX_URIS:
+                break
+        return found
+
+    def _matches(self, texts: Iterable[str]) -> Iterator[re.Match[str]]:
         rx = self.text_re
         for text in texts:
-            if _MAYBE.search(text) is None:
-                continue
-            for m in rx.finditer(text):
-                raw = m.group(1) or m.group(2) or m.group(3)
-                schost = m.group(4)
-                rawtype = "scheme" if m.group(1) else "mail" if m.group(2) else "schemeless"
-                raw = _CLOSE_PAREN.sub(r"\1", raw, count=1)
-                raw = _TRAILING.sub("", raw, count=1)
-                if raw in seen:
-                    continue
-                seen.add(raw)
-                if rawtype == "mail" and "@" not in raw:
-                    continue
-                if schost is not None and not is_fqdn_valid(schost):
-                    continue
-                if re.match(r"[cm]id:", raw, re.IGNORECASE) or re.fullmatch(r"\w+:/{0,2}", raw, re.ASCII):
-                    continue
-                uri = raw
-                if not re.match(r"(?:https?|ftp|mailto):", uri, re.IGNORECASE):
-                    if re.match(r"ftp\.", uri, re.IGNORECASE):
-                        uri = "ftp://" + uri
-                    elif re.match(r"www\d{0,2}\.", uri, re.IGNORECASE) or re.search(r"/.+@", uri):
-                        uri = "http://" + uri  # (a "/" before the "@": not an email address)
-                    elif "@" in uri:
-                        if not re.search(r"@.+?\.", uri):
-                            continue
-                        if "&nbsp;" in uri:
-                            continue
-                        uri = "mailto:" + re.sub(r"^(?:skype|e?-?mail)?:+", "", uri, count=1, flags=re.IGNORECASE)
-                    else:
-                        if "." not in uri:
-                            continue
-                        uri = "http://" + uri
-                if uri[:7].lower() == "mailto:":
-                    if re.search(r"%[0-9a-f]{2}", uri, re.IGNORECASE):
-                        uri = url_decode(uri)
-                    at = re.search(r"@([^?&>]*)", uri)
-                    if at is None:
-                        continue
-                    host = re.sub(r"(?:%20)+$", "", at.group(1))
-                    if not self.is_domain_valid(host):
-                        continue
-                found.append(uri)
-                if len(found) >= MAX_URIS:
-                    return found
-        return found
+            # words end at " " and "\n" (the rendered body has no other white space)
+            spaced = text.translate(_ASCII_WS) if _RARE_WS.search(text) else text
+            end = 0
+            for a in _ANCHOR.finditer(spaced):
+                i = a.start()
+                if i < end:
+                    continue  # (a second anchor in a word already searched)
+                start = max(spaced.rfind(" ", 0, i), spaced.rfind("\n", 0, i)) + 1
+                e1, e2 = spaced.find(" ", i), spaced.find("\n", i)
+                end = min(e1, e2) if e1 >= 0 and e2 >= 0 else max(e1, e2)
+                if end < 0:
+                    end = len(spaced)
+                yield from rx.finditer(text, start, end)
 
     def canonicalize(self, uris: list[str]) -> list[str]:
         """Util::uri_list_canonicalize: the URIs as given and their variants."""
@@ -254,100 +297,132 @@ class UriSettings:
         nuris: list[str] = []
         i = 0
         while i < len(queue) and i < 50:  # redirector targets are appended and walked too
-            uri = queue[i]
+            uri = queue[i].replace("\n", "").strip().replace("\r", "")
+            queue[i] = uri  # (Perl edits the list's element in place)
             i += 1
-            uri = uri.replace("\n", "").strip().replace("\r", "")
-            queue[i - 1] = uri  # (Perl edits the list's element in place)
-            if len(uri) <= 1 or re.match(r"(?:[#?&]|/(?!/))", uri):
+            if len(uri) <= 1 or _RELATIVE.match(uri):
                 continue
-            nuri = uri
-            if re.match(r"mailto:", nuri, re.IGNORECASE) or re.match(r"[^:]*@", nuri):
-                m = re.match(r"([^@]+@[^?]+)\?", nuri)
-                if m:
-                    nuris.append(m.group(1))
-                m = re.match(r"([^@]+@[^?&]+)&", nuri)
-                if m:
-                    nuris.append(m.group(1))
-                if "%20" in nuri:
-                    m = re.match(r"(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)", nuri, re.IGNORECASE)
-                    if m:
-                        nuris.append("mailto:" + m.group(1))
-                m = re.match(r"[^?&]*<([^@>]+@[^>]+)>", nuri)
-                if m:
-                    nuris.append("mailto:" + m.group(1))
+            if _MAILTO.match(uri) or _USER_AT.match(uri):
+                nuris.extend(_mail_variants(uri))
                 continue
-            nuri = nuri.replace("\\", "/")
-            nuri = re.sub(r"^(https?:)/{0,2}", r"\1//", nuri, count=1, flags=re.IGNORECASE)
-            if re.search(r"%[0-9a-fA-F]{2}", nuri):
+            nuri = _HTTP_SLASHES.sub(r"\1//", uri.replace("\\", "/"), count=1)
+            if _PCT_ANY.search(nuri):
                 nuri = url_decode(nuri)
-            if not re.match(r"[-_a-z0-9]+:", nuri, re.IGNORECASE):
+            if not _ANY_SCHEME.match(nuri):
                 nuri = ("ftp://" if nuri.startswith("ftp.") else "http://") + nuri
-            nuri = re.sub(r"^(https?://[^/?#]+)([?#])", r"\1/\2", nuri, count=1, flags=re.IGNORECASE)
-            nuri = re.sub(r"&#0*(3[3-9]|[4-9]\d|1[01]\d|12[0-6]);", lambda m: chr(int(m.group(1))), nuri)
-            nuri = re.sub(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);", lambda m: chr(int(m.group(1), 16)), nuri)
-            nuri = re.sub(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", ".", nuri, flags=re.IGNORECASE)
+            nuri = _QUERY_NO_SLASH.sub(r"\1/\2", nuri, count=1)
+            if "&#" in nuri:
+                nuri = _DEC_ENTITY.sub(lambda m: chr(int(m.group(1))), nuri)
+                nuri = _HEX_ENTITY.sub(lambda m: chr(int(m.group(1), 16)), nuri)
+                nuri = _DOT_ENTITY.sub(".", nuri)
             if nuri != uri:
                 nuris.append(nuri)
-            m = re.match(r"(https?://)([^@/?#]*@)?([^/?#:]+)((?::(\d*))?.*)$", nuri, re.IGNORECASE | re.DOTALL)
-            if m is None:
-                continue
-            proto, auth, host, rest, port = m.group(1), m.group(2) or "", m.group(3), m.group(4), m.group(5)
-            rest_noport = ""
-            if port is None:
-                port = "80" if proto == "http://" else "443"
-            else:
-                if proto == "http://":
-                    stripped = re.sub(r"^:80\b", "", rest, count=1)
-                else:
-                    stripped = re.sub(r"^:443\b", "", rest, count=1)
-                rest_noport = stripped
-                if stripped != rest:
-                    nuris.append(proto + host + stripped)
-            nhost = idn_to_ascii(host)
-            if nhost != host.lower():
-                nuris.append(proto + nhost + rest)
-                if rest_noport:
-                    nuris.append(proto + nhost + rest_noport)
-                host = nhost
-            h2 = re.sub(r"[\x00-\x20]", "", host)
-            if h2 != host:
-                host = h2
-                nuris.append(proto + host + rest)
-            target = proto + host + rest
-            for rx in self.redirectors:
-                r = rx.search(target)
-                if r is not None and r.groups() and r.group(1) is not None:
-                    if "." not in r.group(1):
-                        continue
-                    queue.append(r.group(1))
-                    break
-            else:
-                r = re.search(r"(https?:/{0,2}[^&#]+)", rest, re.IGNORECASE)
-                if r is not None and "." in r.group(1):
-                    queue.append(r.group(1))
-            h2 = re.sub(r"^[^@]+@", "", host)
-            if h2 != host:
-                host = h2
-                nuris.append(proto + host + rest)
-            h2 = re.sub(r"[^0-9A-Za-z]+$", "", host)
-            if h2 != host:
-                host = h2
-                nuris.append(proto + host + rest)
-            ip = re.fullmatch(r"((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)(0x[0-9a-f]+|\d+)",
-                              host, re.IGNORECASE)
-            if ip:
-                nuris.append(proto + "".join(_octet(c) for c in ip.groups()) + rest)
-            elif re.fullmatch(r"0x[0-9a-f]+", host, re.IGNORECASE):
-                nuris.append(proto + _ulong_to_ip(int(host[2:][-8:], 16)) + rest)
-            elif re.fullmatch(r"[0-9]+", host):
-                nuris.append(proto + _ulong_to_ip(int(host)) + rest)
-            elif proto == "http://" and auth == "" and nhost != "localhost" and port == "80":
-                w = re.fullmatch(r"(?:www\.)?([^.]+)", nhost)
-                if w and not self.is_domain_valid(nhost):
-                    nuris.append(proto + "www." + w.group(1) + ".com" + rest)
+            m = _HTTP_PARTS.match(nuri)
+            if m is not None:
+                self._host_variants(m, queue, nuris)
         out = dict.fromkeys(queue)
         out.update(dict.fromkeys(nuris))
         return [u if len(u) <= MAX_URI_LENGTH else u[:MAX_URI_LENGTH] for u in out]
+
+    def _host_variants(self, m: re.Match[str], queue: list[str], nuris: list[str]) -> None:
+        """The rest of uri_list_canonicalize for an http(s) URI: default port, IDN host, control
+        characters, redirector targets, user name, trailing punctuation, IP forms, bare names."""
+        proto, auth, host, rest, port = m.group(1), m.group(2) or "", m.group(3), m.group(4), m.group(5)
+        rest_noport = ""
+        if port is None:
+            port = "80" if proto == "http://" else "443"
+        else:
+            stripped = (_PORT_80 if proto == "http://" else _PORT_443).sub("", rest, count=1)
+            rest_noport = stripped
+            if stripped != rest:
+                nuris.append(proto + host + stripped)
+        nhost = idn_to_ascii(host)
+        if nhost != host.lower():
+            nuris.append(proto + nhost + rest)
+            if rest_noport:
+                nuris.append(proto + nhost + rest_noport)
+            host = nhost
+        h2 = _CONTROL.sub("", host)
+        if h2 != host:
+            host = h2
+            nuris.append(proto + host + rest)
+        target = proto + host + rest
+        for rx in self.redirectors:
+            r = rx.search(target)
+            if r is not None and r.groups() and r.group(1) is not None:
+                if "." not in r.group(1):
+                    continue
+                queue.append(r.group(1))
+                break
+        else:  # no redirector pattern: any http link inside the rest (bug 3308: one slash will do)
+            r = _INNER_HTTP.search(rest)
+            if r is not None and "." in r.group(1):
+                queue.append(r.group(1))
+        h2 = _USER_PART.sub("", host, count=1)
+        if h2 != host:
+            host = h2
+            nuris.append(proto + host + rest)
+        h2 = _HOST_TAIL.sub("", host, count=1)
+        if h2 != host:
+            host = h2
+            nuris.append(proto + host + rest)
+        ip = _DOTTED_NUMBERS.fullmatch(host)
+        if ip:
+            nuris.append(proto + "".join(_octet(c) for c in ip.groups()) + rest)
+        elif _HEX_NUMBER.fullmatch(host):
+            nuris.append(proto + _ulong_to_ip(int(host[2:][-8:], 16)) + rest)
+        elif host.isascii() and host.isdigit():
+            nuris.append(proto + _ulong_to_ip(int(host)) + rest)
+        elif proto == "http://" and auth == "" and nhost != "localhost" and port == "80":
+            w = _BARE_NAME.fullmatch(nhost)
+            if w and not self.is_domain_valid(nhost):  # http://foobar -> http://www.foobar.com, as Firefox
+                nuris.append(proto + "www." + w.group(1) + ".com" + rest)
+
+
+def _mail_variants(uri: str) -> list[str]:
+    """uri_list_canonicalize for an email address: without ?subject= (and &...), without
+    %20, the address inside <...>."""
+    out: list[str] = []
+    m = _MAIL_BEFORE_QUERY.match(uri)
+    if m:
+        out.append(m.group(1))
+    m = _MAIL_BEFORE_AMP.match(uri)
+    if m:
+        out.append(m.group(1))
+    if "%20" in uri:
+        m = _MAIL_PCT20.match(uri)
+        if m:
+            out.append("mailto:" + m.group(1))
+    m = _MAIL_BRACKETS.match(uri)
+    if m:
+        out.append("mailto:" + m.group(1))
+    return out
+
+
+_RELATIVE = re.compile(r"(?:[#?&]|/(?!/))")
+_MAILTO = re.compile(r"mailto:", re.IGNORECASE)
+_USER_AT = re.compile(r"[^:]*@")
+_MAIL_BEFORE_QUERY = re.compile(r"([^@]+@[^?]+)\?")
+_MAIL_BEFORE_AMP = re.compile(r"([^@]+@[^?&]+)&")
+_MAIL_PCT20 = re.compile(r"(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)", re.IGNORECASE)
+_MAIL_BRACKETS = re.compile(r"[^?&]*<([^@>]+@[^>]+)>")
+_HTTP_SLASHES = re.compile(r"^(https?:)/{0,2}", re.IGNORECASE)
+_ANY_SCHEME = re.compile(r"[-_a-z0-9]+:", re.IGNORECASE)
+_QUERY_NO_SLASH = re.compile(r"^(https?://[^/?#]+)([?#])", re.IGNORECASE)
+_DEC_ENTITY = re.compile(r"&#0*(3[3-9]|[4-9]\d|1[01]\d|12[0-6]);", re.ASCII)
+_HEX_ENTITY = re.compile(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);")
+_DOT_ENTITY = re.compile(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", re.IGNORECASE)
+_HTTP_PARTS = re.compile(r"(https?://)([^@/?#]*@)?([^/?#:]+)((?::(\d*))?.*)$", re.IGNORECASE | re.DOTALL | re.ASCII)
+_PORT_80 = re.compile(r"^:80\b", re.ASCII)
+_PORT_443 = re.compile(r"^:443\b", re.ASCII)
+_CONTROL = re.compile(r"[\x00-\x20]")
+_INNER_HTTP = re.compile(r"(https?:/{0,2}[^&#]+)", re.IGNORECASE)
+_USER_PART = re.compile(r"^[^@]+@")
+_HOST_TAIL = re.compile(r"[^0-9A-Za-z]+$")
+_DOTTED_NUMBERS = re.compile(r"((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)(0x[0-9a-f]+|\d+)",
+                             re.IGNORECASE | re.ASCII)
+_HEX_NUMBER = re.compile(r"0x[0-9a-f]+", re.IGNORECASE)
+_BARE_NAME = re.compile(r"(?:www\.)?([^.]+)")
 
 
 def _octet(s: str) -> str:
@@ -395,6 +470,8 @@ _URI_PARTS = re.compile(r"^(?:([^:/?#]+):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))
 
 
 def _remove_dot_segments(path: str) -> str:
+    if "/." not in path and not path.startswith("."):
+        return "" if path == "0" else path  # no "." or ".." segment (Perl reads "0" as false)
     out = ""
     path = re.sub(r"^(?:\.\.?/)", "/", path, count=1)
     guard = 0
@@ -465,6 +542,9 @@ def target_uri(base: str, ref: str) -> str:
     return res
 
 
+_NO_TARGET = re.compile(r"(?:data|mailto|file|cid|tel):", re.IGNORECASE)
+
+
 class HtmlUris:
     """Collects an HTML part's URIs as HTML::html_uri does (its tags and attributes, ``<base>``)."""
 
@@ -476,7 +556,7 @@ class HtmlUris:
         uri = uri.strip(" \t\r\n\x0b\x0c\xa0")[:MAX_URI_LENGTH]
         if not uri or len(self.uris) >= MAX_URIS:
             return
-        if re.match(r"(?:data|mailto|file|cid|tel):", uri, re.IGNORECASE):
+        if _NO_TARGET.match(uri):
             self.uris.append(uri)
             return
         target = target_uri(self.base, uri)

@@ -188,12 +188,14 @@ class SaMessage:
         x_sender = self._first_addr("x-sender")
         if x_sender and "@" in x_sender and any("(fetchmail" in r for r in self._values(self.headers, "received")):
             return None  # fetchmail reuses a list's X-Sender: no envelope header can be trusted
-        all_headers = self.header("ALL") or ""
-        for name, final in (("X-Envelope-From", True), ("Envelope-Sender", False), ("Return-Path", False)):
-            env = self._first_addr(name.lower())
+        names = [n.lower() for n, _v in self.headers]
+        first_received = names.index("received") if "received" in names else len(names)
+        below = set(names[first_received + 1:])  # header names below a Received header
+        for name, final in (("x-envelope-from", True), ("envelope-sender", False), ("return-path", False)):
+            env = self._first_addr(name)
             if env is None:
                 continue
-            if re.search(rf"^Received:.*?^{name}:", all_headers, re.S | re.M | re.I):
+            if name in below:  # (SpamAssassin: ALL =~ /^Received:.*?^Name:/smi)
                 if final:
                     return None  # relayed through a list that may have used a new envelope
                 continue
