@@ -30,8 +30,6 @@ MAX_STYLE_DEPTH = 10_000  # text-style entries kept (hostile nesting); deeper on
 MAX_STRINGS = 1_000  # anchors and titles kept
 MAX_STRING = 4_096  # characters kept of each anchor text and title
 SKIP_CONTENT = {"script", "style", "head", "title", "noscript", "template"}
-BLOCK = {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote", "hr", "pre",
-         "ul", "ol", "dl", "dt", "dd", "section", "article", "header", "footer", "form"}
 
 # Mail::SpamAssassin::HTML's tag sets: HTML 4 elements (strict, loose, SpamAssassin's own),
 # "tricks" (acted on but not elements), the tags that change the text style, and those that
@@ -47,6 +45,9 @@ ELEMENTS = frozenset({
     "strike", "u",
     "nobr", "x-sigsep", "x-tab"})
 TRICKS = frozenset(("bgsound", "embed", "listing", "plaintext", "xmp"))
+_BREAKS = {"br": "\n", "div": "\n", "li": " ", "th": " ", "td": " ", "dt": " ", "dd": " ", "embed": " ", "h1": " ",
+           "h2": " ", "h3": " ", "h4": " ", "h5": " ", "h6": " "}  # the others: a blank line
+_SA_SPACES = re.compile("[ \t\n\r\x0c\x0b]+|\xa0")
 ACTED_ON = ELEMENTS | TRICKS
 TEXT_STYLE = frozenset(("body", "font", "table", "tr", "th", "td", "big", "small", "basefont", "marquee", "span",
                         "p", "div", "a"))
@@ -268,7 +269,11 @@ class _Renderer(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.f = facts
         self.uris = HtmlUris()
-        self.out: list[str] = []
+        # SpamAssassin's rendered text (HTML::display_text): the pieces, and which are the
+        # white space of a tag (a text piece after one loses a leading space, one before loses
+        # a trailing space)
+        self.sa_text: list[str] = []
+        self.sa_ws: list[bool] = []
         self.skip = 0
         self.in_title = False
         self.title: list[str] = []
@@ -334,8 +339,6 @@ class _Renderer(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.in_title:
             self.title.append(data)
-        if not self.skip:
-            self.out.append(data)
         self.pending.append(data)
 
     # -- our rendering ----------------------------------------------------------------------------
@@ -346,8 +349,6 @@ class _Renderer(HTMLParser):
             self.skip += 1
             if tag == "title":
                 self.in_title = True
-        if tag in BLOCK:
-            self.out.append("\n")
         if tag in URI_TAGS:
             self.uris.start(tag, attrs)
         if len(f.links) < 2000:
@@ -356,19 +357,12 @@ class _Renderer(HTMLParser):
                     f.links.append(v.strip())
         if tag == "img":
             f.images += 1
-            for k, v in attrs:
-                if k == "alt":
-                    if v:
-                        self.out.append(" " + v + " ")
-                    break
 
     def _render_end(self, tag: str) -> None:
         if tag in SKIP_CONTENT and self.skip:
             self.skip -= 1
             if tag == "title":
                 self.in_title = False
-        if tag in BLOCK:
-            self.out.append("\n")
 
     # -- SpamAssassin's facts -----------------------------------------------------------------------
     def _tag(self, tag: str, attrs: list[tuple[str, str | None]] | tuple[()], num: int) -> None:
@@ -397,9 +391,9 @@ class _Renderer(HTMLParser):
                     if tag == "embed":
                         f.embeds = True
                     if tag != "bgsound":
-                        self._break()
+                        self._break(tag)
                 elif tag in TRICKS and tag != "bgsound":
-                    self._break()
+                    self._break(tag)
                 return
         # an element (or an Office namespace tag)
         f.element_count += 1
@@ -423,7 +417,7 @@ class _Renderer(HTMLParser):
             a = {k: k if v is None else v for k, v in reversed(attrs) if k in ok} if num == 1 and ok else {}
             self._text_style(tag, a, num)
         if tag in WHITESPACE:
-            self._break()
+            self._break(tag)
         if num == 1:
             if tag in _TESTED:
                 self._tests(tag, a if a is not None else _attrs(attrs))
@@ -436,8 +430,13 @@ class _Renderer(HTMLParser):
             elif tag == "object":
                 f.embeds = True
 
-    def _break(self) -> None:
-        # html_whitespace: a newline, space or blank line follows in SpamAssassin's text
+    def _break(self, tag: str) -> None:
+        # html_whitespace: a newline (br, div), a space (li, td, h1, ...) or a blank line (p, hr,
+        # title, ...) follows in SpamAssassin's text; the text before it loses a trailing space
+        if self.sa_text and not self.sa_ws[-1] and self.sa_text[-1].endswith(" "):
+            self.sa_text[-1] = self.sa_text[-1][:-1]
+        self.sa_text.append(_BREAKS.get(tag, "\n\n"))
+        self.sa_ws.append(True)
         self.has_text = True
         self.last_ws = True
         self.last_wordish = False
@@ -574,6 +573,13 @@ class _Renderer(HTMLParser):
         inside = f.inside
         if inside.get("script", 0) > 0 or inside.get("style", 0) > 0:
             return
+        # display_text: white space runs (and no-break spaces) as one space; none leading after
+        # a tag's white space (a text invisible by its colours keeps it there: not modelled)
+        piece = _SA_SPACES.sub(" ", text)
+        if self.sa_ws and self.sa_ws[-1] and piece[:1] == " ":
+            piece = piece[1:]
+        self.sa_text.append(piece)
+        self.sa_ws.append(False)
         if inside.get("a", 0) > 0 and f.anchors and len(f.anchors[-1]) < MAX_STRING:
             f.anchors[-1] = (f.anchors[-1] + text)[:MAX_STRING]
         if inside.get("title", 0) > 0 and f.titles and len(f.titles[-1]) < MAX_STRING:
@@ -653,7 +659,7 @@ def render_html(html: str) -> HtmlFacts:
         r.finish()
     except (AssertionError, ValueError, RecursionError):
         pass  # malformed markup: keep what was rendered so far
-    facts.text = "".join(r.out)
+    facts.text = "".join(r.sa_text)
     facts.uris = r.uris.uris
     facts.title = " ".join("".join(r.title).split())
     return facts

@@ -264,8 +264,9 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         elif p.content_type in ("text/plain", "text/enriched") or p.content_type.startswith("text/"):
             texts.append(t[:BODY_PART_SCAN])
     # multipart/alternative carries the same text twice; SpamAssassin renders the text part
-    # and the HTML part both, so do we.
-    text = "\n\n".join(texts)
+    # and the HTML part both, so do we. The parts are joined by one newline, as there: a part
+    # that does not end a paragraph runs on into the next.
+    text = "\n".join(texts)
     paras = [_WS.sub(" ", p).strip() for p in _PARA.split(text.replace("\r\n", "\n"))]
     paras = [p if len(p) <= MAX_LINE else p[:MAX_LINE] for p in paras if p]
     v.text_len = sum(len(p) for p in paras)

@@ -175,3 +175,25 @@ def test_it_supports_the_debian_html_rules_when_installed() -> None:
     assert html_rules == []
     assert {"HTML_TAG_BALANCE_BODY", "HTML_FONT_LOW_CONTRAST", "__HTML_LINK_IMAGE", "ALL_TRUSTED",
             "RCVD_HELO_IP_MISMATCH"} <= set(eng.rules)
+
+
+def test_the_text_is_rendered_as_spamassassin_renders_it() -> None:
+    # HTML::display_text: white space runs in the markup are one space (a newline in the source
+    # breaks nothing); <br>/<div> a newline, cells and items a space, <p> and <title> a blank
+    # line; the title's text is text; alt text is not; script and style are left out
+    f = render_html("<html><head><title>Deal</title><style>p{}</style></head><body>Best\r\n\r\n  offer<br>"
+                    "now<p>second</p><table><tr><td>a</td><td>b</td></tr></table><img alt='ALT TEXT' src=x>"
+                    "<script>var x;</script>end</body></html>")
+    assert f.text == "\n\nDeal\n\nBest offer\nnow\n\nsecond\n\n a  b end"  # (</td><td>: two spaces)
+    # in the view: a blank line starts a paragraph, a single newline does not
+    v = message_view(make_ctx(msg("s", "<p>LIMITED Time OFFER!!<BR>\r\nQuick natural <BR>\r\n choice</p>"
+                                  "<p>Next</p>", ctype="text/html")))
+    assert v.paragraphs == ["s", "LIMITED Time OFFER!! Quick natural choice", "Next"]
+
+
+def test_parts_run_on_into_each_other_as_in_spamassassin() -> None:
+    # Message::get_body_text_array_common joins the parts' rendered texts with one newline
+    raw = (b"From: a@b.example\r\nTo: c@d.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\nfirst part"
+           b"\r\n--XX\r\nContent-Type: text/html\r\n\r\n<b>second</b> part\r\n--XX--\r\n")
+    assert message_view(make_ctx(raw)).paragraphs == ["s", "first part second part"]
