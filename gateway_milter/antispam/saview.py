@@ -236,6 +236,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     v.subject = next((x for n, x in dec if n.lower() == "subject"), "")
     texts: list[str] = []
     raws: list[str] = []
+    plain: list[str] = []
     links: list[str] = []
     budget = MAX_TEXT
     html_of: dict[int, HtmlFacts] = {}
@@ -250,7 +251,12 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
             continue
         t = p.text[:budget]
         budget -= len(t)
-        raws.append(t[:RAWBODY_PART_SCAN])
+        plain.append(t[:RAWBODY_PART_SCAN])  # (the links of the text, for Bayes and URIBL)
+        # rawbody as SpamAssassin reads it: the part's bytes, not decoded from their charset
+        # (normalize_charset is off by default), one character per byte, so "[\x80-\xff]" meets
+        # the bytes of a UTF-8 or Big5 text; with LF line ends (the milter sees SMTP's CRLF,
+        # SpamAssassin is given the message with LF ones: a "$" must not meet a "\r")
+        raws.append(p.payload[:RAWBODY_PART_SCAN].decode("latin-1").replace("\r\n", "\n"))
         if p.content_type == "text/html":
             facts = render_html(t)
             html_of[p.index] = facts
@@ -279,7 +285,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         u = normalize_link(link)
         if u:
             uris[u] = None
-    for u in find_urls(v.rawbody):
+    for u in find_urls("\n".join(plain)):
         uris[u] = None
     v.uris = list(uris)[:500]
     v.missing_separator = b"\r\n\r\n" not in raw[:256 * 1024] and b"\n\n" not in raw[:256 * 1024]

@@ -252,3 +252,16 @@ score    T_SPOOFED_USED  1
     names = {h.name for h in eng.run(message_view(make_ctx(raw))).hits}
     assert names == {"T_SPOOFED_USED"}  # T_LOOKUP never ran: it reads 0 in the meta
     assert not {h.name for h in eng.run(message_view(make_ctx(msg("money", "hello")))).hits}
+
+
+def test_rawbody_is_the_parts_bytes_with_lf_line_ends(tmp_path: Path) -> None:
+    # SpamAssassin (normalize_charset off) matches rawbody against the part's bytes: a UTF-8 é
+    # is \xc3\xa9 there; and it is given LF line ends where the milter sees SMTP's CRLF
+    rules = ("rawbody LOCAL_UTF8_E /caf\\xc3\\xa9/\nscore LOCAL_UTF8_E 1\n"
+             "rawbody LOCAL_EOL /^ends here$/m\nscore LOCAL_EOL 1\n")
+    eng = engine(tmp_path, rules)
+    raw = msg("x", "Un caf\u00e9 ?\r\nends here\r\nnext line\r\n", ctype="text/plain; charset=utf-8")
+    view = message_view(make_ctx(raw))
+    assert "\r" not in view.rawbody and "caf\xc3\xa9" in view.rawbody
+    assert {"LOCAL_UTF8_E", "LOCAL_EOL"} <= {h.name for h in eng.run(view).hits}
+    assert "caf\u00e9" in view.body  # the rendered body stays text
