@@ -239,6 +239,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     plain: list[str] = []
     links: list[str] = []
     budget = MAX_TEXT
+    raw_budget = MAX_TEXT  # bytes of rawbody, all parts together (hostile input: many parts)
     html_of: dict[int, HtmlFacts] = {}
     for p in mime.parts:
         v.part_headers.append(p.headers)
@@ -256,7 +257,9 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         # (normalize_charset is off by default), one character per byte, so "[\x80-\xff]" meets
         # the bytes of a UTF-8 or Big5 text; with LF line ends (the milter sees SMTP's CRLF,
         # SpamAssassin is given the message with LF ones: a "$" must not meet a "\r")
-        raws.append(p.payload[:RAWBODY_PART_SCAN].decode("latin-1").replace("\r\n", "\n"))
+        rb = p.payload[:min(RAWBODY_PART_SCAN, max(raw_budget, 0))]
+        raw_budget -= len(rb)
+        raws.append(rb.decode("latin-1").replace("\r\n", "\n"))
         if p.content_type == "text/html":
             facts = render_html(t)
             html_of[p.index] = facts

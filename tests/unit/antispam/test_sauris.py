@@ -105,3 +105,24 @@ def test_a_uri_rule_never_matches_across_two_uris(tmp_path: Path) -> None:
     assert "LOCAL_NOVOWEL" not in {h.name for h in eng.run(view, lazy=False).hits}
     html2 = "<a href='http://wwwxxzzqq.com/'>s</a>"
     assert "LOCAL_NOVOWEL" in {h.name for h in eng.run(message_view(make_ctx(msg("x", html2, ctype="text/html")))).hits}
+
+
+def test_redirector_patterns_are_read_and_a_bad_one_is_listed(tmp_path: Path) -> None:
+    from gateway_milter.antispam.sarules import load_rules
+
+    rules = ("util_rb_tld com\nredirector_pattern m'^http://r\\.example\\.com/go\\?to=(.*)$'i\n"
+             "redirector_pattern /unterminated(\n")
+    rs = load_rules([write_rules(tmp_path, rules)])
+    assert len(rs.redirectors) == 1 and rs.tlds == {"com"}
+    assert any(k.startswith("redirector_pattern") for k in rs.unsupported)  # `rules check` lists it
+    eng = engine_for((str(write_rules(tmp_path, rules)),), 2, include_default=False)
+    assert "http://bad.com/x" in eng.uri_settings.canonicalize(["http://r.example.com/go?to=http://bad.com/x"])
+
+
+def test_rawbody_is_bounded_over_many_parts() -> None:
+    parts = "".join(f"--XX\r\nContent-Type: text/plain\r\n\r\n{'x' * 400_000}\r\n" for _ in range(8))
+    raw = (f"From: a@b.example\r\nTo: c@d.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+           f"Content-Type: multipart/mixed; boundary=XX\r\n\r\n{parts}--XX--\r\n").encode()
+    from gateway_milter.antispam.saview import MAX_TEXT
+
+    assert len(message_view(make_ctx(raw)).rawbody) <= MAX_TEXT + 8
