@@ -81,9 +81,11 @@ def translate(body: str, mods: str, lines: bool = False) -> PerlPattern:
         if c == "\\" and i + 1 < len(body):
             n = body[i + 1]
             if n == "z":
-                out.append(r"\Z")
+                # lines: each line is a string of its own there (with its "\n"): its end is
+                # right after that newline, or the end of the text
+                out.append(r"(?:(?<=\n)|\Z)" if lines and not in_class else r"\Z")
             elif n == "Z":
-                out.append(r"(?=\n?\Z)")
+                out.append(r"(?:(?=\n)|(?<=\n)|\Z)" if lines and not in_class else r"(?=\n?\Z)")
             elif n == "e":
                 out.append(r"\x1b")  # Perl's escape character
             elif n == "h":

@@ -41,7 +41,7 @@ RELAY_HEADERS = {"x-spam-relays-trusted": "trusted", "x-spam-relays-untrusted": 
 RANGE_HEADERS = {"ALL-TRUSTED": ("trusted", False), "ALL-INTERNAL": ("internal", False),
                  "ALL-UNTRUSTED": ("trusted", True), "ALL-EXTERNAL": ("internal", True)}
 _WS = re.compile(r"[ \t\r\n\x0b\x0c]+")
-_PARA = re.compile(r"\n[ \t\r]*\n")
+_PARA = re.compile(r"\n+[ \t\r\n\x0b\x0c]*\n+")  # Message::get_body_text_array_common: /\n+\s*\n+/
 
 
 def decode_header_value(value: str) -> str:
@@ -276,7 +276,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     # and the HTML part both, so do we. The parts are joined by one newline, as there: a part
     # that does not end a paragraph runs on into the next.
     text = "\n".join(texts)
-    paras = [_WS.sub(" ", p).strip() for p in _PARA.split(text.replace("\r\n", "\n"))]
+    paras = [_WS.sub(" ", p) for p in _PARA.split(text.replace("\r\n", "\n"))]
     paras = [p if len(p) <= MAX_LINE else p[:MAX_LINE] for p in paras if p]
     v.text_len = sum(len(p) for p in paras)
     v.paragraphs = ([v.subject] if v.subject else []) + paras

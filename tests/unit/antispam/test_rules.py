@@ -265,3 +265,14 @@ def test_rawbody_is_the_parts_bytes_with_lf_line_ends(tmp_path: Path) -> None:
     assert "\r" not in view.rawbody and "caf\xc3\xa9" in view.rawbody
     assert {"LOCAL_UTF8_E", "LOCAL_EOL"} <= {h.name for h in eng.run(view).hits}
     assert "caf\u00e9" in view.body  # the rendered body stays text
+
+
+def test_end_of_string_anchors_in_body_rules_end_each_line(tmp_path: Path) -> None:
+    # SpamAssassin runs a body rule on each line of the rendered text: \z is the end of a line
+    # (after its newline), not of the whole body (TRACKER_ID: /^[a-z0-9]{6,24}...\s*\z/is)
+    rules = "body LOCAL_TRACKER /^[a-z0-9]{6,24}[-_a-z0-9]{12,36}[a-z0-9]{6,24}\\s*\\z/is\nscore LOCAL_TRACKER 1\n"
+    eng = engine(tmp_path, rules)
+    mid = msg("x", "Hello\r\n\r\negfbehkrtejpgtuyveahpeibbraqstvnwa\r\n\r\nBye now")
+    assert "LOCAL_TRACKER" in {h.name for h in eng.run(message_view(make_ctx(mid))).hits}
+    glued = msg("x", "Hello\r\n\r\negfbehkrtejpgtuyveahpeibbraqstvnwa and more words\r\n\r\nBye")
+    assert "LOCAL_TRACKER" not in {h.name for h in eng.run(message_view(make_ctx(glued))).hits}
