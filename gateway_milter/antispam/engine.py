@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_milter.antispam import hsmatch, re2filter, saeval, sauris
+from gateway_milter.auth import psl
 from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, relaxed_pattern, required_factors,
                                              required_squeezed_factors, squeeze)
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
@@ -221,7 +222,8 @@ class RuleEngine:
         self.extras: dict[str, Any] = {"freemail_domains": rs.freemail,
                                        "freemail_lists": saeval.freemail_lists(rs.freemail)}
         # SpamAssassin's URI list for the uri rules (util_rb_tld, redirector_pattern)
-        self.uri_settings = sauris.UriSettings(rs.tlds or _fallback_tlds(), [p.compiled for p in rs.redirectors])
+        # (a rule set without util_rb_tld lines, local directories alone: the Public Suffix List's)
+        self.uri_settings = sauris.UriSettings(rs.tlds or psl.top_level_domains(), [p.compiled for p in rs.redirectors])
         # necessary literals per body-like rule: in the lower-cased text, or else in the
         # squeezed text (matcher.squeeze); None when the rule must always run
         self.factors: dict[str, tuple[str, ...] | None] = {}
@@ -789,17 +791,3 @@ def hs_cache_dir() -> Path | None:
         return Path(d)
     return Path(envconfig.env_str("GATEWAY_DATA_DIR", str(envconfig.BASE_DIR / "var"))).resolve() / "cache"
 
-
-_psl_tlds: frozenset[str] | None = None
-
-
-def _fallback_tlds() -> frozenset[str]:
-    """Top-level domains for the URI list when the rule files give none (a rule set of local
-    directories alone, without Debian's 20_aux_tlds.cf): the Public Suffix List's."""
-    global _psl_tlds
-    if _psl_tlds is None:
-        from publicsuffix2 import PublicSuffixList
-
-        tlds = {t.rsplit(".", 1)[-1].lstrip("!*.") for t in PublicSuffixList().tlds}
-        _psl_tlds = frozenset(sauris.idn_to_ascii(t) for t in tlds if t)
-    return _psl_tlds

@@ -29,7 +29,6 @@ MAX_HTML = 1_000_000
 MAX_STYLE_DEPTH = 10_000  # text-style entries kept (hostile nesting); deeper ones inherit the top
 MAX_STRINGS = 1_000  # anchors and titles kept
 MAX_STRING = 4_096  # characters kept of each anchor text and title
-SKIP_CONTENT = {"script", "style", "head", "title", "noscript", "template"}
 
 # Mail::SpamAssassin::HTML's tag sets: HTML 4 elements (strict, loose, SpamAssassin's own),
 # "tricks" (acted on but not elements), the tags that change the text style, and those that
@@ -274,7 +273,6 @@ class _Renderer(HTMLParser):
         # a trailing space)
         self.sa_text: list[str] = []
         self.sa_ws: list[bool] = []
-        self.skip = 0
         self.in_title = False
         self.title: list[str] = []
         self.bogus = ""  # "!" or "/" while Python reads a bogus comment
@@ -297,7 +295,7 @@ class _Renderer(HTMLParser):
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         # SpamAssassin reads "<br/>" as "<br>" (HTML::Parser reports no end tag)
         self._render_start(tag, attrs)
-        if tag in SKIP_CONTENT:
+        if tag == "title":
             self._render_end(tag)
         self._tag(tag, attrs, 1)
 
@@ -345,10 +343,8 @@ class _Renderer(HTMLParser):
     def _render_start(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         f = self.f
         f.tags[tag] += 1
-        if tag in SKIP_CONTENT:
-            self.skip += 1
-            if tag == "title":
-                self.in_title = True
+        if tag == "title":
+            self.in_title = True
         if tag in URI_TAGS:
             self.uris.start(tag, attrs)
         if len(f.links) < 2000:
@@ -359,10 +355,8 @@ class _Renderer(HTMLParser):
             f.images += 1
 
     def _render_end(self, tag: str) -> None:
-        if tag in SKIP_CONTENT and self.skip:
-            self.skip -= 1
-            if tag == "title":
-                self.in_title = False
+        if tag == "title":
+            self.in_title = False
 
     # -- SpamAssassin's facts -----------------------------------------------------------------------
     def _tag(self, tag: str, attrs: list[tuple[str, str | None]] | tuple[()], num: int) -> None:

@@ -50,6 +50,11 @@ def is_tld(label: str) -> bool:
     return _idna(label) in _tlds()
 
 
+def top_level_domains() -> frozenset[str]:
+    """Every top-level domain of the list (A-labels)."""
+    return _tlds()
+
+
 @functools.lru_cache(maxsize=1)
 def _tlds() -> frozenset[str]:
     normal, wild, _exceptions = _rules()
