@@ -328,3 +328,15 @@ def test_hostile_input_through_hyperscan_stays_in_budget_with_the_reference_hits
         took = time.process_time() - t0
         assert took < BUDGET_S / 4, f"{case} took {took:.1f}s CPU"
         assert hits == [(h.name, h.count) for h in eng.run(view, lazy=False).hits], case
+
+
+@needs_hs
+@pytest.mark.parametrize("perl,expected", [
+    (r"/foo\z/", r"foo\z"),  # Python's \Z is PCRE's \z
+    (r"/foo\Z/", r"foo\Z"),  # Perl's \Z (perlre: a look-ahead) is PCRE's \Z again
+])
+def test_end_anchors_of_a_whole_text_translate_for_hyperscan(perl: str, expected: str) -> None:
+    # a header value or the full message is one string: \z and \Z end the text, not a line
+    pat, _ = parse_perl_regex(perl, lines=False)
+    hx = hsmatch.hs_expression(pat.source, pat.flags)
+    assert hx is not None and hx[0] == expected
