@@ -71,7 +71,7 @@ class _Texts:
                  "uri_settings", "_uris")
 
     def __init__(self, m: SaMessage, indexes: dict[tuple[str, bool], FactorIndex[str]],
-                 uri_settings: sauris.UriSettings | None = None) -> None:
+                 uri_settings: sauris.UriSettings) -> None:
         self.m = m
         self.indexes = indexes
         self.uri_settings = uri_settings
@@ -124,16 +124,11 @@ class _Texts:
         return t
 
     def uris(self) -> list[str]:
-        """What the uri rules run over: SpamAssassin's URI list (sauris), or the web links of
-        the view when the engine has no URI settings."""
+        """What the uri rules run over: SpamAssassin's URI list (sauris), built on first use."""
         u = self._uris
         if u is None:
-            us, m = self.uri_settings, self.m
-            if us is None:
-                u = m.uris
-            else:
-                u = us.uri_list([m.body], [x for f in m.html_all for x in f.uris])  # (paragraphs joined)
-            self._uris = u
+            m = self.m
+            u = self._uris = self.uri_settings.uri_list([m.body], [x for f in m.html_all for x in f.uris])
         return u
 
     def low(self, kind: str) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway_milter.antispam.perlre import PatternError, PerlPattern, parse_perl_regex, split_delimited
+from gateway_milter.antispam.sauris import idn_to_ascii
 
 SA_VERSION = 4.000001
 DEFAULT_DIRS = (Path("/usr/share/spamassassin"), Path("/var/lib/spamassassin/4.000001/updates_spamassassin_org"))
@@ -172,8 +173,6 @@ class _Parser:
         elif word == "freemail_domains":
             self.freemail.update(d.lower() for d in rest.split())
         elif word == "util_rb_tld":
-            from gateway_milter.antispam.sauris import idn_to_ascii
-
             self.tlds.update(idn_to_ascii(t) for t in rest.split() if "." not in t)
         elif word == "redirector_pattern":
             try:

@@ -23,6 +23,7 @@ sees the unsubscribe address that SpamAssassin's list holds.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -109,7 +110,6 @@ _USERINFO = re.compile(r"^[^/]*@")
 _PORT_END = re.compile(r":\d*$", re.ASCII)
 _ENCODED_PRINTABLE = re.compile(r"%(?:2[1-9a-f]|[3-6][0-9a-f]|7[0-9a-e])")
 _FQDN_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?$")
-_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 
 
 def idn_to_ascii(host: str) -> str:
@@ -144,17 +144,12 @@ def is_fqdn_valid(host: str) -> bool:
 
 
 def is_ip(host: str) -> bool:
-    if _IPV4.match(host):
-        return all(int(p) <= 255 for p in host.split("."))
-    if ":" in host:
-        import ipaddress
-
-        try:
-            ipaddress.IPv6Address(host.strip("[]"))
-            return True
-        except ValueError:
-            return False
-    return False
+    """Constants' IS_IP_ADDRESS: a dotted quad (no leading zeros) or an IPv6 address."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
 
 
 class UriSettings:
@@ -227,7 +222,7 @@ class UriSettings:
         if c is None:
             if len(self._canon) >= CANON_CACHE:
                 self._canon.clear()
-            c = self._canon[uri] = tuple(self.canonicalize([uri]))
+            c = self._canon[uri] = tuple(self.canonicalize(uri))
         return c
 
     def text_uris(self, texts: Iterable[str]) -> list[str]:
@@ -291,9 +286,10 @@ class UriSettings:
                     end = len(spaced)
                 yield from rx.finditer(text, start, end)
 
-    def canonicalize(self, uris: list[str]) -> list[str]:
-        """Util::uri_list_canonicalize: the URIs as given and their variants."""
-        queue = list(uris)
+    def canonicalize(self, uri: str) -> list[str]:
+        """Util::uri_list_canonicalize: the URI as given and its variants (a redirector's target
+        is walked as one more URI)."""
+        queue = [uri]
         nuris: list[str] = []
         i = 0
         while i < len(queue) and i < 50:  # redirector targets are appended and walked too

@@ -157,7 +157,7 @@ def test_the_debian_rules_re2_serves_agree_with_python_on_corpus_messages() -> N
     assert {"__MY_MALWARE", "__FILL_THIS_FORM_SHORT2", "__FILL_THIS_FORM_LONG2"} <= set(eng.re2)
     matched = 0
     for path in corpus_sample(240):
-        t = _Texts(message_view(make_ctx(path.read_bytes())), eng.indexes)
+        t = _Texts(message_view(make_ctx(path.read_bytes())), eng.indexes, eng.uri_settings)
         for name, pf in eng.re2.items():
             rule = eng.rules[name]
             assert rule.pattern is not None

@@ -9,7 +9,7 @@ import pytest
 
 from gateway_milter.antispam.engine import engine_for
 from gateway_milter.antispam.htmltext import render_html
-from gateway_milter.antispam.sauris import UriSettings, is_fqdn_valid, target_uri, tld_pattern, url_decode
+from gateway_milter.antispam.sauris import UriSettings, is_fqdn_valid, is_ip, target_uri, tld_pattern, url_decode
 from gateway_milter.antispam.saview import message_view
 from tests.unit.antispam.helpers import make_ctx, msg, write_rules
 
@@ -47,21 +47,21 @@ def test_text_uris_need_a_known_domain_in_the_list(us: UriSettings) -> None:
 
 
 def test_canonical_variants_sit_beside_the_uri_as_found(us: UriSettings) -> None:
-    got = us.canonicalize(["http://user@Evil.com:80/a%2Fb?x"])
+    got = us.canonicalize("http://user@Evil.com:80/a%2Fb?x")
     assert got[0] == "http://user@Evil.com:80/a%2Fb?x"  # as found, first
     assert "http://user@Evil.com:80/a/b?x" in got  # percent-decoded
     assert "http://Evil.com/a/b?x" in got  # no user, no default port
-    assert us.canonicalize(["http://1113343453/x"]) == ["http://1113343453/x", "http://66.92.69.221/x"]
-    assert "http://127.1.1.1/" in us.canonicalize(["http://0x7f.1.1.01/"])  # hex and octal octets
-    assert "http://www.foobar.com/" in us.canonicalize(["http://foobar/"])  # as Firefox does
-    assert "http://www.shop.com/?id=3" in us.canonicalize(["www.shop.com?id=3"])
+    assert us.canonicalize("http://1113343453/x") == ["http://1113343453/x", "http://66.92.69.221/x"]
+    assert "http://127.1.1.1/" in us.canonicalize("http://0x7f.1.1.01/")  # hex and octal octets
+    assert "http://www.foobar.com/" in us.canonicalize("http://foobar/")  # as Firefox does
+    assert "http://www.shop.com/?id=3" in us.canonicalize("www.shop.com?id=3")
 
 
 def test_redirector_targets_and_mailto_variants(us: UriSettings) -> None:
-    got = us.canonicalize(["http://www.google.com/url?q=http://bad.example.net/&x=1"])
+    got = us.canonicalize("http://www.google.com/url?q=http://bad.example.net/&x=1")
     assert "http://bad.example.net/" in got  # the redirector pattern's target
-    assert "http://bad.net/x" in us.canonicalize(["http://a.org/go?to=http://bad.net/x"])  # generic
-    assert us.canonicalize(["mailto:a@b.com?subject=hi"]) == ["mailto:a@b.com?subject=hi", "mailto:a@b.com"]
+    assert "http://bad.net/x" in us.canonicalize("http://a.org/go?to=http://bad.net/x")  # generic
+    assert us.canonicalize("mailto:a@b.com?subject=hi") == ["mailto:a@b.com?subject=hi", "mailto:a@b.com"]
 
 
 def test_url_decode_keeps_reserved_and_control_escapes() -> None:
@@ -77,6 +77,11 @@ def test_html_uris_as_found_resolved_against_base() -> None:
                       "mailto:x@y.com", "http://cdn.com/i.png", "http://base.com/post"]
     assert target_uri("", "foo/../bar.html") == "/bar.html"  # (HTML::_remove_dot_segments)
     assert target_uri("", "//www.x.com/p") == "http://www.x.com/p"
+
+
+def test_ip_hosts_as_spamassassin_reads_them() -> None:
+    assert is_ip("66.92.69.221") and is_ip("[2001:db8::1]") and is_ip("2001:db8::1")
+    assert not is_ip("01.2.3.4") and not is_ip("256.1.1.1") and not is_ip("example.com")
 
 
 def test_fqdn_validity() -> None:
@@ -116,7 +121,7 @@ def test_redirector_patterns_are_read_and_a_bad_one_is_listed(tmp_path: Path) ->
     assert len(rs.redirectors) == 1 and rs.tlds == {"com"}
     assert any(k.startswith("redirector_pattern") for k in rs.unsupported)  # `rules check` lists it
     eng = engine_for((str(write_rules(tmp_path, rules)),), 2, include_default=False)
-    assert "http://bad.com/x" in eng.uri_settings.canonicalize(["http://r.example.com/go?to=http://bad.com/x"])
+    assert "http://bad.com/x" in eng.uri_settings.canonicalize("http://r.example.com/go?to=http://bad.com/x")
 
 
 def test_rawbody_is_bounded_over_many_parts() -> None:
