@@ -55,7 +55,8 @@ while (my $path = <STDIN>) {
     my $msg = $sa->parse($raw);
     my $st = $sa->check($msg);
     my $hits = $st->get_names_of_tests_hit();
-    print "$path\t$hits\n";
+    my $subtests = $st->get_names_of_subtests_hit();
+    print "$path\t$hits\t$subtests\n";
     $st->finish; $msg->finish;
 }
 """
@@ -68,7 +69,8 @@ def pick(base: Path, dirs: list[str], n: int) -> list[Path]:
     return [p for d in dirs for p in files[d][::step]]
 
 
-def sa_hits(paths: list[Path], progress: bool = True) -> dict[str, set[str]]:
+def sa_hits(paths: list[Path], progress: bool = True, subtests: bool = False) -> dict[str, set[str]]:
+    """SpamAssassin's scored hits per message path (``subtests``: its ``__`` rules' too)."""
     if not shutil.which("perl"):
         raise SystemExit("perl not found")
     state = tempfile.mkdtemp(prefix="sa-diff-")
@@ -82,8 +84,9 @@ def sa_hits(paths: list[Path], progress: bool = True) -> dict[str, set[str]]:
         for i, p in enumerate(paths):
             proc.stdin.write(f"{p}\n")
             proc.stdin.flush()
-            path, _, hits = proc.stdout.readline().rstrip("\n").partition("\t")
-            out[path] = {h for h in hits.split(",") if h}
+            path, _, rest = proc.stdout.readline().rstrip("\n").partition("\t")
+            hits, _, subs = rest.partition("\t")
+            out[path] = {h for h in (hits + "," + subs if subtests else hits).split(",") if h}
             if progress and i % 50 == 0:
                 print(f"  SpamAssassin {i}/{len(paths)}", file=sys.stderr, flush=True)
         proc.stdin.close()

@@ -24,6 +24,7 @@ from gateway_milter.antispam import hsmatch, re2filter, saeval, sauris
 from gateway_milter.auth import psl
 from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, relaxed_pattern, required_factors,
                                              required_squeezed_factors, squeeze)
+from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
 from gateway_milter.antispam.saview import MAX_LINE, UNSUPPORTED_HEADERS, SaMessage, decode_header_value
 
@@ -111,9 +112,10 @@ class _Texts:
         if t is None:
             m = self.m
             if kind in HS_HEADERS:  # what a header rule on it searches (None: no such header)
-                return m.header(kind)  # type: ignore[return-value]
+                h = m.header(kind)
+                return h if h is None else octets(h)  # type: ignore[return-value]
             if kind == "body":
-                t = m.body
+                t = octets(m.body)  # UTF-8 octets, as SpamAssassin renders it (rawbody, full: bytes)
             elif kind == "rawbody":
                 t = "\n".join(ln[:MAX_LINE] for ln in m.rawbody.split("\n"))
             elif kind == "uri":
@@ -128,7 +130,8 @@ class _Texts:
         u = self._uris
         if u is None:
             m = self.m
-            u = self._uris = self.uri_settings.uri_list([m.body], [x for f in m.html_all for x in f.uris])
+            u = self._uris = [octets(x) for x in
+                              self.uri_settings.uri_list([m.body], [x for f in m.html_all for x in f.uris])]
         return u
 
     def low(self, kind: str) -> str:
@@ -541,7 +544,7 @@ class RuleEngine:
 
             def header(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
                 value = m.header(spec)
-                return 1 if (search(unset if value is None else value) is not None) != negate else 0
+                return 1 if (search(unset if value is None else octets(value)) is not None) != negate else 0
             return header
         if r.kind == "mimeheader":
             hname, _, mod = r.target.partition(":")
@@ -553,7 +556,7 @@ class RuleEngine:
                     if not vals:
                         continue
                     value = vals[0] if mod == "raw" else decode_header_value(vals[0])
-                    if (search(value) is not None) != negate:
+                    if (search(octets(value)) is not None) != negate:
                         return 1
                 return 0
             return mimeheader

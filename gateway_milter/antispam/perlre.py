@@ -26,6 +26,20 @@ class PatternError(ValueError):
     pass
 
 
+def octets(s: str) -> str:
+    """The string as Perl's byte semantics see it: its UTF-8 bytes, one character per byte
+    (Latin-1), so that ``\\xc3\\xa9`` meets an "é" as it does in SpamAssassin, which gives its
+    rules UTF-8 octets (the rendered body, decoded headers) and reads rule files as bytes.
+    Surrogate escapes (bytes that were not UTF-8) become those bytes again. An ASCII string is
+    returned as it is."""
+    if s.isascii():
+        return s
+    try:
+        return s.encode("utf-8", "surrogateescape").decode("latin-1")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (an entity, say)
+        return s.encode("utf-8", "surrogatepass").decode("latin-1")
+
+
 @dataclass(frozen=True, slots=True)
 class PerlPattern:
     source: str  # the translated pattern body

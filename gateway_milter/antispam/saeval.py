@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway_milter.antispam.htmltext import FLAG_FACTS, NUMERIC_FACTS, STRING_FACTS, HtmlFacts
+from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.relays import IP, is_private_ip
 from gateway_milter.antispam.saview import SaMessage
 from gateway_milter.antispam.urls import org_domain
@@ -78,8 +79,9 @@ def check_bayes(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> i
 # -- BodyEval -------------------------------------------------------------------------------------
 @_eval("check_body_length")
 def check_body_length(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    # BodyEval: the length of the rendered body without the subject line
-    return int(m.text_len < _f(args[0]))
+    # BodyEval: the body's length in bytes as it came (pristine_body_length), at most the
+    # argument
+    return int(m.body_len <= _f(args[0]))
 
 
 _NOT_LETTER = bytes(c for c in range(256) if not (65 <= c <= 90 or 97 <= c <= 122))
@@ -109,10 +111,11 @@ def tvd_vertical_words(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any
     if pct is None:
         pct = -1
         for line in m.paragraphs:
-            if len(line) <= 5:
+            n = len(line) if line.isascii() else len(octets(line))  # (Perl counts the UTF-8 bytes)
+            if n <= 5:
                 continue
             spaces = line.count(" ")
-            nonspaces = len(line) - spaces
+            nonspaces = n - spaces
             p = 100 if spaces > nonspaces or nonspaces == 0 else 100 * spaces // nonspaces
             pct = max(pct, p)
         m.cache["tvd_vertical_words"] = pct

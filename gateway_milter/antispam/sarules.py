@@ -20,7 +20,7 @@ from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway_milter.antispam.perlre import PatternError, PerlPattern, parse_perl_regex, split_delimited
+from gateway_milter.antispam.perlre import PatternError, PerlPattern, octets, parse_perl_regex, split_delimited
 from gateway_milter.antispam.sauris import idn_to_ascii
 
 SA_VERSION = 4.000001
@@ -504,7 +504,8 @@ def _parse_definition(p: _Parser, rule: Rule) -> None:
         rule.target = hm.group(1)
         rule.negate = hm.group(2) == "!~"
         rest = hm.group(3)
-        rule.pattern, tail = parse_perl_regex(rest)
+        # a rule's pattern is bytes to SpamAssassin: the texts it runs on are too (engine.py)
+        rule.pattern, tail = parse_perl_regex(octets(rest))
         um = re.match(r"^\[if-unset:\s*(.*?)\]$", tail)
         if um:
             rule.if_unset = um.group(1)
@@ -515,7 +516,7 @@ def _parse_definition(p: _Parser, rule: Rule) -> None:
         rule.eval_fn = m.group(1)
         rule.eval_args = _parse_eval_args(m.group(2))
         return
-    rule.pattern, tail = parse_perl_regex(text, lines=rule.kind in ("body", "rawbody", "uri"))
+    rule.pattern, tail = parse_perl_regex(octets(text), lines=rule.kind in ("body", "rawbody", "uri"))
     if tail:
         raise RuleFileError(f"trailing text {tail[:40]!r}")
 

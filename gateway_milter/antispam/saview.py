@@ -40,8 +40,12 @@ RELAY_HEADERS = {"x-spam-relays-trusted": "trusted", "x-spam-relays-untrusted": 
 # the last trusted/internal relay) or (end with it)
 RANGE_HEADERS = {"ALL-TRUSTED": ("trusted", False), "ALL-INTERNAL": ("internal", False),
                  "ALL-UNTRUSTED": ("trusted", True), "ALL-EXTERNAL": ("internal", True)}
-_WS = re.compile(r"[ \t\r\n\x0b\x0c]+")
-_PARA = re.compile(r"\n+[ \t\r\n\x0b\x0c]*\n+")  # Message::get_body_text_array_common: /\n+\s*\n+/
+# Perl's \s on a decoded (character) string, as SpamAssassin collapses the body text: the
+# Unicode white space (no-break and em spaces included)
+_PERL_WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_WS = re.compile(f"[{_PERL_WS}]+")
+_PARA = re.compile(f"\n+[{_PERL_WS}]*\n+")  # Message::get_body_text_array_common: /\n+\s*\n+/
+_HEAD_END = re.compile(rb"\r?\n\r?\n")  # the end of the header section
 
 
 def decode_header_value(value: str) -> str:
@@ -72,7 +76,7 @@ class SaMessage:
     html: HtmlFacts = field(default_factory=HtmlFacts)  # the largest HTML part's
     html_all: list[HtmlFacts] = field(default_factory=list)  # every HTML part's (HTMLEval's tests)
     has_html: bool = False
-    text_len: int = 0
+    body_len: int = 0  # bytes after the header section (LF line ends): SpamAssassin's pristine_body_length
     attachment_names: list[str] = field(default_factory=list)
     part_headers: list[list[tuple[str, str]]] = field(default_factory=list)
     content_types: Counter[str] = field(default_factory=Counter)
@@ -278,7 +282,6 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     text = "\n".join(texts)
     paras = [_WS.sub(" ", p) for p in _PARA.split(text.replace("\r\n", "\n"))]
     paras = [p if len(p) <= MAX_LINE else p[:MAX_LINE] for p in paras if p]
-    v.text_len = sum(len(p) for p in paras)
     v.paragraphs = ([v.subject] if v.subject else []) + paras
     v.body = "\n".join(v.paragraphs)
     v.rawbody = "\n".join(raws)
@@ -291,6 +294,9 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     for u in find_urls("\n".join(plain)):
         uris[u] = None
     v.uris = list(uris)[:500]
+    sep = _HEAD_END.search(raw)
+    if sep is not None:
+        v.body_len = len(raw) - sep.end() - raw.count(b"\r\n", sep.end())
     v.missing_separator = b"\r\n\r\n" not in raw[:256 * 1024] and b"\n\n" not in raw[:256 * 1024]
     v.mime = _mime_counters(mime)
     v.alternatives = _alternative_groups(mime, html_of)

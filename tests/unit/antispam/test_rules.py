@@ -9,7 +9,7 @@ import pytest
 
 from gateway_milter.antispam.engine import RuleEngine, engine_for
 from gateway_milter.antispam.matcher import MultiMatcher, required_factors
-from gateway_milter.antispam.perlre import PatternError, parse_perl_regex
+from gateway_milter.antispam.perlre import PatternError, octets, parse_perl_regex
 from gateway_milter.antispam.sarules import RuleFileError, compile_meta, load_rules
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.layers import get as get_layer
@@ -276,3 +276,70 @@ def test_end_of_string_anchors_in_body_rules_end_each_line(tmp_path: Path) -> No
     assert "LOCAL_TRACKER" in {h.name for h in eng.run(message_view(make_ctx(mid))).hits}
     glued = msg("x", "Hello\r\n\r\negfbehkrtejpgtuyveahpeibbraqstvnwa and more words\r\n\r\nBye")
     assert "LOCAL_TRACKER" not in {h.name for h in eng.run(message_view(make_ctx(glued))).hits}
+
+
+# SpamAssassin gives body and header rules UTF-8 octets (Message::get_rendered_body_text_array
+# ends with utf8::encode) and reads rule files as bytes: its look-alike letters are byte
+# sequences (25_replace.cf: [\xd0][\xa0] is the Cyrillic Р). Checked against Mail::SpamAssassin
+# 4.0.1: FUZZY_PAYPAL, FUZZY_CLICK_HERE, __HIGHBITS and __4BYTE_UTF8_WORD hit these texts there.
+OCTET_RULES = """
+body     LOCAL_CYR_P       /Pay[\\xd0][\\xa0]al/
+score    LOCAL_CYR_P       1
+body     LOCAL_LITERAL     /caf\u00e9 cr\u00e8me/
+score    LOCAL_LITERAL     1
+body     LOCAL_LATIN1_E    /caf[\\xe9]/
+score    LOCAL_LATIN1_E    1
+body     LOCAL_4BYTE       /[\\xf0-\\xf4][\\x80-\\xbf]{3}/
+score    LOCAL_4BYTE       1
+header   LOCAL_SUBJ_CYR    Subject =~ /\\xd0\\xa0ay/
+score    LOCAL_SUBJ_CYR    1
+body     LOCAL_DOT_COUNT   /^caf.{2} /
+score    LOCAL_DOT_COUNT   1
+"""
+
+
+@pytest.mark.parametrize("hyperscan", [False, True])
+def test_body_and_header_rules_see_utf8_octets_as_spamassassin_does(tmp_path: Path, hyperscan: bool) -> None:
+    if hyperscan:
+        from gateway_milter.antispam import hsmatch
+
+        if not hsmatch.available():
+            pytest.skip("hyperscan is not installed")
+    eng = RuleEngine(load_rules([write_rules(tmp_path, OCTET_RULES)], 2), hs_cache=tmp_path / "hs" if hyperscan else None)
+    if hyperscan:
+        assert eng.hyperscan(None) is not None
+    body = "caf\u00e9 cr\u00e8me\r\n\r\nPay\u0420al \U0001d400\U0001d401 sale"  # Р: Cyrillic; 𝐀𝐁: 4 bytes each
+    view = message_view(make_ctx(msg("\u0420ay now", body)))
+    hits = {h.name for h in eng.run(view).hits}
+    # é is \xc3\xa9: "." meets two bytes of it, and the Latin-1 byte \xe9 is not in the text
+    assert hits == {"LOCAL_CYR_P", "LOCAL_LITERAL", "LOCAL_4BYTE", "LOCAL_SUBJ_CYR", "LOCAL_DOT_COUNT"}
+    assert eng.run(view, lazy=False).values.keys() >= hits
+    assert view.body.startswith("\u0420ay now\ncaf\u00e9")  # the view itself stays text (Bayes reads it)
+    plain = message_view(make_ctx(msg("Pay now", "cafe creme PayPal")))
+    assert not {h.name for h in eng.run(plain).hits}
+
+
+def test_octets_are_the_utf8_bytes_one_character_each() -> None:
+    assert octets("plain ascii") == "plain ascii"
+    assert octets("caf\u00e9") == "caf\xc3\xa9"
+    assert octets("\U0001d400") == "\xf0\x9d\x90\x80"
+    assert octets("a\udce9b") == "a\xe9b"  # a byte that was not UTF-8 (surrogate escape) is that byte
+    assert octets("\ud800") == "\xed\xa0\x80"  # a lone surrogate from an entity: encoded as it stands
+
+
+def test_body_length_is_the_bytes_after_the_headers_and_vertical_words_count_bytes(tmp_path: Path) -> None:
+    # BodyEval's check_body_length reads pristine_body_length (at most the argument), not the
+    # rendered text; tvd_vertical_words counts a line's bytes
+    rules = ("body LOCAL_LEN_LE eval:check_body_length('20')\nscore LOCAL_LEN_LE 1\n"
+             "body LOCAL_TVD eval:tvd_vertical_words('60','101')\nscore LOCAL_TVD 1\n")
+    eng = engine(tmp_path, rules)
+    # msg() ends the body with CRLF: "0123456789abcdefghi" + LF is 20 bytes as SpamAssassin is given it
+    assert "LOCAL_LEN_LE" in {h.name for h in eng.run(message_view(make_ctx(msg("x", "0123456789abcdefghi")))).hits}
+    assert "LOCAL_LEN_LE" not in {h.name for h in eng.run(message_view(make_ctx(msg("x", "0123456789abcdefghij")))).hits}
+    short = "<p>\u00e9</p>" * 3  # rendered: 3 characters, but the raw body is over 20 bytes
+    assert "LOCAL_LEN_LE" not in {h.name for h in eng.run(message_view(make_ctx(msg("x", short, ctype="text/html")))).hits}
+    # the rendered line "é é é é " has 4 spaces and 4 other characters (100 %), but 8 other
+    # bytes (50 %)
+    spaced = message_view(make_ctx(msg("x", "\u00e9 \u00e9 \u00e9 \u00e9")))
+    assert "LOCAL_TVD" not in {h.name for h in eng.run(spaced).hits}
+    assert "LOCAL_TVD" in {h.name for h in eng.run(message_view(make_ctx(msg("x", "e e e e")))).hits}
