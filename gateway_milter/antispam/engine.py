@@ -26,7 +26,7 @@ from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, rela
                                              required_squeezed_factors, squeeze)
 from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
-from gateway_milter.antispam.saview import MAX_LINE, UNSUPPORTED_HEADERS, SaMessage, decode_header_value
+from gateway_milter.antispam.saview import MAX_LINE, UNSUPPORTED_HEADERS, SaMessage, body_lines, decode_header_value
 
 SUPPORTED_MODS = ("", "raw", "addr", "name", "name:raw", "first", "last")
 
@@ -115,7 +115,9 @@ class _Texts:
                 h = m.header(kind)
                 return h if h is None else octets(h)  # type: ignore[return-value]
             if kind == "body":
-                t = octets(m.body)  # UTF-8 octets, as SpamAssassin renders it (rawbody, full: bytes)
+                # SpamAssassin's lines: UTF-8 octets (rawbody and full are bytes too), lines
+                # over 2,048 bytes split (each piece a line of its own here)
+                t = "\n".join(x[:-1] if x[-1:] == "\n" else x for x in body_lines(m))
             elif kind == "rawbody":
                 t = "\n".join(ln[:MAX_LINE] for ln in m.rawbody.split("\n"))
             elif kind == "uri":

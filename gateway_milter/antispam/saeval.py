@@ -16,9 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway_milter.antispam.htmltext import FLAG_FACTS, NUMERIC_FACTS, STRING_FACTS, HtmlFacts
-from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.relays import IP, is_private_ip
-from gateway_milter.antispam.saview import SaMessage
+from gateway_milter.antispam.saview import SaMessage, body_lines
 from gateway_milter.antispam.urls import org_domain
 from gateway_milter.auth.psl import is_tld
 
@@ -105,13 +104,13 @@ def check_for_uppercase(m: SaMessage, args: tuple[Any, ...], extra: dict[str, An
 
 @_eval("tvd_vertical_words")
 def tvd_vertical_words(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    # BodyEval: the highest percentage of spaces to other characters over the rendered
-    # paragraphs longer than 5 characters ("v e r t i c a l" words); -1 when none
+    # BodyEval: the highest percentage of spaces to other bytes over the body's lines longer
+    # than 5 bytes, newline included ("v e r t i c a l" words); -1 when none
     pct = m.cache.get("tvd_vertical_words")
     if pct is None:
         pct = -1
-        for line in m.paragraphs:
-            n = len(line) if line.isascii() else len(octets(line))  # (Perl counts the UTF-8 bytes)
+        for line in body_lines(m):
+            n = len(line)
             if n <= 5:
                 continue
             spaces = line.count(" ")

@@ -15,6 +15,7 @@ from email.message import Message
 from typing import TYPE_CHECKING, Any
 
 from gateway_milter.antispam.htmltext import HtmlFacts, render_html
+from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.relays import ORIGINATING_IP_HEADERS, RelayPath, TrustConfig, relay_path
 from gateway_milter.antispam.urls import find_urls, normalize_link
 from gateway_milter.mime.headers import addresses
@@ -27,7 +28,8 @@ MAX_TEXT = 2_000_000  # characters of decoded text considered (hostile-input bou
 # SpamAssassin 4 defaults: body_part_scan_size 50000, rawbody_part_scan_size 500000 (per part)
 BODY_PART_SCAN = 50_000
 RAWBODY_PART_SCAN = 500_000
-MAX_LINE = 8192  # SpamAssassin also splits overlong lines before matching
+MAX_LINE = 8192  # rawbody lines are cut here (SpamAssassin splits them into short paragraphs)
+MAX_BODY_LINE = 2048  # SpamAssassin's MAX_BODY_LINE_LENGTH: body rules see lines of at most this
 # Pseudo-headers SpamAssassin synthesises that we do not build: the rules on them are listed as
 # unsupported rather than silently never matching.
 UNSUPPORTED_HEADERS = ("X-Spam-DCC", "X-Spam-Pyzor", "X-Spam-Languages", "X-Languages",
@@ -233,6 +235,29 @@ class SaMessage:
         return "".join(out) or None
 
 
+def body_lines(m: SaMessage) -> list[str]:
+    """The rendered body as SpamAssassin's body rules read it: UTF-8 octets (one character per
+    byte), one element per line with its newline, a line longer than 2,048 bytes split after
+    the last space in its first 2,048 (or at 2,048 when there is none), as
+    Message::split_into_array_of_short_lines does. Built once per message."""
+    lines: list[str] | None = m.cache.get("body_lines")
+    if lines is None:
+        lines = []
+        parts = octets(m.body).split("\n")
+        last = len(parts) - 1
+        for i, line in enumerate(parts):
+            if i < last:
+                line += "\n"
+            while len(line) > MAX_BODY_LINE:
+                k = line.rfind(" ", 0, MAX_BODY_LINE + 1) + 1 or MAX_BODY_LINE
+                lines.append(line[:k])
+                line = line[k:]
+            if line:
+                lines.append(line)
+        m.cache["body_lines"] = lines
+    return lines
+
+
 def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envelope_from: str = "") -> SaMessage:
     raw_headers = [(n, v.replace("\r\n", "\n")) for n, v in headers]
     dec = [(n, decode_header_value(v).strip()) for n, v in headers]
@@ -281,7 +306,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     # that does not end a paragraph runs on into the next.
     text = "\n".join(texts)
     paras = [_WS.sub(" ", p) for p in _PARA.split(text.replace("\r\n", "\n"))]
-    paras = [p if len(p) <= MAX_LINE else p[:MAX_LINE] for p in paras if p]
+    paras = [p for p in paras if p]  # (each part is cut at BODY_PART_SCAN; body rules read body_lines)
     v.paragraphs = ([v.subject] if v.subject else []) + paras
     v.body = "\n".join(v.paragraphs)
     v.rawbody = "\n".join(raws)

@@ -11,7 +11,7 @@ from gateway_milter.antispam.engine import RuleEngine, engine_for
 from gateway_milter.antispam.matcher import MultiMatcher, required_factors
 from gateway_milter.antispam.perlre import PatternError, octets, parse_perl_regex
 from gateway_milter.antispam.sarules import RuleFileError, compile_meta, load_rules
-from gateway_milter.antispam.saview import message_view
+from gateway_milter.antispam.saview import body_lines, message_view
 from gateway_milter.layers import get as get_layer
 from tests.unit.antispam.helpers import make_ctx, msg, policy, write_rules
 
@@ -343,3 +343,20 @@ def test_body_length_is_the_bytes_after_the_headers_and_vertical_words_count_byt
     spaced = message_view(make_ctx(msg("x", "\u00e9 \u00e9 \u00e9 \u00e9")))
     assert "LOCAL_TVD" not in {h.name for h in eng.run(spaced).hits}
     assert "LOCAL_TVD" in {h.name for h in eng.run(message_view(make_ctx(msg("x", "e e e e")))).hits}
+
+
+def test_body_rules_read_lines_of_at_most_2048_bytes_split_as_spamassassin_splits_them(tmp_path: Path) -> None:
+    # Message::split_into_array_of_short_lines: a line over 2,048 bytes is split after the
+    # last space in its first 2,048 (at 2,048 when it has none); nothing past 8 KB is dropped
+    rules = ("body LOCAL_SPLIT /^(?:lorem ){59}needle/\nscore LOCAL_SPLIT 1\n"
+             "body LOCAL_FAR /needle9k/\nscore LOCAL_FAR 1\n"
+             "body LOCAL_341 /(?:lorem ){341}/\nscore LOCAL_341 1\n"  # 2,046 bytes: fits a line
+             "body LOCAL_342 /(?:lorem ){342}/\nscore LOCAL_342 1\n")  # 2,052: longer than a line can be
+    eng = engine(tmp_path, rules)
+    view = message_view(make_ctx(msg("x", "lorem " * 400 + "needle")))
+    lines = body_lines(view)
+    assert [len(x) for x in lines] == [2, 2046, 361]  # "x\n", 341 words, the rest (its line end: a space)
+    assert {h.name for h in eng.run(view).hits} == {"LOCAL_SPLIT", "LOCAL_341"}
+    far = message_view(make_ctx(msg("x", "lorem " * 1500 + "needle9k " + "x" * 3000)))
+    assert all(len(x) <= 2048 for x in body_lines(far))
+    assert {h.name for h in eng.run(far).hits} == {"LOCAL_FAR", "LOCAL_341"}
