@@ -283,7 +283,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         budget -= len(t)
         plain.append(t[:RAWBODY_PART_SCAN])  # (the links of the text, for Bayes and URIBL)
         # rawbody as SpamAssassin reads it: the part's bytes, not decoded from their charset
-        # (normalize_charset is off by default), one character per byte, so "[\x80-\xff]" meets
+        # (normalize_charset decodes only the rendered text), one character per byte, so "[\x80-\xff]" meets
         # the bytes of a UTF-8 or Big5 text; with LF line ends (the milter sees SMTP's CRLF,
         # SpamAssassin is given the message with LF ones: a "$" must not meet a "\r")
         rb = p.payload[:min(RAWBODY_PART_SCAN, max(raw_budget, 0))]
