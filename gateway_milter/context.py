@@ -222,6 +222,14 @@ class MessageContext:
 
     @property
     def score(self) -> float:
+        """The message's spam score: the scoring layer's total once it has run (the score the
+        thresholds were judged by, with the fitted score set and the Bayes cap, 0 for exempt
+        mail), before that the sum of the symbols found so far."""
+        runner = self.runner
+        if runner is not None:
+            scored = runner.peek("scoring")
+            if scored is not None and not scored.error and not scored.skipped and "score" in scored.facts:
+                return round(float(scored.facts["score"]), 3)
         return round(sum(s.score for s in self.symbols), 3)
 
     def apply_delivery_changes(self, edits: list[HeaderEdit], new_body: bytes | None) -> None:

@@ -102,6 +102,10 @@ class LayerRunner:
     def computed(self) -> dict[str, LayerResult]:
         return dict(self._results)
 
+    def peek(self, layer_id: str) -> LayerResult | None:
+        """The layer's result if it has run, without running it."""
+        return self._results.get(layer_id)
+
     def result(self, ctx: MessageContext, layer_id: str) -> LayerResult:
         cached = self._results.get(layer_id)
         if cached is not None:

@@ -269,3 +269,55 @@ def test_autolearn_goes_by_the_fitted_set_made_for_use_without_bayes(tmp_path: P
     other.write_text("score LOCAL_PRIZE 3 3 2 2\nscore BAYES_99 0 0 1 1\nscore BAYES_999 0 0 0 0\n")
     doc["scoring"]["score_file"] = str(other)  # type: ignore[index]
     assert make_ctx(raw, policy(doc)).layer("scoring").fact("autolearn") == "no"
+
+
+def test_the_log_headers_and_sieve_see_the_score_the_thresholds_judged(tmp_path: Path, store: MemoryStore) -> None:
+    """With fitted scores the total differs from the sum of the symbols' own scores; the message
+    log, X-Bulwark-Result and Sieve's spamtest must all show the total that was judged."""
+    from gateway_milter import layers
+    from gateway_milter.context import ConnectionInfo
+    from gateway_milter.pipeline.transaction import Gateway
+    from gateway_milter.policy.provider import StaticPolicyProvider
+    from gateway_milter.policy.snapshot import PolicySnapshot
+    from gateway_milter.verdict import Action
+
+    d = write_rules(tmp_path, "body LOCAL_SPAMMY /spammy/\nscore LOCAL_SPAMMY 6\n")
+    scores = tmp_path / "fitted.cf"
+    scores.write_text("score LOCAL_SPAMMY 2.5 2.5 1.0 1.0\n")
+    settings: dict[str, Any] = {lid: {"mode": "off"} for lid in layers.available()
+                                if lid not in ("lists", "direction", "relay", "rules", "scoring")}
+    settings |= {"rules": {"include_default": False, "rule_dirs": [str(d)], "use_bayes": False},
+                 "scoring": {"layers": ["rules"], "score_file": str(scores), "fitted_scores": True}}
+    script = ('require ["spamtest", "relational", "comparator-i;ascii-numeric", "fileinto"];\n'
+              'if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { fileinto "Quarantine"; }')
+    doc = {"settings": settings, "domains": [{"name": "example.com"}], "scripts": [{"name": "hold", "source": script}]}
+
+    class Sink:
+        records: list[dict[str, Any]] = []
+
+        def emit(self, record: dict[str, Any]) -> None:
+            self.records.append(record)
+
+    class Held:
+        def store(self, raw: bytes, meta: dict[str, Any]) -> dict[str, Any]:
+            return {**meta, "qid": "q1", "path": "x"}
+
+    sink = Sink()
+    gw = Gateway(StaticPolicyProvider(PolicySnapshot.from_document(doc, 1)), Held(), sink)
+    ctx = gw.begin(ConnectionInfo(client_ip="203.0.113.9", helo="mail.sender.test", client_name="mail.sender.test"))
+    gw.mail(ctx, "alice@sender.test")
+    gw.rcpt(ctx, "bob@example.com")
+    raw = msg("x", "spammy")
+    head, body = raw.split(b"\r\n\r\n", 1)
+    for line in head.split(b"\r\n"):
+        n, _, v = line.decode().partition(": ")
+        ctx.add_header(n, v)
+    ctx.body.write(body)
+    dec = gw.eom(ctx)
+    gw.finish(ctx, dec.action, dec.reply)
+    assert ctx.has_symbol("LOCAL_SPAMMY")  # its own score is 6, the fitted one 2.5
+    assert dec.action is Action.ACCEPT  # spamtest saw 2.5 (value 3), not 6 (value 7)
+    assert ctx.score == 2.5
+    assert [r["score"] for r in sink.records] == [2.5]
+    status = [e.value for e in dec.header_edits if e.name == "X-Bulwark-Result"]
+    assert status and "score=2.50;" in status[0]
