@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway_milter.antispam import hsmatch, re2filter, saeval, sauris
+from gateway_milter.antispam import hsmatch, re2filter, saeval, sauris, wlbleval
 from gateway_milter.auth import psl
 from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, relaxed_pattern, required_factors,
                                              required_squeezed_factors, squeeze)
@@ -224,6 +224,8 @@ class RuleEngine:
         # SpamAssassin's URI list for the uri rules (util_rb_tld, redirector_pattern)
         # (a rule set without util_rb_tld lines, local directories alone: the Public Suffix List's)
         self.uri_settings = sauris.UriSettings(rs.tlds or psl.top_level_domains(), [p.compiled for p in rs.redirectors])
+        self.extras["uri_settings"] = self.uri_settings
+        self.extras["wlbl"] = wlbleval.Lists.of(rs)  # WLBLEval's lists (enlist_addrlist, ...)
         # necessary literals per body-like rule: in the lower-cased text, or else in the
         # squeezed text (matcher.squeeze); None when the rule must always run
         self.factors: dict[str, tuple[str, ...] | None] = {}
@@ -691,6 +693,7 @@ class RuleEngine:
         if extra:
             ex.update(extra)
         texts = _Texts(m, self.indexes, self.uri_settings)
+        ex["uris"] = texts.uris  # (WLBLEval's URI host lists)
         memo: dict[str, int] = {}
         hm = self.hs_loader.matcher if lazy and self.hs_loader is not None else None
         if hm is not None:

@@ -1220,3 +1220,7 @@ def check_for_forged_received_trail(m: SaMessage, args: tuple[Any, ...], extra: 
                 and not (by[i] == "msn.com" and prev == "hotmail.com")):
             mismatch += 1
     return int(mismatch > 1)
+
+
+# WLBLEval's functions live in their own module; importing it registers them
+from gateway_milter.antispam import wlbleval  # noqa: E402,F401

@@ -38,6 +38,7 @@ LOADED_PLUGINS = frozenset({
     "Mail::SpamAssassin::Plugin::FreeMail",
     "Mail::SpamAssassin::Plugin::RelayEval",
     "Mail::SpamAssassin::Plugin::Check",
+    "Mail::SpamAssassin::Plugin::WLBLEval",
 })
 FEATURES = {
     "Mail::SpamAssassin::Conf::feature_bug6558_free": True,
@@ -48,6 +49,26 @@ FEATURES = {
     "Mail::SpamAssassin::Conf::feature_dns_block_rule": False,
     "Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length": True,
 }
+# WLBLEval's list directives (Conf.pm): directive -> (add or remove, list name)
+ADDRLIST_DIRECTIVES: dict[str, tuple[str, str]] = {}
+for _new, _old in (("welcomelist_from", "whitelist_from"), ("blocklist_from", "blacklist_from"),
+                   ("welcomelist_to", "whitelist_to"), ("blocklist_to", "blacklist_to"),
+                   ("welcomelist_allows_relays", "whitelist_allows_relays"),
+                   ("more_spam_to", ""), ("all_spam_to", "")):
+    for _word in (_new, _old):
+        if _word:
+            ADDRLIST_DIRECTIVES[_word] = ("add", _new)
+for _new, _old in (("welcomelist_from", "whitelist_from"), ("blocklist_from", "blacklist_from")):
+    ADDRLIST_DIRECTIVES["un" + _new] = ADDRLIST_DIRECTIVES["un" + _old] = ("remove", _new)
+RCVDLIST_DIRECTIVES = {"welcomelist_from_rcvd": "welcomelist_from_rcvd", "whitelist_from_rcvd": "welcomelist_from_rcvd",
+                       "def_welcomelist_from_rcvd": "def_welcomelist_from_rcvd",
+                       "def_whitelist_from_rcvd": "def_welcomelist_from_rcvd",
+                       "unwelcomelist_from_rcvd": "remove", "unwhitelist_from_rcvd": "remove"}
+URIHOST_DIRECTIVES: dict[str, tuple[str, str | None]] = {
+    "enlist_uri_host": ("add", None), "delist_uri_host": ("remove", None),
+    "blocklist_uri_host": ("add", "BLOCK"), "blacklist_uri_host": ("add", "BLOCK"),
+    "welcomelist_uri_host": ("add", "WELCOME"), "whitelist_uri_host": ("add", "WELCOME")}
+_LISTNAME = re.compile(r"^\((.+?)\)\s+(.+)\Z", re.S)
 RULE_KINDS = ("header", "body", "rawbody", "uri", "full", "meta", "mimeheader")
 RULE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 # A parsed meta expression: ("num", "3"), ("name", "RULE"), ("not", node), ("neg", node) or
@@ -87,7 +108,16 @@ class RuleSet:
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why not run (net, score 0)
     freemail: set[str] = field(default_factory=set)
     tlds: set[str] = field(default_factory=set)  # util_rb_tld (A-labels): the URI list's known TLDs
+    tld2: set[str] = field(default_factory=set)  # util_rb_2tld (co.uk): RegistryBoundaries' 2nd-level suffixes
+    tld3: set[str] = field(default_factory=set)  # util_rb_3tld (demon.co.uk)
     redirectors: list[PerlPattern] = field(default_factory=list)  # redirector_pattern
+    # WLBLEval's lists (wlbleval.py): address lists by name (enlist_addrlist, welcomelist_from,
+    # blocklist_to, ...: address pattern -> its glob), lists with relays (welcomelist_from_rcvd,
+    # def_welcomelist_from_rcvd: address pattern -> domains or [IPs]) and URI host lists
+    # (enlist_uri_host: host -> listed, False for a !host exception)
+    addrlists: dict[str, dict[str, str]] = field(default_factory=dict)
+    rcvdlists: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    uri_host_lists: dict[str, dict[str, bool]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
 
 
@@ -103,7 +133,12 @@ class _Parser:
         self.start, self.end = "<", ">"
         self.freemail: set[str] = set()
         self.tlds: set[str] = set()
+        self.tld2: set[str] = set()
+        self.tld3: set[str] = set()
         self.redirectors: list[PerlPattern] = []
+        self.addrlists: dict[str, dict[str, str]] = {}
+        self.rcvdlists: dict[str, dict[str, list[str]]] = {}
+        self.uri_host_lists: dict[str, dict[str, bool]] = {}
         self.errors: dict[str, str] = {}
 
     def feed(self, path: Path) -> None:
@@ -174,6 +209,10 @@ class _Parser:
             self.freemail.update(d.lower() for d in rest.split())
         elif word == "util_rb_tld":
             self.tlds.update(idn_to_ascii(t) for t in rest.split() if "." not in t)
+        elif word == "util_rb_2tld":
+            self.tld2.update(idn_to_ascii(t) for t in rest.split() if t.count(".") == 1)
+        elif word == "util_rb_3tld":
+            self.tld3.update(idn_to_ascii(t) for t in rest.split() if t.count(".") == 2)
         elif word == "redirector_pattern":
             try:
                 pat, tail = parse_perl_regex(rest.strip())
@@ -182,7 +221,54 @@ class _Parser:
             else:
                 if not tail:
                     self.redirectors.append(pat)
+        elif word in ADDRLIST_DIRECTIVES:
+            self.addrlist(ADDRLIST_DIRECTIVES[word], rest)
+        elif word == "enlist_addrlist":
+            m = _LISTNAME.match(rest)
+            if m:
+                self.addrlist(("add", m.group(1)), m.group(2))
+        elif word in RCVDLIST_DIRECTIVES:
+            parts = rest.split()
+            if RCVDLIST_DIRECTIVES[word] == "remove":
+                for name in ("welcomelist_from_rcvd", "def_welcomelist_from_rcvd"):
+                    for a in parts:
+                        self.rcvdlists.get(name, {}).pop(a.lower(), None)
+            elif len(parts) == 2:
+                entry = self.rcvdlists.setdefault(RCVDLIST_DIRECTIVES[word], {}).setdefault(parts[0].lower(), [])
+                entry.append(parts[1].lower())
+        elif word in URIHOST_DIRECTIVES:
+            self.uri_hosts(URIHOST_DIRECTIVES[word], rest)
         # every other directive (required_score, report, lang, loadplugin, ...) has no effect here
+
+    def addrlist(self, how: tuple[str, str], rest: str) -> None:
+        """Conf::Parser's add_to_addrlist / remove_addrlist_value: lower-cased globs."""
+        op, name = how
+        lst = self.addrlists.setdefault(name, {})
+        for addr in rest.split():
+            if op == "add":
+                lst[addr.lower()] = addr.lower()
+            else:
+                lst.pop(addr.lower(), None)
+
+    def uri_hosts(self, how: tuple[str, str | None], rest: str) -> None:
+        """enlist_uri_host (LIST) host !host ...; delist_uri_host [(LIST)] host ...; the
+        blocklist_uri_host / welcomelist_uri_host shorthands (lists BLOCK and WELCOME)."""
+        op, name = how
+        m = _LISTNAME.match(rest)
+        if m:
+            name, rest = m.group(1), m.group(2)
+        elif op == "add" and name is None:
+            return  # enlist_uri_host needs its list name
+        hosts = rest.lower().split()
+        if op == "add":
+            assert name is not None
+            lst = self.uri_host_lists.setdefault(name, {})
+            for h in hosts:
+                lst[h.removeprefix("!")] = not h.startswith("!")
+        else:
+            for ln in [name] if name is not None else list(self.uri_host_lists):
+                for h in hosts:
+                    self.uri_host_lists.get(ln, {}).pop(h.removeprefix("!"), None)
 
     def replace_tags(self, text: str) -> str:
         s, e = re.escape(self.start), re.escape(self.end)
@@ -432,8 +518,9 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
             p.feed(f)
             rs.files.append(str(f))
     rs.freemail = p.freemail
-    rs.tlds = p.tlds
+    rs.tlds, rs.tld2, rs.tld3 = p.tlds, p.tld2, p.tld3
     rs.redirectors = p.redirectors
+    rs.addrlists, rs.rcvdlists, rs.uri_host_lists = p.addrlists, p.rcvdlists, p.uri_host_lists
     # a redirector pattern Python cannot read is listed by `rules check` (its URIs lose that variant)
     rs.unsupported.update(p.errors)
     for name, (kind, text, source) in p.defs.items():
