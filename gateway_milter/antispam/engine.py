@@ -64,12 +64,23 @@ POSITIONS = 8  # positions of a match's start described by matcher.position_patt
 P_HIT = 0.1  # assumed chance that a rule (or a count comparison) is true
 
 
+def _count_per_line(finditer: Callable[[str], Any], lines: list[str], maxhits: int) -> int:
+    """Matches counted on each line alone, as SpamAssassin counts them, up to ``maxhits``."""
+    n = 0
+    for ln in lines:
+        for _ in finditer(ln):
+            n += 1
+            if n >= maxhits:
+                return n
+    return n
+
+
 class _Texts:
     """The texts body-like rules run over, built on first use, with their lower-cased copies
     for the literal prefilter."""
 
     __slots__ = ("m", "_text", "_low", "_squeezed", "_present", "indexes", "hs_covered", "known",
-                 "uri_settings", "_uris")
+                 "uri_settings", "_uris", "_lines")
 
     def __init__(self, m: SaMessage, indexes: dict[tuple[str, bool], FactorIndex[str]],
                  uri_settings: sauris.UriSettings) -> None:
@@ -77,6 +88,7 @@ class _Texts:
         self.indexes = indexes
         self.uri_settings = uri_settings
         self._uris: list[str] | None = None
+        self._lines: list[str] | None = None
         self._text: dict[str, str] = {}
         self._low: dict[str, str] = {}
         self._squeezed: dict[str, str] = {}
@@ -126,6 +138,14 @@ class _Texts:
                 t = m.full
             self._text[kind] = t
         return t
+
+    def body_lines(self) -> list[str]:
+        """The body text's lines, each a string of its own (SpamAssassin runs a body rule on
+        each line alone: a match must not run from one line into the next)."""
+        got = self._lines
+        if got is None:
+            got = self._lines = self.text("body").split("\n")
+        return got
 
     def uris(self) -> list[str]:
         """What the uri rules run over: SpamAssassin's URI list (sauris), built on first use."""
@@ -580,6 +600,7 @@ class RuleEngine:
         # run from one URI into the next)
         settles = pf is not None and pf.exact and maxhits <= 1 and kind != "uri"
         per_uri = kind == "uri"
+        per_line = kind == "body"  # (rawbody and full: SpamAssassin's pieces hold several lines)
 
         name = r.name
 
@@ -601,7 +622,14 @@ class RuleEngine:
                     if verdict is False:
                         return 0
                     if verdict and settles:
-                        return 1
+                        if not per_line:
+                            return 1
+                        # RE2 read the lines joined: its yes must hold on one line alone
+                        answers = [may_match(ln) for ln in t.body_lines()]
+                        if True in answers:
+                            return 1
+                        if None not in answers:
+                            return 0
             if per_uri:  # each URI on its own, as SpamAssassin runs uri rules
                 if maxhits <= 1:
                     for u in t.uris():
@@ -617,9 +645,18 @@ class RuleEngine:
                 return n
             text = t.text(kind)
             if maxhits <= 1:
-                return 1 if search(text) is not None else 0
+                hit = search(text)
+                if hit is None:
+                    return 0
+                if per_line and "\n" in hit.group():
+                    # the match runs across a line end (\s, [^x], ...): SpamAssassin, which
+                    # matches each line alone, sees it only if one line matches by itself
+                    return 1 if any(search(ln) is not None for ln in t.body_lines()) else 0
+                return 1
             n = 0
-            for _ in finditer(text):
+            for found in finditer(text):
+                if per_line and "\n" in found.group():
+                    return _count_per_line(finditer, t.body_lines(), maxhits)
                 n += 1
                 if n >= maxhits:
                     break

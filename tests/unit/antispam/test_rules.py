@@ -360,3 +360,26 @@ def test_body_rules_read_lines_of_at_most_2048_bytes_split_as_spamassassin_split
     far = message_view(make_ctx(msg("x", "lorem " * 1500 + "needle9k " + "x" * 3000)))
     assert all(len(x) <= 2048 for x in body_lines(far))
     assert {h.name for h in eng.run(far).hits} == {"LOCAL_FAR", "LOCAL_341"}
+
+
+def test_a_body_match_never_runs_from_one_line_into_the_next(tmp_path: Path) -> None:
+    # SpamAssassin runs a body rule on each line alone; our lines are joined by newlines, which
+    # \s, [^x] and \W also match: a hit across a line end is not a hit
+    filler = "|".join(f"zzfiller{i:03d}" for i in range(60))  # long enough for the RE2 prefilter
+    rules = ("body LOCAL_ACROSS /\\bend\\s+start\\b/\nscore LOCAL_ACROSS 1\n"
+             "body LOCAL_NOTX /end[^x]start/\nscore LOCAL_NOTX 1\n"
+             f"body LOCAL_LONG /(?:{filler}|end)\\W+start/\nscore LOCAL_LONG 1\n"
+             "body LOCAL_MANY /\\bpay\\W+\\w+/\ntflags LOCAL_MANY multiple maxhits=5\nscore LOCAL_MANY 1\n")
+    eng = engine(tmp_path, rules)
+    from gateway_milter.antispam import re2filter
+
+    assert "LOCAL_LONG" in eng.re2 and eng.re2["LOCAL_LONG"].exact
+    across = message_view(make_ctx(msg("x", "This is the end\r\n\r\nstart of the next paragraph, pay\r\n\r\nnow")))
+    assert body_lines(across) == ["x\n", "This is the end\n", "start of the next paragraph, pay\n", "now "]
+    assert {h.name for h in eng.run(across).hits} == set()
+    assert {h.name for h in eng.run(across, lazy=False).hits} == set()
+    inline = message_view(make_ctx(msg("x", "This is the end start of it, pay now, pay later\r\n\r\npay\r\n\r\nup")))
+    hits = {h.name: h.count for h in eng.run(inline).hits}
+    assert set(hits) == {"LOCAL_ACROSS", "LOCAL_NOTX", "LOCAL_LONG", "LOCAL_MANY"}
+    assert hits["LOCAL_MANY"] == 2  # "pay now", "pay later"; not "pay" + the next line's "up"
+    assert re2filter.re2 is not None
