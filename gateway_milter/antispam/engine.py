@@ -15,6 +15,7 @@ import operator
 import re
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,7 @@ class _Texts:
     for the literal prefilter."""
 
     __slots__ = ("m", "_text", "_low", "_squeezed", "_present", "indexes", "hs_covered", "known",
-                 "uri_settings", "_uris", "_lines")
+                 "uri_settings", "_uris", "_lines", "_starts")
 
     def __init__(self, m: SaMessage, indexes: dict[tuple[str, bool], FactorIndex[str]],
                  uri_settings: sauris.UriSettings) -> None:
@@ -89,6 +90,7 @@ class _Texts:
         self.uri_settings = uri_settings
         self._uris: list[str] | None = None
         self._lines: list[str] | None = None
+        self._starts: list[int] | None = None
         self._text: dict[str, str] = {}
         self._low: dict[str, str] = {}
         self._squeezed: dict[str, str] = {}
@@ -124,7 +126,7 @@ class _Texts:
         if t is None:
             m = self.m
             if kind in HS_HEADERS:  # what a header rule on it searches (None: no such header)
-                h = m.header(kind)
+                h = m.rule_header(kind)
                 return h if h is None else octets(h)  # type: ignore[return-value]
             if kind == "body":
                 # SpamAssassin's lines: UTF-8 octets (rawbody and full are bytes too), lines
@@ -140,12 +142,58 @@ class _Texts:
         return t
 
     def body_lines(self) -> list[str]:
-        """The body text's lines, each a string of its own (SpamAssassin runs a body rule on
-        each line alone: a match must not run from one line into the next)."""
+        """SpamAssassin's body lines (saview.body_lines, octets, each with its newline where it
+        has one): a body rule runs on each alone there, so a match must not run from one line
+        into the next, nor see past a line's ends."""
         got = self._lines
         if got is None:
-            got = self._lines = self.text("body").split("\n")
+            got = self._lines = list(body_lines(self.m))
         return got
+
+    def line_starts(self) -> list[int]:
+        """Where each of body_lines() begins in the body text (they are joined by one newline,
+        their own taken off)."""
+        got = self._starts
+        if got is None:
+            got, at = [], 0
+            for ln in self.body_lines():
+                got.append(at)
+                at += len(ln) - (ln[-1:] == "\n") + 1
+            self._starts = got
+        return got
+
+    def inside_a_line(self, span: tuple[int, int]) -> bool:
+        """The match lies inside one body line, off both its ends."""
+        s, e = span
+        starts = self.line_starts()
+        i = bisect_right(starts, s) - 1
+        ln = self.body_lines()[i]
+        return starts[i] < s and e < starts[i] + len(ln) - (ln[-1:] == "\n")
+
+    def line_hit(self, search: Callable[..., Any]) -> bool:
+        """A body rule's search, line by line as SpamAssassin runs it, at the cost of one search
+        of the joined text: a match inside one line, off both its ends, is a match on that line;
+        one that touches or crosses a line end (where a newline, not the line's end, met its
+        \\s, [^x], \\W, look-around or $) is tried again on its first line alone, then the
+        search goes on after that line."""
+        text = self.text("body")
+        lines = self.body_lines()
+        starts = self.line_starts()
+        pos = 0
+        while pos <= len(text):
+            hit = search(text, pos)
+            if hit is None:
+                return False
+            s, e = hit.span()
+            i = bisect_right(starts, s) - 1
+            ls = starts[i]
+            le = ls + len(lines[i]) - (lines[i][-1:] == "\n")
+            if ls < s and e < le:
+                return True
+            if search(lines[i]) is not None:
+                return True
+            pos = le + 1
+        return False
 
     def uris(self) -> list[str]:
         """What the uri rules run over: SpamAssassin's URI list (sauris), built on first use."""
@@ -567,7 +615,7 @@ class RuleEngine:
             unset = r.if_unset if r.if_unset is not None else ""
 
             def header(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
-                value = m.header(spec)
+                value = m.rule_header(spec)
                 return 1 if (search(unset if value is None else octets(value)) is not None) != negate else 0
             return header
         if r.kind == "mimeheader":
@@ -645,17 +693,12 @@ class RuleEngine:
                 return n
             text = t.text(kind)
             if maxhits <= 1:
-                hit = search(text)
-                if hit is None:
-                    return 0
-                if per_line and "\n" in hit.group():
-                    # the match runs across a line end (\s, [^x], ...): SpamAssassin, which
-                    # matches each line alone, sees it only if one line matches by itself
-                    return 1 if any(search(ln) is not None for ln in t.body_lines()) else 0
-                return 1
+                if per_line:
+                    return 1 if t.line_hit(search) else 0
+                return 1 if search(text) is not None else 0
             n = 0
             for found in finditer(text):
-                if per_line and "\n" in found.group():
+                if per_line and not t.inside_a_line(found.span()):
                     return _count_per_line(finditer, t.body_lines(), maxhits)
                 n += 1
                 if n >= maxhits:

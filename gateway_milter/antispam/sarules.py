@@ -68,6 +68,7 @@ URIHOST_DIRECTIVES: dict[str, tuple[str, str | None]] = {
     "enlist_uri_host": ("add", None), "delist_uri_host": ("remove", None),
     "blocklist_uri_host": ("add", "BLOCK"), "blacklist_uri_host": ("add", "BLOCK"),
     "welcomelist_uri_host": ("add", "WELCOME"), "whitelist_uri_host": ("add", "WELCOME")}
+HEADER_MODIFIERS = frozenset({"raw", "addr", "name", "first", "last"})
 _LISTNAME = re.compile(r"^\((.+?)\)\s+(.+)\Z", re.S)
 RULE_KINDS = ("header", "body", "rawbody", "uri", "full", "meta", "mimeheader")
 RULE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -589,6 +590,10 @@ def _parse_definition(p: _Parser, rule: Rule) -> None:
                 return
             raise RuleFileError(f"cannot parse header rule {text[:60]!r}")
         rule.target = hm.group(1)
+        if rule.kind == "header":
+            unknown = [x for x in rule.target.split(":")[1:] if x not in HEADER_MODIFIERS]
+            if unknown:  # :host, :domain, :ip, :revip: not read here (never half-applied)
+                raise RuleFileError(f"header modifier :{unknown[0]} is not supported")
         rule.negate = hm.group(2) == "!~"
         rest = hm.group(3)
         # a rule's pattern is bytes to SpamAssassin: the texts it runs on are too (engine.py)

@@ -50,13 +50,42 @@ _PARA = re.compile(f"\n+[{_PERL_WS}]*\n+")  # Message::get_body_text_array_commo
 _HEAD_END = re.compile(rb"\r?\n\r?\n")  # the end of the header section
 
 
+def _clean_name(name: str) -> str:
+    """PerMsgStatus::_get's ``:name``: white space collapsed (unless it is all white space),
+    single quotes around the name taken off."""
+    if not name.strip():
+        return name
+    n = " ".join(name.split())
+    return n[1:-1] if len(n) >= 2 and n[0] == "'" and n[-1] == "'" else n
+
+
 def decode_header_value(value: str) -> str:
     """RFC 2047 decoding, unfolded; never raises."""
     v = value.replace("\r\n", "\n").replace("\n", "")
     if "=?" not in v:
         return v
     try:
-        return str(make_header(decode_header(v)))
+        parts = decode_header(v)
+    except (ValueError, AssertionError, IndexError):
+        return v
+    try:
+        return str(make_header(parts))
+    except UnicodeError:
+        pass  # an encoded word's bytes are not valid in its charset: decoded with U+FFFD below
+    except (ValueError, LookupError, AssertionError, IndexError):
+        return v
+    # as SpamAssassin (Perl's Encode) decodes them: what is not valid becomes U+FFFD, and the
+    # other words are decoded as usual
+    fixed: list[tuple[bytes | str, str | None]] = []
+    for data, cs in parts:
+        if isinstance(data, bytes) and cs:
+            try:
+                data, cs = data.decode(cs, "replace").encode("utf-8"), "utf-8"
+            except LookupError:
+                pass
+        fixed.append((data, cs))
+    try:
+        return str(make_header(fixed))
     except (ValueError, LookupError, UnicodeError, AssertionError, IndexError):
         return v
 
@@ -93,26 +122,51 @@ class SaMessage:
     cache: dict[str, Any] = field(default_factory=dict)  # per-message values the eval functions share
 
     def header(self, spec: str) -> str | None:
-        """Value for a header spec of a rule: ``Name``, ``Name:raw``, ``Name:addr``, ``Name:name``,
-        ``Name:name:raw``, ``ALL``, ``ToCc``, ``MESSAGEID``, ``EnvelopeFrom``, the trust path's ``X-Spam-Relays-*``
-        and ``ALL-TRUSTED``/``-UNTRUSTED``/``-INTERNAL``/``-EXTERNAL``. None when absent."""
+        """Value for a header spec as an eval function reads it (SpamAssassin's ``get`` in scalar
+        context): ``Name``, ``Name:raw``, ``Name:addr``, ``Name:name``, ``Name:name:raw``,
+        ``:first``/``:last``, ``ALL``, ``ToCc``, ``MESSAGEID``, ``EnvelopeFrom``, the trust path's
+        ``X-Spam-Relays-*`` and ``ALL-TRUSTED``/``-UNTRUSTED``/``-INTERNAL``/``-EXTERNAL``: with
+        ``:addr`` or ``:name`` the first address or name, else the values joined. None when absent."""
         if spec in self._hcache:
             return self._hcache[spec]
-        v = self._header(spec)
+        vals = self._get(spec)
+        if vals is None:
+            v = None
+        elif spec.endswith((":addr", ":name")) or ":addr:" in spec or ":name:" in spec:
+            v = vals[0] if vals else ""
+        else:
+            v = "\n".join(vals)
         self._hcache[spec] = v
         return v
 
-    def _header(self, spec: str) -> str | None:
-        name, _, mod = spec.partition(":")
-        src = self.raw_headers if mod in ("raw", "name:raw") else self.headers
+    def rule_header(self, spec: str) -> str | None:
+        """What a header rule matches (SpamAssassin 4's Check plugin reads ``get`` in list
+        context): every value, every address (``:addr``) or every name (``:name``) of every
+        header of that name (or of the first or last with ``:first``/``:last``), joined by
+        newlines. None when there is nothing (the rule's ``if-unset`` text then)."""
+        key = "\0" + spec
+        if key in self._hcache:
+            return self._hcache[key]
+        vals = self._get(spec)
+        v = None if not vals else "\n".join(vals)
+        self._hcache[key] = v
+        return v
+
+    def _get(self, spec: str) -> list[str] | None:
+        """PerMsgStatus::_get: the values of a header spec; None when the header is absent."""
+        name, _, rest = spec.partition(":")
+        mods = set(rest.split(":")) if rest else set()
+        raw = "raw" in mods
+        src = self.raw_headers if raw else self.headers
         if name == "ALL":
-            return "".join(f"{n}: {v}\n" for n, v in src) or None
+            return ["".join(f"{n}: {v}\n" for n, v in src)] if src else None
         which = RELAY_HEADERS.get(name.lower())
         if which is not None:
             # always present (maybe empty), whatever headers of that name the message carries
-            return self.relays().pseudo_header(which)
+            return [self.relays().pseudo_header(which)]
         if name in RANGE_HEADERS:
-            return self._range(src, *RANGE_HEADERS[name])
+            got = self._range(src, *RANGE_HEADERS[name])
+            return None if got is None else [got]
         if name == "ToCc":
             vals = self._values(src, "to") + self._values(src, "cc")
         elif name == "MESSAGEID":
@@ -127,18 +181,18 @@ class SaMessage:
             vals = self._values(src, name.lower())
         if not vals:
             return None
-        if mod in ("addr", "name", "name:raw"):
-            # name:raw: the display name as written, RFC 2047 words and 8-bit bytes undecoded
-            pairs = self.addresses(vals[:1])
-            if not pairs:
-                return ""
-            disp, addr = pairs[0]
-            return addr if mod == "addr" else disp
-        if mod == "first":
-            return vals[0]
-        if mod == "last":
-            return vals[-1]
-        return "\n".join(vals)
+        if "first" in mods:
+            vals = vals[:1]
+        elif "last" in mods:
+            vals = vals[-1:]
+        if "addr" in mods:
+            return [a for _, a in self.addresses(vals) if a]
+        if "name" in mods:
+            # the display names (name:raw as written, RFC 2047 words and 8-bit bytes undecoded);
+            # decoded ones with their white space collapsed and single quotes taken off
+            names = [d for d, _ in self.addresses(vals) if d]
+            return names if raw else [_clean_name(d) for d in names]
+        return vals
 
     def addresses(self, values: list[str]) -> list[tuple[str, str]]:
         """``mime.headers.addresses`` of header values, each value parsed once per message (the

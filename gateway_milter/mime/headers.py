@@ -288,6 +288,19 @@ def safe_filename(name: str, limit: int = 120) -> str:
 _BARE_ADDRESS = re.compile(r"[^\s<>,;:\"()\[\]@]+@[^\s<>,;:\"()\[\]@]+")
 
 
+# an unquoted display name holding an "@" before an angle address ("a@b.example <c@d.example>"):
+# the stdlib parser reads it as a second address, and the angle address (where the mail is
+# from) as the second one; SpamAssassin's parser and mail readers take it as the name
+_AT_PHRASE = re.compile(r'(^|,)(\s*)([^,"<>()]*@[^,"<>()]*?)(\s*<[^<>]*>)')
+
+
+def _quote_at_phrases(value: str) -> str:
+    if "@" not in value or "<" not in value:
+        return value
+    return _AT_PHRASE.sub(lambda m: (f'{m.group(1)}{m.group(2)}"{m.group(3).strip()}"{m.group(4)}'
+                                     if m.group(3).strip() else m.group(0)), value)
+
+
 def addresses(values: list[str]) -> list[tuple[str, str]]:
     """``email.utils.getaddresses`` that never raises: on a header the stdlib parser cannot
     take (thousands of encoded words in one To: exhaust its recursion), the bare
@@ -297,7 +310,7 @@ def addresses(values: list[str]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for v in values:
         try:
-            out += getaddresses([v])
+            out += getaddresses([_quote_at_phrases(v)])
         except (RecursionError, ValueError, TypeError, IndexError):
             out += [("", a) for a in _BARE_ADDRESS.findall(str(v))]
     return out

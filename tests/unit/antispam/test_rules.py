@@ -369,7 +369,10 @@ def test_a_body_match_never_runs_from_one_line_into_the_next(tmp_path: Path) -> 
     rules = ("body LOCAL_ACROSS /\\bend\\s+start\\b/\nscore LOCAL_ACROSS 1\n"
              "body LOCAL_NOTX /end[^x]start/\nscore LOCAL_NOTX 1\n"
              f"body LOCAL_LONG /(?:{filler}|end)\\W+start/\nscore LOCAL_LONG 1\n"
-             "body LOCAL_MANY /\\bpay\\W+\\w+/\ntflags LOCAL_MANY multiple maxhits=5\nscore LOCAL_MANY 1\n")
+             "body LOCAL_MANY /\\bpay\\W+\\w+/\ntflags LOCAL_MANY multiple maxhits=5\nscore LOCAL_MANY 1\n"
+             # zero-width: a look-behind or a $ must not see the newline that ends the line before
+             "body LOCAL_BEHIND /(?<=\\s)start\\b/\nscore LOCAL_BEHIND 1\n"
+             "body LOCAL_DOLLAR /(?:$|,)(?=s)start/\nscore LOCAL_DOLLAR 1\n")
     eng = engine(tmp_path, rules)
     from gateway_milter.antispam import re2filter
 
@@ -380,6 +383,44 @@ def test_a_body_match_never_runs_from_one_line_into_the_next(tmp_path: Path) -> 
     assert {h.name for h in eng.run(across, lazy=False).hits} == set()
     inline = message_view(make_ctx(msg("x", "This is the end start of it, pay now, pay later\r\n\r\npay\r\n\r\nup")))
     hits = {h.name: h.count for h in eng.run(inline).hits}
-    assert set(hits) == {"LOCAL_ACROSS", "LOCAL_NOTX", "LOCAL_LONG", "LOCAL_MANY"}
+    assert set(hits) == {"LOCAL_ACROSS", "LOCAL_NOTX", "LOCAL_LONG", "LOCAL_MANY", "LOCAL_BEHIND"}
+    assert "LOCAL_DOLLAR" in {h.name for h in eng.run(message_view(make_ctx(msg("x", "the end,start")))).hits}
     assert hits["LOCAL_MANY"] == 2  # "pay now", "pay later"; not "pay" + the next line's "up"
     assert re2filter.re2 is not None
+
+
+def test_header_rules_read_every_address_and_name_as_spamassassin_4_does(tmp_path: Path) -> None:
+    # Check.pm reads get() in list context: every address (or name) of every header, joined by
+    # newlines; eval functions read the first one (scalar context)
+    rules = ("header LOCAL_ADDR_WS From:addr =~ /\\s/\nscore LOCAL_ADDR_WS 1\n"
+             "header LOCAL_SECOND From:addr =~ /^pay\\@/m\nscore LOCAL_SECOND 1\n"
+             "header LOCAL_FIRST_ONLY From:first:addr =~ /^pay\\@/m\nscore LOCAL_FIRST_ONLY 1\n"
+             "header LOCAL_LAST_RCVD Received:last =~ /oldest/\nscore LOCAL_LAST_RCVD 1\n"
+             "header LOCAL_FIRST_RCVD Received:first =~ /oldest/\nscore LOCAL_FIRST_RCVD 1\n"
+             "header LOCAL_NAMES To:name =~ /^Bob Smith\\nCarol$/\nscore LOCAL_NAMES 1\n"
+             "header LOCAL_NO_NAME Cc:name =~ /./ [if-unset: unset]\nscore LOCAL_NO_NAME 1\n"
+             "header LOCAL_HOST From:addr:host =~ /example/\nscore LOCAL_HOST 1\n")
+    eng = engine(tmp_path, rules)
+    assert "header modifier :host" in eng.unsupported["LOCAL_HOST"]
+    raw = (b"Received: from a by b; Sat, 28 Nov 2026 10:00:00 +0000\r\n"
+           b"Received: from oldest by a; Sat, 28 Nov 2026 09:59:00 +0000\r\n"
+           b"From: dont@x.example, pay@x.example,\r\n    top@x.example\r\n"
+           b"To: 'Bob   Smith' <bob@example.com>, Carol <carol@example.com>, dave@example.com\r\n"
+           b"Cc: erin@example.com\r\nSubject: hi\r\n\r\nHello\r\n")
+    view = message_view(make_ctx(raw))
+    assert view.header("From:addr") == "dont@x.example" and view.rule_header("From:addr") == \
+        "dont@x.example\npay@x.example\ntop@x.example"
+    assert view.header("To:name") == "Bob Smith"
+    assert view.rule_header("Cc:name") is None and view.header("Cc:name") == ""
+    hits = {h.name for h in eng.run(view).hits}
+    assert hits == {"LOCAL_ADDR_WS", "LOCAL_SECOND", "LOCAL_LAST_RCVD", "LOCAL_NAMES", "LOCAL_NO_NAME"}
+
+
+def test_an_encoded_word_with_bytes_its_charset_does_not_have_is_decoded_as_far_as_it_goes() -> None:
+    from gateway_milter.antispam.saview import decode_header_value
+
+    # Big5 with one byte pair that is not Big5: SpamAssassin (Perl's Encode) puts U+FFFD there;
+    # the encoded word must not stay as it was written (its "?" made PLING_QUERY hit)
+    got = decode_header_value("=?big5?Q?=A7=DA=AA=BE=B9D=A4@=B0_=A8=D3=A7a!?=")
+    assert got.startswith("我知道") and got.endswith("來吧!") and "\ufffd" in got and "?" not in got
+    assert decode_header_value("=?utf-8?q?caf=C3=A9?= =?iso-8859-1?q?caf=E9?=") == "cafécafé"

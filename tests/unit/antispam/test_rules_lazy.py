@@ -70,6 +70,7 @@ MESSAGES = [
     msg("hi", "an urgent wire transfer", headers="X-Mailer: m\r\n"),
     msg("plain", "nothing to see here"),
     msg("", ""),
+    msg("urgent: your account", "urgent\nwire transfer (urgent)", headers="X-Mailer: m\r\n"),
     msg("urgent: your account", "urgent\nwire transfer", headers="X-Mailer: m\r\n"),
 ]
 
@@ -105,6 +106,10 @@ def test_it_hits_what_the_fixture_expects(tmp_path: Path) -> None:
     assert {"PILLS_SCORED", "FRAUD_TWO", "NESTED_USE"} <= names
     names = {h.name for h in eng.run(message_view(make_ctx(MESSAGES[6]))).hits}
     assert {"ALL_SUBJ_URGENT", "ALL_XM_WIRE", "END_INSIDE"} <= names
+    # END_INSIDE's (?:$|\W) must not be met by the end of the line before (SpamAssassin
+    # matches each body line alone)
+    names = {h.name for h in eng.run(message_view(make_ctx(MESSAGES[7]))).hits}
+    assert {"ALL_SUBJ_URGENT", "ALL_XM_WIRE"} <= names and "END_INSIDE" not in names
     names = {h.name for h in eng.run(message_view(make_ctx(MESSAGES[3]))).hits}
     assert "ALL_XM_WIRE" in names and "ALL_SUBJ_URGENT" not in names
     names = {h.name for h in eng.run(message_view(make_ctx(MESSAGES[2]))).hits}

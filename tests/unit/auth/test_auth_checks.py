@@ -174,6 +174,15 @@ def test_it_screens_display_names_and_vips(zone: r.StaticBackend) -> None:
                                                    "dmarc": {"mode": "off"}}}
     ctx = make_ctx(message(frm='"ceo@local.test" <x@evil.example>'), doc=doc)
     assert "FROM_DISPLAY_NAME_SPOOF" in syms(ctx, "fromscreen")
+    # the same name unquoted: still a name, and the angle address is the sender (the stdlib
+    # parser had read two addresses, the name's first)
+    ctx = make_ctx(message(frm="ceo@local.test <x@evil.example>"), doc=doc)
+    assert "FROM_DISPLAY_NAME_SPOOF" in syms(ctx, "fromscreen")
+    from gateway_milter.mime.headers import address, addresses
+
+    assert address("ceo@local.test <x@evil.example>") == "x@evil.example"
+    assert addresses(["a@b.example, ceo@local.test <x@evil.example>"]) == [
+        ("", "a@b.example"), ("ceo@local.test", "x@evil.example")]
     ctx = make_ctx(message(frm="Jane Doe <jane.doe@freemail.example>"), doc=doc)
     assert "FROM_VIP_IMPERSONATION" in syms(ctx, "fromscreen")
     ctx = make_ctx(message(frm="Support <help@loca1.test>"), doc=doc)
