@@ -649,6 +649,11 @@ class RuleEngine:
         settles = pf is not None and pf.exact and maxhits <= 1 and kind != "uri"
         per_uri = kind == "uri"
         per_line = kind == "body"  # (rawbody and full: SpamAssassin's pieces hold several lines)
+        # tflags nosubject: the first line (the Subject, or the empty line SpamAssassin puts
+        # there when there is none) is skipped
+        nosubject = per_line and "nosubject" in r.tflags
+        if nosubject:
+            settles = False
 
         name = r.name
 
@@ -691,6 +696,11 @@ class RuleEngine:
                         if n >= maxhits:
                             return n
                 return n
+            if nosubject:
+                lines = t.body_lines()[1 if t.m.subject else 0:]
+                if maxhits <= 1:
+                    return 1 if any(search(ln) is not None for ln in lines) else 0
+                return _count_per_line(finditer, lines, maxhits)
             text = t.text(kind)
             if maxhits <= 1:
                 if per_line:

@@ -50,6 +50,17 @@ _PARA = re.compile(f"\n+[{_PERL_WS}]*\n+")  # Message::get_body_text_array_commo
 _HEAD_END = re.compile(rb"\r?\n\r?\n")  # the end of the header section
 
 
+_HTML_NAME = re.compile(r"\.s?html?$", re.I)
+
+
+def _loose_text(payload: bytes) -> str:
+    """A part's bytes as text when it declares no text type: UTF-8 if they are, else Latin-1."""
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return payload.decode("latin-1")
+
+
 def _clean_name(name: str) -> str:
     """PerMsgStatus::_get's ``:name``: white space collapsed (unless it is all white space),
     single quotes around the name taken off."""
@@ -331,19 +342,27 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
             v.attachment_names.append(p.filename)
         if p.text is not None and len(v.text_parts) < 1000:
             v.text_parts.append((p.content_type, p.text[:RAWBODY_PART_SCAN]))
-        if p.text is None or p.is_attachment or budget <= 0:
+        # SpamAssassin renders every text/plain and text/html leaf, attachments too (Node's
+        # rendered()), and a part whose name ends in .htm, .html or .shtml as HTML whatever its
+        # type (effective_type: an "application/octet-stream" warezcds.html)
+        eff = "text/html" if p.filename and _HTML_NAME.search(p.filename) else p.content_type
+        text = p.text
+        if text is None and eff == "text/html":
+            text = _loose_text(p.payload)
+        if text is None or budget <= 0:
             continue
-        t = p.text[:budget]
+        t = text[:budget]
         budget -= len(t)
         plain.append(t[:RAWBODY_PART_SCAN])  # (the links of the text, for Bayes and URIBL)
         # rawbody as SpamAssassin reads it: the part's bytes, not decoded from their charset
         # (normalize_charset decodes only the rendered text), one character per byte, so "[\x80-\xff]" meets
         # the bytes of a UTF-8 or Big5 text; with LF line ends (the milter sees SMTP's CRLF,
         # SpamAssassin is given the message with LF ones: a "$" must not meet a "\r")
-        rb = p.payload[:min(RAWBODY_PART_SCAN, max(raw_budget, 0))]
-        raw_budget -= len(rb)
-        raws.append(rb.decode("latin-1").replace("\r\n", "\n"))
-        if p.content_type == "text/html":
+        if eff != "text/calendar":  # (get_decoded_body_text_array skips calendars, bug 4843)
+            rb = p.payload[:min(RAWBODY_PART_SCAN, max(raw_budget, 0))]
+            raw_budget -= len(rb)
+            raws.append(rb.decode("latin-1").replace("\r\n", "\n"))
+        if eff == "text/html":
             facts = render_html(t)
             html_of[p.index] = facts
             v.has_html = True
@@ -353,7 +372,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
                 v.html = facts
             links += facts.links
             texts.append(facts.text[:BODY_PART_SCAN])
-        elif p.content_type in ("text/plain", "text/enriched") or p.content_type.startswith("text/"):
+        elif eff == "text/plain":  # (other text types are not rendered: text/enriched, text/calendar, vCards)
             texts.append(t[:BODY_PART_SCAN])
     # multipart/alternative carries the same text twice; SpamAssassin renders the text part
     # and the HTML part both, so do we. The parts are joined by one newline, as there: a part

@@ -252,6 +252,11 @@ def parse_message(raw: bytes) -> MimeView:
             note("TOO_MANY_PARTS", f"more than {MAX_PARTS} parts", path)
             return
         ctype = m.get_content_type()
+        if ctype.startswith("multipart/"):
+            # a multipart whose boundary never appears (MISSING_BOUNDARY): its body is read as
+            # plain text, as SpamAssassin's parser and mail readers read it, so that content
+            # checks see the text a reader shows
+            ctype = "text/plain"
         before = len(m.defects)
         try:
             decoded = m.get_payload(decode=True)

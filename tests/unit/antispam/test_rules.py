@@ -424,3 +424,49 @@ def test_an_encoded_word_with_bytes_its_charset_does_not_have_is_decoded_as_far_
     got = decode_header_value("=?big5?Q?=A7=DA=AA=BE=B9D=A4@=B0_=A8=D3=A7a!?=")
     assert got.startswith("我知道") and got.endswith("來吧!") and "\ufffd" in got and "?" not in got
     assert decode_header_value("=?utf-8?q?caf=C3=A9?= =?iso-8859-1?q?caf=E9?=") == "cafécafé"
+
+
+def test_tflags_nosubject_skips_the_subject_line_only(tmp_path: Path) -> None:
+    # Debian's __NONEMPTY_BODY (/\S/, nosubject) decides EMPTY_MESSAGE: the Subject line is the
+    # body's first line, which SpamAssassin skips for such a rule (an empty line when there is
+    # no Subject, so then nothing of the text is skipped)
+    rules = ("body __LOCAL_NONEMPTY /\\S/\ntflags __LOCAL_NONEMPTY nosubject\n"
+             "meta LOCAL_EMPTY !__LOCAL_NONEMPTY\nscore LOCAL_EMPTY 1\n"
+             "body LOCAL_WORDS /\\w+/\ntflags LOCAL_WORDS multiple maxhits=9 nosubject\nscore LOCAL_WORDS 0.1\n")
+    eng = engine(tmp_path, rules)
+
+    def hits(raw: bytes) -> dict[str, int]:
+        return {h.name: h.count for h in eng.run(message_view(make_ctx(raw))).hits}
+
+    image_only = msg("please see this", '<a href="http://x.example/"><img src="http://x.example/a.gif" alt="a"></a>',
+                     ctype="text/html; charset=us-ascii")
+    assert hits(image_only) == {"LOCAL_EMPTY": 1}
+    assert hits(msg("please see this", "one two")) == {"LOCAL_WORDS": 2}
+    no_subject = b"From: a@sender.test\r\nTo: bob@example.com\r\n\r\none two three\r\n"
+    assert hits(no_subject) == {"LOCAL_WORDS": 3}
+
+
+def test_text_attachments_and_html_named_parts_are_rendered_as_spamassassin_renders_them(tmp_path: Path) -> None:
+    # Node::rendered: every text/plain and text/html leaf, attachments too; a part named *.html
+    # is HTML whatever its type; other text types (calendar, enriched) are not rendered
+    rules = ("body LOCAL_TXT /attached words/\nscore LOCAL_TXT 1\n"
+             "body LOCAL_HTMLFILE /order here now/\nscore LOCAL_HTMLFILE 1\n"
+             "body LOCAL_TAGS /<b>/\nscore LOCAL_TAGS 1\n"
+             "body LOCAL_CAL /BEGIN:VCALENDAR/\nscore LOCAL_CAL 1\n"
+             "rawbody LOCAL_RAWCAL /BEGIN:VCALENDAR/\nscore LOCAL_RAWCAL 1\n"
+             "rawbody LOCAL_RAWHTML /<b>order/\nscore LOCAL_RAWHTML 1\n")
+    eng = engine(tmp_path, rules)
+    import base64
+
+    html = base64.b64encode(b"<html><body><b>order here now</b></body></html>").decode()
+    raw = ("From: a@sender.test\r\nTo: bob@example.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+           'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+           "--b1\r\nContent-Type: text/plain\r\n\r\nSee the files.\r\n"
+           '--b1\r\nContent-Type: text/plain; name="notes.txt"\r\nContent-Disposition: attachment; filename="notes.txt"\r\n\r\n'
+           "Some attached words.\r\n"
+           '--b1\r\nContent-Type: application/octet-stream; name="order.html"\r\nContent-Transfer-Encoding: base64\r\n'
+           f'Content-Disposition: attachment; filename="order.html"\r\n\r\n{html}\r\n'
+           "--b1\r\nContent-Type: text/calendar\r\n\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n--b1--\r\n").encode()
+    view = message_view(make_ctx(raw))
+    assert view.has_html
+    assert {h.name for h in eng.run(view).hits} == {"LOCAL_TXT", "LOCAL_HTMLFILE", "LOCAL_RAWHTML"}

@@ -205,3 +205,15 @@ def test_address_parsing_never_raises() -> None:
     # the stdlib raises RecursionError on this value: the bare addresses are kept instead
     assert [a for _, a in H.addresses([HOSTILE_TO])] == ["test@test.com", "x@y.example"]
     assert H.address(HOSTILE_TO) == "test@test.com"
+
+
+def test_a_multipart_whose_boundary_never_appears_is_read_as_plain_text() -> None:
+    # (the declared boundary lacks the space the delimiters have: SpamAssassin's parser and mail
+    # readers show the whole body as text, so content checks must see it)
+    raw = (HEAD + b'Content-Type: multipart/alternative; boundary="=Multipart Boundary 07"\r\n\r\n'
+           b"preamble\r\n--= Multipart Boundary 07\r\nContent-Type: text/plain\r\n\r\nBuy cheap pills now\r\n"
+           b"--= Multipart Boundary 07--\r\n")
+    v = parse_message(raw)
+    assert [p.content_type for p in v.parts] == ["text/plain"]
+    assert v.parts[0].text is not None and "Buy cheap pills now" in v.parts[0].text
+    assert {a.code for a in v.ambiguities} >= {"MISSING_BOUNDARY", "HIDDEN_PART"}
