@@ -83,22 +83,61 @@ def check_body_length(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]
     return int(m.body_len <= _f(args[0]))
 
 
-_NOT_LETTER = bytes(c for c in range(256) if not (65 <= c <= 90 or 97 <= c <= 122))
+_NOT_LOWER = bytes(c for c in range(256) if not (97 <= c <= 122 or 48 <= c <= 57))  # a-z and digits
 _NOT_UPPER = bytes(c for c in range(256) if not 65 <= c <= 90)
+_INNER_SPACE = re.compile(r"\S\s+\S", re.A)
+_BASE64_LINE = re.compile(r"^(?:[A-Za-z0-9+/=]{60,76} ){2}")
+_SHIFT_JIS = re.compile(r"\x1b\$B.*\x1b\(B", re.S)
+# MIMEEval's CHARSETS_LIKELY_TO_FP_AS_CAPS: scripts without case, where "upper case" means nothing
+_CAPS_FP_CHARSET = re.compile(r"[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)"
+                              r"[-_a-z0-9]*", re.I)
+_CT_CHARSET = (re.compile(r'charset="([^"]+)"', re.I), re.compile(r"charset='([^']+)'", re.I),
+               re.compile(r"charset=(\S+)", re.I))
+
+
+def _ct_charset(value: str) -> str | None:
+    """MIMEEval's get_charset_from_ct_line."""
+    for rx in _CT_CHARSET:
+        found = rx.search(value)
+        if found:
+            return found.group(1)
+    return None
+
+
+def _charset_likely_to_fp_as_caps(m: SaMessage) -> bool:
+    """MIMEEval's body_charset_is_likely_to_fp: the message's or any part's charset is one of
+    Japanese, Chinese, Korean, Cyrillic, Georgian or Thai."""
+    values = [m.header("Content-Type") or ""]
+    values += [v for hs in m.part_headers for n, v in hs if n.lower() == "content-type"]
+    for v in values:
+        cs = _ct_charset(v)
+        if cs is not None and _CAPS_FP_CHARSET.fullmatch(cs.strip("\"';")):
+            return True
+    return False
 
 
 @_eval("check_for_uppercase")
 def check_for_uppercase(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    # HeaderEval: percentage of upper-case letters among letters of the body (>= 200 letters)
-    counts = m.cache.get("uppercase")
-    if counts is None:
-        # ASCII letters only: encoding to ASCII drops the rest, translate() counts in C
-        raw = "\n".join(m.paragraphs[1:] if m.subject else m.paragraphs).encode("ascii", "ignore")
-        counts = m.cache["uppercase"] = (len(raw.translate(None, _NOT_LETTER)), len(raw.translate(None, _NOT_UPPER)))
-    letters, upper = counts
-    if letters < 200:
-        return 0
-    pct = upper * 100.0 / letters
+    """MIMEEval: the share of upper-case letters among letters and digits, over the body lines
+    (Subject first, UTF-8 octets) that hold a space between two other characters, base64-looking
+    lines skipped; none below 200 bytes of such lines, nor in a charset without case."""
+    pct: float | None = m.cache.get("uppercase")
+    if pct is None:
+        pct = 0.0
+        if not _charset_likely_to_fp_as_caps(m):
+            length = lower = upper = 0
+            for line in body_lines(m):
+                if _INNER_SPACE.search(line) is None or _BASE64_LINE.match(line):
+                    continue
+                if "\x1b" in line:
+                    line = _SHIFT_JIS.sub("", line)
+                raw = line.encode("latin-1", "replace")
+                length += len(raw)
+                lower += len(raw.translate(None, _NOT_LOWER))
+                upper += len(raw.translate(None, _NOT_UPPER))
+            if length >= 200 and upper + lower:
+                pct = upper * 100.0 / (upper + lower)
+        m.cache["uppercase"] = pct
     return int(_f(args[0]) < pct <= _f(args[1]))
 
 

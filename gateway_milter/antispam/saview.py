@@ -53,12 +53,37 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")  # the end of the header section
 _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 
 
-def _loose_text(payload: bytes) -> str:
-    """A part's bytes as text when it declares no text type: UTF-8 if they are, else Latin-1."""
+_W1252_LIKELY = re.compile(rb"[^\x00-\x7f\xa0\xa9\xad\x82\x84\x85\x91-\x97\x99\xc0-\xd6\xd8-\xde\xe0-\xf6\xf8-\xfe]")
+_ASCII_ONLY = re.compile(rb"[^\x00-\x7f]")
+
+
+def normalize_charset(data: bytes, declared: str) -> str:
+    """Message::Node::_normalize (normalize_charset, SpamAssassin's default; no
+    Encode::Detect, which Debian does not install): ASCII as it is; then UTF-8 if the bytes are
+    UTF-8, whatever was declared; then the declared charset, strictly (ISO-8859-1 read as
+    Windows-1252); then Windows-1252 strictly if only its common letters and punctuation occur;
+    at last Windows-1252 with U+FFFD for its five undefined bytes."""
+    if _ASCII_ONLY.search(data) is None:
+        return data.decode("ascii")
     try:
-        return payload.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
-        return payload.decode("latin-1")
+        pass
+    cs = (declared or "").strip().lower()
+    if cs in ("iso-8859-1", "iso8859-1", "iso88591", "windows-1252", "cp1252"):
+        cs = "cp1252"
+    if cs and cs not in ("us-ascii", "ascii", "utf-8", "utf8"):
+        for name in (cs, "gbk") if re.fullmatch(r"gb[ -]?18030(?:-20\d\d)?", cs) else (cs,):
+            try:
+                return data.decode(name)
+            except (LookupError, UnicodeDecodeError, ValueError):
+                continue
+    if _W1252_LIKELY.search(data) is None:
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError:
+            pass
+    return data.decode("cp1252", "replace")
 
 
 def _clean_name(name: str) -> str:
@@ -347,8 +372,9 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         # type (effective_type: an "application/octet-stream" warezcds.html)
         eff = "text/html" if p.filename and _HTML_NAME.search(p.filename) else p.content_type
         text = p.text
-        if text is None and eff == "text/html":
-            text = _loose_text(p.payload)
+        if eff in ("text/plain", "text/html"):
+            # decoded as SpamAssassin's normalize_charset decodes what it renders
+            text = normalize_charset(p.payload, p.charset)
         if text is None or budget <= 0:
             continue
         t = text[:budget]

@@ -470,3 +470,15 @@ def test_text_attachments_and_html_named_parts_are_rendered_as_spamassassin_rend
     view = message_view(make_ctx(raw))
     assert view.has_html
     assert {h.name for h in eng.run(view).hits} == {"LOCAL_TXT", "LOCAL_HTMLFILE", "LOCAL_RAWHTML"}
+
+
+def test_text_is_decoded_as_spamassassins_normalize_charset_decodes_it() -> None:
+    from gateway_milter.antispam.saview import normalize_charset
+
+    assert normalize_charset(b"caf\xc3\xa9", "iso-8859-1") == "café"  # UTF-8 first, whatever was declared
+    assert normalize_charset(b"caf\xe9 \x93quoted\x94", "iso-8859-1") == "café “quoted”"  # Latin-1 read as 1252
+    assert normalize_charset(b"\xc4\xe3\xba\xc3", "gb2312") == "你好"
+    # a GB2312 text with a sequence GB2312 does not have: Windows-1252, as the last resort
+    assert normalize_charset(b"\xc4\xe3\xcb\xff", "gb2312") == "ÄãËÿ"
+    assert normalize_charset(b"\x81 x", "") == "\ufffd x"  # one of 1252's undefined bytes
+    assert normalize_charset(b"plain", "x-unknown") == "plain"

@@ -505,3 +505,26 @@ def test_envelope_sender_of_a_stored_message_is_guessed_as_spamassassin_does() -
     ctx = make_ctx(("Return-Path: <a@b.test>\r\n" + rcvd + PLAIN + body).encode(), mail_from="real@sender.test")
     assert message_view(ctx).envelope() == "real@sender.test"
     assert message_view(ctx).header("EnvelopeFrom") == "real@sender.test"
+
+
+def test_check_for_uppercase_counts_as_mimeeval_does(tmp_path: Path) -> None:
+    rules = ("body T_UC_50_75 eval:check_for_uppercase('50', '75')\nscore T_UC_50_75 1\n"
+             "body T_UC_25_50 eval:check_for_uppercase('25', '50')\nscore T_UC_25_50 1\n")
+    eng = engine_for((str(write_rules(tmp_path, rules)),), 2, include_default=False)
+
+    def hits(body: str, ctype: str = "text/plain; charset=us-ascii") -> set[str]:
+        return {h.name for h in eng.run(view(PLAIN, body, ctype=ctype)).hits}
+
+    line = "BUY NOW cheap offer "  # 10 upper, 10 lower: 50 %, not over 50
+    assert hits((line * 3 + "\r\n") * 4) == {"T_UC_25_50"}
+    # digits count as lower case: "2002 DATE" is 4 upper, 4 "lower"
+    assert hits(("SALE ENDS 2002 ab " * 3 + "\r\n") * 4) == {"T_UC_50_75"}
+    assert hits(("BUY NOW CHEAP offer " * 3 + "\r\n") * 4) == {"T_UC_50_75"}
+    assert hits("BUY NOW CHEAP offer\r\n") == set()  # under 200 bytes of lines with a space
+    # lines without a space between two characters, and base64-looking lines, do not count
+    # (each paragraph is a line: blank lines between them)
+    b64 = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVpBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWkFCQ0RF " * 2
+    assert hits(("BUY NOW CHEAP offer " * 3 + "\r\n") * 4 + "\r\n" + (b64 + "\r\n\r\n") * 5
+                + "ABCDEFGHIJKLMNOP\r\n\r\n" * 30) == {"T_UC_50_75"}
+    # a charset without case: never
+    assert hits(("BUY NOW CHEAP offer " * 3 + "\r\n") * 4, ctype="text/plain; charset=big5") == set()
