@@ -597,7 +597,7 @@ class RuleEngine:
     def _compile(self, r: Rule, prefilter: bool = True) -> RuleFn:
         if r.eval_fn:
             efn = saeval.EVALS[r.eval_fn]
-            args = r.eval_args
+            args = (r.kind, *r.eval_args) if r.eval_fn in saeval.WANTS_RULE_KIND else r.eval_args
 
             def evaluate(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
                 try:

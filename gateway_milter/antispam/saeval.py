@@ -1262,4 +1262,7 @@ def check_for_forged_received_trail(m: SaMessage, args: tuple[Any, ...], extra: 
 
 
 # WLBLEval's functions live in their own module; importing it registers them
-from gateway_milter.antispam import wlbleval  # noqa: E402,F401
+from gateway_milter.antispam import imageinfo, wlbleval  # noqa: E402,F401
+
+# evals that read the rule's own kind (body or rawbody text), passed before their arguments
+WANTS_RULE_KIND = frozenset({"image_to_text_ratio"})

@@ -39,6 +39,7 @@ LOADED_PLUGINS = frozenset({
     "Mail::SpamAssassin::Plugin::RelayEval",
     "Mail::SpamAssassin::Plugin::Check",
     "Mail::SpamAssassin::Plugin::WLBLEval",
+    "Mail::SpamAssassin::Plugin::ImageInfo",
 })
 FEATURES = {
     "Mail::SpamAssassin::Conf::feature_bug6558_free": True,

@@ -50,6 +50,7 @@ _PARA = re.compile(f"\n+[{_PERL_WS}]*\n+")  # Message::get_body_text_array_commo
 _HEAD_END = re.compile(rb"\r?\n\r?\n")  # the end of the header section
 
 
+_IMAGE_TYPES = {"image/gif": "gif", "image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg"}
 _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 
 
@@ -151,6 +152,9 @@ class SaMessage:
     mime: dict[str, float] = field(default_factory=dict)  # MIMEEval facts (check_for_mime, ...)
     # every text/* leaf, attachments too: (content type, decoded text up to RAWBODY_PART_SCAN)
     text_parts: list[tuple[str, str]] = field(default_factory=list)
+    # ImageInfo's images: (gif|png|jpeg, part name, decoded bytes) of the base64 image parts
+    images: list[tuple[str, str, bytes]] = field(default_factory=list)
+    rawbody_len: int = 0  # the rawbody parts' characters, joined without separators
     # per multipart/alternative part: its text parts as (content type, rendered text, HTML with an <img>)
     alternatives: list[list[tuple[str, str, bool]]] = field(default_factory=list)
     trust: TrustConfig = field(default_factory=TrustConfig)  # where the trust path's boundary lies
@@ -363,6 +367,8 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     for p in mime.parts:
         v.part_headers.append(p.headers)
         v.content_types[p.content_type] += 1
+        if p.content_type in _IMAGE_TYPES and p.transfer_encoding == "base64" and len(v.images) < 1000:
+            v.images.append((_IMAGE_TYPES[p.content_type], p.filename, p.payload))
         if p.filename:
             v.attachment_names.append(p.filename)
         if p.text is not None and len(v.text_parts) < 1000:
@@ -373,8 +379,13 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         eff = "text/html" if p.filename and _HTML_NAME.search(p.filename) else p.content_type
         text = p.text
         if eff in ("text/plain", "text/html"):
-            # decoded as SpamAssassin's normalize_charset decodes what it renders
-            text = normalize_charset(p.payload, p.charset)
+            # decoded as SpamAssassin's normalize_charset decodes what it renders, with LF line
+            # ends as its decode() leaves them (quoted-printable, and base64 of a text type; the
+            # rest came to it with LF ones, where the milter sees SMTP's CRLF)
+            data = p.payload
+            if p.transfer_encoding != "base64" or p.content_type.startswith(("text/", "message/")):
+                data = data.replace(b"\r\n", b"\n")
+            text = normalize_charset(data, p.charset)
         if text is None or budget <= 0:
             continue
         t = text[:budget]
@@ -409,6 +420,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     v.paragraphs = ([v.subject] if v.subject else []) + paras
     v.body = "\n".join(v.paragraphs)
     v.rawbody = "\n".join(raws)
+    v.rawbody_len = sum(map(len, raws))
     v.full = raw[:MAX_TEXT].decode("latin-1")
     uris: dict[str, None] = {}
     for link in links:
@@ -573,12 +585,51 @@ _views: weakref.WeakKeyDictionary[MessageContext, SaMessage] = weakref.WeakKeyDi
 _lock = threading.Lock()
 
 
+_BLANK_RUN = re.compile(rb"(?:^[ \t\r\f\v]*\n){21}", re.M)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+MAX_BLANK_LINES = 20
+
+
+def squash_blank_lines(raw: bytes) -> bytes:
+    """Mail::SpamAssassin::Message's parse: a run of more than 20 blank (white space only) body
+    lines keeps its first line and its last 19, before the MIME parts are read (the pristine
+    message, which full rules and the body length read, keeps them all). The same object back
+    when there is no such run."""
+    m = _HEADER_END.search(raw)
+    if m is None or _BLANK_RUN.search(raw, m.end()) is None:
+        return raw
+    lines = raw[m.end():].splitlines(keepends=True)
+    start: int | None = None
+    cnt = len(lines) - 1
+    while cnt >= 0:
+        if not lines[cnt].strip(b" \t\r\n\f\v"):
+            if start is None:
+                start = cnt
+            if cnt != 0:
+                cnt -= 1
+                continue
+        if start is not None:
+            num = start - cnt
+            if num > MAX_BLANK_LINES:
+                del lines[cnt + 2:cnt + 2 + num - MAX_BLANK_LINES]
+            start = None
+        cnt -= 1
+    return raw[:m.end()] + b"".join(lines)
+
+
 def message_view(ctx: MessageContext) -> SaMessage:
     """The view for a message context, built once and shared (rules, Bayes, URIBL)."""
     with _lock:
         v = _views.get(ctx)
     if v is None:
-        v = build_view(ctx.headers, ctx.raw_bytes(), ctx.mime, ctx.mail_from.strip("<>"))
+        raw = ctx.raw_bytes()
+        mime = ctx.mime
+        squashed = squash_blank_lines(raw)
+        if squashed is not raw:  # (rare: the shared MIME view stays as it is for the other layers)
+            from gateway_milter.mime.view import parse_message
+
+            mime = parse_message(squashed)
+        v = build_view(ctx.headers, raw, mime, ctx.mail_from.strip("<>"))
         v.envelope_guess = ctx.envelope_guessed
         v.trust = trust_config(ctx)
         with _lock:

@@ -482,3 +482,35 @@ def test_text_is_decoded_as_spamassassins_normalize_charset_decodes_it() -> None
     assert normalize_charset(b"\xc4\xe3\xcb\xff", "gb2312") == "ÄãËÿ"
     assert normalize_charset(b"\x81 x", "") == "\ufffd x"  # one of 1252's undefined bytes
     assert normalize_charset(b"plain", "x-unknown") == "plain"
+
+
+def test_rendered_parts_have_lf_line_ends_as_spamassassins_decode_leaves_them() -> None:
+    # Node::decode turns CRLF into LF in quoted-printable parts and in base64 text parts; the
+    # HTML facts (length: html_range, html_image_only) count what it gives the parser
+    import base64
+
+    html = b"<html>\r\n<body>\r\n<img src=http://x.example/a.gif>\r\n</body>\r\n</html>\r\n"
+    b64 = base64.encodebytes(html).decode().replace("\n", "\r\n")
+    raw = ("From: a@sender.test\r\nTo: bob@example.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: text/html; charset=us-ascii\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64).encode()
+    view = message_view(make_ctx(raw))
+    assert view.html.length == len(html.replace(b"\r\n", b"\n")) == len(html) - 5
+
+
+def test_runs_of_more_than_20_blank_lines_are_cut_as_spamassassins_parser_cuts_them() -> None:
+    from gateway_milter.antispam.saview import squash_blank_lines
+
+    head = b"From: a@sender.test\r\nSubject: hi\r\nContent-Type: text/html\r\n\r\n"
+    body = b"<html>\r\n" + b"\t\t\r\n" * 30 + b"<b>x</b>\r\n" + b"\r\n" * 20 + b"</html>\r\n"
+    raw = head + body
+    out = squash_blank_lines(raw)
+    lines = out[len(head):].split(b"\r\n")
+    assert lines[0] == b"<html>" and lines[1:21] == [b"\t\t"] * 20 and lines[21] == b"<b>x</b>"
+    assert lines[22:42] == [b""] * 20 and lines[42] == b"</html>"  # a run of 20: kept
+    cut = squash_blank_lines(head + b"a\r\n" + b" \r\n" * 21 + b"b\r\n")
+    assert cut[len(head):].split(b"\r\n")[1:-2] == [b" "] * 20
+    plain = head + b"<p>a</p>\r\n" + b"\r\n" * 20 + b"b\r\n"
+    assert squash_blank_lines(plain) is plain
+    view = message_view(make_ctx(raw))
+    assert view.html.length == len(out) - len(head) - out[len(head):].count(b"\r")  # LF line ends
+    assert view.body_len == len(body) - body.count(b"\r")  # the pristine body keeps every line
