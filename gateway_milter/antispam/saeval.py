@@ -707,7 +707,13 @@ def _body_freemails(m: SaMessage, extra: dict[str, Any]) -> set[str] | None:
         got: set[str] | None = m.cache["freemail_body"]
         return got
     seen: dict[str, None] = {}
-    mailto = (link for f in m.html_all for link in f.links if link[:7].lower() == "mailto:")
+    mailto = [link for f in m.html_all for link in f.links if link[:7].lower() == "mailto:"]
+    settings = extra.get("uri_settings")
+    if mailto and settings is not None:
+        # a link whose URI the text gives too (SpamAssassin's uri_detail_list: types "a" and
+        # "parsed") is left to the text, where an address before "Http:" or ">" is dropped
+        parsed = set(settings.text_uris([m.body]))
+        mailto = [link for link in mailto if link not in parsed]
     for link in mailto:
         hit = _EMAIL.match(link, 7)
         addr = _email(hit.group(1)) if hit else None

@@ -96,9 +96,13 @@ def _clean_name(name: str) -> str:
     return n[1:-1] if len(n) >= 2 and n[0] == "'" and n[-1] == "'" else n
 
 
+_FOLD = re.compile(r"\r?\n[ \t]+")
+
+
 def decode_header_value(value: str) -> str:
-    """RFC 2047 decoding, unfolded; never raises."""
-    v = value.replace("\r\n", "\n").replace("\n", "")
+    """RFC 2047 decoding, unfolded as SpamAssassin unfolds (a line break and the white space
+    after it: one space); never raises."""
+    v = _FOLD.sub(" ", value).replace("\r\n", "\n").replace("\n", "")
     if "=?" not in v:
         return v
     try:

@@ -514,3 +514,19 @@ def test_runs_of_more_than_20_blank_lines_are_cut_as_spamassassins_parser_cuts_t
     view = message_view(make_ctx(raw))
     assert view.html.length == len(out) - len(head) - out[len(head):].count(b"\r")  # LF line ends
     assert view.body_len == len(body) - body.count(b"\r")  # the pristine body keeps every line
+
+
+def test_folded_headers_are_unfolded_to_one_space_as_spamassassin_unfolds_them(tmp_path: Path) -> None:
+    # Node::header: s/\n[ \t]+/ /g; the Received time after a fold then parses (the date rules)
+    eng = engine(tmp_path, "header LOCAL_FOR Received =~ /for <jm\\@example\\.com>; Fri/\nscore LOCAL_FOR 1\n"
+                           "header LOCAL_RAW Received:raw =~ /for\\n    <jm/\nscore LOCAL_RAW 1\n")
+    raw = (b"Received: from a.example (a.example [192.0.2.1]) by mx.example.com with SMTP id 1 for\r\n"
+           b"    <jm@example.com>; Fri, 29 Jun 2001 19:12:15\r\n    +0900\r\n"
+           b"From: a@sender.test\r\nSubject: hi\r\nDate: Fri, 29 Jun 01 01:03:58 EST\r\n\r\nHello\r\n")
+    view = message_view(make_ctx(raw))
+    assert view.header("Received") == ("from a.example (a.example [192.0.2.1]) by mx.example.com with SMTP id 1 for "
+                                       "<jm@example.com>; Fri, 29 Jun 2001 19:12:15 +0900")
+    assert {h.name for h in eng.run(view).hits} == {"LOCAL_FOR", "LOCAL_RAW"}
+    from gateway_milter.antispam.saeval import _date_shift
+
+    assert round(_date_shift(view), 2) == -4.14  # Date 06:03:58 UTC, received 10:12:15 UTC

@@ -528,3 +528,15 @@ def test_check_for_uppercase_counts_as_mimeeval_does(tmp_path: Path) -> None:
                 + "ABCDEFGHIJKLMNOP\r\n\r\n" * 30) == {"T_UC_50_75"}
     # a charset without case: never
     assert hits(("BUY NOW CHEAP offer " * 3 + "\r\n") * 4, ctype="text/plain; charset=big5") == set()
+
+
+def test_a_mailto_link_the_text_also_gives_is_judged_in_the_text(engine: RuleEngine) -> None:
+    # FreeMail's _parse_body takes mailto: links only when the text does not give the same URI
+    # (types "a" without "parsed"); in the text, an address followed by "Http:" is dropped
+    html = "text/html; charset=us-ascii"
+    rt = PLAIN + "Reply-To: alice@freemail.example.com\r\n"
+    shown = ('<p>Manager <a href="mailto:carl@freemail.example.com">carl@freemail.example.com</a><br>'
+             '<a href="http://x.example/">Http://x.example</a></p>\r\n')
+    assert "T_FM_REPLYTO" not in hits(engine, view(rt, shown, ctype=html))
+    hidden = '<p>Manager <a href="mailto:carl@freemail.example.com">write to us</a></p>\r\n'
+    assert "T_FM_REPLYTO" in hits(engine, view(rt, hidden, ctype=html))
