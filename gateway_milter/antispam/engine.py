@@ -65,6 +65,20 @@ POSITIONS = 8  # positions of a match's start described by matcher.position_patt
 P_HIT = 0.1  # assumed chance that a rule (or a count comparison) is true
 
 
+# what in an expression (as perlre translates it) can match a newline or look past one: white
+# space, negated classes and escapes, look-around (a translated $, \z and \Z are look-arounds),
+# back-references, a newline escape or a byte range holding it; "." only with /s
+_CROSSES_LINES = re.compile(r"\\[sWDnZzvhRXpPNcK]|\\[1-9]|\[\^|\(\?<|\(\?=|\(\?!|\\x0?[aA](?![0-9a-fA-F])"
+                            r"|\\x\{0*[aA]\}|\\0?12(?![0-9])")
+_BYTE_RANGE = re.compile(r"\\x([0-9a-fA-F]{2})-\\x([0-9a-fA-F]{2})")
+
+
+def _may_cross_lines(source: str, flags: str) -> bool:
+    if "\n" in source or ("s" in flags and "." in source) or _CROSSES_LINES.search(source):
+        return True
+    return any(int(lo, 16) <= 10 <= int(hi, 16) for lo, hi in _BYTE_RANGE.findall(source))
+
+
 def _count_per_line(finditer: Callable[[str], Any], lines: list[str], maxhits: int) -> int:
     """Matches counted on each line alone, as SpamAssassin counts them, up to ``maxhits``."""
     n = 0
@@ -162,14 +176,6 @@ class _Texts:
             self._starts = got
         return got
 
-    def inside_a_line(self, span: tuple[int, int]) -> bool:
-        """The match lies inside one body line, off both its ends."""
-        s, e = span
-        starts = self.line_starts()
-        i = bisect_right(starts, s) - 1
-        ln = self.body_lines()[i]
-        return starts[i] < s and e < starts[i] + len(ln) - (ln[-1:] == "\n")
-
     def line_hit(self, search: Callable[..., Any]) -> bool:
         """A body rule's search, line by line as SpamAssassin runs it, at the cost of one search
         of the joined text: a match inside one line, off both its ends, is a match on that line;
@@ -177,19 +183,18 @@ class _Texts:
         \\s, [^x], \\W, look-around or $) is tried again on its first line alone, then the
         search goes on after that line."""
         text = self.text("body")
-        lines = self.body_lines()
-        starts = self.line_starts()
         pos = 0
         while pos <= len(text):
             hit = search(text, pos)
             if hit is None:
                 return False
             s, e = hit.span()
+            if s and e < len(text) and text[s - 1] != "\n" and text[e] != "\n" and "\n" not in hit.group():
+                return True  # inside one line, off both its ends
+            lines, starts = self.body_lines(), self.line_starts()
             i = bisect_right(starts, s) - 1
             ls = starts[i]
             le = ls + len(lines[i]) - (lines[i][-1:] == "\n")
-            if ls < s and e < le:
-                return True
             if search(lines[i]) is not None:
                 return True
             pos = le + 1
@@ -648,10 +653,12 @@ class RuleEngine:
         # run from one URI into the next)
         settles = pf is not None and pf.exact and maxhits <= 1 and kind != "uri"
         per_uri = kind == "uri"
-        per_line = kind == "body"  # (rawbody and full: SpamAssassin's pieces hold several lines)
+        # (rawbody and full: SpamAssassin's pieces hold several lines); an expression that can
+        # neither match a newline nor look past one is left to the joined text as it is
+        per_line = kind == "body" and r.pattern is not None and _may_cross_lines(r.pattern.source, r.pattern.flags)
         # tflags nosubject: the first line (the Subject, or the empty line SpamAssassin puts
         # there when there is none) is skipped
-        nosubject = per_line and "nosubject" in r.tflags
+        nosubject = kind == "body" and "nosubject" in r.tflags
         if nosubject:
             settles = False
 
@@ -697,6 +704,19 @@ class RuleEngine:
                             return n
                 return n
             if nosubject:
+                if not per_line:  # the text after the first line (a "^" still meets its start)
+                    text = t.text(kind)
+                    start = text.find("\n") + 1 if t.m.subject else 0
+                    if start == 0 and t.m.subject:
+                        return 0
+                    if maxhits <= 1:
+                        return 1 if search(text, start) is not None else 0
+                    n = 0
+                    for _ in finditer(text, start):
+                        n += 1
+                        if n >= maxhits:
+                            break
+                    return n
                 lines = t.body_lines()[1 if t.m.subject else 0:]
                 if maxhits <= 1:
                     return 1 if any(search(ln) is not None for ln in lines) else 0
@@ -708,8 +728,12 @@ class RuleEngine:
                 return 1 if search(text) is not None else 0
             n = 0
             for found in finditer(text):
-                if per_line and not t.inside_a_line(found.span()):
-                    return _count_per_line(finditer, t.body_lines(), maxhits)
+                if per_line:
+                    s, e = found.span()
+                    # off both ends of one line (the lines are joined by one newline each)
+                    if not (s and e < len(text) and text[s - 1] != "\n" and text[e] != "\n"
+                            and "\n" not in found.group()):
+                        return _count_per_line(finditer, t.body_lines(), maxhits)
                 n += 1
                 if n >= maxhits:
                     break

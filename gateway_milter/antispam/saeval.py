@@ -125,16 +125,12 @@ def check_for_uppercase(m: SaMessage, args: tuple[Any, ...], extra: dict[str, An
     if pct is None:
         pct = 0.0
         if not _charset_likely_to_fp_as_caps(m):
-            length = lower = upper = 0
-            for line in body_lines(m):
-                if _INNER_SPACE.search(line) is None or _BASE64_LINE.match(line):
-                    continue
-                if "\x1b" in line:
-                    line = _SHIFT_JIS.sub("", line)
-                raw = line.encode("latin-1", "replace")
-                length += len(raw)
-                lower += len(raw.translate(None, _NOT_LOWER))
-                upper += len(raw.translate(None, _NOT_UPPER))
+            kept = [line for line in body_lines(m)
+                    if _INNER_SPACE.search(line) is not None and not _BASE64_LINE.match(line)]
+            raw = "".join(_SHIFT_JIS.sub("", x) if "\x1b" in x else x for x in kept).encode("latin-1", "replace")
+            length = len(raw)
+            lower = len(raw.translate(None, _NOT_LOWER))
+            upper = len(raw.translate(None, _NOT_UPPER))
             if length >= 200 and upper + lower:
                 pct = upper * 100.0 / (upper + lower)
         m.cache["uppercase"] = pct

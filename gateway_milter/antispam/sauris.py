@@ -161,6 +161,7 @@ class UriSettings:
         self._text_re: re.Pattern[str] | None = None
         # canonical forms by URI: links recur from message to message (newsletters, footers)
         self._canon: dict[str, tuple[str, ...]] = {}
+        self._hosts: dict[str, str | None] = {}
 
     @property
     def text_re(self) -> re.Pattern[str]:
@@ -178,7 +179,18 @@ class UriSettings:
 
     def uri_host(self, uri: str) -> str | None:
         """RegistryBoundaries::uri_to_domain's host (not trimmed to the registered domain):
-        None when the URI has no valid host."""
+        None when the URI has no valid host. Remembered per URI (links recur from message to
+        message)."""
+        try:
+            return self._hosts[uri]
+        except KeyError:
+            pass
+        if len(self._hosts) >= CANON_CACHE:
+            self._hosts.clear()
+        host = self._hosts[uri] = self._uri_host(uri)
+        return host
+
+    def _uri_host(self, uri: str) -> str | None:
         u = uri.lower()
         if _NO_HOST_SCHEME.match(u):
             return None

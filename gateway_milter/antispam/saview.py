@@ -5,12 +5,13 @@ runs of white space collapsed), the raw decoded body, the full message and the U
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import threading
 import weakref
 from collections import Counter
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
 from email.message import Message
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,10 @@ _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 
 _W1252_LIKELY = re.compile(rb"[^\x00-\x7f\xa0\xa9\xad\x82\x84\x85\x91-\x97\x99\xc0-\xd6\xd8-\xde\xe0-\xf6\xf8-\xfe]")
 _ASCII_ONLY = re.compile(rb"[^\x00-\x7f]")
+# charsets whose 7-bit text is ASCII as it stands (Node's _normalize does not decode it); others
+# (ISO-2022-JP, UTF-7, HZ) encode their characters in 7 bits and are decoded
+_ASCII_SUPERSET = re.compile(r"(?:|(?:us-)?ascii|ansi[_ ]?x3\.4-(?:1986|1968)|iso646-us|iso[ -]?8859(?:-\d{1,2})?"
+                             r"|windows-\d{4}|cp\d{3,4}|utf-?8|(?:koi8|euc)-[a-z]{1,2}|big5|gbk|gb[ -]?18030(?:-20\d\d)?)\Z")
 
 
 def normalize_charset(data: bytes, declared: str) -> str:
@@ -64,13 +69,15 @@ def normalize_charset(data: bytes, declared: str) -> str:
     UTF-8, whatever was declared; then the declared charset, strictly (ISO-8859-1 read as
     Windows-1252); then Windows-1252 strictly if only its common letters and punctuation occur;
     at last Windows-1252 with U+FFFD for its five undefined bytes."""
-    if _ASCII_ONLY.search(data) is None:
-        return data.decode("ascii")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
     cs = (declared or "").strip().lower()
+    eight_bit = _ASCII_ONLY.search(data) is not None
+    if not eight_bit and _ASCII_SUPERSET.match(cs):
+        return data.decode("ascii")
+    if eight_bit:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
     if cs in ("iso-8859-1", "iso8859-1", "iso88591", "windows-1252", "cp1252"):
         cs = "cp1252"
     if cs and cs not in ("us-ascii", "ascii", "utf-8", "utf8"):
@@ -79,6 +86,8 @@ def normalize_charset(data: bytes, declared: str) -> str:
                 return data.decode(name)
             except (LookupError, UnicodeDecodeError, ValueError):
                 continue
+    if not eight_bit:
+        return data.decode("ascii")
     if _W1252_LIKELY.search(data) is None:
         try:
             return data.decode("cp1252")
@@ -97,38 +106,66 @@ def _clean_name(name: str) -> str:
 
 
 _FOLD = re.compile(r"\r?\n[ \t]+")
+_EW = re.compile(r"=\?([A-Za-z0-9*_-]+)\?([bqBQ])\?([^?]*)\?=")
+_EW_GAP = re.compile(r"(=\?[A-Za-z0-9*_-]+\?[bqBQ]\?[^?]*\?=)\s+(?==\?[A-Za-z0-9*_-]+\?[bqBQ]\?[^?]*\?=)")
+_NOT_DECODED = re.compile(r"(?:Received|(?:Resent-)?(?:Message-ID|Date)|MIME-Version|References|In-Reply-To|List-.*)\Z",
+                          re.I | re.S)
 
 
-def decode_header_value(value: str) -> str:
-    """RFC 2047 decoding, unfolded as SpamAssassin unfolds (a line break and the white space
-    after it: one space); never raises."""
-    v = _FOLD.sub(" ", value).replace("\r\n", "\n").replace("\n", "")
-    if "=?" not in v:
+def decode_header_value(value: str, name: str = "") -> str:
+    """A header value as SpamAssassin decodes it (Node's header() and _decode_header): unfolded
+    (a line break and the white space after it: one space); RFC 2047 encoded words decoded
+    wherever they stand, white space between two of them dropped, nothing added around them,
+    adjacent words of one charset joined before their bytes are decoded (a character split
+    across two words), the charset's invalid bytes U+FFFD; Received, Date, Message-ID,
+    MIME-Version, References, In-Reply-To and List-* are not decoded. Never raises."""
+    v = _FOLD.sub(" ", value).replace("\r\n", "\n").replace("\n", "") if "\n" in value else value
+    if "=?" not in v or (name and _NOT_DECODED.match(name)):
         return v
+    v = _EW_GAP.sub(r"\1", v)
+    sections: list[list[Any]] = []  # [text or bytes, charset ("" for text as it stands)]
+
+    def add(data: Any, charset: str) -> None:
+        if sections and sections[-1][1] == charset:
+            sections[-1][0] += data
+        else:
+            sections.append([data, charset])
+
+    pos = 0
+    for m in _EW.finditer(v):
+        if m.start() > pos:
+            add(v[pos:m.start()], "")
+        add(_ew_bytes(m.group(2), m.group(3)), m.group(1).lower().split("*")[0])
+        pos = m.end()
+    if pos < len(v):
+        add(v[pos:], "")
+    return "".join(data if not charset else _ew_text(data, charset) for data, charset in sections)
+
+
+def _ew_bytes(cte: str, data: str) -> bytes:
+    """An encoded word's bytes: base64 (leniently: stray characters dropped, padding added) or
+    quoted-printable with "_" for a space."""
+    raw = data.encode("ascii", "replace")
+    if cte in "bB":
+        raw = re.sub(rb"[^A-Za-z0-9+/]", b"", raw)
+        raw = raw[:len(raw) - len(raw) % 4] if len(raw) % 4 == 1 else raw + b"=" * (-len(raw) % 4)
+        try:
+            return base64.b64decode(raw)
+        except ValueError:
+            return b""
+    return binascii.a2b_qp(raw.replace(b"_", b"=20"))
+
+
+def _ew_text(data: bytes, charset: str) -> str:
+    """Node's _normalize insisting on the declared charset: its invalid bytes U+FFFD
+    (ISO-8859-1 read as Windows-1252); an unknown charset as normalize_charset would guess."""
+    if _ASCII_ONLY.search(data) is None and _ASCII_SUPERSET.match(charset):
+        return data.decode("ascii")
+    cs = "cp1252" if charset in ("iso-8859-1", "iso8859-1", "iso88591", "windows-1252", "cp1252") else charset
     try:
-        parts = decode_header(v)
-    except (ValueError, AssertionError, IndexError):
-        return v
-    try:
-        return str(make_header(parts))
-    except UnicodeError:
-        pass  # an encoded word's bytes are not valid in its charset: decoded with U+FFFD below
-    except (ValueError, LookupError, AssertionError, IndexError):
-        return v
-    # as SpamAssassin (Perl's Encode) decodes them: what is not valid becomes U+FFFD, and the
-    # other words are decoded as usual
-    fixed: list[tuple[bytes | str, str | None]] = []
-    for data, cs in parts:
-        if isinstance(data, bytes) and cs:
-            try:
-                data, cs = data.decode(cs, "replace").encode("utf-8"), "utf-8"
-            except LookupError:
-                pass
-        fixed.append((data, cs))
-    try:
-        return str(make_header(fixed))
-    except (ValueError, LookupError, UnicodeError, AssertionError, IndexError):
-        return v
+        return data.decode(cs, "replace")
+    except (LookupError, ValueError):
+        return normalize_charset(data, "")
 
 
 @dataclass(slots=True)
@@ -163,6 +200,7 @@ class SaMessage:
     alternatives: list[list[tuple[str, str, bool]]] = field(default_factory=list)
     trust: TrustConfig = field(default_factory=TrustConfig)  # where the trust path's boundary lies
     _hcache: dict[str, str | None] = field(default_factory=dict)
+    _rcache: dict[str, str | None] = field(default_factory=dict)  # rule_header's
     cache: dict[str, Any] = field(default_factory=dict)  # per-message values the eval functions share
 
     def header(self, spec: str) -> str | None:
@@ -188,12 +226,12 @@ class SaMessage:
         context): every value, every address (``:addr``) or every name (``:name``) of every
         header of that name (or of the first or last with ``:first``/``:last``), joined by
         newlines. None when there is nothing (the rule's ``if-unset`` text then)."""
-        key = "\0" + spec
-        if key in self._hcache:
-            return self._hcache[key]
+        try:
+            return self._rcache[spec]
+        except KeyError:
+            pass
         vals = self._get(spec)
-        v = None if not vals else "\n".join(vals)
-        self._hcache[key] = v
+        v = self._rcache[spec] = None if not vals else "\n".join(vals)
         return v
 
     def _get(self, spec: str) -> list[str] | None:
@@ -358,7 +396,7 @@ def body_lines(m: SaMessage) -> list[str]:
 
 def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envelope_from: str = "") -> SaMessage:
     raw_headers = [(n, v.replace("\r\n", "\n")) for n, v in headers]
-    dec = [(n, decode_header_value(v).strip()) for n, v in headers]
+    dec = [(n, decode_header_value(v, n).strip()) for n, v in headers]
     v = SaMessage(headers=dec, raw_headers=[(n, x.strip()) for n, x in raw_headers], envelope_from=envelope_from)
     v.subject = next((x for n, x in dec if n.lower() == "subject"), "")
     texts: list[str] = []
@@ -589,7 +627,7 @@ _views: weakref.WeakKeyDictionary[MessageContext, SaMessage] = weakref.WeakKeyDi
 _lock = threading.Lock()
 
 
-_BLANK_RUN = re.compile(rb"(?:^[ \t\r\f\v]*\n){21}", re.M)
+_BLANK_RUN = re.compile(rb"\n(?:[ \t\r\f\v]*\n){21}")  # (a leading literal: the engine skips to each newline)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 MAX_BLANK_LINES = 20
 
@@ -600,7 +638,7 @@ def squash_blank_lines(raw: bytes) -> bytes:
     message, which full rules and the body length read, keeps them all). The same object back
     when there is no such run."""
     m = _HEADER_END.search(raw)
-    if m is None or _BLANK_RUN.search(raw, m.end()) is None:
+    if m is None or _BLANK_RUN.search(raw, m.end() - 1) is None:
         return raw
     lines = raw[m.end():].splitlines(keepends=True)
     start: int | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -158,32 +158,31 @@ def all_to_addrs(m: SaMessage) -> list[str]:
     return got
 
 
-def _in_list(extra: dict[str, Any], name: str, addrs: Iterable[str]) -> int:
+def _in_list(extra: dict[str, Any], name: str, addrs: Callable[[], Iterable[str]]) -> int:
     lst = _lists(extra).addr.get(name)
     if lst is None:
-        return 0  # (SpamAssassin warns "could not find list")
-    return int(any(lst.match(a) for a in addrs))
+        return 0  # (SpamAssassin warns "could not find list"; the addresses are not looked at)
+    return int(any(lst.match(a) for a in addrs()))
 
 
 @_eval("check_from_in_list")
 def check_from_in_list(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    return _in_list(extra, str(args[0]), _all_from_addrs(m)) if args else 0
+    return _in_list(extra, str(args[0]), lambda: _all_from_addrs(m)) if args else 0
 
 
 @_eval("check_replyto_in_list")
 def check_replyto_in_list(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    replyto = m.header("Reply-To:addr") or ""
-    return _in_list(extra, str(args[0]), [replyto]) if args and replyto else 0
+    return _in_list(extra, str(args[0]), lambda: [a for a in [m.header("Reply-To:addr") or ""] if a]) if args else 0
 
 
 @_eval("check_to_in_list")
 def check_to_in_list(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    return _in_list(extra, str(args[0]), all_to_addrs(m)) if args else 0
+    return _in_list(extra, str(args[0]), lambda: all_to_addrs(m)) if args else 0
 
 
 def _named(list_name: str, to: bool) -> Any:
     def fn(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-        return _in_list(extra, list_name, all_to_addrs(m) if to else _all_from_addrs(m))
+        return _in_list(extra, list_name, (lambda: all_to_addrs(m)) if to else (lambda: _all_from_addrs(m)))
     return fn
 
 
@@ -364,12 +363,14 @@ def _uri_hosts_listed(m: SaMessage, extra: dict[str, Any]) -> dict[str, str]:
 
 @_eval("check_uri_host_listed")
 def check_uri_host_listed(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    return int(bool(args) and str(args[0]) in _uri_hosts_listed(m, extra))
+    if not args or str(args[0]) not in _lists(extra).uri_hosts:
+        return 0  # no such list: the URIs are not looked at
+    return int(str(args[0]) in _uri_hosts_listed(m, extra))
 
 
 def _uri_list(name: str) -> Any:
     def fn(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-        return int(name in _uri_hosts_listed(m, extra))
+        return int(name in _lists(extra).uri_hosts and name in _uri_hosts_listed(m, extra))
     return fn
 
 

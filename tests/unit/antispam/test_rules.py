@@ -482,6 +482,23 @@ def test_text_is_decoded_as_spamassassins_normalize_charset_decodes_it() -> None
     assert normalize_charset(b"\xc4\xe3\xcb\xff", "gb2312") == "ÄãËÿ"
     assert normalize_charset(b"\x81 x", "") == "\ufffd x"  # one of 1252's undefined bytes
     assert normalize_charset(b"plain", "x-unknown") == "plain"
+    # a 7-bit encoding is decoded, not read as ASCII (nor as UTF-8, which 7-bit bytes also are)
+    assert normalize_charset(b'\x1b$B%"%@\x1b(B', "iso-2022-jp") == "アダ"
+
+
+def test_encoded_words_are_decoded_as_spamassassin_decodes_them() -> None:
+    from gateway_milter.antispam.saview import decode_header_value
+
+    # wherever they stand, nothing added around them (the stdlib put spaces there)
+    assert decode_header_value("=?iso-2022-jp?B?am9rb0Bycy4xMjgubmUuanA=?=@FreeBSD.ORG", "From") == \
+        "joko@rs.128.ne.jp@FreeBSD.ORG"
+    assert decode_header_value("x=?utf-8?q?a?=y") == "xay"
+    assert decode_header_value('"=?iso-2022-jp?B?JxskQiUiJUAbKEIn?=" <a@b.example>', "To") == "\"'アダ'\" <a@b.example>"
+    # a character split across two words of one charset; white space between words dropped
+    assert decode_header_value("=?utf-8?Q?=E4=BD?= =?utf-8?Q?=A0?= x") == "你 x"
+    assert decode_header_value("=?US-ASCII*EN?Q?Keith_Moore?=") == "Keith Moore"
+    # not decoded in these headers
+    assert decode_header_value("<=?utf-8?q?x?=@example.com>", "Message-ID") == "<=?utf-8?q?x?=@example.com>"
 
 
 def test_rendered_parts_have_lf_line_ends_as_spamassassins_decode_leaves_them() -> None:
