@@ -243,40 +243,36 @@ def _welcomelist_rcvd(m: SaMessage, extra: dict[str, Any], name: str, addr: str)
     return forged
 
 
-def _from_in_welcomelist(m: SaMessage, extra: dict[str, Any]) -> int:
-    got: int | None = m.cache.get("from_in_welcomelist")
+def _from_in(m: SaMessage, extra: dict[str, Any], plain: str | None, rcvd: str) -> int:
+    """WLBLEval's _check_from_in_welcomelist (``plain`` welcomelist_from, ``rcvd``
+    welcomelist_from_rcvd) and _check_from_in_default_welcomelist (no plain list,
+    def_welcomelist_from_rcvd): 1 listed, -1 listed but from another relay, 0; once a message."""
+    key = f"from_in_{rcvd}"
+    got: int | None = m.cache.get(key)
     if got is not None:
         return got
-    lst = _lists(extra).addr.get("welcomelist_from")
+    lst = _lists(extra).addr.get(plain) if plain else None
     found = 0
     for a in _all_from_addrs(m):
         if lst is not None and lst.match(a):
             found = 1
             break
-        wh = _welcomelist_rcvd(m, extra, "welcomelist_from_rcvd", a)
+        wh = _welcomelist_rcvd(m, extra, rcvd, a)
         if wh == 1:
             found = 1
             break
         if wh == -1:
             found = -1
-    m.cache["from_in_welcomelist"] = found
+    m.cache[key] = found
     return found
+
+
+def _from_in_welcomelist(m: SaMessage, extra: dict[str, Any]) -> int:
+    return _from_in(m, extra, "welcomelist_from", "welcomelist_from_rcvd")
 
 
 def _from_in_default_welcomelist(m: SaMessage, extra: dict[str, Any]) -> int:
-    got: int | None = m.cache.get("from_in_default_welcomelist")
-    if got is not None:
-        return got
-    found = 0
-    for a in _all_from_addrs(m):
-        wh = _welcomelist_rcvd(m, extra, "def_welcomelist_from_rcvd", a)
-        if wh == 1:
-            found = 1
-            break
-        if wh == -1:
-            found = -1
-    m.cache["from_in_default_welcomelist"] = found
-    return found
+    return _from_in(m, extra, None, "def_welcomelist_from_rcvd")
 
 
 def check_from_in_welcomelist(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,36 @@ def test_rule_hits_agree_with_spamassassin(monkeypatch: pytest.MonkeyPatch) -> N
     assert res["hits_agreeing"] > 200
     assert res["agreement_pct"] >= 99.0, res  # 100 % here (423 hits); 98.59 % at the previous release
     assert not FIXED & set(res["rules_differing"]), res["rules_differing"]
+
+
+def _own_messages_against_spamassassin(paths: list[Path], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """SpamAssassin's hits and sub-rule hits on our own messages, and a function that asserts,
+    message by message, that ours on the rules given are the same (the rules engine's reference
+    path, every rule run); it returns the rules both sides hit. Skips without Mail::SpamAssassin."""
+    if shutil.which("perl") is None or subprocess.run(["perl", "-MMail::SpamAssassin", "-e", "1"],
+                                                      capture_output=True).returncode != 0:
+        pytest.skip("Mail::SpamAssassin not installed (Debian's spamassassin package; scripts/install-deps.sh)")
+    from gateway_milter.antispam.evaluate import make_context
+    from gateway_milter.antispam.saview import message_view
+    from gateway_milter.layers.rules import RulesSettings, engine_from_settings
+    from gateway_milter.policy.snapshot import PolicySnapshot
+
+    theirs = _differential().sa_hits(paths, progress=False, subtests=True)
+    monkeypatch.setenv("GATEWAY_RULES_HYPERSCAN", "0")
+    policy = PolicySnapshot.from_document({"settings": {"rules": {"use_bayes": False, "score_set": 0}}})
+    engine = engine_from_settings(RulesSettings(score_set=0))
+
+    def compare(compared: set[str]) -> set[str]:
+        hit_by_both: set[str] = set()
+        for p in paths:
+            view = message_view(make_context(p.read_bytes(), policy))
+            ours = {n for n, v in engine.run(view, None, lazy=False).values.items() if v} & compared
+            sa = theirs[str(p)] & compared
+            assert ours == sa, (p.name, sorted(ours - sa), sorted(sa - ours))
+            hit_by_both |= ours
+        return hit_by_both
+
+    return engine, compare
 
 
 def _utf8_messages(d: Path) -> list[Path]:
@@ -117,33 +148,14 @@ def test_rules_on_non_ascii_text_agree_with_spamassassin(tmp_path: Path, monkeyp
     """SpamAssassin gives body and header rules UTF-8 octets: its look-alike letter rules
     (FUZZY_*, 25_replace.cf) are byte sequences. Every rule whose pattern holds a byte above
     0x7f, and the evals that count bytes, against SpamAssassin's hits and sub-rule hits."""
-    if shutil.which("perl") is None or subprocess.run(["perl", "-MMail::SpamAssassin", "-e", "1"],
-                                                      capture_output=True).returncode != 0:
-        pytest.skip("Mail::SpamAssassin not installed (Debian's spamassassin package; scripts/install-deps.sh)")
-    from gateway_milter.antispam.evaluate import make_context
-    from gateway_milter.antispam.saview import message_view
-    from gateway_milter.layers.rules import RulesSettings, engine_from_settings
-    from gateway_milter.policy.snapshot import PolicySnapshot
-
-    mod = _differential()
-    paths = _utf8_messages(tmp_path)
-    theirs = mod.sa_hits(paths, progress=False, subtests=True)
-    monkeypatch.setenv("GATEWAY_RULES_HYPERSCAN", "0")
-    policy = PolicySnapshot.from_document({"settings": {"rules": {"use_bayes": False, "score_set": 0}}})
-    engine = engine_from_settings(RulesSettings(score_set=0))
+    engine, compare = _own_messages_against_spamassassin(_utf8_messages(tmp_path), monkeypatch)
     high = re.compile(r"\\x[89a-fA-F][0-9a-fA-F]|[^\x00-\x7f]")  # a byte above 0x7f, escaped or as it stands
     byte_rules = {n for n, r in engine.rules.items() if r.pattern is not None and high.search(r.pattern.source)}
     compared = byte_rules | {"__KAM_BODY_LENGTH_LT_128", "__KAM_BODY_LENGTH_LT_256", "__TVD_SPACE_RATIO",
                              "TVD_SPACE_RATIO", "UNICODE_OBFU_ASC", "SUSP_UTF8_WORD_SUBJ", "DRUGS_ERECTILE"}
     compared &= set(engine.rules)  # (sub-rules no rule reads are not loaded)
     assert len(byte_rules) > 100
-    hit_by_both = set()
-    for p in paths:
-        view = message_view(make_context(p.read_bytes(), policy))
-        ours = {n for n, v in engine.run(view, None, lazy=False).values.items() if v} & compared
-        sa = theirs[str(p)] & compared
-        assert ours == sa, (p.name, sorted(ours - sa), sorted(sa - ours))
-        hit_by_both |= ours
+    hit_by_both = compare(compared)
     # the look-alike rules did fire (on both sides), so the comparison meant something
     assert {"FUZZY_PAYPAL", "FUZZY_CLICK_HERE", "__HIGHBITS", "__4BYTE_UTF8_WORD", "__4BYTE_UTF8_WORD_SUBJ"} <= hit_by_both
 
@@ -205,30 +217,10 @@ def test_message_structure_is_read_as_spamassassin_reads_it(tmp_path: Path, monk
     a multipart without its boundary read as text, text and *.html attachments rendered, encoded
     words with bad bytes, normalize_charset, check_for_uppercase and __RP_MATCHES_RCVD: the
     scored hits and the sub-rules named below, against SpamAssassin's on our own messages."""
-    if shutil.which("perl") is None or subprocess.run(["perl", "-MMail::SpamAssassin", "-e", "1"],
-                                                      capture_output=True).returncode != 0:
-        pytest.skip("Mail::SpamAssassin not installed (Debian's spamassassin package; scripts/install-deps.sh)")
-    from gateway_milter.antispam.evaluate import make_context
-    from gateway_milter.antispam.saview import message_view
-    from gateway_milter.layers.rules import RulesSettings, engine_from_settings
-    from gateway_milter.policy.snapshot import PolicySnapshot
-
-    mod = _differential()
-    paths = _structure_messages(tmp_path)
-    theirs = mod.sa_hits(paths, progress=False, subtests=True)
-    monkeypatch.setenv("GATEWAY_RULES_HYPERSCAN", "0")
-    policy = PolicySnapshot.from_document({"settings": {"rules": {"use_bayes": False, "score_set": 0}}})
-    engine = engine_from_settings(RulesSettings(score_set=0))
+    engine, compare = _own_messages_against_spamassassin(_structure_messages(tmp_path), monkeypatch)
     subs = {"__FROM_ADDR_WS", "__NONEMPTY_BODY", "__RP_MATCHES_RCVD", "__UPPERCASE_50_75", "__UPPERCASE_75_100",
             "__PLING_QUERY", "__E_LIKE_LETTER", "__LOWER_E", "__TAG_EXISTS_HTML", "__HAS_ANY_URI"}
-    compared = (set(engine.roots) | subs) & set(engine.rules)
-    hit_by_both = set()
-    for p in paths:
-        view = message_view(make_context(p.read_bytes(), policy))
-        ours = {n for n, v in engine.run(view, None, lazy=False).values.items() if v} & compared
-        sa = theirs[str(p)] & compared
-        assert ours == sa, (p.name, sorted(ours - sa), sorted(sa - ours))
-        hit_by_both |= ours
+    hit_by_both = compare((set(engine.roots) | subs) & set(engine.rules))
     # what these messages are for did happen, on both sides
     assert {"__FROM_ADDR_WS", "EMPTY_MESSAGE", "__RP_MATCHES_RCVD", "__E_LIKE_LETTER"} <= hit_by_both
     assert hit_by_both & {"UPPERCASE_50_75", "UPPERCASE_75_100"}
