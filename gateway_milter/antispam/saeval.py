@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway_milter.antispam.htmltext import FLAG_FACTS, NUMERIC_FACTS, STRING_FACTS, HtmlFacts
+from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.relays import IP, is_private_ip
 from gateway_milter.antispam.saview import SaMessage, body_lines
 from gateway_milter.antispam.urls import org_domain
@@ -91,6 +92,7 @@ _SHIFT_JIS = re.compile(r"\x1b\$B.*\x1b\(B", re.S)
 # MIMEEval's CHARSETS_LIKELY_TO_FP_AS_CAPS: scripts without case, where "upper case" means nothing
 _CAPS_FP_CHARSET = re.compile(r"[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)"
                               r"[-_a-z0-9]*", re.I)
+_CAPS_FP_WORD = re.compile(r"=\?" + _CAPS_FP_CHARSET.pattern + r"\?", re.I)
 _CT_CHARSET = (re.compile(r'charset="([^"]+)"', re.I), re.compile(r"charset='([^']+)'", re.I),
                re.compile(r"charset=(\S+)", re.I))
 
@@ -278,10 +280,16 @@ def check_stock_info(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any])
 # -- HeaderEval -----------------------------------------------------------------------------------
 @_eval("subject_is_all_caps")
 def subject_is_all_caps(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    s = re.sub(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|Sv):\s*)+", "", m.subject, flags=re.I)
-    if len(s) < 10 or not re.search(r"[A-Za-z]", s) or " " not in s.strip():
+    """HeaderEval: the Subject (reply and forward prefixes off) has white space, at least 10
+    bytes, and its ASCII letters are all upper case; not when it is encoded in a charset
+    without case."""
+    s = re.sub(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+", "", (m.header("Subject") or "").strip(), flags=re.I)
+    if re.search(r"\s", s) is None or len(octets(s)) < 10:
         return 0
-    return int(s == s.upper())
+    letters = re.sub(r"[^a-zA-Z]", "", s)
+    if _CAPS_FP_WORD.search(m.header("Subject:raw") or ""):
+        return 0
+    return int(bool(letters) and letters == letters.upper())
 
 
 @_eval("check_header_count_range")

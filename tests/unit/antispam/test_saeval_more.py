@@ -540,3 +540,19 @@ def test_a_mailto_link_the_text_also_gives_is_judged_in_the_text(engine: RuleEng
     assert "T_FM_REPLYTO" not in hits(engine, view(rt, shown, ctype=html))
     hidden = '<p>Manager <a href="mailto:carl@freemail.example.com">write to us</a></p>\r\n'
     assert "T_FM_REPLYTO" in hits(engine, view(rt, hidden, ctype=html))
+
+
+def test_subject_is_all_caps_as_headereval_judges_it(tmp_path: Path) -> None:
+    eng = engine_for((str(write_rules(tmp_path, "header T_CAPS eval:subject_is_all_caps()\nscore T_CAPS 1\n")),),
+                     2, include_default=False)
+
+    def caps(subject: str) -> bool:
+        head = PLAIN.replace("Subject: lunch", f"Subject: {subject}")
+        return "T_CAPS" in {h.name for h in eng.run(view(head)).hits}
+
+    assert caps("FREE MONEY NOW 100%") and caps("WG: FREE MONEY NOW")
+    assert not caps("Free money now") and not caps("FREEMONEYNOW!") and not caps("BUY NOW")  # one word; < 10
+    assert not caps("VL: FREECASHNOW")  # the prefix taken off, one word is left
+    assert caps("[SA] =?utf-8?Q?GRATIS_GELD_JETZT?=")
+    # encoded in a charset without case: never (Big5 here)
+    assert not caps("[SA] =?big5?Q?=BE=A5=A4=F4=A7X?= OFFER")
