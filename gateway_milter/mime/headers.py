@@ -291,14 +291,21 @@ _BARE_ADDRESS = re.compile(r"[^\s<>,;:\"()\[\]@]+@[^\s<>,;:\"()\[\]@]+")
 # an unquoted display name holding an "@" before an angle address ("a@b.example <c@d.example>"):
 # the stdlib parser reads it as a second address, and the angle address (where the mail is
 # from) as the second one; SpamAssassin's parser and mail readers take it as the name
-_AT_PHRASE = re.compile(r'(^|,)(\s*)([^,"<>()]*@[^,"<>()]*?)(\s*<[^<>]*>)')
+# (one run of plain characters before the "<", no nested repeats: linear on hostile headers)
+_AT_PHRASE = re.compile(r'(^|,)([^,"<>()]++)(<[^<>]*>)')
 
 
 def _quote_at_phrases(value: str) -> str:
     if "@" not in value or "<" not in value:
         return value
-    return _AT_PHRASE.sub(lambda m: (f'{m.group(1)}{m.group(2)}"{m.group(3).strip()}"{m.group(4)}'
-                                     if m.group(3).strip() else m.group(0)), value)
+
+    def quote(m: re.Match[str]) -> str:
+        phrase = m.group(2)
+        if "@" not in phrase or not phrase.strip():
+            return m.group(0)
+        lead = phrase[:len(phrase) - len(phrase.lstrip())]
+        return f'{m.group(1)}{lead}"{phrase.strip()}" {m.group(3)}'
+    return _AT_PHRASE.sub(quote, value)
 
 
 def addresses(values: list[str]) -> list[tuple[str, str]]:
