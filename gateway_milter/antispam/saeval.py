@@ -645,9 +645,9 @@ def _all_from_addrs(m: SaMessage) -> list[str]:
     runs of dots squeezed, without duplicates."""
     resent = m._values(m.headers, "resent-from")
     if resent:
-        addrs = [a for _, a in m.addresses(resent[:1])][:1]
+        addrs = [a for _, a in m.addresses(resent[:1]) if "@" in a][:1]
     else:
-        addrs = [a for _, a in m.addresses(m._values(m.headers, "from"))]
+        addrs = [a for _, a in m.addresses(m._values(m.headers, "from")) if "@" in a]
         for spec in ("Envelope-Sender:addr", "Resent-Sender:addr", "X-Envelope-From:addr", "EnvelopeFrom:addr"):
             a = m.header(spec)
             if a:

@@ -267,8 +267,8 @@ class SaMessage:
             vals = vals[:1]
         elif "last" in mods:
             vals = vals[-1:]
-        if "addr" in mods:
-            return [a for _, a in self.addresses(vals) if a]
+        if "addr" in mods:  # (Util::parse_header_addresses: no "@", no address)
+            return [a for _, a in self.addresses(vals) if "@" in a]
         if "name" in mods:
             # the display names (name:raw as written, RFC 2047 words and 8-bit bytes undecoded);
             # decoded ones with their white space collapsed and single quotes taken off
@@ -319,8 +319,8 @@ class SaMessage:
         vals = self._values(self.headers, name)
         if not vals:
             return None
-        pairs = self.addresses(vals[:1])
-        return pairs[0][1] if pairs else ""
+        # (an address needs its "@" to SpamAssassin's parser: "yyyy" is a name, no address)
+        return next((a for _, a in self.addresses(vals[:1]) if "@" in a), None)
 
     def _guess_envelope(self) -> str | None:
         p = self.relays()

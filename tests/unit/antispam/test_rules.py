@@ -547,3 +547,16 @@ def test_folded_headers_are_unfolded_to_one_space_as_spamassassin_unfolds_them(t
     from gateway_milter.antispam.saeval import _date_shift
 
     assert round(_date_shift(view), 2) == -4.14  # Date 06:03:58 UTC, received 10:12:15 UTC
+
+
+def test_a_word_without_an_at_sign_is_no_address_as_spamassassins_parser_reads_it() -> None:
+    # Util::parse_header_addresses: "yyyy" is a name with no address, so a stored message whose
+    # Return-Path is "yyyy" has no envelope sender to guess, and From: MAILER-DAEMON no From:addr
+    raw = b"Return-Path: yyyy\r\nFrom: MAILER-DAEMON\r\nTo: bob@example.com\r\nSubject: hi\r\n\r\nHello\r\n"
+    ctx = make_ctx(raw)
+    ctx.envelope_guessed = True
+    view = message_view(ctx)
+    view.envelope_guess = True
+    assert view.header("EnvelopeFrom") is None
+    assert view.rule_header("From:addr") is None and view.header("From:addr") == ""
+    assert view.rule_header("To:addr") == "bob@example.com"
