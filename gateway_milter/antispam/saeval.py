@@ -18,7 +18,7 @@ from typing import Any
 from gateway_milter.antispam.htmltext import FLAG_FACTS, NUMERIC_FACTS, STRING_FACTS, HtmlFacts
 from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.relays import IP, is_private_ip
-from gateway_milter.antispam.saview import SaMessage, body_lines
+from gateway_milter.antispam.saview import _PERL_WS, SaMessage, body_lines
 from gateway_milter.antispam.urls import org_domain
 from gateway_milter.auth.psl import is_tld
 
@@ -161,8 +161,10 @@ def tvd_vertical_words(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any
     return int(lo <= pct < hi)
 
 
-_PERL_SPACE = re.compile(r"[ \t\n\r\f\x0b]+")
-_PERL_WORD = re.compile(r"[0-9A-Za-z_]")
+# the rendered parts are characters to SpamAssassin (normalize_charset): Perl's Unicode \s and
+# \w, so a CJK or accented word counts and an ideographic space splits
+_PERL_SPACE = re.compile(f"[{_PERL_WS}]+")
+_PERL_WORD = re.compile(r"\w")
 
 
 def _madiff(m: SaMessage) -> tuple[float, int, int]:

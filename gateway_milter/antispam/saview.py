@@ -406,6 +406,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     budget = MAX_TEXT
     raw_budget = MAX_TEXT  # bytes of rawbody, all parts together (hostile input: many parts)
     html_of: dict[int, HtmlFacts] = {}
+    plain_of: dict[int, str] = {}  # the text/plain parts as rendered (multipart_alternative_difference)
     for p in mime.parts:
         v.part_headers.append(p.headers)
         v.content_types[p.content_type] += 1
@@ -441,6 +442,8 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
             rb = p.payload[:min(RAWBODY_PART_SCAN, max(raw_budget, 0))]
             raw_budget -= len(rb)
             raws.append(rb.decode("latin-1").replace("\r\n", "\n"))
+        if eff == "text/plain":
+            plain_of[p.index] = t[:BODY_PART_SCAN]
         if eff == "text/html":
             facts = render_html(t)
             html_of[p.index] = facts
@@ -477,12 +480,14 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         v.body_len = len(raw) - sep.end() - raw.count(b"\r\n", sep.end())
     v.missing_separator = b"\r\n\r\n" not in raw[:256 * 1024] and b"\n\n" not in raw[:256 * 1024]
     v.mime = _mime_counters(mime)
-    v.alternatives = _alternative_groups(mime, html_of)
+    v.alternatives = _alternative_groups(mime, html_of, plain_of)
     return v
 
 
-def _alternative_groups(mime: MimeView, html_of: dict[int, HtmlFacts]) -> list[list[tuple[str, str, bool]]]:
-    """The text parts under each multipart/alternative part, rendered, for BodyEval's
+def _alternative_groups(mime: MimeView, html_of: dict[int, HtmlFacts],
+                        plain_of: dict[int, str]) -> list[list[tuple[str, str, bool]]]:
+    """The rendered text/plain and text/html parts (as the body has them) under each
+    multipart/alternative part, for BodyEval's
     multipart_alternative_difference; none for an Exchange meeting request (a message that is
     multipart/alternative of text/html and text/calendar), which SpamAssassin skips."""
     roots: list[tuple[int, ...]] = []
@@ -509,13 +514,13 @@ def _alternative_groups(mime: MimeView, html_of: dict[int, HtmlFacts]) -> list[l
     for root in roots:
         group = []
         for p in mime.parts:
-            if p.path[:len(root)] != root or not p.content_type.startswith("text") or p.text is None:
+            if p.path[:len(root)] != root or not p.content_type.startswith("text"):
                 continue
-            if p.content_type == "text/html":
-                facts = html_of.get(p.index) or render_html(p.text[:BODY_PART_SCAN])
-                group.append((p.content_type, facts.text, "img" in facts.inside))
-            else:
-                group.append((p.content_type, p.text[:BODY_PART_SCAN], False))
+            facts = html_of.get(p.index)
+            if facts is not None:
+                group.append(("text/html", facts.text, "img" in facts.inside))
+            elif p.index in plain_of:  # (Node's rendered(): other text types are not rendered)
+                group.append(("text/plain", plain_of[p.index], False))
         groups.append(group)
     return groups
 

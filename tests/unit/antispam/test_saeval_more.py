@@ -556,3 +556,17 @@ def test_subject_is_all_caps_as_headereval_judges_it(tmp_path: Path) -> None:
     assert caps("[SA] =?utf-8?Q?GRATIS_GELD_JETZT?=")
     # encoded in a charset without case: never (Big5 here)
     assert not caps("[SA] =?big5?Q?=BE=A5=A4=F4=A7X?= OFFER")
+
+
+def test_the_alternative_difference_counts_words_in_any_script(engine: RuleEngine) -> None:
+    # the rendered parts are characters to SpamAssassin: Perl's Unicode \w and \s, so a Chinese
+    # HTML part has words, and an ideographic space splits them
+    html = "<html><body><p>公版廣告信範例</p><p>線上影片\u3000立即教你</p></body></html>"
+    raw = (PLAIN + 'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="a1"\r\n\r\n'
+           '--a1\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n'
+           + html + "\r\n--a1--\r\n").encode()
+    v = message_view(make_ctx(RCVD.encode() + raw))
+    assert "T_MPART_ALT_DIFF" in hits(engine, v)
+    from gateway_milter.antispam.saeval import _madiff
+
+    assert _madiff(v)[1:] == (3, 0)  # three HTML words, no text words
