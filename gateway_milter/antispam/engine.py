@@ -16,8 +16,9 @@ import re
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +80,20 @@ def _may_cross_lines(source: str, flags: str) -> bool:
     return any(int(lo, 16) <= 10 <= int(hi, 16) for lo, hi in _BYTE_RANGE.findall(source))
 
 
-def _count_per_line(finditer: Callable[[str], Any], lines: list[str], maxhits: int) -> int:
-    """Matches counted on each line alone, as SpamAssassin counts them, up to ``maxhits``."""
+def _count_per_piece(finditer: Callable[[str], Any], pieces: Iterable[str], maxhits: int) -> int:
+    """Matches counted in each piece (line, URI) alone, as SpamAssassin counts them, up to
+    ``maxhits``."""
     n = 0
-    for ln in lines:
-        for _ in finditer(ln):
-            n += 1
-            if n >= maxhits:
-                return n
+    for piece in pieces:
+        n += sum(1 for _ in islice(finditer(piece), maxhits - n))
+        if n >= maxhits:
+            break
     return n
+
+
+def _inside_line(text: str, s: int, e: int, matched: str) -> bool:
+    """A match at text[s:e] lies inside one of the newline-joined lines, off both its ends."""
+    return bool(s) and e < len(text) and text[s - 1] != "\n" and text[e] != "\n" and "\n" not in matched
 
 
 class _Texts:
@@ -189,8 +195,8 @@ class _Texts:
             if hit is None:
                 return False
             s, e = hit.span()
-            if s and e < len(text) and text[s - 1] != "\n" and text[e] != "\n" and "\n" not in hit.group():
-                return True  # inside one line, off both its ends
+            if _inside_line(text, s, e, hit.group()):
+                return True
             lines, starts = self.body_lines(), self.line_starts()
             i = bisect_right(starts, s) - 1
             ls = starts[i]
@@ -696,13 +702,7 @@ class RuleEngine:
                         if search(u) is not None:
                             return 1
                     return 0
-                n = 0
-                for u in t.uris():
-                    for _ in finditer(u):
-                        n += 1
-                        if n >= maxhits:
-                            return n
-                return n
+                return _count_per_piece(finditer, t.uris(), maxhits)
             if nosubject:
                 if not per_line:  # the text after the first line (a "^" still meets its start)
                     text = t.text(kind)
@@ -711,16 +711,11 @@ class RuleEngine:
                         return 0
                     if maxhits <= 1:
                         return 1 if search(text, start) is not None else 0
-                    n = 0
-                    for _ in finditer(text, start):
-                        n += 1
-                        if n >= maxhits:
-                            break
-                    return n
+                    return sum(1 for _ in islice(finditer(text, start), maxhits))
                 lines = t.body_lines()[1 if t.m.subject else 0:]
                 if maxhits <= 1:
                     return 1 if any(search(ln) is not None for ln in lines) else 0
-                return _count_per_line(finditer, lines, maxhits)
+                return _count_per_piece(finditer, lines, maxhits)
             text = t.text(kind)
             if maxhits <= 1:
                 if per_line:
@@ -728,12 +723,8 @@ class RuleEngine:
                 return 1 if search(text) is not None else 0
             n = 0
             for found in finditer(text):
-                if per_line:
-                    s, e = found.span()
-                    # off both ends of one line (the lines are joined by one newline each)
-                    if not (s and e < len(text) and text[s - 1] != "\n" and text[e] != "\n"
-                            and "\n" not in found.group()):
-                        return _count_per_line(finditer, t.body_lines(), maxhits)
+                if per_line and not _inside_line(text, found.start(), found.end(), found.group()):
+                    return _count_per_piece(finditer, t.body_lines(), maxhits)
                 n += 1
                 if n >= maxhits:
                     break

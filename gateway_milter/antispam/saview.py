@@ -214,7 +214,7 @@ class SaMessage:
         vals = self._get(spec)
         if vals is None:
             v = None
-        elif spec.endswith((":addr", ":name")) or ":addr:" in spec or ":name:" in spec:
+        elif {"addr", "name"} & set(spec.split(":")[1:]):  # one address or name: the first
             v = vals[0] if vals else ""
         else:
             v = "\n".join(vals)
