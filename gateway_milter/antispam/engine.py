@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
@@ -56,6 +57,11 @@ BODY_KINDS = ("body", "rawbody", "uri", "full")
 # From gained nothing, measured: docs/decisions/0047-hyperscan-first-pass.md)
 HS_HEADERS = ("ALL", "ALL:raw", "Received", "X-Spam-Relays-External", "X-Spam-Relays-Untrusted",
               "X-Spam-Relays-Trusted", "X-Spam-Relays-Internal")
+# any other header spec with at least this many (plain, not negated) rules on it is scanned
+# once by Hyperscan too: Subject, X-Mailer, From, From:addr, Message-ID, ... in the Debian rules
+# (about 150 header rules a message, 2-4 us each on ``re`` with the call around it, against one
+# scan per header)
+HS_HEADER_MIN_RULES = 4
 # Relative cost of computing one rule, used only to order the operands of ``&&`` and ``||`` in
 # metas (cheap first): any order gives the same truth value.
 COST_KNOWN = 0.0  # a scored rule: computed for every message anyway
@@ -101,7 +107,7 @@ class _Texts:
     for the literal prefilter."""
 
     __slots__ = ("m", "_text", "_low", "_squeezed", "_present", "indexes", "hs_covered", "known",
-                 "uri_settings", "_uris", "_lines", "_starts")
+                 "uri_settings", "_uris", "_lines", "_starts", "_part_values")
 
     def __init__(self, m: SaMessage, indexes: dict[tuple[str, bool], FactorIndex[str]],
                  uri_settings: sauris.UriSettings) -> None:
@@ -115,6 +121,7 @@ class _Texts:
         self._low: dict[str, str] = {}
         self._squeezed: dict[str, str] = {}
         self._present: dict[tuple[str, bool], set[str]] = {}
+        self._part_values: dict[tuple[str, bool], list[str]] = {}
         # rules whose value the Hyperscan pass already settled for this message: a rule in here
         # that was not given a value is a candidate, and only its own expression is left to run
         self.hs_covered: frozenset[str] | set[str] = frozenset()
@@ -141,11 +148,23 @@ class _Texts:
             self.m.cache["part_index"] = idx
         return idx
 
+    def part_values(self, lname: str, raw: bool) -> list[str]:
+        """The first value of a header in each MIME part that has it, as a mimeheader rule
+        searches it (decoded unless ``raw``, octets), once per message: a dozen rules read
+        Content-Type, each of them in every part."""
+        key = (lname, raw)
+        got = self._part_values.get(key)
+        if got is None:
+            got = [octets(vals[0] if raw else decode_header_value(vals[0]))
+                   for part in self.part_index() if (vals := part.get(lname))]
+            self._part_values[key] = got
+        return got
+
     def text(self, kind: str) -> str:
         t = self._text.get(kind)
         if t is None:
             m = self.m
-            if kind in HS_HEADERS:  # what a header rule on it searches (None: no such header)
+            if kind not in BODY_KINDS:  # a header spec: what a header rule on it searches (None: none)
                 h = m.rule_header(kind)
                 return h if h is None else octets(h)  # type: ignore[return-value]
             if kind == "body":
@@ -314,9 +333,20 @@ class RuleEngine:
                               if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None]
         # and Hyperscan's: those, and the header rules over the long header texts (HS_HEADERS;
         # those on ALL alone cost 0.27 ms a message on Python's ``re``)
-        self.hs_rules = [(r, r.kind) for r in self.pattern_rules] + [
-            (r, r.target) for r in self.rules.values()
-            if r.kind == "header" and r.target in HS_HEADERS and not r.negate and not r.eval_fn and r.pattern is not None]
+        plain_header = [r for r in self.rules.values()
+                        if r.kind == "header" and not r.negate and not r.eval_fn and r.pattern is not None
+                        and not r.target.startswith("exists:")]
+        per_spec = Counter(r.target for r in plain_header)
+        hs_specs = {t for t, k in per_spec.items() if t in HS_HEADERS or k >= HS_HEADER_MIN_RULES}
+        self.hs_rules = [(r, r.kind) for r in self.pattern_rules] + [(r, r.target) for r in plain_header
+                                                                     if r.target in hs_specs]
+        # a header spec's rules when the message has no such header: the value each then
+        # takes (its pattern over its if-unset text, "" by default), known when the rules load
+        self.unset_hits: dict[str, tuple[str, ...]] = {}
+        for r in plain_header:
+            unset = r.if_unset if r.if_unset is not None else ""
+            if r.target in hs_specs and r.pattern is not None and r.pattern.compiled.search(unset) is not None:
+                self.unset_hits[r.target] = (*self.unset_hits.get(r.target, ()), r.name)
         for r in self.pattern_rules:
             if r.pattern is not None:
                 f = required_factors(r.pattern)
@@ -633,13 +663,11 @@ class RuleEngine:
             hname, _, mod = r.target.partition(":")
             lname, negate = hname.lower(), r.negate
 
+            raw = mod == "raw"
+
             def mimeheader(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
-                for part in t.part_index():
-                    vals = part.get(lname)
-                    if not vals:
-                        continue
-                    value = vals[0] if mod == "raw" else decode_header_value(vals[0])
-                    if (search(octets(value)) is not None) != negate:
+                for value in t.part_values(lname, raw):
+                    if (search(value) is not None) != negate:
                         return 1
                 return 0
             return mimeheader
@@ -775,11 +803,16 @@ class RuleEngine:
                 memo.update(zero)
                 continue
             text = texts.text(kind)
+            if text is None and kind not in BODY_KINDS:  # no such header: each rule's value is known
+                memo.update(zero)
+                for n in self.unset_hits.get(kind, ()):
+                    if n in zero:
+                        memo[n] = 1
+                continue
             cands = hm.candidates(kind, text) if text else None
             if cands is None:
-                # not valid UTF-8 (lone surrogates), an empty text or an absent header (a rule
-                # may match the empty string or its if-unset value): the rules' own expressions
-                # decide, through the Python prefilters
+                # not valid UTF-8 (lone surrogates) or an empty text (a rule may match the
+                # empty string): the rules' own expressions decide, through the Python prefilters
                 covered = set(covered) - set(zero)
                 continue
             memo.update(zero)

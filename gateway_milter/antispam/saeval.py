@@ -369,6 +369,7 @@ def _date_shift(m: SaMessage) -> float:
     return min(diffs, key=abs) / 3600.0  # (the first of equal sizes, as Perl's stable sort)
 
 
+_TEMPLATE_VAR = re.compile(r"%[A-Z][A-Z_-]")
 _TEMPLATE_OK = re.compile(r"^(?:X-VMS-To|X-UIDL|X-Face|To|Cc|From|Subject|References|In-Reply-To|"
                           r"(?:X-|Resent-|X-Original-)?Message-Id):", re.I)
 
@@ -376,8 +377,10 @@ _TEMPLATE_OK = re.compile(r"^(?:X-VMS-To|X-UIDL|X-Face|To|Cc|From|Subject|Refere
 @_eval("check_unresolved_template")
 def check_unresolved_template(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
     all_ = m.header("ALL:raw") or ""
+    if _TEMPLATE_VAR.search(all_) is None:  # the usual case: one search, no line loop
+        return 0
     for line in all_.splitlines():
-        if re.search(r"%[A-Z][A-Z_-]", line) and not _TEMPLATE_OK.match(line):
+        if _TEMPLATE_VAR.search(line) and not _TEMPLATE_OK.match(line):
             return 1
     return 0
 

@@ -203,6 +203,32 @@ def test_header_rules_on_long_header_texts_are_scanned_and_empty_ones_go_the_pyt
     assert {h.name for h in eng.run(no_headers).hits} == {"ALL_EMPTY", "NO_UNTRUSTED"}
 
 
+@needs_hs
+def test_a_header_with_many_rules_is_scanned_once_and_an_absent_one_settles_its_rules(tmp_path: Path) -> None:
+    from gateway_milter.antispam.engine import HS_HEADER_MIN_RULES
+
+    rules = ["header SUBJ_EMPTY Subject =~ /^$/", "header SUBJ_UNSET Subject =~ /unset/ [if-unset: unset]",
+             "header SUBJ_FREE Subject =~ /\\bfree\\b/i", "header SUBJ_MONEY Subject =~ /\\$\\d+/",
+             "header SUBJ_NOT Subject !~ /hello/", "header FROM_X From =~ /x/"]
+    assert len(rules) - 2 >= HS_HEADER_MIN_RULES
+    d = write_rules(tmp_path, "".join(f"{r}\nscore {r.split()[1]} 0.1\n" for r in rules))
+    eng = RuleEngine(load_rules([d], 2), hs_cache=tmp_path / "cache")
+    hm = eng.hyperscan(None)
+    assert hm is not None
+    # the negated rule stays with Python (its value is the opposite of a match), as do the
+    # headers with fewer rules
+    assert hm.covered["Subject"] == {"SUBJ_EMPTY", "SUBJ_UNSET", "SUBJ_FREE", "SUBJ_MONEY"}
+    assert "From" not in hm.covered
+    assert eng.unset_hits == {"Subject": ("SUBJ_EMPTY", "SUBJ_UNSET")}
+    cases = {b"Subject: FREE for $100\r\nFrom: x@test\r\n\r\nbody\r\n": {"SUBJ_FREE", "SUBJ_MONEY", "SUBJ_NOT", "FROM_X"},
+             b"From: y@test\r\n\r\nbody\r\n": {"SUBJ_EMPTY", "SUBJ_UNSET", "SUBJ_NOT"},  # no Subject: if-unset
+             b"Subject: hello\r\nSubject: free\r\n\r\nbody\r\n": {"SUBJ_FREE"}}
+    for raw, expected in cases.items():
+        view = message_view(make_ctx(raw))
+        same(eng.run(view), eng.run(view, lazy=False))
+        assert {h.name for h in eng.run(view).hits} == expected, raw
+
+
 def test_without_a_cache_directory_the_engine_keeps_python(tmp_path: Path) -> None:
     eng = RuleEngine(load_rules([write_rules(tmp_path, RULES)], 2), hs_cache=None)
     assert eng.hyperscan(None) is None
