@@ -207,6 +207,23 @@ def test_address_parsing_never_raises() -> None:
     assert H.address(HOSTILE_TO) == "test@test.com"
 
 
+PLAIN_FORMS = ["alice@a.example", "  Alice   Smith\t<alice@a.example> ", '"Smith Alice" <a.s+tag@mail.a.example>',
+               '"" <x@y.example>', "<bare@b.example>", "Bob<bob@b.example>", "=?utf-8?Q?B=C3=B6b?= <b@b.example>",
+               "a@b.example, Carol <c@c.example>,d@d.example", "O'Brien <o'brien@x.example>"]
+NOT_PLAIN = ["J. Smith <j@x.example>", '"Smith, J" <j@x.example>', "j@x.example (J)", "<j@[192.0.2.1]>",
+             "a@b.example,", "undisclosed-recipients:;", "ceo@local.example <x@evil.example>", '"a\\"b" <q@x.example>',
+             "x@y.example.", '"A" <a@x.example>, "B" <b@x.example>']
+
+
+@pytest.mark.parametrize("value", PLAIN_FORMS + NOT_PLAIN)
+def test_the_common_address_forms_are_read_as_the_stdlib_reads_them(value: str) -> None:
+    from email.utils import getaddresses
+
+    # the common forms take the short way, the others the stdlib parser's; both give its pairs
+    assert (H._plain_addresses(value) is not None) is (value in PLAIN_FORMS)
+    assert H.addresses([value]) == getaddresses([H._quote_at_phrases(value)])
+
+
 def test_a_multipart_whose_boundary_never_appears_is_read_as_plain_text() -> None:
     # (the declared boundary lacks the space the delimiters have: SpamAssassin's parser and mail
     # readers show the whole body as text, so content checks must see it)
