@@ -137,37 +137,60 @@ class BayesClassifier:
         ``names``: the features' names, to explain the verdict by its strongest clues."""
         inv_s, inv_h = 1.0 / ns, 1.0 / nh
         sx, lo, hi = UNKNOWN_STRENGTH * UNKNOWN_PROB, 0.5 - MIN_STRENGTH, 0.5 + MIN_STRENGTH
-        # Robinson's f(w) once per distinct count (a message's ~1,500 features have ~150-300):
-        # how many features have each f that is strong enough (and, to explain, which ones)
+        strength, ham_mask, explain = UNKNOWN_STRENGTH, HAM_MASK, names is not None
+        # Robinson's f(w) once per distinct count (a message's ~500 features have ~170): how
+        # many features have each f that is strong enough, and each such f's rank key. This
+        # loop and the one over the clues are most of _combine's CPU: comparisons instead of
+        # min()/max() calls, the rank key made here instead of by a key function, no bookkeeping
+        # for the explanation unless asked: 0.29 -> 0.18 ms per 4-6 KB corpus message
         weight: dict[float, int] = {}
-        by_f: dict[float, list[int]] = {}
-        distinct = Counter(packed)  # counted in C
-        distinct.pop(0, None)  # never learned
+        ranked: list[tuple[float, float]] = []
         f_of: dict[int, float] = {}
-        for v, k in distinct.items():
-            s, h = v >> 32, v & HAM_MASK
-            sr = min(s * inv_s, 1.0)
-            hr = min(h * inv_h, 1.0)
+        for v, k in Counter(filter(None, packed)).items():  # counted in C, never-learned (0) left out
+            s, h = v >> 32, v & ham_mask
+            sr = s * inv_s
+            if sr > 1.0:  # min(sr, 1.0), as in Robinson's paper, without the call
+                sr = 1.0
+            hr = h * inv_h
+            if hr > 1.0:
+                hr = 1.0
             n = s + h
-            f = f_of[v] = (sx + n * sr / (sr + hr)) / (UNKNOWN_STRENGTH + n)
+            f = (sx + n * sr / (sr + hr)) / (strength + n)
+            if explain:
+                f_of[v] = f
             if f <= lo or f >= hi:
-                weight[f] = weight.get(f, 0) + k
+                if f in weight:
+                    weight[f] += k
+                else:
+                    weight[f] = k
+                    ranked.append((abs(f - 0.5), f))
         if not weight:
             return Classification(0.5, scope, ns, nh, len(packed), 0)
-        # the clues: the MAX_DISCRIMINATORS strongest features, by (|f - 0.5|, f), largest first,
+        # the clues: the MAX_DISCRIMINATORS strongest features, by (|f - 0.5|, f), largest first
+        # (f is unique in ``ranked``: no ties, the order is the one a key function gives),
         # their logs added one by one in that order (the figures depend on the order of the
         # additions; features of one f are alike, whichever of them are taken)
+        ranked.sort(reverse=True)
         sum_ln_f = sum_ln_1f = 0.0
         n = 0
         taken: list[tuple[float, int]] = []
-        for f in sorted(weight, key=lambda f: (abs(f - 0.5), f), reverse=True):
-            k = min(weight[f], MAX_DISCRIMINATORS - n)
-            c = min(max(f, 1e-6), 1 - 1e-6)
+        for _d, f in ranked:
+            k = weight[f]
+            if k > MAX_DISCRIMINATORS - n:
+                k = MAX_DISCRIMINATORS - n
+            c = 1e-6 if f < 1e-6 else f  # min(max(f, 1e-6), 1 - 1e-6)
+            if c > 1 - 1e-6:
+                c = 1 - 1e-6
             ln_f, ln_1f = math.log(c), math.log(1.0 - c)
-            for _ in range(k):
+            if k == 1:  # most f are one feature's: no loop
                 sum_ln_f += ln_f
                 sum_ln_1f += ln_1f
-            taken.append((f, k))
+            else:
+                for _ in range(k):
+                    sum_ln_f += ln_f
+                    sum_ln_1f += ln_1f
+            if explain:
+                taken.append((f, k))
             n += k
             if n >= MAX_DISCRIMINATORS:
                 break
@@ -180,6 +203,7 @@ class BayesClassifier:
         explained: tuple[tuple[str, float], ...] = ()
         if names is not None:
             # the strongest 20, and of one f the features that come last in the message first
+            by_f: dict[float, list[int]] = {}
             for i, v in enumerate(packed):
                 if v:
                     f = f_of[v]

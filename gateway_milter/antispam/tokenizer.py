@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from itertools import islice
+from itertools import chain, islice
 
 from gateway_milter.antispam.saview import SaMessage
 from gateway_milter.antispam.urls import org_domain, url_host
@@ -37,35 +37,70 @@ _IGNORED = re.compile(r"(?i)^(x-(.*-)?spam(-.*)?|x-virus.*|x-bulwark.*|x-amavis.
                       r"x-bogosity|x-dspam.*|x-crm114.*|authentication-results|arc-.*|x-ms-exchange-.*|"
                       r"received-spf|x-original-.*)$")
 MAX_RECEIVED = 12
-_RCVD_HOST = re.compile(r"(?i)\b(?:from|by)\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})")
+# "from" or "by" as a word, any case, and the host name after it: the same matches as
+# "(?i)\b(?:from|by)\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})" (no other character matches those
+# letters case-insensitively; the look-behind is the \b), but a leading character class lets the
+# engine skip to candidate letters instead of trying the pattern at every position
+# (0.026 -> 0.010 ms per message's Received headers)
+_RCVD_HOST = re.compile(r"[bBfF](?<!\w[bBfF])(?:(?<=[bB])[yY]|(?<=[fF])[rR][oO][mM])"
+                        r"(?i:\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,}))")
 _RCVD_IP = re.compile(r"\[(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}\]")
-_WORD = re.compile(r"[^\W_](?:[\w'$%.,-]*[^\W_])?")
+# A word: a letter or digit, then letters, digits and ' $ % . , - _ ending in a letter or digit.
+# Written as runs of letters/digits joined by runs of the others, possessively: the same matches
+# as "[^\W_](?:[\w'$%.,-]*[^\W_])?" without backtracking from each word's end to its last letter
+# (findall 0.097 -> 0.079 ms per 4-6 KB corpus message; a test pins the two as equal)
+_WORD = re.compile(r"[^\W_]++(?:[_'$%.,-]++[^\W_]++)*+")
+# the same on ASCII text (\w there is [a-zA-Z0-9_]): a character set instead of Unicode category
+# look-ups (0.110 -> 0.086 ms per 4-6 KB ASCII corpus message, 5 in 6 of them; isascii() is a flag)
+_WORD_ASCII = re.compile(r"[a-zA-Z0-9]++(?:[_'$%.,-]++[a-zA-Z0-9]++)*+")
 _NUM = re.compile(r"^[\d.,]+$")
+_ADDRESS_PARTS = re.compile(r"[\w.+-]+@[\w.-]+|[\w']+")
+_CHARSET = re.compile(r'(?i)charset="?([\w.-]+)')
+_URL_SCHEME_HOST = re.compile(r"^[a-z]+://[^/]*")
+_URL_WORD = re.compile(r"[a-z]{3,15}")
+_ADDRESS_HEADERS = frozenset(("from", "reply-to", "sender", "return-path"))
+# HEADERS as a set; none of them is an ignored header (a test pins it), so a header in it is
+# used without matching _IGNORED
+_USED_HEADERS = frozenset(HEADERS)
 
 
 def is_ignored_header(name: str) -> bool:
     return bool(_IGNORED.match(name))
 
 
+def _shape(w: str) -> str:
+    """A word as a feature: long strings (base64 blobs, hashes) carry little but their shape,
+    numbers only their length."""
+    n = len(w)
+    if n > 20:
+        return f"skip:{w[0]}:{n // 10 * 10}"
+    if _NUM.match(w):
+        return f"num:{n}"
+    return w
+
+
 def _words(text: str, limit: int) -> list[str]:
-    out: list[str] = []
-    append = out.append
+    low = text.lower()
+    word = _WORD_ASCII if low.isascii() else _WORD
     # at most 3 * limit matches: one-letter words are dropped but bounded too (hostile input)
-    for w in islice(_WORD.findall(text.lower()) if len(text) <= 20 * limit else
-                    (m.group(0) for m in _WORD.finditer(text.lower())), 3 * limit):
-        n = len(w)
-        if n < 2:
-            continue
-        if n > 20:
-            # long strings (base64 blobs, hashes) carry little but their shape
-            append(f"skip:{w[0]}:{n // 10 * 10}")
-        elif w[0].isdigit() and _NUM.match(w):
-            append(f"num:{n}")
-        else:
-            append(w)
-        if len(out) >= limit:
-            break
-    return out
+    if len(text) <= 20 * limit:
+        found = word.findall(low)
+        del found[3 * limit:]
+        # comprehensions over the matches instead of one loop with appends (0.067 -> 0.038 ms
+        # per 4-6 KB corpus message)
+        words = [w for w in found if len(w) > 1]
+        del words[limit:]
+    else:  # a long text (a newsletter, or hostile input): matched lazily, only as far as needed
+        words = []
+        for match in islice(word.finditer(low), 3 * limit):
+            w = match.group(0)
+            if len(w) > 1:
+                words.append(w)
+                if len(words) >= limit:
+                    break
+    # only long words and words starting with a digit can change: a number (``_NUM``) starts
+    # with one, as a word cannot start with . or ,
+    return [w if len(w) <= 20 and not w[0].isdigit() else _shape(w) for w in words]
 
 
 def tokens(m: SaMessage) -> list[str]:
@@ -84,22 +119,21 @@ def tokens(m: SaMessage) -> list[str]:
                 for net in _RCVD_IP.findall(value)[:2]:
                     add("rcvd-ip:" + net)
             continue
-        if ln not in HEADERS or is_ignored_header(name):
+        if ln not in _USED_HEADERS:
             continue
-        if ln in ("from", "reply-to", "sender", "return-path"):
-            for part in re.findall(r"[\w.+-]+@[\w.-]+|[\w']+", value.lower())[:20]:
+        if ln in _ADDRESS_HEADERS:
+            for part in _ADDRESS_PARTS.findall(value.lower())[:20]:
                 if "@" in part:
-                    local, _, dom = part.partition("@")
                     add(f"{ln}:addr:{part}")
-                    add(f"{ln}:dom:{dom}")
+                    add(f"{ln}:dom:{part.partition('@')[2]}")
                 else:
                     add(f"{ln}:{part}")
         elif ln == "subject":
             for w in _words(value, 50):
-                add(f"subj:{w}")
+                add("subj:" + w)
         elif ln == "content-type":
             add(f"ct:{value.split(';')[0].strip().lower()}")
-            cs = re.search(r'(?i)charset="?([\w.-]+)', value)
+            cs = _CHARSET.search(value)
             if cs:
                 add(f"charset:{cs.group(1).lower()}")
         else:
@@ -119,20 +153,19 @@ def tokens(m: SaMessage) -> list[str]:
         if host:
             add(f"url-host:{host}")
             add(f"url-dom:{org_domain(host)}")
-        path = re.sub(r"^[a-z]+://[^/]*", "", u.lower())
-        for w in re.findall(r"[a-z]{3,15}", path)[:10]:
+        path = _URL_SCHEME_HOST.sub("", u.lower())
+        for w in _URL_WORD.findall(path)[:10]:
             add(f"url-w:{w}")
     if m.has_html:
         add("html:yes")
-        for tag in list(m.html.tags)[:60]:
+        for tag in islice(m.html.tags, 60):
             add(f"tag:{tag}")
     body = "\n".join(m.paragraphs[1:] if m.subject else m.paragraphs)
     words = _words(body, MAX_WORDS)
-    feats.update(dict.fromkeys(words))
-    for d in range(1, OSB_WINDOW + 1):
-        sep = f"|{d}|"
-        feats.update(dict.fromkeys(map(sep.join, zip(words, words[d:], strict=False))))
-    out = list(feats)
+    # the body's words and word pairs deduplicated with the features above in one dict built in
+    # C (two more dicts merged into ``feats``: 0.080 ms, this: 0.065 per 4-6 KB corpus message)
+    pairs = [map(f"|{d}|".join, zip(words, words[d:], strict=False)) for d in range(1, OSB_WINDOW + 1)]
+    out = list(dict.fromkeys(chain(feats, words, *pairs)))
     return out if len(out) <= MAX_FEATURES else out[:MAX_FEATURES]
 
 
