@@ -165,6 +165,12 @@ def plan_key(entries: list[Entry]) -> str:
     return h.hexdigest()[:32]
 
 
+def _collect(i: int, _from: int, _to: int, _flags: int, hit: list[int]) -> None:
+    """Hyperscan's match callback: the pattern's index into the scan's list (one function for
+    every scan, its list passed as the context, instead of a closure made per scan)."""
+    hit.append(i)
+
+
 class BodyMatcher:
     """Compiled databases, one list per text kind, and the rules each decides."""
 
@@ -195,11 +201,12 @@ class BodyMatcher:
         except UnicodeEncodeError:
             return None
         found: set[str] = set()
+        hit: list[int] = []
         for db, names in lst:
-            hit: list[int] = []
-            db.scan(data, match_event_handler=lambda i, _f, _t, _fl, _c, hit=hit: hit.append(i),  # type: ignore[attr-defined]
-                    scratch=self._scratch(db))
-            found.update(names[i] for i in hit)
+            db.scan(data, match_event_handler=_collect, context=hit, scratch=self._scratch(db))
+            if hit:
+                found.update(names[i] for i in hit)
+                hit.clear()
         return found
 
     # -- cache file ---------------------------------------------------------------------------

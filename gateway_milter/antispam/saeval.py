@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import calendar
+from datetime import date as date_cls
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -925,6 +926,8 @@ def _hotmail_forgery(m: SaMessage) -> tuple[int, int]:
 
 def _hotmail_forgery_uncached(m: SaMessage) -> tuple[int, int]:
     rcvd = " ".join(_get(m, "Received").split())
+    if "hotmail.com" not in rcvd and "hotmail.com" not in (m.header("From:addr") or "").lower():
+        return 0, 0  # (the two hits below need one or the other; every other way gives 0, 0)
     if "from mail pickup service by hotmail.com with Microsoft SMTPSVC;" in rcvd or _msn_groups(m):
         return 0, 0
     ip = _has(m, "X-Originating-Ip") and _IP_ANY.search(_get(m, "X-Originating-Ip")) is not None
@@ -1108,11 +1111,20 @@ _DATE_FORMS = (re.compile(rf" (\d+) {_MON} (\d{{4}}) ", re.I | re.ASCII),
                re.compile(rf" (\d+) {_MON} (\d{{2,3}}) ", re.I | re.ASCII))
 
 
+_COMMA_SPACES = re.compile(r", *")
+_SPACE_RUN = re.compile(r"\s+", re.ASCII)
+_CLOCK = re.compile(r" (\d?\d):(\d\d)(:(\d\d))? ", re.ASCII)
+_NUMERIC_ZONE = re.compile(r" ([-+]\d{4}) ", re.ASCII)
+_NAMED_ZONE = re.compile(r"\b([A-Z]{2,4}(?:-DST)?)\b", re.ASCII)
+_MONTH_NUMBER = {m: i for i, m in enumerate(_MONTHS, 1)}
+_EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
+
+
 def parse_rfc822_date(date: str) -> int | None:
     """Mail::SpamAssassin::Util::parse_rfc822_date: seconds since the epoch of the first date
     found in the text, lenient as SpamAssassin is (clamped fields, years 1970-2037, unknown
     zones as -0000); None when there is no day, month and year."""
-    s = re.sub(r"\s+", " ", re.sub(r", *", " ", f" {date} "), flags=re.ASCII)
+    s = _SPACE_RUN.sub(" ", _COMMA_SPACES.sub(" ", f" {date} "))
     for i, rx in enumerate(_DATE_FORMS):
         m = rx.search(s)
         if m:
@@ -1130,20 +1142,20 @@ def parse_rfc822_date(date: str) -> int | None:
     elif len(year) != 4:
         yyyy += 1900
     hh = mm = ss = 0
-    m = re.search(r" (\d?\d):(\d\d)(:(\d\d))? ", s, re.ASCII)
+    m = _CLOCK.search(s)
     if m:
         s = s[:m.start()] + " " + s[m.end():]
         hh, mm, ss = int(m.group(1)), int(m.group(2)), int(m.group(4) or 0)
     tzoff = ""
-    m = re.search(r" ([-+]\d{4}) ", s, re.ASCII)
+    m = _NUMERIC_ZONE.search(s)
     if m:
         tzoff = m.group(1)
     else:
-        m = re.search(r"\b([A-Z]{2,4}(?:-DST)?)\b", s, re.ASCII)
+        m = _NAMED_ZONE.search(s)
         if m and m.group(1) in _TZ:
             tzoff = _TZ[m.group(1)]
     tzoff = tzoff or "-0000"
-    mon_n = _MONTHS.index(mon.lower()) + 1
+    mon_n = _MONTH_NUMBER[mon.lower()]
     day = int(dd)
     ss, mm, hh = min(ss, 59), min(mm, 59), min(hh, 23)
     max_dd = 30 if mon_n in (4, 6, 9, 11) else (calendar.monthrange(yyyy, 2)[1] if mon_n == 2 else 31)
@@ -1154,7 +1166,8 @@ def parse_rfc822_date(date: str) -> int | None:
     yyyy = min(max(yyyy, 1970), 2037)
     if day < 1:
         return None  # Time::Local refuses day 0
-    t = calendar.timegm((yyyy, mon_n, day, hh, mm, ss, 0, 0, 0))
+    # calendar.timegm's arithmetic without its call (a clamped year's 29 February is 1 March, as there)
+    t = ((date_cls(yyyy, mon_n, 1).toordinal() - _EPOCH_ORDINAL + day - 1) * 24 + hh) * 3600 + mm * 60 + ss
     off = ((int(tzoff[1:3]) * 60) + int(tzoff[3:5])) * 60
     if tzoff[0] == "-":
         return t + off

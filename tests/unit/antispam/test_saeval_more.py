@@ -206,6 +206,8 @@ def test_outlook_express_message_id_must_encode_the_date(engine: RuleEngine) -> 
     assert when == 1727769600
     assert parse_rfc822_date("Mon Aug  5 12:00:00 2002") == 1028505600  # asctime: the time is consumed
     assert parse_rfc822_date("31 Feb 03 25:61:61 GMT") == 1046563199  # clamped, as SpamAssassin does
+    # a leap day of a year past 2037 lands on 1 March 2037 (the year clamped after the day check)
+    assert parse_rfc822_date("29 Feb 2040 00:00:00 +0000") == 2119478400
     token = int(when * 0.0023283064365387 + 27111902.8329849)
     good = f"From: a@sender.test\r\nTo: bob@example.com\r\nMessage-ID: <0001{token:08x}$0000abcd$0000abcd@pc>\r\n"
     assert "T_OUTLOOK_ID" not in hits(engine, view(good))
