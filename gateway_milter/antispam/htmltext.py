@@ -19,8 +19,11 @@ and it stops growing past :data:`MAX_STYLE_DEPTH`.
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
+import html.parser
+from html import unescape
 from html.parser import HTMLParser
 
 from gateway_milter.antispam.sauris import URI_TAGS, HtmlUris
@@ -46,7 +49,27 @@ ELEMENTS = frozenset({
 TRICKS = frozenset(("bgsound", "embed", "listing", "plaintext", "xmp"))
 _BREAKS = {"br": "\n", "div": "\n", "li": " ", "th": " ", "td": " ", "dt": " ", "dd": " ", "embed": " ", "h1": " ",
            "h2": " ", "h3": " ", "h4": " ", "h5": " ", "h6": " "}  # the others: a blank line
-_SA_SPACES = re.compile("[ \t\n\r\x0c\x0b]+|\xa0")
+# "[ \t\n\r\x0c\x0b]+|\xa0" as one space, leaving a lone plain space alone (replaced by itself:
+# most matches of that on ordinary text, for the same result)
+_SA_SPACES = re.compile("[ \t\n\r\x0c\x0b\xa0]"
+                        "(?:(?<=\xa0)|(?<= )[ \t\n\r\x0c\x0b]+|(?<=[\t\n\r\x0c\x0b])[ \t\n\r\x0c\x0b]*)")
+# html.parser's: a character after which a start tag may go on (check_for_whole_start_tag)
+_TAG_GOES_ON = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ=/")
+_SPACE_OR_SEMI = re.compile(r"[\s;]")
+# html.parser's own expressions (module globals, not in its typed API): the hot paths of
+# _FastRenderer must cut the markup exactly where html.parser does. A Python without them gets
+# a pattern that never matches and the stock tokenizer (_RENDERER).
+_TOKENIZER_GLOBALS = ("locatestarttagend_tolerant", "tagfind_tolerant", "attrfind_tolerant", "endtagfind")
+_NO_MATCH = re.compile("(?!)")
+_LOCATE_START_END: re.Pattern[str] = getattr(html.parser, "locatestarttagend_tolerant", _NO_MATCH)
+_TAG_NAME: re.Pattern[str] = getattr(html.parser, "tagfind_tolerant", _NO_MATCH)
+_ATTRIBUTE: re.Pattern[str] = getattr(html.parser, "attrfind_tolerant", _NO_MATCH)
+_END_TAG: re.Pattern[str] = getattr(html.parser, "endtagfind", _NO_MATCH)
+# _markupbase's marked sections: the keyword decides which close is looked for
+_SECTION_NAME = re.compile(r"[a-zA-Z][-_.a-zA-Z0-9]*")
+_SECTION_CLOSE = {"temp": "]]>", "cdata": "]]>", "ignore": "]]>", "include": "]]>", "rcdata": "]]>",
+                  "if": "]>", "else": "]>", "endif": "]>"}
+_NOWHERE = sys.maxsize
 ACTED_ON = ELEMENTS | TRICKS
 TEXT_STYLE = frozenset(("body", "font", "table", "tr", "th", "td", "big", "small", "basefont", "marquee", "span",
                         "p", "div", "a"))
@@ -286,6 +309,116 @@ class _Renderer(HTMLParser):
         self.has_text = False
         self.last_ws = False  # the last piece is a break from a tag
         self.last_wordish = False  # it ends with neither space nor punctuation
+        self._begin(False)
+
+    # -- the end of the data, in linear time ------------------------------------------------------
+    # At the end of the data (close), html.parser 3.11 takes markup that does not end as text, up
+    # to its first '>' or else the next '<', and parses on from there; each later '<' looks for
+    # its own end again up to the end of the data: quadratic in the number of '<' (CPU, before:
+    # "<a x " repeated 20 KB 4.8 s, 40 KB 18 s; "<a x=y" 160 KB 133 s; "<!--" 160 KB 22 s;
+    # "<!--<a x " 160 KB 113 s; "<?x" 160 KB 3 s; "<![if x" 160 KB 1.4 s). What a search found is
+    # kept for the rest of the close instead, so no stretch is searched twice:
+    # - the last '>': none is looked for after it (end tags, processing instructions, doctypes,
+    #   "<!x" comments, the text taken up to a '>');
+    # - where "-->" and each marked section's close ("]]>", "]>") were looked for in vain: they
+    #   are not further on either (the searches run forward to the end of the data);
+    # - how far html.parser's start-tag expression ran for a start tag that does not end. That
+    #   cannot be carried over exactly: one unclosed quote in a mail (<a href='x) can make the
+    #   expression run to the end while html.parser parses on after the next '>' and the tags
+    #   after it are whole. So such scans run as html.parser's do until they have covered four
+    #   times the data plus 64 KB (the corpus HTML and 30,000 cut and mutated inputs: at most
+    #   2.1 times, on a short one; none over the budget); past that budget a '<' inside
+    #   the stretch the last one covered is taken as text at once (it starts no tag either,
+    #   unless a '>' in a quoted value of the open tag came before a whole tag: <a b='>' c='<i>x).
+    #   Those stretches follow each other, so the work stays linear; only input past the budget
+    #   can render differently from html.parser.
+    # After (1 MB, the most render_html reads, of any of those patterns and of "<!DOCTYPE x",
+    # "<![CDATA[x", "<!x", "</", "<a b='>' c "): 0.1 to 1.4 s, on either tokenizer.
+    # Everything else is html.parser's own behaviour at the end of the data. The guards wrap
+    # html.parser's methods, so the stock tokenizer (_RENDERER on a Python whose html.parser
+    # _FastRenderer does not mirror) is linear too.
+    def goahead(self, end: bool) -> None:
+        self._begin(end)
+        super().goahead(end)
+
+    def _begin(self, end: bool) -> None:
+        self.at_end = end
+        self.no_gt_from = self.rawdata.rfind(">") + 1 if end else _NOWHERE  # no '>' at or after it
+        self.open_tag_to = -1  # a start tag before it does not end (past the budget)
+        self.tag_scans = 0  # characters scanned for start tags that did not end
+        self.tag_scan_budget = 4 * len(self.rawdata) + 65_536
+        self.comment_open_from = _NOWHERE  # no "-->" at or after it
+        self.section_open_from: dict[str, int] = {}  # no "]]>" (or "]>") at or after it
+
+    def _cut_off(self, i: int) -> int:
+        """Markup at i that does not end, at the end of the data: text up to its first '>' or
+        else the next '<' (html.parser 3.11's goahead), without looking for a '>' after the last."""
+        rawdata = self.rawdata
+        k = rawdata.find(">", i + 1) + 1 if i + 1 < self.no_gt_from else 0
+        if not k:
+            k = rawdata.find("<", i + 1)
+            if k < 0:
+                k = i + 1
+        self.handle_data(unescape(rawdata[i:k]) if self.cdata_elem is None else rawdata[i:k])
+        return k
+
+    def _open_tag(self, i: int, reach: int) -> int:
+        """A start tag at i that does not end, its scan run up to reach: text (_cut_off)."""
+        self.tag_scans += reach - i
+        if self.tag_scans > self.tag_scan_budget:
+            self.open_tag_to = reach
+        return self._cut_off(i)
+
+    def parse_starttag(self, i: int) -> int:
+        if i < self.open_tag_to:
+            return self._cut_off(i)
+        k = int(super().parse_starttag(i))
+        if k < 0 and self.at_end:
+            m = _LOCATE_START_END.match(self.rawdata, i)
+            return self._open_tag(i, m.end() if m else len(self.rawdata))
+        return k
+
+    def parse_endtag(self, i: int) -> int:
+        if self.at_end and i + 1 >= self.no_gt_from:
+            return self._cut_off(i)
+        k = int(super().parse_endtag(i))
+        return self._cut_off(i) if k < 0 and self.at_end else k
+
+    def parse_comment(self, i: int, report: bool = True) -> int:
+        if i + 4 >= self.comment_open_from:
+            return self._cut_off(i)
+        k = int(super().parse_comment(i, report))
+        if k < 0 and self.at_end:
+            self.comment_open_from = i + 4
+            return self._cut_off(i)
+        return k
+
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
+        close = ""
+        if self.at_end:
+            m = _SECTION_NAME.match(self.rawdata, i + 3)
+            close = _SECTION_CLOSE.get(m.group().lower(), "") if m else ""
+            if close and i + 3 >= self.section_open_from.get(close, _NOWHERE):
+                return self._cut_off(i)
+        k = int(super().parse_marked_section(i, report))
+        if k < 0 and self.at_end:
+            if close:
+                self.section_open_from[close] = i + 3
+            return self._cut_off(i)
+        return k
+
+    def parse_pi(self, i: int) -> int:
+        if self.at_end and i + 2 >= self.no_gt_from:
+            return self._cut_off(i)
+        k = int(super().parse_pi(i))
+        return self._cut_off(i) if k < 0 and self.at_end else k
+
+    def parse_html_declaration(self, i: int) -> int:
+        # a doctype and a "<!x" comment end at a '>' (comments and marked sections: above)
+        if self.at_end and i + 2 >= self.no_gt_from and not self.rawdata.startswith(("<!--", "<!["), i):
+            return self._cut_off(i)
+        k = int(super().parse_html_declaration(i))
+        return self._cut_off(i) if k < 0 and self.at_end else k
 
     # -- events -----------------------------------------------------------------------------------
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -563,13 +696,19 @@ class _Renderer(HTMLParser):
             return
         text = self.pending[0] if len(self.pending) == 1 else "".join(self.pending)
         self.pending.clear()
+        if not text:
+            # a reference to nothing ("&#1;" is "") or an empty "<![CDATA[]]>": SpamAssassin's
+            # html_text adds nothing for an empty text (and the last character is read below)
+            return
         f = self.f
         inside = f.inside
         if inside.get("script", 0) > 0 or inside.get("style", 0) > 0:
             return
+        # (white space alone, as between two tags, is common: it has nothing for what follows)
+        blank = bool(text) and not text.strip(_HTML_WS)
         # display_text: white space runs (and no-break spaces) as one space; none leading after
         # a tag's white space (a text invisible by its colours keeps it there: not modelled)
-        piece = _SA_SPACES.sub(" ", text)
+        piece = " " if blank else _SA_SPACES.sub(" ", text)
         if self.sa_ws and self.sa_ws[-1] and piece[:1] == " ":
             piece = piece[1:]
         self.sa_text.append(piece)
@@ -578,6 +717,10 @@ class _Renderer(HTMLParser):
             f.anchors[-1] = (f.anchors[-1] + text)[:MAX_STRING]
         if inside.get("title", 0) > 0 and f.titles and len(f.titles[-1]) < MAX_STRING:
             f.titles[-1] = (f.titles[-1] + text)[:MAX_STRING]
+        if blank:
+            self.last_wordish = self.last_ws = False
+            self.has_text = True
+            return
         f.non_space_len += len("".join(text.split()))
         if self.styles[-1] is not self.checked and text.strip(_HTML_WS):
             # only the colours decide the facts noted: once per style entry, once per pair
@@ -631,6 +774,138 @@ class _Renderer(HTMLParser):
         self._flush()
 
 
+class _FastRenderer(_Renderer):
+    """_Renderer with html.parser 3.11's hot paths in one place (used when they agree, _RENDERER)."""
+
+    # goahead, parse_starttag and parse_endtag are html.parser's own (Python 3.11.7), step for
+    # step and event for event, without what costs and is never read here: line numbers
+    # (updatepos), the start tag's text, a method call per test (render_html: 1.3 instead of
+    # 1.6 ms per 3 KB of mail HTML; the same events, text and facts on 30,000 corpus, cut and
+    # mutated HTML inputs). Comments, declarations, processing instructions and malformed end
+    # tags still go through html.parser's methods (and the guards above). A Python whose
+    # html.parser tokenizes differently (3.11.13, 3.12.11, 3.13.4 changed the end of the data,
+    # attribute values, comments) gets the stock methods: _RENDERER.
+    def updatepos(self, i: int, j: int) -> int:
+        return j
+
+    def goahead(self, end: bool) -> None:
+        rawdata = self.rawdata
+        i = 0
+        n = len(rawdata)
+        handle_data = self.handle_data
+        self._begin(end)
+        while i < n:
+            if self.cdata_elem is None:
+                j = rawdata.find("<", i)
+                if j < 0:
+                    # text ending in what may be a character reference cut in two waits for more
+                    amppos = rawdata.rfind("&", max(i, n - 34))
+                    if amppos >= 0 and not _SPACE_OR_SEMI.search(rawdata, amppos):
+                        break
+                    j = n
+                if i < j:
+                    handle_data(unescape(rawdata[i:j]))
+            else:  # inside <script> or <style>: only its end tag ends the text
+                match = self.interesting.search(rawdata, i)
+                if match is None:
+                    break
+                j = match.start()
+                if i < j:
+                    handle_data(rawdata[i:j])
+            i = j
+            if i == n:
+                break
+            nxt = rawdata[i + 1:i + 2]
+            if nxt.isascii() and nxt.isalpha():
+                k = self.parse_starttag(i)
+            elif nxt == "/":
+                k = self.parse_endtag(i)
+            elif rawdata.startswith("<!--", i):
+                k = self.parse_comment(i)
+            elif nxt == "?":
+                k = self.parse_pi(i)
+            elif nxt == "!":
+                k = self.parse_html_declaration(i)
+            elif i + 1 < n:
+                handle_data("<")
+                k = i + 1
+            else:
+                break
+            if k < 0:  # unterminated: wait for more (at the end the parse methods take it as text)
+                if not end:
+                    break
+                k = self._cut_off(i)
+            i = k
+        if end and i < n and self.cdata_elem is None:
+            handle_data(unescape(rawdata[i:n]))
+            i = n
+        self.rawdata = rawdata[i:]
+
+    def parse_starttag(self, i: int) -> int:
+        if i < self.open_tag_to:
+            return self._cut_off(i)
+        rawdata = self.rawdata
+        # check_for_whole_start_tag: where the tag ends, or -1 when it may go on
+        m = _LOCATE_START_END.match(rawdata, i)
+        assert m is not None  # ("<" and a letter always match)
+        j = m.end()
+        nxt = rawdata[j:j + 1]
+        if nxt == ">":
+            endpos = j + 1
+        elif nxt == "/":
+            if not rawdata.startswith("/>", j):
+                return self._open_tag(i, j) if self.at_end else -1
+            endpos = j + 2
+        elif nxt == "" or nxt in _TAG_GOES_ON:
+            return self._open_tag(i, j) if self.at_end else -1
+        else:
+            endpos = j if j > i else i + 1
+        m = _TAG_NAME.match(rawdata, i + 1)
+        assert m is not None
+        k = m.end()
+        tag = m.group(1).lower()
+        attrs: list[tuple[str, str | None]] = []
+        while k < endpos:
+            m = _ATTRIBUTE.match(rawdata, k)
+            if not m:
+                break
+            name, rest, value = m.group(1, 2, 3)
+            if not rest:
+                value = None
+            elif value[:1] == "'" == value[-1:] or value[:1] == '"' == value[-1:]:
+                value = value[1:-1]
+            if value and "&" in value:  # (unescape's own first test, without the call)
+                value = unescape(value)
+            attrs.append((name.lower(), value))
+            k = m.end()
+        close = rawdata[k:endpos].strip()
+        if close not in (">", "/>"):
+            self.handle_data(rawdata[i:endpos])
+        elif close == "/>":
+            self.handle_startendtag(tag, attrs)
+        else:
+            self.handle_starttag(tag, attrs)
+            if tag in self.CDATA_CONTENT_ELEMENTS:
+                self.set_cdata_mode(tag)
+        return endpos
+
+    def parse_endtag(self, i: int) -> int:
+        rawdata = self.rawdata
+        gtpos = rawdata.find(">", i + 1) + 1 if i + 1 < self.no_gt_from else 0
+        if not gtpos:
+            return self._cut_off(i) if self.at_end else -1
+        m = _END_TAG.match(rawdata, i)
+        if m is None:  # "</ x>", "</a b>", "</>" ...: html.parser's own way
+            return int(super().parse_endtag(i))
+        tag = m.group(1).lower()
+        if self.cdata_elem is not None and tag != self.cdata_elem:
+            self.handle_data(rawdata[i:gtpos])
+            return gtpos
+        self.handle_endtag(tag)
+        self.clear_cdata_mode()
+        return gtpos
+
+
 def _attrs(attrs: list[tuple[str, str | None]] | tuple[()]) -> dict[str, str]:
     """HTML::Parser's attribute hash: the first of repeated names wins, a bare name is its value."""
     out: dict[str, str] = {}
@@ -641,13 +916,17 @@ def _attrs(attrs: list[tuple[str, str | None]] | tuple[()]) -> dict[str, str]:
 
 
 def render_html(html: str) -> HtmlFacts:
+    return _render(html, _RENDERER)
+
+
+def _render(html: str, renderer: type[_Renderer]) -> HtmlFacts:
     facts = HtmlFacts(length=len(html))
     if len(html) > MAX_HTML:
         html = html[:MAX_HTML]
         facts.truncated = True
     if "&nbsp;" in html:
         html = html.replace("&nbsp;", " ")  # as SpamAssassin does before parsing
-    r = _Renderer(facts)
+    r = renderer(facts)
     try:
         r.feed(html)
         r.finish()
@@ -657,3 +936,44 @@ def render_html(html: str) -> HtmlFacts:
     facts.uris = r.uris.uris
     facts.title = " ".join("".join(r.title).split())
     return facts
+
+
+# inputs on which html.parser 3.11 and 3.12.11 / 3.13.4 and later differ, and the corners of
+# _FastRenderer's own code: attributes (quoted, bare, repeated, character references), "/>",
+# bogus start and end tags, script and style, comments, declarations, marked sections, text cut
+# off in a tag, a comment, a reference
+_TOKENIZER_PROBES = (
+    "<p class=a id=\"b\" title='c' checked>x</p><P CLASS=A>y</P><div\n class=x\t/ >z",
+    "<a href=\"?a=1&copy=2&amp;b&#65;\" title='&lt;x&gt'>l</a><img src=x alt= />",
+    "<br/><a/b>< a><a\x00b>t<a b c=d=e f==g>u",
+    "</a ></ a></><//x></3></a b=c></A\n>",
+    "<script>if (a<b) x='</scr'+'ipt>';</script ><style>p{}</style x><script>s</script>",
+    "<textarea><b>x</b></textarea><title>T&amp;</title><xmp>v</xmp>",
+    "<!--c--><!--x--!>y--><!---->w<!-->z<!--->q<!- x>",
+    "<!DOCTYPE html><![CDATA[d]]><![if !mso]>e<![endif]><?pi x><!x><!>",
+    "&amp;&lt &#1;&#x41;&notit; &frac12x &#0; a<b>&#1;</b>",
+    "<a b='>' c=\"<i>\">i</a><a b='x>y'>",
+    "<p>t<a href='http://cut.example/ x",
+    "<a x <a x <a b='<a b='<a",
+    "<!--a<!--b<!--",
+    "<!doctype x<!doctype",
+    "<![CDATA[x<![CDATA[y",
+    "</a x</b",
+    "<?x<?y",
+    "<p>x<script>y",
+    "<p>x &am",
+)
+
+
+def _fast_tokenizer_agrees() -> bool:
+    """Whether _FastRenderer cuts the markup as the running html.parser does (it is 3.11's)."""
+    if any(not isinstance(getattr(html.parser, name, None), re.Pattern) for name in _TOKENIZER_GLOBALS):
+        return False
+    try:
+        return all(_render(h, _FastRenderer) == _render(h, _Renderer) for h in _TOKENIZER_PROBES)
+    except Exception:  # noqa: BLE001 (any failure: the stock methods)
+        return False
+
+
+# the class render_html uses: checked once, at import (1 ms)
+_RENDERER: type[_Renderer] = _FastRenderer if _fast_tokenizer_agrees() else _Renderer

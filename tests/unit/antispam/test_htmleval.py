@@ -4,11 +4,13 @@ markup."""
 
 from __future__ import annotations
 
+from html import parser as html_parser
 import time
 from pathlib import Path
 
 import pytest
 
+from gateway_milter.antispam import htmltext
 from gateway_milter.antispam.engine import RuleEngine, engine_for
 from gateway_milter.antispam.htmltext import MAX_STYLE_DEPTH, _Renderer, HtmlFacts, name_to_rgb, render_html
 from gateway_milter.antispam.saview import message_view
@@ -197,3 +199,91 @@ def test_parts_run_on_into_each_other_as_in_spamassassin() -> None:
            b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\nfirst part"
            b"\r\n--XX\r\nContent-Type: text/html\r\n\r\n<b>second</b> part\r\n--XX--\r\n")
     assert message_view(make_ctx(raw)).paragraphs == ["s", "first part second part"]
+
+
+def test_it_adds_nothing_for_an_empty_text() -> None:
+    # "&#1;" is a reference to nothing and "<![CDATA[]]>" an empty section: an empty text piece,
+    # which SpamAssassin's html_text adds nothing for (it once raised IndexError: rules tempfailed)
+    for html, without in (("a<b>&#1;</b>c", "a<b></b>c"), ("a<i><![CDATA[]]></i>b", "a<i></i>b"), ("&#1;", "")):
+        f, g = render_html(html), render_html(without)
+        assert (f.text, f.obfuscation, f.non_space_len) == (g.text, g.obfuscation, g.non_space_len)
+    v = message_view(make_ctx(msg("s", "<p>a<b>&#1;</b> two<i><![CDATA[]]></i></p>", ctype="text/html")))
+    assert v.paragraphs == ["s", "a two"]
+
+
+# SpamAssassin's cut-off markup, html.parser's tokenizer corners and the end-of-data guards
+ENDS_OF_DATA = (
+    "<p>Hi</p><font face='Arial>Call <b>now</b> or <i>later</i>. Don't wait",  # one unclosed quote
+    "<p>t<a href='http://cut.example/ x",
+    "<a b='>' c=\"<i>\">i</a><a b='x>y'>z",
+    "<p>x<!--a<!--b<!--",
+    "<p>x<![CDATA[x<![CDATA[y<![if z<![if",
+    "<p>x<!doctype x<!doctype</a x</b<?x<?y<!x",
+    "<p>x" + "<a x " * 50 + "<b>y</b>" + "<a b='" * 50,
+)
+
+
+def test_an_unclosed_quote_leaves_the_tags_after_the_next_gt_alone() -> None:
+    f = render_html(ENDS_OF_DATA[0])
+    assert set(f.tags) == {"p", "b", "i"}  # (html.parser: text up to the first '>', then tags again)
+    assert "now or later" in f.text and f.comments == ["<font face='Arial>Call <b>now</b> or <i>later</i>. Don't wait"]
+
+
+def test_the_stock_tokenizer_renders_as_the_fast_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # this Python's html.parser is the one _FastRenderer mirrors; the stock methods (another
+    # Python's html.parser) give the same facts, also at the end of the data
+    assert htmltext._RENDERER is htmltext._FastRenderer and htmltext._fast_tokenizer_agrees()
+    inputs = ENDS_OF_DATA + htmltext._TOKENIZER_PROBES + (HOSTILE_HTML["unclosed_start_tags"][:3000],)
+    fast = [render_html(h) for h in inputs]
+    monkeypatch.setattr(htmltext, "_RENDERER", htmltext._Renderer)
+    assert [render_html(h) for h in inputs] == fast
+
+
+def test_it_falls_back_to_the_stock_tokenizer_when_html_parser_differs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(html_parser, "attrfind_tolerant")
+    assert not htmltext._fast_tokenizer_agrees()
+    monkeypatch.undo()
+    # a later html.parser (3.11.13, 3.12.11, 3.13.4: named references in attribute values
+    # only when whole and not before '=')
+    real = html_parser.HTMLParser.parse_starttag
+
+    def parse_starttag(self: html_parser.HTMLParser, i: int) -> int:
+        k: int = real(self, i)
+        if k >= 0 and self.rawdata.startswith("<a href=\"?a=1&copy=2", i):
+            self.handle_data("(changed)")
+        return k
+
+    monkeypatch.setattr(html_parser.HTMLParser, "parse_starttag", parse_starttag)
+    assert not htmltext._fast_tokenizer_agrees()
+
+
+# markup that never ends, followed by many more '<' (200 KB each): html.parser rescans the rest
+# of the data from every '<' at the end of the data (CPU before, from 20 and 160 KB: 0.1 s for
+# the doctypes, whose '>' is looked for by memchr, to some 8 minutes for the start tags;
+# test_hostile_input has the whole content path at sizes that took over 10 s)
+HOSTILE_HTML = {
+    "unclosed_start_tags": "<a x " * 40_000,
+    "unclosed_quotes": "<a b='" * 33_000,
+    "bare_values": "<a x=y" * 33_000,
+    "quoted_gt": "<a b='>' c " * 18_000,
+    "unclosed_comments": "<!--" * 50_000,
+    "comments_of_tags": "<!--<a x " * 22_000,
+    "unclosed_doctypes": "<!DOCTYPE x" * 18_000,
+    "unclosed_cdata": "<![CDATA[x" * 20_000,
+    "unclosed_conditionals": "<![if x>" * 25_000,
+    "unclosed_bogus_comments": "<!x" * 66_500,
+    "unclosed_processing": "<?x" * 66_500,
+    "unclosed_end_tags": "</" * 100_000,
+}
+
+
+@pytest.mark.parametrize("stock", [False, True], ids=["fast", "stock"])
+def test_it_stays_linear_on_markup_that_never_ends(stock: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if stock:
+        monkeypatch.setattr(htmltext, "_RENDERER", htmltext._Renderer)
+    for name, html in HOSTILE_HTML.items():
+        t0 = time.process_time()
+        f = render_html(html)
+        took = time.process_time() - t0
+        assert took < 2.0, f"{name}: {took:.1f}s CPU"  # (now 0.05 to 0.3 s)
+        assert f.text == "" and len(f.comments) == 1  # (cut off by the end: a comment, as in SpamAssassin)
