@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 import html.parser
 from html import unescape
@@ -378,11 +379,17 @@ class _Renderer(HTMLParser):
             return self._open_tag(i, m.end() if m else len(self.rawdata))
         return k
 
-    def parse_endtag(self, i: int) -> int:
-        if self.at_end and i + 1 >= self.no_gt_from:
+    def _ends_at_gt(self, i: int, lead: int, parse: Callable[[int], int]) -> int:
+        """Markup whose end is a '>' after its first ``lead`` characters (an end tag, a
+        processing instruction, a doctype): html.parser's ``parse``, unless the end of the data
+        has no '>' left for it."""
+        if self.at_end and i + lead >= self.no_gt_from:
             return self._cut_off(i)
-        k = int(super().parse_endtag(i))
+        k = int(parse(i))
         return self._cut_off(i) if k < 0 and self.at_end else k
+
+    def parse_endtag(self, i: int) -> int:
+        return self._ends_at_gt(i, 1, super().parse_endtag)
 
     def parse_comment(self, i: int, report: bool = True) -> int:
         if i + 4 >= self.comment_open_from:
@@ -408,16 +415,12 @@ class _Renderer(HTMLParser):
         return k
 
     def parse_pi(self, i: int) -> int:
-        if self.at_end and i + 2 >= self.no_gt_from:
-            return self._cut_off(i)
-        k = int(super().parse_pi(i))
-        return self._cut_off(i) if k < 0 and self.at_end else k
+        return self._ends_at_gt(i, 2, super().parse_pi)
 
     def parse_html_declaration(self, i: int) -> int:
-        # a doctype and a "<!x" comment end at a '>' (comments and marked sections: above)
-        if self.at_end and i + 2 >= self.no_gt_from and not self.rawdata.startswith(("<!--", "<!["), i):
-            return self._cut_off(i)
-        k = int(super().parse_html_declaration(i))
+        if not self.rawdata.startswith(("<!--", "<!["), i):  # a doctype or a "<!x" comment
+            return self._ends_at_gt(i, 2, super().parse_html_declaration)
+        k = int(super().parse_html_declaration(i))  # (comments and marked sections: above)
         return self._cut_off(i) if k < 0 and self.at_end else k
 
     # -- events -----------------------------------------------------------------------------------
