@@ -3,13 +3,13 @@ corpus messages of 4-6 KB (spam_2 and easy_ham in turn), Bayes trained on 200 sp
 first (MemoryStore: the store's network time is not CPU).
 
 Usage: .venv/bin/python bench/antispam_cpu.py [--n 150] [--no-rules] [--min-size 4000 --max-size 6000]
-[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--against OTHER_CHECKOUT]
+[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--parts] [--against OTHER_CHECKOUT]
 
 --reference: every rule's expression over the whole text, no laziness or prefilter (the
 equivalence tests' reference path); --no-hyperscan: the Python prefilters (and RE2) only.
 Otherwise the Hyperscan databases are loaded from, or first built into, GATEWAY_RULES_CACHE_DIR,
 and the build is not counted. A message's CPU is the least of --repeat passes; --only times one
-class alone.
+class alone; --parts adds each part's median (view, Bayes, rules), timed apart.
 
 --against OTHER_CHECKOUT compares two versions of the code on the same messages: one worker
 process per checkout (this script, with that checkout's packages), taking turns message by
@@ -60,6 +60,8 @@ def main() -> int:
     ap.add_argument("--no-hyperscan", action="store_true", help="Python prefilters only")
     ap.add_argument("--repeat", type=int, default=5, help="passes; a message's CPU is its least")
     ap.add_argument("--only", choices=("spam", "ham"), help="time one class alone (Bayes still learns both)")
+    ap.add_argument("--parts", action="store_true",
+                    help="also time the parts apart: the message view (with its MIME parse), Bayes, the rules")
     ap.add_argument("--against", default="", help="another checkout: compare, message by message, in turns")
     ap.add_argument("--rounds", type=int, default=1,
                     help="with --against: rounds of two fresh workers (each round's hash seed: the next)")
@@ -127,6 +129,7 @@ def main() -> int:
             ctx.layer("scoring")
             best[i] = min(best[i], (time.process_time() - t) * 1000)
     cpu = sorted(best)
+    parts = time_parts(raws, policy, bc, engine if not args.no_rules else None, args.repeat) if args.parts else None
     classified = sum(bc.classify(message_view(make_context(raw, policy))).probability is not None for raw in raws)
     print(json.dumps({"messages": len(cpu), "layers": layers, "rule_load_cpu_s": round(load_s, 2),
                       "hyperscan": hyperscan, "reference": args.reference, "repeat": args.repeat,
@@ -135,9 +138,34 @@ def main() -> int:
                       "bayes_classified": classified,
                       "cpu_ms_median": round(cpu[len(cpu) // 2], 2), "cpu_ms_p90": round(cpu[int(len(cpu) * .9)], 2),
                       "cpu_ms_p95": round(cpu[int(len(cpu) * .95)], 2),
-                      "cpu_ms_mean": round(sum(cpu) / len(cpu), 2), "reference_loop_ms": reference_loop_ms()},
+                      "cpu_ms_mean": round(sum(cpu) / len(cpu), 2), "reference_loop_ms": reference_loop_ms(),
+                      **({"parts_ms_median": parts} if parts else {})},
                      indent=2))
     return 0
+
+
+def time_parts(raws: list[bytes], policy: PolicySnapshot, bc: BayesClassifier, engine: Any,
+               repeat: int) -> dict[str, float]:
+    """--parts: each message's least CPU per part over the passes, their medians: the view
+    (MIME parse, decoding, HTML rendering), Bayes (tokens, keys, store, combining) and the
+    rules engine (Hyperscan pass, rules, metas) on that view. The layers around them (runner,
+    scoring) are the whole figure less these."""
+    names = ("view", "bayes", "rules")
+    best = {k: [float("inf")] * len(raws) for k in names}
+    for _ in range(repeat):
+        for i, raw in enumerate(raws):
+            ctx = make_context(raw, policy)
+            t0 = time.process_time()
+            view = message_view(ctx)
+            t1 = time.process_time()
+            p = bc.classify(view).probability
+            t2 = time.process_time()
+            if engine is not None:
+                engine.run(view, {"bayes_probability": p} if p is not None else None)
+            t3 = time.process_time()
+            for k, took in zip(names, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                best[k][i] = min(best[k][i], took * 1000)
+    return {k: round(sorted(v)[len(v) // 2], 3) for k, v in best.items()}
 
 
 def reference_loop_ms() -> float:
