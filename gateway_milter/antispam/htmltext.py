@@ -708,7 +708,7 @@ class _Renderer(HTMLParser):
         if inside.get("script", 0) > 0 or inside.get("style", 0) > 0:
             return
         # (white space alone, as between two tags, is common: it has nothing for what follows)
-        blank = bool(text) and not text.strip(_HTML_WS)
+        blank = not text.strip(_HTML_WS)  # (text is not empty here)
         # display_text: white space runs (and no-break spaces) as one space; none leading after
         # a tag's white space (a text invisible by its colours keeps it there: not modelled)
         piece = " " if blank else _SA_SPACES.sub(" ", text)

@@ -643,7 +643,6 @@ _lock = threading.Lock()
 
 
 _BLANK_RUN = re.compile(rb"\n(?:[ \t\r\f\v]*\n){21}")  # (a leading literal: the engine skips to each newline)
-_HEADER_END = _HEAD_END
 MAX_BLANK_LINES = 20
 
 
@@ -652,7 +651,7 @@ def squash_blank_lines(raw: bytes) -> bytes:
     lines keeps its first line and its last 19, before the MIME parts are read (the pristine
     message, which full rules and the body length read, keeps them all). The same object back
     when there is no such run."""
-    m = _HEADER_END.search(raw)
+    m = _HEAD_END.search(raw)
     if m is None or _BLANK_RUN.search(raw, m.end() - 1) is None:
         return raw
     lines = raw[m.end():].splitlines(keepends=True)
