@@ -13,7 +13,7 @@ import pytest
 
 from gateway_milter.antispam import hsmatch
 from gateway_milter.antispam.engine import RuleEngine, _atleast, engine_for
-from gateway_milter.antispam.perlre import parse_perl_regex
+from gateway_milter.antispam.perlre import octets, parse_perl_regex
 from gateway_milter.antispam.sarules import load_rules
 from gateway_milter.antispam.saview import message_view
 from tests.unit.antispam.helpers import make_ctx, msg, write_rules
@@ -52,6 +52,15 @@ CASES = [  # (perl pattern, texts): Python's matches must all be candidates
     (r"/\bunsubscribe\b/", ["to unsubscribe, reply", "unsubscribed"]),
     (r"/end of text\z/", ["this is the end of text", "end of text\n"]),
     (r"/^\s*$/", ["", "\n\n", "x"]),
+    # octet strings, as the engine's texts are (an "é" is its two UTF-8 octets): a byte is a
+    # character to both sides, classes and counted repeats alike
+    (r"/caf\xc3\xa9/", [octets("caf\u00e9"), "cafe"]),
+    (r"/^caf.{2}$/m", [octets("caf\u00e9"), "cafe!"]),
+    (r"/caf[^e]{2}\b/", [octets("caf\u00e9 au lait"), "cafes"]),
+    # __HAS_HREF and __HAS_IMG_SRC_DATA in one database: compiled for bytes instead of UTF-8,
+    # Hyperscan 5.4 misses the first where [^>] takes the newline of an empty line
+    (r"/^[^>].*?<a href=/im", ["\t<img src='data><img src='data<\n\n<A HREF=", "a\n\n<a href=x"]),
+    (r"/^[^>].*?<img src=['\"]data/im", ["x\n\n<img src='data", "<A HREF=<img src='data"]),
 ]
 
 
@@ -102,6 +111,8 @@ def test_every_python_match_is_a_candidate(matcher: hsmatch.BodyMatcher) -> None
     # and it does rule things out: the whole point
     assert "R0" not in (matcher.candidates("body", "nothing") or set())
     assert "R6" not in (matcher.candidates("body", "unsubscribed") or set())
+    assert "R9" not in (matcher.candidates("body", "cafe") or set())
+    assert "R10" not in (matcher.candidates("body", octets("caf\u00e9s")) or set())  # 3 octets after "caf"
 
 
 @needs_hs
