@@ -18,7 +18,7 @@ import time
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,8 @@ from gateway_milter.antispam import hsmatch, re2filter, saeval, sauris, wlbleval
 from gateway_milter.auth import psl
 from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, relaxed_pattern, required_factors,
                                              required_squeezed_factors, squeeze)
-from gateway_milter.antispam.perlre import octets
-from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, load_rules
+from gateway_milter.antispam.perlre import PatternError, octets
+from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, capture_names, fill_templates, load_rules
 from gateway_milter.antispam.saview import MAX_LINE, UNSUPPORTED_HEADERS, SaMessage, body_lines, decode_header_value
 
 SUPPORTED_MODS = ("", "raw", "addr", "name", "name:raw", "first", "last")
@@ -106,7 +106,7 @@ class _Texts:
     for the literal prefilter."""
 
     __slots__ = ("m", "_text", "_low", "_squeezed", "_present", "indexes", "hs_covered", "known",
-                 "uri_settings", "_uris", "_lines", "_starts", "_part_values")
+                 "uri_settings", "_uris", "_lines", "_starts", "_part_values", "captures")
 
     def __init__(self, m: SaMessage, indexes: dict[tuple[str, bool], FactorIndex[str]],
                  uri_settings: sauris.UriSettings) -> None:
@@ -125,6 +125,8 @@ class _Texts:
         # that was not given a value is a candidate, and only its own expression is left to run
         self.hs_covered: frozenset[str] | set[str] = frozenset()
         self.known: Callable[[str], int | None] = _NOTHING.get  # the message's memo: a rule's value once known
+        # tags set by capture rules' matches (``(?<NAME>...)``), read by template rules (``%{NAME}``)
+        self.captures: dict[str, list[str]] = {}
 
     def present(self, kind: str, squeezed: bool) -> set[str]:
         """Rules (of this kind and factor domain) one of whose factors occurs in the text."""
@@ -248,6 +250,11 @@ class _Texts:
 
 _itemgetter1 = operator.itemgetter(1)
 _NOTHING: dict[str, int] = {}
+TEMPLATE_CACHE = 256  # a template rule's compiled expressions kept, one per set of tag values
+
+
+def _never(t: Any, m: Any, ex: Any, v: Any) -> int:
+    return 0
 
 
 def _atleast(v: Callable[[str], int], names: tuple[str, ...], need: int) -> bool:
@@ -293,12 +300,13 @@ class RuleEngine:
                 if hname.startswith(UNSUPPORTED_HEADERS) or mod not in SUPPORTED_MODS:
                     self.unsupported[name] = f"pseudo-header or modifier {r.target!r} is not implemented"
                     del rules[name]
-        # metas on unsupported rules are unsupported (again, after the header pass)
+        # metas on unsupported rules are unsupported (again, after the header pass), and so are
+        # template rules on unsupported capture rules
         changed = True
         while changed:
             changed = False
             for name, r in list(rules.items()):
-                if r.kind == "meta":
+                if r.kind == "meta" or r.templates:
                     bad = [d for d in r.deps if d in self.unsupported]
                     if bad:
                         self.unsupported[name] = f"depends on unsupported {', '.join(bad[:3])}"
@@ -333,9 +341,10 @@ class RuleEngine:
         # and Hyperscan's: those, and the header rules over the long header texts (HS_HEADERS;
         # those on ALL alone cost 0.27 ms a message on Python's ``re``) and over the headers
         # with many rules (HS_HEADER_MIN_RULES)
+        # (not capture rules: their matches must run, an absent header's too, to set their tags)
         plain_header = [r for r in self.rules.values()
                         if r.kind == "header" and not r.negate and not r.eval_fn and r.pattern is not None
-                        and not r.target.startswith("exists:")]
+                        and not r.target.startswith("exists:") and not capture_names(r)]
         per_spec = Counter(r.target for r in plain_header)
         hs_specs = {t for t, k in per_spec.items() if t in HS_HEADERS or k >= HS_HEADER_MIN_RULES}
         self.hs_rules = [(r, r.kind) for r in self.pattern_rules] + [(r, r.target) for r in plain_header
@@ -636,6 +645,88 @@ class RuleEngine:
         return fn
 
     def _compile(self, r: Rule, prefilter: bool = True) -> RuleFn:
+        if r.templates:
+            return self._compile_template(r)
+        fn = self._compile_rule(r, prefilter)
+        tags = capture_names(r)
+        return self._capturing(r, fn, tags) if tags else fn
+
+    def _compile_template(self, r: Rule) -> RuleFn:
+        """A rule whose expression reads tags (``%{NAME}``, SpamAssassin 4's capture rules):
+        its capture rules run first; with a tag unset the rule does not run (0), else its
+        expression is the template filled with the tags' values for this message (compiled
+        once per set of values). Its ``pattern``, each template read as any text, is only a
+        prefilter: Hyperscan and the literal factors rule texts out with it."""
+        assert r.template is not None
+        template, names, setters = r.template, r.templates, r.deps
+        compiled: dict[tuple[tuple[str, ...], ...], RuleFn] = {}
+
+        def filled(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
+            for s in setters:
+                v(s)  # SpamAssassin runs capture rules first (priority -10000)
+            values = []
+            for n in names:
+                got = t.captures.get(n)
+                if not got:
+                    return 0  # "not running rule, dependent tag not defined"
+                values.append(tuple(got))
+            key = tuple(values)
+            fn = compiled.get(key)
+            if fn is None:
+                try:
+                    pattern = fill_templates(template, values)
+                except PatternError:
+                    fn = _never  # a value that makes the expression invalid: the rule does not run
+                else:
+                    fn = self._compile_rule(replace(r, pattern=pattern, templates=(), template=None), False)
+                if len(compiled) >= TEMPLATE_CACHE:
+                    compiled.clear()
+                compiled[key] = fn
+            return fn(t, m, ex, v)
+        return filled
+
+    def _capturing(self, r: Rule, fn: RuleFn, tags: list[str]) -> RuleFn:
+        """A capture rule: where it hits, its matches set its tags, as SpamAssassin's do (the
+        first match, or each up to maxhits with tflags multiple; empty captures dropped,
+        values deduplicated in order; a later capture rule of the same tag replaces them)."""
+        assert r.pattern is not None
+        finditer, kind, maxhits, spec = r.pattern.compiled.finditer, r.kind, r.maxhits, r.target
+        unset = r.if_unset if r.if_unset is not None else ""
+        lname, _, mod = spec.partition(":")
+
+        def pieces(t: _Texts, m: SaMessage) -> list[str]:
+            if kind == "header":
+                value = m.rule_header(spec)
+                return [unset if value is None else octets(value)]
+            if kind == "mimeheader":
+                return t.part_values(lname.lower(), mod == "raw")
+            if kind == "uri":
+                return t.uris()
+            if kind == "body":
+                return t.body_lines()
+            return [t.text(kind)]
+
+        def capturing(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
+            hit = fn(t, m, ex, v)
+            if hit:
+                found: dict[str, list[str]] = {n: [] for n in tags}
+                seen = 0
+                for piece in pieces(t, m):
+                    for mo in finditer(piece):
+                        for n in tags:
+                            val = mo.group(n)
+                            if val and val not in found[n]:
+                                found[n].append(val)
+                        seen += 1
+                        if seen >= maxhits:
+                            break
+                    if seen >= maxhits:
+                        break
+                t.captures.update(found)
+            return hit
+        return capturing
+
+    def _compile_rule(self, r: Rule, prefilter: bool = True) -> RuleFn:
         if r.eval_fn:
             efn = saeval.EVALS[r.eval_fn]
             args = (r.kind, *r.eval_args) if r.eval_fn in saeval.WANTS_RULE_KIND else r.eval_args
@@ -854,8 +945,10 @@ class RuleEngine:
             allmetas(memo.get, value, memo)
         else:
             if self._plain is None:
-                self._plain = {n: self._fns[n] if r.kind not in BODY_KINDS or r.eval_fn else self._compile(r, False)
-                               for n, r in self.rules.items() if r.kind != "meta"}
+                # capture rules first, as SpamAssassin runs them (the template rules read their tags)
+                order = sorted((r for r in self.rules.values() if r.kind != "meta"), key=lambda r: not capture_names(r))
+                self._plain = {r.name: self._fns[r.name] if r.kind not in BODY_KINDS or r.eval_fn else self._compile(r, False)
+                               for r in order}
             for n, fn in self._plain.items():
                 memo[n] = fn(texts, m, ex, memo.__getitem__)
             for r, mfn in self.metas:

@@ -20,7 +20,7 @@ from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway_milter.antispam.perlre import PatternError, PerlPattern, octets, parse_perl_regex, split_delimited
+from gateway_milter.antispam.perlre import PatternError, PerlPattern, octets, parse_perl_regex, split_delimited, translate
 from gateway_milter.antispam.sauris import idn_to_ascii
 
 SA_VERSION = 4.000001
@@ -46,7 +46,7 @@ FEATURES = {
     "Mail::SpamAssassin::Conf::perl_min_version_5010000": True,
     "Mail::SpamAssassin::Conf::feature_welcomelist_blocklist": True,
     "Mail::SpamAssassin::Conf::compat_welcomelist_blocklist": True,
-    "Mail::SpamAssassin::Conf::feature_capture_rules": False,  # %{name} captures: not supported
+    "Mail::SpamAssassin::Conf::feature_capture_rules": True,  # (?<NAME>...) captures, %{NAME} templates
     "Mail::SpamAssassin::Conf::feature_dns_block_rule": False,
     "Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length": True,
 }
@@ -101,6 +101,12 @@ class Rule:
     maxhits: int = 1
     score: float = 1.0
     describe: str = ""
+    # SpamAssassin 4's capture rules: the tags a template rule's expression reads (``%{NAME}``,
+    # in order of appearance), and its expression's body, modifiers and line mode with each
+    # template marked (TEMPLATE_MARK); ``pattern`` is then the expression with each template
+    # read as any text, a superset the prefilters and Hyperscan may use
+    templates: tuple[str, ...] = ()
+    template: tuple[str, str, bool] | None = None
 
 
 @dataclass(slots=True)
@@ -364,6 +370,11 @@ def _eval_condition(expr: str) -> bool:
 
 
 _EVAL = re.compile(r"^eval:([A-Za-z_][A-Za-z0-9_]*)\((.*)\)\s*$", re.S)
+# SpamAssassin's capture templates (Conf/Parser.pm parse_captures): %{NAME} not after a
+# backslash; a tag name is upper case (and may carry arguments, which are not read here)
+_TEMPLATE = re.compile(r"(?<!\\)%\{([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?:\([^)}]*\))?)\}")
+TAG_NAME = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")  # names a capture may set (PerMsgStatus set_captures)
+ANY_TEXT = "(?s:.*?)"  # a template read as any text: the superset expression
 
 
 def _parse_eval_args(s: str) -> tuple[str | float, ...]:
@@ -557,12 +568,27 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
             rs.skipped[name] = "network test (tflags net): our dnsbl/uribl layers do this"
             continue
         rs.rules[name] = rule
-    # metas depending on unsupported rules are unsupported themselves (transitively)
+    # a template rule reads the tags capture rules set: those are what it depends on (they run
+    # first, as SpamAssassin runs them first); a tag no rule here captures is never set
+    setters: dict[str, list[str]] = {}
+    for name, rule in rs.rules.items():
+        for tag in capture_names(rule):
+            setters.setdefault(tag, []).append(name)
+    for name, rule in list(rs.rules.items()):
+        if rule.templates:
+            missing = [t for t in rule.templates if t not in setters]
+            if missing:
+                rs.unsupported[name] = f"template %{{{missing[0]}}}: no rule here captures that tag"
+                del rs.rules[name]
+                continue
+            rule.deps = tuple(dict.fromkeys(n for t in rule.templates for n in setters[t]))
+    # metas depending on unsupported rules are unsupported themselves (transitively), and so
+    # are template rules whose capture rules are
     changed = True
     while changed:
         changed = False
         for name, rule in list(rs.rules.items()):
-            if rule.kind != "meta":
+            if rule.kind != "meta" and not rule.templates:
                 continue
             bad = [d for d in rule.deps if d in rs.unsupported]
             if bad:
@@ -572,12 +598,49 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
     return rs
 
 
+def capture_names(rule: Rule) -> list[str]:
+    """The tags a rule's matches set: its expression's named groups with a tag's name (a
+    negated header rule's never match)."""
+    if rule.pattern is None or rule.eval_fn or rule.negate or rule.templates:
+        return []
+    return [n for n in rule.pattern.compiled.groupindex if TAG_NAME.match(n)]
+
+
+TEMPLATE_MARK = "\x00{}\x00"  # a template's place in a stored expression body (by index)
+
+
+def fill_templates(template: tuple[str, str, bool], values: list[tuple[str, ...]]) -> PerlPattern:
+    """A template rule's expression for this message: each ``%{NAME}`` the alternation of the
+    tag's values, each quoted as Perl's quotemeta quotes (SpamAssassin's capture_rules_replace)."""
+    body, mods, lines = template
+    for i, vals in enumerate(values):
+        alt = "(?:" + "|".join(re.sub(r"([^A-Za-z0-9_\x80-\xff])", r"\\\1", v) for v in vals) + ")"
+        body = body.replace(TEMPLATE_MARK.format(i), alt)
+    return translate(body, mods, lines)
+
+
+def _mark_templates(rule: Rule, text: str) -> str:
+    names: list[str] = []
+
+    def mark(m: re.Match[str]) -> str:
+        if "(" in m.group(1):
+            raise RuleFileError(f"template %{{{m.group(1)}}}: tags with arguments are not supported")
+        names.append(m.group(1))
+        return TEMPLATE_MARK.format(len(names) - 1)
+    marked = _TEMPLATE.sub(mark, text)
+    rule.templates = tuple(names)
+    return marked
+
+
 def _parse_definition(p: _Parser, rule: Rule) -> None:
     text = rule.text
     if rule.name in p.replace_rules:
         text = p.replace_tags(text)
-    if "%{" in text and rule.kind != "meta":
-        raise RuleFileError("capture-rule template %{...} is not supported")
+    marked = ""
+    if "%{" in text and rule.kind != "meta" and not _EVAL.match(text):
+        marked = _mark_templates(rule, text)
+        if rule.templates:  # parsed below with each template read as any text
+            text = re.sub("\x00\\d+\x00", lambda _m: ANY_TEXT, marked)
     if rule.kind == "meta":
         rule.meta_tree = parse_meta(text)
         rule.meta, rule.deps = meta_source(rule.meta_tree), meta_names(rule.meta_tree)
@@ -599,6 +662,11 @@ def _parse_definition(p: _Parser, rule: Rule) -> None:
         rest = hm.group(3)
         # a rule's pattern is bytes to SpamAssassin: the texts it runs on are too (engine.py)
         rule.pattern, tail = parse_perl_regex(octets(rest))
+        if rule.templates:
+            mhm = re.match(r"^(\S+)\s*(=~|!~)\s*(.*)$", marked, re.S)
+            assert mhm is not None  # the same text but for the templates
+            body, mods, _rest = split_delimited(octets(mhm.group(3)))
+            rule.template = (body, mods, False)
         um = re.match(r"^\[if-unset:\s*(.*?)\]$", tail)
         if um:
             rule.if_unset = um.group(1)
@@ -609,9 +677,13 @@ def _parse_definition(p: _Parser, rule: Rule) -> None:
         rule.eval_fn = m.group(1)
         rule.eval_args = _parse_eval_args(m.group(2))
         return
-    rule.pattern, tail = parse_perl_regex(octets(text), lines=rule.kind in ("body", "rawbody", "uri"))
+    lines = rule.kind in ("body", "rawbody", "uri")
+    rule.pattern, tail = parse_perl_regex(octets(text), lines=lines)
     if tail:
         raise RuleFileError(f"trailing text {tail[:40]!r}")
+    if rule.templates:
+        body, mods, _rest = split_delimited(octets(marked))
+        rule.template = (body, mods, lines)
 
 
 __all__ = ["Rule", "RuleSet", "load_rules", "compile_meta", "parse_meta", "meta_source", "split_delimited", "RuleFileError"]
