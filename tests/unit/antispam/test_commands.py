@@ -53,6 +53,20 @@ def test_it_lists_unsupported_rules(tmp_path: Path) -> None:
     assert rep["running"] == 1 and set(rep["unsupported"]) == {"BAD_RULE", "BAD_META"}
 
 
+def test_it_lists_capture_tags_and_their_readers(tmp_path: Path) -> None:
+    d = write_rules(tmp_path, "header __TO_ADDR To:addr =~ /(?<TO_ADDR>.*)/\n"
+                              "uri URI_TO m|\\#%{TO_ADDR}|\nscore URI_TO 1\n"
+                              "uri URI_LOST m|%{LOST_TAG}|\nscore URI_LOST 1\n")
+    out = io.StringIO()
+    call_command("rules", "check", "--no-default", "--dir", str(d), "--json", stdout=out)
+    rep = json.loads(out.getvalue())
+    assert rep["capture_tags"] == {"TO_ADDR": ["__TO_ADDR"]} and rep["template_rules"] == ["URI_TO"]
+    assert "no rule here captures" in rep["unsupported"]["URI_LOST"]
+    out = io.StringIO()
+    call_command("rules", "check", "--no-default", "--dir", str(d), stdout=out)
+    assert "1 rule(s) read captured tags: %{TO_ADDR} (set by __TO_ADDR)" in out.getvalue()
+
+
 @pytest.mark.django_db
 def test_it_trains_from_mark_as_spam_events(tmp_path: Path, store: MemoryStore, settings: object) -> None:
     from django.conf import settings as dj

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from gateway_milter.antispam.sarules import capture_names
 from gateway_milter.layers.rules import RulesSettings, engine_from_settings
 
 
@@ -45,6 +46,10 @@ class Command(BaseCommand):
             "unsupported": dict(sorted(eng.unsupported.items())),
             "not_run_network": dict(sorted(eng.ruleset.skipped.items())),
             "not_run_score_zero": len(eng.disabled),
+            # SpamAssassin 4's capture rules: tag -> the rules that set it, and the rules reading tags
+            "capture_tags": {t: sorted(n for n, r in eng.rules.items() if t in capture_names(r))
+                             for t in sorted({t for r in eng.rules.values() for t in capture_names(r)})},
+            "template_rules": sorted(n for n, r in eng.rules.items() if r.templates),
         }
         if o["json"]:
             self.stdout.write(json.dumps(report, indent=2))
@@ -56,6 +61,9 @@ class Command(BaseCommand):
             self.stdout.write(f"  {name}: {why}")
         self.stdout.write(f"{len(report['not_run_network'])} network rule(s) left to the dnsbl/uribl layers; "
                           f"{report['not_run_score_zero']} rule(s) with score 0 not needed by any scored rule")
+        if report["template_rules"]:
+            tags = ", ".join(f"%{{{t}}} (set by {', '.join(ns)})" for t, ns in report["capture_tags"].items())
+            self.stdout.write(f"{len(report['template_rules'])} rule(s) read captured tags: {tags}")
 
     def compile(self, eng: Any, wait_s: float) -> None:
         if eng.hs_loader is None:
