@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway_milter.antispam.htmltext import FLAG_FACTS, NUMERIC_FACTS, STRING_FACTS, HtmlFacts
+from gateway_milter.antispam.parseflags import parse_flags
 from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.relays import IP, is_private_ip
 from gateway_milter.antispam.saview import _PERL_WS, SaMessage, body_lines
@@ -45,6 +46,9 @@ SUPPORTED_TESTS: dict[str, set[str] | frozenset[str]] = {
     "check_for_mime": {"mime_qp_count", "mime_base64_count", "mime_base64_encoded_text", "mime_qp_long_line",
                        "mime_attachment", "mime_bad_iso_charset", "mime_faraway_charset", "mimepart_limit_exceeded"},
     "check_freemail_replyto": {"replyto", "reply"},
+    # (not missing_head_body_separator: parseflags.py says why)
+    "check_msg_parse_flags": {"truncated_header", "missing_mime_headers", "missing_mime_head_body_separator",
+                              "mime_epilogue_exists"},
 }
 
 
@@ -52,6 +56,9 @@ def unsupported_reason(fn: str, kind: str, args: tuple[Any, ...] = ()) -> str | 
     if fn not in EVALS:
         return f"eval function {fn}() is not implemented"
     tests = SUPPORTED_TESTS.get(fn)
+    if fn == "check_msg_parse_flags" and args and str(args[0]) == "missing_head_body_separator":
+        return ("check_msg_parse_flags('missing_head_body_separator'): the MTA parses the header section "
+                "before the milter sees it, so whether the message had its empty line is not known here")
     if tests is not None and (not args or str(args[0]) not in tests):
         return f"eval {fn}({args[0] if args else ''!r}) is not implemented"
     if fn in ("html_eval", "html_tag_balance") and (len(args) < 2 or _comparison(args[1]) is None):
@@ -524,6 +531,15 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 
 # -- MIMEEval -------------------------------------------------------------------------------------
+@_eval("check_msg_parse_flags")
+def check_msg_parse_flags(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    """MIMEEval: a flag SpamAssassin's message parser set (parseflags.py)."""
+    flags = m.cache.get("parse_flags")
+    if flags is None:
+        flags = m.cache["parse_flags"] = parse_flags(m.full)
+    return int(str(args[0]) in flags)
+
+
 @_eval("check_for_mime")
 def check_for_mime(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
     return int(m.mime.get(str(args[0]), 0) > 0)

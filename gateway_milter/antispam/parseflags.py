@@ -1,0 +1,265 @@
+"""The flags SpamAssassin's message parser sets on a message (Mail::SpamAssassin::Message, 4.0.1),
+which MIMEEval's ``check_msg_parse_flags`` reads:
+
+- ``truncated_header``: a header field name over 256 octets or a value over 8,192 (``HEAD_LONG``);
+- ``missing_mime_headers``: the line after a MIME boundary is no header field
+  (``T_TVD_MIME_NO_HEADERS``);
+- ``missing_mime_head_body_separator``: a MIME part's header section ends at a line that is
+  neither a field, a continuation nor empty (``MISSING_MIME_HB_SEP``);
+- ``mime_epilogue_exists``: text other than white space and dots after a closing boundary
+  (``T_TVD_MIME_EPI``).
+
+``missing_head_body_separator`` (``MISSING_HB_SEP``) is computed too but not offered to the rules:
+the MTA parses the message's header section before the milter sees it and hands over fields
+and body apart, so whether the original had the empty line between them is not known here.
+
+The walk follows the Perl code line by line (header section, then a queue of parts: multipart
+bodies split at their boundaries, ``message/rfc822`` parts decoded and parsed as messages), on
+the message's octets, and sees only what decides a flag: no part is decoded but embedded
+messages, nothing is rendered. Bounds: SpamAssassin's (20 levels, 1,000 parts a multipart)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import quopri
+import re
+from collections import deque
+
+MAX_HEADER_KEY_LENGTH = 256
+MAX_HEADER_VALUE_LENGTH = 8192
+SUBPARSE = 20  # MIME levels parsed (Message->new's default)
+MAX_PARTS = 1000  # parts of one multipart
+
+FLAGS = ("truncated_header", "missing_head_body_separator", "missing_mime_headers",
+         "missing_mime_head_body_separator", "mime_epilogue_exists")
+
+_FIELD = re.compile(r"[\x21-\x39\x3b-\x7e]+[ \t]*:")  # a field name, WSP allowed before the colon
+_FIELD_STRICT = re.compile(r"[\x21-\x39\x3b-\x7e]+:")  # after a boundary: no WSP before the colon
+_LONE_LF = re.compile(r"(?<!\r)\n")
+_BOUNDARY = re.compile(r"""\bboundary\s*=\s*("[^"]+|[^\s";]+(?=[\s;]|$))""", re.I)
+_PART_FIELD = re.compile(r":\s*")
+_BLANK_OR_CR = re.compile(r"\r?\n?")
+_CT_DROP = re.compile(r'[\x00-\x20\x7f-\xff"(),:-?@\[-\]]')  # what parse_content_type deletes
+
+
+def _value(v: str) -> str:
+    """A field's value as Node::header gives it: folds unfolded, trimmed, no line breaks."""
+    return re.sub(r"\r?\n", "", re.sub(r"\n[ \t]+", " ", v).strip(" \t\n\r\f\v"))
+
+
+def _lines(text: str) -> list[str]:
+    """Perl's ``split /^/m``: lines with their newline, the last one without if it has none."""
+    parts = text.split("\n")
+    out = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return out
+
+
+def _content_type(values: list[str]) -> tuple[str, str | None]:
+    """Util::parse_content_type: the last Content-Type's type and boundary."""
+    ct = values[-1] if values and values[-1] else "text/plain; charset=us-ascii"
+    m = _BOUNDARY.search(ct)
+    boundary = m.group(1).replace('"', "") if m else None
+    ct = re.sub(r"^([^/]+(?:/[^/\s]*)?).*$", r"\1", re.sub(r";.*$", "", ct.lstrip(), flags=re.S), flags=re.S).lower()
+    if not ct or (re.match(r"text\b", ct) and not re.fullmatch(r"text/(?:x-vcard|calendar|html)\n?", ct)):
+        ct = "text/plain"
+    return _CT_DROP.sub("", ct), boundary
+
+
+class _Message:
+    """A message's header section parsed as Message->new parses it: its fields (name lower-cased
+    -> values), the flags it sets, and the lines after the header section."""
+
+    def __init__(self, text: str) -> None:
+        self.flags: set[str] = set()
+        self.fields: dict[str, list[str]] = {}
+        lines = _lines(text)
+        if not lines:
+            lines = [""]
+        crlf = "\r\n" in lines[0] or "\r\n" in lines[-1]
+        ending = "\r\n" if crlf else "\n"
+        i = 0
+        errors = 0
+        header: str | None = None
+        while True:
+            eof = i >= len(lines)
+            current = ending if eof else lines[i]
+            if not eof:
+                i += 1
+            if crlf:
+                current = _LONE_LF.sub("\r\n", current)
+            if current[:1] in (" ", "\t"):
+                header = (header or "") + current
+                continue
+            if header is not None:
+                key, sep, value = header.partition(":")
+                if sep:
+                    if crlf:
+                        value = value.replace("\r\n", "\n")
+                    key = key.rstrip(" \t")
+                    if len(key) > MAX_HEADER_KEY_LENGTH:
+                        key = key[:MAX_HEADER_KEY_LENGTH]
+                        self.flags.add("truncated_header")
+                    if len(value) > MAX_HEADER_VALUE_LENGTH:
+                        value = value[:MAX_HEADER_VALUE_LENGTH]
+                        self.flags.add("truncated_header")
+                    self.fields.setdefault(key.lower(), []).append(value)
+            if current == ending:
+                if eof:
+                    self.flags.add("missing_head_body_separator")
+                break
+            if current.startswith("--"):  # a MIME boundary: no separator, the body starts here
+                self.flags.add("missing_head_body_separator")
+                i -= 1
+                break
+            if not _FIELD.match(current):
+                errors += 1
+                if errors > 3:
+                    self.flags.add("missing_head_body_separator")
+                    i -= 1
+                    break
+            header = current
+        body = lines[i:]
+        if crlf:
+            body = [ln[:-2] + "\n" if ln.endswith("\r\n") else ln for ln in body]
+        self.body = body
+        self.type, self.boundary = _content_type([_value(v) for v in self.fields.get("content-type", [])])
+        # bug 6845: a multipart body that starts with neither an empty line nor its boundary
+        if (self.type.startswith("multipart/") and len(body) > 1 and body[0].strip()
+                and (self.boundary is None or not body[0].startswith("--" + self.boundary))):
+            body.insert(0, "\n")
+
+    def as_part(self) -> _Part:
+        """The message as a part of the parse queue (its transfer encoding, for message/rfc822)."""
+        p = _Part()
+        p.fields = self.fields
+        p.cte = _value(self.fields["content-transfer-encoding"][-1]) if "content-transfer-encoding" in self.fields else ""
+        return p
+
+
+class _Part:
+    __slots__ = ("fields", "cte")
+
+    def __init__(self) -> None:
+        self.fields: dict[str, list[str]] = {}
+        self.cte = ""
+
+
+def _decode(part: _Part, lines: list[str]) -> str:
+    data = "".join(lines)
+    cte = part.cte.lower()
+    raw = data.encode("latin-1", "replace")
+    try:
+        if "base64" in cte:
+            return base64.b64decode(re.sub(rb"[^A-Za-z0-9+/=]", b"", raw) + b"===", validate=False).decode("latin-1")
+        if "quoted-printable" in cte:
+            return quopri.decodestring(raw).decode("latin-1")
+    except (binascii.Error, ValueError):
+        return ""
+    return data
+
+
+def parse_flags(full: str) -> frozenset[str]:
+    """The flags SpamAssassin's parser sets on the message ``full`` (its octets, one character
+    each)."""
+    top = _Message(full)
+    flags = set(top.flags)
+    queue: deque[tuple[str, str | None, list[str], int, _Part | None]] = deque(
+        [(top.type, top.boundary, top.body, SUBPARSE, top.as_part())])
+    while queue:
+        ctype, boundary, body, subparse, part = queue.popleft()
+        if ctype.startswith("multipart/") and boundary is not None and subparse > 0:
+            _multipart(ctype, boundary, body, subparse - 1, flags, queue)
+        elif part is not None and ctype in ("message/rfc822", "message/global") and subparse > 0:
+            decoded = _decode(part, body)
+            if decoded:  # parsed as a message: its own header flags stay its own, its parts ours
+                sub = _Message(decoded)
+                queue.append((sub.type, sub.boundary, sub.body, subparse - 1, sub.as_part()))
+    return frozenset(flags)
+
+
+def _multipart(ctype: str, boundary: str, body: list[str], subparse: int, flags: set[str],
+               queue: deque[tuple[str, str | None, list[str], int, _Part | None]]) -> None:
+    opening = "--" + boundary
+    for n, line in enumerate(body):
+        if line.startswith(opening) and not line[len(opening):].strip():
+            if n + 1 < len(body) and not _FIELD_STRICT.match(body[n + 1]):
+                flags.add("missing_mime_headers")
+            body = body[n + 1:]
+            break
+    end = re.compile(r"--" + re.escape(boundary) + r"(--)?\s*\Z")
+    nested = False
+    in_body = False
+    header: str | None = None
+    part = _Part()
+    part_lines: list[str] = []
+    remaining = len(body)
+    count = 0
+    for line in body:
+        m = end.match(line) if line.startswith("--") else None
+        found_end = m is not None
+        found_last = found_end and m.group(1) is not None  # type: ignore[union-attr]
+        if found_end and nested:
+            found_end = False
+            if found_last:
+                nested = False
+        remaining -= 1
+        if remaining == 0 or found_end:
+            if not found_end:
+                part_lines.append(line)
+            elif part_lines:  # the line break before a boundary belongs to the boundary (RFC 2046)
+                last = part_lines[-1].removesuffix("\n")
+                if last:
+                    part_lines[-1] = last
+                else:
+                    part_lines.pop()
+            ptype, p_boundary = _content_type([_value(v) for v in part.fields.get("content-type", [])])
+            queue.append((ptype, p_boundary or boundary, part_lines, subparse, part))
+            if found_end:
+                if found_last:
+                    break
+                if remaining and not _FIELD_STRICT.match(body[len(body) - remaining]):
+                    flags.add("missing_mime_headers")
+            count += 1
+            if count == MAX_PARTS:
+                return
+            in_body, header, part, part_lines = False, None, _Part(), []
+            continue
+        if not in_body:
+            if _FIELD.match(line):
+                if header is not None:
+                    _add_field(part, header)
+                header = line
+                continue
+            if line[:1] in (" ", "\t") and header:
+                header += line
+                continue
+            if header:
+                key = _add_field(part, header)
+                if key == "content-type":
+                    _t, inner = _content_type([_value(v) for v in part.fields["content-type"]])
+                    if inner is not None and inner == boundary:
+                        nested = True
+            in_body = True
+            if _BLANK_OR_CR.fullmatch(line):
+                continue
+            flags.add("missing_mime_head_body_separator")
+        part_lines.append(line)
+    # an epilogue: after the closing boundary, a line with more than white space and dots
+    if remaining:
+        for line in body[len(body) - remaining:]:
+            if re.search(r"[^\s.]", line):
+                flags.add("mime_epilogue_exists")
+                break
+
+
+def _add_field(part: _Part, header: str) -> str:
+    r"""A part's field as _parse_multipart splits it (``split /:\s*/, $header, 2``)."""
+    pieces = _PART_FIELD.split(header, 1)
+    key, value = pieces[0].lower(), (pieces[1] if len(pieces) > 1 else "")
+    part.fields.setdefault(key, []).append(value)
+    if key == "content-transfer-encoding":
+        part.cte = value.strip()
+    return key
