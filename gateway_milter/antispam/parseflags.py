@@ -36,10 +36,13 @@ FLAGS = ("truncated_header", "missing_head_body_separator", "missing_mime_header
 
 _FIELD = re.compile(r"[\x21-\x39\x3b-\x7e]+[ \t]*:")  # a field name, WSP allowed before the colon
 _FIELD_STRICT = re.compile(r"[\x21-\x39\x3b-\x7e]+:")  # after a boundary: no WSP before the colon
-_LONE_LF = re.compile(r"(?<!\r)\n")
 _BOUNDARY = re.compile(r"""\bboundary\s*=\s*("[^"]+|[^\s";]+(?=[\s;]|$))""", re.I)
 _PART_FIELD = re.compile(r":\s*")
 _BLANK_OR_CR = re.compile(r"\r?\n?")
+_CT_PARAMS = re.compile(r";.*$", re.S)
+_CT_TYPE = re.compile(r"^([^/]+(?:/[^/\s]*)?).*$", re.S)  # only something/something
+_CT_TEXT = re.compile(r"text\b")
+_CT_KEEP = re.compile(r"text/(?:x-vcard|calendar|html)\n?")
 _CT_DROP = re.compile(r'[\x00-\x20\x7f-\xff"(),:-?@\[-\]]')  # what parse_content_type deletes
 
 
@@ -62,8 +65,8 @@ def _content_type(values: list[str]) -> tuple[str, str | None]:
     ct = values[-1] if values and values[-1] else "text/plain; charset=us-ascii"
     m = _BOUNDARY.search(ct)
     boundary = m.group(1).replace('"', "") if m else None
-    ct = re.sub(r"^([^/]+(?:/[^/\s]*)?).*$", r"\1", re.sub(r";.*$", "", ct.lstrip(), flags=re.S), flags=re.S).lower()
-    if not ct or (re.match(r"text\b", ct) and not re.fullmatch(r"text/(?:x-vcard|calendar|html)\n?", ct)):
+    ct = _CT_TYPE.sub(r"\1", _CT_PARAMS.sub("", ct.lstrip())).lower()
+    if not ct or (ct.startswith("text") and _CT_TEXT.match(ct) and not _CT_KEEP.fullmatch(ct)):
         ct = "text/plain"
     return _CT_DROP.sub("", ct), boundary
 
@@ -74,38 +77,29 @@ class _Message:
 
     def __init__(self, text: str) -> None:
         self.flags: set[str] = set()
-        self.fields: dict[str, list[str]] = {}
+        self.fields: dict[str, list[str]] = {}  # the fields read later: Content-Type, Content-Transfer-Encoding
         lines = _lines(text)
         if not lines:
             lines = [""]
         crlf = "\r\n" in lines[0] or "\r\n" in lines[-1]
         ending = "\r\n" if crlf else "\n"
-        i = 0
+        i, n = 0, len(lines)
         errors = 0
         header: str | None = None
         while True:
-            eof = i >= len(lines)
+            eof = i >= n
             current = ending if eof else lines[i]
             if not eof:
                 i += 1
-            if crlf:
-                current = _LONE_LF.sub("\r\n", current)
+            # (spamass-milter's lone LFs made CRLF; a line holds one line break at most, at its end)
+            if crlf and current[-1:] == "\n" and current[-2:-1] != "\r":
+                current = current[:-1] + "\r\n"
             if current[:1] in (" ", "\t"):
                 header = (header or "") + current
                 continue
-            if header is not None:
-                key, sep, value = header.partition(":")
-                if sep:
-                    if crlf:
-                        value = value.replace("\r\n", "\n")
-                    key = key.rstrip(" \t")
-                    if len(key) > MAX_HEADER_KEY_LENGTH:
-                        key = key[:MAX_HEADER_KEY_LENGTH]
-                        self.flags.add("truncated_header")
-                    if len(value) > MAX_HEADER_VALUE_LENGTH:
-                        value = value[:MAX_HEADER_VALUE_LENGTH]
-                        self.flags.add("truncated_header")
-                    self.fields.setdefault(key.lower(), []).append(value)
+            # a field: only a long one can be truncated, only Content-* ones are read later
+            if header is not None and (len(header) > MAX_HEADER_KEY_LENGTH or header[:8].lower() == "content-"):
+                self._field(header, crlf)
             if current == ending:
                 if eof:
                     self.flags.add("missing_head_body_separator")
@@ -121,15 +115,34 @@ class _Message:
                     i -= 1
                     break
             header = current
-        body = lines[i:]
-        if crlf:
-            body = [ln[:-2] + "\n" if ln.endswith("\r\n") else ln for ln in body]
-        self.body = body
         self.type, self.boundary = _content_type([_value(v) for v in self.fields.get("content-type", [])])
-        # bug 6845: a multipart body that starts with neither an empty line nor its boundary
-        if (self.type.startswith("multipart/") and len(body) > 1 and body[0].strip()
-                and (self.boundary is None or not body[0].startswith("--" + self.boundary))):
-            body.insert(0, "\n")
+        body: list[str] = []
+        if self.type.startswith(("multipart/", "message/")):  # the only bodies parse_flags reads
+            body = lines[i:]
+            if crlf:
+                body = [ln[:-2] + "\n" if ln.endswith("\r\n") else ln for ln in body]
+            # bug 6845: a multipart body that starts with neither an empty line nor its boundary
+            if (self.type.startswith("multipart/") and len(body) > 1 and body[0].strip()
+                    and (self.boundary is None or not body[0].startswith("--" + self.boundary))):
+                body.insert(0, "\n")
+        self.body = body
+
+    def _field(self, header: str, crlf: bool) -> None:
+        key, sep, value = header.partition(":")
+        if not sep:  # not a field ("foo:bar"): skipped
+            return
+        if crlf:
+            value = value.replace("\r\n", "\n")
+        key = key.rstrip(" \t")
+        if len(key) > MAX_HEADER_KEY_LENGTH:
+            key = key[:MAX_HEADER_KEY_LENGTH]
+            self.flags.add("truncated_header")
+        if len(value) > MAX_HEADER_VALUE_LENGTH:
+            value = value[:MAX_HEADER_VALUE_LENGTH]
+            self.flags.add("truncated_header")
+        key = key.lower()
+        if key in ("content-type", "content-transfer-encoding"):
+            self.fields.setdefault(key, []).append(value)
 
     def as_part(self) -> _Part:
         """The message as a part of the parse queue (its transfer encoding, for message/rfc822)."""
