@@ -101,3 +101,24 @@ def test_hostile_shapes_stay_bounded() -> None:
     parse_flags(nested)
     parse_flags(HEAD + "\n" + "--" * 500000 + "\n")
     assert time.process_time() - t0 < 10
+
+
+def test_the_short_path_gives_the_walks_flags() -> None:
+    # parse_flags skips the walk for a plain header section; every variant below must give the
+    # walk's flags (long lines and folded fields near the bound, junk lines, boundaries in the
+    # header, Content-Type cases, CRLF and LF, a lone CR line)
+    from gateway_milter.antispam.parseflags import walk_flags
+
+    variants = []
+    for ending in ("\n", "\r\n"):
+        for extra in ("", "X-A: " + "a" * 250 + "\n", "X-A: " + "a" * 251 + "\n", "X-F: a\n " + "b" * 255 + "\n",
+                      "junk\n", "--XX\n", "\r\n", "content-type : multipart/mixed; boundary=XX\n",
+                      "Content-Type: message/rfc822\n", "X-Content-Type: multipart/mixed\n",
+                      "Content-Type: text/plain\n", "X" * 300 + ": v\n"):
+            for body in (multipart(GOOD_PART, epilogue="epi\n"), HEAD + "\nbody\n"):
+                head, _, rest = body.partition("\n\n")
+                variants.append((head + "\n" + extra + "\n" + rest).replace("\n", ending).replace("\r\r", "\r"))
+    OFFERED = {"truncated_header", "missing_mime_headers", "missing_mime_head_body_separator", "mime_epilogue_exists"}
+    for v in variants:
+        assert parse_flags(v) & OFFERED == walk_flags(v) & OFFERED, repr(v[:300])
+    assert any(not walk_flags(v) & OFFERED for v in variants) and any(walk_flags(v) & OFFERED for v in variants)
