@@ -77,12 +77,12 @@ def test_long_fields() -> None:
     assert parse_flags(HEAD + "X-Long: " + "a" * 8000 + "\n\nbody\n") == frozenset()
 
 
-def test_the_header_separator_flag_is_computed_but_not_offered() -> None:
+def test_the_header_separator_flag_is_computed_but_not_offered(tmp_path: Path) -> None:
     assert "missing_head_body_separator" in parse_flags(HEAD + "--XX\nbody starts at a boundary\n")
     rules = ("header HB eval:check_msg_parse_flags('missing_head_body_separator')\nscore HB 1\n"
              "body EPI eval:check_msg_parse_flags('mime_epilogue_exists')\nscore EPI 1\n"
              "body NOHDR eval:check_msg_parse_flags('missing_mime_headers')\nscore NOHDR 1\n")
-    eng = RuleEngine(load_rules([write_rules(Path(__import__("tempfile").mkdtemp()), rules)], 2))
+    eng = RuleEngine(load_rules([write_rules(tmp_path, rules)], 2))
     assert "HB" in eng.unsupported and "MTA" in eng.unsupported["HB"]
     hit = {h.name for h in eng.run(message_view(make_ctx(multipart(GOOD_PART, epilogue="hello\n").encode()))).hits}
     assert hit == {"EPI"}
