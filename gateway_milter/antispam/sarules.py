@@ -553,6 +553,8 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
         rule.describe = p.describes.get(name, "")
         try:
             _parse_definition(p, rule)
+            if rule.templates and rule.template is None:  # exists:%{X} and the like: no expression
+                raise RuleFileError("a tag template outside a regular expression is not supported")
         except (PatternError, RuleFileError) as e:
             rs.unsupported[name] = str(e)
             continue

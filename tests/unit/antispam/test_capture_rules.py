@@ -29,6 +29,10 @@ body     BODY_INVOICE /ref\W+%{INVOICE_NO}/
 score    BODY_INVOICE 1.0
 uri      NO_SUCH_TAG  m|%{NEVER_CAPTURED}|
 score    NO_SUCH_TAG  1.0
+header   EXISTS_TAG   exists:%{TO_ADDR}
+score    EXISTS_TAG   1.0
+uri      ARG_TAG      m|%{TO_ADDR(x)}|
+score    ARG_TAG      1.0
 """
 
 
@@ -56,6 +60,9 @@ def test_template_rules_load_with_their_capture_rules(tmp_path: Path) -> None:
     assert "__TO_ADDR" in eng.rules and "__SUBJ_WORD" in eng.rules
     # a tag no rule captures: listed, never run
     assert "NO_SUCH_TAG" in eng.unsupported and "NEVER_CAPTURED" in eng.unsupported["NO_SUCH_TAG"]
+    # a template where no expression is, and a tag with arguments: listed, never run
+    assert "outside a regular expression" in eng.unsupported["EXISTS_TAG"]
+    assert "arguments" in eng.unsupported["ARG_TAG"]
 
 
 def test_a_template_reads_the_captured_value(tmp_path: Path) -> None:
