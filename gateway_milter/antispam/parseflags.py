@@ -31,8 +31,9 @@ MAX_HEADER_VALUE_LENGTH = 8192
 SUBPARSE = 20  # MIME levels parsed (Message->new's default)
 MAX_PARTS = 1000  # parts of one multipart
 
-FLAGS = ("truncated_header", "missing_head_body_separator", "missing_mime_headers",
-         "missing_mime_head_body_separator", "mime_epilogue_exists")
+# the flags the rules may read (not missing_head_body_separator: see above)
+OFFERED = frozenset({"truncated_header", "missing_mime_headers", "missing_mime_head_body_separator",
+                     "mime_epilogue_exists"})
 
 _FIELD = re.compile(r"[\x21-\x39\x3b-\x7e]+[ \t]*:")  # a field name, WSP allowed before the colon
 _FIELD_STRICT = re.compile(r"[\x21-\x39\x3b-\x7e]+:")  # after a boundary: no WSP before the colon
@@ -72,8 +73,9 @@ def _content_type(values: list[str]) -> tuple[str, str | None]:
 
 
 class _Message:
-    """A message's header section parsed as Message->new parses it: its fields (name lower-cased
-    -> values), the flags it sets, and the lines after the header section."""
+    """A message's header section parsed as Message->new parses it: the flags it sets, the
+    fields read later (Content-Type, Content-Transfer-Encoding), its type and boundary, and the
+    lines after the header section where they are parsed (multipart and message types)."""
 
     def __init__(self, text: str) -> None:
         self.flags: set[str] = set()

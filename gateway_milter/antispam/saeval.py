@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway_milter.antispam.htmltext import FLAG_FACTS, NUMERIC_FACTS, STRING_FACTS, HtmlFacts
-from gateway_milter.antispam.parseflags import parse_flags
+from gateway_milter.antispam.parseflags import OFFERED as PARSE_FLAGS_OFFERED, parse_flags
 from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.relays import IP, is_private_ip
 from gateway_milter.antispam.saview import _PERL_WS, SaMessage, body_lines
@@ -46,9 +46,7 @@ SUPPORTED_TESTS: dict[str, set[str] | frozenset[str]] = {
     "check_for_mime": {"mime_qp_count", "mime_base64_count", "mime_base64_encoded_text", "mime_qp_long_line",
                        "mime_attachment", "mime_bad_iso_charset", "mime_faraway_charset", "mimepart_limit_exceeded"},
     "check_freemail_replyto": {"replyto", "reply"},
-    # (not missing_head_body_separator: parseflags.py says why)
-    "check_msg_parse_flags": {"truncated_header", "missing_mime_headers", "missing_mime_head_body_separator",
-                              "mime_epilogue_exists"},
+    "check_msg_parse_flags": PARSE_FLAGS_OFFERED,  # (not missing_head_body_separator: parseflags.py says why)
 }
 
 
