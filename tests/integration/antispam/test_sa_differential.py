@@ -224,3 +224,70 @@ def test_message_structure_is_read_as_spamassassin_reads_it(tmp_path: Path, monk
     # what these messages are for did happen, on both sides
     assert {"__FROM_ADDR_WS", "EMPTY_MESSAGE", "__RP_MATCHES_RCVD", "__E_LIKE_LETTER"} <= hit_by_both
     assert hit_by_both & {"UPPERCASE_50_75", "UPPERCASE_75_100"}
+
+
+def test_capture_rules_and_parser_flags_agree_with_spamassassin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SpamAssassin 4's capture rules (GB_CUSTOM_HTM_URI: a link carrying the recipient's own
+    address) and the parser's flags (an epilogue, a boundary without header fields, a part
+    without its empty line), on our own messages. SpamAssassin fills a capture template once
+    per process, so each message runs in a process of its own here (docs/layers/rules.md)."""
+    if shutil.which("perl") is None or subprocess.run(["perl", "-MMail::SpamAssassin", "-e", "1"],
+                                                      capture_output=True).returncode != 0:
+        pytest.skip("Mail::SpamAssassin not installed (Debian's spamassassin package; scripts/install-deps.sh)")
+    from gateway_milter.antispam.evaluate import make_context
+    from gateway_milter.antispam.saview import message_view
+    from gateway_milter.layers.rules import RulesSettings, engine_from_settings
+    from gateway_milter.policy.snapshot import PolicySnapshot
+
+    def head(to: str, ctype: str) -> str:
+        return (f"Return-Path: <bounce@example.com>\nReceived: from mail.example.com (mail.example.com [198.51.100.10])\n"
+                f"\tby mx.example.org (Postfix) with ESMTP id ABC123\n\tfor <{to}>; Mon, 24 Jun 2002 17:46:40 +0100\n"
+                f"From: Service <service@example.com>\nTo: {to}\nSubject: Mailbox notice\n"
+                f"Date: Mon, 24 Jun 2002 17:46:30 +0100\nMessage-ID: <{abs(hash((to, ctype)))}@mail.example.com>\n"
+                f"MIME-Version: 1.0\nContent-Type: {ctype}\n\n")
+
+    link = "Confirm your mailbox: https://storage.evil-site.com/files/login.html#victim@example.org\n"
+    mixed = 'multipart/mixed; boundary="b1"'
+    part = "--b1\nContent-Type: text/plain\n\nHello there.\n"
+    specs = {
+        "phish": head("victim@example.org", "text/plain") + link,
+        "phish_other": head("someone@example.org", "text/plain") + link,
+        "phish_param": head("victim@example.org", "text/plain") +
+        "Log in: https://portal.evil-site.com/login.php?user=1&email=victim@example.org\n",
+        "epilogue": head("user@example.org", mixed) + "preamble\n" + part + "--b1--\nThis is the epilogue.\n",
+        "noheaders": head("user@example.org", mixed) + "preamble\n--b1\nNo header fields here.\n" + part + "--b1--\n",
+        "nosep": head("user@example.org", mixed) + "--b1\nContent-Type: text/plain\nBody without its empty line.\n"
+                                                   "More text.\n--b1--\n",
+        "plain": head("user@example.org", mixed) + part + "--b1--\n",
+    }
+    paths = []
+    for name, text in specs.items():
+        p = tmp_path / name
+        p.write_bytes(text.encode())
+        paths.append(p)
+    diff = _differential()
+    theirs: dict[str, set[str]] = {}
+    for p in paths:  # a process each: the capture template is filled once per process
+        theirs.update(diff.sa_hits([p], progress=False, subtests=True))
+    monkeypatch.setenv("GATEWAY_RULES_HYPERSCAN", "0")
+    policy = PolicySnapshot.from_document({"settings": {"rules": {"use_bayes": False, "score_set": 0}}})
+    engine = engine_from_settings(RulesSettings(score_set=0))
+    compared = {"GB_CUSTOM_HTM_URI", "__GB_CUSTOM_HTM_URI0", "__GB_CUSTOM_HTM_URI1", "__GB_CUSTOM_HTM_URI2",
+                "__GB_DRUPAL_URI", "__GB_TO_ADDR", "T_TVD_MIME_EPI", "T_TVD_MIME_NO_HEADERS",
+                "MISSING_MIME_HB_SEP"} & set(engine.rules)
+    assert {"GB_CUSTOM_HTM_URI", "__GB_TO_ADDR", "T_TVD_MIME_EPI"} <= compared
+    hit_by_both: set[str] = set()
+    for p in paths:
+        view = message_view(make_context(p.read_bytes(), policy))
+        for lazy in (True, False):
+            ours = {n for n, v in engine.run(view, None, lazy=lazy).values.items() if v} & compared
+            if lazy:  # the lazy path computes only what the scored rules need: compare those
+                ours_scored = ours & set(engine.roots)
+                assert ours_scored == theirs[str(p)] & compared & set(engine.roots), p.name
+                continue
+            sa = theirs[str(p)] & compared
+            assert ours == sa, (p.name, sorted(ours - sa), sorted(sa - ours))
+            hit_by_both |= ours
+    assert {"GB_CUSTOM_HTM_URI", "__GB_CUSTOM_HTM_URI0", "__GB_CUSTOM_HTM_URI2", "T_TVD_MIME_EPI",
+            "T_TVD_MIME_NO_HEADERS", "MISSING_MIME_HB_SEP"} <= hit_by_both
+    assert "GB_CUSTOM_HTM_URI" not in theirs[str(tmp_path / "phish_other")]
