@@ -20,11 +20,11 @@ messages, nothing is rendered. Bounds: SpamAssassin's (20 levels, 1,000 parts a 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import quopri
 import re
 from collections import deque
+
+from gateway_milter.mime.ambiguity import lenient_base64
 
 MAX_HEADER_KEY_LENGTH = 256
 MAX_HEADER_VALUE_LENGTH = 8192
@@ -163,16 +163,14 @@ class _Part:
 
 
 def _decode(part: _Part, lines: list[str]) -> str:
+    """An embedded message's text as Node::decode gives it: base64 or quoted-printable when the
+    transfer encoding is exactly that (lower-cased), the lines as they are otherwise."""
     data = "".join(lines)
     cte = part.cte.lower()
-    raw = data.encode("latin-1", "replace")
-    try:
-        if "base64" in cte:
-            return base64.b64decode(re.sub(rb"[^A-Za-z0-9+/=]", b"", raw) + b"===", validate=False).decode("latin-1")
-        if "quoted-printable" in cte:
-            return quopri.decodestring(raw).decode("latin-1")
-    except (binascii.Error, ValueError):
-        return ""
+    if cte == "base64":
+        return lenient_base64(data.encode("latin-1", "replace")).decode("latin-1")
+    if cte == "quoted-printable":
+        return quopri.decodestring(data.encode("latin-1", "replace")).decode("latin-1").replace("\r\n", "\n")
     return data
 
 
@@ -221,15 +219,16 @@ def _plain(full: str) -> bool:
 
 
 def parse_flags(full: str) -> frozenset[str]:
-    """The flags SpamAssassin's parser sets on the message ``full`` (its octets, one character
-    each); ``missing_head_body_separator`` is left out where the section ends as expected."""
+    """The OFFERED flags SpamAssassin's parser sets on the message ``full`` (its octets, one
+    character each)."""
     if _plain(full):
         return frozenset()
-    return walk_flags(full)
+    return walk_flags(full) & OFFERED
 
 
 def walk_flags(full: str) -> frozenset[str]:
-    """parse_flags by the walk alone (every message; the tests compare the two)."""
+    """Every flag the walk sets, missing_head_body_separator too (the tests compare it with
+    SpamAssassin's parser, and parse_flags with it)."""
     top = _Message(full)
     flags = set(top.flags)
     queue: deque[tuple[str, str | None, list[str], int, _Part | None]] = deque(
@@ -237,7 +236,7 @@ def walk_flags(full: str) -> frozenset[str]:
     while queue:
         ctype, boundary, body, subparse, part = queue.popleft()
         if ctype.startswith("multipart/") and boundary is not None and subparse > 0:
-            _multipart(ctype, boundary, body, subparse - 1, flags, queue)
+            _multipart(boundary, body, subparse - 1, flags, queue)
         elif part is not None and ctype in ("message/rfc822", "message/global") and subparse > 0:
             decoded = _decode(part, body)
             if decoded:  # parsed as a message: its own header flags stay its own, its parts ours
@@ -246,7 +245,7 @@ def walk_flags(full: str) -> frozenset[str]:
     return frozenset(flags)
 
 
-def _multipart(ctype: str, boundary: str, body: list[str], subparse: int, flags: set[str],
+def _multipart(boundary: str, body: list[str], subparse: int, flags: set[str],
                queue: deque[tuple[str, str | None, list[str], int, _Part | None]]) -> None:
     opening = "--" + boundary
     for n, line in enumerate(body):

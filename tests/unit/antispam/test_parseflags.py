@@ -78,7 +78,10 @@ def test_long_fields() -> None:
 
 
 def test_the_header_separator_flag_is_computed_but_not_offered(tmp_path: Path) -> None:
-    assert "missing_head_body_separator" in parse_flags(HEAD + "--XX\nbody starts at a boundary\n")
+    from gateway_milter.antispam.parseflags import walk_flags
+
+    assert "missing_head_body_separator" in walk_flags(HEAD + "--XX\nbody starts at a boundary\n")
+    assert "missing_head_body_separator" not in parse_flags(HEAD + "--XX\nbody starts at a boundary\n")
     rules = ("header HB eval:check_msg_parse_flags('missing_head_body_separator')\nscore HB 1\n"
              "body EPI eval:check_msg_parse_flags('mime_epilogue_exists')\nscore EPI 1\n"
              "body NOHDR eval:check_msg_parse_flags('missing_mime_headers')\nscore NOHDR 1\n")
@@ -119,5 +122,5 @@ def test_the_short_path_gives_the_walks_flags() -> None:
                 head, _, rest = body.partition("\n\n")
                 variants.append((head + "\n" + extra + "\n" + rest).replace("\n", ending).replace("\r\r", "\r"))
     for v in variants:
-        assert parse_flags(v) & OFFERED == walk_flags(v) & OFFERED, repr(v[:300])
+        assert parse_flags(v) == walk_flags(v) & OFFERED, repr(v[:300])
     assert any(not walk_flags(v) & OFFERED for v in variants) and any(walk_flags(v) & OFFERED for v in variants)
