@@ -3,7 +3,7 @@ corpus messages of 4-6 KB (spam_2 and easy_ham in turn), Bayes trained on 200 sp
 first (MemoryStore: the store's network time is not CPU).
 
 Usage: .venv/bin/python bench/antispam_cpu.py [--n 150] [--no-rules] [--min-size 4000 --max-size 6000]
-[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--parts] [--against OTHER_CHECKOUT]
+[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--parts] [--against OTHER_CHECKOUT [--other-python]]
 
 --reference: every rule's expression over the whole text, no laziness or prefilter (the
 equivalence tests' reference path); --no-hyperscan: the Python prefilters (and RE2) only.
@@ -18,6 +18,10 @@ of per cent within minutes slows both alike. It prints both medians and the medi
 this checkout's CPU to the other's, per message. Every run also prints the CPU of a fixed
 pure-Python loop (``reference_loop_ms``): figures from different machines compare only
 through it.
+
+Every run says which code ran (``code``: the compiled modules or Python, and why;
+gateway_milter/compiled.py). ``--against . --other-python`` times this checkout's compiled
+modules against its own Python, message by message.
 
 ``bench/`` runs against the checkout it sits in; ``--root`` (used by --against) points it at
 another.
@@ -38,6 +42,7 @@ sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--root") + 1] if "--root" i
                        .resolve()))
 
 from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.compiled import status as compiled_status
 from gateway_milter.antispam.evaluate import make_context
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.layers.rules import RulesSettings, engine_from_settings
@@ -65,6 +70,9 @@ def main() -> int:
     ap.add_argument("--against", default="", help="another checkout: compare, message by message, in turns")
     ap.add_argument("--rounds", type=int, default=1,
                     help="with --against: rounds of two fresh workers (each round's hash seed: the next)")
+    ap.add_argument("--other-python", action="store_true",
+                    help="with --against: the other worker runs as Python (BULWARK_COMPILED=0; --against . compares"
+                         " this checkout's compiled modules with its own Python)")
     ap.add_argument("--seed", type=int, default=-1, help="with --against: the first round's PYTHONHASHSEED (default: random)")
     ap.add_argument("--root", default="", help=argparse.SUPPRESS)  # read before the imports (ROOT)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # a worker of --against
@@ -112,7 +120,7 @@ def main() -> int:
     for raw in raws[:10]:  # warm caches
         make_context(raw, policy).layer("scoring")
     if args.serve:  # a worker of --against: a message's index in, its CPU out
-        print(f"ready {len(raws)}", flush=True)
+        print(f"ready {len(raws)} {compiled_status()}", flush=True)
         for line in sys.stdin:
             ctx = make_context(raws[int(line)], policy)
             t = time.process_time()
@@ -132,6 +140,7 @@ def main() -> int:
     parts = time_parts(raws, policy, bc, engine if not args.no_rules else None, args.repeat) if args.parts else None
     classified = sum(bc.classify(message_view(make_context(raw, policy))).probability is not None for raw in raws)
     print(json.dumps({"messages": len(cpu), "layers": layers, "rule_load_cpu_s": round(load_s, 2),
+                      "code": compiled_status(),
                       "hyperscan": hyperscan, "reference": args.reference, "repeat": args.repeat,
                       "sizes": [args.min_size, args.max_size],
                       "spam": sum("spam" in p.parent.name for p in pick), "ham": sum("ham" in p.parent.name for p in pick),
@@ -185,12 +194,14 @@ def compare(args: argparse.Namespace) -> int:
     import statistics
 
     # the options for the workers: all but these three, each with its value
-    own = ("--against", "--rounds", "--seed")
+    own = ("--against", "--rounds", "--seed", "--other-python")
     passed: list[str] = []
     argv = iter(sys.argv[1:])
     for a in argv:
-        if a in own:
+        if a in own[:3]:
             next(argv, None)
+        elif a == "--other-python":
+            continue  # (a flag: no value)
         elif not a.startswith(tuple(o + "=" for o in own)):
             passed.append(a)
     seed0 = args.seed if args.seed >= 0 else int.from_bytes(os.urandom(2), "big")
@@ -218,11 +229,13 @@ def _compare_round(args: argparse.Namespace, passed: list[str], seed: int) -> di
     import subprocess
 
     workers = []
-    for root in (ROOT, Path(args.against).resolve()):
+    for k, root in enumerate((ROOT, Path(args.against).resolve())):
         cmd = [sys.executable, str(Path(__file__).resolve()), *passed, "--serve", "--root", str(root)]
-        workers.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env={**os.environ, "PYTHONHASHSEED": str(seed)}))
-    sizes = []
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        if k == 1 and args.other_python:
+            env["BULWARK_COMPILED"] = "0"
+        workers.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env))
+    sizes, codes = [], []
     for w in workers:
         assert w.stdout is not None
         line = w.stdout.readline()
@@ -232,6 +245,7 @@ def _compare_round(args: argparse.Namespace, passed: list[str], seed: int) -> di
             print("a worker did not start", file=sys.stderr)
             return None
         sizes.append(int(line.split()[1]))
+        codes.append(line.split(" ", 2)[2].strip() if line.count(" ") >= 2 else "?")
     n = min(sizes)
     best = [[float("inf")] * n for _ in workers]
     for rep in range(args.repeat):
@@ -249,7 +263,7 @@ def _compare_round(args: argparse.Namespace, passed: list[str], seed: int) -> di
         w.wait()
     ratios = sorted(a / b for a, b in zip(best[0], best[1], strict=True) if b > 0)
     return {"messages": n, "repeat": args.repeat, "hash_seed": seed, "this": str(ROOT),
-            "other": str(Path(args.against).resolve()),
+            "other": str(Path(args.against).resolve()), "this_code": codes[0], "other_code": codes[1],
             "this_cpu_ms_median": round(statistics.median(best[0]), 3),
             "other_cpu_ms_median": round(statistics.median(best[1]), 3),
             "this_cpu_ms_mean": round(statistics.mean(best[0]), 3),

@@ -5,3 +5,7 @@ Django; everything else (layers, pipeline, Sieve engine, MIME view) is plain Pyt
 """
 
 __version__ = "0.1.0"
+
+from gateway_milter import compiled as _compiled
+
+_compiled.install()  # the content path's modules compiled by mypyc, when built from these sources

@@ -12,6 +12,7 @@ cd "$here"
 bash scripts/install-deps.sh --test || exit 1
 py=.venv/bin/python
 export PYTHONDONTWRITEBYTECODE=1
+export BULWARK_REQUIRE_COMPILED=1  # tests/unit/test_compiled.py: the suite runs on the compiled modules
 export TMPDIR=${TMPDIR:-/tmp}
 unset GATEWAY_DATABASE_URL GATEWAY_REDIS_URL
 export GATEWAY_DATA_DIR=$(mktemp -d /tmp/bulwark-test-XXXXXX)

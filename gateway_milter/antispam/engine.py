@@ -161,13 +161,16 @@ class _Texts:
             self._part_values[key] = got
         return got
 
+    def header_text(self, spec: str) -> str | None:
+        """What a header rule on ``spec`` searches (octets); None when there is no such header."""
+        h = self.m.rule_header(spec)
+        return None if h is None else octets(h)
+
     def text(self, kind: str) -> str:
+        """The text of a body kind (body, rawbody, uri, full), built once per message."""
         t = self._text.get(kind)
         if t is None:
             m = self.m
-            if kind not in BODY_KINDS:  # a header spec: what a header rule on it searches (None: none)
-                h = m.rule_header(kind)
-                return h if h is None else octets(h)  # type: ignore[return-value]
             if kind == "body":
                 # SpamAssassin's lines: UTF-8 octets (rawbody and full are bytes too), lines
                 # over 2,048 bytes split (each piece a line of its own here)
@@ -249,6 +252,10 @@ class _Texts:
 
 
 _itemgetter1 = operator.itemgetter(1)
+# the builtins of generated meta code: none but ``__import__``. Code that a compiled module
+# (docs/decisions/0049-compiled-hot-path.md) runs from a generated function finds its builtins
+# in that function's frame, and ``re`` imports its template parser on first use (re.sub).
+_GENERATED_BUILTINS: dict[str, Any] = {"__import__": __import__}
 _NOTHING: dict[str, int] = {}
 TEMPLATE_CACHE = 256  # a template rule's compiled expressions kept, one per set of tag values
 
@@ -457,7 +464,7 @@ class RuleEngine:
             body.append(f"    memo[{n!r}] = {local}")  # read by atleast() and the plain rules' v()
             local_of[n] = local
         src = "def allmetas(g, v, memo):\n" + ("\n".join(body) or "    pass") + "\n"
-        ns: dict[str, Any] = {"__builtins__": {}, "atleast": _atleast}
+        ns: dict[str, Any] = {"__builtins__": _GENERATED_BUILTINS, "atleast": _atleast}
         exec(compile(src, "<rule metas>", "exec"), ns)
         fn = ns["allmetas"]
         return fn  # type: ignore[no-any-return]
@@ -488,7 +495,7 @@ class RuleEngine:
         for n in order:
             if n in self.unsupported:
                 continue
-            fn = eval(f"lambda h: {metas[n].meta}", {"__builtins__": {}}, {})
+            fn = eval(f"lambda h: {metas[n].meta}", {"__builtins__": _GENERATED_BUILTINS}, {})
             out.append((n, fn))
         return out
 
@@ -639,7 +646,7 @@ class RuleEngine:
         src = (f"def meta(t, m, ex, v):\n    g = t.known\n    try:\n"
                f"        return 1 if {self.lazy_meta_source(r.meta_tree)} else 0\n"
                f"    except ZeroDivisionError:\n        return 0\n")
-        ns: dict[str, Any] = {"__builtins__": {}, "atleast": _atleast, "ZeroDivisionError": ZeroDivisionError}
+        ns: dict[str, Any] = {"__builtins__": _GENERATED_BUILTINS, "atleast": _atleast, "ZeroDivisionError": ZeroDivisionError}
         exec(src, ns)
         fn: RuleFn = ns["meta"]
         return fn
@@ -893,8 +900,8 @@ class RuleEngine:
             if kind == "uri" and not texts.uris():
                 memo.update(zero)
                 continue
-            text = texts.text(kind)
-            if text is None and kind not in BODY_KINDS:  # no such header: each rule's value is known
+            text = texts.text(kind) if kind in BODY_KINDS else texts.header_text(kind)
+            if text is None:  # no such header: each rule's value is known
                 memo.update(zero)
                 for n in self.unset_hits.get(kind, ()):
                     if n in zero:

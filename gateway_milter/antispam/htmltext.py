@@ -338,9 +338,9 @@ class _Renderer(HTMLParser):
     # Everything else is html.parser's own behaviour at the end of the data. The guards wrap
     # html.parser's methods, so the stock tokenizer (_RENDERER on a Python whose html.parser
     # _FastRenderer does not mirror) is linear too.
-    def goahead(self, end: bool) -> None:
-        self._begin(end)
-        super().goahead(end)
+    def goahead(self, end: int) -> None:  # (html.parser passes 0 or 1)
+        self._begin(bool(end))
+        super().goahead(bool(end))
 
     def _begin(self, end: bool) -> None:
         self.at_end = end
@@ -791,12 +791,12 @@ class _FastRenderer(_Renderer):
     def updatepos(self, i: int, j: int) -> int:
         return j
 
-    def goahead(self, end: bool) -> None:
+    def goahead(self, end: int) -> None:  # (html.parser passes 0 or 1)
         rawdata = self.rawdata
         i = 0
         n = len(rawdata)
         handle_data = self.handle_data
-        self._begin(end)
+        self._begin(bool(end))
         while i < n:
             if self.cdata_elem is None:
                 j = rawdata.find("<", i)

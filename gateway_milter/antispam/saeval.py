@@ -163,7 +163,7 @@ def tvd_vertical_words(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any
         m.cache["tvd_vertical_words"] = pct
     lo, hi = _f(args[0]), _f(args[1])
     if hi >= 100:
-        hi = 101
+        hi = 101.0
     return int(lo <= pct < hi)
 
 

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     import Milter
     from django.conf import settings
 
+    from gateway_milter import compiled
     from gateway_milter.adapters.django_store import build_gateway, write_log_batch
     from gateway_milter.front.milter import BulwarkMilter
     from gateway_milter.store.msglog import JournalIngestor
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=_nodelay_listener, args=(port,), daemon=True).start()
     else:
         os.umask(0o000)  # the MTA (user postfix) must be able to connect to the unix socket
-    log.info("bulwark milter listening on %s (policy version %s)", sock, gateway.policy.current().version)
+    log.info("bulwark milter listening on %s (policy version %s; content path: %s)", sock,
+             gateway.policy.current().version, compiled.status())
     print(f"bulwark milter ready on {sock}", flush=True)
     try:
         Milter.runmilter("bulwark", sock, timeout=args.timeout)

@@ -1,0 +1,203 @@
+"""The content path's modules compiled to C by mypyc, used only when built from exactly the
+sources beside them (docs/decisions/0049-compiled-hot-path.md).
+
+``scripts/compiled.py build`` compiles MODULES into ``<sys.prefix>/bulwark-compiled``
+(the virtualenv: the extension modules are built for its interpreter) with a manifest holding
+each source file's SHA-256. On import of ``gateway_milter``, :func:`install` compares those
+hashes with the sources in this checkout: when every one matches, an import finder hands out
+the compiled modules; otherwise (a source edited since the build, another interpreter, no
+build, or ``BULWARK_COMPILED=0``) nothing changes and the same code runs as Python. Never a mix:
+the compiled modules call each other directly.
+
+``scripts/compiled.py status`` says which is in use and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+# the modules of the content path's per-message work (message view, Bayes, the rules engine
+# and its eval functions); the rest of the package stays Python
+MODULES = tuple(f"gateway_milter.antispam.{n}" for n in (
+    "bayes", "engine", "htmltext", "imageinfo", "matcher", "parseflags", "relays", "saeval",
+    "sauris", "saview", "tokenizer", "urls", "wlbleval"))
+FORMAT = 1
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory holding gateway_milter/
+ENV_SWITCH = "BULWARK_COMPILED"  # "0": never use a build
+
+ACTIVE = False  # the compiled modules are the ones imported
+REASON = "not checked"  # why (not)
+
+
+def build_dir() -> Path:
+    return Path(os.environ.get("BULWARK_COMPILED_DIR") or Path(sys.prefix) / "bulwark-compiled")
+
+
+def source_of(module: str, root: Path = PACKAGE_ROOT) -> Path:
+    return root.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _interpreter() -> dict[str, str]:
+    return {"version": sys.version, "ext_suffix": str(sysconfig.get_config_var("EXT_SUFFIX") or "")}
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Finds the built extension modules by their full names; everything else is left to the
+    finders after it."""
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        self.files = files
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        f = self.files.get(fullname)
+        if f is None:
+            return None
+        loader = importlib.machinery.ExtensionFileLoader(fullname, str(f))
+        return importlib.util.spec_from_file_location(fullname, f, loader=loader)
+
+
+def check(where: Path | None = None, root: Path = PACKAGE_ROOT) -> tuple[dict[str, Path] | None, str]:
+    """(module name -> extension file, reason) when the build in ``where`` matches the sources
+    under ``root``; (None, why not) otherwise."""
+    where = where or build_dir()
+    try:
+        doc = json.loads((where / "manifest.json").read_text())
+    except FileNotFoundError:
+        return None, f"no build in {where}"
+    except (OSError, ValueError) as e:
+        return None, f"unreadable manifest in {where}: {e}"
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        return None, "a build of another format"
+    if doc.get("interpreter") != _interpreter():
+        return None, "built for another interpreter"
+    modules = doc.get("modules") or {}
+    if sorted(modules) != sorted(MODULES):
+        return None, "built for another set of modules"
+    files: dict[str, Path] = {}
+    for name, entry in modules.items():
+        src = source_of(name, root)
+        try:
+            if _sha256(src) != entry["source_sha256"]:
+                return None, f"{src.name} changed since the build"
+        except OSError:
+            return None, f"{src} is missing"
+        files[name] = where / entry["file"]
+    for name, rel in (doc.get("support") or {}).items():
+        files[name] = where / rel
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        return None, f"extension files missing: {', '.join(missing)}"
+    return files, f"compiled modules from {where}"
+
+
+def install() -> bool:
+    """Called on import of ``gateway_milter``: puts the compiled modules first when they match."""
+    global ACTIVE, REASON
+    if ACTIVE:
+        return True
+    if os.environ.get(ENV_SWITCH, "") == "0":
+        REASON = f"{ENV_SWITCH}=0"
+        return False
+    files, REASON = check()
+    if files is None:
+        return False
+    if any(name in sys.modules for name in MODULES):  # imported as Python already: no mix
+        REASON = "modules already imported as Python"
+        return False
+    sys.meta_path.insert(0, _Finder(files))
+    ACTIVE = True
+    return True
+
+
+def status() -> str:
+    return ("compiled" if ACTIVE else "Python") + f" ({REASON})"
+
+
+def build(out: Path | None = None, root: Path = PACKAGE_ROOT, quiet: bool = True) -> Path:
+    """Compiles MODULES from the sources under ``root`` into ``out`` (replaced whole, atomically
+    for readers: the manifest is written last)."""
+    out = out or build_dir()
+    with tempfile.TemporaryDirectory(prefix="bulwark-mypyc-") as tmp:
+        work = Path(tmp)
+        # a copy of the package's Python sources: mypyc writes its C files and extension modules
+        # beside what it compiles, and the checkout stays as it is
+        shutil.copytree(root / "gateway_milter", work / "gateway_milter",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyc", "migrations"))
+        if (root / "mypy.ini").is_file():
+            shutil.copy2(root / "mypy.ini", work / "mypy.ini")
+        sources = [str(source_of(m, work).relative_to(work)) for m in MODULES]
+        hashes = {m: _sha256(source_of(m, work)) for m in MODULES}
+        env = dict(os.environ, MYPYC_OPT_LEVEL=os.environ.get("MYPYC_OPT_LEVEL", "3"))
+        proc = subprocess.run([sys.executable, "-m", "mypyc", *sources], cwd=work, env=env,
+                              capture_output=quiet, text=True, check=False)
+        if proc.returncode != 0:
+            detail = (proc.stdout or "")[-4000:] + (proc.stderr or "")[-4000:] if quiet else ""
+            raise RuntimeError(f"mypyc failed (exit {proc.returncode})\n{detail}")
+        suffix = str(sysconfig.get_config_var("EXT_SUFFIX"))
+        stage = out.with_name(out.name + ".new")
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+        modules: dict[str, dict[str, str]] = {}
+        for m in MODULES:
+            built = work.joinpath(*m.split(".")).with_name(m.rsplit(".", 1)[1] + suffix)
+            if not built.is_file():
+                raise RuntimeError(f"mypyc built no {built.name}")
+            rel = m + suffix
+            shutil.copy2(built, stage / rel)
+            modules[m] = {"file": rel, "source_sha256": hashes[m]}
+        # mypyc's shared part: a top-level module named after the group (``<hash>__mypyc``)
+        support = {}
+        for f in work.glob(f"*__mypyc{suffix}"):
+            shutil.copy2(f, stage / f.name)
+            support[f.name[: -len(suffix)]] = f.name
+        doc = {"format": FORMAT, "interpreter": _interpreter(), "modules": modules, "support": support}
+        (stage / "manifest.json").write_text(json.dumps(doc, indent=1))
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            out.rename(old)
+        stage.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["build"]:
+        if "--if-needed" in args:
+            files, reason = check()
+            if files is not None:
+                print(f"compiled modules up to date in {build_dir()}")
+                return 0
+        try:
+            where = build(quiet="--verbose" not in args)
+        except (RuntimeError, OSError) as e:
+            print(f"compiled modules not built: {e}", file=sys.stderr)
+            return 1
+        files, reason = check(where)
+        print(f"built {len(MODULES)} modules into {where}: {reason if files else 'NOT usable: ' + reason}")
+        return 0 if files else 1
+    if args[:1] == ["status"]:
+        print(status())
+        return 0
+    print("usage: scripts/compiled.py build [--if-needed] [--verbose] | status", file=sys.stderr)
+    return 2
+

@@ -1,0 +1,113 @@
+"""The compiled content path (gateway_milter/compiled.py): a build is used only when it was
+made from exactly the sources in the checkout, for this interpreter; the test command runs
+the suite on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from gateway_milter import compiled
+
+SUFFIX = str(sysconfig.get_config_var("EXT_SUFFIX"))
+
+
+def _tree(tmp: Path) -> tuple[Path, Path]:
+    """A checkout holding the compiled modules' sources (copies), and a build dir for them."""
+    root, where = tmp / "checkout", tmp / "build"
+    where.mkdir()
+    modules = {}
+    for m in compiled.MODULES:
+        src = compiled.source_of(m, root)
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text(f"# {m}\n")
+        (where / (m + SUFFIX)).write_bytes(b"\x7fELF")
+        modules[m] = {"file": m + SUFFIX, "source_sha256": compiled._sha256(src)}
+    (where / ("abc__mypyc" + SUFFIX)).write_bytes(b"\x7fELF")
+    doc = {"format": compiled.FORMAT, "interpreter": compiled._interpreter(), "modules": modules,
+           "support": {"abc__mypyc": "abc__mypyc" + SUFFIX}}
+    (where / "manifest.json").write_text(json.dumps(doc))
+    return root, where
+
+
+def test_a_build_of_the_same_sources_is_used(tmp_path: Path) -> None:
+    root, where = _tree(tmp_path)
+    files, reason = compiled.check(where, root)
+    assert files is not None, reason
+    assert files["gateway_milter.antispam.engine"] == where / ("gateway_milter.antispam.engine" + SUFFIX)
+    assert files["abc__mypyc"] == where / ("abc__mypyc" + SUFFIX)  # mypyc's shared part
+    spec = compiled._Finder(files).find_spec("gateway_milter.antispam.engine")
+    assert spec is not None and spec.origin == str(where / ("gateway_milter.antispam.engine" + SUFFIX))
+    assert compiled._Finder(files).find_spec("gateway_milter.layers.rules") is None  # the rest: Python
+
+
+def test_an_edited_source_leaves_every_module_to_python(tmp_path: Path) -> None:
+    root, where = _tree(tmp_path)
+    src = compiled.source_of("gateway_milter.antispam.saeval", root)
+    src.write_text(src.read_text() + "x = 1\n")
+    files, reason = compiled.check(where, root)
+    assert files is None and reason == "saeval.py changed since the build"
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("no manifest", "no build in"),
+    ("other interpreter", "built for another interpreter"),
+    ("other modules", "built for another set of modules"),
+    ("missing file", "extension files missing"),
+    ("bad manifest", "unreadable manifest"),
+    ("missing source", "is missing"),
+])
+def test_a_build_that_does_not_fit_is_not_used(tmp_path: Path, damage: str, expected: str) -> None:
+    root, where = _tree(tmp_path)
+    manifest = where / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    if damage == "no manifest":
+        manifest.unlink()
+    elif damage == "other interpreter":
+        doc["interpreter"]["version"] = "3.12.0"
+        manifest.write_text(json.dumps(doc))
+    elif damage == "other modules":
+        del doc["modules"]["gateway_milter.antispam.urls"]
+        manifest.write_text(json.dumps(doc))
+    elif damage == "missing file":
+        (where / ("gateway_milter.antispam.bayes" + SUFFIX)).unlink()
+    elif damage == "bad manifest":
+        manifest.write_text("{not json")
+    elif damage == "missing source":
+        compiled.source_of("gateway_milter.antispam.bayes", root).unlink()
+    files, reason = compiled.check(where, root)
+    assert files is None
+    assert expected in reason
+
+
+def _status_in_child(**env: str) -> str:
+    out = subprocess.run([sys.executable, "-c", "from gateway_milter import compiled; print(compiled.status())"],
+                         cwd=compiled.PACKAGE_ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip()
+
+
+def test_the_switch_turns_the_build_off() -> None:
+    assert _status_in_child(BULWARK_COMPILED="0") == "Python (BULWARK_COMPILED=0)"
+
+
+def test_a_build_elsewhere_is_found_through_the_environment(tmp_path: Path) -> None:
+    assert _status_in_child(BULWARK_COMPILED_DIR=str(tmp_path)) == f"Python (no build in {tmp_path})"
+
+
+@pytest.mark.skipif(os.environ.get("BULWARK_REQUIRE_COMPILED") != "1",
+                    reason="the test command (scripts/test.sh) builds the compiled modules and sets "
+                           "BULWARK_REQUIRE_COMPILED=1; a plain pytest run may be on Python")
+def test_the_suite_runs_on_the_compiled_modules() -> None:
+    import gateway_milter.antispam.engine as engine
+    import gateway_milter.antispam.saview as saview
+
+    assert compiled.ACTIVE, compiled.REASON
+    assert str(engine.__file__).endswith(SUFFIX) and str(saview.__file__).endswith(SUFFIX)
+    assert _status_in_child().startswith("compiled (")
