@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--root") + 1] if "--root" i
                        .resolve()))
 
 from gateway_milter.antispam.bayes import BayesClassifier
-from gateway_milter.compiled import status as compiled_status
 from gateway_milter.antispam.evaluate import make_context
 from gateway_milter.antispam.saview import message_view
+from gateway_milter.compiled import status as compiled_status
 from gateway_milter.layers.rules import RulesSettings, engine_from_settings
 from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.store import set_default_store
@@ -193,16 +193,14 @@ def compare(args: argparse.Namespace) -> int:
     """--against: two workers, this checkout's and the other's, time the same messages in turns."""
     import statistics
 
-    # the options for the workers: all but these three, each with its value
-    own = ("--against", "--rounds", "--seed", "--other-python")
+    # the options for the workers: all but these three, each with its value, and --other-python
+    own = ("--against", "--rounds", "--seed")
     passed: list[str] = []
     argv = iter(sys.argv[1:])
     for a in argv:
-        if a in own[:3]:
+        if a in own:
             next(argv, None)
-        elif a == "--other-python":
-            continue  # (a flag: no value)
-        elif not a.startswith(tuple(o + "=" for o in own)):
+        elif a != "--other-python" and not a.startswith(tuple(o + "=" for o in own)):
             passed.append(a)
     seed0 = args.seed if args.seed >= 0 else int.from_bytes(os.urandom(2), "big")
     rounds = []

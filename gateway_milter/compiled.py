@@ -145,8 +145,7 @@ def build(out: Path | None = None, root: Path = PACKAGE_ROOT, quiet: bool = True
             shutil.copy2(root / "mypy.ini", work / "mypy.ini")
         sources = [str(source_of(m, work).relative_to(work)) for m in MODULES]
         hashes = {m: _sha256(source_of(m, work)) for m in MODULES}
-        env = dict(os.environ, MYPYC_OPT_LEVEL=os.environ.get("MYPYC_OPT_LEVEL", "3"))
-        proc = subprocess.run([sys.executable, "-m", "mypyc", *sources], cwd=work, env=env,
+        proc = subprocess.run([sys.executable, "-m", "mypyc", *sources], cwd=work,
                               capture_output=quiet, text=True, check=False)
         if proc.returncode != 0:
             detail = (proc.stdout or "")[-4000:] + (proc.stderr or "")[-4000:] if quiet else ""

@@ -35,14 +35,15 @@ def digest(paths: list[str]) -> list[dict[str, Any]]:
         view = message_view(make_ctx(Path(p).read_bytes()))
         feats = tokens(view)
         res = eng.run(view)
-
-        def h(x: object) -> str:
-            return hashlib.sha256(repr(x).encode("utf-8", "surrogatepass")).hexdigest()[:16]
         out.append({"path": p, "values": dict(sorted(res.values.items())), "score": res.score,
                     "features": h(feats), "keys": h(hashed(feats)), "body": h(view.body),
                     "paragraphs": h(view.paragraphs), "html": h([(f.tags, f.uris) for f in view.html_all]),
                     "relays": h(view.rule_header("X-Spam-Relays-Untrusted"))})
     return out
+
+
+def h(x: object) -> str:
+    return hashlib.sha256(repr(x).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _child_main() -> None:
