@@ -3,7 +3,8 @@ corpus messages of 4-6 KB (spam_2 and easy_ham in turn), Bayes trained on 200 sp
 first (MemoryStore: the store's network time is not CPU).
 
 Usage: .venv/bin/python bench/antispam_cpu.py [--n 150] [--no-rules] [--min-size 4000 --max-size 6000]
-[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--parts] [--against OTHER_CHECKOUT [--other-python]]
+[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--parts]
+[--against OTHER_CHECKOUT [--other-python | --other-compiled-dir DIR]]
 
 --reference: every rule's expression over the whole text, no laziness or prefilter (the
 equivalence tests' reference path); --no-hyperscan: the Python prefilters (and RE2) only.
@@ -21,7 +22,9 @@ through it.
 
 Every run says which code ran (``code``: the compiled modules or Python, and why;
 gateway_milter/compiled.py). ``--against . --other-python`` times this checkout's compiled
-modules against its own Python, message by message.
+modules against its own Python, message by message. Two checkouts whose compiled modules
+differ each need their own build: ``--other-compiled-dir`` names the other's
+(``BULWARK_COMPILED_DIR=DIR .venv/bin/python OTHER/scripts/compiled.py build``).
 
 ``bench/`` runs against the checkout it sits in; ``--root`` (used by --against) points it at
 another.
@@ -73,6 +76,9 @@ def main() -> int:
     ap.add_argument("--other-python", action="store_true",
                     help="with --against: the other worker runs as Python (BULWARK_COMPILED=0; --against . compares"
                          " this checkout's compiled modules with its own Python)")
+    ap.add_argument("--other-compiled-dir", default="",
+                    help="with --against: the other worker's build of the compiled modules (BULWARK_COMPILED_DIR;"
+                         " build it with that checkout's scripts/compiled.py build and the same variable)")
     ap.add_argument("--seed", type=int, default=-1, help="with --against: the first round's PYTHONHASHSEED (default: random)")
     ap.add_argument("--root", default="", help=argparse.SUPPRESS)  # read before the imports (ROOT)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # a worker of --against
@@ -194,7 +200,7 @@ def compare(args: argparse.Namespace) -> int:
     import statistics
 
     # the options for the workers: all but these three, each with its value, and --other-python
-    own = ("--against", "--rounds", "--seed")
+    own = ("--against", "--rounds", "--seed", "--other-compiled-dir")
     passed: list[str] = []
     argv = iter(sys.argv[1:])
     for a in argv:
@@ -232,6 +238,8 @@ def _compare_round(args: argparse.Namespace, passed: list[str], seed: int) -> di
         env = {**os.environ, "PYTHONHASHSEED": str(seed)}
         if k == 1 and args.other_python:
             env["BULWARK_COMPILED"] = "0"
+        if k == 1 and args.other_compiled_dir:
+            env["BULWARK_COMPILED_DIR"] = args.other_compiled_dir
         workers.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env))
     sizes, codes = [], []
     for w in workers:

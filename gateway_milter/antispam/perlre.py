@@ -14,6 +14,8 @@ from typing import Any
 
 import regex
 
+from gateway_milter.antispam import possessive
+
 ALLOWED_MODS = set("imsx")
 POSIX = {
     "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
@@ -166,7 +168,9 @@ def translate(body: str, mods: str, lines: bool = False) -> PerlPattern:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            compiled = re.compile(src, flags | re.ASCII)
+            # re.compile, with the greedy repeats that can never give back a useful character
+            # made possessive: the same matches without re's character-by-character retries
+            compiled = possessive.compile(src, flags | re.ASCII)
     except (re.error, FutureWarning, DeprecationWarning, OverflowError, RecursionError):
         try:
             compiled = regex.compile(src, flags | regex.V0 | regex.ASCII)

@@ -25,6 +25,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from gateway_milter.antispam import possessive
+
 MAX_RECEIVED = 200
 MAX_LINE = 4000
 # SpamAssassin 4's 10_default_prefs.cf: a single-address header of these becomes an extra,
@@ -44,11 +46,11 @@ _V6_PURE = (rf"(?:{_H}:){{7}}{_H}|:(?::{_H}){{1,7}}|(?:{_H}:){{1,7}}:|{_H}:(?::{
             rf"|(?:{_H}:){{2}}(?::{_H}){{1,5}}|(?:{_H}:){{3}}(?::{_H}){{1,4}}|(?:{_H}:){{4}}(?::{_H}){{1,3}}"
             rf"|(?:{_H}:){{5}}(?::{_H}){{1,2}}|(?:{_H}:){{6}}:{_H}|::")
 IP = (rf"(?i:\b(?<!:){_V4}\b|(?:IPv6:|(?<![a-f0-9:]))(?:{_V6_MAPPED}|{_V6_PURE})(?![a-f0-9:]))")
-_IP_RE = re.compile(IP, re.ASCII)
+_IP_RE = possessive.compile(IP, re.ASCII)
 # SpamAssassin's IP_PRIVATE: RFC 1918, loopback, link-local, CGN, for IPv4 and IPv4-mapped
 # addresses; IPv6 link-local and ::1 (not unique-local fc00::/7).
-_PRIVATE_V4 = re.compile(r"(?:10|127|169\.254|172\.(?:1[6-9]|2[0-9]|3[01])|192\.168"
-                         r"|100\.(?:6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7]))\.", re.ASCII)
+_PRIVATE_V4 = possessive.compile(r"(?:10|127|169\.254|172\.(?:1[6-9]|2[0-9]|3[01])|192\.168"
+                                 r"|100\.(?:6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7]))\.", re.ASCII)
 _LOCALHOST = (r"(?i:localhost(?:\.localdomain)?|\b(?<!:)127\.0\.0\.1\b"
               r"|(?:IPv6:|(?<![a-f0-9:]))(?:(?:0{1,4}:){5}ffff:|::(?:0{1,4}:){0,4}ffff:)127\.0\.0\.1"
               r"|(?:IPv6:|(?<![a-f0-9:]))(?:(?:0{1,4}:){7}0{0,3}1|::0{0,3}1)(?![a-f0-9:]))")
@@ -191,7 +193,7 @@ class _Fields:
 
 
 def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    return re.compile(pattern.replace("{IP}", IP).replace("{LOCALHOST}", _LOCALHOST), re.ASCII | flags)
+    return possessive.compile(pattern.replace("{IP}", IP).replace("{LOCALHOST}", _LOCALHOST), re.ASCII | flags)
 
 
 # A format: (pattern, fields its groups fill, the MTA looks rDNS up); the first that matches the
@@ -406,15 +408,15 @@ _EXIM = {
 }
 _SUB_HELO = _rx(r"helo=(\S+)")
 _SUB_IDENT = _rx(r"ident=(\S*)")
-_MAPPED_V4 = re.compile(r"^0*:0*:(?:0*:)*ffff:(\d+\.\d+\.\d+\.\d+)$", re.I | re.ASCII)
-_STRIP = re.compile(r"[\s\x00#\[\]()<>|]")
-_ENV_LEAD = re.compile(r"^\s*<*", re.ASCII)
-_ENV_TRAIL = re.compile(r">*\s*$", re.ASCII)
-_IDENT_PREFIXES = (re.compile(r"^IDENT:([^@]*)@"), re.compile(r"^([^@]*)@"))
+_MAPPED_V4 = possessive.compile(r"^0*:0*:(?:0*:)*ffff:(\d+\.\d+\.\d+\.\d+)$", re.I | re.ASCII)
+_STRIP = possessive.compile(r"[\s\x00#\[\]()<>|]")
+_ENV_LEAD = possessive.compile(r"^\s*<*", re.ASCII)
+_ENV_TRAIL = possessive.compile(r">*\s*$", re.ASCII)
+_IDENT_PREFIXES = (possessive.compile(r"^IDENT:([^@]*)@"), possessive.compile(r"^([^@]*)@"))
 _SKIPS = {e: _rx(e[5:]) for e in _GENERAL if isinstance(e, str) and e.startswith("skip:")}
-_FROM = re.compile(r"\(?from ", re.I)
-_BRACKET_V4 = re.compile(r"^\[[\d.]+\]$", re.ASCII)
-_ZONE = re.compile(r"%[A-Z0-9._~-]*\Z", re.I)
+_FROM = possessive.compile(r"\(?from ", re.I)
+_BRACKET_V4 = possessive.compile(r"^\[[\d.]+\]$", re.ASCII)
+_ZONE = possessive.compile(r"%[A-Z0-9._~-]*\Z", re.I)
 
 
 def _clean_envfrom(env: str) -> str:
