@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 import ahocorasick
 
 from gateway_milter.antispam.perlre import PerlPattern
+from gateway_milter.antispam.possessive import in_class
 
 import importlib
 
@@ -46,38 +47,12 @@ def squeeze(text: str) -> str:
     return SQUEEZE.sub("", text).lower()
 
 
-def _in_class(items: Any, ch: int) -> bool | None:
-    """Whether a parsed character class matches the ASCII character ``ch`` (None: unknown)."""
-    hit = False
-    negate = False
-    for op, av in items:
-        if op is C.NEGATE:
-            negate = True
-        elif op is C.LITERAL:
-            hit = hit or av == ch
-        elif op is C.RANGE:
-            hit = hit or av[0] <= ch <= av[1]
-        elif op is C.CATEGORY:
-            c = chr(ch)
-            word = c.isascii() and (c.isalnum() or c == "_")
-            digit = c in "0123456789"
-            space = c in " \t\n\r\x0b\x0c"
-            m = {C.CATEGORY_DIGIT: digit, C.CATEGORY_NOT_DIGIT: not digit, C.CATEGORY_SPACE: space,
-                 C.CATEGORY_NOT_SPACE: not space, C.CATEGORY_WORD: word, C.CATEGORY_NOT_WORD: not word}.get(av)
-            if m is None:
-                return None
-            hit = hit or m
-        else:
-            return None
-    return hit != negate
-
-
 def _class_is_squeezed_away(items: Any, icase: bool) -> bool:
     """True when the class can match no ASCII letter or digit (so squeeze() removes whatever it
     matches). Case-insensitive matching folds ASCII letters only (patterns compile with re.ASCII)."""
     for ch in _ALNUM:
         for c in {ch, ord(chr(ch).swapcase())} if icase else {ch}:
-            if _in_class(items, c) is not False:
+            if in_class(items, c) is not False:
                 return False
     return True
 

@@ -241,24 +241,38 @@ def _contains(it: Item, c: int) -> bool | None:
         return bool(flags & re.DOTALL) or c != 10
     if op is not C.IN:
         return None
+    if not flags & re.ASCII and any(sub is C.CATEGORY for sub, _ in av):
+        return None  # Unicode classes: not reasoned about
+    found = [in_class(av, x) for x in cs]
+    if None in found:
+        return None
+    # in_class applies the class's negation: with case folding the character matches when one
+    # of its cases is in the set, so a negated class matches when none is
+    return all(found) if any(sub is C.NEGATE for sub, _ in av) else any(found)
+
+
+def in_class(items: Any, ch: int) -> bool | None:
+    """Whether a parsed character class (``IN``'s items) matches the character ``ch``, with
+    ASCII classes (``re.ASCII``) and case as written; None: unknown."""
     hit = False
     negate = False
-    for sub, arg in av:
-        if sub is C.NEGATE:
+    for op, av in items:
+        if op is C.NEGATE:
             negate = True
-        elif sub is C.LITERAL:
-            hit = hit or any(x in _folds(arg, flags) for x in cs)
-        elif sub is C.RANGE:
-            hit = hit or any(arg[0] <= x <= arg[1] for x in cs)
-        elif sub is C.CATEGORY and flags & re.ASCII:
-            member = {C.CATEGORY_DIGIT: (_DIGIT, False), C.CATEGORY_NOT_DIGIT: (_DIGIT, True),
-                      C.CATEGORY_SPACE: (_SPACE, False), C.CATEGORY_NOT_SPACE: (_SPACE, True),
-                      C.CATEGORY_WORD: (_WORD, False), C.CATEGORY_NOT_WORD: (_WORD, True)}.get(arg)
-            if member is None:
+        elif op is C.LITERAL:
+            hit = hit or av == ch
+        elif op is C.RANGE:
+            hit = hit or av[0] <= ch <= av[1]
+        elif op is C.CATEGORY:
+            c = chr(ch)
+            word = c.isascii() and (c.isalnum() or c == "_")
+            digit = c in "0123456789"
+            space = c in " \t\n\r\x0b\x0c"
+            m = {C.CATEGORY_DIGIT: digit, C.CATEGORY_NOT_DIGIT: not digit, C.CATEGORY_SPACE: space,
+                 C.CATEGORY_NOT_SPACE: not space, C.CATEGORY_WORD: word, C.CATEGORY_NOT_WORD: not word}.get(av)
+            if m is None:
                 return None
-            chars, neg = member
-            hit = hit or (c in chars) != neg
+            hit = hit or m
         else:
             return None
     return hit != negate
-
