@@ -1,0 +1,42 @@
+"""bench/antispam_cpu.py --instructions reads callgrind's count from its output file: the
+``totals:`` line, not the ``summary:`` at the head (0 when counting starts switched off), and
+the parts of a file dumped in several added up."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+BENCH = Path(__file__).resolve().parents[3] / "bench" / "antispam_cpu.py"
+
+
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("antispam_cpu_bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def part(summary: int, totals: int | None) -> str:
+    tail = f"totals: {totals}\n" if totals is not None else ""
+    return f"# callgrind format\nversion: 1\nevents: Ir\nsummary: {summary}\n\nfn=(1) main\n5 120\n{tail}"
+
+
+def test_it_reads_the_totals_line_not_the_summary(tmp_path: Path) -> None:
+    out = tmp_path / "callgrind.out"
+    out.write_text(part(0, 1_256_038_259))
+    assert bench().callgrind_total(out) == 1_256_038_259
+
+
+def test_it_adds_up_the_parts_and_falls_back_to_the_summary(tmp_path: Path) -> None:
+    out = tmp_path / "callgrind.out"
+    out.write_text(part(0, 700))
+    (tmp_path / "callgrind.out.2").write_text(part(300, None))  # a part with no totals line
+    (tmp_path / "other.out").write_text(part(0, 5))  # another file: not counted
+    assert bench().callgrind_total(out) == 1000
+
+
+def test_a_missing_file_counts_nothing(tmp_path: Path) -> None:
+    assert bench().callgrind_total(tmp_path / "callgrind.out") == 0
