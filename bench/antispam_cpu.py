@@ -218,14 +218,7 @@ def count_instructions(args: argparse.Namespace) -> int:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind (with callgrind_control) is not installed", file=sys.stderr)
         return 2
-    own = ("--against", "--other-compiled-dir", "--rounds", "--seed")
-    passed: list[str] = []
-    argv = iter(sys.argv[1:])
-    for a in argv:
-        if a in own:
-            next(argv, None)
-        elif a not in ("--instructions", "--other-python") and not a.startswith(tuple(o + "=" for o in own)):
-            passed.append(a)
+    passed = worker_args(("--instructions",))
     seed = args.seed if args.seed >= 0 else 0
     runs: list[tuple[Path, dict[str, str]]] = [(ROOT, {})]
     if args.against:
@@ -296,19 +289,25 @@ def reference_loop_ms() -> float:
     return round(best * 1000, 1)
 
 
-def compare(args: argparse.Namespace) -> int:
-    """--against: two workers, this checkout's and the other's, time the same messages in turns."""
-    import statistics
-
-    # the options for the workers: all but these three, each with its value, and --other-python
+def worker_args(drop: tuple[str, ...] = ()) -> list[str]:
+    """The options for a worker: this command's, but the ones that only the parent reads (each
+    with its value) and ``drop``."""
     own = ("--against", "--rounds", "--seed", "--other-compiled-dir")
     passed: list[str] = []
     argv = iter(sys.argv[1:])
     for a in argv:
         if a in own:
             next(argv, None)
-        elif a != "--other-python" and not a.startswith(tuple(o + "=" for o in own)):
+        elif a != "--other-python" and a not in drop and not a.startswith(tuple(o + "=" for o in own)):
             passed.append(a)
+    return passed
+
+
+def compare(args: argparse.Namespace) -> int:
+    """--against: two workers, this checkout's and the other's, time the same messages in turns."""
+    import statistics
+
+    passed = worker_args()
     seed0 = args.seed if args.seed >= 0 else int.from_bytes(os.urandom(2), "big")
     rounds = []
     for r in range(max(1, args.rounds)):

@@ -1,12 +1,15 @@
 """bench/antispam_cpu.py --instructions reads callgrind's count from its output file: the
 ``totals:`` line, not the ``summary:`` at the head (0 when counting starts switched off), and
-the parts of a file dumped in several added up."""
+the parts of a file dumped in several added up; its workers get this command's options but the
+parent's own."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 BENCH = Path(__file__).resolve().parents[3] / "bench" / "antispam_cpu.py"
 
@@ -40,3 +43,12 @@ def test_it_adds_up_the_parts_and_falls_back_to_the_summary(tmp_path: Path) -> N
 
 def test_a_missing_file_counts_nothing(tmp_path: Path) -> None:
     assert bench().callgrind_total(tmp_path / "callgrind.out") == 0
+
+
+def test_workers_get_the_options_but_the_parents_own(monkeypatch: Any) -> None:
+    monkeypatch.setattr(sys, "argv", ["antispam_cpu.py", "--n", "20", "--against", "../other", "--rounds=3",
+                                      "--other-compiled-dir", "/x", "--other-python", "--instructions",
+                                      "--seed", "7", "--parts"])
+    b = bench()
+    assert b.worker_args() == ["--n", "20", "--instructions", "--parts"]
+    assert b.worker_args(("--instructions",)) == ["--n", "20", "--parts"]
