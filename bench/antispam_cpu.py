@@ -29,8 +29,8 @@ differ each need their own build: ``--other-compiled-dir`` names the other's
 --instructions counts instructions instead (valgrind's callgrind, counting only while the
 worker runs each message once, after a pass that warms every cache): nearly the same count on
 any machine and under any load (two runs of one checkout: 32.02 and 32.34 million a message,
-1 % apart), where the timings here vary by tens of per cent within minutes. With --against both checkouts are counted, one
-after the other, and ``ratio`` is this one's over the other's. Instructions are not time
+1 % apart), where the timings here vary by tens of per cent within minutes. With --against
+both checkouts are counted, one after the other, and ``ratio`` is this one's over the other's. Instructions are not time
 (cache misses, branch mispredictions): the target is still read off the timings. About four
 minutes per checkout for 150 messages (the rule set loads under valgrind first).
 
@@ -87,10 +87,11 @@ def main() -> int:
     ap.add_argument("--other-compiled-dir", default="",
                     help="with --against: the other worker's build of the compiled modules (BULWARK_COMPILED_DIR;"
                          " build it with that checkout's scripts/compiled.py build and the same variable)")
-    ap.add_argument("--seed", type=int, default=-1, help="with --against: the first round's PYTHONHASHSEED (default: random)")
+    ap.add_argument("--seed", type=int, default=-1,
+                    help="with --against: the first round's PYTHONHASHSEED (default: random; 0 with --instructions)")
     ap.add_argument("--instructions", action="store_true",
-                    help="count instructions instead of timing (valgrind's callgrind: the same count on any machine"
-                         " and under any load; with --against, both checkouts one after the other)")
+                    help="count instructions instead of timing (valgrind's callgrind: nearly the same count on any"
+                         " machine and under any load; with --against, both checkouts one after the other)")
     ap.add_argument("--count-worker", action="store_true", help=argparse.SUPPRESS)  # runs under callgrind
     ap.add_argument("--root", default="", help=argparse.SUPPRESS)  # read before the imports (ROOT)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # a worker of --against
@@ -222,18 +223,14 @@ def count_instructions(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed >= 0 else 0
     runs: list[tuple[Path, dict[str, str]]] = [(ROOT, {})]
     if args.against:
-        other_env = {"BULWARK_COMPILED": "0"} if args.other_python else {}
-        if args.other_compiled_dir:
-            other_env["BULWARK_COMPILED_DIR"] = args.other_compiled_dir
-        runs.append((Path(args.against).resolve(), other_env))
+        runs.append((Path(args.against).resolve(), other_env(args)))
     out: dict[str, Any] = {"seed": seed}
     counts = []
     for label, (root, extra) in zip(("this", "other"), runs, strict=False):
         with tempfile.TemporaryDirectory(prefix="bulwark-cg-") as tmp:
             cg = Path(tmp) / "callgrind.out"
             cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={cg}",
-                   sys.executable, str(Path(__file__).resolve()), *passed, "--instructions", "--count-worker",
-                   "--root", str(root)]
+                   sys.executable, str(Path(__file__).resolve()), *passed, "--count-worker", "--root", str(root)]
             env = {**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONMALLOC": "malloc", **extra}
             w = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                  text=True, env=env)
@@ -289,6 +286,15 @@ def reference_loop_ms() -> float:
     return round(best * 1000, 1)
 
 
+def other_env(args: argparse.Namespace) -> dict[str, str]:
+    """What the other checkout's worker runs with: as Python (--other-python), or its own
+    compiled build (--other-compiled-dir)."""
+    env = {"BULWARK_COMPILED": "0"} if args.other_python else {}
+    if args.other_compiled_dir:
+        env["BULWARK_COMPILED_DIR"] = args.other_compiled_dir
+    return env
+
+
 def worker_args(drop: tuple[str, ...] = ()) -> list[str]:
     """The options for a worker: this command's, but the ones that only the parent reads (each
     with its value) and ``drop``."""
@@ -335,11 +341,7 @@ def _compare_round(args: argparse.Namespace, passed: list[str], seed: int) -> di
     workers = []
     for k, root in enumerate((ROOT, Path(args.against).resolve())):
         cmd = [sys.executable, str(Path(__file__).resolve()), *passed, "--serve", "--root", str(root)]
-        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
-        if k == 1 and args.other_python:
-            env["BULWARK_COMPILED"] = "0"
-        if k == 1 and args.other_compiled_dir:
-            env["BULWARK_COMPILED_DIR"] = args.other_compiled_dir
+        env = {**os.environ, "PYTHONHASHSEED": str(seed), **(other_env(args) if k == 1 else {})}
         workers.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env))
     sizes, codes = [], []
     for w in workers:

@@ -15,8 +15,8 @@ the greedy pattern; anything this module cannot reason about (back-references, l
 ``\\b``, classes of non-ASCII case folding) is left as it is.
 
 The pattern is changed in ``re``'s own parse tree and compiled from it (``re._parser``,
-``re._compiler``: private, hence ``improve`` returns None on any surprise and the caller
-keeps its pattern). tests/unit/antispam/test_possessive.py checks the rule set's patterns
+``re._compiler``: private, hence any surprise from them compiles the pattern as written with
+``re.compile``). tests/unit/antispam/test_possessive.py checks the rule set's patterns
 against their greedy originals on real texts.
 """
 
@@ -89,20 +89,16 @@ def _walk(seq: list[Any], flags: int, follow: list[Item] | None) -> bool:
             continue  # nothing inside to change (and no need to know what follows)
         after = _after(seq, i + 1, flags, follow)
         if op is C.MAX_REPEAT or op is C.MIN_REPEAT or op is _POSSESSIVE:
-            lo, hi, body = av
-            inner = after
+            body = av[2]
             first = _first_seq(body.data, flags)
-            if inner is not None and first is not None and first[0] is not None:
-                inner = inner + first[0]  # another round of the repeat, or what follows it
-            else:
-                inner = None
-            changed |= _walk(body.data, flags, inner)
+            # after the body: another round of the repeat, or what follows the repeat
+            changed |= _walk(body.data, flags, None if after is None or first is None else after + first[0])
             if op is C.MAX_REPEAT and len(body.data) == 1 and body.data[0][0] in _SINGLE \
-                    and _safe(_item(body.data[0], flags), seq, i + 1, flags, follow):
+                    and _safe((*body.data[0], flags), seq[i + 1] if i + 1 < len(seq) else None, after):
                 seq[i] = (_POSSESSIVE, av)
                 changed = True
         elif op is C.SUBPATTERN:
-            group, add, remove, body = av
+            _group, add, remove, body = av
             changed |= _walk(body.data, (flags | add) & ~remove, after)
         elif op is C.BRANCH:
             for alt in av[1]:
@@ -114,20 +110,16 @@ def _walk(seq: list[Any], flags: int, follow: list[Item] | None) -> bool:
     return changed
 
 
-def _item(node: tuple[Any, Any], flags: int) -> Item:
-    return node[0], node[1], flags
-
-
-def _safe(a: Item, seq: list[Any], start: int, flags: int, follow: list[Item] | None) -> bool:
-    if start < len(seq) and seq[start][0] is C.AT:
-        where = seq[start][1]
-        if where is C.AT_END_STRING:
+def _safe(a: Item, nxt: tuple[Any, Any] | None, after: list[Item] | None) -> bool:
+    """Whether repeat ``a`` can be possessive: ``nxt`` is the node right after it, ``after``
+    the first characters of what follows it (None: unknown)."""
+    if nxt is not None and nxt[0] is C.AT:
+        if nxt[1] is C.AT_END_STRING:
             return True
-        if where is C.AT_END:
+        if nxt[1] is C.AT_END:
             return _contains(a, 10) is False
         return False
-    nxt = _after(seq, start, flags, follow)
-    return nxt is not None and all(_disjoint(a, b) for b in nxt)
+    return after is not None and all(_disjoint(a, b) for b in after)
 
 
 def _after(seq: list[Any], start: int, flags: int, follow: list[Item] | None) -> list[Item] | None:
@@ -136,14 +128,12 @@ def _after(seq: list[Any], start: int, flags: int, follow: list[Item] | None) ->
     if got is None:
         return None
     first, nullable = got
-    if first is None:
-        return None
     if nullable:
         return None if follow is None else first + follow
     return first
 
 
-def _first_seq(seq: list[Any], flags: int) -> tuple[list[Item] | None, bool] | None:
+def _first_seq(seq: list[Any], flags: int) -> tuple[list[Item], bool] | None:
     """(first characters, whether the sequence can match the empty string), or None."""
     acc: list[Item] = []
     for node in seq:
@@ -164,19 +154,16 @@ def _first(node: tuple[Any, Any], flags: int) -> tuple[list[Item], bool] | None:
     if op is C.MAX_REPEAT or op is C.MIN_REPEAT or op is _POSSESSIVE:
         lo, _hi, body = av
         got = _first_seq(body.data, flags)
-        if got is None or got[0] is None:
-            return None
-        return got[0], lo == 0 or got[1]
+        return None if got is None else (got[0], lo == 0 or got[1])
     if op is C.SUBPATTERN:
         _group, add, remove, body = av
-        got = _first_seq(body.data, (flags | add) & ~remove)
-        return None if got is None or got[0] is None else (got[0], got[1])
+        return _first_seq(body.data, (flags | add) & ~remove)
     if op is C.BRANCH:
         acc: list[Item] = []
         nullable = False
         for alt in av[1]:
             got = _first_seq(alt.data, flags)
-            if got is None or got[0] is None:
+            if got is None:
                 return None
             acc += got[0]
             nullable = nullable or got[1]
@@ -264,10 +251,7 @@ def in_class(items: Any, ch: int) -> bool | None:
         elif op is C.RANGE:
             hit = hit or av[0] <= ch <= av[1]
         elif op is C.CATEGORY:
-            c = chr(ch)
-            word = c.isascii() and (c.isalnum() or c == "_")
-            digit = c in "0123456789"
-            space = c in " \t\n\r\x0b\x0c"
+            word, digit, space = ch in _WORD, ch in _DIGIT, ch in _SPACE
             m = {C.CATEGORY_DIGIT: digit, C.CATEGORY_NOT_DIGIT: not digit, C.CATEGORY_SPACE: space,
                  C.CATEGORY_NOT_SPACE: not space, C.CATEGORY_WORD: word, C.CATEGORY_NOT_WORD: not word}.get(av)
             if m is None:

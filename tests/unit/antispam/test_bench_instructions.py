@@ -52,3 +52,12 @@ def test_workers_get_the_options_but_the_parents_own(monkeypatch: Any) -> None:
     b = bench()
     assert b.worker_args() == ["--n", "20", "--instructions", "--parts"]
     assert b.worker_args(("--instructions",)) == ["--n", "20", "--parts"]
+
+
+def test_the_other_worker_runs_as_python_or_on_its_own_build() -> None:
+    import argparse
+
+    b = bench()
+    assert b.other_env(argparse.Namespace(other_python=True, other_compiled_dir="")) == {"BULWARK_COMPILED": "0"}
+    assert b.other_env(argparse.Namespace(other_python=False, other_compiled_dir="/b")) == {"BULWARK_COMPILED_DIR": "/b"}
+    assert b.other_env(argparse.Namespace(other_python=False, other_compiled_dir="")) == {}
