@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway_milter.antispam.saview import SaMessage
-from gateway_milter.antispam.tokenizer import hashed, tokens
+from gateway_milter.antispam.tokenizer import hashed, sender_key, tokens
 from gateway_milter.store import StateStore
 
 # SpamBayes defaults (tuned on large corpora; our figures in the ADR).
@@ -98,6 +98,13 @@ def _logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
+def learned_keys(m: SaMessage) -> list[str]:
+    """Store keys a message is learned (and forgotten) under: its features and its sender."""
+    feats = tokens(m)
+    sender = sender_key(m)
+    return hashed(feats + [sender] if sender is not None else feats)
+
+
 @dataclass(frozen=True, slots=True)
 class Classification:
     probability: float | None  # None: no scope has learned enough
@@ -110,6 +117,10 @@ class Classification:
     # log(p / (1 - p)) computed in the log domain: unlike ``probability`` it does not saturate
     # at 0 or 1, so it ranks messages of which Bayes is "certain" (the fitted scores' input)
     logodds: float = 0.0
+    # messages learned as spam / as ham from the same sender (From address and network,
+    # tokenizer.sender_key) in the scope used; not part of ``probability``
+    sender_spam: int = 0
+    sender_ham: int = 0
 
 
 class BayesClassifier:
@@ -122,19 +133,24 @@ class BayesClassifier:
         feats = tokens(m)
         keys = hashed(feats)
         fields = ["#s", "#h"] + [TOKEN + k for k in keys]
+        sender = sender_key(m)
+        if sender is not None:  # read last, in the same round trip; not one of the clues
+            fields.append(TOKEN + hashed([sender])[0])
+        end = 2 + len(keys)
         answers = self.store.counters([(scope_key(s), fields) for s in scopes])  # one round trip
         for scope, vals in zip(scopes, answers, strict=True):
             ns, nh = vals[0], vals[1]
             if ns < self.min_learned or nh < self.min_learned:
                 continue
-            packed = vals[2:]
-            return self._combine(scope, ns, nh, packed, feats if explain else None)
+            return self._combine(scope, ns, nh, vals[2:end], feats if explain else None,
+                                 vals[end] if sender is not None else 0)
         return Classification(None, tokens=len(keys))
 
     def _combine(self, scope: str, ns: int, nh: int, packed: Sequence[int],
-                 names: Sequence[str] | None) -> Classification:
+                 names: Sequence[str] | None, sender: int = 0) -> Classification:
         """``packed``: per feature, spam count * SPAM_UNIT + ham count (0: never learned).
-        ``names``: the features' names, to explain the verdict by its strongest clues."""
+        ``names``: the features' names, to explain the verdict by its strongest clues.
+        ``sender``: the sender's field, packed the same way."""
         inv_s, inv_h = 1.0 / ns, 1.0 / nh
         sx, lo, hi = UNKNOWN_STRENGTH * UNKNOWN_PROB, 0.5 - MIN_STRENGTH, 0.5 + MIN_STRENGTH
         strength, ham_mask, explain = UNKNOWN_STRENGTH, HAM_MASK, names is not None
@@ -215,7 +231,8 @@ class BayesClassifier:
                 if len(top) >= 20:
                     break
             explained = tuple(top[:20])
-        return Classification(round(prob, 6), scope, ns, nh, len(packed), n, explained, round(logodds, 4))
+        return Classification(round(prob, 6), scope, ns, nh, len(packed), n, explained, round(logodds, 4),
+                              sender >> 32, sender & HAM_MASK)
 
     # -- training ---------------------------------------------------------------------------------
     def learn(self, m: SaMessage, is_spam: bool, scopes: Sequence[str] = ("global",),
@@ -233,7 +250,7 @@ class BayesClassifier:
             if old == label:
                 continue
             if keys is None:
-                keys = hashed(tokens(m))
+                keys = learned_keys(m)
             deltas: dict[str, int] = {}
             if old in (1, 2):
                 self._add(deltas, keys, old == 1, -1)
@@ -250,7 +267,7 @@ class BayesClassifier:
         mfield = "m" + digest
         current = self.store.counters([(scope_key(s), [mfield]) for s in scopes])
         updates = []
-        keys = hashed(tokens(m))
+        keys = learned_keys(m)
         for scope, (old,) in zip(scopes, current, strict=True):
             if old not in (1, 2):
                 continue

@@ -39,6 +39,9 @@ BANDS: tuple[tuple[float, str, float], ...] = (
     (0.01, "BAYES_05", -0.5),
     (0.0, "BAYES_00", -1.9),
 )
+# The sender's history (tokenizer.sender_key: From address and the network it came from):
+# learned only as spam, or only as ham, in the scope used (docs/decisions/0055-sender-history.md)
+SENDER_SYMBOLS: dict[str, float] = {"BAYES_SENDER_SPAM": 1.0, "BAYES_SENDER_HAM": -1.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ class BayesSettings(BaseSettings):
     autolearn_spam: float = 12.0  # score without Bayes at or above which spam is learned
     autolearn_ham: float = 0.1  # ... at or below which ham is learned
     scores: dict[str, float] = field(default_factory=dict)  # override BAYES_xx scores
+    sender_history: bool = True  # BAYES_SENDER_SPAM / BAYES_SENDER_HAM from the sender's learned mail
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
@@ -57,7 +61,7 @@ class BayesSettings(BaseSettings):
             raise SettingsError("min_learned", "must be at least 1")
         if self.autolearn_ham >= self.autolearn_spam:
             raise SettingsError("autolearn_ham", "must be below autolearn_spam")
-        known = {b[1] for b in BANDS}
+        known = {b[1] for b in BANDS} | set(SENDER_SYMBOLS)
         for k in self.scores:
             if k not in known:
                 raise SettingsError(f"scores.{k}", f"unknown symbol (known: {', '.join(sorted(known))})")
@@ -114,8 +118,23 @@ class BayesLayer(Layer[BayesSettings]):
         symbols = [self.symbol(name, score, f"p={res.probability:.4f} scope={res.scope}")]
         if name == "BAYES_999":  # as in SpamAssassin, BAYES_999 adds to BAYES_99
             symbols.append(self.symbol("BAYES_99", settings.scores.get("BAYES_99", BANDS[1][2]), ""))
+        sender = sender_symbol(res.sender_spam, res.sender_ham) if settings.sender_history else None
+        if sender is not None:  # (after the band: the scoring layer reads the band first)
+            symbols.append(self.symbol(sender, settings.scores.get(sender, SENDER_SYMBOLS[sender]),
+                                       f"sender learned {res.sender_spam} spam, {res.sender_ham} ham"))
         return LayerFindings({"probability": res.probability, "logodds": res.logodds, "scope": res.scope,
-                              "tokens": res.tokens, "used": res.used}, tuple(symbols))
+                              "tokens": res.tokens, "used": res.used,
+                              "sender": [res.sender_spam, res.sender_ham]}, tuple(symbols))
+
+
+def sender_symbol(spam: int, ham: int) -> str | None:
+    """BAYES_SENDER_SPAM when the sender's learned mail was all spam, BAYES_SENDER_HAM when it
+    was all ham; None when there is none or both."""
+    if spam and not ham:
+        return "BAYES_SENDER_SPAM"
+    if ham and not spam:
+        return "BAYES_SENDER_HAM"
+    return None
 
 
 def autolearn(ctx: MessageContext, settings: BayesSettings, score_without_bayes: float) -> str | None:

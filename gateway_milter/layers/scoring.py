@@ -31,13 +31,15 @@ from typing import TYPE_CHECKING
 
 from gateway_milter import layers as registry
 from gateway_milter.antispam.scorefit import LOGODDS, LOGODDS_CLIP, logodds_points
-from gateway_milter.layers.bayes import BAND_CENTRES
+from gateway_milter.layers.bayes import BAND_CENTRES, SENDER_SYMBOLS
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.verdict import Direction, FailMode, Outcome, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from gateway_milter.context import MessageContext
-    from gateway_milter.pipeline.runner import LayerResult
+    from gateway_milter.verdict import Symbol
 
 log = logging.getLogger("bulwark.scoring")
 
@@ -94,14 +96,14 @@ class ScoringSettings(BaseSettings):
         return gap if gap > 0 else None
 
 
-def _points(lid: str, res: LayerResult, fitted: dict[str, tuple[float, float]], which: int) -> float:
+def _points(lid: str, symbols: Sequence[Symbol], fitted: dict[str, tuple[float, float]], which: int) -> float:
     """A layer's points: its symbols' own scores, or their fitted scores of set ``which``
     (0 without Bayes, 1 with). The rules layer mirrors the Bayes bands (check_bayes rules,
     score 0): only the bayes layer's BAYES_* symbols carry the fitted band scores."""
     if not fitted:
-        return round(sum(x.score for x in res.symbols), 3)
+        return round(sum(x.score for x in symbols), 3)
     return round(sum(fitted[x.name][which] if x.name in fitted and (lid == "bayes" or not x.name.startswith("BAYES_"))
-                     else x.score for x in res.symbols), 3)
+                     else x.score for x in symbols), 3)
 
 
 _score_sets: dict[tuple[str, float], dict[str, tuple[float, float]]] = {}
@@ -179,17 +181,22 @@ class ScoringLayer(Layer[ScoringSettings]):
             if lid not in available:
                 continue
             res = ctx.layer(lid)
-            s = _points(lid, res, fitted, with_bayes)
+            s = _points(lid, res.symbols, fitted, with_bayes)
             if lid == "bayes":
                 if fitted and with_bayes and LOGODDS in fitted and res.symbols:
                     # the band's score is worth its centre; the log-odds adds the distance from it
                     centre = BAND_CENTRES.get(res.symbols[0].name, 0.0)
                     s = round(s + logodds_points(fitted, res.fact("logodds"), centre), 3)
+                # points a sender learned as ham takes off come off after the cap (a message
+                # at the cap would not feel them otherwise); points added count toward it
+                lower = min(_points(lid, [x for x in res.symbols if x.name in SENDER_SYMBOLS], fitted, with_bayes), 0.0)
+                s -= lower
                 if cap is not None and s > cap:
                     capped, s = s, cap  # Bayes alone never reaches the reject threshold
+                s = round(s + lower, 3)
             else:
                 # as SpamAssassin's autolearn, with the score set made for use without Bayes
-                learn_basis += _points(lid, res, fitted, 0) if with_bayes else s
+                learn_basis += _points(lid, res.symbols, fitted, 0) if with_bayes else s
             if res.symbols:
                 parts[lid] = s
                 tests += [x.name for x in res.symbols]
