@@ -200,6 +200,7 @@ def evaluate(samples: list[Sample], store: StateStore, *, train_fraction: float 
             detail["parts"] = res.fact("parts", {})
             if "bayes" in layers:
                 detail["p"] = ctx.layer("bayes").fact("probability")
+                detail["bayes_symbols"] = [x.name for x in ctx.layer("bayes").symbols]
             if "rules" in layers:
                 detail["hits"] = ctx.layer("rules").fact("hits", [])
         except Exception as e:  # noqa: BLE001 - counted, never hidden
