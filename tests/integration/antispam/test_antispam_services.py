@@ -145,6 +145,27 @@ def test_it_learns_and_classifies_bayes_on_real_redis(redis_url: str) -> None:
     assert len(calls) == 1  # every scope in one pipeline: one round trip
 
 
+def test_it_keeps_the_sender_history_on_real_redis(redis_url: str) -> None:
+    from tests.unit.antispam.test_sender_history import from_sender
+
+    s = RedisStore(redis_url)
+    s.client.flushdb()
+    bc = BayesClassifier(s, min_learned=2)
+    for i in range(3):
+        bc.learn(message_view(make_ctx(from_sender(msg(f"news {i}", f"issue {i} of the newsletter")))), False)
+        bc.learn(message_view(make_ctx(msg(f"win {i}", "cheap pills lottery winner casino"))), True)
+    known = message_view(make_ctx(from_sender(msg("news 9", "cheap pills lottery"))))
+    res = bc.classify(known)
+    assert (res.sender_spam, res.sender_ham) == (0, 3)
+    bc.learn(known, True)  # marked as spam: the history now holds both
+    res = bc.classify(known)
+    assert (res.sender_spam, res.sender_ham) == (1, 3)
+    bc.forget(known)
+    assert (bc.classify(known).sender_spam, bc.classify(known).sender_ham) == (0, 3)
+    forged = message_view(make_ctx(from_sender(msg("news 10", "cheap pills"), ip="203.0.113.9")))
+    assert (bc.classify(forged).sender_spam, bc.classify(forged).sender_ham) == (0, 0)
+
+
 def greylist_flow(store: StateStore) -> None:
     s = GreylistSettings(mode="on", delay=1, retry_window=60, auto_pass_after=0)
     import time
