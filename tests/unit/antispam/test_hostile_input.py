@@ -61,3 +61,41 @@ def test_it_stays_within_budget_on_hostile_input(case: str, engine) -> None:  # 
     took = time.process_time() - t0
     assert len(feats) <= MAX_FEATURES and len(view.uris) <= 500
     assert took < BUDGET_S, f"{case} took {took:.1f}s CPU"
+
+
+def _oddities() -> list[Path]:
+    from tests.services import shared_path
+
+    files: list[Path] = []
+    for parts in (("corpus", "rspamd", "messages"), ("corpus", "mime")):
+        d = shared_path(*parts)
+        if d.is_dir():
+            files += sorted(p for p in d.rglob("*") if p.is_file())
+    return files
+
+
+def test_the_content_layers_score_every_corpus_oddity_without_an_error(engine, store) -> None:  # type: ignore[no-untyped-def]
+    """rspamd's functional-test messages and the MIME corpus (malformed structure, odd
+    encodings, huge parts) through view, Bayes, rules and scoring: no layer fails (a failure
+    would tempfail the message), each within a fraction of the rules layer's budget."""
+    from tests.unit.antispam.helpers import policy
+    from tests.unit.antispam.test_bayes import trained
+
+    files = _oddities()
+    if len(files) < 100:
+        pytest.skip("../shared/corpus/rspamd and ../shared/corpus/mime not present")
+    trained(store, n=30, min_learned=20)  # so that Bayes combines, and reads the sender history
+    pol = policy({"scoring": {"layers": ["rules", "bayes"], "exempt_outbound": False}, "bayes": {"min_learned": 20}})
+    failed: dict[str, dict[str, str]] = {}
+    slowest = (0.0, "")
+    for f in files:
+        ctx = make_ctx(f.read_bytes(), pol, scan_mode=True)
+        t0 = time.process_time()
+        score = ctx.layer("scoring").fact("score")
+        took = time.process_time() - t0
+        errors = {lid: str(ctx.layer(lid).error) for lid in ("scoring", "rules", "bayes") if ctx.layer(lid).error}
+        if errors or not isinstance(score, float):
+            failed[str(f)] = errors
+        slowest = max(slowest, (took, str(f)))
+    assert not failed, failed
+    assert slowest[0] < 2.0, f"{slowest[1]} took {slowest[0]:.2f}s CPU"
