@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 
 from gateway_milter.layers.base import SettingsError
-from gateway_milter.policy.snapshot import FORMAT_VERSION, validate_document
+from gateway_milter.policy.snapshot import FORMAT_VERSION, PolicySnapshot, validate_document
 from webadmin.models import (
     Domain,
     GatewaySetting,
@@ -18,6 +18,12 @@ from webadmin.models import (
     SieveScript,
     TrustedNetwork,
 )
+
+
+def current_snapshot() -> PolicySnapshot:
+    """The policy the milter runs now: the last published snapshot (empty before the first)."""
+    row = PublishedPolicy.objects.order_by("-version").first()
+    return PolicySnapshot.from_document(row.document, row.version) if row else PolicySnapshot.empty()
 
 
 def build_policy_document(include_user_data: bool = True) -> dict[str, Any]:

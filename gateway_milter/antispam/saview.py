@@ -24,6 +24,7 @@ from gateway_milter.mime.headers import addresses
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
     from gateway_milter.mime.view import MimeView
+    from gateway_milter.policy.snapshot import PolicySnapshot
 
 MAX_TEXT = 2_000_000  # characters of decoded text considered (hostile-input bound)
 # SpamAssassin 4 defaults: body_part_scan_size 50000, rawbody_part_scan_size 500000 (per part)
@@ -698,9 +699,15 @@ def trust_config(ctx: MessageContext) -> TrustConfig:
     trusted networks (policy), unless ``rules.trust_policy_networks`` is off; else none
     (SpamAssassin's inference). ``originating``: the client authenticated (SMTP AUTH); a client
     merely in a trusted network may be a relay forwarding inbound mail, so it is not."""
-    s = ctx.policy.settings_for("rules", ctx.policy_domain)
+    return trust_config_for(ctx.policy, ctx.policy_domain, bool(ctx.conn.auth_user))
+
+
+def trust_config_for(policy: PolicySnapshot, domain: str | None, authenticated: bool = False) -> TrustConfig:
+    """:func:`trust_config` from a policy alone: for a stored message learned later (Bayes
+    training), whose relays must be read as the milter read them."""
+    s = policy.settings_for("rules", domain)
     trusted: tuple[str, ...] = tuple(getattr(s, "trusted_networks", ()))
     internal: tuple[str, ...] = tuple(getattr(s, "internal_networks", ()))
     if not trusted and not internal and getattr(s, "trust_policy_networks", False):
-        trusted = tuple(str(n) for n in ctx.policy.trusted_networks)
-    return TrustConfig(trusted, internal, tuple(getattr(s, "msa_networks", ())), bool(ctx.conn.auth_user))
+        trusted = tuple(str(n) for n in policy.trusted_networks)
+    return TrustConfig(trusted, internal, tuple(getattr(s, "msa_networks", ())), authenticated)

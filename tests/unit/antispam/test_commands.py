@@ -27,6 +27,7 @@ def corpus(tmp_path: Path) -> tuple[Path, Path]:
     return spam, mbox_path
 
 
+@pytest.mark.django_db  # (the published policy's trust path)
 def test_it_trains_from_maildirs_and_mbox_idempotently(tmp_path: Path, store: MemoryStore) -> None:
     spam, ham = corpus(tmp_path)
     out, err = io.StringIO(), io.StringIO()
@@ -84,6 +85,33 @@ def test_it_trains_from_mark_as_spam_events(tmp_path: Path, store: MemoryStore, 
             train_message.delay("spam", paths=["/etc/passwd"]).get()
     finally:
         f.unlink()
+
+
+@pytest.mark.django_db
+def test_mark_as_spam_reads_the_relays_with_the_published_trust_path(store: MemoryStore) -> None:
+    """The sender history's network is the first untrusted relay's: learning a stored message
+    must place the trust boundary where the milter placed it, or the two keys never meet."""
+    from gateway_milter.antispam.bayes import BayesClassifier
+    from gateway_milter.antispam.saview import message_view
+    from gateway_milter.antispam.tokenizer import sender_key
+    from tests.unit.antispam.helpers import make_ctx, policy
+    from webadmin.antispam_tasks import learn_bytes
+    from webadmin.models import TrustedNetwork
+    from webadmin.services import do_publish_policy
+
+    # our MTA took it from our own front relay (192.0.2.25), which had it from the sender
+    raw = (b"Received: from front.example.com (front.example.com [192.0.2.25]) by gw.example.com; "
+           b"Sat, 28 Nov 2026 10:00:02 +0000\r\n"
+           b"Received: from mail.shop.test (mail.shop.test [198.51.100.7]) by front.example.com; "
+           b"Sat, 28 Nov 2026 10:00:01 +0000\r\n") + msg("deal", "cheap pills").replace(b"alice@sender.test", b"news@shop.test")
+    TrustedNetwork.objects.create(network="192.0.2.0/24")
+    do_publish_policy("test")
+    milter_view = message_view(make_ctx(raw, policy(trusted=["192.0.2.0/24"])))
+    assert sender_key(milter_view) == "sender-net:news@shop.test|198.51/16"
+    assert learn_bytes(raw, True, ["global"], min_learned=1)
+    assert learn_bytes(msg("lunch", "see you at noon"), False, ["global"], min_learned=1)  # (a scope needs both)
+    res = BayesClassifier(store, 1).classify(milter_view)
+    assert (res.sender_spam, res.sender_ham) == (1, 0)
 
 
 def test_it_rotates_batv_keys_from_a_task(store: MemoryStore) -> None:

@@ -20,9 +20,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.antispam.saview import trust_config_for
 from gateway_milter.pipeline.rawmessage import iter_messages
 from gateway_milter.store import default_store
 from webadmin.antispam_tasks import learn_bytes
+from webadmin.services import current_snapshot
 
 
 class Progress:
@@ -97,8 +99,9 @@ class Command(BaseCommand):
         items = [(True, r) for _, r in _collect(o["spam"])] + [(False, r) for _, r in _collect(o["ham"])]
         bar = Progress(len(items), "learning", self.stderr)
         learned = 0
+        trust = trust_config_for(current_snapshot(), None)  # (relays read as the milter reads them)
         for i, (is_spam, raw) in enumerate(items, 1):
-            learned += learn_bytes(raw, is_spam, [o["scope"]])
+            learned += learn_bytes(raw, is_spam, [o["scope"]], trust=trust)
             bar.update(i)
         self.stdout.write(f"learned {learned} message(s), {len(items) - learned} already known")
 

@@ -16,7 +16,7 @@ from gateway_milter.mime.headers import addresses
 from gateway_milter.pipeline.rawmessage import iter_messages, split_message
 from gateway_milter.pipeline.transaction import Gateway
 from gateway_milter.policy.provider import StaticPolicyProvider
-from gateway_milter.policy.snapshot import PolicySnapshot
+from webadmin.services import current_snapshot
 
 
 class _NoStore:
@@ -27,13 +27,6 @@ class _NoStore:
 class _NoLog:
     def emit(self, record: dict[str, Any]) -> None:
         pass
-
-
-def current_snapshot() -> PolicySnapshot:
-    from webadmin.models import PublishedPolicy
-
-    row = PublishedPolicy.objects.order_by("-version").first()
-    return PolicySnapshot.from_document(row.document, row.version) if row else PolicySnapshot.empty()
 
 
 def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str | None, rcpts: list[str],
