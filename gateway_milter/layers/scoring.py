@@ -169,8 +169,11 @@ class ScoringLayer(Layer[ScoringSettings]):
         if fitted and "bayes" in settings.layers and "bayes" in available:
             with_bayes = int(ctx.layer("bayes").fact("probability") is not None)
             manual = ctx.policy.settings_for("bayes", ctx.policy_domain).scores
-            if manual:  # scores set by hand in bayes.scores win over fitted ones (bands only, then)
-                fitted = {k: v for k, v in fitted.items() if k not in manual and k not in (LOGODDS, LOGODDS_CLIP)}
+            if manual:  # scores set by hand in bayes.scores win over fitted ones
+                drop = set(manual)
+                if drop - SENDER_SYMBOLS.keys():  # a band set by hand: the bands alone, no log-odds part
+                    drop |= {LOGODDS, LOGODDS_CLIP}
+                fitted = {k: v for k, v in fitted.items() if k not in drop}
         total = 0.0
         cap = settings.bayes_cap()
         capped: float | None = None

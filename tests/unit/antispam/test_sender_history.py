@@ -117,3 +117,7 @@ def test_a_known_senders_points_come_off_after_the_bayes_cap(tmp_path: Path, sto
     assert res.fact("parts") == {"bayes": 6.0}  # 7 points at the cap, then BAYES_SENDER_HAM's -1
     unknown = make_ctx(from_sender(sample(SPAM_WORDS, 701, rnd), "stranger@shop.test"), policy(doc)).layer("scoring")
     assert unknown.fact("parts") == {"bayes": 7.0}
+    # a score set by hand for the sender symbol leaves the bands' fitted log-odds part alone
+    doc["bayes"]["scores"] = {"BAYES_SENDER_HAM": -2.5}  # type: ignore[index]
+    res = make_ctx(from_sender(sample(SPAM_WORDS, 702, rnd), "friend@shop.test"), policy(doc)).layer("scoring")
+    assert res.fact("parts") == {"bayes": 4.5}  # 7 at the cap, then -2.5 (the bands alone: 2 + 2 - 2.5)
