@@ -396,6 +396,15 @@ class RuleEngine:
                 pf = re2filter.prefilter(r.pattern)
                 if pf is not None:
                     self.re2[r.name] = pf
+        # look-ahead-led expressions (the look-alike rules, ``(?!unsubscribe)<U><N>...``): RE2
+        # finds where they can start, ``re`` confirms there (re2filter.lead_search); the same
+        # results, without ``re`` trying the look-ahead and the letters at every position
+        self.lead: dict[str, Callable[..., Any]] = {}
+        for r in self.pattern_rules:
+            if r.pattern is not None and not r.templates and not capture_names(r):
+                lead = re2filter.lead_search(r.pattern)
+                if lead is not None:
+                    self.lead[r.name] = lead
         self.indexes = self._factor_indexes(frozenset())
         # the same for the rules a Hyperscan scan does not settle (built with the databases):
         # with every other rule's factors in it, one pass of the automaton over a 5 KB body
@@ -748,7 +757,10 @@ class RuleEngine:
             spec = r.target[7:]
             return lambda t, m, ex, v: 1 if m.header(spec) is not None else 0
         assert r.pattern is not None
-        search = r.pattern.compiled.search
+        lead = self.lead.get(r.name) if prefilter else None  # (the reference path: ``re`` alone)
+        own = self.rules.get(r.name)
+        # (a template rule's filled expression is another pattern: its own search)
+        search = lead if lead is not None and own is not None and own.pattern is r.pattern else r.pattern.compiled.search
         if r.kind == "header":
             spec, negate = r.target, r.negate
             unset = r.if_unset if r.if_unset is not None else ""

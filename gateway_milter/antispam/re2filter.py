@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from gateway_milter.antispam.matcher import parse_tree
+from gateway_milter.antispam.matcher import P, parse_tree
 from gateway_milter.antispam.perlre import PerlPattern
 
 import re._constants as C  # the standard library's own parser (Python 3.11+)
@@ -249,6 +249,57 @@ def prefilter(p: PerlPattern) -> Prefilter | None:
         return Prefilter(_searcher(compiled), exact, expr)
     log.debug("rules: RE2 takes no form of %.60s", p.source)
     return None
+
+
+def lead_search(p: PerlPattern) -> Callable[..., re.Match[str] | None] | None:
+    """``search(text, pos=0)`` with the same result as ``p``'s own, for a pattern that is
+    look-aheads followed by a part RE2 takes exactly (SpamAssassin's look-alike rules:
+    ``(?!unsubscribe)<U><N>...``, where the first pass drops the look-ahead and so lets every
+    text with the plain word through). RE2 finds the leftmost start where that part matches; the
+    look-aheads can only rule a start out, so ``p`` itself is tried there, anchored, and the
+    search goes on from the next character when it fails. Before that start the part does not
+    match, so neither does ``p``: the first start where ``p`` matches is the leftmost, and its
+    anchored match is the match ``p.search`` returns. None when the pattern has no such form."""
+    if re2 is None or not isinstance(p.compiled, re.Pattern):
+        return None
+    tree = parse_tree(p)
+    if tree is None:
+        return None
+    items = list(tree)
+    k = 0
+    while k < len(items) and items[k][0] in (C.ASSERT, C.ASSERT_NOT) and items[k][1][0] == 1:
+        k += 1  # look-aheads (direction 1) at the start
+    if k == 0 or k == len(items):
+        return None
+    rest = P.SubPattern(tree.state, items[k:])
+    got = _expression(rest, p.compiled.flags, None)
+    if got is None or not got[1]:
+        return None  # RE2 would widen the rest: its leftmost start could come too early
+    opts = re2.Options()
+    opts.log_errors = False
+    opts.max_mem = MAX_MEM_LONG if len(got[0]) >= LONG_EXPRESSION else MAX_MEM
+    try:
+        part = re2.compile(got[0], opts).search
+    except re2.error:
+        return None
+    anchored, whole = p.compiled.match, p.compiled.search
+
+    def search(text: str, pos: int = 0) -> re.Match[str] | None:
+        try:
+            while True:
+                found = part(text, pos)
+                if found is None:
+                    return None
+                start = found.start()
+                hit = anchored(text, start)
+                if hit is not None:
+                    return hit
+                pos = start + 1
+                if pos > len(text):
+                    return None
+        except (UnicodeEncodeError, ValueError, TypeError, re2.error):
+            return whole(text, pos)  # lone surrogates (RE2 reads UTF-8 only): Python alone
+    return search
 
 
 def _searcher(compiled: Any) -> Callable[[str], bool | None]:

@@ -168,3 +168,70 @@ def test_the_debian_rules_re2_serves_agree_with_python_on_corpus_messages() -> N
             assert not (py and got is False), (path.name, name)
             assert not (got and pf.exact and not py), (path.name, name)
     assert matched > 0  # the sample holds messages these rules hit
+
+
+LEAD_CASES = [r"/(?!unsub)[uv][nm]s[uv]b/i", r"/(?=[a-c])(?!abc)[a-c]{2,3}x?/", r"/(?!foo)(?!bar)\w{3}\b/",
+              r"/(?!ab)(a|b)(b|c)/", r"/(?=<U>)(?!unsubscribe)(?:[uUv]|&\#85;)(?:[nN]|rn)/"]
+
+
+@needs_re2
+@pytest.mark.parametrize("perl", LEAD_CASES)
+def test_lead_search_returns_what_search_returns(perl: str) -> None:
+    """Look-aheads first, then a part RE2 takes exactly: the same match (span and groups) from
+    every start position, including texts where the look-ahead rules out the first start."""
+    pat, _ = parse_perl_regex(perl, lines=True)
+    search = re2filter.lead_search(pat)
+    assert search is not None
+    rnd = random.Random(perl)
+    alphabet = "abcfoxrUunvmsb \n&#85;<>"
+    texts = ["unsub vnsub", "abcab", "foo bar baz", "abab bc", "unsubscribe vnsubscribe", "<U>unsubscribe Un"]
+    texts += ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 16))) for _ in range(300)]
+    for text in texts:
+        for pos in range(len(text) + 1):
+            want, got = pat.compiled.search(text, pos), search(text, pos)
+            assert (want is None) == (got is None), (perl, text, pos)
+            if want is not None and got is not None:
+                assert (want.span(), want.groups()) == (got.span(), got.groups()), (perl, text, pos)
+
+
+@needs_re2
+def test_lead_search_leaves_other_forms_and_unreadable_texts_to_python() -> None:
+    # no look-ahead, nothing after it, a back-reference after it, a look-behind
+    for perl in (r"/abc/", r"/(?!a)/", r"/(?!a)(b)\1/", r"/(?<!a)b/"):
+        pat, _ = parse_perl_regex(perl, lines=True)
+        assert re2filter.lead_search(pat) is None, perl
+    pat, _ = parse_perl_regex(r"/(?!ab)a./", lines=True)
+    search = re2filter.lead_search(pat)
+    assert search is not None
+    hit = search("ab ac \udc80")  # RE2 reads UTF-8 only: Python searches
+    assert hit is not None and hit.span() == (3, 5)
+
+
+def test_the_debian_look_alike_rules_search_as_python_does() -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"{CORPUS} absent (the shared corpus sits beside the repository)")
+    if not Path("/usr/share/spamassassin/50_scores.cf").exists():
+        pytest.skip("spamassassin rules not installed")
+    if not re2filter.available():
+        pytest.skip("google-re2 is not installed")
+    eng = engine_for((), 2, include_default=True)
+    assert {"FUZZY_UNSUBSCRIBE", "FUZZY_MILLION", "FUZZY_CLICK_HERE"} <= set(eng.lead)
+    # look-alike spellings next to the plain words the look-aheads rule out
+    variants = ["unsubscribe unsubscr1be", "UNSUBSCRIBE vnsubscribe", "million mi11ion", "M1LLION",
+                "click here c1ick h3re", "CLICK HERE", "important 1mportant", "xanax x@nax", "credit cr3dit",
+                "prices pr1ces", "security s3curity", "securities", "pharmacy phar-macy ph@rmacy"]
+    texts = list(variants)
+    for path in corpus_sample(120):
+        t = _Texts(message_view(make_ctx(path.read_bytes())), eng.indexes, eng.uri_settings)
+        texts.append(t.text("body"))
+    hits = 0
+    for name, search in eng.lead.items():
+        rule = eng.rules[name]
+        assert rule.pattern is not None
+        for text in texts:
+            want, got = rule.pattern.compiled.search(text), search(text)
+            assert (want is None) == (got is None), (name, text[:80])
+            if want is not None and got is not None:
+                assert want.span() == got.span(), (name, text[:80])
+                hits += 1
+    assert hits > 0  # some of the spellings are look-alikes the rules catch
