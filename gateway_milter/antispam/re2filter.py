@@ -285,19 +285,25 @@ def lead_search(p: PerlPattern) -> Callable[..., re.Match[str] | None] | None:
     anchored, whole = p.compiled.match, p.compiled.search
 
     def search(text: str, pos: int = 0) -> re.Match[str] | None:
+        # RE2 reads the text's UTF-8 once (given a str it encodes it again on every call, three
+        # times the cost of the search); offsets are converted where the text is not ASCII
         try:
+            ascii_ = text.isascii()
+            data = text.encode("utf-8")
+            at = pos if ascii_ else len(text[:pos].encode("utf-8"))
             while True:
-                found = part(text, pos)
+                found = part(data, at)
                 if found is None:
                     return None
-                start = found.start()
+                at = found.start()
+                start = at if ascii_ else len(data[:at].decode("utf-8"))
                 hit = anchored(text, start)
                 if hit is not None:
                     return hit
-                pos = start + 1
-                if pos > len(text):
+                if start >= len(text):
                     return None
-        except (UnicodeEncodeError, ValueError, TypeError, re2.error):
+                at += 1 if ascii_ else len(text[start].encode("utf-8"))  # the next character
+        except (UnicodeEncodeError, UnicodeDecodeError, ValueError, TypeError, re2.error):
             return whole(text, pos)  # lone surrogates (RE2 reads UTF-8 only): Python alone
     return search
 

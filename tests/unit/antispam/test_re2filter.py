@@ -171,7 +171,8 @@ def test_the_debian_rules_re2_serves_agree_with_python_on_corpus_messages() -> N
 
 
 LEAD_CASES = [r"/(?!unsub)[uv][nm]s[uv]b/i", r"/(?=[a-c])(?!abc)[a-c]{2,3}x?/", r"/(?!foo)(?!bar)\w{3}\b/",
-              r"/(?!ab)(a|b)(b|c)/", r"/(?=<U>)(?!unsubscribe)(?:[uUv]|&\#85;)(?:[nN]|rn)/"]
+              r"/(?!ab)(a|b)(b|c)/", r"/(?=<U>)(?!unsubscribe)(?:[uUv]|&\#85;)(?:[nN]|rn)/",
+              "/(?!\u00e9a)[\u00e9a][a\u00ff]/"]
 
 
 @needs_re2
@@ -183,8 +184,9 @@ def test_lead_search_returns_what_search_returns(perl: str) -> None:
     search = re2filter.lead_search(pat)
     assert search is not None
     rnd = random.Random(perl)
-    alphabet = "abcfoxrUunvmsb \n&#85;<>"
-    texts = ["unsub vnsub", "abcab", "foo bar baz", "abab bc", "unsubscribe vnsubscribe", "<U>unsubscribe Un"]
+    alphabet = "abcfoxrUunvmsb \n&#85;<>\u00e9\u00ff\u212a"  # (offsets differ from UTF-8's past the ASCII ones)
+    texts = ["unsub vnsub", "abcab", "foo bar baz", "abab bc", "unsubscribe vnsubscribe", "<U>unsubscribe Un",
+             "\u00e9\u00e9a \u00e9\u00ff a\u00ff", "\u212a\u00e9 unsub \u00e9 vnsub"]
     texts += ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 16))) for _ in range(300)]
     for text in texts:
         for pos in range(len(text) + 1):
