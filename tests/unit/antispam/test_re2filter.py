@@ -145,14 +145,19 @@ def test_the_engine_asks_re2_before_python_for_long_expressions(tmp_path: Path) 
         assert eng.run(view, lazy=False).values.get("LONG_FORM", 0) == want
 
 
-def test_the_debian_rules_re2_serves_agree_with_python_on_corpus_messages() -> None:
+def _debian_engine() -> RuleEngine:
+    """The engine on Debian's rules, for checks on corpus messages (skips without them)."""
     if not CORPUS.is_dir():
         pytest.skip(f"{CORPUS} absent (the shared corpus sits beside the repository)")
     if not Path("/usr/share/spamassassin/50_scores.cf").exists():
         pytest.skip("spamassassin rules not installed")
     if not re2filter.available():
         pytest.skip("google-re2 is not installed")
-    eng = engine_for((), 2, include_default=True)
+    return engine_for((), 2, include_default=True)
+
+
+def test_the_debian_rules_re2_serves_agree_with_python_on_corpus_messages() -> None:
+    eng = _debian_engine()
     assert len(eng.re2) >= 40  # look-alike letters, form fields, FUZZY_*, ...
     assert {"__MY_MALWARE", "__FILL_THIS_FORM_SHORT2", "__FILL_THIS_FORM_LONG2"} <= set(eng.re2)
     matched = 0
@@ -210,13 +215,7 @@ def test_lead_search_leaves_other_forms_and_unreadable_texts_to_python() -> None
 
 
 def test_the_debian_look_alike_rules_search_as_python_does() -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"{CORPUS} absent (the shared corpus sits beside the repository)")
-    if not Path("/usr/share/spamassassin/50_scores.cf").exists():
-        pytest.skip("spamassassin rules not installed")
-    if not re2filter.available():
-        pytest.skip("google-re2 is not installed")
-    eng = engine_for((), 2, include_default=True)
+    eng = _debian_engine()
     assert {"FUZZY_UNSUBSCRIBE", "FUZZY_MILLION", "FUZZY_CLICK_HERE"} <= set(eng.lead)
     # look-alike spellings next to the plain words the look-aheads rule out
     variants = ["unsubscribe unsubscr1be", "UNSUBSCRIBE vnsubscribe", "million mi11ion", "M1LLION",
