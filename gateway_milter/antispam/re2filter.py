@@ -291,12 +291,17 @@ def lead_search(p: PerlPattern) -> Callable[..., re.Match[str] | None] | None:
             ascii_ = text.isascii()
             data = text.encode("utf-8")
             at = pos if ascii_ else len(text[:pos].encode("utf-8"))
+            seen_at, seen = at, pos  # a byte offset and its character offset, to count on from
             while True:
                 found = part(data, at)
                 if found is None:
                     return None
                 at = found.start()
-                start = at if ascii_ else len(data[:at].decode("utf-8"))
+                if ascii_:
+                    start = at
+                else:  # (counted from the last start, not from 0: linear in the text, however many starts)
+                    start = seen + len(data[seen_at:at].decode("utf-8"))
+                    seen_at, seen = at, start
                 hit = anchored(text, start)
                 if hit is not None:
                     return hit
