@@ -20,13 +20,13 @@ that the token store holds fixed-size keys and never message text.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from collections.abc import Iterable
 from itertools import chain, islice
 
 from gateway_milter.antispam.saview import SaMessage
 from gateway_milter.antispam.urls import org_domain, url_host
+from gateway_milter.net.networks import relay_network
 
 MAX_WORDS = 4000  # words of body text considered (hostile input: 100k tokens stay cheap)
 MAX_FEATURES = 12000
@@ -173,33 +173,19 @@ def tokens(m: SaMessage) -> list[str]:
 SENDER = "sender-net:"  # the sender-history feature's prefix (no feature of tokens() has it)
 
 
-def _net(ip: str) -> str:
-    """The network a relay's address lies in, as SpamAssassin's TxRep masks it: /16 for IPv4,
-    /48 for IPv6; "?" for a relay without a readable address."""
-    ip = ip.strip("[]").removeprefix("IPv6:").removeprefix("ipv6:")
-    if ":" in ip:
-        try:
-            return ":".join(ipaddress.IPv6Address(ip).exploded.split(":")[:3]) + "::/48"
-        except ValueError:
-            return "?"
-    parts = ip.split(".")
-    if len(parts) == 4 and all(x.isdigit() for x in parts):
-        return f"{parts[0]}.{parts[1]}/16"
-    return "?"
-
-
 def sender_key(m: SaMessage) -> str | None:
     """The sender-history feature: the From address and the network the message came from (the
-    first untrusted relay: in the milter, the client that connected), as SpamAssassin's TxRep
-    keys a sender. A spammer who forges a known sender's From does not send from that sender's
-    network, so the key is not theirs to borrow. None without a From address. Learned with the
-    message's tokens; read in the same round trip, but not part of the chi-square combining
-    (its counts become the BAYES_SENDER_* symbols, docs/decisions/0055-sender-history.md)."""
+    first untrusted relay: in the milter, the client that connected; /16 for IPv4, /48 for
+    IPv6, masked as greylisting masks), as SpamAssassin's TxRep keys a sender. A spammer who
+    forges a known sender's From does not send from that sender's network, so the key is not
+    theirs to borrow. None without a From address. Learned with the message's tokens; read in
+    the same round trip, but not part of the chi-square combining (its counts become the
+    BAYES_SENDER_* symbols, docs/decisions/0055-sender-history.md)."""
     addr = m.header("From:addr")  # (the first From address, as the rules read it)
     if not addr or "@" not in addr:
         return None
     untrusted = m.relays().untrusted
-    return f"{SENDER}{addr.strip().lower()[:200]}|{_net(untrusted[0].ip) if untrusted else 'local'}"
+    return f"{SENDER}{addr.strip().lower()[:200]}|{relay_network(untrusted[0].ip, 16, 48) if untrusted else 'local'}"
 
 
 _BLAKE2B_48 = hashlib.blake2b(digest_size=6)  # copied per feature: half the cost of a new one

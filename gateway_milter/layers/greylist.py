@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.net.networks import client_network
 from gateway_milter.store import StateStore, default_store
 from gateway_milter.verdict import FailMode, Outcome, Reply, Stage
 
@@ -70,13 +71,6 @@ def normalize_sender(sender: str) -> str:
     s = sender.strip().strip("<>").lower()
     m = _PRVS.match(s)
     return m.group(1) if m else s
-
-
-def client_network(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, v4: int, v6: int) -> str:
-    if ip is None:
-        return "none"
-    net = ipaddress.ip_network(f"{ip}/{v4 if ip.version == 4 else v6}", strict=False)
-    return str(net)
 
 
 @dataclass(frozen=True, slots=True)

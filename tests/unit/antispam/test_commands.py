@@ -107,7 +107,7 @@ def test_mark_as_spam_reads_the_relays_with_the_published_trust_path(store: Memo
     TrustedNetwork.objects.create(network="192.0.2.0/24")
     do_publish_policy("test")
     milter_view = message_view(make_ctx(raw, policy(trusted=["192.0.2.0/24"])))
-    assert sender_key(milter_view) == "sender-net:news@shop.test|198.51/16"
+    assert sender_key(milter_view) == "sender-net:news@shop.test|198.51.0.0/16"
     assert learn_bytes(raw, True, ["global"], min_learned=1)
     assert learn_bytes(msg("lunch", "see you at noon"), False, ["global"], min_learned=1)  # (a scope needs both)
     res = BayesClassifier(store, 1).classify(milter_view)

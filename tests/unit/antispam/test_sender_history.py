@@ -11,6 +11,7 @@ from gateway_milter.antispam.bayes import BayesClassifier
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.antispam.tokenizer import hashed, sender_key, tokens
 from gateway_milter.layers.bayes import sender_symbol
+from gateway_milter.net.networks import relay_network
 from gateway_milter.store.memory import MemoryStore
 from tests.unit.antispam.helpers import make_ctx, msg, policy
 from tests.unit.antispam.test_bayes import HAM_WORDS, SPAM_WORDS, sample, trained
@@ -28,12 +29,13 @@ def test_the_key_is_the_from_address_and_the_network_of_the_first_untrusted_rela
     def key(raw: bytes) -> str | None:
         return sender_key(message_view(make_ctx(raw)))
 
-    assert key(from_sender(msg())) == "sender-net:news@shop.test|198.51/16"
+    assert key(from_sender(msg())) == "sender-net:news@shop.test|198.51.0.0/16"
     assert key(from_sender(msg(), ip="198.51.7.1")) == key(from_sender(msg()))  # the same /16
     assert key(from_sender(msg(), ip="203.0.113.7")) != key(from_sender(msg()))  # a forger's own network
-    assert key(from_sender(msg(), ip="IPv6:2001:db8:aa:bb::7")) == "sender-net:news@shop.test|2001:0db8:00aa::/48"
+    assert key(from_sender(msg(), ip="IPv6:2001:db8:aa:bb::7")) == "sender-net:news@shop.test|2001:db8:aa::/48"
     assert key(msg()) == "sender-net:alice@sender.test|local"  # no Received header: no untrusted relay
     assert key(msg().replace(b"Alice <alice@sender.test>", b"undisclosed")) is None  # no address, no key
+    assert relay_network("unknown", 16, 48) == "?"  # a relay record without an address
 
 
 def test_it_is_learned_forgotten_and_moved_with_the_message(store: MemoryStore) -> None:
