@@ -251,6 +251,10 @@ def prefilter(p: PerlPattern) -> Prefilter | None:
     return None
 
 
+# a look-ahead at the start, after any inline flags: the only patterns lead_search can take
+_LEADS_WITH_LOOKAHEAD = re.compile(r"(?:\(\?[a-zA-Z]+\))*\(\?[=!]")
+
+
 def lead_search(p: PerlPattern) -> Callable[..., re.Match[str] | None] | None:
     """``search(text, pos=0)`` with the same result as ``p``'s own, for a pattern that is
     look-aheads followed by a part RE2 takes exactly (SpamAssassin's look-alike rules:
@@ -260,8 +264,8 @@ def lead_search(p: PerlPattern) -> Callable[..., re.Match[str] | None] | None:
     search goes on from the next character when it fails. Before that start the part does not
     match, so neither does ``p``: the first start where ``p`` matches is the leftmost, and its
     anchored match is the match ``p.search`` returns. None when the pattern has no such form."""
-    if re2 is None or not isinstance(p.compiled, re.Pattern):
-        return None
+    if re2 is None or not isinstance(p.compiled, re.Pattern) or not _LEADS_WITH_LOOKAHEAD.match(p.source):
+        return None  # (a look at the text first: parsing all of a rule set's trees costs 0.75 s)
     tree = parse_tree(p)
     if tree is None:
         return None
