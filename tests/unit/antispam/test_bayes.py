@@ -218,27 +218,6 @@ def test_store_keys_stay_48_bit_blake2b_of_the_utf8_feature() -> None:
     assert hashed(["shared"]) == ["1d065be4e747"]  # pinned: the key every release has used
 
 
-def test_memoised_keys_are_the_hashed_keys_and_the_memo_stays_bounded() -> None:
-    from gateway_milter.antispam import tokenizer
-
-    feats = ["shared", "url-dom:example.com", "w|1|ü", "", "lone\udc80surrogate"]
-    want = [hashlib.blake2b(f.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest() for f in feats]
-    tokenizer.forget_keys()
-    assert hashed(feats) == want  # computed
-    assert all(f in tokenizer._KEYS for f in feats)
-    assert hashed(feats + feats[:2]) == want + want[:2]  # from the memo, and twice in one call
-    tokenizer.forget_keys()
-    assert not tokenizer._KEYS
-    # past its bound the memo starts again; every key stays right on the way
-    many = [f"f{i}" for i in range(tokenizer.KEY_MEMO_MAX + 10)]
-    got = hashed(many)
-    assert len(tokenizer._KEYS) <= tokenizer.KEY_MEMO_MAX
-    for i in (0, 1, tokenizer.KEY_MEMO_MAX - 1, tokenizer.KEY_MEMO_MAX, tokenizer.KEY_MEMO_MAX + 9):
-        assert got[i] == hashlib.blake2b(many[i].encode(), digest_size=6).hexdigest()
-    assert hashed(["shared"]) == ["1d065be4e747"]
-    tokenizer.forget_keys()
-
-
 def _combine_token_by_token(ns: int, nh: int, packed: list[int]) -> tuple[float, float, int, list[tuple[int, float]]]:
     # the classifier's arithmetic as first written: a clue per feature, the largest 150 of
     # (|f - 0.5|, f, index), logs summed in that order
