@@ -28,8 +28,10 @@ differ each need their own build: ``--other-compiled-dir`` names the other's
 
 --instructions counts instructions instead (valgrind's callgrind, counting only while the
 worker runs each message once, after a pass that warms every cache): nearly the same count on
-any machine and under any load (two runs of one checkout: 32.02 and 32.34 million a message,
-1 % apart), where the timings here vary by tens of per cent within minutes. With --against
+any machine and under any load (two checkouts of the same code: 28.55 and 28.61 million a
+message, 0.2 % apart), where the timings here vary by tens of per cent within minutes. Python's
+own allocator is kept and the rule files are not looked at while counting (with
+PYTHONMALLOC=malloc, allocation weighed several times its cost in time). With --against
 both checkouts are counted, one after the other, and ``ratio`` is this one's over the other's. Instructions are not time
 (cache misses, branch mispredictions): the target is still read off the timings. About four
 minutes per checkout for 150 messages (the rule set loads under valgrind first).
@@ -141,6 +143,10 @@ def main() -> int:
     for raw in raws[:10]:  # warm caches
         make_context(raw, policy).layer("scoring")
     if args.count_worker:  # under callgrind: one pass to warm every cache, then the counted one
+        # the rule files are looked at once a second (engine_for): under valgrind that is every
+        # few messages instead of every few hundred, so not while counting
+        from gateway_milter.antispam import engine as engine_module
+        engine_module.RECHECK_S = float("inf")
         for raw in raws:
             make_context(raw, policy).layer("scoring")
         print(f"ready {len(raws)} {compiled_status()}", flush=True)
@@ -211,7 +217,8 @@ def time_parts(raws: list[bytes], policy: PolicySnapshot, bc: BayesClassifier, e
 def count_instructions(args: argparse.Namespace) -> int:
     """--instructions: this checkout's worker (and --against's) under callgrind, counting only
     while it runs the messages once (after a pass that warms every cache); instructions per
-    message. A fixed PYTHONHASHSEED and PYTHONMALLOC=malloc make the count repeatable."""
+    message. A fixed PYTHONHASHSEED makes the count repeatable; Python's own allocator is kept
+    (PYTHONMALLOC=malloc made allocation-heavy code weigh several times what it costs in time)."""
     import shutil
     import subprocess
     import tempfile
@@ -231,7 +238,7 @@ def count_instructions(args: argparse.Namespace) -> int:
             cg = Path(tmp) / "callgrind.out"
             cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={cg}",
                    sys.executable, str(Path(__file__).resolve()), *passed, "--count-worker", "--root", str(root)]
-            env = {**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONMALLOC": "malloc", **extra}
+            env = {**os.environ, "PYTHONHASHSEED": str(seed), **extra}
             w = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                  text=True, env=env)
             assert w.stdin is not None and w.stdout is not None

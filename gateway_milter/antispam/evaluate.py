@@ -250,14 +250,19 @@ def logodds_growth(pairs: list[tuple[float, float]], folds: int) -> float:
 
 def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int = 5, min_learned: int = 200,
                l2: float = 0.3, max_fp: float = 0.001, bayes_input: str = "logodds",
-               logodds_clip: float = LOGODDS_CLIP_DEFAULT,
+               logodds_clip: float = LOGODDS_CLIP_DEFAULT, prior: str = "spamassassin",
                progress: Callable[[int, int], None] | None = None) -> FitResult:
     """Fit the score sets on the training part of ``samples`` (see the module docstring).
     ``bayes_input``: "logodds" (the clipped log-odds as one continuous input; a band's score is
     then the offset that places 5 points plus the points of its centre's log-odds) or "bands"
-    (one indicator per band)."""
+    (one indicator per band). ``prior``: what the L2 term pulls each weight toward,
+    "spamassassin" (its score) or "zero" (SpamAssassin's sign rule kept either way).
+    ``info[...]["cv_caught_at_max_fp_pct"]``: the fit's own cross-validation on the training
+    part (spam out of fold above the out-of-fold ham threshold at ``max_fp``)."""
     if bayes_input not in ("logodds", "bands"):
         raise ValueError(f"bayes_input must be logodds or bands, not {bayes_input!r}")
+    if prior not in ("spamassassin", "zero"):
+        raise ValueError(f"prior must be spamassassin or zero, not {prior!r}")
     from gateway_milter.antispam import scorefit
     from gateway_milter.layers.bayes import BAND_CENTRES, BANDS, band
     from gateway_milter.store.memory import MemoryStore
@@ -307,7 +312,10 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
             if progress:
                 progress(done, total)
     info: dict[str, Any] = {"train_spam": sum(r[0] for r in rows), "train_ham": sum(not r[0] for r in rows),
-                            "folds": folds, "l2": l2, "max_fp": max_fp, "bayes_input": bayes_input}
+                            "folds": folds, "l2": l2, "max_fp": max_fp, "bayes_input": bayes_input, "prior": prior}
+    # the fit's prior: SpamAssassin's scores, or (almost) zero with their signs, which the fit
+    # reads as its sign rule (a millionth of a point: nothing against the data)
+    priors = defaults if prior == "spamassassin" else {k: v * 1e-6 for k, v in defaults.items()}
     out: list[dict[str, float]] = []
     plain = [scorefit.Example(sp, h) for sp, h, _f in rows]
     if bayes_input == "logodds":
@@ -318,11 +326,13 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
     bands = [name for _lo, name, _s in BANDS if name != "BAYES_999"]
     for label, examples in (("without_bayes", plain), ("with_bayes", with_b)):
         oof_ham: list[float] = []
+        oof_spam: list[float] = []
         for k in range(folds):
-            part = scorefit.fit([e for e, r in zip(examples, rows, strict=True) if r[2] != k], defaults, l2=l2)
-            oof_ham += [part.logit(e.symbols, e.values) for e, r in zip(examples, rows, strict=True)
-                        if r[2] == k and not e.spam]
-        sf = scorefit.fit(examples, defaults, l2=l2)
+            part = scorefit.fit([e for e, r in zip(examples, rows, strict=True) if r[2] != k], priors, l2=l2)
+            for e, r in zip(examples, rows, strict=True):
+                if r[2] == k:
+                    (oof_spam if e.spam else oof_ham).append(part.logit(e.symbols, e.values))
+        sf = scorefit.fit(examples, priors, l2=l2)
         # never below p = 0.5 (nor at the score of a message without symbols)
         z5 = max(scorefit.threshold_for_fp(oof_ham, max_fp), 0.0, sf.bias + 1.0)
         if label == "with_bayes":  # exactly one of these bands per message: an offset keeps logit units
@@ -343,5 +353,7 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
             out.append(pts)
         else:
             out.append(scorefit.to_points(sf, z5))
-        info[label] = {**info.get(label, {}), "bias": round(sf.bias, 3), "z5": round(z5, 3), "symbols": len(sf.weights)}
+        cut = scorefit.threshold_for_fp(oof_ham, max_fp)
+        info[label] = {**info.get(label, {}), "bias": round(sf.bias, 3), "z5": round(z5, 3), "symbols": len(sf.weights),
+                       "cv_caught_at_max_fp_pct": round(100.0 * sum(z >= cut for z in oof_spam) / max(1, len(oof_spam)), 2)}
     return FitResult(out[0], out[1], info)

@@ -142,3 +142,13 @@ def test_it_fits_scores_on_the_training_part_of_a_corpus(tmp_path: Path, store: 
     sets = read_score_sets(out_file)
     assert sets["BAYES_00"][1] < sets["BAYES_99"][1] + sets["BAYES_999"][1]
     assert out_file.read_text().startswith("# Fitted scores")
+    assert info["prior"] == "spamassassin"
+    assert 0.0 <= info["with_bayes"]["cv_caught_at_max_fp_pct"] <= 100.0  # the fit's own cross-validation
+    out = io.StringIO()
+    call_command("bayes", "fit-scores", "--corpus", str(base), "--min-learned", "2", "--out", str(out_file),
+                 "--prior", "zero", stdout=out, stderr=io.StringIO())
+    assert json.loads(out.getvalue().split("\n", 1)[1])["prior"] == "zero"
+    from gateway_milter.antispam.evaluate import fit_scores
+
+    with pytest.raises(ValueError, match="prior"):
+        fit_scores([], prior="none")

@@ -4,7 +4,7 @@
     bayes stats [--scope S]
     bayes forget --spam/--ham PATH ... | --wipe --scope S
     bayes evaluate [--corpus DIR] [--train 0.5] [--online] [--limit N] [--sa-scores]
-    bayes fit-scores [--corpus DIR] [--train 0.5] [--out FILE] [--max-fp 0]
+    bayes fit-scores [--corpus DIR] [--train 0.5] [--out FILE] [--max-fp 0] [--prior spamassassin|zero]
 
 PATH is a message file, a directory (maildirs too) or an mbox file. Training is idempotent.
 """
@@ -89,6 +89,8 @@ class Command(BaseCommand):
         p.add_argument("--out", default="", help="score file to write (default: the shipped fitted score file)")
         p.add_argument("--max-fp", type=float, default=None,
                        help="out-of-fold ham false-positive rate the quarantine threshold is set to (default 0)")
+        p.add_argument("--prior", choices=("spamassassin", "zero"), default="spamassassin",
+                       help="what the fit pulls each weight toward (SpamAssassin's sign rule kept either way)")
 
     def handle(self, *args: Any, **o: Any) -> None:
         getattr(self, "do_" + o["action"].replace("-", "_"))(o)
@@ -150,7 +152,8 @@ class Command(BaseCommand):
             bar.update(i)
 
         kw = {} if o["max_fp"] is None else {"max_fp": o["max_fp"]}
-        res = fit_scores(samples, train_fraction=o["train"], min_learned=o["min_learned"], progress=progress, **kw)
+        res = fit_scores(samples, train_fraction=o["train"], min_learned=o["min_learned"], progress=progress,
+                         prior=o["prior"], **kw)
         out = Path(o["out"]) if o["out"] else FITTED_SCORE_FILE
         header = (f"Fitted scores (gateway_milter/antispam/scorefit.py), generated {time.strftime('%Y-%m-%d')} by\n"
                   f"  manage.py bayes fit-scores (or bench/antispam_eval.py --fit-scores)\n"
