@@ -334,7 +334,8 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
                     (oof_spam if e.spam else oof_ham).append(part.logit(e.symbols, e.values))
         sf = scorefit.fit(examples, priors, l2=l2)
         # never below p = 0.5 (nor at the score of a message without symbols)
-        z5 = max(scorefit.threshold_for_fp(oof_ham, max_fp), 0.0, sf.bias + 1.0)
+        cut = scorefit.threshold_for_fp(oof_ham, max_fp)  # (the out-of-fold ham threshold)
+        z5 = max(cut, 0.0, sf.bias + 1.0)
         if label == "with_bayes":  # exactly one of these bands per message: an offset keeps logit units
             if bayes_input == "logodds":  # a band is worth its centre's log-odds (+ the offset)
                 # the deployed classifier learned all folds: its log-odds are larger than those
@@ -353,7 +354,6 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
             out.append(pts)
         else:
             out.append(scorefit.to_points(sf, z5))
-        cut = scorefit.threshold_for_fp(oof_ham, max_fp)
         info[label] = {**info.get(label, {}), "bias": round(sf.bias, 3), "z5": round(z5, 3), "symbols": len(sf.weights),
                        "cv_caught_at_max_fp_pct": round(100.0 * sum(z >= cut for z in oof_spam) / max(1, len(oof_spam)), 2)}
     return FitResult(out[0], out[1], info)
