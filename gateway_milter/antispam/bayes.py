@@ -10,6 +10,14 @@ count, so that a message reads and writes one field per token instead of two), `
 training). Stores of the first format (``bayes:``, ``s``/``h`` fields) are not read: retrain. Classifying a
 message reads every candidate scope in ONE store round trip and uses the most specific scope
 that has learned at least ``min_learned`` messages of each class.
+
+Beside the counts, the same hash holds a second, discriminative model over the same features:
+logistic regression learned online (one AdaGrad step per learned message), whose logit
+``token_logit`` the scoring layer weighs as one more input (docs/decisions/0056-token-model.md).
+Per feature, ``w<token>`` is its weight in millionths, stored modulo ``W_MOD`` (every writer that
+finds the field empty adds ``W_MOD`` once, so concurrent first writers still decode to the sum
+of their steps and the field never reaches 0, which the stores delete) and ``g<token>`` its
+AdaGrad sum of squared gradients in billionths. They are read in the same round trip as the counts.
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from gateway_milter.antispam.saview import SaMessage
 from gateway_milter.antispam.tokenizer import hashed, sender_key, tokens
@@ -32,6 +41,66 @@ MAX_DISCRIMINATORS = 150
 TOKEN = "t"
 SPAM_UNIT = 1 << 32  # a token field is spam_count * SPAM_UNIT + ham_count
 HAM_MASK = SPAM_UNIT - 1
+# the token model (docs/decisions/0056-token-model.md): AdaGrad's rate and L2 strength, chosen
+# before the evaluation and kept (cross-validated on the training part only: 3 settings tried)
+T = TypeVar("T")
+LR_RATE = 0.5
+LR_L2 = 1e-4
+WEIGHT = "w"
+GRAD = "g"
+W_SCALE = 1_000_000  # weights in millionths
+W_MOD = 1 << 40  # a weight field holds k * W_MOD + its value (k >= 1 once written)
+W_HALF = W_MOD >> 1
+G_SCALE = 1_000_000_000  # AdaGrad's sums in billionths
+
+
+def weight_of(raw: int) -> float:
+    """A stored weight field's value (0 for a field never written)."""
+    if not raw:
+        return 0.0
+    return ((raw + W_HALF) % W_MOD - W_HALF) / W_SCALE
+
+
+def token_logit(raws: Sequence[int]) -> float:
+    """The token model's logit from the weight fields of a message's distinct features: their
+    sum, divided by the square root of their number (long messages do not shout louder)."""
+    total = 0
+    half, mod = W_HALF, W_MOD
+    for r in raws:
+        if r:
+            total += (r + half) % mod - half
+    return total / W_SCALE / math.sqrt(len(raws)) if raws else 0.0
+
+
+def token_step(wraws: Sequence[int], graws: Sequence[int], is_spam: bool) -> tuple[list[int], list[int]]:
+    """One AdaGrad step of the logistic loss for a message with these stored weight and
+    gradient fields: the deltas to add to each (the weight deltas include ``W_MOD`` for a field
+    not yet written)."""
+    n = len(wraws)
+    if not n:
+        return [], []
+    k = 1.0 / math.sqrt(n)
+    z = token_logit(wraws)
+    z = -30.0 if z < -30.0 else 30.0 if z > 30.0 else z
+    g = ((1.0 / (1.0 + math.exp(-z))) - (1.0 if is_spam else 0.0)) * k
+    dws: list[int] = []
+    dgs: list[int] = []
+    for wr, gr in zip(wraws, graws, strict=True):
+        w = weight_of(wr)
+        gt = g + LR_L2 * w
+        dg = round(gt * gt * G_SCALE)
+        a = (gr + dg) / G_SCALE
+        dw = round(-LR_RATE * gt / math.sqrt(a + 1e-8) * W_SCALE) if a > 0.0 else 0
+        dws.append(dw + (0 if wr else W_MOD))
+        dgs.append(dg)
+    return dws, dgs
+
+
+def mixed_order(items: Sequence[T], raw_of: Callable[[T], bytes]) -> list[T]:
+    """Items in an order fixed by a hash of each message's bytes: spam and ham mixed, as online
+    learning needs (a corpus learned all spam first, then all ham, would leave the token model
+    leaning to ham), and the same order on every run."""
+    return sorted(items, key=lambda it: hashlib.blake2b(raw_of(it), digest_size=8).digest())
 
 
 def scope_key(scope: str) -> str:
@@ -121,6 +190,8 @@ class Classification:
     # tokenizer.sender_key) in the scope used; not part of ``probability``
     sender_spam: int = 0
     sender_ham: int = 0
+    # the token model's logit in the scope used (0 when it has learned nothing)
+    token_logit: float = 0.0
 
 
 class BayesClassifier:
@@ -137,13 +208,16 @@ class BayesClassifier:
         if sender is not None:  # read last, in the same round trip; not one of the clues
             fields.append(TOKEN + hashed([sender])[0])
         end = 2 + len(keys)
+        wstart = len(fields)  # the token model's weights, one per distinct feature
+        fields += [WEIGHT + k for k in dict.fromkeys(keys)]
         answers = self.store.counters([(scope_key(s), fields) for s in scopes])  # one round trip
         for scope, vals in zip(scopes, answers, strict=True):
             ns, nh = vals[0], vals[1]
             if ns < self.min_learned or nh < self.min_learned:
                 continue
-            return self._combine(scope, ns, nh, vals[2:end], feats if explain else None,
-                                 vals[end] if sender is not None else 0)
+            c = self._combine(scope, ns, nh, vals[2:end], feats if explain else None,
+                              vals[end] if sender is not None else 0)
+            return replace(c, token_logit=round(token_logit(vals[wstart:]), 4))
         return Classification(None, tokens=len(keys))
 
     def _combine(self, scope: str, ns: int, nh: int, packed: Sequence[int],
@@ -259,6 +333,22 @@ class BayesClassifier:
             updates.append((scope_key(scope), deltas))
         if not updates:
             return False
+        assert keys is not None
+        # the token model: one step toward the new class in each scope that changes (a
+        # correction is a step toward the right class; the wrong one is not taken back)
+        distinct = list(dict.fromkeys(keys[:-1] if sender_key(m) is not None else keys))
+        wfields = [WEIGHT + k for k in distinct]
+        gfields = [GRAD + k for k in distinct]
+        stored = self.store.counters([(key, wfields + gfields) for key, _d in updates])
+        n = len(distinct)
+        for (_key, deltas), vals in zip(updates, stored, strict=True):
+            dws, dgs = token_step(vals[:n], vals[n:], is_spam)
+            for f, d in zip(wfields, dws, strict=True):
+                if d:
+                    deltas[f] = d
+            for f, d in zip(gfields, dgs, strict=True):
+                if d:
+                    deltas[f] = d
         self.store.add_counters(updates)
         return True
 

@@ -28,7 +28,7 @@ from email.utils import mktime_tz, parsedate_tz
 from pathlib import Path
 from typing import Any
 
-from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.antispam.bayes import BayesClassifier, mixed_order
 from gateway_milter.antispam.scorefit import LOGODDS_CLIP_DEFAULT
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.context import ConnectionInfo, MessageContext
@@ -175,7 +175,8 @@ def evaluate(samples: list[Sample], store: StateStore, *, train_fraction: float 
         "bayes": {"min_learned": min_learned, "autolearn": False},
     }})
     bayes = BayesClassifier(store, min_learned)
-    train = [s for s in samples if is_training(s.path, train_fraction)]
+    # spam and ham mixed: the token model learns online, in the order it is given messages
+    train = mixed_order([s for s in samples if is_training(s.path, train_fraction)], _raw)
     test = sorted((s for s in samples if not is_training(s.path, train_fraction)), key=lambda s: (s.when, s.path))
     rep = EvalReport()
     total = len(train) + len(test)
@@ -220,6 +221,10 @@ def evaluate(samples: list[Sample], store: StateStore, *, train_fraction: float 
     return rep
 
 
+def _raw(s: Sample) -> bytes:
+    return s.raw
+
+
 def _fold(path: str, folds: int) -> int:
     return int(hashlib.sha256(("fold:" + Path(path).name).encode()).hexdigest()[:8], 16) % folds
 
@@ -250,13 +255,15 @@ def logodds_growth(pairs: list[tuple[float, float]], folds: int) -> float:
 
 def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int = 5, min_learned: int = 200,
                l2: float = 0.3, max_fp: float = 0.001, bayes_input: str = "logodds",
-               logodds_clip: float = LOGODDS_CLIP_DEFAULT, prior: str = "spamassassin",
+               logodds_clip: float = LOGODDS_CLIP_DEFAULT, prior: str = "spamassassin", token_model: bool = True,
                progress: Callable[[int, int], None] | None = None) -> FitResult:
     """Fit the score sets on the training part of ``samples`` (see the module docstring).
     ``bayes_input``: "logodds" (the clipped log-odds as one continuous input; a band's score is
     then the offset that places 5 points plus the points of its centre's log-odds) or "bands"
     (one indicator per band). ``prior``: what the L2 term pulls each weight toward,
     "spamassassin" (its score) or "zero" (SpamAssassin's sign rule kept either way).
+    ``token_model``: with "logodds", the token model's logit (out of fold, as the Bayes
+    log-odds) is one more continuous input (``token_logit WEIGHT`` in the file; ADR 0056).
     ``info[...]["cv_caught_at_max_fp_pct"]``: the fit's own cross-validation on the training
     part (spam out of fold above the out-of-fold ham threshold at ``max_fp``)."""
     if bayes_input not in ("logodds", "bands"):
@@ -268,7 +275,8 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
     from gateway_milter.store.memory import MemoryStore
 
     policy = PolicySnapshot.from_document({"settings": {"rules": {"use_bayes": False}}})
-    train = sorted((s for s in samples if is_training(s.path, train_fraction)), key=lambda s: s.path)
+    # (spam and ham mixed: the fold classifiers' token models learn online, in this order)
+    train = mixed_order([s for s in samples if is_training(s.path, train_fraction)], _raw)
     total = len(train) * 2
     done = 0
     rows: list[tuple[bool, frozenset[str], int]] = []
@@ -306,13 +314,16 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
                 name, _ = band(c.probability)
                 bayes_syms[i] = frozenset({name, "BAYES_99"} if name == "BAYES_999" else {name})
                 bayes_vals[i] = ((scorefit.LOGODDS, scorefit.clip_logodds(c.logodds, logodds_clip)),)
+                if token_model:
+                    bayes_vals[i] += ((scorefit.TOKEN_LOGIT, c.token_logit),)
                 if smaller is not None and (c2 := smaller.classify(v)).probability is not None:
                     pairs.append((c2.logodds, c.logodds))
             done += 1
             if progress:
                 progress(done, total)
     info: dict[str, Any] = {"train_spam": sum(r[0] for r in rows), "train_ham": sum(not r[0] for r in rows),
-                            "folds": folds, "l2": l2, "max_fp": max_fp, "bayes_input": bayes_input, "prior": prior}
+                            "folds": folds, "l2": l2, "max_fp": max_fp, "bayes_input": bayes_input, "prior": prior,
+                            "token_model": token_model and bayes_input == "logodds"}
     # the fit's prior: SpamAssassin's scores, or (almost) zero with their signs, which the fit
     # reads as its sign rule (a millionth of a point: nothing against the data)
     priors = defaults if prior == "spamassassin" else {k: v * 1e-6 for k, v in defaults.items()}

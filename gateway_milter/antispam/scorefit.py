@@ -34,8 +34,12 @@ FREE_PREFIXES = ("BAYES_",)  # symbols whose sign the fit may choose
 LOGODDS = "BAYES_LOGODDS"
 LOGODDS_CLIP = "BAYES_LOGODDS_CLIP"
 LOGODDS_CLIP_DEFAULT = 80.0  # chosen by cross-validation on the training part (ADR 0046)
+# The token model's logit (bayes.token_logit) as a continuous input: ``token_logit WEIGHT``
+# in score files (ADR 0056); read_score_sets returns it under this name
+TOKEN_LOGIT = "BAYES_TOKEN_LOGIT"
 _SCORE_LINE = re.compile(r"^\s*score\s+([A-Za-z0-9_]+)((?:\s+-?[0-9.]+){1,4})\s*(?:#.*)?$")
 _LOGODDS_LINE = re.compile(r"^\s*bayes_logodds\s+(-?[0-9.]+)\s+([0-9.]+)\s*(?:#.*)?$")
+_TOKEN_LINE = re.compile(r"^\s*token_logit\s+(-?[0-9.]+)\s*(?:#.*)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +181,8 @@ def write_score_file(path: Path, without_bayes: Mapping[str, float], with_bayes:
     if LOGODDS in with_bayes:
         clip = with_bayes.pop(LOGODDS_CLIP, math.inf)
         lines.append(f"bayes_logodds {with_bayes.pop(LOGODDS):g} {clip:g}")
+    if TOKEN_LOGIT in with_bayes:
+        lines.append(f"token_logit {with_bayes.pop(TOKEN_LOGIT):g}")
     for s in sorted(set(without_bayes) | set(with_bayes)):
         s2 = with_bayes.get(s, without_bayes.get(s, 0.0))
         s0 = without_bayes.get(s, s2)
@@ -187,7 +193,8 @@ def write_score_file(path: Path, without_bayes: Mapping[str, float], with_bayes:
 
 def read_score_sets(path: Path) -> dict[str, tuple[float, float]]:
     """``score NAME v`` or ``score NAME s0 s1 s2 s3`` lines -> NAME: (set 0, set 2); a
-    ``bayes_logodds WEIGHT CLIP`` line -> LOGODDS: (0, WEIGHT), LOGODDS_CLIP: (CLIP, CLIP)."""
+    ``bayes_logodds WEIGHT CLIP`` line -> LOGODDS: (0, WEIGHT), LOGODDS_CLIP: (CLIP, CLIP); a
+    ``token_logit WEIGHT`` line -> TOKEN_LOGIT: (0, WEIGHT)."""
     out: dict[str, tuple[float, float]] = {}
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         m = _SCORE_LINE.match(line)
@@ -197,4 +204,6 @@ def read_score_sets(path: Path) -> dict[str, tuple[float, float]]:
         elif m := _LOGODDS_LINE.match(line):
             out[LOGODDS] = (0.0, float(m.group(1)))
             out[LOGODDS_CLIP] = (float(m.group(2)), float(m.group(2)))
+        elif m := _TOKEN_LINE.match(line):
+            out[TOKEN_LOGIT] = (0.0, float(m.group(1)))
     return out

@@ -122,7 +122,8 @@ class BayesLayer(Layer[BayesSettings]):
         if sender is not None:  # (after the band: the scoring layer reads the band first)
             symbols.append(self.symbol(sender, settings.scores.get(sender, SENDER_SYMBOLS[sender]),
                                        f"sender learned {res.sender_spam} spam, {res.sender_ham} ham"))
-        return LayerFindings({"probability": res.probability, "logodds": res.logodds, "scope": res.scope,
+        return LayerFindings({"probability": res.probability, "logodds": res.logodds, "token_logit": res.token_logit,
+                              "scope": res.scope,
                               "tokens": res.tokens, "used": res.used,
                               "sender": [res.sender_spam, res.sender_ham]}, tuple(symbols))
 

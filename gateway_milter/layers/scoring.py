@@ -14,7 +14,9 @@ probability, set 0 when it did not (too few learned messages); symbols absent fr
 keep the score their layer gave. A ``bayes_logodds WEIGHT CLIP`` line adds WEIGHT points per
 unit of log-odds (clipped to +-CLIP) away from the centre of the Bayes band (the band's score
 is what a message at its centre gets): a continuous Bayes input instead of ten steps
-(docs/decisions/0046-fitted-scores.md). ``score_file`` names another file; the figures are in
+(docs/decisions/0046-fitted-scores.md). A ``token_logit WEIGHT`` line adds WEIGHT points per unit
+of the token model's logit (the Bayes layer's second, discriminative model; ADR 0056), inside
+the Bayes cap. ``score_file`` names another file; the figures are in
 docs/antispam-evaluation.md.
 
 The Bayes part of the total is capped (``bayes_max_points``, by default reject_score -
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway_milter import layers as registry
-from gateway_milter.antispam.scorefit import LOGODDS, LOGODDS_CLIP, logodds_points
+from gateway_milter.antispam.scorefit import LOGODDS, LOGODDS_CLIP, TOKEN_LOGIT, logodds_points
 from gateway_milter.layers.bayes import BAND_CENTRES, SENDER_SYMBOLS
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.verdict import Direction, FailMode, Outcome, QuarantineQueue, Reply, Stage
@@ -172,7 +174,7 @@ class ScoringLayer(Layer[ScoringSettings]):
             if manual:  # scores set by hand in bayes.scores win over fitted ones
                 drop = set(manual)
                 if drop - SENDER_SYMBOLS.keys():  # a band set by hand: the bands alone, no log-odds part
-                    drop |= {LOGODDS, LOGODDS_CLIP}
+                    drop |= {LOGODDS, LOGODDS_CLIP, TOKEN_LOGIT}
                 fitted = {k: v for k, v in fitted.items() if k not in drop}
         total = 0.0
         cap = settings.bayes_cap()
@@ -190,6 +192,9 @@ class ScoringLayer(Layer[ScoringSettings]):
                     # the band's score is worth its centre; the log-odds adds the distance from it
                     centre = BAND_CENTRES.get(res.symbols[0].name, 0.0)
                     s = round(s + logodds_points(fitted, res.fact("logodds"), centre), 3)
+                if fitted and with_bayes and TOKEN_LOGIT in fitted and res.symbols:
+                    # the token model's logit, weighed by the fit (counts toward the cap)
+                    s = round(s + fitted[TOKEN_LOGIT][1] * float(res.fact("token_logit") or 0.0), 3)
                 # points a sender learned as ham takes off come off after the cap (a message
                 # at the cap would not feel them otherwise); points added count toward it
                 lower = min(_points(lid, [x for x in res.symbols if x.name in SENDER_SYMBOLS], fitted, with_bayes), 0.0)

@@ -192,8 +192,9 @@ class SqliteStore:
                     "INSERT INTO hc(key, field, value) VALUES (?, ?, ?) "
                     "ON CONFLICT(key, field) DO UPDATE SET value = value + excluded.value",
                     [(key, f, int(d)) for f, d in deltas.items()])
-                if any(d < 0 for d in deltas.values()):
-                    db.execute("DELETE FROM hc WHERE key = ? AND value <= 0", (key,))
+                dropped = [(key, f) for f, d in deltas.items() if d < 0]
+                if dropped:  # only the fields that went down can have reached 0 (not a scan of the hash)
+                    db.executemany("DELETE FROM hc WHERE key = ? AND field = ? AND value <= 0", dropped)
                 if ttl:
                     db.execute("INSERT OR REPLACE INTO hexp(key, expires) VALUES (?, ?)", (key, now + ttl))
             self._maybe_purge(db, now)

@@ -6,7 +6,8 @@ import hashlib
 import math
 import random
 
-from gateway_milter.antispam.bayes import BayesClassifier, chi2q, log_chi2_tails
+from gateway_milter.antispam.bayes import (GRAD, W_MOD, WEIGHT, BayesClassifier, chi2q, log_chi2_tails,
+                                           mixed_order, scope_key, token_logit, token_step, weight_of)
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.antispam.tokenizer import (HEADERS, MAX_FEATURES, _RCVD_HOST, _WORD, _WORD_ASCII, hashed,
                                               is_ignored_header, tokens)
@@ -56,7 +57,43 @@ def test_it_trains_idempotently_and_corrects_labels(store: MemoryStore) -> None:
     st = bc.stats()
     assert (st["spam_learned"], st["ham_learned"]) == (0, 1)
     assert bc.forget(view) is True
-    assert bc.stats()["ham_learned"] == 0 and bc.stats()["fields"] == 0
+    assert bc.stats()["ham_learned"] == 0
+    # the counts are gone; the token model's steps stay (an online model cannot take one back)
+    left = list(store._h[scope_key("global")][0])
+    assert left and all(f[0] in (WEIGHT, GRAD) for f in left)
+
+
+def test_the_token_model_learns_online_and_separates(store: MemoryStore) -> None:
+    bc = trained(store)
+    rnd = random.Random(99)
+    cs = bc.classify(message_view(make_ctx(sample(SPAM_WORDS, 1000, rnd))))
+    ch = bc.classify(message_view(make_ctx(sample(HAM_WORDS, 1001, rnd))))
+    assert cs.token_logit > 1.0 and ch.token_logit < -1.0
+    # read in the same single round trip as the counts
+    before = store.round_trips
+    bc.classify(message_view(make_ctx(sample(SPAM_WORDS, 1002, rnd))))
+    assert store.round_trips == before + 1
+
+
+def test_token_weights_survive_concurrent_first_writes_and_negative_values() -> None:
+    # two learners that both found a field empty each add W_MOD: the value still decodes
+    raw = W_MOD + 1_500_000 + W_MOD - 250_000
+    assert weight_of(raw) == 1.25
+    assert weight_of(W_MOD - 3_000_000) == -3.0 and W_MOD - 3_000_000 > 0  # stored above 0 (never deleted)
+    assert weight_of(0) == 0.0
+    assert token_logit([W_MOD + 2_000_000, W_MOD + 2_000_000, 0, 0]) == 2.0  # 4 / sqrt(4)
+    dws, dgs = token_step([0, W_MOD + 1_000_000], [0, 5_000_000], True)
+    assert dws[0] > W_MOD and dws[1] > 0  # toward spam; the empty field gets W_MOD once
+    assert all(d > 0 for d in dgs)
+    dws, _ = token_step([W_MOD + 1_000_000], [0], False)
+    assert dws[0] < 0  # toward ham
+
+
+def test_mixed_order_interleaves_classes_deterministically() -> None:
+    items = [(True, f"spam {i}".encode()) for i in range(50)] + [(False, f"ham {i}".encode()) for i in range(50)]
+    a = mixed_order(items, lambda it: it[1])
+    assert a == mixed_order(list(reversed(items)), lambda it: it[1])
+    assert sum(x[0] for x in a[:50]) not in (0, 50)  # not all of one class first
 
 
 def test_it_reads_every_scope_in_one_round_trip(store: MemoryStore) -> None:

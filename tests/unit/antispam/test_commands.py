@@ -137,13 +137,15 @@ def test_it_fits_scores_on_the_training_part_of_a_corpus(tmp_path: Path, store: 
                  stdout=out, stderr=io.StringIO())
     info = json.loads(out.getvalue().split("\n", 1)[1])
     assert info["train_spam"] + info["train_ham"] < 80  # the test part is never used
-    from gateway_milter.antispam.scorefit import read_score_sets
+    from gateway_milter.antispam.scorefit import TOKEN_LOGIT, read_score_sets
 
     sets = read_score_sets(out_file)
     assert sets["BAYES_00"][1] < sets["BAYES_99"][1] + sets["BAYES_999"][1]
     assert out_file.read_text().startswith("# Fitted scores")
     assert info["prior"] == "spamassassin"
     assert 0.0 <= info["with_bayes"]["cv_caught_at_max_fp_pct"] <= 100.0  # the fit's own cross-validation
+    # the token model's logit is one of the fit's inputs: a positive weight for these two classes
+    assert info["token_model"] is True and sets[TOKEN_LOGIT][1] > 0.0
     out = io.StringIO()
     call_command("bayes", "fit-scores", "--corpus", str(base), "--min-learned", "2", "--out", str(out_file),
                  "--prior", "zero", stdout=out, stderr=io.StringIO())

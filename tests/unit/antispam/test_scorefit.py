@@ -12,6 +12,7 @@ import pytest
 from gateway_milter.antispam.scorefit import (
     LOGODDS,
     LOGODDS_CLIP,
+    TOKEN_LOGIT,
     Example,
     fit,
     logodds_points,
@@ -245,6 +246,34 @@ def test_it_adds_the_bayes_log_odds_points_to_the_band(tmp_path: Path, store: Me
     spam = make_ctx(sample(SPAM_WORDS, 5000, random.Random(7)), policy(doc))
     with_999 = extra if "BAYES_999" in {x.name for x in spam.layer("bayes").symbols} else 0.0
     assert abs(spam.layer("scoring").fact("parts")["bayes"] - (4.0 + with_999)) < 0.01  # set by hand: no log-odds part
+
+
+def test_it_adds_the_token_model_points_inside_the_bayes_cap(tmp_path: Path, store: MemoryStore) -> None:
+    from tests.unit.antispam.test_bayes import HAM_WORDS, SPAM_WORDS, sample, trained
+
+    trained(store, n=30, min_learned=20)
+    p = tmp_path / "roundtrip.cf"
+    write_score_file(p, {"A": 1.0}, {"A": 0.5, TOKEN_LOGIT: 0.75}, "fitted")
+    assert "token_logit 0.75\n" in p.read_text() and read_score_sets(p)[TOKEN_LOGIT] == (0.0, 0.75)
+    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 1\n")
+    bands = "".join(f"score {b} 0 0 1 1\n" for b in ("BAYES_00", "BAYES_05", "BAYES_20", "BAYES_40", "BAYES_50",
+                                                     "BAYES_60", "BAYES_80", "BAYES_95", "BAYES_99", "BAYES_999"))
+    scores = tmp_path / "fitted.cf"
+    doc = {"rules": {"include_default": False, "rule_dirs": [str(d)]}, "bayes": {"min_learned": 20},
+           "scoring": {"layers": ["rules", "bayes"], "score_file": str(scores), "fitted_scores": True,
+                       "bayes_max_points": 6.0}}
+    parts = {}
+    for weight in (0.0, 0.5):
+        scores.write_text(bands + (f"token_logit {weight:g}\n" if weight else ""))
+        ham = make_ctx(sample(HAM_WORDS, 5001, random.Random(7)), policy(doc))
+        tl = ham.layer("bayes").fact("token_logit")
+        assert tl < -1.0  # the token model learned these words as ham
+        parts[weight] = (ham.layer("scoring").fact("parts")["bayes"], tl)
+    assert abs(parts[0.5][0] - parts[0.0][0] - 0.5 * parts[0.5][1]) < 0.01
+    scores.write_text(bands + "token_logit 100\n")  # a spam's token points: capped with the rest of Bayes
+    spam = make_ctx(sample(SPAM_WORDS, 5000, random.Random(7)), policy(doc))
+    assert spam.layer("bayes").fact("token_logit") > 1.0
+    assert spam.layer("scoring").fact("parts")["bayes"] == 6.0
 
 
 def test_it_extrapolates_how_the_bayes_log_odds_grow_with_all_folds_learned() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.antispam.bayes import BayesClassifier, mixed_order
 from gateway_milter.antispam.saview import trust_config_for
 from gateway_milter.pipeline.rawmessage import iter_messages
 from gateway_milter.store import default_store
@@ -47,6 +47,10 @@ class Progress:
         if n >= self.total and self.tty:
             self.stream.write("\n")
         self.stream.flush()
+
+
+def _second(item: tuple[bool, bytes]) -> bytes:
+    return item[1]
 
 
 def _collect(paths: list[str]) -> list[tuple[str, bytes]]:
@@ -98,7 +102,9 @@ class Command(BaseCommand):
     def do_train(self, o: dict[str, Any]) -> None:
         if not o["spam"] and not o["ham"]:
             raise CommandError("give --spam and/or --ham")
-        items = [(True, r) for _, r in _collect(o["spam"])] + [(False, r) for _, r in _collect(o["ham"])]
+        # spam and ham mixed (the token model learns online, in this order; the counts do not mind)
+        items = mixed_order([(True, r) for _, r in _collect(o["spam"])] + [(False, r) for _, r in _collect(o["ham"])],
+                            _second)
         bar = Progress(len(items), "learning", self.stderr)
         learned = 0
         trust = trust_config_for(current_snapshot(), None)  # (relays read as the milter reads them)
