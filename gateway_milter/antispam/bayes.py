@@ -11,13 +11,15 @@ training). Stores of the first format (``bayes:``, ``s``/``h`` fields) are not r
 message reads every candidate scope in ONE store round trip and uses the most specific scope
 that has learned at least ``min_learned`` messages of each class.
 
-Beside the counts, the same hash holds a second, discriminative model over the same features:
+Beside the counts, each scope has a second, discriminative model over the same features:
 logistic regression learned online (one AdaGrad step per learned message), whose logit
 ``token_logit`` the scoring layer weighs as one more input (docs/decisions/0056-token-model.md).
-Per feature, ``w<token>`` is its weight in millionths, stored modulo ``W_MOD`` (every writer that
-finds the field empty adds ``W_MOD`` once, so concurrent first writers still decode to the sum
-of their steps and the field never reaches 0, which the stores delete) and ``g<token>`` its
-AdaGrad sum of squared gradients in billionths. They are read in the same round trip as the counts.
+Its weights live in ``bayes2w:<scope>`` (field: the token's key; value: the weight in
+millionths, stored modulo ``W_MOD``: every writer that finds the field empty adds ``W_MOD``
+once, so concurrent first writers still decode to the sum of their steps and the field never
+reaches 0, which the stores delete), read in the same round trip as the counts; AdaGrad's sums
+of squared gradients (billionths) in ``bayes2g:<scope>``, read only when learning. Hashes of
+their own keep the counts' hash, which every classification reads, as small as before.
 """
 
 from __future__ import annotations
@@ -46,8 +48,6 @@ T = TypeVar("T")
 # by the score fit's own cross-validation on the training part (rate 0.25/0.5/1, L2 0 to 1e-2)
 LR_RATE = 0.5
 LR_L2 = 1e-3
-WEIGHT = "w"
-GRAD = "g"
 W_SCALE = 1_000_000  # weights in millionths
 W_MOD = 1 << 40  # a weight field holds k * W_MOD + its value (k >= 1 once written)
 W_HALF = W_MOD >> 1
@@ -105,6 +105,16 @@ def mixed_order(items: Sequence[T], raw_of: Callable[[T], bytes]) -> list[T]:
 
 def scope_key(scope: str) -> str:
     return f"bayes2:{scope}"
+
+
+def weight_key(scope: str) -> str:
+    """The token model's weights of a scope."""
+    return f"bayes2w:{scope}"
+
+
+def grad_key(scope: str) -> str:
+    """The token model's AdaGrad sums of a scope (read when learning only)."""
+    return f"bayes2g:{scope}"
 
 
 def message_digest(m: SaMessage, raw_body: bytes | None = None) -> str:
@@ -208,16 +218,16 @@ class BayesClassifier:
         if sender is not None:  # read last, in the same round trip; not one of the clues
             fields.append(TOKEN + hashed([sender])[0])
         end = 2 + len(keys)
-        wstart = len(fields)  # the token model's weights, one per distinct feature
-        fields += [WEIGHT + k for k in dict.fromkeys(keys)]
-        answers = self.store.counters([(scope_key(s), fields) for s in scopes])  # one round trip
-        for scope, vals in zip(scopes, answers, strict=True):
+        distinct = list(dict.fromkeys(keys))  # the token model's weights: one per distinct feature
+        answers = self.store.counters([(scope_key(s), fields) for s in scopes]
+                                      + [(weight_key(s), distinct) for s in scopes])  # one round trip
+        for i, (scope, vals) in enumerate(zip(scopes, answers, strict=False)):
             ns, nh = vals[0], vals[1]
             if ns < self.min_learned or nh < self.min_learned:
                 continue
             c = self._combine(scope, ns, nh, vals[2:end], feats if explain else None,
                               vals[end] if sender is not None else 0)
-            return replace(c, token_logit=round(token_logit(vals[wstart:]), 4))
+            return replace(c, token_logit=round(token_logit(answers[len(scopes) + i]), 4))
         return Classification(None, tokens=len(keys))
 
     def _combine(self, scope: str, ns: int, nh: int, packed: Sequence[int],
@@ -319,7 +329,8 @@ class BayesClassifier:
         mfield = "m" + digest
         current = self.store.counters([(scope_key(s), [mfield]) for s in scopes])
         keys: list[str] | None = None
-        updates = []
+        updates: list[tuple[str, dict[str, int]]] = []
+        changed: list[str] = []
         for scope, (old,) in zip(scopes, current, strict=True):
             if old == label:
                 continue
@@ -331,24 +342,18 @@ class BayesClassifier:
             self._add(deltas, keys, is_spam, +1)
             deltas[mfield] = label - old
             updates.append((scope_key(scope), deltas))
+            changed.append(scope)
         if not updates:
             return False
         assert keys is not None
         # the token model: one step toward the new class in each scope that changes (a
         # correction is a step toward the right class; the wrong one is not taken back)
         distinct = list(dict.fromkeys(keys[:-1] if sender_key(m) is not None else keys))
-        wfields = [WEIGHT + k for k in distinct]
-        gfields = [GRAD + k for k in distinct]
-        stored = self.store.counters([(key, wfields + gfields) for key, _d in updates])
-        n = len(distinct)
-        for (_key, deltas), vals in zip(updates, stored, strict=True):
-            dws, dgs = token_step(vals[:n], vals[n:], is_spam)
-            for f, d in zip(wfields, dws, strict=True):
-                if d:
-                    deltas[f] = d
-            for f, d in zip(gfields, dgs, strict=True):
-                if d:
-                    deltas[f] = d
+        stored = self.store.counters([(k(s), distinct) for s in changed for k in (weight_key, grad_key)])
+        for i, scope in enumerate(changed):
+            dws, dgs = token_step(stored[2 * i], stored[2 * i + 1], is_spam)
+            updates.append((weight_key(scope), {f: d for f, d in zip(distinct, dws, strict=True) if d}))
+            updates.append((grad_key(scope), {f: d for f, d in zip(distinct, dgs, strict=True) if d}))
         self.store.add_counters(updates)
         return True
 
@@ -380,7 +385,9 @@ class BayesClassifier:
 
     def stats(self, scope: str = "global") -> dict[str, int]:
         (ns, nh), = self.store.counters([(scope_key(scope), ["#s", "#h"])])
-        return {"spam_learned": ns, "ham_learned": nh, "fields": self.store.counter_fields(scope_key(scope))}
+        return {"spam_learned": ns, "ham_learned": nh, "fields": self.store.counter_fields(scope_key(scope)),
+                "token_weights": self.store.counter_fields(weight_key(scope))}
 
     def wipe(self, scope: str) -> int:
-        return self.store.delete(scope_key(scope))
+        """Forget everything the scope learned: the counts and the token model."""
+        return self.store.delete(scope_key(scope), weight_key(scope), grad_key(scope))
