@@ -131,8 +131,11 @@ def test_it_learns_and_classifies_bayes_on_real_redis(redis_url: str) -> None:
         bc.learn(message_view(make_ctx(msg(f"meet {i}", "meeting agenda for the project review tomorrow at noon"))), False)
     assert bc.learn(message_view(make_ctx(msg("win 0", spammy))), True) is False
     assert bc.stats()["spam_learned"] == 8
-    p = bc.classify(message_view(make_ctx(msg("offer", "lottery winner claim your casino prize")))).probability
-    assert p is not None and p > 0.9
+    c = bc.classify(message_view(make_ctx(msg("offer", "lottery winner claim your casino prize"))))
+    assert c.probability is not None and c.probability > 0.9
+    # the token model learned in Redis too (weights of their own hash), and reads them back
+    assert c.token_logit > 0.5 and bc.stats()["token_weights"] > 0
+    assert bc.classify(message_view(make_ctx(msg("meet 9", "meeting agenda for the project review")))).token_logit < -0.5
     calls: list[int] = []
     orig = s.client.pipeline
 
