@@ -19,7 +19,10 @@ millionths, stored modulo ``W_MOD``: every writer that finds the field empty add
 once, so concurrent first writers still decode to the sum of their steps and the field never
 reaches 0, which the stores delete), read in the same round trip as the counts; AdaGrad's sums
 of squared gradients (billionths) in ``bayes2g:<scope>``, read only when learning. Hashes of
-their own keep the counts' hash, which every classification reads, as small as before.
+their own keep the counts' hash, which every classification reads, as small as before. The
+weights' hash also counts the steps the model took toward each class (``#s``/``#h``): like
+the counts, the model is used only once it has learned ``min_learned`` messages of each class (a store learned before
+the model existed has counts but no model; ``token_logit`` is then None).
 """
 
 from __future__ import annotations
@@ -200,8 +203,9 @@ class Classification:
     # tokenizer.sender_key) in the scope used; not part of ``probability``
     sender_spam: int = 0
     sender_ham: int = 0
-    # the token model's logit in the scope used (0 when it has learned nothing)
-    token_logit: float = 0.0
+    # the token model's logit in the scope used; None until it has learned min_learned
+    # messages of each class there
+    token_logit: float | None = None
 
 
 class BayesClassifier:
@@ -218,16 +222,20 @@ class BayesClassifier:
         if sender is not None:  # read last, in the same round trip; not one of the clues
             fields.append(TOKEN + hashed([sender])[0])
         end = 2 + len(keys)
-        distinct = list(dict.fromkeys(keys))  # the token model's weights: one per distinct feature
+        # the token model: its learned counts, then one weight per distinct feature
+        wfields = ["#s", "#h"] + list(dict.fromkeys(keys))
         answers = self.store.counters([(scope_key(s), fields) for s in scopes]
-                                      + [(weight_key(s), distinct) for s in scopes])  # one round trip
+                                      + [(weight_key(s), wfields) for s in scopes])  # one round trip
         for i, (scope, vals) in enumerate(zip(scopes, answers, strict=False)):
             ns, nh = vals[0], vals[1]
             if ns < self.min_learned or nh < self.min_learned:
                 continue
             c = self._combine(scope, ns, nh, vals[2:end], feats if explain else None,
                               vals[end] if sender is not None else 0)
-            return replace(c, token_logit=round(token_logit(answers[len(scopes) + i]), 4))
+            w = answers[len(scopes) + i]
+            if w[0] < self.min_learned or w[1] < self.min_learned:
+                return c  # the counts are ready, the token model is not (yet)
+            return replace(c, token_logit=round(token_logit(w[2:]), 4))
         return Classification(None, tokens=len(keys))
 
     def _combine(self, scope: str, ns: int, nh: int, packed: Sequence[int],
@@ -352,7 +360,9 @@ class BayesClassifier:
         stored = self.store.counters([(k(s), distinct) for s in changed for k in (weight_key, grad_key)])
         for i, scope in enumerate(changed):
             dws, dgs = token_step(stored[2 * i], stored[2 * i + 1], is_spam)
-            updates.append((weight_key(scope), {f: d for f, d in zip(distinct, dws, strict=True) if d}))
+            wdeltas = {f: d for f, d in zip(distinct, dws, strict=True) if d}
+            wdeltas["#s" if is_spam else "#h"] = 1  # steps taken toward each class (none taken back)
+            updates.append((weight_key(scope), wdeltas))
             updates.append((grad_key(scope), {f: d for f, d in zip(distinct, dgs, strict=True) if d}))
         self.store.add_counters(updates)
         return True
@@ -385,8 +395,10 @@ class BayesClassifier:
 
     def stats(self, scope: str = "global") -> dict[str, int]:
         (ns, nh), = self.store.counters([(scope_key(scope), ["#s", "#h"])])
+        (ts, th), = self.store.counters([(weight_key(scope), ["#s", "#h"])])
         return {"spam_learned": ns, "ham_learned": nh, "fields": self.store.counter_fields(scope_key(scope)),
-                "token_weights": self.store.counter_fields(weight_key(scope))}
+                "token_model_spam": ts, "token_model_ham": th,
+                "token_weights": max(0, self.store.counter_fields(weight_key(scope)) - (ts > 0) - (th > 0))}
 
     def wipe(self, scope: str) -> int:
         """Forget everything the scope learned: the counts and the token model."""

@@ -314,7 +314,7 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
                 name, _ = band(c.probability)
                 bayes_syms[i] = frozenset({name, "BAYES_99"} if name == "BAYES_999" else {name})
                 bayes_vals[i] = ((scorefit.LOGODDS, scorefit.clip_logodds(c.logodds, logodds_clip)),)
-                if token_model:
+                if token_model and c.token_logit is not None:
                     bayes_vals[i] += ((scorefit.TOKEN_LOGIT, c.token_logit),)
                 if smaller is not None and (c2 := smaller.classify(v)).probability is not None:
                     pairs.append((c2.logodds, c.logodds))

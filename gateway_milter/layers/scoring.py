@@ -16,7 +16,9 @@ unit of log-odds (clipped to +-CLIP) away from the centre of the Bayes band (the
 is what a message at its centre gets): a continuous Bayes input instead of ten steps
 (docs/decisions/0046-fitted-scores.md). A ``token_logit WEIGHT`` line adds WEIGHT points per unit
 of the token model's logit (the Bayes layer's second, discriminative model; ADR 0056), inside
-the Bayes cap. ``score_file`` names another file; the figures are in
+the Bayes cap; until the scope's token model has learned ``min_learned`` messages of each
+class, a file with that line gives way to ``50_bulwark_fitted_counts_only.cf`` (fitted without
+it). ``score_file`` names another file; the figures are in
 docs/antispam-evaluation.md.
 
 The Bayes part of the total is capped (``bayes_max_points``, by default reject_score -
@@ -48,6 +50,9 @@ log = logging.getLogger("bulwark.scoring")
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 GTUBE_SCORE = 1000.0
 FITTED_SCORE_FILE = Path(__file__).resolve().parent.parent / "antispam" / "scores" / "50_bulwark_fitted.cf"
+# fitted without the token model: used instead of a file with a ``token_logit`` line for a
+# message whose scope's token model has not learned enough (a store trained before it existed)
+COUNTS_ONLY_SCORE_FILE = FITTED_SCORE_FILE.with_name("50_bulwark_fitted_counts_only.cf")
 SCORED_LAYERS = ("dnsbl", "uribl", "rdns", "spf", "dkim", "dmarc", "arc", "fromscreen", "vbr", "rules",
                  "bayes", "spamtrap")
 
@@ -117,7 +122,11 @@ def fitted_scores(settings: ScoringSettings) -> dict[str, tuple[float, float]]:
     and modification time. A missing file means no fitted scores (logged once)."""
     if not settings.fitted_scores:
         return {}
-    path = Path(settings.score_file) if settings.score_file else FITTED_SCORE_FILE
+    return score_sets(Path(settings.score_file) if settings.score_file else FITTED_SCORE_FILE)
+
+
+def score_sets(path: Path) -> dict[str, tuple[float, float]]:
+    """A score file's sets, cached per path and modification time."""
     try:
         key = (str(path), path.stat().st_mtime)
     except OSError:
@@ -169,7 +178,11 @@ class ScoringLayer(Layer[ScoringSettings]):
         fitted = fitted_scores(settings)
         with_bayes = 0
         if fitted and "bayes" in settings.layers and "bayes" in available:
-            with_bayes = int(ctx.layer("bayes").fact("probability") is not None)
+            bres = ctx.layer("bayes")
+            with_bayes = int(bres.fact("probability") is not None)
+            if with_bayes and TOKEN_LOGIT in fitted and bres.fact("token_logit") is None:
+                # the counts are ready but the token model is not: the sets fitted without it
+                fitted = score_sets(COUNTS_ONLY_SCORE_FILE)
             manual = ctx.policy.settings_for("bayes", ctx.policy_domain).scores
             if manual:  # scores set by hand in bayes.scores win over fitted ones
                 drop = set(manual)

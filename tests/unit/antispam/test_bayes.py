@@ -7,7 +7,7 @@ import math
 import random
 
 from gateway_milter.antispam.bayes import (W_MOD, BayesClassifier, chi2q, log_chi2_tails, mixed_order, token_logit,
-                                           token_step, weight_of)
+                                           token_step, weight_key, weight_of)
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.antispam.tokenizer import (HEADERS, MAX_FEATURES, _RCVD_HOST, _WORD, _WORD_ASCII, hashed,
                                               is_ignored_header, tokens)
@@ -73,6 +73,18 @@ def test_the_token_model_learns_online_and_separates(store: MemoryStore) -> None
     before = store.round_trips
     bc.classify(message_view(make_ctx(sample(SPAM_WORDS, 1002, rnd))))
     assert store.round_trips == before + 1
+
+
+def test_the_token_model_waits_for_min_learned_of_each_class(store: MemoryStore) -> None:
+    bc = trained(store, n=30, min_learned=20)
+    st = bc.stats()
+    assert (st["token_model_spam"], st["token_model_ham"]) == (30, 30) and st["token_weights"] > 0
+    view = message_view(make_ctx(sample(SPAM_WORDS, 1000, random.Random(3))))
+    assert bc.classify(view).token_logit is not None
+    assert BayesClassifier(store, 31).classify(view).probability is None  # neither is ready at 31
+    store.add_counters([(weight_key("global"), {"#h": -25})])  # the model learned 5 ham, the counts 30
+    c = bc.classify(view)
+    assert c.probability is not None and c.token_logit is None
 
 
 def test_token_weights_survive_concurrent_first_writes_and_negative_values() -> None:

@@ -276,6 +276,26 @@ def test_it_adds_the_token_model_points_inside_the_bayes_cap(tmp_path: Path, sto
     assert spam.layer("scoring").fact("parts")["bayes"] == 6.0
 
 
+def test_it_falls_back_to_the_counts_only_sets_until_the_token_model_is_ready(tmp_path: Path, store: MemoryStore) -> None:
+    from gateway_milter.antispam.bayes import weight_key
+    from gateway_milter.layers.scoring import COUNTS_ONLY_SCORE_FILE, FITTED_SCORE_FILE
+    from tests.unit.antispam.test_bayes import HAM_WORDS, sample, trained
+
+    assert TOKEN_LOGIT in read_score_sets(FITTED_SCORE_FILE) and TOKEN_LOGIT not in read_score_sets(COUNTS_ONLY_SCORE_FILE)
+    trained(store, n=30, min_learned=20)
+    raw = sample(HAM_WORDS, 5001, random.Random(7))
+    doc: dict[str, Any] = {"bayes": {"min_learned": 20, "autolearn": False}, "scoring": {"layers": ["bayes"]}}
+    counts_only = dict(doc, scoring={"layers": ["bayes"], "score_file": str(COUNTS_ONLY_SCORE_FILE)})
+    ready = make_ctx(raw, policy(doc))
+    assert ready.layer("bayes").fact("token_logit") is not None
+    expected_without = make_ctx(raw, policy(counts_only)).layer("scoring").fact("score")
+    assert ready.layer("scoring").fact("score") != expected_without  # the token model's sets
+    store.delete(weight_key("global"))  # counts learned before the token model existed
+    late = make_ctx(raw, policy(doc))
+    assert late.layer("bayes").fact("probability") is not None and late.layer("bayes").fact("token_logit") is None
+    assert late.layer("scoring").fact("score") == expected_without  # the sets fitted without it
+
+
 def test_it_extrapolates_how_the_bayes_log_odds_grow_with_all_folds_learned() -> None:
     from gateway_milter.antispam.evaluate import logodds_growth
 

@@ -5,6 +5,7 @@
     bayes forget --spam/--ham PATH ... | --wipe --scope S
     bayes evaluate [--corpus DIR] [--train 0.5] [--online] [--limit N] [--sa-scores]
     bayes fit-scores [--corpus DIR] [--train 0.5] [--out FILE] [--max-fp 0] [--prior spamassassin|zero]
+                     [--no-token-model]
 
 PATH is a message file, a directory (maildirs too) or an mbox file. Training is idempotent.
 """
@@ -95,6 +96,9 @@ class Command(BaseCommand):
                        help="out-of-fold ham false-positive rate the quarantine threshold is set to (default 0)")
         p.add_argument("--prior", choices=("spamassassin", "zero"), default="spamassassin",
                        help="what the fit pulls each weight toward (SpamAssassin's sign rule kept either way)")
+        p.add_argument("--no-token-model", action="store_true",
+                       help="fit without the token model's logit (the counts-only score file, used until a"
+                            " scope's token model has learned enough)")
 
     def handle(self, *args: Any, **o: Any) -> None:
         getattr(self, "do_" + o["action"].replace("-", "_"))(o)
@@ -148,7 +152,7 @@ class Command(BaseCommand):
     def do_fit_scores(self, o: dict[str, Any]) -> None:
         from gateway_milter.antispam.evaluate import fit_scores
         from gateway_milter.antispam.scorefit import write_score_file
-        from gateway_milter.layers.scoring import FITTED_SCORE_FILE
+        from gateway_milter.layers.scoring import COUNTS_ONLY_SCORE_FILE, FITTED_SCORE_FILE
 
         samples = self._samples(o)
         bar = Progress(1, "fitting", self.stderr)
@@ -159,8 +163,9 @@ class Command(BaseCommand):
 
         kw = {} if o["max_fp"] is None else {"max_fp": o["max_fp"]}
         res = fit_scores(samples, train_fraction=o["train"], min_learned=o["min_learned"], progress=progress,
-                         prior=o["prior"], **kw)
-        out = Path(o["out"]) if o["out"] else FITTED_SCORE_FILE
+                         prior=o["prior"], token_model=not o["no_token_model"], **kw)
+        default = COUNTS_ONLY_SCORE_FILE if o["no_token_model"] else FITTED_SCORE_FILE
+        out = Path(o["out"]) if o["out"] else default
         header = (f"Fitted scores (gateway_milter/antispam/scorefit.py), generated {time.strftime('%Y-%m-%d')} by\n"
                   f"  manage.py bayes fit-scores (or bench/antispam_eval.py --fit-scores)\n"
                   f"from the training part ({o['train']:g}) of the corpus only.\n"
