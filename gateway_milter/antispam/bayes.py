@@ -180,11 +180,12 @@ def _logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
-def learned_keys(m: SaMessage) -> list[str]:
-    """Store keys a message is learned (and forgotten) under: its features and its sender."""
+def learned_keys(m: SaMessage) -> tuple[list[str], int]:
+    """Store keys a message is learned (and forgotten) under: its features, then its sender;
+    and how many of them are features (the token model learns those only)."""
     feats = tokens(m)
     sender = sender_key(m)
-    return hashed(feats + [sender] if sender is not None else feats)
+    return hashed(feats + [sender] if sender is not None else feats), len(feats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,13 +338,14 @@ class BayesClassifier:
         mfield = "m" + digest
         current = self.store.counters([(scope_key(s), [mfield]) for s in scopes])
         keys: list[str] | None = None
+        nfeats = 0
         updates: list[tuple[str, dict[str, int]]] = []
         changed: list[str] = []
         for scope, (old,) in zip(scopes, current, strict=True):
             if old == label:
                 continue
             if keys is None:
-                keys = learned_keys(m)
+                keys, nfeats = learned_keys(m)
             deltas: dict[str, int] = {}
             if old in (1, 2):
                 self._add(deltas, keys, old == 1, -1)
@@ -356,7 +358,7 @@ class BayesClassifier:
         assert keys is not None
         # the token model: one step toward the new class in each scope that changes (a
         # correction is a step toward the right class; the wrong one is not taken back)
-        distinct = list(dict.fromkeys(keys[:-1] if sender_key(m) is not None else keys))
+        distinct = list(dict.fromkeys(keys[:nfeats]))
         stored = self.store.counters([(k(s), distinct) for s in changed for k in (weight_key, grad_key)])
         for i, scope in enumerate(changed):
             dws, dgs = token_step(stored[2 * i], stored[2 * i + 1], is_spam)
@@ -372,7 +374,7 @@ class BayesClassifier:
         mfield = "m" + digest
         current = self.store.counters([(scope_key(s), [mfield]) for s in scopes])
         updates = []
-        keys = learned_keys(m)
+        keys, _n = learned_keys(m)
         for scope, (old,) in zip(scopes, current, strict=True):
             if old not in (1, 2):
                 continue
