@@ -336,36 +336,32 @@ class BayesClassifier:
         digest = digest or message_digest(m)
         label = 1 if is_spam else 2
         mfield = "m" + digest
-        current = self.store.counters([(scope_key(s), [mfield]) for s in scopes])
-        keys: list[str] | None = None
-        nfeats = 0
+        keys, nfeats = learned_keys(m)
+        distinct = list(dict.fromkeys(keys[:nfeats]))  # what the token model learns
+        # one read: the class each scope learned it as, and the token model's weights and sums
+        # (autolearn learns in the milter: one read and one write, as before the token model)
+        n = len(scopes)
+        current = self.store.counters([(scope_key(s), [mfield]) for s in scopes]
+                                      + [(k(s), distinct) for s in scopes for k in (weight_key, grad_key)])
         updates: list[tuple[str, dict[str, int]]] = []
-        changed: list[str] = []
-        for scope, (old,) in zip(scopes, current, strict=True):
+        for i, (scope, (old,)) in enumerate(zip(scopes, current[:n], strict=True)):
             if old == label:
                 continue
-            if keys is None:
-                keys, nfeats = learned_keys(m)
             deltas: dict[str, int] = {}
             if old in (1, 2):
                 self._add(deltas, keys, old == 1, -1)
             self._add(deltas, keys, is_spam, +1)
             deltas[mfield] = label - old
             updates.append((scope_key(scope), deltas))
-            changed.append(scope)
-        if not updates:
-            return False
-        assert keys is not None
-        # the token model: one step toward the new class in each scope that changes (a
-        # correction is a step toward the right class; the wrong one is not taken back)
-        distinct = list(dict.fromkeys(keys[:nfeats]))
-        stored = self.store.counters([(k(s), distinct) for s in changed for k in (weight_key, grad_key)])
-        for i, scope in enumerate(changed):
-            dws, dgs = token_step(stored[2 * i], stored[2 * i + 1], is_spam)
+            # the token model: one step toward the new class (a correction is a step toward the
+            # right class; the wrong one is not taken back)
+            dws, dgs = token_step(current[n + 2 * i], current[n + 2 * i + 1], is_spam)
             wdeltas = {f: d for f, d in zip(distinct, dws, strict=True) if d}
             wdeltas["#s" if is_spam else "#h"] = 1  # steps taken toward each class (none taken back)
             updates.append((weight_key(scope), wdeltas))
             updates.append((grad_key(scope), {f: d for f, d in zip(distinct, dgs, strict=True) if d}))
+        if not updates:
+            return False
         self.store.add_counters(updates)
         return True
 

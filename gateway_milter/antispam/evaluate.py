@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import mktime_tz, parsedate_tz
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,7 @@ def evaluate(samples: list[Sample], store: StateStore, *, train_fraction: float 
     }})
     bayes = BayesClassifier(store, min_learned)
     # spam and ham mixed: the token model learns online, in the order it is given messages
-    train = mixed_order([s for s in samples if is_training(s.path, train_fraction)], _raw)
+    train = mixed_order([s for s in samples if is_training(s.path, train_fraction)], attrgetter("raw"))
     test = sorted((s for s in samples if not is_training(s.path, train_fraction)), key=lambda s: (s.when, s.path))
     rep = EvalReport()
     total = len(train) + len(test)
@@ -219,10 +220,6 @@ def evaluate(samples: list[Sample], store: StateStore, *, train_fraction: float 
         if progress:
             progress(done, total)
     return rep
-
-
-def _raw(s: Sample) -> bytes:
-    return s.raw
 
 
 def _fold(path: str, folds: int) -> int:
@@ -276,7 +273,7 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
 
     policy = PolicySnapshot.from_document({"settings": {"rules": {"use_bayes": False}}})
     # (spam and ham mixed: the fold classifiers' token models learn online, in this order)
-    train = mixed_order([s for s in samples if is_training(s.path, train_fraction)], _raw)
+    train = mixed_order([s for s in samples if is_training(s.path, train_fraction)], attrgetter("raw"))
     total = len(train) * 2
     done = 0
     rows: list[tuple[bool, frozenset[str], int]] = []

@@ -207,7 +207,7 @@ class ScoringLayer(Layer[ScoringSettings]):
                     s = round(s + logodds_points(fitted, res.fact("logodds"), centre), 3)
                 if fitted and with_bayes and TOKEN_LOGIT in fitted and res.symbols:
                     # the token model's logit, weighed by the fit (counts toward the cap)
-                    s = round(s + fitted[TOKEN_LOGIT][1] * float(res.fact("token_logit") or 0.0), 3)
+                    s = round(s + fitted[TOKEN_LOGIT][1] * float(res.fact("token_logit")), 3)
                 # points a sender learned as ham takes off come off after the cap (a message
                 # at the cap would not feel them otherwise); points added count toward it
                 lower = min(_points(lid, [x for x in res.symbols if x.name in SENDER_SYMBOLS], fitted, with_bayes), 0.0)

@@ -73,6 +73,10 @@ def test_the_token_model_learns_online_and_separates(store: MemoryStore) -> None
     before = store.round_trips
     bc.classify(message_view(make_ctx(sample(SPAM_WORDS, 1002, rnd))))
     assert store.round_trips == before + 1
+    # learning (autolearn does it in the milter): one read and one write, the token model included
+    before = store.round_trips
+    assert bc.learn(message_view(make_ctx(sample(SPAM_WORDS, 1003, rnd))), True, ["dom:example.com", "global"])
+    assert store.round_trips == before + 2
 
 
 def test_the_token_model_waits_for_min_learned_of_each_class(store: MemoryStore) -> None:

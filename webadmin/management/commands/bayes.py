@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,6 @@ class Progress:
         if n >= self.total and self.tty:
             self.stream.write("\n")
         self.stream.flush()
-
-
-def _second(item: tuple[bool, bytes]) -> bytes:
-    return item[1]
 
 
 def _collect(paths: list[str]) -> list[tuple[str, bytes]]:
@@ -108,7 +105,7 @@ class Command(BaseCommand):
             raise CommandError("give --spam and/or --ham")
         # spam and ham mixed (the token model learns online, in this order; the counts do not mind)
         items = mixed_order([(True, r) for _, r in _collect(o["spam"])] + [(False, r) for _, r in _collect(o["ham"])],
-                            _second)
+                            itemgetter(1))
         bar = Progress(len(items), "learning", self.stderr)
         learned = 0
         trust = trust_config_for(current_snapshot(), None)  # (relays read as the milter reads them)
