@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from gateway_milter.antispam.saview import SaMessage
-from gateway_milter.antispam.tokenizer import hashed, sender_key, tokens
+from gateway_milter.antispam.tokenizer import hashed, header_order, sender_key, tokens
 from gateway_milter.store import StateStore
 
 # SpamBayes defaults (tuned on large corpora; our figures in the ADR).
@@ -182,10 +182,16 @@ def _logaddexp(a: float, b: float) -> float:
 
 def learned_keys(m: SaMessage) -> tuple[list[str], int]:
     """Store keys a message is learned (and forgotten) under: its features, then its sender;
-    and how many of them are features (the token model learns those only)."""
+    and how many of them are features (the token model learns those, and the header order)."""
     feats = tokens(m)
     sender = sender_key(m)
     return hashed(feats + [sender] if sender is not None else feats), len(feats)
+
+
+def model_keys(feature_keys: Sequence[str], m: SaMessage) -> list[str]:
+    """The token model's keys of a message: its features' and its header order's
+    (:func:`.tokenizer.header_order`, which the counts do not learn), each once."""
+    return list(dict.fromkeys([*feature_keys, *hashed(header_order(m))]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +229,8 @@ class BayesClassifier:
         if sender is not None:  # read last, in the same round trip; not one of the clues
             fields.append(TOKEN + hashed([sender])[0])
         end = 2 + len(keys)
-        # the token model: its learned counts, then one weight per distinct feature
-        wfields = ["#s", "#h"] + list(dict.fromkeys(keys))
+        # the token model: its learned counts, then one weight per distinct feature and header pair
+        wfields = ["#s", "#h"] + model_keys(keys, m)
         answers = self.store.counters([(scope_key(s), fields) for s in scopes]
                                       + [(weight_key(s), wfields) for s in scopes])  # one round trip
         for i, (scope, vals) in enumerate(zip(scopes, answers, strict=False)):
@@ -337,7 +343,7 @@ class BayesClassifier:
         label = 1 if is_spam else 2
         mfield = "m" + digest
         keys, nfeats = learned_keys(m)
-        distinct = list(dict.fromkeys(keys[:nfeats]))  # what the token model learns
+        distinct = model_keys(keys[:nfeats], m)  # what the token model learns
         # one read: the class each scope learned it as, and the token model's weights and sums
         # (autolearn learns in the milter: one read and one write, as before the token model)
         n = len(scopes)

@@ -202,6 +202,8 @@ def evaluate(samples: list[Sample], store: StateStore, *, train_fraction: float 
             detail["parts"] = res.fact("parts", {})
             if "bayes" in layers:
                 detail["p"] = ctx.layer("bayes").fact("probability")
+                detail["logodds"] = ctx.layer("bayes").fact("logodds")
+                detail["token_logit"] = ctx.layer("bayes").fact("token_logit")
                 detail["bayes_symbols"] = [x.name for x in ctx.layer("bayes").symbols]
             if "rules" in layers:
                 detail["hits"] = ctx.layer("rules").fact("hits", [])
@@ -253,7 +255,7 @@ def logodds_growth(pairs: list[tuple[float, float]], folds: int) -> float:
 def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int = 5, min_learned: int = 200,
                l2: float = 0.3, max_fp: float = 0.001, bayes_input: str = "logodds",
                logodds_clip: float = LOGODDS_CLIP_DEFAULT, prior: str = "spamassassin", token_model: bool = True,
-               progress: Callable[[int, int], None] | None = None) -> FitResult:
+               token_growth: bool = False, progress: Callable[[int, int], None] | None = None) -> FitResult:
     """Fit the score sets on the training part of ``samples`` (see the module docstring).
     ``bayes_input``: "logodds" (the clipped log-odds as one continuous input; a band's score is
     then the offset that places 5 points plus the points of its centre's log-odds) or "bands"
@@ -292,6 +294,7 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
     bayes_syms: list[frozenset[str]] = [frozenset()] * len(train)
     bayes_vals: list[tuple[tuple[str, float], ...]] = [()] * len(train)
     pairs: list[tuple[float, float]] = []  # (log-odds from folds - 2 folds, from folds - 1 folds)
+    tpairs: list[tuple[float, float]] = []  # the same for the token model's logit
     for k in range(folds):
         bc = BayesClassifier(MemoryStore(), min_learned)
         for (spam, _h, f), v in zip(rows, views, strict=True):
@@ -315,6 +318,8 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
                     bayes_vals[i] += ((scorefit.TOKEN_LOGIT, c.token_logit),)
                 if smaller is not None and (c2 := smaller.classify(v)).probability is not None:
                     pairs.append((c2.logodds, c.logodds))
+                    if c.token_logit is not None and c2.token_logit is not None:
+                        tpairs.append((c2.token_logit, c.token_logit))
             done += 1
             if progress:
                 progress(done, total)
@@ -352,6 +357,11 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
                 w = sf.weights[scorefit.LOGODDS] / growth
                 sf.weights[scorefit.LOGODDS] = w
                 info[label] = {"logodds_growth": round(growth, 4)}
+                if scorefit.TOKEN_LOGIT in sf.weights:
+                    tgrowth = logodds_growth(tpairs, folds)
+                    info[label]["token_logit_growth"] = round(tgrowth, 4)
+                    if token_growth:
+                        sf.weights[scorefit.TOKEN_LOGIT] /= tgrowth
                 sf.weights.update({b: w * scorefit.clip_logodds(BAND_CENTRES[b], logodds_clip) for b in bands})
                 sf.weights["BAYES_999"] = w * (BAND_CENTRES["BAYES_999"] - BAND_CENTRES["BAYES_99"])
             pts = scorefit.to_points_with_offset(sf, z5, bands)

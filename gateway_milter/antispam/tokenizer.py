@@ -170,6 +170,24 @@ def tokens(m: SaMessage) -> list[str]:
     return out if len(out) <= MAX_FEATURES else out[:MAX_FEATURES]
 
 
+MAX_ORDER_HEADERS = 60  # header fields the order features look at (hostile input: bounded)
+ORDER = "hseq:"  # the header-order features' prefix (no feature of tokens() has it)
+
+
+def header_order(m: SaMessage) -> list[str]:
+    """Features of the token model only (docs/decisions/0058-header-order.md): the order of the
+    header fields the sender wrote, as pairs of adjacent field names (``hseq:from>to``). Only
+    the fields after the last Received are read (trace fields and whatever a relay or mailbox
+    put above them say nothing about the sending software, and in a corpus they say how it was
+    collected), and no field added by another filter (``is_ignored_header``). A mailer writes
+    its fields in an order of its own, which a spamware's rarely imitates; the values are not
+    read (the tokens have those)."""
+    names = [name.lower()[:40] for name, _v in m.headers]
+    last = len(names) - 1 - names[::-1].index("received") if "received" in names else -1
+    own = [n for n in names[last + 1:last + 1 + MAX_ORDER_HEADERS] if not _IGNORED.match(n)]
+    return list(dict.fromkeys(f"{ORDER}{a}>{b}" for a, b in zip(own, own[1:], strict=False)))
+
+
 SENDER = "sender-net:"  # the sender-history feature's prefix (no feature of tokens() has it)
 
 

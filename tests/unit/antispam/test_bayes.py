@@ -6,11 +6,11 @@ import hashlib
 import math
 import random
 
-from gateway_milter.antispam.bayes import (W_MOD, BayesClassifier, chi2q, log_chi2_tails, mixed_order, token_logit,
-                                           token_step, weight_key, weight_of)
+from gateway_milter.antispam.bayes import (W_MOD, BayesClassifier, chi2q, log_chi2_tails, mixed_order, model_keys,
+                                           scope_key, token_logit, token_step, weight_key, weight_of)
 from gateway_milter.antispam.saview import message_view
-from gateway_milter.antispam.tokenizer import (HEADERS, MAX_FEATURES, _RCVD_HOST, _WORD, _WORD_ASCII, hashed,
-                                              is_ignored_header, tokens)
+from gateway_milter.antispam.tokenizer import (HEADERS, MAX_FEATURES, MAX_ORDER_HEADERS, _RCVD_HOST, _WORD, _WORD_ASCII,
+                                              hashed, header_order, is_ignored_header, tokens)
 from gateway_milter.layers.bayes import band, scopes_for
 from gateway_milter.store.memory import MemoryStore
 from tests.unit.antispam.helpers import make_ctx, msg, policy
@@ -89,6 +89,43 @@ def test_the_token_model_waits_for_min_learned_of_each_class(store: MemoryStore)
     store.add_counters([(weight_key("global"), {"#h": -25})])  # the model learned 5 ham, the counts 30
     c = bc.classify(view)
     assert c.probability is not None and c.token_logit is None
+
+
+def test_header_order_pairs_the_fields_the_sender_wrote() -> None:
+    raw = (b"Return-Path: <a@sender.test>\r\nX-Spam-Status: No\r\nReceived: from relay.test by mx.test\r\n"
+           b"Received: from client.test by relay.test\r\nX-Mailer: Mass 1.0\r\nFrom: a@sender.test\r\n"
+           b"X-Spam-Flag: YES\r\nSubject: hi\r\nTo: b@example.com\r\nFrom: again@sender.test\r\n\r\nbody\r\n")
+    # after the last Received only (not the trace above it), no field of another filter, each pair once
+    assert header_order(message_view(make_ctx(raw))) == [
+        "hseq:x-mailer>from", "hseq:from>subject", "hseq:subject>to", "hseq:to>from"]
+    assert header_order(message_view(make_ctx(msg()))) == [
+        "hseq:from>to", "hseq:to>subject", "hseq:subject>message-id", "hseq:message-id>date",
+        "hseq:date>mime-version", "hseq:mime-version>content-type"]
+    # hostile input: thousands of fields give a bounded number of pairs
+    many = "".join(f"X-H{i}: v\r\n" for i in range(5000))
+    assert len(header_order(message_view(make_ctx(msg(headers=many))))) < MAX_ORDER_HEADERS
+    # the counts never learn these; the token model does, once each
+    view = message_view(make_ctx(msg()))
+    feat_keys = hashed(tokens(view))
+    keys = model_keys(feat_keys, view)
+    assert keys[:len(feat_keys)] == feat_keys and set(keys[len(feat_keys):]) == set(hashed(header_order(view)))
+
+
+def test_the_token_model_learns_the_header_order_and_the_counts_do_not(store: MemoryStore) -> None:
+    bc = BayesClassifier(store, 1)
+    rnd = random.Random(7)
+    mass = "X-Mailer: Mass 1.0\r\nX-Priority: 1\r\n"
+    for i in range(40):  # the same words in both classes: only the header order tells them apart
+        words = " ".join(rnd.choice(SPAM_WORDS + HAM_WORDS) for _ in range(30))
+        bc.learn(message_view(make_ctx(msg(f"s{i}", words, headers=mass))), True)
+        bc.learn(message_view(make_ctx(msg(f"h{i}", words))), False)
+    pair = hashed(["hseq:x-mailer>x-priority"])[0]
+    assert weight_of(store.counters([(weight_key("global"), [pair])])[0][0]) > 0.5
+    assert store.counters([(scope_key("global"), ["t" + pair])])[0][0] == 0
+    words = " ".join(rnd.choice(SPAM_WORDS + HAM_WORDS) for _ in range(30))
+    cs = bc.classify(message_view(make_ctx(msg("new", words, headers=mass))))
+    ch = bc.classify(message_view(make_ctx(msg("new", words))))
+    assert cs.token_logit is not None and ch.token_logit is not None and cs.token_logit > ch.token_logit + 0.5
 
 
 def test_token_weights_survive_concurrent_first_writes_and_negative_values() -> None:

@@ -146,6 +146,8 @@ def test_it_fits_scores_on_the_training_part_of_a_corpus(tmp_path: Path, store: 
     assert 0.0 <= info["with_bayes"]["cv_caught_at_max_fp_pct"] <= 100.0  # the fit's own cross-validation
     # the token model's logit is one of the fit's inputs: a positive weight for these two classes
     assert info["token_model"] is True and sets[TOKEN_LOGIT][1] > 0.0
+    # its growth between fold classifiers is measured and recorded (ADR 0058), not applied
+    assert info["with_bayes"]["token_logit_growth"] >= 1.0
     out = io.StringIO()
     call_command("bayes", "fit-scores", "--corpus", str(base), "--min-learned", "2", "--out", str(out_file),
                  "--prior", "zero", stdout=out, stderr=io.StringIO())

@@ -24,7 +24,7 @@ def digest(paths: list[str]) -> list[dict[str, Any]]:
     """What the compiled modules compute for each message, in a form two processes compare."""
     from gateway_milter.antispam.engine import engine_for
     from gateway_milter.antispam.saview import message_view
-    from gateway_milter.antispam.tokenizer import hashed, tokens
+    from gateway_milter.antispam.tokenizer import hashed, header_order, tokens
     from tests.unit.antispam.helpers import make_ctx
 
     eng = engine_for((), 2, include_default=True)
@@ -36,7 +36,7 @@ def digest(paths: list[str]) -> list[dict[str, Any]]:
         feats = tokens(view)
         res = eng.run(view)
         out.append({"path": p, "values": dict(sorted(res.values.items())), "score": res.score,
-                    "features": h(feats), "keys": h(hashed(feats)), "body": h(view.body),
+                    "features": h(feats), "keys": h(hashed(feats)), "order": h(header_order(view)), "body": h(view.body),
                     "paragraphs": h(view.paragraphs), "html": h([(f.tags, f.uris) for f in view.html_all]),
                     "relays": h(view.rule_header("X-Spam-Relays-Untrusted"))})
     return out
