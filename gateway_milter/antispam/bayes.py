@@ -11,7 +11,9 @@ training). Stores of the first format (``bayes:``, ``s``/``h`` fields) are not r
 message reads every candidate scope in ONE store round trip and uses the most specific scope
 that has learned at least ``min_learned`` messages of each class.
 
-Beside the counts, each scope has a second, discriminative model over the same features:
+Beside the counts, each scope has a second, discriminative model over the same features and
+the order of the header fields the sender wrote (``tokenizer.header_order``, which the counts do
+not learn; docs/decisions/0058-header-order.md):
 logistic regression learned online (one AdaGrad step per learned message), whose logit
 ``token_logit`` the scoring layer weighs as one more input (docs/decisions/0056-token-model.md).
 Its weights live in ``bayes2w:<scope>`` (field: the token's key; value: the weight in
