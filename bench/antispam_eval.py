@@ -42,8 +42,6 @@ def main() -> int:
                     help="fit: what the L2 term pulls each weight toward (SpamAssassin's sign rule kept either way)")
     ap.add_argument("--no-token-model", action="store_true",
                     help="fit: without the token model's logit (writes the counts-only score file's kind)")
-    ap.add_argument("--token-growth", action="store_true",
-                    help="fit: correct the token model's weight for its growth (as the log-odds')")
     ap.add_argument("--osb-window", type=int, default=None, help="tokenizer word-pair window (0: words only)")
     args = ap.parse_args()
     base = shared_path("corpus", "spamassassin")
@@ -87,8 +85,7 @@ def write_fitted(samples: list[Sample], args: argparse.Namespace, progress: Call
     if args.logodds_clip is not None:
         kw["logodds_clip"] = args.logodds_clip
     res = fit_scores(samples, train_fraction=args.train, min_learned=args.min_learned, progress=progress,
-                     bayes_input=args.bayes_input, prior=args.fit_prior, token_model=not args.no_token_model,
-                     token_growth=args.token_growth, **kw)
+                     bayes_input=args.bayes_input, prior=args.fit_prior, token_model=not args.no_token_model, **kw)
     header = (f"Fitted scores (gateway_milter/antispam/scorefit.py), generated {time.strftime('%Y-%m-%d')} by\n"
               f"  bench/antispam_eval.py --fit-scores (or manage.py bayes fit-scores)\n"
               f"from the training part ({args.train:g}) of the SpamAssassin public corpus only.\n"

@@ -201,10 +201,9 @@ def evaluate(samples: list[Sample], store: StateStore, *, train_fraction: float 
             score = float(res.fact("score", 0.0))
             detail["parts"] = res.fact("parts", {})
             if "bayes" in layers:
-                detail["p"] = ctx.layer("bayes").fact("probability")
-                detail["logodds"] = ctx.layer("bayes").fact("logodds")
-                detail["token_logit"] = ctx.layer("bayes").fact("token_logit")
-                detail["bayes_symbols"] = [x.name for x in ctx.layer("bayes").symbols]
+                bres = ctx.layer("bayes")
+                detail.update(p=bres.fact("probability"), logodds=bres.fact("logodds"),
+                              token_logit=bres.fact("token_logit"), bayes_symbols=[x.name for x in bres.symbols])
             if "rules" in layers:
                 detail["hits"] = ctx.layer("rules").fact("hits", [])
         except Exception as e:  # noqa: BLE001 - counted, never hidden
@@ -255,7 +254,7 @@ def logodds_growth(pairs: list[tuple[float, float]], folds: int) -> float:
 def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int = 5, min_learned: int = 200,
                l2: float = 0.3, max_fp: float = 0.001, bayes_input: str = "logodds",
                logodds_clip: float = LOGODDS_CLIP_DEFAULT, prior: str = "spamassassin", token_model: bool = True,
-               token_growth: bool = False, progress: Callable[[int, int], None] | None = None) -> FitResult:
+               progress: Callable[[int, int], None] | None = None) -> FitResult:
     """Fit the score sets on the training part of ``samples`` (see the module docstring).
     ``bayes_input``: "logodds" (the clipped log-odds as one continuous input; a band's score is
     then the offset that places 5 points plus the points of its centre's log-odds) or "bands"
@@ -357,11 +356,8 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
                 w = sf.weights[scorefit.LOGODDS] / growth
                 sf.weights[scorefit.LOGODDS] = w
                 info[label] = {"logodds_growth": round(growth, 4)}
-                if scorefit.TOKEN_LOGIT in sf.weights:
-                    tgrowth = logodds_growth(tpairs, folds)
-                    info[label]["token_logit_growth"] = round(tgrowth, 4)
-                    if token_growth:
-                        sf.weights[scorefit.TOKEN_LOGIT] /= tgrowth
+                if scorefit.TOKEN_LOGIT in sf.weights:  # recorded, not applied (1.0 so far: ADR 0058)
+                    info[label]["token_logit_growth"] = round(logodds_growth(tpairs, folds), 4)
                 sf.weights.update({b: w * scorefit.clip_logodds(BAND_CENTRES[b], logodds_clip) for b in bands})
                 sf.weights["BAYES_999"] = w * (BAND_CENTRES["BAYES_999"] - BAND_CENTRES["BAYES_99"])
             pts = scorefit.to_points_with_offset(sf, z5, bands)
