@@ -19,6 +19,7 @@ by that growth, extrapolated from classifiers of ``folds - 2`` and ``folds - 1``
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import time
@@ -67,19 +68,8 @@ class EvalReport:
 
     def one_minus_auc_pct(self) -> float:
         """(1 - AUC) x 100 by the rank-sum (Mann-Whitney) statistic; ties count half."""
-        spam = sorted(s for lab, s in self.scores if lab == "spam")
-        ham = sorted(s for lab, s in self.scores if lab == "ham")
-        if not spam or not ham:
-            return 0.0
-        import bisect
-
-        wrong = 0.0
-        for h in ham:
-            lo = bisect.bisect_left(spam, h)
-            hi = bisect.bisect_right(spam, h)
-            wrong += (len(spam) - hi) * 0  # spam above ham: correct
-            wrong += lo + 0.5 * (hi - lo)  # spam below or equal to this ham
-        return 100.0 * wrong / (len(spam) * len(ham))
+        return one_minus_auc_pct([s for lab, s in self.scores if lab == "spam"],
+                                 [s for lab, s in self.scores if lab == "ham"])
 
     def caught_at_max_fp(self, max_fp: float = 0.001) -> tuple[float, float | None]:
         """(share of spam caught, threshold) at the strictest operating point the target names:
@@ -111,6 +101,21 @@ class EvalReport:
             "cpu_ms_p95": round(cpu[int(len(cpu) * 0.95)], 2) if cpu else 0.0,
             "errors": self.errors,
         }
+
+
+def one_minus_auc_pct(spam_scores: Iterable[float], ham_scores: Iterable[float]) -> float:
+    """(1 - AUC) x 100 by the rank-sum (Mann-Whitney) statistic: the share of (spam, ham) pairs
+    where the spam does not score above the ham; ties count half. 0 without spam or ham."""
+    spam = sorted(spam_scores)
+    ham = list(ham_scores)
+    if not spam or not ham:
+        return 0.0
+    wrong = 0.0
+    for h in ham:
+        lo = bisect.bisect_left(spam, h)
+        hi = bisect.bisect_right(spam, h)
+        wrong += lo + 0.5 * (hi - lo)  # spam below or equal to this ham
+    return 100.0 * wrong / (len(spam) * len(ham))
 
 
 def load_corpus(spam_dirs: Iterable[Path], ham_dirs: Iterable[Path], limit: int | None = None) -> list[Sample]:
@@ -369,5 +374,6 @@ def fit_scores(samples: list[Sample], *, train_fraction: float = 0.5, folds: int
         else:
             out.append(scorefit.to_points(sf, z5))
         info[label] = {**info.get(label, {}), "bias": round(sf.bias, 3), "z5": round(z5, 3), "symbols": len(sf.weights),
-                       "cv_caught_at_max_fp_pct": round(100.0 * sum(z >= cut for z in oof_spam) / max(1, len(oof_spam)), 2)}
+                       "cv_caught_at_max_fp_pct": round(100.0 * sum(z >= cut for z in oof_spam) / max(1, len(oof_spam)), 2),
+                       "cv_one_minus_auc_pct": round(one_minus_auc_pct(oof_spam, oof_ham), 4)}
     return FitResult(out[0], out[1], info)

@@ -144,6 +144,8 @@ def test_it_fits_scores_on_the_training_part_of_a_corpus(tmp_path: Path, store: 
     assert out_file.read_text().startswith("# Fitted scores")
     assert info["prior"] == "spamassassin"
     assert 0.0 <= info["with_bayes"]["cv_caught_at_max_fp_pct"] <= 100.0  # the fit's own cross-validation
+    # ... and its ranking of the out-of-fold scores: the two classes here are far apart
+    assert 0.0 <= info["with_bayes"]["cv_one_minus_auc_pct"] < 10.0
     # the token model's logit is one of the fit's inputs: a positive weight for these two classes
     assert info["token_model"] is True and sets[TOKEN_LOGIT][1] > 0.0
     # its growth between fold classifiers is measured and recorded (ADR 0058), not applied

@@ -30,3 +30,12 @@ def test_the_summary_carries_the_strict_point_and_the_auc() -> None:
     assert s["caught_at_max_0.1pct_fp_pct"] == pytest.approx(66.67) and s["threshold_at_max_0.1pct_fp"] == 2.0
     assert s["one_minus_auc_pct"] == pytest.approx(100 / 6, abs=1e-3)  # one pair wrong: the 1.0 spam below the 2.0 ham
     assert report([], [1.0]).caught_at_max_fp() == (0.0, None)
+
+
+def test_one_minus_auc_counts_the_pairs_in_the_wrong_order_and_ties_as_half() -> None:
+    from gateway_milter.antispam.evaluate import one_minus_auc_pct
+
+    assert one_minus_auc_pct([3.0, 4.0], [1.0, 2.0]) == 0.0  # every spam above every ham
+    assert one_minus_auc_pct([1.0], [2.0]) == 100.0
+    assert one_minus_auc_pct([2.0, 5.0], [2.0, 0.0]) == pytest.approx(100 * 0.5 / 4)  # one tie of four pairs
+    assert one_minus_auc_pct([], [1.0]) == 0.0 and one_minus_auc_pct([1.0], []) == 0.0
