@@ -420,7 +420,7 @@ class RuleEngine:
         self._costs: dict[str, tuple[float, float]] = {}
         self._plain: dict[str, RuleFn] | None = None  # the reference path's rules, built on first use
         self._hs_all: frozenset[str] = frozenset()  # rules a Hyperscan scan settles (cheap for the cost order)
-        self._hs_for: object = None  # the matcher _hs_zero and _hs_all were built for
+        self._hs_for: object = None  # the matcher _hs_plan and _hs_all were built for
         self._meta_names = [n for n, _fn in metas]
         self._tmp = 0  # temporaries in generated meta code
         self._compile_metas()
@@ -872,9 +872,9 @@ class RuleEngine:
     # -- Hyperscan (hsmatch.py, ADR 0047) -------------------------------------------------------
     def _hs_setup(self, cache_dir: Path | None) -> None:
         self.hs_loader: hsmatch.Loader | None = None
-        self._hs_zero: dict[str, dict[str, int]] = {}  # per text kind: the rules its scan settles, at 0
-        # _hs_zero, and all its rules at 0 in one dict: a message's memo starts as a copy of it
-        # (3 us, where filling it kind by kind took 23 us with its resizes); one assignment: read together
+        # per text kind, the rules its scan settles at 0; and all of them at 0 in one dict: a
+        # message's memo starts as a copy of it (3 us, where filling it kind by kind took 23 us
+        # with its resizes); one assignment: read together
         self._hs_plan: tuple[dict[str, dict[str, int]], dict[str, int]] = ({}, {})
         self._hs_lock = threading.Lock()  # this engine's own: engine_for's lock is held for seconds
         if not hsmatch.available() or cache_dir is None:
@@ -898,10 +898,11 @@ class RuleEngine:
         """Once the databases are there, rules they settle are cheap: metas are ordered again."""
         with self._hs_lock:
             if self._hs_for is not hm:
-                self._hs_zero = {kind: dict.fromkeys((n for n in names if n in self.rules), 0)
-                                 for kind, names in hm.covered.items()}
-                self._hs_plan = (self._hs_zero, {n: 0 for zero in self._hs_zero.values() for n in zero})
-                hs_all = frozenset(n for zero in self._hs_zero.values() for n in zero)
+                by_kind = {kind: dict.fromkeys((n for n in names if n in self.rules), 0)
+                           for kind, names in hm.covered.items()}
+                all_zero = {n: 0 for zero in by_kind.values() for n in zero}
+                self._hs_plan = (by_kind, all_zero)
+                hs_all = frozenset(all_zero)
                 self._hs_indexes = (hs_all, self._factor_indexes(hs_all))  # one assignment: read together
                 self._hs_all = hs_all
                 self._compile_metas()
