@@ -183,18 +183,32 @@ def _logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
-def learned_keys(m: SaMessage) -> tuple[list[str], int]:
-    """Store keys a message is learned (and forgotten) under: its features, then its sender;
-    and how many of them are features (the token model learns those, and the header order)."""
-    feats = tokens(m)
-    sender = sender_key(m)
-    return hashed(feats + [sender] if sender is not None else feats), len(feats)
-
-
 def model_keys(feature_keys: Sequence[str], m: SaMessage) -> list[str]:
     """The token model's keys of a message: its features' and its header order's
     (:func:`.tokenizer.header_order`, which the counts do not learn), each once."""
     return list(dict.fromkeys([*feature_keys, *hashed(header_order(m))]))
+
+
+@dataclass(frozen=True, slots=True)
+class MessageKeys:
+    features: list[str]  # readable features (tokenizer.tokens), for explanations
+    keys: list[str]  # their store keys, then the sender's when there is one
+    nfeats: int  # how many of ``keys`` are features'
+    model: list[str]  # the token model's keys (model_keys)
+
+
+def message_keys(m: SaMessage) -> MessageKeys:
+    """A message's features and store keys, made once per message (kept in ``m.cache``): the
+    milter classifies a message and then, when autolearn takes it, learns the same view; both
+    read these (tokenizing and hashing again cost about 0.3 ms a 4-6 KB message). Callers
+    must not change the lists."""
+    got = m.cache.get("bayes_keys")
+    if got is None:
+        feats = tokens(m)
+        sender = sender_key(m)
+        keys = hashed(feats + [sender] if sender is not None else feats)
+        got = m.cache["bayes_keys"] = MessageKeys(feats, keys, len(feats), model_keys(keys[:len(feats)], m))
+    return got  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,15 +239,14 @@ class BayesClassifier:
 
     # -- classification ---------------------------------------------------------------------------
     def classify(self, m: SaMessage, scopes: Sequence[str] = ("global",), explain: bool = False) -> Classification:
-        feats = tokens(m)
-        keys = hashed(feats)
-        fields = ["#s", "#h"] + [TOKEN + k for k in keys]
-        sender = sender_key(m)
-        if sender is not None:  # read last, in the same round trip; not one of the clues
-            fields.append(TOKEN + hashed([sender])[0])
-        end = 2 + len(keys)
+        mk = message_keys(m)
+        feats, nfeats = mk.features, mk.nfeats
+        # the features' fields, then the sender's (read last, in the same round trip; not one of the clues)
+        fields = ["#s", "#h"] + [TOKEN + k for k in mk.keys]
+        sender = len(mk.keys) > nfeats
+        end = 2 + nfeats
         # the token model: its learned counts, then one weight per distinct feature and header pair
-        wfields = ["#s", "#h"] + model_keys(keys, m)
+        wfields = ["#s", "#h"] + mk.model
         answers = self.store.counters([(scope_key(s), fields) for s in scopes]
                                       + [(weight_key(s), wfields) for s in scopes])  # one round trip
         for i, (scope, vals) in enumerate(zip(scopes, answers, strict=False)):
@@ -241,12 +254,12 @@ class BayesClassifier:
             if ns < self.min_learned or nh < self.min_learned:
                 continue
             c = self._combine(scope, ns, nh, vals[2:end], feats if explain else None,
-                              vals[end] if sender is not None else 0)
+                              vals[end] if sender else 0)
             w = answers[len(scopes) + i]
             if w[0] < self.min_learned or w[1] < self.min_learned:
                 return c  # the counts are ready, the token model is not (yet)
             return replace(c, token_logit=round(token_logit(w[2:]), 4))
-        return Classification(None, tokens=len(keys))
+        return Classification(None, tokens=nfeats)
 
     def _combine(self, scope: str, ns: int, nh: int, packed: Sequence[int],
                  names: Sequence[str] | None, sender: int = 0) -> Classification:
@@ -345,8 +358,8 @@ class BayesClassifier:
         digest = digest or message_digest(m)
         label = 1 if is_spam else 2
         mfield = "m" + digest
-        keys, nfeats = learned_keys(m)
-        distinct = model_keys(keys[:nfeats], m)  # what the token model learns
+        mk = message_keys(m)
+        keys, distinct = mk.keys, mk.model  # distinct: what the token model learns
         # one read: the class each scope learned it as, and the token model's weights and sums
         # (autolearn learns in the milter: one read and one write, as before the token model)
         n = len(scopes)
@@ -379,7 +392,7 @@ class BayesClassifier:
         mfield = "m" + digest
         current = self.store.counters([(scope_key(s), [mfield]) for s in scopes])
         updates = []
-        keys, _n = learned_keys(m)
+        keys = message_keys(m).keys
         for scope, (old,) in zip(scopes, current, strict=True):
             if old not in (1, 2):
                 continue

@@ -128,6 +128,26 @@ def test_the_token_model_learns_the_header_order_and_the_counts_do_not(store: Me
     assert cs.token_logit is not None and ch.token_logit is not None and cs.token_logit > ch.token_logit + 0.5
 
 
+def test_classify_then_learn_reads_one_tokenization_and_learns_as_a_fresh_view_would() -> None:
+    from gateway_milter.antispam.bayes import message_keys
+
+    def trained_store(classify_first: bool) -> MemoryStore:
+        st = MemoryStore()
+        bc = trained(st, 30, 20)
+        raw = msg("autolearn me", "cheap pills lottery prize claim", headers="From: Some One <one@sender.example>\r\n")
+        view = message_view(make_ctx(raw))
+        if classify_first:  # as the milter does: the layer classifies, then autolearn learns the same view
+            assert bc.classify(view).probability is not None
+            mk = message_keys(view)
+            assert message_keys(view) is mk  # made once per message
+            assert mk.nfeats == len(mk.features) == len(tokens(view)) and len(mk.keys) == mk.nfeats + 1  # + the sender
+        assert bc.learn(view, True)
+        return st
+
+    # the same store either way: the keys learn reads from the message's cache are those a fresh view makes
+    assert trained_store(True)._h == trained_store(False)._h
+
+
 def test_token_weights_survive_concurrent_first_writes_and_negative_values() -> None:
     # two learners that both found a field empty each add W_MOD: the value still decodes
     raw = W_MOD + 1_500_000 + W_MOD - 250_000
