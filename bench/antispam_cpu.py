@@ -1,9 +1,10 @@
 """CPU per message of the content path (rules + Bayes + scoring through the real layers) on
 corpus messages of 4-6 KB (spam_2 and easy_ham in turn), Bayes trained on 200 spam and 200 ham
-first (MemoryStore: the store's network time is not CPU).
+first (MemoryStore: the store's network time is not CPU; --redis URL reads and learns in a real
+Redis instead, so the figure includes the client's side of production's round trip).
 
 Usage: .venv/bin/python bench/antispam_cpu.py [--n 150] [--no-rules] [--min-size 4000 --max-size 6000]
-[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--parts]
+[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--parts] [--redis URL]
 [--against OTHER_CHECKOUT [--other-python | --other-compiled-dir DIR]] [--instructions]
 
 --reference: every rule's expression over the whole text, no laziness or prefilter (the
@@ -60,8 +61,9 @@ from gateway_milter.antispam.saview import message_view
 from gateway_milter.compiled import status as compiled_status
 from gateway_milter.layers.rules import RulesSettings, engine_from_settings
 from gateway_milter.policy.snapshot import PolicySnapshot
-from gateway_milter.store import set_default_store
+from gateway_milter.store import StateStore, set_default_store
 from gateway_milter.store.memory import MemoryStore
+from gateway_milter.store.redisstore import RedisStore
 from tests.services import shared_path
 
 ROOT = Path(sys.path[0])
@@ -71,6 +73,10 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=150)
     ap.add_argument("--no-rules", action="store_true")
+    ap.add_argument("--redis", metavar="URL",
+                    help="Bayes reads and learns in this Redis (production's store; its Bayes keys are "
+                         "deleted first) instead of in memory: the CPU then includes the client's part "
+                         "of the round trip")
     ap.add_argument("--skip", default="", help="comma-separated rules.skip_rules")
     ap.add_argument("--min-size", type=int, default=4000)
     ap.add_argument("--max-size", type=int, default=6000)
@@ -98,6 +104,8 @@ def main() -> int:
     ap.add_argument("--root", default="", help=argparse.SUPPRESS)  # read before the imports (ROOT)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # a worker of --against
     args = ap.parse_args()
+    if args.redis and (args.against or args.instructions):
+        ap.error("--redis times one checkout (two workers would share its keys)")
     if args.instructions and not args.count_worker:
         return count_instructions(args)
     if args.against and not args.serve:  # (a worker never starts workers of its own: --against=PATH reaches it too)
@@ -117,7 +125,12 @@ def main() -> int:
         pick = [p for pair in zip(*(s[: (args.n + 1) // 2] for s in sized), strict=False) for p in pair][: args.n]
     chosen = set(pick)
     train = [p for files in by_dir for p in [q for q in files if q not in chosen][:200]]
-    store = MemoryStore()
+    store: StateStore = MemoryStore()
+    if args.redis:
+        rs = RedisStore(args.redis)
+        for k in rs.scan_keys("bayes", limit=10_000):
+            rs.delete(k)
+        store = rs
     set_default_store(store)
     layers = ["bayes"] if args.no_rules else ["rules", "bayes"]
     skip = [x for x in args.skip.split(",") if x]
@@ -177,7 +190,7 @@ def main() -> int:
     parts = time_parts(raws, policy, bc, engine if not args.no_rules else None, args.repeat) if args.parts else None
     classified = sum(bc.classify(message_view(make_context(raw, policy))).probability is not None for raw in raws)
     print(json.dumps({"messages": len(cpu), "layers": layers, "rule_load_cpu_s": round(load_s, 2),
-                      "code": compiled_status(),
+                      "code": compiled_status(), "store": "redis" if args.redis else "memory",
                       "hyperscan": hyperscan, "reference": args.reference, "repeat": args.repeat,
                       "sizes": [args.min_size, args.max_size],
                       "spam": sum("spam" in p.parent.name for p in pick), "ham": sum("ham" in p.parent.name for p in pick),

@@ -121,7 +121,48 @@ def test_it_keeps_the_store_contract_on_real_redis(redis_url: str) -> None:
     assert contract  # the full clock-driven contract runs on the embedded stores
 
 
-def test_it_learns_and_classifies_bayes_on_real_redis(redis_url: str) -> None:
+@pytest.mark.parametrize("packer", ["hiredis", "pipeline"])
+def test_it_reads_counters_in_one_round_trip_on_real_redis(redis_url: str, packer: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+
+    from gateway_milter.store import StoreError
+    from gateway_milter.store import redisstore
+
+    if packer == "pipeline":  # redis-py's own pipeline, used when hiredis is missing
+        monkeypatch.setattr(redisstore, "_pack", None)
+    s = RedisStore(redis_url)
+    s.client.flushdb()
+    fields = [f"t{i:012x}" for i in range(1500)]
+    s.add_counters([("bayes2:g", {f: i + 1 for i, f in enumerate(fields[::2])}), ("bayes2w:g", {"a": 7})])
+    asked = [("bayes2:g", ["#s", *fields]), ("bayes2w:g", ["a", "b"]), ("none:k", []), ("none:j", ["x"])]
+    want = [[0] + [i // 2 + 1 if i % 2 == 0 else 0 for i in range(1500)], [7, 0], [], [0]]
+    calls = s.client.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0)
+    assert s.counters(asked) == want
+    assert s.client.info("commandstats")["cmdstat_hmget"]["calls"] - calls == 3
+    assert s.counters([("none:k", [])]) == [[]]
+    # an error reply (a key of another type) is a StoreError, and the next read is not
+    # handed the rest of the failed read's replies
+    s.set("plain:k", "1")
+    with pytest.raises(StoreError):
+        s.counters([("plain:k", ["a"]), ("bayes2w:g", ["a"])])
+    assert s.counters([("bayes2w:g", ["a", "b"])]) == [[7, 0]]
+    # a connection the server dropped is opened again
+    redis.Redis.from_url(redis_url).client_kill_filter(_type="normal", skipme=True)
+    assert s.counters(asked) == want
+
+
+def test_it_reports_a_store_error_when_redis_is_gone(tmp_path: Path) -> None:
+    from gateway_milter.store import StoreError
+
+    with redis_server(tmp_path / "r") as srv:
+        s = RedisStore(srv["url"], timeout=0.5)
+        assert s.counters([("k", ["a"])]) == [[0]]
+    with pytest.raises(StoreError):
+        s.counters([("k", ["a"])])
+
+
+def test_it_learns_and_classifies_bayes_on_real_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     s = RedisStore(redis_url)
     s.client.flushdb()
     bc = BayesClassifier(s, min_learned=5)
@@ -136,16 +177,18 @@ def test_it_learns_and_classifies_bayes_on_real_redis(redis_url: str) -> None:
     # the token model learned in Redis too (weights of their own hash), and reads them back
     assert c.token_logit > 0.5 and bc.stats()["token_weights"] > 0
     assert bc.classify(message_view(make_ctx(msg("meet 9", "meeting agenda for the project review")))).token_logit < -0.5
-    calls: list[int] = []
-    orig = s.client.pipeline
+    import redis
 
-    def counting(*a: Any, **kw: Any) -> Any:
-        calls.append(1)
-        return orig(*a, **kw)
+    sends: list[int] = []
+    orig = redis.connection.AbstractConnection.send_packed_command
 
-    s.client.pipeline = counting  # type: ignore[method-assign]
+    def counting(self: Any, *a: Any, **kw: Any) -> Any:
+        sends.append(1)
+        return orig(self, *a, **kw)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
     bc.classify(message_view(make_ctx(msg())), ["user:bob@example.com", "dom:example.com", "global"])
-    assert len(calls) == 1  # every scope in one pipeline: one round trip
+    assert len(sends) == 1  # every scope's counts and weights in one write: one round trip
 
 
 def test_it_keeps_the_sender_history_on_real_redis(redis_url: str) -> None:
