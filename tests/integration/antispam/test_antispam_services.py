@@ -250,3 +250,20 @@ def test_it_greylists_through_the_layer_on_redis(redis_url: str) -> None:
     finally:
         set_default_store(None)
     assert Clock  # shared helper imported for the embedded contract
+
+
+def test_the_redis_bayes_bench_runs_on_real_redis(redis_url: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.services import shared_path
+
+    if not shared_path("corpus", "spamassassin").is_dir():
+        pytest.skip("../shared/corpus/spamassassin is absent: the bench reads its messages")
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, str(root / "bench" / "bayes_redis.py"), "--redis", redis_url, "--rounds", "1"],
+                         capture_output=True, text=True, timeout=300, check=True)
+    got = json.loads(out.stdout)
+    assert got["messages"] == 150 and got["fields_per_read_mean"] > 500
+    assert 0 < got["hiredis_packed_cpu_ms_median"] < 50 and 0 < got["pipeline_cpu_ms_median"] < 50
