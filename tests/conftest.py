@@ -5,6 +5,7 @@ are set by scripts/with-services.py)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,13 @@ def _celery_eager_in_tests() -> None:
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
+
+
+@pytest.fixture(autouse=True)
+def _autolearn_written() -> Iterator[None]:
+    # autolearn learns in a background thread (gateway_milter/antispam/learner.py): a test's
+    # queued messages are written before the next test starts, never into its store
+    yield
+    from gateway_milter.antispam.learner import learner
+
+    learner().flush(timeout=10.0)

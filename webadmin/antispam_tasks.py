@@ -16,7 +16,7 @@ from django.conf import settings
 
 from gateway_milter.antispam.bayes import BayesClassifier
 from gateway_milter.antispam.relays import TrustConfig
-from gateway_milter.antispam.saview import build_view, trust_config_for
+from gateway_milter.antispam.saview import SaMessage, build_view, trust_config_for
 from gateway_milter.mime.view import parse_message
 from gateway_milter.pipeline.rawmessage import split_message
 from gateway_milter.store import default_store
@@ -25,17 +25,22 @@ from webadmin.services import current_snapshot
 MAX_MESSAGE = 10 * 1024 * 1024
 
 
-def learn_bytes(raw: bytes, is_spam: bool, scopes: list[str] | None = None, min_learned: int = 200,
-                trust: TrustConfig | None = None) -> bool:
-    """Learn one stored message. ``trust``: the trust path to read its relays with (default: the
-    published policy's, as the milter read them; a caller learning many passes it once)."""
+def view_of_bytes(raw: bytes, trust: TrustConfig | None = None) -> SaMessage:
+    """A stored message's view as the milter made it. ``trust``: the trust path to read its
+    relays with (default: the published policy's; a caller reading many passes it once)."""
     headers, body = split_message(raw[:MAX_MESSAGE])
     head = b"".join(n.encode("utf-8", "surrogateescape") + b": " + v.encode("utf-8", "surrogateescape") + b"\r\n"
                     for n, v in headers)
     view = build_view(headers, head + b"\r\n" + body, parse_message(head + b"\r\n" + body))
     # the relays read as the milter reads them (the sender history's network is the first untrusted one)
     view.trust = trust if trust is not None else trust_config_for(current_snapshot(), None)
-    return BayesClassifier(default_store(), min_learned).learn(view, is_spam, scopes or ["global"])
+    return view
+
+
+def learn_bytes(raw: bytes, is_spam: bool, scopes: list[str] | None = None, min_learned: int = 200,
+                trust: TrustConfig | None = None) -> bool:
+    """Learn one stored message (see :func:`view_of_bytes` for ``trust``)."""
+    return BayesClassifier(default_store(), min_learned).learn(view_of_bytes(raw, trust), is_spam, scopes or ["global"])
 
 
 def _allowed_path(p: str) -> Path:

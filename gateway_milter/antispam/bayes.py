@@ -212,6 +212,21 @@ def message_keys(m: SaMessage) -> MessageKeys:
 
 
 @dataclass(frozen=True, slots=True)
+class LearnItem:
+    """What learning a message needs, made from its view (:func:`learn_item`): the
+    background learner (layers/bayes.py) keeps this, not the message."""
+    keys: MessageKeys
+    digest: str
+    is_spam: bool
+    scopes: tuple[str, ...]
+
+
+def learn_item(m: SaMessage, is_spam: bool, scopes: Sequence[str] = ("global",),
+               digest: str | None = None) -> LearnItem:
+    return LearnItem(message_keys(m), digest or message_digest(m), is_spam, tuple(scopes))
+
+
+@dataclass(frozen=True, slots=True)
 class Classification:
     probability: float | None  # None: no scope has learned enough
     scope: str = ""
@@ -355,37 +370,73 @@ class BayesClassifier:
         """Learn a message as spam or ham in each scope; returns False when every scope had
         already learned it with that class (idempotent). A message learned with the other
         class is unlearned first (a correction)."""
-        digest = digest or message_digest(m)
-        label = 1 if is_spam else 2
-        mfield = "m" + digest
-        mk = message_keys(m)
-        keys, distinct = mk.keys, mk.model  # distinct: what the token model learns
-        # one read: the class each scope learned it as, and the token model's weights and sums
-        # (autolearn learns in the milter: one read and one write, as before the token model)
+        return self.learn_many([learn_item(m, is_spam, scopes, digest)])[0]
+
+    def learn_many(self, items: Sequence[LearnItem]) -> list[bool]:
+        """Learn messages in one read and one write, to the same store contents as learning
+        them one after another (:meth:`learn`): each message's token-model step starts from the
+        weights the ones before it left, a message met twice is learned once, a correction
+        takes back what the batch itself learned. Per message: whether any scope learned it."""
+        scopes = list(dict.fromkeys(s for it in items for s in it.scopes))
+        mfields: dict[str, list[str]] = {s: [] for s in scopes}
+        model: dict[str, dict[str, None]] = {s: {} for s in scopes}
+        for it in items:
+            for s in it.scopes:
+                mfields[s].append("m" + it.digest)
+                model[s].update(dict.fromkeys(it.keys.model))
+        fields = {s: list(model[s]) for s in scopes}
+        # one read: the class each scope learned each message as, and the token model's weights
+        # and sums (autolearn learns in the milter's background learner: one read, one write)
         n = len(scopes)
-        current = self.store.counters([(scope_key(s), [mfield]) for s in scopes]
-                                      + [(k(s), distinct) for s in scopes for k in (weight_key, grad_key)])
+        current = self.store.counters([(scope_key(s), mfields[s]) for s in scopes]
+                                      + [(k(s), fields[s]) for s in scopes for k in (weight_key, grad_key)])
+        state = {s: dict(zip(mfields[s], current[i], strict=True)) for i, s in enumerate(scopes)}
+        weights = {s: dict(zip(fields[s], current[n + 2 * i], strict=True)) for i, s in enumerate(scopes)}
+        sums = {s: dict(zip(fields[s], current[n + 2 * i + 1], strict=True)) for i, s in enumerate(scopes)}
+        counts: dict[str, dict[str, int]] = {}
+        wsteps: dict[str, dict[str, int]] = {}
+        gsteps: dict[str, dict[str, int]] = {}
+        out: list[bool] = []
+        for it in items:
+            label = 1 if it.is_spam else 2
+            mfield = "m" + it.digest
+            keys, distinct = it.keys.keys, it.keys.model  # distinct: what the token model learns
+            learned = False
+            for scope in dict.fromkeys(it.scopes):
+                old = state[scope][mfield]
+                if old == label:
+                    continue
+                deltas = counts.setdefault(scope, {})
+                if old in (1, 2):
+                    self._add(deltas, keys, old == 1, -1)
+                self._add(deltas, keys, it.is_spam, +1)
+                deltas[mfield] = deltas.get(mfield, 0) + label - old
+                state[scope][mfield] = label
+                # the token model: one step toward the new class (a correction is a step toward
+                # the right class; the wrong one is not taken back)
+                ws, gs = weights[scope], sums[scope]
+                dws, dgs = token_step([ws[f] for f in distinct], [gs[f] for f in distinct], it.is_spam)
+                wd, gd = wsteps.setdefault(scope, {}), gsteps.setdefault(scope, {})
+                for f, dw, dg in zip(distinct, dws, dgs, strict=True):
+                    if dw:
+                        ws[f] += dw
+                        wd[f] = wd.get(f, 0) + dw
+                    if dg:
+                        gs[f] += dg
+                        gd[f] = gd.get(f, 0) + dg
+                c = "#s" if it.is_spam else "#h"  # steps taken toward each class (none taken back)
+                wd[c] = wd.get(c, 0) + 1
+                learned = True
+            out.append(learned)
         updates: list[tuple[str, dict[str, int]]] = []
-        for i, (scope, (old,)) in enumerate(zip(scopes, current[:n], strict=True)):
-            if old == label:
-                continue
-            deltas: dict[str, int] = {}
-            if old in (1, 2):
-                self._add(deltas, keys, old == 1, -1)
-            self._add(deltas, keys, is_spam, +1)
-            deltas[mfield] = label - old
-            updates.append((scope_key(scope), deltas))
-            # the token model: one step toward the new class (a correction is a step toward the
-            # right class; the wrong one is not taken back)
-            dws, dgs = token_step(current[n + 2 * i], current[n + 2 * i + 1], is_spam)
-            wdeltas = {f: d for f, d in zip(distinct, dws, strict=True) if d}
-            wdeltas["#s" if is_spam else "#h"] = 1  # steps taken toward each class (none taken back)
-            updates.append((weight_key(scope), wdeltas))
-            updates.append((grad_key(scope), {f: d for f, d in zip(distinct, dgs, strict=True) if d}))
-        if not updates:
-            return False
-        self.store.add_counters(updates)
-        return True
+        for scope in scopes:
+            if scope in counts:
+                updates.append((scope_key(scope), {f: d for f, d in counts[scope].items() if d}))
+                updates.append((weight_key(scope), wsteps[scope]))
+                updates.append((grad_key(scope), gsteps[scope]))
+        if updates:
+            self.store.add_counters(updates)
+        return out
 
     def forget(self, m: SaMessage, scopes: Sequence[str] = ("global",), digest: str | None = None) -> bool:
         digest = digest or message_digest(m)

@@ -114,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         Milter.runmilter("bulwark", sock, timeout=args.timeout)
     finally:
-        log.info("milter stopped; flushing the message log")
+        log.info("milter stopped; flushing the message log and the Bayes autolearn queue")
+        from gateway_milter.antispam.learner import learner
+
+        learner().flush(timeout=10.0)
         gateway.policy.stop()
         gateway.log_sink.close()
         if config.milter_ingest:

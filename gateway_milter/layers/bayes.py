@@ -4,7 +4,8 @@ and per user with fallback; a scope is used only after ``min_learned`` messages 
 
 Autolearn (``autolearn``): the scoring layer calls :func:`autolearn` with the total score
 without Bayes; a message at or above ``autolearn_spam`` is learned as spam, at or below
-``autolearn_ham`` as ham. Never in scan mode.
+``autolearn_ham`` as ham, by the process's background learner (antispam/learner.py: in
+batches, off the message's path). Never in scan mode.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.antispam.bayes import BayesClassifier, learn_item
+from gateway_milter.antispam.learner import learner
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, SettingsError
 from gateway_milter.store import default_store
@@ -140,7 +142,8 @@ def sender_symbol(spam: int, ham: int) -> str | None:
 
 def autolearn(ctx: MessageContext, settings: BayesSettings, score_without_bayes: float) -> str | None:
     """Learn the message when its score is clearly spam or ham; returns "spam"/"ham"/None.
-    Store errors are logged, never raised: autolearn must not affect the verdict."""
+    The background learner learns it within a fraction of a second; store errors are logged
+    there, never raised: autolearn must not affect the verdict."""
     if ctx.scan_mode or not settings.enabled or not settings.autolearn:
         return None
     if score_without_bayes >= settings.autolearn_spam:
@@ -150,7 +153,9 @@ def autolearn(ctx: MessageContext, settings: BayesSettings, score_without_bayes:
     else:
         return None
     try:
-        classifier(settings).learn(message_view(ctx), label == "spam", scopes_for(ctx, settings))
+        item = learn_item(message_view(ctx), label == "spam", scopes_for(ctx, settings))
+        if not learner().submit(default_store(), item):
+            return None  # the queue is full (logged there)
     except Exception:
         log.warning("bayes autolearn failed", exc_info=True)
         return None

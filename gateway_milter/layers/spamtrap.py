@@ -83,12 +83,13 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
 
         if "bayes" not in layers.available():
             return False
+        from gateway_milter.antispam.bayes import learn_item
+        from gateway_milter.antispam.learner import learner
         from gateway_milter.antispam.saview import message_view
-        from gateway_milter.layers.bayes import classifier
+        from gateway_milter.store import default_store
 
-        bs = ctx.policy.settings_for("bayes", ctx.policy_domain)
-        try:
-            return classifier(bs).learn(message_view(ctx), True, ["global"])
+        try:  # learned in the background, as autolearn is (antispam/learner.py): True once queued
+            return learner().submit(default_store(), learn_item(message_view(ctx), True, ["global"]))
         except Exception:
             log.warning("spam trap: bayes learning failed", exc_info=True)
             return False

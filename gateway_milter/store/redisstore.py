@@ -45,7 +45,6 @@ class RedisStore:
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                            decode_responses=True, health_check_interval=30)
         self._incr = self.client.register_script(_INCR)
-        self._hadd = self.client.register_script(_HADD)
 
     def _call(self, fn: Any, *args: Any, **kw: Any) -> Any:
         try:
@@ -79,7 +78,7 @@ class RedisStore:
         cmds = [("HMGET", check_key(key), *fields) for key, fields in requests if fields]
         if not cmds:
             return [[] for _ in requests]
-        raw = self._call(self._send_read if _pack is not None else self._pipeline, cmds)
+        raw = self._call(self._roundtrip if _pack is not None else self._pipeline, cmds)
         out: list[list[int]] = []
         it = iter(raw)
         for _key, fields in requests:
@@ -87,18 +86,19 @@ class RedisStore:
             out.append([int(v) if v is not None else 0 for v in vals])
         return out
 
-    def _pipeline(self, cmds: list[tuple[str, ...]]) -> list[Any]:
+    def _pipeline(self, cmds: list[tuple[Any, ...]], retry: bool = True) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for c in cmds:
             pipe.execute_command(*c)  # type: ignore[no-untyped-call]
         return pipe.execute()  # type: ignore[no-any-return]
 
-    def _send_read(self, cmds: list[tuple[str, ...]]) -> list[Any]:
+    def _roundtrip(self, cmds: list[tuple[Any, ...]], retry: bool = True) -> list[Any]:
         """The commands packed by hiredis in C and sent as one write, their replies read in
-        order: one round trip, as a pipeline, without redis-py packing each of a Bayes read's
-        ~900 fields in Python (0.47 -> 0.26 ms CPU a read, docs/decisions/0057-hiredis.md).
-        Connection errors are retried as redis-py retries its own commands; after any error the
-        connection is closed, so no reply is left unread on it."""
+        order: one round trip, as a pipeline, without redis-py packing each of a Bayes
+        read's or write's ~1,000 fields in Python (docs/decisions/0057-hiredis.md). With
+        ``retry``, connection errors are retried as redis-py retries its own commands (reads
+        only: a write sent again could count twice). After any error the connection is closed,
+        so no reply is left unread on it."""
         assert _pack is not None
         packed = [b"".join([_pack(c) for c in cmds])]
         pool = self.client.connection_pool
@@ -109,7 +109,9 @@ class RedisStore:
             return [conn.read_response() for _ in cmds]
 
         try:
-            return conn.retry.call_with_retry(attempt, lambda _error: conn.disconnect())  # type: ignore[no-any-return]
+            if retry:
+                return conn.retry.call_with_retry(attempt, lambda _error: conn.disconnect())  # type: ignore[no-any-return]
+            return attempt()
         except BaseException:
             conn.disconnect()
             raise
@@ -117,25 +119,21 @@ class RedisStore:
             pool.release(conn)
 
     def add_counters(self, updates: Iterable[tuple[str, Mapping[str, int]]], ttl: float | None = None) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        n = 0
+        """One script call per hash with all its deltas (a learned message changes ~1,500
+        fields in three hashes: one HINCRBY each cost 8.6 ms CPU a message in redis-py)."""
+        cmds: list[tuple[Any, ...]] = []
         for key, deltas in updates:
             check_key(key)
             if not deltas:
                 continue
-            if all(d >= 0 for d in deltas.values()):
-                for f, d in deltas.items():
-                    pipe.hincrby(key, f, int(d))
-            else:
-                args: list[Any] = []
-                for f, d in deltas.items():
-                    args += [f, int(d)]
-                self._hadd(keys=[key], args=args, client=pipe)
+            args: list[Any] = []
+            for f, d in deltas.items():
+                args += [f, int(d)]
+            cmds.append(("EVAL", _HADD, 1, key, *args))
             if ttl:
-                pipe.pexpire(key, int(ttl * 1000))
-            n += 1
-        if n:
-            self._call(pipe.execute)
+                cmds.append(("PEXPIRE", key, int(ttl * 1000)))
+        if cmds:
+            self._call(self._roundtrip if _pack is not None else self._pipeline, cmds, retry=False)
 
     def counter_fields(self, key: str) -> int:
         return int(self._call(self.client.hlen, check_key(key)))

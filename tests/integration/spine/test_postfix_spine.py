@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -19,7 +20,9 @@ POLICY: dict[str, Any] = {
     "gateway": {"hostname": "mx.example.com"},
     # clamd is not part of this stack (the AV tier starts its own); DNS points at a dead port.
     "settings": {"lists": {"block_action": "refuse", "reject_text": "Go away, {what} not welcome here"},
-                 "antivirus": {"mode": "off"}},
+                 "antivirus": {"mode": "off"},
+                 # with DNS dead, clean test mail scores 2.5 (SPF_NONE, SENDER_DOMAIN_NO_MX): learned as ham
+                 "bayes": {"autolearn_ham": 5.0}},
     "domains": [{"name": "example.com"}, {"name": "quarantined.example", "settings": {"lists": {"block_action": "quarantine"}}}],
     "trusted_networks": ["10.0.0.0/8"],
     "lists": [
@@ -189,6 +192,8 @@ def test_it_answers_4xx_itself_when_a_layer_hangs_past_the_budget() -> None:
 
 def test_it_shuts_down_cleanly_on_sigterm_and_keeps_the_log(stack: MailStack) -> None:
     # runs last on the module's stack: it stops the daemon
+    time.sleep(2.0)  # what earlier tests autolearned is written (the learner waits 1 s for a batch)
+    learned = json.loads(stack.manage("bayes", "stats").stdout)["ham_learned"]
     code, _, _ = stack.send("alice@outside.test", ["bob@example.com"], msg("before shutdown"))
     assert code == 250
     assert stack.milter is not None
@@ -198,6 +203,9 @@ def test_it_shuts_down_cleanly_on_sigterm_and_keeps_the_log(stack: MailStack) ->
     assert rc == 0 and time.monotonic() - t0 < 30
     assert "milter stopped; flushing the message log" in stack.milter_log()
     assert any(r["subject"] == "before shutdown" for r in stack.log_records())
+    # the ham it autolearned (in the background, a batch at a time) was written before it exited
+    stats = json.loads(stack.manage("bayes", "stats").stdout)
+    assert stats["ham_learned"] == learned + 1 and stats["token_model_ham"] == stats["ham_learned"]
     # with the milter gone Postfix answers 4xx (milter_default_action = tempfail): nothing accepted unfiltered
     code, _, _ = stack.send("alice@outside.test", ["bob@example.com"], msg("after shutdown"))
     assert 400 <= code < 500

@@ -148,6 +148,37 @@ def test_classify_then_learn_reads_one_tokenization_and_learns_as_a_fresh_view_w
     assert trained_store(True)._h == trained_store(False)._h
 
 
+def test_learning_a_batch_leaves_the_store_as_learning_one_by_one() -> None:
+    from gateway_milter.antispam.bayes import learn_item
+
+    rnd = random.Random(11)
+    raws = [(sample(SPAM_WORDS if i % 3 else HAM_WORDS, i, rnd), bool(i % 3)) for i in range(24)]
+    views = [message_view(make_ctx(r)) for r, _ in raws]
+    scopes = [("user:bob@example.com", "dom:example.com", "global") if i % 4 == 0 else ("global",) for i in range(24)]
+    # a message met twice in a batch, then corrected in the same batch, and one learned before
+    plan = [(i, raws[i][1]) for i in range(24)] + [(5, raws[5][1]), (7, not raws[7][1]), (0, raws[0][1])]
+
+    def store_after(batch: int) -> tuple[MemoryStore, list[bool], int]:
+        st = MemoryStore()
+        bc = trained(st, 25, 20)
+        bc.learn(views[3], raws[3][1])  # already learned as this class: nothing happens to it
+        got: list[bool] = []
+        items = [learn_item(views[i], spam, scopes[i]) for i, spam in plan]
+        before = st.round_trips
+        for k in range(0, len(items), batch):
+            got += bc.learn_many(items[k:k + batch])
+        return st, got, st.round_trips - before
+
+    one_by_one, learned, trips = store_after(1)
+    assert learned.count(False) == 3  # message 3 (learned before), 5 again, 0 again
+    assert not learned[3] and not learned[24] and learned[25] and not learned[26]
+    assert trips == 27 + 24  # a read each, a write for each that learned
+    for batch, want_trips in ((4, 14), (27, 2)):  # one read and one write a batch
+        st, got, trips = store_after(batch)
+        assert got == learned and trips == want_trips
+        assert st._h == one_by_one._h
+
+
 def test_token_weights_survive_concurrent_first_writes_and_negative_values() -> None:
     # two learners that both found a field empty each add W_MOD: the value still decodes
     raw = W_MOD + 1_500_000 + W_MOD - 250_000

