@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
+import time
+import weakref
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -211,6 +214,122 @@ def message_keys(m: SaMessage) -> MessageKeys:
     return got  # type: ignore[no-any-return]
 
 
+# the classification's read cache (FieldCache): seconds a generation lives, fields it holds
+TTL_S = 2.5
+CACHE_FIELDS = 400_000  # about 40 MB at most (two generations)
+
+
+class FieldCache:
+    """Counter fields a classification read from a store outside the process (SQLite, Redis),
+    kept for a few seconds: a message's ~980 fields are mostly those of the messages just
+    before it (common words, header pairs, never-learned tokens read as 0), and each one read
+    from SQLite costs about 1.7 µs (docs/decisions/0059-background-autolearn.md).
+    - What this process learns is taken out at once (:func:`forget_cached`), so its own
+      classifications see it as without the cache.
+    - What other processes learn is seen within 2 x ``ttl`` seconds: entries live in two
+      generations, the current one becoming the old one every ``ttl`` seconds or at ``cap``
+      fields, the old one dropped then.
+    - Only the classification reads through it: learning and forgetting read the store.
+    Threads share it without a lock: each step is one dict operation (atomic under the GIL),
+    and a value put into a generation that another thread just aged is merely older."""
+
+    def __init__(self, ttl: float = TTL_S, cap: int = CACHE_FIELDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.cap, self.clock = ttl, cap, clock
+        self.cur: dict[str, dict[str, int]] = {}
+        self.old: dict[str, dict[str, int]] = {}
+        self.size = 0
+        self.born = clock()
+        self.hits = 0
+        self.misses = 0
+
+    def clear(self) -> None:
+        self.cur, self.old, self.size, self.born = {}, {}, 0, self.clock()
+
+    def _age(self) -> None:
+        now = self.clock()
+        if now - self.born >= self.ttl or self.size >= self.cap:
+            # entries of the old generation are at most 2 x ttl old when dropped
+            self.old = self.cur if now - self.born < 2 * self.ttl else {}
+            self.cur, self.size, self.born = {}, 0, now
+
+    def read(self, store: StateStore, requests: list[tuple[str, list[str]]]) -> list[list[int]]:
+        self._age()
+        out: list[list[int]] = []
+        asks: list[tuple[str, list[str]]] = []
+        where: list[tuple[int, list[int]]] = []
+        for key, fields in requests:
+            cur = self.cur.get(key)
+            if cur is None:
+                cur = self.cur[key] = {}
+            old = self.old.get(key)
+            vals: list[int | None] = list(map(cur.get, fields))
+            missing: list[int] = []
+            for i, v in enumerate(vals):
+                if v is None:
+                    if old is not None:
+                        o = old.get(fields[i])
+                        if o is not None:
+                            vals[i] = cur[fields[i]] = o
+                            continue
+                    missing.append(i)
+            self.hits += len(fields) - len(missing)
+            self.misses += len(missing)
+            if missing:
+                where.append((len(out), missing))
+                asks.append((key, [fields[i] for i in missing]))
+            out.append(vals)  # type: ignore[arg-type]
+        if asks:
+            got = store.counters(asks)  # one round trip for every field not at hand
+            for (at, missing), (key, names), vals_got in zip(where, asks, got, strict=True):
+                row = out[at]
+                cur = self.cur.setdefault(key, {})  # (another thread may have aged the cache)
+                for i, name, v in zip(missing, names, vals_got, strict=True):
+                    row[i] = v
+                    cur[name] = v
+                self.size += len(names)
+        return out
+
+    def forget(self, updates: Sequence[tuple[str, Mapping[str, int]]]) -> None:
+        for key, deltas in updates:
+            for gen in (self.cur, self.old):
+                d = gen.get(key)
+                if d is not None:
+                    for f in deltas:
+                        d.pop(f, None)
+
+
+_caches: weakref.WeakKeyDictionary[StateStore, FieldCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()  # (made once per store)
+
+
+def field_cache(store: StateStore) -> FieldCache | None:
+    """The process's cache of ``store``'s counter fields; None for a store in the process's own
+    memory (reading it is as fast as a cache) or one that asks for none."""
+    if not getattr(store, "cache_reads", False):
+        return None
+    got = _caches.get(store)
+    if got is None:
+        with _caches_lock:
+            got = _caches.get(store)
+            if got is None:
+                got = _caches[store] = FieldCache()
+    return got
+
+
+def read_counters(store: StateStore, requests: list[tuple[str, list[str]]]) -> list[list[int]]:
+    cache = field_cache(store)
+    if cache is None:
+        return store.counters(requests)
+    return cache.read(store, requests)
+
+
+def forget_cached(store: StateStore, updates: Sequence[tuple[str, Mapping[str, int]]]) -> None:
+    cache = field_cache(store)
+    if cache is not None:
+        cache.forget(updates)
+
+
 @dataclass(frozen=True, slots=True)
 class LearnItem:
     """What learning a message needs, made from its view (:func:`learn_item`): the
@@ -262,8 +381,8 @@ class BayesClassifier:
         end = 2 + nfeats
         # the token model: its learned counts, then one weight per distinct feature and header pair
         wfields = ["#s", "#h"] + mk.model
-        answers = self.store.counters([(scope_key(s), fields) for s in scopes]
-                                      + [(weight_key(s), wfields) for s in scopes])  # one round trip
+        answers = read_counters(self.store, [(scope_key(s), fields) for s in scopes]
+                                + [(weight_key(s), wfields) for s in scopes])  # one round trip at most
         for i, (scope, vals) in enumerate(zip(scopes, answers, strict=False)):
             ns, nh = vals[0], vals[1]
             if ns < self.min_learned or nh < self.min_learned:
@@ -436,6 +555,7 @@ class BayesClassifier:
                 updates.append((grad_key(scope), gsteps[scope]))
         if updates:
             self.store.add_counters(updates)
+            forget_cached(self.store, updates)
         return out
 
     def forget(self, m: SaMessage, scopes: Sequence[str] = ("global",), digest: str | None = None) -> bool:
@@ -453,6 +573,7 @@ class BayesClassifier:
             updates.append((scope_key(scope), deltas))
         if updates:
             self.store.add_counters(updates)
+            forget_cached(self.store, updates)
         return bool(updates)
 
     @staticmethod
@@ -473,4 +594,8 @@ class BayesClassifier:
 
     def wipe(self, scope: str) -> int:
         """Forget everything the scope learned: the counts and the token model."""
-        return self.store.delete(scope_key(scope), weight_key(scope), grad_key(scope))
+        n = self.store.delete(scope_key(scope), weight_key(scope), grad_key(scope))
+        cache = field_cache(self.store)
+        if cache is not None:
+            cache.clear()
+        return n

@@ -40,6 +40,10 @@ return 1
 
 
 class RedisStore:
+    # no read cache for Bayes (antispam/bayes.py FieldCache): with hiredis a read of Redis costs
+    # the client less CPU than sorting out a cache's hits and misses (bench/bayes_store.py)
+    cache_reads = False
+
     def __init__(self, url: str, timeout: float = 2.0) -> None:
         self.url = url
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,

@@ -33,6 +33,10 @@ MMAP_BYTES = 256 * 1024 * 1024
 
 
 class SqliteStore:
+    # Bayes keeps the counter fields its classifications read for a few seconds
+    # (antispam/bayes.py FieldCache): this store is outside the process
+    cache_reads = True
+
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.now = clock

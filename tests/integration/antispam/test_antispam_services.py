@@ -252,7 +252,8 @@ def test_it_greylists_through_the_layer_on_redis(redis_url: str) -> None:
     assert Clock  # shared helper imported for the embedded contract
 
 
-def test_the_redis_bayes_bench_runs_on_real_redis(redis_url: str) -> None:
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+def test_the_bayes_store_bench_runs(redis_url: str, kind: str) -> None:
     import json
     import subprocess
     import sys
@@ -262,8 +263,11 @@ def test_the_redis_bayes_bench_runs_on_real_redis(redis_url: str) -> None:
     if not shared_path("corpus", "spamassassin").is_dir():
         pytest.skip("../shared/corpus/spamassassin is absent: the bench reads its messages")
     root = Path(__file__).resolve().parents[3]
-    out = subprocess.run([sys.executable, str(root / "bench" / "bayes_redis.py"), "--redis", redis_url, "--rounds", "1"],
-                         capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run([sys.executable, str(root / "bench" / "bayes_store.py"), "--store", kind, "--redis", redis_url,
+                          "--rounds", "1"], capture_output=True, text=True, timeout=600, check=True)
     got = json.loads(out.stdout)
-    assert got["messages"] == 150 and got["fields_per_read_mean"] > 500
-    assert 0 < got["hiredis_packed_cpu_ms_median"] < 50 and 0 < got["pipeline_cpu_ms_median"] < 50
+    assert got["messages"] == 150 and got["fields_per_read_mean"] > 500 and got["cache_as_shipped"] == (kind == "sqlite")
+    assert 0 < got["classify_cached_cpu_ms_median"] < 50 and 0 < got["classify_uncached_cpu_ms_median"] < 50
+    assert 0.2 < got["classify_cache_hit_rate"] < 1  # later messages find fields earlier ones read
+    assert 0 < got["learn_batches_cpu_ms"] < 100 and 0 < got["learn_one_by_one_cpu_ms"] < 100
+    assert ("learn_batches_server_cpu_ms" in got) == (kind == "redis")
