@@ -8,6 +8,7 @@ Expired rows are hidden on read and purged now and then on write.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sqlite3
@@ -25,7 +26,10 @@ CREATE TABLE IF NOT EXISTS hc (key TEXT NOT NULL, field TEXT NOT NULL, value INT
                                PRIMARY KEY (key, field)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS hexp (key TEXT PRIMARY KEY, expires REAL NOT NULL) WITHOUT ROWID;
 """
-CHUNK = 500  # SQLite's default limit on bound parameters is 999 (older builds)
+# a hash's fields in the order asked, 0 (NULL) for those it lacks; json_each is built into
+# SQLite since 3.38 (Debian 12: 3.40)
+_READ_FIELDS = ("SELECT hc.value FROM json_each(?) AS j LEFT JOIN hc ON hc.key = ? AND hc.field = j.value "
+                "ORDER BY j.id")
 PURGE_EVERY = 500
 
 
@@ -179,13 +183,14 @@ class SqliteStore:
                     if exp is not None and exp[0] <= now:
                         out.append([0] * len(fields))
                         continue
-                    found: dict[str, int] = {}
-                    uniq = list(dict.fromkeys(fields))
-                    for i in range(0, len(uniq), CHUNK):
-                        chunk = uniq[i:i + CHUNK]
-                        q = f"SELECT field, value FROM hc WHERE key = ? AND field IN ({','.join('?' * len(chunk))})"
-                        found.update(db.execute(q, (key, *chunk)).fetchall())
-                    out.append([found.get(f, 0) for f in fields])
+                    if not fields:
+                        out.append([])
+                        continue
+                    # the fields as one JSON array, joined in SQLite, the values in their order:
+                    # a classification's ~980 fields 1.66 -> 1.1 ms, no SQL text of 500
+                    # placeholders made and bound each time (docs/decisions/0059-background-autolearn.md)
+                    rows = db.execute(_READ_FIELDS, (json.dumps(fields), key)).fetchall()
+                    out.append([v or 0 for (v,) in rows])
         except sqlite3.Error as e:
             raise StoreError(str(e)) from e
         return out

@@ -40,6 +40,12 @@ def contract(s: StateStore, clock: Clock) -> None:
     s.add_counters([("h:1", {"a": 1, "b": -1})])
     assert s.counters([("h:1", ["a", "b", "c"]), ("h:2", ["a"]), ("h:none", ["a"])]) == [[3, 0, 0], [5], [0]]
     assert s.counter_fields("h:1") == 1  # b dropped to 0 and was removed
+    # fields in the order asked, repeated ones each time, any characters, an empty request
+    odd = ['q"uote', "back\\slash", "ünï", "[1]", "a b", "#s"]
+    s.add_counters([("h:odd", {f: i + 1 for i, f in enumerate(odd)})])
+    assert s.counters([("h:odd", [*reversed(odd), "a", odd[0], odd[0]]), ("h:odd", [])]) == [
+        [6, 5, 4, 3, 2, 1, 0, 1, 1], []]
+    s.delete("h:odd")
     assert s.scan_keys("h:") == ["h:1", "h:2"]
     with pytest.raises(ValueError):
         s.get("bad\nkey")
