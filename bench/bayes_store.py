@@ -10,8 +10,8 @@ first. Each message's tokens and keys are made before any timed call.
   ships with (SQLite: with; Redis: without). On Redis also the read sent through redis-py's
   own pipeline (RedisStore's fallback without hiredis).
 - learn: the 150 messages learned one by one (as autolearn did in the message's path) and in
-  batches of 64 (as the background learner does), each into a fresh copy of the trained
-  store; CPU a message, and on Redis the server's CPU a message (INFO cpu).
+  batches of the background learner's size (learner.MAX_BATCH), each into a fresh copy of the
+  trained store; CPU a message, and on Redis the server's CPU a message (INFO cpu).
 
 usage: .venv/bin/python bench/bayes_store.py [--store sqlite|redis] [--redis URL] [--rounds 5]
 (on Redis the database's Bayes keys are deleted first)
@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from gateway_milter.antispam import bayes  # noqa: E402
 from gateway_milter.antispam.bayes import BayesClassifier, learn_item, message_keys  # noqa: E402
 from gateway_milter.antispam.evaluate import make_context  # noqa: E402
+from gateway_milter.antispam.learner import MAX_BATCH  # noqa: E402
 from gateway_milter.antispam.saview import message_view  # noqa: E402
 from gateway_milter.compiled import status as compiled_status  # noqa: E402
 from gateway_milter.policy.snapshot import PolicySnapshot  # noqa: E402
@@ -42,7 +43,6 @@ from gateway_milter.store.redisstore import RedisStore  # noqa: E402
 from gateway_milter.store.sqlitestore import SqliteStore  # noqa: E402
 from tests.services import shared_path  # noqa: E402
 
-BATCH = 64
 
 
 def median(xs: list[float]) -> float:
@@ -127,7 +127,8 @@ def main() -> int:
         info = st.client.info("cpu")
         return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
-    for name, batch in (("one_by_one", 1), ("batches", BATCH)):
+    out["batch"] = MAX_BATCH
+    for name, batch in (("one_by_one", 1), ("batches", MAX_BATCH)):
         st = trained(1 if batch == 1 else 2)
         items = [learn_item(v, spam) for v, spam in zip(views, labels, strict=True)]
         lbc = BayesClassifier(st, 50)

@@ -23,7 +23,7 @@ from gateway_milter.store import StateStore
 
 log = logging.getLogger("bulwark.bayes")
 
-MAX_BATCH = 64  # messages a batch
+MAX_BATCH = 32  # messages a batch: a batch holds the SQLite store's write lock about 0.2 s
 MAX_WAIT_S = 1.0  # how long the first message of a batch waits for others (learning lags by this)
 MAX_QUEUED = 2000  # a store that is down does not make the queue grow without end
 
