@@ -13,6 +13,7 @@ import redis
 
 from gateway_milter.store import StoreError, check_key
 
+EVAL_FIELDS = 4096  # fields a script call changes (a background learner's batch can change 20,000)
 _pack: Callable[..., bytes] | None
 try:  # redis-py's own C parser (ADR 0057); here also the counters' command packer
     import hiredis
@@ -130,10 +131,12 @@ class RedisStore:
             check_key(key)
             if not deltas:
                 continue
-            args: list[Any] = []
-            for f, d in deltas.items():
-                args += [f, int(d)]
-            cmds.append(("EVAL", _HADD, 1, key, *args))
+            items = list(deltas.items())
+            for i in range(0, len(items), EVAL_FIELDS):  # Redis runs one script at a time: keep each short
+                args: list[Any] = []
+                for f, d in items[i:i + EVAL_FIELDS]:
+                    args += [f, int(d)]
+                cmds.append(("EVAL", _HADD, 1, key, *args))
             if ttl:
                 cmds.append(("PEXPIRE", key, int(ttl * 1000)))
         if cmds:

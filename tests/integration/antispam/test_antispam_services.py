@@ -147,6 +147,13 @@ def test_it_reads_counters_in_one_round_trip_on_real_redis(redis_url: str, packe
     with pytest.raises(StoreError):
         s.counters([("plain:k", ["a"]), ("bayes2w:g", ["a"])])
     assert s.counters([("bayes2w:g", ["a", "b"])]) == [[7, 0]]
+    # a write larger than one script call: split, all of it applied
+    from gateway_milter.store.redisstore import EVAL_FIELDS
+
+    many = {f"w{i}": (i % 5) - 3 for i in range(EVAL_FIELDS * 2 + 10)}  # a fifth fall to 0: dropped
+    s.add_counters([("bayes2w:big", {f: 3 for f in many}), ("bayes2w:big", many)])
+    got = s.counters([("bayes2w:big", list(many))])[0]
+    assert got == [3 + d for d in many.values()] and s.counter_fields("bayes2w:big") == sum(d > -3 for d in many.values())
     # a connection the server dropped is opened again
     redis.Redis.from_url(redis_url).client_kill_filter(_type="normal", skipme=True)
     assert s.counters(asked) == want
