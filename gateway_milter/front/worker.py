@@ -117,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         log.info("milter stopped; flushing the message log and the Bayes autolearn queue")
         from gateway_milter.antispam.learner import learner
 
-        learner().flush(timeout=10.0)
+        bl = learner()
+        if not bl.flush(timeout=10.0):
+            log.warning("bayes autolearn: the store did not take the last batch within 10 s")
+        st = bl.stats
+        log.info("bayes autolearn: %d queued, %d learned in %d batches, %d dropped (queue full), %d failed",
+                 st.queued, st.learned, st.batches, st.dropped_full, st.failed)
         gateway.policy.stop()
         gateway.log_sink.close()
         if config.milter_ingest:

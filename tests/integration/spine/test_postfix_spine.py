@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -206,6 +207,7 @@ def test_it_shuts_down_cleanly_on_sigterm_and_keeps_the_log(stack: MailStack) ->
     # the ham it autolearned (in the background, a batch at a time) was written before it exited
     stats = json.loads(stack.manage("bayes", "stats").stdout)
     assert stats["ham_learned"] == learned + 1 and stats["token_model_ham"] == stats["ham_learned"]
+    assert re.search(r"bayes autolearn: \d+ queued, [1-9]\d* learned in \d+ batches, 0 dropped", stack.milter_log())
     # with the milter gone Postfix answers 4xx (milter_default_action = tempfail): nothing accepted unfiltered
     code, _, _ = stack.send("alice@outside.test", ["bob@example.com"], msg("after shutdown"))
     assert 400 <= code < 500
