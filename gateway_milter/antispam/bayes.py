@@ -334,7 +334,7 @@ def forget_cached(store: StateStore, updates: Sequence[tuple[str, Mapping[str, i
 @dataclass(frozen=True, slots=True)
 class LearnItem:
     """What learning a message needs, made from its view (:func:`learn_item`): the
-    background learner (layers/bayes.py) keeps this, not the message."""
+    background learner (antispam/learner.py) keeps this, not the message."""
     keys: MessageKeys
     digest: str
     is_spam: bool
