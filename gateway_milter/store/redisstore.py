@@ -1,7 +1,7 @@
 """Redis implementation of the state store (production; shared by processes and nodes).
 
-Counter hashes are Redis hashes (HMGET / HINCRBY); a batch of requests goes out as one
-non-transactional pipeline, i.e. one network round trip.
+Counter hashes are Redis hashes (HMGET to read, a script of HINCRBYs to add); a batch of
+requests goes out as one write, i.e. one network round trip (:meth:`RedisStore._send`).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class RedisStore:
         cmds = [("HMGET", check_key(key), *fields) for key, fields in requests if fields]
         if not cmds:
             return [[] for _ in requests]
-        raw = self._call(self._roundtrip if _pack is not None else self._pipeline, cmds)
+        raw = self._call(self._send, cmds, True)
         out: list[list[int]] = []
         it = iter(raw)
         for _key, fields in requests:
@@ -91,20 +91,19 @@ class RedisStore:
             out.append([int(v) if v is not None else 0 for v in vals])
         return out
 
-    def _pipeline(self, cmds: list[tuple[Any, ...]], retry: bool = True) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for c in cmds:
-            pipe.execute_command(*c)  # type: ignore[no-untyped-call]
-        return pipe.execute()  # type: ignore[no-any-return]
-
-    def _roundtrip(self, cmds: list[tuple[Any, ...]], retry: bool = True) -> list[Any]:
+    def _send(self, cmds: list[tuple[Any, ...]], retry: bool) -> list[Any]:
         """The commands packed by hiredis in C and sent as one write, their replies read in
         order: one round trip, as a pipeline, without redis-py packing each of a Bayes
         read's or write's ~1,000 fields in Python (docs/decisions/0057-hiredis.md). With
         ``retry``, connection errors are retried as redis-py retries its own commands (reads
         only: a write sent again could count twice). After any error the connection is closed,
-        so no reply is left unread on it."""
-        assert _pack is not None
+        so no reply is left unread on it. Without hiredis: redis-py's own pipeline (which
+        retries as it always did)."""
+        if _pack is None:
+            pipe = self.client.pipeline(transaction=False)
+            for c in cmds:
+                pipe.execute_command(*c)  # type: ignore[no-untyped-call]
+            return pipe.execute()  # type: ignore[no-any-return]
         packed = [b"".join([_pack(c) for c in cmds])]
         pool = self.client.connection_pool
         conn: Any = pool.get_connection()
@@ -125,7 +124,7 @@ class RedisStore:
 
     def add_counters(self, updates: Iterable[tuple[str, Mapping[str, int]]], ttl: float | None = None) -> None:
         """One script call per hash with all its deltas (a learned message changes ~1,500
-        fields in three hashes: one HINCRBY each cost 8.6 ms CPU a message in redis-py)."""
+        fields in three hashes: one HINCRBY each cost 8.6-12.4 ms CPU a message in redis-py)."""
         cmds: list[tuple[Any, ...]] = []
         for key, deltas in updates:
             check_key(key)
@@ -140,7 +139,7 @@ class RedisStore:
             if ttl:
                 cmds.append(("PEXPIRE", key, int(ttl * 1000)))
         if cmds:
-            self._call(self._roundtrip if _pack is not None else self._pipeline, cmds, retry=False)
+            self._call(self._send, cmds, False)
 
     def counter_fields(self, key: str) -> int:
         return int(self._call(self.client.hlen, check_key(key)))
