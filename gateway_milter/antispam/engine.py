@@ -26,7 +26,7 @@ from typing import Any
 from gateway_milter.antispam import hsmatch, re2filter, saeval, sauris, wlbleval
 from gateway_milter.auth import psl
 from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, relaxed_pattern, required_factors,
-                                             required_squeezed_factors, squeeze)
+                                             required_squeezed_factors, shared_trees, squeeze)
 from gateway_milter.antispam.perlre import PatternError, octets
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, capture_names, fill_templates, load_rules
 from gateway_milter.antispam.saview import MAX_LINE, UNSUPPORTED_HEADERS, SaMessage, body_lines, decode_header_value
@@ -292,6 +292,10 @@ class RuleEngine:
 
     def __init__(self, rs: RuleSet, exclude_scores: frozenset[str] = frozenset(),
                  skip: frozenset[str] = frozenset(), hs_cache: Path | None = None) -> None:
+        with shared_trees():  # each pattern parsed once for all its prefilters
+            self._build(rs, exclude_scores, skip, hs_cache)
+
+    def _build(self, rs: RuleSet, exclude_scores: frozenset[str], skip: frozenset[str], hs_cache: Path | None) -> None:
         self.ruleset = rs
         self.unsupported = dict(rs.unsupported)
         rules = dict(rs.rules)
@@ -1000,15 +1004,21 @@ class RuleEngine:
 
 
 _engines: dict[tuple[Any, ...], RuleEngine] = {}
+_build_cpu: dict[tuple[Any, ...], float] = {}  # engine key -> CPU seconds its build took
 _lock = threading.Lock()
 # (arguments) -> (monotonic time of the last look at the files, engine key)
 _checked: dict[tuple[Any, ...], tuple[float, tuple[Any, ...]]] = {}
 RECHECK_S = 1.0  # rule files are looked at (stat) at most this often, not on every message
+# Rule sets kept per process. Per-domain rules settings (other rule directories, score set or
+# skipped rules) make one engine each; the Debian set takes 10-20 s CPU to build, so a process
+# that kept only one rebuilt it whenever the next message was for a domain with other settings.
+MAX_ENGINES = 4
 
 
 def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: bool = True,
                skip: tuple[str, ...] = ()) -> RuleEngine:
-    """The process-wide engine for a set of rule directories (rebuilt when a file changes)."""
+    """The process-wide engine for a set of rule directories (rebuilt when a file changes).
+    Up to MAX_ENGINES rule sets are kept (:func:`_keep`)."""
     from gateway_milter.antispam.sarules import DEFAULT_DIRS
 
     args = (dirs, score_set, include_default, skip)
@@ -1032,13 +1042,32 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
         with _lock:
             eng = _engines.get(key)
             if eng is None:
+                t0 = time.thread_time()
                 eng = RuleEngine(load_rules(paths, score_set), skip=frozenset(skip), hs_cache=hs_cache_dir())
                 eng.hyperscan()  # load or build the Hyperscan databases in the background
-                _engines.clear()  # one rule set per process: drop stale ones
-                _engines[key] = eng
-                _checked.clear()
+                _keep(args, key, eng, time.thread_time() - t0)
     _checked[args] = (now, key)
     return eng
+
+
+def _keep(args: tuple[Any, ...], key: tuple[Any, ...], eng: RuleEngine, cpu_s: float) -> None:
+    """Adds a new engine (under ``_lock``). The engine these arguments had before (its files
+    changed since) goes unless other arguments still use it; past MAX_ENGINES, the one that was
+    cheapest to build goes (a small local set before the Debian one), the newest excepted."""
+    checked = list(_checked.items())  # (other threads set entries without the lock)
+    before = _checked.get(args)
+    if before is not None and before[1] != key and not any(k == before[1] for a, (_, k) in checked if a != args):
+        _engines.pop(before[1], None)
+    _engines[key] = eng
+    _build_cpu[key] = cpu_s
+    while len(_engines) > MAX_ENGINES:
+        victim = min((k for k in _engines if k != key), key=lambda k: _build_cpu.get(k, 0.0))
+        del _engines[victim]
+    for k in [k for k in _build_cpu if k not in _engines]:
+        del _build_cpu[k]
+    for a, (_, k) in checked:
+        if k not in _engines and a != args:
+            _checked.pop(a, None)
 
 
 def hs_cache_dir() -> Path | None:

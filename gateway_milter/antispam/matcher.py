@@ -15,6 +15,7 @@ compile time for SpamAssassin's body rules exceeded ten minutes here, so it is n
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -162,13 +163,48 @@ def _best(parts: list[set[str] | None]) -> set[str] | None:
 
 def parse_tree(p: PerlPattern) -> Any:
     """The standard library's parse tree of ``p``, or None where no prefilter can be derived
-    from it (extended syntax, regex-module-only constructs)."""
+    from it (extended syntax, regex-module-only constructs). Callers only read it: inside
+    :class:`shared_trees` one tree serves every caller."""
     if p.flags and "x" in p.flags:
         return None
+    key = (p.source, p.flags)
+    sharing = _tree_users > 0
+    if sharing:
+        got = _trees.get(key, _NO_TREE)
+        if got is not _NO_TREE:
+            return got
     try:
-        return P.parse(p.source, re.ASCII | (re.I if "i" in p.flags else 0))
+        tree = P.parse(p.source, re.ASCII | (re.I if "i" in p.flags else 0))
     except Exception:  # noqa: BLE001 - regex-module-only syntax: no prefilter
-        return None
+        tree = None
+    if sharing:
+        _trees[key] = tree
+    return tree
+
+
+_NO_TREE = object()
+_trees: dict[tuple[str, str], Any] = {}
+_tree_users = 0
+_tree_lock = threading.Lock()
+
+
+class shared_trees:  # (a context manager, named as one)
+    """While a rule set is compiled (RuleEngine's constructor), each pattern is parsed once:
+    its prefilters (literal factors, squeezed factors, position and relaxed patterns, RE2's
+    expression, the look-ahead lead) each asked the parser again. For Debian's set that was
+    2,298 parses of 682 patterns. The trees go when the last build running ends."""
+
+    def __enter__(self) -> None:
+        global _tree_users
+        with _tree_lock:
+            _tree_users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _tree_users
+        with _tree_lock:
+            _tree_users -= 1
+            if _tree_users == 0:
+                _trees.clear()
 
 
 def _factors(p: PerlPattern, squeezed: bool) -> tuple[str, ...] | None:
