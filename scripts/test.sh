@@ -36,7 +36,7 @@ echo "== pass 1: all tiers, SQLite + embedded store"
 run_pytest -q --durations=15 tests || status=$?
 
 echo "== pass 2: database and store tiers, PostgreSQL + Redis"
-"$py" scripts/with-services.py -- "$py" -m pytest -q -m "not browser" \
+"$py" scripts/with-services.py -- "$py" -m pytest -q --durations=10 -m "not browser" \
     tests/django tests/integration/spine $(ls -d tests/integration/antispam 2>/dev/null) || {
   rc=$?; [ "$rc" = 5 ] || status=$rc; }
 
