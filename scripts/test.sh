@@ -2,7 +2,8 @@
 # The test command: installs what the tests need (Debian packages, the venv), then runs every
 # tier: unit, Django, integration (real Postfix, clamd, DNS servers, Redis, PostgreSQL),
 # conformance and browser (real Chromium) against the embedded setup (SQLite + embedded store),
-# then the database-facing tiers again against PostgreSQL + Redis.
+# then the database-facing tiers again against PostgreSQL + Redis (less the tests marked
+# backend_neutral, which use neither).
 #
 #   sudo bash scripts/test.sh            # everything
 #   sudo bash scripts/test.sh tests/unit # a subset (first pass only)
@@ -36,7 +37,7 @@ echo "== pass 1: all tiers, SQLite + embedded store"
 run_pytest -q --durations=15 tests || status=$?
 
 echo "== pass 2: database and store tiers, PostgreSQL + Redis"
-"$py" scripts/with-services.py -- "$py" -m pytest -q --durations=10 -m "not browser" \
+"$py" scripts/with-services.py -- "$py" -m pytest -q --durations=10 -m "not browser and not backend_neutral" \
     tests/django tests/integration/spine $(ls -d tests/integration/antispam 2>/dev/null) || {
   rc=$?; [ "$rc" = 5 ] || status=$rc; }
 

@@ -259,6 +259,7 @@ def test_it_greylists_through_the_layer_on_redis(redis_url: str) -> None:
     assert Clock  # shared helper imported for the embedded contract
 
 
+@pytest.mark.backend_neutral  # (the bench names its store and its Redis itself)
 @pytest.mark.parametrize("kind", ["redis", "sqlite"])
 def test_the_bayes_store_bench_runs(redis_url: str, kind: str) -> None:
     import json

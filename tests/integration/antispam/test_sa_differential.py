@@ -17,7 +17,7 @@ import pytest
 
 from tests.services import shared_path
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backend_neutral]  # (no database, no default store)
 
 ROOT = Path(__file__).resolve().parents[3]
 # rules whose hits this comparison found wrong and that were fixed: FreeMail's wildcard
