@@ -11,6 +11,7 @@ that runs every rule's expression, which the tests compare against.
 
 from __future__ import annotations
 
+import logging
 import operator
 import re
 import threading
@@ -30,6 +31,8 @@ from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, rela
 from gateway_milter.antispam.perlre import PatternError, octets
 from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, capture_names, fill_templates, load_rules
 from gateway_milter.antispam.saview import MAX_LINE, UNSUPPORTED_HEADERS, SaMessage, body_lines, decode_header_value
+
+log = logging.getLogger("bulwark.rules")
 
 SUPPORTED_MODS = ("", "raw", "addr", "name", "name:raw", "first", "last")
 
@@ -1045,7 +1048,10 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
                 t0 = time.thread_time()
                 eng = RuleEngine(load_rules(paths, score_set), skip=frozenset(skip), hs_cache=hs_cache_dir())
                 eng.hyperscan()  # load or build the Hyperscan databases in the background
-                _keep(args, key, eng, time.thread_time() - t0)
+                cpu_s = time.thread_time() - t0
+                _keep(args, key, eng, cpu_s)
+                log.info("rules: rule set built in %.1f s CPU: %d rules, %d unsupported; %d rule sets kept",
+                         cpu_s, len(eng.rules), len(eng.unsupported), len(_engines))
     _checked[args] = (now, key)
     return eng
 
@@ -1063,6 +1069,9 @@ def _keep(args: tuple[Any, ...], key: tuple[Any, ...], eng: RuleEngine, cpu_s: f
     while len(_engines) > MAX_ENGINES:
         victim = min((k for k in _engines if k != key), key=lambda k: _build_cpu.get(k, 0.0))
         del _engines[victim]
+        log.warning("rules: more than %d rule sets in use (rules settings that differ per domain): dropped "
+                    "the one cheapest to build (%.1f s CPU); it is built again when next needed",
+                    MAX_ENGINES, _build_cpu.get(victim, 0.0))
     for k in [k for k in _build_cpu if k not in _engines]:
         del _build_cpu[k]
     for a, (_, k) in checked:

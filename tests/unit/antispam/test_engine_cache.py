@@ -72,7 +72,9 @@ def test_a_changed_file_replaces_its_engine_and_the_old_one_goes(tmp_path: Path,
     assert old_key not in engine_module._engines and key_of(a) in engine_module._engines
 
 
-def test_past_the_cap_the_cheapest_goes_and_the_costly_one_stays(tmp_path: Path, no_recheck_delay: None) -> None:
+def test_past_the_cap_the_cheapest_goes_and_the_costly_one_stays(tmp_path: Path, no_recheck_delay: None,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="bulwark.rules")
     costly_dir = rule_dir(tmp_path, 0)
     costly = engine_for((costly_dir,), 2, include_default=False)
     engine_module._build_cpu[key_of(costly_dir)] = 15.0  # as the Debian set costs
@@ -84,6 +86,10 @@ def test_past_the_cap_the_cheapest_goes_and_the_costly_one_stays(tmp_path: Path,
     # the costly set was never dropped for the small ones; the newest is there too
     assert engine_for((costly_dir,), 2, include_default=False) is costly
     assert key_of(dirs[-1]) in engine_module._engines
+    # each build is logged; each drop past the cap is a warning (rule sets built again and again)
+    builds = [r for r in caplog.records if "rule set built" in r.getMessage()]
+    drops = [r for r in caplog.records if r.levelname == "WARNING" and "dropped" in r.getMessage()]
+    assert len(builds) == len(dirs) + 1 and len(drops) == len(dirs) + 1 - engine_module.MAX_ENGINES
     # arguments whose engine went are forgotten with it (the look-up table stays bounded)
     assert all(k in engine_module._engines for _t, k in engine_module._checked.values())
 
