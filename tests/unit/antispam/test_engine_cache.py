@@ -148,3 +148,20 @@ def test_each_pattern_is_parsed_once_per_build_with_the_same_prefilters(tmp_path
         rel = matcher.relaxed_pattern(r.pattern) if f is None else None
         assert (eng.relaxed[r.name].pattern if r.name in eng.relaxed else None) == (rel.pattern if rel else None)
     assert len(parsed) > len(set(parsed))  # (and those did parse again)
+
+
+def test_the_rules_layer_serves_domains_with_other_rules_settings_without_rebuilding(
+        tmp_path: Path, no_recheck_delay: None, caplog: pytest.LogCaptureFixture) -> None:
+    from gateway_milter.policy.snapshot import PolicySnapshot
+    from tests.unit.antispam.helpers import make_ctx, msg
+
+    caplog.set_level("INFO", logger="bulwark.rules")
+    d = rule_dir(tmp_path, 1)
+    pol = PolicySnapshot.from_document({
+        "settings": {"rules": {"include_default": False, "rule_dirs": [d], "use_bayes": False}},
+        "domains": ["example.com", {"name": "other.example", "settings": {"rules": {"skip_rules": ["LOCAL_1"]}}}]})
+    for _ in range(3):  # messages for one domain, then the other, in turn
+        a = make_ctx(msg("x", "word1"), pol, rcpts=("bob@example.com",)).layer("rules")
+        b = make_ctx(msg("x", "word1"), pol, rcpts=("eve@other.example",)).layer("rules")
+        assert a.has("LOCAL_1") and not b.has("LOCAL_1")  # each domain's own settings
+    assert len([r for r in caplog.records if "rule set built" in r.getMessage()]) == 2
