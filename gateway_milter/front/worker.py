@@ -48,19 +48,23 @@ def _control_reader(provider: object) -> None:
 
 
 def _warm_up(gateway: object) -> None:
-    """Build the heuristic rule engine (seconds of CPU for the Debian rule set) in the
-    background at start, with the published settings, so the first message does not wait."""
+    """Build the heuristic rule engines (seconds of CPU for the Debian rule set) in the
+    background at start, with the published settings, so the first message does not wait:
+    one for each rule set the global and per-domain settings name, as many as a process keeps."""
     try:
+        from gateway_milter.antispam.engine import MAX_ENGINES
         from gateway_milter.layers import rules
 
         snap = gateway.policy.current()  # type: ignore[attr-defined]
-        # only where the rules layer is on somewhere: its build is seconds of CPU a lists-only
-        # gateway does not need (the layer's prefetch warms up later if a policy turns it on)
+        # only where the rules layer is on: its build is seconds of CPU a lists-only gateway
+        # does not need (the layer's prefetch warms up later if a policy turns it on)
+        seen: set[tuple[object, ...]] = set()
         for domain in (None, *snap.domains):
             settings = snap.settings_for("rules", domain)
-            if settings.enabled:
+            key = (settings.rule_dirs, settings.score_set, settings.include_default, settings.skip_rules)
+            if settings.enabled and key not in seen and len(seen) < MAX_ENGINES:
+                seen.add(key)
                 rules.warm_up(settings)
-                break
     except Exception:
         log.exception("rules warm-up failed")
 
