@@ -61,7 +61,7 @@ def _warm_up(gateway: object) -> None:
         seen: set[tuple[object, ...]] = set()
         for domain in (None, *snap.domains):
             settings = snap.settings_for("rules", domain)
-            key = (settings.rule_dirs, settings.score_set, settings.include_default, settings.skip_rules)
+            key = rules.rule_set_of(settings)
             if settings.enabled and key not in seen and len(seen) < MAX_ENGINES:
                 seen.add(key)
                 rules.warm_up(settings)

@@ -55,8 +55,12 @@ class RulesSettings(BaseSettings):
 
 
 def engine_from_settings(settings: RulesSettings) -> RuleEngine:
-    return engine_for(tuple(settings.rule_dirs), settings.score_set, settings.include_default,
-                      tuple(settings.skip_rules))
+    return engine_for(*rule_set_of(settings))
+
+
+def rule_set_of(settings: RulesSettings) -> tuple[tuple[str, ...], int, bool, tuple[str, ...]]:
+    """What names a rule set (one engine): settings that differ only elsewhere share it."""
+    return tuple(settings.rule_dirs), settings.score_set, settings.include_default, tuple(settings.skip_rules)
 
 
 _warming: set[tuple[object, ...]] = set()
@@ -67,7 +71,7 @@ def warm_up(settings: RulesSettings | None = None, wait: bool = False) -> None:
     """Build the rule engine ahead of the first message (a few seconds for the Debian set).
     The milter calls this at start-up; ``prefetch`` calls it too."""
     s = settings or RulesSettings()
-    key = (s.rule_dirs, s.score_set, s.include_default, s.skip_rules)
+    key = rule_set_of(s)
     with _warm_lock:
         started = key in _warming
         _warming.add(key)
