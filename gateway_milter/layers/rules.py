@@ -3,7 +3,8 @@ Debian's ``spamassassin`` package (/usr/share/spamassassin) plus local rule dire
 
 Each rule that hits becomes a symbol with its SpamAssassin name and score (score set 2:
 Bayes on, network tests off — our dnsbl/uribl layers do those). Unsupported rules never run
-and are listed by ``manage.py rules check``. The rule set is compiled once per process.
+and are listed by ``manage.py rules check``. A rule set is compiled once per process (up to
+four kept: rules settings may differ per domain; ``engine.MAX_ENGINES``).
 """
 
 from __future__ import annotations
