@@ -76,14 +76,12 @@ def main() -> int:
             return st
         return SqliteStore(tmp / f"state{n}.sqlite3")
 
-    train_items: list[Any] = []  # made once: three stores learn them
+    # made once: three stores learn them
+    train_items = [learn_item(message_view(make_context(p.read_bytes(), policy)), "spam" in p.parent.name) for p in train]
 
     def trained(n: int) -> StateStore:
         st = fresh(n)
         set_default_store(st)
-        if not train_items:
-            train_items.extend(learn_item(message_view(make_context(p.read_bytes(), policy)), "spam" in p.parent.name)
-                               for p in train)
         BayesClassifier(st, 50).learn_many(train_items)
         return st
 

@@ -26,19 +26,23 @@ def rule_dir(tmp_path: Path, n: int) -> str:
 def no_recheck_delay() -> Iterator[None]:
     """An empty cache (the suite's engines, the Debian set's among them, are put back after),
     and the files looked at on every call (the 1 s pause would hide a change made in a test)."""
-    tables = (engine_module._engines, engine_module._build_cpu, engine_module._checked)
-    saved = [dict(t) for t in tables]
+    engines, cpu, checked = engine_module._engines, engine_module._build_cpu, engine_module._checked
+    saved_engines, saved_cpu, saved_checked = dict(engines), dict(cpu), dict(checked)
     old = engine_module.RECHECK_S
     engine_module.RECHECK_S = 0.0
-    for t in tables:
-        t.clear()
+    engines.clear()
+    cpu.clear()
+    checked.clear()
     try:
         yield
     finally:
         engine_module.RECHECK_S = old
-        for t, kept in zip(tables, saved, strict=True):
-            t.clear()
-            t.update(kept)  # type: ignore[attr-defined]
+        engines.clear()
+        engines.update(saved_engines)
+        cpu.clear()
+        cpu.update(saved_cpu)
+        checked.clear()
+        checked.update(saved_checked)
 
 
 def key_of(d: str) -> tuple[object, ...]:
