@@ -488,6 +488,19 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     return v
 
 
+def _alternative_roots(m: Message, path: tuple[int, ...], depth: int, roots: list[tuple[int, ...]]) -> None:
+    """The paths of the multipart/alternative parts, into ``roots`` (a module function, not a
+    nested one: a nested function that calls itself is a reference cycle, freed only by the
+    garbage collector)."""
+    if depth > 50 or not m.is_multipart():
+        return
+    if m.get_content_type() == "multipart/alternative":
+        roots.append(path)
+    for i, sub in enumerate(m.get_payload() or []):
+        if isinstance(sub, Message):
+            _alternative_roots(sub, path + (i,), depth + 1, roots)
+
+
 def _alternative_groups(mime: MimeView, html_of: dict[int, HtmlFacts],
                         plain_of: dict[int, str]) -> list[list[tuple[str, str, bool]]]:
     """The rendered text/plain and text/html parts (as the body has them) under each
@@ -495,18 +508,8 @@ def _alternative_groups(mime: MimeView, html_of: dict[int, HtmlFacts],
     multipart_alternative_difference; none for an Exchange meeting request (a message that is
     multipart/alternative of text/html and text/calendar), which SpamAssassin skips."""
     roots: list[tuple[int, ...]] = []
-
-    def walk(m: Message, path: tuple[int, ...], depth: int) -> None:
-        if depth > 50 or not m.is_multipart():
-            return
-        if m.get_content_type() == "multipart/alternative":
-            roots.append(path)
-        for i, sub in enumerate(m.get_payload() or []):
-            if isinstance(sub, Message):
-                walk(sub, path + (i,), depth + 1)
-
     top = mime.message
-    walk(top, (), 0)
+    _alternative_roots(top, (), 0, roots)
     if not roots:
         return []
     children = top.get_payload() if top.is_multipart() else []

@@ -250,6 +250,13 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         self.ctx.add_header(name, v)
         return CONTINUE
 
+    def header_bytes(self, fld: str, val: bytes) -> int:
+        """What libmilter's header callback calls: the value as bytes to header(). pymilter's
+        own does the same for @decode("bytes") by storing ``self.header`` on the instance, a
+        reference cycle that kept each connection's milter and message context until the next
+        garbage collection."""
+        return self.header(fld, val)  # type: ignore[no-any-return]
+
     @Milter.noreply  # type: ignore[untyped-decorator]
     @deferred
     def body(self, chunk: bytes) -> int:

@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gateway_milter.mime import headers as H
 
@@ -177,6 +177,10 @@ class MimeView:
         return rep
 
 
+class _Walk(Protocol):
+    def __call__(self, m: Message, depth: int, path: tuple[int, ...], recurse: _Walk) -> None: ...
+
+
 def parse_message(raw: bytes) -> MimeView:
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.compat32)
@@ -229,7 +233,10 @@ def parse_message(raw: bytes) -> MimeView:
             note("DUPLICATE_DISPOSITION", " | ".join(dispositions), path)
         return H.filename_candidates(dispositions, cts)
 
-    def walk(m: Message, depth: int, path: tuple[int, ...]) -> None:
+    # walk is handed itself to recurse with: a nested function that called itself by name would
+    # be a reference cycle (function -> closure -> function), which keeps the parts' payloads
+    # until the next garbage collection instead of freeing them with the view
+    def walk(m: Message, depth: int, path: tuple[int, ...], recurse: _Walk) -> None:
         nonlocal deepest
         deepest = max(deepest, depth)
         if depth > MAX_DEPTH:
@@ -245,7 +252,7 @@ def parse_message(raw: bytes) -> MimeView:
                     for d in sub.defects:
                         if type(d).__name__ in _DEFECT_AMBIGUITY:
                             note(_DEFECT_AMBIGUITY[type(d).__name__], type(d).__name__, path + (i,))
-                    walk(sub, depth + 1, path + (i,))
+                    recurse(sub, depth + 1, path + (i,), recurse)
             return
         if len(parts) >= MAX_PARTS:
             note("TOO_MANY_PARTS", f"more than {MAX_PARTS} parts", path)
@@ -299,7 +306,7 @@ def parse_message(raw: bytes) -> MimeView:
         if type(d).__name__ in _DEFECT_AMBIGUITY:
             note(_DEFECT_AMBIGUITY[type(d).__name__], type(d).__name__, ())
     try:
-        walk(msg, 0, ())
+        walk(msg, 0, (), walk)
     except RecursionError:
         note("TOO_DEEP", "recursion limit", ())
     except Exception as e:  # noqa: BLE001 - a stdlib accessor failing on hostile headers

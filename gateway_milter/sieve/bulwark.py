@@ -14,6 +14,7 @@ import time
 
 import ipaddress
 import json
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +42,10 @@ class GatewayHooks:
     def __init__(self, ctx: Any, rcpt: Any = None) -> None:
         self.ctx = ctx
         self.rcpt = rcpt
-        self.rt: Runtime | None = None
+        # the runtime whose deadline a layer's time moves: a weak reference, as the runtime
+        # holds these hooks (a cycle would keep the message's context until the next garbage
+        # collection)
+        self.rt: weakref.ref[Runtime] | None = None
 
     def layer(self, layer_id: str, recipient: bool) -> Any:
         # The time a layer itself takes (DNS, clamd) does not count against the script's CPU
@@ -55,15 +59,16 @@ class GatewayHooks:
                 return ctx.runner.recipient_result(ctx, layer_id, self.rcpt)
             return ctx.layer(layer_id)
         finally:
-            if self.rt is not None:
-                self.rt.deadline += time.perf_counter() - t0
+            rt = self.rt() if self.rt is not None else None
+            if rt is not None:
+                rt.deadline += time.perf_counter() - t0
 
 
 def _hooks(rt: Runtime, line: int) -> GatewayHooks:
     h = rt.hooks
     if not isinstance(h, GatewayHooks):
         raise SieveRuntimeError("vnd.bulwark tests need a gateway message context", line, rt.script)
-    h.rt = rt
+    h.rt = weakref.ref(rt)
     return h
 
 

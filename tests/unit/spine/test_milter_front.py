@@ -11,6 +11,7 @@ from Milter.testctx import TestCtx
 
 from gateway_milter.front.milter import BulwarkMilter
 from gateway_milter.pipeline import runner
+from tests.unit.cyclic import cyclic_garbage
 from tests.unit.spine.conftest import make_gateway
 
 # TestCtx closes the session on a NOREPLY answer, so the MTA here offers no no-reply bits (an
@@ -47,6 +48,22 @@ def test_it_accepts_a_clean_message_and_adds_the_result_header() -> None:
     assert ctx._msg["X-Bulwark-Result"].startswith("accept; score=0.00")
     assert sink.records[-1]["action"] == "accept" and sink.records[-1]["direction"] == "inbound"
     assert not q.items
+
+
+def test_a_connection_leaves_no_reference_cycles() -> None:
+    # the milter, its message context, the Sieve runtime and its hooks are freed when the
+    # connection ends, not at the next garbage collection (pymilter's header_bytes and the
+    # hooks' reference back to their runtime made cycles of them)
+    gw, _, sink = make_gateway()
+    run(gw, "alice@outside.test", "bob@example.com")  # first-use caches
+    with cyclic_garbage() as left:
+        for _ in range(3):
+            _, rc = run(gw, "alice@outside.test", "bob@example.com")
+            assert rc == Milter.ACCEPT
+        _, rc = run(gw, "x@held.test", "ann@other.example")  # a quarantined one
+        assert rc == Milter.DISCARD
+    assert any(t["source"] == "lists" for t in sink.records[-1]["trace"])  # the Sieve policy ran layers
+    assert left == [], left
 
 
 def test_it_rejects_a_blocklisted_sender_at_rcpt_with_a_5xx_reply() -> None:
