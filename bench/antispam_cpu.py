@@ -46,6 +46,7 @@ another.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -186,6 +187,7 @@ def main() -> int:
     # messages pays, the garbage collector's runs included (a message's least CPU leaves them
     # out, as it leaves out interrupts)
     pass_ms: list[float] = []
+    gc_before = [g["collections"] for g in gc.get_stats()]
     for _ in range(args.repeat):
         p0 = time.process_time()
         for i, raw in enumerate(raws):
@@ -194,6 +196,7 @@ def main() -> int:
             ctx.layer("scoring")
             best[i] = min(best[i], (time.process_time() - t) * 1000)
         pass_ms.append((time.process_time() - p0) * 1000 / len(raws))
+    collections = [g["collections"] - b for g, b in zip(gc.get_stats(), gc_before, strict=True)]
     cpu = sorted(best)
     parts = time_parts(raws, policy, bc, engine if not args.no_rules else None, args.repeat) if args.parts else None
     classified = sum(bc.classify(message_view(make_context(raw, policy))).probability is not None for raw in raws)
@@ -207,6 +210,7 @@ def main() -> int:
                       "cpu_ms_p95": round(cpu[int(len(cpu) * .95)], 2),
                       "cpu_ms_mean": round(sum(cpu) / len(cpu), 2),
                       "pass_cpu_ms_per_message": round(min(pass_ms), 2),
+                      "gc_collections_in_passes": collections,
                       "reference_loop_ms": reference_loop_ms(),
                       **({"parts_ms_median": parts} if parts else {})},
                      indent=2))
