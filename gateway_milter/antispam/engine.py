@@ -286,6 +286,72 @@ def _atleast(v: Callable[[str], int], names: tuple[str, ...], need: int) -> bool
 RuleFn = Callable[[_Texts, SaMessage, dict[str, Any], Callable[[str], int]], int]
 
 
+def _usable_rules(rs: RuleSet, skip: frozenset[str]) -> tuple[dict[str, Rule], dict[str, str], list[str]]:
+    """The rules an engine runs (those a scored rule needs, without the skipped and the
+    unsupported), the unsupported with their reasons, and the disabled (needed by no scored
+    rule)."""
+    unsupported = dict(rs.unsupported)
+    rules = dict(rs.rules)
+    for name in skip:
+        if rules.pop(name, None) is not None:
+            unsupported[name] = "disabled by the rules.skip_rules setting"
+    for name, r in list(rules.items()):
+        if r.kind in ("header", "mimeheader") and r.target:
+            spec = r.target.removeprefix("exists:")
+            hname, _, mod = spec.partition(":")
+            if r.target.startswith("exists:"):
+                mod = ""
+            if hname.startswith(UNSUPPORTED_HEADERS) or mod not in SUPPORTED_MODS:
+                unsupported[name] = f"pseudo-header or modifier {r.target!r} is not implemented"
+                del rules[name]
+    # metas on unsupported rules are unsupported (again, after the header pass), and so are
+    # template rules on unsupported capture rules
+    changed = True
+    while changed:
+        changed = False
+        for name, r in list(rules.items()):
+            if r.kind == "meta" or r.templates:
+                bad = [d for d in r.deps if d in unsupported]
+                if bad:
+                    unsupported[name] = f"depends on unsupported {', '.join(bad[:3])}"
+                    del rules[name]
+                    changed = True
+    # only what a scored rule needs runs (SpamAssassin skips score-0 rules too)
+    needed: set[str] = set()
+    stack = [n for n, r in rules.items() if r.score != 0 and not n.startswith("__")]
+    while stack:
+        n = stack.pop()
+        if n in needed or n not in rules:
+            continue
+        needed.add(n)
+        stack.extend(rules[n].deps)
+    return {n: r for n, r in rules.items() if n in needed}, unsupported, sorted(set(rules) - needed)
+
+
+def _hyperscan_rules(rules: dict[str, Rule]) -> tuple[list[tuple[Rule, str]], dict[str, tuple[str, ...]]]:
+    """The rules Hyperscan's databases take, each with its text kind or header spec, and per
+    header spec the rules that match when the message has no such header."""
+    # the rules that are one regular expression over a text (as RuleEngine.pattern_rules), and
+    # the header rules over the long header texts (HS_HEADERS; those on ALL alone cost 0.27 ms
+    # a message on Python's ``re``) and over the headers with many rules (HS_HEADER_MIN_RULES)
+    # (not capture rules: their matches must run, an absent header's too, to set their tags)
+    pattern_rules = [r for r in rules.values() if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None]
+    plain_header = [r for r in rules.values()
+                    if r.kind == "header" and not r.negate and not r.eval_fn and r.pattern is not None
+                    and not r.target.startswith("exists:") and not capture_names(r)]
+    per_spec = Counter(r.target for r in plain_header)
+    hs_specs = {t for t, k in per_spec.items() if t in HS_HEADERS or k >= HS_HEADER_MIN_RULES}
+    hs_rules = [(r, r.kind) for r in pattern_rules] + [(r, r.target) for r in plain_header if r.target in hs_specs]
+    # a header spec's rules when the message has no such header: the value each then takes (its
+    # pattern over its if-unset text, "" by default), known when the rules load
+    unset_hits: dict[str, tuple[str, ...]] = {}
+    for r in plain_header:
+        unset = r.if_unset if r.if_unset is not None else ""
+        if r.target in hs_specs and r.pattern is not None and r.pattern.compiled.search(unset) is not None:
+            unset_hits[r.target] = (*unset_hits.get(r.target, ()), r.name)
+    return hs_rules, unset_hits
+
+
 class RuleEngine:
     """Rules run lazily: every scored rule is computed for each message; a rule that scores
     nothing itself (``__NAME``, or score 0) is computed only when a meta asks for its value,
@@ -300,43 +366,7 @@ class RuleEngine:
 
     def _build(self, rs: RuleSet, exclude_scores: frozenset[str], skip: frozenset[str], hs_cache: Path | None) -> None:
         self.ruleset = rs
-        self.unsupported = dict(rs.unsupported)
-        rules = dict(rs.rules)
-        for name in skip:
-            if rules.pop(name, None) is not None:
-                self.unsupported[name] = "disabled by the rules.skip_rules setting"
-        for name, r in list(rules.items()):
-            if r.kind in ("header", "mimeheader") and r.target:
-                spec = r.target.removeprefix("exists:")
-                hname, _, mod = spec.partition(":")
-                if r.target.startswith("exists:"):
-                    mod = ""
-                if hname.startswith(UNSUPPORTED_HEADERS) or mod not in SUPPORTED_MODS:
-                    self.unsupported[name] = f"pseudo-header or modifier {r.target!r} is not implemented"
-                    del rules[name]
-        # metas on unsupported rules are unsupported (again, after the header pass), and so are
-        # template rules on unsupported capture rules
-        changed = True
-        while changed:
-            changed = False
-            for name, r in list(rules.items()):
-                if r.kind == "meta" or r.templates:
-                    bad = [d for d in r.deps if d in self.unsupported]
-                    if bad:
-                        self.unsupported[name] = f"depends on unsupported {', '.join(bad[:3])}"
-                        del rules[name]
-                        changed = True
-        # only what a scored rule needs runs (SpamAssassin skips score-0 rules too)
-        needed: set[str] = set()
-        stack = [n for n, r in rules.items() if r.score != 0 and not n.startswith("__")]
-        while stack:
-            n = stack.pop()
-            if n in needed or n not in rules:
-                continue
-            needed.add(n)
-            stack.extend(rules[n].deps)
-        self.rules = {n: r for n, r in rules.items() if n in needed}
-        self.disabled = sorted(set(rules) - needed)
+        self.rules, self.unsupported, self.disabled = _usable_rules(rs, skip)
         self.exclude_scores = exclude_scores | {n for n, r in self.rules.items() if r.eval_fn == "check_bayes"}
         self.extras: dict[str, Any] = {"freemail_domains": rs.freemail,
                                        "freemail_lists": saeval.freemail_lists(rs.freemail)}
@@ -352,24 +382,12 @@ class RuleEngine:
         # rules that are one regular expression over a text: the prefilters' and Hyperscan's
         self.pattern_rules = [r for r in self.rules.values()
                               if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None]
-        # and Hyperscan's: those, and the header rules over the long header texts (HS_HEADERS;
-        # those on ALL alone cost 0.27 ms a message on Python's ``re``) and over the headers
-        # with many rules (HS_HEADER_MIN_RULES)
-        # (not capture rules: their matches must run, an absent header's too, to set their tags)
-        plain_header = [r for r in self.rules.values()
-                        if r.kind == "header" and not r.negate and not r.eval_fn and r.pattern is not None
-                        and not r.target.startswith("exists:") and not capture_names(r)]
-        per_spec = Counter(r.target for r in plain_header)
-        hs_specs = {t for t, k in per_spec.items() if t in HS_HEADERS or k >= HS_HEADER_MIN_RULES}
-        self.hs_rules = [(r, r.kind) for r in self.pattern_rules] + [(r, r.target) for r in plain_header
-                                                                     if r.target in hs_specs]
-        # a header spec's rules when the message has no such header: the value each then
-        # takes (its pattern over its if-unset text, "" by default), known when the rules load
-        self.unset_hits: dict[str, tuple[str, ...]] = {}
-        for r in plain_header:
-            unset = r.if_unset if r.if_unset is not None else ""
-            if r.target in hs_specs and r.pattern is not None and r.pattern.compiled.search(unset) is not None:
-                self.unset_hits[r.target] = (*self.unset_hits.get(r.target, ()), r.name)
+        # Hyperscan's rules and the absent headers' values are those of the rule set without
+        # skip_rules: rule sets that differ only in it share one database file (Debian's takes
+        # 1-2 minutes of a core to compile and about 30 MB), and an engine takes from a scan
+        # only the rules it has (_hs_ready). Both from the one set, so that every header text
+        # an engine scans has the values of all its rules when the header is absent.
+        self.hs_rules, self.unset_hits = _hyperscan_rules(self.rules if not skip else _usable_rules(rs, frozenset())[0])
         for r in self.pattern_rules:
             if r.pattern is not None:
                 f = required_factors(r.pattern)
@@ -906,8 +924,10 @@ class RuleEngine:
         """Once the databases are there, rules they settle are cheap: metas are ordered again."""
         with self._hs_lock:
             if self._hs_for is not hm:
-                by_kind = {kind: dict.fromkeys((n for n in names if n in self.rules), 0)
-                           for kind, names in hm.covered.items()}
+                # (the databases may be those of the rule set without skip_rules: a text none of
+                # whose rules this engine has is not scanned)
+                by_kind = {kind: zero for kind, names in hm.covered.items()
+                           if (zero := dict.fromkeys((n for n in names if n in self.rules), 0))}
                 all_zero = {n: 0 for zero in by_kind.values() for n in zero}
                 self._hs_plan = (by_kind, all_zero)
                 hs_all = frozenset(all_zero)

@@ -240,6 +240,45 @@ def test_a_header_with_many_rules_is_scanned_once_and_an_absent_one_settles_its_
         assert {h.name for h in eng.run(view).hits} == expected, raw
 
 
+@needs_hs
+def test_rule_sets_that_differ_only_in_skip_rules_share_one_database(tmp_path: Path) -> None:
+    from gateway_milter.antispam.engine import HS_HEADER_MIN_RULES
+
+    rules = ["header SUBJ_EMPTY Subject =~ /^$/", "header SUBJ_UNSET Subject =~ /unset/ [if-unset: unset]",
+             "header SUBJ_FREE Subject =~ /\\bfree\\b/i", "header SUBJ_MONEY Subject =~ /\\$\\d+/",
+             "body BODY_PILLS /\\bpills\\b/", "body BODY_CASH /cash now/i",
+             "rawbody RAW_FONT /<font/i", "uri URI_SHOP /shop\\.example\\.com\\//"]
+    d = write_rules(tmp_path, "".join(f"{r}\nscore {r.split()[1]} 0.1\n" for r in rules)
+                    + "meta META_PILLS BODY_PILLS && BODY_CASH\nscore META_PILLS 1\n")
+    cache = tmp_path / "cache"
+    full = RuleEngine(load_rules([d], 2), hs_cache=cache)
+    # without two of Subject's rules this set alone would leave Subject to Python's re, and
+    # without BODY_CASH its meta is gone
+    skip = frozenset({"SUBJ_FREE", "SUBJ_MONEY", "BODY_CASH"})
+    assert 4 - len(skip & {"SUBJ_FREE", "SUBJ_MONEY"}) < HS_HEADER_MIN_RULES
+    part = RuleEngine(load_rules([d], 2), skip=skip, hs_cache=cache)
+    assert full.hs_loader is not None and part.hs_loader is not None
+    assert part.hs_loader.path == full.hs_loader.path  # one file for both
+    assert full.hyperscan(None) is not None
+    t0 = time.monotonic()
+    hm = part.hyperscan(30)  # loaded, not compiled again
+    assert hm is not None and time.monotonic() - t0 < 10
+    assert "META_PILLS" not in part.rules and not skip & set(part.rules)
+    # every header text it scans has its absent-header values, from the one set
+    assert part.unset_hits["Subject"] == ("SUBJ_EMPTY", "SUBJ_UNSET")
+    cases = {b"Subject: FREE pills for $100\r\n\r\ncash now, pills at http://shop.example.com/ <font>\r\n":
+             {"BODY_PILLS", "URI_SHOP", "RAW_FONT"},
+             b"From: y@test\r\n\r\npills\r\n": {"SUBJ_EMPTY", "SUBJ_UNSET", "BODY_PILLS"},  # no Subject
+             b"Subject: \r\n\r\nnothing\r\n": {"SUBJ_EMPTY"},
+             b"Subject: hi\r\nContent-Type: text/html\r\n\r\n<font>cash now</font>\r\n": {"RAW_FONT"}}
+    for raw, expected in cases.items():
+        view = message_view(make_ctx(raw))
+        same(part.run(view), part.run(view, lazy=False))
+        assert {h.name for h in part.run(view).hits} == expected, raw
+        same(full.run(view), full.run(view, lazy=False))
+    assert {h.name for h in full.run(message_view(make_ctx(list(cases)[0]))).hits} >= {"SUBJ_FREE", "META_PILLS"}
+
+
 def test_without_a_cache_directory_the_engine_keeps_python(tmp_path: Path) -> None:
     eng = RuleEngine(load_rules([write_rules(tmp_path, RULES)], 2), hs_cache=None)
     assert eng.hyperscan(None) is None
