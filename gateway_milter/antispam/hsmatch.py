@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -431,10 +432,21 @@ class Loader:
         return self._load()
 
     def _load(self) -> BodyMatcher | None:
-        m = BodyMatcher.load(self.path)
+        # engines of one file share its databases in a process (rule sets that differ only in
+        # skip_rules: about 40 MB each for Debian's set); freed with the last engine using them
+        with _loaded_lock:
+            m = _loaded.get(self.path)
+            if m is None:
+                m = BodyMatcher.load(self.path)
+                if m is not None:
+                    _loaded[self.path] = m
         if m is not None:
             prune(self.path)
         return m
+
+
+_loaded: weakref.WeakValueDictionary[Path, BodyMatcher] = weakref.WeakValueDictionary()
+_loaded_lock = threading.Lock()
 
 
 def prune(keep: Path, max_age_s: float = STALE_S) -> None:

@@ -4,6 +4,7 @@ cached, watched and survives bad input."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import time
@@ -263,6 +264,7 @@ def test_rule_sets_that_differ_only_in_skip_rules_share_one_database(tmp_path: P
     t0 = time.monotonic()
     hm = part.hyperscan(30)  # loaded, not compiled again
     assert hm is not None and time.monotonic() - t0 < 10
+    assert hm is full.hyperscan(0)  # and in one process, one copy of the databases
     assert "META_PILLS" not in part.rules and not skip & set(part.rules)
     # every header text it scans has its absent-header values, from the one set
     assert part.unset_hits["Subject"] == ("SUBJ_EMPTY", "SUBJ_UNSET")
@@ -277,6 +279,12 @@ def test_rule_sets_that_differ_only_in_skip_rules_share_one_database(tmp_path: P
         assert {h.name for h in part.run(view).hits} == expected, raw
         same(full.run(view), full.run(view, lazy=False))
     assert {h.name for h in full.run(message_view(make_ctx(list(cases)[0]))).hits} >= {"SUBJ_FREE", "META_PILLS"}
+    # the databases go with the last engine using them
+    path = full.hs_loader.path
+    assert hsmatch._loaded.get(path) is hm
+    del full, part, hm
+    gc.collect()
+    assert hsmatch._loaded.get(path) is None
 
 
 def test_without_a_cache_directory_the_engine_keeps_python(tmp_path: Path) -> None:
