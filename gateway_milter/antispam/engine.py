@@ -328,14 +328,20 @@ def _usable_rules(rs: RuleSet, skip: frozenset[str]) -> tuple[dict[str, Rule], d
     return {n: r for n, r in rules.items() if n in needed}, unsupported, sorted(set(rules) - needed)
 
 
+def _pattern_rules(rules: dict[str, Rule]) -> list[Rule]:
+    """The body-like rules that are one regular expression over a text: the prefilters' and
+    Hyperscan's."""
+    return [r for r in rules.values() if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None]
+
+
 def _hyperscan_rules(rules: dict[str, Rule]) -> tuple[list[tuple[Rule, str]], dict[str, tuple[str, ...]]]:
     """The rules Hyperscan's databases take, each with its text kind or header spec, and per
     header spec the rules that match when the message has no such header."""
-    # the rules that are one regular expression over a text (as RuleEngine.pattern_rules), and
-    # the header rules over the long header texts (HS_HEADERS; those on ALL alone cost 0.27 ms
-    # a message on Python's ``re``) and over the headers with many rules (HS_HEADER_MIN_RULES)
+    # the rules that are one regular expression over a text, and the header rules over the long
+    # header texts (HS_HEADERS; those on ALL alone cost 0.27 ms a message on Python's ``re``)
+    # and over the headers with many rules (HS_HEADER_MIN_RULES)
     # (not capture rules: their matches must run, an absent header's too, to set their tags)
-    pattern_rules = [r for r in rules.values() if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None]
+    pattern_rules = _pattern_rules(rules)
     plain_header = [r for r in rules.values()
                     if r.kind == "header" and not r.negate and not r.eval_fn and r.pattern is not None
                     and not r.target.startswith("exists:") and not capture_names(r)]
@@ -379,9 +385,7 @@ class RuleEngine:
         # squeezed text (matcher.squeeze); None when the rule must always run
         self.factors: dict[str, tuple[str, ...] | None] = {}
         self.squeezed: set[str] = set()
-        # rules that are one regular expression over a text: the prefilters' and Hyperscan's
-        self.pattern_rules = [r for r in self.rules.values()
-                              if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None]
+        self.pattern_rules = _pattern_rules(self.rules)
         # Hyperscan's rules and the absent headers' values are those of the rule set without
         # skip_rules: rule sets that differ only in it share one database file (Debian's takes
         # 1-2 minutes of a core to compile and about 30 MB), and an engine takes from a scan
