@@ -14,7 +14,6 @@ import time
 
 import ipaddress
 import json
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -42,14 +41,12 @@ class GatewayHooks:
     def __init__(self, ctx: Any, rcpt: Any = None) -> None:
         self.ctx = ctx
         self.rcpt = rcpt
-        # the runtime whose deadline a layer's time moves: a weak reference, as the runtime
-        # holds these hooks (a cycle would keep the message's context until the next garbage
-        # collection)
-        self.rt: weakref.ref[Runtime] | None = None
 
-    def layer(self, layer_id: str, recipient: bool) -> Any:
+    def layer(self, layer_id: str, recipient: bool, rt: Runtime) -> Any:
         # The time a layer itself takes (DNS, clamd) does not count against the script's CPU
-        # limit, which guards the Sieve evaluation only; layers have their own budgets.
+        # limit, which guards the Sieve evaluation only; layers have their own budgets. The
+        # runtime is passed in, not kept: it holds these hooks, and a reference back would be a
+        # cycle keeping the message's context until the next garbage collection.
         t0 = time.perf_counter()
         try:
             ctx = self.ctx
@@ -59,16 +56,13 @@ class GatewayHooks:
                 return ctx.runner.recipient_result(ctx, layer_id, self.rcpt)
             return ctx.layer(layer_id)
         finally:
-            rt = self.rt() if self.rt is not None else None
-            if rt is not None:
-                rt.deadline += time.perf_counter() - t0
+            rt.deadline += time.perf_counter() - t0
 
 
 def _hooks(rt: Runtime, line: int) -> GatewayHooks:
     h = rt.hooks
     if not isinstance(h, GatewayHooks):
         raise SieveRuntimeError("vnd.bulwark tests need a gateway message context", line, rt.script)
-    h.rt = weakref.ref(rt)
     return h
 
 
@@ -143,7 +137,7 @@ def t_symbol(cc: CompileContext, t: Test) -> Pred:
     def run(rt: Runtime) -> bool:
         h = _hooks(rt, line)
         if layer_id is not None:
-            res = h.layer(layer_id, recipient)
+            res = h.layer(layer_id, recipient, rt)
             names = [s.name for s in res.symbols] if res is not None else []
         else:
             names = [s.name for s in h.ctx.symbols]
@@ -182,7 +176,7 @@ def t_fact(cc: CompileContext, t: Test) -> Pred:
     line = t.line
 
     def run(rt: Runtime) -> bool:
-        res = _hooks(rt, line).layer(layer_id, recipient)
+        res = _hooks(rt, line).layer(layer_id, recipient, rt)
         if res is None:
             return False
         name = fact(rt)
@@ -222,10 +216,10 @@ def t_score(cc: CompileContext, t: Test) -> Pred:
     def run(rt: Runtime) -> bool:
         h = _hooks(rt, line)
         if after is not None:
-            h.layer(after, recipient)  # the total counts once this layer has run
+            h.layer(after, recipient, rt)  # the total counts once this layer has run
             score = h.ctx.score
         elif layer_id is not None:
-            res = h.layer(layer_id, recipient)
+            res = h.layer(layer_id, recipient, rt)
             score = round(sum(s.score for s in res.symbols), 3) if res is not None else 0.0
         else:
             score = h.ctx.score

@@ -294,7 +294,6 @@ class Runtime:
         "script",
         "vars",
         "warnings",
-        "__weakref__",  # (GatewayHooks refers back to its runtime weakly)
     )
 
     def __init__(self, msg: MessageData, env: Environment | None = None, limits: Limits = DEFAULT_LIMITS,

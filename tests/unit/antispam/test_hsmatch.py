@@ -256,7 +256,8 @@ def test_rule_sets_that_differ_only_in_skip_rules_share_one_database(tmp_path: P
     # without two of Subject's rules this set alone would leave Subject to Python's re, and
     # without BODY_CASH its meta is gone
     skip = frozenset({"SUBJ_FREE", "SUBJ_MONEY", "BODY_CASH"})
-    assert 4 - len(skip & {"SUBJ_FREE", "SUBJ_MONEY"}) < HS_HEADER_MIN_RULES
+    subject = {r.split()[1] for r in rules if " Subject " in r}
+    assert len(subject - skip) < HS_HEADER_MIN_RULES <= len(subject)
     part = RuleEngine(load_rules([d], 2), skip=skip, hs_cache=cache)
     assert full.hs_loader is not None and part.hs_loader is not None
     assert part.hs_loader.path == full.hs_loader.path  # one file for both
