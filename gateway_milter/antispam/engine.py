@@ -12,7 +12,6 @@ that runs every rule's expression, which the tests compare against.
 from __future__ import annotations
 
 import logging
-import operator
 import re
 import threading
 import time
@@ -254,7 +253,6 @@ class _Texts:
         return t
 
 
-_itemgetter1 = operator.itemgetter(1)
 # the builtins of generated meta code: none but ``__import__``. Code that a compiled module
 # (docs/decisions/0049-compiled-hot-path.md) runs from a generated function finds its builtins
 # in that function's frame, and ``re`` imports its template parser on first use (re.sub).
@@ -1023,7 +1021,10 @@ class RuleEngine:
                     memo[r.name] = 1 if mfn(memo) else 0
                 except ZeroDivisionError:
                     memo[r.name] = 0
-        res = EngineResult(values=dict(filter(_itemgetter1, memo.items())))
+        # the few non-zero values of the ~2,000 in the memo (a comprehension the compiled module
+        # runs as a loop over the dict: dict(filter(itemgetter(1), items)) made a call and a
+        # tuple per entry)
+        res = EngineResult(values={n: c for n, c in memo.items() if c})
         roots = self._root_set
         for name, count in res.values.items():  # the few non-zero values, not all 815 scored rules
             if name not in roots:
