@@ -1,7 +1,9 @@
 """URL extraction and host normalisation (RFC 3986), shared by the uri rules, Bayes and URIBL.
 
 Spammers obfuscate links: ``hxxp://``, ``example[.]com``, ``example(dot)com``, percent-encoded
-or IDN hosts, decimal/hex/octal IPs (``http://3627733038/``). We undo those before lookups.
+or IDN hosts, decimal/hex/octal IPs (``http://3627733038/``, ``http://0x7f000002/``). We undo
+those before lookups; numeric hosts are read as browsers read them (WHATWG URL Standard,
+section 3.5 "IPv4 parser").
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def normalize_link(link: str) -> str | None:
 
 @lru_cache(maxsize=4096)
 def url_host(url: str) -> str | None:
-    """Lower-case host of a URL (IDN to A-labels, obfuscated IPs to dotted quads), or None."""
+    """Lower-case host of a URL (IDN to A-labels, numeric IPv4 forms to dotted quads), or None
+    when it has none a browser would go to (a host ending in a number that is no IPv4 address)."""
     m = re.match(r"(?i)^[a-z][a-z0-9+.\-]*://([^/?#]*)", url)
     if not m:
         return None
@@ -87,39 +90,51 @@ def url_host(url: str) -> str | None:
     host = host.replace("\u3002", ".").replace("\uff0e", ".")
     if not host or not _HOST.match(host):
         return None
-    ip = parse_obfuscated_ip(host)
-    if ip:
-        return ip
-    try:
-        return host.encode("idna").decode("ascii") if not host.isascii() else host
-    except UnicodeError:
-        return None
+    if not host.isascii():
+        try:  # IDNA maps full-width digits and dots too: the numeric check below sees ASCII
+            host = host.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            return None
+    if _ENDS_IN_NUMBER.search(host):
+        return parse_obfuscated_ip(host)
+    return host
+
+
+# WHATWG "ends in a number": the last label is all digits or a hex number ("0x" alone is 0).
+# Such a host is an IPv4 address or no valid host at all, never a domain name.
+_ENDS_IN_NUMBER = re.compile(r"(?:^|\.)(?:[0-9]+|0x[0-9a-f]*)$")
+_IPV4_PART = re.compile(r"0x(?P<hex>[0-9a-f]*)|0(?P<oct>[0-7]+)|(?P<dec>0|[1-9][0-9]*)")
 
 
 def parse_obfuscated_ip(host: str) -> str | None:
-    """``3627733038``, ``0xd8.0x3a.0xd6.0x4e``, ``0330.072.0326.0116`` -> dotted quad."""
-    if re.fullmatch(r"\d{1,10}", host):
-        n = int(host)
-        return str(ipaddress.IPv4Address(n)) if n < 2**32 and n > 255 else None
-    parts = host.split(".")
-    if len(parts) != 4:
+    """The dotted quad of a numeric IPv4 host, as the WHATWG URL Standard's IPv4 parser reads it:
+    one to four parts, each decimal, octal (leading ``0``) or hex (``0x``); every part but the
+    last is one byte, the last fills the bytes left. ``3627733038``, ``0xd83ad64e``,
+    ``0330.072.0326.0116``, ``127.1`` are addresses; None when the host is not one (a part too
+    large, more than four parts, a digit outside its base)."""
+    parts = host.lower().split(".")
+    if len(parts) > 4:
         return None
-    vals = []
-    for p in parts:
-        try:
-            if p.lower().startswith("0x"):
-                vals.append(int(p, 16))
-            elif len(p) > 1 and p.startswith("0"):
-                vals.append(int(p, 8))
-            elif p.isdigit():
-                vals.append(int(p))
-            else:
-                return None
-        except ValueError:
+    n = 0
+    for i, p in enumerate(parts):
+        m = _IPV4_PART.fullmatch(p)
+        if m is None:
             return None
-    if any(v > 255 for v in vals):
-        return None
-    return ".".join(map(str, vals))
+        base = 16 if m.group("hex") is not None else 8 if m.group("oct") is not None else 10
+        digits = (m.group("hex") or m.group("oct") or m.group("dec") or "").lstrip("0")
+        if len(digits) > 11:  # more than 32 bits in any base (and int() stays cheap)
+            return None
+        v = int(digits or "0", base)
+        if i < len(parts) - 1:
+            if v > 255:
+                return None
+            n = n << 8 | v
+        else:
+            left = 8 * (4 - i)  # bits the last part fills
+            if v >= 1 << left:
+                return None
+            n = n << left | v
+    return str(ipaddress.IPv4Address(n))
 
 
 _psl = None
