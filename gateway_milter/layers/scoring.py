@@ -113,6 +113,21 @@ def _points(lid: str, symbols: Sequence[Symbol], fitted: dict[str, tuple[float, 
                      else x.score for x in symbols), 3)
 
 
+# rules whose points autolearn leaves out (SpamAssassin's PerMsgStatus::_get_autolearn_points)
+NOT_AUTOLEARNED_TFLAGS = frozenset({"noautolearn", "userconf"})
+
+
+def _autolearn_symbols(ctx: MessageContext, symbols: Sequence[Symbol]) -> Sequence[Symbol]:
+    """The rules layer's symbols whose points count toward autolearn: those of rules without
+    tflags noautolearn or userconf (read off the rule set the layer ran, cached per process)."""
+    if not symbols:
+        return symbols
+    from gateway_milter.layers.rules import engine_from_settings
+
+    rules = engine_from_settings(ctx.policy.settings_for("rules", ctx.policy_domain)).rules
+    return [x for x in symbols if not ((r := rules.get(x.name)) is not None and r.tflags & NOT_AUTOLEARNED_TFLAGS)]
+
+
 _score_sets: dict[tuple[str, float], dict[str, tuple[float, float]]] = {}
 _score_lock = threading.Lock()
 
@@ -216,8 +231,10 @@ class ScoringLayer(Layer[ScoringSettings]):
                     capped, s = s, cap  # Bayes alone never reaches the reject threshold
                 s = round(s + lower, 3)
             else:
-                # as SpamAssassin's autolearn, with the score set made for use without Bayes
-                learn_basis += _points(lid, res.symbols, fitted, 0) if with_bayes else s
+                # as SpamAssassin's autolearn: the score set made for use without Bayes, and not
+                # the rules with tflags noautolearn or userconf (GTUBE, the sender lists)
+                kept = _autolearn_symbols(ctx, res.symbols) if lid == "rules" else res.symbols
+                learn_basis += _points(lid, kept, fitted, 0)
             if res.symbols:
                 parts[lid] = s
                 tests += [x.name for x in res.symbols]
@@ -226,8 +243,7 @@ class ScoringLayer(Layer[ScoringSettings]):
         if "GTUBE" not in tests and GTUBE in ctx.raw_bytes():  # SpamAssassin's rule set has it too
             symbols.append(self.symbol("GTUBE", GTUBE_SCORE, "GTUBE test string"))
             tests.append("GTUBE")
-            total += GTUBE_SCORE
-            learn_basis += GTUBE_SCORE
+            total += GTUBE_SCORE  # (not toward autolearn: SpamAssassin's GTUBE has tflags noautolearn)
         total = round(total, 3)
         if total >= settings.reject_score:
             symbols.append(self.symbol("SPAM_SCORE_REJECT", 0.0, f"{total:g} >= {settings.reject_score:g}"))
@@ -239,7 +255,12 @@ class ScoringLayer(Layer[ScoringSettings]):
         if "bayes" in available and "bayes" in settings.layers:
             from gateway_milter.layers.bayes import autolearn
 
-            learned = autolearn(ctx, ctx.policy.settings_for("bayes", ctx.policy_domain), round(learn_basis, 3))
+            bayes = ctx.policy.settings_for("bayes", ctx.policy_domain)
+            basis = round(learn_basis, 3)
+            # as SpamAssassin ("scored as spam but autolearn wanted ham"): points left out above
+            # (GTUBE's 1000) must not turn a message judged spam into ham to learn
+            if not (basis <= bayes.autolearn_ham and total >= settings.tag_score):
+                learned = autolearn(ctx, bayes, basis)
         facts = {"score": total, "required": settings.tag_score, "parts": parts, "tests": sorted(set(tests)),
                  "autolearn": learned or "no"}
         if capped is not None:
