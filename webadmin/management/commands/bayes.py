@@ -127,16 +127,14 @@ class Command(BaseCommand):
             bc.wipe(o["scope"])
             self.stdout.write(f"scope {o['scope']} wiped")
             return
-        from gateway_milter.antispam.saview import build_view
-        from gateway_milter.mime.view import parse_message
-        from gateway_milter.pipeline.rawmessage import split_message
-
         items = _collect(o["spam"] + o["ham"])
         bar = Progress(len(items), "forgetting", self.stderr)
         n = 0
+        # the view as train made it (the same trust path): else the sender history taken back
+        # is another sender's, and the message's own stays
+        trust = trust_config_for(current_snapshot(), None)
         for i, (_, raw) in enumerate(items, 1):
-            headers, _ = split_message(raw)
-            n += bc.forget(build_view(headers, raw, parse_message(raw)), [o["scope"]])
+            n += bc.forget(view_of_bytes(raw, trust), [o["scope"]])
             bar.update(i)
         self.stdout.write(f"forgot {n} message(s)")
 
