@@ -2,6 +2,8 @@
 
 ``bayes.train_message``: learn messages from "mark as spam / mark as ham" events. The payload
 is JSON: quarantine ids and/or paths of stored messages, the label and optional scopes.
+Without scopes a quarantined message is learned in the scopes its classification reads and
+autolearn learned it into (:func:`feedback_of`), a stored file in ``global``.
 Training is idempotent (each message is identified by a digest; learning it again with the
 same label changes nothing, with the other label it moves the counts).
 """
@@ -9,7 +11,7 @@ same label changes nothing, with the other label it moves the counts).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
 from django.conf import settings
@@ -17,12 +19,20 @@ from django.conf import settings
 from gateway_milter.antispam.bayes import BayesClassifier
 from gateway_milter.antispam.relays import TrustConfig
 from gateway_milter.antispam.saview import SaMessage, build_view, trust_config_for
+from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
+from gateway_milter.layers.bayes import scopes_for
 from gateway_milter.mime.view import parse_message
 from gateway_milter.pipeline.rawmessage import split_message
 from gateway_milter.store import default_store
 from webadmin.services import current_snapshot
 
+if TYPE_CHECKING:
+    from gateway_milter.policy.snapshot import PolicySnapshot
+    from quarantine.models import QuarantinedMessage
+
 MAX_MESSAGE = 10 * 1024 * 1024
+# a message-log recipient with one of these actions was refused at RCPT: not one of the message's
+REFUSED = ("reject", "tempfail")
 
 
 def view_of_bytes(raw: bytes, trust: TrustConfig | None = None) -> SaMessage:
@@ -43,6 +53,37 @@ def learn_bytes(raw: bytes, is_spam: bool, scopes: list[str] | None = None, min_
     return BayesClassifier(default_store(), min_learned).learn(view_of_bytes(raw, trust), is_spam, scopes or ["global"])
 
 
+def feedback_of(m: QuarantinedMessage, policy: PolicySnapshot) -> tuple[list[str], TrustConfig]:
+    """The Bayes scopes a quarantined message is learned in ("mark as spam / ham") and the trust
+    path its relays are read with: those of the milter's classification and autolearn. The
+    message is rebuilt as the milter saw it (the log record's accepted recipients, client
+    address and SASL login; without the record, the quarantined recipients and the direction),
+    its policy domain chosen as the milter chooses it (pipeline/transaction.py), and the scopes
+    are the Bayes layer's (``scopes_for``) under the published settings of that domain."""
+    from reports.models import MessageLog
+
+    log = MessageLog.objects.filter(log_id=m.log_id).first() if m.log_id else None
+    if log is not None:
+        rcpts = [r.address for r in log.recipients.order_by("id") if r.action not in REFUSED]
+        conn = ConnectionInfo(client_ip=log.client_ip or None,
+                              macros={"{auth_authen}": log.auth_user} if log.auth_user else {})
+    else:
+        rcpts = [r.address for r in m.recipients.order_by("id")]
+        conn = ConnectionInfo()
+    ctx = MessageContext(conn, policy)
+    ctx.mail_from = m.mail_from
+    for a in rcpts:
+        dom = split_address(a)[1]
+        ctx.recipients.append(Recipient(a, dom, policy.is_local_domain(dom)))
+    internal = ctx.is_internal_sender if log is not None else m.direction == "outbound"
+    if internal:  # judged by the sender's domain
+        ctx.policy_domain = policy.canonical_domain(ctx.sender_domain)
+    elif ctx.recipients and ctx.recipients[0].is_local:  # by the first recipient's
+        ctx.policy_domain = policy.canonical_domain(ctx.recipients[0].domain)
+    scopes = scopes_for(ctx, policy.settings_for("bayes", ctx.policy_domain))
+    return scopes, trust_config_for(policy, ctx.policy_domain, bool(conn.auth_user))
+
+
 def _allowed_path(p: str) -> Path:
     """Paths must lie inside the data directory (the quarantine store or an upload area):
     a task payload never names an arbitrary file."""
@@ -59,7 +100,9 @@ def train_message(label: str, quarantine_ids: list[str] | None = None, paths: li
     if label not in ("spam", "ham"):
         raise ValueError("label must be spam or ham")
     learned = unchanged = missing = 0
-    raws: list[bytes] = []
+    snapshot = current_snapshot()
+    trust = trust_config_for(snapshot, None)
+    todo: list[tuple[bytes, list[str] | None, TrustConfig]] = []  # (message, scopes, trust path)
     if quarantine_ids:
         from quarantine.models import QuarantinedMessage
         from quarantine.services import read_message
@@ -68,17 +111,19 @@ def train_message(label: str, quarantine_ids: list[str] | None = None, paths: li
         missing += len(set(quarantine_ids) - set(found))
         for m in found.values():
             try:
-                raws.append(read_message(m))
+                raw = read_message(m)
             except OSError:
                 missing += 1
+                continue
+            own_scopes, own_trust = feedback_of(m, snapshot)
+            todo.append((raw, scopes or own_scopes, own_trust))
     for p in paths or []:
         try:
-            raws.append(_allowed_path(p).read_bytes())
+            todo.append((_allowed_path(p).read_bytes(), scopes, trust))
         except OSError:
             missing += 1
-    trust = trust_config_for(current_snapshot(), None)
-    for raw in raws:
-        if learn_bytes(raw, label == "spam", scopes, trust=trust):
+    for raw, learn_scopes, learn_trust in todo:
+        if learn_bytes(raw, label == "spam", learn_scopes, trust=learn_trust):
             learned += 1
         else:
             unchanged += 1
