@@ -2,7 +2,8 @@
 so downstream Sieve filters written for SpamAssassin keep working, and the optional subject tag.
 
 Incoming X-Spam-* headers are removed first: they come from the sender's side and a
-downstream filter must never trust them.
+downstream filter must never trust them. A sender may repeat one, so every occurrence gets its
+own delete (libmilter's SMFIR_CHGHEADER removes the index-th occurrence only).
 """
 
 from __future__ import annotations
@@ -38,8 +39,16 @@ def status_line(is_spam: bool, score: float, required: float, tests: list[str], 
             else:
                 cur += piece
         lines.append(cur)
-        out = "\r\n".join(lines)
+        # libmilter takes bare LF in header values; the MTA writes the line ends
+        out = "\n".join(lines)
     return f"{out} autolearn={autolearn} version={VERSION}"
+
+
+def delete_every(ctx: MessageContext, name: str) -> list[HeaderEdit]:
+    """One delete per occurrence of ``name`` (matched case-insensitively), the last first so the
+    earlier indexes still point at the same headers."""
+    count = len(ctx.header_values(name))
+    return [HeaderEdit("delete", name, index=i) for i in range(count, 0, -1)]
 
 
 def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServices) -> TransformResult | None:
@@ -49,7 +58,7 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
     if not settings.enabled or not settings.add_headers:
         return None
     res = ctx.layer("scoring")
-    edits = [HeaderEdit("delete", name, index=0) for name in SPAM_HEADERS if ctx.header(name) is not None]
+    edits = [e for name in SPAM_HEADERS for e in delete_every(ctx, name)]
     if res.error or res.skipped:
         return TransformResult(edits)
     if res.fact("exempt"):
@@ -69,6 +78,6 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
         if settings.subject_tag:
             subject = ctx.header("Subject") or ""
             if not subject.startswith(settings.subject_tag):
-                edits.append(HeaderEdit("delete", "Subject", index=0))
+                edits += delete_every(ctx, "Subject")
                 edits.append(HeaderEdit("add", "Subject", f"{settings.subject_tag} {subject}".strip()))
     return TransformResult(edits)

@@ -1,11 +1,14 @@
 """Anti-spam through a real Postfix and the real milter daemon: greylisting (first attempt
 451 4.7.1, retry after the delay delivered), GTUBE refused by the score threshold, and
-SpamAssassin-style headers on delivered mail (a forged X-Spam-Flag removed)."""
+SpamAssassin-style headers on delivered mail: forged X-Spam-* headers removed, every copy of
+them (Postfix deletes one occurrence per milter request), and a folded X-Spam-Status whose
+continuation lines end in CRLF, not CR CR LF."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from copy import deepcopy
 from typing import Any
 
 import pytest
@@ -19,25 +22,36 @@ POLICY: dict[str, Any] = {
     "gateway": {"hostname": "mx.example.com"},
     "settings": {
         "antivirus": {"mode": "off"},
-        "rules": {"mode": "off"},  # the Debian rule set is covered by the unit tier; keep this stack fast
+        # the Debian rule set is covered by the unit tier; keep this stack fast with a few local
+        # rules (set in the fixture) whose long names make X-Spam-Status fold
+        "rules": {"include_default": False},
         "greylist": {"mode": "off"},
     },
     "domains": [{"name": "example.com"},
                 {"name": "grey.example", "settings": {"greylist": {"mode": "on", "delay": 2, "retry_window": 600}}}],
 }
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+FOLD_RULES = [f"LOCAL_FOLDING_TEST_RULE_WITH_A_LONG_NAME_{i}" for i in range(1, 5)]
+FORGED = ("X-Spam-Flag: YES\r\nX-Spam-Status: Yes, score=50.0 required=5.0 tests=FORGED_ONE\r\n"
+          "x-spam-flag: YES\r\nX-SPAM-STATUS: Yes, score=50.0 required=5.0 tests=FORGED_TWO\r\n")
 
 
-def msg(subject: str, body: str = "Hello there.\r\n", to: str = "bob@example.com") -> str:
+def msg(subject: str, body: str = "Hello there.\r\n", to: str = "bob@example.com",
+        forged: str = "X-Spam-Flag: YES\r\n") -> str:
     return (f"From: Alice <alice@outside.test>\r\nTo: {to}\r\nSubject: {subject}\r\n"
             f"Message-ID: <{subject.replace(' ', '-')}@outside.test>\r\nDate: Sat, 28 Nov 2026 09:00:00 +0000\r\n"
-            f"X-Spam-Flag: YES\r\n\r\n{body}")
+            f"{forged}\r\n{body}")
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[MailStack]:
     with mail_stack() as s:
-        s.import_policy(POLICY)
+        rules = s.root / "rules"
+        rules.mkdir()
+        (rules / "10_folding.cf").write_text("".join(f"body {r} /foldingtoken/\nscore {r} 0.1\n" for r in FOLD_RULES))
+        doc = deepcopy(POLICY)
+        doc["settings"]["rules"]["rule_dirs"] = [str(rules)]
+        s.import_policy(doc)
         yield s
 
 
@@ -67,6 +81,24 @@ def test_it_refuses_gtube_and_labels_delivered_mail(stack: MailStack) -> None:
     assert m.message.get_all("X-Spam-Flag") is None  # the sender's forged flag is gone
     status = m.message["X-Spam-Status"]
     assert status is not None and status.startswith("No, score=") and "required=5.0" in status
+
+
+def test_it_removes_every_forged_copy_and_folds_the_status_with_crlf(stack: MailStack) -> None:
+    code, text, _ = stack.send("alice@outside.test", ["bob@example.com"],
+                               msg("two forged", "Hello, foldingtoken.\r\n", forged=FORGED))
+    assert code == 250, text
+    wait_until(lambda: stack.sink.find(b"Subject: two forged"), timeout=30)
+    [m] = stack.sink.find(b"Subject: two forged")
+    head = m.data.split(b"\r\n\r\n", 1)[0]
+    assert b"FORGED_" not in head and b"50.0" not in head, head
+    assert m.message.get_all("X-Spam-Flag") is None
+    [status] = m.message.get_all("X-Spam-Status")
+    assert status.startswith("No, score=") and all(r in status for r in FOLD_RULES), status
+    # folded: a continuation line follows, and no header line carries a stray CR
+    lines = head.split(b"\r\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"X-Spam-Status: No, score="))
+    assert lines[at + 1].startswith(b"\t"), head
+    assert b"\r\r" not in head and b"\n" not in head.replace(b"\r\n", b""), head
 
 
 def test_it_signs_outbound_envelope_senders_with_batv_through_chgfrom() -> None:

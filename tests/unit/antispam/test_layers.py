@@ -219,7 +219,7 @@ def test_it_writes_spamassassin_compatible_headers(tmp_path: Path, store: Memory
 
 def test_it_folds_long_status_lines() -> None:
     line = status_line(True, 9.0, 5.0, [f"RULE_NUMBER_{i}" for i in range(20)], "no")
-    assert all(len(x) <= 90 for x in line.split("\r\n")) and "\r\n\t" in line
+    assert all(len(x) <= 90 for x in line.split("\n")) and "\n\t" in line and "\r" not in line
 
 
 # -- backscatter -----------------------------------------------------------------------------------

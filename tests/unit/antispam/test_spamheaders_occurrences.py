@@ -1,0 +1,126 @@
+"""Forged X-Spam-* headers repeated by the sender, and the folding of X-Spam-Status, as an MTA
+applies them: libmilter's SMFIR_CHGHEADER deletes the index-th occurrence only (pymilter's
+TestCtx deletes every occurrence, which hid a forged second copy), and header values take bare
+LF line breaks (a CRLF there reaches the recipient as CR CR LF)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import Milter
+import pytest
+from Milter.testctx import TestCtx
+
+from gateway_milter.front.milter import BulwarkMilter
+from gateway_milter.transforms.spamheaders import spam_headers, status_line
+from gateway_milter.verdict import HeaderEdit, Outcome
+from tests.unit.antispam.helpers import make_ctx, msg, policy, write_rules
+from tests.unit.spine.conftest import BASE_POLICY, make_gateway
+
+FORGED = ("X-Spam-Flag: YES\r\nx-spam-flag: YES\r\n"
+          "X-Spam-Status: Yes, score=50.0 forged\r\nX-SPAM-STATUS: Yes, score=50.0 forged\r\n"
+          "X-Spam-Level: **************************************************\r\n")
+
+
+def apply_like_an_mta(headers: list[tuple[str, str]], edits: list[HeaderEdit]) -> list[tuple[str, str]]:
+    """The header edits as libmilter applies them: a delete removes the index-th occurrence of
+    the name (1-based, case-insensitive) and nothing else; the front sends index 0 as 1."""
+    out = list(headers)
+    for e in edits:
+        if e.op == "add":
+            out.append((e.name, e.value))
+        elif e.op == "insert":
+            out.insert(0, (e.name, e.value))
+        else:
+            positions = [i for i, (n, _) in enumerate(out) if n.lower() == e.name.lower()]
+            index = max(e.index, 1)
+            if index <= len(positions):
+                del out[positions[index - 1]]
+    return out
+
+
+def scoring_policy(tmp: Path) -> Any:
+    rules = write_rules(tmp, "body LOCAL_SPAMMY /spammy/\nscore LOCAL_SPAMMY 6.0\n")
+    return policy({"rules": {"include_default": False, "rule_dirs": [str(rules)]},
+                   "scoring": {"layers": ["rules"], "subject_tag": "[SPAM]"}})
+
+
+def test_it_deletes_each_forged_occurrence_from_the_last_to_the_first(tmp_path: Path) -> None:
+    ctx = make_ctx(msg("Hello", headers=FORGED), scoring_policy(tmp_path))
+    res = spam_headers(ctx, Outcome.accept(), None)  # type: ignore[arg-type]
+    assert res is not None
+    deletes = [(e.name, e.index) for e in res.header_edits if e.op == "delete"]
+    assert deletes == [("X-Spam-Flag", 2), ("X-Spam-Flag", 1), ("X-Spam-Status", 2), ("X-Spam-Status", 1),
+                       ("X-Spam-Level", 1)]
+    delivered = apply_like_an_mta(ctx.headers, list(res.header_edits))
+    spam = [(n, v) for n, v in delivered if n.lower().startswith("x-spam-")]
+    assert [n for n, _ in spam] == ["X-Spam-Status", "X-Spam-Score", "X-Spam-Level"]
+    assert all("forged" not in v for _, v in spam) and spam[2][1] == ""
+
+
+def test_it_deletes_every_copy_of_the_subject_it_tags(tmp_path: Path) -> None:
+    ctx = make_ctx(msg("Offer", "spammy", headers="Subject: second\r\n"), scoring_policy(tmp_path))
+    res = spam_headers(ctx, Outcome.accept(), None)  # type: ignore[arg-type]
+    assert res is not None
+    delivered = apply_like_an_mta(ctx.headers, list(res.header_edits))
+    assert [v for n, v in delivered if n == "Subject"] == ["[SPAM] Offer"]
+    assert all(e.index >= 1 for e in res.header_edits if e.op == "delete")
+
+
+def test_it_leaves_the_delivered_view_without_forged_copies(tmp_path: Path) -> None:
+    # later transforms (DKIM signing) read the context's view of the delivered message
+    ctx = make_ctx(msg("Hello", headers=FORGED), scoring_policy(tmp_path))
+    res = spam_headers(ctx, Outcome.accept(), None)  # type: ignore[arg-type]
+    assert res is not None
+    ctx.apply_delivery_changes(list(res.header_edits), None)
+    assert all("forged" not in v for v in ctx.header_values("X-Spam-Status"))
+    assert ctx.header_values("X-Spam-Flag") == []
+
+
+def test_it_folds_the_status_line_with_bare_lf() -> None:
+    line = status_line(True, 9.0, 5.0, [f"RULE_NUMBER_{i}" for i in range(20)], "no")
+    assert "\r" not in line and "\n\t" in line
+    assert all(len(x) <= 90 for x in line.split("\n"))
+
+
+# -- through the milter front, with an MTA that deletes one occurrence per request ---------------
+class OneOccurrenceCtx(TestCtx):  # type: ignore[misc]
+    """TestCtx whose chgheader does what libmilter asks of the MTA: change the idx-th
+    occurrence of the field (1-based, case-insensitive), not every one."""
+
+    def chgheader(self, field: str, idx: int, value: str) -> None:
+        if not self._body:
+            raise OSError("chgheader not called from eom()")
+        hs = self._msg._headers
+        positions = [i for i, (n, _) in enumerate(hs) if n.lower() == field.lower()]
+        if 1 <= idx <= len(positions):
+            if value == "":
+                del hs[positions[idx - 1]]
+            else:
+                hs[positions[idx - 1]] = (hs[positions[idx - 1]][0], value)
+        self._headerschanged = True
+
+
+NO_REPLY_BITS = Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_DATA | Milter.P_NR_HDR | Milter.P_NR_BODY
+
+
+def test_it_delivers_none_of_the_forged_copies_through_the_milter(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TestCtx closes the session on a NOREPLY answer: the MTA here offers no no-reply bits
+    monkeypatch.setattr(TestCtx, "default_opts", [Milter.CURR_ACTS, 0x1FFFFF & ~NO_REPLY_BITS, 0, 0])
+    doc = {**BASE_POLICY, "settings": {**BASE_POLICY["settings"], "scoring": {"mode": "on"}}}
+    gw, _, _ = make_gateway(doc)
+    BulwarkMilter.gateway = gw
+    Milter.factory = BulwarkMilter
+    raw = (b"From: Alice <alice@outside.test>\nTo: bob@example.com\nSubject: hello\n"
+           + FORGED.replace("\r\n", "\n").encode() + b"\nHi Bob.\n")
+    ctx = OneOccurrenceCtx()
+    assert ctx._connect(host="client.outside.test", helo="client.outside.test", ip="198.51.100.5") == Milter.CONTINUE
+    rc = ctx._feedFile(io.BytesIO(raw), "alice@outside.test", "bob@example.com")
+    ctx._close()
+    assert rc == Milter.ACCEPT
+    assert ctx._msg.get_all("X-Spam-Flag") is None
+    [status] = ctx._msg.get_all("X-Spam-Status")
+    assert status.startswith("No, score=") and "forged" not in status
+    assert ctx._msg.get_all("X-Spam-Level") == [""]
