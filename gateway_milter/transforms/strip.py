@@ -100,7 +100,10 @@ def strip_parts(raw: bytes, findings: list[dict[str, Any]], qid: str) -> Transfo
         if parent is None:
             # the whole message is the attachment: it becomes the notice
             for name in ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition"):
-                edits.append(HeaderEdit("delete", name, index=0))
+                # one delete per copy, the last first: a milter header change removes one
+                # occurrence, and a second copy would stand in front of the notice's own
+                count = len(msg.get_all(name) or [])
+                edits += [HeaderEdit("delete", name, index=i) for i in range(count, 0, -1)]
             edits.append(HeaderEdit("add", "Content-Type", 'text/plain; charset="utf-8"'))
             edits.append(HeaderEdit("add", "Content-Transfer-Encoding", str(notice["Content-Transfer-Encoding"])))
             return TransformResult(edits, _crlf(str(notice.get_payload()).encode("ascii")))
