@@ -1,6 +1,7 @@
 """Split a raw RFC 5322 message into the (name, value) header list and body, as an MTA hands
 them to a milter. Tolerant: bare LF, a missing blank line, or header lines without a colon never
-raise."""
+raise. :func:`iter_messages` reads the messages of a file, an mbox file, a maildir or a
+directory."""
 
 from __future__ import annotations
 
@@ -35,13 +36,40 @@ def split_message(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
     return headers, body
 
 
+# what a mail server keeps beside the messages in a directory: hidden names (Maildir++
+# subfolders such as .Junk, .DS_Store), Dovecot's and Courier's indexes, uid lists and folder
+# lists, Maildir++'s subfolder mark
+_NOT_MESSAGES = re.compile(r"\.|dovecot[.-]|courierimap|maildirfolder$|subscriptions$")
+
+
+def is_maildir(path: Path) -> bool:
+    """A maildir has cur/ and new/ (and tmp/, where messages are still being written)."""
+    return (path / "cur").is_dir() and (path / "new").is_dir()
+
+
 def iter_messages(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(label, raw bytes) for an .eml file, every file of a directory (maildir cur/new too),
-    or every message of an mbox file."""
+    """(label, raw bytes) for an .eml file, every message of an mbox file, or every message of a
+    directory: of a maildir its cur/ and new/ only (not tmp/, not its Maildir++ subfolders such
+    as .Junk, which must be named on their own, not the server's files beside them); of another
+    directory every file and subdirectory in name order, leaving out hidden names and mail
+    server bookkeeping (``dovecot-uidlist``, ``maildirfolder``, ``subscriptions``, ...)."""
+    yield from _iter_messages(path, set())
+
+
+def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[str, bytes]]:
     if path.is_dir():
-        for p in sorted(path.rglob("*")):
-            if p.is_file() and not p.name.startswith("."):
-                yield from iter_messages(p)
+        real = path.resolve()
+        if real in seen:  # a symbolic link back up the tree
+            return
+        seen.add(real)
+        if is_maildir(path):
+            for p in sorted(p for sub in ("cur", "new") for p in (path / sub).iterdir()):
+                if p.is_file() and not p.name.startswith("."):
+                    yield str(p), p.read_bytes()
+            return
+        for p in sorted(path.iterdir()):  # (not a socket, not a dangling link)
+            if not _NOT_MESSAGES.match(p.name) and (p.is_dir() or p.is_file()):
+                yield from _iter_messages(p, seen)
         return
     with open(path, "rb") as f:
         head = f.read(5)

@@ -7,7 +7,8 @@
     bayes fit-scores [--corpus DIR] [--train 0.5] [--out FILE] [--max-fp 0] [--prior spamassassin|zero]
                      [--no-token-model]
 
-PATH is a message file, a directory (maildirs too) or an mbox file. Training is idempotent.
+PATH is a message file, a directory, a maildir (its cur/ and new/; a Maildir++ subfolder such
+as .Junk only when named) or an mbox file. Training is idempotent.
 """
 
 from __future__ import annotations
