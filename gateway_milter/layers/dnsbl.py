@@ -1,9 +1,11 @@
 """DNS blocklists of the connecting client address (RFC 5782), IPv4 and IPv6.
 
 Several zones, each with a weight (the symbol's score), an action (score / quarantine /
-refuse) and return-code filters. Lookups start at connect (``prefetch``) on the shared
-resolver's thread pool and run concurrently; ``check`` collects them. A DNS failure or
-time-out means "unknown" for that zone (fact ``unknown``), never a listing and never a crash.
+refuse) and return-code filters. Lookups start at connect (``prefetch``, the global zones),
+at MAIL FROM (an internal sender's domain's zones) and at the RCPT that sets inbound mail's
+policy domain (that domain's own zones), on the shared resolver's thread pool, concurrently;
+``check`` collects them (docs/layers/dnsbl.md). A DNS failure or time-out means "unknown" for
+that zone (fact ``unknown``), never a listing and never a crash.
 """
 
 from __future__ import annotations

@@ -135,9 +135,9 @@ class Gateway:
         self._prefetch(ctx)
         return StepDecision()
 
-    def _prefetch(self, ctx: MessageContext) -> None:
+    def _prefetch(self, ctx: MessageContext, layer_ids: list[str] | None = None) -> None:
         """Let layers start their slow lookups (DNS) now, so they run while SMTP goes on."""
-        for layer_id in _prefetching_layers():
+        for layer_id in _prefetching_layers() if layer_ids is None else layer_ids:
             try:
                 settings = ctx.policy.settings_for(layer_id, ctx.policy_domain)
                 if settings.enabled:
@@ -161,6 +161,7 @@ class Gateway:
                     return self._refuse_rcpt(ctx, addr, POLICY_GROUP_DEFER, "tempfail")
             elif is_local and not ctx.is_internal_sender:
                 ctx.policy_domain = ctx.policy.canonical_domain(domain)
+                self._prefetch(ctx, _domain_prefetching_layers(ctx.policy, ctx.policy_domain))
             ctx.direction = message_direction([r.direction for r in ctx.recipients] + [rcpt.direction])
             engine = engine_for(ctx.policy)
             outcome = engine.recipient(ctx, rcpt) or engine.envelope(ctx)
@@ -377,6 +378,21 @@ def _decoded(value: str | None) -> str:
 
 def all_layer_ids() -> list[str]:
     return layers.available()
+
+
+def _domain_prefetching_layers(snap: PolicySnapshot, domain: str | None) -> list[str]:
+    """Layers to prefetch again once inbound mail's recipient domain is known (its first RCPT):
+    those whose settings for the domain differ from the global ones (a domain's own DNSBL zones,
+    SPF turned on for one domain). The others started at connect and MAIL with the same
+    settings. Computed once per policy snapshot and domain (local domains only)."""
+    if domain is None:
+        return []
+    key = f"domain_prefetch:{domain}"
+    todo = snap.compiled.get(key)
+    if todo is None:
+        todo = snap.compiled[key] = [lid for lid in _prefetching_layers()
+                                     if snap.settings_for(lid, domain) != snap.settings_for(lid, None)]
+    return todo  # type: ignore[no-any-return]
 
 
 _PREFETCHING: list[str] | None = None
