@@ -108,6 +108,9 @@ class Layer(Generic[S]):
     # ``prefetch`` works from the client address alone: it is also called at connect (with the
     # global settings, before HELO and MAIL are known), so the lookups run during the dialogue.
     prefetch_at_connect: ClassVar[bool] = False
+    # ``prefetch`` needs the message (e.g. the links in the body): it is also called when end of
+    # message starts, before any layer's check, so the lookups run while the others compute.
+    prefetch_at_eom: ClassVar[bool] = False
     # ``check`` is CPU work on the message and the policy only: no network, no store, nothing
     # that can wait. When every layer a policy turns on is local, end of message runs on the
     # libmilter thread itself instead of the budgeted stage pool (front/milter.py).

@@ -2,7 +2,9 @@
 URLs found in the body: de-obfuscated (``hxxp``, ``[.]``, numeric IPs), reduced to the
 organisational domain (Public Suffix List), looked up concurrently in several zones with
 weights, actions and return-code masks. IP hosts are looked up reversed in zones of kind
-``ip`` or ``any``. DNS failures mean "unknown", never a listing.
+``ip`` or ``any``. The lookups start when end of message begins (``prefetch_at_eom``), so they
+run while the other layers compute; ``check`` collects them (docs/layers/uribl.md). DNS
+failures mean "unknown", never a listing.
 """
 
 from __future__ import annotations
@@ -69,13 +71,55 @@ def _query_name(target: str, z: Zone) -> str | None:
     return f"{reversed_ip(ip)}.{z.zone}"
 
 
+def _lookups(ctx: MessageContext, settings: UriblSettings,
+             zones: tuple[Zone, ...]) -> tuple[list[str], list[tuple[str, Zone, str]]]:
+    """The targets of a message and its lookups (target, zone, query name), in order."""
+    skip = {d.lower() for d in settings.skip_domains} | set(ctx.policy.domains)
+    targets = lookup_targets(message_view(ctx).uris, skip, settings.max_lookups)
+    return targets, [(t, z, q) for t in targets for z in zones if (q := _query_name(t, z)) is not None]
+
+
+def _asked(ctx: MessageContext, settings: UriblSettings) -> bool:
+    """Whether the policy will ask for this layer's result: a zone that quarantines or refuses
+    has a system rule; zones that only score are read by the scoring layer, which exempts some
+    mail (authenticated, outbound, allow-listed). Links of mail nobody judges by them are not
+    sent to the lists' servers in advance (an admin's Sieve test still runs the check)."""
+    if any(z.action != "score" for z in settings.parsed):
+        return True
+    from gateway_milter import layers
+
+    if "scoring" not in layers.available():
+        return False
+    from gateway_milter.layers.scoring import exemption
+
+    scoring = ctx.policy.settings_for("scoring", ctx.policy_domain)
+    return bool(scoring.enabled and "uribl" in scoring.layers and exemption(ctx, scoring) is None)
+
+
 class UriblLayer(Layer[UriblSettings]):
     id = "uribl"
     stage = Stage.EOM
     fail_mode = FailMode.UNKNOWN
     Settings = UriblSettings
     budget_s = 8.0
+    prefetch_at_eom = True
     description = "URI blocklists of domains and IPs linked from the body"
+
+    def prefetch(self, ctx: MessageContext, settings: UriblSettings) -> None:
+        """When end of message starts (the links are known; earlier calls do nothing): start
+        every lookup ``check`` makes, so that the answers come while Bayes, the rules and the
+        other layers compute."""
+        if ctx.runner is None or ctx.runner.stage is not Stage.EOM:
+            return
+        zones = settings.parsed
+        if not zones or not _asked(ctx, settings):
+            return
+        from gateway_milter.net.resolver import budget_for, get_resolver
+
+        _, lookups = _lookups(ctx, settings, zones)
+        res, budget = get_resolver(), budget_for(ctx)
+        for _t, _z, q in lookups:
+            res.prefetch(q, "A", budget)
 
     def check(self, ctx: MessageContext, settings: UriblSettings) -> LayerFindings:
         zones = settings.parsed
@@ -83,19 +127,14 @@ class UriblLayer(Layer[UriblSettings]):
             return LayerFindings({"skipped": "no zones"})
         from gateway_milter.net.resolver import budget_for, get_resolver
 
-        skip = {d.lower() for d in settings.skip_domains} | set(ctx.policy.domains)
-        targets = lookup_targets(message_view(ctx).uris, skip, settings.max_lookups)
+        targets, lookups = _lookups(ctx, settings, zones)
         res, budget = get_resolver(), budget_for(ctx)
-        pending = []
-        for t in targets:  # all lookups in flight at once
-            for z in zones:
-                q = _query_name(t, z)
-                if q:
-                    pending.append((t, z, q, res.prefetch(q, "A", budget)))
+        for _t, _z, q in lookups:  # all in flight at once (those started by prefetch are joined)
+            res.prefetch(q, "A", budget)
         listed: dict[str, dict[str, list[str]]] = {}
         unknown: list[str] = []
         best: dict[str, tuple[Zone, str]] = {}
-        for t, z, q, _fut in pending:
+        for t, z, q in lookups:
             ans = res.query(q, "A", budget)
             if ans.temporary:
                 unknown.append(q)

@@ -191,6 +191,7 @@ class Gateway:
         assert ctx.runner is not None
         ctx.runner.enter_stage(Stage.EOM, ctx)
         try:
+            self._prefetch(ctx, _eom_prefetching_layers())
             decision = self._eom(ctx)
         except LayerFailure as e:
             ctx.outcome = Outcome.tempfail(DEFAULT_TEMPFAIL, str(e), f"layer:{e.layer_id}")
@@ -396,6 +397,16 @@ def _domain_prefetching_layers(snap: PolicySnapshot, domain: str | None) -> list
 
 
 _PREFETCHING: list[str] | None = None
+_EOM_PREFETCHING: list[str] | None = None
+
+
+def _eom_prefetching_layers() -> list[str]:
+    """Layers whose ``prefetch`` needs the message (``prefetch_at_eom``): called again when end
+    of message starts, before the policy asks any layer (computed once per process)."""
+    global _EOM_PREFETCHING
+    if _EOM_PREFETCHING is None:
+        _EOM_PREFETCHING = [lid for lid in _prefetching_layers() if layers.get(lid).prefetch_at_eom]
+    return _EOM_PREFETCHING
 
 
 def _prefetching_layers() -> list[str]:
