@@ -13,7 +13,8 @@ which use the null sender but never send data, keep working; read receipts and a
 (null sender, not DSNs) pass unless ``only_dsn`` is off.
 
 Keys live in the shared state store (``batv:keys``), created on first use; :func:`rotate_keys`
-starts a new key and keeps the previous one valid for ``grace_days``.
+starts a new key and keeps the previous one valid for ``grace_days`` (at most until the tags it
+made expire).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import time
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
 
 KEYS = "batv:keys"
+# a retired key cannot verify any unexpired tag after this (validity_days is at most 30; one
+# day more for the day-number rounding of the expiry)
+KEEP_RETIRED_DAYS = 31
+log = logging.getLogger("bulwark.backscatter")
 _TAG = re.compile(r"(?i)^prvs=(\d)(\d{3})([0-9a-f]{6})=(.+@.+)$")
 
 
@@ -77,17 +83,31 @@ def load_keys(store: StateStore) -> list[dict[str, object]]:
 
 
 def rotate_keys(store: StateStore, now: float | None = None) -> int:
-    """Start a new signing key; the previous ones are marked retired now. Returns the new id."""
+    """Start a new signing key; the current one is retired now. Returns the new key's id, or
+    the current one's when no id is free (see below): the rotation is then skipped.
+
+    The new id is the one after the current key's (1..9, a single digit in the tag), skipping
+    ids of keys still kept, so two stored keys never share an id. A retired key is kept
+    ``KEEP_RETIRED_DAYS``: every tag it made has expired by then (``validity_days`` is at most
+    30), whatever ``grace_days`` the policy sets (:func:`verify` applies the grace). Only keys
+    past that are dropped; when eight retired keys are all younger (rotation more often than
+    every four days), no id is free and the current key stays."""
     now = time.time() if now is None else now
-    keys = load_keys(store)
+    keys = [k for k in load_keys(store)
+            if k.get("retired") is None or now - float(str(k["retired"])) <= KEEP_RETIRED_DAYS * 86400]
+    current = [k for k in keys if k.get("retired") is None]
+    cur_id = int(str(current[-1]["id"])) if current else 0
+    used = {int(str(k["id"])) for k in keys}
+    free = [i for i in (((cur_id + n - 1) % 9) + 1 for n in range(1, 10)) if i not in used]
+    if not free:
+        log.warning("BATV key rotation skipped: all nine key ids are still in use")
+        return cur_id
     for k in keys:
         if k.get("retired") is None:
             k["retired"] = now
-    new_id = (max(int(str(k["id"])) for k in keys) % 9) + 1  # key numbers 1..9 (one digit)
-    keys = [k for k in keys if int(str(k["id"])) != new_id]
-    keys.append({"id": new_id, "secret": secrets.token_hex(32), "created": now, "retired": None})
-    store.set(KEYS, json.dumps(keys[-5:]))
-    return new_id
+    keys.append({"id": free[0], "secret": secrets.token_hex(32), "created": now, "retired": None})
+    store.set(KEYS, json.dumps(keys))
+    return free[0]
 
 
 def _mac(secret: str, kid: int, ddd: str, address: str) -> str:
