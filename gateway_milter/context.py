@@ -113,6 +113,9 @@ class MessageContext:
         self.conn = conn
         self.policy = policy
         self.scan_mode = scan_mode  # offline scan: no greylisting, no side effects
+        # scan mode that still judges greylisting (manage.py scan --greylist): read-only, like
+        # everything else in scan mode
+        self.greylist_in_scan = False
         self.log_id = uuid.uuid4().hex
         self.started = time.time()
         self.mail_from = ""

@@ -1,12 +1,15 @@
 """Greylisting (Harris 2003; RFC 6647 describes the practice): the first delivery attempt of
 an unknown triplet (client network, envelope sender, recipient) is answered 451 4.7.1; a retry
-after ``delay`` and within ``retry_window`` passes and the triplet is remembered for ``expiry``.
-A client network with ``auto_pass_after`` passed triplets is pass-listed as a whole (clients
-that retry properly are not delayed again).
+after ``delay`` and within ``retry_window`` passes and the triplet is remembered until it has
+not been seen for ``expiry`` (every delivery restarts the expiry). A client network with
+``auto_pass_after`` passed triplets is pass-listed as a whole (clients that retry properly are
+not delayed again), also until it has been silent for ``expiry``.
 
 State lives in the shared state store (Redis or the embedded SQLite store), so every milter
 process and node agrees. Judged per recipient at RCPT; skipped in scan mode unless
-``in_scan_mode``. A store failure means "unknown" (no greylisting), never a refusal.
+``in_scan_mode`` or the context asks for it (``manage.py scan --greylist``), and then it
+only reads the state: a scan answers what the gateway would answer, and records nothing.
+A store failure means "unknown" (no greylisting), never a refusal.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class GreylistSettings(BaseSettings):
     mode: str = "off"
     delay: int = 300  # seconds before a retry is accepted
     retry_window: int = 4 * 3600  # a retry must come within this time of the first attempt
-    expiry: int = 36 * 86400  # a passed triplet (and an auto-pass network) is remembered this long
+    expiry: int = 36 * 86400  # a passed triplet (and an auto-pass network) is forgotten after this long unseen
     netmask_v4: int = 24
     netmask_v6: int = 64
     auto_pass_after: int = 5  # passed triplets after which the whole client network passes (0: never)
@@ -44,7 +47,7 @@ class GreylistSettings(BaseSettings):
     exempt_senders: tuple[str, ...] = ()  # addresses or @domain
     exempt_recipients: tuple[str, ...] = ()
     exempt_networks: tuple[str, ...] = ()
-    in_scan_mode: bool = False
+    in_scan_mode: bool = False  # judge (read-only) in scan mode too
     reply_text: str = "Greylisted: please try again in a few minutes"
 
     def __post_init__(self) -> None:
@@ -80,18 +83,35 @@ class GreyDecision:
 
 
 def decide(store: StateStore, network: str, sender: str, recipient: str, s: GreylistSettings,
-           now: float | None = None) -> GreyDecision:
-    """The greylisting state machine over the store (pure apart from the store)."""
+           now: float | None = None, *, record: bool = True) -> GreyDecision:
+    """The greylisting state machine over the store (pure apart from the store).
+
+    A pass (``known``, ``network`` or a ``passed`` retry) restarts the ``expiry`` of the
+    triplet and of its network's counter, as Postgrey and SQLgrey measure age from the last
+    delivery: a sender that keeps mailing is never greylisted again; one silent for longer
+    than ``expiry`` is. With ``record`` off (scan mode) nothing is written: the answer is the
+    one the gateway would give now."""
     now = time.time() if now is None else now
     h = hashlib.sha256(f"{network}|{sender}|{recipient.lower()}".encode()).hexdigest()[:32]
     pkey, tkey = f"grey:p:{h}", f"grey:t:{h}"
     nkey = "grey:n:" + network
+    seen = [pkey, nkey] if s.auto_pass_after else [pkey]
     if s.auto_pass_after:
         n = store.get(nkey)
         if n is not None and int(n) >= s.auto_pass_after:
+            if record:
+                store.expire(seen, s.expiry)
             return GreyDecision("network")
     if store.get(pkey) is not None:
+        if record:
+            store.expire(seen, s.expiry)
         return GreyDecision("known")
+    if not record:
+        first = store.get(tkey)
+        if first is None:
+            return GreyDecision("new", float(s.delay))
+        waited = now - float(first)
+        return GreyDecision("early", s.delay - waited) if waited < s.delay else GreyDecision("passed")
     if store.add(tkey, f"{now:.3f}", ttl=s.retry_window):
         return GreyDecision("new", float(s.delay))
     first = store.get(tkey)
@@ -104,7 +124,9 @@ def decide(store: StateStore, network: str, sender: str, recipient: str, s: Grey
     store.set(pkey, "1", ttl=s.expiry)
     store.delete(tkey)
     if s.auto_pass_after:
+        # incr keeps a fixed window (its ttl applies only to a new key): restart it
         store.incr(nkey, 1, ttl=s.expiry)
+        store.expire([nkey], s.expiry)
     return GreyDecision("passed")
 
 
@@ -119,7 +141,7 @@ class GreylistLayer(Layer[GreylistSettings]):
         return default_store()
 
     def exemption(self, ctx: MessageContext, rcpt: Recipient, s: GreylistSettings) -> str | None:
-        if ctx.scan_mode and not s.in_scan_mode:
+        if ctx.scan_mode and not (s.in_scan_mode or ctx.greylist_in_scan):
             return "scan mode"
         if not rcpt.is_local:
             return "not a local recipient"
@@ -161,7 +183,8 @@ class GreylistLayer(Layer[GreylistSettings]):
         if why:
             return LayerFindings({"greylist": "exempt", "reason": why}, (self.symbol("GREYLIST_EXEMPT", 0.0, why),))
         net = client_network(ctx.conn.ip, settings.netmask_v4, settings.netmask_v6)
-        d = decide(self.store(), net, normalize_sender(ctx.mail_from), rcpt.address, settings)
+        d = decide(self.store(), net, normalize_sender(ctx.mail_from), rcpt.address, settings,
+                   record=not ctx.scan_mode)
         if d.state in ("new", "early"):
             return LayerFindings({"greylist": d.state, "wait_s": round(d.wait)},
                                  (self.symbol("GREYLIST_DEFER", 0.0, f"{d.state}, retry in {d.wait:.0f}s"),))

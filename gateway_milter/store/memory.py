@@ -75,6 +75,23 @@ class MemoryStore:
                 return None
             return max(0.0, item[1] - self.now())
 
+    def expire(self, keys: Sequence[str], ttl: float) -> int:
+        if not ttl or ttl <= 0:
+            raise ValueError("expire needs a positive ttl")
+        with self._lock:
+            self.round_trips += 1
+            until, n = self.now() + ttl, 0
+            for k in keys:
+                item = self._live(check_key(k))
+                if item is not None:
+                    self._kv[k] = (item[0], until)
+                    n += 1
+                h = self._hash(k)
+                if h is not None:
+                    self._h[k] = (h, until)
+                    n += 1
+            return n
+
     def _hash(self, key: str) -> dict[str, int] | None:
         item = self._h.get(key)
         if item is None:

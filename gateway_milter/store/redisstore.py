@@ -79,6 +79,16 @@ class RedisStore:
         ms = int(self._call(self.client.pttl, check_key(key)))
         return None if ms < 0 else ms / 1000.0
 
+    def expire(self, keys: Sequence[str], ttl: float) -> int:
+        if not ttl or ttl <= 0:
+            raise ValueError("expire needs a positive ttl")
+        ms = max(1, int(ttl * 1000))
+        cmds = [("PEXPIRE", check_key(k), ms) for k in keys]
+        if not cmds:
+            return 0
+        # PEXPIRE sets the same deadline when sent again: safe to retry
+        return sum(int(r) for r in self._call(self._send, cmds, True))
+
     def counters(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[int]]:
         cmds = [("HMGET", check_key(key), *fields) for key, fields in requests if fields]
         if not cmds:

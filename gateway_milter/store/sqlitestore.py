@@ -171,6 +171,23 @@ class SqliteStore:
             return None
         return max(0.0, float(row[0]) - self.now())
 
+    def expire(self, keys: Sequence[str], ttl: float) -> int:
+        if not ttl or ttl <= 0:
+            raise ValueError("expire needs a positive ttl")
+        now = self.now()
+        n = 0
+        with self._tx() as db:
+            for k in keys:
+                check_key(k)
+                n += db.execute("UPDATE kv SET expires = ? WHERE key = ? AND (expires IS NULL OR expires > ?)",
+                                (now + ttl, k, now)).rowcount
+                exp = db.execute("SELECT expires FROM hexp WHERE key = ?", (k,)).fetchone()
+                if (exp is None or exp[0] > now) and db.execute(
+                        "SELECT 1 FROM hc WHERE key = ? LIMIT 1", (k,)).fetchone() is not None:
+                    db.execute("INSERT OR REPLACE INTO hexp(key, expires) VALUES (?, ?)", (k, now + ttl))
+                    n += 1
+        return n
+
     # -- counter hashes -------------------------------------------------------------------------
     def counters(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[int]]:
         now = self.now()

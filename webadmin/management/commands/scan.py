@@ -1,5 +1,8 @@
 """``manage.py scan``: run the full pipeline on .eml files, directories or mbox files without
-an MTA (our rspamc). Nothing is stored, logged or delivered; greylisting is skipped."""
+an MTA (our rspamc). Nothing is stored, logged or delivered: every message runs in scan mode
+(no Bayes learning, no spam-trap marks, no DMARC report data, no BATV signing). Greylisting
+is skipped unless ``--greylist``; then it answers from the live greylisting state, as the
+gateway would now, without recording the attempt."""
 
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str 
     conn = ConnectionInfo(client_ip=ip, client_name="unknown", helo=helo)
     if auth:
         conn.macros["{auth_authen}"] = auth
-    ctx = gw.begin(conn, scan_mode=not greylist)
+    ctx = gw.begin(conn, scan_mode=True)
+    ctx.greylist_in_scan = greylist
     hdr = dict((n.lower(), v) for n, v in reversed(headers))
     guessed = sender is None
     if sender is None:
@@ -72,7 +76,7 @@ class Command(BaseCommand):
         parser.add_argument("--from", dest="sender", default=None, help="envelope sender (default: From header)")
         parser.add_argument("--rcpt", action="append", default=[], help="envelope recipient (repeatable)")
         parser.add_argument("--auth", default="", help="SMTP AUTH user name (marks the sender authenticated)")
-        parser.add_argument("--greylist", action="store_true", help="also run greylisting (skipped by default)")
+        parser.add_argument("--greylist", action="store_true", help="also judge greylisting, read-only (skipped by default)")
         parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
     def handle(self, *args: Any, **o: Any) -> None:
