@@ -55,6 +55,10 @@ class RulesSettings(BaseSettings):
                     raise SettingsError(f"{name}[{i}]", f"{net!r} is not an IP network") from None
 
 
+# tflags of rules whose points autolearn leaves out (SpamAssassin's PerMsgStatus::_get_autolearn_points)
+NOT_AUTOLEARNED_TFLAGS = frozenset({"noautolearn", "userconf"})
+
+
 def engine_from_settings(settings: RulesSettings) -> RuleEngine:
     return engine_for(*rule_set_of(settings))
 
@@ -108,5 +112,11 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
                     extra["bayes_probability"] = p
         res = engine.run(view, extra)
         symbols = tuple(self.symbol(h.name, h.score, h.describe) for h in res.hits)
-        return LayerFindings({"score": res.score, "hits": [h.name for h in res.hits], "ms": round(res.ms, 2)},
-                             symbols)
+        facts: dict[str, object] = {"score": res.score, "hits": [h.name for h in res.hits], "ms": round(res.ms, 2)}
+        # hits whose points autolearn leaves out (tflags noautolearn or userconf, as
+        # SpamAssassin's _get_autolearn_points): read by the scoring layer, from the rule set
+        # that ran, so that it never looks up (or builds) a rule set itself
+        quiet = [h.name for h in res.hits if (r := engine.rules.get(h.name)) is not None and r.tflags & NOT_AUTOLEARNED_TFLAGS]
+        if quiet:
+            facts["not_autolearned"] = quiet
+        return LayerFindings(facts, symbols)

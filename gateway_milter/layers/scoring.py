@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from gateway_milter.context import MessageContext
+    from gateway_milter.pipeline.runner import LayerResult
     from gateway_milter.verdict import Symbol
 
 log = logging.getLogger("bulwark.scoring")
@@ -113,19 +114,13 @@ def _points(lid: str, symbols: Sequence[Symbol], fitted: dict[str, tuple[float, 
                      else x.score for x in symbols), 3)
 
 
-# rules whose points autolearn leaves out (SpamAssassin's PerMsgStatus::_get_autolearn_points)
-NOT_AUTOLEARNED_TFLAGS = frozenset({"noautolearn", "userconf"})
-
-
-def _autolearn_symbols(ctx: MessageContext, symbols: Sequence[Symbol]) -> Sequence[Symbol]:
-    """The rules layer's symbols whose points count toward autolearn: those of rules without
-    tflags noautolearn or userconf (read off the rule set the layer ran, cached per process)."""
-    if not symbols:
+def _autolearn_symbols(res: LayerResult, symbols: Sequence[Symbol]) -> Sequence[Symbol]:
+    """The rules layer's symbols whose points count toward autolearn: not those of rules with
+    tflags noautolearn or userconf (the layer names them, fact ``not_autolearned``)."""
+    quiet = res.fact("not_autolearned")
+    if not quiet:
         return symbols
-    from gateway_milter.layers.rules import engine_from_settings
-
-    rules = engine_from_settings(ctx.policy.settings_for("rules", ctx.policy_domain)).rules
-    return [x for x in symbols if not ((r := rules.get(x.name)) is not None and r.tflags & NOT_AUTOLEARNED_TFLAGS)]
+    return [x for x in symbols if x.name not in quiet]
 
 
 _score_sets: dict[tuple[str, float], dict[str, tuple[float, float]]] = {}
@@ -233,7 +228,7 @@ class ScoringLayer(Layer[ScoringSettings]):
             else:
                 # as SpamAssassin's autolearn: the score set made for use without Bayes, and not
                 # the rules with tflags noautolearn or userconf (GTUBE, the sender lists)
-                kept = _autolearn_symbols(ctx, res.symbols) if lid == "rules" else res.symbols
+                kept = _autolearn_symbols(res, res.symbols) if lid == "rules" else res.symbols
                 learn_basis += _points(lid, kept, fitted, 0)
             if res.symbols:
                 parts[lid] = s
