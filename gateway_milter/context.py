@@ -247,7 +247,7 @@ class MessageContext:
                 self.headers.insert(0, (e.name, e.value))
             else:
                 positions = [i for i, (n, _) in enumerate(self.headers) if n.lower() == e.name.lower()]
-                if 1 <= e.index <= len(positions):
+                if e.index <= len(positions):
                     del self.headers[positions[e.index - 1]]
         if new_body is not None:
             if self.body is not self._received[1]:

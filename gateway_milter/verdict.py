@@ -103,7 +103,8 @@ class TraceEntry:
 @dataclass(frozen=True, slots=True)
 class HeaderEdit:
     """``add`` appends a header, ``insert`` prepends it, ``delete`` removes the index-th
-    occurrence (1-based; 0 means every occurrence)."""
+    occurrence (1-based). To remove every occurrence, emit one delete per index, the last
+    first: libmilter's change-header call removes one occurrence, so there is no "all"."""
 
     op: str
     name: str
@@ -115,6 +116,8 @@ class HeaderEdit:
             raise ValueError(f"unknown header edit {self.op!r}")
         if not self.name or any(c in self.name for c in ": \t\r\n\0"):
             raise ValueError(f"invalid header name {self.name!r}")
+        if self.op == "delete" and self.index < 1:
+            raise ValueError(f"a header delete names its occurrence (1-based), not {self.index}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -324,7 +324,7 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         elif e.op == "insert":
             self.addheader(e.name, e.value, 1)
         else:
-            self.chgheader(e.name, max(e.index, 1), "")
+            self.chgheader(e.name, e.index, "")
 
     @guarded
     def abort(self) -> int:

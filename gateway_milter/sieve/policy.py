@@ -87,7 +87,7 @@ def _q(s: str) -> str:
 def _action_lines(o: Outcome) -> list[str]:
     lines = [f"addheader {_q(e.name)} {_q(e.value)};" if e.op == "insert" else
              f"addheader :last {_q(e.name)} {_q(e.value)};" if e.op == "add" else
-             (f"deleteheader :index {e.index} {_q(e.name)};" if e.index else f"deleteheader {_q(e.name)};")
+             f"deleteheader :index {e.index} {_q(e.name)};"
              for e in o.header_edits]
     lines += [f"redirect :copy {_q(a)};" for a in o.add_recipients]
     if o.action is Action.REJECT:
@@ -349,7 +349,7 @@ def _header_edits(actions: list[SieveAction]) -> tuple[HeaderEdit, ...]:
         if a.kind == "addheader":
             out.append(HeaderEdit("add" if a.args.get("last") else "insert", a.args["name"], a.args["value"]))
         elif a.kind == "deleteheader":
-            out.append(HeaderEdit("delete", a.args["name"], index=int(a.args.get("index", 0))))
+            out.append(HeaderEdit("delete", a.args["name"], index=int(a.args["index"])))  # (one per occurrence)
     return tuple(out)
 
 

@@ -124,3 +124,17 @@ def test_it_delivers_none_of_the_forged_copies_through_the_milter(monkeypatch: p
     [status] = ctx._msg.get_all("X-Spam-Status")
     assert status.startswith("No, score=") and "forged" not in status
     assert ctx._msg.get_all("X-Spam-Level") == [""]
+
+
+def test_a_header_delete_names_its_occurrence():
+    # libmilter's change-header call removes one occurrence: an "every occurrence" delete
+    # (index 0) was sent as index 1 by the milter front and skipped by the in-process view
+    import pytest
+
+    from gateway_milter.verdict import HeaderEdit
+
+    with pytest.raises(ValueError):
+        HeaderEdit("delete", "X-Spam-Flag")
+    with pytest.raises(ValueError):
+        HeaderEdit("delete", "X-Spam-Flag", index=-1)
+    assert HeaderEdit("delete", "X-Spam-Flag", index=2).index == 2
