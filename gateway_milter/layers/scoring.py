@@ -54,6 +54,8 @@ FITTED_SCORE_FILE = Path(__file__).resolve().parent.parent / "antispam" / "score
 # fitted without the token model: used instead of a file with a ``token_logit`` line for a
 # message whose scope's token model has not learned enough (a store trained before it existed)
 COUNTS_ONLY_SCORE_FILE = FITTED_SCORE_FILE.with_name("50_bulwark_fitted_counts_only.cf")
+# scored layers that only compute (no network): asked first by the scoring layer
+LOCAL_LAYERS = ("bayes", "rules", "spamtrap")
 SCORED_LAYERS = ("dnsbl", "uribl", "rdns", "spf", "dkim", "dmarc", "arc", "fromscreen", "vbr", "rules",
                  "bayes", "spamtrap")
 
@@ -205,6 +207,13 @@ class ScoringLayer(Layer[ScoringSettings]):
         parts: dict[str, float] = {}
         tests: list[str] = []
         learn_basis = 0.0  # the score without Bayes that autolearn goes by
+        # the layers that compute here (the rules; Bayes ran above) first, those waiting for
+        # answers from the network after: the lookups started earlier (URIBL's at end of
+        # message, DNSBL's at connect) arrive meanwhile instead of holding the rules back; the
+        # total does not depend on the order
+        for lid in LOCAL_LAYERS:
+            if lid in settings.layers and lid in available:
+                ctx.layer(lid)
         for lid in settings.layers:
             if lid not in available:
                 continue

@@ -170,3 +170,19 @@ def test_a_refusing_zone_is_looked_up_in_advance_also_for_exempt_mail(events: li
     ctx, dec = run(make_gateway(doc)[0], auth="alice")
     assert dec.action.value == "reject"
     assert len(uribl_lookups(events)) == 3
+
+
+def test_the_scoring_layer_runs_the_rules_before_it_waits_for_uribl(events: list[str], tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scored layers' order lists uribl before rules; the scoring layer asks the layers that
+    only compute first, so the URIBL answers arrive while the rules run."""
+    check = UriblLayer.check
+
+    def uribl(self: UriblLayer, ctx: MessageContext, settings: Any) -> Any:
+        events.append("uribl")
+        return check(self, ctx, settings)
+
+    monkeypatch.setattr(UriblLayer, "check", uribl)
+    ctx, _ = run(make_gateway(policy(tmp_path))[0])
+    assert events.index("bayes") < events.index("rules") < events.index("uribl"), events
+    assert ctx.layer("uribl").has("URIBL_URI_TEST")
