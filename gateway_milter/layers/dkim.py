@@ -112,6 +112,18 @@ def _text(v: bytes | None) -> str:
     return v.decode("ascii", "replace").strip() if v else ""
 
 
+_D_TAG = re.compile(rb"(?:^|;)\s*d\s*=\s*([^;\s]+)")
+_S_TAG = re.compile(rb"(?:^|;)\s*s\s*=\s*([^;\s]+)")
+
+
+def key_name(signature: bytes) -> str | None:
+    """The DNS name of a DKIM-Signature's key (``s._domainkey.d``), or None without both tags."""
+    m_d, m_s = _D_TAG.search(signature), _S_TAG.search(signature)
+    if not (m_d and m_s):
+        return None
+    return f"{m_s.group(1).decode('ascii', 'replace')}._domainkey.{m_d.group(1).decode('ascii', 'replace')}"
+
+
 def verify_all(raw: bytes, *, resolver: Resolver | None = None, budget: DnsBudget | None = None,
                min_key_bits: int = 1024, max_signatures: int = 5, length_tag: str = "strict",
                timeout: float = 5.0) -> list[SignatureResult]:
@@ -135,13 +147,12 @@ def verify_all(raw: bytes, *, resolver: Resolver | None = None, budget: DnsBudge
     except dkim.DKIMException as e:
         return [SignatureResult("", "", "", "", None, "permerror", f"unparsable message: {e}", "")]
     sig_headers = [v for k, v in d.headers if k.lower() == b"dkim-signature"]
-    # start every key lookup now, concurrently; verification below finds them cached or in flight
+    # start every key lookup now, concurrently (the layer's prefetch started them at end of
+    # message already); verification below finds them cached or in flight
     for raw_sig in sig_headers[:max_signatures]:
-        m_d = re.search(rb"(?:^|;)\s*d\s*=\s*([^;\s]+)", raw_sig)
-        m_s = re.search(rb"(?:^|;)\s*s\s*=\s*([^;\s]+)", raw_sig)
-        if m_d and m_s:
-            res.prefetch(f"{m_s.group(1).decode('ascii', 'replace')}._domainkey.{m_d.group(1).decode('ascii', 'replace')}",
-                         "TXT", budget)
+        name = key_name(raw_sig)
+        if name:
+            res.prefetch(name, "TXT", budget)
     out: list[SignatureResult] = []
     for idx, raw_sig in enumerate(sig_headers[:max_signatures]):
         try:
@@ -236,6 +247,26 @@ class DkimLayer(Layer[DkimSettings]):
     Settings = DkimSettings
     budget_s = 15.0
     description = "DKIM signature verification (RSA and Ed25519), per signature"
+    prefetch_at_eom = True
+
+    def prefetch(self, ctx: MessageContext, settings: DkimSettings) -> None:
+        """When end of message starts (the headers are known; earlier calls find none): start
+        the key lookups of the signatures ``check`` verifies, so that the keys come while the
+        other layers compute (antivirus, Bayes, the rules) instead of when the policy asks."""
+        if ctx.runner is None or ctx.runner.stage is not Stage.EOM:
+            return
+        if exemption(ctx, allowlist=False, authenticated=settings.exempt_authenticated,
+                     trusted=settings.exempt_trusted):
+            return
+        sigs = [v for n, v in ctx.headers if n.lower() == "dkim-signature"][:settings.max_signatures]
+        if not sigs:
+            return
+        res, budget = get_resolver(), budget_for(ctx)
+        for v in sigs:
+            # the bytes verification reads (a value that is not ASCII would name another key)
+            name = key_name(v.encode("ascii", "replace")) if v.isascii() else None
+            if name:
+                res.prefetch(name, "TXT", budget)
 
     def check(self, ctx: MessageContext, settings: DkimSettings) -> LayerFindings:
         why = exemption(ctx, allowlist=False, authenticated=settings.exempt_authenticated,

@@ -211,10 +211,22 @@ class DmarcLayer(Layer[DmarcSettings]):
     budget_s = 10.0
     description = "DMARC (RFC 7489) policy, alignment and handling"
 
+    prefetch_at_eom = True
+
     def prefetch(self, ctx: MessageContext, settings: DmarcSettings) -> None:
+        """When end of message starts (the From header is known; earlier calls find none):
+        start the policy lookups ``check`` makes (the From domain's and its organisational
+        domain's), so that they come while antivirus, DKIM, Bayes and the rules compute."""
+        if ctx.runner is None or ctx.runner.stage is not Stage.EOM or exemption(ctx, allowlist=False):
+            return
         dom, _ = header_from_domain(ctx)
-        if dom:
-            get_resolver().prefetch(f"_dmarc.{dom}", "TXT", budget_for(ctx))
+        if not dom:
+            return
+        res, budget = get_resolver(), budget_for(ctx)
+        res.prefetch(f"_dmarc.{dom}", "TXT", budget)
+        org = org_domain(dom)
+        if org and org != dom:
+            res.prefetch(f"_dmarc.{org}", "TXT", budget)
 
     def check(self, ctx: MessageContext, settings: DmarcSettings) -> LayerFindings:
         def sym(name: str, detail: str = "") -> Any:
