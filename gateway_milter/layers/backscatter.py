@@ -82,6 +82,15 @@ def load_keys(store: StateStore) -> list[dict[str, object]]:
     return keys
 
 
+def stored_keys(store: StateStore) -> list[dict[str, object]]:
+    """The keys kept, without making the first one: no key, no tag to accept (a bounce checked
+    before anything was signed, or ``manage.py scan``, writes nothing)."""
+    raw = store.get(KEYS)
+    keys = json.loads(raw) if raw else []
+    assert isinstance(keys, list)
+    return keys
+
+
 def rotate_keys(store: StateStore, now: float | None = None) -> int:
     """Start a new signing key; the current one is retired now. Returns the new key's id, or
     the current one's when no id is free (see below): the rotation is then skipped.
@@ -137,7 +146,7 @@ def verify(tagged: str, store: StateStore, s: BackscatterSettings, now: float | 
     left = (int(ddd) - _day(now)) % 1000
     if left > s.validity_days:
         return None
-    for k in load_keys(store):
+    for k in stored_keys(store):
         if int(str(k["id"])) != kid:
             continue
         retired = k.get("retired")
