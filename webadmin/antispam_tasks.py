@@ -131,10 +131,13 @@ def train_message(label: str, quarantine_ids: list[str] | None = None, paths: li
 
 
 @shared_task(name="backscatter.rotate_keys")
-def rotate_batv_keys() -> dict[str, int]:
+def rotate_batv_keys() -> dict[str, int | bool]:
     """Start a new BATV signing key; the previous one stays valid for the layer's grace period.
-    Idempotent enough for a periodic schedule (monthly is a sensible default)."""
+    Idempotent enough for a periodic schedule (monthly is a sensible default). ``rotated`` is
+    false when the rotation was skipped (all nine key ids still in use; logged as a warning)."""
     from gateway_milter.layers.backscatter import load_keys, rotate_keys
 
-    new_id = rotate_keys(default_store())
-    return {"key_id": new_id, "keys": len(load_keys(default_store()))}
+    store = default_store()
+    before = [int(str(k["id"])) for k in load_keys(store) if k.get("retired") is None]
+    new_id = rotate_keys(store)
+    return {"key_id": new_id, "keys": len(load_keys(store)), "rotated": new_id not in before}

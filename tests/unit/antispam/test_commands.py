@@ -120,7 +120,7 @@ def test_it_rotates_batv_keys_from_a_task(store: MemoryStore) -> None:
 
     old = sign("a@example.com", store)
     res = rotate_batv_keys.delay().get()
-    assert res["key_id"] == 2 and res["keys"] == 2
+    assert res["key_id"] == 2 and res["keys"] == 2 and res["rotated"] is True
     assert sign("a@example.com", store).startswith("prvs=2")
     assert verify(old, store, BackscatterSettings()) == "a@example.com"  # within the grace period
 
