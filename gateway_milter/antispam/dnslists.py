@@ -4,7 +4,12 @@ return-code filters, and the query names for IPv4, IPv6 and domain lookups.
 A zone answers 127.0.0.0/8 addresses; which of them count is set per zone by ``codes``
 (addresses or ranges such as ``127.0.0.2-127.0.0.11``) and/or a bit ``mask`` (SURBL-style
 multi lists). Answers outside 127/8 are ignored (a zone that stopped working and answers
-everything must not list the whole Internet), as is 127.0.0.255 (Spamhaus "query refused").
+everything must not list the whole Internet), and so are the answers lists give when they refuse
+to answer: 127.255.255.0/24 (Spamhaus: 252 a malformed query, 254 a query through a public
+resolver, 255 too many queries) and 127.0.0.255, and 127.0.0.1 (URIBL.com's "query refused";
+RFC 5782 section 5 reserves it as never listed) unless the zone's ``codes`` name it. A zone with
+no ``codes`` and no ``mask`` would otherwise take such an answer for a listing and, with
+``action: refuse``, refuse every client.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 from gateway_milter.layers.base import SettingsError
 
 ACTIONS = ("score", "quarantine", "refuse")
+MAX_ZONES = 30
 _SYMBOL = re.compile(r"^[A-Z][A-Z0-9_]{1,60}$")
 _ZONE = re.compile(r"^(?=.{1,200}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z0-9-]{2,63}$")
 
@@ -36,15 +42,35 @@ class Zone:
             a = ipaddress.IPv4Address(answer)
         except ValueError:
             return False
-        if a not in ipaddress.IPv4Network("127.0.0.0/8") or str(a) == "127.0.0.255":
+        if a not in _LOOPBACK or a in _REFUSED or a == _BROADCAST:
             return False
         n = int(a)
-        if self.codes and not any(lo <= n <= hi for lo, hi in self.codes):
+        if self.codes:
+            if not any(lo <= n <= hi for lo, hi in self.codes):
+                return False
+        elif a == _NEVER_LISTED:
             return False
         return not (self.mask and not n & self.mask)
 
 
+_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+_REFUSED = ipaddress.IPv4Network("127.255.255.0/24")  # Spamhaus's error answers
+_BROADCAST = ipaddress.IPv4Address("127.0.0.255")
+_NEVER_LISTED = ipaddress.IPv4Address("127.0.0.1")  # RFC 5782 section 5; URIBL.com: query refused
+
+
+def refusal(answer: str) -> bool:
+    """Whether an answer is a list's refusal to answer (an error code, not a listing)."""
+    try:
+        a = ipaddress.IPv4Address(answer)
+    except ValueError:
+        return False
+    return a in _REFUSED or a in (_BROADCAST, _NEVER_LISTED)
+
+
 def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tuple[Zone, ...]:
+    if len(raw) > MAX_ZONES:  # each zone is one more query per message (per link for URIBL)
+        raise SettingsError(path, f"at most {MAX_ZONES} zones")
     out = []
     for i, z in enumerate(raw):
         p = f"{path}[{i}]"
@@ -78,6 +104,8 @@ def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tupl
             mask = int(mask_v, 0) if isinstance(mask_v, str) else int(mask_v)
         except (TypeError, ValueError):
             raise SettingsError(f"{p}.mask", "must be an integer (e.g. 0x04)") from None
+        if not 0 <= mask <= 0xFFFFFFFF:  # matched against an IPv4 answer: 32 bits
+            raise SettingsError(f"{p}.mask", "must be 0..0xffffffff (a 32-bit mask of the answer address)")
         kind = str(z.get("kind", "any"))
         if kind not in ("any", "domain", "ip"):
             raise SettingsError(f"{p}.kind", "must be any, domain or ip")
