@@ -1,6 +1,11 @@
 """Quarantine actions scoped to what the actor may see (webadmin.access.QuarantineAccess):
 release, release and allow the sender, delete, and mark as spam / not spam (Bayes training
-through the Celery task ``bayes.train_message``, called by name)."""
+through the Celery task ``bayes.train_message``, called by name).
+
+Marking trains only the Bayes scopes the actor administers (docs/ui.md, "Roles"): a global
+administrator the message's own scopes (global, its domains', its user's); a domain or
+quarantine administrator the scopes of their domains and of their recipients, never
+``global`` (every tenant reads it) nor another tenant's; a user cannot mark at all."""
 
 from __future__ import annotations
 
@@ -17,10 +22,56 @@ from webadmin.models import Domain
 
 log = logging.getLogger("bulwark.quarantine")
 ACTIONS = ("release", "release_allow", "delete", "spam", "ham")
+TRAINING = ("spam", "ham")
 
 
 class ActionError(Exception):
     pass
+
+
+class ActionNotAllowed(Exception):
+    """The actor's role may not use this action: pages and the API answer 404 (ADR 0050)."""
+
+
+def may_train(p: Principal) -> bool:
+    """Mark as spam / not spam is for administrators: a user's feedback would teach scopes
+    that the whole domain (or every tenant) reads."""
+    return p.is_admin
+
+
+def check_action_allowed(p: Principal, action: str) -> None:
+    if action in TRAINING and not may_train(p):
+        raise ActionNotAllowed(action)
+
+
+def training_scopes(p: Principal, addresses: Iterable[str], sender: str = "") -> list[str]:
+    """The Bayes scopes this actor may train with a message, given the recipients they act for
+    (those they may see) and its envelope sender. The task learns the message in those of its
+    own scopes that are listed here (webadmin/antispam_tasks.py), so this list only narrows."""
+    if not may_train(p):
+        return []
+    addrs = sorted({a.strip().lower() for a in addresses if a and "@" in a})
+    if p.is_global:
+        doms = {a.rpartition("@")[2] for a in addrs}
+        if "@" in sender:
+            doms.add(sender.rpartition("@")[2].lower())  # outbound mail is classified under its sender's domain
+        return ["global"] + [f"dom:{d}" for d in sorted(doms)] + [f"user:{a}" for a in addrs]
+    mine = [a for a in addrs if a.rpartition("@")[2] in p.domains]
+    doms = {a.rpartition("@")[2] for a in mine}
+    if "@" in sender and sender.rpartition("@")[2].lower() in p.domains:
+        doms.add(sender.rpartition("@")[2].lower())
+    return [f"dom:{d}" for d in sorted(doms)] + [f"user:{a}" for a in mine]
+
+
+def _quarantine_training_scopes(p: Principal, qa: QuarantineAccess) -> list[str]:
+    addresses = [r.address for r in qa.recipients]
+    if p.is_global and qa.message.log_id:
+        # the classification's policy domain is the first accepted recipient's, quarantined or not
+        from reports.models import MessageRecipient
+
+        addresses += MessageRecipient.objects.filter(message__log_id=qa.message.log_id).values_list("address",
+                                                                                                   flat=True)
+    return training_scopes(p, addresses, qa.message.mail_from)
 
 
 def do_delete_for(msg: QuarantinedMessage, addresses: Iterable[str], actor: str = "") -> int:
@@ -34,21 +85,24 @@ def do_delete_for(msg: QuarantinedMessage, addresses: Iterable[str], actor: str 
     return n
 
 
-def train(qids: list[str], spam: bool, actor: str) -> bool:
+def train(qids: list[str], spam: bool, actor: str, scopes: list[str]) -> bool:
     """Queue Bayes training of stored messages by task name (the anti-spam area owns
-    ``bayes.train_message(label, quarantine_ids)``). Returns False when there is nothing stored
-    to learn from or the task could not be queued (the UI says so instead of pretending)."""
+    ``bayes.train_message(label, quarantine_ids, scopes)``), limited to ``scopes`` (from
+    :func:`training_scopes`). Returns False when there is nothing stored to learn from, no scope
+    to learn in, or the task could not be queued (the UI says so instead of pretending)."""
     from config.celery import app
 
-    if not qids:
+    if not qids or not scopes:
         return False
     try:
         # Registers the tasks of the configured task modules in this process, so that the
         # embedded (eager) setup runs the task here; with a broker it is sent to the workers.
         app.loader.import_default_modules()
         app.signature("bayes.train_message", kwargs={"label": "spam" if spam else "ham",
-                                                      "quarantine_ids": list(qids)}).apply_async()
-        log.info("%s queued %s training of %s", actor, "spam" if spam else "ham", ", ".join(qids))
+                                                      "quarantine_ids": list(qids),
+                                                      "scopes": list(scopes)}).apply_async()
+        log.info("%s queued %s training of %s in %s", actor, "spam" if spam else "ham", ", ".join(qids),
+                 ", ".join(scopes))
         return True
     except Exception as e:  # noqa: BLE001 - training is best effort, never blocks a release
         log.warning("cannot queue bayes.train_message for %s: %s", ", ".join(qids), e)
@@ -81,10 +135,12 @@ def allow_sender(p: Principal, sender: str, recipients: Iterable[str]) -> None:
 
 
 def do_quarantine_action(p: Principal, qa: QuarantineAccess, action: str) -> str:
-    """Apply one action for the recipients in ``qa`` (only those the actor may see)."""
+    """Apply one action for the recipients in ``qa`` (only those the actor may see).
+    Raises :class:`ActionNotAllowed` for an action the actor's role may not use."""
     msg = qa.message
     if action not in ACTIONS:
         raise ActionError(f"unknown action {action!r}")
+    check_action_allowed(p, action)
     if action in ("release", "release_allow"):
         held = qa.held
         if not held:
@@ -99,6 +155,6 @@ def do_quarantine_action(p: Principal, qa: QuarantineAccess, action: str) -> str
     if action == "delete":
         n = do_delete_for(msg, qa.held, actor=p.username)
         return f"deleted for {n} recipient(s)"
-    ok = train([msg.qid], action == "spam", p.username)
+    ok = train([msg.qid], action == "spam", p.username, _quarantine_training_scopes(p, qa))
     what = "spam" if action == "spam" else "not spam"
     return f"marked as {what}" if ok else f"could not queue training as {what}"

@@ -13,7 +13,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from quarantine.actions import ACTIONS, ActionError, do_quarantine_action
+from quarantine.actions import ACTIONS, ActionError, ActionNotAllowed, check_action_allowed, do_quarantine_action
 from quarantine.models import QuarantinedMessage
 from webadmin import access
 from webadmin.api_permissions import RoleAllowed
@@ -76,6 +76,8 @@ class QuarantineViewSet(viewsets.ReadOnlyModelViewSet):
         try:
             return Response({"result": do_quarantine_action(access.principal(request.user), qa,
                                                             str(request.data.get("action", "")))})
+        except ActionNotAllowed:
+            raise NotFound() from None  # an action the role may not use answers like a missing one (ADR 0050)
         except ActionError as e:
             raise ValidationError({"action": [str(e)]}) from None
 
@@ -87,6 +89,10 @@ class QuarantineViewSet(viewsets.ReadOnlyModelViewSet):
         if not isinstance(ids, list) or act not in ACTIONS:
             raise ValidationError({"detail": ["give action and a list of ids"]})
         p = access.principal(request.user)
+        try:
+            check_action_allowed(p, act)  # the whole request, before any row
+        except ActionNotAllowed:
+            raise NotFound() from None
         done, missing = 0, []
         for pk in ids[:500]:
             try:

@@ -13,7 +13,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
 from quarantine import digests
-from quarantine.actions import ACTIONS, ActionError, do_quarantine_action
+from quarantine.actions import ACTIONS, ActionError, ActionNotAllowed, check_action_allowed, do_quarantine_action, may_train
 from quarantine.preview import PREVIEW_CSP, view_message
 from quarantine.services import read_message
 from webadmin import access
@@ -73,7 +73,8 @@ def quarantine_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(rcpts, 50).get_page(request.GET.get("page"))
     return render(request, "quarantine/list.html", {
         "menu": "messages", "title": "Admin quarantine" if queue == "admin" else "Quarantine", "page": page,
-        "queue": queue, "status": status, "q": q, "is_global": p.is_global, "actions": ACTIONS})
+        "queue": queue, "status": status, "q": q, "is_global": p.is_global, "actions": ACTIONS,
+        "may_train": may_train(p)})
 
 
 @roles(*ANYONE)
@@ -85,7 +86,8 @@ def quarantine_detail(request: HttpRequest, pk: int) -> HttpResponse:
     except (OSError, ValueError):
         mv = None
     return render(request, "quarantine/detail.html", {
-        "menu": "messages", "title": qa.message.subject or "(no subject)", "qa": qa, "m": qa.message, "view": mv})
+        "menu": "messages", "title": qa.message.subject or "(no subject)", "qa": qa, "m": qa.message, "view": mv,
+        "may_train": may_train(access.principal(request.user))})
 
 
 @xframe_options_sameorigin
@@ -127,6 +129,8 @@ def quarantine_action(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         result = do_quarantine_action(access.principal(request.user), qa, action)
         messages.success(request, result.capitalize() + ".")
+    except ActionNotAllowed:
+        raise Http404("no such action") from None
     except ActionError as e:
         messages.error(request, str(e))
     return redirect("quarantine:detail", qa.message.pk)
@@ -139,6 +143,10 @@ def quarantine_bulk(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     ids = request.POST.getlist("ids")[:500]
     p = access.principal(request.user)
+    try:
+        check_action_allowed(p, action)  # the whole request, before any row
+    except ActionNotAllowed:
+        raise Http404("no such action") from None
     done, failed = 0, 0
     for pk in ids:
         try:

@@ -84,7 +84,7 @@ class MessageActionView(APIView):
                    responses=inline_serializer("MessageActionOut", {"result": serializers.CharField()}))
     def post(self, request: Request, pk: int) -> Response:
         from gateway_milter.layers.base import SettingsError
-        from quarantine.actions import train
+        from quarantine.actions import train, training_scopes
         from webadmin.models import Domain
         from webadmin.services import do_add_list_entry
 
@@ -95,8 +95,10 @@ class MessageActionView(APIView):
         p = access.principal(request.user)
         act = request.data.get("action")
         if act in ("spam", "ham"):
-            qids = sorted({r["quarantine_id"] for r in _rcpts(request.user, m) if r["quarantine_id"]})
-            ok = train(qids, act == "spam", p.username)
+            rcpts = _rcpts(request.user, m)
+            qids = sorted({r["quarantine_id"] for r in rcpts if r["quarantine_id"]})
+            ok = train(qids, act == "spam", p.username,
+                       training_scopes(p, [r["address"] for r in rcpts], m.mail_from))
             return Response({"result": "queued" if ok else "not queued"})
         if act in ("allow", "block") and p.manages_settings and m.mail_from:
             doms: list[Any] = [None] if p.is_global else list(Domain.objects.filter(

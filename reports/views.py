@@ -144,15 +144,17 @@ def log_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @roles(*ADMINS)
 def log_action(request: HttpRequest, pk: int) -> HttpResponse:
-    from quarantine.actions import train
+    from quarantine.actions import train, training_scopes
     from webadmin.services import do_add_list_entry
 
     m = access.access_message(request.user, pk)
     p = access.principal(request.user)
     action = request.POST.get("action", "")
     if action in ("spam", "ham"):
-        qids = [r.quarantine_id for r in access.recipients_visible_to(request.user, m) if r.quarantine_id]
-        ok = train(sorted(set(qids)), action == "spam", p.username)
+        rcpts = access.recipients_visible_to(request.user, m)
+        qids = [r.quarantine_id for r in rcpts if r.quarantine_id]
+        ok = train(sorted(set(qids)), action == "spam", p.username,
+                   training_scopes(p, [r.address for r in rcpts], m.mail_from))
         (messages.success if ok else messages.error)(
             request, ("Queued for training as " if ok else "Could not train (no stored copy, or the task "
                                                            "queue is unavailable) as ")

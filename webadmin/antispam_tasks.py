@@ -1,9 +1,11 @@
 """Celery tasks of the anti-spam area (names are explicit: ``area.verb``).
 
 ``bayes.train_message``: learn messages from "mark as spam / mark as ham" events. The payload
-is JSON: quarantine ids and/or paths of stored messages, the label and optional scopes.
-Without scopes a quarantined message is learned in the scopes its classification reads and
-autolearn learned it into (:func:`feedback_of`), a stored file in ``global``.
+is JSON: quarantine ids and/or paths of stored messages, the label and scopes. A quarantined
+message is learned in those of its own scopes (:func:`feedback_of`) that the payload's scopes
+allow: the scopes the actor administers, computed by the page or API that queued the task
+(quarantine/actions.py, ``training_scopes``); without scopes it is learned nowhere. A stored
+file is learned in the payload's scopes (default ``global``).
 Training is idempotent (each message is identified by a digest; learning it again with the
 same label changes nothing, with the other label it moves the counts).
 """
@@ -54,12 +56,15 @@ def learn_bytes(raw: bytes, is_spam: bool, scopes: list[str] | None = None, min_
 
 
 def feedback_of(m: QuarantinedMessage, policy: PolicySnapshot) -> tuple[list[str], TrustConfig]:
-    """The Bayes scopes a quarantined message is learned in ("mark as spam / ham") and the trust
-    path its relays are read with: those of the milter's classification and autolearn. The
-    message is rebuilt as the milter saw it (the log record's accepted recipients, client
-    address and SASL login; without the record, the quarantined recipients and the direction),
-    its policy domain chosen as the milter chooses it (pipeline/transaction.py), and the scopes
-    are the Bayes layer's (``scopes_for``) under the published settings of that domain."""
+    """The Bayes scopes a quarantined message may be learned in ("mark as spam / ham") and the
+    trust path its relays are read with. The message is rebuilt as the milter saw it (the log
+    record's accepted recipients, client address and SASL login; without the record, the
+    quarantined recipients and the direction), its policy domain chosen as the milter chooses it
+    (pipeline/transaction.py); the scopes are those of the milter's classification and autolearn
+    (the Bayes layer's ``scopes_for`` under the published settings of that domain), plus the
+    domain scope of every other local recipient's domain that reads one (per_domain): a message
+    to two tenants was classified under the first one's, and the second tenant's administrator
+    corrects their own scope."""
     from reports.models import MessageLog
 
     log = MessageLog.objects.filter(log_id=m.log_id).first() if m.log_id else None
@@ -81,7 +86,25 @@ def feedback_of(m: QuarantinedMessage, policy: PolicySnapshot) -> tuple[list[str
     elif ctx.recipients and ctx.recipients[0].is_local:  # by the first recipient's
         ctx.policy_domain = policy.canonical_domain(ctx.recipients[0].domain)
     scopes = scopes_for(ctx, policy.settings_for("bayes", ctx.policy_domain))
+    for r in ctx.recipients:
+        dom = policy.canonical_domain(r.domain) if r.is_local else None
+        if dom and "dom:" + dom not in scopes and policy.settings_for("bayes", dom).per_domain:
+            scopes.insert(scopes.index("global"), "dom:" + dom)
     return scopes, trust_config_for(policy, ctx.policy_domain, bool(conn.auth_user))
+
+
+def allowed_scopes(payload: list[str], policy: PolicySnapshot) -> set[str]:
+    """The payload's scopes with domain scopes under their canonical names (an alias domain's
+    recipient is learned in its domain's scope, as the layer reads it)."""
+    out = set()
+    for s in payload:
+        if s.startswith("dom:"):
+            out.add("dom:" + (policy.canonical_domain(s[4:]) or s[4:].lower()))
+        elif s.startswith("user:"):
+            out.add(s.lower())
+        else:
+            out.add(s)
+    return out
 
 
 def _allowed_path(p: str) -> Path:
@@ -97,14 +120,19 @@ def _allowed_path(p: str) -> Path:
 @shared_task(name="bayes.train_message")
 def train_message(label: str, quarantine_ids: list[str] | None = None, paths: list[str] | None = None,
                   scopes: list[str] | None = None) -> dict[str, Any]:
+    """``scopes``: for quarantined messages, the scopes the actor may train (a message is learned
+    in its own scopes that are among them, never in one it does not belong to; a message with
+    none of them counts as unchanged); for paths, the scopes to learn into."""
     if label not in ("spam", "ham"):
         raise ValueError("label must be spam or ham")
     learned = unchanged = missing = 0
     snapshot = current_snapshot()
     trust = trust_config_for(snapshot, None)
-    todo: list[tuple[bytes, list[str] | None, TrustConfig]] = []  # (message, scopes, trust path)
+    todo: list[tuple[bytes, list[str], TrustConfig]] = []  # (message, scopes, trust path)
     if quarantine_ids:
         from quarantine.models import QuarantinedMessage
+
+        allowed = allowed_scopes(scopes or [], snapshot)
         from quarantine.services import read_message
 
         found = {m.qid: m for m in QuarantinedMessage.objects.filter(qid__in=list(quarantine_ids))}
@@ -116,14 +144,14 @@ def train_message(label: str, quarantine_ids: list[str] | None = None, paths: li
                 missing += 1
                 continue
             own_scopes, own_trust = feedback_of(m, snapshot)
-            todo.append((raw, scopes or own_scopes, own_trust))
+            todo.append((raw, [s for s in own_scopes if s in allowed], own_trust))
     for p in paths or []:
         try:
-            todo.append((_allowed_path(p).read_bytes(), scopes, trust))
+            todo.append((_allowed_path(p).read_bytes(), scopes or ["global"], trust))
         except OSError:
             missing += 1
     for raw, learn_scopes, learn_trust in todo:
-        if learn_bytes(raw, label == "spam", learn_scopes, trust=learn_trust):
+        if learn_scopes and learn_bytes(raw, label == "spam", learn_scopes, trust=learn_trust):
             learned += 1
         else:
             unchanged += 1

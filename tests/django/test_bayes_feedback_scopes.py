@@ -1,6 +1,8 @@
 """"Mark as spam / not spam" trains the Bayes scopes the message's classification reads
 (global, ``dom:<domain>`` with per_domain, ``user:<address>`` with per_user), the ones autolearn
-learned it into: a correction must reach the most specific scope that has learned enough."""
+learned it into: a correction must reach the most specific scope that has learned enough. These
+are a global administrator's corrections; a domain administrator's reach only their tenant's
+scopes (tests/django/test_training_scope_by_actor.py)."""
 
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def _learn_as_autolearn_did(world: World, scopes: list[str]) -> None:
 
 
 def _mark(world: World, action: str) -> Any:
-    c = world.client("domain_admin")
+    c = world.client("global_admin")
     return c.post(f"/messages/quarantine/{world.a.qmessage.pk}/action/", {"action": action}, follow=True)
 
 
@@ -105,9 +107,15 @@ def test_without_its_log_record_the_quarantined_recipients_decide(world: World, 
     assert [_counts(store, s) for s in ("user:user@a.example", "dom:a.example", "global")] == [(1, 0)] * 3
 
 
-def test_explicit_scopes_in_the_payload_still_win(world: World, store: MemoryStore) -> None:
+def test_the_payload_scopes_only_narrow_the_messages_own(world: World, store: MemoryStore) -> None:
     from webadmin.antispam_tasks import train_message
 
-    assert train_message.delay("spam", quarantine_ids=[world.a.qmessage.qid], scopes=["dom:elsewhere.test"]).get() \
+    assert train_message.delay("spam", quarantine_ids=[world.a.qmessage.qid],
+                               scopes=["dom:elsewhere.test", "dom:a.example"]).get() \
         == {"learned": 1, "unchanged": 0, "missing": 0}
-    assert _counts(store, "dom:elsewhere.test") == (1, 0) and _counts(store, "global") == (0, 0)
+    assert _counts(store, "dom:a.example") == (1, 0)
+    assert _counts(store, "dom:elsewhere.test") == (0, 0) and _counts(store, "global") == (0, 0)
+    # without scopes a quarantined message is learned nowhere
+    assert train_message.delay("ham", quarantine_ids=[world.a.qmessage.qid]).get() \
+        == {"learned": 0, "unchanged": 1, "missing": 0}
+    assert _counts(store, "dom:a.example") == (1, 0) and _counts(store, "global") == (0, 0)
