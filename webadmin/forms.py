@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 import typing
 from typing import Any
 
 from django import forms
 
+from gateway_milter.layers.base import SettingsError
 from webadmin.models import Account, Domain, Role, UserOptions, VerificationSource
 
 
@@ -185,10 +187,122 @@ class MySettingsForm(forms.Form):
 
 
 # -- layer settings: a generic form built from a layer's Settings dataclass ----------------------
+# Every field shows its value in a form its own parser reads back, so a page saved unchanged
+# stores the same settings: lists of plain values one per line, lists of mappings (DNSBL and
+# URIBL zones) one JSON object per line, mappings as JSON. Never a Python repr.
+JSON_LINES_HELP = ("One JSON object per line, e.g. {\"zone\": \"example.net\", \"weight\": 2} "
+                   "(double quotes, no trailing commas); an error names its line.")
+
+
+class LinesField(forms.CharField):
+    """A list of plain values (``tuple[str, ...]``), one per line; blank lines are skipped."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def __init__(self, item: type = str, **kwargs: Any) -> None:
+        self.item = item
+        super().__init__(required=False, strip=False, **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return "\n".join(str(x) for x in value)
+        return value
+
+    def to_python(self, value: Any) -> list[Any]:  # type: ignore[override]
+        out: list[Any] = []
+        for n, line in enumerate(str(value or "").splitlines(), 1):
+            line = line.strip()
+            if not line:
+                continue
+            if self.item in (int, float):
+                try:
+                    out.append(self.item(line))
+                except ValueError:
+                    raise forms.ValidationError(f"line {n}: {line!r} is not a number") from None
+            else:
+                out.append(line)
+        return out
+
+
+def _json_error(e: json.JSONDecodeError) -> str:
+    return f"line {e.lineno}, column {e.colno}: {e.msg}"
+
+
+def _json_kind(v: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "true or false"}.get(
+        type(v), "null" if v is None else "a number")
+
+
+class JsonLinesField(forms.CharField):
+    """A list of mappings (``tuple[dict[str, Any], ...]``): one JSON object per line, blank
+    lines skipped. ``line_of`` maps an item's index back to its line for error messages."""
+
+    # wrap="off": a long zone stays one visual line, so "line 3" in an error is the third row seen
+    widget = forms.Textarea(attrs={"rows": 4, "class": "code", "spellcheck": "false", "wrap": "off"})
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, strip=False, **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return "\n".join(json.dumps(x, ensure_ascii=False) for x in value)
+        return value
+
+    def to_python(self, value: Any) -> list[Any]:  # type: ignore[override]
+        out: list[Any] = []
+        errors: list[str] = []
+        for n, line in enumerate(str(value or "").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as e:
+                errors.append(f"line {n}: {e.msg} (column {e.colno})")
+                continue
+            if not isinstance(item, dict):
+                errors.append(f"line {n}: must be a JSON object, not {_json_kind(item)}")
+                continue
+            out.append(item)
+        if errors:
+            raise forms.ValidationError(errors)
+        return out
+
+    @staticmethod
+    def line_of(text: str, index: int) -> int | None:
+        lines = [n for n, line in enumerate(str(text or "").splitlines(), 1) if line.strip()]
+        return lines[index] if 0 <= index < len(lines) else None
+
+
+class JsonField(forms.CharField):
+    """Any other structured value (``dict[str, float]`` scores, ...) as one JSON document."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "class": "code", "spellcheck": "false"})
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, strip=False, **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value, ensure_ascii=False)
+
+    def to_python(self, value: Any) -> Any:
+        if not str(value or "").strip():
+            return None
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as e:
+            raise forms.ValidationError(f"not valid JSON: {_json_error(e)}") from None
+
+
+_SCALARS = (str, int, float)
+
+
 def layer_settings_form(settings_cls: type, initial: dict[str, Any], data: Any = None) -> forms.Form:
     """One field per dataclass field: booleans as checkboxes, enums and ``mode`` as choices,
-    numbers as number inputs, tuples as one item per line, mappings as JSON. Validation is the
-    layer's own (settings_from_dict), so the form cannot drift from the milter."""
+    numbers as number inputs, lists of plain values one per line, lists of mappings one JSON
+    object per line, other mappings as JSON. Validation is the layer's own (settings_from_dict),
+    so the form cannot drift from the milter."""
     hints = typing.get_type_hints(settings_cls)
     fields: dict[str, forms.Field] = {}
     for f in dataclasses.fields(settings_cls):
@@ -196,79 +310,91 @@ def layer_settings_form(settings_cls: type, initial: dict[str, Any], data: Any =
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
         help_text = f"default: {_show(default)}"
-        origin = typing.get_origin(tp)
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         optional = type(None) in typing.get_args(tp)
         base = args[0] if optional and len(args) == 1 else tp
+        item = (typing.get_args(base) or (str,))[0]
+        field: forms.Field
         if f.name == "mode":
-            fields[f.name] = forms.ChoiceField(choices=[("on", "on: act"), ("score", "score only"), ("off", "off")],
-                                               help_text=help_text)
+            field = forms.ChoiceField(choices=[("on", "on: act"), ("score", "score only"), ("off", "off")])
         elif base is bool:
-            fields[f.name] = forms.BooleanField(required=False, help_text=help_text)
+            field = forms.BooleanField(required=False)
         elif isinstance(base, type) and issubclass(base, enum.Enum):
-            fields[f.name] = forms.ChoiceField(choices=[(m.value, m.value) for m in base], help_text=help_text)
+            field = forms.ChoiceField(choices=[(m.value, m.value) for m in base])
         elif base is int:
-            fields[f.name] = forms.IntegerField(required=optional, help_text=help_text)
+            field = forms.IntegerField(required=False)
         elif base is float:
-            fields[f.name] = forms.FloatField(required=optional, help_text=help_text)
+            field = forms.FloatField(required=False)
         elif base is str:
-            fields[f.name] = forms.CharField(required=False, help_text=help_text)
-        elif typing.get_origin(base) is tuple or origin is tuple:
-            fields[f.name] = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
-                                             help_text=help_text + " (one per line)")
+            field = forms.CharField(required=False, strip=False, empty_value=None if optional else "")
+        elif typing.get_origin(base) in (tuple, list) and item in _SCALARS:
+            field = LinesField(item)
+            help_text += " (one per line)"
+        elif typing.get_origin(base) in (tuple, list) and (item is dict or typing.get_origin(item) is dict):
+            field = JsonLinesField()
+            help_text += ". " + JSON_LINES_HELP
         else:
-            fields[f.name] = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
-                                             help_text=help_text + " (JSON)")
-        fields[f.name].label = f.name.replace("_", " ").capitalize()
+            field = JsonField()
+            help_text += " (JSON)"
+        field.help_text = help_text
+        field.label = f.name.replace("_", " ").capitalize()
+        # An empty optional value means None (stored, so a domain can override a global value
+        # with "none"); an empty required number means the default.
+        field.allows_none = optional  # type: ignore[attr-defined]
+        fields[f.name] = field
     form_cls = type("LayerSettingsForm", (forms.Form,), dict(fields))  # the metaclass consumes its dict
     init = {}
     for name, field in fields.items():
         v = initial.get(name)
-        if isinstance(field.widget, forms.Textarea):
-            if isinstance(v, (list, tuple)) and "one per line" in (field.help_text or ""):
-                v = "\n".join(str(x) for x in v)
-            elif v is not None and not isinstance(v, str):
-                v = json.dumps(v)
         if isinstance(v, enum.Enum):
             v = v.value
+        if isinstance(field, (LinesField, JsonLinesField, JsonField)):
+            v = field.prepare_value(v)  # text in form.initial too, as a browser would send it
         init[name] = v
     return form_cls(data=data, initial=init)  # type: ignore[no-any-return]
 
 
 def layer_values_from_form(settings_cls: type, form: forms.Form) -> dict[str, Any]:
-    hints = typing.get_type_hints(settings_cls)
+    """The settings dict of a valid form. An empty number or JSON mapping is left out (the
+    default, or the global value for a domain); an empty optional value is stored as None."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(settings_cls):
         v = form.cleaned_data.get(f.name)
-        field = form.fields[f.name]
-        if isinstance(field.widget, forms.Textarea):
-            if "one per line" in (field.help_text or ""):
-                v = _lines_keep(v or "")
-                item = (typing.get_args(hints[f.name]) or (str,))[0]
-                if item in (int, float):
-                    try:
-                        v = [item(x) for x in v]
-                    except ValueError:
-                        pass  # settings_from_dict reports the field
-            else:
-                try:
-                    v = json.loads(v) if v else None
-                except ValueError:
-                    form.add_error(f.name, "not valid JSON")
-                    continue
-        if v is None:
+        if v is None and not getattr(form.fields[f.name], "allows_none", False):
             continue
         out[f.name] = v
     return out
 
 
-def _lines_keep(text: str) -> list[str]:
-    return [x.strip() for x in text.splitlines() if x.strip()]
+def add_settings_error(form: forms.Form, error: SettingsError, prefix: str = "") -> None:
+    """Attach a layer's SettingsError to the field its path starts with: ``zones[1].weight``
+    goes to ``zones`` with the path (and, for one JSON object per line, the line) in the message.
+    Paths naming no field (the layer as a whole) are form-wide errors."""
+    path = error.path.removeprefix(prefix)
+    m = re.match(r"[A-Za-z_][A-Za-z0-9_]*", path)
+    name = m.group(0) if m else ""
+    if name not in form.fields:
+        form.add_error(None, f"{path}: {error.message}" if path else error.message)
+        return
+    if path == name:
+        form.add_error(name, error.message)
+        return
+    where = path
+    idx = re.match(rf"{name}\[(\d+)\]", path)
+    if idx and isinstance(form.fields[name], JsonLinesField):
+        line = JsonLinesField.line_of(form.data.get(name, ""), int(idx.group(1)))
+        if line is not None:
+            where = f"line {line} ({path})"
+    form.add_error(name, f"{where}: {error.message}")
 
 
 def _show(v: Any) -> str:
     if isinstance(v, enum.Enum):
         return str(v.value)
-    if isinstance(v, tuple):
+    if isinstance(v, (tuple, list)) and all(isinstance(x, _SCALARS) for x in v):
         return ", ".join(str(x) for x in v) or "(none)"
+    if isinstance(v, (tuple, list, dict)):
+        return json.dumps(v, ensure_ascii=False) if v else "(none)"
+    if v is None:
+        return "(none)"
     return str(v)

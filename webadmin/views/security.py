@@ -11,7 +11,8 @@ from django.views.decorators.http import require_POST
 
 from gateway_milter.layers.base import SettingsError, settings_from_dict, settings_to_dict
 from webadmin import access, services
-from webadmin.forms import ListEntryForm, ScriptForm, layer_settings_form, layer_values_from_form
+from webadmin.forms import (ListEntryForm, ScriptForm, add_settings_error, layer_settings_form,
+                            layer_values_from_form)
 from webadmin.guards import SETTINGS_ADMINS, roles
 from webadmin.models import LayerSetting
 
@@ -143,8 +144,7 @@ def layer_edit(request: HttpRequest, layer_id: str) -> HttpResponse:
             try:
                 services.do_set_layer_settings(layer_id, values, domain, actor=_actor(request))
             except SettingsError as e:
-                field = e.path.rsplit(".", 1)[-1]
-                form.add_error(field if field in form.fields else None, e.message)
+                add_settings_error(form, e, f"settings.{layer_id}.")
             else:
                 messages.success(request, f"{layer_id} settings saved and published.")
                 return redirect(request.get_full_path())

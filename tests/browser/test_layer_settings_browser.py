@@ -1,0 +1,41 @@
+"""Layer settings pages in real Chromium: DNSBL and URIBL zones (one JSON object per line)
+survive an unchanged save, and a bad line is reported on the zones field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import login, shot
+from tests.django.conftest import World
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.mark.parametrize(("username", "layer", "zone"), [
+    ("root", "uribl", {"zone": "multi.surbl.org", "weight": 4, "mask": "0x08", "kind": "domain"}),
+    ("dadmin_a", "dnsbl", {"zone": "zen.spamhaus.org", "weight": 5, "action": "refuse",
+                           "codes": ["127.0.0.2-127.0.0.11"]})])
+def test_it_saves_zones_unchanged_and_flags_a_bad_line(page: Any, live_server: Any, bworld: World, username: str,
+                                                       layer: str, zone: dict[str, Any]) -> None:
+    from webadmin.models import LayerSetting
+    from webadmin.services import do_set_layer_settings
+
+    domain = bworld.a.domain if username == "dadmin_a" else None
+    do_set_layer_settings(layer, {"zones": [zone]}, domain)
+    base = live_server.url
+    login(page, base, username)
+    page.goto(f"{base}/security/layers/{layer}/" + (f"?domain={domain.pk}" if domain else ""))
+    page.click("button:has-text('Save and publish')")
+    page.wait_for_load_state()
+    assert f"{layer} settings saved" in page.content()
+    assert LayerSetting.objects.get(layer=layer, domain=domain).values["zones"] == [zone]
+    zones = page.locator("textarea[name=zones]")
+    zones.fill(zones.input_value() + "\n{zone: 'x.example'}")
+    page.click("button:has-text('Save and publish')")
+    page.wait_for_load_state()
+    errors = page.locator("textarea[name=zones] ~ .errorlist li").all_inner_texts()
+    assert len(errors) == 1 and errors[0].startswith("line 2: "), errors
+    assert LayerSetting.objects.get(layer=layer, domain=domain).values["zones"] == [zone]
+    shot(page, f"layer-{layer}-zones-error")
