@@ -1059,7 +1059,13 @@ MAX_ENGINES = 4
 def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: bool = True,
                skip: tuple[str, ...] = ()) -> RuleEngine:
     """The process-wide engine for a set of rule directories (rebuilt when a file changes).
-    Up to MAX_ENGINES rule sets are kept (:func:`_keep`)."""
+    Up to MAX_ENGINES rule sets are kept (:func:`_keep`).
+
+    Only the first build of a rule set runs in the caller's thread. When a file changes later,
+    the engine built from the old files keeps answering while the new one builds in a
+    background thread (the Debian set takes 10-30 s: messages waited that long, under the
+    lock, inside the rules layer); a file that no longer parses leaves the old engine in use,
+    with an error in the log, until the files change again."""
     from gateway_milter.antispam.sarules import DEFAULT_DIRS
 
     args = (dirs, score_set, include_default, skip)
@@ -1079,6 +1085,12 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
         stamp += [(str(f), f.stat().st_mtime_ns) for f in files if f.exists()]
     key = (tuple(stamp), score_set, tuple(sorted(skip)))
     eng = _engines.get(key)
+    if eng is None and seen is not None:
+        old = _engines.get(seen[1])
+        if old is not None:  # the files changed: the old engine answers while the new one builds
+            _rebuild_in_background(args, key, paths, score_set, skip)
+            _checked[args] = (now, seen[1])
+            return old
     if eng is None:
         with _lock:
             eng = _engines.get(key)
@@ -1092,6 +1104,46 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
                          cpu_s, len(eng.rules), len(eng.unsupported), len(_engines))
     _checked[args] = (now, key)
     return eng
+
+
+_rebuilding: dict[tuple[Any, ...], str] = {}  # engine key -> "building" | the error that stopped it
+
+
+def _rebuild_in_background(args: tuple[Any, ...], key: tuple[Any, ...], paths: list[Path], score_set: int,
+                           skip: tuple[str, ...]) -> None:
+    """Starts building the engine of changed rule files, once per set of file stamps."""
+    with _lock:
+        if key in _rebuilding or key in _engines:
+            return
+        # (a build of older stamps still running finishes and is kept; the next look at the
+        # files then starts one for the newest)
+        _rebuilding[key] = "building"
+
+    def build() -> None:
+        t0 = time.thread_time()
+        try:
+            eng = RuleEngine(load_rules(paths, score_set), skip=frozenset(skip), hs_cache=hs_cache_dir())
+            eng.hyperscan()
+        except Exception as e:  # noqa: BLE001 - a rule file that no longer parses: the old engine stays
+            _rebuilding[key] = f"{type(e).__name__}: {e}"
+            log.error("rules: the changed rule files do not build (the rule set built before stays in use "
+                      "until they change again): %s", _rebuilding[key])
+            return
+        cpu_s = time.thread_time() - t0
+        with _lock:
+            _keep(args, key, eng, cpu_s)
+            _checked[args] = (time.monotonic(), key)
+            _rebuilding.pop(key, None)
+        log.info("rules: rule set built again in the background in %.1f s CPU (files changed): %d rules, "
+                 "%d unsupported", cpu_s, len(eng.rules), len(eng.unsupported))
+
+    threading.Thread(target=build, daemon=True, name="rules-rebuild").start()
+
+
+def rebuild_status() -> dict[tuple[Any, ...], str]:
+    """Background rebuilds of changed rule files: engine key -> "building" or the error that
+    stopped one (for ``manage.py rules check`` and tests)."""
+    return dict(_rebuilding)
 
 
 def _keep(args: tuple[Any, ...], key: tuple[Any, ...], eng: RuleEngine, cpu_s: float) -> None:
