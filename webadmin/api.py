@@ -9,7 +9,7 @@ from typing import Any
 from django.db import IntegrityError
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -300,7 +300,9 @@ class LayerListView(APIView):
 
 class LayerSettingsView(APIView):
     """GET/PUT /api/layers/<id>/?domain=<name> reads or replaces one layer's settings (global
-    without ``domain``), validated by the layer's own Settings dataclass."""
+    without ``domain``), validated by the layer's own Settings dataclass. A global-only field
+    (``global_only`` in the answer) changed by a domain administrator: 403; PUT answers
+    ``warnings`` besides the settings."""
 
     permission_classes = [RoleAllowed]
     allowed_roles = SETTINGS_ADMINS
@@ -330,10 +332,12 @@ class LayerSettingsView(APIView):
         values = {**(base.values if base else {}), **(row.values if row else {})}
         eff = settings_to_dict(settings_from_dict(layers.get(layer_id).Settings, values))
         return Response({"layer": layer_id, "domain": dom.name if dom else None, "settings": eff,
-                         "stored": row.values if row else (base.values if base and not dom else {})})
+                         "stored": row.values if row else (base.values if base and not dom else {}),
+                         "global_only": sorted(services.global_only_fields(layer_id))})
 
     @extend_schema(request=inline_serializer("LayerSettingsIn", {"settings": serializers.DictField()}),
-                   responses=inline_serializer("LayerSettingsOut", {"layer": serializers.CharField()}))
+                   responses=inline_serializer("LayerSettingsOut", {"layer": serializers.CharField(),
+                                                                    "warnings": serializers.ListField()}))
     def put(self, request: Request, layer_id: str) -> Response:
         from gateway_milter import layers
 
@@ -344,10 +348,14 @@ class LayerSettingsView(APIView):
         if not isinstance(values, dict):
             raise ValidationError({"settings": ["must be a mapping"]})
         try:
-            services.do_set_layer_settings(layer_id, values, dom, actor=_actor(request))
+            warnings = services.do_set_layer_settings(layer_id, values, dom, actor=_actor(request), by=request.user)
+        except services.SettingsPermissionError as e:
+            raise PermissionDenied({e.path: [e.message]}) from None
         except SettingsError as e:
             raise _settings_error(e) from None
-        return self.get(request, layer_id)
+        out = self.get(request, layer_id)
+        out.data["warnings"] = warnings
+        return out
 
 
 class DashboardView(APIView):

@@ -117,6 +117,11 @@ def do_import_policy(raw: Any, actor: str = "") -> PublishedPolicy:
     field is raised and nothing is changed.
     """
     doc = validate_document(raw)
+    for layer, values in doc["settings"].items():
+        check_settings_at_save(layer, values, f"settings.{layer}.")
+    for i, d in enumerate(doc["domains"]):
+        for layer, values in d["settings"].items():
+            check_settings_at_save(layer, values, f"domains[{i}].settings.{layer}.")
     GatewaySetting.objects.all().delete()
     LayerSetting.objects.all().delete()
     ListEntry.objects.all().delete()
@@ -160,17 +165,101 @@ def do_add_list_entry(list_name: str, kind: str, value: str, domain: Domain | No
     return obj
 
 
-def do_set_layer_settings(layer: str, values: dict[str, Any], domain: Domain | None = None, actor: str = "") -> None:
-    """Replace one layer's settings (global or for a domain); validated before saving."""
+class SettingsPermissionError(SettingsError):
+    """The actor may not set this field here (a global-only field, docs/ui.md)."""
+
+
+# Global-only fields of layers whose Settings class does not declare them yet (see
+# BaseSettings.global_only_fields): Bayes autolearn writes into the global model, so one
+# domain's thresholds (autolearn_spam -100) would teach it every message of that domain as spam.
+GLOBAL_ONLY_PENDING: dict[str, frozenset[str]] = {"bayes": frozenset({"autolearn", "autolearn_spam", "autolearn_ham"})}
+
+
+def global_only_fields(layer: str) -> frozenset[str]:
+    """The fields of ``layer`` that only a global administrator may set."""
+    from gateway_milter import layers
+
+    return layers.get(layer).Settings.global_only_fields | GLOBAL_ONLY_PENDING.get(layer, frozenset())
+
+
+def _is_global_actor(by: Any, actor: str) -> bool:
+    """``by`` (a User) or else the account named ``actor`` (the web pages pass the username);
+    no such account: a system caller (manage.py, tests), which may set anything."""
+    from django.contrib.auth.models import User
+
+    from webadmin.access import principal
+
+    if by is None and actor:
+        by = User.objects.filter(username=actor).first()
+    return by is None or principal(by).is_global
+
+
+def _keep_global_only(layer: str, cls: Any, values: dict[str, Any], domain: Domain) -> dict[str, Any]:
+    """A non-global actor's values for ``domain`` with the global-only fields as they are:
+    a value equal to the one in force is dropped (or kept as the global administrator stored
+    it), a different one is refused."""
+    from gateway_milter.layers.base import settings_from_dict, settings_to_dict
+
+    base = LayerSetting.objects.filter(layer=layer, domain__isnull=True).first()
+    row = LayerSetting.objects.filter(layer=layer, domain=domain).first()
+    glob, stored = (base.values if base else {}), (row.values if row else {})
+    fields = global_only_fields(layer)
+    try:
+        now = settings_to_dict(settings_from_dict(cls, {**glob, **stored}))
+    except SettingsError:
+        now = settings_to_dict(cls())
+    asked = {k: v for k, v in values.items() if k in fields}
+    if asked:  # compared as parsed values (a list and a tuple, 12 and 12.0 are the same)
+        want = settings_to_dict(settings_from_dict(cls, {**glob, **stored, **asked}, f"settings.{layer}."))
+        for k in sorted(asked):
+            if want[k] != now[k]:
+                raise SettingsPermissionError(f"settings.{layer}.{k}",
+                                              f"only a global administrator may set {layer}.{k}")
+    out = {k: v for k, v in values.items() if k not in fields}
+    out.update({k: stored[k] for k in fields if k in stored})
+    return out
+
+
+def check_settings_at_save(layer: str, values: dict[str, Any], path: str) -> list[str]:
+    """Validate ``values`` and run the layer's save-time checks (the files it names); a
+    SettingsError names ``path`` + the field. Returns the warnings."""
+    from gateway_milter import layers
+    from gateway_milter.layers.base import settings_from_dict
+
+    settings = settings_from_dict(layers.get(layer).Settings, values, path)
+    try:
+        return settings.check_at_save()
+    except SettingsError as e:
+        raise SettingsError(f"{path}{e.path}", e.message) from None
+
+
+def do_set_layer_settings(layer: str, values: dict[str, Any], domain: Domain | None = None, actor: str = "",
+                          by: Any = None) -> list[str]:
+    """Replace one layer's settings (global or for a domain); validated before saving.
+
+    ``by`` (a User; else the account named ``actor``) must be a global administrator to change
+    the layer's global-only fields or the global settings; a domain administrator's values
+    keep those fields as they are. Files the settings name are checked now (they exist and
+    parse). Returns warnings for the administrator; on any error nothing is saved."""
     from gateway_milter import layers
     from gateway_milter.layers.base import settings_from_dict
 
     if layer not in layers.REGISTRY:
         raise SettingsError(f"settings.{layer}", "unknown layer")
-    settings_from_dict(layers.get(layer).Settings, values, f"settings.{layer}.")
+    cls = layers.get(layer).Settings
+    if not _is_global_actor(by, actor):
+        if domain is None:
+            raise SettingsPermissionError(f"settings.{layer}", "only a global administrator may change the "
+                                                               "global settings")
+        values = _keep_global_only(layer, cls, values, domain)
+        settings_from_dict(cls, values, f"settings.{layer}.")
+        warnings: list[str] = []  # the files checked at save are global-only: kept as they are
+    else:
+        warnings = check_settings_at_save(layer, values, f"settings.{layer}.")
     with transaction.atomic():
         LayerSetting.objects.update_or_create(layer=layer, domain=domain, defaults={"values": values})
         do_publish_policy(actor)
+    return warnings
 
 
 # -- accounts, domains, scripts and lists from the web admin (docs/ui.md) ------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gateway_milter.layers.base import (
     BaseSettings,
@@ -74,6 +74,11 @@ class AntivirusSettings(BaseSettings):
     reject_code: str = "554"
     reject_enhanced: str = "5.7.1"
     reject_text: str = "Message refused: a virus was found"
+
+    # where the milter connects (message bytes go there) and the hostile-input bounds
+    global_only_fields: ClassVar[frozenset[str]] = frozenset({
+        "servers", "timeout_s", "max_stream_bytes", "archive_max_depth", "archive_max_entries",
+        "archive_max_total_bytes", "archive_max_ratio", "archive_time_s"})
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import dkim
 
@@ -48,6 +48,9 @@ class ArcSettings(BaseSettings):
     seal_domain: str = ""
     seal_selector: str = ""
     seal_directions: tuple[str, ...] = ("inbound",)  # forwarded mail is inbound at our gateway
+
+    # the key a seal is made with: one domain's override could seal as another tenant's domain
+    global_only_fields: ClassVar[frozenset[str]] = frozenset({"seal_domain", "seal_selector"})
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gateway_milter.layers.base import (
     BaseSettings,
@@ -81,6 +81,11 @@ class AttachmentSettings(BaseSettings):
     reject_code: str = "554"
     reject_enhanced: str = "5.7.1"
     reject_text: str = "Message refused: attachment not allowed by policy"
+
+    # hostile-input bounds of archive listing (CPU of the shared milter)
+    global_only_fields: ClassVar[frozenset[str]] = frozenset({
+        "archive_max_depth", "archive_max_entries", "archive_max_total_bytes", "archive_max_ratio",
+        "archive_time_s"})
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)

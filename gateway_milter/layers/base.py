@@ -43,10 +43,21 @@ class BaseSettings:
     """Every layer has a mode: ``on`` (act), ``score`` (symbols only, never refuse), ``off``."""
 
     mode: str = "on"
+    # Fields only a global administrator may set, globally or for a domain: those naming files
+    # of the server, bounding hostile input, or shaping state every domain shares (the global
+    # Bayes model, the spam-trap IP marks). A domain administrator's override of one would
+    # reach the other tenants (webadmin.services.do_set_layer_settings enforces it).
+    global_only_fields: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         if self.mode not in ("on", "off", "score"):
             raise SettingsError("mode", f"must be on, off or score, not {self.mode!r}")
+
+    def check_at_save(self) -> list[str]:
+        """Checks too slow or too environment-bound for every policy load (the files these
+        settings name exist and parse), run when an administrator saves them. Raises
+        SettingsError; returns warnings to show."""
+        return []
 
     @property
     def enabled(self) -> bool:

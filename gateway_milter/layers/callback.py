@@ -25,7 +25,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gateway_milter.auth.exemptions import action_rule, check_action, exemption, score_of
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
@@ -54,6 +54,11 @@ class CallbackSettings(BaseSettings):
     positive_ttl_s: int = 86400
     negative_ttl_s: int = 3600
     scores: dict[str, float] = field(default_factory=dict)
+
+    # connections the gateway opens (private targets, ports) and the callout cache every domain reads
+    global_only_fields: ClassVar[frozenset[str]] = frozenset({
+        "allow_private_targets", "port", "helo_name", "timeout_s", "max_hosts", "positive_ttl_s",
+        "negative_ttl_s"})
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)

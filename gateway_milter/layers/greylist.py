@@ -19,7 +19,7 @@ import ipaddress
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.net.networks import client_network
@@ -50,10 +50,19 @@ class GreylistSettings(BaseSettings):
     in_scan_mode: bool = False  # judge (read-only) in scan mode too
     reply_text: str = "Greylisted: please try again in a few minutes"
 
+    # The client network's pass counter (grey:n:NETWORK) is shared by every domain and each
+    # pass restarts it with the domain's expiry: one domain's long expiry would keep a network
+    # auto-passed for all.
+    global_only_fields: ClassVar[frozenset[str]] = frozenset({"expiry"})
+
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
         if self.delay < 0 or self.retry_window <= self.delay or self.expiry <= 0:
             raise SettingsError("retry_window", "need 0 <= delay < retry_window and expiry > 0")
+        if self.expiry > MAX_EXPIRY:
+            raise SettingsError("expiry", f"must be at most {MAX_EXPIRY} seconds (365 days)")
+        if not 0 <= self.auto_pass_after <= 1000:
+            raise SettingsError("auto_pass_after", "must be 0..1000 (0: never)")
         if not 8 <= self.netmask_v4 <= 32:
             raise SettingsError("netmask_v4", "must be 8..32")
         if not 16 <= self.netmask_v6 <= 128:
@@ -66,6 +75,7 @@ class GreylistSettings(BaseSettings):
         Reply("451", "4.7.1", self.reply_text)
 
 
+MAX_EXPIRY = 365 * 86400
 _PRVS = re.compile(r"(?i)^(?:prvs|msprvs\d?|btv1)=[^=]+=(.+@.+)$")
 
 

@@ -9,17 +9,24 @@ four kept: rules settings may differ per domain; ``engine.MAX_ENGINES``).
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.antispam.engine import RuleEngine, engine_for
 from gateway_milter.antispam.relays import parse_network
+from gateway_milter.antispam.sarules import RULE_KINDS, RULE_NAME, RuleFileError, load_rules
+from gateway_milter.antispam.sarules import _strip_comment as strip_comment
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, SettingsError
 from gateway_milter.verdict import FailMode, Stage
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from gateway_milter.context import MessageContext
 
 
@@ -41,18 +48,154 @@ class RulesSettings(BaseSettings):
     msa_networks: tuple[str, ...] = ()
     trust_policy_networks: bool = True
 
+    # The rule set (files of the server; each distinct set is one engine of the process-wide
+    # cache of MAX_ENGINES, seconds of CPU to build) and the per-message bound.
+    global_only_fields: ClassVar[frozenset[str]] = frozenset(
+        {"rule_dirs", "include_default", "score_set", "skip_rules", "max_size"})
+
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
         if self.score_set not in (0, 1, 2, 3):
             raise SettingsError("score_set", "must be 0, 1, 2 or 3")
-        if self.max_size < 10_000:
-            raise SettingsError("max_size", "must be at least 10000")
+        if not 10_000 <= self.max_size <= MAX_SIZE_LIMIT:
+            raise SettingsError("max_size", f"must be 10000..{MAX_SIZE_LIMIT}")
+        for i, d in enumerate(self.rule_dirs):
+            if not d.startswith("/") or any(c in d for c in "\r\n\0"):
+                raise SettingsError(f"rule_dirs[{i}]", f"{d!r} is not an absolute path")
+        for i, name in enumerate(self.skip_rules):
+            if not RULE_NAME.match(name):
+                raise SettingsError(f"skip_rules[{i}]", f"{name!r} is not a rule name (letters, digits and _)")
         for name in ("trusted_networks", "internal_networks", "msa_networks"):
             for i, net in enumerate(getattr(self, name)):
                 try:
                     parse_network(str(net).strip().lstrip("!"))
                 except ValueError:
                     raise SettingsError(f"{name}[{i}]", f"{net!r} is not an IP network") from None
+
+    def check_at_save(self) -> list[str]:
+        """The rule files exist, are readable and read as SpamAssassin configuration (a path
+        the milter cannot read makes the layer fail, and its fail mode defers every message of
+        the scope); a skipped rule no file defines is a warning (a rule file update may drop
+        or bring back a name, so it is not refused)."""
+        warnings, names = check_rule_paths(self.rule_dirs, self.score_set)
+        if self.skip_rules:
+            from gateway_milter.antispam.sarules import DEFAULT_DIRS
+
+            if self.include_default:
+                names |= rule_names([d for d in DEFAULT_DIRS if d.is_dir()][:1])
+            unknown = [n for n in self.skip_rules if n not in names]
+            if unknown:
+                warnings.append(f"skip_rules: no rule file defines {', '.join(unknown)} (kept, in case a rule "
+                                "update brings them back)")
+        return warnings
+
+
+MAX_SIZE_LIMIT = 20_000_000  # bytes the rules may read of one message (hostile-input bound)
+# Save-time check of local rule files (check_rule_paths): at most this much text is read, and
+# the rule definitions are parsed (regular expressions and all, about 3 ms a rule) only up to
+# PARSE_AT_SAVE rules; a larger set is checked line by line only, and `manage.py rules check`
+# lists what it cannot run.
+MAX_RULE_BYTES = 20_000_000
+PARSE_AT_SAVE = 300
+_DIRECTIVE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _rule_files(paths: Sequence[str | Path], field: str | None, start: int = 0) -> list[Path]:
+    """The files the engine reads for ``paths`` (``*.cf`` of a directory, a file itself);
+    with ``field``, a path that cannot be read is a SettingsError naming it (``field[i]``,
+    counted from ``start``)."""
+    out: list[Path] = []
+    for i, d in enumerate(paths, start):
+        p = Path(d)
+        where = f"{field}[{i}]" if field else str(p)
+        try:
+            if p.is_dir():
+                if not os.access(p, os.R_OK | os.X_OK):
+                    raise SettingsError(where, f"{d}: the directory cannot be read by the gateway")
+                files = sorted(f for f in p.glob("*.cf") if f.is_file())
+            elif p.is_file():
+                files = [p]
+            elif p.exists():
+                raise SettingsError(where, f"{d}: neither a directory nor a regular file")
+            else:
+                raise SettingsError(where, f"{d}: no such file or directory")
+        except OSError as e:
+            raise SettingsError(where, f"{d}: {e.strerror or e}") from None
+        for f in files:
+            if not os.access(f, os.R_OK):
+                raise SettingsError(where, f"{f}: the file cannot be read by the gateway")
+        out += files
+    return out
+
+
+def _scan(text: str) -> tuple[list[int], set[str]]:
+    """The numbers of the lines that are not SpamAssassin directives, and the rule names defined."""
+    bad: list[int] = []
+    names: set[str] = set()
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = strip_comment(raw).strip()
+        if not line:
+            continue
+        word, _, rest = line.replace("\t", " ").partition(" ")
+        if not _DIRECTIVE.fullmatch(word):
+            bad.append(n)
+        elif word in RULE_KINDS:
+            names.add(rest.strip().split(" ", 1)[0])
+    return bad, names
+
+
+def rule_names(paths: Sequence[str | Path]) -> set[str]:
+    """The names of the rules ``paths`` define (read as text only: fast enough for a save)."""
+    names: set[str] = set()
+    for f in _rule_files(paths, None):
+        try:
+            names |= _scan(f.read_text("utf-8", "surrogateescape"))[1]
+        except OSError:
+            continue
+    return names
+
+
+def check_rule_paths(paths: Sequence[str], score_set: int = 2) -> tuple[list[str], set[str]]:
+    """Check local rule paths as the engine will read them: each exists and can be read, every
+    line is a SpamAssassin directive (not e.g. /etc/passwd), and, for a set of at most
+    PARSE_AT_SAVE rules, the definitions parse. Raises SettingsError (``rule_dirs[i]``);
+    returns warnings and the rule names defined."""
+    warnings: list[str] = []
+    names: set[str] = set()
+    total = 0
+    for i, d in enumerate(paths):
+        where = f"rule_dirs[{i}]"
+        files = _rule_files([d], "rule_dirs", i)
+        for f in files:
+            total += f.stat().st_size
+            if total > MAX_RULE_BYTES:
+                raise SettingsError(where, f"more than {MAX_RULE_BYTES // 1_000_000} MB of rule files")
+            try:
+                text = f.read_text("utf-8", "surrogateescape")
+            except OSError as e:
+                raise SettingsError(where, f"{f}: {e.strerror or e}") from None
+            bad, defined = _scan(text)
+            if bad:
+                n = bad[0]
+                more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+                # the line itself is not quoted: the file may be anyone's (/etc/shadow)
+                raise SettingsError(where, f"{f} line {n} is not a SpamAssassin directive{more}")
+            names |= defined
+        if Path(d).is_dir() and not files:
+            warnings.append(f"rule_dirs[{i}]: {d} has no *.cf file yet")
+    if paths and len(names) <= PARSE_AT_SAVE:
+        try:
+            rs = load_rules([Path(d) for d in paths], score_set)
+        except RuleFileError as e:
+            raise SettingsError("rule_dirs", str(e)) from None
+        if rs.unsupported:
+            listed = ", ".join(sorted(rs.unsupported)[:5])
+            warnings.append(f"rule_dirs: {len(rs.unsupported)} rule(s) will not run ({listed}"
+                            f"{', ...' if len(rs.unsupported) > 5 else ''}; see manage.py rules check)")
+    elif paths:
+        warnings.append(f"rule_dirs: {len(names)} rules read but not compiled at save; "
+                        "manage.py rules check lists any that will not run")
+    return warnings, names
 
 
 # tflags of rules whose points autolearn leaves out (SpamAssassin's PerMsgStatus::_get_autolearn_points)

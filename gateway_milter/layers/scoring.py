@@ -28,10 +28,11 @@ quarantine_score): Bayes alone can quarantine, never reject.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter import layers as registry
 from gateway_milter.antispam.scorefit import LOGODDS, LOGODDS_CLIP, TOKEN_LOGIT, logodds_points
@@ -83,6 +84,8 @@ class ScoringSettings(BaseSettings):
     # alone can quarantine but never reject; no cap when the two thresholds are equal)
     bayes_max_points: float | None = None
 
+    global_only_fields: ClassVar[frozenset[str]] = frozenset({"score_file"})  # a file of the server
+
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
         if self.reject_score < self.quarantine_score:
@@ -97,6 +100,15 @@ class ScoringSettings(BaseSettings):
         Reply(self.reject_code, self.reject_enhanced, self.reject_text)
         if self.bayes_max_points is not None and self.bayes_max_points < 0:
             raise SettingsError("bayes_max_points", "must not be negative")
+        if self.score_file and (not self.score_file.startswith("/") or any(c in self.score_file for c in "\r\n\0")):
+            raise SettingsError("score_file", f"{self.score_file!r} is not an absolute path")
+
+    def check_at_save(self) -> list[str]:
+        """The score file exists, can be read and holds only score lines (a missing one would
+        silently fall back to the layers' own scores)."""
+        if self.score_file:
+            check_score_file(Path(self.score_file))
+        return []
 
     def bayes_cap(self) -> float | None:
         """Most points Bayes may add (see ``bayes_max_points``); None: no cap."""
@@ -104,6 +116,56 @@ class ScoringSettings(BaseSettings):
             return self.bayes_max_points
         gap = self.reject_score - self.quarantine_score
         return gap if gap > 0 else None
+
+
+MAX_SCORE_FILE_BYTES = 5_000_000
+
+
+def check_score_file(path: Path, field: str = "score_file") -> None:
+    """Raise SettingsError unless ``path`` is a readable regular file of ``score``,
+    ``bayes_logodds`` and ``token_logit`` lines (and comments), with at least one score."""
+    from gateway_milter.antispam.scorefit import read_score_sets
+
+    try:
+        if not path.is_file():
+            raise SettingsError(field, f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+        if not os.access(path, os.R_OK):
+            raise SettingsError(field, f"{path}: the file cannot be read by the gateway")
+        if path.stat().st_size > MAX_SCORE_FILE_BYTES:
+            raise SettingsError(field, f"{path}: larger than {MAX_SCORE_FILE_BYTES // 1_000_000} MB")
+        bad = score_file_errors(path.read_text(encoding="utf-8", errors="replace"))
+        sets = read_score_sets(path) if not bad else {}
+    except OSError as e:
+        raise SettingsError(field, f"{path}: {e.strerror or e}") from None
+    if bad:
+        # the line itself is not quoted: the file may be anyone's
+        raise SettingsError(field, f"{path} line {bad[0]} is not a score line"
+                                   f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}")
+    if not any(k not in (LOGODDS, LOGODDS_CLIP, TOKEN_LOGIT) for k in sets):
+        raise SettingsError(field, f"{path}: no score line")
+
+
+def score_file_errors(text: str) -> list[int]:
+    """Numbers of the lines read_score_sets would skip or fail on (a figure such as 1.2.3)."""
+    from gateway_milter.antispam.scorefit import _LOGODDS_LINE, _SCORE_LINE, _TOKEN_LINE
+
+    bad = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        words = line.split("#", 1)[0].split()
+        if _SCORE_LINE.match(line):
+            figures = words[2:]
+        elif _LOGODDS_LINE.match(line) or _TOKEN_LINE.match(line):
+            figures = words[1:]
+        else:
+            bad.append(n)
+            continue
+        try:
+            [float(v) for v in figures]
+        except ValueError:
+            bad.append(n)
+    return bad
 
 
 def _points(lid: str, symbols: Sequence[Symbol], fitted: dict[str, tuple[float, float]], which: int) -> float:

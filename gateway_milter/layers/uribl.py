@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gateway_milter.antispam.dnslists import Zone, parse_zones, reversed_ip
 from gateway_milter.antispam.saview import message_view
@@ -32,6 +32,9 @@ class UriblSettings(BaseSettings):
     reject_code: str = "554"
     reject_enhanced: str = "5.7.1"
     reject_text: str = "Message refused: it links to a host listed by {zone}"
+
+    # queries per message to the shared resolver (hostile-input bound): links x zones
+    global_only_fields: ClassVar[frozenset[str]] = frozenset({"max_lookups"})
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)

@@ -29,6 +29,15 @@ class VbrSettings(BaseSettings):
         BaseSettings.__post_init__(self)
         if self.score > 0:
             raise SettingsError("score", "a certification must lower the score (<= 0)")
+        if not 1 <= self.max_certifiers <= MAX_CERTIFIERS:
+            raise SettingsError("max_certifiers", f"must be 1..{MAX_CERTIFIERS} (one DNS query each)")
+        for i, c in enumerate(self.trusted_certifiers):
+            if not _DOMAIN.match(c.lower().rstrip(".")):
+                raise SettingsError(f"trusted_certifiers[{i}]", f"{c!r} is not a domain name")
+
+
+MAX_CERTIFIERS = 20
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def parse_vbr_info(value: str) -> dict[str, str]:
