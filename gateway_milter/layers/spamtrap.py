@@ -1,15 +1,18 @@
 """Spam-trap addresses: addresses that no person uses, so everything sent to them is spam.
 
 A message to a trap is discarded (or quarantined), learned by Bayes as spam (not in scan
-mode) and the client address is marked in the shared store for ``ip_ttl``; later messages
+mode; in global for a trap of the global settings, in the domain's scope for a trap only a
+domain's settings list) and the
+client address is marked in the shared store for ``ip_ttl``; later messages
 from that address carry ``SPAMTRAP_IP`` with ``ip_score``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.store import default_store
@@ -31,19 +34,49 @@ class SpamTrapSettings(BaseSettings):
     ip_ttl: int = 7 * 86400
     ip_score: float = 3.0
 
+    # What a trap hit does to every domain: learned as spam into the global Bayes model, the
+    # client address marked for all (SPAMTRAP_IP). A domain's own trap list would let its
+    # administrator mark any sender (say, a big provider's outbound relays) for everyone.
+    global_only_fields: ClassVar[frozenset[str]] = frozenset({"addresses", "train_bayes", "mark_ip", "ip_ttl"})
+
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
         if self.action not in ("discard", "quarantine", "score"):
             raise SettingsError("action", "must be discard, quarantine or score")
         for i, a in enumerate(self.addresses):
-            if "@" not in a:
-                raise SettingsError(f"addresses[{i}]", f"{a!r} is not an address or local@")
+            local, at, domain = a.rpartition("@")
+            if not at or not _LOCAL.fullmatch(local) or (domain and not _DOMAIN.fullmatch(domain)):
+                raise SettingsError(f"addresses[{i}]", f"{a!r} is not an address (local@domain) or local@")
+        if not 60 <= self.ip_ttl <= MAX_IP_TTL:
+            raise SettingsError("ip_ttl", f"must be 60..{MAX_IP_TTL} seconds")
+
+
+MAX_IP_TTL = 365 * 86400
+_LOCAL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}")
+_DOMAIN = re.compile(r"[^\s@.\x00-\x1f\x7f]{1,63}(\.[^\s@.\x00-\x1f\x7f]{1,63})*\.?")
 
 
 def is_trap(address: str, settings: SpamTrapSettings) -> bool:
     a = address.strip().strip("<>").lower()
     local = a.partition("@")[0] + "@"
     return any(t.lower() == a or (t.endswith("@") and t.lower() == local) for t in settings.addresses)
+
+
+def learning_scopes(ctx: MessageContext, traps: list[str]) -> list[str]:
+    """The Bayes scopes trap mail is learned in. A trap of the global settings (which learn)
+    teaches ``global``; a trap only a domain's settings list teaches that domain's scope, when
+    its Bayes settings read one (per_domain), and never the scope every tenant reads."""
+    glob = ctx.policy.settings_for("spamtrap", None)
+    out: list[str] = []
+    for t in traps:
+        if is_trap(t, glob):
+            continue
+        dom = ctx.policy.canonical_domain(t.rpartition("@")[2])
+        if dom and ctx.policy.settings_for("bayes", dom).per_domain and "dom:" + dom not in out:
+            out.append("dom:" + dom)
+    if glob.train_bayes and any(is_trap(t, glob) for t in traps):
+        out.append("global")
+    return out
 
 
 class SpamTrapLayer(Layer[SpamTrapSettings]):
@@ -74,14 +107,14 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
                 if settings.mark_ip and ip:
                     store.incr(f"trap:ip:{ip}", 1, ttl=settings.ip_ttl)
                 if settings.train_bayes:
-                    facts["learned"] = self._learn(ctx)
+                    facts["learned"] = self._learn(ctx, learning_scopes(ctx, traps))
         return LayerFindings(facts, tuple(symbols))
 
     @staticmethod
-    def _learn(ctx: MessageContext) -> bool:
+    def _learn(ctx: MessageContext, scopes: list[str]) -> bool:
         from gateway_milter import layers
 
-        if "bayes" not in layers.available():
+        if not scopes or "bayes" not in layers.available():
             return False
         from gateway_milter.antispam.bayes import learn_item
         from gateway_milter.antispam.learner import learner
@@ -89,7 +122,7 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
         from gateway_milter.store import default_store
 
         try:  # learned in the background, as autolearn is (antispam/learner.py): True once queued
-            return learner().submit(default_store(), learn_item(message_view(ctx), True, ["global"]))
+            return learner().submit(default_store(), learn_item(message_view(ctx), True, scopes))
         except Exception:
             log.warning("spam trap: bayes learning failed", exc_info=True)
             return False
