@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from gateway_milter.antispam.bayes import BayesClassifier, LearnItem
-from gateway_milter.store import StateStore
+from gateway_milter.store import StateStore, batch_writes
 
 log = logging.getLogger("bulwark.bayes")
 
@@ -99,16 +99,19 @@ class BackgroundLearner:
             return batch
 
     def _run(self) -> None:
-        while True:
-            batch = self._take()
-            try:
-                self._learn(batch)
-            finally:
-                with self._cond:
-                    self._busy = 0
-                    if not self._queue:
-                        self._flushing = False
-                    self._cond.notify_all()
+        # a bulk writer nobody waits on: its writes may wait for another writer's lock longer
+        # than the message path's short bound (store.batch_writes; this thread only)
+        with batch_writes():
+            while True:
+                batch = self._take()
+                try:
+                    self._learn(batch)
+                finally:
+                    with self._cond:
+                        self._busy = 0
+                        if not self._queue:
+                            self._flushing = False
+                        self._cond.notify_all()
 
     def _learn(self, batch: list[tuple[StateStore, LearnItem]]) -> None:
         # one learn_many per store, in arrival order (set_default_store may have changed it)

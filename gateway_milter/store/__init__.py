@@ -41,15 +41,32 @@ Keys are ``str`` of at most 512 characters, namespaced by the caller with a colo
 
 A store never raises on a missing key; connection errors raise :class:`StoreError`, which
 callers map to their fail mode (greylisting fails open to "unknown", Bayes gives no score).
+
+Waiting for another writer: a write MUST NOT wait longer than the store's short bound
+(``GATEWAY_STORE_WRITE_WAIT``, 1 s) unless the calling thread is inside :func:`batch_writes`,
+then it may wait as long as the block says (30 s by default). Writes are made on the message
+path by default (libmilter's connection threads, the end-of-message stage threads), where a
+store held by a long job must turn into a quick :class:`StoreError`, not a stalled SMTP
+command; bulk jobs (``manage.py bayes``, the milter's background learner) declare themselves.
+The embedded SQLite store honours it (its only waits are for the write lock); Redis has no
+such lock, and its socket time-out (2 s) bounds every call.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Protocol
 
 MAX_KEY = 512
+MESSAGE_PATH_WRITE_WAIT_S = 1.0  # default of GATEWAY_STORE_WRITE_WAIT
+BATCH_WRITE_WAIT_S = 30.0
+
+# a context variable, so per thread: each libmilter connection thread, stage thread and the
+# background learner has its own (a new thread starts without one, i.e. on the short bound)
+_batch_wait: ContextVar[float | None] = ContextVar("bulwark_store_batch_wait", default=None)
 
 
 class StoreError(RuntimeError):
@@ -69,6 +86,24 @@ class StateStore(Protocol):
     def counter_fields(self, key: str) -> int: ...
     def scan_keys(self, prefix: str, limit: int = 1000) -> list[str]: ...
     def ping(self) -> bool: ...
+
+
+@contextmanager
+def batch_writes(wait: float = BATCH_WRITE_WAIT_S) -> Iterator[None]:
+    """Writes made by this thread inside the block may wait up to ``wait`` seconds for another
+    writer (bulk jobs nobody waits on: training, background learning, schema changes)."""
+    token = _batch_wait.set(wait)
+    try:
+        yield
+    finally:
+        _batch_wait.reset(token)
+
+
+def write_wait(message_path: float) -> float:
+    """How long a write of this thread may wait for another writer: the batch block's wait, else
+    ``message_path`` (the store's short bound)."""
+    w = _batch_wait.get()
+    return message_path if w is None else w
 
 
 def check_key(key: str) -> str:
@@ -106,7 +141,8 @@ def open_store(redis_url: str | None = None, data_dir: str | None = None) -> Sta
 
     from gateway_milter.store.sqlitestore import SqliteStore
 
-    return SqliteStore(Path(data_dir) / "state.sqlite3")
+    wait = envconfig.env_float("GATEWAY_STORE_WRITE_WAIT", MESSAGE_PATH_WRITE_WAIT_S)
+    return SqliteStore(Path(data_dir) / "state.sqlite3", write_wait=wait)
 
 
 def set_default_store(store: StateStore | None) -> None:

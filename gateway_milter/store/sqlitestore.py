@@ -3,7 +3,16 @@
 WAL lets readers proceed while one writer commits; ``busy_timeout`` serialises writers of
 several milter processes. Each thread keeps its own connection (sqlite3 connections must not
 be shared across threads without a lock, and libmilter runs callbacks on many threads).
-Expired rows are hidden on read and purged now and then on write.
+
+A write waits for another writer's lock at most ``write_wait`` seconds (1 s: the message path,
+where a lock held by a long job must become a quick StoreError and the layer's fail mode, not
+a stalled RCPT), or as long as the thread's :func:`~gateway_milter.store.batch_writes` block
+says (``manage.py bayes``, the background learner). The wait is the connection's
+``busy_timeout``, set again only when the thread's bound changes (one connection per thread, so
+a batch thread's long wait never leaks into a connection thread).
+
+Expired rows are hidden on read and purged now and then on write, a bounded chunk at a time
+found through an index on the expiry (never a scan of the table under the write lock).
 """
 
 from __future__ import annotations
@@ -18,19 +27,30 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway_milter.store import StoreError, check_key
+from gateway_milter.store import (BATCH_WRITE_WAIT_S, MESSAGE_PATH_WRITE_WAIT_S, StoreError, batch_writes, check_key,
+                                  write_wait)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS hc (key TEXT NOT NULL, field TEXT NOT NULL, value INTEGER NOT NULL,
                                PRIMARY KEY (key, field)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS hexp (key TEXT PRIMARY KEY, expires REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_expires ON kv(expires) WHERE expires IS NOT NULL;
+CREATE INDEX IF NOT EXISTS hexp_expires ON hexp(expires);
 """
 # a hash's fields in the order asked, 0 (NULL) for those it lacks; json_each is built into
 # SQLite since 3.38 (Debian 12: 3.40)
 _READ_FIELDS = ("SELECT hc.value FROM json_each(?) AS j LEFT JOIN hc ON hc.key = ? AND hc.field = j.value "
                 "ORDER BY j.id")
 PURGE_EVERY = 500
+# rows one purge deletes at most (plain keys, then hash fields and their expiry rows): 1.5-2 ms
+# under the write lock with a backlog of a million expired rows, 0.1 ms with none among a
+# million (the whole table scanned before: 119-185 ms); two purges in 500 writes remove up to
+# 1,000 rows, more than the writes can make expire
+PURGE_LIMIT = 500
+# the expired keys a purge takes, through kv_expires / hexp_expires (params: now, limit)
+PURGE_SELECTS = ("SELECT key FROM kv WHERE expires IS NOT NULL AND expires <= ? ORDER BY expires LIMIT ?",
+                 "SELECT key FROM hexp WHERE expires <= ? ORDER BY expires LIMIT ?")
 
 
 MMAP_BYTES = 256 * 1024 * 1024
@@ -41,14 +61,19 @@ class SqliteStore:
     # (antispam/bayes.py FieldCache): this store is outside the process
     cache_reads = True
 
-    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time,
+                 write_wait: float = MESSAGE_PATH_WRITE_WAIT_S) -> None:
         self.path = Path(path)
         self.now = clock
+        self.write_wait = write_wait
         self._local = threading.local()
         self._writes = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db().executescript(SCHEMA)  # executescript manages its own transaction
+            # executescript manages its own transaction; the first open of an older database
+            # builds the expiry indexes (2.5 s a million rows), so it waits like a batch job
+            with batch_writes(max(write_wait, BATCH_WRITE_WAIT_S)):
+                self._db().executescript(SCHEMA)
         except sqlite3.Error as e:
             raise StoreError(f"cannot initialise {self.path}: {e}") from e
         try:
@@ -58,20 +83,28 @@ class SqliteStore:
 
     # -- plumbing -------------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=True)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("PRAGMA busy_timeout=10000")
-                # reads through a memory map instead of a read() per page: a Bayes classification
-                # (~900 counter fields) 1.50 -> 1.17 ms (docs/decisions/0056-token-model.md); the
-                # pages are the OS's, shared by every connection, not a cache per thread
-                db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-            except sqlite3.Error as e:
-                raise StoreError(f"cannot open {self.path}: {e}") from e
-            self._local.db = db
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        wait_ms = int(write_wait(self.write_wait) * 1000)
+        if db is not None:
+            if self._local.wait_ms != wait_ms:
+                try:
+                    db.execute(f"PRAGMA busy_timeout={wait_ms}")
+                except sqlite3.Error as e:
+                    raise StoreError(str(e)) from e
+                self._local.wait_ms = wait_ms
+            return db
+        try:
+            db = sqlite3.connect(self.path, timeout=wait_ms / 1000, isolation_level=None, check_same_thread=True)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            # reads through a memory map instead of a read() per page: a Bayes classification
+            # (~900 counter fields) 1.50 -> 1.17 ms (docs/decisions/0056-token-model.md); the
+            # pages are the OS's, shared by every connection, not a cache per thread
+            db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open {self.path}: {e}") from e
+        self._local.db = db
+        self._local.wait_ms = wait_ms  # connect's timeout is the busy_timeout
         return db
 
     class _Tx:
@@ -100,10 +133,35 @@ class SqliteStore:
 
     def _maybe_purge(self, db: sqlite3.Connection, now: float) -> None:
         if self._writes % PURGE_EVERY == 0 or random.random() < 1 / PURGE_EVERY:
-            db.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?", (now,))
-            for (k,) in db.execute("SELECT key FROM hexp WHERE expires <= ?", (now,)).fetchall():
-                db.execute("DELETE FROM hc WHERE key = ?", (k,))
+            self._purge(db, now, PURGE_LIMIT)
+
+    def purge(self, limit: int = PURGE_LIMIT) -> int:
+        """Delete up to about ``limit`` expired rows now; the number deleted. Writes call it now
+        and then; a maintenance job may call it until it returns 0."""
+        with self._tx() as db:
+            return self._purge(db, self.now(), limit)
+
+    def _purge(self, db: sqlite3.Connection, now: float, limit: int) -> int:
+        # in chunks, oldest expiry first: a backlog (a million greylist rows expiring together,
+        # an older database opened for the first time) costs many small purges, never one
+        # delete holding every writer of every process
+        n: int = db.execute(f"DELETE FROM kv WHERE key IN ({PURGE_SELECTS[0]})", (now, limit)).rowcount
+        left = limit - n
+        if left <= 0:
+            return n
+        for (k,) in db.execute(PURGE_SELECTS[1], (now, left)).fetchall():
+            gone: int = db.execute("DELETE FROM hc WHERE key = ? AND field IN "
+                                   "(SELECT field FROM hc WHERE key = ? LIMIT ?)", (k, k, left)).rowcount
+            n += gone
+            if gone < left:  # the whole hash is gone: its expiry row too
                 db.execute("DELETE FROM hexp WHERE key = ?", (k,))
+                n += 1
+                left -= gone + 1
+            else:
+                left = 0
+            if left <= 0:
+                break
+        return n
 
     # -- key/value ------------------------------------------------------------------------------
     def get(self, key: str) -> str | None:
@@ -165,8 +223,11 @@ class SqliteStore:
 
     def ttl(self, key: str) -> float | None:
         check_key(key)
-        row = self._db().execute("SELECT expires FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)",
-                                 (key, self.now())).fetchone()
+        try:
+            row = self._db().execute("SELECT expires FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)",
+                                     (key, self.now())).fetchone()
+        except sqlite3.Error as e:
+            raise StoreError(str(e)) from e
         if row is None or row[0] is None:
             return None
         return max(0.0, float(row[0]) - self.now())
@@ -234,7 +295,13 @@ class SqliteStore:
 
     def counter_fields(self, key: str) -> int:
         check_key(key)
-        row = self._db().execute("SELECT count(*) FROM hc WHERE key = ?", (key,)).fetchone()
+        try:
+            # an expired hash the purge has not reached yet has no fields
+            row = self._db().execute(
+                "SELECT count(*) FROM hc WHERE key = ? AND NOT EXISTS "
+                "(SELECT 1 FROM hexp WHERE hexp.key = ? AND hexp.expires <= ?)", (key, key, self.now())).fetchone()
+        except sqlite3.Error as e:
+            raise StoreError(str(e)) from e
         return int(row[0])
 
     def scan_keys(self, prefix: str, limit: int = 1000) -> list[str]:
@@ -245,7 +312,8 @@ class SqliteStore:
             "SELECT key FROM kv WHERE key LIKE ? ESCAPE '\\' AND (expires IS NULL OR expires > ?) LIMIT ?",
             (esc + "%", now, limit))]
         keys += [r[0] for r in db.execute(
-            "SELECT DISTINCT key FROM hc WHERE key LIKE ? ESCAPE '\\' LIMIT ?", (esc + "%", limit))]
+            "SELECT DISTINCT key FROM hc WHERE key LIKE ? ESCAPE '\\' "
+            "AND key NOT IN (SELECT key FROM hexp WHERE expires <= ?) LIMIT ?", (esc + "%", now, limit))]
         return sorted(set(keys))[:limit]
 
     def ping(self) -> bool:

@@ -25,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError
 from gateway_milter.antispam.bayes import BayesClassifier, learn_item, mixed_order
 from gateway_milter.antispam.saview import trust_config_for
 from gateway_milter.pipeline.rawmessage import iter_messages
-from gateway_milter.store import default_store
+from gateway_milter.store import batch_writes, default_store
 from webadmin.antispam_tasks import view_of_bytes
 from webadmin.services import current_snapshot
 
@@ -101,7 +101,10 @@ class Command(BaseCommand):
                             " scope's token model has learned enough)")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        getattr(self, "do_" + o["action"].replace("-", "_"))(o)
+        # a batch job: its writes wait for the milters' (and others') write locks as long as it
+        # takes, where a milter's give up after GATEWAY_STORE_WRITE_WAIT
+        with batch_writes():
+            getattr(self, "do_" + o["action"].replace("-", "_"))(o)
 
     def do_train(self, o: dict[str, Any]) -> None:
         if not o["spam"] and not o["ham"]:
