@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
-from gateway_milter.store import default_store
+from gateway_milter.store import StoreError, default_store
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Stage
 
 if TYPE_CHECKING:
@@ -97,15 +97,25 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
         store = default_store()
         symbols = []
         facts: dict[str, object] = {"traps": traps}
+        # spotting a trap recipient needs no store: a store that fails only loses the IP mark
+        # (read or write), never SPAMTRAP itself
         if ip and settings.mark_ip:
-            n = store.get(f"trap:ip:{ip}")
+            try:
+                n = store.get(f"trap:ip:{ip}")
+            except StoreError as e:
+                n = None
+                facts["store_error"] = str(e)
             if n is not None:
                 symbols.append(self.symbol("SPAMTRAP_IP", settings.ip_score, f"{ip} hit a spam trap recently"))
         if traps:
             symbols.append(self.symbol("SPAMTRAP", settings.trap_score, ", ".join(traps)))
             if not ctx.scan_mode:
                 if settings.mark_ip and ip:
-                    store.incr(f"trap:ip:{ip}", 1, ttl=settings.ip_ttl)
+                    try:
+                        store.incr(f"trap:ip:{ip}", 1, ttl=settings.ip_ttl)
+                    except StoreError as e:
+                        facts["store_error"] = str(e)
+                        log.warning("spam trap: the client's mark was not stored: %s", e)
                 if settings.train_bayes:
                     facts["learned"] = self._learn(ctx, learning_scopes(ctx, traps))
         return LayerFindings(facts, tuple(symbols))
