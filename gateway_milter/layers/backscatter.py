@@ -157,6 +157,25 @@ def verify(tagged: str, store: StateStore, s: BackscatterSettings, now: float | 
     return None
 
 
+def unknown_key(tagged: str, store: StateStore, s: BackscatterSettings, now: float | None = None) -> bool:
+    """Whether ``tagged`` carries a well-formed, unexpired tag that no stored key can judge: no
+    key is stored, or the tag was made before the oldest stored key existed. Keys in a store
+    that lost them (a Redis restart without persistence, eviction, a reset) come back new with
+    the next signed message; bounces of mail signed before must not be refused for it."""
+    now = time.time() if now is None else now
+    m = _TAG.match(tagged.strip().strip("<>"))
+    if not m:
+        return False
+    left = (int(m.group(2)) - _day(now)) % 1000
+    if left > s.validity_days:
+        return False  # expired: judged like any other
+    keys = stored_keys(store)
+    if not keys:
+        return True
+    signed_day = _day(now) + left - s.validity_days  # (as signed with this validity)
+    return signed_day < min(_day(float(str(k.get("created") or now))) for k in keys)
+
+
 def strip_tag(address: str) -> str:
     """``prvs=...=user@dom`` -> ``user@dom`` (no validation): for recipient rewriting."""
     m = _TAG.match(address.strip().strip("<>"))
@@ -210,6 +229,7 @@ class BackscatterLayer(Layer[BackscatterSettings]):
         if settings.only_dsn and not is_dsn(ctx):
             return LayerFindings({"bounce": "not a DSN"})
         valid: dict[str, str] = {}
+        unknown: dict[str, str] = {}  # tags no stored key can judge (keys lost since): not refused
         unsigned: list[str] = []
         for r in local:
             lp, _ = split_address(r.address)
@@ -218,17 +238,22 @@ class BackscatterLayer(Layer[BackscatterSettings]):
             orig = verify(r.address, store, settings)
             if orig:
                 valid[r.address] = orig
+            elif unknown_key(r.address, store, settings):
+                unknown[r.address] = strip_tag(r.address)
             else:
                 unsigned.append(r.address)
         symbols = []
-        if valid:
+        if valid or unknown:
             # delivered to the address the tag was made for: the transaction swaps the
             # recipients (delrcpt + addrcpt), since nothing downstream knows prvs= addresses
-            ctx.facts["rewrite_recipients"] = dict(valid)
+            ctx.facts["rewrite_recipients"] = {**valid, **unknown}
+        if valid:
             symbols.append(self.symbol("BATV_VALID_BOUNCE", 0.0, ", ".join(valid)))
+        if unknown:
+            symbols.append(self.symbol("BATV_UNKNOWN_KEY", 0.0, ", ".join(unknown)))
         if unsigned:
             symbols.append(self.symbol("BACKSCATTER_UNSIGNED_BOUNCE", 0.0, ", ".join(unsigned)))
-        return LayerFindings({"valid_tags": valid, "unsigned": unsigned}, tuple(symbols))
+        return LayerFindings({"valid_tags": valid, "unknown_key": unknown, "unsigned": unsigned}, tuple(symbols))
 
     def policy_rules(self, settings: BackscatterSettings) -> list[PolicyRule]:
         reply = Reply("550", "5.7.1", settings.reject_text)
