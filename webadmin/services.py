@@ -169,17 +169,11 @@ class SettingsPermissionError(SettingsError):
     """The actor may not set this field here (a global-only field, docs/ui.md)."""
 
 
-# Global-only fields of layers whose Settings class does not declare them yet (see
-# BaseSettings.global_only_fields): Bayes autolearn writes into the global model, so one
-# domain's thresholds (autolearn_spam -100) would teach it every message of that domain as spam.
-GLOBAL_ONLY_PENDING: dict[str, frozenset[str]] = {"bayes": frozenset({"autolearn", "autolearn_spam", "autolearn_ham"})}
-
-
 def global_only_fields(layer: str) -> frozenset[str]:
     """The fields of ``layer`` that only a global administrator may set."""
     from gateway_milter import layers
 
-    return layers.get(layer).Settings.global_only_fields | GLOBAL_ONLY_PENDING.get(layer, frozenset())
+    return layers.get(layer).Settings.global_only_fields
 
 
 def _is_global_actor(by: Any, actor: str) -> bool:

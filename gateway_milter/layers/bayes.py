@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.antispam.bayes import BayesClassifier, learn_item
 from gateway_milter.antispam.learner import learner
@@ -48,6 +48,9 @@ SENDER_SYMBOLS: dict[str, float] = {"BAYES_SENDER_SPAM": 1.0, "BAYES_SENDER_HAM"
 
 @dataclass(frozen=True, slots=True)
 class BayesSettings(BaseSettings):
+    # autolearn writes into the global model: one domain's thresholds (autolearn_spam -100)
+    # would teach it every message of that domain as spam
+    global_only_fields: ClassVar[frozenset[str]] = frozenset({"autolearn", "autolearn_spam", "autolearn_ham"})
     min_learned: int = 200  # messages of EACH class a scope must have learned before use
     per_domain: bool = True
     per_user: bool = False
@@ -140,12 +143,20 @@ def sender_symbol(spam: int, ham: int) -> str | None:
     return None
 
 
-def autolearn(ctx: MessageContext, settings: BayesSettings, score_without_bayes: float) -> str | None:
+def autolearn(ctx: MessageContext, settings: BayesSettings, score_without_bayes: float,
+              into_global: bool = True) -> str | None:
     """Learn the message when its score is clearly spam or ham; returns "spam"/"ham"/None.
     The background learner learns it within a fraction of a second; store errors are logged
-    there, never raised: autolearn must not affect the verdict."""
+    there, never raised: autolearn must not affect the verdict. ``into_global`` False: only
+    into the domain's and user's scopes (a score shaped by one domain's own settings must not
+    teach the model every domain reads)."""
     if ctx.scan_mode or not settings.enabled or not settings.autolearn:
         return None
+    scopes = scopes_for(ctx, settings)
+    if not into_global:
+        scopes = [s for s in scopes if s != "global"]
+        if not scopes:
+            return None
     if score_without_bayes >= settings.autolearn_spam:
         label = "spam"
     elif score_without_bayes <= settings.autolearn_ham:
@@ -153,7 +164,7 @@ def autolearn(ctx: MessageContext, settings: BayesSettings, score_without_bayes:
     else:
         return None
     try:
-        item = learn_item(message_view(ctx), label == "spam", scopes_for(ctx, settings))
+        item = learn_item(message_view(ctx), label == "spam", scopes)
         if not learner().submit(default_store(), item):
             return None  # the queue is full (logged there)
     except Exception:

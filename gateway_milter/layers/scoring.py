@@ -187,6 +187,28 @@ def _autolearn_symbols(res: LayerResult, symbols: Sequence[Symbol]) -> Sequence[
     return [x for x in symbols if x.name not in quiet]
 
 
+# the scoring settings that change the score autolearn goes by (thresholds, headers and the
+# reply do not)
+_BASIS_FIELDS = ("layers", "exempt_allowlisted", "exempt_authenticated", "exempt_outbound", "fitted_scores",
+                 "score_file")
+
+
+def _domain_shapes_basis(ctx: MessageContext, settings: ScoringSettings, available: set[str]) -> bool:
+    """Whether the message's policy domain has settings of its own that change the score
+    without Bayes (its scored layers' settings, or which layers count and how): autolearn then
+    teaches only the domain's and users' scopes, not the global model every domain reads, so
+    that one domain's settings (a layer's scores, ``scoring.layers: []``) cannot teach it."""
+    dom = ctx.policy_domain
+    if not dom:
+        return False
+    pol = ctx.policy
+    glob = pol.settings_for("scoring", None)
+    if any(getattr(settings, f) != getattr(glob, f) for f in _BASIS_FIELDS):
+        return True
+    return any(pol.settings_for(lid, dom) != pol.settings_for(lid, None)
+               for lid in settings.layers if lid in available and lid != "bayes")
+
+
 _score_sets: dict[tuple[str, float], dict[str, tuple[float, float]]] = {}
 _score_lock = threading.Lock()
 
@@ -326,7 +348,7 @@ class ScoringLayer(Layer[ScoringSettings]):
             # as SpamAssassin ("scored as spam but autolearn wanted ham"): points left out above
             # (GTUBE's 1000) must not turn a message judged spam into ham to learn
             if not (basis <= bayes.autolearn_ham and total >= settings.tag_score):
-                learned = autolearn(ctx, bayes, basis)
+                learned = autolearn(ctx, bayes, basis, into_global=not _domain_shapes_basis(ctx, settings, available))
         facts = {"score": total, "required": settings.tag_score, "parts": parts, "tests": sorted(set(tests)),
                  "autolearn": learned or "no"}
         if capped is not None:
