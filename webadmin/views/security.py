@@ -142,11 +142,14 @@ def layer_edit(request: HttpRequest, layer_id: str) -> HttpResponse:
                 glob = settings_to_dict(settings_from_dict(cls, base.values if base else {}))
                 values = {k: v for k, v in values.items() if glob.get(k) != v}
             try:
-                services.do_set_layer_settings(layer_id, values, domain, actor=_actor(request))
+                warnings = services.do_set_layer_settings(layer_id, values, domain, actor=_actor(request),
+                                                          by=request.user)
             except SettingsError as e:
                 add_settings_error(form, e, f"settings.{layer_id}.")
             else:
                 messages.success(request, f"{layer_id} settings saved and published.")
+                for w in warnings or ():  # (e.g. skip_rules names the rule set does not have)
+                    messages.warning(request, w)
                 return redirect(request.get_full_path())
     return render(request, "webadmin/layer.html", {
         "menu": "security", "title": f"{layer_id} settings", "layer_id": layer_id, "form": form, "domain": domain,
