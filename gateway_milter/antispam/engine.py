@@ -1107,16 +1107,21 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
 
 
 _rebuilding: dict[tuple[Any, ...], str] = {}  # engine key -> "building" | the error that stopped it
+_wanted: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # arguments -> the newest engine key asked for
+# guards the two dicts above only (never held during a build: ``_lock`` is, for a first build,
+# and a message whose files changed must not wait for it)
+_rebuild_lock = threading.Lock()
 
 
 def _rebuild_in_background(args: tuple[Any, ...], key: tuple[Any, ...], paths: list[Path], score_set: int,
                            skip: tuple[str, ...]) -> None:
-    """Starts building the engine of changed rule files, once per set of file stamps."""
-    with _lock:
+    """Starts building the engine of changed rule files, once per set of file stamps. A build
+    that finishes after the files changed again is thrown away (the newest stamps' build is
+    kept), so older rules never replace newer ones."""
+    with _rebuild_lock:
+        _wanted[args] = key
         if key in _rebuilding or key in _engines:
             return
-        # (a build of older stamps still running finishes and is kept; the next look at the
-        # files then starts one for the newest)
         _rebuilding[key] = "building"
 
     def build() -> None:
@@ -1125,15 +1130,18 @@ def _rebuild_in_background(args: tuple[Any, ...], key: tuple[Any, ...], paths: l
             eng = RuleEngine(load_rules(paths, score_set), skip=frozenset(skip), hs_cache=hs_cache_dir())
             eng.hyperscan()
         except Exception as e:  # noqa: BLE001 - a rule file that no longer parses: the old engine stays
-            _rebuilding[key] = f"{type(e).__name__}: {e}"
+            with _rebuild_lock:
+                _rebuilding[key] = f"{type(e).__name__}: {e}"
             log.error("rules: the changed rule files do not build (the rule set built before stays in use "
-                      "until they change again): %s", _rebuilding[key])
+                      "until they change again): %s", f"{type(e).__name__}: {e}")
             return
         cpu_s = time.thread_time() - t0
-        with _lock:
+        with _lock, _rebuild_lock:
+            _rebuilding.pop(key, None)
+            if _wanted.get(args) != key:
+                return  # the files changed again meanwhile: the newer build is (or will be) kept
             _keep(args, key, eng, cpu_s)
             _checked[args] = (time.monotonic(), key)
-            _rebuilding.pop(key, None)
         log.info("rules: rule set built again in the background in %.1f s CPU (files changed): %d rules, "
                  "%d unsupported", cpu_s, len(eng.rules), len(eng.unsupported))
 
@@ -1142,8 +1150,9 @@ def _rebuild_in_background(args: tuple[Any, ...], key: tuple[Any, ...], paths: l
 
 def rebuild_status() -> dict[tuple[Any, ...], str]:
     """Background rebuilds of changed rule files: engine key -> "building" or the error that
-    stopped one (for ``manage.py rules check`` and tests)."""
-    return dict(_rebuilding)
+    stopped one (tests read it; the milter's log says the same)."""
+    with _rebuild_lock:
+        return dict(_rebuilding)
 
 
 def _keep(args: tuple[Any, ...], key: tuple[Any, ...], eng: RuleEngine, cpu_s: float) -> None:

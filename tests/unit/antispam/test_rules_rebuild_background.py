@@ -96,3 +96,32 @@ def test_a_rebuild_that_fails_leaves_the_old_engine(tmp_path: Path, monkeypatch:
     write(tmp_path, "body FIXED_RULE /fixed/\nscore FIXED_RULE 1\n", 3)
     fixed = wait_for_other(dirs, first)
     assert "FIXED_RULE" in fixed.rules
+
+
+def test_an_older_build_that_finishes_last_does_not_replace_a_newer_one(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "body FIRST_RULE /one/\nscore FIRST_RULE 1\n", 1)
+    dirs = (str(tmp_path),)
+    first = engine_for(dirs, include_default=False)
+    real = engine_module.load_rules
+    hold, held = threading.Event(), threading.Event()
+
+    def load(*a, **kw):  # type: ignore[no-untyped-def]
+        if not held.is_set():  # the first rebuild (of the second files) waits until the next one is done
+            held.set()
+            hold.wait(10)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(engine_module, "load_rules", load)
+    write(tmp_path, "body SECOND_RULE /two/\nscore SECOND_RULE 1\n", 2)
+    assert engine_for(dirs, include_default=False) is first
+    assert held.wait(5)
+    write(tmp_path, "body THIRD_RULE /three/\nscore THIRD_RULE 1\n", 3)
+    third = wait_for_other(dirs, first)
+    assert "THIRD_RULE" in third.rules
+    hold.set()  # the older build finishes last: thrown away
+    end = time.monotonic() + 10
+    while time.monotonic() < end and "building" in status(tmp_path):
+        time.sleep(0.02)
+    for _ in range(3):
+        assert engine_for(dirs, include_default=False) is third
