@@ -122,7 +122,17 @@ def train_message(label: str, quarantine_ids: list[str] | None = None, paths: li
                   scopes: list[str] | None = None) -> dict[str, Any]:
     """``scopes``: for quarantined messages, the scopes the actor may train (a message is learned
     in its own scopes that are among them, never in one it does not belong to; a message with
-    none of them counts as unchanged); for paths, the scopes to learn into."""
+    none of them counts as unchanged); for paths, the scopes to learn into. A bulk writer
+    (``batch_writes``): on the embedded store it waits for a running ``bayes train`` or the
+    background learner instead of giving up after the message path's second."""
+    from gateway_milter.store import batch_writes
+
+    with batch_writes():
+        return _train_message(label, quarantine_ids, paths, scopes)
+
+
+def _train_message(label: str, quarantine_ids: list[str] | None, paths: list[str] | None,
+                   scopes: list[str] | None) -> dict[str, Any]:
     if label not in ("spam", "ham"):
         raise ValueError("label must be spam or ham")
     learned = unchanged = missing = 0

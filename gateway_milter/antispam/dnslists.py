@@ -59,14 +59,6 @@ _BROADCAST = ipaddress.IPv4Address("127.0.0.255")
 _NEVER_LISTED = ipaddress.IPv4Address("127.0.0.1")  # RFC 5782 section 5; URIBL.com: query refused
 
 
-def refusal(answer: str) -> bool:
-    """Whether an answer is a list's refusal to answer (an error code, not a listing)."""
-    try:
-        a = ipaddress.IPv4Address(answer)
-    except ValueError:
-        return False
-    return a in _REFUSED or a in (_BROADCAST, _NEVER_LISTED)
-
 
 def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tuple[Zone, ...]:
     if len(raw) > MAX_ZONES:  # each zone is one more query per message (per link for URIBL)

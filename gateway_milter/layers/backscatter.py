@@ -135,8 +135,10 @@ def sign(address: str, store: StateStore, validity_days: int = 7, now: float | N
     return f"prvs={kid}{ddd}{_mac(str(key['secret']), kid, ddd, address)}={address}"
 
 
-def verify(tagged: str, store: StateStore, s: BackscatterSettings, now: float | None = None) -> str | None:
-    """The original address when ``tagged`` carries a valid, unexpired tag, else None."""
+def verify(tagged: str, store: StateStore, s: BackscatterSettings, now: float | None = None,
+           keys: list[dict[str, object]] | None = None) -> str | None:
+    """The original address when ``tagged`` carries a valid, unexpired tag, else None.
+    ``keys``: the stored keys, read once by a caller checking several addresses."""
     now = time.time() if now is None else now
     m = _TAG.match(tagged.strip().strip("<>"))
     if not m:
@@ -146,7 +148,7 @@ def verify(tagged: str, store: StateStore, s: BackscatterSettings, now: float | 
     left = (int(ddd) - _day(now)) % 1000
     if left > s.validity_days:
         return None
-    for k in stored_keys(store):
+    for k in stored_keys(store) if keys is None else keys:
         if int(str(k["id"])) != kid:
             continue
         retired = k.get("retired")
@@ -157,7 +159,8 @@ def verify(tagged: str, store: StateStore, s: BackscatterSettings, now: float | 
     return None
 
 
-def unknown_key(tagged: str, store: StateStore, s: BackscatterSettings, now: float | None = None) -> bool:
+def unknown_key(tagged: str, store: StateStore, s: BackscatterSettings, now: float | None = None,
+                keys: list[dict[str, object]] | None = None) -> bool:
     """Whether ``tagged`` carries a well-formed, unexpired tag that no stored key can judge: no
     key is stored, or the tag was made before the oldest stored key existed. Keys in a store
     that lost them (a Redis restart without persistence, eviction, a reset) come back new with
@@ -169,7 +172,8 @@ def unknown_key(tagged: str, store: StateStore, s: BackscatterSettings, now: flo
     left = (int(m.group(2)) - _day(now)) % 1000
     if left > s.validity_days:
         return False  # expired: judged like any other
-    keys = stored_keys(store)
+    if keys is None:
+        keys = stored_keys(store)
     if not keys:
         return True
     signed_day = _day(now) + left - s.validity_days  # (as signed with this validity)
@@ -230,15 +234,18 @@ class BackscatterLayer(Layer[BackscatterSettings]):
             return LayerFindings({"bounce": "not a DSN"})
         valid: dict[str, str] = {}
         unknown: dict[str, str] = {}  # tags no stored key can judge (keys lost since): not refused
+        keys: list[dict[str, object]] | None = None
         unsigned: list[str] = []
         for r in local:
             lp, _ = split_address(r.address)
             if lp.lower() in {e.lower() for e in settings.exempt_recipients}:
                 continue
-            orig = verify(r.address, store, settings)
+            if keys is None:
+                keys = stored_keys(store)  # once for all the recipients
+            orig = verify(r.address, store, settings, keys=keys)
             if orig:
                 valid[r.address] = orig
-            elif unknown_key(r.address, store, settings):
+            elif unknown_key(r.address, store, settings, keys=keys):
                 unknown[r.address] = strip_tag(r.address)
             else:
                 unsigned.append(r.address)

@@ -55,7 +55,8 @@ FITTED_SCORE_FILE = Path(__file__).resolve().parent.parent / "antispam" / "score
 # fitted without the token model: used instead of a file with a ``token_logit`` line for a
 # message whose scope's token model has not learned enough (a store trained before it existed)
 COUNTS_ONLY_SCORE_FILE = FITTED_SCORE_FILE.with_name("50_bulwark_fitted_counts_only.cf")
-# scored layers that only compute (no network): asked first by the scoring layer
+# scored layers that wait on no DNS answer (spam traps read the state store only): asked first
+# by the scoring layer
 LOCAL_LAYERS = ("bayes", "rules", "spamtrap")
 SCORED_LAYERS = ("dnsbl", "uribl", "rdns", "spf", "dkim", "dmarc", "arc", "fromscreen", "vbr", "rules",
                  "bayes", "spamtrap")
@@ -202,11 +203,15 @@ def _domain_shapes_basis(ctx: MessageContext, settings: ScoringSettings, availab
     if not dom:
         return False
     pol = ctx.policy
-    glob = pol.settings_for("scoring", None)
-    if any(getattr(settings, f) != getattr(glob, f) for f in _BASIS_FIELDS):
-        return True
-    return any(pol.settings_for(lid, dom) != pol.settings_for(lid, None)
-               for lid in settings.layers if lid in available and lid != "bayes")
+    key = f"autolearn_shaped:{dom}"  # once per policy snapshot and domain
+    got = pol.compiled.get(key)
+    if got is None:
+        glob = pol.settings_for("scoring", None)
+        got = pol.compiled[key] = (
+            any(getattr(settings, f) != getattr(glob, f) for f in _BASIS_FIELDS)
+            or any(pol.settings_for(lid, dom) != pol.settings_for(lid, None)
+                   for lid in settings.layers if lid in available and lid != "bayes"))
+    return bool(got)
 
 
 _score_sets: dict[tuple[str, float], dict[str, tuple[float, float]]] = {}
@@ -347,7 +352,8 @@ class ScoringLayer(Layer[ScoringSettings]):
             basis = round(learn_basis, 3)
             # as SpamAssassin ("scored as spam but autolearn wanted ham"): points left out above
             # (GTUBE's 1000) must not turn a message judged spam into ham to learn
-            if not (basis <= bayes.autolearn_ham and total >= settings.tag_score):
+            clear = basis >= bayes.autolearn_spam or basis <= bayes.autolearn_ham  # (else nothing to learn)
+            if clear and not (basis <= bayes.autolearn_ham and total >= settings.tag_score):
                 learned = autolearn(ctx, bayes, basis, into_global=not _domain_shapes_basis(ctx, settings, available))
         facts = {"score": total, "required": settings.tag_score, "parts": parts, "tests": sorted(set(tests)),
                  "autolearn": learned or "no"}
