@@ -97,24 +97,32 @@ def decide(store: StateStore, network: str, sender: str, recipient: str, s: Grey
     """The greylisting state machine over the store (pure apart from the store).
 
     A pass (``known``, ``network`` or a ``passed`` retry) restarts the ``expiry`` of the
-    triplet and of its network's counter, as Postgrey and SQLgrey measure age from the last
-    delivery: a sender that keeps mailing is never greylisted again; one silent for longer
-    than ``expiry`` is. With ``record`` off (scan mode) nothing is written: the answer is the
-    one the gateway would give now."""
+    triplet and of its network's counter, at most once a day, as Postgrey and SQLgrey measure
+    age from the last delivery: a sender that keeps mailing is never greylisted again; one
+    silent for longer than ``expiry`` (less a day at most) is. With ``record`` off (scan mode)
+    nothing is written: the answer is the one the gateway would give now."""
     now = time.time() if now is None else now
     h = hashlib.sha256(f"{network}|{sender}|{recipient.lower()}".encode()).hexdigest()[:32]
     pkey, tkey = f"grey:p:{h}", f"grey:t:{h}"
     nkey = "grey:n:" + network
     seen = [pkey, nkey] if s.auto_pass_after else [pkey]
+    # a passed triplet's value is the day it last passed: its expiry restarts at most once a
+    # day, not with a write for every message (a write per recipient on the embedded store)
+    today = str(int(now // 86400))
     if s.auto_pass_after:
         n = store.get(nkey)
         if n is not None and int(n) >= s.auto_pass_after:
             if record:
-                store.expire(seen, s.expiry)
+                left = store.ttl(nkey)
+                if left is None or left < s.expiry - 86400:
+                    store.expire(seen, s.expiry)
             return GreyDecision("network")
-    if store.get(pkey) is not None:
-        if record:
-            store.expire(seen, s.expiry)
+    day = store.get(pkey)
+    if day is not None:
+        if record and day != today:
+            store.set(pkey, today, ttl=s.expiry)
+            if s.auto_pass_after:
+                store.expire([nkey], s.expiry)
         return GreyDecision("known")
     if not record:
         first = store.get(tkey)
@@ -131,7 +139,7 @@ def decide(store: StateStore, network: str, sender: str, recipient: str, s: Grey
     waited = now - float(first)
     if waited < s.delay:
         return GreyDecision("early", s.delay - waited)
-    store.set(pkey, "1", ttl=s.expiry)
+    store.set(pkey, today, ttl=s.expiry)
     store.delete(tkey)
     if s.auto_pass_after:
         # incr keeps a fixed window (its ttl applies only to a new key): restart it

@@ -66,14 +66,21 @@ def test_it_keeps_a_pass_listed_network_while_it_keeps_sending() -> None:
     assert decide(st, NET, "other@x.test", "r9@example.com", s, c.t).state == "new"
 
 
-def test_it_refreshes_a_known_triplet_in_one_round_trip() -> None:
+def test_it_refreshes_a_known_triplet_at_most_once_a_day() -> None:
     c = Clock()
     st = MemoryStore(clock=c)
     s = GreylistSettings(delay=1, retry_window=100, auto_pass_after=5)
     pass_once(st, c, s)
     before = st.round_trips
     assert decide(st, NET, SENDER, RCPT, s, c.t).state == "known"
-    assert st.round_trips - before == 3  # network counter, triplet, one refresh of both
+    assert st.round_trips - before == 2  # network counter, triplet: passed today, no write
+    c.t += 86400  # the next day: one refresh of both (the triplet's day, the counter's expiry)
+    before = st.round_trips
+    assert decide(st, NET, SENDER, RCPT, s, c.t).state == "known"
+    assert st.round_trips - before == 4
+    before = st.round_trips
+    assert decide(st, NET, SENDER, RCPT, s, c.t).state == "known"
+    assert st.round_trips - before == 2
 
 
 @pytest.mark.parametrize("auto_pass_after", [0, 3])
