@@ -17,6 +17,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from tests.unit.antispam.helpers import store  # noqa: F401 - fixture: a fresh default state store
+
 HOSTILE_SUBJECT = '<script>alert("subj")</script> Cheap "watches" & more'
 HOSTILE_FILENAME = '<img src=x onerror=alert(1)>.exe'
 HOSTILE_HTML = ('<p>Hello <b>friend</b></p><script>alert("body")</script>'
@@ -92,7 +94,7 @@ def make_world(data_dir: Path, reinject_port: int | None = None) -> World:
     s = AdminSettings.get()
     s.require_admin_totp = False
     s.save()
-    store = FilesystemQuarantineStore(data_dir / "quarantine")
+    quarantine = FilesystemQuarantineStore(data_dir / "quarantine")
     root = do_save_account(None, username="root", role="global_admin", password="Correct-horse-9")
     now = timezone.now()
     tenants = []
@@ -108,7 +110,7 @@ def make_world(data_dir: Path, reinject_port: int | None = None) -> World:
                                                password="Correct-horse-9")
         rcpt = f"user@{name}"
         raw = hostile_message(rcpt, ten.marker)
-        meta = store.store(raw, {"created": now.timestamp()})
+        meta = quarantine.store(raw, {"created": now.timestamp()})
         log_id = f"log{t}{i:028d}"
         ten.message = MessageLog.objects.create(
             log_id=log_id, time=now - dt.timedelta(minutes=5 + i), direction="inbound", client_ip="192.0.2.1",
@@ -139,6 +141,15 @@ def make_world(data_dir: Path, reinject_port: int | None = None) -> World:
 @pytest.fixture
 def world(db: Any, gateway_dir: Path) -> World:
     return make_world(gateway_dir)
+
+
+@pytest.fixture
+def eager_tasks() -> None:
+    """For a test that reads what a task did right after queueing it."""
+    from config.celery import app
+
+    if not app.conf.task_always_eager:
+        pytest.skip("needs the embedded (eager) task setup; with a broker the task runs in a worker")
 
 
 @pytest.fixture

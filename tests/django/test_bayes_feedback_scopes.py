@@ -6,31 +6,15 @@ scopes (tests/django/test_training_scope_by_actor.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from gateway_milter.antispam.bayes import BayesClassifier
-from gateway_milter.store import set_default_store
 from gateway_milter.store.memory import MemoryStore
 from tests.django.conftest import World
 
-
-@pytest.fixture
-def store() -> Iterator[MemoryStore]:
-    s = MemoryStore()
-    set_default_store(s)
-    yield s
-    set_default_store(None)
-
-
-@pytest.fixture(autouse=True)
-def _eager() -> None:
-    from config.celery import app
-
-    if not app.conf.task_always_eager:
-        pytest.skip("needs the embedded (eager) task setup; with a broker the task runs in a worker")
+pytestmark = pytest.mark.usefixtures("eager_tasks")
 
 
 def _counts(store: MemoryStore, scope: str) -> tuple[int, int]:

@@ -110,11 +110,15 @@ def _scope(world: World, role: str) -> tuple[Client, Any, str]:
     return c, world.a.domain, f"?domain={world.a.domain.pk}"
 
 
-def _set_zones(layer: str, world: World) -> None:
+def _zones_page(world: World, role: str, layer: str) -> tuple[Client, Any, str, dict[str, str]]:
+    """Zones set globally and for a.example; the role's page of *layer* as a browser submits it."""
     from webadmin.services import do_set_layer_settings
 
     do_set_layer_settings(layer, {"zones": GLOBAL_ZONES[layer]})
     do_set_layer_settings(layer, {"zones": DOMAIN_ZONES[layer]}, world.a.domain)
+    c, domain, q = _scope(world, role)
+    url = f"/security/layers/{layer}/{q}"
+    return c, domain, url, _page_data(c, url)
 
 
 ROLES_LAYERS = [(r, lid) for r in ("global_admin", "domain_admin") for lid in ("dnsbl", "uribl")]
@@ -122,10 +126,7 @@ ROLES_LAYERS = [(r, lid) for r in ("global_admin", "domain_admin") for lid in ("
 
 @pytest.mark.parametrize(("role", "layer"), ROLES_LAYERS)
 def test_it_shows_zones_as_json_and_saves_them_unchanged(world: World, role: str, layer: str) -> None:
-    _set_zones(layer, world)
-    c, domain, q = _scope(world, role)
-    url = f"/security/layers/{layer}/{q}"
-    data = _page_data(c, url)
+    c, domain, url, data = _zones_page(world, role, layer)
     zones = GLOBAL_ZONES[layer] if domain is None else DOMAIN_ZONES[layer]
     assert data["zones"].splitlines()[0].startswith('{"zone": "')  # JSON, not a Python repr
     stored, effective = _stored(layer, domain), _effective(layer, domain)
@@ -140,10 +141,7 @@ def test_it_shows_zones_as_json_and_saves_them_unchanged(world: World, role: str
 
 @pytest.mark.parametrize(("role", "layer"), ROLES_LAYERS)
 def test_it_adds_a_zone(world: World, role: str, layer: str) -> None:
-    _set_zones(layer, world)
-    c, domain, q = _scope(world, role)
-    url = f"/security/layers/{layer}/{q}"
-    data = _page_data(c, url)
+    c, domain, url, data = _zones_page(world, role, layer)
     before = _stored(layer, domain)["zones"]  # type: ignore[index]
     data["zones"] += '\r\n\r\n{"zone": "new.example.net", "weight": 1.5, "action": "score"}\r\n'
     r = c.post(url, data)
@@ -170,10 +168,7 @@ def _assert_refused(c: Client, url: str, data: dict[str, str], layer: str, domai
 
 @pytest.mark.parametrize(("role", "layer"), ROLES_LAYERS)
 def test_it_names_the_line_of_bad_json(world: World, role: str, layer: str) -> None:
-    _set_zones(layer, world)
-    c, domain, q = _scope(world, role)
-    url = f"/security/layers/{layer}/{q}"
-    data = _page_data(c, url)
+    c, domain, url, data = _zones_page(world, role, layer)
     first = data["zones"].splitlines()[0]
     data["zones"] = f"{first}\r\n{{zone: 'x.example'}}\r\n"
     errors = _assert_refused(c, url, data, layer, domain)
@@ -184,10 +179,7 @@ def test_it_names_the_line_of_bad_json(world: World, role: str, layer: str) -> N
 
 @pytest.mark.parametrize(("role", "layer"), ROLES_LAYERS)
 def test_it_puts_a_bad_zone_value_on_the_zones_field(world: World, role: str, layer: str) -> None:
-    _set_zones(layer, world)
-    c, domain, q = _scope(world, role)
-    url = f"/security/layers/{layer}/{q}"
-    data = _page_data(c, url)
+    c, domain, url, data = _zones_page(world, role, layer)
     first = data["zones"].splitlines()[0]
     data["zones"] = f'{first}\r\n\r\n{{"zone": "bad.example.net", "weight": "heavy"}}'
     assert _assert_refused(c, url, data, layer, domain) == ["line 3 (zones[1].weight): must be a number"]

@@ -6,32 +6,15 @@ nor another tenant's; a user cannot mark at all (404 like any action a role may 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from gateway_milter.antispam.bayes import BayesClassifier
-from gateway_milter.store import set_default_store
 from gateway_milter.store.memory import MemoryStore
 from tests.django.conftest import World
 
+pytestmark = pytest.mark.usefixtures("eager_tasks")
+
 SCOPES = ("global", "dom:a.example", "dom:b.example", "user:user@a.example", "user:user@b.example")
-
-
-@pytest.fixture
-def store() -> Iterator[MemoryStore]:
-    s = MemoryStore()
-    set_default_store(s)
-    yield s
-    set_default_store(None)
-
-
-@pytest.fixture(autouse=True)
-def _eager() -> None:
-    from config.celery import app
-
-    if not app.conf.task_always_eager:
-        pytest.skip("needs the embedded (eager) task setup; with a broker the task runs in a worker")
 
 
 def _learned(store: MemoryStore) -> dict[str, tuple[int, int]]:

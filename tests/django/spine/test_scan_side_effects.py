@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from django.core.management import call_command
 from gateway_milter import layers
 from gateway_milter.antispam.learner import BackgroundLearner
 from gateway_milter.layers.greylist import GreylistSettings, decide
-from gateway_milter.store import set_default_store
 from gateway_milter.store.memory import MemoryStore
 
 pytestmark = pytest.mark.django_db
@@ -26,14 +24,6 @@ pytestmark = pytest.mark.django_db
 IP = "198.51.100.9"
 NET = "198.51.100.0/24"
 KEPT = ("lists", "size", "direction", "relay", "spamtrap", "greylist", "bayes", "scoring")
-
-
-@pytest.fixture()
-def store() -> Iterator[MemoryStore]:
-    s = MemoryStore()
-    set_default_store(s)
-    yield s
-    set_default_store(None)
 
 
 @pytest.fixture()

@@ -4,13 +4,10 @@ client network (``netmask_v6``) the triplet is made of."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from gateway_milter.context import MessageContext
-from gateway_milter.net.resolver import Resolver, StaticBackend, set_resolver
+from gateway_milter.net.resolver import StaticBackend
 from gateway_milter.pipeline.runner import LayerResult
 from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.store.memory import MemoryStore
@@ -19,14 +16,6 @@ from tests.unit.antispam.helpers import make_ctx, msg
 
 IP = "203.0.113.7"  # make_ctx's client
 SENDER = "a@sender.test"
-
-
-@pytest.fixture()
-def dns() -> Iterator[StaticBackend]:
-    backend = StaticBackend()
-    prev = set_resolver(Resolver(backend=backend, timeout=1.0))
-    yield backend
-    set_resolver(prev)
 
 
 def grey(ctx: MessageContext) -> LayerResult:

@@ -3,15 +3,12 @@ scoring thresholds and exemptions, spam headers, BATV, VBR and spam traps."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from gateway_milter.layers.backscatter import BackscatterSettings, rotate_keys, sign, strip_tag, verify
 from gateway_milter.layers.greylist import GreylistSettings, decide, normalize_sender
-from gateway_milter.net.resolver import Resolver, StaticBackend, set_resolver
+from gateway_milter.net.resolver import StaticBackend
 from gateway_milter.store.memory import MemoryStore
 from gateway_milter.transforms.spamheaders import spam_headers, status_line
 from gateway_milter.verdict import Direction, Stage
@@ -24,14 +21,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture()
-def dns() -> Iterator[StaticBackend]:
-    backend = StaticBackend()
-    prev = set_resolver(Resolver(backend=backend, timeout=1.0))
-    yield backend
-    set_resolver(prev)
 
 
 # -- greylisting -----------------------------------------------------------------------------------

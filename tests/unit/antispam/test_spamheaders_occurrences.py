@@ -15,30 +15,13 @@ from Milter.testctx import TestCtx
 
 from gateway_milter.front.milter import BulwarkMilter
 from gateway_milter.transforms.spamheaders import spam_headers, status_line
-from gateway_milter.verdict import HeaderEdit, Outcome
+from gateway_milter.verdict import Outcome
 from tests.unit.antispam.helpers import make_ctx, msg, policy, write_rules
-from tests.unit.spine.conftest import BASE_POLICY, make_gateway
+from tests.unit.spine.conftest import BASE_POLICY, apply_like_an_mta, make_gateway
 
 FORGED = ("X-Spam-Flag: YES\r\nx-spam-flag: YES\r\n"
           "X-Spam-Status: Yes, score=50.0 forged\r\nX-SPAM-STATUS: Yes, score=50.0 forged\r\n"
           "X-Spam-Level: **************************************************\r\n")
-
-
-def apply_like_an_mta(headers: list[tuple[str, str]], edits: list[HeaderEdit]) -> list[tuple[str, str]]:
-    """The header edits as libmilter applies them: a delete removes the index-th occurrence of
-    the name (1-based, case-insensitive) and nothing else; the front sends index 0 as 1."""
-    out = list(headers)
-    for e in edits:
-        if e.op == "add":
-            out.append((e.name, e.value))
-        elif e.op == "insert":
-            out.insert(0, (e.name, e.value))
-        else:
-            positions = [i for i, (n, _) in enumerate(out) if n.lower() == e.name.lower()]
-            index = max(e.index, 1)
-            if index <= len(positions):
-                del out[positions[index - 1]]
-    return out
 
 
 def scoring_policy(tmp: Path) -> Any:

@@ -6,70 +6,36 @@ its own lookups."""
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway_milter.context import ConnectionInfo, MessageContext
+from gateway_milter.context import MessageContext
 from gateway_milter.layers.bayes import BayesLayer
 from gateway_milter.layers.rules import HeuristicRulesLayer
 from gateway_milter.layers.uribl import UriblLayer
-from gateway_milter.net.resolver import DnsAnswer, DnsBudget, Resolver, StaticBackend, set_resolver
-from gateway_milter.pipeline.rawmessage import split_message
+from gateway_milter.net.resolver import StaticBackend, set_resolver
 from gateway_milter.pipeline.transaction import EomDecision, Gateway
-from gateway_milter.store import set_default_store
 from gateway_milter.store.memory import MemoryStore
 from tests.unit.antispam.helpers import msg, write_rules
-from tests.unit.spine.conftest import BASE_POLICY, make_gateway
+from tests.unit.dns_helpers import RecordingResolver, resolving_with
+from tests.unit.spine.conftest import BASE_POLICY, make_gateway, note_check, run_to_eom
 
 DNS_DELAY = 0.2
 BAYES_TIME = 0.4  # longer than a lookup: with the lookups started first, URIBL waits for nothing
 
 
-class RecordingResolver(Resolver):
-    """Notes each lookup started (``prefetch``; ``query`` of a name not started before)."""
-
-    def __init__(self, backend: StaticBackend, events: list[str]) -> None:
-        super().__init__(backend=backend, timeout=2.0)
-        self.events = events
-
-    def prefetch(self, name: str, rdtype: str, budget: DnsBudget | None = None) -> Any:
-        if f"dns:{name}" not in self.events:  # a second call joins the first lookup
-            self.events.append(f"dns:{name}")
-        return super().prefetch(name, rdtype, budget)
-
-    def query(self, name: str, rdtype: str, budget: DnsBudget | None = None) -> DnsAnswer:
-        if f"dns:{name}" not in self.events:
-            self.events.append(f"dns:{name}")
-        return super().query(name, rdtype, budget)
-
-
 @pytest.fixture
-def events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def events(store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     ev: list[str] = []
     backend = StaticBackend({("evil.test.uri.test", "A"): ["127.0.0.2"],
                              ("2.0.0.127.uri.test", "A"): ["127.0.0.4"]}, delay=DNS_DELAY)
-    prev = set_resolver(RecordingResolver(backend, ev))
-    set_default_store(MemoryStore())
-    bayes_check, rules_check = BayesLayer.check, HeuristicRulesLayer.check
-
-    def bayes(self: BayesLayer, ctx: MessageContext, settings: Any) -> Any:
-        ev.append("bayes")
-        time.sleep(BAYES_TIME)
-        return bayes_check(self, ctx, settings)
-
-    def rules(self: HeuristicRulesLayer, ctx: MessageContext, settings: Any) -> Any:
-        ev.append("rules")
-        return rules_check(self, ctx, settings)
-
-    monkeypatch.setattr(BayesLayer, "check", bayes)
-    monkeypatch.setattr(HeuristicRulesLayer, "check", rules)
-    yield ev
-    set_default_store(None)
-    set_resolver(prev)
+    note_check(monkeypatch, BayesLayer, ev, "bayes", takes=BAYES_TIME)
+    note_check(monkeypatch, HeuristicRulesLayer, ev, "rules")
+    with resolving_with(RecordingResolver(backend, ev)):
+        yield ev
 
 
 def policy(tmp: Path, **uribl: Any) -> dict[str, Any]:
@@ -89,17 +55,7 @@ BODY = ("cheap pills at http://www.evil.test/buy and http://good.test/ or http:/
 
 
 def run(gw: Gateway, body: str = BODY, auth: str = "") -> tuple[MessageContext, EomDecision]:
-    conn = ConnectionInfo(client_ip="198.51.100.5", client_port=2525, client_name="unknown", helo="mx.outside.test")
-    if auth:
-        conn.macros["{auth_authen}"] = auth
-    ctx = gw.begin(conn)
-    gw.mail(ctx, "alice@outside.test")
-    assert gw.rcpt(ctx, "bob@example.com").action == "continue"
-    headers, raw_body = split_message(msg("offer", body))
-    for n, v in headers:
-        ctx.add_header(n, v)
-    ctx.body.write(raw_body)
-    return ctx, gw.eom(ctx)
+    return run_to_eom(gw, msg("offer", body), helo="mx.outside.test", mail_from="alice@outside.test", auth=auth)
 
 
 def uribl_lookups(events: list[str]) -> list[int]:
@@ -176,13 +132,7 @@ def test_the_scoring_layer_runs_the_rules_before_it_waits_for_uribl(events: list
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The scored layers' order lists uribl before rules; the scoring layer asks the layers that
     only compute first, so the URIBL answers arrive while the rules run."""
-    check = UriblLayer.check
-
-    def uribl(self: UriblLayer, ctx: MessageContext, settings: Any) -> Any:
-        events.append("uribl")
-        return check(self, ctx, settings)
-
-    monkeypatch.setattr(UriblLayer, "check", uribl)
+    note_check(monkeypatch, UriblLayer, events, "uribl")
     ctx, _ = run(make_gateway(policy(tmp_path))[0])
     assert events.index("bayes") < events.index("rules") < events.index("uribl"), events
     assert ctx.layer("uribl").has("URIBL_URI_TEST")

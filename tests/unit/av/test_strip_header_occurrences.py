@@ -9,7 +9,7 @@ from __future__ import annotations
 from email.parser import BytesHeaderParser
 
 from gateway_milter.transforms.strip import strip_parts
-from gateway_milter.verdict import HeaderEdit
+from tests.unit.spine.conftest import apply_like_an_mta
 
 RAW = (b"From: a@sender.test\r\nTo: bob@example.com\r\nSubject: invoice\r\nMIME-Version: 1.0\r\n"
        b"Content-Type: application/x-msdownload; name=\"a.exe\"\r\n"
@@ -18,22 +18,6 @@ RAW = (b"From: a@sender.test\r\nTo: bob@example.com\r\nSubject: invoice\r\nMIME-
        b"CONTENT-TRANSFER-ENCODING: base64\r\n\r\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA\r\n")
 FINDING = {"part": "0", "name": "a.exe", "declared": "application/x-msdownload", "detected": "application/x-dosexec",
            "reasons": ["blocked type: executable"], "blocked": True}
-
-
-def apply_like_an_mta(headers: list[tuple[str, str]], edits: list[HeaderEdit]) -> list[tuple[str, str]]:
-    """A delete removes the index-th occurrence of the name (1-based, case-insensitive) only;
-    the milter front sends index 0 as 1."""
-    out = list(headers)
-    for e in edits:
-        if e.op == "add":
-            out.append((e.name, e.value))
-        elif e.op == "insert":
-            out.insert(0, (e.name, e.value))
-        else:
-            positions = [i for i, (n, _) in enumerate(out) if n.lower() == e.name.lower()]
-            if max(e.index, 1) <= len(positions):
-                del out[positions[max(e.index, 1) - 1]]
-    return out
 
 
 def test_it_replaces_every_copy_of_the_top_level_content_headers() -> None:

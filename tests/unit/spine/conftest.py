@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from gateway_milter import layers
-from gateway_milter.pipeline.transaction import Gateway
+from gateway_milter.context import ConnectionInfo, MessageContext
+from gateway_milter.pipeline.rawmessage import split_message
+from gateway_milter.pipeline.transaction import EomDecision, Gateway
 from gateway_milter.policy.provider import StaticPolicyProvider
 from gateway_milter.policy.snapshot import PolicySnapshot
+from gateway_milter.verdict import HeaderEdit
 
 SPINE_LAYERS = {"lists", "size", "direction", "relay"}
 BASE_POLICY: dict[str, Any] = {
@@ -55,3 +59,52 @@ def make_gateway(doc: dict[str, Any] | None = None) -> tuple[Gateway, MemoryQuar
 @pytest.fixture
 def gateway() -> tuple[Gateway, MemoryQuarantine, ListSink]:
     return make_gateway()
+
+
+def apply_like_an_mta(headers: list[tuple[str, str]], edits: list[HeaderEdit]) -> list[tuple[str, str]]:
+    """The header edits as libmilter applies them: a delete removes the index-th occurrence of
+    the name (1-based, case-insensitive) and nothing else; the front sends index 0 as 1.
+    (pymilter's TestCtx deletes every occurrence, which would hide a second copy.)"""
+    out = list(headers)
+    for e in edits:
+        if e.op == "add":
+            out.append((e.name, e.value))
+        elif e.op == "insert":
+            out.insert(0, (e.name, e.value))
+        else:
+            positions = [i for i, (n, _) in enumerate(out) if n.lower() == e.name.lower()]
+            index = max(e.index, 1)
+            if index <= len(positions):
+                del out[positions[index - 1]]
+    return out
+
+
+def note_check(monkeypatch: pytest.MonkeyPatch, layer: type[Any], events: list[str], label: str, *,
+               takes: float = 0.0) -> None:
+    """Notes *label* in *events* each time a layer of this class checks a message; the check
+    then takes *takes* seconds longer."""
+    check = layer.check
+
+    def noted(self: Any, ctx: Any, settings: Any) -> Any:
+        events.append(label)
+        time.sleep(takes)
+        return check(self, ctx, settings)
+
+    monkeypatch.setattr(layer, "check", noted)
+
+
+def run_to_eom(gw: Gateway, raw: bytes, *, helo: str, mail_from: str,
+               auth: str = "") -> tuple[MessageContext, EomDecision]:
+    """*raw* from 198.51.100.5 to bob@example.com through every stage up to end of message, as
+    the milter front hands it on; *auth* is the login of a client that authenticated."""
+    conn = ConnectionInfo(client_ip="198.51.100.5", client_port=2525, client_name="unknown", helo=helo)
+    if auth:
+        conn.macros["{auth_authen}"] = auth
+    ctx = gw.begin(conn)
+    gw.mail(ctx, mail_from)
+    assert gw.rcpt(ctx, "bob@example.com").action == "continue"
+    headers, body = split_message(raw)
+    for n, v in headers:
+        ctx.add_header(n, v)
+    ctx.body.write(body)
+    return ctx, gw.eom(ctx)

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from gateway_milter.context import ConnectionInfo, MessageContext
+from gateway_milter.context import MessageContext
 from gateway_milter.layers.dkim import DkimLayer
 from gateway_milter.layers.dmarc import DmarcLayer
-from gateway_milter.net.resolver import DnsAnswer, DnsBudget, Resolver, StaticBackend, set_resolver
-from gateway_milter.pipeline.rawmessage import split_message
-from gateway_milter.store import set_default_store
-from gateway_milter.store.memory import MemoryStore
-from tests.unit.antispam.helpers import msg
-from tests.unit.spine.conftest import BASE_POLICY, make_gateway
+from gateway_milter.net.resolver import StaticBackend
+from tests.unit.antispam.helpers import msg, store  # noqa: F401 - fixture
+from tests.unit.dns_helpers import RecordingResolver, resolving_with
+from tests.unit.spine.conftest import BASE_POLICY, make_gateway, note_check, run_to_eom
+
+pytestmark = pytest.mark.usefixtures("store")  # a fresh state store per test, not the one on disk
 
 KEY = "sel._domainkey.signer.test"
 SIGNATURE = ("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=signer.test;\r\n"
@@ -26,40 +26,13 @@ SIGNATURE = ("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=signer.tes
              "\tb=dGVzdA==\r\n")
 
 
-class RecordingResolver(Resolver):
-    def __init__(self, backend: StaticBackend, events: list[str]) -> None:
-        super().__init__(backend=backend, timeout=2.0)
-        self.events = events
-
-    def prefetch(self, name: str, rdtype: str, budget: DnsBudget | None = None) -> Any:
-        self.events.append(f"dns:{name}")
-        return super().prefetch(name, rdtype, budget)
-
-    def query(self, name: str, rdtype: str, budget: DnsBudget | None = None) -> DnsAnswer:
-        self.events.append(f"dns:{name}")
-        return super().query(name, rdtype, budget)
-
-
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     ev: list[str] = []
-    prev = set_resolver(RecordingResolver(StaticBackend({}, delay=0.05), ev))
-    set_default_store(MemoryStore())
-    dkim_check, dmarc_check = DkimLayer.check, DmarcLayer.check
-
-    def dkim(self: DkimLayer, ctx: MessageContext, settings: Any) -> Any:
-        ev.append("check:dkim")
-        return dkim_check(self, ctx, settings)
-
-    def dmarc(self: DmarcLayer, ctx: MessageContext, settings: Any) -> Any:
-        ev.append("check:dmarc")
-        return dmarc_check(self, ctx, settings)
-
-    monkeypatch.setattr(DkimLayer, "check", dkim)
-    monkeypatch.setattr(DmarcLayer, "check", dmarc)
-    yield ev
-    set_default_store(None)
-    set_resolver(prev)
+    note_check(monkeypatch, DkimLayer, ev, "check:dkim")
+    note_check(monkeypatch, DmarcLayer, ev, "check:dmarc")
+    with resolving_with(RecordingResolver(StaticBackend({}, delay=0.05), ev)):
+        yield ev
 
 
 def policy() -> dict[str, Any]:
@@ -69,19 +42,9 @@ def policy() -> dict[str, Any]:
 
 
 def run(auth: str = "") -> MessageContext:
-    gw, _, _ = make_gateway(policy())
-    conn = ConnectionInfo(client_ip="198.51.100.5", client_port=2525, client_name="unknown", helo="mx.sub.sender.test")
-    if auth:
-        conn.macros["{auth_authen}"] = auth
-    ctx = gw.begin(conn)
-    gw.mail(ctx, "alice@sender.test")
-    assert gw.rcpt(ctx, "bob@example.com").action == "continue"
-    headers, body = split_message(msg("hello", headers=SIGNATURE).replace(b"alice@sender.test>",
-                                                                          b"alice@mail.sender.test>", 1))
-    for n, v in headers:
-        ctx.add_header(n, v)
-    ctx.body.write(body)
-    gw.eom(ctx)
+    raw = msg("hello", headers=SIGNATURE).replace(b"alice@sender.test>", b"alice@mail.sender.test>", 1)
+    ctx, _ = run_to_eom(make_gateway(policy())[0], raw, helo="mx.sub.sender.test", mail_from="alice@sender.test",
+                        auth=auth)
     return ctx
 
 
