@@ -233,6 +233,14 @@ def _json_kind(v: Any) -> str:
         type(v), "null" if v is None else "a number")
 
 
+def _zone_first(x: Any) -> Any:
+    """An object's ``zone`` first, the rest as stored (PostgreSQL's jsonb keeps keys in its own
+    order: the line a reader scans for starts with what names it)."""
+    if isinstance(x, dict) and "zone" in x:
+        return {"zone": x["zone"], **{k: v for k, v in x.items() if k != "zone"}}
+    return x
+
+
 class JsonLinesField(forms.CharField):
     """A list of mappings (``tuple[dict[str, Any], ...]``): one JSON object per line, blank
     lines skipped. ``line_of`` maps an item's index back to its line for error messages."""
@@ -245,7 +253,7 @@ class JsonLinesField(forms.CharField):
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, (list, tuple)):
-            return "\n".join(json.dumps(x, ensure_ascii=False) for x in value)
+            return "\n".join(json.dumps(_zone_first(x), ensure_ascii=False) for x in value)
         return value
 
     def to_python(self, value: Any) -> list[Any]:  # type: ignore[override]

@@ -75,5 +75,9 @@ def test_it_restarts_a_known_triplets_expiry_on_real_redis(store: RedisStore) ->
     assert decide(store, "192.0.2.0/24", "a@x.test", "bob@example.com", s, t + 2).state == "passed"
     (pkey,) = store.scan_keys("grey:p:")
     store.expire([pkey, "grey:n:192.0.2.0/24"], 5)  # as if the pass was long ago
+    # the same day: no write (the expiry restarts at most once a day)
     assert decide(store, "192.0.2.0/24", "a@x.test", "bob@example.com", s, t + 3).state == "known"
+    assert (store.ttl(pkey) or 0) <= 5
+    # the next day's first message restarts both
+    assert decide(store, "192.0.2.0/24", "a@x.test", "bob@example.com", s, t + 86400).state == "known"
     assert (store.ttl(pkey) or 0) > 990 and (store.ttl("grey:n:192.0.2.0/24") or 0) > 990
