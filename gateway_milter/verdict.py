@@ -120,6 +120,12 @@ class HeaderEdit:
             raise ValueError(f"a header delete names its occurrence (1-based), not {self.index}")
 
 
+def delete_all(name: str, count: int) -> list[HeaderEdit]:
+    """Deletes of every one of ``count`` occurrences of ``name``, the last first, so that the
+    earlier indexes still point at the same headers (a delete removes one occurrence)."""
+    return [HeaderEdit("delete", name, index=i) for i in range(count, 0, -1)]
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The policy's decision for a message (or one recipient).

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from gateway_milter import layers as registry
 from gateway_milter.transforms import TransformResult
-from gateway_milter.verdict import HeaderEdit
+from gateway_milter.verdict import HeaderEdit, delete_all
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -47,8 +47,7 @@ def status_line(is_spam: bool, score: float, required: float, tests: list[str], 
 def delete_every(ctx: MessageContext, name: str) -> list[HeaderEdit]:
     """One delete per occurrence of ``name`` (matched case-insensitively), the last first so the
     earlier indexes still point at the same headers."""
-    count = len(ctx.header_values(name))
-    return [HeaderEdit("delete", name, index=i) for i in range(count, 0, -1)]
+    return delete_all(name, len(ctx.header_values(name)))
 
 
 def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServices) -> TransformResult | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway_milter.transforms import TransformResult, TransformServices
-from gateway_milter.verdict import HeaderEdit
+from gateway_milter.verdict import HeaderEdit, delete_all
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -20,9 +20,7 @@ OWN_HEADERS = ("X-Bulwark-Result", "X-Bulwark-Id")
 def gateway_headers(ctx: MessageContext, outcome: Outcome, services: TransformServices) -> TransformResult:
     edits: list[HeaderEdit] = []
     for name in OWN_HEADERS:
-        count = len(ctx.header_values(name))
-        # Delete from the last occurrence backwards so earlier indexes stay valid.
-        edits += [HeaderEdit("delete", name, index=i) for i in range(count, 0, -1)]
+        edits += delete_all(name, len(ctx.header_values(name)))
     symbols = ", ".join(sorted({s.name for s in ctx.symbols})) or "none"
     edits.append(HeaderEdit("add", "X-Bulwark-Result",
                             f"{outcome.action.value}; score={ctx.score:.2f}; host={ctx.policy.hostname}; "

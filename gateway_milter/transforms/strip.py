@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway_milter.mime.headers import safe_filename
 from gateway_milter.transforms import TransformResult, TransformServices
-from gateway_milter.verdict import Action, HeaderEdit, QuarantineQueue
+from gateway_milter.verdict import Action, HeaderEdit, QuarantineQueue, delete_all
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -102,8 +102,7 @@ def strip_parts(raw: bytes, findings: list[dict[str, Any]], qid: str) -> Transfo
             for name in ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition"):
                 # one delete per copy, the last first: a milter header change removes one
                 # occurrence, and a second copy would stand in front of the notice's own
-                count = len(msg.get_all(name) or [])
-                edits += [HeaderEdit("delete", name, index=i) for i in range(count, 0, -1)]
+                edits += delete_all(name, len(msg.get_all(name) or []))
             edits.append(HeaderEdit("add", "Content-Type", 'text/plain; charset="utf-8"'))
             edits.append(HeaderEdit("add", "Content-Transfer-Encoding", str(notice["Content-Transfer-Encoding"])))
             return TransformResult(edits, _crlf(str(notice.get_payload()).encode("ascii")))
