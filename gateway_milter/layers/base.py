@@ -119,7 +119,7 @@ class Layer(Generic[S]):
     # ``prefetch`` works from the client address alone: it is also called at connect (with the
     # global settings, before HELO and MAIL are known), so the lookups run during the dialogue.
     prefetch_at_connect: ClassVar[bool] = False
-    # ``prefetch`` needs the message (e.g. the links in the body): it is also called when end of
+    # ``prefetch`` needs the message (e.g. the links in the body): it is called only when end of
     # message starts, before any layer's check, so the lookups run while the others compute.
     prefetch_at_eom: ClassVar[bool] = False
     # ``check`` is CPU work on the message and the policy only: no network, no store, nothing

@@ -250,11 +250,9 @@ class DkimLayer(Layer[DkimSettings]):
     prefetch_at_eom = True
 
     def prefetch(self, ctx: MessageContext, settings: DkimSettings) -> None:
-        """When end of message starts (the headers are known; earlier calls find none): start
+        """When end of message starts (``prefetch_at_eom``: the headers are known): start
         the key lookups of the signatures ``check`` verifies, so that the keys come while the
         other layers compute (antivirus, Bayes, the rules) instead of when the policy asks."""
-        if ctx.runner is None or ctx.runner.stage is not Stage.EOM:
-            return
         if exemption(ctx, allowlist=False, authenticated=settings.exempt_authenticated,
                      trusted=settings.exempt_trusted):
             return

@@ -214,10 +214,10 @@ class DmarcLayer(Layer[DmarcSettings]):
     prefetch_at_eom = True
 
     def prefetch(self, ctx: MessageContext, settings: DmarcSettings) -> None:
-        """When end of message starts (the From header is known; earlier calls find none):
+        """When end of message starts (``prefetch_at_eom``: the From header is known):
         start the policy lookups ``check`` makes (the From domain's and its organisational
         domain's), so that they come while antivirus, DKIM, Bayes and the rules compute."""
-        if ctx.runner is None or ctx.runner.stage is not Stage.EOM or exemption(ctx, allowlist=False):
+        if exemption(ctx, allowlist=False):
             return
         dom, _ = header_from_domain(ctx)
         if not dom:

@@ -109,11 +109,9 @@ class UriblLayer(Layer[UriblSettings]):
     description = "URI blocklists of domains and IPs linked from the body"
 
     def prefetch(self, ctx: MessageContext, settings: UriblSettings) -> None:
-        """When end of message starts (the links are known; earlier calls do nothing): start
+        """When end of message starts (``prefetch_at_eom``: the links are known): start
         every lookup ``check`` makes, so that the answers come while Bayes, the rules and the
         other layers compute."""
-        if ctx.runner is None or ctx.runner.stage is not Stage.EOM:
-            return
         zones = settings.parsed
         if not zones or not _asked(ctx, settings):
             return

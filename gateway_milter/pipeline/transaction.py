@@ -401,20 +401,22 @@ _EOM_PREFETCHING: list[str] | None = None
 
 
 def _eom_prefetching_layers() -> list[str]:
-    """Layers whose ``prefetch`` needs the message (``prefetch_at_eom``): called again when end
+    """Layers whose ``prefetch`` needs the message (``prefetch_at_eom``): called only when end
     of message starts, before the policy asks any layer (computed once per process)."""
-    global _EOM_PREFETCHING
-    if _EOM_PREFETCHING is None:
-        _EOM_PREFETCHING = [lid for lid in _prefetching_layers() if layers.get(lid).prefetch_at_eom]
+    _prefetching_layers()
+    assert _EOM_PREFETCHING is not None
     return _EOM_PREFETCHING
 
 
 def _prefetching_layers() -> list[str]:
-    """Layers that override ``Layer.prefetch`` (computed once per process)."""
-    global _PREFETCHING
+    """Layers that override ``Layer.prefetch`` and start their lookups before the message
+    exists (at connect, MAIL and RCPT); those that need the message are called at end of
+    message only (computed once per process)."""
+    global _PREFETCHING, _EOM_PREFETCHING
     if _PREFETCHING is None:
         from gateway_milter.layers.base import Layer
 
-        _PREFETCHING = [lid for lid in layers.available()
-                        if type(layers.get(lid)).prefetch is not Layer.prefetch]
+        overriding = [lid for lid in layers.available() if type(layers.get(lid)).prefetch is not Layer.prefetch]
+        _EOM_PREFETCHING = [lid for lid in overriding if layers.get(lid).prefetch_at_eom]
+        _PREFETCHING = [lid for lid in overriding if not layers.get(lid).prefetch_at_eom]
     return _PREFETCHING
