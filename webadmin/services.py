@@ -177,14 +177,17 @@ def global_only_fields(layer: str) -> frozenset[str]:
 
 
 def _is_global_actor(by: Any, actor: str) -> bool:
-    """``by`` (a User) or else the account named ``actor`` (the web pages pass the username);
-    no such account: a system caller (manage.py, tests), which may set anything."""
+    """``by`` (a User) or else the account named ``actor``. Neither (no user, no name): a
+    system caller (manage.py, the bootstrap, tests), which may set anything. A name that
+    matches no account is nobody, not the system: it may set no global-only field."""
     from django.contrib.auth.models import User
 
     from webadmin.access import principal
 
     if by is None and actor:
         by = User.objects.filter(username=actor).first()
+        if by is None:
+            return False
     return by is None or principal(by).is_global
 
 

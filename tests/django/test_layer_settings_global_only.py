@@ -182,19 +182,43 @@ def test_it_warns_of_unknown_skip_rules_and_keeps_them(world: World, rule_dir: P
     assert _stored("rules")["skip_rules"] == ["LOCAL_TEST_SUBJECT", "NO_SUCH_RULE"]
 
 
-def test_the_layer_page_shows_the_refusal_on_the_field(world: World) -> None:
-    """The pages go through the same service: a domain administrator's change of a global-only
-    field is a field error, nothing stored."""
+def test_the_layer_page_locks_global_only_fields_for_a_domain_admin(world: World) -> None:
+    """The pages show a domain administrator the global-only fields as they are, disabled and
+    marked, and ignore what a crafted post sends for them: the value in force stays."""
     c = world.client("domain_admin")
     url = f"/security/layers/spamtrap/?domain={world.a.domain.pk}"
-    form = c.get(url).context["form"]
+    page = c.get(url)
+    form = page.context["form"]
+    assert form.fields["mark_ip"].disabled and form.fields["train_bayes"].disabled
+    assert not form.fields["mode"].disabled
+    html = page.content.decode()
+    assert 'name="mark_ip"' in html and "set by a global administrator" in html
     data = {k: ("on" if v is True else v) for k, v in form.initial.items() if v is not None and v is not False}
-    data.pop("mark_ip", None)  # unchecked: mark_ip False
+    data.pop("mark_ip", None)  # a browser that ignores "disabled": mark_ip unchecked, False
+    data["ip_ttl"] = 60  # global-only too
     r = c.post(url, data)
-    assert r.status_code == 200
-    errors = r.context["form"].errors
-    assert any("only a global administrator may set spamtrap.mark_ip" in m for m in errors.get("mark_ip", [])), errors
-    assert _stored("spamtrap", world.a.domain) is None
+    assert r.status_code == 302, r.context["form"].errors if r.context else r
+    stored = _stored("spamtrap", world.a.domain) or {}
+    assert "mark_ip" not in stored and "ip_ttl" not in stored, stored
+
+
+def test_the_layer_page_leaves_global_only_fields_open_to_a_global_admin(world: World) -> None:
+    c = world.client("global_admin")
+    for q in ("", f"?domain={world.a.domain.pk}"):
+        form = c.get(f"/security/layers/spamtrap/{q}").context["form"]
+        assert not form.fields["mark_ip"].disabled
+
+
+def test_an_unknown_actor_name_is_not_the_system(world: World) -> None:
+    """The service takes a caller with neither user nor name as the system (manage.py); a name
+    that matches no account may not set global-only fields."""
+    from webadmin.services import SettingsPermissionError, do_set_layer_settings
+
+    with pytest.raises(SettingsPermissionError):
+        do_set_layer_settings("greylist", {"delay": 60}, None, actor="no-such-account")
+    with pytest.raises(SettingsPermissionError):
+        do_set_layer_settings("greylist", {"expiry": 9 * 86400}, world.a.domain, actor="no-such-account")
+    assert _stored("greylist") is None and _stored("greylist", world.a.domain) is None
 
 
 def test_the_layer_page_saves_a_domain_admins_ordinary_change(world: World) -> None:

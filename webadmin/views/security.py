@@ -135,6 +135,12 @@ def layer_edit(request: HttpRequest, layer_id: str) -> HttpResponse:
     except SettingsError:
         initial = settings_to_dict(cls())
     form = layer_settings_form(cls, initial, request.POST or None)
+    if domain is not None and not p.is_global:
+        # a domain administrator sees the global-only fields as they are, and cannot send them
+        # (a disabled field takes its initial value whatever the browser posts)
+        for name in sorted(services.global_only_fields(layer_id)):
+            form.fields[name].disabled = True
+            form.fields[name].help_text = f"set by a global administrator; {form.fields[name].help_text}"
     if request.method == "POST" and form.is_valid():
         values = layer_values_from_form(cls, form)
         if not form.errors:
