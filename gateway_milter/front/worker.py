@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway_milter import compiled
     from gateway_milter.adapters.django_store import build_gateway, write_log_batch
     from gateway_milter.front.milter import BulwarkMilter
+    from gateway_milter.store import default_store
     from gateway_milter.store.msglog import JournalIngestor
 
     config = settings.GATEWAY
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=_nodelay_listener, args=(port,), daemon=True).start()
     else:
         os.umask(0o000)  # the MTA (user postfix) must be able to connect to the unix socket
+    warn = getattr(default_store(), "persistence_warning", None)
+    if warn is not None and (text := warn()):
+        log.warning("%s", text)
     log.info("bulwark milter listening on %s (policy version %s; content path: %s)", sock,
              gateway.policy.current().version, compiled.status())
     print(f"bulwark milter ready on {sock}", flush=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
 
 from gateway_milter.store import check_key
@@ -132,6 +132,13 @@ class MemoryStore:
         with self._lock:
             self.round_trips += 1
             return len(self._hash(check_key(key)) or {})
+
+    def counter_items(self, key: str, batch: int = 5000) -> Iterator[list[tuple[str, int]]]:
+        """Every field of a counter hash with its value, ``batch`` at a time (a backup)."""
+        with self._lock:
+            items = sorted((self._hash(check_key(key)) or {}).items())
+        for i in range(0, len(items), batch):
+            yield items[i:i + batch]
 
     def scan_keys(self, prefix: str, limit: int = 1000) -> list[str]:
         with self._lock:

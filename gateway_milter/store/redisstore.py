@@ -6,7 +6,7 @@ requests goes out as one write, i.e. one network round trip (:meth:`RedisStore._
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -154,6 +154,19 @@ class RedisStore:
     def counter_fields(self, key: str) -> int:
         return int(self._call(self.client.hlen, check_key(key)))
 
+    def counter_items(self, key: str, batch: int = 5000) -> Iterator[list[tuple[str, int]]]:
+        """Every field of a counter hash with its value, about ``batch`` at a time (HSCAN: no
+        long command that would hold up the milters; a field changed meanwhile may be read
+        before or after the change)."""
+        check_key(key)
+        cursor = 0
+        while True:
+            cursor, part = self._call(self.client.hscan, key, cursor, count=batch)
+            if part:
+                yield [(str(f), int(v)) for f, v in part.items()]
+            if not cursor:
+                return
+
     def scan_keys(self, prefix: str, limit: int = 1000) -> list[str]:
         out: list[str] = []
         pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
@@ -162,6 +175,22 @@ class RedisStore:
             if len(out) >= limit:
                 break
         return sorted(out)
+
+    def persistence_warning(self) -> str | None:
+        """A warning when this Redis keeps nothing on disk (no ``save`` snapshots, no append-only
+        file): Bayes, greylisting's pass list and the BATV keys would be lost at its restart.
+        None when it persists, or when it cannot say (CONFIG refused or renamed, as managed
+        Redis services do)."""
+        try:
+            save = self.client.config_get("save").get("save", None)
+            aof = self.client.config_get("appendonly").get("appendonly", None)
+        except redis.RedisError:
+            return None
+        if save is None or aof is None or save.strip() or aof.strip().lower() == "yes":
+            return None
+        return (f"Redis at {self.client.connection_pool.connection_kwargs.get('host', '?')} keeps nothing on disk"
+                " (no save snapshots, appendonly no): what Bayes learned, greylisting's pass list and the BATV"
+                " keys are lost when it restarts (docs/install.md)")
 
     def ping(self) -> bool:
         try:

@@ -23,7 +23,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -303,6 +303,25 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise StoreError(str(e)) from e
         return int(row[0])
+
+    def counter_items(self, key: str, batch: int = 5000) -> Iterator[list[tuple[str, int]]]:
+        """Every field of a counter hash with its value, ``batch`` at a time in field order (a
+        backup): each batch is one short read (no transaction held between them)."""
+        check_key(key)
+        after = ""
+        while True:
+            try:
+                exp = self._db().execute("SELECT expires FROM hexp WHERE key = ?", (key,)).fetchone()
+                if exp is not None and exp[0] <= self.now():
+                    return
+                rows = self._db().execute("SELECT field, value FROM hc WHERE key = ? AND field > ? "
+                                          "ORDER BY field LIMIT ?", (key, after, batch)).fetchall()
+            except sqlite3.Error as e:
+                raise StoreError(str(e)) from e
+            if not rows:
+                return
+            yield [(str(f), int(v)) for f, v in rows]
+            after = rows[-1][0]
 
     def scan_keys(self, prefix: str, limit: int = 1000) -> list[str]:
         esc = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

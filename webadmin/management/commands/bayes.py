@@ -3,6 +3,8 @@
     bayes train --spam PATH [--spam PATH ...] --ham PATH [--scope global|dom:D|user:A]
     bayes stats [--scope S]
     bayes forget --spam/--ham PATH ... | --wipe --scope S
+    bayes backup FILE [--scope S ...]
+    bayes restore FILE [--scope S ...] [--replace]
     bayes evaluate [--corpus DIR] [--train 0.5] [--online] [--limit N] [--sa-scores]
     bayes fit-scores [--corpus DIR] [--train 0.5] [--out FILE] [--max-fp 0] [--prior spamassassin|zero]
                      [--no-token-model]
@@ -25,7 +27,7 @@ from django.core.management.base import BaseCommand, CommandError
 from gateway_milter.antispam.bayes import BayesClassifier, learn_item, mixed_order
 from gateway_milter.antispam.saview import trust_config_for
 from gateway_milter.pipeline.rawmessage import iter_messages
-from gateway_milter.store import batch_writes, default_store
+from gateway_milter.store import StoreError, batch_writes, default_store
 from webadmin.antispam_tasks import view_of_bytes
 from webadmin.services import current_snapshot
 
@@ -78,6 +80,13 @@ class Command(BaseCommand):
                 p.add_argument("--wipe", action="store_true", help="forget everything learned in the scope")
         p = sub.add_parser("stats")
         p.add_argument("--scope", default="global")
+        p = sub.add_parser("backup", help="write what Bayes learned to a file (gzip JSON lines)")
+        p.add_argument("file")
+        p.add_argument("--scope", action="append", default=None, help="a scope to include (default: all learned)")
+        p = sub.add_parser("restore", help="load a backup made by 'bayes backup' into the store in use")
+        p.add_argument("file")
+        p.add_argument("--scope", action="append", default=None, help="a scope to restore (default: all in the file)")
+        p.add_argument("--replace", action="store_true", help="replace scopes that already hold learned data")
         p = sub.add_parser("evaluate")
         p.add_argument("--corpus", default="", help="directory with spam/, spam_2/, easy_ham/, ... (SpamAssassin layout)")
         p.add_argument("--train", type=float, default=0.5)
@@ -144,6 +153,50 @@ class Command(BaseCommand):
 
     def do_stats(self, o: dict[str, Any]) -> None:
         self.stdout.write(json.dumps(BayesClassifier(default_store()).stats(o["scope"]), indent=2))
+
+    def do_backup(self, o: dict[str, Any]) -> None:
+        from gateway_milter.antispam.bayesbackup import BackupError, backup
+
+        store = default_store()
+        out = Path(o["file"])
+        if not out.parent.is_dir():
+            raise CommandError(f"{out.parent}: no such directory")
+        if o["scope"]:
+            bc = BayesClassifier(store)
+            empty = [s for s in o["scope"] if not bc.stats(s)["fields"]]
+            if empty:
+                raise CommandError(f"nothing learned in scope(s) {', '.join(empty)}")
+        bar = Progress(1, "backing up", self.stderr)
+
+        def progress(i: int, n: int) -> None:
+            bar.total = max(n, 1)
+            bar.update(i)
+
+        try:
+            end = backup(store, out, o["scope"], progress)
+        except (BackupError, StoreError, OSError) as e:
+            raise CommandError(str(e)) from None
+        fields = sum(n for per in end["fields"].values() for n in per.values())
+        self.stdout.write(f"wrote {out}: {len(end['fields'])} scope(s), {fields} field(s)")
+
+    def do_restore(self, o: dict[str, Any]) -> None:
+        from gateway_milter.antispam.bayesbackup import BackupError, restore
+
+        bar = Progress(1, "restoring", self.stderr)
+
+        def progress(i: int, n: int) -> None:
+            bar.total = max(n, 1)
+            bar.update(i)
+
+        try:
+            written = restore(default_store(), Path(o["file"]), o["scope"], o["replace"], progress)
+        except BackupError as e:
+            raise CommandError(f"{e}; nothing was changed") from None
+        except StoreError as e:
+            raise CommandError(f"restore stopped: {e}; the scopes being restored may be partial: run the "
+                               f"restore again with --replace") from None
+        for scope, n in written.items():
+            self.stdout.write(f"restored {scope}: {n} field(s)")
 
     def _samples(self, o: dict[str, Any]) -> list[Any]:
         from gateway_milter.antispam.evaluate import load_corpus
