@@ -5,7 +5,9 @@ through the Celery task ``bayes.train_message``, called by name).
 Marking trains only the Bayes scopes the actor administers (docs/ui.md, "Roles"): a global
 administrator the message's own scopes (global, its domains', its user's); a domain or
 quarantine administrator the scopes of their domains and of their recipients, never
-``global`` (every tenant reads it) nor another tenant's; a user cannot mark at all."""
+``global`` (every tenant reads it) nor another tenant's; a user only their own per-user scope,
+and only where the Bayes layer keeps per-user scopes (``per_user``): elsewhere a user cannot
+mark at all."""
 
 from __future__ import annotations
 
@@ -33,10 +35,22 @@ class ActionNotAllowed(Exception):
     """The actor's role may not use this action: pages and the API answer 404 (ADR 0050)."""
 
 
+def user_training_addresses(p: Principal) -> frozenset[str]:
+    """A user's addresses whose domain keeps per-user Bayes scopes (the Bayes layer's
+    ``per_user`` in the published policy): the scopes ``user:ADDRESS`` only they read."""
+    if p.role != "user" or not p.addresses:
+        return frozenset()
+    from webadmin.services import current_snapshot
+
+    snap = current_snapshot()
+    return frozenset(a.lower() for a in p.addresses
+                     if "@" in a and snap.settings_for("bayes", a.rpartition("@")[2].lower()).per_user)
+
+
 def may_train(p: Principal) -> bool:
-    """Mark as spam / not spam is for administrators: a user's feedback would teach scopes
-    that the whole domain (or every tenant) reads."""
-    return p.is_admin
+    """Mark as spam / not spam: administrators; a user where per-user Bayes is on (their
+    feedback then teaches only their own scope, never one the domain or other tenants read)."""
+    return p.is_admin or bool(user_training_addresses(p))
 
 
 def check_action_allowed(p: Principal, action: str) -> None:
@@ -51,6 +65,9 @@ def training_scopes(p: Principal, addresses: Iterable[str], sender: str = "") ->
     if not may_train(p):
         return []
     addrs = sorted({a.strip().lower() for a in addresses if a and "@" in a})
+    if not p.is_admin:
+        own = user_training_addresses(p)
+        return [f"user:{a}" for a in addrs if a in own]
     if p.is_global:
         doms = {a.rpartition("@")[2] for a in addrs}
         if "@" in sender:

@@ -20,10 +20,28 @@ from webadmin.models import (
 )
 
 
+_snapshot_cache: tuple[tuple[int, str], PolicySnapshot] | None = None
+
+
 def current_snapshot() -> PolicySnapshot:
-    """The policy the milter runs now: the last published snapshot (empty before the first)."""
-    row = PublishedPolicy.objects.order_by("-version").first()
-    return PolicySnapshot.from_document(row.document, row.version) if row else PolicySnapshot.empty()
+    """The policy the milter runs now: the last published snapshot (empty before the first).
+    Kept by version and fingerprint: a page asks one short query, not the whole document and
+    its parse, while the policy stays the same."""
+    global _snapshot_cache
+    head = PublishedPolicy.objects.order_by("-version").values_list("version", "fingerprint").first()
+    if head is None:
+        return PolicySnapshot.empty()
+    cached = _snapshot_cache
+    if cached is not None and cached[0] == head:
+        return cached[1]
+    row = PublishedPolicy.objects.filter(version=head[0]).first()
+    if row is None:  # (removed meanwhile: read the newest again)
+        row = PublishedPolicy.objects.order_by("-version").first()
+        if row is None:
+            return PolicySnapshot.empty()
+    snap = PolicySnapshot.from_document(row.document, row.version)
+    _snapshot_cache = ((row.version, row.fingerprint), snap)
+    return snap
 
 
 def build_policy_document(include_user_data: bool = True) -> dict[str, Any]:

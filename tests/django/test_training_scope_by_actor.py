@@ -1,8 +1,10 @@
 """"Mark as spam / not spam" trains only the Bayes scopes the actor administers (docs/ui.md,
 "Roles"): a global administrator the message's own scopes (global, its domains', its user's);
 a domain or quarantine administrator their domains' and their recipients' scopes, never global
-nor another tenant's; a user cannot mark at all (404 like any action a role may not use, ADR
-0050), through the pages and the API, single and bulk, and nothing is learned when refused."""
+nor another tenant's; a user only where per-user Bayes is on, and then only their own scope
+(tests/django/test_user_training_own_scope.py); elsewhere a user cannot mark at all (404 like
+any action a role may not use, ADR 0050), through the pages and the API, single and bulk, and
+nothing is learned when refused."""
 
 from __future__ import annotations
 
@@ -112,7 +114,7 @@ def test_the_task_ignores_scopes_that_are_not_the_messages(world: World, store: 
 # -- users ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("action", ["spam", "ham"])
 def test_it_refuses_a_user_marking_through_every_path(world: World, store: MemoryStore, action: str) -> None:
-    _per_user()
+    """Without per-user Bayes (the default) a user has no scope of their own to teach."""
     c = world.client("user", "a")
     pk = world.a.qmessage.pk
     assert c.post(f"/messages/quarantine/{pk}/action/", {"action": action}).status_code == 404
