@@ -57,6 +57,19 @@ class ConnectionInfo:
         return addr
 
     @property
+    def verified_name(self) -> str:
+        """The client's forward-confirmed reverse name, or "". Postfix gives the milter its
+        verified ``client_name`` ("unknown" without one); Sendmail gives the PTR name and says
+        in ``{client_resolve}`` whether it was confirmed (OK, FAIL, FORGED, TEMP)."""
+        name = self.client_name.strip().rstrip(".").lower()
+        if not name or name == "unknown" or name.startswith("[") or "." not in name:
+            return ""
+        resolve = self.macros.get("{client_resolve}")
+        if resolve is not None and resolve.upper() != "OK":
+            return ""
+        return name
+
+    @property
     def auth_user(self) -> str:
         """SASL login name (Postfix macro ``{auth_authen}``), empty when not authenticated."""
         return self.macros.get("{auth_authen}", "")

@@ -30,7 +30,7 @@ from gateway_milter.verdict import Action, HeaderEdit, Reply, Stage
 log = logging.getLogger("bulwark.milter")
 
 # Macros read at each stage (each read is a call into libmilter, so only where they are sent).
-CONNECT_MACROS = ("j", "{daemon_name}", "{client_addr}", "{client_name}", "{client_ptr}")
+CONNECT_MACROS = ("j", "{daemon_name}", "{client_addr}", "{client_name}", "{client_ptr}", "{client_resolve}")
 HELO_MACROS = ("{tls_version}", "{cipher}")
 MAIL_MACROS = ("{auth_authen}", "{auth_type}", "{mail_addr}")
 EOM_MACROS = ("i",)

@@ -30,6 +30,32 @@ if TYPE_CHECKING:
     from gateway_milter.context import MessageContext, Recipient
 
 
+# Providers that retry from a pool of networks (a retry rarely comes from the first attempt's /24,
+# so greylisting would hold their mail for hours): Gmail and Google Workspace, Microsoft 365 and
+# Outlook.com, Yahoo and AOL, Amazon SES. As Postgrey's whitelist_clients, kept short.
+DEFAULT_EXEMPT_CLIENT_NAMES: tuple[str, ...] = ("google.com", "outbound.protection.outlook.com", "yahoo.com",
+                                                "amazonses.com")
+_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
+
+
+def client_name_entry(entry: str) -> str:
+    """An ``exempt_client_names`` entry as matched: lower case, without a leading ``*.`` or
+    ``.`` and a trailing dot."""
+    e = entry.strip().lower().rstrip(".")
+    return e[2:] if e.startswith("*.") else e.lstrip(".")
+
+
+def client_name_matches(name: str, entries: tuple[str, ...]) -> bool:
+    n = name.strip().lower().rstrip(".")
+    if not n or n == "unknown" or "." not in n:
+        return False
+    for entry in entries:
+        e = client_name_entry(entry)
+        if n == e or n.endswith("." + e):
+            return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class GreylistSettings(BaseSettings):
     # Off until an administrator turns it on: it delays all first-time mail by design.
@@ -47,6 +73,10 @@ class GreylistSettings(BaseSettings):
     exempt_senders: tuple[str, ...] = ()  # addresses or @domain
     exempt_recipients: tuple[str, ...] = ()
     exempt_networks: tuple[str, ...] = ()
+    # verified reverse names (the MTA's client_name: forward-confirmed, "unknown" otherwise) of
+    # big senders whose retries come from another network than the first attempt; a name
+    # matches itself and the names under it
+    exempt_client_names: tuple[str, ...] = DEFAULT_EXEMPT_CLIENT_NAMES
     in_scan_mode: bool = False  # judge (read-only) in scan mode too
     reply_text: str = "Greylisted: please try again in a few minutes"
 
@@ -72,6 +102,10 @@ class GreylistSettings(BaseSettings):
                 ipaddress.ip_network(n, strict=False)
             except ValueError:
                 raise SettingsError(f"exempt_networks[{i}]", f"{n!r} is not an IP network") from None
+        for i, n in enumerate(self.exempt_client_names):
+            if not _NAME.match(client_name_entry(n)):
+                raise SettingsError(f"exempt_client_names[{i}]", f"{n!r} is not a host or domain name of two "
+                                    "labels or more (e.g. google.com or *.mail.example.net)")
         Reply("451", "4.7.1", self.reply_text)
 
 
@@ -171,6 +205,8 @@ class GreylistLayer(Layer[GreylistSettings]):
         if ip is not None and any(ip.version == n.version and ip in n
                                   for n in (ipaddress.ip_network(x, strict=False) for x in s.exempt_networks)):
             return "exempt network"
+        if s.exempt_client_names and client_name_matches(ctx.conn.verified_name, s.exempt_client_names):
+            return "exempt client name"
         sender = normalize_sender(ctx.mail_from)
         for e in s.exempt_senders:
             e = e.lower()
