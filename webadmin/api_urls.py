@@ -25,6 +25,7 @@ from webadmin.api import (
     UsersCsvView,
     VerificationSourceViewSet,
 )
+from webadmin.api_antispam import BayesScopesView, BayesWipeView, GreylistClearView, GreylistStateView
 
 app_name = "api"
 router = DefaultRouter()
@@ -50,6 +51,10 @@ urlpatterns = [
     path("dkim/", DkimKeysView.as_view(), name="dkim"),
     path("queue/", MtaQueueView.as_view(), name="queue"),
     path("policy-order/", PolicyOrderView.as_view(), name="policy-order"),
+    path("antispam/bayes/", BayesScopesView.as_view(), name="antispam-bayes"),
+    path("antispam/bayes/wipe/", BayesWipeView.as_view(), name="antispam-bayes-wipe"),
+    path("antispam/greylist/", GreylistStateView.as_view(), name="antispam-greylist"),
+    path("antispam/greylist/clear/", GreylistClearView.as_view(), name="antispam-greylist-clear"),
     path("me/", MeView.as_view(), name="me"),
     path("me/token/", TokenView.as_view(), name="token"),
     *router.urls,

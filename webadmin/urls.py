@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webadmin.views import account, auth, security, setup, shell
+from webadmin.views import account, antispam, auth, security, setup, shell
 
 app_name = "webadmin"
 urlpatterns = [
@@ -34,6 +34,10 @@ urlpatterns = [
     path("security/dkim/", security.dkim_keys, name="dkim_keys"),
     path("security/layers/", security.layers_index, name="layers"),
     path("security/layers/<slug:layer_id>/", security.layer_edit, name="layer"),
+    path("security/antispam/", antispam.antispam, name="antispam"),
+    path("security/antispam/bayes/wipe/", antispam.bayes_wipe, name="antispam_bayes_wipe"),
+    path("security/antispam/greylist/network/", antispam.greylist_network_remove, name="antispam_greylist_network"),
+    path("security/antispam/greylist/clear/", antispam.greylist_clear, name="antispam_greylist_clear"),
     path("account/", account.my_account, name="my_account"),
     path("account/lists/", account.my_lists, name="my_lists"),
     path("account/lists/<int:pk>/delete/", account.my_list_delete, name="my_list_delete"),

@@ -33,6 +33,8 @@ PAGES: list[tuple[str, set[str]]] = [
     ("/api/verification-sources/", SETTINGS), ("/api/user-options/", {G}), ("/api/user-options/?domain=a.example", SETTINGS),
     ("/api/user-options/?domain=b.example", {G}), ("/api/settings/", {G}), ("/api/users/csv/", SETTINGS),
     ("/api/policy-order/", {G}), ("/api/policy-order/?domain=a.example", SETTINGS),
+    ("/security/antispam/", SETTINGS), ("/security/antispam/greylist/clear/", {G}),
+    ("/api/antispam/bayes/", SETTINGS), ("/api/antispam/greylist/", {G}),
 ]
 
 # (url template, object kind, roles allowed on their OWN tenant's object). On the other

@@ -63,6 +63,7 @@ def security_landing(request: HttpRequest) -> HttpResponse:
         _task("webadmin:scripts", "Sieve scripts", "Your own policy scripts, validated as you type."),
         _task("webadmin:policy_order", "Policy order", "Every script the gateway runs, system scripts included."),
         _task("webadmin:layers", "Layer settings", "Every defence layer: on, score-only or off, and its options."),
+        _task("webadmin:antispam", "Anti-spam state", "What Bayes learned per scope; greylisting state."),
     ]
     from gateway_milter import layers
 

@@ -1,0 +1,117 @@
+"""Security → Anti-spam state: what each Bayes scope learned (and forgetting it), and for global
+administrators the greylisting state (removing a network's auto-pass, clearing everything).
+Reads, permission checks and changes are webadmin/antispam_state.py's; destructive actions
+ask on a page of their own first, so they need no JavaScript to be confirmed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from gateway_milter.store import StoreError
+from webadmin import access, antispam_state, services
+from webadmin.guards import GLOBAL, SETTINGS_ADMINS, roles
+
+
+def _actor(request: HttpRequest) -> str:
+    return request.user.get_username()
+
+
+def time_left(seconds: int) -> str:
+    """``35 days 23 hours``, ``1 hour``, ``42 seconds``: the largest unit and the next one."""
+    units = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+    for i, (unit, size) in enumerate(units):
+        n, rest = divmod(seconds, size)
+        if n or size == 1:
+            out = f"{n} {unit}{'' if n == 1 else 's'}"
+            if i + 1 < len(units) and rest // units[i + 1][1]:
+                m, unit2 = rest // units[i + 1][1], units[i + 1][0]
+                out += f" {m} {unit2}{'' if m == 1 else 's'}"
+            return out
+    return "0 seconds"
+
+
+@roles(*SETTINGS_ADMINS)
+def antispam(request: HttpRequest) -> HttpResponse:
+    p = access.principal(request.user)
+    snapshot = services.current_snapshot()
+    ctx: dict[str, Any] = {"menu": "security", "title": "Anti-spam state", "is_global": p.is_global,
+                           "listing": None, "grey": None, "networks": [], "error": ""}
+    try:
+        ctx["listing"] = antispam_state.bayes_listing(p, snapshot)
+        if p.is_global:
+            grey = ctx["grey"] = antispam_state.greylist_state(snapshot)
+            ctx["networks"] = [{"state": n, "left": "never" if n.ttl is None else time_left(n.ttl)}
+                               for n in grey.networks]
+    except StoreError as e:
+        ctx["error"] = f"The state store cannot be read: {e}"
+    return render(request, "webadmin/antispam.html", ctx)
+
+
+@roles(*SETTINGS_ADMINS)
+def bayes_wipe(request: HttpRequest) -> HttpResponse:
+    """GET: what the scope learned and a button to forget it; POST: forget it."""
+    p = access.principal(request.user)
+    snapshot = services.current_snapshot()
+    raw = request.POST.get("scope") if request.method == "POST" else request.GET.get("scope")
+    try:
+        scope = antispam_state.access_bayes_scope(p, raw, snapshot)
+    except antispam_state.StateInputError as e:
+        messages.error(request, str(e))
+        return redirect("webadmin:antispam")
+    try:
+        if request.method == "POST":
+            if antispam_state.do_wipe_bayes_scope(scope, _actor(request)):
+                messages.success(request, f"Scope {scope}: everything it learned is forgotten.")
+            else:
+                messages.info(request, f"Scope {scope} had learned nothing.")
+            return redirect("webadmin:antispam")
+        state = antispam_state.bayes_state([scope], snapshot)[0]
+    except StoreError as e:
+        messages.error(request, f"The state store cannot be reached: {e}")
+        return redirect("webadmin:antispam")
+    return render(request, "webadmin/antispam_confirm.html", {
+        "menu": "security", "title": f"Forget what {scope} learned", "scope": scope, "state": state,
+        "question": (f"Forget every message scope {scope} learned: its token counts and its token model. "
+                     "Until it has learned enough again, mail falls back to the next scope."),
+        "action": "webadmin:antispam_bayes_wipe", "fields": {"scope": scope},
+        "button": "Forget what this scope learned"})
+
+
+@require_POST
+@roles(*GLOBAL)
+def greylist_network_remove(request: HttpRequest) -> HttpResponse:
+    try:
+        network = antispam_state.parse_network(request.POST.get("network"))
+        antispam_state.do_remove_greylist_network(network, _actor(request))
+    except antispam_state.StateInputError as e:
+        messages.error(request, str(e))
+    except Http404:
+        messages.info(request, "That network has no greylisting entry (it may have expired).")
+    except StoreError as e:
+        messages.error(request, f"The state store cannot be reached: {e}")
+    else:
+        messages.success(request, f"Network {network} removed: its clients are greylisted again.")
+    return redirect("webadmin:antispam")
+
+
+@roles(*GLOBAL)
+def greylist_clear(request: HttpRequest) -> HttpResponse:
+    """GET: the confirmation; POST: forget all greylisting state."""
+    if request.method == "POST":
+        try:
+            n = antispam_state.do_clear_greylist(_actor(request))
+        except StoreError as e:
+            messages.error(request, f"The state store cannot be reached: {e}")
+        else:
+            messages.success(request, f"Greylisting state cleared ({n} entries).")
+        return redirect("webadmin:antispam")
+    return render(request, "webadmin/antispam_confirm.html", {
+        "menu": "security", "title": "Clear all greylisting state", "state": None,
+        "question": ("Forget every pending and passed triplet and every client network's pass count: "
+                     "each sender is greylisted again on its next attempt."),
+        "action": "webadmin:antispam_greylist_clear", "fields": {}, "button": "Clear all greylisting state"})
