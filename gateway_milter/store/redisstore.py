@@ -170,10 +170,13 @@ class RedisStore:
     def scan_keys(self, prefix: str, limit: int = 1000) -> list[str]:
         out: list[str] = []
         pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
-        for k in self._call(self.client.scan_iter, match=pattern, count=500):
-            out.append(k)
-            if len(out) >= limit:
-                break
+        try:  # (scan_iter talks to Redis while it is iterated, not when called)
+            for k in self.client.scan_iter(match=pattern, count=500):
+                out.append(k)
+                if len(out) >= limit:
+                    break
+        except redis.RedisError as e:
+            raise StoreError(f"redis: {e}") from e
         return sorted(out)
 
     def persistence_warning(self) -> str | None:

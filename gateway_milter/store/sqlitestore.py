@@ -325,14 +325,17 @@ class SqliteStore:
 
     def scan_keys(self, prefix: str, limit: int = 1000) -> list[str]:
         esc = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        db = self._db()
         now = self.now()
-        keys = [r[0] for r in db.execute(
-            "SELECT key FROM kv WHERE key LIKE ? ESCAPE '\\' AND (expires IS NULL OR expires > ?) LIMIT ?",
-            (esc + "%", now, limit))]
-        keys += [r[0] for r in db.execute(
-            "SELECT DISTINCT key FROM hc WHERE key LIKE ? ESCAPE '\\' "
-            "AND key NOT IN (SELECT key FROM hexp WHERE expires <= ?) LIMIT ?", (esc + "%", now, limit))]
+        try:
+            db = self._db()
+            keys = [r[0] for r in db.execute(
+                "SELECT key FROM kv WHERE key LIKE ? ESCAPE '\\' AND (expires IS NULL OR expires > ?) LIMIT ?",
+                (esc + "%", now, limit))]
+            keys += [r[0] for r in db.execute(
+                "SELECT DISTINCT key FROM hc WHERE key LIKE ? ESCAPE '\\' "
+                "AND key NOT IN (SELECT key FROM hexp WHERE expires <= ?) LIMIT ?", (esc + "%", now, limit))]
+        except sqlite3.Error as e:
+            raise StoreError(str(e)) from e
         return sorted(set(keys))[:limit]
 
     def ping(self) -> bool:
