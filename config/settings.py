@@ -160,6 +160,7 @@ CELERY_BEAT_SCHEDULE = {
     "users-autocreate": {"task": "reports.autocreate_users", "schedule": 3600.0},
     "dmarc-reports": {"task": "dmarc.send_aggregate_reports", "schedule": 86400.0},
     "batv-key-rotation": {"task": "backscatter.rotate_keys", "schedule": 30 * 86400.0},
+    "bayes-backup": {"task": "bayes.backup", "schedule": 86400.0},
 }
 
 LOGGING = {

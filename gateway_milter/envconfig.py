@@ -122,10 +122,15 @@ class GatewayConfig:
     hostname: str
     debug: bool
     milter_ingest: bool
+    bayes_backups: int = 7  # daily Bayes backups kept under data_dir/backups (0: none)
 
     @property
     def quarantine_dir(self) -> Path:
         return self.data_dir / "quarantine"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.data_dir / "backups"
 
     @property
     def journal_dir(self) -> Path:
@@ -159,4 +164,5 @@ def load() -> GatewayConfig:
         hostname=env_str("GATEWAY_HOSTNAME", "bulwark.localdomain"),
         debug=env_bool("GATEWAY_DEBUG", False),
         milter_ingest=env_bool("GATEWAY_MILTER_INGEST", True),
+        bayes_backups=env_int("GATEWAY_BAYES_BACKUPS", 7, 0, 366),
     )

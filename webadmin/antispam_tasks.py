@@ -8,6 +8,9 @@ allow: the scopes the actor administers, computed by the page or API that queued
 file is learned in the payload's scopes (default ``global``).
 Training is idempotent (each message is identified by a digest; learning it again with the
 same label changes nothing, with the other label it moves the counts).
+
+``bayes.backup``: once a day, what every scope learned to ``GATEWAY_DATA_DIR/backups`` (the
+newest ``GATEWAY_BAYES_BACKUPS`` files kept; restore with ``manage.py bayes restore``).
 """
 
 from __future__ import annotations
@@ -179,3 +182,39 @@ def rotate_batv_keys() -> dict[str, int | bool]:
     before = [int(str(k["id"])) for k in load_keys(store) if k.get("retired") is None]
     new_id = rotate_keys(store)
     return {"key_id": new_id, "keys": len(load_keys(store)), "rotated": new_id not in before}
+
+
+BACKUP_PREFIX = "bayes-"
+BACKUP_SUFFIX = ".jsonl.gz"
+
+
+@shared_task(name="bayes.backup")
+def backup_bayes(keep: int | None = None) -> dict[str, Any]:
+    """Write every learned scope to ``backups/bayes-YYYYMMDDTHHMMSSffffffZ.jsonl.gz`` under the data
+    directory and remove the oldest beyond ``keep`` (``GATEWAY_BAYES_BACKUPS``; 0 writes none).
+    Nothing learned: no file. A failed backup leaves no partial file and removes nothing."""
+    import logging
+    from datetime import UTC, datetime
+
+    from gateway_milter.antispam.bayesbackup import backup, learned_scopes
+
+    log = logging.getLogger("bulwark.antispam")
+    cfg = settings.GATEWAY
+    keep = cfg.bayes_backups if keep is None else keep
+    if keep <= 0:
+        return {"written": None, "removed": 0}
+    store = default_store()
+    scopes = learned_scopes(store)
+    if not scopes:
+        return {"written": None, "removed": 0}
+    cfg.backup_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")  # (names sort by time)
+    path = cfg.backup_dir / f"{BACKUP_PREFIX}{stamp}{BACKUP_SUFFIX}"
+    end = backup(store, path, scopes)
+    old = sorted(cfg.backup_dir.glob(f"{BACKUP_PREFIX}*{BACKUP_SUFFIX}"))[:-keep]
+    for f in old:
+        f.unlink(missing_ok=True)
+    fields = sum(n for per in end["fields"].values() for n in per.values())
+    log.info("bayes backup: %s (%d scope(s), %d field(s)); %d old backup(s) removed", path, len(scopes), fields,
+             len(old))
+    return {"written": str(path), "scopes": len(scopes), "fields": fields, "removed": len(old)}
