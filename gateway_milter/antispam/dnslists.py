@@ -82,6 +82,9 @@ def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tupl
         action = str(z.get("action", "score"))
         if action not in ACTIONS:
             raise SettingsError(f"{p}.action", f"must be one of {', '.join(ACTIONS)}")
+        if weight < 0 and action != "score":  # an allowlist that refused or quarantined its own hosts
+            raise SettingsError(f"{p}.action", f"a zone with a negative weight (an allowlist such as "
+                                f"list.dnswl.org) must have action score, not {action}")
         codes = []
         for j, c in enumerate(z.get("codes") or []):
             lo_s, _, hi_s = str(c).partition("-")
