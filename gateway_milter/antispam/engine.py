@@ -28,7 +28,8 @@ from gateway_milter.auth import psl
 from gateway_milter.antispam.matcher import (FactorIndex, position_pattern, relaxed_pattern, required_factors,
                                              required_squeezed_factors, shared_trees, squeeze)
 from gateway_milter.antispam.perlre import PatternError, octets
-from gateway_milter.antispam.sarules import MetaNode, Rule, RuleSet, capture_names, fill_templates, load_rules
+from gateway_milter.antispam.sarules import (MetaNode, Rule, RuleSet, autolearn_areas, capture_names, fill_templates,
+                                              load_rules)
 from gateway_milter.antispam.saview import MAX_LINE, UNSUPPORTED_HEADERS, SaMessage, body_lines, decode_header_value
 
 log = logging.getLogger("bulwark.rules")
@@ -459,6 +460,10 @@ class RuleEngine:
         self._root_set = frozenset(self.roots)
         # (name, function) of the plain scored rules: run() calls them without value()'s lookups
         self._plain_root_fns = [(n, self._fns[n]) for n in self.plain_roots]
+        # where Bayes autolearn counts each scored rule's points (header, body, a meta's split)
+        # and the rules that lift its minimums (tflags autolearn_force): once per rule set, so
+        # that the rules layer only looks its hits up
+        self.autolearn_areas, self.autolearn_force = autolearn_areas(self.rules, self.roots)
         self._hs_setup(hs_cache)
 
     def _factor_indexes(self, settled: frozenset[str]) -> dict[tuple[str, bool], FactorIndex[str]]:

@@ -513,6 +513,87 @@ def compile_meta(expr: str) -> tuple[str, tuple[str, ...]]:
     return meta_source(tree), meta_names(tree)
 
 
+# tflags of rules whose points autolearn leaves out (SpamAssassin's PerMsgStatus::_get_autolearn_points)
+NOT_AUTOLEARNED_TFLAGS = frozenset({"noautolearn", "userconf"})
+# ... and of those whose points go to the learner's own check instead (the check_bayes rules)
+LEARN_TFLAG = "learn"
+AUTOLEARN_HEADER = (1, 0)
+AUTOLEARN_BODY = (0, 1)
+
+
+def _autolearn_type(rule: Rule | None) -> tuple[int, int] | None:
+    """A rule's area by its type alone, as SpamAssassin 4.0's PerMsgStatus::_get_autolearn_testtype
+    sees it: ``header`` rules (patterns and evals) are header, except the evals named
+    ``check_rbl*``/``check_dns*``, which SpamAssassin files as RBL evals (Conf.pm) and counts
+    for neither; ``body``, ``rawbody`` and ``uri`` rules are body, and so is ``mimeheader`` (the
+    MIMEHeader plugin registers each one as a body eval); ``full`` rules, metas and rules this
+    set does not define count for neither."""
+    if rule is None:
+        return None
+    if rule.kind == "header":
+        return None if rule.eval_fn.startswith(("check_rbl", "check_dns")) else AUTOLEARN_HEADER
+    if rule.kind in ("body", "rawbody", "uri", "mimeheader"):
+        return AUTOLEARN_BODY
+    return None
+
+
+def _name_uses(node: MetaNode, out: list[str]) -> list[str]:
+    """Every rule name a meta expression reads, once per occurrence (as SpamAssassin's
+    meta_dependencies lists them: ``A && B || A && C`` reads A twice)."""
+    if node[0] == "name":
+        out.append(node[1])
+    elif node[0] in ("not", "neg"):
+        _name_uses(node[1], out)
+    elif node[0] == "op":
+        _name_uses(node[2], out)
+        _name_uses(node[3], out)
+    return out
+
+
+def autolearn_areas(rules: dict[str, Rule], names: list[str]) -> tuple[dict[str, tuple[int, int]], frozenset[str]]:
+    """Where autolearn counts the points of each rule of ``names`` (the scored ones), as
+    SpamAssassin 4.0 does (PerMsgStatus::_get_autolearn_points, the header and body minimums of
+    Plugin::AutoLearnThreshold): name -> (header weight, body weight), the rule's points split
+    in that ratio. Computed once per rule set.
+
+    - ``tflags autolearn_header`` / ``autolearn_body`` put a rule's points there, whatever its
+      type (both on one rule: header; SpamAssassin takes the first written);
+    - otherwise by type (:func:`_autolearn_type`); a meta's points are split by its direct
+      sub-rules, each occurrence counted: 2 header and 1 body sub-rule make (2, 1), two thirds
+      of its points header points. Sub-rules that are metas, ``full`` rules or undefined here
+      count for neither, and a meta with no header or body sub-rule is left out;
+    - rules with tflags ``noautolearn``, ``userconf`` or ``learn`` count nowhere (their points
+      do not count toward autolearn at all).
+
+    Also the rules of ``names`` with ``tflags autolearn_force``, which lift the minimums."""
+    areas: dict[str, tuple[int, int]] = {}
+    force: set[str] = set()
+    for name in names:
+        r = rules.get(name)
+        if r is None or r.tflags & NOT_AUTOLEARNED_TFLAGS or LEARN_TFLAG in r.tflags:
+            continue
+        if "autolearn_force" in r.tflags:
+            force.add(name)
+        area: tuple[int, int] | None
+        if "autolearn_header" in r.tflags:
+            area = AUTOLEARN_HEADER
+        elif "autolearn_body" in r.tflags:
+            area = AUTOLEARN_BODY
+        elif r.kind == "meta" and r.meta_tree is not None:
+            head = body = 0
+            for dep in _name_uses(r.meta_tree, []):
+                t = _autolearn_type(rules.get(dep))
+                if t is not None:
+                    head += t[0]
+                    body += t[1]
+            area = (head, body) if head or body else None
+        else:
+            area = _autolearn_type(r)
+        if area is not None:
+            areas[name] = area
+    return areas, frozenset(force)
+
+
 def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
     """Parse rule files (``*.cf`` of each directory in lexical order, then plain files).
 

@@ -5,7 +5,10 @@ and per user with fallback; a scope is used only after ``min_learned`` messages 
 Autolearn (``autolearn``): the scoring layer calls :func:`autolearn` with the total score
 without Bayes; a message at or above ``autolearn_spam`` is learned as spam, at or below
 ``autolearn_ham`` as ham, by the process's background learner (antispam/learner.py: in
-batches, off the message's path). Never in scan mode.
+batches, off the message's path). Never in scan mode. The scoring layer first applies
+SpamAssassin's safeguards (Plugin::AutoLearnThreshold): spam needs
+``autolearn_min_header_points`` and ``autolearn_min_body_points`` and a total judged spam, ham
+a total not judged spam.
 """
 
 from __future__ import annotations
@@ -44,19 +47,27 @@ BANDS: tuple[tuple[float, str, float], ...] = (
 # The sender's history (tokenizer.sender_key: From address and the network it came from):
 # learned only as spam, or only as ham, in the scope used (docs/decisions/0055-sender-history.md)
 SENDER_SYMBOLS: dict[str, float] = {"BAYES_SENDER_SPAM": 1.0, "BAYES_SENDER_HAM": -1.0}
+# bound of the autolearn minimums (a negative one lets any share of points through)
+MAX_AUTOLEARN_MIN_POINTS = 100.0
 
 
 @dataclass(frozen=True, slots=True)
 class BayesSettings(BaseSettings):
     # autolearn writes into the global model: one domain's thresholds (autolearn_spam -100)
     # would teach it every message of that domain as spam
-    global_only_fields: ClassVar[frozenset[str]] = frozenset({"autolearn", "autolearn_spam", "autolearn_ham"})
+    global_only_fields: ClassVar[frozenset[str]] = frozenset({"autolearn", "autolearn_spam", "autolearn_ham",
+                                                              "autolearn_min_header_points",
+                                                              "autolearn_min_body_points"})
     min_learned: int = 200  # messages of EACH class a scope must have learned before use
     per_domain: bool = True
     per_user: bool = False
     autolearn: bool = True
     autolearn_spam: float = 12.0  # score without Bayes at or above which spam is learned
     autolearn_ham: float = 0.1  # ... at or below which ham is learned
+    # spam is learned only with at least this many of those points from header rules and from
+    # body rules (SpamAssassin's AutoLearnThreshold: 3 and 3; the scoring layer checks them)
+    autolearn_min_header_points: float = 3.0
+    autolearn_min_body_points: float = 3.0
     scores: dict[str, float] = field(default_factory=dict)  # override BAYES_xx scores
     sender_history: bool = True  # BAYES_SENDER_SPAM / BAYES_SENDER_HAM from the sender's learned mail
 
@@ -66,6 +77,9 @@ class BayesSettings(BaseSettings):
             raise SettingsError("min_learned", "must be at least 1")
         if self.autolearn_ham >= self.autolearn_spam:
             raise SettingsError("autolearn_ham", "must be below autolearn_spam")
+        for name in ("autolearn_min_header_points", "autolearn_min_body_points"):
+            if not -MAX_AUTOLEARN_MIN_POINTS <= getattr(self, name) <= MAX_AUTOLEARN_MIN_POINTS:  # (NaN too)
+                raise SettingsError(name, f"must be -{MAX_AUTOLEARN_MIN_POINTS:g}..{MAX_AUTOLEARN_MIN_POINTS:g}")
         known = {b[1] for b in BANDS} | set(SENDER_SYMBOLS)
         for k in self.scores:
             if k not in known:

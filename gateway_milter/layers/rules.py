@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.antispam.engine import RuleEngine, engine_for
 from gateway_milter.antispam.relays import parse_network
-from gateway_milter.antispam.sarules import RULE_KINDS, RULE_NAME, RuleFileError, load_rules
+from gateway_milter.antispam.sarules import NOT_AUTOLEARNED_TFLAGS, RULE_KINDS, RULE_NAME, RuleFileError, load_rules
 from gateway_milter.antispam.sarules import _strip_comment as strip_comment
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, SettingsError
@@ -198,10 +198,6 @@ def check_rule_paths(paths: Sequence[str], score_set: int = 2) -> tuple[list[str
     return warnings, names
 
 
-# tflags of rules whose points autolearn leaves out (SpamAssassin's PerMsgStatus::_get_autolearn_points)
-NOT_AUTOLEARNED_TFLAGS = frozenset({"noautolearn", "userconf"})
-
-
 def engine_from_settings(settings: RulesSettings) -> RuleEngine:
     return engine_for(*rule_set_of(settings))
 
@@ -256,10 +252,27 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
         res = engine.run(view, extra)
         symbols = tuple(self.symbol(h.name, h.score, h.describe) for h in res.hits)
         facts: dict[str, object] = {"score": res.score, "hits": [h.name for h in res.hits], "ms": round(res.ms, 2)}
-        # hits whose points autolearn leaves out (tflags noautolearn or userconf, as
-        # SpamAssassin's _get_autolearn_points): read by the scoring layer, from the rule set
-        # that ran, so that it never looks up (or builds) a rule set itself
-        quiet = [h.name for h in res.hits if (r := engine.rules.get(h.name)) is not None and r.tflags & NOT_AUTOLEARNED_TFLAGS]
+        # For Bayes autolearn, read by the scoring layer from the rule set that ran (so that it
+        # never looks up, or builds, a rule set itself): the hits whose points autolearn leaves
+        # out (tflags noautolearn or userconf, as SpamAssassin's _get_autolearn_points), and
+        # where it counts the others' points for its header and body minimums: name -> (header,
+        # body) weights, a meta's split by its sub-rules (sarules.autolearn_areas, computed with
+        # the rule set; a hit in neither counts for neither)
+        table = engine.autolearn_areas
+        areas: dict[str, tuple[int, int]] = {}
+        quiet: list[str] = []
+        for h in res.hits:
+            a = table.get(h.name)
+            if a is not None:  # (never a rule of the flags below)
+                areas[h.name] = a
+            elif (r := engine.rules.get(h.name)) is not None and r.tflags & NOT_AUTOLEARNED_TFLAGS:
+                quiet.append(h.name)
         if quiet:
             facts["not_autolearned"] = quiet
+        if areas:
+            facts["autolearn_areas"] = areas
+        if engine.autolearn_force:
+            forced = [h.name for h in res.hits if h.name in engine.autolearn_force]
+            if forced:
+                facts["autolearn_force"] = forced
         return LayerFindings(facts, symbols)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter import layers as registry
 from gateway_milter.antispam.scorefit import LOGODDS, LOGODDS_CLIP, TOKEN_LOGIT, logodds_points
-from gateway_milter.layers.bayes import BAND_CENTRES, SENDER_SYMBOLS
+from gateway_milter.layers.bayes import BAND_CENTRES, SENDER_SYMBOLS, BayesSettings
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.verdict import Direction, FailMode, Outcome, QuarantineQueue, Reply, Stage
 
@@ -175,8 +175,16 @@ def _points(lid: str, symbols: Sequence[Symbol], fitted: dict[str, tuple[float, 
     score 0): only the bayes layer's BAYES_* symbols carry the fitted band scores."""
     if not fitted:
         return round(sum(x.score for x in symbols), 3)
+    # (as _score, inline: once per symbol of every message)
     return round(sum(fitted[x.name][which] if x.name in fitted and (lid == "bayes" or not x.name.startswith("BAYES_"))
                      else x.score for x in symbols), 3)
+
+
+def _score(lid: str, x: Symbol, fitted: dict[str, tuple[float, float]], which: int) -> float:
+    """One symbol's points, as :func:`_points` counts them."""
+    if x.name in fitted and (lid == "bayes" or not x.name.startswith("BAYES_")):
+        return fitted[x.name][which]
+    return x.score
 
 
 def _autolearn_symbols(res: LayerResult, symbols: Sequence[Symbol]) -> Sequence[Symbol]:
@@ -186,6 +194,94 @@ def _autolearn_symbols(res: LayerResult, symbols: Sequence[Symbol]) -> Sequence[
     if not quiet:
         return symbols
     return [x for x in symbols if x.name not in quiet]
+
+
+# Where the points of the other scored layers count for autolearn's header and body minimums
+# (the rules layer names its hits' areas itself, fact ``autolearn_areas``): as the rule types of
+# their SpamAssassin counterparts (PerMsgStatus::_get_autolearn_testtype). SPF and DMARC are
+# header eval rules there, RDNS_NONE and the HELO checks header rules over the relay
+# pseudo-headers, URIBL_* body eval rules (check_uridnsbl); DNS blocklists (check_rbl, RBL evals)
+# and DKIM and ARC (full evals) count for neither, nor does a sender domain without MX
+# (NO_DNS_FOR_FROM is check_dns_sender: an RBL eval too). fromscreen and vbr have no
+# counterpart: they read header fields. Spam traps and layers not listed: neither.
+LAYER_AREAS: dict[str, str] = {"spf": "header", "dmarc": "header", "rdns": "header", "fromscreen": "header",
+                               "vbr": "header", "uribl": "body"}
+SYMBOL_AREAS: dict[str, str] = {"SENDER_DOMAIN_NO_MX": ""}
+
+
+def _area_points(learned_from: Sequence[tuple[str, LayerResult, Sequence[Symbol]]],
+                 fitted: dict[str, tuple[float, float]]) -> tuple[float, float, bool]:
+    """The header points and body points among the points autolearn goes by, and whether a hit
+    lifts the minimums (tflags autolearn_force): SpamAssassin's head_only_points and
+    body_only_points (PerMsgStatus::_get_autolearn_points), with the same scores as the basis.
+    A meta's points split in the ratio of its header and body sub-rules, each part rounded to
+    3 decimals as there."""
+    head = body = 0.0
+    force = False
+    for lid, res, symbols in learned_from:
+        if lid == "rules":
+            areas = res.fact("autolearn_areas") or {}
+            force = force or bool(res.fact("autolearn_force"))
+            for x in symbols:
+                a = areas.get(x.name)
+                if a is None:
+                    continue
+                h, b = a
+                s = _score(lid, x, fitted, 0)
+                if h and b:
+                    head += round(s * h / (h + b), 3)
+                    body += round(s * b / (h + b), 3)
+                elif h:
+                    head += s
+                else:
+                    body += s
+        else:
+            for x in symbols:
+                area = SYMBOL_AREAS.get(x.name, LAYER_AREAS.get(lid, ""))
+                if area == "header":
+                    head += _score(lid, x, fitted, 0)
+                elif area == "body":
+                    body += _score(lid, x, fitted, 0)
+    return round(head, 3), round(body, 3), force
+
+
+def autolearn_declined(ctx: MessageContext, bayes: BayesSettings, settings: ScoringSettings, basis: float,
+                       total: float, learned_from: Sequence[tuple[str, LayerResult, Sequence[Symbol]]],
+                       fitted: dict[str, tuple[float, float]]) -> str | None:
+    """Why the message is not autolearned (short, for the ``autolearn_reason`` fact), or None
+    to learn it. SpamAssassin's Plugin::AutoLearnThreshold (autolearn_discriminator), in its
+    order: the basis (``basis``, the points without Bayes) must reach ``autolearn_spam`` or
+    fall to ``autolearn_ham``; spam then needs ``autolearn_min_body_points`` and
+    ``autolearn_min_header_points`` (unless a hit has tflags autolearn_force) and a total
+    judged spam, ham a total not judged spam.
+
+    "Judged spam" is SpamAssassin's is_spam (score >= required_score). Ham goes by
+    ``tag_score`` alone, our required_score (X-Spam-Flag). Spam needs both thresholds that say
+    spam here: ``tag_score`` and ``quarantine_score`` (the first action; reject_score is never
+    below it), so that it is learned only from a message the gateway flagged and held. The two
+    are equal by default; between them (delivered flagged, or held unflagged when quarantine
+    is the lower) a message is learned as neither."""
+    if ctx.scan_mode:
+        return "scan mode"
+    if not bayes.enabled or not bayes.autolearn:
+        return "off"
+    if basis >= bayes.autolearn_spam:
+        head, body, force = _area_points(learned_from, fitted)
+        if not force and body < bayes.autolearn_min_body_points:
+            return f"body points {body:g} < {bayes.autolearn_min_body_points:g}"
+        if not force and head < bayes.autolearn_min_header_points:
+            return f"header points {head:g} < {bayes.autolearn_min_header_points:g}"
+        spam_at = max(settings.tag_score, settings.quarantine_score)
+        if total < spam_at:  # "scored as ham but autolearn wanted spam"
+            return f"total {total:g} < {spam_at:g}"
+        return None
+    if basis <= bayes.autolearn_ham:
+        # "scored as spam but autolearn wanted ham": points left out of the basis (GTUBE's 1000)
+        # must not turn a message judged spam into ham to learn
+        if total >= settings.tag_score:
+            return f"total {total:g} >= {settings.tag_score:g}"
+        return None
+    return f"basis {basis:g} between {bayes.autolearn_ham:g} and {bayes.autolearn_spam:g}"
 
 
 # the scoring settings that change the score autolearn goes by (thresholds, headers and the
@@ -296,6 +392,7 @@ class ScoringLayer(Layer[ScoringSettings]):
         parts: dict[str, float] = {}
         tests: list[str] = []
         learn_basis = 0.0  # the score without Bayes that autolearn goes by
+        learned_from: list[tuple[str, LayerResult, Sequence[Symbol]]] = []  # ... and its symbols
         # the layers that compute here (the rules; Bayes ran above) first, those waiting for
         # answers from the network after: the lookups started earlier (URIBL's at end of
         # message, DNSBL's at connect) arrive meanwhile instead of holding the rules back; the
@@ -328,6 +425,8 @@ class ScoringLayer(Layer[ScoringSettings]):
                 # the rules with tflags noautolearn or userconf (GTUBE, the sender lists)
                 kept = _autolearn_symbols(res, res.symbols) if lid == "rules" else res.symbols
                 learn_basis += _points(lid, kept, fitted, 0)
+                if kept:
+                    learned_from.append((lid, res, kept))
             if res.symbols:
                 parts[lid] = s
                 tests += [x.name for x in res.symbols]
@@ -345,18 +444,22 @@ class ScoringLayer(Layer[ScoringSettings]):
         if total >= settings.tag_score:
             symbols.append(self.symbol("SPAM_SCORE_TAG", 0.0, f"{total:g} >= {settings.tag_score:g}"))
         learned = None
+        declined: str | None = None
         if "bayes" in available and "bayes" in settings.layers:
             from gateway_milter.layers.bayes import autolearn
 
             bayes = ctx.policy.settings_for("bayes", ctx.policy_domain)
             basis = round(learn_basis, 3)
-            # as SpamAssassin ("scored as spam but autolearn wanted ham"): points left out above
-            # (GTUBE's 1000) must not turn a message judged spam into ham to learn
-            clear = basis >= bayes.autolearn_spam or basis <= bayes.autolearn_ham  # (else nothing to learn)
-            if clear and not (basis <= bayes.autolearn_ham and total >= settings.tag_score):
+            declined = autolearn_declined(ctx, bayes, settings, basis, total, learned_from, fitted)
+            if declined is None:
                 learned = autolearn(ctx, bayes, basis, into_global=not _domain_shapes_basis(ctx, settings, available))
+                if learned is None:
+                    declined = "not queued"  # (the learner logs a full queue or a failure)
+        # "autolearn" stays one word: X-Spam-Status carries it as SpamAssassin's autolearn=
         facts = {"score": total, "required": settings.tag_score, "parts": parts, "tests": sorted(set(tests)),
                  "autolearn": learned or "no"}
+        if declined is not None:
+            facts["autolearn_reason"] = declined
         if capped is not None:
             facts["bayes_uncapped"] = capped
         return LayerFindings(facts, tuple(symbols))

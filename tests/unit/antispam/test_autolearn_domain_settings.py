@@ -17,6 +17,11 @@ from gateway_milter.store.memory import MemoryStore
 from tests.unit.antispam.helpers import make_ctx, msg, policy, write_rules
 
 
+# 13 points, 10 body and 3 header: spam to learn (autolearn_spam 12, and SpamAssassin's minimums
+# of 3 header and 3 body points)
+PRIZE = "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 10\nheader LOCAL_WON Subject =~ /won/\nscore LOCAL_WON 3\n"
+
+
 def _learned(store: MemoryStore, scope: str) -> tuple[int, int]:
     assert learner().flush(timeout=10.0)
     st = BayesClassifier(store).stats(scope)
@@ -34,7 +39,7 @@ def _settings(rules: Path) -> dict[str, Any]:
 ])
 def test_a_domain_that_shapes_the_score_learns_into_its_own_scope_only(tmp_path: Path, store: MemoryStore,
                                                                       own: dict[str, Any]) -> None:
-    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 13\n")
+    d = write_rules(tmp_path, PRIZE)
     pol = policy(_settings(d), domains=[{"name": "example.com", "settings": own}])
     res = make_ctx(msg("you won", "a prize claim"), pol).layer("scoring")
     assert res.fact("autolearn") in ("spam", "ham")
@@ -43,7 +48,7 @@ def test_a_domain_that_shapes_the_score_learns_into_its_own_scope_only(tmp_path:
 
 
 def test_a_domain_with_its_own_thresholds_still_teaches_global(tmp_path: Path, store: MemoryStore) -> None:
-    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 13\n")
+    d = write_rules(tmp_path, PRIZE)
     pol = policy(_settings(d), domains=[{"name": "example.com",
                                          "settings": {"scoring": {"quarantine_score": 4, "tag_score": 4}}}])
     res = make_ctx(msg("you won", "a prize claim"), pol).layer("scoring")
@@ -52,7 +57,7 @@ def test_a_domain_with_its_own_thresholds_still_teaches_global(tmp_path: Path, s
 
 
 def test_the_global_settings_teach_global_as_before(tmp_path: Path, store: MemoryStore) -> None:
-    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 13\n")
+    d = write_rules(tmp_path, PRIZE)
     res = make_ctx(msg("you won", "a prize claim"), policy(_settings(d))).layer("scoring")
     assert res.fact("autolearn") == "spam"
     assert _learned(store, "global") == (1, 0)

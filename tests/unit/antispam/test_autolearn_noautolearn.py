@@ -17,6 +17,9 @@ from tests.unit.antispam.helpers import make_ctx, msg, policy, write_rules
 
 # fitted scores off: the rules' own scores, so that the figures below are the ones written here
 SCORING = {"layers": ["rules", "bayes"], "fitted_scores": False}
+# spam is learned only with 3 header and 3 body points (SpamAssassin's minimums): a prize in the
+# body and "won" in the subject make 13, enough for autolearn_spam (12) with both
+PRIZE = "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 10\nheader LOCAL_WON Subject =~ /won/\nscore LOCAL_WON 3\n"
 
 
 def _doc(rules: Path) -> dict[str, Any]:
@@ -49,32 +52,35 @@ def test_it_does_not_autolearn_gtube_found_by_the_rule_set_either(tmp_path: Path
 @pytest.mark.parametrize("tflags", ["noautolearn", "userconf", "nice userconf noautolearn"])
 def test_a_rule_with_tflags_noautolearn_does_not_count_toward_autolearn(tmp_path: Path, store: MemoryStore,
                                                                        tflags: str) -> None:
-    # LOCAL_PRIZE alone would be learned as spam (13 >= autolearn_spam 12); LOCAL_FLAGGED adds
-    # 13 more that autolearn must not see, nor take as ham what it leaves
-    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 13\n"
-                              "body LOCAL_FLAGGED /lottery/\nscore LOCAL_FLAGGED 13\n"
+    # LOCAL_PRIZE and LOCAL_WON alone would be learned as spam (13 >= autolearn_spam 12);
+    # LOCAL_FLAGGED adds 13 more that autolearn must not see, nor take as ham what it leaves
+    d = write_rules(tmp_path, PRIZE + "body LOCAL_FLAGGED /lottery/\nscore LOCAL_FLAGGED 13\n"
                               f"tflags LOCAL_FLAGGED {tflags}\n")
     pol = policy(_doc(d))
     both = make_ctx(msg("you won", "lottery prize claim"), pol).layer("scoring")
     assert both.fact("score") == 26.0 and both.fact("autolearn") == "spam"  # 13 without the flagged rule
     assert _learned(store) == (1, 0)
-    flagged = make_ctx(msg("you won again", "lottery claim"), pol).layer("scoring")
+    flagged = make_ctx(msg("lottery again", "lottery claim"), pol).layer("scoring")
     # 13 points, all from the flagged rule: 0 for autolearn, yet a spam total is never learned as ham
     assert flagged.fact("score") == 13.0 and flagged.fact("autolearn") == "no"
     assert _learned(store) == (1, 0)
 
 
 def test_a_rule_without_the_flag_still_counts(tmp_path: Path, store: MemoryStore) -> None:
-    d = write_rules(tmp_path, "body LOCAL_LOTTERY /lottery/\nscore LOCAL_LOTTERY 13\ntflags LOCAL_LOTTERY nice\n")
+    d = write_rules(tmp_path, "body LOCAL_LOTTERY /lottery/\nscore LOCAL_LOTTERY 10\ntflags LOCAL_LOTTERY nice\n"
+                              "header LOCAL_WON Subject =~ /won/\nscore LOCAL_WON 3\n")
     res = make_ctx(msg("you won", "lottery claim"), policy(_doc(d))).layer("scoring")
     assert res.fact("autolearn") == "spam" and _learned(store) == (1, 0)
 
 
 def test_a_negative_noautolearn_rule_does_not_make_ham_of_spam(tmp_path: Path, store: MemoryStore) -> None:
     # a welcome-listed sender (USER_IN_WELCOMELIST: -100, userconf nice noautolearn) lowers the
-    # total, not what autolearn goes by
-    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 13\n"
-                              "body LOCAL_WELCOME /lottery/\nscore LOCAL_WELCOME -100\n"
-                              "tflags LOCAL_WELCOME userconf nice noautolearn\n")
+    # total, not what autolearn goes by: 13 without it, spam to learn, not ham. A total of -87
+    # is not judged spam, so it is not learned as spam either (SpamAssassin: "scored as ham but
+    # autolearn wanted spam")
+    d = write_rules(tmp_path, PRIZE + "body LOCAL_WELCOME /lottery/\nscore LOCAL_WELCOME -100\n"
+                                      "tflags LOCAL_WELCOME userconf nice noautolearn\n")
     res = make_ctx(msg("you won", "lottery prize claim"), policy(_doc(d))).layer("scoring")
-    assert res.fact("score") == -87.0 and res.fact("autolearn") == "spam"
+    assert res.fact("score") == -87.0 and res.fact("autolearn") == "no"
+    assert res.fact("autolearn_reason") == "total -87 < 5"
+    assert _learned(store) == (0, 0)

@@ -136,13 +136,14 @@ def test_it_scores_with_the_shipped_fitted_set_by_default(tmp_path: Path, store:
     assert make_ctx(msg("x", "spammy"), policy(doc)).layer("scoring").fact("score") == 8.0
 
 
-def _spam_with_a_prize(tmp_path: Path, store: MemoryStore, score_file: str) -> tuple[dict[str, Any], bytes]:
-    """A trained Bayes, a rule LOCAL_PRIZE (1 point), the fitted score file given, and a spammy
-    message that hits the rule."""
+def _spam_with_a_prize(tmp_path: Path, store: MemoryStore, score_file: str,
+                       rules: str = "") -> tuple[dict[str, Any], bytes]:
+    """A trained Bayes, a rule LOCAL_PRIZE (1 point) and ``rules``, the fitted score file given,
+    and a spammy message that hits the rule (its subject starts with "note ")."""
     from tests.unit.antispam.test_bayes import SPAM_WORDS, sample, trained
 
     trained(store, n=30, min_learned=20)
-    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 1\n")
+    d = write_rules(tmp_path, "body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 1\n" + rules)
     scores = tmp_path / "fitted.cf"
     scores.write_text(score_file)
     doc = {"rules": {"include_default": False, "rule_dirs": [str(d)]}, "bayes": {"min_learned": 20},
@@ -307,15 +308,18 @@ def test_it_extrapolates_how_the_bayes_log_odds_grow_with_all_folds_learned() ->
 
 
 def test_autolearn_goes_by_the_fitted_set_made_for_use_without_bayes(tmp_path: Path, store: MemoryStore) -> None:
-    # set 0 (without Bayes) says 13: spam enough to learn; set 2 (with Bayes) says 2
-    doc, raw = _spam_with_a_prize(tmp_path, store, "score LOCAL_PRIZE 13 13 2 2\nscore BAYES_99 0 0 1 1\n"
-                                                   "score BAYES_999 0 0 0 0\n")
+    # set 0 (without Bayes) says 13 + 3: spam enough to learn, with 3 header points (LOCAL_NOTE);
+    # set 2 (with Bayes) says 2 + 3, and BAYES_99 1 more: a total judged spam (6 >= 5)
+    doc, raw = _spam_with_a_prize(tmp_path, store, "score LOCAL_PRIZE 13 13 2 2\nscore LOCAL_NOTE 3 3 3 3\n"
+                                                   "score BAYES_99 0 0 1 1\nscore BAYES_999 0 0 0 0\n",
+                                  "header LOCAL_NOTE Subject =~ /^note /\nscore LOCAL_NOTE 1\n")
     ctx = make_ctx(raw, policy(doc))
     assert ctx.layer("bayes").fact("probability") is not None
     res = ctx.layer("scoring")
-    assert res.fact("parts")["rules"] == 2.0 and res.fact("autolearn") == "spam"
+    assert res.fact("parts")["rules"] == 5.0 and res.fact("autolearn") == "spam"
     other = tmp_path / "fitted-low.cf"
-    other.write_text("score LOCAL_PRIZE 3 3 2 2\nscore BAYES_99 0 0 1 1\nscore BAYES_999 0 0 0 0\n")
+    other.write_text("score LOCAL_PRIZE 3 3 2 2\nscore LOCAL_NOTE 3 3 3 3\nscore BAYES_99 0 0 1 1\n"
+                     "score BAYES_999 0 0 0 0\n")
     doc["scoring"]["score_file"] = str(other)  # type: ignore[index]
     assert make_ctx(raw, policy(doc)).layer("scoring").fact("autolearn") == "no"
 
