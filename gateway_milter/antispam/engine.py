@@ -1062,7 +1062,7 @@ MAX_ENGINES = 4
 
 
 def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: bool = True,
-               skip: tuple[str, ...] = ()) -> RuleEngine:
+               skip: tuple[str, ...] = (), sa_update: bool = False) -> RuleEngine:
     """The process-wide engine for a set of rule directories (rebuilt when a file changes).
     Up to MAX_ENGINES rule sets are kept (:func:`_keep`).
 
@@ -1070,10 +1070,12 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
     the engine built from the old files keeps answering while the new one builds in a
     background thread (the Debian set takes 10-30 s: messages waited that long, under the
     lock, inside the rules layer); a file that no longer parses leaves the old engine in use,
-    with an error in the log, until the files change again."""
-    from gateway_milter.antispam.sarules import DEFAULT_DIRS
+    with an error in the log, until the files change again. ``sa_update``: the default set
+    from sa-update's directory once it has one (sarules.default_rule_dirs); the first update
+    found, and each later one, is a change of files like any other."""
+    from gateway_milter.antispam.sarules import default_rule_dirs
 
-    args = (dirs, score_set, include_default, skip)
+    args = (dirs, score_set, include_default, skip, sa_update)
     now = time.monotonic()
     seen = _checked.get(args)
     if seen is not None and now - seen[0] < RECHECK_S:
@@ -1082,7 +1084,7 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
             return eng
     paths: list[Path] = []
     if include_default:
-        paths += [d for d in DEFAULT_DIRS if d.is_dir()][:1]
+        paths += default_rule_dirs(sa_update)
     paths += [Path(d) for d in dirs]
     stamp = []
     for p in paths:

@@ -24,7 +24,19 @@ from gateway_milter.antispam.perlre import PatternError, PerlPattern, octets, pa
 from gateway_milter.antispam.sauris import idn_to_ascii
 
 SA_VERSION = 4.000001
-DEFAULT_DIRS = (Path("/usr/share/spamassassin"), Path("/var/lib/spamassassin/4.000001/updates_spamassassin_org"))
+PACKAGE_DIR = Path("/usr/share/spamassassin")  # Debian's spamassassin package
+UPDATES_DIR = Path("/var/lib/spamassassin") / f"{SA_VERSION:.6f}" / "updates_spamassassin_org"  # sa-update's
+DEFAULT_DIRS = (PACKAGE_DIR, UPDATES_DIR)
+
+
+def default_rule_dirs(sa_update: bool = False) -> list[Path]:
+    """The default rule set's directory. The package's, unless ``sa_update`` and sa-update has
+    written its channel (then that one instead, as SpamAssassin reads its update directory in
+    place of the packaged rules: an update is the whole set); the update directory when there is
+    no package."""
+    if sa_update and UPDATES_DIR.is_dir() and any(UPDATES_DIR.glob("*.cf")):
+        return [UPDATES_DIR]
+    return [d for d in DEFAULT_DIRS if d.is_dir()][:1]
 
 # Plugins whose rules we evaluate (see saeval for the eval functions each provides).
 LOADED_PLUGINS = frozenset({
@@ -603,7 +615,7 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
     from gateway_milter.antispam import saeval
 
     if paths is None:
-        paths = [d for d in DEFAULT_DIRS if d.is_dir()][:1]
+        paths = default_rule_dirs()
     p = _Parser(score_set)
     rs = RuleSet()
     for base in paths:

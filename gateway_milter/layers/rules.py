@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 class RulesSettings(BaseSettings):
     rule_dirs: tuple[str, ...] = ()  # local rule directories/files, read after the Debian set
     include_default: bool = True  # the rules of Debian's spamassassin package
+    # read sa-update's rules (/var/lib/spamassassin/<version>/updates_spamassassin_org) instead
+    # of the package's once sa-update has fetched them, as SpamAssassin does
+    sa_update: bool = False
     score_set: int = 2  # SpamAssassin score set: 0 plain, 1 net, 2 Bayes, 3 Bayes+net
     max_size: int = 1_000_000  # larger messages are matched on their first max_size bytes
     use_bayes: bool = True  # feed the Bayes probability to the BAYES_* rules used in metas
@@ -51,7 +54,7 @@ class RulesSettings(BaseSettings):
     # The rule set (files of the server; each distinct set is one engine of the process-wide
     # cache of MAX_ENGINES, seconds of CPU to build) and the per-message bound.
     global_only_fields: ClassVar[frozenset[str]] = frozenset(
-        {"rule_dirs", "include_default", "score_set", "skip_rules", "max_size"})
+        {"rule_dirs", "include_default", "sa_update", "score_set", "skip_rules", "max_size"})
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
@@ -79,10 +82,10 @@ class RulesSettings(BaseSettings):
         or bring back a name, so it is not refused)."""
         warnings, names = check_rule_paths(self.rule_dirs, self.score_set)
         if self.skip_rules:
-            from gateway_milter.antispam.sarules import DEFAULT_DIRS
+            from gateway_milter.antispam.sarules import default_rule_dirs
 
             if self.include_default:
-                names |= rule_names([d for d in DEFAULT_DIRS if d.is_dir()][:1])
+                names |= rule_names(default_rule_dirs(self.sa_update))
             unknown = [n for n in self.skip_rules if n not in names]
             if unknown:
                 warnings.append(f"skip_rules: no rule file defines {', '.join(unknown)} (kept, in case a rule "
@@ -202,9 +205,10 @@ def engine_from_settings(settings: RulesSettings) -> RuleEngine:
     return engine_for(*rule_set_of(settings))
 
 
-def rule_set_of(settings: RulesSettings) -> tuple[tuple[str, ...], int, bool, tuple[str, ...]]:
+def rule_set_of(settings: RulesSettings) -> tuple[tuple[str, ...], int, bool, tuple[str, ...], bool]:
     """What names a rule set (one engine): settings that differ only elsewhere share it."""
-    return tuple(settings.rule_dirs), settings.score_set, settings.include_default, tuple(settings.skip_rules)
+    return (tuple(settings.rule_dirs), settings.score_set, settings.include_default, tuple(settings.skip_rules),
+            settings.include_default and settings.sa_update)
 
 
 _warming: set[tuple[object, ...]] = set()

@@ -24,14 +24,18 @@ class Command(BaseCommand):
         p = sub.add_parser("check")
         p.add_argument("--dir", action="append", default=[], help="local rule directory (repeatable)")
         p.add_argument("--no-default", action="store_true", help="without Debian's /usr/share/spamassassin")
+        p.add_argument("--sa-update", action="store_true",
+                       help="the default set from sa-update's directory when it has one (rules setting sa_update)")
         p.add_argument("--json", action="store_true")
         p = sub.add_parser("compile")
         p.add_argument("--dir", action="append", default=[], help="local rule directory (repeatable)")
         p.add_argument("--no-default", action="store_true", help="without Debian's /usr/share/spamassassin")
+        p.add_argument("--sa-update", action="store_true",
+                       help="the default set from sa-update's directory when it has one (rules setting sa_update)")
         p.add_argument("--wait", type=float, default=1800.0, help="seconds to wait for the build")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        s = RulesSettings(rule_dirs=tuple(o["dir"]), include_default=not o["no_default"])
+        s = RulesSettings(rule_dirs=tuple(o["dir"]), include_default=not o["no_default"], sa_update=o["sa_update"])
         eng = engine_from_settings(s)
         if o["action"] == "compile":
             self.compile(eng, o["wait"])
@@ -39,7 +43,10 @@ class Command(BaseCommand):
         kinds: dict[str, int] = {}
         for r in eng.rules.values():
             kinds[r.kind] = kinds.get(r.kind, 0) + 1
+        from gateway_milter.antispam.sarules import default_rule_dirs
+
         report = {
+            "default_set": [str(d) for d in default_rule_dirs(s.sa_update)] if s.include_default else [],
             "files": len(eng.ruleset.files),
             "running": len(eng.rules),
             "by_kind": kinds,
@@ -54,6 +61,7 @@ class Command(BaseCommand):
         if o["json"]:
             self.stdout.write(json.dumps(report, indent=2))
             return
+        self.stdout.write(f"default set: {', '.join(report['default_set']) or 'none'}")
         self.stdout.write(f"{report['files']} rule file(s); {report['running']} rules run "
                           f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))})")
         self.stdout.write(f"{len(eng.unsupported)} unsupported rule(s) (never applied):")

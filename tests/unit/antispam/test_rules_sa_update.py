@@ -1,0 +1,65 @@
+"""The rules setting ``sa_update``: the default set comes from sa-update's channel directory
+once sa-update has written it (as SpamAssassin reads it in place of the packaged rules), the
+package's before that and without the setting; an update that appears later is picked up like
+any changed file (the old engine answers while the new one builds)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway_milter.antispam import engine as engine_module
+from gateway_milter.antispam import sarules
+from gateway_milter.antispam.engine import engine_for
+from gateway_milter.layers.base import settings_from_dict
+from gateway_milter.layers.rules import RulesSettings, engine_from_settings, rule_set_of
+
+
+@pytest.fixture
+def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    package, updates = tmp_path / "usr-share-spamassassin", tmp_path / "var-lib" / "updates_spamassassin_org"
+    package.mkdir()
+    (package / "20_test.cf").write_text("body PACKAGED_RULE /cheap/\nscore PACKAGED_RULE 1\n")
+    monkeypatch.setattr(sarules, "PACKAGE_DIR", package)
+    monkeypatch.setattr(sarules, "UPDATES_DIR", updates)
+    monkeypatch.setattr(sarules, "DEFAULT_DIRS", (package, updates))
+    monkeypatch.setattr(engine_module, "RECHECK_S", 0.0)
+    monkeypatch.setenv("GATEWAY_RULES_HYPERSCAN", "0")
+    return package, updates
+
+
+def fetch_update(updates: Path) -> None:
+    updates.mkdir(parents=True)
+    (updates / "20_test.cf").write_text("body UPDATED_RULE /pills/\nscore UPDATED_RULE 1\n")
+
+
+def test_it_reads_the_package_until_sa_update_has_run(dirs: tuple[Path, Path]) -> None:
+    package, updates = dirs
+    assert sarules.default_rule_dirs(True) == [package]
+    assert "PACKAGED_RULE" in engine_for(sa_update=True).rules
+    fetch_update(updates)
+    assert sarules.default_rule_dirs(True) == [updates]
+    assert sarules.default_rule_dirs(False) == [package]  # off: the package, updates or not
+    end, eng = time.monotonic() + 20, engine_for(sa_update=True)
+    while "UPDATED_RULE" not in eng.rules and time.monotonic() < end:  # (built in the background)
+        time.sleep(0.02)
+        eng = engine_for(sa_update=True)
+    assert "UPDATED_RULE" in eng.rules and "PACKAGED_RULE" not in eng.rules
+    assert "PACKAGED_RULE" in engine_for(sa_update=False).rules
+
+
+def test_an_empty_update_directory_is_not_an_update(dirs: tuple[Path, Path]) -> None:
+    package, updates = dirs
+    updates.mkdir(parents=True)
+    assert sarules.default_rule_dirs(True) == [package]
+
+
+def test_the_setting_names_its_own_rule_set_and_is_global_only(dirs: tuple[Path, Path]) -> None:
+    on = settings_from_dict(RulesSettings, {"sa_update": True})
+    assert rule_set_of(on) != rule_set_of(RulesSettings())
+    assert rule_set_of(settings_from_dict(RulesSettings, {"sa_update": True, "include_default": False}))[-1] is False
+    assert "sa_update" in RulesSettings.global_only_fields
+    fetch_update(dirs[1])
+    assert "UPDATED_RULE" in engine_from_settings(on).rules
