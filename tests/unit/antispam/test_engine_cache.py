@@ -47,7 +47,7 @@ def no_recheck_delay() -> Iterator[None]:
 
 
 def key_of(d: str) -> tuple[object, ...]:
-    return engine_module._checked[((d,), 2, False, ())][1]
+    return engine_module._checked[((d,), 2, False, (), False)][1]
 
 
 def test_two_rule_sets_used_in_turn_are_each_built_once(tmp_path: Path, no_recheck_delay: None) -> None:
