@@ -12,7 +12,7 @@ import pytest
 
 from gateway_milter.antispam import engine as engine_module
 from gateway_milter.antispam import sarules
-from gateway_milter.antispam.engine import engine_for
+from gateway_milter.antispam.engine import RuleEngine, engine_for
 from gateway_milter.layers.base import settings_from_dict
 from gateway_milter.layers.rules import RulesSettings, engine_from_settings, rule_set_of
 
@@ -35,19 +35,28 @@ def fetch_update(updates: Path) -> None:
     (updates / "20_test.cf").write_text("body UPDATED_RULE /pills/\nscore UPDATED_RULE 1\n")
 
 
+def settled(sa_update: bool, rule: str) -> RuleEngine:
+    """The engine once it has ``rule``: a rule set whose files changed (or one another test of
+    the process built from the real directories) is rebuilt in the background, the old engine
+    answering meanwhile."""
+    end, eng = time.monotonic() + 20, engine_for(sa_update=sa_update)
+    while rule not in eng.rules and time.monotonic() < end:
+        time.sleep(0.02)
+        eng = engine_for(sa_update=sa_update)
+    return eng
+
+
 def test_it_reads_the_package_until_sa_update_has_run(dirs: tuple[Path, Path]) -> None:
     package, updates = dirs
     assert sarules.default_rule_dirs(True) == [package]
-    assert "PACKAGED_RULE" in engine_for(sa_update=True).rules
+    assert "PACKAGED_RULE" in settled(True, "PACKAGED_RULE").rules
     fetch_update(updates)
     assert sarules.default_rule_dirs(True) == [updates]
     assert sarules.default_rule_dirs(False) == [package]  # off: the package, updates or not
-    end, eng = time.monotonic() + 20, engine_for(sa_update=True)
-    while "UPDATED_RULE" not in eng.rules and time.monotonic() < end:  # (built in the background)
-        time.sleep(0.02)
-        eng = engine_for(sa_update=True)
+    eng = settled(True, "UPDATED_RULE")
     assert "UPDATED_RULE" in eng.rules and "PACKAGED_RULE" not in eng.rules
-    assert "PACKAGED_RULE" in engine_for(sa_update=False).rules
+    eng = settled(False, "PACKAGED_RULE")
+    assert "PACKAGED_RULE" in eng.rules and "UPDATED_RULE" not in eng.rules
 
 
 def test_an_empty_update_directory_is_not_an_update(dirs: tuple[Path, Path]) -> None:
@@ -62,4 +71,5 @@ def test_the_setting_names_its_own_rule_set_and_is_global_only(dirs: tuple[Path,
     assert rule_set_of(settings_from_dict(RulesSettings, {"sa_update": True, "include_default": False}))[-1] is False
     assert "sa_update" in RulesSettings.global_only_fields
     fetch_update(dirs[1])
-    assert "UPDATED_RULE" in engine_from_settings(on).rules
+    eng = settled(True, "UPDATED_RULE")
+    assert engine_from_settings(on) is eng  # the settings name the same rule set
