@@ -6,6 +6,7 @@ any changed file (the old engine answers while the new one builds)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from gateway_milter.layers.rules import RulesSettings, engine_from_settings, rul
 
 
 @pytest.fixture
-def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Path]]:
     package, updates = tmp_path / "usr-share-spamassassin", tmp_path / "var-lib" / "updates_spamassassin_org"
     package.mkdir()
     (package / "20_test.cf").write_text("body PACKAGED_RULE /cheap/\nscore PACKAGED_RULE 1\n")
@@ -27,7 +28,20 @@ def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     monkeypatch.setattr(sarules, "DEFAULT_DIRS", (package, updates))
     monkeypatch.setattr(engine_module, "RECHECK_S", 0.0)
     monkeypatch.setenv("GATEWAY_RULES_HYPERSCAN", "0")
-    return package, updates
+    # the process's engines as the suite built them (the Debian set's among them) are put back
+    # after: engines made from these stand-in directories must not answer for the real ones
+    saved = {name: dict(getattr(engine_module, name)) for name in ("_engines", "_build_cpu", "_checked", "_wanted")}
+    for name in saved:
+        getattr(engine_module, name).clear()
+    try:
+        yield package, updates
+    finally:
+        end = time.monotonic() + 20
+        while engine_module._rebuilding and time.monotonic() < end:  # (a rebuild of these directories)
+            time.sleep(0.02)
+        for name, kept in saved.items():
+            getattr(engine_module, name).clear()
+            getattr(engine_module, name).update(kept)
 
 
 def fetch_update(updates: Path) -> None:
