@@ -37,7 +37,7 @@ def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path
         yield package, updates
     finally:
         end = time.monotonic() + 20
-        while engine_module._rebuilding and time.monotonic() < end:  # (a rebuild of these directories)
+        while "building" in engine_module._rebuilding.values() and time.monotonic() < end:  # (these dirs)
             time.sleep(0.02)
         for name, kept in saved.items():
             getattr(engine_module, name).clear()
