@@ -8,22 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_milter.antispam.bayes import BayesClassifier
 from gateway_milter.store.memory import MemoryStore
 from tests.django.conftest import World
+from tests.django.test_training_scope_by_actor import _learned
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
 
-SCOPES = ("global", "dom:a.example", "dom:b.example", "user:user@a.example", "user:user@b.example")
-
-
-def _learned(store: MemoryStore) -> dict[str, tuple[int, int]]:
-    out = {}
-    for scope in SCOPES:
-        st = BayesClassifier(store).stats(scope)
-        if st["spam_learned"] or st["ham_learned"]:
-            out[scope] = (st["spam_learned"], st["ham_learned"])
-    return out
 
 
 def _per_user(domain: str | None = None) -> None:
