@@ -16,6 +16,7 @@ from email.message import Message
 from typing import TYPE_CHECKING, Any
 
 from gateway_milter.antispam.htmltext import HtmlFacts, render_html
+from gateway_milter.antispam.parseflags import MAX_HEADER_KEY_LENGTH, MAX_HEADER_VALUE_LENGTH
 from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.relays import ORIGINATING_IP_HEADERS, RelayPath, TrustConfig, relay_path
 from gateway_milter.antispam.urls import find_urls, normalize_link
@@ -31,6 +32,7 @@ MAX_TEXT = 2_000_000  # characters of decoded text considered (hostile-input bou
 BODY_PART_SCAN = 50_000
 RAWBODY_PART_SCAN = 500_000
 MAX_LINE = 8192  # rawbody lines are cut here (SpamAssassin splits them into short paragraphs)
+MAX_ALL_HEADERS = 65536  # SpamAssassin's MAX_HEADER_LENGTH: what ALL holds at most
 MAX_BODY_LINE = 2048  # SpamAssassin's MAX_BODY_LINE_LENGTH: body rules see lines of at most this
 # Pseudo-headers SpamAssassin synthesises that we do not build: the rules on them are listed as
 # unsupported rather than silently never matching.
@@ -245,7 +247,17 @@ class SaMessage:
         raw = "raw" in mods
         src = self.raw_headers if raw else self.headers
         if name == "ALL":
-            return ["".join(f"{n}: {v}\n" for n, v in src)] if src else None
+            if not src:
+                return None
+            # Node::get_all_headers: the fields up to the one that would take ALL past 64 KB
+            size = 0
+            lines = []
+            for n, v in src:
+                size += len(n) + len(v) + 2
+                if size > MAX_ALL_HEADERS:
+                    break
+                lines.append(f"{n}: {v}\n")
+            return ["".join(lines)]
         which = RELAY_HEADERS.get(name.lower())
         if which is not None:
             # always present (maybe empty), whatever headers of that name the message carries
@@ -399,6 +411,12 @@ def body_lines(m: SaMessage) -> list[str]:
 
 
 def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envelope_from: str = "") -> SaMessage:
+    if any(len(n) > MAX_HEADER_KEY_LENGTH or len(x) > MAX_HEADER_VALUE_LENGTH for n, x in headers):
+        # SpamAssassin's parser cuts a field's name at 256 octets and its value at 8,192 (and
+        # sets truncated_header, parseflags.py): its rules never search more, and a rule that
+        # backtracks over a long value took time square in its length (a From of 60 KB of
+        # dots: 13 s in __PDS_FROM_NAME_TO_DOMAIN; tests/unit/antispam/test_fuzz_regressions.py)
+        headers = [(n[:MAX_HEADER_KEY_LENGTH], x[:MAX_HEADER_VALUE_LENGTH]) for n, x in headers]
     raw_headers = [(n, v.replace("\r\n", "\n")) for n, v in headers]
     dec = [(n, decode_header_value(v, n).strip()) for n, v in headers]
     v = SaMessage(headers=dec, raw_headers=[(n, x.strip()) for n, x in raw_headers], envelope_from=envelope_from)
@@ -539,11 +557,22 @@ _QP_TRAILING = re.compile(r"((?:=09|=20)+)\s*$")
 _BAD_ISO = re.compile(r"iso-\S+-\S+\b", re.I)
 _GOOD_ISO = re.compile(r"iso-(?:8859-\d{1,2}|2022-(?:jp|kr))\b")
 _DISPOSITION = re.compile(r"(?:attachment|inline)")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def _raw_lines(part: Any) -> list[str]:
     """The part's body lines as written (transfer encoding kept), each with its newline, LF."""
-    raw = part.get_payload(decode=False)
+    try:
+        raw = part.get_payload(decode=False)
+    except (ValueError, TypeError):
+        # 8-bit text is decoded by the charset parameter, with ASCII in its place only for a
+        # charset the codec registry does not know (LookupError): one holding a NUL
+        # (ValueError), given in RFC 2231 form (a tuple: TypeError) or a codec that refuses
+        # "replace" (idna, undefined: UnicodeError) raised out of the message view instead
+        # (tests/unit/antispam/test_fuzz_regressions.py); read as that ASCII fallback reads it
+        # (each 8-bit byte, a surrogate escape there, one U+FFFD)
+        payload = getattr(part, "_payload", None)
+        raw = _NON_ASCII.sub("\ufffd", payload) if isinstance(payload, str) else None
     if not isinstance(raw, str):
         return []
     return raw[:RAWBODY_PART_SCAN * 4].replace("\r\n", "\n").splitlines(keepends=True)
@@ -567,7 +596,13 @@ def _mime_counters(mime: MimeView) -> dict[str, float]:
         ctype = part.get_content_type()
         cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
         cd = str(part.get("Content-Disposition", "")).strip().lower()
-        charset = part.get_content_charset() or ""
+        try:
+            charset = part.get_content_charset() or ""
+        except (ValueError, TypeError):
+            # the standard library's RFC 2231 decoding raises on mixed forms ("charset*=a;
+            # charset*0=b": TypeError) and on a continuation number of over 4,300 digits
+            # (ValueError); counted as a part without one (the MIME view decodes it as UTF-8)
+            charset = ""
         multipart = part.is_multipart()
         if multipart:
             sub = part.get_payload()

@@ -1,0 +1,201 @@
+"""What fuzzing the content path found (bench/fuzz_content.py, docs/antispam-evaluation.md
+"Fuzzing the content path"): each input, minimised and written by hand, goes through the
+message view, Bayes and the rules without raising and within a small part of the rules
+layer's budget."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from gateway_milter.antispam import re2filter
+from gateway_milter.antispam.bayes import message_keys
+from gateway_milter.antispam.perlre import parse_perl_regex
+from gateway_milter.antispam.saview import message_view
+from tests.unit.antispam.helpers import make_ctx, msg
+
+needs_re2 = pytest.mark.skipif(not re2filter.available(), reason="google-re2 is not installed")
+
+# A quoted-printable part with an 8-bit byte whose charset parameter the codecs refuse: the
+# standard library decodes such a payload by its charset and falls back to ASCII only for an
+# unknown one (LookupError), so these raised out of get_payload() in the message view's MIME
+# counters (the rules layer tempfails on that)
+REFUSED_CHARSETS = {
+    "nul": b'charset="a\x00b"',  # ValueError: embedded null character
+    "rfc2231": b"charset*=utf-8''utf-8",  # get_param gives a tuple: TypeError
+    "idna": b"charset=idna",  # UnicodeError: no "replace" for idna
+    "undefined": b"charset=undefined",  # UnicodeError: undefined encoding
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_CHARSETS))
+@pytest.mark.parametrize("nested", [False, True], ids=["top", "in_multipart"])
+def test_it_views_a_part_whose_charset_the_codecs_refuse(case: str, nested: bool) -> None:
+    part = (b"Content-Type: text/plain; " + REFUSED_CHARSETS[case] + b"\r\n"
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf\xe9 au lait=\r\n")
+    head = b"From: a@sender.test\r\nTo: b@example.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+    raw = (head + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" + part + b"--b--\r\n" if nested
+           else head + part)
+    view = message_view(make_ctx(raw))
+    assert view.mime["mime_qp_count"] == 1
+    assert message_keys(view).keys
+
+
+# (pattern, text): texts long enough for long_value_search to ask RE2, each with its answer from
+# Python's own search; the last patterns have a look-ahead or a back-reference, which RE2 takes
+# only as a superset (``re`` alone answers for those)
+LONG = "name=x; " * 100
+SEARCHES = [
+    (r"/name=.*?(?:prize|urgent)/mi", LONG),
+    (r"/name=.*?(?:prize|urgent)/mi", LONG + "name=urgent"),
+    (r"/name=.*?(?:prize|urgent)/mi", LONG + "\nname=URGENT"),
+    (r"/name=.*?(?:prize|urgent)/mi", "urgent\n" + LONG),
+    (r'/\bname="?[^"]*\.(?:zip|rar)[";$]/i', LONG),
+    (r'/\bname="?[^"]*\.(?:zip|rar)[";$]/i', LONG + 'name="a.zip"'),
+    (r"/^name=x; (?!name)/", LONG),
+    (r"/^name=x; (?!name)/", LONG.rstrip()),
+    (r"/(name=x; )\1{50}/", LONG),
+    (r"/(name=y; )\1/", LONG),
+]
+
+
+@needs_re2
+@pytest.mark.parametrize("perl,text", SEARCHES)
+def test_long_value_search_answers_as_python_does(perl: str, text: str) -> None:
+    pat, _ = parse_perl_regex(perl)
+    assert len(text) >= re2filter.LONG_VALUE
+    search = re2filter.long_value_search(pat, pat.compiled.search)
+    assert (search(text) is not None) == (pat.compiled.search(text) is not None)
+    assert (search(text[:40]) is not None) == (pat.compiled.search(text[:40]) is not None)  # short: ``re`` alone
+
+
+@needs_re2
+def test_long_value_search_is_linear_where_python_is_quadratic() -> None:
+    """A 100 KB value of ``name=`` (with ``re``: about 30 s for this pattern alone)."""
+    pat, _ = parse_perl_regex(r"/name=.*?(?:lot(?:eri[ej]|t(?:ery|o))|award|prize|winn(?:er|ing)|urgent)/mi")
+    assert isinstance(pat.compiled, re.Pattern)
+    search = re2filter.long_value_search(pat, pat.compiled.search)
+    text = "attachment; " + "filename=x; " * 8000
+    t0 = time.process_time()
+    assert search(text) is None
+    assert search(text + "filename=prize.doc") is not None
+    assert time.process_time() - t0 < 1.0
+
+
+# RFC 2231 parameters the standard library's decode_params raises on, read by get_content_charset()
+# in the message view's MIME counters
+@pytest.mark.parametrize("params", [b"charset*=utf-8''a; charset*0=b",  # mixed forms: TypeError
+                                    b"charset*" + b"9" * 4400 + b"*=utf-8"])  # over 4,300 digits: ValueError
+def test_it_views_a_part_whose_rfc2231_parameters_the_stdlib_refuses(params: bytes) -> None:
+    raw = (b"From: a@sender.test\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+           b"Content-Type: text/plain; " + params + b"\r\n\r\nhello there\r\n--b--\r\n")
+    view = message_view(make_ctx(raw))  # (the MIME view may leave such a part out: mime/view.py)
+    assert view.mime["mime_body_text_count"] <= 1
+    assert message_keys(view).keys
+
+
+def test_it_splits_the_address_headers_in_linear_time() -> None:
+    """Address headers of dashes: ``[\\w.+-]+@`` read on to the end of the run from each of its
+    characters (a From of 60,000: 5 s of Bayes features; cut at 8,192 now, but 30 Reply-To of
+    8,000: 3 s); the features stay findall's."""
+    from gateway_milter.antispam.tokenizer import _ADDRESS_PARTS, address_parts
+
+    for value in ["-" * 600 + " <alice@sender.test>", "a." * 300 + "x@y.test", "x'y-z@a.b " * 40,
+                  "+" * 300 + "@d.test", "--a--" * 100 + "\u00e9-b@c.d" + "." * 300]:
+        assert address_parts(value) == _ADDRESS_PARTS.findall(value)[:20]
+    raw = msg("x", headers="".join(f"Reply-To: {'-' * 8000} <r{i}@sender.test>\r\n" for i in range(30)))
+    raw = raw.replace(b"From: Alice <", b"From: " + b"-" * 8000 + b" <")
+    t0 = time.process_time()
+    feats = message_keys(message_view(make_ctx(raw))).features
+    assert time.process_time() - t0 < 1.0
+    assert "from:addr:alice@sender.test" in feats and "reply-to:addr:r29@sender.test" in feats
+
+
+def test_it_reads_the_parameters_of_a_long_content_type_in_linear_time() -> None:
+    """60 KB of ``;`` in a quoted parameter: the standard library counted the quotes from the
+    parameter's start again at each ``;`` (email.message._parseparam; 4 s of the message
+    view); mime/view.py splits them in one pass, into the same list."""
+    import email.message
+
+    from gateway_milter.mime.view import _parse_params
+
+    for value in ['text/plain; name="' + ";" * 200 + '"; charset=utf-8', 'a; b="x\\";y"; c=d', ";;", "",
+                  'text/html; a="b;c\\"d;e"f; g', 'x; NAME = "v" ; Other=1;']:
+        assert _parse_params(value) == email.message._parseparam(value)  # type: ignore[attr-defined]
+    raw = msg("x", ctype='text/plain; charset=utf-8; name="' + ";" * 60_000 + '"')
+    t0 = time.process_time()
+    view = message_view(make_ctx(raw))
+    assert time.process_time() - t0 < 1.0
+    assert view.mime["mime_body_text_count"] == 1
+
+
+def test_it_cuts_header_fields_where_spamassassin_does() -> None:
+    """A From of 60 KB of dots: __PDS_FROM_NAME_TO_DOMAIN (``ALL =~ /From: ["']?([a-z0-9\\.-]+\\.
+    [0-9a-z\\.-]+)["']? [^\\n]+\\n+To:[^\\n]+\\@\\1/ism``, a back-reference, so RE2 cannot take
+    it) took 13 s on it. SpamAssassin cuts a field's value at 8,192 octets and ALL at 64 KB
+    (Mail::SpamAssassin::Message, Node::get_all_headers), and so does the view now."""
+    from gateway_milter.antispam.perlre import parse_perl_regex
+
+    raw = msg("x").replace(b"From: Alice <", b"From: " + b"." * 60_000 + b" <")
+    raw = raw.replace(b"Subject: x", b"Subject: x\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 8000) for i in range(10)))
+    view = message_view(make_ctx(raw))
+    assert max(len(v) for _, v in view.headers) <= 8192
+    assert len(view.header("ALL") or "") <= 65536
+    assert view.header("Subject") == "x"
+    pat, _ = parse_perl_regex(r"""/From: ["']?([a-z0-9\.-]+\.[0-9a-z\.-]+)["']? [^\n]+\n+To:[^\n]+\@\1/ism""")
+    t0 = time.process_time()
+    assert pat.compiled.search(view.header("ALL") or "") is None
+    assert time.process_time() - t0 < 1.0
+
+
+
+def test_it_checks_freemail_senders_in_linear_time() -> None:
+    """FreeMail's allow list ends in ``.+=.+=.+@`` (matched) and its bulk-sender list in
+    ``.+=.+@`` (searched): on a sender of 2,000 ``=`` and no ``@`` after them ``re`` tried every
+    split, 6.7 s each (a From of 60 KB of ``=?``: 228 s in the rules layer). The same answers
+    with the leftmost ``=`` each time, in one pass."""
+    import re as re_
+
+    from gateway_milter.antispam import saeval
+
+    welcome_as_written = re_.compile(saeval._FREEMAIL_WELCOME.pattern.replace(
+        r"|[^\n][^=\n]*=[^\n][^=\n]*=[^\n]+)@", "|.+=.+=.+)@"), re_.I)
+    bulk_as_written = re_.compile(saeval._BULK_ENVFROM.pattern.replace(r"|(?m:^)[^\n][^=\n]*=[^\n]+)@", "|.+=.+)@"),
+                                  re_.I)
+    assert welcome_as_written.pattern != saeval._FREEMAIL_WELCOME.pattern
+    assert bulk_as_written.pattern != saeval._BULK_ENVFROM.pattern
+    for text in ["a=b=c@gmail.test", "=a=b@x", "a==@x", "a=b=@x", "a=@b=c@x", "ab=cd", "a\n=b=c@x", "x=y\n@z",
+                 "=@=@=@", "a=b=c=d", "@a=b=c@", "==@==@", "bob@gmail.test", "a=\nb=c@x", "a=b=\nc@x"]:
+        assert (welcome_as_written.match(text) is None) == (saeval._FREEMAIL_WELCOME.match(text) is None), text
+        assert (bulk_as_written.search(text) is None) == (saeval._BULK_ENVFROM.search(text) is None), text
+    t0 = time.process_time()
+    assert saeval._FREEMAIL_WELCOME.match("=" * 100_000) is None
+    assert saeval._BULK_ENVFROM.search("=" * 100_000) is None
+    raw = msg("x").replace(b"From: Alice <alice@sender.test>", b"From: " + b"=?" * 4000)
+    view = message_view(make_ctx(raw))
+    saeval.EVALS["check_freemail_replyto"](view, ("replyto",), {"freemail_domains": {"gmail.test"}})
+    saeval.EVALS["check_freemail_replyto"](view, ("reply",), {"freemail_domains": {"gmail.test"}})
+    assert time.process_time() - t0 < 1.0
+
+
+def test_it_reads_a_received_header_of_repeated_authenticated_in_linear_time() -> None:
+    """Received.pm's Sendmail authentication pattern, five lazy gaps in a row: on a Received of
+    "(authenticated) [ip]) " repeated and no " by" after them ``re`` tried every combination
+    (atheris: over 60 s, in Bayes' sender key and the rules' trust path). The first place each
+    part can be is kept (atomic groups): the same headers match."""
+    from gateway_milter.antispam.relays import _AUTH
+
+    sendmail = re.compile(r"^from .*?(?:\](?: \([^)]*\))?\)|\)\]) .*?\(.*?authenticated.*?\).*? by")
+    _, rx, _ = _AUTH[3]
+    for header in ["from x (y [1.2.3.4]) (authenticated bits=0) by mx.test (8.14/8.14) id q",
+                   "from x ([1.2.3.4]) (a) (authenticated) by z", "from x (y) (authenticated) by z",
+                   "from x ] (y)) z (authenticated) by", "from a )] (b authenticated c) d by e",
+                   "from x ([1.2.3.4]) (authenticated by z", "from x ([1.2.3.4]) authenticated) by z"]:
+        assert (rx.search(header) is None) == (sendmail.search(header) is None), header
+    header = "from python (gw01.es3.egwn.net [212.9.66.13]) " + "(authenticated) [212.9.66.13]) " * 250
+    raw = msg("x", headers=f"Received: {header}\r\n")
+    t0 = time.process_time()
+    message_keys(message_view(make_ctx(raw)))
+    assert time.process_time() - t0 < 1.0
