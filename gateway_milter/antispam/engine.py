@@ -794,6 +794,8 @@ class RuleEngine:
         own = self.rules.get(r.name)
         # (a template rule's filled expression is another pattern: its own search)
         search = lead if lead is not None and own is not None and own.pattern is r.pattern else r.pattern.compiled.search
+        if prefilter and r.kind in ("header", "mimeheader"):  # (linear in a long value: re2filter.long_value_search)
+            search = re2filter.long_value_search(r.pattern, search)
         if r.kind == "header":
             spec, negate = r.target, r.negate
             unset = r.if_unset if r.if_unset is not None else ""
