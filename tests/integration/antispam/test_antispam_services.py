@@ -55,6 +55,12 @@ def rbl() -> Iterator[dict[str, Any]]:
         set_resolver(prev)
 
 
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as srv:
+        yield srv["url"]
+
+
 DNSBL_POLICY = {"dnsbl": {"zones": [{"zone": "bl.test", "weight": 4, "action": "refuse"},
                                     {"zone": "bl.test", "symbol": "DNSBL_SPAM_SOURCE", "weight": 2, "codes": ["127.0.0.4"]}]}}
 

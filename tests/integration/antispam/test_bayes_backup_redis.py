@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,25 @@ from gateway_milter.antispam.saview import message_view
 from gateway_milter.store.memory import MemoryStore
 from gateway_milter.store.redisstore import RedisStore
 from gateway_milter.store.sqlitestore import SqliteStore
+from tests.services import redis_server
 from tests.unit.antispam.helpers import make_ctx
 from tests.unit.antispam.test_bayes import HAM_WORDS, SPAM_WORDS, sample
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as srv:
+        yield srv["url"]
+
+
+@pytest.fixture()
+def redis_store(redis_url: str) -> RedisStore:
+    s = RedisStore(redis_url)
+    s.client.flushdb()
+    return s
 
 
 def learn(store: object) -> None:

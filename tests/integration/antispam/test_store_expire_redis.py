@@ -4,18 +4,28 @@ and greylisting's sliding expiry through it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from gateway_milter.layers.greylist import GreylistSettings, decide
 from gateway_milter.store.redisstore import RedisStore
+from tests.services import redis_server
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as srv:
+        yield srv["url"]
+
+
 @pytest.fixture()
-def store(redis_store: RedisStore) -> RedisStore:
-    return redis_store
+def store(redis_url: str) -> RedisStore:
+    s = RedisStore(redis_url)
+    s.client.flushdb()
+    return s
 
 
 def test_it_slides_the_expiry_on_real_redis(store: RedisStore) -> None:
