@@ -65,18 +65,34 @@ def tld_pattern(tlds: Iterable[str]) -> str:
     return r"(?<![a-zA-Z0-9-])(?:" + inner + r")(?![a-zA-Z0-9-]|\.[a-zA-Z0-9])"
 
 
-def text_uri_regex(tlds: Iterable[str]) -> re.Pattern[str]:
+def text_uri_regex(tlds: Iterable[str], mail_only: bool = False) -> re.Pattern[str]:
+    """The text URI pattern. Its repeats are possessive (``{1,2048}+``) where each is followed by
+    something its own class excludes (a look-ahead for an end character, or ``@``): giving
+    characters back could never let the match go on, so only the failing search is shorter.
+    ``mail_only``: the same groups, with the link and host branches unable to match (for the
+    stretches of a long word where only an address can end in time: :meth:`UriSettings._long_word`)."""
     tld = tld_pattern(tlds)
-    schemeless = (r"([a-z\d][a-z\d._-]{0,251}\." + tld + r")\.?(?::\d{1,5})?(?:/[^" + _END + r"]{1,2048})?")
-    known = r"(?:(?:https?|ftp)://|(?:www\d{0,2}|ftp)\.)[^" + _END + r"]{1,2048}"
-    mail = (r"(?:mailto:[^" + _END_EMAIL + r"]{1,2048}|[^" + _END_EMAIL_AT + r"]{1,251}@[^" + _END_EMAIL
-            + r"]{1,251})")
+    schemeless = (r"([a-z\d][a-z\d._-]{0,251}\." + tld + r")\.?(?::\d{1,5})?(?:/[^" + _END + r"]{1,2048}+)?")
+    known = r"(?:(?:https?|ftp)://|(?:www\d{0,2}|ftp)\.)[^" + _END + r"]{1,2048}+"
+    if mail_only:
+        schemeless, known = r"(?!)()", r"(?!)"
+    mail = (r"(?:mailto:[^" + _END_EMAIL + r"]{1,2048}+|[^" + _END_EMAIL_AT + r"]{1,251}+@[^" + _END_EMAIL
+            + r"]{1,251}+)")
     return re.compile(
         r"(?:\b|(?<=\x1b\(.)|(?<=[" + _START + r"]))"
         r"(?:(?:(" + known + r")(?=[" + _END + r"]|\Z))"
         r"|(?:(" + mail + r")(?=[" + _END_EMAIL + r"]|\Z))"
         r"|(?:(?:^|(?<=" + _SC_START + r"))(" + schemeless + r")(?=[" + _END + r"]|\Z)))",
         re.IGNORECASE | re.ASCII)
+
+
+# A word this long is searched position by position (UriSettings._long_word): each link that
+# finds no end character in its 2,048 would otherwise cost 2,048 steps, and a word of "www."
+# has one every four characters (500 KB took 9 s).
+LONG_WORD = 4096
+_END_CHAR = re.compile("[" + _END + "]", re.ASCII)  # (as the pattern reads them: ASCII white space)
+_END_EMAIL_CHAR = re.compile("[" + _END_EMAIL + "]", re.ASCII)
+MAIL_SPAN = 8 + 2048 + 8  # "mailto:" and 2,048 characters (an address: 251 + 1 + 251), with room
 
 
 # No URI the pattern finds holds ASCII white space, and each one kept holds one of these: "@"
@@ -159,6 +175,7 @@ class UriSettings:
         self.tlds = frozenset(tlds)
         self.redirectors = tuple(redirectors)
         self._text_re: re.Pattern[str] | None = None
+        self._text_mail_re: re.Pattern[str] | None = None
         # canonical forms by URI: links recur from message to message (newsletters, footers)
         self._canon: dict[str, tuple[str, ...]] = {}
         self._hosts: dict[str, str | None] = {}
@@ -168,6 +185,19 @@ class UriSettings:
         if self._text_re is None:
             self._text_re = text_uri_regex(self.tlds)
         return self._text_re
+
+    @property
+    def text_mail_re(self) -> re.Pattern[str]:
+        if self._text_mail_re is None:
+            self._text_mail_re = text_uri_regex(self.tlds, mail_only=True)
+        return self._text_mail_re
+
+    @property
+    def host_span(self) -> int:
+        """The longest link or host without a scheme the text pattern can match, with room:
+        a host of 253 characters and the longest known top-level domain, a port, a path of
+        2,048."""
+        return 2048 + 253 + max((len(t) for t in self.tlds), default=0) + 32
 
     def is_domain_valid(self, dom: str) -> bool:
         """RegistryBoundaries::is_domain_valid: ends in a known TLD after at least one dot."""
@@ -296,7 +326,44 @@ class UriSettings:
                 end = min(e1, e2) if e1 >= 0 and e2 >= 0 else max(e1, e2)
                 if end < 0:
                     end = len(spaced)
-                yield from rx.finditer(text, start, end)
+                if end - start > LONG_WORD:
+                    yield from self._long_word(text, start, end)
+                else:
+                    yield from rx.finditer(text, start, end)
+
+    def _long_word(self, text: str, start: int, end: int) -> Iterator[re.Match[str]]:
+        """``text_re.finditer(text, start, end)``, the same matches, without trying a link or a
+        host where none can end. No match holds an end character (each class excludes them), and
+        a link or host must be followed by one, or by the word's end: so it ends at the first
+        one after its start, at most ``host_span`` characters on. An address ends likewise at
+        the first address end character (a superset), at most MAIL_SPAN on. Each position is
+        tried with the full pattern where a link can still end, with the address-only pattern
+        where only an address can, and skipped where nothing can; after a match the search goes
+        on at its end, as finditer's does."""
+        rx, rx_mail, span = self.text_re, self.text_mail_re, self.host_span
+        ends = [m.start() for m in _END_CHAR.finditer(text, start, end)]
+        ends.append(end)
+        mail_ends = [m.start() for m in _END_EMAIL_CHAR.finditer(text, start, end)]
+        mail_ends.append(end)
+        k = j = 0
+        p = start
+        while p < end:
+            while ends[k] < p:
+                k += 1
+            while mail_ends[j] < p:
+                j += 1
+            if ends[k] - p <= span:
+                m = rx.match(text, p, end)
+            elif mail_ends[j] - p <= MAIL_SPAN:
+                m = rx_mail.match(text, p, end)
+            else:
+                p = min(ends[k] - span, mail_ends[j] - MAIL_SPAN)  # (both > p)
+                continue
+            if m is None:
+                p += 1
+            else:
+                yield m
+                p = m.end()
 
     def canonicalize(self, uri: str) -> list[str]:
         """Util::uri_list_canonicalize: the URI as given and its variants (a redirector's target
