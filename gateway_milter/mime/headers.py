@@ -169,6 +169,8 @@ def rfc2231_params(params: list[tuple[str, str]]) -> dict[str, str]:
         if not m:
             continue
         base, num, star = m.group(1), m.group(2), m.group(3)
+        if num is not None and len(num.lstrip("0")) > 9:
+            continue  # no reader holds that many sections (and int() refuses 4,300+ digits)
         encoded = bool(star) or num is None
         sections.setdefault(base, {})[int(num or 0)] = (encoded, val)
     out: dict[str, str] = {}

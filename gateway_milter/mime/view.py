@@ -302,7 +302,13 @@ def parse_message(raw: bytes) -> MimeView:
                     for d in sub.defects:
                         if type(d).__name__ in _DEFECT_AMBIGUITY:
                             note(_DEFECT_AMBIGUITY[type(d).__name__], type(d).__name__, path + (i,))
-                    recurse(sub, depth + 1, path + (i,), recurse)
+                    try:
+                        recurse(sub, depth + 1, path + (i,), recurse)
+                    except RecursionError:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - a stdlib accessor failing on a hostile part
+                        # that part is not read; its siblings still are (they reach the content checks)
+                        note("UNPARSEABLE", f"stdlib parser: {type(e).__name__}", path + (i,))
             return
         if len(parts) >= MAX_PARTS:
             note("TOO_MANY_PARTS", f"more than {MAX_PARTS} parts", path)

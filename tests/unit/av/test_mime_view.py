@@ -234,3 +234,34 @@ def test_a_multipart_whose_boundary_never_appears_is_read_as_plain_text() -> Non
     assert [p.content_type for p in v.parts] == ["text/plain"]
     assert v.parts[0].text is not None and "Buy cheap pills now" in v.parts[0].text
     assert {a.code for a in v.ambiguities} >= {"MISSING_BOUNDARY", "HIDDEN_PART"}
+
+
+def _three_parts(first_headers: str) -> bytes:
+    return (b"From: a@example.com\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+            b"--b\r\n" + first_headers.encode() + b"\r\n\r\nfirst\r\n"
+            b"--b\r\nContent-Type: text/plain\r\n\r\nsecond part\r\n"
+            b"--b\r\nContent-Type: application/octet-stream; name=\"x.bin\"\r\n\r\n" + EICAR + b"\r\n--b--\r\n")
+
+
+def test_an_rfc2231_section_number_of_thousands_of_digits_is_skipped() -> None:
+    """int() refuses 4,300+ digits: the walk raised and the view ended at the first part."""
+    v = parse_message(_three_parts('Content-Type: text/plain; name*' + "9" * 5000 + '=a; name="ok.txt"'))
+    assert [p.content_type for p in v.parts] == ["text/plain", "text/plain", "application/octet-stream"]
+    assert v.parts[0].filename == "ok.txt" and v.ambiguities == []
+    assert H.rfc2231_params([("name*0", "a"), ("name*" + "0" * 20 + "1", "b")]) == {"name": "ab"}
+
+
+def test_a_part_the_walk_cannot_read_leaves_its_siblings_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = H.filename_candidates
+
+    def refuse_the_marked_part(dispositions: list[str], cts: list[str]) -> list[str]:
+        if any("x-hostile" in v for v in cts):
+            raise TypeError("a stdlib accessor failing")
+        return real(dispositions, cts)
+
+    monkeypatch.setattr(H, "filename_candidates", refuse_the_marked_part)
+    v = parse_message(_three_parts("Content-Type: text/plain; x-hostile=1"))
+    # the part after it still reaches the content checks (antivirus reads the marked message as unscannable)
+    assert [p.content_type for p in v.parts] == ["text/plain", "application/octet-stream"]
+    assert v.parts[1].payload.startswith(EICAR[:20]) and v.parts[1].path == (2,)
+    assert [(a.code, a.path) for a in v.ambiguities] == [("UNPARSEABLE", "1")]
