@@ -7,8 +7,9 @@ without Bayes; a message at or above ``autolearn_spam`` is learned as spam, at o
 ``autolearn_ham`` as ham, by the process's background learner (antispam/learner.py: in
 batches, off the message's path). Never in scan mode. The scoring layer first applies
 SpamAssassin's safeguards (Plugin::AutoLearnThreshold): spam needs
-``autolearn_min_header_points`` and ``autolearn_min_body_points`` and a total judged spam, ham
-a total not judged spam.
+``autolearn_min_header_points`` and ``autolearn_min_body_points``, Bayes's own points not
+saying ham (-1 or more) and a total judged spam; ham Bayes's points not saying spam (+1 or
+less) and a total not judged spam; with ``autolearn_on_error``, only what Bayes misjudged.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class BayesSettings(BaseSettings):
     # would teach it every message of that domain as spam
     global_only_fields: ClassVar[frozenset[str]] = frozenset({"autolearn", "autolearn_spam", "autolearn_ham",
                                                               "autolearn_min_header_points",
-                                                              "autolearn_min_body_points"})
+                                                              "autolearn_min_body_points",
+                                                              "autolearn_on_error"})
     min_learned: int = 200  # messages of EACH class a scope must have learned before use
     per_domain: bool = True
     per_user: bool = False
@@ -68,6 +70,9 @@ class BayesSettings(BaseSettings):
     # body rules (SpamAssassin's AutoLearnThreshold: 3 and 3; the scoring layer checks them)
     autolearn_min_header_points: float = 3.0
     autolearn_min_body_points: float = 3.0
+    # learn only what Bayes got wrong or was unsure of: not spam it put at BAYES_99 or above,
+    # not ham it put at BAYES_00 (SpamAssassin's bayes_auto_learn_on_error)
+    autolearn_on_error: bool = False
     scores: dict[str, float] = field(default_factory=dict)  # override BAYES_xx scores
     sender_history: bool = True  # BAYES_SENDER_SPAM / BAYES_SENDER_HAM from the sender's learned mail
 

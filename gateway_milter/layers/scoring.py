@@ -245,15 +245,26 @@ def _area_points(learned_from: Sequence[tuple[str, LayerResult, Sequence[Symbol]
     return round(head, 3), round(body, 3), force
 
 
+# SpamAssassin's learner_said_ham_points / learner_said_spam_points (fixed there too): Bayes's
+# own points under -1 keep a message from being learned as spam, over +1 from being learned as ham
+LEARNER_SAID_HAM = -1.0
+LEARNER_SAID_SPAM = 1.0
+
+
 def autolearn_declined(ctx: MessageContext, bayes: BayesSettings, settings: ScoringSettings, basis: float,
                        total: float, learned_from: Sequence[tuple[str, LayerResult, Sequence[Symbol]]],
-                       fitted: dict[str, tuple[float, float]]) -> str | None:
+                       fitted: dict[str, tuple[float, float]], learned_points: float = 0.0,
+                       tests: Sequence[str] = ()) -> str | None:
     """Why the message is not autolearned (short, for the ``autolearn_reason`` fact), or None
     to learn it. SpamAssassin's Plugin::AutoLearnThreshold (autolearn_discriminator), in its
     order: the basis (``basis``, the points without Bayes) must reach ``autolearn_spam`` or
     fall to ``autolearn_ham``; spam then needs ``autolearn_min_body_points`` and
-    ``autolearn_min_header_points`` (unless a hit has tflags autolearn_force) and a total
-    judged spam, ham a total not judged spam.
+    ``autolearn_min_header_points`` (unless a hit has tflags autolearn_force), Bayes's own
+    points (``learned_points``: the Bayes layer's share of the total, SpamAssassin's
+    get_learned_points) not under -1, and a total judged spam; ham Bayes's points not over +1
+    and a total not judged spam. Last, with ``autolearn_on_error``, a message Bayes already
+    judged so (``BAYES_99``/``BAYES_999`` among ``tests`` for spam, ``BAYES_00`` for ham) is
+    not learned again.
 
     "Judged spam" is SpamAssassin's is_spam (score >= required_score). Ham goes by
     ``tag_score`` alone, our required_score (X-Spam-Flag). Spam needs both thresholds that say
@@ -271,15 +282,23 @@ def autolearn_declined(ctx: MessageContext, bayes: BayesSettings, settings: Scor
             return f"body points {body:g} < {bayes.autolearn_min_body_points:g}"
         if not force and head < bayes.autolearn_min_header_points:
             return f"header points {head:g} < {bayes.autolearn_min_header_points:g}"
+        if learned_points < LEARNER_SAID_HAM:  # "learner indicated ham"
+            return f"Bayes points {learned_points:g} < {LEARNER_SAID_HAM:g}"
         spam_at = max(settings.tag_score, settings.quarantine_score)
         if total < spam_at:  # "scored as ham but autolearn wanted spam"
             return f"total {total:g} < {spam_at:g}"
+        if bayes.autolearn_on_error and ("BAYES_99" in tests or "BAYES_999" in tests):
+            return "on error only: Bayes said spam already"
         return None
     if basis <= bayes.autolearn_ham:
+        if learned_points > LEARNER_SAID_SPAM:  # "learner indicated spam"
+            return f"Bayes points {learned_points:g} > {LEARNER_SAID_SPAM:g}"
         # "scored as spam but autolearn wanted ham": points left out of the basis (GTUBE's 1000)
         # must not turn a message judged spam into ham to learn
         if total >= settings.tag_score:
             return f"total {total:g} >= {settings.tag_score:g}"
+        if bayes.autolearn_on_error and "BAYES_00" in tests:
+            return "on error only: Bayes said ham already"
         return None
     return f"basis {basis:g} between {bayes.autolearn_ham:g} and {bayes.autolearn_spam:g}"
 
@@ -450,7 +469,8 @@ class ScoringLayer(Layer[ScoringSettings]):
 
             bayes = ctx.policy.settings_for("bayes", ctx.policy_domain)
             basis = round(learn_basis, 3)
-            declined = autolearn_declined(ctx, bayes, settings, basis, total, learned_from, fitted)
+            declined = autolearn_declined(ctx, bayes, settings, basis, total, learned_from, fitted,
+                                          parts.get("bayes", 0.0), tests)
             if declined is None:
                 learned = autolearn(ctx, bayes, basis, into_global=not _domain_shapes_basis(ctx, settings, available))
                 if learned is None:
