@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.http import Http404
@@ -220,6 +220,9 @@ class GreylistState:
     networks: list[NetworkState]
     networks_capped: bool
     auto_pass_after: int
+    mode: str = "off"  # the global greylisting mode (on, off, ...)
+    # domains whose own setting differs from it: [domain, mode], by name
+    domain_modes: list[list[str]] = field(default_factory=list)
 
 
 def _count(store: StateStore, prefix: str) -> KeyCount:
@@ -230,7 +233,11 @@ def _count(store: StateStore, prefix: str) -> KeyCount:
 def greylist_state(snapshot: PolicySnapshot, store: StateStore | None = None) -> GreylistState:
     """Counts of pending and passed triplets and the client networks, most passes first."""
     store = store or default_store()
-    auto = snapshot.settings_for("greylist", None).auto_pass_after
+    glob = snapshot.settings_for("greylist", None)
+    auto = glob.auto_pass_after
+    # (each domain once: aliases share their domain's policy)
+    names = sorted({dp.name for dp in snapshot.domains.values()})
+    domain_modes = [[d, m] for d in names if (m := snapshot.settings_for("greylist", d).mode) != glob.mode]
     keys = store.scan_keys(NETWORK, GREY_NETWORK_LIMIT)
     nets = []
     for k in keys:
@@ -244,7 +251,8 @@ def greylist_state(snapshot: PolicySnapshot, store: StateStore | None = None) ->
         nets.append(NetworkState(k[len(NETWORK):], passes, None if left is None else int(left),
                                  bool(auto) and passes >= auto))
     nets.sort(key=lambda n: (-n.passes, n.network))
-    return GreylistState(_count(store, PENDING), _count(store, PASSED), nets, len(keys) >= GREY_NETWORK_LIMIT, auto)
+    return GreylistState(_count(store, PENDING), _count(store, PASSED), nets, len(keys) >= GREY_NETWORK_LIMIT, auto,
+                         glob.mode, domain_modes)
 
 
 def parse_network(text: Any) -> str:

@@ -261,3 +261,20 @@ def test_it_enforces_csrf_on_the_page_posts(world: World, store: MemoryStore) ->
     token = c.cookies["csrftoken"].value
     r = c.post("/security/antispam/bayes/wipe/", {"scope": "global", "csrfmiddlewaretoken": token})
     assert r.status_code == 302 and _counts(store, "global") == (0, 0)
+
+
+def test_it_says_whether_greylisting_is_on_globally_and_per_domain(world: World, store: MemoryStore) -> None:
+    from webadmin.services import do_set_layer_settings
+
+    c = world.client("global_admin")
+    g = c.get("/api/antispam/greylist/").json()
+    assert (g["mode"], g["domain_modes"]) == ("off", [])  # off until an administrator turns it on
+    assert b"<strong>off</strong>" in c.get("/security/antispam/").content
+    do_set_layer_settings("greylist", {"mode": "on"})
+    do_set_layer_settings("greylist", {"mode": "score"}, world.b.domain)
+    g = c.get("/api/antispam/greylist/").json()
+    assert (g["mode"], g["domain_modes"]) == ("on", [[world.b.domain.name, "score"]])
+    page = c.get("/security/antispam/").content.decode()
+    mode = page[page.index('id="greylist-mode"'):page.index("</td>", page.index('id="greylist-mode"'))]
+    assert "<strong>on</strong>" in mode and f"<li>{world.b.domain.name}: <strong>score only</strong>" in mode
+    assert world.a.domain.name not in mode  # (a domain that follows the global mode is not listed)
