@@ -1,4 +1,4 @@
-"""The six 24-hour dashboard charts, computed from the message log the user may see.
+"""The 24-hour dashboard charts, computed from the message log the user may see.
 
 Every bar and row carries the message-log filter it stands for, so that a click opens the
 log filtered to exactly those messages. Charts are drawn as inline SVG by the templates
@@ -8,6 +8,8 @@ log filtered to exactly those messages. Charts are drawn as inline SVG by the te
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -18,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from reports.models import MessageLog, MessageRecipient
-from reports.search import JUNK
+from reports.search import JUNK, SYMBOL_NAME
 
 HOURS = 24
 
@@ -41,6 +43,7 @@ class Chart:
     rows: tuple[tuple[str, float, str], ...] = ()  # (label, value, link)
     unit: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    axis_every: int = 4  # a label under every n-th bar (hours: every 4th)
 
     @property
     def total(self) -> float:
@@ -68,7 +71,8 @@ class Chart:
     def svg_axis(self) -> list[dict[str, Any]]:
         n = len(self.labels) or 1
         slot = 478.0 / n
-        return [{"x": round(1 + i * slot + slot / 2, 1), "label": lbl} for i, lbl in enumerate(self.labels) if i % 4 == 0]
+        return [{"x": round(1 + i * slot + slot / 2, 1), "label": lbl} for i, lbl in enumerate(self.labels)
+                if i % self.axis_every == 0]
 
     def top_rows(self) -> list[dict[str, Any]]:
         peak = max((r[1] for r in self.rows), default=1) or 1
@@ -160,7 +164,68 @@ def dashboard_charts(qs: Any, now: dt.datetime | None = None) -> list[Chart]:
     charts.append(Chart("spamdomains", "Top spam domains", "top", rows=tuple(
         (d, float(n), log_link(since=since, until=until, result="junk",
                                sender="@" + d if d != "(null sender)" else "")) for d, n in top)))
+    charts.append(score_chart(window, since, until))
+    charts.append(symbols_chart(junk, since, until))
     return charts
+
+
+SCORE_TOP = 12  # the last bucket: this score and above (the default reject score)
+SYMBOL_SAMPLE = 2000  # junk messages, newest first, whose symbols are counted
+
+
+def _quarantine_score() -> float:
+    """The global quarantine threshold, where the chart's colour changes (5 when the policy
+    cannot be read: the default)."""
+    try:
+        from webadmin.services import current_snapshot
+
+        return float(current_snapshot().settings_for("scoring", None).quarantine_score)
+    except Exception:  # noqa: BLE001 - a chart's colour is not worth an error page
+        return 5.0
+
+
+def score_chart(window: Any, since: str, until: str) -> Chart:
+    """Inbound messages by total score, one bar per point (under 0, 0, 1, ... 11, 12 and over),
+    those at or over the global quarantine score in red: where ham ends and spam starts, for
+    choosing thresholds. A score of exactly 0 is left out: mail refused or passed before the
+    content checks (at connect, RCPT, by a list), which never had a score."""
+    aggs: dict[str, Any] = {"neg": Count("id", filter=Q(score__lt=0))}
+    for lo in range(SCORE_TOP):
+        aggs[f"b{lo}"] = Count("id", filter=Q(score__gte=lo, score__lt=lo + 1))
+    aggs["top"] = Count("id", filter=Q(score__gte=SCORE_TOP))
+    row = window.filter(direction="inbound").exclude(score=0).aggregate(**aggs)
+    keys = ["neg", *(f"b{lo}" for lo in range(SCORE_TOP)), "top"]
+    labels = ("<0", *(str(lo) for lo in range(SCORE_TOP)), f"{SCORE_TOP}+")
+    # (scores are kept to 3 decimals: lo .. lo + 0.999 is the bucket; the log filter is inclusive)
+    bounds = [(None, -0.001), *((float(lo), lo + 0.999) for lo in range(SCORE_TOP)), (float(SCORE_TOP), None)]
+    links = tuple(log_link(since=since, until=until, direction="inbound", score_min=lo, score_max=hi)
+                  for lo, hi in bounds)
+    held = _quarantine_score()
+    spam = [lo is not None and lo + 1 > held for lo, _hi in bounds]  # a bucket reaching the threshold
+    values = [float(row[k] or 0) for k in keys]
+    return Chart("scores", "Inbound spam scores", "bars", (
+        Series(f"under {held:g}", "#16a34a", tuple(0.0 if s else v for s, v in zip(spam, values, strict=True)), links),
+        Series(f"{held:g} or more", "#dc2626", tuple(v if s else 0.0 for s, v in zip(spam, values, strict=True)), links)),
+        labels, axis_every=1)
+
+
+def symbols_chart(junk: Any, since: str, until: str) -> Chart:
+    """The symbols that scored in junk most often (the newest SYMBOL_SAMPLE junk messages):
+    which rules and tests catch the spam. Symbols of 0 points or fewer are left out (results
+    such as SPF_PASS, and the thresholds' own SPAM_SCORE_*)."""
+    counts: Counter[str] = Counter()
+    for syms in junk.order_by("-time").values_list("symbols", flat=True)[:SYMBOL_SAMPLE]:
+        if isinstance(syms, str):  # (a database that hands JSON back as text)
+            syms = json.loads(syms)
+        names = {s.get("name") for s in syms or () if isinstance(s, dict) and _positive(s.get("score"))}
+        counts.update(n for n in names if isinstance(n, str) and SYMBOL_NAME.fullmatch(n))
+    return Chart("symbols", "Top symbols in junk", "top", rows=tuple(
+        (name, float(n), log_link(since=since, until=until, result="junk", symbol=name))
+        for name, n in counts.most_common(8)))
+
+
+def _positive(score: Any) -> bool:
+    return isinstance(score, int | float) and score > 0
 
 
 CACHE_SECONDS = 60

@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -22,6 +24,7 @@ from reports.models import MessageLog, MessageRecipient
 JUNK = ("reject", "quarantine", "discard")
 SORTS = {"time": "time", "-time": "time", "score": "score", "-score": "score", "size": "size", "-size": "size"}
 MAX_PAGE = 200
+SYMBOL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
 class SearchError(ValueError):
@@ -41,12 +44,13 @@ class LogQuery:
     domain: str = ""
     score_min: float | None = None
     score_max: float | None = None
+    symbol: str = ""  # messages with this symbol (a rule or test name, e.g. BAYES_99)
     sort: str = "-time"
     limit: int = 50
     cursor: str = ""
 
     PARAMS = ("since", "until", "sender", "recipient", "subject", "result", "reason", "direction", "domain",
-              "score_min", "score_max", "sort", "limit", "cursor")
+              "score_min", "score_max", "symbol", "sort", "limit", "cursor")
 
     @classmethod
     def from_params(cls, params: Any) -> LogQuery:
@@ -80,6 +84,9 @@ class LogQuery:
         direction = s("direction")
         if direction and direction not in ("inbound", "outbound", "local", "relay"):
             raise SearchError(f"direction: unknown direction {direction!r}")
+        symbol = s("symbol")
+        if symbol and not SYMBOL_NAME.fullmatch(symbol):
+            raise SearchError(f"symbol: {symbol!r} is not a symbol name (letters, digits, _ . : -)")
         sort = s("sort") or "-time"
         if sort not in SORTS:
             raise SearchError(f"sort: must be one of {', '.join(SORTS)}")
@@ -90,7 +97,7 @@ class LogQuery:
         return cls(since=when("since"), until=when("until"), sender=s("sender").lower(),
                    recipient=s("recipient").lower(), subject=s("subject"), result=result, reason=s("reason"),
                    direction=direction, domain=s("domain").lower().lstrip("@"), score_min=num("score_min"),
-                   score_max=num("score_max"), sort=sort, limit=limit, cursor=s("cursor"))
+                   score_max=num("score_max"), symbol=symbol, sort=sort, limit=limit, cursor=s("cursor"))
 
     def as_params(self, **changes: Any) -> dict[str, str]:
         q = replace(self, **changes)
@@ -142,6 +149,8 @@ class LogQuery:
             qs = qs.filter(score__gte=self.score_min)
         if self.score_max is not None:
             qs = qs.filter(score__lte=self.score_max)
+        if self.symbol:
+            qs = _symbol_filter(qs, self.symbol)
         return qs
 
     # -- keyset pagination ----------------------------------------------------------------------
@@ -179,6 +188,19 @@ def _sqlite_fts_ready() -> bool:
             c.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'reports_messagelog_fts_%'")
             _fts_ready[alias] = c.fetchone()[0] == 3
     return _fts_ready[alias]
+
+
+def _symbol_filter(qs: QuerySet[MessageLog], name: str) -> QuerySet[MessageLog]:
+    """Rows whose symbols list holds one named ``name``. PostgreSQL: jsonb containment. Elsewhere
+    the stored JSON text (written compact by the log writer, with spaces by the ORM) is searched
+    for the name's member, in both spellings; ``name`` holds no quote (SYMBOL_NAME)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return qs.filter(symbols__contains=[{"name": name}])
+    text = Cast("symbols", TextField())
+    return qs.annotate(symbols_text=text).filter(Q(symbols_text__contains=f'"name":"{name}"')
+                                                 | Q(symbols_text__contains=f'"name": "{name}"'))
 
 
 def _subject_filter(qs: QuerySet[MessageLog], text: str) -> QuerySet[MessageLog]:
