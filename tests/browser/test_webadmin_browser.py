@@ -94,7 +94,12 @@ def test_it_renders_dashboard_charts_with_data_that_lead_into_the_log(page: Any,
     base = live_server.url
     login(page, base, "root")
     page.goto(base + "/dashboard/")
-    assert page.locator(".card.chart").count() == 6
+    assert page.locator(".card.chart").count() == 8
+    # the world's quarantined messages (9.5 points, BAYES_SPAM_99) in the anti-spam charts
+    assert page.locator("[data-chart=scores] rect.bar").count() == 1
+    assert page.locator("[data-chart=scores] text.axis").count() == 14
+    symbol = page.locator("[data-chart=symbols] .hbar")
+    assert symbol.count() == 1 and "BAYES_SPAM_99" in symbol.first.inner_text()
     bars = page.locator("[data-chart=goodjunk] rect.bar")
     assert bars.count() >= 1
     box = bars.first.bounding_box()
@@ -105,6 +110,11 @@ def test_it_renders_dashboard_charts_with_data_that_lead_into_the_log(page: Any,
     page.wait_for_url("**/logging/log/?*")
     assert page.locator("#log-table tbody tr[data-log-id]").count() >= 1
     shot(page, "log-laptop")
+    page.goto(base + "/dashboard/")
+    page.locator("[data-chart=symbols] .hbar").first.click()
+    page.wait_for_url("**/logging/log/?*symbol=BAYES_SPAM_99*")
+    assert page.locator("#log-table tbody tr[data-log-id]").count() == 2
+    assert page.locator("#f-sym").input_value() == "BAYES_SPAM_99"
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(base + "/dashboard/")
     shot(page, "dashboard-phone")
