@@ -115,3 +115,44 @@ def greylist_clear(request: HttpRequest) -> HttpResponse:
         "question": ("Forget every pending and passed triplet and every client network's pass count: "
                      "each sender is greylisted again on its next attempt."),
         "action": "webadmin:antispam_greylist_clear", "fields": {}, "button": "Clear all greylisting state"})
+
+
+# -- Scan a message ---------------------------------------------------------------------------------
+@roles(*SETTINGS_ADMINS)
+def scan_form(request: HttpRequest) -> HttpResponse:
+    """GET: the form; POST: start a scan (webadmin/scantool.py) and go to its page."""
+    from webadmin import scantool
+
+    p = access.principal(request.user)
+    form = {k: request.POST.get(k, "") for k in ("message", "ip", "helo", "sender", "recipients", "auth")}
+    form["network"] = request.POST.get("network") == "on"
+    error: scantool.ScanError | None = None
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        if upload is not None and upload.size is not None and upload.size > scantool.MAX_MESSAGE:
+            error = scantool.ScanError("message", f"The file is larger than {scantool.MAX_MESSAGE // (1024 * 1024)} MB.")
+        else:
+            raw = upload.read() if upload is not None else form["message"].replace("\r\n", "\n").encode("utf-8")
+            try:
+                req = scantool.parse_request(raw, ip=form["ip"], helo=form["helo"], sender=form["sender"],
+                                             recipients=form["recipients"], auth=form["auth"],
+                                             network=form["network"], domains=None if p.is_global else p.domains)
+                token = scantool.start(req, request.user.pk)
+            except scantool.ScanError as e:
+                error = e
+            else:
+                return redirect("webadmin:antispam_scan_result", token)
+    return render(request, "webadmin/scan.html", {
+        "menu": "security", "title": "Scan a message", "form": form, "error": error, "is_global": p.is_global,
+        "domains": sorted(p.domains), "max_mb": scantool.MAX_MESSAGE // (1024 * 1024)}, status=400 if error else 200)
+
+
+@roles(*SETTINGS_ADMINS)
+def scan_result(request: HttpRequest, token: str) -> HttpResponse:
+    from webadmin import scantool
+
+    doc = scantool.read(token, request.user.pk)
+    if doc is None:
+        raise Http404("no such scan")
+    return render(request, "webadmin/scan_result.html", {"menu": "security", "title": "Scan result", "scan": doc,
+                                                         "result": doc.get("result")})

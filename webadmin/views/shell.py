@@ -64,6 +64,8 @@ def security_landing(request: HttpRequest) -> HttpResponse:
         _task("webadmin:policy_order", "Policy order", "Every script the gateway runs, system scripts included."),
         _task("webadmin:layers", "Layer settings", "Every defence layer: on, score-only or off, and its options."),
         _task("webadmin:antispam", "Anti-spam state", "What Bayes learned per scope; greylisting state."),
+        _task("webadmin:antispam_scan", "Scan a message", "What the gateway would do with a message now: "
+              "verdict, score and every symbol."),
     ]
     from gateway_milter import layers
 

@@ -19,6 +19,7 @@ from gateway_milter.mime.headers import addresses
 from gateway_milter.pipeline.rawmessage import iter_messages, split_message
 from gateway_milter.pipeline.transaction import Gateway
 from gateway_milter.policy.provider import StaticPolicyProvider
+from gateway_milter.verdict import Action
 from webadmin.services import current_snapshot
 
 
@@ -60,7 +61,10 @@ def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str 
         rec = gw.finish(ctx)
     else:
         d = gw.eom(ctx)
-        rec = gw.finish(ctx, d.action, d.reply)
+        # as the milter logs it: a message taken into quarantine is discarded from the MTA's
+        # delivery, and its record says quarantine (front/milter.py)
+        final = Action.QUARANTINE if d.action is Action.DISCARD and d.quarantine_ids else d.action
+        rec = gw.finish(ctx, final, d.reply)
     rec["ms"] = round((time.perf_counter() - t0) * 1000, 3)
     ctx.close()
     return rec

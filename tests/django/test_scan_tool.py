@@ -1,0 +1,140 @@
+"""Security → Scan a message (webadmin/scantool.py): the pipeline's verdict on a pasted or
+uploaded message, computed in the background with the published policy, shown only to the
+account that asked, nothing learned or stored; domain administrators scan for their own
+domains only; bad input is refused with the field named; message data is escaped."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from gateway_milter import layers
+from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.store.memory import MemoryStore
+from tests.django.conftest import World
+from webadmin import scantool
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+def _message(body: str, to: str = "user@a.example", subject: str = "hello") -> str:
+    return (f"From: Sender <someone@sender.test>\nTo: {to}\nSubject: {subject}\n"
+            f"Message-ID: <{abs(hash(body))}@sender.test>\nDate: Mon, 30 Nov 2026 10:00:00 +0000\n\n{body}\n")
+
+
+@pytest.fixture(autouse=True)
+def _quick_policy(world: World) -> None:
+    """Local rules only (the Debian set takes 10-20 s to build) and no layer that asks the
+    network or an outside service."""
+    from webadmin.services import do_publish_policy, do_set_layer_settings
+
+    d = world.data_dir / "rules"
+    d.mkdir(exist_ok=True)
+    (d / "local.cf").write_text("body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 6.5\ndescribe LOCAL_PRIZE Mentions a prize\n")
+    do_set_layer_settings("rules", {"include_default": False, "rule_dirs": [str(d)]})
+    for lid in ("antivirus", "callback"):
+        if lid in layers.available():
+            do_set_layer_settings(lid, {"mode": "off"})
+    do_publish_policy("test")
+
+
+def _scan(c: Client, **data: Any) -> tuple[str, dict[str, Any]]:
+    r = c.post("/security/antispam/scan/", data)
+    assert r.status_code == 302, r.content.decode()[:2000]
+    token = r["Location"].rstrip("/").rpartition("/")[2]
+    for _ in range(200):
+        page = c.get(r["Location"])
+        assert page.status_code == 200
+        if 'data-state="running"' not in page.content.decode():
+            break
+        time.sleep(0.05)
+    return page.content.decode(), scantool.read(token, page.wsgi_request.user.pk) or {}
+
+
+def test_it_scores_a_pasted_message_and_shows_every_symbol(world: World, store: MemoryStore) -> None:
+    c = world.client("global_admin")
+    assert b"Scan a message" in c.get("/security/").content
+    page, doc = _scan(c, message=_message("you won a prize"), ip="192.0.2.8", helo="mx.sender.test")
+    assert doc["state"] == "done" and doc["network"] is False
+    res = doc["result"]
+    assert res["action"] == "quarantine" and res["score"] >= 6.5
+    assert "LOCAL_PRIZE" in [s["name"] for s in res["symbols"]]
+    assert 'data-state="done"' in page and 'data-symbol="LOCAL_PRIZE"' in page
+    assert re.search(r'id="scan-action">quarantine<', page)
+    # nothing learned, nothing logged
+    assert BayesClassifier(store).stats()["spam_learned"] == 0
+    from reports.models import MessageLog
+
+    assert not MessageLog.objects.filter(subject="hello").exists()
+
+
+def test_gtube_by_file_upload_and_the_network_switch(world: World) -> None:
+    c = world.client("global_admin")
+    upload = SimpleUploadedFile("m.eml", _message(GTUBE).encode(), content_type="message/rfc822")
+    _page, doc = _scan(c, file=upload, network="on")
+    assert doc["network"] is True and doc["result"]["score"] >= 1000
+    assert doc["result"]["action"] == "reject"
+
+
+def test_message_data_is_escaped(world: World) -> None:
+    c = world.client("global_admin")
+    page, doc = _scan(c, message=_message("a prize <script>alert(1)</script>", subject="<img src=x onerror=alert(2)>"))
+    assert doc["state"] == "done"
+    assert "<script>alert(1)" not in page and "<img src=x" not in page
+
+
+@pytest.mark.parametrize(("data", "field_says"), [
+    ({"message": "  "}, "Paste a message"),
+    ({"message": _message("x"), "ip": "300.1.1.1"}, "not an IPv4 or IPv6 address"),
+    ({"message": _message("x"), "sender": "no-at-sign"}, "not an email address"),
+    ({"message": _message("x"), "recipients": "a@b.example, bad"}, "&#x27;bad&#x27; is not an email address"),
+    ({"message": _message("x"), "helo": "two words"}, "HELO name"),
+])
+def test_bad_input_is_refused_with_its_reason(world: World, data: dict[str, str], field_says: str) -> None:
+    r = world.client("global_admin").post("/security/antispam/scan/", data)
+    assert r.status_code == 400 and field_says in r.content.decode()
+    assert 'id="scan-error"' in r.content.decode()
+
+
+def test_a_file_over_the_limit_is_refused(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scantool, "MAX_MESSAGE", 1000)
+    upload = SimpleUploadedFile("big.eml", _message("x" * 2000).encode())
+    r = world.client("global_admin").post("/security/antispam/scan/", {"file": upload})
+    assert r.status_code == 400 and "larger than" in r.content.decode()
+
+
+def test_a_domain_admin_scans_for_own_domains_only(world: World) -> None:
+    c = world.client("domain_admin", "a")
+    r = c.post("/security/antispam/scan/", {"message": _message("x"), "recipients": "user@b.example"})
+    assert r.status_code == 400 and "user@b.example is not in a domain you administer" in r.content.decode()
+    # no recipient given: the message's To when it is theirs, else their postmaster
+    _page, doc = _scan(c, message=_message("a prize", to="user@b.example"))
+    assert [r["address"] for r in doc["result"]["recipients"]] == ["postmaster@a.example"]
+    _page, doc = _scan(c, message=_message("a prize", to="user@a.example, user@b.example"))
+    assert [r["address"] for r in doc["result"]["recipients"]] == ["user@a.example"]
+
+
+def test_a_scan_is_seen_only_by_who_started_it(world: World) -> None:
+    c = world.client("global_admin")
+    r = c.post("/security/antispam/scan/", {"message": _message("a prize")})
+    url = r["Location"]
+    for role in ("domain_admin",):
+        assert world.client(role, "a").get(url).status_code == 404
+    for who in ("quarantine_admin", "user"):
+        assert world.client(who, "a").get(url).status_code in (403, 404)
+        assert world.client(who, "a").post("/security/antispam/scan/", {"message": _message("x")}).status_code in (403, 404)
+    assert c.get("/security/antispam/scan/not-a-token/").status_code == 404
+    assert c.get("/security/antispam/scan/" + "A" * 22 + "/").status_code == 404
+
+
+def test_network_layers_are_off_in_every_domain_unless_asked() -> None:
+    doc = {"settings": {"spf": {"mode": "on", "x": 1}}, "domains": [{"name": "a.example", "settings": {"dkim": {"mode": "on"}}}]}
+    out = scantool.without_network_layers(doc)
+    assert out["settings"]["spf"] == {"mode": "off", "x": 1} and out["settings"]["dnsbl"] == {"mode": "off"}
+    assert out["domains"][0]["settings"]["dkim"] == {"mode": "off"}
+    assert doc["settings"]["spf"]["mode"] == "on"  # (a copy)

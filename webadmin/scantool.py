@@ -1,0 +1,233 @@
+"""Security → Scan a message: an administrator pastes or uploads a message and sees what the
+gateway would do with it now (``manage.py scan`` in the browser): the verdict, the score, every
+symbol with its points, and the layers' trace.
+
+The scan runs in scan mode (nothing learned, logged, stored or delivered) in a thread of the web
+process, so that a first scan, which builds the rule set (10-20 s of CPU), or slow DNS answers
+never hold a request: the form answers at once with the scan's page, which reloads itself
+until the result is there. State and result are a small JSON file per scan under
+``$GATEWAY_DATA_DIR/scans/`` (shared by the web server's processes; a poll may reach another
+worker than the one scanning), readable only by the account that started it and removed after
+SCAN_KEEP_S.
+
+Network checks (SPF, DKIM, DMARC, ARC, DNS lists, reverse DNS, callback verification, VBR) are
+off unless asked for: a pasted message's DNS answers are today's, not those it was sent with,
+and a gateway in a closed network would wait for every lookup's timeout.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway_milter.mime.headers import addresses
+from gateway_milter.policy.snapshot import PolicySnapshot
+
+log = logging.getLogger("bulwark.scan")
+
+MAX_MESSAGE = 5 * 1024 * 1024  # bytes a scanned message may have
+MAX_RECIPIENTS = 20
+SCAN_KEEP_S = 3600  # a scan's file is removed this long after it started
+MAX_RUNNING = 2  # scans running at once in one web process
+NETWORK_LAYERS = ("arc", "callback", "dkim", "dmarc", "dnsbl", "rdns", "spf", "uribl", "vbr")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
+_running = threading.BoundedSemaphore(MAX_RUNNING)
+
+
+class ScanError(ValueError):
+    """Bad input for a scan: the message says which field and why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    raw: bytes
+    ip: str | None = None
+    helo: str = ""
+    sender: str | None = None  # None: taken from the message, as manage.py scan does
+    recipients: tuple[str, ...] = ()
+    auth: str = ""
+    network: bool = False
+
+
+def scans_dir() -> Path:
+    from django.conf import settings
+
+    d = Path(settings.GATEWAY.data_dir) / "scans"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def parse_request(raw: bytes, *, ip: str = "", helo: str = "", sender: str = "", recipients: str = "",
+                  auth: str = "", network: bool = False, domains: frozenset[str] | None = None) -> ScanRequest:
+    """Check a scan's input. ``domains``: the domains a domain administrator administers; every
+    recipient must be in one (the policy applied is the recipients' domain's), and one of them
+    is the default recipient. None: a global administrator (any recipient)."""
+    if not raw.strip():
+        raise ScanError("message", "Paste a message or choose a file.")
+    if len(raw) > MAX_MESSAGE:
+        raise ScanError("message", f"The message is larger than {MAX_MESSAGE // (1024 * 1024)} MB.")
+    ip = ip.strip()
+    if ip:
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise ScanError("ip", f"{ip[:60]!r} is not an IPv4 or IPv6 address.") from None
+    helo = helo.strip()
+    if len(helo) > 255 or any(c.isspace() for c in helo):
+        raise ScanError("helo", "A HELO name is one word of at most 255 characters.")
+    sender = sender.strip()
+    if sender and not _is_address(sender):
+        raise ScanError("sender", f"{sender[:80]!r} is not an email address.")
+    rcpts = tuple(dict.fromkeys(r.strip().lower() for r in re.split(r"[\s,;]+", recipients) if r.strip()))
+    if len(rcpts) > MAX_RECIPIENTS:
+        raise ScanError("recipients", f"At most {MAX_RECIPIENTS} recipients.")
+    for r in rcpts:
+        if not _is_address(r):
+            raise ScanError("recipients", f"{r[:80]!r} is not an email address.")
+    if domains is not None:
+        if not domains:
+            raise ScanError("recipients", "You administer no domain.")
+        outside = [r for r in rcpts if r.rpartition("@")[2] not in domains]
+        if outside:
+            raise ScanError("recipients", f"{outside[0]} is not in a domain you administer.")
+        if not rcpts:
+            # the message's own To/Cc when they are the administrator's, else the domain's postmaster
+            header = _header_recipients(raw)
+            rcpts = tuple(r for r in header if r.rpartition("@")[2] in domains) or (f"postmaster@{min(domains)}",)
+    auth = auth.strip()
+    if len(auth) > 255:
+        raise ScanError("auth", "At most 255 characters.")
+    return ScanRequest(raw, ip or None, helo, sender or None, rcpts, auth, network)
+
+
+def _is_address(text: str) -> bool:
+    return len(text) <= 320 and re.fullmatch(r"[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+", text) is not None
+
+
+def _header_recipients(raw: bytes) -> tuple[str, ...]:
+    from gateway_milter.pipeline.rawmessage import split_message
+
+    headers, _ = split_message(raw)
+    values = [v for n, v in headers if n.lower() in ("to", "cc")]
+    return tuple(a.lower() for _, a in addresses(values) if a)
+
+
+# -- running ----------------------------------------------------------------------------------------
+def start(req: ScanRequest, owner: int) -> str:
+    """Start a scan in the background; returns its token. Raises ScanError when this process
+    already runs MAX_RUNNING scans."""
+    from webadmin.services import current_snapshot
+
+    if not _running.acquire(blocking=False):
+        raise ScanError("message", "Other scans are running; try again in a moment.")
+    try:
+        snapshot = current_snapshot()  # (read here: the thread needs no database connection)
+        _clean_old()
+        token = secrets.token_urlsafe(16)
+        _write(token, {"state": "running", "owner": owner, "started": time.time(), "network": req.network,
+                       "size": len(req.raw)})
+        threading.Thread(target=_run, args=(token, req, owner, snapshot), daemon=True,
+                         name=f"scan-{token[:6]}").start()
+    except BaseException:
+        _running.release()
+        raise
+    return token
+
+
+def _run(token: str, req: ScanRequest, owner: int, snapshot: PolicySnapshot) -> None:
+    started = time.time()
+    try:
+        rec = scan(req, snapshot)
+        doc = {"state": "done", "result": _result(rec)}
+    except Exception as e:  # (the page says it; the log has the traceback)
+        log.exception("scan %s failed", token[:6])
+        doc = {"state": "error", "error": f"{type(e).__name__}: {str(e)[:300]}"}
+    finally:
+        _running.release()
+    _write(token, {**doc, "owner": owner, "started": started, "network": req.network, "size": len(req.raw),
+                   "took_s": round(time.time() - started, 2)})
+
+
+def scan(req: ScanRequest, snapshot: PolicySnapshot) -> dict[str, Any]:
+    """One message through the pipeline in scan mode, with the policy ``snapshot`` (network
+    layers off unless ``req.network``): manage.py scan's record."""
+    from gateway_milter.pipeline.transaction import Gateway
+    from gateway_milter.policy.provider import StaticPolicyProvider
+    from webadmin.management.commands.scan import _NoLog, _NoStore, scan_one
+
+    if not req.network:
+        snapshot = PolicySnapshot(without_network_layers(snapshot.doc), snapshot.version)
+    gw = Gateway(StaticPolicyProvider(snapshot), _NoStore(), _NoLog())
+    return scan_one(gw, req.raw, ip=req.ip, helo=req.helo, sender=req.sender, rcpts=list(req.recipients),
+                    auth=req.auth)
+
+
+def without_network_layers(doc: dict[str, Any]) -> dict[str, Any]:
+    """The policy document with the layers that ask the network off, globally and in every domain."""
+    out = copy.deepcopy(doc)
+    settings = out.setdefault("settings", {})
+    for lid in NETWORK_LAYERS:
+        settings[lid] = {**(settings.get(lid) or {}), "mode": "off"}
+    for d in out.get("domains") or []:
+        ds = d.get("settings") or {}
+        for lid in NETWORK_LAYERS:
+            if lid in ds:
+                ds[lid] = {**ds[lid], "mode": "off"}
+    return out
+
+
+def _result(rec: dict[str, Any]) -> dict[str, Any]:
+    return {"action": rec.get("action"), "score": rec.get("score"), "reason": rec.get("reason") or "",
+            "direction": rec.get("direction") or "",
+            "symbols": [{k: s.get(k) for k in ("name", "score", "detail", "layer")} for s in rec.get("symbols") or []],
+            "trace": [{k: t.get(k) for k in ("source", "event", "detail", "ms")} for t in rec.get("trace") or []],
+            "recipients": [{k: r.get(k) for k in ("address", "action", "reply")} for r in rec.get("recipients") or []],
+            "ms": rec.get("ms")}
+
+
+# -- the files --------------------------------------------------------------------------------------
+def read(token: str, owner: int) -> dict[str, Any] | None:
+    """The scan's state and result, or None (no such scan, expired, or another account's)."""
+    if not TOKEN.fullmatch(token or ""):
+        return None
+    try:
+        doc = json.loads((scans_dir() / f"{token}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("owner") != owner:
+        return None
+    if time.time() - float(doc.get("started") or 0) > SCAN_KEEP_S:
+        return None
+    return doc
+
+
+def _write(token: str, doc: dict[str, Any]) -> None:
+    d = scans_dir()
+    tmp = d / f".{token}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, d / f"{token}.json")
+
+
+def _clean_old() -> None:
+    cutoff = time.time() - SCAN_KEEP_S
+    for f in scans_dir().glob("*.json"):
+        try:
+            if f.stat().st_mtime < cutoff:
+                f.unlink()
+        except OSError:
+            pass
