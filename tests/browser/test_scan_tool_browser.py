@@ -1,0 +1,42 @@
+"""Security → Scan a message in real Chromium: an administrator pastes a message, the result
+page reloads itself until the scan is done, then shows the verdict and the symbol that scored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway_milter import layers
+from tests.browser.conftest import login, shot
+from tests.django.conftest import World
+
+pytestmark = pytest.mark.browser
+
+
+def test_it_scans_a_pasted_message(page: Any, live_server: Any, bworld: World) -> None:
+    from webadmin.services import do_publish_policy, do_set_layer_settings
+
+    d = bworld.data_dir / "rules"
+    d.mkdir(exist_ok=True)
+    (d / "local.cf").write_text("body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 6.5\n")
+    do_set_layer_settings("rules", {"include_default": False, "rule_dirs": [str(d)]})
+    for lid in ("antivirus", "callback"):
+        if lid in layers.available():
+            do_set_layer_settings(lid, {"mode": "off"})
+    do_publish_policy("test")
+    base = live_server.url
+    login(page, base, "root")
+    page.goto(f"{base}/security/")
+    page.click("a.task:has-text('Scan a message')")
+    page.fill("#s-message", "From: a@sender.test\nTo: user@a.example\nSubject: news\n\nyou won a <b>prize</b>\n")
+    page.fill("#s-ip", "192.0.2.8")
+    page.click("#scan-form button[type=submit]")
+    page.wait_for_selector("#scan-state[data-state=done]", timeout=60_000)
+    assert page.locator("#scan-action").inner_text() == "quarantine"
+    assert page.locator("tr[data-symbol=LOCAL_PRIZE]").count() == 1
+    assert float(page.locator("#scan-score").inner_text()) >= 6.5
+    shot(page, "scan-result")
+    page.click("a:has-text('Scan another message')")
+    page.click("#scan-form button[type=submit]")  # nothing pasted: refused, with the reason
+    assert "Paste a message" in page.locator("#scan-error").inner_text()
