@@ -136,3 +136,80 @@ def _field(request: Request, name: str) -> Any:
     if not isinstance(data, dict) or name not in data:
         raise ValidationError({name: ["this field is required"]})
     return data[name]
+
+
+class ScanStartView(APIView):
+    """POST a message to scan (webadmin/scantool.py): ``{"message": TEXT}`` or
+    ``{"message_base64": B64}``, optional ``ip``, ``helo``, ``sender``, ``recipients`` (a list or
+    a string), ``auth``, ``network`` (bool). 202 with the scan's ``token`` and ``url``; 400 with
+    the field for bad input, 503 when other scans are running."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    @extend_schema(request=inline_serializer("ScanRequest", {
+        "message": serializers.CharField(required=False), "message_base64": serializers.CharField(required=False),
+        "ip": serializers.CharField(required=False), "helo": serializers.CharField(required=False),
+        "sender": serializers.CharField(required=False), "recipients": serializers.ListField(required=False),
+        "auth": serializers.CharField(required=False), "network": serializers.BooleanField(required=False)}),
+        responses=inline_serializer("ScanStarted", {"token": serializers.CharField(), "url": serializers.CharField()}))
+    def post(self, request: Request) -> Response:
+        import base64
+        import binascii
+
+        from django.urls import reverse
+
+        from webadmin import scantool
+
+        data = request.data if isinstance(request.data, dict) else {}
+        text, b64 = data.get("message"), data.get("message_base64")
+        if (text is None) == (b64 is None):
+            raise ValidationError({"message": ["give exactly one of message and message_base64"]})
+        if text is not None and not isinstance(text, str) or b64 is not None and not isinstance(b64, str):
+            raise ValidationError({"message": ["must be a string"]})
+        try:
+            raw = text.encode("utf-8") if text is not None else base64.b64decode(b64 or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError({"message_base64": ["not base64"]}) from None
+        rcpts = data.get("recipients", "")
+        if isinstance(rcpts, list) and all(isinstance(r, str) for r in rcpts):
+            rcpts = " ".join(rcpts)
+        strings = {k: data.get(k, "") for k in ("ip", "helo", "sender", "auth")}
+        if not isinstance(rcpts, str) or not all(isinstance(v, str) for v in strings.values()):
+            raise ValidationError({"detail": ["ip, helo, sender and auth are strings, recipients a list of them"]})
+        network = data.get("network", False)
+        if not isinstance(network, bool):
+            raise ValidationError({"network": ["must be true or false"]})
+        p = access.principal(request.user)
+        try:
+            req = scantool.parse_request(raw, recipients=rcpts, network=network,
+                                         domains=None if p.is_global else p.domains, **strings)
+            token = scantool.start(req, request.user.pk)
+        except scantool.ScanError as e:
+            if "running" in e.message:
+                return Response({"detail": e.message}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            raise ValidationError({e.field: [e.message]}) from None
+        return Response({"token": token, "url": reverse("api:antispam-scan-result", args=[token])},
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class ScanResultView(APIView):
+    """GET a scan started by the caller: ``{"state": "running"|"done"|"error", "result": {...},
+    "error", "took_s", "network"}``; 404 for another account's, an unknown or an expired scan."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    @extend_schema(responses=inline_serializer("ScanState", {
+        "state": serializers.CharField(), "result": serializers.DictField(required=False),
+        "error": serializers.CharField(required=False), "took_s": serializers.FloatField(required=False),
+        "network": serializers.BooleanField()}))
+    def get(self, request: Request, token: str) -> Response:
+        from django.http import Http404
+
+        from webadmin import scantool
+
+        doc = scantool.read(token, request.user.pk)
+        if doc is None:
+            raise Http404("no such scan")
+        return Response({k: v for k, v in doc.items() if k not in ("owner", "started")})

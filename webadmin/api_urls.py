@@ -25,7 +25,14 @@ from webadmin.api import (
     UsersCsvView,
     VerificationSourceViewSet,
 )
-from webadmin.api_antispam import BayesScopesView, BayesWipeView, GreylistClearView, GreylistStateView
+from webadmin.api_antispam import (
+    BayesScopesView,
+    BayesWipeView,
+    GreylistClearView,
+    GreylistStateView,
+    ScanResultView,
+    ScanStartView,
+)
 
 app_name = "api"
 router = DefaultRouter()
@@ -55,6 +62,8 @@ urlpatterns = [
     path("antispam/bayes/wipe/", BayesWipeView.as_view(), name="antispam-bayes-wipe"),
     path("antispam/greylist/", GreylistStateView.as_view(), name="antispam-greylist"),
     path("antispam/greylist/clear/", GreylistClearView.as_view(), name="antispam-greylist-clear"),
+    path("antispam/scan/", ScanStartView.as_view(), name="antispam-scan"),
+    path("antispam/scan/<str:token>/", ScanResultView.as_view(), name="antispam-scan-result"),
     path("me/", MeView.as_view(), name="me"),
     path("me/token/", TokenView.as_view(), name="token"),
     *router.urls,

@@ -138,3 +138,52 @@ def test_network_layers_are_off_in_every_domain_unless_asked() -> None:
     assert out["settings"]["spf"] == {"mode": "off", "x": 1} and out["settings"]["dnsbl"] == {"mode": "off"}
     assert out["domains"][0]["settings"]["dkim"] == {"mode": "off"}
     assert doc["settings"]["spf"]["mode"] == "on"  # (a copy)
+
+
+# -- the API ----------------------------------------------------------------------------------------
+def _api_scan(c: Client, body: dict[str, Any]) -> dict[str, Any]:
+    r = c.post("/api/antispam/scan/", body, content_type="application/json")
+    assert r.status_code == 202, r.content
+    url = r.json()["url"]
+    for _ in range(200):
+        doc = c.get(url).json()
+        if doc["state"] != "running":
+            return doc
+        time.sleep(0.05)
+    raise AssertionError("the scan did not finish")
+
+
+def test_the_api_scans_text_and_base64(world: World) -> None:
+    import base64
+
+    c = world.client("global_admin")
+    doc = _api_scan(c, {"message": _message("a prize"), "recipients": ["user@a.example"], "ip": "192.0.2.8"})
+    assert doc["state"] == "done" and doc["result"]["action"] == "quarantine" and "owner" not in doc
+    assert "LOCAL_PRIZE" in [s["name"] for s in doc["result"]["symbols"]]
+    doc = _api_scan(c, {"message_base64": base64.b64encode(_message(GTUBE).encode()).decode()})
+    assert doc["result"]["action"] == "reject"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({}, "message"),
+    ({"message": "x", "message_base64": "eA=="}, "message"),
+    ({"message_base64": "not base64!"}, "message_base64"),
+    ({"message": 5}, "message"),
+    ({"message": _message("x"), "ip": "nope"}, "ip"),
+    ({"message": _message("x"), "recipients": [1, 2]}, "detail"),
+    ({"message": _message("x"), "network": "yes"}, "network"),
+])
+def test_the_api_refuses_bad_input(world: World, body: dict[str, Any], field: str) -> None:
+    r = world.client("global_admin").post("/api/antispam/scan/", body, content_type="application/json")
+    assert r.status_code == 400 and field in r.json(), r.content
+
+
+def test_the_api_keeps_scans_to_their_starter_and_roles(world: World) -> None:
+    c = world.client("global_admin")
+    url = c.post("/api/antispam/scan/", {"message": _message("x")}, content_type="application/json").json()["url"]
+    assert world.client("domain_admin", "a").get(url).status_code == 404
+    assert world.client("user", "a").get(url).status_code in (403, 404)
+    r = world.client("domain_admin", "a").post("/api/antispam/scan/", {"message": _message("x"),
+                                                                       "recipients": ["user@b.example"]},
+                                                content_type="application/json")
+    assert r.status_code == 400 and "recipients" in r.json()
