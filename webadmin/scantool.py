@@ -159,8 +159,11 @@ def _run(token: str, req: ScanRequest, owner: int, snapshot: PolicySnapshot) -> 
         doc = {"state": "error", "error": f"{type(e).__name__}: {str(e)[:300]}"}
     finally:
         _running.release()
-    _write(token, {**doc, "owner": owner, "started": started, "network": req.network, "size": len(req.raw),
-                   "took_s": round(time.time() - started, 2)})
+    try:
+        _write(token, {**doc, "owner": owner, "started": started, "network": req.network, "size": len(req.raw),
+                       "took_s": round(time.time() - started, 2)})
+    except OSError:  # (the data directory went away: nobody is left to read it)
+        log.warning("scan %s: result not written", token[:6], exc_info=True)
 
 
 def scan(req: ScanRequest, snapshot: PolicySnapshot) -> dict[str, Any]:

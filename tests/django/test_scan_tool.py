@@ -187,3 +187,11 @@ def test_the_api_keeps_scans_to_their_starter_and_roles(world: World) -> None:
                                                                        "recipients": ["user@b.example"]},
                                                 content_type="application/json")
     assert r.status_code == 400 and "recipients" in r.json()
+
+
+def test_a_paste_over_djangos_request_limit_is_refused_with_advice(world: World, settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    r = world.client("global_admin").post("/security/antispam/scan/", {"message": _message("x" * 5000)})
+    assert r.status_code == 400 and "choose it as a file" in r.content.decode()
+    upload = SimpleUploadedFile("m.eml", _message("a prize " + "x" * 5000).encode())  # a file is not held to it
+    assert world.client("global_admin").post("/security/antispam/scan/", {"file": upload}).status_code == 302

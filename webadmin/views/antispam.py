@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -123,11 +123,19 @@ def scan_form(request: HttpRequest) -> HttpResponse:
     """GET: the form; POST: start a scan (webadmin/scantool.py) and go to its page."""
     from webadmin import scantool
 
+    from django.core.exceptions import RequestDataTooBig
+
     p = access.principal(request.user)
-    form = {k: request.POST.get(k, "") for k in ("message", "ip", "helo", "sender", "recipients", "auth")}
-    form["network"] = request.POST.get("network") == "on"
     error: scantool.ScanError | None = None
-    if request.method == "POST":
+    try:
+        post = request.POST
+    except RequestDataTooBig:  # (Django's DATA_UPLOAD_MAX_MEMORY_SIZE; uploaded files do not count)
+        post = QueryDict()
+        error = scantool.ScanError("message", "The pasted message is too large to send as text: choose it as a "
+                                              f"file (up to {scantool.MAX_MESSAGE // (1024 * 1024)} MB).")
+    form = {k: post.get(k, "") for k in ("message", "ip", "helo", "sender", "recipients", "auth")}
+    form["network"] = post.get("network") == "on"
+    if request.method == "POST" and error is None:
         upload = request.FILES.get("file")
         if upload is not None and upload.size is not None and upload.size > scantool.MAX_MESSAGE:
             error = scantool.ScanError("message", f"The file is larger than {scantool.MAX_MESSAGE // (1024 * 1024)} MB.")
