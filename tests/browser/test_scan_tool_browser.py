@@ -7,24 +7,15 @@ from typing import Any
 
 import pytest
 
-from gateway_milter import layers
 from tests.browser.conftest import login, shot
 from tests.django.conftest import World
+from tests.django.test_scan_tool import quick_policy
 
 pytestmark = pytest.mark.browser
 
 
 def test_it_scans_a_pasted_message(page: Any, live_server: Any, bworld: World) -> None:
-    from webadmin.services import do_publish_policy, do_set_layer_settings
-
-    d = bworld.data_dir / "rules"
-    d.mkdir(exist_ok=True)
-    (d / "local.cf").write_text("body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 6.5\n")
-    do_set_layer_settings("rules", {"include_default": False, "rule_dirs": [str(d)]})
-    for lid in ("antivirus", "callback"):
-        if lid in layers.available():
-            do_set_layer_settings(lid, {"mode": "off"})
-    do_publish_policy("test")
+    quick_policy(bworld.data_dir)
     base = live_server.url
     login(page, base, "root")
     page.goto(f"{base}/security/")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,13 +28,12 @@ def _message(body: str, to: str = "user@a.example", subject: str = "hello") -> s
             f"Message-ID: <{abs(hash(body))}@sender.test>\nDate: Mon, 30 Nov 2026 10:00:00 +0000\n\n{body}\n")
 
 
-@pytest.fixture(autouse=True)
-def _quick_policy(world: World) -> None:
+def quick_policy(data_dir: Path) -> None:
     """Local rules only (the Debian set takes 10-20 s to build) and no layer that asks the
-    network or an outside service."""
+    network or an outside service. (The Chromium test uses it too.)"""
     from webadmin.services import do_publish_policy, do_set_layer_settings
 
-    d = world.data_dir / "rules"
+    d = data_dir / "rules"
     d.mkdir(exist_ok=True)
     (d / "local.cf").write_text("body LOCAL_PRIZE /prize/\nscore LOCAL_PRIZE 6.5\ndescribe LOCAL_PRIZE Mentions a prize\n")
     do_set_layer_settings("rules", {"include_default": False, "rule_dirs": [str(d)]})
@@ -41,6 +41,11 @@ def _quick_policy(world: World) -> None:
         if lid in layers.available():
             do_set_layer_settings(lid, {"mode": "off"})
     do_publish_policy("test")
+
+
+@pytest.fixture(autouse=True)
+def _quick_policy(world: World) -> None:
+    quick_policy(world.data_dir)
 
 
 def _scan(c: Client, **data: Any) -> tuple[str, dict[str, Any]]:
