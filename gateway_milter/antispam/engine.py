@@ -372,6 +372,7 @@ class RuleEngine:
     def _build(self, rs: RuleSet, exclude_scores: frozenset[str], skip: frozenset[str], hs_cache: Path | None) -> None:
         self.ruleset = rs
         self.rules, self.unsupported, self.disabled = _usable_rules(rs, skip)
+        self.local_scores = frozenset(n for n in rs.local_scores if n in self.rules)
         self.exclude_scores = exclude_scores | {n for n, r in self.rules.items() if r.eval_fn == "check_bayes"}
         self.extras: dict[str, Any] = {"freemail_domains": rs.freemail,
                                        "freemail_lists": saeval.freemail_lists(rs.freemail)}
@@ -1087,6 +1088,9 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
     paths: list[Path] = []
     if include_default:
         paths += default_rule_dirs(sa_update)
+    # the administrator's directories after the stock set: their score lines win over the shipped
+    # fitted scores (without the stock set there is nothing to override: none is local)
+    local_from = len(paths) if include_default else None
     paths += [Path(d) for d in dirs]
     stamp = []
     for p in paths:
@@ -1097,7 +1101,7 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
     if eng is None and seen is not None:
         old = _engines.get(seen[1])
         if old is not None:  # the files changed: the old engine answers while the new one builds
-            _rebuild_in_background(args, key, paths, score_set, skip)
+            _rebuild_in_background(args, key, paths, score_set, skip, local_from)
             _checked[args] = (now, seen[1])
             return old
     if eng is None:
@@ -1105,7 +1109,7 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
             eng = _engines.get(key)
             if eng is None:
                 t0 = time.thread_time()
-                eng = RuleEngine(load_rules(paths, score_set), skip=frozenset(skip), hs_cache=hs_cache_dir())
+                eng = RuleEngine(load_rules(paths, score_set, local_from), skip=frozenset(skip), hs_cache=hs_cache_dir())
                 eng.hyperscan()  # load or build the Hyperscan databases in the background
                 cpu_s = time.thread_time() - t0
                 _keep(args, key, eng, cpu_s)
@@ -1123,7 +1127,7 @@ _rebuild_lock = threading.Lock()
 
 
 def _rebuild_in_background(args: tuple[Any, ...], key: tuple[Any, ...], paths: list[Path], score_set: int,
-                           skip: tuple[str, ...]) -> None:
+                           skip: tuple[str, ...], local_from: int | None) -> None:
     """Starts building the engine of changed rule files, once per set of file stamps. A build
     that finishes after the files changed again is thrown away (the newest stamps' build is
     kept), so older rules never replace newer ones."""
@@ -1136,7 +1140,7 @@ def _rebuild_in_background(args: tuple[Any, ...], key: tuple[Any, ...], paths: l
     def build() -> None:
         t0 = time.thread_time()
         try:
-            eng = RuleEngine(load_rules(paths, score_set), skip=frozenset(skip), hs_cache=hs_cache_dir())
+            eng = RuleEngine(load_rules(paths, score_set, local_from), skip=frozenset(skip), hs_cache=hs_cache_dir())
             eng.hyperscan()
         except Exception as e:  # noqa: BLE001 - a rule file that no longer parses: the old engine stays
             with _rebuild_lock:

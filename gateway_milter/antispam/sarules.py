@@ -139,6 +139,9 @@ class RuleSet:
     rcvdlists: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     uri_host_lists: dict[str, dict[str, bool]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    # rules whose score a local file set last (load_rules' ``local_from``): the administrator's
+    # own choice, which wins over the fitted scores (scoring layer)
+    local_scores: set[str] = field(default_factory=set)
 
 
 class _Parser:
@@ -160,6 +163,8 @@ class _Parser:
         self.rcvdlists: dict[str, dict[str, list[str]]] = {}
         self.uri_host_lists: dict[str, dict[str, bool]] = {}
         self.errors: dict[str, str] = {}
+        self.local = False  # the files fed now are local ones (their score lines are recorded)
+        self.local_scores: set[str] = set()
 
     def feed(self, path: Path) -> None:
         stack: list[bool] = []
@@ -208,6 +213,10 @@ class _Parser:
                 except ValueError:
                     return
                 self.scores[parts[0]] = floats[self.score_set] if len(floats) == 4 else floats[0]
+                if self.local:
+                    self.local_scores.add(parts[0])
+                else:
+                    self.local_scores.discard(parts[0])
         elif word == "describe":
             parts = rest.split(None, 1)
             if parts:
@@ -606,11 +615,13 @@ def autolearn_areas(rules: dict[str, Rule], names: list[str]) -> tuple[dict[str,
     return areas, frozenset(force)
 
 
-def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
+def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: int | None = None) -> RuleSet:
     """Parse rule files (``*.cf`` of each directory in lexical order, then plain files).
 
     ``score_set``: SpamAssassin's score sets, 0 = no Bayes, no network; 2 = Bayes, no network
-    (our default: the network tests are our own DNSBL/URIBL layers).
+    (our default: the network tests are our own DNSBL/URIBL layers). ``local_from``: the index
+    in ``paths`` of the first local directory (the administrator's, after the default set): the
+    rules whose score a local file sets last are ``RuleSet.local_scores``.
     """
     from gateway_milter.antispam import saeval
 
@@ -618,11 +629,13 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2) -> RuleSet:
         paths = default_rule_dirs()
     p = _Parser(score_set)
     rs = RuleSet()
-    for base in paths:
+    for i, base in enumerate(paths):
+        p.local = local_from is not None and i >= local_from
         files = sorted(base.glob("*.cf")) if base.is_dir() else [base]
         for f in files:
             p.feed(f)
             rs.files.append(str(f))
+    rs.local_scores = p.local_scores
     rs.freemail = p.freemail
     rs.tlds, rs.tld2, rs.tld3 = p.tlds, p.tld2, p.tld3
     rs.redirectors = p.redirectors

@@ -279,4 +279,10 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
             forced = [h.name for h in res.hits if h.name in engine.autolearn_force]
             if forced:
                 facts["autolearn_force"] = forced
+        if engine.local_scores:
+            # hits whose score a local rule file sets: the scoring layer counts that score, not
+            # the fitted one (an administrator's "score RULE 0" takes the rule's points away)
+            own = [h.name for h in res.hits if h.name in engine.local_scores]
+            if own:
+                facts["local_scored"] = own
         return LayerFindings(facts, symbols)

@@ -405,6 +405,12 @@ class ScoringLayer(Layer[ScoringSettings]):
                 if drop - SENDER_SYMBOLS.keys():  # a band set by hand: the bands alone, no log-odds part
                     drop |= {LOGODDS, LOGODDS_CLIP, TOKEN_LOGIT}
                 fitted = {k: v for k, v in fitted.items() if k not in drop}
+        if fitted and not settings.score_file and "rules" in settings.layers and "rules" in available:
+            # scores set in the administrator's rule files win over the shipped fitted ones (a
+            # score_file of their own is theirs: it wins, as before)
+            own = ctx.layer("rules").fact("local_scored")
+            if own:
+                fitted = {k: v for k, v in fitted.items() if k not in own}
         total = 0.0
         cap = settings.bayes_cap()
         capped: float | None = None
