@@ -333,6 +333,9 @@ def layer_settings_form(settings_cls: type, initial: dict[str, Any], data: Any =
             field = forms.IntegerField(required=False)
         elif base is float:
             field = forms.FloatField(required=False)
+        elif base is str and f.metadata.get("multiline"):  # (rules' local_rules: a file's text)
+            field = forms.CharField(required=False, strip=False, empty_value="", widget=forms.Textarea(
+                attrs={"rows": 12, "class": "code", "spellcheck": "false", "wrap": "off"}))
         elif base is str:
             field = forms.CharField(required=False, strip=False, empty_value=None if optional else "")
         elif typing.get_origin(base) in (tuple, list) and item in _SCALARS:

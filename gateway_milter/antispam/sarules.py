@@ -84,6 +84,19 @@ URIHOST_DIRECTIVES: dict[str, tuple[str, str | None]] = {
 HEADER_MODIFIERS = frozenset({"raw", "addr", "name", "first", "last"})
 _LISTNAME = re.compile(r"^\((.+?)\)\s+(.+)\Z", re.S)
 RULE_KINDS = ("header", "body", "rawbody", "uri", "full", "meta", "mimeheader")
+
+
+def known_directive(word: str) -> bool:
+    """Whether the parser reads this directive (others, SpamAssassin's settings such as
+    ``required_score`` or ``report``, are ignored: the gateway has its own)."""
+    return (word in RULE_KINDS or word in _OTHER_DIRECTIVES or word in ADDRLIST_DIRECTIVES
+            or word in RCVDLIST_DIRECTIVES or word in URIHOST_DIRECTIVES)
+
+
+_OTHER_DIRECTIVES = frozenset({
+    "score", "describe", "tflags", "replace_tag", "replace_pre", "replace_inter", "replace_post", "replace_rules",
+    "replace_start", "replace_end", "freemail_domains", "util_rb_tld", "util_rb_2tld", "util_rb_3tld",
+    "redirector_pattern", "enlist_addrlist", "ifplugin", "if", "else", "endif"})
 RULE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 # A parsed meta expression: ("num", "3"), ("name", "RULE"), ("not", node), ("neg", node) or
 # ("op", operator, left, right) with the Perl operator (``&&``, ``||``, ``+``, ``>``, ...).

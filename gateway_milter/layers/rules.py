@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -50,11 +50,14 @@ class RulesSettings(BaseSettings):
     internal_networks: tuple[str, ...] = ()
     msa_networks: tuple[str, ...] = ()
     trust_policy_networks: bool = True
+    # rules written in the web admin (SpamAssassin format, read after rule_dirs): kept in the
+    # policy, so every node has them; written to a file the engine reads (local_rules_file)
+    local_rules: str = field(default="", metadata={"multiline": True})
 
     # The rule set (files of the server; each distinct set is one engine of the process-wide
     # cache of MAX_ENGINES, seconds of CPU to build) and the per-message bound.
     global_only_fields: ClassVar[frozenset[str]] = frozenset(
-        {"rule_dirs", "include_default", "sa_update", "score_set", "skip_rules", "max_size"})
+        {"rule_dirs", "include_default", "sa_update", "score_set", "skip_rules", "max_size", "local_rules"})
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
@@ -65,6 +68,8 @@ class RulesSettings(BaseSettings):
         for i, d in enumerate(self.rule_dirs):
             if not d.startswith("/") or any(c in d for c in "\r\n\0"):
                 raise SettingsError(f"rule_dirs[{i}]", f"{d!r} is not an absolute path")
+        if len(self.local_rules.encode("utf-8", "surrogateescape")) > MAX_LOCAL_RULES:
+            raise SettingsError("local_rules", f"more than {MAX_LOCAL_RULES // 1000} KB")
         for i, name in enumerate(self.skip_rules):
             if not RULE_NAME.match(name):
                 raise SettingsError(f"skip_rules[{i}]", f"{name!r} is not a rule name (letters, digits and _)")
@@ -81,6 +86,10 @@ class RulesSettings(BaseSettings):
         the scope); a skipped rule no file defines is a warning (a rule file update may drop
         or bring back a name, so it is not refused)."""
         warnings, names = check_rule_paths(self.rule_dirs, self.score_set)
+        if self.local_rules.strip():
+            defined, more = check_local_rules(self.local_rules, self.score_set)
+            names |= defined
+            warnings += more
         if self.skip_rules:
             from gateway_milter.antispam.sarules import default_rule_dirs
 
@@ -94,6 +103,7 @@ class RulesSettings(BaseSettings):
 
 
 MAX_SIZE_LIMIT = 20_000_000  # bytes the rules may read of one message (hostile-input bound)
+MAX_LOCAL_RULES = 200_000  # bytes of rules written in the web admin
 # Save-time check of local rule files (check_rule_paths): at most this much text is read, and
 # the rule definitions are parsed (regular expressions and all, about 3 ms a rule) only up to
 # PARSE_AT_SAVE rules; a larger set is checked line by line only, and `manage.py rules check`
@@ -201,13 +211,88 @@ def check_rule_paths(paths: Sequence[str], score_set: int = 2) -> tuple[list[str
     return warnings, names
 
 
+def check_local_rules(text: str, score_set: int = 2) -> tuple[set[str], list[str]]:
+    """Check the web admin's rules as the engine will read them: every line a directive the
+    rules layer reads (others, such as SpamAssassin's ``required_score``, are ignored there: a
+    warning), every rule parsed and runnable (an administrator's own rule that would not run is
+    refused, with the reason, rather than listed later). Raises SettingsError (``local_rules``,
+    the line or the rule named); returns the rule names defined and the warnings."""
+    import tempfile
+
+    from gateway_milter.antispam.sarules import known_directive
+
+    bad, names = _scan(text)
+    if bad:
+        line = text.splitlines()[bad[0] - 1].strip()
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise SettingsError("local_rules", f"line {bad[0]} is not a SpamAssassin directive: {line[:80]!r}{more}")
+    ignored = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = strip_comment(raw).strip()
+        word = line.replace("\t", " ").partition(" ")[0]
+        if line and not known_directive(word):
+            ignored.append(f"line {n} ({word[:40]})")
+    warnings = [f"local_rules: not read by the rules layer, ignored: {', '.join(ignored[:5])}"
+                f"{' and more' if len(ignored) > 5 else ''}"] if ignored else []
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "local.cf"
+        f.write_text(text, "utf-8", "surrogateescape")
+        try:
+            rs = load_rules([f], score_set)
+        except RuleFileError as e:
+            raise SettingsError("local_rules", str(e).replace(str(f), "the rules")) from None
+    wrong = sorted(n for n in rs.unsupported if n in names)
+    if wrong:
+        first = wrong[0]
+        where = rs.rules[first].source if first in rs.rules else ""
+        more = f" (and {len(wrong) - 1} more: {', '.join(wrong[1:4])})" if len(wrong) > 1 else ""
+        raise SettingsError("local_rules", f"{first}{' ' + where if where else ''} would not run: "
+                                           f"{rs.unsupported[first]}{more}")
+    return names, warnings
+
+
+_local_file: dict[str, Path] = {}  # the text last written -> its file (one per process)
+_local_lock = threading.Lock()
+
+
+def local_rules_file(text: str) -> Path:
+    """The file the engine reads the web admin's rules from: ``rules-local/local.cf`` under the
+    data directory, rewritten (atomically) when the policy's text differs from what it holds.
+    The path never changes, so that a new text is a changed file to the engine: the rule set
+    is built again in the background while the old one answers (engine_for)."""
+    from gateway_milter import envconfig
+
+    got = _local_file.get(text)
+    if got is not None:
+        return got
+    with _local_lock:
+        base = Path(envconfig.env_str("GATEWAY_DATA_DIR", str(envconfig.BASE_DIR / "var"))).resolve()
+        path = base / "rules-local" / "local.cf"
+        data = text.encode("utf-8", "surrogateescape")
+        try:
+            same = path.read_bytes() == data
+        except OSError:
+            same = False
+        if not same:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".local.cf.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        _local_file.clear()
+        _local_file[text] = path
+        return path
+
+
 def engine_from_settings(settings: RulesSettings) -> RuleEngine:
     return engine_for(*rule_set_of(settings))
 
 
 def rule_set_of(settings: RulesSettings) -> tuple[tuple[str, ...], int, bool, tuple[str, ...], bool]:
     """What names a rule set (one engine): settings that differ only elsewhere share it."""
-    return (tuple(settings.rule_dirs), settings.score_set, settings.include_default, tuple(settings.skip_rules),
+    dirs = tuple(settings.rule_dirs)
+    if settings.local_rules:  # (not stripped: this runs for every message)
+        dirs += (str(local_rules_file(settings.local_rules)),)
+    return (dirs, settings.score_set, settings.include_default, tuple(settings.skip_rules),
             settings.include_default and settings.sa_update)
 
 
