@@ -54,3 +54,21 @@ def test_a_domain_admin_cannot_write_them(world: World) -> None:
     from webadmin.services import current_snapshot
 
     assert current_snapshot().settings_for("rules", world.a.domain.name).local_rules == ""
+
+
+def test_rules_check_reads_the_published_policy(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    from webadmin.services import do_publish_policy, do_set_layer_settings
+
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(world.data_dir))
+    do_set_layer_settings("rules", {"include_default": False,
+                                    "local_rules": "body LOCAL_PIZZA /pizza/\nbody LOCAL_SOUP /soup/\n"})
+    do_publish_policy("test")
+    out = io.StringIO()
+    call_command("rules", "check", "--policy", "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert report["running"] == 2 and report["default_set"] == [] and report["unsupported"] == {}

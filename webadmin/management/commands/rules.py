@@ -27,7 +27,11 @@ class Command(BaseCommand):
         p.add_argument("--sa-update", action="store_true",
                        help="the default set from sa-update's directory when it has one (rules setting sa_update)")
         p.add_argument("--json", action="store_true")
+        p.add_argument("--policy", action="store_true",
+                       help="the published policy's rule set (its rule_dirs, local_rules, skip_rules, ...) "
+                            "instead of the options above")
         p = sub.add_parser("compile")
+        p.add_argument("--policy", action="store_true", help="the published policy's rule set")
         p.add_argument("--dir", action="append", default=[], help="local rule directory (repeatable)")
         p.add_argument("--no-default", action="store_true", help="without Debian's /usr/share/spamassassin")
         p.add_argument("--sa-update", action="store_true",
@@ -35,7 +39,12 @@ class Command(BaseCommand):
         p.add_argument("--wait", type=float, default=1800.0, help="seconds to wait for the build")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        s = RulesSettings(rule_dirs=tuple(o["dir"]), include_default=not o["no_default"], sa_update=o["sa_update"])
+        if o["policy"]:
+            from webadmin.services import current_snapshot
+
+            s = current_snapshot().settings_for("rules")
+        else:
+            s = RulesSettings(rule_dirs=tuple(o["dir"]), include_default=not o["no_default"], sa_update=o["sa_update"])
         eng = engine_from_settings(s)
         if o["action"] == "compile":
             self.compile(eng, o["wait"])
