@@ -213,3 +213,32 @@ class ScanResultView(APIView):
         if doc is None:
             raise Http404("no such scan")
         return Response({k: v for k, v in doc.items() if k not in ("owner", "started")})
+
+
+class ScanLearnView(APIView):
+    """POST ``{"label": "spam"|"ham"}``: learn a finished scan's message (the caller's own scan)
+    in the Bayes scopes the caller administers; answers ``{"scopes": [...]}``. 404 for an unknown,
+    running or another account's scan; 400 for a bad label or no scope to learn in."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    @extend_schema(request=inline_serializer("ScanLearn", {"label": serializers.ChoiceField(["spam", "ham"])}),
+                   responses=inline_serializer("ScanLearned", {"scopes": serializers.ListField()}))
+    def post(self, request: Request, token: str) -> Response:
+        from django.http import Http404
+
+        from webadmin import scantool
+
+        doc = scantool.read(token, request.user.pk)
+        path = scantool.message_path(token)
+        if doc is None or path is None or doc.get("state") != "done":
+            raise Http404("no such scan")
+        label = request.data.get("label") if isinstance(request.data, dict) else None
+        if label not in ("spam", "ham"):
+            raise ValidationError({"label": ["must be spam or ham"]})
+        try:
+            scopes = scantool.learn(token, doc, path, label, access.principal(request.user), _actor(request))
+        except scantool.ScanError as e:
+            raise ValidationError({e.field: [e.message]}) from None
+        return Response({"scopes": scopes})

@@ -30,6 +30,7 @@ from webadmin.api_antispam import (
     BayesWipeView,
     GreylistClearView,
     GreylistStateView,
+    ScanLearnView,
     ScanResultView,
     ScanStartView,
 )
@@ -64,6 +65,7 @@ urlpatterns = [
     path("antispam/greylist/clear/", GreylistClearView.as_view(), name="antispam-greylist-clear"),
     path("antispam/scan/", ScanStartView.as_view(), name="antispam-scan"),
     path("antispam/scan/<str:token>/", ScanResultView.as_view(), name="antispam-scan-result"),
+    path("antispam/scan/<str:token>/learn/", ScanLearnView.as_view(), name="antispam-scan-learn"),
     path("me/", MeView.as_view(), name="me"),
     path("me/token/", TokenView.as_view(), name="token"),
     *router.urls,

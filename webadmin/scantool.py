@@ -139,6 +139,11 @@ def start(req: ScanRequest, owner: int) -> str:
         snapshot = current_snapshot()  # (read here: the thread needs no database connection)
         _clean_old()
         token = secrets.token_urlsafe(16)
+        # the message itself, for "Learn as spam / ham" from the result (removed with the scan)
+        raw_path = scans_dir() / f"{token}.eml"
+        fd = os.open(raw_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(req.raw)
         _write(token, {"state": "running", "owner": owner, "started": time.time(), "network": req.network,
                        "size": len(req.raw)})
         threading.Thread(target=_run, args=(token, req, owner, snapshot), daemon=True,
@@ -226,9 +231,49 @@ def _write(token: str, doc: dict[str, Any]) -> None:
     os.replace(tmp, d / f"{token}.json")
 
 
+def message_path(token: str) -> Path | None:
+    """The scanned message's file (for learning from it), while the scan is kept."""
+    p = scans_dir() / f"{token}.eml"
+    return p if TOKEN.fullmatch(token or "") and p.is_file() else None
+
+
+def learn_scopes(is_global: bool, domains: frozenset[str], result: dict[str, Any],
+                 local_domains: frozenset[str] | set[str]) -> list[str]:
+    """The Bayes scopes a scanned message is learned in: a global administrator's, the global
+    scope and its local recipients' domains; a domain administrator's, their recipients'
+    domains only (never the global model every tenant reads)."""
+    doms = {str(r.get("address") or "").rpartition("@")[2].lower() for r in result.get("recipients") or []}
+    doms = {d for d in doms if d in local_domains}
+    if is_global:
+        return ["global"] + [f"dom:{d}" for d in sorted(doms)]
+    return [f"dom:{d}" for d in sorted(doms & set(domains))]
+
+
+def learn(token: str, doc: dict[str, Any], path: Path, label: str, p: Any, actor: str) -> list[str]:
+    """Queue Bayes training of the scanned message (``bayes.train_message`` with its stored copy)
+    in :func:`learn_scopes`; returns them. ScanError when there is none or it cannot be queued."""
+    from config.celery import app
+    from webadmin.services import current_snapshot
+
+    scopes = learn_scopes(p.is_global, p.domains, doc.get("result") or {}, set(current_snapshot().domains))
+    if not scopes:
+        raise ScanError("label", "None of the message's recipients is in a domain you administer: "
+                                 "nothing to learn in.")
+    try:
+        app.loader.import_default_modules()  # (the embedded setup runs the task here)
+        app.signature("bayes.train_message", kwargs={"label": label, "paths": [str(path)],
+                                                      "scopes": scopes}).apply_async()
+    except Exception as e:  # noqa: BLE001 - the caller says it; nothing was learned
+        raise ScanError("label", f"The training could not be queued: {e}") from None
+    _write(token, {**doc, "learned": label, "learned_scopes": scopes})
+    logging.getLogger("bulwark.antispam").info("%s queued %s training of a scanned message in %s", actor, label,
+                                               ", ".join(scopes))
+    return scopes
+
+
 def _clean_old() -> None:
     cutoff = time.time() - SCAN_KEEP_S
-    for f in scans_dir().glob("*.json"):
+    for f in [*scans_dir().glob("*.json"), *scans_dir().glob("*.eml")]:
         try:
             if f.stat().st_mtime < cutoff:
                 f.unlink()

@@ -200,3 +200,50 @@ def test_a_paste_over_djangos_request_limit_is_refused_with_advice(world: World,
     assert r.status_code == 400 and "choose it as a file" in r.content.decode()
     upload = SimpleUploadedFile("m.eml", _message("a prize " + "x" * 5000).encode())  # a file is not held to it
     assert world.client("global_admin").post("/security/antispam/scan/", {"file": upload}).status_code == 302
+
+
+# -- learning from a scanned message ----------------------------------------------------------------
+def test_a_scanned_message_is_learned_in_the_scopes_the_admin_holds(world: World, store: MemoryStore) -> None:
+    c = world.client("global_admin")
+    page, doc = _scan(c, message=_message("cheap pills for you", to="user@a.example"))
+    token = re.search(r"/security/antispam/scan/([A-Za-z0-9_-]{22})/learn/", page).group(1)  # type: ignore[union-attr]
+    assert (scantool.scans_dir() / f"{token}.eml").stat().st_mode & 0o777 == 0o600
+    r = c.post(f"/security/antispam/scan/{token}/learn/", {"label": "spam"}, follow=True)
+    assert "Learned as spam in global, dom:a.example." in [str(m) for m in r.context["messages"]]
+    assert 'id="scan-learned"' in r.content.decode()
+    bc = BayesClassifier(store)
+    assert bc.stats("global")["spam_learned"] == 1 and bc.stats("dom:a.example")["spam_learned"] == 1
+    # again as ham: the same message moves class, it is not counted twice
+    c.post(f"/security/antispam/scan/{token}/learn/", {"label": "ham"})
+    assert (bc.stats("global")["spam_learned"], bc.stats("global")["ham_learned"]) == (0, 1)
+
+
+def test_a_domain_admin_teaches_only_their_domains(world: World, store: MemoryStore) -> None:
+    c = world.client("domain_admin", "a")
+    page, _doc = _scan(c, message=_message("cheap pills", to="user@a.example"))
+    token = re.search(r"/security/antispam/scan/([A-Za-z0-9_-]{22})/learn/", page).group(1)  # type: ignore[union-attr]
+    c.post(f"/security/antispam/scan/{token}/learn/", {"label": "spam"})
+    bc = BayesClassifier(store)
+    assert bc.stats("dom:a.example")["spam_learned"] == 1 and bc.stats("global")["spam_learned"] == 0
+    # someone else's scan, a GET, a bad label: nothing learned
+    other = world.client("domain_admin", "b")
+    assert other.post(f"/security/antispam/scan/{token}/learn/", {"label": "spam"}).status_code == 404
+    assert c.get(f"/security/antispam/scan/{token}/learn/").status_code == 405
+    r = c.post(f"/security/antispam/scan/{token}/learn/", {"label": "eggs"}, follow=True)
+    assert "Choose spam or ham." in [str(m) for m in r.context["messages"]]
+    assert bc.stats("dom:a.example")["spam_learned"] == 1
+
+
+def test_the_api_learns_a_scan(world: World, store: MemoryStore) -> None:
+    c = world.client("global_admin")
+    r = c.post("/api/antispam/scan/", {"message": _message("cheap pills", to="user@b.example")},
+               content_type="application/json")
+    url = r.json()["url"]
+    while c.get(url).json()["state"] == "running":
+        time.sleep(0.05)
+    assert c.post(url + "learn/", {"label": "bad"}, content_type="application/json").status_code == 400
+    r = c.post(url + "learn/", {"label": "spam"}, content_type="application/json")
+    assert r.status_code == 200 and r.json() == {"scopes": ["global", "dom:b.example"]}
+    assert BayesClassifier(store).stats("dom:b.example")["spam_learned"] == 1
+    assert world.client("domain_admin", "b").post(url + "learn/", {"label": "spam"},
+                                                  content_type="application/json").status_code == 404

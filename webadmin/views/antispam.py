@@ -163,4 +163,28 @@ def scan_result(request: HttpRequest, token: str) -> HttpResponse:
     if doc is None:
         raise Http404("no such scan")
     return render(request, "webadmin/scan_result.html", {"menu": "security", "title": "Scan result", "scan": doc,
-                                                         "result": doc.get("result")})
+                                                         "result": doc.get("result"), "token": token})
+
+
+@require_POST
+@roles(*SETTINGS_ADMINS)
+def scan_learn(request: HttpRequest, token: str) -> HttpResponse:
+    """Learn the scanned message as spam or ham (a missed spam, a wrongly flagged newsletter):
+    the Bayes task learns the stored copy in the scopes the actor administers (scantool.learn_scopes)."""
+    from webadmin import scantool
+
+    doc = scantool.read(token, request.user.pk)
+    path = scantool.message_path(token)
+    if doc is None or path is None or doc.get("state") != "done":
+        raise Http404("no such scan")
+    label = request.POST.get("label")
+    if label not in ("spam", "ham"):
+        messages.error(request, "Choose spam or ham.")
+        return redirect("webadmin:antispam_scan_result", token)
+    try:
+        scopes = scantool.learn(token, doc, path, label, access.principal(request.user), _actor(request))
+    except scantool.ScanError as e:
+        messages.error(request, e.message)
+    else:
+        messages.success(request, f"Learned as {label} in {', '.join(scopes)}.")
+    return redirect("webadmin:antispam_scan_result", token)
