@@ -28,6 +28,9 @@ def test_it_scans_a_pasted_message(page: Any, live_server: Any, bworld: World) -
     assert page.locator("tr[data-symbol=LOCAL_PRIZE]").count() == 1
     assert float(page.locator("#scan-score").inner_text()) >= 6.5
     shot(page, "scan-result")
+    page.click("#learn-spam")
+    page.wait_for_selector("#scan-learned")
+    assert "global, dom:a.example" in page.locator("#scan-learned").inner_text()
     page.click("a:has-text('Scan another message')")
     page.click("#scan-form button[type=submit]")  # nothing pasted: refused, with the reason
     assert "Paste a message" in page.locator("#scan-error").inner_text()
