@@ -38,6 +38,7 @@ log = logging.getLogger("bulwark.scan")
 MAX_MESSAGE = 5 * 1024 * 1024  # bytes a scanned message may have
 MAX_RECIPIENTS = 20
 SCAN_KEEP_S = 3600  # a scan's file is removed this long after it started
+SCAN_TIMEOUT_S = 300  # a scan still "running" after this long is reported as failed
 MAX_RUNNING = 2  # scans running at once in one web process
 NETWORK_LAYERS = ("arc", "callback", "dkim", "dmarc", "dnsbl", "rdns", "spf", "uribl", "vbr")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -219,8 +220,13 @@ def read(token: str, owner: int) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict) or doc.get("owner") != owner:
         return None
-    if time.time() - float(doc.get("started") or 0) > SCAN_KEEP_S:
+    age = time.time() - float(doc.get("started") or 0)
+    if age > SCAN_KEEP_S:
         return None
+    if doc.get("state") == "running" and age > SCAN_TIMEOUT_S:
+        # its thread is gone (the web server's worker restarted) or stuck: say so, stop reloading
+        return {**doc, "state": "error", "error": f"the scan did not finish within {SCAN_TIMEOUT_S} s "
+                                                  "(the web server may have restarted); scan it again"}
     return doc
 
 

@@ -247,3 +247,13 @@ def test_the_api_learns_a_scan(world: World, store: MemoryStore) -> None:
     assert BayesClassifier(store).stats("dom:b.example")["spam_learned"] == 1
     assert world.client("domain_admin", "b").post(url + "learn/", {"label": "spam"},
                                                   content_type="application/json").status_code == 404
+
+
+def test_a_scan_whose_thread_is_gone_ends_with_an_error(world: World) -> None:
+    c = world.client("global_admin")
+    token = "B" * 22
+    scantool._write(token, {"state": "running", "owner": world.root.user.pk, "started": time.time() - 301,
+                            "network": False, "size": 10})
+    page = c.get(f"/security/antispam/scan/{token}/").content.decode()
+    assert 'data-state="error"' in page and "did not finish within 300 s" in page
+    assert 'http-equiv="refresh"' not in page
