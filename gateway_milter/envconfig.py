@@ -141,8 +141,13 @@ class GatewayConfig:
         return not self.redis_url
 
 
+def data_dir() -> Path:
+    """GATEWAY_DATA_DIR (default ./var), absolute: where everything embedded lives."""
+    return Path(env_str("GATEWAY_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+
 def load() -> GatewayConfig:
-    data_dir = Path(env_str("GATEWAY_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+    base = data_dir()
     clamd = env_list("GATEWAY_CLAMD")
     for c in clamd:
         if not re.match(r"^(tcp:([^:\[\]]+|\[[0-9a-fA-F:.]+\]):\d+|unix:/.+)$", c):
@@ -151,7 +156,7 @@ def load() -> GatewayConfig:
     if not re.match(r"^(inet6?:\d+(@.+)?|unix:/.+|local:/.+)$", sock):
         raise ConfigError(f"GATEWAY_MILTER_SOCKET: {sock!r} is not inet:PORT@HOST or unix:/PATH")
     return GatewayConfig(
-        data_dir=data_dir,
+        data_dir=base,
         database_url=env_url("GATEWAY_DATABASE_URL", ("postgres", "postgresql", "sqlite")),
         redis_url=env_url("GATEWAY_REDIS_URL", ("redis", "rediss", "unix")),
         dns_servers=env_hostports("GATEWAY_DNS_SERVERS", 53),

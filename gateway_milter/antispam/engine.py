@@ -1201,5 +1201,5 @@ def hs_cache_dir() -> Path | None:
     d = envconfig.env_str("GATEWAY_RULES_CACHE_DIR")
     if d:
         return Path(d)
-    return Path(envconfig.env_str("GATEWAY_DATA_DIR", str(envconfig.BASE_DIR / "var"))).resolve() / "cache"
+    return envconfig.data_dir() / "cache"
 

@@ -53,8 +53,7 @@ def _check(domain: str, selector: str | None = None) -> tuple[str, str | None]:
 class KeyStore:
     def __init__(self, base: Path | None = None) -> None:
         if base is None:
-            data = Path(envconfig.env_str("GATEWAY_DATA_DIR", str(envconfig.BASE_DIR / "var")))
-            base = data / "dkim"
+            base = envconfig.data_dir() / "dkim"
         self.base = base
         self._cache: dict[tuple[str, str], tuple[float, SigningKey]] = {}
         self._lock = threading.Lock()

@@ -358,7 +358,7 @@ class DmarcLayer(Layer[DmarcSettings]):
 
 
 def report_dir() -> Path:
-    return Path(envconfig.env_str("GATEWAY_DATA_DIR", str(envconfig.BASE_DIR / "var"))) / "dmarc"
+    return envconfig.data_dir() / "dmarc"
 
 
 def append_report_line(line: dict[str, Any], day: str | None = None) -> None:

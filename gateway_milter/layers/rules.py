@@ -266,8 +266,7 @@ def local_rules_file(text: str) -> Path:
     if got is not None:
         return got
     with _local_lock:
-        base = Path(envconfig.env_str("GATEWAY_DATA_DIR", str(envconfig.BASE_DIR / "var"))).resolve()
-        path = base / "rules-local" / "local.cf"
+        path = envconfig.data_dir() / "rules-local" / "local.cf"
         data = text.encode("utf-8", "surrogateescape")
         try:
             same = path.read_bytes() == data
