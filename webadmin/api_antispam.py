@@ -230,10 +230,10 @@ class ScanLearnView(APIView):
 
         from webadmin import scantool
 
-        doc = scantool.read(token, request.user.pk)
-        path = scantool.message_path(token)
-        if doc is None or path is None or doc.get("state") != "done":
+        done = scantool.finished(token, request.user.pk)
+        if done is None:
             raise Http404("no such scan")
+        doc, path = done
         label = request.data.get("label") if isinstance(request.data, dict) else None
         if label not in ("spam", "ham"):
             raise ValidationError({"label": ["must be spam or ham"]})

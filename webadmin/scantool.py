@@ -237,10 +237,13 @@ def _write(token: str, doc: dict[str, Any]) -> None:
     os.replace(tmp, d / f"{token}.json")
 
 
-def message_path(token: str) -> Path | None:
-    """The scanned message's file (for learning from it), while the scan is kept."""
+def finished(token: str, owner: int) -> tuple[dict[str, Any], Path] | None:
+    """A finished scan of ``owner`` and its message's file (for learning from it), or None."""
+    doc = read(token, owner)
+    if doc is None or doc.get("state") != "done":
+        return None
     p = scans_dir() / f"{token}.eml"
-    return p if TOKEN.fullmatch(token or "") and p.is_file() else None
+    return (doc, p) if p.is_file() else None
 
 
 def learn_scopes(is_global: bool, domains: frozenset[str], result: dict[str, Any],

@@ -222,16 +222,13 @@ def check_local_rules(text: str, score_set: int = 2) -> tuple[set[str], list[str
     from gateway_milter.antispam.sarules import known_directive
 
     bad, names = _scan(text)
+    lines = text.splitlines()
     if bad:
-        line = text.splitlines()[bad[0] - 1].strip()
+        line = lines[bad[0] - 1].strip()
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise SettingsError("local_rules", f"line {bad[0]} is not a SpamAssassin directive: {line[:80]!r}{more}")
-    ignored = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = strip_comment(raw).strip()
-        word = line.replace("\t", " ").partition(" ")[0]
-        if line and not known_directive(word):
-            ignored.append(f"line {n} ({word[:40]})")
+    words = ((n, strip_comment(raw).strip().replace("\t", " ").partition(" ")[0]) for n, raw in enumerate(lines, 1))
+    ignored = [f"line {n} ({word[:40]})" for n, word in words if word and not known_directive(word)]
     warnings = [f"local_rules: not read by the rules layer, ignored: {', '.join(ignored[:5])}"
                 f"{' and more' if len(ignored) > 5 else ''}"] if ignored else []
     with tempfile.TemporaryDirectory() as tmp:

@@ -173,10 +173,10 @@ def scan_learn(request: HttpRequest, token: str) -> HttpResponse:
     the Bayes task learns the stored copy in the scopes the actor administers (scantool.learn_scopes)."""
     from webadmin import scantool
 
-    doc = scantool.read(token, request.user.pk)
-    path = scantool.message_path(token)
-    if doc is None or path is None or doc.get("state") != "done":
+    done = scantool.finished(token, request.user.pk)
+    if done is None:
         raise Http404("no such scan")
+    doc, path = done
     label = request.POST.get("label")
     if label not in ("spam", "ham"):
         messages.error(request, "Choose spam or ham.")
