@@ -242,3 +242,32 @@ class ScanLearnView(APIView):
         except scantool.ScanError as e:
             raise ValidationError({e.field: [e.message]}) from None
         return Response({"scopes": scopes})
+
+
+class RulesValidateView(APIView):
+    """Check rules in SpamAssassin's format as the rules page's editor types (no change is made):
+    the problems of the rules setting ``local_rules``, each with its line, as saving would find
+    them (errors refuse the text, warnings name lines the rules layer ignores). Global admins
+    only, as the setting is global-only."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = GLOBAL
+
+    @extend_schema(request=inline_serializer("RulesSource", {"source": serializers.CharField()}),
+                   responses=inline_serializer("RulesProblems", {"errors": serializers.ListField(),
+                                                                 "warnings": serializers.ListField(),
+                                                                 "rules": serializers.IntegerField()}))
+    def post(self, request: Request) -> Response:
+        from gateway_milter.layers.rules import MAX_LOCAL_RULES, local_rules_problems
+
+        source = request.data.get("source", "")
+        try:
+            size = len(source.encode("utf-8", "surrogateescape")) if isinstance(source, str) else -1
+        except UnicodeEncodeError:
+            size = -1  # (a lone surrogate from JSON: no file can hold it)
+        if not 0 <= size <= MAX_LOCAL_RULES:
+            raise ValidationError({"source": [f"must be the rules' text (at most {MAX_LOCAL_RULES:,} bytes of UTF-8)"]})
+        names, problems = local_rules_problems(source.replace("\r\n", "\n"))
+        return Response({"errors": [p.as_dict() for p in problems if p.severity == "error"],
+                         "warnings": [p.as_dict() for p in problems if p.severity == "warning"],
+                         "rules": len(names)})

@@ -10,6 +10,7 @@ import typing
 from typing import Any
 
 from django import forms
+from django.urls import reverse
 
 from gateway_milter.layers.base import SettingsError
 from webadmin.models import Account, Domain, Role, UserOptions, VerificationSource
@@ -304,6 +305,8 @@ class JsonField(forms.CharField):
 
 
 _SCALARS = (str, int, float)
+# a multi-line setting's ``validate`` metadata -> the API that checks it as it is typed
+VALIDATE_URLS = {"rules": "api:rules-validate"}
 
 
 def layer_settings_form(settings_cls: type, initial: dict[str, Any], data: Any = None) -> forms.Form:
@@ -334,8 +337,12 @@ def layer_settings_form(settings_cls: type, initial: dict[str, Any], data: Any =
         elif base is float:
             field = forms.FloatField(required=False)
         elif base is str and f.metadata.get("multiline"):  # (rules' local_rules: a file's text)
-            field = forms.CharField(required=False, strip=False, empty_value="", widget=forms.Textarea(
-                attrs={"rows": 12, "class": "code", "spellcheck": "false", "wrap": "off"}))
+            attrs = {"rows": 12, "class": "code", "spellcheck": "false", "wrap": "off"}
+            validate = VALIDATE_URLS.get(f.metadata.get("validate", ""))
+            if validate:  # checked as the administrator types (app.js), problems listed under it
+                attrs |= {"data-validate": reverse(validate), "data-problems": f"id_{f.name}-problems"}
+            field = forms.CharField(required=False, strip=False, empty_value="", widget=forms.Textarea(attrs=attrs))
+            field.validate_url = validate  # type: ignore[attr-defined]
         elif base is str:
             field = forms.CharField(required=False, strip=False, empty_value=None if optional else "")
         elif typing.get_origin(base) in (tuple, list) and item in _SCALARS:

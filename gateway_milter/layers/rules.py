@@ -52,7 +52,7 @@ class RulesSettings(BaseSettings):
     trust_policy_networks: bool = True
     # rules written in the web admin (SpamAssassin format, read after rule_dirs): kept in the
     # policy, so every node has them; written to a file the engine reads (local_rules_file)
-    local_rules: str = field(default="", metadata={"multiline": True})
+    local_rules: str = field(default="", metadata={"multiline": True, "validate": "rules"})
 
     # The rule set (files of the server; each distinct set is one engine of the process-wide
     # cache of MAX_ENGINES, seconds of CPU to build) and the per-message bound.
@@ -68,7 +68,11 @@ class RulesSettings(BaseSettings):
         for i, d in enumerate(self.rule_dirs):
             if not d.startswith("/") or any(c in d for c in "\r\n\0"):
                 raise SettingsError(f"rule_dirs[{i}]", f"{d!r} is not an absolute path")
-        if len(self.local_rules.encode("utf-8", "surrogateescape")) > MAX_LOCAL_RULES:
+        try:
+            size = len(self.local_rules.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError as e:  # a lone surrogate (JSON's \ud800): no file can hold it
+            raise SettingsError("local_rules", f"character {e.start + 1} is not text (a lone surrogate)") from None
+        if size > MAX_LOCAL_RULES:
             raise SettingsError("local_rules", f"more than {MAX_LOCAL_RULES // 1000} KB")
         for i, name in enumerate(self.skip_rules):
             if not RULE_NAME.match(name):
@@ -141,10 +145,11 @@ def _rule_files(paths: Sequence[str | Path], field: str | None, start: int = 0) 
     return out
 
 
-def _scan(text: str) -> tuple[list[int], set[str]]:
-    """The numbers of the lines that are not SpamAssassin directives, and the rule names defined."""
+def _scan(text: str) -> tuple[list[int], dict[str, int]]:
+    """The numbers of the lines that are not SpamAssassin directives, and the rule names defined
+    with the line of each one's first definition."""
     bad: list[int] = []
-    names: set[str] = set()
+    names: dict[str, int] = {}
     for n, raw in enumerate(text.splitlines(), 1):
         line = strip_comment(raw).strip()
         if not line:
@@ -153,7 +158,7 @@ def _scan(text: str) -> tuple[list[int], set[str]]:
         if not _DIRECTIVE.fullmatch(word):
             bad.append(n)
         elif word in RULE_KINDS:
-            names.add(rest.strip().split(" ", 1)[0])
+            names.setdefault(rest.strip().split(" ", 1)[0], n)
     return bad, names
 
 
@@ -162,7 +167,7 @@ def rule_names(paths: Sequence[str | Path]) -> set[str]:
     names: set[str] = set()
     for f in _rule_files(paths, None):
         try:
-            names |= _scan(f.read_text("utf-8", "surrogateescape"))[1]
+            names.update(_scan(f.read_text("utf-8", "surrogateescape"))[1])
         except OSError:
             continue
     return names
@@ -193,7 +198,7 @@ def check_rule_paths(paths: Sequence[str], score_set: int = 2) -> tuple[list[str
                 more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
                 # the line itself is not quoted: the file may be anyone's (/etc/shadow)
                 raise SettingsError(where, f"{f} line {n} is not a SpamAssassin directive{more}")
-            names |= defined
+            names.update(defined)
         if Path(d).is_dir() and not files:
             warnings.append(f"rule_dirs[{i}]: {d} has no *.cf file yet")
     if paths and len(names) <= PARSE_AT_SAVE:
@@ -211,40 +216,66 @@ def check_rule_paths(paths: Sequence[str], score_set: int = 2) -> tuple[list[str
     return warnings, names
 
 
-def check_local_rules(text: str, score_set: int = 2) -> tuple[set[str], list[str]]:
-    """Check the web admin's rules as the engine will read them: every line a directive the
-    rules layer reads (others, such as SpamAssassin's ``required_score``, are ignored there: a
-    warning), every rule parsed and runnable (an administrator's own rule that would not run is
-    refused, with the reason, rather than listed later). Raises SettingsError (``local_rules``,
-    the line or the rule named); returns the rule names defined and the warnings."""
+@dataclass(frozen=True, slots=True)
+class RuleProblem:
+    """One finding of :func:`local_rules_problems`: an error (the text would be refused) or a
+    warning (a line the rules layer ignores), with its line (1-based)."""
+
+    line: int
+    message: str
+    severity: str = "error"  # or "warning"
+    word: str = ""  # a warning's directive
+
+    def as_dict(self) -> dict[str, object]:
+        return {"line": self.line, "message": self.message, "severity": self.severity}
+
+
+def local_rules_problems(text: str, score_set: int = 2) -> tuple[set[str], list[RuleProblem]]:
+    """Every problem of the web admin's rules, as the engine will read them, in line order: a
+    line that is not a SpamAssassin directive, a file the parser refuses, a rule of the text
+    that would not run (its pattern does not compile, an unknown eval function, a broken meta;
+    the line of its first definition) are errors; a directive the rules layer does not read
+    (SpamAssassin's ``required_score`` ...) is a warning. Returns the rule names defined and
+    the problems. The editor asks for them as the administrator types (``/api/rules/validate/``);
+    saving refuses a text with an error (:func:`check_local_rules`)."""
     import tempfile
 
     from gateway_milter.antispam.sarules import known_directive
 
     bad, names = _scan(text)
     lines = text.splitlines()
-    if bad:
-        line = lines[bad[0] - 1].strip()
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise SettingsError("local_rules", f"line {bad[0]} is not a SpamAssassin directive: {line[:80]!r}{more}")
-    words = ((n, strip_comment(raw).strip().replace("\t", " ").partition(" ")[0]) for n, raw in enumerate(lines, 1))
-    ignored = [f"line {n} ({word[:40]})" for n, word in words if word and not known_directive(word)]
-    warnings = [f"local_rules: not read by the rules layer, ignored: {', '.join(ignored[:5])}"
-                f"{' and more' if len(ignored) > 5 else ''}"] if ignored else []
+    problems = [RuleProblem(n, f"not a SpamAssassin directive: {lines[n - 1].strip()[:80]!r}") for n in bad]
+    skip = set(bad)
+    for n, raw in enumerate(lines, 1):
+        word = strip_comment(raw).strip().replace("\t", " ").partition(" ")[0]
+        if word and n not in skip and not known_directive(word):
+            problems.append(RuleProblem(n, f"{word[:40]}: not read by the rules layer, ignored", "warning", word[:40]))
     with tempfile.TemporaryDirectory() as tmp:
         f = Path(tmp) / "local.cf"
         f.write_text(text, "utf-8", "surrogateescape")
         try:
             rs = load_rules([f], score_set)
         except RuleFileError as e:
-            raise SettingsError("local_rules", str(e).replace(str(f), "the rules")) from None
-    wrong = sorted(n for n in rs.unsupported if n in names)
-    if wrong:
-        first = wrong[0]
-        where = rs.rules[first].source if first in rs.rules else ""
-        more = f" (and {len(wrong) - 1} more: {', '.join(wrong[1:4])})" if len(wrong) > 1 else ""
-        raise SettingsError("local_rules", f"{first}{' ' + where if where else ''} would not run: "
-                                           f"{rs.unsupported[first]}{more}")
+            problems.append(RuleProblem(1, str(e).replace(str(f), "the rules")))
+        else:
+            problems += [RuleProblem(names[n], f"{n} would not run: {rs.unsupported[n]}")
+                         for n in rs.unsupported if n in names]
+    problems.sort(key=lambda p: p.line)
+    return set(names), problems
+
+
+def check_local_rules(text: str, score_set: int = 2) -> tuple[set[str], list[str]]:
+    """Check the web admin's rules when they are saved (:func:`local_rules_problems`): an
+    error is a SettingsError (``local_rules``) naming the first one's line; returns the rule
+    names defined and the warnings, in one line."""
+    names, problems = local_rules_problems(text, score_set)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise SettingsError("local_rules", f"line {errors[0].line}: {errors[0].message}{more}")
+    ignored = [f"line {p.line} ({p.word})" for p in problems if p.severity == "warning"]
+    warnings = [f"local_rules: not read by the rules layer, ignored: {', '.join(ignored[:5])}"
+                f"{' and more' if len(ignored) > 5 else ''}"] if ignored else []
     return names, warnings
 
 

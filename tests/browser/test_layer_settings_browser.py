@@ -1,5 +1,6 @@
 """Layer settings pages in real Chromium: DNSBL and URIBL zones (one JSON object per line)
-survive an unchanged save, and a bad line is reported on the zones field."""
+survive an unchanged save, and a bad line is reported on the zones field; the rules page's own
+rules are checked as they are typed."""
 
 from __future__ import annotations
 
@@ -39,3 +40,27 @@ def test_it_saves_zones_unchanged_and_flags_a_bad_line(page: Any, live_server: A
     assert len(errors) == 1 and errors[0].startswith("line 2: "), errors
     assert LayerSetting.objects.get(layer=layer, domain=domain).values["zones"] == [zone]
     shot(page, f"layer-{layer}-zones-error")
+
+
+def test_the_rules_editor_flags_a_bad_rule_at_its_line_as_it_is_typed(page: Any, live_server: Any,
+                                                                      bworld: World) -> None:
+    base = live_server.url
+    login(page, base, "root")
+    page.goto(f"{base}/security/layers/rules/")
+    page.locator("#id_local_rules-problems li.ok").wait_for()  # (the empty text: no errors)
+    editor = page.locator("textarea[name=local_rules]")
+    editor.type("body LOCAL_PIZZA /pizza/i\nscore LOCAL_PIZZA 3\nrequired_score 4\nbody LOCAL_BAD /bad(/\n", delay=0)
+    problem = page.locator("#id_local_rules-problems li.problem").first
+    problem.wait_for()
+    assert problem.get_attribute("data-line") == "4" and "LOCAL_BAD would not run" in problem.inner_text()
+    warning = page.locator("#id_local_rules-problems li.warning").first
+    assert warning.get_attribute("data-line") == "3" and "required_score" in warning.inner_text()
+    assert editor.get_attribute("aria-invalid") == "true"
+    problem.click()  # the caret moves to the rule's line
+    caret_line = page.evaluate("() => { const t = document.querySelector('textarea[name=local_rules]');"
+                               " return t.value.slice(0, t.selectionStart).split('\\n').length; }")
+    assert caret_line == 4
+    shot(page, "rules-editor-problems")
+    editor.fill("body LOCAL_PIZZA /pizza/i\n")
+    page.locator("#id_local_rules-problems li.ok").wait_for()
+    assert editor.get_attribute("aria-invalid") == "false"

@@ -39,7 +39,7 @@ def test_directives_the_layer_does_not_read_are_a_warning() -> None:
 
 
 @pytest.mark.parametrize(("text", "says"), [
-    ("body LOCAL_A /a/\n/etc/passwd: x\n", "line 2 is not a SpamAssassin directive: '/etc/passwd: x'"),
+    ("body LOCAL_A /a/\n/etc/passwd: x\n", "line 2: not a SpamAssassin directive: '/etc/passwd: x'"),
     ("body LOCAL_A /a(/\n", "LOCAL_A would not run"),
     ("header LOCAL_B eval:no_such_function()\n", "LOCAL_B would not run"),
     ("meta LOCAL_M (LOCAL_A && \nbody LOCAL_A /a/\n", "LOCAL_M would not run"),
@@ -82,3 +82,28 @@ def test_the_rules_score_and_a_new_text_is_built_again(store: MemoryStore) -> No
             break
         time.sleep(0.2)
     assert engine_from_settings(s).rules["LOCAL_PIZZA"].score == 4.5
+
+
+def test_every_problem_is_listed_with_its_line() -> None:
+    from gateway_milter.layers.rules import local_rules_problems
+
+    text = ("body LOCAL_A /a(/\nrequired_score 5\n/etc/x y\nscore LOCAL_A 2\n"
+            "meta LOCAL_M (LOCAL_A &&\nheader LOCAL_B eval:no_such_function()\nbody LOCAL_OK /ok/\n")
+    names, problems = local_rules_problems(text)
+    assert names == {"LOCAL_A", "LOCAL_M", "LOCAL_B", "LOCAL_OK"}
+    got = [(p.line, p.severity, p.message.split(":")[0]) for p in problems]
+    assert got == [(1, "error", "LOCAL_A would not run"), (2, "warning", "required_score"),
+                   (3, "error", "not a SpamAssassin directive"), (5, "error", "LOCAL_M would not run"),
+                   (6, "error", "LOCAL_B would not run")]
+    assert "eval function no_such_function() is not implemented" in problems[-1].message
+    # saving names the first error and counts the others
+    with pytest.raises(SettingsError) as e:
+        check_local_rules(text)
+    assert str(e.value).startswith("local_rules: line 1: LOCAL_A would not run") and "(and 3 more)" in str(e.value)
+    assert local_rules_problems(PIZZA) == ({"LOCAL_PIZZA"}, [])
+
+
+def test_a_lone_surrogate_is_refused_as_a_setting_error() -> None:
+    with pytest.raises(SettingsError) as e:
+        RulesSettings(local_rules="body LOCAL_A /\ud800/\n")
+    assert e.value.path == "local_rules" and "lone surrogate" in str(e.value)

@@ -11,13 +11,14 @@
   document.querySelectorAll("button[data-confirm]").forEach(function (b) {
     b.addEventListener("click", function (ev) { if (!window.confirm(b.dataset.confirm)) { ev.preventDefault(); } });
   });
-  // Sieve editor: validate as you type through the REST endpoint.
-  var ed = document.querySelector("textarea[data-sieve-validate]");
-  if (ed) {
-    var out = document.getElementById("sieve-problems");
-    var csrf = (document.querySelector("input[name=csrfmiddlewaretoken]") || {}).value || "";
+  // Editors that validate as you type through a REST endpoint (the Sieve editor, the rules
+  // page's own rules): the endpoint answers {errors: [...], warnings: [...]}, each with its line
+  // (and column where it has one); a click on a problem puts the caret on its line.
+  var csrf = (document.querySelector("input[name=csrfmiddlewaretoken]") || {}).value || "";
+  document.querySelectorAll("textarea[data-validate]").forEach(function (ed) {
+    var out = document.getElementById(ed.dataset.problems);
+    if (!out || ed.disabled) { return; }  // (a global-only setting shown to a domain admin)
     var timer = null, seq = 0;
-    // Put the caret on the error and scroll the editor to it.
     var goTo = function (line, column) {
       var lines = ed.value.split("\n"), pos = 0;
       for (var i = 0; i < line - 1 && i < lines.length; i++) { pos += lines[i].length + 1; }
@@ -27,32 +28,34 @@
       var lh = parseFloat(window.getComputedStyle(ed).lineHeight) || 20;
       ed.scrollTop = Math.max(0, (line - 3) * lh);
     };
+    var item = function (e, cls) {
+      var li = document.createElement("li");
+      li.className = cls; li.dataset.line = e.line;
+      li.textContent = "Line " + e.line + (e.column ? ", column " + e.column : "") + ": " + e.message;
+      li.tabIndex = 0;
+      li.title = "Go to line " + e.line;
+      li.addEventListener("click", function () { goTo(e.line, e.column); });
+      return li;
+    };
     var run = function () {
       var mine = ++seq;
-      fetch(ed.dataset.sieveValidate, {
+      fetch(ed.dataset.validate, {
         method: "POST", credentials: "same-origin",
         headers: {"Content-Type": "application/json", "X-CSRFToken": csrf},
         body: JSON.stringify({source: ed.value})
       }).then(function (r) { return r.json(); }).then(function (data) {
         if (mine !== seq) { return; }
         out.textContent = "";
-        var errs = data.errors || [];
-        if (!errs.length) {
+        var errs = data.errors || [], warns = data.warnings || [];
+        if (!errs.length && !warns.length) {
           var li = document.createElement("li"); li.className = "ok"; li.textContent = "No errors."; out.appendChild(li);
         }
-        errs.forEach(function (e) {
-          var li = document.createElement("li");
-          li.className = "problem"; li.dataset.line = e.line;
-          li.textContent = "Line " + e.line + ", column " + e.column + ": " + e.message;
-          li.tabIndex = 0;
-          li.title = "Go to line " + e.line;
-          li.addEventListener("click", function () { goTo(e.line, e.column); });
-          out.appendChild(li);
-        });
+        errs.forEach(function (e) { out.appendChild(item(e, "problem")); });
+        warns.forEach(function (e) { out.appendChild(item(e, "warning")); });
         ed.setAttribute("aria-invalid", errs.length ? "true" : "false");
       }).catch(function () {});
     };
     ed.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(run, 300); });
     run();
-  }
+  });
 })();
