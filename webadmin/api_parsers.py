@@ -1,0 +1,42 @@
+"""The API's JSON parser: valid JSON may still hold a string that is not text. A ``\\ud800``
+escape (a lone UTF-16 surrogate) parses into a Python string that no UTF-8 encoder takes: stored
+or echoed, it failed later, as a 500 while rendering the answer or in the database. A ``\\u0000``
+(NUL) is refused by PostgreSQL in text and jsonb. Such a body is refused here, with a 400 that
+says why (Django's own form fields refuse NUL the same way)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def not_text(data: Any) -> bool:
+    """Whether any string in parsed JSON (keys included) holds a surrogate code point or NUL."""
+    stack = [data]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            if _NOT_TEXT.search(x):
+                return True
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return False
+
+
+class TextJSONParser(JSONParser):
+    """JSONParser that refuses strings which are not text (lone surrogates, NUL)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        data = super().parse(stream, media_type, parser_context)
+        if not_text(data):
+            raise ParseError("JSON parse error - a string holds a NUL (\\u0000) or a lone surrogate"
+                             " (\\ud800-\\udfff): not text")
+        return data
