@@ -107,6 +107,16 @@ class RuleFileError(ValueError):
     pass
 
 
+def config_lines(text: str) -> list[str]:
+    """A configuration file's lines as SpamAssassin reads them: split at LF only (a CR before
+    it dropped). ``str.splitlines`` also splits at form feeds, U+0085, U+2028 and other
+    separators, which may stand inside a rule's pattern."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
 @dataclass(slots=True)
 class Rule:
     name: str
@@ -185,7 +195,7 @@ class _Parser:
             text = path.read_text("utf-8", "surrogateescape")
         except OSError as e:
             raise RuleFileError(f"{path}: {e}") from None
-        for n, raw in enumerate(text.splitlines(), 1):
+        for n, raw in enumerate(config_lines(text), 1):
             line = _strip_comment(raw).strip()
             if not line:
                 continue

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.antispam.engine import RuleEngine, engine_for
 from gateway_milter.antispam.relays import parse_network
-from gateway_milter.antispam.sarules import NOT_AUTOLEARNED_TFLAGS, RULE_KINDS, RULE_NAME, RuleFileError, load_rules
+from gateway_milter.antispam.sarules import (
+    NOT_AUTOLEARNED_TFLAGS,
+    RULE_KINDS,
+    RULE_NAME,
+    RuleFileError,
+    config_lines,
+    load_rules,
+)
 from gateway_milter.antispam.sarules import _strip_comment as strip_comment
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, SettingsError
@@ -150,7 +157,7 @@ def _scan(text: str) -> tuple[list[int], dict[str, int]]:
     with the line of each one's first definition."""
     bad: list[int] = []
     names: dict[str, int] = {}
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(config_lines(text), 1):
         line = strip_comment(raw).strip()
         if not line:
             continue
@@ -243,7 +250,7 @@ def local_rules_problems(text: str, score_set: int = 2) -> tuple[set[str], list[
     from gateway_milter.antispam.sarules import known_directive
 
     bad, names = _scan(text)
-    lines = text.splitlines()
+    lines = config_lines(text)
     problems = [RuleProblem(n, f"not a SpamAssassin directive: {lines[n - 1].strip()[:80]!r}") for n in bad]
     skip = set(bad)
     for n, raw in enumerate(lines, 1):

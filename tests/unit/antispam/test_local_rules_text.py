@@ -107,3 +107,18 @@ def test_a_lone_surrogate_is_refused_as_a_setting_error() -> None:
     with pytest.raises(SettingsError) as e:
         RulesSettings(local_rules="body LOCAL_A /\ud800/\n")
     assert e.value.path == "local_rules" and "lone surrogate" in str(e.value)
+
+
+@pytest.mark.parametrize("sep", ["\x0c", "\x85", "\u2028", "\x1e"])
+def test_lines_end_at_lf_only_as_spamassassin_reads_them(sep: str) -> None:
+    from gateway_milter.antispam.sarules import config_lines, load_rules
+
+    text = f"body LOCAL_SEP /a{sep}b/\r\nscore LOCAL_SEP 2\n"
+    assert config_lines(text) == [f"body LOCAL_SEP /a{sep}b/", "score LOCAL_SEP 2"]
+    assert check_local_rules(text) == ({"LOCAL_SEP"}, [])  # (str.splitlines made two lines of the first)
+    assert RulesSettings(local_rules=text).check_at_save() == []
+    f = Path(__import__("tempfile").mkdtemp()) / "sep.cf"
+    f.write_text(text, "utf-8")
+    rs = load_rules([f])
+    octets = f"xa{sep}by".encode().decode("latin-1")  # (rules read UTF-8 octets, as SpamAssassin does)
+    assert rs.rules["LOCAL_SEP"].pattern.compiled.search(octets) and rs.rules["LOCAL_SEP"].score == 2
