@@ -157,8 +157,6 @@ class ScanStartView(APIView):
         import base64
         import binascii
 
-        from django.urls import reverse
-
         from webadmin import scantool
 
         data = request.data if isinstance(request.data, dict) else {}
@@ -184,13 +182,51 @@ class ScanStartView(APIView):
         try:
             req = scantool.parse_request(raw, recipients=rcpts, network=network,
                                          domains=None if p.is_global else p.domains, **strings)
-            token = scantool.start(req, request.user.pk)
         except scantool.ScanError as e:
-            if "running" in e.message:
-                return Response({"detail": e.message}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
             raise ValidationError({e.field: [e.message]}) from None
-        return Response({"token": token, "url": reverse("api:antispam-scan-result", args=[token])},
-                        status=status.HTTP_202_ACCEPTED)
+        return _start(request, req)
+
+
+def _start(request: Request, req: Any) -> Response:
+    """Start a scan of ``req`` (a scantool.ScanRequest): 202 with its token and url, 503 when
+    other scans are running."""
+    from django.urls import reverse
+
+    from webadmin import scantool
+
+    try:
+        token = scantool.start(req, request.user.pk)
+    except scantool.ScanError as e:
+        return Response({"detail": e.message}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    return Response({"token": token, "url": reverse("api:antispam-scan-result", args=[token])},
+                    status=status.HTTP_202_ACCEPTED)
+
+
+class ScanAgainView(APIView):
+    """POST: scan the message of one of the caller's finished (or failed) scans again, with its
+    settings and the rules and policy in force now. 202 with the new scan's ``token`` and
+    ``url``; 404 for an unknown, running or another account's scan; 400 when its input no longer
+    passes (a domain administrator's recipient outside their domains); 503 when other scans are
+    running."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    @extend_schema(request=None, responses=inline_serializer("ScanStartedAgain", {
+        "token": serializers.CharField(), "url": serializers.CharField()}))
+    def post(self, request: Request, token: str) -> Response:
+        from django.http import Http404
+
+        from webadmin import scantool
+
+        p = access.principal(request.user)
+        try:
+            req = scantool.again(token, request.user.pk, None if p.is_global else p.domains)
+        except scantool.ScanError as e:
+            raise ValidationError({e.field: [e.message]}) from None
+        if req is None:
+            raise Http404("no such scan")
+        return _start(request, req)
 
 
 class ScanResultView(APIView):

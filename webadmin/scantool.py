@@ -37,6 +37,7 @@ log = logging.getLogger("bulwark.scan")
 
 MAX_MESSAGE = 5 * 1024 * 1024  # bytes a scanned message may have
 MAX_RECIPIENTS = 20
+PREFILL_MESSAGE = 2 * 1024 * 1024  # "Change and scan" puts a message this small back in the text area
 SCAN_KEEP_S = 3600  # a scan's file is removed this long after it started
 SCAN_TIMEOUT_S = 300  # a scan still "running" after this long is reported as failed
 MAX_RUNNING = 2  # scans running at once in one web process
@@ -140,19 +141,27 @@ def start(req: ScanRequest, owner: int) -> str:
         snapshot = current_snapshot()  # (read here: the thread needs no database connection)
         _clean_old()
         token = secrets.token_urlsafe(16)
-        # the message itself, for "Learn as spam / ham" from the result (removed with the scan)
+        # the message itself, for "Learn as spam / ham" and "Scan again" from the result
+        # (removed with the scan)
         raw_path = scans_dir() / f"{token}.eml"
         fd = os.open(raw_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(req.raw)
-        _write(token, {"state": "running", "owner": owner, "started": time.time(), "network": req.network,
-                       "size": len(req.raw)})
+        _write(token, {"state": "running", **_about(req, owner, time.time())})
         threading.Thread(target=_run, args=(token, req, owner, snapshot), daemon=True,
                          name=f"scan-{token[:6]}").start()
     except BaseException:
         _running.release()
         raise
     return token
+
+
+def _about(req: ScanRequest, owner: int, started: float) -> dict[str, Any]:
+    """What a scan's file says besides its state and result: whose it is, when it started, and
+    the request's settings (``request``, for "Scan again" and "Change and scan")."""
+    return {"owner": owner, "started": started, "network": req.network, "size": len(req.raw),
+            "request": {"ip": req.ip or "", "helo": req.helo, "sender": req.sender or "",
+                        "recipients": list(req.recipients), "auth": req.auth, "network": req.network}}
 
 
 def _run(token: str, req: ScanRequest, owner: int, snapshot: PolicySnapshot) -> None:
@@ -166,10 +175,56 @@ def _run(token: str, req: ScanRequest, owner: int, snapshot: PolicySnapshot) -> 
     finally:
         _running.release()
     try:
-        _write(token, {**doc, "owner": owner, "started": started, "network": req.network, "size": len(req.raw),
-                       "took_s": round(time.time() - started, 2)})
+        _write(token, {**doc, **_about(req, owner, started), "took_s": round(time.time() - started, 2)})
     except OSError:  # (the data directory went away: nobody is left to read it)
         log.warning("scan %s: result not written", token[:6], exc_info=True)
+
+
+def again(token: str, owner: int, domains: frozenset[str] | None) -> ScanRequest | None:
+    """The request of ``owner``'s finished (or failed) scan, to run it again: its stored message
+    and settings, checked again (a domain administrator's recipients must still be in their
+    ``domains``; None: a global administrator). None when there is no such scan or it is still
+    running; ScanError when its input no longer passes."""
+    doc = read(token, owner)
+    if doc is None or doc.get("state") == "running":
+        return None
+    try:
+        raw = (scans_dir() / f"{token}.eml").read_bytes()
+    except OSError:
+        return None
+    return parse_request(raw, **_request_fields(doc), domains=domains)
+
+
+def form_values(token: str, owner: int) -> dict[str, Any] | None:
+    """The scan form filled in from ``owner``'s scan ("Change and scan"): its settings, and the
+    message as text when it is UTF-8 of at most PREFILL_MESSAGE bytes (else empty: choose the file
+    again). None when there is no such scan."""
+    doc = read(token, owner)
+    if doc is None:
+        return None
+    values: dict[str, Any] = _request_fields(doc)
+    try:
+        raw = (scans_dir() / f"{token}.eml").read_bytes()
+    except OSError:
+        raw = b""
+    try:
+        text = raw.decode("utf-8") if len(raw) <= PREFILL_MESSAGE else ""
+    except UnicodeDecodeError:
+        text = ""
+    return {**values, "message": text, "message_left_out": bool(raw) and not text}
+
+
+def _request_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """parse_request's keyword arguments from a scan's stored ``request`` (a scan file written
+    before requests were stored: the network switch alone)."""
+    req = doc.get("request")
+    if not isinstance(req, dict):
+        req = {}
+    out: dict[str, Any] = {k: str(req.get(k) or "") for k in ("ip", "helo", "sender", "auth")}
+    rcpts = req.get("recipients")
+    out["recipients"] = " ".join(str(r) for r in rcpts) if isinstance(rcpts, list) else ""
+    out["network"] = bool(req.get("network", doc.get("network", False)))
+    return out
 
 
 def scan(req: ScanRequest, snapshot: PolicySnapshot) -> dict[str, Any]:

@@ -41,6 +41,7 @@ urlpatterns = [
     path("security/antispam/scan/", antispam.scan_form, name="antispam_scan"),
     path("security/antispam/scan/<str:token>/", antispam.scan_result, name="antispam_scan_result"),
     path("security/antispam/scan/<str:token>/learn/", antispam.scan_learn, name="antispam_scan_learn"),
+    path("security/antispam/scan/<str:token>/again/", antispam.scan_again, name="antispam_scan_again"),
     path("account/", account.my_account, name="my_account"),
     path("account/lists/", account.my_lists, name="my_lists"),
     path("account/lists/<int:pk>/delete/", account.my_list_delete, name="my_list_delete"),

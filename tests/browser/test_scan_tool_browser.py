@@ -1,5 +1,6 @@
 """Security → Scan a message in real Chromium: an administrator pastes a message, the result
-page reloads itself until the scan is done, then shows the verdict and the symbol that scored."""
+page reloads itself until the scan is done, then shows the verdict and the symbol that scored;
+"Scan again" and "Change and scan" start from that input."""
 
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ def test_it_scans_a_pasted_message(page: Any, live_server: Any, bworld: World) -
     page.click("#learn-spam")
     page.wait_for_selector("#scan-learned")
     assert "global, dom:a.example" in page.locator("#scan-learned").inner_text()
-    page.click("a:has-text('Scan another message')")
+    first = page.url
+    page.click("#scan-again")  # the same message and settings: a new scan, the same verdict
+    page.wait_for_url(lambda url: url != first and "/security/antispam/scan/" in url)
+    page.wait_for_selector("#scan-state[data-state=done]", timeout=60_000)
+    assert page.locator("tr[data-symbol=LOCAL_PRIZE]").count() == 1
+    page.click("#scan-change")  # the form again, filled in with that input
+    assert "you won a <b>prize</b>" in page.locator("#s-message").input_value()
+    assert page.locator("#s-ip").input_value() == "192.0.2.8"
+    page.fill("#s-message", "")
     page.click("#scan-form button[type=submit]")  # nothing pasted: refused, with the reason
     assert "Paste a message" in page.locator("#scan-error").inner_text()

@@ -257,3 +257,98 @@ def test_a_scan_whose_thread_is_gone_ends_with_an_error(world: World) -> None:
     page = c.get(f"/security/antispam/scan/{token}/").content.decode()
     assert 'data-state="error"' in page and "did not finish within 300 s" in page
     assert 'http-equiv="refresh"' not in page
+
+
+def _wait(c: Client, url: str) -> str:
+    for _ in range(200):
+        page = c.get(url).content.decode()
+        if 'data-state="running"' not in page:
+            return page
+        time.sleep(0.05)
+    raise AssertionError("the scan did not finish")
+
+
+def test_scan_again_uses_the_rules_in_force_now(world: World) -> None:
+    """Write a rule, scan again: the same message and settings give the new rule's hit."""
+    from webadmin.services import do_publish_policy, do_set_layer_settings
+
+    c = world.client("global_admin")
+    page, doc = _scan(c, message=_message("a prize and pizza"), ip="192.0.2.8", helo="mx.sender.test",
+                      recipients="user@a.example")
+    token = re.search(r"/security/antispam/scan/([A-Za-z0-9_-]{22})/again/", page).group(1)  # type: ignore[union-attr]
+    assert 'id="scan-change"' in page
+    assert "LOCAL_PIZZA" not in [s["name"] for s in doc["result"]["symbols"]]
+    d = world.data_dir / "rules"
+    (d / "pizza.cf").write_text("body LOCAL_PIZZA /pizza/\nscore LOCAL_PIZZA 1.5\n")
+    do_set_layer_settings("rules", {"include_default": False, "rule_dirs": [str(d)]})
+    do_publish_policy("test")
+    # (a changed rule file is built in the background while the old set answers: wait for it)
+    from gateway_milter.layers.rules import engine_from_settings
+    from webadmin.services import current_snapshot
+
+    deadline = time.monotonic() + 20
+    while "LOCAL_PIZZA" not in engine_from_settings(current_snapshot().settings_for("rules")).rules:
+        assert time.monotonic() < deadline, "the new rule set was not built"
+        time.sleep(0.2)
+    r = c.post(f"/security/antispam/scan/{token}/again/")
+    assert r.status_code == 302 and token not in r["Location"]
+    _wait(c, r["Location"])
+    new = scantool.read(r["Location"].rstrip("/").rpartition("/")[2], world.root.user.pk)
+    assert new is not None and new["state"] == "done"
+    assert "LOCAL_PIZZA" in [s["name"] for s in new["result"]["symbols"]]
+    assert new["request"] == doc["request"] == {"ip": "192.0.2.8", "helo": "mx.sender.test", "sender": "",
+                                                "recipients": ["user@a.example"], "auth": "", "network": False}
+    assert round(new["result"]["score"] - doc["result"]["score"], 3) == 1.5
+    # a GET, another account's scan, an unknown one: nothing started
+    assert c.get(f"/security/antispam/scan/{token}/again/").status_code == 405
+    assert world.client("domain_admin", "a").post(f"/security/antispam/scan/{token}/again/").status_code == 404
+    assert c.post("/security/antispam/scan/" + "A" * 22 + "/again/").status_code == 404
+
+
+def test_change_and_scan_fills_the_form_with_the_earlier_input(world: World) -> None:
+    c = world.client("global_admin")
+    text = _message("a prize for caf\u00e9 lovers")
+    _page, doc = _scan(c, message=text, sender="bounce@sender.test", recipients="user@a.example", network="on")
+    token = next(f.stem for f in scantool.scans_dir().glob("*.json") if scantool.read(f.stem, world.root.user.pk))
+    r = c.get(f"/security/antispam/scan/?from={token}")
+    assert r.status_code == 200
+    form = r.context["form"]
+    assert form["message"] == text and form["sender"] == "bounce@sender.test"
+    assert form["recipients"] == "user@a.example" and form["network"] is True
+    assert "caf\u00e9 lovers" in r.content.decode()
+    assert world.client("domain_admin", "a").get(f"/security/antispam/scan/?from={token}").status_code == 404
+    # a message that is not UTF-8 text is left out, with a note to choose the file again
+    (scantool.scans_dir() / f"{token}.eml").write_bytes(b"Subject: x\n\n\xff\xfe\n")
+    r = c.get(f"/security/antispam/scan/?from={token}")
+    assert r.context["form"]["message"] == "" and 'id="scan-left-out"' in r.content.decode()
+
+
+def test_scan_again_checks_a_domain_admins_recipients_again(world: World) -> None:
+    c = world.client("domain_admin", "a")
+    page, _doc = _scan(c, message=_message("a prize", to="user@a.example"))
+    token = re.search(r"/security/antispam/scan/([A-Za-z0-9_-]{22})/again/", page).group(1)  # type: ignore[union-attr]
+    # the administrator no longer holds a.example: the recipient is refused, nothing started
+    acct = world.a.accounts["domain_admin"]
+    acct.domains.clear()
+    before = len(list(scantool.scans_dir().glob("*.json")))
+    r = c.post(f"/security/antispam/scan/{token}/again/", follow=True)
+    assert any("domain" in str(m) for m in r.context["messages"]), [str(m) for m in r.context["messages"]]
+    assert len(list(scantool.scans_dir().glob("*.json"))) == before
+
+
+def test_the_api_scans_again(world: World) -> None:
+    c = world.client("global_admin")
+    r = c.post("/api/antispam/scan/", {"message": _message("a prize"), "ip": "192.0.2.9"},
+               content_type="application/json")
+    url = r.json()["url"]
+    assert c.post(url + "again/").status_code in (202, 404)  # (404 while it still runs)
+    while c.get(url).json()["state"] == "running":
+        time.sleep(0.05)
+    r = c.post(url + "again/")
+    assert r.status_code == 202 and r.json()["url"] != url
+    new = r.json()["url"]
+    while (got := c.get(new).json())["state"] == "running":
+        time.sleep(0.05)
+    assert got["state"] == "done" and got["request"]["ip"] == "192.0.2.9"
+    assert "LOCAL_PRIZE" in [s["name"] for s in got["result"]["symbols"]]
+    assert world.client("domain_admin", "a").post(url + "again/").status_code == 404

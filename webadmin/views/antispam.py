@@ -133,8 +133,13 @@ def scan_form(request: HttpRequest) -> HttpResponse:
         post = QueryDict()
         error = scantool.ScanError("message", "The pasted message is too large to send as text: choose it as a "
                                               f"file (up to {scantool.MAX_MESSAGE // (1024 * 1024)} MB).")
-    form = {k: post.get(k, "") for k in ("message", "ip", "helo", "sender", "recipients", "auth")}
+    form: dict[str, Any] = {k: post.get(k, "") for k in ("message", "ip", "helo", "sender", "recipients", "auth")}
     form["network"] = post.get("network") == "on"
+    if request.method == "GET" and request.GET.get("from"):  # "Change and scan": an earlier scan's input
+        earlier = scantool.form_values(request.GET["from"], request.user.pk)
+        if earlier is None:
+            raise Http404("no such scan")
+        form = earlier
     if request.method == "POST" and error is None:
         upload = request.FILES.get("file")
         if upload is not None and upload.size is not None and upload.size > scantool.MAX_MESSAGE:
@@ -152,7 +157,8 @@ def scan_form(request: HttpRequest) -> HttpResponse:
                 return redirect("webadmin:antispam_scan_result", token)
     return render(request, "webadmin/scan.html", {
         "menu": "security", "title": "Scan a message", "form": form, "error": error, "is_global": p.is_global,
-        "domains": sorted(p.domains), "max_mb": scantool.MAX_MESSAGE // (1024 * 1024)}, status=400 if error else 200)
+        "domains": sorted(p.domains), "max_mb": scantool.MAX_MESSAGE // (1024 * 1024),
+        "prefill_mb": scantool.PREFILL_MESSAGE // (1024 * 1024)}, status=400 if error else 200)
 
 
 @roles(*SETTINGS_ADMINS)
@@ -164,6 +170,24 @@ def scan_result(request: HttpRequest, token: str) -> HttpResponse:
         raise Http404("no such scan")
     return render(request, "webadmin/scan_result.html", {"menu": "security", "title": "Scan result", "scan": doc,
                                                          "result": doc.get("result"), "token": token})
+
+
+@require_POST
+@roles(*SETTINGS_ADMINS)
+def scan_again(request: HttpRequest, token: str) -> HttpResponse:
+    """Scan the same message with the same settings again (after a change of rules or policy)."""
+    from webadmin import scantool
+
+    p = access.principal(request.user)
+    try:
+        req = scantool.again(token, request.user.pk, None if p.is_global else p.domains)
+        if req is None:
+            raise Http404("no such scan")
+        new = scantool.start(req, request.user.pk)
+    except scantool.ScanError as e:
+        messages.error(request, e.message)
+        return redirect("webadmin:antispam_scan_result", token)
+    return redirect("webadmin:antispam_scan_result", new)
 
 
 @require_POST
