@@ -2,7 +2,9 @@
 escape (a lone UTF-16 surrogate) parses into a Python string that no UTF-8 encoder takes: stored
 or echoed, it failed later, as a 500 while rendering the answer or in the database. A ``\\u0000``
 (NUL) is refused by PostgreSQL in text and jsonb. Such a body is refused here, with a 400 that
-says why (Django's own form fields refuse NUL the same way)."""
+says why (Django's own form fields refuse NUL the same way). Every endpoint takes an object: a
+body that is JSON but not an object (an array, a string, a number) is a 400 too (views that read
+``request.data.get`` failed on it with a 500)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class TextJSONParser(JSONParser):
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         data = super().parse(stream, media_type, parser_context)
+        if not isinstance(data, dict):
+            raise ParseError(f"JSON parse error - the body must be an object ({{...}}), not {type(data).__name__}")
         if not_text(data):
             raise ParseError("JSON parse error - a string holds a NUL (\\u0000) or a lone surrogate"
                              " (\\ud800-\\udfff): not text")

@@ -1,6 +1,7 @@
 """JSON bodies whose strings are not text get 400, on every API endpoint: a lone surrogate
 (``\\ud800``, valid JSON that no UTF-8 encoder takes; it was stored and then failed as a 500 while
 the answer was rendered) or a NUL (``\\u0000``, which PostgreSQL refuses in text and jsonb).
+So does a body that is JSON but not an object (eight endpoints answered 500 to ``[]``).
 Nothing is saved. Runs on SQLite and on PostgreSQL (pass 2)."""
 
 from __future__ import annotations
@@ -52,3 +53,16 @@ def test_ordinary_json_still_works(world: World) -> None:
               content_type="application/json")
     assert r.status_code == 200, r.content
     assert r.json()["settings"]["local_rules"] == rules
+
+
+@pytest.mark.parametrize("body", ["[]", "[1, 2]", '"x"', "5", "null", "true"])
+@pytest.mark.parametrize(("method", "url"), [
+    ("post", "/api/quarantine/{q}/act/"), ("post", "/api/quarantine/bulk/"), ("post", "/api/sieve/validate/"),
+    ("post", "/api/rules/validate/"), ("put", "/api/layers/rules/"), ("post", "/api/messages/1/action/"),
+    ("put", "/api/user-options/"), ("patch", "/api/settings/"), ("post", "/api/domains/"),
+])
+def test_a_body_that_is_not_an_object_gets_400(world: World, method: str, url: str, body: str) -> None:
+    c = world.client("global_admin")
+    r = getattr(c, method)(url.format(q=world.a.qmessage.pk), data=body, content_type="application/json")
+    assert r.status_code == 400, (r.status_code, r.content[:300])
+    assert "must be an object" in r.json()["detail"]
