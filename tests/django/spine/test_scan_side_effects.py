@@ -108,3 +108,37 @@ def test_it_does_not_sign_outbound_senders(tmp_path: Path, store: MemoryStore, l
     row = scan(tmp_path, "carol@remote.test", "--auth", "alice", *extra, sender="alice@example.com")
     assert row["direction"] == "outbound" and "BATV_SIGNED" not in names(row), row
     assert store.get("batv:keys") is None  # not even a key made
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--ip", "999.1.1.1"), "--ip '999.1.1.1' is not an IPv4 or IPv6 address"),
+    (("--rcpt", "bad"), "--rcpt 'bad' is not an email address"),
+    (("--from", "x@"), "--from 'x@' is not an email address"),
+])
+def test_bad_arguments_are_a_clear_error(tmp_path: Path, args: tuple[str, ...], says: str) -> None:
+    from django.core.management.base import CommandError
+
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(b"From: a@x.test\r\nTo: b@example.com\r\nSubject: s\r\n\r\nhi\r\n")
+    with pytest.raises(CommandError) as e:
+        call_command("scan", *args, str(eml), stdout=io.StringIO())
+    assert str(e.value) == says
+
+
+def test_the_null_sender_and_bracketed_addresses_are_taken(tmp_path: Path, store: MemoryStore,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway_milter.pipeline.transaction import Gateway
+
+    publish(tmp_path)
+    senders: list[str] = []
+    mail = Gateway.mail
+    monkeypatch.setattr(Gateway, "mail", lambda self, ctx, sender, *a, **k: (senders.append(sender),
+                                                                             mail(self, ctx, sender, *a, **k))[1])
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(b"From: a@x.test\r\nTo: b@example.com\r\nSubject: s\r\n\r\nhi\r\n")
+    out = io.StringIO()
+    call_command("scan", "--json", "--ip", " 198.51.100.9 ", "--from", "<>", "--rcpt", "<b@example.com>", str(eml),
+                 stdout=out)
+    row = json.loads(out.getvalue().splitlines()[0])
+    assert [r["address"] for r in row["recipients"]] == ["b@example.com"]
+    assert senders == [""]  # (not the From header's address)

@@ -158,3 +158,31 @@ def test_it_fits_scores_on_the_training_part_of_a_corpus(tmp_path: Path, store: 
 
     with pytest.raises(ValueError, match="prior"):
         fit_scores([], prior="none")
+
+
+@pytest.mark.parametrize(("dirs", "says"), [
+    (["/nonexistent/rules"], "/nonexistent/rules: [Errno 2] No such file or directory"),
+    (["relative/rules"], "rule_dirs[0]: 'relative/rules' is not an absolute path"),
+])
+def test_rules_check_names_a_bad_directory_instead_of_a_traceback(dirs: list[str], says: str) -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError) as e:
+        call_command("rules", "check", "--no-default", *[a for d in dirs for a in ("--dir", d)], stdout=io.StringIO())
+    assert str(e.value).startswith(says), str(e.value)
+
+
+@pytest.mark.django_db  # (the published policy's trust path)
+def test_training_skips_empty_files_and_says_when_it_found_nothing(tmp_path: Path, store: MemoryStore) -> None:
+    d = tmp_path / "spam"
+    d.mkdir()
+    (d / "empty.eml").write_bytes(b"")
+    (d / "blank.eml").write_bytes(b"\r\n \n")
+    (d / "one.eml").write_bytes(msg("win", "lottery prize"))
+    out = io.StringIO()
+    call_command("bayes", "train", "--spam", str(d), stdout=out, stderr=io.StringIO())
+    assert out.getvalue().strip() == "learned 1 message(s), 0 already known, 2 empty file(s) skipped"
+    (tmp_path / "none").mkdir()
+    out = io.StringIO()
+    call_command("bayes", "train", "--spam", str(tmp_path / "none"), stdout=out, stderr=io.StringIO())
+    assert out.getvalue().strip() == "learned 0 message(s), 0 already known (no messages found)"

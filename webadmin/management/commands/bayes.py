@@ -119,8 +119,10 @@ class Command(BaseCommand):
         if not o["spam"] and not o["ham"]:
             raise CommandError("give --spam and/or --ham")
         # spam and ham mixed (the token model learns online, in this order; the counts do not mind)
-        items = mixed_order([(True, r) for _, r in _collect(o["spam"])] + [(False, r) for _, r in _collect(o["ham"])],
-                            itemgetter(1))
+        found = [(True, r) for _, r in _collect(o["spam"])] + [(False, r) for _, r in _collect(o["ham"])]
+        # an empty file is no message (it read as one "already known")
+        items = mixed_order([(s, r) for s, r in found if r.strip()], itemgetter(1))
+        empty = len(found) - len(items)
         bar = Progress(len(items), "learning", self.stderr)
         learned = 0
         trust = trust_config_for(current_snapshot(), None)  # (relays read as the milter reads them)
@@ -132,7 +134,9 @@ class Command(BaseCommand):
             learned += sum(bc.learn_many([learn_item(view_of_bytes(raw, trust), is_spam, [o["scope"]])
                                           for is_spam, raw in batch]))
             bar.update(start + len(batch))
-        self.stdout.write(f"learned {learned} message(s), {len(items) - learned} already known")
+        self.stdout.write(f"learned {learned} message(s), {len(items) - learned} already known"
+                          + (f", {empty} empty file(s) skipped" if empty else "")
+                          + ("" if found else " (no messages found)"))
 
     def do_forget(self, o: dict[str, Any]) -> None:
         bc = BayesClassifier(default_store())

@@ -12,7 +12,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway_milter.antispam.sarules import capture_names
+from gateway_milter.antispam.sarules import RuleFileError, capture_names
+from gateway_milter.layers.base import SettingsError
 from gateway_milter.layers.rules import RulesSettings, engine_from_settings
 
 
@@ -39,13 +40,17 @@ class Command(BaseCommand):
         p.add_argument("--wait", type=float, default=1800.0, help="seconds to wait for the build")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        if o["policy"]:
-            from webadmin.services import current_snapshot
+        try:
+            if o["policy"]:
+                from webadmin.services import current_snapshot
 
-            s = current_snapshot().settings_for("rules")
-        else:
-            s = RulesSettings(rule_dirs=tuple(o["dir"]), include_default=not o["no_default"], sa_update=o["sa_update"])
-        eng = engine_from_settings(s)
+                s = current_snapshot().settings_for("rules")
+            else:
+                s = RulesSettings(rule_dirs=tuple(o["dir"]), include_default=not o["no_default"],
+                                  sa_update=o["sa_update"])
+            eng = engine_from_settings(s)
+        except (SettingsError, RuleFileError) as e:  # (a --dir that does not exist or cannot be read)
+            raise CommandError(str(e)) from None
         if o["action"] == "compile":
             self.compile(eng, o["wait"])
             return

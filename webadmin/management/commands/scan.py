@@ -6,7 +6,9 @@ gateway would now, without recording the attempt."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -70,6 +72,9 @@ def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str 
     return rec
 
 
+_ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+")  # (a domain without a dot too: postmaster@localhost)
+
+
 class Command(BaseCommand):
     help = "Run the full pipeline on messages (.eml files, directories, mbox) and print the verdicts."
 
@@ -77,13 +82,26 @@ class Command(BaseCommand):
         parser.add_argument("paths", nargs="+")
         parser.add_argument("--ip", default=None, help="client IP address")
         parser.add_argument("--helo", default="", help="HELO/EHLO name")
-        parser.add_argument("--from", dest="sender", default=None, help="envelope sender (default: From header)")
+        parser.add_argument("--from", dest="sender", default=None,
+                            help="envelope sender (default: From header; '' or '<>': the null sender)")
         parser.add_argument("--rcpt", action="append", default=[], help="envelope recipient (repeatable)")
         parser.add_argument("--auth", default="", help="SMTP AUTH user name (marks the sender authenticated)")
         parser.add_argument("--greylist", action="store_true", help="also judge greylisting, read-only (skipped by default)")
         parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
     def handle(self, *args: Any, **o: Any) -> None:
+        if o["ip"] is not None:
+            try:
+                o["ip"] = str(ipaddress.ip_address(o["ip"].strip()))
+            except ValueError:
+                raise CommandError(f"--ip {o['ip']!r} is not an IPv4 or IPv6 address") from None
+        if o["sender"] is not None:  # ("" or "<>": the null sender of a bounce)
+            o["sender"] = o["sender"].strip().removeprefix("<").removesuffix(">")
+        o["rcpt"] = [r.strip().removeprefix("<").removesuffix(">") for r in o["rcpt"]]
+        for name, values in (("--from", [o["sender"]] if o["sender"] else []), ("--rcpt", o["rcpt"])):
+            bad = [v for v in values if not _ADDRESS.fullmatch(v)]
+            if bad:
+                raise CommandError(f"{name} {bad[0]!r} is not an email address")
         gw = Gateway(StaticPolicyProvider(current_snapshot()), _NoStore(), _NoLog())
         n = 0
         for p in o["paths"]:
