@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -216,7 +217,13 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         raise SettingsError(path, f"must be a whole number, not {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                f = float(value)
+            except OverflowError:  # (an int of hundreds of digits)
+                f = math.inf
+            if not math.isfinite(f):  # (YAML's .nan and .inf: no JSON column stores them)
+                raise SettingsError(path, f"must be a finite number, not {str(value)[:40]}")
+            return f
         raise SettingsError(path, f"must be a number, not {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -61,6 +61,18 @@ def test_it_changes_nothing_when_the_file_is_invalid(tmp_path: Path) -> None:
     with pytest.raises(CommandError) as e:
         _import(tmp_path, "lists: [unclosed")
     assert "not valid YAML" in str(e.value)
+    # YAML's .nan and .inf (no JSON column stores them: the database refused with a traceback)
+    for value in (".nan", ".inf", "-.inf", "1" + "0" * 400):
+        with pytest.raises(CommandError) as e:
+            _import(tmp_path, f"settings: {{scoring: {{quarantine_score: {value}}}}}\n")
+        assert "settings.scoring.quarantine_score: must be a finite number" in str(e.value), str(e.value)
+    # a file that is not UTF-8 text
+    f = tmp_path / "binary.yaml"
+    f.write_bytes(b"settings: {}\n\xa0\xff\x00\n")
+    with pytest.raises(CommandError) as e:
+        call_command("policy", "import", str(f), stdout=io.StringIO())
+    assert "not UTF-8 text" in str(e.value)
+    assert (Domain.objects.count(), ListEntry.objects.count(), PublishedPolicy.objects.count()) == before
 
 
 def test_it_scans_messages_and_prints_json(tmp_path: Path) -> None:

@@ -65,6 +65,8 @@ class Command(BaseCommand):
             raise CommandError(f"{o['file']}: {e.strerror}") from None
         except yaml.YAMLError as e:
             raise CommandError(f"{o['file']}: not valid YAML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise CommandError(f"{o['file']}: not UTF-8 text (byte {e.start + 1})") from None
         try:
             if o["check"]:
                 from gateway_milter.policy.snapshot import validate_document
