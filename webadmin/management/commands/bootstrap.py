@@ -15,8 +15,9 @@ import yaml
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from gateway_milter.layers.base import SettingsError
 from webadmin.models import PublishedPolicy
 from webadmin.services import do_import_policy
 
@@ -46,6 +47,9 @@ class Command(BaseCommand):
                 doc["domains"] = [{"name": d} for d in o["domain"]]
             if o["no_antivirus"]:
                 doc.setdefault("settings", {})["antivirus"] = {"mode": "off"}
-            do_import_policy(doc, "bootstrap")
+            try:
+                do_import_policy(doc, "bootstrap")
+            except SettingsError as e:  # (a --domain that is no domain name)
+                raise CommandError(f"nothing imported: {e}") from None
         password = pw_file.read_text().strip() if pw_file.exists() else "(unchanged)"
         self.stdout.write(f"admin login: admin / {password}")

@@ -6,9 +6,7 @@ gateway would now, without recording the attempt."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +20,7 @@ from gateway_milter.pipeline.rawmessage import iter_messages, split_message
 from gateway_milter.pipeline.transaction import Gateway
 from gateway_milter.policy.provider import StaticPolicyProvider
 from gateway_milter.verdict import Action
+from webadmin.cliargs import envelope_args
 from webadmin.services import current_snapshot
 
 
@@ -72,9 +71,6 @@ def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str 
     return rec
 
 
-_ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+")  # (a domain without a dot too: postmaster@localhost)
-
-
 class Command(BaseCommand):
     help = "Run the full pipeline on messages (.eml files, directories, mbox) and print the verdicts."
 
@@ -90,18 +86,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        if o["ip"] is not None:
-            try:
-                o["ip"] = str(ipaddress.ip_address(o["ip"].strip()))
-            except ValueError:
-                raise CommandError(f"--ip {o['ip']!r} is not an IPv4 or IPv6 address") from None
-        if o["sender"] is not None:  # ("" or "<>": the null sender of a bounce)
-            o["sender"] = o["sender"].strip().removeprefix("<").removesuffix(">")
-        o["rcpt"] = [r.strip().removeprefix("<").removesuffix(">") for r in o["rcpt"]]
-        for name, values in (("--from", [o["sender"]] if o["sender"] else []), ("--rcpt", o["rcpt"])):
-            bad = [v for v in values if not _ADDRESS.fullmatch(v)]
-            if bad:
-                raise CommandError(f"{name} {bad[0]!r} is not an email address")
+        o["ip"], o["sender"], o["rcpt"] = envelope_args(o["ip"], o["sender"], o["rcpt"])
         gw = Gateway(StaticPolicyProvider(current_snapshot()), _NoStore(), _NoLog())
         n = 0
         for p in o["paths"]:

@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from gateway_milter.sieve import cli
+from webadmin.cliargs import envelope_args
 
 
 class Command(BaseCommand):
@@ -35,8 +36,9 @@ class Command(BaseCommand):
             if opts["action"] == "check":
                 rc = cli.check(opts["script"], self.stdout)
             else:
-                rc = cli.test(opts["script"], opts["message"], self.stdout, mail_from=opts["mail_from"],
-                              rcpt=opts["rcpt"], ip=opts["ip"], as_json=opts["json"])
+                ip, mail_from, rcpt = envelope_args(opts["ip"], opts["mail_from"], opts["rcpt"])
+                rc = cli.test(opts["script"], opts["message"], self.stdout, mail_from=mail_from or "",
+                              rcpt=rcpt, ip=ip, as_json=opts["json"])
         except OSError as e:
             raise CommandError(str(e)) from None
         if rc:
