@@ -3,6 +3,7 @@ publishing a new policy snapshot (the milter picks it up within GATEWAY_POLICY_P
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db import transaction
@@ -339,6 +340,7 @@ def do_save_account(account: Any, *, username: str, role: str, mailbox: str = ""
         raise AccountError(f"unknown role {role!r}")
     if role == Role.USER and "@" not in mailbox:
         raise AccountError("a user needs a mailbox address")
+    _check_account_names(username, [mailbox, *(aliases or [])])
     with transaction.atomic():
         if account is None:
             if User.objects.filter(username=username).exists():
@@ -369,6 +371,29 @@ def do_save_account(account: Any, *, username: str, role: str, mailbox: str = ""
     return account
 
 
+# an address as accounts hold them: local@domain, no white space, control character or brackets
+_ACCOUNT_ADDRESS = re.compile(r"[^@\s<>\"\x00-\x1f\x7f]{1,64}@[^@\s<>\"\x00-\x1f\x7f]{1,253}")
+
+
+def _check_account_names(username: str, addresses: list[str]) -> None:
+    """The checks Django's own forms make of a user name (letters, digits and ``@.+-_``, at most
+    150), and every address well-formed: the CSV import and the API bypass those forms, and a NUL
+    or a longer name reached the database (PostgreSQL refuses both)."""
+    from django.contrib.auth.validators import UnicodeUsernameValidator
+    from django.core.exceptions import ValidationError
+
+    if not 1 <= len(username) <= 150:
+        raise AccountError("a user name has 1 to 150 characters")
+    try:
+        UnicodeUsernameValidator()(username)
+    except ValidationError:
+        raise AccountError(f"user name {username[:60]!r}: letters, digits and @ . + - _ only") from None
+    for a in addresses:
+        a = a.strip()
+        if a and not _ACCOUNT_ADDRESS.fullmatch(a):
+            raise AccountError(f"{a[:60]!r} is not an email address")
+
+
 def do_delete_account(account: Any) -> None:
     with transaction.atomic():
         had_user_data = account.list_entries.exists() or bool((account.options or {}).get("antispam_off"))
@@ -393,10 +418,23 @@ def do_import_accounts_csv(text: str, allowed_domains: list[Domain], may_create_
     by_name = {d.name: d for d in allowed_domains}
     created, errors = 0, []
     reader = csv.DictReader(io.StringIO(text))
-    missing = {"username", "mailbox"} - set(reader.fieldnames or [])
+    try:
+        missing = {"username", "mailbox"} - set(reader.fieldnames or [])
+    except csv.Error as e:  # (a NUL, a field over the csv module's limit)
+        return 0, [f"line {reader.line_num + 1}: not CSV: {e}"]
     if missing:
         return 0, [f"missing column(s): {', '.join(sorted(missing))}"]
-    for n, row in enumerate(reader, start=2):
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as e:  # the rest cannot be read reliably: the rows before it stand
+            # (line_num counts the lines read whole: the bad one is the next)
+            errors.append(f"line {reader.line_num + 1}: not CSV: {e}; the rows after it were not read")
+            break
+        n = reader.line_num
         try:
             role = (row.get("role") or Role.USER).strip()
             if role != Role.USER and not may_create_admins:
@@ -411,12 +449,12 @@ def do_import_accounts_csv(text: str, allowed_domains: list[Domain], may_create_
                 if d not in by_name:
                     raise AccountError(f"domain {d!r} is not one of your domains")
                 doms.append(by_name[d])
+            digest = (row.get("digest") or "").strip()
+            if digest and digest not in ("never", "hours", "daily", "weekly"):  # (checked before the row is saved)
+                raise AccountError(f"digest must be never, hours, daily or weekly, not {digest!r}")
             acct = do_save_account(None, username=(row.get("username") or mailbox).strip(), role=role,
                                    mailbox=mailbox, aliases=aliases, domains=doms, source="csv")
-            digest = (row.get("digest") or "").strip()
             if digest:
-                if digest not in ("never", "hours", "daily", "weekly"):
-                    raise AccountError(f"digest must be never, hours, daily or weekly, not {digest!r}")
                 acct.digest_schedule = digest
                 acct.save(update_fields=["digest_schedule"])
             created += 1

@@ -137,6 +137,41 @@ def test_it_imports_users_from_csv_within_the_admins_domains(world: World) -> No
     assert b"carol@a.example" in export and b"user@b.example" not in export
 
 
+def test_a_csv_import_that_is_not_csv_is_reported_not_a_500(world: World) -> None:
+    """A field over the csv module's limit answered 500; a bad digest created the row's account
+    before it was refused; a user name with a NUL or over 150 characters reached the database
+    (PostgreSQL refuses both). Runs on SQLite and PostgreSQL."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from webadmin.models import Account
+
+    c = world.client("global_admin")
+    head = "username,mailbox,aliases,role,domains,digest\n"
+    cases = [
+        (head + "dave,dave@a.example,,user,,\n" + "eve,eve@a.example," + "x" * 200_000 + ",user,,\n", "line 3: not CSV"),
+        (head + "nul\x00user,nul@a.example,,user,,\n", "line 2: "),  # (PostgreSQL refuses a NUL in text)
+        (head + "frank,frank@a.example,,user,,monthly\n", "line 2: digest must be never, hours, daily or weekly"),
+    ]
+    for text, says in cases:
+        r = c.post("/setup/users/import/", {"file": SimpleUploadedFile("u.csv", text.encode())}, follow=True)
+        assert r.status_code == 200
+        msgs = [str(m) for m in r.context["messages"]]
+        assert any(says in m for m in msgs), msgs
+    assert Account.objects.filter(mailbox="dave@a.example").exists()  # (the rows before the bad one stand)
+    assert not Account.objects.filter(mailbox__in=["eve@a.example", "frank@a.example", "nul@a.example"]).exists()
+    # the API too: a name Django's forms refuse, an address with white space (on PostgreSQL a name
+    # over 150 characters was a 500)
+    for body in ({"username": "x" * 151, "mailbox": "long@a.example", "role": "user"},
+                 {"username": "a b", "mailbox": "ab@a.example", "role": "user"},
+                 {"username": "ok", "mailbox": "o k@a.example", "role": "user"}):
+        r = c.post("/api/users/", body, content_type="application/json")
+        assert r.status_code == 400, (body, r.status_code, r.content[:200])
+    r = c.post("/api/users/csv/", {"csv": "username,mailbox\n" + "y" * 151 + ",y@a.example\n"},
+               content_type="application/json")
+    assert r.status_code == 200 and "1 to 150 characters" in str(r.json()["errors"]), r.content[:300]
+    assert not Account.objects.filter(mailbox__in=["long@a.example", "ab@a.example", "y@a.example"]).exists()
+
+
 def test_it_validates_sieve_as_you_type_with_line_numbers(world: World) -> None:
     c = world.client("domain_admin")
     ok = c.post("/api/sieve/validate/", {"source": "keep;\n"}, content_type="application/json").json()

@@ -58,11 +58,12 @@ def test_ordinary_json_still_works(world: World) -> None:
 @pytest.mark.parametrize("body", ["[]", "[1, 2]", '"x"', "5", "null", "true"])
 @pytest.mark.parametrize(("method", "url"), [
     ("post", "/api/quarantine/{q}/act/"), ("post", "/api/quarantine/bulk/"), ("post", "/api/sieve/validate/"),
-    ("post", "/api/rules/validate/"), ("put", "/api/layers/rules/"), ("post", "/api/messages/1/action/"),
+    ("post", "/api/rules/validate/"), ("put", "/api/layers/rules/"), ("post", "/api/messages/{m}/action/"),
     ("put", "/api/user-options/"), ("patch", "/api/settings/"), ("post", "/api/domains/"),
 ])
 def test_a_body_that_is_not_an_object_gets_400(world: World, method: str, url: str, body: str) -> None:
     c = world.client("global_admin")
-    r = getattr(c, method)(url.format(q=world.a.qmessage.pk), data=body, content_type="application/json")
+    r = getattr(c, method)(url.format(q=world.a.qmessage.pk, m=world.a.message.pk), data=body,
+                           content_type="application/json")
     assert r.status_code == 400, (r.status_code, r.content[:300])
     assert "must be an object" in r.json()["detail"]
