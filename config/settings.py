@@ -135,9 +135,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # (JSON whose strings are all text: webadmin/api_parsers.py)
-    "DEFAULT_PARSER_CLASSES": ["webadmin.api_parsers.TextJSONParser", "rest_framework.parsers.FormParser",
+    # (JSON whose strings are all text: webadmin.api_input.py)
+    "DEFAULT_PARSER_CLASSES": ["webadmin.api_input.TextJSONParser", "rest_framework.parsers.FormParser",
                                "rest_framework.parsers.MultiPartParser"],
+    "EXCEPTION_HANDLER": "webadmin.api_input.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,

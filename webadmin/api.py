@@ -545,8 +545,9 @@ class AdminSettingsView(APIView):
             tp = self.FIELDS.get(k)
             if tp is None or not isinstance(v, tp) or (tp is int and (isinstance(v, bool) or not 1 <= v <= 3650)):
                 raise ValidationError({k: ["unknown setting or invalid value"]})
-            if k == "public_url" and v and not v.startswith(("https://", "http://")):
-                raise ValidationError({k: ["must be an http(s) URL"]})
+            if k == "public_url" and v and (not v.startswith(("https://", "http://")) or len(v) > 200
+                                            or any(c.isspace() or not c.isprintable() for c in v)):
+                raise ValidationError({k: ["must be an http(s) URL of at most 200 characters"]})
             setattr(s, k, v)
         s.save()
         return self.get(request)

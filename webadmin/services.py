@@ -390,7 +390,7 @@ def _check_account_names(username: str, addresses: list[str]) -> None:
         raise AccountError(f"user name {username[:60]!r}: letters, digits and @ . + - _ only") from None
     for a in addresses:
         a = a.strip()
-        if a and not _ACCOUNT_ADDRESS.fullmatch(a):
+        if a and (len(a) > 254 or not _ACCOUNT_ADDRESS.fullmatch(a)):  # (RFC 5321's path limit)
             raise AccountError(f"{a[:60]!r} is not an email address")
 
 

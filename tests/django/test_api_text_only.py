@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.django.conftest import World
-from webadmin.api_parsers import not_text
+from webadmin.api_input import not_text
 
 pytestmark = pytest.mark.django_db
 
@@ -67,3 +67,13 @@ def test_a_body_that_is_not_an_object_gets_400(world: World, method: str, url: s
                            content_type="application/json")
     assert r.status_code == 400, (r.status_code, r.content[:300])
     assert "must be an object" in r.json()["detail"]
+
+
+def test_a_value_the_database_refuses_is_a_400_not_a_500() -> None:
+    """The fallback for a check a view misses (webadmin/api_input.py): DataError is a 400."""
+    from django.db import DataError
+
+    from webadmin.api_input import exception_handler
+
+    r = exception_handler(DataError("value too long for type character varying(200)"), {})
+    assert r.status_code == 400 and "nothing changed" in r.data["detail"]

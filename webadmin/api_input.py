@@ -1,4 +1,6 @@
-"""The API's JSON parser: valid JSON may still hold a string that is not text. A ``\\ud800``
+"""What the API takes as input, and how it answers input the database refuses.
+
+The JSON parser: valid JSON may still hold a string that is not text. A ``\\ud800``
 escape (a lone UTF-16 surrogate) parses into a Python string that no UTF-8 encoder takes: stored
 or echoed, it failed later, as a 500 while rendering the answer or in the database. A ``\\u0000``
 (NUL) is refused by PostgreSQL in text and jsonb. Such a body is refused here, with a 400 that
@@ -8,6 +10,7 @@ body that is JSON but not an object (an array, a string, a number) is a 400 too 
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -44,3 +47,18 @@ class TextJSONParser(JSONParser):
             raise ParseError("JSON parse error - a string holds a NUL (\\u0000) or a lone surrogate"
                              " (\\ud800-\\udfff): not text")
         return data
+
+
+def exception_handler(exc: Exception, context: Any) -> Any:
+    """DRF's handler, and a value the database refuses (``DataError``: too long for its column,
+    out of range) answered as the 400 it is instead of a 500, for any check a view misses (the
+    known ones are checked before they reach the database, with a message naming the field)."""
+    from django.db import DataError
+    from rest_framework.response import Response
+    from rest_framework.views import exception_handler as drf_handler
+
+    if isinstance(exc, DataError):
+        logging.getLogger("bulwark.api").warning("a value the database refused: %s", exc)
+        return Response({"detail": "a value does not fit the database (too long or out of range); nothing changed"},
+                        status=400)
+    return drf_handler(exc, context)
