@@ -34,6 +34,10 @@ class ListEntry:
         return d
 
 
+MAX_VALUE = 320  # characters of an entry's value (the web admin's database column)
+MAX_COMMENT = 200
+
+
 def validate_entry(raw: object, path: str) -> ListEntry:
     if not isinstance(raw, dict):
         raise SettingsError(path, "must be a mapping with list, kind and value")
@@ -48,6 +52,8 @@ def validate_entry(raw: object, path: str) -> ListEntry:
     if not isinstance(value, str) or not value.strip():
         raise SettingsError(f"{path}.value", "must be a non-empty string")
     value = value.strip()
+    if len(value) > MAX_VALUE:  # (the database's column; an address is at most 320 characters anyway)
+        raise SettingsError(f"{path}.value", f"at most {MAX_VALUE} characters")
     if kind == "ip":
         try:
             value = str(ipaddress.ip_network(value, strict=False))
@@ -65,11 +71,12 @@ def validate_entry(raw: object, path: str) -> ListEntry:
     if domain is not None and (not isinstance(domain, str) or not domain):
         raise SettingsError(f"{path}.domain", "must be a domain name or null")
     comment = raw.get("comment", "") or ""
-    if not isinstance(comment, str):
-        raise SettingsError(f"{path}.comment", "must be a string")
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
+        raise SettingsError(f"{path}.comment", f"must be a string of at most {MAX_COMMENT} characters")
     recipient = raw.get("recipient")
     if recipient is not None:
-        if not isinstance(recipient, str) or recipient.count("@") != 1 or not _ADDR_CHARS.match(recipient):
+        if (not isinstance(recipient, str) or recipient.count("@") != 1 or not _ADDR_CHARS.match(recipient)
+                or len(recipient) > MAX_VALUE):
             raise SettingsError(f"{path}.recipient", f"{recipient!r} is not an address")
         if kind != "sender":
             raise SettingsError(f"{path}.recipient", "a user's own entries are sender entries")

@@ -66,3 +66,26 @@ def test_the_two_that_answered_500_on_postgresql_are_400(world: World, url: str,
         assert field in r.json()
     assert not Account.objects.filter(user__username__in=["okname", "ok2"]).exists()
     assert AdminSettings.get().public_url == ""
+
+
+def test_list_entries_are_bounded_as_their_columns(world: World) -> None:
+    """A user's own list entry of 409 characters was a DataError 500 on PostgreSQL (the page and
+    the API); a policy file's entry comment over 200 too."""
+    from gateway_milter.layers.base import SettingsError
+    from gateway_milter.policy.lists import validate_entry
+    from webadmin.models import UserListEntry
+
+    long_value = "x" * 400 + "@x.example"
+    r = world.client("user").post("/account/lists/", {"list": "allow", "value": long_value})
+    assert r.status_code in (200, 302, 400)
+    r = world.client("user").post("/api/user-lists/", data=json.dumps({"list": "allow", "value": long_value}),
+                                  content_type="application/json")
+    assert r.status_code == 400
+    assert not UserListEntry.objects.filter(value=long_value).exists()
+    for field, raw in (("value", {"list": "allow", "kind": "sender", "value": long_value}),
+                       ("comment", {"list": "allow", "kind": "sender", "value": "a@x.example", "comment": "c" * 201})):
+        with pytest.raises(SettingsError) as e:
+            validate_entry(raw, "entry")
+        assert e.value.path == f"entry.{field}"
+    assert validate_entry({"list": "allow", "kind": "sender", "value": "a@x.example", "comment": "c" * 200},
+                          "entry").value == "a@x.example"
