@@ -296,12 +296,8 @@ class RulesValidateView(APIView):
     def post(self, request: Request) -> Response:
         from gateway_milter.layers.rules import MAX_LOCAL_RULES, local_rules_problems
 
-        source = request.data.get("source", "")
-        try:
-            size = len(source.encode("utf-8", "surrogateescape")) if isinstance(source, str) else -1
-        except UnicodeEncodeError:
-            size = -1  # (a lone surrogate from JSON: no file can hold it)
-        if not 0 <= size <= MAX_LOCAL_RULES:
+        source = request.data.get("source", "")  # (text: the parser refuses NUL and lone surrogates)
+        if not isinstance(source, str) or len(source.encode("utf-8", "surrogatepass")) > MAX_LOCAL_RULES:
             raise ValidationError({"source": [f"must be the rules' text (at most {MAX_LOCAL_RULES:,} bytes of UTF-8)"]})
         names, problems = local_rules_problems(source.replace("\r\n", "\n"))
         return Response({"errors": [p.as_dict() for p in problems if p.severity == "error"],
