@@ -35,6 +35,7 @@ class ListEntry:
 
 
 MAX_VALUE = 320  # characters of an entry's value (the web admin's database column)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_COMMENT = 200
 
 
@@ -54,6 +55,8 @@ def validate_entry(raw: object, path: str) -> ListEntry:
     value = value.strip()
     if len(value) > MAX_VALUE:  # (the database's column; an address is at most 320 characters anyway)
         raise SettingsError(f"{path}.value", f"at most {MAX_VALUE} characters")
+    if _CONTROL.search(value):  # (a NUL: PostgreSQL refuses it; no address or host holds one)
+        raise SettingsError(f"{path}.value", "must not contain control characters")
     if kind == "ip":
         try:
             value = str(ipaddress.ip_network(value, strict=False))
@@ -71,8 +74,8 @@ def validate_entry(raw: object, path: str) -> ListEntry:
     if domain is not None and (not isinstance(domain, str) or not domain):
         raise SettingsError(f"{path}.domain", "must be a domain name or null")
     comment = raw.get("comment", "") or ""
-    if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
-        raise SettingsError(f"{path}.comment", f"must be a string of at most {MAX_COMMENT} characters")
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT or _CONTROL.search(comment):
+        raise SettingsError(f"{path}.comment", f"must be text of at most {MAX_COMMENT} characters")
     recipient = raw.get("recipient")
     if recipient is not None:
         if (not isinstance(recipient, str) or recipient.count("@") != 1 or not _ADDR_CHARS.match(recipient)
