@@ -73,7 +73,7 @@ CASES = _cases()
 @pytest.mark.skipif(not SUITE.exists(), reason="../shared/conformance/spf not present")
 @pytest.mark.parametrize(("zonedata", "case"), CASES)
 def test_it_passes_rfc7208_vector(zonedata: dict[str, Any], case: dict[str, Any]) -> None:
-    res = Resolver(backend=_zone(zonedata), timeout=0.2)
+    res = Resolver(backend=_zone(zonedata), timeout=5.0)  # bounds waits only
     got = check_host(case["host"], case["mailfrom"], case["helo"], resolver=res, timeout=5)
     expected = case["result"] if isinstance(case["result"], list) else [case["result"]]
     assert got.result in expected, got.explanation

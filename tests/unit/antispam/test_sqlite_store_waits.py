@@ -105,13 +105,13 @@ def test_it_lets_a_batch_write_wait_until_the_lock_is_released(path: Path, locke
 
 def test_it_keeps_the_short_bound_after_a_batch_block(path: Path, locked: WriteLock) -> None:
     s = SqliteStore(path, write_wait=0.2)
-    with batch_writes(0.3):
+    with batch_writes(1.0):
         with pytest.raises(StoreError):
             s.set("k:a", "1")
     t0 = time.monotonic()
     with pytest.raises(StoreError):
         s.set("k:a", "1")
-    assert time.monotonic() - t0 < 0.28  # back to 0.2 s, not 0.3 s
+    assert time.monotonic() - t0 < 0.7  # back to 0.2 s, not 1.0 s (with room for a loaded machine)
 
 
 def test_it_keeps_a_batch_wait_to_its_own_thread(path: Path, locked: WriteLock) -> None:

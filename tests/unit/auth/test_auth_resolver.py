@@ -12,7 +12,7 @@ from gateway_milter.net import resolver as r
 
 def make(records: dict, **kw) -> tuple[r.Resolver, r.StaticBackend]:
     be = r.StaticBackend(records, **kw)
-    return r.Resolver(backend=be, timeout=0.5), be
+    return r.Resolver(backend=be, timeout=5.0), be  # bounds waits only: a loaded machine stretches them
 
 
 def test_it_answers_and_caches_per_ttl() -> None:
@@ -63,7 +63,7 @@ def test_it_runs_prefetches_concurrently_and_shares_inflight_lookups() -> None:
     dup = res.prefetch("h0.test", "A")
     assert dup is futs[0]
     answers = [f.result() for f in futs]
-    assert time.monotonic() - t0 < 0.6  # six 0.2 s lookups in parallel
+    assert time.monotonic() - t0 < 1.0  # six 0.2 s lookups in parallel (1.2 s one after another)
     assert [a.records[0] for a in answers] == [f"192.0.2.{i}" for i in range(6)]
     assert res.query_a("h3.test").from_cache
     assert len(be.calls) == 6

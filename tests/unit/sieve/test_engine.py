@@ -152,7 +152,7 @@ def test_it_matches_wildcards_without_backtracking_blowup() -> None:
     msg = b"Subject: " + b"a" * 5000 + b"\n\nx\n"
     t0 = time.perf_counter()
     r = run('if header :matches "subject" "*a*a*a*a*a*a*a*a*b" { discard; }', msg)
-    assert kinds(r) == [] and time.perf_counter() - t0 < 0.5
+    assert kinds(r) == [] and time.perf_counter() - t0 < 2.0  # backtracking would take minutes
     r = run('if header :matches "subject" "*a*a*a*a*a*a*a*a*" { discard; }', msg)
     assert kinds(r) == ["discard"]
 
