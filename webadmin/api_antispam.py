@@ -196,8 +196,10 @@ def _start(request: Request, req: Any) -> Response:
 
     try:
         token = scantool.start(req, request.user.pk)
-    except scantool.ScanError as e:
+    except scantool.ScanBusy as e:
         return Response({"detail": e.message}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    except scantool.ScanError as e:
+        return Response({"detail": e.message, "field": e.field}, status=status.HTTP_400_BAD_REQUEST)
     return Response({"token": token, "url": reverse("api:antispam-scan-result", args=[token])},
                     status=status.HTTP_202_ACCEPTED)
 

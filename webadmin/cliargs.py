@@ -5,12 +5,10 @@ argument instead of a run with a client address or recipient no SMTP session cou
 from __future__ import annotations
 
 import ipaddress
-import re
 
 from django.core.management.base import CommandError
 
-# local@domain, the domain without a dot too (postmaster@localhost)
-ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+")
+from webadmin.addressing import is_mailbox
 
 
 def envelope_args(ip: str | None, sender: str | None, rcpts: list[str]) -> tuple[str | None, str | None, list[str]]:
@@ -26,7 +24,7 @@ def envelope_args(ip: str | None, sender: str | None, rcpts: list[str]) -> tuple
         sender = sender.strip().removeprefix("<").removesuffix(">")
     rcpts = [r.strip().removeprefix("<").removesuffix(">") for r in rcpts]
     for name, values in (("--from", [sender] if sender else []), ("--rcpt", rcpts)):
-        bad = [v for v in values if not ADDRESS.fullmatch(v)]
+        bad = [v for v in values if not is_mailbox(v)]
         if bad:
             raise CommandError(f"{name} {bad[0]!r} is not an email address")
     return ip, sender, rcpts

@@ -32,6 +32,7 @@ from typing import Any
 
 from gateway_milter.mime.headers import addresses
 from gateway_milter.policy.snapshot import PolicySnapshot
+from webadmin.addressing import is_mailbox
 
 log = logging.getLogger("bulwark.scan")
 
@@ -53,6 +54,10 @@ class ScanError(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+class ScanBusy(ScanError):
+    """This process already runs its most scans at once: try again in a moment (the API's 503)."""
 
 
 @dataclass(frozen=True)
@@ -93,13 +98,13 @@ def parse_request(raw: bytes, *, ip: str = "", helo: str = "", sender: str = "",
     if len(helo) > 255 or any(c.isspace() for c in helo):
         raise ScanError("helo", "A HELO name is one word of at most 255 characters.")
     sender = sender.strip()
-    if sender and not _is_address(sender):
+    if sender and not is_mailbox(sender):
         raise ScanError("sender", f"{sender[:80]!r} is not an email address.")
     rcpts = tuple(dict.fromkeys(r.strip().lower() for r in re.split(r"[\s,;]+", recipients) if r.strip()))
     if len(rcpts) > MAX_RECIPIENTS:
         raise ScanError("recipients", f"At most {MAX_RECIPIENTS} recipients.")
     for r in rcpts:
-        if not _is_address(r):
+        if not is_mailbox(r):
             raise ScanError("recipients", f"{r[:80]!r} is not an email address.")
     if domains is not None:
         if not domains:
@@ -117,10 +122,6 @@ def parse_request(raw: bytes, *, ip: str = "", helo: str = "", sender: str = "",
     return ScanRequest(raw, ip or None, helo, sender or None, rcpts, auth, network)
 
 
-def _is_address(text: str) -> bool:
-    return len(text) <= 320 and re.fullmatch(r"[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+", text) is not None
-
-
 def _header_recipients(raw: bytes) -> tuple[str, ...]:
     from gateway_milter.pipeline.rawmessage import split_message
 
@@ -131,12 +132,12 @@ def _header_recipients(raw: bytes) -> tuple[str, ...]:
 
 # -- running ----------------------------------------------------------------------------------------
 def start(req: ScanRequest, owner: int) -> str:
-    """Start a scan in the background; returns its token. Raises ScanError when this process
+    """Start a scan in the background; returns its token. Raises ScanBusy when this process
     already runs MAX_RUNNING scans."""
     from webadmin.services import current_snapshot
 
     if not _running.acquire(blocking=False):
-        raise ScanError("message", "Other scans are running; try again in a moment.")
+        raise ScanBusy("message", "Other scans are running; try again in a moment.")
     try:
         snapshot = current_snapshot()  # (read here: the thread needs no database connection)
         _clean_old()

@@ -3,13 +3,13 @@ publishing a new policy snapshot (the milter picks it up within GATEWAY_POLICY_P
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.db import transaction
 
 from gateway_milter.layers.base import SettingsError
 from gateway_milter.policy.snapshot import FORMAT_VERSION, PolicySnapshot, validate_document
+from webadmin.addressing import is_mailbox
 from webadmin.models import (
     Domain,
     GatewaySetting,
@@ -371,10 +371,6 @@ def do_save_account(account: Any, *, username: str, role: str, mailbox: str = ""
     return account
 
 
-# an address as accounts hold them: local@domain, no white space, control character or brackets
-_ACCOUNT_ADDRESS = re.compile(r"[^@\s<>\"\x00-\x1f\x7f]{1,64}@[^@\s<>\"\x00-\x1f\x7f]{1,253}")
-
-
 def _check_account_names(username: str, addresses: list[str]) -> None:
     """The checks Django's own forms make of a user name (letters, digits and ``@.+-_``, at most
     150), and every address well-formed: the CSV import and the API bypass those forms, and a NUL
@@ -390,7 +386,7 @@ def _check_account_names(username: str, addresses: list[str]) -> None:
         raise AccountError(f"user name {username[:60]!r}: letters, digits and @ . + - _ only") from None
     for a in addresses:
         a = a.strip()
-        if a and (len(a) > 254 or not _ACCOUNT_ADDRESS.fullmatch(a)):  # (RFC 5321's path limit)
+        if a and not is_mailbox(a):
             raise AccountError(f"{a[:60]!r} is not an email address")
 
 

@@ -352,3 +352,51 @@ def test_the_api_scans_again(world: World) -> None:
     assert got["state"] == "done" and got["request"]["ip"] == "192.0.2.9"
     assert "LOCAL_PRIZE" in [s["name"] for s in got["result"]["symbols"]]
     assert world.client("domain_admin", "a").post(url + "again/").status_code == 404
+
+
+def test_a_scan_while_others_run_is_refused_for_now(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setattr(scantool, "_running", threading.BoundedSemaphore(1))
+    scantool._running.acquire()  # as if the most scans this process runs at once were running
+    c = world.client("global_admin")
+    r = c.post("/api/antispam/scan/", {"message": _message("x")}, content_type="application/json")
+    assert r.status_code == 503 and "try again" in r.json()["detail"]
+    page = c.post("/security/antispam/scan/", {"message": _message("x")})
+    assert page.status_code == 400 and "Other scans are running" in page.content.decode()
+    scantool._running.release()
+    r = c.post("/api/antispam/scan/", {"message": _message("x")}, content_type="application/json")
+    assert r.status_code == 202
+    while c.get(r.json()["url"]).json()["state"] == "running":  # (its thread releases the patched slot)
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("text", "ok"), [
+    ("user@a.example", True), ("postmaster@localhost", True), ("a+tag@b.example", True),
+    ("no-at-sign", False), ("@b.example", False), ("a@", False), ("a b@c.example", False),
+    ("<a@b.example>", False), ("a@b@c.example", False), ("a\x00@b.example", False),
+    ("x" * 65 + "@b.example", False), ("x@" + "b" * 250 + ".example", False),
+])
+def test_one_address_rule_for_the_scan_tool_the_cli_and_accounts(text: str, ok: bool) -> None:
+    from django.core.management.base import CommandError
+
+    from webadmin.addressing import is_mailbox
+    from webadmin.cliargs import envelope_args
+    from webadmin.services import AccountError, _check_account_names
+
+    assert is_mailbox(text) is ok
+    refused = {
+        "scan": _refused(lambda: scantool.parse_request(_message("x").encode(), sender=text), scantool.ScanError),
+        "account": _refused(lambda: _check_account_names("someone", [text]), AccountError),
+        # (the command line takes angle brackets off first: --from '<a@b.example>' is a@b.example)
+        "cli": _refused(lambda: envelope_args(None, text, []), CommandError) or text == "<a@b.example>",
+    }
+    assert refused == dict.fromkeys(refused, not ok)
+
+
+def _refused(fn: Any, error: type[Exception]) -> bool:
+    try:
+        fn()
+    except error:
+        return True
+    return False
