@@ -9,7 +9,9 @@ the compiled modules; otherwise (a source edited since the build, another interp
 build, or ``BULWARK_COMPILED=0``) nothing changes and the same code runs as Python. Never a mix:
 the compiled modules call each other directly.
 
-``scripts/compiled.py status`` says which is in use and why.
+``scripts/compiled.py status`` says which is in use and why. ``build --if-needed`` takes a build
+of the same sources from the machine's cache (:func:`cache_root`) before it compiles, and every
+build it makes is kept there.
 """
 
 from __future__ import annotations
@@ -131,6 +133,80 @@ def status() -> str:
     return ("compiled" if ACTIVE else "Python") + f" ({REASON})"
 
 
+def cache_root() -> Path | None:
+    """The machine's cache of builds, one directory per set of sources: ``BULWARK_COMPILED_CACHE``
+    (``0`` turns it off), else ``bulwark/compiled`` under ``XDG_CACHE_HOME`` (``~/.cache``). A
+    fresh checkout or virtualenv of sources built before on this machine takes the build from
+    there instead of compiling again (about 90 s on 2 cores)."""
+    d = os.environ.get("BULWARK_COMPILED_CACHE")
+    if d == "0":
+        return None
+    if d:
+        return Path(d)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bulwark" / "compiled"
+
+
+def cache_key(root: Path = PACKAGE_ROOT) -> str:
+    """What a build depends on: the format, the interpreter, mypyc's version and every source."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        mypy_version = version("mypy")
+    except PackageNotFoundError:
+        mypy_version = ""
+    doc = {"format": FORMAT, "interpreter": _interpreter(), "mypy": mypy_version,
+           "sources": {m: _sha256(source_of(m, root)) for m in MODULES}}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _put(src: Path, out: Path) -> None:
+    """Replaces ``out`` with a copy of the build in ``src`` (atomically for readers)."""
+    stage = out.with_name(out.name + ".new")
+    shutil.rmtree(stage, ignore_errors=True)
+    shutil.copytree(src, stage)
+    _swap(stage, out)
+
+
+def _swap(stage: Path, out: Path) -> None:
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    stage.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def from_cache(out: Path | None = None, root: Path = PACKAGE_ROOT) -> Path | None:
+    """The build for these sources from the machine's cache into ``out``; None when it has none."""
+    cache = cache_root()
+    if cache is None:
+        return None
+    entry = cache / cache_key(root)
+    if check(entry, root)[0] is None:
+        return None
+    out = out or build_dir()
+    _put(entry, out)
+    os.utime(entry)  # (kept: the least recently used go first)
+    return out
+
+
+def to_cache(where: Path, root: Path = PACKAGE_ROOT, keep: int = 4) -> None:
+    """Keeps a copy of the build in ``where`` in the machine's cache (the ``keep`` most recently
+    used builds stay). A cache that cannot be written is only a warning."""
+    cache = cache_root()
+    if cache is None:
+        return
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        _put(where, cache / cache_key(root))
+        entries = sorted((d for d in cache.iterdir() if d.is_dir() and len(d.name) == 24),
+                         key=lambda d: d.stat().st_mtime, reverse=True)
+        for d in entries[keep:]:
+            shutil.rmtree(d, ignore_errors=True)
+    except OSError as e:
+        print(f"warning: the build is not kept in {cache}: {e}", file=sys.stderr)
+
+
 def build(out: Path | None = None, root: Path = PACKAGE_ROOT, quiet: bool = True) -> Path:
     """Compiles MODULES from the sources under ``root`` into ``out`` (replaced whole, atomically
     for readers: the manifest is written last)."""
@@ -169,12 +245,7 @@ def build(out: Path | None = None, root: Path = PACKAGE_ROOT, quiet: bool = True
             support[f.name[: -len(suffix)]] = f.name
         doc = {"format": FORMAT, "interpreter": _interpreter(), "modules": modules, "support": support}
         (stage / "manifest.json").write_text(json.dumps(doc, indent=1))
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            out.rename(old)
-        stage.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        _swap(stage, out)
     return out
 
 
@@ -186,12 +257,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             if files is not None:
                 print(f"compiled modules up to date in {build_dir()}")
                 return 0
+            try:
+                where = from_cache()
+            except OSError as e:
+                print(f"warning: the machine's cache of builds is unusable: {e}", file=sys.stderr)
+                where = None
+            if where is not None:
+                print(f"compiled modules for these sources taken from {cache_root()} into {where}")
+                return 0
         try:
             where = build(quiet="--verbose" not in args)
         except (RuntimeError, OSError) as e:
             print(f"compiled modules not built: {e}", file=sys.stderr)
             return 1
         files, reason = check(where)
+        if files:
+            to_cache(where)
         print(f"built {len(MODULES)} modules into {where}: {reason if files else 'NOT usable: ' + reason}")
         return 0 if files else 1
     if args[:1] == ["status"]:

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 # One cache of compiled Hyperscan rule databases for the whole run, milters started by the
-# integration tier included (they inherit the environment): built once, in the background, by
-# the first process that needs it (gateway_milter/antispam/hsmatch.py).
-os.environ.setdefault("GATEWAY_RULES_CACHE_DIR", str(Path(__file__).resolve().parent.parent / "var" / "rules-cache"))
+# integration tier included (they inherit the environment), and for every run on this machine
+# (a database's file is named after a hash of its rules and of Hyperscan's version): built once,
+# in the background, by the first process that needs it (gateway_milter/antispam/hsmatch.py).
+os.environ.setdefault("GATEWAY_RULES_CACHE_DIR", str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bulwark" / "rules-cache"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -112,3 +112,39 @@ def test_the_suite_runs_on_the_compiled_modules() -> None:
     assert compiled.ACTIVE, compiled.REASON
     assert str(engine.__file__).endswith(SUFFIX) and str(saview.__file__).endswith(SUFFIX)
     assert _status_in_child().startswith("compiled (")
+
+
+def test_the_machines_cache_gives_a_build_of_the_same_sources_only(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    root, where = _tree(tmp_path)
+    monkeypatch.setenv("BULWARK_COMPILED_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "venv" / "bulwark-compiled"
+    out.parent.mkdir()
+    assert compiled.from_cache(out, root) is None  # nothing kept yet
+    compiled.to_cache(where, root)
+    assert compiled.from_cache(out, root) == out
+    files, reason = compiled.check(out, root)
+    assert files is not None and files["abc__mypyc"].parent == out, reason
+    # an edited source has another key: the cache has no build for it
+    src = compiled.source_of("gateway_milter.antispam.tokenizer", root)
+    src.write_text(src.read_text() + "x = 1\n")
+    assert compiled.from_cache(tmp_path / "other", root) is None
+    # a build kept under the key of other sources (tampered with) is checked, not trusted
+    kept = tmp_path / "cache" / compiled.cache_key(root)
+    import shutil
+
+    shutil.copytree(where, kept)
+    assert compiled.from_cache(tmp_path / "other", root) is None
+
+
+def test_the_cache_keeps_the_most_recently_used_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, where = _tree(tmp_path)
+    monkeypatch.setenv("BULWARK_COMPILED_CACHE", str(tmp_path / "cache"))
+    for i in range(6):
+        src = compiled.source_of("gateway_milter.antispam.urls", root)
+        src.write_text(f"# version {i}\n")
+        compiled.to_cache(where, root, keep=4)  # (the manifest's hashes are not checked when kept)
+        os.utime(tmp_path / "cache" / compiled.cache_key(root), (1000 + i, 1000 + i))
+    assert len(list((tmp_path / "cache").iterdir())) == 4
+    monkeypatch.setenv("BULWARK_COMPILED_CACHE", "0")
+    assert compiled.cache_root() is None and compiled.from_cache(tmp_path / "x", root) is None
