@@ -27,6 +27,15 @@ def _celery_eager_in_tests() -> None:
     app.conf.task_eager_propagates = True
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _static_root() -> None:
+    # collectstatic's directory, which the run command fills: without it the static files'
+    # middleware warns on every request (the tests' pages are served through the finders)
+    from django.conf import settings
+
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
+
 @pytest.fixture(autouse=True)
 def _autolearn_written() -> Iterator[None]:
     # autolearn learns in a background thread (gateway_milter/antispam/learner.py): a test's

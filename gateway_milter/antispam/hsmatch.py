@@ -365,6 +365,7 @@ def build(entries: list[Entry], out: Path, pattern_budget_s: float = PATTERN_BUD
                 if proc.poll() is None:
                     proc.kill()
                 proc.wait()
+                proc.stdout.close()  # (each restart's pipe, not only the last one's)
             if not restart:
                 log.warning("rules: Hyperscan build failed (exit %s); staying with Python", proc.returncode)
                 return False
