@@ -309,11 +309,13 @@ _SCALARS = (str, int, float)
 VALIDATE_URLS = {"rules": "api:rules-validate"}
 
 
-def layer_settings_form(settings_cls: type, initial: dict[str, Any], data: Any = None) -> forms.Form:
+def layer_settings_form(settings_cls: type, initial: dict[str, Any], data: Any = None,
+                        meanings: dict[str, str] | None = None) -> forms.Form:
     """One field per dataclass field: booleans as checkboxes, enums and ``mode`` as choices,
     numbers as number inputs, lists of plain values one per line, lists of mappings one JSON
     object per line, other mappings as JSON. Validation is the layer's own (settings_from_dict),
-    so the form cannot drift from the milter."""
+    so the form cannot drift from the milter. ``meanings``: what each setting means (the
+    layer's doc page, webadmin/layerdocs.py), shown before its default."""
     hints = typing.get_type_hints(settings_cls)
     fields: dict[str, forms.Field] = {}
     for f in dataclasses.fields(settings_cls):
@@ -321,6 +323,8 @@ def layer_settings_form(settings_cls: type, initial: dict[str, Any], data: Any =
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
         help_text = f"default: {_show(default)}"
+        if meanings and meanings.get(f.name):
+            help_text = f"{meanings[f.name]} · {help_text}"
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         optional = type(None) in typing.get_args(tp)
         base = args[0] if optional and len(args) == 1 else tp

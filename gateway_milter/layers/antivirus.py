@@ -115,6 +115,7 @@ class AntivirusLayer(Layer[AntivirusSettings]):
     fail_mode = FailMode.TEMPFAIL
     Settings = AntivirusSettings
     budget_s = 30.0
+    title = "Antivirus"
     description = "ClamAV scan of the message, every decoded part and every MIME interpretation"
 
     def client(self, settings: AntivirusSettings) -> ClamdClient:

@@ -120,6 +120,7 @@ class ArcLayer(Layer[ArcSettings]):
     fail_mode = FailMode.UNKNOWN
     Settings = ArcSettings
     budget_s = 15.0
+    title = "ARC"
     description = "ARC chain validation (RFC 8617) and trusted ARC sealers"
 
     def check(self, ctx: MessageContext, settings: ArcSettings) -> LayerFindings:

@@ -189,6 +189,7 @@ class AttachmentLayer(Layer[AttachmentSettings]):
     fail_mode = FailMode.TEMPFAIL
     Settings = AttachmentSettings
     budget_s = 15.0
+    title = "Attachment filter"
     description = "Attachment names, true types, archives, macros and executables"
 
     def check(self, ctx: MessageContext, settings: AttachmentSettings) -> LayerFindings:

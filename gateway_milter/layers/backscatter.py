@@ -218,6 +218,7 @@ class BackscatterLayer(Layer[BackscatterSettings]):
     stage = Stage.EOM
     fail_mode = FailMode.UNKNOWN  # key store down: no signing, no refusal
     Settings = BackscatterSettings
+    title = "Backscatter (BATV)"
     description = "BATV signing of outbound senders; unsigned bounces to local users refused"
 
     def check(self, ctx: MessageContext, settings: BackscatterSettings) -> LayerFindings:

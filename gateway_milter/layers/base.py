@@ -113,6 +113,7 @@ class Layer(Generic[S]):
     fail_mode: ClassVar[FailMode] = FailMode.TEMPFAIL
     Settings: ClassVar[type[BaseSettings]] = BaseSettings
     budget_s: ClassVar[float] = 5.0
+    title: ClassVar[str] = ""  # what the web admin calls it ("Greylisting"); the id when empty
     description: ClassVar[str] = ""
     # A layer judged before DATA that also looks at headers (e.g. header From lists) is
     # computed again at end of message, replacing its earlier result.

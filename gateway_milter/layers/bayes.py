@@ -131,6 +131,7 @@ class BayesLayer(Layer[BayesSettings]):
     stage = Stage.EOM
     fail_mode = FailMode.UNKNOWN  # token store down: no Bayes score, mail flows
     Settings = BayesSettings
+    title = "Bayesian classifier"
     description = "Bayesian content classifier trained on local mail"
 
     def check(self, ctx: MessageContext, settings: BayesSettings) -> LayerFindings:

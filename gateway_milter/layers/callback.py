@@ -176,6 +176,7 @@ class CallbackLayer(Layer[CallbackSettings]):
     fail_mode = FailMode.UNKNOWN
     Settings = CallbackSettings
     budget_s = 15.0
+    title = "Callback verification"
     description = "Sender callback verification against the sender domain's mail exchangers"
 
     def check(self, ctx: MessageContext, settings: CallbackSettings) -> LayerFindings:

@@ -38,6 +38,7 @@ class DirectionLayer(Layer[BaseSettings]):
     id = "direction"
     stage = Stage.RCPT
     fail_mode = FailMode.TEMPFAIL
+    title = "Mail direction"
     description = "Direction facts: inbound, outbound, local"
 
     def check(self, ctx: MessageContext, settings: BaseSettings) -> LayerFindings:

@@ -246,6 +246,7 @@ class DkimLayer(Layer[DkimSettings]):
     fail_mode = FailMode.UNKNOWN
     Settings = DkimSettings
     budget_s = 15.0
+    title = "DKIM"
     description = "DKIM signature verification (RSA and Ed25519), per signature"
     prefetch_at_eom = True
 

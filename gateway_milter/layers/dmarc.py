@@ -209,6 +209,7 @@ class DmarcLayer(Layer[DmarcSettings]):
     fail_mode = FailMode.UNKNOWN
     Settings = DmarcSettings
     budget_s = 10.0
+    title = "DMARC"
     description = "DMARC (RFC 7489) policy, alignment and handling"
 
     prefetch_at_eom = True

@@ -76,6 +76,7 @@ class DnsblLayer(Layer[DnsblSettings]):
     Settings = DnsblSettings
     budget_s = 8.0
     prefetch_at_connect = True
+    title = "DNS blocklists (DNSBL)"
     description = "DNS blocklists of the client IP address (IPv4 and IPv6)"
 
     def prefetch(self, ctx: MessageContext, settings: DnsblSettings) -> None:

@@ -164,6 +164,7 @@ class FromScreenLayer(Layer[FromScreenSettings]):
     stage = Stage.EOM
     fail_mode = FailMode.UNKNOWN
     Settings = FromScreenSettings
+    title = "From-header screening"
     description = "From header look-alike domains, display-name and VIP impersonation"
 
     def check(self, ctx: MessageContext, settings: FromScreenSettings) -> LayerFindings:

@@ -187,6 +187,7 @@ class GreylistLayer(Layer[GreylistSettings]):
     stage = Stage.RCPT
     fail_mode = FailMode.UNKNOWN
     Settings = GreylistSettings
+    title = "Greylisting"
     description = "Greylisting of unknown (network, sender, recipient) triplets"
 
     def store(self) -> StateStore:

@@ -45,6 +45,7 @@ class ListsLayer(Layer[ListsSettings]):
     fail_mode = FailMode.TEMPFAIL
     Settings = ListsSettings
     recheck_at_eom = True
+    title = "Allow and block lists"
     description = "Allow and block lists of senders, recipients, hosts and IP networks"
 
     def check(self, ctx: MessageContext, settings: ListsSettings) -> LayerFindings:

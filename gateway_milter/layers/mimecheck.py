@@ -76,6 +76,7 @@ class MimeCheckLayer(Layer[MimeCheckSettings]):
     stage = Stage.EOM
     fail_mode = FailMode.TEMPFAIL
     Settings = MimeCheckSettings
+    title = "MIME checks"
     description = "MIME ambiguity and malformation checks"
 
     def check(self, ctx: MessageContext, settings: MimeCheckSettings) -> LayerFindings:

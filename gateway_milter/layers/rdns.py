@@ -65,6 +65,7 @@ class ReverseDnsLayer(Layer[RdnsSettings]):
     fail_mode = FailMode.UNKNOWN
     Settings = RdnsSettings
     budget_s = 10.0
+    title = "Reverse DNS and HELO"
     description = "Reverse DNS, forward-confirmed reverse DNS, HELO and sender-domain checks"
 
     def prefetch(self, ctx: MessageContext, settings: RdnsSettings) -> None:

@@ -24,6 +24,7 @@ class RelayControlLayer(Layer[RelaySettings]):
     stage = Stage.RCPT
     fail_mode = FailMode.TEMPFAIL
     Settings = RelaySettings
+    title = "Relay control"
     description = "Refuse relaying for external senders to remote recipients"
 
     def check(self, ctx: MessageContext, settings: RelaySettings) -> LayerFindings:

@@ -355,6 +355,7 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
     fail_mode = FailMode.TEMPFAIL
     Settings = RulesSettings
     budget_s = 10.0
+    title = "Heuristic rules"
     description = "SpamAssassin-format heuristic rules (header, body, uri, meta, ...)"
 
     def prefetch(self, ctx: MessageContext, settings: RulesSettings) -> None:

@@ -383,6 +383,7 @@ class ScoringLayer(Layer[ScoringSettings]):
     fail_mode = FailMode.TEMPFAIL
     Settings = ScoringSettings
     budget_s = 30.0
+    title = "Spam scoring"
     description = "Total spam score and thresholds (tag, quarantine, reject)"
 
     def check(self, ctx: MessageContext, settings: ScoringSettings) -> LayerFindings:

@@ -38,6 +38,7 @@ class MessageSizeLayer(Layer[SizeSettings]):
     fail_mode = FailMode.TEMPFAIL
     Settings = SizeSettings
     recheck_at_eom = True  # SIZE= at MAIL FROM, the real size at end of message
+    title = "Message size"
     description = "Refuse messages over the size limit"
 
     def check(self, ctx: MessageContext, settings: SizeSettings) -> LayerFindings:

@@ -84,6 +84,7 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
     stage = Stage.EOM
     fail_mode = FailMode.UNKNOWN
     Settings = SpamTrapSettings
+    title = "Spam traps"
     description = "Spam-trap addresses: discard, learn as spam, mark the sending IP"
 
     def check_recipient(self, ctx: MessageContext, rcpt: Recipient, settings: SpamTrapSettings) -> LayerFindings:

@@ -159,6 +159,7 @@ class SpfLayer(Layer[SpfSettings]):
     fail_mode = FailMode.UNKNOWN
     Settings = SpfSettings
     budget_s = 20.0
+    title = "SPF"
     description = "SPF (RFC 7208) for the envelope sender and the HELO name"
 
     def prefetch(self, ctx: MessageContext, settings: SpfSettings) -> None:
@@ -300,6 +301,7 @@ class SenderIdLayer(Layer[SenderIdSettings]):
     stage = Stage.EOM
     fail_mode = FailMode.UNKNOWN
     Settings = SenderIdSettings
+    title = "Sender ID"
     description = "Sender ID (RFC 4406, PRA identity), legacy"
 
     def check(self, ctx: MessageContext, settings: SenderIdSettings) -> LayerFindings:

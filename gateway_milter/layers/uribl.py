@@ -106,6 +106,7 @@ class UriblLayer(Layer[UriblSettings]):
     Settings = UriblSettings
     budget_s = 8.0
     prefetch_at_eom = True
+    title = "URI blocklists (URIBL)"
     description = "URI blocklists of domains and IPs linked from the body"
 
     def prefetch(self, ctx: MessageContext, settings: UriblSettings) -> None:

@@ -55,6 +55,7 @@ class VbrLayer(Layer[VbrSettings]):
     stage = Stage.EOM
     fail_mode = FailMode.UNKNOWN
     Settings = VbrSettings
+    title = "Vouch By Reference (VBR)"
     description = "Vouch By Reference certification (RFC 5518)"
 
     def check(self, ctx: MessageContext, settings: VbrSettings) -> LayerFindings:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gateway_milter import layers
 from tests.browser.conftest import login, shot
 from tests.django.conftest import World
 
@@ -30,7 +31,7 @@ def test_it_saves_zones_unchanged_and_flags_a_bad_line(page: Any, live_server: A
     page.goto(f"{base}/security/layers/{layer}/" + (f"?domain={domain.pk}" if domain else ""))
     page.click("button:has-text('Save and publish')")
     page.wait_for_load_state()
-    assert f"{layer} settings saved" in page.content()
+    assert f"{layers.get(layer).title} settings saved" in page.content()
     assert LayerSetting.objects.get(layer=layer, domain=domain).values["zones"] == [zone]
     zones = page.locator("textarea[name=zones]")
     zones.fill(zones.input_value() + "\n{zone: 'x.example'}")

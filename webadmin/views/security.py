@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from gateway_milter.layers.base import SettingsError, settings_from_dict, settings_to_dict
-from webadmin import access, services
+from webadmin import access, layerdocs, services
 from webadmin.forms import (ListEntryForm, ScriptForm, add_settings_error, layer_settings_form,
                             layer_values_from_form)
 from webadmin.guards import SETTINGS_ADMINS, roles
@@ -94,6 +94,12 @@ def script_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("webadmin:scripts")
 
 
+def layer_title(layer_id: str) -> str:
+    from gateway_milter import layers
+
+    return layers.get(layer_id).title or layer_id
+
+
 @roles(*SETTINGS_ADMINS)
 def layers_index(request: HttpRequest) -> HttpResponse:
     from gateway_milter import layers
@@ -106,7 +112,8 @@ def layers_index(request: HttpRequest) -> HttpResponse:
         ls = LayerSetting.objects.filter(layer=lid, domain__isnull=True).first()
         if ls:
             mode = ls.values.get("mode", "on")
-        rows.append({"id": lid, "description": layer.description, "stage": getattr(layer.stage, "value", layer.stage),
+        rows.append({"id": lid, "title": layer.title or lid, "description": layer.description,
+                     "stage": getattr(layer.stage, "value", layer.stage),
                      "mode": mode, "configured": lid in configured})
     return render(request, "webadmin/layers.html", {"menu": "security", "title": "Layer settings", "layers": rows})
 
@@ -134,7 +141,7 @@ def layer_edit(request: HttpRequest, layer_id: str) -> HttpResponse:
         initial = settings_to_dict(settings_from_dict(cls, current))
     except SettingsError:
         initial = settings_to_dict(cls())
-    form = layer_settings_form(cls, initial, request.POST or None)
+    form = layer_settings_form(cls, initial, request.POST or None, layerdocs.setting_help(layer_id))
     if domain is not None and not p.is_global:
         # a domain administrator sees the global-only fields as they are, and cannot send them
         # (a disabled field takes its initial value whatever the browser posts)
@@ -153,12 +160,12 @@ def layer_edit(request: HttpRequest, layer_id: str) -> HttpResponse:
             except SettingsError as e:
                 add_settings_error(form, e, f"settings.{layer_id}.")
             else:
-                messages.success(request, f"{layer_id} settings saved and published.")
+                messages.success(request, f"{layer_title(layer_id)} settings saved and published.")
                 for w in warnings or ():  # (e.g. skip_rules names the rule set does not have)
                     messages.warning(request, w)
                 return redirect(request.get_full_path())
     return render(request, "webadmin/layer.html", {
-        "menu": "security", "title": f"{layer_id} settings", "layer_id": layer_id, "form": form, "domain": domain,
+        "menu": "security", "title": f"{layer_title(layer_id)} settings", "layer_id": layer_id, "form": form, "domain": domain,
         "domains": managed, "is_global": p.is_global, "description": layers.get(layer_id).description})
 
 
