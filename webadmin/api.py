@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from gateway_milter.layers.base import SettingsError, settings_from_dict, settings_to_dict
-from webadmin import access, services
+from webadmin import access, layerdocs, services
 from webadmin.api_permissions import RoleAllowed
 from webadmin.guards import ANYONE, GLOBAL, SETTINGS_ADMINS
 from webadmin.models import (
@@ -285,17 +285,19 @@ class SieveValidateView(APIView):
 
 
 class LayerListView(APIView):
-    """The layers that exist, with their descriptions."""
+    """The layers that exist, with their names and descriptions."""
 
     permission_classes = [RoleAllowed]
     allowed_roles = SETTINGS_ADMINS
 
     @extend_schema(responses=inline_serializer("LayerInfo", {"id": serializers.CharField(),
+                                                             "title": serializers.CharField(),
                                                              "description": serializers.CharField()}, many=True))
     def get(self, request: Request) -> Response:
         from gateway_milter import layers
 
-        return Response([{"id": lid, "description": layers.get(lid).description} for lid in layers.available()])
+        return Response([{"id": lid, "title": layers.get(lid).title or lid, "description": layers.get(lid).description}
+                         for lid in layers.available()])
 
 
 class LayerSettingsView(APIView):
@@ -331,9 +333,13 @@ class LayerSettingsView(APIView):
         row = LayerSetting.objects.filter(layer=layer_id, domain=dom).first() if dom else None
         values = {**(base.values if base else {}), **(row.values if row else {})}
         eff = settings_to_dict(settings_from_dict(layers.get(layer_id).Settings, values))
+        cls = layers.get(layer_id).Settings
+        meanings = layerdocs.setting_help(layer_id)
         return Response({"layer": layer_id, "domain": dom.name if dom else None, "settings": eff,
                          "stored": row.values if row else (base.values if base and not dom else {}),
-                         "global_only": sorted(services.global_only_fields(layer_id))})
+                         "global_only": sorted(services.global_only_fields(layer_id)),
+                         "defaults": settings_to_dict(cls()),
+                         "meanings": {k: meanings[k] for k in eff if meanings.get(k)}})
 
     @extend_schema(request=inline_serializer("LayerSettingsIn", {"settings": serializers.DictField()}),
                    responses=inline_serializer("LayerSettingsOut", {"layer": serializers.CharField(),

@@ -57,3 +57,14 @@ def test_the_settings_page_shows_the_meanings_and_the_layers_name(world: World) 
     # a domain administrator sees the same meanings, and which fields only a global admin sets
     dom = world.client("domain_admin", "a").get("/security/layers/attachments/").content.decode()
     assert "set by a global administrator; nesting depth of archives read" in dom
+
+
+def test_the_api_gives_titles_defaults_and_meanings(world: World) -> None:
+    c = world.client("global_admin")
+    listed = {x["id"]: x for x in c.get("/api/layers/").json()}
+    assert listed["greylist"]["title"] == "Greylisting"
+    got = c.get("/api/layers/greylist/").json()
+    assert got["defaults"]["delay"] == 300 and got["meanings"]["delay"] == "seconds before a retry is accepted"
+    assert set(got["meanings"]) == set(got["settings"])
+    dom = world.client("domain_admin", "a").get("/api/layers/attachments/?domain=a.example").json()
+    assert "archive_max_depth" in dom["global_only"] and dom["meanings"]["archive_max_depth"].startswith("nesting")
