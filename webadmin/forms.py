@@ -305,6 +305,23 @@ class JsonField(forms.CharField):
 
 
 _SCALARS = (str, int, float)
+_DURATIONS = ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second"))
+
+
+def human_seconds(seconds: float) -> str:
+    """A number of seconds as a person says it: ``3110400`` -> ``36 days``, ``90`` -> ``1.5
+    minutes`` (the largest unit of which there is at least one; app.js says the same)."""
+    for size, name in _DURATIONS:
+        if abs(seconds) >= size or size == 1:
+            n = round(seconds / size, 1)
+            text = f"{n:g}"
+            return f"{text} {name}" + ("" if text == "1" else "s")
+    return ""  # (unreachable: the last unit takes every value)
+
+
+def _in_seconds(f: dataclasses.Field[Any]) -> bool:
+    """A setting that is a number of seconds: ``unit`` metadata ``s``, or a name ending in ``_s``."""
+    return f.metadata.get("unit") == "s" or f.name.endswith("_s")
 # a multi-line setting's ``validate`` metadata -> the API that checks it as it is typed
 VALIDATE_URLS = {"rules": "api:rules-validate"}
 
@@ -358,6 +375,10 @@ def layer_settings_form(settings_cls: type, initial: dict[str, Any], data: Any =
         else:
             field = JsonField()
             help_text += " (JSON)"
+        if base in (int, float) and _in_seconds(f):  # the duration shown beside it as it is typed (app.js)
+            field.widget.attrs["data-unit"] = "s"
+            if isinstance(default, (int, float)) and default >= 60:
+                help_text += f" ({human_seconds(default)})"
         field.help_text = help_text
         field.label = f.name.replace("_", " ").capitalize()
         # An empty optional value means None (stored, so a domain can override a global value

@@ -18,7 +18,7 @@ import hashlib
 import ipaddress
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
@@ -60,9 +60,12 @@ def client_name_matches(name: str, entries: tuple[str, ...]) -> bool:
 class GreylistSettings(BaseSettings):
     # Off until an administrator turns it on: it delays all first-time mail by design.
     mode: str = "off"
-    delay: int = 300  # seconds before a retry is accepted
-    retry_window: int = 4 * 3600  # a retry must come within this time of the first attempt
-    expiry: int = 36 * 86400  # a passed triplet (and an auto-pass network) is forgotten after this long unseen
+    # (``unit``: the web admin shows a number of seconds as a duration too)
+    delay: int = field(default=300, metadata={"unit": "s"})  # seconds before a retry is accepted
+    # a retry must come within this time of the first attempt
+    retry_window: int = field(default=4 * 3600, metadata={"unit": "s"})
+    # a passed triplet (and an auto-pass network) is forgotten after this long unseen
+    expiry: int = field(default=36 * 86400, metadata={"unit": "s"})
     netmask_v4: int = 24
     netmask_v6: int = 64
     auto_pass_after: int = 5  # passed triplets after which the whole client network passes (0: never)

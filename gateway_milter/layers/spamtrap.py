@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
@@ -31,7 +31,7 @@ class SpamTrapSettings(BaseSettings):
     trap_score: float = 100.0
     train_bayes: bool = True
     mark_ip: bool = True
-    ip_ttl: int = 7 * 86400
+    ip_ttl: int = field(default=7 * 86400, metadata={"unit": "s"})
     ip_score: float = 3.0
 
     # What a trap hit does to every domain: learned as spam into the global Bayes model, the

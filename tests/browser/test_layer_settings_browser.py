@@ -65,3 +65,18 @@ def test_the_rules_editor_flags_a_bad_rule_at_its_line_as_it_is_typed(page: Any,
     editor.fill("body LOCAL_PIZZA /pizza/i\n")
     page.locator("#id_local_rules-problems li.ok").wait_for()
     assert editor.get_attribute("aria-invalid") == "false"
+
+
+def test_a_number_of_seconds_shows_its_duration_as_it_is_typed(page: Any, live_server: Any, bworld: World) -> None:
+    base = live_server.url
+    login(page, base, "root")
+    page.goto(f"{base}/security/layers/greylist/")
+    assert page.locator("#id_expiry-duration").inner_text() == "= 36 days"
+    assert page.locator("#id_delay-duration").inner_text() == "= 5 minutes"
+    page.locator("#id_delay").fill("90")
+    assert page.locator("#id_delay-duration").inner_text() == "= 1.5 minutes"
+    page.locator("#id_delay").fill("30")  # under a minute: the number says it
+    assert page.locator("#id_delay-duration").inner_text() == ""
+    page.locator("#id_delay").fill("")
+    assert page.locator("#id_delay-duration").inner_text() == ""
+    assert page.locator("#id_auto_pass_after-duration").count() == 0  # a count, not seconds

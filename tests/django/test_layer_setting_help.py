@@ -5,6 +5,7 @@ cannot drift apart, and a setting nobody documented fails here."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -68,3 +69,21 @@ def test_the_api_gives_titles_defaults_and_meanings(world: World) -> None:
     assert set(got["meanings"]) == set(got["settings"])
     dom = world.client("domain_admin", "a").get("/api/layers/attachments/?domain=a.example").json()
     assert "archive_max_depth" in dom["global_only"] and dom["meanings"]["archive_max_depth"].startswith("nesting")
+
+
+@pytest.mark.parametrize(("seconds", "said"), [
+    (0, "0 seconds"), (1, "1 second"), (59, "59 seconds"), (60, "1 minute"), (90, "1.5 minutes"),
+    (300, "5 minutes"), (14400, "4 hours"), (86400, "1 day"), (3110400, "36 days"), (2.5, "2.5 seconds"),
+])
+def test_durations_are_said_as_a_person_says_them(seconds: float, said: str) -> None:
+    from webadmin.forms import human_seconds
+
+    assert human_seconds(seconds) == said
+
+
+def test_a_number_of_seconds_is_marked_for_its_duration(world: World) -> None:
+    page = world.client("global_admin").get("/security/layers/greylist/").content.decode()
+    assert 'name="expiry"' in page and "default: 3110400 (36 days)" in page
+    assert len(re.findall(r'<input[^>]*data-unit="s"', page)) == 3  # delay, retry_window, expiry
+    spf = world.client("global_admin").get("/security/layers/spf/").content.decode()
+    assert re.search(r'<input[^>]*name="lookup_timeout_s"[^>]*data-unit="s"', spf)  # a name ending in _s

@@ -11,6 +11,29 @@
   document.querySelectorAll("button[data-confirm]").forEach(function (b) {
     b.addEventListener("click", function (ev) { if (!window.confirm(b.dataset.confirm)) { ev.preventDefault(); } });
   });
+  // Settings that are a number of seconds: the duration beside the field, as it is typed
+  // (the same words as webadmin/forms.py human_seconds).
+  var units = [[86400, "day"], [3600, "hour"], [60, "minute"], [1, "second"]];
+  var human = function (s) {
+    for (var i = 0; i < units.length; i++) {
+      if (Math.abs(s) >= units[i][0] || units[i][0] === 1) {
+        var n = Math.round(s / units[i][0] * 10) / 10;
+        return n + " " + units[i][1] + (n === 1 ? "" : "s");
+      }
+    }
+    return "";
+  };
+  document.querySelectorAll("input[data-unit='s']").forEach(function (inp) {
+    var hint = document.createElement("span");
+    hint.className = "unit-hint"; hint.id = inp.id + "-duration"; hint.setAttribute("aria-live", "polite");
+    inp.insertAdjacentElement("afterend", hint);
+    var show = function () {
+      var v = parseFloat(inp.value);
+      hint.textContent = inp.value.trim() !== "" && isFinite(v) && Math.abs(v) >= 60 ? "= " + human(v) : "";
+    };
+    inp.addEventListener("input", show);
+    show();
+  });
   // Editors that validate as you type through a REST endpoint (the Sieve editor, the rules
   // page's own rules): the endpoint answers {errors: [...], warnings: [...]}, each with its line
   // (and column where it has one); a click on a problem puts the caret on its line.
