@@ -67,7 +67,9 @@ postfix -c "$pf/etc" start >/dev/null 2>&1 || postfix -c "$pf/etc" reload >/dev/
 cat <<TXT
 
 Bulwark is running.
-  web admin:  http://$web_bind/admin/     $(tail -1 "$GATEWAY_DATA_DIR/log/bootstrap.log")
+  web admin:  http://$web_bind/     $(tail -1 "$GATEWAY_DATA_DIR/log/bootstrap.log")
+              (administrators use two-factor login: the first login shows a QR code for an
+              authenticator app; Setup → Gateway settings can turn the requirement off)
   send mail:  swaks --server 127.0.0.1:$smtp_port --from alice@outside.test --to bob@example.test --header "Subject: hello"
   refused:    swaks --server 127.0.0.1:$smtp_port --from eve@blocked.example --to bob@example.test
   delivered:  ls $GATEWAY_DATA_DIR/mailbox/      message log: .venv/bin/python manage.py msglog show

@@ -7,6 +7,8 @@ a verification source that allows it (dynamic authentication, webadmin.verificat
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyotp
 from django.contrib import messages
 from django.contrib.auth import authenticate, login
@@ -28,10 +30,13 @@ SESSION_PENDING = "bulwark_pending_user"
 SESSION_NEXT = "bulwark_next"
 
 
-def needs_totp(account: Account | None) -> bool:
-    """Must this account use TOTP (enrolled or not)?"""
+def needs_totp(account: Account | None, user: Any = None) -> bool:
+    """Must this account use TOTP (enrolled or not)? ``user``: the Django user when it has no
+    Account, as the first administrator from ``manage.py bootstrap`` or ``createsuperuser``:
+    a superuser is a global administrator (webadmin.access.principal) and is held to the
+    administrators' rule like any other."""
     if account is None:
-        return False
+        return bool(getattr(user, "is_superuser", False)) and AdminSettings.get().require_admin_totp
     if account.role != Role.USER:
         return AdminSettings.get().require_admin_totp
     return principal(account.user).options.get("require_totp", False)
@@ -39,7 +44,7 @@ def needs_totp(account: Account | None) -> bool:
 
 def totp_satisfied(request: HttpRequest) -> bool:
     acct = Account.objects.filter(user_id=request.user.pk).first()
-    return not needs_totp(acct) or bool(request.session.get(SESSION_2FA))
+    return not needs_totp(acct, request.user) or bool(request.session.get(SESSION_2FA))
 
 
 def _safe_next(request: HttpRequest, nxt: str) -> str:
@@ -117,7 +122,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
                 return redirect("login_totp")
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             request.session[SESSION_2FA] = False
-            if needs_totp(acct):
+            if needs_totp(acct, user):
                 messages.info(request, "Set up two-factor login to continue.")
                 return redirect("webadmin:totp_setup")
             return redirect(_safe_next(request, nxt))
