@@ -305,3 +305,62 @@ class RulesValidateView(APIView):
         return Response({"errors": [p.as_dict() for p in problems if p.severity == "error"],
                          "warnings": [p.as_dict() for p in problems if p.severity == "warning"],
                          "rules": len(names)})
+
+
+class TrainStartView(APIView):
+    """POST (multipart) ``file`` (a message, an mbox file or a zip of them), ``label`` (spam or
+    ham) and ``scope`` (one the caller may train: webadmin/training.py): 202 with the training's
+    ``token`` and ``url``; 400 naming the field for bad input, 503 while another training runs."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    @extend_schema(request={"multipart/form-data": inline_serializer("TrainRequest", {
+        "file": serializers.FileField(), "label": serializers.ChoiceField(["spam", "ham"]),
+        "scope": serializers.CharField()})},
+        responses=inline_serializer("TrainStarted", {"token": serializers.CharField(), "url": serializers.CharField()}))
+    def post(self, request: Request) -> Response:
+        from django.urls import reverse
+
+        from webadmin import training
+
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationError({"file": ["send the mailbox as a multipart file field named file"]})
+        label, scope = request.data.get("label", ""), request.data.get("scope", "")
+        if not isinstance(label, str) or not isinstance(scope, str):
+            raise ValidationError({"detail": ["label and scope are strings"]})
+        p = access.principal(request.user)
+        scopes = training.allowed_scopes(p.is_global, p.domains, set(services.current_snapshot().domains))
+        try:
+            token = training.start(upload, upload.size, label, scope, request.user.pk, scopes,
+                                   request.user.get_username())
+        except training.TrainingBusy as e:
+            return Response({"detail": e.message}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        except training.TrainingError as e:
+            raise ValidationError({e.field: [e.message]}) from None
+        return Response({"token": token, "url": reverse("api:antispam-train-job", args=[token])},
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class TrainJobView(APIView):
+    """GET one of the caller's trainings: ``state`` (running, done, error), ``total``, ``done``,
+    ``percent``, ``learned``, ``known``, ``skipped``, ``error``; 404 for another account's."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    @extend_schema(responses=inline_serializer("TrainJob", {
+        "state": serializers.CharField(), "label": serializers.CharField(), "scope": serializers.CharField(),
+        "total": serializers.IntegerField(allow_null=True), "done": serializers.IntegerField(),
+        "percent": serializers.IntegerField(), "learned": serializers.IntegerField(),
+        "known": serializers.IntegerField(), "skipped": serializers.IntegerField()}))
+    def get(self, request: Request, token: str) -> Response:
+        from django.http import Http404
+
+        from webadmin import training
+
+        job = training.read(token, request.user.pk)
+        if job is None:
+            raise Http404("no such training")
+        return Response(job)

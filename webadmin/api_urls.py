@@ -35,6 +35,8 @@ from webadmin.api_antispam import (
     ScanLearnView,
     ScanResultView,
     ScanStartView,
+    TrainJobView,
+    TrainStartView,
 )
 
 app_name = "api"
@@ -66,6 +68,8 @@ urlpatterns = [
     path("antispam/greylist/", GreylistStateView.as_view(), name="antispam-greylist"),
     path("antispam/greylist/clear/", GreylistClearView.as_view(), name="antispam-greylist-clear"),
     path("rules/validate/", RulesValidateView.as_view(), name="rules-validate"),
+    path("antispam/train/", TrainStartView.as_view(), name="antispam-train"),
+    path("antispam/train/<str:token>/", TrainJobView.as_view(), name="antispam-train-job"),
     path("antispam/scan/", ScanStartView.as_view(), name="antispam-scan"),
     path("antispam/scan/<str:token>/", ScanResultView.as_view(), name="antispam-scan-result"),
     path("antispam/scan/<str:token>/learn/", ScanLearnView.as_view(), name="antispam-scan-learn"),

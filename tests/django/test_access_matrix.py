@@ -34,6 +34,7 @@ PAGES: list[tuple[str, set[str]]] = [
     ("/api/user-options/?domain=b.example", {G}), ("/api/settings/", {G}), ("/api/users/csv/", SETTINGS),
     ("/api/policy-order/", {G}), ("/api/policy-order/?domain=a.example", SETTINGS),
     ("/security/antispam/", SETTINGS), ("/security/antispam/greylist/clear/", {G}),
+    ("/security/antispam/train/", SETTINGS),
     ("/api/antispam/bayes/", SETTINGS), ("/api/antispam/greylist/", {G}),
 ]
 

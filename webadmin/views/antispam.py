@@ -212,3 +212,47 @@ def scan_learn(request: HttpRequest, token: str) -> HttpResponse:
     else:
         messages.success(request, f"Learned as {label} in {', '.join(scopes)}.")
     return redirect("webadmin:antispam_scan_result", token)
+
+
+# -- Train Bayes from a mailbox -------------------------------------------------------------------------
+def _training_scopes(request: HttpRequest) -> list[str]:
+    from webadmin import training
+
+    p = access.principal(request.user)
+    return training.allowed_scopes(p.is_global, p.domains, set(services.current_snapshot().domains))
+
+
+@roles(*SETTINGS_ADMINS)
+def train_form(request: HttpRequest) -> HttpResponse:
+    """GET: the form; POST: store the upload, start learning it (webadmin/training.py) and go to
+    its progress page."""
+    from webadmin import training
+
+    scopes = _training_scopes(request)
+    error: training.TrainingError | None = None
+    form = {"label": request.POST.get("label", ""), "scope": request.POST.get("scope", scopes[0] if scopes else "")}
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        try:
+            if upload is None:
+                raise training.TrainingError("file", "Choose a file: a message (.eml), an mbox file or a zip of them.")
+            token = training.start(upload, upload.size, form["label"], form["scope"], request.user.pk, scopes,
+                                   _actor(request))
+        except training.TrainingError as e:
+            error = e
+        else:
+            return redirect("webadmin:antispam_train_job", token)
+    return render(request, "webadmin/train.html", {
+        "menu": "security", "title": "Train Bayes", "form": form, "scopes": scopes, "error": error,
+        "max_mb": training.MAX_UPLOAD // (1024 * 1024), "max_messages": training.MAX_MESSAGES},
+        status=400 if error else 200)
+
+
+@roles(*SETTINGS_ADMINS)
+def train_job(request: HttpRequest, token: str) -> HttpResponse:
+    from webadmin import training
+
+    job = training.read(token, request.user.pk)
+    if job is None:
+        raise Http404("no such training")
+    return render(request, "webadmin/train_job.html", {"menu": "security", "title": "Train Bayes", "job": job})

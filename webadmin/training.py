@@ -1,0 +1,270 @@
+"""Security → Train Bayes: learn a whole mailbox as spam or as ham from the web admin (and the
+API), with its progress shown while it runs: what ``manage.py bayes train`` does, for an
+administrator without a shell.
+
+The upload is one message (``.eml``), an mbox file, or a zip of either (a mail client's
+export, a maildir zipped). It is stored in ``GATEWAY_DATA_DIR/training/`` and learned in a
+background thread of the web process, in batches (one store read and one write a batch, as the
+command does), into one scope the administrator holds: a global administrator any scope
+(``global`` or ``dom:<local domain>``), a domain administrator their domains' scopes. One
+training runs at a time in a process. The job's file says how far it got; the upload is removed
+when it ends. Learning is idempotent (a message learned again with the same label changes
+nothing), so a training cut short (the web server restarted) is started again with the same file.
+
+Hostile uploads are bounded: the file's size, the number of messages, each message's size, and a
+zip's members (count, each one's and their total uncompressed size); nothing is extracted to
+disk by its own name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import mailbox
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from gateway_milter.antispam.relays import TrustConfig
+
+log = logging.getLogger("bulwark.antispam")
+
+MAX_UPLOAD = 100 * 1024 * 1024  # bytes of the uploaded file
+MAX_MESSAGES = 50_000
+MAX_MESSAGE = 10 * 1024 * 1024  # a larger message is skipped (the milter's Bayes reads no more)
+MAX_MEMBERS = 100_000  # zip members looked at
+MAX_UNZIPPED = 1024 * 1024 * 1024  # uncompressed bytes of a zip's members, all together
+BATCH = 64
+KEEP_S = 24 * 3600  # a job's file is removed this long after it started
+STALL_S = 600  # a job "running" without progress this long is reported as interrupted
+TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
+_running = threading.BoundedSemaphore(1)
+
+
+class TrainingError(ValueError):
+    """Bad input for a training: the message says which field and why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class TrainingBusy(TrainingError):
+    """A training already runs in this process (the API's 503)."""
+
+
+def jobs_dir() -> Path:
+    from django.conf import settings
+
+    d = Path(settings.GATEWAY.data_dir) / "training"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def allowed_scopes(is_global: bool, domains: frozenset[str] | set[str], local_domains: set[str]) -> list[str]:
+    """The scopes an administrator may train: a global administrator ``global`` and every local
+    domain's, a domain administrator their own domains' (those still local)."""
+    own = sorted(local_domains if is_global else set(domains) & local_domains)
+    return (["global"] if is_global else []) + [f"dom:{d}" for d in own]
+
+
+def start(upload: BinaryIO, size: int | None, label: str, scope: str, owner: int, scopes: list[str],
+          actor: str = "") -> str:
+    """Store the upload and learn it in the background; returns the job's token. TrainingError
+    for a bad label, scope or file; TrainingBusy while another training runs here."""
+    if label not in ("spam", "ham"):
+        raise TrainingError("label", "Choose spam or ham.")
+    if scope not in scopes:
+        raise TrainingError("scope", f"{scope[:80]!r} is not a scope you may train"
+                                     + (f" (yours: {', '.join(scopes)})." if scopes else ": you administer no domain."))
+    if size is not None and size > MAX_UPLOAD:
+        raise TrainingError("file", f"The file is larger than {MAX_UPLOAD // (1024 * 1024)} MB: "
+                                    "split it, or use manage.py bayes train on the server.")
+    if not _running.acquire(blocking=False):
+        raise TrainingBusy("file", "A training is running; try again when it has finished.")
+    try:
+        _clean_old()
+        token = secrets.token_urlsafe(16)
+        path = jobs_dir() / f"{token}.upload"
+        written = 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            while chunk := upload.read(1024 * 1024):
+                written += len(chunk)
+                if written > MAX_UPLOAD:
+                    break
+                f.write(chunk)
+        if written > MAX_UPLOAD:
+            path.unlink(missing_ok=True)
+            raise TrainingError("file", f"The file is larger than {MAX_UPLOAD // (1024 * 1024)} MB.")
+        if written == 0:
+            path.unlink(missing_ok=True)
+            raise TrainingError("file", "The file is empty.")
+        from gateway_milter.antispam.saview import trust_config_for
+        from webadmin.services import current_snapshot
+
+        # the relays read as the milter reads them; read here: the thread needs no database connection
+        trust = trust_config_for(current_snapshot(), None)
+        _write(token, {"state": "running", "owner": owner, "label": label, "scope": scope, "started": time.time(),
+                       "updated": time.time(), "total": None, "done": 0, "learned": 0, "known": 0, "skipped": 0,
+                       "actor": actor})
+        threading.Thread(target=_run, args=(token, path, label == "spam", scope, trust), daemon=True,
+                         name=f"train-{token[:6]}").start()
+    except BaseException:
+        _running.release()
+        raise
+    return token
+
+
+def messages_of(path: Path) -> tuple[list[bytes], int]:
+    """The messages of an upload and how many were skipped (empty, or over MAX_MESSAGE).
+    TrainingError when it is none of the kinds taken, or over a bound."""
+    found: list[bytes] = []
+    skipped = 0
+
+    def add(raw: bytes) -> None:
+        nonlocal skipped
+        if not raw.strip() or len(raw) > MAX_MESSAGE:
+            skipped += 1
+            return
+        if len(found) >= MAX_MESSAGES:
+            raise TrainingError("file", f"More than {MAX_MESSAGES:,} messages: split the file.")
+        found.append(raw)
+
+    with open(path, "rb") as f:
+        head = f.read(5)
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                infos = [i for i in z.infolist() if not i.is_dir()]
+                if len(infos) > MAX_MEMBERS:
+                    raise TrainingError("file", f"The zip has more than {MAX_MEMBERS:,} files.")
+                total = 0
+                for info in infos:
+                    name = info.filename.rsplit("/", 1)[-1]
+                    if name.startswith(".") or "__MACOSX/" in info.filename:
+                        continue
+                    if info.file_size > MAX_UPLOAD:
+                        skipped += 1
+                        continue
+                    total += info.file_size
+                    if total > MAX_UNZIPPED:
+                        raise TrainingError("file", f"The zip holds more than {MAX_UNZIPPED // 2**20:,} MB.")
+                    with z.open(info) as member:
+                        data = member.read(MAX_UPLOAD + 1)  # (a member whose header lies stops here)
+                    if len(data) > MAX_UPLOAD:
+                        skipped += 1
+                    elif data.startswith(b"From "):
+                        for raw in _mbox_messages(data):
+                            add(raw)
+                    else:
+                        add(data)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as e:
+            raise TrainingError("file", f"The zip cannot be read: {e}"[:200]) from None
+    elif head == b"From ":
+        for raw in _mbox_messages(path.read_bytes()):
+            add(raw)
+    else:
+        raw = path.read_bytes()
+        if not re.match(rb"[\x21-\x39\x3b-\x7e]+:", raw[:1000]):
+            raise TrainingError("file", "This is not a message, an mbox file or a zip of them.")
+        add(raw)
+    if not found:
+        raise TrainingError("file", "No message in the file.")
+    return found, skipped
+
+
+def _mbox_messages(data: bytes) -> list[bytes]:
+    with tempfile.NamedTemporaryFile(prefix="bulwark-mbox-", dir=jobs_dir()) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        return [m.as_bytes() for m in mailbox.mbox(tmp.name, create=False)]
+
+
+def _run(token: str, path: Path, is_spam: bool, scope: str, trust: TrustConfig) -> None:
+    from gateway_milter.antispam.bayes import BayesClassifier, learn_item
+    from gateway_milter.store import batch_writes, default_store
+    from webadmin.antispam_tasks import view_of_bytes
+
+    doc = _read_file(token) or {}
+    try:
+        raws, skipped = messages_of(path)
+        doc.update(total=len(raws), skipped=skipped, updated=time.time())
+        _write(token, doc)
+        bc = BayesClassifier(default_store())
+        with batch_writes():  # (a batch job: it waits for the milters' write locks)
+            for at in range(0, len(raws), BATCH):
+                batch = raws[at:at + BATCH]
+                learned = sum(bc.learn_many([learn_item(view_of_bytes(raw, trust), is_spam, [scope])
+                                             for raw in batch]))
+                doc.update(done=at + len(batch), learned=doc["learned"] + learned,
+                           known=doc["known"] + len(batch) - learned, updated=time.time())
+                _write(token, doc)
+        doc.update(state="done", took_s=round(time.time() - float(doc.get("started") or 0), 1))
+        log.info("%s trained %s as %s: %d learned, %d already known, %d skipped", doc.get("actor") or "?", scope,
+                 "spam" if is_spam else "ham", doc["learned"], doc["known"], doc["skipped"])
+    except TrainingError as e:
+        doc.update(state="error", error=e.message)
+    except Exception as e:  # the job says it failed; the page stops waiting
+        log.exception("training %s failed", token)
+        doc.update(state="error", error=f"{type(e).__name__}: {e}"[:300])
+    finally:
+        path.unlink(missing_ok=True)
+        doc["updated"] = time.time()
+        _write(token, doc)
+        _running.release()
+
+
+def read(token: str, owner: int) -> dict[str, Any] | None:
+    """The job's state, or None (no such job, expired, or another account's)."""
+    if not TOKEN.fullmatch(token or ""):
+        return None
+    doc = _read_file(token)
+    if doc is None or doc.get("owner") != owner:
+        return None
+    if time.time() - float(doc.get("started") or 0) > KEEP_S:
+        return None
+    if doc.get("state") == "running" and time.time() - float(doc.get("updated") or 0) > STALL_S:
+        doc = {**doc, "state": "error", "error": "The training was interrupted (the web server restarted?). "
+                                                 "Start it again with the same file: what was learned stays."}
+    doc["percent"] = int(100 * doc["done"] / doc["total"]) if doc.get("total") else (100 if doc["state"] == "done" else 0)
+    return {k: v for k, v in doc.items() if k not in ("owner", "actor")}
+
+
+def _read_file(token: str) -> dict[str, Any] | None:
+    try:
+        doc = json.loads((jobs_dir() / f"{token}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _write(token: str, doc: dict[str, Any]) -> None:
+    d = jobs_dir()
+    tmp = d / f".{token}.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, d / f"{token}.json")
+
+
+def _clean_old() -> None:
+    cutoff = time.time() - KEEP_S
+    for f in [*jobs_dir().glob("*.json"), *jobs_dir().glob("*.upload")]:
+        try:
+            if f.stat().st_mtime < cutoff:
+                f.unlink()
+        except OSError:
+            pass
+
+
+def upload_of(data: bytes) -> BinaryIO:
+    """Bytes as an upload (the API's base64 body, tests)."""
+    return io.BytesIO(data)
