@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,23 @@ def parse_postqueue_json(text: str) -> list[QueuedMessage]:
     return out
 
 
-def read_queue(limit: int = 500) -> list[QueuedMessage]:
+def postqueue_command() -> list[str]:
+    """``postqueue -j``, with ``-c DIR`` when ``GATEWAY_POSTFIX_CONFIG_DIR`` names the Postfix
+    instance's configuration directory (the run command's private instance; default: the
+    system's /etc/postfix). Fixed arguments: no shell, no message data."""
+    from gateway_milter import envconfig
+
     exe = shutil.which("postqueue") or "/usr/sbin/postqueue"
+    conf = envconfig.env_str("GATEWAY_POSTFIX_CONFIG_DIR")
+    if conf and not (conf.startswith("/") and Path(conf).is_dir()):
+        raise QueueUnavailable(f"GATEWAY_POSTFIX_CONFIG_DIR {conf[:200]!r} is not a directory (an absolute path)")
+    return [exe, *(["-c", conf] if conf else []), "-j"]
+
+
+def read_queue(limit: int = 500) -> list[QueuedMessage]:
+    cmd = postqueue_command()
     try:
-        # Fixed argument list, no shell, no message data.
-        res = subprocess.run([exe, "-j"], capture_output=True, text=True, timeout=10, check=False)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise QueueUnavailable(str(e)) from e
     if res.returncode != 0:

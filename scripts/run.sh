@@ -14,6 +14,7 @@ bash scripts/install-deps.sh
 export GATEWAY_DATA_DIR=${GATEWAY_DATA_DIR:-$here/var}
 export GATEWAY_MILTER_SOCKET=${GATEWAY_MILTER_SOCKET:-unix:$GATEWAY_DATA_DIR/run/milter.sock}
 export GATEWAY_REINJECT_PORT=${GATEWAY_REINJECT_PORT:-10026}
+export GATEWAY_POSTFIX_CONFIG_DIR=${GATEWAY_POSTFIX_CONFIG_DIR:-$GATEWAY_DATA_DIR/postfix/etc}  # (the queue page's postqueue -c)
 web_bind=${GATEWAY_WEB_BIND:-127.0.0.1:8000}
 smtp_port=${GATEWAY_SMTP_PORT:-2525}
 sink_port=${GATEWAY_SINK_PORT:-2526}

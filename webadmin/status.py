@@ -99,9 +99,12 @@ def _postfix_queue() -> ServiceStatus:
     exe = shutil.which("postqueue") or ("/usr/sbin/postqueue" if shutil.which("/usr/sbin/postqueue") else None)
     if exe is None:
         return ServiceStatus("Postfix queue", "unknown", "postqueue not installed on this host")
+    from quarantine.mtaqueue import QueueUnavailable, postqueue_command
+
     try:
-        # Fixed argument list, no shell, no message data.
-        res = subprocess.run([exe, "-j"], capture_output=True, text=True, timeout=3, check=False)
+        res = subprocess.run(postqueue_command(), capture_output=True, text=True, timeout=3, check=False)
+    except QueueUnavailable as e:
+        return ServiceStatus("Postfix queue", "unknown", str(e)[:200])
     except (OSError, subprocess.TimeoutExpired) as e:
         return ServiceStatus("Postfix queue", "unknown", str(e)[:200])
     if res.returncode != 0:
