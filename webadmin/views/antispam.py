@@ -244,7 +244,7 @@ def train_form(request: HttpRequest) -> HttpResponse:
             return redirect("webadmin:antispam_train_job", token)
     return render(request, "webadmin/train.html", {
         "menu": "security", "title": "Train Bayes", "form": form, "scopes": scopes, "error": error,
-        "max_mb": training.MAX_UPLOAD // (1024 * 1024), "max_messages": training.MAX_MESSAGES},
+        "max_mb": training.MAX_UPLOAD // (1024 * 1024), "max_messages": f"{training.MAX_MESSAGES:,}"},
         status=400 if error else 200)
 
 
