@@ -12,8 +12,9 @@ when it ends. Learning is idempotent (a message learned again with the same labe
 nothing), so a training cut short (the web server restarted) is started again with the same file.
 
 Hostile uploads are bounded: the file's size, the number of messages, each message's size, and a
-zip's members (count, each one's and their total uncompressed size); nothing is extracted to
-disk by its own name.
+zip's members (their count, and the bytes read from each one and from all, whatever their
+headers say); nothing is extracted to disk by its own name. The messages wait in a spool file
+beside the upload, so the web process holds their positions, not the messages.
 """
 
 from __future__ import annotations
@@ -125,21 +126,43 @@ def start(upload: BinaryIO, size: int | None, label: str, scope: str, owner: int
     return token
 
 
-def messages_of(path: Path) -> tuple[list[bytes], int]:
-    """The messages of an upload and how many were skipped (empty, or over MAX_MESSAGE).
-    TrainingError when it is none of the kinds taken, or over a bound."""
-    found: list[bytes] = []
-    skipped = 0
+class Spool:
+    """The messages of an upload, one after another in a file beside it, and where each one is:
+    the training holds positions in memory, never the messages (a 100 MB zip can hold a few GB)."""
 
-    def add(raw: bytes) -> None:
-        nonlocal skipped
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.spans: list[tuple[int, int]] = []
+        self.skipped = 0
+        self._f = open(path, "wb")  # noqa: SIM115 - closed by close(), after the last write
+        self._at = 0
+
+    def add(self, raw: bytes) -> None:
         if not raw.strip() or len(raw) > MAX_MESSAGE:
-            skipped += 1
+            self.skipped += 1
             return
-        if len(found) >= MAX_MESSAGES:
+        if len(self.spans) >= MAX_MESSAGES:
             raise TrainingError("file", f"More than {MAX_MESSAGES:,} messages: split the file.")
-        found.append(raw)
+        self._f.write(raw)
+        self.spans.append((self._at, len(raw)))
+        self._at += len(raw)
 
+    def close(self) -> None:
+        self._f.close()
+
+    def messages(self, start: int, end: int) -> list[bytes]:
+        with open(self.path, "rb") as f:
+            out = []
+            for at, n in self.spans[start:end]:
+                f.seek(at)
+                out.append(f.read(n))
+            return out
+
+
+def messages_of(path: Path, spool: Spool) -> None:
+    """Put the messages of an upload into ``spool`` (empty ones, or over MAX_MESSAGE, skipped).
+    TrainingError when it is none of the kinds taken, or over a bound: a zip's members are read
+    up to MAX_UPLOAD each and MAX_UNZIPPED in all, whatever their headers say."""
     with open(path, "rb") as f:
         head = f.read(5)
     if head.startswith(b"PK"):
@@ -154,33 +177,32 @@ def messages_of(path: Path) -> tuple[list[bytes], int]:
                     if name.startswith(".") or "__MACOSX/" in info.filename:
                         continue
                     if info.file_size > MAX_UPLOAD:
-                        skipped += 1
+                        spool.skipped += 1
                         continue
-                    total += info.file_size
-                    if total > MAX_UNZIPPED:
-                        raise TrainingError("file", f"The zip holds more than {MAX_UNZIPPED // 2**20:,} MB.")
                     with z.open(info) as member:
                         data = member.read(MAX_UPLOAD + 1)  # (a member whose header lies stops here)
+                    total += len(data)
+                    if total > MAX_UNZIPPED:
+                        raise TrainingError("file", f"The zip holds more than {MAX_UNZIPPED // 2**20:,} MB.")
                     if len(data) > MAX_UPLOAD:
-                        skipped += 1
+                        spool.skipped += 1
                     elif data.startswith(b"From "):
                         for raw in _mbox_messages(data):
-                            add(raw)
+                            spool.add(raw)
                     else:
-                        add(data)
+                        spool.add(data)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as e:
             raise TrainingError("file", f"The zip cannot be read: {e}"[:200]) from None
     elif head == b"From ":
         for raw in _mbox_messages(path.read_bytes()):
-            add(raw)
+            spool.add(raw)
     else:
         raw = path.read_bytes()
         if not re.match(rb"[\x21-\x39\x3b-\x7e]+:", raw[:1000]):
             raise TrainingError("file", "This is not a message, an mbox file or a zip of them.")
-        add(raw)
-    if not found:
+        spool.add(raw)
+    if not spool.spans:
         raise TrainingError("file", "No message in the file.")
-    return found, skipped
 
 
 def _mbox_messages(data: bytes) -> list[bytes]:
@@ -196,14 +218,21 @@ def _run(token: str, path: Path, is_spam: bool, scope: str, trust: TrustConfig) 
     from webadmin.antispam_tasks import view_of_bytes
 
     doc = _read_file(token) or {}
+    spool: Spool | None = None
     try:
-        raws, skipped = messages_of(path)
-        doc.update(total=len(raws), skipped=skipped, updated=time.time())
+        spool = Spool(path.with_suffix(".spool"))
+        try:
+            messages_of(path, spool)
+        finally:
+            spool.close()
+            path.unlink(missing_ok=True)  # (what it held is in the spool now)
+        total = len(spool.spans)
+        doc.update(total=total, skipped=spool.skipped, updated=time.time())
         _write(token, doc)
         bc = BayesClassifier(default_store())
         with batch_writes():  # (a batch job: it waits for the milters' write locks)
-            for at in range(0, len(raws), BATCH):
-                batch = raws[at:at + BATCH]
+            for at in range(0, total, BATCH):
+                batch = spool.messages(at, at + BATCH)
                 learned = sum(bc.learn_many([learn_item(view_of_bytes(raw, trust), is_spam, [scope])
                                              for raw in batch]))
                 doc.update(done=at + len(batch), learned=doc["learned"] + learned,
@@ -219,6 +248,9 @@ def _run(token: str, path: Path, is_spam: bool, scope: str, trust: TrustConfig) 
         doc.update(state="error", error=f"{type(e).__name__}: {e}"[:300])
     finally:
         path.unlink(missing_ok=True)
+        if spool is not None:
+            spool.close()
+            spool.path.unlink(missing_ok=True)
         doc["updated"] = time.time()
         _write(token, doc)
         _running.release()
@@ -257,7 +289,7 @@ def _write(token: str, doc: dict[str, Any]) -> None:
 
 def _clean_old() -> None:
     cutoff = time.time() - KEEP_S
-    for f in [*jobs_dir().glob("*.json"), *jobs_dir().glob("*.upload")]:
+    for f in [*jobs_dir().glob("*.json"), *jobs_dir().glob("*.upload"), *jobs_dir().glob("*.spool")]:
         try:
             if f.stat().st_mtime < cutoff:
                 f.unlink()

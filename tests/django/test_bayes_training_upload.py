@@ -98,6 +98,11 @@ def test_bounds_on_hostile_uploads(world: World, store: MemoryStore, monkeypatch
     monkeypatch.setattr(training, "MAX_MEMBERS", 2)
     page = _finish(c, _train(c, _zip({f"{i}.eml": _msg(i) for i in range(3)}), name="x.zip")["Location"])
     assert "The zip has more than 2 files." in page
+    monkeypatch.setattr(training, "MAX_MEMBERS", 100)
+    monkeypatch.setattr(training, "MAX_UNZIPPED", 500)  # the bytes read count, not the headers' sizes
+    page = _finish(c, _train(c, _zip({f"{i}.eml": _msg(i) for i in range(3)}), name="x.zip")["Location"])
+    assert "The zip holds more than 0 MB." in page
+    assert not list(training.jobs_dir().glob("*.spool")) and not list(training.jobs_dir().glob("*.upload"))
     monkeypatch.setattr(training, "MAX_UPLOAD", 1000)
     r = _train(c, _mbox([_msg(i) for i in range(20)]))
     assert r.status_code == 400 and "larger than 0 MB" in r.content.decode()
