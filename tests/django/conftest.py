@@ -160,3 +160,16 @@ def smtp_sink(settings: Any) -> Iterator[list[Any]]:
     with SmtpSink() as sink:
         settings.GATEWAY = dataclasses.replace(settings.GATEWAY, reinject_host="127.0.0.1", reinject_port=sink.port)
         yield sink.received
+
+
+def page_when_done(c: Client, url: str, what: str, tries: int = 400) -> str:
+    """The page of a background job (a scan, a training) once it no longer says
+    ``data-state="running"``; AssertionError naming ``what`` after ``tries`` looks 50 ms apart."""
+    import time
+
+    for _ in range(tries):
+        page = c.get(url).content.decode()
+        if 'data-state="running"' not in page:
+            return page
+        time.sleep(0.05)
+    raise AssertionError(f"the {what} did not finish")

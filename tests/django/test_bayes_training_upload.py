@@ -17,7 +17,7 @@ from django.test import Client
 
 from gateway_milter.antispam.bayes import BayesClassifier
 from gateway_milter.store.memory import MemoryStore
-from tests.django.conftest import World
+from tests.django.conftest import World, page_when_done
 from webadmin import training
 
 
@@ -44,12 +44,7 @@ def _train(c: Client, data: bytes, label: str = "spam", scope: str = "global", n
 
 
 def _finish(c: Client, location: str) -> str:
-    for _ in range(400):
-        page = c.get(location).content.decode()
-        if 'data-state="running"' not in page:
-            return page
-        time.sleep(0.05)
-    raise AssertionError("the training did not finish")
+    return page_when_done(c, location, "training")
 
 
 def test_an_mbox_is_learned_with_its_progress_and_again_changes_nothing(world: World, store: MemoryStore) -> None:

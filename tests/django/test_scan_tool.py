@@ -17,7 +17,7 @@ from django.test import Client
 from gateway_milter import layers
 from gateway_milter.antispam.bayes import BayesClassifier
 from gateway_milter.store.memory import MemoryStore
-from tests.django.conftest import World
+from tests.django.conftest import World, page_when_done
 from webadmin import scantool
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -260,12 +260,7 @@ def test_a_scan_whose_thread_is_gone_ends_with_an_error(world: World) -> None:
 
 
 def _wait(c: Client, url: str) -> str:
-    for _ in range(200):
-        page = c.get(url).content.decode()
-        if 'data-state="running"' not in page:
-            return page
-        time.sleep(0.05)
-    raise AssertionError("the scan did not finish")
+    return page_when_done(c, url, "scan", 200)
 
 
 def test_scan_again_uses_the_rules_in_force_now(world: World) -> None:
