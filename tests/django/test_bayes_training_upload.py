@@ -56,7 +56,11 @@ def test_an_mbox_is_learned_with_its_progress_and_again_changes_nothing(world: W
     assert "130 of 130 messages (100 %): 130 learned, 0 already known." in page and 'id="train-done"' in page
     assert 'value="100"' in page  # the progress bar
     assert BayesClassifier(store).stats("global")["spam_learned"] == 130
+    assert "global has now learned 130 spam and 0 ham; Bayes does not read it yet: needs 200 of each class." in page
     assert not list(training.jobs_dir().glob("*.upload"))  # the upload is gone once learned
+    form = c.get("/security/antispam/train/").content.decode()
+    assert "global — 130 spam, 0 ham learned; not read yet: needs 200 of each class" in form
+    assert "dom:b.example — 0 spam, 0 ham learned; not read yet: needs 200 of each class" in form
     page = _finish(c, _train(c, data)["Location"])
     assert "0 learned, 130 already known" in page
     assert BayesClassifier(store).stats("global")["spam_learned"] == 130

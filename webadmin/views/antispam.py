@@ -244,6 +244,7 @@ def train_form(request: HttpRequest) -> HttpResponse:
             return redirect("webadmin:antispam_train_job", token)
     return render(request, "webadmin/train.html", {
         "menu": "security", "title": "Train Bayes", "form": form, "scopes": scopes, "error": error,
+        "options": _scope_options(scopes),
         "max_mb": training.MAX_UPLOAD // (1024 * 1024), "max_messages": f"{training.MAX_MESSAGES:,}"},
         status=400 if error else 200)
 
@@ -255,4 +256,29 @@ def train_job(request: HttpRequest, token: str) -> HttpResponse:
     job = training.read(token, request.user.pk)
     if job is None:
         raise Http404("no such training")
-    return render(request, "webadmin/train_job.html", {"menu": "security", "title": "Train Bayes", "job": job})
+    state = _scope_states([job["scope"]]).get(job["scope"]) if job["state"] != "running" else None
+    return render(request, "webadmin/train_job.html", {"menu": "security", "title": "Train Bayes", "job": job,
+                                                       "scope_state": state})
+
+
+def _scope_options(scopes: list[str]) -> list[tuple[str, str]]:
+    """(scope, what the form shows for it): with what it has learned and whether Bayes reads it."""
+    states = _scope_states(scopes)
+    out = []
+    for s in scopes:
+        st = states.get(s)
+        label = s if st is None else (f"{s} — {st.spam_learned} spam, {st.ham_learned} ham learned; "
+                                      + ("in use" if st.in_use else f"not read yet: {st.note}"))
+        out.append((s, label))
+    return out
+
+
+def _scope_states(scopes: list[str], most: int = 50) -> dict[str, antispam_state.ScopeState]:
+    """What each scope has learned and whether Bayes reads it (for the training pages; one store
+    read a scope, so not for more than ``most``; none when the store cannot be read)."""
+    if not scopes or len(scopes) > most:
+        return {}
+    try:
+        return {s.scope: s for s in antispam_state.bayes_state(scopes, services.current_snapshot())}
+    except StoreError:
+        return {}
