@@ -38,6 +38,7 @@ urlpatterns = [
     path("security/antispam/bayes/wipe/", antispam.bayes_wipe, name="antispam_bayes_wipe"),
     path("security/antispam/greylist/network/", antispam.greylist_network_remove, name="antispam_greylist_network"),
     path("security/antispam/greylist/clear/", antispam.greylist_clear, name="antispam_greylist_clear"),
+    path("security/antispam/rules/", antispam.rules_browser, name="antispam_rules"),
     path("security/antispam/train/", antispam.train_form, name="antispam_train"),
     path("security/antispam/train/<str:token>/", antispam.train_job, name="antispam_train_job"),
     path("security/antispam/scan/", antispam.scan_form, name="antispam_scan"),

@@ -282,3 +282,28 @@ def _scope_states(scopes: list[str], most: int = 50) -> dict[str, antispam_state
         return {s.scope: s for s in antispam_state.bayes_state(scopes, services.current_snapshot())}
     except StoreError:
         return {}
+
+
+# -- The rule set ----------------------------------------------------------------------------------------
+@roles(*SETTINGS_ADMINS)
+def rules_browser(request: HttpRequest) -> HttpResponse:
+    """The published rule set, rule by rule, with points and recent hits (webadmin/rulesbrowser.py)."""
+    from webadmin import rulesbrowser
+
+    query = request.GET.get("q", "")[:100]
+    only = request.GET.get("only", "")
+    only = only if only in ("hits", "good", "scored") else ""
+    subrules = request.GET.get("sub") == "1"
+    try:
+        page = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page = 1
+    rows, read = rulesbrowser.catalogue(services.current_snapshot(), access.messages_visible_to(request.user),
+                                        query=query, subrules=subrules, only=only)
+    pages = max(1, -(-len(rows) // rulesbrowser.PAGE))
+    page = min(page, pages)
+    shown = rows[(page - 1) * rulesbrowser.PAGE: page * rulesbrowser.PAGE]
+    return render(request, "webadmin/rules_browser.html", {
+        "menu": "security", "title": "Heuristic rules", "rows": shown, "total": len(rows), "read": read,
+        "query": query, "only": only, "subrules": subrules, "page": page, "pages": pages,
+        "is_global": access.principal(request.user).is_global})

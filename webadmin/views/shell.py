@@ -66,6 +66,8 @@ def security_landing(request: HttpRequest) -> HttpResponse:
         _task("webadmin:antispam", "Anti-spam state", "What Bayes learned per scope; greylisting state."),
         _task("webadmin:antispam_scan", "Scan a message", "What the gateway would do with a message now: "
               "verdict, score and every symbol."),
+        _task("webadmin:antispam_rules", "Heuristic rules", "Every rule that runs: its points, what it means, and "
+              "how often it hit junk and good mail."),
         _task("webadmin:antispam_train", "Train Bayes", "Learn a mailbox of spam or good mail (mbox, .eml or a zip "
               "of them), with its progress."),
     ]

@@ -1,0 +1,90 @@
+"""Security → Heuristic rules: the rule set the published policy runs, rule by rule, with the
+points each one adds (as the scoring layer counts them: a score set in the administrators' own
+rule files first, then the fitted scores, else SpamAssassin's), its description and flags, and
+how often it hit in recent mail the reader may see, good mail apart from junk: a rule that hits
+good mail is one to look at. Sub-rules (``__NAME``: no points of their own) are listed on
+request only.
+
+The hit counts read the newest SAMPLE messages of the message log the reader may see
+(webadmin.access.messages_visible_to), as the dashboard's "Top symbols in junk" does."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from gateway_milter.layers.rules import RulesSettings, engine_from_settings
+from gateway_milter.layers.scoring import ScoringSettings, fitted_scores
+from gateway_milter.policy.snapshot import PolicySnapshot
+
+SAMPLE = 5000  # newest messages whose symbols are counted
+PAGE = 100
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    name: str
+    kind: str
+    describe: str
+    points: float  # with Bayes in use (the usual case once it has learned enough)
+    points_without_bayes: float
+    origin: str  # "local" (set in an administrator's rule file after the default set), "fitted", "rule files"
+    tflags: tuple[str, ...]
+    source: str  # file:line
+    junk_hits: int
+    good_hits: int
+
+
+def hit_counts(messages: Any, sample: int = SAMPLE) -> tuple[Counter[str], Counter[str], int]:
+    """(junk hits, good hits, messages read) per symbol among the newest ``sample`` messages."""
+    from reports.search import JUNK
+
+    junk: Counter[str] = Counter()
+    good: Counter[str] = Counter()
+    n = 0
+    for action, syms in messages.order_by("-time").values_list("action", "symbols")[:sample]:
+        n += 1
+        if isinstance(syms, str):  # (a database that hands JSON back as text)
+            syms = json.loads(syms)
+        names = {s.get("name") for s in syms or () if isinstance(s, dict)}
+        (junk if action in JUNK else good).update(x for x in names if isinstance(x, str))
+    return junk, good, n
+
+
+def catalogue(snapshot: PolicySnapshot, messages: Any, *, query: str = "", subrules: bool = False,
+              only: str = "") -> tuple[list[RuleRow], int]:
+    """The rules of the published rule set that match ``query`` (in the name or description,
+    case-insensitive), sub-rules only when asked, ``only``: ``hits`` (hit in the sample),
+    ``good`` (hit good mail) or ``scored`` (not 0 points); and how many messages the counts read."""
+    rules_settings = snapshot.settings_for("rules", None)
+    scoring_settings = snapshot.settings_for("scoring", None)
+    assert isinstance(rules_settings, RulesSettings) and isinstance(scoring_settings, ScoringSettings)
+    engine = engine_from_settings(rules_settings)
+    fitted = fitted_scores(scoring_settings)  # ({} when fitted scores are off)
+    junk, good, read = hit_counts(messages)
+    q = query.strip().lower()
+    rows = []
+    for name, r in engine.rules.items():
+        if name.startswith("__") and not subrules:
+            continue
+        if q and q not in name.lower() and q not in (r.describe or "").lower():
+            continue
+        if name in engine.local_scores:
+            pair, origin = (r.score, r.score), "local"
+        elif name in fitted:
+            pair, origin = fitted[name], "fitted"
+        else:
+            pair, origin = (r.score, r.score), "rule files"
+        row = RuleRow(name, r.kind, r.describe or "", round(pair[1], 3), round(pair[0], 3), origin,
+                      tuple(sorted(r.tflags)), r.source, junk[name], good[name])
+        if only == "hits" and not (row.junk_hits or row.good_hits):
+            continue
+        if only == "good" and not row.good_hits:
+            continue
+        if only == "scored" and not (row.points or row.points_without_bayes):
+            continue
+        rows.append(row)
+    rows.sort(key=lambda x: (-(x.junk_hits + x.good_hits), x.name))
+    return rows, read
