@@ -364,3 +364,38 @@ class TrainJobView(APIView):
         if job is None:
             raise Http404("no such training")
         return Response(job)
+
+
+class RulesCatalogueView(APIView):
+    """GET the published rule set rule by rule (webadmin/rulesbrowser.py): ``q`` (name or
+    description), ``only`` (``scored``, ``hits``, ``good``), ``sub=1`` (sub-rules too), ``page``
+    (100 a page). Each rule: ``name``, ``kind``, ``describe``, ``points``,
+    ``points_without_bayes``, ``origin``, ``tflags``, ``source``, ``junk_hits``, ``good_hits``
+    (among the newest ``messages_read`` messages the caller may see)."""
+
+    permission_classes = [RoleAllowed]
+    allowed_roles = SETTINGS_ADMINS
+
+    @extend_schema(responses=inline_serializer("RulesCatalogue", {
+        "rules": serializers.ListField(child=serializers.DictField()), "total": serializers.IntegerField(),
+        "page": serializers.IntegerField(), "pages": serializers.IntegerField(),
+        "messages_read": serializers.IntegerField()}))
+    def get(self, request: Request) -> Response:
+        from webadmin import rulesbrowser
+
+        only = request.query_params.get("only", "")
+        if only not in ("", "scored", "hits", "good"):
+            raise ValidationError({"only": ["scored, hits or good"]})
+        try:
+            page = int(request.query_params.get("page", "1"))
+        except ValueError:
+            raise ValidationError({"page": ["a page number"]}) from None
+        rows, read = rulesbrowser.catalogue(services.current_snapshot(), access.messages_visible_to(request.user),
+                                            query=request.query_params.get("q", "")[:100],
+                                            subrules=request.query_params.get("sub") == "1", only=only)
+        pages = max(1, -(-len(rows) // rulesbrowser.PAGE))
+        if not 1 <= page <= pages:
+            raise ValidationError({"page": [f"1 to {pages}"]})
+        shown = rows[(page - 1) * rulesbrowser.PAGE: page * rulesbrowser.PAGE]
+        return Response({"rules": [asdict(r) for r in shown], "total": len(rows), "page": page, "pages": pages,
+                         "messages_read": read})

@@ -101,3 +101,19 @@ def test_pages_of_a_long_rule_set(world: World, monkeypatch: pytest.MonkeyPatch)
     third = c.get("/security/antispam/rules/?page=99").content.decode()
     assert "page 3 of 3" in third and 'id="next-page"' not in third
     assert set(_rows(first)) | set(_rows(second)) | set(_rows(third)) == {"LOCAL_PRIZE", "LOCAL_NEWSLETTER", "LOCAL_BOTH"}
+
+
+def test_the_api_gives_the_same_rows(world: World) -> None:
+    _policy(world)
+    _log(world, "a", "accept", ["LOCAL_NEWSLETTER"], 2)
+    c = world.client("global_admin")
+    got = c.get("/api/antispam/rules/?only=good").json()
+    from reports.models import MessageLog
+
+    assert (got["total"], got["pages"], got["messages_read"]) == (1, 1, MessageLog.objects.count())
+    rule = got["rules"][0]
+    assert (rule["name"], rule["points"], rule["good_hits"], rule["junk_hits"], rule["kind"]) == \
+        ("LOCAL_NEWSLETTER", 1.5, 2, 0, "body")
+    assert c.get("/api/antispam/rules/?only=bad").status_code == 400
+    assert c.get("/api/antispam/rules/?page=9").status_code == 400
+    assert world.client("user", "a").get("/api/antispam/rules/").status_code in (403, 404)
