@@ -11,6 +11,8 @@ The hit counts read the newest SAMPLE messages of the message log the reader may
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -88,3 +90,31 @@ def catalogue(snapshot: PolicySnapshot, messages: Any, *, query: str = "", subru
         rows.append(row)
     rows.sort(key=lambda x: (-(x.junk_hits + x.good_hits), x.name))
     return rows, read
+
+
+RULE_NAME = re.compile(r"[A-Za-z0-9_]{1,100}")
+_SCORE_LINE = re.compile(r"[ \t]*score[ \t]+(\S+)(?:[ \t].*)?")
+
+
+def with_score(local_rules: str, name: str, points: float | None) -> str:
+    """The rules layer's own rules (``local_rules``) with ``name``'s points set: every earlier
+    ``score NAME ...`` line of that rule removed and ``score NAME points`` appended (``None``:
+    only removed, the rule back to the points it had). The rest of the text is kept as it is."""
+    kept = []
+    for line in local_rules.split("\n"):
+        m = _SCORE_LINE.fullmatch(line.rstrip("\r"))
+        if m and m.group(1) == name:
+            continue
+        kept.append(line)
+    text = "\n".join(kept).rstrip("\n")
+    if points is not None:
+        text = (text + "\n" if text else "") + f"score {name} {points:g}"
+    return text + "\n" if text else ""
+
+
+def parse_points(text: str) -> float:
+    """Points as an administrator types them; ValueError unless a finite number in -100..100."""
+    v = float(text.strip().replace(",", "."))
+    if not math.isfinite(v) or not -100 <= v <= 100:
+        raise ValueError("points are a number from -100 to 100")
+    return round(v, 3)

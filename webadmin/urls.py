@@ -39,6 +39,7 @@ urlpatterns = [
     path("security/antispam/greylist/network/", antispam.greylist_network_remove, name="antispam_greylist_network"),
     path("security/antispam/greylist/clear/", antispam.greylist_clear, name="antispam_greylist_clear"),
     path("security/antispam/rules/", antispam.rules_browser, name="antispam_rules"),
+    path("security/antispam/rules/points/", antispam.rule_points, name="antispam_rule_points"),
     path("security/antispam/train/", antispam.train_form, name="antispam_train"),
     path("security/antispam/train/<str:token>/", antispam.train_job, name="antispam_train_job"),
     path("security/antispam/scan/", antispam.scan_form, name="antispam_scan"),

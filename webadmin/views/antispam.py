@@ -6,10 +6,12 @@ ask on a page of their own first, so they need no JavaScript to be confirmed."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from gateway_milter.store import StoreError
@@ -307,3 +309,50 @@ def rules_browser(request: HttpRequest) -> HttpResponse:
         "menu": "security", "title": "Heuristic rules", "rows": shown, "total": len(rows), "read": read,
         "query": query, "only": only, "subrules": subrules, "page": page, "pages": pages,
         "is_global": access.principal(request.user).is_global})
+
+
+
+@roles(*GLOBAL)
+def rule_points(request: HttpRequest) -> HttpResponse:
+    """GET: a rule's points and a form to change them; POST: write ``score NAME points`` into the
+    rules layer's own rules (or take it out: ``reset``) and publish (webadmin/rulesbrowser.py)."""
+    from gateway_milter.layers.base import SettingsError
+    from gateway_milter.layers.rules import RulesSettings
+    from webadmin import rulesbrowser
+
+    name = (request.POST.get("name") if request.method == "POST" else request.GET.get("name")) or ""
+    if not rulesbrowser.RULE_NAME.fullmatch(name):
+        raise Http404("no such rule")
+    snapshot = services.current_snapshot()
+    rows, _ = rulesbrowser.catalogue(snapshot, access.messages_visible_to(request.user).none(), query=name,
+                                     subrules=True)
+    row = next((r for r in rows if r.name == name), None)
+    if row is None:
+        raise Http404("no such rule")
+    settings = snapshot.settings_for("rules", None)
+    assert isinstance(settings, RulesSettings)
+    error = ""
+    if request.method == "POST":
+        try:
+            points = None if "reset" in request.POST else rulesbrowser.parse_points(request.POST.get("points", ""))
+        except ValueError as e:
+            error = str(e) if "-100" in str(e) else "points are a number from -100 to 100"
+        else:
+            from webadmin.models import LayerSetting
+
+            text = rulesbrowser.with_score(settings.local_rules, name, points)
+            # the global settings as stored, only their own rules changed (a save replaces them all)
+            stored = LayerSetting.objects.filter(layer="rules", domain__isnull=True).first()
+            try:
+                services.do_set_layer_settings("rules", {**(stored.values if stored else {}), "local_rules": text},
+                                               None, actor=_actor(request), by=request.user)
+            except SettingsError as e:
+                error = e.message
+            else:
+                messages.success(request, f"{name}: " + (f"{points:g} points, published." if points is not None
+                                                         else "back to the points it had, published."))
+                return redirect(reverse("webadmin:antispam_rules") + "?" + urlencode({"q": name}))
+    own = rulesbrowser.with_score(settings.local_rules, name, None) != settings.local_rules  # (a score line of ours)
+    return render(request, "webadmin/rule_points.html", {
+        "menu": "security", "title": f"Points of {name}", "row": row, "error": error, "own": own,
+        "value": request.POST.get("points", "") if error else f"{row.points:g}"}, status=400 if error else 200)
