@@ -138,7 +138,7 @@ def log_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "trace": access.visible_trace(request.user, m), "symbols": access.visible_symbols(request.user, m),
         "transcript": access.visible_transcript(request.user, m),
         "view": view, "show_transcript": access.may_view_transcript(request.user), "may_act": p.manages_settings,
-        "may_train": p.is_admin})
+        "may_train": p.is_admin, "may_score_rules": p.is_global})
 
 
 @require_POST

@@ -173,3 +173,21 @@ def test_a_global_admin_changes_a_rules_points_and_takes_the_change_back(world: 
     assert c.get("/security/antispam/rules/points/?name=NO_SUCH_RULE").status_code == 404
     assert c.post("/security/antispam/rules/points/", {"name": "X\nbody EVIL /x/", "points": "1"}).status_code == 404
     assert world.client("domain_admin", "a").get("/security/antispam/rules/points/?name=LOCAL_PRIZE").status_code == 404
+
+
+def test_a_rules_symbol_leads_to_its_points_from_a_scan_and_from_the_log(world: World) -> None:
+    from tests.django.test_scan_tool import _message, _scan
+
+    _policy(world)
+    page, _doc = _scan(world.client("global_admin"), message=_message("you won a prize"))
+    assert 'href="/security/antispam/rules/points/?name=LOCAL_PRIZE"' in page
+    page, _doc = _scan(world.client("domain_admin", "a"), message=_message("you won a prize"))
+    assert "LOCAL_PRIZE" in page and "/security/antispam/rules/points/" not in page  # (theirs to read only)
+    _log(world, "a", "accept", ["LOCAL_NEWSLETTER"])
+    from reports.models import MessageLog
+
+    m = MessageLog.objects.get(log_id="rb-a-accept-LOCAL_NEWSLETTER-0")
+    detail = world.client("global_admin").get(f"/logging/log/{m.pk}/").content.decode()
+    assert 'href="/security/antispam/rules/points/?name=LOCAL_NEWSLETTER"' in detail
+    assert "/security/antispam/rules/points/" not in world.client("domain_admin", "a").get(
+        f"/logging/log/{m.pk}/").content.decode()

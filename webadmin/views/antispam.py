@@ -171,7 +171,8 @@ def scan_result(request: HttpRequest, token: str) -> HttpResponse:
     if doc is None:
         raise Http404("no such scan")
     return render(request, "webadmin/scan_result.html", {"menu": "security", "title": "Scan result", "scan": doc,
-                                                         "result": doc.get("result"), "token": token})
+                                                         "result": doc.get("result"), "token": token,
+                                                         "is_global": access.principal(request.user).is_global})
 
 
 @require_POST
