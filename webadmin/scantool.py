@@ -33,6 +33,7 @@ from typing import Any
 from gateway_milter.mime.headers import addresses
 from gateway_milter.policy.snapshot import PolicySnapshot
 from webadmin.addressing import is_mailbox
+from webadmin.errors import FieldError
 
 log = logging.getLogger("bulwark.scan")
 
@@ -47,13 +48,8 @@ TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
 _running = threading.BoundedSemaphore(MAX_RUNNING)
 
 
-class ScanError(ValueError):
+class ScanError(FieldError):
     """Bad input for a scan: the message says which field and why."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 class ScanBusy(ScanError):

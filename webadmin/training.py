@@ -33,6 +33,8 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from webadmin.errors import FieldError
+
 if TYPE_CHECKING:
     from gateway_milter.antispam.relays import TrustConfig
 
@@ -50,13 +52,8 @@ TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
 _running = threading.BoundedSemaphore(1)
 
 
-class TrainingError(ValueError):
+class TrainingError(FieldError):
     """Bad input for a training: the message says which field and why."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 class TrainingBusy(TrainingError):
