@@ -74,35 +74,41 @@ def test_a_superuser_without_an_account_is_held_to_the_administrators_totp_rule(
     # require_admin_totp holds it too (it used to pass with its password alone)
     from django.contrib.auth.models import User
 
-    from webadmin.models import Account, AdminSettings
+    from webadmin.models import Account
 
     User.objects.create_superuser("first", password="Correct-horse-9")
-    s = AdminSettings.get()
-    s.require_admin_totp = True
-    s.save()
-    c = Client()
-    r = c.post("/accounts/login/", {"username": "first", "password": "Correct-horse-9"})
-    assert r.status_code == 302 and r["Location"] == "/account/2fa/"
-    assert c.get("/dashboard/")["Location"] == "/account/2fa/"
+    _require_admin_totp(True)
+    c = _sent_to_enrolment("first")
     assert c.get("/api/domains/").status_code == 403
     assert not Account.objects.filter(user__username="first").exists()  # (not made by looking)
-    s.require_admin_totp = False
-    s.save()
+    _require_admin_totp(False)
     c2 = Client()
     assert c2.post("/accounts/login/", {"username": "first", "password": "Correct-horse-9"})["Location"] == "/"
     assert c2.get("/dashboard/").status_code == 200 and c2.get("/api/domains/").status_code == 200
 
 
-def test_it_requires_totp_for_administrators(world: World) -> None:
-    from webadmin.models import Account, AdminSettings
+def _require_admin_totp(on: bool) -> None:
+    from webadmin.models import AdminSettings
 
     s = AdminSettings.get()
-    s.require_admin_totp = True
+    s.require_admin_totp = on
     s.save()
+
+
+def _sent_to_enrolment(username: str) -> Client:
+    """A client logged in with ``username``'s password, whom every page sends to TOTP enrolment."""
     c = Client()
-    r = c.post("/accounts/login/", {"username": "dadmin_a", "password": "Correct-horse-9"})
+    r = c.post("/accounts/login/", {"username": username, "password": "Correct-horse-9"})
     assert r.status_code == 302 and r["Location"] == "/account/2fa/"
     assert c.get("/dashboard/")["Location"] == "/account/2fa/"  # nothing else until enrolled
+    return c
+
+
+def test_it_requires_totp_for_administrators(world: World) -> None:
+    from webadmin.models import Account
+
+    _require_admin_totp(True)
+    c = _sent_to_enrolment("dadmin_a")
     acct = Account.objects.get(user__username="dadmin_a")
     page = c.get("/account/2fa/")
     acct.refresh_from_db()
