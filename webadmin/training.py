@@ -131,7 +131,8 @@ class Spool:
         self.path = path
         self.spans: list[tuple[int, int]] = []
         self.skipped = 0
-        self._f = open(path, "wb")  # noqa: SIM115 - closed by close(), after the last write
+        # (mail: readable by the gateway's own user only, as the upload is)
+        self._f = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
         self._at = 0
 
     def add(self, raw: bytes) -> None:

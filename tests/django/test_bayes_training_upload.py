@@ -89,6 +89,21 @@ def test_a_file_that_holds_no_message_fails_with_the_reason(world: World, data: 
     assert not list(training.jobs_dir().glob("*.upload"))
 
 
+def test_the_upload_and_its_spool_are_the_gateways_alone(world: World, store: MemoryStore,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    modes: list[int] = []
+    real = training.messages_of
+
+    def spy(path: Any, spool: training.Spool) -> None:
+        modes.extend([path.stat().st_mode & 0o777, spool.path.stat().st_mode & 0o777])
+        real(path, spool)
+
+    monkeypatch.setattr(training, "messages_of", spy)
+    c = world.client("global_admin")
+    assert "1 learned" in _finish(c, _train(c, _msg(1), name="one.eml")["Location"])
+    assert modes == [0o600, 0o600]
+
+
 def test_bounds_on_hostile_uploads(world: World, store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
     c = world.client("global_admin")
     monkeypatch.setattr(training, "MAX_MESSAGES", 3)
