@@ -33,7 +33,7 @@ def test_it_finds_a_rule_hitting_good_mail_and_lowers_its_points(page: Any, live
     page.fill("#p-points", "0.2")
     page.click("button:has-text('Set and publish')")
     page.wait_for_load_state()
-    assert "LOCAL_NEWSLETTER: 0.2 points, published." in page.locator("ul.messages").inner_text()
+    assert "LOCAL_NEWSLETTER: 0.2 points, published. The rule set is rebuilt" in page.locator("ul.messages").inner_text()
     for _ in range(50):  # (the rule set is rebuilt in the background)
         if page.locator("tr[data-rule='LOCAL_NEWSLETTER'] td").nth(1).inner_text() == "0.200":
             break

@@ -350,8 +350,10 @@ def rule_points(request: HttpRequest) -> HttpResponse:
             except SettingsError as e:
                 error = e.message
             else:
-                messages.success(request, f"{name}: " + (f"{points:g} points, published." if points is not None
-                                                         else "back to the points it had, published."))
+                messages.success(request, f"{name}: " + (f"{points:g} points" if points is not None
+                                                         else "back to the points it had")
+                                 + ", published. The rule set is rebuilt in the background: the list shows the"
+                                   " change within seconds (up to half a minute for Debian's rules).")
                 return redirect(reverse("webadmin:antispam_rules") + "?" + urlencode({"q": name}))
     own = rulesbrowser.with_score(settings.local_rules, name, None) != settings.local_rules  # (a score line of ours)
     return render(request, "webadmin/rule_points.html", {
