@@ -166,6 +166,7 @@ def dashboard_charts(qs: Any, now: dt.datetime | None = None) -> list[Chart]:
                                sender="@" + d if d != "(null sender)" else "")) for d, n in top)))
     charts.append(score_chart(window, since, until))
     charts.append(symbols_chart(junk, since, until))
+    charts.append(symbols_chart(window.filter(action="accept"), since, until, good=True))
     return charts
 
 
@@ -209,19 +210,21 @@ def score_chart(window: Any, since: str, until: str) -> Chart:
         labels, axis_every=1)
 
 
-def symbols_chart(junk: Any, since: str, until: str) -> Chart:
-    """The symbols that scored in junk most often (the newest SYMBOL_SAMPLE junk messages):
-    which rules and tests catch the spam. Symbols of 0 points or fewer are left out (results
-    such as SPF_PASS, and the thresholds' own SPAM_SCORE_*)."""
+def symbols_chart(messages: Any, since: str, until: str, good: bool = False) -> Chart:
+    """The symbols that scored most often in junk (``messages``: the junk; which rules and tests
+    catch the spam) or, ``good``, in accepted mail (the rules that add points to good mail: where
+    false positives start), among the newest SYMBOL_SAMPLE of ``messages``. Symbols of 0 points
+    or fewer are left out (results such as SPF_PASS, and the thresholds' own SPAM_SCORE_*)."""
     counts: Counter[str] = Counter()
-    for syms in junk.order_by("-time").values_list("symbols", flat=True)[:SYMBOL_SAMPLE]:
+    for syms in messages.order_by("-time").values_list("symbols", flat=True)[:SYMBOL_SAMPLE]:
         if isinstance(syms, str):  # (a database that hands JSON back as text)
             syms = json.loads(syms)
         names = {s.get("name") for s in syms or () if isinstance(s, dict) and _positive(s.get("score"))}
         counts.update(n for n in names if isinstance(n, str) and SYMBOL_NAME.fullmatch(n))
-    return Chart("symbols", "Top symbols in junk", "top", rows=tuple(
-        (name, float(n), log_link(since=since, until=until, result="junk", symbol=name))
-        for name, n in counts.most_common(8)))
+    kind = "accept" if good else "junk"
+    return Chart("goodsymbols" if good else "symbols", "Points added to good mail" if good else "Top symbols in junk",
+                 "top", rows=tuple((name, float(n), log_link(since=since, until=until, result=kind, symbol=name))
+                                   for name, n in counts.most_common(8)))
 
 
 def _positive(score: Any) -> bool:

@@ -94,7 +94,7 @@ def test_it_renders_dashboard_charts_with_data_that_lead_into_the_log(page: Any,
     base = live_server.url
     login(page, base, "root")
     page.goto(base + "/dashboard/")
-    assert page.locator(".card.chart").count() == 8
+    assert page.locator(".card.chart").count() == 9
     # the world's quarantined messages (9.5 points, BAYES_SPAM_99) in the anti-spam charts
     assert page.locator("[data-chart=scores] rect.bar").count() == 1
     assert page.locator("[data-chart=scores] text.axis").count() == 14

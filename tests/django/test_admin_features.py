@@ -294,12 +294,12 @@ def test_it_shows_server_status_and_charts_on_the_dashboard(world: World) -> Non
     assert r.status_code == 200
     for name in (b"Database", b"Milter", b"Policy", b"Postfix queue", b"ClamAV", b"Redis"):
         assert b'data-service="' + name + b'"' in r.content
-    assert r.content.count(b'class="card chart"') == 8
+    assert r.content.count(b'class="card chart"') == 9
     assert b'<rect class="bar"' in r.content  # the quarantined messages of the last hour are drawn
     assert b"/logging/log/?since=" in r.content  # bars link into the filtered log
     api = world.client("user").get("/api/dashboard/").json()
     assert {c["key"] for c in api["charts"]} == {"traffic", "bandwidth", "goodjunk", "junk", "recipients", "spamdomains",
-                                                "scores", "symbols"}
+                                                "scores", "symbols", "goodsymbols"}
     assert world.b.marker not in str(api)
 
 

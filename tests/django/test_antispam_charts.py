@@ -95,6 +95,20 @@ def test_the_symbols_chart_counts_what_scored_in_junk(world: World) -> None:
     assert '<td class="hide-sm">30.0</td>' in page and '<td class="hide-sm">13.2</td>' not in page
 
 
+def test_the_good_mail_chart_counts_the_points_added_to_accepted_mail(world: World) -> None:
+    _log(world)
+    c = world.client("domain_admin", "a")
+    chart = _chart(c.get("/api/dashboard/").json()["charts"], "goodsymbols")
+    assert chart["title"] == "Points added to good mail"
+    rows = {r["label"]: r for r in chart["rows"]}
+    # accepted mail only; BAYES_00 (negative) and SPF_PASS (0) add no points
+    assert {k: v["value"] for k, v in rows.items()} == {"BAYES_05": 1, "HTML_MESSAGE": 1, "BAYES_50": 1}
+    q = parse_qs(urlparse(rows["HTML_MESSAGE"]["link"]).query)
+    assert q["symbol"] == ["HTML_MESSAGE"] and q["result"] == ["accept"]
+    found = c.get("/api/messages/", {k: v[0] for k, v in q.items()}).json()["results"]
+    assert [m["score"] for m in found] == [4.999]
+
+
 def test_a_global_admin_sees_every_domain_and_a_bad_symbol_is_refused(world: World) -> None:
     _log(world)
     c = world.client("global_admin")
