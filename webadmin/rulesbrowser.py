@@ -112,6 +112,12 @@ def with_score(local_rules: str, name: str, points: float | None) -> str:
     return text + "\n" if text else ""
 
 
+def has_score(local_rules: str, name: str) -> bool:
+    """Whether the rules layer's own rules set ``name``'s points (a ``score NAME ...`` line)."""
+    return any((m := _SCORE_LINE.fullmatch(line.rstrip("\r"))) is not None and m.group(1) == name
+               for line in local_rules.split("\n"))
+
+
 def parse_points(text: str) -> float:
     """Points as an administrator types them; ValueError unless a finite number in -100..100."""
     v = float(text.strip().replace(",", "."))

@@ -128,6 +128,10 @@ def test_with_score_replaces_only_that_rules_score_lines() -> None:
     assert with_score(text, "MINE", 0.5) == "body MINE /x/\nscore MINE_TOO 3\nscore OTHER 1 # MINE\nscore MINE 0.5\n"
     assert with_score(text, "MINE", None) == "body MINE /x/\nscore MINE_TOO 3\nscore OTHER 1 # MINE\n"
     assert with_score("", "MINE", -1) == "score MINE -1\n" and with_score("", "MINE", None) == ""
+    from webadmin.rulesbrowser import has_score
+
+    assert has_score(text, "MINE") and has_score(text, "OTHER") and not has_score(text, "MIN")
+    assert not has_score("body MINE /x/", "MINE")  # (no trailing newline: nothing of ours to take back)
 
 
 @pytest.mark.parametrize(("typed", "points"), [("0.5", 0.5), (" 1,25 ", 1.25), ("-3", -3.0), ("0", 0.0),

@@ -318,7 +318,6 @@ def rule_points(request: HttpRequest) -> HttpResponse:
     """GET: a rule's points and a form to change them; POST: write ``score NAME points`` into the
     rules layer's own rules (or take it out: ``reset``) and publish (webadmin/rulesbrowser.py)."""
     from gateway_milter.layers.base import SettingsError
-    from gateway_milter.layers.rules import RulesSettings
     from webadmin import rulesbrowser
 
     name = (request.POST.get("name") if request.method == "POST" else request.GET.get("name")) or ""
@@ -330,8 +329,12 @@ def rule_points(request: HttpRequest) -> HttpResponse:
     row = next((r for r in rows if r.name == name), None)
     if row is None:
         raise Http404("no such rule")
-    settings = snapshot.settings_for("rules", None)
-    assert isinstance(settings, RulesSettings)
+    from webadmin.models import LayerSetting
+
+    # the global settings as stored: a save replaces them all, so only their own rules change
+    stored = LayerSetting.objects.filter(layer="rules", domain__isnull=True).first()
+    values = dict(stored.values) if stored else {}
+    local_rules = values.get("local_rules") if isinstance(values.get("local_rules"), str) else ""
     error = ""
     if request.method == "POST":
         try:
@@ -339,14 +342,10 @@ def rule_points(request: HttpRequest) -> HttpResponse:
         except ValueError as e:
             error = str(e) if "-100" in str(e) else "points are a number from -100 to 100"
         else:
-            from webadmin.models import LayerSetting
-
-            text = rulesbrowser.with_score(settings.local_rules, name, points)
-            # the global settings as stored, only their own rules changed (a save replaces them all)
-            stored = LayerSetting.objects.filter(layer="rules", domain__isnull=True).first()
             try:
-                services.do_set_layer_settings("rules", {**(stored.values if stored else {}), "local_rules": text},
-                                               None, actor=_actor(request), by=request.user)
+                services.do_set_layer_settings(
+                    "rules", {**values, "local_rules": rulesbrowser.with_score(local_rules, name, points)},
+                    None, actor=_actor(request), by=request.user)
             except SettingsError as e:
                 error = e.message
             else:
@@ -355,7 +354,7 @@ def rule_points(request: HttpRequest) -> HttpResponse:
                                  + ", published. The rule set is rebuilt in the background: the list shows the"
                                    " change within seconds (up to half a minute for Debian's rules).")
                 return redirect(reverse("webadmin:antispam_rules") + "?" + urlencode({"q": name}))
-    own = rulesbrowser.with_score(settings.local_rules, name, None) != settings.local_rules  # (a score line of ours)
+    own = rulesbrowser.has_score(local_rules, name)  # (a score line of the admin's own rules)
     return render(request, "webadmin/rule_points.html", {
         "menu": "security", "title": f"Points of {name}", "row": row, "error": error, "own": own,
         "value": request.POST.get("points", "") if error else f"{row.points:g}"}, status=400 if error else 200)
