@@ -390,6 +390,9 @@ class RulesCatalogueView(APIView):
             page = int(request.query_params.get("page", "1"))
         except ValueError:
             raise ValidationError({"page": ["a page number"]}) from None
+        if not rulesbrowser.ready(services.current_snapshot()):
+            return Response({"detail": "The rule set is being built; try again in a few seconds."},
+                            status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "3"})
         rows, read = rulesbrowser.catalogue(services.current_snapshot(), access.messages_visible_to(request.user),
                                             query=request.query_params.get("q", "")[:100],
                                             subrules=request.query_params.get("sub") == "1", only=only)

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from gateway_milter.layers.rules import RulesSettings, engine_from_settings
+from gateway_milter.layers.rules import RulesSettings, engine_from_settings, rule_set_ready
 from gateway_milter.layers.scoring import ScoringSettings, fitted_scores
 from gateway_milter.policy.snapshot import PolicySnapshot
 
@@ -53,6 +53,14 @@ def hit_counts(messages: Any, sample: int = SAMPLE) -> tuple[Counter[str], Count
         names = {s.get("name") for s in syms or () if isinstance(s, dict)}
         (junk if action in JUNK else good).update(x for x in names if isinstance(x, str))
     return junk, good, n
+
+
+
+def ready(snapshot: PolicySnapshot) -> bool:
+    """Whether the published rule set is built in this process (its build started when not)."""
+    settings = snapshot.settings_for("rules", None)
+    assert isinstance(settings, RulesSettings)
+    return rule_set_ready(settings)
 
 
 def catalogue(snapshot: PolicySnapshot, messages: Any, *, query: str = "", subrules: bool = False,

@@ -1119,6 +1119,14 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
     return eng
 
 
+def built_engine(dirs: tuple[str, ...], score_set: int = 2, include_default: bool = True,
+                 skip: tuple[str, ...] = (), sa_update: bool = False) -> RuleEngine | None:
+    """The engine :func:`engine_for` last answered for these arguments, without building one;
+    None before the first build is done (a page that must not wait for it asks this first)."""
+    seen = _checked.get((dirs, score_set, include_default, skip, sa_update))
+    return _engines.get(seen[1]) if seen is not None else None
+
+
 _rebuilding: dict[tuple[Any, ...], str] = {}  # engine key -> "building" | the error that stopped it
 _wanted: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # arguments -> the newest engine key asked for
 # guards the two dicts above only (never held during a build: ``_lock`` is, for a first build,

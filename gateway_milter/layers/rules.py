@@ -9,6 +9,7 @@ four kept: rules settings may differ per domain; ``engine.MAX_ENGINES``).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -30,6 +31,8 @@ from gateway_milter.antispam.sarules import _strip_comment as strip_comment
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, SettingsError
 from gateway_milter.verdict import FailMode, Stage
+
+log = logging.getLogger("bulwark.rules")
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -319,6 +322,36 @@ def local_rules_file(text: str) -> Path:
 
 def engine_from_settings(settings: RulesSettings) -> RuleEngine:
     return engine_for(*rule_set_of(settings))
+
+
+_building: set[tuple[object, ...]] = set()  # rule sets rule_set_ready is building in the background
+
+
+def rule_set_ready(settings: RulesSettings) -> bool:
+    """Whether this process has built the settings' rule set (an earlier version of it counts:
+    it answers while the new one builds); when not, its build is started in the background
+    (again if an earlier one finished and the engine was since let go)."""
+    from gateway_milter.antispam.engine import built_engine
+
+    key = rule_set_of(settings)
+    if built_engine(*key) is not None:
+        return True
+    with _warm_lock:
+        if key in _building:
+            return False
+        _building.add(key)
+
+    def build() -> None:
+        try:
+            engine_from_settings(settings)
+        except Exception:  # logged; the page keeps saying it is being built, the log says why
+            log.exception("rules: building the rule set failed")
+        finally:
+            with _warm_lock:
+                _building.discard(key)
+
+    threading.Thread(target=build, daemon=True, name="rules-build").start()
+    return False
 
 
 def rule_set_of(settings: RulesSettings) -> tuple[tuple[str, ...], int, bool, tuple[str, ...], bool]:

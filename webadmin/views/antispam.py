@@ -264,6 +264,13 @@ def train_job(request: HttpRequest, token: str) -> HttpResponse:
                                                        "scope_state": state})
 
 
+def _rules_building(request: HttpRequest) -> HttpResponse:
+    """503 while the published rule set is built in the background; the page reloads itself."""
+    r = render(request, "webadmin/rules_building.html", {"menu": "security", "title": "Heuristic rules"}, status=503)
+    r["Retry-After"] = "3"
+    return r
+
+
 def _scope_options(scopes: list[str]) -> list[tuple[str, str]]:
     """(scope, what the form shows for it): with what it has learned and whether Bayes reads it."""
     states = _scope_states(scopes)
@@ -301,6 +308,10 @@ def rules_browser(request: HttpRequest) -> HttpResponse:
         page = max(1, int(request.GET.get("page", "1")))
     except ValueError:
         page = 1
+    if not rulesbrowser.ready(services.current_snapshot()):
+        # (the first visit after the web server starts: the build runs in the background, the
+        # page reloads itself instead of holding a worker for it)
+        return _rules_building(request)
     rows, read = rulesbrowser.catalogue(services.current_snapshot(), access.messages_visible_to(request.user),
                                         query=query, subrules=subrules, only=only)
     pages = max(1, -(-len(rows) // rulesbrowser.PAGE))
@@ -324,6 +335,8 @@ def rule_points(request: HttpRequest) -> HttpResponse:
     if not rulesbrowser.RULE_NAME.fullmatch(name):
         raise Http404("no such rule")
     snapshot = services.current_snapshot()
+    if not rulesbrowser.ready(snapshot):
+        return _rules_building(request)
     rows, _ = rulesbrowser.catalogue(snapshot, access.messages_visible_to(request.user).none(), query=name,
                                      subrules=True)
     row = next((r for r in rows if r.name == name), None)
