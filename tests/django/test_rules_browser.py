@@ -42,7 +42,7 @@ def _rows(page: str) -> dict[str, dict[str, str]]:
 
 def _get(c: Any, url: str) -> str:
     """The page once the rule set is built (the first visit starts its build and says so)."""
-    for _ in range(200):
+    for _ in range(600):  # (30 s: a loaded machine)
         r = c.get(url)
         if r.status_code != 503:
             assert r.status_code == 200, r.status_code
@@ -121,7 +121,7 @@ def test_the_api_gives_the_same_rows(world: World) -> None:
     _policy(world)
     _log(world, "a", "accept", ["LOCAL_NEWSLETTER"], 2)
     c = world.client("global_admin")
-    for _ in range(200):  # (the first asks for the rule set's build: 503 with Retry-After until it is there)
+    for _ in range(600):  # (the first asks for the rule set's build: 503 with Retry-After until it is there)
         r = c.get("/api/antispam/rules/?only=good")
         if r.status_code != 503:
             break
