@@ -324,13 +324,33 @@ def engine_from_settings(settings: RulesSettings) -> RuleEngine:
     return engine_for(*rule_set_of(settings))
 
 
-_building: set[tuple[object, ...]] = set()  # rule sets rule_set_ready is building in the background
+def rule_set_of(settings: RulesSettings) -> tuple[tuple[str, ...], int, bool, tuple[str, ...], bool]:
+    """What names a rule set (one engine): settings that differ only elsewhere share it."""
+    dirs = tuple(settings.rule_dirs)
+    if settings.local_rules:  # (not stripped: this runs for every message)
+        dirs += (str(local_rules_file(settings.local_rules)),)
+    return (dirs, settings.score_set, settings.include_default, tuple(settings.skip_rules),
+            settings.include_default and settings.sa_update)
+
+
+_warm_lock = threading.Lock()
+_building: set[tuple[object, ...]] = set()  # rule sets being built in the background
+
+
+def warm_up(settings: RulesSettings | None = None, wait: bool = False) -> None:
+    """Build the rule engine ahead of the first message (a few seconds for the Debian set).
+    The milter calls this at start-up; ``prefetch`` calls it too."""
+    s = settings or RulesSettings()
+    if wait:
+        engine_from_settings(s)
+    else:
+        rule_set_ready(s)
 
 
 def rule_set_ready(settings: RulesSettings) -> bool:
     """Whether this process has built the settings' rule set (an earlier version of it counts:
-    it answers while the new one builds); when not, its build is started in the background
-    (again if an earlier one finished and the engine was since let go)."""
+    it answers while the new one builds); when not, its build is started in the background,
+    once at a time (again if an earlier one finished and the engine was since let go)."""
     from gateway_milter.antispam.engine import built_engine
 
     key = rule_set_of(settings)
@@ -344,41 +364,14 @@ def rule_set_ready(settings: RulesSettings) -> bool:
     def build() -> None:
         try:
             engine_from_settings(settings)
-        except Exception:  # logged; the page keeps saying it is being built, the log says why
+        except Exception:  # logged; the web admin keeps saying it is being built, the log says why
             log.exception("rules: building the rule set failed")
         finally:
             with _warm_lock:
                 _building.discard(key)
 
-    threading.Thread(target=build, daemon=True, name="rules-build").start()
+    threading.Thread(target=build, daemon=True, name="rules-warm-up").start()
     return False
-
-
-def rule_set_of(settings: RulesSettings) -> tuple[tuple[str, ...], int, bool, tuple[str, ...], bool]:
-    """What names a rule set (one engine): settings that differ only elsewhere share it."""
-    dirs = tuple(settings.rule_dirs)
-    if settings.local_rules:  # (not stripped: this runs for every message)
-        dirs += (str(local_rules_file(settings.local_rules)),)
-    return (dirs, settings.score_set, settings.include_default, tuple(settings.skip_rules),
-            settings.include_default and settings.sa_update)
-
-
-_warming: set[tuple[object, ...]] = set()
-_warm_lock = threading.Lock()
-
-
-def warm_up(settings: RulesSettings | None = None, wait: bool = False) -> None:
-    """Build the rule engine ahead of the first message (a few seconds for the Debian set).
-    The milter calls this at start-up; ``prefetch`` calls it too."""
-    s = settings or RulesSettings()
-    key = rule_set_of(s)
-    with _warm_lock:
-        started = key in _warming
-        _warming.add(key)
-    if wait:
-        engine_from_settings(s)
-    elif not started:
-        threading.Thread(target=engine_from_settings, args=(s,), daemon=True, name="rules-warm-up").start()
 
 
 class HeuristicRulesLayer(Layer[RulesSettings]):
