@@ -330,10 +330,8 @@ class TrainStartView(APIView):
         label, scope = request.data.get("label", ""), request.data.get("scope", "")
         if not isinstance(label, str) or not isinstance(scope, str):
             raise ValidationError({"detail": ["label and scope are strings"]})
-        p = access.principal(request.user)
-        scopes = training.allowed_scopes(p.is_global, p.domains, set(services.current_snapshot().domains))
         try:
-            token = training.start(upload, upload.size, label, scope, request.user.pk, scopes,
+            token = training.start(upload, upload.size, label, scope, request.user.pk, training.scopes_for(request.user),
                                    request.user.get_username())
         except training.TrainingBusy as e:
             return Response({"detail": e.message}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
@@ -396,9 +394,8 @@ class RulesCatalogueView(APIView):
         rows, read = rulesbrowser.catalogue(services.current_snapshot(), access.messages_visible_to(request.user),
                                             query=request.query_params.get("q", "")[:100],
                                             subrules=request.query_params.get("sub") == "1", only=only)
-        pages = max(1, -(-len(rows) // rulesbrowser.PAGE))
-        if not 1 <= page <= pages:
+        shown, kept, pages = rulesbrowser.page_of(rows, page)
+        if kept != page:
             raise ValidationError({"page": [f"1 to {pages}"]})
-        shown = rows[(page - 1) * rulesbrowser.PAGE: page * rulesbrowser.PAGE]
         return Response({"rules": [asdict(r) for r in shown], "total": len(rows), "page": page, "pages": pages,
                          "messages_read": read})

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-import json
 import logging
 import os
 import re
-import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from gateway_milter.mime.headers import addresses
 from gateway_milter.policy.snapshot import PolicySnapshot
 from webadmin.addressing import is_mailbox
 from webadmin.errors import FieldError
+from webadmin.jobfiles import JobFiles
 
 log = logging.getLogger("bulwark.scan")
 
@@ -44,8 +43,8 @@ SCAN_KEEP_S = 3600  # a scan's file is removed this long after it started
 SCAN_TIMEOUT_S = 300  # a scan still "running" after this long is reported as failed
 MAX_RUNNING = 2  # scans running at once in one web process
 NETWORK_LAYERS = ("arc", "callback", "dkim", "dmarc", "dnsbl", "rdns", "spf", "uribl", "vbr")
-TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
 _running = threading.BoundedSemaphore(MAX_RUNNING)
+JOBS = JobFiles("scans", SCAN_KEEP_S, ("eml",))
 
 
 class ScanError(FieldError):
@@ -68,11 +67,7 @@ class ScanRequest:
 
 
 def scans_dir() -> Path:
-    from django.conf import settings
-
-    d = Path(settings.GATEWAY.data_dir) / "scans"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    return JOBS.dir()
 
 
 def parse_request(raw: bytes, *, ip: str = "", helo: str = "", sender: str = "", recipients: str = "",
@@ -136,8 +131,8 @@ def start(req: ScanRequest, owner: int) -> str:
         raise ScanBusy("message", "Other scans are running; try again in a moment.")
     try:
         snapshot = current_snapshot()  # (read here: the thread needs no database connection)
-        _clean_old()
-        token = secrets.token_urlsafe(16)
+        JOBS.clean()
+        token = JOBS.new_token()
         # the message itself, for "Learn as spam / ham" and "Scan again" from the result
         # (removed with the scan)
         raw_path = scans_dir() / f"{token}.eml"
@@ -264,18 +259,10 @@ def _result(rec: dict[str, Any]) -> dict[str, Any]:
 # -- the files --------------------------------------------------------------------------------------
 def read(token: str, owner: int) -> dict[str, Any] | None:
     """The scan's state and result, or None (no such scan, expired, or another account's)."""
-    if not TOKEN.fullmatch(token or ""):
+    doc = JOBS.owned(token, owner)
+    if doc is None:
         return None
-    try:
-        doc = json.loads((scans_dir() / f"{token}.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("owner") != owner:
-        return None
-    age = time.time() - float(doc.get("started") or 0)
-    if age > SCAN_KEEP_S:
-        return None
-    if doc.get("state") == "running" and age > SCAN_TIMEOUT_S:
+    if doc.get("state") == "running" and time.time() - float(doc.get("started") or 0) > SCAN_TIMEOUT_S:
         # its thread is gone (the web server's worker restarted) or stuck: say so, stop reloading
         return {**doc, "state": "error", "error": f"the scan did not finish within {SCAN_TIMEOUT_S} s "
                                                   "(the web server may have restarted); scan it again"}
@@ -283,10 +270,7 @@ def read(token: str, owner: int) -> dict[str, Any] | None:
 
 
 def _write(token: str, doc: dict[str, Any]) -> None:
-    d = scans_dir()
-    tmp = d / f".{token}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, d / f"{token}.json")
+    JOBS.write(token, doc)
 
 
 def finished(token: str, owner: int) -> tuple[dict[str, Any], Path] | None:
@@ -330,13 +314,3 @@ def learn(token: str, doc: dict[str, Any], path: Path, label: str, p: Any, actor
     logging.getLogger("bulwark.antispam").info("%s queued %s training of a scanned message in %s", actor, label,
                                                ", ".join(scopes))
     return scopes
-
-
-def _clean_old() -> None:
-    cutoff = time.time() - SCAN_KEEP_S
-    for f in [*scans_dir().glob("*.json"), *scans_dir().glob("*.eml")]:
-        try:
-            if f.stat().st_mtime < cutoff:
-                f.unlink()
-        except OSError:
-            pass

@@ -19,13 +19,9 @@ beside the upload, so the web process holds their positions, not the messages.
 
 from __future__ import annotations
 
-import io
-import json
 import logging
-import mailbox
 import os
 import re
-import secrets
 import tempfile
 import threading
 import time
@@ -33,7 +29,9 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from gateway_milter.pipeline.rawmessage import iter_messages
 from webadmin.errors import FieldError
+from webadmin.jobfiles import JobFiles
 
 if TYPE_CHECKING:
     from gateway_milter.antispam.relays import TrustConfig
@@ -48,8 +46,8 @@ MAX_UNZIPPED = 1024 * 1024 * 1024  # uncompressed bytes of a zip's members, all 
 BATCH = 64
 KEEP_S = 24 * 3600  # a job's file is removed this long after it started
 STALL_S = 600  # a job "running" without progress this long is reported as interrupted
-TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
 _running = threading.BoundedSemaphore(1)
+JOBS = JobFiles("training", KEEP_S, ("upload", "spool"))
 
 
 class TrainingError(FieldError):
@@ -61,18 +59,18 @@ class TrainingBusy(TrainingError):
 
 
 def jobs_dir() -> Path:
-    from django.conf import settings
-
-    d = Path(settings.GATEWAY.data_dir) / "training"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    return JOBS.dir()
 
 
-def allowed_scopes(is_global: bool, domains: frozenset[str] | set[str], local_domains: set[str]) -> list[str]:
-    """The scopes an administrator may train: a global administrator ``global`` and every local
-    domain's, a domain administrator their own domains' (those still local)."""
-    own = sorted(local_domains if is_global else set(domains) & local_domains)
-    return (["global"] if is_global else []) + [f"dom:{d}" for d in own]
+def scopes_for(user: Any) -> list[str]:
+    """The scopes ``user`` may train: a global administrator ``global`` and every local domain's,
+    a domain administrator their own domains' (those still local)."""
+    from webadmin import access, services
+
+    p = access.principal(user)
+    local = set(services.current_snapshot().domains)
+    own = sorted(local if p.is_global else set(p.domains) & local)
+    return (["global"] if p.is_global else []) + [f"dom:{d}" for d in own]
 
 
 def start(upload: BinaryIO, size: int | None, label: str, scope: str, owner: int, scopes: list[str],
@@ -90,8 +88,8 @@ def start(upload: BinaryIO, size: int | None, label: str, scope: str, owner: int
     if not _running.acquire(blocking=False):
         raise TrainingBusy("file", "A training is running; try again when it has finished.")
     try:
-        _clean_old()
-        token = secrets.token_urlsafe(16)
+        JOBS.clean()
+        token = JOBS.new_token()
         path = jobs_dir() / f"{token}.upload"
         written = 0
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -112,7 +110,7 @@ def start(upload: BinaryIO, size: int | None, label: str, scope: str, owner: int
 
         # the relays read as the milter reads them; read here: the thread needs no database connection
         trust = trust_config_for(current_snapshot(), None)
-        _write(token, {"state": "running", "owner": owner, "label": label, "scope": scope, "started": time.time(),
+        JOBS.write(token, {"state": "running", "owner": owner, "label": label, "scope": scope, "started": time.time(),
                        "updated": time.time(), "total": None, "done": 0, "learned": 0, "known": 0, "skipped": 0,
                        "actor": actor})
         threading.Thread(target=_run, args=(token, path, label == "spam", scope, trust), daemon=True,
@@ -192,7 +190,7 @@ def messages_of(path: Path, spool: Spool) -> None:
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as e:
             raise TrainingError("file", f"The zip cannot be read: {e}"[:200]) from None
     elif head == b"From ":
-        for raw in _mbox_messages(path.read_bytes()):
+        for _, raw in iter_messages(path):  # (an mbox: read where it lies)
             spool.add(raw)
     else:
         raw = path.read_bytes()
@@ -204,10 +202,11 @@ def messages_of(path: Path, spool: Spool) -> None:
 
 
 def _mbox_messages(data: bytes) -> list[bytes]:
+    """The messages of an mbox held in memory (a zip's member), read as a file is."""
     with tempfile.NamedTemporaryFile(prefix="bulwark-mbox-", dir=jobs_dir()) as tmp:
         tmp.write(data)
         tmp.flush()
-        return [m.as_bytes() for m in mailbox.mbox(tmp.name, create=False)]
+        return [raw for _, raw in iter_messages(Path(tmp.name))]
 
 
 def _run(token: str, path: Path, is_spam: bool, scope: str, trust: TrustConfig) -> None:
@@ -215,7 +214,7 @@ def _run(token: str, path: Path, is_spam: bool, scope: str, trust: TrustConfig) 
     from gateway_milter.store import batch_writes, default_store
     from webadmin.antispam_tasks import view_of_bytes
 
-    doc = _read_file(token) or {}
+    doc = JOBS.load(token) or {}
     spool: Spool | None = None
     try:
         spool = Spool(path.with_suffix(".spool"))
@@ -226,7 +225,7 @@ def _run(token: str, path: Path, is_spam: bool, scope: str, trust: TrustConfig) 
             path.unlink(missing_ok=True)  # (what it held is in the spool now)
         total = len(spool.spans)
         doc.update(total=total, skipped=spool.skipped, updated=time.time())
-        _write(token, doc)
+        JOBS.write(token, doc)
         bc = BayesClassifier(default_store())
         with batch_writes():  # (a batch job: it waits for the milters' write locks)
             for at in range(0, total, BATCH):
@@ -235,7 +234,7 @@ def _run(token: str, path: Path, is_spam: bool, scope: str, trust: TrustConfig) 
                                              for raw in batch]))
                 doc.update(done=at + len(batch), learned=doc["learned"] + learned,
                            known=doc["known"] + len(batch) - learned, updated=time.time())
-                _write(token, doc)
+                JOBS.write(token, doc)
         doc.update(state="done", took_s=round(time.time() - float(doc.get("started") or 0), 1))
         log.info("%s trained %s as %s: %d learned, %d already known, %d skipped", doc.get("actor") or "?", scope,
                  "spam" if is_spam else "ham", doc["learned"], doc["known"], doc["skipped"])
@@ -250,51 +249,17 @@ def _run(token: str, path: Path, is_spam: bool, scope: str, trust: TrustConfig) 
             spool.close()
             spool.path.unlink(missing_ok=True)
         doc["updated"] = time.time()
-        _write(token, doc)
+        JOBS.write(token, doc)
         _running.release()
 
 
 def read(token: str, owner: int) -> dict[str, Any] | None:
     """The job's state, or None (no such job, expired, or another account's)."""
-    if not TOKEN.fullmatch(token or ""):
-        return None
-    doc = _read_file(token)
-    if doc is None or doc.get("owner") != owner:
-        return None
-    if time.time() - float(doc.get("started") or 0) > KEEP_S:
+    doc = JOBS.owned(token, owner)
+    if doc is None:
         return None
     if doc.get("state") == "running" and time.time() - float(doc.get("updated") or 0) > STALL_S:
         doc = {**doc, "state": "error", "error": "The training was interrupted (the web server restarted?). "
                                                  "Start it again with the same file: what was learned stays."}
     doc["percent"] = int(100 * doc["done"] / doc["total"]) if doc.get("total") else (100 if doc["state"] == "done" else 0)
     return {k: v for k, v in doc.items() if k not in ("owner", "actor")}
-
-
-def _read_file(token: str) -> dict[str, Any] | None:
-    try:
-        doc = json.loads((jobs_dir() / f"{token}.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _write(token: str, doc: dict[str, Any]) -> None:
-    d = jobs_dir()
-    tmp = d / f".{token}.{os.getpid()}.{threading.get_ident()}.tmp"
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, d / f"{token}.json")
-
-
-def _clean_old() -> None:
-    cutoff = time.time() - KEEP_S
-    for f in [*jobs_dir().glob("*.json"), *jobs_dir().glob("*.upload"), *jobs_dir().glob("*.spool")]:
-        try:
-            if f.stat().st_mtime < cutoff:
-                f.unlink()
-        except OSError:
-            pass
-
-
-def upload_of(data: bytes) -> BinaryIO:
-    """Bytes as an upload (the API's base64 body, tests)."""
-    return io.BytesIO(data)

@@ -218,20 +218,13 @@ def scan_learn(request: HttpRequest, token: str) -> HttpResponse:
 
 
 # -- Train Bayes from a mailbox -------------------------------------------------------------------------
-def _training_scopes(request: HttpRequest) -> list[str]:
-    from webadmin import training
-
-    p = access.principal(request.user)
-    return training.allowed_scopes(p.is_global, p.domains, set(services.current_snapshot().domains))
-
-
 @roles(*SETTINGS_ADMINS)
 def train_form(request: HttpRequest) -> HttpResponse:
     """GET: the form; POST: store the upload, start learning it (webadmin/training.py) and go to
     its progress page."""
     from webadmin import training
 
-    scopes = _training_scopes(request)
+    scopes = training.scopes_for(request.user)
     error: training.TrainingError | None = None
     form = {"label": request.POST.get("label", ""), "scope": request.POST.get("scope", scopes[0] if scopes else "")}
     if request.method == "POST":
@@ -314,9 +307,7 @@ def rules_browser(request: HttpRequest) -> HttpResponse:
         return _rules_building(request)
     rows, read = rulesbrowser.catalogue(services.current_snapshot(), access.messages_visible_to(request.user),
                                         query=query, subrules=subrules, only=only)
-    pages = max(1, -(-len(rows) // rulesbrowser.PAGE))
-    page = min(page, pages)
-    shown = rows[(page - 1) * rulesbrowser.PAGE: page * rulesbrowser.PAGE]
+    shown, page, pages = rulesbrowser.page_of(rows, page)
     return render(request, "webadmin/rules_browser.html", {
         "menu": "security", "title": "Heuristic rules", "rows": shown, "total": len(rows), "read": read,
         "query": query, "only": only, "subrules": subrules, "page": page, "pages": pages,
