@@ -217,14 +217,21 @@ def symbols_chart(messages: Any, since: str, until: str, good: bool = False) -> 
     or fewer are left out (results such as SPF_PASS, and the thresholds' own SPAM_SCORE_*)."""
     counts: Counter[str] = Counter()
     for syms in messages.order_by("-time").values_list("symbols", flat=True)[:SYMBOL_SAMPLE]:
-        if isinstance(syms, str):  # (a database that hands JSON back as text)
-            syms = json.loads(syms)
-        names = {s.get("name") for s in syms or () if isinstance(s, dict) and _positive(s.get("score"))}
-        counts.update(n for n in names if isinstance(n, str) and SYMBOL_NAME.fullmatch(n))
+        counts.update(symbol_names(syms, positive=True))
     kind = "accept" if good else "junk"
     return Chart("goodsymbols" if good else "symbols", "Points added to good mail" if good else "Top symbols in junk",
                  "top", rows=tuple((name, float(n), log_link(since=since, until=until, result=kind, symbol=name))
                                    for name, n in counts.most_common(8)))
+
+
+def symbol_names(syms: Any, positive: bool = False) -> set[str]:
+    """The symbol names of a message-log record's ``symbols`` (a list of ``{name, score, ...}``,
+    or its JSON text from a database that hands JSON back as text), each once; ``positive``:
+    only those that scored more than 0 points."""
+    if isinstance(syms, str):
+        syms = json.loads(syms)
+    names = {s.get("name") for s in syms or () if isinstance(s, dict) and (not positive or _positive(s.get("score")))}
+    return {n for n in names if isinstance(n, str) and SYMBOL_NAME.fullmatch(n)}
 
 
 def _positive(score: Any) -> bool:

@@ -10,7 +10,6 @@ The hit counts read the newest SAMPLE messages of the message log the reader may
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -41,6 +40,7 @@ class RuleRow:
 
 def hit_counts(messages: Any, sample: int = SAMPLE) -> tuple[Counter[str], Counter[str], int]:
     """(junk hits, good hits, messages read) per symbol among the newest ``sample`` messages."""
+    from reports.charts import symbol_names
     from reports.search import JUNK
 
     junk: Counter[str] = Counter()
@@ -48,12 +48,8 @@ def hit_counts(messages: Any, sample: int = SAMPLE) -> tuple[Counter[str], Count
     n = 0
     for action, syms in messages.order_by("-time").values_list("action", "symbols")[:sample]:
         n += 1
-        if isinstance(syms, str):  # (a database that hands JSON back as text)
-            syms = json.loads(syms)
-        names = {s.get("name") for s in syms or () if isinstance(s, dict)}
-        (junk if action in JUNK else good).update(x for x in names if isinstance(x, str))
+        (junk if action in JUNK else good).update(symbol_names(syms))
     return junk, good, n
-
 
 
 def ready(snapshot: PolicySnapshot) -> bool:
@@ -98,6 +94,13 @@ def catalogue(snapshot: PolicySnapshot, messages: Any, *, query: str = "", subru
         rows.append(row)
     rows.sort(key=lambda x: (-(x.junk_hits + x.good_hits), x.name))
     return rows, read
+
+
+def page_of(rows: list[RuleRow], page: int) -> tuple[list[RuleRow], int, int]:
+    """The rows of one page (PAGE a page), the page number kept within 1..pages, and pages."""
+    pages = max(1, -(-len(rows) // PAGE))
+    page = min(max(page, 1), pages)
+    return rows[(page - 1) * PAGE: page * PAGE], page, pages
 
 
 RULE_NAME = re.compile(r"[A-Za-z0-9_]{1,100}")
