@@ -296,7 +296,7 @@ class LayerListView(APIView):
     def get(self, request: Request) -> Response:
         from gateway_milter import layers
 
-        return Response([{"id": lid, "title": layers.get(lid).title or lid, "description": layers.get(lid).description}
+        return Response([{"id": lid, "title": layers.get(lid).name, "description": layers.get(lid).description}
                          for lid in layers.available()])
 
 

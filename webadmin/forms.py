@@ -322,6 +322,8 @@ def human_seconds(seconds: float) -> str:
 def _in_seconds(f: dataclasses.Field[Any]) -> bool:
     """A setting that is a number of seconds: ``unit`` metadata ``s``, or a name ending in ``_s``."""
     return f.metadata.get("unit") == "s" or f.name.endswith("_s")
+
+
 # a multi-line setting's ``validate`` metadata -> the API that checks it as it is typed
 VALIDATE_URLS = {"rules": "api:rules-validate"}
 

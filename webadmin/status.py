@@ -96,16 +96,14 @@ def _policy() -> ServiceStatus:
 
 
 def _postfix_queue() -> ServiceStatus:
-    exe = shutil.which("postqueue") or ("/usr/sbin/postqueue" if shutil.which("/usr/sbin/postqueue") else None)
-    if exe is None:
-        return ServiceStatus("Postfix queue", "unknown", "postqueue not installed on this host")
     from quarantine.mtaqueue import QueueUnavailable, postqueue_command
 
     try:
-        res = subprocess.run(postqueue_command(), capture_output=True, text=True, timeout=3, check=False)
-    except QueueUnavailable as e:
-        return ServiceStatus("Postfix queue", "unknown", str(e)[:200])
-    except (OSError, subprocess.TimeoutExpired) as e:
+        cmd = postqueue_command()
+        if not shutil.which(cmd[0]):
+            return ServiceStatus("Postfix queue", "unknown", "postqueue not installed on this host")
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=3, check=False)
+    except (QueueUnavailable, OSError, subprocess.TimeoutExpired) as e:
         return ServiceStatus("Postfix queue", "unknown", str(e)[:200])
     if res.returncode != 0:
         return ServiceStatus("Postfix queue", "unknown", (res.stderr or "postqueue failed").strip()[:200])

@@ -113,7 +113,7 @@ class Layer(Generic[S]):
     fail_mode: ClassVar[FailMode] = FailMode.TEMPFAIL
     Settings: ClassVar[type[BaseSettings]] = BaseSettings
     budget_s: ClassVar[float] = 5.0
-    title: ClassVar[str] = ""  # what the web admin calls it ("Greylisting"); the id when empty
+    title: ClassVar[str] = ""  # what the web admin calls it ("Greylisting"); see ``name``
     description: ClassVar[str] = ""
     # A layer judged before DATA that also looks at headers (e.g. header From lists) is
     # computed again at end of message, replacing its earlier result.
@@ -128,6 +128,11 @@ class Layer(Generic[S]):
     # that can wait. When every layer a policy turns on is local, end of message runs on the
     # libmilter thread itself instead of the budgeted stage pool (front/milter.py).
     local: ClassVar[bool] = False
+
+    @property
+    def name(self) -> str:
+        """What the web admin calls the layer: its ``title``, else its id."""
+        return self.title or self.id
 
     def check(self, ctx: MessageContext, settings: S) -> LayerFindings:
         raise NotImplementedError

@@ -94,12 +94,6 @@ def script_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("webadmin:scripts")
 
 
-def layer_title(layer_id: str) -> str:
-    from gateway_milter import layers
-
-    return layers.get(layer_id).title or layer_id
-
-
 @roles(*SETTINGS_ADMINS)
 def layers_index(request: HttpRequest) -> HttpResponse:
     from gateway_milter import layers
@@ -112,7 +106,7 @@ def layers_index(request: HttpRequest) -> HttpResponse:
         ls = LayerSetting.objects.filter(layer=lid, domain__isnull=True).first()
         if ls:
             mode = ls.values.get("mode", "on")
-        rows.append({"id": lid, "title": layer.title or lid, "description": layer.description,
+        rows.append({"id": lid, "title": layer.name, "description": layer.description,
                      "stage": getattr(layer.stage, "value", layer.stage),
                      "mode": mode, "configured": lid in configured})
     return render(request, "webadmin/layers.html", {"menu": "security", "title": "Layer settings", "layers": rows})
@@ -160,13 +154,13 @@ def layer_edit(request: HttpRequest, layer_id: str) -> HttpResponse:
             except SettingsError as e:
                 add_settings_error(form, e, f"settings.{layer_id}.")
             else:
-                messages.success(request, f"{layer_title(layer_id)} settings saved and published.")
+                messages.success(request, f"{layers.get(layer_id).name} settings saved and published.")
                 for w in warnings or ():  # (e.g. skip_rules names the rule set does not have)
                     messages.warning(request, w)
                 return redirect(request.get_full_path())
     return render(request, "webadmin/layer.html", {
-        "menu": "security", "title": f"{layer_title(layer_id)} settings", "layer_id": layer_id, "form": form, "domain": domain,
-        "domains": managed, "is_global": p.is_global, "description": layers.get(layer_id).description})
+        "menu": "security", "title": f"{layers.get(layer_id).name} settings", "layer_id": layer_id, "form": form,
+        "domain": domain, "domains": managed, "is_global": p.is_global, "description": layers.get(layer_id).description})
 
 
 # -- DKIM signing keys (gateway_milter.auth.keystore) ---------------------------------------------

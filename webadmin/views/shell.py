@@ -76,7 +76,7 @@ def security_landing(request: HttpRequest) -> HttpResponse:
     for lid in ("scoring", "greylist", "bayes", "rules", "dnsbl", "uribl", "antivirus", "attachments", "spf", "dkim",
                 "dmarc"):
         if lid in layers.available():
-            tasks.append({"url": reverse("webadmin:layer", args=[lid]), "label": f"{layers.get(lid).title or lid} settings",
+            tasks.append({"url": reverse("webadmin:layer", args=[lid]), "label": f"{layers.get(lid).name} settings",
                           "help": (layers.get(lid).description or f"Settings of the {lid} layer.")[:140]})
     try:
         import gateway_milter.auth.keystore  # noqa: F401
