@@ -129,9 +129,11 @@ def decode_header_value(value: str, name: str = "") -> str:
     if "=?" not in v or (name and _NOT_DECODED.match(name)):
         return v
     v = _EW_GAP.sub(r"\1", v)
-    sections: list[list[Any]] = []  # [text or bytes, charset ("" for text as it stands)]
+    # [text or bytes, charset (None for text as it stands; an encoded word's charset may be
+    # empty, "=?*lang?B?...?=", and its bytes are still bytes)]
+    sections: list[list[Any]] = []
 
-    def add(data: Any, charset: str) -> None:
+    def add(data: Any, charset: str | None) -> None:
         if sections and sections[-1][1] == charset:
             sections[-1][0] += data
         else:
@@ -140,12 +142,12 @@ def decode_header_value(value: str, name: str = "") -> str:
     pos = 0
     for m in _EW.finditer(v):
         if m.start() > pos:
-            add(v[pos:m.start()], "")
+            add(v[pos:m.start()], None)
         add(_ew_bytes(m.group(2), m.group(3)), m.group(1).lower().split("*")[0])
         pos = m.end()
     if pos < len(v):
-        add(v[pos:], "")
-    return "".join(data if not charset else _ew_text(data, charset) for data, charset in sections)
+        add(v[pos:], None)
+    return "".join(data if charset is None else _ew_text(data, charset) for data, charset in sections)
 
 
 def _ew_bytes(cte: str, data: str) -> bytes:

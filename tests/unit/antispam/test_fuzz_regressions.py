@@ -224,3 +224,22 @@ def test_it_runs_mimeheader_rules_on_a_long_header_in_linear_time(tmp_path: Path
         res = eng.run(view)
         assert time.process_time() - t0 < 2.0
         assert {h.name for h in res.hits} == hits
+
+
+@pytest.mark.parametrize("value", [
+    "attachment; filename==?*oi8-r?B?89DJ08/LLmRvYw==?=",  # what the random engine found
+    "x =?*en?Q?caf=E9?= y",
+    "=?*?B?YWJj?==?*?Q?d?=",  # two of them side by side: joined as one word's bytes
+])
+def test_it_decodes_an_encoded_word_with_no_charset_before_its_language(value: str) -> None:
+    """``=?*lang?B?...?=``: the charset before RFC 2231's ``*language`` is empty. The decoder
+    marked text as it stands with an empty charset too, so such a word's bytes were joined to
+    the text before it (TypeError) and the rules layer failed on every try of the message. Its
+    bytes are now read as an unknown charset is read."""
+    from gateway_milter.antispam.saview import decode_header_value
+
+    got = decode_header_value(value, "Content-Disposition")
+    assert "=?" not in got
+    raw = msg("x", headers=f"Content-Disposition: {value}\r\n")
+    view = message_view(make_ctx(raw))
+    assert message_keys(view).keys
