@@ -23,13 +23,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
+from email.header import make_header
 from typing import TYPE_CHECKING, Any
 
 from gateway_milter.auth.exemptions import action_rule, check_action, exemption, score_of
 from gateway_milter.auth.psl import org_domain, public_suffix
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
-from gateway_milter.mime.headers import addresses
+from gateway_milter.mime.headers import addresses, decode_header
 from gateway_milter.verdict import FailMode, Reply, Stage
 
 if TYPE_CHECKING:

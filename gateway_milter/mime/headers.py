@@ -15,7 +15,10 @@ import re
 import unicodedata
 import urllib.parse
 from dataclasses import dataclass
-from email.header import decode_header
+import binascii
+import email.base64mime
+import email.quoprimime
+from email.errors import HeaderParseError
 
 # One header block: "Name: value" lines with folded continuation lines (RFC 5322 2.2.3).
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$")
@@ -23,6 +26,9 @@ _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$")
 _ANY_BOUNDARY = re.compile(
     r"""boundary(\*\d*\*?)?\s*=\s*("(?:[^"\\]|\\.)*"?|[^;\s()]+)""", re.IGNORECASE)
 _COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
+# The start of an encoded word as the standard library's email.header reads one: "=?", a
+# charset up to the next "?", "q" or "b", "?" (decode_header below)
+_WORD_START = re.compile(r"=\?([^?]*)\?([qQbB])\?")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 
 
@@ -205,6 +211,93 @@ def fix_8bit(value: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _split_words(line: str) -> list[str]:
+    """``email.header.ecre.split(line)`` in linear time: text, then charset, encoding and
+    encoded text of each word, then text, ... The standard library's expression reads a
+    word's text lazily up to the next "?=", from every word start: a line of 100,000
+    characters of starts with no "?=" after them took 2.9 s (quadratic). A word ends at the
+    first "?=" after its text begins; when there is none, no later start can end either."""
+    out: list[str] = []
+    pos = 0
+    while True:
+        m = _WORD_START.search(line, pos)
+        if m is None:
+            break
+        end = line.find("?=", m.end())
+        if end < 0:
+            break
+        out += [line[pos:m.start()], m.group(1), m.group(2), line[m.end():end]]
+        pos = end + 2
+    out.append(line[pos:])
+    return out
+
+
+def _any_word(value: str) -> bool:
+    """``email.header.ecre.search(value) is not None`` in linear time. Over the whole value a
+    word's charset may run across a line break (its text may not): the standard library then
+    decodes the value's lines even where none of them holds a word of its own. A start whose
+    text meets no "?=" before its line ends fails, and so does every start whose text begins
+    before that line end."""
+    pos, dead_until = 0, -1
+    while True:
+        m = _WORD_START.search(value, pos)
+        if m is None:
+            return False
+        pos = m.start() + 1
+        if m.end() < dead_until:
+            continue
+        nl = value.find("\n", m.end())
+        line_end = nl if nl >= 0 else len(value)
+        if value.find("?=", m.end(), line_end + 1) >= 0:
+            return True
+        dead_until = line_end
+
+
+def decode_header(value: str) -> list[tuple[bytes | str, str | None]]:
+    """``email.header.decode_header(value)`` for a str, with the same result and errors
+    (HeaderParseError for bad base64), in linear time (_split_words): the standard library's
+    own took seconds on a hostile 100 KB Subject or file name. Pairs of (bytes, charset), or
+    one (str, None) when there is no encoded word."""
+    words: list[tuple[str, str | None, str | None]] = []
+    for line in value.splitlines():
+        parts = _split_words(line)
+        first = parts[0].lstrip()
+        if first:
+            words.append((first, None, None))
+        for i in range(1, len(parts), 4):
+            words.append((parts[i + 2], parts[i + 1].lower(), parts[i].lower()))
+            if parts[i + 3]:
+                words.append((parts[i + 3], None, None))
+    if not any(w[1] for w in words) and not _any_word(value):
+        return [(value, None)]
+    # white space between two encoded words is dropped (RFC 2047 section 6.2)
+    kept = [w for n, w in enumerate(words)
+            if not (0 < n < len(words) - 1 and w[1] is None and words[n - 1][1] and words[n + 1][1]
+                    and w[0].isspace())]
+    out: list[tuple[bytes | str, str | None]] = []
+    last: bytes | None = None
+    last_cs: str | None = None
+    for text, cte, cs in kept:
+        if cte is None:
+            word = text.encode("raw-unicode-escape")
+        elif cte == "q":
+            word = email.quoprimime.header_decode(text).encode("raw-unicode-escape")
+        else:
+            try:  # missing padding added, as the standard library does
+                word = email.base64mime.decode(text + "==="[:(4 - len(text) % 4) % 4])
+            except binascii.Error as e:
+                raise HeaderParseError("Base64 decoding error") from e
+        if last is None:
+            last, last_cs = word, cs
+        elif cs != last_cs:
+            out.append((last, last_cs))
+            last, last_cs = word, cs
+        else:
+            last += (b" " + word) if cs is None else word
+    out.append((last if last is not None else b"", last_cs))
+    return out
 
 
 def decode_words(value: str) -> str:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
+from email.header import make_header
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway_milter import layers, transforms
 from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
 from gateway_milter.layers.direction import message_direction, recipient_direction
+from gateway_milter.mime.headers import decode_header
 from gateway_milter.pipeline.runner import FAULT_HANG, LayerFailure, LayerRunner
 from gateway_milter.policy.evaluate import engine_for
 from gateway_milter.verdict import (

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import email
 import email.message
-import email.header
 import email.policy
 import email.utils
 import time
@@ -19,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
 from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway_milter.mime.headers import decode_header
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -244,7 +245,7 @@ def decode_header_value(value: str) -> str:
     if "=?" not in v:
         return v
     try:
-        parts = email.header.decode_header(v)
+        parts = decode_header(v)
         out = []
         for chunk, cs in parts:
             if isinstance(chunk, bytes):

@@ -265,3 +265,55 @@ def test_a_part_the_walk_cannot_read_leaves_its_siblings_read(monkeypatch: pytes
     assert [p.content_type for p in v.parts] == ["text/plain", "application/octet-stream"]
     assert v.parts[1].payload.startswith(EICAR[:20]) and v.parts[1].path == (2,)
     assert [(a.code, a.path) for a in v.ambiguities] == [("UNPARSEABLE", "1")]
+
+
+# pieces of header values: encoded-word syntax, line ends (every one str.splitlines knows),
+# white space, base64 and quoted-printable text, a surrogate escape
+_WORD_PIECES = ["=?", "?=", "?", "utf-8", "iso-8859-1", "B", "Q", "q", "b", " ", "  ", "\t", "\n", "\r\n",
+                "\r", "\x0b", "\x85", "a", "Zm9v", "YQ", "=C3=A9", "_", "x", "\u00e9", "=", "*", "==", "\udcff"]
+
+
+def test_encoded_words_are_decoded_as_the_stdlib_decodes_them() -> None:
+    """H.decode_header gives email.header.decode_header's result, or its error, for 40,000
+    values made of encoded-word pieces (seeded), and for the usual forms."""
+    import random
+    from email.header import decode_header as stdlib_decode
+
+    def both(v: str) -> tuple[object, object]:
+        out: list[object] = []
+        for fn in (stdlib_decode, H.decode_header):
+            try:
+                out.append(fn(v))
+            except Exception as e:  # noqa: BLE001 - the error's type is compared
+                out.append(type(e).__name__)
+        return out[0], out[1]
+
+    usual = ["=?utf-8?q?caf=C3=A9?= =?utf-8?q?x?=", "a =?utf-8?b?Zm9v?=  b", "=?utf-8?b?Zm9v?=\r\n =?utf-8?b?YmFy?=",
+             "=?iso-8859-1?Q?a?= plain =?utf-8?B?w6k=?=", "=?utf-8?b?Zm9?=", "=?utf-\r\n 8?q?x?=", "plain", ""]
+    rng = random.Random(7)
+    values = usual + ["".join(rng.choice(_WORD_PIECES) for _ in range(rng.randint(0, 16))) for _ in range(40_000)]
+    differ = [v for v in values if (pair := both(v))[0] != pair[1]]
+    assert differ == []
+    assert H.decode_header("=?utf-8?q?caf=C3=A9?= =?utf-8?q?x?=") == [(b"caf\xc3\xa9x", "utf-8")]
+
+
+@pytest.mark.parametrize("value", [
+    "=?koi8-r?B?8?9D" * 7_000,  # word starts and no "?=" after them (the fuzzer's file name)
+    "=?" * 50_000,
+    "=?a\n?q?x" * 12_500,  # a charset across a line break: the whole value is looked at
+    ("=?a?q?" + "x" * 50 + "\n") * 1_800,
+])
+def test_encoded_words_are_decoded_in_linear_time(value: str) -> None:
+    """100 KB values (Postfix's default header_size_limit): the standard library's decoder
+    took 2.9 s CPU on the first one, ours takes milliseconds; the MIME view reads a file name
+    of it, the message log's subject and Sieve's header tests decode the same way."""
+    import time
+
+    t0 = time.process_time()
+    H.decode_header(value)
+    H.decode_words(value)
+    assert time.process_time() - t0 < 0.5
+    raw = with_attachment(b"x", "a.txt", name_param=value[:100_000])
+    t0 = time.process_time()
+    parse_message(raw)
+    assert time.process_time() - t0 < 1.0
