@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from email.errors import HeaderParseError
 from email.header import make_header
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +156,7 @@ class FromScreenSettings(BaseSettings):
 def _decoded(value: str) -> str:
     try:
         return str(make_header(decode_header(value)))
-    except (UnicodeError, ValueError, LookupError):
+    except (UnicodeError, ValueError, LookupError, HeaderParseError):  # (bad base64: HeaderParseError)
         return value
 
 

@@ -202,6 +202,16 @@ def test_it_screens_display_names_and_vips(zone: r.StaticBackend) -> None:
     assert syms(ctx, "fromscreen") == set()
 
 
+
+def test_it_screens_a_from_whose_encoded_word_is_bad_base64(zone: r.StaticBackend) -> None:
+    """``=?utf-8?B?xxxxx?=``: five base64 characters cannot be decoded, and the decoder says so
+    (HeaderParseError, as the standard library's). The layer raised it, and the milter would
+    have tempfailed the message on every try; the name is now screened as it stands."""
+    doc = {"domains": ["local.test"], "settings": {"dmarc": {"mode": "off"}}}
+    ctx = make_ctx(message(frm="=?utf-8?B?xxxxx?= <boss@local.test>"), doc=doc)
+    assert "FROM_LOCAL_DOMAIN_UNALIGNED" in syms(ctx, "fromscreen")
+    assert not ctx.layer("fromscreen").error
+
 # -- Authentication-Results -------------------------------------------------------------------------
 def test_it_removes_forged_authentication_results_and_adds_ours(zone: r.StaticBackend) -> None:
     extra = ("Authentication-Results: bulwark.localdomain; spf=pass smtp.mailfrom=forged.example\r\n"
