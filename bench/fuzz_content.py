@@ -11,7 +11,7 @@ inputs (with the time of each part) are written to --work's ``crashes/``; the fu
 
 Usage: GATEWAY_RULES_CACHE_DIR=var/rules-cache .venv/bin/python bench/fuzz_content.py
        [--engine atheris|random|sweep] [--seconds 1200] [--work /tmp/bulwark-fuzz] [--max-len 65536]
-       [--seed-limit 1500] [--slow-s 1.0] [--replay FILE...] [-- LIBFUZZER_FLAGS...]
+       [--seed-limit 1500] [--slow-s 1.0] [--pipeline] [--replay FILE...] [-- LIBFUZZER_FLAGS...]
 
 --engine atheris (the default): libFuzzer's mutations guided by the coverage of the Python
 code of ``gateway_milter`` and of the standard library's ``email`` and ``html`` packages
@@ -29,6 +29,13 @@ Seeds: a few hand-written messages, plus, when present, up to --seed-limit files
 written only to --work's ``seeds/``. libFuzzer keeps what it finds in --work's ``corpus/``
 (a later run starts from it). ``--replay FILE...`` runs the given inputs once each and says
 what each did (how a crash file is checked after a fix).
+
+--pipeline: each input then also goes through the whole milter pipeline as ``manage.py scan``
+runs it (every layer but antivirus and callback, which need clamd and remote MTAs; DNS asked of
+a closed loopback port, so the DNS-based layers answer at once with a temporary error): the
+readers of header values outside the content path (From screening, the message log's subject,
+attachment file names, Sieve) are then checked too. A layer the runner caught failing there is
+an error (the milter would tempfail the message on every try); its CPU is the ``pipeline`` part.
 
 A summary (executions, CPU, what was found) is rewritten every 10 s to --work's
 ``summary-<engine>-<code>.json``.
@@ -173,7 +180,7 @@ def _corpus_seeds(limit: int, max_len: int) -> list[Path]:
 class Harness:
     """The content path on one input, timed; what went wrong is written to ``crashes``."""
 
-    def __init__(self, work: Path, slow_s: float, label: str) -> None:
+    def __init__(self, work: Path, slow_s: float, label: str, pipeline: bool = False) -> None:
         from gateway_milter.antispam.bayes import BayesClassifier, message_keys
         from gateway_milter.antispam.evaluate import make_context
         from gateway_milter.antispam.saview import message_view
@@ -207,6 +214,31 @@ class Harness:
         self.last_summary = 0.0
         self._logged: list[logging.LogRecord] = []
         logging.getLogger("bulwark").addHandler(_Kept(self._logged))
+        self.gateway = _pipeline_gateway() if pipeline else None
+
+    def _through_pipeline(self, data: bytes) -> dict[str, str]:
+        """The input through the whole pipeline (--pipeline), as ``manage.py scan`` runs it;
+        the layers the runner caught failing."""
+        from gateway_milter.context import ConnectionInfo
+        from gateway_milter.pipeline.rawmessage import split_message
+
+        gw = self.gateway
+        assert gw is not None
+        headers, body = split_message(data)
+        ctx = gw.begin(ConnectionInfo(client_ip="198.51.100.7", client_name="unknown", helo="mx.sender.test"),
+                       scan_mode=True)
+        try:
+            gw.mail(ctx, "alice@sender.test")
+            gw.rcpt(ctx, "bob@example.com")
+            for n, v in headers:
+                ctx.add_header(n, v)
+            ctx.body.write(body)
+            decision = gw.eom(ctx)
+            gw.finish(ctx, decision.action, decision.reply)
+            assert ctx.runner is not None
+            return {lid: r.error for lid, r in ctx.runner.computed().items() if r.error}
+        finally:
+            ctx.close()
 
     def train(self, raws: list[bytes]) -> None:
         for i, raw in enumerate(raws):
@@ -249,6 +281,10 @@ class Harness:
             mark("scoring")
             assert ctx.runner is not None
             failed = {lid: r.error for lid, r in ctx.runner.computed().items() if r.error}
+            if not failed and self.gateway is not None:
+                where = "pipeline"
+                failed = self._through_pipeline(data)
+                mark("pipeline")
             if failed:  # (the runner caught it: its traceback came through the log)
                 logged = "".join(f"{r.getMessage()}\n{r.exc_text or ''}\n" for r in self._logged)
                 raise LayerError(f"layers failed: {failed}\n{logged}")
@@ -310,6 +346,31 @@ class Harness:
         tmp = self.summary_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=1))
         tmp.replace(self.summary_file)
+
+
+class _NoQuarantine:
+    def store(self, raw: bytes, meta: dict[str, Any]) -> dict[str, Any]:
+        return {**meta, "qid": "fuzz", "path": ""}
+
+
+class _NoLog:
+    def emit(self, record: dict[str, Any]) -> None:
+        pass
+
+
+def _pipeline_gateway() -> Any:
+    """--pipeline's gateway: example.com is local, every layer on at its defaults but antivirus
+    (clamd) and callback (remote MTAs); DNS goes to a closed loopback port unless
+    GATEWAY_DNS_SERVERS says otherwise."""
+    os.environ.setdefault("GATEWAY_DNS_SERVERS", "127.0.0.1:9")
+    os.environ.setdefault("GATEWAY_DNS_TIMEOUT", "0.1")
+    from gateway_milter.pipeline.transaction import Gateway
+    from gateway_milter.policy.provider import StaticPolicyProvider
+    from gateway_milter.policy.snapshot import PolicySnapshot
+
+    doc = {"gateway": {"hostname": "mx.example.com"}, "domains": [{"name": "example.com"}],
+           "settings": {"antivirus": {"mode": "off"}, "callback": {"mode": "off"}}}
+    return Gateway(StaticPolicyProvider(PolicySnapshot.from_document(doc)), _NoQuarantine(), _NoLog())
 
 
 class _Kept(logging.Handler):
@@ -386,6 +447,8 @@ def main() -> int:
     ap.add_argument("--slow-s", type=float, default=1.0, help="an input taking more CPU than this is recorded")
     ap.add_argument("--rng-seed", type=int, default=None, help="random engine: its seed")
     ap.add_argument("--replay", nargs="+", default=None, help="run these files once each, print what they did")
+    ap.add_argument("--pipeline", action="store_true",
+                    help="each input also through the whole milter pipeline (every layer but antivirus and callback)")
     args = ap.parse_args(argv)
     if args.engine == "atheris" and atheris is None:
         ap.error("atheris is not installed (.venv/bin/pip install atheris), use --engine random")
@@ -402,7 +465,7 @@ def main() -> int:
     from gateway_milter.compiled import status
 
     code = "compiled" if status().startswith("compiled") else "python"
-    harness = Harness(work, args.slow_s, f"{args.engine}-{code}")
+    harness = Harness(work, args.slow_s, f"{args.engine}-{code}" + ("-pipeline" if args.pipeline else ""), args.pipeline)
     print(f"content path fuzzing: {status()}; rules loaded in {harness.rule_load_s:.1f}s CPU", file=sys.stderr)
     if args.replay:
         for f in args.replay:
