@@ -612,7 +612,9 @@ def _mime_counters(mime: MimeView) -> dict[str, float]:
                 c["mimepart_limit_exceeded"] = 1  # SpamAssassin's parser stops at the 1,000th part of a multipart
         if ctype == "multipart/alternative":
             alternative = True
-            children = part.get_payload()
+            # (no boundary, or none found: the parser made it a leaf, whose get_payload() decodes
+            # 8-bit text by a charset parameter that may be a tuple, RFC 2231, and raise)
+            children = part.get_payload() if multipart else None
             for ch in children if isinstance(children, list) else ():
                 # its leaf children (check_ma_non_text): text, or RTF
                 if isinstance(ch, Message) and not ch.is_multipart():
