@@ -56,6 +56,7 @@ _ATOMIC = getattr(C, "ATOMIC_GROUP", None)
 _POSSESSIVE = getattr(C, "POSSESSIVE_REPEAT", None)
 # Python's ASCII \s, written out: RE2's \s lacks the vertical tab
 _SPACE = "\\t\\n\\x0b\\f\\r "
+_SPACE_CODES = (9, 10, 11, 12, 13, 32)
 _CATEGORY: dict[Any, str] = {C.CATEGORY_DIGIT: "\\d", C.CATEGORY_NOT_DIGIT: "\\D", C.CATEGORY_SPACE: _SPACE,
                              C.CATEGORY_WORD: "\\w", C.CATEGORY_NOT_WORD: "\\W"}  # ASCII in both
 _AT: dict[Any, str] = {C.AT_BEGINNING_STRING: "\\A", C.AT_END_STRING: "\\z",  # Python's \Z is the very end
@@ -86,14 +87,21 @@ class _Emitter:
     anything widened (look-around, back-references, Python's ``$``, atomic groups, lowered
     repeat counts) clears it."""
 
-    def __init__(self, repeat_cap: int | None) -> None:
+    def __init__(self, repeat_cap: int | None, tails: bool = False) -> None:
         self.cap = repeat_cap
         self.exact = True
+        # only whether there is a match is read (not where it ends): a look-ahead, or Python's
+        # $, with nothing after it in the pattern is written as what it looks at, consumed
+        self.tails = tails
 
-    def seq(self, items: Any, ml: bool, icase: bool) -> str:
-        return "".join(self.item(op, av, ml, icase) for op, av in items)
+    def seq(self, items: Any, ml: bool, icase: bool, tail: bool = False) -> str:
+        """``tail``: nothing follows these items in the whole pattern."""
+        last = len(items) - 1
+        return "".join(self.item(op, av, ml, icase, tail and i == last) for i, (op, av) in enumerate(items))
 
     def _class(self, av: Any, icase: bool) -> str:
+        if any(op is C.NEGATE for op, _a in av) and (C.CATEGORY, C.CATEGORY_NOT_SPACE) in av:
+            return self._white_space_but(av)
         negate = False
         chars: set[int] = set()
         out: list[str] = []
@@ -125,7 +133,24 @@ class _Emitter:
             return "[\\x{0}-\\x{10ffff}]" if negate else "[^\\x{0}-\\x{10ffff}]"
         return "[" + ("^" if negate else "") + "".join(out) + "]"
 
-    def item(self, op: Any, av: Any, ml: bool, icase: bool) -> str:
+    @staticmethod
+    def _white_space_but(av: Any) -> str:
+        """``[^\\S...]``: the white space the class's other members leave out (Python's ASCII
+        \\s, written out: RE2's \\S also takes the vertical tab). SpamAssassin's
+        ``[^\\S"]`` (TO_MALFORMED) is all white space."""
+        def member(c: int, op: Any, a: Any) -> bool:
+            if op is C.LITERAL:
+                return bool(c == a)
+            if op is C.RANGE:
+                return bool(a[0] <= c <= a[1])
+            if op is C.CATEGORY and a in _CATEGORY:
+                return re.fullmatch(_CATEGORY[a] if a is not C.CATEGORY_SPACE else "\\s", chr(c), re.A) is not None
+            raise Unsupported(str(op))
+        others = [(op, a) for op, a in av if op is not C.NEGATE and (op, a) != (C.CATEGORY, C.CATEGORY_NOT_SPACE)]
+        left = [c for c in _SPACE_CODES if not any(member(c, op, a) for op, a in others)]
+        return "[" + "".join(_char(c) for c in left) + "]" if left else "[^\\x{0}-\\x{10ffff}]"
+
+    def item(self, op: Any, av: Any, ml: bool, icase: bool, tail: bool = False) -> str:
         if op is C.LITERAL:
             if icase and av < 128 and chr(av).isalpha():
                 return "[" + "".join(_char(c) for c in sorted(_cased({av}))) + "]"
@@ -142,25 +167,31 @@ class _Emitter:
             if av is C.AT_END:
                 if ml:
                     return "(?m:$)"
+                if tail and self.tails:  # Python's $ is (?=\n?\Z): at the end, a last newline consumed
+                    return "(?:\\n?\\z)"
                 self.exact = False  # Python's $: the end, or before a last newline
                 return "(?m:$)"
             if av in _AT:
                 return _AT[av]
             raise Unsupported(str(av))
+        if op is C.ASSERT and tail and self.tails and av[0] == 1:
+            # a look-ahead with nothing after it (perlre's $, "(?=\n?\Z)"): there is a match
+            # exactly where there is one with what it looks at consumed
+            return "(?:" + self.seq(av[1], ml, icase, True) + ")"
         if op is C.ASSERT or op is C.ASSERT_NOT:
             self.exact = False  # look-around dropped: only widens
             return ""
         if op is C.BRANCH:
-            return "(?:" + "|".join(self.seq(b, ml, icase) for b in av[1]) + ")"
+            return "(?:" + "|".join(self.seq(b, ml, icase, tail) for b in av[1]) + ")"
         if op is C.SUBPATTERN:
             _group, add, drop, sub = av
             dot = ("s" if add & re.S else "") + ("-s" if drop & re.S else "")
             inner_ml = (ml or bool(add & re.M)) and not drop & re.M
             inner_icase = (icase or bool(add & re.I)) and not drop & re.I
-            return "(?" + dot + ":" + self.seq(sub, inner_ml, inner_icase) + ")"
+            return "(?" + dot + ":" + self.seq(sub, inner_ml, inner_icase, tail) + ")"
         if op is _ATOMIC:
             self.exact = False  # an atomic group can only fail where a plain one matches
-            return "(?:" + self.seq(av, ml, icase) + ")"
+            return "(?:" + self.seq(av, ml, icase, tail) + ")"
         if op in _REPEATS:
             return self._repeat(op, av, ml, icase)
         if op is C.GROUPREF:
@@ -203,12 +234,14 @@ def superset_expression(p: PerlPattern, repeat_cap: int | None = None) -> tuple[
     return None if tree is None else _expression(tree, p.compiled.flags, repeat_cap)
 
 
-def _expression(tree: Any, compiled_flags: int, repeat_cap: int | None) -> tuple[str, bool] | None:
+def _expression(tree: Any, compiled_flags: int, repeat_cap: int | None,
+                tails: bool = False) -> tuple[str, bool] | None:
+    """``tails``: for a search whose only answer is whether there is a match (_Emitter)."""
     # the flags as compiled: body rules are multi-line and some dot-all without a flag in the text
     st = tree.state.flags | (compiled_flags & (re.M | re.S))
-    em = _Emitter(repeat_cap)
+    em = _Emitter(repeat_cap, tails)
     try:
-        body = em.seq(tree, bool(st & re.M), bool(st & re.I))
+        body = em.seq(tree, bool(st & re.M), bool(st & re.I), True)
     except (Unsupported, RecursionError, OverflowError, KeyError):
         return None
     return ("(?s)" if st & re.S else "") + body, em.exact
@@ -237,7 +270,7 @@ def prefilter(p: PerlPattern) -> Prefilter | None:
     if tree is None:
         return None
     for cap in (None, 3, 2, 1):  # RE2 refuses some nested repeat counts: lowered, they widen
-        got = _expression(tree, p.compiled.flags, cap)
+        got = _expression(tree, p.compiled.flags, cap, tails=True)  # (may_match: only whether)
         if got is None:
             return None
         expr, exact = got
@@ -332,6 +365,45 @@ def _searcher(compiled: Any) -> Callable[[str], bool | None]:
 LONG_VALUE = 256
 
 
+def _unbounded(items: Any) -> bool:
+    """Whether a repeat without an upper bound is among these parse-tree items, at any depth."""
+    for op, av in items:
+        if op in _REPEATS:
+            if av[1] == C.MAXREPEAT or _unbounded(av[2]):
+                return True
+        elif op is C.BRANCH:
+            if any(_unbounded(b) for b in av[1]):
+                return True
+        elif op is C.SUBPATTERN or op is C.ASSERT or op is C.ASSERT_NOT:
+            if _unbounded(av[-1]):
+                return True
+        elif op is _ATOMIC and _unbounded(av):
+            return True
+    return False
+
+
+def nested_repeats(items: Any) -> bool:
+    """Whether an unbounded repeat holds another (``<\\S+(?:!\\S+){1,}>``): where the inner one
+    can end in several places on each round, Python's backtracking ``re`` tries every way of
+    cutting a text that does not match, exponentially many; Perl's engine remembers the places
+    it has failed at (its super-linear cache), so SpamAssassin does not. TO_MALFORMED on a To: of
+    30 ``<!--`` took 56 s, and the rules layer can interrupt no search. A written-out check of
+    which nestings are ambiguous is not made: every such pattern counts."""
+    for op, av in items:
+        if op in _REPEATS:
+            if (av[1] == C.MAXREPEAT and _unbounded(av[2])) or nested_repeats(av[2]):
+                return True
+        elif op is C.BRANCH:
+            if any(nested_repeats(b) for b in av[1]):
+                return True
+        elif op is C.SUBPATTERN or op is C.ASSERT or op is C.ASSERT_NOT:
+            if nested_repeats(av[-1]):
+                return True
+        elif op is _ATOMIC and nested_repeats(av):
+            return True
+    return False
+
+
 def long_value_search(p: PerlPattern, search: Callable[..., Any]) -> Callable[[str], Any]:
     """A header or mimeheader rule's ``search(value)`` (a match or None: only whether there is
     one is read), with the same answers in time linear in a long value. Python's backtracking
@@ -345,13 +417,19 @@ def long_value_search(p: PerlPattern, search: Callable[..., Any]) -> Callable[[s
     ``re`` alone: on ordinary mail the superset lets most long values through to ``re`` anyway,
     after RE2's own pass (the back-reference rules over ALL: 0.7 ms a message more on corpus
     mail); SpamAssassin's cut of a field at 8,192 octets bounds those (saview.build_view). The
-    RE2 form is built on the first long value (most rules never see one)."""
+    RE2 form is built on the first long value (most rules never see one). A pattern with nested
+    repeats (nested_repeats) that RE2 takes exactly is asked of RE2 whatever the value's length:
+    a short value can be enough for ``re`` to backtrack without end."""
     if re2 is None or not isinstance(p.compiled, re.Pattern):
         return search
     built: list[Prefilter | None] = []
+    shortest: list[int] = []  # the shortest value RE2 is asked about, found on the first call
 
     def bounded(text: str) -> Any:
-        if len(text) < LONG_VALUE:
+        if not shortest:
+            tree = parse_tree(p) if "+" in p.source or "*" in p.source or "," in p.source else None
+            shortest.append(0 if tree is not None and nested_repeats(tree) else LONG_VALUE)
+        if len(text) < shortest[0]:
             return search(text)
         if not built:
             pf = prefilter(p)

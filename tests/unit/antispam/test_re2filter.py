@@ -89,8 +89,26 @@ def test_exactness_is_claimed_only_where_nothing_was_widened() -> None:
         return pf.exact
 
     assert exact(r"/kelvin/i") and exact(r"/a\sb/") and exact(r"/^x$/") and exact(r"/(?:abc){5}/")
-    assert not exact(r"/foo(?=bar)/") and not exact(r"/(a)\1/") and not exact(r"/(?>a+)a/")
-    assert not exact(r"/^end$/", lines=False) and not exact(r"/x{1001}/")
+    assert not exact(r"/foo(?=bar)x/") and not exact(r"/foo(?!bar)/") and not exact(r"/(a)\1/")
+    assert not exact(r"/(?>a+)a/") and not exact(r"/end$\n/", lines=False) and not exact(r"/x{1001}/")
+    # a look-ahead, or Python's $ (perlre's (?=\n?\Z)), with nothing after it in the pattern:
+    # whether there is a match is the same with what it looks at consumed
+    assert exact(r"/foo(?=bar)/") and exact(r"/^end$/", lines=False) and exact(r"/(?:a|^\s*$)/", lines=False)
+
+
+@needs_re2
+def test_tail_look_aheads_and_white_space_classes_agree_with_python() -> None:
+    """The forms RE2 now takes exactly: a look-ahead or $ at the end of a branch that ends the
+    pattern, and a negated class holding \\S (white space but its other members)."""
+    rnd = random.Random(11)
+    alphabet = "ab\"x \n\t\x0b:;"
+    for perl in (r"/(?:^|b)a\s*$/", r"/a(?=b\s)/", r"/(?:x|^\s*$)/", r'/[^\S"]a/', r"/a[^\S\t]b/", r"/[^\S]/"):
+        pat, _ = parse_perl_regex(perl)
+        pf = re2filter.prefilter(pat)
+        assert pf is not None and pf.exact, perl
+        for _ in range(400):
+            text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 10)))
+            assert pf.may_match(text) == (pat.compiled.search(text) is not None), (perl, text)
 
 
 @needs_re2
@@ -124,7 +142,7 @@ def test_an_re2_failure_on_a_text_leaves_it_to_python() -> None:
 
 
 def test_what_has_no_superset_gets_no_prefilter() -> None:
-    pat, _ = parse_perl_regex(r"/a[^\S]b/", lines=True)  # RE2's \S differs inside a negated class
+    pat, _ = parse_perl_regex(r"/a[^\S\p{L}]b/", lines=True)  # a class member beside \S it cannot read
     assert re2filter.superset_expression(pat) is None
     pat, _ = parse_perl_regex(r"/a b # comment/x", lines=True)
     assert re2filter.superset_expression(pat) is None
