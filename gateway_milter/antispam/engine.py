@@ -1094,6 +1094,9 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
     paths += [Path(d) for d in dirs]
     stamp = []
     for p in paths:
+        if not p.exists():  # (its own mark: a set naming a missing directory is not a set without it)
+            stamp.append((str(p), -1))
+            continue
         files = sorted(p.glob("*.cf")) if p.is_dir() else [p]
         stamp += [(str(f), f.stat().st_mtime_ns) for f in files if f.exists()]
     key = (tuple(stamp), score_set, tuple(sorted(skip)))

@@ -174,3 +174,16 @@ def test_the_rules_layer_serves_domains_with_other_rules_settings_without_rebuil
         b = make_ctx(msg("x", "word1"), pol, rcpts=("eve@other.example",)).layer("rules")
         assert a.has("LOCAL_1") and not b.has("LOCAL_1")  # each domain's own settings
     assert len([r for r in caplog.records if "rule set built" in r.getMessage()]) == 2
+
+
+def test_a_missing_directory_is_not_read_as_an_empty_one(tmp_path: Path, no_recheck_delay: None) -> None:
+    """A rule set naming a directory that does not exist used to be named by its files alone
+    (none), so once a set without any file had been built, the missing directory was answered
+    with that set instead of its error (``rules check --dir /nonexistent`` passed or failed by
+    what the process had built before)."""
+    from gateway_milter.antispam.sarules import RuleFileError
+
+    empty = engine_for((), 2, include_default=False)
+    assert empty.rules == {}
+    with pytest.raises(RuleFileError, match="No such file or directory"):
+        engine_for((str(tmp_path / "missing"),), 2, include_default=False)
