@@ -148,6 +148,16 @@ SWEEP_PLACES: dict[str, Callable[[bytes], bytes]] = {
     "xheader": lambda p: _HEAD + b"Subject: x\r\nX-Mailer: " + p + b"\r\n\r\nhi\r\n",
     "received": lambda p: b"Received: from " + p + b" by mx.test; Sat, 28 Nov 2026 10:00:00 +0000\r\n" + _HEAD
                           + b"Subject: x\r\n\r\nhi\r\n",
+    # (the whole pipeline's readers of header values too: --pipeline; a To: of '<!--' found
+    # TO_MALFORMED's exponential backtracking)
+    "to": lambda p: _HEAD.replace(b"To: bob@example.com", b"To: " + p) + b"Subject: x\r\n\r\nhi\r\n",
+    "reply_to": lambda p: _HEAD + b"Reply-To: " + p + b"\r\nSubject: x\r\n\r\nhi\r\n",
+    "message_id": lambda p: _HEAD.replace(b"<1@sender.test>", b"<" + p + b">") + b"Subject: x\r\n\r\nhi\r\n",
+    "date": lambda p: _HEAD.replace(b"Date: Sat, 28 Nov 2026 10:00:00 +0000", b"Date: " + p)
+                      + b"Subject: x\r\n\r\nhi\r\n",
+    "filename": lambda p: _HEAD + b"Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+                          b"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; "
+                          b'filename="' + p + b'"\r\n\r\nabc\r\n--b--\r\n',
 }
 SWEEP_TOKENS = [b"a ", b"a", b"$", b"!", b"?", b"<", b">", b"<a", b"<p>", b"</p>", b"<br>", b"&amp;", b"x@y.test ",
                 b".", b"-", b"_", b"*", b"http://a.test/ ", b"www.a.test ", b"name=x; ", b"filename=x; ",
