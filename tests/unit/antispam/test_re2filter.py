@@ -272,3 +272,15 @@ def test_lead_search_stays_linear_on_many_ruled_out_starts() -> None:
     want = pat.compiled.search(text)
     assert hit is not None and want is not None and hit.span() == want.span()
     assert took < 2.0, f"{took:.2f}s CPU"
+
+
+@pytest.mark.parametrize(("perl", "nested"), [
+    (r"/<\S+(?:\!\S+){1,}>/", True), (r"/(a+)+/", True), (r"/(?:a|b+)*/", True), (r"/(?=(?:x+)+)/", True),
+    (r"/a+b+/", False), (r"/(?:ab{1,3})+/", False), (r"/(?:a{2,}){3}/", False),
+])
+def test_nested_repeats_are_an_unbounded_repeat_holding_another(perl: str, nested: bool) -> None:
+    """What long_value_search asks of RE2 at any length (exponential backtracking in ``re``)."""
+    from gateway_milter.antispam.matcher import parse_tree
+
+    pat, _ = parse_perl_regex(perl)
+    assert re2filter.nested_repeats(parse_tree(pat)) is nested
