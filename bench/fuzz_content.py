@@ -271,6 +271,7 @@ class Harness:
             t = now
 
         self._logged.clear()
+        ctx = None
         try:
             ctx = self.make_context(data, self.policy)
             mark("context")
@@ -301,6 +302,9 @@ class Harness:
         except Exception as e:  # noqa: BLE001 (every exception is what the fuzzing looks for)
             error = f"{where}: " + "".join(traceback.format_exception(e))
             self._record_error(data, where, e, error)
+        finally:
+            if ctx is not None:
+                ctx.close()  # (its body's spool file)
         took = time.process_time() - t0
         self.execs += 1
         self.cpu_s += took
