@@ -333,7 +333,7 @@ class Harness:
             entry = self.errors[sig] = {"where": where, "kind": kind, "count": 0, "size": len(data),
                                         "file": str(self.crashes / f"error-{sig}.eml")}
             (self.crashes / f"error-{sig}.eml").write_bytes(data)
-            (self.crashes / f"error-{sig}.txt").write_text(text)
+            (self.crashes / f"error-{sig}.txt").write_text(text, errors="backslashreplace")  # (surrogates from the input)
             print(f"\n== new error {sig} in {where}: {kind} ({len(data)} bytes)\n{text}", file=sys.stderr, flush=True)
         elif len(data) < entry["size"]:  # keep the smallest input of each
             entry["size"] = len(data)

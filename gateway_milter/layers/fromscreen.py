@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from email.errors import HeaderParseError
+from email.errors import MessageError
 from email.header import make_header
 from typing import TYPE_CHECKING, Any
 
@@ -156,7 +156,8 @@ class FromScreenSettings(BaseSettings):
 def _decoded(value: str) -> str:
     try:
         return str(make_header(decode_header(value)))
-    except (UnicodeError, ValueError, LookupError, HeaderParseError):  # (bad base64: HeaderParseError)
+    except (UnicodeError, ValueError, LookupError, MessageError):
+        # (bad base64: HeaderParseError; a charset of raw 8-bit bytes: CharsetError)
         return value
 
 

@@ -211,6 +211,12 @@ def test_it_screens_a_from_whose_encoded_word_is_bad_base64(zone: r.StaticBacken
     ctx = make_ctx(message(frm="=?utf-8?B?xxxxx?= <boss@local.test>"), doc=doc)
     assert "FROM_LOCAL_DOMAIN_UNALIGNED" in syms(ctx, "fromscreen")
     assert not ctx.layer("fromscreen").error
+    # a charset of raw 8-bit bytes (surrogate escapes here): the standard library's Charset
+    # refuses it (CharsetError), found by the fuzzing through the whole pipeline
+    from gateway_milter.layers.fromscreen import _decoded
+
+    odd = "=?US-A\udcb2\udcbcII?Q?Keith_Moore?= <boss@local.test>"
+    assert _decoded(odd) == odd
 
 # -- Authentication-Results -------------------------------------------------------------------------
 def test_it_removes_forged_authentication_results_and_adds_ours(zone: r.StaticBackend) -> None:
