@@ -249,8 +249,11 @@ def _run(token: str, path: Path, is_spam: bool, scope: str, trust: TrustConfig) 
             spool.close()
             spool.path.unlink(missing_ok=True)
         doc["updated"] = time.time()
-        JOBS.write(token, doc)
+        # the slot first: whoever reads that the job is over may start the next one at once (a
+        # release after the write let that request be refused as busy, and let a test that swaps
+        # the semaphore in between get this release)
         _running.release()
+        JOBS.write(token, doc)
 
 
 def read(token: str, owner: int) -> dict[str, Any] | None:
