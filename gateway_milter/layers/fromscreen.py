@@ -23,14 +23,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from email.errors import MessageError
-from email.header import make_header
 from typing import TYPE_CHECKING, Any
 
 from gateway_milter.auth.exemptions import action_rule, check_action, exemption, score_of
 from gateway_milter.auth.psl import org_domain, public_suffix
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
-from gateway_milter.mime.headers import addresses, decode_header
+from gateway_milter.mime.headers import addresses, decode_text
 from gateway_milter.verdict import FailMode, Reply, Stage
 
 if TYPE_CHECKING:
@@ -153,14 +151,6 @@ class FromScreenSettings(BaseSettings):
         return list(out.items())
 
 
-def _decoded(value: str) -> str:
-    try:
-        return str(make_header(decode_header(value)))
-    except (UnicodeError, ValueError, LookupError, MessageError):
-        # (bad base64: HeaderParseError; a charset of raw 8-bit bytes: CharsetError)
-        return value
-
-
 class FromScreenLayer(Layer[FromScreenSettings]):
     id = "fromscreen"
     stage = Stage.EOM
@@ -179,7 +169,7 @@ class FromScreenLayer(Layer[FromScreenSettings]):
         values = ctx.header_values("From")
         if not values:
             return LayerFindings({"from_domain": ""})
-        pairs = addresses([_decoded(v) for v in values])
+        pairs = addresses([decode_text(v) for v in values])
         display, addr = pairs[0] if pairs else ("", "")
         addr = addr.lower()
         domain = addr.rpartition("@")[2].rstrip(".")

@@ -11,14 +11,15 @@ Nothing here raises on malformed input.
 
 from __future__ import annotations
 
+import binascii
+import email.base64mime
+import email.quoprimime
 import re
 import unicodedata
 import urllib.parse
 from dataclasses import dataclass
-import binascii
-import email.base64mime
-import email.quoprimime
 from email.errors import HeaderParseError
+from email.header import make_header
 
 # One header block: "Name: value" lines with folded continuation lines (RFC 5322 2.2.3).
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$")
@@ -298,6 +299,17 @@ def decode_header(value: str) -> list[tuple[bytes | str, str | None]]:
             last += (b" " + word) if cs is None else word
     out.append((last if last is not None else b"", last_cs))
     return out
+
+
+def decode_text(value: str) -> str:
+    """A header value with its encoded words decoded and joined as the standard library's
+    make_header joins them (a space between words of different charsets); the value as it
+    stands where they cannot be decoded (bad base64, a charset of raw 8-bit bytes or one no
+    codec knows). Never raises: From screening and the message log read every message's."""
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # noqa: BLE001 - HeaderParseError, CharsetError, LookupError, UnicodeError, ...
+        return value
 
 
 def decode_words(value: str) -> str:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from email.header import make_header
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway_milter import layers, transforms
 from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
 from gateway_milter.layers.direction import message_direction, recipient_direction
-from gateway_milter.mime.headers import decode_header
+from gateway_milter.mime.headers import decode_text
 from gateway_milter.pipeline.runner import FAULT_HANG, LayerFailure, LayerRunner
 from gateway_milter.policy.evaluate import engine_for
 from gateway_milter.verdict import (
@@ -371,11 +370,7 @@ class _Services:
 def _decoded(value: str | None) -> str:
     if not value:
         return ""
-    try:
-        s = str(make_header(decode_header(value)))
-    except Exception:  # noqa: BLE001 - malformed encoded words: keep the raw text
-        s = value
-    return " ".join(s.split())[:500]
+    return " ".join(decode_text(value).split())[:500]
 
 
 def all_layer_ids() -> list[str]:

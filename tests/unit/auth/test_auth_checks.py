@@ -213,10 +213,12 @@ def test_it_screens_a_from_whose_encoded_word_is_bad_base64(zone: r.StaticBacken
     assert not ctx.layer("fromscreen").error
     # a charset of raw 8-bit bytes (surrogate escapes here): the standard library's Charset
     # refuses it (CharsetError), found by the fuzzing through the whole pipeline
-    from gateway_milter.layers.fromscreen import _decoded
+    from gateway_milter.mime.headers import decode_text
 
     odd = "=?US-A\udcb2\udcbcII?Q?Keith_Moore?= <boss@local.test>"
-    assert _decoded(odd) == odd
+    assert decode_text(odd) == odd
+    assert decode_text("=?utf-8?B?xxxxx?= x") == "=?utf-8?B?xxxxx?= x"
+    assert decode_text("=?utf-8?q?caf=C3=A9?= <a@b.example>") == "café <a@b.example>"
 
 # -- Authentication-Results -------------------------------------------------------------------------
 def test_it_removes_forged_authentication_results_and_adds_ours(zone: r.StaticBackend) -> None:
