@@ -314,16 +314,26 @@ def decode_text(value: str) -> str:
 
 def decode_words(value: str) -> str:
     """Decode RFC 2047 encoded words, also where RFC 2047 forbids them (quoted file names):
-    clients decode them there, so filters must too."""
+    clients decode them there, so filters must too. Raw 8-bit bytes are read first
+    (:func:`fix_8bit`), and text outside the encoded words is kept as it is: ``Grüße
+    =?utf-8?q?aus_Bonn?=`` reads ``Grüße aus Bonn`` (decoding that text as ASCII, as the
+    standard library's make_header does, turned each ü into U+FFFD). Never raises."""
     value = fix_8bit(value)
     if "=?" not in value:
         return value
+    # decode_header hands the text between encoded words back as its raw-unicode-escape bytes:
+    # Latin-1 bytes where every character is below U+0100 (then the inverse is exact),
+    # \uXXXX escapes for the others
+    plain = "latin-1" if value.isascii() or max(value) < "\u0100" else "raw-unicode-escape"
     try:
         out = []
         for chunk, cs in decode_header(value):
             if isinstance(chunk, bytes):
+                if cs is None:
+                    out.append(chunk.decode(plain))
+                    continue
                 try:
-                    out.append(chunk.decode(cs or "ascii", "replace"))
+                    out.append(chunk.decode(cs, "replace"))
                 except LookupError:
                     out.append(chunk.decode("utf-8", "replace"))
             else:

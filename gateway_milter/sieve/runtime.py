@@ -19,7 +19,7 @@ from datetime import datetime
 from email.message import Message
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway_milter.mime.headers import decode_header
+from gateway_milter.mime.headers import decode_words
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -238,26 +238,14 @@ class MessageData:
 
 
 def decode_header_value(value: str) -> str:
-    """Unfold and decode RFC 2047 encoded words (RFC 5228 section 2.7.2); never raises."""
+    """Unfold and decode RFC 2047 encoded words (RFC 5228 section 2.7.2); never raises. Raw
+    8-bit bytes are read as UTF-8 (RFC 6532), or as Latin-1 where they are not UTF-8
+    (:func:`.mime.headers.decode_words`): kept as the milter's surrogate escapes, a test
+    could not match them and a script that copied such a Subject into ``addheader`` failed at
+    run time (tempfail, on every retry of the message)."""
     if "\n" in value:
         value = value.replace("\r\n", "").replace("\n", "")
-    v = value.strip(" \t")
-    if "=?" not in v:
-        return v
-    try:
-        parts = decode_header(v)
-        out = []
-        for chunk, cs in parts:
-            if isinstance(chunk, bytes):
-                try:
-                    out.append(chunk.decode(cs or "ascii", "replace"))
-                except LookupError:
-                    out.append(chunk.decode("utf-8", "replace"))
-            else:
-                out.append(chunk)
-        return "".join(out)
-    except Exception:  # noqa: BLE001 - a malformed encoded word is compared as it is
-        return v
+    return decode_words(value.strip(" \t"))
 
 
 # -- the run ------------------------------------------------------------------------------------

@@ -317,3 +317,17 @@ def test_encoded_words_are_decoded_in_linear_time(value: str) -> None:
     t0 = time.process_time()
     parse_message(raw)
     assert time.process_time() - t0 < 1.0
+
+
+@pytest.mark.parametrize(("value", "want"), [
+    ("Grüße =?utf-8?q?aus_Bonn?=", "Grüße aus Bonn"),  # text beside an encoded word kept as it is
+    ("Gr\udcfc\udcdfe =?utf-8?q?aus_Bonn?=", "Grüße aus Bonn"),  # raw Latin-1 bytes (surrogate escapes)
+    ("Gr\udcc3\udcbc\udcc3\udc9fe =?utf-8?q?aus_Bonn?=", "Grüße aus Bonn"),  # raw UTF-8 bytes
+    ("Привет =?iso-8859-1?q?caf=E9?=", "Привет café"),  # above U+00FF beside a word
+    ("a\\u00e9 =?utf-8?q?x?=", "a\\u00e9 x"),  # a backslash in the text stays one
+    ("Rechnung_M\udce4rz.pdf", "Rechnung_März.pdf"),  # no encoded word: raw bytes read alone
+])
+def test_decode_words_keeps_the_text_beside_encoded_words(value: str, want: str) -> None:
+    """Decoded as ASCII (make_header's way), each non-ASCII character outside the encoded
+    words came out as U+FFFD, and raw 8-bit bytes as backslash escapes."""
+    assert H.decode_words(value) == want

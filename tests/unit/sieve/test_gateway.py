@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from gateway_milter.context import ConnectionInfo
 from gateway_milter.pipeline.transaction import Gateway
 from gateway_milter.policy.provider import StaticPolicyProvider
@@ -32,7 +34,8 @@ class Sink:
         self.records.append(record)
 
 
-def deliver(scripts: list[dict[str, Any]], rcpts: tuple[str, ...] = ("bob@example.com",)) -> tuple[Any, Any, Store]:
+def deliver(scripts: list[dict[str, Any]], rcpts: tuple[str, ...] = ("bob@example.com",),
+            raw: bytes = RAW) -> tuple[Any, Any, Store]:
     doc = {"settings": only_layers("lists", "direction", "relay"), "domains": [{"name": "example.com"}], "scripts": scripts}
     store = Store()
     gw = Gateway(StaticPolicyProvider(PolicySnapshot.from_document(doc, 1)), store, Sink())
@@ -40,10 +43,10 @@ def deliver(scripts: list[dict[str, Any]], rcpts: tuple[str, ...] = ("bob@exampl
     assert gw.mail(ctx, "alice@outside.test").action == "continue"
     for r in rcpts:
         gw.rcpt(ctx, r)
-    for line in RAW.split(b"\r\n\r\n")[0].split(b"\r\n"):
-        n, _, v = line.decode().partition(": ")
+    for line in raw.split(b"\r\n\r\n")[0].split(b"\r\n"):
+        n, _, v = line.decode("utf-8", "surrogateescape").partition(": ")  # as the milter's header callback
         ctx.add_header(n, v)
-    ctx.body.write(RAW.split(b"\r\n\r\n", 1)[1])
+    ctx.body.write(raw.split(b"\r\n\r\n", 1)[1])
     return gw.eom(ctx), ctx, store
 
 
@@ -67,3 +70,23 @@ def test_it_quarantines_through_a_script_before_the_reply() -> None:
 def test_it_rejects_with_the_script_reason() -> None:
     dec, _, _ = deliver([{"name": "no", "source": 'require "reject"; reject "We do not accept invoices";'}])
     assert dec.action is Action.REJECT and str(dec.reply) == "550 5.7.1 We do not accept invoices"
+
+
+@pytest.mark.parametrize("subject", [b"Gr\xfc\xdfe aus Bonn", b"Gr\xc3\xbc\xc3\x9fe aus Bonn",
+                                     b"=?iso-8859-1?q?Gr=FC=DFe?= aus Bonn"])
+def test_scripts_read_8bit_headers_as_text(subject: bytes) -> None:
+    """A Subject of raw Latin-1 bytes (not UTF-8) reached the scripts as the milter's surrogate
+    escapes: a script that copied it into a header failed at run time (451, on every retry of
+    the message) and a test for "Grüße" did not match it. Raw bytes are read as UTF-8, else
+    as Latin-1, as the other layers read them."""
+    raw = RAW.replace(b"Subject: Invoice overdue", b"Subject: " + subject)
+    copy = ('require ["editheader", "variables"];'
+            ' if header :matches "subject" "*" { addheader "X-Copy" "${1}"; }'
+            ' if header :contains "subject" "Grüße" { addheader "X-Hit" "yes"; }')
+    dec, _, _ = deliver([{"name": "copy", "source": copy}], raw=raw)
+    assert dec.action is Action.ACCEPT
+    assert sorted((e.name, e.value) for e in dec.header_edits if e.op == "insert") == \
+        [("X-Copy", "Grüße aus Bonn"), ("X-Hit", "yes")]
+    dec, _, _ = deliver([{"name": "drop", "source": 'require "editheader"; deleteheader :contains "subject" "Grüße";'}],
+                        raw=raw)
+    assert [(e.op, e.name) for e in dec.header_edits if e.op == "delete"] == [("delete", "subject")]
