@@ -1151,9 +1151,16 @@ def c_addheader(cc: CompileContext, cmd: Command) -> Exec:
         if not _utf8(v) or not _utf8(n):
             raise SieveRuntimeError("header field is not valid UTF-8", line, rt.script)
         v = _FOLD_RE.sub(" ", v)
-        if len(n) + 2 + len(v.encode("utf-8", "surrogateescape")) > rt.limits.max_header_value:
-            raise SieveRuntimeError(f"header field is too large (limit {rt.limits.max_header_value} bytes)",
-                                    line, rt.script)
+        room = rt.limits.max_header_value - len(n) - 2
+        if len(v.encode("utf-8")) > room:
+            if vconst is not None or room <= 0:  # the script's own text: its error
+                raise SieveRuntimeError(f"header field is too large (limit {rt.limits.max_header_value} bytes)",
+                                        line, rt.script)
+            # a value built at run time holds what the message brought (a Subject copied by
+            # ${1}): cut at the limit on a character boundary, as variables are cut (RFC 5229
+            # section 3), instead of a run-time error that would refuse this message on every try
+            v = v.encode("utf-8")[:room].decode("utf-8", "ignore")
+            rt.warnings.append(f"line {line}: addheader value cut to the {rt.limits.max_header_value}-byte field limit")
         rt.edits += 1
         if rt.edits > rt.limits.max_header_edits:
             raise SieveRuntimeError(f"too many header edits (limit {rt.limits.max_header_edits})", line, rt.script)

@@ -238,6 +238,7 @@ class SievePolicyEngine:
             if rt.match:
                 rt.match = []
             rt.script = s.name
+            seen = len(rt.warnings)
             try:
                 s.program.body(rt)
             except (StopScript, ReturnScript):
@@ -258,6 +259,9 @@ class SievePolicyEngine:
                 rt.invalidate()
                 rt.implicit_keep = True
                 continue
+            finally:
+                for w in rt.warnings[seen:]:  # run-time problems that did not stop the script
+                    ctx.add_trace(f"script:{s.name}", "warning", w)
             if not rt.implicit_keep:
                 ms = (time.perf_counter() - t0) * 1000
                 return self._decide(ctx, s, rt, ms)

@@ -90,3 +90,22 @@ def test_scripts_read_8bit_headers_as_text(subject: bytes) -> None:
     dec, _, _ = deliver([{"name": "drop", "source": 'require "editheader"; deleteheader :contains "subject" "Grüße";'}],
                         raw=raw)
     assert [(e.op, e.name) for e in dec.header_edits if e.op == "delete"] == [("delete", "subject")]
+
+
+def test_a_copied_value_over_the_field_limit_is_cut_not_an_error() -> None:
+    """A Subject of 3 KB copied into a header went over the 2,048-byte field limit: a run-time
+    error, so 451 on every try of that message. A value built at run time is cut on a
+    character boundary (as variables are cut) and the trace says so; the script's own text
+    over the limit stays an error of the script."""
+    raw = RAW.replace(b"Subject: Invoice overdue", b"Subject: " + "Grüße ".encode() * 500)
+    copy = 'require ["editheader", "variables"]; if header :matches "subject" "*" { addheader "X-Copy" "[x] ${1}"; }'
+    dec, ctx, _ = deliver([{"name": "copy", "source": copy}], raw=raw)
+    assert dec.action is Action.ACCEPT
+    (value,) = [e.value for e in dec.header_edits if e.name == "X-Copy"]
+    size = len("X-Copy") + 2 + len(value.encode())  # (the field limit counts name, ": " and value)
+    assert value.startswith("[x] Grüße Grüße") and 2048 - 1 <= size <= 2048  # (a 2-byte character may not fit)
+    assert [t.detail for t in ctx.trace if t.event == "warning"] == \
+        ["line 1: addheader value cut to the 2048-byte field limit"]
+    dec, ctx, _ = deliver([{"name": "copy", "source": copy}])  # a short one: as it is, no warning
+    assert [e.value for e in dec.header_edits if e.name == "X-Copy"] == ["[x] Invoice overdue"]
+    assert not [t for t in ctx.trace if t.event == "warning"]
