@@ -1147,7 +1147,12 @@ def c_addheader(cc: CompileContext, cmd: Command) -> Exec:
         if _forbidden(rt, n, "add"):
             return  # RFC 5293 section 6: protected fields are silently left alone
         if "\0" in v:
-            raise SieveRuntimeError("header value contains a NUL character", line, rt.script)
+            if vconst is not None:
+                raise SieveRuntimeError("header value contains a NUL character", line, rt.script)
+            # (what the message brought: a NUL in a copied Subject; libmilter's header calls
+            # take C strings, so the value would end there anyway)
+            v = v.replace("\0", "")
+            rt.warnings.append(f"line {line}: NUL characters left out of the addheader value")
         if not _utf8(v) or not _utf8(n):
             raise SieveRuntimeError("header field is not valid UTF-8", line, rt.script)
         v = _FOLD_RE.sub(" ", v)

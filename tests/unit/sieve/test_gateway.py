@@ -109,3 +109,14 @@ def test_a_copied_value_over_the_field_limit_is_cut_not_an_error() -> None:
     dec, ctx, _ = deliver([{"name": "copy", "source": copy}])  # a short one: as it is, no warning
     assert [e.value for e in dec.header_edits if e.name == "X-Copy"] == ["[x] Invoice overdue"]
     assert not [t for t in ctx.trace if t.event == "warning"]
+
+
+def test_a_nul_in_a_copied_value_is_left_out_not_an_error() -> None:
+    """A Subject holding a NUL byte copied into a header: a run-time error (451 on every try);
+    the NUL is left out, with a warning. A NUL in the script's own text stays an error."""
+    raw = RAW.replace(b"Subject: Invoice overdue", b"Subject: Invoice\x00 overdue")
+    copy = 'require ["editheader", "variables"]; if header :matches "subject" "*" { addheader "X-Copy" "${1}"; }'
+    dec, ctx, _ = deliver([{"name": "copy", "source": copy}], raw=raw)
+    assert dec.action is Action.ACCEPT
+    assert [e.value for e in dec.header_edits if e.name == "X-Copy"] == ["Invoice overdue"]
+    assert [t.detail for t in ctx.trace if t.event == "warning"] == ["line 1: NUL characters left out of the addheader value"]
