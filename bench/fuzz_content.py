@@ -32,10 +32,13 @@ what each did (how a crash file is checked after a fix).
 
 --pipeline: each input then also goes through the whole milter pipeline as ``manage.py scan``
 runs it (every layer but antivirus and callback, which need clamd and remote MTAs; DNS asked of
-a closed loopback port, so the DNS-based layers answer at once with a temporary error): the
-readers of header values outside the content path (From screening, the message log's subject,
-attachment file names, Sieve) are then checked too. A layer the runner caught failing there is
-an error (the milter would tempfail the message on every try); its CPU is the ``pipeline`` part.
+a closed loopback port, so the DNS-based layers answer at once with a temporary error), once
+inbound and once outbound (DKIM-signed), with blocked attachments stripped and a policy script
+that copies the Subject and the From address into headers: the readers of header values
+outside the content path (From screening, the message log's subject, attachment file names,
+Sieve) and the transforms are then checked too. A layer the runner caught failing there, or a
+4xx answer, is an error (the milter would tempfail the message on every try); its CPU is the
+``pipeline`` part.
 
 A summary (executions, CPU, what was found) is rewritten every 10 s to --work's
 ``summary-<engine>-<code>.json``.
@@ -227,28 +230,43 @@ class Harness:
         self.gateway = _pipeline_gateway() if pipeline else None
 
     def _through_pipeline(self, data: bytes) -> dict[str, str]:
-        """The input through the whole pipeline (--pipeline), as ``manage.py scan`` runs it;
-        the layers the runner caught failing."""
+        """The input through the whole pipeline (--pipeline), as ``manage.py scan`` runs it,
+        twice: inbound (from outside to example.com) and outbound (an authenticated client,
+        From rewritten to example.com, so DKIM signs it). What failed: the layers the runner
+        caught failing, and a 4xx answer, which here only an internal error or a policy
+        script's run-time error gives (the script reads every message's Subject and From)."""
         from gateway_milter.context import ConnectionInfo
         from gateway_milter.pipeline.rawmessage import split_message
+        from gateway_milter.verdict import Action
 
         gw = self.gateway
         assert gw is not None
         headers, body = split_message(data)
-        ctx = gw.begin(ConnectionInfo(client_ip="198.51.100.7", client_name="unknown", helo="mx.sender.test"),
-                       scan_mode=True)
-        try:
-            gw.mail(ctx, "alice@sender.test")
-            gw.rcpt(ctx, "bob@example.com")
-            for n, v in headers:
-                ctx.add_header(n, v)
-            ctx.body.write(body)
-            decision = gw.eom(ctx)
-            gw.finish(ctx, decision.action, decision.reply)
-            assert ctx.runner is not None
-            return {lid: r.error for lid, r in ctx.runner.computed().items() if r.error}
-        finally:
-            ctx.close()
+        failed: dict[str, str] = {}
+        for outbound in (False, True):
+            macros = {"{auth_authen}": "alice"} if outbound else {}
+            ctx = gw.begin(ConnectionInfo(client_ip="198.51.100.7", client_name="unknown", helo="mx.sender.test",
+                                          macros=macros), scan_mode=True)
+            way = "outbound" if outbound else "inbound"
+            try:
+                gw.mail(ctx, "alice@example.com" if outbound else "alice@sender.test")
+                gw.rcpt(ctx, "carol@remote.test" if outbound else "bob@example.com")
+                for n, v in headers:
+                    if not (outbound and n.lower() == "from"):
+                        ctx.add_header(n, v)
+                if outbound:
+                    ctx.add_header("From", "Alice <alice@example.com>")
+                ctx.body.write(body)
+                decision = gw.eom(ctx)
+                gw.finish(ctx, decision.action, decision.reply)
+                assert ctx.runner is not None
+                failed.update({f"{way} {lid}": r.error for lid, r in ctx.runner.computed().items() if r.error})
+                if decision.action is Action.TEMPFAIL:
+                    errors = [f"{t.source}: {t.detail}" for t in ctx.trace if t.event == "error"]
+                    failed[f"{way} tempfail"] = "; ".join(errors) or str(decision.reply)
+            finally:
+                ctx.close()
+        return failed
 
     def train(self, raws: list[bytes]) -> None:
         for i, raw in enumerate(raws):
@@ -382,8 +400,24 @@ def _pipeline_gateway() -> Any:
     from gateway_milter.policy.provider import StaticPolicyProvider
     from gateway_milter.policy.snapshot import PolicySnapshot
 
-    doc = {"gateway": {"hostname": "mx.example.com"}, "domains": [{"name": "example.com"}],
-           "settings": {"antivirus": {"mode": "off"}, "callback": {"mode": "off"}}}
+    import tempfile
+
+    from gateway_milter.auth.keystore import KeyStore, set_keystore
+
+    # outbound mail from example.com is DKIM-signed with a key made for the run
+    keys = KeyStore(Path(tempfile.mkdtemp(prefix="bulwark-fuzz-dkim-")))
+    keys.generate("example.com", "fuzz")
+    set_keystore(keys)
+    # blocked attachments are stripped (the MIME tree rebuilt around a notice); a policy
+    # script copies the Subject and the From address into headers (what a message brings,
+    # through variables into addheader)
+    copy = ('require ["editheader", "variables"]; if header :matches "subject" "*" { addheader "X-Subject-Copy" "${1}"; }'
+            ' if address :matches :all "from" "*" { addheader "X-From-Copy" "${1}"; }')
+    doc = {"gateway": {"hostname": "mx.example.com"},
+           "domains": [{"name": "example.com", "settings": {"dkim": {"sign": True}}}],
+           "settings": {"antivirus": {"mode": "off"}, "callback": {"mode": "off"},
+                        "attachments": {"action": "strip", "blocked_name_patterns": ["*.exe", "*.zip", "*.pdf"]}},
+           "scripts": [{"name": "copy", "source": copy}]}
     return Gateway(StaticPolicyProvider(PolicySnapshot.from_document(doc)), _NoQuarantine(), _NoLog())
 
 

@@ -1,5 +1,6 @@
 """bench/fuzz_content.py's harness with --pipeline: an input also goes through the whole milter
-pipeline, and a layer the runner caught failing there is recorded as an error."""
+pipeline, inbound and outbound, and a layer the runner caught failing there, or a 4xx answer,
+is recorded as an error."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def process_state(monkeypatch: pytest.MonkeyPatch) -> Any:
     yield
     logging.getLogger("bulwark").handlers[:] = handlers
     set_default_store(None)
+    from gateway_milter.auth.keystore import set_keystore
+
+    set_keystore(None)  # (the harness signs outbound mail with a key of its own)
     monkeypatch.undo()
     set_resolver(before)
 
@@ -60,3 +64,18 @@ def test_the_pipeline_mode_records_a_layer_that_fails(tmp_path: Path, monkeypatc
     assert got["error"].startswith("pipeline: ") and "fromscreen" in got["error"]
     (entry,) = harness.errors.values()
     assert entry["where"] == "pipeline" and Path(entry["file"]).read_bytes() == good
+
+
+def test_the_pipeline_mode_records_a_tempfail_each_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       process_state: None) -> None:
+    """The policy script's run-time error answers 451 (gateway.fail_mode): the harness records
+    it, for the inbound and the outbound pass."""
+    fz = _fuzz_module()
+    harness = fz.Harness(tmp_path, 60.0, "test", pipeline=True)
+    from gateway_milter.sieve import language
+
+    monkeypatch.setattr(language, "_utf8", lambda s: False)  # every addheader fails at run time
+    got = harness.run(fz.SEEDS["plain"])
+    assert got["error"].startswith("pipeline: ")
+    assert "'inbound tempfail'" in got["error"] and "'outbound tempfail'" in got["error"]
+    assert "header field is not valid UTF-8" in got["error"]
