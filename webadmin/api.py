@@ -41,6 +41,11 @@ def _settings_error(e: SettingsError) -> ValidationError:
 
 
 class DomainSerializer(serializers.ModelSerializer):
+    # lists of strings (the model's JSON fields took any JSON: a number, or a list holding one,
+    # failed in do_save_domain, a 500)
+    mail_servers = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
+    aliases = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
+
     class Meta:
         model = Domain
         fields = ["id", "name", "mail_servers", "aliases", "created"]
@@ -83,6 +88,7 @@ class AccountSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username")
     domains = serializers.SlugRelatedField(slug_field="name", many=True, queryset=Domain.objects.all(), required=False)
     password = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    aliases = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)  # (as DomainSerializer's)
 
     class Meta:
         model = Account
@@ -410,7 +416,7 @@ class MeView(APIView):
             raise NotFound()
         sched = request.data.get("digest_schedule")
         if sched is not None:
-            if sched not in dict(Account.DIGEST_SCHEDULES):
+            if not isinstance(sched, str) or sched not in dict(Account.DIGEST_SCHEDULES):
                 raise ValidationError({"digest_schedule": ["must be never, hours, daily or weekly"]})
             acct.digest_schedule = sched
         hours = request.data.get("digest_every_hours")
