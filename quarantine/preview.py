@@ -50,7 +50,7 @@ def _text_of(part: EmailMessage) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload[:MAX_PART].decode(charset, errors="replace")
-    except LookupError:
+    except (LookupError, ValueError):  # unknown; a NUL in the name; a codec that takes no "replace" (idna)
         return payload[:MAX_PART].decode("utf-8", errors="replace")
 
 

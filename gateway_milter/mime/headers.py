@@ -197,7 +197,7 @@ def rfc2231_params(params: list[tuple[str, str]]) -> dict[str, str]:
         raw = b"".join(chunks)
         try:
             out[base] = raw.decode(charset, "replace")
-        except LookupError:
+        except (LookupError, ValueError):  # unknown; a NUL in the name; a codec that takes no "replace" (idna)
             out[base] = raw.decode("utf-8", "replace")
     return out
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.message import Message
 
-from gateway_milter.mime.headers import address, addresses
+from gateway_milter.mime.headers import address, addresses, rfc2231_params, split_params
 from gateway_milter.sieve.compiler import (
     MAX_VARIABLE_NAME,
     MAX_VARIABLES,
@@ -462,11 +462,19 @@ def _content_option(opt: str | None, param: list[str] | None, name: str) -> Call
 
             m = _M()
             m["X"] = "x; " + rest if rest else "x"
-            params = m.get_params(header="X") or []
             wanted = {p.lower() for p in (param or [])}
-            for k, val in params[1:]:
-                if k.lower() in wanted:
-                    out.append(email.utils.collapse_rfc2231_value(val))
+            try:
+                params = m.get_params(header="X") or []
+                for k, val in params[1:]:
+                    if k.lower() in wanted:
+                        out.append(email.utils.collapse_rfc2231_value(val))
+            except Exception:  # noqa: BLE001 - the standard library's RFC 2231 reading raises on
+                # mixed forms (name*=a; name*0=b), a section number of 4,300+ digits, a charset
+                # that takes no "replace" (idna): read as the MIME view reads parameters
+                plain = split_params("x; " + rest)
+                joined = rfc2231_params(plain)
+                out = [v for k, v in plain if k in wanted]
+                out += [v for k, v in joined.items() if k in wanted]
             return out
         if not ctype:  # Content-Disposition: the disposition is the "type", no subtype
             return [main] if opt in ("contenttype", "type") else ([""] if opt == "subtype" else [])
@@ -744,10 +752,13 @@ def part_text(part: Message) -> str:
     if not isinstance(payload, bytes):
         p = part.get_payload()
         return p if isinstance(p, str) else ""
-    cs = part.get_content_charset() or "us-ascii"
+    try:
+        cs = part.get_content_charset() or "us-ascii"
+    except Exception:  # noqa: BLE001 - the standard library's RFC 2231 reading (as for :param above)
+        cs = "us-ascii"
     try:
         return payload.decode(cs, "replace")
-    except LookupError:
+    except (LookupError, ValueError):  # unknown; a NUL in the name; a codec that takes no "replace" (idna)
         return payload.decode("utf-8", "replace")
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+import pytest
+
 from django.core import mail
 
 from tests.django.conftest import HOSTILE_FILENAME, World
@@ -96,3 +98,15 @@ def test_it_escapes_hostile_data_in_digest_mails(world: World) -> None:
     assert b"&lt;script&gt;" in html
     assert world.b.marker not in m.body and world.b.marker.encode() not in html
     assert HOSTILE_FILENAME not in m.body  # attachments are not listed in digests
+
+
+@pytest.mark.parametrize("charset", [b"idna", b'"utf-8\x00"', b"punycode", b"no-such-charset"])
+def test_the_preview_reads_a_text_whose_charset_the_codecs_refuse(charset: bytes) -> None:
+    """A codec that takes no "replace" (idna), or a NUL in the charset's name: the preview said
+    "cannot read the message body"; the text is now shown as UTF-8, as for an unknown charset."""
+    from quarantine.preview import view_message
+
+    raw = (b"From: a@b.example\nSubject: x\nMIME-Version: 1.0\nContent-Type: text/plain; charset=" + charset
+           + b"\nContent-Transfer-Encoding: 8bit\n\nGr\xfc\xdfe aus Bonn\n")
+    v = view_message(raw)
+    assert v.error == "" and v.text == "Gr\ufffd\ufffde aus Bonn\n"

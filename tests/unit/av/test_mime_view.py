@@ -331,3 +331,21 @@ def test_decode_words_keeps_the_text_beside_encoded_words(value: str, want: str)
     """Decoded as ASCII (make_header's way), each non-ASCII character outside the encoded
     words came out as U+FFFD, and raw 8-bit bytes as backslash escapes."""
     assert H.decode_words(value) == want
+
+
+@pytest.mark.parametrize("charset", ["idna", "punycode", "utf-8\x00", "no-such-charset"])
+def test_rfc2231_values_in_a_charset_the_codecs_refuse_read_as_utf8(charset: str) -> None:
+    """``name*=idna''%ff...``: the codec takes no "replace" (UnicodeError), a NUL in its name
+    is a ValueError; only an unknown name (LookupError) was read as UTF-8. The exception made
+    the MIME view skip the part as UNPARSEABLE: its file name went unread by the attachment
+    checks, and the message took mimecheck's points for it."""
+    got = H.rfc2231_params([("filename*", f"{charset}''%ff%fe.exe")])
+    assert got == {"filename": "\ufffd\ufffd.exe"}
+
+
+def test_an_attachment_named_in_such_a_charset_is_read() -> None:
+    raw = (b"From: a@b.example\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+           b"--XX\r\nContent-Type: text/plain\r\n\r\nhi\r\n--XX\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Disposition: attachment; filename*=idna''%ff%fe.exe\r\n\r\nMZ\r\n--XX--\r\n")
+    view = parse_message(raw)
+    assert [p.filename for p in view.parts][1:] == ["\ufffd\ufffd.exe"] and not view.ambiguities
