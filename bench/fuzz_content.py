@@ -33,8 +33,9 @@ what each did (how a crash file is checked after a fix).
 --pipeline: each input then also goes through the whole milter pipeline as ``manage.py scan``
 runs it (every layer but antivirus and callback, which need clamd and remote MTAs; DNS asked of
 a closed loopback port, so the DNS-based layers answer at once with a temporary error), once
-inbound and once outbound (DKIM-signed), with blocked attachments stripped and a policy script
-that copies the Subject and the From address into headers: the readers of header values
+inbound and once outbound (DKIM-signed), with blocked attachments stripped and policy scripts
+that copy the Subject and the From address into headers and read the parts' parameters, their
+text and the dates: the readers of header values
 outside the content path (From screening, the message log's subject, attachment file names,
 Sieve) and the transforms are then checked too. A layer the runner caught failing there, or a
 4xx answer, is an error (the milter would tempfail the message on every try); its CPU is the
@@ -413,11 +414,19 @@ def _pipeline_gateway() -> Any:
     # through variables into addheader)
     copy = ('require ["editheader", "variables"]; if header :matches "subject" "*" { addheader "X-Subject-Copy" "${1}"; }'
             ' if address :matches :all "from" "*" { addheader "X-From-Copy" "${1}"; }')
+    # and one that reads the parts, their parameters, the body text and the dates (header
+    # edits only: the message goes on to the transforms)
+    parts = ('require ["mime", "foreverypart", "extracttext", "variables", "editheader", "body", "date", "relational",'
+             ' "index"]; foreverypart { if header :mime :param ["filename", "name", "charset"] :matches'
+             ' ["Content-Disposition", "Content-Type"] "*" { set "p" "${1}"; } if header :mime :type :is "Content-Type"'
+             ' "text" { extracttext :first 100 "t"; } } if body :text :contains "unsubscribe" { addheader "X-Body" "${t}"; }'
+             ' if date :value "gt" "date" "year" "2000" { addheader "X-Param" "${p}"; }'
+             ' if date :index 1 :matches "received" "iso8601" "*" { addheader "X-Received-Date" "${1}"; }')
     doc = {"gateway": {"hostname": "mx.example.com"},
            "domains": [{"name": "example.com", "settings": {"dkim": {"sign": True}}}],
            "settings": {"antivirus": {"mode": "off"}, "callback": {"mode": "off"},
                         "attachments": {"action": "strip", "blocked_name_patterns": ["*.exe", "*.zip", "*.pdf"]}},
-           "scripts": [{"name": "copy", "source": copy}]}
+           "scripts": [{"name": "copy", "source": copy}, {"name": "parts", "source": parts}]}
     return Gateway(StaticPolicyProvider(PolicySnapshot.from_document(doc)), _NoQuarantine(), _NoLog())
 
 
