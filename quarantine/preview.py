@@ -47,7 +47,10 @@ def sanitize_html(raw: str) -> tuple[str, int]:
 
 def _text_of(part: EmailMessage) -> str:
     payload = part.get_payload(decode=True) or b""
-    charset = part.get_content_charset() or "utf-8"
+    try:
+        charset = part.get_content_charset() or "utf-8"
+    except Exception:  # noqa: BLE001 - the standard library's RFC 2231 reading fails on mixed forms
+        charset = "utf-8"
     try:
         return payload[:MAX_PART].decode(charset, errors="replace")
     except (LookupError, ValueError):  # unknown; a NUL in the name; a codec that takes no "replace" (idna)

@@ -334,7 +334,7 @@ def decode_words(value: str) -> str:
                     continue
                 try:
                     out.append(chunk.decode(cs, "replace"))
-                except LookupError:
+                except (LookupError, ValueError):  # as rfc2231_params: unknown, a NUL, idna
                     out.append(chunk.decode("utf-8", "replace"))
             else:
                 out.append(chunk)

@@ -326,6 +326,7 @@ def test_encoded_words_are_decoded_in_linear_time(value: str) -> None:
     ("Привет =?iso-8859-1?q?caf=E9?=", "Привет café"),  # above U+00FF beside a word
     ("a\\u00e9 =?utf-8?q?x?=", "a\\u00e9 x"),  # a backslash in the text stays one
     ("Rechnung_M\udce4rz.pdf", "Rechnung_März.pdf"),  # no encoded word: raw bytes read alone
+    ("a =?idna?q?=FF=FE?= b", "a \ufffd\ufffd b"),  # a codec without "replace": that word as UTF-8
 ])
 def test_decode_words_keeps_the_text_beside_encoded_words(value: str, want: str) -> None:
     """Decoded as ASCII (make_header's way), each non-ASCII character outside the encoded
