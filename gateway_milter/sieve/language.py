@@ -1220,6 +1220,10 @@ def c_deleteheader(cc: CompileContext, cmd: Command) -> Exec:
             return
         hs = rt.edit_headers()
         positions = [i for i, (hn, _) in enumerate(hs) if hn.lower() == ln]
+        # each field's occurrence number among those of its name (deleting from the last one
+        # on leaves the earlier numbers as they are): counted once, not again per field deleted
+        # (square in the number of fields: 0.7 s for 5,000 of one name)
+        occurrence_of = {pos: k + 1 for k, pos in enumerate(positions)}
         if index is not None:
             i = len(positions) - index if last else index - 1
             positions = [positions[i]] if 0 <= i < len(positions) else []
@@ -1233,10 +1237,9 @@ def c_deleteheader(cc: CompileContext, cmd: Command) -> Exec:
         if rt.edits > rt.limits.max_header_edits:
             raise SieveRuntimeError(f"too many header edits (limit {rt.limits.max_header_edits})", line, rt.script)
         for i in reversed(drop):
-            occurrence = sum(1 for hn, _ in hs[: i + 1] if hn.lower() == ln)
             value = decode_header_value(hs[i][1])
             del hs[i]
-            rt.actions.append(SieveAction("deleteheader", {"name": n, "value": value, "index": occurrence},
+            rt.actions.append(SieveAction("deleteheader", {"name": n, "value": value, "index": occurrence_of[i]},
                                           line, rt.script))
         rt.invalidate()
 

@@ -35,3 +35,17 @@ def test_hostile_parameters_are_data(ctype: bytes, script: str) -> None:
     assert res.error is None
     kinds = [a.kind for a in res.actions]
     assert kinds in (["discard"], ["addheader"])  # the text was read (as UTF-8 where the charset fails)
+
+
+def test_deleting_many_fields_of_one_name_is_linear() -> None:
+    """5,000 fields of one name (100 KB of header): each deleted field's occurrence number was
+    counted again over the list, 0.7 s of CPU here, square in their number; now one count."""
+    import time
+
+    raw = b"From: a@example.org\nSubject: hi\n" + b"".join(b"X-Foo: value %d\n" % i for i in range(5000)) + b"\nbody\n"
+    t0 = time.process_time()
+    res = run('require "editheader"; deleteheader :contains "x-foo" "value";', raw)
+    took = time.process_time() - t0
+    assert res.error is None and len(res.actions) == 5000
+    assert [a.args["index"] for a in res.actions[:2]] == [5000, 4999] and res.actions[-1].args["index"] == 1
+    assert took < 0.25
