@@ -13,9 +13,11 @@ from __future__ import annotations
 import email
 import email.policy
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.message import Message
 
 import bleach
+
+from gateway_milter.mime.headers import filename_candidates
 
 MAX_PART = 2_000_000
 ALLOWED_TAGS = frozenset({
@@ -45,7 +47,7 @@ def sanitize_html(raw: str) -> tuple[str, int]:
     return clean, blocked
 
 
-def _text_of(part: EmailMessage) -> str:
+def _text_of(part: Message) -> str:
     payload = part.get_payload(decode=True) or b""
     try:
         charset = part.get_content_charset() or "utf-8"
@@ -57,13 +59,32 @@ def _text_of(part: EmailMessage) -> str:
         return payload[:MAX_PART].decode("utf-8", errors="replace")
 
 
+def _raw_filename(part: Message) -> str:
+    """A part's file name from its raw header fields (``raw_items`` does not parse them)."""
+    raw = [(str(k).lower(), str(v)) for k, v in part.raw_items()]
+    names = filename_candidates([v for k, v in raw if k == "content-disposition"],
+                                [v for k, v in raw if k == "content-type"])
+    return names[0] if names else "(unreadable name)"
+
+
+def _raw_payload(part: Message) -> bytes | str:
+    payload = part.get_payload()
+    return payload if isinstance(payload, (bytes, str)) else b""
+
+
 def view_message(raw: bytes) -> MessageView:
     out = MessageView()
+    msg: Message
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
-    except Exception as e:  # noqa: BLE001 - a broken message is shown as such, never a 500
-        out.error = f"cannot parse the message: {e}"
-        return out
+    except Exception:  # noqa: BLE001 - the default policy parses structured headers as it reads:
+        # a Content-Type it cannot read (an idna charset parameter) stops it; the compat32
+        # policy keeps header values as text
+        try:
+            msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        except Exception as e:  # noqa: BLE001 - a broken message is shown as such, never a 500
+            out.error = f"cannot parse the message: {e}"
+            return out
     for k, v in msg.items():
         try:
             out.headers.append((str(k), str(v)))
@@ -73,9 +94,16 @@ def view_message(raw: bytes) -> MessageView:
         for part in msg.walk():
             if part.is_multipart():
                 continue
-            disp = part.get_content_disposition()
-            ctype = part.get_content_type()
-            fname = part.get_filename()
+            try:
+                disp = part.get_content_disposition()
+                ctype = part.get_content_type()
+                fname = part.get_filename()
+            except Exception:  # noqa: BLE001 - the standard library cannot read this part's headers
+                # (an RFC 2231 section number of 4,300+ digits, an idna charset): listed as an
+                # attachment named as the MIME view reads names, and the other parts still shown
+                out.attachments.append({"filename": _raw_filename(part), "type": "(unreadable)",
+                                        "size": len(_raw_payload(part))})
+                continue
             if disp == "attachment" or fname:
                 out.attachments.append({"filename": fname or "(no name)", "type": ctype,
                                         "size": len(part.get_payload(decode=True) or b"")})

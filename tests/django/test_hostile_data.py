@@ -110,3 +110,23 @@ def test_the_preview_reads_a_text_whose_charset_the_codecs_refuse(charset: bytes
            + b"\nContent-Transfer-Encoding: 8bit\n\nGr\xfc\xdfe aus Bonn\n")
     v = view_message(raw)
     assert v.error == "" and v.text == "Gr\ufffd\ufffde aus Bonn\n"
+
+
+@pytest.mark.parametrize("disposition", [b"attachment; filename*0=x.exe; filename*" + b"9" * 5000 + b"=y",
+                                         b"attachment; filename*=idna''%ff%fe.exe"])
+def test_the_preview_lists_a_part_whose_headers_the_standard_library_cannot_read(disposition: bytes) -> None:
+    """The preview stopped at such a part ("cannot read the message body") and listed nothing
+    after it; a top-level Content-Type of that kind stopped the parse ("cannot parse the
+    message", no headers shown)."""
+    from quarantine.preview import view_message
+
+    raw = (b"From: a@b.example\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=XX\n\n"
+           b"--XX\nContent-Type: text/plain\n\nhello\n--XX\nContent-Type: application/octet-stream\n"
+           b"Content-Disposition: " + disposition + b"\n\nAAAA\n--XX\nContent-Type: image/png; name=b.png\n\nPNG\n--XX--\n")
+    v = view_message(raw)
+    assert v.error == "" and v.text.strip() == "hello"
+    names = [a["filename"] for a in v.attachments]
+    assert len(names) == 2 and names[0].endswith(("x.exe", "\ufffd\ufffd.exe")) and names[1] == "b.png"
+    top = b"From: a@b.example\nSubject: x\nMIME-Version: 1.0\nContent-Type: text/plain; charset*=idna''%ff\n\nhello\n"
+    v = view_message(top)
+    assert v.error == "" and ("Subject", "x") in v.headers
