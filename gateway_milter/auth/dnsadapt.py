@@ -2,14 +2,30 @@
 
 Temporary DNS errors become :class:`DnsTempError` (dkimpy) or ``spf.TempError`` (pyspf), so a
 timeout or SERVFAIL ends as ``temperror``: never as a pass, never as a silent "no record".
+:data:`DKIMPY_VERIFY_LOG` is the logger dkimpy is given where it reads what a message brought.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from gateway_milter.net.resolver import DnsBudget, Resolver
+
+
+class _MessageFaults(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """dkimpy logs each fault it finds in a message's signatures or ARC chain at ERROR ("Duplicate
+    ARC-Seal for instance 1", a body hash mismatch) besides returning it as the result: on a
+    gateway that is every forged or mangled message, not a fault of ours. Logged at DEBUG."""
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.debug(msg, *args, **kwargs)
+
+
+# (verification and ARC sealing over a message's own chain; signing with our key keeps
+# dkimpy's logger, whose errors are about our key)
+DKIMPY_VERIFY_LOG = _MessageFaults(logging.getLogger("bulwark.dkimpy"), {})
 
 
 class DnsTempError(Exception):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import dkim
 
-from gateway_milter.auth.dnsadapt import DnsTempError, dkim_dnsfunc
+from gateway_milter.auth.dnsadapt import DKIMPY_VERIFY_LOG, DnsTempError, dkim_dnsfunc
 from gateway_milter.auth.exemptions import action_rule, check_action, exemption, score_of
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.net.resolver import DnsBudget, Resolver, budget_for, get_resolver
@@ -89,7 +89,8 @@ def verify_chain(raw: bytes, *, resolver: Resolver | None = None, budget: DnsBud
                  min_key_bits: int = 1024) -> ArcResult:
     res = resolver or get_resolver()
     try:
-        cv, _results, reason = dkim.arc_verify(raw, dnsfunc=dkim_dnsfunc(res, budget), minkey=min_key_bits)
+        cv, _results, reason = dkim.arc_verify(raw, logger=DKIMPY_VERIFY_LOG, dnsfunc=dkim_dnsfunc(res, budget),
+                                              minkey=min_key_bits)
     except DnsTempError as e:
         cv, reason = b"temperror", str(e)
     except Exception as e:  # noqa: BLE001 - dkimpy may raise on hostile input: a failed chain

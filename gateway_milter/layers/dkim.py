@@ -28,7 +28,7 @@ import dkim.util
 from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
 
 from gateway_milter.auth import dkimspeed
-from gateway_milter.auth.dnsadapt import DnsTempError, dkim_dnsfunc
+from gateway_milter.auth.dnsadapt import DKIMPY_VERIFY_LOG, DnsTempError, dkim_dnsfunc
 from gateway_milter.auth.exemptions import action_rule, check_action, exemption, score_of
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.net.resolver import DnsBudget, Resolver, budget_for, get_resolver
@@ -143,7 +143,7 @@ def verify_all(raw: bytes, *, resolver: Resolver | None = None, budget: DnsBudge
         return txt
 
     try:
-        d = dkim.DKIM(raw, minkey=min_key_bits, timeout=timeout)
+        d = dkim.DKIM(raw, logger=DKIMPY_VERIFY_LOG, minkey=min_key_bits, timeout=timeout)
     except dkim.DKIMException as e:
         return [SignatureResult("", "", "", "", None, "permerror", f"unparsable message: {e}", "")]
     sig_headers = [v for k, v in d.headers if k.lower() == b"dkim-signature"]

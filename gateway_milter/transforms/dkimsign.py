@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import dkim
 
+from gateway_milter.auth.dnsadapt import DKIMPY_VERIFY_LOG
 from gateway_milter.auth.keystore import KeyStoreError, get_keystore
 from gateway_milter.transforms import TransformResult
 from gateway_milter.verdict import Direction, HeaderEdit
@@ -78,7 +79,7 @@ def arc_seal_headers(raw: bytes, *, domain: str, selector: str, key: bytes, auth
     ``raw`` must carry our Authentication-Results (authserv-id ``authserv_id``), whose
     results become the AAR payload; the chain status comes from its ``arc=`` entry."""
     heads = [h.encode() for h in include_headers] if include_headers else None
-    a = dkim.ARC(raw, signature_algorithm=b"rsa-sha256")
+    a = dkim.ARC(raw, logger=DKIMPY_VERIFY_LOG, signature_algorithm=b"rsa-sha256")  # (reads the chain it extends)
     if heads is None:
         heads = a.default_sign_headers()
     return list(a.sign(selector.encode(), domain.encode(), key, authserv_id.encode(), include_headers=heads,

@@ -259,3 +259,19 @@ def test_it_gives_dmarc_temperror_only_when_an_aligned_identifier_had_a_dns_erro
     foreign = f"{name}: {value}\r\n".replace("\n\t", "\r\n\t").encode() + message()
     ctx = make_ctx(foreign, ip="203.0.113.9")
     assert ctx.layer("dmarc").fact("result") == "fail"
+
+
+def test_faults_of_a_messages_signatures_are_not_logged_as_errors(keys: KeyStore, caplog: pytest.LogCaptureFixture) -> None:
+    """dkimpy logs what it finds wrong in a message (a changed body, a duplicated ARC-Seal) at
+    ERROR: on a gateway that is every forged message, not a fault of ours. The results still
+    say it; the log says it at DEBUG."""
+    from gateway_milter.layers.arc import verify_chain
+
+    raw = signed(keys, message(body="hello"))
+    broken = raw.replace(b"hello", b"hullo")
+    arc = b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=x.test; s=s; b=AA==\r\n" * 2
+    with caplog.at_level("DEBUG"):
+        assert [s.result for s in verify_all(broken)] == ["fail"]
+        assert verify_chain(arc + raw).cv == "fail"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any("Duplicate ARC-Seal" in r.getMessage() for r in caplog.records if r.name == "bulwark.dkimpy")
