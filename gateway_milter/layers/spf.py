@@ -176,9 +176,11 @@ class SpfLayer(Layer[SpfSettings]):
                         trusted=settings.exempt_trusted)
         if why:
             return LayerFindings({"exempt": why})
-        ip = ctx.conn.client_ip
-        if not ip:
-            return LayerFindings({"exempt": "no client address"})
+        addr = ctx.conn.ip  # (parsed: a zone index dropped, an IPv4-mapped IPv6 address as IPv4)
+        if addr is None:
+            return LayerFindings({"exempt": "no client address" if not ctx.conn.client_ip else
+                                  "the client address is not an IP address"})
+        ip = str(addr)
         self.prefetch(ctx, settings)  # both identities' records at once (no-op when already started)
         budget = budget_for(ctx)
         timeout = min(settings.lookup_timeout_s, ctx.runner.remaining(settings.lookup_timeout_s)) \
@@ -308,9 +310,11 @@ class SenderIdLayer(Layer[SenderIdSettings]):
         why = exemption(ctx)
         if why:
             return LayerFindings({"exempt": why})
-        ip = ctx.conn.client_ip
-        if not ip:
-            return LayerFindings({"exempt": "no client address"})
+        addr = ctx.conn.ip
+        if addr is None:
+            return LayerFindings({"exempt": "no client address" if not ctx.conn.client_ip else
+                                  "the client address is not an IP address"})
+        ip = str(addr)
         pra, problem = purported_responsible_address(ctx.headers)
         if pra is None:
             result, domain, expl = "permerror", "", problem

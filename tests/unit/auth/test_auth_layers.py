@@ -275,3 +275,17 @@ def test_faults_of_a_messages_signatures_are_not_logged_as_errors(keys: KeyStore
         assert verify_chain(arc + raw).cv == "fail"
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
     assert any("Duplicate ARC-Seal" in r.getMessage() for r in caplog.records if r.name == "bulwark.dkimpy")
+
+
+@pytest.mark.parametrize(("ip", "result"), [("::ffff:192.0.2.5", "pass"), ("fe80::1%eth0", "fail")])
+def test_spf_reads_the_client_address_as_parsed(zone: r.StaticBackend, ip: str, result: str) -> None:
+    """An IPv4-mapped IPv6 address is checked as its IPv4 address, a link-local one without its
+    zone index: the raw string went to pyspf, which failed on the zone index (a layer error)."""
+    res = make_ctx(ip=ip).layer("spf")
+    assert res.error is None and res.fact("result") == result
+
+
+@pytest.mark.parametrize("ip", ["unknown", "[192.0.2.5]", "192.0.2.5:25"])
+def test_spf_skips_a_client_address_that_is_not_one(zone: r.StaticBackend, ip: str) -> None:
+    res = make_ctx(ip=ip).layer("spf")
+    assert res.error is None and res.fact("exempt") == "the client address is not an IP address"
