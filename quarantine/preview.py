@@ -17,7 +17,7 @@ from email.message import Message
 
 import bleach
 
-from gateway_milter.mime.headers import filename_candidates
+from gateway_milter.mime.headers import bytes_as_text, filename_candidates
 
 MAX_PART = 2_000_000
 ALLOWED_TAGS = frozenset({
@@ -53,10 +53,7 @@ def _text_of(part: Message) -> str:
         charset = part.get_content_charset() or "utf-8"
     except Exception:  # noqa: BLE001 - the standard library's RFC 2231 reading fails on mixed forms
         charset = "utf-8"
-    try:
-        return payload[:MAX_PART].decode(charset, errors="replace")
-    except (LookupError, ValueError):  # unknown; a NUL in the name; a codec that takes no "replace" (idna)
-        return payload[:MAX_PART].decode("utf-8", errors="replace")
+    return bytes_as_text(payload[:MAX_PART], charset)
 
 
 def _raw_filename(part: Message) -> str:

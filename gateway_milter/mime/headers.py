@@ -195,11 +195,18 @@ def rfc2231_params(params: list[tuple[str, str]]) -> dict[str, str]:
             else:
                 chunks.append(val.encode("utf-8", "surrogateescape"))
         raw = b"".join(chunks)
-        try:
-            out[base] = raw.decode(charset, "replace")
-        except (LookupError, ValueError):  # unknown; a NUL in the name; a codec that takes no "replace" (idna)
-            out[base] = raw.decode("utf-8", "replace")
+        out[base] = bytes_as_text(raw, charset)
     return out
+
+
+def bytes_as_text(data: bytes, charset: str | None) -> str:
+    """``data`` read in ``charset`` (a message's word: any string), U+FFFD for bytes that do not
+    decode; as UTF-8 where the charset cannot be used: unknown, a NUL in its name, a codec that
+    takes no "replace" (idna: UnicodeError) or does not make text (base64: LookupError)."""
+    try:
+        return data.decode(charset or "utf-8", "replace")
+    except (LookupError, ValueError, TypeError):
+        return data.decode("utf-8", "replace")
 
 
 def fix_8bit(value: str) -> str:
@@ -329,13 +336,7 @@ def decode_words(value: str) -> str:
         out = []
         for chunk, cs in decode_header(value):
             if isinstance(chunk, bytes):
-                if cs is None:
-                    out.append(chunk.decode(plain))
-                    continue
-                try:
-                    out.append(chunk.decode(cs, "replace"))
-                except (LookupError, ValueError):  # as rfc2231_params: unknown, a NUL, idna
-                    out.append(chunk.decode("utf-8", "replace"))
+                out.append(chunk.decode(plain) if cs is None else bytes_as_text(chunk, cs))
             else:
                 out.append(chunk)
         return "".join(out)

@@ -344,10 +344,7 @@ def parse_message(raw: bytes) -> MimeView:
                 charset = m.get_content_charset() or "utf-8"
             except Exception:  # noqa: BLE001 - stdlib decode_params fails on mixed RFC 2231 forms
                 charset = "utf-8"
-            try:
-                text = payload.decode(charset, "replace")
-            except Exception:  # noqa: BLE001 - unknown, bytes-to-bytes ("base64") or strict ("idna") codecs
-                text = payload.decode("utf-8", "replace")
+            text = H.bytes_as_text(payload, charset)  # (unknown, bytes-to-bytes or strict codecs: UTF-8)
         filename = names[0] if names else ""
         all_names = tuple(names)
         if len({n.casefold() for n in all_names}) > 1:

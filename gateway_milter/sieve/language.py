@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.message import Message
 
-from gateway_milter.mime.headers import address, addresses, rfc2231_params, split_params
+from gateway_milter.mime.headers import address, addresses, bytes_as_text, rfc2231_params, split_params
 from gateway_milter.sieve.compiler import (
     MAX_VARIABLE_NAME,
     MAX_VARIABLES,
@@ -756,10 +756,7 @@ def part_text(part: Message) -> str:
         cs = part.get_content_charset() or "us-ascii"
     except Exception:  # noqa: BLE001 - the standard library's RFC 2231 reading (as for :param above)
         cs = "us-ascii"
-    try:
-        return payload.decode(cs, "replace")
-    except (LookupError, ValueError):  # unknown; a NUL in the name; a codec that takes no "replace" (idna)
-        return payload.decode("utf-8", "replace")
+    return bytes_as_text(payload, cs)
 
 
 _TAG_RE = re.compile(r"<[^>]*>")
