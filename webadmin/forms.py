@@ -57,13 +57,27 @@ class UserOptionsForm(forms.ModelForm):
                   "require_totp": "Users must use two-factor login (TOTP)"}
 
 
+class IdsField(forms.ModelMultipleChoiceField):
+    """Objects chosen by primary key, where a posted value that cannot be one (not a number, or
+    more digits than a 64-bit key has) is refused as an invalid choice: Django queries the
+    values as given, and SQLite cannot bind a number over 2**63 (OverflowError, a 500)."""
+
+    def _check_values(self, value: Any) -> Any:
+        for pk in value:
+            text = str(pk)
+            if not text.isdigit() or len(text) > 18:
+                raise forms.ValidationError(self.error_messages["invalid_pk_value"], code="invalid_pk_value",
+                                            params={"pk": text[:40]})
+        return super()._check_values(value)
+
+
 class AccountForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=Role.choices)
     mailbox = forms.EmailField(required=False, help_text="The user's mailbox (required for users).")
     aliases = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text="One per line.")
-    domains = forms.ModelMultipleChoiceField(queryset=Domain.objects.none(), required=False,
-                                             help_text="Domains a domain or quarantine administrator manages.")
+    domains = IdsField(queryset=Domain.objects.none(), required=False,
+                       help_text="Domains a domain or quarantine administrator manages.")
     password = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
                                help_text="Leave empty to keep the current password (or to use mailbox login).")
     digest_schedule = forms.ChoiceField(choices=Account.DIGEST_SCHEDULES, initial="daily")
