@@ -17,7 +17,7 @@ from email.message import Message
 
 import bleach
 
-from gateway_milter.mime.headers import bytes_as_text, filename_candidates
+from gateway_milter.mime.headers import bytes_as_text, content_charset, filename_candidates
 
 MAX_PART = 2_000_000
 ALLOWED_TAGS = frozenset({
@@ -49,11 +49,7 @@ def sanitize_html(raw: str) -> tuple[str, int]:
 
 def _text_of(part: Message) -> str:
     payload = part.get_payload(decode=True) or b""
-    try:
-        charset = part.get_content_charset() or "utf-8"
-    except Exception:  # noqa: BLE001 - the standard library's RFC 2231 reading fails on mixed forms
-        charset = "utf-8"
-    return bytes_as_text(payload[:MAX_PART], charset)
+    return bytes_as_text(payload[:MAX_PART], content_charset(part, "utf-8"))
 
 
 def _raw_filename(part: Message) -> str:

@@ -138,6 +138,18 @@ class SpfResult:
     lookups: int
 
 
+def client_address(ctx: MessageContext) -> str | None:
+    """The client's address as SPF checks it: parsed (a zone index dropped, an IPv4-mapped IPv6
+    address as IPv4); None without one, or when the connection's is not an IP address."""
+    addr = ctx.conn.ip
+    return None if addr is None else str(addr)
+
+
+def no_address_reason(ctx: MessageContext) -> str:
+    """Why :func:`client_address` gave None (the layers' ``exempt`` fact)."""
+    return "the client address is not an IP address" if ctx.conn.client_ip else "no client address"
+
+
 def check_host(ip: str, sender: str, helo: str, *, resolver: Resolver | None = None,
                budget: DnsBudget | None = None, timeout: float = 20.0, receiver: str | None = None) -> SpfResult:
     """RFC 7208 check_host() for one identity; ``sender`` empty means the HELO identity."""
@@ -176,11 +188,9 @@ class SpfLayer(Layer[SpfSettings]):
                         trusted=settings.exempt_trusted)
         if why:
             return LayerFindings({"exempt": why})
-        addr = ctx.conn.ip  # (parsed: a zone index dropped, an IPv4-mapped IPv6 address as IPv4)
-        if addr is None:
-            return LayerFindings({"exempt": "no client address" if not ctx.conn.client_ip else
-                                  "the client address is not an IP address"})
-        ip = str(addr)
+        ip = client_address(ctx)
+        if ip is None:
+            return LayerFindings({"exempt": no_address_reason(ctx)})
         self.prefetch(ctx, settings)  # both identities' records at once (no-op when already started)
         budget = budget_for(ctx)
         timeout = min(settings.lookup_timeout_s, ctx.runner.remaining(settings.lookup_timeout_s)) \
@@ -310,11 +320,9 @@ class SenderIdLayer(Layer[SenderIdSettings]):
         why = exemption(ctx)
         if why:
             return LayerFindings({"exempt": why})
-        addr = ctx.conn.ip
-        if addr is None:
-            return LayerFindings({"exempt": "no client address" if not ctx.conn.client_ip else
-                                  "the client address is not an IP address"})
-        ip = str(addr)
+        ip = client_address(ctx)
+        if ip is None:
+            return LayerFindings({"exempt": no_address_reason(ctx)})
         pra, problem = purported_responsible_address(ctx.headers)
         if pra is None:
             result, domain, expl = "permerror", "", problem

@@ -20,6 +20,7 @@ import urllib.parse
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.header import make_header
+from email.message import Message
 
 # One header block: "Name: value" lines with folded continuation lines (RFC 5322 2.2.3).
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$")
@@ -197,6 +198,16 @@ def rfc2231_params(params: list[tuple[str, str]]) -> dict[str, str]:
         raw = b"".join(chunks)
         out[base] = bytes_as_text(raw, charset)
     return out
+
+
+def content_charset(part: Message, default: str) -> str:
+    """A MIME part's ``charset`` parameter, or ``default`` where it has none or the standard
+    library cannot read it (its RFC 2231 decoding raises on mixed ``charset*=``/``charset*0=``
+    forms, a section number of 4,300+ digits, a charset that takes no "replace")."""
+    try:
+        return str(part.get_content_charset() or default)
+    except Exception:  # noqa: BLE001 - any of the above, whatever the Python version raises
+        return default
 
 
 def bytes_as_text(data: bytes, charset: str | None) -> str:

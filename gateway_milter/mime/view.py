@@ -340,10 +340,7 @@ def parse_message(raw: bytes) -> MimeView:
         text = None
         charset = ""
         if ctype.startswith("text/"):
-            try:
-                charset = m.get_content_charset() or "utf-8"
-            except Exception:  # noqa: BLE001 - stdlib decode_params fails on mixed RFC 2231 forms
-                charset = "utf-8"
+            charset = H.content_charset(m, "utf-8")
             text = H.bytes_as_text(payload, charset)  # (unknown, bytes-to-bytes or strict codecs: UTF-8)
         filename = names[0] if names else ""
         all_names = tuple(names)

@@ -18,7 +18,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.message import Message
 
-from gateway_milter.mime.headers import address, addresses, bytes_as_text, rfc2231_params, split_params
+from gateway_milter.mime.headers import (
+    address,
+    addresses,
+    bytes_as_text,
+    content_charset,
+    rfc2231_params,
+    split_params,
+)
 from gateway_milter.sieve.compiler import (
     MAX_VARIABLE_NAME,
     MAX_VARIABLES,
@@ -752,11 +759,7 @@ def part_text(part: Message) -> str:
     if not isinstance(payload, bytes):
         p = part.get_payload()
         return p if isinstance(p, str) else ""
-    try:
-        cs = part.get_content_charset() or "us-ascii"
-    except Exception:  # noqa: BLE001 - the standard library's RFC 2231 reading (as for :param above)
-        cs = "us-ascii"
-    return bytes_as_text(payload, cs)
+    return bytes_as_text(payload, content_charset(part, "us-ascii"))
 
 
 _TAG_RE = re.compile(r"<[^>]*>")
