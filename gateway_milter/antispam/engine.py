@@ -17,7 +17,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
@@ -25,8 +25,9 @@ from typing import Any
 
 from gateway_milter.antispam import hsmatch, re2filter, saeval, sauris, wlbleval
 from gateway_milter.auth import psl
-from gateway_milter.antispam.matcher import (C, FactorIndex, parse_tree, position_pattern, relaxed_pattern, required_factors,
-                                             required_squeezed_factors, shared_trees, squeeze)
+from gateway_milter.antispam.matcher import (C, FactorIndex, literal_set, parse_tree, position_pattern,
+                                             relaxed_pattern, required_factors, required_squeezed_factors,
+                                             shared_trees, squeeze)
 from gateway_milter.antispam.perlre import PatternError, PerlPattern, octets
 from gateway_milter.antispam.sarules import (MetaNode, Rule, RuleSet, autolearn_areas, capture_names, fill_templates,
                                               load_rules)
@@ -102,6 +103,23 @@ def _count_per_piece(finditer: Callable[[str], Any], pieces: Iterable[str], maxh
 def _inside_line(text: str, s: int, e: int, matched: str) -> bool:
     """A match at text[s:e] lies inside one of the newline-joined lines, off both its ends."""
     return bool(s) and e < len(text) and text[s - 1] != "\n" and text[e] != "\n" and "\n" not in matched
+
+
+def _never_empty(p: PerlPattern) -> bool:
+    tree = parse_tree(p)
+    return tree is not None and tree.getwidth()[0] > 0
+
+
+def _searches(search: Callable[..., Any], text: str) -> Iterator[Any]:
+    """``finditer(text)``'s matches for an expression that never matches the empty string, by
+    ``search`` (its own search, or the same results: line_start_search) from each one's end."""
+    pos = 0
+    while True:
+        found = search(text, pos)
+        if found is None:
+            return
+        yield found
+        pos = found.end()
 
 
 LINE_START_MIN = 256  # characters of text from which line_start_search pays
@@ -832,8 +850,9 @@ class RuleEngine:
         own = self.rules.get(r.name)
         # (a template rule's filled expression is another pattern: its own search)
         search = lead if lead is not None and own is not None and own.pattern is r.pattern else r.pattern.compiled.search
-        if prefilter and search is not lead:
-            search = line_start_search(r.pattern) or search
+        line_start = line_start_search(r.pattern) if prefilter and search is not lead else None
+        if line_start is not None:
+            search = line_start
         if prefilter and r.kind in ("header", "mimeheader"):  # (linear in a long value: re2filter.long_value_search)
             search = re2filter.long_value_search(r.pattern, search)
         if r.kind == "header":
@@ -882,6 +901,10 @@ class RuleEngine:
             settles = False
 
         name = r.name
+        literals = literal_set(r.pattern) if prefilter and kind != "uri" else None
+        # matches counted by the line-start search from each match's end: finditer's matches
+        # when none is empty (finditer then starts again where the last one ended)
+        count_by_search = line_start is not None and _never_empty(r.pattern)
 
         def bodylike(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
             if kind == "uri" and not t.uris():
@@ -934,8 +957,10 @@ class RuleEngine:
                 if per_line:
                     return 1 if t.line_hit(search) else 0
                 return 1 if search(text) is not None else 0
+            if literals is not None and not per_line:  # (/e/, <lcase_e>: counted in C)
+                return min(sum(map(text.count, literals)), maxhits)
             n = 0
-            for found in finditer(text):
+            for found in (_searches(search, text) if count_by_search else finditer(text)):
                 if per_line and not _inside_line(text, found.start(), found.end(), found.group()):
                     return _count_per_piece(finditer, t.body_lines(), maxhits)
                 n += 1

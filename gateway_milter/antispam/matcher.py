@@ -565,3 +565,71 @@ def position_pattern(p: PerlPattern, k: int = 6) -> re.Pattern[str] | None:
         return None
     return re.compile("".join(r"[\s\S]" if s is None else "[" + "".join(
         _CATEGORIES[c] if c < 0 else re.escape(chr(c)) for c in sorted(s)) + "]" for s in sets), re.ASCII)
+
+
+def _literal_strings(items: Any, icase: bool, cap: int) -> list[str] | None:
+    """Every string a sequence of parse-tree items matches, when they are finitely many (at most
+    ``cap``): literals, classes of literals and short ranges, alternations and groups; None for
+    anything else (repeats, categories, negated classes, anchors, look-around)."""
+    outs = [""]
+    for op, av in items:
+        if op is C.LITERAL:
+            alts = _cased(av, icase)
+        elif op is C.IN:
+            alts = []
+            for o, a in av:
+                if o is C.LITERAL:
+                    alts += _cased(a, icase)
+                elif o is C.RANGE and a[1] - a[0] < cap:
+                    for c in range(a[0], a[1] + 1):
+                        alts += _cased(c, icase)
+                else:
+                    return None
+        elif op is C.BRANCH:
+            alts = []
+            for branch in av[1]:
+                got = _literal_strings(branch, icase, cap)
+                if got is None:
+                    return None
+                alts += got
+        elif op is C.SUBPATTERN:
+            sub = _literal_strings(av[-1], icase, cap)
+            if sub is None:
+                return None
+            alts = sub
+        else:
+            return None
+        outs = [a + b for a in outs for b in dict.fromkeys(alts)]
+        if len(outs) > cap:
+            return None
+    return outs
+
+
+def _cased(c: int, icase: bool) -> list[str]:
+    ch = chr(c)
+    if icase and ch.isascii() and ch.isalpha():  # (the rules' expressions fold ASCII letters only)
+        return [ch.lower(), ch.upper()]
+    return [ch]
+
+
+def literal_set(p: PerlPattern, cap: int = 64) -> tuple[str, ...] | None:
+    """The strings an expression matches, for one that matches a few fixed strings of which no
+    two can overlap (none inside another, no end of one the start of another or of itself):
+    ``/e/``, SpamAssassin's ``<lcase_e>`` look-alike letters. Its matches in a text, as
+    ``finditer`` finds them, are then the occurrences of each string, and their number is the
+    sum of ``str.count`` over the strings, counted in C. None for any other expression."""
+    if not isinstance(p.compiled, re.Pattern):
+        return None
+    tree = parse_tree(p)
+    if tree is None:
+        return None
+    got = _literal_strings(list(tree), bool(p.compiled.flags & re.IGNORECASE), cap)
+    if not got or "" in got or len(set(got)) != len(got):
+        return None
+    for a in got:
+        for b in got:
+            if a != b and a in b:
+                return None
+            if any(a.endswith(b[:k]) for k in range(1, min(len(a), len(b)))):
+                return None  # an occurrence of b could start inside one of a
+    return tuple(got)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway_milter.antispam.engine import LINE_START_MIN, engine_for, line_start_search
+from gateway_milter.antispam.engine import LINE_START_MIN, _never_empty, _searches, engine_for, line_start_search
+from gateway_milter.antispam.matcher import literal_set
 from gateway_milter.antispam.perlre import parse_perl_regex
 from gateway_milter.antispam.saview import message_view
-from tests.unit.antispam.helpers import make_ctx
+from tests.unit.antispam.helpers import make_ctx, msg, write_rules
 from tests.unit.antispam.test_rules_lazy import CORPUS, corpus_sample
 
 TAKEN = [  # each starts with a multi-line ^: the newline form is used
@@ -105,3 +106,58 @@ def test_the_debian_rules_it_takes_agree_on_corpus_messages() -> None:
                 assert (want and want.span()) == (got and got.span()), name
                 checked += 1
     assert checked > 1000
+
+
+# -- counting: literal_set (str.count) and the line-start search from each match's end ------------
+LITERAL_CASES = [r"/e/", r"/e/i", r"/(?:e|\xc3[\xa8\xa9\xaa\xab]|\xc4[\x93\x95])/", r"/[a-c]x/", r"/foo|bar/i"]
+NOT_LITERAL = [r"/aa/", r"/ab|ba/", r"/abc|b/", r"/a+/", r"/^e/m", r"/e\b/", r"/[^e]/", r"/\w/", r"/e(?=x)/"]
+
+
+@pytest.mark.parametrize("perl", LITERAL_CASES)
+def test_literal_counts_are_finditers(perl: str) -> None:
+    p = parse_perl_regex(perl, lines=True)[0]
+    lits = literal_set(p)
+    assert lits
+    rng = random.Random(perl)
+    alphabet = ["e", "E", "x", "a", "b", "c", "foo", "BAR", "\xc3", "\xa8", "\xc4\x93", "\n", " "]
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 60)))
+        assert sum(map(text.count, lits)) == sum(1 for _ in p.compiled.finditer(text)), (perl, text)
+
+
+@pytest.mark.parametrize("perl", NOT_LITERAL)
+def test_no_literal_set_where_counts_could_differ(perl: str) -> None:
+    assert literal_set(parse_perl_regex(perl, lines=True)[0]) is None
+
+
+@pytest.mark.parametrize("perl", [r"/^[^>].*?<a href=/im", r"/^\s?\S{1,6}\s?$/m", r"/^Received:/mi"])
+def test_counting_by_search_gives_finditers_matches(perl: str) -> None:
+    p = parse_perl_regex(perl, lines=True)[0]
+    search = line_start_search(p)
+    assert search is not None and _never_empty(p)
+    rng = random.Random(perl)
+    for text in texts(rng):
+        want = [m.span() for m in p.compiled.finditer(text)]
+        assert [m.span() for m in _searches(search, text)] == want, (perl, text)
+    assert not _never_empty(parse_perl_regex(r"/^$/m", lines=True)[0])
+
+
+def test_the_engine_counts_as_before(tmp_path: Path) -> None:
+    """The rules that count by these paths, through a whole rule engine, against its reference
+    path (every expression by finditer over the whole text)."""
+    d = write_rules(tmp_path, "\n".join([
+            "body __LOWER_E /e/", "tflags __LOWER_E multiple maxhits=230",
+            r"body __E_LIKE /(?:e|\xc3[\xa8\xa9])/", "tflags __E_LIKE multiple maxhits=5",
+            "rawbody __HREFS /^[^>].*?<a href=/im", "tflags __HREFS multiple maxhits=100",
+            "meta MANY_E __LOWER_E > 20", "score MANY_E 1",
+            "meta E_LIKE __E_LIKE > 3", "score E_LIKE 1",
+            "meta HREFS __HREFS > 2", "score HREFS 1",
+    ]))
+    eng = engine_for((str(d),), 2, include_default=False)
+    html = "<html><body>\n" + "\n".join(f"<p>line {i} <a href=x{i}>e</a></p>" for i in range(40)) + "\n</body></html>\n"
+    for body, ctype, rule in (("e " * 300, "text/plain", "MANY_E"), ("caf\u00e9 " * 8, "text/plain; charset=utf-8", "E_LIKE"),
+                              (html, "text/html", "HREFS")):
+        m = message_view(make_ctx(msg(body=body, ctype=ctype)))
+        lazy, ref = eng.run(m), eng.run(m, lazy=False)
+        assert lazy.values == ref.values
+        assert rule in {h.name for h in lazy.hits}
