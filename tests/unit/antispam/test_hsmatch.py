@@ -19,7 +19,7 @@ from gateway_milter.antispam.perlre import octets, parse_perl_regex
 from gateway_milter.antispam.sarules import load_rules
 from gateway_milter.antispam.saview import message_view
 from tests.unit.antispam.helpers import make_ctx, msg, write_rules
-from tests.unit.antispam.test_rules_lazy import CORPUS, MESSAGES, RULES, corpus_sample, same
+from tests.unit.antispam.test_rules_lazy import MESSAGES, RULES, corpus_sample, debian_engine_or_skip, same
 
 needs_hs = pytest.mark.skipif(not hsmatch.available(), reason="the hyperscan package is not installed "
                               "(wheels exist for x86-64 only; the engine then keeps its Python prefilters)")
@@ -338,11 +338,7 @@ def test_bounded_sums_only_over_rules_worth_zero_or_one(tmp_path: Path) -> None:
 
 @needs_hs
 def test_debian_rules_with_hyperscan_match_the_reference_on_corpus_messages() -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"{CORPUS} absent (the shared corpus sits beside the repository)")
-    if not Path("/usr/share/spamassassin/50_scores.cf").exists():
-        pytest.skip("spamassassin rules not installed")
-    eng = engine_for((), 2, include_default=True)
+    eng = debian_engine_or_skip()
     # built once per machine (about a minute) into GATEWAY_RULES_CACHE_DIR, then loaded
     hm = eng.hyperscan(float(os.environ.get("BULWARK_HS_BUILD_WAIT_S", "900")))
     assert hm is not None, "the Hyperscan build did not finish"

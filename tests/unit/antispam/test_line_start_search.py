@@ -15,7 +15,7 @@ from gateway_milter.antispam.matcher import literal_set
 from gateway_milter.antispam.perlre import parse_perl_regex
 from gateway_milter.antispam.saview import message_view
 from tests.unit.antispam.helpers import make_ctx, msg, write_rules
-from tests.unit.antispam.test_rules_lazy import CORPUS, corpus_sample
+from tests.unit.antispam.test_rules_lazy import corpus_sample, debian_engine_or_skip
 
 TAKEN = [  # each starts with a multi-line ^: the newline form is used
     r"/^From:\s+([^<]\S+\s\S+)\s(?=.{1,2048}^\1\r?$)/sm",  # __FROM_NAME_IN_MSG: a back-reference
@@ -87,11 +87,7 @@ def test_refused_where_it_could_differ(perl: str) -> None:
 
 
 def test_the_debian_rules_it_takes_agree_on_corpus_messages() -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"{CORPUS} absent (the shared corpus sits beside the repository)")
-    if not Path("/usr/share/spamassassin/50_scores.cf").exists():
-        pytest.skip("spamassassin rules not installed")
-    eng = engine_for((), 2, include_default=True)
+    eng = debian_engine_or_skip()
     taken = [(r.name, r.pattern.compiled.search, s) for r in eng.rules.values()
              if r.pattern is not None and (s := line_start_search(r.pattern))]
     assert len(taken) >= 20  # __RAND_HEADER, __FROM_NAME_IN_MSG, __HAS_HREF, ...
