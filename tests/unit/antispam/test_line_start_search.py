@@ -126,6 +126,16 @@ def test_no_literal_set_where_counts_could_differ(perl: str) -> None:
     assert literal_set(parse_perl_regex(perl, lines=True)[0]) is None
 
 
+def test_no_literal_set_under_unicode_case_folding() -> None:
+    import re
+
+    from gateway_milter.antispam.perlre import PerlPattern
+
+    folded = PerlPattern("k", "i", re.compile("k", re.IGNORECASE))  # also matches the Kelvin sign
+    assert folded.compiled.search("\u212a") and literal_set(folded) is None
+    assert literal_set(PerlPattern("k", "i", re.compile("k", re.IGNORECASE | re.ASCII))) == ("k", "K")
+
+
 @pytest.mark.parametrize("perl", [r"/^[^>].*?<a href=/im", r"/^\s?\S{1,6}\s?$/m", r"/^Received:/mi"])
 def test_counting_by_search_gives_finditers_matches(perl: str) -> None:
     p = parse_perl_regex(perl, lines=True)[0]
