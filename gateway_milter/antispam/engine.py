@@ -901,7 +901,8 @@ class RuleEngine:
             settles = False
 
         name = r.name
-        literals = literal_set(r.pattern) if prefilter and kind != "uri" else None
+        # (only a count reads it: a single-hit rule stops at its first match anyway)
+        literals = literal_set(r.pattern) if prefilter and kind != "uri" and maxhits > 1 else None
         # matches counted by the line-start search from each match's end: finditer's matches
         # when none is empty (finditer then starts again where the last one ended)
         count_by_search = line_start is not None and _never_empty(r.pattern)
