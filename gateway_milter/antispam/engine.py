@@ -19,7 +19,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from itertools import islice
+from itertools import compress, islice
 from pathlib import Path
 from typing import Any
 
@@ -1094,10 +1094,11 @@ class RuleEngine:
                     memo[r.name] = 1 if mfn(memo) else 0
                 except ZeroDivisionError:
                     memo[r.name] = 0
-        # the few non-zero values of the ~2,000 in the memo (a comprehension the compiled module
-        # runs as a loop over the dict: dict(filter(itemgetter(1), items)) made a call and a
-        # tuple per entry)
-        res = EngineResult(values={n: c for n, c in memo.items() if c})
+        # the few non-zero values of the ~2,000 in the memo: their names picked in C (compress
+        # walks the keys and the values side by side), then looked up (a loop over the items, as
+        # the compiled module ran the comprehension, took 0.9 % of a message's instructions;
+        # dict(filter(itemgetter(1), items)) made a call and a tuple per entry)
+        res = EngineResult(values={n: memo[n] for n in compress(memo, memo.values())})
         roots = self._root_set
         for name, count in res.values.items():  # the few non-zero values, not all 815 scored rules
             if name not in roots:

@@ -214,13 +214,14 @@ _BY = _rx(r" by (\S+)(?:[^-A-Za-z0-9;.]|$)")
 _SKIP_FIRST = (_rx(r"\bwith local for\b"),)
 _NO_IP_BY = _rx(r"^from (\S+) by [^\s;]+ ?;", re.I)
 
-# Authentication markers, in SpamAssassin's order: (guard, pattern, how the auth value is made)
+# Authentication markers, in SpamAssassin's order: (guard, pattern, how the auth value is made);
+# a guard is a literal every match of the pattern holds, or a condition of SpamAssassin's own
 _AUTH: list[tuple[re.Pattern[str] | None, re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (_rx(r" by "), _rx(r" with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)", re.I), lambda m: m.group(1)),
     (_rx(r" by mx\.google\.com with ESMTPS id [a-z0-9]{1,4}sm[0-9]{2,9}[a-z]{3}\.[0-9]{1,3}\.[0-9]{4}\."
          r"(?:[0-6][0-9]\.){4}[0-6][0-9]"), _rx(r"\(version=([^ ]+) cipher=([^)]+)\)"),
      lambda m: f"GMail - transport={m.group(1)} cipher={m.group(2)}"),
-    (None, _rx(r"^from .*?(?:\]\)|\)\]) \(AUTH: (LOGIN|PLAIN|DIGEST-MD5|CRAM-MD5) \S+(?:, .*?)?\) by "),
+    (_rx(r" \(AUTH: "), _rx(r"^from .*?(?:\]\)|\)\]) \(AUTH: (LOGIN|PLAIN|DIGEST-MD5|CRAM-MD5) \S+(?:, .*?)?\) by "),
      lambda m: m.group(1)),
     # Received.pm's "^from .*?(?:...) .*?\(.*?authenticated.*?\).*? by": each part needs only to
     # come after the one before, so the first place each can be is as good as any, and the
@@ -230,11 +231,12 @@ _AUTH: list[tuple[re.Pattern[str] | None, re.Pattern[str], Callable[[re.Match[st
     (_rx(r"authenticated"), _rx(r"^from (?>.*?(?:\](?: \([^)]*\))?\)|\)\]) )(?>.*?\()(?>.*?authenticated)(?>.*?\))"
                                 r".*? by"),
      lambda m: "Sendmail"),
-    (None, _rx(r"from \S* \((?:HELO|EHLO) (\S*)\) \[({IP})\] by (mail\.gmx\.(?:net|com)) \([^)]+\) with ((?:ESMTP|SMTP))"),
+    (_rx(r" by mail\.gmx\."),
+     _rx(r"from \S* \((?:HELO|EHLO) (\S*)\) \[({IP})\] by (mail\.gmx\.(?:net|com)) \([^)]+\) with ((?:ESMTP|SMTP))"),
      lambda m: f"GMX ({m.group(4)} / {m.group(3)})"),
     (_rx(r" \(authenticated as "), _rx(r"\) by .+ \(\d{1,2}\.\d\.\d{3}(?:\.\d{1,3})?\) \(authenticated as .+\) id "),
      lambda m: "CriticalPath"),
-    (None, _rx(r"\) \(Authenticated sender: \S+\) by \S+ \(([^)]+)\) with "),
+    (_rx(r"\(Authenticated sender: "), _rx(r"\) \(Authenticated sender: \S+\) by \S+ \(([^)]+)\) with "),
      lambda m: "Postfix" if m.group(1) == "Postfix" else f"Postfix ({m.group(1)})"),
     (_rx(r"CommuniGate Pro (?:HTTP|SMTP|XIMSS|IMAP)"), _rx(r" \(account "), lambda m: "Communigate"),
     (None, _rx(r" with Microsoft Exchange Server HTTP-DAV\b"), lambda m: "HTTP-DAV"),
@@ -501,7 +503,8 @@ def _fill(f: _Fields, s: str, fields: tuple[tuple[re.Pattern[str], str], ...]) -
 def _parse_from(f: _Fields, s: str) -> bool:
     """The header after ``from ``: True when a format matched (fields filled), False to fall
     through to the generic guess. Raises _Skip for handovers to ignore."""
-    m = _ENVFROM.search(s)
+    low = s.lower()  # (_ENVFROM ignores ASCII case: its literals, lower-cased, are in this)
+    m = _ENVFROM.search(s) if "return-path" in low or "envelope-" in low else None
     if m:
         f.envfrom = m.group(1)
     if _SPECIAL["squirrel_guard"].search(s):
@@ -635,7 +638,9 @@ def parse_received(header: str) -> Relay | None:
         s = s[:-1].removesuffix(" ")
     if not _FROM.match(s):
         raise _Skip
-    if _SKIP_FIRST[0].search(s):
+    # (each ``in`` below is a literal every match of the expression after it holds: a scan in C
+    # that spares the expression's try at every position of most headers)
+    if "with local for" in s and _SKIP_FIRST[0].search(s):
         raise _Skip
     m = _NO_IP_BY.search(s)
     if m and not _BRACKET_V4.match(m.group(1)):
@@ -646,7 +651,8 @@ def parse_received(header: str) -> Relay | None:
     m = _ID.search(s)
     if m:
         f.id = m.group(1)
-    m = _HELO_EQ.search(s) or _HELO_CMD.search(s)
+    m = (_HELO_EQ.search(s) if "helo=" in s else None) \
+        or (_HELO_CMD.search(s) if "HELO " in s or "EHLO " in s else None)
     if m:
         f.helo = m.group(1)
     m = _BY.search(s)

@@ -231,3 +231,34 @@ def test_debian_relay_rules_are_supported_when_the_set_is_present() -> None:
     assert not [n for n, why in eng.unsupported.items() if "X-Spam-Relays" in why]
     view = message_view(make_ctx(raw_with([POSTFIX_NO_RDNS, EXIM])))
     assert "RDNS_NONE" in {h.name for h in eng.run(view).hits}
+
+
+# each header below is one an expression behind a literal check reads (relays.parse_received):
+# the check must let it through, whatever the case of the envelope-sender's words
+GUARDED = [
+    ("from mx.sender.test ([192.0.2.7]) (AUTH: LOGIN alice) by mail.example.com with ESMTP; Tue, 1 Oct 2024 10:00:00"
+     " +0000", "auth", "LOGIN"),
+    ("from alice (HELO laptop) [192.0.2.8] by mail.gmx.net (mp-eu001) with ESMTP; Tue, 1 Oct 2024 10:00:00 +0000",
+     "auth", "GMX (ESMTP / mail.gmx.net)"),
+    ("from pc (pc.sender.test [192.0.2.9]) (Authenticated sender: alice) by mx.example.com (Postfix) with ESMTP"
+     " id 4Q1; Tue, 1 Oct 2024 10:00:00 +0000", "auth", "Postfix"),
+    ("from pc.sender.test (HELO laptop.sender.test) (192.0.2.10) by mx.example.com with SMTP; 1 Oct 2024 10:00:00"
+     " -0000", "helo", "laptop.sender.test"),
+    ("from dsl.example.net ([192.0.2.11] helo=box.example.org) by lists.example.com with esmtp (Exim 4.96)"
+     " (ENVELOPE-FROM <list@example.org>) id 1qX; Tue, 01 Oct 2024 10:00:00 +0000", "envfrom", "list@example.org"),
+    ("from dsl.example.net ([192.0.2.12] helo=box.example.org) by lists.example.com with esmtp (Exim 4.96)"
+     " (Envelope-Sender=<a@example.org>) id 1qY; Tue, 01 Oct 2024 10:00:00 +0000", "helo", "box.example.org"),
+]
+
+
+@pytest.mark.parametrize(("header", "field", "want"), GUARDED)
+def test_expressions_behind_a_literal_check_still_read_their_headers(header: str, field: str, want: str) -> None:
+    relay = parse_received(header)
+    assert relay is not None and getattr(relay, field) == want
+
+
+def test_a_local_delivery_line_is_still_skipped() -> None:
+    from gateway_milter.antispam.relays import _Skip
+
+    with pytest.raises(_Skip):
+        parse_received("from alice by mail.example.com with local for bob@example.com; Tue, 1 Oct 2024 10:00:00 +0000")
