@@ -6,13 +6,17 @@ import hashlib
 import math
 import random
 
+import pytest
+
 from gateway_milter.antispam.bayes import (W_MOD, BayesClassifier, chi2q, log_chi2_tails, mixed_order, model_keys,
                                            scope_key, token_logit, token_step, weight_key, weight_of)
 from gateway_milter.antispam.saview import message_view
-from gateway_milter.antispam.tokenizer import (HEADERS, MAX_FEATURES, MAX_ORDER_HEADERS, _RCVD_HOST, _WORD, _WORD_ASCII,
-                                              hashed, header_order, is_ignored_header, tokens)
+from gateway_milter.antispam.tokenizer import (_ASCII_WORD_RUNS, _JOINERS, HEADERS, MAX_FEATURES, MAX_ORDER_HEADERS,
+                                              _RCVD_HOST, _WORD, _WORD_ASCII, _shape, _words, hashed, header_order,
+                                              is_ignored_header, tokens)
 from gateway_milter.layers.bayes import band, scopes_for
 from gateway_milter.store.memory import MemoryStore
+from tests.services import shared_path
 from tests.unit.antispam.helpers import make_ctx, msg, policy
 
 SPAM_WORDS = ["viagra", "cheap", "pills", "winner", "lottery", "prize", "claim", "unsubscribe", "offer", "casino", "bonus"]
@@ -270,6 +274,24 @@ def test_the_fast_patterns_match_as_their_readable_forms() -> None:
         ascii_text = text.encode("ascii", "ignore").decode()
         assert _WORD_ASCII.findall(ascii_text) == word.findall(ascii_text), ascii_text
         assert _RCVD_HOST.findall(text) == rcvd_host.findall(text), text
+        # the ASCII words as _words splits them, without the expression
+        low = ascii_text.lower()
+        want = [w if len(w) <= 20 and not w[0].isdigit() else _shape(w) for w in word.findall(low) if len(w) > 1]
+        assert _words(ascii_text, 10_000) == want, ascii_text
+
+
+def test_the_ascii_words_split_without_the_expression_are_its_matches_on_the_corpus() -> None:
+    corpus = shared_path("corpus", "spamassassin")
+    if not corpus.is_dir():
+        pytest.skip(f"{corpus} not present: the shared corpus is not on this machine")
+    n = 0
+    for d in sorted(corpus.iterdir()):
+        for p in sorted(d.iterdir())[:300] if d.is_dir() else []:
+            low = p.read_bytes().decode("latin-1").encode("ascii", "replace").decode().lower()
+            found = [w for w in [t.strip(_JOINERS) for t in low.translate(_ASCII_WORD_RUNS).split()] if w]
+            assert found == _WORD_ASCII.findall(low), p
+            n += 1
+    assert n > 1000
 
 
 def test_no_header_the_tokenizer_reads_is_one_it_ignores() -> None:
