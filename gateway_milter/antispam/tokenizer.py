@@ -264,55 +264,15 @@ def sender_key(m: SaMessage) -> str | None:
 
 
 _BLAKE2B_48 = hashlib.blake2b(digest_size=6)  # copied per feature: half the cost of a new one
-# Features seen recently and their keys, in two generations of at most KEY_MEMO_CAP features
-# each (the current one becomes the old one when full, the old one is dropped): most of a
-# message's features (common words, header pairs) are those of the messages before it, and a
-# dictionary look-up costs a tenth of a BLAKE2b (docs/decisions/0062-feature-key-memo.md).
-KEY_MEMO_CAP = 32_768  # about 4 MB a generation (8 at most) with the corpus' features
-
-
-class KeyMemo:
-    """hashed()'s memo. Threads share it without a lock: each step is one dict operation
-    (atomic under the GIL); a key put into a generation another thread just aged is only older."""
-
-    def __init__(self, cap: int = KEY_MEMO_CAP) -> None:
-        self.cap = cap
-        self.cur: dict[str, str] = {}
-        self.old: dict[str, str] = {}
-
-    def clear(self) -> None:
-        self.cur, self.old = {}, {}
-
-    def snapshot(self) -> dict[str, str]:
-        """What the memo holds, both generations in one dict (benchmarks time every message
-        from the same memo)."""
-        return {**self.old, **self.cur}
-
-    def restore(self, state: dict[str, str]) -> None:
-        """The memo as it was at ``snapshot``: the state becomes the old generation, shared,
-        not copied (hashed() never writes into the old generation), the current one empty."""
-        self.cur, self.old = {}, state
-
-
-KEY_MEMO = KeyMemo()
 
 
 def hashed(features: Iterable[str]) -> list[str]:
-    """Store keys for features: 48-bit BLAKE2b, hex (from the memo for features seen lately)."""
-    memo = KEY_MEMO
-    cur, old = memo.cur, memo.old
+    """Store keys for features: 48-bit BLAKE2b, hex. (A memo of recent features' keys ran fewer
+    instructions but took more time: docs/decisions/0062-feature-key-memo.md.)"""
     out: list[str] = []
     append, fresh = out.append, _BLAKE2B_48.copy
     for f in features:
-        k = cur.get(f)
-        if k is None:
-            k = old.get(f)
-            if k is None:
-                h = fresh()
-                h.update(f.encode("utf-8", "surrogatepass"))
-                k = h.hexdigest()
-            cur[f] = k
-        append(k)
-    if len(cur) >= memo.cap:
-        memo.old, memo.cur = cur, {}
+        h = fresh()
+        h.update(f.encode("utf-8", "surrogatepass"))
+        append(h.hexdigest())
     return out
