@@ -247,7 +247,7 @@ GUARDED = [
     ("from dsl.example.net ([192.0.2.11] helo=box.example.org) by lists.example.com with esmtp (Exim 4.96)"
      " (ENVELOPE-FROM <list@example.org>) id 1qX; Tue, 01 Oct 2024 10:00:00 +0000", "envfrom", "list@example.org"),
     ("from dsl.example.net ([192.0.2.12] helo=box.example.org) by lists.example.com with esmtp (Exim 4.96)"
-     " (Envelope-Sender=<a@example.org>) id 1qY; Tue, 01 Oct 2024 10:00:00 +0000", "helo", "box.example.org"),
+     " (Envelope-Sender=<a@example.org>) id 1qY; Tue, 01 Oct 2024 10:00:00 +0000", "envfrom", "a@example.org"),
 ]
 
 
