@@ -618,13 +618,15 @@ def literal_set(p: PerlPattern, cap: int = 64) -> tuple[str, ...] | None:
     ``/e/``, SpamAssassin's ``<lcase_e>`` look-alike letters. Its matches in a text, as
     ``finditer`` finds them, are then the occurrences of each string, and their number is the
     sum of ``str.count`` over the strings, counted in C. None for any other expression."""
-    flags = p.compiled.flags if isinstance(p.compiled, re.Pattern) else 0
-    if not isinstance(p.compiled, re.Pattern) or (flags & re.IGNORECASE and not flags & re.ASCII):
+    if not isinstance(p.compiled, re.Pattern):
+        return None
+    icase = bool(p.compiled.flags & re.IGNORECASE)
+    if icase and not p.compiled.flags & re.ASCII:
         return None  # (Unicode case folding: "k" is also the Kelvin sign)
     tree = parse_tree(p)
     if tree is None:
         return None
-    got = _literal_strings(list(tree), bool(p.compiled.flags & re.IGNORECASE), cap)
+    got = _literal_strings(list(tree), icase, cap)
     if not got or "" in got or len(set(got)) != len(got):
         return None
     for a in got:
