@@ -49,6 +49,7 @@ import argparse
 import gc
 import json
 import os
+import platform
 import sys
 import time
 from typing import Any
@@ -98,6 +99,10 @@ def main() -> int:
     ap.add_argument("--other-compiled-dir", default="",
                     help="with --against: the other worker's build of the compiled modules (BULWARK_COMPILED_DIR;"
                          " build it with that checkout's scripts/compiled.py build and the same variable)")
+    ap.add_argument("--other-interpreter", default="",
+                    help="with --against: the other worker's Python (a virtualenv's bin/python with the requirements"
+                         " and its own compiled build, e.g. one made from Debian's /usr/bin/python3.11; --against ."
+                         " compares two interpreters on the same code)")
     ap.add_argument("--seed", type=int, default=-1,
                     help="with --against: the first round's PYTHONHASHSEED (default: random; 0 with --instructions)")
     ap.add_argument("--instructions", action="store_true",
@@ -201,7 +206,7 @@ def main() -> int:
     parts = time_parts(raws, policy, bc, engine if not args.no_rules else None, args.repeat) if args.parts else None
     classified = sum(bc.classify(message_view(make_context(raw, policy))).probability is not None for raw in raws)
     print(json.dumps({"messages": len(cpu), "layers": layers, "rule_load_cpu_s": round(load_s, 2),
-                      "code": compiled_status(), "store": "redis" if args.redis else "memory",
+                      "code": compiled_status(), "python": python_build(), "store": "redis" if args.redis else "memory",
                       "hyperscan": hyperscan, "reference": args.reference, "repeat": args.repeat,
                       "sizes": [args.min_size, args.max_size],
                       "spam": sum("spam" in p.parent.name for p in pick), "ham": sum("ham" in p.parent.name for p in pick),
@@ -255,16 +260,16 @@ def count_instructions(args: argparse.Namespace) -> int:
         return 2
     passed = worker_args(("--instructions",))
     seed = args.seed if args.seed >= 0 else 0
-    runs: list[tuple[Path, dict[str, str]]] = [(ROOT, {})]
+    runs: list[tuple[Path, dict[str, str], str]] = [(ROOT, {}, sys.executable)]
     if args.against:
-        runs.append((Path(args.against).resolve(), other_env(args)))
+        runs.append((Path(args.against).resolve(), other_env(args), other_python(args)))
     out: dict[str, Any] = {"seed": seed}
     counts = []
-    for label, (root, extra) in zip(("this", "other"), runs, strict=False):
+    for label, (root, extra, python) in zip(("this", "other"), runs, strict=False):
         with tempfile.TemporaryDirectory(prefix="bulwark-cg-") as tmp:
             cg = Path(tmp) / "callgrind.out"
             cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={cg}",
-                   sys.executable, str(Path(__file__).resolve()), *passed, "--count-worker", "--root", str(root)]
+                   python, str(Path(__file__).resolve()), *passed, "--count-worker", "--root", str(root)]
             env = {**os.environ, "PYTHONHASHSEED": str(seed), **extra}
             w = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                  text=True, env=env)
@@ -329,10 +334,29 @@ def other_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
+def python_build() -> str:
+    """The interpreter: version, path, and whether it runs on a shared libpython (a plain
+    ``./configure --enable-shared && make``, as pyenv builds) or has the interpreter linked into
+    the executable (Debian's /usr/bin/python3.11, built with profile-guided and link-time
+    optimisation): the same code runs at different speeds on the two
+    (docs/decisions/0063-debian-python.md)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        maps = ""
+    linked = "shared libpython" if "libpython" in maps else "libpython in the executable"
+    return f"{platform.python_version()} {sys.executable} ({linked})"
+
+
+def other_python(args: argparse.Namespace) -> str:
+    """The other worker's interpreter: --other-interpreter, or this one."""
+    return args.other_interpreter or sys.executable
+
+
 def worker_args(drop: tuple[str, ...] = ()) -> list[str]:
     """The options for a worker: this command's, but the ones that only the parent reads (each
     with its value) and ``drop``."""
-    own = ("--against", "--rounds", "--seed", "--other-compiled-dir")
+    own = ("--against", "--rounds", "--seed", "--other-compiled-dir", "--other-interpreter")
     passed: list[str] = []
     argv = iter(sys.argv[1:])
     for a in argv:
@@ -374,7 +398,8 @@ def _compare_round(args: argparse.Namespace, passed: list[str], seed: int) -> di
 
     workers = []
     for k, root in enumerate((ROOT, Path(args.against).resolve())):
-        cmd = [sys.executable, str(Path(__file__).resolve()), *passed, "--serve", "--root", str(root)]
+        cmd = [other_python(args) if k == 1 else sys.executable, str(Path(__file__).resolve()), *passed, "--serve",
+               "--root", str(root)]
         env = {**os.environ, "PYTHONHASHSEED": str(seed), **(other_env(args) if k == 1 else {})}
         workers.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env))
     sizes, codes = [], []
@@ -406,6 +431,7 @@ def _compare_round(args: argparse.Namespace, passed: list[str], seed: int) -> di
     ratios = sorted(a / b for a, b in zip(best[0], best[1], strict=True) if b > 0)
     return {"messages": n, "repeat": args.repeat, "hash_seed": seed, "this": str(ROOT),
             "other": str(Path(args.against).resolve()), "this_code": codes[0], "other_code": codes[1],
+            "this_python": f"{sys.executable} ({platform.python_version()})", "other_python": other_python(args),
             "this_cpu_ms_median": round(statistics.median(best[0]), 3),
             "other_cpu_ms_median": round(statistics.median(best[1]), 3),
             "this_cpu_ms_mean": round(statistics.mean(best[0]), 3),

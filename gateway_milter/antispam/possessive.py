@@ -57,6 +57,22 @@ def improve(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
     return out if changed else None
 
 
+def group_possessive(pattern: str | bytes, flags: int = 0) -> bool:
+    """True when the pattern repeats a group possessively (``(?:ab?c)*+``), which Python
+    before 3.11.5 matches wrongly when the group can backtrack (CPython gh-106052; Debian 12
+    ships 3.11.2). A possessive repeat of one character (``[a-z]++``) is compiled to another
+    operation and is right on every 3.11. The source's own patterns are checked with this
+    (tests/unit/antispam/test_possessive.py); rule patterns are rewritten by :func:`compile`."""
+    if _POSSESSIVE is None:
+        return False
+
+    def walk(seq: Any) -> bool:
+        return any((op is _POSSESSIVE and not _COMPILER._simple(av[2])) or any(walk(sub) for sub in _children(op, av))
+                   for op, av in seq)
+
+    return walk(P.parse(pattern, flags).data)
+
+
 def _compile(pattern: AnyStr, flags: int) -> tuple[re.Pattern[AnyStr], bool]:
     """What ``re.compile`` does (parse, code, compile: re._compiler.compile), with the walk
     between parsing and code; each pattern is parsed once. Any surprise from the private API
@@ -67,7 +83,9 @@ def _compile(pattern: AnyStr, flags: int) -> tuple[re.Pattern[AnyStr], bool]:
     try:
         eff = int(flags) | tree.state.flags
         # Unicode case folding (the Kelvin sign is a k) is not reasoned about: such a pattern stays
+        atomic = _atomic(tree.data)
         changed = not (eff & re.IGNORECASE and not eff & re.ASCII) and _walk(tree.data, eff, None)
+        changed = changed or atomic
         code = _COMPILER._code(tree, flags)
         groupindex = tree.state.groupdict
         indexgroup: list[str | None] = [None] * tree.state.groups
@@ -78,6 +96,39 @@ def _compile(pattern: AnyStr, flags: int) -> tuple[re.Pattern[AnyStr], bool]:
     except Exception:  # noqa: BLE001 - private API of another version: compile the pattern as written
         return re.compile(pattern, flags), False
     return out, changed
+
+
+def _children(op: Any, av: Any) -> list[Any]:
+    """The item lists inside one item of a parse tree (a repeat's body, a group's, each
+    alternative, an assertion's, both branches of a conditional)."""
+    if op is C.MAX_REPEAT or op is C.MIN_REPEAT or op is _POSSESSIVE:
+        return [av[2].data]
+    if op is C.SUBPATTERN:
+        return [av[3].data]
+    if op is C.BRANCH:
+        return [alt.data for alt in av[1]]
+    if op is C.ATOMIC_GROUP:
+        return [av.data]
+    if op is C.ASSERT or op is C.ASSERT_NOT:
+        return [av[1].data]
+    if op is C.GROUPREF_EXISTS:
+        return [av[1].data] + ([av[2].data] if av[2] is not None else [])
+    return []
+
+
+def _atomic(seq: list[Any]) -> bool:
+    """Rewrites each possessive repeat of a group (a rule written with Perl's ``(?:...)*+``)
+    as the atomic group of the greedy repeat, its meaning, in place: Python before 3.11.5
+    matches the possessive form wrongly when the group can backtrack (gh-106052), every 3.11
+    matches the atomic group right. True if any changed."""
+    changed = False
+    for i, (op, av) in enumerate(seq):
+        for sub in _children(op, av):
+            changed |= _atomic(sub)
+        if op is _POSSESSIVE and not _COMPILER._simple(av[2]):
+            seq[i] = (C.ATOMIC_GROUP, P.SubPattern(av[2].state, [(C.MAX_REPEAT, av)]))
+            changed = True
+    return changed
 
 
 def _walk(seq: list[Any], flags: int, follow: list[Item] | None) -> bool:

@@ -50,10 +50,14 @@ _RCVD_IP = re.compile(r"\[(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}\]")
 # Written as runs of letters/digits joined by runs of the others, possessively: the same matches
 # as "[^\W_](?:[\w'$%.,-]*[^\W_])?" without backtracking from each word's end to its last letter
 # (findall 0.097 -> 0.079 ms per 4-6 KB corpus message; a test pins the two as equal)
-_WORD = re.compile(r"[^\W_]++(?:[_'$%.,-]++[^\W_]++)*+")
+# The repeat of the group is an atomic group around a greedy repeat, not ``(?:...)*+``: the
+# same matches, but Python before 3.11.5 (Debian 12 ships 3.11.2) matches a possessive repeat
+# of a group wrongly when the group can backtrack (CPython gh-106052: "bob, prices" gave
+# "bob,"); a repeat of one character class (``[^\W_]++``) is not affected.
+_WORD = re.compile(r"[^\W_]++(?>(?:[_'$%.,-]++[^\W_]++)*)")
 # the same on ASCII text (\w there is [a-zA-Z0-9_]): a character set instead of Unicode category
 # look-ups (0.110 -> 0.086 ms per 4-6 KB ASCII corpus message, 5 in 6 of them; isascii() is a flag)
-_WORD_ASCII = re.compile(r"[a-zA-Z0-9]++(?:[_'$%.,-]++[a-zA-Z0-9]++)*+")
+_WORD_ASCII = re.compile(r"[a-zA-Z0-9]++(?>(?:[_'$%.,-]++[a-zA-Z0-9]++)*)")
 # _WORD_ASCII's matches without the expression: a match runs from the first letter or digit of
 # a run of letters, digits and joiners to its last letter or digit (the possessive repeats
 # take the whole run), and a run holds one match or none (joiners alone). So every other
