@@ -477,12 +477,33 @@ def _plain_addresses(value: str) -> list[tuple[str, str]] | None:
     return out
 
 
-def addresses(values: list[str]) -> list[tuple[str, str]]:
-    """``email.utils.getaddresses`` that never raises: on a header the stdlib parser cannot
-    take (thousands of encoded words in one To: exhaust its recursion), the bare
-    ``local@domain`` tokens of that value, without display names."""
+def _has_strict_mode() -> bool:
+    """Whether this interpreter's ``getaddresses`` has the ``strict`` parameter (the fix of
+    CVE-2023-27043: CPython 3.11.10 and later, and Debian 12's 3.11.2 from its security
+    updates), which turns a malformed header into ``('', '')`` instead of guessing."""
+    import inspect
     from email.utils import getaddresses
 
+    return "strict" in inspect.signature(getaddresses).parameters
+
+
+_STRICT_MODE = _has_strict_mode()
+
+
+def addresses(values: list[str], strict: bool = True) -> list[tuple[str, str]]:
+    """``email.utils.getaddresses`` that never raises: on a header the stdlib parser cannot
+    take (thousands of encoded words in one To: exhaust its recursion), the bare
+    ``local@domain`` tokens of that value, without display names.
+
+    ``strict=False`` reads a malformed header as the parser before CVE-2023-27043's fix did, on
+    every interpreter: the anti-spam view, whose rules were matched against SpamAssassin's
+    with that reading (``From: a@[1], [b]@example.com`` gives its pieces). The default is the
+    interpreter's strict reading where it has one (Debian 12's Python does): the layers that
+    decide on a sender's domain (DMARC, SPF's From check, screening, signing) then find no
+    address in such a header rather than a guessed one."""
+    from email.utils import getaddresses
+
+    legacy = {"strict": False} if not strict and _STRICT_MODE else {}
     out: list[tuple[str, str]] = []
     for v in values:
         plain = _plain_addresses(v) if isinstance(v, str) else None
@@ -490,7 +511,7 @@ def addresses(values: list[str]) -> list[tuple[str, str]]:
             out += plain
             continue
         try:
-            out += getaddresses([_quote_at_phrases(v)])
+            out += getaddresses([_quote_at_phrases(v)], **legacy)
         except (RecursionError, ValueError, TypeError, IndexError):
             out += [("", a) for a in _BARE_ADDRESS.findall(str(v))]
     return out

@@ -207,6 +207,35 @@ def test_address_parsing_never_raises() -> None:
     assert H.address(HOSTILE_TO) == "test@test.com"
 
 
+MALFORMED_FROM = "zvfjenphuq@[1086695621], [ufa]@netnoteinc.com"  # (a 2002 spam's From)
+
+
+def test_the_legacy_reading_of_a_malformed_header_is_the_same_on_every_interpreter() -> None:
+    # the anti-spam view's reading (strict=False): the pieces the parser before
+    # CVE-2023-27043's fix found, whether or not this interpreter has the fix
+    assert H.addresses([MALFORMED_FROM], strict=False) == [
+        ("", "zvfjenphuq@[1086695621]"), ("", ""), ("", "ufa"), ("", ""), ("", "@netnoteinc.com")]
+    assert H.addresses(["News@no.hostname.supplied,"], strict=False) == [("", "News@no.hostname.supplied")]
+    # the common forms do not reach the parser: the same in both readings
+    assert H.addresses(["a@b.example, Carol <c@c.example>"], strict=False) == H.addresses(["a@b.example, Carol <c@c.example>"])
+
+
+@pytest.mark.skipif(not H._STRICT_MODE, reason="this interpreter's getaddresses has no strict mode (CPython "
+                                                "3.11.10+ and Debian 12's python3.11 security updates have it)")
+def test_the_layers_deciding_on_a_domain_find_no_address_in_a_malformed_header() -> None:
+    assert H.addresses([MALFORMED_FROM]) == [("", "")]
+    assert H.address(MALFORMED_FROM) == ""
+    assert H.addresses(["alice@example.org)<bob@example.org>"]) == [("", "")]
+
+
+def test_the_anti_spam_view_reads_a_malformed_from_as_before() -> None:
+    from gateway_milter.antispam.saview import message_view
+    from tests.unit.antispam.helpers import make_ctx
+
+    m = message_view(make_ctx(b"From: " + MALFORMED_FROM.encode() + b"\r\nSubject: x\r\n\r\nbody\r\n"))
+    assert m.header("From:addr") == "zvfjenphuq@[1086695621]"
+
+
 PLAIN_FORMS = ["alice@a.example", "  Alice   Smith\t<alice@a.example> ", '"Smith Alice" <a.s+tag@mail.a.example>',
                '"" <x@y.example>', "<bare@b.example>", "Bob<bob@b.example>", "=?utf-8?Q?B=C3=B6b?= <b@b.example>",
                "a@b.example, Carol <c@c.example>,d@d.example", "O'Brien <o'brien@x.example>"]
