@@ -138,8 +138,8 @@ def test_debians_rules_match_as_before_on_corpus_texts() -> None:
             if (x := texts.text(k)):
                 pool.setdefault(k, []).append(x)
         for h in ("ALL", "Subject", "From", "Received"):
-            if (x := texts.header_text(h)):
-                pool.setdefault("header", []).append(x)
+            if (hx := texts.header_text(h)):
+                pool.setdefault("header", []).append(hx)
     changed = 0
     for r in eng.rules.values():
         if r.pattern is None or not isinstance(r.pattern.compiled, re.Pattern):
