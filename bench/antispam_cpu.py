@@ -43,7 +43,7 @@ Every run prints the interpreter (``python``: version, path, and whether it runs
 libpython); ``--against . --other-interpreter VENV/bin/python`` times two interpreters on the
 same code (a virtualenv with the requirements and its own compiled build): Debian's
 /usr/bin/python3.11 against a plain source build of 3.11.7 read 7.2 % fewer instructions and
-12-15 % less CPU in two paired rounds of three (docs/decisions/0063-debian-python.md).
+about 9 % less CPU in the median of six paired rounds (docs/decisions/0063-debian-python.md).
 
 ``bench/`` runs against the checkout it sits in; ``--root`` (used by --against) points it at
 another.
