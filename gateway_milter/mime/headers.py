@@ -488,6 +488,7 @@ def _has_strict_mode() -> bool:
 
 
 _STRICT_MODE = _has_strict_mode()
+_LEGACY_READING: dict[str, bool] = {"strict": False} if _STRICT_MODE else {}
 
 
 def addresses(values: list[str], strict: bool = True) -> list[tuple[str, str]]:
@@ -503,7 +504,7 @@ def addresses(values: list[str], strict: bool = True) -> list[tuple[str, str]]:
     address in such a header rather than a guessed one."""
     from email.utils import getaddresses
 
-    legacy = {"strict": False} if not strict and _STRICT_MODE else {}
+    legacy = {} if strict else _LEGACY_READING
     out: list[tuple[str, str]] = []
     for v in values:
         plain = _plain_addresses(v) if isinstance(v, str) else None
