@@ -437,7 +437,7 @@ def _compare_round(args: argparse.Namespace, passed: list[str], seed: int) -> di
     ratios = sorted(a / b for a, b in zip(best[0], best[1], strict=True) if b > 0)
     return {"messages": n, "repeat": args.repeat, "hash_seed": seed, "this": str(ROOT),
             "other": str(Path(args.against).resolve()), "this_code": codes[0], "other_code": codes[1],
-            "this_python": f"{sys.executable} ({platform.python_version()})", "other_python": other_python(args),
+            "this_python": python_build(), "other_python": other_python(args),
             "this_cpu_ms_median": round(statistics.median(best[0]), 3),
             "other_cpu_ms_median": round(statistics.median(best[1]), 3),
             "this_cpu_ms_mean": round(statistics.mean(best[0]), 3),

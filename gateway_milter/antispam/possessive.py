@@ -82,10 +82,10 @@ def _compile(pattern: AnyStr, flags: int) -> tuple[re.Pattern[AnyStr], bool]:
     tree = P.parse(pattern, flags)  # re.error, and warnings where they are errors, as re.compile raises them
     try:
         eff = int(flags) | tree.state.flags
+        changed = _atomic(tree.data)
         # Unicode case folding (the Kelvin sign is a k) is not reasoned about: such a pattern stays
-        atomic = _atomic(tree.data)
-        changed = not (eff & re.IGNORECASE and not eff & re.ASCII) and _walk(tree.data, eff, None)
-        changed = changed or atomic
+        if not (eff & re.IGNORECASE and not eff & re.ASCII):
+            changed = _walk(tree.data, eff, None) or changed
         code = _COMPILER._code(tree, flags)
         groupindex = tree.state.groupdict
         indexgroup: list[str | None] = [None] * tree.state.groups
