@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable
 from typing import Any, AnyStr
 
 C: Any = importlib.import_module("re._constants")
@@ -65,12 +66,7 @@ def group_possessive(pattern: str | bytes, flags: int = 0) -> bool:
     (tests/unit/antispam/test_possessive.py); rule patterns are rewritten by :func:`compile`."""
     if _POSSESSIVE is None:
         return False
-
-    def walk(seq: Any) -> bool:
-        return any((op is _POSSESSIVE and not _COMPILER._simple(av[2])) or any(walk(sub) for sub in _children(op, av))
-                   for op, av in seq)
-
-    return walk(P.parse(pattern, flags).data)
+    return some(P.parse(pattern, flags).data, lambda op, av: op is _POSSESSIVE and not _COMPILER._simple(av[2]))
 
 
 def _compile(pattern: AnyStr, flags: int) -> tuple[re.Pattern[AnyStr], bool]:
@@ -98,9 +94,9 @@ def _compile(pattern: AnyStr, flags: int) -> tuple[re.Pattern[AnyStr], bool]:
     return out, changed
 
 
-def _children(op: Any, av: Any) -> list[Any]:
-    """The item lists inside one item of a parse tree (a repeat's body, a group's, each
-    alternative, an assertion's, both branches of a conditional)."""
+def children(op: Any, av: Any) -> list[Any]:
+    """The item lists inside one item of a parse tree of ``re``'s parser (a repeat's body, a
+    group's, each alternative, an assertion's, both branches of a conditional)."""
     if op is C.MAX_REPEAT or op is C.MIN_REPEAT or op is _POSSESSIVE:
         return [av[2].data]
     if op is C.SUBPATTERN:
@@ -116,6 +112,11 @@ def _children(op: Any, av: Any) -> list[Any]:
     return []
 
 
+def some(items: Any, test: Callable[[Any, Any], bool]) -> bool:
+    """Whether an item among these, at any depth, passes ``test(op, av)``."""
+    return any(test(op, av) or any(some(c, test) for c in children(op, av)) for op, av in items)
+
+
 def _atomic(seq: list[Any]) -> bool:
     """Rewrites each possessive repeat of a group (a rule written with Perl's ``(?:...)*+``)
     as the atomic group of the greedy repeat, its meaning, in place: Python before 3.11.5
@@ -123,7 +124,7 @@ def _atomic(seq: list[Any]) -> bool:
     matches the atomic group right. True if any changed."""
     changed = False
     for i, (op, av) in enumerate(seq):
-        for sub in _children(op, av):
+        for sub in children(op, av):
             changed |= _atomic(sub)
         if op is _POSSESSIVE and not _COMPILER._simple(av[2]):
             seq[i] = (C.ATOMIC_GROUP, P.SubPattern(av[2].state, [(C.MAX_REPEAT, av)]))

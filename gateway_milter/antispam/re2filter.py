@@ -30,6 +30,7 @@ from typing import Any
 
 from gateway_milter.antispam.matcher import P, parse_tree
 from gateway_milter.antispam.perlre import PerlPattern
+from gateway_milter.antispam.possessive import some
 
 import re._constants as C  # the standard library's own parser (Python 3.11+)
 
@@ -365,22 +366,6 @@ def _searcher(compiled: Any) -> Callable[[str], bool | None]:
 LONG_VALUE = 256
 
 
-def _children(op: Any, av: Any) -> list[Any]:
-    """The item lists inside one parse-tree item."""
-    if op in _REPEATS:
-        return [av[2]]
-    if op is C.BRANCH:
-        return list(av[1])
-    if op is C.SUBPATTERN or op is C.ASSERT or op is C.ASSERT_NOT:
-        return [av[-1]]
-    return [av] if op is _ATOMIC else []
-
-
-def _some(items: Any, test: Callable[[Any, Any], bool]) -> bool:
-    """Whether an item among these, at any depth, passes ``test(op, av)``."""
-    return any(test(op, av) or any(_some(c, test) for c in _children(op, av)) for op, av in items)
-
-
 def _unbounded_repeat(op: Any, av: Any) -> bool:
     return op in _REPEATS and av[1] == C.MAXREPEAT
 
@@ -392,7 +377,7 @@ def nested_repeats(items: Any) -> bool:
     it has failed at (its super-linear cache), so SpamAssassin does not. TO_MALFORMED on a To: of
     30 ``<!--`` took 56 s, and the rules layer can interrupt no search. A written-out check of
     which nestings are ambiguous is not made: every such pattern counts."""
-    return _some(items, lambda op, av: _unbounded_repeat(op, av) and _some(av[2], _unbounded_repeat))
+    return some(items, lambda op, av: _unbounded_repeat(op, av) and some(av[2], _unbounded_repeat))
 
 
 def long_value_search(p: PerlPattern, search: Callable[..., Any]) -> Callable[[str], Any]:
