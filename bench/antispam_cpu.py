@@ -4,7 +4,7 @@ first (MemoryStore: the store's network time is not CPU; --redis URL reads and l
 Redis instead, so the figure includes the client's side of production's round trip).
 
 Usage: .venv/bin/python bench/antispam_cpu.py [--n 150] [--no-rules] [--min-size 4000 --max-size 6000]
-[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--parts] [--redis URL]
+[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--parts] [--rule-costs] [--redis URL]
 [--against OTHER_CHECKOUT [--other-python | --other-compiled-dir DIR]] [--instructions]
 
 --reference: every rule's expression over the whole text, no laziness or prefilter (the
@@ -13,7 +13,9 @@ Otherwise the Hyperscan databases are loaded from, or first built into, GATEWAY_
 and the build is not counted. A message's CPU is the least of --repeat passes
 (``pass_cpu_ms_per_message``: the least pass's CPU as a whole, per message, garbage collection
 included); --only times one
-class alone; --parts adds each part's median (view, Bayes, rules), timed apart.
+class alone; --parts adds each part's median (view, Bayes, rules), timed apart; --rule-costs adds
+each rule function's own time in a further pass (RuleTimer: where the rules part goes, by kind
+and by rule).
 
 --against OTHER_CHECKOUT compares two versions of the code on the same messages: one worker
 process per checkout (this script, with that checkout's packages), taking turns message by
@@ -96,6 +98,9 @@ def main() -> int:
     ap.add_argument("--only", choices=("spam", "ham"), help="time one class alone (Bayes still learns both)")
     ap.add_argument("--parts", action="store_true",
                     help="also time the parts apart: the message view (with its MIME parse), Bayes, the rules")
+    ap.add_argument("--rule-costs", action="store_true",
+                    help="also time each rule function apart in a further pass (its own time, less the rules it"
+                         " asked for): per kind and the costliest rules")
     ap.add_argument("--against", default="", help="another checkout: compare, message by message, in turns")
     ap.add_argument("--rounds", type=int, default=1,
                     help="with --against: rounds of two fresh workers (each round's hash seed: the next)")
@@ -210,6 +215,7 @@ def main() -> int:
     collections = [g["collections"] - b for g, b in zip(gc.get_stats(), gc_before, strict=True)]
     cpu = sorted(best)
     parts = time_parts(raws, policy, bc, engine if not args.no_rules else None, args.repeat) if args.parts else None
+    costs = rule_costs(raws, policy, engine, args.repeat) if args.rule_costs and not args.no_rules else None
     classified = sum(bc.classify(message_view(make_context(raw, policy))).probability is not None for raw in raws)
     print(json.dumps({"messages": len(cpu), "layers": layers, "rule_load_cpu_s": round(load_s, 2),
                       "code": compiled_status(), "python": python_build(), "store": "redis" if args.redis else "memory",
@@ -223,7 +229,8 @@ def main() -> int:
                       "pass_cpu_ms_per_message": round(min(pass_ms), 2),
                       "gc_collections_in_passes": collections,
                       "reference_loop_ms": reference_loop_ms(),
-                      **({"parts_ms_median": parts} if parts else {})},
+                      **({"parts_ms_median": parts} if parts else {}),
+                      **({"rule_costs": costs} if costs else {})},
                      indent=2))
     return 0
 
@@ -250,6 +257,107 @@ def time_parts(raws: list[bytes], policy: PolicySnapshot, bc: BayesClassifier, e
             for k, took in zip(names, (t1 - t0, t2 - t1, t3 - t2), strict=True):
                 best[k][i] = min(best[k][i], took * 1000)
     return {k: round(sorted(v)[len(v) // 2], 3) for k, v in best.items()}
+
+
+class RuleTimer:
+    """--rule-costs: each rule function's own time (``clock``'s, in-process wall time: a
+    process-CPU clock costs a system call a reading), that is its time less the time of the
+    rules it asked for through ``v`` and less what timing those cost (``overhead`` a call,
+    measured on an empty function). Rules are wrapped where the engine calls them: its rule
+    functions (metas and the rules only a meta asks for, computed lazily), the scored plain
+    rules it runs for every message, and the function of all scored metas."""
+
+    def __init__(self, clock: Any = time.perf_counter) -> None:
+        self.clock = clock
+        self.own: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.hits: dict[str, int] = {}
+        self.overhead = 0.0
+        self._stack: list[list[float]] = [[0.0, 0.0]]  # per open call: children's time, children
+
+    def wrap(self, name: str, fn: Any) -> Any:
+        clock, stack, own, calls, hits = self.clock, self._stack, self.own, self.calls, self.hits
+
+        def timed(*a: Any) -> Any:
+            stack.append([0.0, 0.0])
+            t0 = clock()
+            r = fn(*a)
+            took = clock() - t0
+            child, n = stack.pop()
+            own[name] = own.get(name, 0.0) + took - child - n * self.overhead
+            calls[name] = calls.get(name, 0) + 1
+            hits[name] = hits.get(name, 0) + bool(r)
+            stack[-1][0] += took
+            stack[-1][1] += 1
+            return r
+        return timed
+
+    def calibrate(self, rounds: int = 20000) -> float:
+        """The time a timed call adds to its caller beyond the callee's own: an empty function
+        called through ``wrap`` against called directly (least of five)."""
+        def empty(*a: Any) -> int:
+            return 0
+        wrapped = self.wrap("(calibration)", empty)
+        best = float("inf")
+        for _ in range(5):
+            t0 = self.clock()
+            for _ in range(rounds):
+                wrapped(None)
+            t1 = self.clock()
+            for _ in range(rounds):
+                empty(None)
+            t2 = self.clock()
+            best = min(best, ((t1 - t0) - (t2 - t1)) / rounds)
+        for d in (self.own, self.calls, self.hits):
+            d.pop("(calibration)", None)
+        self.overhead = max(best, 0.0)
+        return self.overhead
+
+    def report(self, kind_of: Any, messages: int, top: int = 25) -> dict[str, Any]:
+        """Microseconds a message by kind (``kind_of(name)``) and for the ``top`` costliest rules."""
+        n = max(messages, 1)
+        kinds: dict[str, list[float]] = {}
+        for name, t in self.own.items():
+            k = kinds.setdefault(kind_of(name), [0.0, 0.0])
+            k[0] += t
+            k[1] += self.calls[name]
+        by_kind = [{"kind": k, "us_per_message": round(t / n * 1e6, 1), "calls_per_message": round(c / n, 1),
+                    "us_per_call": round(t / c * 1e6, 2) if c else 0.0}
+                   for k, (t, c) in sorted(kinds.items(), key=lambda kv: -kv[1][0])]
+        rules = [{"rule": name, "kind": kind_of(name), "us_per_message": round(t / n * 1e6, 1),
+                  "calls_per_message": round(self.calls[name] / n, 2),
+                  "hits_per_message": round(self.hits[name] / n, 2)}
+                 for name, t in sorted(self.own.items(), key=lambda kv: -kv[1])[:top]]
+        return {"messages": messages, "timing_overhead_us_per_call": round(self.overhead * 1e6, 3),
+                "total_us_per_message": round(sum(self.own.values()) / n * 1e6, 1),
+                "by_kind": by_kind, "costliest": rules}
+
+
+def rule_costs(raws: list[bytes], policy: PolicySnapshot, engine: Any, repeat: int) -> dict[str, Any]:
+    """--rule-costs: a pass of the messages (``repeat`` times) with every rule function of the
+    engine timed apart (RuleTimer); the engine's functions are put back afterwards."""
+    timer = RuleTimer()
+    timer.calibrate()
+    fns, plain, allmetas = dict(engine._fns), list(engine._plain_root_fns), engine._allmetas
+    try:
+        for name, fn in fns.items():
+            engine._fns[name] = timer.wrap(name, fn)
+        engine._plain_root_fns = [(name, timer.wrap(name, fn)) for name, fn in plain]
+        engine._allmetas = timer.wrap("(the scored metas)", allmetas)
+        for _ in range(repeat):
+            for raw in raws:
+                make_context(raw, policy).layer("scoring")
+    finally:
+        engine._fns.clear()
+        engine._fns.update(fns)
+        engine._plain_root_fns, engine._allmetas = plain, allmetas
+
+    def kind_of(name: str) -> str:
+        r = engine.rules.get(name)
+        if r is None:
+            return "meta"  # (the scored metas' function)
+        return f"{r.kind} eval" if r.eval_fn else r.kind
+    return timer.report(kind_of, len(raws) * repeat)
 
 
 def count_instructions(args: argparse.Namespace) -> int:
