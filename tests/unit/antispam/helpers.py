@@ -3,8 +3,10 @@ state store per test, small rule files written on the fly."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -67,3 +69,13 @@ def write_rules(tmp: Path, text: str, name: str = "local.cf") -> Path:
     d.mkdir(exist_ok=True)
     (d / name).write_text(text)
     return d
+
+
+def bench_module(name: str = "antispam_cpu") -> ModuleType:
+    """bench/<name>.py loaded as a module (bench/ is no package), fresh for each caller."""
+    path = Path(__file__).resolve().parents[3] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

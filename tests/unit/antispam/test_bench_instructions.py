@@ -5,21 +5,11 @@ parent's own."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-BENCH = Path(__file__).resolve().parents[3] / "bench" / "antispam_cpu.py"
-
-
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("antispam_cpu_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.unit.antispam.helpers import bench_module as bench
 
 
 def part(summary: int, totals: int | None) -> str:

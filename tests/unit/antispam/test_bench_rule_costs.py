@@ -4,20 +4,9 @@ report adds it up per kind and names the costliest rules (a fake clock: exact fi
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-BENCH = Path(__file__).resolve().parents[3] / "bench" / "antispam_cpu.py"
-
-
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("antispam_cpu_bench_costs", BENCH)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.unit.antispam.helpers import bench_module as bench
 
 
 class Clock:
