@@ -19,7 +19,7 @@ from gateway_milter.store.redisstore import RedisStore
 from gateway_milter.store.sqlitestore import SqliteStore
 from tests.services import rbldnsd_server, redis_server
 from tests.unit.antispam.helpers import make_ctx, msg, policy
-from tests.unit.antispam.test_store import Clock
+from tests.unit.antispam.helpers import Clock
 
 pytestmark = pytest.mark.integration
 

@@ -20,6 +20,17 @@ from gateway_milter.store.memory import MemoryStore
 from gateway_milter.verdict import Direction, Stage
 
 
+class Clock:
+    """A clock a test moves by hand (``t``), given to stores, greylisting and caches in place of
+    the time of day."""
+
+    def __init__(self, t: float = 1_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
 @pytest.fixture()
 def store() -> Iterator[MemoryStore]:
     s = MemoryStore()

@@ -12,16 +12,8 @@ from gateway_milter.antispam.bayes import BayesClassifier, FieldCache, field_cac
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.store.memory import MemoryStore
 from gateway_milter.store.sqlitestore import SqliteStore
-from tests.unit.antispam.helpers import make_ctx
+from tests.unit.antispam.helpers import Clock, make_ctx
 from tests.unit.antispam.test_bayes import HAM_WORDS, SPAM_WORDS, sample
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class Counting(SqliteStore):
@@ -72,7 +64,7 @@ def test_cached_classifications_equal_the_stores_own_and_see_this_process_learn(
 
 def test_another_processes_learning_is_seen_within_two_generations(tmp_path: Path) -> None:
     here, there = SqliteStore(tmp_path / "s.sqlite3"), SqliteStore(tmp_path / "s.sqlite3")  # two processes' stores
-    clock = Clock()
+    clock = Clock(1000.0)
     bayes._caches[here] = FieldCache(ttl=2.5, clock=clock)
     bc_here, bc_there = BayesClassifier(here, 10), BayesClassifier(there, 10)
     train(bc_there, 12, 3)
@@ -90,7 +82,7 @@ def test_another_processes_learning_is_seen_within_two_generations(tmp_path: Pat
 
 
 def test_the_cache_is_bounded() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     cache = FieldCache(ttl=100.0, cap=50, clock=clock)
     store = MemoryStore()
     store.add_counters([("k", {f"f{i}": i + 1 for i in range(200)})])

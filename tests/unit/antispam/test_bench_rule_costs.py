@@ -6,34 +6,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.unit.antispam.helpers import bench_module as bench
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.antispam.helpers import Clock, bench_module as bench
 
 
 def test_own_time_leaves_out_the_rules_asked_for_and_the_timing() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     timer = bench().RuleTimer(clock)
     timer.overhead = 1e-6  # what timing one call adds to its caller
 
     def plain(*a: Any) -> int:
-        clock.now += 10e-6
+        clock.t += 10e-6
         return 1
 
     timed_plain = timer.wrap("__PLAIN", plain)
 
     def meta(*a: Any) -> int:
-        clock.now += 3e-6  # its own work
+        clock.t += 3e-6  # its own work
         timed_plain()
-        clock.now += 1e-6  # the timing around that call (in the caller's time)
+        clock.t += 1e-6  # the timing around that call (in the caller's time)
         timed_plain()
-        clock.now += 1e-6
+        clock.t += 1e-6
         return 0
 
     timed_meta = timer.wrap("META", meta)

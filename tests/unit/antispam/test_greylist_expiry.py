@@ -8,17 +8,10 @@ import pytest
 
 from gateway_milter.layers.greylist import GreylistSettings, decide
 from gateway_milter.store.memory import MemoryStore
+from tests.unit.antispam.helpers import Clock
 
 DAY = 86400.0
 NET, SENDER, RCPT = "198.51.100.0/24", "a@x.test", "bob@example.com"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def pass_once(st: MemoryStore, c: Clock, s: GreylistSettings, sender: str = SENDER, rcpt: str = RCPT) -> None:
@@ -28,7 +21,7 @@ def pass_once(st: MemoryStore, c: Clock, s: GreylistSettings, sender: str = SEND
 
 
 def test_it_keeps_a_daily_sender_passed_for_60_days() -> None:
-    c = Clock()
+    c = Clock(1_800_000_000.0)
     st = MemoryStore(clock=c)
     s = GreylistSettings(delay=300, retry_window=3600, expiry=36 * int(DAY), auto_pass_after=0)
     pass_once(st, c, s)
@@ -38,7 +31,7 @@ def test_it_keeps_a_daily_sender_passed_for_60_days() -> None:
 
 
 def test_it_greylists_a_sender_silent_for_longer_than_expiry() -> None:
-    c = Clock()
+    c = Clock(1_800_000_000.0)
     st = MemoryStore(clock=c)
     s = GreylistSettings(delay=300, retry_window=3600, expiry=36 * int(DAY), auto_pass_after=0)
     pass_once(st, c, s)
@@ -51,7 +44,7 @@ def test_it_greylists_a_sender_silent_for_longer_than_expiry() -> None:
 
 
 def test_it_keeps_a_pass_listed_network_while_it_keeps_sending() -> None:
-    c = Clock()
+    c = Clock(1_800_000_000.0)
     st = MemoryStore(clock=c)
     s = GreylistSettings(delay=1, retry_window=100, expiry=10 * int(DAY), auto_pass_after=2)
     pass_once(st, c, s, rcpt="r1@example.com")
@@ -67,7 +60,7 @@ def test_it_keeps_a_pass_listed_network_while_it_keeps_sending() -> None:
 
 
 def test_it_refreshes_a_known_triplet_at_most_once_a_day() -> None:
-    c = Clock()
+    c = Clock(1_800_000_000.0)
     st = MemoryStore(clock=c)
     s = GreylistSettings(delay=1, retry_window=100, auto_pass_after=5)
     pass_once(st, c, s)
@@ -85,7 +78,7 @@ def test_it_refreshes_a_known_triplet_at_most_once_a_day() -> None:
 
 @pytest.mark.parametrize("auto_pass_after", [0, 3])
 def test_it_only_reads_when_not_recording(auto_pass_after: int) -> None:
-    c = Clock()
+    c = Clock(1_800_000_000.0)
     st = MemoryStore(clock=c)
     s = GreylistSettings(delay=300, retry_window=3600, auto_pass_after=auto_pass_after)
     assert decide(st, NET, SENDER, RCPT, s, c.t, record=False).state == "new"

@@ -12,20 +12,12 @@ from gateway_milter.net.resolver import StaticBackend
 from gateway_milter.store.memory import MemoryStore
 from gateway_milter.transforms.spamheaders import spam_headers, status_line
 from gateway_milter.verdict import Direction, Stage
-from tests.unit.antispam.helpers import make_ctx, msg, policy, write_rules
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.unit.antispam.helpers import Clock, make_ctx, msg, policy, write_rules
 
 
 # -- greylisting -----------------------------------------------------------------------------------
 def test_it_greylists_then_passes_after_the_delay() -> None:
-    c = Clock()
+    c = Clock(1_800_000_000.0)
     st = MemoryStore(clock=c)
     s = GreylistSettings(delay=300, retry_window=3600, auto_pass_after=0)
     assert decide(st, "198.51.100.0/24", "a@x.test", "bob@example.com", s, c.t).state == "new"
@@ -39,7 +31,7 @@ def test_it_greylists_then_passes_after_the_delay() -> None:
 
 
 def test_it_restarts_after_the_retry_window() -> None:
-    c = Clock()
+    c = Clock(1_800_000_000.0)
     st = MemoryStore(clock=c)
     s = GreylistSettings(delay=300, retry_window=3600)
     decide(st, "n", "a@x", "r@y", s, c.t)
@@ -48,7 +40,7 @@ def test_it_restarts_after_the_retry_window() -> None:
 
 
 def test_it_pass_lists_a_network_after_enough_successes() -> None:
-    c = Clock()
+    c = Clock(1_800_000_000.0)
     st = MemoryStore(clock=c)
     s = GreylistSettings(delay=1, retry_window=100, auto_pass_after=2)
     for rcpt in ("r1@y", "r2@y"):
@@ -213,7 +205,7 @@ def test_it_folds_long_status_lines() -> None:
 
 # -- backscatter -----------------------------------------------------------------------------------
 def test_it_signs_and_verifies_batv_with_rotation_and_grace() -> None:
-    c = Clock()
+    c = Clock(1_800_000_000.0)
     st = MemoryStore(clock=c)
     s = BackscatterSettings(validity_days=7, grace_days=3)
     tagged = sign("alice@example.com", st, 7, c.t)
@@ -230,7 +222,7 @@ def test_it_signs_and_verifies_batv_with_rotation_and_grace() -> None:
 
 
 def test_it_expires_tags() -> None:
-    c = Clock()
+    c = Clock(1_800_000_000.0)
     st = MemoryStore(clock=c)
     tagged = sign("a@example.com", st, 2, c.t)
     c.t += 3 * 86400

@@ -16,14 +16,7 @@ from gateway_milter.layers.greylist import GreylistSettings, decide
 from gateway_milter.store import StoreError, batch_writes
 from gateway_milter.store import sqlitestore
 from gateway_milter.store.sqlitestore import SqliteStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.unit.antispam.helpers import Clock
 
 
 class WriteLock:

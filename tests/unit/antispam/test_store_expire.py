@@ -10,14 +10,7 @@ import pytest
 from gateway_milter.store import StateStore
 from gateway_milter.store.memory import MemoryStore
 from gateway_milter.store.sqlitestore import SqliteStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.unit.antispam.helpers import Clock
 
 
 def expire_contract(s: StateStore, clock: Clock) -> None:
