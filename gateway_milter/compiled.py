@@ -2,12 +2,13 @@
 sources beside them (docs/decisions/0049-compiled-hot-path.md).
 
 ``scripts/compiled.py build`` compiles MODULES into ``<sys.prefix>/bulwark-compiled``
-(the virtualenv: the extension modules are built for its interpreter) with a manifest holding
-each source file's SHA-256. On import of ``gateway_milter``, :func:`install` compares those
-hashes with the sources in this checkout: when every one matches, an import finder hands out
-the compiled modules; otherwise (a source edited since the build, another interpreter, no
-build, or ``BULWARK_COMPILED=0``) nothing changes and the same code runs as Python. Never a mix:
-the compiled modules call each other directly.
+(the virtualenv: the extension modules are built for its interpreter), with the C sources of
+NATIVE_MODULES compiled beside them, and a manifest holding each source file's SHA-256. On
+import of ``gateway_milter``, :func:`install` compares those hashes with the sources in this
+checkout: when every one matches, an import finder hands out the compiled modules; otherwise
+(a source edited since the build, another interpreter, no build, or ``BULWARK_COMPILED=0``)
+nothing changes and the same code runs as Python (a C module's Python twin: its ``.py``
+beside it). Never a mix: the compiled modules call each other directly.
 
 ``scripts/compiled.py status`` says which is in use and why. ``build --if-needed`` takes a build
 of the same sources from the machine's cache (:func:`cache_root`) before it compiles, and every
@@ -36,7 +37,9 @@ from types import ModuleType
 MODULES = tuple(f"gateway_milter.antispam.{n}" for n in (
     "bayes", "engine", "htmltext", "imageinfo", "matcher", "parseflags", "relays", "saeval",
     "sauris", "saview", "tokenizer", "urls", "wlbleval"))
-FORMAT = 1
+# C sources of our own, compiled beside them (extension module name -> source under the root)
+NATIVE_MODULES = {"gateway_milter.store._countertable": "gateway_milter/store/countertable.c"}
+FORMAT = 2  # (2: NATIVE_MODULES in the manifest)
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory holding gateway_milter/
 ENV_SWITCH = "BULWARK_COMPILED"  # "0": never use a build
 
@@ -102,6 +105,17 @@ def check(where: Path | None = None, root: Path = PACKAGE_ROOT) -> tuple[dict[st
         except OSError:
             return None, f"{src} is missing"
         files[name] = where / entry["file"]
+    native = doc.get("native") or {}
+    if sorted(native) != sorted(NATIVE_MODULES):
+        return None, "built for another set of C sources"
+    for name, entry in native.items():
+        src = root / NATIVE_MODULES[name]
+        try:
+            if _sha256(src) != entry["source_sha256"]:
+                return None, f"{src.name} changed since the build"
+        except OSError:
+            return None, f"{src} is missing"
+        files[name] = where / entry["file"]
     for name, rel in (doc.get("support") or {}).items():
         files[name] = where / rel
     missing = [str(f) for f in files.values() if not f.is_file()]
@@ -155,7 +169,8 @@ def cache_key(root: Path = PACKAGE_ROOT) -> str:
     except PackageNotFoundError:
         mypy_version = ""
     doc = {"format": FORMAT, "interpreter": _interpreter(), "mypy": mypy_version,
-           "sources": {m: _sha256(source_of(m, root)) for m in MODULES}}
+           "sources": {m: _sha256(source_of(m, root)) for m in MODULES},
+           "native": {m: _sha256(root / src) for m, src in NATIVE_MODULES.items()}}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -207,6 +222,20 @@ def to_cache(where: Path, root: Path = PACKAGE_ROOT, keep: int = 4) -> None:
         print(f"warning: the build is not kept in {cache}: {e}", file=sys.stderr)
 
 
+def compile_c(src: Path, out: Path, quiet: bool = True) -> None:
+    """One C source into an extension module for this interpreter, with its own compiler
+    (sysconfig's CC, as mypyc's build uses)."""
+    import shlex
+
+    cc = shlex.split(str(sysconfig.get_config_var("CC") or "cc"))
+    cmd = [*cc, "-O2", "-fPIC", "-shared", "-Wall", "-Werror", f"-I{sysconfig.get_paths()['include']}",
+           str(src), "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
+    if proc.returncode != 0:
+        detail = (proc.stdout or "")[-4000:] + (proc.stderr or "")[-4000:] if quiet else ""
+        raise RuntimeError(f"{src.name} did not compile (exit {proc.returncode})\n{detail}")
+
+
 def build(out: Path | None = None, root: Path = PACKAGE_ROOT, quiet: bool = True) -> Path:
     """Compiles MODULES from the sources under ``root`` into ``out`` (replaced whole, atomically
     for readers: the manifest is written last)."""
@@ -243,7 +272,13 @@ def build(out: Path | None = None, root: Path = PACKAGE_ROOT, quiet: bool = True
         for f in work.glob(f"*__mypyc{suffix}"):
             shutil.copy2(f, stage / f.name)
             support[f.name[: -len(suffix)]] = f.name
-        doc = {"format": FORMAT, "interpreter": _interpreter(), "modules": modules, "support": support}
+        native: dict[str, dict[str, str]] = {}
+        for m, src in NATIVE_MODULES.items():
+            rel = m + suffix
+            compile_c(root / src, stage / rel, quiet)
+            native[m] = {"file": rel, "source_sha256": _sha256(root / src)}
+        doc = {"format": FORMAT, "interpreter": _interpreter(), "modules": modules, "native": native,
+               "support": support}
         (stage / "manifest.json").write_text(json.dumps(doc, indent=1))
         _swap(stage, out)
     return out
@@ -273,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         files, reason = check(where)
         if files:
             to_cache(where)
-        print(f"built {len(MODULES)} modules into {where}: {reason if files else 'NOT usable: ' + reason}")
+        print(f"built {len(MODULES)} modules and {len(NATIVE_MODULES)} C module(s) into {where}: "
+              f"{reason if files else 'NOT usable: ' + reason}")
         return 0 if files else 1
     if args[:1] == ["status"]:
         print(status())

@@ -29,9 +29,16 @@ def _tree(tmp: Path) -> tuple[Path, Path]:
         src.write_text(f"# {m}\n")
         (where / (m + SUFFIX)).write_bytes(b"\x7fELF")
         modules[m] = {"file": m + SUFFIX, "source_sha256": compiled._sha256(src)}
+    native = {}
+    for m, rel in compiled.NATIVE_MODULES.items():
+        src = root / rel
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text(f"/* {m} */\n")
+        (where / (m + SUFFIX)).write_bytes(b"\x7fELF")
+        native[m] = {"file": m + SUFFIX, "source_sha256": compiled._sha256(src)}
     (where / ("abc__mypyc" + SUFFIX)).write_bytes(b"\x7fELF")
     doc = {"format": compiled.FORMAT, "interpreter": compiled._interpreter(), "modules": modules,
-           "support": {"abc__mypyc": "abc__mypyc" + SUFFIX}}
+           "native": native, "support": {"abc__mypyc": "abc__mypyc" + SUFFIX}}
     (where / "manifest.json").write_text(json.dumps(doc))
     return root, where
 
@@ -42,6 +49,8 @@ def test_a_build_of_the_same_sources_is_used(tmp_path: Path) -> None:
     assert files is not None, reason
     assert files["gateway_milter.antispam.engine"] == where / ("gateway_milter.antispam.engine" + SUFFIX)
     assert files["abc__mypyc"] == where / ("abc__mypyc" + SUFFIX)  # mypyc's shared part
+    table = "gateway_milter.store._countertable"  # our own C source
+    assert files[table] == where / (table + SUFFIX)
     spec = compiled._Finder(files).find_spec("gateway_milter.antispam.engine")
     assert spec is not None and spec.origin == str(where / ("gateway_milter.antispam.engine" + SUFFIX))
     assert compiled._Finder(files).find_spec("gateway_milter.layers.rules") is None  # the rest: Python
@@ -55,10 +64,19 @@ def test_an_edited_source_leaves_every_module_to_python(tmp_path: Path) -> None:
     assert files is None and reason == "saeval.py changed since the build"
 
 
+def test_an_edited_c_source_leaves_every_module_to_python(tmp_path: Path) -> None:
+    root, where = _tree(tmp_path)
+    src = root / compiled.NATIVE_MODULES["gateway_milter.store._countertable"]
+    src.write_text(src.read_text() + "/* edited */\n")
+    files, reason = compiled.check(where, root)
+    assert files is None and reason == "countertable.c changed since the build"
+
+
 @pytest.mark.parametrize("damage, expected", [
     ("no manifest", "no build in"),
     ("other interpreter", "built for another interpreter"),
     ("other modules", "built for another set of modules"),
+    ("no C module", "built for another set of C sources"),
     ("missing file", "extension files missing"),
     ("bad manifest", "unreadable manifest"),
     ("missing source", "is missing"),
@@ -74,6 +92,9 @@ def test_a_build_that_does_not_fit_is_not_used(tmp_path: Path, damage: str, expe
         manifest.write_text(json.dumps(doc))
     elif damage == "other modules":
         del doc["modules"]["gateway_milter.antispam.urls"]
+        manifest.write_text(json.dumps(doc))
+    elif damage == "no C module":  # (a build of the format before, say)
+        del doc["native"]
         manifest.write_text(json.dumps(doc))
     elif damage == "missing file":
         (where / ("gateway_milter.antispam.bayes" + SUFFIX)).unlink()
@@ -110,7 +131,10 @@ def test_the_suite_runs_on_the_compiled_modules() -> None:
     import gateway_milter.antispam.saview as saview
 
     assert compiled.ACTIVE, compiled.REASON
+    from gateway_milter.store import countertable
+
     assert str(engine.__file__).endswith(SUFFIX) and str(saview.__file__).endswith(SUFFIX)
+    assert countertable.NATIVE and countertable.CounterTable is not countertable.PyCounterTable
     assert _status_in_child().startswith("compiled (")
 
 

@@ -68,6 +68,11 @@ def make_ctx(raw: bytes, pol: PolicySnapshot | None = None, *, ip: str = "203.0.
     return ctx
 
 
+def hashes(st: MemoryStore) -> dict[str, tuple[list[tuple[str, int]], float | None]]:
+    """A memory store's counter hashes, comparable (each a CounterTable, which has no ``==``)."""
+    return {k: (sorted(h.items()), exp) for k, (h, exp) in st._h.items()}
+
+
 def msg(subject: str = "Hello", body: str = "Hi there, see you tomorrow.", headers: str = "",
         ctype: str = "text/plain; charset=utf-8") -> bytes:
     return (f"From: Alice <alice@sender.test>\r\nTo: bob@example.com\r\nSubject: {subject}\r\n"
