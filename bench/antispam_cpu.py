@@ -1,10 +1,11 @@
 """CPU per message of the content path (rules + Bayes + scoring through the real layers) on
 corpus messages of 4-6 KB (spam_2 and easy_ham in turn), Bayes trained on 200 spam and 200 ham
 first (MemoryStore: the store's network time is not CPU; --redis URL reads and learns in a real
-Redis instead, so the figure includes the client's side of production's round trip).
+Redis instead, so the figure includes the client's side of production's round trip; --sqlite in
+the embedded SQLite store, the default deployment's, through its read cache).
 
 Usage: .venv/bin/python bench/antispam_cpu.py [--n 150] [--no-rules] [--min-size 4000 --max-size 6000]
-[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--parts] [--rule-costs] [--redis URL]
+[--reference] [--no-hyperscan] [--repeat 5] [--only spam|ham] [--parts] [--rule-costs] [--redis URL | --sqlite]
 [--against OTHER_CHECKOUT [--other-python | --other-compiled-dir DIR]] [--instructions]
 
 --reference: every rule's expression over the whole text, no laziness or prefilter (the
@@ -76,6 +77,7 @@ from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.store import StateStore, set_default_store
 from gateway_milter.store.memory import MemoryStore
 from gateway_milter.store.redisstore import RedisStore
+from gateway_milter.store.sqlitestore import SqliteStore
 from tests.services import shared_path
 
 ROOT = Path(sys.path[0])
@@ -89,6 +91,9 @@ def main() -> int:
                     help="Bayes reads and learns in this Redis (production's store; its Bayes keys are "
                          "deleted first) instead of in memory: the CPU then includes the client's part "
                          "of the round trip")
+    ap.add_argument("--sqlite", action="store_true",
+                    help="Bayes reads and learns in the embedded SQLite store (the default deployment's), in a"
+                         " temporary file, through the read cache it ships with (bayes.FieldCache)")
     ap.add_argument("--skip", default="", help="comma-separated rules.skip_rules")
     ap.add_argument("--min-size", type=int, default=4000)
     ap.add_argument("--max-size", type=int, default=6000)
@@ -125,6 +130,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.redis and (args.against or args.instructions):
         ap.error("--redis times one checkout (two workers would share its keys)")
+    if args.redis and args.sqlite:
+        ap.error("--redis or --sqlite, not both")
     if args.instructions and not args.count_worker:
         return count_instructions(args)
     if args.against and not args.serve:  # (a worker never starts workers of its own: --against=PATH reaches it too)
@@ -150,6 +157,14 @@ def main() -> int:
         for k in rs.scan_keys("bayes", limit=10_000):
             rs.delete(k)
         store = rs
+    if args.sqlite:  # (each worker of --against its own file)
+        import atexit
+        import shutil
+        import tempfile
+
+        tmp = tempfile.mkdtemp(prefix="bulwark-bench-")
+        atexit.register(shutil.rmtree, tmp, True)
+        store = SqliteStore(Path(tmp) / "state.sqlite3")
     set_default_store(store)
     layers = ["bayes"] if args.no_rules else ["rules", "bayes"]
     skip = [x for x in args.skip.split(",") if x]
@@ -218,7 +233,8 @@ def main() -> int:
     costs = rule_costs(raws, policy, engine, args.repeat) if args.rule_costs and not args.no_rules else None
     classified = sum(bc.classify(message_view(make_context(raw, policy))).probability is not None for raw in raws)
     print(json.dumps({"messages": len(cpu), "layers": layers, "rule_load_cpu_s": round(load_s, 2),
-                      "code": compiled_status(), "python": python_build(), "store": "redis" if args.redis else "memory",
+                      "code": compiled_status(), "python": python_build(),
+                      "store": "redis" if args.redis else "sqlite" if args.sqlite else "memory",
                       "hyperscan": hyperscan, "reference": args.reference, "repeat": args.repeat,
                       "sizes": [args.min_size, args.max_size],
                       "spam": sum("spam" in p.parent.name for p in pick), "ham": sum("ham" in p.parent.name for p in pick),

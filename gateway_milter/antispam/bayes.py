@@ -37,11 +37,12 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gateway_milter.antispam.saview import SaMessage
 from gateway_milter.antispam.tokenizer import hashed, header_order, sender_key, tokens
 from gateway_milter.store import StateStore
+from gateway_milter.store.countertable import CounterTable
 
 # SpamBayes defaults (tuned on large corpora; our figures in the ADR).
 UNKNOWN_STRENGTH = 0.45  # s: weight of the prior for rarely seen tokens
@@ -231,14 +232,16 @@ class FieldCache:
       generations, the current one becoming the old one every ``ttl`` seconds or at ``cap``
       fields, the old one dropped then.
     - Only the classification reads through it: learning and forgetting read the store.
-    Threads share it without a lock: each step is one dict operation (atomic under the GIL),
-    and a value put into a generation that another thread just aged is merely older."""
+    Threads share it without a lock: each step is one dict or table operation (atomic under the
+    GIL), and a value put into a generation that another thread just aged is merely older."""
 
     def __init__(self, ttl: float = TTL_S, cap: int = CACHE_FIELDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl, self.cap, self.clock = ttl, cap, clock
-        self.cur: dict[str, dict[str, int]] = {}
-        self.old: dict[str, dict[str, int]] = {}
+        # per hash, its fields read: CounterTables (store/countertable.py: one cache miss a
+        # field where a dict costs three)
+        self.cur: dict[str, Any] = {}
+        self.old: dict[str, Any] = {}
         self.size = 0
         self.born = clock()
         self.hits = 0
@@ -262,18 +265,25 @@ class FieldCache:
         for key, fields in requests:
             cur = self.cur.get(key)
             if cur is None:
-                cur = self.cur[key] = {}
-            old = self.old.get(key)
-            vals: list[int | None] = list(map(cur.get, fields))
+                cur = self.cur[key] = CounterTable()
+            vals: list[int | None] = cur.get_many(fields, None)
             missing: list[int] = []
-            for i, v in enumerate(vals):
-                if v is None:
-                    if old is not None:
-                        o = old.get(fields[i])
+            if None in vals:
+                old = self.old.get(key)
+                olds: list[int | None] = old.get_many(fields, None) if old is not None else []
+                moved: list[str] = []
+                moved_vals: list[int] = []
+                for i, v in enumerate(vals):
+                    if v is None:
+                        o = olds[i] if olds else None
                         if o is not None:
-                            vals[i] = cur[fields[i]] = o
+                            vals[i] = o
+                            moved.append(fields[i])
+                            moved_vals.append(o)
                             continue
-                    missing.append(i)
+                        missing.append(i)
+                if moved:
+                    cur.set_many(moved, moved_vals)
             self.hits += len(fields) - len(missing)
             self.misses += len(missing)
             if missing:
@@ -284,10 +294,12 @@ class FieldCache:
             got = store.counters(asks)  # one round trip for every field not at hand
             for (at, missing), (key, names), vals_got in zip(where, asks, got, strict=True):
                 row = out[at]
-                cur = self.cur.setdefault(key, {})  # (another thread may have aged the cache)
-                for i, name, v in zip(missing, names, vals_got, strict=True):
+                cur = self.cur.get(key)
+                if cur is None:  # (another thread may have aged the cache)
+                    cur = self.cur[key] = CounterTable()
+                for i, v in zip(missing, vals_got, strict=True):
                     row[i] = v
-                    cur[name] = v
+                cur.set_many(names, vals_got)
                 self.size += len(names)
         return out
 
@@ -296,8 +308,7 @@ class FieldCache:
             for gen in (self.cur, self.old):
                 d = gen.get(key)
                 if d is not None:
-                    for f in deltas:
-                        d.pop(f, None)
+                    d.discard_many(list(deltas))
 
 
 _caches: weakref.WeakKeyDictionary[StateStore, FieldCache] = weakref.WeakKeyDictionary()
