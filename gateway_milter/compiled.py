@@ -228,7 +228,7 @@ def compile_c(src: Path, out: Path, quiet: bool = True) -> None:
     import shlex
 
     cc = shlex.split(str(sysconfig.get_config_var("CC") or "cc"))
-    cmd = [*cc, "-O2", "-fPIC", "-shared", "-Wall", "-Werror", f"-I{sysconfig.get_paths()['include']}",
+    cmd = [*cc, "-O2", "-fPIC", "-shared", "-Wall", f"-I{sysconfig.get_paths()['include']}",
            str(src), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
     if proc.returncode != 0:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
+
 from gateway_milter.store import check_key
 from gateway_milter.store.countertable import CounterTable
 
