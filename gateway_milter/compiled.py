@@ -28,7 +28,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -79,6 +79,20 @@ class _Finder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, f, loader=loader)
 
 
+def _built_from(entries: dict[str, dict[str, str]], source: Callable[[str], Path], where: Path,
+                files: dict[str, Path]) -> str | None:
+    """Each module's file into ``files`` when its source is the one it was built from; else why not."""
+    for name, entry in entries.items():
+        src = source(name)
+        try:
+            if _sha256(src) != entry["source_sha256"]:
+                return f"{src.name} changed since the build"
+        except OSError:
+            return f"{src} is missing"
+        files[name] = where / entry["file"]
+    return None
+
+
 def check(where: Path | None = None, root: Path = PACKAGE_ROOT) -> tuple[dict[str, Path] | None, str]:
     """(module name -> extension file, reason) when the build in ``where`` matches the sources
     under ``root``; (None, why not) otherwise."""
@@ -97,25 +111,15 @@ def check(where: Path | None = None, root: Path = PACKAGE_ROOT) -> tuple[dict[st
     if sorted(modules) != sorted(MODULES):
         return None, "built for another set of modules"
     files: dict[str, Path] = {}
-    for name, entry in modules.items():
-        src = source_of(name, root)
-        try:
-            if _sha256(src) != entry["source_sha256"]:
-                return None, f"{src.name} changed since the build"
-        except OSError:
-            return None, f"{src} is missing"
-        files[name] = where / entry["file"]
+    why = _built_from(modules, lambda name: source_of(name, root), where, files)
+    if why:
+        return None, why
     native = doc.get("native") or {}
     if sorted(native) != sorted(NATIVE_MODULES):
         return None, "built for another set of C sources"
-    for name, entry in native.items():
-        src = root / NATIVE_MODULES[name]
-        try:
-            if _sha256(src) != entry["source_sha256"]:
-                return None, f"{src.name} changed since the build"
-        except OSError:
-            return None, f"{src} is missing"
-        files[name] = where / entry["file"]
+    why = _built_from(native, lambda name: root / NATIVE_MODULES[name], where, files)
+    if why:
+        return None, why
     for name, rel in (doc.get("support") or {}).items():
         files[name] = where / rel
     missing = [str(f) for f in files.values() if not f.is_file()]

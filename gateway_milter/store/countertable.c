@@ -116,11 +116,28 @@ static void remove_at(CounterTable *t, size_t i) {
     t->used--;
 }
 
-/* Sets the key's value (inserting it), or removes it when ``drop``. -1 on error. */
-static int put(CounterTable *t, PyObject *key, long long v, int drop) {
+/* Where a key stands: -1 on error, 0 for a key of the dict beside the slots, 1 for a slot key,
+ * with its slot (or the free slot where it would go) in *at and whether it is there in *found. */
+static int locate(const CounterTable *t, PyObject *key, slot_t *want, size_t *at, int *found) {
     const char *s;
     Py_ssize_t n;
     int f = fits(key, &s, &n);
+    if (f <= 0)
+        return f;
+    want->h = PyObject_Hash(key);
+    if (want->h == -1)
+        return -1;
+    want->n = (unsigned char)n;
+    memcpy(want->k, s, (size_t)n);
+    *at = probe(t, s, n, want->h, found);
+    return 1;
+}
+
+/* Sets the key's value (inserting it), or removes it when ``drop``. -1 on error. */
+static int put(CounterTable *t, PyObject *key, long long v, int drop) {
+    slot_t want;
+    size_t i;
+    int found, f = locate(t, key, &want, &i, &found);
     if (f < 0)
         return -1;
     if (f == 0) {
@@ -139,11 +156,6 @@ static int put(CounterTable *t, PyObject *key, long long v, int drop) {
         Py_DECREF(val);
         return r;
     }
-    Py_hash_t h = PyObject_Hash(key);
-    if (h == -1)
-        return -1;
-    int found;
-    size_t i = probe(t, s, n, h, &found);
     if (found) {
         if (drop)
             remove_at(t, i);
@@ -156,22 +168,19 @@ static int put(CounterTable *t, PyObject *key, long long v, int drop) {
     if ((size_t)(t->used + 1) * 2 > t->mask + 1) {
         if (grow(t) < 0)
             return -1;
-        i = probe(t, s, n, h, &found);
+        i = probe(t, want.k, want.n, want.h, &found);
     }
-    slot_t *sl = &t->slots[i];
-    sl->h = h;
-    sl->v = v;
-    sl->n = (unsigned char)n;
-    memcpy(sl->k, s, (size_t)n);
+    want.v = v;
+    t->slots[i] = want;
     t->used++;
     return 0;
 }
 
 /* The key's value into *v: 1 when present, 0 when not, -1 on error. */
 static int lookup(CounterTable *t, PyObject *key, long long *v) {
-    const char *s;
-    Py_ssize_t n;
-    int f = fits(key, &s, &n);
+    slot_t want;
+    size_t i;
+    int found, f = locate(t, key, &want, &i, &found);
     if (f < 0)
         return -1;
     if (f == 0) {
@@ -181,11 +190,6 @@ static int lookup(CounterTable *t, PyObject *key, long long *v) {
         *v = PyLong_AsLongLong(val);
         return 1;
     }
-    Py_hash_t h = PyObject_Hash(key);
-    if (h == -1)
-        return -1;
-    int found;
-    size_t i = probe(t, s, n, h, &found);
     if (found)
         *v = t->slots[i].v;
     return found;
