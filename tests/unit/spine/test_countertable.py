@@ -110,3 +110,39 @@ def test_str_subclasses_are_not_fields() -> None:
         t.get_many([Name("a")])
     with pytest.raises(TypeError):
         countertable.CounterTable(1)  # type: ignore[call-arg]
+
+
+@pytest.mark.skipif(not countertable.NATIVE, reason="the C module is not built (scripts/compiled.py build)")
+def test_the_c_table_keeps_no_memory_after_its_work() -> None:
+    import gc
+    import tracemalloc
+
+    rng = random.Random(3)
+    keys = [f"t{i:012x}" for i in range(1500)] + [f"a-long-field-{i}-beyond-the-slot" for i in range(300)]
+
+    def work() -> None:
+        t = countertable.CounterTable()
+        for _ in range(20):
+            # (values above the small ints Python keeps: a leaked reference keeps its int alive)
+            t.add_many({k: rng.randrange(-(1 << 33), 1 << 34) for k in rng.sample(keys, 300)})
+            t.get_many(keys, None)
+            t.get_many(keys, 1 << 40)
+            t.set_many(keys[:100], [(1 << 40) + i for i in range(100)])
+            t.discard_many(keys[50:150])
+            t.items()
+            with pytest.raises(OverflowError):
+                t.add_many({"a": 1 << 70})
+            with pytest.raises(TypeError):
+                t.get_many([1])  # type: ignore[list-item]
+
+    work()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for _ in range(5):
+            work()
+        gc.collect()
+        left = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert left < 4096, left  # (a reference leaked a call would keep tens of KB)
