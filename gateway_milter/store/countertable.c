@@ -18,7 +18,6 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define KEY_MAX 15
 #define EMPTY 0xFF
@@ -39,29 +38,8 @@ typedef struct {
     PyObject *other; /* dict: the fields that do not fit a slot */
 } CounterTable;
 
-/* Slots of a large table (2 MB and more) are mapped on their own at a 2 MB boundary and the
- * kernel asked for huge pages there (transparent huge pages in "madvise" mode, Debian's
- * default): random reads over megabytes then miss the TLB far less. Smaller ones come from
- * Python's allocator. */
-#define HUGE_BYTES ((size_t)2 << 20)
-
 static slot_t *new_slots(size_t size) {
-    size_t bytes = size * sizeof(slot_t);
-    slot_t *s = NULL;
-    if (bytes >= HUGE_BYTES) {
-        char *p = mmap(NULL, bytes + HUGE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p != MAP_FAILED) {
-            char *at = (char *)(((uintptr_t)p + HUGE_BYTES - 1) & ~(uintptr_t)(HUGE_BYTES - 1));
-            if (at > p)
-                munmap(p, (size_t)(at - p));
-            if (p + bytes + HUGE_BYTES > at + bytes)
-                munmap(at + bytes, (size_t)(p + bytes + HUGE_BYTES - (at + bytes)));
-            (void)madvise(at, bytes, MADV_HUGEPAGE); /* a hint: without it, ordinary pages */
-            s = (slot_t *)at;
-        }
-    } else {
-        s = PyMem_Malloc(bytes);
-    }
+    slot_t *s = PyMem_Malloc(size * sizeof(slot_t));
     if (s == NULL) {
         PyErr_NoMemory();
         return NULL;
@@ -69,16 +47,6 @@ static slot_t *new_slots(size_t size) {
     for (size_t i = 0; i < size; i++)
         s[i].n = EMPTY;
     return s;
-}
-
-static void free_slots(slot_t *s, size_t size) {
-    size_t bytes = size * sizeof(slot_t);
-    if (s == NULL)
-        return;
-    if (bytes >= HUGE_BYTES)
-        munmap(s, bytes);
-    else
-        PyMem_Free(s);
 }
 
 /* A field that fits a slot: exact str, compact ASCII, at most KEY_MAX characters. -1 with a
@@ -125,7 +93,7 @@ static int grow(CounterTable *t) {
             j = (j + 1) & (bigger - 1);
         s[j] = old[i];
     }
-    free_slots(old, size);
+    PyMem_Free(old);
     t->slots = s;
     t->mask = bigger - 1;
     return 0;
@@ -262,7 +230,7 @@ static PyObject *ct_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
 }
 
 static void ct_dealloc(CounterTable *t) {
-    free_slots(t->slots, t->mask + 1);
+    PyMem_Free(t->slots);
     Py_XDECREF(t->other);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
@@ -488,7 +456,7 @@ static PyObject *ct_clear(CounterTable *t, PyObject *unused) {
     slot_t *s = new_slots(MIN_SIZE);
     if (s == NULL)
         return NULL;
-    free_slots(t->slots, t->mask + 1);
+    PyMem_Free(t->slots);
     t->slots = s;
     t->mask = MIN_SIZE - 1;
     t->used = 0;
