@@ -179,20 +179,20 @@ static int put(CounterTable *t, PyObject *key, long long v, int drop) {
 /* The key's value into *v: 1 when present, 0 when not, -1 on error. */
 static int lookup(CounterTable *t, PyObject *key, long long *v) {
     slot_t want;
-    size_t i;
-    int found, f = locate(t, key, &want, &i, &found);
-    if (f < 0)
-        return -1;
-    if (f == 0) {
-        PyObject *val = PyDict_GetItemWithError(t->other, key); /* borrowed */
-        if (val == NULL)
-            return PyErr_Occurred() ? -1 : 0;
-        *v = PyLong_AsLongLong(val);
-        return 1;
+    size_t at;
+    int there, where = locate(t, key, &want, &at, &there);
+    if (where == 1) { /* a slot key */
+        if (there)
+            *v = t->slots[at].v;
+        return there;
     }
-    if (found)
-        *v = t->slots[i].v;
-    return found;
+    if (where < 0)
+        return -1;
+    PyObject *val = PyDict_GetItemWithError(t->other, key); /* borrowed */
+    if (val == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    *v = PyLong_AsLongLong(val);
+    return 1;
 }
 
 static int as_value(PyObject *o, long long *v) {
