@@ -234,10 +234,15 @@ def compile_c(src: Path, out: Path, quiet: bool = True) -> None:
     cc = shlex.split(str(sysconfig.get_config_var("CC") or "cc"))
     cmd = [*cc, "-O2", "-fPIC", "-shared", "-Wall", f"-I{sysconfig.get_paths()['include']}",
            str(src), "-o", str(out)]
-    proc = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
+    _run(cmd, f"{src.name} did not compile", quiet)
+
+
+def _run(cmd: list[str], failed: str, quiet: bool, cwd: Path | None = None) -> None:
+    """A build step; a RuntimeError with the end of its output when it fails."""
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=quiet, text=True, check=False)
     if proc.returncode != 0:
         detail = (proc.stdout or "")[-4000:] + (proc.stderr or "")[-4000:] if quiet else ""
-        raise RuntimeError(f"{src.name} did not compile (exit {proc.returncode})\n{detail}")
+        raise RuntimeError(f"{failed} (exit {proc.returncode})\n{detail}")
 
 
 def build(out: Path | None = None, root: Path = PACKAGE_ROOT, quiet: bool = True) -> Path:
@@ -254,11 +259,7 @@ def build(out: Path | None = None, root: Path = PACKAGE_ROOT, quiet: bool = True
             shutil.copy2(root / "mypy.ini", work / "mypy.ini")
         sources = [str(source_of(m, work).relative_to(work)) for m in MODULES]
         hashes = {m: _sha256(source_of(m, work)) for m in MODULES}
-        proc = subprocess.run([sys.executable, "-m", "mypyc", *sources], cwd=work,
-                              capture_output=quiet, text=True, check=False)
-        if proc.returncode != 0:
-            detail = (proc.stdout or "")[-4000:] + (proc.stderr or "")[-4000:] if quiet else ""
-            raise RuntimeError(f"mypyc failed (exit {proc.returncode})\n{detail}")
+        _run([sys.executable, "-m", "mypyc", *sources], "mypyc failed", quiet, cwd=work)
         suffix = str(sysconfig.get_config_var("EXT_SUFFIX"))
         stage = out.with_name(out.name + ".new")
         shutil.rmtree(stage, ignore_errors=True)

@@ -270,12 +270,12 @@ class FieldCache:
             missing: list[int] = []
             if None in vals:
                 old = self.old.get(key)
-                olds: list[int | None] = old.get_many(fields, None) if old is not None else []
+                olds: list[int | None] = old.get_many(fields, None) if old is not None else [None] * len(fields)
                 moved: list[str] = []
                 moved_vals: list[int] = []
                 for i, v in enumerate(vals):
                     if v is None:
-                        o = olds[i] if olds else None
+                        o = olds[i]
                         if o is not None:
                             vals[i] = o
                             moved.append(fields[i])

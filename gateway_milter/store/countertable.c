@@ -51,12 +51,16 @@ static slot_t *new_slots(size_t size) {
 
 /* A field that fits a slot: exact str, compact ASCII, at most KEY_MAX characters. -1 with a
  * TypeError for a key that is not an exact str, 0 for a str that goes to the dict. */
+static inline int slot_key(PyObject *key) {
+    return PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key) && PyUnicode_GET_LENGTH(key) <= KEY_MAX;
+}
+
 static int fits(PyObject *key, const char **data, Py_ssize_t *len) {
     if (!PyUnicode_CheckExact(key)) {
         PyErr_Format(PyExc_TypeError, "field must be str, not %.100s", Py_TYPE(key)->tp_name);
         return -1;
     }
-    if (!PyUnicode_IS_COMPACT_ASCII(key) || PyUnicode_GET_LENGTH(key) > KEY_MAX)
+    if (!slot_key(key))
         return 0;
     *data = (const char *)PyUnicode_DATA(key);
     *len = PyUnicode_GET_LENGTH(key);
@@ -245,7 +249,7 @@ static Py_ssize_t ct_len(CounterTable *t) {
 #define AHEAD 12
 
 static inline void prefetch(const CounterTable *t, PyObject *key) {
-    if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key) && PyUnicode_GET_LENGTH(key) <= KEY_MAX) {
+    if (slot_key(key)) {
         Py_hash_t h = PyObject_Hash(key); /* (a str keeps it: the lookup reads it again for free) */
         if (h != -1)
             __builtin_prefetch(&t->slots[(size_t)h & t->mask]);
