@@ -38,7 +38,8 @@ MODULES = tuple(f"gateway_milter.antispam.{n}" for n in (
     "bayes", "engine", "htmltext", "imageinfo", "matcher", "parseflags", "relays", "saeval",
     "sauris", "saview", "tokenizer", "urls", "wlbleval"))
 # C sources of our own, compiled beside them (extension module name -> source under the root)
-NATIVE_MODULES = {"gateway_milter.store._countertable": "gateway_milter/store/countertable.c"}
+NATIVE_MODULES = {"gateway_milter.store._countertable": "gateway_milter/store/countertable.c",
+                  "gateway_milter.antispam._metavm": "gateway_milter/antispam/metavm.c"}
 FORMAT = 2  # (2: NATIVE_MODULES in the manifest)
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory holding gateway_milter/
 ENV_SWITCH = "BULWARK_COMPILED"  # "0": never use a build

@@ -23,7 +23,7 @@ from itertools import compress, islice
 from pathlib import Path
 from typing import Any
 
-from gateway_milter.antispam import hsmatch, re2filter, saeval, sauris, wlbleval
+from gateway_milter.antispam import hsmatch, metavm, re2filter, saeval, sauris, wlbleval
 from gateway_milter.auth import psl
 from gateway_milter.antispam.matcher import (C, FactorIndex, literal_set, parse_tree, position_pattern,
                                              relaxed_pattern, required_factors, required_squeezed_factors,
@@ -338,6 +338,8 @@ def _atleast(v: Callable[[str], int], names: tuple[str, ...], need: int) -> bool
 
 # A compiled rule: (texts, message, extras, value-of-another-rule) -> hit count
 RuleFn = Callable[[_Texts, SaMessage, dict[str, Any], Callable[[str], int]], int]
+# The scored metas' function: (memo, value-of-a-rule, rule functions, texts, message, extras) -> None
+AllMetas = Callable[[dict[str, int], Callable[[str], int], dict[str, RuleFn], _Texts, SaMessage, dict[str, Any]], None]
 
 
 def _usable_rules(rs: RuleSet, skip: frozenset[str]) -> tuple[dict[str, Rule], dict[str, str], list[str]]:
@@ -418,6 +420,10 @@ class RuleEngine:
     once per message. Metas evaluate ``&&``/``||`` with short-circuit, cheapest operand first,
     so a costly sub-rule runs only when the rest of its meta could still make it matter. The
     hits are those of running every rule (``run(m, lazy=False)``, kept as the reference)."""
+
+    # the metas run as the C program where it is built (metavm); False: as generated Python
+    # (set before the metas are compiled: the tests compare the two)
+    native_metas = True
 
     def __init__(self, rs: RuleSet, exclude_scores: frozenset[str] = frozenset(),
                  skip: frozenset[str] = frozenset(), hs_cache: Path | None = None) -> None:
@@ -535,32 +541,53 @@ class RuleEngine:
         fns = dict(self._fns)
         for n in self._meta_names:
             fns[n] = self._compile_lazy_meta(self.rules[n])
-        allmetas = self._compile_all_metas()
+        allmetas = self._compile_all_metas(fns)
         # swapped whole; a message in flight that sees one old and one new gets the same values
         # (the two differ only in the order operands are tried)
         self._fns, self._allmetas = fns, allmetas
 
-    def _compile_all_metas(self) -> Callable[[Callable[[str], int | None], Callable[[str], int], dict[str, int]], None]:
-        """The scored metas in one generated function, in dependency order: a scored meta's
-        value is a local variable that the metas after it read directly (one function for the
-        set instead of two calls and a memo lookup per meta). Sub-metas (``__NAME``, score 0)
-        stay lazy functions: computing them all eagerly ran costly body rules nobody needed
-        (13.7 ms a message instead of 2.6, measured). Each expression still short-circuits,
-        cheapest operand first. Each value is also put in the memo, where the hits are read."""
+    def _scored_metas(self) -> list[str]:
+        """The scored metas in dependency order (sub-metas, ``__NAME`` or score 0, stay lazy:
+        computing them all eagerly ran costly body rules nobody needed, 13.7 ms a message
+        instead of 2.6, measured)."""
+        return [n for n in self._meta_names if self.rules[n].score != 0 and not n.startswith("__")]
+
+    def _compile_all_metas(self, fns: dict[str, RuleFn]) -> AllMetas:
+        """``allmetas(memo, v, fns, texts, message, extras)``: every scored meta's value (0 or 1)
+        into the memo, in dependency order; each expression short-circuits, cheapest operand
+        first, and computes a rule it needs only when the memo does not hold it yet. The C
+        program (metavm.c, docs/decisions/0066-meta-program.md) when it is built, running the
+        sub-metas too; else :meth:`_python_all_metas`. ``fns``: the rule functions the metas
+        were compiled with (a sub-meta is run by the program while the engine still holds its
+        generated function, so that a function put in its place is called instead)."""
+        if metavm.NATIVE and self.native_metas:
+            asm = metavm.Assembler()
+            for n in self._meta_names:
+                tree = self.rules[n].meta_tree
+                assert tree is not None
+                asm.segment(n, self._meta_plan(tree))
+            prog = asm.build({n: fns[n] for n in self._meta_names}, self._scored_metas())
+            return prog.run  # type: ignore[no-any-return]
+        return self._python_all_metas()
+
+    def _python_all_metas(self) -> AllMetas:
+        """The scored metas in one generated Python function, in dependency order: a scored
+        meta's value is a local variable that the metas after it read directly (one function for
+        the set instead of two calls and a memo lookup per meta); sub-metas are their own lazy
+        functions, called through ``v``. Each value is also put in the memo, where the hits are
+        read."""
         self._tmp = 0
         local_of: dict[str, str] = {}  # scored meta -> its local variable in the function
-        body: list[str] = []
-        for i, n in enumerate(self._meta_names):
-            if self.rules[n].score == 0 or n.startswith("__"):
-                continue  # a sub-meta stays a function of its own, run only when a meta reads it
+        body: list[str] = ["    g = memo.get"]
+        for n in self._scored_metas():
             tree = self.rules[n].meta_tree
             assert tree is not None
             expr = self.lazy_meta_source(tree, local_of=local_of)
-            local = f"m{i}"
+            local = f"m{len(local_of)}"
             body.append(f"    {local} = 1 if {expr} else 0")  # (sarules lets only a non-zero number divide)
             body.append(f"    memo[{n!r}] = {local}")  # read by atleast() and the plain rules' v()
             local_of[n] = local
-        src = "def allmetas(g, v, memo):\n" + ("\n".join(body) or "    pass") + "\n"
+        src = "def allmetas(memo, v, fns, t, m, ex):\n" + "\n".join(body) + "\n"
         ns: dict[str, Any] = {"__builtins__": _GENERATED_BUILTINS, "atleast": _atleast}
         exec(compile(src, "<rule metas>", "exec"), ns)
         fn = ns["allmetas"]
@@ -673,43 +700,61 @@ class RuleEngine:
         return sorted(items, key=key)
 
     def lazy_meta_source(self, node: MetaNode, boolean: bool = True, local_of: dict[str, str] | None = None) -> str:
-        """Python source for a meta over ``v(name)`` (a rule's value, computed on first use).
-        Where only the truth value counts (the meta's result, operands of ``!`` and of a boolean
-        ``&&``/``||``), a chain of ``&&`` or of ``||`` is re-ordered by expected cost:
-        the truth value of such a chain does not depend on the order and rule values have no
-        side effects. Elsewhere (``(A && B) + C``) the written order is kept, since Perl's
-        ``&&`` yields the value of its last operand. ``local_of`` names the local variable of
-        each meta already computed in the generated all-metas function."""
+        """Python source for a meta over ``v(name)`` (a rule's value, computed on first use), from
+        its plan (:meth:`_meta_plan`). ``local_of`` names the local variable of each meta already
+        computed in the generated all-metas function."""
+        return self._plan_source(self._meta_plan(node, boolean), local_of)
+
+    def _meta_plan(self, node: MetaNode, boolean: bool = True) -> MetaNode:
+        """How a meta is computed, rendered as Python (:meth:`_plan_source`) or as the C
+        program's instructions (metavm.Assembler): the tree with ``("atleast", names, need)``
+        for a bounded sum and ``("chain", op, items)`` for a re-ordered chain. Where only the
+        truth value counts (the meta's result, operands of ``!`` and of a boolean
+        ``&&``/``||``), a chain of ``&&`` or of ``||`` is re-ordered by expected cost: the truth
+        value of such a chain does not depend on the order and rule values have no side
+        effects. Elsewhere (``(A && B) + C``) the written order is kept, since Perl's ``&&``
+        yields the value of its last operand."""
         kind = node[0]
+        if kind in ("num", "name"):
+            return node
+        if kind == "not":
+            return ("not", self._meta_plan(node[1], True))
+        if kind == "neg":
+            return ("neg", self._meta_plan(node[1], False))
+        op = node[1]
+        bounded = self._bounded_sum(node) if boolean else None
+        if bounded is not None:
+            names, need = bounded
+            return ("atleast", tuple(names), need)
+        if op in ("&&", "||") and boolean:
+            return ("chain", op, [self._meta_plan(x, True) for x in self._ordered(self._chain(node, op), op)])
+        # the left operand of && is returned only when false: any false value reads as 0
+        return ("op", op, self._meta_plan(node[2], op == "&&"), self._meta_plan(node[3], False))
+
+    def _plan_source(self, plan: MetaNode, local_of: dict[str, str] | None) -> str:
+        kind = plan[0]
         if kind == "num":
-            return str(node[1])
+            return str(plan[1])
         if kind == "name":
-            local = local_of.get(node[1]) if local_of else None
+            local = local_of.get(plan[1]) if local_of else None
             if local is not None:  # a meta computed earlier in the all-metas function
                 return local
             # the memo first (most values are known: scored rules, Hyperscan's zeros), the
             # value function only for a rule not computed yet
             self._tmp += 1
             t = f"_{self._tmp}"
-            return f"({t} if ({t} := g({node[1]!r})) is not None else v({node[1]!r}))"
+            return f"({t} if ({t} := g({plan[1]!r})) is not None else v({plan[1]!r}))"
         if kind == "not":
-            return f"(not {self.lazy_meta_source(node[1], True, local_of)})"
+            return f"(not {self._plan_source(plan[1], local_of)})"
         if kind == "neg":
-            return f"(-{self.lazy_meta_source(node[1], False, local_of)})"
-        op = node[1]
-        bounded = self._bounded_sum(node) if boolean else None
-        if bounded is not None:
-            names, need = bounded
-            return f"atleast(v, {tuple(names)!r}, {need})"
-        if op in ("&&", "||") and boolean:
-            items = self._ordered(self._chain(node, op), op)
-            joiner = " and " if op == "&&" else " or "
-            return "(" + joiner.join(self.lazy_meta_source(x, True, local_of) for x in items) + ")"
-        if op == "&&":
-            # the left operand is returned only when false: any false value reads as 0
-            return f"({self.lazy_meta_source(node[2], True, local_of)} and {self.lazy_meta_source(node[3], False, local_of)})"
-        pyop = {"||": "or"}.get(op, op)
-        return f"({self.lazy_meta_source(node[2], False, local_of)} {pyop} {self.lazy_meta_source(node[3], False, local_of)})"
+            return f"(-{self._plan_source(plan[1], local_of)})"
+        if kind == "atleast":
+            return f"atleast(v, {plan[1]!r}, {plan[2]})"
+        if kind == "chain":
+            joiner = " and " if plan[1] == "&&" else " or "
+            return "(" + joiner.join(self._plan_source(x, local_of) for x in plan[2]) + ")"
+        pyop = {"&&": "and", "||": "or"}.get(plan[1], plan[1])
+        return f"({self._plan_source(plan[2], local_of)} {pyop} {self._plan_source(plan[3], local_of)})"
 
     def _binary(self, name: str) -> bool:
         """True when a rule's value is always 0 or 1 (metas, header rules, single-hit patterns)."""
@@ -1074,7 +1119,7 @@ class RuleEngine:
                 for name, fn in self._plain_root_fns:
                     if name not in memo:
                         memo[name] = fn(texts, m, ex, value)
-                allmetas(memo.get, value, memo)
+                allmetas(memo, value, fns, texts, m, ex)
             finally:
                 # ``value`` refers to itself through its closure, which holds the memo, the
                 # texts and the message view: unbound here, they are freed as the message ends
