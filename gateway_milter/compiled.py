@@ -18,6 +18,7 @@ build it makes is kept there.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -150,6 +151,17 @@ def install() -> bool:
 
 def status() -> str:
     return ("compiled" if ACTIVE else "Python") + f" ({REASON})"
+
+
+def native(module: str) -> ModuleType | None:
+    """One of NATIVE_MODULES when the build in use holds it (the finder :func:`install` puts
+    first hands it out), else None: its Python twin then runs."""
+    if module not in NATIVE_MODULES:
+        raise KeyError(f"{module} is not one of NATIVE_MODULES")
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
 
 
 def cache_root() -> Path | None:

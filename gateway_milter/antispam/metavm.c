@@ -50,7 +50,7 @@ typedef struct {
 } MetaProgram;
 
 typedef struct {
-    PyObject *memo, *v, *fns;
+    PyObject *memo, *fns;
     PyObject *args[4]; /* texts, message, extras, v: a rule function's arguments */
 } Ctx;
 
@@ -226,7 +226,7 @@ static PyObject *mp_run(MetaProgram *p, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "run: memo and fns must be dicts");
         return NULL;
     }
-    Ctx c = {.memo = args[0], .v = args[1], .fns = args[2], .args = {args[3], args[4], args[5], args[1]}};
+    Ctx c = {.memo = args[0], .fns = args[2], .args = {args[3], args[4], args[5], args[1]}};
     for (Py_ssize_t k = 0; k < p->nscored; k++) {
         int32_t i = p->scored[k];
         double d;
@@ -255,25 +255,18 @@ static int check_segment(MetaProgram *p, int32_t start, int32_t *mark, int32_t *
         [OP_MUL] = 2, [OP_DIV] = 2, [OP_GT] = 2, [OP_GE] = 2, [OP_LT] = 2, [OP_LE] = 2,
         [OP_EQ] = 2, [OP_NE] = 2, [OP_JF] = 1, [OP_JT] = 1, [OP_ATLEAST] = 0, [OP_END] = 1};
     int32_t pc = start, sp = 0, maxsp = 0, pending = 0, rc = 0;
-    int reachable = 1;
-    for (;;) {
+    for (;;) { /* (no jump is unconditional: every instruction is also reached by falling through) */
         if (pc < 0 || pc >= p->ncode) {
             rc = bad("runs past the code", pc);
             break;
         }
         if (mark[pc] >= 0) { /* a jump lands here */
-            if (reachable && mark[pc] != sp) {
+            if (mark[pc] != sp) {
                 rc = bad("stack depths differ where a jump lands", pc);
                 break;
             }
-            sp = mark[pc];
             mark[pc] = -1;
             pending--;
-            reachable = 1;
-        }
-        if (!reachable) {
-            rc = bad("unreachable instruction", pc);
-            break;
         }
         int32_t op = p->code[pc];
         if (op < 0 || op >= OP_COUNT) {
@@ -515,7 +508,7 @@ static void mp_dealloc(MetaProgram *p) {
     Py_TYPE(p)->tp_free((PyObject *)p);
 }
 
-static PyObject *mp_len_depth(MetaProgram *p, PyObject *unused) {
+static PyObject *mp_size(MetaProgram *p, PyObject *unused) {
     int32_t most = 0;
     for (Py_ssize_t i = 0; i < p->nnames; i++)
         if (p->entry[i] >= 0 && p->depth[i] > most)
@@ -525,7 +518,7 @@ static PyObject *mp_len_depth(MetaProgram *p, PyObject *unused) {
 
 static PyMethodDef mp_methods[] = {
     {"run", (PyCFunction)(void (*)(void))mp_run, METH_FASTCALL, run_doc},
-    {"size", (PyCFunction)mp_len_depth, METH_NOARGS,
+    {"size", (PyCFunction)mp_size, METH_NOARGS,
      PyDoc_STR("size(): (instructions, scored metas, deepest stack)")},
     {NULL, NULL, 0, NULL},
 };

@@ -21,6 +21,8 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gateway_milter.compiled import native
+
 # opcodes: the order of the enum in metavm.c
 (NUM, LOAD, NOT, NEG, ADD, SUB, MUL, DIV, GT, GE, LT, LE, EQ, NE, JF, JT, ATLEAST, END) = range(18)
 BINARY = {"+": ADD, "-": SUB, "*": MUL, "/": DIV, ">": GT, ">=": GE, "<": LT, "<=": LE, "==": EQ, "!=": NE}
@@ -51,6 +53,7 @@ class Assembler:
         return i
 
     def segment(self, meta: str, plan: Plan) -> None:
+        self.name(meta)
         self.entries[meta] = len(self.code)
         self.emit(plan)
         self.code.append(END)
@@ -87,9 +90,7 @@ class Assembler:
     def build(self, lazy: dict[str, Callable[..., Any]], scored: Sequence[str]) -> Any:
         """The C program: ``lazy`` maps each meta with a segment to its generated Python
         function (the program runs a sub-meta itself only while the engine's functions still
-        hold that one); ``scored``, the metas ``run`` computes, in order."""
-        for n in scored:
-            self.name(n)
+        hold that one); ``scored``, the metas ``run`` computes, in order (each with a segment)."""
         names = tuple(self.names)
         entries = array("i", (self.entries.get(n, -1) for n in names))
         return MetaProgram(names, tuple(lazy.get(n) for n in names), entries.tobytes(),
@@ -97,12 +98,6 @@ class Assembler:
                            array("i", (self.names[n] for n in scored)).tobytes())
 
 
-MetaProgram: Any = None
-NATIVE = False
-try:  # built by scripts/compiled.py (gateway_milter/compiled.py: NATIVE_MODULES)
-    import gateway_milter.antispam._metavm as _native
-
-    MetaProgram = _native.MetaProgram
-    NATIVE = True
-except ImportError:
-    pass
+_native = native("gateway_milter.antispam._metavm")  # built by scripts/compiled.py
+MetaProgram: Any = _native.MetaProgram if _native is not None else None
+NATIVE = _native is not None

@@ -49,12 +49,13 @@ static slot_t *new_slots(size_t size) {
     return s;
 }
 
-/* A field that fits a slot: exact str, compact ASCII, at most KEY_MAX characters. -1 with a
- * TypeError for a key that is not an exact str, 0 for a str that goes to the dict. */
+/* A field that fits a slot: exact str, compact ASCII, at most KEY_MAX characters. */
 static inline int slot_key(PyObject *key) {
     return PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key) && PyUnicode_GET_LENGTH(key) <= KEY_MAX;
 }
 
+/* 1 with the slot key's characters for a field that fits a slot, 0 for a str that goes to the
+ * dict, -1 with a TypeError for a key that is not an exact str. */
 static int fits(PyObject *key, const char **data, Py_ssize_t *len) {
     if (!PyUnicode_CheckExact(key)) {
         PyErr_Format(PyExc_TypeError, "field must be str, not %.100s", Py_TYPE(key)->tp_name);

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gateway_milter.compiled import native
+
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
@@ -83,12 +85,6 @@ class PyCounterTable:
         self._d.clear()
 
 
-CounterTable: Any = PyCounterTable
-NATIVE = False
-try:  # built by scripts/compiled.py (gateway_milter/compiled.py: NATIVE_MODULES)
-    import gateway_milter.store._countertable as _native
-
-    CounterTable = _native.CounterTable
-    NATIVE = True
-except ImportError:
-    pass
+_native = native("gateway_milter.store._countertable")  # built by scripts/compiled.py
+CounterTable: Any = _native.CounterTable if _native is not None else PyCounterTable
+NATIVE = _native is not None

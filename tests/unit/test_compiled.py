@@ -175,3 +175,12 @@ def test_the_cache_keeps_the_most_recently_used_builds(tmp_path: Path, monkeypat
     assert len(list((tmp_path / "cache").iterdir())) == 4
     monkeypatch.setenv("BULWARK_COMPILED_CACHE", "0")
     assert compiled.cache_root() is None and compiled.from_cache(tmp_path / "x", root) is None
+
+
+def test_native_hands_out_only_the_listed_c_modules() -> None:
+    with pytest.raises(KeyError):
+        compiled.native("gateway_milter.store.memory")
+    for name in compiled.NATIVE_MODULES:  # the build's module while it is in use, else None
+        got = compiled.native(name)
+        assert (got is not None) == compiled.ACTIVE
+        assert got is None or got.__name__ == name
