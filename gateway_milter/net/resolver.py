@@ -346,6 +346,7 @@ class Resolver:
         self._cache: OrderedDict[tuple[str, str], _CacheEntry] = OrderedDict()
         self._inflight: dict[tuple[str, str], Future[DnsAnswer]] = {}
         self._lock = threading.Lock()
+        self._generation = 0  # clear_cache's count: a lookup started before a clear caches nothing
         self._pool: ThreadPoolExecutor | None = None
         self._workers = workers
         self._clock = clock
@@ -425,8 +426,13 @@ class Resolver:
         return self._wait(fa, name, "A", budget), self._wait(f6, name, "AAAA", budget)
 
     def clear_cache(self) -> None:
+        """Forgets every answer, and every lookup still in flight: one started before the clear
+        neither writes its answer into the cache afterwards nor is joined by a later caller
+        (a prefetch still running would otherwise put back the answer just cleared)."""
         with self._lock:
             self._cache.clear()
+            self._inflight.clear()
+            self._generation += 1
 
     def close(self) -> None:
         if self._pool is not None:
@@ -455,6 +461,7 @@ class Resolver:
 
     def _resolve(self, key: tuple[str, str], budget: DnsBudget | None) -> DnsAnswer:
         name, rdtype = key
+        generation = self._generation
         try:
             if budget is not None and not budget.take():
                 ans = DnsAnswer(name, rdtype, TIMEOUT, error="message DNS budget exhausted")
@@ -470,7 +477,7 @@ class Resolver:
                 self.stats.by_status[ans.status] = self.stats.by_status.get(ans.status, 0) + 1
                 if ans.temporary:
                     self.stats.temporary_errors += 1
-                elif ans.ttl > 0:  # temporary errors are never cached
+                elif ans.ttl > 0 and generation == self._generation:  # temporary errors are never cached
                     self._cache[key] = _CacheEntry(ans, self._clock() + ans.ttl)
                     self._cache.move_to_end(key)
                     while len(self._cache) > self.cache_size:
@@ -478,7 +485,8 @@ class Resolver:
             return ans
         finally:
             with self._lock:
-                self._inflight.pop(key, None)
+                if generation == self._generation:  # (after a clear the key may be a newer lookup's)
+                    self._inflight.pop(key, None)
 
 
 _default: Resolver | None = None

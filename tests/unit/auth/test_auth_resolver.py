@@ -182,3 +182,32 @@ def test_it_shares_one_lookup_between_threads_asking_at_once() -> None:
         t.join()
     assert [a.records for a in out] == [("v=spf1 -all",)] * 5
     assert len(be.calls) == 1
+
+
+def test_a_lookup_in_flight_across_clear_cache_neither_comes_back_nor_is_joined() -> None:
+    class Gated:
+        """Answers with the record set at call time; the first lookup waits for the gate."""
+
+        def __init__(self) -> None:
+            self.value, self.calls, self.gate = "old", 0, threading.Event()
+
+        def lookup(self, name: str, rdtype: str, timeout: float) -> r.DnsAnswer:
+            self.calls += 1
+            value = self.value
+            if value == "old":
+                self.gate.wait(5)
+            return r.DnsAnswer(name, rdtype, r.OK, (value,), ttl=300)
+
+    be = Gated()
+    res = r.Resolver(backend=be, timeout=5.0)
+    old = res.prefetch("k.test", "TXT")
+    while be.calls == 0:  # (the prefetch is in the backend)
+        time.sleep(0.005)
+    be.value = "new"
+    res.clear_cache()
+    assert res.query_txt("k.test").records == ("new",)  # a lookup of its own, not the old one's
+    be.gate.set()
+    assert old.result(5).records == ("old",)
+    again = res.query_txt("k.test")
+    assert again.from_cache and again.records == ("new",)  # the old answer did not come back
+    assert be.calls == 2
