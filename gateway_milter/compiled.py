@@ -36,8 +36,8 @@ from types import ModuleType
 # the modules of the content path's per-message work (message view, Bayes, the rules engine
 # and its eval functions); the rest of the package stays Python
 MODULES = tuple(f"gateway_milter.antispam.{n}" for n in (
-    "bayes", "engine", "htmltext", "imageinfo", "matcher", "parseflags", "relays", "saeval",
-    "sauris", "saview", "tokenizer", "urls", "wlbleval"))
+    "bayes", "engine", "htmltext", "imageinfo", "matcher", "parseflags", "re2filter", "relays",
+    "saeval", "sauris", "saview", "tokenizer", "urls", "wlbleval"))
 # C sources of our own, compiled beside them (extension module name -> source under the root)
 NATIVE_MODULES = {"gateway_milter.store._countertable": "gateway_milter/store/countertable.c",
                   "gateway_milter.antispam._metavm": "gateway_milter/antispam/metavm.c"}

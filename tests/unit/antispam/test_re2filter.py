@@ -134,11 +134,51 @@ def test_a_text_re2_cannot_read_is_left_to_python() -> None:
 
 @needs_re2
 def test_an_re2_failure_on_a_text_leaves_it_to_python() -> None:
-    class Failing:
-        def search(self, text: str) -> None:
+    class Failing:  # the package's search (no binding beside it)
+        def search(self, text: bytes, pos: int = 0) -> None:
             raise re2filter.re2.error("out of memory")
 
+    assert re2filter._binding_search(Failing()) is None
     assert re2filter._searcher(Failing())("some text") is None
+
+    class FailingBinding:  # the binding's call of the expected shape, failing on the text
+        def Match(self, anchor: object, data: bytes, pos: int, end: int) -> list[tuple[int, int]]:
+            if data:
+                raise re2filter.re2.error("out of memory")
+            return [(-1, -1)]
+
+    class WithBinding(Failing):
+        _regexp = FailingBinding()
+
+    assert re2filter._binding_search(WithBinding()) is not None
+    assert re2filter._searcher(WithBinding())("some text") is None
+
+
+@needs_re2
+def test_the_binding_call_finds_what_the_package_search_finds() -> None:
+    """RE2 asked through its binding (_binding_search: a byte offset) and through the package's
+    own search (a match object, character offsets) on random UTF-8 texts from every position:
+    the same leftmost start; a binding of another shape is not used."""
+    rnd = random.Random(11)
+    alphabet = "abkK \n\u00e9\u00ff\u212a\u20ac:x1"
+    for expr in (r"k\s*b", r"(?:ab|\x{e9}){2}", r"^x?$", r"[^a\s]{2}", r"(?m:^)a|b(?:\n){0,1}\z", r"", r"\A\x{20ac}"):
+        compiled = re2filter.re2.compile(expr)
+        find = re2filter._binding_search(compiled)
+        assert find is not None, expr
+        for _ in range(200):
+            data = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 10))).encode("utf-8")
+            for pos in range(len(data) + 1):
+                want = compiled.search(data, pos)
+                assert find(data, pos) == (-1 if want is None else want.start()), (expr, data, pos)
+
+    class OtherShape:  # a Match of another signature: the package's search instead
+        _regexp = type("R", (), {"Match": lambda self, data: None})()
+
+        def search(self, data: bytes, pos: int = 0) -> None:
+            return None
+
+    assert re2filter._binding_search(OtherShape()) is None
+    assert re2filter._searcher(OtherShape())("abc") is False
 
 
 def test_what_has_no_superset_gets_no_prefilter() -> None:
