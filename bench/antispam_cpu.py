@@ -48,6 +48,11 @@ same code (a virtualenv with the requirements and its own compiled build): Debia
 /usr/bin/python3.11 against a plain source build of 3.11.7 read 7.2 % fewer instructions and
 about 9 % less CPU in the median of six paired rounds (docs/decisions/0063-debian-python.md).
 
+The benchmark runs with the milter's allocator setting (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``,
+systemd/bulwark-milter.service: large allocations on 2 MB pages, docs/decisions/0067-huge-pages.md),
+starting itself again with it when it was not given; ``--malloc-default`` runs without it. The
+setting is printed (``malloc``).
+
 ``bench/`` runs against the checkout it sits in; ``--root`` (used by --against) points it at
 another.
 """
@@ -78,7 +83,13 @@ from gateway_milter.store import StateStore, set_default_store
 from gateway_milter.store.memory import MemoryStore
 from gateway_milter.store.redisstore import RedisStore
 from gateway_milter.store.sqlitestore import SqliteStore
+
 from tests.services import shared_path
+
+# the milter's allocator setting (systemd/bulwark-milter.service, scripts/run.sh): the C library
+# backs its large allocations (the Hyperscan databases above all) with 2 MB pages
+# (docs/decisions/0067-huge-pages.md); the benchmark runs with it unless --malloc-default
+MALLOC_TUNABLE = "glibc.malloc.hugetlb=1"
 
 ROOT = Path(sys.path[0])
 
@@ -95,6 +106,9 @@ def main() -> int:
                     help="Bayes reads and learns in the embedded SQLite store (the default deployment's), in a"
                          " temporary file, through the read cache it ships with (bayes.FieldCache)")
     ap.add_argument("--skip", default="", help="comma-separated rules.skip_rules")
+    ap.add_argument("--malloc-default", action="store_true",
+                    help="run with the C library's default allocator settings instead of the milter's"
+                         f" ({MALLOC_TUNABLE}, systemd/bulwark-milter.service)")
     ap.add_argument("--min-size", type=int, default=4000)
     ap.add_argument("--max-size", type=int, default=6000)
     ap.add_argument("--reference", action="store_true", help="run the rules engine's reference path")
@@ -128,6 +142,11 @@ def main() -> int:
     ap.add_argument("--root", default="", help=argparse.SUPPRESS)  # read before the imports (ROOT)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # a worker of --against
     args = ap.parse_args()
+    if not args.malloc_default and MALLOC_TUNABLE not in os.environ.get("GLIBC_TUNABLES", "").split(":"):
+        # the milter's allocator setting, read by the C library when a process starts: this
+        # process again with it (its workers inherit it)
+        env = {**os.environ, "GLIBC_TUNABLES": ":".join(filter(None, (os.environ.get("GLIBC_TUNABLES"), MALLOC_TUNABLE)))}
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
     if args.redis and (args.against or args.instructions):
         ap.error("--redis times one checkout (two workers would share its keys)")
     if args.redis and args.sqlite:
@@ -233,7 +252,7 @@ def main() -> int:
     costs = rule_costs(raws, policy, engine, args.repeat) if args.rule_costs and not args.no_rules else None
     classified = sum(bc.classify(message_view(make_context(raw, policy))).probability is not None for raw in raws)
     print(json.dumps({"messages": len(cpu), "layers": layers, "rule_load_cpu_s": round(load_s, 2),
-                      "code": compiled_status(), "python": python_build(),
+                      "code": compiled_status(), "python": python_build(), "malloc": malloc_setting(),
                       "store": "redis" if args.redis else "sqlite" if args.sqlite else "memory",
                       "hyperscan": hyperscan, "reference": args.reference, "repeat": args.repeat,
                       "sizes": [args.min_size, args.max_size],
@@ -478,6 +497,11 @@ def python_build() -> str:
     return f"{platform.python_version()} {sys.executable} ({linked})"
 
 
+def malloc_setting() -> str:
+    """The C library's allocator settings this process started with (GLIBC_TUNABLES)."""
+    return os.environ.get("GLIBC_TUNABLES") or "default"
+
+
 def other_python(args: argparse.Namespace) -> str:
     """The other worker's interpreter: --other-interpreter, or this one."""
     return args.other_interpreter or sys.executable
@@ -561,7 +585,7 @@ def _compare_round(args: argparse.Namespace, passed: list[str], seed: int) -> di
     ratios = sorted(a / b for a, b in zip(best[0], best[1], strict=True) if b > 0)
     return {"messages": n, "repeat": args.repeat, "hash_seed": seed, "this": str(ROOT),
             "other": str(Path(args.against).resolve()), "this_code": codes[0], "other_code": codes[1],
-            "this_python": python_build(), "other_python": other_python(args),
+            "this_python": python_build(), "other_python": other_python(args), "malloc": malloc_setting(),
             "this_cpu_ms_median": round(statistics.median(best[0]), 3),
             "other_cpu_ms_median": round(statistics.median(best[1]), 3),
             "this_cpu_ms_mean": round(statistics.mean(best[0]), 3),

@@ -57,7 +57,7 @@ trap cleanup EXIT INT TERM
 
 smtp-sink -u postfix -d "$GATEWAY_DATA_DIR/mailbox/%Y%m%d-%H%M%S." "127.0.0.1:$sink_port" 100 \
     >> "$GATEWAY_DATA_DIR/log/mailbox.log" 2>&1 & pids+=($!)
-"$py" manage.py runmilter --socket "$GATEWAY_MILTER_SOCKET" >> "$GATEWAY_DATA_DIR/log/milter.log" 2>&1 & pids+=($!)
+GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1} "$py" manage.py runmilter --socket "$GATEWAY_MILTER_SOCKET" >> "$GATEWAY_DATA_DIR/log/milter.log" 2>&1 & pids+=($!)
 "$py" manage.py runworker >> "$GATEWAY_DATA_DIR/log/worker.log" 2>&1 & pids+=($!)
 .venv/bin/gunicorn config.wsgi:application --bind "$web_bind" --workers 2 --access-logfile - \
     >> "$GATEWAY_DATA_DIR/log/web.log" 2>&1 & pids+=($!)
