@@ -368,12 +368,13 @@ class Resolver:
             fut = self._inflight.get(key)
             if fut is None:  # register this lookup so that concurrent callers share it
                 own = self._inflight[key] = Future()
+            generation = self._generation
         if fut is not None:
             return self._wait(fut, n, rdtype, budget)
         assert own is not None
         ans = DnsAnswer(n, rdtype, SERVFAIL, error="lookup did not complete")
         try:
-            ans = self._resolve(key, budget)
+            ans = self._resolve(key, budget, generation)
         finally:
             own.set_result(ans)
         return ans
@@ -397,7 +398,7 @@ class Resolver:
                 return fut
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="dns")
-            fut = self._pool.submit(self._resolve, key, budget)
+            fut = self._pool.submit(self._resolve, key, budget, self._generation)
             self._inflight[key] = fut
         return fut
 
@@ -459,9 +460,10 @@ class Resolver:
         a = e.answer
         return DnsAnswer(a.name, a.rdtype, a.status, a.records, a.ttl, a.txt_parts, a.error, True)
 
-    def _resolve(self, key: tuple[str, str], budget: DnsBudget | None) -> DnsAnswer:
+    def _resolve(self, key: tuple[str, str], budget: DnsBudget | None, generation: int) -> DnsAnswer:
+        """``generation``: clear_cache's count when the lookup was registered in flight (read
+        under the lock with it, so that a clear in between is seen)."""
         name, rdtype = key
-        generation = self._generation
         try:
             if budget is not None and not budget.take():
                 ans = DnsAnswer(name, rdtype, TIMEOUT, error="message DNS budget exhausted")

@@ -211,3 +211,46 @@ def test_a_lookup_in_flight_across_clear_cache_neither_comes_back_nor_is_joined(
     again = res.query_txt("k.test")
     assert again.from_cache and again.records == ("new",)  # the old answer did not come back
     assert be.calls == 2
+
+
+def test_a_lookup_queued_before_clear_cache_leaves_the_next_lookup_in_flight() -> None:
+    """The generation a lookup compares with is the one it was registered under, not the one
+    when a pool thread gets to it: a prefetch still queued at the clear must not take the
+    in-flight entry of the lookup started after the clear (callers would stop sharing it)."""
+
+    class Backend:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+            self.gates = {"a.test": threading.Event(), "b.test": threading.Event()}
+            self.lock = threading.Lock()
+
+        def lookup(self, name: str, rdtype: str, timeout: float) -> r.DnsAnswer:
+            with self.lock:
+                self.calls.append(name)
+                first_b = name == "b.test" and self.calls.count("b.test") == 1
+            if name == "a.test" or first_b:  # the busy worker, and the lookup after the clear
+                self.gates[name].wait(5)
+            return r.DnsAnswer(name, rdtype, r.OK, ("v",), ttl=0)  # nothing cached: in-flight sharing only
+
+    be = Backend()
+    res = r.Resolver(backend=be, timeout=5.0, workers=1)
+    busy = res.prefetch("a.test", "TXT")  # holds the only pool thread
+    while not be.calls:
+        time.sleep(0.005)
+    queued = res.prefetch("b.test", "TXT")  # registered, not started
+    res.clear_cache()
+    after: list[r.DnsAnswer] = []
+    t1 = threading.Thread(target=lambda: after.append(res.query_txt("b.test")))
+    t1.start()
+    while "b.test" not in be.calls:  # t1's lookup is in the backend
+        time.sleep(0.005)
+    be.gates["a.test"].set()  # the queued lookup runs now, while t1's is in flight
+    assert queued.result(5).ok
+    t2 = threading.Thread(target=lambda: after.append(res.query_txt("b.test")))
+    t2.start()
+    time.sleep(0.2)
+    be.gates["b.test"].set()
+    t1.join(5)
+    t2.join(5)
+    assert busy.result(5).ok and len(after) == 2 and all(a.ok for a in after)
+    assert be.calls.count("b.test") == 2  # t2 shared t1's lookup
