@@ -320,7 +320,7 @@ def lead_search(p: PerlPattern) -> Callable[..., re.Match[str] | None] | None:
         compiled = re2.compile(got[0], opts)
     except re2.error:
         return None
-    find = _binding_search(compiled) or _wrapped_search(compiled)
+    find = _finder(compiled)
     anchored, whole = p.compiled.match, p.compiled.search
 
     def search(text: str, pos: int = 0) -> re.Match[str] | None:
@@ -387,8 +387,14 @@ def _wrapped_search(compiled: Any) -> Callable[[bytes, int], int]:
     return find
 
 
+def _finder(compiled: Any) -> Callable[[bytes, int], int]:
+    """``find(data, pos)`` for ``compiled``: through the binding where it has the expected
+    shape, else through the package's ``search``."""
+    return _binding_search(compiled) or _wrapped_search(compiled)
+
+
 def _searcher(compiled: Any) -> Callable[[str], bool | None]:
-    find = _binding_search(compiled) or _wrapped_search(compiled)
+    find = _finder(compiled)
 
     def may_match(text: str) -> bool | None:
         try:
