@@ -71,10 +71,11 @@ def _day(now: float) -> int:
     return int(now // 86400)
 
 
-def load_keys(store: StateStore) -> list[dict[str, object]]:
+def load_keys(store: StateStore, now: float | None = None) -> list[dict[str, object]]:
     raw = store.get(KEYS)
     if raw is None:
-        first = [{"id": 1, "secret": secrets.token_hex(32), "created": time.time(), "retired": None}]
+        created = time.time() if now is None else now
+        first = [{"id": 1, "secret": secrets.token_hex(32), "created": created, "retired": None}]
         store.add(KEYS, json.dumps(first))  # another process may win the race: re-read
         raw = store.get(KEYS) or json.dumps(first)
     keys = json.loads(raw)
@@ -102,7 +103,7 @@ def rotate_keys(store: StateStore, now: float | None = None) -> int:
     past that are dropped; when eight retired keys are all younger (rotation more often than
     every four days), no id is free and the current key stays."""
     now = time.time() if now is None else now
-    keys = [k for k in load_keys(store)
+    keys = [k for k in load_keys(store, now)
             if k.get("retired") is None or now - float(str(k["retired"])) <= KEEP_RETIRED_DAYS * 86400]
     current = [k for k in keys if k.get("retired") is None]
     cur_id = int(str(current[-1]["id"])) if current else 0
@@ -128,7 +129,7 @@ def sign(address: str, store: StateStore, validity_days: int = 7, now: float | N
     now = time.time() if now is None else now
     if not address or "@" not in address or _TAG.match(address):
         return address
-    current = [k for k in load_keys(store) if k.get("retired") is None]
+    current = [k for k in load_keys(store, now) if k.get("retired") is None]
     key = current[-1]
     ddd = f"{(_day(now) + validity_days) % 1000:03d}"
     kid = int(str(key["id"]))
@@ -152,7 +153,9 @@ def verify(tagged: str, store: StateStore, s: BackscatterSettings, now: float | 
         if int(str(k["id"])) != kid:
             continue
         retired = k.get("retired")
-        if retired is not None and now > float(str(retired)) + s.grace_days * 86400:
+        # the grace counts days, as the tag's expiry does: a key retired on day R verifies
+        # through day R + grace_days, so a grace of validity_days covers every tag it made
+        if retired is not None and _day(now) > _day(float(str(retired))) + s.grace_days:
             continue
         if hmac.compare_digest(_mac(str(k["secret"]), kid, ddd, address), mac):
             return address
@@ -177,7 +180,9 @@ def unknown_key(tagged: str, store: StateStore, s: BackscatterSettings, now: flo
     if not keys:
         return True
     signed_day = _day(now) + left - s.validity_days  # (as signed with this validity)
-    return signed_day < min(_day(float(str(k.get("created") or now))) for k in keys)
+    # tags carry days, not times: a tag of the day the keys were made again may be one signed
+    # that morning, before the loss, so that day counts as before the keys
+    return signed_day <= min(_day(float(str(k.get("created") or now))) for k in keys)
 
 
 def strip_tag(address: str) -> str:
@@ -226,30 +231,33 @@ class BackscatterLayer(Layer[BackscatterSettings]):
         signed = sign_envelope_sender(ctx, settings, store)
         if signed:
             return LayerFindings({"signed_sender": signed}, (self.symbol("BATV_SIGNED", 0.0, signed),))
-        if ctx.mail_from or not settings.refuse_unsigned_bounces:
-            return LayerFindings()
         local = [r for r in ctx.recipients if r.is_local]
-        if not local:
-            return LayerFindings()
-        if settings.only_dsn and not is_dsn(ctx):
-            return LayerFindings({"bounce": "not a DSN"})
         valid: dict[str, str] = {}
         unknown: dict[str, str] = {}  # tags no stored key can judge (keys lost since): not refused
         keys: list[dict[str, object]] | None = None
+        for r in local:  # a tag is taken off whatever the sender and content: auto-replies and
+            # replies to the Return-Path carry it too, and nothing downstream knows the address
+            if _TAG.match(r.address.strip().strip("<>")):
+                if keys is None:
+                    keys = stored_keys(store)  # once for all the recipients
+                orig = verify(r.address, store, settings, keys=keys)
+                if orig:
+                    valid[r.address] = orig
+                elif unknown_key(r.address, store, settings, keys=keys):
+                    unknown[r.address] = strip_tag(r.address)
         unsigned: list[str] = []
-        for r in local:
-            lp, _ = split_address(r.address)
-            if lp.lower() in {e.lower() for e in settings.exempt_recipients}:
+        facts: dict[str, object] = {"valid_tags": valid, "unknown_key": unknown, "unsigned": unsigned}
+        judged = not ctx.mail_from and settings.refuse_unsigned_bounces and bool(local)
+        if judged and settings.only_dsn and not is_dsn(ctx):
+            judged = False
+            facts["bounce"] = "not a DSN"
+        exempt = {e.lower() for e in settings.exempt_recipients}
+        for r in local if judged else []:
+            if r.address in valid or r.address in unknown:
                 continue
-            if keys is None:
-                keys = stored_keys(store)  # once for all the recipients
-            orig = verify(r.address, store, settings, keys=keys)
-            if orig:
-                valid[r.address] = orig
-            elif unknown_key(r.address, store, settings, keys=keys):
-                unknown[r.address] = strip_tag(r.address)
-            else:
-                unsigned.append(r.address)
+            if split_address(strip_tag(r.address))[0].lower() in exempt:
+                continue  # postmaster and abuse receive bounces, tagged (even badly) or not
+            unsigned.append(r.address)
         symbols = []
         if valid or unknown:
             # delivered to the address the tag was made for: the transaction swaps the
@@ -261,7 +269,7 @@ class BackscatterLayer(Layer[BackscatterSettings]):
             symbols.append(self.symbol("BATV_UNKNOWN_KEY", 0.0, ", ".join(unknown)))
         if unsigned:
             symbols.append(self.symbol("BACKSCATTER_UNSIGNED_BOUNCE", 0.0, ", ".join(unsigned)))
-        return LayerFindings({"valid_tags": valid, "unknown_key": unknown, "unsigned": unsigned}, tuple(symbols))
+        return LayerFindings(facts, tuple(symbols))
 
     def policy_rules(self, settings: BackscatterSettings) -> list[PolicyRule]:
         reply = Reply("550", "5.7.1", settings.reject_text)

@@ -136,7 +136,8 @@ def decide(store: StateStore, network: str, sender: str, recipient: str, s: Grey
     A pass (``known``, ``network`` or a ``passed`` retry) restarts the ``expiry`` of the
     triplet and of its network's counter, at most once a day, as Postgrey and SQLgrey measure
     age from the last delivery: a sender that keeps mailing is never greylisted again; one
-    silent for longer than ``expiry`` (less a day at most) is. With ``record`` off (scan mode)
+    silent for longer than ``expiry`` (less a day at most, less half of it when it is under two
+    days) is. With ``record`` off (scan mode)
     nothing is written: the answer is the one the gateway would give now."""
     now = time.time() if now is None else now
     h = hashlib.sha256(f"{network}|{sender}|{recipient.lower()}".encode()).hexdigest()[:32]
@@ -144,14 +145,17 @@ def decide(store: StateStore, network: str, sender: str, recipient: str, s: Grey
     nkey = "grey:n:" + network
     seen = [pkey, nkey] if s.auto_pass_after else [pkey]
     # a passed triplet's value is the day it last passed: its expiry restarts at most once a
-    # day, not with a write for every message (a write per recipient on the embedded store)
-    today = str(int(now // 86400))
+    # day, not with a write for every message (a write per recipient on the embedded store);
+    # an expiry under two days restarts every half expiry instead, so that a sender mailing
+    # more often than that is never greylisted again either
+    step = min(86400.0, s.expiry / 2)
+    today = str(int(now // 86400)) if step == 86400.0 else f"s{int(now // step)}"
     if s.auto_pass_after:
         n = store.get(nkey)
         if n is not None and int(n) >= s.auto_pass_after:
             if record:
                 left = store.ttl(nkey)
-                if left is None or left < s.expiry - 86400:
+                if left is None or left < s.expiry - step:
                     store.expire(seen, s.expiry)
             return GreyDecision("network")
     day = store.get(pkey)

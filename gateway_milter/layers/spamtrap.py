@@ -88,13 +88,13 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
     description = "Spam-trap addresses: discard, learn as spam, mark the sending IP"
 
     def check_recipient(self, ctx: MessageContext, rcpt: Recipient, settings: SpamTrapSettings) -> LayerFindings:
-        if is_trap(rcpt.address, settings):
+        if rcpt.is_local and is_trap(rcpt.address, settings):
             return LayerFindings({"trap": rcpt.address}, (self.symbol("SPAMTRAP_RECIPIENT", 0.0, rcpt.address),))
         return LayerFindings()
 
     def check(self, ctx: MessageContext, settings: SpamTrapSettings) -> LayerFindings:
-        traps = [r.address for r in ctx.recipients if is_trap(r.address, settings)]
-        ip = ctx.conn.client_ip or ""
+        traps = [r.address for r in ctx.recipients if r.is_local and is_trap(r.address, settings)]
+        ip = str(ctx.conn.ip) if ctx.conn.ip else ""  # IPv4-mapped IPv6 as IPv4: one mark per client
         store = default_store()
         symbols = []
         facts: dict[str, object] = {"traps": traps}

@@ -94,3 +94,25 @@ def test_it_only_reads_when_not_recording(auto_pass_after: int) -> None:
     c.t += DAY
     assert decide(st, NET, SENDER, RCPT, s, c.t, record=False).state == "known"
     assert st.ttl(st.scan_keys("grey:p:")[0]) == pytest.approx((ttl or 0) - DAY)  # not refreshed
+
+
+def test_an_expiry_under_two_days_restarts_with_deliveries_too() -> None:
+    c = Clock(1_800_000_000.0)
+    st = MemoryStore(clock=c)
+    s = GreylistSettings(delay=60, retry_window=600, expiry=3600, auto_pass_after=0)
+    pass_once(st, c, s)
+    for n in range(12):  # every 20 minutes for four hours: never greylisted again
+        c.t += 1200
+        assert decide(st, NET, SENDER, RCPT, s, c.t).state == "known", f"greylisted again after {n + 1} deliveries"
+    c.t += 3601  # silent for longer than the expiry
+    assert decide(st, NET, SENDER, RCPT, s, c.t).state == "new"
+
+
+def test_a_short_expiry_keeps_a_busy_network_pass_listed() -> None:
+    c = Clock(1_800_000_000.0)
+    st = MemoryStore(clock=c)
+    s = GreylistSettings(delay=60, retry_window=600, expiry=3600, auto_pass_after=1)
+    pass_once(st, c, s)
+    for n in range(12):  # other senders of the network, every 20 minutes
+        c.t += 1200
+        assert decide(st, NET, f"s{n}@x.test", RCPT, s, c.t).state == "network", f"dropped after {n + 1}"

@@ -24,7 +24,8 @@ def test_a_trap_hit_survives_a_store_that_is_down() -> None:
     set_default_store(DownStore())
     try:
         pol = PolicySnapshot.from_document({"settings": {"spamtrap": {"addresses": ["trap@example.com"],
-                                                                      "train_bayes": False}}})
+                                                                      "train_bayes": False}},
+                                            "domains": ["example.com"]})
         ctx = make_ctx(msg("buy", "cheap"), pol, rcpts=("trap@example.com",))
         res = ctx.layer("spamtrap")
         assert res.error is None
