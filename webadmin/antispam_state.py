@@ -59,7 +59,7 @@ def parse_scope(text: Any) -> str:
     """``text`` as a scope name, exactly as the store keys it; raises :class:`StateInputError`
     for anything else. The local part of a user scope is kept as the milter wrote it (the
     recipient's address in lower case, quoted local parts included), so every listed scope can
-    be named here; ``bayes train --scope`` keeps what was typed."""
+    be named here (``bayes train --scope`` then names a domain scope by its main domain)."""
     if not isinstance(text, str) or not text.strip():
         raise StateInputError("give a scope: global, dom:DOMAIN or user:ADDRESS")
     s = text.strip()

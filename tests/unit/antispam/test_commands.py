@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from gateway_milter.store.memory import MemoryStore
 from tests.unit.antispam.helpers import msg, write_rules
@@ -165,7 +166,6 @@ def test_it_fits_scores_on_the_training_part_of_a_corpus(tmp_path: Path, store: 
     (["relative/rules"], "rule_dirs[0]: 'relative/rules' is not an absolute path"),
 ])
 def test_rules_check_names_a_bad_directory_instead_of_a_traceback(dirs: list[str], says: str) -> None:
-    from django.core.management.base import CommandError
 
     with pytest.raises(CommandError) as e:
         call_command("rules", "check", "--no-default", *[a for d in dirs for a in ("--dir", d)], stdout=io.StringIO())
@@ -186,3 +186,44 @@ def test_training_skips_empty_files_and_says_when_it_found_nothing(tmp_path: Pat
     out = io.StringIO()
     call_command("bayes", "train", "--spam", str(tmp_path / "none"), stdout=out, stderr=io.StringIO())
     assert out.getvalue().strip() == "learned 0 message(s), 0 already known (no messages found)"
+
+
+@pytest.mark.django_db  # (the published policy's domains)
+def test_train_names_a_domain_scope_as_the_milter_reads_it(tmp_path: Path, store: MemoryStore) -> None:
+    from gateway_milter.antispam.bayes import BayesClassifier
+    from webadmin.models import Domain
+    from webadmin.services import do_publish_policy
+
+    Domain.objects.create(name="a.example", aliases=["alias-a.example"])
+    do_publish_policy("test")
+    spam, ham = corpus(tmp_path)
+    err = io.StringIO()
+    call_command("bayes", "train", "--spam", str(spam), "--ham", str(ham), "--scope", "dom:Alias-A.example.",
+                 stdout=io.StringIO(), stderr=err)
+    bc = BayesClassifier(store)
+    assert (bc.stats("dom:a.example")["spam_learned"], bc.stats("dom:a.example")["ham_learned"]) == (3, 2)
+    assert bc.stats("dom:alias-a.example")["spam_learned"] == 0 and "warning" not in err.getvalue()
+    err = io.StringIO()
+    call_command("bayes", "train", "--spam", str(spam), "--scope", "dom:elsewhere.test", stdout=io.StringIO(), stderr=err)
+    assert "elsewhere.test is not a domain of this gateway" in err.getvalue()
+    with pytest.raises(CommandError, match="is not a scope"):
+        call_command("bayes", "train", "--spam", str(spam), "--scope", "domain:a.example", stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_train_says_the_store_failed_instead_of_a_traceback(tmp_path: Path) -> None:
+    from gateway_milter.store import StoreError, set_default_store
+
+    class DownStore(MemoryStore):
+        def counters(self, requests: object) -> list[list[int]]:
+            raise StoreError("connection refused")
+
+    spam, _ = corpus(tmp_path)
+    set_default_store(DownStore())
+    try:
+        with pytest.raises(CommandError, match="the token store failed: connection refused .*run it again"):
+            call_command("bayes", "train", "--spam", str(spam), stdout=io.StringIO(), stderr=io.StringIO())
+        with pytest.raises(CommandError, match="the token store failed"):
+            call_command("bayes", "stats", stdout=io.StringIO())
+    finally:
+        set_default_store(None)

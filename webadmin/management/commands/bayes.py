@@ -28,6 +28,7 @@ from gateway_milter.antispam.bayes import BayesClassifier, learn_item, mixed_ord
 from gateway_milter.antispam.saview import trust_config_for
 from gateway_milter.pipeline.rawmessage import iter_messages
 from gateway_milter.store import StoreError, batch_writes, default_store
+from webadmin.antispam_state import StateInputError, parse_scope
 from webadmin.antispam_tasks import view_of_bytes
 from webadmin.services import current_snapshot
 
@@ -110,10 +111,36 @@ class Command(BaseCommand):
                             " scope's token model has learned enough)")
 
     def handle(self, *args: Any, **o: Any) -> None:
+        if o["action"] in ("train", "forget", "stats"):
+            o["scope"] = self._scope(o["scope"])
         # a batch job: its writes wait for the milters' (and others') write locks as long as it
         # takes, where a milter's give up after GATEWAY_STORE_WRITE_WAIT
-        with batch_writes():
-            getattr(self, "do_" + o["action"].replace("-", "_"))(o)
+        try:
+            with batch_writes():
+                getattr(self, "do_" + o["action"].replace("-", "_"))(o)
+        except StoreError as e:
+            again = (" (learning is idempotent: run it again once the store answers; what was"
+                     " learned is not counted twice)") if o["action"] == "train" else ""
+            raise CommandError(f"the token store failed: {e}{again}") from None
+
+    def _scope(self, text: str) -> str:
+        """The scope as the milter names it: a domain scope under the configured domain (an
+        alias's under its main domain, lower case), a user scope in lower case, as the bayes
+        layer writes them; a domain this gateway does not know is kept, with a warning, since
+        nothing reads it."""
+        try:
+            scope = parse_scope(text)
+        except StateInputError as e:
+            raise CommandError(str(e)) from None
+        if scope.startswith("dom:"):
+            name = scope[4:].lower().rstrip(".")
+            main = current_snapshot().canonical_domain(name)
+            if main is None:
+                self.stderr.write(f"warning: {name} is not a domain of this gateway: nothing reads scope dom:{name}")
+            scope = "dom:" + (main or name)
+        elif scope.startswith("user:"):
+            scope = scope.lower()
+        return scope
 
     def do_train(self, o: dict[str, Any]) -> None:
         if not o["spam"] and not o["ham"]:
