@@ -6,7 +6,8 @@ A zone answers 127.0.0.0/8 addresses; which of them count is set per zone by ``c
 multi lists). Answers outside 127/8 are ignored (a zone that stopped working and answers
 everything must not list the whole Internet), and so are the answers lists give when they refuse
 to answer: 127.255.255.0/24 (Spamhaus: 252 a malformed query, 254 a query through a public
-resolver, 255 too many queries) and 127.0.0.255, and 127.0.0.1 (URIBL.com's "query refused";
+resolver, 255 too many queries), 127.0.1.255 (Spamhaus DBL: an IP address asked for, which it
+does not list) and 127.0.0.255, and 127.0.0.1 (URIBL.com's "query refused";
 RFC 5782 section 5 reserves it as never listed) unless the zone's ``codes`` name it. A zone with
 no ``codes`` and no ``mask`` would otherwise take such an answer for a listing and, with
 ``action: refuse``, refuse every client.
@@ -42,7 +43,7 @@ class Zone:
             a = ipaddress.IPv4Address(answer)
         except ValueError:
             return False
-        if a not in _LOOPBACK or a in _REFUSED or a == _BROADCAST:
+        if a not in _LOOPBACK or a in _REFUSED or a in (_BROADCAST, _DBL_NO_IP):
             return False
         n = int(a)
         if self.codes:
@@ -56,6 +57,7 @@ class Zone:
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 _REFUSED = ipaddress.IPv4Network("127.255.255.0/24")  # Spamhaus's error answers
 _BROADCAST = ipaddress.IPv4Address("127.0.0.255")
+_DBL_NO_IP = ipaddress.IPv4Address("127.0.1.255")  # Spamhaus DBL: "IP queries prohibited", no listing
 _NEVER_LISTED = ipaddress.IPv4Address("127.0.0.1")  # RFC 5782 section 5; URIBL.com: query refused
 
 
@@ -112,4 +114,4 @@ def reversed_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     """``192.0.2.1`` -> ``1.2.0.192``; IPv6 -> 32 reversed nibbles (RFC 5782 section 2.4)."""
     if ip.version == 4:
         return ".".join(reversed(str(ip).split(".")))
-    return ".".join(reversed(ip.exploded.replace(":", "")))
+    return ".".join(reversed(f"{int(ip):032x}"))  # (exploded would keep a scope id)

@@ -58,12 +58,24 @@ def find_urls(text: str, limit: int = MAX_URLS) -> list[str]:
     return list(out)
 
 
+_URL_WS = re.compile(r"[\t\r\n]")
+# a special scheme and the slashes after it, "\" among them (browsers read "\" as "/" there)
+_SPECIAL_START = re.compile(r"(?i)^(https?|ftp):[/\\]+")
+
+
 def normalize_link(link: str) -> str | None:
-    """A link from HTML (href/src) made absolute-looking, or None when it is not a web link."""
+    """A link from HTML (href/src) made absolute-looking, or None when it is not a web link.
+    As browsers read it (WHATWG URL Standard): tabs and line breaks anywhere are dropped, and
+    in http(s) and ftp links "\\" is "/" (``http:\\\\host\\`` goes to ``host``)."""
     link = deobfuscate(link.strip())
+    if "\t" in link or "\r" in link or "\n" in link:
+        link = _URL_WS.sub("", link)
     low = link.lower()
-    if low.startswith(("http://", "https://", "ftp://")):
+    if low.startswith(("http://", "https://", "ftp://")) and "\\" not in link:
         return link
+    m = _SPECIAL_START.match(link)
+    if m:
+        return m.group(1) + "://" + link[m.end():].replace("\\", "/")
     if low.startswith("www."):
         return "http://" + link
     if low.startswith("//"):
@@ -75,6 +87,10 @@ def normalize_link(link: str) -> str | None:
 def url_host(url: str) -> str | None:
     """Lower-case host of a URL (IDN to A-labels, numeric IPv4 forms to dotted quads), or None
     when it has none a browser would go to (a host ending in a number that is no IPv4 address)."""
+    if "\t" in url or "\r" in url or "\n" in url:
+        url = _URL_WS.sub("", url)  # (dropped by browsers wherever they are)
+    if "\\" in url and _SPECIAL_START.match(url):
+        url = url.replace("\\", "/")  # a backslash ends the authority as "/" does
     m = re.match(r"(?i)^[a-z][a-z0-9+.\-]*://([^/?#]*)", url)
     if not m:
         return None
@@ -82,10 +98,15 @@ def url_host(url: str) -> str | None:
     host = auth.rsplit("@", 1)[-1]
     if host.startswith("["):
         h = host[1:].split("]", 1)[0]
+        if "%" in h:  # a zone id: a link-local address of the reader's own network
+            return None
         try:
-            return str(ipaddress.ip_address(h))
+            ip = ipaddress.ip_address(h)
         except ValueError:
             return None
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)  # (the IPv4 address it is, for IPv4 lists)
+        return str(ip)
     host = host.split(":", 1)[0].strip().rstrip(".").lower()
     host = host.replace("\u3002", ".").replace("\uff0e", ".")
     if not host or not _HOST.match(host):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from gateway_milter.antispam.dnslists import Zone, parse_zones, reversed_ip
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.antispam.urls import org_domain, url_host
+from gateway_milter.layers.dnsbl import PRIVATE_NETS
 from gateway_milter.layers.base import action_rule, BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.verdict import FailMode, QuarantineQueue, Reply, Stage
 
@@ -56,12 +57,26 @@ def lookup_targets(uris: list[str], skip: set[str], limit: int) -> list[str]:
         if not host:
             continue
         target = org_domain(host)
-        if target in skip or target in out:
+        if target in skip or target in out or _internal_ip(target):
             continue
         out[target] = None
         if len(out) >= limit:
             break
     return list(out)
+
+
+def _internal_ip(target: str) -> bool:
+    """A private, shared, link-local or unspecified address: nothing a public list can judge,
+    and a lookup would tell the list's operator about the reader's own network (SpamAssassin's
+    URIDNSBL skips them too). Loopback stays: lists publish 127.0.0.2 as their test entry."""
+    if not target[:1].isdigit() and ":" not in target:
+        return False
+    try:
+        ip = ipaddress.ip_address(target)
+    except ValueError:
+        return False
+    return (ip.is_link_local or ip.is_unspecified
+            or any(ip.version == n.version and ip in n for n in PRIVATE_NETS))
 
 
 def _query_name(target: str, z: Zone) -> str | None:

@@ -8,9 +8,11 @@ own delete (libmilter's SMFIR_CHGHEADER removes the index-th occurrence only).
 
 from __future__ import annotations
 
+from email.header import Header
 from typing import TYPE_CHECKING
 
 from gateway_milter import layers as registry
+from gateway_milter.mime.headers import decode_words
 from gateway_milter.transforms import TransformResult
 from gateway_milter.verdict import HeaderEdit, delete_all
 
@@ -76,7 +78,21 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
         edits.append(HeaderEdit("add", "X-Spam-Flag", "YES"))
         if settings.subject_tag:
             subject = ctx.header("Subject") or ""
-            if not subject.startswith(settings.subject_tag):
+            # (a tag inside an encoded word is there too: "=?UTF-8?Q?[SPAM]_Gr=C3=BC=C3=9Fe?=")
+            if not decode_words(subject).lstrip().startswith(settings.subject_tag):
                 edits += delete_every(ctx, "Subject")
-                edits.append(HeaderEdit("add", "Subject", f"{settings.subject_tag} {subject}".strip()))
+                edits.append(HeaderEdit("add", "Subject", tagged_subject(settings.subject_tag, subject)))
     return TransformResult(edits)
+
+
+def tagged_subject(tag: str, subject: str) -> str:
+    """The Subject with the tag in front. Raw 8-bit bytes that are not UTF-8 (kept as lone
+    surrogates) cannot go back through the milter as text: such a Subject is decoded as a mail
+    client reads it and written as RFC 2047 encoded words, else adding it failed and the
+    message was tempfailed on every attempt."""
+    value = f"{tag} {subject}".strip()
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = Header(f"{tag} {decode_words(subject)}".strip(), "utf-8").encode()
+    return value

@@ -121,3 +121,25 @@ def test_a_header_delete_names_its_occurrence():
     with pytest.raises(ValueError):
         HeaderEdit("delete", "X-Spam-Flag", index=-1)
     assert HeaderEdit("delete", "X-Spam-Flag", index=2).index == 2
+
+
+def test_it_tags_a_subject_of_raw_8bit_bytes_as_encoded_words(tmp_path: Path) -> None:
+    # bytes that are not UTF-8 (Latin-1 "Grüße") live on as lone surrogates: the milter hands
+    # header values to libmilter as UTF-8, so the tagged Subject must be text it can encode,
+    # or applying it fails and the message is tempfailed on every attempt
+    from gateway_milter.mime.headers import decode_words
+
+    ctx = make_ctx(msg("x", "spammy"), scoring_policy(tmp_path))
+    ctx.headers = [(n, "Gr\udcfc\udcdfe aus Bonn" if n == "Subject" else v) for n, v in ctx.headers]
+    res = spam_headers(ctx, Outcome.accept(), None)  # type: ignore[arg-type]
+    assert res is not None
+    (subject,) = [e.value for e in res.header_edits if e.op == "add" and e.name == "Subject"]
+    assert subject.encode("ascii").startswith(b"=?utf-8?")
+    assert decode_words(subject) == "[SPAM] Grüße aus Bonn"
+
+
+def test_it_does_not_tag_again_a_subject_tagged_inside_an_encoded_word(tmp_path: Path) -> None:
+    ctx = make_ctx(msg("=?UTF-8?Q?[SPAM]_Gr=C3=BC=C3=9Fe?=", "spammy"), scoring_policy(tmp_path))
+    res = spam_headers(ctx, Outcome.accept(), None)  # type: ignore[arg-type]
+    assert res is not None
+    assert not [e for e in res.header_edits if e.name == "Subject"], res.header_edits
