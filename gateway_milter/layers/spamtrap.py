@@ -110,6 +110,10 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
                 symbols.append(self.symbol("SPAMTRAP_IP", settings.ip_score, f"{ip} hit a spam trap recently"))
         if traps:
             symbols.append(self.symbol("SPAMTRAP", settings.trap_score, ", ".join(traps)))
+            if len(traps) == len(ctx.recipients):
+                # nobody else's mail: discarding it loses nothing (with a real recipient beside
+                # the trap, the message is quarantined instead: see policy_rules)
+                symbols.append(self.symbol("SPAMTRAP_ONLY", 0.0, ", ".join(traps)))
             if not ctx.scan_mode:
                 if settings.mark_ip and ip:
                     try:
@@ -140,7 +144,11 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
 
     def policy_rules(self, settings: SpamTrapSettings) -> list[PolicyRule]:
         if settings.action == "discard":
-            return [PolicyRule("spamtrap", Outcome.discard("sent to a spam trap"), ("SPAMTRAP",))]
+            # only a message to traps alone is discarded; one also addressed to real recipients is
+            # held in the admin quarantine, so that their copy is never silently dropped
+            return [PolicyRule("spamtrap", Outcome.discard("sent to a spam trap"), ("SPAMTRAP_ONLY",)),
+                    PolicyRule("spamtrap", Outcome.quarantine(QuarantineQueue.ADMIN,
+                                                              "sent to a spam trap and other recipients"), ("SPAMTRAP",))]
         if settings.action == "quarantine":
             return [PolicyRule("spamtrap", Outcome.quarantine(QuarantineQueue.ADMIN, "sent to a spam trap"), ("SPAMTRAP",))]
         return []

@@ -74,6 +74,18 @@ class EomDecision:
     change_sender: str | None = None
 
 
+
+def _untag_and_sign(ctx: MessageContext) -> None:
+    """BATV's part of a delivered message, whatever decided it: the backscatter layer untags
+    recipients (``rewrite_recipients``) and signs the envelope sender (``change_sender``) when
+    it runs, but a script that decides before its system rule (an allow-list's ``keep``), or
+    ``mode: score``, which has no rule, left the prvs= address, which nothing downstream
+    knows, and the sender unsigned. The layer's result is computed once a message."""
+    if "backscatter" not in layers.available():
+        return
+    if ctx.policy.settings_for("backscatter", ctx.policy_domain).enabled:
+        ctx.layer("backscatter")
+
 class Gateway:
     """Process-wide: holds the policy provider and the stores; stateless per message."""
 
@@ -212,6 +224,7 @@ class Gateway:
             return EomDecision(outcome.action, outcome.reply)
         if outcome.action is Action.DISCARD:
             return EomDecision(Action.DISCARD)
+        _untag_and_sign(ctx)
 
         # Recipients quarantined: by the message outcome, or each by its own RCPT-time outcome.
         held: dict[QuarantineQueue, list[Recipient]] = {}
@@ -227,17 +240,22 @@ class Gateway:
             if ctx.abandoned:
                 raise RuntimeError("transaction abandoned after its time budget")
             raw = ctx.raw_bytes()
+            untagged = ctx.facts.get("rewrite_recipients")
+            plain = untagged if isinstance(untagged, dict) else {}
             for q, rcpts in held.items():
-                stored = self.quarantine.store(raw, self._quarantine_meta(ctx, q, reasons[q], [r.address for r in rcpts]))
+                # held for the address a BATV tag was made for: a release delivers there
+                addrs = list(dict.fromkeys(plain.get(r.address, r.address) for r in rcpts))
+                stored = self.quarantine.store(raw, self._quarantine_meta(ctx, q, reasons[q], addrs))
                 qid = stored["qid"]
                 ctx.quarantined.append(stored)
                 dec.quarantine_ids.append(qid)
                 ctx.add_trace("quarantine", "stored", f"{q.value} {qid} for {len(rcpts)} recipient(s)")
             held_addrs = {r.address for rs in held.values() for r in rs}
             remaining = [r for r in ctx.recipients if r.address not in held_addrs]
-            if not remaining:
+            if not remaining and not outcome.add_recipients:
                 # Every copy is stored durably: the message is accepted and not delivered.
                 return EomDecision(Action.DISCARD, quarantine_ids=dec.quarantine_ids)
+            # (with none left, a redirect :copy still delivers to its target: below)
             dec.delete_recipients = sorted(held_addrs)
 
         # Transforms for the delivered copy (headers, strip, spam headers, A-R, DKIM last).
@@ -269,7 +287,8 @@ class Gateway:
             for old, new in rewrite.items():
                 if old not in gone and new != old:
                     dec.delete_recipients.append(old)
-                    if new not in dec.add_recipients:
+                    # a plain twin quarantined (or redirected away) is not added back
+                    if new not in dec.add_recipients and new not in gone:
                         dec.add_recipients.append(new)
                     ctx.add_trace("backscatter", "rewrite", f"recipient {old} delivered as {new}")
         return dec

@@ -26,6 +26,20 @@ class QuarantineStorageError(OSError):
     pass
 
 
+
+def _make_dirs_durably(root: Path, relative: str) -> None:
+    """``root/relative`` made one level at a time; each level made here is synced into its
+    parent's directory entries, so that a crash after the first message of a day cannot lose the
+    new directory, and with it the only copy (a journaling file system usually keeps it; POSIX
+    does not promise it)."""
+    d = root
+    d.mkdir(parents=True, exist_ok=True)
+    for part in relative.split("/"):
+        parent, d = d, d / part
+        if not d.is_dir():
+            d.mkdir(exist_ok=True)
+            _fsync_dir(parent)
+
 class FilesystemQuarantineStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -36,7 +50,7 @@ class FilesystemQuarantineStore:
         day = time.strftime("%Y/%m/%d", time.gmtime(meta.get("created", time.time())))
         d = self.root / day
         try:
-            d.mkdir(parents=True, exist_ok=True)
+            _make_dirs_durably(self.root, day)
             meta = {**meta, "qid": qid, "path": f"{day}/{qid}.eml"}
             _write_durably(d / f"{qid}.eml", raw)
             _write_durably(d / f"{qid}.json", json.dumps(meta, sort_keys=True).encode())
