@@ -283,6 +283,7 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         if d is None:
             ctx.abandoned = True  # a late quarantine write of the abandoned work is skipped
             ctx.add_trace("milter", "budget", "end-of-message budget exceeded")
+            self.gateway.withdraw_quarantined(ctx)
             d = EomDecision(Action.TEMPFAIL, BUDGET_EXCEEDED)
         if d.action is Action.REJECT or d.action is Action.TEMPFAIL:
             reply = d.reply or INTERNAL_ERROR
@@ -299,6 +300,7 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
             log.exception("applying message changes failed")
             self._reply(INTERNAL_ERROR)
             ctx.add_trace("milter", "error", "applying changes failed")
+            self.gateway.withdraw_quarantined(ctx)
             self._finish(Action.TEMPFAIL, INTERNAL_ERROR)
             return TEMPFAIL
         self._finish(Action.ACCEPT)

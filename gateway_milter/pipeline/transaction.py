@@ -213,8 +213,27 @@ class Gateway:
             ctx.add_trace("gateway", "error", f"{type(e).__name__}: {e}")
             ctx.outcome = Outcome.tempfail(INTERNAL_ERROR, f"internal error: {type(e).__name__}: {e}", "gateway")
             decision = EomDecision(Action.TEMPFAIL, INTERNAL_ERROR)
+        if decision.action is Action.TEMPFAIL:
+            self.withdraw_quarantined(ctx)
         ctx.note(f"END-OF-MESSAGE -> {decision.action.value}" + (f" {decision.reply}" if decision.reply else ""))
         return decision
+
+    def withdraw_quarantined(self, ctx: MessageContext) -> None:
+        """Copies stored for a transaction that ends in a tempfail after all (a later step
+        failed, the time budget ran out): the client sends the message again and it is judged
+        again, so they are removed; else every retry left one more, listed in the log under a
+        tempfail. A copy that cannot be removed stays, and stays listed."""
+        delete = getattr(self.quarantine, "delete", None)
+        if delete is None:
+            return
+        for m in list(ctx.quarantined):
+            try:
+                delete(m["path"])
+            except Exception:
+                log.warning("a quarantined copy of a tempfailed message was left: %s", m.get("qid"), exc_info=True)
+                continue
+            ctx.quarantined.remove(m)
+            ctx.add_trace("quarantine", "withdrawn", f"{m.get('qid')}: the message was tempfailed")
 
     def _eom(self, ctx: MessageContext) -> EomDecision:
         engine = engine_for(ctx.policy)

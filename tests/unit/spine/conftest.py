@@ -35,11 +35,16 @@ BASE_POLICY: dict[str, Any] = {
 class MemoryQuarantine:
     def __init__(self) -> None:
         self.items: list[tuple[bytes, dict[str, Any]]] = []
+        self.stored = 0
 
     def store(self, raw: bytes, meta: dict[str, Any]) -> dict[str, Any]:
-        meta = {**meta, "qid": f"q{len(self.items) + 1}", "path": f"x/q{len(self.items) + 1}.eml"}
+        self.stored += 1
+        meta = {**meta, "qid": f"q{self.stored}", "path": f"x/q{self.stored}.eml"}
         self.items.append((raw, meta))
         return meta
+
+    def delete(self, relpath: str) -> None:
+        self.items = [(r, m) for r, m in self.items if m["path"] != relpath]
 
 
 class ListSink:

@@ -133,3 +133,19 @@ def test_the_quarantine_syncs_every_directory_it_makes(tmp_path: Path, monkeypat
     synced.clear()
     FilesystemQuarantineStore(root).store(b"Subject: y\r\n\r\nbody\r\n", {"created": 1_700_000_001.0})
     assert str(root) not in synced  # the same day: only the day's own directory
+
+
+def test_a_tempfail_after_a_quarantine_leaves_no_copy_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    # one recipient held, the other delivered; applying the delivered copy's changes fails: the
+    # client retries the whole message, which is judged and held again, so the first copy goes
+    from gateway_milter.front.milter import BulwarkMilter
+
+    gw, q, sink = make_gateway()
+
+    def broken(self: Any, *a: Any, **k: Any) -> None:
+        raise RuntimeError("the MTA went away")
+    monkeypatch.setattr(BulwarkMilter, "addheader", broken)
+    ctx, rc = run(gw, "alice@outside.test", "carol@other.example", "held@other.example")
+    assert rc == Milter.TEMPFAIL
+    assert q.items == [] and q.stored == 1
+    assert sink.records[-1]["action"] == "tempfail" and not sink.records[-1]["quarantine"]
