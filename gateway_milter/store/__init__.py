@@ -34,6 +34,14 @@ Keys are ``str`` of at most 512 characters, namespaced by the caller with a colo
 ``add_counters(updates, ttl=None)``            for each ``(key, {field: delta})`` add the deltas
                                                atomically per key, one round trip; a field that
                                                drops to <= 0 is removed
+``apply_guarded(updates) -> list[bool]``       for each :class:`GuardedUpdate` in order: its
+                                               changes made only when its guard field still
+                                               holds the value expected, the check and the
+                                               changes as one atomic step; one round trip;
+                                               per update, whether it was made. Its pair
+                                               counters (``high * PAIR_UNIT + low``) add each
+                                               half on its own, clamped at 0: a decrement never
+                                               borrows from the other half
 ``counter_fields(key) -> int``                 number of fields of a counter hash
 ``scan_keys(prefix, limit) -> list[str]``      keys with a prefix (admin/statistics only, never
                                                on the per-message path)
@@ -58,9 +66,12 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Protocol
 
 MAX_KEY = 512
+PAIR_UNIT = 1 << 32  # a pair counter is high * PAIR_UNIT + low (Bayes: spam and ham counts)
+LOW_MASK = PAIR_UNIT - 1
 MESSAGE_PATH_WRITE_WAIT_S = 1.0  # default of GATEWAY_STORE_WRITE_WAIT
 BATCH_WRITE_WAIT_S = 30.0
 
@@ -73,6 +84,23 @@ class StoreError(RuntimeError):
     """The state store could not be reached or answered an error."""
 
 
+@dataclass(frozen=True, slots=True)
+class GuardedUpdate:
+    """Changes to counter hashes made only while ``guard_key``'s ``guard_field`` holds
+    ``expected`` (0: absent): two writers that read the same guard cannot both make theirs."""
+    guard_key: str
+    guard_field: str
+    expected: int
+    deltas: tuple[tuple[str, Mapping[str, int]], ...]  # as add_counters: a field at <= 0 is removed
+    # pair counters: per field the (high, low) deltas, each half clamped at 0 on its own
+    pairs: tuple[tuple[str, Mapping[str, tuple[int, int]]], ...] = ()
+
+
+def pair_add(value: int, high: int, low: int) -> int:
+    """A pair counter after adding ``high`` and ``low`` to its halves, each kept at 0 or above."""
+    return max((value >> 32) + high, 0) * PAIR_UNIT + max((value & LOW_MASK) + low, 0)
+
+
 class StateStore(Protocol):
     def get(self, key: str) -> str | None: ...
     def set(self, key: str, value: str, ttl: float | None = None) -> None: ...
@@ -83,6 +111,7 @@ class StateStore(Protocol):
     def expire(self, keys: Sequence[str], ttl: float) -> int: ...
     def counters(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[int]]: ...
     def add_counters(self, updates: Iterable[tuple[str, Mapping[str, int]]], ttl: float | None = None) -> None: ...
+    def apply_guarded(self, updates: Sequence[GuardedUpdate]) -> list[bool]: ...
     def counter_fields(self, key: str) -> int: ...
     def counter_items(self, key: str, batch: int = 5000) -> Iterator[list[tuple[str, int]]]: ...
     def scan_keys(self, prefix: str, limit: int = 1000) -> list[str]: ...

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from gateway_milter.store import check_key
+from gateway_milter.store import GuardedUpdate, check_key, pair_add
 from gateway_milter.store.countertable import CounterTable
 
 
@@ -127,6 +127,31 @@ class MemoryStore:
                 h.add_many(deltas if type(deltas) is dict else dict(deltas))
                 if ttl:
                     self._h[key] = (h, self.now() + ttl)
+
+    def apply_guarded(self, updates: Sequence[GuardedUpdate]) -> list[bool]:
+        with self._lock:
+            self.round_trips += 1
+            out = []
+            for u in updates:
+                g = self._hash(check_key(u.guard_key))
+                if (g.get_many([u.guard_field])[0] if g is not None else 0) != u.expected:
+                    out.append(False)
+                    continue
+                for key, pairs in u.pairs:
+                    h = self._table(key)
+                    fields = list(pairs)
+                    h.add_many({f: pair_add(v, *pairs[f]) - v for f, v in zip(fields, h.get_many(fields), strict=True)})
+                for key, deltas in u.deltas:
+                    self._table(key).add_many(dict(deltas))
+                out.append(True)
+            return out
+
+    def _table(self, key: str) -> Any:
+        h = self._hash(check_key(key))
+        if h is None:
+            h = CounterTable()
+            self._h[key] = (h, None)
+        return h
 
     def counter_fields(self, key: str) -> int:
         with self._lock:

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from gateway_milter.store import StoreError, check_key
+from gateway_milter.store import PAIR_UNIT, GuardedUpdate, StoreError, check_key
 
 EVAL_FIELDS = 4096  # fields a script call changes (a background learner's batch can change 20,000)
 _pack: Callable[..., bytes] | None
@@ -35,6 +35,58 @@ _HADD = """
 for i = 1, #ARGV - 1, 2 do
   local v = redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
   if v <= 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 1
+"""
+# apply_guarded, one update: KEYS[1] the guard's hash, then one hash per section; ARGV: the
+# guard's field and expected value, then per section its number of pair fields and of plain
+# fields, each pair field as (field, packed delta, high delta, low delta), each plain one as
+# (field, delta). A pair whose halves only go up takes the packed delta as it is; one that goes
+# down is split exactly from its decimal digits (a double holds 2^53, a packed count 2^63) and
+# each half is clamped at 0, so a decrement never borrows from the other half.
+_GUARDED = """
+local function split(s)
+  if #s <= 15 then
+    local v = tonumber(s)
+    local hi = math.floor(v / 4294967296)
+    return hi, v - hi * 4294967296
+  end
+  local hi, r = 0, 0
+  for i = 1, #s do
+    r = r * 10 + (string.byte(s, i) - 48)
+    local q = math.floor(r / 4294967296)
+    r = r - q * 4294967296
+    hi = hi * 10 + q
+  end
+  return hi, r
+end
+local g = redis.call('HGET', KEYS[1], ARGV[1])
+if (tonumber(g) or 0) ~= tonumber(ARGV[2]) then return 0 end
+local a = 3
+for k = 2, #KEYS do
+  local key = KEYS[k]
+  local np, nd = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  a = a + 2
+  for i = 1, np do
+    local f, dh, dl = ARGV[a], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    if dh >= 0 and dl >= 0 then
+      redis.call('HINCRBY', key, f, ARGV[a + 1])
+    else
+      local hi, lo = split(redis.call('HGET', key, f) or '0')
+      local nhi, nlo = math.max(hi + dh, 0), math.max(lo + dl, 0)
+      if nhi == 0 and nlo == 0 then
+        redis.call('HDEL', key, f)
+      elseif nhi ~= hi or nlo ~= lo then
+        redis.call('HINCRBY', key, f, string.format('%.0f', (nhi - hi) * 4294967296 + (nlo - lo)))
+      end
+    end
+    a = a + 4
+  end
+  for i = 1, nd do
+    local v = redis.call('HINCRBY', key, ARGV[a], ARGV[a + 1])
+    if v <= 0 then redis.call('HDEL', key, ARGV[a]) end
+    a = a + 2
+  end
 end
 return 1
 """
@@ -150,6 +202,28 @@ class RedisStore:
                 cmds.append(("PEXPIRE", key, int(ttl * 1000)))
         if cmds:
             self._call(self._send, cmds, False)
+
+    def apply_guarded(self, updates: Sequence[GuardedUpdate]) -> list[bool]:
+        """One script call per update, all in one round trip: Redis runs each script whole, so
+        no other writer comes between an update's check and its changes."""
+        cmds: list[tuple[Any, ...]] = []
+        for u in updates:
+            sections: dict[str, tuple[list[Any], list[Any]]] = {}
+            for key, pairs in u.pairs:
+                ps = sections.setdefault(check_key(key), ([], []))[0]
+                for f, (hi, lo) in pairs.items():
+                    ps += [f, int(hi) * PAIR_UNIT + int(lo), int(hi), int(lo)]
+            for key, deltas in u.deltas:
+                ds = sections.setdefault(check_key(key), ([], []))[1]
+                for f, d in deltas.items():
+                    ds += [f, int(d)]
+            args: list[Any] = [u.guard_field, int(u.expected)]
+            for ps, ds in sections.values():
+                args += [len(ps) // 4, len(ds) // 2, *ps, *ds]
+            cmds.append(("EVAL", _GUARDED, 1 + len(sections), check_key(u.guard_key), *sections, *args))
+        if not cmds:
+            return []
+        return [bool(int(r)) for r in self._call(self._send, cmds, False)]
 
     def counter_fields(self, key: str) -> int:
         return int(self._call(self.client.hlen, check_key(key)))

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway_milter.store import (BATCH_WRITE_WAIT_S, MESSAGE_PATH_WRITE_WAIT_S, StoreError, batch_writes, check_key,
-                                  write_wait)
+from gateway_milter.store import (BATCH_WRITE_WAIT_S, MESSAGE_PATH_WRITE_WAIT_S, GuardedUpdate, StoreError,
+                                  batch_writes, check_key, write_wait)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL) WITHOUT ROWID;
@@ -42,6 +42,11 @@ CREATE INDEX IF NOT EXISTS hexp_expires ON hexp(expires);
 # SQLite since 3.38 (Debian 12: 3.40)
 _READ_FIELDS = ("SELECT hc.value FROM json_each(?) AS j LEFT JOIN hc ON hc.key = ? AND hc.field = j.value "
                 "ORDER BY j.id")
+# a pair counter's halves added each on its own, clamped at 0 (store/__init__.py PAIR_UNIT;
+# params: key, field, high, low, high, low)
+_ADD_PAIR = ("INSERT INTO hc(key, field, value) VALUES (?, ?, max(?, 0) * 4294967296 + max(?, 0)) "
+             "ON CONFLICT(key, field) DO UPDATE SET "
+             "value = max((value >> 32) + ?, 0) * 4294967296 + max((value & 4294967295) + ?, 0)")
 PURGE_EVERY = 500
 # rows one purge deletes at most (plain keys, then hash fields and their expiry rows): 1.5-2 ms
 # under the write lock with a backlog of a million expired rows, 0.1 ms with none among a
@@ -277,21 +282,54 @@ class SqliteStore:
         now = self.now()
         with self._tx() as db:
             for key, deltas in updates:
-                check_key(key)
-                exp = db.execute("SELECT expires FROM hexp WHERE key = ?", (key,)).fetchone()
-                if exp is not None and exp[0] <= now:
-                    db.execute("DELETE FROM hc WHERE key = ?", (key,))
-                    db.execute("DELETE FROM hexp WHERE key = ?", (key,))
-                db.executemany(
-                    "INSERT INTO hc(key, field, value) VALUES (?, ?, ?) "
-                    "ON CONFLICT(key, field) DO UPDATE SET value = value + excluded.value",
-                    [(key, f, int(d)) for f, d in deltas.items()])
-                dropped = [(key, f) for f, d in deltas.items() if d < 0]
-                if dropped:  # only the fields that went down can have reached 0 (not a scan of the hash)
-                    db.executemany("DELETE FROM hc WHERE key = ? AND field = ? AND value <= 0", dropped)
+                self._live_hash(db, key, now)
+                self._add_in(db, key, deltas)
                 if ttl:
                     db.execute("INSERT OR REPLACE INTO hexp(key, expires) VALUES (?, ?)", (key, now + ttl))
             self._maybe_purge(db, now)
+
+    def apply_guarded(self, updates: Sequence[GuardedUpdate]) -> list[bool]:
+        now = self.now()
+        out: list[bool] = []
+        with self._tx() as db:  # BEGIN IMMEDIATE: no other writer between a guard's check and its changes
+            for u in updates:
+                self._live_hash(db, u.guard_key, now)
+                row = db.execute("SELECT value FROM hc WHERE key = ? AND field = ?",
+                                 (u.guard_key, u.guard_field)).fetchone()
+                if (row[0] if row else 0) != u.expected:
+                    out.append(False)
+                    continue
+                for key, pairs in u.pairs:
+                    self._live_hash(db, key, now)
+                    db.executemany(_ADD_PAIR, [(key, f, hi, lo, hi, lo) for f, (hi, lo) in pairs.items()])
+                    dropped = [(key, f) for f, (hi, lo) in pairs.items() if hi < 0 or lo < 0]
+                    if dropped:
+                        db.executemany("DELETE FROM hc WHERE key = ? AND field = ? AND value <= 0", dropped)
+                for key, deltas in u.deltas:
+                    self._live_hash(db, key, now)
+                    self._add_in(db, key, deltas)
+                out.append(True)
+            self._maybe_purge(db, now)
+        return out
+
+    @staticmethod
+    def _live_hash(db: sqlite3.Connection, key: str, now: float) -> None:
+        """Drops the hash when it has expired (a write starts it again)."""
+        check_key(key)
+        exp = db.execute("SELECT expires FROM hexp WHERE key = ?", (key,)).fetchone()
+        if exp is not None and exp[0] <= now:
+            db.execute("DELETE FROM hc WHERE key = ?", (key,))
+            db.execute("DELETE FROM hexp WHERE key = ?", (key,))
+
+    @staticmethod
+    def _add_in(db: sqlite3.Connection, key: str, deltas: Mapping[str, int]) -> None:
+        db.executemany(
+            "INSERT INTO hc(key, field, value) VALUES (?, ?, ?) "
+            "ON CONFLICT(key, field) DO UPDATE SET value = value + excluded.value",
+            [(key, f, int(d)) for f, d in deltas.items()])
+        dropped = [(key, f) for f, d in deltas.items() if d < 0]
+        if dropped:  # only the fields that went down can have reached 0 (not a scan of the hash)
+            db.executemany("DELETE FROM hc WHERE key = ? AND field = ? AND value <= 0", dropped)
 
     def counter_fields(self, key: str) -> int:
         check_key(key)
