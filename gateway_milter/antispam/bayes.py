@@ -35,13 +35,13 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from gateway_milter.antispam.saview import SaMessage
 from gateway_milter.antispam.tokenizer import hashed, header_order, sender_key, tokens
-from gateway_milter.store import StateStore
+from gateway_milter.store import GuardedUpdate, StateStore
 from gateway_milter.store.countertable import CounterTable
 
 # SpamBayes defaults (tuned on large corpora; our figures in the ADR).
@@ -53,6 +53,7 @@ TOKEN = "t"
 SPAM_UNIT = 1 << 32  # a token field is spam_count * SPAM_UNIT + ham_count
 HAM_MASK = SPAM_UNIT - 1
 T = TypeVar("T")
+LEARN_TRIES = 3  # reads of a batch's messages that another learner wrote between our read and write
 # the token model (docs/decisions/0056-token-model.md): AdaGrad's rate and L2 strength, chosen
 # by the score fit's own cross-validation on the training part (rate 0.25/0.5/1, L2 0 to 1e-2;
 # L2 again with the header order, 3e-4/1e-3/3e-3: docs/decisions/0058-header-order.md)
@@ -303,7 +304,7 @@ class FieldCache:
                 self.size += len(names)
         return out
 
-    def forget(self, updates: Sequence[tuple[str, Mapping[str, int]]]) -> None:
+    def forget(self, updates: Sequence[tuple[str, Iterable[str]]]) -> None:
         for key, deltas in updates:
             for gen in (self.cur, self.old):
                 d = gen.get(key)
@@ -336,7 +337,7 @@ def read_counters(store: StateStore, requests: list[tuple[str, list[str]]]) -> l
     return cache.read(store, requests)
 
 
-def forget_cached(store: StateStore, updates: Sequence[tuple[str, Mapping[str, int]]]) -> None:
+def forget_cached(store: StateStore, updates: Sequence[tuple[str, Iterable[str]]]) -> None:
     cache = field_cache(store)
     if cache is not None:
         cache.forget(updates)
@@ -507,12 +508,38 @@ class BayesClassifier:
         """Learn messages in one read and one write, to the same store contents as learning
         them one after another (:meth:`learn`): each message's token-model step starts from the
         weights the ones before it left, a message met twice is learned once, a correction
-        takes back what the batch itself learned. Per message: whether any scope learned it."""
-        scopes = list(dict.fromkeys(s for it in items for s in it.scopes))
+        takes back what the batch itself learned. Per message: whether any scope learned it.
+        Each message's changes in a scope are made only if the class it was learned as there is
+        still the one read: when another process learned it meanwhile (autolearn, the Celery
+        task, ``manage.py bayes``, the web training), that message is read and worked out again
+        instead of being counted twice."""
+        out = [False] * len(items)
+        todo = [(i, tuple(dict.fromkeys(it.scopes))) for i, it in enumerate(items)]
+        for _ in range(LEARN_TRIES):
+            updates, owners = self._plan_learning(items, todo)
+            if not updates:
+                break
+            again: dict[int, list[str]] = {}
+            for (i, scope), made in zip(owners, self._write(updates), strict=True):
+                if made:
+                    out[i] = True
+                else:
+                    again.setdefault(i, []).append(scope)
+            todo = [(i, tuple(ss)) for i, ss in again.items()]
+            if not todo:
+                break
+        return out
+
+    def _plan_learning(self, items: Sequence[LearnItem], todo: Sequence[tuple[int, tuple[str, ...]]]
+                       ) -> tuple[list[GuardedUpdate], list[tuple[int, str]]]:
+        """One read, then per message and scope the changes learning it makes, guarded by the
+        class it was learned as there (with who they are for: item index, scope)."""
+        scopes = list(dict.fromkeys(s for _i, ss in todo for s in ss))
         mfields: dict[str, list[str]] = {s: [] for s in scopes}
         model: dict[str, dict[str, None]] = {s: {} for s in scopes}
-        for it in items:
-            for s in it.scopes:
+        for i, ss in todo:
+            it = items[i]
+            for s in ss:
                 mfields[s].append("m" + it.digest)
                 model[s].update(dict.fromkeys(it.keys.model))
         fields = {s: list(model[s]) for s in scopes}
@@ -522,80 +549,93 @@ class BayesClassifier:
         current = self.store.counters([(scope_key(s), mfields[s]) for s in scopes]
                                       + [(k(s), fields[s]) for s in scopes for k in (weight_key, grad_key)])
         state = {s: dict(zip(mfields[s], current[i], strict=True)) for i, s in enumerate(scopes)}
-        weights = {s: dict(zip(fields[s], current[n + 2 * i], strict=True)) for i, s in enumerate(scopes)}
+        read = {s: dict(zip(fields[s], current[n + 2 * i], strict=True)) for i, s in enumerate(scopes)}
+        weights = {s: dict(read[s]) for s in scopes}
         sums = {s: dict(zip(fields[s], current[n + 2 * i + 1], strict=True)) for i, s in enumerate(scopes)}
-        counts: dict[str, dict[str, int]] = {}
-        wsteps: dict[str, dict[str, int]] = {}
-        gsteps: dict[str, dict[str, int]] = {}
-        out: list[bool] = []
-        for it in items:
+        updates: list[GuardedUpdate] = []
+        owners: list[tuple[int, str]] = []
+        for i, ss in todo:
+            it = items[i]
             label = 1 if it.is_spam else 2
             mfield = "m" + it.digest
-            keys, distinct = it.keys.keys, it.keys.model  # distinct: what the token model learns
-            learned = False
-            for scope in dict.fromkeys(it.scopes):
+            distinct = it.keys.model  # what the token model learns
+            for scope in ss:
                 old = state[scope][mfield]
                 if old == label:
                     continue
-                deltas = counts.setdefault(scope, {})
-                if old in (1, 2):
-                    self._add(deltas, keys, old == 1, -1)
-                self._add(deltas, keys, it.is_spam, +1)
-                deltas[mfield] = deltas.get(mfield, 0) + label - old
+                # a stored class other than 1 or 2 is none this code writes: nothing is taken
+                # back from it (the field is set to the new class all the same)
+                ds = (1 if it.is_spam else 0) - (1 if old == 1 else 0)
+                dh = (0 if it.is_spam else 1) - (1 if old == 2 else 0)
+                pairs: dict[str, tuple[int, int]] = {}
+                for k in it.keys.keys:
+                    f = TOKEN + k
+                    ps, ph = pairs.get(f, (0, 0))
+                    pairs[f] = (ps + ds, ph + dh)
+                counts = {f: d for f, d in (("#s", ds), ("#h", dh), (mfield, label - old)) if d}
                 state[scope][mfield] = label
                 # the token model: one step toward the new class (a correction is a step toward
                 # the right class; the wrong one is not taken back)
-                ws, gs = weights[scope], sums[scope]
-                dws, dgs = token_step([ws[f] for f in distinct], [gs[f] for f in distinct], it.is_spam)
-                wd, gd = wsteps.setdefault(scope, {}), gsteps.setdefault(scope, {})
-                for f, dw, dg in zip(distinct, dws, dgs, strict=True):
+                ws, gs, base = weights[scope], sums[scope], read[scope]
+                wraws = [ws[f] for f in distinct]
+                dws, dgs = token_step(wraws, [gs[f] for f in distinct], it.is_spam)
+                wd: dict[str, int] = {}
+                gd: dict[str, int] = {}
+                for f, wr, dw, dg in zip(distinct, wraws, dws, dgs, strict=True):
                     if dw:
+                        if wr and not base[f]:
+                            # empty when read, written by an update before this one that may
+                            # not be made: this one adds W_MOD too (a weight reads modulo W_MOD)
+                            dw += W_MOD
                         ws[f] += dw
-                        wd[f] = wd.get(f, 0) + dw
+                        wd[f] = dw
                     if dg:
                         gs[f] += dg
-                        gd[f] = gd.get(f, 0) + dg
-                c = "#s" if it.is_spam else "#h"  # steps taken toward each class (none taken back)
-                wd[c] = wd.get(c, 0) + 1
-                learned = True
-            out.append(learned)
-        updates: list[tuple[str, dict[str, int]]] = []
-        for scope in scopes:
-            if scope in counts:
-                updates.append((scope_key(scope), {f: d for f, d in counts[scope].items() if d}))
-                updates.append((weight_key(scope), wsteps[scope]))
-                updates.append((grad_key(scope), gsteps[scope]))
-        if updates:
-            self.store.add_counters(updates)
-            forget_cached(self.store, updates)
-        return out
+                        gd[f] = dg
+                wd["#s" if it.is_spam else "#h"] = 1  # steps taken toward each class (none taken back)
+                updates.append(GuardedUpdate(scope_key(scope), mfield, old,
+                                             ((scope_key(scope), counts), (weight_key(scope), wd),
+                                              (grad_key(scope), gd)),
+                                             ((scope_key(scope), pairs),)))
+                owners.append((i, scope))
+        return updates, owners
+
+    def _write(self, updates: Sequence[GuardedUpdate]) -> list[bool]:
+        made = self.store.apply_guarded(updates)
+        forget_cached(self.store, [c for u in updates for c in (*u.deltas, *u.pairs)])
+        return made
 
     def forget(self, m: SaMessage, scopes: Sequence[str] = ("global",), digest: str | None = None) -> bool:
         digest = digest or message_digest(m)
         mfield = "m" + digest
-        current = self.store.counters([(scope_key(s), [mfield]) for s in scopes])
-        updates = []
         keys = message_keys(m).keys
-        for scope, (old,) in zip(scopes, current, strict=True):
-            if old not in (1, 2):
-                continue
-            deltas: dict[str, int] = {}
-            self._add(deltas, keys, old == 1, -1)
-            deltas[mfield] = -old
-            updates.append((scope_key(scope), deltas))
-        if updates:
-            self.store.add_counters(updates)
-            forget_cached(self.store, updates)
-        return bool(updates)
-
-    @staticmethod
-    def _add(deltas: dict[str, int], keys: Sequence[str], spam: bool, delta: int) -> None:
-        unit = delta * (SPAM_UNIT if spam else 1)
-        for k in keys:
-            f = TOKEN + k
-            deltas[f] = deltas.get(f, 0) + unit
-        count = "#s" if spam else "#h"
-        deltas[count] = deltas.get(count, 0) + delta
+        forgot = False
+        todo = list(dict.fromkeys(scopes))
+        for _ in range(LEARN_TRIES):
+            current = self.store.counters([(scope_key(s), [mfield]) for s in todo])
+            updates: list[GuardedUpdate] = []
+            owners: list[str] = []
+            for scope, (old,) in zip(todo, current, strict=True):
+                if old not in (1, 2):  # never learned there, or a class this code never writes
+                    continue
+                down = (-1, 0) if old == 1 else (0, -1)
+                pairs: dict[str, tuple[int, int]] = {}
+                for k in keys:
+                    f = TOKEN + k
+                    ps, ph = pairs.get(f, (0, 0))
+                    pairs[f] = (ps + down[0], ph + down[1])
+                counts = {"#s" if old == 1 else "#h": -1, mfield: -old}
+                updates.append(GuardedUpdate(scope_key(scope), mfield, old, ((scope_key(scope), counts),),
+                                             ((scope_key(scope), pairs),)))
+                owners.append(scope)
+            if not updates:
+                break
+            made = self._write(updates)
+            forgot = forgot or any(made)
+            todo = [s for s, ok in zip(owners, made, strict=True) if not ok]
+            if not todo:
+                break
+        return forgot
 
     def stats(self, scope: str = "global") -> dict[str, int]:
         (ns, nh), = self.store.counters([(scope_key(scope), ["#s", "#h"])])

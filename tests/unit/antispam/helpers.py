@@ -73,6 +73,16 @@ def hashes(st: MemoryStore) -> dict[str, tuple[list[tuple[str, int]], float | No
     return {k: (sorted(h.items()), exp) for k, (h, exp) in st._h.items()}
 
 
+def hashes_as_read(st: MemoryStore) -> dict[str, tuple[list[tuple[str, float]], float | None]]:
+    """``hashes`` with each token-model weight as it reads (``weight_of``): a batch's message
+    that writes a weight the batch found empty adds W_MOD again, in case the one before it is
+    not made (another learner wrote that message meanwhile), so raw values may differ by W_MODs."""
+    from gateway_milter.antispam.bayes import weight_of
+
+    return {k: ([(f, weight_of(v) if k.startswith("bayes2w:") and not f.startswith("#") else v) for f, v in h], exp)
+            for k, (h, exp) in hashes(st).items()}
+
+
 def msg(subject: str = "Hello", body: str = "Hi there, see you tomorrow.", headers: str = "",
         ctype: str = "text/plain; charset=utf-8") -> bytes:
     return (f"From: Alice <alice@sender.test>\r\nTo: bob@example.com\r\nSubject: {subject}\r\n"

@@ -12,7 +12,7 @@ from gateway_milter.antispam.learner import BackgroundLearner, learner
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.store import StoreError
 from gateway_milter.store.memory import MemoryStore
-from tests.unit.antispam.helpers import hashes, make_ctx, msg, policy
+from tests.unit.antispam.helpers import hashes_as_read, make_ctx, msg, policy
 from tests.unit.antispam.test_bayes import HAM_WORDS, SPAM_WORDS, sample
 
 
@@ -34,7 +34,7 @@ def test_it_learns_a_batch_after_the_message_has_gone_on() -> None:
     assert store.round_trips == 0  # nothing written while the messages were handled
     assert bl.flush(timeout=10.0)  # a flush sends the batch at once
     assert store.round_trips == 2 and (bl.stats.batches, bl.stats.learned, bl.stats.queued) == (1, 12, 12)
-    assert hashes(store) == hashes(one_by_one)
+    assert hashes_as_read(store) == hashes_as_read(one_by_one)
 
 
 def test_it_cuts_batches_at_max_batch_and_keeps_each_store_apart() -> None:
