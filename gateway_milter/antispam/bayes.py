@@ -247,8 +247,12 @@ class FieldCache:
         self.born = clock()
         self.hits = 0
         self.misses = 0
+        # bumped by every forget and clear: a read that saw it change while it asked the store
+        # does not keep what it got (values read before this process's write would stay stale)
+        self.generation = 0
 
     def clear(self) -> None:
+        self.generation += 1
         self.cur, self.old, self.size, self.born = {}, {}, 0, self.clock()
 
     def _age(self) -> None:
@@ -292,19 +296,24 @@ class FieldCache:
                 asks.append((key, [fields[i] for i in missing]))
             out.append(vals)  # type: ignore[arg-type]
         if asks:
+            generation = self.generation
             got = store.counters(asks)  # one round trip for every field not at hand
+            keep = self.generation == generation
             for (at, missing), (key, names), vals_got in zip(where, asks, got, strict=True):
                 row = out[at]
+                for i, v in zip(missing, vals_got, strict=True):
+                    row[i] = v
+                if not keep:
+                    continue
                 cur = self.cur.get(key)
                 if cur is None:  # (another thread may have aged the cache)
                     cur = self.cur[key] = CounterTable()
-                for i, v in zip(missing, vals_got, strict=True):
-                    row[i] = v
                 cur.set_many(names, vals_got)
                 self.size += len(names)
         return out
 
     def forget(self, updates: Sequence[tuple[str, Iterable[str]]]) -> None:
+        self.generation += 1
         for key, deltas in updates:
             for gen in (self.cur, self.old):
                 d = gen.get(key)

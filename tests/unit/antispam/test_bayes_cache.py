@@ -12,7 +12,7 @@ from gateway_milter.antispam.bayes import BayesClassifier, FieldCache, field_cac
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.store.memory import MemoryStore
 from gateway_milter.store.sqlitestore import SqliteStore
-from tests.unit.antispam.helpers import Clock, make_ctx
+from tests.unit.antispam.helpers import Clock, make_ctx, msg
 from tests.unit.antispam.test_bayes import HAM_WORDS, SPAM_WORDS, sample
 
 
@@ -91,3 +91,26 @@ def test_the_cache_is_bounded() -> None:
     cache.read(store, [("x", ["a"])])  # the full generation is aged on the next read
     assert cache.size <= 50 and sum(len(d) for d in cache.cur.values()) <= 50
     assert sum(len(d) for d in cache.old.values()) <= 101
+
+
+def test_what_this_process_learns_while_a_classification_reads_is_not_kept_stale(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    bc = BayesClassifier(store, 1)
+    bc.learn(message_view(make_ctx(msg("hello", "meeting agenda for tomorrow"))), False)
+    bc.learn(message_view(make_ctx(msg("win", "cheap pills casino bonus"))), True)
+    spam = message_view(make_ctx(msg("cheap pills", "buy cheap pills casino now")))
+    read = store.counters
+    state = {"first": True}
+
+    def counters(requests):  # type: ignore[no-untyped-def]  # the background learner learns meanwhile
+        out = read(requests)
+        if state["first"]:
+            state["first"] = False
+            bc.learn(spam, True)  # written after the read, taken out of a cache that lacks it yet
+        return out
+    store.counters = counters  # type: ignore[method-assign]
+    bc.classify(spam)
+    cached = bc.classify(spam)  # within the cache's ttl
+    field_cache(store).clear()  # type: ignore[union-attr]
+    fresh = bc.classify(spam)
+    assert (cached.nspam, cached.probability) == (fresh.nspam, fresh.probability)
