@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 from gateway_milter.antispam.saview import SaMessage
 from gateway_milter.antispam.tokenizer import hashed, header_order, sender_key, tokens
-from gateway_milter.store import GuardedUpdate, StateStore
+from gateway_milter.store import GuardedUpdate, StateStore, check_key
 from gateway_milter.store.countertable import CounterTable
 
 # SpamBayes defaults (tuned on large corpora; our figures in the ADR).
@@ -362,9 +362,24 @@ class LearnItem:
     scopes: tuple[str, ...]
 
 
+def storable_scopes(scopes: Sequence[str]) -> list[str]:
+    """The scopes whose hashes' keys the store takes (``check_key``): a recipient's scope of a
+    catch-all domain can be longer than a key may be, and learning or reading it would fail
+    with every other scope of the message, or of a batch, beside it."""
+    out: list[str] = []
+    for s in scopes:
+        try:
+            for key in (scope_key(s), weight_key(s), grad_key(s)):
+                check_key(key)
+        except ValueError:
+            continue
+        out.append(s)
+    return out
+
+
 def learn_item(m: SaMessage, is_spam: bool, scopes: Sequence[str] = ("global",),
                digest: str | None = None) -> LearnItem:
-    return LearnItem(message_keys(m), digest or message_digest(m), is_spam, tuple(scopes))
+    return LearnItem(message_keys(m), digest or message_digest(m), is_spam, tuple(storable_scopes(scopes)))
 
 
 @dataclass(frozen=True, slots=True)

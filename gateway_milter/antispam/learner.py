@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from gateway_milter.antispam.bayes import BayesClassifier, LearnItem
-from gateway_milter.store import StateStore, batch_writes
+from gateway_milter.store import StateStore, StoreError, batch_writes
 
 log = logging.getLogger("bulwark.bayes")
 
@@ -124,9 +124,20 @@ class BackgroundLearner:
             items = [it for _s, it in batch[i:j]]
             try:
                 learned = BayesClassifier(store).learn_many(items)
-            except Exception:
+            except StoreError:
                 self.stats.failed += len(items)
                 log.warning("bayes autolearn failed for %d messages", len(items), exc_info=True)
+            except Exception:
+                # something in one message, not the store: the others are learned one by one
+                log.warning("bayes autolearn batch of %d messages failed: learning them one by one",
+                            len(items), exc_info=True)
+                self.stats.batches += 1
+                for it in items:
+                    try:
+                        self.stats.learned += sum(BayesClassifier(store).learn_many([it]))
+                    except Exception:
+                        self.stats.failed += 1
+                        log.warning("bayes autolearn failed for a message", exc_info=True)
             else:
                 self.stats.learned += sum(learned)
                 self.stats.batches += 1

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from gateway_milter.antispam.bayes import BayesClassifier, learn_item
+from gateway_milter.antispam.bayes import BayesClassifier, learn_item, storable_scopes
 from gateway_milter.antispam.learner import learner
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, SettingsError
@@ -100,7 +100,7 @@ def scopes_for(ctx: MessageContext, settings: BayesSettings) -> list[str]:
     if settings.per_domain and ctx.policy_domain:
         out.append("dom:" + ctx.policy_domain)
     out.append("global")
-    return out
+    return storable_scopes(out)
 
 
 def classifier(settings: BayesSettings) -> BayesClassifier:
