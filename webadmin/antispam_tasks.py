@@ -96,18 +96,22 @@ def feedback_of(m: QuarantinedMessage, policy: PolicySnapshot) -> tuple[list[str
     return scopes, trust_config_for(policy, ctx.policy_domain, bool(conn.auth_user))
 
 
-def allowed_scopes(payload: list[str], policy: PolicySnapshot) -> set[str]:
-    """The payload's scopes with domain scopes under their canonical names (an alias domain's
-    recipient is learned in its domain's scope, as the layer reads it)."""
-    out = set()
+def canonical_scopes(payload: list[str], policy: PolicySnapshot) -> list[str]:
+    """The payload's scopes, in order and each once, with domain scopes under their canonical
+    names (an alias domain's recipient is learned in its domain's scope, as the layer reads it)."""
+    out: dict[str, None] = {}
     for s in payload:
         if s.startswith("dom:"):
-            out.add("dom:" + (policy.canonical_domain(s[4:]) or s[4:].lower()))
+            out["dom:" + (policy.canonical_domain(s[4:]) or s[4:].lower())] = None
         elif s.startswith("user:"):
-            out.add(s.lower())
+            out[s.lower()] = None
         else:
-            out.add(s)
-    return out
+            out[s] = None
+    return list(out)
+
+
+def allowed_scopes(payload: list[str], policy: PolicySnapshot) -> set[str]:
+    return set(canonical_scopes(payload, policy))
 
 
 def _allowed_path(p: str) -> Path:
@@ -160,7 +164,7 @@ def _train_message(label: str, quarantine_ids: list[str] | None, paths: list[str
             todo.append((raw, [s for s in own_scopes if s in allowed], own_trust))
     for p in paths or []:
         try:
-            todo.append((_allowed_path(p).read_bytes(), scopes or ["global"], trust))
+            todo.append((_allowed_path(p).read_bytes(), canonical_scopes(scopes or ["global"], snapshot), trust))
         except OSError:
             missing += 1
     for raw, learn_scopes, learn_trust in todo:

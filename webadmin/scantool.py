@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,12 +284,13 @@ def finished(token: str, owner: int) -> tuple[dict[str, Any], Path] | None:
 
 
 def learn_scopes(is_global: bool, domains: frozenset[str], result: dict[str, Any],
-                 local_domains: frozenset[str] | set[str]) -> list[str]:
+                 local_domains: Mapping[str, str]) -> list[str]:
     """The Bayes scopes a scanned message is learned in: a global administrator's, the global
     scope and its local recipients' domains; a domain administrator's, their recipients'
-    domains only (never the global model every tenant reads)."""
+    domains only (never the global model every tenant reads). ``local_domains``: each local
+    name, alias domains' too, to its domain's (the scope the milter reads for it)."""
     doms = {str(r.get("address") or "").rpartition("@")[2].lower() for r in result.get("recipients") or []}
-    doms = {d for d in doms if d in local_domains}
+    doms = {local_domains[d] for d in doms if d in local_domains}
     if is_global:
         return ["global"] + [f"dom:{d}" for d in sorted(doms)]
     return [f"dom:{d}" for d in sorted(doms & set(domains))]
@@ -300,7 +302,8 @@ def learn(token: str, doc: dict[str, Any], path: Path, label: str, p: Any, actor
     from config.celery import app
     from webadmin.services import current_snapshot
 
-    scopes = learn_scopes(p.is_global, p.domains, doc.get("result") or {}, set(current_snapshot().domains))
+    local = {name: dp.name for name, dp in current_snapshot().domains.items()}
+    scopes = learn_scopes(p.is_global, p.domains, doc.get("result") or {}, local)
     if not scopes:
         raise ScanError("label", "None of the message's recipients is in a domain you administer: "
                                  "nothing to learn in.")
