@@ -129,11 +129,17 @@ def grad_key(scope: str) -> str:
 
 
 def message_digest(m: SaMessage, raw_body: bytes | None = None) -> str:
-    """Identity of a message for idempotent training: Message-ID plus the rendered text."""
+    """Identity of a message for idempotent training: Message-ID plus the rendered text; without
+    a Message-ID also its attachments' names (mail of one template, say the same subject and
+    text, is told apart by what it carries; names, not contents: a copy re-encoded on its way
+    to the mailbox is still the same message)."""
     h = hashlib.sha256()
-    h.update((m.header("Message-ID") or "").strip().encode("utf-8", "surrogatepass"))
+    mid = (m.header("Message-ID") or "").strip()
+    h.update(mid.encode("utf-8", "surrogatepass"))
     h.update(b"\0")
     h.update(m.body.encode("utf-8", "surrogatepass"))
+    if not mid and m.attachment_names:
+        h.update(b"\0" + "\0".join(m.attachment_names).encode("utf-8", "surrogatepass"))
     if raw_body is not None:
         h.update(raw_body)
     return h.hexdigest()[:24]
