@@ -33,3 +33,12 @@ def test_one_message_that_cannot_be_learned_does_not_drop_the_rest_of_its_batch(
     assert bl.flush(timeout=10.0)
     assert BayesClassifier(store).stats()["ham_learned"] == 5, f"learner stats: {bl.stats}"
     assert (bl.stats.learned, bl.stats.failed) == (5, 1)
+
+
+def test_the_layer_reads_and_learns_only_scopes_the_store_can_key() -> None:
+    from gateway_milter.layers.bayes import scopes_for
+    from tests.unit.antispam.helpers import policy
+
+    pol = policy({"bayes": {"per_user": True}})
+    ctx = make_ctx(msg(), pol, rcpts=(LONG_USER[5:],))
+    assert scopes_for(ctx, pol.settings_for("bayes", "example.com")) == ["dom:example.com", "global"]
