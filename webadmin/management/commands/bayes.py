@@ -112,7 +112,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **o: Any) -> None:
         if o["action"] in ("train", "forget", "stats"):
-            o["scope"] = self._scope(o["scope"])
+            o["scope"] = self._scope(o.get("scope") or "global")
         # a batch job: its writes wait for the milters' (and others') write locks as long as it
         # takes, where a milter's give up after GATEWAY_STORE_WRITE_WAIT
         try:
