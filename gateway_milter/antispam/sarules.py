@@ -669,7 +669,8 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
         rule = Rule(name, kind, source, text)
         flags = p.tflags.get(name, "").split()
         rule.tflags = frozenset(f for f in flags if "=" not in f)
-        for flag in flags:
+        # maxhits=N bounds the count of a rule with multiple; SpamAssassin ignores it without
+        for flag in flags if "multiple" in rule.tflags else []:
             if flag.startswith("maxhits="):
                 try:
                     rule.maxhits = int(flag[8:])

@@ -1,0 +1,33 @@
+"""Rule file input the engine cannot apply as written is listed (``RuleSet.unsupported``, ``manage.py
+rules check``) and reported by the web admin's check (``local_rules_problems``), never dropped
+silently or half-applied, and never keeps the rest of the set from loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway_milter.antispam.engine import RuleEngine
+from gateway_milter.antispam.sarules import load_rules
+from gateway_milter.antispam.saview import message_view
+from gateway_milter.layers.rules import local_rules_problems
+from tests.unit.antispam.helpers import make_ctx, msg, write_rules
+
+
+def _hits(tmp_path: Path, rules: str, raw: bytes) -> dict[str, int]:
+    eng = RuleEngine(load_rules([write_rules(tmp_path, rules)]))
+    return {h.name: h.count for h in eng.run(message_view(make_ctx(raw))).hits}
+
+
+def _errors(text: str) -> list[str]:
+    return [f"{p.line}: {p.message}" for p in local_rules_problems(text)[1] if p.severity == "error"]
+
+
+def test_maxhits_without_multiple_counts_one_hit(tmp_path: Path) -> None:
+    # SpamAssassin reads maxhits only for a rule with tflags multiple
+    rules = ("body __LOCAL_E /e/\ntflags __LOCAL_E maxhits=3\n"
+             "body __LOCAL_F /e/\ntflags __LOCAL_F multiple maxhits=3\n"
+             "meta LOCAL_MANY_E __LOCAL_E > 1\nscore LOCAL_MANY_E 1\n"
+             "meta LOCAL_MANY_F __LOCAL_F > 2\nscore LOCAL_MANY_F 1\n")
+    hits = _hits(tmp_path, rules, msg(body="eee eee"))
+    assert "LOCAL_MANY_E" not in hits
+    assert "LOCAL_MANY_F" in hits
