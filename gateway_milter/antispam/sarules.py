@@ -782,6 +782,8 @@ def _parse_definition(p: _Parser, rule: Rule) -> None:
         hm = re.match(r"^(\S+)\s*(=~|!~)\s*(.*)$", text, re.S)
         if not hm:
             if text.startswith("exists:"):
+                if rule.kind != "header":  # the engine tests a header's presence for header rules only
+                    raise RuleFileError(f"exists: is only supported in header rules, not {rule.kind}")
                 rule.target = text
                 return
             raise RuleFileError(f"cannot parse header rule {text[:60]!r}")

@@ -22,6 +22,16 @@ def _errors(text: str) -> list[str]:
     return [f"{p.line}: {p.message}" for p in local_rules_problems(text)[1] if p.severity == "error"]
 
 
+def test_exists_in_a_mimeheader_rule_is_listed_and_the_set_still_builds(tmp_path: Path) -> None:
+    # the engine tests a header's presence for header rules only
+    text = "mimeheader LOCAL_M exists:Content-Type\nscore LOCAL_M 1\nbody LOCAL_OK /Hi/\nscore LOCAL_OK 1\n"
+    rs = load_rules([write_rules(tmp_path, text)])
+    assert "exists:" in rs.unsupported["LOCAL_M"]
+    assert "LOCAL_OK" in RuleEngine(rs).rules
+    assert _errors(text) == [f"1: LOCAL_M would not run: {rs.unsupported['LOCAL_M']}"]
+    assert "LOCAL_H" in load_rules([write_rules(tmp_path, "header LOCAL_H exists:Subject\n")]).rules
+
+
 def test_maxhits_without_multiple_counts_one_hit(tmp_path: Path) -> None:
     # SpamAssassin reads maxhits only for a rule with tflags multiple
     rules = ("body __LOCAL_E /e/\ntflags __LOCAL_E maxhits=3\n"
