@@ -440,6 +440,12 @@ def _parse_eval_args(s: str) -> tuple[str | float, ...]:
 META_TOKEN = re.compile(r"\s*(&&|\|\||[!()+\-*/]|>=|<=|==|!=|>|<|\d+(?:\.\d+)?|[A-Za-z_][A-Za-z0-9_]*)")
 
 _PY_OPS = {"&&": "and", "||": "or"}
+# Bounds of a meta expression, so that the recursive readers of its tree (meta_source, the
+# engine's planners) stay well within Python's recursion limit: its parentheses and ! or -
+# nested at most MAX_META_NESTING deep, its tree (a chain of N operators is N deep) at most
+# MAX_META_DEPTH. Debian's deepest metas (sums of 120 rules) are 121 deep.
+MAX_META_NESTING = 50
+MAX_META_DEPTH = 150
 
 
 def parse_meta(expr: str) -> MetaNode:
@@ -456,6 +462,7 @@ def parse_meta(expr: str) -> MetaNode:
         toks.append(m.group(1))
         pos = m.end()
     i = 0
+    nesting = 0
 
     def peek() -> str | None:
         return toks[i] if i < len(toks) else None
@@ -468,16 +475,20 @@ def parse_meta(expr: str) -> MetaNode:
         return toks[i - 1]
 
     def primary() -> MetaNode:
+        nonlocal nesting
         t = take()
-        if t == "(":
-            e = or_()
-            if take() != ")":
-                raise RuleFileError("unbalanced parentheses in meta")
+        if t in ("(", "!", "-"):
+            nesting += 1
+            if nesting > MAX_META_NESTING:
+                raise RuleFileError(f"meta expression too deeply nested (more than {MAX_META_NESTING} levels)")
+            if t == "(":
+                e = or_()
+                if take() != ")":
+                    raise RuleFileError("unbalanced parentheses in meta")
+            else:
+                e = ("not" if t == "!" else "neg", primary())
+            nesting -= 1
             return e
-        if t == "!":
-            return ("not", primary())
-        if t == "-":
-            return ("neg", primary())
         if re.match(r"^\d", t):
             return ("num", t)
         if re.match(r"^[A-Za-z_]", t):
@@ -514,7 +525,24 @@ def parse_meta(expr: str) -> MetaNode:
     tree = or_()
     if i != len(toks):
         raise RuleFileError(f"trailing tokens in meta: {' '.join(toks[i:])}")
+    if _tree_depth(tree) > MAX_META_DEPTH:
+        raise RuleFileError(f"meta expression too deeply nested (a tree of more than {MAX_META_DEPTH} "
+                            "levels: split it into sub-metas)")
     return tree
+
+
+def _tree_depth(node: MetaNode) -> int:
+    """A meta tree's depth, walked without recursion (a long chain of operators is deep)."""
+    deepest = 0
+    stack = [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        deepest = max(deepest, d)
+        if n[0] in ("not", "neg"):
+            stack.append((n[1], d + 1))
+        elif n[0] == "op":
+            stack += [(n[2], d + 1), (n[3], d + 1)]
+    return deepest
 
 
 def meta_names(node: MetaNode) -> tuple[str, ...]:
@@ -687,6 +715,9 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
                 raise RuleFileError("a tag template outside a regular expression is not supported")
         except (PatternError, RuleFileError) as e:
             rs.unsupported[name] = str(e)
+            continue
+        except RecursionError:  # a last resort: input deeper than the bounds above foresee
+            rs.unsupported[name] = "definition too deeply nested"
             continue
         if rule.eval_fn:
             reason = saeval.unsupported_reason(rule.eval_fn, rule.kind, rule.eval_args)

@@ -41,3 +41,22 @@ def test_maxhits_without_multiple_counts_one_hit(tmp_path: Path) -> None:
     hits = _hits(tmp_path, rules, msg(body="eee eee"))
     assert "LOCAL_MANY_E" not in hits
     assert "LOCAL_MANY_F" in hits
+
+
+def test_a_too_deep_meta_is_listed_and_the_rest_loads(tmp_path: Path) -> None:
+    # the engine reads a meta's tree recursively: a deep one would stop the whole set loading
+    deep = {"LOCAL_OR": " || ".join(["A"] * 1200), "LOCAL_NOT": "!" * 3000 + "A",
+            "LOCAL_PAREN": "(" * 1500 + "A" + ")" * 1500}
+    text = "body A /Hi/\nbody LOCAL_OK /Hi/\nscore LOCAL_OK 1\n" + "".join(f"meta {n} {e}\n" for n, e in deep.items())
+    rs = load_rules([write_rules(tmp_path, text)])
+    assert "LOCAL_OK" in rs.rules
+    for name in deep:
+        assert "too deeply nested" in rs.unsupported[name]
+    assert len(_errors(text)) == 3
+
+
+def test_the_deepest_metas_within_bounds_run(tmp_path: Path) -> None:
+    # (Debian's deepest metas are sums of 120 rules)
+    rules = ("body A /Hi/\nmeta LOCAL_SUM " + " + ".join(["A"] * 149) + " > 1\nscore LOCAL_SUM 1\n"
+             "meta LOCAL_NEST " + "(" * 49 + "A" + ")" * 49 + " && LOCAL_SUM\nscore LOCAL_NEST 1\n")
+    assert {"LOCAL_SUM", "LOCAL_NEST"} <= set(_hits(tmp_path, rules, msg()))
