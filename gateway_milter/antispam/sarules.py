@@ -162,6 +162,9 @@ class RuleSet:
     rcvdlists: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     uri_host_lists: dict[str, dict[str, bool]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    # the entries of ``unsupported`` that are a line no rule owns (an unreadable score line or
+    # ``if`` condition, a bad rule name, ``include``): key -> where (``file:line``)
+    line_errors: dict[str, str] = field(default_factory=dict)
     # rules whose score a local file set last (load_rules' ``local_from``): the administrator's
     # own choice, which wins over the fitted scores (scoring layer)
     local_scores: set[str] = field(default_factory=set)
@@ -186,6 +189,7 @@ class _Parser:
         self.rcvdlists: dict[str, dict[str, list[str]]] = {}
         self.uri_host_lists: dict[str, dict[str, bool]] = {}
         self.errors: dict[str, str] = {}
+        self.line_errors: dict[str, str] = {}  # key of errors -> file:line
         self.local = False  # the files fed now are local ones (their score lines are recorded)
         self.local_scores: set[str] = set()
 
@@ -220,6 +224,11 @@ class _Parser:
                 continue
             self.directive(word, rest, f"{path.name}:{n}")
 
+    def line_error(self, what: str, source: str, message: str) -> None:
+        key = f"{what} ({source})"  # one entry a line
+        self.errors[key] = message
+        self.line_errors[key] = source
+
     def directive(self, word: str, rest: str, source: str) -> None:
         if word in RULE_KINDS:
             name, _, body = rest.partition(" ") if " " in rest.split("\t")[0] else rest.partition("\t")
@@ -229,12 +238,16 @@ class _Parser:
             self.defs[name] = (word, body.strip(), source)
         elif word == "score":
             parts = rest.split()
-            if len(parts) >= 2:
-                vals = [p.strip("()") for p in parts[1:]]
-                try:
-                    floats = [float(v) for v in vals]
-                except ValueError:
-                    return
+            floats: list[float] = []
+            try:
+                floats = [float(p.strip("()")) for p in parts[1:]]
+            except ValueError:
+                pass
+            if len(parts) < 2 or len(floats) not in (1, 4):  # SpamAssassin refuses these too
+                self.line_error(f"score {' '.join(parts[:1])[:60]}", source,
+                                f"cannot read the score line {rest[:80]!r} (one number, or four for the score sets); "
+                                "the line is not read")
+            else:
                 self.scores[parts[0]] = floats[self.score_set] if len(floats) == 4 else floats[0]
                 if self.local:
                     self.local_scores.add(parts[0])
@@ -693,6 +706,7 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
     rs.addrlists, rs.rcvdlists, rs.uri_host_lists = p.addrlists, p.rcvdlists, p.uri_host_lists
     # a redirector pattern Python cannot read is listed by `rules check` (its URIs lose that variant)
     rs.unsupported.update(p.errors)
+    rs.line_errors = p.line_errors
     for name, (kind, text, source) in p.defs.items():
         rule = Rule(name, kind, source, text)
         flags = p.tflags.get(name, "").split()

@@ -270,6 +270,10 @@ def local_rules_problems(text: str, score_set: int = 2) -> tuple[set[str], list[
         else:
             problems += [RuleProblem(names[n], f"{n} would not run: {rs.unsupported[n]}")
                          for n in rs.unsupported if n in names]
+            # lines no rule owns: an unreadable score line or if condition, a bad rule name, include
+            for key, where in rs.line_errors.items():
+                line = int(where.rpartition(":")[2])
+                problems.append(RuleProblem(line, rs.unsupported[key]))
     problems.sort(key=lambda p: p.line)
     return set(names), problems
 

@@ -60,3 +60,15 @@ def test_the_deepest_metas_within_bounds_run(tmp_path: Path) -> None:
     rules = ("body A /Hi/\nmeta LOCAL_SUM " + " + ".join(["A"] * 149) + " > 1\nscore LOCAL_SUM 1\n"
              "meta LOCAL_NEST " + "(" * 49 + "A" + ")" * 49 + " && LOCAL_SUM\nscore LOCAL_NEST 1\n")
     assert {"LOCAL_SUM", "LOCAL_NEST"} <= set(_hits(tmp_path, rules, msg()))
+
+
+def test_an_unreadable_score_line_is_listed(tmp_path: Path) -> None:
+    # SpamAssassin takes one score or four (the score sets); 2,5 is no number
+    text = ("body LOCAL_S /Hi/\nscore LOCAL_S 2,5\nscore LOCAL_S 1 2\nscore LOCAL_S 1 2 3\nscore LOCAL_S\n"
+            "body LOCAL_T /Hi/\nscore LOCAL_T 1 2 3 (4)\n")
+    rs = load_rules([write_rules(tmp_path, text)], score_set=3)
+    assert sorted(k for k in rs.unsupported if k.startswith("score LOCAL_S")) == [
+        f"score LOCAL_S (local.cf:{n})" for n in (2, 3, 4, 5)]
+    assert rs.rules["LOCAL_T"].score == 4
+    assert [e.split(":")[0] for e in _errors(text)] == ["2", "3", "4", "5"]
+    assert "cannot read the score line 'LOCAL_S 2,5'" in _errors(text)[0]
