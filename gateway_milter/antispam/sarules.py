@@ -234,6 +234,8 @@ class _Parser:
             name, _, body = rest.partition(" ") if " " in rest.split("\t")[0] else rest.partition("\t")
             name = name.strip()
             if not RULE_NAME.match(name):
+                self.line_error(f"{word} {name[:60]}", source,
+                                f"{name[:60]!r} is not a rule name (letters, digits and _); the rule is not read")
                 return
             self.defs[name] = (word, body.strip(), source)
         elif word == "score":

@@ -72,3 +72,10 @@ def test_an_unreadable_score_line_is_listed(tmp_path: Path) -> None:
     assert rs.rules["LOCAL_T"].score == 4
     assert [e.split(":")[0] for e in _errors(text)] == ["2", "3", "4", "5"]
     assert "cannot read the score line 'LOCAL_S 2,5'" in _errors(text)[0]
+
+
+def test_a_rule_with_an_invalid_name_is_listed(tmp_path: Path) -> None:
+    text = "body LOCAL_OK /Hi/\nbody LOCAL-DASH /Hi/\nscore LOCAL-DASH 3\n"
+    rs = load_rules([write_rules(tmp_path, text)])
+    assert "not a rule name" in rs.unsupported["body LOCAL-DASH (local.cf:2)"]
+    assert _errors(text) == [f"2: {rs.unsupported['body LOCAL-DASH (local.cf:2)']}"]
