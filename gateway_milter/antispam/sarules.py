@@ -96,7 +96,7 @@ def known_directive(word: str) -> bool:
 _OTHER_DIRECTIVES = frozenset({
     "score", "describe", "tflags", "replace_tag", "replace_pre", "replace_inter", "replace_post", "replace_rules",
     "replace_start", "replace_end", "freemail_domains", "util_rb_tld", "util_rb_2tld", "util_rb_3tld",
-    "redirector_pattern", "enlist_addrlist", "ifplugin", "if", "else", "endif"})
+    "redirector_pattern", "enlist_addrlist", "ifplugin", "if", "else", "endif", "include"})
 RULE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 # A parsed meta expression: ("num", "3"), ("name", "RULE"), ("not", node), ("neg", node) or
 # ("op", operator, left, right) with the Perl operator (``&&``, ``||``, ``+``, ``>``, ...).
@@ -255,6 +255,10 @@ class _Parser:
                     self.local_scores.add(parts[0])
                 else:
                     self.local_scores.discard(parts[0])
+        elif word == "include":
+            # (SpamAssassin reads the file named; the engine reads only the rule directories' files)
+            self.line_error(f"include {rest[:60]}", source,
+                            "include is not supported; put the file in a rule directory")
         elif word == "describe":
             parts = rest.split(None, 1)
             if parts:

@@ -79,3 +79,13 @@ def test_a_rule_with_an_invalid_name_is_listed(tmp_path: Path) -> None:
     rs = load_rules([write_rules(tmp_path, text)])
     assert "not a rule name" in rs.unsupported["body LOCAL-DASH (local.cf:2)"]
     assert _errors(text) == [f"2: {rs.unsupported['body LOCAL-DASH (local.cf:2)']}"]
+
+
+def test_include_is_listed(tmp_path: Path) -> None:
+    # the engine reads the files of the rule directories only, never a file an include names
+    d = write_rules(tmp_path, "include more.rules\n")
+    (d / "more.rules").write_text("body LOCAL_INC /Hi/\nscore LOCAL_INC 3\n")
+    rs = load_rules([d])
+    assert rs.unsupported["include more.rules (local.cf:1)"] == (
+        "include is not supported; put the file in a rule directory")
+    assert _errors("include more.rules\n") == ["1: include is not supported; put the file in a rule directory"]
