@@ -210,7 +210,11 @@ class _Parser:
                 stack.append(rest.strip() in LOADED_PLUGINS)
                 continue
             if word == "if":
-                stack.append(_eval_condition(rest))
+                cond = _eval_condition(rest)
+                if cond is None:  # its block is skipped, and said so
+                    self.line_error(f"if {rest[:60]}", f"{path.name}:{n}",
+                                    f"cannot read the condition {rest[:60]!r}; its block is skipped")
+                stack.append(bool(cond))
                 continue
             if word == "else":
                 if stack:
@@ -401,15 +405,16 @@ def _strip_comment(line: str) -> str:
 _COND_TOKEN = re.compile(r"\s*(\(|\)|&&|\|\||!|>=|<=|==|>|<|[0-9.]+|version|(?:can|plugin|has)\([A-Za-z0-9_:]+\))")
 
 
-def _eval_condition(expr: str) -> bool:
-    """Evaluate ``if`` conditions: ``(version >= 3.004002)``, ``can(X)``, ``plugin(X)``, ``!``."""
+def _eval_condition(expr: str) -> bool | None:
+    """Evaluate ``if`` conditions: ``(version >= 3.004002)``, ``can(X)``, ``plugin(X)``, ``!``;
+    None for one that cannot be read (``perl_version``)."""
     py: list[str] = []
     pos = 0
     expr = expr.strip()
     while pos < len(expr):
         m = _COND_TOKEN.match(expr, pos)
         if not m:
-            return False  # unknown syntax: treat the block as not applicable
+            return None
         tok = m.group(1)
         pos = m.end()
         if tok == "version":
@@ -429,7 +434,7 @@ def _eval_condition(expr: str) -> bool:
     try:
         return bool(eval("".join(py), {"__builtins__": {}}, {}))
     except Exception:  # noqa: BLE001
-        return False
+        return None
 
 
 _EVAL = re.compile(r"^eval:([A-Za-z_][A-Za-z0-9_]*)\((.*)\)\s*$", re.S)

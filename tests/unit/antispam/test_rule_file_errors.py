@@ -89,3 +89,21 @@ def test_include_is_listed(tmp_path: Path) -> None:
     assert rs.unsupported["include more.rules (local.cf:1)"] == (
         "include is not supported; put the file in a rule directory")
     assert _errors("include more.rules\n") == ["1: include is not supported; put the file in a rule directory"]
+
+
+def test_an_unreadable_if_condition_skips_its_block_and_is_listed(tmp_path: Path) -> None:
+    text = "if perl_version >= 5.010\nbody LOCAL_U /Hi/\nscore LOCAL_U 3\nendif\n"
+    rs = load_rules([write_rules(tmp_path, text)])
+    assert "LOCAL_U" not in rs.rules
+    assert "'perl_version >= 5.010'" in rs.unsupported["if perl_version >= 5.010 (local.cf:1)"]
+    assert _errors(text) == [f"1: {rs.unsupported['if perl_version >= 5.010 (local.cf:1)']}"]
+
+
+def test_the_conditions_of_debians_rule_files_are_read() -> None:
+    # (each form of condition /usr/share/spamassassin uses)
+    text = "".join(f"if {c}\nbody LOCAL_{i} /Hi/\nendif\n" for i, c in enumerate((
+        "(version >= 3.004002)", "!((version >= 3.003000))", "(version < 4.000000)",
+        "can(Mail::SpamAssassin::Conf::feature_bug6558_free)", "!can(Mail::SpamAssassin::Conf::feature_welcomelist_blocklist)",
+        "!(can(Mail::SpamAssassin::Plugin::ASN::has_check_asn))", "!plugin(Mail::SpamAssassin::Plugin::DKIM)",
+        "!(!plugin(Mail::SpamAssassin::Plugin::DKIM))")))
+    assert local_rules_problems(text)[1] == []
