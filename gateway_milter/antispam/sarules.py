@@ -165,6 +165,9 @@ class RuleSet:
     # the entries of ``unsupported`` that are a line no rule owns (an unreadable score line or
     # ``if`` condition, a bad rule name, ``include``): key -> where (``file:line``)
     line_errors: dict[str, str] = field(default_factory=dict)
+    # metas that read rules no file defines (a typo, a plugin's rule not loaded): meta -> those
+    # names. They run with each such name read as 0, as SpamAssassin reads them.
+    undefined_deps: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # rules whose score a local file set last (load_rules' ``local_from``): the administrator's
     # own choice, which wins over the fitted scores (scoring layer)
     local_scores: set[str] = field(default_factory=set)
@@ -783,6 +786,11 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
                 rs.unsupported[name] = f"depends on unsupported {', '.join(bad[:3])}"
                 del rs.rules[name]
                 changed = True
+    for name, rule in rs.rules.items():
+        if rule.kind == "meta":
+            undefined = tuple(d for d in rule.deps if d not in p.defs)
+            if undefined:
+                rs.undefined_deps[name] = undefined
     return rs
 
 

@@ -99,16 +99,16 @@ class RulesSettings(BaseSettings):
         the milter cannot read makes the layer fail, and its fail mode defers every message of
         the scope); a skipped rule no file defines is a warning (a rule file update may drop
         or bring back a name, so it is not refused)."""
+        from gateway_milter.antispam.sarules import default_rule_dirs
+
         warnings, names = check_rule_paths(self.rule_dirs, self.score_set)
+        if self.include_default and (self.skip_rules or self.local_rules.strip()):
+            names |= rule_names(default_rule_dirs(self.sa_update))
         if self.local_rules.strip():
-            defined, more = check_local_rules(self.local_rules, self.score_set)
+            defined, more = check_local_rules(self.local_rules, self.score_set, set(names))
             names |= defined
             warnings += more
         if self.skip_rules:
-            from gateway_milter.antispam.sarules import default_rule_dirs
-
-            if self.include_default:
-                names |= rule_names(default_rule_dirs(self.sa_update))
             unknown = [n for n in self.skip_rules if n not in names]
             if unknown:
                 warnings.append(f"skip_rules: no rule file defines {', '.join(unknown)} (kept, in case a rule "
@@ -229,23 +229,27 @@ def check_rule_paths(paths: Sequence[str], score_set: int = 2) -> tuple[list[str
 @dataclass(frozen=True, slots=True)
 class RuleProblem:
     """One finding of :func:`local_rules_problems`: an error (the text would be refused) or a
-    warning (a line the rules layer ignores), with its line (1-based)."""
+    warning (a line the rules layer ignores, a meta reading an undefined rule), with its line
+    (1-based)."""
 
     line: int
     message: str
     severity: str = "error"  # or "warning"
-    word: str = ""  # a warning's directive
+    word: str = ""  # an ignored line's directive
 
     def as_dict(self) -> dict[str, object]:
         return {"line": self.line, "message": self.message, "severity": self.severity}
 
 
-def local_rules_problems(text: str, score_set: int = 2) -> tuple[set[str], list[RuleProblem]]:
+def local_rules_problems(text: str, score_set: int = 2,
+                         known: set[str] | None = None) -> tuple[set[str], list[RuleProblem]]:
     """Every problem of the web admin's rules, as the engine will read them, in line order: a
     line that is not a SpamAssassin directive, a file the parser refuses, a rule of the text
     that would not run (its pattern does not compile, an unknown eval function, a broken meta;
     the line of its first definition) are errors; a directive the rules layer does not read
-    (SpamAssassin's ``required_score`` ...) is a warning. Returns the rule names defined and
+    (SpamAssassin's ``required_score`` ...) is a warning, and so is a meta of the text reading a
+    rule neither the text nor ``known`` (the other rule files' names; default: the default
+    set's) defines (it runs with that rule read as 0). Returns the rule names defined and
     the problems. The editor asks for them as the administrator types (``/api/rules/validate/``);
     saving refuses a text with an error (:func:`check_local_rules`)."""
     import tempfile
@@ -274,22 +278,33 @@ def local_rules_problems(text: str, score_set: int = 2) -> tuple[set[str], list[
             for key, where in rs.line_errors.items():
                 line = int(where.rpartition(":")[2])
                 problems.append(RuleProblem(line, rs.unsupported[key]))
+            if rs.undefined_deps:
+                if known is None:
+                    from gateway_milter.antispam.sarules import default_rule_dirs
+
+                    known = rule_names(default_rule_dirs())
+                for meta, deps in rs.undefined_deps.items():
+                    unknown = [d for d in deps if d not in known]
+                    if meta in names and unknown:
+                        problems.append(RuleProblem(names[meta], f"{meta} reads {', '.join(unknown[:5])}, which no "
+                                                    "rule defines (read as 0)", "warning"))
     problems.sort(key=lambda p: p.line)
     return set(names), problems
 
 
-def check_local_rules(text: str, score_set: int = 2) -> tuple[set[str], list[str]]:
+def check_local_rules(text: str, score_set: int = 2, known: set[str] | None = None) -> tuple[set[str], list[str]]:
     """Check the web admin's rules when they are saved (:func:`local_rules_problems`): an
     error is a SettingsError (``local_rules``) naming the first one's line; returns the rule
     names defined and the warnings, in one line."""
-    names, problems = local_rules_problems(text, score_set)
+    names, problems = local_rules_problems(text, score_set, known)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise SettingsError("local_rules", f"line {errors[0].line}: {errors[0].message}{more}")
-    ignored = [f"line {p.line} ({p.word})" for p in problems if p.severity == "warning"]
+    ignored = [f"line {p.line} ({p.word})" for p in problems if p.severity == "warning" and p.word]
     warnings = [f"local_rules: not read by the rules layer, ignored: {', '.join(ignored[:5])}"
                 f"{' and more' if len(ignored) > 5 else ''}"] if ignored else []
+    warnings += [f"local_rules: line {p.line}: {p.message}" for p in problems if p.severity == "warning" and not p.word]
     return names, warnings
 
 

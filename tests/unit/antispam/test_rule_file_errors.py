@@ -4,12 +4,15 @@ silently or half-applied, and never keeps the rest of the set from loading."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+from django.core.management import call_command
 
 from gateway_milter.antispam.engine import RuleEngine
 from gateway_milter.antispam.sarules import load_rules
 from gateway_milter.antispam.saview import message_view
-from gateway_milter.layers.rules import local_rules_problems
+from gateway_milter.layers.rules import check_local_rules, local_rules_problems
 from tests.unit.antispam.helpers import make_ctx, msg, write_rules
 
 
@@ -107,3 +110,22 @@ def test_the_conditions_of_debians_rule_files_are_read() -> None:
         "!(can(Mail::SpamAssassin::Plugin::ASN::has_check_asn))", "!plugin(Mail::SpamAssassin::Plugin::DKIM)",
         "!(!plugin(Mail::SpamAssassin::Plugin::DKIM))")))
     assert local_rules_problems(text)[1] == []
+
+
+def test_a_meta_on_a_rule_no_file_defines_runs_and_is_reported(tmp_path: Path) -> None:
+    # it runs with the name read as 0, as in SpamAssassin (Debian's metas read rules of plugins
+    # not loaded), so a typo makes LOCAL_A && !LOCAL_TYPO plain LOCAL_A: it is said
+    text = "body LOCAL_A /Hi/\nmeta LOCAL_M LOCAL_A && !LOCAL_TYPO\nscore LOCAL_M 1\nmeta LOCAL_N LOCAL_A && BAYES_99\n"
+    d = write_rules(tmp_path, text)
+    rs = load_rules([d])
+    assert rs.undefined_deps == {"LOCAL_M": ("LOCAL_TYPO",), "LOCAL_N": ("BAYES_99",)}
+    assert "LOCAL_M" in _hits(tmp_path, text, msg())
+    # a rule of the other files (here BAYES_99) is defined
+    assert [(p.line, p.severity, p.message) for p in local_rules_problems(text, known={"BAYES_99"})[1]] == [
+        (2, "warning", "LOCAL_M reads LOCAL_TYPO, which no rule defines (read as 0)")]
+    assert check_local_rules(text, known={"BAYES_99"})[1] == [
+        "local_rules: line 2: LOCAL_M reads LOCAL_TYPO, which no rule defines (read as 0)"]
+    out = io.StringIO()
+    call_command("rules", "check", "--no-default", "--dir", str(d), stdout=out)
+    assert "2 meta rule(s) read rules no file defines (read as 0):\n  LOCAL_M: LOCAL_TYPO\n  LOCAL_N: BAYES_99\n" in (
+        out.getvalue())

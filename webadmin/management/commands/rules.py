@@ -67,6 +67,8 @@ class Command(BaseCommand):
             "unsupported": dict(sorted(eng.unsupported.items())),
             "not_run_network": dict(sorted(eng.ruleset.skipped.items())),
             "not_run_score_zero": len(eng.disabled),
+            # metas that run with a rule no file defines read as 0 (a typo, a plugin not loaded)
+            "undefined_deps": {n: list(d) for n, d in sorted(eng.ruleset.undefined_deps.items()) if n in eng.rules},
             # SpamAssassin 4's capture rules: tag -> the rules that set it, and the rules reading tags
             "capture_tags": {t: sorted(n for n, r in eng.rules.items() if t in capture_names(r))
                              for t in sorted({t for r in eng.rules.values() for t in capture_names(r)})},
@@ -83,6 +85,11 @@ class Command(BaseCommand):
             self.stdout.write(f"  {name}: {why}")
         self.stdout.write(f"{len(report['not_run_network'])} network rule(s) left to the dnsbl/uribl layers; "
                           f"{report['not_run_score_zero']} rule(s) with score 0 not needed by any scored rule")
+        if report["undefined_deps"]:
+            self.stdout.write(f"{len(report['undefined_deps'])} meta rule(s) read rules no file defines "
+                              "(read as 0):")
+            for name, deps in report["undefined_deps"].items():
+                self.stdout.write(f"  {name}: {', '.join(deps)}")
         if report["template_rules"]:
             tags = ", ".join(f"%{{{t}}} (set by {', '.join(ns)})" for t, ns in report["capture_tags"].items())
             self.stdout.write(f"{len(report['template_rules'])} rule(s) read captured tags: {tags}")
