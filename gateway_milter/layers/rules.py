@@ -218,7 +218,10 @@ def check_rule_paths(paths: Sequence[str], score_set: int = 2) -> tuple[list[str
             raise SettingsError("rule_dirs", str(e)) from None
         if rs.unsupported:
             listed = ", ".join(sorted(rs.unsupported)[:5])
-            warnings.append(f"rule_dirs: {len(rs.unsupported)} rule(s) will not run ({listed}"
+            n = len(rs.unsupported) - len(rs.line_errors)
+            what = " and ".join(([f"{n} rule(s) will not run"] if n else [])
+                                + ([f"{len(rs.line_errors)} line(s) cannot be read"] if rs.line_errors else []))
+            warnings.append(f"rule_dirs: {what} ({listed}"
                             f"{', ...' if len(rs.unsupported) > 5 else ''}; see manage.py rules check)")
     elif paths:
         warnings.append(f"rule_dirs: {len(names)} rules read but not compiled at save; "

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from gateway_milter.antispam.engine import RuleEngine
 from gateway_milter.antispam.sarules import load_rules
 from gateway_milter.antispam.saview import message_view
-from gateway_milter.layers.rules import check_local_rules, local_rules_problems
+from gateway_milter.layers.rules import RulesSettings, check_local_rules, local_rules_problems
 from tests.unit.antispam.helpers import make_ctx, msg, write_rules
 
 
@@ -129,3 +129,10 @@ def test_a_meta_on_a_rule_no_file_defines_runs_and_is_reported(tmp_path: Path) -
     call_command("rules", "check", "--no-default", "--dir", str(d), stdout=out)
     assert "2 meta rule(s) read rules no file defines (read as 0):\n  LOCAL_M: LOCAL_TYPO\n  LOCAL_N: BAYES_99\n" in (
         out.getvalue())
+
+
+def test_saving_rule_dirs_warns_of_lines_that_cannot_be_read(tmp_path: Path) -> None:
+    d = write_rules(tmp_path, "body LOCAL_S /Hi/\nscore LOCAL_S 2,5\ninclude more.rules\n")
+    assert RulesSettings(rule_dirs=(str(d),), include_default=False).check_at_save() == [
+        "rule_dirs: 2 line(s) cannot be read (include more.rules (local.cf:3), "
+        "score LOCAL_S (local.cf:2); see manage.py rules check)"]
