@@ -6,7 +6,10 @@ Supported: ``header``, ``body``, ``rawbody``, ``uri``, ``full``, ``meta``, ``mim
 ``freemail_domains`` and the ``if``/``ifplugin``/``else``/``endif`` conditionals.
 
 Every rule we cannot apply faithfully goes to :attr:`RuleSet.unsupported` with the reason;
-a meta rule that depends on an unsupported rule is unsupported too (never half-applied).
+a meta rule that depends on an unsupported rule is unsupported too (never half-applied). A line
+no rule owns that cannot be read (a score line, an ``if`` condition, a bad rule name, ``include``)
+is listed there too (:attr:`RuleSet.line_errors` gives its file and line), and a meta reading a
+rule no file defines, which runs with it read as 0, in :attr:`RuleSet.undefined_deps`.
 Rules inside ``ifplugin`` blocks of plugins we do not implement (DNS, DKIM, SPF, Razor, ...)
 are skipped exactly as SpamAssassin skips them when the plugin is not loaded: those checks
 are our own layers (dnsbl, uribl, spf, dkim).
