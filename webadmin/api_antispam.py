@@ -296,12 +296,15 @@ class RulesValidateView(APIView):
                                                                  "warnings": serializers.ListField(),
                                                                  "rules": serializers.IntegerField()}))
     def post(self, request: Request) -> Response:
-        from gateway_milter.layers.rules import MAX_LOCAL_RULES, local_rules_problems
+        from gateway_milter.layers.rules import MAX_LOCAL_RULES, known_rule_names, local_rules_problems
+        from webadmin.services import current_snapshot
 
         source = request.data.get("source", "")  # (text: the parser refuses NUL and lone surrogates)
         if not isinstance(source, str) or len(source.encode("utf-8", "surrogatepass")) > MAX_LOCAL_RULES:
             raise ValidationError({"source": [f"must be the rules' text (at most {MAX_LOCAL_RULES:,} bytes of UTF-8)"]})
-        names, problems = local_rules_problems(source.replace("\r\n", "\n"))
+        # (a meta may read the rules of the published policy's rule files)
+        known = known_rule_names(current_snapshot().settings_for("rules"))
+        names, problems = local_rules_problems(source.replace("\r\n", "\n"), known=known)
         return Response({"errors": [p.as_dict() for p in problems if p.severity == "error"],
                          "warnings": [p.as_dict() for p in problems if p.severity == "warning"],
                          "rules": len(names)})

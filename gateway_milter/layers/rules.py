@@ -183,6 +183,20 @@ def rule_names(paths: Sequence[str | Path]) -> set[str]:
     return names
 
 
+def known_rule_names(settings: RulesSettings) -> set[str]:
+    """The names the settings' rule files define besides ``local_rules`` (rule_dirs, the default
+    set): what a meta of the web admin's rules may read. A path that cannot be read adds none."""
+    from gateway_milter.antispam.sarules import default_rule_dirs
+
+    names = rule_names(default_rule_dirs(settings.sa_update)) if settings.include_default else set()
+    for d in settings.rule_dirs:
+        try:
+            names |= rule_names([d])
+        except SettingsError:
+            continue
+    return names
+
+
 def check_rule_paths(paths: Sequence[str], score_set: int = 2) -> tuple[list[str], set[str]]:
     """Check local rule paths as the engine will read them: each exists and can be read, every
     line is a SpamAssassin directive (not e.g. /etc/passwd), and, for a set of at most

@@ -52,3 +52,14 @@ def test_the_rules_page_wires_the_editor_and_a_domain_admin_gets_no_checker(worl
     url = f"/security/layers/rules/?domain={world.a.domain.pk}"
     page = world.client("domain_admin").get(url).content.decode()
     assert '<textarea name="local_rules"' in page and "disabled" in page.split('<textarea name="local_rules"')[1][:300]
+
+
+def test_it_warns_of_a_meta_reading_a_rule_no_rule_file_defines(world: World, tmp_path: Any) -> None:
+    from webadmin.services import do_publish_policy, do_set_layer_settings
+
+    (tmp_path / "site.cf").write_text("body SITE_RULE /site/\n")
+    do_set_layer_settings("rules", {"include_default": False, "rule_dirs": [str(tmp_path)]})
+    do_publish_policy("test")
+    body = _post(world.client("global_admin"), "body LOCAL_A /a/\nmeta LOCAL_M LOCAL_A && SITE_RULE && !LOCAL_TYPO\n").json()
+    assert body["errors"] == [] and body["warnings"] == [
+        {"line": 2, "message": "LOCAL_M reads LOCAL_TYPO, which no rule defines (read as 0)", "severity": "warning"}]
