@@ -291,26 +291,63 @@ class SqliteStore:
     def apply_guarded(self, updates: Sequence[GuardedUpdate]) -> list[bool]:
         now = self.now()
         out: list[bool] = []
+        # The changes of updates whose guards hold are summed per field and written once per
+        # hash, as a batch of additions was before guards (a batch of 32 messages updates a
+        # shared token once, not 32 times). Exact: sums of additions commute; an update taking a
+        # pair counter back (clamped at 0, which does not commute) is written on its own after
+        # what came before it, and a guard is read only after every pending change to it.
+        deltas: dict[str, dict[str, int]] = {}
+        pairs: dict[str, dict[str, tuple[int, int]]] = {}
         with self._tx() as db:  # BEGIN IMMEDIATE: no other writer between a guard's check and its changes
+
+            def flush() -> None:
+                for key, d in deltas.items():
+                    self._live_hash(db, key, now)
+                    self._add_in(db, key, d)
+                for key, pr in pairs.items():
+                    self._live_hash(db, key, now)
+                    self._add_pairs(db, key, pr)
+                deltas.clear()
+                pairs.clear()
+
             for u in updates:
+                if u.guard_field in deltas.get(u.guard_key, ()) or u.guard_field in pairs.get(u.guard_key, ()):
+                    flush()
                 self._live_hash(db, u.guard_key, now)
                 row = db.execute("SELECT value FROM hc WHERE key = ? AND field = ?",
                                  (u.guard_key, u.guard_field)).fetchone()
                 if (row[0] if row else 0) != u.expected:
                     out.append(False)
                     continue
-                for key, pairs in u.pairs:
-                    self._live_hash(db, key, now)
-                    db.executemany(_ADD_PAIR, [(key, f, hi, lo, hi, lo) for f, (hi, lo) in pairs.items()])
-                    dropped = [(key, f) for f, (hi, lo) in pairs.items() if hi < 0 or lo < 0]
-                    if dropped:
-                        db.executemany("DELETE FROM hc WHERE key = ? AND field = ? AND value <= 0", dropped)
-                for key, deltas in u.deltas:
-                    self._live_hash(db, key, now)
-                    self._add_in(db, key, deltas)
+                if any(hi < 0 or lo < 0 for _, pr in u.pairs for hi, lo in pr.values()):
+                    flush()
+                    for key, pr in u.pairs:
+                        self._live_hash(db, key, now)
+                        self._add_pairs(db, key, pr)
+                    for key, d in u.deltas:
+                        self._live_hash(db, key, now)
+                        self._add_in(db, key, d)
+                else:
+                    for key, pr in u.pairs:
+                        into = pairs.setdefault(key, {})
+                        for f, (hi, lo) in pr.items():
+                            h0, l0 = into.get(f, (0, 0))
+                            into[f] = (h0 + hi, l0 + lo)
+                    for key, d in u.deltas:
+                        dd = deltas.setdefault(key, {})
+                        for f, v in d.items():
+                            dd[f] = dd.get(f, 0) + int(v)
                 out.append(True)
+            flush()
             self._maybe_purge(db, now)
         return out
+
+    @staticmethod
+    def _add_pairs(db: sqlite3.Connection, key: str, pairs: Mapping[str, tuple[int, int]]) -> None:
+        db.executemany(_ADD_PAIR, [(key, f, hi, lo, hi, lo) for f, (hi, lo) in pairs.items()])
+        dropped = [(key, f) for f, (hi, lo) in pairs.items() if hi < 0 or lo < 0]
+        if dropped:
+            db.executemany("DELETE FROM hc WHERE key = ? AND field = ? AND value <= 0", dropped)
 
     @staticmethod
     def _live_hash(db: sqlite3.Connection, key: str, now: float) -> None:
