@@ -50,3 +50,22 @@ def test_a_decrement_never_borrows_from_the_other_half_of_a_pair(store: StateSto
 
 def test_an_update_is_made_only_while_its_guard_holds(store: StateStore) -> None:
     updates_wait_for_their_guard(store)
+
+
+def test_a_batch_leaves_the_sqlite_store_as_its_updates_one_by_one(tmp_path: Path) -> None:
+    # the SQLite store sums a batch's additions per field; takings-back and guards read again
+    # must still come out as the updates made one at a time
+    import random
+
+    rng = random.Random(7)
+    fields = [f"t{i}" for i in range(6)]
+    batch = []
+    for _ in range(60):
+        g = rng.choice([f"m{i}" for i in range(30)])  # mostly fresh guards: long runs summed
+        pairs = {f: (rng.choice([0, 1, 1, -1]), rng.choice([0, 1, -1])) for f in rng.sample(fields, 3)}
+        batch.append(update(rng.choice([0, 0, 1]), pairs, {g: 1, "#s": rng.choice([1, 2])}, guard=g))
+    one, many = SqliteStore(tmp_path / "one.sqlite3"), SqliteStore(tmp_path / "many.sqlite3")
+    got_one = [r for u in batch for r in one.apply_guarded([u])]
+    assert many.apply_guarded(batch) == got_one and any(got_one) and not all(got_one)
+    names = [*fields, *(f"m{i}" for i in range(30)), "#s"]
+    assert many.counters([("h:g", names)]) == one.counters([("h:g", names)])
