@@ -13,6 +13,8 @@ import re
 from functools import lru_cache
 from urllib.parse import unquote
 
+import idna
+
 MAX_URLS = 500
 
 # "(?i)\b(?:(?:https?|hxxps?|h\*\*ps?|ftp)://|www\d?\.)" written to start with a plain character
@@ -112,13 +114,29 @@ def url_host(url: str) -> str | None:
     if not host or not _HOST.match(host):
         return None
     if not host.isascii():
-        try:  # IDNA maps full-width digits and dots too: the numeric check below sees ASCII
-            host = host.encode("idna").decode("ascii").lower()
-        except UnicodeError:
+        a_labels = _to_ascii(host)
+        if a_labels is None:
             return None
+        host = a_labels
     if _ENDS_IN_NUMBER.search(host):
         return parse_obfuscated_ip(host)
     return host
+
+
+def _to_ascii(host: str) -> str | None:
+    """A non-ASCII host as browsers encode it: UTS 46 without the transitional mapping (``faß.de``
+    is ``xn--fa-hia.de``, where Python's IDNA 2003 codec writes ``fass.de``, another domain; ZWJ and
+    final sigma kept). The mapping also turns full-width digits and dots into ASCII, so the
+    numeric check sees them. A host the idna package refuses (its bidi and joiner rules) is
+    tried with the 2003 codec, which is more lenient; None when neither takes it."""
+    try:
+        return idna.encode(host, uts46=True, transitional=False).decode("ascii").lower()
+    except (UnicodeError, ValueError):
+        pass
+    try:
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
 
 
 # WHATWG "ends in a number": the last label is all digits or a hex number ("0x" alone is 0).

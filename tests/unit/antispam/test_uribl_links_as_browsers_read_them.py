@@ -65,3 +65,11 @@ def test_private_and_link_local_link_addresses_are_not_looked_up(dns: StaticBack
     make_ctx(msg("x", body + " test http://127.0.0.2/"), policy(REFUSE)).layer("uribl")
     asked = [n for n, _ in dns.calls if n.endswith(".uri.test")]
     assert asked == ["2.0.0.127.uri.test"], asked  # loopback stays: lists' test entry
+
+
+def test_an_idn_host_is_encoded_as_browsers_encode_it() -> None:
+    # UTS 46 without the transitional mapping: Python's IDNA 2003 codec makes faß.de fass.de
+    assert url_host("http://faß.de/") == "xn--fa-hia.de"
+    assert url_host("http://bücher.example/x") == "xn--bcher-kva.example"
+    assert url_host("http://ＥＸＡＭＰＬＥ。com/") == "example.com"
+    assert url_host("http://１２７。０。０。２/") == "127.0.0.2"
