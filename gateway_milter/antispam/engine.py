@@ -884,7 +884,7 @@ class RuleEngine:
             def evaluate(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
                 try:
                     return int(efn(m, args, ex) or 0)
-                except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError):
+                except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError, re.error):
                     return 0  # bad arguments in a rule file: the rule does not hit
             return evaluate
         if r.kind == "header" and r.target.startswith("exists:"):

@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway_milter.antispam.htmltext import FLAG_FACTS, NUMERIC_FACTS, STRING_FACTS, HtmlFacts
 from gateway_milter.antispam.parseflags import OFFERED as PARSE_FLAGS_OFFERED, parse_flags
-from gateway_milter.antispam.perlre import octets
+from gateway_milter.antispam.perlre import PatternError, octets, translate
 from gateway_milter.antispam.relays import IP, is_private_ip
 from gateway_milter.antispam.saview import _PERL_WS, SaMessage, body_lines
 from gateway_milter.antispam.urls import org_domain
@@ -61,7 +61,27 @@ def unsupported_reason(fn: str, kind: str, args: tuple[Any, ...] = ()) -> str | 
         return f"eval {fn}({args[0] if args else ''!r}) is not implemented"
     if fn in ("html_eval", "html_tag_balance") and (len(args) < 2 or _comparison(args[1]) is None):
         return f"eval {fn}() with the expression {args[1] if len(args) > 1 else ''!r} is not implemented"
+    at = REGEX_ARG.get(fn)
+    if at is not None and len(args) > at:
+        try:
+            _arg_regex(str(args[at]))  # (compiled here, once: the messages find it cached)
+        except PatternError as e:
+            return f"eval {fn}(): its regular expression {str(args[at])!r} {e}"
     return None
+
+
+# the evals whose argument at this position is a regular expression (FreeMail's compile_regexp)
+REGEX_ARG = {"check_freemail_from": 0, "check_freemail_header": 1}
+_arg_rx_cache: dict[str, Any] = {}
+
+
+def _arg_regex(pattern: str) -> Any:
+    """An eval argument's regular expression, translated from Perl as the rules' are (raises
+    PatternError for one that does not compile)."""
+    rx = _arg_rx_cache.get(pattern)
+    if rx is None:
+        rx = _arg_rx_cache[pattern] = translate(pattern, "").compiled
+    return rx
 
 
 def _f(v: Any, default: float = 0.0) -> float:
@@ -683,7 +703,7 @@ def _all_from_addrs(m: SaMessage) -> list[str]:
 @_eval("check_freemail_from")
 def check_freemail_from(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
     for addr in _all_from_addrs(m):
-        if _is_freemail(addr, extra) and (not args or re.search(str(args[0]), addr)):
+        if _is_freemail(addr, extra) and (not args or _arg_regex(str(args[0])).search(addr)):
             return 1
     return 0
 
@@ -694,7 +714,7 @@ def check_freemail_header(m: SaMessage, args: tuple[Any, ...], extra: dict[str, 
     value = m.header(spec) or ""
     addrs = [a for _, a in m.addresses([value])] if "@" in value else []
     for a in addrs:
-        if _is_freemail(a, extra) and (len(args) < 2 or re.search(str(args[1]), a)):
+        if _is_freemail(a, extra) and (len(args) < 2 or _arg_regex(str(args[1])).search(a)):
             return 1
     return 0
 
