@@ -100,6 +100,14 @@ def _count_per_piece(finditer: Callable[[str], Any], pieces: Iterable[str], maxh
     return n
 
 
+def _counts_header_matches(r: Rule) -> bool:
+    """A header or mimeheader rule with tflags multiple: its value is its number of matches, up
+    to maxhits (Check.pm's ``while ($hval =~ /.../g)``, MIMEHeader's ``_check``), not 0 or 1.
+    (Not a negated one: Perl's ``!~`` under ``/g`` has no count to give.)"""
+    return (r.kind in ("header", "mimeheader") and r.maxhits > 1 and not r.negate and not r.eval_fn
+            and r.pattern is not None and not r.target.startswith("exists:"))
+
+
 def _inside_line(text: str, s: int, e: int, matched: str) -> bool:
     """A match at text[s:e] lies inside one of the newline-joined lines, off both its ends."""
     return bool(s) and e < len(text) and text[s - 1] != "\n" and text[e] != "\n" and "\n" not in matched
@@ -390,9 +398,9 @@ def _pattern_rules(rules: dict[str, Rule]) -> list[Rule]:
     return [r for r in rules.values() if r.kind in BODY_KINDS and not r.eval_fn and r.pattern is not None]
 
 
-def _hyperscan_rules(rules: dict[str, Rule]) -> tuple[list[tuple[Rule, str]], dict[str, tuple[str, ...]]]:
+def _hyperscan_rules(rules: dict[str, Rule]) -> tuple[list[tuple[Rule, str]], dict[str, tuple[tuple[str, int], ...]]]:
     """The rules Hyperscan's databases take, each with its text kind or header spec, and per
-    header spec the rules that match when the message has no such header."""
+    header spec the rules that match when the message has no such header, with their values."""
     # the rules that are one regular expression over a text, and the header rules over the long
     # header texts (HS_HEADERS; those on ALL alone cost 0.27 ms a message on Python's ``re``)
     # and over the headers with many rules (HS_HEADER_MIN_RULES)
@@ -406,11 +414,12 @@ def _hyperscan_rules(rules: dict[str, Rule]) -> tuple[list[tuple[Rule, str]], di
     hs_rules = [(r, r.kind) for r in pattern_rules] + [(r, r.target) for r in plain_header if r.target in hs_specs]
     # a header spec's rules when the message has no such header: the value each then takes (its
     # pattern over its if-unset text, "" by default), known when the rules load
-    unset_hits: dict[str, tuple[str, ...]] = {}
+    unset_hits: dict[str, tuple[tuple[str, int], ...]] = {}
     for r in plain_header:
         unset = r.if_unset if r.if_unset is not None else ""
         if r.target in hs_specs and r.pattern is not None and r.pattern.compiled.search(unset) is not None:
-            unset_hits[r.target] = (*unset_hits.get(r.target, ()), r.name)
+            n = sum(1 for _ in islice(r.pattern.compiled.finditer(unset), r.maxhits)) if _counts_header_matches(r) else 1
+            unset_hits[r.target] = (*unset_hits.get(r.target, ()), (r.name, n))
     return hs_rules, unset_hits
 
 
@@ -757,13 +766,13 @@ class RuleEngine:
         return f"({self._plan_source(plan[2], local_of)} {pyop} {self._plan_source(plan[3], local_of)})"
 
     def _binary(self, name: str) -> bool:
-        """True when a rule's value is always 0 or 1 (metas, header rules, single-hit patterns)."""
+        """True when a rule's value is always 0 or 1 (metas, single-hit rules, negated headers)."""
         r = self.rules.get(name)
         if r is None:
             return True  # not run: reads as 0
         if r.kind == "meta":
             return True
-        return not r.eval_fn and (r.kind in ("header", "mimeheader") or r.maxhits <= 1)
+        return not r.eval_fn and (r.maxhits <= 1 or (r.kind in ("header", "mimeheader") and not _counts_header_matches(r)))
 
     def _bounded_sum(self, node: MetaNode) -> tuple[list[str], int] | None:
         """``(A + B + ...) > N`` (or ``>= N``) over rules whose values are 0 or 1: the operands
@@ -907,7 +916,17 @@ class RuleEngine:
             def header(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
                 value = m.rule_header(spec)
                 return 1 if (search(unset if value is None else octets(value)) is not None) != negate else 0
-            return header
+            if not _counts_header_matches(r):
+                return header
+            finditer, maxhits = r.pattern.compiled.finditer, r.maxhits
+
+            def header_count(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
+                value = m.rule_header(spec)
+                text = unset if value is None else octets(value)
+                if search(text) is None:  # (the search a single-hit rule makes decides most messages)
+                    return 0
+                return sum(1 for _ in islice(finditer(text), maxhits))
+            return header_count
         if r.kind == "mimeheader":
             hname, _, mod = r.target.partition(":")
             lname, negate = hname.lower(), r.negate
@@ -919,7 +938,17 @@ class RuleEngine:
                     if (search(value) is not None) != negate:
                         return 1
                 return 0
-            return mimeheader
+            if not _counts_header_matches(r):
+                return mimeheader
+            mfinditer, mmaxhits = r.pattern.compiled.finditer, r.maxhits
+
+            # MIMEHeader counts the matches of the first part that has any
+            def mimeheader_count(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
+                for value in t.part_values(lname, raw):
+                    if search(value) is not None:
+                        return sum(1 for _ in islice(mfinditer(value), mmaxhits))
+                return 0
+            return mimeheader_count
         kind, maxhits = r.kind, r.maxhits
         finditer = r.pattern.compiled.finditer
         factors = self.factors.get(r.name) if prefilter else None
@@ -1070,9 +1099,9 @@ class RuleEngine:
                 continue
             text = texts.text(kind) if kind in BODY_KINDS else texts.header_text(kind)
             if text is None:  # no such header: each rule's value is known
-                for n in self.unset_hits.get(kind, ()):
+                for n, hits in self.unset_hits.get(kind, ()):
                     if n in zero:
-                        memo[n] = 1
+                        memo[n] = hits
                 continue
             cands = hm.candidates(kind, text) if text else None
             if cands is None:

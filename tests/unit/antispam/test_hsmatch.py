@@ -237,7 +237,7 @@ def test_a_header_with_many_rules_is_scanned_once_and_an_absent_one_settles_its_
     # headers with fewer rules
     assert hm.covered["Subject"] == {"SUBJ_EMPTY", "SUBJ_UNSET", "SUBJ_FREE", "SUBJ_MONEY"}
     assert "From" not in hm.covered
-    assert eng.unset_hits == {"Subject": ("SUBJ_EMPTY", "SUBJ_UNSET")}
+    assert eng.unset_hits == {"Subject": (("SUBJ_EMPTY", 1), ("SUBJ_UNSET", 1))}  # (each with its value)
     cases = {b"Subject: FREE for $100\r\nFrom: x@test\r\n\r\nbody\r\n": {"SUBJ_FREE", "SUBJ_MONEY", "SUBJ_NOT", "FROM_X"},
              b"From: y@test\r\n\r\nbody\r\n": {"SUBJ_EMPTY", "SUBJ_UNSET", "SUBJ_NOT"},  # no Subject: if-unset
              b"Subject: hello\r\nSubject: free\r\n\r\nbody\r\n": {"SUBJ_FREE"}}
@@ -274,7 +274,7 @@ def test_rule_sets_that_differ_only_in_skip_rules_share_one_database(tmp_path: P
     assert hm is full.hyperscan(0)  # and in one process, one copy of the databases
     assert "META_PILLS" not in part.rules and not skip & set(part.rules)
     # every header text it scans has its absent-header values, from the one set
-    assert part.unset_hits["Subject"] == ("SUBJ_EMPTY", "SUBJ_UNSET")
+    assert part.unset_hits["Subject"] == (("SUBJ_EMPTY", 1), ("SUBJ_UNSET", 1))
     cases = {b"Subject: FREE pills for $100\r\n\r\ncash now, pills at http://shop.example.com/ <font>\r\n":
              {"BODY_PILLS", "URI_SHOP", "RAW_FONT"},
              b"From: y@test\r\n\r\npills\r\n": {"SUBJ_EMPTY", "SUBJ_UNSET", "BODY_PILLS"},  # no Subject
