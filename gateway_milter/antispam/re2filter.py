@@ -458,3 +458,88 @@ def long_value_search(p: PerlPattern, search: Callable[..., Any]) -> Callable[[s
             return search(text)
         return True if verdict else None
     return bounded
+
+
+# -- local rules: never super-linear ---------------------------------------------------------------
+SUPER_LINEAR = "a repeat inside a repeat can take exponential time: rewrite it or write it for RE2"
+# a group repeated by an unbounded quantifier, in a source the standard library cannot parse
+_QUANTIFIED_GROUP = re.compile(r"\)(?:[*+]|\{\d*,\d*\})")
+
+
+CHOICE_ROUNDS = 8  # rounds of an alternation under a bounded repeat left to ``re``: 2^8 cuts at most
+
+
+def _repeat_of_choices(op: Any, av: Any) -> bool:
+    """A repeat that can go round more than once over a body holding an unbounded repeat, or
+    more than CHOICE_ROUNDS times over one holding an alternation: each round can end in several
+    places, and Python's ``re`` tries every way of cutting a text that does not match
+    (``(a|aa)+$`` on 60 a's and a b: 2^60 ways)."""
+    return op in _REPEATS and ((av[1] > 1 and some(av[2], _unbounded_repeat))
+                               or (av[1] > CHOICE_ROUNDS and some(av[2], lambda o, a: o is C.BRANCH)))
+
+
+class LinearPattern:
+    """A local rule's expression run by RE2, in time linear in the text, with the methods of a
+    compiled ``re`` pattern the engine calls. The RE2 expression matches exactly where the
+    Python one does (_Emitter's exact); for a rule counted by a single match (``tails``) a
+    look-ahead or Python's ``$`` at its very end is consumed, so a match may end a character
+    later (a final newline), never elsewhere. Capture groups are not kept: rules that capture
+    are not given one."""
+
+    __slots__ = ("_rx", "flags", "pattern", "groupindex", "expression")
+
+    def __init__(self, rx: Any, flags: int, pattern: str, expression: str) -> None:
+        self._rx = rx
+        self.flags = flags
+        self.pattern = pattern
+        self.groupindex: dict[str, int] = {}
+        self.expression = expression
+
+    def search(self, text: str, pos: int = 0) -> Any:
+        try:
+            return self._rx.search(text, pos)
+        except UnicodeEncodeError:  # lone surrogates (RE2 reads UTF-8): each one read as "?"
+            return self._rx.search(text.encode("utf-8", "replace").decode("utf-8"), pos)
+
+    def match(self, text: str, pos: int = 0) -> Any:
+        try:
+            return self._rx.match(text, pos)
+        except UnicodeEncodeError:
+            return self._rx.match(text.encode("utf-8", "replace").decode("utf-8"), pos)
+
+    def finditer(self, text: str, pos: int = 0) -> Any:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "replace").decode("utf-8")
+        return self._rx.finditer(text, pos)
+
+
+def linear_pattern(p: PerlPattern, counts: bool) -> PerlPattern | str | None:
+    """A local rule's expression made safe to run: None when it cannot run super-linear (it
+    stays as it is: the hot path unchanged), the same expression run by RE2 when it could
+    (_repeat_of_choices) and RE2 takes it exactly, else the reason the rule cannot run.
+    ``counts``: the rule counts its matches (their spans must be Python's exactly). Debian's
+    rules are not asked: they are vetted, and measured on corpus mail."""
+    flags = p.compiled.flags if isinstance(p.compiled, re.Pattern) else (
+        re.ASCII | (re.I if "i" in p.flags else 0) | (re.M if "m" in p.flags else 0)
+        | (re.S if "s" in p.flags else 0) | (re.X if "x" in p.flags else 0))
+    try:
+        tree = P.parse(p.source, flags & (re.ASCII | re.I | re.X))
+    except Exception:  # noqa: BLE001 - regex-module-only syntax (a variable-width look-behind)
+        return SUPER_LINEAR + " (not checked: the expression is not read)" if _QUANTIFIED_GROUP.search(p.source) else None
+    if not some(tree, _repeat_of_choices):
+        return None
+    if re2 is None or not isinstance(p.compiled, re.Pattern) or p.compiled.groupindex:
+        return SUPER_LINEAR
+    got = _expression(tree, flags, None, tails=not counts)
+    if got is None or not got[1]:
+        return SUPER_LINEAR + " (RE2 cannot take it exactly: look-around or a back-reference)"
+    opts = re2.Options()
+    opts.log_errors = False
+    opts.max_mem = MAX_MEM_LONG if len(got[0]) >= LONG_EXPRESSION else MAX_MEM
+    try:
+        rx = re2.compile(got[0], opts)
+    except re2.error:
+        return SUPER_LINEAR + " (RE2 refuses it)"
+    return PerlPattern(p.source, p.flags, LinearPattern(rx, flags, p.source, got[0]))

@@ -704,18 +704,22 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
     in ``paths`` of the first local directory (the administrator's, after the default set): the
     rules whose score a local file sets last are ``RuleSet.local_scores``.
     """
-    from gateway_milter.antispam import saeval
+    from gateway_milter.antispam import re2filter, saeval
 
     if paths is None:
         paths = default_rule_dirs()
     p = _Parser(score_set)
     rs = RuleSet()
+    stock: set[str] = set()  # the stock set's file names (a rule's source names its file)
+    local: set[str] = set()
     for i, base in enumerate(paths):
         p.local = local_from is not None and i >= local_from
         files = sorted(base.glob("*.cf")) if base.is_dir() else [base]
         for f in files:
             p.feed(f)
             rs.files.append(str(f))
+            is_stock = i < local_from if local_from is not None else _stock_path(f)
+            (stock if is_stock else local).add(f.name)
     rs.local_scores = p.local_scores
     rs.freemail = p.freemail
     rs.tlds, rs.tld2, rs.tld3 = p.tlds, p.tld2, p.tld3
@@ -762,6 +766,17 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
             rs.skipped[name] = "network test (tflags net): our dnsbl/uribl layers do this"
             continue
         rs.rules[name] = rule
+    # a local rule's expression must not run super-linear: Python's re holds the GIL for a
+    # whole search, and one backtracking without end stops every thread of the milter
+    stock -= local
+    for name, rule in list(rs.rules.items()):
+        if rule.pattern is not None and rule.source.rpartition(":")[0] not in stock:
+            got = re2filter.linear_pattern(rule.pattern, rule.maxhits > 1)
+            if isinstance(got, str) or (got is not None and (rule.templates or capture_names(rule))):
+                rs.unsupported[name] = got if isinstance(got, str) else re2filter.SUPER_LINEAR
+                del rs.rules[name]
+            elif got is not None:
+                rule.pattern = got
     # a template rule reads the tags capture rules set: those are what it depends on (they run
     # first, as SpamAssassin runs them first); a tag no rule here captures is never set
     setters: dict[str, list[str]] = {}
@@ -795,6 +810,14 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
             if undefined:
                 rs.undefined_deps[name] = undefined
     return rs
+
+
+def _stock_path(f: Path) -> bool:
+    """A file of Debian's set or of sa-update's (default_rule_dirs)."""
+    try:
+        return f.resolve().is_relative_to(PACKAGE_DIR) or f.resolve().is_relative_to(UPDATES_DIR.parent.parent)
+    except OSError:
+        return False
 
 
 def capture_names(rule: Rule) -> list[str]:

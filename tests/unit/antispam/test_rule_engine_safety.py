@@ -4,6 +4,10 @@ count (tflags multiple) count on every path."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,7 @@ from gateway_milter.antispam import hsmatch
 from gateway_milter.antispam.engine import RuleEngine
 from gateway_milter.antispam.sarules import load_rules
 from gateway_milter.antispam.saview import message_view
+from gateway_milter.layers.rules import local_rules_problems
 from tests.unit.antispam.helpers import make_ctx, msg, write_rules
 
 
@@ -65,3 +70,63 @@ def test_header_rules_with_tflags_multiple_count_the_same_after_a_hyperscan_scan
     for got in (eng.run(view), eng.run(view, lazy=False)):
         assert got.values["__LOCAL_LC"] == 3 and got.values["__LOCAL_U"] == 3
         assert {h.name for h in got.hits} == {"LOCAL_LC", "LOCAL_U"}
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _run_alone(rules_dir: Path, body: str) -> None:
+    """One message through an engine of the rules, in a process of its own: Python's re holds
+    the GIL for a whole search, so a search without end could not be interrupted here."""
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        from gateway_milter.antispam.engine import RuleEngine
+        from gateway_milter.antispam.sarules import load_rules
+        from gateway_milter.antispam.saview import message_view
+        from tests.unit.antispam.helpers import make_ctx, msg
+        eng = RuleEngine(load_rules([Path({str(rules_dir)!r})]))
+        eng.run(message_view(make_ctx(msg(subject={body!r}, body={body!r}))))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    try:
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, timeout=20, check=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("one message took more than 20 s (the rules layer's budget is 10 s)")
+
+
+def test_a_local_rule_with_a_repeat_inside_a_repeat_runs_in_linear_time(tmp_path: Path) -> None:
+    text = ("body LOCAL_BT /(a|aa)+b/\nscore LOCAL_BT 1\nbody LOCAL_BTE /^(a|aa)+$/\nscore LOCAL_BTE 1\n"
+            "header LOCAL_HBTE Subject =~ /^(a|aa)+$/\nscore LOCAL_HBTE 1\n"
+            "header LOCAL_HBT Subject =~ /^(?:a+a)+c/\nscore LOCAL_HBT 1\n"
+            "body __LOCAL_CNT /(?:x|xy)+z/\ntflags __LOCAL_CNT multiple maxhits=5\n"
+            "meta LOCAL_CNT __LOCAL_CNT > 2\nscore LOCAL_CNT 1\n")
+    d = write_rules(tmp_path, text)
+    _run_alone(d, "a" * 60 + "c")
+    # run by RE2, with the same hits
+    rs = load_rules([d])
+    assert {"LOCAL_BT", "LOCAL_BTE", "LOCAL_HBT", "LOCAL_HBTE", "__LOCAL_CNT"} <= set(rs.rules) and not rs.unsupported
+    eng = RuleEngine(rs)
+    for lazy in (True, False):
+        got = eng.run(message_view(make_ctx(msg(subject="aaac", body="caaab xz xyz xxz xyxz"))), lazy=lazy)
+        assert {h.name for h in got.hits} == {"LOCAL_BT", "LOCAL_HBT", "LOCAL_CNT"}
+        assert got.values["__LOCAL_CNT"] == 4
+
+
+def test_a_local_rule_with_a_repeat_inside_a_repeat_that_re2_cannot_run_is_listed(tmp_path: Path) -> None:
+    # (look-behind, a back-reference: RE2 has neither)
+    text = "body LOCAL_BT /(?<=x)(a|aa)+b/\nscore LOCAL_BT 1\nbody LOCAL_LA /(\\w)(?:\\w+\\s?)+\\1/\nscore LOCAL_LA 1\n"
+    d = write_rules(tmp_path, text + "body LOCAL_OK /a+/\nscore LOCAL_OK 1\n")
+    _run_alone(d, "a" * 60 + "b")
+    rs = load_rules([d])
+    assert set(rs.unsupported) == {"LOCAL_BT", "LOCAL_LA"} and "LOCAL_OK" in rs.rules
+    assert "exponential time" in rs.unsupported["LOCAL_BT"]
+    _names, problems = local_rules_problems(text)
+    assert [p.line for p in problems] == [1, 3] and all("exponential time" in p.message for p in problems)
+
+
+def test_the_stock_rules_keep_their_own_expressions() -> None:
+    from gateway_milter.antispam.re2filter import LinearPattern
+
+    rs = load_rules()
+    assert not any(isinstance(r.pattern.compiled, LinearPattern) for r in rs.rules.values() if r.pattern is not None)
+    assert not any("exponential time" in why for why in rs.unsupported.values())
