@@ -248,6 +248,15 @@ def _expression(tree: Any, compiled_flags: int, repeat_cap: int | None,
     return ("(?s)" if st & re.S else "") + body, em.exact
 
 
+def _compile(expression: str) -> Any:
+    """``expression`` compiled by RE2 with the memory its length needs and no log lines;
+    raises ``re2.error`` when RE2 refuses it."""
+    opts = re2.Options()
+    opts.log_errors = False
+    opts.max_mem = MAX_MEM_LONG if len(expression) >= LONG_EXPRESSION else MAX_MEM
+    return re2.compile(expression, opts)
+
+
 class Prefilter:
     """``may_match(text)``: False only where the pattern cannot match, None where RE2 cannot
     read the text; ``exact``: its True is the pattern's answer too."""
@@ -265,8 +274,6 @@ def prefilter(p: PerlPattern) -> Prefilter | None:
     rule keeps the Python path)."""
     if re2 is None:
         return None
-    opts = re2.Options()
-    opts.log_errors = False
     tree = parse_tree(p) if isinstance(p.compiled, re.Pattern) else None  # parsed once for every try
     if tree is None:
         return None
@@ -275,9 +282,8 @@ def prefilter(p: PerlPattern) -> Prefilter | None:
         if got is None:
             return None
         expr, exact = got
-        opts.max_mem = MAX_MEM_LONG if len(expr) >= LONG_EXPRESSION else MAX_MEM
         try:
-            compiled = re2.compile(expr, opts)
+            compiled = _compile(expr)
         except re2.error:
             continue
         return Prefilter(_searcher(compiled), exact, expr)
@@ -313,11 +319,8 @@ def lead_search(p: PerlPattern) -> Callable[..., re.Match[str] | None] | None:
     got = _expression(rest, p.compiled.flags, None)
     if got is None or not got[1]:
         return None  # RE2 would widen the rest: its leftmost start could come too early
-    opts = re2.Options()
-    opts.log_errors = False
-    opts.max_mem = MAX_MEM_LONG if len(got[0]) >= LONG_EXPRESSION else MAX_MEM
     try:
-        compiled = re2.compile(got[0], opts)
+        compiled = _compile(got[0])
     except re2.error:
         return None
     find = _finder(compiled)
@@ -535,11 +538,8 @@ def linear_pattern(p: PerlPattern, counts: bool) -> PerlPattern | str | None:
     got = _expression(tree, flags, None, tails=not counts)
     if got is None or not got[1]:
         return SUPER_LINEAR + " (RE2 cannot take it exactly: look-around or a back-reference)"
-    opts = re2.Options()
-    opts.log_errors = False
-    opts.max_mem = MAX_MEM_LONG if len(got[0]) >= LONG_EXPRESSION else MAX_MEM
     try:
-        rx = re2.compile(got[0], opts)
+        rx = _compile(got[0])
     except re2.error:
         return SUPER_LINEAR + " (RE2 refuses it)"
     return PerlPattern(p.source, p.flags, LinearPattern(rx, flags, p.source, got[0]))
