@@ -14,6 +14,7 @@ import redis
 from gateway_milter.store import PAIR_UNIT, GuardedUpdate, StoreError, check_key
 
 EVAL_FIELDS = 4096  # fields a script call changes (a background learner's batch can change 20,000)
+GUARDED_FIELDS = 32768  # script arguments a round trip of guarded updates carries (about 10 messages)
 _pack: Callable[..., bytes] | None
 try:  # redis-py's own C parser (ADR 0057); here also the counters' command packer
     import hiredis
@@ -204,9 +205,13 @@ class RedisStore:
             self._call(self._send, cmds, False)
 
     def apply_guarded(self, updates: Sequence[GuardedUpdate]) -> list[bool]:
-        """One script call per update, all in one round trip: Redis runs each script whole, so
-        no other writer comes between an update's check and its changes."""
+        """One script call per update: Redis runs each script whole, so no other writer comes
+        between an update's check and its changes. The calls go in round trips of at most
+        ``GUARDED_FIELDS`` fields: a corpus sent in one write (400 messages, about 600,000 fields)
+        kept Redis busy past the socket's timeout while the write waited, and failed."""
+        out: list[bool] = []
         cmds: list[tuple[Any, ...]] = []
+        fields = 0
         for u in updates:
             sections: dict[str, tuple[list[Any], list[Any]]] = {}
             for key, pairs in u.pairs:
@@ -221,9 +226,13 @@ class RedisStore:
             for ps, ds in sections.values():
                 args += [len(ps) // 4, len(ds) // 2, *ps, *ds]
             cmds.append(("EVAL", _GUARDED, 1 + len(sections), check_key(u.guard_key), *sections, *args))
-        if not cmds:
-            return []
-        return [bool(int(r)) for r in self._call(self._send, cmds, False)]
+            fields += len(args)
+            if fields >= GUARDED_FIELDS:
+                out += [bool(int(r)) for r in self._call(self._send, cmds, False)]
+                cmds, fields = [], 0
+        if cmds:
+            out += [bool(int(r)) for r in self._call(self._send, cmds, False)]
+        return out
 
     def counter_fields(self, key: str) -> int:
         return int(self._call(self.client.hlen, check_key(key)))
