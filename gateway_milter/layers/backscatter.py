@@ -41,6 +41,7 @@ KEYS = "batv:keys"
 # a retired key cannot verify any unexpired tag after this (validity_days is at most 30; one
 # day more for the day-number rounding of the expiry)
 KEEP_RETIRED_DAYS = 31
+MAX_VALIDITY_DAYS = 30  # the largest validity_days allowed
 log = logging.getLogger("bulwark.backscatter")
 _TAG = re.compile(r"(?i)^prvs=(\d)(\d{3})([0-9a-f]{6})=(.+@.+)$")
 
@@ -60,8 +61,8 @@ class BackscatterSettings(BaseSettings):
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
-        if not 1 <= self.validity_days <= 30:
-            raise SettingsError("validity_days", "must be 1..30")
+        if not 1 <= self.validity_days <= MAX_VALIDITY_DAYS:
+            raise SettingsError("validity_days", f"must be 1..{MAX_VALIDITY_DAYS}")
         if not 0 <= self.grace_days <= 365:
             raise SettingsError("grace_days", "must be 0..365")
         Reply("550", "5.7.1", self.reject_text)
@@ -145,9 +146,11 @@ def verify(tagged: str, store: StateStore, s: BackscatterSettings, now: float | 
     if not m:
         return None
     kid, ddd, mac, address = int(m.group(1)), m.group(2), m.group(3).lower(), m.group(4)
-    # days until expiry, modulo 1000: 0..validity means valid
+    # days until expiry, modulo 1000: 0..30 means not expired. Not validity_days: the expiry
+    # day is under the MAC, so a tag further out was made by us under a longer validity_days,
+    # and lowering the setting must not refuse the bounces of mail already sent with it
     left = (int(ddd) - _day(now)) % 1000
-    if left > s.validity_days:
+    if left > MAX_VALIDITY_DAYS:
         return None
     for k in stored_keys(store) if keys is None else keys:
         if int(str(k["id"])) != kid:

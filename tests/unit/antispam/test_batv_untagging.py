@@ -84,3 +84,13 @@ def test_a_tag_signed_earlier_the_day_the_keys_were_lost_is_not_refused(store: M
         assert later.layer("backscatter").has("BACKSCATTER_UNSIGNED_BOUNCE")
     finally:
         bs.time.time = real_time  # type: ignore[assignment]
+
+
+def test_lowering_validity_days_keeps_the_tags_made_under_the_longer_one() -> None:
+    c = Clock(T0)
+    st = MemoryStore(clock=c)
+    tagged = sign("bob@example.com", st, 30, T0)  # signed while validity_days was 30
+    assert verify(tagged, st, BackscatterSettings(validity_days=7), T0 + 10 * DAY) == "bob@example.com"
+    assert verify(tagged, st, BackscatterSettings(validity_days=7), T0 + 31 * DAY) is None  # expired
+    forged = tagged[:6] + f"{(int(tagged[6:9]) + 5) % 1000:03d}" + tagged[9:]  # a later expiry, same MAC
+    assert verify(forged, st, BackscatterSettings(validity_days=30), T0 + DAY) is None
