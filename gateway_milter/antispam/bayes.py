@@ -383,6 +383,16 @@ def storable_scopes(scopes: Sequence[str]) -> list[str]:
     return out
 
 
+def token_pairs(keys: Sequence[str], spam: int, ham: int) -> dict[str, tuple[int, int]]:
+    """The pair-counter changes of a message's token keys: ``(spam, ham)`` per occurrence."""
+    pairs: dict[str, tuple[int, int]] = {}
+    for k in keys:
+        f = TOKEN + k
+        ps, ph = pairs.get(f, (0, 0))
+        pairs[f] = (ps + spam, ph + ham)
+    return pairs
+
+
 def learn_item(m: SaMessage, is_spam: bool, scopes: Sequence[str] = ("global",),
                digest: str | None = None) -> LearnItem:
     return LearnItem(message_keys(m), digest or message_digest(m), is_spam, tuple(storable_scopes(scopes)))
@@ -597,11 +607,7 @@ class BayesClassifier:
                 # back from it (the field is set to the new class all the same)
                 ds = (1 if it.is_spam else 0) - (1 if old == 1 else 0)
                 dh = (0 if it.is_spam else 1) - (1 if old == 2 else 0)
-                pairs: dict[str, tuple[int, int]] = {}
-                for k in it.keys.keys:
-                    f = TOKEN + k
-                    ps, ph = pairs.get(f, (0, 0))
-                    pairs[f] = (ps + ds, ph + dh)
+                pairs = token_pairs(it.keys.keys, ds, dh)
                 counts = {f: d for f, d in (("#s", ds), ("#h", dh), (mfield, label - old)) if d}
                 state[scope][mfield] = label
                 # the token model: one step toward the new class (a correction is a step toward
@@ -648,12 +654,7 @@ class BayesClassifier:
             for scope, (old,) in zip(todo, current, strict=True):
                 if old not in (1, 2):  # never learned there, or a class this code never writes
                     continue
-                down = (-1, 0) if old == 1 else (0, -1)
-                pairs: dict[str, tuple[int, int]] = {}
-                for k in keys:
-                    f = TOKEN + k
-                    ps, ph = pairs.get(f, (0, 0))
-                    pairs[f] = (ps + down[0], ph + down[1])
+                pairs = token_pairs(keys, -1, 0) if old == 1 else token_pairs(keys, 0, -1)
                 counts = {"#s" if old == 1 else "#h": -1, mfield: -old}
                 updates.append(GuardedUpdate(scope_key(scope), mfield, old, ((scope_key(scope), counts),),
                                              ((scope_key(scope), pairs),)))

@@ -319,24 +319,20 @@ class SqliteStore:
                 if (row[0] if row else 0) != u.expected:
                     out.append(False)
                     continue
-                if any(hi < 0 or lo < 0 for _, pr in u.pairs for hi, lo in pr.values()):
+                taking_back = any(hi < 0 or lo < 0 for _, pr in u.pairs for hi, lo in pr.values())
+                if taking_back:
+                    flush()  # what came before it first; then it alone
+                for key, pr in u.pairs:
+                    into = pairs.setdefault(key, {})
+                    for f, (hi, lo) in pr.items():
+                        h0, l0 = into.get(f, (0, 0))
+                        into[f] = (h0 + hi, l0 + lo)
+                for key, d in u.deltas:
+                    dd = deltas.setdefault(key, {})
+                    for f, v in d.items():
+                        dd[f] = dd.get(f, 0) + int(v)
+                if taking_back:
                     flush()
-                    for key, pr in u.pairs:
-                        self._live_hash(db, key, now)
-                        self._add_pairs(db, key, pr)
-                    for key, d in u.deltas:
-                        self._live_hash(db, key, now)
-                        self._add_in(db, key, d)
-                else:
-                    for key, pr in u.pairs:
-                        into = pairs.setdefault(key, {})
-                        for f, (hi, lo) in pr.items():
-                            h0, l0 = into.get(f, (0, 0))
-                            into[f] = (h0 + hi, l0 + lo)
-                    for key, d in u.deltas:
-                        dd = deltas.setdefault(key, {})
-                        for f, v in d.items():
-                            dd[f] = dd.get(f, 0) + int(v)
                 out.append(True)
             flush()
             self._maybe_purge(db, now)
