@@ -49,8 +49,11 @@ class UriblSettings(BaseSettings):
         return parse_zones(self.zones, "zones", "URIBL_")
 
 
-def lookup_targets(uris: list[str], skip: set[str], limit: int) -> list[str]:
-    """Organisational domains and IPs of the URLs, in order, deduplicated, bounded."""
+def lookup_targets(uris: list[str], skip: set[str], limit: int,
+                   domains: bool = True, ips: bool = True) -> list[str]:
+    """Organisational domains and IPs of the URLs, in order, deduplicated, bounded. Only the
+    kinds some zone looks up count (``domains``, ``ips``): with domain-only zones, links to
+    numeric hosts put first would otherwise use up ``limit`` and push the real domains out."""
     out: dict[str, None] = {}
     for u in uris:
         host = url_host(u)
@@ -59,10 +62,22 @@ def lookup_targets(uris: list[str], skip: set[str], limit: int) -> list[str]:
         target = org_domain(host)
         if target in skip or target in out or _internal_ip(target):
             continue
+        if not (ips if _is_ip(target) else domains):
+            continue
         out[target] = None
         if len(out) >= limit:
             break
     return list(out)
+
+
+def _is_ip(target: str) -> bool:
+    if not target[:1].isdigit() and ":" not in target:
+        return False
+    try:
+        ipaddress.ip_address(target)
+    except ValueError:
+        return False
+    return True
 
 
 def _internal_ip(target: str) -> bool:
@@ -93,7 +108,8 @@ def _lookups(ctx: MessageContext, settings: UriblSettings,
              zones: tuple[Zone, ...]) -> tuple[list[str], list[tuple[str, Zone, str]]]:
     """The targets of a message and its lookups (target, zone, query name), in order."""
     skip = {d.lower() for d in settings.skip_domains} | set(ctx.policy.domains)
-    targets = lookup_targets(message_view(ctx).uris, skip, settings.max_lookups)
+    targets = lookup_targets(message_view(ctx).uris, skip, settings.max_lookups,
+                             domains=any(z.kind != "ip" for z in zones), ips=any(z.kind != "domain" for z in zones))
     return targets, [(t, z, q) for t in targets for z in zones if (q := _query_name(t, z)) is not None]
 
 

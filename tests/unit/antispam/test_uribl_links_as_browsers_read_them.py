@@ -73,3 +73,21 @@ def test_an_idn_host_is_encoded_as_browsers_encode_it() -> None:
     assert url_host("http://bücher.example/x") == "xn--bcher-kva.example"
     assert url_host("http://ＥＸＡＭＰＬＥ。com/") == "example.com"
     assert url_host("http://１２７。０。０。２/") == "127.0.0.2"
+
+
+def test_numeric_decoy_links_do_not_push_a_domain_out_of_domain_only_zones(dns: StaticBackend) -> None:
+    # max_lookups counts what some zone asks: with a domain-only zone, IP links ask nothing
+    dns.add("evil.test.dom.test", "A", ["127.0.0.2"])
+    decoys = " ".join(f"http://203.0.113.{i}/" for i in range(1, 30))
+    zones = {"uribl": {"zones": [{"zone": "dom.test", "weight": 4, "action": "refuse", "kind": "domain"}],
+                       "max_lookups": 5}}
+    res = make_ctx(msg("x", decoys + " and http://evil.test/"), policy(zones)).layer("uribl")
+    assert res.has("URIBL_DOM_TEST"), res.fact("targets")
+    assert res.fact("targets") == ["evil.test"]
+    # an ip-only zone, the other way round
+    dns.add("5.113.0.203.ip.test", "A", ["127.0.0.2"])
+    names = " ".join(f"http://decoy{i}.test/" for i in range(30))
+    zones = {"uribl": {"zones": [{"zone": "ip.test", "weight": 4, "action": "refuse", "kind": "ip"}],
+                       "max_lookups": 5}}
+    res = make_ctx(msg("x", names + " and http://203.0.113.5/"), policy(zones)).layer("uribl")
+    assert res.has("URIBL_IP_TEST"), res.fact("targets")
