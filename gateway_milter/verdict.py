@@ -76,6 +76,18 @@ class Reply:
         return f"{self.code} {self.enhanced} {self.text}"
 
 
+REPLY_TEXT_MAX = 400  # characters: an SMTP reply line is at most 512 octets (RFC 5321 4.5.3.1.5)
+
+
+def smtp_reply_text(text: str, default: str = "") -> str:
+    """*text* as an SMTP reply can carry it: one line of printable ASCII (RFC 5321 4.2; no
+    SMTPUTF8 replies), white space runs as one space, at most ``REPLY_TEXT_MAX`` characters.
+    libmilter refuses a longer reply (over 980 bytes) or a line break, and a refused reply
+    would turn a refusal into a 451 on every try."""
+    out = "".join(c if " " <= c <= "~" else "?" for c in " ".join(text.split()))
+    return out[:REPLY_TEXT_MAX].rstrip() or default
+
+
 DEFAULT_REJECT = Reply("550", "5.7.1", "Message rejected by policy")
 DEFAULT_TEMPFAIL = Reply("451", "4.7.1", "Temporary failure, please try again later")
 

@@ -25,7 +25,7 @@ import Milter
 from gateway_milter.context import ConnectionInfo, MessageContext
 from gateway_milter.pipeline.runner import STAGE_BUDGET_S
 from gateway_milter.pipeline.transaction import INTERNAL_ERROR, EomDecision, Gateway
-from gateway_milter.verdict import Action, HeaderEdit, Reply, Stage
+from gateway_milter.verdict import Action, HeaderEdit, Reply, Stage, smtp_reply_text
 
 log = logging.getLogger("bulwark.milter")
 
@@ -115,6 +115,14 @@ def _answer_now(m: BulwarkMilter, name: str) -> int:
         m._reply(INTERNAL_ERROR)
     except Exception:  # noqa: BLE001
         pass
+    if name == "eom" and m.ctx is not None and not m._finished:
+        # the message ends here in a 451 (a refusal whose reply libmilter would not take):
+        # logged as that, and no copy kept for it, as the client sends it again
+        try:
+            m.gateway.withdraw_quarantined(m.ctx)
+            m._finish(Action.TEMPFAIL, INTERNAL_ERROR)
+        except Exception:
+            log.exception("ending a failed end of message failed")
     return TEMPFAIL
 
 
@@ -166,7 +174,9 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
                 self.conn.macros[m] = v if isinstance(v, str) else str(v)
 
     def _reply(self, reply: Reply) -> None:
-        self.setreply(reply.code, reply.enhanced, reply.text.replace("%", "%%"))
+        # an administrator's refusal text may be longer than libmilter takes (it fails the call)
+        text = smtp_reply_text(reply.text, "Message refused")
+        self.setreply(reply.code, reply.enhanced, text.replace("%", "%%"))
 
     def _finish(self, final: Action | None = None, reply: Reply | None = None) -> None:
         if self.ctx is not None and not self._finished:

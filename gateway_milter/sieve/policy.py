@@ -40,6 +40,7 @@ from gateway_milter.verdict import (
     QuarantineQueue,
     Reply,
     Stage,
+    smtp_reply_text,
 )
 
 if TYPE_CHECKING:
@@ -321,9 +322,7 @@ def _outcome(a: SieveAction | None, decided: str, edits: tuple[HeaderEdit, ...],
         return Outcome.accept("", decided, header_edits=edits, add_recipients=adds)
     k = a.kind
     if k in ("refuse", "reject", "ereject", "tempfail"):
-        # One line of printable ASCII: an SMTP reply (RFC 5321 4.2) without SMTPUTF8.
-        text = "".join(c if " " <= c <= "~" else "?" for c in " ".join(str(a.args.get("reason", "")).split()))
-        text = text[:400] or "Message rejected by policy"
+        text = smtp_reply_text(str(a.args.get("reason", "")), "Message rejected by policy")
         code = a.args.get("code", "451" if k == "tempfail" else "550")
         status = a.args.get("status", "4.7.1" if k == "tempfail" else "5.7.1")
         reply = Reply(code, status, text)

@@ -12,7 +12,7 @@ from Milter.testctx import TestCtx
 from gateway_milter.front.milter import BulwarkMilter
 from gateway_milter.pipeline import runner
 from tests.unit.cyclic import cyclic_garbage
-from tests.unit.spine.conftest import make_gateway
+from tests.unit.spine.conftest import BASE_POLICY, make_gateway
 
 # TestCtx closes the session on a NOREPLY answer, so the MTA here offers no no-reply bits (an
 # MTA may legitimately lack them; Postfix has them and the integration tier covers that).
@@ -170,3 +170,51 @@ def test_it_stores_then_removes_only_the_quarantined_recipient() -> None:
     rec = sink.records[-1]
     assert {r["address"]: r["action"] for r in rec["recipients"]} == {
         "ann@other.example": "accept", "held@other.example": "quarantine"}
+
+
+def libmilter_setreply(calls: list[tuple[str, ...]]) -> Any:
+    """TestCtx.setreply with libmilter's own checks (smfi_setreply: a 4xx/5xx code, no line
+    break, at most 980 bytes of text), failing as pymilter does when libmilter refuses."""
+    def setreply(self: TestCtx, rcode: str, xcode: str, *msg: str) -> None:
+        text = msg[0] if msg else ""
+        if rcode[:1] not in "45" or "\r" in text or "\n" in text or len(text.encode()) > 980:
+            raise Milter.error("cannot set reply")
+        calls.append((rcode, xcode, text))
+        self._reply = (rcode, xcode, *msg)
+    return setreply
+
+
+def test_an_administrators_long_refusal_text_is_cut_to_one_reply_libmilter_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway_milter.verdict import Reply
+
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(TestCtx, "setreply", libmilter_setreply(calls))
+    gw, _, sink = make_gateway()
+    long_text = "Refused: " + "sehr lange Begründung " * 80  # ~1,750 characters, not ASCII
+    monkeypatch.setattr(gw, "rcpt", lambda ctx, to, esmtp: type("D", (), {
+        "action": "reject", "reply": Reply("550", "5.7.1", long_text)})())
+    ctx, rc = run(gw, "alice@outside.test", "bob@example.com")
+    assert rc == Milter.REJECT, calls
+    code, enh, text = ctx._reply
+    assert (code, enh) == ("550", "5.7.1")
+    assert text.startswith("Refused: sehr lange Begr?ndung") and len(text) <= 400 and text.isascii()
+
+
+def test_a_refusal_libmilter_will_not_take_is_logged_as_the_451_it_became(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, ...]] = []
+    setreply = libmilter_setreply(calls)
+
+    def refusing_552(self: TestCtx, rcode: str, xcode: str, *msg: str) -> None:
+        if rcode == "552":
+            raise Milter.error("cannot set reply")
+        setreply(self, rcode, xcode, *msg)
+
+    monkeypatch.setattr(TestCtx, "setreply", refusing_552)
+    doc = {**BASE_POLICY, "settings": {**BASE_POLICY["settings"], "size": {"max_bytes": 1024}}}
+    gw, q, sink = make_gateway(doc)
+    ctx, rc = run(gw, "alice@outside.test", "bob@example.com", msg=MSG + b"x" * 2000 + b"\n")
+    assert rc == Milter.TEMPFAIL
+    assert ctx._reply[0] == "451"
+    assert sink.records[-1]["action"] == "tempfail", sink.records[-1]["action"]
+    assert any(t["source"] == "milter" and t["event"] == "error" for t in sink.records[-1]["trace"])
+
