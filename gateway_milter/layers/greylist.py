@@ -113,7 +113,8 @@ class GreylistSettings(BaseSettings):
 
 
 MAX_EXPIRY = 365 * 86400
-_PRVS = re.compile(r"(?i)^(?:prvs|msprvs\d?|btv1)=[^=]+=(.+@.+)$")
+# prvs= (draft-levine-smtp-batv), msprvs1= and Barracuda's btv1==TAG== (which delimits with '==')
+_PRVS = re.compile(r"(?i)^(?:(?:prvs|msprvs\d?|btv1)=[^=]+=|btv1==[^=]+==)(.+@.+)$")
 
 
 def normalize_sender(sender: str) -> str:
