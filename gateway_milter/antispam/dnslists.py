@@ -95,6 +95,8 @@ def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tupl
                 hi = int(ipaddress.IPv4Address(hi_s.strip())) if hi_s else lo
             except ValueError:
                 raise SettingsError(f"{p}.codes[{j}]", f"{c!r} is not an address or range") from None
+            if lo > hi:  # would match no answer: the zone would silently never list
+                raise SettingsError(f"{p}.codes[{j}]", f"{c!r}: a range goes from the lower address to the higher")
             codes.append((lo, hi))
         mask_v = z.get("mask", 0)
         try:
