@@ -66,6 +66,7 @@ def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tupl
     if len(raw) > MAX_ZONES:  # each zone is one more query per message (per link for URIBL)
         raise SettingsError(path, f"at most {MAX_ZONES} zones")
     out = []
+    actions: dict[str, tuple[int, str]] = {}  # symbol -> (first entry, its action)
     for i, z in enumerate(raw):
         p = f"{path}[{i}]"
         unknown = set(z) - {"zone", "symbol", "weight", "action", "codes", "mask", "kind"}
@@ -108,6 +109,11 @@ def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tupl
         kind = str(z.get("kind", "any"))
         if kind not in ("any", "domain", "ip"):
             raise SettingsError(f"{p}.kind", "must be any, domain or ip")
+        first, first_action = actions.setdefault(symbol, (i, action))
+        if first_action != action:  # the system rule is keyed on the symbol: it would act on both
+            raise SettingsError(f"{p}.symbol", f"{symbol} is also the symbol of {path}[{first}], whose action is "
+                                f"{first_action}, not {action}: its rule would act on this entry's answers too; "
+                                "give this entry its own symbol")
         out.append(Zone(name, symbol, weight, action, tuple(codes), mask, kind))
     return tuple(out)
 
