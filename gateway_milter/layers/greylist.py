@@ -117,11 +117,31 @@ MAX_EXPIRY = 365 * 86400
 _PRVS = re.compile(r"(?i)^(?:(?:prvs|msprvs\d?|btv1)=[^=]+=|btv1==[^=]+==)(.+@.+)$")
 
 
+# SRS (libsrs2, postsrsd): SRS0=HASH=TT=domain=local@forwarder, SRS1=HASH=first==HASH=TT=...;
+# the hash and the day stamp change daily (a forwarded sender would be greylisted every day)
+_SRS0 = re.compile(r"^srs0[=+-][^=]+=[^=]+=(.+@.+)$")
+_SRS1 = re.compile(r"^srs1[=+-][^=]+=([^=]+)==[^=]+=[^=]+=(.+@.+)$")
+_NUMBER = re.compile(r"\b\d+\b")  # a number between separators: VERP's message or bounce ids
+
+
 def normalize_sender(sender: str) -> str:
-    """Lower-case; BATV tags removed (they change with every message); ``<>`` stays empty."""
+    """The sender as the triplet keeps it: lower-cased; BATV tags removed (they change with
+    every message); SRS hashes and day stamps removed (they change daily); numbers standing
+    alone in the local part as ``#`` (VERP ids such as ``bounce-4711-17@``, as Postgrey does);
+    ``<>`` stays empty."""
     s = sender.strip().strip("<>").lower()
     m = _PRVS.match(s)
-    return m.group(1) if m else s
+    if m:
+        s = m.group(1)
+    if s.startswith("srs"):
+        if m := _SRS0.match(s):
+            s = "srs0=" + m.group(1)
+        elif m := _SRS1.match(s):
+            s = f"srs1={m.group(1)}=={m.group(2)}"
+    local, at, domain = s.rpartition("@")
+    if at and any(c.isdigit() for c in local):
+        s = _NUMBER.sub("#", local) + "@" + domain
+    return s
 
 
 @dataclass(frozen=True, slots=True)
