@@ -37,6 +37,7 @@ class VbrSettings(BaseSettings):
 
 
 MAX_CERTIFIERS = 20
+MAX_FIELDS = 5  # VBR-Info fields read per message
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -59,31 +60,43 @@ class VbrLayer(Layer[VbrSettings]):
     description = "Vouch By Reference certification (RFC 5518)"
 
     def check(self, ctx: MessageContext, settings: VbrSettings) -> LayerFindings:
-        value = ctx.header("VBR-Info")
-        if not value or not settings.trusted_certifiers:
+        values = ctx.header_values("VBR-Info")[:MAX_FIELDS]
+        if not values or not settings.trusted_certifiers:
             return LayerFindings()
-        info = parse_vbr_info(value)
-        md, mc, mv = info.get("md", ""), info.get("mc", ""), info.get("mv", "")
-        if not md or not mv:
-            return LayerFindings({"vbr": "malformed"})
         from gateway_milter import layers
 
-        dkim_ok = "dkim" in layers.available() and md in (ctx.layer("dkim").fact("pass_domains") or [])
-        if not dkim_ok:
-            return LayerFindings({"vbr": "md not authenticated", "md": md})
+        passed = set(ctx.layer("dkim").fact("pass_domains") or []) if "dkim" in layers.available() else set()
         trusted = {c.lower().rstrip(".") for c in settings.trusted_certifiers}
         from gateway_milter.net.resolver import budget_for, get_resolver
 
         res, budget = get_resolver(), budget_for(ctx)
-        for cert in mv.split(":")[:settings.max_certifiers]:
-            if cert not in trusted:
+        state, md_seen, asked = "malformed", "", 0
+        # each field one domain's claim (an author's domain and its sending service may both
+        # name certifiers): the first that a trusted certifier vouches for counts
+        for value in values:
+            info = parse_vbr_info(value)
+            md, mc, mv = info.get("md", ""), info.get("mc", ""), info.get("mv", "")
+            if not md or not mv:
                 continue
-            ans = res.query(f"{md}._vouch.{cert}", "TXT", budget)
-            if ans.status != "ok":
+            md_seen = md_seen or md
+            if md not in passed:
+                state = "md not authenticated" if state == "malformed" else state
                 continue
-            for txt in ans.records:
-                types = {t.strip().lower() for t in str(txt).split()}
-                if "all" in types or (mc and mc in types):
-                    return LayerFindings({"vbr": "certified", "md": md, "certifier": cert},
-                                         (self.symbol("VBR_CERTIFIED", settings.score, f"{md} by {cert}"),))
-        return LayerFindings({"vbr": "not certified", "md": md})
+            md_seen = md
+            if state in ("malformed", "md not authenticated"):
+                state = "not certified"
+            for cert in mv.split(":")[:settings.max_certifiers]:
+                if cert not in trusted or asked >= settings.max_certifiers:
+                    continue
+                asked += 1
+                ans = res.query(f"{md}._vouch.{cert}", "TXT", budget)
+                if ans.temporary:
+                    state = "unknown"  # a DNS failure is no verdict (nothing is scored either way)
+                if ans.status != "ok":
+                    continue
+                for txt in ans.records:
+                    types = {t.strip().lower() for t in str(txt).split()}
+                    if "all" in types or (mc and mc in types):
+                        return LayerFindings({"vbr": "certified", "md": md, "certifier": cert},
+                                             (self.symbol("VBR_CERTIFIED", settings.score, f"{md} by {cert}"),))
+        return LayerFindings({"vbr": state, "md": md_seen} if md_seen else {"vbr": state})
