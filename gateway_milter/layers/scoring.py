@@ -262,16 +262,17 @@ def autolearn_declined(ctx: MessageContext, bayes: BayesSettings, settings: Scor
     ``autolearn_min_header_points`` (unless a hit has tflags autolearn_force), Bayes's own
     points (``learned_points``: the Bayes layer's share of the total, SpamAssassin's
     get_learned_points) not under -1, and a total judged spam; ham Bayes's points not over +1
-    and a total not judged spam. Last, with ``autolearn_on_error``, a message Bayes already
-    judged so (``BAYES_99``/``BAYES_999`` among ``tests`` for spam, ``BAYES_00`` for ham) is
-    not learned again.
+    and a total judged spam by neither threshold. Last, with ``autolearn_on_error``, a message
+    Bayes already judged so (``BAYES_99``/``BAYES_999`` among ``tests`` for spam, ``BAYES_00``
+    for ham) is not learned again.
 
-    "Judged spam" is SpamAssassin's is_spam (score >= required_score). Ham goes by
-    ``tag_score`` alone, our required_score (X-Spam-Flag). Spam needs both thresholds that say
-    spam here: ``tag_score`` and ``quarantine_score`` (the first action; reject_score is never
-    below it), so that it is learned only from a message the gateway flagged and held. The two
-    are equal by default; between them (delivered flagged, or held unflagged when quarantine
-    is the lower) a message is learned as neither."""
+    "Judged spam" is SpamAssassin's is_spam (score >= required_score). Two thresholds say
+    spam here: ``tag_score`` (our required_score, X-Spam-Flag) and ``quarantine_score`` (the
+    first action; reject_score is never below it). Spam needs both, so that it is learned only
+    from a message the gateway flagged and held; ham needs a total under both, so that a
+    message it flagged or held is never learned as ham. The two are equal by default; between
+    them (delivered flagged, or held unflagged when quarantine is the lower) a message is
+    learned as neither."""
     if ctx.scan_mode:
         return "scan mode"
     if not bayes.enabled or not bayes.autolearn:
@@ -294,9 +295,11 @@ def autolearn_declined(ctx: MessageContext, bayes: BayesSettings, settings: Scor
         if learned_points > LEARNER_SAID_SPAM:  # "learner indicated spam"
             return f"Bayes points {learned_points:g} > {LEARNER_SAID_SPAM:g}"
         # "scored as spam but autolearn wanted ham": points left out of the basis (GTUBE's 1000)
-        # must not turn a message judged spam into ham to learn
-        if total >= settings.tag_score:
-            return f"total {total:g} >= {settings.tag_score:g}"
+        # must not turn a message judged spam into ham to learn; judged spam by either
+        # threshold (flagged, or held when quarantine_score is the lower)
+        ham_below = min(settings.tag_score, settings.quarantine_score)
+        if total >= ham_below:
+            return f"total {total:g} >= {ham_below:g}"
         if bayes.autolearn_on_error and "BAYES_00" in tests:
             return "on error only: Bayes said ham already"
         return None
