@@ -17,6 +17,7 @@ are our own layers (dnsbl, uribl, spf, dkim).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -255,6 +256,8 @@ class _Parser:
                 floats = [float(p.strip("()")) for p in parts[1:]]
             except ValueError:
                 pass
+            if not all(math.isfinite(f) for f in floats):
+                floats = []  # nan, inf (float() reads them): a NaN total meets no threshold
             if len(parts) < 2 or len(floats) not in (1, 4):  # SpamAssassin refuses these too
                 self.line_error(f"score {' '.join(parts[:1])[:60]}", source,
                                 f"cannot read the score line {rest[:80]!r} (one number, or four for the score sets); "
