@@ -345,7 +345,8 @@ def fitted_scores(settings: ScoringSettings) -> dict[str, tuple[float, float]]:
 
 
 def score_sets(path: Path) -> dict[str, tuple[float, float]]:
-    """A score file's sets, cached per path and modification time."""
+    """A score file's sets, cached per path and modification time; none (logged once) for a
+    file that cannot be read or holds a figure that is no number."""
     try:
         key = (str(path), path.stat().st_mtime)
     except OSError:
@@ -358,7 +359,9 @@ def score_sets(path: Path) -> dict[str, tuple[float, float]]:
 
     try:
         sets = read_score_sets(path)
-    except OSError:
+    except (OSError, ValueError):
+        # a figure float() cannot read (1..2, after an edit since the save check): as a missing
+        # file, not an error of every message (the layer's fail mode would tempfail them all)
         log.warning("fitted score file %s cannot be read; using the layers' scores", path)
         sets = {}
     with _score_lock:
