@@ -60,7 +60,9 @@ class ListsLayer(Layer[ListsSettings]):
             env_sender = ctx.mail_from
             envelope = ctx.facts[key] = (
                 lists.match_ip("allow", ip, dom),
-                lists.match_host("allow", host, dom) or lists.match_host("allow", helo, dom),
+                # allowed by a name only the client's verified one vouches for: the HELO name
+                # and an unconfirmed PTR name are the client's own word (a block may match them)
+                lists.match_host("allow", ctx.conn.verified_name, dom),
                 lists.match_address("allow", "sender", env_sender, dom) if env_sender else None,
                 lists.match_ip("block", ip, dom),
                 lists.match_host("block", host, dom) or lists.match_host("block", helo, dom),
