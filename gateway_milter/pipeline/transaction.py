@@ -281,6 +281,10 @@ class Gateway:
         services = _Services(self, ctx)
         for edit in outcome.header_edits:
             dec.header_edits.append(edit)
+        if outcome.header_edits:
+            # the MTA applies the policy's edits first: the transforms' edits (a delete names an
+            # occurrence) are computed on the message as they leave it
+            ctx.apply_delivery_changes(list(outcome.header_edits), None)
         dec.add_recipients = list(outcome.add_recipients)
         if outcome.drop_recipients and dec.add_recipients:
             # redirect without :copy: only the new recipients get the message
