@@ -103,8 +103,10 @@ def log_link(**params: Any) -> str:
     return reverse("reports:log") + "?" + urlencode({k: v for k, v in params.items() if v not in (None, "")})
 
 
-def dashboard_charts(qs: Any, now: dt.datetime | None = None) -> list[Chart]:
-    """``qs``: the MessageLog queryset visible to the user (webadmin.access)."""
+def dashboard_charts(qs: Any, now: dt.datetime | None = None, recipients: Any = None) -> list[Chart]:
+    """``qs``: the MessageLog queryset visible to the user (webadmin.access); ``recipients``: the
+    MessageRecipient rows visible to them (access.message_recipients_visible_to; None: all): a
+    message they may see may also go to another tenant's mailboxes."""
     now = now or timezone.now()
     end = now.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
     start = end - dt.timedelta(hours=HOURS)
@@ -152,7 +154,8 @@ def dashboard_charts(qs: Any, now: dt.datetime | None = None) -> list[Chart]:
     charts.append(Chart("junk", "Junk breakdown", "top", rows=tuple(
         (r["reason"] or "(no reason)", float(r["n"]),
          log_link(since=since, until=until, result="junk", reason=r["reason"])) for r in breakdown)))
-    rc = (MessageRecipient.objects.filter(message__in=window.values("pk"))
+    rc = ((MessageRecipient.objects.all() if recipients is None else recipients)
+          .filter(message__in=window.values("pk"))
           .values("address").annotate(n=Count("id")).order_by("-n")[:8])
     charts.append(Chart("recipients", "Top recipients", "top", rows=tuple(
         (r["address"], float(r["n"]), log_link(since=since, until=until, recipient=r["address"])) for r in rc)))
@@ -246,13 +249,13 @@ def charts_for(user: Any) -> list[Chart]:
     reloaded does not aggregate the log again (first load on a 1M-row log: ADR 0051)."""
     from django.core.cache import cache
 
-    from webadmin.access import messages_visible_to
+    from webadmin.access import message_recipients_visible_to, messages_visible_to
 
     key = f"bulwark:charts:{user.pk}"
     hit = cache.get(key)
     if hit is not None:
         return hit  # type: ignore[no-any-return]
-    charts = dashboard_charts(messages_visible_to(user))
+    charts = dashboard_charts(messages_visible_to(user), recipients=message_recipients_visible_to(user))
     cache.set(key, charts, CACHE_SECONDS)
     return charts
 

@@ -16,7 +16,7 @@ def rollup() -> int:
     (Redis); with the default per-process cache it only warms the worker's own. Returns the
     number of accounts done."""
     from reports.charts import CACHE_SECONDS, dashboard_charts
-    from webadmin.access import messages_visible_to
+    from webadmin.access import message_recipients_visible_to, messages_visible_to
     from webadmin.models import Account, Role
 
     from django.core.cache import cache
@@ -24,8 +24,9 @@ def rollup() -> int:
     n = 0
     for acct in Account.objects.exclude(role=Role.USER).select_related("user"):
         if acct.user.is_active:
-            cache.set(f"bulwark:charts:{acct.user_id}", dashboard_charts(messages_visible_to(acct.user)),
-                      CACHE_SECONDS * 5)
+            charts = dashboard_charts(messages_visible_to(acct.user),
+                                      recipients=message_recipients_visible_to(acct.user))
+            cache.set(f"bulwark:charts:{acct.user_id}", charts, CACHE_SECONDS * 5)
             n += 1
     return n
 

@@ -239,6 +239,22 @@ def recipients_visible_to(user: Any, message: MessageLog) -> list[MessageRecipie
 _ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 
 
+def message_recipients_visible_to(user: Any) -> QuerySet[MessageRecipient]:
+    """The per-recipient rows this user may see, over every message (the queryset form of
+    :func:`recipients_visible_to`, for counts over many messages such as the dashboard's)."""
+    p = principal(user)
+    qs = MessageRecipient.objects.all()
+    if p.is_global:
+        return qs
+    if p.role == Role.DOMAIN_ADMIN and p.domains:
+        return qs.filter(Q(domain__in=p.domains) | Q(message__sender_domain__in=p.domains))
+    if p.role == Role.QUARANTINE_ADMIN and p.domains:
+        return qs.filter(domain__in=p.domains)
+    if p.role == Role.USER and p.addresses:
+        return qs.filter(address__in=p.addresses)
+    return qs.none()
+
+
 def redactor_for(user: Any, message: MessageLog) -> Callable[[str], str]:
     """Hide, in free text of one message (transcript lines, trace and symbol details), the
     addresses of recipients this user may not see: a message to two tenants must not show one
