@@ -46,6 +46,9 @@ INSTALLED_APPS = [
     "reports",
 ]
 
+# multipart files are bounded while received (webadmin/uploads.py), not after they filled the disk
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler",
+                        "webadmin.uploads.BoundedTemporaryFileUploadHandler"]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
