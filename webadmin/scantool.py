@@ -111,7 +111,27 @@ def parse_request(raw: bytes, *, ip: str = "", helo: str = "", sender: str = "",
     auth = auth.strip()
     if len(auth) > 255:
         raise ScanError("auth", "At most 255 characters.")
+    if domains is not None:
+        _check_sender_domain(raw, sender, auth, ip, domains)
     return ScanRequest(raw, ip or None, helo, sender or None, rcpts, auth, network)
+
+
+def _check_sender_domain(raw: bytes, sender: str, auth: str, ip: str, domains: frozenset[str]) -> None:
+    """An authenticated or trusted-network message is judged by its sender's domain (pipeline/
+    transaction.py): a domain administrator's scan may not be judged by another local domain's
+    policy (its settings and Sieve scripts would show in the result)."""
+    from gateway_milter.pipeline.rawmessage import split_message
+    from webadmin.management.commands.scan import guess_sender
+    from webadmin.services import current_snapshot
+
+    snapshot = current_snapshot()
+    if not auth and not (ip and snapshot.is_trusted_ip(ipaddress.ip_address(ip))):
+        return  # judged by the recipients' domain, which is theirs
+    envelope = sender or guess_sender(split_message(raw)[0])
+    dom = snapshot.canonical_domain(envelope.rpartition("@")[2]) if "@" in envelope else None
+    if dom is not None and dom not in domains:
+        raise ScanError("sender", f"{envelope[:80]} is in {dom}, a domain you do not administer: an authenticated "
+                                  "or trusted-network message is judged by its sender's domain.")
 
 
 def _header_recipients(raw: bytes) -> tuple[str, ...]:

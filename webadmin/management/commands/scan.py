@@ -34,6 +34,13 @@ class _NoLog:
         pass
 
 
+def guess_sender(headers: list[tuple[str, str]]) -> str:
+    """The envelope sender of a message scanned without one: its Return-Path, else its From."""
+    hdr = dict((n.lower(), v) for n, v in reversed(headers))
+    rp = addresses([hdr.get("return-path", "")]) or addresses([hdr.get("from", "")])
+    return rp[0][1] if rp and rp[0][1] else (addresses([hdr.get("from", "")]) or [("", "")])[0][1]
+
+
 def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str | None, rcpts: list[str],
              auth: str, greylist: bool = False) -> dict[str, Any]:
     headers, body = split_message(raw)
@@ -45,8 +52,7 @@ def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str 
     hdr = dict((n.lower(), v) for n, v in reversed(headers))
     guessed = sender is None
     if sender is None:
-        rp = addresses([hdr.get("return-path", "")]) or addresses([hdr.get("from", "")])
-        sender = rp[0][1] if rp and rp[0][1] else (addresses([hdr.get("from", "")]) or [("", "")])[0][1]
+        sender = guess_sender(headers)
     if not rcpts:
         rcpts = [a for _, a in addresses([hdr.get("to", ""), hdr.get("cc", "")]) if a] or ["postmaster@localhost"]
     gw.mail(ctx, sender or "")
