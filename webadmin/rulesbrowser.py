@@ -39,7 +39,9 @@ class RuleRow:
 
 
 def hit_counts(messages: Any, sample: int = SAMPLE) -> tuple[Counter[str], Counter[str], int]:
-    """(junk hits, good hits, messages read) per symbol among the newest ``sample`` messages."""
+    """(junk hits, good hits, messages read) per symbol among the newest ``sample`` messages.
+    Good mail is accepted mail, as the hits' link into the log and the dashboard count it: a
+    tempfailed message (the spam an antivirus outage held) is neither."""
     from reports.charts import symbol_names
     from reports.search import JUNK
 
@@ -48,7 +50,10 @@ def hit_counts(messages: Any, sample: int = SAMPLE) -> tuple[Counter[str], Count
     n = 0
     for action, syms in messages.order_by("-time").values_list("action", "symbols")[:sample]:
         n += 1
-        (junk if action in JUNK else good).update(symbol_names(syms))
+        if action in JUNK:
+            junk.update(symbol_names(syms))
+        elif action == "accept":
+            good.update(symbol_names(syms))
     return junk, good, n
 
 
