@@ -205,6 +205,12 @@ def access_script(user: Any, pk: Any) -> SieveScript:
 
 
 # -- message log ---------------------------------------------------------------------------------
+# A message is its sender's (domain's) business only when the gateway saw it sent from inside
+# (authenticated or from a trusted network): anyone outside may write MAIL FROM a local
+# address, and spam to another tenant forging it would show them that tenant's mail.
+SENT = ("outbound", "local")
+
+
 def messages_visible_to(user: Any) -> QuerySet[MessageLog]:
     p = principal(user)
     if p.is_global:
@@ -214,11 +220,11 @@ def messages_visible_to(user: Any) -> QuerySet[MessageLog]:
         # in bench/msglog_search_bench.py (docs/decisions/0050-message-log-search.md).
         rc = MessageRecipient.objects.filter(domain__in=p.domains).values("message_id")
         if p.role == Role.DOMAIN_ADMIN:
-            return MessageLog.objects.filter(Q(id__in=rc) | Q(sender_domain__in=p.domains))
+            return MessageLog.objects.filter(Q(id__in=rc) | Q(sender_domain__in=p.domains, direction__in=SENT))
         return MessageLog.objects.filter(id__in=rc)
     if p.role == Role.USER and p.may("view_log") and p.addresses:
         rc = MessageRecipient.objects.filter(address__in=p.addresses).values("message_id")
-        return MessageLog.objects.filter(Q(id__in=rc) | Q(mail_from__in=p.addresses))
+        return MessageLog.objects.filter(Q(id__in=rc) | Q(mail_from__in=p.addresses, direction__in=SENT))
     return MessageLog.objects.none()
 
 
@@ -229,7 +235,8 @@ def recipients_visible_to(user: Any, message: MessageLog) -> list[MessageRecipie
     rows = list(message.recipients.all())
     if p.is_global:
         return rows
-    if p.role == Role.DOMAIN_ADMIN and any(message.mail_from.lower().endswith("@" + d) for d in p.domains):
+    if (p.role == Role.DOMAIN_ADMIN and message.direction in SENT
+            and any(message.mail_from.lower().endswith("@" + d) for d in p.domains)):
         return rows  # the domain's own outbound message: its recipients are the domain's business
     if p.role in (Role.DOMAIN_ADMIN, Role.QUARANTINE_ADMIN):
         return [r for r in rows if r.domain.lower() in p.domains]
@@ -247,7 +254,7 @@ def message_recipients_visible_to(user: Any) -> QuerySet[MessageRecipient]:
     if p.is_global:
         return qs
     if p.role == Role.DOMAIN_ADMIN and p.domains:
-        return qs.filter(Q(domain__in=p.domains) | Q(message__sender_domain__in=p.domains))
+        return qs.filter(Q(domain__in=p.domains) | Q(message__sender_domain__in=p.domains, message__direction__in=SENT))
     if p.role == Role.QUARANTINE_ADMIN and p.domains:
         return qs.filter(domain__in=p.domains)
     if p.role == Role.USER and p.addresses:
