@@ -22,7 +22,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from gateway_milter.antispam.bayes import BayesClassifier, learn_item, mixed_order
 from gateway_milter.antispam.saview import trust_config_for
@@ -51,10 +51,18 @@ class Progress:
         width = 30
         filled = int(width * n / self.total)
         line = f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {n}/{self.total}"
-        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        self._write(("\r" + line) if self.tty else line + "\n")
         if n >= self.total and self.tty:
-            self.stream.write("\n")
+            self._write("\n")
         self.stream.flush()
+
+    def _write(self, text: str) -> None:
+        # a command's stderr (Django's OutputWrapper) ends each write with a newline unless told
+        # not to: the bar would scroll a line per update instead of redrawing
+        if isinstance(self.stream, OutputWrapper):
+            self.stream.write(text, ending="")
+        else:
+            self.stream.write(text)
 
 
 def _collect(paths: list[str]) -> list[tuple[str, bytes]]:
