@@ -74,7 +74,14 @@ def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[str, bytes]]:
     with open(path, "rb") as f:
         head = f.read(5)
     if head == b"From ":
-        for i, msg in enumerate(mailbox.mbox(str(path), create=False)):
-            yield f"{path}#{i + 1}", msg.as_bytes()
+        # each message's bytes as they lie in the file (less its From_ line), as a message file
+        # is read: not parsed and written out again by the email package, which refolds long
+        # headers and turns bare CRs into line ends (another text, another Bayes identity)
+        mb = mailbox.mbox(str(path), create=False)
+        try:
+            for i, key in enumerate(mb.iterkeys()):
+                yield f"{path}#{i + 1}", mb.get_bytes(key)
+        finally:
+            mb.close()
         return
     yield str(path), path.read_bytes()
