@@ -5,7 +5,6 @@ directory."""
 
 from __future__ import annotations
 
-import mailbox
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +41,40 @@ def split_message(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
 _NOT_MESSAGES = re.compile(r"\.|dovecot[.-]|courierimap|maildirfolder$|subscriptions$")
 
 
+# a From_ line as mbox writers make it: sender, then asctime's date ("Mon Jan  1 00:00:00 2024",
+# a zone before the year in some)
+_FROM_LINE = re.compile(rb"From \S+ +[A-Z][a-z]{2} +[A-Z][a-z]{2} +\d{1,2} +\d{1,2}:\d\d(:\d\d)? +(\S+ +)?\d{4}\s*$")
+
+
+def _mbox_messages(path: Path) -> Iterator[bytes]:
+    """The messages of an mbox file, each as it lies in the file (less its From_ line and the
+    empty line before the next): not parsed and written out again by the email package, which
+    refolds long headers and turns bare CRs into line ends (another text, another Bayes
+    identity). A message starts at a line starting ``From `` at the top of the file or after an
+    empty line (RFC 4155), or at one that reads as a whole From_ line, sender and date (files
+    joined with cat), not at every such line: Dovecot, Thunderbird and Content-Length mboxes
+    leave a body's ``From `` lines unquoted. One message in memory at a time."""
+    lines: list[bytes] | None = None
+    after_empty = True
+    with open(path, "rb") as f:
+        for line in f:
+            if line.startswith(b"From ") and (after_empty or _FROM_LINE.match(line)):
+                if lines is not None:
+                    yield _without_separator(lines)
+                lines = []
+            elif lines is not None:
+                lines.append(line)
+            after_empty = line in (b"\n", b"\r\n")
+    if lines is not None:
+        yield _without_separator(lines)
+
+
+def _without_separator(lines: list[bytes]) -> bytes:
+    if lines and lines[-1] in (b"\n", b"\r\n"):  # (the empty line before the next From_ line)
+        lines.pop()
+    return b"".join(lines)
+
+
 def is_maildir(path: Path) -> bool:
     """A maildir has cur/ and new/ (and tmp/, where messages are still being written)."""
     return (path / "cur").is_dir() and (path / "new").is_dir()
@@ -74,14 +107,7 @@ def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[str, bytes]]:
     with open(path, "rb") as f:
         head = f.read(5)
     if head == b"From ":
-        # each message's bytes as they lie in the file (less its From_ line), as a message file
-        # is read: not parsed and written out again by the email package, which refolds long
-        # headers and turns bare CRs into line ends (another text, another Bayes identity)
-        mb = mailbox.mbox(str(path), create=False)
-        try:
-            for i, key in enumerate(mb.iterkeys()):
-                yield f"{path}#{i + 1}", mb.get_bytes(key)
-        finally:
-            mb.close()
+        for i, raw in enumerate(_mbox_messages(path)):
+            yield f"{path}#{i + 1}", raw
         return
     yield str(path), path.read_bytes()
