@@ -115,8 +115,17 @@ class Command(BaseCommand):
                    "recipients": rec["recipients"], "ms": rec["ms"]}
             self.stdout.write(json.dumps(out))
             return
-        self.stdout.write(f"{label}: {rec['action']} score={rec['score']:.2f} reason={rec['reason'] or '-'}")
-        for s in rec["symbols"]:
-            self.stdout.write(f"  symbol {s['name']} ({s['score']:g}) {s['detail']}")
-        for t in rec["trace"]:
-            self.stdout.write(f"  trace {t['source']}: {t['event']} {t['detail']} [{t['ms']} ms]")
+        lines = [f"{label}: {rec['action']} score={rec['score']:.2f} reason={rec['reason'] or '-'}"]
+        lines += [f"  symbol {s['name']} ({s['score']:g}) {s['detail']}" for s in rec["symbols"]]
+        lines += [f"  trace {t['source']}: {t['event']} {t['detail']} [{t['ms']} ms]" for t in rec["trace"]]
+        for line in lines:
+            self.stdout.write(_printable(line))
+
+
+def _printable(text: str) -> str:
+    """Text with the bytes Python decoded as surrogates (a file name that is not UTF-8, a raw
+    8-bit header) written as \\xNN: a stdout that encodes strictly would raise on them."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # (a surrogate surrogateescape did not make)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
