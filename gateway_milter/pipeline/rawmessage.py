@@ -5,8 +5,9 @@ directory."""
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 _HDR = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$", re.S)
@@ -46,8 +47,8 @@ _NOT_MESSAGES = re.compile(r"\.|dovecot[.-]|courierimap|maildirfolder$|subscript
 _FROM_LINE = re.compile(rb"From \S+ +[A-Z][a-z]{2} +[A-Z][a-z]{2} +\d{1,2} +\d{1,2}:\d\d(:\d\d)? +(\S+ +)?\d{4}\s*$")
 
 
-def _mbox_messages(path: Path) -> Iterator[bytes]:
-    """The messages of an mbox file, each as it lies in the file (less its From_ line and the
+def _mbox_messages(file_lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The messages of an mbox file (its lines), each as it lies in the file (less its From_ line and the
     empty line before the next): not parsed and written out again by the email package, which
     refolds long headers and turns bare CRs into line ends (another text, another Bayes
     identity). A message starts at a line starting ``From `` at the top of the file or after an
@@ -56,15 +57,14 @@ def _mbox_messages(path: Path) -> Iterator[bytes]:
     leave a body's ``From `` lines unquoted. One message in memory at a time."""
     lines: list[bytes] | None = None
     after_empty = True
-    with open(path, "rb") as f:
-        for line in f:
-            if line.startswith(b"From ") and (after_empty or _FROM_LINE.match(line)):
-                if lines is not None:
-                    yield _without_separator(lines)
-                lines = []
-            elif lines is not None:
-                lines.append(line)
-            after_empty = line in (b"\n", b"\r\n")
+    for line in file_lines:
+        if line.startswith(b"From ") and (after_empty or _FROM_LINE.match(line)):
+            if lines is not None:
+                yield _without_separator(lines)
+            lines = []
+        elif lines is not None:
+            lines.append(line)
+        after_empty = line in (b"\n", b"\r\n")
     if lines is not None:
         yield _without_separator(lines)
 
@@ -104,10 +104,13 @@ def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[str, bytes]]:
             if not _NOT_MESSAGES.match(p.name) and (p.is_dir() or p.is_file()):
                 yield from _iter_messages(p, seen)
         return
+    # opened once, read on from its first bytes: a pipe (/dev/stdin, <(zcat junk.mbox.gz)) has
+    # nothing left for a second open
     with open(path, "rb") as f:
         head = f.read(5)
-    if head == b"From ":
-        for i, raw in enumerate(_mbox_messages(path)):
-            yield f"{path}#{i + 1}", raw
-        return
-    yield str(path), path.read_bytes()
+        if head == b"From ":
+            for i, raw in enumerate(_mbox_messages(itertools.chain([head + f.readline()], f))):
+                yield f"{path}#{i + 1}", raw
+            return
+        raw = head + f.read()
+    yield str(path), raw
