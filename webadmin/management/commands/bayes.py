@@ -71,7 +71,10 @@ def _collect(paths: list[str]) -> list[tuple[str, bytes]]:
         path = Path(p)
         if not path.exists():
             raise CommandError(f"{p}: no such file or directory")
-        out += [(n, raw) for n, raw in iter_messages(path) if Path(n.split("#")[0]).name != "cmds"]
+        try:
+            out += [(n, raw) for n, raw in iter_messages(path) if Path(n.split("#")[0]).name != "cmds"]
+        except OSError as e:  # (a file or directory this user may not read)
+            raise CommandError(f"{e.filename or p}: {e.strerror or e}") from None
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ class Command(BaseCommand):
             path = Path(p)
             if not path.exists():
                 raise CommandError(f"{p}: no such file or directory")
-            for label, raw in iter_messages(path):
+            for label, raw in _read(path):
                 n += 1
                 rec = scan_one(gw, raw, ip=o["ip"], helo=o["helo"], sender=o["sender"], rcpts=o["rcpt"],
                                auth=o["auth"], greylist=o["greylist"])
@@ -120,6 +121,20 @@ class Command(BaseCommand):
         lines += [f"  trace {t['source']}: {t['event']} {t['detail']} [{t['ms']} ms]" for t in rec["trace"]]
         for line in lines:
             self.stdout.write(_printable(line))
+
+
+def _read(path: Path) -> Iterator[tuple[str, bytes]]:
+    """The messages of a path; a file or directory this user may not read ends the scan with its
+    name (an error of the pipeline itself is not caught here)."""
+    it = iter_messages(path)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except OSError as e:
+            raise CommandError(_printable(f"{e.filename or path}: {e.strerror or e}")) from None
+        yield item
 
 
 def _printable(text: str) -> str:
