@@ -161,6 +161,13 @@ class Command(BaseCommand):
         # an empty file is no message (it read as one "already known")
         items = mixed_order([(s, r) for s, r in found if r.strip()], itemgetter(1))
         empty = len(found) - len(items)
+        # a message given as spam and as ham (a copy in the inbox and in the junk folder) is
+        # learned as neither: else it was learned as one class, then moved to the other
+        classes: dict[bytes, set[bool]] = {}
+        for is_spam, raw in items:
+            classes.setdefault(raw, set()).add(is_spam)
+        both = {raw for raw, seen in classes.items() if len(seen) > 1}
+        items = [(s, r) for s, r in items if r not in both]
         bar = Progress(len(items), "learning", self.stderr)
         learned = 0
         trust = trust_config_for(current_snapshot(), None)  # (relays read as the milter reads them)
@@ -174,6 +181,7 @@ class Command(BaseCommand):
             bar.update(start + len(batch))
         self.stdout.write(f"learned {learned} message(s), {len(items) - learned} already known"
                           + (f", {empty} empty file(s) skipped" if empty else "")
+                          + (f", {len(both)} given as both spam and ham not learned" if both else "")
                           + ("" if found else " (no messages found)"))
 
     def do_forget(self, o: dict[str, Any]) -> None:
