@@ -22,7 +22,7 @@ def _log(log_id: str, direction: str, mail_from: str, rcpt: str, subject: str): 
 
 
 def test_a_forged_local_sender_does_not_show_another_tenants_mail(world: World) -> None:
-    forged = _log("forged0000000000000000000000001", "inbound", "user@a.example", "ceo@b.example",
+    forged = _log("forged00000000000000000000000001", "inbound", "user@a.example", "ceo@b.example",
                   "tenant-b-private-subject")
     for role in ("domain_admin", "user"):
         c = world.client(role, "a")
@@ -35,7 +35,7 @@ def test_a_forged_local_sender_does_not_show_another_tenants_mail(world: World) 
 
 
 def test_mail_the_domain_sent_stays_its_business(world: World) -> None:
-    sent = _log("sent00000000000000000000000000001", "outbound", "user@a.example", "partner@remote.test",
+    sent = _log("sent0000000000000000000000000001", "outbound", "user@a.example", "partner@remote.test",
                 "tenant-a-outbound-subject")
     c = world.client("domain_admin", "a")
     page = c.get(f"/logging/log/{sent.pk}/")
