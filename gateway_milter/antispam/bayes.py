@@ -107,11 +107,16 @@ def token_step(wraws: Sequence[int], graws: Sequence[int], is_spam: bool) -> tup
     return dws, dgs
 
 
+def order_key(raw: bytes) -> bytes:
+    """A message's place in :func:`mixed_order` (a hash of its bytes)."""
+    return hashlib.blake2b(raw, digest_size=8).digest()
+
+
 def mixed_order(items: Sequence[T], raw_of: Callable[[T], bytes]) -> list[T]:
     """Items in an order fixed by a hash of each message's bytes: spam and ham mixed, as online
     learning needs (a corpus learned all spam first, then all ham, would leave the token model
     leaning to ham), and the same order on every run."""
-    return sorted(items, key=lambda it: hashlib.blake2b(raw_of(it), digest_size=8).digest())
+    return sorted(items, key=lambda it: order_key(raw_of(it)))
 
 
 def scope_key(scope: str) -> str:

@@ -1,14 +1,18 @@
 """Split a raw RFC 5322 message into the (name, value) header list and body, as an MTA hands
 them to a milter. Tolerant: bare LF, a missing blank line, or header lines without a colon never
 raise. :func:`iter_messages` reads the messages of a file, an mbox file, a maildir or a
-directory."""
+directory; :func:`iter_message_refs` also says where each lies, to read it again later."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 _HDR = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$", re.S)
 
@@ -47,32 +51,63 @@ _NOT_MESSAGES = re.compile(r"\.|dovecot[.-]|courierimap|maildirfolder$|subscript
 _FROM_LINE = re.compile(rb"From \S+ +[A-Z][a-z]{2} +[A-Z][a-z]{2} +\d{1,2} +\d{1,2}:\d\d(:\d\d)? +(\S+ +)?\d{4}\s*$")
 
 
-def _mbox_messages(file_lines: Iterable[bytes]) -> Iterator[bytes]:
-    """The messages of an mbox file (its lines), each as it lies in the file (less its From_ line and the
-    empty line before the next): not parsed and written out again by the email package, which
-    refolds long headers and turns bare CRs into line ends (another text, another Bayes
-    identity). A message starts at a line starting ``From `` at the top of the file or after an
-    empty line (RFC 4155), or at one that reads as a whole From_ line, sender and date (files
-    joined with cat), not at every such line: Dovecot, Thunderbird and Content-Length mboxes
-    leave a body's ``From `` lines unquoted. One message in memory at a time."""
+def _mbox_messages(file_lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    """The messages of an mbox file (its lines), each with its offset in the file and as it lies
+    there (less its From_ line and the empty line before the next): not parsed and written out
+    again by the email package, which refolds long headers and turns bare CRs into line ends
+    (another text, another Bayes identity). A message starts at a line starting ``From `` at
+    the top of the file or after an empty line (RFC 4155), or at one that reads as a whole From_
+    line, sender and date (files joined with cat), not at every such line: Dovecot, Thunderbird
+    and Content-Length mboxes leave a body's ``From `` lines unquoted. One message in memory at
+    a time."""
     lines: list[bytes] | None = None
     after_empty = True
+    at = start = 0
     for line in file_lines:
         if line.startswith(b"From ") and (after_empty or _FROM_LINE.match(line)):
             if lines is not None:
-                yield _without_separator(lines)
+                yield start, _without_separator(lines)
             lines = []
+            start = at + len(line)
         elif lines is not None:
             lines.append(line)
         after_empty = line in (b"\n", b"\r\n")
+        at += len(line)
     if lines is not None:
-        yield _without_separator(lines)
+        yield start, _without_separator(lines)
 
 
 def _without_separator(lines: list[bytes]) -> bytes:
     if lines and lines[-1] in (b"\n", b"\r\n"):  # (the empty line before the next From_ line)
         lines.pop()
     return b"".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """Where a message lies, to read it again later instead of keeping it in memory: a span of
+    a regular file (a whole .eml file, or one message of an mbox), or the bytes themselves when
+    the source cannot be read twice (a pipe)."""
+
+    label: str
+    path: str = ""
+    offset: int = 0
+    length: int = 0
+    raw: bytes | None = None
+
+    def read(self, files: dict[str, BinaryIO] | None = None) -> bytes:
+        """The message's bytes (*files*: open files to reuse, by path; the caller closes them)."""
+        if self.raw is not None:
+            return self.raw
+        if files is None:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                return f.read(self.length)
+        fh = files.get(self.path)
+        if fh is None:
+            fh = files[self.path] = open(self.path, "rb")  # noqa: SIM115 - closed by the caller
+        fh.seek(self.offset)
+        return fh.read(self.length)
 
 
 def is_maildir(path: Path) -> bool:
@@ -86,10 +121,18 @@ def iter_messages(path: Path) -> Iterator[tuple[str, bytes]]:
     as .Junk, which must be named on their own, not the server's files beside them); of another
     directory every file and subdirectory in name order, leaving out hidden names and mail
     server bookkeeping (``dovecot-uidlist``, ``maildirfolder``, ``subscriptions``, ...)."""
+    for ref, raw in _iter_messages(path, set()):
+        yield ref.label, raw
+
+
+def iter_message_refs(path: Path) -> Iterator[tuple[MessageRef, bytes]]:
+    """As :func:`iter_messages`, each message with where it lies (:class:`MessageRef`), so that
+    a caller going over a corpus twice (to count and order it, then to use it) need not keep
+    every message in memory in between."""
     yield from _iter_messages(path, set())
 
 
-def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[str, bytes]]:
+def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[MessageRef, bytes]]:
     if path.is_dir():
         real = path.resolve()
         if real in seen:  # a symbolic link back up the tree
@@ -98,7 +141,8 @@ def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[str, bytes]]:
         if is_maildir(path):
             for p in sorted(p for sub in ("cur", "new") for p in (path / sub).iterdir()):
                 if p.is_file() and not p.name.startswith("."):
-                    yield str(p), p.read_bytes()
+                    raw = p.read_bytes()
+                    yield MessageRef(str(p), str(p), 0, len(raw)), raw
             return
         for p in sorted(path.iterdir()):  # (not a socket, not a dangling link)
             if not _NOT_MESSAGES.match(p.name) and (p.is_dir() or p.is_file()):
@@ -107,10 +151,12 @@ def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[str, bytes]]:
     # opened once, read on from its first bytes: a pipe (/dev/stdin, <(zcat junk.mbox.gz)) has
     # nothing left for a second open
     with open(path, "rb") as f:
+        again = stat.S_ISREG(os.fstat(f.fileno()).st_mode)  # (can be read again later)
         head = f.read(5)
         if head == b"From ":
-            for i, raw in enumerate(_mbox_messages(itertools.chain([head + f.readline()], f))):
-                yield f"{path}#{i + 1}", raw
+            for i, (offset, raw) in enumerate(_mbox_messages(itertools.chain([head + f.readline()], f))):
+                label = f"{path}#{i + 1}"
+                yield (MessageRef(label, str(path), offset, len(raw)) if again else MessageRef(label, raw=raw)), raw
             return
         raw = head + f.read()
-    yield str(path), raw
+    yield (MessageRef(str(path), str(path), 0, len(raw)) if again else MessageRef(str(path), raw=raw)), raw

@@ -15,18 +15,21 @@ as .Junk only when named) or an mbox file. Training is idempotent.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
-from operator import itemgetter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
-from gateway_milter.antispam.bayes import BayesClassifier, learn_item, mixed_order
+from gateway_milter.antispam.bayes import BayesClassifier, learn_item, order_key
 from gateway_milter.antispam.saview import trust_config_for
-from gateway_milter.pipeline.rawmessage import iter_messages
+from gateway_milter.pipeline.rawmessage import MessageRef, iter_message_refs
 from gateway_milter.store import StoreError, batch_writes, default_store
 from webadmin.antispam_state import StateInputError, parse_scope
 from webadmin.antispam_tasks import view_of_bytes
@@ -65,17 +68,54 @@ class Progress:
             self.stream.write(text)
 
 
-def _collect(paths: list[str]) -> list[tuple[str, bytes]]:
-    out = []
+@dataclass(slots=True)
+class _Found:
+    """A message found under the paths, not kept in memory (a corpus may be larger than it):
+    where it lies, the key of its place in the learning order and a digest of its bytes."""
+
+    ref: MessageRef
+    is_spam: bool
+    order: bytes
+    digest: bytes
+
+
+def _collect(paths: list[str], is_spam: bool = True) -> tuple[list[_Found], int]:
+    """The messages under the paths (``cmds`` files of the SpamAssassin corpus left out) and the
+    number of empty files; a missing or unreadable path ends the command with its reason."""
+    out: list[_Found] = []
+    empty = 0
     for p in paths:
         path = Path(p)
         if not path.exists():
             raise CommandError(f"{p}: no such file or directory")
         try:
-            out += [(n, raw) for n, raw in iter_messages(path) if Path(n.split("#")[0]).name != "cmds"]
+            for ref, raw in iter_message_refs(path):
+                if Path(ref.label.split("#")[0]).name == "cmds":
+                    continue
+                if not raw.strip():  # an empty file is no message (it read as one "already known")
+                    empty += 1
+                    continue
+                out.append(_Found(ref, is_spam, order_key(raw), hashlib.blake2b(raw, digest_size=20).digest()))
         except OSError as e:  # (a file or directory this user may not read)
             raise CommandError(f"{e.filename or p}: {e.strerror or e}") from None
-    return out
+    return out, empty
+
+
+def _read(found: list[_Found]) -> Iterator[tuple[_Found, bytes]]:
+    """The messages' bytes again, in the given order; one that changed since it was found (an
+    mbox rewritten meanwhile) is left out."""
+    files: dict[str, BinaryIO] = {}
+    try:
+        for f in found:
+            try:
+                raw = f.ref.read(files)
+            except OSError:
+                continue
+            if hashlib.blake2b(raw, digest_size=20).digest() == f.digest:
+                yield f, raw
+    finally:
+        for fh in files.values():
+            fh.close()
 
 
 class Command(BaseCommand):
@@ -156,33 +196,38 @@ class Command(BaseCommand):
     def do_train(self, o: dict[str, Any]) -> None:
         if not o["spam"] and not o["ham"]:
             raise CommandError("give --spam and/or --ham")
+        # read twice, not kept: once to find and order the messages, once to learn them (a
+        # corpus can be larger than the memory)
+        spam, empty_spam = _collect(o["spam"], True)
+        ham, empty_ham = _collect(o["ham"], False)
+        empty = empty_spam + empty_ham
         # spam and ham mixed (the token model learns online, in this order; the counts do not mind)
-        found = [(True, r) for _, r in _collect(o["spam"])] + [(False, r) for _, r in _collect(o["ham"])]
-        # an empty file is no message (it read as one "already known")
-        items = mixed_order([(s, r) for s, r in found if r.strip()], itemgetter(1))
-        empty = len(found) - len(items)
+        items = sorted(spam + ham, key=attrgetter("order"))
         # a message given as spam and as ham (a copy in the inbox and in the junk folder) is
         # learned as neither: else it was learned as one class, then moved to the other
         classes: dict[bytes, set[bool]] = {}
-        for is_spam, raw in items:
-            classes.setdefault(raw, set()).add(is_spam)
-        both = {raw for raw, seen in classes.items() if len(seen) > 1}
-        items = [(s, r) for s, r in items if r not in both]
+        for f in items:
+            classes.setdefault(f.digest, set()).add(f.is_spam)
+        both = {d for d, seen in classes.items() if len(seen) > 1}
+        items = [f for f in items if f.digest not in both]
         bar = Progress(len(items), "learning", self.stderr)
-        learned = 0
+        learned = read = 0
         trust = trust_config_for(current_snapshot(), None)  # (relays read as the milter reads them)
         bc = BayesClassifier(default_store())
         # in batches: one read and one write a batch, the same store contents as one by one
         # (learn_many; on the embedded SQLite store about 3 times less CPU a message)
         for start in range(0, len(items), TRAIN_BATCH):
-            batch = items[start:start + TRAIN_BATCH]
-            learned += sum(bc.learn_many([learn_item(view_of_bytes(raw, trust), is_spam, [o["scope"]])
-                                          for is_spam, raw in batch]))
-            bar.update(start + len(batch))
-        self.stdout.write(f"learned {learned} message(s), {len(items) - learned} already known"
+            batch = list(_read(items[start:start + TRAIN_BATCH]))
+            read += len(batch)
+            learned += sum(bc.learn_many([learn_item(view_of_bytes(raw, trust), f.is_spam, [o["scope"]])
+                                          for f, raw in batch]))
+            bar.update(min(start + TRAIN_BATCH, len(items)))
+        changed = len(items) - read
+        self.stdout.write(f"learned {learned} message(s), {read - learned} already known"
                           + (f", {empty} empty file(s) skipped" if empty else "")
                           + (f", {len(both)} given as both spam and ham not learned" if both else "")
-                          + ("" if found else " (no messages found)"))
+                          + (f", {changed} changed or gone since they were found not learned" if changed else "")
+                          + ("" if items or empty or both else " (no messages found)"))
 
     def do_forget(self, o: dict[str, Any]) -> None:
         bc = BayesClassifier(default_store())
@@ -190,15 +235,16 @@ class Command(BaseCommand):
             bc.wipe(o["scope"])
             self.stdout.write(f"scope {o['scope']} wiped")
             return
-        items = _collect(o["spam"] + o["ham"])
+        items, _ = _collect(o["spam"] + o["ham"])
         bar = Progress(len(items), "forgetting", self.stderr)
         n = 0
         # the view as train made it (the same trust path): else the sender history taken back
         # is another sender's, and the message's own stays
         trust = trust_config_for(current_snapshot(), None)
-        for i, (_, raw) in enumerate(items, 1):
+        for i, (_, raw) in enumerate(_read(items), 1):
             n += bc.forget(view_of_bytes(raw, trust), [o["scope"]])
             bar.update(i)
+        bar.update(len(items))
         self.stdout.write(f"forgot {n} message(s)")
 
     def do_stats(self, o: dict[str, Any]) -> None:
