@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway_milter.clitext import printable
 from gateway_milter.context import (
     ConnectionInfo,
     MessageContext,
@@ -67,9 +68,9 @@ def check(path: str, out: TextIO) -> int:
     try:
         compile_script(source, path, loader=lambda n, loc: _sibling(path, n))
     except CompileError as e:
-        out.writelines(f"{path}:{err.line}:{err.column}: {err.message}\n" for err in e.errors)
+        out.writelines(printable(f"{path}:{err.line}:{err.column}: {err.message}") + "\n" for err in e.errors)
         return 1
-    out.write(f"{path}: OK\n")
+    out.write(printable(f"{path}: OK") + "\n")
     return 0
 
 
@@ -120,16 +121,16 @@ def test(path: str, message: str, out: TextIO, *, mail_from: str = "", rcpt: lis
             out.write(json.dumps({"actions": [], "implicit_keep": True,
                                   "error": f"{first.line}:{first.column}: {first.message}"}) + "\n")
         else:
-            out.writelines(f"{path}:{err.line}:{err.column}: {err.message}\n" for err in e.errors)
+            out.writelines(printable(f"{path}:{err.line}:{err.column}: {err.message}") + "\n" for err in e.errors)
         return 2
     if as_json:
         out.write(json.dumps({"actions": [action_json(a) for a in res.actions], "implicit_keep": res.implicit_keep,
                               "error": str(res.error) if res.error else None}) + "\n")
         return 1 if res.error else 0
-    out.writelines(action_line(a) + "\n" for a in res.actions)
+    out.writelines(printable(action_line(a)) + "\n" for a in res.actions)
     if res.implicit_keep:
         out.write("keep (implicit)\n")
     if res.error:
-        out.write(f"error: {res.error}\n")
+        out.write(printable(f"error: {res.error}") + "\n")
         return 1
     return 0

@@ -1145,6 +1145,8 @@ def c_addheader(cc: CompileContext, cmd: Command) -> Exec:
     if vconst is not None and any(ord(c) < 32 and c not in "\t\r\n" for c in vconst):
         cc.warnings.append(SieveError(args.pos[1].line, args.pos[1].col,
                                       "header value contains control characters"))
+    if vconst is not None and not _utf8(vconst):  # (a script file's bytes that are not UTF-8)
+        raise SieveError(args.pos[1].line, args.pos[1].col, "specified value is not valid UTF-8")
     max_size = int(cc.data.get("editheader.max_header_size", 2048))
     if vconst is not None and name_c is not None and len(name_c) + 2 + len(vconst.encode()) > max_size:
         raise SieveError(args.pos[1].line, args.pos[1].col, f"header field is too large (limit {max_size} bytes)")

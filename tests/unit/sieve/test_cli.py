@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 from gateway_milter.sieve import cli
 
@@ -62,3 +64,37 @@ def test_it_checks_scripts_with_line_and_column(tmp_path: Path) -> None:
     good.write_text(SCRIPT)
     out = io.StringIO()
     assert cli.check(str(good), out) == 0
+
+
+class StrictOut(io.StringIO):
+    """A stdout that encodes strictly, as a UTF-8 terminal's does: surrogates raise."""
+
+    def write(self, s: str) -> int:
+        s.encode("utf-8")
+        return super().write(s)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+
+def test_a_file_name_or_script_text_that_is_not_utf8_is_printed_as_escapes(tmp_path: Path) -> None:
+    # a surrogate from a non-UTF-8 file name ended the command with UnicodeEncodeError on any
+    # UTF-8 terminal; a script's own text that is not UTF-8 made the compiler raise it
+    bad = os.fsdecode(bytes(tmp_path) + b"/bad\xe9.sieve")
+    Path(bad).write_bytes(b'require "editheader";\naddheader "X-T" "caf\xe9";\n')
+    out = StrictOut()
+    assert cli.check(bad, out) == 1
+    assert out.getvalue().startswith(os.fsdecode(bytes(tmp_path)) + "/bad\\xe9.sieve:2:")
+    assert "not valid UTF-8" in out.getvalue()
+    good = os.fsdecode(bytes(tmp_path) + b"/ok\xe9.sieve")
+    Path(good).write_bytes(b'require "editheader";\naddheader "X-T" "caf\xc3\xa9";\n')
+    m = tmp_path / "m.eml"
+    m.write_bytes(b"From: a@x.test\n\nbody\n")
+    out = StrictOut()
+    assert cli.check(good, out) == 0 and out.getvalue().endswith("ok\\xe9.sieve: OK\n")
+    out = StrictOut()
+    assert cli.test(good, str(m), out) == 0
+    assert "addheader X-T: caf\u00e9" in out.getvalue()
+    out = StrictOut()
+    assert cli.test(bad, str(m), out) == 2 and "bad\\xe9.sieve:2:" in out.getvalue()

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from gateway_milter.context import ConnectionInfo
 from gateway_milter.mime.headers import addresses
+from gateway_milter.clitext import printable
 from gateway_milter.pipeline.rawmessage import iter_messages, split_message
 from gateway_milter.pipeline.transaction import Gateway
 from gateway_milter.policy.provider import StaticPolicyProvider
@@ -120,7 +121,7 @@ class Command(BaseCommand):
         lines += [f"  symbol {s['name']} ({s['score']:g}) {s['detail']}" for s in rec["symbols"]]
         lines += [f"  trace {t['source']}: {t['event']} {t['detail']} [{t['ms']} ms]" for t in rec["trace"]]
         for line in lines:
-            self.stdout.write(_printable(line))
+            self.stdout.write(printable(line))
 
 
 def _read(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -133,14 +134,5 @@ def _read(path: Path) -> Iterator[tuple[str, bytes]]:
         except StopIteration:
             return
         except OSError as e:
-            raise CommandError(_printable(f"{e.filename or path}: {e.strerror or e}")) from None
+            raise CommandError(printable(f"{e.filename or path}: {e.strerror or e}")) from None
         yield item
-
-
-def _printable(text: str) -> str:
-    """Text with the bytes Python decoded as surrogates (a file name that is not UTF-8, a raw
-    8-bit header) written as \\xNN: a stdout that encodes strictly would raise on them."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # (a surrogate surrogateescape did not make)
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
