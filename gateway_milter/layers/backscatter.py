@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from gateway_milter.context import split_address
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
-from gateway_milter.store import StateStore, default_store
+from gateway_milter.store import StateStore, StoreError, default_store
 from gateway_milter.verdict import Direction, FailMode, Outcome, Reply, Stage
 
 if TYPE_CHECKING:
@@ -237,12 +237,22 @@ class BackscatterLayer(Layer[BackscatterSettings]):
         local = [r for r in ctx.recipients if r.is_local]
         valid: dict[str, str] = {}
         unknown: dict[str, str] = {}  # tags no stored key can judge (keys lost since): not refused
+        store_error = ""
         keys: list[dict[str, object]] | None = None
         for r in local:  # a tag is taken off whatever the sender and content: auto-replies and
             # replies to the Return-Path carry it too, and nothing downstream knows the address
             if _TAG.match(r.address.strip().strip("<>")):
                 if keys is None:
-                    keys = stored_keys(store)  # once for all the recipients
+                    try:
+                        keys = stored_keys(store)  # once for all the recipients
+                    except (StoreError, ValueError) as e:
+                        # keys that cannot be read judge no tag: as keys lost (unknown_key), the
+                        # recipient is untagged and delivered, not left with a prvs= address
+                        # nothing downstream knows (its bounce of a bounce would be dropped)
+                        keys = []
+                        store_error = f"{type(e).__name__}: {e}"
+                        log.warning("backscatter: BATV keys cannot be read, tags not verified: %s", store_error)
+                        ctx.add_trace(self.id, "error", f"keys cannot be read: {store_error}")
                 orig = verify(r.address, store, settings, keys=keys)
                 if orig:
                     valid[r.address] = orig
@@ -250,6 +260,8 @@ class BackscatterLayer(Layer[BackscatterSettings]):
                     unknown[r.address] = strip_tag(r.address)
         unsigned: list[str] = []
         facts: dict[str, object] = {"valid_tags": valid, "unknown_key": unknown, "unsigned": unsigned}
+        if store_error:
+            facts["store_error"] = store_error
         judged = not ctx.mail_from and settings.refuse_unsigned_bounces and bool(local)
         if judged and settings.only_dsn and not is_dsn(ctx):
             judged = False
