@@ -137,10 +137,11 @@ def sign(address: str, store: StateStore, validity_days: int = 7, now: float | N
     return f"prvs={kid}{ddd}{_mac(str(key['secret']), kid, ddd, address)}={address}"
 
 
-def verify(tagged: str, store: StateStore, s: BackscatterSettings, now: float | None = None,
+def verify(tagged: str, store: StateStore | None, s: BackscatterSettings, now: float | None = None,
            keys: list[dict[str, object]] | None = None) -> str | None:
     """The original address when ``tagged`` carries a valid, unexpired tag, else None.
-    ``keys``: the stored keys, read once by a caller checking several addresses."""
+    ``keys``: the stored keys, read once by a caller checking several addresses (``store`` is
+    then not read and may be None)."""
     now = time.time() if now is None else now
     m = _TAG.match(tagged.strip().strip("<>"))
     if not m:
@@ -152,7 +153,10 @@ def verify(tagged: str, store: StateStore, s: BackscatterSettings, now: float | 
     left = (int(ddd) - _day(now)) % 1000
     if left > MAX_VALIDITY_DAYS:
         return None
-    for k in stored_keys(store) if keys is None else keys:
+    if keys is None:
+        assert store is not None, "verify needs the store or the keys"
+        keys = stored_keys(store)
+    for k in keys:
         if int(str(k["id"])) != kid:
             continue
         retired = k.get("retired")
@@ -165,7 +169,7 @@ def verify(tagged: str, store: StateStore, s: BackscatterSettings, now: float | 
     return None
 
 
-def unknown_key(tagged: str, store: StateStore, s: BackscatterSettings, now: float | None = None,
+def unknown_key(tagged: str, store: StateStore | None, s: BackscatterSettings, now: float | None = None,
                 keys: list[dict[str, object]] | None = None) -> bool:
     """Whether ``tagged`` carries a well-formed, unexpired tag that no stored key can judge: no
     key is stored, or the tag was made before the oldest stored key existed. Keys in a store
@@ -179,6 +183,7 @@ def unknown_key(tagged: str, store: StateStore, s: BackscatterSettings, now: flo
     if left > s.validity_days:
         return False  # expired: judged like any other
     if keys is None:
+        assert store is not None, "unknown_key needs the store or the keys"
         keys = stored_keys(store)
     if not keys:
         return True
@@ -230,8 +235,7 @@ class BackscatterLayer(Layer[BackscatterSettings]):
     description = "BATV signing of outbound senders; unsigned bounces to local users refused"
 
     def check(self, ctx: MessageContext, settings: BackscatterSettings) -> LayerFindings:
-        store = default_store()
-        signed = sign_envelope_sender(ctx, settings, store)
+        signed = sign_envelope_sender(ctx, settings)  # (opens the store only to sign)
         if signed:
             return LayerFindings({"signed_sender": signed}, (self.symbol("BATV_SIGNED", 0.0, signed),))
         local = [r for r in ctx.recipients if r.is_local]
@@ -244,8 +248,8 @@ class BackscatterLayer(Layer[BackscatterSettings]):
             if _TAG.match(r.address.strip().strip("<>")):
                 if keys is None:
                     try:
-                        keys = stored_keys(store)  # once for all the recipients
-                    except (StoreError, ValueError) as e:
+                        keys = stored_keys(default_store())  # once for all the recipients
+                    except (StoreError, OSError, ValueError) as e:
                         # keys that cannot be read judge no tag: as keys lost (unknown_key), the
                         # recipient is untagged and delivered, not left with a prvs= address
                         # nothing downstream knows (its bounce of a bounce would be dropped)
@@ -253,10 +257,10 @@ class BackscatterLayer(Layer[BackscatterSettings]):
                         store_error = f"{type(e).__name__}: {e}"
                         log.warning("backscatter: BATV keys cannot be read, tags not verified: %s", store_error)
                         ctx.add_trace(self.id, "error", f"keys cannot be read: {store_error}")
-                orig = verify(r.address, store, settings, keys=keys)
+                orig = verify(r.address, None, settings, keys=keys)
                 if orig:
                     valid[r.address] = orig
-                elif unknown_key(r.address, store, settings, keys=keys):
+                elif unknown_key(r.address, None, settings, keys=keys):
                     unknown[r.address] = strip_tag(r.address)
         unsigned: list[str] = []
         facts: dict[str, object] = {"valid_tags": valid, "unknown_key": unknown, "unsigned": unsigned}

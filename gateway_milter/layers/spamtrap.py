@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
-from gateway_milter.store import StoreError, default_store
+from gateway_milter.store import StateStore, StoreError, default_store
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Stage
 
 if TYPE_CHECKING:
@@ -95,12 +95,16 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
     def check(self, ctx: MessageContext, settings: SpamTrapSettings) -> LayerFindings:
         traps = [r.address for r in ctx.recipients if r.is_local and is_trap(r.address, settings)]
         ip = str(ctx.conn.ip) if ctx.conn.ip else ""  # IPv4-mapped IPv6 as IPv4: one mark per client
-        store = default_store()
         symbols = []
         facts: dict[str, object] = {"traps": traps}
         # spotting a trap recipient needs no store: a store that fails only loses the IP mark
-        # (read or write), never SPAMTRAP itself
-        if ip and settings.mark_ip:
+        # (read or write), never SPAMTRAP itself; nor does one that cannot even be opened
+        store: StateStore | None = None
+        try:
+            store = default_store()
+        except (StoreError, OSError) as e:
+            facts["store_error"] = str(e)
+        if ip and settings.mark_ip and store is not None:
             try:
                 n = store.get(f"trap:ip:{ip}")
             except StoreError as e:
@@ -115,7 +119,7 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
                 # the trap, the message is quarantined instead: see policy_rules)
                 symbols.append(self.symbol("SPAMTRAP_ONLY", 0.0, ", ".join(traps)))
             if not ctx.scan_mode:
-                if settings.mark_ip and ip:
+                if settings.mark_ip and ip and store is not None:
                     try:
                         store.incr(f"trap:ip:{ip}", 1, ttl=settings.ip_ttl)
                     except StoreError as e:
