@@ -100,14 +100,11 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
         # spotting a trap recipient needs no store: a store that fails only loses the IP mark
         # (read or write), never SPAMTRAP itself; nor does one that cannot even be opened
         store: StateStore | None = None
-        try:
-            store = default_store()
-        except (StoreError, OSError) as e:
-            facts["store_error"] = str(e)
-        if ip and settings.mark_ip and store is not None:
+        if ip and settings.mark_ip:
             try:
+                store = default_store()
                 n = store.get(f"trap:ip:{ip}")
-            except StoreError as e:
+            except (StoreError, OSError) as e:
                 n = None
                 facts["store_error"] = str(e)
             if n is not None:
@@ -127,6 +124,9 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
                         log.warning("spam trap: the client's mark was not stored: %s", e)
                 if settings.train_bayes:
                     facts["learned"] = self._learn(ctx, learning_scopes(ctx, traps))
+        if "store_error" in facts:  # (facts stay out of the message log: the trace says it)
+            ctx.add_trace(self.id, "error",
+                          f"state store: {facts['store_error']} (the client's spam-trap mark not read or not stored)")
         return LayerFindings(facts, tuple(symbols))
 
     @staticmethod
