@@ -116,6 +116,8 @@ class DnsblLayer(Layer[DnsblSettings]):
                 symbols.append(self.symbol(z.symbol, z.weight, f"{ip} listed by {z.zone} ({', '.join(codes)})"))
         if listed:
             symbols.insert(0, self.symbol("DNSBL_LISTED", 0.0, ", ".join(listed)))
+        if unknown:  # (facts stay out of the message log: the trace says the score may be short)
+            ctx.add_trace(self.id, "warning", f"no answer (unknown, not scored) from {', '.join(unknown)}")
         return LayerFindings({"ip": str(ip), "listed": listed, "unknown": unknown}, tuple(symbols))
 
     def policy_rules(self, settings: DnsblSettings) -> list[PolicyRule]:

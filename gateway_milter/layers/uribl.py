@@ -181,6 +181,9 @@ class UriblLayer(Layer[UriblSettings]):
         symbols = [self.symbol(z.symbol, z.weight, f"{t} listed by {z.zone}") for z, t in best.values()]
         if symbols:
             symbols.insert(0, self.symbol("URIBL_LISTED", 0.0, ", ".join(sorted({t for _, t in best.values()}))))
+        if unknown:  # (facts stay out of the message log: the trace says the score may be short)
+            shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            ctx.add_trace(self.id, "warning", f"no answer (unknown, not scored) for {shown}")
         return LayerFindings({"targets": targets, "listed": listed, "unknown": unknown}, tuple(symbols))
 
     def policy_rules(self, settings: UriblSettings) -> list[PolicyRule]:
