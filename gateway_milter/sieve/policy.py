@@ -150,7 +150,7 @@ class GatewayEnvironment(BasicEnvironment):
             return "0"
         ctx = h.ctx
         if self.has_scoring:
-            ctx.layer("scoring")
+            h.layer("scoring", False, rt)  # through the hooks: its time is not the script's
         score = ctx.score
         if percent:
             return str(max(0, min(100, round(score * 10))))
@@ -163,7 +163,7 @@ class GatewayEnvironment(BasicEnvironment):
         from gateway_milter.layers.antivirus import virustest_value
 
         # RFC 5235: 0 not tested (error, skipped), 1 clean, 4 unscannable (never "clean"), 5 infected
-        return virustest_value(h.ctx.layer("antivirus"))
+        return virustest_value(h.layer("antivirus", False, rt))
 
 
 class ContextEnvironment(GatewayEnvironment):
