@@ -146,12 +146,12 @@ class GatewayEnvironment(BasicEnvironment):
 
     def spamtest(self, rt: Runtime, percent: bool) -> str:
         h = rt.hooks
-        if not isinstance(h, GatewayHooks):
+        if not isinstance(h, GatewayHooks) or not self.has_scoring:
             return "0"
-        ctx = h.ctx
-        if self.has_scoring:
-            h.layer("scoring", False, rt)  # through the hooks: its time is not the script's
-        score = ctx.score
+        res = h.layer("scoring", False, rt)  # through the hooks: its time is not the script's
+        if res is None or res.error or res.skipped or "score" not in res.facts:
+            return "0"  # RFC 5235: not tested (the scoring layer is off), never "1", tested and clean
+        score = h.ctx.score
         if percent:
             return str(max(0, min(100, round(score * 10))))
         return str(1 + max(0, min(9, int(score))))

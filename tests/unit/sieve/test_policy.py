@@ -198,15 +198,14 @@ def test_it_keeps_when_a_script_keeps_and_discards() -> None:
 
 
 def test_it_reports_spamtest_from_the_message_score() -> None:
-    from gateway_milter.verdict import Symbol
-
-    s = snap(scripts=[{"name": "spam", "source":
+    # the total is the scoring layer's (with it off, spamtest is 0: not tested, RFC 5235)
+    s = snap(settings={**only_layers("lists", "scoring"), "scoring": {"mode": "score", "layers": []}},
+             scripts=[{"name": "spam", "source":
                        'require ["spamtest", "relational", "comparator-i;ascii-numeric"];'
                        ' if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { discard; }'}])
-    ctx = make_ctx(s, MSG)
-    ctx.symbols.append(Symbol("TEST_SPAM", 7.0, layer="test"))
-    assert SievePolicyEngine(s).message(ctx).action is Action.DISCARD  # 1 + int(7.0) = 8
-    assert SievePolicyEngine(s).message(make_ctx(s, MSG)).action is Action.ACCEPT
+    gtube = MSG + b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\n"
+    assert SievePolicyEngine(s).message(make_ctx(s, gtube)).action is Action.DISCARD  # 1 + min(9, 1000) = 10
+    assert SievePolicyEngine(s).message(make_ctx(s, MSG)).action is Action.ACCEPT  # 1 + int(0) = 1
 
 
 def test_it_makes_reject_reasons_one_ascii_line() -> None:
