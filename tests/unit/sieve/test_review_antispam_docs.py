@@ -31,3 +31,19 @@ def test_the_antivirus_signature_example_reads_the_signature(monkeypatch: pytest
                                       "scripts": [{"name": "sig", "position": "before", "source": script}]})
     o = SievePolicyEngine(s).message(make_ctx(s, MSG))
     assert o.action is Action.QUARANTINE, script
+
+
+def test_the_fromscreen_imitates_example_matches_an_imitated_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway_milter.layers.fromscreen import FromScreenLayer
+
+    text = " ".join((DOCS / "fromscreen.md").read_text().split())
+    test = re.search(r'`(bulwark_fact :layer "fromscreen" [^`]*"imitates"[^`]*)`', text)
+    assert test is not None
+    found = LayerFindings({"from_domain": "examp1e.com", "imitates": "example.com", "aligned": False})
+    monkeypatch.setattr(FromScreenLayer, "check", lambda self, ctx, settings: found)
+    script = f'require ["vnd.bulwark", "fileinto"];\nif {test.group(1)} {{ fileinto "Junk"; }}\n'
+    s = PolicySnapshot.from_document({"gateway": {"hostname": "mx.example.com"}, "settings": only_layers("fromscreen"),
+                                      "domains": [{"name": "example.com"}],
+                                      "scripts": [{"name": "imit", "position": "before", "source": script}]})
+    o = SievePolicyEngine(s).message(make_ctx(s, MSG))
+    assert o.action is Action.QUARANTINE, script
