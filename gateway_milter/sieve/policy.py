@@ -1,9 +1,10 @@
 """The Sieve-ordered policy (docs/policy/sieve.md): system scripts generated from each layer's
 settings, admin scripts inserted by position, compiled once per policy snapshot.
 
-Order: start, then for each layer in registry order ``before:<layer>``, the layer's system
-script, ``after:<layer>``; then the end. A script that cancels the implicit keep (an explicit
-final action, RFC 5228 2.10.2) ends the policy; header edits of every script that ran apply.
+Order: start, then for each layer in layer order (``gateway.layer_order``, then the registry)
+``before:<layer>``, the layer's system script, ``after:<layer>``; then the end. A script that
+cancels the implicit keep (an explicit final action, RFC 5228 2.10.2) ends the policy; header
+edits of every script that ran apply.
 Actions map to outcomes: keep -> accept, discard, reject/ereject/refuse -> 5xx, tempfail -> 4xx,
 fileinto "Quarantine"/"Junk" or ``quarantine`` -> quarantine, redirect -> add a recipient,
 addheader/deleteheader -> header edits. A run-time error follows ``gateway.fail_mode``.
@@ -379,7 +380,7 @@ def _loader_for(snapshot: PolicySnapshot, domain: str | None) -> Any:
 
 
 def build_plan(snapshot: PolicySnapshot, domain: str | None) -> Plan:
-    order = list(layers.REGISTRY)
+    order = list(snapshot.layer_order)  # gateway.layer_order first, then the registry's order
     slots: dict[str, list[PolicyScript]] = {"before": [], "after": []}
     for lid in order:
         slots[f"before:{lid}"] = []
