@@ -16,7 +16,7 @@ from gateway_milter.context import (
     Recipient,
     split_address,
 )
-from gateway_milter.pipeline.runner import LayerRunner
+from gateway_milter.pipeline.runner import LayerFailure, LayerRunner
 from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.sieve import (
     CompileError,
@@ -26,6 +26,7 @@ from gateway_milter.sieve import (
 )
 from gateway_milter.sieve.bulwark import GatewayHooks
 from gateway_milter.sieve.policy import ContextEnvironment, GatewayEnvironment
+from gateway_milter.sieve.runtime import SieveRuntimeError
 
 
 def context_from_eml(raw: bytes, *, mail_from: str = "", rcpts: list[str] | None = None, ip: str | None = None,
@@ -115,6 +116,9 @@ def test(path: str, message: str, out: TextIO, *, mail_from: str = "", rcpt: lis
     ctx = context_from_eml(raw, mail_from=mail_from, rcpts=rcpt, ip=ip)
     try:
         res = run_on_context(source, path, ctx)
+    except LayerFailure as e:
+        # a fail-closed layer (clamd down) tempfails the message in the milter: a run-time error
+        res = ExecutionResult([], True, SieveRuntimeError(str(e), 0, path), [])
     except CompileError as e:
         if as_json:
             first = e.errors[0]
