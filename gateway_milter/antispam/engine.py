@@ -1202,6 +1202,15 @@ RECHECK_S = 1.0  # rule files are looked at (stat) at most this often, not on ev
 # skipped rules) make one engine each; the Debian set takes 10-20 s CPU to build, so a process
 # that kept only one rebuilt it whenever the next message was for a domain with other settings.
 MAX_ENGINES = 4
+# A first build that failed (a rule file unreadable, say) is not tried again for every message
+# (each try parses the whole set, 10-30 s of CPU under ``_lock``): messages within this many
+# seconds get the same error at once (the rules layer tempfails them), then one tries again.
+FAILED_RETRY_S = 60.0
+_failed: dict[tuple[Any, ...], tuple[float, Exception]] = {}  # engine key -> (when, error)
+
+
+class RuleBuildError(RuntimeError):
+    """A rule set's first build failed recently (:data:`FAILED_RETRY_S`); not tried again yet."""
 
 
 def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: bool = True,
@@ -1248,11 +1257,24 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
             _checked[args] = (now, seen[1])
             return old
     if eng is None:
+        failed = _failed.get(key)
+        if failed is not None and now - failed[0] < FAILED_RETRY_S:
+            raise RuleBuildError(f"building the rule set failed {now - failed[0]:.0f} s ago: {failed[1]}")
         with _lock:
             eng = _engines.get(key)
+            failed = _failed.get(key)
+            if eng is None and failed is not None and time.monotonic() - failed[0] < FAILED_RETRY_S:
+                # (another message's build failed while this one waited for the lock)
+                raise RuleBuildError(f"building the rule set failed: {failed[1]}")
             if eng is None:
                 t0 = time.thread_time()
-                eng = RuleEngine(load_rules(paths, score_set, local_from), skip=frozenset(skip), hs_cache=hs_cache_dir())
+                try:
+                    rules = load_rules(paths, score_set, local_from)
+                except Exception as e:
+                    _failed[key] = (time.monotonic(), e)
+                    raise
+                _failed.pop(key, None)
+                eng = RuleEngine(rules, skip=frozenset(skip), hs_cache=hs_cache_dir())
                 eng.hyperscan()  # load or build the Hyperscan databases in the background
                 cpu_s = time.thread_time() - t0
                 _keep(args, key, eng, cpu_s)
