@@ -54,6 +54,20 @@ class Zone:
         return not (self.mask and not n & self.mask)
 
 
+def refusal(answers: list[str]) -> str | None:
+    """The answer by which a list says it will not answer this query (Spamhaus's 127.255.255.x
+    for queries through a public or an over-quota resolver, DBL's 127.0.1.255 for an IP), if any:
+    not a listing, and not "not listed" either: the list is in effect off for this gateway."""
+    for answer in answers:
+        try:
+            a = ipaddress.IPv4Address(answer)
+        except ValueError:
+            continue
+        if a in _REFUSED or a == _DBL_NO_IP:
+            return answer
+    return None
+
+
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 _REFUSED = ipaddress.IPv4Network("127.255.255.0/24")  # Spamhaus's error answers
 _BROADCAST = ipaddress.IPv4Address("127.0.0.255")

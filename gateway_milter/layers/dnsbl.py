@@ -14,7 +14,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway_milter.antispam.dnslists import Zone, parse_zones, reversed_ip
+from gateway_milter.antispam.dnslists import Zone, parse_zones, refusal, reversed_ip
 from gateway_milter.layers.base import action_rule, BaseSettings, Layer, LayerFindings, PolicyRule
 from gateway_milter.verdict import FailMode, QuarantineQueue, Reply, Stage
 
@@ -109,6 +109,9 @@ class DnsblLayer(Layer[DnsblSettings]):
                 unknown.append(z.zone)
                 continue
             if ans.status != "ok":
+                continue
+            if (code := refusal([str(a) for a in ans.records])) is not None:
+                unknown.append(f"{z.zone} (the list refused the query: {code})")
                 continue
             codes = [str(a) for a in ans.records if z.accepts(str(a))]
             if codes:

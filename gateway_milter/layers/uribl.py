@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gateway_milter.antispam.dnslists import Zone, parse_zones, reversed_ip
+from gateway_milter.antispam.dnslists import Zone, parse_zones, refusal, reversed_ip
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.antispam.urls import org_domain, url_host
 from gateway_milter.layers.dnsbl import PRIVATE_NETS
@@ -173,6 +173,9 @@ class UriblLayer(Layer[UriblSettings]):
                 unknown.append(q)
                 continue
             if ans.status != "ok":
+                continue
+            if (code := refusal([str(a) for a in ans.records])) is not None:
+                unknown.append(f"{q} (the list refused the query: {code})")
                 continue
             codes = [str(a) for a in ans.records if z.accepts(str(a))]
             if codes:

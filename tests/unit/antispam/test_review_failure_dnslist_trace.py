@@ -40,3 +40,17 @@ def test_it_adds_no_warning_when_every_zone_answered(dns: StaticBackend) -> None
     ctx = make_ctx(msg(), pol)
     ctx.layer("dnsbl")
     assert not _warnings(ctx, "dnsbl")
+
+
+def test_a_list_refusing_the_query_is_unknown_and_traced(dns: StaticBackend) -> None:
+    # Spamhaus answers 127.255.255.254 to queries through a public resolver: not a listing, and
+    # not "not listed" either; the zone is in effect off, which only the trace can tell
+    from gateway_milter.antispam.dnslists import refusal
+
+    assert refusal(["127.255.255.254"]) == "127.255.255.254" and refusal(["127.0.0.2"]) is None
+    dns.add("7.113.0.203.zen.test", "A", ["127.255.255.254"])
+    ctx = make_ctx(msg("x", "y"), policy({"dnsbl": {"zones": [{"zone": "zen.test", "weight": 3}]}}), ip="203.0.113.7")
+    res = ctx.layer("dnsbl")
+    assert not res.symbols
+    assert res.fact("unknown") == ["zen.test (the list refused the query: 127.255.255.254)"]
+    assert any(t.source == "dnsbl" and t.event == "warning" and "refused" in t.detail for t in ctx.trace)
