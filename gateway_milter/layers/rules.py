@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -327,9 +328,11 @@ def check_local_rules(text: str, score_set: int = 2, known: set[str] | None = No
 
 _local_file: dict[str, Path] = {}  # the text last written -> its file (one per process)
 _local_lock = threading.Lock()
+_local_failed = [-1e9]  # monotonic time of the last write that failed
+LOCAL_RETRY_S = 30.0
 
 
-def local_rules_file(text: str) -> Path:
+def local_rules_file(text: str) -> Path | None:
     """The file the engine reads the web admin's rules from: ``rules-local/local.cf`` under the
     data directory, rewritten (atomically) when the policy's text differs from what it holds.
     The path never changes, so that a new text is a changed file to the engine: the rule set
@@ -339,6 +342,9 @@ def local_rules_file(text: str) -> Path:
     got = _local_file.get(text)
     if got is not None:
         return got
+    if time.monotonic() - _local_failed[0] < LOCAL_RETRY_S:  # (a write failed just now)
+        path = envconfig.data_dir() / "rules-local" / "local.cf"
+        return path if path.exists() else None
     with _local_lock:
         path = envconfig.data_dir() / "rules-local" / "local.cf"
         data = text.encode("utf-8", "surrogateescape")
@@ -347,10 +353,22 @@ def local_rules_file(text: str) -> Path:
         except OSError:
             same = False
         if not same:
-            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".local.cf.{os.getpid()}.{threading.get_ident()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+            except OSError as e:
+                # (a full or read-only disk): the rule set stays as it was, with the local rules
+                # last written, rather than the layer failing, which tempfails every message;
+                # tried again after a while
+                tmp.unlink(missing_ok=True)
+                now = time.monotonic()
+                if now - _local_failed[0] >= LOCAL_RETRY_S:
+                    log.error("rules: the local rules cannot be written to %s (%s); the rules written"
+                              " before stay in use", path, e)
+                _local_failed[0] = now
+                return path if path.exists() else None
         _local_file.clear()
         _local_file[text] = path
         return path
@@ -364,7 +382,9 @@ def rule_set_of(settings: RulesSettings) -> tuple[tuple[str, ...], int, bool, tu
     """What names a rule set (one engine): settings that differ only elsewhere share it."""
     dirs = tuple(settings.rule_dirs)
     if settings.local_rules:  # (not stripped: this runs for every message)
-        dirs += (str(local_rules_file(settings.local_rules)),)
+        local = local_rules_file(settings.local_rules)
+        if local is not None:
+            dirs += (str(local),)
     return (dirs, settings.score_set, settings.include_default, tuple(settings.skip_rules),
             settings.include_default and settings.sa_update)
 

@@ -22,6 +22,7 @@ PIZZA = "body LOCAL_PIZZA /pizza/i\nscore LOCAL_PIZZA 3.5\ndescribe LOCAL_PIZZA 
 def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(rules_layer, "_local_file", {})
+    monkeypatch.setattr(rules_layer, "_local_failed", [-1e9])
     return tmp_path
 
 
@@ -122,3 +123,28 @@ def test_lines_end_at_lf_only_as_spamassassin_reads_them(sep: str) -> None:
     rs = load_rules([f])
     octets = f"xa{sep}by".encode().decode("latin-1")  # (rules read UTF-8 octets, as SpamAssassin does)
     assert rs.rules["LOCAL_SEP"].pattern.compiled.search(octets) and rs.rules["LOCAL_SEP"].score == 2
+
+
+def test_a_local_rules_file_that_cannot_be_written_leaves_the_rules_as_they_were(
+        _data_dir: Path, store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a full or read-only disk: the OSError failed the rules layer, which tempfailed every
+    # message; the rule set now stays with the local rules written before
+    doc = {"rules": {"include_default": False, "local_rules": PIZZA}, "scoring": {"layers": ["rules"]}}
+    assert make_ctx(msg("menu", "Pizza tonight?"), policy(doc)).layer("rules").fact("hits") == ["LOCAL_PIZZA"]
+
+    def full(self: Path, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    doc["rules"]["local_rules"] = PIZZA + "body LOCAL_PASTA /pasta/i\nscore LOCAL_PASTA 1\n"
+    for _ in range(3):
+        res = make_ctx(msg("menu", "Pizza tonight?"), policy(doc)).layer("rules")
+        assert res.error is None, res.error
+        assert res.fact("hits") == ["LOCAL_PIZZA"]
+    assert (_data_dir / "rules-local" / "local.cf").read_text() == PIZZA
+    assert not list((_data_dir / "rules-local").glob(".local.cf.*"))
+    # with nothing written before, the set runs without local rules
+    rules_layer._local_failed[0] = -1e9
+    (_data_dir / "rules-local" / "local.cf").unlink()
+    rules_layer._local_file.clear()
+    assert local_rules_file("body LOCAL_Y /y/\n") is None
