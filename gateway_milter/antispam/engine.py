@@ -29,8 +29,8 @@ from gateway_milter.antispam.matcher import (C, FactorIndex, literal_set, parse_
                                              relaxed_pattern, required_factors, required_squeezed_factors,
                                              shared_trees, squeeze)
 from gateway_milter.antispam.perlre import PatternError, PerlPattern, octets
-from gateway_milter.antispam.sarules import (MetaNode, Rule, RuleSet, autolearn_areas, capture_names, fill_templates,
-                                              load_rules)
+from gateway_milter.antispam.sarules import (MetaNode, Rule, RuleBuildError, RuleSet, autolearn_areas, capture_names,
+                                              fill_templates, load_rules)
 from gateway_milter.antispam.saview import MAX_LINE, UNSUPPORTED_HEADERS, SaMessage, body_lines, decode_header_value
 
 log = logging.getLogger("bulwark.rules")
@@ -1207,10 +1207,6 @@ MAX_ENGINES = 4
 # seconds get the same error at once (the rules layer tempfails them), then one tries again.
 FAILED_RETRY_S = 60.0
 _failed: dict[tuple[Any, ...], tuple[float, Exception]] = {}  # engine key -> (when, error)
-
-
-class RuleBuildError(RuntimeError):
-    """A rule set's first build failed recently (:data:`FAILED_RETRY_S`); not tried again yet."""
 
 
 def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: bool = True,

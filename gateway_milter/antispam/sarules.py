@@ -699,6 +699,11 @@ def autolearn_areas(rules: dict[str, Rule], names: list[str]) -> tuple[dict[str,
     return areas, frozenset(force)
 
 
+class RuleBuildError(RuntimeError):
+    """A rule set's first build failed recently (engine.FAILED_RETRY_S); not tried again yet.
+    (Here, not in the compiled engine module: mypyc does not build subclasses of exceptions.)"""
+
+
 def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: int | None = None) -> RuleSet:
     """Parse rule files (``*.cf`` of each directory in lexical order, then plain files).
 
