@@ -51,7 +51,7 @@ _NOT_MESSAGES = re.compile(r"\.|dovecot[.-]|courierimap|maildirfolder$|subscript
 _FROM_LINE = re.compile(rb"From \S+ +[A-Z][a-z]{2} +[A-Z][a-z]{2} +\d{1,2} +\d{1,2}:\d\d(:\d\d)? +(\S+ +)?\d{4}\s*$")
 
 
-def _mbox_messages(file_lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+def _mbox_messages(file_lines: Iterable[bytes], at: int = 0) -> Iterator[tuple[int, bytes]]:
     """The messages of an mbox file (its lines), each with its offset in the file and as it lies
     there (less its From_ line and the empty line before the next): not parsed and written out
     again by the email package, which refolds long headers and turns bare CRs into line ends
@@ -62,7 +62,7 @@ def _mbox_messages(file_lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
     a time."""
     lines: list[bytes] | None = None
     after_empty = True
-    at = start = 0
+    start = at  # (at: the offset of the first line given, past a byte order mark)
     for line in file_lines:
         if line.startswith(b"From ") and (after_empty or _FROM_LINE.match(line)):
             if lines is not None:
@@ -152,11 +152,18 @@ def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[MessageRef, by
     # nothing left for a second open
     with open(path, "rb") as f:
         again = stat.S_ISREG(os.fstat(f.fileno()).st_mode)  # (can be read again later)
-        head = f.read(5)
-        if head == b"From ":
-            for i, (offset, raw) in enumerate(_mbox_messages(itertools.chain([head + f.readline()], f))):
+        first = f.readline()
+        lead = [first]  # an mbox may start with a byte order mark or empty lines (an editor's)
+        while first in (b"\n", b"\r\n"):
+            first = f.readline()
+            lead.append(first)
+        bom = 3 if first.startswith(b"\xef\xbb\xbf") else 0
+        if first[bom:].startswith(b"From "):
+            skipped = sum(len(x) for x in lead[:-1]) + bom
+            lines = itertools.chain([first[bom:]], f)
+            for i, (offset, raw) in enumerate(_mbox_messages(lines, skipped)):
                 label = f"{path}#{i + 1}"
                 yield (MessageRef(label, str(path), offset, len(raw)) if again else MessageRef(label, raw=raw)), raw
             return
-        raw = head + f.read()
+        raw = b"".join(lead) + f.read()
     yield (MessageRef(str(path), str(path), 0, len(raw)) if again else MessageRef(str(path), raw=raw)), raw

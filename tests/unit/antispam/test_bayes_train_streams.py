@@ -69,3 +69,30 @@ def test_a_message_changed_between_the_two_readings_is_not_learned(tmp_path: Pat
     call_command("bayes", "train", "--spam", str(box), stdout=out, stderr=io.StringIO())
     assert out.getvalue().strip() == ("learned 1 message(s), 0 already known, "
                                       "1 changed or gone since they were found not learned")
+
+
+@pytest.mark.parametrize("lead", [b"\xef\xbb\xbf", b"\n", b"\r\n\n"])
+def test_an_mbox_after_a_byte_order_mark_or_empty_lines_is_an_mbox(tmp_path: Path, lead: bytes) -> None:
+    one, two = fixed("one", "first"), fixed("two", "second")
+    (tmp_path / "box").write_bytes(lead + FROM_ + one + b"\n" + FROM_ + two)
+    found = list(iter_message_refs(tmp_path / "box"))
+    assert [raw for _, raw in found] == [one, two]  # (it was one message, the whole file)
+    assert [ref.read() for ref, _ in found] == [one, two]
+
+
+def test_a_message_file_is_read_whole(tmp_path: Path) -> None:
+    one = fixed("one", "From here on, a body line\nand more")
+    (tmp_path / "m.eml").write_bytes(one)
+    assert [raw for _, raw in iter_message_refs(tmp_path / "m.eml")] == [one]
+
+
+@pytest.mark.django_db
+def test_forget_asks_for_paths_or_wipe_and_not_both(tmp_path: Path, store: MemoryStore) -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--wipe"):
+        call_command("bayes", "forget", stdout=io.StringIO(), stderr=io.StringIO())
+    (tmp_path / "m.eml").write_bytes(fixed("x", "y"))
+    with pytest.raises(CommandError, match="without --spam/--ham"):
+        call_command("bayes", "forget", "--wipe", "--spam", str(tmp_path / "m.eml"), stdout=io.StringIO(),
+                     stderr=io.StringIO())

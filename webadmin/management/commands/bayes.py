@@ -230,6 +230,10 @@ class Command(BaseCommand):
                           + ("" if items or empty or both else " (no messages found)"))
 
     def do_forget(self, o: dict[str, Any]) -> None:
+        if o["wipe"] and (o["spam"] or o["ham"]):  # (which was meant: the scope, or those messages?)
+            raise CommandError("--wipe empties the whole scope: give it without --spam/--ham paths")
+        if not o["wipe"] and not o["spam"] and not o["ham"]:
+            raise CommandError("give --spam and/or --ham paths of the messages to forget, or --wipe --scope S")
         bc = BayesClassifier(default_store())
         if o["wipe"]:
             bc.wipe(o["scope"])
