@@ -111,8 +111,11 @@ class MessageRef:
 
 
 def is_maildir(path: Path) -> bool:
-    """A maildir has cur/ and new/ (and tmp/, where messages are still being written)."""
-    return (path / "cur").is_dir() and (path / "new").is_dir()
+    """A maildir has cur/ and new/ (and tmp/, where messages are still being written); a copy
+    may lack one that was empty (tar, rsync filters and backup tools skip empty directories), so
+    two of the three, one of them cur/ or new/, make one too (its tmp/ is never read)."""
+    has = [(path / d).is_dir() for d in ("cur", "new", "tmp")]
+    return (has[0] or has[1]) and sum(has) >= 2
 
 
 def iter_messages(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -139,7 +142,7 @@ def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[MessageRef, by
             return
         seen.add(real)
         if is_maildir(path):
-            for p in sorted(p for sub in ("cur", "new") for p in (path / sub).iterdir()):
+            for p in sorted(p for sub in ("cur", "new") if (path / sub).is_dir() for p in (path / sub).iterdir()):
                 if p.is_file() and not p.name.startswith("."):
                     raw = p.read_bytes()
                     yield MessageRef(str(p), str(p), 0, len(raw)), raw

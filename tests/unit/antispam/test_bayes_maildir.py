@@ -92,3 +92,23 @@ def test_bayes_train_ham_from_a_maildir_does_not_learn_its_junk_folder(tmp_path:
     call_command("bayes", "stats", stdout=out)
     st = json.loads(out.getvalue())
     assert (st["spam_learned"], st["ham_learned"]) == (2, 2)
+
+
+@pytest.mark.parametrize("missing", ["new", "cur"])
+def test_a_maildir_copied_without_an_empty_folder_is_still_one(tmp_path: Path, missing: str) -> None:
+    # tar, rsync filters and backup tools skip empty directories: a copy without new/ read its
+    # tmp/ (half-delivered messages) as messages
+    md = tmp_path / "copy"
+    for sub in ("cur", "new", "tmp"):
+        if sub != missing:
+            (md / sub).mkdir(parents=True)
+    kept = "new" if missing == "cur" else "cur"
+    (md / kept / "1700000001.M1P1.host").write_bytes(msg("lunch", "see you at noon"))
+    (md / "tmp" / "1700000003.M3P1.host").write_bytes(b"From: half\r\nSubject: still being deliv")
+    assert _names(md) == [f"{kept}/1700000001.M1P1.host"]
+
+
+def test_a_directory_named_tmp_among_plain_ones_is_read(tmp_path: Path) -> None:
+    (tmp_path / "corpus" / "tmp").mkdir(parents=True)
+    (tmp_path / "corpus" / "tmp" / "a.eml").write_bytes(msg("a", "b"))
+    assert _names(tmp_path / "corpus") == ["tmp/a.eml"]
