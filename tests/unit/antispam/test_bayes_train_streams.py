@@ -96,3 +96,26 @@ def test_forget_asks_for_paths_or_wipe_and_not_both(tmp_path: Path, store: Memor
     with pytest.raises(CommandError, match="without --spam/--ham"):
         call_command("bayes", "forget", "--wipe", "--spam", str(tmp_path / "m.eml"), stdout=io.StringIO(),
                      stderr=io.StringIO())
+
+
+def test_reading_back_keeps_few_files_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # bayes forget reads every message back in one pass: a maildir of 100,000 files must not
+    # hold 100,000 files open (EMFILE)
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(60):
+        (d / f"{i}.eml").write_bytes(fixed(f"m{i}", "body"))
+    found, _ = bayes_command._collect([str(d)])
+    opened: list[object] = []
+    real_open = open
+
+    def counting_open(*args, **kw):  # type: ignore[no-untyped-def]
+        fh = real_open(*args, **kw)
+        opened.append(fh)
+        return fh
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    most = 0
+    for _f, _raw in bayes_command._read(found):
+        most = max(most, sum(1 for fh in opened if not fh.closed))  # type: ignore[attr-defined]
+    assert len(opened) == 60 and most <= 16, most

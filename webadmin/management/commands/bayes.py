@@ -107,6 +107,10 @@ def _read(found: list[_Found]) -> Iterator[tuple[_Found, bytes]]:
     files: dict[str, BinaryIO] = {}
     try:
         for f in found:
+            if len(files) >= 16:  # (a maildir is a file a message: never thousands open at once)
+                for fh in files.values():
+                    fh.close()
+                files.clear()
             try:
                 raw = f.ref.read(files)
             except OSError:
