@@ -1209,6 +1209,12 @@ FAILED_RETRY_S = 60.0
 _failed: dict[tuple[Any, ...], tuple[float, Exception]] = {}  # engine key -> (when, error)
 
 
+def _raise_recent_failure(key: tuple[Any, ...]) -> None:
+    failed = _failed.get(key)
+    if failed is not None and (ago := time.monotonic() - failed[0]) < FAILED_RETRY_S:
+        raise RuleBuildError(f"building the rule set failed {ago:.0f} s ago: {failed[1]}")
+
+
 def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: bool = True,
                skip: tuple[str, ...] = (), sa_update: bool = False) -> RuleEngine:
     """The process-wide engine for a set of rule directories (rebuilt when a file changes).
@@ -1253,16 +1259,11 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
             _checked[args] = (now, seen[1])
             return old
     if eng is None:
-        failed = _failed.get(key)
-        if failed is not None and now - failed[0] < FAILED_RETRY_S:
-            raise RuleBuildError(f"building the rule set failed {now - failed[0]:.0f} s ago: {failed[1]}")
+        _raise_recent_failure(key)
         with _lock:
             eng = _engines.get(key)
-            failed = _failed.get(key)
-            if eng is None and failed is not None and time.monotonic() - failed[0] < FAILED_RETRY_S:
-                # (another message's build failed while this one waited for the lock)
-                raise RuleBuildError(f"building the rule set failed: {failed[1]}")
             if eng is None:
+                _raise_recent_failure(key)  # (another message's build failed while this one waited)
                 t0 = time.thread_time()
                 try:
                     rules = load_rules(paths, score_set, local_from)

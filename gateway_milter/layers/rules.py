@@ -342,11 +342,10 @@ def local_rules_file(text: str) -> Path | None:
     got = _local_file.get(text)
     if got is not None:
         return got
+    path = envconfig.data_dir() / "rules-local" / "local.cf"
     if time.monotonic() - _local_failed[0] < LOCAL_RETRY_S:  # (a write failed just now)
-        path = envconfig.data_dir() / "rules-local" / "local.cf"
         return path if path.exists() else None
     with _local_lock:
-        path = envconfig.data_dir() / "rules-local" / "local.cf"
         data = text.encode("utf-8", "surrogateescape")
         try:
             same = path.read_bytes() == data

@@ -60,9 +60,10 @@ def lookup_targets(uris: list[str], skip: set[str], limit: int,
         if not host:
             continue
         target = org_domain(host)
-        if target in skip or target in out or _internal_ip(target):
+        if target in skip or target in out:
             continue
-        if not (ips if _is_ip(target) else domains):
+        ip = _ip_of(target)
+        if (ip is not None and _internal(ip)) or not (ips if ip is not None else domains):
             continue
         out[target] = None
         if len(out) >= limit:
@@ -70,26 +71,20 @@ def lookup_targets(uris: list[str], skip: set[str], limit: int,
     return list(out)
 
 
-def _is_ip(target: str) -> bool:
+def _ip_of(target: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a numeric link host is (None for a name)."""
     if not target[:1].isdigit() and ":" not in target:
-        return False
+        return None
     try:
-        ipaddress.ip_address(target)
+        return ipaddress.ip_address(target)
     except ValueError:
-        return False
-    return True
+        return None
 
 
-def _internal_ip(target: str) -> bool:
+def _internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """A private, shared, link-local or unspecified address: nothing a public list can judge,
     and a lookup would tell the list's operator about the reader's own network (SpamAssassin's
     URIDNSBL skips them too). Loopback stays: lists publish 127.0.0.2 as their test entry."""
-    if not target[:1].isdigit() and ":" not in target:
-        return False
-    try:
-        ip = ipaddress.ip_address(target)
-    except ValueError:
-        return False
     return (ip.is_link_local or ip.is_unspecified
             or any(ip.version == n.version and ip in n for n in PRIVATE_NETS))
 

@@ -38,6 +38,7 @@ class VbrSettings(BaseSettings):
 
 MAX_CERTIFIERS = 20
 MAX_FIELDS = 5  # VBR-Info fields read per message
+_STATES = ("malformed", "md not authenticated", "not certified", "unknown")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -70,7 +71,9 @@ class VbrLayer(Layer[VbrSettings]):
         from gateway_milter.net.resolver import budget_for, get_resolver
 
         res, budget = get_resolver(), budget_for(ctx)
-        state, md_seen, asked = "malformed", "", 0
+        # the fact says how far the best field got (malformed < md not authenticated < not
+        # certified < unknown: a DNS failure is no verdict), md the domain it named
+        state, md_seen, asked = 0, "", 0
         # each field one domain's claim (an author's domain and its sending service may both
         # name certifiers): the first that a trusted certifier vouches for counts
         for value in values:
@@ -78,20 +81,18 @@ class VbrLayer(Layer[VbrSettings]):
             md, mc, mv = info.get("md", ""), info.get("mc", ""), info.get("mv", "")
             if not md or not mv:
                 continue
-            md_seen = md_seen or md
-            if md not in passed:
-                state = "md not authenticated" if state == "malformed" else state
+            rank = 2 if md in passed else 1
+            if rank > state:
+                state, md_seen = rank, md
+            if rank == 1:  # md not authenticated: its certifiers vouch for nothing here
                 continue
-            md_seen = md
-            if state in ("malformed", "md not authenticated"):
-                state = "not certified"
             for cert in mv.split(":")[:settings.max_certifiers]:
                 if cert not in trusted or asked >= settings.max_certifiers:
                     continue
                 asked += 1
                 ans = res.query(f"{md}._vouch.{cert}", "TXT", budget)
                 if ans.temporary:
-                    state = "unknown"  # a DNS failure is no verdict (nothing is scored either way)
+                    state = 3
                 if ans.status != "ok":
                     continue
                 for txt in ans.records:
@@ -99,4 +100,5 @@ class VbrLayer(Layer[VbrSettings]):
                     if "all" in types or (mc and mc in types):
                         return LayerFindings({"vbr": "certified", "md": md, "certifier": cert},
                                              (self.symbol("VBR_CERTIFIED", settings.score, f"{md} by {cert}"),))
-        return LayerFindings({"vbr": state, "md": md_seen} if md_seen else {"vbr": state})
+        fact = _STATES[state]
+        return LayerFindings({"vbr": fact, "md": md_seen} if md_seen else {"vbr": fact})

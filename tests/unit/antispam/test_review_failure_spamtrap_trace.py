@@ -6,19 +6,11 @@ log said why."""
 
 from __future__ import annotations
 
-from typing import Any
 
-from gateway_milter.store import StoreError, set_default_store
+from gateway_milter.store import set_default_store
 from gateway_milter.store.memory import MemoryStore
 from tests.unit.antispam.helpers import make_ctx, msg, policy
-
-
-class DownStore(MemoryStore):
-    def get(self, key: str) -> Any:
-        raise StoreError("connection refused")
-
-    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
-        raise StoreError("connection refused")
+from tests.unit.antispam.test_spamtrap_store_down import DownStore
 
 
 def test_it_traces_a_store_error_when_reading_the_clients_mark() -> None:

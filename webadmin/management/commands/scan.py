@@ -39,8 +39,11 @@ class _NoLog:
 def guess_sender(headers: list[tuple[str, str]]) -> str:
     """The envelope sender of a message scanned without one: its Return-Path, else its From."""
     hdr = dict((n.lower(), v) for n, v in reversed(headers))
-    rp = addresses([hdr.get("return-path", "")]) or addresses([hdr.get("from", "")])
-    return rp[0][1] if rp and rp[0][1] else (addresses([hdr.get("from", "")]) or [("", "")])[0][1]
+    for name in ("return-path", "from"):
+        found = addresses([hdr.get(name, "")])
+        if found and found[0][1]:
+            return found[0][1]
+    return ""
 
 
 def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str | None, rcpts: list[str],
