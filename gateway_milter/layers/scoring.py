@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bulwark.scoring")
 
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+GTUBE_TEXT = GTUBE.decode("ascii")
 GTUBE_SCORE = 1000.0
 FITTED_SCORE_FILE = Path(__file__).resolve().parent.parent / "antispam" / "scores" / "50_bulwark_fitted.cf"
 # fitted without the token model: used instead of a file with a ``token_logit`` line for a
@@ -70,6 +71,10 @@ class ScoringSettings(BaseSettings):
     quarantine_queue: str = "user"
     subject_tag: str = ""  # e.g. "[SPAM]"; empty: subject unchanged
     add_headers: bool = True  # X-Spam-Status / X-Spam-Score / X-Spam-Flag / X-Spam-Level
+    # X-Spam-* headers the message came with removed even when the gateway writes none (add_headers
+    # or scoring off): they come from the sender's side, and a downstream filter written for
+    # SpamAssassin trusts them. False only behind a filter whose X-Spam-* headers are to be kept.
+    remove_foreign_headers: bool = True
     layers: tuple[str, ...] = SCORED_LAYERS
     exempt_allowlisted: bool = True
     exempt_authenticated: bool = True
@@ -249,6 +254,21 @@ def _area_points(learned_from: Sequence[tuple[str, LayerResult, Sequence[Symbol]
 # own points under -1 keep a message from being learned as spam, over +1 from being learned as ham
 LEARNER_SAID_HAM = -1.0
 LEARNER_SAID_SPAM = 1.0
+
+
+def _has_gtube(ctx: MessageContext, settings: ScoringSettings, available: set[str]) -> bool:
+    """GTUBE when the rule set, whose GTUBE rule reads the decoded body, did not look: in the raw
+    bytes, else (a test string in a base64 or quoted-printable part, as SpamAssassin finds it)
+    in the decoded and rendered body."""
+    if GTUBE in ctx.raw_bytes():
+        return True
+    if "rules" in settings.layers and "rules" in available:
+        res = ctx.layer("rules")
+        if not (res.skipped or res.error):
+            return False  # its GTUBE rule looked (or an administrator's skip_rules left it out)
+    from gateway_milter.antispam.saview import message_view
+
+    return GTUBE_TEXT in message_view(ctx).body
 
 
 def autolearn_declined(ctx: MessageContext, bayes: BayesSettings, settings: ScoringSettings, basis: float,
@@ -464,7 +484,7 @@ class ScoringLayer(Layer[ScoringSettings]):
                 tests += [x.name for x in res.symbols]
             total += s
         symbols = []
-        if "GTUBE" not in tests and GTUBE in ctx.raw_bytes():  # SpamAssassin's rule set has it too
+        if "GTUBE" not in tests and _has_gtube(ctx, settings, available):  # SpamAssassin's rule set has it too
             symbols.append(self.symbol("GTUBE", GTUBE_SCORE, "GTUBE test string"))
             tests.append("GTUBE")
             total += GTUBE_SCORE  # (not toward autolearn: SpamAssassin's GTUBE has tflags noautolearn)

@@ -2,8 +2,9 @@
 so downstream Sieve filters written for SpamAssassin keep working, and the optional subject tag.
 
 Incoming X-Spam-* headers are removed first: they come from the sender's side and a
-downstream filter must never trust them. A sender may repeat one, so every occurrence gets its
-own delete (libmilter's SMFIR_CHGHEADER removes the index-th occurrence only).
+downstream filter must never trust them. They are removed also when the gateway adds none of its
+own (``add_headers`` or scoring off), unless ``remove_foreign_headers`` is off. A sender may
+repeat one, so every occurrence gets its own delete (libmilter's SMFIR_CHGHEADER removes the index-th occurrence only).
 """
 
 from __future__ import annotations
@@ -56,10 +57,13 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
     if "scoring" not in registry.available():
         return None
     settings = ctx.policy.settings_for("scoring", ctx.policy_domain)
+    edits = [e for name in SPAM_HEADERS for e in delete_every(ctx, name)] if settings.remove_foreign_headers else []
     if not settings.enabled or not settings.add_headers:
-        return None
+        return TransformResult(edits) if edits else None
+    if not settings.remove_foreign_headers:  # the gateway's own replace the ones of its name
+        edits = [e for name in ("X-Spam-Flag", "X-Spam-Status", "X-Spam-Score", "X-Spam-Level")
+                 for e in delete_every(ctx, name)]
     res = ctx.layer("scoring")
-    edits = [e for name in SPAM_HEADERS for e in delete_every(ctx, name)]
     if res.error or res.skipped:
         return TransformResult(edits)
     if res.fact("exempt"):

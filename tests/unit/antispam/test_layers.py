@@ -296,3 +296,20 @@ def test_it_certifies_with_vbr_when_dkim_passes_for_md(dns: StaticBackend) -> No
     assert other.runner is not None
     other.runner._results["dkim"] = LayerResult("dkim", {"pass_domains": ["sender.test"]})
     assert other.layer("vbr").fact("vbr") == "not certified"
+
+
+def test_it_recognises_gtube_in_an_encoded_body_without_the_rule_set(store: MemoryStore) -> None:
+    """Without the rule set the scoring layer's own GTUBE check looked in the raw bytes only: a
+    test string in a base64 body (as a mail client sends an attachment or a UTF-8 text) passed.
+    SpamAssassin's GTUBE is a body rule: it reads the decoded body."""
+    import base64
+
+    g = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+    body = base64.encodebytes(f"Test mail\n{g}\n".encode()).decode().replace("\n", "\r\n")
+    raw = msg("x", body, headers="Content-Transfer-Encoding: base64\r\n")
+    assert g.encode() not in raw
+    pol = policy({"scoring": {"layers": ["dnsbl"]}})
+    res = make_ctx(raw, pol).layer("scoring")
+    assert res.has("SPAM_SCORE_REJECT") and "GTUBE" in res.fact("tests")
+    plain = make_ctx(msg("x", "Test mail, nothing else"), pol).layer("scoring")
+    assert "GTUBE" not in plain.fact("tests")

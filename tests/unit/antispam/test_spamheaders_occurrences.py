@@ -143,3 +143,32 @@ def test_it_does_not_tag_again_a_subject_tagged_inside_an_encoded_word(tmp_path:
     res = spam_headers(ctx, Outcome.accept(), None)  # type: ignore[arg-type]
     assert res is not None
     assert not [e for e in res.header_edits if e.name == "Subject"], res.header_edits
+
+
+# -- the sender's X-Spam-* headers when the gateway writes none of its own ----------------------
+def forged_delivered(tmp: Path, scoring: dict[str, Any]) -> list[tuple[str, str]]:
+    rules = write_rules(tmp, "body LOCAL_SPAMMY /spammy/\nscore LOCAL_SPAMMY 6.0\n")
+    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(rules)]},
+                  "scoring": {"layers": ["rules"], **scoring}})
+    ctx = make_ctx(msg("Hello", headers=FORGED + "X-Spam-Report: forged\r\n"), pol)
+    res = spam_headers(ctx, Outcome.accept(), None)  # type: ignore[arg-type]
+    edits = list(res.header_edits) if res is not None else []
+    return [(n, v) for n, v in apply_like_an_mta(ctx.headers, edits) if n.lower().startswith("x-spam-")]
+
+
+@pytest.mark.parametrize("scoring", [{"add_headers": False}, {"mode": "off"}], ids=["add_headers-off", "scoring-off"])
+def test_it_removes_the_senders_spam_headers_when_it_adds_none(tmp_path: Path, scoring: dict[str, Any]) -> None:
+    # a downstream Sieve rule on X-Spam-Flag: YES would have filed by the sender's say-so
+    assert forged_delivered(tmp_path, scoring) == []
+
+
+def test_remove_foreign_headers_off_keeps_them_when_it_adds_none(tmp_path: Path) -> None:
+    kept = forged_delivered(tmp_path, {"add_headers": False, "remove_foreign_headers": False})
+    assert [n for n, _ in kept] == ["X-Spam-Flag", "x-spam-flag", "X-Spam-Status", "X-SPAM-STATUS", "X-Spam-Level",
+                                    "X-Spam-Report"]
+
+
+def test_remove_foreign_headers_off_still_replaces_the_ones_it_writes(tmp_path: Path) -> None:
+    delivered = forged_delivered(tmp_path, {"remove_foreign_headers": False})
+    assert [n for n, _ in delivered] == ["X-Spam-Report", "X-Spam-Status", "X-Spam-Score", "X-Spam-Level"]
+    assert all("score=50.0" not in v for n, v in delivered if n != "X-Spam-Report")
