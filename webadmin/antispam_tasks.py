@@ -3,7 +3,8 @@
 ``bayes.train_message``: learn messages from "mark as spam / mark as ham" events. The payload
 is JSON: quarantine ids and/or paths of stored messages, the label and scopes. A quarantined
 message is learned in those of its own scopes (:func:`feedback_of`) that the payload's scopes
-allow: the scopes the actor administers, computed by the page or API that queued the task
+allow (where none is, in those of its recipients' user scopes that are): the scopes the actor
+administers, computed by the page or API that queued the task
 (quarantine/actions.py, ``training_scopes``); without scopes it is learned nowhere. A stored
 file is learned in the payload's scopes (default ``global``).
 Training is idempotent (each message is identified by a digest; learning it again with the
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from celery import shared_task
 from django.conf import settings
 
-from gateway_milter.antispam.bayes import BayesClassifier
+from gateway_milter.antispam.bayes import BayesClassifier, storable_scopes
 from gateway_milter.antispam.relays import TrustConfig
 from gateway_milter.antispam.saview import SaMessage, build_view, trust_config_for
 from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
@@ -58,7 +59,7 @@ def learn_bytes(raw: bytes, is_spam: bool, scopes: list[str] | None = None, min_
     return BayesClassifier(default_store(), min_learned).learn(view_of_bytes(raw, trust), is_spam, scopes or ["global"])
 
 
-def feedback_of(m: QuarantinedMessage, policy: PolicySnapshot) -> tuple[list[str], TrustConfig]:
+def feedback_of(m: QuarantinedMessage, policy: PolicySnapshot) -> tuple[list[str], list[str], TrustConfig]:
     """The Bayes scopes a quarantined message may be learned in ("mark as spam / ham") and the
     trust path its relays are read with. The message is rebuilt as the milter saw it (the log
     record's accepted recipients, client address and SASL login; without the record, the
@@ -67,7 +68,9 @@ def feedback_of(m: QuarantinedMessage, policy: PolicySnapshot) -> tuple[list[str
     (the Bayes layer's ``scopes_for`` under the published settings of that domain), plus the
     domain scope of every other local recipient's domain that reads one (per_domain): a message
     to two tenants was classified under the first one's, and the second tenant's administrator
-    corrects their own scope."""
+    corrects their own scope. Second, the user scopes of its local recipients whose domain keeps
+    them (per_user), learned where none of the first is the actor's to teach: a user's feedback
+    on a message to several recipients, which the milter classified without any user scope."""
     from reports.models import MessageLog
 
     log = MessageLog.objects.filter(log_id=m.log_id).first() if m.log_id else None
@@ -93,7 +96,16 @@ def feedback_of(m: QuarantinedMessage, policy: PolicySnapshot) -> tuple[list[str
         dom = policy.canonical_domain(r.domain) if r.is_local else None
         if dom and "dom:" + dom not in scopes and policy.settings_for("bayes", dom).per_domain:
             scopes.insert(scopes.index("global"), "dom:" + dom)
-    return scopes, trust_config_for(policy, ctx.policy_domain, bool(conn.auth_user))
+    # the user scope of every local recipient whose domain keeps them: the milter reads one only
+    # for mail to that one recipient, but a user who marks a message sent to several has only
+    # their own scope to teach, and what they teach it is read for their next message
+    users: list[str] = []
+    for r in ctx.recipients:
+        dom = policy.canonical_domain(r.domain) if r.is_local else None
+        user = storable_scopes(["user:" + r.address.lower()]) if dom else []
+        if user and user[0] not in scopes + users and policy.settings_for("bayes", dom).per_user:
+            users.append(user[0])
+    return scopes, users, trust_config_for(policy, ctx.policy_domain, bool(conn.auth_user))
 
 
 def canonical_scopes(payload: list[str], policy: PolicySnapshot) -> list[str]:
@@ -160,8 +172,9 @@ def _train_message(label: str, quarantine_ids: list[str] | None, paths: list[str
             except OSError:
                 missing += 1
                 continue
-            own_scopes, own_trust = feedback_of(m, snapshot)
-            todo.append((raw, [s for s in own_scopes if s in allowed], own_trust))
+            own_scopes, user_scopes, own_trust = feedback_of(m, snapshot)
+            todo.append((raw, [s for s in own_scopes if s in allowed] or [s for s in user_scopes if s in allowed],
+                         own_trust))
     for p in paths or []:
         try:
             todo.append((_allowed_path(p).read_bytes(), canonical_scopes(scopes or ["global"], snapshot), trust))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway_milter.antispam.bayes import BayesClassifier
 from gateway_milter.store.memory import MemoryStore
 from tests.django.conftest import World
 from tests.django.test_training_scope_by_actor import _learned
@@ -81,3 +82,33 @@ def test_a_forged_payload_from_a_user_teaches_no_other_scope(world: World, store
                {"action": "spam", "scopes": ["global", "dom:a.example"]}, content_type="application/json")
     assert r.status_code == 200, r.content
     assert _learned(store) == {"user:user@a.example": (1, 0)}
+
+
+def _also_to_a_colleague(world: World, first: bool) -> None:
+    """Tenant a's message went to colleague@a.example too (logged first or after user@a.example)."""
+    from quarantine.models import QuarantineRecipient
+    from reports.models import MessageRecipient
+
+    if first:  # the log keeps the order the milter saw: the colleague's recipient first
+        MessageRecipient.objects.filter(message=world.a.message).delete()
+        addresses = ["colleague@a.example", "user@a.example"]
+    else:
+        addresses = ["colleague@a.example"]
+    for a in addresses:
+        MessageRecipient.objects.create(message=world.a.message, address=a, domain="a.example", action="quarantine",
+                                        quarantine_id=world.a.qmessage.qid)
+    QuarantineRecipient.objects.create(message=world.a.qmessage, address="colleague@a.example", domain="a.example")
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["colleague-first", "colleague-second"])
+def test_a_user_teaches_their_scope_with_a_message_to_several(world: World, store: MemoryStore, first: bool) -> None:
+    """The milter reads a user scope only for mail to one local recipient: a message to two was
+    learned in no scope the user may teach (the action said it was queued, and nothing changed)."""
+    _per_user()
+    _also_to_a_colleague(world, first)
+    r = world.client("user", "a").post(f"/api/quarantine/{world.a.qmessage.pk}/act/", {"action": "spam"},
+                                       content_type="application/json")
+    assert r.status_code == 200, r.content
+    assert _learned(store) == {"user:user@a.example": (1, 0)}
+    st = BayesClassifier(store).stats("user:colleague@a.example")
+    assert (st["spam_learned"], st["ham_learned"]) == (0, 0)  # not the colleague's to teach
