@@ -38,7 +38,7 @@ def _score(tmp_path: Path, name: str, rules: str, **scoring: object) -> tuple[fl
 @pytest.fixture
 def stock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A small stock set in place of Debian's: HTML_MESSAGE, which the fitted file scores
-    (0.357 without Bayes), with SpamAssassin's score of it."""
+    (:func:`fitted_html_message`, without Bayes), with SpamAssassin's score of it."""
     from gateway_milter.antispam import sarules
 
     d = _dir(tmp_path, "stock", "body HTML_MESSAGE /pizza/\nscore HTML_MESSAGE 0.001\n")
@@ -46,9 +46,19 @@ def stock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return d
 
 
+def fitted_html_message() -> float:
+    """HTML_MESSAGE's score in the shipped fitted file's set without Bayes (the file is fitted
+    again after changes; a figure of it written here went stale)."""
+    from gateway_milter.layers.scoring import FITTED_SCORE_FILE, score_sets
+
+    score = score_sets(FITTED_SCORE_FILE)["HTML_MESSAGE"][0]
+    assert score not in (0.0, 0.001, 2.5)  # else the tests below could not tell the scores apart
+    return score
+
+
 def test_a_local_score_line_wins_over_the_fitted_score(tmp_path: Path, store: MemoryStore, stock: Path) -> None:
     fitted, own = _score(tmp_path, "none", "# nothing of mine\n")
-    assert fitted == 0.357 and own is None
+    assert fitted == fitted_html_message() and own is None
     mine, own = _score(tmp_path, "scored", "score HTML_MESSAGE 2.5\n")
     assert mine == 2.5 and own == ["HTML_MESSAGE"]
     both, own = _score(tmp_path, "more", "body LOCAL_X /tonight/\nscore LOCAL_X 1\nscore HTML_MESSAGE 0.25\n")
@@ -66,4 +76,4 @@ def test_without_the_stock_set_no_score_is_local(tmp_path: Path, store: MemorySt
     d = _dir(tmp_path, "all", "body HTML_MESSAGE /pizza/\nscore HTML_MESSAGE 2.5\n")
     doc = {"rules": {"include_default": False, "rule_dirs": [str(d)]}, "scoring": {"layers": ["rules"]}}
     ctx = make_ctx(msg("menu", "a pizza tonight"), policy(doc))
-    assert ctx.layer("scoring").fact("parts")["rules"] == 0.357 and ctx.layer("rules").fact("local_scored") is None
+    assert ctx.layer("scoring").fact("parts")["rules"] == fitted_html_message() and ctx.layer("rules").fact("local_scored") is None
