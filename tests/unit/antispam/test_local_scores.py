@@ -76,4 +76,5 @@ def test_without_the_stock_set_no_score_is_local(tmp_path: Path, store: MemorySt
     d = _dir(tmp_path, "all", "body HTML_MESSAGE /pizza/\nscore HTML_MESSAGE 2.5\n")
     doc = {"rules": {"include_default": False, "rule_dirs": [str(d)]}, "scoring": {"layers": ["rules"]}}
     ctx = make_ctx(msg("menu", "a pizza tonight"), policy(doc))
-    assert ctx.layer("scoring").fact("parts")["rules"] == fitted_html_message() and ctx.layer("rules").fact("local_scored") is None
+    assert ctx.layer("scoring").fact("parts")["rules"] == fitted_html_message()
+    assert ctx.layer("rules").fact("local_scored") is None
