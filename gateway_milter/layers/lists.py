@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import re
 from typing import TYPE_CHECKING
 
+from gateway_milter.auth.psl import org_domain
 from gateway_milter.layers.base import action_rule, BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
 
@@ -24,6 +25,11 @@ class ListsSettings(BaseSettings):
     allow_wins: bool = True
     block_action: str = "refuse"  # refuse | quarantine
     check_header_from: bool = True  # sender lists also match the From: header (at end of message)
+    # a sender entry on the allow list (and a user's own) counts only for a sender whose domain
+    # is vouched for: SPF pass for the envelope sender, or a valid DKIM signature of the
+    # address's organisational domain (at end of message). An address alone is the sender's
+    # own word: spam forging an allow-listed partner was exempt from every spam layer.
+    verify_senders: bool = True
     reject_code: str = "550"
     reject_enhanced: str = "5.7.1"
     reject_text: str = "Message refused: {what} is blocked by policy"
@@ -36,6 +42,37 @@ class ListsSettings(BaseSettings):
 
 
 ADDR_SPEC = re.compile(r"[^\s<>()\[\],;:\"\\]+@[^\s<>()\[\],;:\"\\]+")
+
+
+class _SenderCheck:
+    """Whether something other than the sender vouches for an address's domain: SPF pass for
+    the envelope sender's domain (the ``spf`` layer), or a valid DKIM signature whose domain has
+    the address's organisational domain (the ``dkim`` layer, at end of message only; before, the
+    message is not there). Layers that are off or failed vouch for nothing. Asked only when an
+    allow entry matched a sender, each layer at most once a message (``ctx.layer``)."""
+
+    def __init__(self, ctx: MessageContext) -> None:
+        self.ctx = ctx
+
+    def __call__(self, address: str) -> bool:
+        domain = address.strip("<> ").rpartition("@")[2].lower().rstrip(".")
+        if not domain:
+            return False
+        org = org_domain(domain) or domain
+        ctx = self.ctx
+        spf = ctx.layer("spf")
+        if (not spf.error and spf.fact("identity") == "mailfrom" and spf.fact("result") == "pass"
+                and _org(str(spf.fact("domain", ""))) == org):
+            return True
+        if not ctx.headers:  # before the message: DKIM cannot tell yet
+            return False
+        dkim = ctx.layer("dkim")
+        return not dkim.error and any(_org(str(d)) == org for d in dkim.fact("pass_domains", []) or [])
+
+
+def _org(domain: str) -> str:
+    d = domain.lower().rstrip(".")
+    return org_domain(d) or d
 
 
 class ListsLayer(Layer[ListsSettings]):
@@ -69,19 +106,35 @@ class ListsLayer(Layer[ListsSettings]):
                 lists.match_address("block", "sender", env_sender, dom) if env_sender else None,
             )
         allow_ip, allow_host, allow_sender, block_ip, block_host, block_sender = envelope
+        verify = _SenderCheck(ctx) if settings.verify_senders else None
+        unverified: list[str] = []  # sender addresses an allow entry matched but nothing vouched for
+        if allow_sender is not None and verify is not None and not verify(ctx.mail_from):
+            unverified.append(ctx.mail_from)
+            allow_sender = None
         if settings.check_header_from and ctx.headers and lists.has_sender_entries:
             # a plain scan for addr-specs: enough to match list patterns, and a tenth of the cost
             # of email.utils.getaddresses on the hot path
             header_senders = ADDR_SPEC.findall(" ".join(ctx.header_values("From")))
-            allow_sender = allow_sender or next(
-                (e for s in header_senders if (e := lists.match_address("allow", "sender", s, dom))), None)
+            for s in header_senders:
+                if allow_sender is not None:
+                    break
+                e = lists.match_address("allow", "sender", s, dom)
+                if e is not None and verify is not None and not verify(s):
+                    unverified.append(s)
+                else:
+                    allow_sender = e
             block_sender = block_sender or next(
                 (e for s in header_senders if (e := lists.match_address("block", "sender", s, dom))), None)
         # At end of message: when every recipient allow-listed the sender themselves, or switched
         # anti-spam off, the message is exempt from the spam layers (never from antivirus).
-        user_exempt = bool(ctx.headers and ctx.recipients) and all(
-            lists.match_user("allow", r.address, ctx.mail_from) or r.address.lower() in ctx.policy.antispam_disabled
-            for r in ctx.recipients)
+        user_exempt = False
+        if ctx.headers and ctx.recipients:
+            own = [bool(lists.match_user("allow", r.address, ctx.mail_from)) for r in ctx.recipients]
+            user_exempt = all(o or r.address.lower() in ctx.policy.antispam_disabled
+                              for o, r in zip(own, ctx.recipients, strict=True))
+            if user_exempt and any(own) and verify is not None and not verify(ctx.mail_from):
+                unverified.append(ctx.mail_from)
+                user_exempt = False
         if user_exempt:
             ctx.facts["allowlisted"] = True
         allow = {"ALLOWLIST_IP": allow_ip, "ALLOWLIST_HOST": allow_host, "ALLOWLIST_SENDER": allow_sender}
@@ -89,6 +142,9 @@ class ListsLayer(Layer[ListsSettings]):
         allowed = {k: e for k, e in allow.items() if e}
         blocked = {k: e for k, e in block.items() if e}
         symbols = [self.symbol(k, 0.0, e.value) for k, e in allowed.items()]
+        if unverified and not allowed:
+            symbols.append(self.symbol("ALLOWLIST_SENDER_UNVERIFIED", 0.0,
+                                       ", ".join(dict.fromkeys(a.strip("<> ").lower() for a in unverified))[:200]))
         overridden = bool(allowed) and settings.allow_wins and bool(blocked)
         if not overridden:
             symbols += [self.symbol(k, 0.0, e.value) for k, e in blocked.items()]
@@ -101,6 +157,7 @@ class ListsLayer(Layer[ListsSettings]):
                 "allow_matches": {k: e.value for k, e in allowed.items()},
                 "block_matches": {k: e.value for k, e in blocked.items()},
                 "block_overridden": overridden,
+                "allow_unverified": bool(unverified) and not allowed,
             },
             symbols=tuple(symbols),
         )

@@ -72,10 +72,12 @@ def test_it_exempts_listed_recipients_by_address_and_domain(store: MemoryStore) 
     assert_deferred(judged({"exempt_recipients": ["carol@example.com"]}))
 
 
-def test_it_exempts_allow_listed_senders_unless_told_not_to(store: MemoryStore) -> None:
+def test_it_exempts_allow_listed_senders_unless_told_not_to(store: MemoryStore, dns: StaticBackend) -> None:
+    dns.add("sender.test", "TXT", ["v=spf1 ip4:203.0.113.0/24 -all"])  # the sender's domain vouches for it
     allow = [{"list": "allow", "kind": "sender", "value": SENDER}]
-    assert_exempt(judged({}, lists=allow), "allow-listed")  # exempt_allowlisted is on by default
-    assert_deferred(judged({"exempt_allowlisted": False}, lists=allow))
+    spf = {"spf": {"mode": "on"}}
+    assert_exempt(judged({}, lists=allow, other=spf), "allow-listed")  # exempt_allowlisted is on by default
+    assert_deferred(judged({"exempt_allowlisted": False}, lists=allow, other=spf))
     assert_deferred(judged({}))
     allow_ip = [{"list": "allow", "kind": "ip", "value": "203.0.113.0/24"}]
     assert_exempt(judged({}, lists=allow_ip), "allow-listed")
@@ -105,3 +107,15 @@ def test_it_masks_ipv4_clients_to_netmask_v4(store: MemoryStore) -> None:
 
 def grey_state(res: LayerResult) -> str:
     return str(res.fact("greylist"))
+
+
+def test_an_allow_listed_address_alone_exempts_nothing(store: MemoryStore, dns: StaticBackend) -> None:
+    """The envelope sender is the client's word: an allow entry counts where the sender's SPF
+    passes (lists.verify_senders, on by default), else a forger of a partner's address skipped
+    greylisting and every spam layer."""
+    dns.add("sender.test", "TXT", ["v=spf1 ip4:192.0.2.0/24 -all"])  # not this client
+    allow = [{"list": "allow", "kind": "sender", "value": SENDER}]
+    spf = {"spf": {"mode": "on"}}
+    assert_deferred(judged({}, lists=allow, other=spf))
+    assert_deferred(judged({}, lists=allow))  # SPF off: nothing vouches for it either
+    assert_exempt(judged({}, lists=allow, other={**spf, "lists": {"verify_senders": False}}), "allow-listed")
