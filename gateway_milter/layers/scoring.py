@@ -504,6 +504,10 @@ class ScoringLayer(Layer[ScoringSettings]):
             basis = round(learn_basis, 3)
             declined = autolearn_declined(ctx, bayes, settings, basis, total, learned_from, fitted,
                                           parts.get("bayes", 0.0), tests)
+            if declined is None and ctx.layer("bayes").error:
+                # its store failed this message: learning would be queued for a store that is
+                # down (and fill the learner's queue), and the header would say it was learned
+                declined = "Bayes failed"
             if declined is None:
                 learned = autolearn(ctx, bayes, basis, into_global=not _domain_shapes_basis(ctx, settings, available))
                 if learned is None:

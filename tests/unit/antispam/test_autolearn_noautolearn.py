@@ -84,3 +84,27 @@ def test_a_negative_noautolearn_rule_does_not_make_ham_of_spam(tmp_path: Path, s
     assert res.fact("score") == -87.0 and res.fact("autolearn") == "no"
     assert res.fact("autolearn_reason") == "total -87 < 5"
     assert _learned(store) == (0, 0)
+
+
+def test_it_does_not_autolearn_when_bayes_failed_on_the_message(tmp_path: Path, store: MemoryStore,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Bayes layer fails open (its store down: no Bayes score, mail flows); autolearn then
+    queued the message for that store anyway and X-Spam-Status said autolearn=spam."""
+    from gateway_milter.layers import bayes as bayes_layer
+    from gateway_milter.store import StoreError
+
+    class Down:
+        def classify(self, *a: Any, **kw: Any) -> Any:
+            raise StoreError("redis: connection refused")
+
+    d = write_rules(tmp_path, PRIZE)
+    pol = policy(_doc(d))
+    ok = make_ctx(msg("you won", "a prize"), pol).layer("scoring")
+    assert ok.fact("autolearn") == "spam"  # the control: this message is learned when Bayes works
+    assert _learned(store) == (1, 0)
+    monkeypatch.setattr(bayes_layer, "classifier", lambda settings: Down())
+    ctx = make_ctx(msg("you won again", "another prize"), pol)
+    res = ctx.layer("scoring")
+    assert ctx.layer("bayes").error and res.fact("score") >= 12
+    assert res.fact("autolearn") == "no" and res.fact("autolearn_reason") == "Bayes failed"
+    assert _learned(store) == (1, 0)
