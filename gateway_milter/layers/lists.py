@@ -44,7 +44,7 @@ class ListsSettings(BaseSettings):
 ADDR_SPEC = re.compile(r"[^\s<>()\[\],;:\"\\]+@[^\s<>()\[\],;:\"\\]+")
 
 
-class _SenderCheck:
+class SenderCheck:
     """Whether something other than the sender vouches for an address's domain: SPF pass for
     the envelope sender's domain (the ``spf`` layer), or a valid DKIM signature whose domain has
     the address's organisational domain (the ``dkim`` layer, at end of message only; before, the
@@ -56,7 +56,7 @@ class _SenderCheck:
 
     def __call__(self, address: str) -> bool:
         domain = address.strip("<> ").rpartition("@")[2].lower().rstrip(".")
-        if not domain:
+        if not domain or self.ctx.runner is None:  # (no layers to ask: nothing vouches)
             return False
         org = org_domain(domain) or domain
         ctx = self.ctx
@@ -106,7 +106,7 @@ class ListsLayer(Layer[ListsSettings]):
                 lists.match_address("block", "sender", env_sender, dom) if env_sender else None,
             )
         allow_ip, allow_host, allow_sender, block_ip, block_host, block_sender = envelope
-        verify = _SenderCheck(ctx) if settings.verify_senders else None
+        verify = SenderCheck(ctx) if settings.verify_senders else None
         unverified: list[str] = []  # sender addresses an allow entry matched but nothing vouched for
         if allow_sender is not None and verify is not None and not verify(ctx.mail_from):
             unverified.append(ctx.mail_from)

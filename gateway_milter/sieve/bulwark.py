@@ -291,6 +291,10 @@ def t_host(cc: CompileContext, t: Test) -> Pred:
 LIST_KINDS = ("sender", "recipient", "ip", "host", "from")
 
 
+def _any_address(_address: str) -> bool:
+    return True
+
+
 def t_list(cc: CompileContext, t: Test) -> Pred:
     args = read_args(cc, t, "bulwark_list", {"allow": TagSpec("list"), "block": TagSpec("list")}, ["strlist"])
     lst = args.tag("list") or "block"
@@ -305,14 +309,22 @@ def t_list(cc: CompileContext, t: Test) -> Pred:
         ctx = h.ctx
         lists = ctx.policy.lists
         dom = ctx.policy_domain
+        # an allow entry counts as the lists layer counts it: a sender only where SPF or DKIM
+        # vouches for its domain (lists.verify_senders), a host by its verified name only; a
+        # block entry matches the claim itself
+        vouched: Callable[[str], bool] = _any_address
+        if lst == "allow" and ctx.policy.settings_for("lists", dom).verify_senders:
+            from gateway_milter.layers.lists import SenderCheck
+
+            vouched = SenderCheck(ctx)
         for k in kinds:
-            if k == "sender" and lists.match_address(lst, "sender", ctx.mail_from, dom):
+            if k == "sender" and lists.match_address(lst, "sender", ctx.mail_from, dom) and vouched(ctx.mail_from):
                 return True
             if k == "from":
                 from gateway_milter.mime.headers import addresses
 
                 for _, a in addresses(ctx.header_values("From")):
-                    if a and lists.match_address(lst, "sender", a, dom):
+                    if a and lists.match_address(lst, "sender", a, dom) and vouched(a):
                         return True
             if k == "recipient":
                 rcpts = [h.rcpt] if h.rcpt is not None else ctx.recipients
@@ -321,8 +333,10 @@ def t_list(cc: CompileContext, t: Test) -> Pred:
                         return True
             if k == "ip" and lists.match_ip(lst, ctx.conn.ip, dom):
                 return True
-            if k == "host" and (lists.match_host(lst, ctx.conn.client_name, dom)
-                                or lists.match_host(lst, ctx.conn.helo, dom)):
+            if k == "host" and lst == "allow" and lists.match_host(lst, ctx.conn.verified_name, dom):
+                return True
+            if k == "host" and lst == "block" and (lists.match_host(lst, ctx.conn.client_name, dom)
+                                                   or lists.match_host(lst, ctx.conn.helo, dom)):
                 return True
         return False
 

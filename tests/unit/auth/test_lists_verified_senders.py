@@ -147,3 +147,44 @@ def test_a_users_own_allow_entry_needs_vouching_too(zone: r.StaticBackend) -> No
     assert forged.layer("lists").fact("recipients_exempt") is False
     real = ctx_for(pol, ip=PARTNER_IP, mail_from="<news@partner.example>", raw=raw)
     assert lists_of(real)[1] is True and real.layer("lists").fact("recipients_exempt") is True
+
+
+# -- the Sieve test bulwark_list :allow counts an entry as the layer does -----------------------
+def sieve_allows(ctx: MessageContext, kind: str) -> bool:
+    from gateway_milter.sieve import MessageData, compile_script
+    from gateway_milter.sieve.bulwark import GatewayHooks
+
+    src = f'require ["vnd.bulwark", "fileinto"];\nif bulwark_list :allow "{kind}" {{ fileinto "allowed"; }}'
+    res = compile_script(src).execute(MessageData.from_context(ctx), hooks=GatewayHooks(ctx))
+    assert res.error is None, res.error
+    return any(a.args.get("mailbox") == "allowed" for a in res.actions)
+
+
+@pytest.mark.parametrize("kind", ["sender", "from"])
+def test_the_sieve_list_test_needs_the_sender_vouched_for(zone: r.StaticBackend, kind: str) -> None:
+    raw = message(frm="news@partner.example")
+    pol = policy("*@partner.example")
+    assert not sieve_allows(ctx_for(pol, ip=FORGER_IP, mail_from="<news@partner.example>", raw=raw), kind)
+    assert sieve_allows(ctx_for(pol, ip=PARTNER_IP, mail_from="<news@partner.example>", raw=raw), kind)
+    off = policy("*@partner.example", lists={"verify_senders": False})
+    assert sieve_allows(ctx_for(off, ip=FORGER_IP, mail_from="<news@partner.example>", raw=raw), kind)
+
+
+def test_the_sieve_list_test_allows_a_host_by_its_verified_name_only(zone: r.StaticBackend) -> None:
+    from gateway_milter.context import ConnectionInfo
+
+    doc = {"domains": ["local.test"], "lists": [{"list": "allow", "kind": "host", "value": "mx.partner.example"},
+                                                {"list": "block", "kind": "host", "value": "mx.partner.example"}]}
+    ctx = ctx_for(PolicySnapshot.from_document(doc), ip=FORGER_IP, mail_from="<x@spam.example>", raw=message())
+    assert ctx.conn.helo == "mx.partner.example" and ctx.conn.verified_name != "mx.partner.example"
+    assert not sieve_allows(ctx, "host")  # the HELO name is the client's own word
+    src = 'require ["vnd.bulwark", "fileinto"];\nif bulwark_list :block "host" { fileinto "blocked"; }'
+    from gateway_milter.sieve import MessageData, compile_script
+    from gateway_milter.sieve.bulwark import GatewayHooks
+
+    res = compile_script(src).execute(MessageData.from_context(ctx), hooks=GatewayHooks(ctx))
+    assert [a.args.get("mailbox") for a in res.actions] == ["blocked"]  # a block matches the claim
+    named = ctx_for(PolicySnapshot.from_document(doc), ip=FORGER_IP, mail_from="<x@spam.example>", raw=message())
+    named.conn = ConnectionInfo(client_ip=FORGER_IP, helo="x", client_name="mx.partner.example")
+    assert named.conn.verified_name == "mx.partner.example"
+    assert sieve_allows(named, "host")
