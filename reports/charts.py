@@ -230,10 +230,12 @@ def symbols_chart(messages: Any, since: str, until: str, good: bool = False) -> 
 def symbol_names(syms: Any, positive: bool = False) -> set[str]:
     """The symbol names of a message-log record's ``symbols`` (a list of ``{name, score, ...}``,
     or its JSON text from a database that hands JSON back as text), each once; ``positive``:
-    only those that scored more than 0 points."""
+    only those that added more than 0 points to the total (``points``, where the record has
+    them; before that its own ``score``)."""
     if isinstance(syms, str):
         syms = json.loads(syms)
-    names = {s.get("name") for s in syms or () if isinstance(s, dict) and (not positive or _positive(s.get("score")))}
+    names = {s.get("name") for s in syms or ()
+             if isinstance(s, dict) and (not positive or _positive(s.get("points", s.get("score"))))}
     return {n for n in names if isinstance(n, str) and SYMBOL_NAME.fullmatch(n)}
 
 

@@ -271,7 +271,7 @@ def without_network_layers(doc: dict[str, Any]) -> dict[str, Any]:
 def _result(rec: dict[str, Any]) -> dict[str, Any]:
     return {"action": rec.get("action"), "score": rec.get("score"), "reason": rec.get("reason") or "",
             "direction": rec.get("direction") or "",
-            "symbols": [{k: s.get(k) for k in ("name", "score", "detail", "layer")} for s in rec.get("symbols") or []],
+            "symbols": [{k: s.get(k) for k in ("name", "score", "points", "detail", "layer")} for s in rec.get("symbols") or []],
             "trace": [{k: t.get(k) for k in ("source", "event", "detail", "ms")} for t in rec.get("trace") or []],
             "recipients": [{k: r.get(k) for k in ("address", "action", "reply")} for r in rec.get("recipients") or []],
             "ms": rec.get("ms")}

@@ -192,6 +192,20 @@ def _score(lid: str, x: Symbol, fitted: dict[str, tuple[float, float]], which: i
     return x.score
 
 
+def _symbol_points(lid: str, symbols: Sequence[Symbol], fitted: dict[str, tuple[float, float]], which: int,
+                   share: float) -> list[float]:
+    """What each of a layer's symbols added to the total, in their order, summing to the
+    layer's ``share``: its fitted (or own) score; for the bayes layer the band symbol also
+    carries what the log-odds, the token model and the cap added or took (the sender symbols
+    keep their own points)."""
+    out = [_score(lid, x, fitted, which) if fitted else x.score for x in symbols]
+    if lid == "bayes" and out:
+        band = next((i for i, x in enumerate(symbols) if x.name not in SENDER_SYMBOLS), None)
+        if band is not None:
+            out[band] = share - (sum(out) - out[band])
+    return [round(v, 3) for v in out]
+
+
 def _autolearn_symbols(res: LayerResult, symbols: Sequence[Symbol]) -> Sequence[Symbol]:
     """The rules layer's symbols whose points count toward autolearn: not those of rules with
     tflags noautolearn or userconf (the layer names them, fact ``not_autolearned``)."""
@@ -403,6 +417,25 @@ def exemption(ctx: MessageContext, settings: ScoringSettings) -> str | None:
     return None
 
 
+def counted_points(ctx: MessageContext) -> dict[int, float] | None:
+    """What each symbol of the message added to the total the thresholds judged, keyed by the
+    symbol object's id: the fitted score it counted with (not the rule file's), the bayes
+    band's whole share, 0 for a symbol of a layer the total does not count or of exempt mail.
+    None before the scoring layer has run (or when it failed): then no total was judged."""
+    runner = ctx.runner
+    res = runner.peek("scoring") if runner is not None else None
+    if res is None or res.error or res.skipped or "score" not in res.facts:
+        return None
+    out: dict[int, float] = {}
+    for lid, values in (res.fact("points") or {}).items():
+        layer_res = runner.peek(lid) if runner is not None else None
+        if layer_res is not None:
+            out.update(zip(map(id, layer_res.symbols), values, strict=False))
+    for x in res.symbols:
+        out[id(x)] = 0.0 if res.fact("exempt") else x.score
+    return out
+
+
 class ScoringLayer(Layer[ScoringSettings]):
     id = "scoring"
     stage = Stage.EOM
@@ -442,6 +475,7 @@ class ScoringLayer(Layer[ScoringSettings]):
         cap = settings.bayes_cap()
         capped: float | None = None
         parts: dict[str, float] = {}
+        points: dict[str, list[float]] = {}  # what each symbol added, per layer, in the layer's order
         tests: list[str] = []
         learn_basis = 0.0  # the score without Bayes that autolearn goes by
         learned_from: list[tuple[str, LayerResult, Sequence[Symbol]]] = []  # ... and its symbols
@@ -481,6 +515,7 @@ class ScoringLayer(Layer[ScoringSettings]):
                     learned_from.append((lid, res, kept))
             if res.symbols:
                 parts[lid] = s
+                points[lid] = _symbol_points(lid, res.symbols, fitted, with_bayes, s)
                 tests += [x.name for x in res.symbols]
             total += s
         symbols = []
@@ -513,8 +548,8 @@ class ScoringLayer(Layer[ScoringSettings]):
                 if learned is None:
                     declined = "not queued"  # (the learner logs a full queue or a failure)
         # "autolearn" stays one word: X-Spam-Status carries it as SpamAssassin's autolearn=
-        facts = {"score": total, "required": settings.tag_score, "parts": parts, "tests": sorted(set(tests)),
-                 "autolearn": learned or "no"}
+        facts = {"score": total, "required": settings.tag_score, "parts": parts, "points": points,
+                 "tests": sorted(set(tests)), "autolearn": learned or "no"}
         if declined is not None:
             facts["autolearn_reason"] = declined
         if capped is not None:

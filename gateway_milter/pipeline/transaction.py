@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gateway_milter import layers, transforms
 from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
 from gateway_milter.layers.direction import message_direction, recipient_direction
+from gateway_milter.layers.scoring import counted_points
 from gateway_milter.mime.headers import decode_text
 from gateway_milter.pipeline.runner import FAULT_HANG, LayerFailure, LayerRunner
 from gateway_milter.policy.evaluate import engine_for
@@ -378,8 +379,7 @@ class Gateway:
             "score": ctx.score,
             "action": final.value,
             "reason": reason[:500],
-            "symbols": [{"name": s.name, "score": s.score, "detail": s.detail[:200], "layer": s.layer}
-                        for s in ctx.symbols],
+            "symbols": _symbol_records(ctx),
             "trace": [{"source": t.source, "event": t.event, "detail": t.detail[:500], "ms": t.ms} for t in ctx.trace],
             "transcript": ctx.transcript,
             "recipients": per_rcpt,
@@ -391,6 +391,20 @@ class Gateway:
         except Exception:
             log.exception("message log emit failed for %s", ctx.log_id)
         return rec
+
+
+def _symbol_records(ctx: MessageContext) -> list[dict[str, Any]]:
+    """The message's symbols for the log: each with its own score (the rule file's, the
+    layer's) and, once a total was judged, ``points``: what it added to that total (the
+    fitted score it counted with; 0 where its layer is not scored or the mail was exempt)."""
+    counted = counted_points(ctx)
+    out: list[dict[str, Any]] = []
+    for s in ctx.symbols:
+        rec: dict[str, Any] = {"name": s.name, "score": s.score, "detail": s.detail[:200], "layer": s.layer}
+        if counted is not None:
+            rec["points"] = counted.get(id(s), 0.0)
+        out.append(rec)
+    return out
 
 
 class _Services:

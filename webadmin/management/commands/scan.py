@@ -115,16 +115,25 @@ class Command(BaseCommand):
     def _print(self, label: str, rec: dict[str, Any], as_json: bool) -> None:
         if as_json:
             out = {"file": label, "action": rec["action"], "score": rec["score"],
-                   "symbols": [{"name": s["name"], "score": s["score"]} for s in rec["symbols"]],
+                   "symbols": [{k: s[k] for k in ("name", "score", "points") if k in s} for s in rec["symbols"]],
                    "reason": rec["reason"], "trace": rec["trace"], "direction": rec["direction"],
                    "recipients": rec["recipients"], "ms": rec["ms"]}
             self.stdout.write(json.dumps(out))
             return
         lines = [f"{label}: {rec['action']} score={rec['score']:.2f} reason={rec['reason'] or '-'}"]
-        lines += [f"  symbol {s['name']} ({s['score']:g}) {s['detail']}" for s in rec["symbols"]]
+        lines += [f"  symbol {s['name']} ({_points(s)}) {s['detail']}" for s in rec["symbols"]]
         lines += [f"  trace {t['source']}: {t['event']} {t['detail']} [{t['ms']} ms]" for t in rec["trace"]]
         for line in lines:
             self.stdout.write(printable(line))
+
+
+def _points(s: dict[str, Any]) -> str:
+    """A symbol's points in the total, and its own score where that differs (a fitted score
+    counted instead of the rule file's, a layer the total does not count)."""
+    own = f"{s['score']:g}"
+    if "points" not in s or f"{s['points']:g}" == own:
+        return own
+    return f"{s['points']:g}; own score {own}"
 
 
 def _read(path: Path) -> Iterator[tuple[str, bytes]]:
