@@ -67,6 +67,27 @@ def _hooks(rt: Runtime, line: int) -> GatewayHooks:
 
 
 
+def _scored_share(h: GatewayHooks, layer_id: str, rt: Runtime) -> float | None:
+    """What a layer added to the judged total (the scoring layer's ``parts``: fitted scores,
+    the Bayes cap; 0 for exempt mail), when the scoring layer counts that layer and can run
+    (end of message); None otherwise (the layer's own symbol scores are compared then)."""
+    from gateway_milter import layers
+    from gateway_milter.layers.scoring import ScoringSettings
+    from gateway_milter.verdict import Stage
+
+    ctx = h.ctx
+    runner = ctx.runner
+    if runner is None or runner.stage is not Stage.EOM or "scoring" not in layers.available():
+        return None
+    settings = ctx.policy.settings_for("scoring", ctx.policy_domain)
+    if not isinstance(settings, ScoringSettings) or not settings.enabled or layer_id not in settings.layers:
+        return None
+    scored = h.layer("scoring", False, rt)
+    if scored is None or scored.error or scored.skipped or "score" not in scored.facts:
+        return None
+    return float((scored.fact("parts") or {}).get(layer_id, 0.0))
+
+
 def _check_layer(cc: CompileContext, node: Command | Test, layer_id: str | None) -> None:
     if layer_id is None:
         return
@@ -220,7 +241,11 @@ def t_score(cc: CompileContext, t: Test) -> Pred:
             score = h.ctx.score
         elif layer_id is not None:
             res = h.layer(layer_id, recipient, rt)
-            score = round(sum(s.score for s in res.symbols), 3) if res is not None else 0.0
+            share = None if recipient or res is None else _scored_share(h, layer_id, rt)
+            if share is not None:
+                score = share
+            else:
+                score = round(sum(s.score for s in res.symbols), 3) if res is not None else 0.0
         else:
             score = h.ctx.score
         if rel == "over":

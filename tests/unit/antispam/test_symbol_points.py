@@ -77,3 +77,34 @@ def test_the_bayes_band_carries_the_bayes_share_and_sender_symbols_their_own() -
     # without fitted scores: each symbol's own score, the band again taking what is left
     assert _symbol_points("bayes", syms, {}, 1, 2.7) == [3.5, 0.2, -1.0]
     assert _symbol_points("rules", [Symbol("A", 1.0, "", "rules")], {"A": (0.25, 0.5)}, 1, 0.5) == [0.5]
+
+
+def _sieve(ctx: object, test: str) -> bool:
+    from gateway_milter.sieve import MessageData, compile_script
+    from gateway_milter.sieve.bulwark import GatewayHooks
+
+    res = compile_script(f'require ["vnd.bulwark", "fileinto"];\nif {test} {{ fileinto "yes"; }}').execute(
+        MessageData.from_context(ctx), hooks=GatewayHooks(ctx))
+    assert res.error is None, res.error
+    return any(a.args.get("mailbox") == "yes" for a in res.actions)
+
+
+def test_bulwark_score_of_a_scored_layer_compares_what_it_added_to_the_total(
+        tmp_path: Path, store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # own scores 1 + 2 = 3; counted 0.5 + 3.25 = 3.75
+    pol = policy(_setup(tmp_path, monkeypatch))
+    ctx = make_ctx(msg("menu", "a pizza tonight"), pol)
+    assert _sieve(ctx, 'bulwark_score :layer "rules" :atleast "3.75"')
+    assert not _sieve(ctx, 'bulwark_score :layer "rules" :under "3.5"')
+    # exempt mail: the layer added nothing
+    ctx = make_ctx(msg("menu", "a pizza tonight"), pol, auth="alice")
+    assert _sieve(ctx, 'bulwark_score :layer "rules" :under "0.5"')
+
+
+def test_bulwark_score_of_a_layer_the_total_does_not_count_compares_its_own_scores(
+        tmp_path: Path, store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = _setup(tmp_path, monkeypatch)
+    doc["scoring"] = {**doc["scoring"], "layers": ["bayes"]}  # type: ignore[dict-item]
+    ctx = make_ctx(msg("menu", "a pizza tonight"), policy(doc))
+    assert _sieve(ctx, 'bulwark_score :layer "rules" :atleast "3"')
+    assert not _sieve(ctx, 'bulwark_score :layer "rules" :atleast "3.1"')
