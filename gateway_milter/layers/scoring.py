@@ -198,12 +198,18 @@ def _symbol_points(lid: str, symbols: Sequence[Symbol], fitted: dict[str, tuple[
     layer's ``share``: its fitted (or own) score; for the bayes layer the band symbol also
     carries what the log-odds, the token model and the cap added or took (the sender symbols
     keep their own points)."""
-    out = [_score(lid, x, fitted, which) if fitted else x.score for x in symbols]
+    if not fitted:
+        out = [x.score for x in symbols]
+    elif lid == "bayes":
+        out = [fitted[x.name][which] if x.name in fitted else x.score for x in symbols]
+    else:  # (as _score, inline: once per symbol of every message)
+        out = [fitted[x.name][which] if x.name in fitted and not x.name.startswith("BAYES_") else x.score
+               for x in symbols]
     if lid == "bayes" and out:
         band = next((i for i, x in enumerate(symbols) if x.name not in SENDER_SYMBOLS), None)
         if band is not None:
-            out[band] = share - (sum(out) - out[band])
-    return [round(v, 3) for v in out]
+            out[band] = round(share - (sum(out) - out[band]), 3)
+    return out
 
 
 def _autolearn_symbols(res: LayerResult, symbols: Sequence[Symbol]) -> Sequence[Symbol]:
