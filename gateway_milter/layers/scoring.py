@@ -71,6 +71,9 @@ class ScoringSettings(BaseSettings):
     quarantine_queue: str = "user"
     subject_tag: str = ""  # e.g. "[SPAM]"; empty: subject unchanged
     add_headers: bool = True  # X-Spam-Status / X-Spam-Score / X-Spam-Flag / X-Spam-Level
+    # X-Spam-Report on spam (at tag_score): each symbol that added points, with its points, as
+    # SpamAssassin writes it with report_safe 0 (it names the rules to the recipient: off by default)
+    add_report: bool = False
     # X-Spam-* headers the message came with removed even when the gateway writes none (add_headers
     # or scoring off): they come from the sender's side, and a downstream filter written for
     # SpamAssassin trusts them. False only behind a filter whose X-Spam-* headers are to be kept.

@@ -9,10 +9,12 @@ repeat one, so every occurrence gets its own delete (libmilter's SMFIR_CHGHEADER
 
 from __future__ import annotations
 
+import re
 from email.header import Header
 from typing import TYPE_CHECKING
 
 from gateway_milter import layers as registry
+from gateway_milter.layers.scoring import counted_points
 from gateway_milter.mime.headers import decode_words
 from gateway_milter.transforms import TransformResult
 from gateway_milter.verdict import HeaderEdit, delete_all
@@ -45,6 +47,33 @@ def status_line(is_spam: bool, score: float, required: float, tests: list[str], 
         # libmilter takes bare LF in header values; the MTA writes the line ends
         out = "\n".join(lines)
     return f"{out} autolearn={autolearn} version={VERSION}"
+
+
+REPORT_LINES = 40  # symbols in X-Spam-Report at most (the strongest; a line says how many more)
+REPORT_DETAIL = 64  # characters of a symbol's description kept
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
+
+
+def report_text(ctx: MessageContext) -> str:
+    """SpamAssassin's X-Spam-Report (report_safe 0): a line ``*  2.5 NAME description`` per
+    symbol that added points to the total (what it added: the fitted score it counted with),
+    the most first; folded onto tab-indented lines. Descriptions may come from the message (an
+    address, a domain): kept to printable ASCII, one line, REPORT_DETAIL characters."""
+    counted = counted_points(ctx)
+    if not counted:
+        return ""
+    hits = [(counted[id(s)], s) for s in ctx.symbols if counted.get(id(s), 0.0) != 0.0]
+    hits.sort(key=lambda h: -h[0])
+    lines = []
+    for pts, s in hits[:REPORT_LINES]:
+        detail = _UNPRINTABLE.sub(" ", s.detail).strip()
+        if len(detail) > REPORT_DETAIL:
+            detail = detail[:REPORT_DETAIL - 3].rstrip() + "..."
+        lines.append(f"* {pts:4.1f} {s.name} {detail}".rstrip())
+    if len(hits) > REPORT_LINES:
+        lines.append(f"* ({len(hits) - REPORT_LINES} more)")
+    # libmilter takes bare LF in header values; the MTA writes the line ends
+    return "\n\t".join(lines)
 
 
 def delete_every(ctx: MessageContext, name: str) -> list[HeaderEdit]:
@@ -80,6 +109,10 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
     edits.append(HeaderEdit("add", "X-Spam-Level", "*" * max(0, min(50, int(score)))))
     if is_spam:
         edits.append(HeaderEdit("add", "X-Spam-Flag", "YES"))
+        if settings.add_report:
+            report = report_text(ctx)
+            if report:
+                edits.append(HeaderEdit("add", "X-Spam-Report", report))
         if settings.subject_tag:
             subject = ctx.header("Subject") or ""
             # (a tag inside an encoded word is there too: "=?UTF-8?Q?[SPAM]_Gr=C3=BC=C3=9Fe?=")
