@@ -167,9 +167,11 @@ class Gateway:
             is_local = ctx.policy.is_local_domain(domain)
             rcpt = Recipient(addr, domain, is_local, tuple(esmtp),
                              direction=recipient_direction(ctx.is_internal_sender, is_local))
-            # One policy group per message: recipients of another group are deferred (452).
+            # One policy group per message: recipients of another group are deferred (452). The
+            # first local recipient fixes it even when it is refused: the message-level layers
+            # have run with its domain's settings and lists, and their results are kept.
             group_domain = domain if is_local and not ctx.is_internal_sender else ctx.policy_domain
-            if ctx.recipients:
+            if ctx.recipients or ctx.policy_domain is not None:
                 if ctx.policy.policy_group(group_domain) != ctx.policy.policy_group(ctx.policy_domain):
                     return self._refuse_rcpt(ctx, addr, POLICY_GROUP_DEFER, "tempfail")
             elif is_local and not ctx.is_internal_sender:

@@ -76,6 +76,12 @@ class PolicySnapshot:
                 self.domains.setdefault(alias, dp)
         self.trusted_networks = [ipaddress.ip_network(n, strict=False) for n in doc.get("trusted_networks") or []]
         self.lists = CompiledLists([ListEntry(**e) for e in doc.get("lists") or []])
+        # domains with message-level list entries of their own (sender, host, IP: judged once
+        # per message with the message's domain) need a policy group of their own, or another
+        # tenant's recipients would share the message and its list verdict
+        self._list_domains: frozenset[str] = frozenset(
+            d for e in self.lists.entries if e.domain and not e.recipient and e.kind != "recipient"
+            if (d := self.canonical_domain(e.domain)))
         self.scripts = [ScriptEntry(**s) for s in doc.get("scripts") or []]
         # addresses whose users switched anti-spam off (My Account); antivirus still applies
         self.antispam_disabled: frozenset[str] = frozenset(
@@ -128,10 +134,12 @@ class PolicySnapshot:
         return s
 
     def policy_group(self, domain: str | None) -> str:
-        """Domains whose effective settings are identical share a group: one message may
-        carry recipients of one group only (others are deferred with 452 at RCPT)."""
+        """Domains whose effective settings and message-level list entries are identical share a
+        group: one message may carry recipients of one group only (others are deferred with 452
+        at RCPT)."""
         dom = self.canonical_domain(domain)
-        if dom is None or not self.domains[dom].settings and not any(s.domain == dom for s in self.scripts):
+        if dom is None or (not self.domains[dom].settings and dom not in self._list_domains
+                           and not any(s.domain == dom for s in self.scripts)):
             return "global"
         return "domain:" + dom
 
