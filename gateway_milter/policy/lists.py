@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway_milter.layers.base import SettingsError
 
@@ -100,13 +100,18 @@ def _address_regex(pattern: str) -> re.Pattern[str]:
 class CompiledLists:
     """Lookup structure built once per policy snapshot."""
 
-    def __init__(self, entries: list[ListEntry]) -> None:
+    def __init__(self, entries: list[ListEntry], aliases: dict[str, str] | None = None) -> None:
+        """``aliases`` maps a domain alias to its domain: an entry scoped to either name applies
+        to mail for both (looked up under the domain's name)."""
         self.entries = entries
+        self._aliases = aliases or {}
         self._addr: dict[tuple[str, str, str | None], list[tuple[re.Pattern[str], ListEntry]]] = {}
         self._hosts: dict[tuple[str, str | None], list[tuple[re.Pattern[str], ListEntry]]] = {}
         self._nets: dict[tuple[str, str | None], list[tuple[IPNetwork, ListEntry]]] = {}
         self._user: dict[tuple[str, str], list[tuple[re.Pattern[str], ListEntry]]] = {}
         for e in entries:
+            if e.domain in self._aliases:
+                e = replace(e, domain=self._aliases[e.domain])
             if e.recipient:
                 self._user.setdefault((e.list, e.recipient), []).append((_address_regex(e.value), e))
             elif e.kind in ("sender", "recipient"):
@@ -118,11 +123,17 @@ class CompiledLists:
 
         self.has_sender_entries = any(kind == "sender" for (_, kind, _) in self._addr)
 
+    def _scopes(self, domain: str | None) -> tuple[str | None, ...]:
+        if not domain:
+            return (None,)
+        d = domain.lower().rstrip(".")
+        return (self._aliases.get(d, d), None)
+
     def match_address(self, lst: str, kind: str, address: str, domain: str | None) -> ListEntry | None:
         a = address.strip("<>").lower()
         if not a:
             return None
-        for scope in (domain, None) if domain else (None,):
+        for scope in self._scopes(domain):
             for rx, e in self._addr.get((lst, kind, scope), ()):
                 if rx.match(a):
                     return e
@@ -132,7 +143,7 @@ class CompiledLists:
         h = host.lower().rstrip(".")
         if not h or h == "unknown":
             return None
-        for scope in (domain, None) if domain else (None,):
+        for scope in self._scopes(domain):
             for rx, e in self._hosts.get((lst, scope), ()):
                 if rx.match(h):
                     return e
@@ -141,7 +152,7 @@ class CompiledLists:
     def match_ip(self, lst: str, ip: IPAddress | None, domain: str | None) -> ListEntry | None:
         if ip is None:
             return None
-        for scope in (domain, None) if domain else (None,):
+        for scope in self._scopes(domain):
             for net, e in self._nets.get((lst, scope), ()):
                 if ip.version == net.version and ip in net:
                     return e

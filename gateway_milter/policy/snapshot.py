@@ -75,7 +75,8 @@ class PolicySnapshot:
             for alias in dp.aliases:
                 self.domains.setdefault(alias, dp)
         self.trusted_networks = [ipaddress.ip_network(n, strict=False) for n in doc.get("trusted_networks") or []]
-        self.lists = CompiledLists([ListEntry(**e) for e in doc.get("lists") or []])
+        self.lists = CompiledLists([ListEntry(**e) for e in doc.get("lists") or []],
+                                   {a: dp.name for a, dp in self.domains.items() if a != dp.name})
         # domains with message-level list entries of their own (sender, host, IP: judged once
         # per message with the message's domain) need a policy group of their own, or another
         # tenant's recipients would share the message and its list verdict
