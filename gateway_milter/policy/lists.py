@@ -87,6 +87,29 @@ def validate_entry(raw: object, path: str) -> ListEntry:
     return ListEntry(lst, kind, value, domain.lower() if domain else None, comment, recipient)
 
 
+def _label(label: str) -> str:
+    if label.isascii():
+        return label
+    try:
+        return label.encode("idna").decode("ascii")
+    except UnicodeError:
+        return label
+
+
+def normal_address(address: str) -> str:
+    """An address (or address pattern) as the lists compare it: lower case, without angle
+    brackets, its domain without a trailing dot and in A-labels (``x@Bücher.example.`` is
+    ``x@xn--bcher-kva.example``): each form delivers to the same domain."""
+    a = address.strip().strip("<>").strip().lower()
+    local, at, domain = a.rpartition("@")
+    if not at:
+        return a
+    domain = domain.rstrip(".")
+    if not domain.isascii():
+        domain = ".".join(_label(x) for x in domain.split("."))
+    return f"{local}@{domain}"
+
+
 def _address_regex(pattern: str) -> re.Pattern[str]:
     """``user@domain`` exact; ``*@domain``/``@domain``/``domain`` any user of the domain;
     ``*.domain`` in the domain part also matches the domain's subdomains."""
@@ -94,7 +117,7 @@ def _address_regex(pattern: str) -> re.Pattern[str]:
         pattern = "*@" + pattern
     elif pattern.startswith("@"):
         pattern = "*" + pattern
-    return re.compile(fnmatch.translate(pattern))
+    return re.compile(fnmatch.translate(normal_address(pattern)))
 
 
 class CompiledLists:
@@ -113,7 +136,7 @@ class CompiledLists:
             if e.domain in self._aliases:
                 e = replace(e, domain=self._aliases[e.domain])
             if e.recipient:
-                self._user.setdefault((e.list, e.recipient), []).append((_address_regex(e.value), e))
+                self._user.setdefault((e.list, normal_address(e.recipient)), []).append((_address_regex(e.value), e))
             elif e.kind in ("sender", "recipient"):
                 self._addr.setdefault((e.list, e.kind, e.domain), []).append((_address_regex(e.value), e))
             elif e.kind == "host":
@@ -130,7 +153,7 @@ class CompiledLists:
         return (self._aliases.get(d, d), None)
 
     def match_address(self, lst: str, kind: str, address: str, domain: str | None) -> ListEntry | None:
-        a = address.strip("<>").lower()
+        a = normal_address(address)
         if not a:
             return None
         for scope in self._scopes(domain):
@@ -160,10 +183,10 @@ class CompiledLists:
 
     def match_user(self, lst: str, recipient: str, sender: str) -> ListEntry | None:
         """A recipient's own entry matching the sender (users manage these in My Account)."""
-        a = sender.strip("<>").lower()
+        a = normal_address(sender)
         if not a or not self._user:
             return None
-        for rx, e in self._user.get((lst, recipient.strip("<>").lower()), ()):
+        for rx, e in self._user.get((lst, normal_address(recipient)), ()):
             if rx.match(a):
                 return e
         return None
