@@ -110,6 +110,18 @@ def normal_address(address: str) -> str:
     return f"{local}@{domain}"
 
 
+# BATV tags (prvs=, msprvs1=, Barracuda's btv1==TAG==): the sending site's bounce protection, a
+# new tag for every message on the address its user has (as greylisting's triplets strip them)
+_BATV = re.compile(r"^(?:(?:prvs|msprvs\d?|btv1)=[^=@]+=|btv1==[^=@]+==)(?=[^@]+@)")
+
+
+def _forms(address: str) -> tuple[str, ...]:
+    """The address as the lists compare it, and without its BATV tag when it has one."""
+    a = normal_address(address)
+    untagged = _BATV.sub("", a, count=1)
+    return (a,) if untagged == a else (a, untagged)
+
+
 def _address_regex(pattern: str) -> re.Pattern[str]:
     """``user@domain`` exact; ``*@domain``/``@domain``/``domain`` any user of the domain;
     ``*.domain`` in the domain part also matches the domain's subdomains."""
@@ -153,12 +165,12 @@ class CompiledLists:
         return (self._aliases.get(d, d), None)
 
     def match_address(self, lst: str, kind: str, address: str, domain: str | None) -> ListEntry | None:
-        a = normal_address(address)
-        if not a:
+        forms = _forms(address) if kind == "sender" else (normal_address(address),)
+        if not forms[0]:
             return None
         for scope in self._scopes(domain):
             for rx, e in self._addr.get((lst, kind, scope), ()):
-                if rx.match(a):
+                if any(rx.match(a) for a in forms):
                     return e
         return None
 
@@ -183,10 +195,10 @@ class CompiledLists:
 
     def match_user(self, lst: str, recipient: str, sender: str) -> ListEntry | None:
         """A recipient's own entry matching the sender (users manage these in My Account)."""
-        a = normal_address(sender)
-        if not a or not self._user:
+        forms = _forms(sender)
+        if not forms[0] or not self._user:
             return None
         for rx, e in self._user.get((lst, normal_address(recipient)), ()):
-            if rx.match(a):
+            if any(rx.match(a) for a in forms):
                 return e
         return None
