@@ -124,11 +124,11 @@ _SRS1 = re.compile(r"^srs1[=+-][^=]+=([^=]+)==[^=]+=[^=]+=(.+@.+)$")
 _NUMBER = re.compile(r"\b\d+\b")  # a number between separators: VERP's message or bounce ids
 
 
-def normalize_sender(sender: str) -> str:
+def normalize_sender(sender: str, *, numbers: bool = True) -> str:
     """The sender as the triplet keeps it: lower-cased; BATV tags removed (they change with
     every message); SRS hashes and day stamps removed (they change daily); numbers standing
-    alone in the local part as ``#`` (VERP ids such as ``bounce-4711-17@``, as Postgrey does);
-    ``<>`` stays empty."""
+    alone in the local part as ``#`` (VERP ids such as ``bounce-4711-17@``, as Postgrey does;
+    not with ``numbers`` off); ``<>`` stays empty."""
     s = sender.strip().strip("<>").lower()
     m = _PRVS.match(s)
     if m:
@@ -139,7 +139,7 @@ def normalize_sender(sender: str) -> str:
         elif m := _SRS1.match(s):
             s = f"srs1={m.group(1)}=={m.group(2)}"
     local, at, domain = s.rpartition("@")
-    if at and any(c.isdigit() for c in local):
+    if numbers and at and any(c.isdigit() for c in local):
         s = _NUMBER.sub("#", local) + "@" + domain
     return s
 
@@ -236,10 +236,11 @@ class GreylistLayer(Layer[GreylistSettings]):
             return "exempt network"
         if s.exempt_client_names and client_name_matches(ctx.conn.verified_name, s.exempt_client_names):
             return "exempt client name"
-        sender = normalize_sender(ctx.mail_from)
+        # the sender as written (untagged) and as the triplet keeps it: an entry names either
+        senders = {normalize_sender(ctx.mail_from, numbers=False).rstrip("."), normalize_sender(ctx.mail_from).rstrip(".")}
         for e in s.exempt_senders:
-            e = e.lower()
-            if sender == e or (e.startswith("@") and sender.endswith(e)):
+            e = e.strip().lower().rstrip(".")
+            if any(x == e or (e.startswith("@") and x.endswith(e)) for x in senders):
                 return "exempt sender"
         addr = rcpt.address.lower()
         for e in s.exempt_recipients:
