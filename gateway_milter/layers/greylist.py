@@ -252,6 +252,15 @@ class GreylistLayer(Layer[GreylistSettings]):
 
             if ctx.facts.get("allowlisted") or ("lists" in layers.available() and ctx.layer("lists").fact("allowlisted")):
                 return "allow-listed"
+            # the recipient's own entry (My Account) speaks for this recipient, where something
+            # vouches for the sender as the lists layer requires (before the message: SPF)
+            if "lists" in layers.available() and ctx.policy.lists.match_user("allow", rcpt.address, ctx.mail_from):
+                ls = ctx.policy.settings_for("lists", rcpt.domain)
+                if ls.enabled:
+                    from gateway_milter.layers.lists import SenderCheck
+
+                    if not ls.verify_senders or SenderCheck(ctx)(ctx.mail_from):
+                        return "allow-listed by the recipient"
         if s.exempt_spf_pass:
             from gateway_milter import layers
 
