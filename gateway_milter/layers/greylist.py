@@ -126,9 +126,10 @@ _NUMBER = re.compile(r"\b\d+\b")  # a number between separators: VERP's message 
 
 def normalize_sender(sender: str, *, numbers: bool = True) -> str:
     """The sender as the triplet keeps it: lower-cased; BATV tags removed (they change with
-    every message); SRS hashes and day stamps removed (they change daily); numbers standing
-    alone in the local part as ``#`` (VERP ids such as ``bounce-4711-17@``, as Postgrey does;
-    not with ``numbers`` off); ``<>`` stays empty."""
+    every message); SRS hashes and day stamps removed (they change daily); an address extension
+    cut (``list+bounce-x7Gq@`` as ``list@``) and numbers standing alone in the local part as
+    ``#`` (VERP ids such as ``bounce-4711-17@``), as Postgrey does, not with ``numbers`` off;
+    ``<>`` stays empty."""
     s = sender.strip().strip("<>").lower()
     m = _PRVS.match(s)
     if m:
@@ -139,8 +140,13 @@ def normalize_sender(sender: str, *, numbers: bool = True) -> str:
         elif m := _SRS1.match(s):
             s = f"srs1={m.group(1)}=={m.group(2)}"
     local, at, domain = s.rpartition("@")
-    if numbers and at and any(c.isdigit() for c in local):
-        s = _NUMBER.sub("#", local) + "@" + domain
+    if numbers and at:
+        plus = local.find("+", 1)
+        if plus > 0:  # an address extension (list+bounce-tag@, VERP by tag), cut as Postgrey cuts it
+            local = local[:plus]
+        if any(c.isdigit() for c in local):
+            local = _NUMBER.sub("#", local)
+        s = local + "@" + domain
     return s
 
 

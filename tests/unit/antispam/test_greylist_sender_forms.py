@@ -36,3 +36,18 @@ def test_a_forwarded_sender_passes_on_the_next_day_after_one_deferral() -> None:
     assert decide(st, net, day1, rcpt, s, now=t0 + 120).state == "passed"
     day2 = normalize_sender("SRS0=ZzZz=QY=origin.example=alice@forwarder.example")
     assert decide(st, net, day2, rcpt, s, now=t0 + 86400).state == "known"
+
+
+def test_an_address_extension_is_cut_as_postgrey_cuts_it() -> None:
+    # a list's bounce address with a tag per message: every message was a new triplet, deferred again
+    a = normalize_sender("list+bounce-x7Gq2@lists.example")
+    b = normalize_sender("List+bounce-Hh3kP@lists.example")
+    assert a == b == "list@lists.example"
+    assert normalize_sender("news+4711@x.test") == "news@x.test"
+    assert normalize_sender("+leading@x.test") == "+leading@x.test"  # nothing before the '+': kept
+    assert normalize_sender("list+tag@x.test", numbers=False) == "list+tag@x.test"  # as written
+    st, s = MemoryStore(), GreylistSettings(mode="on", delay=60, retry_window=3600, expiry=30 * 86400)
+    net, rcpt, t0 = "198.51.100.0/24", "bob@example.com", 1_700_000_000.0
+    assert decide(st, net, a, rcpt, s, now=t0).state == "new"
+    assert decide(st, net, a, rcpt, s, now=t0 + 120).state == "passed"
+    assert decide(st, net, b, rcpt, s, now=t0 + 3 * 86400).state == "known"
