@@ -258,6 +258,10 @@ class GreylistLayer(Layer[GreylistSettings]):
 
             if ctx.facts.get("allowlisted") or ("lists" in layers.available() and ctx.layer("lists").fact("allowlisted")):
                 return "allow-listed"
+            # a recipient on the allow list (abuse@, postmaster@: mail to it is not filtered for spam)
+            if "lists" in layers.available() and ctx.policy.settings_for("lists", rcpt.domain).enabled \
+                    and ctx.policy.lists.match_address("allow", "recipient", rcpt.address, rcpt.domain):
+                return "allow-listed recipient"
             # the recipient's own entry (My Account) speaks for this recipient, where something
             # vouches for the sender as the lists layer requires (before the message: SPF)
             if "lists" in layers.available() and ctx.policy.lists.match_user("allow", rcpt.address, ctx.mail_from):

@@ -125,14 +125,23 @@ class ListsLayer(Layer[ListsSettings]):
                     allow_sender = e
             block_sender = block_sender or next(
                 (e for s in header_senders if (e := lists.match_address("block", "sender", s, dom))), None)
-        # At end of message: when every recipient allow-listed the sender themselves, or switched
-        # anti-spam off, the message is exempt from the spam layers (never from antivirus).
+        # At end of message: when every recipient is on the recipient allow list (abuse@,
+        # postmaster@), allow-listed the sender themselves or switched anti-spam off, the message
+        # is exempt from the spam layers (never from antivirus). A user's own sender entry is
+        # the sender's claim: it needs vouching, as a sender entry does.
         user_exempt = False
         if ctx.headers and ctx.recipients:
-            own = [bool(lists.match_user("allow", r.address, ctx.mail_from)) for r in ctx.recipients]
-            user_exempt = all(o or r.address.lower() in ctx.policy.antispam_disabled
-                              for o, r in zip(own, ctx.recipients, strict=True))
-            if user_exempt and any(own) and verify is not None and not verify(ctx.mail_from):
+            claims = False  # some recipient is exempt by its own sender entry alone
+            user_exempt = True
+            for r in ctx.recipients:
+                if r.address.lower() in ctx.policy.antispam_disabled or lists.match_address(
+                        "allow", "recipient", r.address, r.domain if r.is_local else None):
+                    continue
+                if not lists.match_user("allow", r.address, ctx.mail_from):
+                    user_exempt = False
+                    break
+                claims = True
+            if user_exempt and claims and verify is not None and not verify(ctx.mail_from):
                 unverified.append(ctx.mail_from)
                 user_exempt = False
         if user_exempt:
