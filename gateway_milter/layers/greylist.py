@@ -248,10 +248,16 @@ class GreylistLayer(Layer[GreylistSettings]):
             e = e.strip().lower().rstrip(".")
             if any(x == e or (e.startswith("@") and x.endswith(e)) for x in senders):
                 return "exempt sender"
-        addr = rcpt.address.lower()
+        # the recipient as written and in its domain's own name (an alias domain's address
+        # matches the entries of the domain it is an alias of); a trailing dot removed
+        local, _, rdom = rcpt.address.lower().rstrip(".").rpartition("@")
+        addrs = {f"{local}@{rdom}"}
+        canonical = ctx.policy.canonical_domain(rdom)
+        if canonical:
+            addrs.add(f"{local}@{canonical.lower()}")
         for e in s.exempt_recipients:
-            e = e.lower()
-            if addr == e or (e.startswith("@") and addr.endswith(e)):
+            e = e.strip().lower().rstrip(".")
+            if any(a == e or (e.startswith("@") and a.endswith(e)) for a in addrs):
                 return "exempt recipient"
         if s.exempt_allowlisted:
             from gateway_milter import layers
