@@ -266,7 +266,12 @@ class BackscatterLayer(Layer[BackscatterSettings]):
         facts: dict[str, object] = {"valid_tags": valid, "unknown_key": unknown, "unsigned": unsigned}
         if store_error:
             facts["store_error"] = store_error
-        judged = not ctx.mail_from and settings.refuse_unsigned_bounces and bool(local)
+        # only inbound bounces are judged: a DSN from a trusted network's server or an
+        # authenticated client (the bounce of a local user's mail, never signed) is no backscatter
+        judged = (not ctx.mail_from and settings.refuse_unsigned_bounces and bool(local)
+                  and not ctx.is_internal_sender)
+        if not ctx.mail_from and local and ctx.is_internal_sender:
+            facts["bounce"] = "internal sender"
         if judged and settings.only_dsn and not is_dsn(ctx):
             judged = False
             facts["bounce"] = "not a DSN"

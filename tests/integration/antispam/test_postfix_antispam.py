@@ -113,7 +113,9 @@ def test_it_signs_outbound_envelope_senders_with_batv_through_chgfrom() -> None:
         [m] = s.sink.find(b"Subject: outbound batv")
         assert m.mail_from.startswith("prvs=1") and m.mail_from.endswith("=alice@example.com"), m.mail_from
         # the bounce of that message comes back to the tagged address: accepted, and delivered to
-        # alice herself; a bounce without the tag (backscatter of a forgery) is refused
+        # alice herself; a bounce without the tag (backscatter of a forgery) is refused. Bounces
+        # come from outside (one from a trusted network is not judged): 127.0.0.1 no longer trusted
+        s.import_policy({**doc, "trusted_networks": []})
         dsn = ("From: MAILER-DAEMON@remote.test\r\nTo: {to}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
                'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
                "--b\r\nContent-Type: text/plain\r\n\r\nundeliverable\r\n--b--\r\n")
