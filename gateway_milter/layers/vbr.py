@@ -86,8 +86,12 @@ class VbrLayer(Layer[VbrSettings]):
                 state, md_seen = rank, md
             if rank == 1:  # md not authenticated: its certifiers vouch for nothing here
                 continue
-            for cert in mv.split(":")[:settings.max_certifiers]:
-                if cert not in trusted or asked >= settings.max_certifiers:
+            # max_certifiers bounds the trusted entries asked, not the list: a trusted certifier
+            # named after untrusted ones is still asked
+            for cert in mv.split(":"):
+                if asked >= settings.max_certifiers:
+                    break
+                if cert not in trusted:
                     continue
                 asked += 1
                 ans = res.query(f"{md}._vouch.{cert}", "TXT", budget)
