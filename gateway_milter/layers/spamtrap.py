@@ -4,7 +4,8 @@ A message to a trap is discarded (or quarantined), learned by Bayes as spam (not
 mode; in global for a trap of the global settings, in the domain's scope for a trap only a
 domain's settings list) and the
 client address is marked in the shared store for ``ip_ttl``; later messages
-from that address carry ``SPAMTRAP_IP`` with ``ip_score``.
+from that address carry ``SPAMTRAP_IP`` with ``ip_score``. Mail from an internal sender
+(trusted network, authenticated) is neither learned nor marks its client.
 """
 
 from __future__ import annotations
@@ -97,10 +98,15 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
         ip = str(ctx.conn.ip) if ctx.conn.ip else ""  # IPv4-mapped IPv6 as IPv4: one mark per client
         symbols = []
         facts: dict[str, object] = {"traps": traps}
+        # an internal sender (trusted network, authenticated) is no outside spammer: writing to a
+        # trap (a departed colleague's address) neither marks its server nor teaches Bayes
+        internal = ctx.is_internal_sender
+        if internal and traps:
+            facts["not_learned"] = "internal sender"
         # spotting a trap recipient needs no store: a store that fails only loses the IP mark
         # (read or write), never SPAMTRAP itself; nor does one that cannot even be opened
         store: StateStore | None = None
-        if ip and settings.mark_ip:
+        if ip and settings.mark_ip and not internal:
             try:
                 store = default_store()
                 n = store.get(f"trap:ip:{ip}")
@@ -115,7 +121,7 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
                 # nobody else's mail: discarding it loses nothing (with a real recipient beside
                 # the trap, the message is quarantined instead: see policy_rules)
                 symbols.append(self.symbol("SPAMTRAP_ONLY", 0.0, ", ".join(traps)))
-            if not ctx.scan_mode:
+            if not ctx.scan_mode and not internal:
                 if settings.mark_ip and ip and store is not None:
                     try:
                         store.incr(f"trap:ip:{ip}", 1, ttl=settings.ip_ttl)
