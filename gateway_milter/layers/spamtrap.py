@@ -5,7 +5,8 @@ mode; in global for a trap of the global settings, in the domain's scope for a t
 domain's settings list) and the
 client address is marked in the shared store for ``ip_ttl``; later messages
 from that address carry ``SPAMTRAP_IP`` with ``ip_score``. Mail from an internal sender
-(trusted network, authenticated) is neither learned nor marks its client.
+(trusted network, authenticated), a bounce (null sender) or an auto-reply (``Auto-Submitted``)
+is neither learned nor marks its client.
 """
 
 from __future__ import annotations
@@ -101,8 +102,13 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
         # an internal sender (trusted network, authenticated) is no outside spammer: writing to a
         # trap (a departed colleague's address) neither marks its server nor teaches Bayes
         internal = ctx.is_internal_sender
-        if internal and traps:
-            facts["not_learned"] = "internal sender"
+        # nor is a bounce or an auto-reply (RFC 3834 Auto-Submitted): trap addresses are forged
+        # as senders, and such mail comes from the server of whoever the spam named (marking a
+        # large provider's relay for everyone, teaching Bayes delivery reports as spam)
+        auto = (ctx.header("Auto-Submitted") or "no").split(";")[0].strip().lower() != "no"
+        why_not = "internal sender" if internal else "bounce" if not ctx.mail_from else "auto-reply" if auto else ""
+        if why_not and traps:
+            facts["not_learned"] = why_not
         # spotting a trap recipient needs no store: a store that fails only loses the IP mark
         # (read or write), never SPAMTRAP itself; nor does one that cannot even be opened
         store: StateStore | None = None
@@ -121,7 +127,7 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
                 # nobody else's mail: discarding it loses nothing (with a real recipient beside
                 # the trap, the message is quarantined instead: see policy_rules)
                 symbols.append(self.symbol("SPAMTRAP_ONLY", 0.0, ", ".join(traps)))
-            if not ctx.scan_mode and not internal:
+            if not ctx.scan_mode and not why_not:
                 if settings.mark_ip and ip and store is not None:
                     try:
                         store.incr(f"trap:ip:{ip}", 1, ttl=settings.ip_ttl)
