@@ -11,6 +11,7 @@ is neither learned nor marks its client.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -58,10 +59,25 @@ _LOCAL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}")
 _DOMAIN = re.compile(r"[^\s@.\x00-\x1f\x7f]{1,63}(\.[^\s@.\x00-\x1f\x7f]{1,63})*\.?")
 
 
+@functools.lru_cache(maxsize=1024)
+def _norm(address: str) -> str:
+    """An address as recipients arrive: lower case, the domain without a trailing dot and in
+    ASCII (IDNA A-labels, as local domains are kept); ``local@`` stays ``local@``."""
+    local, at, domain = address.strip().strip("<>").lower().rpartition("@")
+    if not at:
+        return address.strip().strip("<>").lower()
+    domain = domain.rstrip(".")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass  # (compared as written: it matches no local domain's recipient anyway)
+    return f"{local}@{domain}"
+
+
 def is_trap(address: str, settings: SpamTrapSettings) -> bool:
-    a = address.strip().strip("<>").lower()
-    local = a.partition("@")[0] + "@"
-    return any(t.lower() == a or (t.endswith("@") and t.lower() == local) for t in settings.addresses)
+    a = _norm(address)
+    local = a.rpartition("@")[0] + "@"
+    return any(t == a or (t.endswith("@") and t == local) for t in map(_norm, settings.addresses))
 
 
 def learning_scopes(ctx: MessageContext, traps: list[str]) -> list[str]:
