@@ -56,7 +56,8 @@ class BackscatterSettings(BaseSettings):
     only_dsn: bool = True  # judge only delivery status notifications (not MDNs, auto-replies)
     validity_days: int = 7  # a tag is accepted this many days after signing
     grace_days: int = 7  # a rotated-out key stays valid this long
-    exempt_recipients: tuple[str, ...] = ("postmaster", "abuse")  # local parts that always accept bounces
+    # local parts (or addresses, local@domain) that always accept bounces
+    exempt_recipients: tuple[str, ...] = ("postmaster", "abuse")
     reject_text: str = "Bounce refused: the original message was not sent by this system"
 
     def __post_init__(self) -> None:
@@ -275,11 +276,13 @@ class BackscatterLayer(Layer[BackscatterSettings]):
         if judged and settings.only_dsn and not is_dsn(ctx):
             judged = False
             facts["bounce"] = "not a DSN"
-        exempt = {e.lower() for e in settings.exempt_recipients}
+        # a local part ("postmaster", "postmaster@") matches in every domain, an address only itself
+        exempt = {e.strip().lower().rstrip("@").rstrip(".") for e in settings.exempt_recipients}
         for r in local if judged else []:
             if r.address in valid or r.address in unknown:
                 continue
-            if split_address(strip_tag(r.address))[0].lower() in exempt:
+            lp, dom = split_address(strip_tag(r.address))
+            if lp.lower() in exempt or f"{lp.lower()}@{dom}" in exempt:
                 continue  # postmaster and abuse receive bounces, tagged (even badly) or not
             unsigned.append(r.address)
         symbols = []
