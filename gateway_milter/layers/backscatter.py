@@ -242,6 +242,7 @@ class BackscatterLayer(Layer[BackscatterSettings]):
         local = [r for r in ctx.recipients if r.is_local]
         valid: dict[str, str] = {}
         unknown: dict[str, str] = {}  # tags no stored key can judge (keys lost since): not refused
+        invalid: dict[str, str] = {}  # tags that do not verify (expired, forged): a DSN is refused
         store_error = ""
         keys: list[dict[str, object]] | None = None
         for r in local:  # a tag is taken off whatever the sender and content: auto-replies and
@@ -263,6 +264,8 @@ class BackscatterLayer(Layer[BackscatterSettings]):
                     valid[r.address] = orig
                 elif unknown_key(r.address, None, settings, keys=keys):
                     unknown[r.address] = strip_tag(r.address)
+                else:
+                    invalid[r.address] = strip_tag(r.address)
         unsigned: list[str] = []
         facts: dict[str, object] = {"valid_tags": valid, "unknown_key": unknown, "unsigned": unsigned}
         if store_error:
@@ -286,10 +289,13 @@ class BackscatterLayer(Layer[BackscatterSettings]):
                 continue  # postmaster and abuse receive bounces, tagged (even badly) or not
             unsigned.append(r.address)
         symbols = []
-        if valid or unknown:
+        if valid or unknown or invalid:
             # delivered to the address the tag was made for: the transaction swaps the
-            # recipients (delrcpt + addrcpt), since nothing downstream knows prvs= addresses
-            ctx.facts["rewrite_recipients"] = {**valid, **unknown}
+            # recipients (delrcpt + addrcpt), since nothing downstream knows prvs= addresses.
+            # A tag that does not verify too: a DSN to it is refused (unsigned), but a message
+            # that is delivered (an auto-reply or a reply to an expired tag, mode score) would
+            # otherwise be refused downstream after acceptance and lost
+            ctx.facts["rewrite_recipients"] = {**invalid, **valid, **unknown}
         if valid:
             symbols.append(self.symbol("BATV_VALID_BOUNCE", 0.0, ", ".join(valid)))
         if unknown:
