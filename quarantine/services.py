@@ -6,7 +6,9 @@ Re-injection goes to GATEWAY_REINJECT_HOST:GATEWAY_REINJECT_PORT, a Postfix smtp
 
 from __future__ import annotations
 
+import logging
 import smtplib
+import sqlite3
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -15,6 +17,9 @@ from django.utils import timezone
 
 from gateway_milter.store.quarantine import FilesystemQuarantineStore
 from quarantine.models import QuarantinedMessage, QuarantineRecipient
+
+
+log = logging.getLogger(__name__)
 
 
 class ReleaseError(Exception):
@@ -27,6 +32,33 @@ def store() -> FilesystemQuarantineStore:
 
 def read_message(msg: QuarantinedMessage) -> bytes:
     return store().read(msg.storage_path)
+
+
+def release_sender(msg: QuarantinedMessage) -> str:
+    """The envelope sender a release sends with. Outbound mail from a local domain is signed
+    with BATV as the milter signs it on delivery (backscatter ``sign_outbound``): the held copy
+    has the sender as written, and bounces of the released message to an unsigned sender would
+    be refused as backscatter, so its sender would never hear of a failed delivery. The key
+    store unreachable: the sender as written (the release itself must not fail for it)."""
+    from gateway_milter.layers.backscatter import BackscatterSettings, sign
+    from gateway_milter.store import StoreError, default_store
+    from webadmin.services import current_snapshot
+
+    sender = msg.mail_from or ""
+    if msg.direction != "outbound" or "@" not in sender:
+        return sender
+    snap = current_snapshot()
+    domain = snap.canonical_domain(sender.rpartition("@")[2])
+    if domain is None:
+        return sender
+    s = snap.settings_for("backscatter", domain)
+    if not isinstance(s, BackscatterSettings) or not s.enabled or not s.sign_outbound:
+        return sender
+    try:
+        return sign(sender, default_store(), s.validity_days)
+    except (StoreError, OSError, ValueError, sqlite3.Error) as e:
+        log.warning("release of %s: BATV keys unreadable (%s); sent with the sender as written", msg.qid, e)
+        return sender
 
 
 def do_release_message(msg: QuarantinedMessage, recipients: Iterable[str] | None = None, actor: str = "") -> list[str]:
@@ -43,9 +75,10 @@ def do_release_message(msg: QuarantinedMessage, recipients: Iterable[str] | None
             return []
         raw = read_message(msg)
         cfg = settings.GATEWAY
+        sender = release_sender(msg)
         try:
             with smtplib.SMTP(cfg.reinject_host, cfg.reinject_port, timeout=30) as smtp:
-                refused = smtp.sendmail(msg.mail_from or "", [r.address for r in held], raw)
+                refused = smtp.sendmail(sender, [r.address for r in held], raw)
         except (OSError, smtplib.SMTPException) as e:
             raise ReleaseError(f"re-injection to {cfg.reinject_host}:{cfg.reinject_port} failed: {e}") from e
         sent = [r for r in held if r.address not in refused]
