@@ -6,6 +6,8 @@ SPAMTRAP."""
 
 from __future__ import annotations
 
+import pytest
+
 from gateway_milter.store.memory import MemoryStore
 from tests.unit.antispam.helpers import make_ctx, msg, policy
 
@@ -13,17 +15,12 @@ SETTINGS = {"spamtrap": {"addresses": ["trap@example.com"]}, "bayes": {"min_lear
 DSN = msg("Undelivered Mail", "report", ctype='multipart/report; report-type=delivery-status; boundary="b"')
 
 
-def test_it_does_not_mark_the_server_of_a_bounce(store: MemoryStore) -> None:
-    pol = policy(SETTINGS)
-    res = make_ctx(DSN, pol, mail_from="", rcpts=("trap@example.com",)).layer("spamtrap")
-    assert res.has("SPAMTRAP") and not res.fact("learned")
-    assert store.get("trap:ip:203.0.113.7") is None
-
-
-def test_it_does_not_mark_the_server_of_an_auto_reply(store: MemoryStore) -> None:
-    pol = policy(SETTINGS)
-    away = msg("Out of office", "I am away", headers="Auto-Submitted: auto-replied\r\n")
-    res = make_ctx(away, pol, mail_from="carol@remote.test", rcpts=("trap@example.com",)).layer("spamtrap")
+@pytest.mark.parametrize("raw,sender", [
+    (DSN, ""),  # a bounce
+    (msg("Out of office", "I am away", headers="Auto-Submitted: auto-replied\r\n"), "carol@remote.test"),
+], ids=["bounce", "auto-reply"])
+def test_it_does_not_mark_the_server_of_automatic_mail(store: MemoryStore, raw: bytes, sender: str) -> None:
+    res = make_ctx(raw, policy(SETTINGS), mail_from=sender, rcpts=("trap@example.com",)).layer("spamtrap")
     assert res.has("SPAMTRAP") and not res.fact("learned")
     assert store.get("trap:ip:203.0.113.7") is None
 
