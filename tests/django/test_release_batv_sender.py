@@ -6,6 +6,7 @@ delivery. Inbound mail, a sender of another domain and backscatter off keep the 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 from django.utils import timezone
@@ -20,10 +21,13 @@ from webadmin.models import LayerSetting
 from webadmin.services import do_publish_policy
 
 
+_N = itertools.count(1)  # (qid: at most 40 characters, which PostgreSQL enforces)
+
+
 def _held(world: World, mail_from: str, direction: str) -> QuarantinedMessage:
     src = world.a.qmessage
     m = QuarantinedMessage.objects.create(
-        qid=f"{src.qid}-{direction}-{mail_from}"[:60], log_id=src.log_id, queue="admin", created=timezone.now()
+        qid=f"release-{next(_N)}", log_id=src.log_id, queue="admin", created=timezone.now()
         - dt.timedelta(minutes=1), mail_from=mail_from, header_from=mail_from, subject="out", reason="dlp",
         size=src.size, score=0.0, direction=direction, storage_path=src.storage_path)
     QuarantineRecipient.objects.create(message=m, address="partner@remote.test", domain="remote.test")
