@@ -127,9 +127,22 @@ def _mac(secret: str, kid: int, ddd: str, address: str) -> str:
     return hmac.new(bytes.fromhex(secret), msg, hashlib.sha1).hexdigest()[:6]
 
 
+TAG_LENGTH = len("prvs=KDDDSSSSSS=")
+MAX_LOCAL_PART = 64  # octets (RFC 5321 4.5.3.1.1)
+
+
+def signable(address: str) -> bool:
+    """Whether a tag can go in front of the address: not for a quoted local part (the tag would
+    make it invalid syntax) nor one whose tagged form would pass RFC 5321's 64 octets (remote
+    servers refuse such a sender, and the mail would not be delivered). Such senders go out
+    unsigned, and a bounce to them is not refused for want of a tag."""
+    local = address.strip().strip("<>").rpartition("@")[0]
+    return not local.startswith('"') and len(local.encode("utf-8", "surrogateescape")) + TAG_LENGTH <= MAX_LOCAL_PART
+
+
 def sign(address: str, store: StateStore, validity_days: int = 7, now: float | None = None) -> str:
     now = time.time() if now is None else now
-    if not address or "@" not in address or _TAG.match(address):
+    if not address or "@" not in address or _TAG.match(address) or not signable(address):
         return address
     current = [k for k in load_keys(store, now) if k.get("retired") is None]
     key = current[-1]
@@ -287,6 +300,8 @@ class BackscatterLayer(Layer[BackscatterSettings]):
             lp, dom = split_address(strip_tag(r.address))
             if lp.lower() in exempt or f"{lp.lower()}@{dom}" in exempt:
                 continue  # postmaster and abuse receive bounces, tagged (even badly) or not
+            if r.address not in invalid and not signable(r.address):
+                continue  # its mail went out unsigned (signable): a bounce to it carries no tag
             unsigned.append(r.address)
         symbols = []
         if valid or unknown or invalid:
