@@ -48,7 +48,9 @@ def parse_vbr_info(value: str) -> dict[str, str]:
         k, _, v = part.partition("=")
         k = k.strip().lower()
         if k in ("md", "mc", "mv") and v.strip():
-            out[k] = re.sub(r"\s+", "", v).lower()
+            v = re.sub(r"\s+", "", v).lower()
+            # a domain written with its root's dot names the same domain (md=example.com.)
+            out[k] = ":".join(d.rstrip(".") for d in v.split(":")) if k != "mc" else v
     return out
 
 
