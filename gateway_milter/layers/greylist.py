@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.net.networks import client_network
+from gateway_milter.policy.lists import normal_address, untag
 from gateway_milter.store import StateStore, default_store
 from gateway_milter.verdict import FailMode, Outcome, Reply, Stage
 
@@ -113,8 +114,6 @@ class GreylistSettings(BaseSettings):
 
 
 MAX_EXPIRY = 365 * 86400
-# prvs= (draft-levine-smtp-batv), msprvs1= and Barracuda's btv1==TAG== (which delimits with '==')
-_PRVS = re.compile(r"(?i)^(?:(?:prvs|msprvs\d?|btv1)=[^=]+=|btv1==[^=]+==)(.+@.+)$")
 
 
 # SRS (libsrs2, postsrsd): SRS0=HASH=TT=domain=local@forwarder, SRS1=HASH=first==HASH=TT=...;
@@ -130,10 +129,7 @@ def normalize_sender(sender: str, *, numbers: bool = True) -> str:
     cut (``list+bounce-x7Gq@`` as ``list@``) and numbers standing alone in the local part as
     ``#`` (VERP ids such as ``bounce-4711-17@``), as Postgrey does, not with ``numbers`` off;
     ``<>`` stays empty."""
-    s = sender.strip().strip("<>").lower()
-    m = _PRVS.match(s)
-    if m:
-        s = m.group(1)
+    s = untag(sender.strip().strip("<>").lower())
     if s.startswith("srs"):
         if m := _SRS0.match(s):
             s = "srs0=" + m.group(1)
@@ -248,35 +244,30 @@ class GreylistLayer(Layer[GreylistSettings]):
             e = e.strip().lower().rstrip(".")
             if any(x == e or (e.startswith("@") and x.endswith(e)) for x in senders):
                 return "exempt sender"
-        # the recipient as written and in its domain's own name (an alias domain's address
-        # matches the entries of the domain it is an alias of); a trailing dot removed
-        local, _, rdom = rcpt.address.lower().rstrip(".").rpartition("@")
+        # the recipient as the lists compare it and in its domain's own name (an alias domain's
+        # address matches the entries of the domain it is an alias of)
+        local, _, rdom = normal_address(rcpt.address).rpartition("@")
         addrs = {f"{local}@{rdom}"}
         canonical = ctx.policy.canonical_domain(rdom)
         if canonical:
             addrs.add(f"{local}@{canonical.lower()}")
         for e in s.exempt_recipients:
-            e = e.strip().lower().rstrip(".")
+            e = normal_address(e)
             if any(a == e or (e.startswith("@") and a.endswith(e)) for a in addrs):
                 return "exempt recipient"
         if s.exempt_allowlisted:
             from gateway_milter import layers
 
-            if ctx.facts.get("allowlisted") or ("lists" in layers.available() and ctx.layer("lists").fact("allowlisted")):
-                return "allow-listed"
-            # a recipient on the allow list (abuse@, postmaster@: mail to it is not filtered for spam)
-            if "lists" in layers.available() and ctx.policy.settings_for("lists", rcpt.domain).enabled \
-                    and ctx.policy.lists.match_address("allow", "recipient", rcpt.address, rcpt.domain):
-                return "allow-listed recipient"
-            # the recipient's own entry (My Account) speaks for this recipient, where something
-            # vouches for the sender as the lists layer requires (before the message: SPF)
-            if "lists" in layers.available() and ctx.policy.lists.match_user("allow", rcpt.address, ctx.mail_from):
-                ls = ctx.policy.settings_for("lists", rcpt.domain)
-                if ls.enabled:
-                    from gateway_milter.layers.lists import SenderCheck
+            if "lists" in layers.available() and ctx.policy.settings_for("lists", rcpt.domain).enabled:
+                from gateway_milter.layers.lists import recipient_exemption
 
-                    if not ls.verify_senders or SenderCheck(ctx)(ctx.mail_from):
-                        return "allow-listed by the recipient"
+                if ctx.facts.get("allowlisted") or ctx.layer("lists").fact("allowlisted"):
+                    return "allow-listed"
+                why = recipient_exemption(ctx, rcpt)
+                if why:
+                    return why
+            elif ctx.facts.get("allowlisted"):
+                return "allow-listed"
         if s.exempt_spf_pass:
             from gateway_milter import layers
 

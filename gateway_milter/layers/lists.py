@@ -18,6 +18,7 @@ from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, St
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext, Recipient
+    from gateway_milter.policy.lists import ListEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,26 @@ class SenderCheck:
 def _org(domain: str) -> str:
     d = domain.lower().rstrip(".")
     return org_domain(d) or d
+
+
+def recipient_allowed(ctx: MessageContext, rcpt: Recipient) -> ListEntry | None:
+    """The recipient allow entry naming this recipient (``ALLOWLIST_RECIPIENT``: abuse@,
+    postmaster@, whose mail is not filtered for spam), its domain's entries first."""
+    return ctx.policy.lists.match_address("allow", "recipient", rcpt.address, rcpt.domain if rcpt.is_local else None)
+
+
+def recipient_exemption(ctx: MessageContext, rcpt: Recipient) -> str | None:
+    """Why this recipient is exempt from the spam layers before the message (greylisting asks
+    at RCPT), or None: on the recipient allow list, or its own allow entry (My Account) names
+    the sender and something vouches for the sender as for every sender entry (before the
+    message only SPF can: ``SenderCheck``)."""
+    if recipient_allowed(ctx, rcpt):
+        return "allow-listed recipient"
+    if ctx.policy.lists.match_user("allow", rcpt.address, ctx.mail_from):
+        settings = ctx.policy.settings_for("lists", rcpt.domain)
+        if not settings.verify_senders or SenderCheck(ctx)(ctx.mail_from):
+            return "allow-listed by the recipient"
+    return None
 
 
 class ListsLayer(Layer[ListsSettings]):
@@ -134,8 +155,7 @@ class ListsLayer(Layer[ListsSettings]):
             claims = False  # some recipient is exempt by its own sender entry alone
             user_exempt = True
             for r in ctx.recipients:
-                if r.address.lower() in ctx.policy.antispam_disabled or lists.match_address(
-                        "allow", "recipient", r.address, r.domain if r.is_local else None):
+                if r.address.lower() in ctx.policy.antispam_disabled or recipient_allowed(ctx, r):
                     continue
                 if not lists.match_user("allow", r.address, ctx.mail_from):
                     user_exempt = False
@@ -173,9 +193,8 @@ class ListsLayer(Layer[ListsSettings]):
 
     def check_recipient(self, ctx: MessageContext, rcpt: Recipient, settings: ListsSettings) -> LayerFindings:
         lists = ctx.policy.lists
-        dom = rcpt.domain if rcpt.is_local else None
-        a = lists.match_address("allow", "recipient", rcpt.address, dom)
-        b = lists.match_address("block", "recipient", rcpt.address, dom)
+        a = recipient_allowed(ctx, rcpt)
+        b = lists.match_address("block", "recipient", rcpt.address, rcpt.domain if rcpt.is_local else None)
         symbols = []
         if a:
             symbols.append(self.symbol("ALLOWLIST_RECIPIENT", 0.0, a.value))

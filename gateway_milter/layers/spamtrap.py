@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.policy.lists import normal_address
 from gateway_milter.store import StateStore, StoreError, default_store
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Stage
 
@@ -59,19 +60,9 @@ _LOCAL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}")
 _DOMAIN = re.compile(r"[^\s@.\x00-\x1f\x7f]{1,63}(\.[^\s@.\x00-\x1f\x7f]{1,63})*\.?")
 
 
-@functools.lru_cache(maxsize=1024)
-def _norm(address: str) -> str:
-    """An address as recipients arrive: lower case, the domain without a trailing dot and in
-    ASCII (IDNA A-labels, as local domains are kept); ``local@`` stays ``local@``."""
-    local, at, domain = address.strip().strip("<>").lower().rpartition("@")
-    if not at:
-        return address.strip().strip("<>").lower()
-    domain = domain.rstrip(".")
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        pass  # (compared as written: it matches no local domain's recipient anyway)
-    return f"{local}@{domain}"
+# an address as recipients arrive (lower case, the domain without a trailing dot and in A-labels;
+# ``local@`` stays ``local@``), kept for the few trap addresses asked of every message
+_norm = functools.lru_cache(maxsize=1024)(normal_address)
 
 
 def is_trap(address: str, settings: SpamTrapSettings) -> bool:

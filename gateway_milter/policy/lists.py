@@ -111,14 +111,21 @@ def normal_address(address: str) -> str:
 
 
 # BATV tags (prvs=, msprvs1=, Barracuda's btv1==TAG==): the sending site's bounce protection, a
-# new tag for every message on the address its user has (as greylisting's triplets strip them)
-_BATV = re.compile(r"^(?:(?:prvs|msprvs\d?|btv1)=[^=@]+=|btv1==[^=@]+==)(?=[^@]+@)")
+# new tag for every message on the address its user has
+_BATV = re.compile(r"(?i)^(?:(?:prvs|msprvs\d?|btv1)=[^=@]+=|btv1==[^=@]+==)(?=[^@]+@)")
+
+
+def untag(address: str) -> str:
+    """The address without a BATV tag in front (draft-levine-smtp-batv's prvs=, msprvs1=,
+    Barracuda's btv1==TAG==); unchanged without one. The lists and greylisting's triplets
+    compare senders so."""
+    return _BATV.sub("", address, count=1)
 
 
 def _forms(address: str) -> tuple[str, ...]:
     """The address as the lists compare it, and without its BATV tag when it has one."""
     a = normal_address(address)
-    untagged = _BATV.sub("", a, count=1)
+    untagged = untag(a)
     return (a,) if untagged == a else (a, untagged)
 
 
