@@ -177,42 +177,50 @@ def score_file_errors(text: str) -> list[int]:
     return bad
 
 
-def _points(lid: str, symbols: Sequence[Symbol], fitted: dict[str, tuple[float, float]], which: int) -> float:
-    """A layer's points: its symbols' own scores, or their fitted scores of set ``which``
-    (0 without Bayes, 1 with). The rules layer mirrors the Bayes bands (check_bayes rules,
-    score 0): only the bayes layer's BAYES_* symbols carry the fitted band scores."""
+def _symbol_scores(lid: str, symbols: Sequence[Symbol], fitted: dict[str, tuple[float, float]],
+                   which: int) -> list[float]:
+    """Each symbol's points in its layer's order: its own score, or its fitted score of set
+    ``which`` (0 without Bayes, 1 with). The rules layer mirrors the Bayes bands (check_bayes
+    rules, score 0): only the bayes layer's BAYES_* symbols carry the fitted band scores."""
     if not fitted:
-        return round(sum(x.score for x in symbols), 3)
+        return [x.score for x in symbols]
+    if lid == "bayes":
+        return [fitted[x.name][which] if x.name in fitted else x.score for x in symbols]
     # (as _score, inline: once per symbol of every message)
-    return round(sum(fitted[x.name][which] if x.name in fitted and (lid == "bayes" or not x.name.startswith("BAYES_"))
-                     else x.score for x in symbols), 3)
+    return [fitted[x.name][which] if x.name in fitted and not x.name.startswith("BAYES_") else x.score
+            for x in symbols]
+
+
+def _points(lid: str, symbols: Sequence[Symbol], fitted: dict[str, tuple[float, float]], which: int) -> float:
+    """A layer's points: the sum of :func:`_symbol_scores`."""
+    return round(sum(_symbol_scores(lid, symbols, fitted, which)), 3)
 
 
 def _score(lid: str, x: Symbol, fitted: dict[str, tuple[float, float]], which: int) -> float:
-    """One symbol's points, as :func:`_points` counts them."""
+    """One symbol's points, as :func:`_symbol_scores` counts them."""
     if x.name in fitted and (lid == "bayes" or not x.name.startswith("BAYES_")):
         return fitted[x.name][which]
     return x.score
 
 
+def _with_share(lid: str, symbols: Sequence[Symbol], scores: list[float], share: float) -> list[float]:
+    """What each symbol added to the total, summing to the layer's ``share``: its score; for
+    the bayes layer the band symbol also carries what the log-odds, the token model and the cap
+    added or took (the sender symbols keep their own points)."""
+    if lid != "bayes" or not scores:
+        return scores
+    band = next((i for i, x in enumerate(symbols) if x.name not in SENDER_SYMBOLS), None)
+    if band is None:
+        return scores
+    out = list(scores)
+    out[band] = round(share - (sum(out) - out[band]), 3)
+    return out
+
+
 def _symbol_points(lid: str, symbols: Sequence[Symbol], fitted: dict[str, tuple[float, float]], which: int,
                    share: float) -> list[float]:
-    """What each of a layer's symbols added to the total, in their order, summing to the
-    layer's ``share``: its fitted (or own) score; for the bayes layer the band symbol also
-    carries what the log-odds, the token model and the cap added or took (the sender symbols
-    keep their own points)."""
-    if not fitted:
-        out = [x.score for x in symbols]
-    elif lid == "bayes":
-        out = [fitted[x.name][which] if x.name in fitted else x.score for x in symbols]
-    else:  # (as _score, inline: once per symbol of every message)
-        out = [fitted[x.name][which] if x.name in fitted and not x.name.startswith("BAYES_") else x.score
-               for x in symbols]
-    if lid == "bayes" and out:
-        band = next((i for i, x in enumerate(symbols) if x.name not in SENDER_SYMBOLS), None)
-        if band is not None:
-            out[band] = round(share - (sum(out) - out[band]), 3)
-    return out
+    """What each of a layer's symbols added to the total (:func:`_with_share` of the scores)."""
+    return _with_share(lid, symbols, _symbol_scores(lid, symbols, fitted, which), share)
 
 
 def _autolearn_symbols(res: LayerResult, symbols: Sequence[Symbol]) -> Sequence[Symbol]:
@@ -499,7 +507,8 @@ class ScoringLayer(Layer[ScoringSettings]):
             if lid not in available:
                 continue
             res = ctx.layer(lid)
-            s = _points(lid, res.symbols, fitted, with_bayes)
+            scores = _symbol_scores(lid, res.symbols, fitted, with_bayes)
+            s = round(sum(scores), 3)
             if lid == "bayes":
                 if fitted and with_bayes and LOGODDS in fitted and res.symbols:
                     # the band's score is worth its centre; the log-odds adds the distance from it
@@ -510,7 +519,8 @@ class ScoringLayer(Layer[ScoringSettings]):
                     s = round(s + fitted[TOKEN_LOGIT][1] * float(res.fact("token_logit")), 3)
                 # points a sender learned as ham takes off come off after the cap (a message
                 # at the cap would not feel them otherwise); points added count toward it
-                lower = min(_points(lid, [x for x in res.symbols if x.name in SENDER_SYMBOLS], fitted, with_bayes), 0.0)
+                lower = min(round(sum(v for v, x in zip(scores, res.symbols, strict=True) if x.name in SENDER_SYMBOLS),
+                                  3), 0.0)
                 s -= lower
                 if cap is not None and s > cap:
                     capped, s = s, cap  # Bayes alone never reaches the reject threshold
@@ -524,7 +534,7 @@ class ScoringLayer(Layer[ScoringSettings]):
                     learned_from.append((lid, res, kept))
             if res.symbols:
                 parts[lid] = s
-                points[lid] = _symbol_points(lid, res.symbols, fitted, with_bayes, s)
+                points[lid] = _with_share(lid, res.symbols, scores, s)
                 tests += [x.name for x in res.symbols]
             total += s
         symbols = []
