@@ -194,11 +194,11 @@ def decide(store: StateStore, network: str, sender: str, recipient: str, s: Grey
             return GreyDecision("new", float(s.delay))
         waited = now - float(first)
         return GreyDecision("early", s.delay - waited) if waited < s.delay else GreyDecision("passed")
-    if store.add(tkey, f"{now:.3f}", ttl=s.retry_window):
+    if store.add(tkey, _stamp(now), ttl=s.retry_window):
         return GreyDecision("new", float(s.delay))
     first = store.get(tkey)
     if first is None:  # expired between the two calls: a new first attempt
-        store.set(tkey, f"{now:.3f}", ttl=s.retry_window)
+        store.set(tkey, _stamp(now), ttl=s.retry_window)
         return GreyDecision("new", float(s.delay))
     waited = now - float(first)
     if waited < s.delay:
@@ -210,6 +210,12 @@ def decide(store: StateStore, network: str, sender: str, recipient: str, s: Grey
         store.incr(nkey, 1, ttl=s.expiry)
         store.expire([nkey], s.expiry)
     return GreyDecision("passed")
+
+
+def _stamp(now: float) -> str:
+    """The first attempt's time, to the millisecond below: rounded to the nearest, a retry in
+    the same millisecond read a negative wait, "early" even with no delay at all."""
+    return f"{int(now * 1000) / 1000:.3f}"
 
 
 class GreylistLayer(Layer[GreylistSettings]):

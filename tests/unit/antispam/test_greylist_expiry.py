@@ -116,3 +116,14 @@ def test_a_short_expiry_keeps_a_busy_network_pass_listed() -> None:
     for n in range(12):  # other senders of the network, every 20 minutes
         c.t += 1200
         assert decide(st, NET, f"s{n}@x.test", RCPT, s, c.t).state == "network", f"dropped after {n + 1}"
+
+
+def test_a_retry_in_the_same_millisecond_has_waited_no_less_than_zero() -> None:
+    """The first attempt's time is stored to the millisecond below it: rounded to the nearest,
+    a retry 0.2 ms later read a negative wait and stayed "early" with no delay configured."""
+    c = Clock(1_800_000_000.0006)
+    st = MemoryStore(clock=c)
+    s = GreylistSettings(delay=0, retry_window=3600, expiry=int(DAY), auto_pass_after=0)
+    assert decide(st, NET, SENDER, RCPT, s, c.t).state == "new"
+    c.t += 0.0002
+    assert decide(st, NET, SENDER, RCPT, s, c.t).state == "passed"
