@@ -17,7 +17,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import compress, islice
 from pathlib import Path
@@ -1119,9 +1119,13 @@ class RuleEngine:
         return memo
 
     # -- per message ----------------------------------------------------------------------------
-    def run(self, m: SaMessage, extra: dict[str, Any] | None = None, lazy: bool = True) -> EngineResult:
+    def run(self, m: SaMessage, extra: dict[str, Any] | None = None, lazy: bool = True,
+            known: Mapping[str, int] | None = None) -> EngineResult:
         """Hits of the scored rules. ``lazy=False`` is the reference path: every rule's
-        expression runs over the whole text (no prefilter), every meta in written order."""
+        expression runs over the whole text (no prefilter), every meta in written order.
+        ``known``: values of rules no rule file defines here, which metas read (a SpamAssassin
+        plugin's results that another layer has: ``SPF_PASS``, ``DKIM_VALID_AU``); a rule the
+        files define keeps its own value."""
         t0 = time.perf_counter()
         ex = dict(self.extras)
         if extra:
@@ -1134,6 +1138,9 @@ class RuleEngine:
             if self._hs_for is not hm:
                 self._hs_ready(hm)
             memo = self._hs_pass(hm, texts)
+        if known:
+            rules = self.rules
+            memo.update({n: v for n, v in known.items() if n not in rules})
         fns, allmetas = self._fns, self._allmetas
         if lazy:
             def value(name: str) -> int:

@@ -750,6 +750,8 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
         if "multiple" in rule.tflags and rule.maxhits == 1:
             rule.maxhits = 1000
         default = 0.0 if name.startswith("__") else 0.01 if name.startswith("T_") else 1.0
+        if "nice" in rule.tflags:  # (Conf::Parser's fix_tests: a nice rule's default is negative)
+            default = -default
         rule.score = p.scores.get(name, default)
         rule.describe = p.describes.get(name, "")
         try:

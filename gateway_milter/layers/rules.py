@@ -302,7 +302,7 @@ def local_rules_problems(text: str, score_set: int = 2,
 
                     known = rule_names(default_rule_dirs())
                 for meta, deps in rs.undefined_deps.items():
-                    unknown = [d for d in deps if d not in known]
+                    unknown = [d for d in deps if d not in known and d not in PLUGIN_RULES]
                     if meta in names and unknown:
                         problems.append(RuleProblem(names[meta], f"{meta} reads {', '.join(unknown[:5])}, which no "
                                                     "rule defines (read as 0)", "warning"))
@@ -429,6 +429,50 @@ def rule_set_ready(settings: RulesSettings) -> bool:
     return False
 
 
+# SpamAssassin's SPF and DKIM plugins define rules that Debian's metas read (FROM_BANK_NOAUTH:
+# a bank's From with neither SPF_PASS nor DKIM_VALID_AU; FROM_GOV_DKIM_AU; FORGED_SPF_HELO):
+# here the spf and dkim layers check those, and their results answer the plugins' rules (read
+# as 0 otherwise, so every bank's mail hit FROM_BANK_NOAUTH). Names as the plugins give them.
+_SPF_NAMES = {"pass": "PASS", "fail": "FAIL", "softfail": "SOFTFAIL", "neutral": "NEUTRAL", "none": "NONE",
+              "permerror": "PERMERROR", "temperror": "TEMPERROR"}
+# (SpamAssassin's error results are T_ rules: T_SPF_PERMERROR, T_SPF_HELO_TEMPERROR)
+_SPF_RULES = {(fact, result): ("T_" if name.endswith("ERROR") else "") + prefix + name
+              for fact, prefix in (("result", "SPF_"), ("helo_result", "SPF_HELO_")) for result, name in _SPF_NAMES.items()}
+# each plugin rule answered here -> the layer that answers it (``rules check`` names it)
+PLUGIN_RULES = {**{n: "spf" for n in _SPF_RULES.values()},
+                **{n: "dkim" for n in ("DKIM_SIGNED", "DKIM_VALID", "DKIM_VALID_AU", "DKIM_VALID_EF")}}
+
+
+def plugin_rule_values(ctx: MessageContext) -> dict[str, int]:
+    """The SPF and DKIM plugins' rules (``SPF_PASS``, ``SPF_HELO_FAIL``, ``DKIM_VALID_AU``, ...)
+    from the spf and dkim layers' results, where those layers ran before this one (the layer
+    order runs both first; a layer that is off, exempted the message or failed answers none).
+    Only results already at hand: the rules layer never runs a DNS check itself."""
+    runner = ctx.runner
+    out: dict[str, int] = {}
+    if runner is None:
+        return out
+    spf = runner.peek("spf")
+    if spf is not None and not spf.error and not spf.skipped:
+        for fact in ("result", "helo_result"):
+            name = _SPF_RULES.get((fact, str(spf.fact(fact) or "")))
+            if name:
+                out[name] = 1
+    dkim = runner.peek("dkim")
+    if dkim is not None and not dkim.error and not dkim.skipped and not dkim.fact("exempt"):
+        passed = {str(d).lower().rstrip(".") for d in dkim.fact("pass_domains") or ()}
+        out["DKIM_SIGNED"] = int(bool(dkim.fact("signatures")))
+        out["DKIM_VALID"] = int(bool(passed))
+        if passed:
+            from gateway_milter.layers.dmarc import header_from_domain
+
+            author, _problem = header_from_domain(ctx)
+            out["DKIM_VALID_AU"] = int(author in passed)
+            envelope = ctx.mail_from.strip("<> ").rpartition("@")[2].lower().rstrip(".")
+            out["DKIM_VALID_EF"] = int(bool(envelope) and envelope in passed)
+    return out
+
+
 class HeuristicRulesLayer(Layer[RulesSettings]):
     id = "rules"
     stage = Stage.EOM
@@ -454,7 +498,7 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
                 p = ctx.layer("bayes").fact("probability")
                 if isinstance(p, float):
                     extra["bayes_probability"] = p
-        res = engine.run(view, extra)
+        res = engine.run(view, extra, known=plugin_rule_values(ctx))
         symbols = tuple(self.symbol(h.name, h.score, h.describe) for h in res.hits)
         facts: dict[str, object] = {"score": res.score, "hits": [h.name for h in res.hits], "ms": round(res.ms, 2)}
         # For Bayes autolearn, read by the scoring layer from the rule set that ran (so that it

@@ -37,44 +37,44 @@ def _score(tmp_path: Path, name: str, rules: str, **scoring: object) -> tuple[fl
 
 @pytest.fixture
 def stock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A small stock set in place of Debian's: HTML_MESSAGE, which the fitted file scores
-    (:func:`fitted_html_message`, without Bayes), with SpamAssassin's score of it."""
+    """A small stock set in place of Debian's: BANG_GUAR, which the fitted file scores
+    (:func:`fitted_bang_guar`, without Bayes), with a score of its own."""
     from gateway_milter.antispam import sarules
 
-    d = _dir(tmp_path, "stock", "body HTML_MESSAGE /pizza/\nscore HTML_MESSAGE 0.001\n")
+    d = _dir(tmp_path, "stock", "body BANG_GUAR /pizza/\nscore BANG_GUAR 0.001\n")
     monkeypatch.setattr(sarules, "default_rule_dirs", lambda sa_update=False: [d])
     return d
 
 
-def fitted_html_message() -> float:
-    """HTML_MESSAGE's score in the shipped fitted file's set without Bayes (the file is fitted
+def fitted_bang_guar() -> float:
+    """BANG_GUAR's score in the shipped fitted file's set without Bayes (the file is fitted
     again after changes; a figure of it written here went stale)."""
     from gateway_milter.layers.scoring import FITTED_SCORE_FILE, score_sets
 
-    score = score_sets(FITTED_SCORE_FILE)["HTML_MESSAGE"][0]
+    score = score_sets(FITTED_SCORE_FILE)["BANG_GUAR"][0]
     assert score not in (0.0, 0.001, 2.5)  # else the tests below could not tell the scores apart
     return score
 
 
 def test_a_local_score_line_wins_over_the_fitted_score(tmp_path: Path, store: MemoryStore, stock: Path) -> None:
     fitted, own = _score(tmp_path, "none", "# nothing of mine\n")
-    assert fitted == fitted_html_message() and own is None
-    mine, own = _score(tmp_path, "scored", "score HTML_MESSAGE 2.5\n")
-    assert mine == 2.5 and own == ["HTML_MESSAGE"]
-    both, own = _score(tmp_path, "more", "body LOCAL_X /tonight/\nscore LOCAL_X 1\nscore HTML_MESSAGE 0.25\n")
-    assert both == 1.25 and sorted(own) == ["HTML_MESSAGE", "LOCAL_X"]
+    assert fitted == fitted_bang_guar() and own is None
+    mine, own = _score(tmp_path, "scored", "score BANG_GUAR 2.5\n")
+    assert mine == 2.5 and own == ["BANG_GUAR"]
+    both, own = _score(tmp_path, "more", "body LOCAL_X /tonight/\nscore LOCAL_X 1\nscore BANG_GUAR 0.25\n")
+    assert both == 1.25 and sorted(own) == ["BANG_GUAR", "LOCAL_X"]
 
 
 def test_a_score_file_of_ones_own_still_wins(tmp_path: Path, store: MemoryStore, stock: Path) -> None:
     f = tmp_path / "mine.cf"
-    f.write_text("score HTML_MESSAGE 4 4 4 4\n")
-    mine, own = _score(tmp_path, "scored", "score HTML_MESSAGE 2.5\n", score_file=str(f))
-    assert mine == 4.0 and own == ["HTML_MESSAGE"]
+    f.write_text("score BANG_GUAR 4 4 4 4\n")
+    mine, own = _score(tmp_path, "scored", "score BANG_GUAR 2.5\n", score_file=str(f))
+    assert mine == 4.0 and own == ["BANG_GUAR"]
 
 
 def test_without_the_stock_set_no_score_is_local(tmp_path: Path, store: MemoryStore) -> None:
-    d = _dir(tmp_path, "all", "body HTML_MESSAGE /pizza/\nscore HTML_MESSAGE 2.5\n")
+    d = _dir(tmp_path, "all", "body BANG_GUAR /pizza/\nscore BANG_GUAR 2.5\n")
     doc = {"rules": {"include_default": False, "rule_dirs": [str(d)]}, "scoring": {"layers": ["rules"]}}
     ctx = make_ctx(msg("menu", "a pizza tonight"), policy(doc))
-    assert ctx.layer("scoring").fact("parts")["rules"] == fitted_html_message()
+    assert ctx.layer("scoring").fact("parts")["rules"] == fitted_bang_guar()
     assert ctx.layer("rules").fact("local_scored") is None

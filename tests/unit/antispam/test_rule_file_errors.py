@@ -136,3 +136,11 @@ def test_saving_rule_dirs_warns_of_lines_that_cannot_be_read(tmp_path: Path) -> 
     assert RulesSettings(rule_dirs=(str(d),), include_default=False).check_at_save() == [
         "rule_dirs: 2 line(s) cannot be read (include more.rules (local.cf:3), "
         "score LOCAL_S (local.cf:2); see manage.py rules check)"]
+
+
+def test_rules_check_names_the_layer_that_answers_a_plugin_rule(tmp_path: Path) -> None:
+    d = write_rules(tmp_path, "meta LOCAL_P SPF_PASS || DKIM_VALID_AU || LOCAL_TYPO\nscore LOCAL_P 1\n")
+    out = io.StringIO()
+    call_command("rules", "check", "--no-default", "--dir", str(d), stdout=out)
+    assert ("  LOCAL_P: SPF_PASS (answered by the spf layer), DKIM_VALID_AU (answered by the dkim layer), LOCAL_TYPO\n"
+            in out.getvalue())

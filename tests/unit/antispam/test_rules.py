@@ -68,6 +68,28 @@ def test_it_parses_scores_describe_and_score_sets(tmp_path: Path) -> None:
     assert "LOCAL_VERSIONED" in rs.rules
 
 
+def test_a_rule_without_a_score_line_gets_spamassassins_default(tmp_path: Path) -> None:
+    """1 point, 0.01 for a T_ rule, 0 for a sub-rule; a rule flagged ``nice`` the same less than
+    zero (Conf::Parser's fix_tests): it was +1, so a list-manager or government-DKIM rule meant to
+    lower the score raised it."""
+    rs = load_rules([write_rules(tmp_path, r"""
+header   LOCAL_PLAIN   Subject =~ /a/
+header   T_LOCAL_TRY   Subject =~ /b/
+header   __LOCAL_SUB   Subject =~ /c/
+header   LOCAL_GOOD    Subject =~ /d/
+tflags   LOCAL_GOOD    nice
+header   T_LOCAL_GOOD  Subject =~ /e/
+tflags   T_LOCAL_GOOD  nice
+header   LOCAL_GOOD_SCORED  Subject =~ /f/
+tflags   LOCAL_GOOD_SCORED  nice
+score    LOCAL_GOOD_SCORED  -0.5
+""")], score_set=2)
+    got = {n: rs.rules[n].score for n in ("LOCAL_PLAIN", "T_LOCAL_TRY", "__LOCAL_SUB", "LOCAL_GOOD", "T_LOCAL_GOOD",
+                                           "LOCAL_GOOD_SCORED")}
+    assert got == {"LOCAL_PLAIN": 1.0, "T_LOCAL_TRY": 0.01, "__LOCAL_SUB": 0.0, "LOCAL_GOOD": -1.0, "T_LOCAL_GOOD": -0.01,
+                   "LOCAL_GOOD_SCORED": -0.5}
+
+
 def test_it_lists_unsupported_rules_and_their_dependants(tmp_path: Path) -> None:
     rs = load_rules([write_rules(tmp_path, RULES)])
     assert "no_such_function" in rs.unsupported["LOCAL_UNSUPPORTED"]

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from gateway_milter.antispam.sarules import RuleFileError, capture_names
 from gateway_milter.layers.base import SettingsError
-from gateway_milter.layers.rules import RulesSettings, engine_from_settings
+from gateway_milter.layers.rules import PLUGIN_RULES, RulesSettings, engine_from_settings
 
 
 class Command(BaseCommand):
@@ -89,7 +89,8 @@ class Command(BaseCommand):
             self.stdout.write(f"{len(report['undefined_deps'])} meta rule(s) read rules no file defines "
                               "(read as 0):")
             for name, deps in report["undefined_deps"].items():
-                self.stdout.write(f"  {name}: {', '.join(deps)}")
+                named = [f"{d} (answered by the {PLUGIN_RULES[d]} layer)" if d in PLUGIN_RULES else d for d in deps]
+                self.stdout.write(f"  {name}: {', '.join(named)}")
         if report["template_rules"]:
             tags = ", ".join(f"%{{{t}}} (set by {', '.join(ns)})" for t, ns in report["capture_tags"].items())
             self.stdout.write(f"{len(report['template_rules'])} rule(s) read captured tags: {tags}")
