@@ -440,13 +440,15 @@ _SPF_RULES = {(fact, result): ("T_" if name.endswith("ERROR") else "") + prefix 
               for fact, prefix in (("result", "SPF_"), ("helo_result", "SPF_HELO_")) for result, name in _SPF_NAMES.items()}
 # each plugin rule answered here -> the layer that answers it (``rules check`` names it)
 PLUGIN_RULES = {**{n: "spf" for n in _SPF_RULES.values()},
-                **{n: "dkim" for n in ("DKIM_SIGNED", "DKIM_VALID", "DKIM_VALID_AU", "DKIM_VALID_EF")}}
+                **{n: "dkim" for n in ("DKIM_SIGNED", "DKIM_VALID", "DKIM_VALID_AU", "DKIM_VALID_EF")},
+                "__RCVD_IN_DNSWL": "dnsbl"}
 
 
 def plugin_rule_values(ctx: MessageContext) -> dict[str, int]:
     """The SPF and DKIM plugins' rules (``SPF_PASS``, ``SPF_HELO_FAIL``, ``DKIM_VALID_AU``, ...)
-    from the spf and dkim layers' results, where those layers ran before this one (the layer
-    order runs both first; a layer that is off, exempted the message or failed answers none).
+    from the spf and dkim layers' results, and ``__RCVD_IN_DNSWL`` from the dnsbl layer's, where
+    those layers ran before this one (the layer order runs them first; a layer that is off,
+    exempted the message or failed answers none).
     Only results already at hand: the rules layer never runs a DNS check itself."""
     runner = ctx.runner
     out: dict[str, int] = {}
@@ -458,6 +460,11 @@ def plugin_rule_values(ctx: MessageContext) -> dict[str, int]:
             name = _SPF_RULES.get((fact, str(spf.fact(fact) or "")))
             if name:
                 out[name] = 1
+    dnsbl = runner.peek("dnsbl")
+    if dnsbl is not None and not dnsbl.error and not dnsbl.skipped:
+        # the client on a DNS allowlist (a zone with a negative weight, as DNSWL is configured):
+        # SpamAssassin's DNSWL rules' sub-rule, which KHOP_HELO_FCRDNS and FSL_BULK_SIG read
+        out["__RCVD_IN_DNSWL"] = int(any(s.score < 0 for s in dnsbl.symbols))
     dkim = runner.peek("dkim")
     if dkim is not None and not dkim.error and not dkim.skipped and not dkim.fact("exempt"):
         passed = {str(d).lower().rstrip(".") for d in dkim.fact("pass_domains") or ()}

@@ -98,3 +98,20 @@ def test_a_local_rule_reading_a_plugin_rule_gets_no_read_as_0_warning() -> None:
     text = "meta LOCAL_A SPF_PASS && !DKIM_VALID_AU\nscore LOCAL_A 1\nmeta LOCAL_B LOCAL_TYPO\nscore LOCAL_B 1\n"
     assert [p.message for p in local_rules_problems(text, known=set())[1]] == [
         "LOCAL_B reads LOCAL_TYPO, which no rule defines (read as 0)"]
+
+
+def test_a_dns_allowlist_hit_answers_rcvd_in_dnswl(tmp_path: Path, zone: r.StaticBackend) -> None:
+    """Debian's KHOP_HELO_FCRDNS reads ``!__RCVD_IN_DNSWL``: a client on a zone with a negative
+    weight (DNSWL as docs/layers/dnsbl.md configures it) answers it; a blocklist hit does not."""
+    zone.add("9.113.0.203.list.dnswl.test", "A", ["127.0.15.2"])
+    zone.add("9.113.0.203.bl.test", "A", ["127.0.0.2"])
+    rules = doc(tmp_path)
+    (tmp_path / "rules" / "local.cf").write_text("meta LOCAL_NOT_WL !__RCVD_IN_DNSWL\nscore LOCAL_NOT_WL 1\n")
+
+    def with_zones(*zones: dict[str, object]) -> dict[str, object]:
+        return {**rules, "settings": {**rules["settings"], "dnsbl": {"mode": "on", "zones": list(zones)}}}  # type: ignore[dict-item]
+
+    wl = {"zone": "list.dnswl.test", "symbol": "DNSWL_LISTED", "weight": -1}
+    bl = {"zone": "bl.test", "symbol": "BL_LISTED", "weight": 2}
+    assert "LOCAL_NOT_WL" not in hits(make_ctx(message(), ip="203.0.113.9", doc=with_zones(wl, bl)), first=("dnsbl",))
+    assert "LOCAL_NOT_WL" in hits(make_ctx(message(), ip="203.0.113.9", doc=with_zones(bl)), first=("dnsbl",))
