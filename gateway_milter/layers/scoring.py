@@ -59,6 +59,8 @@ COUNTS_ONLY_SCORE_FILE = FITTED_SCORE_FILE.with_name("50_bulwark_fitted_counts_o
 # scored layers that wait on no DNS answer (spam traps read the state store only): asked first
 # by the scoring layer
 LOCAL_LAYERS = ("bayes", "rules", "spamtrap")
+# scored layers whose results the rules layer reads (layers.rules.plugin_rule_values)
+RULE_INPUT_LAYERS = ("dnsbl", "spf", "dkim")
 SCORED_LAYERS = ("dnsbl", "uribl", "rdns", "spf", "dkim", "dmarc", "arc", "fromscreen", "vbr", "rules",
                  "bayes", "spamtrap")
 
@@ -468,6 +470,14 @@ class ScoringLayer(Layer[ScoringSettings]):
             return LayerFindings({"exempt": why, "score": 0.0, "required": settings.tag_score},
                                  (self.symbol("SCORING_EXEMPT", 0.0, why),))
         available = set(registry.available())
+        if "rules" in settings.layers and "rules" in available:
+            # the rules read the results of dnsbl, spf and dkim (layers.rules.PLUGIN_RULES:
+            # SPF_PASS, DKIM_VALID_AU, ...), whose lookups start at connect, MAIL FROM and the
+            # start of end of message: asked before anything asks the rules, so that what the
+            # rules see does not depend on which layer asked first
+            for lid in RULE_INPUT_LAYERS:
+                if lid in settings.layers and lid in available:
+                    ctx.layer(lid)
         fitted = fitted_scores(settings)
         with_bayes = 0
         if fitted and "bayes" in settings.layers and "bayes" in available:
@@ -498,8 +508,8 @@ class ScoringLayer(Layer[ScoringSettings]):
         learned_from: list[tuple[str, LayerResult, Sequence[Symbol]]] = []  # ... and its symbols
         # the layers that compute here (the rules; Bayes ran above) first, those waiting for
         # answers from the network after: the lookups started earlier (URIBL's at end of
-        # message, DNSBL's at connect) arrive meanwhile instead of holding the rules back; the
-        # total does not depend on the order
+        # message) arrive meanwhile instead of holding the rules back; the total does not
+        # depend on the order
         for lid in LOCAL_LAYERS:
             if lid in settings.layers and lid in available:
                 ctx.layer(lid)

@@ -115,3 +115,16 @@ def test_a_dns_allowlist_hit_answers_rcvd_in_dnswl(tmp_path: Path, zone: r.Stati
     bl = {"zone": "bl.test", "symbol": "BL_LISTED", "weight": 2}
     assert "LOCAL_NOT_WL" not in hits(make_ctx(message(), ip="203.0.113.9", doc=with_zones(wl, bl)), first=("dnsbl",))
     assert "LOCAL_NOT_WL" in hits(make_ctx(message(), ip="203.0.113.9", doc=with_zones(bl)), first=("dnsbl",))
+
+
+def test_the_scoring_layer_asks_spf_and_dkim_before_the_rules(tmp_path: Path, keys: KeyStore) -> None:
+    """With every SPF action "score" (the default) spf has no policy rule of its own to run at
+    MAIL FROM: the scoring layer, which asks its local layers first, asks spf, dkim and dnsbl
+    before the rules, so that the rules see their results and the total does not depend on
+    the order."""
+    ctx = make_ctx(message(), ip="192.0.2.5", doc=doc(tmp_path))
+    ctx.layer("scoring")
+    assert "LOCAL_NOAUTH" not in {s.name for s in ctx.layer("rules").symbols}
+    ctx = make_ctx(signed(keys, message()), ip="203.0.113.9", doc=doc(tmp_path))
+    ctx.layer("scoring")
+    assert "LOCAL_SIGNED_AU" in {s.name for s in ctx.layer("rules").symbols}
