@@ -28,9 +28,20 @@ SPAM_HEADERS = ("X-Spam-Flag", "X-Spam-Status", "X-Spam-Score", "X-Spam-Level", 
 VERSION = "Bulwark"
 
 
+def shown_score(is_spam: bool, score: float, required: float) -> str:
+    """The score to one decimal, as SpamAssassin shows it (Util::get_tag_value_for_score, its
+    bug 6419): a message that is not spam never shows the required score or more (4.96 would
+    read 5.0 next to "No", and a downstream rule on X-Spam-Score >= 5 would file it), but
+    required - 0.1."""
+    shown = f"{score:.1f}"
+    if not is_spam and float(shown) >= float(f"{required:.1f}"):
+        shown = f"{float(f'{required:.1f}') - 0.1:.1f}"
+    return shown
+
+
 def status_line(is_spam: bool, score: float, required: float, tests: list[str], autolearn: str) -> str:
     """``Yes, score=7.3 required=5.0 tests=A,B autolearn=no version=...``, folded like SpamAssassin."""
-    head = f"{'Yes' if is_spam else 'No'}, score={score:.1f} required={required:.1f}"
+    head = f"{'Yes' if is_spam else 'No'}, score={shown_score(is_spam, score, required)} required={required:.1f}"
     t = ",".join(tests) if tests else "none"
     out = f"{head} tests={t}"
     # fold long test lists at commas (RFC 5322 line length)
@@ -105,7 +116,7 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
     tests = [t for t in res.fact("tests", []) if not t.startswith("SPAM_SCORE_")]
     edits.append(HeaderEdit("add", "X-Spam-Status", status_line(is_spam, score, required, tests,
                                                               str(res.fact("autolearn", "no")))))
-    edits.append(HeaderEdit("add", "X-Spam-Score", f"{score:.1f}"))
+    edits.append(HeaderEdit("add", "X-Spam-Score", shown_score(is_spam, score, required)))
     edits.append(HeaderEdit("add", "X-Spam-Level", "*" * max(0, min(50, int(score)))))
     if is_spam:
         edits.append(HeaderEdit("add", "X-Spam-Flag", "YES"))
