@@ -537,4 +537,8 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
             own = [h.name for h in res.hits if h.name in engine.local_scores]
             if own:
                 facts["local_scored"] = own
+        if "GTUBE" not in engine.rules and "GTUBE" not in engine.unsupported and "GTUBE" not in engine.disabled:
+            # a rule set of the administrator's own without SpamAssassin's GTUBE rule: the
+            # scoring layer looks for the test string itself (in the decoded body too)
+            facts["no_gtube_rule"] = True
         return LayerFindings(facts, symbols)

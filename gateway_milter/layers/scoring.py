@@ -297,7 +297,7 @@ def _has_gtube(ctx: MessageContext, settings: ScoringSettings, available: set[st
         return True
     if "rules" in settings.layers and "rules" in available:
         res = ctx.layer("rules")
-        if not (res.skipped or res.error):
+        if not (res.skipped or res.error or res.fact("no_gtube_rule")):
             return False  # its GTUBE rule looked (or an administrator's skip_rules left it out)
     from gateway_milter.antispam.saview import message_view
 
