@@ -140,7 +140,7 @@ def do_import_policy(raw: Any, actor: str = "") -> PublishedPolicy:
         check_settings_at_save(layer, values, f"settings.{layer}.")
     for i, d in enumerate(doc["domains"]):
         for layer, values in d["settings"].items():
-            check_settings_at_save(layer, values, f"domains[{i}].settings.{layer}.")
+            check_settings_at_save(layer, values, f"domains[{i}].settings.{layer}.", doc["settings"].get(layer))
     GatewaySetting.objects.all().delete()
     LayerSetting.objects.all().delete()
     ListEntry.objects.all().delete()
@@ -236,13 +236,14 @@ def _keep_global_only(layer: str, cls: Any, values: dict[str, Any], domain: Doma
     return out
 
 
-def check_settings_at_save(layer: str, values: dict[str, Any], path: str) -> list[str]:
-    """Validate ``values`` and run the layer's save-time checks (the files it names); a
-    SettingsError names ``path`` + the field. Returns the warnings."""
+def check_settings_at_save(layer: str, values: dict[str, Any], path: str, base: dict[str, Any] | None = None) -> list[str]:
+    """Validate ``values`` (a domain's merged with ``base``, the global ones, as they are used)
+    and run the layer's save-time checks (the files it names); a SettingsError names ``path`` +
+    the field. Returns the warnings."""
     from gateway_milter import layers
     from gateway_milter.layers.base import settings_from_dict
 
-    settings = settings_from_dict(layers.get(layer).Settings, values, path)
+    settings = settings_from_dict(layers.get(layer).Settings, {**(base or {}), **values}, path)
     try:
         return settings.check_at_save()
     except SettingsError as e:
@@ -263,15 +264,19 @@ def do_set_layer_settings(layer: str, values: dict[str, Any], domain: Domain | N
     if layer not in layers.REGISTRY:
         raise SettingsError(f"settings.{layer}", "unknown layer")
     cls = layers.get(layer).Settings
+    # a domain's values are used merged with the global ones: checked so (a reject_score of its
+    # own below the global quarantine_score is an error, one above it is not)
+    glob = LayerSetting.objects.filter(layer=layer, domain=None).first() if domain is not None else None
+    base = glob.values if glob is not None else {}
     if not _is_global_actor(by, actor):
         if domain is None:
             raise SettingsPermissionError(f"settings.{layer}", "only a global administrator may change the "
                                                                "global settings")
         values = _keep_global_only(layer, cls, values, domain)
-        settings_from_dict(cls, values, f"settings.{layer}.")
+        settings_from_dict(cls, {**base, **values}, f"settings.{layer}.")
         warnings: list[str] = []  # the files checked at save are global-only: kept as they are
     else:
-        warnings = check_settings_at_save(layer, values, f"settings.{layer}.")
+        warnings = check_settings_at_save(layer, values, f"settings.{layer}.", base)
     with transaction.atomic():
         LayerSetting.objects.update_or_create(layer=layer, domain=domain, defaults={"values": values})
         do_publish_policy(actor)

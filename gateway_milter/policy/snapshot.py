@@ -227,7 +227,7 @@ def validate_document(doc: Any) -> dict[str, Any]:
             raise SettingsError(f"{path}.mail_servers", "must be a list of host[:port] strings")
         out["domains"].append({
             "name": name,
-            "settings": _validate_settings(d.get("settings"), f"{path}.settings", domain_level=True),
+            "settings": _validate_settings(d.get("settings"), f"{path}.settings", out["settings"], name),
             "mail_servers": servers,
             "aliases": aliases,
         })
@@ -331,7 +331,11 @@ def _domain_name(v: Any, path: str) -> str:
     return d
 
 
-def _validate_settings(raw: Any, path: str, domain_level: bool = False) -> dict[str, dict[str, Any]]:
+def _validate_settings(raw: Any, path: str, base: dict[str, dict[str, Any]] | None = None,
+                       domain: str = "") -> dict[str, dict[str, Any]]:
+    """The layer settings of ``raw``; a domain's (``base``: the global ones) as they are used,
+    merged with the global settings (a reject_score of its own below the global quarantine_score
+    would fail every message of the domain, or the whole policy's loading)."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -348,6 +352,12 @@ def _validate_settings(raw: Any, path: str, domain_level: bool = False) -> dict[
             values = {}
         if not isinstance(values, dict):
             raise SettingsError(f"{path}.{layer_id}", "must be a mapping")
-        settings_from_dict(layer.Settings, values, f"{path}.{layer_id}.")  # raises on error
+        if base is None:
+            settings_from_dict(layer.Settings, values, f"{path}.{layer_id}.")  # raises on error
+        else:
+            try:
+                settings_from_dict(layer.Settings, {**base.get(layer_id, {}), **values}, f"{path}.{layer_id}.")
+            except SettingsError as e:
+                raise SettingsError(e.path, f"{e.message} (domain {domain}, its settings with the global ones)") from None
         out[layer_id] = dict(values)
     return out
