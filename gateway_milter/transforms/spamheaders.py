@@ -49,7 +49,12 @@ def status_line(is_spam: bool, score: float, required: float, tests: list[str], 
         lines, cur = [], head + " tests="
         for i, name in enumerate(tests):
             piece = name + ("," if i < len(tests) - 1 else "")
-            if len(cur) + len(piece) > 76:
+            if len(cur) + len(piece) > 76 and i == 0:
+                # a first name too long for the line: the break goes before "tests=" (as
+                # SpamAssassin's, after white space), never between it and its first name
+                lines.append(head)
+                cur = "\ttests=" + piece
+            elif len(cur) + len(piece) > 76:
                 lines.append(cur)
                 cur = "\t" + piece
             else:
