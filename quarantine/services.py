@@ -61,6 +61,23 @@ def release_sender(msg: QuarantinedMessage) -> str:
         return sender
 
 
+def release_bytes(msg: QuarantinedMessage, rcpt_domain: str, raw: bytes) -> bytes:
+    """The held copy as a release sends it: without the sender's X-Spam-* headers, which the
+    milter removes on delivery (``scoring.remove_foreign_headers`` of the message's policy
+    domain: the sender's for outbound mail, the recipient's otherwise). The copy was stored as
+    it arrived, and the re-injection port passes no milter."""
+    from gateway_milter.layers.scoring import ScoringSettings
+    from gateway_milter.transforms.spamheaders import without_spam_headers
+    from webadmin.services import current_snapshot
+
+    sender = msg.mail_from or ""
+    domain = sender.rpartition("@")[2] if msg.direction == "outbound" and "@" in sender else rcpt_domain
+    s = current_snapshot().settings_for("scoring", domain)
+    if isinstance(s, ScoringSettings) and not s.remove_foreign_headers:
+        return raw
+    return without_spam_headers(raw)
+
+
 def do_release_message(msg: QuarantinedMessage, recipients: Iterable[str] | None = None, actor: str = "") -> list[str]:
     """Re-inject the stored message to the held recipients (all, or those given). Recipients
     already released are skipped, so a release link works once. Returns the addresses sent to."""
@@ -73,7 +90,7 @@ def do_release_message(msg: QuarantinedMessage, recipients: Iterable[str] | None
             held = list(qs)
         if not held:
             return []
-        raw = read_message(msg)
+        raw = release_bytes(msg, held[0].domain, read_message(msg))
         cfg = settings.GATEWAY
         sender = release_sender(msg)
         try:

@@ -92,6 +92,22 @@ def report_text(ctx: MessageContext) -> str:
     return "\n\t".join(lines)
 
 
+def without_spam_headers(raw: bytes) -> bytes:
+    """``raw`` without the SPAM_HEADERS fields of its header (each with its continuation lines),
+    the rest byte for byte: for a quarantined copy, stored as it arrived, that a release
+    re-injects past the milter."""
+    end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
+    names = {n.lower().encode() for n in SPAM_HEADERS}
+    kept: list[bytes] = []
+    dropping = False
+    for line in raw[:end].splitlines(keepends=True):
+        if line[:1] not in (b" ", b"\t"):
+            dropping = line.split(b":", 1)[0].strip().lower() in names
+        if not dropping:
+            kept.append(line)
+    return b"".join(kept) + raw[end:]
+
+
 def delete_every(ctx: MessageContext, name: str) -> list[HeaderEdit]:
     """One delete per occurrence of ``name`` (matched case-insensitively), the last first so the
     earlier indexes still point at the same headers."""
