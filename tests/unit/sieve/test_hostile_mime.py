@@ -40,12 +40,16 @@ def test_hostile_parameters_are_data(ctype: bytes, script: str) -> None:
 def test_deleting_many_fields_of_one_name_is_linear() -> None:
     """5,000 fields of one name (100 KB of header): each deleted field's occurrence number was
     counted again over the list, 0.7 s of CPU here, square in their number; now one count."""
+    import gc
     import time
 
     raw = b"From: a@example.org\nSubject: hi\n" + b"".join(b"X-Foo: value %d\n" % i for i in range(5000)) + b"\nbody\n"
-    t0 = time.process_time()
-    res = run('require "editheader"; deleteheader :contains "x-foo" "value";', raw)
-    took = time.process_time() - t0
+    took = float("inf")
+    gc.collect()
+    for _ in range(3):  # the least of three: a pause of the whole test run is not the script's
+        t0 = time.process_time()
+        res = run('require "editheader"; deleteheader :contains "x-foo" "value";', raw)
+        took = min(took, time.process_time() - t0)
     assert res.error is None and len(res.actions) == 5000
     assert [a.args["index"] for a in res.actions[:2]] == [5000, 4999] and res.actions[-1].args["index"] == 1
     assert took < 0.25
