@@ -303,6 +303,21 @@ def test_no_header_the_tokenizer_reads_is_one_it_ignores() -> None:
     assert not [h for h in HEADERS if is_ignored_header(h)]
 
 
+@pytest.mark.parametrize("name", [
+    "X-Spam-Status", "X-Spam", "X-Spam_score", "X-Spam_bar", "X-Spamd-Bar", "X-Spamd-Result",
+    "X-Rspamd-Score", "X-Rspamd-Queue-Id", "X-Ham-Report", "X-Microsoft-Antispam",
+    "X-Microsoft-Antispam-Mailbox-Delivery", "X-Forefront-Antispam-Report", "X-Barracuda-Spam-Score",
+    "X-Spambayes-Classification", "X-Antispam"])
+def test_it_ignores_every_common_filters_verdict_header(name: str) -> None:
+    # else Bayes learns another filter's verdict (its header's presence) instead of the message
+    assert is_ignored_header(name)
+
+
+@pytest.mark.parametrize("name", ["X-Mailer", "X-Spammer-Name", "X-Priority", "Subject", "X-Hamster"])
+def test_it_keeps_headers_that_are_no_filters_verdict(name: str) -> None:
+    assert not is_ignored_header(name)
+
+
 def test_it_bounds_features_on_hostile_input() -> None:
     body = " ".join(f"w{i}" for i in range(100_000))
     t = tokens(message_view(make_ctx(msg("x", body))))
