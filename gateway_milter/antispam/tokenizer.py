@@ -37,7 +37,8 @@ HEADERS = ("subject", "from", "reply-to", "sender", "return-path", "content-type
 # another filter's verdict: SpamAssassin's X-Spam-* (and X-Spam_* of some setups), X-*-Spam-*,
 # X-*-Antispam-* (Microsoft 365's X-Microsoft-Antispam*, X-Forefront-Antispam-Report), spamd's
 # and rspamd's (X-Spamd-*, X-Rspamd-*), X-Ham-Report, SpamBayes', virus scanners', our own
-_IGNORED = re.compile(r"(?i)^(x-(.*-)?(anti-?)?spamd?([-_].*)?|x-rspamd.*|x-ham-report|x-spambayes.*|x-virus.*|x-bulwark.*|x-amavis.*|x-quarantine.*|"
+_IGNORED = re.compile(r"(?i)^(x-(.*-)?(anti-?)?spamd?([-_].*)?|x-rspamd.*|x-ham-report|x-spambayes.*|"
+                      r"x-virus.*|x-bulwark.*|x-amavis.*|x-quarantine.*|"
                       r"x-bogosity|x-dspam.*|x-crm114.*|authentication-results|arc-.*|x-ms-exchange-.*|"
                       r"received-spf|x-original-.*)$")
 MAX_RECEIVED = 12
