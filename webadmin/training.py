@@ -29,7 +29,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from gateway_milter.pipeline.rawmessage import iter_messages
+from gateway_milter.pipeline.rawmessage import iter_messages, starts_with_field
 from webadmin.errors import FieldError
 from webadmin.jobfiles import JobFiles
 
@@ -134,7 +134,8 @@ class Spool:
         self._at = 0
 
     def add(self, raw: bytes) -> None:
-        if not raw.strip() or len(raw) > MAX_MESSAGE:
+        # (empty, too large, or no mail: a zip's README, a mail client's index file)
+        if not raw.strip() or len(raw) > MAX_MESSAGE or not starts_with_field(raw):
             self.skipped += 1
             return
         if len(self.spans) >= MAX_MESSAGES:
@@ -156,7 +157,8 @@ class Spool:
 
 
 def messages_of(path: Path, spool: Spool) -> None:
-    """Put the messages of an upload into ``spool`` (empty ones, or over MAX_MESSAGE, skipped).
+    """Put the messages of an upload into ``spool`` (empty ones, those over MAX_MESSAGE and
+    files of a zip that are not mail, their first line no header field, skipped).
     TrainingError when it is none of the kinds taken, or over a bound: a zip's members are read
     up to MAX_UPLOAD each and MAX_UNZIPPED in all, whatever their headers say."""
     with open(path, "rb") as f:

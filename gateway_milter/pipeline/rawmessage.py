@@ -83,6 +83,33 @@ def _without_separator(lines: list[bytes]) -> bytes:
     return b"".join(lines)
 
 
+_QUOTED_FROM = re.compile(rb"(?m)^>(>*From )")
+_BARE_FROM = re.compile(rb"(?m)^From ")
+
+
+def unquote_from(raw: bytes) -> bytes:
+    """A message of an mbox as it was sent: most mbox writers (Postfix's local delivery, mutt,
+    procmail, Python's mailbox, mail exports) quote a body line starting ``From `` as ``>From ``
+    (mboxo; mboxrd also ``>From `` as ``>>From ``), and one ``>`` goes again, as mboxrd readers
+    do: the milter saw ``From ``, and a message learned from an mbox and then seen by the milter
+    is one text, one Bayes identity. A message with an unquoted body line starting ``From `` is
+    from a writer that quotes nothing (Dovecot, Thunderbird, Content-Length mboxes): its ``>From``
+    lines are the sender's own and stay."""
+    if b">From " not in raw or _BARE_FROM.search(raw):
+        return raw
+    return _QUOTED_FROM.sub(rb"\1", raw)
+
+
+def starts_with_field(raw: bytes) -> bool:
+    """Whether ``raw`` reads as mail: its first line a header field (``Name: value``) or an mbox
+    From_ line, after a byte order mark or empty lines an editor left. A README, a spreadsheet
+    or an index file beside the messages of a directory is not, and learning it would teach
+    Bayes its words as mail."""
+    head = raw[:1000].lstrip(b"\r\n")
+    head = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    return head.startswith(b"From ") or _HDR.match(head.split(b"\n", 1)[0]) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class MessageRef:
     """Where a message lies, to read it again later instead of keeping it in memory: a span of
@@ -94,6 +121,7 @@ class MessageRef:
     offset: int = 0
     length: int = 0
     raw: bytes | None = None
+    mbox: bool = False  # a message of an mbox: its quoted From lines are read unquoted (unquote_from)
 
     def read(self, files: dict[str, BinaryIO] | None = None) -> bytes:
         """The message's bytes (*files*: open files to reuse, by path; the caller closes them)."""
@@ -102,12 +130,14 @@ class MessageRef:
         if files is None:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
-                return f.read(self.length)
-        fh = files.get(self.path)
-        if fh is None:
-            fh = files[self.path] = open(self.path, "rb")  # noqa: SIM115 - closed by the caller
-        fh.seek(self.offset)
-        return fh.read(self.length)
+                raw = f.read(self.length)
+        else:
+            fh = files.get(self.path)
+            if fh is None:
+                fh = files[self.path] = open(self.path, "rb")  # noqa: SIM115 - closed by the caller
+            fh.seek(self.offset)
+            raw = fh.read(self.length)
+        return unquote_from(raw) if self.mbox else raw
 
 
 def is_maildir(path: Path) -> bool:
@@ -164,9 +194,11 @@ def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[MessageRef, by
         if first[bom:].startswith(b"From "):
             skipped = sum(len(x) for x in lead[:-1]) + bom
             lines = itertools.chain([first[bom:]], f)
-            for i, (offset, raw) in enumerate(_mbox_messages(lines, skipped)):
+            for i, (offset, quoted) in enumerate(_mbox_messages(lines, skipped)):
                 label = f"{path}#{i + 1}"
-                yield (MessageRef(label, str(path), offset, len(raw)) if again else MessageRef(label, raw=raw)), raw
+                raw = unquote_from(quoted)
+                yield (MessageRef(label, str(path), offset, len(quoted), mbox=True) if again
+                       else MessageRef(label, raw=raw)), raw
             return
         raw = b"".join(lead) + f.read()
     yield (MessageRef(str(path), str(path), 0, len(raw)) if again else MessageRef(str(path), raw=raw)), raw

@@ -77,6 +77,15 @@ def test_a_zip_of_messages_and_mboxes_is_learned_in_a_domain_scope(world: World,
     assert BayesClassifier(store).stats("global")["ham_learned"] == 0
 
 
+def test_a_zips_files_that_are_not_mail_are_skipped_not_learned(world: World, store: MemoryStore) -> None:
+    c = world.client("global_admin")
+    data = _zip({"Junk/1.eml": _msg(1, "hello"), "Junk/README.txt": b"Exported by MailClient 9.\nUnread: 4\n",
+                 "Junk/index.csv": b"id,subject\n1,hello\n", "Junk/2.eml": _msg(2, "hello")})
+    page = _finish(c, _train(c, data, "ham", "global", "export.zip")["Location"])
+    assert "2 of 2 messages (100 %): 2 learned, 0 already known, 2 skipped" in page
+    assert BayesClassifier(store).stats("global")["ham_learned"] == 2
+
+
 @pytest.mark.parametrize(("data", "says"), [
     (b"just some text, no headers\n", "This is not a message, an mbox file or a zip of them."),
     (b"PK\x03\x04 not really a zip", "The zip cannot be read"),

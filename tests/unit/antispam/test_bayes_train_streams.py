@@ -43,11 +43,12 @@ def test_finding_a_large_mbox_keeps_one_message_in_memory_at_a_time(tmp_path: Pa
     mbox_of(tmp_path / "box", big)
     tracemalloc.start()
     try:
-        found, empty = bayes_command._collect([str(tmp_path / "box")])
+        skipped = bayes_command._Skipped()
+        found = bayes_command._collect([str(tmp_path / "box")], skipped=skipped)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert len(found) == 10 and empty == 0
+    assert len(found) == 10 and skipped.empty == 0
     largest = max(len(b) for b in big)
     assert peak < 4 * largest, (peak, largest)  # (it was the whole file, 10 times one message)
 
@@ -59,8 +60,8 @@ def test_a_message_changed_between_the_two_readings_is_not_learned(tmp_path: Pat
     mbox_of(box, [fixed("win", "lottery winner prize"), fixed("cheap", "cheap pills")])
     collect = bayes_command._collect
 
-    def collect_then_rewrite(paths: list[str], is_spam: bool = True):  # type: ignore[no-untyped-def]
-        out = collect(paths, is_spam)
+    def collect_then_rewrite(paths: list[str], is_spam: bool = True, skipped=None):  # type: ignore[no-untyped-def]
+        out = collect(paths, is_spam, skipped)
         mbox_of(box, [fixed("WIN", "lottery winner prize"), fixed("cheap", "cheap pills")])  # same sizes
         return out
 
@@ -105,7 +106,7 @@ def test_reading_back_keeps_few_files_open(tmp_path: Path, monkeypatch: pytest.M
     d.mkdir()
     for i in range(60):
         (d / f"{i}.eml").write_bytes(fixed(f"m{i}", "body"))
-    found, _ = bayes_command._collect([str(d)])
+    found = bayes_command._collect([str(d)])
     opened: list[object] = []
     real_open = open
 

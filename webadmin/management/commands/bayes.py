@@ -29,7 +29,7 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from gateway_milter.antispam.bayes import BayesClassifier, learn_item, order_key
 from gateway_milter.antispam.saview import trust_config_for
-from gateway_milter.pipeline.rawmessage import MessageRef, iter_message_refs
+from gateway_milter.pipeline.rawmessage import MessageRef, iter_message_refs, starts_with_field
 from gateway_milter.store import StoreError, batch_writes, default_store
 from webadmin.antispam_state import StateInputError, parse_scope
 from webadmin.antispam_tasks import view_of_bytes
@@ -79,11 +79,26 @@ class _Found:
     digest: bytes
 
 
-def _collect(paths: list[str], is_spam: bool = True) -> tuple[list[_Found], int]:
-    """The messages under the paths (``cmds`` files of the SpamAssassin corpus left out) and the
-    number of empty files; a missing or unreadable path ends the command with its reason."""
+@dataclass(slots=True)
+class _Skipped:
+    """Files under the paths that are no message, by kind, as the command reports them."""
+
+    empty: int = 0
+    not_mail: int = 0
+
+    def __str__(self) -> str:
+        return "".join((f", {self.empty} empty file(s) skipped" if self.empty else "",
+                        f", {self.not_mail} file(s) that are not mail skipped" if self.not_mail else ""))
+
+
+def _collect(paths: list[str], is_spam: bool = True, skipped: _Skipped | None = None) -> list[_Found]:
+    """The messages under the paths (``cmds`` files of the SpamAssassin corpus left out), the
+    files that are none counted in ``skipped``: empty ones, and those whose first line is no
+    header field (a README, a spreadsheet, a mail client's index beside the messages, which
+    would teach Bayes their words as mail). A missing or unreadable path ends the command with
+    its reason."""
     out: list[_Found] = []
-    empty = 0
+    skipped = skipped if skipped is not None else _Skipped()
     for p in paths:
         path = Path(p)
         if not path.exists():
@@ -93,12 +108,15 @@ def _collect(paths: list[str], is_spam: bool = True) -> tuple[list[_Found], int]
                 if Path(ref.label.split("#")[0]).name == "cmds":
                     continue
                 if not raw.strip():  # an empty file is no message (it read as one "already known")
-                    empty += 1
+                    skipped.empty += 1
+                    continue
+                if not starts_with_field(raw):
+                    skipped.not_mail += 1
                     continue
                 out.append(_Found(ref, is_spam, order_key(raw), hashlib.blake2b(raw, digest_size=20).digest()))
         except OSError as e:  # (a file or directory this user may not read)
             raise CommandError(f"{e.filename or p}: {e.strerror or e}") from None
-    return out, empty
+    return out
 
 
 def _read(found: list[_Found]) -> Iterator[tuple[_Found, bytes]]:
@@ -202,9 +220,9 @@ class Command(BaseCommand):
             raise CommandError("give --spam and/or --ham")
         # read twice, not kept: once to find and order the messages, once to learn them (a
         # corpus can be larger than the memory)
-        spam, empty_spam = _collect(o["spam"], True)
-        ham, empty_ham = _collect(o["ham"], False)
-        empty = empty_spam + empty_ham
+        skipped = _Skipped()
+        spam = _collect(o["spam"], True, skipped)
+        ham = _collect(o["ham"], False, skipped)
         # spam and ham mixed (the token model learns online, in this order; the counts do not mind)
         items = sorted(spam + ham, key=attrgetter("order"))
         # a message given as spam and as ham (a copy in the inbox and in the junk folder) is
@@ -228,10 +246,10 @@ class Command(BaseCommand):
             bar.update(min(start + TRAIN_BATCH, len(items)))
         changed = len(items) - read
         self.stdout.write(f"learned {learned} message(s), {read - learned} already known"
-                          + (f", {empty} empty file(s) skipped" if empty else "")
+                          + str(skipped)
                           + (f", {len(both)} given as both spam and ham not learned" if both else "")
                           + (f", {changed} changed or gone since they were found not learned" if changed else "")
-                          + ("" if items or empty or both else " (no messages found)"))
+                          + ("" if items or str(skipped) or both else " (no messages found)"))
 
     def do_forget(self, o: dict[str, Any]) -> None:
         if o["wipe"] and (o["spam"] or o["ham"]):  # (which was meant: the scope, or those messages?)
@@ -243,7 +261,8 @@ class Command(BaseCommand):
             bc.wipe(o["scope"])
             self.stdout.write(f"scope {o['scope']} wiped")
             return
-        items, _ = _collect(o["spam"] + o["ham"])
+        skipped = _Skipped()
+        items = _collect(o["spam"] + o["ham"], skipped=skipped)
         bar = Progress(len(items), "forgetting", self.stderr)
         n = 0
         # the view as train made it (the same trust path): else the sender history taken back
@@ -253,7 +272,7 @@ class Command(BaseCommand):
             n += bc.forget(view_of_bytes(raw, trust), [o["scope"]])
             bar.update(i)
         bar.update(len(items))
-        self.stdout.write(f"forgot {n} message(s)")
+        self.stdout.write(f"forgot {n} message(s)" + str(skipped))
 
     def do_stats(self, o: dict[str, Any]) -> None:
         self.stdout.write(json.dumps(BayesClassifier(default_store()).stats(o["scope"]), indent=2))
