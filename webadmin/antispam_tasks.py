@@ -8,7 +8,14 @@ administers, computed by the page or API that queued the task
 (quarantine/actions.py, ``training_scopes``); without scopes it is learned nowhere. A stored
 file is learned in the payload's scopes (default ``global``).
 Training is idempotent (each message is identified by a digest; learning it again with the
-same label changes nothing, with the other label it moves the counts).
+same label changes nothing, with the other label it moves the counts). So the task is retried
+when the token store fails (Redis restarting, the embedded store's write lock held past the
+batch wait): up to ``TRAIN_RETRIES`` times, 2 s after the first failure, then twice as long
+each time up to 5 minutes (:func:`retry_delay`, with Celery's jitter), about 24 minutes in
+all; a retry learns again what the failed try had learned (counted as unchanged). It is
+acknowledged when it ends, not when it starts (``acks_late``): a worker killed in the middle
+leaves it queued for another. Run eagerly (the embedded setup, no worker), a failure is
+raised to the caller at once, which says the training was not queued.
 
 ``bayes.backup``: once a day, what every scope learned to ``GATEWAY_DATA_DIR/backups`` (the
 newest ``GATEWAY_BAYES_BACKUPS`` files kept; restore with ``manage.py bayes restore``).
@@ -29,7 +36,7 @@ from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, sp
 from gateway_milter.layers.bayes import scopes_for
 from gateway_milter.mime.view import parse_message
 from gateway_milter.pipeline.rawmessage import split_message
-from gateway_milter.store import default_store
+from gateway_milter.store import StoreError, default_store
 from webadmin.services import current_snapshot
 
 if TYPE_CHECKING:
@@ -136,18 +143,32 @@ def _allowed_path(p: str) -> Path:
     return path
 
 
-@shared_task(name="bayes.train_message")
-def train_message(label: str, quarantine_ids: list[str] | None = None, paths: list[str] | None = None,
+TRAIN_RETRIES = 10
+
+
+def retry_delay(retries: int) -> int:
+    """Seconds before retry number ``retries + 1`` of a training the token store failed."""
+    return min(2 * 2 ** retries, 300)
+
+
+@shared_task(name="bayes.train_message", bind=True, acks_late=True, max_retries=TRAIN_RETRIES)
+def train_message(self: Any, label: str, quarantine_ids: list[str] | None = None, paths: list[str] | None = None,
                   scopes: list[str] | None = None) -> dict[str, Any]:
     """``scopes``: for quarantined messages, the scopes the actor may train (a message is learned
     in its own scopes that are among them, never in one it does not belong to; a message with
     none of them counts as unchanged); for paths, the scopes to learn into. A bulk writer
     (``batch_writes``): on the embedded store it waits for a running ``bayes train`` or the
-    background learner instead of giving up after the message path's second."""
+    background learner instead of giving up after the message path's second. A failed token
+    store retries the task (module docstring); after the last retry the failure is raised."""
     from gateway_milter.store import batch_writes
 
-    with batch_writes():
-        return _train_message(label, quarantine_ids, paths, scopes)
+    try:
+        with batch_writes():
+            return _train_message(label, quarantine_ids, paths, scopes)
+    except StoreError as e:
+        if self.request.is_eager or self.request.called_directly:
+            raise
+        raise self.retry(exc=e, countdown=retry_delay(self.request.retries)) from e
 
 
 def _train_message(label: str, quarantine_ids: list[str] | None, paths: list[str] | None,
