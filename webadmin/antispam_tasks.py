@@ -34,6 +34,7 @@ from gateway_milter.antispam.relays import TrustConfig
 from gateway_milter.antispam.saview import SaMessage, build_view, trust_config_for
 from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
 from gateway_milter.layers.bayes import scopes_for
+from gateway_milter.mime.headers import decode_words
 from gateway_milter.mime.view import parse_message
 from gateway_milter.pipeline.rawmessage import split_message
 from gateway_milter.store import StoreError, default_store
@@ -48,10 +49,43 @@ MAX_MESSAGE = 10 * 1024 * 1024
 REFUSED = ("reject", "tempfail")
 
 
-def view_of_bytes(raw: bytes, trust: TrustConfig | None = None) -> SaMessage:
-    """A stored message's view as the milter made it. ``trust``: the trust path to read its
-    relays with (default: the published policy's; a caller reading many passes it once)."""
+def own_subject_tags(policy: PolicySnapshot) -> tuple[str, ...]:
+    """The subject tags the gateway puts on spam (scoring's ``subject_tag``, global and each
+    domain's), longest first."""
+    names = {dp.name for dp in policy.domains.values()}  # (an alias domain's are its domain's)
+    tags = {policy.settings_for("scoring", None).subject_tag, *(policy.settings_for("scoring", n).subject_tag
+                                                                for n in names)}
+    return tuple(sorted((t.strip() for t in tags if t.strip()), key=len, reverse=True))
+
+
+def without_own_tag(headers: list[tuple[str, str]], tags: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The headers with the gateway's own subject tag taken off the Subject of a message it
+    flagged (``X-Spam-Flag: YES``): a message saved from a mailbox (a junk folder exported for
+    ``bayes train``, a message a user marks) carries it, and Bayes learned the tag, which no
+    message arriving has, as the mark of spam (or, from a false positive learned as ham, of
+    ham). The other headers of the verdict are never read (tokenizer, ``_IGNORED``)."""
+    if not tags or not any(n.lower() == "x-spam-flag" and v.strip().upper() == "YES" for n, v in headers):
+        return headers
+    out = list(headers)
+    for i, (name, value) in enumerate(out):
+        if name.lower() != "subject":
+            continue
+        text = decode_words(value) if "=?" in value else value
+        bare = text.lstrip()
+        for tag in tags:
+            if bare.startswith(tag):
+                out[i] = (name, bare[len(tag):].lstrip(" \t"))
+                break
+        break
+    return out
+
+
+def view_of_bytes(raw: bytes, trust: TrustConfig | None = None, tags: tuple[str, ...] | None = None) -> SaMessage:
+    """A stored message's view as the milter made it, less the gateway's own subject tag
+    (:func:`without_own_tag`). ``trust``: the trust path to read its relays with, ``tags``: the
+    subject tags (default: the published policy's; a caller reading many passes them once)."""
     headers, body = split_message(raw[:MAX_MESSAGE])
+    headers = without_own_tag(headers, tags if tags is not None else own_subject_tags(current_snapshot()))
     head = b"".join(n.encode("utf-8", "surrogateescape") + b": " + v.encode("utf-8", "surrogateescape") + b"\r\n"
                     for n, v in headers)
     view = build_view(headers, head + b"\r\n" + body, parse_message(head + b"\r\n" + body))
@@ -61,9 +95,10 @@ def view_of_bytes(raw: bytes, trust: TrustConfig | None = None) -> SaMessage:
 
 
 def learn_bytes(raw: bytes, is_spam: bool, scopes: list[str] | None = None, min_learned: int = 200,
-                trust: TrustConfig | None = None) -> bool:
-    """Learn one stored message (see :func:`view_of_bytes` for ``trust``)."""
-    return BayesClassifier(default_store(), min_learned).learn(view_of_bytes(raw, trust), is_spam, scopes or ["global"])
+                trust: TrustConfig | None = None, tags: tuple[str, ...] | None = None) -> bool:
+    """Learn one stored message (see :func:`view_of_bytes` for ``trust`` and ``tags``)."""
+    return BayesClassifier(default_store(), min_learned).learn(view_of_bytes(raw, trust, tags), is_spam,
+                                                               scopes or ["global"])
 
 
 def feedback_of(m: QuarantinedMessage, policy: PolicySnapshot) -> tuple[list[str], list[str], TrustConfig]:
@@ -178,6 +213,7 @@ def _train_message(label: str, quarantine_ids: list[str] | None, paths: list[str
     learned = unchanged = missing = 0
     snapshot = current_snapshot()
     trust = trust_config_for(snapshot, None)
+    tags = own_subject_tags(snapshot)
     todo: list[tuple[bytes, list[str], TrustConfig]] = []  # (message, scopes, trust path)
     if quarantine_ids:
         from quarantine.models import QuarantinedMessage
@@ -202,7 +238,7 @@ def _train_message(label: str, quarantine_ids: list[str] | None, paths: list[str
         except OSError:
             missing += 1
     for raw, learn_scopes, learn_trust in todo:
-        if learn_scopes and learn_bytes(raw, label == "spam", learn_scopes, trust=learn_trust):
+        if learn_scopes and learn_bytes(raw, label == "spam", learn_scopes, trust=learn_trust, tags=tags):
             learned += 1
         else:
             unchanged += 1

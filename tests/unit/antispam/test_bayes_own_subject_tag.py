@@ -1,0 +1,63 @@
+"""A message saved from a mailbox after the gateway flagged it (a junk folder exported for
+``bayes train``, a message a user marks) carries the gateway's subject tag: Bayes learned the
+tag, which no arriving message has, as the mark of spam. It is taken off a message the gateway
+flagged (X-Spam-Flag: YES) before it is learned or forgotten."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from gateway_milter.antispam.bayes import message_keys
+from gateway_milter.store.memory import MemoryStore
+from webadmin.antispam_tasks import without_own_tag
+
+SENT = (b"From: Shop <news@shop.test>\r\nTo: bob@example.com\r\nSubject: Cheap watches for you\r\n"
+        b"Message-ID: <w1@shop.test>\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\n\r\nBuy cheap watches now.\r\n")
+
+
+def flagged(raw: bytes, subject: bytes) -> bytes:
+    """The message as the gateway delivered it to a junk folder: flagged, its subject tagged."""
+    head, body = raw.split(b"\r\n\r\n", 1)
+    head = head.replace(b"Subject: Cheap watches for you", b"Subject: " + subject)
+    return (b"X-Spam-Flag: YES\r\nX-Spam-Status: Yes, score=9.1 required=5.0 tests=A,B\r\n"
+            + head + b"\r\n\r\n" + body)
+
+
+@pytest.mark.parametrize(("headers", "subject"), [
+    ([("X-Spam-Flag", "YES"), ("Subject", "[SPAM] Cheap watches")], "Cheap watches"),
+    ([("X-Spam-Flag", "yes "), ("Subject", "  [SPAM]   Cheap watches")], "Cheap watches"),
+    ([("X-Spam-Flag", "YES"), ("Subject", "=?UTF-8?Q?[SPAM]_Gr=C3=BC=C3=9Fe?=")], "Grüße"),
+    ([("X-Spam-Flag", "YES"), ("Subject", "***SPAM*** Cheap watches")], "Cheap watches"),  # a domain's tag
+    ([("X-Spam-Flag", "NO"), ("Subject", "[SPAM] Cheap watches")], "[SPAM] Cheap watches"),  # not flagged
+    ([("Subject", "[SPAM] Cheap watches")], "[SPAM] Cheap watches"),
+    ([("X-Spam-Flag", "YES"), ("Subject", "Re: [SPAM] Cheap watches")], "Re: [SPAM] Cheap watches"),
+])
+def test_it_takes_the_tag_off_a_flagged_subject_only(headers: list[tuple[str, str]], subject: str) -> None:
+    out = dict(without_own_tag(headers, ("***SPAM***", "[SPAM]")))
+    assert out["Subject"] == subject
+    assert without_own_tag(headers, ()) == headers  # no tag configured: nothing to take off
+
+
+@pytest.mark.django_db
+def test_a_tagged_copy_is_learned_as_the_message_that_arrived(tmp_path: Path, store: MemoryStore) -> None:
+    from webadmin.antispam_tasks import own_subject_tags, view_of_bytes
+    from webadmin.services import do_publish_policy, do_set_layer_settings
+
+    do_set_layer_settings("scoring", {"subject_tag": "[SPAM]"})
+    do_publish_policy("test")
+    from webadmin.services import current_snapshot
+
+    assert own_subject_tags(current_snapshot()) == ("[SPAM]",)
+    tagged = flagged(SENT, b"[SPAM] Cheap watches for you")
+    # the same features as the message the milter saw (the X-Spam-* headers are never read)
+    assert message_keys(view_of_bytes(tagged)).keys == message_keys(view_of_bytes(SENT)).keys
+    (tmp_path / "arrived.eml").write_bytes(SENT)
+    (tmp_path / "junk.eml").write_bytes(tagged)
+    out = io.StringIO()
+    call_command("bayes", "train", "--spam", str(tmp_path / "arrived.eml"), stdout=io.StringIO(), stderr=io.StringIO())
+    call_command("bayes", "train", "--spam", str(tmp_path / "junk.eml"), stdout=out, stderr=io.StringIO())
+    assert out.getvalue().strip() == "learned 0 message(s), 1 already known"
