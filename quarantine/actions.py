@@ -64,20 +64,28 @@ def training_scopes(p: Principal, addresses: Iterable[str], sender: str = "") ->
     own scopes that are listed here (webadmin/antispam_tasks.py), so this list only narrows."""
     if not may_train(p):
         return []
+    from gateway_milter.layers.bayes import user_address
+    from webadmin.services import current_snapshot
+
     addrs = sorted({a.strip().lower() for a in addresses if a and "@" in a})
+    snap = current_snapshot()
+    # a user's scope is named by the address without its extension (alice+news@ is alice@), as
+    # the milter names it (layers/bayes.py, user_address)
+    users = sorted({user_address(a, snap.settings_for("bayes", a.rpartition("@")[2]).recipient_delimiter)
+                    for a in addrs})
     if not p.is_admin:
         own = user_training_addresses(p)
-        return [f"user:{a}" for a in addrs if a in own]
+        return [f"user:{a}" for a in users if a in own]
     if p.is_global:
         doms = {a.rpartition("@")[2] for a in addrs}
         if "@" in sender:
             doms.add(sender.rpartition("@")[2].lower())  # outbound mail is classified under its sender's domain
-        return ["global"] + [f"dom:{d}" for d in sorted(doms)] + [f"user:{a}" for a in addrs]
+        return ["global"] + [f"dom:{d}" for d in sorted(doms)] + [f"user:{a}" for a in users]
     mine = [a for a in addrs if a.rpartition("@")[2] in p.domains]
     doms = {a.rpartition("@")[2] for a in mine}
     if "@" in sender and sender.rpartition("@")[2].lower() in p.domains:
         doms.add(sender.rpartition("@")[2].lower())
-    return [f"dom:{d}" for d in sorted(doms)] + [f"user:{a}" for a in mine]
+    return [f"dom:{d}" for d in sorted(doms)] + [f"user:{a}" for a in users if a.rpartition("@")[2] in p.domains]
 
 
 def _quarantine_training_scopes(p: Principal, qa: QuarantineAccess) -> list[str]:

@@ -33,7 +33,7 @@ from gateway_milter.antispam.bayes import BayesClassifier, storable_scopes
 from gateway_milter.antispam.relays import TrustConfig
 from gateway_milter.antispam.saview import SaMessage, build_view, trust_config_for
 from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
-from gateway_milter.layers.bayes import scopes_for
+from gateway_milter.layers.bayes import scopes_for, user_address
 from gateway_milter.mime.headers import decode_words
 from gateway_milter.mime.view import parse_message
 from gateway_milter.pipeline.rawmessage import split_message
@@ -144,7 +144,8 @@ def feedback_of(m: QuarantinedMessage, policy: PolicySnapshot) -> tuple[list[str
     users: list[str] = []
     for r in ctx.recipients:
         dom = policy.canonical_domain(r.domain) if r.is_local else None
-        user = storable_scopes(["user:" + r.address.lower()]) if dom else []
+        user = storable_scopes(["user:" + user_address(r.address, policy.settings_for("bayes", dom).recipient_delimiter)]
+                               ) if dom else []
         if user and user[0] not in scopes + users and policy.settings_for("bayes", dom).per_user:
             users.append(user[0])
     return scopes, users, trust_config_for(policy, ctx.policy_domain, bool(conn.auth_user))

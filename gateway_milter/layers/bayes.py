@@ -75,6 +75,9 @@ class BayesSettings(BaseSettings):
     autolearn_on_error: bool = False
     scores: dict[str, float] = field(default_factory=dict)  # override BAYES_xx scores
     sender_history: bool = True  # BAYES_SENDER_SPAM / BAYES_SENDER_HAM from the sender's learned mail
+    # characters that start an address extension (alice+news@): a user's scope is named by the
+    # address without it, as Postfix's recipient_delimiter delivers it; empty: none
+    recipient_delimiter: str = "+"
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
@@ -85,10 +88,26 @@ class BayesSettings(BaseSettings):
         for name in ("autolearn_min_header_points", "autolearn_min_body_points"):
             if not -MAX_AUTOLEARN_MIN_POINTS <= getattr(self, name) <= MAX_AUTOLEARN_MIN_POINTS:  # (NaN too)
                 raise SettingsError(name, f"must be -{MAX_AUTOLEARN_MIN_POINTS:g}..{MAX_AUTOLEARN_MIN_POINTS:g}")
+        d = self.recipient_delimiter
+        if len(d) > 8 or any(c in "@\"\\" or c.isspace() or not c.isprintable() for c in d):
+            raise SettingsError("recipient_delimiter", "must be up to 8 characters, none of them @, a quote, a "
+                                                       "backslash, white space or a control character")
         known = {b[1] for b in BANDS} | set(SENDER_SYMBOLS)
         for k in self.scores:
             if k not in known:
                 raise SettingsError(f"scores.{k}", f"unknown symbol (known: {', '.join(sorted(known))})")
+
+
+def user_address(address: str, delimiters: str = "+") -> str:
+    """The address a per-user scope is named by: lower case, its address extension cut at the
+    first of ``delimiters`` (``alice+news@example.com`` is ``alice@example.com``: one user, one
+    scope, as the mailbox is one; not a leading one, ``+team@`` stays)."""
+    a = address.strip().lower()
+    local, at, domain = a.rpartition("@")
+    if not at or not delimiters:
+        return a
+    cuts = [i for i in (local.find(d, 1) for d in delimiters) if i > 0]
+    return (local[:min(cuts)] if cuts else local) + "@" + domain
 
 
 def scopes_for(ctx: MessageContext, settings: BayesSettings) -> list[str]:
@@ -96,7 +115,7 @@ def scopes_for(ctx: MessageContext, settings: BayesSettings) -> list[str]:
     out: list[str] = []
     local = [r for r in ctx.recipients if r.is_local]
     if settings.per_user and len(local) == 1:
-        out.append("user:" + local[0].address.lower())
+        out.append("user:" + user_address(local[0].address, settings.recipient_delimiter))
     if settings.per_domain and ctx.policy_domain:
         out.append("dom:" + ctx.policy_domain)
     out.append("global")

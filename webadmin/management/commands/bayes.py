@@ -198,9 +198,9 @@ class Command(BaseCommand):
 
     def _scope(self, text: str) -> str:
         """The scope as the milter names it: a domain scope under the configured domain (an
-        alias's under its main domain, lower case), a user scope in lower case, as the bayes
-        layer writes them; a domain this gateway does not know is kept, with a warning, since
-        nothing reads it."""
+        alias's under its main domain, lower case), a user scope in lower case and without its
+        address extension, as the bayes layer writes them; a domain this gateway does not know
+        is kept, with a warning, since nothing reads it."""
         try:
             scope = parse_scope(text)
         except StateInputError as e:
@@ -212,7 +212,12 @@ class Command(BaseCommand):
                 self.stderr.write(f"warning: {name} is not a domain of this gateway: nothing reads scope dom:{name}")
             scope = "dom:" + (main or name)
         elif scope.startswith("user:"):
-            scope = scope.lower()
+            from gateway_milter.layers.bayes import user_address
+
+            addr = scope[5:]
+            # (alice+news@ is read as alice@'s scope: the one the milter reads)
+            scope = "user:" + user_address(addr, current_snapshot().settings_for(
+                "bayes", addr.rpartition("@")[2].lower()).recipient_delimiter)
         return scope
 
     def do_train(self, o: dict[str, Any]) -> None:
