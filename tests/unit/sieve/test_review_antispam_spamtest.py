@@ -19,13 +19,16 @@ SCRIPT = ('require ["spamtestplus", "relational", "comparator-i;ascii-numeric", 
           'if spamtest :percent :matches "*" { addheader "X-Spamtest-Percent" "${1}"; }\n')
 
 
-def _values(scoring: dict[str, Any]) -> dict[str, str]:
+def _values(scoring: dict[str, Any], auth_user: str = "") -> dict[str, str]:
     settings: dict[str, Any] = {lid: {"mode": "off"} for lid in layers.available() if lid != "scoring"}
     settings["scoring"] = scoring
     s = PolicySnapshot.from_document({"gateway": {"hostname": "mx.example.com"}, "settings": settings,
                                       "domains": [{"name": "example.com"}],
                                       "scripts": [{"name": "st", "source": SCRIPT}]})
-    o = SievePolicyEngine(s).message(make_ctx(s, MSG))
+    ctx = make_ctx(s, MSG)
+    if auth_user:
+        ctx.conn.macros["{auth_authen}"] = auth_user
+    o = SievePolicyEngine(s).message(ctx)
     assert o.action is Action.ACCEPT
     return {e.name: e.value for e in o.header_edits}
 
@@ -37,3 +40,12 @@ def test_it_gives_0_when_the_scoring_layer_is_off() -> None:
 def test_it_gives_the_total_when_the_scoring_layer_ran() -> None:
     # mode score: no system script, spamtest runs the layer itself; GTUBE scores 1000
     assert _values({"mode": "score", "layers": []}) == {"X-Spamtest": "10", "X-Spamtest-Percent": "100"}
+
+
+def test_it_gives_0_for_exempt_mail_which_no_spam_layer_tested() -> None:
+    # an authenticated sender is exempt (exempt_authenticated): scored 0 untested, so "not tested"
+    assert _values({"mode": "score", "layers": []}, auth_user="alice") == {"X-Spamtest": "0",
+                                                                          "X-Spamtest-Percent": "0"}
+    # with the exemption off the same message is tested and gets its total
+    assert _values({"mode": "score", "layers": [], "exempt_authenticated": False}, auth_user="alice") == {
+        "X-Spamtest": "10", "X-Spamtest-Percent": "100"}
