@@ -163,5 +163,30 @@ def tagged_subject(tag: str, subject: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        value = Header(f"{tag} {decode_words(subject)}".strip(), "utf-8").encode()
-    return value
+        # (Header folds its encoded words at 76 characters itself)
+        return Header(f"{tag} {decode_words(subject)}".strip(), "utf-8", header_name="Subject").encode()
+    return folded("Subject", value)
+
+
+_CHUNK = re.compile(r"[ \t]*[^ \t]+|[ \t]+$")
+
+
+def folded(name: str, value: str, width: int = 78) -> str:
+    """``value`` folded before white space so that no line of the field (``Name: `` counts on
+    the first) is longer than ``width`` where white space allows it (RFC 5322 2.1.1: 78
+    characters should, 998 must): a subject the tag pushed over 78, or over 998, was one line.
+    Unfolding (taking the line breaks out) gives ``value`` back exactly. A value that is
+    folded already, or has no white space where it would need a break, is left as it is. Bare
+    LF, as libmilter takes header values; the MTA writes the line ends."""
+    if "\n" in value or len(name) + 2 + len(value) <= width:
+        return value
+    lines: list[str] = []
+    cur, room = "", width - len(name) - 2
+    for chunk in _CHUNK.findall(value):
+        if chunk.strip() and cur.strip() and len(cur) + len(chunk) > room:  # (never a line of white space alone)
+            lines.append(cur)
+            cur, room = chunk, width
+        else:
+            cur += chunk
+    lines.append(cur)
+    return "\n".join(lines)
