@@ -232,6 +232,60 @@ def sign_envelope_sender(ctx: MessageContext, settings: BackscatterSettings | No
     return None
 
 
+def exempt_set(settings: BackscatterSettings) -> set[str]:
+    """``exempt_recipients`` as compared: a local part ("postmaster", "postmaster@") matches in
+    every domain, an address only itself."""
+    return {e.strip().lower().rstrip("@").rstrip(".") for e in settings.exempt_recipients}
+
+
+def refusable(address: str, tag: str | None, exempt: set[str]) -> bool:
+    """Whether a DSN to this local recipient is refused: ``tag`` is how its tag was judged
+    (``valid``, ``unknown`` key, ``invalid``) or None without a tag."""
+    if tag in ("valid", "unknown"):
+        return False
+    lp, dom = split_address(strip_tag(address))
+    if lp.lower() in exempt or f"{lp.lower()}@{dom}" in exempt:
+        return False  # postmaster and abuse receive bounces, tagged (even badly) or not
+    # an address whose mail went out unsigned (signable): a bounce to it carries no tag
+    return tag is not None or signable(address)
+
+
+def judge_tag(address: str, keys: list[dict[str, object]], settings: BackscatterSettings) -> str | None:
+    if not _TAG.match(address.strip().strip("<>")):
+        return None
+    if verify(address, None, settings, keys=keys):
+        return "valid"
+    return "unknown" if unknown_key(address, None, settings, keys=keys) else "invalid"
+
+
+MIXED_BOUNCE_DEFER = Reply("452", "4.5.3", "Bounce recipients with and without a valid BATV tag "
+                                           "go in separate transactions, please send again")
+BOUNCE_CLASS = "bounce_recipients"  # fact: "refused" or "delivered", fixed by the first recipient
+
+
+def bounce_class(ctx: MessageContext, address: str, is_local: bool) -> str | None:
+    """At RCPT of an inbound transaction with the null sender, when unsigned bounces are
+    refused: whether a DSN to this recipient would be ``refused`` or ``delivered``. The
+    transaction defers (452 4.5.3, :data:`MIXED_BOUNCE_DEFER`) a recipient of the other kind
+    than the ones accepted before, so that a bounce for a valid tag and one for a forged sender
+    are never one message, refused or delivered as a whole; the client sends the deferred
+    ones again in a transaction of their own (RFC 5321 4.5.3.1.10). None when nothing is
+    judged (a sender, a remote recipient, an internal client, the layer off or scoring only)."""
+    if ctx.mail_from or not is_local or ctx.is_internal_sender:
+        return None
+    settings = ctx.policy.settings_for("backscatter", ctx.policy_domain)
+    if not settings.acts or not settings.refuse_unsigned_bounces:
+        return None
+    keys: list[dict[str, object]] = []
+    if _TAG.match(address.strip().strip("<>")):
+        try:
+            keys = stored_keys(default_store())
+        except (StoreError, OSError, ValueError) as e:  # as at the end of the message: judged
+            log.warning("backscatter: BATV keys cannot be read at RCPT: %s", e)  # as keys lost
+    tag = judge_tag(address, keys, settings)
+    return "refused" if refusable(address, tag, exempt_set(settings)) else "delivered"
+
+
 def is_dsn(ctx: MessageContext) -> bool:
     ctype = (ctx.header("Content-Type") or "").lower()
     if "multipart/report" in ctype and "delivery-status" in ctype:
@@ -272,10 +326,10 @@ class BackscatterLayer(Layer[BackscatterSettings]):
                         store_error = f"{type(e).__name__}: {e}"
                         log.warning("backscatter: BATV keys cannot be read, tags not verified: %s", store_error)
                         ctx.add_trace(self.id, "error", f"keys cannot be read: {store_error}")
-                orig = verify(r.address, None, settings, keys=keys)
-                if orig:
-                    valid[r.address] = orig
-                elif unknown_key(r.address, None, settings, keys=keys):
+                tag = judge_tag(r.address, keys, settings)
+                if tag == "valid":
+                    valid[r.address] = strip_tag(r.address)
+                elif tag == "unknown":
                     unknown[r.address] = strip_tag(r.address)
                 else:
                     invalid[r.address] = strip_tag(r.address)
@@ -292,17 +346,12 @@ class BackscatterLayer(Layer[BackscatterSettings]):
         if judged and settings.only_dsn and not is_dsn(ctx):
             judged = False
             facts["bounce"] = "not a DSN"
-        # a local part ("postmaster", "postmaster@") matches in every domain, an address only itself
-        exempt = {e.strip().lower().rstrip("@").rstrip(".") for e in settings.exempt_recipients}
+        exempt = exempt_set(settings)
         for r in local if judged else []:
-            if r.address in valid or r.address in unknown:
-                continue
-            lp, dom = split_address(strip_tag(r.address))
-            if lp.lower() in exempt or f"{lp.lower()}@{dom}" in exempt:
-                continue  # postmaster and abuse receive bounces, tagged (even badly) or not
-            if r.address not in invalid and not signable(r.address):
-                continue  # its mail went out unsigned (signable): a bounce to it carries no tag
-            unsigned.append(r.address)
+            tag = "valid" if r.address in valid else "unknown" if r.address in unknown else (
+                "invalid" if r.address in invalid else None)
+            if refusable(r.address, tag, exempt):
+                unsigned.append(r.address)
         symbols = []
         if valid or unknown or invalid:
             # delivered to the address the tag was made for: the transaction swaps the

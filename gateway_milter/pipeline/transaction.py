@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway_milter import layers, transforms
 from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
+from gateway_milter.layers import backscatter
 from gateway_milter.layers.direction import message_direction, recipient_direction
 from gateway_milter.layers.scoring import counted_points
 from gateway_milter.mime.headers import decode_text
@@ -177,6 +178,13 @@ class Gateway:
             elif is_local and not ctx.is_internal_sender:
                 ctx.policy_domain = ctx.policy.canonical_domain(domain)
                 self._prefetch(ctx, _domain_prefetching_layers(ctx.policy, ctx.policy_domain))
+            # A bounce is refused or delivered whole: recipients it would be delivered to (a
+            # valid tag) and ones it would be refused for (no tag) go in separate transactions
+            bounce = backscatter.bounce_class(ctx, addr, is_local) if "backscatter" in layers.available() else None
+            if bounce is not None and ctx.facts.get(backscatter.BOUNCE_CLASS, bounce) != bounce:
+                return self._refuse_rcpt(ctx, addr, backscatter.MIXED_BOUNCE_DEFER, "tempfail",
+                                         f"bounce recipient to be {bounce}, after ones to be "
+                                         f"{ctx.facts[backscatter.BOUNCE_CLASS]}")
             ctx.direction = message_direction([r.direction for r in ctx.recipients] + [rcpt.direction])
             engine = engine_for(ctx.policy)
             outcome = engine.recipient(ctx, rcpt) or engine.envelope(ctx)
@@ -186,6 +194,8 @@ class Gateway:
             if outcome is not None:
                 rcpt.outcome = outcome
             ctx.recipients.append(rcpt)
+            if bounce is not None:
+                ctx.facts.setdefault(backscatter.BOUNCE_CLASS, bounce)
             ctx.note(f"RCPT TO:<{addr}> -> 250 accepted")
             return StepDecision()
         except LayerFailure as e:

@@ -126,3 +126,13 @@ def test_it_signs_outbound_envelope_senders_with_batv_through_chgfrom() -> None:
         assert b.rcpts == ["alice@example.com"], b.rcpts
         code, text, _ = s.send("", ["alice@example.com"], dsn.format(to="alice@example.com", subject="forged").encode())
         assert code == 550, text
+        # a bounce for the tagged address and an untagged one in one transaction: the untagged
+        # recipient is deferred (452 4.5.3, to come again on its own, and be refused then), and
+        # the bounce reaches alice instead of being refused whole
+        code, text, refused = s.send("", [m.mail_from, "bob@example.com"],
+                                     dsn.format(to=m.mail_from, subject="mixed bounce").encode())
+        assert code == 250, text
+        assert refused["bob@example.com"][0] == 452 and b"4.5.3" in refused["bob@example.com"][1], refused
+        wait_until(lambda: s.sink.find(b"Subject: mixed bounce"), timeout=30)
+        [b] = s.sink.find(b"Subject: mixed bounce")
+        assert b.rcpts == ["alice@example.com"], b.rcpts
