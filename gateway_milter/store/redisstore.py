@@ -6,6 +6,7 @@ requests goes out as one write, i.e. one network round trip (:meth:`RedisStore._
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -93,6 +94,12 @@ return 1
 """
 
 
+# the scripts by SHA1: sent as EVALSHA, the script itself only when Redis does not have it
+SCRIPTS = {hashlib.sha1(src.encode()).hexdigest(): src for src in (_HADD, _GUARDED)}
+SHA_HADD = hashlib.sha1(_HADD.encode()).hexdigest()
+SHA_GUARDED = hashlib.sha1(_GUARDED.encode()).hexdigest()
+
+
 class RedisStore:
     # no read cache for Bayes (antispam/bayes.py FieldCache): with hiredis a read of Redis costs
     # the client less CPU than sorting out a cache's hits and misses (bench/bayes_store.py)
@@ -154,26 +161,58 @@ class RedisStore:
             out.append([int(v) if v is not None else 0 for v in vals])
         return out
 
-    def _send(self, cmds: list[tuple[Any, ...]], retry: bool) -> list[Any]:
+    def _scripts(self, cmds: list[tuple[Any, ...]]) -> list[Any]:
+        """Send writes that call the scripts as ``EVALSHA``, so a round trip carries a script's
+        SHA1 (40 characters) instead of its text (``_GUARDED``: 1,314 characters a learned
+        message). Redis keeps scripts until it restarts or ``SCRIPT FLUSH``; a call it answers
+        ``NOSCRIPT`` has done nothing, and only those calls are sent again, in order, with the
+        script's text (which loads it again), together with the other commands that followed the
+        first of them (``PEXPIRE`` of a hash the script makes: callers mix in only commands that
+        may run twice). Script calls that were carried out are not sent again: a write sent
+        twice would count twice. Other error replies raise once every reply is read."""
+        replies = self._send(cmds, False, keep_errors=True)
+        failed = {i for i, r in enumerate(replies)
+                  if isinstance(r, redis.exceptions.NoScriptError) and cmds[i][0] == "EVALSHA"}
+        if failed:
+            again = [i for i in range(min(failed), len(cmds)) if i in failed or cmds[i][0] != "EVALSHA"]
+            resent = self._send([("EVAL", SCRIPTS[cmds[i][1]], *cmds[i][2:]) if i in failed else cmds[i]
+                                 for i in again], False, keep_errors=True)
+            for i, r in zip(again, resent, strict=True):
+                replies[i] = r
+        for r in replies:
+            if isinstance(r, redis.RedisError):
+                raise r
+        return replies
+
+    def _send(self, cmds: list[tuple[Any, ...]], retry: bool, keep_errors: bool = False) -> list[Any]:
         """The commands packed by hiredis in C and sent as one write, their replies read in
         order: one round trip, as a pipeline, without redis-py packing each of a Bayes
         read's or write's ~1,000 fields in Python (docs/decisions/0057-hiredis.md). With
         ``retry``, connection errors are retried as redis-py retries its own commands (reads
         only: a write sent again could count twice). After any error the connection is closed,
         so no reply is left unread on it. Without hiredis: redis-py's own pipeline (which
-        retries as it always did)."""
+        retries as it always did). With ``keep_errors`` an error reply takes its command's place
+        in the list, as an exception, instead of raising: the replies after it are read too."""
         if _pack is None:
             pipe = self.client.pipeline(transaction=False)
             for c in cmds:
                 pipe.execute_command(*c)  # type: ignore[no-untyped-call]
-            return pipe.execute()  # type: ignore[no-any-return]
+            return pipe.execute(raise_on_error=not keep_errors)  # type: ignore[no-any-return]
         packed = [b"".join([_pack(c) for c in cmds])]
         pool = self.client.connection_pool
         conn: Any = pool.get_connection()
 
+        def reply() -> Any:
+            try:
+                return conn.read_response()
+            except redis.ResponseError as e:  # an error reply, read whole: the next reply follows
+                if keep_errors:
+                    return e
+                raise
+
         def attempt() -> list[Any]:
             conn.send_packed_command(packed)
-            return [conn.read_response() for _ in cmds]
+            return [reply() for _ in cmds]
 
         try:
             if retry:
@@ -198,11 +237,11 @@ class RedisStore:
                 args: list[Any] = []
                 for f, d in items[i:i + EVAL_FIELDS]:
                     args += [f, int(d)]
-                cmds.append(("EVAL", _HADD, 1, key, *args))
+                cmds.append(("EVALSHA", SHA_HADD, 1, key, *args))
             if ttl:
                 cmds.append(("PEXPIRE", key, int(ttl * 1000)))
         if cmds:
-            self._call(self._send, cmds, False)
+            self._call(self._scripts, cmds)
 
     def apply_guarded(self, updates: Sequence[GuardedUpdate]) -> list[bool]:
         """One script call per update: Redis runs each script whole, so no other writer comes
@@ -225,13 +264,13 @@ class RedisStore:
             args: list[Any] = [u.guard_field, int(u.expected)]
             for ps, ds in sections.values():
                 args += [len(ps) // 4, len(ds) // 2, *ps, *ds]
-            cmds.append(("EVAL", _GUARDED, 1 + len(sections), check_key(u.guard_key), *sections, *args))
+            cmds.append(("EVALSHA", SHA_GUARDED, 1 + len(sections), check_key(u.guard_key), *sections, *args))
             fields += len(args)
             if fields >= GUARDED_FIELDS:
-                out += [bool(int(r)) for r in self._call(self._send, cmds, False)]
+                out += [bool(int(r)) for r in self._call(self._scripts, cmds)]
                 cmds, fields = [], 0
         if cmds:
-            out += [bool(int(r)) for r in self._call(self._send, cmds, False)]
+            out += [bool(int(r)) for r in self._call(self._scripts, cmds)]
         return out
 
     def counter_fields(self, key: str) -> int:

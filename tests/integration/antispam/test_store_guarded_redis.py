@@ -45,7 +45,7 @@ def test_many_updates_go_in_bounded_round_trips_with_their_answers_in_order(
     monkeypatch.setattr(redisstore, "GUARDED_FIELDS", 10)
     sent: list[int] = []
     send = store._send
-    monkeypatch.setattr(store, "_send", lambda cmds, retry: sent.append(len(cmds)) or send(cmds, retry))
+    monkeypatch.setattr(store, "_send", lambda cmds, retry, **kw: sent.append(len(cmds)) or send(cmds, retry, **kw))
     ups = [GuardedUpdate("h:g", f"m{i % 7}", 0, (("h:g", {f"m{i % 7}": 1, "#n": 1}),), (("h:g", {"t": (1, 0)}),))
            for i in range(20)]
     got = store.apply_guarded(ups)
