@@ -40,6 +40,10 @@ class Principal:
     domain_ids: frozenset[int] = frozenset()
     addresses: frozenset[str] = frozenset()
     options: dict[str, bool] = field(default_factory=dict)
+    # a user's addresses with an extension (alice+news@ of alice@): (local part, domain, the
+    # domain's delimiters) for each address of the user that can take one (plus_addressing)
+    extensible: tuple[tuple[str, str, str], ...] = ()
+    claimed: frozenset[str] = frozenset()  # such addresses that are another account's own
 
     @property
     def is_global(self) -> bool:
@@ -58,6 +62,71 @@ class Principal:
             return True
         return bool(self.options.get(option, False))
 
+    def owns(self, address: str) -> bool:
+        """One of the user's addresses, or one of them with an address extension."""
+        a = address.strip().lower()
+        if a in self.addresses:
+            return True
+        return bool(self.extensible) and a not in self.claimed and any(
+            _extension_of(a, local, domain, delims) for local, domain, delims in self.extensible)
+
+    def address_q(self, name: str) -> Q:
+        """The rows whose ``name`` is an address the user :meth:`owns` (``name__in`` the
+        addresses, or one of the patterns of their extended forms, not another account's)."""
+        q = Q(**{f"{name}__in": sorted(self.addresses)})
+        for local, domain, delims in self.extensible:
+            # the prefix first: PostgreSQL finds it in the column's pattern index; the
+            # expression then checks the rest of each row it found
+            starts = Q()
+            for d in delims:
+                starts |= Q(**{f"{name}__startswith": local + d})
+            pattern = f"^{re.escape(local)}[{re.escape(delims)}][^@]*@{re.escape(domain)}$"
+            q |= starts & Q(**{f"{name}__regex": pattern}) & ~Q(**{f"{name}__in": sorted(self.claimed)})
+        return q
+
+
+def _extension_of(address: str, local: str, domain: str, delims: str) -> bool:
+    lp, at, dom = address.rpartition("@")
+    return (bool(at) and dom == domain and len(lp) > len(local) and lp.startswith(local)
+            and lp[len(local)] in delims and "@" not in lp)
+
+
+def plus_addressing(acct: Account) -> tuple[tuple[tuple[str, str, str], ...], frozenset[str]]:
+    """A user's addresses that take an extension, as Postfix's ``recipient_delimiter`` delivers
+    ``alice+news@example.com`` to alice: the Bayes layer's ``recipient_delimiter`` of each
+    address's domain (default ``+``; empty: none), for an address whose local part has no
+    delimiter after its first character (``user_address`` of it is itself: the extension
+    starts right after it, as the milter cuts it). And the extended forms that are another
+    account's mailbox or alias, which stay that account's."""
+    from gateway_milter.layers.bayes import user_address
+    from webadmin.services import current_snapshot
+
+    snap = current_snapshot()
+    out = []
+    for a in sorted(acct.addresses):
+        local, at, domain = a.rpartition("@")
+        if not at or not local:
+            continue
+        delims = snap.settings_for("bayes", domain).recipient_delimiter
+        if delims and user_address(a, delims) == a:
+            out.append((local, domain, delims))
+    if not out:
+        return (), frozenset()
+    others = Account.objects.exclude(pk=acct.pk)
+    if all(f"{local}{domain}{delims}".isascii() for local, domain, delims in out):
+        # the accounts whose mailbox or an alias starts with such a prefix (the aliases' JSON
+        # text holds it as written); otherwise all (JSON would hold non-ASCII text escaped)
+        near = Q()
+        for local, _domain, delims in out:
+            for d in delims:
+                near |= Q(mailbox__istartswith=local + d) | Q(aliases__icontains=local + d)
+        others = others.filter(near)
+    claimed = set()
+    for other in others.only("mailbox", "aliases"):
+        claimed |= {x for x in other.addresses
+                    if any(_extension_of(x, local, domain, delims) for local, domain, delims in out)}
+    return tuple(out), frozenset(claimed)
+
 
 NOBODY = Principal(0, "", "none")
 
@@ -75,12 +144,14 @@ def principal(user: User | AnonymousUser | Any) -> Principal:
     else:
         doms = list(acct.domains.all())
         mailbox_domain = acct.mailbox.rpartition("@")[2].lower() if acct.mailbox else ""
+        extensible, claimed = plus_addressing(acct) if acct.role == Role.USER else ((), frozenset())
         p = Principal(
             user.pk, user.username, acct.role,
             domains=frozenset(d.name for d in doms),
             domain_ids=frozenset(d.pk for d in doms),
             addresses=frozenset(acct.addresses),
             options=effective_user_options(acct, mailbox_domain),
+            extensible=extensible, claimed=claimed,
         )
     user._bulwark_principal = p
     return p
@@ -223,7 +294,7 @@ def messages_visible_to(user: Any) -> QuerySet[MessageLog]:
             return MessageLog.objects.filter(Q(id__in=rc) | Q(sender_domain__in=p.domains, direction__in=SENT))
         return MessageLog.objects.filter(id__in=rc)
     if p.role == Role.USER and p.may("view_log") and p.addresses:
-        rc = MessageRecipient.objects.filter(address__in=p.addresses).values("message_id")
+        rc = MessageRecipient.objects.filter(p.address_q("address")).values("message_id")
         return MessageLog.objects.filter(Q(id__in=rc) | Q(mail_from__in=p.addresses, direction__in=SENT))
     return MessageLog.objects.none()
 
@@ -240,7 +311,7 @@ def recipients_visible_to(user: Any, message: MessageLog) -> list[MessageRecipie
         return rows  # the domain's own outbound message: its recipients are the domain's business
     if p.role in (Role.DOMAIN_ADMIN, Role.QUARANTINE_ADMIN):
         return [r for r in rows if r.domain.lower() in p.domains]
-    return [r for r in rows if r.address.lower() in p.addresses]
+    return [r for r in rows if p.owns(r.address)]
 
 
 _ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -258,7 +329,7 @@ def message_recipients_visible_to(user: Any) -> QuerySet[MessageRecipient]:
     if p.role == Role.QUARANTINE_ADMIN and p.domains:
         return qs.filter(domain__in=p.domains)
     if p.role == Role.USER and p.addresses:
-        return qs.filter(address__in=p.addresses)
+        return qs.filter(p.address_q("address"))
     return qs.none()
 
 
@@ -318,7 +389,7 @@ def quarantine_recipients_visible_to(user: Any) -> QuerySet[QuarantineRecipient]
     if p.role in (Role.DOMAIN_ADMIN, Role.QUARANTINE_ADMIN) and p.domains:
         return qs.filter(domain__in=p.domains, message__queue="user")
     if p.role == Role.USER and p.may("view_quarantine") and p.addresses:
-        return qs.filter(address__in=p.addresses, message__queue="user")
+        return qs.filter(p.address_q("address"), message__queue="user")
     return qs.none()
 
 
