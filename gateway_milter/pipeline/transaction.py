@@ -178,19 +178,20 @@ class Gateway:
             elif is_local and not ctx.is_internal_sender:
                 ctx.policy_domain = ctx.policy.canonical_domain(domain)
                 self._prefetch(ctx, _domain_prefetching_layers(ctx.policy, ctx.policy_domain))
-            # A bounce is refused or delivered whole: recipients it would be delivered to (a
-            # valid tag) and ones it would be refused for (no tag) go in separate transactions
-            bounce = backscatter.bounce_class(ctx, addr, is_local) if "backscatter" in layers.available() else None
-            if bounce is not None and ctx.facts.get(backscatter.BOUNCE_CLASS, bounce) != bounce:
-                return self._refuse_rcpt(ctx, addr, backscatter.MIXED_BOUNCE_DEFER, "tempfail",
-                                         f"bounce recipient to be {bounce}, after ones to be "
-                                         f"{ctx.facts[backscatter.BOUNCE_CLASS]}")
             ctx.direction = message_direction([r.direction for r in ctx.recipients] + [rcpt.direction])
             engine = engine_for(ctx.policy)
             outcome = engine.recipient(ctx, rcpt) or engine.envelope(ctx)
             if outcome is not None and outcome.action in (Action.REJECT, Action.TEMPFAIL):
                 return self._refuse_rcpt(ctx, addr, outcome.reply or DEFAULT_TEMPFAIL, outcome.action.value,
                                          outcome.reason)
+            # A bounce is refused or delivered whole: recipients it would be delivered to (a
+            # valid tag) and ones it would be refused for (no tag) go in separate transactions.
+            # After the policy: a recipient refused anyway (unknown, relay) has its answer now
+            bounce = backscatter.bounce_class(ctx, addr, is_local) if "backscatter" in layers.available() else None
+            if bounce is not None and ctx.facts.get(backscatter.BOUNCE_CLASS, bounce) != bounce:
+                return self._refuse_rcpt(ctx, addr, backscatter.MIXED_BOUNCE_DEFER, "tempfail",
+                                         f"bounce recipient to be {bounce}, after ones to be "
+                                         f"{ctx.facts[backscatter.BOUNCE_CLASS]}")
             if outcome is not None:
                 rcpt.outcome = outcome
             ctx.recipients.append(rcpt)

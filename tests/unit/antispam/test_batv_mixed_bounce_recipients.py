@@ -38,7 +38,8 @@ class Sink:
 def gateway(mode: str = "on", trusted: list[str] | None = None) -> Gateway:
     settings: dict[str, Any] = only_layers("lists", "direction", "relay", "backscatter")
     settings["backscatter"] = {"mode": mode}
-    doc = {"settings": settings, "domains": [{"name": "example.com"}], "trusted_networks": trusted or []}
+    doc = {"settings": settings, "domains": [{"name": "example.com"}], "trusted_networks": trusted or [],
+           "lists": [{"list": "block", "kind": "recipient", "value": "closed@example.com"}]}
     return Gateway(StaticPolicyProvider(PolicySnapshot.from_document(doc, 1)), Quarantine(), Sink())
 
 
@@ -99,3 +100,12 @@ def test_nothing_is_deferred_where_no_bounce_is_refused(store: MemoryStore, case
     ctx, replies = transaction(gw, sender, [tagged, second])
     assert not any(r.startswith("452") for r in replies.values()), replies
     assert "bounce_recipients" not in ctx.facts or case == "remote recipient"
+
+
+def test_a_recipient_the_policy_refuses_keeps_its_refusal(store: MemoryStore) -> None:
+    # its answer is final now, not a deferral that only brings it back to be refused
+    gw = gateway()
+    tagged = sign("alice@example.com", store)
+    _, replies = transaction(gw, "", [tagged, "closed@example.com", "bob@example.com"])
+    assert replies["closed@example.com"].startswith("5"), replies
+    assert replies["bob@example.com"].startswith("452 4.5.3 "), replies
