@@ -24,8 +24,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield srv["url"]
 
 
-@pytest.fixture()
-def store(redis_url: str) -> RedisStore:
+@pytest.fixture(params=["hiredis", "redis-py"])
+def store(redis_url: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> RedisStore:
+    if request.param == "redis-py":  # without hiredis: redis-py's own pipeline
+        from gateway_milter.store import redisstore
+
+        monkeypatch.setattr(redisstore, "_pack", None)
     s = RedisStore(redis_url)
     s.client.flushdb()
     s.client.script_flush()
