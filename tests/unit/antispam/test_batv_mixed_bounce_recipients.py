@@ -14,25 +14,14 @@ import pytest
 from gateway_milter.context import ConnectionInfo, MessageContext
 from gateway_milter.layers.backscatter import sign
 from gateway_milter.pipeline.transaction import Gateway
-from gateway_milter.policy.provider import StaticPolicyProvider
-from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.store.memory import MemoryStore
 from gateway_milter.verdict import Action
 from tests.unit.sieve.helpers import only_layers
+from tests.unit.spine.conftest import make_gateway
 
 DSN = (b"From: MAILER-DAEMON@remote.test\r\nTo: alice@example.com\r\nSubject: Undelivered Mail\r\n"
        b"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n"
        b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nundeliverable\r\n--b--\r\n")
-
-
-class Quarantine:
-    def store(self, raw: bytes, meta: dict[str, Any]) -> dict[str, Any]:
-        return {**meta, "qid": "q1", "path": "x"}
-
-
-class Sink:
-    def emit(self, record: dict[str, Any]) -> None:
-        pass
 
 
 def gateway(mode: str = "on", trusted: list[str] | None = None) -> Gateway:
@@ -40,7 +29,7 @@ def gateway(mode: str = "on", trusted: list[str] | None = None) -> Gateway:
     settings["backscatter"] = {"mode": mode}
     doc = {"settings": settings, "domains": [{"name": "example.com"}], "trusted_networks": trusted or [],
            "lists": [{"list": "block", "kind": "recipient", "value": "closed@example.com"}]}
-    return Gateway(StaticPolicyProvider(PolicySnapshot.from_document(doc, 1)), Quarantine(), Sink())
+    return make_gateway(doc)[0]
 
 
 def transaction(gw: Gateway, sender: str, rcpts: list[str]) -> tuple[MessageContext, dict[str, str]]:
