@@ -101,3 +101,17 @@ def test_another_accounts_non_ascii_alias_stays_theirs(world: World) -> None:
     hold(world, "theirs", "jörg+chef@a.example")
     body = login_client(jorg.user).get("/messages/quarantine/").content.decode()
     assert "held mine" in body and "held theirs" not in body
+
+
+def test_the_digest_lists_mail_to_extended_addresses(world: World, mailoutbox: list[Any]) -> None:
+    from quarantine.digests import send_digest
+    from webadmin.services import do_save_account
+
+    do_save_account(None, username="boss@a.example", role="user", mailbox="boss@a.example",
+                    aliases=["user+boss@a.example"], password="Correct-horse-9")
+    for m, r in RCPTS.items():
+        hold(world, m, r)
+    acct = world.a.accounts["user"]
+    assert send_digest(acct) == 3  # the two extended forms and the fixture's own message
+    [mail] = mailoutbox
+    assert held_markers(mail.body) == SEEN
