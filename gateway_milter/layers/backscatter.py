@@ -310,6 +310,7 @@ class BackscatterLayer(Layer[BackscatterSettings]):
         valid: dict[str, str] = {}
         unknown: dict[str, str] = {}  # tags no stored key can judge (keys lost since): not refused
         invalid: dict[str, str] = {}  # tags that do not verify (expired, forged): a DSN is refused
+        tags: dict[str, str] = {}  # tagged recipient -> judge_tag's answer
         store_error = ""
         keys: list[dict[str, object]] | None = None
         for r in local:  # a tag is taken off whatever the sender and content: auto-replies and
@@ -326,13 +327,8 @@ class BackscatterLayer(Layer[BackscatterSettings]):
                         store_error = f"{type(e).__name__}: {e}"
                         log.warning("backscatter: BATV keys cannot be read, tags not verified: %s", store_error)
                         ctx.add_trace(self.id, "error", f"keys cannot be read: {store_error}")
-                tag = judge_tag(r.address, keys, settings)
-                if tag == "valid":
-                    valid[r.address] = strip_tag(r.address)
-                elif tag == "unknown":
-                    unknown[r.address] = strip_tag(r.address)
-                else:
-                    invalid[r.address] = strip_tag(r.address)
+                tag = tags[r.address] = judge_tag(r.address, keys, settings) or "invalid"
+                {"valid": valid, "unknown": unknown, "invalid": invalid}[tag][r.address] = strip_tag(r.address)
         unsigned: list[str] = []
         facts: dict[str, object] = {"valid_tags": valid, "unknown_key": unknown, "unsigned": unsigned}
         if store_error:
@@ -348,9 +344,7 @@ class BackscatterLayer(Layer[BackscatterSettings]):
             facts["bounce"] = "not a DSN"
         exempt = exempt_set(settings)
         for r in local if judged else []:
-            tag = "valid" if r.address in valid else "unknown" if r.address in unknown else (
-                "invalid" if r.address in invalid else None)
-            if refusable(r.address, tag, exempt):
+            if refusable(r.address, tags.get(r.address), exempt):
                 unsigned.append(r.address)
         symbols = []
         if valid or unknown or invalid:

@@ -95,9 +95,9 @@ return 1
 
 
 # the scripts by SHA1: sent as EVALSHA, the script itself only when Redis does not have it
-SCRIPTS = {hashlib.sha1(src.encode()).hexdigest(): src for src in (_HADD, _GUARDED)}
 SHA_HADD = hashlib.sha1(_HADD.encode()).hexdigest()
 SHA_GUARDED = hashlib.sha1(_GUARDED.encode()).hexdigest()
+SCRIPTS = {SHA_HADD: _HADD, SHA_GUARDED: _GUARDED}
 
 
 class RedisStore:
