@@ -165,7 +165,49 @@ def tagged_subject(tag: str, subject: str) -> str:
     except UnicodeEncodeError:
         # (Header folds its encoded words at 76 characters itself)
         return Header(f"{tag} {decode_words(subject)}".strip(), "utf-8", header_name="Subject").encode()
-    return folded("Subject", value)
+    return folded("Subject", encoded_long_words(value, room=998 - len("Subject: ")))
+
+
+_WORD = re.compile(r"([ \t\r\n]*)([^ \t\r\n]+)")
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
+def encoded_long_words(value: str, room: int) -> str:
+    """``value`` with every word too long for a line of its own (over ``room`` octets with its
+    white space, which no fold can bring under RFC 5322's 998) written as RFC 2047 encoded
+    words of at most 75 characters, separated by single spaces, so that :func:`folded` can
+    break between them; the other words stay as they are. A reader decodes the same text: the
+    white space between two encoded words is dropped on decoding (RFC 2047 6.2), so where a
+    long word stands next to an encoded word, the white space between them goes inside its
+    encoded words. Before this, such a word stayed whole and the line stayed over 998, which
+    an MTA may refuse or break inside the word. In a value that arrived folded (which
+    :func:`folded` leaves as it is), the new encoded words go on lines of their own."""
+    words = _WORD.findall(value)
+    sep = "\n " if "\n" in value else " "
+    if all(len(f"{ws}{word}".encode()) <= room for ws, word in words):
+        return value
+    trailing = value[sum(len(ws) + len(word) for ws, word in words):]
+    long = [len(f"{ws}{word}".encode()) > room for ws, word in words]
+    encoded = [is_long or bool(_ENCODED_WORD.fullmatch(word)) for is_long, (_, word) in zip(long, words, strict=True)]
+    out: list[str] = []
+    for i, (ws, word) in enumerate(words):
+        if not long[i]:
+            if i and long[i - 1] and encoded[i]:  # (this white space went into the word before)
+                ws = sep
+            out.append(f"{ws}{word}")
+            continue
+        text = word
+        if i and encoded[i - 1]:
+            text, ws = _unfolded(ws) + text, sep
+        if i + 1 < len(words) and encoded[i + 1] and not long[i + 1]:
+            text += _unfolded(words[i + 1][0])
+        pieces = _ENCODED_WORD.findall(Header(text, "utf-8").encode(maxlinelen=76))
+        out.append(ws + sep.join(pieces))
+    return "".join(out) + trailing
+
+
+def _unfolded(ws: str) -> str:
+    return ws.replace("\r", "").replace("\n", "")
 
 
 _CHUNK = re.compile(r"[ \t]*[^ \t]+|[ \t]+$")
