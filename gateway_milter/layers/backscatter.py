@@ -279,11 +279,26 @@ def bounce_class(ctx: MessageContext, address: str, is_local: bool) -> str | Non
     keys: list[dict[str, object]] = []
     if _TAG.match(address.strip().strip("<>")):
         try:
-            keys = stored_keys(default_store())
+            keys = transaction_keys(ctx)
         except (StoreError, OSError, ValueError) as e:  # as at the end of the message: judged
             log.warning("backscatter: BATV keys cannot be read at RCPT: %s", e)  # as keys lost
     tag = judge_tag(address, keys, settings)
     return "refused" if refusable(address, tag, exempt_set(settings)) else "delivered"
+
+
+_KEYS_FACT = "batv_keys"
+
+
+def transaction_keys(ctx: MessageContext) -> list[dict[str, object]]:
+    """The stored keys, read once per transaction: the first tagged recipient reads them at
+    RCPT, the others and the end of the message judge with the same keys (one store read per
+    transaction, not one per tagged recipient and one more at the end; and a key rotated in
+    between cannot judge a tag one way at RCPT and the other at the end). A read that failed is
+    not kept: the next one tries again."""
+    keys = ctx.facts.get(_KEYS_FACT)
+    if keys is None:
+        keys = ctx.facts[_KEYS_FACT] = stored_keys(default_store())
+    return keys
 
 
 def is_dsn(ctx: MessageContext) -> bool:
@@ -318,7 +333,7 @@ class BackscatterLayer(Layer[BackscatterSettings]):
             if _TAG.match(r.address.strip().strip("<>")):
                 if keys is None:
                     try:
-                        keys = stored_keys(default_store())  # once for all the recipients
+                        keys = transaction_keys(ctx)  # once for all the recipients
                     except (StoreError, OSError, ValueError) as e:
                         # keys that cannot be read judge no tag: as keys lost (unknown_key), the
                         # recipient is untagged and delivered, not left with a prvs= address

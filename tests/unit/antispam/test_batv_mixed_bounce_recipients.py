@@ -98,3 +98,36 @@ def test_a_recipient_the_policy_refuses_keeps_its_refusal(store: MemoryStore) ->
     _, replies = transaction(gw, "", [tagged, "closed@example.com", "bob@example.com"])
     assert replies["closed@example.com"].startswith("5"), replies
     assert replies["bob@example.com"].startswith("452 4.5.3 "), replies
+
+
+def test_the_keys_are_read_once_per_transaction(store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # every tagged recipient read them at RCPT, and the end of the message once more
+    from gateway_milter.layers import backscatter
+    reads: list[int] = []
+    real = backscatter.stored_keys
+
+    def counted(s: Any) -> list[dict[str, object]]:
+        reads.append(1)
+        return real(s)
+
+    monkeypatch.setattr(backscatter, "stored_keys", counted)
+    gw = gateway()
+    tagged = [sign(f"{u}@example.com", store) for u in ("alice", "bob", "carol")]
+    ctx, replies = transaction(gw, "", tagged)
+    assert set(replies.values()) == {"250"}
+    assert eom(gw, ctx) is Action.ACCEPT
+    assert ctx.facts["rewrite_recipients"] == {t: t.rsplit("=", 1)[1] for t in tagged}
+    assert len(reads) == 1
+
+
+def test_the_end_of_the_message_judges_with_the_keys_the_recipients_were_accepted_with(store: MemoryStore) -> None:
+    # keys lost between RCPT and the end (a store flushed): the tag that fixed the transaction
+    # as one to deliver is not judged "unknown key" at the end while another was refused for it
+    from gateway_milter.layers.backscatter import KEYS
+    gw = gateway()
+    tagged = sign("alice@example.com", store)
+    ctx, replies = transaction(gw, "", [tagged, "bob@example.com"])
+    assert replies["bob@example.com"].startswith("452 4.5.3 ")
+    store.delete(KEYS)
+    assert eom(gw, ctx) is Action.ACCEPT
+    assert ctx.layer("backscatter").facts["valid_tags"] == {tagged: "alice@example.com"}
