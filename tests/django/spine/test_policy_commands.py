@@ -87,7 +87,8 @@ def test_it_scans_messages_and_prints_json(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     by = {Path(r["file"].split("#")[0]).name: r for r in rows}
     assert set(by) == {"a.eml", "b.eml", "box.mbox"}
-    assert by["a.eml"]["action"] == "reject" and {"name": "BLOCKLIST_SENDER", "score": 0.0} in by["a.eml"]["symbols"]
+    assert by["a.eml"]["action"] == "reject"
+    assert {"name": "BLOCKLIST_SENDER", "score": 0.0} in [{k: s[k] for k in ("name", "score")} for s in by["a.eml"]["symbols"]]
     assert by["b.eml"]["action"] == "reject" and "size" in by["b.eml"]["reason"].lower() or \
         any(s["name"] == "MESSAGE_TOO_BIG" for s in by["b.eml"]["symbols"])
     assert by["box.mbox"]["action"] == "accept"

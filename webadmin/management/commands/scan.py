@@ -47,7 +47,12 @@ def guess_sender(headers: list[tuple[str, str]]) -> str:
 
 
 def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str | None, rcpts: list[str],
-             auth: str, greylist: bool = False) -> dict[str, Any]:
+             auth: str, greylist: bool = False, score_refused: bool = False) -> dict[str, Any]:
+    """``score_refused``: a message every recipient of which was refused at RCPT (relay denied
+    for a corpus's own addresses, an unknown user) still has its content scored, as if it had
+    been accepted (the record says ``content_scored_after_refusal``); its action stays the
+    refusal. Else a corpus scanned on a gateway whose domains are not the corpus's read
+    "reject score=0.00" for every message, spam or ham."""
     headers, body = split_message(raw)
     conn = ConnectionInfo(client_ip=ip, client_name="unknown", helo=helo)
     if auth:
@@ -70,7 +75,13 @@ def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str 
     ctx.body.write(body)
     t0 = time.perf_counter()
     if refused_all:
+        scored = False
+        if score_refused and ctx.rejected_recipients:
+            res = ctx.layer("scoring")
+            scored = not res.error and not res.skipped
         rec = gw.finish(ctx)
+        if scored:
+            rec["content_scored_after_refusal"] = True
     else:
         d = gw.eom(ctx)
         # as the milter logs it: a message taken into quarantine is discarded from the MTA's
@@ -107,7 +118,7 @@ class Command(BaseCommand):
             for label, raw in _read(path):
                 n += 1
                 rec = scan_one(gw, raw, ip=o["ip"], helo=o["helo"], sender=o["sender"], rcpts=o["rcpt"],
-                               auth=o["auth"], greylist=o["greylist"])
+                               auth=o["auth"], greylist=o["greylist"], score_refused=True)
                 self._print(label, rec, o["json"])
         if n == 0:
             raise CommandError("no messages found")
@@ -117,10 +128,13 @@ class Command(BaseCommand):
             out = {"file": label, "action": rec["action"], "score": rec["score"],
                    "symbols": [{k: s[k] for k in ("name", "score", "points") if k in s} for s in rec["symbols"]],
                    "reason": rec["reason"], "trace": rec["trace"], "direction": rec["direction"],
-                   "recipients": rec["recipients"], "ms": rec["ms"]}
+                   "recipients": rec["recipients"], "ms": rec["ms"],
+                   **({"content_scored_after_refusal": True} if rec.get("content_scored_after_refusal") else {})}
             self.stdout.write(json.dumps(out))
             return
-        lines = [f"{label}: {rec['action']} score={rec['score']:.2f} reason={rec['reason'] or '-'}"]
+        lines = [f"{label}: {rec['action']} score={rec['score']:.2f} reason={rec['reason'] or '-'}"
+                 + (" (every recipient refused at RCPT; the score is the content's, as if accepted)"
+                    if rec.get("content_scored_after_refusal") else "")]
         lines += [f"  symbol {s['name']} ({_points(s)}) {s['detail']}" for s in rec["symbols"]]
         lines += [f"  trace {t['source']}: {t['event']} {t['detail']} [{t['ms']} ms]" for t in rec["trace"]]
         for line in lines:
