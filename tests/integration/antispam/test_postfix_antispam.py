@@ -2,7 +2,8 @@
 451 4.7.1, retry after the delay delivered), GTUBE refused by the score threshold, and
 SpamAssassin-style headers on delivered mail: forged X-Spam-* headers removed, every copy of
 them (Postfix deletes one occurrence per milter request), and a folded X-Spam-Status whose
-continuation lines end in CRLF, not CR CR LF."""
+continuation lines end in CRLF, not CR CR LF; a tagged subject with a word longer than any
+line arrives in lines of at most 998 octets and reads as it was sent."""
 
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ POLICY: dict[str, Any] = {
         "greylist": {"mode": "off"},
     },
     "domains": [{"name": "example.com"},
-                {"name": "grey.example", "settings": {"greylist": {"mode": "on", "delay": 2, "retry_window": 600}}}],
+                {"name": "grey.example", "settings": {"greylist": {"mode": "on", "delay": 2, "retry_window": 600}}},
+                # every message with the folding rule's 0.1 points is tagged, none held
+                {"name": "tag.example", "settings": {"scoring": {"tag_score": 0.05, "quarantine_score": 50,
+                                                                 "reject_score": 60, "subject_tag": "[SPAM]"}}}],
 }
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 FOLD_RULES = [f"LOCAL_FOLDING_TEST_RULE_WITH_A_LONG_NAME_{i}" for i in range(1, 5)]
@@ -136,3 +140,20 @@ def test_it_signs_outbound_envelope_senders_with_batv_through_chgfrom() -> None:
         wait_until(lambda: s.sink.find(b"Subject: mixed bounce"), timeout=30)
         [b] = s.sink.find(b"Subject: mixed bounce")
         assert b.rcpts == ["alice@example.com"], b.rcpts
+
+
+def test_a_tagged_subject_with_a_word_longer_than_any_line_reads_as_sent(stack: MailStack) -> None:
+    import email.header
+
+    word = "Unsubscribe" + "x" * 1200  # (Postfix's own 998-octet cut would put a space inside it)
+    code, text, _ = stack.send("alice@outside.test", ["carol@tag.example"],
+                               msg(f"longword {word} end", "Hello, foldingtoken.\r\n", to="carol@tag.example"))
+    assert code == 250, text
+    wait_until(lambda: stack.sink.find(b"longword"), timeout=30)
+    [m] = stack.sink.find(b"longword")
+    head = m.data.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    raw = m.message["Subject"]
+    shown = str(email.header.make_header(email.header.decode_header(str(raw).replace("\r\n", "").replace("\n", ""))))
+    assert shown == f"[SPAM] longword {word} end", shown[:200]
+    assert str(raw).startswith("[SPAM] longword")  # the tag and the other words stay plain
