@@ -16,6 +16,7 @@ no ``codes`` and no ``mask`` would otherwise take such an answer for a listing a
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,9 @@ def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tupl
             weight = float(z.get("weight", 1.0))
         except (TypeError, ValueError):
             raise SettingsError(f"{p}.weight", "must be a number") from None
+        if not math.isfinite(weight):  # NaN made every total NaN (no threshold ever met, the
+            # X-Spam-* headers failed: tempfailed on every retry); inf rejected all it listed
+            raise SettingsError(f"{p}.weight", "must be a finite number")
         action = str(z.get("action", "score"))
         if action not in ACTIONS:
             raise SettingsError(f"{p}.action", f"must be one of {', '.join(ACTIONS)}")

@@ -19,3 +19,17 @@ def test_it_refuses_a_reversed_code_range() -> None:
 def test_a_range_in_order_still_lists() -> None:
     z = parse_zones(({"zone": "zen.example", "codes": ["127.0.0.2-127.0.0.11"]},), "zones", "DNSBL_")[0]
     assert z.accepts("127.0.0.5") and not z.accepts("127.0.0.12")
+
+
+@pytest.mark.parametrize("weight", ["nan", "inf", "-inf", "1e999", float("nan"), float("inf")])
+@pytest.mark.parametrize("layer", ["dnsbl", "uribl"])
+def test_it_refuses_a_weight_that_is_not_finite(weight: object, layer: str) -> None:
+    # NaN made every total NaN: no threshold met, the X-Spam-* headers failed and the message
+    # was tempfailed on every retry; inf rejected whatever the zone listed
+    from gateway_milter.policy.snapshot import PolicySnapshot
+
+    with pytest.raises(SettingsError) as e:
+        parse_zones(({"zone": "zen.example", "weight": weight},), "zones", "DNSBL_")
+    assert e.value.path == "zones[0].weight" and "finite" in str(e.value)
+    with pytest.raises(Exception, match="finite"):
+        PolicySnapshot.from_document({"settings": {layer: {"zones": [{"zone": "bl.example", "weight": weight}]}}})
