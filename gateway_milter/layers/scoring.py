@@ -292,13 +292,17 @@ LEARNER_SAID_SPAM = 1.0
 def _has_gtube(ctx: MessageContext, settings: ScoringSettings, available: set[str]) -> bool:
     """GTUBE when the rule set, whose GTUBE rule reads the decoded body, did not look: in the raw
     bytes, else (a test string in a base64 or quoted-printable part, as SpamAssassin finds it)
-    in the decoded and rendered body."""
-    if GTUBE in ctx.raw_bytes():
-        return True
+    in the decoded and rendered body. When the rule set looked, its answer stands: the string
+    in a header or a non-text attachment (a forwarded test file, a mail about GTUBE) is not
+    GTUBE, as in SpamAssassin, and neither is a message under an administrator's
+    ``skip_rules: [GTUBE]``; both were 1000 points, refused, while the rules layer's
+    GTUBE did not fire."""
     if "rules" in settings.layers and "rules" in available:
         res = ctx.layer("rules")
         if not (res.skipped or res.error or res.fact("no_gtube_rule")):
             return False  # its GTUBE rule looked (or an administrator's skip_rules left it out)
+    if GTUBE in ctx.raw_bytes():
+        return True
     from gateway_milter.antispam.saview import message_view
 
     return GTUBE_TEXT in message_view(ctx).body

@@ -36,3 +36,40 @@ def test_a_rule_set_that_skips_gtube_still_leaves_it_out(tmp_path: Path) -> None
                   "scoring": {"layers": ["rules"]}})
     ctx = make_ctx(msg("Test", base64.encodebytes(BODY).decode(), headers="Content-Transfer-Encoding: base64\r\n"), pol)
     assert "GTUBE" not in ctx.layer("scoring").fact("tests")
+
+
+def _gtube_rules(tmp_path: Path, skip: tuple[str, ...] = ()) -> dict[str, object]:
+    rules = write_rules(tmp_path, "body GTUBE /XJS\\*C4JDBQADN1\\.NSBN3\\*2IDNEN\\*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL\\*C\\.34X/\n"
+                                  "score GTUBE 1000\n")
+    return {"rules": {"include_default": False, "rule_dirs": [str(rules)], "skip_rules": list(skip)},
+            "scoring": {"layers": ["rules"]}}
+
+
+ATTACHED = ("--b\r\nContent-Type: text/plain\r\n\r\nOur anti-spam test file is attached.\r\n"
+            "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=gtube.bin\r\n\r\n"
+            + GTUBE.decode() + "\r\n--b--\r\n")
+
+
+@pytest.mark.parametrize("where", ["header", "attachment", "skipped rule"])
+def test_where_the_rule_set_looked_its_answer_stands(tmp_path: Path, where: str) -> None:
+    # the raw bytes were searched first: 1000 points, refused, while the rules' GTUBE did not fire
+    if where == "header":
+        raw = msg("Test", "Nothing special here.", headers=f"X-Test-String: {GTUBE.decode()}\r\n")
+    elif where == "attachment":
+        raw = msg("Test", ATTACHED, ctype='multipart/mixed; boundary="b"')
+    else:
+        raw = msg("Test", "Hello,\r\n" + GTUBE.decode() + "\r\n")
+    ctx = make_ctx(raw, policy(_gtube_rules(tmp_path, ("GTUBE",) if where == "skipped rule" else ())))
+    res = ctx.layer("scoring")
+    assert not ctx.layer("rules").skipped and not ctx.layer("rules").has("GTUBE")
+    assert "GTUBE" not in res.fact("tests") and res.fact("score") < 5
+
+
+def test_the_rule_set_still_finds_it_in_the_body_and_the_layer_without_one(tmp_path: Path) -> None:
+    raw = msg("Test", "Hello,\r\n" + GTUBE.decode() + "\r\n")
+    ctx = make_ctx(raw, policy(_gtube_rules(tmp_path)))
+    assert ctx.layer("rules").has("GTUBE") and ctx.layer("scoring").fact("score") >= 1000
+    # no rule set among the scored layers: the scoring layer looks itself, in the raw bytes too
+    ctx = make_ctx(msg("Test", "Nothing here.", headers=f"X-Test-String: {GTUBE.decode()}\r\n"),
+                   policy({"scoring": {"layers": ["bayes"]}}))
+    assert "GTUBE" in ctx.layer("scoring").fact("tests")
