@@ -114,7 +114,7 @@ def url_host(url: str) -> str | None:
     if not host or not _HOST.match(host):
         return None
     if not host.isascii():
-        a_labels = _to_ascii(host)
+        a_labels = to_ascii(host)
         if a_labels is None:
             return None
         host = a_labels
@@ -123,7 +123,7 @@ def url_host(url: str) -> str | None:
     return host
 
 
-def _to_ascii(host: str) -> str | None:
+def to_ascii(host: str) -> str | None:
     """A non-ASCII host as browsers encode it: UTS 46 without the transitional mapping (``faß.de``
     is ``xn--fa-hia.de``, where Python's IDNA 2003 codec writes ``fass.de``, another domain; ZWJ and
     final sigma kept). The mapping also turns full-width digits and dots into ASCII, so the

@@ -9,13 +9,15 @@ failures mean "unknown", never a listing.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from gateway_milter.antispam.dnslists import Zone, parse_zones, refusal, reversed_ip
 from gateway_milter.antispam.saview import message_view
-from gateway_milter.antispam.urls import org_domain, url_host
+from gateway_milter.antispam.urls import org_domain, to_ascii, url_host
 from gateway_milter.layers.dnsbl import PRIVATE_NETS
 from gateway_milter.layers.base import action_rule, BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.verdict import FailMode, QuarantineQueue, Reply, Stage
@@ -49,26 +51,67 @@ class UriblSettings(BaseSettings):
         return parse_zones(self.zones, "zones", "URIBL_")
 
 
-def lookup_targets(uris: list[str], skip: set[str], limit: int,
+def lookup_targets(uris: list[str], skip: Container[str], limit: int,
                    domains: bool = True, ips: bool = True) -> list[str]:
     """Organisational domains and IPs of the URLs, in order, deduplicated, bounded. Only the
     kinds some zone looks up count (``domains``, ``ips``): with domain-only zones, links to
-    numeric hosts put first would otherwise use up ``limit`` and push the real domains out."""
+    numeric hosts put first would otherwise use up ``limit`` and push the real domains out.
+    A link is skipped when ``skip`` has its organisational domain, its host or a domain
+    between the two (``www.partner.test`` or a hosted ``mail.example.com`` skips links to
+    itself and its subdomains; their organisational domain was looked up)."""
     out: dict[str, None] = {}
     for u in uris:
         host = url_host(u)
         if not host:
             continue
         target = org_domain(host)
-        if target in skip or target in out:
+        if target in out:
             continue
         ip = _ip_of(target)
+        if _skipped(host, target, skip, ip is not None):
+            continue
         if (ip is not None and _internal(ip)) or not (ips if ip is not None else domains):
             continue
         out[target] = None
         if len(out) >= limit:
             break
     return list(out)
+
+
+def _skipped(host: str, target: str, skip: Container[str], numeric: bool) -> bool:
+    if target in skip:
+        return True
+    while not numeric and len(host) > len(target):  # the host and its parents above the target
+        if host in skip:
+            return True
+        host = host.partition(".")[2]
+    return False
+
+
+@functools.lru_cache(maxsize=64)
+def skip_names(entries: tuple[str, ...]) -> frozenset[str]:
+    """``skip_domains`` as link hosts are compared: lower case, no trailing dot, an IDN in the
+    A-labels a browser writes (``bücher.test`` is ``xn--bcher-kva.test``). Taken as written
+    they never matched such a link, and its domain was sent to the lists."""
+    out = set()
+    for e in entries:
+        d = str(e).strip().lower().rstrip(".")
+        if d:
+            out.add(d if d.isascii() else (to_ascii(d) or d))
+    return frozenset(out)
+
+
+class _Skip:
+    """The skipped names: ``skip_domains`` and the local domains, without a set built of both
+    for every message (a gateway may serve thousands of domains)."""
+
+    __slots__ = ("domains", "names")
+
+    def __init__(self, names: frozenset[str], domains: Container[str]) -> None:
+        self.names, self.domains = names, domains
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names or name in self.domains
 
 
 def _ip_of(target: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -102,7 +145,7 @@ def _query_name(target: str, z: Zone) -> str | None:
 def _lookups(ctx: MessageContext, settings: UriblSettings,
              zones: tuple[Zone, ...]) -> tuple[list[str], list[tuple[str, Zone, str]]]:
     """The targets of a message and its lookups (target, zone, query name), in order."""
-    skip = {d.lower() for d in settings.skip_domains} | set(ctx.policy.domains)
+    skip = _Skip(skip_names(tuple(settings.skip_domains)), ctx.policy.domains)
     targets = lookup_targets(message_view(ctx).uris, skip, settings.max_lookups,
                              domains=any(z.kind != "ip" for z in zones), ips=any(z.kind != "domain" for z in zones))
     return targets, [(t, z, q) for t in targets for z in zones if (q := _query_name(t, z)) is not None]
@@ -161,7 +204,7 @@ class UriblLayer(Layer[UriblSettings]):
             res.prefetch(q, "A", budget)
         listed: dict[str, dict[str, list[str]]] = {}
         unknown: list[str] = []
-        best: dict[str, tuple[Zone, str]] = {}
+        best: dict[int, tuple[Zone, str]] = {}  # zone entry -> its first listed target
         for t, z, q in lookups:
             ans = res.query(q, "A", budget)
             if ans.temporary:
@@ -175,10 +218,15 @@ class UriblLayer(Layer[UriblSettings]):
             codes = [str(a) for a in ans.records if z.accepts(str(a))]
             if codes:
                 listed.setdefault(z.zone, {})[t] = codes
-                best.setdefault(z.symbol, (z, t))
+                # each entry counts once, whatever the number of its links listed (SpamAssassin's
+                # URIBL rules too); entries sharing a symbol (one zone's bits with their own
+                # weights) each count, as in the dnsbl layer: keyed on the symbol, only the entry
+                # of the first listed link counted, so the order of the links set the score
+                best.setdefault(id(z), (z, t))
         symbols = [self.symbol(z.symbol, z.weight, f"{t} listed by {z.zone}") for z, t in best.values()]
         if symbols:
-            symbols.insert(0, self.symbol("URIBL_LISTED", 0.0, ", ".join(sorted({t for _, t in best.values()}))))
+            hosts = sorted({t for by_target in listed.values() for t in by_target})
+            symbols.insert(0, self.symbol("URIBL_LISTED", 0.0, ", ".join(hosts)))
         if unknown:  # (facts stay out of the message log: the trace says the score may be short)
             shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
             ctx.add_trace(self.id, "warning", f"no answer (unknown, not scored) for {shown}")
