@@ -40,29 +40,33 @@ def shown_score(is_spam: bool, score: float, required: float) -> str:
 
 
 def status_line(is_spam: bool, score: float, required: float, tests: list[str], autolearn: str) -> str:
-    """``Yes, score=7.3 required=5.0 tests=A,B autolearn=no version=...``, folded like SpamAssassin."""
+    """``Yes, score=7.3 required=5.0 tests=A,B autolearn=no version=...``, folded like
+    SpamAssassin (its Util::wrap: after a comma or before white space, continuation lines
+    indented by a tab) so that no line, ``X-Spam-Status: `` counted on the first, is over 78
+    characters where a break allows it. ``tests=`` stays with its first name (a downstream
+    filter reading ``tests=(\\S+)`` finds it). The whole value is folded: the ``autolearn=``
+    and ``version=`` part was added after the folding, and the header name not counted, so
+    lines ran to 100 characters."""
     head = f"{'Yes' if is_spam else 'No'}, score={shown_score(is_spam, score, required)} required={required:.1f}"
-    t = ",".join(tests) if tests else "none"
-    out = f"{head} tests={t}"
-    # fold long test lists at commas (RFC 5322 line length)
-    if len(out) > 76:
-        lines, cur = [], head + " tests="
-        for i, name in enumerate(tests):
-            piece = name + ("," if i < len(tests) - 1 else "")
-            if len(cur) + len(piece) > 76 and i == 0:
-                # a first name too long for the line: the break goes before "tests=" (as
-                # SpamAssassin's, after white space), never between it and its first name
-                lines.append(head)
-                cur = "\ttests=" + piece
-            elif len(cur) + len(piece) > 76:
-                lines.append(cur)
-                cur = "\t" + piece
-            else:
-                cur += piece
-        lines.append(cur)
-        # libmilter takes bare LF in header values; the MTA writes the line ends
-        out = "\n".join(lines)
-    return f"{out} autolearn={autolearn} version={VERSION}"
+    value = f"{head} tests={','.join(tests) if tests else 'none'} autolearn={autolearn} version={VERSION}"
+    # libmilter takes bare LF in header values; the MTA writes the line ends
+    return _wrap(value, 78 - len("X-Spam-Status: "))
+
+
+_WRAP_TOKEN = re.compile(r" *[^ ,]+,?|,| +$")
+
+
+def _wrap(value: str, first_room: int, width: int = 78) -> str:
+    lines: list[str] = []
+    cur, room = "", first_room
+    for tok in _WRAP_TOKEN.findall(value):
+        if cur.strip() and tok.strip() and len(cur) + len(tok) > room:
+            lines.append(cur)
+            cur, room = "\t" + tok.lstrip(" "), width
+        else:
+            cur += tok
+    lines.append(cur)
+    return "\n".join(lines)
 
 
 REPORT_LINES = 40  # symbols in X-Spam-Report at most (the strongest; a line says how many more)

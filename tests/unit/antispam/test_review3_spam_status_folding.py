@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from gateway_milter.transforms.spamheaders import status_line
 
 LONG = "T_" + "VERY_LONG_RULE_NAME_" * 2 + "X"
@@ -28,4 +30,21 @@ def test_a_short_list_still_folds_at_commas() -> None:
     names = [f"RULE_NUMBER_{i}" for i in range(12)]
     line = status_line(True, 9.0, 5.0, names, "no")
     assert line.startswith("Yes, score=9.0 required=5.0 tests=RULE_NUMBER_0,")
-    assert "tests=" + ",".join(names) + " autolearn=no" in unfold(line).replace(",\t", ",")
+    assert "tests=" + ",".join(names) + " autolearn=no" in re.sub(r"\t", " ", unfold(line)).replace(", ", ",")
+
+
+@pytest.mark.parametrize("tests", [
+    [], ["GTUBE"], [f"RULE_NUMBER_{i}" for i in range(12)],
+    ["BAYES_99", "BAYES_999", "DKIM_ADSP_NXDOMAIN", "FREEMAIL_FORGED_REPLYTO", "HTML_MESSAGE", "MIME_HTML_ONLY",
+     "RDNS_NONE", "SPF_HELO_NONE", "URIBL_MULTI_SURBL_ORG", "T_REMOTE_IMAGE", "SUBJ_ALL_CAPS", "XPRIO"],
+])
+@pytest.mark.parametrize("autolearn", ["no", "unavailable", "spam"])
+def test_no_line_is_over_78_characters_with_the_field_name(tests: list[str], autolearn: str) -> None:
+    # the name was not counted and " autolearn=... version=..." came after the folding: 88-100
+    line = status_line(True, 23.4, 5.0, tests, autolearn)
+    lines = ("X-Spam-Status: " + line).split("\n")
+    assert max(len(x) for x in lines) <= 78, lines
+    assert all(x.startswith("\t") and x.strip() for x in lines[1:]), lines
+    flat = re.sub(r",\s+(?=[A-Z])", ",", re.sub(r"\s+", " ", unfold(line)))
+    assert flat == (f"Yes, score=23.4 required=5.0 tests={','.join(tests) or 'none'} "
+                    f"autolearn={autolearn} version=Bulwark")
