@@ -34,3 +34,52 @@ def test_a_message_given_as_spam_and_ham_is_learned_as_neither(tmp_path: Path, s
     call_command("bayes", "stats", stdout=out)
     st = json.loads(out.getvalue())
     assert (st["spam_learned"], st["ham_learned"]) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_copies_that_differ_only_in_headers_bayes_ignores_are_one_message(tmp_path: Path, store: MemoryStore) -> None:
+    # two mailboxes' copies: compared byte for byte they were two messages, learned as spam,
+    # then moved to ham (or back), whichever came last, and nothing said so
+    junk, inbox = tmp_path / "alice_junk", tmp_path / "bob_inbox"
+    junk.mkdir()
+    inbox.mkdir()
+    base = msg("newsletter", "our monthly offers for you")
+    (junk / "1.eml").write_bytes(b"Delivered-To: alice@example.com\r\nX-Spam-Flag: YES\r\n" + base)
+    (inbox / "1.eml").write_bytes(b"Delivered-To: bob@example.com\n" + base.replace(b"\r\n", b"\n"))
+    out = io.StringIO()
+    call_command("bayes", "train", "--spam", str(junk), "--ham", str(inbox), stdout=out, stderr=io.StringIO())
+    assert out.getvalue().strip() == "learned 0 message(s), 0 already known, 1 given as both spam and ham not learned"
+    out = io.StringIO()
+    call_command("bayes", "stats", stdout=out)
+    st = json.loads(out.getvalue())
+    assert (st["spam_learned"], st["ham_learned"], st["token_model_spam"], st["token_model_ham"]) == (0, 0, 0, 0)
+
+
+@pytest.mark.django_db
+def test_messages_with_another_body_or_message_id_are_still_learned(tmp_path: Path, store: MemoryStore) -> None:
+    junk, inbox = tmp_path / "junk", tmp_path / "inbox"
+    junk.mkdir()
+    inbox.mkdir()
+    (junk / "1.eml").write_bytes(msg("offer", "buy cheap watches now"))
+    (inbox / "1.eml").write_bytes(msg("offer", "buy cheap watches now!"))  # another text
+    a = msg("same text", "identical words here")
+    (junk / "2.eml").write_bytes(a)
+    (inbox / "2.eml").write_bytes(a.replace(b"Message-ID: <", b"Message-ID: <other-"))
+    out = io.StringIO()
+    call_command("bayes", "train", "--spam", str(junk), "--ham", str(inbox), stdout=out, stderr=io.StringIO())
+    assert out.getvalue().strip() == "learned 4 message(s), 0 already known"
+
+
+@pytest.mark.django_db
+def test_a_path_with_no_message_is_named(tmp_path: Path, store: MemoryStore) -> None:
+    # a mistyped or empty --ham folder: only spam was learned and nothing said so
+    junk, empty = tmp_path / "junk", tmp_path / "Maildir"
+    junk.mkdir()
+    (empty / "cur").mkdir(parents=True)
+    (junk / "1.eml").write_bytes(msg("win", "lottery winner prize"))
+    out = io.StringIO()
+    call_command("bayes", "train", "--spam", str(junk), "--ham", str(empty), stdout=out, stderr=io.StringIO())
+    assert out.getvalue().strip() == f"learned 1 message(s), 0 already known; no message in {empty}"
+    out = io.StringIO()
+    call_command("bayes", "forget", "--ham", str(empty), stdout=out, stderr=io.StringIO())
+    assert out.getvalue().strip() == f"forgot 0 message(s); no message in {empty}"

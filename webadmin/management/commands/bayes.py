@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
+from gateway_milter.clitext import printable
 from gateway_milter.antispam.bayes import BayesClassifier, learn_item, order_key
 from gateway_milter.antispam.saview import trust_config_for
 from gateway_milter.pipeline.rawmessage import MessageRef, iter_message_refs, starts_with_field
@@ -71,12 +73,14 @@ class Progress:
 @dataclass(slots=True)
 class _Found:
     """A message found under the paths, not kept in memory (a corpus may be larger than it):
-    where it lies, the key of its place in the learning order and a digest of its bytes."""
+    where it lies, the key of its place in the learning order, a digest of its bytes and one
+    of what makes it the same message to Bayes (:func:`_identity`)."""
 
     ref: MessageRef
     is_spam: bool
     order: bytes
     digest: bytes
+    identity: bytes
 
 
 @dataclass(slots=True)
@@ -85,10 +89,16 @@ class _Skipped:
 
     empty: int = 0
     not_mail: int = 0
+    # paths that held no message at all (a mistyped folder, a maildir whose mail is all in
+    # subfolders): said by name, else only the other class was learned and nothing said so
+    no_message: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
+        shown = ", ".join(printable(p) for p in self.no_message[:5]) + (
+            f" and {len(self.no_message) - 5} more" if len(self.no_message) > 5 else "")
         return "".join((f", {self.empty} empty file(s) skipped" if self.empty else "",
-                        f", {self.not_mail} file(s) that are not mail skipped" if self.not_mail else ""))
+                        f", {self.not_mail} file(s) that are not mail skipped" if self.not_mail else "",
+                        f"; no message in {shown}" if self.no_message else ""))
 
 
 def _collect(paths: list[str], is_spam: bool = True, skipped: _Skipped | None = None) -> list[_Found]:
@@ -103,6 +113,7 @@ def _collect(paths: list[str], is_spam: bool = True, skipped: _Skipped | None = 
         path = Path(p)
         if not path.exists():
             raise CommandError(f"{p}: no such file or directory")
+        found_before = len(out)
         try:
             for ref, raw in iter_message_refs(path):
                 if Path(ref.label.split("#")[0]).name == "cmds":
@@ -113,10 +124,43 @@ def _collect(paths: list[str], is_spam: bool = True, skipped: _Skipped | None = 
                 if not starts_with_field(raw):
                     skipped.not_mail += 1
                     continue
-                out.append(_Found(ref, is_spam, order_key(raw), hashlib.blake2b(raw, digest_size=20).digest()))
+                out.append(_Found(ref, is_spam, order_key(raw), hashlib.blake2b(raw, digest_size=20).digest(),
+                                  _identity(raw)))
         except OSError as e:  # (a file or directory this user may not read)
             raise CommandError(f"{e.filename or p}: {e.strerror or e}") from None
+        if len(out) == found_before:
+            skipped.no_message.append(p)
     return out
+
+
+_MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*(.*(?:\n[ \t].*)*)")
+_QUOTED_FROM = re.compile(rb"(?m)^>(>*From )")
+
+
+def _identity(raw: bytes) -> bytes:
+    """What makes two copies one message, read without parsing them (the first pass only finds
+    and orders): the Message-ID and the body, line ends and an mbox writer's ``>From ``
+    quoting set aside. Two mailboxes' copies of one message differ in headers that Bayes
+    reads as the same message (``Delivered-To``, ``Received``, another filter's ``X-Spam-*``):
+    compared byte for byte, such a pair given as spam and as ham was learned as one class and
+    then moved to the other, whichever came last, and the summary did not say so. Stricter
+    than Bayes's own identity (Message-ID and rendered text): a pair it calls one message is
+    one to Bayes, unless a copy's MIME header fields were rewritten (both are then left out)."""
+    ends = [(i, n) for i, n in ((raw.find(b"\r\n\r\n"), 4), (raw.find(b"\n\n"), 2)) if i >= 0]
+    at, sep = min(ends) if ends else (len(raw), 0)
+    m = _MESSAGE_ID.search(raw[:at].replace(b"\r\n", b"\n"))
+    h = hashlib.blake2b(re.sub(rb"\s+", b"", m.group(1)) if m else b"", digest_size=20)
+    h.update(b"\0")
+    pos, end = at + sep, len(raw)
+    while end > pos and raw[end - 1] in (10, 13):  # (trailing line ends)
+        end -= 1
+    while pos < end:  # in pieces that end at a line end: a corpus's messages may be megabytes
+        stop = min(end, pos + 65536)
+        if stop < end and (nl := raw.rfind(b"\n", pos, stop)) > pos:
+            stop = nl + 1
+        h.update(_QUOTED_FROM.sub(rb"\1", raw[pos:stop].replace(b"\r\n", b"\n")))
+        pos = stop
+    return h.digest()
 
 
 def _read(found: list[_Found]) -> Iterator[tuple[_Found, bytes]]:
@@ -234,9 +278,9 @@ class Command(BaseCommand):
         # learned as neither: else it was learned as one class, then moved to the other
         classes: dict[bytes, set[bool]] = {}
         for f in items:
-            classes.setdefault(f.digest, set()).add(f.is_spam)
+            classes.setdefault(f.identity, set()).add(f.is_spam)
         both = {d for d, seen in classes.items() if len(seen) > 1}
-        items = [f for f in items if f.digest not in both]
+        items = [f for f in items if f.identity not in both]
         bar = Progress(len(items), "learning", self.stderr)
         learned = read = 0
         trust = trust_config_for(current_snapshot(), None)  # (relays read as the milter reads them)
