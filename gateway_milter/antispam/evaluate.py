@@ -34,7 +34,7 @@ from gateway_milter.antispam.bayes import BayesClassifier, mixed_order
 from gateway_milter.antispam.scorefit import LOGODDS_CLIP_DEFAULT
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.context import ConnectionInfo, MessageContext
-from gateway_milter.pipeline.rawmessage import iter_messages, split_message
+from gateway_milter.pipeline.rawmessage import iter_messages, split_message, starts_with_field
 from gateway_milter.pipeline.runner import LayerRunner
 from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.store import StateStore, set_default_store
@@ -118,13 +118,21 @@ def one_minus_auc_pct(spam_scores: Iterable[float], ham_scores: Iterable[float])
     return 100.0 * wrong / (len(spam) * len(ham))
 
 
-def load_corpus(spam_dirs: Iterable[Path], ham_dirs: Iterable[Path], limit: int | None = None) -> list[Sample]:
+def load_corpus(spam_dirs: Iterable[Path], ham_dirs: Iterable[Path], limit: int | None = None,
+                skipped: list[str] | None = None) -> list[Sample]:
+    """The corpus's messages, as ``bayes train`` finds them: empty files and files that are no
+    mail (a README beside the messages) left out, their names added to ``skipped``; they were
+    learned and scored as samples and moved the figures thresholds are tuned by."""
     out: list[Sample] = []
     for label, dirs in (("spam", spam_dirs), ("ham", ham_dirs)):
         n = 0
         for d in dirs:
             for path, raw in iter_messages(Path(d)):
                 if Path(path).name == "cmds":
+                    continue
+                if not raw.strip() or not starts_with_field(raw):
+                    if skipped is not None:
+                        skipped.append(str(path))
                     continue
                 out.append(Sample(label, path, raw, _date(raw)))
                 n += 1

@@ -380,7 +380,12 @@ class Command(BaseCommand):
             raise CommandError(f"{base}: corpus not found (give --corpus)")
         spam = [d for d in sorted(base.iterdir()) if d.is_dir() and d.name.startswith("spam")]
         ham = [d for d in sorted(base.iterdir()) if d.is_dir() and "ham" in d.name]
-        return load_corpus(spam, ham, o["limit"])
+        skipped: list[str] = []
+        samples = load_corpus(spam, ham, o["limit"], skipped)
+        if skipped:
+            self.stderr.write(f"{len(skipped)} empty file(s) or file(s) that are not mail skipped, "
+                              f"such as {printable(skipped[0])}")
+        return samples
 
     def do_fit_scores(self, o: dict[str, Any]) -> None:
         from gateway_milter.antispam.evaluate import fit_scores
