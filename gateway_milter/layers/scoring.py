@@ -329,11 +329,19 @@ def autolearn_declined(ctx: MessageContext, bayes: BayesSettings, settings: Scor
     from a message the gateway flagged and held; ham needs a total under both, so that a
     message it flagged or held is never learned as ham. The two are equal by default; between
     them (delivered flagged, or held unflagged when quarantine is the lower) a message is
-    learned as neither."""
+    learned as neither.
+
+    Mail to a spam trap that the trap layer does not learn (a bounce, an auto-reply, an
+    internal sender: docs/layers/spamtrap.md) is not autolearned either: the trap's own
+    points made its basis, so with `action: score` a forged bounce to a trap was learned as
+    spam after all."""
     if ctx.scan_mode:
         return "scan mode"
     if not bayes.enabled or not bayes.autolearn:
         return "off"
+    trap = ctx.runner.peek("spamtrap") if ctx.runner is not None else None
+    if trap is not None and trap.fact("not_learned"):
+        return f"spam trap: {trap.fact('not_learned')} not learned"
     if basis >= bayes.autolearn_spam:
         head, body, force = _area_points(learned_from, fitted)
         if not force and body < bayes.autolearn_min_body_points:
