@@ -230,6 +230,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **o: Any) -> None:
         if o["action"] in ("train", "forget", "stats"):
             o["scope"] = self._scope(o.get("scope") or "global")
+        elif o["action"] in ("backup", "restore") and o.get("scope"):
+            # named as everywhere else (dom:Example.ORG is dom:example.org): else "nothing learned"
+            o["scope"] = list(dict.fromkeys(self._scope(s) for s in o["scope"]))
         # a batch job: its writes wait for the milters' (and others') write locks as long as it
         # takes, where a milter's give up after GATEWAY_STORE_WRITE_WAIT
         try:
