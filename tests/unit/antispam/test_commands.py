@@ -185,7 +185,7 @@ def test_training_skips_empty_files_and_says_when_it_found_nothing(tmp_path: Pat
     (tmp_path / "none").mkdir()
     out = io.StringIO()
     call_command("bayes", "train", "--spam", str(tmp_path / "none"), stdout=out, stderr=io.StringIO())
-    assert out.getvalue().strip() == "learned 0 message(s), 0 already known (no messages found)"
+    assert out.getvalue().strip() == f"learned 0 message(s), 0 already known; no message in {tmp_path / 'none'}"
 
 
 @pytest.mark.django_db  # (the published policy's domains)

@@ -39,8 +39,8 @@ def test_a_rule_set_that_skips_gtube_still_leaves_it_out(tmp_path: Path) -> None
 
 
 def _gtube_rules(tmp_path: Path, skip: tuple[str, ...] = ()) -> dict[str, object]:
-    rules = write_rules(tmp_path, "body GTUBE /XJS\\*C4JDBQADN1\\.NSBN3\\*2IDNEN\\*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL\\*C\\.34X/\n"
-                                  "score GTUBE 1000\n")
+    rules = write_rules(tmp_path, "body GTUBE /XJS\\*C4JDBQADN1\\.NSBN3\\*2IDNEN\\*GTUBE-STANDARD-ANTI-UBE-TEST"
+                                  "-EMAIL\\*C\\.34X/\nscore GTUBE 1000\n")
     return {"rules": {"include_default": False, "rule_dirs": [str(rules)], "skip_rules": list(skip)},
             "scoring": {"layers": ["rules"]}}
 
