@@ -30,7 +30,7 @@ from gateway_milter.antispam.matcher import (C, FactorIndex, literal_set, parse_
                                              shared_trees, squeeze)
 from gateway_milter.antispam.perlre import PatternError, PerlPattern, octets
 from gateway_milter.antispam.sarules import (MetaNode, Rule, RuleBuildError, RuleSet, autolearn_areas, capture_names,
-                                              fill_templates, load_rules)
+                                              fill_templates, load_rules, rule_files)
 from gateway_milter.antispam.saview import MAX_LINE, UNSUPPORTED_HEADERS, SaMessage, body_lines, decode_header_value
 
 log = logging.getLogger("bulwark.rules")
@@ -1255,7 +1255,7 @@ def engine_for(dirs: tuple[str, ...] = (), score_set: int = 2, include_default: 
         if not p.exists():  # (its own mark: a set naming a missing directory is not a set without it)
             stamp.append((str(p), -1))
             continue
-        files = sorted(p.glob("*.cf")) if p.is_dir() else [p]
+        files = rule_files(p) if p.is_dir() else [p]
         stamp += [(str(f), f.stat().st_mtime_ns) for f in files if f.exists()]
     key = (tuple(stamp), score_set, tuple(sorted(skip)))
     eng = _engines.get(key)

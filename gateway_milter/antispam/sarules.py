@@ -33,12 +33,29 @@ UPDATES_DIR = Path("/var/lib/spamassassin") / f"{SA_VERSION:.6f}" / "updates_spa
 DEFAULT_DIRS = (PACKAGE_DIR, UPDATES_DIR)
 
 
+def rule_files(directory: Path) -> list[Path]:
+    """The rule files of a directory as SpamAssassin reads them (its
+    ``_get_cf_pre_files_in_dir``): names ending in ``.cf`` in any case, regular files only, in
+    name order. A directory named ``x.cf`` or a symbolic link that leads nowhere (Emacs's lock
+    ``.#local.cf`` while ``local.cf`` is edited) is no rule file: read as one, it failed the
+    rule set, and every message was tempfailed until it was gone."""
+    out = []
+    for f in directory.iterdir():
+        if f.name.lower().endswith(".cf"):
+            try:
+                if f.is_file():
+                    out.append(f)
+            except OSError:  # (a name the system will not even look at: no rule file either)
+                continue
+    return sorted(out)
+
+
 def default_rule_dirs(sa_update: bool = False) -> list[Path]:
     """The default rule set's directory. The package's, unless ``sa_update`` and sa-update has
     written its channel (then that one instead, as SpamAssassin reads its update directory in
     place of the packaged rules: an update is the whole set); the update directory when there is
     no package."""
-    if sa_update and UPDATES_DIR.is_dir() and any(UPDATES_DIR.glob("*.cf")):
+    if sa_update and UPDATES_DIR.is_dir() and rule_files(UPDATES_DIR):
         return [UPDATES_DIR]
     return [d for d in DEFAULT_DIRS if d.is_dir()][:1]
 
@@ -722,7 +739,7 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
     local: set[str] = set()
     for i, base in enumerate(paths):
         p.local = local_from is not None and i >= local_from
-        files = sorted(base.glob("*.cf")) if base.is_dir() else [base]
+        files = rule_files(base) if base.is_dir() else [base]
         for f in files:
             p.feed(f)
             rs.files.append(str(f))

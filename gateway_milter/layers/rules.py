@@ -27,6 +27,7 @@ from gateway_milter.antispam.sarules import (
     RuleFileError,
     config_lines,
     load_rules,
+    rule_files,
 )
 from gateway_milter.antispam.sarules import _strip_comment as strip_comment
 from gateway_milter.antispam.saview import message_view
@@ -140,7 +141,7 @@ def _rule_files(paths: Sequence[str | Path], field: str | None, start: int = 0) 
             if p.is_dir():
                 if not os.access(p, os.R_OK | os.X_OK):
                     raise SettingsError(where, f"{d}: the directory cannot be read by the gateway")
-                files = sorted(f for f in p.glob("*.cf") if f.is_file())
+                files = rule_files(p)
             elif p.is_file():
                 files = [p]
             elif p.exists():
