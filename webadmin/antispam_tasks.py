@@ -31,7 +31,7 @@ from django.conf import settings
 
 from gateway_milter.antispam.bayes import BayesClassifier, storable_scopes
 from gateway_milter.antispam.relays import TrustConfig
-from gateway_milter.antispam.saview import SaMessage, build_view, trust_config_for
+from gateway_milter.antispam.saview import SaMessage, build_view, trust_config_for, view_limit
 from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
 from gateway_milter.layers.bayes import scopes_for, user_address
 from gateway_milter.mime.headers import decode_words
@@ -80,15 +80,18 @@ def without_own_tag(headers: list[tuple[str, str]], tags: tuple[str, ...]) -> li
     return out
 
 
-def view_of_bytes(raw: bytes, trust: TrustConfig | None = None, tags: tuple[str, ...] | None = None) -> SaMessage:
+def view_of_bytes(raw: bytes, trust: TrustConfig | None = None, tags: tuple[str, ...] | None = None,
+                  max_text: int | None = None) -> SaMessage:
     """A stored message's view as the milter made it, less the gateway's own subject tag
     (:func:`without_own_tag`). ``trust``: the trust path to read its relays with, ``tags``: the
-    subject tags (default: the published policy's; a caller reading many passes them once)."""
+    subject tags, ``max_text``: the view's bound (saview.view_limit) (defaults: the published
+    policy's; a caller reading many passes them once)."""
     headers, body = split_message(raw[:MAX_MESSAGE])
     headers = without_own_tag(headers, tags if tags is not None else own_subject_tags(current_snapshot()))
     head = b"".join(n.encode("utf-8", "surrogateescape") + b": " + v.encode("utf-8", "surrogateescape") + b"\r\n"
                     for n, v in headers)
-    view = build_view(headers, head + b"\r\n" + body, parse_message(head + b"\r\n" + body))
+    limit = max_text if max_text is not None else view_limit(current_snapshot())
+    view = build_view(headers, head + b"\r\n" + body, parse_message(head + b"\r\n" + body), max_text=limit)
     # the relays read as the milter reads them (the sender history's network is the first untrusted one)
     view.trust = trust if trust is not None else trust_config_for(current_snapshot(), None)
     return view

@@ -105,7 +105,7 @@ def start(upload: BinaryIO, size: int | None, label: str, scope: str, owner: int
         if written == 0:
             path.unlink(missing_ok=True)
             raise TrainingError("file", "The file is empty.")
-        from gateway_milter.antispam.saview import trust_config_for
+        from gateway_milter.antispam.saview import trust_config_for, view_limit
         from webadmin.services import current_snapshot
 
         # the relays read as the milter reads them; read here: the thread needs no database connection
@@ -113,10 +113,11 @@ def start(upload: BinaryIO, size: int | None, label: str, scope: str, owner: int
         from webadmin.antispam_tasks import own_subject_tags
 
         tags = own_subject_tags(current_snapshot())  # (the gateway's own subject tags, taken off its spam)
+        limit = view_limit(current_snapshot())  # (the view's bound, as the milter's)
         JOBS.write(token, {"state": "running", "owner": owner, "label": label, "scope": scope, "started": time.time(),
                        "updated": time.time(), "total": None, "done": 0, "learned": 0, "known": 0, "skipped": 0,
                        "actor": actor})
-        threading.Thread(target=_run, args=(token, path, label == "spam", scope, trust, tags), daemon=True,
+        threading.Thread(target=_run, args=(token, path, label == "spam", scope, trust, tags, limit), daemon=True,
                          name=f"train-{token[:6]}").start()
     except BaseException:
         _running.release()
@@ -214,7 +215,8 @@ def _mbox_messages(data: bytes) -> list[bytes]:
         return [raw for _, raw in iter_messages(Path(tmp.name))]
 
 
-def _run(token: str, path: Path, is_spam: bool, scope: str, trust: TrustConfig, tags: tuple[str, ...] = ()) -> None:
+def _run(token: str, path: Path, is_spam: bool, scope: str, trust: TrustConfig, tags: tuple[str, ...] = (),
+         limit: int | None = None) -> None:
     from gateway_milter.antispam.bayes import BayesClassifier, learn_item
     from gateway_milter.store import batch_writes, default_store
     from webadmin.antispam_tasks import view_of_bytes
@@ -235,7 +237,7 @@ def _run(token: str, path: Path, is_spam: bool, scope: str, trust: TrustConfig, 
         with batch_writes():  # (a batch job: it waits for the milters' write locks)
             for at in range(0, total, BATCH):
                 batch = spool.messages(at, at + BATCH)
-                learned = sum(bc.learn_many([learn_item(view_of_bytes(raw, trust, tags), is_spam, [scope])
+                learned = sum(bc.learn_many([learn_item(view_of_bytes(raw, trust, tags, limit), is_spam, [scope])
                                              for raw in batch]))
                 doc.update(done=at + len(batch), learned=doc["learned"] + learned,
                            known=doc["known"] + len(batch) - learned, updated=time.time())

@@ -414,7 +414,20 @@ def body_lines(m: SaMessage) -> list[str]:
     return lines
 
 
-def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envelope_from: str = "") -> SaMessage:
+def view_limit(policy: PolicySnapshot) -> int:
+    """Characters of decoded text (and octets of raw body and of the whole message) a view
+    holds: the rules layer's ``max_size`` (a global setting), never more than
+    :data:`MAX_TEXT`. The setting was checked when saved but read nowhere: every view held
+    MAX_TEXT whatever it said. Bayes reads the same view, in the milter and in training."""
+    try:
+        size = int(policy.settings_for("rules", None).max_size)
+    except (KeyError, AttributeError, ValueError):  # (a policy without the rules layer)
+        return MAX_TEXT
+    return max(1, min(MAX_TEXT, size))
+
+
+def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envelope_from: str = "",
+               max_text: int = MAX_TEXT) -> SaMessage:
     if any(len(n) > MAX_HEADER_KEY_LENGTH or len(x) > MAX_HEADER_VALUE_LENGTH for n, x in headers):
         # SpamAssassin's parser cuts a field's name at 256 octets and its value at 8,192 (and
         # sets truncated_header, parseflags.py): its rules never search more, and a rule that
@@ -429,8 +442,8 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     raws: list[str] = []
     plain: list[str] = []
     links: list[str] = []
-    budget = MAX_TEXT
-    raw_budget = MAX_TEXT  # bytes of rawbody, all parts together (hostile input: many parts)
+    budget = max_text
+    raw_budget = max_text  # bytes of rawbody, all parts together (hostile input: many parts)
     html_of: dict[int, HtmlFacts] = {}
     plain_of: dict[int, str] = {}  # the text/plain parts as rendered (multipart_alternative_difference)
     for p in mime.parts:
@@ -492,7 +505,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     v.body = "\n".join(v.paragraphs)
     v.rawbody = "\n".join(raws)
     v.rawbody_len = sum(map(len, raws))
-    v.full = raw[:MAX_TEXT].decode("latin-1")
+    v.full = raw[:max_text].decode("latin-1")
     uris: dict[str, None] = {}
     for link in links:
         u = normalize_link(link)
@@ -730,7 +743,7 @@ def message_view(ctx: MessageContext) -> SaMessage:
             from gateway_milter.mime.view import parse_message
 
             mime = parse_message(squashed)
-        v = build_view(ctx.headers, raw, mime, ctx.mail_from.strip("<>"))
+        v = build_view(ctx.headers, raw, mime, ctx.mail_from.strip("<>"), view_limit(ctx.policy))
         v.envelope_guess = ctx.envelope_guessed
         v.trust = trust_config(ctx)
         with _lock:

@@ -30,7 +30,7 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from gateway_milter.clitext import printable
 from gateway_milter.antispam.bayes import BayesClassifier, learn_item, order_key
-from gateway_milter.antispam.saview import trust_config_for
+from gateway_milter.antispam.saview import trust_config_for, view_limit
 from gateway_milter.pipeline.rawmessage import MessageRef, iter_message_refs, starts_with_field
 from gateway_milter.store import StoreError, batch_writes, default_store
 from webadmin.antispam_state import StateInputError, parse_scope
@@ -288,13 +288,14 @@ class Command(BaseCommand):
         learned = read = 0
         trust = trust_config_for(current_snapshot(), None)  # (relays read as the milter reads them)
         tags = own_subject_tags(current_snapshot())
+        limit = view_limit(current_snapshot())
         bc = BayesClassifier(default_store())
         # in batches: one read and one write a batch, the same store contents as one by one
         # (learn_many; on the embedded SQLite store about 3 times less CPU a message)
         for start in range(0, len(items), TRAIN_BATCH):
             batch = list(_read(items[start:start + TRAIN_BATCH]))
             read += len(batch)
-            learned += sum(bc.learn_many([learn_item(view_of_bytes(raw, trust, tags), f.is_spam, [o["scope"]])
+            learned += sum(bc.learn_many([learn_item(view_of_bytes(raw, trust, tags, limit), f.is_spam, [o["scope"]])
                                           for f, raw in batch]))
             bar.update(min(start + TRAIN_BATCH, len(items)))
         changed = len(items) - read
@@ -322,8 +323,9 @@ class Command(BaseCommand):
         # is another sender's, and the message's own stays
         trust = trust_config_for(current_snapshot(), None)
         tags = own_subject_tags(current_snapshot())
+        limit = view_limit(current_snapshot())
         for i, (_, raw) in enumerate(_read(items), 1):
-            n += bc.forget(view_of_bytes(raw, trust, tags), [o["scope"]])
+            n += bc.forget(view_of_bytes(raw, trust, tags, limit), [o["scope"]])
             bar.update(i)
         bar.update(len(items))
         self.stdout.write(f"forgot {n} message(s)" + str(skipped))
