@@ -90,6 +90,10 @@ def parse_request(raw: bytes, *, ip: str = "", helo: str = "", sender: str = "",
     if len(helo) > 255 or any(c.isspace() for c in helo):
         raise ScanError("helo", "A HELO name is one word of at most 255 characters.")
     sender = sender.strip()
+    # "<>" is the null sender of a bounce, as manage.py scan --from '<>' (the backscatter layer
+    # judges only such mail); empty: the message's Return-Path or From, as before
+    null_sender = sender == "<>"
+    sender = "" if null_sender else sender.removeprefix("<").removesuffix(">")
     if sender and not is_mailbox(sender):
         raise ScanError("sender", f"{sender[:80]!r} is not an email address.")
     rcpts = tuple(dict.fromkeys(r.strip().lower() for r in re.split(r"[\s,;]+", recipients) if r.strip()))
@@ -113,7 +117,7 @@ def parse_request(raw: bytes, *, ip: str = "", helo: str = "", sender: str = "",
         raise ScanError("auth", "At most 255 characters.")
     if domains is not None:
         _check_sender_domain(raw, sender, auth, ip, domains)
-    return ScanRequest(raw, ip or None, helo, sender or None, rcpts, auth, network)
+    return ScanRequest(raw, ip or None, helo, "" if null_sender else (sender or None), rcpts, auth, network)
 
 
 def _check_sender_domain(raw: bytes, sender: str, auth: str, ip: str, domains: frozenset[str]) -> None:
@@ -173,7 +177,7 @@ def _about(req: ScanRequest, owner: int, started: float) -> dict[str, Any]:
     """What a scan's file says besides its state and result: whose it is, when it started, and
     the request's settings (``request``, for "Scan again" and "Change and scan")."""
     return {"owner": owner, "started": started, "network": req.network, "size": len(req.raw),
-            "request": {"ip": req.ip or "", "helo": req.helo, "sender": req.sender or "",
+            "request": {"ip": req.ip or "", "helo": req.helo, "sender": "<>" if req.sender == "" else req.sender or "",
                         "recipients": list(req.recipients), "auth": req.auth, "network": req.network}}
 
 

@@ -381,9 +381,10 @@ def test_one_address_rule_for_the_scan_tool_the_cli_and_accounts(text: str, ok: 
 
     assert is_mailbox(text) is ok
     refused = {
-        "scan": _refused(lambda: scantool.parse_request(_message("x").encode(), sender=text), scantool.ScanError),
+        # (the scan tool and the command line take angle brackets off first: <a@b.example> is a@b.example)
+        "scan": _refused(lambda: scantool.parse_request(_message("x").encode(), sender=text), scantool.ScanError)
+        or text == "<a@b.example>",
         "account": _refused(lambda: _check_account_names("someone", [text]), AccountError),
-        # (the command line takes angle brackets off first: --from '<a@b.example>' is a@b.example)
         "cli": _refused(lambda: envelope_args(None, text, []), CommandError) or text == "<a@b.example>",
     }
     assert refused == dict.fromkeys(refused, not ok)
