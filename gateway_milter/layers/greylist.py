@@ -95,6 +95,8 @@ class GreylistSettings(BaseSettings):
             raise SettingsError("retry_window", "need 0 <= delay < retry_window and expiry > 0")
         if self.expiry > MAX_EXPIRY:
             raise SettingsError("expiry", f"must be at most {MAX_EXPIRY} seconds (365 days)")
+        if self.retry_window > MAX_EXPIRY:  # (a key's TTL: Redis refused 10**16, and greylisting stopped)
+            raise SettingsError("retry_window", f"must be at most {MAX_EXPIRY} seconds (365 days)")
         if not 0 <= self.auto_pass_after <= 1000:
             raise SettingsError("auto_pass_after", "must be 0..1000 (0: never)")
         if not 8 <= self.netmask_v4 <= 32:

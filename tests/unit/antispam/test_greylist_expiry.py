@@ -127,3 +127,17 @@ def test_a_retry_in_the_same_millisecond_has_waited_no_less_than_zero() -> None:
     assert decide(st, NET, SENDER, RCPT, s, c.t).state == "new"
     c.t += 0.0002
     assert decide(st, NET, SENDER, RCPT, s, c.t).state == "passed"
+
+
+def test_a_retry_window_beyond_a_year_is_refused_when_saved() -> None:
+    # a key's TTL: Redis refused 10**16 ("value is not an integer or out of range") on every
+    # first attempt, the layer failed and greylisting stopped for the domain
+    import pytest
+
+    from gateway_milter.layers.base import SettingsError
+    from gateway_milter.layers.greylist import GreylistSettings
+
+    with pytest.raises(SettingsError) as e:
+        GreylistSettings(retry_window=10**16)
+    assert e.value.path == "retry_window"
+    assert GreylistSettings(retry_window=365 * 86400).retry_window == 365 * 86400
