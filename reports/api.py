@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from reports.logactions import NO_LIST_DOMAIN, of_domains
 from reports.models import MessageLog
 from reports.search import LogQuery, SearchError
 from webadmin import access
@@ -103,11 +104,13 @@ class MessageActionView(APIView):
         if act in ("allow", "block") and p.manages_settings and m.mail_from:
             doms: list[Any] = [None] if p.is_global else list(Domain.objects.filter(
                 name__in={r["address"].rpartition("@")[2] for r in _rcpts(request.user, m)} & p.domains))
+            if not doms:
+                raise ValidationError({"action": [NO_LIST_DOMAIN]})
             try:
                 for d in doms:
                     do_add_list_entry(act, "sender", m.mail_from, d, comment=f"from message {m.log_id}",
                                       actor=p.username)
             except SettingsError as e:
                 raise ValidationError({"detail": [e.message]}) from None
-            return Response({"result": f"{m.mail_from} added to the {act} list"})
+            return Response({"result": f"{m.mail_from} added to the {act} list{of_domains(doms)}"})
         raise ValidationError({"action": ["must be spam, ham, allow or block"]})

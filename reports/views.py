@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from gateway_milter.layers.base import SettingsError
 from reports.charts import charts_for
+from reports.logactions import NO_LIST_DOMAIN, of_domains
 from reports.search import LogQuery, SearchError
 from webadmin import access
 from webadmin.guards import ADMINS, ANYONE, option, roles
@@ -166,11 +167,14 @@ def log_action(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             names = {r.domain for r in access.recipients_visible_to(request.user, m)} & p.domains
             doms = list(Domain.objects.filter(name__in=names))
+        if not doms:  # (its own domain's outbound mail: no recipient of theirs, no list to add to)
+            messages.error(request, NO_LIST_DOMAIN)
+            return redirect("reports:detail", m.pk)
         try:
             for d in doms:
                 do_add_list_entry(action, "sender", m.mail_from, d, comment=f"from message {m.log_id}",
                                   actor=p.username)
-            messages.success(request, f"{m.mail_from} added to the {action} list.")
+            messages.success(request, f"{m.mail_from} added to the {action} list{of_domains(doms)}.")
         except SettingsError as e:
             messages.error(request, e.message)
     else:
