@@ -394,11 +394,14 @@ class RulesCatalogueView(APIView):
         if not rulesbrowser.ready(services.current_snapshot()):
             return Response({"detail": "The rule set is being built; try again in a few seconds."},
                             status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "3"})
-        rows, read = rulesbrowser.catalogue(services.current_snapshot(), access.messages_visible_to(request.user),
+        snapshot = services.current_snapshot()
+        domain = rulesbrowser.points_domain(snapshot, access.principal(request.user),
+                                            request.query_params.get("domain", "")[:255])
+        rows, read = rulesbrowser.catalogue(snapshot, access.messages_visible_to(request.user),
                                             query=request.query_params.get("q", "")[:100],
-                                            subrules=request.query_params.get("sub") == "1", only=only)
+                                            subrules=request.query_params.get("sub") == "1", only=only, domain=domain)
         shown, kept, pages = rulesbrowser.page_of(rows, page)
         if kept != page:
             raise ValidationError({"page": [f"1 to {pages}"]})
         return Response({"rules": [asdict(r) for r in shown], "total": len(rows), "page": page, "pages": pages,
-                         "messages_read": read})
+                         "messages_read": read, "points_for_domain": domain})

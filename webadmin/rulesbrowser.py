@@ -64,13 +64,27 @@ def ready(snapshot: PolicySnapshot) -> bool:
     return rule_set_ready(settings)
 
 
+def points_domain(snapshot: PolicySnapshot, principal: Any, asked: str = "") -> str | None:
+    """Whose scoring settings the points are read from: a domain may set its own
+    ``fitted_scores`` and score file choice. A global administrator: the domain asked for (its
+    main name), else the global settings (None); a domain administrator: the domain asked for
+    when it is theirs, else the first of theirs, never the global settings, which their mail
+    may not be counted with (the page showed the global points to everyone)."""
+    dom = snapshot.canonical_domain(asked.strip().lower()) if asked.strip() else None
+    if principal.is_global:
+        return dom
+    theirs = sorted(principal.domains)
+    return dom if dom in principal.domains else (theirs[0] if theirs else None)
+
+
 def catalogue(snapshot: PolicySnapshot, messages: Any, *, query: str = "", subrules: bool = False,
-              only: str = "") -> tuple[list[RuleRow], int]:
+              only: str = "", domain: str | None = None) -> tuple[list[RuleRow], int]:
     """The rules of the published rule set that match ``query`` (in the name or description,
     case-insensitive), sub-rules only when asked, ``only``: ``hits`` (hit in the sample),
-    ``good`` (hit good mail) or ``scored`` (not 0 points); and how many messages the counts read."""
+    ``good`` (hit good mail) or ``scored`` (not 0 points); and how many messages the counts read.
+    Points as the scoring layer counts them for mail to ``domain`` (None: the global settings)."""
     rules_settings = snapshot.settings_for("rules", None)
-    scoring_settings = snapshot.settings_for("scoring", None)
+    scoring_settings = snapshot.settings_for("scoring", domain)
     assert isinstance(rules_settings, RulesSettings) and isinstance(scoring_settings, ScoringSettings)
     engine = engine_from_settings(rules_settings)
     fitted = fitted_scores(scoring_settings)  # ({} when fitted scores are off)

@@ -305,13 +305,17 @@ def rules_browser(request: HttpRequest) -> HttpResponse:
         # (the first visit after the web server starts: the build runs in the background, the
         # page reloads itself instead of holding a worker for it)
         return _rules_building(request)
-    rows, read = rulesbrowser.catalogue(services.current_snapshot(), access.messages_visible_to(request.user),
-                                        query=query, subrules=subrules, only=only)
+    snapshot = services.current_snapshot()
+    p = access.principal(request.user)
+    domain = rulesbrowser.points_domain(snapshot, p, request.GET.get("domain", "")[:255])
+    rows, read = rulesbrowser.catalogue(snapshot, access.messages_visible_to(request.user),
+                                        query=query, subrules=subrules, only=only, domain=domain)
     shown, page, pages = rulesbrowser.page_of(rows, page)
+    choices = sorted(p.domains) if not p.is_global else sorted(d for d, dp in snapshot.domains.items() if d == dp.name)
     return render(request, "webadmin/rules_browser.html", {
         "menu": "security", "title": "Heuristic rules", "rows": shown, "total": len(rows), "read": read,
         "query": query, "only": only, "subrules": subrules, "page": page, "pages": pages,
-        "is_global": access.principal(request.user).is_global})
+        "is_global": p.is_global, "domain": domain or "", "domains": choices})
 
 
 
