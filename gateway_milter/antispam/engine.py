@@ -359,6 +359,10 @@ def _usable_rules(rs: RuleSet, skip: frozenset[str]) -> tuple[dict[str, Rule], d
     for name in skip:
         if rules.pop(name, None) is not None:
             unsupported[name] = "disabled by the rules.skip_rules setting"
+    # a score of 0 disables a rule (an administrator's `score NAME 0`), and the metas that read
+    # it read it as 0, as in SpamAssassin: it ran for them, and a rule switched off for its false
+    # positives still scored through its metas
+    zeroed = sorted(n for n in rs.zero_scored if rules.pop(n, None) is not None)
     for name, r in list(rules.items()):
         if r.kind in ("header", "mimeheader") and r.target:
             spec = r.target.removeprefix("exists:")
@@ -389,7 +393,7 @@ def _usable_rules(rs: RuleSet, skip: frozenset[str]) -> tuple[dict[str, Rule], d
             continue
         needed.add(n)
         stack.extend(rules[n].deps)
-    return {n: r for n, r in rules.items() if n in needed}, unsupported, sorted(set(rules) - needed)
+    return {n: r for n, r in rules.items() if n in needed}, unsupported, sorted((set(rules) - needed) | set(zeroed))
 
 
 def _pattern_rules(rules: dict[str, Rule]) -> list[Rule]:

@@ -192,6 +192,9 @@ class RuleSet:
     # rules whose score a local file set last (load_rules' ``local_from``): the administrator's
     # own choice, which wins over the fitted scores (scoring layer)
     local_scores: set[str] = field(default_factory=set)
+    # rules a score line sets to 0: disabled, as SpamAssassin disables them (its Conf: "a score
+    # of 0 disables the test"), also for the metas that read them, which read them as 0
+    zero_scored: set[str] = field(default_factory=set)
 
 
 class _Parser:
@@ -746,6 +749,7 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
             is_stock = i < local_from if local_from is not None else _stock_path(f)
             (stock if is_stock else local).add(f.name)
     rs.local_scores = p.local_scores
+    rs.zero_scored = {n for n, v in p.scores.items() if v == 0}
     rs.freemail = p.freemail
     rs.tlds, rs.tld2, rs.tld3 = p.tlds, p.tld2, p.tld3
     rs.redirectors = p.redirectors
