@@ -17,7 +17,6 @@ are our own layers (dnsbl, uribl, spf, dkim).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -119,6 +118,7 @@ _OTHER_DIRECTIVES = frozenset({
     "replace_start", "replace_end", "freemail_domains", "util_rb_tld", "util_rb_2tld", "util_rb_3tld",
     "redirector_pattern", "enlist_addrlist", "ifplugin", "if", "else", "endif", "include"})
 RULE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_SCORE_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 # A parsed meta expression: ("num", "3"), ("name", "RULE"), ("not", node), ("neg", node) or
 # ("op", operator, left, right) with the Perl operator (``&&``, ``||``, ``+``, ``>``, ...).
 MetaNode = tuple[Any, ...]
@@ -195,6 +195,11 @@ class RuleSet:
     # rules a score line sets to 0: disabled, as SpamAssassin disables them (its Conf: "a score
     # of 0 disables the test"), also for the metas that read them, which read them as 0
     zero_scored: set[str] = field(default_factory=set)
+    # lines of the administrator's own rule files (not the default set's) whose directive the
+    # parser does not read, file:line -> the word: a typo (``bdoy``, ``scroe``) or one of
+    # SpamAssassin's settings that the gateway has elsewhere (``required_score``), which
+    # `rules check` lists: else such a line was dropped without a word
+    ignored: dict[str, str] = field(default_factory=dict)
 
 
 class _Parser:
@@ -219,22 +224,27 @@ class _Parser:
         self.line_errors: dict[str, str] = {}  # key of errors -> file:line
         self.local = False  # the files fed now are local ones (their score lines are recorded)
         self.local_scores: set[str] = set()
+        self.ignored: dict[str, str] = {}  # own files' lines of directives not read (RuleSet.ignored)
+        self.own_file = False  # the file fed now is the administrator's, not the default set's
 
     def feed(self, path: Path) -> None:
         stack: list[bool] = []
+        opened: list[int] = []  # the line of each open if/ifplugin
         try:
             text = path.read_text("utf-8", "surrogateescape")
         except OSError as e:
             raise RuleFileError(f"{path}: {e}") from None
+        text = text.removeprefix("\ufeff")  # (a byte order mark: its first line read as no directive)
         for n, raw in enumerate(config_lines(text), 1):
             line = _strip_comment(raw).strip()
             if not line:
                 continue
             word, _, rest = line.partition(" ") if " " in line.split("\t")[0] else line.partition("\t")
-            word = word.strip()
+            word = word.strip().lower()  # (SpamAssassin's Conf::Parser: "Score" and "BODY" are read)
             rest = rest.strip()
             if word == "ifplugin":
                 stack.append(rest.strip() in LOADED_PLUGINS)
+                opened.append(n)
                 continue
             if word == "if":
                 cond = _eval_condition(rest)
@@ -242,6 +252,7 @@ class _Parser:
                     self.line_error(f"if {rest[:60]}", f"{path.name}:{n}",
                                     f"cannot read the condition {rest[:60]!r}; its block is skipped")
                 stack.append(bool(cond))
+                opened.append(n)
                 continue
             if word == "else":
                 if stack:
@@ -250,10 +261,17 @@ class _Parser:
             if word == "endif":
                 if stack:
                     stack.pop()
+                    opened.pop()
                 continue
             if not all(stack):
                 continue
+            if self.own_file and not known_directive(word):
+                self.ignored[f"{path.name}:{n}"] = word[:40]
             self.directive(word, rest, f"{path.name}:{n}")
+        for n in opened:  # (SpamAssassin's lint says so too)
+            self.line_error(f"if at line {n}", f"{path.name}:{n}",
+                            "an if/ifplugin block that no endif closes"
+                            + ("; the rest of the file is skipped" if not all(stack) else ""))
 
     def line_error(self, what: str, source: str, message: str) -> None:
         key = f"{what} ({source})"  # one entry a line
@@ -271,19 +289,23 @@ class _Parser:
             self.defs[name] = (word, body.strip(), source)
         elif word == "score":
             parts = rest.split()
-            floats: list[float] = []
-            try:
-                floats = [float(p.strip("()")) for p in parts[1:]]
-            except ValueError:
-                pass
-            if not all(math.isfinite(f) for f in floats):
-                floats = []  # nan, inf (float() reads them): a NaN total meets no threshold
+            # SpamAssassin's numbers (Conf's score): -?digits[.digits] (1e1, +2, 1_5, nan and inf
+            # refused); one in parentheses makes them all relative to the score set before
+            paren = [p.startswith("(") and p.endswith(")") for p in parts[1:]]
+            relative = any(paren)
+            values = [p[1:-1] if inside else p for p, inside in zip(parts[1:], paren, strict=True)]
+            floats = [float(v) for v in values] if all(_SCORE_NUMBER.fullmatch(v) for v in values) else []
             if len(parts) < 2 or len(floats) not in (1, 4):  # SpamAssassin refuses these too
                 self.line_error(f"score {' '.join(parts[:1])[:60]}", source,
                                 f"cannot read the score line {rest[:80]!r} (one number, or four for the score sets); "
                                 "the line is not read")
+            elif relative and parts[0] not in self.scores:
+                self.line_error(f"score {parts[0][:60]}", source,
+                                f"a relative score {rest[:80]!r} for a rule with no score set before it; "
+                                "the line is not read")
             else:
-                self.scores[parts[0]] = floats[self.score_set] if len(floats) == 4 else floats[0]
+                value = floats[self.score_set] if len(floats) == 4 else floats[0]
+                self.scores[parts[0]] = self.scores[parts[0]] + value if relative else value
                 if self.local:
                     self.local_scores.add(parts[0])
                 else:
@@ -744,12 +766,14 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
         p.local = local_from is not None and i >= local_from
         files = rule_files(base) if base.is_dir() else [base]
         for f in files:
+            is_stock = i < local_from if local_from is not None else _stock_path(f)
+            p.own_file = not is_stock
             p.feed(f)
             rs.files.append(str(f))
-            is_stock = i < local_from if local_from is not None else _stock_path(f)
             (stock if is_stock else local).add(f.name)
     rs.local_scores = p.local_scores
     rs.zero_scored = {n for n, v in p.scores.items() if v == 0}
+    rs.ignored = p.ignored
     rs.freemail = p.freemail
     rs.tlds, rs.tld2, rs.tld3 = p.tlds, p.tld2, p.tld3
     rs.redirectors = p.redirectors

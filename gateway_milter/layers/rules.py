@@ -169,7 +169,7 @@ def _scan(text: str) -> tuple[list[int], dict[str, int]]:
         word, _, rest = line.replace("\t", " ").partition(" ")
         if not _DIRECTIVE.fullmatch(word):
             bad.append(n)
-        elif word in RULE_KINDS:
+        elif word.lower() in RULE_KINDS:
             names.setdefault(rest.strip().split(" ", 1)[0], n)
     return bad, names
 
@@ -281,7 +281,7 @@ def local_rules_problems(text: str, score_set: int = 2,
     skip = set(bad)
     for n, raw in enumerate(lines, 1):
         word = strip_comment(raw).strip().replace("\t", " ").partition(" ")[0]
-        if word and n not in skip and not known_directive(word):
+        if word and n not in skip and not known_directive(word.lower()):
             problems.append(RuleProblem(n, f"{word[:40]}: not read by the rules layer, ignored", "warning", word[:40]))
     with tempfile.TemporaryDirectory() as tmp:
         f = Path(tmp) / "local.cf"

@@ -72,8 +72,10 @@ def test_an_unreadable_score_line_is_listed(tmp_path: Path) -> None:
     rs = load_rules([write_rules(tmp_path, text)], score_set=3)
     assert sorted(k for k in rs.unsupported if k.startswith("score LOCAL_S")) == [
         f"score LOCAL_S (local.cf:{n})" for n in (2, 3, 4, 5)]
-    assert rs.rules["LOCAL_T"].score == 4
-    assert [e.split(":")[0] for e in _errors(text)] == ["2", "3", "4", "5"]
+    # one value in parentheses makes the line relative (SpamAssassin's Conf), and LOCAL_T has no
+    # score before it to add to: the line is refused, the rule keeps its default
+    assert rs.rules["LOCAL_T"].score == 1.0 and "score LOCAL_T (local.cf:7)" in rs.unsupported
+    assert [e.split(":")[0] for e in _errors(text)] == ["2", "3", "4", "5", "7"]
     assert "cannot read the score line 'LOCAL_S 2,5'" in _errors(text)[0]
 
 

@@ -73,6 +73,9 @@ class Command(BaseCommand):
             "capture_tags": {t: sorted(n for n, r in eng.rules.items() if t in capture_names(r))
                              for t in sorted({t for r in eng.rules.values() for t in capture_names(r)})},
             "template_rules": sorted(n for n, r in eng.rules.items() if r.templates),
+            # lines of the administrator's files whose directive is not read (a typo such as
+            # "bdoy", or a SpamAssassin setting the gateway keeps elsewhere): file:line -> word
+            "ignored_directives": dict(eng.ruleset.ignored),
         }
         if o["json"]:
             self.stdout.write(json.dumps(report, indent=2))
@@ -91,6 +94,12 @@ class Command(BaseCommand):
             for name, deps in report["undefined_deps"].items():
                 named = [f"{d} (answered by the {PLUGIN_RULES[d]} layer)" if d in PLUGIN_RULES else d for d in deps]
                 self.stdout.write(f"  {name}: {', '.join(named)}")
+        if report["ignored_directives"]:
+            shown = [f"{w} ({where})" for where, w in list(report["ignored_directives"].items())[:20]]
+            more = len(report["ignored_directives"]) - len(shown)
+            self.stdout.write(f"{len(report['ignored_directives'])} line(s) of your rule files not read (a typo, or "
+                              f"a SpamAssassin setting the gateway has elsewhere): {', '.join(shown)}"
+                              + (f" and {more} more" if more > 0 else ""))
         if report["template_rules"]:
             tags = ", ".join(f"%{{{t}}} (set by {', '.join(ns)})" for t, ns in report["capture_tags"].items())
             self.stdout.write(f"{len(report['template_rules'])} rule(s) read captured tags: {tags}")
