@@ -106,6 +106,18 @@ def translate(body: str, mods: str, lines: bool = False) -> PerlPattern:
                 out.append(r"\x1b")  # Perl's escape character
             elif n == "h":
                 out.append(r"[ \t]" if not in_class else r" \t")
+            elif n == "v":  # Perl's vertical white space (Python's \v is the vertical tab alone)
+                out.append(r"[\n\x0b\f\r\x85]" if not in_class else r"\n\x0b\f\r\x85")
+            elif n in "HVN" and in_class:
+                raise PatternError(f"unsupported escape \\{n} inside a character class")
+            elif n == "H":
+                out.append(r"[^ \t]")
+            elif n == "V":
+                out.append(r"[^\n\x0b\f\r\x85]")
+            elif n == "N":  # any character but a line end (the regex module read \N as N)
+                if body[i + 2:i + 3] == "{":
+                    raise PatternError("unsupported escape \\N{...}")
+                out.append(r"[^\n]")
             elif n == "K" or n == "G" or n == "R":
                 raise PatternError(f"unsupported escape \\{n}")
             elif n == "x" and body[i + 2:i + 3] == "{":
