@@ -453,7 +453,8 @@ def _strip_comment(line: str) -> str:
     return "".join(out)
 
 
-_COND_TOKEN = re.compile(r"\s*(\(|\)|&&|\|\||!|>=|<=|==|>|<|[0-9.]+|version|(?:can|plugin|has)\([A-Za-z0-9_:]+\))")
+# (white space allowed inside the call, as Perl allows it: "plugin (Mail::SpamAssassin::Plugin::X)")
+_COND_TOKEN = re.compile(r"\s*(\(|\)|&&|\|\||!|>=|<=|==|>|<|[0-9.]+|version|(?:can|plugin|has)\s*\(\s*[A-Za-z0-9_:]+\s*\))")
 
 
 def _eval_condition(expr: str) -> bool | None:
@@ -470,10 +471,10 @@ def _eval_condition(expr: str) -> bool | None:
         pos = m.end()
         if tok == "version":
             py.append(repr(SA_VERSION))
-        elif tok.startswith("can(") or tok.startswith("has("):
-            py.append(repr(FEATURES.get(tok[4:-1], False)))
-        elif tok.startswith("plugin("):
-            py.append(repr(tok[7:-1] in LOADED_PLUGINS))
+        elif tok.startswith(("can", "has", "plugin")):
+            fn, _, arg = tok[:-1].partition("(")
+            arg = arg.strip()
+            py.append(repr(arg in LOADED_PLUGINS if fn.strip() == "plugin" else FEATURES.get(arg, False)))
         elif tok == "&&":
             py.append(" and ")
         elif tok == "||":

@@ -73,3 +73,10 @@ def test_rules_check_lists_the_lines_it_does_not_read(tmp_path: Path, db: object
 def test_the_default_sets_own_settings_are_not_listed() -> None:
     rs = load_rules(None, 2)  # (Debian's files carry SpamAssassin settings: lang, report, ...)
     assert rs.ignored == {} and not rs.line_errors
+
+
+def test_an_if_condition_with_white_space_in_its_call_is_read(tmp_path: Path) -> None:
+    # "if plugin (X)": Perl allows the space; the condition was unreadable and its block skipped
+    rs = _load(_rules(tmp_path, "if plugin (Mail::SpamAssassin::Plugin::Bayes)\nbody LOCAL_A /lottery/\nendif\n"
+                                "if plugin( Mail::Not::Loaded )\nbody LOCAL_B /prize/\nendif\n"))
+    assert "LOCAL_A" in rs.rules and "LOCAL_B" not in rs.rules and not rs.line_errors
