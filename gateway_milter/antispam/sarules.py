@@ -17,6 +17,7 @@ are our own layers (dnsbl, uribl, spf, dkim).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -295,6 +296,8 @@ class _Parser:
             relative = any(paren)
             values = [p[1:-1] if inside else p for p, inside in zip(parts[1:], paren, strict=True)]
             floats = [float(v) for v in values] if all(_SCORE_NUMBER.fullmatch(v) for v in values) else []
+            if not all(math.isfinite(f) for f in floats):
+                floats = []  # (a number of 400 digits is inf to float(): a total that meets every threshold)
             if len(parts) < 2 or len(floats) not in (1, 4):  # SpamAssassin refuses these too
                 self.line_error(f"score {' '.join(parts[:1])[:60]}", source,
                                 f"cannot read the score line {rest[:80]!r} (one number, or four for the score sets); "
