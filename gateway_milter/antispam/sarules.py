@@ -266,6 +266,19 @@ class _Parser:
                 continue
             if not all(stack):
                 continue
+            if word == "require_version":
+                # SpamAssassin reads the rest of the file only with the version it names (Debian's
+                # files say @@VERSION@@: the version reading them); another one is skipped, and said
+                try:
+                    ok = rest == "@@VERSION@@" or float(rest) == SA_VERSION
+                except ValueError:
+                    ok = False
+                if not ok:
+                    self.line_error(f"require_version {rest[:20]}", f"{path.name}:{n}",
+                                    f"the file requires SpamAssassin {rest[:20]} (the rules here are those of "
+                                    f"{SA_VERSION:.6f}); the rest of the file is skipped")
+                    break
+                continue
             if self.own_file and not known_directive(word):
                 self.ignored[f"{path.name}:{n}"] = word[:40]
             self.directive(word, rest, f"{path.name}:{n}")
@@ -319,8 +332,8 @@ class _Parser:
                             "include is not supported; put the file in a rule directory")
         elif word == "describe":
             parts = rest.split(None, 1)
-            if parts:
-                self.describes[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
+            if parts:  # ("\#" is a "#" that starts no comment: Conf::Parser unescapes it)
+                self.describes[parts[0]] = parts[1].strip().replace("\\#", "#") if len(parts) > 1 else ""
         elif word == "tflags":
             parts = rest.split(None, 1)
             if parts:

@@ -80,3 +80,18 @@ def test_an_if_condition_with_white_space_in_its_call_is_read(tmp_path: Path) ->
     rs = _load(_rules(tmp_path, "if plugin (Mail::SpamAssassin::Plugin::Bayes)\nbody LOCAL_A /lottery/\nendif\n"
                                 "if plugin( Mail::Not::Loaded )\nbody LOCAL_B /prize/\nendif\n"))
     assert "LOCAL_A" in rs.rules and "LOCAL_B" not in rs.rules and not rs.line_errors
+
+
+def test_require_version_of_another_version_skips_the_rest_of_the_file(tmp_path: Path) -> None:
+    d = _rules(tmp_path, "body LOCAL_A /lottery/\nrequire_version 3.004006\nbody LOCAL_B /prize/\n")
+    (d / "other.cf").write_text("require_version 4.000001\nbody LOCAL_C /win/\n"
+                                "require_version @@VERSION@@\nbody LOCAL_D /cash/\n")
+    rs = _load(d)
+    assert {"LOCAL_A", "LOCAL_C", "LOCAL_D"} <= set(rs.rules) and "LOCAL_B" not in rs.rules
+    [key] = rs.line_errors
+    assert rs.line_errors[key] == "local.cf:2" and "the rest of the file is skipped" in rs.unsupported[key]
+
+
+def test_an_escaped_hash_in_a_description_reads_as_a_hash(tmp_path: Path) -> None:
+    rs = _load(_rules(tmp_path, "body LOCAL_A /lottery/\ndescribe LOCAL_A Ticket \\#1 wins # a comment\n"))
+    assert rs.rules["LOCAL_A"].describe == "Ticket #1 wins"
