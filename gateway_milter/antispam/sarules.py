@@ -117,7 +117,7 @@ def known_directive(word: str) -> bool:
 _OTHER_DIRECTIVES = frozenset({
     "score", "describe", "tflags", "replace_tag", "replace_pre", "replace_inter", "replace_post", "replace_rules",
     "replace_start", "replace_end", "freemail_domains", "util_rb_tld", "util_rb_2tld", "util_rb_3tld",
-    "redirector_pattern", "enlist_addrlist", "ifplugin", "if", "else", "endif", "include"})
+    "redirector_pattern", "enlist_addrlist", "ifplugin", "if", "else", "endif", "include", "require_version"})
 RULE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _SCORE_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 # A parsed meta expression: ("num", "3"), ("name", "RULE"), ("not", node), ("neg", node) or
