@@ -236,7 +236,7 @@ def greylist_state(snapshot: PolicySnapshot, store: StateStore | None = None) ->
     glob = snapshot.settings_for("greylist", None)
     auto = glob.auto_pass_after
     # (each domain once: aliases share their domain's policy)
-    names = sorted({dp.name for dp in snapshot.domains.values()})
+    names = sorted(snapshot.domain_names)
     domain_modes = [[d, m] for d in names if (m := snapshot.settings_for("greylist", d).mode) != glob.mode]
     keys = store.scan_keys(NETWORK, GREY_NETWORK_LIMIT)
     nets = []

@@ -52,7 +52,7 @@ REFUSED = ("reject", "tempfail")
 def own_subject_tags(policy: PolicySnapshot) -> tuple[str, ...]:
     """The subject tags the gateway puts on spam (scoring's ``subject_tag``, global and each
     domain's), longest first."""
-    names = {dp.name for dp in policy.domains.values()}  # (an alias domain's are its domain's)
+    names = policy.domain_names  # (an alias domain's are its domain's)
     tags = {policy.settings_for("scoring", None).subject_tag, *(policy.settings_for("scoring", n).subject_tag
                                                                 for n in names)}
     return tuple(sorted((t.strip() for t in tags if t.strip()), key=len, reverse=True))

@@ -68,7 +68,7 @@ def scopes_for(user: Any) -> list[str]:
     from webadmin import access, services
 
     p = access.principal(user)
-    local = {dp.name for dp in services.current_snapshot().domains.values()}  # (alias domains: their domain's)
+    local = services.current_snapshot().domain_names  # (alias domains: their domain's)
     own = sorted(local if p.is_global else set(p.domains) & local)
     return (["global"] if p.is_global else []) + [f"dom:{d}" for d in own]
 

@@ -74,6 +74,8 @@ class PolicySnapshot:
             self.domains[dp.name] = dp
             for alias in dp.aliases:
                 self.domains.setdefault(alias, dp)
+        # each domain once, by its main name (an alias domain's policy is its domain's)
+        self.domain_names: frozenset[str] = frozenset(dp.name for dp in self.domains.values())
         self.trusted_networks = [ipaddress.ip_network(n, strict=False) for n in doc.get("trusted_networks") or []]
         self.lists = CompiledLists([ListEntry(**e) for e in doc.get("lists") or []],
                                    {a: dp.name for a, dp in self.domains.items() if a != dp.name})

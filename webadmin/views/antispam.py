@@ -311,7 +311,7 @@ def rules_browser(request: HttpRequest) -> HttpResponse:
     rows, read = rulesbrowser.catalogue(snapshot, access.messages_visible_to(request.user),
                                         query=query, subrules=subrules, only=only, domain=domain)
     shown, page, pages = rulesbrowser.page_of(rows, page)
-    choices = sorted(p.domains) if not p.is_global else sorted(d for d, dp in snapshot.domains.items() if d == dp.name)
+    choices = sorted(snapshot.domain_names if p.is_global else p.domains)
     return render(request, "webadmin/rules_browser.html", {
         "menu": "security", "title": "Heuristic rules", "rows": shown, "total": len(rows), "read": read,
         "query": query, "only": only, "subrules": subrules, "page": page, "pages": pages,
