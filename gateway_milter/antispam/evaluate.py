@@ -130,7 +130,7 @@ def load_corpus(spam_dirs: Iterable[Path], ham_dirs: Iterable[Path], limit: int 
             for path, raw in iter_messages(Path(d)):
                 if Path(path).name == "cmds":
                     continue
-                if not raw.strip() or not starts_with_field(raw):
+                if not starts_with_field(raw):  # (nor is an empty or blank file)
                     if skipped is not None:
                         skipped.append(str(path))
                     continue

@@ -229,8 +229,7 @@ class _Parser:
         self.own_file = False  # the file fed now is the administrator's, not the default set's
 
     def feed(self, path: Path) -> None:
-        stack: list[bool] = []
-        opened: list[int] = []  # the line of each open if/ifplugin
+        stack: list[tuple[bool, int]] = []  # each open if/ifplugin: whether its block is read, its line
         try:
             text = path.read_text("utf-8", "surrogateescape")
         except OSError as e:
@@ -244,27 +243,24 @@ class _Parser:
             word = word.strip().lower()  # (SpamAssassin's Conf::Parser: "Score" and "BODY" are read)
             rest = rest.strip()
             if word == "ifplugin":
-                stack.append(rest.strip() in LOADED_PLUGINS)
-                opened.append(n)
+                stack.append((rest.strip() in LOADED_PLUGINS, n))
                 continue
             if word == "if":
                 cond = _eval_condition(rest)
                 if cond is None:  # its block is skipped, and said so
                     self.line_error(f"if {rest[:60]}", f"{path.name}:{n}",
                                     f"cannot read the condition {rest[:60]!r}; its block is skipped")
-                stack.append(bool(cond))
-                opened.append(n)
+                stack.append((bool(cond), n))
                 continue
             if word == "else":
                 if stack:
-                    stack[-1] = not stack[-1]
+                    stack[-1] = (not stack[-1][0], stack[-1][1])
                 continue
             if word == "endif":
                 if stack:
                     stack.pop()
-                    opened.pop()
                 continue
-            if not all(stack):
+            if not all(read for read, _ in stack):
                 continue
             if word == "require_version":
                 # SpamAssassin reads the rest of the file only with the version it names (Debian's
@@ -282,10 +278,10 @@ class _Parser:
             if self.own_file and not known_directive(word):
                 self.ignored[f"{path.name}:{n}"] = word[:40]
             self.directive(word, rest, f"{path.name}:{n}")
-        for n in opened:  # (SpamAssassin's lint says so too)
+        for _, n in stack:  # (SpamAssassin's lint says so too)
             self.line_error(f"if at line {n}", f"{path.name}:{n}",
                             "an if/ifplugin block that no endif closes"
-                            + ("; the rest of the file is skipped" if not all(stack) else ""))
+                            + ("; the rest of the file is skipped" if not all(read for read, _ in stack) else ""))
 
     def line_error(self, what: str, source: str, message: str) -> None:
         key = f"{what} ({source})"  # one entry a line

@@ -419,11 +419,7 @@ def view_limit(policy: PolicySnapshot) -> int:
     holds: the rules layer's ``max_size`` (a global setting), never more than
     :data:`MAX_TEXT`. The setting was checked when saved but read nowhere: every view held
     MAX_TEXT whatever it said. Bayes reads the same view, in the milter and in training."""
-    try:
-        size = int(policy.settings_for("rules", None).max_size)
-    except (KeyError, AttributeError, ValueError):  # (a policy without the rules layer)
-        return MAX_TEXT
-    return max(1, min(MAX_TEXT, size))
+    return min(MAX_TEXT, int(policy.settings_for("rules", None).max_size))
 
 
 def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envelope_from: str = "",

@@ -134,18 +134,18 @@ def _collect(paths: list[str], is_spam: bool = True, skipped: _Skipped | None = 
 
 
 _MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*(.*(?:\n[ \t].*)*)")
-_QUOTED_FROM = re.compile(rb"(?m)^>(>*From )")
 
 
 def _identity(raw: bytes) -> bytes:
     """What makes two copies one message, read without parsing them (the first pass only finds
-    and orders): the Message-ID and the body, line ends and an mbox writer's ``>From ``
-    quoting set aside. Two mailboxes' copies of one message differ in headers that Bayes
-    reads as the same message (``Delivered-To``, ``Received``, another filter's ``X-Spam-*``):
-    compared byte for byte, such a pair given as spam and as ham was learned as one class and
-    then moved to the other, whichever came last, and the summary did not say so. Stricter
-    than Bayes's own identity (Message-ID and rendered text): a pair it calls one message is
-    one to Bayes, unless a copy's MIME header fields were rewritten (both are then left out)."""
+    and orders): the Message-ID and the body, line ends set aside (an mbox writer's ``>From``
+    quoting is gone already: iter_message_refs reads it unquoted). Two mailboxes' copies of one
+    message differ in headers that Bayes reads as the same message (``Delivered-To``,
+    ``Received``, another filter's ``X-Spam-*``): compared byte for byte, such a pair given as
+    spam and as ham was learned as one class and then moved to the other, whichever came last,
+    and the summary did not say so. Stricter than Bayes's own identity (Message-ID and rendered
+    text): a pair it calls one message is one to Bayes, unless a copy's MIME header fields were
+    rewritten (both are then left out)."""
     ends = [(i, n) for i, n in ((raw.find(b"\r\n\r\n"), 4), (raw.find(b"\n\n"), 2)) if i >= 0]
     at, sep = min(ends) if ends else (len(raw), 0)
     m = _MESSAGE_ID.search(raw[:at].replace(b"\r\n", b"\n"))
@@ -158,7 +158,7 @@ def _identity(raw: bytes) -> bytes:
         stop = min(end, pos + 65536)
         if stop < end and (nl := raw.rfind(b"\n", pos, stop)) > pos:
             stop = nl + 1
-        h.update(_QUOTED_FROM.sub(rb"\1", raw[pos:stop].replace(b"\r\n", b"\n")))
+        h.update(raw[pos:stop].replace(b"\r\n", b"\n"))
         pos = stop
     return h.digest()
 
