@@ -40,10 +40,16 @@ SUPPORTED_MODS = ("", "raw", "addr", "name", "name:raw", "first", "last")
 
 @dataclass(frozen=True, slots=True)
 class RuleHit:
+    """A scored rule that hit: ``score`` its points per hit, ``count`` its value (the number of
+    matches of a rule with tflags multiple, up to maxhits; 1 otherwise) and ``times`` how often
+    its score counts: ``count`` for a rule with tflags multiple, as SpamAssassin adds the score
+    at each hit (PerMsgStatus::got_hit) and names the rule once per hit; 1 otherwise."""
+
     name: str
     score: float
     describe: str
     count: int = 1
+    times: int = 1
 
 
 @dataclass(slots=True)
@@ -533,6 +539,9 @@ class RuleEngine:
         self.roots = sorted(roots, key=lambda n: self.rules[n].kind == "meta")
         self.plain_roots = [n for n in self.roots if self.rules[n].kind != "meta"]
         self._root_set = frozenset(self.roots)
+        # scored rules whose score counts at each hit (tflags multiple; a meta's value is 0 or 1)
+        self._per_hit = frozenset(n for n in self.roots
+                                  if "multiple" in self.rules[n].tflags and self.rules[n].kind != "meta")
         # (name, function) of the plain scored rules: run() calls them without value()'s lookups
         self._plain_root_fns = [(n, self._fns[n]) for n in self.plain_roots]
         # where Bayes autolearn counts each scored rule's points (header, body, a meta's split)
@@ -1184,15 +1193,16 @@ class RuleEngine:
         # the compiled module ran the comprehension, took 0.9 % of a message's instructions;
         # dict(filter(itemgetter(1), items)) made a call and a tuple per entry)
         res = EngineResult(values={n: memo[n] for n in compress(memo, memo.values())})
-        roots = self._root_set
+        roots, per_hit = self._root_set, self._per_hit
         for name, count in res.values.items():  # the few non-zero values, not all 815 scored rules
             if name not in roots:
                 continue
             r = self.rules[name]
             score = 0.0 if name in self.exclude_scores else r.score
-            res.hits.append(RuleHit(name, score, r.describe, count))
-            res.score += score
-        res.hits.sort(key=lambda x: (-x.score, x.name))
+            times = count if name in per_hit else 1
+            res.hits.append(RuleHit(name, score, r.describe, count, times))
+            res.score += score * times
+        res.hits.sort(key=lambda x: (-x.score * x.times, x.name))
         res.score = round(res.score, 3)
         res.ms = (time.perf_counter() - t0) * 1000
         return res

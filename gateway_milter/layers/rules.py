@@ -507,7 +507,9 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
                 if isinstance(p, float):
                     extra["bayes_probability"] = p
         res = engine.run(view, extra, known=plugin_rule_values(ctx))
-        symbols = tuple(self.symbol(h.name, h.score, h.describe) for h in res.hits)
+        # a rule with tflags multiple is a symbol per hit, as SpamAssassin adds its score and names
+        # it at each hit: the scoring layer's fitted scores and autolearn count it per hit too
+        symbols = tuple(self.symbol(h.name, h.score, h.describe) for h in res.hits for _ in range(h.times))
         facts: dict[str, object] = {"score": res.score, "hits": [h.name for h in res.hits], "ms": round(res.ms, 2)}
         # For Bayes autolearn, read by the scoring layer from the rule set that ran (so that it
         # never looks up, or builds, a rule set itself): the hits whose points autolearn leaves

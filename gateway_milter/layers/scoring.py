@@ -515,7 +515,7 @@ class ScoringLayer(Layer[ScoringSettings]):
         capped: float | None = None
         parts: dict[str, float] = {}
         points: dict[str, list[float]] = {}  # what each symbol added, per layer, in the layer's order
-        tests: list[str] = []
+        tests: list[str] = []  # each name as often as one layer lists it (per hit: tflags multiple)
         learn_basis = 0.0  # the score without Bayes that autolearn goes by
         learned_from: list[tuple[str, LayerResult, Sequence[Symbol]]] = []  # ... and its symbols
         # the layers that compute here (the rules; Bayes ran above) first, those waiting for
@@ -557,7 +557,9 @@ class ScoringLayer(Layer[ScoringSettings]):
             if res.symbols:
                 parts[lid] = s
                 points[lid] = _with_share(lid, res.symbols, scores, s)
-                tests += [x.name for x in res.symbols]
+                names = [x.name for x in res.symbols]
+                # a name another layer lists too (a mirror such as the rules' SPF_PASS) once
+                tests += [n for i, n in enumerate(names) if names[:i].count(n) >= tests.count(n)]
             total += s
         symbols = []
         if "GTUBE" not in tests and _has_gtube(ctx, settings, available):  # SpamAssassin's rule set has it too
@@ -590,7 +592,7 @@ class ScoringLayer(Layer[ScoringSettings]):
                     declined = "not queued"  # (the learner logs a full queue or a failure)
         # "autolearn" stays one word: X-Spam-Status carries it as SpamAssassin's autolearn=
         facts = {"score": total, "required": settings.tag_score, "parts": parts, "points": points,
-                 "tests": sorted(set(tests)), "autolearn": learned or "no"}
+                 "tests": sorted(tests), "autolearn": learned or "no"}
         if declined is not None:
             facts["autolearn_reason"] = declined
         if capped is not None:
