@@ -236,6 +236,29 @@ def _keep_global_only(layer: str, cls: Any, values: dict[str, Any], domain: Doma
     return out
 
 
+REPLY_TEXT_FIELDS = ("reject_text", "reply_text")
+
+
+def check_reply_texts(settings: Any) -> None:
+    """The SMTP reply texts of a layer's settings as a reply carries them (RFC 5321 4.2:
+    printable ASCII on one line, at most ``REPLY_TEXT_MAX`` characters) and not empty. Checked
+    when saved, not when a policy loads: a text saved before would have stopped the policy.
+    Before, an empty text answered "Message rejected by policy" (a greylisting deferral read
+    as a refusal), other letters went out as "?", and a long text was cut."""
+    from gateway_milter.verdict import REPLY_TEXT_MAX, smtp_reply_text
+
+    for name in REPLY_TEXT_FIELDS:
+        text = getattr(settings, name, None)
+        if not isinstance(text, str):
+            continue
+        if not text.strip():
+            raise SettingsError(name, "must not be empty: it is the text of the SMTP reply")
+        if len(text) > REPLY_TEXT_MAX:
+            raise SettingsError(name, f"at most {REPLY_TEXT_MAX} characters (an SMTP reply line)")
+        if smtp_reply_text(text) != " ".join(text.split()):
+            raise SettingsError(name, "must be printable ASCII (an SMTP reply carries no other letters)")
+
+
 def check_settings_at_save(layer: str, values: dict[str, Any], path: str, base: dict[str, Any] | None = None) -> list[str]:
     """Validate ``values`` (a domain's merged with ``base``, the global ones, as they are used)
     and run the layer's save-time checks (the files it names); a SettingsError names ``path`` +
@@ -245,6 +268,7 @@ def check_settings_at_save(layer: str, values: dict[str, Any], path: str, base: 
 
     settings = settings_from_dict(layers.get(layer).Settings, {**(base or {}), **values}, path)
     try:
+        check_reply_texts(settings)
         return settings.check_at_save()
     except SettingsError as e:
         raise SettingsError(f"{path}{e.path}", e.message) from None

@@ -91,8 +91,12 @@ class GreylistSettings(BaseSettings):
 
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
-        if self.delay < 0 or self.retry_window <= self.delay or self.expiry <= 0:
-            raise SettingsError("retry_window", "need 0 <= delay < retry_window and expiry > 0")
+        if self.delay < 0:
+            raise SettingsError("delay", "must be 0 or more seconds")
+        if self.retry_window <= self.delay:
+            raise SettingsError("retry_window", f"must be longer than the delay ({self.delay} seconds)")
+        if self.expiry <= 0:
+            raise SettingsError("expiry", "must be 1 second or more")
         if self.expiry > MAX_EXPIRY:
             raise SettingsError("expiry", f"must be at most {MAX_EXPIRY} seconds (365 days)")
         if self.retry_window > MAX_EXPIRY:  # (a key's TTL: Redis refused 10**16, and greylisting stopped)
@@ -105,9 +109,18 @@ class GreylistSettings(BaseSettings):
             raise SettingsError("netmask_v6", "must be 16..128")
         for i, n in enumerate(self.exempt_networks):
             try:
-                ipaddress.ip_network(n, strict=False)
+                net = ipaddress.ip_network(n, strict=False)
             except ValueError:
                 raise SettingsError(f"exempt_networks[{i}]", f"{n!r} is not an IP network") from None
+            if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None:
+                # clients of such addresses are judged by their IPv4 address: it never matched
+                raise SettingsError(f"exempt_networks[{i}]", f"{n!r} is an IPv4-mapped network: write it "
+                                    "as an IPv4 network (::ffff:192.0.2.0/120 is 192.0.2.0/24)")
+        for field_name in ("exempt_senders", "exempt_recipients"):
+            for i, e in enumerate(getattr(self, field_name)):
+                if not _EXEMPT_ENTRY.match(e.strip()):
+                    raise SettingsError(f"{field_name}[{i}]", f"{e!r} is not an address or @domain "
+                                        "(user@example.com, @example.com)")
         for i, n in enumerate(self.exempt_client_names):
             if not _NAME.match(client_name_entry(n)):
                 raise SettingsError(f"exempt_client_names[{i}]", f"{n!r} is not a host or domain name of two "
@@ -116,6 +129,9 @@ class GreylistSettings(BaseSettings):
 
 
 MAX_EXPIRY = 365 * 86400
+# an exemption entry: an address (a local part, @, a domain) or @domain; not a bare domain, which
+# never matched an address, nor an empty entry, which matched the null sender's every bounce
+_EXEMPT_ENTRY = re.compile(r"[^@\s]*@[^@\s.]+(\.[^@\s.]+)*\.?")
 
 
 # SRS (libsrs2, postsrsd): SRS0=HASH=TT=domain=local@forwarder, SRS1=HASH=first==HASH=TT=...;
@@ -123,6 +139,13 @@ MAX_EXPIRY = 365 * 86400
 _SRS0 = re.compile(r"^srs0[=+-][^=]+=[^=]+=(.+@.+)$")
 _SRS1 = re.compile(r"^srs1[=+-][^=]+=([^=]+)==[^=]+=[^=]+=(.+@.+)$")
 _NUMBER = re.compile(r"\b\d+\b")  # a number between separators: VERP's message or bounce ids
+
+
+def _untag_srs(rest: str) -> str:
+    """``domain=local@forwarder`` (an SRS address's original sender) with the BATV tag of the
+    original local part removed."""
+    domain, eq, local = rest.partition("=")
+    return domain + eq + untag(local) if eq else rest
 
 
 def normalize_sender(sender: str, *, numbers: bool = True) -> str:
@@ -133,10 +156,12 @@ def normalize_sender(sender: str, *, numbers: bool = True) -> str:
     ``<>`` stays empty."""
     s = untag(sender.strip().strip("<>").lower())
     if s.startswith("srs"):
+        # the original sender's own BATV tag goes too (domain=prvs=TAG=local@forwarder): it
+        # changes with each message, as the forwarded sender's tag does unforwarded
         if m := _SRS0.match(s):
-            s = "srs0=" + m.group(1)
+            s = "srs0=" + _untag_srs(m.group(1))
         elif m := _SRS1.match(s):
-            s = f"srs1={m.group(1)}=={m.group(2)}"
+            s = f"srs1={m.group(1)}=={_untag_srs(m.group(2))}"
     local, at, domain = s.rpartition("@")
     if numbers and at:
         plus = local.find("+", 1)

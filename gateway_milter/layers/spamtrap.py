@@ -24,6 +24,7 @@ from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Stage
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext, Recipient
+    from gateway_milter.policy.snapshot import PolicySnapshot
 
 log = logging.getLogger("bulwark.spamtrap")
 
@@ -65,10 +66,24 @@ _DOMAIN = re.compile(r"[^\s@.\x00-\x1f\x7f]{1,63}(\.[^\s@.\x00-\x1f\x7f]{1,63})*
 _norm = functools.lru_cache(maxsize=1024)(normal_address)
 
 
-def is_trap(address: str, settings: SpamTrapSettings) -> bool:
+def is_trap(address: str, settings: SpamTrapSettings, policy: PolicySnapshot | None = None) -> bool:
+    """Whether ``address`` is one of the trap addresses: as written, a ``local@`` entry in
+    every domain, and with ``policy`` an address of an alias domain as the same address of the
+    domain it is an alias of (both ways: the mailbox is the same)."""
     a = _norm(address)
-    local = a.rpartition("@")[0] + "@"
-    return any(t == a or (t.endswith("@") and t == local) for t in map(_norm, settings.addresses))
+    lp, _, dom = a.rpartition("@")
+    local = lp + "@"
+    canon = policy.canonical_domain(dom) if policy is not None else None
+    mine = {a, f"{lp}@{canon.lower()}"} if canon else {a}
+    for t in map(_norm, settings.addresses):
+        if t in mine or (t.endswith("@") and t == local):
+            return True
+        if policy is not None and not t.endswith("@"):
+            tl, _, td = t.rpartition("@")
+            tc = policy.canonical_domain(td)
+            if tc and f"{tl}@{tc.lower()}" in mine:
+                return True
+    return False
 
 
 def learning_scopes(ctx: MessageContext, traps: list[str]) -> list[str]:
@@ -78,12 +93,12 @@ def learning_scopes(ctx: MessageContext, traps: list[str]) -> list[str]:
     glob = ctx.policy.settings_for("spamtrap", None)
     out: list[str] = []
     for t in traps:
-        if is_trap(t, glob):
+        if is_trap(t, glob, ctx.policy):
             continue
         dom = ctx.policy.canonical_domain(t.rpartition("@")[2])
         if dom and ctx.policy.settings_for("bayes", dom).per_domain and "dom:" + dom not in out:
             out.append("dom:" + dom)
-    if glob.train_bayes and any(is_trap(t, glob) for t in traps):
+    if glob.train_bayes and any(is_trap(t, glob, ctx.policy) for t in traps):
         out.append("global")
     return out
 
@@ -97,12 +112,12 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
     description = "Spam-trap addresses: discard, learn as spam, mark the sending IP"
 
     def check_recipient(self, ctx: MessageContext, rcpt: Recipient, settings: SpamTrapSettings) -> LayerFindings:
-        if rcpt.is_local and is_trap(rcpt.address, settings):
+        if rcpt.is_local and is_trap(rcpt.address, settings, ctx.policy):
             return LayerFindings({"trap": rcpt.address}, (self.symbol("SPAMTRAP_RECIPIENT", 0.0, rcpt.address),))
         return LayerFindings()
 
     def check(self, ctx: MessageContext, settings: SpamTrapSettings) -> LayerFindings:
-        traps = [r.address for r in ctx.recipients if r.is_local and is_trap(r.address, settings)]
+        traps = [r.address for r in ctx.recipients if r.is_local and is_trap(r.address, settings, ctx.policy)]
         ip = str(ctx.conn.ip) if ctx.conn.ip else ""  # IPv4-mapped IPv6 as IPv4: one mark per client
         symbols = []
         facts: dict[str, object] = {"traps": traps}
@@ -138,6 +153,10 @@ class SpamTrapLayer(Layer[SpamTrapSettings]):
                 if settings.mark_ip and ip and store is not None:
                     try:
                         store.incr(f"trap:ip:{ip}", 1, ttl=settings.ip_ttl)
+                        # marked for ip_ttl after its latest hit (incr's ttl applies to a new
+                        # key only: a client hitting traps every day lost its mark ip_ttl after
+                        # the first)
+                        store.expire([f"trap:ip:{ip}"], settings.ip_ttl)
                     except StoreError as e:
                         facts["store_error"] = str(e)
                         log.warning("spam trap: the client's mark was not stored: %s", e)
