@@ -115,12 +115,28 @@ def _users_without_antispam() -> list[dict[str, Any]]:
     return out
 
 
+def check_compiles(doc: dict[str, Any]) -> None:
+    """Build the policy the milter would load from ``doc`` and compile its system scripts, for
+    the global settings and every domain: a version the milter cannot load is never published
+    (it would keep the version it has, and refuse every later one, saying so only in its log).
+    Raises SettingsError."""
+    try:
+        from gateway_milter.sieve.policy import check_system_scripts
+    except ImportError:  # (a build without the Sieve engine: the rule engine compiles nothing)
+        return
+    try:
+        check_system_scripts(PolicySnapshot.from_document(doc))
+    except Exception as e:  # noqa: BLE001 - any failure of the build: the milter would fail alike
+        raise SettingsError("(policy)", f"these settings make a policy the milter cannot load: {e}") from None
+
+
 def do_publish_policy(actor: str = "") -> PublishedPolicy:
     """Validate the current configuration and publish it as a new version."""
     import hashlib
     import json
 
     doc = validate_document(build_policy_document())
+    check_compiles(doc)
     fp = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
     latest = PublishedPolicy.objects.order_by("-version").first()
     if latest is not None and latest.fingerprint == fp:

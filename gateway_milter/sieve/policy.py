@@ -94,7 +94,10 @@ def _action_lines(o: Outcome) -> list[str]:
     lines += [f"redirect :copy {_q(a)};" for a in o.add_recipients]
     if o.action is Action.REJECT:
         r = o.reply or Reply("550", "5.7.1", o.reason or "Message rejected by policy")
-        lines.append(f"refuse :code {_q(r.code)} :status {_q(r.enhanced)} {_q(r.text)};")
+        # a layer's reject_code of 4xx (a DNSBL's "450" soft refusal) defers: refuse takes 5xx
+        # only, and a refuse with 4xx stopped every policy version from loading
+        verb = "tempfail" if r.code.startswith("4") else "refuse"
+        lines.append(f"{verb} :code {_q(r.code)} :status {_q(r.enhanced)} {_q(r.text)};")
     elif o.action is Action.TEMPFAIL:
         r = o.reply or Reply("451", "4.7.1", o.reason or "Temporary failure")
         lines.append(f"tempfail :code {_q(r.code)} :status {_q(r.enhanced)} {_q(r.text)};")
@@ -383,6 +386,39 @@ def _loader_for(snapshot: PolicySnapshot, domain: str | None) -> Any:
     return load
 
 
+def system_scripts(snapshot: PolicySnapshot, domain: str | None) -> list[tuple[str, bool, str, str, dict[int, str]]]:
+    """The system scripts of a domain (None: the global settings): (layer, judged at RCPT,
+    name, source, source line -> rule) per layer with rules, message rules and recipient rules
+    apart."""
+    by_layer: dict[str, list[PolicyRule]] = {}
+    for lid, rule in snapshot.system_rules(domain):
+        by_layer.setdefault(lid, []).append(rule)
+    out = []
+    for lid, rules in by_layer.items():
+        for recipient in (False, True):
+            rs = [r for r in rules if r.recipient == recipient]
+            if rs:
+                src, lines = system_script_source(lid, rs)
+                out.append((lid, recipient, f"system:{lid}" + (":recipient" if recipient else ""), src, lines))
+    return out
+
+
+def check_system_scripts(snapshot: PolicySnapshot) -> None:
+    """Compile the system scripts of the global settings and of every domain (each distinct
+    source once), as a policy is published: settings whose rules do not compile would stop
+    this version and every later one from loading in the milter (it keeps the version it has,
+    and says so only in its log). Raises ValueError naming the script and the domain."""
+    seen: set[str] = set()
+    for dom in (None, *sorted(snapshot.domain_names)):
+        for _lid, _rcpt, name, src, _lines in system_scripts(snapshot, dom):
+            if src not in seen:
+                seen.add(src)
+                try:
+                    compile_script(src, name)
+                except Exception as e:  # noqa: BLE001 - whatever stops the milter's load
+                    raise ValueError(f"{name} ({dom or 'global settings'}) {e}") from None
+
+
 def build_plan(snapshot: PolicySnapshot, domain: str | None) -> Plan:
     order = list(snapshot.layer_order)  # gateway.layer_order first, then the registry's order
     slots: dict[str, list[PolicyScript]] = {"before": [], "after": []}
@@ -391,20 +427,10 @@ def build_plan(snapshot: PolicySnapshot, domain: str | None) -> Plan:
         slots[f"system:{lid}"] = []
         slots[f"after:{lid}"] = []
     rcpt_scripts: list[PolicyScript] = []
-    by_layer: dict[str, list[PolicyRule]] = {}
-    for lid, rule in snapshot.system_rules(domain):
-        by_layer.setdefault(lid, []).append(rule)
-    for lid, rules in by_layer.items():
-        stage = layers.get(lid).stage
-        for recipient in (False, True):
-            rs = [r for r in rules if r.recipient == recipient]
-            if not rs:
-                continue
-            src, lines = system_script_source(lid, rs)
-            name = f"system:{lid}" + (":recipient" if recipient else "")
-            prog = compile_script(src, name)
-            ps = PolicyScript(name, prog, src, True, lid, stage, recipient, lines)
-            (rcpt_scripts if recipient else slots[f"system:{lid}"]).append(ps)
+    for lid, recipient, name, src, lines in system_scripts(snapshot, domain):
+        prog = compile_script(src, name)
+        ps = PolicyScript(name, prog, src, True, lid, layers.get(lid).stage, recipient, lines)
+        (rcpt_scripts if recipient else slots[f"system:{lid}"]).append(ps)
     loader = _loader_for(snapshot, domain)
     for e in _admin_scripts(snapshot, domain):
         prog = compile_script(e.source, e.name, loader=loader)
