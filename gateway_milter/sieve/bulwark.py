@@ -67,6 +67,23 @@ def _hooks(rt: Runtime, line: int) -> GatewayHooks:
 
 
 
+def _judged_total(h: GatewayHooks, rt: Runtime) -> float:
+    """The total score the thresholds are judged by: at end of message the scoring layer runs
+    first (as for ``spamtest``), when it can and is on; before that, or without it, the sum
+    of the symbols found so far. Before, a script placed before the scoring layer's, or any
+    script under ``scoring.mode: score``, compared the symbols found so far: a message scored
+    9 read 0 against ``bulwark_score :atleast "8"``."""
+    from gateway_milter import layers
+    from gateway_milter.verdict import Stage
+
+    ctx = h.ctx
+    runner = ctx.runner
+    if (runner is not None and runner.stage is Stage.EOM and "scoring" in layers.available()
+            and ctx.policy.settings_for("scoring", ctx.policy_domain).enabled):
+        h.layer("scoring", False, rt)
+    return ctx.score
+
+
 def _scored_share(h: GatewayHooks, layer_id: str, rt: Runtime) -> float | None:
     """What a layer added to the judged total (the scoring layer's ``parts``: fitted scores,
     the Bayes cap; 0 for exempt mail), when the scoring layer counts that layer and can run
@@ -239,6 +256,8 @@ def t_score(cc: CompileContext, t: Test) -> Pred:
         if after is not None:
             h.layer(after, recipient, rt)  # the total counts once this layer has run
             score = h.ctx.score
+        elif layer_id == "scoring" and not recipient:
+            score = _judged_total(h, rt)  # (its symbols score nothing: the total is its result)
         elif layer_id is not None:
             res = h.layer(layer_id, recipient, rt)
             share = None if recipient or res is None else _scored_share(h, layer_id, rt)
@@ -247,7 +266,7 @@ def t_score(cc: CompileContext, t: Test) -> Pred:
             else:
                 score = round(sum(s.score for s in res.symbols), 3) if res is not None else 0.0
         else:
-            score = h.ctx.score
+            score = _judged_total(h, rt)
         if rel == "over":
             return bool(score > limit)
         if rel == "atleast":

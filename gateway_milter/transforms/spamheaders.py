@@ -126,8 +126,9 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
     if not settings.enabled or not settings.add_headers:
         return TransformResult(edits) if edits else None
     if not settings.remove_foreign_headers:  # the gateway's own replace the ones of its name
-        edits = [e for name in ("X-Spam-Flag", "X-Spam-Status", "X-Spam-Score", "X-Spam-Level")
-                 for e in delete_every(ctx, name)]
+        own = ("X-Spam-Flag", "X-Spam-Status", "X-Spam-Score", "X-Spam-Level") + (
+            ("X-Spam-Report",) if settings.add_report else ())  # (not two reports, one of them foreign)
+        edits = [e for name in own for e in delete_every(ctx, name)]
     res = ctx.layer("scoring")
     if res.error or res.skipped:
         return TransformResult(edits)

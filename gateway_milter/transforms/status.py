@@ -5,6 +5,7 @@ change is a round trip through the MTA's cleanup on the hot path."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from gateway_milter.transforms import TransformResult, TransformServices
@@ -17,12 +18,19 @@ if TYPE_CHECKING:
 OWN_HEADERS = ("X-Bulwark-Result", "X-Bulwark-Id")
 
 
+def shown(score: float) -> str:
+    """The score to two decimals, cut down, never rounded up: 4.996 reads 4.99, not 5.00 (a
+    downstream rule on score >= 5 filed mail judged below the threshold of 5, as SpamAssassin's
+    bug 6419 did for X-Spam-Score)."""
+    return f"{math.floor(round(score * 100, 6)) / 100:.2f}"
+
+
 def gateway_headers(ctx: MessageContext, outcome: Outcome, services: TransformServices) -> TransformResult:
     edits: list[HeaderEdit] = []
     for name in OWN_HEADERS:
         edits += delete_all(name, len(ctx.header_values(name)))
     symbols = ", ".join(sorted({s.name for s in ctx.symbols})) or "none"
     edits.append(HeaderEdit("add", "X-Bulwark-Result",
-                            f"{outcome.action.value}; score={ctx.score:.2f}; host={ctx.policy.hostname}; "
+                            f"{outcome.action.value}; score={shown(ctx.score)}; host={ctx.policy.hostname}; "
                             f"id={ctx.log_id}; symbols={symbols}"))
     return TransformResult(edits)
