@@ -37,8 +37,10 @@ FORMAT = "bulwark-bayes-backup"
 VERSION = 1
 KINDS: dict[str, Callable[[str], str]] = {"counts": scope_key, "weights": weight_key, "sums": grad_key}
 CHUNK = 5000  # fields a line holds (and a store read or write moves)
-MAX_SCOPES = 100_000
-SCOPE = re.compile(r"(?:global|dom:[^\s:]+|user:[^\s]+)\Z")
+MAX_SCOPES = 1_000_000  # scopes a backup of every one reads (their names in memory)
+MAX_VALUE = (1 << 63) - 1  # what SQLite's INTEGER and Redis's counters hold
+# a user scope is the address as the recipient arrived: a quoted local part may hold spaces
+SCOPE = re.compile(r"(?:global|dom:[^\s:]+|user:[^\r\n\0]+)\Z")
 Progress = Callable[[int, int], None]
 
 
@@ -49,7 +51,11 @@ class BackupError(ValueError):
 def learned_scopes(store: StateStore) -> list[str]:
     """Every scope with learned counts, ``global`` first."""
     prefix = scope_key("")
-    scopes = [k[len(prefix):] for k in store.scan_keys(prefix, limit=MAX_SCOPES)]
+    keys = store.scan_keys(prefix, limit=MAX_SCOPES + 1)
+    if len(keys) > MAX_SCOPES:  # (a backup that left scopes out without a word)
+        raise BackupError(f"more than {MAX_SCOPES} scopes with learned counts: back up chosen ones "
+                          "(--scope), or forget the user scopes no longer used")
+    scopes = [k[len(prefix):] for k in keys]
     return sorted(scopes, key=lambda s: (s != "global", s))
 
 
@@ -116,8 +122,10 @@ def _chunk(n: int, obj: dict[str, Any], path: Path) -> tuple[str, str, dict[str,
     if kind not in KINDS:
         raise BackupError(f"{path}: line {n}: bad kind {kind!r} (one of {', '.join(KINDS)})")
     if not isinstance(fields, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in fields.values()):
-        raise BackupError(f"{path}: line {n}: fields must map names to positive integers")
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_VALUE for v in fields.values()):
+        # (a value no store holds failed the restore after --replace had emptied the scope)
+        raise BackupError(f"{path}: line {n}: fields must map names to positive integers "
+                          f"of at most {MAX_VALUE} (64-bit)")
     return scope, str(kind), fields
 
 

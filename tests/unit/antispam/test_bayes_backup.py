@@ -116,6 +116,9 @@ def _rewrite(src: Path, dst: Path, edit) -> None:  # type: ignore[no-untyped-def
     (lambda ls: ls[:1] + [json.dumps({"scope": "global", "kind": "counts", "fields": {"#s": -4}})] + ls[1:],
      "positive integers"),
     (lambda ls: [], "empty file"),
+    # a count no store holds: refused before --replace empties the scope (it failed after)
+    (lambda ls: ls[:1] + [json.dumps({"scope": "global", "kind": "counts", "fields": {"#s": 2 ** 64}})] + ls[1:],
+     "at most 9223372036854775807"),
 ])
 def test_a_bad_file_is_refused_and_nothing_is_written(source: SqliteStore, tmp_path: Path, edit, says: str) -> None:  # type: ignore[no-untyped-def]
     good, bad = tmp_path / "good.gz", tmp_path / "bad.gz"
@@ -152,3 +155,43 @@ def test_big_hashes_go_in_chunks(tmp_path: Path) -> None:
     got = [x for part in target.counter_items(scope_key("global"), 1000) for x in part]
     assert got == sorted((f"t{i:06d}", i + 1) for i in range(CHUNK * 2 + 7))
     assert not list(tmp_path.glob(".b.gz.*"))  # no temporary file left
+
+
+def test_a_bad_value_leaves_a_sqlite_scope_whole(source: SqliteStore, tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.gz", tmp_path / "bad.gz"
+    backup(source, good)
+    _rewrite(good, bad, lambda ls: ls[:1] + [json.dumps({"scope": "global", "kind": "counts",
+                                                         "fields": {"#s": 2 ** 63}})] + ls[1:])
+    before = BayesClassifier(source).stats("global")
+    with pytest.raises(BackupError):
+        restore(source, bad, replace=True)
+    assert BayesClassifier(source).stats("global") == before and before["spam_learned"] > 0
+
+
+def test_a_user_scope_with_a_quoted_local_part_is_backed_up(tmp_path: Path) -> None:
+    """A quoted local part ("john doe"@example.com) with per_user on: such a scope stopped every
+    backup, the daily one included."""
+    store = MemoryStore()
+    bc = BayesClassifier(store, 5)
+    rnd = random.Random(4)
+    scope = 'user:"john doe"@example.com'
+    for i in range(3):
+        bc.learn(message_view(make_ctx(sample(SPAM_WORDS, i, rnd))), True, ("global", scope))
+    f = tmp_path / "b.gz"
+    end = backup(store, f)
+    assert scope in end["fields"]
+    target = MemoryStore()
+    restore(target, f)
+    assert BayesClassifier(target).stats(scope) == bc.stats(scope)
+
+
+def test_more_scopes_than_a_backup_reads_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway_milter.antispam import bayesbackup
+
+    store = MemoryStore()
+    learned(store, 2)
+    monkeypatch.setattr(bayesbackup, "MAX_SCOPES", 1)  # (two scopes hold counts)
+    with pytest.raises(BackupError, match="more than 1 scopes"):
+        backup(store, tmp_path / "b.gz")
+    assert not (tmp_path / "b.gz").exists()
+    backup(store, tmp_path / "b.gz", ["global"])  # chosen ones still go
