@@ -167,6 +167,8 @@ def messages_of(path: Path, spool: Spool) -> None:
     up to MAX_UPLOAD each and MAX_UNZIPPED in all, whatever their headers say."""
     with open(path, "rb") as f:
         head = f.read(5)
+        if not head.startswith(b"PK"):
+            head = _content_start(head + f.read(4096))[:5]
     if head.startswith(b"PK"):
         try:
             with zipfile.ZipFile(path) as z:
@@ -188,23 +190,31 @@ def messages_of(path: Path, spool: Spool) -> None:
                         raise TrainingError("file", f"The zip holds more than {MAX_UNZIPPED // 2**20:,} MB.")
                     if len(data) > MAX_UPLOAD:
                         spool.skipped += 1
-                    elif data.startswith(b"From "):
+                    elif _content_start(data).startswith(b"From "):
                         for raw in _mbox_messages(data):
                             spool.add(raw)
                     else:
-                        spool.add(data)
+                        spool.add(_content_start(data))
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as e:
             raise TrainingError("file", f"The zip cannot be read: {e}"[:200]) from None
     elif head == b"From ":
         for _, raw in iter_messages(path):  # (an mbox: read where it lies)
             spool.add(raw)
     else:
-        raw = path.read_bytes()
+        raw = _content_start(path.read_bytes())
         if not re.match(rb"[\x21-\x39\x3b-\x7e]+:", raw[:1000]):
             raise TrainingError("file", "This is not a message, an mbox file or a zip of them.")
         spool.add(raw)
     if not spool.spans:
         raise TrainingError("file", "No message in the file.")
+
+
+def _content_start(data: bytes) -> bytes:
+    """``data`` from its first line with text: past a byte order mark and empty lines (an
+    editor's), as ``bayes train`` reads a file. Before, an mbox so written was learned as one
+    message, and a message's header as its body."""
+    data = data.lstrip(b"\r\n")
+    return data[3:].lstrip(b"\r\n") if data.startswith(b"\xef\xbb\xbf") else data
 
 
 def _mbox_messages(data: bytes) -> list[bytes]:

@@ -165,6 +165,19 @@ def iter_message_refs(path: Path) -> Iterator[tuple[MessageRef, bytes]]:
     yield from _iter_messages(path, set())
 
 
+def _past_lead(f: BinaryIO) -> tuple[bytes, int]:
+    """The first line of ``f`` with text (without a byte order mark before it) and the number
+    of bytes before that text: empty lines and one byte order mark, in any order."""
+    skipped, bom = 0, False
+    while True:
+        line = f.readline()
+        if not bom and line.startswith(b"\xef\xbb\xbf"):
+            bom, line, skipped = True, line[3:], skipped + 3
+        if line not in (b"\n", b"\r\n"):
+            return line, skipped
+        skipped += len(line)
+
+
 def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[MessageRef, bytes]]:
     if path.is_dir():
         real = path.resolve()
@@ -185,20 +198,18 @@ def _iter_messages(path: Path, seen: set[Path]) -> Iterator[tuple[MessageRef, by
     # nothing left for a second open
     with open(path, "rb") as f:
         again = stat.S_ISREG(os.fstat(f.fileno()).st_mode)  # (can be read again later)
-        first = f.readline()
-        lead = [first]  # an mbox may start with a byte order mark or empty lines (an editor's)
-        while first in (b"\n", b"\r\n"):
-            first = f.readline()
-            lead.append(first)
-        bom = 3 if first.startswith(b"\xef\xbb\xbf") else 0
-        if first[bom:].startswith(b"From "):
-            skipped = sum(len(x) for x in lead[:-1]) + bom
-            lines = itertools.chain([first[bom:]], f)
+        # a file may start with a byte order mark or empty lines (an editor's), in either order:
+        # read from its first line with text
+        first, skipped = _past_lead(f)
+        if first.startswith(b"From "):
+            lines = itertools.chain([first], f)
             for i, (offset, quoted) in enumerate(_mbox_messages(lines, skipped)):
                 label = f"{path}#{i + 1}"
                 raw = unquote_from(quoted)
                 yield (MessageRef(label, str(path), offset, len(quoted), mbox=True) if again
                        else MessageRef(label, raw=raw)), raw
             return
-        raw = b"".join(lead) + f.read()
-    yield (MessageRef(str(path), str(path), 0, len(raw)) if again else MessageRef(str(path), raw=raw)), raw
+        # one message: read from its first field, past the byte order mark and the empty lines
+        # (kept, its header read as body and its identity another than the same mail's)
+        raw = first + f.read()
+    yield (MessageRef(str(path), str(path), skipped, len(raw)) if again else MessageRef(str(path), raw=raw)), raw
