@@ -36,8 +36,18 @@ HEADERS = ("subject", "from", "reply-to", "sender", "return-path", "content-type
            "content-transfer-encoding", "x-priority", "importance", "precedence")
 # another filter's verdict: SpamAssassin's X-Spam-* (and X-Spam_* of some setups), X-*-Spam-*,
 # X-*-Antispam-* (Microsoft 365's X-Microsoft-Antispam*, X-Forefront-Antispam-Report), spamd's
-# and rspamd's (X-Spamd-*, X-Rspamd-*), X-Ham-Report, SpamBayes', virus scanners', our own
+# and rspamd's (X-Spamd-*, X-Rspamd-*), X-Ham-Report, SpamBayes', virus scanners', our own;
+# SpamExperts', SpamTest's, MailScanner's, Spamina's, X-SpamAssassin, X-SpamScore, X-*-Junk-*, the appliances' own (X-Barracuda-*,
+# X-Cloudmark-* and its X-CMAE-*, X-ESET-*, Trend Micro's X-TMASE-* and X-TM-AS-*, Sophos',
+# Halon's), other verdicts (X-UCE-Status, X-Policyd-Weight, X-Bayes-*, X-Recommended-Action,
+# X-Greylist, X-Scanned-By) and a mailbox export's folder labels (X-Gmail-Labels: "Spam").
+# Not every name with "spam" in it: X-Spammer-Name is the sender's
 _IGNORED = re.compile(r"(?i)^(x-(.*-)?(anti-?)?spamd?([-_].*)?|x-rspamd.*|x-ham-report|x-spambayes.*|"
+                      r"x-spamexperts.*|x-spamtest.*|x-spamassassin.*|x-spamina.*|x-(.*-)?spam-?(score|check).*|"
+                      r"x-mailscanner.*|x-(.*-)?junk([-_].*)?|"
+                      r"x-barracuda.*|x-cloudmark.*|x-cmae-.*|x-eset.*|x-tmase.*|x-tm-as.*|x-sophos.*|"
+                      r"x-halon.*|x-uce-status|x-policyd-weight|x-bayes.*|x-recommended-action|"
+                      r"x-greylist.*|x-scanned-by|x-gmail-labels|"
                       r"x-virus.*|x-bulwark.*|x-amavis.*|x-quarantine.*|"
                       r"x-bogosity|x-dspam.*|x-crm114.*|authentication-results|arc-.*|x-ms-exchange-.*|"
                       r"received-spf|x-original-.*)$")

@@ -307,13 +307,18 @@ def test_no_header_the_tokenizer_reads_is_one_it_ignores() -> None:
     "X-Spam-Status", "X-Spam", "X-Spam_score", "X-Spam_bar", "X-Spamd-Bar", "X-Spamd-Result",
     "X-Rspamd-Score", "X-Rspamd-Queue-Id", "X-Ham-Report", "X-Microsoft-Antispam",
     "X-Microsoft-Antispam-Mailbox-Delivery", "X-Forefront-Antispam-Report", "X-Barracuda-Spam-Score",
-    "X-Spambayes-Classification", "X-Antispam"])
+    "X-Spambayes-Classification", "X-Antispam", "X-SpamExperts-Class", "X-SpamTest-Status", "X-SpamScore",
+    "X-Junk-Score", "X-Barracuda-Bayes", "X-Cloudmark-SP-Result", "X-CMAE-Score", "X-ESET-AS", "X-TMASE-Result",
+    "X-TM-AS-Result", "X-Sophos-SenderHistory", "X-Halon-Scanned", "X-UCE-Status", "X-Policyd-Weight",
+    "X-Bayes-Prob", "X-Recommended-Action", "X-Greylist", "X-Scanned-By", "X-Gmail-Labels", "X-SpamAssassin",
+    "X-MailScanner-SpamCheck", "X-MailScanner-SpamScore", "X-Spamina-Bogosity"])
 def test_it_ignores_every_common_filters_verdict_header(name: str) -> None:
     # else Bayes learns another filter's verdict (its header's presence) instead of the message
     assert is_ignored_header(name)
 
 
-@pytest.mark.parametrize("name", ["X-Mailer", "X-Spammer-Name", "X-Priority", "Subject", "X-Hamster"])
+@pytest.mark.parametrize("name", ["X-Mailer", "X-Spammer-Name", "X-Priority", "Subject", "X-Hamster", "X-AntiAbuse",
+                                  "X-Junkie"])
 def test_it_keeps_headers_that_are_no_filters_verdict(name: str) -> None:
     assert not is_ignored_header(name)
 
