@@ -261,7 +261,11 @@ class MessageContext:
             else:
                 positions = [i for i, (n, _) in enumerate(self.headers) if n.lower() == e.name.lower()]
                 if e.index <= len(positions):
-                    del self.headers[positions[e.index - 1]]
+                    at = positions[e.index - 1]
+                    if e.op == "change":
+                        self.headers[at] = (self.headers[at][0], e.value)
+                    else:
+                        del self.headers[at]
         if new_body is not None:
             if self.body is not self._received[1]:
                 self.body.close()

@@ -115,8 +115,9 @@ class TraceEntry:
 @dataclass(frozen=True, slots=True)
 class HeaderEdit:
     """``add`` appends a header, ``insert`` prepends it, ``delete`` removes the index-th
-    occurrence (1-based). To remove every occurrence, emit one delete per index, the last
-    first: libmilter's change-header call removes one occurrence, so there is no "all"."""
+    occurrence (1-based), ``change`` gives the index-th occurrence ``value`` where it stands.
+    To remove every occurrence, emit one delete per index, the last first: libmilter's
+    change-header call removes one occurrence, so there is no "all"."""
 
     op: str
     name: str
@@ -124,12 +125,12 @@ class HeaderEdit:
     index: int = 0
 
     def __post_init__(self) -> None:
-        if self.op not in ("add", "insert", "delete"):
+        if self.op not in ("add", "insert", "delete", "change"):
             raise ValueError(f"unknown header edit {self.op!r}")
         if not self.name or any(c in self.name for c in ": \t\r\n\0"):
             raise ValueError(f"invalid header name {self.name!r}")
-        if self.op == "delete" and self.index < 1:
-            raise ValueError(f"a header delete names its occurrence (1-based), not {self.index}")
+        if self.op in ("delete", "change") and self.index < 1:
+            raise ValueError(f"a header {self.op} names its occurrence (1-based), not {self.index}")
 
 
 def delete_all(name: str, count: int) -> list[HeaderEdit]:

@@ -38,6 +38,7 @@ from gateway_milter.mime.headers import decode_words
 from gateway_milter.mime.view import parse_message
 from gateway_milter.pipeline.rawmessage import split_message
 from gateway_milter.store import StoreError, default_store
+from gateway_milter.transforms.spamheaders import VERSION as SPAM_VERSION
 from webadmin.services import current_snapshot
 
 if TYPE_CHECKING:
@@ -60,11 +61,15 @@ def own_subject_tags(policy: PolicySnapshot) -> tuple[str, ...]:
 
 def without_own_tag(headers: list[tuple[str, str]], tags: tuple[str, ...]) -> list[tuple[str, str]]:
     """The headers with the gateway's own subject tag taken off the Subject of a message it
-    flagged (``X-Spam-Flag: YES``): a message saved from a mailbox (a junk folder exported for
-    ``bayes train``, a message a user marks) carries it, and Bayes learned the tag, which no
-    message arriving has, as the mark of spam (or, from a false positive learned as ham, of
-    ham). The other headers of the verdict are never read (tokenizer, ``_IGNORED``)."""
-    if not tags or not any(n.lower() == "x-spam-flag" and v.strip().upper() == "YES" for n, v in headers):
+    flagged (its own ``X-Spam-Status: Yes, ... version=Bulwark``, which replaces any other):
+    a message saved from a mailbox (a junk folder exported for ``bayes train``, a message a
+    user marks) carries it, and Bayes learned the tag, which no message arriving has, as the
+    mark of spam (or, from a false positive learned as ham, of ham). The other headers of the
+    verdict are never read (tokenizer, ``_IGNORED``). A flag of another filter (an upstream
+    ``X-Spam-Flag: YES`` on a message as it arrived) leaves the Subject as the milter read it:
+    stripped, the message learned was another than the one classified."""
+    if not tags or not any(n.lower() == "x-spam-status" and v.lstrip().startswith("Yes,")
+                           and f"version={SPAM_VERSION}" in v for n, v in headers):
         return headers
     out = list(headers)
     for i, (name, value) in enumerate(out):
@@ -218,7 +223,7 @@ def _train_message(label: str, quarantine_ids: list[str] | None, paths: list[str
     snapshot = current_snapshot()
     trust = trust_config_for(snapshot, None)
     tags = own_subject_tags(snapshot)
-    todo: list[tuple[bytes, list[str], TrustConfig]] = []  # (message, scopes, trust path)
+    todo: list[tuple[bytes, list[str], TrustConfig, tuple[str, ...]]] = []  # (message, scopes, trust path, tags)
     if quarantine_ids:
         from quarantine.models import QuarantinedMessage
 
@@ -234,15 +239,17 @@ def _train_message(label: str, quarantine_ids: list[str] | None, paths: list[str
                 missing += 1
                 continue
             own_scopes, user_scopes, own_trust = feedback_of(m, snapshot)
+            # (held as it arrived: the gateway tagged nothing, whatever flags it carries)
             todo.append((raw, [s for s in own_scopes if s in allowed] or [s for s in user_scopes if s in allowed],
-                         own_trust))
+                         own_trust, ()))
     for p in paths or []:
         try:
-            todo.append((_allowed_path(p).read_bytes(), canonical_scopes(scopes or ["global"], snapshot), trust))
+            todo.append((_allowed_path(p).read_bytes(), canonical_scopes(scopes or ["global"], snapshot), trust,
+                         tags))
         except OSError:
             missing += 1
-    for raw, learn_scopes, learn_trust in todo:
-        if learn_scopes and learn_bytes(raw, label == "spam", learn_scopes, trust=learn_trust, tags=tags):
+    for raw, learn_scopes, learn_trust, own_tags in todo:
+        if learn_scopes and learn_bytes(raw, label == "spam", learn_scopes, trust=learn_trust, tags=own_tags):
             learned += 1
         else:
             unchanged += 1

@@ -335,6 +335,8 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
             self.addheader(e.name, e.value)
         elif e.op == "insert":
             self.addheader(e.name, e.value, 1)
+        elif e.op == "change":
+            self.chgheader(e.name, e.index, e.value)
         else:
             self.chgheader(e.name, e.index, "")
 

@@ -154,8 +154,14 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
             subject = ctx.header("Subject") or ""
             # (a tag inside an encoded word is there too: "=?UTF-8?Q?[SPAM]_Gr=C3=BC=C3=9Fe?=")
             if not decode_words(subject).lstrip().startswith(settings.subject_tag):
-                edits += delete_every(ctx, "Subject")
-                edits.append(HeaderEdit("add", "Subject", tagged_subject(settings.subject_tag, subject)))
+                # tagged where it stands (changed in place, the other copies deleted): deleted
+                # and added again, it moved to the end, and Bayes's header-order features of a
+                # copy learned from a mailbox were not the ones the milter classified
+                edits += delete_every(ctx, "Subject")[:-1]
+                if ctx.header_values("Subject"):
+                    edits.append(HeaderEdit("change", "Subject", tagged_subject(settings.subject_tag, subject), 1))
+                else:
+                    edits.append(HeaderEdit("add", "Subject", tagged_subject(settings.subject_tag, subject)))
     return TransformResult(edits)
 
 

@@ -1,7 +1,8 @@
 """A message saved from a mailbox after the gateway flagged it (a junk folder exported for
 ``bayes train``, a message a user marks) carries the gateway's subject tag: Bayes learned the
 tag, which no arriving message has, as the mark of spam. It is taken off a message the gateway
-flagged (X-Spam-Flag: YES) before it is learned or forgotten."""
+flagged (its own X-Spam-Status: Yes, ... version=Bulwark) before it is learned or forgotten; a
+flag of another filter (an upstream X-Spam-Flag: YES) leaves the Subject as it arrived."""
 
 from __future__ import annotations
 
@@ -23,18 +24,27 @@ def flagged(raw: bytes, subject: bytes) -> bytes:
     """The message as the gateway delivered it to a junk folder: flagged, its subject tagged."""
     head, body = raw.split(b"\r\n\r\n", 1)
     head = head.replace(b"Subject: Cheap watches for you", b"Subject: " + subject)
-    return (b"X-Spam-Flag: YES\r\nX-Spam-Status: Yes, score=9.1 required=5.0 tests=A,B\r\n"
+    return (b"X-Spam-Flag: YES\r\nX-Spam-Status: Yes, score=9.1 required=5.0 tests=A,B autolearn=no\r\n"
+            b"\tversion=Bulwark\r\n"
             + head + b"\r\n\r\n" + body)
 
 
+OWN = ("X-Spam-Status", "Yes, score=9.1 required=5.0 tests=A,B autolearn=no\n\tversion=Bulwark")
+OWN_NO = ("X-Spam-Status", "No, score=1.1 required=5.0 tests=A,B autolearn=no version=Bulwark")
+FOREIGN = ("X-Spam-Status", "Yes, score=9.1 required=5.0 tests=A,B autolearn=no version=4.0.1")
+
+
 @pytest.mark.parametrize(("headers", "subject"), [
-    ([("X-Spam-Flag", "YES"), ("Subject", "[SPAM] Cheap watches")], "Cheap watches"),
-    ([("X-Spam-Flag", "yes "), ("Subject", "  [SPAM]   Cheap watches")], "Cheap watches"),
-    ([("X-Spam-Flag", "YES"), ("Subject", "=?UTF-8?Q?[SPAM]_Gr=C3=BC=C3=9Fe?=")], "Grüße"),
-    ([("X-Spam-Flag", "YES"), ("Subject", "***SPAM*** Cheap watches")], "Cheap watches"),  # a domain's tag
-    ([("X-Spam-Flag", "NO"), ("Subject", "[SPAM] Cheap watches")], "[SPAM] Cheap watches"),  # not flagged
+    ([("X-Spam-Flag", "YES"), OWN, ("Subject", "[SPAM] Cheap watches")], "Cheap watches"),
+    ([("X-Spam-Flag", "yes "), OWN, ("Subject", "  [SPAM]   Cheap watches")], "Cheap watches"),
+    ([("X-Spam-Flag", "YES"), OWN, ("Subject", "=?UTF-8?Q?[SPAM]_Gr=C3=BC=C3=9Fe?=")], "Grüße"),
+    ([("X-Spam-Flag", "YES"), OWN, ("Subject", "***SPAM*** Cheap watches")], "Cheap watches"),  # a domain's tag
+    ([OWN_NO, ("Subject", "[SPAM] Cheap watches")], "[SPAM] Cheap watches"),  # not flagged
     ([("Subject", "[SPAM] Cheap watches")], "[SPAM] Cheap watches"),
-    ([("X-Spam-Flag", "YES"), ("Subject", "Re: [SPAM] Cheap watches")], "Re: [SPAM] Cheap watches"),
+    ([("X-Spam-Flag", "YES"), OWN, ("Subject", "Re: [SPAM] Cheap watches")], "Re: [SPAM] Cheap watches"),
+    # another filter's verdict (a copy held as it arrived): the gateway tagged nothing
+    ([("X-Spam-Flag", "YES"), ("Subject", "[SPAM] Cheap watches")], "[SPAM] Cheap watches"),
+    ([("X-Spam-Flag", "YES"), FOREIGN, ("Subject", "[SPAM] Cheap watches")], "[SPAM] Cheap watches"),
 ])
 def test_it_takes_the_tag_off_a_flagged_subject_only(headers: list[tuple[str, str]], subject: str) -> None:
     out = dict(without_own_tag(headers, ("***SPAM***", "[SPAM]")))
@@ -61,3 +71,4 @@ def test_a_tagged_copy_is_learned_as_the_message_that_arrived(tmp_path: Path, st
     call_command("bayes", "train", "--spam", str(tmp_path / "arrived.eml"), stdout=io.StringIO(), stderr=io.StringIO())
     call_command("bayes", "train", "--spam", str(tmp_path / "junk.eml"), stdout=out, stderr=io.StringIO())
     assert out.getvalue().strip() == "learned 0 message(s), 1 already known"
+

@@ -195,7 +195,7 @@ def test_it_writes_spamassassin_compatible_headers(tmp_path: Path, store: Memory
     assert ("delete", "X-Spam-Flag", "") in edits  # the sender's header never survives
     status = next(v for op, n, v in edits if n == "X-Spam-Status")
     assert status.startswith("Yes, score=6.0 required=5.0 tests=LOCAL_SPAMMY")
-    assert ("add", "X-Spam-Flag", "YES") in edits and ("add", "Subject", "[SPAM] Offer") in edits
+    assert ("add", "X-Spam-Flag", "YES") in edits and ("change", "Subject", "[SPAM] Offer") in edits
 
 
 def test_it_folds_long_status_lines() -> None:

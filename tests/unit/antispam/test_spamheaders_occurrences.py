@@ -133,7 +133,7 @@ def test_it_tags_a_subject_of_raw_8bit_bytes_as_encoded_words(tmp_path: Path) ->
     ctx.headers = [(n, "Gr\udcfc\udcdfe aus Bonn" if n == "Subject" else v) for n, v in ctx.headers]
     res = spam_headers(ctx, Outcome.accept(), None)  # type: ignore[arg-type]
     assert res is not None
-    (subject,) = [e.value for e in res.header_edits if e.op == "add" and e.name == "Subject"]
+    (subject,) = [e.value for e in res.header_edits if e.op in ("add", "change") and e.name == "Subject"]
     assert subject.encode("ascii").startswith(b"=?utf-8?")
     assert decode_words(subject) == "[SPAM] Grüße aus Bonn"
 

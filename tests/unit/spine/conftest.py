@@ -80,7 +80,10 @@ def apply_like_an_mta(headers: list[tuple[str, str]], edits: list[HeaderEdit]) -
             positions = [i for i, (n, _) in enumerate(out) if n.lower() == e.name.lower()]
             index = max(e.index, 1)
             if index <= len(positions):
-                del out[positions[index - 1]]
+                if e.op == "change":  # (in place, under the name it had)
+                    out[positions[index - 1]] = (out[positions[index - 1]][0], e.value)
+                else:
+                    del out[positions[index - 1]]
     return out
 
 
