@@ -157,3 +157,7 @@ def test_a_tagged_subject_with_a_word_longer_than_any_line_reads_as_sent(stack: 
     shown = str(email.header.make_header(email.header.decode_header(str(raw).replace("\r\n", "").replace("\n", ""))))
     assert shown == f"[SPAM] longword {word} end", shown[:200]
     assert str(raw).startswith("[SPAM] longword")  # the tag and the other words stay plain
+    # tagged where it stood (changed in place through Postfix's cleanup, not deleted and added
+    # at the end): between To and Message-ID as sent
+    names = [n.lower() for n in m.message.keys()]
+    assert names.index("to") < names.index("subject") < names.index("message-id"), names
