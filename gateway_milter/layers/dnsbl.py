@@ -96,15 +96,19 @@ class DnsblLayer(Layer[DnsblSettings]):
             return LayerFindings({"skipped": why})
         from gateway_milter.net.resolver import budget_for
 
-        self.prefetch(ctx, settings)  # no-op for lookups already in flight or cached
         ip = ctx.conn.ip
         assert ip is not None
         res, budget = resolver(), budget_for(ctx)
         listed: dict[str, list[str]] = {}
         unknown: list[str] = []
         symbols = []
-        for z in settings.parsed:
-            ans = res.query(f"{reversed_ip(ip)}.{z.zone}", "A", budget)
+        # every zone's lookup in flight first (joined where prefetch started it), then each
+        # answer taken from its own lookup: one that timed out is not sent again and waited
+        # for once more, zone after zone (4 dead zones held RCPT for 4 time-outs)
+        names = [f"{reversed_ip(ip)}.{z.zone}" for z in settings.parsed]
+        futures = [res.prefetch(q, "A", budget) for q in names]
+        for z, q, fut in zip(settings.parsed, names, futures, strict=True):
+            ans = res.wait(fut, q, "A", budget)
             if ans.temporary:
                 unknown.append(z.zone)
                 continue

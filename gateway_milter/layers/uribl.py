@@ -200,13 +200,15 @@ class UriblLayer(Layer[UriblSettings]):
 
         targets, lookups = _lookups(ctx, settings, zones)
         res, budget = get_resolver(), budget_for(ctx)
-        for _t, _z, q in lookups:  # all in flight at once (those started by prefetch are joined)
-            res.prefetch(q, "A", budget)
+        # all in flight at once (those started by prefetch are joined), each answer then taken
+        # from its own lookup: one that timed out is not sent again, link after link (20 links
+        # to a zone that does not answer held the message 20 time-outs, the DNS budget spent)
+        futures = [res.prefetch(q, "A", budget) for _t, _z, q in lookups]
         listed: dict[str, dict[str, list[str]]] = {}
         unknown: list[str] = []
         best: dict[int, tuple[Zone, str]] = {}  # zone entry -> its first listed target
-        for t, z, q in lookups:
-            ans = res.query(q, "A", budget)
+        for (t, z, q), fut in zip(lookups, futures, strict=True):
+            ans = res.wait(fut, q, "A", budget)
             if ans.temporary:
                 unknown.append(q)
                 continue

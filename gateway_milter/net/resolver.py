@@ -345,6 +345,11 @@ class Resolver:
         self.stats = ResolverStats()
         self._cache: OrderedDict[tuple[str, str], _CacheEntry] = OrderedDict()
         self._inflight: dict[tuple[str, str], Future[DnsAnswer]] = {}
+        # prefetched lookups no worker has started yet: (key, budget, generation) by future. A
+        # caller waiting for one runs it itself: behind lookups of a zone that does not answer
+        # (a whole pool of them), a queued lookup of a healthy zone was reported timed out
+        # without ever being sent, and a listed client accepted
+        self._pending: dict[Future[DnsAnswer], tuple[tuple[str, str], DnsBudget | None, int]] = {}
         self._lock = threading.Lock()
         self._generation = 0  # clear_cache's count: a lookup started before a clear caches nothing
         self._pool: ThreadPoolExecutor | None = None
@@ -398,9 +403,17 @@ class Resolver:
                 return fut
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="dns")
-            fut = self._pool.submit(self._resolve, key, budget, self._generation)
+            fut = Future()
+            self._pending[fut] = (key, budget, self._generation)
             self._inflight[key] = fut
+        self._pool.submit(self._run_pending, fut)
         return fut
+
+    def wait(self, fut: Future[DnsAnswer], name: str, rdtype: str, budget: DnsBudget | None = None) -> DnsAnswer:
+        """The answer of a lookup :meth:`prefetch` started: at once when it is done (a time-out
+        included: never sent again), else waited for within the budget; one no worker has
+        started yet is run here."""
+        return self._wait(fut, name, rdtype.upper(), budget)
 
     def query_a(self, name: str, budget: DnsBudget | None = None) -> DnsAnswer:
         return self.query(name, "A", budget)
@@ -440,7 +453,27 @@ class Resolver:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- internals -------------------------------------------------------------------------------
+    def _run_pending(self, fut: Future[DnsAnswer]) -> None:
+        """A worker's turn at a prefetched lookup, unless a waiter has taken it."""
+        with self._lock:
+            job = self._pending.pop(fut, None)
+        if job is not None:
+            self._settle(fut, job)
+
+    def _settle(self, fut: Future[DnsAnswer], job: tuple[tuple[str, str], DnsBudget | None, int]) -> DnsAnswer:
+        key, budget, generation = job
+        ans = DnsAnswer(key[0], key[1], SERVFAIL, error="lookup did not complete")
+        try:
+            ans = self._resolve(key, budget, generation)
+        finally:
+            fut.set_result(ans)
+        return ans
+
     def _wait(self, fut: Future[DnsAnswer], name: str, rdtype: str, budget: DnsBudget | None) -> DnsAnswer:
+        with self._lock:
+            job = self._pending.pop(fut, None)
+        if job is not None:  # still queued: run it here rather than wait behind the others
+            return self._settle(fut, job)
         wait = min(self.timeout, budget.remaining()) if budget else self.timeout
         try:
             return fut.result(timeout=wait + 0.05)
