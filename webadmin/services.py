@@ -313,7 +313,11 @@ def do_set_layer_settings(layer: str, values: dict[str, Any], domain: Domain | N
             raise SettingsPermissionError(f"settings.{layer}", "only a global administrator may change the "
                                                                "global settings")
         values = _keep_global_only(layer, cls, values, domain)
-        settings_from_dict(cls, {**base, **values}, f"settings.{layer}.")
+        merged = settings_from_dict(cls, {**base, **values}, f"settings.{layer}.")
+        try:
+            check_reply_texts(merged)  # (reply texts are a domain's own: checked for its admin too)
+        except SettingsError as e:
+            raise SettingsError(f"settings.{layer}.{e.path}", e.message) from None
         warnings: list[str] = []  # the files checked at save are global-only: kept as they are
     else:
         warnings = check_settings_at_save(layer, values, f"settings.{layer}.", base)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from gateway_milter.layers.base import (
+    check_reply,
     BaseSettings,
     Layer,
     LayerFindings,
@@ -104,7 +105,7 @@ class AttachmentSettings(BaseSettings):
             raise SettingsError("archive_max_depth", "archive limits must be positive")
         if self.archive_max_ratio < 2 or self.archive_time_s <= 0:
             raise SettingsError("archive_max_ratio", "ratio must be >= 2 and time > 0")
-        Reply(self.reject_code, self.reject_enhanced, self.reject_text)
+        check_reply(self.reject_code, self.reject_enhanced, self.reject_text)
 
     @property
     def archive_limits(self) -> ArchiveLimits:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway_milter.context import split_address
-from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.layers.base import BaseSettings, check_reply, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.store import StateStore, StoreError, default_store
 from gateway_milter.verdict import Direction, FailMode, Outcome, Reply, Stage
 
@@ -66,7 +66,7 @@ class BackscatterSettings(BaseSettings):
             raise SettingsError("validity_days", f"must be 1..{MAX_VALIDITY_DAYS}")
         if not 0 <= self.grace_days <= 365:
             raise SettingsError("grace_days", "must be 0..365")
-        Reply("550", "5.7.1", self.reject_text)
+        check_reply("550", "5.7.1", self.reject_text)
 
 
 def _day(now: float) -> int:

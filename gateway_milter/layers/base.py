@@ -92,6 +92,24 @@ class LayerFindings:
     symbols: tuple[Symbol, ...] = ()
 
 
+def check_reply(code: str, enhanced: str, text: str,
+                fields: tuple[str, str, str] = ("reject_code", "reject_enhanced", "reject_text")) -> None:
+    """A reply's settings as :class:`Reply` takes them, an error naming the field that is wrong
+    (before, "SMTP reply code must be 4xx or 5xx" was the whole layer's error)."""
+    try:
+        Reply(code, f"{code[:1] or '5'}.0.0", "x")
+    except ValueError as e:
+        raise SettingsError(fields[0], str(e)) from None
+    try:
+        Reply(code, enhanced, "x")
+    except ValueError as e:
+        raise SettingsError(fields[1], str(e)) from None
+    try:
+        Reply(code, enhanced, text)
+    except ValueError as e:
+        raise SettingsError(fields[2], str(e)) from None
+
+
 def action_rule(name: str, symbol: str, action: str, reply: Reply, reason: str,
                 queue: QuarantineQueue = QuarantineQueue.ADMIN, recipient: bool = False) -> PolicyRule | None:
     """The system rule an action setting implies when ``symbol`` is present: ``refuse`` (the

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway_milter.antispam.dnslists import Zone, parse_zones, refusal, reversed_ip
-from gateway_milter.layers.base import action_rule, BaseSettings, Layer, LayerFindings, PolicyRule
+from gateway_milter.layers.base import action_rule, BaseSettings, check_reply, Layer, LayerFindings, PolicyRule
 from gateway_milter.verdict import FailMode, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class DnsblSettings(BaseSettings):
     def __post_init__(self) -> None:
         BaseSettings.__post_init__(self)
         parse_zones(self.zones, "zones", "DNSBL_")
-        Reply(self.reject_code, self.reject_enhanced, self.reject_text.replace("{zone}", "x"))
+        check_reply(self.reject_code, self.reject_enhanced, self.reject_text.replace("{zone}", "x"))
 
     @property
     def parsed(self) -> tuple[Zone, ...]:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.layers.base import BaseSettings, check_reply, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.net.networks import client_network
 from gateway_milter.policy.lists import normal_address, untag
 from gateway_milter.store import StateStore, default_store
@@ -125,7 +125,7 @@ class GreylistSettings(BaseSettings):
             if not _NAME.match(client_name_entry(n)):
                 raise SettingsError(f"exempt_client_names[{i}]", f"{n!r} is not a host or domain name of two "
                                     "labels or more (e.g. google.com or *.mail.example.net)")
-        Reply("451", "4.7.1", self.reply_text)
+        check_reply("451", "4.7.1", self.reply_text, ("reply_text", "reply_text", "reply_text"))
 
 
 MAX_EXPIRY = 365 * 86400

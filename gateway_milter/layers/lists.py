@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING
 
 from gateway_milter.auth.psl import org_domain
-from gateway_milter.layers.base import action_rule, BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.layers.base import action_rule, BaseSettings, check_reply, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class ListsSettings(BaseSettings):
         BaseSettings.__post_init__(self)
         if self.block_action not in ("refuse", "quarantine"):
             raise SettingsError("block_action", f"must be refuse or quarantine, not {self.block_action!r}")
-        Reply(self.reject_code, self.reject_enhanced, self.reject_text)  # validates
+        check_reply(self.reject_code, self.reject_enhanced, self.reject_text)
 
 
 ADDR_SPEC = re.compile(r"[^\s<>()\[\],;:\"\\]+@[^\s<>()\[\],;:\"\\]+")

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, ClassVar
 from gateway_milter import layers as registry
 from gateway_milter.antispam.scorefit import LOGODDS, LOGODDS_CLIP, TOKEN_LOGIT, logodds_points
 from gateway_milter.layers.bayes import BAND_CENTRES, SENDER_SYMBOLS, BayesSettings
-from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.layers.base import BaseSettings, check_reply, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.verdict import Direction, FailMode, Outcome, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class ScoringSettings(BaseSettings):
                 raise SettingsError("layers", f"unknown layer {lid!r}")
         if any(c in self.subject_tag for c in "\r\n\0"):
             raise SettingsError("subject_tag", "must be one line")
-        Reply(self.reject_code, self.reject_enhanced, self.reject_text)
+        check_reply(self.reject_code, self.reject_enhanced, self.reject_text)
         if self.bayes_max_points is not None and self.bayes_max_points < 0:
             raise SettingsError("bayes_max_points", "must not be negative")
         if self.score_file and (not self.score_file.startswith("/") or any(c in self.score_file for c in "\r\n\0")):

@@ -19,7 +19,7 @@ from gateway_milter.antispam.dnslists import Zone, parse_zones, refusal, reverse
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.antispam.urls import org_domain, to_ascii, url_host
 from gateway_milter.layers.dnsbl import PRIVATE_NETS
-from gateway_milter.layers.base import action_rule, BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.layers.base import action_rule, BaseSettings, check_reply, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.verdict import FailMode, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class UriblSettings(BaseSettings):
         parse_zones(self.zones, "zones", "URIBL_")
         if not 1 <= self.max_lookups <= 200:
             raise SettingsError("max_lookups", "must be 1..200")
-        Reply(self.reject_code, self.reject_enhanced, self.reject_text.replace("{zone}", "x"))
+        check_reply(self.reject_code, self.reject_enhanced, self.reject_text.replace("{zone}", "x"))
 
     @property
     def parsed(self) -> tuple[Zone, ...]:

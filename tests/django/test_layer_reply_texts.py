@@ -43,3 +43,28 @@ def test_a_plain_reply_text_is_saved(world: World) -> None:
 
     text = "Greylisted:  please\ttry again in 5 minutes"  # (white space runs go out as one space)
     assert do_set_layer_settings("greylist", {"reply_text": text}) == []
+
+
+@pytest.mark.parametrize(("layer", "field", "text"), [
+    ("greylist", "reply_text", ""),
+    ("greylist", "reply_text", "Grauliste: bitte später erneut versuchen"),
+    ("scoring", "reject_text", "x" * 401),
+])
+def test_a_domain_admins_reply_text_is_checked_too(world: World, layer: str, field: str, text: str) -> None:
+    from webadmin.models import LayerSetting
+
+    r = _put(world.client("domain_admin"), layer, {field: text})
+    assert r.status_code == 400, r.content
+    assert f"settings.{layer}.{field}" in r.json(), r.json()
+    assert not LayerSetting.objects.filter(layer=layer).exists()
+
+
+@pytest.mark.parametrize(("layer", "values", "field"), [
+    ("dnsbl", {"reject_code": "abc"}, "reject_code"),
+    ("scoring", {"reject_enhanced": "9.9.9"}, "reject_enhanced"),
+    ("lists", {"reject_code": "451"}, "reject_enhanced"),  # (5.7.1 does not fit 451)
+])
+def test_a_bad_reply_code_names_its_field(world: World, layer: str, values: dict[str, Any], field: str) -> None:
+    r = _put(world.client("global_admin"), layer, values)
+    assert r.status_code == 400, r.content
+    assert f"settings.{layer}.{field}" in r.json(), r.json()

@@ -159,5 +159,5 @@ def test_a_tagged_subject_with_a_word_longer_than_any_line_reads_as_sent(stack: 
     assert str(raw).startswith("[SPAM] longword")  # the tag and the other words stay plain
     # tagged where it stood (changed in place through Postfix's cleanup, not deleted and added
     # at the end): between To and Message-ID as sent
-    names = [n.lower() for n in m.message.keys()]
+    names = [n.lower() for n in m.message]
     assert names.index("to") < names.index("subject") < names.index("message-id"), names

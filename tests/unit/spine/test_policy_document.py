@@ -27,7 +27,7 @@ from tests.unit.spine.conftest import BASE_POLICY
          "lists[0].domain", "not a configured domain"),
         ({"frobnicate": 1}, "frobnicate", "unknown section"),
         ({"format": 9}, "format", "unsupported format"),
-        ({"settings": {"lists": {"reject_code": "250"}}}, "settings.lists", "4xx or 5xx"),
+        ({"settings": {"lists": {"reject_code": "250"}}}, "settings.lists.reject_code", "4xx or 5xx"),
     ],
 )
 def test_it_names_the_bad_field(doc: dict[str, Any], path: str, words: str) -> None:
