@@ -87,7 +87,7 @@ class _Message:
         ending = "\r\n" if crlf else "\n"
         i, n = 0, len(lines)
         errors = 0
-        header: str | None = None
+        parts: list[str] | None = None  # the current field's lines (joined once: not once per line)
         while True:
             eof = i >= n
             current = ending if eof else lines[i]
@@ -97,9 +97,13 @@ class _Message:
             if crlf and current[-1:] == "\n" and current[-2:-1] != "\r":
                 current = current[:-1] + "\r\n"
             if current[:1] in (" ", "\t"):
-                header = (header or "") + current
+                if parts is None:
+                    parts = [current]
+                else:
+                    parts.append(current)
                 continue
             # a field: only a long one can be truncated, only Content-* ones are read later
+            header = "".join(parts) if parts is not None else None
             if header is not None and (len(header) > MAX_HEADER_KEY_LENGTH or header[:8].lower() == "content-"):
                 self._field(header, crlf)
             if current == ending:
@@ -116,7 +120,7 @@ class _Message:
                     self.flags.add("missing_head_body_separator")
                     i -= 1
                     break
-            header = current
+            parts = [current]
         self.type, self.boundary = _content_type([_value(v) for v in self.fields.get("content-type", [])])
         body: list[str] = []
         if self.type.startswith(("multipart/", "message/")):  # the only bodies parse_flags reads

@@ -252,7 +252,7 @@ def parse_message(raw: bytes) -> MimeView:
 
     def note(code: str, detail: str, path: tuple[int, ...]) -> None:
         a = Ambiguity(code, detail[:200], ".".join(str(i + 1) for i in path) or "0")
-        if a not in ambiguities and len(ambiguities) < 100:
+        if len(ambiguities) < 100 and a not in ambiguities:  # (the bound first: 50,000 parts noted)
             ambiguities.append(a)
 
     def check_headers(m: Message, path: tuple[int, ...], fields: list[tuple[str, str]]) -> list[str]:

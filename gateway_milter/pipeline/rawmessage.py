@@ -25,17 +25,17 @@ def split_message(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
         head, body = raw[: m.start()], raw[m.end():]
     else:
         head, body = raw, b""
-    headers: list[tuple[str, str]] = []
+    fields: list[tuple[str, list[str]]] = []  # a field's lines joined once (not once per line)
     lines = re.split(rb"\r?\n", head) if head else []
     for line in lines:
-        if line[:1] in (b" ", b"\t") and headers:
-            name, value = headers[-1]
-            headers[-1] = (name, value + "\r\n" + line.decode("utf-8", "surrogateescape"))
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1][1].append(line.decode("utf-8", "surrogateescape"))
             continue
         hm = _HDR.match(line)
         if hm:
-            headers.append((hm.group(1).decode("ascii"), hm.group(2).lstrip(b" \t").decode("utf-8", "surrogateescape")))
+            fields.append((hm.group(1).decode("ascii"), [hm.group(2).lstrip(b" \t").decode("utf-8", "surrogateescape")]))
         # a line that is neither a header nor a continuation is dropped, as MTAs do
+    headers = [(name, "\r\n".join(parts)) for name, parts in fields]
     body = re.sub(rb"(?<!\r)\n", b"\r\n", body)
     return headers, body
 

@@ -55,3 +55,21 @@ def test_the_text_line_says_the_score_is_the_contents(tmp_path: Path) -> None:
     call_command("scan", "--ip", IP, str(_eml(tmp_path, "someone@elsewhere.test", GTUBE_TEXT)), stdout=out)
     first = out.getvalue().splitlines()[0]
     assert ": reject score=1" in first and "the score is the content's, as if accepted" in first, first
+
+
+def test_a_layer_that_fails_is_that_messages_answer_not_the_end_of_the_scan(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A layer failing with tempfail while a refused message's content is scored (a hostile
+    message past the stage's time budget) ended the scan with a traceback: no verdict for it
+    nor for any message after it."""
+    from gateway_milter.pipeline import runner
+
+    publish(tmp_path)
+    monkeypatch.setattr(runner, "FAULT_INJECT", frozenset({"scoring"}))
+    refused = _eml(tmp_path, "someone@elsewhere.test", "lunch at noon?")
+    after = _eml(tmp_path, "u@example.com", "lunch at noon?")
+    rows = {Path(r["file"]).name: r for r in _rows(str(refused), str(after))}
+    r = rows[refused.name]
+    assert r["action"] == "reject" and "Relay access denied" in r["reason"], r
+    assert "layer scoring failed" in r["content_scoring_failed"] and "content_scored_after_refusal" not in r
+    assert rows[after.name]["action"] == "tempfail"  # (the accepted one: as the milter answers it)

@@ -19,6 +19,7 @@ from gateway_milter.context import ConnectionInfo
 from gateway_milter.mime.headers import addresses
 from gateway_milter.clitext import printable
 from gateway_milter.pipeline.rawmessage import iter_messages, split_message
+from gateway_milter.pipeline.runner import LayerFailure
 from gateway_milter.pipeline.transaction import Gateway
 from gateway_milter.policy.provider import StaticPolicyProvider
 from gateway_milter.verdict import Action
@@ -76,12 +77,19 @@ def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str 
     t0 = time.perf_counter()
     if refused_all:
         scored = False
+        failed = ""
         if score_refused and ctx.rejected_recipients:
-            res = ctx.layer("scoring")
-            scored = not res.error and not res.skipped
+            try:
+                res = ctx.layer("scoring")
+                scored = not res.error and not res.skipped
+            except LayerFailure as e:  # (a layer that fails with tempfail: this message's answer,
+                failed = str(e)  # not the end of the scan and of every verdict after it)
+                ctx.add_trace("scoring", "error", f"content not scored: {e}")
         rec = gw.finish(ctx)
         if scored:
             rec["content_scored_after_refusal"] = True
+        elif failed:
+            rec["content_scoring_failed"] = failed
     else:
         d = gw.eom(ctx)
         # as the milter logs it: a message taken into quarantine is discarded from the MTA's
@@ -129,12 +137,16 @@ class Command(BaseCommand):
                    "symbols": [{k: s[k] for k in ("name", "score", "points") if k in s} for s in rec["symbols"]],
                    "reason": rec["reason"], "trace": rec["trace"], "direction": rec["direction"],
                    "recipients": rec["recipients"], "ms": rec["ms"],
-                   **({"content_scored_after_refusal": True} if rec.get("content_scored_after_refusal") else {})}
+                   **({"content_scored_after_refusal": True} if rec.get("content_scored_after_refusal") else {}),
+                   **({"content_scoring_failed": rec["content_scoring_failed"]}
+                      if rec.get("content_scoring_failed") else {})}
             self.stdout.write(json.dumps(out))
             return
         lines = [f"{label}: {rec['action']} score={rec['score']:.2f} reason={rec['reason'] or '-'}"
                  + (" (every recipient refused at RCPT; the score is the content's, as if accepted)"
-                    if rec.get("content_scored_after_refusal") else "")]
+                    if rec.get("content_scored_after_refusal") else "")
+                 + (f" (every recipient refused at RCPT; the content could not be scored: "
+                    f"{rec['content_scoring_failed']})" if rec.get("content_scoring_failed") else "")]
         lines += [f"  symbol {s['name']} ({_points(s)}) {s['detail']}" for s in rec["symbols"]]
         lines += [f"  trace {t['source']}: {t['event']} {t['detail']} [{t['ms']} ms]" for t in rec["trace"]]
         for line in lines:
