@@ -82,6 +82,19 @@ def recipient_allowed(ctx: MessageContext, rcpt: Recipient) -> ListEntry | None:
     return ctx.policy.lists.match_address("allow", "recipient", rcpt.address, rcpt.domain if rcpt.is_local else None)
 
 
+def message_allowlisted(ctx: MessageContext) -> bool:
+    """Whether the message is allow-listed for the spam layers (the lists layer's fact
+    ``allowlisted``: an allow entry of the client, its host or the vouched sender, or every
+    recipient exempt), asking the lists layer when it is on."""
+    from gateway_milter import layers
+
+    if ctx.facts.get("allowlisted"):
+        return True
+    if "lists" in layers.available() and ctx.policy.settings_for("lists", ctx.policy_domain).enabled:
+        return bool(ctx.layer("lists").fact("allowlisted"))
+    return False
+
+
 def recipient_exemption(ctx: MessageContext, rcpt: Recipient) -> str | None:
     """Why this recipient is exempt from the spam layers before the message (greylisting asks
     at RCPT), or None: on the recipient allow list, or its own allow entry (My Account) names

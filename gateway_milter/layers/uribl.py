@@ -19,6 +19,7 @@ from gateway_milter.antispam.dnslists import Zone, parse_zones, refusal, reverse
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.antispam.urls import org_domain, to_ascii, url_host
 from gateway_milter.layers.dnsbl import PRIVATE_NETS
+from gateway_milter.layers.lists import message_allowlisted
 from gateway_milter.layers.base import action_rule, BaseSettings, check_reply, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.verdict import FailMode, QuarantineQueue, Reply, Stage
 
@@ -32,6 +33,7 @@ class UriblSettings(BaseSettings):
     zones: tuple[dict[str, Any], ...] = ()
     max_lookups: int = 20  # distinct domains/IPs per message (hostile input bound)
     skip_domains: tuple[str, ...] = ()  # never looked up (besides the local domains)
+    exempt_allowlisted: bool = True  # allow-listed mail (the lists layer's allowlisted) is not looked up
     reject_code: str = "554"
     reject_enhanced: str = "5.7.1"
     reject_text: str = "Message refused: it links to a host listed by {zone}"
@@ -156,6 +158,8 @@ def _asked(ctx: MessageContext, settings: UriblSettings) -> bool:
     has a system rule; zones that only score are read by the scoring layer, which exempts some
     mail (authenticated, outbound, allow-listed). Links of mail nobody judges by them are not
     sent to the lists' servers in advance (an admin's Sieve test still runs the check)."""
+    if settings.exempt_allowlisted and message_allowlisted(ctx):
+        return False
     if any(z.action != "score" for z in settings.parsed):
         return True
     from gateway_milter import layers
@@ -196,6 +200,8 @@ class UriblLayer(Layer[UriblSettings]):
         zones = settings.parsed
         if not zones:
             return LayerFindings({"skipped": "no zones"})
+        if settings.exempt_allowlisted and message_allowlisted(ctx):
+            return LayerFindings({"skipped": "allow-listed"})
         from gateway_milter.net.resolver import budget_for, get_resolver
 
         targets, lookups = _lookups(ctx, settings, zones)
