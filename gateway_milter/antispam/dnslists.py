@@ -107,7 +107,10 @@ def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tupl
             raise SettingsError(f"{p}.action", f"a zone with a negative weight (an allowlist such as "
                                 f"list.dnswl.org) must have action score, not {action}")
         codes = []
-        for j, c in enumerate(z.get("codes") or []):
+        raw_codes = z.get("codes") or []
+        if not isinstance(raw_codes, (list, tuple)):
+            raise SettingsError(f"{p}.codes", "must be a list of addresses or ranges (e.g. [\"127.0.0.2-127.0.0.11\"])")
+        for j, c in enumerate(raw_codes):
             lo_s, _, hi_s = str(c).partition("-")
             try:
                 lo = int(ipaddress.IPv4Address(lo_s.strip()))
@@ -116,6 +119,12 @@ def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tupl
                 raise SettingsError(f"{p}.codes[{j}]", f"{c!r} is not an address or range") from None
             if lo > hi:  # would match no answer: the zone would silently never list
                 raise SettingsError(f"{p}.codes[{j}]", f"{c!r}: a range goes from the lower address to the higher")
+            if not any(Zone("", "", 0.0, "score", ((lo, hi),), 0, "any").accepts(str(ipaddress.IPv4Address(n)))
+                       for n in _probe(lo, hi)):
+                # answers outside 127.0.0.0/8 and the lists' error answers never count
+                raise SettingsError(f"{p}.codes[{j}]", f"{c!r} holds no answer that can list: listings are in "
+                                    "127.0.0.0/8, and 127.0.0.255, 127.0.1.255 and 127.255.255.x are the lists' "
+                                    "error answers")
             codes.append((lo, hi))
         mask_v = z.get("mask", 0)
         try:
@@ -134,6 +143,18 @@ def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tupl
                                 "give this entry its own symbol")
         out.append(Zone(name, symbol, weight, action, tuple(codes), mask, kind))
     return tuple(out)
+
+
+def _probe(lo: int, hi: int) -> list[int]:
+    """Addresses of a range enough to tell whether any in it can count as a listing: its ends,
+    and the ends of its part inside 127.0.0.0/8 next to each error answer."""
+    a, b = max(lo, int(_LOOPBACK.network_address)), min(hi, int(_LOOPBACK.broadcast_address))
+    if a > b:
+        return [lo]
+    near = {a, b}
+    for x in (int(_BROADCAST), int(_DBL_NO_IP), int(_REFUSED.network_address)):
+        near |= {x - 1, x + 1}
+    return sorted(n for n in near if a <= n <= b)
 
 
 def reversed_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

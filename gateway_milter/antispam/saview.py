@@ -19,7 +19,7 @@ from gateway_milter.antispam.htmltext import HtmlFacts, render_html
 from gateway_milter.antispam.parseflags import MAX_HEADER_KEY_LENGTH, MAX_HEADER_VALUE_LENGTH
 from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.relays import ORIGINATING_IP_HEADERS, RelayPath, TrustConfig, relay_path
-from gateway_milter.antispam.urls import find_urls, normalize_link
+from gateway_milter.antispam.urls import bounded, find_urls, normalize_link
 from gateway_milter.mime.headers import addresses
 
 if TYPE_CHECKING:
@@ -509,7 +509,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
             uris[u] = None
     for u in find_urls("\n".join(plain)):
         uris[u] = None
-    v.uris = list(uris)[:500]
+    v.uris = bounded(uris)  # (500, then up to 500 more of hosts not among theirs)
     sep = _HEAD_END.search(raw)
     if sep is not None:
         v.body_len = len(raw) - sep.end() - raw.count(b"\r\n", sep.end())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import unquote
 
@@ -30,7 +31,7 @@ _DEOBF = [
     (re.compile(r"(?i)\bhxxp"), "http"),
     (re.compile(r"(?i)\bh\*\*p"), "http"),
 ]
-_HOST = re.compile(r"^[a-z0-9._\-\u00a0-\uffff]+$")
+_HOST = re.compile(r"^[a-z0-9._\-\u00a0-\U0010ffff]+$")  # (an emoji or CJK Extension B label too)
 
 
 _DEOBF_QUICK = re.compile(r"[\[\(\{]\s*(?:\.|[dD][oO][tT])\s*[\]\)\}]")  # what the first one needs
@@ -48,21 +49,48 @@ def deobfuscate(text: str) -> str:
 
 
 def find_urls(text: str, limit: int = MAX_URLS) -> list[str]:
-    """Absolute-looking URLs in plain text, de-obfuscated, in order of appearance (deduplicated)."""
+    """Absolute-looking URLs in plain text, de-obfuscated, in order of appearance (deduplicated);
+    ``limit`` of them, then (:func:`bounded`) those of hosts not among them, up to ``limit`` more."""
     out: dict[str, None] = {}
+    hosts: set[str | None] | None = None  # past the limit: the hosts kept
     for m in _SCHEME_URL.finditer(deobfuscate(text)):
         u = m.group(0).rstrip(".,;:!?)'\"")
         if u.lower().startswith("www"):
             u = "http://" + u
-        out[u] = None
-        if len(out) >= limit:
-            break
+        if hosts is None:
+            out[u] = None
+            if len(out) >= limit:
+                hosts = {url_host(x) for x in out}
+        elif u not in out and (h := url_host(u)) not in hosts:
+            hosts.add(h)
+            out[u] = None
+            if len(out) >= 2 * limit:
+                break
     return list(out)
+
+
+def bounded(urls: Iterable[str], limit: int = MAX_URLS) -> list[str]:
+    """The first ``limit`` URLs, then those whose host is not among theirs, up to ``limit`` more:
+    500 tracking links to one host no longer hide a link to another (a listed one) after them."""
+    urls = list(urls)
+    if len(urls) <= limit:
+        return urls
+    kept = urls[:limit]
+    hosts = {url_host(u) for u in kept}
+    for u in urls[limit:]:
+        h = url_host(u)
+        if h not in hosts:
+            hosts.add(h)
+            kept.append(u)
+            if len(kept) >= 2 * limit:
+                break
+    return kept
 
 
 _URL_WS = re.compile(r"[\t\r\n]")
 # a special scheme and the slashes after it, "\" among them (browsers read "\" as "/" there)
-_SPECIAL_START = re.compile(r"(?i)^(https?|ftp):[/\\]+")
+# (none at all too: "http:evil.test" goes to evil.test, as SpamAssassin and browsers read it)
+_SPECIAL_START = re.compile(r"(?i)^(https?|ftp):[/\\]*")
 
 
 def normalize_link(link: str) -> str | None:

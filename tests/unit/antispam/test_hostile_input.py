@@ -75,7 +75,7 @@ def test_it_stays_within_budget_on_hostile_input(case: str, engine) -> None:  # 
     feats = tokens(view)
     engine.run(view)
     took = time.process_time() - t0
-    assert len(feats) <= MAX_FEATURES and len(view.uris) <= 500
+    assert len(feats) <= MAX_FEATURES and len(view.uris) <= 1000  # (500, then 500 of new hosts at most)
     assert took < BUDGET_S, f"{case} took {took:.1f}s CPU"
 
 
