@@ -23,6 +23,7 @@ from webadmin.access import Principal, QuarantineAccess
 from webadmin.models import Domain
 
 log = logging.getLogger("bulwark.quarantine")
+MAX_BULK = 500  # messages one bulk request may act on (more: refused whole, never cut short)
 ACTIONS = ("release", "release_allow", "delete", "spam", "ham")
 TRAINING = ("spam", "ham")
 
@@ -182,4 +183,6 @@ def do_quarantine_action(p: Principal, qa: QuarantineAccess, action: str) -> str
         return f"deleted for {n} recipient(s)"
     ok = train([msg.qid], action == "spam", p.username, _quarantine_training_scopes(p, qa))
     what = "spam" if action == "spam" else "not spam"
-    return f"marked as {what}" if ok else f"could not queue training as {what}"
+    if not ok:  # (the task queue unavailable: an error, not "done")
+        raise ActionError(f"could not queue training as {what}: the task queue is unavailable, try again later")
+    return f"marked as {what}"

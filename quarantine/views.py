@@ -13,7 +13,15 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
 from quarantine import digests
-from quarantine.actions import ACTIONS, ActionError, ActionNotAllowed, check_action_allowed, do_quarantine_action, may_train
+from quarantine.actions import (
+    ACTIONS,
+    MAX_BULK,
+    ActionError,
+    ActionNotAllowed,
+    check_action_allowed,
+    do_quarantine_action,
+    may_train,
+)
 from quarantine.preview import PREVIEW_CSP, view_message
 from quarantine.services import read_message
 from webadmin import access
@@ -141,13 +149,16 @@ def quarantine_action(request: HttpRequest, pk: int) -> HttpResponse:
 @option("view_quarantine")
 def quarantine_bulk(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
-    ids = request.POST.getlist("ids")[:500]
+    ids = request.POST.getlist("ids")
     p = access.principal(request.user)
     try:
         check_action_allowed(p, action)  # the whole request, before any row
     except ActionNotAllowed:
         raise Http404("no such action") from None
     done, failed = 0, 0
+    if len(ids) > MAX_BULK:  # (the ids past the 500th were left out without a word)
+        messages.error(request, f"At most {MAX_BULK} messages at a time: nothing was done.")
+        ids = []
     for pk in ids:
         try:
             qa = access.access_quarantined_message(request.user, pk)

@@ -422,6 +422,10 @@ def access_quarantined_message(user: Any, pk: Any, *, by_qid: bool = False) -> Q
 
 
 def _int(v: Any) -> int:
+    """An id as given: an integer, or a string of digits; anything else (true, 1.7) names no
+    row (``int()`` took them for 1)."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, str) and not v.strip().isdigit()):
+        raise Http404("bad id")
     try:
         return int(v)
     except (TypeError, ValueError):

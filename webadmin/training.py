@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import zipfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -195,7 +196,8 @@ def messages_of(path: Path, spool: Spool) -> None:
                             spool.add(raw)
                     else:
                         spool.add(_content_start(data))
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as e:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
+                zlib.error) as e:  # (zlib.error: a member whose deflate stream is damaged)
             raise TrainingError("file", f"The zip cannot be read: {e}"[:200]) from None
     elif head == b"From ":
         for _, raw in iter_messages(path):  # (an mbox: read where it lies)

@@ -156,7 +156,7 @@ def _assert_refused(c: Client, url: str, data: dict[str, str], layer: str, domai
 
     stored, version = _stored(layer, domain), PublishedPolicy.objects.count()
     r = c.post(url, data)
-    assert r.status_code == 200
+    assert r.status_code == 400  # (the form again, with the error)
     form = r.context["form"]
     assert not form.non_field_errors()
     assert _stored(layer, domain) == stored and PublishedPolicy.objects.count() == version
@@ -190,12 +190,12 @@ def test_it_reports_a_bad_mapping_on_its_field(world: World) -> None:
     data = _page_data(c, "/security/layers/spf/")
     data["scores"] = '{"SPF_FAIL": 3.5,}'
     r = c.post("/security/layers/spf/", data)
-    assert r.status_code == 200 and _stored("spf") is None
+    assert r.status_code == 400 and _stored("spf") is None
     assert [str(m) for m in r.context["form"].errors["scores"]] == [
         "not valid JSON: line 1, column 18: Expecting property name enclosed in double quotes"]
     data["scores"] = '{"SPF_FAIL": "high"}'
     r = c.post("/security/layers/spf/", data)
-    assert r.status_code == 200 and _stored("spf") is None
+    assert r.status_code == 400 and _stored("spf") is None
     assert [str(m) for m in r.context["form"].errors["scores"]] == ["scores.SPF_FAIL: must be a number, not 'high'"]
 
 

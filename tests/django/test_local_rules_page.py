@@ -30,7 +30,7 @@ def test_rules_written_on_the_page_are_checked_saved_and_used(world: World, monk
     assert '<textarea name="local_rules"' in page
     bad = "body LOCAL_PIZZA /pizza(/\r\nscore LOCAL_PIZZA 3\r\n"
     r = c.post(URL, _data(c, local_rules=bad))
-    assert r.status_code == 200 and "LOCAL_PIZZA would not run" in r.content.decode()
+    assert r.status_code == 400 and "LOCAL_PIZZA would not run" in r.content.decode()
     assert current_snapshot().settings_for("rules").local_rules == ""
     good = "body LOCAL_PIZZA /pizza/i\r\nscore LOCAL_PIZZA 3\r\nrequired_score 4\r\n"
     r = c.post(URL, _data(c, local_rules=good), follow=True)

@@ -160,7 +160,8 @@ def layer_edit(request: HttpRequest, layer_id: str) -> HttpResponse:
                 return redirect(request.get_full_path())
     return render(request, "webadmin/layer.html", {
         "menu": "security", "title": f"{layers.get(layer_id).name} settings", "layer_id": layer_id, "form": form,
-        "domain": domain, "domains": managed, "is_global": p.is_global, "description": layers.get(layer_id).description})
+        "domain": domain, "domains": managed, "is_global": p.is_global, "description": layers.get(layer_id).description},
+        status=400 if form.is_bound and form.errors else 200)  # (a refused form: 400, as the other forms answer)
 
 
 # -- DKIM signing keys (gateway_milter.auth.keystore) ---------------------------------------------
