@@ -339,6 +339,7 @@ class LayerSettingsView(APIView):
         row = LayerSetting.objects.filter(layer=layer_id, domain=dom).first() if dom else None
         values = {**(base.values if base else {}), **(row.values if row else {})}
         eff = settings_to_dict(settings_from_dict(layers.get(layer_id).Settings, values))
+        eff = services.shown_settings(layer_id, eff, dom, access.principal(request.user).is_global)
         cls = layers.get(layer_id).Settings
         meanings = layerdocs.setting_help(layer_id)
         return Response({"layer": layer_id, "domain": dom.name if dom else None, "settings": eff,

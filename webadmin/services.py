@@ -275,6 +275,22 @@ def check_reply_texts(settings: Any) -> None:
             raise SettingsError(name, "must be printable ASCII (an SMTP reply carries no other letters)")
 
 
+def shown_settings(layer: str, values: dict[str, Any], domain: Domain | None, is_global: bool) -> dict[str, Any]:
+    """A layer's settings as a domain administrator may read them: the spam-trap addresses of
+    their own domain (and its aliases) and the ``local@`` ones, not the other tenants' (a trap
+    is worth only as long as it is secret; each domain's admin saw every tenant's). A global
+    administrator reads them all."""
+    if is_global or domain is None or layer != "spamtrap" or "addresses" not in values:
+        return values
+    names = {domain.name.lower().rstrip("."), *(a.lower().rstrip(".") for a in domain.aliases or [])}
+
+    def mine(a: str) -> bool:
+        a = str(a).strip().lower()
+        return a.endswith("@") or a.rpartition("@")[2].rstrip(".") in names
+
+    return {**values, "addresses": [a for a in values["addresses"] if mine(a)]}
+
+
 def check_settings_at_save(layer: str, values: dict[str, Any], path: str, base: dict[str, Any] | None = None) -> list[str]:
     """Validate ``values`` (a domain's merged with ``base``, the global ones, as they are used)
     and run the layer's save-time checks (the files it names); a SettingsError names ``path`` +

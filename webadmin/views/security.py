@@ -135,6 +135,7 @@ def layer_edit(request: HttpRequest, layer_id: str) -> HttpResponse:
         initial = settings_to_dict(settings_from_dict(cls, current))
     except SettingsError:
         initial = settings_to_dict(cls())
+    initial = services.shown_settings(layer_id, initial, domain, p.is_global)
     form = layer_settings_form(cls, initial, request.POST or None, layerdocs.setting_help(layer_id))
     if domain is not None and not p.is_global:
         # a domain administrator sees the global-only fields as they are, and cannot send them
@@ -144,6 +145,8 @@ def layer_edit(request: HttpRequest, layer_id: str) -> HttpResponse:
             form.fields[name].help_text = f"set by a global administrator; {form.fields[name].help_text}"
     if request.method == "POST" and form.is_valid():
         values = layer_values_from_form(cls, form)
+        if domain is not None and not p.is_global:  # (disabled: what they show is not theirs to send)
+            values = {k: v for k, v in values.items() if k not in services.global_only_fields(layer_id)}
         if not form.errors:
             if domain is not None:  # store only what differs from the global settings
                 glob = settings_to_dict(settings_from_dict(cls, base.values if base else {}))
