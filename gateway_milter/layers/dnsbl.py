@@ -20,7 +20,7 @@ from gateway_milter.layers.base import action_rule, BaseSettings, check_reply, L
 from gateway_milter.verdict import FailMode, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
-    from gateway_milter.context import MessageContext, Recipient
+    from gateway_milter.context import MessageContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +30,8 @@ class DnsblSettings(BaseSettings):
     skip_private: bool = True  # loopback/private/link-local clients are never looked up
     exempt_authenticated: bool = True
     exempt_trusted_networks: bool = True
-    # allow-listed mail (client, host or vouched sender: no lookup result counts; an allow-listed
-    # recipient such as postmaster@: not refused or quarantined for it), as the lists promise
+    # allow-listed mail (the client, its host or a vouched sender allowed: no zone judges it), as
+    # the lists promise
     exempt_allowlisted: bool = True
     reject_code: str = "554"
     reject_enhanced: str = "5.7.1"
@@ -133,25 +133,12 @@ class DnsblLayer(Layer[DnsblSettings]):
             ctx.add_trace(self.id, "warning", f"no answer (unknown, not scored) from {', '.join(unknown)}")
         return LayerFindings({"ip": str(ip), "listed": listed, "unknown": unknown}, tuple(symbols))
 
-    def check_recipient(self, ctx: MessageContext, rcpt: Recipient, settings: DnsblSettings) -> LayerFindings:
-        """The listings, as each recipient is judged by them (the zones' actions are rules per
-        recipient): none for an allow-listed recipient (``postmaster@``, ``abuse@``: mail to it
-        is not filtered for spam, as greylisting skips it), the message's for the others."""
-        if settings.exempt_allowlisted and rcpt.is_local:
-            from gateway_milter.layers.lists import recipient_exemption
-
-            why = recipient_exemption(ctx, rcpt)
-            if why:
-                return LayerFindings({"exempt": why})
-        res = ctx.layer(self.id)
-        return LayerFindings({"listed": res.fact("listed") or {}}, tuple(res.symbols))
-
     def policy_rules(self, settings: DnsblSettings) -> list[PolicyRule]:
         rules = []
         for z in settings.parsed:
             reply = Reply(settings.reject_code, settings.reject_enhanced, settings.reject_text.replace("{zone}", z.zone))
             rule = action_rule(f"dnsbl_{z.symbol.lower()}", z.symbol, z.action, reply, f"client listed by {z.zone}",
-                               QuarantineQueue.USER, recipient=True)
+                               QuarantineQueue.USER)
             if rule is not None:
                 rules.append(rule)
         return rules

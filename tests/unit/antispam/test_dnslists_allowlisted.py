@@ -1,8 +1,7 @@
 """Allow-listed mail is not judged by the DNS blocklists, as the lists promise ("anti-spam layers
 honour allowlisted"): a partner's server allowed by IP was refused (554) or quarantined when a
-DNSBL listed it, and mail to an allow-listed recipient (postmaster@, abuse@: mail to it is not
-filtered for spam) was refused with it; a listed link refused an allow-listed client's message.
-The zones' actions are judged per recipient: the allow-listed one is accepted, the others not."""
+DNSBL listed it, and a listed link refused an allow-listed client's message.
+The zones judge the client once, before the recipients are known: a listing counts once."""
 
 from __future__ import annotations
 
@@ -56,19 +55,32 @@ def test_an_allow_listed_client_is_not_judged_by_a_dnsbl(listed: Any, store: Mem
     assert (rc, ctx._reply[:1] if rc == Milter.REJECT else None) in ((Milter.REJECT, ("554",)), (Milter.DISCARD, None))
 
 
-@pytest.mark.parametrize("order", [("bob@example.com", "postmaster@example.com"),
-                                   ("postmaster@example.com", "bob@example.com")])
-def test_an_allow_listed_recipient_is_accepted_beside_refused_ones(listed: Any, store: MemoryStore,
-                                                                   order: tuple[str, str]) -> None:
+def test_a_listing_counts_once_whatever_the_number_of_recipients(listed: Any, store: MemoryStore) -> None:
+    """(Judged per recipient, a zone's symbols were added once more for each recipient: 3
+    points became 9 with two recipients, and a script on the score quarantined the message.)"""
+    doc = _doc("score")
+    doc["settings"]["scoring"] = {"mode": "on", "layers": ["dnsbl"], "fitted_scores": False,
+                                  "quarantine_score": 50, "reject_score": 60}
+    gw, _, sink = make_gateway(doc)
+    for rcpts in (("bob@example.com",), ("bob@example.com", "carol@example.com")):
+        _ctx, rc = run(gw, "alice@outside.test", *rcpts, ip=OTHER)
+        assert rc == Milter.ACCEPT
+        rec = sink.records[-1]
+        assert rec["score"] == 5.0 and [s["name"] for s in rec["symbols"]].count("DNSBL_BL_TEST") == 1, rec
+
+
+def test_a_quarantining_zone_still_lets_greylisting_defer(listed: Any, store: MemoryStore) -> None:
+    """(Judged per recipient, a zone's quarantine was final at RCPT: a listed client's first
+    attempt was taken into the quarantine instead of being greylisted.)"""
     from gateway_milter.context import ConnectionInfo
 
-    gw, _, _ = make_gateway(_doc("refuse"))
+    doc = _doc("quarantine")
+    doc["settings"]["greylist"] = {"mode": "on", "delay": 300}
+    gw, _, _ = make_gateway(doc)
     ctx = gw.begin(ConnectionInfo(client_ip=OTHER, client_name="unknown", helo="mx.outside.test"))
     gw.mail(ctx, "alice@outside.test")
-    answers = {r: gw.rcpt(ctx, r) for r in order}
-    assert answers["bob@example.com"].reply is not None and answers["bob@example.com"].reply.code == "554"
-    assert answers["postmaster@example.com"].reply is None
-    assert [r.address for r in ctx.recipients] == ["postmaster@example.com"]
+    d = gw.rcpt(ctx, "bob@example.com")
+    assert d.reply is not None and d.reply.code == "451" and "Greylisted" in d.reply.text
     ctx.close()
 
 
