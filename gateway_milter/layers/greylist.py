@@ -279,7 +279,7 @@ class GreylistLayer(Layer[GreylistSettings]):
                 return "exempt sender"
         # the recipient as the lists compare it and in its domain's own name (an alias domain's
         # address matches the entries of the domain it is an alias of)
-        local, _, rdom = normal_address(rcpt.address).rpartition("@")
+        local, _, rdom = normal_address(untag(rcpt.address)).rpartition("@")
         addrs = {f"{local}@{rdom}"}
         canonical = ctx.policy.canonical_domain(rdom)
         if canonical:
@@ -316,7 +316,7 @@ class GreylistLayer(Layer[GreylistSettings]):
         if why:
             return LayerFindings({"greylist": "exempt", "reason": why}, (self.symbol("GREYLIST_EXEMPT", 0.0, why),))
         net = client_network(ctx.conn.ip, settings.netmask_v4, settings.netmask_v6)
-        d = decide(self.store(), net, normalize_sender(ctx.mail_from), rcpt.address, settings,
+        d = decide(self.store(), net, normalize_sender(ctx.mail_from), untag(rcpt.address), settings,
                    record=not ctx.scan_mode)
         if d.state in ("new", "early"):
             return LayerFindings({"greylist": d.state, "wait_s": round(d.wait)},

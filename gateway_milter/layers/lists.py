@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from gateway_milter.auth.psl import org_domain
 from gateway_milter.layers.base import action_rule, BaseSettings, check_reply, Layer, LayerFindings, PolicyRule, SettingsError
+from gateway_milter.policy.lists import untag
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def _org(domain: str) -> str:
 def recipient_allowed(ctx: MessageContext, rcpt: Recipient) -> ListEntry | None:
     """The recipient allow entry naming this recipient (``ALLOWLIST_RECIPIENT``: abuse@,
     postmaster@, whose mail is not filtered for spam), its domain's entries first."""
-    return ctx.policy.lists.match_address("allow", "recipient", rcpt.address, rcpt.domain if rcpt.is_local else None)
+    return ctx.policy.lists.match_address("allow", "recipient", untag(rcpt.address), rcpt.domain if rcpt.is_local else None)
 
 
 def message_allowlisted(ctx: MessageContext) -> bool:
@@ -102,7 +103,7 @@ def recipient_exemption(ctx: MessageContext, rcpt: Recipient) -> str | None:
     message only SPF can: ``SenderCheck``)."""
     if recipient_allowed(ctx, rcpt):
         return "allow-listed recipient"
-    if ctx.policy.lists.match_user("allow", rcpt.address, ctx.mail_from):
+    if ctx.policy.lists.match_user("allow", untag(rcpt.address), ctx.mail_from):
         settings = ctx.policy.settings_for("lists", rcpt.domain)
         if not settings.verify_senders or SenderCheck(ctx)(ctx.mail_from):
             return "allow-listed by the recipient"
@@ -168,9 +169,9 @@ class ListsLayer(Layer[ListsSettings]):
             claims = False  # some recipient is exempt by its own sender entry alone
             user_exempt = True
             for r in ctx.recipients:
-                if r.address.lower() in ctx.policy.antispam_disabled or recipient_allowed(ctx, r):
+                if untag(r.address).lower() in ctx.policy.antispam_disabled or recipient_allowed(ctx, r):
                     continue
-                if not lists.match_user("allow", r.address, ctx.mail_from):
+                if not lists.match_user("allow", untag(r.address), ctx.mail_from):
                     user_exempt = False
                     break
                 claims = True
@@ -207,15 +208,18 @@ class ListsLayer(Layer[ListsSettings]):
     def check_recipient(self, ctx: MessageContext, rcpt: Recipient, settings: ListsSettings) -> LayerFindings:
         lists = ctx.policy.lists
         a = recipient_allowed(ctx, rcpt)
-        b = lists.match_address("block", "recipient", rcpt.address, rcpt.domain if rcpt.is_local else None)
+        # a recipient is judged by its address without a BATV tag (prvs=TAG=closed@example.com is
+        # delivered to closed@example.com: a tag, forged or not, escaped the block list)
+        plain = untag(rcpt.address)
+        b = lists.match_address("block", "recipient", plain, rcpt.domain if rcpt.is_local else None)
         symbols = []
         if a:
             symbols.append(self.symbol("ALLOWLIST_RECIPIENT", 0.0, a.value))
         if b and not (a and settings.allow_wins):
             symbols.append(self.symbol("BLOCKLIST_RECIPIENT", 0.0, b.value))
         # the recipient's own lists (My Account) judge the sender for this recipient only
-        ua = lists.match_user("allow", rcpt.address, ctx.mail_from)
-        ub = lists.match_user("block", rcpt.address, ctx.mail_from)
+        ua = lists.match_user("allow", plain, ctx.mail_from)
+        ub = lists.match_user("block", plain, ctx.mail_from)
         if ua:
             symbols.append(self.symbol("USER_ALLOWLIST_SENDER", 0.0, ua.value))
         elif ub:

@@ -161,6 +161,17 @@ class Gateway:
 
     def rcpt(self, ctx: MessageContext, address: str, esmtp: tuple[str, ...] = ()) -> StepDecision:
         assert ctx.runner is not None
+        # a refused recipient leaves the direction of the accepted ones as it was: set while it
+        # is judged, it made local mail with a refused outside recipient "outbound" (unscored,
+        # signed); with none accepted, the refused one's stays (a relay attempt is logged so)
+        before = ctx.direction
+        decision = self._rcpt(ctx, address, esmtp)
+        if decision.action != "continue" and ctx.recipients:
+            ctx.direction = before
+        return decision
+
+    def _rcpt(self, ctx: MessageContext, address: str, esmtp: tuple[str, ...]) -> StepDecision:
+        assert ctx.runner is not None
         try:
             ctx.runner.enter_stage(Stage.RCPT)
             addr = address.strip().strip("<>")
