@@ -375,10 +375,16 @@ class Gateway:
             elif ctx.rejected_recipients:
                 reason = ctx.rejected_recipients[0][1]
         per_rcpt = []
+        # a recipient is logged held only when the message was not refused or deferred after all
+        # (a 4xx at end of data withdraws the copies: it was logged "quarantine" beside it); and
+        # every recipient of a quarantined message is held, also when a redirect :copy made the
+        # MTA's answer an accept (they were logged "accept")
+        kept = final in (Action.ACCEPT, Action.DISCARD, Action.QUARANTINE)
+        held_all = outcome is not None and outcome.action is Action.QUARANTINE
         for r in ctx.recipients:
             act = final.value
-            if outcome is not None and outcome.action is Action.ACCEPT and r.outcome is not None \
-                    and r.outcome.action is Action.QUARANTINE:
+            if kept and (held_all or (outcome is not None and outcome.action is Action.ACCEPT
+                                      and r.outcome is not None and r.outcome.action is Action.QUARANTINE)):
                 act = "quarantine"
             per_rcpt.append({"address": r.address, "domain": r.domain, "action": act,
                              "reply": str(reply) if reply else ""})

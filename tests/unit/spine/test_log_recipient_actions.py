@@ -1,0 +1,61 @@
+"""The message log's per-recipient actions say what happened: every recipient of a quarantined
+message is logged held, also when a Sieve ``redirect :copy`` made the MTA's answer an accept
+(they were logged "accept"); and a recipient held at RCPT is not logged held when the end of
+data was answered 4xx after all (its copy is withdrawn; it was logged "quarantine")."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import Milter
+import pytest
+from Milter.testctx import TestCtx
+
+from gateway_milter.front.milter import BulwarkMilter
+from tests.unit.spine.conftest import BASE_POLICY, make_gateway
+from tests.unit.spine.test_milter_front import NO_NR_OPTS, run
+
+
+@pytest.fixture(autouse=True)
+def _mta_without_noreply(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(TestCtx, "default_opts", list(NO_NR_OPTS))
+
+
+def _actions(sink: Any) -> dict[str, str]:
+    return {r["address"]: r["action"] for r in sink.records[-1]["recipients"]}
+
+
+def test_a_quarantined_messages_recipients_are_logged_held_beside_a_redirect() -> None:
+    doc = copy.deepcopy(BASE_POLICY)
+    doc["scripts"] = [{"name": "archive", "position": "before",
+                       "source": 'require ["copy", "fileinto"]; redirect :copy "archive@example.com"; fileinto "Junk";'}]
+    gw, q, sink = make_gateway(doc)
+    _ctx, rc = run(gw, "alice@outside.test", "bob@example.com")
+    assert rc == Milter.ACCEPT and q.items  # (the archive copy goes on; bob's is held)
+    assert _actions(sink) == {"bob@example.com": "quarantine"}
+
+
+def test_a_deferred_message_logs_no_recipient_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    gw, q, sink = make_gateway()
+
+    def broken(self: Any, *a: Any, **k: Any) -> None:
+        raise RuntimeError("the MTA went away")
+
+    monkeypatch.setattr(BulwarkMilter, "addheader", broken)
+    BulwarkMilter.gateway = gw
+    Milter.factory = BulwarkMilter
+    ctx = TestCtx()
+    assert ctx._connect(host="client.outside.test", helo="client.outside.test", ip="198.51.100.5") == Milter.CONTINUE
+    assert ctx._envfrom("<alice@outside.test>") == Milter.CONTINUE
+    for r in ("carol@other.example", "held@other.example"):
+        assert ctx._envrcpt(f"<{r}>") == Milter.CONTINUE
+    assert ctx._data() == Milter.CONTINUE
+    for h, v in (("From", "alice@outside.test"), ("Subject", "hello")):
+        ctx._header(h, v)
+    ctx._eoh()
+    rc = ctx._eom()
+    ctx._close()
+    assert rc == Milter.TEMPFAIL
+    assert not q.items  # (stored, then withdrawn)
+    assert set(_actions(sink).values()) == {"tempfail"}, _actions(sink)
