@@ -257,7 +257,8 @@ class Gateway:
             except Exception:
                 log.warning("a quarantined copy of a tempfailed message was left: %s", m.get("qid"), exc_info=True)
                 continue
-            ctx.quarantined.remove(m)
+            if m in ctx.quarantined:  # (the front and the abandoned work may both withdraw)
+                ctx.quarantined.remove(m)
             ctx.add_trace("quarantine", "withdrawn", f"{m.get('qid')}: the message was tempfailed")
 
     def _eom(self, ctx: MessageContext) -> EomDecision:
@@ -292,6 +293,8 @@ class Gateway:
                 stored = self.quarantine.store(raw, self._quarantine_meta(ctx, q, reasons[q], addrs))
                 qid = stored["qid"]
                 ctx.quarantined.append(stored)
+                if ctx.abandoned:  # answered 4xx while the copy was written: withdrawn with the others
+                    raise RuntimeError("transaction abandoned after its time budget")
                 dec.quarantine_ids.append(qid)
                 ctx.add_trace("quarantine", "stored", f"{q.value} {qid} for {len(rcpts)} recipient(s)")
             held_addrs = {r.address for rs in held.values() for r in rs}
@@ -449,6 +452,8 @@ class _Services:
         stored = self.gw.quarantine.store(raw, self.gw._quarantine_meta(ctx, queue, reason, rcpts))
         qid = str(stored["qid"])
         ctx.quarantined.append(stored)
+        if ctx.abandoned:  # (as for the held copies: withdrawn with the message's 4xx)
+            raise RuntimeError("transaction abandoned after its time budget")
         ctx.add_trace("quarantine", "stored", f"{queue.value} {qid} (copy: {reason})")
         return qid
 

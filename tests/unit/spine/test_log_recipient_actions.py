@@ -59,3 +59,30 @@ def test_a_deferred_message_logs_no_recipient_held(monkeypatch: pytest.MonkeyPat
     assert rc == Milter.TEMPFAIL
     assert not q.items  # (stored, then withdrawn)
     assert set(_actions(sink).values()) == {"tempfail"}, _actions(sink)
+
+
+def test_a_copy_written_after_the_front_gave_up_is_withdrawn() -> None:
+    """The front answers 4xx when end of data overruns its budget and marks the transaction
+    abandoned; a quarantine write still under way then finished and was kept: an orphan copy
+    the log does not list (a release of it duplicated the retry's)."""
+    from gateway_milter.context import ConnectionInfo
+    from gateway_milter.verdict import Action
+
+    gw, q, _ = make_gateway()
+    ctx = gw.begin(ConnectionInfo(client_ip="198.51.100.5", client_name="unknown", helo="mx.outside.test"))
+    real = q.store
+
+    def slow_store(raw: bytes, meta: dict[str, Any]) -> dict[str, Any]:
+        out = real(raw, meta)
+        ctx.abandoned = True  # (the front gave up while this copy was being written)
+        return out
+
+    q.store = slow_store  # type: ignore[method-assign]
+    gw.mail(ctx, "alice@outside.test")
+    assert gw.rcpt(ctx, "held@other.example").reply is None  # (held at RCPT by the domain's list)
+    ctx.add_header("From", "alice@outside.test")
+    ctx.add_header("Subject", "hello")
+    ctx.body.write(b"Hi.\r\n")
+    d = gw.eom(ctx)
+    assert d.action is Action.TEMPFAIL and q.stored == 1 and q.items == [] and ctx.quarantined == []
+    ctx.close()
