@@ -447,7 +447,16 @@ class _Services:
 
     def quarantine_copy(self, ctx: MessageContext, queue: QuarantineQueue, reason: str,
                         recipients: list[str] | None = None) -> str:
-        rcpts = recipients if recipients is not None else [r.address for r in ctx.recipients]
+        if recipients is None:
+            # the recipients the message goes to: as delivered (a BATV-tagged one under the address
+            # its tag was made for), not those held at RCPT, whose copy is in their own quarantine
+            # entry (a release of this copy delivered to a prvs= address and to them once more)
+            plain = ctx.facts.get("rewrite_recipients")
+            plain = plain if isinstance(plain, dict) else {}
+            recipients = list(dict.fromkeys(
+                plain.get(r.address, r.address) for r in ctx.recipients
+                if r.outcome is None or r.outcome.action is not Action.QUARANTINE))
+        rcpts = recipients
         raw = ctx.received_bytes()
         stored = self.gw.quarantine.store(raw, self.gw._quarantine_meta(ctx, queue, reason, rcpts))
         qid = str(stored["qid"])

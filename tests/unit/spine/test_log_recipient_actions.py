@@ -86,3 +86,44 @@ def test_a_copy_written_after_the_front_gave_up_is_withdrawn() -> None:
     d = gw.eom(ctx)
     assert d.action is Action.TEMPFAIL and q.stored == 1 and q.items == [] and ctx.quarantined == []
     ctx.close()
+
+
+EXE = (b"From: Carol <carol@remote.test>\r\nTo: ann@other.example\r\nSubject: Re: tool\r\nMIME-Version: 1.0\r\n"
+       b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhere it is\r\n"
+       b"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=tool.exe\r\n"
+       b"Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA\r\n--b--\r\n")
+
+
+def test_the_stripped_attachments_copy_names_the_recipients_it_was_taken_from() -> None:
+    """The admin copy of stripped attachments names the recipients the stripped message goes to,
+    under their plain address: it named a BATV-tagged address nothing downstream knows and a
+    recipient held at RCPT in a quarantine entry of its own (a release delivered to both)."""
+    from gateway_milter.context import ConnectionInfo
+    from gateway_milter.layers.backscatter import sign
+    from gateway_milter.pipeline.rawmessage import split_message
+    from gateway_milter.store import set_default_store
+    from gateway_milter.store.memory import MemoryStore
+
+    store = MemoryStore()
+    set_default_store(store)
+    try:
+        doc = copy.deepcopy(BASE_POLICY)
+        doc["settings"]["attachments"] = {"mode": "on", "action": "strip"}
+        doc["settings"]["backscatter"] = {"mode": "on"}
+        gw, q, _ = make_gateway(doc)
+        tagged = sign("ann@other.example", store)
+        ctx = gw.begin(ConnectionInfo(client_ip="198.51.100.5", client_name="unknown", helo="mx.remote.test"))
+        gw.mail(ctx, "carol@remote.test")
+        for r in (tagged, "held@other.example", "ann@other.example"):
+            assert gw.rcpt(ctx, r).reply is None
+        headers, body = split_message(EXE)
+        for n, v in headers:
+            ctx.add_header(n, v)
+        ctx.body.write(body)
+        gw.eom(ctx)
+        copies = {m["queue"]: m["recipients"] for _, m in q.items}
+        assert copies.get("user") == ["held@other.example"], copies
+        assert copies.get("admin") == ["ann@other.example"], copies
+        ctx.close()
+    finally:
+        set_default_store(None)
