@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from urllib.parse import unquote
 
@@ -49,42 +49,36 @@ def deobfuscate(text: str) -> str:
 
 
 def find_urls(text: str, limit: int = MAX_URLS) -> list[str]:
-    """Absolute-looking URLs in plain text, de-obfuscated, in order of appearance (deduplicated);
-    ``limit`` of them, then (:func:`bounded`) those of hosts not among them, up to ``limit`` more."""
-    out: dict[str, None] = {}
-    hosts: set[str | None] | None = None  # past the limit: the hosts kept
+    """Absolute-looking URLs in plain text, de-obfuscated, in order of appearance, deduplicated
+    and bounded as :func:`bounded` bounds them."""
+    return bounded(_text_urls(text), limit)
+
+
+def _text_urls(text: str) -> Iterator[str]:
     for m in _SCHEME_URL.finditer(deobfuscate(text)):
         u = m.group(0).rstrip(".,;:!?)'\"")
-        if u.lower().startswith("www"):
-            u = "http://" + u
+        yield "http://" + u if u.lower().startswith("www") else u
+
+
+def bounded(urls: Iterable[str], limit: int = MAX_URLS) -> list[str]:
+    """The distinct URLs of ``urls``: the first ``limit``, then those whose host is not among
+    theirs, up to ``limit`` more (read no further): 500 tracking links to one host no longer
+    hide a link to another (a listed one) after them."""
+    out: dict[str, None] = {}
+    hosts: set[str | None] | None = None  # past the limit: the hosts kept
+    for u in urls:
+        if u in out:
+            continue
         if hosts is None:
             out[u] = None
             if len(out) >= limit:
                 hosts = {url_host(x) for x in out}
-        elif u not in out and (h := url_host(u)) not in hosts:
+        elif (h := url_host(u)) not in hosts:
             hosts.add(h)
             out[u] = None
             if len(out) >= 2 * limit:
                 break
     return list(out)
-
-
-def bounded(urls: Iterable[str], limit: int = MAX_URLS) -> list[str]:
-    """The first ``limit`` URLs, then those whose host is not among theirs, up to ``limit`` more:
-    500 tracking links to one host no longer hide a link to another (a listed one) after them."""
-    urls = list(urls)
-    if len(urls) <= limit:
-        return urls
-    kept = urls[:limit]
-    hosts = {url_host(u) for u in kept}
-    for u in urls[limit:]:
-        h = url_host(u)
-        if h not in hosts:
-            hosts.add(h)
-            kept.append(u)
-            if len(kept) >= 2 * limit:
-                break
-    return kept
 
 
 _URL_WS = re.compile(r"[\t\r\n]")

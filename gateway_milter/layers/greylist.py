@@ -290,17 +290,14 @@ class GreylistLayer(Layer[GreylistSettings]):
                 return "exempt recipient"
         if s.exempt_allowlisted:
             from gateway_milter import layers
+            from gateway_milter.layers.lists import message_allowlisted, recipient_exemption
 
+            if message_allowlisted(ctx):
+                return "allow-listed"
             if "lists" in layers.available() and ctx.policy.settings_for("lists", rcpt.domain).enabled:
-                from gateway_milter.layers.lists import recipient_exemption
-
-                if ctx.facts.get("allowlisted") or ctx.layer("lists").fact("allowlisted"):
-                    return "allow-listed"
                 why = recipient_exemption(ctx, rcpt)
                 if why:
                     return why
-            elif ctx.facts.get("allowlisted"):
-                return "allow-listed"
         if s.exempt_spf_pass:
             from gateway_milter import layers
 

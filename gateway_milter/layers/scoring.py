@@ -27,6 +27,8 @@ quarantine_score): Bayes alone can quarantine, never reject.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import logging
 import os
 import threading
@@ -436,10 +438,9 @@ def score_sets(path: Path) -> dict[str, tuple[float, float]]:
 
 def exemption(ctx: MessageContext, settings: ScoringSettings) -> str | None:
     if settings.exempt_allowlisted:
-        allow = ctx.facts.get("allowlisted")
-        if allow is None and "lists" in registry.available():
-            allow = ctx.layer("lists").fact("allowlisted")
-        if allow:
+        from gateway_milter.layers.lists import message_allowlisted
+
+        if message_allowlisted(ctx):
             return "allowlisted"
     if settings.exempt_authenticated and ctx.conn.auth_user:
         return "authenticated"
@@ -515,7 +516,9 @@ class ScoringLayer(Layer[ScoringSettings]):
         capped: float | None = None
         parts: dict[str, float] = {}
         points: dict[str, list[float]] = {}  # what each symbol added, per layer, in the layer's order
-        tests: list[str] = []  # each name as often as one layer lists it (per hit: tflags multiple)
+        # each name as often as the layer listing it most often lists it (per hit: tflags multiple;
+        # a name another layer mirrors, such as the rules' SPF_PASS, once)
+        listed: Counter[str] = Counter()
         learn_basis = 0.0  # the score without Bayes that autolearn goes by
         learned_from: list[tuple[str, LayerResult, Sequence[Symbol]]] = []  # ... and its symbols
         # the layers that compute here (the rules; Bayes ran above) first, those waiting for
@@ -557,15 +560,14 @@ class ScoringLayer(Layer[ScoringSettings]):
             if res.symbols:
                 parts[lid] = s
                 points[lid] = _with_share(lid, res.symbols, scores, s)
-                names = [x.name for x in res.symbols]
-                # a name another layer lists too (a mirror such as the rules' SPF_PASS) once
-                tests += [n for i, n in enumerate(names) if names[:i].count(n) >= tests.count(n)]
+                listed |= Counter(x.name for x in res.symbols)
             total += s
         symbols = []
-        if "GTUBE" not in tests and _has_gtube(ctx, settings, available):  # SpamAssassin's rule set has it too
+        if "GTUBE" not in listed and _has_gtube(ctx, settings, available):  # SpamAssassin's rule set has it too
             symbols.append(self.symbol("GTUBE", GTUBE_SCORE, "GTUBE test string"))
-            tests.append("GTUBE")
+            listed["GTUBE"] = 1
             total += GTUBE_SCORE  # (not toward autolearn: SpamAssassin's GTUBE has tflags noautolearn)
+        tests = sorted(listed.elements())
         total = round(total, 3)
         if total >= settings.reject_score:
             symbols.append(self.symbol("SPAM_SCORE_REJECT", 0.0, f"{total:g} >= {settings.reject_score:g}"))
@@ -592,7 +594,7 @@ class ScoringLayer(Layer[ScoringSettings]):
                     declined = "not queued"  # (the learner logs a full queue or a failure)
         # "autolearn" stays one word: X-Spam-Status carries it as SpamAssassin's autolearn=
         facts = {"score": total, "required": settings.tag_score, "parts": parts, "points": points,
-                 "tests": sorted(tests), "autolearn": learned or "no"}
+                 "tests": tests, "autolearn": learned or "no"}
         if declined is not None:
             facts["autolearn_reason"] = declined
         if capped is not None:

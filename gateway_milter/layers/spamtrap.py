@@ -71,19 +71,16 @@ def is_trap(address: str, settings: SpamTrapSettings, policy: PolicySnapshot | N
     every domain, and with ``policy`` an address of an alias domain as the same address of the
     domain it is an alias of (both ways: the mailbox is the same)."""
     a = _norm(address)
-    lp, _, dom = a.rpartition("@")
-    local = lp + "@"
+    local = a.rpartition("@")[0] + "@"
+    mine = _canonical(a, policy)
+    return any(t == local if t.endswith("@") else _canonical(t, policy) == mine for t in map(_norm, settings.addresses))
+
+
+def _canonical(address: str, policy: PolicySnapshot | None) -> str:
+    """A normalised address in its domain's own name (an alias domain's as its main domain's)."""
+    lp, _, dom = address.rpartition("@")
     canon = policy.canonical_domain(dom) if policy is not None else None
-    mine = {a, f"{lp}@{canon.lower()}"} if canon else {a}
-    for t in map(_norm, settings.addresses):
-        if t in mine or (t.endswith("@") and t == local):
-            return True
-        if policy is not None and not t.endswith("@"):
-            tl, _, td = t.rpartition("@")
-            tc = policy.canonical_domain(td)
-            if tc and f"{tl}@{tc.lower()}" in mine:
-                return True
-    return False
+    return f"{lp}@{canon.lower()}" if canon else address
 
 
 def learning_scopes(ctx: MessageContext, traps: list[str]) -> list[str]:

@@ -377,12 +377,7 @@ class Resolver:
         if fut is not None:
             return self._wait(fut, n, rdtype, budget)
         assert own is not None
-        ans = DnsAnswer(n, rdtype, SERVFAIL, error="lookup did not complete")
-        try:
-            ans = self._resolve(key, budget, generation)
-        finally:
-            own.set_result(ans)
-        return ans
+        return self._settle(own, (key, budget, generation))
 
     def prefetch(self, name: str, rdtype: str, budget: DnsBudget | None = None) -> Future[DnsAnswer]:
         rdtype = rdtype.upper()

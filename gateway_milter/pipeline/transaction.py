@@ -285,11 +285,8 @@ class Gateway:
             if ctx.abandoned:
                 raise RuntimeError("transaction abandoned after its time budget")
             raw = ctx.raw_bytes()
-            untagged = ctx.facts.get("rewrite_recipients")
-            plain = untagged if isinstance(untagged, dict) else {}
             for q, rcpts in held.items():
-                # held for the address a BATV tag was made for: a release delivers there
-                addrs = list(dict.fromkeys(plain.get(r.address, r.address) for r in rcpts))
+                addrs = delivered_addresses(ctx, rcpts)
                 stored = self.quarantine.store(raw, self._quarantine_meta(ctx, q, reasons[q], addrs))
                 qid = stored["qid"]
                 ctx.quarantined.append(stored)
@@ -451,20 +448,25 @@ class _Services:
             # the recipients the message goes to: as delivered (a BATV-tagged one under the address
             # its tag was made for), not those held at RCPT, whose copy is in their own quarantine
             # entry (a release of this copy delivered to a prvs= address and to them once more)
-            plain = ctx.facts.get("rewrite_recipients")
-            plain = plain if isinstance(plain, dict) else {}
-            recipients = list(dict.fromkeys(
-                plain.get(r.address, r.address) for r in ctx.recipients
-                if r.outcome is None or r.outcome.action is not Action.QUARANTINE))
-        rcpts = recipients
+            recipients = delivered_addresses(ctx, [r for r in ctx.recipients
+                                                   if r.outcome is None or r.outcome.action is not Action.QUARANTINE])
         raw = ctx.received_bytes()
-        stored = self.gw.quarantine.store(raw, self.gw._quarantine_meta(ctx, queue, reason, rcpts))
+        stored = self.gw.quarantine.store(raw, self.gw._quarantine_meta(ctx, queue, reason, recipients))
         qid = str(stored["qid"])
         ctx.quarantined.append(stored)
         if ctx.abandoned:  # (as for the held copies: withdrawn with the message's 4xx)
             raise RuntimeError("transaction abandoned after its time budget")
         ctx.add_trace("quarantine", "stored", f"{queue.value} {qid} (copy: {reason})")
         return qid
+
+
+def delivered_addresses(ctx: MessageContext, rcpts: list[Recipient]) -> list[str]:
+    """The recipients' addresses as they are delivered, each once: a BATV-tagged one under the
+    address its tag was made for (backscatter's ``rewrite_recipients``), where a release of a
+    quarantined copy delivers too."""
+    plain = ctx.facts.get("rewrite_recipients")
+    plain = plain if isinstance(plain, dict) else {}
+    return list(dict.fromkeys(plain.get(r.address, r.address) for r in rcpts))
 
 
 def _decoded(value: str | None) -> str:
