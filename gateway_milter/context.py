@@ -144,6 +144,8 @@ class MessageContext:
         self.direction = Direction.INBOUND
         self.policy_domain: str | None = None
         self.symbols: list[Symbol] = []
+        # the symbols found for one recipient (RCPT stage): id(symbol) -> that recipient's address
+        self.recipient_symbols: dict[int, str] = {}
         self.facts: dict[str, Any] = {}
         self.trace: list[TraceEntry] = []
         self.transcript: list[str] = []

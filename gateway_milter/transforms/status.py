@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from gateway_milter.policy.lists import untag
 from gateway_milter.transforms import TransformResult, TransformServices
-from gateway_milter.verdict import HeaderEdit, delete_all
+from gateway_milter.verdict import HeaderEdit, Symbol, delete_all
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -25,11 +26,24 @@ def shown(score: float) -> str:
     return f"{math.floor(round(score * 100, 6)) / 100:.2f}"
 
 
+def shared_symbols(ctx: MessageContext) -> list[Symbol]:
+    """The symbols every recipient of the delivered copy may read: those of the message, and
+    a recipient's own (USER_BLOCKLIST_SENDER, ALLOWLIST_RECIPIENT, GREYLIST_PASS) only when that
+    recipient is the only one. One copy goes to all recipients: another recipient's own lists, or
+    a recipient refused at RCPT, are not theirs to see (the message log keeps every symbol)."""
+    own = ctx.recipient_symbols
+    if not own:
+        return ctx.symbols
+    only = {untag(r.address).lower() for r in ctx.recipients}
+    return [s for s in ctx.symbols
+            if id(s) not in own or (len(only) == 1 and untag(own[id(s)]).lower() in only)]
+
+
 def gateway_headers(ctx: MessageContext, outcome: Outcome, services: TransformServices) -> TransformResult:
     edits: list[HeaderEdit] = []
     for name in OWN_HEADERS:
         edits += delete_all(name, len(ctx.header_values(name)))
-    symbols = ", ".join(sorted({s.name for s in ctx.symbols})) or "none"
+    symbols = ", ".join(sorted({s.name for s in shared_symbols(ctx)})) or "none"
     edits.append(HeaderEdit("add", "X-Bulwark-Result",
                             f"{outcome.action.value}; score={shown(ctx.score)}; host={ctx.policy.hostname}; "
                             f"id={ctx.log_id}; symbols={symbols}"))
