@@ -28,6 +28,7 @@ from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, St
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext, Recipient
+    from gateway_milter.pipeline.runner import LayerResult
 
 
 class SettingsError(ValueError):
@@ -154,6 +155,10 @@ class Layer(Generic[S]):
 
     def check(self, ctx: MessageContext, settings: S) -> LayerFindings:
         raise NotImplementedError
+
+    def rechecks(self, ctx: MessageContext, result: LayerResult) -> bool:
+        """Whether end of message computes the layer again, replacing ``result``."""
+        return self.recheck_at_eom
 
     def check_recipient(
         self, ctx: MessageContext, rcpt: Recipient, settings: S

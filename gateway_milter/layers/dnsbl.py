@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway_milter.antispam.dnslists import Zone, parse_zones, refusal, reversed_ip
-from gateway_milter.layers.lists import message_allowlisted
 from gateway_milter.layers.base import action_rule, BaseSettings, check_reply, Layer, LayerFindings, PolicyRule
+from gateway_milter.layers.lists import message_allowlisted, recipient_allowed
+from gateway_milter.policy.lists import untag
 from gateway_milter.verdict import FailMode, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
-    from gateway_milter.context import MessageContext
+    from gateway_milter.context import MessageContext, Recipient
+    from gateway_milter.pipeline.runner import LayerResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,19 @@ def _skip(ctx: MessageContext, s: DnsblSettings) -> str | None:
     return None
 
 
+def recipient_exempt(ctx: MessageContext, rcpt: Recipient) -> bool:
+    """Whether the zones' refusal spares this recipient: on the recipient allow list
+    (``postmaster@``, ``abuse@``: a listed host's admin must be able to reach them) or its user
+    switched anti-spam off, with ``exempt_allowlisted`` on. The zones still judge the client
+    once for the message; a recipient exempt is accepted at RCPT, and when every recipient is,
+    end of message judges again and finds the message allow-listed (the lists layer's
+    ``recipients_exempt``)."""
+    settings = ctx.policy.settings_for("dnsbl", ctx.policy_domain)
+    if not settings.enabled or not settings.exempt_allowlisted:
+        return False
+    return untag(rcpt.address).lower() in ctx.policy.antispam_disabled or recipient_allowed(ctx, rcpt) is not None
+
+
 class DnsblLayer(Layer[DnsblSettings]):
     id = "dnsbl"
     stage = Stage.CONNECT
@@ -93,6 +108,11 @@ class DnsblLayer(Layer[DnsblSettings]):
         res, budget = resolver(), budget_for(ctx)
         for z in settings.parsed:
             res.prefetch(f"{reversed_ip(ip)}.{z.zone}", "A", budget)
+
+    def rechecks(self, ctx: MessageContext, result: LayerResult) -> bool:
+        # a listed client whose recipients are all exempt (accepted at RCPT for that): judged
+        # again, the message is allow-listed and no zone's rule acts on it
+        return bool(result.symbols) and bool(ctx.recipients) and all(recipient_exempt(ctx, r) for r in ctx.recipients)
 
     def check(self, ctx: MessageContext, settings: DnsblSettings) -> LayerFindings:
         why = _skip(ctx, settings)

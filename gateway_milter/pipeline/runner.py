@@ -90,7 +90,7 @@ class LayerRunner:
         self.stage_deadline = time.monotonic() + STAGE_BUDGET_S[stage]
         if stage is Stage.EOM and ctx is not None:
             for layer_id, res in list(self._results.items()):
-                if layers.get(layer_id).recheck_at_eom:
+                if layers.get(layer_id).rechecks(ctx, res):
                     del self._results[layer_id]
                     gone = set(map(id, res.symbols))
                     ctx.symbols[:] = [s for s in ctx.symbols if id(s) not in gone]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway_milter import layers, transforms
 from gateway_milter.context import ConnectionInfo, MessageContext, Recipient, split_address
-from gateway_milter.layers import backscatter
+from gateway_milter.layers import backscatter, dnsbl
 from gateway_milter.layers.direction import message_direction, recipient_direction
 from gateway_milter.layers.scoring import counted_points
 from gateway_milter.mime.headers import decode_text
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("bulwark.transaction")
 
 INTERNAL_ERROR = Reply("451", "4.3.0", "Temporary local problem, please try again later")
+_SPARE_NONE: frozenset[str] = frozenset()
+_SPARE_DNSBL = frozenset({"dnsbl"})  # an exempt recipient is not refused by the zones' rules
 POLICY_GROUP_DEFER = Reply("452", "4.5.3", "Too many recipients for this policy group, please send again")
 
 
@@ -191,7 +193,10 @@ class Gateway:
                 self._prefetch(ctx, _domain_prefetching_layers(ctx.policy, ctx.policy_domain))
             ctx.direction = message_direction([r.direction for r in ctx.recipients] + [rcpt.direction])
             engine = engine_for(ctx.policy)
-            outcome = engine.recipient(ctx, rcpt) or engine.envelope(ctx)
+            spared = _SPARE_DNSBL if "dnsbl" in layers.available() and dnsbl.recipient_exempt(ctx, rcpt) else _SPARE_NONE
+            outcome = engine.recipient(ctx, rcpt) or engine.envelope(ctx, spared)
+            if spared and (res := ctx.runner.peek("dnsbl")) is not None and res.symbols:
+                ctx.add_trace(f"dnsbl[{addr}]", "exempt", "allow-listed recipient: the zones do not refuse it")
             if outcome is not None and outcome.action in (Action.REJECT, Action.TEMPFAIL):
                 return self._refuse_rcpt(ctx, addr, outcome.reply or DEFAULT_TEMPFAIL, outcome.action.value,
                                          outcome.reason)

@@ -22,8 +22,9 @@ STAGE_ORDER = {s: i for i, s in enumerate(Stage)}
 
 
 class PolicyEngine(Protocol):
-    def envelope(self, ctx: MessageContext) -> Outcome | None:
-        """Message-level rules whose layers have their input by RCPT time."""
+    def envelope(self, ctx: MessageContext, skip: frozenset[str] = frozenset()) -> Outcome | None:
+        """Message-level rules whose layers have their input by RCPT time, but those of the
+        layers in ``skip`` (the recipient at hand is exempt from them)."""
 
     def recipient(self, ctx: MessageContext, rcpt: Recipient) -> Outcome | None:
         """Rules judged for one recipient at RCPT."""
@@ -46,10 +47,11 @@ class RulePolicyEngine:
             return True
         return rule.min_score is not None and ctx.score >= rule.min_score
 
-    def _walk(self, ctx: MessageContext, upto: Stage, rcpt: Recipient | None) -> Outcome | None:
+    def _walk(self, ctx: MessageContext, upto: Stage, rcpt: Recipient | None,
+              skip: frozenset[str] = frozenset()) -> Outcome | None:
         domain = rcpt.domain if rcpt is not None and rcpt.is_local else ctx.policy_domain
         for layer_id, rule in self.snapshot.system_rules(domain):
-            if rule.recipient != (rcpt is not None):
+            if rule.recipient != (rcpt is not None) or layer_id in skip:
                 continue
             if STAGE_ORDER[layers.get(layer_id).stage] > STAGE_ORDER[upto]:
                 continue
@@ -61,8 +63,8 @@ class RulePolicyEngine:
                                o.header_edits, o.add_recipients, o.body_transforms, o.drop_recipients)
         return None
 
-    def envelope(self, ctx: MessageContext) -> Outcome | None:
-        o = self._walk(ctx, Stage.RCPT, None)
+    def envelope(self, ctx: MessageContext, skip: frozenset[str] = frozenset()) -> Outcome | None:
+        o = self._walk(ctx, Stage.RCPT, None, skip)
         # Only refusals are final before DATA; quarantine/discard wait for the message.
         return o if o is not None and o.action in (Action.REJECT, Action.TEMPFAIL) else None
 

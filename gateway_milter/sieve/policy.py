@@ -212,12 +212,12 @@ class SievePolicyEngine:
         return p
 
     # -- PolicyEngine --------------------------------------------------------------------------
-    def envelope(self, ctx: MessageContext) -> Outcome | None:
+    def envelope(self, ctx: MessageContext, skip: frozenset[str] = frozenset()) -> Outcome | None:
         scripts = []
         for s in self.plan(ctx.policy_domain).message:
             if not s.system:
                 break  # an admin script may exempt the message: the rest waits for the content
-            if STAGE_ORDER[s.stage] <= STAGE_ORDER[Stage.RCPT]:
+            if STAGE_ORDER[s.stage] <= STAGE_ORDER[Stage.RCPT] and s.layer_id not in skip:
                 scripts.append(s)
         o = self._run(ctx, scripts, None)
         return o if o is not None and o.action in (Action.REJECT, Action.TEMPFAIL) else None
