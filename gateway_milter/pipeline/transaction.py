@@ -231,8 +231,8 @@ class Gateway:
     def eom(self, ctx: MessageContext) -> EomDecision:
         """Decide, store quarantined copies, compute changes. Never raises."""
         assert ctx.runner is not None
-        ctx.runner.enter_stage(Stage.EOM, ctx)
         try:
+            ctx.runner.enter_stage(Stage.EOM, ctx)  # (it asks the layers whether to judge again)
             self._prefetch(ctx, _eom_prefetching_layers())
             decision = self._eom(ctx)
         except LayerFailure as e:
