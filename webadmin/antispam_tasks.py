@@ -11,8 +11,8 @@ Training is idempotent (each message is identified by a digest; learning it agai
 same label changes nothing, with the other label it moves the counts). So the task is retried
 when the token store fails (Redis restarting, the embedded store's write lock held past the
 batch wait): up to ``TRAIN_RETRIES`` times, 2 s after the first failure, then twice as long
-each time up to 5 minutes (:func:`retry_delay`, with Celery's jitter), about 24 minutes in
-all; a retry learns again what the failed try had learned (counted as unchanged). It is
+each time up to 5 minutes (:func:`retry_delay`; the countdown is explicit, so Celery adds no
+jitter): 2,910 s, about 48 minutes in all, room for a Redis restart or upgrade; a retry learns again what the failed try had learned (counted as unchanged). It is
 acknowledged when it ends, not when it starts (``acks_late``): a worker killed in the middle
 leaves it queued for another. Run eagerly (the embedded setup, no worker), a failure is
 raised to the caller at once, which says the training was not queued.
@@ -37,6 +37,7 @@ from gateway_milter.layers.bayes import scopes_for, user_address
 from gateway_milter.mime.headers import decode_words
 from gateway_milter.mime.view import parse_message
 from gateway_milter.pipeline.rawmessage import split_message
+from gateway_milter.policy.lists import untag
 from gateway_milter.store import StoreError, default_store
 from gateway_milter.transforms.spamheaders import VERSION as SPAM_VERSION
 from webadmin.services import current_snapshot
@@ -152,7 +153,7 @@ def feedback_of(m: QuarantinedMessage, policy: PolicySnapshot) -> tuple[list[str
     users: list[str] = []
     for r in ctx.recipients:
         dom = policy.canonical_domain(r.domain) if r.is_local else None
-        user = storable_scopes(["user:" + user_address(r.address, policy.settings_for("bayes", dom).recipient_delimiter)]
+        user = storable_scopes(["user:" + user_address(untag(r.address), policy.settings_for("bayes", dom).recipient_delimiter)]
                                ) if dom else []
         if user and user[0] not in scopes + users and policy.settings_for("bayes", dom).per_user:
             users.append(user[0])
@@ -187,7 +188,7 @@ def _allowed_path(p: str) -> Path:
     return path
 
 
-TRAIN_RETRIES = 10
+TRAIN_RETRIES = 16  # 2 + 4 + ... + 256 + 8 x 300 s = 2,910 s of retries
 
 
 def retry_delay(retries: int) -> int:

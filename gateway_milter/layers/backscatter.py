@@ -46,6 +46,10 @@ log = logging.getLogger("bulwark.backscatter")
 _TAG = re.compile(r"(?i)^prvs=(\d)(\d{3})([0-9a-f]{6})=(.+@.+)$")
 
 
+# an exempt_recipients entry: local part (with or without @), address, or @domain; no pattern
+_EXEMPT_ENTRY = re.compile(r"^(?:[^@\s*?,;<>]+@?|[^@\s*?,;<>]+@[^@\s*?,;<>]+|@[^@\s*?,;<>]+)$")
+
+
 @dataclass(frozen=True, slots=True)
 class BackscatterSettings(BaseSettings):
     # Off until turned on: outbound mail must be signed for a while (validity_days) before
@@ -56,7 +60,7 @@ class BackscatterSettings(BaseSettings):
     only_dsn: bool = True  # judge only delivery status notifications (not MDNs, auto-replies)
     validity_days: int = 7  # a tag is accepted this many days after signing
     grace_days: int = 7  # a rotated-out key stays valid this long
-    # local parts (or addresses, local@domain) that always accept bounces
+    # local parts (or addresses, local@domain, or whole domains, @domain) that always accept bounces
     exempt_recipients: tuple[str, ...] = ("postmaster", "abuse")
     reject_text: str = "Bounce refused: the original message was not sent by this system"
 
@@ -66,6 +70,10 @@ class BackscatterSettings(BaseSettings):
             raise SettingsError("validity_days", f"must be 1..{MAX_VALIDITY_DAYS}")
         if not 0 <= self.grace_days <= 365:
             raise SettingsError("grace_days", "must be 0..365")
+        for e in self.exempt_recipients:
+            if not isinstance(e, str) or not _EXEMPT_ENTRY.match(e.strip()):
+                raise SettingsError("exempt_recipients", f"{e!r} is not a local part (postmaster), an address "
+                                                         "(postmaster@example.com) or a domain (@example.com)")
         check_reply("550", "5.7.1", self.reject_text)
 
 
@@ -140,11 +148,35 @@ def signable(address: str) -> bool:
     return not local.startswith('"') and len(local.encode("utf-8", "surrogateescape")) + TAG_LENGTH <= MAX_LOCAL_PART
 
 
+# The keys this process last read, and when: signing goes on with them through a short outage
+# of the store (a Redis restart), since mail that goes out unsigned has its bounce refused later
+KEY_CACHE_S = 3600.0
+_last_keys: tuple[float, list[dict[str, object]]] | None = None
+
+
+def signing_keys(store: StateStore, now: float) -> list[dict[str, object]]:
+    """The stored keys (made on first use); when the store cannot be read, the ones this process
+    read within ``KEY_CACHE_S``, else the store's error. A key rotated meanwhile by another
+    process is retired, and verifies through its grace period."""
+    global _last_keys
+    try:
+        keys = load_keys(store, now)
+    except (StoreError, OSError, ValueError):
+        cached = _last_keys
+        if cached is not None and 0 <= now - cached[0] <= KEY_CACHE_S:
+            log.warning("backscatter: BATV keys cannot be read: signing with the keys read %.0f s ago",
+                        now - cached[0])
+            return cached[1]
+        raise
+    _last_keys = (now, keys)
+    return keys
+
+
 def sign(address: str, store: StateStore, validity_days: int = 7, now: float | None = None) -> str:
     now = time.time() if now is None else now
     if not address or "@" not in address or _TAG.match(address) or not signable(address):
         return address
-    current = [k for k in load_keys(store, now) if k.get("retired") is None]
+    current = [k for k in signing_keys(store, now) if k.get("retired") is None]
     key = current[-1]
     ddd = f"{(_day(now) + validity_days) % 1000:03d}"
     kid = int(str(key["id"]))
@@ -232,9 +264,24 @@ def sign_envelope_sender(ctx: MessageContext, settings: BackscatterSettings | No
     return None
 
 
+def untag_recipients(ctx: MessageContext) -> None:
+    """Every local recipient with a prvs= tag is delivered to the address the tag was made for
+    (``rewrite_recipients``), whatever the layer did: with the layer off (tags made while it
+    was on come back for ``validity_days``), in an outbound transaction (a colleague's tagged
+    address beside a remote recipient) or after it judged the tags. Nothing downstream knows a
+    prvs= address: left tagged, the message was refused after acceptance and lost."""
+    rewrite = ctx.facts.get("rewrite_recipients")
+    rewrite = dict(rewrite) if isinstance(rewrite, dict) else {}
+    for r in ctx.recipients:
+        if r.is_local and r.address not in rewrite and _TAG.match(r.address.strip().strip("<>")):
+            rewrite[r.address] = strip_tag(r.address)
+    if rewrite:
+        ctx.facts["rewrite_recipients"] = rewrite
+
+
 def exempt_set(settings: BackscatterSettings) -> set[str]:
     """``exempt_recipients`` as compared: a local part ("postmaster", "postmaster@") matches in
-    every domain, an address only itself."""
+    every domain, an address only itself, "@domain" every address of the domain."""
     return {e.strip().lower().rstrip("@").rstrip(".") for e in settings.exempt_recipients}
 
 
@@ -244,7 +291,7 @@ def refusable(address: str, tag: str | None, exempt: set[str]) -> bool:
     if tag in ("valid", "unknown"):
         return False
     lp, dom = split_address(strip_tag(address))
-    if lp.lower() in exempt or f"{lp.lower()}@{dom}" in exempt:
+    if lp.lower() in exempt or f"{lp.lower()}@{dom}" in exempt or f"@{dom}" in exempt:
         return False  # postmaster and abuse receive bounces, tagged (even badly) or not
     # an address whose mail went out unsigned (signable): a bounce to it carries no tag
     return tag is not None or signable(address)
@@ -318,8 +365,21 @@ class BackscatterLayer(Layer[BackscatterSettings]):
     description = "BATV signing of outbound senders; unsigned bounces to local users refused"
 
     def check(self, ctx: MessageContext, settings: BackscatterSettings) -> LayerFindings:
-        signed = sign_envelope_sender(ctx, settings)  # (opens the store only to sign)
+        try:
+            signed = sign_envelope_sender(ctx, settings)  # (opens the store only to sign)
+        except (StoreError, OSError, ValueError) as e:
+            if settings.refuse_unsigned_bounces:
+                # sent unsigned, its bounce would be refused here later: the sender never
+                # learns that the mail was not delivered. Deferred instead (4xx)
+                from gateway_milter.pipeline.runner import LayerFailure
+
+                raise LayerFailure(self.id, f"BATV keys cannot be read to sign the sender: {type(e).__name__}: {e}") from e
+            log.warning("backscatter: BATV keys cannot be read, sender not signed: %s", e)
+            ctx.add_trace(self.id, "error", f"keys cannot be read, sender not signed: {type(e).__name__}: {e}")
+            signed = None
         if signed:
+            # an outbound transaction's tagged local recipient (a colleague's prvs= address) is
+            # untagged by untag_recipients, whatever the layer found
             return LayerFindings({"signed_sender": signed}, (self.symbol("BATV_SIGNED", 0.0, signed),))
         local = [r for r in ctx.recipients if r.is_local]
         valid: dict[str, str] = {}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
-from gateway_milter.policy.lists import normal_address
+from gateway_milter.policy.lists import normal_address, untag
 from gateway_milter.store import StateStore, StoreError, default_store
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Stage
 
@@ -69,8 +69,9 @@ _norm = functools.lru_cache(maxsize=1024)(normal_address)
 def is_trap(address: str, settings: SpamTrapSettings, policy: PolicySnapshot | None = None) -> bool:
     """Whether ``address`` is one of the trap addresses: as written, a ``local@`` entry in
     every domain, and with ``policy`` an address of an alias domain as the same address of the
-    domain it is an alias of (both ways: the mailbox is the same)."""
-    a = _norm(address)
+    domain it is an alias of (both ways: the mailbox is the same), and under a BATV tag
+    (``prvs=TAG=trap@``, which anyone can write, is delivered to the trap)."""
+    a = _norm(untag(address))
     local = a.rpartition("@")[0] + "@"
     mine = _canonical(a, policy)
     return any(t == local if t.endswith("@") else _canonical(t, policy) == mine for t in map(_norm, settings.addresses))

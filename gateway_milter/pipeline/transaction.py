@@ -85,10 +85,10 @@ def _untag_and_sign(ctx: MessageContext) -> None:
     it runs, but a script that decides before its system rule (an allow-list's ``keep``), or
     ``mode: score``, which has no rule, left the prvs= address, which nothing downstream
     knows, and the sender unsigned. The layer's result is computed once a message."""
-    if "backscatter" not in layers.available():
-        return
-    if ctx.policy.settings_for("backscatter", ctx.policy_domain).enabled:
+    if "backscatter" in layers.available() and ctx.policy.settings_for("backscatter", ctx.policy_domain).enabled:
         ctx.layer("backscatter")
+    backscatter.untag_recipients(ctx)  # (also with the layer off, and for outbound mail)
+
 
 class Gateway:
     """Process-wide: holds the policy provider and the stores; stateless per message."""
@@ -386,12 +386,21 @@ class Gateway:
         # MTA's answer an accept (they were logged "accept")
         kept = final in (Action.ACCEPT, Action.DISCARD, Action.QUARANTINE)
         held_all = outcome is not None and outcome.action is Action.QUARANTINE
+        # a BATV-tagged recipient is logged under the address it is delivered to (its user's
+        # log, a search for the address, the quarantine entry's recipients name that one)
+        plain = ctx.facts.get("rewrite_recipients")
+        plain = plain if isinstance(plain, dict) else {}
+        logged: set[str] = set()
         for r in ctx.recipients:
             act = final.value
             if kept and (held_all or (outcome is not None and outcome.action is Action.ACCEPT
                                       and r.outcome is not None and r.outcome.action is Action.QUARANTINE)):
                 act = "quarantine"
-            per_rcpt.append({"address": r.address, "domain": r.domain, "action": act,
+            address = plain.get(r.address, r.address)
+            if address.lower() in logged:
+                continue  # (a tagged twin of a plain recipient: one delivery)
+            logged.add(address.lower())
+            per_rcpt.append({"address": address, "domain": r.domain, "action": act,
                              "reply": str(reply) if reply else ""})
         for addr, rep in ctx.rejected_recipients:
             per_rcpt.append({"address": addr, "domain": split_address(addr)[1],
