@@ -30,7 +30,7 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from gateway_milter.pipeline.rawmessage import iter_messages, starts_with_field
+from gateway_milter.pipeline.rawmessage import archive_messages, iter_messages, starts_with_field
 from webadmin.errors import FieldError
 from webadmin.jobfiles import JobFiles
 
@@ -176,10 +176,12 @@ def messages_of(path: Path, spool: Spool) -> None:
                 infos = [i for i in z.infolist() if not i.is_dir()]
                 if len(infos) > MAX_MEMBERS:
                     raise TrainingError("file", f"The zip has more than {MAX_MEMBERS:,} files.")
+                # the members `bayes train` reads in the unpacked tree: a zipped maildir's cur/
+                # and new/, not its tmp/ nor its .Junk and .Sent folders
+                wanted = archive_messages(i.filename for i in z.infolist())
                 total = 0
                 for info in infos:
-                    name = info.filename.rsplit("/", 1)[-1]
-                    if name.startswith(".") or "__MACOSX/" in info.filename:
+                    if info.filename not in wanted:
                         continue
                     if info.file_size > MAX_UPLOAD:
                         spool.skipped += 1

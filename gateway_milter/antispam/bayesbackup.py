@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_milter.antispam.bayes import BayesClassifier, field_cache, grad_key, scope_key, weight_key
-from gateway_milter.store import StateStore
+from gateway_milter.store import StateStore, StoreError
 
 FORMAT = "bulwark-bayes-backup"
 VERSION = 1
@@ -182,7 +182,10 @@ def restore(store: StateStore, path: Path, scopes: list[str] | None = None, repl
     missing = [s for s in chosen if s not in info["scopes"]]
     if missing:
         raise BackupError(f"{path}: no scope {', '.join(missing)} in this backup (it has {', '.join(in_file) or 'none'})")
-    held = [s for s in chosen if any(store.counter_fields(k(s)) for k in KINDS.values())]
+    try:
+        held = [s for s in chosen if any(store.counter_fields(k(s)) for k in KINDS.values())]
+    except StoreError as e:  # (before the first write: "restore again with --replace" would be wrong)
+        raise BackupError(f"the token store cannot be read: {e}") from None
     if held and not replace:
         raise BackupError(f"scope(s) {', '.join(held)} already hold learned data: give --replace to replace them")
     bc = BayesClassifier(store)

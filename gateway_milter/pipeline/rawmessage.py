@@ -148,6 +148,41 @@ def is_maildir(path: Path) -> bool:
     return (has[0] or has[1]) and sum(has) >= 2
 
 
+def archive_messages(names: Iterable[str]) -> set[str]:
+    """Of an archive's member names (a zip: ``dir/sub/file``, directories ending in ``/``), the
+    files :func:`iter_messages` reads once it is unpacked: in a maildir only the files of its
+    cur/ and new/ (not tmp/, where messages are half written, nor its ``.Junk``, ``.Sent``
+    folders), elsewhere every file and directory but those ``_NOT_MESSAGES`` names (dot files,
+    Dovecot's and Courier's indexes) and a Mac's ``__MACOSX/`` resource forks. So a zipped
+    mailbox given as ham teaches its inbox, not its junk folder, as ``--ham ~/Maildir`` does."""
+    names = list(names)
+    files = [n for n in names if n and not n.endswith("/")]
+    dirs = {n.rstrip("/") for n in names if n.endswith("/")}
+    for n in files:
+        parts = n.split("/")
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
+
+    def maildir(d: str) -> bool:  # as is_maildir
+        has = [(f"{d}/{x}" if d else x) in dirs for x in ("cur", "new", "tmp")]
+        return (has[0] or has[1]) and sum(has) >= 2
+
+    out: set[str] = set()
+    for n in files:
+        parts = n.split("/")
+        if parts[0] == "__MACOSX":
+            continue
+        for i in range(len(parts)):
+            if maildir("/".join(parts[:i])):
+                if len(parts) == i + 2 and parts[i] in ("cur", "new") and not parts[-1].startswith("."):
+                    out.add(n)
+                break
+            if _NOT_MESSAGES.match(parts[i]):
+                break
+        else:
+            out.add(n)
+    return out
+
+
 def iter_messages(path: Path) -> Iterator[tuple[str, bytes]]:
     """(label, raw bytes) for an .eml file, every message of an mbox file, or every message of a
     directory: of a maildir its cur/ and new/ only (not tmp/, not its Maildir++ subfolders such

@@ -47,11 +47,16 @@ class Progress:
         self.total, self.label, self.stream = max(total, 1), label, stream
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.last = 0.0
+        self.finished = False
 
     def update(self, n: int) -> None:
         now = time.monotonic()
         if n < self.total and now - self.last < (0.1 if self.tty else 5.0):
             return
+        if n >= self.total:
+            if self.finished:
+                return  # (the last line once, however often the end is reported)
+            self.finished = True
         self.last = now
         width = 30
         filled = int(width * n / self.total)
@@ -193,7 +198,11 @@ class Command(BaseCommand):
             p = sub.add_parser(name)
             p.add_argument("--spam", action="append", default=[], help="message file, directory, maildir or mbox")
             p.add_argument("--ham", action="append", default=[])
-            p.add_argument("--scope", default="global", help="global, dom:DOMAIN or user:ADDRESS")
+            # (forget --wipe names its scope: a wipe of "global" by default would empty, without
+            # a word, the scope every tenant reads)
+            p.add_argument("--scope", default="global" if name == "train" else None,
+                           help="global, dom:DOMAIN or user:ADDRESS" + (" (default global)" if name == "train" else
+                                                                        " (default global; --wipe needs it)"))
             if name == "forget":
                 p.add_argument("--wipe", action="store_true", help="forget everything learned in the scope")
         p = sub.add_parser("stats")
@@ -228,6 +237,16 @@ class Command(BaseCommand):
                             " scope's token model has learned enough)")
 
     def handle(self, *args: Any, **o: Any) -> None:
+        if o["action"] in ("evaluate", "fit-scores"):
+            # (--train 1.5 left no test part and printed zeros; -1 learned nothing and read 100 %)
+            if not 0 < o["train"] < 1:
+                raise CommandError("--train is the share of the corpus learned: a number between 0 and 1 (0.5)")
+            if o["limit"] is not None and o["limit"] < 1:
+                raise CommandError("--limit is the most messages read of each class: 1 or more")
+            if o["min_learned"] < 1:
+                raise CommandError("--min-learned is the messages of each class learned before Bayes is used: 1 or more")
+        if o["action"] == "forget" and o["wipe"] and not o.get("scope") and not (o["spam"] or o["ham"]):
+            raise CommandError("--wipe empties a whole scope: name it with --scope (global, dom:DOMAIN or user:ADDRESS)")
         if o["action"] in ("train", "forget", "stats"):
             o["scope"] = self._scope(o.get("scope") or "global")
         elif o["action"] in ("backup", "restore") and o.get("scope"):
