@@ -12,7 +12,8 @@ same label changes nothing, with the other label it moves the counts). So the ta
 when the token store fails (Redis restarting, the embedded store's write lock held past the
 batch wait): up to ``TRAIN_RETRIES`` times, 2 s after the first failure, then twice as long
 each time up to 5 minutes (:func:`retry_delay`; the countdown is explicit, so Celery adds no
-jitter): 2,910 s, about 48 minutes in all, room for a Redis restart or upgrade; a retry learns again what the failed try had learned (counted as unchanged). It is
+jitter): 2,910 s, about 48 minutes in all, room for a Redis restart or upgrade; a retry
+learns again what the failed try had learned (counted as unchanged). It is
 acknowledged when it ends, not when it starts (``acks_late``): a worker killed in the middle
 leaves it queued for another. Run eagerly (the embedded setup, no worker), a failure is
 raised to the caller at once, which says the training was not queued.
