@@ -337,11 +337,13 @@ class Gateway:
         rewrite = ctx.facts.get("rewrite_recipients")
         if isinstance(rewrite, dict):
             gone = set(dec.delete_recipients)
+            # a plain twin delivered already (bob@ beside prvs=...=bob@) is not added twice
+            kept = {r.address.lower() for r in ctx.recipients if r.address not in gone}
             for old, new in rewrite.items():
                 if old not in gone and new != old:
                     dec.delete_recipients.append(old)
                     # a plain twin quarantined (or redirected away) is not added back
-                    if new not in dec.add_recipients and new not in gone:
+                    if new not in dec.add_recipients and new not in gone and new.lower() not in kept:
                         dec.add_recipients.append(new)
                     ctx.add_trace("backscatter", "rewrite", f"recipient {old} delivered as {new}")
         return dec

@@ -171,3 +171,10 @@ def test_exempt_recipients_takes_a_domain_and_refuses_patterns() -> None:
     for bad in ("*@example.com", "", "a b", "x@y@z"):
         with pytest.raises(SettingsError, match="exempt_recipients"):
             build_settings("backscatter", {"mode": "on", "exempt_recipients": [bad]}, None)
+
+
+def test_a_tagged_twin_of_a_plain_recipient_is_delivered_once(flaky: FlakyStore) -> None:
+    gw, _, _ = _gateway()
+    tagged = sign("bob@example.com", flaky)
+    _ctx, d = _run(gw, "203.0.113.9", "friend@remote.test", ["bob@example.com", tagged])
+    assert d.action.value == "accept" and d.delete_recipients == [tagged] and d.add_recipients == []
