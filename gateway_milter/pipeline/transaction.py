@@ -338,12 +338,12 @@ class Gateway:
         if isinstance(rewrite, dict):
             gone = set(dec.delete_recipients)
             # a plain twin delivered already (bob@ beside prvs=...=bob@) is not added twice
-            kept = {r.address.lower() for r in ctx.recipients if r.address not in gone}
+            delivered = {r.address.lower() for r in ctx.recipients if r.address not in gone}
             for old, new in rewrite.items():
                 if old not in gone and new != old:
                     dec.delete_recipients.append(old)
                     # a plain twin quarantined (or redirected away) is not added back
-                    if new not in dec.add_recipients and new not in gone and new.lower() not in kept:
+                    if new not in dec.add_recipients and new not in gone and new.lower() not in delivered:
                         dec.add_recipients.append(new)
                     ctx.add_trace("backscatter", "rewrite", f"recipient {old} delivered as {new}")
         return dec
