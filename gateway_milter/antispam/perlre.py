@@ -17,6 +17,8 @@ import regex
 from gateway_milter.antispam import possessive
 
 ALLOWED_MODS = set("imsx")
+# a quantifier with blanks inside its braces ("{ 2 }", "{1, 3}"): at least one blank, one number
+_SPACED_QUANTIFIER = re.compile(r"\{[ \t]*(\d+)[ \t]*(,)?[ \t]*(\d*)[ \t]*\}")
 POSIX = {
     "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
     "space": r"\s", "blank": r" \t", "punct": r"!-/:-@\[-`{-~", "xdigit": "0-9A-Fa-f",
@@ -85,10 +87,24 @@ def split_delimited(text: str) -> tuple[str, str, str]:
 
 def translate(body: str, mods: str, lines: bool = False) -> PerlPattern:
     """``lines``: the text is several lines (body paragraphs, URIs) joined by newlines and the
-    rule applies to each line, so ``^``/``$`` anchor at line boundaries (multi-line mode)."""
+    rule applies to each line, so ``^``/``$`` anchor at line boundaries (multi-line mode).
+    Whatever goes wrong is a :class:`PatternError` naming the rule's pattern: one rule with
+    ``(?u)`` or a hex escape with no digits raised ValueError, which stopped the whole rule set from building
+    (every message deferred) instead of listing that rule as unsupported."""
+    try:
+        return _translate(body, mods, lines)
+    except PatternError:
+        raise
+    except (ValueError, TypeError, IndexError, OverflowError, RecursionError, re.error, regex.error) as e:
+        raise PatternError(f"does not compile: {type(e).__name__}: {e}") from None
+
+
+def _translate(body: str, mods: str, lines: bool) -> PerlPattern:
     bad = set(mods) - ALLOWED_MODS
     if bad:
         raise PatternError(f"unsupported modifiers {''.join(sorted(bad))}")
+    if mods.count("x") > 1:  # (/xx also ignores blanks inside [...]: Python's verbose mode does not)
+        raise PatternError("unsupported modifier xx")
     out: list[str] = []
     i = 0
     in_class = False
@@ -104,14 +120,14 @@ def translate(body: str, mods: str, lines: bool = False) -> PerlPattern:
                 out.append(r"(?:(?=\n)|(?<=\n)|\Z)" if lines and not in_class else r"(?=\n?\Z)")
             elif n == "e":
                 out.append(r"\x1b")  # Perl's escape character
-            elif n == "h":
-                out.append(r"[ \t]" if not in_class else r" \t")
+            elif n == "h":  # (Perl's horizontal white space has the no-break space too)
+                out.append(r"[ \t\xa0]" if not in_class else r" \t\xa0")
             elif n == "v":  # Perl's vertical white space (Python's \v is the vertical tab alone)
                 out.append(r"[\n\x0b\f\r\x85]" if not in_class else r"\n\x0b\f\r\x85")
             elif n in "HVN" and in_class:
                 raise PatternError(f"unsupported escape \\{n} inside a character class")
             elif n == "H":
-                out.append(r"[^ \t]")
+                out.append(r"[^ \t\xa0]")
             elif n == "V":
                 out.append(r"[^\n\x0b\f\r\x85]")
             elif n == "N":  # any character but a line end (the regex module read \N as N)
@@ -120,6 +136,15 @@ def translate(body: str, mods: str, lines: bool = False) -> PerlPattern:
                 out.append(r"[^\n]")
             elif n == "K" or n == "G" or n == "R":
                 raise PatternError(f"unsupported escape \\{n}")
+            elif n == "g" and not in_class:
+                # \g1, \g{1}: a numbered backreference; relative and named ones are not read
+                # (the regex module compiled them into something that never matched)
+                ref = re.match(r"g(?:(\d+)|\{(\d+)\})", body[i + 1:])
+                if ref is None:
+                    raise PatternError("unsupported backreference \\g (only \\gN and \\g{N})")
+                out.append("\\" + (ref.group(1) or ref.group(2)))
+                i += 1 + ref.end()
+                continue
             elif n == "x" and body[i + 2:i + 3] == "{":
                 end = body.find("}", i + 3)
                 if end == -1:
@@ -133,6 +158,12 @@ def translate(body: str, mods: str, lines: bool = False) -> PerlPattern:
             else:
                 out.append(c + n)
             i += 2
+            continue
+        if (c == "{" and not in_class and (q := _SPACED_QUANTIFIER.match(body, i)) is not None
+                and (" " in q.group(0) or "\t" in q.group(0))):
+            # Perl (5.34 on) reads blanks inside a quantifier's braces: "{ 2 }" is "{2}"
+            out.append("{" + q.group(1) + (q.group(2) or "") + q.group(3) + "}")
+            i = q.end()
             continue
         if c == "[" and not in_class:
             in_class = True

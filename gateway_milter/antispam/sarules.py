@@ -193,6 +193,8 @@ class RuleSet:
     # rules whose score a local file set last (load_rules' ``local_from``): the administrator's
     # own choice, which wins over the fitted scores (scoring layer)
     local_scores: set[str] = field(default_factory=set)
+    # where each rule is defined (``file:line``): `rules check` names it beside an unsupported rule
+    sources: dict[str, str] = field(default_factory=dict)
     # rules a score line sets to 0: disabled, as SpamAssassin disables them (its Conf: "a score
     # of 0 disables the test"), also for the metas that read them, which read them as 0
     zero_scored: set[str] = field(default_factory=set)
@@ -230,6 +232,7 @@ class _Parser:
 
     def feed(self, path: Path) -> None:
         stack: list[tuple[bool, int]] = []  # each open if/ifplugin: whether its block is read, its line
+        unread: dict[int, str] = {}  # line of an ifplugin of a plugin not loaded -> its text
         try:
             text = path.read_text("utf-8", "surrogateescape")
         except OSError as e:
@@ -244,6 +247,8 @@ class _Parser:
             rest = rest.strip()
             if word == "ifplugin":
                 stack.append((rest.strip() in LOADED_PLUGINS, n))
+                if rest.strip() not in LOADED_PLUGINS:
+                    unread[n] = f"ifplugin {rest.strip()[:80]}"
                 continue
             if word == "if":
                 cond = _eval_condition(rest)
@@ -261,6 +266,15 @@ class _Parser:
                     stack.pop()
                 continue
             if not all(read for read, _ in stack):
+                # the administrator's own rule in a block of a plugin the gateway does not load
+                # (a DKIM or SPF plugin's block, a local.cf habit): not read, and said so, not
+                # dropped without a word
+                why = next((unread[at] for read, at in stack if not read and at in unread), None)
+                if self.own_file and why is not None and word in RULE_KINDS:
+                    name = rest.split()[0][:60] if rest.split() else ""
+                    self.line_error(f"{word} {name}", f"{path.name}:{n}",
+                                    f"inside '{why}' (line {stack[-1][1]}), a plugin the gateway does not load: "
+                                    "not read (take the rule out of the block to run it)")
                 continue
             if word == "require_version":
                 # SpamAssassin reads the rest of the file only with the version it names (Debian's
@@ -538,7 +552,7 @@ MAX_META_DEPTH = 150
 
 def parse_meta(expr: str) -> MetaNode:
     """Parse a meta expression with Perl precedence: ``!`` binds tightest, then ``* /``, ``+ -``,
-    comparisons, ``&&``, ``||``."""
+    ``< > <= >=``, ``== !=``, ``&&``, ``||``."""
     toks: list[str] = []
     pos = 0
     while pos < len(expr):
@@ -601,11 +615,27 @@ def parse_meta(expr: str) -> MetaNode:
     def add() -> MetaNode:
         return binary(mul, ("+", "-"))
 
-    def cmp() -> MetaNode:
-        return binary(add, (">", "<", ">=", "<=", "==", "!="))
+    def compared(sub: Callable[[], MetaNode], ops: tuple[str, ...]) -> MetaNode:
+        # Perl (5.32 on) chains comparisons: "0 < A + B < 2" is "0 < A + B && A + B < 2", where
+        # reading it left to right compares a truth value with 2 (always true). Not supported:
+        # listed by `rules check`, never silently otherwise than SpamAssassin
+        left = sub()
+        if peek() in ops:
+            op = take()
+            left = ("op", op, left, sub())
+            if peek() in ops:
+                raise RuleFileError(f"chained comparison ({op} then {peek()}) is not supported: "
+                                    "write it with && (0 < X && X < 2)")
+        return left
+
+    def rel() -> MetaNode:
+        return compared(add, (">", "<", ">=", "<="))
+
+    def eq() -> MetaNode:  # (below < and >, as in Perl)
+        return compared(rel, ("==", "!="))
 
     def and_() -> MetaNode:
-        return binary(cmp, ("&&",))
+        return binary(eq, ("&&",))
 
     def or_() -> MetaNode:
         return binary(and_, ("||",))
@@ -794,6 +824,7 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
     # a redirector pattern Python cannot read is listed by `rules check` (its URIs lose that variant)
     rs.unsupported.update(p.errors)
     rs.line_errors = p.line_errors
+    rs.sources = {name: source for name, (_kind, _text, source) in p.defs.items()}
     for name, (kind, text, source) in p.defs.items():
         rule = Rule(name, kind, source, text)
         flags = p.tflags.get(name, "").split()

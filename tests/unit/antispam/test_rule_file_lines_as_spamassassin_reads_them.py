@@ -53,9 +53,12 @@ def test_an_unclosed_if_block_is_said(tmp_path: Path) -> None:
     rs = _load(_rules(tmp_path, "body LOCAL_A /lottery/\nifplugin Mail::SpamAssassin::Plugin::NotLoaded\n"
                                 "body LOCAL_B /prize/\n"))
     assert "LOCAL_A" in rs.rules and "LOCAL_B" not in rs.rules
-    [key] = rs.line_errors
+    [key] = [k for k in rs.line_errors if k.startswith("if ")]
     assert rs.line_errors[key] == "local.cf:2" and "no endif closes" in rs.unsupported[key]
     assert "the rest of the file is skipped" in rs.unsupported[key]
+    # and the administrator's rule inside the block of a plugin not loaded is named
+    [rule] = [k for k in rs.line_errors if k.startswith("body LOCAL_B")]
+    assert rs.line_errors[rule] == "local.cf:3" and "a plugin the gateway does not load" in rs.unsupported[rule]
 
 
 def test_rules_check_lists_the_lines_it_does_not_read(tmp_path: Path, db: object) -> None:

@@ -65,6 +65,8 @@ class Command(BaseCommand):
             "running": len(eng.rules),
             "by_kind": kinds,
             "unsupported": dict(sorted(eng.unsupported.items())),
+            "unsupported_where": {n: w for n, w in sorted(getattr(eng.ruleset, "sources", {}).items())
+                                  if n in eng.unsupported},
             "not_run_network": dict(sorted(eng.ruleset.skipped.items())),
             "not_run_score_zero": len(eng.disabled),
             # metas that run with a rule no file defines read as 0 (a typo, a plugin not loaded)
@@ -85,7 +87,8 @@ class Command(BaseCommand):
                           f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))})")
         self.stdout.write(f"{len(eng.unsupported)} unsupported rule(s) (never applied):")
         for name, why in report["unsupported"].items():
-            self.stdout.write(f"  {name}: {why}")
+            where = f" ({report['unsupported_where'][name]})" if name in report["unsupported_where"] else ""
+            self.stdout.write(f"  {name}{where}: {why}")
         self.stdout.write(f"{len(report['not_run_network'])} network rule(s) left to the dnsbl/uribl layers; "
                           f"{report['not_run_score_zero']} rule(s) with score 0 not needed by any scored rule")
         if report["undefined_deps"]:
