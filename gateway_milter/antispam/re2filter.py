@@ -30,6 +30,7 @@ from typing import Any
 
 from gateway_milter.antispam.matcher import P, parse_tree
 from gateway_milter.antispam.perlre import PerlPattern
+from gateway_milter.antispam.possessive import children as _children
 from gateway_milter.antispam.possessive import some
 
 import re._constants as C  # the standard library's own parser (Python 3.11+)
@@ -481,6 +482,114 @@ def _repeat_of_choices(op: Any, av: Any) -> bool:
                                or (av[1] > CHOICE_ROUNDS and some(av[2], lambda o, a: o is C.BRANCH)))
 
 
+POLYNOMIAL = ("repeats of overlapping characters side by side can take time of a high power of the "
+              "text's length: rewrite it or write it for RE2")
+CHAIN_LIMIT = 3  # adjacent overlapping repeats: 2 is the square of a line's length (as in Perl), 3 its cube
+
+
+def _chars(test: Callable[[str], bool]) -> frozenset[int]:
+    return frozenset(i for i in range(256) if test(chr(i)))
+
+
+def _is_space(c: str) -> bool:
+    return c in " \t\n\r\f\v"
+
+
+def _is_word(c: str) -> bool:
+    return c.isascii() and (c.isalnum() or c == "_")
+
+
+def _is_digit(c: str) -> bool:
+    return c.isascii() and c.isdigit()
+
+
+_SPACES, _WORDS, _DIGITS = _chars(_is_space), _chars(_is_word), _chars(_is_digit)
+_ALL = frozenset(range(256))
+_NONE: frozenset[int] = frozenset()
+# the characters (of the first 256) of each class of an ASCII pattern
+_CATEGORY_CHARS: dict[Any, frozenset[int]] = {
+    C.CATEGORY_DIGIT: _DIGITS, C.CATEGORY_NOT_DIGIT: _ALL - _DIGITS, C.CATEGORY_SPACE: _SPACES,
+    C.CATEGORY_NOT_SPACE: _ALL - _SPACES, C.CATEGORY_WORD: _WORDS, C.CATEGORY_NOT_WORD: _ALL - _WORDS}
+
+
+def _char_set(items: Any) -> frozenset[int] | None:
+    """The characters (of the first 256, both cases) a repeat's body of one character matches:
+    a literal, a class, ``.``; None for a longer body."""
+    if len(items) != 1:
+        return None
+    op, av = items[0]
+    if op is C.LITERAL:
+        got = {av}
+    elif op is C.NOT_LITERAL:
+        got = set(range(256)) - {av}
+    elif op is C.ANY:
+        got = set(range(256)) - {10}
+    elif op is C.IN:
+        got = set()
+        negate = False
+        for o, a in av:
+            if o is C.NEGATE:
+                negate = True
+            elif o is C.LITERAL:
+                got.add(a)
+            elif o is C.RANGE:
+                got.update(range(a[0], min(a[1], 255) + 1))
+            elif o is C.CATEGORY:
+                cat = _CATEGORY_CHARS.get(a)
+                if cat is None:
+                    return None
+                got.update(cat)
+            else:
+                return None
+        if negate:
+            got = set(range(256)) - got
+    else:
+        return None
+    return frozenset(got | {ord(chr(c).swapcase()) for c in got if chr(c).isascii() and chr(c).isalpha()})
+
+
+def _may_be_empty(items: Any) -> bool:
+    """Whether these items can match the empty text (assertions, optional repeats, groups and
+    alternatives of such)."""
+    for op, av in items:
+        if op in (C.AT, C.ASSERT, C.ASSERT_NOT):
+            continue
+        if op in _REPEATS and (av[0] == 0 or _may_be_empty(av[2])):
+            continue
+        if op is C.SUBPATTERN and _may_be_empty(av[3]):
+            continue
+        if op is C.BRANCH and any(_may_be_empty(alt) for alt in av[1]):
+            continue
+        return False
+    return True
+
+
+def _high_power(items: Any) -> bool:
+    r"""Whether a sequence (at any depth) holds CHAIN_LIMIT unbounded repeats of overlapping
+    characters with only what may be empty between them (``\w+\s*\w+\s*\w+``: Python's
+    ``re`` tries every way of sharing a run of word characters among them, from every start,
+    the cube of the run's length and more; 400 characters took 124 s), or a bounded repeat of
+    more than CHOICE_ROUNDS rounds over a body that may be empty (``(?:x?){30}``: each round
+    matches or not, 2^30 ways)."""
+    chain = 0
+    last: frozenset[int] = frozenset()
+    for op, av in items:
+        if op in _REPEATS and av[1] > CHOICE_ROUNDS and av[1] != C.MAXREPEAT and _may_be_empty(av[2]):
+            return True
+        cs = _char_set(av[2]) if op in _REPEATS and av[1] == C.MAXREPEAT else None
+        if cs is not None and chain and cs & last:
+            chain, last = chain + 1, cs
+        elif cs is not None and av[0] > 0:
+            chain, last = 1, cs
+        elif cs is not None or _may_be_empty([(op, av)]):
+            pass  # (an optional repeat of other characters, an assertion: the chain goes on)
+        else:
+            chain, last = 0, _NONE
+        if chain >= CHAIN_LIMIT:
+            return True
+    return any(_high_power(c) for op, av in items for c in _children(op, av))
+
+
 class LinearPattern:
     """A local rule's expression run by RE2, in time linear in the text, with the methods of a
     compiled ``re`` pattern the engine calls. The RE2 expression matches exactly where the
@@ -531,15 +640,19 @@ def linear_pattern(p: PerlPattern, counts: bool) -> PerlPattern | str | None:
         tree = P.parse(p.source, flags & (re.ASCII | re.I | re.X))
     except Exception:  # noqa: BLE001 - regex-module-only syntax (a variable-width look-behind)
         return SUPER_LINEAR + " (not checked: the expression is not read)" if _QUANTIFIED_GROUP.search(p.source) else None
-    if not some(tree, _repeat_of_choices):
+    if some(tree, _repeat_of_choices):
+        why = SUPER_LINEAR
+    elif _high_power(tree):
+        why = POLYNOMIAL
+    else:
         return None
     if re2 is None or not isinstance(p.compiled, re.Pattern) or p.compiled.groupindex:
-        return SUPER_LINEAR
+        return why
     got = _expression(tree, flags, None, tails=not counts)
     if got is None or not got[1]:
-        return SUPER_LINEAR + " (RE2 cannot take it exactly: look-around or a back-reference)"
+        return why + " (RE2 cannot take it exactly: look-around or a back-reference)"
     try:
         rx = _compile(got[0])
     except re2.error:
-        return SUPER_LINEAR + " (RE2 refuses it)"
+        return why + " (RE2 refuses it)"
     return PerlPattern(p.source, p.flags, LinearPattern(rx, flags, p.source, got[0]))

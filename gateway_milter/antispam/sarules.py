@@ -104,6 +104,7 @@ URIHOST_DIRECTIVES: dict[str, tuple[str, str | None]] = {
     "welcomelist_uri_host": ("add", "WELCOME"), "whitelist_uri_host": ("add", "WELCOME")}
 HEADER_MODIFIERS = frozenset({"raw", "addr", "name", "first", "last"})
 _LISTNAME = re.compile(r"^\((.+?)\)\s+(.+)\Z", re.S)
+PLUGIN_NOT_LOADED = "a plugin the gateway does not load"  # (a rule in its ifplugin block is not read)
 RULE_KINDS = ("header", "body", "rawbody", "uri", "full", "meta", "mimeheader")
 
 
@@ -273,7 +274,7 @@ class _Parser:
                 if self.own_file and why is not None and word in RULE_KINDS:
                     name = rest.split()[0][:60] if rest.split() else ""
                     self.line_error(f"{word} {name}", f"{path.name}:{n}",
-                                    f"inside '{why}' (line {stack[-1][1]}), a plugin the gateway does not load: "
+                                    f"inside '{why}' (line {stack[-1][1]}), {PLUGIN_NOT_LOADED}: "
                                     "not read (take the rule out of the block to run it)")
                 continue
             if word == "require_version":

@@ -22,6 +22,7 @@ from gateway_milter.antispam.engine import RuleEngine, engine_for
 from gateway_milter.antispam.relays import parse_network
 from gateway_milter.antispam.sarules import (
     NOT_AUTOLEARNED_TFLAGS,
+    PLUGIN_NOT_LOADED,
     RULE_KINDS,
     RULE_NAME,
     RuleFileError,
@@ -296,7 +297,9 @@ def local_rules_problems(text: str, score_set: int = 2,
             # lines no rule owns: an unreadable score line or if condition, a bad rule name, include
             for key, where in rs.line_errors.items():
                 line = int(where.rpartition(":")[2])
-                problems.append(RuleProblem(line, rs.unsupported[key]))
+                # (a rule in a plugin's block, as SpamAssassin's own local.cf has them: said, and saved)
+                problems.append(RuleProblem(line, rs.unsupported[key],
+                                            "warning" if PLUGIN_NOT_LOADED in rs.unsupported[key] else "error"))
             if rs.undefined_deps:
                 if known is None:
                     from gateway_milter.antispam.sarules import default_rule_dirs

@@ -72,3 +72,13 @@ def test_perl_syntax_python_reads_otherwise(tmp_path: Path, rule: str, body: str
 def test_perl_syntax_not_read_is_listed(tmp_path: Path, rule: str) -> None:
     rs = load_rules([write_rules(tmp_path, f"body LOCAL_R {rule}\n")], 2)
     assert "LOCAL_R" in rs.unsupported
+
+
+def test_the_editor_warns_of_a_rule_in_a_plugins_block_and_saves_it() -> None:
+    from gateway_milter.layers.rules import check_local_rules, local_rules_problems
+
+    text = "ifplugin Mail::SpamAssassin::Plugin::DKIM\nheader LOCAL_SHOP From =~ /shop/\nendif\nbody LOCAL_RUN /texte/\n"
+    _names, problems = local_rules_problems(text, known=set())
+    assert [(p.line, p.severity) for p in problems] == [(2, "warning")]
+    names, warnings = check_local_rules(text, known=set())
+    assert "LOCAL_RUN" in names and warnings

@@ -130,3 +130,24 @@ def test_the_stock_rules_keep_their_own_expressions() -> None:
     rs = load_rules()
     assert not any(isinstance(r.pattern.compiled, LinearPattern) for r in rs.rules.values() if r.pattern is not None)
     assert not any("exponential time" in why for why in rs.unsupported.values())
+
+
+def test_a_local_rule_with_a_chain_of_overlapping_repeats_runs_in_linear_time(tmp_path: Path) -> None:
+    """``\\w+\\s*\\w+\\s*\\w+\\s*\\w+ dollars`` shares a run of word characters among four repeats in
+    every way, from every start: 400 characters took 124 s in Python's ``re`` (SpamAssassin's
+    Perl 0.2 s). Such a rule is run by RE2, or listed when RE2 cannot take it (a look-ahead); so
+    is a bounded repeat over something optional (``(?:x?){30}``)."""
+    text = ("body LOCAL_POLY /\\w+\\s*\\w+\\s*\\w+\\s*\\w+ dollars/i\nscore LOCAL_POLY 1\n"
+            "body LOCAL_POLY_LA /\\w+\\s*\\w+\\s*\\w+\\s*\\w+ dollars(?!\\w)/i\nscore LOCAL_POLY_LA 1\n"
+            "body LOCAL_OPT /(?:x?){30}x{30}y/\nscore LOCAL_OPT 1\n"
+            "body LOCAL_FINE /buy\\s+cheap\\s+\\w+/\nscore LOCAL_FINE 1\n")
+    d = write_rules(tmp_path, text)
+    _run_alone(d, "x" * 2000)
+    rs = load_rules([d])
+    assert set(rs.unsupported) == {"LOCAL_POLY_LA"} and "high power" in rs.unsupported["LOCAL_POLY_LA"]
+    from gateway_milter.antispam.re2filter import LinearPattern
+
+    kinds = {n: isinstance(rs.rules[n].pattern.compiled, LinearPattern) for n in ("LOCAL_POLY", "LOCAL_OPT", "LOCAL_FINE")}
+    assert kinds == {"LOCAL_POLY": True, "LOCAL_OPT": True, "LOCAL_FINE": False}
+    got = RuleEngine(rs).run(message_view(make_ctx(msg(subject="hi", body="send us ten thousand dollars buy cheap pills"))))
+    assert {h.name for h in got.hits} == {"LOCAL_POLY", "LOCAL_FINE"}
