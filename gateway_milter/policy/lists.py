@@ -96,6 +96,10 @@ def _label(label: str) -> str:
         return label
 
 
+_QUOTED_PAIR = re.compile(r"\\(.)")
+_DOT_ATOM = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
 def normal_address(address: str) -> str:
     """An address (or address pattern) as the lists compare it: lower case, without angle
     brackets, its domain without a trailing dot and in A-labels (``x@Bücher.example.`` is
@@ -104,6 +108,12 @@ def normal_address(address: str) -> str:
     local, at, domain = a.rpartition("@")
     if not at:
         return a
+    if len(local) > 1 and local[0] == local[-1] == '"':
+        # a quoted local part that needs no quotes is the same mailbox ("closed"@ is closed@:
+        # the MTA delivers it so): compared unquoted, else a quote got past a block entry
+        inner = _QUOTED_PAIR.sub(r"\1", local[1:-1])
+        if _DOT_ATOM.fullmatch(inner):
+            local = inner
     domain = domain.rstrip(".")
     if not domain.isascii():
         domain = ".".join(_label(x) for x in domain.split("."))
