@@ -24,6 +24,7 @@ newest ``GATEWAY_BAYES_BACKUPS`` files kept; restore with ``manage.py bayes rest
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -255,6 +256,11 @@ def _train_message(label: str, quarantine_ids: list[str] | None, paths: list[str
             learned += 1
         else:
             unchanged += 1
+    if missing:
+        # (the page said "marked" when it queued the task: the worker's log says what it could
+        # not read, a message deleted or expired from the quarantine before the worker ran)
+        logging.getLogger("bulwark.antispam").warning(
+            "bayes.train_message: %d of the message(s) to learn as %s were gone and not learned", missing, label)
     return {"learned": learned, "unchanged": unchanged, "missing": missing}
 
 
@@ -280,7 +286,6 @@ def backup_bayes(keep: int | None = None) -> dict[str, Any]:
     """Write every learned scope to ``backups/bayes-YYYYMMDDTHHMMSSffffffZ.jsonl.gz`` under the data
     directory and remove the oldest beyond ``keep`` (``GATEWAY_BAYES_BACKUPS``; 0 writes none).
     Nothing learned: no file. A failed backup leaves no partial file and removes nothing."""
-    import logging
     from datetime import UTC, datetime
 
     from gateway_milter.antispam.bayesbackup import backup, learned_scopes

@@ -70,7 +70,8 @@ def test_it_lists_capture_tags_and_their_readers(tmp_path: Path) -> None:
 
 
 @pytest.mark.django_db
-def test_it_trains_from_mark_as_spam_events(tmp_path: Path, store: MemoryStore, settings: object) -> None:
+def test_it_trains_from_mark_as_spam_events(tmp_path: Path, store: MemoryStore, settings: object,
+                                            caplog: pytest.LogCaptureFixture) -> None:
     from django.conf import settings as dj
 
     from webadmin.antispam_tasks import train_message
@@ -82,6 +83,7 @@ def test_it_trains_from_mark_as_spam_events(tmp_path: Path, store: MemoryStore, 
         assert train_message.delay("spam", paths=[str(f)]).get() == {"learned": 1, "unchanged": 0, "missing": 0}
         assert train_message.delay("spam", paths=[str(f)]).get()["unchanged"] == 1
         assert train_message.delay("ham", quarantine_ids=["nope"]).get()["missing"] == 1
+        assert "1 of the message(s) to learn as ham were gone" in caplog.text  # (the worker's log says so)
         with pytest.raises(ValueError):
             train_message.delay("spam", paths=["/etc/passwd"]).get()
     finally:
