@@ -153,6 +153,10 @@ class MessageContext:
         self.outcome: Outcome | None = None
         self.quarantined: list[dict[str, Any]] = []  # metadata of stored quarantine copies
         self.abandoned = False  # the front answered 4xx after a budget overrun
+        # a milter transaction (Gateway.begin), which ends with an answer (Gateway.finish):
+        # autolearn's (store, LearnItem) waits for it in autolearn_pending
+        self.in_transaction = False
+        self.autolearn_pending: tuple[Any, Any] | None = None
         # the message as received, kept once transforms change the delivered view
         self._received: tuple[list[tuple[str, str]], BodySpool] | None = None
         self.header_size = 0

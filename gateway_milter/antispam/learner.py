@@ -50,6 +50,11 @@ class BackgroundLearner:
         self._flushing = False  # a flush is waiting: batches go without waiting for company
         self._last_drop_log = 0.0
 
+    def has_room(self) -> bool:
+        """Whether a message submitted now would be queued (the queue is not full)."""
+        with self._cond:
+            return len(self._queue) < self.max_queued
+
     def submit(self, store: StateStore, item: LearnItem) -> bool:
         """Queue a message to be learned; False when the queue is full (it is not learned)."""
         with self._cond:

@@ -187,7 +187,9 @@ def sender_symbol(spam: int, ham: int) -> str | None:
 def autolearn(ctx: MessageContext, settings: BayesSettings, score_without_bayes: float,
               into_global: bool = True) -> str | None:
     """Learn the message when its score is clearly spam or ham; returns "spam"/"ham"/None.
-    The background learner learns it within a fraction of a second; store errors are logged
+    The item is handed to the background learner when the transaction ends (spam only when the
+    message was refused, held or discarded, ham only when it was delivered whole), which learns
+    it within a fraction of a second; store errors are logged
     there, never raised: autolearn must not affect the verdict. ``into_global`` False: only
     into the domain's and user's scopes (a score shaped by one domain's own settings must not
     teach the model every domain reads)."""
@@ -206,8 +208,13 @@ def autolearn(ctx: MessageContext, settings: BayesSettings, score_without_bayes:
         return None
     try:
         item = learn_item(message_view(ctx), label == "spam", scopes)
-        if not learner().submit(default_store(), item):
-            return None  # the queue is full (logged there)
+        if not ctx.in_transaction or not learner().has_room():
+            # (outside a transaction, nothing to wait for; a full queue refuses it, logged there)
+            return label if learner().submit(default_store(), item) else None
+        # queued once the transaction's answer is known (Gateway.finish): a message the policy
+        # refuses or discards after scoring is not learned as ham, one delivered after all
+        # (an admin's script overruling the score) not as spam, a deferred one not yet
+        ctx.autolearn_pending = (default_store(), item)
     except Exception:
         log.warning("bayes autolearn failed", exc_info=True)
         return None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 from gateway_milter.antispam.engine import RuleEngine, engine_for
 from gateway_milter.antispam.relays import parse_network
 from gateway_milter.antispam.sarules import (
+    LEARN_TFLAG,
     NOT_AUTOLEARNED_TFLAGS,
     PLUGIN_NOT_LOADED,
     RULE_KINDS,
@@ -527,7 +528,10 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
             a = table.get(h.name)
             if a is not None:  # (never a rule of the flags below)
                 areas[h.name] = a
-            elif (r := engine.rules.get(h.name)) is not None and r.tflags & NOT_AUTOLEARNED_TFLAGS:
+            elif (r := engine.rules.get(h.name)) is not None and (r.tflags & NOT_AUTOLEARNED_TFLAGS
+                                                                  or LEARN_TFLAG in r.tflags):
+                # (a learn rule's points are the learner's own, as Bayes's are: SpamAssassin's
+                # _get_autolearn_points keeps them out of the score autolearn judges by)
                 quiet.append(h.name)
         if quiet:
             facts["not_autolearned"] = quiet

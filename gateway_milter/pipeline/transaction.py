@@ -139,6 +139,7 @@ class Gateway:
         ctx = MessageContext(conn, self.policy.current(), scan_mode=scan_mode)
         ctx.runner = LayerRunner()
         ctx.runner.enter_stage(Stage.MAIL)
+        ctx.in_transaction = True  # (finish gives the answer autolearn waits for)
         return ctx
 
     def mail(self, ctx: MessageContext, sender: str, esmtp: tuple[str, ...] = ()) -> StepDecision:
@@ -381,6 +382,7 @@ class Gateway:
                 reason = outcome.reason
             elif ctx.rejected_recipients:
                 reason = ctx.rejected_recipients[0][1]
+        _queue_autolearn(ctx, final)
         per_rcpt = []
         # a recipient is logged held only when the message was not refused or deferred after all
         # (a 4xx at end of data withdraws the copies: it was logged "quarantine" beside it); and
@@ -474,6 +476,31 @@ class _Services:
             raise RuntimeError("transaction abandoned after its time budget")
         ctx.add_trace("quarantine", "stored", f"{queue.value} {qid} (copy: {reason})")
         return qid
+
+
+def _queue_autolearn(ctx: MessageContext, final: Action) -> None:
+    """Autolearn's item, decided by the scoring layer, queued now the answer is known: spam when
+    the message was refused, held or discarded (what the gateway flagged and held), ham when it
+    was delivered whole; a deferred message is learned at its retry, if at all. A rule or script
+    after scoring that refused a clean message made it learned as ham."""
+    pending, ctx.autolearn_pending = ctx.autolearn_pending, None
+    if pending is None:
+        return
+    store, item = pending
+    label = "spam" if item.is_spam else "ham"
+    if item.is_spam:
+        wanted = final in (Action.REJECT, Action.QUARANTINE, Action.DISCARD)
+    else:
+        wanted = final is Action.ACCEPT and not ctx.quarantined
+    if not wanted:
+        ctx.add_trace("bayes", "autolearn", f"not learned as {label}: the answer was {final.value}")
+        return
+    from gateway_milter.antispam.learner import learner
+
+    try:
+        learner().submit(store, item)
+    except Exception:
+        log.warning("bayes autolearn failed", exc_info=True)
 
 
 def delivered_addresses(ctx: MessageContext, rcpts: list[Recipient]) -> list[str]:
