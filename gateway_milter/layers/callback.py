@@ -204,6 +204,10 @@ class CallbackLayer(Layer[CallbackSettings]):
         if cached in ("pass", "fail", "null_refused"):
             r = CalloutResult(cached)
             facts: dict[str, Any] = {"result": cached, "cached": True}
+        elif ctx.scan_mode:
+            # `manage.py scan` judges from the cache only: a corpus scored offline must not probe
+            # every forged sender's servers, nor leave its answers for the live gateway to use
+            return LayerFindings({"result": "unknown", "skipped": "scan mode: no live callout"})
         else:
             timeout = settings.timeout_s
             if ctx.runner is not None:

@@ -142,3 +142,46 @@ def test_the_null_sender_and_bracketed_addresses_are_taken(tmp_path: Path, store
     row = json.loads(out.getvalue().splitlines()[0])
     assert [r["address"] for r in row["recipients"]] == ["b@example.com"]
     assert senders == [""]  # (not the From header's address)
+
+
+def test_it_makes_no_callout_and_leaves_no_cached_answer(tmp_path: Path, store: MemoryStore,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A corpus scored offline probed every forged sender's mail servers and left each answer
+    in the live gateway's callout cache (a "fail" refused that sender's real mail for an hour)."""
+    from gateway_milter.layers import callback
+
+    calls: list[str] = []
+
+    def callout(sender: str, *a: Any, **k: Any) -> Any:
+        calls.append(sender)
+        return callback.CalloutResult("fail")
+
+    monkeypatch.setattr(callback, "callout", callout)
+    monkeypatch.setattr(callback.CallbackLayer, "_hosts", lambda self, ctx, domain, settings: ["192.0.2.25"])
+    publish(tmp_path, callback={"mode": "on", "fail_action": "refuse"})
+    row = scan(tmp_path, "bob@example.com")
+    assert calls == [] and store.scan_keys("cb:") == []
+    assert "CALLBACK_FAIL" not in {s["name"] for s in row["symbols"]}
+    store.set("cb:a@x.test", "fail", 3600)  # (what the live gateway found: read, as it would answer)
+    row = scan(tmp_path, "bob@example.com")
+    assert "CALLBACK_FAIL" in {s["name"] for s in row["symbols"]} and calls == []
+
+
+def test_a_file_that_is_not_mail_is_said_and_not_scored(tmp_path: Path, store: MemoryStore,
+                                                        learned: list[Any]) -> None:
+    from django.core.management.base import CommandError
+
+    publish(tmp_path)
+    d = tmp_path / "corpus"
+    d.mkdir()
+    (d / "1.eml").write_bytes(b"From: a@x.test\r\nTo: bob@example.com\r\nSubject: s\r\n\r\nhi\r\n")
+    (d / "README").write_bytes(b"These messages were collected in May.\n")
+    (d / "empty.eml").write_bytes(b"")
+    (d / f"name{chr(27)}[2Jclear.eml").write_bytes(b"From: a@x.test\r\nSubject: s\r\n\r\nhi\r\n")
+    out, err = io.StringIO(), io.StringIO()
+    call_command("scan", "--ip", IP, str(d), stdout=out, stderr=err)  # (a directory: said, scanned on)
+    scored = [line.split(": ", 1)[0] for line in out.getvalue().splitlines() if not line.startswith(" ")]
+    assert scored == [f"{d}/1.eml", f"{d}/name\\x1b[2Jclear.eml"]  # (no raw escape reaches the terminal)
+    assert "README: not a mail message" in err.getvalue() and "empty.eml: not a mail message" in err.getvalue()
+    with pytest.raises(CommandError, match="not a mail message"):  # (a file named alone: an error)
+        call_command("scan", "--ip", IP, str(d / "README"), stdout=io.StringIO(), stderr=io.StringIO())

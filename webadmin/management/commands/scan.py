@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from gateway_milter.context import ConnectionInfo
 from gateway_milter.mime.headers import addresses
 from gateway_milter.clitext import printable
-from gateway_milter.pipeline.rawmessage import iter_messages, split_message
+from gateway_milter.pipeline.rawmessage import iter_messages, split_message, starts_with_field
 from gateway_milter.pipeline.runner import LayerFailure
 from gateway_milter.pipeline.transaction import Gateway
 from gateway_milter.policy.provider import StaticPolicyProvider
@@ -119,15 +119,24 @@ class Command(BaseCommand):
         o["ip"], o["sender"], o["rcpt"] = envelope_args(o["ip"], o["sender"], o["rcpt"])
         gw = Gateway(StaticPolicyProvider(current_snapshot()), _NoStore(), _NoLog())
         n = 0
+        not_mail: list[str] = []
         for p in o["paths"]:
             path = Path(p)
             if not path.exists():
                 raise CommandError(f"{p}: no such file or directory")
             for label, raw in _read(path):
+                if not raw.strip() or not starts_with_field(raw):
+                    # (an empty file, a README or an index among the messages: said, not scored)
+                    self.stderr.write(printable(f"{label}: not a mail message (empty, or no header field first): skipped"))
+                    if path.is_file():
+                        not_mail.append(label)
+                    continue
                 n += 1
                 rec = scan_one(gw, raw, ip=o["ip"], helo=o["helo"], sender=o["sender"], rcpts=o["rcpt"],
                                auth=o["auth"], greylist=o["greylist"], score_refused=True)
                 self._print(label, rec, o["json"])
+        if not_mail:
+            raise CommandError(printable(f"not a mail message: {', '.join(not_mail)[:500]}"))
         if n == 0:
             raise CommandError("no messages found")
 
