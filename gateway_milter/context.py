@@ -14,6 +14,7 @@ import email.message
 import email.policy
 import functools
 import ipaddress
+import re
 import tempfile
 import time
 import uuid
@@ -100,6 +101,18 @@ class BodySpool:
         self._spool.close()
 
 
+# BATV tags (prvs=, msprvs1=, Barracuda's btv1==TAG==): the sending site's bounce protection, a
+# new tag for every message on the address its user has
+_BATV = re.compile(r"(?i)^(?:(?:prvs|msprvs\d?|btv1)=[^=@]+=|btv1==[^=@]+==)(?=[^@]+@)")
+
+
+def untag(address: str) -> str:
+    """The address without a BATV tag in front (draft-levine-smtp-batv's prvs=, msprvs1=,
+    Barracuda's btv1==TAG==); unchanged without one. The lists and greylisting's triplets
+    compare senders so."""
+    return _BATV.sub("", address, count=1)
+
+
 @dataclass(slots=True)
 class Recipient:
     address: str
@@ -108,6 +121,13 @@ class Recipient:
     esmtp: tuple[str, ...] = ()
     outcome: Outcome | None = None  # decided at RCPT (reject/tempfail never reach here)
     direction: Direction = Direction.INBOUND
+
+    @property
+    def plain(self) -> str:
+        """The address without a BATV tag (``prvs=TAG=bob@`` is delivered to ``bob@``): what the
+        lists, greylisting, spam traps, Bayes' user scope and Sieve judge the recipient by (a
+        tag, which anyone can write, passes none of them by)."""
+        return untag(self.address)
 
 
 def split_address(address: str) -> tuple[str, str]:
@@ -144,7 +164,7 @@ class MessageContext:
         self.direction = Direction.INBOUND
         self.policy_domain: str | None = None
         self.symbols: list[Symbol] = []
-        # the symbols found for one recipient (RCPT stage): id(symbol) -> that recipient's address
+        # the symbols found for one recipient (RCPT stage): id(symbol) -> its plain address, lower case
         self.recipient_symbols: dict[int, str] = {}
         self.facts: dict[str, Any] = {}
         self.trace: list[TraceEntry] = []

@@ -39,7 +39,6 @@ from gateway_milter.layers.bayes import scopes_for, user_address
 from gateway_milter.mime.headers import decode_words
 from gateway_milter.mime.view import parse_message
 from gateway_milter.pipeline.rawmessage import split_message
-from gateway_milter.policy.lists import untag
 from gateway_milter.store import StoreError, default_store
 from gateway_milter.transforms.spamheaders import VERSION as SPAM_VERSION
 from webadmin.services import current_snapshot
@@ -155,7 +154,7 @@ def feedback_of(m: QuarantinedMessage, policy: PolicySnapshot) -> tuple[list[str
     users: list[str] = []
     for r in ctx.recipients:
         dom = policy.canonical_domain(r.domain) if r.is_local else None
-        user = storable_scopes(["user:" + user_address(untag(r.address), policy.settings_for("bayes", dom).recipient_delimiter)]
+        user = storable_scopes(["user:" + user_address(r.plain, policy.settings_for("bayes", dom).recipient_delimiter)]
                                ) if dom else []
         if user and user[0] not in scopes + users and policy.settings_for("bayes", dom).per_user:
             users.append(user[0])

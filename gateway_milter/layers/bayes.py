@@ -23,7 +23,6 @@ from gateway_milter.antispam.bayes import BayesClassifier, learn_item, storable_
 from gateway_milter.antispam.learner import learner
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, SettingsError
-from gateway_milter.policy.lists import untag
 from gateway_milter.store import default_store
 from gateway_milter.verdict import FailMode, Stage
 
@@ -117,7 +116,7 @@ def scopes_for(ctx: MessageContext, settings: BayesSettings) -> list[str]:
     local = [r for r in ctx.recipients if r.is_local]
     if settings.per_user and len(local) == 1:
         # (under the address a BATV tag was made for: one tag a message made a scope each)
-        out.append("user:" + user_address(untag(local[0].address), settings.recipient_delimiter))
+        out.append("user:" + user_address(local[0].plain, settings.recipient_delimiter))
     if settings.per_domain and ctx.policy_domain:
         out.append("dom:" + ctx.policy_domain)
     out.append("global")

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from gateway_milter.antispam.dnslists import Zone, parse_zones, refusal, reversed_ip
 from gateway_milter.layers.base import action_rule, BaseSettings, check_reply, Layer, LayerFindings, PolicyRule
 from gateway_milter.layers.lists import message_allowlisted, recipient_allowed
-from gateway_milter.policy.lists import untag
 from gateway_milter.verdict import FailMode, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
@@ -85,7 +84,7 @@ def recipient_exempt(ctx: MessageContext, rcpt: Recipient) -> bool:
     settings = ctx.policy.settings_for("dnsbl", ctx.policy_domain)
     if not settings.enabled or not settings.exempt_allowlisted:
         return False
-    return untag(rcpt.address).lower() in ctx.policy.antispam_disabled or recipient_allowed(ctx, rcpt) is not None
+    return rcpt.plain.lower() in ctx.policy.antispam_disabled or recipient_allowed(ctx, rcpt) is not None
 
 
 class DnsblLayer(Layer[DnsblSettings]):

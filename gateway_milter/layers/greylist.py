@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+from gateway_milter.context import untag
 from gateway_milter.layers.base import BaseSettings, check_reply, Layer, LayerFindings, PolicyRule, SettingsError
 from gateway_milter.net.networks import client_network
-from gateway_milter.policy.lists import normal_address, untag
+from gateway_milter.policy.lists import normal_address
 from gateway_milter.store import StateStore, default_store
 from gateway_milter.verdict import FailMode, Outcome, Reply, Stage
 
@@ -279,7 +280,7 @@ class GreylistLayer(Layer[GreylistSettings]):
                 return "exempt sender"
         # the recipient as the lists compare it and in its domain's own name (an alias domain's
         # address matches the entries of the domain it is an alias of)
-        local, _, rdom = normal_address(untag(rcpt.address)).rpartition("@")
+        local, _, rdom = normal_address(rcpt.plain).rpartition("@")
         addrs = {f"{local}@{rdom}"}
         canonical = ctx.policy.canonical_domain(rdom)
         if canonical:
@@ -313,7 +314,7 @@ class GreylistLayer(Layer[GreylistSettings]):
         if why:
             return LayerFindings({"greylist": "exempt", "reason": why}, (self.symbol("GREYLIST_EXEMPT", 0.0, why),))
         net = client_network(ctx.conn.ip, settings.netmask_v4, settings.netmask_v6)
-        d = decide(self.store(), net, normalize_sender(ctx.mail_from), untag(rcpt.address), settings,
+        d = decide(self.store(), net, normalize_sender(ctx.mail_from), rcpt.plain, settings,
                    record=not ctx.scan_mode)
         if d.state in ("new", "early"):
             return LayerFindings({"greylist": d.state, "wait_s": round(d.wait)},

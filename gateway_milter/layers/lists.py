@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from gateway_milter.auth.psl import org_domain
 from gateway_milter.layers.base import action_rule, BaseSettings, check_reply, Layer, LayerFindings, PolicyRule, SettingsError
-from gateway_milter.policy.lists import untag
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, Stage
 
 if TYPE_CHECKING:
@@ -80,7 +79,7 @@ def _org(domain: str) -> str:
 def recipient_allowed(ctx: MessageContext, rcpt: Recipient) -> ListEntry | None:
     """The recipient allow entry naming this recipient (``ALLOWLIST_RECIPIENT``: abuse@,
     postmaster@, whose mail is not filtered for spam), its domain's entries first."""
-    return ctx.policy.lists.match_address("allow", "recipient", untag(rcpt.address), rcpt.domain if rcpt.is_local else None)
+    return ctx.policy.lists.match_address("allow", "recipient", rcpt.plain, rcpt.domain if rcpt.is_local else None)
 
 
 def message_allowlisted(ctx: MessageContext) -> bool:
@@ -103,7 +102,7 @@ def recipient_exemption(ctx: MessageContext, rcpt: Recipient) -> str | None:
     message only SPF can: ``SenderCheck``)."""
     if recipient_allowed(ctx, rcpt):
         return "allow-listed recipient"
-    if ctx.policy.lists.match_user("allow", untag(rcpt.address), ctx.mail_from):
+    if ctx.policy.lists.match_user("allow", rcpt.plain, ctx.mail_from):
         settings = ctx.policy.settings_for("lists", rcpt.domain)
         if not settings.verify_senders or SenderCheck(ctx)(ctx.mail_from):
             return "allow-listed by the recipient"
@@ -169,9 +168,9 @@ class ListsLayer(Layer[ListsSettings]):
             claims = False  # some recipient is exempt by its own sender entry alone
             user_exempt = True
             for r in ctx.recipients:
-                if untag(r.address).lower() in ctx.policy.antispam_disabled or recipient_allowed(ctx, r):
+                if r.plain.lower() in ctx.policy.antispam_disabled or recipient_allowed(ctx, r):
                     continue
-                if not lists.match_user("allow", untag(r.address), ctx.mail_from):
+                if not lists.match_user("allow", r.plain, ctx.mail_from):
                     user_exempt = False
                     break
                 claims = True
@@ -210,7 +209,7 @@ class ListsLayer(Layer[ListsSettings]):
         a = recipient_allowed(ctx, rcpt)
         # a recipient is judged by its address without a BATV tag (prvs=TAG=closed@example.com is
         # delivered to closed@example.com: a tag, forged or not, escaped the block list)
-        plain = untag(rcpt.address)
+        plain = rcpt.plain
         b = lists.match_address("block", "recipient", plain, rcpt.domain if rcpt.is_local else None)
         symbols = []
         if a:

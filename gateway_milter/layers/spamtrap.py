@@ -17,8 +17,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+from gateway_milter.context import untag
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
-from gateway_milter.policy.lists import normal_address, untag
+from gateway_milter.policy.lists import normal_address
 from gateway_milter.store import StateStore, StoreError, default_store
 from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Stage
 

@@ -158,7 +158,7 @@ class LayerRunner:
             pass  # symbols still count; the policy rules of a score-only layer never act
         ctx.symbols.extend(symbols)
         if rcpt is not None:
-            ctx.recipient_symbols.update((id(s), rcpt.address) for s in symbols)
+            ctx.recipient_symbols.update((id(s), rcpt.plain.lower()) for s in symbols)
         detail = ", ".join(f"{s.name}({s.score:g})" for s in symbols) or "no symbols"
         ctx.add_trace(source, "checked", detail, ms)
         return LayerResult(layer_id, dict(found.facts), symbols, None, None, ms)

@@ -335,8 +335,8 @@ class Gateway:
         cs = ctx.facts.get("change_sender")
         if isinstance(cs, str):
             dec.change_sender = cs
-        rewrite = ctx.facts.get("rewrite_recipients")
-        if isinstance(rewrite, dict):
+        rewrite = _rewritten(ctx)
+        if rewrite:
             gone = set(dec.delete_recipients)
             # a plain twin delivered already (bob@ beside prvs=...=bob@) is not added twice
             delivered = {r.address.lower() for r in ctx.recipients if r.address not in gone}
@@ -392,8 +392,7 @@ class Gateway:
         held_all = outcome is not None and outcome.action is Action.QUARANTINE
         # a BATV-tagged recipient is logged under the address it is delivered to (its user's
         # log, a search for the address, the quarantine entry's recipients name that one)
-        plain = ctx.facts.get("rewrite_recipients")
-        plain = plain if isinstance(plain, dict) else {}
+        plain = _rewritten(ctx)
         logged: set[str] = set()
         for r in ctx.recipients:
             act = final.value
@@ -507,9 +506,14 @@ def delivered_addresses(ctx: MessageContext, rcpts: list[Recipient]) -> list[str
     """The recipients' addresses as they are delivered, each once: a BATV-tagged one under the
     address its tag was made for (backscatter's ``rewrite_recipients``), where a release of a
     quarantined copy delivers too."""
-    plain = ctx.facts.get("rewrite_recipients")
-    plain = plain if isinstance(plain, dict) else {}
+    plain = _rewritten(ctx)
     return list(dict.fromkeys(plain.get(r.address, r.address) for r in rcpts))
+
+
+def _rewritten(ctx: MessageContext) -> dict[str, str]:
+    """backscatter's ``rewrite_recipients``: tagged address -> the address it is delivered to."""
+    plain = ctx.facts.get("rewrite_recipients")
+    return plain if isinstance(plain, dict) else {}
 
 
 def _decoded(value: str | None) -> str:

@@ -8,6 +8,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
+from gateway_milter.context import untag  # (the BATV untagging the lists compare senders with)
 from gateway_milter.layers.base import SettingsError
 
 LIST_NAMES = ("allow", "block")
@@ -120,16 +121,6 @@ def normal_address(address: str) -> str:
     return f"{local}@{domain}"
 
 
-# BATV tags (prvs=, msprvs1=, Barracuda's btv1==TAG==): the sending site's bounce protection, a
-# new tag for every message on the address its user has
-_BATV = re.compile(r"(?i)^(?:(?:prvs|msprvs\d?|btv1)=[^=@]+=|btv1==[^=@]+==)(?=[^@]+@)")
-
-
-def untag(address: str) -> str:
-    """The address without a BATV tag in front (draft-levine-smtp-batv's prvs=, msprvs1=,
-    Barracuda's btv1==TAG==); unchanged without one. The lists and greylisting's triplets
-    compare senders so."""
-    return _BATV.sub("", address, count=1)
 
 
 def _forms(address: str) -> tuple[str, ...]:

@@ -17,7 +17,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from gateway_milter.policy.lists import untag
 from gateway_milter.sieve.compiler import (
     CompileContext,
     Exec,
@@ -374,7 +373,7 @@ def t_list(cc: CompileContext, t: Test) -> Pred:
             if k == "recipient":
                 rcpts = [h.rcpt] if h.rcpt is not None else ctx.recipients
                 for r in rcpts:
-                    if lists.match_address(lst, "recipient", untag(r.address), r.domain if r.is_local else None):
+                    if lists.match_address(lst, "recipient", r.plain, r.domain if r.is_local else None):
                         return True
             if k == "ip" and lists.match_ip(lst, ctx.conn.ip, dom):
                 return True

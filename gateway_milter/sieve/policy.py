@@ -236,7 +236,7 @@ class SievePolicyEngine:
              final: bool = False) -> Outcome | None:
         if not scripts:
             return Outcome.accept("no rule matched", "system:default") if final else None
-        msg = MessageData.from_context(ctx, rcpt.address if rcpt is not None else None)
+        msg = MessageData.from_context(ctx, rcpt)
         rt = Runtime(msg, ContextEnvironment(self.env, ctx), hooks=GatewayHooks(ctx, rcpt))
         t0 = time.perf_counter()
         for s in scripts:

@@ -20,10 +20,9 @@ from email.message import Message
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway_milter.mime.headers import decode_words
-from gateway_milter.policy.lists import untag
 
 if TYPE_CHECKING:
-    from gateway_milter.context import MessageContext
+    from gateway_milter.context import MessageContext, Recipient
 
 
 def truncate_utf8(v: str, limit: int) -> str:
@@ -193,13 +192,10 @@ class MessageData:
         return md
 
     @classmethod
-    def from_context(cls, ctx: MessageContext, rcpt: str | None = None) -> MessageData:
+    def from_context(cls, ctx: MessageContext, rcpt: Recipient | None = None) -> MessageData:
         # local recipients as delivered: without a BATV tag (a prvs= prefix, which anyone can
         # write, made a script keyed on the recipient pass the message by)
-        if rcpt is not None:
-            rcpts = [untag(rcpt) if ctx.policy.is_local_domain(rcpt.rpartition("@")[2]) else rcpt]
-        else:
-            rcpts = [untag(r.address) if r.is_local else r.address for r in ctx.recipients]
+        rcpts = [r.plain if r.is_local else r.address for r in ([rcpt] if rcpt is not None else ctx.recipients)]
         md = cls(ctx.headers, b"", mail_from=ctx.mail_from.strip("<>"), recipients=rcpts,
                  auth=ctx.conn.auth_user)
         md.context = ctx

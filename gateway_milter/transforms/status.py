@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from gateway_milter.policy.lists import untag
 from gateway_milter.transforms import TransformResult, TransformServices
 from gateway_milter.verdict import HeaderEdit, Symbol, delete_all
 
@@ -34,9 +33,9 @@ def shared_symbols(ctx: MessageContext) -> list[Symbol]:
     own = ctx.recipient_symbols
     if not own:
         return ctx.symbols
-    only = {untag(r.address).lower() for r in ctx.recipients}
+    only = {r.plain.lower() for r in ctx.recipients}
     return [s for s in ctx.symbols
-            if id(s) not in own or (len(only) == 1 and untag(own[id(s)]).lower() in only)]
+            if id(s) not in own or (len(only) == 1 and own[id(s)] in only)]
 
 
 def gateway_headers(ctx: MessageContext, outcome: Outcome, services: TransformServices) -> TransformResult:
