@@ -159,6 +159,11 @@ class MessageContext:
         self.recipients: list[Recipient] = []
         self.rejected_recipients: list[tuple[str, str]] = []  # (address, reply) refused at RCPT
         self.headers: list[tuple[str, str]] = []
+        # per header, what stood between its colon and its value: " " (one space, which
+        # Sendmail and Postfix take off a value unless the milter asks for it) or "" (none:
+        # ``Subject:x``, ``Date:<TAB>...``); the message is written back with it (raw_bytes),
+        # as DKIM's simple canonicalization and the rules' ``:raw`` read it
+        self.header_gaps: list[str] = []
         self.body = BodySpool()
         self.queue_id = ""
         self.direction = Direction.INBOUND
@@ -178,16 +183,27 @@ class MessageContext:
         self.in_transaction = False
         self.autolearn_pending: tuple[Any, Any] | None = None
         # the message as received, kept once transforms change the delivered view
-        self._received: tuple[list[tuple[str, str]], BodySpool] | None = None
+        self._received: tuple[list[tuple[str, str]], list[str], BodySpool] | None = None
         self.header_size = 0
         self._raw: bytes | None = None
         self._mime: MimeView | None = None
 
     # -- collection ---------------------------------------------------------------------------
-    def add_header(self, name: str, value: str) -> None:
+    def add_header(self, name: str, value: str, gap: str = " ") -> None:
+        """A header as the MTA passes it by default: its value without the one space after the
+        colon (``gap`` says whether there was one; unknown, the space is assumed)."""
         self.headers.append((name, value))
-        self.header_size += len(name) + len(value) + 4
+        self.header_gaps.append(gap)
+        self.header_size += len(name) + len(value) + 3 + len(gap)
         self._raw = None
+
+    def add_raw_header(self, name: str, text: str) -> None:
+        """A header from all that follows its colon, leading white space included (what the MTA
+        passes once the milter asked for SMFIP_HDR_LEADSPC, and what a message file holds)."""
+        if text.startswith(" "):
+            self.add_header(name, text[1:])
+        else:
+            self.add_header(name, text, "")
 
     def note(self, line: str) -> None:
         """Append a line to the SMTP transcript (bounded)."""
@@ -231,11 +247,7 @@ class MessageContext:
         """The message as it stands: as received, or as it will be delivered once transforms
         changed it (``received_bytes`` keeps the original)."""
         if self._raw is None:
-            head = b"".join(
-                n.encode("utf-8", "surrogateescape") + b": " + _header_bytes(v) + b"\r\n"
-                for n, v in self.headers
-            )
-            self._raw = head + b"\r\n" + self.body.getvalue()
+            self._raw = _message_bytes(self.headers, self.header_gaps, self.body)
         return self._raw
 
     @property
@@ -278,22 +290,27 @@ class MessageContext:
         """Make the context show the message as it will be delivered, so that later transforms
         (DKIM signing runs last) see earlier header edits and body replacements."""
         if self._received is None:
-            self._received = (list(self.headers), self.body)
+            self._received = (list(self.headers), list(self.header_gaps), self.body)
+        # (the front writes each added or changed value with one space after the colon)
         for e in edits:
             if e.op == "add":
                 self.headers.append((e.name, e.value))
+                self.header_gaps.append(" ")
             elif e.op == "insert":
                 self.headers.insert(0, (e.name, e.value))
+                self.header_gaps.insert(0, " ")
             else:
                 positions = [i for i, (n, _) in enumerate(self.headers) if n.lower() == e.name.lower()]
                 if e.index <= len(positions):
                     at = positions[e.index - 1]
                     if e.op == "change":
                         self.headers[at] = (self.headers[at][0], e.value)
+                        self.header_gaps[at] = " "
                     else:
                         del self.headers[at]
+                        del self.header_gaps[at]
         if new_body is not None:
-            if self.body is not self._received[1]:
+            if self.body is not self._received[2]:
                 self.body.close()
             self.body = BodySpool()
             self.body.write(new_body)
@@ -304,14 +321,23 @@ class MessageContext:
         """The message exactly as received, even after transforms changed the delivered view."""
         if self._received is None:
             return self.raw_bytes()
-        headers, body = self._received
-        head = b"".join(n.encode("utf-8", "surrogateescape") + b": " + _header_bytes(v) + b"\r\n" for n, v in headers)
-        return head + b"\r\n" + body.getvalue()
+        headers, gaps, body = self._received
+        return _message_bytes(headers, gaps, body)
 
     def close(self) -> None:
-        if self._received is not None and self._received[1] is not self.body:
-            self._received[1].close()
+        if self._received is not None and self._received[2] is not self.body:
+            self._received[2].close()
         self.body.close()
+
+
+def _message_bytes(headers: list[tuple[str, str]], gaps: list[str], body: BodySpool) -> bytes:
+    # (a header set without add_header, as some tests build one, has the usual space)
+    gaps = gaps[:len(headers)] + [" "] * (len(headers) - len(gaps))
+    head = b"".join(
+        n.encode("utf-8", "surrogateescape") + b":" + gap.encode() + _header_bytes(v) + b"\r\n"
+        for (n, v), gap in zip(headers, gaps, strict=True)
+    )
+    return head + b"\r\n" + body.getvalue()
 
 
 def _header_bytes(value: str) -> bytes:

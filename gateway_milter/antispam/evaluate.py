@@ -162,11 +162,11 @@ def is_training(path: str, fraction: float) -> bool:
 
 
 def make_context(raw: bytes, policy: PolicySnapshot, client_ip: str = "192.0.2.10") -> MessageContext:
-    headers, body = split_message(raw)
+    headers, body = split_message(raw, verbatim=True)
     ctx = MessageContext(ConnectionInfo(client_ip=client_ip, client_name="unknown", helo="client.example"),
                          policy, scan_mode=True)
     for n, v in headers:
-        ctx.add_header(n, v)
+        ctx.add_raw_header(n, v)
     ctx.body.write(body)
     ret = ctx.header("Return-Path") or ""
     ctx.mail_from = ret.strip().strip("<>")

@@ -258,7 +258,7 @@ class SaMessage:
                 size += len(n) + len(v) + 2
                 if size > MAX_ALL_HEADERS:
                     break
-                lines.append(f"{n}: {v}\n")
+                lines.append(_field(n, v, raw))
             return ["".join(lines)]
         which = RELAY_HEADERS.get(name.lower())
         if which is not None:
@@ -380,15 +380,21 @@ class SaMessage:
         cut = (p.last_trusted_index if boundary == "trusted" else p.last_internal_index) + 1
         out: list[str] = []
         index = -1
+        raw = src is self.raw_headers
         for n, v in src:
             if n.lower() == "received":
                 index += 1
             if after and index >= cut or not after and index < cut:
-                out.append(f"{n}: {v}\n")
+                out.append(_field(n, v, raw))
             elif not after and index == cut:
-                out.append(f"{n}: {v}\n")
+                out.append(_field(n, v, raw))
                 break
         return "".join(out) or None
+
+
+def _field(name: str, value: str, raw: bool) -> str:
+    """A header field as ``ALL`` lists it: a raw value carries the white space after its colon."""
+    return f"{name}:{value}\n" if raw else f"{name}: {value}\n"
 
 
 def body_lines(m: SaMessage) -> list[str]:
@@ -423,16 +429,22 @@ def view_limit(policy: PolicySnapshot) -> int:
 
 
 def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envelope_from: str = "",
-               max_text: int = MAX_TEXT) -> SaMessage:
+               max_text: int = MAX_TEXT, gaps: list[str] | None = None) -> SaMessage:
+    """``gaps``: per header, the space the MTA took off after its colon (MessageContext's
+    ``header_gaps``; one space when not given): a ``:raw`` value starts with all the white space
+    written after the colon, as SpamAssassin's does (``Date:raw =~ /^\t/``)."""
     if any(len(n) > MAX_HEADER_KEY_LENGTH or len(x) > MAX_HEADER_VALUE_LENGTH for n, x in headers):
         # SpamAssassin's parser cuts a field's name at 256 octets and its value at 8,192 (and
         # sets truncated_header, parseflags.py): its rules never search more, and a rule that
         # backtracks over a long value took time square in its length (a From of 60 KB of
         # dots: 13 s in __PDS_FROM_NAME_TO_DOMAIN; tests/unit/antispam/test_fuzz_regressions.py)
         headers = [(n[:MAX_HEADER_KEY_LENGTH], x[:MAX_HEADER_VALUE_LENGTH]) for n, x in headers]
-    raw_headers = [(n, v.replace("\r\n", "\n")) for n, v in headers]
+    if gaps is None or len(gaps) != len(headers):
+        gaps = [" "] * len(headers)
+    # (the raw values keep what follows the colon, less the white space that ends the field)
+    raw_headers = [(n, (gap + v.replace("\r\n", "\n")).rstrip()) for (n, v), gap in zip(headers, gaps, strict=True)]
     dec = [(n, decode_header_value(v, n).strip()) for n, v in headers]
-    v = SaMessage(headers=dec, raw_headers=[(n, x.strip()) for n, x in raw_headers], envelope_from=envelope_from)
+    v = SaMessage(headers=dec, raw_headers=raw_headers, envelope_from=envelope_from)
     v.subject = next((x for n, x in dec if n.lower() == "subject"), "")
     texts: list[str] = []
     raws: list[str] = []
@@ -739,7 +751,7 @@ def message_view(ctx: MessageContext) -> SaMessage:
             from gateway_milter.mime.view import parse_message
 
             mime = parse_message(squashed)
-        v = build_view(ctx.headers, raw, mime, ctx.mail_from.strip("<>"), view_limit(ctx.policy))
+        v = build_view(ctx.headers, raw, mime, ctx.mail_from.strip("<>"), view_limit(ctx.policy), ctx.header_gaps)
         v.envelope_guess = ctx.envelope_guessed
         v.trust = trust_config(ctx)
         with _lock:

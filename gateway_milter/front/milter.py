@@ -154,6 +154,9 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         self._finished = True
         self._conn_failed: str | None = None  # a no-reply callback of the connection failed
         self._msg_failed: str | None = None  # ... of the current message
+        # the MTA passes header values with the white space after the colon as written
+        # (SMFIP_HDR_LEADSPC, asked for in negotiate) and writes ours as we give them
+        self._leadspc = False
 
     def _deferred_failure(self) -> int | None:
         """TEMPFAIL (with the reply set) when a no-reply callback failed earlier, else None."""
@@ -187,6 +190,19 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         self.ctx = None
 
     # -- callbacks --------------------------------------------------------------------------
+    def negotiate(self, opts: list[int]) -> int:
+        """pymilter's negotiation, and SMFIP_HDR_LEADSPC when the MTA offers it: by default the
+        MTA takes one space after a header's colon off the value and puts one back, so
+        ``Subject:x`` came back as ``Subject: x`` (a DKIM signature with simple header
+        canonicalization then fails) and the rules could not tell either apart (``:raw``)."""
+        offered = opts[1]
+        rc: int = super().negotiate(opts)
+        if rc == CONTINUE and offered & Milter.P_HDR_LEADSPC:
+            opts[1] |= Milter.P_HDR_LEADSPC
+            self._protocol = opts[1]
+            self._leadspc = True
+        return rc
+
     @Milter.noreply  # type: ignore[untyped-decorator]  # Postfix need not wait for an answer
     @deferred
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
@@ -257,7 +273,10 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
     def header(self, name: str, value: bytes) -> int:
         assert self.ctx is not None
         v = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
-        self.ctx.add_header(name, v)
+        if self._leadspc:
+            self.ctx.add_raw_header(name, v)
+        else:
+            self.ctx.add_header(name, v)
         return CONTINUE
 
     def header_bytes(self, fld: str, val: bytes) -> int:
@@ -331,12 +350,14 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
                 self.replacebody(body[i:i + 65536])
 
     def _header_edit(self, e: HeaderEdit) -> None:
+        # with SMFIP_HDR_LEADSPC the MTA writes "Name:" and the value as given
+        value = " " + e.value if self._leadspc else e.value
         if e.op == "add":
-            self.addheader(e.name, e.value)
+            self.addheader(e.name, value)
         elif e.op == "insert":
-            self.addheader(e.name, e.value, 1)
+            self.addheader(e.name, value, 1)
         elif e.op == "change":
-            self.chgheader(e.name, e.index, e.value)
+            self.chgheader(e.name, e.index, value)
         else:
             self.chgheader(e.name, e.index, "")
 

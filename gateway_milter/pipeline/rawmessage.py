@@ -17,7 +17,9 @@ from typing import BinaryIO
 _HDR = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$", re.S)
 
 
-def split_message(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
+def split_message(raw: bytes, *, verbatim: bool = False) -> tuple[list[tuple[str, str]], bytes]:
+    """``verbatim``: each value with the white space that follows its colon (for
+    :meth:`MessageContext.add_raw_header`, as the milter gets it); else without."""
     m = re.search(rb"\r?\n\r?\n", raw)
     if raw.startswith((b"\r\n", b"\n")):
         head, body = b"", raw.split(b"\n", 1)[1]
@@ -33,7 +35,8 @@ def split_message(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
             continue
         hm = _HDR.match(line)
         if hm:
-            fields.append((hm.group(1).decode("ascii"), [hm.group(2).lstrip(b" \t").decode("utf-8", "surrogateescape")]))
+            value = hm.group(2) if verbatim else hm.group(2).lstrip(b" \t")
+            fields.append((hm.group(1).decode("ascii"), [value.decode("utf-8", "surrogateescape")]))
         # a line that is neither a header nor a continuation is dropped, as MTAs do
     headers = [(name, "\r\n".join(parts)) for name, parts in fields]
     body = re.sub(rb"(?<!\r)\n", b"\r\n", body)

@@ -283,3 +283,40 @@ def test_capture_rules_and_parser_flags_agree_with_spamassassin(tmp_path: Path, 
         assert lazy == {n for n, v in engine.run(view, None, lazy=False).values.items() if v} & scored, p.name
     assert "GB_CUSTOM_HTM_URI" not in {n for n, v in engine.run(message_view(make_context(
         (tmp_path / "phish_other").read_bytes(), policy)), None).values.items() if v}
+
+
+def _spacing_messages(d: Path) -> list[Path]:
+    """Our own messages whose header fields are written without the usual one space after the
+    colon: a tab before the Date (Debian's __KB_DATE_CONTAINS_TAB), none before the From, two
+    before the Subject and the To, an empty Subject."""
+    base = ("Return-Path: <bounce@example.com>\nReceived: from mail.example.com (mail.example.com [198.51.100.10])\n"
+            "\tby mx.example.org (Postfix) with ESMTP id ABC123\n\tfor <user@example.org>; Mon, 24 Jun 2002 17:46:40 +0100\n"
+            "From: Shop <shop@example.net>\nTo: user@example.org\nSubject: Offer\nDate: Mon, 24 Jun 2002 17:46:30 +0100\n"
+            "Message-ID: <{n}.1@mail.example.com>\nMIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n"
+            "A fine offer for you today.\n")
+    variants = {
+        "tab": [("Date: ", "Date:\t")],
+        "tabs": [("Date: ", "Date:\t"), ("From: ", "From:"), ("To: ", "To:  ")],
+        "nospace": [("From: Shop <", 'From:" shop" <'), ("Subject: Offer", "Subject:")],
+        "spaces": [("Subject: ", "Subject:   "), ("From: Shop <shop@example.net>", "From:  user <user@example.org>")],
+    }
+    paths = []
+    for name, edits in variants.items():
+        text = base.replace("{n}", name)
+        for old, new in edits:
+            text = text.replace(old, new, 1)
+        p = d / name
+        p.write_bytes(text.encode())
+        paths.append(p)
+    return paths
+
+
+def test_header_spacing_is_read_as_spamassassin_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``:raw`` value starts with all the white space after the colon and ``ALL:raw`` lists
+    each field as written; decoded values do not: every Debian rule on a raw value or on ALL,
+    and the scored ones, against SpamAssassin's on our own messages."""
+    engine, compare = _own_messages_against_spamassassin(_spacing_messages(tmp_path), monkeypatch)
+    raw_rules = {n for n, r in engine.rules.items() if r.kind == "header" and (":raw" in r.target or r.target == "ALL")}
+    assert len(raw_rules) > 20
+    hit_by_both = compare(raw_rules | set(engine.roots))
+    assert {"__KB_DATE_CONTAINS_TAB", "__SUBJECT_EMPTY"} <= hit_by_both

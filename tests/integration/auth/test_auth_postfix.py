@@ -155,3 +155,31 @@ def test_it_arc_seals_inbound_mail_and_the_seal_validates_at_the_sink(env: tuple
         assert "dmarc=pass" in chain.aars[0] and "mx.local.test" in chain.aars[0]
     finally:
         stack.import_policy(POLICY)
+
+
+def test_header_fields_written_without_the_usual_space_keep_their_signature(env: tuple[MailStack, KeyStore, int]) -> None:
+    """A signature with simple header canonicalization over fields written as ``Subject:x`` and
+    ``Date:<TAB>``: Postfix passes each value as written (the milter asks for SMFIP_HDR_LEADSPC),
+    so the signature verifies and DMARC passes; read back as ``Subject: x`` it failed, and
+    example.test's p=reject refused the message. Our own header gets its one space."""
+    stack, ks, port = env
+    raw = (b"From:Alice <alice@example.test>\r\nTo:  bob@local.test\r\nSubject:tight spacing\r\n"
+           b"Date:\tSat, 28 Nov 2026 09:00:00 +0000\r\nMessage-ID: <tight@example.test>\r\n\r\nHello Bob.\r\n")
+    key = ks.signing_key("example.test", "sel1")
+    assert key is not None
+    name, value = sign_message(raw, "example.test", "sel1", key.private, key.algorithm,
+                               ["from", "to", "subject", "date"], canonicalization="simple/simple")
+    signed = f"{name}: {value}\r\n".replace("\n\t", "\r\n\t").encode() + raw
+    code, text, _ = stack.send("alice@example.test", ["bob@local.test"], signed)
+    assert code == 250, text
+    wait_until(lambda: stack.sink.find(b"tight spacing"), timeout=30)
+    [m] = stack.sink.find(b"tight spacing")
+    assert b"\r\nSubject:tight spacing\r\n" in m.data and b"\r\nDate:\tSat, 28" in m.data and b"\r\nTo:  bob" in m.data
+    ours = [v for v in m.message.get_all("Authentication-Results") if v.strip().lower().startswith("mx.local.test")]
+    assert len(ours) == 1 and "dkim=pass" in ours[0] and "dmarc=pass" in ours[0], ours
+    assert b"\r\nAuthentication-Results: mx.local.test" in m.data  # one space, as before
+    res = r.Resolver([("127.0.0.1", port)], timeout=1.0)
+    try:
+        assert [s.result for s in verify_all(m.data, resolver=res)] == ["pass"]  # and still verifies downstream
+    finally:
+        res.close()

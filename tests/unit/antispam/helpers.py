@@ -53,9 +53,9 @@ def make_ctx(raw: bytes, pol: PolicySnapshot | None = None, *, ip: str = "203.0.
     if auth:
         conn.macros["{auth_authen}"] = auth
     ctx = MessageContext(conn, pol, scan_mode=scan_mode)
-    headers, body = split_message(raw)
+    headers, body = split_message(raw, verbatim=True)
     for n, v in headers:
-        ctx.add_header(n, v)
+        ctx.add_raw_header(n, v)  # (as the milter reads them: SMFIP_HDR_LEADSPC)
     ctx.body.write(body)
     ctx.mail_from = mail_from
     for r in rcpts:

@@ -54,7 +54,8 @@ def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str 
     been accepted (the record says ``content_scored_after_refusal``); its action stays the
     refusal. Else a corpus scanned on a gateway whose domains are not the corpus's read
     "reject score=0.00" for every message, spam or ham."""
-    headers, body = split_message(raw)
+    written, body = split_message(raw, verbatim=True)  # (the milter's reading: add_raw_header)
+    headers = [(n, v.lstrip(" \t")) for n, v in written]
     conn = ConnectionInfo(client_ip=ip, client_name="unknown", helo=helo)
     if auth:
         conn.macros["{auth_authen}"] = auth
@@ -71,8 +72,8 @@ def scan_one(gw: Gateway, raw: bytes, *, ip: str | None, helo: str, sender: str 
     for r in rcpts:
         gw.rcpt(ctx, r)
     refused_all = not ctx.recipients
-    for n, v in headers:
-        ctx.add_header(n, v)
+    for n, v in written:
+        ctx.add_raw_header(n, v)
     ctx.body.write(body)
     t0 = time.perf_counter()
     if refused_all:
