@@ -55,7 +55,8 @@ class RuleHit:
 @dataclass(slots=True)
 class EngineResult:
     hits: list[RuleHit] = field(default_factory=list)  # scored rules that hit (not __ subrules)
-    values: dict[str, int] = field(default_factory=dict)  # every rule's hit count (metas read it)
+    # every rule's value: a hit count, a meta's value (META_VALUE, which may be a fraction)
+    values: dict[str, Any] = field(default_factory=dict)
     score: float = 0.0
     ms: float = 0.0
 
@@ -335,6 +336,14 @@ def _never(t: Any, m: Any, ex: Any, v: Any) -> int:
     return 0
 
 
+# META_VALUE: a meta's value is its expression's, as SpamAssassin keeps it (got_hit's value): a
+# truth value (a comparison, ``!``) 1 or 0, else the number (``A + B`` with both hit: 2; Perl's
+# ``&&``/``||`` give back an operand, as Python's ``and``/``or`` do). Another meta reads that
+# number (``__N >= 2``); the meta's score counts once.
+def meta_value(x: Any) -> Any:
+    return 1 if x is True else x or 0
+
+
 def _atleast(v: Callable[[str], int], names: tuple[str, ...], need: int) -> bool:
     """Whether at least ``need`` of these 0/1-valued rules are true, computing them in order
     and stopping once the answer is known."""
@@ -350,10 +359,11 @@ def _atleast(v: Callable[[str], int], names: tuple[str, ...], need: int) -> bool
     return got >= need
 
 
-# A compiled rule: (texts, message, extras, value-of-another-rule) -> hit count
-RuleFn = Callable[[_Texts, SaMessage, dict[str, Any], Callable[[str], int]], int]
+# A compiled rule: (texts, message, extras, value-of-another-rule) -> its value (a hit count, a
+# meta's value: META_VALUE)
+RuleFn = Callable[[_Texts, SaMessage, dict[str, Any], Callable[[str], Any]], Any]
 # The scored metas' function: (memo, value-of-a-rule, rule functions, texts, message, extras) -> None
-AllMetas = Callable[[dict[str, int], Callable[[str], int], dict[str, RuleFn], _Texts, SaMessage, dict[str, Any]], None]
+AllMetas = Callable[[dict[str, Any], Callable[[str], Any], dict[str, RuleFn], _Texts, SaMessage, dict[str, Any]], None]
 
 
 def _usable_rules(rs: RuleSet, skip: frozenset[str]) -> tuple[dict[str, Rule], dict[str, str], list[str]]:
@@ -539,7 +549,7 @@ class RuleEngine:
         self.roots = sorted(roots, key=lambda n: self.rules[n].kind == "meta")
         self.plain_roots = [n for n in self.roots if self.rules[n].kind != "meta"]
         self._root_set = frozenset(self.roots)
-        # scored rules whose score counts at each hit (tflags multiple; a meta's value is 0 or 1)
+        # scored rules whose score counts at each hit (tflags multiple; a meta's score counts once)
         self._per_hit = frozenset(n for n in self.roots
                                   if "multiple" in self.rules[n].tflags and self.rules[n].kind != "meta")
         # (name, function) of the plain scored rules: run() calls them without value()'s lookups
@@ -575,7 +585,7 @@ class RuleEngine:
         return [n for n in self._meta_names if self.rules[n].score != 0 and not n.startswith("__")]
 
     def _compile_all_metas(self, fns: dict[str, RuleFn]) -> AllMetas:
-        """``allmetas(memo, v, fns, texts, message, extras)``: every scored meta's value (0 or 1)
+        """``allmetas(memo, v, fns, texts, message, extras)``: every scored meta's value (META_VALUE)
         into the memo, in dependency order; each expression short-circuits, cheapest operand
         first, and computes a rule it needs only when the memo does not hold it yet. The C
         program (metavm.c, docs/decisions/0066-meta-program.md) when it is built, running the
@@ -606,7 +616,8 @@ class RuleEngine:
             assert tree is not None
             expr = self.lazy_meta_source(tree, local_of=local_of)
             local = f"m{len(local_of)}"
-            body.append(f"    {local} = 1 if {expr} else 0")  # (sarules lets only a non-zero number divide)
+            body.append(f"    {local} = {expr}")  # (sarules lets only a non-zero number divide)
+            body.append(f"    {local} = 1 if {local} is True else {local} or 0")  # (META_VALUE)
             body.append(f"    memo[{n!r}] = {local}")  # read by atleast() and the plain rules' v()
             local_of[n] = local
         src = "def allmetas(memo, v, fns, t, m, ex):\n" + "\n".join(body) + "\n"
@@ -779,13 +790,34 @@ class RuleEngine:
         return f"({self._plan_source(plan[2], local_of)} {pyop} {self._plan_source(plan[3], local_of)})"
 
     def _binary(self, name: str) -> bool:
-        """True when a rule's value is always 0 or 1 (metas, single-hit rules, negated headers)."""
+        """True when a rule's value is always 0 or 1 (single-hit rules, negated headers, metas
+        whose expression yields a truth value)."""
         r = self.rules.get(name)
         if r is None:
             return True  # not run: reads as 0
         if r.kind == "meta":
-            return True
+            return r.meta_tree is not None and self._binary_tree(r.meta_tree)
         return not r.eval_fn and (r.maxhits <= 1 or (r.kind in ("header", "mimeheader") and not _counts_header_matches(r)))
+
+    def _binary_tree(self, node: MetaNode) -> bool:
+        """True when a meta expression's value is always 0 or 1: a comparison, a ``!``, ``&&``
+        and ``||`` of such values (Perl's give back an operand), 0 or 1, a rule whose value is.
+        A sum, a product or a rule's hit count is kept as the meta's value, as SpamAssassin
+        keeps it (``meta __N A + B + C`` then ``meta X __N >= 2``)."""
+        kind = node[0]
+        if kind == "num":
+            return node[1] in ("0", "1")
+        if kind == "name":
+            return self._binary(node[1])
+        if kind == "not":
+            return True
+        if kind == "neg":
+            return False
+        if node[1] in (">", ">=", "<", "<=", "==", "!="):
+            return True
+        if node[1] in ("&&", "||"):
+            return self._binary_tree(node[2]) and self._binary_tree(node[3])
+        return False
 
     def _bounded_sum(self, node: MetaNode) -> tuple[list[str], int] | None:
         """``(A + B + ...) > N`` (or ``>= N``) over rules whose values are 0 or 1: the operands
@@ -809,8 +841,9 @@ class RuleEngine:
         self._tmp = 0
         # one generated function per meta, called as the rule itself (no wrapper call)
         src = (f"def meta(t, m, ex, v):\n    g = t.known\n    try:\n"
-               f"        return 1 if {self.lazy_meta_source(r.meta_tree)} else 0\n"
-               f"    except ZeroDivisionError:\n        return 0\n")
+               f"        r = {self.lazy_meta_source(r.meta_tree)}\n"
+               f"    except ZeroDivisionError:\n        return 0\n"
+               f"    return 1 if r is True else r or 0\n")  # (a meta's value: META_VALUE)
         ns: dict[str, Any] = {"__builtins__": _GENERATED_BUILTINS, "atleast": _atleast, "ZeroDivisionError": ZeroDivisionError}
         exec(src, ns)
         fn: RuleFn = ns["meta"]
@@ -879,7 +912,7 @@ class RuleEngine:
             return [t.text(kind)]
 
         def capturing(t: _Texts, m: SaMessage, ex: dict[str, Any], v: Callable[[str], int]) -> int:
-            hit = fn(t, m, ex, v)
+            hit: int = fn(t, m, ex, v)
             if hit:
                 found: dict[str, list[str]] = {n: [] for n in tags}
                 seen = 0
@@ -1145,7 +1178,7 @@ class RuleEngine:
             ex.update(extra)
         texts = _Texts(m, self.indexes, self.uri_settings)
         ex["uris"] = texts.uris  # (WLBLEval's URI host lists)
-        memo: dict[str, int] = {}
+        memo: dict[str, Any] = {}  # (a meta's value may be a fraction: META_VALUE)
         hm = self.hs_loader.matcher if lazy and self.hs_loader is not None else None
         if hm is not None:
             if self._hs_for is not hm:
@@ -1156,7 +1189,7 @@ class RuleEngine:
             memo.update({n: v for n, v in known.items() if n not in rules})
         fns, allmetas = self._fns, self._allmetas
         if lazy:
-            def value(name: str) -> int:
+            def value(name: str) -> Any:
                 r = memo.get(name)
                 if r is None:
                     fn = fns.get(name)
@@ -1185,7 +1218,7 @@ class RuleEngine:
                 memo[n] = fn(texts, m, ex, memo.__getitem__)
             for r, mfn in self.metas:
                 try:
-                    memo[r.name] = 1 if mfn(memo) else 0
+                    memo[r.name] = meta_value(mfn(memo))
                 except ZeroDivisionError:
                     memo[r.name] = 0
         # the few non-zero values of the ~2,000 in the memo: their names picked in C (compress
@@ -1200,7 +1233,7 @@ class RuleEngine:
             r = self.rules[name]
             score = 0.0 if name in self.exclude_scores else r.score
             times = count if name in per_hit else 1
-            res.hits.append(RuleHit(name, score, r.describe, count, times))
+            res.hits.append(RuleHit(name, score, r.describe, 1 if r.kind == "meta" else count, times))
             res.score += score * times
         res.hits.sort(key=lambda x: (-x.score * x.times, x.name))
         res.score = round(res.score, 3)
@@ -1208,7 +1241,7 @@ class RuleEngine:
         return res
 
 
-def _no_value(name: str) -> int:
+def _no_value(name: str) -> Any:
     """What RuleEngine.run's ``value`` is unbound to after a message (the same signature)."""
     return 0
 

@@ -8,10 +8,11 @@
  * sub-meta that is not yet known is run here too, and any other rule that is not yet known is
  * computed by calling its function exactly as ``value`` does, its result stored in the memo.
  *
- * Values: rule values are small integers (hit counts) and meta results 0 or 1, exact in a
- * double; Python's ``and``/``or`` give back an operand's value, ``not`` and the comparisons 0 or
- * 1 (True/False count as 1/0 in a sum), ``/`` is true division: the same numbers as the
- * generated Python. The parser lets only a non-zero number divide; a division by zero anyway
+ * Values: rule values are small integers (hit counts), exact in a double; a meta's value is its
+ * expression's (engine.py, META_VALUE: 1 or 0 for a truth value, else the number, which another
+ * meta reads); Python's ``and``/``or`` give back an operand's value, ``not`` and the comparisons
+ * 0 or 1 (True/False count as 1/0 in a sum), ``/`` is true division: the same numbers as the
+ * generated Python (an integral value stored as an int, as the generated code's sums are). The parser lets only a non-zero number divide; a division by zero anyway
  * makes that meta 0, as the generated sub-meta functions do.
  *
  * Instructions (int32): NUM k | LOAD i | NOT | NEG | ADD | SUB | MUL | DIV | GT | GE | LT | LE |
@@ -56,6 +57,22 @@ typedef struct {
 
 static int eval_meta(MetaProgram *p, Ctx *c, int32_t idx, double *out);
 
+/* memo[name] = a meta's value: 0 and 1 the program's own objects, another integral value an int,
+ * else a float (META_VALUE). */
+static int store_value(MetaProgram *p, PyObject *memo, PyObject *name, double d) {
+    if (d == 0.0 || d != d) /* (NaN cannot arise: only a non-zero number divides) */
+        return PyDict_SetItem(memo, name, p->zero);
+    if (d == 1.0)
+        return PyDict_SetItem(memo, name, p->one);
+    PyObject *v = (d > -9.0e15 && d < 9.0e15 && d == (double)(long long)d)
+        ? PyLong_FromLongLong((long long)d) : PyFloat_FromDouble(d);
+    if (v == NULL)
+        return -1;
+    int rc = PyDict_SetItem(memo, name, v);
+    Py_DECREF(v);
+    return rc;
+}
+
 static inline int as_double(PyObject *o, double *out) {
     if (PyFloat_CheckExact(o)) {
         *out = PyFloat_AS_DOUBLE(o);
@@ -91,8 +108,8 @@ static int load(MetaProgram *p, Ctx *c, int32_t i, double *out) {
         Py_DECREF(fn);
         if (rc < 0)
             return -1;
-        *out = d != 0.0 ? 1.0 : 0.0;
-        return PyDict_SetItem(c->memo, name, d != 0.0 ? p->one : p->zero);
+        *out = d;
+        return store_value(p, c->memo, name, d);
     }
     Py_INCREF(fn);
     PyObject *r = PyObject_Vectorcall(fn, c->args, 4, NULL);
@@ -214,7 +231,7 @@ done:
 }
 
 PyDoc_STRVAR(run_doc,
-"run(memo, v, fns, texts, message, extras): each scored meta's value (0 or 1) into memo, in\n"
+"run(memo, v, fns, texts, message, extras): each scored meta's value into memo, in\n"
 "order, as the engine's generated all-metas function does.");
 
 static PyObject *mp_run(MetaProgram *p, PyObject *const *args, Py_ssize_t nargs) {
@@ -232,7 +249,7 @@ static PyObject *mp_run(MetaProgram *p, PyObject *const *args, Py_ssize_t nargs)
         double d;
         if (eval_meta(p, &c, i, &d) < 0)
             return NULL;
-        if (PyDict_SetItem(c.memo, p->names[i], d != 0.0 ? p->one : p->zero) < 0)
+        if (store_value(p, c.memo, p->names[i], d) < 0)
             return NULL;
     }
     Py_RETURN_NONE;

@@ -320,3 +320,34 @@ def test_header_spacing_is_read_as_spamassassin_reads_it(tmp_path: Path, monkeyp
     assert len(raw_rules) > 20
     hit_by_both = compare(raw_rules | set(engine.roots))
     assert {"__KB_DATE_CONTAINS_TAB", "__SUBJECT_EMPTY"} <= hit_by_both
+
+
+def _spamassassin_with_rules(d: Path, rules: str, raw: bytes) -> set[str]:
+    """The rules SpamAssassin (``spamassassin -L -t``) reports for one message with these rule
+    lines as its site configuration (beside Debian's rules and plugin loaders)."""
+    if shutil.which("spamassassin") is None:
+        pytest.skip("spamassassin not installed (Debian's spamassassin package; scripts/install-deps.sh)")
+    site = d / "site"
+    site.mkdir()
+    for pre in Path("/etc/spamassassin").glob("*.pre"):
+        shutil.copy(pre, site / pre.name)
+    (site / "local.cf").write_text(rules)
+    out = subprocess.run(["spamassassin", "-L", "-t", f"--siteconfigpath={site}"], input=raw,
+                         capture_output=True, timeout=120).stdout.decode("latin-1")
+    status = re.search(r"^X-Spam-Status: .*?(?=^\S)", out, re.M | re.S)
+    assert status is not None, out[:2000]
+    tests = re.search(r"tests=(.*?)\s+autolearn=", status.group(0), re.S)
+    return set(re.split(r"[,\s]+", tests.group(1).strip())) - {"", "none"} if tests else set()
+
+
+def test_meta_values_agree_with_spamassassin(tmp_path: Path) -> None:
+    """A meta's value is its expression's (a count meta read by another meta: ``__N >= 2``),
+    as SpamAssassin keeps it: the rules and message of tests/unit/antispam/test_meta_values.py."""
+    from tests.unit.antispam import test_meta_values as t
+    from tests.unit.antispam.helpers import make_ctx, policy, write_rules
+
+    theirs = _spamassassin_with_rules(tmp_path, t.RULES, t.MESSAGE) & set(t.SCORED)
+    assert theirs == t.SPAMASSASSIN
+    d = write_rules(tmp_path, t.RULES)
+    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(d)]}})
+    assert {s.name for s in make_ctx(t.MESSAGE, pol).layer("rules").symbols} == theirs
