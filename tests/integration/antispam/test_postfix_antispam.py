@@ -161,3 +161,17 @@ def test_a_tagged_subject_with_a_word_longer_than_any_line_reads_as_sent(stack: 
     # at the end): between To and Message-ID as sent
     names = [n.lower() for n in m.message]
     assert names.index("to") < names.index("subject") < names.index("message-id"), names
+
+
+def test_it_removes_a_forged_flag_written_with_white_space_before_its_colon(stack: MailStack) -> None:
+    # RFC 5322's obsolete syntax, which Postfix accepts: it hands the milter the name without
+    # the white space, and finds the field again by that name when asked to delete it
+    forged = "X-Spam-Flag : YES\r\nX-Spam-Status\t: Yes, score=50.0 required=5.0 tests=FORGED_SPACED\r\n"
+    code, text, _ = stack.send("alice@outside.test", ["bob@example.com"], msg("spaced forged", forged=forged))
+    assert code == 250, text
+    wait_until(lambda: stack.sink.find(b"Subject: spaced forged"), timeout=30)
+    [m] = stack.sink.find(b"Subject: spaced forged")
+    head = m.data.split(b"\r\n\r\n", 1)[0]
+    assert b"FORGED_SPACED" not in head and b"X-Spam-Flag :" not in head and b"YES" not in head, head
+    [status] = m.message.get_all("X-Spam-Status")
+    assert status.startswith("No, score="), status
