@@ -7,8 +7,9 @@ multi lists). Answers outside 127/8 are ignored (a zone that stopped working and
 everything must not list the whole Internet), and so are the answers lists give when they refuse
 to answer: 127.255.255.0/24 (Spamhaus: 252 a malformed query, 254 a query through a public
 resolver, 255 too many queries), 127.0.1.255 (Spamhaus DBL: an IP address asked for, which it
-does not list) and 127.0.0.255, and 127.0.0.1 (URIBL.com's "query refused";
-RFC 5782 section 5 reserves it as never listed) unless the zone's ``codes`` name it. A zone with
+does not list) and 127.0.0.255, and 127.0.0.1 (URIBL.com's and SURBL's "query refused";
+RFC 5782 section 5 reserves it as never listed) unless the zone's ``codes`` name it; for a URI
+list (``refusal`` given the zone) 127.0.0.1 is a refusal, as Spamhaus's error answers are. A zone with
 no ``codes`` and no ``mask`` would otherwise take such an answer for a listing and, with
 ``action: refuse``, refuse every client.
 """
@@ -54,17 +55,27 @@ class Zone:
             return False
         return not (self.mask and not n & self.mask)
 
+    def names(self, n: int) -> bool:
+        """Whether the zone's ``codes`` name the answer ``n`` (an address as an int)."""
+        return any(lo <= n <= hi for lo, hi in self.codes)
 
-def refusal(answers: list[str]) -> str | None:
+
+def refusal(answers: list[str], zone: Zone | None = None) -> str | None:
     """The answer by which a list says it will not answer this query (Spamhaus's 127.255.255.x
     for queries through a public or an over-quota resolver, DBL's 127.0.1.255 for an IP), if any:
-    not a listing, and not "not listed" either: the list is in effect off for this gateway."""
+    not a listing, and not "not listed" either: the list is in effect off for this gateway.
+    With ``zone`` (a URI list's: the uribl layer passes it), 127.0.0.1 is one too unless the
+    zone's ``codes`` name it: URIBL.com and SURBL answer it when they refuse a resolver
+    (SpamAssassin's URIBL_BLOCKED), and RFC 5782 section 5 keeps it out of every list. The
+    dnsbl layer passes no zone: there it stays "not listed"."""
     for answer in answers:
         try:
             a = ipaddress.IPv4Address(answer)
         except ValueError:
             continue
         if a in _REFUSED or a == _DBL_NO_IP:
+            return answer
+        if zone is not None and a == _NEVER_LISTED and not zone.names(int(a)):
             return answer
     return None
 
@@ -133,6 +144,10 @@ def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tupl
             raise SettingsError(f"{p}.mask", "must be an integer (e.g. 0x04)") from None
         if not 0 <= mask <= 0xFFFFFFFF:  # matched against an IPv4 answer: 32 bits
             raise SettingsError(f"{p}.mask", "must be 0..0xffffffff (a 32-bit mask of the answer address)")
+        if mask and codes and not any(_has_bit(lo, hi, mask) for lo, hi in codes):
+            # (accepts needs both: the zone would silently never list)
+            raise SettingsError(f"{p}.mask", f"{mask:#x} shares no bit with any answer of codes: the zone would "
+                                "never list; drop the mask or the codes, or make them agree")
         kind = str(z.get("kind", "any"))
         if kind not in ("any", "domain", "ip"):
             raise SettingsError(f"{p}.kind", "must be any, domain or ip")
@@ -143,6 +158,16 @@ def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tupl
                                 "give this entry its own symbol")
         out.append(Zone(name, symbol, weight, action, tuple(codes), mask, kind))
     return tuple(out)
+
+
+def _has_bit(lo: int, hi: int, mask: int) -> bool:
+    """Whether some address of lo..hi has a bit of ``mask``: per bit, the least address from lo
+    up that has it."""
+    for b in range(32):
+        bit = 1 << b
+        if mask & bit and (lo & bit or ((lo | bit) & ~(bit - 1)) <= hi):
+            return True
+    return False
 
 
 def _probe(lo: int, hi: int) -> list[int]:

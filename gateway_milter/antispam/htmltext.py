@@ -235,6 +235,9 @@ class HtmlFacts:
     title: str = ""
     links: list[str] = field(default_factory=list)
     uris: list[str] = field(default_factory=list)  # SpamAssassin's HTML URIs (sauris.HtmlUris)
+    # what each of ``uris`` is (URIDNSBL's ranks): "a" (an anchor with text or an image),
+    # "a_empty" (an anchor without), "form", "img" or "other" (sauris.HtmlUris.kinds)
+    uri_kinds: list[str] = field(default_factory=list)
     tags: Counter[str] = field(default_factory=Counter)  # start tags (Bayes tokens)
     images: int = 0
     length: int = 0
@@ -292,6 +295,10 @@ class _Renderer(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.f = facts
         self.uris = HtmlUris()
+        # the URIs (indices in uris.uris) of the <a> being read, and those of anchors with text
+        self.a_next: list[int] = []
+        self.a_open: list[int] = []
+        self.a_text: set[int] = set()
         # SpamAssassin's rendered text (HTML::display_text): the pieces, and which are the
         # white space of a tag (a text piece after one loses a leading space, one before loses
         # a trailing space)
@@ -482,7 +489,10 @@ class _Renderer(HTMLParser):
         if tag == "title":
             self.in_title = True
         if tag in URI_TAGS:
+            n = len(self.uris.uris)
             self.uris.start(tag, attrs)
+            if tag == "a":
+                self.a_next = list(range(n, len(self.uris.uris)))
         if len(f.links) < 2000:
             for k, v in attrs:
                 if v and k in ("href", "src", "action", "background"):
@@ -552,6 +562,8 @@ class _Renderer(HTMLParser):
             if tag in _TESTED:
                 self._tests(tag, a if a is not None else _attrs(attrs))
             elif tag == "a":
+                self.a_open = self.a_next
+                self.a_next = []
                 if len(f.anchors) < MAX_STRINGS:
                     f.anchors.append("")
             elif tag == "title":
@@ -579,6 +591,8 @@ class _Renderer(HTMLParser):
             if face is not None and not _FONT_FACE.match(face):
                 f.font_face_bad = True
         elif tag == "img":
+            if self.a_open and self.f.inside.get("a", 0) > 0:
+                self.a_text.update(self.a_open)
             if self.f.inside.get("a", 0) > 0 and f.anchors:
                 f.anchors[-1] = (f.anchors[-1] + "<img>\n")[:MAX_STRING]
             w, h = a.get("width"), a.get("height")
@@ -716,6 +730,8 @@ class _Renderer(HTMLParser):
             piece = piece[1:]
         self.sa_text.append(piece)
         self.sa_ws.append(False)
+        if self.a_open and inside.get("a", 0) > 0:
+            self.a_text.update(self.a_open)
         if inside.get("a", 0) > 0 and f.anchors and len(f.anchors[-1]) < MAX_STRING:
             f.anchors[-1] = (f.anchors[-1] + text)[:MAX_STRING]
         if inside.get("title", 0) > 0 and f.titles and len(f.titles[-1]) < MAX_STRING:
@@ -937,6 +953,7 @@ def _render(html: str, renderer: type[_Renderer]) -> HtmlFacts:
         pass  # malformed markup: keep what was rendered so far
     facts.text = "".join(r.sa_text)
     facts.uris = r.uris.uris
+    facts.uri_kinds = [("a" if i in r.a_text else "a_empty") if k == "a" else k for i, k in enumerate(r.uris.kinds)]
     facts.title = " ".join("".join(r.title).split())
     return facts
 

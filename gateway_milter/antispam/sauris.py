@@ -16,9 +16,11 @@ unschemed link, user name, default port and trailing punctuation of the host dro
 numeric and hex IP forms as dotted quads, the target of a known redirector, the address of a
 ``mailto:`` without its ``?subject=``).
 
-The web-link list of :mod:`.urls` stays what Bayes and the URIBL layer read; this list is for
-the rules alone, so that a rule such as ``__UNSUB_LINK`` (an ``unsubscribe`` word in any URI)
-sees the unsubscribe address that SpamAssassin's list holds.
+The web-link list of :mod:`.urls` stays what Bayes reads; the URIBL layer reads the HTML links
+collected here with their kinds (``HtmlUris.kinds``, for URIDNSBL's ranking) and this module's
+text parser (gateway_milter/layers/uribl.py ``message_links``); this list is for the rules
+alone, so that a rule such as ``__UNSUB_LINK`` (an ``unsubscribe`` word in any URI) sees the
+unsubscribe address that SpamAssassin's list holds.
 """
 
 from __future__ import annotations
@@ -625,18 +627,24 @@ class HtmlUris:
 
     def __init__(self) -> None:
         self.uris: list[str] = []
+        # what each URI of ``uris`` is, by the tag it came from, as URIDNSBL ranks them: "a"
+        # (an anchor's href; :mod:`.htmltext` tells the anchors with text), "form", "img", or
+        # "other" (area, link, script, frame, iframe, embed, bgsound, base, backgrounds)
+        self.kinds: list[str] = []
         self.base = ""
 
-    def push(self, uri: str) -> None:
+    def push(self, uri: str, kind: str = "other") -> None:
         uri = uri.strip(" \t\r\n\x0b\x0c\xa0")[:MAX_URI_LENGTH]
         if not uri or len(self.uris) >= MAX_URIS:
             return
         if _NO_TARGET.match(uri):
             self.uris.append(uri)
+            self.kinds.append(kind)
             return
         target = target_uri(self.base, uri)
         if target:
             self.uris.append(target)
+            self.kinds.append(kind)
 
     def start(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in URI_TAGS:
@@ -649,16 +657,17 @@ class HtmlUris:
             if "background" in a:
                 self.push(a["background"])
         elif tag in ("a", "area", "link"):
+            kind = "a" if tag == "a" else "other"
             if "href" in a:
-                self.push(a["href"].replace("\ufeff", ""))
+                self.push(a["href"].replace("\ufeff", ""), kind)
             if "data-saferedirecturl" in a:
-                self.push(a["data-saferedirecturl"])
+                self.push(a["data-saferedirecturl"], kind)
         elif tag in ("img", "frame", "iframe", "embed", "script", "bgsound"):
             if "src" in a:
-                self.push(a["src"])
+                self.push(a["src"], "img" if tag == "img" else "other")
         elif tag == "form":
             if "action" in a:
-                self.push(a["action"])
+                self.push(a["action"], "form")
         elif tag == "base":
             uri = a.get("href", "").strip(" \t\r\n\x0b\x0c\xa0")[:MAX_URI_LENGTH]
             if uri:

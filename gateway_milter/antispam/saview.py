@@ -480,7 +480,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
             continue
         t = text[:budget]
         budget -= len(t)
-        plain.append(t[:RAWBODY_PART_SCAN])  # (the links of the text, for Bayes and URIBL)
+        plain.append(t[:RAWBODY_PART_SCAN])  # (the links of the text, for Bayes; URIBL: layers/uribl.py)
         # rawbody as SpamAssassin reads it: the part's bytes, not decoded from their charset
         # (normalize_charset decodes only the rendered text), one character per byte, so "[\x80-\xff]" meets
         # the bytes of a UTF-8 or Big5 text; with LF line ends (the milter sees SMTP's CRLF,

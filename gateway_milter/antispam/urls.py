@@ -16,6 +16,8 @@ from urllib.parse import unquote
 
 import idna
 
+from gateway_milter.auth import psl
+
 MAX_URLS = 500
 
 # "(?i)\b(?:(?:https?|hxxps?|h\*\*ps?|ftp)://|www\d?\.)" written to start with a plain character
@@ -198,32 +200,23 @@ def parse_obfuscated_ip(host: str) -> str | None:
     return str(ipaddress.IPv4Address(n))
 
 
-_psl = None
-
-
 def org_domain(host: str) -> str:
-    """The organisational (registered) domain via the Public Suffix List; IPs unchanged."""
-    global _psl
+    """The organisational (registered) domain via the Public Suffix List; IPs unchanged. The
+    list is :mod:`gateway_milter.auth.psl`'s, the one DMARC reads (``GATEWAY_PSL_FILE`` when
+    set, else the packaged snapshot): URIBL and Bayes once read publicsuffix2's own copy,
+    whatever that setting named. A TLD missing from the list (``.test``, a gTLD newer than the
+    list) makes its last label the suffix (the PSL algorithm's default rule ``*``): two labels
+    kept. A host that is itself a public suffix, or no name at all, is returned as it is."""
     if host[:1].isdigit() or ":" in host:  # an IP literal starts with a digit or has a colon
         try:
             ipaddress.ip_address(host)
             return host
         except ValueError:
             pass
-    if _psl is None:
-        from publicsuffix2 import PublicSuffixList
-
-        _psl = PublicSuffixList()
     return _org_cached(host)
 
 
 @lru_cache(maxsize=8192)
 def _org_cached(host: str) -> str:
-    assert _psl is not None
-    org = _psl.get_public_suffix(host, wildcard=True, strict=False) or host
-    if "." not in org:
-        # a TLD missing from the list (.test, .example, new gTLDs): the default rule "*"
-        # of the PSL algorithm makes the last label the suffix, so keep two labels
-        labels = host.split(".")
-        org = ".".join(labels[-2:]) if len(labels) >= 2 else host
-    return str(org)
+    org = psl.org_domain(host)
+    return host if org is None else org

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Container
+import operator
+import re
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+from urllib.parse import unquote
 
 from gateway_milter.antispam.dnslists import Zone, parse_zones, refusal, reversed_ip
-from gateway_milter.antispam.saview import message_view
-from gateway_milter.antispam.urls import org_domain, to_ascii, url_host
+from gateway_milter.antispam.saview import SaMessage, message_view
+from gateway_milter.antispam.sauris import UriSettings
+from gateway_milter.antispam.urls import deobfuscate, find_urls, normalize_link, org_domain, to_ascii, url_host
+from gateway_milter.auth import psl
 from gateway_milter.layers.dnsbl import PRIVATE_NETS
 from gateway_milter.layers.lists import message_allowlisted
 from gateway_milter.layers.base import action_rule, BaseSettings, check_reply, Layer, LayerFindings, PolicyRule, SettingsError
@@ -53,31 +58,141 @@ class UriblSettings(BaseSettings):
         return parse_zones(self.zones, "zones", "URIBL_")
 
 
-def lookup_targets(uris: list[str], skip: Container[str], limit: int,
+# URIDNSBL's ranks (SpamAssassin 4.0, Plugin/URIDNSBL.pm): anchors with text, forms, images,
+# the other HTML links, URIs parsed from the text (the Subject first), anchors without text.
+# When a message has more targets than ``max_lookups``, the best ranked are looked up.
+RANK_A, RANK_FORM, RANK_IMG, RANK_OTHER, RANK_TEXT, RANK_A_EMPTY = range(6)
+_RANK_OF = {"a": RANK_A, "form": RANK_FORM, "img": RANK_IMG, "other": RANK_OTHER, "a_empty": RANK_A_EMPTY}
+MAX_CANDIDATES = 5000  # links weighed per message (hostile input bound)
+# names reserved for testing (RFC 6761): no list operator learns anything from them, and test
+# lists (rbldnsd, the docs' examples) use them; "invalid" and "localhost" are not among them
+_TEST_TLDS = frozenset({"test", "example"})
+# SpamAssassin's generic redirector split (Util::uri_list_canonicalize, bug 3308), on the URL
+# percent-decoded once: https://www.google.com/url?q=http%3A%2F%2Fevil.test%2F holds evil.test
+_REDIRECT = re.compile(r"^(https?:/+.+?)(https?:/{0,2}[^/].*)", re.IGNORECASE | re.DOTALL)
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:")
+# an email address in text (its domain is not a link: SpamAssassin's uridnsbl_skip_mailto), and
+# mailto: URIs; the text link pattern would take "www.x.test" in "bob@www.x.test"
+_MAIL_IN_TEXT = re.compile(r"(?i)\bmailto:[^\s<>\"']*|(?<![:/\w.+%@-])[\w.+%!#$&*=?^{|}~-]+@[^\s<>\"'@]+")
+
+
+def lookup_targets(links: Iterable[str | tuple[int, str]], skip: Container[str], limit: int,
                    domains: bool = True, ips: bool = True) -> list[str]:
-    """Organisational domains and IPs of the URLs, in order, deduplicated, bounded. Only the
-    kinds some zone looks up count (``domains``, ``ips``): with domain-only zones, links to
-    numeric hosts put first would otherwise use up ``limit`` and push the real domains out.
-    A link is skipped when ``skip`` has its organisational domain, its host or a domain
-    between the two (``www.partner.test`` or a hosted ``mail.example.com`` skips links to
-    itself and its subdomains; their organisational domain was looked up)."""
-    out: dict[str, None] = {}
-    for u in uris:
+    """Organisational domains and IPs of the links, deduplicated, bounded by ``limit``, best
+    ranked first. ``links``: URLs, or (rank, URL) pairs (:func:`message_links`); a target
+    takes the best rank of its links, and within a rank the order of their first link (plain
+    URLs all have one rank: their order). Junk put before the real link (20 links without
+    text, 1-pixel images) no longer pushes it out: the anchors with text come first.
+    Only the kinds some zone looks up count (``domains``, ``ips``): with domain-only zones,
+    links to numeric hosts would otherwise use up ``limit`` and push the real domains out.
+    Names whose top-level domain is not a real one (``localhost``, ``intranet``, ``a.b``) and
+    bare public suffixes (``com``, ``co.uk``) are not looked up: they would tell the list's
+    operator internal names. A link is skipped when ``skip`` has its organisational domain,
+    its host or a domain between the two (``www.partner.test`` or a hosted
+    ``mail.example.com`` skips links to itself and its subdomains; their organisational
+    domain was looked up)."""
+    best: dict[str, tuple[int, int]] = {}
+    for seq, item in enumerate(links):
+        if seq >= MAX_CANDIDATES:
+            break
+        rank, u = (RANK_OTHER, item) if isinstance(item, str) else item
         host = url_host(u)
         if not host:
             continue
         target = org_domain(host)
-        if target in out:
+        prev = best.get(target)
+        if prev is not None and prev[0] <= rank:
             continue
         ip = _ip_of(target)
         if _skipped(host, target, skip, ip is not None):
             continue
-        if (ip is not None and _internal(ip)) or not (ips if ip is not None else domains):
+        if ip is not None:
+            if _internal(ip) or not ips:
+                continue
+        elif not domains or not valid_name(target):
             continue
-        out[target] = None
-        if len(out) >= limit:
+        best[target] = (rank, seq)
+    ordered = sorted(best.items(), key=operator.itemgetter(1))
+    return [t for t, _ in ordered[:limit]]
+
+
+def valid_name(target: str) -> bool:
+    """A registrable name under a real top-level domain (the Public Suffix List's, or a name
+    RFC 6761 reserves for tests): not ``localhost``, ``intranet``, ``evil29``, ``a.b``, and
+    not a public suffix itself (``com``, ``co.uk``)."""
+    last = target.rpartition(".")[2]
+    if not last or (last not in _TEST_TLDS and not psl.is_tld(last)):
+        return False
+    return psl.org_domain(target) == target
+
+
+def message_links(view: SaMessage) -> list[tuple[int, str]]:
+    """The links URIBL weighs, with their ranks (RANK_*): the HTML parts' links (SpamAssassin's
+    HTML URIs: hrefs, form actions, image and other sources; a schemeless href is read as
+    http://, as SpamAssassin reads it), then the links in the rendered text: the Subject and
+    the body as the rules read them (not the HTML source: no DOCTYPE, xmlns, style, script or
+    comment URLs), by their scheme or ``www.``, de-obfuscated, and host names without a scheme
+    under a real top-level domain (``evil.test/buy``), as SpamAssassin's text parser finds them;
+    never the domain of an email address. Each link's redirector target (a URL inside it,
+    after one percent-decoding) comes with it, at its rank. Kept in the view's cache (prefetch
+    and check both ask)."""
+    cached = view.cache.get("uribl_links")
+    if cached is not None:
+        return cast("list[tuple[int, str]]", cached)
+    out: list[tuple[int, str]] = []
+    for facts in view.html_all:
+        kinds = facts.uri_kinds
+        for i, raw in enumerate(facts.uris):
+            if len(out) >= MAX_CANDIDATES:
+                break
+            u = _web_link(raw)
+            if u is not None:
+                rank = _RANK_OF.get(kinds[i], RANK_OTHER) if i < len(kinds) else RANK_OTHER
+                out.extend((rank, x) for x in _with_inner(u))
+    text = _MAIL_IN_TEXT.sub(" ", view.body) if "@" in view.body else view.body
+    for u in find_urls(text):
+        out.extend((RANK_TEXT, x) for x in _with_inner(u))
+    for u in _text_parser().text_uris([deobfuscate(text)]):
+        if not u.lower().startswith("mailto:"):
+            out.append((RANK_TEXT, u))
+    view.cache["uribl_links"] = out
+    return out
+
+
+def _web_link(raw: str) -> str | None:
+    """An HTML link as a browser follows it; a schemeless one (``evil.test/buy``) read as
+    ``http://`` (SpamAssassin's canonicalisation), not a relative path, fragment or address."""
+    u = normalize_link(raw)
+    if u is not None:
+        return u
+    raw = raw.strip()
+    if not raw or _SCHEME.match(raw) or raw[0] in "/#?.&" or "@" in raw.split("/", 1)[0]:
+        return None
+    return "http://" + raw
+
+
+def _with_inner(url: str) -> list[str]:
+    """The URL and the URLs a redirector in it leads to (a few levels)."""
+    out = [url]
+    for _ in range(3):
+        m = _REDIRECT.match(unquote(url) if "%" in url else url)
+        if m is None:
             break
-    return list(out)
+        url = normalize_link(m.group(2)) or m.group(2)
+        if url_host(url) is None and "&" in url:  # "?q=http://evil.test&sa=D": the next parameter
+            url = url.partition("&")[0]
+        out.append(url)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _parser_for(tlds: frozenset[str]) -> UriSettings:
+    return UriSettings(tlds | _TEST_TLDS)
+
+
+def _text_parser() -> UriSettings:
+    """SpamAssassin's text URI parser knowing the Public Suffix List's top-level domains."""
+    return _parser_for(psl.top_level_domains())
 
 
 def _skipped(host: str, target: str, skip: Container[str], numeric: bool) -> bool:
@@ -148,7 +263,7 @@ def _lookups(ctx: MessageContext, settings: UriblSettings,
              zones: tuple[Zone, ...]) -> tuple[list[str], list[tuple[str, Zone, str]]]:
     """The targets of a message and its lookups (target, zone, query name), in order."""
     skip = _Skip(skip_names(tuple(settings.skip_domains)), ctx.policy.domains)
-    targets = lookup_targets(message_view(ctx).uris, skip, settings.max_lookups,
+    targets = lookup_targets(message_links(message_view(ctx)), skip, settings.max_lookups,
                              domains=any(z.kind != "ip" for z in zones), ips=any(z.kind != "domain" for z in zones))
     return targets, [(t, z, q) for t in targets for z in zones if (q := _query_name(t, z)) is not None]
 
@@ -220,7 +335,7 @@ class UriblLayer(Layer[UriblSettings]):
                 continue
             if ans.status != "ok":
                 continue
-            if (code := refusal([str(a) for a in ans.records])) is not None:
+            if (code := refusal([str(a) for a in ans.records], z)) is not None:
                 unknown.append(f"{q} (the list refused the query: {code})")
                 continue
             codes = [str(a) for a in ans.records if z.accepts(str(a))]
