@@ -34,6 +34,8 @@ class Delivered:
     mail_from: str
     rcpts: list[str]
     data: bytes
+    # RFC 3461 RCPT parameters (NOTIFY=, ORCPT=) per recipient, from a sink that offers DSN
+    rcpt_params: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def message(self) -> Any:
@@ -61,8 +63,11 @@ class Sink:
 
 
 @contextlib.contextmanager
-def smtp_sink() -> Iterator[Sink]:
+def smtp_sink(dsn: bool = False) -> Iterator[Sink]:
+    """With *dsn* the sink offers DSN (Postfix then passes NOTIFY= and ORCPT= on) and records
+    each recipient's parameters."""
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP
 
     port = free_port()
     sink = Sink(port)
@@ -70,10 +75,33 @@ def smtp_sink() -> Iterator[Sink]:
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             with sink._lock:
-                sink.messages.append(Delivered(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
+                sink.messages.append(Delivered(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content),
+                                               dict(getattr(envelope, "rcpt_dsn", {}))))
             return "250 2.0.0 delivered to sink"
 
-    ctl = Controller(Handler(), hostname="127.0.0.1", port=port, data_size_limit=100_000_000)
+    class DsnHandler(Handler):
+        async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                              responses: list[str]) -> list[str]:
+            session.host_name = hostname
+            return [*responses[:-1], "250-DSN", responses[-1]]
+
+    class DsnSMTP(SMTP):  # type: ignore[misc]
+        """aiosmtpd answers 555 to every RCPT parameter: RFC 3461's are taken off and kept."""
+
+        async def smtp_RCPT(self, arg: str | None) -> None:
+            words = (arg or "").split()
+            params = [w for w in words[1:] if w.split("=", 1)[0].upper() in ("NOTIFY", "ORCPT")]
+            before = len(self.envelope.rcpt_tos)
+            await super().smtp_RCPT(" ".join(w for w in words if w not in params))
+            if len(self.envelope.rcpt_tos) > before:
+                self.envelope.__dict__.setdefault("rcpt_dsn", {})[self.envelope.rcpt_tos[-1]] = params
+
+    class DsnController(Controller):  # type: ignore[misc]
+        def factory(self) -> SMTP:
+            return DsnSMTP(self.handler, **self.SMTP_kwargs)
+
+    ctl = (DsnController(DsnHandler(), hostname="127.0.0.1", port=port, data_size_limit=100_000_000) if dsn
+           else Controller(Handler(), hostname="127.0.0.1", port=port, data_size_limit=100_000_000))
     ctl.start()
     try:
         yield sink
@@ -164,9 +192,10 @@ class MailStack:
                 self.milter.wait()
 
     # -- SMTP ------------------------------------------------------------------------------------
-    def send(self, sender: str, rcpts: list[str], data: bytes | str,
-             port: int | None = None) -> tuple[int, str, dict[str, tuple[int, bytes]]]:
-        """Send one message; returns (final code, final text, {refused rcpt: (code, text)})."""
+    def send(self, sender: str, rcpts: list[str], data: bytes | str, port: int | None = None,
+             rcpt_options: dict[str, list[str]] | None = None) -> tuple[int, str, dict[str, tuple[int, bytes]]]:
+        """Send one message; returns (final code, final text, {refused rcpt: (code, text)}).
+        ``rcpt_options``: ESMTP parameters of a recipient's RCPT TO (``NOTIFY=NEVER``)."""
         if isinstance(data, str):
             data = data.encode()
         with smtplib.SMTP("127.0.0.1", port or self.port, timeout=180) as s:
@@ -176,7 +205,7 @@ class MailStack:
                 return code, text.decode(errors="replace"), {}
             refused: dict[str, tuple[int, bytes]] = {}
             for r in rcpts:
-                c, t = s.rcpt(r)
+                c, t = s.rcpt(r, (rcpt_options or {}).get(r, ()))
                 if c >= 400:
                     refused[r] = (c, t)
             if len(refused) == len(rcpts):
@@ -196,10 +225,11 @@ class MailStack:
 
 @contextlib.contextmanager
 def mail_stack(extra_env: dict[str, str] | None = None, dns_data: list[str] | None = None,
-               dns_stubs: dict[str, int] | None = None) -> Iterator[MailStack]:
+               dns_stubs: dict[str, int] | None = None, sink_dsn: bool = False) -> Iterator[MailStack]:
     """The stack resolves through a real hermetic unbound: names in ``dns_data`` (local-data
-    records) or ``dns_stubs`` (zone -> authoritative port) resolve, everything else is NXDOMAIN."""
-    with traversable_tmpdir("bulwark-it-") as root, smtp_sink() as sink, \
+    records) or ``dns_stubs`` (zone -> authoritative port) resolve, everything else is NXDOMAIN.
+    ``sink_dsn``: the sink offers DSN and records RCPT parameters (``Delivered.rcpt_params``)."""
+    with traversable_tmpdir("bulwark-it-") as root, smtp_sink(sink_dsn) as sink, \
             unbound_server(root / "dns", dns_data, dns_stubs) as dns:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
         env.update({

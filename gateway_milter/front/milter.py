@@ -341,7 +341,13 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
         for addr in d.delete_recipients:
             self.delrcpt(f"<{addr}>")
         for addr in d.add_recipients:
-            self.addrcpt(f"<{addr}>")
+            params = d.add_recipient_params.get(addr)
+            if params and not self._actions & Milter.ADDRCPT_PAR:
+                # an MTA without smfi_addrcpt_par: the recipient is delivered, with the MTA's defaults
+                ctx.add_trace("milter", "addrcpt", f"{addr} added without {' '.join(params)}: "
+                                                   "the MTA takes no recipient parameters from a milter")
+                params = None
+            self.addrcpt(f"<{addr}>", " ".join(params) if params else None)
         if d.change_sender is not None:
             self.chgfrom(f"<{d.change_sender}>")
         if d.new_body is not None:

@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     BulwarkMilter.gateway = gateway
     Milter.factory = BulwarkMilter
-    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.ADDRCPT | Milter.DELRCPT | Milter.CHGBODY
-                     | Milter.CHGFROM | Milter.QUARANTINE)
+    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.ADDRCPT | Milter.ADDRCPT_PAR | Milter.DELRCPT
+                     | Milter.CHGBODY | Milter.CHGFROM | Milter.QUARANTINE)
     sock = args.socket
     if sock.startswith("inet:") or sock.startswith("inet6:"):
         port = int(sock.split(":", 1)[1].split("@")[0])

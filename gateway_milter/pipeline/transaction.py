@@ -74,6 +74,9 @@ class EomDecision:
     new_body: bytes | None = None
     delete_recipients: list[str] = field(default_factory=list)
     add_recipients: list[str] = field(default_factory=list)
+    # ESMTP parameters for an added recipient that replaces one the client gave (BATV's plain
+    # address keeps the tagged one's NOTIFY= and ORCPT=, RFC 3461)
+    add_recipient_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
     quarantine_ids: list[str] = field(default_factory=list)
     change_sender: str | None = None
 
@@ -340,12 +343,15 @@ class Gateway:
             gone = set(dec.delete_recipients)
             # a plain twin delivered already (bob@ beside prvs=...=bob@) is not added twice
             delivered = {r.address.lower() for r in ctx.recipients if r.address not in gone}
+            given = {r.address: r.esmtp for r in ctx.recipients}
             for old, new in rewrite.items():
                 if old not in gone and new != old:
                     dec.delete_recipients.append(old)
                     # a plain twin quarantined (or redirected away) is not added back
                     if new not in dec.add_recipients and new not in gone and new.lower() not in delivered:
                         dec.add_recipients.append(new)
+                        if params := dsn_params(given.get(old, ())):
+                            dec.add_recipient_params[new] = params
                     ctx.add_trace("backscatter", "rewrite", f"recipient {old} delivered as {new}")
         return dec
 
@@ -508,6 +514,13 @@ def delivered_addresses(ctx: MessageContext, rcpts: list[Recipient]) -> list[str
     quarantined copy delivers too."""
     plain = _rewritten(ctx)
     return list(dict.fromkeys(plain.get(r.address, r.address) for r in rcpts))
+
+
+def dsn_params(esmtp: tuple[str, ...]) -> tuple[str, ...]:
+    """The RCPT parameters of RFC 3461 (``NOTIFY=``, ``ORCPT=``) among *esmtp*, as the client
+    wrote them: what a recipient put in its place carries on (Postfix's cleanup takes these two
+    from a milter's added recipient and ignores the others with a warning)."""
+    return tuple(p for p in esmtp if p.split("=", 1)[0].upper() in ("NOTIFY", "ORCPT"))
 
 
 def _rewritten(ctx: MessageContext) -> dict[str, str]:

@@ -175,3 +175,31 @@ def test_it_removes_a_forged_flag_written_with_white_space_before_its_colon(stac
     assert b"FORGED_SPACED" not in head and b"X-Spam-Flag :" not in head and b"YES" not in head, head
     [status] = m.message.get_all("X-Spam-Status")
     assert status.startswith("No, score="), status
+
+
+def test_a_tagged_recipient_keeps_its_dsn_parameters_when_delivered_untagged() -> None:
+    # RCPT TO:<prvs=...=alice@> NOTIFY=SUCCESS,FAILURE ORCPT=...: the milter deletes the tagged
+    # recipient and adds alice@ with the same NOTIFY and ORCPT (smfi_addrcpt_par), which Postfix
+    # passes on to the next hop (the sink offers DSN)
+    doc = {"gateway": {"hostname": "mx.example.com"},
+           "settings": {"antivirus": {"mode": "off"}, "rules": {"mode": "off"}, "backscatter": {"mode": "on"}},
+           "domains": [{"name": "example.com"}], "trusted_networks": ["127.0.0.0/8"]}
+    with mail_stack(sink_dsn=True) as s:
+        s.import_policy(doc)
+        code, text, _ = s.send("alice@example.com", ["carol@remote.test"], msg("batv dsn out", to="carol@remote.test"))
+        assert code == 250, text
+        wait_until(lambda: s.sink.find(b"Subject: batv dsn out"), timeout=30)
+        [m] = s.sink.find(b"Subject: batv dsn out")
+        tagged = m.mail_from
+        assert tagged.startswith("prvs="), tagged
+        s.import_policy({**doc, "trusted_networks": []})
+        orcpt = "ORCPT=rfc822;" + tagged.replace("=", "+3D")
+        code, text, _ = s.send("carol@remote.test", [tagged], msg("batv dsn reply", to=tagged),
+                               rcpt_options={tagged: ["NOTIFY=SUCCESS,FAILURE", orcpt]})
+        assert code == 250, text
+        wait_until(lambda: s.sink.find(b"Subject: batv dsn reply"), timeout=30)
+        [r] = s.sink.find(b"Subject: batv dsn reply")
+        assert r.rcpts == ["alice@example.com"], r.rcpts
+        params = r.rcpt_params["alice@example.com"]
+        assert "NOTIFY=SUCCESS,FAILURE" in params, params
+        assert [p.upper() for p in params if p.upper().startswith("ORCPT=")] == [orcpt.upper()], params
