@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -116,3 +117,15 @@ def run_to_eom(gw: Gateway, raw: bytes, *, helo: str, mail_from: str,
         ctx.add_header(n, v)
     ctx.body.write(body)
     return ctx, gw.eom(ctx)
+
+
+@pytest.fixture
+def store() -> Iterator[Any]:
+    """An in-memory state store as the process's default (BATV keys, greylisting, counters)."""
+    from gateway_milter.store import set_default_store
+    from gateway_milter.store.memory import MemoryStore
+
+    s = MemoryStore()
+    set_default_store(s)
+    yield s
+    set_default_store(None)

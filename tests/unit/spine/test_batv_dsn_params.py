@@ -7,14 +7,12 @@ ADDRCPT_PAR gets the plain recipient without them (a trace entry says so), not a
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import Milter
 import pytest
 from Milter.testctx import TestCtx
 
 from gateway_milter.layers.backscatter import sign
-from gateway_milter.store import set_default_store
 from gateway_milter.store.memory import MemoryStore
 from tests.unit.spine.conftest import BASE_POLICY, ListSink, make_gateway
 from tests.unit.spine.test_milter_front import NO_NR_OPTS, run
@@ -25,14 +23,6 @@ REPLY = b"From: Carol <carol@remote.test>\nTo: bob@example.com\nSubject: Re: hel
 @pytest.fixture(autouse=True)
 def _mta_without_noreply(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TestCtx, "default_opts", list(NO_NR_OPTS))
-
-
-@pytest.fixture
-def store() -> Iterator[MemoryStore]:
-    s = MemoryStore()
-    set_default_store(s)
-    yield s
-    set_default_store(None)
 
 
 def _rcpt_params(monkeypatch: pytest.MonkeyPatch, params: dict[str, tuple[str, ...]]) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import pytest
 from Milter.testctx import TestCtx
 
 from gateway_milter.layers.backscatter import sign
-from gateway_milter.store import set_default_store
 from gateway_milter.store.memory import MemoryStore
 from gateway_milter.store.quarantine import FilesystemQuarantineStore
 from tests.unit.spine.conftest import BASE_POLICY, make_gateway
@@ -29,14 +27,6 @@ REPLY = b"From: Carol <carol@remote.test>\nTo: bob@example.com\nSubject: Re: hel
 @pytest.fixture(autouse=True)
 def _mta_without_noreply(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TestCtx, "default_opts", list(NO_NR_OPTS))
-
-
-@pytest.fixture
-def store() -> Iterator[MemoryStore]:
-    s = MemoryStore()
-    set_default_store(s)
-    yield s
-    set_default_store(None)
 
 
 def _doc(scripts: list[dict[str, Any]], backscatter_mode: str = "on") -> dict[str, Any]:

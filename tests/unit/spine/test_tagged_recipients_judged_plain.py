@@ -14,16 +14,6 @@ from gateway_milter.store.memory import MemoryStore
 from tests.unit.spine.conftest import BASE_POLICY, make_gateway
 
 
-@pytest.fixture
-def store() -> MemoryStore:
-    from gateway_milter.store import set_default_store
-
-    s = MemoryStore()
-    set_default_store(s)
-    yield s  # type: ignore[misc]
-    set_default_store(None)
-
-
 def _answers(doc: dict, sender: str, *rcpts: str) -> dict[str, object]:
     gw, _, _ = make_gateway(doc)
     ctx = gw.begin(ConnectionInfo(client_ip="198.51.100.5", client_name="unknown", helo="mx.outside.test"))
