@@ -2,13 +2,20 @@
 so downstream Sieve filters written for SpamAssassin keep working, and the optional subject tag.
 
 Incoming X-Spam-* headers are removed first: they come from the sender's side and a
-downstream filter must never trust them. They are removed also when the gateway adds none of its
-own (``add_headers`` or scoring off), unless ``remove_foreign_headers`` is off. A sender may
-repeat one, so every occurrence gets its own delete (libmilter's SMFIR_CHGHEADER removes the index-th occurrence only).
+downstream filter must never trust them. Every one goes, as SpamAssassin removes every
+``^X-Spam-(?!Prev-)`` header (X-Spam-Tests, X-Spam-Bar, X-Spam-Virus, ... not only the names
+the gateway writes), and rspamd's bare ``X-Spam`` too (SpamAssassin would keep it, but rspamd
+writes ``X-Spam: Yes``, Sieve rules test it and a sender can forge it). They are removed also
+when the gateway adds none of its own (``add_headers`` or scoring off), unless
+``remove_foreign_headers`` is off (then only the names the gateway writes are replaced). A
+sender may repeat one, so every occurrence gets its own delete (libmilter's SMFIR_CHGHEADER
+removes the index-th occurrence only).
 """
 
 from __future__ import annotations
 
+import base64
+import codecs
 import re
 from email.header import Header
 from typing import TYPE_CHECKING
@@ -26,6 +33,26 @@ if TYPE_CHECKING:
 
 SPAM_HEADERS = ("X-Spam-Flag", "X-Spam-Status", "X-Spam-Score", "X-Spam-Level", "X-Spam-Report", "X-Spam-Checker-Version")
 VERSION = "Bulwark"
+# the incoming headers ``remove_foreign_headers`` removes (matched whole, any case): SpamAssassin's
+# ^X-Spam-(?!Prev-) (X-Spam-Prev-Subject and the like, a previous filter's saved originals, stay)
+# and rspamd's X-Spam
+_FOREIGN = re.compile(r"x-spam(?:-(?!prev-)[^:]*)?", re.IGNORECASE)
+
+
+def is_foreign_spam_header(name: str) -> bool:
+    return _FOREIGN.fullmatch(name.strip()) is not None
+
+
+def foreign_spam_names(ctx: MessageContext) -> list[str]:
+    """The names of the incoming X-Spam headers to remove, each once: SPAM_HEADERS first (in
+    that order), then the others as they first appear."""
+    names = list(SPAM_HEADERS)
+    seen = {n.lower() for n in names}
+    for n, _ in ctx.headers:
+        if n.lower() not in seen and is_foreign_spam_header(n):
+            seen.add(n.lower())
+            names.append(n)
+    return names
 
 
 def shown_score(is_spam: bool, score: float, required: float) -> str:
@@ -97,16 +124,16 @@ def report_text(ctx: MessageContext) -> str:
 
 
 def without_spam_headers(raw: bytes) -> bytes:
-    """``raw`` without the SPAM_HEADERS fields of its header (each with its continuation lines),
+    """``raw`` without the incoming X-Spam fields of its header (those :func:`spam_headers`
+    removes with ``remove_foreign_headers``, each with its continuation lines),
     the rest byte for byte: for a quarantined copy, stored as it arrived, that a release
     re-injects past the milter."""
     end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
-    names = {n.lower().encode() for n in SPAM_HEADERS}
     kept: list[bytes] = []
     dropping = False
     for line in raw[:end].splitlines(keepends=True):
         if line[:1] not in (b" ", b"\t"):
-            dropping = line.split(b":", 1)[0].strip().lower() in names
+            dropping = b":" in line and is_foreign_spam_header(line.split(b":", 1)[0].decode("latin-1"))
         if not dropping:
             kept.append(line)
     return b"".join(kept) + raw[end:]
@@ -122,7 +149,8 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
     if "scoring" not in registry.available():
         return None
     settings = ctx.policy.settings_for("scoring", ctx.policy_domain)
-    edits = [e for name in SPAM_HEADERS for e in delete_every(ctx, name)] if settings.remove_foreign_headers else []
+    edits = ([e for name in foreign_spam_names(ctx) for e in delete_every(ctx, name)]
+             if settings.remove_foreign_headers else [])
     if not settings.enabled or not settings.add_headers:
         return TransformResult(edits) if edits else None
     if not settings.remove_foreign_headers:  # the gateway's own replace the ones of its name
@@ -132,14 +160,14 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
     res = ctx.layer("scoring")
     if res.error or res.skipped:
         return TransformResult(edits)
-    if res.fact("exempt"):
-        edits.append(HeaderEdit("add", "X-Spam-Status", f"No, score=0.0 required={settings.tag_score:.1f} "
-                                f"tests=SCORING_EXEMPT autolearn=no version={VERSION}"))
-        return TransformResult(edits)
     score = float(res.fact("score", 0.0))
     required = float(res.fact("required", settings.tag_score))
     is_spam = score >= required
     tests = [t for t in res.fact("tests", []) if not t.startswith("SPAM_SCORE_")]
+    if res.fact("exempt"):
+        # the headers of ham, through the same code (folded, X-Spam-Score and X-Spam-Level too):
+        # the layer reports score 0 for exempt mail
+        score, is_spam, tests = 0.0, False, ["SCORING_EXEMPT"]
     edits.append(HeaderEdit("add", "X-Spam-Status", status_line(is_spam, score, required, tests,
                                                               str(res.fact("autolearn", "no")))))
     edits.append(HeaderEdit("add", "X-Spam-Score", shown_score(is_spam, score, required)))
@@ -151,25 +179,131 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
             if report:
                 edits.append(HeaderEdit("add", "X-Spam-Report", report))
         if settings.subject_tag:
-            subject = ctx.header("Subject") or ""
-            # (a tag inside an encoded word is there too: "=?UTF-8?Q?[SPAM]_Gr=C3=BC=C3=9Fe?=")
-            if not decode_words(subject).lstrip().startswith(settings.subject_tag):
-                # tagged where it stands (changed in place, the other copies deleted): deleted
-                # and added again, it moved to the end, and Bayes's header-order features of a
-                # copy learned from a mailbox were not the ones the milter classified
-                edits += delete_every(ctx, "Subject")[:-1]
-                if ctx.header_values("Subject"):
-                    edits.append(HeaderEdit("change", "Subject", tagged_subject(settings.subject_tag, subject), 1))
-                else:
-                    edits.append(HeaderEdit("add", "Subject", tagged_subject(settings.subject_tag, subject)))
+            edits += _subject_tag_edits(ctx, settings.subject_tag)
     return TransformResult(edits)
 
 
+def is_tagged(tag: str, subject: str) -> bool:
+    """Whether the subject starts with the tag already, as SpamAssassin's rewrite_header reads
+    it (``(?:\\Q$tag\\E )?``, case-insensitive): the tag, any case, then white space or the
+    end of the value; leading white space and encoded words do not count ("=?UTF-8?Q?[SPAM]_
+    Gr=C3=BC=C3=9Fe?=" is tagged). "[spam] hello" is tagged; "[SPAM]foo" is not."""
+    text = decode_words(subject).lstrip()
+    if text[:len(tag)].lower() != tag.lower():
+        return False
+    return len(text) == len(tag) or text[len(tag)].isspace()
+
+
+def _subject_tag_edits(ctx: MessageContext, tag: str) -> list[HeaderEdit]:
+    subject = ctx.header("Subject") or ""
+    if is_tagged(tag, subject):
+        return []
+    if has_raw_non_utf8(subject):
+        value = tagged_raw_subject(ctx, tag, subject)
+        if value is None:
+            ctx.add_trace("spamheaders", "subject_tag",
+                          "subject left untagged: its raw 8-bit bytes are not UTF-8, the milter "
+                          "protocol library sends header values as UTF-8 only, and no charset "
+                          "declared by the message reads them")
+            return []
+    else:
+        value = tagged_subject(tag, subject)
+    # tagged where it stands (changed in place, the other copies deleted): deleted and added
+    # again, it moved to the end, and Bayes's header-order features of a copy learned from a
+    # mailbox were not the ones the milter classified
+    edits = delete_every(ctx, "Subject")[:-1]
+    if ctx.header_values("Subject"):
+        edits.append(HeaderEdit("change", "Subject", value, 1))
+    else:
+        edits.append(HeaderEdit("add", "Subject", value))
+    return edits
+
+
+def has_raw_non_utf8(value: str) -> bool:
+    """Raw 8-bit bytes that are not UTF-8 (header values are read as UTF-8 with surrogateescape:
+    they are lone surrogates U+DC80-U+DCFF)."""
+    return not value.isascii() and any("\udc80" <= c <= "\udcff" for c in value)
+
+
+def _declared_charsets(ctx: MessageContext) -> list[str]:
+    """The charsets the message declares, its own Content-Type first, then its parts'."""
+    out: list[str] = []
+    try:
+        for part in ctx.message.walk():
+            cs = part.get_content_charset()
+            if cs and cs not in out:
+                out.append(cs)
+    except Exception:  # noqa: BLE001 - a malformed message declares nothing usable
+        pass
+    return out
+
+
+def tagged_raw_subject(ctx: MessageContext, tag: str, subject: str) -> str | None:
+    """The tag in front of a Subject of raw 8-bit bytes that are not UTF-8 (koi8-r, cp1252,
+    Shift_JIS written unencoded), or None to leave it untagged.
+
+    SpamAssassin puts the tag in front of the raw bytes. A milter cannot: pymilter (1.0.5)
+    hands header values to libmilter through ``PyArg_ParseTuple`` format ``s``/``z``, which
+    takes a str only and encodes it as strict UTF-8, so a value holding bytes that are not UTF-8
+    cannot be sent at all (a lone surrogate raises; before, reading the bytes as ISO-8859-1
+    turned koi8-r or Shift_JIS into mojibake and lost them). The bytes are kept instead: the
+    value after the tag is written as RFC 2047 encoded words labelled with the first charset the
+    message declares (its Content-Type, then its parts') in which the bytes read without error,
+    each word's base64 the original bytes exactly, split between whole characters (the charset
+    a mail client falls back to for a raw 8-bit header is the body's anyway). Not UTF-8 or
+    ASCII (the bytes are not UTF-8), and only when the subject has no encoded words of its own
+    (they would be hidden inside the new ones); otherwise None."""
+    raw = subject.strip(" \t\r\n").encode("utf-8", "surrogateescape")
+    if _ENCODED_WORD.search(subject):
+        return None
+    for cs in _declared_charsets(ctx):
+        words = _encoded_bytes(raw, cs)
+        if words is not None:
+            return folded("Subject", f"{tag} " + " ".join(words))
+    return None
+
+
+_CHARSET_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'+^_`{}~-]{1,40}")  # (RFC 2047's token, no "*")
+
+
+def _encoded_bytes(raw: bytes, charset: str) -> list[str] | None:
+    """``raw`` as base64 encoded words of ``charset`` of at most 75 characters, each holding
+    whole characters, that concatenated give ``raw`` back exactly; None when ``charset`` is
+    unknown, UTF-8 or ASCII, or does not read ``raw`` (or not byte for byte)."""
+    try:
+        name = codecs.lookup(charset).name
+        text = raw.decode(name)
+    except (LookupError, UnicodeDecodeError, ValueError):
+        return None
+    if name in ("utf-8", "ascii", "utf-16", "utf-32") or not _CHARSET_TOKEN.fullmatch(charset):
+        return None
+    room = (75 - len(f"=?{charset}?B??=")) // 4 * 3  # bytes a word holds
+    if room < 4:
+        return None
+    pieces: list[bytes] = []
+    cur = b""
+    for ch in text:
+        try:
+            b = ch.encode(name)
+        except UnicodeEncodeError:
+            return None
+        if cur and len(cur) + len(b) > room:
+            pieces.append(cur)
+            cur = b""
+        cur += b
+    pieces.append(cur)
+    if b"".join(pieces) != raw:  # (a stateful charset, or one whose round trip changes bytes)
+        return None
+    return [f"=?{charset}?B?{base64.b64encode(p).decode()}?=" for p in pieces]
+
+
 def tagged_subject(tag: str, subject: str) -> str:
-    """The Subject with the tag in front. Raw 8-bit bytes that are not UTF-8 (kept as lone
-    surrogates) cannot go back through the milter as text: such a Subject is decoded as a mail
-    client reads it and written as RFC 2047 encoded words, else adding it failed and the
-    message was tempfailed on every attempt."""
+    """The Subject with the tag in front, the value as it stands (raw UTF-8 stays raw UTF-8,
+    encoded words stay as they are). Raw 8-bit bytes that are not UTF-8 (kept as lone
+    surrogates) cannot go back through the milter as text: :func:`spam_headers` keeps them with
+    :func:`tagged_raw_subject` or leaves such a Subject untagged; here (a caller of its own) it
+    is decoded as a mail client reads it and written as RFC 2047 encoded words, else adding it
+    failed and the message was tempfailed on every attempt."""
     value = f"{tag} {subject}".strip()
     try:
         value.encode("utf-8")
