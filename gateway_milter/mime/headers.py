@@ -330,6 +330,9 @@ def decode_text(value: str) -> str:
         return value
 
 
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
 def decode_words(value: str) -> str:
     """Decode RFC 2047 encoded words, also where RFC 2047 forbids them (quoted file names):
     clients decode them there, so filters must too. Raw 8-bit bytes are read first
@@ -339,6 +342,11 @@ def decode_words(value: str) -> str:
     value = fix_8bit(value)
     if "=?" not in value:
         return value
+    if "\n" in value:
+        # unfolded first (RFC 5322: the line break goes, the white space after it stays):
+        # decode_header reads each line alone and drops the white space that starts one, so
+        # "[SPAM]\n =?utf-8?q?Gr=C3=BC=C3=9Fe?=" read "[SPAM]Grüße"
+        value = _FOLD.sub("", value)
     # decode_header hands the text between encoded words back as its raw-unicode-escape bytes:
     # Latin-1 bytes where every character is below U+0100 (then the inverse is exact),
     # \uXXXX escapes for the others

@@ -356,6 +356,10 @@ def test_encoded_words_are_decoded_in_linear_time(value: str) -> None:
     ("a\\u00e9 =?utf-8?q?x?=", "a\\u00e9 x"),  # a backslash in the text stays one
     ("Rechnung_M\udce4rz.pdf", "Rechnung_März.pdf"),  # no encoded word: raw bytes read alone
     ("a =?idna?q?=FF=FE?= b", "a \ufffd\ufffd b"),  # a codec without "replace": that word as UTF-8
+    # folded: unfolded first (decode_header dropped the white space that starts a line:
+    # "[SPAM]Grüße ausBonn"); between two encoded words it goes, as RFC 2047 says
+    ("[SPAM]\n =?utf-8?b?R3LDvMOfZQ==?= aus\r\n\t=?utf-8?q?Bonn?=", "[SPAM] Grüße aus\tBonn"),
+    ("x\n =?utf-8?q?a?=\n =?utf-8?q?b?=", "x ab"),
 ])
 def test_decode_words_keeps_the_text_beside_encoded_words(value: str, want: str) -> None:
     """Decoded as ASCII (make_header's way), each non-ASCII character outside the encoded
