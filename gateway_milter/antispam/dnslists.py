@@ -105,6 +105,8 @@ def parse_zones(raw: tuple[dict[str, Any], ...], path: str, prefix: str) -> tupl
         if not _SYMBOL.match(symbol):
             raise SettingsError(f"{p}.symbol", f"{symbol!r} must be upper-case letters, digits and _")
         try:
+            if isinstance(z.get("weight"), bool):  # (float(True) is 1.0: "weight: true" read as 1)
+                raise TypeError
             weight = float(z.get("weight", 1.0))
         except (TypeError, ValueError):
             raise SettingsError(f"{p}.weight", "must be a number") from None

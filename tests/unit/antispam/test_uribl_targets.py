@@ -202,3 +202,10 @@ def test_a_mask_codes_can_meet_is_kept(mask: object, codes: list[str]) -> None:
 
 def test_has_bit() -> None:
     assert dnslists._has_bit(7, 8, 8) and not dnslists._has_bit(2, 7, 8) and dnslists._has_bit(9, 9, 8)
+
+
+@pytest.mark.parametrize("weight", [True, False, "x", None])
+def test_a_weight_that_is_no_number_is_refused(weight: object) -> None:
+    with pytest.raises(SettingsError) as e:
+        parse_zones(({"zone": "uri.test", "weight": weight},), "zones", "URIBL_")
+    assert e.value.path == "zones[0].weight"
