@@ -16,11 +16,10 @@ import re
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
-from urllib.parse import unquote
 
 from gateway_milter.antispam.dnslists import Zone, parse_zones, refusal, reversed_ip
 from gateway_milter.antispam.saview import SaMessage, message_view
-from gateway_milter.antispam.sauris import UriSettings
+from gateway_milter.antispam.sauris import UriSettings, url_decode
 from gateway_milter.antispam.urls import deobfuscate, find_urls, normalize_link, org_domain, to_ascii, url_host
 from gateway_milter.auth import psl
 from gateway_milter.layers.dnsbl import PRIVATE_NETS
@@ -67,9 +66,6 @@ MAX_CANDIDATES = 5000  # links weighed per message (hostile input bound)
 # names reserved for testing (RFC 6761): no list operator learns anything from them, and test
 # lists (rbldnsd, the docs' examples) use them; "invalid" and "localhost" are not among them
 _TEST_TLDS = frozenset({"test", "example"})
-# SpamAssassin's generic redirector split (Util::uri_list_canonicalize, bug 3308), on the URL
-# percent-decoded once: https://www.google.com/url?q=http%3A%2F%2Fevil.test%2F holds evil.test
-_REDIRECT = re.compile(r"^(https?:/+.+?)(https?:/{0,2}[^/].*)", re.IGNORECASE | re.DOTALL)
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:")
 # an email address in text (its domain is not a link: SpamAssassin's uridnsbl_skip_mailto), and
 # mailto: URIs; the text link pattern would take "www.x.test" in "bob@www.x.test"
@@ -172,17 +168,12 @@ def _web_link(raw: str) -> str | None:
 
 
 def _with_inner(url: str) -> list[str]:
-    """The URL and the URLs a redirector in it leads to (a few levels)."""
-    out = [url]
-    for _ in range(3):
-        m = _REDIRECT.match(unquote(url) if "%" in url else url)
-        if m is None:
-            break
-        url = normalize_link(m.group(2)) or m.group(2)
-        if url_host(url) is None and "&" in url:  # "?q=http://evil.test&sa=D": the next parameter
-            url = url.partition("&")[0]
-        out.append(url)
-    return out
+    """The URL and the URLs a redirector in it leads to: the targets SpamAssassin's
+    canonicalisation walks (sauris ``UriSettings.canonicalize``: the URL percent-decoded once,
+    any http link inside it, bug 3308), of its variants those written inside the URL (not its
+    other forms: a port dropped, an IP rewritten, ``www.<name>.com`` guessed for a bare name)."""
+    decoded = url_decode(url) if "%" in url else url
+    return [url] + [u for u in _text_parser().canonicalize(url)[1:] if u in decoded and u != decoded]
 
 
 @functools.lru_cache(maxsize=4)
