@@ -285,6 +285,15 @@ def _area_points(learned_from: Sequence[tuple[str, LayerResult, Sequence[Symbol]
     return round(head, 3), round(body, 3), force
 
 
+def _forced_names(learned_from: Sequence[tuple[str, LayerResult, Sequence[Symbol]]]) -> list[str]:
+    """The hits with tflags autolearn_force among the symbols autolearn went by, sorted."""
+    for lid, res, symbols in learned_from:
+        if lid == "rules":
+            forced = set(res.fact("autolearn_force") or ())
+            return sorted({x.name for x in symbols if x.name in forced})
+    return []
+
+
 # SpamAssassin's learner_said_ham_points / learner_said_spam_points (fixed there too): Bayes's
 # own points under -1 keep a message from being learned as spam, over +1 from being learned as ham
 LEARNER_SAID_HAM = -1.0
@@ -576,7 +585,7 @@ class ScoringLayer(Layer[ScoringSettings]):
         if total >= settings.tag_score:
             symbols.append(self.symbol("SPAM_SCORE_TAG", 0.0, f"{total:g} >= {settings.tag_score:g}"))
         learned = None
-        declined: str | None = None
+        declined: str | None = "off"
         if "bayes" in available and "bayes" in settings.layers:
             from gateway_milter.layers.bayes import autolearn
 
@@ -592,9 +601,16 @@ class ScoringLayer(Layer[ScoringSettings]):
                 learned = autolearn(ctx, bayes, basis, into_global=not _domain_shapes_basis(ctx, settings, available))
                 if learned is None:
                     declined = "not queued"  # (the learner logs a full queue or a failure)
-        # "autolearn" stays one word: X-Spam-Status carries it as SpamAssassin's autolearn=
+        # "autolearn" stays one word: X-Spam-Status carries it as SpamAssassin's autolearn=,
+        # "disabled" where Bayes or its autolearn is off (or a scan only looks)
+        off = declined in ("off", "scan mode")
         facts = {"score": total, "required": settings.tag_score, "parts": parts, "points": points,
-                 "tests": tests, "autolearn": learned or "no"}
+                 "tests": tests, "autolearn": learned or ("disabled" if off else "no")}
+        if not off:
+            # SpamAssassin's autolearn_force= beside it: "yes (RULES)" where the message was
+            # learned and a hit has tflags autolearn_force, else "no"
+            forced = _forced_names(learned_from) if learned else []
+            facts["autolearn_force"] = f"yes ({','.join(forced)})" if forced else "no"
         if declined is not None:
             facts["autolearn_reason"] = declined
         if capped is not None:

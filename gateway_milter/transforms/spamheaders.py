@@ -67,7 +67,9 @@ def shown_score(is_spam: bool, score: float, required: float) -> str:
 
 
 def status_line(is_spam: bool, score: float, required: float, tests: list[str], autolearn: str) -> str:
-    """``Yes, score=7.3 required=5.0 tests=A,B autolearn=no version=...``, folded like
+    """``Yes, score=7.3 required=5.0 tests=A,B autolearn=no autolearn_force=no version=...``
+    (``autolearn`` is SpamAssassin's _AUTOLEARN_ tag: ``disabled``, or the answer and its
+    ``autolearn_force=``), folded like
     SpamAssassin (its Util::wrap: after a comma or before white space, continuation lines
     indented by a tab) so that no line, ``X-Spam-Status: `` counted on the first, is over 78
     characters where a break allows it. ``tests=`` stays with its first name (a downstream
@@ -168,8 +170,10 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
         # the headers of ham, through the same code (folded, X-Spam-Score and X-Spam-Level too):
         # the layer reports score 0 for exempt mail
         score, is_spam, tests = 0.0, False, ["SCORING_EXEMPT"]
-    edits.append(HeaderEdit("add", "X-Spam-Status", status_line(is_spam, score, required, tests,
-                                                              str(res.fact("autolearn", "no")))))
+    autolearn = str(res.fact("autolearn", "no"))
+    if res.fact("autolearn_force"):  # as SpamAssassin's _AUTOLEARN_ tag: "spam autolearn_force=no"
+        autolearn += f" autolearn_force={res.fact('autolearn_force')}"
+    edits.append(HeaderEdit("add", "X-Spam-Status", status_line(is_spam, score, required, tests, autolearn)))
     edits.append(HeaderEdit("add", "X-Spam-Score", shown_score(is_spam, score, required)))
     edits.append(HeaderEdit("add", "X-Spam-Level", "*" * max(0, min(50, int(score)))))
     if is_spam:

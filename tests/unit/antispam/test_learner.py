@@ -74,5 +74,5 @@ def test_the_scoring_layer_autolearns_through_the_background_learner(store: Memo
     assert (st["spam_learned"], st["ham_learned"]) == (0, 1) and st["token_model_ham"] == 1
     # in scan mode, never
     ctx = make_ctx(msg("lunch 2", "the agenda again"), pol, scan_mode=True)
-    assert ctx.layer("scoring").fact("autolearn") == "no"
+    assert ctx.layer("scoring").fact("autolearn") == "disabled"
     assert learner().flush(timeout=10.0) and BayesClassifier(store).stats()["ham_learned"] == 1
