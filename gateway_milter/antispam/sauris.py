@@ -385,8 +385,7 @@ class UriSettings:
             nuri = _HTTP_SLASHES.sub(r"\1//", uri.replace("\\", "/"), count=1)
             if _PCT_ANY.search(nuri):
                 nuri = url_decode(nuri)
-            if not _ANY_SCHEME.match(nuri):
-                nuri = ("ftp://" if nuri.startswith("ftp.") else "http://") + nuri
+            nuri = with_scheme(nuri)
             nuri = _QUERY_NO_SLASH.sub(r"\1/\2", nuri, count=1)
             if "&#" in nuri:
                 nuri = _DEC_ENTITY.sub(lambda m: chr(int(m.group(1))), nuri)
@@ -454,6 +453,14 @@ class UriSettings:
             w = _BARE_NAME.fullmatch(nhost)
             if w and not self.is_domain_valid(nhost):  # http://foobar -> http://www.foobar.com, as Firefox
                 nuris.append(proto + "www." + w.group(1) + ".com" + rest)
+
+
+def with_scheme(uri: str) -> str:
+    """uri_list_canonicalize's default scheme: a URI without one is read as http:// (ftp://
+    for ``ftp.<host>``), as most mail programs read it."""
+    if _ANY_SCHEME.match(uri):
+        return uri
+    return ("ftp://" if uri.startswith("ftp.") else "http://") + uri
 
 
 def _mail_variants(uri: str) -> list[str]:

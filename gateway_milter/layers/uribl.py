@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from gateway_milter.antispam.dnslists import Zone, parse_zones, refusal, reversed_ip
 from gateway_milter.antispam.saview import SaMessage, message_view
-from gateway_milter.antispam.sauris import UriSettings, url_decode
+from gateway_milter.antispam.sauris import UriSettings, url_decode, with_scheme
 from gateway_milter.antispam.urls import deobfuscate, find_urls, normalize_link, org_domain, to_ascii, url_host
 from gateway_milter.auth import psl
 from gateway_milter.layers.dnsbl import PRIVATE_NETS
@@ -122,16 +122,17 @@ def valid_name(target: str) -> bool:
     return psl.org_domain(target) == target
 
 
-def message_links(view: SaMessage) -> list[tuple[int, str]]:
+def message_links(view: SaMessage, redirectors: tuple[re.Pattern[str], ...] = ()) -> list[tuple[int, str]]:
     """The links URIBL weighs, with their ranks (RANK_*): the HTML parts' links (SpamAssassin's
     HTML URIs: hrefs, form actions, image and other sources; a schemeless href is read as
     http://, as SpamAssassin reads it), then the links in the rendered text: the Subject and
     the body as the rules read them (not the HTML source: no DOCTYPE, xmlns, style, script or
     comment URLs), by their scheme or ``www.``, de-obfuscated, and host names without a scheme
     under a real top-level domain (``evil.test/buy``), as SpamAssassin's text parser finds them;
-    never the domain of an email address. Each link's redirector target (a URL inside it,
-    after one percent-decoding) comes with it, at its rank. Kept in the view's cache (prefetch
-    and check both ask)."""
+    never the domain of an email address. Each link's redirector target comes with it, at its
+    rank: what a ``redirector_pattern`` of the rule set (``redirectors``) captures, else a URL
+    inside it after one percent-decoding. Kept in the view's cache (prefetch and check both
+    ask)."""
     cached = view.cache.get("uribl_links")
     if cached is not None:
         return cast("list[tuple[int, str]]", cached)
@@ -144,10 +145,10 @@ def message_links(view: SaMessage) -> list[tuple[int, str]]:
             u = _web_link(raw)
             if u is not None:
                 rank = _RANK_OF.get(kinds[i], RANK_OTHER) if i < len(kinds) else RANK_OTHER
-                out.extend((rank, x) for x in _with_inner(u))
+                out.extend((rank, x) for x in _with_inner(u, redirectors))
     text = _MAIL_IN_TEXT.sub(" ", view.body) if "@" in view.body else view.body
     for u in find_urls(text):
-        out.extend((RANK_TEXT, x) for x in _with_inner(u))
+        out.extend((RANK_TEXT, x) for x in _with_inner(u, redirectors))
     for u in _text_parser().text_uris([deobfuscate(text)]):
         if not u.lower().startswith("mailto:"):
             out.append((RANK_TEXT, u))
@@ -167,18 +168,40 @@ def _web_link(raw: str) -> str | None:
     return "http://" + raw
 
 
-def _with_inner(url: str) -> list[str]:
+def _with_inner(url: str, redirectors: tuple[re.Pattern[str], ...] = ()) -> list[str]:
     """The URL and the URLs a redirector in it leads to: the targets SpamAssassin's
     canonicalisation walks (sauris ``UriSettings.canonicalize``: the URL percent-decoded once,
-    any http link inside it, bug 3308), of its variants those written inside the URL (not its
-    other forms: a port dropped, an IP rewritten, ``www.<name>.com`` guessed for a bare name)."""
+    what the first matching ``redirector_pattern`` captures, else any http link inside it, bug
+    3308), of its variants those written inside the URL (not its other forms: a port dropped,
+    an IP rewritten, ``www.<name>.com`` guessed for a bare name). A target without a scheme
+    (``?q=evil.example/buy``) is read as the canonicalisation reads it (``with_scheme``)."""
     decoded = url_decode(url) if "%" in url else url
-    return [url] + [u for u in _text_parser().canonicalize(url)[1:] if u in decoded and u != decoded]
+    parser = _parser_for(psl.top_level_domains(), redirectors)
+    return [url] + [with_scheme(u) for u in parser.canonicalize(url)[1:] if u in decoded and u != decoded]
+
+
+def rule_set_redirectors(ctx: MessageContext) -> tuple[re.Pattern[str], ...]:
+    """The ``redirector_pattern`` lines of the rules layer's rule set for this message (Debian's
+    name Google's, AOL's, Facebook's and other redirectors), which SpamAssassin's URIDNSBL
+    walks as its ``uri`` rules do; none where the rules layer is off or its rule set not built
+    yet in this process (a message never waits for that build: the worker builds it at start)."""
+    from gateway_milter import layers
+
+    if "rules" not in layers.available():
+        return ()
+    from gateway_milter.antispam.engine import built_engine
+    from gateway_milter.layers.rules import rule_set_of
+
+    settings = ctx.policy.settings_for("rules", ctx.policy_domain)
+    if not settings.enabled:
+        return ()
+    engine = built_engine(*rule_set_of(settings))
+    return engine.uri_settings.redirectors if engine is not None else ()
 
 
 @functools.lru_cache(maxsize=4)
-def _parser_for(tlds: frozenset[str]) -> UriSettings:
-    return UriSettings(tlds | _TEST_TLDS)
+def _parser_for(tlds: frozenset[str], redirectors: tuple[re.Pattern[str], ...] = ()) -> UriSettings:
+    return UriSettings(tlds | _TEST_TLDS, redirectors)
 
 
 def _text_parser() -> UriSettings:
@@ -254,7 +277,7 @@ def _lookups(ctx: MessageContext, settings: UriblSettings,
              zones: tuple[Zone, ...]) -> tuple[list[str], list[tuple[str, Zone, str]]]:
     """The targets of a message and its lookups (target, zone, query name), in order."""
     skip = _Skip(skip_names(tuple(settings.skip_domains)), ctx.policy.domains)
-    targets = lookup_targets(message_links(message_view(ctx)), skip, settings.max_lookups,
+    targets = lookup_targets(message_links(message_view(ctx), rule_set_redirectors(ctx)), skip, settings.max_lookups,
                              domains=any(z.kind != "ip" for z in zones), ips=any(z.kind != "domain" for z in zones))
     return targets, [(t, z, q) for t in targets for z in zones if (q := _query_name(t, z)) is not None]
 
