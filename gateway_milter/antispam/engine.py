@@ -179,7 +179,7 @@ class _Texts:
     for the literal prefilter."""
 
     __slots__ = ("m", "_text", "_low", "_squeezed", "_present", "indexes", "hs_covered", "known",
-                 "uri_settings", "_uris", "_lines", "_starts", "_part_values", "captures")
+                 "uri_settings", "_uris", "_lines", "_starts", "_part_values", "captures", "_rparts", "_seams")
 
     def __init__(self, m: SaMessage, indexes: dict[tuple[str, bool], FactorIndex[str]],
                  uri_settings: sauris.UriSettings) -> None:
@@ -189,6 +189,8 @@ class _Texts:
         self._uris: list[str] | None = None
         self._lines: list[str] | None = None
         self._starts: list[int] | None = None
+        self._rparts: list[str] | None = None
+        self._seams: list[int] | None = None
         self._text: dict[str, str] = {}
         self._low: dict[str, str] = {}
         self._squeezed: dict[str, str] = {}
@@ -249,7 +251,7 @@ class _Texts:
                 # over 2,048 bytes split (each piece a line of its own here)
                 t = "\n".join(x[:-1] if x[-1:] == "\n" else x for x in body_lines(m))
             elif kind == "rawbody":
-                t = "\n".join(ln[:MAX_LINE] for ln in m.rawbody.split("\n"))
+                t = "\n".join(self.rawbody_parts())
             elif kind == "uri":
                 t = "\n".join(self.uris())
             else:
@@ -277,6 +279,41 @@ class _Texts:
                 at += len(ln) - (ln[-1:] == "\n") + 1
             self._starts = got
         return got
+
+    def rawbody_parts(self) -> list[str]:
+        """Each text part's rawbody as the rules read it (lines cut at MAX_LINE); joined by a
+        newline they are the rawbody text. SpamAssassin runs a rawbody rule on each part's
+        pieces alone (Message::get_decoded_body_text_array), so no match runs from one part
+        into the next."""
+        got = self._rparts
+        if got is None:
+            got = self._rparts = ["\n".join(ln[:MAX_LINE] for ln in p.split("\n")) for p in self.m.rawbody_parts]
+        return got
+
+    def at_seam(self, s: int, e: int) -> bool:
+        """Whether a match at text[s:e] of the rawbody text holds or touches a newline that joins
+        two parts (where a \\s, $, look-around or negated class could have met it)."""
+        seams = self._seams
+        if seams is None:
+            seams, at = [], -1
+            for p in self.rawbody_parts()[:-1]:
+                at += len(p) + 1
+                seams.append(at)
+            self._seams = seams
+        if not seams:
+            return False
+        i = bisect_right(seams, e) - 1  # the last seam at or before the match's end
+        return i >= 0 and seams[i] + 1 >= s
+
+    def part_hit(self, search: Callable[..., Any]) -> bool:
+        """A rawbody rule's search part by part, as SpamAssassin runs it: the joined text's
+        first match, where it keeps off the seams between parts; else each part alone."""
+        hit = search(self.text("rawbody"))
+        if hit is None:
+            return False
+        if not self.at_seam(hit.start(), hit.end()):
+            return True
+        return any(search(p) is not None for p in self.rawbody_parts())
 
     def line_hit(self, search: Callable[..., Any]) -> bool:
         """A body rule's search, line by line as SpamAssassin runs it, at the cost of one search
@@ -1014,6 +1051,10 @@ class RuleEngine:
         # (rawbody and full: SpamAssassin's pieces hold several lines); an expression that can
         # neither match a newline nor look past one is left to the joined text as it is
         per_line = kind == "body" and r.pattern is not None and _may_cross_lines(r.pattern.source, r.pattern.flags)
+        # rawbody: a match must not run from one part into the next (Texts.part_hit)
+        per_part = kind == "rawbody" and r.pattern is not None and _may_cross_lines(r.pattern.source, r.pattern.flags)
+        if per_part:  # (RE2 reads the parts joined: its yes may run from one into the next)
+            settles = False
         # tflags nosubject: the first line (the Subject, or the empty line SpamAssassin puts
         # there when there is none) is skipped
         nosubject = kind == "body" and "nosubject" in r.tflags
@@ -1077,13 +1118,17 @@ class RuleEngine:
             if maxhits <= 1:
                 if per_line:
                     return 1 if t.line_hit(search) else 0
+                if per_part:
+                    return 1 if t.part_hit(search) else 0
                 return 1 if search(text) is not None else 0
-            if literals is not None and not per_line:  # (/e/, <lcase_e>: counted in C)
+            if literals is not None and not per_line and not per_part:  # (/e/, <lcase_e>: counted in C)
                 return min(sum(map(text.count, literals)), maxhits)
             n = 0
             for found in (_searches(search, text) if count_by_search else finditer(text)):
                 if per_line and not _inside_line(text, found.start(), found.end(), found.group()):
                     return _count_per_piece(finditer, t.body_lines(), maxhits)
+                if per_part and t.at_seam(found.start(), found.end()):
+                    return _count_per_piece(finditer, t.rawbody_parts(), maxhits)
                 n += 1
                 if n >= maxhits:
                     break

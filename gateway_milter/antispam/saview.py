@@ -204,6 +204,7 @@ class SaMessage:
     # ImageInfo's images: (gif|png|jpeg, part name, decoded bytes) of the base64 image parts
     images: list[tuple[str, str, bytes]] = field(default_factory=list)
     rawbody_len: int = 0  # the rawbody parts' characters, joined without separators
+    rawbody_parts: list[str] = field(default_factory=list)  # each text part's rawbody (rawbody: them joined)
     # per multipart/alternative part: its text parts as (content type, rendered text, HTML with an <img>)
     alternatives: list[list[tuple[str, str, bool]]] = field(default_factory=list)
     trust: TrustConfig = field(default_factory=TrustConfig)  # where the trust path's boundary lies
@@ -511,6 +512,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     paras = [p for p in paras if p]  # (each part is cut at BODY_PART_SCAN; body rules read body_lines)
     v.paragraphs = ([v.subject] if v.subject else []) + paras
     v.body = "\n".join(v.paragraphs)
+    v.rawbody_parts = raws
     v.rawbody = "\n".join(raws)
     v.rawbody_len = sum(map(len, raws))
     v.full = raw[:max_text].decode("latin-1")

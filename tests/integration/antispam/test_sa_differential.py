@@ -351,3 +351,16 @@ def test_meta_values_agree_with_spamassassin(tmp_path: Path) -> None:
     d = write_rules(tmp_path, t.RULES)
     pol = policy({"rules": {"include_default": False, "rule_dirs": [str(d)]}})
     assert {s.name for s in make_ctx(t.MESSAGE, pol).layer("rules").symbols} == theirs
+
+
+def test_rawbody_parts_agree_with_spamassassin(tmp_path: Path) -> None:
+    """A rawbody rule's match never runs from one text part into the next, as in SpamAssassin:
+    the rules and message of tests/unit/antispam/test_rawbody_parts.py."""
+    from tests.unit.antispam import test_rawbody_parts as t
+    from tests.unit.antispam.helpers import make_ctx, policy, write_rules
+
+    theirs = _spamassassin_with_rules(tmp_path, t.RULES, t.MESSAGE) & set(t.SCORED)
+    assert theirs == t.SPAMASSASSIN
+    d = write_rules(tmp_path, t.RULES)
+    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(d)]}})
+    assert {s.name for s in make_ctx(t.MESSAGE, pol).layer("rules").symbols} == theirs
