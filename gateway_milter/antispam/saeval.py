@@ -597,8 +597,8 @@ def check_base64_length(m: SaMessage, args: tuple[Any, ...], extra: dict[str, An
 
 @_eval("check_for_matching_env_and_hdr_from")
 def check_for_matching_env_and_hdr_from(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
-    env = (m.envelope() or "").lower()
-    return int(bool(env) and env == (m.header("From:addr") or "").lower())
+    # HeaderEval: "two blank headers match" (no envelope sender and no From address: 1)
+    return int((m.envelope() or "").lower() == (m.header("From:addr") or "").lower())
 
 
 _AT_DOMAIN = re.compile(r"@([^@]*)\Z")

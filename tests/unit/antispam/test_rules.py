@@ -244,6 +244,15 @@ def test_it_implements_mime_html_and_header_evals(tmp_path: Path) -> None:
     assert not plain & {"T_HTML_ONLY", "T_QP", "T_COMMENT", "T_HTML", "T_ENV_FROM"}
 
 
+def test_two_blank_senders_match(tmp_path: Path) -> None:
+    # HeaderEval's check_for_matching_env_and_hdr_from: "two blank headers match" (a null
+    # envelope sender and no From address: 1, as SpamAssassin 4.0.1 reports __ENV_AND_HDR_FROM_MATCH)
+    eng = engine(tmp_path, EVAL_RULES)
+    bare = b"To: bob@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
+    assert "T_ENV_FROM" in {h.name for h in eng.run(message_view(make_ctx(bare, mail_from=""))).hits}
+    assert "T_ENV_FROM" not in {h.name for h in eng.run(message_view(make_ctx(bare, mail_from="a@sender.test"))).hits}
+
+
 def test_it_skips_configured_rules_and_their_metas(tmp_path: Path) -> None:
     d = write_rules(tmp_path, RULES)
     eng = engine_for((str(d),), 2, include_default=False, skip=("LOCAL_BODY_WIRE",))
