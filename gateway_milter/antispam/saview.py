@@ -492,7 +492,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
             raws.append(rb.decode("latin-1").replace("\r\n", "\n"))
         if eff == "text/plain":
             plain_of[p.index] = t[:BODY_PART_SCAN]
-        if eff == "text/html":
+        if eff == "text/html" and t:  # (an empty one is not rendered: no HTML facts, Node::rendered)
             facts = render_html(t)
             html_of[p.index] = facts
             v.has_html = True
@@ -502,7 +502,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
                 v.html = facts
             links += facts.links
             texts.append(facts.text[:BODY_PART_SCAN])
-        elif eff == "text/plain":  # (other text types are not rendered: text/enriched, text/calendar, vCards)
+        elif eff in ("text/plain", "text/html"):  # (other text types are not rendered: text/enriched, text/calendar, vCards)
             texts.append(t[:BODY_PART_SCAN])
     # multipart/alternative carries the same text twice; SpamAssassin renders the text part
     # and the HTML part both, so do we. The parts are joined by one newline, as there: a part

@@ -364,3 +364,14 @@ def test_rawbody_parts_agree_with_spamassassin(tmp_path: Path) -> None:
     d = write_rules(tmp_path, t.RULES)
     pol = policy({"rules": {"include_default": False, "rule_dirs": [str(d)]}})
     assert {s.name for s in make_ctx(t.MESSAGE, pol).layer("rules").symbols} == theirs
+
+
+def test_empty_html_parts_agree_with_spamassassin(tmp_path: Path) -> None:
+    """An empty text/html part gives no HTML facts, as in SpamAssassin: the rules and messages
+    of tests/unit/antispam/test_empty_html_part.py."""
+    from tests.unit.antispam import test_empty_html_part as t
+
+    for name, (raw, expected) in t.MESSAGES.items():
+        d = tmp_path / name
+        d.mkdir()
+        assert _spamassassin_with_rules(d, t.RULES, raw) & set(t.SCORED) == expected, name
