@@ -73,6 +73,7 @@ LOADED_PLUGINS = frozenset({
     "Mail::SpamAssassin::Plugin::Check",
     "Mail::SpamAssassin::Plugin::WLBLEval",
     "Mail::SpamAssassin::Plugin::ImageInfo",
+    "Mail::SpamAssassin::Plugin::VBounce",
 })
 FEATURES = {
     "Mail::SpamAssassin::Conf::feature_bug6558_free": True,
@@ -88,6 +89,7 @@ ADDRLIST_DIRECTIVES: dict[str, tuple[str, str]] = {}
 for _new, _old in (("welcomelist_from", "whitelist_from"), ("blocklist_from", "blacklist_from"),
                    ("welcomelist_to", "whitelist_to"), ("blocklist_to", "blacklist_to"),
                    ("welcomelist_allows_relays", "whitelist_allows_relays"),
+                   ("welcomelist_bounce_relays", "whitelist_bounce_relays"),  # (VBounce's)
                    ("more_spam_to", ""), ("all_spam_to", "")):
     for _word in (_new, _old):
         if _word:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway_milter.antispam.saeval import _all_from_addrs, _eval
+from gateway_milter.antispam.saview import body_lines
 from gateway_milter.antispam.sauris import idn_to_ascii, is_fqdn_valid
 
 if TYPE_CHECKING:
@@ -195,6 +196,56 @@ for _fn, _list, _to in (("check_from_in_blocklist", "blocklist_from", False),
                         ("check_to_in_more_spam", "more_spam_to", True),
                         ("check_to_in_all_spam", "all_spam_to", True)):
     _eval(_fn)(_named(_list, _to))
+
+
+# -- VBounce: bounces of mail the site's own relays sent -------------------------------------------
+BOUNCE_RELAYS = "welcomelist_bounce_relays"
+_QUOTED_RECEIVED = re.compile(r"^[> ]*Received:", re.I)
+_BODY_RELAY = re.compile(r" (\S+\.\S+) ", re.ASCII)  # (Perl's \s on octets: ASCII white space)
+_HEADER_RELAY = re.compile(r"\s(\S+\.\S+)\s", re.ASCII)
+_SPACE_START = re.compile(r"\s", re.ASCII)
+_PRISTINE_LINE = re.compile(r"^(.*)$", re.M)
+
+
+@_eval("have_any_bounce_relays")
+def have_any_bounce_relays(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    """VBounce: whether ``welcomelist_bounce_relays`` names any relay (Debian's bounce rules
+    need it: with none, no message is called a bounce of the site's own mail)."""
+    lst = _lists(extra).addr.get(BOUNCE_RELAYS)
+    return int(lst is not None and bool(lst.exact))
+
+
+def check_welcomelist_bounce_relays(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    """VBounce: a quoted ``Received:`` line naming one of ``welcomelist_bounce_relays``, first
+    in the rendered body's lines, then in the raw body (a message/* part: header fields
+    continued over lines are read joined, as VBounce reads them)."""
+    lst = _lists(extra).addr.get(BOUNCE_RELAYS)
+    if lst is None or not lst.exact:
+        return 0
+    for line in body_lines(m):
+        if _QUOTED_RECEIVED.match(line) and any(lst.match(r.group(1)) for r in _BODY_RELAY.finditer(line)):
+            return 1
+    full = m.full.replace("\r\n", "\n")
+    end = full.find("\n\n")
+    pristine = full[end + 2:] if end >= 0 else ""
+    if not re.search("received:", pristine, re.I):
+        return 0
+    found = False
+    hdr = ""
+    for mt in _PRISTINE_LINE.finditer(pristine):
+        line = mt.group(1)
+        if not found:
+            if not _QUOTED_RECEIVED.match(line):
+                continue
+            found = True
+        hdr = hdr + line if _SPACE_START.match(line) else line
+        if _QUOTED_RECEIVED.match(hdr) and any(lst.match(r.group(1)) for r in _HEADER_RELAY.finditer(hdr)):
+            return 1
+    return 0
+
+
+_eval("check_welcomelist_bounce_relays")(check_welcomelist_bounce_relays)
+_eval("check_whitelist_bounce_relays")(check_welcomelist_bounce_relays)
 
 
 # -- welcome lists with a relay --------------------------------------------------------------------

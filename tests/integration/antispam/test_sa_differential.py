@@ -375,3 +375,14 @@ def test_empty_html_parts_agree_with_spamassassin(tmp_path: Path) -> None:
         d = tmp_path / name
         d.mkdir()
         assert _spamassassin_with_rules(d, t.RULES, raw) & set(t.SCORED) == expected, name
+
+
+def test_vbounce_agrees_with_spamassassin(tmp_path: Path) -> None:
+    """VBounce's bounce-relay evals, as SpamAssassin's: the rules and messages of
+    tests/unit/antispam/test_vbounce.py."""
+    from tests.unit.antispam import test_vbounce as t
+
+    for name, (rules, raw, expected) in t.CASES.items():
+        d = tmp_path / name
+        d.mkdir()
+        assert _spamassassin_with_rules(d, rules, raw) & set(t.SCORED) == expected, name
