@@ -686,10 +686,12 @@ def _mime_counters(mime: MimeView) -> dict[str, float]:
                         trailing = _QP_TRAILING.search(line)
                         if trailing:  # encoded white space at the end of a line is fine
                             qp_count -= len(trailing.group(1)) // 3
-    # SpamAssassin then replaces mime_qp_count by this count of needlessly encoded characters
-    # when quoted-printable lines exist; mime_qp_count here stays the number of quoted-printable
-    # parts, which tests/unit/antispam/test_rules.py relies on (see docs/layers/rules.md)
+    # SpamAssassin then replaces mime_qp_count (the number of quoted-printable parts) by this
+    # count of needlessly encoded characters when quoted-printable lines exist: __MIME_QP means
+    # "encodes what it need not", and a part that encodes only "=" or 8-bit text does not hit it
     c["mime_qp_excess"] = qp_count
+    if qp_bytes:
+        c["mime_qp_count"] = qp_count
     if alternative:
         text = html = None
         for i in range(len(part_type) - 1, -1, -1):  # the last text and HTML parts

@@ -386,3 +386,14 @@ def test_vbounce_agrees_with_spamassassin(tmp_path: Path) -> None:
         d = tmp_path / name
         d.mkdir()
         assert _spamassassin_with_rules(d, rules, raw) & set(t.SCORED) == expected, name
+
+
+def test_mime_qp_count_agrees_with_spamassassin(tmp_path: Path) -> None:
+    """mime_qp_count counts needlessly encoded characters, as SpamAssassin's MIMEEval: the rules
+    and messages of tests/unit/antispam/test_mime_qp_count.py."""
+    from tests.unit.antispam import test_mime_qp_count as t
+
+    for name, (raw, expected) in t.MESSAGES.items():
+        d = tmp_path / name
+        d.mkdir()
+        assert _spamassassin_with_rules(d, t.RULES, raw) & set(t.SCORED) == expected, name

@@ -236,7 +236,7 @@ def test_it_implements_mime_html_and_header_evals(tmp_path: Path) -> None:
     eng = engine(tmp_path, EVAL_RULES)
     assert "T_UNKNOWN_ARG" in eng.unsupported  # an eval test we do not implement is listed, not false
     raw = (b"From: a@sender.test\r\nSubject: \x1b$B hi\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n"
-           b"Content-Transfer-Encoding: quoted-printable\r\n\r\n<!DOCTYPE html><html><body><!x>Hi =3D there</body></html>\r\n")
+           b"Content-Transfer-Encoding: quoted-printable\r\n\r\n<!DOCTYPE html><html><body><!x>Hi =3D th=65re</body></html>\r\n")
     ctx = make_ctx(raw, mail_from="a@sender.test")
     names = {h.name for h in eng.run(message_view(ctx)).hits}
     assert {"T_HTML_ONLY", "T_QP", "T_COMMENT", "T_HTML", "T_ENV_FROM", "T_ESC"} <= names
