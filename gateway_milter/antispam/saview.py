@@ -11,6 +11,7 @@ import re
 import threading
 import weakref
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import TYPE_CHECKING, Any
@@ -448,15 +449,27 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     v = SaMessage(headers=dec, raw_headers=raw_headers, envelope_from=envelope_from)
     v.subject = next((x for n, x in dec if n.lower() == "subject"), "")
     texts: list[str] = []
-    raws: list[str] = []
+    raws: list[tuple[tuple[int, ...], str]] = []  # (the part's path, its rawbody)
     plain: list[str] = []
     links: list[str] = []
     budget = max_text
     raw_budget = max_text  # bytes of rawbody, all parts together (hostile input: many parts)
     html_of: dict[int, HtmlFacts] = {}
     plain_of: dict[int, str] = {}  # the text/plain parts as rendered (multipart_alternative_difference)
-    for p in mime.parts:
-        v.part_headers.append(p.headers)
+    # SpamAssassin's tree: a message/* part other than rfc822 and global (delivery-status,
+    # external-body, partial) is a leaf it does not read as a message (Message::_parse_normal,
+    # bug 7125); the standard library reads what it holds as header blocks or a message. A
+    # mimeheader rule reads every node, the message and its containers too (find_parts)
+    opaque = [path for path, ctype, _ in mime.containers if ctype.startswith("message/") and ctype not in _READ_MESSAGES]
+    leaves = [p for p in mime.parts if not _under(p.path, opaque)] if opaque else mime.parts
+    if mime.containers:
+        nodes = [(path, fields) for path, _, fields in mime.containers if not _under(path, opaque)]
+        nodes += [(p.path, p.headers) for p in leaves]
+        nodes.sort(key=lambda n: n[0])  # (a path sorts before its children's: pre-order)
+        v.part_headers = [fields for _, fields in nodes]
+    else:
+        v.part_headers = [p.headers for p in leaves]
+    for p in leaves:
         v.content_types[p.content_type] += 1
         if p.content_type in _IMAGE_TYPES and p.transfer_encoding == "base64" and len(v.images) < 1000:
             v.images.append((_IMAGE_TYPES[p.content_type], p.filename, p.payload))
@@ -489,7 +502,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         if eff != "text/calendar":  # (get_decoded_body_text_array skips calendars, bug 4843)
             rb = p.payload[:min(RAWBODY_PART_SCAN, max(raw_budget, 0))]
             raw_budget -= len(rb)
-            raws.append(rb.decode("latin-1").replace("\r\n", "\n"))
+            raws.append((p.path, rb.decode("latin-1").replace("\r\n", "\n")))
         if eff == "text/plain":
             plain_of[p.index] = t[:BODY_PART_SCAN]
         if eff == "text/html" and t:  # (an empty one is not rendered: no HTML facts, Node::rendered)
@@ -512,9 +525,16 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     paras = [p for p in paras if p]  # (each part is cut at BODY_PART_SCAN; body rules read body_lines)
     v.paragraphs = ([v.subject] if v.subject else []) + paras
     v.body = "\n".join(v.paragraphs)
-    v.rawbody_parts = raws
-    v.rawbody = "\n".join(raws)
-    v.rawbody_len = sum(map(len, raws))
+    for path in opaque:  # (SpamAssassin's rawbody holds message/* leaves too, as their text)
+        if not _under(path, opaque) and raw_budget > 0:
+            rb = _opaque_text(mime.message, path)[:min(RAWBODY_PART_SCAN, raw_budget)]
+            raw_budget -= len(rb)
+            raws.append((path, rb))
+    if opaque:
+        raws.sort(key=lambda r: r[0])
+    v.rawbody_parts = [r for _, r in raws]
+    v.rawbody = "\n".join(v.rawbody_parts)
+    v.rawbody_len = sum(map(len, v.rawbody_parts))
     v.full = raw[:max_text].decode("latin-1")
     uris: dict[str, None] = {}
     for link in links:
@@ -544,6 +564,45 @@ def _alternative_roots(m: Message, path: tuple[int, ...], depth: int, roots: lis
     for i, sub in enumerate(m.get_payload() or []):
         if isinstance(sub, Message):
             _alternative_roots(sub, path + (i,), depth + 1, roots)
+
+
+_READ_MESSAGES = ("message/rfc822", "message/global")  # the message/* types SpamAssassin parses
+
+
+def _under(path: tuple[int, ...], tops: list[tuple[int, ...]]) -> bool:
+    """Whether ``path`` lies below one of ``tops`` (not at it)."""
+    return any(len(path) > len(t) and path[:len(t)] == t for t in tops)
+
+
+def _opaque_text(top: Message, path: tuple[int, ...]) -> str:
+    """The text of a message/* part SpamAssassin keeps as a leaf, as the standard library's
+    reading of it gives it back (its header blocks or message written out again), octets."""
+    node: Any = top
+    try:
+        for i in path:
+            node = node.get_payload()[i]
+        sub = node.get_payload()
+        blocks = sub if isinstance(sub, list) else [sub]
+        text = "".join(b.as_string() if isinstance(b, Message) else str(b) for b in blocks)
+    except Exception:  # noqa: BLE001 - the standard library failing to write a hostile part again
+        return ""
+    return octets(text.replace("\r\n", "\n"))
+
+
+def _sa_nodes(top: Message) -> Iterator[Message]:
+    """The message's nodes in SpamAssassin's tree, pre-order (find_parts): the standard
+    library's walk, without what a message/* part other than rfc822 and global holds."""
+    stack = [top]
+    while stack:
+        part = stack.pop()
+        yield part
+        if part.is_multipart():
+            ctype = part.get_content_type()
+            if ctype.startswith("message/") and ctype not in _READ_MESSAGES:
+                continue
+            sub = part.get_payload()
+            if isinstance(sub, list):
+                stack.extend(reversed([x for x in sub if isinstance(x, Message)]))
 
 
 def _alternative_groups(mime: MimeView, html_of: dict[int, HtmlFacts],
@@ -619,7 +678,7 @@ def _mime_counters(mime: MimeView) -> dict[str, float]:
     qp_bytes = qp_count = 0
     part_bytes: list[int | None] = []
     part_type: list[str] = []
-    for part in mime.message.walk():
+    for part in _sa_nodes(mime.message):
         ctype = part.get_content_type()
         cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
         cd = str(part.get("Content-Disposition", "")).strip().lower()

@@ -121,6 +121,9 @@ class MimeView:
     raw: bytes = b""
     ambiguities: list[Ambiguity] = field(default_factory=list)
     max_depth: int = 0
+    # the containers (multipart/*, message/* the parser read as a message), pre-order: (path,
+    # content type, header fields); with ``parts`` (the leaves) every node of the tree
+    containers: list[tuple[tuple[int, ...], str, list[tuple[str, str]]]] = field(default_factory=list)
     _alternatives: Alternatives | None = None
     _archives: dict[tuple[bytes, ArchiveLimits], ArchiveReport] = field(default_factory=dict)
     _archive_seconds: float = 0.0
@@ -245,6 +248,7 @@ def parse_message(raw: bytes) -> MimeView:
         return MimeView(msg, [], [type(e).__name__], raw, [Ambiguity(code, f"stdlib parser: {type(e).__name__}", "0")],
                         MAX_DEPTH + 1 if code == "TOO_DEEP" else 0)
     parts: list[MimePart] = []
+    containers: list[tuple[tuple[int, ...], str, list[tuple[str, str]]]] = []
     defects = [type(d).__name__ for d in msg.defects]
     ambiguities: list[Ambiguity] = []
     declared_boundaries: list[str] = []
@@ -295,6 +299,7 @@ def parse_message(raw: bytes) -> MimeView:
         fields = _raw_fields(m)  # (once per part: decoding them is a third of the walk's time)
         names = check_headers(m, path, fields)
         if m.is_multipart():
+            containers.append((path, m.get_content_type(), fields))
             _check_outside(m, path, note)
             for i, sub in enumerate(m.get_payload() or []):
                 if isinstance(sub, Message):
@@ -368,7 +373,7 @@ def parse_message(raw: bytes) -> MimeView:
             note("HIDDEN_PART", f"delimiter --{token} is not a declared boundary", ())
     except Exception as e:  # noqa: BLE001 - never raise on hostile input
         note("UNPARSEABLE", f"delimiter scan: {type(e).__name__}", ())
-    return MimeView(msg, parts, defects, raw, ambiguities, deepest)
+    return MimeView(msg, parts, defects, raw, ambiguities, deepest, containers)
 
 
 def _raw_fields(m: Message) -> list[tuple[str, str]]:

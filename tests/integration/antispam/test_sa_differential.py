@@ -397,3 +397,14 @@ def test_mime_qp_count_agrees_with_spamassassin(tmp_path: Path) -> None:
         d = tmp_path / name
         d.mkdir()
         assert _spamassassin_with_rules(d, t.RULES, raw) & set(t.SCORED) == expected, name
+
+
+def test_the_mime_tree_agrees_with_spamassassin(tmp_path: Path) -> None:
+    """mimeheader rules on containers, message/delivery-status and external-body as leaves: the
+    rules and messages of tests/unit/antispam/test_sa_mime_tree.py."""
+    from tests.unit.antispam import test_sa_mime_tree as t
+
+    for name, (raw, expected) in t.MESSAGES.items():
+        d = tmp_path / name
+        d.mkdir()
+        assert _spamassassin_with_rules(d, t.RULES, raw) & set(t.SCORED) == expected, name
