@@ -527,9 +527,9 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     v.body = "\n".join(v.paragraphs)
     for path in opaque:  # (SpamAssassin's rawbody holds message/* leaves too, as their text)
         if not _under(path, opaque) and raw_budget > 0:
-            rb = _opaque_text(mime.message, path)[:min(RAWBODY_PART_SCAN, raw_budget)]
-            raw_budget -= len(rb)
-            raws.append((path, rb))
+            text_of = _opaque_text(mime.message, path)[:min(RAWBODY_PART_SCAN, raw_budget)]
+            raw_budget -= len(text_of)
+            raws.append((path, text_of))
     if opaque:
         raws.sort(key=lambda r: r[0])
     v.rawbody_parts = [r for _, r in raws]
