@@ -28,8 +28,9 @@ def split_message(raw: bytes, *, verbatim: bool = False) -> tuple[list[tuple[str
     else:
         head, body = raw, b""
     fields: list[tuple[str, list[str]]] = []  # a field's lines joined once (not once per line)
-    lines = re.split(rb"\r?\n", head) if head else []
-    for line in lines:
+    pieces = re.split(rb"(\r?\n)", head) if head else []  # lines, each followed by its line end
+    for i in range(0, len(pieces), 2):
+        line = pieces[i]
         if line[:1] in (b" ", b"\t") and fields:
             fields[-1][1].append(line.decode("utf-8", "surrogateescape"))
             continue
@@ -37,7 +38,15 @@ def split_message(raw: bytes, *, verbatim: bool = False) -> tuple[list[tuple[str
         if hm:
             value = hm.group(2) if verbatim else hm.group(2).lstrip(b" \t")
             fields.append((hm.group(1).decode("ascii"), [value.decode("utf-8", "surrogateescape")]))
-        # a line that is neither a header nor a continuation is dropped, as MTAs do
+            continue
+        if i == 0 and line.startswith(b"From "):
+            continue  # an mbox From_ line before the header section (as mail programs skip it)
+        # a line that is neither a header nor a continuation ends the header section: it and
+        # what follows are the body, as Postfix and Sendmail read a message without its empty
+        # line (and SpamAssassin's parser); the line was dropped, and with it a multipart's first
+        # boundary (its parts then read as header fields)
+        body = b"".join(pieces[i:]) + (raw[m.start():m.end()] if m else b"") + body
+        break
     headers = [(name, "\r\n".join(parts)) for name, parts in fields]
     body = re.sub(rb"(?<!\r)\n", b"\r\n", body)
     return headers, body
