@@ -366,6 +366,9 @@ def decode_words(value: str) -> str:
 MAX_CANDIDATES = 50  # boundaries or file names one part's fields offer
 
 
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
 def boundary_candidates(content_type_values: list[str]) -> list[str]:
     """Every boundary some parser could take from these Content-Type values, in order of
     likelihood: the first strict parameter first, then the others (last-wins parsers, RFC 2231
@@ -378,7 +381,10 @@ def boundary_candidates(content_type_values: list[str]) -> list[str]:
         if b and len(b) <= 200 and len(seen) < MAX_CANDIDATES:
             seen[b] = None
 
-    for value in content_type_values:
+    # each value unfolded (RFC 5322 2.2.3), as mail readers read it: a boundary folded inside
+    # its quotes is "simple boundary", not "simple\r\n boundary" (which no delimiter line can
+    # hold: a parser that does not unfold sees no parts, less than the gateway reads)
+    for value in (_FOLD.sub("", written) for written in content_type_values):
         params = split_params(value)
         for name, val in params:
             if name == "boundary":

@@ -225,3 +225,15 @@ def test_it_judges_files_uuencoded_in_a_text_body() -> None:
     syms, facts = run(AMBIGUOUS["uuencoded_in_text"])
     assert {"ATTACHMENT_BLOCKED_HIDDEN", "ATTACHMENT_BLOCKED_EXTENSION"} <= syms
     assert any(f.get("hidden") and f["name"] == "invoice.exe" for f in facts["findings"])
+
+
+def test_an_attachment_behind_a_folded_boundary_is_blocked() -> None:
+    # the boundary folded inside its quotes (RFC 5322 allows it; mail readers unfold it): the
+    # primary reading now has the part (before, only the lenient alternative reading had it)
+    raw = (b"From: a@sender.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="simple\r\n boundary"\r\n\r\n'
+           b"--simple boundary\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+           b"--simple boundary\r\nContent-Type: application/octet-stream\r\n"
+           b'Content-Disposition: attachment; filename="setup.exe"\r\n\r\nMZ\x90\x00\r\n--simple boundary--\r\n')
+    syms, facts = run(raw)
+    assert "ATTACHMENT_BLOCKED_EXTENSION" in syms and facts["blocked"]

@@ -383,3 +383,22 @@ def test_an_attachment_named_in_such_a_charset_is_read() -> None:
            b"Content-Disposition: attachment; filename*=idna''%ff%fe.exe\r\n\r\nMZ\r\n--XX--\r\n")
     view = parse_message(raw)
     assert [p.filename for p in view.parts][1:] == ["\ufffd\ufffd.exe"] and not view.ambiguities
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_a_boundary_folded_inside_its_quotes_is_read_unfolded(eol: bytes) -> None:
+    # RFC 5322 2.2.3: unfolding takes the line break away and keeps the white space, so the
+    # boundary is "simple boundary"; the standard library kept the line break in it, found no
+    # delimiter and read the whole body as one text part (an attachment a mail reader shows
+    # was never seen by the attachment and content filters)
+    raw = eol.join([b"From: a@sender.test", b"Subject: x", b"MIME-Version: 1.0",
+                    b'Content-Type: multipart/mixed; boundary="simple', b' boundary"', b"",
+                    b"preamble", b"--simple boundary", b"Content-Type: text/plain", b"", b"hello",
+                    b"--simple boundary", b"Content-Type: application/octet-stream",
+                    b'Content-Disposition: attachment; filename="setup.exe"', b"Content-Transfer-Encoding: base64",
+                    b"", b"TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAA", b"--simple boundary--", b""])
+    v = parse_message(raw)
+    assert [p.content_type for p in v.parts] == ["text/plain", "application/octet-stream"]
+    assert [p.filename for p in v.attachments] == ["setup.exe"] and v.parts[1].payload.startswith(b"MZ")
+    assert not v.ambiguities  # (a lawful form: no parser that unfolds reads it otherwise)
+    assert H.boundary_candidates(['multipart/mixed; boundary="simple\r\n boundary"']) == ["simple boundary"]
