@@ -106,10 +106,19 @@ class BodySpool:
 _BATV = re.compile(r"(?i)^(?:(?:prvs|msprvs\d?|btv1)=[^=@]+=|btv1==[^=@]+==)(?=[^@]+@)")
 
 
+# the older order some signers write, prvs=user=TAG@ (TAG: a key digit, three day digits, six
+# hex digits), as Postgrey reads it too; a first field of that form is a tag (the draft's order)
+_BATV_OLD = re.compile(r"(?i)^prvs=([^=@]+)=[0-9]{4}[0-9a-f]{6}(?=@)")
+_BATV_TAG = re.compile(r"(?i)[0-9]{4}[0-9a-f]{6}")
+
+
 def untag(address: str) -> str:
     """The address without a BATV tag in front (draft-levine-smtp-batv's prvs=, msprvs1=,
-    Barracuda's btv1==TAG==); unchanged without one. The lists and greylisting's triplets
-    compare senders so."""
+    Barracuda's btv1==TAG==, and the older prvs=user=TAG@); unchanged without one. The lists
+    and greylisting's triplets compare senders so."""
+    old = _BATV_OLD.match(address)
+    if old is not None and not _BATV_TAG.fullmatch(old.group(1)):
+        return old.group(1) + address[old.end():]
     return _BATV.sub("", address, count=1)
 
 

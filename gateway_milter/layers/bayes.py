@@ -88,14 +88,18 @@ class BayesSettings(BaseSettings):
         for name in ("autolearn_min_header_points", "autolearn_min_body_points"):
             if not -MAX_AUTOLEARN_MIN_POINTS <= getattr(self, name) <= MAX_AUTOLEARN_MIN_POINTS:  # (NaN too)
                 raise SettingsError(name, f"must be -{MAX_AUTOLEARN_MIN_POINTS:g}..{MAX_AUTOLEARN_MIN_POINTS:g}")
-        d = self.recipient_delimiter
-        if len(d) > 8 or any(c in "@\"\\" or c.isspace() or not c.isprintable() for c in d):
-            raise SettingsError("recipient_delimiter", "must be up to 8 characters, none of them @, a quote, a "
-                                                       "backslash, white space or a control character")
+        check_recipient_delimiter(self.recipient_delimiter)
         known = {b[1] for b in BANDS} | set(SENDER_SYMBOLS)
         for k in self.scores:
             if k not in known:
                 raise SettingsError(f"scores.{k}", f"unknown symbol (known: {', '.join(sorted(known))})")
+
+
+def check_recipient_delimiter(d: str) -> None:
+    """A ``recipient_delimiter`` setting: up to 8 characters that can start an address extension."""
+    if len(d) > 8 or any(c in "@\"\\" or c.isspace() or not c.isprintable() for c in d):
+        raise SettingsError("recipient_delimiter", "must be up to 8 characters, none of them @, a quote, a "
+                                                   "backslash, white space or a control character")
 
 
 def user_address(address: str, delimiters: str = "+") -> str:

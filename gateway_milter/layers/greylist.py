@@ -2,8 +2,8 @@
 an unknown triplet (client network, envelope sender, recipient) is answered 451 4.7.1; a retry
 after ``delay`` and within ``retry_window`` passes and the triplet is remembered until it has
 not been seen for ``expiry`` (every delivery restarts the expiry). A client network with
-``auto_pass_after`` passed triplets is pass-listed as a whole (clients that retry properly are
-not delayed again), also until it has been silent for ``expiry``.
+``auto_pass_after`` passed triplets, counted at most once an hour, is pass-listed as a whole
+(clients that retry properly are not delayed again), also until it has been silent for ``expiry``.
 
 State lives in the shared state store (Redis or the embedded SQLite store), so every milter
 process and node agrees. Judged per recipient at RCPT; skipped in scan mode unless
@@ -70,7 +70,7 @@ class GreylistSettings(BaseSettings):
     expiry: int = field(default=36 * 86400, metadata={"unit": "s"})
     netmask_v4: int = 24
     netmask_v6: int = 64
-    auto_pass_after: int = 5  # passed triplets after which the whole client network passes (0: never)
+    auto_pass_after: int = 5  # passed triplets (at most one an hour) after which the whole client network passes (0: never)
     exempt_authenticated: bool = True
     exempt_trusted_networks: bool = True
     exempt_allowlisted: bool = True
@@ -233,11 +233,17 @@ def decide(store: StateStore, network: str, sender: str, recipient: str, s: Grey
         return GreyDecision("early", s.delay - waited)
     store.set(pkey, today, ttl=s.expiry)
     store.delete(tkey)
-    if s.auto_pass_after:
-        # incr keeps a fixed window (its ttl applies only to a new key): restart it
+    if s.auto_pass_after and store.add(f"grey:nl:{network}", "1", ttl=AUTO_PASS_STEP_S):
+        # a network's count goes up at most once an hour, as Postgrey counts (its "one attempt
+        # per hour"): one retried message to five recipients passed five triplets at once and
+        # pass-listed the whole network for ``expiry``. incr keeps a fixed window (its ttl
+        # applies only to a new key): restart it
         store.incr(nkey, 1, ttl=s.expiry)
         store.expire([nkey], s.expiry)
     return GreyDecision("passed")
+
+
+AUTO_PASS_STEP_S = 3600  # a network's passed triplets count at most once per this time
 
 
 def _stamp(now: float) -> str:
@@ -280,11 +286,16 @@ class GreylistLayer(Layer[GreylistSettings]):
                 return "exempt sender"
         # the recipient as the lists compare it and in its domain's own name (an alias domain's
         # address matches the entries of the domain it is an alias of)
+        # (and without an address extension: postmaster+abuse@ is postmaster@'s mailbox, as
+        # Postgrey's recipient lists read it)
         local, _, rdom = normal_address(rcpt.plain).rpartition("@")
-        addrs = {f"{local}@{rdom}"}
+        plus = local.find("+", 1)
+        locals_ = {local, local[:plus] if plus > 0 else local}
+        domains = {rdom}
         canonical = ctx.policy.canonical_domain(rdom)
         if canonical:
-            addrs.add(f"{local}@{canonical.lower()}")
+            domains.add(canonical.lower())
+        addrs = {f"{lp}@{d}" for lp in locals_ for d in domains}
         for e in s.exempt_recipients:
             e = normal_address(e)
             if any(a == e or (e.startswith("@") and a.endswith(e)) for a in addrs):
@@ -299,6 +310,16 @@ class GreylistLayer(Layer[GreylistSettings]):
                 why = recipient_exemption(ctx, rcpt)
                 if why:
                     return why
+        from gateway_milter import layers
+
+        if "spamtrap" in layers.available():
+            from gateway_milter.layers.spamtrap import is_trap
+
+            trap = ctx.policy.settings_for("spamtrap", rcpt.domain)
+            if trap.enabled and trap.addresses and is_trap(rcpt.plain, trap, ctx.policy):
+                # a trap's mail is what the trap is for: greylisted, the spam that never
+                # retries would never reach it, be learned or mark its client
+                return "spam trap"
         if s.exempt_spf_pass:
             from gateway_milter import layers
 

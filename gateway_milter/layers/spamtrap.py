@@ -39,6 +39,9 @@ class SpamTrapSettings(BaseSettings):
     mark_ip: bool = True
     ip_ttl: int = field(default=7 * 86400, metadata={"unit": "s"})
     ip_score: float = 3.0
+    # characters that start an address extension: trap+anything@ is delivered to trap@ (as
+    # Postfix's recipient_delimiter delivers it), so it is the trap too; empty: none
+    recipient_delimiter: str = "+"
 
     # What a trap hit does to every domain: learned as spam into the global Bayes model, the
     # client address marked for all (SPAMTRAP_IP). A domain's own trap list would let its
@@ -55,6 +58,9 @@ class SpamTrapSettings(BaseSettings):
                 raise SettingsError(f"addresses[{i}]", f"{a!r} is not an address (local@domain) or local@")
         if not 60 <= self.ip_ttl <= MAX_IP_TTL:
             raise SettingsError("ip_ttl", f"must be 60..{MAX_IP_TTL} seconds")
+        from gateway_milter.layers.bayes import check_recipient_delimiter
+
+        check_recipient_delimiter(self.recipient_delimiter)
 
 
 MAX_IP_TTL = 365 * 86400
@@ -70,12 +76,19 @@ _norm = functools.lru_cache(maxsize=1024)(normal_address)
 def is_trap(address: str, settings: SpamTrapSettings, policy: PolicySnapshot | None = None) -> bool:
     """Whether ``address`` is one of the trap addresses: as written, a ``local@`` entry in
     every domain, and with ``policy`` an address of an alias domain as the same address of the
-    domain it is an alias of (both ways: the mailbox is the same), and under a BATV tag
-    (``prvs=TAG=trap@``, which anyone can write, is delivered to the trap)."""
+    domain it is an alias of (both ways: the mailbox is the same), under a BATV tag
+    (``prvs=TAG=trap@``, which anyone can write, is delivered to the trap) and with an address
+    extension (``trap+x@``, cut at ``recipient_delimiter`` as the MTA delivers it)."""
+    from gateway_milter.layers.bayes import user_address
+
     a = _norm(untag(address))
-    local = a.rpartition("@")[0] + "@"
-    mine = _canonical(a, policy)
-    return any(t == local if t.endswith("@") else _canonical(t, policy) == mine for t in map(_norm, settings.addresses))
+    forms = dict.fromkeys((a, user_address(a, settings.recipient_delimiter)))
+    for f in forms:
+        local = f.rpartition("@")[0] + "@"
+        mine = _canonical(f, policy)
+        if any(t == local if t.endswith("@") else _canonical(t, policy) == mine for t in map(_norm, settings.addresses)):
+            return True
+    return False
 
 
 def _canonical(address: str, policy: PolicySnapshot | None) -> str:

@@ -40,6 +40,7 @@ def test_it_restarts_after_the_retry_window() -> None:
 
 
 def test_it_pass_lists_a_network_after_enough_successes() -> None:
+    # passed triplets count at most once an hour (as Postgrey): two successes an hour apart
     c = Clock(1_800_000_000.0)
     st = MemoryStore(clock=c)
     s = GreylistSettings(delay=1, retry_window=100, auto_pass_after=2)
@@ -47,7 +48,34 @@ def test_it_pass_lists_a_network_after_enough_successes() -> None:
         decide(st, "n", "a@x", rcpt, s, c.t)
         c.t += 2
         assert decide(st, "n", "a@x", rcpt, s, c.t).state == "passed"
+        c.t += 3600
     assert decide(st, "n", "new@x", "r9@y", s, c.t).state == "network"
+
+
+def test_one_retried_message_to_many_recipients_does_not_pass_list_the_network() -> None:
+    # one message to five recipients, retried once, passed five triplets at once: the whole
+    # network was pass-listed for ``expiry`` by one retry
+    c = Clock(1_800_000_000.0)
+    st = MemoryStore(clock=c)
+    s = GreylistSettings(delay=1, retry_window=100, auto_pass_after=5)
+    rcpts = [f"r{i}@y" for i in range(5)]
+    for r in rcpts:
+        decide(st, "n", "a@x", r, s, c.t)
+    c.t += 2
+    assert [decide(st, "n", "a@x", r, s, c.t).state for r in rcpts] == ["passed"] * 5
+    assert decide(st, "n", "other@x", "r9@y", s, c.t).state == "new"
+    for hour in range(1, 5):  # four more successes, an hour apart each: five in all
+        c.t += 3600
+        decide(st, "n", f"s{hour}@x", "r1@y", s, c.t)
+        c.t += 2
+        assert decide(st, "n", f"s{hour}@x", "r1@y", s, c.t).state == "passed"
+    assert decide(st, "n", "new@x", "r9@y", s, c.t).state == "network"
+
+
+def test_it_reads_the_older_batv_order() -> None:
+    # prvs=user=TAG@ (Postgrey reads it too): the tag changes with each message
+    assert normalize_sender("prvs=alice=1234abcdef@example.org") == "alice@example.org"
+    assert normalize_sender("prvs=alice=1999fedcba@example.org") == "alice@example.org"
 
 
 def test_it_strips_batv_tags_from_the_triplet_sender() -> None:
@@ -75,6 +103,24 @@ def test_it_refuses_with_451_at_rcpt_and_skips_in_scan_mode(store: MemoryStore) 
     scan = make_ctx(msg(), policy(GREY_ON), scan_mode=True, stage=Stage.RCPT)
     assert scan.runner is not None
     assert scan.runner.recipient_result(scan, "greylist", scan.recipients[0]).has("GREYLIST_EXEMPT")
+
+
+def test_an_exempt_recipient_covers_its_address_extensions(store: MemoryStore) -> None:
+    # postmaster+abuse@ is postmaster@'s mailbox (Postgrey's recipient lists read it so)
+    pol = policy({"greylist": {"mode": "on", "exempt_recipients": ["postmaster@example.com"]}})
+    for rcpt, reason in (("postmaster+abuse@example.com", "exempt recipient"), ("postmaster@example.com", "exempt recipient"),
+                         ("postmasterx@example.com", None)):
+        ctx = make_ctx(msg(), pol, rcpts=(rcpt,), stage=Stage.RCPT)
+        assert ctx.runner is not None
+        assert ctx.runner.recipient_result(ctx, "greylist", ctx.recipients[0]).fact("reason") == reason, rcpt
+
+
+def test_a_spam_trap_recipient_is_not_greylisted(store: MemoryStore) -> None:
+    pol = policy({"greylist": {"mode": "on"}, "spamtrap": {"addresses": ["trap@example.com"], "train_bayes": False}})
+    ctx = make_ctx(msg(), pol, rcpts=("trap+x@example.com", "bob@example.com"), stage=Stage.RCPT)
+    assert ctx.runner is not None
+    trap, bob = (ctx.runner.recipient_result(ctx, "greylist", r) for r in ctx.recipients)
+    assert trap.fact("reason") == "spam trap" and bob.has("GREYLIST_DEFER")
 
 
 def test_it_exempts_authenticated_and_trusted_clients(store: MemoryStore) -> None:

@@ -33,3 +33,16 @@ def test_the_layer_counts_a_unicode_trap(store: MemoryStore) -> None:
                  domains=["bücher.example"])
     ctx = make_ctx(msg("buy", "cheap"), pol, rcpts=("trap@xn--bcher-kva.example",))
     assert ctx.layer("spamtrap").has("SPAMTRAP")
+
+
+def test_an_address_extension_of_a_trap_is_the_trap(store: MemoryStore) -> None:
+    # trap+x@ is delivered to trap@'s mailbox (Postfix's recipient_delimiter): it was ordinary
+    # mail, neither held nor learned, its client not marked
+    s = SpamTrapSettings(addresses=("trap@example.com", "catch@"))
+    assert is_trap("trap+x@example.com", s) and is_trap("Catch+News@other.example", s)
+    assert is_trap("prvs=1234abcdef=trap+x@example.com", s)
+    assert not is_trap("trapx@example.com", s) and not is_trap("+trap@example.com", s)
+    assert not is_trap("trap+x@example.com", SpamTrapSettings(addresses=("trap@example.com",), recipient_delimiter=""))
+    assert is_trap("trap-x@example.com", SpamTrapSettings(addresses=("trap@example.com",), recipient_delimiter="+-"))
+    pol = policy({"spamtrap": {"addresses": ["trap@example.com"], "train_bayes": False}})
+    assert make_ctx(msg("buy", "cheap"), pol, rcpts=("trap+x@example.com",)).layer("spamtrap").has("SPAMTRAP")
