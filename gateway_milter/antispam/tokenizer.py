@@ -40,8 +40,8 @@ HEADERS = ("subject", "from", "reply-to", "sender", "return-path", "content-type
 # SpamExperts', SpamTest's, MailScanner's, Spamina's, X-SpamAssassin, X-SpamScore, X-*-Junk-*, the appliances' own (X-Barracuda-*,
 # X-Cloudmark-* and its X-CMAE-*, X-ESET-*, Trend Micro's X-TMASE-* and X-TM-AS-*, Sophos',
 # Halon's), other verdicts (X-UCE-Status, X-Policyd-Weight, X-Bayes-*, X-Recommended-Action,
-# X-Greylist, X-Scanned-By) and a mailbox export's folder labels (X-Gmail-Labels: "Spam").
-# Not every name with "spam" in it: X-Spammer-Name is the sender's
+# X-Greylist, X-Scanned-By), a mailbox export's folder labels (X-Gmail-Labels: "Spam") and the
+# names SpamAssassin's Bayes ignores (below). Not every name with "spam" in it: X-Spammer-Name is the sender's
 _IGNORED = re.compile(r"(?i)^(x-(.*-)?(anti-?)?spamd?([-_].*)?|x-rspamd.*|x-ham-report|x-spambayes.*|"
                       r"x-spamexperts.*|x-spamtest.*|x-spamassassin.*|x-spamina.*|x-(.*-)?spam-?(score|check).*|"
                       r"x-mailscanner.*|x-(.*-)?junk([-_].*)?|"
@@ -50,7 +50,16 @@ _IGNORED = re.compile(r"(?i)^(x-(.*-)?(anti-?)?spamd?([-_].*)?|x-rspamd.*|x-ham-
                       r"x-greylist.*|x-scanned-by|x-gmail-labels|"
                       r"x-virus.*|x-bulwark.*|x-amavis.*|x-quarantine.*|"
                       r"x-bogosity|x-dspam.*|x-crm114.*|authentication-results|arc-.*|x-ms-exchange-.*|"
-                      r"received-spf|x-original-.*)$")
+                      r"received-spf|x-original-.*|"
+                      # SpamAssassin's Bayes ignores these too ($IGNORED_HDRS): other filters'
+                      # and scanners' fields, and the annotations mail stores and readers add
+                      # at the end of the header (an exported junk folder's X-Keywords: $Junk,
+                      # an mbox's Status: RO on read ham taught how the mail was collected)
+                      r"x-rbl-warning|x-pyzor|x-dcc-.*|x-filtered-by|x-scanner|x-spamcop-.*|x-smtpd|"
+                      r"(x-)?spam-apparently-to|spam|x-mass-check-id|x-mdaemon-deliver-to|"
+                      r"(x-)?status|x-flags|x-keywords|replied|forwarded|lines|content-length|x-uidl?|"
+                      r"x-imapbase|x-mozilla-.*|x-vm-.*|x-gnus-mail-source|xref|x-originalarrivaltime|"
+                      r"x-(.*-)?(anti-?)?virus.*|x-ironport-.*|x-clamav.*|x-proofpoint-.*|x-kaspersky.*)$")
 MAX_RECEIVED = 12
 # "from" or "by" as a word, any case, and the host name after it: the same matches as
 # "(?i)\b(?:from|by)\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})" (no other character matches those

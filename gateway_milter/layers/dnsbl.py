@@ -144,7 +144,9 @@ class DnsblLayer(Layer[DnsblSettings]):
                 continue
             codes = [str(a) for a in ans.records if z.accepts(str(a))]
             if codes:
-                listed[z.zone] = codes
+                # (two entries may query one zone, ZEN's SBL and PBL codes say: each adds its codes)
+                have = listed.setdefault(z.zone, [])
+                have += [c for c in codes if c not in have]
                 symbols.append(self.symbol(z.symbol, z.weight, f"{ip} listed by {z.zone} ({', '.join(codes)})"))
         if listed:
             symbols.insert(0, self.symbol("DNSBL_LISTED", 0.0, ", ".join(listed)))

@@ -311,14 +311,21 @@ def test_no_header_the_tokenizer_reads_is_one_it_ignores() -> None:
     "X-Junk-Score", "X-Barracuda-Bayes", "X-Cloudmark-SP-Result", "X-CMAE-Score", "X-ESET-AS", "X-TMASE-Result",
     "X-TM-AS-Result", "X-Sophos-SenderHistory", "X-Halon-Scanned", "X-UCE-Status", "X-Policyd-Weight",
     "X-Bayes-Prob", "X-Recommended-Action", "X-Greylist", "X-Scanned-By", "X-Gmail-Labels", "X-SpamAssassin",
-    "X-MailScanner-SpamCheck", "X-MailScanner-SpamScore", "X-Spamina-Bogosity"])
+    "X-MailScanner-SpamCheck", "X-MailScanner-SpamScore", "X-Spamina-Bogosity",
+    # SpamAssassin's Bayes ignores these as well ($IGNORED_HDRS): filters' and scanners' fields,
+    # mail stores' and readers' annotations, which sit at the end of the header (header_order)
+    "X-RBL-Warning", "X-Pyzor", "X-DCC-Servers-Metrics", "X-Filtered-By", "X-Scanner", "X-SpamCop-Checked",
+    "X-SMTPD", "Spam-Apparently-To", "SPAM", "X-Mass-Check-Id", "X-MDaemon-Deliver-To", "Status", "X-Status",
+    "X-Flags", "X-Keywords", "Replied", "Forwarded", "Lines", "Content-Length", "X-UID", "X-UIDL", "X-IMAPbase",
+    "X-Mozilla-Status", "X-VM-Labels", "X-Gnus-Mail-Source", "Xref", "X-OriginalArrivalTime",
+    "X-Proofpoint-Virus-Version", "X-AntiVirus", "X-IronPort-AV", "X-ClamAV-Scanned", "X-Kaspersky-Antivirus"])
 def test_it_ignores_every_common_filters_verdict_header(name: str) -> None:
     # else Bayes learns another filter's verdict (its header's presence) instead of the message
     assert is_ignored_header(name)
 
 
 @pytest.mark.parametrize("name", ["X-Mailer", "X-Spammer-Name", "X-Priority", "Subject", "X-Hamster", "X-AntiAbuse",
-                                  "X-Junkie"])
+                                  "X-Junkie", "Thread-Index", "Thread-Topic", "Content-Class", "X-Statusbar"])
 def test_it_keeps_headers_that_are_no_filters_verdict(name: str) -> None:
     assert not is_ignored_header(name)
 

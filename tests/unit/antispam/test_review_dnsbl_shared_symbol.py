@@ -38,3 +38,15 @@ def test_a_scoring_entry_with_its_own_symbol_never_refuses(dns: StaticBackend) -
 def test_entries_that_share_a_symbol_and_an_action_are_still_allowed() -> None:
     zones = parse_zones(({**SBL, "action": "score"}, PBL), "zones", "DNSBL_")
     assert zones[0].symbol == zones[1].symbol == "DNSBL_ZEN_EXAMPLE"
+
+
+def test_the_listed_fact_keeps_every_entrys_codes(dns: StaticBackend) -> None:
+    # the fact was keyed by zone and the later entry's codes replaced the earlier's: an SBL and
+    # a PBL answer read as the PBL answer alone in the message log
+    dns.add("7.113.0.203.zen.example", "A", ["127.0.0.2", "127.0.0.10"])
+    pol = PolicySnapshot.from_document({"settings": {"dnsbl": {"zones": [{**SBL, "action": "score"},
+                                                                         {**PBL, "symbol": "DNSBL_PBL"}]}},
+                                        "domains": ["example.com"]})
+    res = make_ctx(msg(), pol, stage=Stage.RCPT).layer("dnsbl")
+    assert res.has("DNSBL_ZEN_EXAMPLE") and res.has("DNSBL_PBL")
+    assert res.fact("listed") == {"zen.example": ["127.0.0.2", "127.0.0.10"]}
