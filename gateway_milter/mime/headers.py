@@ -333,6 +333,11 @@ def decode_text(value: str) -> str:
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
+def unfold(value: str) -> str:
+    """RFC 5322 2.2.3's unfolding: each line break before white space goes, the white space stays."""
+    return _FOLD.sub("", value) if "\n" in value else value
+
+
 def decode_words(value: str) -> str:
     """Decode RFC 2047 encoded words, also where RFC 2047 forbids them (quoted file names):
     clients decode them there, so filters must too. Raw 8-bit bytes are read first
@@ -346,7 +351,7 @@ def decode_words(value: str) -> str:
         # unfolded first (RFC 5322: the line break goes, the white space after it stays):
         # decode_header reads each line alone and drops the white space that starts one, so
         # "[SPAM]\n =?utf-8?q?Gr=C3=BC=C3=9Fe?=" read "[SPAM]Grüße"
-        value = _FOLD.sub("", value)
+        value = unfold(value)
     # decode_header hands the text between encoded words back as its raw-unicode-escape bytes:
     # Latin-1 bytes where every character is below U+0100 (then the inverse is exact),
     # \uXXXX escapes for the others
@@ -366,9 +371,6 @@ def decode_words(value: str) -> str:
 MAX_CANDIDATES = 50  # boundaries or file names one part's fields offer
 
 
-_FOLD = re.compile(r"\r?\n(?=[ \t])")
-
-
 def boundary_candidates(content_type_values: list[str]) -> list[str]:
     """Every boundary some parser could take from these Content-Type values, in order of
     likelihood: the first strict parameter first, then the others (last-wins parsers, RFC 2231
@@ -384,7 +386,7 @@ def boundary_candidates(content_type_values: list[str]) -> list[str]:
     # each value unfolded (RFC 5322 2.2.3), as mail readers read it: a boundary folded inside
     # its quotes is "simple boundary", not "simple\r\n boundary" (which no delimiter line can
     # hold: a parser that does not unfold sees no parts, less than the gateway reads)
-    for value in (_FOLD.sub("", written) for written in content_type_values):
+    for value in map(unfold, content_type_values):
         params = split_params(value)
         for name, val in params:
             if name == "boundary":

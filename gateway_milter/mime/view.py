@@ -218,9 +218,6 @@ def _parse_params(s: str) -> list[str]:
     return plist
 
 
-_FOLD = re.compile(r"\r?\n(?=[ \t])")
-
-
 class _Message(Message):
     """The standard library's message, its parameters split by :func:`_parse_params` (the
     parameter getters: charset, boundary, file name)."""
@@ -234,7 +231,7 @@ class _Message(Message):
         # unfolded first (RFC 5322 2.2.3: a line break before white space goes, the white space
         # stays), as mail readers and SpamAssassin read it: a boundary folded inside its quotes
         # (boundary="simple\r\n boundary") was no boundary, and every part one text part
-        for p in _parse_params(_FOLD.sub("", str(value))):
+        for p in _parse_params(H.unfold(str(value))):
             name, eq, val = p.partition("=")
             params.append((name.strip(), val.strip()) if eq else (p.strip(), ""))
         return email.utils.decode_params(params)
