@@ -300,8 +300,9 @@ class GreylistLayer(Layer[GreylistSettings]):
             e = normal_address(e)
             if any(a == e or (e.startswith("@") and a.endswith(e)) for a in addrs):
                 return "exempt recipient"
+        from gateway_milter import layers
+
         if s.exempt_allowlisted:
-            from gateway_milter import layers
             from gateway_milter.layers.lists import message_allowlisted, recipient_exemption
 
             if message_allowlisted(ctx):
@@ -310,8 +311,6 @@ class GreylistLayer(Layer[GreylistSettings]):
                 why = recipient_exemption(ctx, rcpt)
                 if why:
                     return why
-        from gateway_milter import layers
-
         if "spamtrap" in layers.available():
             from gateway_milter.layers.spamtrap import is_trap
 
@@ -320,11 +319,8 @@ class GreylistLayer(Layer[GreylistSettings]):
                 # a trap's mail is what the trap is for: greylisted, the spam that never
                 # retries would never reach it, be learned or mark its client
                 return "spam trap"
-        if s.exempt_spf_pass:
-            from gateway_milter import layers
-
-            if "spf" in layers.available() and ctx.layer("spf").fact("result") == "pass":
-                return "SPF pass"
+        if s.exempt_spf_pass and "spf" in layers.available() and ctx.layer("spf").fact("result") == "pass":
+            return "SPF pass"
         return None
 
     def check(self, ctx: MessageContext, settings: GreylistSettings) -> LayerFindings:
