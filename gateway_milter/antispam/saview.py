@@ -661,7 +661,13 @@ def _raw_lines(part: Any) -> list[str]:
         raw = _NON_ASCII.sub("\ufffd", payload) if isinstance(payload, str) else None
     if not isinstance(raw, str):
         return []
-    return raw[:RAWBODY_PART_SCAN * 4].replace("\r\n", "\n").splitlines(keepends=True)
+    # split at line feeds only, as SpamAssassin's raw() lines are (splitlines also splits at a
+    # bare CR, a form feed or U+2028: a QP line holding a CR read as two short ones)
+    lines = raw[:RAWBODY_PART_SCAN * 4].replace("\r\n", "\n").split("\n")
+    out = [ln + "\n" for ln in lines[:-1]]
+    if lines[-1]:
+        out.append(lines[-1])
+    return out
 
 
 def _mime_counters(mime: MimeView) -> dict[str, float]:
