@@ -30,6 +30,7 @@ from typing import Any
 from django.http import Http404
 
 from gateway_milter.antispam.bayes import BayesClassifier, scope_key, weight_key
+from gateway_milter.layers.greylist import NETWORK_STEP_KEY
 from gateway_milter.policy.snapshot import PolicySnapshot
 from gateway_milter.store import StateStore, batch_writes, default_store
 from webadmin.access import Principal
@@ -275,22 +276,24 @@ def do_remove_greylist_network(network: str, actor: str, store: StateStore | Non
     store = store or default_store()
     if not store.delete(NETWORK + network):
         raise Http404("no such network")
+    store.delete(NETWORK_STEP_KEY + network)  # (its next pass counts at once)
     log.info("%s removed greylisting network %s", actor or "-", network)
 
 
 def do_clear_greylist(actor: str, store: StateStore | None = None) -> int:
     """Forget all greylisting state (pending and passed triplets, networks): every sender is
-    greylisted again on its next attempt. Returns the number of keys deleted."""
+    greylisted again on its next attempt. Returns the number of entries deleted (triplets and
+    networks; the networks' hourly markers go too, uncounted)."""
     store = store or default_store()
     n = 0
     with batch_writes():
-        for prefix in (PENDING, PASSED, NETWORK):
+        for prefix in (PENDING, PASSED, NETWORK, NETWORK_STEP_KEY):
             for _ in range(CLEAR_MAX_ROUNDS):
                 keys = store.scan_keys(prefix, CLEAR_BATCH)
                 if not keys:
                     break
                 deleted = store.delete(*keys)
-                n += deleted
+                n += deleted if prefix != NETWORK_STEP_KEY else 0
                 if not deleted:  # listed but already gone (expired meanwhile): do not spin on them
                     break
     log.info("%s cleared greylisting state (%d keys)", actor or "-", n)

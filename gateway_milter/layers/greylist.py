@@ -233,7 +233,7 @@ def decide(store: StateStore, network: str, sender: str, recipient: str, s: Grey
         return GreyDecision("early", s.delay - waited)
     store.set(pkey, today, ttl=s.expiry)
     store.delete(tkey)
-    if s.auto_pass_after and store.add(f"grey:nl:{network}", "1", ttl=AUTO_PASS_STEP_S):
+    if s.auto_pass_after and store.add(NETWORK_STEP_KEY + network, "1", ttl=AUTO_PASS_STEP_S):
         # a network's count goes up at most once an hour, as Postgrey counts (its "one attempt
         # per hour"): one retried message to five recipients passed five triplets at once and
         # pass-listed the whole network for ``expiry``. incr keeps a fixed window (its ttl
@@ -244,6 +244,7 @@ def decide(store: StateStore, network: str, sender: str, recipient: str, s: Grey
 
 
 AUTO_PASS_STEP_S = 3600  # a network's passed triplets count at most once per this time
+NETWORK_STEP_KEY = "grey:nl:"  # + network: a triplet of it passed within AUTO_PASS_STEP_S
 
 
 def _stamp(now: float) -> str:

@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 
 from gateway_milter.antispam.bayes import BayesClassifier, learn_item
-from gateway_milter.layers.greylist import GreylistSettings, decide
+from gateway_milter.layers.greylist import NETWORK_STEP_KEY, GreylistSettings, decide
 from gateway_milter.store.memory import MemoryStore
 from tests.django.conftest import World
 
@@ -159,6 +159,8 @@ def _greylist(store: MemoryStore) -> None:
     """Two pending triplets, three passed ones from two networks."""
     s = GreylistSettings(mode="on")
     for net, sender in (("198.51.100.0/24", "a@x.test"), ("198.51.100.0/24", "b@x.test"), ("2001:db8::/64", "c@y.test")):
+        # (a network's passes count at most once an hour: its hour marker gone, as an hour later)
+        store.delete(NETWORK_STEP_KEY + net)
         decide(store, net, sender, "user@a.example", s, now=1000.0)
         assert decide(store, net, sender, "user@a.example", s, now=1000.0 + s.delay).state == "passed"
     for sender in ("d@z.test", "e@z.test"):
@@ -177,7 +179,7 @@ def test_it_counts_greylisting_and_removes_one_network(world: World, store: Memo
     assert b'data-network="198.51.100.0/24"' in page and b"days" in page
     r = c.post("/security/antispam/greylist/network/", {"network": "198.51.100.7/24"}, follow=True)
     assert "Network 198.51.100.0/24 removed: its clients are greylisted again." in [str(m) for m in r.context["messages"]]
-    assert store.get("grey:n:198.51.100.0/24") is None
+    assert store.get("grey:n:198.51.100.0/24") is None and store.get(NETWORK_STEP_KEY + "198.51.100.0/24") is None
     g = c.get("/api/antispam/greylist/").json()
     assert [n["network"] for n in g["networks"]] == ["2001:db8::/64"] and g["passed"]["count"] == 3
     # the API: a network without an entry is 404, one with an entry goes
@@ -192,7 +194,7 @@ def test_it_clears_all_greylisting_state_after_confirmation(world: World, store:
     _learn(store, ("global",))
     c = world.client("global_admin")
     assert b"Clear all greylisting state" in c.get("/security/antispam/greylist/clear/").content
-    assert len(store.scan_keys("grey:")) == 7  # the GET only asks
+    assert len(store.scan_keys("grey:")) == 9  # the GET only asks (7 entries, 2 networks' hour markers)
     r = c.post("/security/antispam/greylist/clear/", follow=True)
     assert "Greylisting state cleared (7 entries)." in [str(m) for m in r.context["messages"]]
     assert store.scan_keys("grey:") == [] and _counts(store, "global") == (2, 1)
@@ -210,7 +212,7 @@ def test_it_keeps_greylisting_to_global_admins(world: World, store: MemoryStore,
     assert c.get("/security/antispam/greylist/clear/").status_code == 404
     assert c.post("/security/antispam/greylist/clear/").status_code == 404
     assert c.post("/security/antispam/greylist/network/", {"network": "198.51.100.0/24"}).status_code == 404
-    assert len(store.scan_keys("grey:")) == 7
+    assert len(store.scan_keys("grey:")) == 9
 
 
 # -- limits, escaping, CSRF ------------------------------------------------------------------------
@@ -256,7 +258,7 @@ def test_it_enforces_csrf_on_the_page_posts(world: World, store: MemoryStore) ->
     assert c.post("/security/antispam/bayes/wipe/", {"scope": "global"}).status_code == 403
     assert c.post("/security/antispam/greylist/clear/").status_code == 403
     assert c.post("/security/antispam/greylist/network/", {"network": "198.51.100.0/24"}).status_code == 403
-    assert _counts(store, "global") == (2, 1) and len(store.scan_keys("grey:")) == 7
+    assert _counts(store, "global") == (2, 1) and len(store.scan_keys("grey:")) == 9
     c.get("/security/antispam/bayes/wipe/", {"scope": "global"})  # the form sets the CSRF cookie
     token = c.cookies["csrftoken"].value
     r = c.post("/security/antispam/bayes/wipe/", {"scope": "global", "csrfmiddlewaretoken": token})
