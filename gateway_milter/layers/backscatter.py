@@ -353,7 +353,8 @@ def is_dsn(ctx: MessageContext) -> bool:
     if "multipart/report" in ctype and "delivery-status" in ctype:
         return True
     frm = (ctx.header("From") or "").lower()
-    return bool(re.search(r"mailer-daemon|postmaster@|mail delivery (sub)?system", frm))
+    # (postmaster@ as a whole local part: not webpostmaster@)
+    return bool(re.search(r"mailer-daemon|(?<![\w.+-])postmaster@|mail delivery (sub)?system", frm))
 
 
 class BackscatterLayer(Layer[BackscatterSettings]):

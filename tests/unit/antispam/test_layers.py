@@ -296,6 +296,15 @@ def test_it_refuses_unsigned_bounces_to_local_users(store: MemoryStore) -> None:
     assert not receipt.layer("backscatter").symbols  # not a DSN: read receipts pass
 
 
+def test_postmaster_counts_as_a_dsn_sender_only_as_a_whole_local_part(store: MemoryStore) -> None:
+    pol = policy({"backscatter": {"mode": "on"}})
+    for frm, judged in (("Postmaster@far.example", True), ("MAILER-DAEMON@far.example", True),
+                        ("webpostmaster@far.example", False), ("news.postmaster@far.example", False)):
+        raw = msg("hello", "a note").replace(b"From: Alice <alice@sender.test>", f"From: {frm}".encode())
+        ctx = make_ctx(raw, pol, mail_from="", rcpts=("bob@example.com",))
+        assert ctx.layer("backscatter").has("BACKSCATTER_UNSIGNED_BOUNCE") is judged, frm
+
+
 # -- VBR and spam traps ----------------------------------------------------------------------------
 def test_it_certifies_with_vbr_only_for_authenticated_domains(dns: StaticBackend) -> None:
     dns.add("sender.test._vouch.cert.test", "TXT", ["transaction list"])
