@@ -688,11 +688,11 @@ def _all_from_addrs(m: SaMessage) -> list[str]:
     """PerMsgStatus::all_from_addrs: the first Resent-From's address, else those of From,
     Envelope-Sender, Resent-Sender, X-Envelope-From and the envelope sender; lower-cased,
     runs of dots squeezed, without duplicates."""
-    resent = m._values(m.headers, "resent-from")
+    resent = m._values(m.raw_headers, "resent-from")  # (get's :addr parses the raw values)
     if resent:
         addrs = [a for _, a in m.addresses(resent[:1]) if "@" in a][:1]
     else:
-        addrs = [a for _, a in m.addresses(m._values(m.headers, "from")) if "@" in a]
+        addrs = [a for _, a in m.addresses(m._values(m.raw_headers, "from")) if "@" in a]
         for spec in ("Envelope-Sender:addr", "Resent-Sender:addr", "X-Envelope-From:addr", "EnvelopeFrom:addr"):
             a = m.header(spec)
             if a:
@@ -809,7 +809,7 @@ def _body_freemails(m: SaMessage, extra: dict[str, Any]) -> set[str] | None:
 
 
 def _all_addrs(m: SaMessage, name: str) -> list[str]:
-    return [a.lower() for _, a in m.addresses(m._values(m.headers, name.lower())) if a]
+    return [a.lower() for _, a in m.addresses(m._values(m.raw_headers, name.lower())) if a]
 
 
 @_eval("check_freemail_replyto")

@@ -145,8 +145,8 @@ def all_to_addrs(m: SaMessage) -> list[str]:
     if got is not None:
         return got
     addrs: list[str] = []
-    for name in ("resent-to", "resent-cc"):
-        first = m._values(m.headers, name)[:1]
+    for name in ("resent-to", "resent-cc"):  # (get's :addr parses the raw values)
+        first = m._values(m.raw_headers, name)[:1]
         addrs += [a for _, a in m.addresses(first) if a]
     if not addrs:
         for line in m._values(m.headers, "received")[:3]:
@@ -154,7 +154,7 @@ def all_to_addrs(m: SaMessage) -> list[str]:
             if fm and is_fqdn_valid(idn_to_ascii(fm.group(2))):
                 addrs.append(fm.group(1))
         for name in _TO_HEADERS:
-            addrs += [a for _, a in m.addresses(m._values(m.headers, name.lower())) if a]
+            addrs += [a for _, a in m.addresses(m._values(m.raw_headers, name.lower())) if a]
     got = m.cache["all_to_addrs"] = list(dict.fromkeys(addrs))
     return got
 

@@ -374,3 +374,44 @@ def test_our_own_cases_agree_with_spamassassin(tmp_path: Path, module: str) -> N
         assert _spamassassin_with_rules(d, rules, raw) & set(t.SCORED) == expected, name
         pol = policy({"rules": {"include_default": False, "rule_dirs": [str(write_rules(d, rules))]}})
         assert {s.name for s in make_ctx(raw, pol).layer("rules").symbols} & set(t.SCORED) == expected, name
+
+
+# SpamAssassin's own address parser on a value per line (JSON), its (phrase, address) pairs out
+_PARSE_ADDRESSES = r"""
+use strict; use warnings; use JSON::PP; use Mail::SpamAssassin::Util;
+my $js = JSON::PP->new->canonical;
+while (my $l = <STDIN>) {
+  my $v = $js->decode($l); utf8::downgrade($v);
+  my @r = Mail::SpamAssassin::Util::parse_header_addresses($v);
+  print $js->encode([map { [$_->{phrase}, $_->{address}] } @r]), "\n";
+}
+"""
+_ADDRESS_FIELDS = re.compile(r"(?im)^(?:from|to|cc|reply-to|sender|resent-from|resent-to)[ \t]*:(.*(?:\n[ \t].*)*)")
+
+
+def test_header_addresses_are_parsed_as_spamassassin_parses_them() -> None:
+    """saaddr against Mail::SpamAssassin::Util::parse_header_addresses: the unit test's values,
+    and with ../shared the address fields of the whole SpamAssassin corpus (5,789 distinct
+    values)."""
+    import json
+
+    from gateway_milter.antispam.saaddr import parse_addresses
+    from tests.unit.antispam.test_sa_addresses import CASES
+
+    if shutil.which("perl") is None or subprocess.run(["perl", "-MMail::SpamAssassin::Util", "-e", "1"],
+                                                      capture_output=True).returncode != 0:
+        pytest.skip("Mail::SpamAssassin not installed (Debian's spamassassin package; scripts/install-deps.sh)")
+    values = list(CASES)
+    base = shared_path("corpus", "spamassassin")
+    if base.is_dir():
+        for p in sorted(base.glob("*/*")):
+            head = p.read_bytes().split(b"\n\n", 1)[0].decode("latin-1")
+            values += [m.group(1) for m in _ADDRESS_FIELDS.finditer(head)]
+    values = list(dict.fromkeys(values))
+    out = subprocess.run(["perl", "-e", _PARSE_ADDRESSES], input="".join(json.dumps(v) + "\n" for v in values).encode(),
+                         capture_output=True, timeout=300, check=True).stdout.decode("latin-1").splitlines()
+    assert len(out) == len(values)
+    theirs = [[tuple(x) for x in json.loads(line)] for line in out]
+    differing = [(v, t) for v, t in zip(values, theirs, strict=True) if parse_addresses(v) != t]
+    assert not differing, differing[:5]
+    assert len(values) > (5000 if base.is_dir() else len(CASES) - 1)
