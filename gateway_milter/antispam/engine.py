@@ -1050,9 +1050,10 @@ class RuleEngine:
         per_uri = kind == "uri"
         # (rawbody and full: SpamAssassin's pieces hold several lines); an expression that can
         # neither match a newline nor look past one is left to the joined text as it is
-        per_line = kind == "body" and r.pattern is not None and _may_cross_lines(r.pattern.source, r.pattern.flags)
+        crosses = r.pattern is not None and _may_cross_lines(r.pattern.source, r.pattern.flags)
+        per_line = kind == "body" and crosses
         # rawbody: a match must not run from one part into the next (Texts.part_hit)
-        per_part = kind == "rawbody" and r.pattern is not None and _may_cross_lines(r.pattern.source, r.pattern.flags)
+        per_part = kind == "rawbody" and crosses
         if per_part:  # (RE2 reads the parts joined: its yes may run from one into the next)
             settles = False
         # tflags nosubject: the first line (the Subject, or the empty line SpamAssassin puts

@@ -34,13 +34,16 @@ _GROUP = re.compile(r'\A[^"()<>]+:\s*(.*?)\s*(?:;.*)?', re.S | re.ASCII)
 _COMMENT = re.compile(r"\((?>(?:[^()\\]++|\\.)*)\)", re.S)
 _PHRASE_PART = re.compile(r'"((?>(?:[^"\\]++|\\.)*))"|([^"]++)', re.I | re.S)
 _TRAILING_WS = re.compile(r"\s+\Z", re.ASCII)
-_SECOND_AT = re.compile(r"\A([^@]*)@([^@]*).*", re.S)
-_HOST = re.compile(r"\A[^@]*@([^@]*)", re.S)
 _ENCLOSED = re.compile(r"<(" + _MAIL + r")>", re.I | re.S | re.ASCII)
 
 
 def _valid(address: str | None) -> bool:
     return address is not None and not address.startswith('""@') and address.count('"') != 1
+
+
+def _to_second_at(address: str) -> str:
+    """``user@host`` of an address: what follows a second "@" goes."""
+    return "@".join(address.split("@", 2)[:2])
 
 
 def parse_addresses(value: str) -> list[tuple[str | None, str | None]]:
@@ -51,10 +54,7 @@ def parse_addresses(value: str) -> list[tuple[str | None, str | None]]:
     if not s.strip():
         return []
     out: list[tuple[str | None, str | None]] = []
-    while True:
-        m = _ADDRESS.match(s)
-        if m is None or (not m.group(0) and not s):
-            break
+    while (m := _ADDRESS.match(s)) is not None:  # (every match takes a character at least)
         s = s[m.end():]
         phrase = m.group(1) if m.group(1) is not None else m.group(4)
         address = m.group(2) if m.group(2) is not None else m.group(3)
@@ -74,23 +74,18 @@ def parse_addresses(value: str) -> list[tuple[str | None, str | None]]:
                 else:
                     parts.append(_COMMENT.sub("", nqs))
             phrase = "".join(parts) if parts else None
-            host = _HOST.match(phrase) if phrase is not None else None
             if (address is None and phrase is not None and _MAIL_ONLY.match(phrase) and _valid(phrase)
-                    and host is not None and is_fqdn_valid(idn_to_ascii(host.group(1)))):
+                    and is_fqdn_valid(idn_to_ascii(phrase.split("@", 2)[1]))):
                 address, phrase = phrase, None
             elif phrase is not None and (phrase == address or phrase == ""):
                 phrase = None
         if phrase is None and comment is not None:
             phrase = comment
-        if address is not None:
-            address = _SECOND_AT.sub(lambda x: f"{x.group(1)}@{x.group(2)}", address, count=1)
-        out.append((phrase, address))
-        if not s:
-            break
+        out.append((phrase, None if address is None else _to_second_at(address)))
     if "@" in s:
         # the parser's last resort on what it left: every <address> in it, without a name
         # ('=?UTF-8?Q?"Foobar"_<noreply@foobar.com>?=', '<a@b.example>trailing text, ...')
         for m in _ENCLOSED.finditer(s):
             if _valid(m.group(1)):
-                out.append((None, _SECOND_AT.sub(lambda x: f"{x.group(1)}@{x.group(2)}", m.group(1), count=1)))
+                out.append((None, _to_second_at(m.group(1))))
     return out

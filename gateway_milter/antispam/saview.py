@@ -462,13 +462,10 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
     # mimeheader rule reads every node, the message and its containers too (find_parts)
     opaque = [path for path, ctype, _ in mime.containers if ctype.startswith("message/") and ctype not in _READ_MESSAGES]
     leaves = [p for p in mime.parts if not _under(p.path, opaque)] if opaque else mime.parts
-    if mime.containers:
-        nodes = [(path, fields) for path, _, fields in mime.containers if not _under(path, opaque)]
-        nodes += [(p.path, p.headers) for p in leaves]
-        nodes.sort(key=lambda n: n[0])  # (a path sorts before its children's: pre-order)
-        v.part_headers = [fields for _, fields in nodes]
-    else:
-        v.part_headers = [p.headers for p in leaves]
+    nodes = [(path, fields) for path, _, fields in mime.containers if not _under(path, opaque)]
+    nodes += [(p.path, p.headers) for p in leaves]
+    nodes.sort(key=lambda n: n[0])  # (a path sorts before its children's: pre-order)
+    v.part_headers = [fields for _, fields in nodes]
     for p in leaves:
         v.content_types[p.content_type] += 1
         if p.content_type in _IMAGE_TYPES and p.transfer_encoding == "base64" and len(v.images) < 1000:

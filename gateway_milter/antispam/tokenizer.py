@@ -48,7 +48,7 @@ _IGNORED = re.compile(r"(?i)^(x-(.*-)?(anti-?)?spamd?([-_].*)?|x-rspamd.*|x-ham-
                       r"x-barracuda.*|x-cloudmark.*|x-cmae-.*|x-eset.*|x-tmase.*|x-tm-as.*|x-sophos.*|"
                       r"x-halon.*|x-uce-status|x-policyd-weight|x-bayes.*|x-recommended-action|"
                       r"x-greylist.*|x-scanned-by|x-gmail-labels|"
-                      r"x-virus.*|x-bulwark.*|x-amavis.*|x-quarantine.*|"
+                      r"x-bulwark.*|x-amavis.*|x-quarantine.*|"
                       r"x-bogosity|x-dspam.*|x-crm114.*|authentication-results|arc-.*|x-ms-exchange-.*|"
                       r"received-spf|x-original-.*|"
                       # SpamAssassin's Bayes ignores these too ($IGNORED_HDRS): other filters'

@@ -289,14 +289,16 @@ class GreylistLayer(Layer[GreylistSettings]):
         # address matches the entries of the domain it is an alias of)
         # (and without an address extension: postmaster+abuse@ is postmaster@'s mailbox, as
         # Postgrey's recipient lists read it)
-        local, _, rdom = normal_address(rcpt.plain).rpartition("@")
-        plus = local.find("+", 1)
-        locals_ = {local, local[:plus] if plus > 0 else local}
-        domains = {rdom}
+        from gateway_milter.layers.bayes import user_address
+
+        written = normal_address(rcpt.plain)
+        rdom = written.rpartition("@")[2]
         canonical = ctx.policy.canonical_domain(rdom)
-        if canonical:
-            domains.add(canonical.lower())
-        addrs = {f"{lp}@{d}" for lp in locals_ for d in domains}
+        addrs = set()
+        for a in {written, user_address(written)}:
+            addrs.add(a)
+            if canonical:
+                addrs.add(f"{a.rpartition('@')[0]}@{canonical.lower()}")
         for e in s.exempt_recipients:
             e = normal_address(e)
             if any(a == e or (e.startswith("@") and a.endswith(e)) for a in addrs):
