@@ -710,9 +710,10 @@ def check_freemail_from(m: SaMessage, args: tuple[Any, ...], extra: dict[str, An
 
 @_eval("check_freemail_header")
 def check_freemail_header(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    # FreeMail reads get("$header:addr") in list context: every address of every such header,
+    # parsed from the raw values (a doubled ":addr" is one)
     spec = str(args[0])
-    value = m.header(spec) or ""
-    addrs = [a for _, a in m.addresses([value])] if "@" in value else []
+    addrs = [a.lower() for a in m._get(spec if spec.endswith(":addr") else spec + ":addr") or ()]
     for a in addrs:
         if _is_freemail(a, extra) and (len(args) < 2 or _arg_regex(str(args[1])).search(a)):
             return 1

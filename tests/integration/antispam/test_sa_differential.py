@@ -350,6 +350,7 @@ AGREEING = {
     "test_vbounce": "VBounce's bounce-relay evals",
     "test_mime_qp_count": "mime_qp_count counts needlessly encoded characters",
     "test_sa_mime_tree": "mimeheader rules on containers; delivery-status and external-body as leaves",
+    "test_freemail_header": "check_freemail_header reads every address of every field of that name",
 }
 
 
