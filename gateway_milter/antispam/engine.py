@@ -29,6 +29,7 @@ from gateway_milter.antispam.matcher import (C, FactorIndex, literal_set, parse_
                                              relaxed_pattern, required_factors, required_squeezed_factors,
                                              shared_trees, squeeze)
 from gateway_milter.antispam.perlre import PatternError, PerlPattern, octets
+from gateway_milter.antispam.possessive import some
 from gateway_milter.antispam.sarules import (MetaNode, Rule, RuleBuildError, RuleSet, autolearn_areas, capture_names,
                                               fill_templates, load_rules, rule_files)
 from gateway_milter.antispam.saview import MAX_LINE, UNSUPPORTED_HEADERS, SaMessage, body_lines, decode_header_value
@@ -94,6 +95,28 @@ def _may_cross_lines(source: str, flags: str) -> bool:
     if "\n" in source or ("s" in flags and "." in source) or _CROSSES_LINES.search(source):
         return True
     return any(int(lo, 16) <= 10 <= int(hi, 16) for lo, hi in _BYTE_RANGE.findall(source))
+
+
+# an anchor or look-around, by the source, where the standard library cannot parse it
+_SEES_ENDS = re.compile(r"\$|\\[AZz]|\(\?<?[=!]")
+_PIECE_ENDS = frozenset((C.AT_BEGINNING, C.AT_BEGINNING_STRING, C.AT_END, C.AT_END_STRING))
+
+
+def _sees_piece_ends(p: PerlPattern) -> bool:
+    """Whether a match in a line (or part) alone can depend on where that piece ends: an anchor
+    other than a word boundary, or a look-around. Searched in the joined text, such a match can
+    fail where the piece alone has it: a paragraph's ``income\\s+$`` takes the paragraph's
+    newline and meets its end, where the joined text goes on with the next paragraph."""
+    tree = parse_tree(p)
+    if tree is None:
+        return bool(_SEES_ENDS.search(p.source))
+    return some(tree, lambda op, av: (op is C.AT and av in _PIECE_ENDS) or op is C.ASSERT or op is C.ASSERT_NOT)
+
+
+def _per_piece(r: Rule) -> bool:
+    """A body rule searched line by line, a rawbody rule part by part (bodylike): one whose
+    expression can meet a newline."""
+    return r.kind in ("body", "rawbody") and r.pattern is not None and _may_cross_lines(r.pattern.source, r.pattern.flags)
 
 
 def _count_per_piece(finditer: Callable[[str], Any], pieces: Iterable[str], maxhits: int) -> int:
@@ -305,28 +328,32 @@ class _Texts:
         i = bisect_right(seams, e) - 1  # the last seam at or before the match's end
         return i >= 0 and seams[i] + 1 >= s
 
-    def part_hit(self, search: Callable[..., Any]) -> bool:
+    def part_hit(self, search: Callable[..., Any], ends: bool = False) -> bool:
         """A rawbody rule's search part by part, as SpamAssassin runs it: the joined text's
-        first match, where it keeps off the seams between parts; else each part alone."""
+        first match, where it keeps off the seams between parts; else each part alone.
+        ``ends``: the expression can see a part's ends (engine._sees_piece_ends), so no match
+        in the joined text does not rule out one in a part alone."""
         hit = search(self.text("rawbody"))
         if hit is None:
-            return False
+            return ends and any(search(p) is not None for p in self.rawbody_parts())
         if not self.at_seam(hit.start(), hit.end()):
             return True
         return any(search(p) is not None for p in self.rawbody_parts())
 
-    def line_hit(self, search: Callable[..., Any]) -> bool:
+    def line_hit(self, search: Callable[..., Any], ends: bool = False) -> bool:
         """A body rule's search, line by line as SpamAssassin runs it, at the cost of one search
         of the joined text: a match inside one line, off both its ends, is a match on that line;
         one that touches or crosses a line end (where a newline, not the line's end, met its
         \\s, [^x], \\W, look-around or $) is tried again on its first line alone, then the
-        search goes on after that line."""
+        search goes on after that line. ``ends``: the expression can see a line's ends
+        (engine._sees_piece_ends), so the joined text without a match inside one line does not
+        rule out a match in a line alone: then every line is searched alone."""
         text = self.text("body")
         pos = 0
         while pos <= len(text):
             hit = search(text, pos)
             if hit is None:
-                return False
+                return ends and any(search(ln) is not None for ln in self.body_lines())
             s, e = hit.span()
             if _inside_line(text, s, e, hit.group()):
                 return True
@@ -336,6 +363,8 @@ class _Texts:
             le = ls + len(lines[i]) - (lines[i][-1:] == "\n")
             if search(lines[i]) is not None:
                 return True
+            if ends:
+                return any(search(ln) is not None for ln in lines)
             pos = le + 1
         return False
 
@@ -547,11 +576,19 @@ class RuleEngine:
         # RE2 for the long expressions (look-alike letters, form fields): on the Python path,
         # ``re`` takes up to 2 ms a message for one of them (re2filter.py, ADR 0048)
         self.re2: dict[str, re2filter.Prefilter] = {}
+        # a body rule searched line by line (a rawbody rule part by part: bodylike): RE2 reads
+        # the joined text with its anchors widened to every line's ends (re2filter._Emitter), and
+        # this one, exact where it can be, answers for one line alone
+        self.re2_one: dict[str, re2filter.Prefilter] = {}
         for r in self.pattern_rules:
             if r.pattern is not None and len(r.pattern.source) >= re2filter.MIN_SOURCE:
-                pf = re2filter.prefilter(r.pattern)
+                lines = _per_piece(r)
+                pf = re2filter.prefilter(r.pattern, lines)
                 if pf is not None:
                     self.re2[r.name] = pf
+                    one = re2filter.prefilter(r.pattern) if lines else None
+                    if one is not None and one.expression != pf.expression:
+                        self.re2_one[r.name] = one
         # look-ahead-led expressions (the look-alike rules, ``(?!unsubscribe)<U><N>...``): RE2
         # finds where they can start, ``re`` confirms there (re2filter.lead_search); the same
         # results, without ``re`` trying the look-ahead and the letters at every position
@@ -1044,9 +1081,11 @@ class RuleEngine:
         engine_indexes = self.indexes
         pf = self.re2.get(r.name) if prefilter else None
         may_match = pf.may_match if pf is not None else None
+        one = self.re2_one.get(r.name, pf) if pf is not None else None
+        one_match = one.may_match if one is not None else None
         # RE2's yes is the rule's yes (not for uri rules: RE2 reads the joined list, a match may
-        # run from one URI into the next)
-        settles = pf is not None and pf.exact and maxhits <= 1 and kind != "uri"
+        # run from one URI into the next; per line below: the exact form asked of each line)
+        settles = one is not None and one.exact and maxhits <= 1 and kind != "uri"
         per_uri = kind == "uri"
         # (rawbody and full: SpamAssassin's pieces hold several lines); an expression that can
         # neither match a newline nor look past one is left to the joined text as it is
@@ -1054,6 +1093,7 @@ class RuleEngine:
         per_line = kind == "body" and crosses
         # rawbody: a match must not run from one part into the next (Texts.part_hit)
         per_part = kind == "rawbody" and crosses
+        ends = (per_line or per_part) and r.pattern is not None and _sees_piece_ends(r.pattern)
         if per_part:  # (RE2 reads the parts joined: its yes may run from one into the next)
             settles = False
         # tflags nosubject: the first line (the Subject, or the empty line SpamAssassin puts
@@ -1090,7 +1130,7 @@ class RuleEngine:
                         if not per_line:
                             return 1
                         # RE2 read the lines joined: its yes must hold on one line alone
-                        answers = [may_match(ln) for ln in t.body_lines()]
+                        answers = [one_match(ln) for ln in t.body_lines()]  # type: ignore[misc]
                         if True in answers:
                             return 1
                         if None not in answers:
@@ -1118,12 +1158,14 @@ class RuleEngine:
             text = t.text(kind)
             if maxhits <= 1:
                 if per_line:
-                    return 1 if t.line_hit(search) else 0
+                    return 1 if t.line_hit(search, ends) else 0
                 if per_part:
-                    return 1 if t.part_hit(search) else 0
+                    return 1 if t.part_hit(search, ends) else 0
                 return 1 if search(text) is not None else 0
             if literals is not None and not per_line and not per_part:  # (/e/, <lcase_e>: counted in C)
                 return min(sum(map(text.count, literals)), maxhits)
+            if ends:
+                return _count_per_piece(finditer, t.body_lines() if per_line else t.rawbody_parts(), maxhits)
             n = 0
             for found in (_searches(search, text) if count_by_search else finditer(text)):
                 if per_line and not _inside_line(text, found.start(), found.end(), found.group()):
@@ -1146,7 +1188,10 @@ class RuleEngine:
         self._hs_lock = threading.Lock()  # this engine's own: engine_for's lock is held for seconds
         if not hsmatch.available() or cache_dir is None:
             return
-        entries = hsmatch.entries_for((r.name, kind, r.pattern.source, r.pattern.flags)
+        # (a rule searched piece by piece that can see a piece's ends: Hyperscan reads the
+        # joined text with its anchors dropped, hsmatch.entries_for)
+        entries = hsmatch.entries_for((r.name, kind, r.pattern.source, r.pattern.flags,
+                                       kind == r.kind and _per_piece(r) and _sees_piece_ends(r.pattern))
                                       for r, kind in self.hs_rules if r.pattern is not None)
         if entries:
             self.hs_loader = hsmatch.Loader(entries, cache_dir)

@@ -61,7 +61,7 @@ def hs_expression(source: str, flags: str, anchors: bool = True) -> tuple[str, i
     """Hyperscan expression and flags for a pattern translated for Python ``re`` (perlre.py),
     or None when it cannot be expressed. The result matches wherever the Python pattern does
     (scanning a text in multi-line, UTF-8 mode without Unicode properties: ASCII classes, as
-    the Python patterns are compiled). ``anchors=False`` drops the ``$`` anchors, for prefilter
+    the Python patterns are compiled). ``anchors=False`` drops the ``$``, ``\\A`` and ``\\Z`` anchors, for prefilter
     mode where Hyperscan refuses one inside the pattern ("Embedded end anchors not supported",
     as in ``(?:$|\\W)``): an assertion removed only lets more texts match, and the rule's own
     expression still decides."""
@@ -75,7 +75,9 @@ def hs_expression(source: str, flags: str, anchors: bool = True) -> tuple[str, i
         c = src[i]
         if c == "\\" and i + 1 < n:
             nx = src[i + 1]
-            if nx == "Z":
+            if not anchors and not in_class and nx in "AZz":
+                out.append("(?:)")
+            elif nx == "Z":
                 out.append(r"\z")  # Python's \Z is the very end
             elif nx == "u":
                 out.append("\\x{" + src[i + 2:i + 6] + "}")
@@ -123,9 +125,10 @@ def hs_expression(source: str, flags: str, anchors: bool = True) -> tuple[str, i
                 continue
         if c == "$" and not anchors:
             c = "(?:)"
+
         out.append(c)
         i += 1
-    expr = "".join(out).replace("\x00EOL", r"\Z")
+    expr = "".join(out).replace("\x00EOL", r"\Z" if anchors else "(?:)")
     hflags = hyperscan.HS_FLAG_ALLOWEMPTY | hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_UTF8 \
         | hyperscan.HS_FLAG_MULTILINE
     if "i" in flags:
@@ -371,11 +374,18 @@ def build(entries: list[Entry], out: Path, pattern_budget_s: float = PATTERN_BUD
                 return False
 
 
-def entries_for(rules: Iterable[tuple[str, str, str, str]]) -> list[Entry]:
-    """(name, kind, python source, flags) -> the entries Hyperscan could take."""
+def entries_for(rules: Iterable[tuple[str, str, str, str, bool]]) -> list[Entry]:
+    """(name, kind, python source, flags, pieces) -> the entries Hyperscan could take.
+    ``pieces``: the rule is searched in each line or part alone and can see their ends
+    (engine._sees_piece_ends), where Hyperscan reads them joined: its expression is the one
+    without anchors, which matches wherever a piece alone can."""
     out = []
-    for name, kind, source, flags in rules:
-        hx = hs_expression(source, flags)
+    for name, kind, source, flags, pieces in rules:
+        hx = hs_expression(source, flags, anchors=not pieces)
+        if pieces:
+            if hx is not None:
+                out.append(Entry(name, kind, hx[0], hx[1]))
+            continue
         if hx is not None:
             loose = hs_expression(source, flags, anchors=False) if "$" in hx[0] else None
             out.append(Entry(name, kind, hx[0], hx[1], loose[0] if loose and loose[0] != hx[0] else ""))

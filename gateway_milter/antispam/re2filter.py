@@ -87,14 +87,21 @@ class _Emitter:
     """The parse tree as RE2 syntax. ``exact`` stays True while every construct was written
     with the same meaning (case folding written out as classes, ``\\s`` with its vertical tab);
     anything widened (look-around, back-references, Python's ``$``, atomic groups, lowered
-    repeat counts) clears it."""
+    repeat counts) clears it.
 
-    def __init__(self, repeat_cap: int | None, tails: bool = False) -> None:
+    ``lines``: the pattern is searched in each line (or part) alone, RE2 reads them joined by
+    newlines. A line's ends are then where the joined text has a line start or end: after the
+    newline that closes the line a ``$`` or ``\\Z`` still meets the line's end (SpamAssassin's
+    form rules end in ``[-=_\\s]{1,100}$``, which takes that newline), and ``\\A`` meets any line's
+    start. Each anchor is written as every place it can meet, which only widens."""
+
+    def __init__(self, repeat_cap: int | None, tails: bool = False, lines: bool = False) -> None:
         self.cap = repeat_cap
         self.exact = True
         # only whether there is a match is read (not where it ends): a look-ahead, or Python's
         # $, with nothing after it in the pattern is written as what it looks at, consumed
         self.tails = tails
+        self.lines = lines
 
     def seq(self, items: Any, ml: bool, icase: bool, tail: bool = False) -> str:
         """``tail``: nothing follows these items in the whole pattern."""
@@ -164,6 +171,9 @@ class _Emitter:
         if op is C.IN:
             return self._class(av, icase)
         if op is C.AT:
+            if self.lines and av in (C.AT_BEGINNING, C.AT_BEGINNING_STRING, C.AT_END, C.AT_END_STRING):
+                self.exact = False  # (in one line alone as well: its last newline starts a "line")
+                return "(?m:^)" if av in (C.AT_BEGINNING, C.AT_BEGINNING_STRING) else "(?m:^|$)"
             if av is C.AT_BEGINNING:
                 return "(?m:^)" if ml else "\\A"
             if av is C.AT_END:
@@ -237,11 +247,11 @@ def superset_expression(p: PerlPattern, repeat_cap: int | None = None) -> tuple[
 
 
 def _expression(tree: Any, compiled_flags: int, repeat_cap: int | None,
-                tails: bool = False) -> tuple[str, bool] | None:
+                tails: bool = False, lines: bool = False) -> tuple[str, bool] | None:
     """``tails``: for a search whose only answer is whether there is a match (_Emitter)."""
     # the flags as compiled: body rules are multi-line and some dot-all without a flag in the text
     st = tree.state.flags | (compiled_flags & (re.M | re.S))
-    em = _Emitter(repeat_cap, tails)
+    em = _Emitter(repeat_cap, tails, lines)
     try:
         body = em.seq(tree, bool(st & re.M), bool(st & re.I), True)
     except (Unsupported, RecursionError, OverflowError, KeyError):
@@ -270,16 +280,17 @@ class Prefilter:
         self.expression = expression
 
 
-def prefilter(p: PerlPattern) -> Prefilter | None:
+def prefilter(p: PerlPattern, lines: bool = False) -> Prefilter | None:
     """The RE2 prefilter of ``p``; None when RE2 is missing or takes no superset of ``p`` (the
-    rule keeps the Python path)."""
+    rule keeps the Python path). ``lines``: ``p`` is searched in each line or part alone, and
+    the prefilter reads them joined (_Emitter)."""
     if re2 is None:
         return None
     tree = parse_tree(p) if isinstance(p.compiled, re.Pattern) else None  # parsed once for every try
     if tree is None:
         return None
     for cap in (None, 3, 2, 1):  # RE2 refuses some nested repeat counts: lowered, they widen
-        got = _expression(tree, p.compiled.flags, cap, tails=True)  # (may_match: only whether)
+        got = _expression(tree, p.compiled.flags, cap, tails=True, lines=lines)  # (may_match: only whether)
         if got is None:
             return None
         expr, exact = got

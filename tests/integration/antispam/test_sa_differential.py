@@ -351,6 +351,7 @@ AGREEING = {
     "test_mime_qp_count": "mime_qp_count counts needlessly encoded characters",
     "test_sa_mime_tree": "mimeheader rules on containers; delivery-status and external-body as leaves",
     "test_freemail_header": "check_freemail_header reads every address of every field of that name",
+    "test_piece_ends": "a body rule meets a paragraph's end after taking its newline",
 }
 
 

@@ -94,7 +94,7 @@ def test_loose_expressions_drop_only_the_dollar_anchors(perl: str, expected: str
     py, loose = re.compile(pat.source, re.M), re.compile(expected, re.M)
     for text in ("x", "a$b", "$x]", "ux", "\nux\n", " ux", "a$b\n"):
         assert loose.search(text) or not py.search(text)  # a superset
-    entry = hsmatch.entries_for([("R", "body", pat.source, pat.flags)])[0]
+    entry = hsmatch.entries_for([("R", "body", pat.source, pat.flags, False)])[0]
     assert entry.loose == expected
 
 
@@ -363,7 +363,10 @@ def test_rules_compile_builds_then_loads_and_reports_coverage(tmp_path: Path, mo
 
     monkeypatch.setenv("GATEWAY_RULES_CACHE_DIR", str(tmp_path / "cache"))
     d = write_rules(tmp_path, RULES + "\nbody LOOK_BACK /(?<!\\w)urgent/i\nscore LOOK_BACK 0.1\n"
-                    "body END_INSIDE /(?:$|\\W)(?=u)urgent/\nscore END_INSIDE 0.1\n"
+                    "body END_INSIDE /(?:$|x)urgent/\nscore END_INSIDE 0.1\n"
+                    # (a body rule like it is searched paragraph by paragraph and sees their
+                    # ends: Hyperscan gets it without anchors from the start, test_piece_ends)
+                    "body END_BODY /(?:$|\\W)(?=u)urgent/\nscore END_BODY 0.1\n"
                     "header ALL_HDR ALL =~ /^Subject:.*urgent/mi\nscore ALL_HDR 0.1\n"
                     "body LONG_ONE /(?:" + "|".join(f"word{i}" for i in range(100)) + ")/\nscore LONG_ONE 0.1\n")
     out = io.StringIO()
