@@ -1101,6 +1101,9 @@ class RuleEngine:
         nosubject = kind == "body" and "nosubject" in r.tflags
         if nosubject:
             settles = False
+        # a single-hit body rule that can see a line's ends, with RE2's form for one line: each
+        # line RE2 leaves open is searched alone (the joined search could miss a line's match)
+        by_line = ends and per_line and not nosubject and maxhits <= 1 and one_match is not None
 
         name = r.name
         # (only a count reads it: a single-hit rule stops at its first match anyway)
@@ -1135,6 +1138,9 @@ class RuleEngine:
                             return 1
                         if None not in answers:
                             return 0
+            if by_line:  # the lines RE2 cannot rule out, each searched alone
+                return 1 if any(one_match(ln) is not False and search(ln) is not None  # type: ignore[misc]
+                                for ln in t.body_lines()) else 0
             if per_uri:  # each URI on its own, as SpamAssassin runs uri rules
                 if maxhits <= 1:
                     for u in t.uris():
