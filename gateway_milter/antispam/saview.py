@@ -205,7 +205,8 @@ class SaMessage:
     # ImageInfo's images: (gif|png|jpeg, part name, decoded bytes) of the base64 image parts
     images: list[tuple[str, str, bytes]] = field(default_factory=list)
     rawbody_len: int = 0  # the rawbody parts' characters, joined without separators
-    rawbody_parts: list[str] = field(default_factory=list)  # each text part's rawbody (rawbody: them joined)
+    # each text part's rawbody in SpamAssassin's short paragraphs (short_paragraphs; rawbody: them joined)
+    rawbody_parts: list[str] = field(default_factory=list)
     # per multipart/alternative part: its text parts as (content type, rendered text, HTML with an <img>)
     alternatives: list[list[tuple[str, str, bool]]] = field(default_factory=list)
     trust: TrustConfig = field(default_factory=TrustConfig)  # where the trust path's boundary lies
@@ -422,6 +423,32 @@ def body_lines(m: SaMessage) -> list[str]:
     return lines
 
 
+def short_paragraphs(text: str) -> list[str]:
+    """A part's rawbody in the pieces a rawbody rule runs on one by one, as
+    Message::split_into_array_of_short_paragraphs cuts it: a text longer than 2,048 characters
+    in pieces of 2,048-4,096, each ending at the first newline after its first 2,048
+    characters, else the first ">", else the first space, else 2,049 long. A long HTML line is
+    thus several pieces: a ``^`` meets each piece's start, and no match runs from one into the
+    next."""
+    n = len(text)
+    if n <= MAX_BODY_LINE:
+        return [text]
+    out: list[str] = []
+    ofs = 0
+    while n - ofs > 2 * MAX_BODY_LINE:
+        for sep in ("\n", ">", " "):
+            j = text.find(sep, ofs + MAX_BODY_LINE)
+            if j >= 0 and j - ofs + 1 <= 2 * MAX_BODY_LINE:
+                break
+        else:
+            j = ofs + MAX_BODY_LINE
+        out.append(text[ofs:j + 1])
+        ofs = j + 1
+    if ofs < n:
+        out.append(text[ofs:])
+    return out
+
+
 def view_limit(policy: PolicySnapshot) -> int:
     """Characters of decoded text (and octets of raw body and of the whole message) a view
     holds: the rules layer's ``max_size`` (a global setting), never more than
@@ -529,7 +556,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
             raws.append((path, text_of))
     if opaque:
         raws.sort(key=lambda r: r[0])
-    v.rawbody_parts = [r for _, r in raws]
+    v.rawbody_parts = [piece for _, r in raws for piece in short_paragraphs(r)]
     v.rawbody = "\n".join(v.rawbody_parts)
     v.rawbody_len = sum(map(len, v.rawbody_parts))
     v.full = raw[:max_text].decode("latin-1")

@@ -352,6 +352,7 @@ AGREEING = {
     "test_sa_mime_tree": "mimeheader rules on containers; delivery-status and external-body as leaves",
     "test_freemail_header": "check_freemail_header reads every address of every field of that name",
     "test_piece_ends": "a body rule meets a paragraph's end after taking its newline",
+    "test_rawbody_pieces": "a rawbody rule runs on each short paragraph of a long line alone",
 }
 
 
