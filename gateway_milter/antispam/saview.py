@@ -235,14 +235,24 @@ class SaMessage:
     def rule_header(self, spec: str) -> str | None:
         """What a header rule matches (SpamAssassin 4's Check plugin reads ``get`` in list
         context): every value, every address (``:addr``) or every name (``:name``) of every
-        header of that name (or of the first or last with ``:first``/``:last``), joined by
-        newlines. None when there is nothing (the rule's ``if-unset`` text then)."""
+        header of that name (or of the first or last with ``:first``/``:last``). A field's
+        value ends with its newline there, so the values are each followed by one (Check.pm
+        joins them by nothing when the first ends with a newline: ``X-Mailer =~ /q[^u]/`` meets
+        the newline after a last "Q"); addresses and names, the envelope sender and the
+        whole-header texts (which end with their own) are joined by newlines. None when there
+        is nothing (the rule's ``if-unset`` text then)."""
         try:
             return self._rcache[spec]
         except KeyError:
             pass
         vals = self._get(spec)
-        v = self._rcache[spec] = None if not vals else "\n".join(vals)
+        if not vals:
+            v = None
+        elif _field_values(spec):
+            v = "".join(x + "\n" for x in vals)
+        else:
+            v = "\n".join(vals)
+        self._rcache[spec] = v
         return v
 
     def _get(self, spec: str) -> list[str] | None:
@@ -423,6 +433,16 @@ def body_lines(m: SaMessage) -> list[str]:
     return lines
 
 
+def _field_values(spec: str) -> bool:
+    """Whether SpamAssassin's ``get`` gives this spec's values as header fields' values, each
+    ending with its newline: not addresses or names, not the envelope sender, the trust path's
+    relay lines or the whole-header texts."""
+    name, _, rest = spec.partition(":")
+    if rest and {"addr", "name"} & set(rest.split(":")):
+        return False
+    return not (name in ("ALL", "EnvelopeFrom") or name in RANGE_HEADERS or name.lower() in RELAY_HEADERS)
+
+
 def short_paragraphs(text: str) -> list[str]:
     """A part's rawbody in the pieces a rawbody rule runs on one by one, as
     Message::split_into_array_of_short_paragraphs cuts it: a text longer than 2,048 characters
@@ -470,8 +490,9 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         headers = [(n[:MAX_HEADER_KEY_LENGTH], x[:MAX_HEADER_VALUE_LENGTH]) for n, x in headers]
     if gaps is None or len(gaps) != len(headers):
         gaps = [" "] * len(headers)
-    # (the raw values keep what follows the colon, less the white space that ends the field)
-    raw_headers = [(n, (gap + v.replace("\r\n", "\n")).rstrip()) for (n, v), gap in zip(headers, gaps, strict=True)]
+    # (the raw values keep what follows the colon, less the field's line end: trailing spaces
+    # and tabs stay, "Cc: \n" is " " raw, as SpamAssassin keeps them)
+    raw_headers = [(n, (gap + v.replace("\r\n", "\n")).rstrip("\r\n")) for (n, v), gap in zip(headers, gaps, strict=True)]
     dec = [(n, decode_header_value(v, n).strip()) for n, v in headers]
     v = SaMessage(headers=dec, raw_headers=raw_headers, envelope_from=envelope_from)
     v.subject = next((x for n, x in dec if n.lower() == "subject"), "")

@@ -353,6 +353,7 @@ AGREEING = {
     "test_freemail_header": "check_freemail_header reads every address of every field of that name",
     "test_piece_ends": "a body rule meets a paragraph's end after taking its newline",
     "test_rawbody_pieces": "a rawbody rule runs on each short paragraph of a long line alone",
+    "test_header_value_ends": "a header value ends with its newline; raw values keep their trailing blanks",
 }
 
 
