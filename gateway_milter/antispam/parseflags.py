@@ -61,7 +61,7 @@ def _lines(text: str) -> list[str]:
     return out
 
 
-def _content_type(values: list[str]) -> tuple[str, str | None]:
+def content_type(values: list[str]) -> tuple[str, str | None]:
     """Util::parse_content_type: the last Content-Type's type and boundary."""
     ct = values[-1] if values and values[-1] else "text/plain; charset=us-ascii"
     m = _BOUNDARY.search(ct)
@@ -70,6 +70,12 @@ def _content_type(values: list[str]) -> tuple[str, str | None]:
     if not ct or (ct.startswith("text") and _CT_TEXT.match(ct) and not _CT_KEEP.fullmatch(ct)):
         ct = "text/plain"
     return _CT_DROP.sub("", ct), boundary
+
+
+def field_type(values: list[str]) -> str:
+    """The type of these Content-Type values as written (folded, untrimmed), as
+    Util::parse_content_type reads the last one."""
+    return content_type([_value(v) for v in values])[0]
 
 
 class _Message:
@@ -121,7 +127,7 @@ class _Message:
                     i -= 1
                     break
             parts = [current]
-        self.type, self.boundary = _content_type([_value(v) for v in self.fields.get("content-type", [])])
+        self.type, self.boundary = content_type([_value(v) for v in self.fields.get("content-type", [])])
         body: list[str] = []
         if self.type.startswith(("multipart/", "message/")):  # the only bodies parse_flags reads
             body = lines[i:]
@@ -218,7 +224,7 @@ def _plain(full: str) -> bool:
             ct = _CONTENT_TYPE.match(head, at)
             if ct is not None:
                 values.append(_value(ct.group(1).replace("\r\n", "\n") if crlf else ct.group(1)))
-    ctype, _b = _content_type(values)
+    ctype, _b = content_type(values)
     return not ctype.startswith(("multipart/", "message/"))
 
 
@@ -284,7 +290,7 @@ def _multipart(boundary: str, body: list[str], subparse: int, flags: set[str],
                     part_lines[-1] = last
                 else:
                     part_lines.pop()
-            ptype, p_boundary = _content_type([_value(v) for v in part.fields.get("content-type", [])])
+            ptype, p_boundary = content_type([_value(v) for v in part.fields.get("content-type", [])])
             queue.append((ptype, p_boundary or boundary, part_lines, subparse, part))
             if found_end:
                 if found_last:
@@ -308,7 +314,7 @@ def _multipart(boundary: str, body: list[str], subparse: int, flags: set[str],
             if header:
                 key = _add_field(part, header)
                 if key == "content-type":
-                    _t, inner = _content_type([_value(v) for v in part.fields["content-type"]])
+                    _t, inner = content_type([_value(v) for v in part.fields["content-type"]])
                     if inner is not None and inner == boundary:
                         nested = True
             in_body = True

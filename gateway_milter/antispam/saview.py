@@ -17,7 +17,7 @@ from email.message import Message
 from typing import TYPE_CHECKING, Any
 
 from gateway_milter.antispam.htmltext import HtmlFacts, render_html
-from gateway_milter.antispam.parseflags import MAX_HEADER_KEY_LENGTH, MAX_HEADER_VALUE_LENGTH
+from gateway_milter.antispam.parseflags import MAX_HEADER_KEY_LENGTH, MAX_HEADER_VALUE_LENGTH, field_type
 from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.relays import ORIGINATING_IP_HEADERS, RelayPath, TrustConfig, relay_path
 from gateway_milter.antispam.urls import bounded, find_urls, normalize_link
@@ -25,7 +25,7 @@ from gateway_milter.antispam.saaddr import parse_addresses
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
-    from gateway_milter.mime.view import MimeView
+    from gateway_milter.mime.view import MimePart, MimeView
     from gateway_milter.policy.snapshot import PolicySnapshot
 
 MAX_TEXT = 2_000_000  # characters of decoded text considered (hostile-input bound)
@@ -433,6 +433,16 @@ def body_lines(m: SaMessage) -> list[str]:
     return lines
 
 
+def sa_content_type(p: MimePart) -> str:
+    """A leaf's type as Util::parse_content_type reads its last Content-Type: the text up to
+    the first ";" or white space after the subtype (``TEXT/PLAIN charset=US-ASCII``, its ";"
+    missing, is text/plain, where the standard library keeps "text/plain charset=us-ascii"),
+    and any type starting with "text" but vCards, calendars and HTML is text/plain. A leaf
+    without the field keeps the parser's type (a digest's parts are messages)."""
+    values = [v for n, v in p.headers if n.lower() == "content-type"]
+    return field_type(values) if values else p.content_type
+
+
 def _field_values(spec: str) -> bool:
     """Whether SpamAssassin's ``get`` gives this spec's values as header fields' values, each
     ending with its newline: not addresses or names, not the envelope sender, the trust path's
@@ -525,7 +535,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
         # SpamAssassin renders every text/plain and text/html leaf, attachments too (Node's
         # rendered()), and a part whose name ends in .htm, .html or .shtml as HTML whatever its
         # type (effective_type: an "application/octet-stream" warezcds.html)
-        eff = "text/html" if p.filename and _HTML_NAME.search(p.filename) else p.content_type
+        eff = "text/html" if p.filename and _HTML_NAME.search(p.filename) else sa_content_type(p)
         text = p.text
         if eff in ("text/plain", "text/html"):
             # decoded as SpamAssassin's normalize_charset decodes what it renders, with LF line
@@ -560,7 +570,7 @@ def build_view(headers: list[tuple[str, str]], raw: bytes, mime: MimeView, envel
                 v.html = facts
             links += facts.links
             texts.append(facts.text[:BODY_PART_SCAN])
-        elif eff in ("text/plain", "text/html"):  # (other text types are not rendered: text/enriched, text/calendar, vCards)
+        elif eff in ("text/plain", "text/html"):  # (calendars, vCards: not rendered; text/enriched is text/plain)
             texts.append(t[:BODY_PART_SCAN])
     # multipart/alternative carries the same text twice; SpamAssassin renders the text part
     # and the HTML part both, so do we. The parts are joined by one newline, as there: a part

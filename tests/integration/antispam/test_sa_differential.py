@@ -354,6 +354,7 @@ AGREEING = {
     "test_piece_ends": "a body rule meets a paragraph's end after taking its newline",
     "test_rawbody_pieces": "a rawbody rule runs on each short paragraph of a long line alone",
     "test_header_value_ends": "a header value ends with its newline; raw values keep their trailing blanks",
+    "test_sa_content_type": "a part's type is read as parse_content_type reads it",
 }
 
 
