@@ -760,7 +760,10 @@ def _body_freemails(m: SaMessage, extra: dict[str, Any]) -> set[str] | None:
         got: set[str] | None = m.cache["freemail_body"]
         return got
     seen: dict[str, None] = {}
-    mailto = [link for f in m.html_all for link in f.links if link[:7].lower() == "mailto:"]
+    # (an anchor's mailto: only, as uri_detail_list's type "a": not a form's action, an area's
+    # or a frame's)
+    mailto = [u for f in m.html_all for u, kind in zip(f.uris, f.uri_kinds, strict=False)
+              if kind in ("a", "a_empty") and u[:7].lower() == "mailto:"]
     settings = extra.get("uri_settings")
     if mailto and settings is not None:
         # a link whose URI the text gives too (SpamAssassin's uri_detail_list: types "a" and

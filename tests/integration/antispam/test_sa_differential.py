@@ -355,6 +355,7 @@ AGREEING = {
     "test_rawbody_pieces": "a rawbody rule runs on each short paragraph of a long line alone",
     "test_header_value_ends": "a header value ends with its newline; raw values keep their trailing blanks",
     "test_sa_content_type": "a part's type is read as parse_content_type reads it",
+    "test_freemail_body_links": "FreeMail reads the mailto: of anchors only",
 }
 
 
