@@ -261,6 +261,32 @@ def lenient_base64(data: bytes) -> bytes:
         return b""
 
 
+_B64_SPACE = re.compile(rb"\s+")
+_B64_CLEAN = re.compile(rb"[A-Za-z0-9+/=]{2,}={0,2}")
+_B64_INNER_PAD = re.compile(rb"=+(?!=*$)")
+_B64_NOT_ALPHABET = re.compile(rb"[^A-Za-z0-9+/=]")
+
+
+def sa_base64(data: bytes) -> bytes:
+    """Base64 decoded as SpamAssassin's Util::base64_decode decodes it, whatever the input: a
+    clean text whose length is a multiple of four as it stands (padding inside it read as
+    "A"); else every byte outside the alphabet dropped, the padding at the end dropped, one
+    inside read as "/" (its uudecode translation), a last lone character dropped, and the rest
+    decoded, a short last group giving its one or two bytes."""
+    s = _B64_SPACE.sub(b"", data)
+    if len(s) % 4 == 0 and _B64_CLEAN.fullmatch(s):
+        s = _B64_INNER_PAD.sub(lambda x: b"A" * len(x.group()), s)
+    else:
+        s = _B64_NOT_ALPHABET.sub(b"", s).rstrip(b"=").replace(b"=", b"/")
+        if len(s) % 4 == 1:
+            s = s[:-1]
+        s += b"=" * (-len(s) % 4)
+    try:
+        return binascii.a2b_base64(s)
+    except (binascii.Error, ValueError):
+        return b""
+
+
 def alternative_payloads(raw: bytes, known: set[bytes]) -> Alternatives:
     """Decoded content under every other reading of ``raw`` (payloads in ``known`` left out)."""
     w = _Walker(known)

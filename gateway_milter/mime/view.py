@@ -334,6 +334,13 @@ def parse_message(raw: bytes) -> MimeView:
         except Exception:  # noqa: BLE001 - malformed encodings give raw bytes
             payload = str(m.get_payload()).encode("utf-8", "surrogateescape")
         part_defects = [type(d).__name__ for d in m.defects[before:]]
+        if "InvalidBase64LengthDefect" in part_defects:
+            # the standard library gives the encoded text back; mail readers and SpamAssassin
+            # decode what is there (a list footer appended after the base64 body, a cut line)
+            from gateway_milter.mime.ambiguity import sa_base64
+
+            raw_body = m.get_payload(decode=False)
+            payload = sa_base64(raw_body.encode("latin-1", "replace") if isinstance(raw_body, str) else b"")
         for name in part_defects:
             if name in _DEFECT_AMBIGUITY:
                 note(_DEFECT_AMBIGUITY[name], name, path)

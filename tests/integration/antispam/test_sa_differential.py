@@ -356,6 +356,7 @@ AGREEING = {
     "test_header_value_ends": "a header value ends with its newline; raw values keep their trailing blanks",
     "test_sa_content_type": "a part's type is read as parse_content_type reads it",
     "test_freemail_body_links": "FreeMail reads the mailto: of anchors only",
+    "test_base64_footer": "base64 with a footer after it is decoded as Util::base64_decode decodes it",
 }
 
 
