@@ -439,9 +439,11 @@ def sa_content_type(p: MimePart) -> str:
     the first ";" or white space after the subtype (``TEXT/PLAIN charset=US-ASCII``, its ";"
     missing, is text/plain, where the standard library keeps "text/plain charset=us-ascii"),
     and any type starting with "text" but vCards, calendars and HTML is text/plain. A leaf
-    without the field keeps the parser's type (a digest's parts are messages)."""
+    without the field keeps the parser's type (a digest's parts are messages), and so does a
+    multipart the parser read as one text leaf (its boundary never found: MimeView)."""
     values = [v for n, v in p.headers if n.lower() == "content-type"]
-    return field_type(values) if values else p.content_type
+    t = field_type(values) if values else p.content_type
+    return p.content_type if t.startswith("multipart/") else t
 
 
 def _field_values(spec: str) -> bool:

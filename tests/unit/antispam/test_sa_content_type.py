@@ -29,7 +29,15 @@ def _msg(ctype: bytes) -> bytes:
             b"Romanian Software Production & Export\r\n")
 
 
+# a multipart whose delimiters do not match its boundary (a space more): read as one text
+NO_BOUNDARY = (b"From: a@sender.test\r\nTo: bob@example.com\r\nSubject: x\r\nMessage-ID: <q1@sender.test>\r\n"
+               b"Date: Fri, 04 Dec 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+               b'Content-Type: multipart/alternative; boundary="=Multipart Boundary 0925021429"\r\n\r\n'
+               b"This is a multipart MIME message.\r\n\r\n--= Multipart Boundary 0925021429\r\n"
+               b'Content-Type: text/plain;\r\n\tcharset="ISO-8859-1"\r\n\r\n'
+               b"Romanian Software Production & Export\r\n\r\n--= Multipart Boundary 0925021429--\r\n")
 MESSAGES = {
+    "boundary_never_found": (NO_BOUNDARY, {"T_WORD"}),
     "no_semicolon": (_msg(b"TEXT/PLAIN charset=US-ASCII"), {"T_WORD"}),
     "enriched": (_msg(b"text/enriched"), {"T_WORD"}),
     "x_text": (_msg(b"text/x-something; charset=us-ascii"), {"T_WORD"}),
