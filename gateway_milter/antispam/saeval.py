@@ -20,7 +20,7 @@ from gateway_milter.antispam.htmltext import FLAG_FACTS, NUMERIC_FACTS, STRING_F
 from gateway_milter.antispam.parseflags import OFFERED as PARSE_FLAGS_OFFERED, parse_flags
 from gateway_milter.antispam.perlre import PatternError, octets, translate
 from gateway_milter.antispam.relays import IP, is_private_ip
-from gateway_milter.antispam.saview import _PERL_WS, SaMessage, body_lines
+from gateway_milter.antispam.saview import _PERL_WS, SaMessage, body_lines, short_paragraphs
 from gateway_milter.antispam.urls import org_domain
 from gateway_milter.auth.psl import is_tld
 
@@ -265,28 +265,6 @@ _STOCK_WORD = re.compile(r"^(trad(?:e|ing)date|company(?:name)?|s\w?(?:t\w?o\w?c
                          r"r(?:ecommendation|ating))$")
 
 
-def _short_paragraphs(text: str, most: int = 2048) -> list[str]:
-    """Message::split_into_array_of_short_paragraphs: chunks of about ``most`` characters,
-    cut after a newline, a '>' or a space where one is near."""
-    n = len(text)
-    if n <= most:
-        return [text]
-    out = []
-    ofs = 0
-    while n - ofs > 2 * most:
-        for sep in ("\n", ">", " "):
-            j = text.find(sep, ofs + most)
-            if j >= 0 and j - ofs + 1 <= 2 * most:
-                break
-        else:
-            j = ofs + most
-        out.append(text[ofs:j + 1])
-        ofs = j + 1
-    if ofs < n:
-        out.append(text[ofs:])
-    return out
-
-
 @_eval("check_stock_info")
 def check_stock_info(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
     # BodyEval: distinct stock-tip labels ("Symbol:", "Target price:") in the first text/plain part
@@ -294,7 +272,7 @@ def check_stock_info(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any])
     if found is None:
         hits: set[str] = set()
         first = next((t for ctype, t in m.text_parts if ctype == "text/plain"), None)
-        for chunk in _short_paragraphs(first) if first is not None else []:
+        for chunk in short_paragraphs(first) if first is not None else []:
             for label in _STOCK_LINE.findall(chunk):
                 word = "".join(c for c in label.lower() if "a" <= c <= "z")
                 hit = _STOCK_WORD.match(word)
