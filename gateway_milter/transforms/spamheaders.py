@@ -118,11 +118,14 @@ def report_text(ctx: MessageContext) -> str:
         detail = _UNPRINTABLE.sub(" ", s.detail).strip()
         if len(detail) > REPORT_DETAIL:
             detail = detail[:REPORT_DETAIL - 3].rstrip() + "..."
-        lines.append(f"* {pts:4.1f} {s.name} {detail}".rstrip())
+        # (as SpamAssassin writes a score: one decimal, none from 10 points either way)
+        shown = f"{pts:4.0f}" if abs(pts) >= 10 else f"{pts:4.1f}"
+        lines.append(f"* {shown} {s.name} {detail}".rstrip())
     if len(hits) > REPORT_LINES:
         lines.append(f"* ({len(hits) - REPORT_LINES} more)")
-    # libmilter takes bare LF in header values; the MTA writes the line ends
-    return "\n\t".join(lines)
+    # libmilter takes bare LF in header values; the MTA writes the line ends. As SpamAssassin's
+    # _REPORT_, every entry on a line of its own after an empty first line
+    return "".join("\n\t" + line for line in lines)
 
 
 def without_spam_headers(raw: bytes) -> bytes:
@@ -182,8 +185,11 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
             report = report_text(ctx)
             if report:
                 edits.append(HeaderEdit("add", "X-Spam-Report", report))
-        if settings.subject_tag:
-            edits += _subject_tag_edits(ctx, settings.subject_tag)
+        # (white space around the tag is not part of it: "[SPAM] " is "[SPAM]", as SpamAssassin's
+        # rewrite_header reads it; kept, the subject read "[SPAM]  " and was tagged again)
+        tag = settings.subject_tag.strip()
+        if tag:
+            edits += _subject_tag_edits(ctx, tag)
     return TransformResult(edits)
 
 

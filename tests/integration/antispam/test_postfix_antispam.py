@@ -32,7 +32,8 @@ POLICY: dict[str, Any] = {
                 {"name": "grey.example", "settings": {"greylist": {"mode": "on", "delay": 2, "retry_window": 600}}},
                 # every message with the folding rule's 0.1 points is tagged, none held
                 {"name": "tag.example", "settings": {"scoring": {"tag_score": 0.05, "quarantine_score": 50,
-                                                                 "reject_score": 60, "subject_tag": "[SPAM]"}}}],
+                                                                 "reject_score": 60, "subject_tag": "[SPAM]",
+                                                                 "add_report": True}}}],
 }
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 FOLD_RULES = [f"LOCAL_FOLDING_TEST_RULE_WITH_A_LONG_NAME_{i}" for i in range(1, 5)]
@@ -161,6 +162,28 @@ def test_a_tagged_subject_with_a_word_longer_than_any_line_reads_as_sent(stack: 
     # at the end): between To and Message-ID as sent
     names = [n.lower() for n in m.message]
     assert names.index("to") < names.index("subject") < names.index("message-id"), names
+
+
+def test_the_report_reaches_the_mailbox_as_spamassassin_writes_it(stack: MailStack) -> None:
+    """X-Spam-Report through Postfix's cleanup: an empty first line, then a tab-indented line per
+    symbol (SpamAssassin's _REPORT_ with report_safe 0), CRLF line ends only."""
+    code, text, _ = stack.send("alice@outside.test", ["dave@tag.example"],
+                               msg("report please", "Hello, foldingtoken.\r\n", to="dave@tag.example"))
+    assert code == 250, text
+    wait_until(lambda: stack.sink.find(b"report please"), timeout=30)
+    [m] = stack.sink.find(b"report please")
+    head = m.data.split(b"\r\n\r\n", 1)[0]
+    lines = head.split(b"\r\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"X-Spam-Report:"))
+    assert lines[at].rstrip() == b"X-Spam-Report:", head
+    entries = []
+    for line in lines[at + 1:]:
+        if not line.startswith(b"\t"):
+            break
+        entries.append(line)
+    assert all(e.startswith(b"\t* ") for e in entries), head
+    assert {f"\t*  0.1 {r}".encode() for r in FOLD_RULES} <= set(entries), head
+    assert b"\r\r" not in head and b"\n" not in head.replace(b"\r\n", b""), head
 
 
 def test_it_removes_a_forged_flag_written_with_white_space_before_its_colon(stack: MailStack) -> None:
