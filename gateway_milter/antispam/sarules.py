@@ -206,6 +206,11 @@ class RuleSet:
     # SpamAssassin's settings that the gateway has elsewhere (``required_score``), which
     # `rules check` lists: else such a line was dropped without a word
     ignored: dict[str, str] = field(default_factory=dict)
+    # lines of the administrator's own files that set a score, a description or tflags for a
+    # name no rule file defines (a typo: ``score LOCAL_CHEAP_PILS 8`` for LOCAL_CHEAP_PILLS, whose
+    # rule then runs at its default score), file:line -> "score NAME"; SpamAssassin's --lint
+    # says "score set for non-existent rule"
+    unknown_names: dict[str, str] = field(default_factory=dict)
 
 
 class _Parser:
@@ -232,6 +237,7 @@ class _Parser:
         self.local_scores: set[str] = set()
         self.ignored: dict[str, str] = {}  # own files' lines of directives not read (RuleSet.ignored)
         self.own_file = False  # the file fed now is the administrator's, not the default set's
+        self.named: dict[str, tuple[str, str]] = {}  # own files: file:line -> (directive, rule name)
 
     def feed(self, path: Path) -> None:
         stack: list[tuple[bool, int]] = []  # each open if/ifplugin: whether its block is read, its line
@@ -306,6 +312,8 @@ class _Parser:
         self.line_errors[key] = source
 
     def directive(self, word: str, rest: str, source: str) -> None:
+        if self.own_file and word in ("score", "describe", "tflags") and rest.split():
+            self.named[source] = (word, rest.split()[0][:60])
         if word in RULE_KINDS:
             name, _, body = rest.partition(" ") if " " in rest.split("\t")[0] else rest.partition("\t")
             name = name.strip()
@@ -820,6 +828,7 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
     rs.local_scores = p.local_scores
     rs.zero_scored = {n for n, v in p.scores.items() if v == 0}
     rs.ignored = p.ignored
+    rs.unknown_names = {where: f"{word} {name}" for where, (word, name) in p.named.items() if name not in p.defs}
     rs.freemail = p.freemail
     rs.tlds, rs.tld2, rs.tld3 = p.tlds, p.tld2, p.tld3
     rs.redirectors = p.redirectors

@@ -55,6 +55,22 @@ def test_it_lists_unsupported_rules(tmp_path: Path) -> None:
     assert rep["running"] == 1 and set(rep["unsupported"]) == {"BAD_RULE", "BAD_META"}
 
 
+def test_it_names_score_lines_for_rules_no_file_defines(tmp_path: Path) -> None:
+    """A misspelt name in a score, describe or tflags line is listed with its file:line (the
+    rule keeps its default score), as SpamAssassin's --lint warns; a rule another layer answers
+    (SPF_PASS) is no typo."""
+    d = write_rules(tmp_path, "body LOCAL_CHEAP_PILLS /cheap pills/i\nscore LOCAL_CHEAP_PILS 8.0\n"
+                              "describe LOCAL_CHEAP_PILS Cheap pills\nscore LOCAL_CHEAP_PILLS 2\nscore SPF_PASS -0.1\n")
+    out = io.StringIO()
+    call_command("rules", "check", "--no-default", "--dir", str(d), "--json", stdout=out)
+    rep = json.loads(out.getvalue())
+    assert rep["unknown_names"] == {"local.cf:2": "score LOCAL_CHEAP_PILS", "local.cf:3": "describe LOCAL_CHEAP_PILS"}
+    out = io.StringIO()
+    call_command("rules", "check", "--no-default", "--dir", str(d), stdout=out)
+    assert "2 line(s) of your rule files name a rule no file defines" in out.getvalue()
+    assert "score LOCAL_CHEAP_PILS (local.cf:2)" in out.getvalue()
+
+
 def test_it_lists_capture_tags_and_their_readers(tmp_path: Path) -> None:
     d = write_rules(tmp_path, "header __TO_ADDR To:addr =~ /(?<TO_ADDR>.*)/\n"
                               "uri URI_TO m|\\#%{TO_ADDR}|\nscore URI_TO 1\n"

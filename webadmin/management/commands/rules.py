@@ -78,6 +78,11 @@ class Command(BaseCommand):
             # lines of the administrator's files whose directive is not read (a typo such as
             # "bdoy", or a SpamAssassin setting the gateway keeps elsewhere): file:line -> word
             "ignored_directives": dict(eng.ruleset.ignored),
+            # score, describe and tflags lines of those files for names no rule file defines
+            # (less the rules another layer answers: SPF_PASS and its kin, scored here, defined
+            # by the default set)
+            "unknown_names": {where: w for where, w in getattr(eng.ruleset, "unknown_names", {}).items()
+                              if w.split()[-1] not in PLUGIN_RULES},
         }
         if o["json"]:
             self.stdout.write(json.dumps(report, indent=2))
@@ -102,6 +107,12 @@ class Command(BaseCommand):
             more = len(report["ignored_directives"]) - len(shown)
             self.stdout.write(f"{len(report['ignored_directives'])} line(s) of your rule files not read (a typo, or "
                               f"a SpamAssassin setting the gateway has elsewhere): {', '.join(shown)}"
+                              + (f" and {more} more" if more > 0 else ""))
+        if report["unknown_names"]:
+            shown = [f"{w} ({where})" for where, w in list(report["unknown_names"].items())[:20]]
+            more = len(report["unknown_names"]) - len(shown)
+            self.stdout.write(f"{len(report['unknown_names'])} line(s) of your rule files name a rule no file defines "
+                              f"(a typo? the rule keeps its default): {', '.join(shown)}"
                               + (f" and {more} more" if more > 0 else ""))
         if report["template_rules"]:
             tags = ", ".join(f"%{{{t}}} (set by {', '.join(ns)})" for t, ns in report["capture_tags"].items())
