@@ -102,18 +102,14 @@ class Command(BaseCommand):
             for name, deps in report["undefined_deps"].items():
                 named = [f"{d} (answered by the {PLUGIN_RULES[d]} layer)" if d in PLUGIN_RULES else d for d in deps]
                 self.stdout.write(f"  {name}: {', '.join(named)}")
-        if report["ignored_directives"]:
-            shown = [f"{w} ({where})" for where, w in list(report["ignored_directives"].items())[:20]]
-            more = len(report["ignored_directives"]) - len(shown)
-            self.stdout.write(f"{len(report['ignored_directives'])} line(s) of your rule files not read (a typo, or "
-                              f"a SpamAssassin setting the gateway has elsewhere): {', '.join(shown)}"
-                              + (f" and {more} more" if more > 0 else ""))
-        if report["unknown_names"]:
-            shown = [f"{w} ({where})" for where, w in list(report["unknown_names"].items())[:20]]
-            more = len(report["unknown_names"]) - len(shown)
-            self.stdout.write(f"{len(report['unknown_names'])} line(s) of your rule files name a rule no file defines "
-                              f"(a typo? the rule keeps its default): {', '.join(shown)}"
-                              + (f" and {more} more" if more > 0 else ""))
+        for key, what in (("ignored_directives", "not read (a typo, or a SpamAssassin setting the gateway has "
+                                                 "elsewhere)"),
+                          ("unknown_names", "name a rule no file defines (a typo? the rule keeps its default)")):
+            lines = report[key]
+            if lines:
+                shown = [f"{w} ({where})" for where, w in list(lines.items())[:20]]
+                more = f" and {len(lines) - len(shown)} more" if len(lines) > len(shown) else ""
+                self.stdout.write(f"{len(lines)} line(s) of your rule files {what}: {', '.join(shown)}{more}")
         if report["template_rules"]:
             tags = ", ".join(f"%{{{t}}} (set by {', '.join(ns)})" for t, ns in report["capture_tags"].items())
             self.stdout.write(f"{len(report['template_rules'])} rule(s) read captured tags: {tags}")
