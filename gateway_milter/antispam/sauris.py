@@ -627,6 +627,11 @@ def target_uri(base: str, ref: str) -> str:
 
 
 _NO_TARGET = re.compile(r"(?:data|mailto|file|cid|tel):", re.IGNORECASE)
+# HTML::html_uri's <meta http-equiv="refresh" content="...; url=URI"> (Perl's \s and \b: ASCII)
+_REFRESH = re.compile(r"refresh", re.IGNORECASE)
+_URL_IS = re.compile(r"\burl\s*=", re.IGNORECASE | re.ASCII)
+_UP_TO_URL = re.compile(r"^.*\burl\s*=\s*", re.IGNORECASE | re.ASCII)
+_BEFORE_SEMI = re.compile(r"\s*;.*", re.ASCII)
 
 
 class HtmlUris:
@@ -636,7 +641,8 @@ class HtmlUris:
         self.uris: list[str] = []
         # what each URI of ``uris`` is, by the tag it came from, as URIDNSBL ranks them: "a"
         # (an anchor's href; :mod:`.htmltext` tells the anchors with text), "form", "img", or
-        # "other" (area, link, script, frame, iframe, embed, bgsound, base, backgrounds)
+        # "other" (area, link, script, frame, iframe, embed, bgsound, base, backgrounds, a
+        # meta refresh's URL)
         self.kinds: list[str] = []
         self.base = ""
 
@@ -675,6 +681,12 @@ class HtmlUris:
         elif tag == "form":
             if "action" in a:
                 self.push(a["action"], "form")
+        elif tag == "meta":
+            # a refresh sends the reader's browser to its URL: content="0; url=http://..."
+            content = a.get("content")
+            if (content is not None and _REFRESH.search(a.get("http-equiv", ""))
+                    and _URL_IS.search(content)):
+                self.push(_BEFORE_SEMI.sub("", _UP_TO_URL.sub("", content, count=1), count=1))
         elif tag == "base":
             uri = a.get("href", "").strip(" \t\r\n\x0b\x0c\xa0")[:MAX_URI_LENGTH]
             if uri:

@@ -357,6 +357,7 @@ AGREEING = {
     "test_sa_content_type": "a part's type is read as parse_content_type reads it",
     "test_freemail_body_links": "FreeMail reads the mailto: of anchors only",
     "test_base64_footer": "base64 with a footer after it is decoded as Util::base64_decode decodes it",
+    "test_meta_refresh": "a <meta> refresh's URL is one of the HTML part's URIs",
 }
 
 
