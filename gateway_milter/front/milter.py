@@ -356,8 +356,12 @@ class BulwarkMilter(Milter.Base):  # type: ignore[misc]
                 self.replacebody(body[i:i + 65536])
 
     def _header_edit(self, e: HeaderEdit) -> None:
-        # with SMFIP_HDR_LEADSPC the MTA writes "Name:" and the value as given
-        value = " " + e.value if self._leadspc else e.value
+        # with SMFIP_HDR_LEADSPC the MTA writes "Name:" and the value as given; folds go as bare
+        # LF, the MTA writes the line ends (a value kept from a fold the MTA passed as CRLF, as
+        # the subject tag keeps the Subject's, handed the MTA a CR inside the value)
+        value = e.value.replace("\r\n", "\n")
+        if self._leadspc:
+            value = " " + value
         if e.op == "add":
             self.addheader(e.name, value)
         elif e.op == "insert":

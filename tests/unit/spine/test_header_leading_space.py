@@ -114,3 +114,16 @@ def test_a_whole_transaction_under_the_option() -> None:
     assert rc == Milter.ACCEPT
     # the test MTA writes what it is given after "Name:" (tests/conftest.py): one space, no more
     assert ctx._msg["X-Bulwark-Result"].startswith("accept; score=0.00")
+
+
+def test_folds_go_to_the_mta_as_bare_line_feeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Subject the MTA passed folded with CRLF keeps its fold when tagged; the changed value
+    goes back with a bare LF, as libmilter takes it (the MTA writes the line ends)."""
+    calls: list[tuple[Any, ...]] = []
+    m = _negotiated(True)
+    monkeypatch.setattr(m, "chgheader", lambda *a: calls.append(a))
+    m.ctx = _ctx()
+    m.header("Subject", b" a long\r\n subject")
+    assert m.ctx.header("Subject") == "a long\r\n subject"
+    m._header_edit(HeaderEdit("change", "Subject", "[SPAM] " + m.ctx.header("Subject"), 1))
+    assert calls == [("Subject", 1, " [SPAM] a long\n subject")]
