@@ -1313,6 +1313,16 @@ def check_for_forged_received_trail(m: SaMessage, args: tuple[Any, ...], extra: 
     return int(mismatch > 1)
 
 
+# -- the DKIM plugin's one rule that is no network test ------------------------------------------
+@_eval("check_dkim_dependable")
+def check_dkim_dependable(m: SaMessage, args: tuple[Any, ...], extra: dict[str, Any]) -> int:
+    """``__DKIM_DEPENDABLE``: the signatures were checked and a failure among them is not the
+    caller's doing (SpamAssassin: not when the message it was given was cut short; the milter
+    verifies the whole message). The dkim layer checks them: the rules layer passes
+    ``dkim_checked`` when it ran; where it did not, 0, as SpamAssassin without DNS reads it."""
+    return int(bool(extra.get("dkim_checked")))
+
+
 # WLBLEval's functions live in their own module; importing it registers them
 from gateway_milter.antispam import imageinfo, wlbleval  # noqa: E402,F401
 

@@ -74,6 +74,13 @@ LOADED_PLUGINS = frozenset({
     "Mail::SpamAssassin::Plugin::WLBLEval",
     "Mail::SpamAssassin::Plugin::ImageInfo",
     "Mail::SpamAssassin::Plugin::VBounce",
+    # the DKIM and SPF plugins (Debian's v310.pre and v312.pre load them): the rule files are
+    # read as SpamAssassin reads them with both, so a rule written twice, for with and without
+    # a plugin, is the "with" one (__NOT_SPOOFED is SPF_PASS || DKIM_VALID || ..., not "any
+    # DKIM-Signature field"). Their own rules are network tests: not run here, the dkim and spf
+    # layers answer them (layers.rules.PLUGIN_RULES)
+    "Mail::SpamAssassin::Plugin::DKIM",
+    "Mail::SpamAssassin::Plugin::SPF",
 })
 FEATURES = {
     "Mail::SpamAssassin::Conf::feature_bug6558_free": True,
@@ -83,6 +90,7 @@ FEATURES = {
     "Mail::SpamAssassin::Conf::feature_capture_rules": True,  # (?<NAME>...) captures, %{NAME} templates
     "Mail::SpamAssassin::Conf::feature_dns_block_rule": False,
     "Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length": True,
+    "Mail::SpamAssassin::Plugin::SPF::has_check_for_spf_errors": True,  # (T_SPF_PERMERROR, ...: the spf layer's)
 }
 # WLBLEval's list directives (Conf.pm): directive -> (add or remove, list name)
 ADDRLIST_DIRECTIVES: dict[str, tuple[str, str]] = {}
@@ -865,17 +873,19 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
         except RecursionError:  # a last resort: input deeper than the bounds above foresee
             rs.unsupported[name] = "definition too deeply nested"
             continue
+        if "net" in rule.tflags and rule.kind != "meta":
+            # as SpamAssassin without network tests (score sets 0 and 2): the lookups are not
+            # run, and read 0 in the metas, which run (``meta __SPOOFED_FREEMAIL !__NOT_SPOOFED
+            # && FREEMAIL_FROM`` carries tflags net and still counts for SPOOFED_FREEMAIL_NO_RDNS);
+            # never run, so its eval function need not be ours (the DKIM and SPF plugins' rules:
+            # the dkim and spf layers answer them, layers.rules.PLUGIN_RULES)
+            rs.skipped[name] = "network test (tflags net): our dnsbl/uribl layers do this"
+            continue
         if rule.eval_fn:
             reason = saeval.unsupported_reason(rule.eval_fn, rule.kind, rule.eval_args)
             if reason:
                 rs.unsupported[name] = reason
                 continue
-        if "net" in rule.tflags and rule.kind != "meta":
-            # as SpamAssassin without network tests (score sets 0 and 2): the lookups are not
-            # run, and read 0 in the metas, which run (``meta __SPOOFED_FREEMAIL !__NOT_SPOOFED
-            # && FREEMAIL_FROM`` carries tflags net and still counts for SPOOFED_FREEMAIL_NO_RDNS)
-            rs.skipped[name] = "network test (tflags net): our dnsbl/uribl layers do this"
-            continue
         rs.rules[name] = rule
     # a local rule's expression must not run super-linear: Python's re holds the GIL for a
     # whole search, and one backtracking without end stops every thread of the milter

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from gateway_milter.context import MessageContext
+    from gateway_milter.pipeline.runner import LayerResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,9 +445,20 @@ _SPF_NAMES = {"pass": "PASS", "fail": "FAIL", "softfail": "SOFTFAIL", "neutral":
 _SPF_RULES = {(fact, result): ("T_" if name.endswith("ERROR") else "") + prefix + name
               for fact, prefix in (("result", "SPF_"), ("helo_result", "SPF_HELO_")) for result, name in _SPF_NAMES.items()}
 # each plugin rule answered here -> the layer that answers it (``rules check`` names it)
+# (DKIM_INVALID is the DKIM plugin's meta, DKIM_SIGNED && !DKIM_VALID: the dkim layer scores it
+# itself, so the rules layer does not name it again)
 PLUGIN_RULES = {**{n: "spf" for n in _SPF_RULES.values()},
-                **{n: "dkim" for n in ("DKIM_SIGNED", "DKIM_VALID", "DKIM_VALID_AU", "DKIM_VALID_EF")},
+                **{n: "dkim" for n in ("DKIM_SIGNED", "DKIM_VALID", "DKIM_VALID_AU", "DKIM_VALID_EF", "DKIM_INVALID")},
                 "__RCVD_IN_DNSWL": "dnsbl"}
+
+
+def _ran(ctx: MessageContext, lid: str) -> LayerResult | None:
+    """A layer's result where it ran before this one and judged the message (not off, not
+    failed, not exempting it)."""
+    res = ctx.runner.peek(lid) if ctx.runner is not None else None
+    if res is None or res.error or res.skipped or res.fact("exempt"):
+        return None
+    return res
 
 
 def plugin_rule_values(ctx: MessageContext) -> dict[str, int]:
@@ -455,23 +467,20 @@ def plugin_rule_values(ctx: MessageContext) -> dict[str, int]:
     those layers ran before this one (the layer order runs them first; a layer that is off,
     exempted the message or failed answers none).
     Only results already at hand: the rules layer never runs a DNS check itself."""
-    runner = ctx.runner
     out: dict[str, int] = {}
-    if runner is None:
-        return out
-    spf = runner.peek("spf")
-    if spf is not None and not spf.error and not spf.skipped:
+    spf = _ran(ctx, "spf")
+    if spf is not None:
         for fact in ("result", "helo_result"):
             name = _SPF_RULES.get((fact, str(spf.fact(fact) or "")))
             if name:
                 out[name] = 1
-    dnsbl = runner.peek("dnsbl")
-    if dnsbl is not None and not dnsbl.error and not dnsbl.skipped:
+    dnsbl = _ran(ctx, "dnsbl")
+    if dnsbl is not None:
         # the client on a DNS allowlist (a zone with a negative weight, as DNSWL is configured):
         # SpamAssassin's DNSWL rules' sub-rule, which KHOP_HELO_FCRDNS and FSL_BULK_SIG read
         out["__RCVD_IN_DNSWL"] = int(any(s.score < 0 for s in dnsbl.symbols))
-    dkim = runner.peek("dkim")
-    if dkim is not None and not dkim.error and not dkim.skipped and not dkim.fact("exempt"):
+    dkim = _ran(ctx, "dkim")
+    if dkim is not None:
         passed = {str(d).lower().rstrip(".") for d in dkim.fact("pass_domains") or ()}
         out["DKIM_SIGNED"] = int(bool(dkim.fact("signatures")))
         out["DKIM_VALID"] = int(bool(passed))
@@ -510,11 +519,16 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
                 p = ctx.layer("bayes").fact("probability")
                 if isinstance(p, float):
                     extra["bayes_probability"] = p
+        extra["dkim_checked"] = _ran(ctx, "dkim") is not None  # (__DKIM_DEPENDABLE)
         res = engine.run(view, extra, known=plugin_rule_values(ctx))
+        hits, score = res.hits, res.score
+        if any(h.name in PLUGIN_RULES for h in hits):  # (named by the layer that answers them)
+            score -= sum(h.score * h.times for h in hits if h.name in PLUGIN_RULES)
+            hits = [h for h in hits if h.name not in PLUGIN_RULES]
         # a rule with tflags multiple is a symbol per hit, as SpamAssassin adds its score and names
         # it at each hit: the scoring layer's fitted scores and autolearn count it per hit too
-        symbols = tuple(self.symbol(h.name, h.score, h.describe) for h in res.hits for _ in range(h.times))
-        facts: dict[str, object] = {"score": res.score, "hits": [h.name for h in res.hits], "ms": round(res.ms, 2)}
+        symbols = tuple(self.symbol(h.name, h.score, h.describe) for h in hits for _ in range(h.times))
+        facts: dict[str, object] = {"score": round(score, 3), "hits": [h.name for h in hits], "ms": round(res.ms, 2)}
         # For Bayes autolearn, read by the scoring layer from the rule set that ran (so that it
         # never looks up, or builds, a rule set itself): the hits whose points autolearn leaves
         # out (tflags noautolearn or userconf, as SpamAssassin's _get_autolearn_points), and
@@ -524,7 +538,7 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
         table = engine.autolearn_areas
         areas: dict[str, tuple[int, int]] = {}
         quiet: list[str] = []
-        for h in res.hits:
+        for h in hits:
             a = table.get(h.name)
             if a is not None:  # (never a rule of the flags below)
                 areas[h.name] = a
@@ -538,13 +552,13 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
         if areas:
             facts["autolearn_areas"] = areas
         if engine.autolearn_force:
-            forced = [h.name for h in res.hits if h.name in engine.autolearn_force]
+            forced = [h.name for h in hits if h.name in engine.autolearn_force]
             if forced:
                 facts["autolearn_force"] = forced
         if engine.local_scores:
             # hits whose score a local rule file sets: the scoring layer counts that score, not
             # the fitted one (an administrator's "score RULE 0" takes the rule's points away)
-            own = [h.name for h in res.hits if h.name in engine.local_scores]
+            own = [h.name for h in hits if h.name in engine.local_scores]
             if own:
                 facts["local_scored"] = own
         if "GTUBE" not in engine.rules and "GTUBE" not in engine.unsupported and "GTUBE" not in engine.disabled:

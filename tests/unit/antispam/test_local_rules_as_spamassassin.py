@@ -4,7 +4,7 @@ never dropped or misread without a word:
 
 - a pattern Python refuses in an unexpected way (``(?u)``, a hex escape without digits) raised
   ValueError, which stopped the whole rule set from building (every message deferred);
-- a rule inside ``ifplugin`` of a plugin the gateway does not load (a DKIM block in local.cf);
+- a rule inside ``ifplugin`` of a plugin the gateway does not load (a Razor2 block in local.cf);
 - a chained comparison (``0 < A + B < 2``, always true read left to right) is refused, and
   ``== !=`` bind looser than ``< >`` as in Perl;
 - ``\\g1``/``\\g{1}`` are backreferences, ``{ 2 }`` a quantifier, ``\\h`` has the no-break space,
@@ -41,12 +41,12 @@ def test_a_pattern_python_refuses_is_listed_and_the_rest_runs(tmp_path: Path, db
 
 
 def test_a_rule_in_a_block_of_a_plugin_not_loaded_is_listed(tmp_path: Path) -> None:
-    d = write_rules(tmp_path, "ifplugin Mail::SpamAssassin::Plugin::DKIM\nheader LOCAL_SHOP From =~ /shop/\n"
+    d = write_rules(tmp_path, "ifplugin Mail::SpamAssassin::Plugin::Razor2\nheader LOCAL_SHOP From =~ /shop/\n"
                               "score LOCAL_SHOP 2\nendif\nbody LOCAL_RUN /texte/\n")
     rs = load_rules([d], 2)
     assert "LOCAL_RUN" in rs.rules and "LOCAL_SHOP" not in rs.rules
     [key] = [k for k in rs.line_errors if "LOCAL_SHOP" in k]
-    assert rs.line_errors[key] == "local.cf:2" and "Plugin::DKIM" in rs.unsupported[key]
+    assert rs.line_errors[key] == "local.cf:2" and "Plugin::Razor2" in rs.unsupported[key]
 
 
 def test_metas_compare_as_perl_does(tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ def test_perl_syntax_not_read_is_listed(tmp_path: Path, rule: str) -> None:
 def test_the_editor_warns_of_a_rule_in_a_plugins_block_and_saves_it() -> None:
     from gateway_milter.layers.rules import check_local_rules, local_rules_problems
 
-    text = "ifplugin Mail::SpamAssassin::Plugin::DKIM\nheader LOCAL_SHOP From =~ /shop/\nendif\nbody LOCAL_RUN /texte/\n"
+    text = "ifplugin Mail::SpamAssassin::Plugin::Razor2\nheader LOCAL_SHOP From =~ /shop/\nendif\nbody LOCAL_RUN /texte/\n"
     _names, problems = local_rules_problems(text, known=set())
     assert [(p.line, p.severity) for p in problems] == [(2, "warning")]
     names, warnings = check_local_rules(text, known=set())

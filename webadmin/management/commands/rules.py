@@ -67,7 +67,9 @@ class Command(BaseCommand):
             "unsupported": dict(sorted(eng.unsupported.items())),
             "unsupported_where": {n: w for n, w in sorted(getattr(eng.ruleset, "sources", {}).items())
                                   if n in eng.unsupported},
-            "not_run_network": dict(sorted(eng.ruleset.skipped.items())),
+            # (the DKIM and SPF plugins' rules among them: the dkim and spf layers answer those)
+            "not_run_network": {n: f"answered by the {PLUGIN_RULES[n]} layer" if n in PLUGIN_RULES else why
+                                for n, why in sorted(eng.ruleset.skipped.items())},
             "not_run_score_zero": len(eng.disabled),
             # metas that run with a rule no file defines read as 0 (a typo, a plugin not loaded)
             "undefined_deps": {n: list(d) for n, d in sorted(eng.ruleset.undefined_deps.items()) if n in eng.rules},
@@ -94,7 +96,8 @@ class Command(BaseCommand):
         for name, why in report["unsupported"].items():
             where = f" ({report['unsupported_where'][name]})" if name in report["unsupported_where"] else ""
             self.stdout.write(f"  {name}{where}: {why}")
-        self.stdout.write(f"{len(report['not_run_network'])} network rule(s) left to the dnsbl/uribl layers; "
+        self.stdout.write(f"{len(report['not_run_network'])} network rule(s) not run here (the dnsbl, uribl, spf "
+                          "and dkim layers do those checks); "
                           f"{report['not_run_score_zero']} rule(s) with score 0 not needed by any scored rule")
         if report["undefined_deps"]:
             self.stdout.write(f"{len(report['undefined_deps'])} meta rule(s) read rules no file defines "

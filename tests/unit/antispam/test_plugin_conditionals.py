@@ -1,0 +1,77 @@
+"""The rule files are read as SpamAssassin reads them with its DKIM and SPF plugins loaded
+(Debian's v310.pre and v312.pre load both): a rule written twice, for with and without a plugin,
+is the "with" one. Before, the gateway read the "without" variants, though its dkim and spf
+layers answer the plugins' rules: Debian's ``__NOT_SPOOFED`` was then "any DKIM-Signature
+field" instead of ``SPF_PASS || DKIM_VALID || ...``, so a forged signature field turned off
+KHOP_HELO_FCRDNS, SPOOFED_FREEMAIL and some twenty other rules (rspamd's bad_message.eml and
+arcallow.eml in the odd-MIME differential). The expected hits are what Debian's spamassassin
+reported for these rules and messages (tests/integration/antispam/test_sa_differential.py runs
+them again); SpamAssassin runs with local tests only, where DKIM_VALID and SPF_PASS read 0, as
+ours do when the dkim and spf layers have not run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway_milter.antispam.sarules import DEFAULT_DIRS, load_rules
+from tests.unit.antispam.helpers import make_ctx, policy, write_rules
+
+RULES = r"""
+header   __T_DKIM_FIELD    exists:DKIM-Signature
+if !plugin(Mail::SpamAssassin::Plugin::DKIM)
+  meta   T_NOT_SPOOFED     __T_DKIM_FIELD
+endif
+if !(!plugin(Mail::SpamAssassin::Plugin::DKIM))
+  meta   T_NOT_SPOOFED     DKIM_VALID
+endif
+score    T_NOT_SPOOFED     0.01
+ifplugin Mail::SpamAssassin::Plugin::DKIM
+  meta   T_SIGNED_NOT_VALID  __T_DKIM_FIELD && !DKIM_VALID
+  score  T_SIGNED_NOT_VALID  0.01
+  meta   T_DEPENDABLE      __DKIM_DEPENDABLE
+  score  T_DEPENDABLE      0.01
+endif
+ifplugin Mail::SpamAssassin::Plugin::SPF
+  body   T_SPF_BLOCK       /meeting/
+  score  T_SPF_BLOCK       0.01
+endif
+if !plugin(Mail::SpamAssassin::Plugin::SPF)
+  body   T_NO_SPF_BLOCK    /meeting/
+  score  T_NO_SPF_BLOCK    0.01
+endif
+"""
+SCORED = ["T_NOT_SPOOFED", "T_SIGNED_NOT_VALID", "T_DEPENDABLE", "T_SPF_BLOCK", "T_NO_SPF_BLOCK"]
+
+
+def _msg(extra: bytes = b"") -> bytes:
+    return (extra + b"From: Joe <joe@sender.test>\r\nTo: bob@example.com\r\nSubject: x\r\n"
+            b"Message-ID: <m1@sender.test>\r\nDate: Fri, 04 Dec 2026 10:00:00 +0000\r\n\r\n"
+            b"See you at the meeting.\r\n")
+
+
+FORGED = (b"DKIM-Signature: v=1; a=rsa-sha256; d=sender.test; s=sel; c=relaxed/relaxed;\r\n"
+          b"\th=from:to:subject; bh=AAAA; b=AAAA\r\n")
+MESSAGES = {
+    "forged_signature_field": (_msg(FORGED), {"T_SIGNED_NOT_VALID", "T_SPF_BLOCK"}),
+    "unsigned": (_msg(), {"T_SPF_BLOCK"}),
+}
+
+
+def test_the_rules_are_read_with_the_dkim_and_spf_plugins(tmp_path: Path) -> None:
+    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(write_rules(tmp_path, RULES))]}})
+    for name, (raw, expected) in MESSAGES.items():
+        assert {s.name for s in make_ctx(raw, pol).layer("rules").symbols} & set(SCORED) == expected, name
+
+
+@pytest.mark.skipif(not any(d.is_dir() for d in DEFAULT_DIRS), reason="Debian's spamassassin rules are not installed")
+def test_debians_not_spoofed_is_the_variant_with_both_plugins() -> None:
+    rs = load_rules()
+    assert set(rs.rules["__NOT_SPOOFED"].deps) >= {"SPF_PASS", "DKIM_VALID"}
+    assert "__DKIM_EXISTS" not in rs.rules["__NOT_SPOOFED"].deps
+    # the plugins' own rules are network tests the dkim and spf layers answer: never run here
+    assert {"DKIM_VALID", "DKIM_VALID_AU", "SPF_PASS", "SPF_HELO_FAIL"} <= set(rs.skipped)
+    # the one that is no network test is ours (the dkim layer's answer, checked in
+    # tests/unit/auth/test_rules_plugin_variants.py)
+    assert "__DKIM_DEPENDABLE" in rs.rules and "__DKIM_DEPENDABLE" not in rs.unsupported
