@@ -788,6 +788,13 @@ def _mime_counters(mime: MimeView) -> dict[str, float]:
             c["mime_bad_iso_charset"] = 1
         if multipart:
             continue
+        if ctype.startswith("multipart/") and (part is not mime.message or part.get_boundary() is not None):
+            # its boundary never found (or none given, in a part): SpamAssassin's parser keeps
+            # the multipart as a container and makes its body a child leaf without header
+            # fields, which parse_content_type reads as text/plain (the message itself without
+            # a boundary parameter is read as a text leaf: its parent gives it no boundary)
+            c["mime_body_text_count"] += 1
+            ctype, cte, cd = "text/plain", "", ""
         part_type.append(ctype)
         part_bytes.append(0 if "attachment" not in cd else None)
         counted = alternative and "attachment" not in cd and ctype in ("text/plain", "text/html")

@@ -358,6 +358,8 @@ AGREEING = {
     "test_freemail_body_links": "FreeMail reads the mailto: of anchors only",
     "test_base64_footer": "base64 with a footer after it is decoded as Util::base64_decode decodes it",
     "test_meta_refresh": "a <meta> refresh's URL is one of the HTML part's URIs",
+    "test_plugin_conditionals": "rule files read with the DKIM and SPF plugins loaded",
+    "test_mime_counters_no_boundary": "a multipart whose boundary is never found holds a headerless text leaf",
 }
 
 
