@@ -3,6 +3,8 @@ rule files) on corpus messages: which scored rules each one hits where the other
 
 Usage: .venv/bin/python bench/sa_differential.py [--n 300] [--dirs spam,spam_2,easy_ham,hard_ham]
        [--details out.jsonl] [--rule NAME]
+       .venv/bin/python bench/sa_differential.py --files ../shared/corpus/mime ../shared/corpus/rspamd/messages
+         (every message file under those paths instead: the odd-MIME test messages of other parsers)
 
 SpamAssassin runs in one Perl process (Mail::SpamAssassin, local tests only, no Bayes, no
 auto-allowlist, no user preferences) fed message paths; our side is the ``rules`` layer in scan
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,6 +75,28 @@ def pick(base: Path, dirs: list[str], n: int) -> list[Path]:
     total = sum(len(v) for v in files.values())
     step = max(1, total // n)
     return [p for d in dirs for p in files[d][::step]]
+
+
+_HEADER_START = re.compile(rb"(?:From |[!-9;-~]+:)")
+_NOT_MESSAGES = (".html", ".htm", ".json", ".xml", ".out", ".bin", ".pem", ".pub", ".cs", ".py", ".java", ".md")
+
+
+def message_files(roots: list[str]) -> list[Path]:
+    """The files under ``roots`` (files or directories) that start as a message does: a header
+    field or an mbox "From " line (test suites keep their messages beside code, expected
+    outputs and decoded parts; a ``*_decoded_*`` file is a part, not a message; what lies in an
+    ``mbox`` directory is a mailbox of several messages or a summary of one, which SpamAssassin
+    reads as one message and we as its first)."""
+    out: list[Path] = []
+    for root in map(Path, roots):
+        for p in sorted(root.rglob("*")) if root.is_dir() else [root]:
+            if (not p.is_file() or p.suffix.lower() in _NOT_MESSAGES or "_decoded_" in p.name or "mbox" in p.parts
+                    or p.stat().st_size > 5 << 20):
+                continue
+            with p.open("rb") as f:
+                if _HEADER_START.match(f.read(200)):
+                    out.append(p)
+    return out
 
 
 def sa_hits(paths: list[Path], progress: bool = True, subtests: bool = False) -> dict[str, set[str]]:
@@ -153,12 +178,19 @@ def main() -> int:
     ap.add_argument("--dirs", default="spam,spam_2,easy_ham,easy_ham_2,hard_ham")
     ap.add_argument("--details", default="", help="per message: both sides' hits (JSON lines)")
     ap.add_argument("--rule", default="", help="list the messages where the sides differ on this rule")
+    ap.add_argument("--files", nargs="+", default=[], help="message files, or directories to take every message file under")
     args = ap.parse_args()
-    base = shared_path("corpus", "spamassassin")
-    if not base.is_dir():
-        print(f"{base} not present", file=sys.stderr)
-        return 2
-    paths = pick(base, args.dirs.split(","), args.n)
+    if args.files:
+        paths = message_files(args.files)
+        if not paths:
+            print("no message files under " + " ".join(args.files), file=sys.stderr)
+            return 2
+    else:
+        base = shared_path("corpus", "spamassassin")
+        if not base.is_dir():
+            print(f"{base} not present", file=sys.stderr)
+            return 2
+        paths = pick(base, args.dirs.split(","), args.n)
     theirs = sa_hits(paths)
     ours, ours_run = our_hits(paths)
     # where the sides differ, SpamAssassin again with the message alone (capture templates)
