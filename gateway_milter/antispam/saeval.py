@@ -1323,8 +1323,13 @@ def check_dkim_dependable(m: SaMessage, args: tuple[Any, ...], extra: dict[str, 
     return int(bool(extra.get("dkim_checked")))
 
 
-# WLBLEval's functions live in their own module; importing it registers them
-from gateway_milter.antispam import imageinfo, wlbleval  # noqa: E402,F401
+# WLBLEval's functions live in their own module, and the DKIM and SPF plugins' welcome-lists in
+# theirs; importing them registers them
+from gateway_milter.antispam import authlists, imageinfo, wlbleval  # noqa: E402,F401
+
+# network tests (tflags net) that run all the same: their eval functions read what the dkim and
+# spf layers found (the rules layer passes it), no lookup of their own
+LAYER_ANSWERED = authlists.EVALS
 
 # evals that read the rule's own kind (body or rawbody text), passed before their arguments
 WANTS_RULE_KIND = frozenset({"image_to_text_ratio"})

@@ -98,7 +98,10 @@ for _new, _old in (("welcomelist_from", "whitelist_from"), ("blocklist_from", "b
                    ("welcomelist_to", "whitelist_to"), ("blocklist_to", "blacklist_to"),
                    ("welcomelist_allows_relays", "whitelist_allows_relays"),
                    ("welcomelist_bounce_relays", "whitelist_bounce_relays"),  # (VBounce's)
-                   ("more_spam_to", ""), ("all_spam_to", "")):
+                   ("more_spam_to", ""), ("all_spam_to", ""),
+                   # the DKIM and SPF plugins' welcome-lists, and the core's lists both read
+                   ("welcomelist_auth", "whitelist_auth"), ("def_welcomelist_auth", "def_whitelist_auth"),
+                   ("welcomelist_from_spf", "whitelist_from_spf"), ("def_welcomelist_from_spf", "def_whitelist_from_spf")):
     for _word in (_new, _old):
         if _word:
             ADDRLIST_DIRECTIVES[_word] = ("add", _new)
@@ -108,6 +111,11 @@ RCVDLIST_DIRECTIVES = {"welcomelist_from_rcvd": "welcomelist_from_rcvd", "whitel
                        "def_welcomelist_from_rcvd": "def_welcomelist_from_rcvd",
                        "def_whitelist_from_rcvd": "def_welcomelist_from_rcvd",
                        "unwelcomelist_from_rcvd": "remove", "unwhitelist_from_rcvd": "remove"}
+# the DKIM plugin's welcome-lists: an address glob and the domain whose valid signature it
+# needs (none: the author's own domain); kept beside the rcvd lists (address -> domains)
+DKIMLIST_DIRECTIVES = {"welcomelist_from_dkim": "welcomelist_from_dkim", "whitelist_from_dkim": "welcomelist_from_dkim",
+                       "def_welcomelist_from_dkim": "def_welcomelist_from_dkim",
+                       "def_whitelist_from_dkim": "def_welcomelist_from_dkim"}
 URIHOST_DIRECTIVES: dict[str, tuple[str, str | None]] = {
     "enlist_uri_host": ("add", None), "delist_uri_host": ("remove", None),
     "blocklist_uri_host": ("add", "BLOCK"), "blacklist_uri_host": ("add", "BLOCK"),
@@ -122,7 +130,7 @@ def known_directive(word: str) -> bool:
     """Whether the parser reads this directive (others, SpamAssassin's settings such as
     ``required_score`` or ``report``, are ignored: the gateway has its own)."""
     return (word in RULE_KINDS or word in _OTHER_DIRECTIVES or word in ADDRLIST_DIRECTIVES
-            or word in RCVDLIST_DIRECTIVES or word in URIHOST_DIRECTIVES)
+            or word in RCVDLIST_DIRECTIVES or word in URIHOST_DIRECTIVES or word in DKIMLIST_DIRECTIVES)
 
 
 _OTHER_DIRECTIVES = frozenset({
@@ -192,6 +200,7 @@ class RuleSet:
     # def_welcomelist_from_rcvd: address pattern -> domains or [IPs]) and URI host lists
     # (enlist_uri_host: host -> listed, False for a !host exception)
     addrlists: dict[str, dict[str, str]] = field(default_factory=dict)
+    # (and the DKIM welcome-lists: address glob -> signing domains, "" for the author's own)
     rcvdlists: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     uri_host_lists: dict[str, dict[str, bool]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
@@ -398,6 +407,11 @@ class _Parser:
             m = _LISTNAME.match(rest)
             if m:
                 self.addrlist(("add", m.group(1)), m.group(2))
+        elif word in DKIMLIST_DIRECTIVES:
+            parts = rest.split()
+            if 1 <= len(parts) <= 2:  # (Conf's /^(\S+)(?:\s+(\S+))?$/; add_to_addrlist_dkim)
+                entry = self.rcvdlists.setdefault(DKIMLIST_DIRECTIVES[word], {}).setdefault(parts[0].lower(), [])
+                entry.append(parts[1].lower() if len(parts) == 2 else "")
         elif word in RCVDLIST_DIRECTIVES:
             parts = rest.split()
             if RCVDLIST_DIRECTIVES[word] == "remove":
@@ -873,7 +887,7 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
         except RecursionError:  # a last resort: input deeper than the bounds above foresee
             rs.unsupported[name] = "definition too deeply nested"
             continue
-        if "net" in rule.tflags and rule.kind != "meta":
+        if "net" in rule.tflags and rule.kind != "meta" and rule.eval_fn not in saeval.LAYER_ANSWERED:
             # as SpamAssassin without network tests (score sets 0 and 2): the lookups are not
             # run, and read 0 in the metas, which run (``meta __SPOOFED_FREEMAIL !__NOT_SPOOFED
             # && FREEMAIL_FROM`` carries tflags net and still counts for SPOOFED_FREEMAIL_NO_RDNS);

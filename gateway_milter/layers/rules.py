@@ -494,6 +494,32 @@ def plugin_rule_values(ctx: MessageContext) -> dict[str, int]:
     return out
 
 
+def auth_extras(ctx: MessageContext) -> dict[str, object]:
+    """What the dkim and spf layers found, for the DKIM and SPF plugins' rules that read more
+    than a yes or no (saeval ``check_dkim_dependable``, the welcome-lists of
+    :mod:`gateway_milter.antispam.authlists`): ``dkim_checked``; ``dkim_signatures``, each
+    signature's signing domain (that of its ``i=`` identity, else its ``d=``, as the plugin's
+    SDID) and whether it is valid; ``spf_pass_sender``, the envelope sender SPF passed."""
+    out: dict[str, object] = {}
+    dkim = _ran(ctx, "dkim")
+    if dkim is not None:
+        out["dkim_checked"] = True
+        sigs = []
+        for sig in dkim.fact("signatures") or ():
+            if not sig.get("s"):  # (a signature without a selector is skipped there too)
+                continue
+            sdid = (str(sig.get("i") or "").rpartition("@")[2] or str(sig.get("d") or "")).lower().rstrip(".")
+            if sdid:
+                sigs.append((sdid, sig.get("result") == "pass"))
+        out["dkim_signatures"] = tuple(sigs)
+    spf = _ran(ctx, "spf")
+    if spf is not None and spf.fact("identity") == "mailfrom" and spf.fact("result") == "pass":
+        sender = ctx.mail_from.strip().strip("<>").lower()
+        if sender:
+            out["spf_pass_sender"] = sender
+    return out
+
+
 class HeuristicRulesLayer(Layer[RulesSettings]):
     id = "rules"
     stage = Stage.EOM
@@ -519,7 +545,7 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
                 p = ctx.layer("bayes").fact("probability")
                 if isinstance(p, float):
                     extra["bayes_probability"] = p
-        extra["dkim_checked"] = _ran(ctx, "dkim") is not None  # (__DKIM_DEPENDABLE)
+        extra.update(auth_extras(ctx))
         res = engine.run(view, extra, known=plugin_rule_values(ctx))
         hits, score = res.hits, res.score
         if any(h.name in PLUGIN_RULES for h in hits):  # (named by the layer that answers them)

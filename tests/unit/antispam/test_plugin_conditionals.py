@@ -73,5 +73,10 @@ def test_debians_not_spoofed_is_the_variant_with_both_plugins() -> None:
     # the plugins' own rules are network tests the dkim and spf layers answer: never run here
     assert {"DKIM_VALID", "DKIM_VALID_AU", "SPF_PASS", "SPF_HELO_FAIL"} <= set(rs.skipped)
     # the one that is no network test is ours (the dkim layer's answer, checked in
-    # tests/unit/auth/test_rules_plugin_variants.py)
+    # tests/unit/auth/test_rules_plugin_variants.py, as the welcome-lists below are)
     assert "__DKIM_DEPENDABLE" in rs.rules and "__DKIM_DEPENDABLE" not in rs.unsupported
+    # the plugins' welcome-lists run, on the layers' answers (authlists), with Debian's entries
+    assert {"USER_IN_DEF_DKIM_WL", "USER_IN_DKIM_WELCOMELIST", "USER_IN_DEF_SPF_WL", "USER_IN_SPF_WELCOMELIST",
+            "ENV_AND_HDR_SPF_MATCH"} <= set(rs.rules)
+    assert len(rs.addrlists["def_welcomelist_auth"]) > 800 and len(rs.rcvdlists["def_welcomelist_from_dkim"]) > 80
+    assert "*@*.ebay.com" in rs.addrlists["def_welcomelist_auth"]
