@@ -100,7 +100,7 @@ def check_for_def_spf_welcomelist_from(m: SaMessage, args: tuple[Any, ...], extr
     return _spf_listed(extra, ("def_welcomelist_from_spf", "def_welcomelist_auth"))
 
 
-EVALS = frozenset(f"check_for_{d}{kind}_{w}_from" for d in ("", "def_") for kind in ("dkim", "spf")
+EVALS: frozenset[str] = frozenset(f"check_for_{d}{kind}_{w}_from" for d in ("", "def_") for kind in ("dkim", "spf")
                   for w in ("welcomelist", "whitelist"))
 for _fn in (check_for_dkim_welcomelist_from, check_for_def_dkim_welcomelist_from, check_for_spf_welcomelist_from,
             check_for_def_spf_welcomelist_from):

@@ -1329,7 +1329,7 @@ from gateway_milter.antispam import authlists, imageinfo, wlbleval  # noqa: E402
 
 # network tests (tflags net) that run all the same: their eval functions read what the dkim and
 # spf layers found (the rules layer passes it), no lookup of their own
-LAYER_ANSWERED = authlists.EVALS
+LAYER_ANSWERED: frozenset[str] = authlists.EVALS
 
 # evals that read the rule's own kind (body or rawbody text), passed before their arguments
 WANTS_RULE_KIND = frozenset({"image_to_text_ratio"})
