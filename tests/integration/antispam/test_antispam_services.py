@@ -96,6 +96,16 @@ def test_it_finds_listed_url_domains_in_rbldnsd(rbl: dict[str, Any]) -> None:
     assert not clean.symbols and clean.fact("targets") == ["harmless.org"]
 
 
+def test_it_looks_up_the_target_of_a_meta_refresh_in_rbldnsd(rbl: dict[str, Any]) -> None:
+    """A spam whose only link is a <meta http-equiv="refresh"> to a listed domain (the reader's
+    browser goes there by itself) is listed, as SpamAssassin's URIDNSBL lists it."""
+    pol = policy({"uribl": {"zones": [{"zone": "uribl.test", "weight": 3}]}})
+    html = ('<html><head><meta http-equiv="refresh" content="0; url=http://www.evil.example/go"></head>'
+            "<body><p>Loading...</p></body></html>")
+    res = make_ctx(msg("x", html, ctype="text/html"), pol).layer("uribl")
+    assert res.has("URIBL_URIBL_TEST") and set(res.fact("listed")["uribl.test"]) == {"evil.example"}
+
+
 def test_it_reports_unknown_when_the_dns_server_is_unreachable() -> None:
     prev = set_resolver(Resolver([("127.0.0.1", 9)], timeout=0.3))
     try:
