@@ -52,6 +52,7 @@ _DEFECT_AMBIGUITY = {
     "MissingHeaderBodySeparatorDefect": "MALFORMED_HEADER",
     "InvalidMultipartContentTransferEncodingDefect": "BAD_MULTIPART_ENCODING",
 }
+_SA_TEXT_B64_DEFECTS = frozenset({"InvalidBase64CharactersDefect", "InvalidBase64PaddingDefect"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,9 +335,14 @@ def parse_message(raw: bytes) -> MimeView:
         except Exception:  # noqa: BLE001 - malformed encodings give raw bytes
             payload = str(m.get_payload()).encode("utf-8", "surrogateescape")
         part_defects = [type(d).__name__ for d in m.defects[before:]]
-        if "InvalidBase64LengthDefect" in part_defects:
+        if "InvalidBase64LengthDefect" in part_defects or (
+                ctype.startswith("text/") and _SA_TEXT_B64_DEFECTS.intersection(part_defects)):
             # the standard library gives the encoded text back; mail readers and SpamAssassin
-            # decode what is there (a list footer appended after the base64 body, a cut line)
+            # decode what is there (a list footer appended after the base64 body, a cut line).
+            # A text whose base64 holds bytes outside the alphabet or padding inside it (a list
+            # footer after the padding): the standard library stops at the padding, SpamAssassin
+            # decodes the footer's letters too, and the rules read that text; an attachment keeps
+            # the standard library's bytes (the file as sent, for the antivirus and its hashes)
             from gateway_milter.mime.ambiguity import sa_base64
 
             raw_body = m.get_payload(decode=False)

@@ -360,6 +360,7 @@ AGREEING = {
     "test_meta_refresh": "a <meta> refresh's URL is one of the HTML part's URIs",
     "test_plugin_conditionals": "rule files read with the DKIM and SPF plugins loaded",
     "test_mime_counters_no_boundary": "a multipart whose boundary is never found holds a headerless text leaf",
+    "test_base64_text_footer": "a text part's base64 with a footer after its padding is decoded footer and all",
 }
 
 
