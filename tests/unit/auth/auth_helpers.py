@@ -3,6 +3,7 @@ snapshot and layer runner, and DNS zone data served through the resolver's test 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from gateway_milter.context import ConnectionInfo, MessageContext
@@ -46,3 +47,13 @@ def message(frm: str = "Alice <alice@example.test>", to: str = "bob@local.test",
             body: str = "Hi Bob,\nthis is a test.\n", extra: str = "") -> bytes:
     return (f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Sat, 28 Nov 2026 09:00:00 +0000\r\n"
             f"Message-ID: <m1@example.test>\r\n{extra}\r\n{body.replace(chr(10), chr(13) + chr(10))}").encode()
+
+
+def rules_doc(tmp_path: Path, rules: str, sub: str = "rules") -> dict[str, Any]:
+    """A policy document whose rules layer runs ``rules`` alone (written to ``sub/local.cf``),
+    for the local domain local.test."""
+    d = tmp_path / sub
+    d.mkdir(exist_ok=True)
+    (d / "local.cf").write_text(rules)
+    return {"domains": ["local.test"],
+            "settings": {"rules": {"include_default": False, "rule_dirs": [str(d)], "use_bayes": False}}}

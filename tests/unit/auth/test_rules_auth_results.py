@@ -15,7 +15,7 @@ from gateway_milter.context import MessageContext
 from gateway_milter.layers.rules import local_rules_problems
 from gateway_milter.net import resolver as r
 from gateway_milter.transforms.dkimsign import sign_message
-from tests.unit.auth.auth_helpers import make_ctx, message
+from tests.unit.auth.auth_helpers import make_ctx, message, rules_doc
 
 RULES = r"""
 header   __LOCAL_FROM_EX  From =~ /\@(?:\w+\.)*example\.test\b/i
@@ -55,11 +55,7 @@ def signed(ks: KeyStore, raw: bytes) -> bytes:
 
 
 def doc(tmp_path: Path) -> dict[str, object]:
-    d = tmp_path / "rules"
-    d.mkdir(exist_ok=True)
-    (d / "local.cf").write_text(RULES)
-    return {"domains": ["local.test"],
-            "settings": {"rules": {"include_default": False, "rule_dirs": [str(d)], "use_bayes": False}}}
+    return rules_doc(tmp_path, RULES)
 
 
 def hits(ctx: MessageContext, first: tuple[str, ...] = ("spf", "dkim")) -> set[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gateway_milter.auth.keystore import KeyStore
 from gateway_milter.context import MessageContext
-from tests.unit.auth.auth_helpers import make_ctx, message
+from tests.unit.auth.auth_helpers import make_ctx, message, rules_doc
 from tests.unit.auth.test_rules_auth_results import keys, signed, zone  # noqa: F401 (fixtures)
 
 RULES = r"""
@@ -30,11 +30,7 @@ endif
 
 
 def doc(tmp_path: Path) -> dict[str, object]:
-    d = tmp_path / "rules"
-    d.mkdir(exist_ok=True)
-    (d / "local.cf").write_text(RULES)
-    return {"domains": ["local.test"],
-            "settings": {"rules": {"include_default": False, "rule_dirs": [str(d)], "use_bayes": False}}}
+    return rules_doc(tmp_path, RULES)
 
 
 def test_dkim_dependable_once_the_dkim_layer_checked(tmp_path: Path, keys: KeyStore) -> None:  # noqa: F811
@@ -80,11 +76,7 @@ LISTED = {"USER_IN_DEF_DKIM_WL", "USER_IN_DKIM_WELCOMELIST", "USER_IN_DEF_SPF_WL
 
 
 def welcome_doc(tmp_path: Path) -> dict[str, object]:
-    d = tmp_path / "welcome"
-    d.mkdir(exist_ok=True)
-    (d / "local.cf").write_text(WELCOME)
-    return {"domains": ["local.test"],
-            "settings": {"rules": {"include_default": False, "rule_dirs": [str(d)], "use_bayes": False}}}
+    return rules_doc(tmp_path, WELCOME, "welcome")
 
 
 def listed(ctx: MessageContext) -> set[str]:
