@@ -107,6 +107,9 @@ for _new, _old in (("welcomelist_from", "whitelist_from"), ("blocklist_from", "b
             ADDRLIST_DIRECTIVES[_word] = ("add", _new)
 for _new, _old in (("welcomelist_from", "whitelist_from"), ("blocklist_from", "blacklist_from")):
     ADDRLIST_DIRECTIVES["un" + _new] = ADDRLIST_DIRECTIVES["un" + _old] = ("remove", _new)
+# (these two take the entry off the list and off its default list: Conf.pm, SPF.pm)
+for _new, _old in (("welcomelist_auth", "whitelist_auth"), ("welcomelist_from_spf", "whitelist_from_spf")):
+    ADDRLIST_DIRECTIVES["un" + _new] = ADDRLIST_DIRECTIVES["un" + _old] = ("remove", f"{_new} def_{_new}")
 RCVDLIST_DIRECTIVES = {"welcomelist_from_rcvd": "welcomelist_from_rcvd", "whitelist_from_rcvd": "welcomelist_from_rcvd",
                        "def_welcomelist_from_rcvd": "def_welcomelist_from_rcvd",
                        "def_whitelist_from_rcvd": "def_welcomelist_from_rcvd",
@@ -115,7 +118,8 @@ RCVDLIST_DIRECTIVES = {"welcomelist_from_rcvd": "welcomelist_from_rcvd", "whitel
 # needs (none: the author's own domain); kept beside the rcvd lists (address -> domains)
 DKIMLIST_DIRECTIVES = {"welcomelist_from_dkim": "welcomelist_from_dkim", "whitelist_from_dkim": "welcomelist_from_dkim",
                        "def_welcomelist_from_dkim": "def_welcomelist_from_dkim",
-                       "def_whitelist_from_dkim": "def_welcomelist_from_dkim"}
+                       "def_whitelist_from_dkim": "def_welcomelist_from_dkim",
+                       "unwelcomelist_from_dkim": "remove", "unwhitelist_from_dkim": "remove"}
 URIHOST_DIRECTIVES: dict[str, tuple[str, str | None]] = {
     "enlist_uri_host": ("add", None), "delist_uri_host": ("remove", None),
     "blocklist_uri_host": ("add", "BLOCK"), "blacklist_uri_host": ("add", "BLOCK"),
@@ -410,8 +414,16 @@ class _Parser:
         elif word in DKIMLIST_DIRECTIVES:
             parts = rest.split()
             if 1 <= len(parts) <= 2:  # (Conf's /^(\S+)(?:\s+(\S+))?$/; add_to_addrlist_dkim)
-                entry = self.rcvdlists.setdefault(DKIMLIST_DIRECTIVES[word], {}).setdefault(parts[0].lower(), [])
-                entry.append(parts[1].lower() if len(parts) == 2 else "")
+                addr, sdid = parts[0].lower(), parts[1].lower() if len(parts) == 2 else ""
+                if DKIMLIST_DIRECTIVES[word] == "remove":  # (remove_from_addrlist_dkim, from both lists)
+                    for name in ("welcomelist_from_dkim", "def_welcomelist_from_dkim"):
+                        lst = self.rcvdlists.get(name, {})
+                        if addr in lst:
+                            lst[addr] = [d for d in lst[addr] if d != sdid]
+                            if not lst[addr]:
+                                del lst[addr]
+                else:
+                    self.rcvdlists.setdefault(DKIMLIST_DIRECTIVES[word], {}).setdefault(addr, []).append(sdid)
         elif word in RCVDLIST_DIRECTIVES:
             parts = rest.split()
             if RCVDLIST_DIRECTIVES[word] == "remove":
@@ -427,13 +439,14 @@ class _Parser:
 
     def addrlist(self, how: tuple[str, str], rest: str) -> None:
         """Conf::Parser's add_to_addrlist / remove_addrlist_value: lower-cased globs."""
-        op, name = how
-        lst = self.addrlists.setdefault(name, {})
-        for addr in rest.split():
-            if op == "add":
-                lst[addr.lower()] = addr.lower()
-            else:
-                lst.pop(addr.lower(), None)
+        op, names = how
+        for name in names.split() if op == "remove" else [names]:  # (a removal may name several lists)
+            lst = self.addrlists.setdefault(name, {})
+            for addr in rest.split():
+                if op == "add":
+                    lst[addr.lower()] = addr.lower()
+                else:
+                    lst.pop(addr.lower(), None)
 
     def uri_hosts(self, how: tuple[str, str | None], rest: str) -> None:
         """enlist_uri_host (LIST) host !host ...; delist_uri_host [(LIST)] host ...; the

@@ -80,3 +80,20 @@ def test_debians_not_spoofed_is_the_variant_with_both_plugins() -> None:
             "ENV_AND_HDR_SPF_MATCH"} <= set(rs.rules)
     assert len(rs.addrlists["def_welcomelist_auth"]) > 800 and len(rs.rcvdlists["def_welcomelist_from_dkim"]) > 80
     assert "*@*.ebay.com" in rs.addrlists["def_welcomelist_auth"]
+
+
+def test_the_un_directives_take_welcome_list_entries_off(tmp_path: Path) -> None:
+    """``unwelcomelist_auth`` and ``unwelcomelist_from_spf`` take an entry off the list and off
+    its default list; ``unwelcomelist_from_dkim ADDR [DOMAIN]`` takes that domain off the
+    address's entry in both (Conf.pm, SPF.pm and DKIM.pm), so a site can undo a default entry."""
+    text = ("def_welcomelist_auth *@shop.example *@bank.example\nwelcomelist_auth *@shop.example\n"
+            "def_welcomelist_from_spf *@shop.example\n"
+            "def_welcomelist_from_dkim *@shop.example shop.example\ndef_welcomelist_from_dkim *@shop.example mail.example\n"
+            "whitelist_from_dkim *@shop.example\n"
+            "unwelcomelist_auth *@SHOP.example\nunwhitelist_from_spf *@shop.example\n"
+            "unwelcomelist_from_dkim *@shop.example mail.example\nunwelcomelist_from_dkim *@shop.example\n")
+    rs = load_rules([write_rules(tmp_path, text)])
+    assert rs.addrlists["def_welcomelist_auth"] == {"*@bank.example": "*@bank.example"}
+    assert rs.addrlists["welcomelist_auth"] == {} and rs.addrlists["def_welcomelist_from_spf"] == {}
+    assert rs.rcvdlists["def_welcomelist_from_dkim"] == {"*@shop.example": ["shop.example"]}
+    assert rs.rcvdlists["welcomelist_from_dkim"] == {}
