@@ -461,49 +461,37 @@ def _ran(ctx: MessageContext, lid: str) -> LayerResult | None:
     return res
 
 
-def plugin_rule_values(ctx: MessageContext) -> dict[str, int]:
-    """The SPF and DKIM plugins' rules (``SPF_PASS``, ``SPF_HELO_FAIL``, ``DKIM_VALID_AU``, ...)
-    from the spf and dkim layers' results, and ``__RCVD_IN_DNSWL`` from the dnsbl layer's, where
-    those layers ran before this one (the layer order runs them first; a layer that is off,
-    exempted the message or failed answers none).
-    Only results already at hand: the rules layer never runs a DNS check itself."""
-    out: dict[str, int] = {}
+def plugin_inputs(ctx: MessageContext) -> tuple[dict[str, int], dict[str, object]]:
+    """What the SPF, DKIM and DNSWL rules read, from the spf, dkim and dnsbl layers' results
+    where those layers ran before this one (the layer order runs them first; a layer that is
+    off, exempted the message or failed answers none). Only results already at hand: the rules
+    layer never runs a DNS check itself.
+
+    Two parts: the plugins' rules' values (``SPF_PASS``, ``SPF_HELO_FAIL``, ``DKIM_VALID_AU``,
+    ``__RCVD_IN_DNSWL``, ...: the engine's ``known``), and for the rules that read more than a
+    yes or no (saeval ``check_dkim_dependable``, the welcome-lists of
+    :mod:`gateway_milter.antispam.authlists`) the engine's extras: ``dkim_checked``;
+    ``dkim_signatures``, each signature's signing domain (that of its ``i=`` identity, else its
+    ``d=``: the plugin's SDID) and whether it is valid; ``spf_pass_sender``, the envelope
+    sender SPF passed."""
+    known: dict[str, int] = {}
+    extras: dict[str, object] = {}
+    sender = ctx.mail_from.strip().strip("<>").lower()
     spf = _ran(ctx, "spf")
     if spf is not None:
         for fact in ("result", "helo_result"):
             name = _SPF_RULES.get((fact, str(spf.fact(fact) or "")))
             if name:
-                out[name] = 1
+                known[name] = 1
+        if spf.fact("identity") == "mailfrom" and spf.fact("result") == "pass" and sender:
+            extras["spf_pass_sender"] = sender
     dnsbl = _ran(ctx, "dnsbl")
     if dnsbl is not None:
         # the client on a DNS allowlist (a zone with a negative weight, as DNSWL is configured):
         # SpamAssassin's DNSWL rules' sub-rule, which KHOP_HELO_FCRDNS and FSL_BULK_SIG read
-        out["__RCVD_IN_DNSWL"] = int(any(s.score < 0 for s in dnsbl.symbols))
+        known["__RCVD_IN_DNSWL"] = int(any(s.score < 0 for s in dnsbl.symbols))
     dkim = _ran(ctx, "dkim")
     if dkim is not None:
-        passed = {str(d).lower().rstrip(".") for d in dkim.fact("pass_domains") or ()}
-        out["DKIM_SIGNED"] = int(bool(dkim.fact("signatures")))
-        out["DKIM_VALID"] = int(bool(passed))
-        if passed:
-            from gateway_milter.layers.dmarc import header_from_domain
-
-            author, _problem = header_from_domain(ctx)
-            out["DKIM_VALID_AU"] = int(author in passed)
-            envelope = ctx.mail_from.strip("<> ").rpartition("@")[2].lower().rstrip(".")
-            out["DKIM_VALID_EF"] = int(bool(envelope) and envelope in passed)
-    return out
-
-
-def auth_extras(ctx: MessageContext) -> dict[str, object]:
-    """What the dkim and spf layers found, for the DKIM and SPF plugins' rules that read more
-    than a yes or no (saeval ``check_dkim_dependable``, the welcome-lists of
-    :mod:`gateway_milter.antispam.authlists`): ``dkim_checked``; ``dkim_signatures``, each
-    signature's signing domain (that of its ``i=`` identity, else its ``d=``, as the plugin's
-    SDID) and whether it is valid; ``spf_pass_sender``, the envelope sender SPF passed."""
-    out: dict[str, object] = {}
-    dkim = _ran(ctx, "dkim")
-    if dkim is not None:
-        out["dkim_checked"] = True
         sigs = []
         for sig in dkim.fact("signatures") or ():
             if not sig.get("s"):  # (a signature without a selector is skipped there too)
@@ -511,13 +499,19 @@ def auth_extras(ctx: MessageContext) -> dict[str, object]:
             sdid = (str(sig.get("i") or "").rpartition("@")[2] or str(sig.get("d") or "")).lower().rstrip(".")
             if sdid:
                 sigs.append((sdid, sig.get("result") == "pass"))
-        out["dkim_signatures"] = tuple(sigs)
-    spf = _ran(ctx, "spf")
-    if spf is not None and spf.fact("identity") == "mailfrom" and spf.fact("result") == "pass":
-        sender = ctx.mail_from.strip().strip("<>").lower()
-        if sender:
-            out["spf_pass_sender"] = sender
-    return out
+        extras["dkim_checked"] = True
+        extras["dkim_signatures"] = tuple(sigs)
+        valid = {sdid for sdid, ok in sigs if ok}
+        known["DKIM_SIGNED"] = int(bool(dkim.fact("signatures")))
+        known["DKIM_VALID"] = int(bool(valid))
+        if valid:  # (the plugin compares the SDID with the author's and envelope's domains)
+            from gateway_milter.layers.dmarc import header_from_domain
+
+            author, _problem = header_from_domain(ctx)
+            known["DKIM_VALID_AU"] = int(author in valid)
+            envelope = sender.rpartition("@")[2].rstrip(".")
+            known["DKIM_VALID_EF"] = int(bool(envelope) and envelope in valid)
+    return known, extras
 
 
 class HeuristicRulesLayer(Layer[RulesSettings]):
@@ -545,8 +539,9 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
                 p = ctx.layer("bayes").fact("probability")
                 if isinstance(p, float):
                     extra["bayes_probability"] = p
-        extra.update(auth_extras(ctx))
-        res = engine.run(view, extra, known=plugin_rule_values(ctx))
+        known, auth = plugin_inputs(ctx)
+        extra.update(auth)
+        res = engine.run(view, extra, known=known)
         hits, score = res.hits, res.score
         if any(h.name in PLUGIN_RULES for h in hits):  # (named by the layer that answers them)
             score -= sum(h.score * h.times for h in hits if h.name in PLUGIN_RULES)

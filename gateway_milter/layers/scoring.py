@@ -61,7 +61,7 @@ COUNTS_ONLY_SCORE_FILE = FITTED_SCORE_FILE.with_name("50_bulwark_fitted_counts_o
 # scored layers that wait on no DNS answer (spam traps read the state store only): asked first
 # by the scoring layer
 LOCAL_LAYERS = ("bayes", "rules", "spamtrap")
-# scored layers whose results the rules layer reads (layers.rules.plugin_rule_values)
+# scored layers whose results the rules layer reads (layers.rules.plugin_inputs)
 RULE_INPUT_LAYERS = ("dnsbl", "spf", "dkim")
 SCORED_LAYERS = ("dnsbl", "uribl", "rdns", "spf", "dkim", "dmarc", "arc", "fromscreen", "vbr", "rules",
                  "bayes", "spamtrap")

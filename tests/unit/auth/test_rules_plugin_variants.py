@@ -113,3 +113,24 @@ def test_the_welcome_lists_read_only_results_at_hand(tmp_path: Path, keys: KeySt
     match nothing: SpamAssassin without DNS."""
     ctx = make_ctx(signed(keys, message()), ip="192.0.2.5", doc=welcome_doc(tmp_path))
     assert {s.name for s in ctx.layer("rules").symbols} & LISTED == set()
+
+
+def test_the_plugin_rules_compare_the_signing_identitys_domain(tmp_path: Path) -> None:
+    """DKIM_VALID_AU and DKIM_VALID_EF compare the SDID (the domain of ``i=``, else ``d=``) with
+    the author's and the envelope sender's domains, as the plugin's _check_dkim_signed_by does:
+    ``d=example.test; i=@mail.example.test`` is no author signature of example.test, and a
+    signature without a selector is not read."""
+    from gateway_milter.layers.rules import plugin_inputs
+    from gateway_milter.pipeline.runner import LayerResult
+
+    ctx = make_ctx(message(), ip="203.0.113.9", doc=doc(tmp_path))
+    assert ctx.runner is not None
+    ctx.runner._results["dkim"] = LayerResult("dkim", {"signatures": [
+        {"d": "example.test", "s": "sel1", "i": "@mail.example.test", "result": "pass"},
+        {"d": "other.test", "s": "", "i": "", "result": "pass"}]})
+    known, extras = plugin_inputs(ctx)
+    assert known == {"DKIM_SIGNED": 1, "DKIM_VALID": 1, "DKIM_VALID_AU": 0, "DKIM_VALID_EF": 0}
+    assert extras == {"dkim_checked": True, "dkim_signatures": (("mail.example.test", True),)}
+    ctx.runner._results["dkim"] = LayerResult("dkim", {"signatures": [
+        {"d": "example.test", "s": "sel1", "i": "", "result": "pass"}]})
+    assert plugin_inputs(ctx)[0]["DKIM_VALID_AU"] == 1 == plugin_inputs(ctx)[0]["DKIM_VALID_EF"]
