@@ -71,8 +71,8 @@ def _signed_as_asked(sdid: str, author_domain: str, asked: str | None) -> bool:
     if not asked:
         return sdid == author_domain
     asked = asked.rpartition("@")[2]
-    if asked.startswith(("*.", ".")):
-        return sdid.endswith("." + asked.lstrip("*")[1:])
+    if asked.startswith(("*.", ".")):  # (s/^\*?\.//: its subdomains)
+        return sdid.endswith(asked.removeprefix("*"))
     return sdid == asked
 
 

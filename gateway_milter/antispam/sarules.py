@@ -92,8 +92,8 @@ FEATURES = {
     "Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length": True,
     "Mail::SpamAssassin::Plugin::SPF::has_check_for_spf_errors": True,  # (T_SPF_PERMERROR, ...: the spf layer's)
 }
-# WLBLEval's list directives (Conf.pm): directive -> (add or remove, list name)
-ADDRLIST_DIRECTIVES: dict[str, tuple[str, str]] = {}
+# WLBLEval's list directives (Conf.pm): directive -> (add or remove, the lists it changes)
+ADDRLIST_DIRECTIVES: dict[str, tuple[str, tuple[str, ...]]] = {}
 for _new, _old in (("welcomelist_from", "whitelist_from"), ("blocklist_from", "blacklist_from"),
                    ("welcomelist_to", "whitelist_to"), ("blocklist_to", "blacklist_to"),
                    ("welcomelist_allows_relays", "whitelist_allows_relays"),
@@ -104,12 +104,12 @@ for _new, _old in (("welcomelist_from", "whitelist_from"), ("blocklist_from", "b
                    ("welcomelist_from_spf", "whitelist_from_spf"), ("def_welcomelist_from_spf", "def_whitelist_from_spf")):
     for _word in (_new, _old):
         if _word:
-            ADDRLIST_DIRECTIVES[_word] = ("add", _new)
+            ADDRLIST_DIRECTIVES[_word] = ("add", (_new,))
 for _new, _old in (("welcomelist_from", "whitelist_from"), ("blocklist_from", "blacklist_from")):
-    ADDRLIST_DIRECTIVES["un" + _new] = ADDRLIST_DIRECTIVES["un" + _old] = ("remove", _new)
+    ADDRLIST_DIRECTIVES["un" + _new] = ADDRLIST_DIRECTIVES["un" + _old] = ("remove", (_new,))
 # (these two take the entry off the list and off its default list: Conf.pm, SPF.pm)
 for _new, _old in (("welcomelist_auth", "whitelist_auth"), ("welcomelist_from_spf", "whitelist_from_spf")):
-    ADDRLIST_DIRECTIVES["un" + _new] = ADDRLIST_DIRECTIVES["un" + _old] = ("remove", f"{_new} def_{_new}")
+    ADDRLIST_DIRECTIVES["un" + _new] = ADDRLIST_DIRECTIVES["un" + _old] = ("remove", (_new, "def_" + _new))
 RCVDLIST_DIRECTIVES = {"welcomelist_from_rcvd": "welcomelist_from_rcvd", "whitelist_from_rcvd": "welcomelist_from_rcvd",
                        "def_welcomelist_from_rcvd": "def_welcomelist_from_rcvd",
                        "def_whitelist_from_rcvd": "def_welcomelist_from_rcvd",
@@ -410,7 +410,7 @@ class _Parser:
         elif word == "enlist_addrlist":
             m = _LISTNAME.match(rest)
             if m:
-                self.addrlist(("add", m.group(1)), m.group(2))
+                self.addrlist(("add", (m.group(1),)), m.group(2))
         elif word in DKIMLIST_DIRECTIVES:
             parts = rest.split()
             if 1 <= len(parts) <= 2:  # (Conf's /^(\S+)(?:\s+(\S+))?$/; add_to_addrlist_dkim)
@@ -437,10 +437,10 @@ class _Parser:
             self.uri_hosts(URIHOST_DIRECTIVES[word], rest)
         # every other directive (required_score, report, lang, loadplugin, ...) has no effect here
 
-    def addrlist(self, how: tuple[str, str], rest: str) -> None:
+    def addrlist(self, how: tuple[str, tuple[str, ...]], rest: str) -> None:
         """Conf::Parser's add_to_addrlist / remove_addrlist_value: lower-cased globs."""
         op, names = how
-        for name in names.split() if op == "remove" else [names]:  # (a removal may name several lists)
+        for name in names:
             lst = self.addrlists.setdefault(name, {})
             for addr in rest.split():
                 if op == "add":

@@ -628,7 +628,6 @@ def target_uri(base: str, ref: str) -> str:
 
 _NO_TARGET = re.compile(r"(?:data|mailto|file|cid|tel):", re.IGNORECASE)
 # HTML::html_uri's <meta http-equiv="refresh" content="...; url=URI"> (Perl's \s and \b: ASCII)
-_REFRESH = re.compile(r"refresh", re.IGNORECASE)
 _URL_IS = re.compile(r"\burl\s*=", re.IGNORECASE | re.ASCII)
 _UP_TO_URL = re.compile(r"^.*\burl\s*=\s*", re.IGNORECASE | re.ASCII)
 _BEFORE_SEMI = re.compile(r"\s*;.*", re.ASCII)
@@ -684,8 +683,7 @@ class HtmlUris:
         elif tag == "meta":
             # a refresh sends the reader's browser to its URL: content="0; url=http://..."
             content = a.get("content")
-            if (content is not None and _REFRESH.search(a.get("http-equiv", ""))
-                    and _URL_IS.search(content)):
+            if content is not None and "refresh" in a.get("http-equiv", "").lower() and _URL_IS.search(content):
                 self.push(_BEFORE_SEMI.sub("", _UP_TO_URL.sub("", content, count=1), count=1))
         elif tag == "base":
             uri = a.get("href", "").strip(" \t\r\n\x0b\x0c\xa0")[:MAX_URI_LENGTH]
