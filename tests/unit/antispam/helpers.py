@@ -4,7 +4,7 @@ state store per test, small rule files written on the fly."""
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -95,6 +95,15 @@ def write_rules(tmp: Path, text: str, name: str = "local.cf") -> Path:
     d.mkdir(exist_ok=True)
     (d / name).write_text(text)
     return d
+
+
+def assert_rule_hits(tmp: Path, rules: str, scored: Iterable[str],
+                     messages: Mapping[str, tuple[bytes, set[str]]]) -> None:
+    """Each message's hits among ``scored``, by ``rules`` alone, are the ones it expects (the
+    SpamAssassin-agreement modules' MESSAGES: name -> (raw, expected hits))."""
+    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(write_rules(tmp, rules))]}})
+    for name, (raw, expected) in messages.items():
+        assert {s.name for s in make_ctx(raw, pol).layer("rules").symbols} & set(scored) == expected, name
 
 
 def bench_module(name: str = "antispam_cpu") -> ModuleType:

@@ -16,7 +16,7 @@ from pathlib import Path
 from gateway_milter.antispam.evaluate import make_context
 from gateway_milter.mime.ambiguity import sa_base64
 from gateway_milter.policy.snapshot import PolicySnapshot
-from tests.unit.antispam.helpers import make_ctx, policy, write_rules
+from tests.unit.antispam.helpers import assert_rule_hits
 
 RULES = r"""
 rawbody T_AFTER_HTML /<\/html>[^\s<]/
@@ -43,9 +43,7 @@ MESSAGES = {
 
 
 def test_a_text_part_is_decoded_footer_and_all(tmp_path: Path) -> None:
-    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(write_rules(tmp_path, RULES))]}})
-    for name, (raw, expected) in MESSAGES.items():
-        assert {s.name for s in make_ctx(raw, pol).layer("rules").symbols} & set(SCORED) == expected, name
+    assert_rule_hits(tmp_path, RULES, SCORED, MESSAGES)
 
 
 def test_an_attachment_keeps_the_bytes_as_sent() -> None:

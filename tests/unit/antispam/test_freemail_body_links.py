@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.unit.antispam.helpers import make_ctx, policy, write_rules
+from tests.unit.antispam.helpers import assert_rule_hits
 
 RULES = r"""
 freemail_domains gmail.com
@@ -33,6 +33,4 @@ MESSAGES = {
 
 
 def test_only_anchors_give_body_addresses(tmp_path: Path) -> None:
-    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(write_rules(tmp_path, RULES))]}})
-    for name, (raw, expected) in MESSAGES.items():
-        assert {s.name for s in make_ctx(raw, pol).layer("rules").symbols} & set(SCORED) == expected, name
+    assert_rule_hits(tmp_path, RULES, SCORED, MESSAGES)

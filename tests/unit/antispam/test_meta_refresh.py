@@ -14,7 +14,7 @@ import pytest
 from gateway_milter.antispam.htmltext import render_html
 from gateway_milter.antispam.saview import message_view
 from gateway_milter.layers.uribl import lookup_targets, message_links
-from tests.unit.antispam.helpers import make_ctx, policy, write_rules
+from tests.unit.antispam.helpers import assert_rule_hits, make_ctx
 
 RULES = r"""
 uri T_REFRESH_TARGET /refresh-target\.example\/go/
@@ -62,6 +62,4 @@ def test_uribl_looks_up_the_refresh_target() -> None:
 
 
 def test_uri_rules_read_the_refresh_target(tmp_path: Path) -> None:
-    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(write_rules(tmp_path, RULES))]}})
-    for name, (raw, expected) in MESSAGES.items():
-        assert {s.name for s in make_ctx(raw, pol).layer("rules").symbols} & set(SCORED) == expected, name
+    assert_rule_hits(tmp_path, RULES, SCORED, MESSAGES)

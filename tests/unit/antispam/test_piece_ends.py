@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gateway_milter.antispam import hsmatch, re2filter
 from gateway_milter.antispam.perlre import parse_perl_regex
-from tests.unit.antispam.helpers import make_ctx, policy, write_rules
+from tests.unit.antispam.helpers import assert_rule_hits
 
 RULES = r"""
 body T_END_WS /weekly income\s+$/i
@@ -43,9 +43,7 @@ MESSAGES = {
 
 
 def test_a_paragraph_alone_meets_its_end(tmp_path: Path) -> None:
-    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(write_rules(tmp_path, RULES))]}})
-    for name, (raw, expected) in MESSAGES.items():
-        assert {s.name for s in make_ctx(raw, pol).layer("rules").symbols} & set(SCORED) == expected, name
+    assert_rule_hits(tmp_path, RULES, SCORED, MESSAGES)
 
 
 JOINED = "Dear friend,\nDESIRED WEEKLY INCOME\nmore text here"

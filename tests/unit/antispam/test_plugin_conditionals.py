@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway_milter.antispam.sarules import DEFAULT_DIRS, load_rules
-from tests.unit.antispam.helpers import make_ctx, policy, write_rules
+from tests.unit.antispam.helpers import assert_rule_hits, write_rules
 
 RULES = r"""
 header   __T_DKIM_FIELD    exists:DKIM-Signature
@@ -60,9 +60,7 @@ MESSAGES = {
 
 
 def test_the_rules_are_read_with_the_dkim_and_spf_plugins(tmp_path: Path) -> None:
-    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(write_rules(tmp_path, RULES))]}})
-    for name, (raw, expected) in MESSAGES.items():
-        assert {s.name for s in make_ctx(raw, pol).layer("rules").symbols} & set(SCORED) == expected, name
+    assert_rule_hits(tmp_path, RULES, SCORED, MESSAGES)
 
 
 @pytest.mark.skipif(not any(d.is_dir() for d in DEFAULT_DIRS), reason="Debian's spamassassin rules are not installed")

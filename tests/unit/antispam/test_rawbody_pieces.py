@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway_milter.antispam.saview import short_paragraphs
-from tests.unit.antispam.helpers import make_ctx, policy, write_rules
+from tests.unit.antispam.helpers import assert_rule_hits
 
 RULES = r"""
 rawbody __T_HREF /^[^>].*?<a href=/im
@@ -44,9 +44,7 @@ MESSAGES = {
 
 
 def test_a_long_line_is_read_in_pieces(tmp_path: Path) -> None:
-    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(write_rules(tmp_path, RULES))]}})
-    for name, (raw, expected) in MESSAGES.items():
-        assert {s.name for s in make_ctx(raw, pol).layer("rules").symbols} & set(SCORED) == expected, name
+    assert_rule_hits(tmp_path, RULES, SCORED, MESSAGES)
 
 
 def test_pieces_are_cut_as_spamassassin_cuts_them() -> None:
