@@ -140,7 +140,12 @@ def known_directive(word: str) -> bool:
 _OTHER_DIRECTIVES = frozenset({
     "score", "describe", "tflags", "replace_tag", "replace_pre", "replace_inter", "replace_post", "replace_rules",
     "replace_start", "replace_end", "freemail_domains", "util_rb_tld", "util_rb_2tld", "util_rb_3tld",
-    "redirector_pattern", "enlist_addrlist", "ifplugin", "if", "else", "endif", "include", "require_version"})
+    "redirector_pattern", "enlist_addrlist", "ifplugin", "if", "else", "endif", "include", "require_version",
+    "adsp_override"})
+# the DKIM plugin's adsp_override: an author domain (``*.`` for its subdomains, ``*`` for any)
+# and the signing practices to assume for it, as a letter (DKIM.pm: N/U/A/D, 1/2/3 for custom_*)
+_ADSP_OVERRIDE = re.compile(r"^@?([*a-z0-9._-]+)(?:\s+(nxdomain|unknown|all|discardable|custom_low|custom_med|custom_high))?\Z",
+                            re.I | re.A)
 RULE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _SCORE_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 # A parsed meta expression: ("num", "3"), ("name", "RULE"), ("not", node), ("neg", node) or
@@ -207,6 +212,7 @@ class RuleSet:
     # (and the DKIM welcome-lists: address glob -> signing domains, "" for the author's own)
     rcvdlists: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     uri_host_lists: dict[str, dict[str, bool]] = field(default_factory=dict)
+    adsp_override: dict[str, str] = field(default_factory=dict)  # author domain -> N/U/A/D/1/2/3
     files: list[str] = field(default_factory=list)
     # the entries of ``unsupported`` that are a line no rule owns (an unreadable score line or
     # ``if`` condition, a bad rule name, ``include``): key -> where (``file:line``)
@@ -252,6 +258,7 @@ class _Parser:
         self.addrlists: dict[str, dict[str, str]] = {}
         self.rcvdlists: dict[str, dict[str, list[str]]] = {}
         self.uri_host_lists: dict[str, dict[str, bool]] = {}
+        self.adsp_override: dict[str, str] = {}
         self.errors: dict[str, str] = {}
         self.line_errors: dict[str, str] = {}  # key of errors -> file:line
         self.local = False  # the files fed now are local ones (their score lines are recorded)
@@ -435,6 +442,12 @@ class _Parser:
                 entry.append(parts[1].lower())
         elif word in URIHOST_DIRECTIVES:
             self.uri_hosts(URIHOST_DIRECTIVES[word], rest)
+        elif word == "adsp_override":
+            m = _ADSP_OVERRIDE.match(rest.strip())
+            if m:  # (a value DKIM.pm refuses is ignored, as its INVALID_VALUE)
+                practice = (m.group(2) or "discardable").lower()
+                self.adsp_override[m.group(1).lower()] = (
+                    {"custom_low": "1", "custom_med": "2", "custom_high": "3"}.get(practice) or practice[0].upper())
         # every other directive (required_score, report, lang, loadplugin, ...) has no effect here
 
     def addrlist(self, how: tuple[str, tuple[str, ...]], rest: str) -> None:
@@ -868,6 +881,7 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
     rs.tlds, rs.tld2, rs.tld3 = p.tlds, p.tld2, p.tld3
     rs.redirectors = p.redirectors
     rs.addrlists, rs.rcvdlists, rs.uri_host_lists = p.addrlists, p.rcvdlists, p.uri_host_lists
+    rs.adsp_override = p.adsp_override
     # a redirector pattern Python cannot read is listed by `rules check` (its URIs lose that variant)
     rs.unsupported.update(p.errors)
     rs.line_errors = p.line_errors
@@ -906,7 +920,7 @@ def load_rules(paths: list[Path] | None = None, score_set: int = 2, local_from: 
             # && FREEMAIL_FROM`` carries tflags net and still counts for SPOOFED_FREEMAIL_NO_RDNS);
             # never run, so its eval function need not be ours (the DKIM and SPF plugins' rules:
             # the dkim and spf layers answer them, layers.rules.PLUGIN_RULES)
-            rs.skipped[name] = "network test (tflags net): our dnsbl/uribl layers do this"
+            rs.skipped[name] = "network test (tflags net): not run here (the dnsbl, uribl, spf and dkim layers check the message)"
             continue
         if rule.eval_fn:
             reason = saeval.unsupported_reason(rule.eval_fn, rule.kind, rule.eval_args)

@@ -82,6 +82,7 @@ class Lists:
     uri_hosts: dict[str, dict[str, bool]] = field(default_factory=dict)
     tld2: frozenset[str] = frozenset()
     tld3: frozenset[str] = frozenset()
+    adsp_override: dict[str, str] = field(default_factory=dict)  # (the DKIM plugin's, authlists)
 
     @classmethod
     def of(cls, rs: RuleSet) -> Lists:
@@ -89,7 +90,7 @@ class Lists:
                    {n: tuple((re.compile("^" + glob_regex(a) + "$"), tuple(doms)) for a, doms in v.items())
                     for n, v in rs.rcvdlists.items()},
                    {n: dict(v) for n, v in rs.uri_host_lists.items()},
-                   frozenset(rs.tld2), frozenset(rs.tld3))
+                   frozenset(rs.tld2), frozenset(rs.tld3), dict(rs.adsp_override))
 
 
 _EMPTY = Lists()

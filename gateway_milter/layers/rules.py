@@ -472,7 +472,8 @@ def plugin_inputs(ctx: MessageContext) -> tuple[dict[str, int], dict[str, object
     yes or no (saeval ``check_dkim_dependable``, the welcome-lists of
     :mod:`gateway_milter.antispam.authlists`) the engine's extras: ``dkim_checked``;
     ``dkim_signatures``, each signature's signing domain (that of its ``i=`` identity, else its
-    ``d=``: the plugin's SDID) and whether it is valid; ``spf_pass_sender``, the envelope
+    ``d=``: the plugin's SDID) and whether it is valid; ``dkim_tempfailed``, the signing domains
+    of signatures whose key could not be had (DNS timeout or failure); ``spf_pass_sender``, the envelope
     sender SPF passed."""
     known: dict[str, int] = {}
     extras: dict[str, object] = {}
@@ -493,14 +494,18 @@ def plugin_inputs(ctx: MessageContext) -> tuple[dict[str, int], dict[str, object
     dkim = _ran(ctx, "dkim")
     if dkim is not None:
         sigs = []
+        tempfailed = []
         for sig in dkim.fact("signatures") or ():
             if not sig.get("s"):  # (a signature without a selector is skipped there too)
                 continue
             sdid = (str(sig.get("i") or "").rpartition("@")[2] or str(sig.get("d") or "")).lower().rstrip(".")
             if sdid:
                 sigs.append((sdid, sig.get("result") == "pass"))
+                if sig.get("result") == "temperror":  # (its key lookup timed out or failed)
+                    tempfailed.append(sdid)
         extras["dkim_checked"] = True
         extras["dkim_signatures"] = tuple(sigs)
+        extras["dkim_tempfailed"] = tuple(tempfailed)
         valid = {sdid for sdid, ok in sigs if ok}
         known["DKIM_SIGNED"] = int(bool(dkim.fact("signatures")))
         known["DKIM_VALID"] = int(bool(valid))

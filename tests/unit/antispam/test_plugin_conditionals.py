@@ -69,7 +69,10 @@ def test_debians_not_spoofed_is_the_variant_with_both_plugins() -> None:
     assert set(rs.rules["__NOT_SPOOFED"].deps) >= {"SPF_PASS", "DKIM_VALID"}
     assert "__DKIM_EXISTS" not in rs.rules["__NOT_SPOOFED"].deps
     # the plugins' own rules are network tests the dkim and spf layers answer: never run here
-    assert {"DKIM_VALID", "DKIM_VALID_AU", "SPF_PASS", "SPF_HELO_FAIL"} <= set(rs.skipped)
+    assert {"DKIM_VALID_AU", "SPF_PASS", "SPF_HELO_FAIL"} <= set(rs.skipped)
+    # (check_dkim_valid runs on the dkim layer's signatures: DKIM_VALID, and __RESIGNER1 with
+    # its signing domain, which the NML_ADSP_* metas read; tests/unit/auth/test_rules_adsp.py)
+    assert "DKIM_VALID" in rs.rules and "DKIM_VALID" not in rs.skipped
     # the one that is no network test is ours (the dkim layer's answer, checked in
     # tests/unit/auth/test_rules_plugin_variants.py, as the welcome-lists below are)
     assert "__DKIM_DEPENDABLE" in rs.rules and "__DKIM_DEPENDABLE" not in rs.unsupported
@@ -78,6 +81,9 @@ def test_debians_not_spoofed_is_the_variant_with_both_plugins() -> None:
             "ENV_AND_HDR_SPF_MATCH"} <= set(rs.rules)
     assert len(rs.addrlists["def_welcomelist_auth"]) > 800 and len(rs.rcvdlists["def_welcomelist_from_dkim"]) > 80
     assert "*@*.ebay.com" in rs.addrlists["def_welcomelist_auth"]
+    # and the signing practices Debian assumes for the domains phishing names
+    assert rs.adsp_override["paypal.com"] == "D" and rs.adsp_override["amazon.com"] == "A"
+    assert len(rs.adsp_override) > 80
 
 
 def test_the_un_directives_take_welcome_list_entries_off(tmp_path: Path) -> None:

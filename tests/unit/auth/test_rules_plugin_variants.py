@@ -130,7 +130,7 @@ def test_the_plugin_rules_compare_the_signing_identitys_domain(tmp_path: Path) -
         {"d": "other.test", "s": "", "i": "", "result": "pass"}]})
     known, extras = plugin_inputs(ctx)
     assert known == {"DKIM_SIGNED": 1, "DKIM_VALID": 1, "DKIM_VALID_AU": 0, "DKIM_VALID_EF": 0}
-    assert extras == {"dkim_checked": True, "dkim_signatures": (("mail.example.test", True),)}
+    assert extras == {"dkim_checked": True, "dkim_signatures": (("mail.example.test", True),), "dkim_tempfailed": ()}
     ctx.runner._results["dkim"] = LayerResult("dkim", {"signatures": [
         {"d": "example.test", "s": "sel1", "i": "", "result": "pass"}]})
     assert plugin_inputs(ctx)[0]["DKIM_VALID_AU"] == 1 == plugin_inputs(ctx)[0]["DKIM_VALID_EF"]
