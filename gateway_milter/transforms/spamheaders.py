@@ -133,7 +133,10 @@ def without_spam_headers(raw: bytes) -> bytes:
     removes with ``remove_foreign_headers``, each with its continuation lines),
     the rest byte for byte: for a quarantined copy, stored as it arrived, that a release
     re-injects past the milter."""
-    end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
+    # the header section ends after the last field's own line end: the empty line and the body
+    # stay as they are, whichever field is dropped (the last one too)
+    crlf, lf = raw.find(b"\r\n\r\n"), raw.find(b"\n\n")
+    end = min((i + n for i, n in ((crlf, 2), (lf, 1)) if i >= 0), default=len(raw))
     kept: list[bytes] = []
     dropping = False
     for line in raw[:end].splitlines(keepends=True):

@@ -188,6 +188,20 @@ def test_a_released_copy_loses_the_same_headers() -> None:
     assert "X-Spam-Prev-Subject: earlier" in out and "X-Spammy: keep" in out and "Subject: Hello" in out
 
 
+@pytest.mark.parametrize("eol", ["\r\n", "\n"], ids=["crlf", "lf"])
+@pytest.mark.parametrize("last", ["X-Spam-Flag: NO", "X-Spam-Status: No, score=0.1\ttests=NONE", "X-Spam-Status: No,\n\tfolded"])
+def test_a_released_copy_keeps_its_body_byte_for_byte(eol: str, last: str) -> None:
+    """The dropped field is the header's last one: the body after the empty line is the same
+    bytes (before: one more empty line, which broke the sender's DKIM body hash)."""
+    body = f"Please find the invoice.{eol}-- {eol}Alice{eol}"
+    head = f"From: alice@sender.test{eol}To: bob@example.com{eol}Subject: invoice{eol}"
+    raw = (head + last.replace("\n", eol) + eol + eol + body).encode()
+    assert without_spam_headers(raw) == (head + eol + body).encode()
+    unchanged = (head + eol + body).encode()
+    assert without_spam_headers(unchanged) == unchanged
+    assert without_spam_headers(head.encode()) == head.encode()  # (no body at all)
+
+
 def test_which_names_are_foreign() -> None:
     assert all(map(is_foreign_spam_header, ["X-Spam", "x-spam-tests", "X-SPAM-VIRUS", "X-Spam-Prevx"]))
     assert not any(map(is_foreign_spam_header, ["X-Spam-Prev-Subject", "x-spam-prev-content-type", "X-Spammy",
