@@ -450,6 +450,11 @@ _SPF_RULES = {(fact, result): ("T_" if name.endswith("ERROR") else "") + prefix 
 PLUGIN_RULES = {**{n: "spf" for n in _SPF_RULES.values()},
                 **{n: "dkim" for n in ("DKIM_SIGNED", "DKIM_VALID", "DKIM_VALID_AU", "DKIM_VALID_EF", "DKIM_INVALID")},
                 "__RCVD_IN_DNSWL": "dnsbl"}
+# SpamAssassin rules of the same name and fact as a layer's own symbol: where that layer ran,
+# the rule still counts in the metas that read it but is neither named nor scored a second
+# time (RDNS_NONE: the first untrusted relay, read from the Received field the MTA adds, has
+# no reverse name; the rdns layer looks the SMTP client's PTR record up itself)
+SAME_FACT = {"RDNS_NONE": "rdns"}
 
 
 def _ran(ctx: MessageContext, lid: str) -> LayerResult | None:
@@ -548,9 +553,10 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
         extra.update(auth)
         res = engine.run(view, extra, known=known)
         hits, score = res.hits, res.score
-        if any(h.name in PLUGIN_RULES for h in hits):  # (named by the layer that answers them)
-            score -= sum(h.score * h.times for h in hits if h.name in PLUGIN_RULES)
-            hits = [h for h in hits if h.name not in PLUGIN_RULES]
+        others = {n for n, lid in SAME_FACT.items() if _ran(ctx, lid) is not None}
+        if any(h.name in PLUGIN_RULES or h.name in others for h in hits):  # (named by the layer that answers them)
+            score -= sum(h.score * h.times for h in hits if h.name in PLUGIN_RULES or h.name in others)
+            hits = [h for h in hits if h.name not in PLUGIN_RULES and h.name not in others]
         # a rule with tflags multiple is a symbol per hit, as SpamAssassin adds its score and names
         # it at each hit: the scoring layer's fitted scores and autolearn count it per hit too
         symbols = tuple(self.symbol(h.name, h.score, h.describe) for h in hits for _ in range(h.times))
