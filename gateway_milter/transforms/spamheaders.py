@@ -71,8 +71,8 @@ def status_line(is_spam: bool, score: float, required: float, tests: list[str], 
     (``autolearn`` is SpamAssassin's _AUTOLEARN_ tag: ``disabled``, or the answer and its
     ``autolearn_force=``), folded like
     SpamAssassin (its Util::wrap: after a comma or before white space, continuation lines
-    indented by a tab) so that no line, ``X-Spam-Status: `` counted on the first, is over 78
-    characters where a break allows it. ``tests=`` stays with its first name (a downstream
+    indented by a tab, which counts 8 columns as there) so that no line, ``X-Spam-Status: ``
+    counted on the first, is over 78 columns where a break allows it. ``tests=`` stays with its first name (a downstream
     filter reading ``tests=(\\S+)`` finds it). The whole value is folded: the ``autolearn=``
     and ``version=`` part was added after the folding, and the header name not counted, so
     lines ran to 100 characters."""
@@ -91,7 +91,7 @@ def _wrap(value: str, first_room: int, width: int = 78) -> str:
     for tok in _WRAP_TOKEN.findall(value):
         if cur.strip() and tok.strip() and len(cur) + len(tok) > room:
             lines.append(cur)
-            cur, room = "\t" + tok.lstrip(" "), width
+            cur, room = "\t" + tok.lstrip(" "), width - 7  # (the tab: 8 columns, as Util::wrap counts it)
         else:
             cur += tok
     lines.append(cur)
