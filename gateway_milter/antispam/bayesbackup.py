@@ -49,14 +49,17 @@ class BackupError(ValueError):
 
 
 def learned_scopes(store: StateStore) -> list[str]:
-    """Every scope with learned counts, ``global`` first."""
-    prefix = scope_key("")
-    keys = store.scan_keys(prefix, limit=MAX_SCOPES + 1)
-    if len(keys) > MAX_SCOPES:  # (a backup that left scopes out without a word)
-        raise BackupError(f"more than {MAX_SCOPES} scopes with learned counts: back up chosen ones "
-                          "(--scope), or forget the user scopes no longer used")
-    scopes = [k[len(prefix):] for k in keys]
-    return sorted(scopes, key=lambda s: (s != "global", s))
+    """Every scope with learned data, ``global`` first: counts, or the token model's weights
+    and sums alone (``bayes forget`` takes the counts back but keeps the model's steps)."""
+    found: set[str] = set()
+    for kind in KINDS.values():
+        prefix = kind("")
+        keys = store.scan_keys(prefix, limit=MAX_SCOPES + 1)
+        found.update(k[len(prefix):] for k in keys)
+        if len(keys) > MAX_SCOPES or len(found) > MAX_SCOPES:  # (a backup that left scopes out without a word)
+            raise BackupError(f"more than {MAX_SCOPES} scopes with learned data: back up chosen ones "
+                              "(--scope), or forget the user scopes no longer used")
+    return sorted(found, key=lambda s: (s != "global", s))
 
 
 def backup(store: StateStore, path: Path, scopes: list[str] | None = None,

@@ -195,3 +195,24 @@ def test_more_scopes_than_a_backup_reads_is_an_error(tmp_path: Path, monkeypatch
         backup(store, tmp_path / "b.gz")
     assert not (tmp_path / "b.gz").exists()
     backup(store, tmp_path / "b.gz", ["global"])  # chosen ones still go
+
+
+def test_a_scope_whose_counts_were_all_forgotten_keeps_its_token_model(tmp_path: Path) -> None:
+    """``bayes forget`` takes the counts back but keeps the token model's weights and sums: such
+    a scope is still backed up (before: no counts, so left out of every backup)."""
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    bc = BayesClassifier(store, 5)
+    rnd = random.Random(4)
+    views = [message_view(make_ctx(sample(SPAM_WORDS if i % 2 else HAM_WORDS, i, rnd))) for i in range(6)]
+    for i, v in enumerate(views):
+        bc.learn(v, bool(i % 2), ("dom:b.example",))
+    for v in views:
+        bc.forget(v, ("dom:b.example",))
+    st = bc.stats("dom:b.example")
+    assert st["fields"] == 0 and st["token_weights"] > 0
+    assert learned_scopes(store) == ["dom:b.example"]
+    end = backup(store, tmp_path / "b.jsonl.gz")
+    assert end["fields"]["dom:b.example"]["weights"] > 0
+    target = MemoryStore()
+    restore(target, tmp_path / "b.jsonl.gz")
+    assert BayesClassifier(target, 5).stats("dom:b.example") == st

@@ -361,7 +361,7 @@ class Command(BaseCommand):
             raise CommandError(f"{out.parent}: no such directory")
         if o["scope"]:
             bc = BayesClassifier(store)
-            empty = [s for s in o["scope"] if not bc.stats(s)["fields"]]
+            empty = [s for s in o["scope"] if not (st := bc.stats(s))["fields"] and not st["token_weights"]]
             if empty:
                 raise CommandError(f"nothing learned in scope(s) {', '.join(empty)}")
         bar = Progress(1, "backing up", self.stderr)
