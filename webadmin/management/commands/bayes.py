@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from gateway_milter.clitext import printable
-from gateway_milter.antispam.bayes import BayesClassifier, learn_item, order_key
+from gateway_milter.antispam.bayes import BayesClassifier, learn_item, message_digest, order_key
 from gateway_milter.antispam.saview import trust_config_for, view_limit
 from gateway_milter.pipeline.rawmessage import MessageRef, iter_message_refs, starts_with_field
 from gateway_milter.store import StoreError, batch_writes, default_store
@@ -79,13 +79,15 @@ class Progress:
 class _Found:
     """A message found under the paths, not kept in memory (a corpus may be larger than it):
     where it lies, the key of its place in the learning order, a digest of its bytes and one
-    of what makes it the same message to Bayes (:func:`_identity`)."""
+    of what makes it the same message to Bayes (:func:`_identity`), and of its Message-ID
+    (empty without one)."""
 
     ref: MessageRef
     is_spam: bool
     order: bytes
     digest: bytes
     identity: bytes
+    mid: bytes
 
 
 @dataclass(slots=True)
@@ -129,8 +131,9 @@ def _collect(paths: list[str], is_spam: bool = True, skipped: _Skipped | None = 
                 if not starts_with_field(raw):
                     skipped.not_mail += 1
                     continue
+                identity, mid = _identity(raw)
                 out.append(_Found(ref, is_spam, order_key(raw), hashlib.blake2b(raw, digest_size=20).digest(),
-                                  _identity(raw)))
+                                  identity, mid))
         except OSError as e:  # (a file or directory this user may not read)
             raise CommandError(f"{e.filename or p}: {e.strerror or e}") from None
         if len(out) == found_before:
@@ -141,7 +144,7 @@ def _collect(paths: list[str], is_spam: bool = True, skipped: _Skipped | None = 
 _MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*(.*(?:\n[ \t].*)*)")
 
 
-def _identity(raw: bytes) -> bytes:
+def _identity(raw: bytes) -> tuple[bytes, bytes]:
     """What makes two copies one message, read without parsing them (the first pass only finds
     and orders): the Message-ID and the body, line ends set aside (an mbox writer's ``>From``
     quoting is gone already: iter_message_refs reads it unquoted). Two mailboxes' copies of one
@@ -149,12 +152,15 @@ def _identity(raw: bytes) -> bytes:
     ``Received``, another filter's ``X-Spam-*``): compared byte for byte, such a pair given as
     spam and as ham was learned as one class and then moved to the other, whichever came last,
     and the summary did not say so. Stricter than Bayes's own identity (Message-ID and rendered
-    text): a pair it calls one message is one to Bayes, unless a copy's MIME header fields were
-    rewritten (both are then left out)."""
+    text): a pair it calls one message is one to Bayes; a copy whose body was re-encoded on its
+    way (another Content-Transfer-Encoding) is another here, which :func:`_same_to_bayes`
+    settles. Also returned: the digest of the Message-ID alone (empty without one)."""
     ends = [(i, n) for i, n in ((raw.find(b"\r\n\r\n"), 4), (raw.find(b"\n\n"), 2)) if i >= 0]
     at, sep = min(ends) if ends else (len(raw), 0)
     m = _MESSAGE_ID.search(raw[:at].replace(b"\r\n", b"\n"))
-    h = hashlib.blake2b(re.sub(rb"\s+", b"", m.group(1)) if m else b"", digest_size=20)
+    mid = re.sub(rb"\s+", b"", m.group(1)) if m else b""
+    h = hashlib.blake2b(mid, digest_size=20)
+    mid_key = h.digest() if mid else b""
     h.update(b"\0")
     pos, end = at + sep, len(raw)
     while end > pos and raw[end - 1] in (10, 13):  # (trailing line ends)
@@ -165,7 +171,28 @@ def _identity(raw: bytes) -> bytes:
             stop = nl + 1
         h.update(raw[pos:stop].replace(b"\r\n", b"\n"))
         pos = stop
-    return h.digest()
+    return h.digest(), mid_key
+
+
+def _same_to_bayes(items: list[_Found], both: set[bytes], view: Any) -> tuple[set[bytes], int]:
+    """The identities of messages given in both classes that :func:`_identity` told apart but
+    Bayes reads as one (its digest: the Message-ID and the rendered text), say a copy in the
+    inbox as it arrived and one in the junk folder re-encoded as quoted-printable. Only the
+    copies whose Message-ID was given in both classes are read again (``view``: the bytes to
+    the view training learns). Returns those identities and how many messages they are."""
+    by_mid: dict[bytes, list[_Found]] = {}
+    for f in items:
+        if f.mid and f.identity not in both:
+            by_mid.setdefault(f.mid, []).append(f)
+    suspects = [f for group in by_mid.values() if len({g.is_spam for g in group}) > 1 for f in group]
+    classes: dict[str, set[bool]] = {}
+    identities: dict[str, list[bytes]] = {}
+    for f, raw in _read(suspects):
+        d = message_digest(view(raw))
+        classes.setdefault(d, set()).add(f.is_spam)
+        identities.setdefault(d, []).append(f.identity)
+    mixed = [d for d, seen in classes.items() if len(seen) > 1]
+    return {i for d in mixed for i in identities[d]}, len(mixed)
 
 
 def _read(found: list[_Found]) -> Iterator[tuple[_Found, bytes]]:
@@ -302,12 +329,15 @@ class Command(BaseCommand):
         for f in items:
             classes.setdefault(f.identity, set()).add(f.is_spam)
         both = {d for d, seen in classes.items() if len(seen) > 1}
-        items = [f for f in items if f.identity not in both]
-        bar = Progress(len(items), "learning", self.stderr)
-        learned = read = 0
         trust = trust_config_for(current_snapshot(), None)  # (relays read as the milter reads them)
         tags = own_subject_tags(current_snapshot())
         limit = view_limit(current_snapshot())
+        same, n_same = _same_to_bayes(items, both, lambda raw: view_of_bytes(raw, trust, tags, limit))
+        n_both = len(both) + n_same
+        both |= same
+        items = [f for f in items if f.identity not in both]
+        bar = Progress(len(items), "learning", self.stderr)
+        learned = read = 0
         bc = BayesClassifier(default_store())
         # in batches: one read and one write a batch, the same store contents as one by one
         # (learn_many; on the embedded SQLite store about 3 times less CPU a message)
@@ -320,7 +350,7 @@ class Command(BaseCommand):
         changed = len(items) - read
         self.stdout.write(f"learned {learned} message(s), {read - learned} already known"
                           + str(skipped)
-                          + (f", {len(both)} given as both spam and ham not learned" if both else "")
+                          + (f", {n_both} given as both spam and ham not learned" if both else "")
                           + (f", {changed} changed or gone since they were found not learned" if changed else "")
                           + ("" if items or str(skipped) or both else " (no messages found)"))
 
