@@ -25,6 +25,7 @@ newest ``GATEWAY_BAYES_BACKUPS`` files kept; restore with ``manage.py bayes rest
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,9 @@ def own_subject_tags(policy: PolicySnapshot) -> tuple[str, ...]:
     return tuple(sorted((t.strip() for t in tags if t.strip()), key=len, reverse=True))
 
 
+_SUBJECT_TAG_MARK = re.compile(r"(?:^|;)\s*subject_tag=(added|kept)\s*(?:;|$)")
+
+
 def without_own_tag(headers: list[tuple[str, str]], tags: tuple[str, ...]) -> list[tuple[str, str]]:
     """The headers with the gateway's own subject tag taken off the Subject of a message it
     flagged (its own ``X-Spam-Status: Yes, ... version=Bulwark``, which replaces any other):
@@ -69,9 +73,16 @@ def without_own_tag(headers: list[tuple[str, str]], tags: tuple[str, ...]) -> li
     mark of spam (or, from a false positive learned as ham, of ham). The other headers of the
     verdict are never read (tokenizer, ``_IGNORED``). A flag of another filter (an upstream
     ``X-Spam-Flag: YES`` on a message as it arrived) leaves the Subject as the milter read it:
-    stripped, the message learned was another than the one classified."""
+    stripped, the message learned was another than the one classified. So does a Subject that
+    arrived with the tag already (the sender's, or an upstream filter's of the same tag), which
+    the gateway's ``X-Bulwark-Result`` tells apart (``subject_tag=kept``, not ``added``); a copy
+    delivered before that field existed is read as tagged by the gateway."""
     if not tags or not any(n.lower() == "x-spam-status" and v.lstrip().startswith("Yes,")
                            and f"version={SPAM_VERSION}" in v for n, v in headers):
+        return headers
+    marks = {m.group(1) for n, v in headers if n.lower() == "x-bulwark-result"
+             for m in [_SUBJECT_TAG_MARK.search(v)] if m}
+    if marks and "added" not in marks:
         return headers
     out = list(headers)
     for i, (name, value) in enumerate(out):

@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     from gateway_milter.verdict import Outcome
 
 TRANSFORMS: list[str] = [
-    "gateway_milter.transforms.status:gateway_headers",
     "gateway_milter.transforms.strip:strip_attachments",
     "gateway_milter.transforms.spamheaders:spam_headers",
+    # (after the spam headers: X-Bulwark-Result says whether they tagged the Subject)
+    "gateway_milter.transforms.status:gateway_headers",
     "gateway_milter.transforms.authresults:authentication_results",
     "gateway_milter.transforms.dkimsign:dkim_sign",
 ]

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 SPAM_HEADERS = ("X-Spam-Flag", "X-Spam-Status", "X-Spam-Score", "X-Spam-Level", "X-Spam-Report", "X-Spam-Checker-Version")
 VERSION = "Bulwark"
+# ctx.facts: on spam with a subject tag set, "added" (the gateway tagged the Subject) or "kept"
+# (it arrived tagged, or could not be tagged)
+SUBJECT_TAG_FACT = "subject_tag"
 # the incoming headers ``remove_foreign_headers`` removes (matched whole, any case): SpamAssassin's
 # ^X-Spam-(?!Prev-) (X-Spam-Prev-Subject and the like, a previous filter's saved originals, stay)
 # and rspamd's X-Spam
@@ -192,7 +195,11 @@ def spam_headers(ctx: MessageContext, outcome: Outcome, services: TransformServi
         # rewrite_header reads it; kept, the subject read "[SPAM]  " and was tagged again)
         tag = settings.subject_tag.strip()
         if tag:
-            edits += _subject_tag_edits(ctx, tag)
+            tagging = _subject_tag_edits(ctx, tag)
+            # for X-Bulwark-Result (transforms.status): whether the tag on the delivered Subject
+            # is the gateway's, which training from a mailbox copy takes off again
+            ctx.facts[SUBJECT_TAG_FACT] = "added" if tagging else "kept"
+            edits += tagging
     return TransformResult(edits)
 
 

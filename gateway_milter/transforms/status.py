@@ -1,7 +1,8 @@
 """The gateway's own header on delivered mail: ``X-Bulwark-Result`` (action, score, host,
-message-log id, symbols). Headers of that name (and the older ``X-Bulwark-Id``) that arrived with
-the message are removed first, so downstream filters can trust them. One header: every header
-change is a round trip through the MTA's cleanup on the hot path."""
+message-log id, whether the spam headers tagged the Subject, symbols). Headers of that name
+(and the older ``X-Bulwark-Id``) that arrived with the message are removed first, so downstream
+filters can trust them. One header: every header change is a round trip through the MTA's
+cleanup on the hot path."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 from typing import TYPE_CHECKING
 
 from gateway_milter.transforms import TransformResult, TransformServices
+from gateway_milter.transforms.spamheaders import SUBJECT_TAG_FACT
 from gateway_milter.verdict import HeaderEdit, Symbol, delete_all
 
 if TYPE_CHECKING:
@@ -43,7 +45,10 @@ def gateway_headers(ctx: MessageContext, outcome: Outcome, services: TransformSe
     for name in OWN_HEADERS:
         edits += delete_all(name, len(ctx.header_values(name)))
     symbols = ", ".join(sorted({s.name for s in shared_symbols(ctx)})) or "none"
+    # subject_tag=added: the Subject's spam tag is the gateway's own (a message that arrived with
+    # it reads "kept"), so that training from a mailbox copy takes off only the gateway's
+    tagged = ctx.facts.get(SUBJECT_TAG_FACT)
     edits.append(HeaderEdit("add", "X-Bulwark-Result",
                             f"{outcome.action.value}; score={shown(ctx.score)}; host={ctx.policy.hostname}; "
-                            f"id={ctx.log_id}; symbols={symbols}"))
+                            f"id={ctx.log_id}; " + (f"subject_tag={tagged}; " if tagged else "") + f"symbols={symbols}"))
     return TransformResult(edits)

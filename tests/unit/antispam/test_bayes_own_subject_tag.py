@@ -45,6 +45,14 @@ FOREIGN = ("X-Spam-Status", "Yes, score=9.1 required=5.0 tests=A,B autolearn=no 
     # another filter's verdict (a copy held as it arrived): the gateway tagged nothing
     ([("X-Spam-Flag", "YES"), ("Subject", "[SPAM] Cheap watches")], "[SPAM] Cheap watches"),
     ([("X-Spam-Flag", "YES"), FOREIGN, ("Subject", "[SPAM] Cheap watches")], "[SPAM] Cheap watches"),
+    # the gateway's X-Bulwark-Result says whose the tag is: it arrived tagged ("kept"), or the
+    # gateway tagged it ("added"); without the field (a copy delivered before it), the gateway's
+    ([OWN, ("X-Bulwark-Result", f"quarantine; score=9.10; host=gw; id=1; subject_tag=kept; symbols={'A, B'}"),
+      ("Subject", "[SPAM] Cheap watches")], "[SPAM] Cheap watches"),
+    ([OWN, ("X-Bulwark-Result", "accept; score=9.10; host=gw; id=1; subject_tag=added; symbols=A"),
+      ("Subject", "[SPAM] Cheap watches")], "Cheap watches"),
+    ([OWN, ("X-Bulwark-Result", "accept; score=9.10; host=gw; id=1; symbols=A"),
+      ("Subject", "[SPAM] Cheap watches")], "Cheap watches"),
 ])
 def test_it_takes_the_tag_off_a_flagged_subject_only(headers: list[tuple[str, str]], subject: str) -> None:
     out = dict(without_own_tag(headers, ("***SPAM***", "[SPAM]")))
@@ -72,3 +80,47 @@ def test_a_tagged_copy_is_learned_as_the_message_that_arrived(tmp_path: Path, st
     call_command("bayes", "train", "--spam", str(tmp_path / "junk.eml"), stdout=out, stderr=io.StringIO())
     assert out.getvalue().strip() == "learned 0 message(s), 1 already known"
 
+
+
+@pytest.mark.django_db
+def test_a_subject_that_arrived_tagged_is_learned_as_it_arrived(tmp_path: Path, store: MemoryStore) -> None:
+    """The sender (or an upstream filter of the same tag) wrote "[SPAM] " already: the gateway
+    does not tag it again, says so in X-Bulwark-Result, and training keeps the Subject: the
+    junk folder's copy is the message autolearn learned (before: the tag was taken off, and the
+    one message was learned twice)."""
+    from gateway_milter.transforms import loaded
+    from gateway_milter.verdict import Outcome
+    from tests.unit.antispam.helpers import make_ctx, policy, write_rules
+    from tests.unit.spine.conftest import apply_like_an_mta
+    from webadmin.services import do_publish_policy, do_set_layer_settings
+
+    do_set_layer_settings("scoring", {"subject_tag": "[SPAM]"})
+    do_publish_policy("test")
+    rules = write_rules(tmp_path, "body LOCAL_WATCHES /cheap watches/i\nscore LOCAL_WATCHES 6.0\n")
+    pol = policy({"rules": {"include_default": False, "rule_dirs": [str(rules)]},
+                  "scoring": {"layers": ["rules"], "subject_tag": "[SPAM]"}})
+
+    def delivered(raw: bytes) -> bytes:
+        ctx = make_ctx(raw, pol)
+        edits = [e for t in loaded() for r in [t(ctx, Outcome.accept(), None)] if r for e in r.header_edits]  # type: ignore[arg-type]
+        head = apply_like_an_mta(ctx.headers, edits)
+        return b"".join(f"{n}: {v}\r\n".encode() for n, v in head) + b"\r\n" + raw.split(b"\r\n\r\n", 1)[1]
+
+    pre = SENT.replace(b"Subject: Cheap watches for you", b"Subject: [SPAM] Cheap watches for you")
+    copy = delivered(pre)
+    assert b"subject_tag=kept" in copy and b"Subject: [SPAM] Cheap watches for you\r\n" in copy
+    (tmp_path / "arrived.eml").write_bytes(pre)
+    (tmp_path / "junk.eml").write_bytes(copy)
+    out = io.StringIO()
+    call_command("bayes", "train", "--spam", str(tmp_path / "arrived.eml"), stdout=io.StringIO(), stderr=io.StringIO())
+    call_command("bayes", "train", "--spam", str(tmp_path / "junk.eml"), stdout=out, stderr=io.StringIO())
+    assert out.getvalue().strip() == "learned 0 message(s), 1 already known"
+    # the gateway's own tag is still taken off
+    copy = delivered(SENT)
+    assert b"subject_tag=added" in copy and b"Subject: [SPAM] Cheap watches for you\r\n" in copy
+    (tmp_path / "sent.eml").write_bytes(SENT)
+    (tmp_path / "junk2.eml").write_bytes(copy)
+    call_command("bayes", "train", "--spam", str(tmp_path / "sent.eml"), stdout=io.StringIO(), stderr=io.StringIO())
+    out = io.StringIO()
+    call_command("bayes", "train", "--spam", str(tmp_path / "junk2.eml"), stdout=out, stderr=io.StringIO())
+    assert out.getvalue().strip() == "learned 0 message(s), 1 already known"
