@@ -644,19 +644,22 @@ class HtmlUris:
         # meta refresh's URL)
         self.kinds: list[str] = []
         self.base = ""
+        self.seen: set[str] = set()
 
     def push(self, uri: str, kind: str = "other") -> None:
         uri = uri.strip(" \t\r\n\x0b\x0c\xa0")[:MAX_URI_LENGTH]
-        if not uri or len(self.uris) >= MAX_URIS:
+        if not uri or len(self.uris) >= 2 * MAX_URIS:
             return
-        if _NO_TARGET.match(uri):
-            self.uris.append(uri)
-            self.kinds.append(kind)
+        target = uri if _NO_TARGET.match(uri) else target_uri(self.base, uri)
+        if not target:
             return
-        target = target_uri(self.base, uri)
-        if target:
-            self.uris.append(target)
-            self.kinds.append(kind)
+        # our bound (hostile input): MAX_URIS links, then only links not seen yet, up to MAX_URIS
+        # different ones: 2,000 copies of one pixel no longer push the part's real link out
+        if len(self.uris) >= MAX_URIS and (target in self.seen or len(self.seen) >= MAX_URIS):
+            return
+        self.seen.add(target)
+        self.uris.append(target)
+        self.kinds.append(kind)
 
     def start(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in URI_TAGS:

@@ -34,6 +34,7 @@ _DEOBF = [
     (re.compile(r"(?i)\bh\*\*p"), "http"),
 ]
 _HOST = re.compile(r"^[a-z0-9._\-\u00a0-\U0010ffff]+$")  # (an emoji or CJK Extension B label too)
+_ASCII_HOST = re.compile(r"^[a-z0-9._-]+$")
 
 
 _DEOBF_QUICK = re.compile(r"[\[\(\{]\s*(?:\.|[dD][oO][tT])\s*[\]\)\}]")  # what the first one needs
@@ -139,7 +140,9 @@ def url_host(url: str) -> str | None:
         return None
     if not host.isascii():
         a_labels = to_ascii(host)
-        if a_labels is None:
+        # (the mapping may make a character no host holds: full-width "＼" or "＠" become "\"
+        # and "@", which a browser refuses in a host, and which a DNS name would read as an escape)
+        if a_labels is None or not _ASCII_HOST.match(a_labels):
             return None
         host = a_labels
     if _ENDS_IN_NUMBER.search(host):

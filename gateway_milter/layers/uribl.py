@@ -68,8 +68,9 @@ MAX_CANDIDATES = 5000  # links weighed per message (hostile input bound)
 _TEST_TLDS = frozenset({"test", "example"})
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:")
 # an email address in text (its domain is not a link: SpamAssassin's uridnsbl_skip_mailto), and
-# mailto: URIs; the text link pattern would take "www.x.test" in "bob@www.x.test"
-_MAIL_IN_TEXT = re.compile(r"(?i)\bmailto:[^\s<>\"']*|(?<![:/\w.+%@-])[\w.+%!#$&*=?^{|}~-]+@[^\s<>\"'@]+")
+# mailto: URIs; the text link pattern would take "www.x.test" in "bob@www.x.test". The address
+# ends with its domain's last label: what follows it ("sales@shop.test,http://evil.test/") stays
+_MAIL_IN_TEXT = re.compile(r"(?i)\bmailto:[^\s<>\"',|]*|(?<![:/\w.+%@-])[\w.+%!#$&*=?^{}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 def lookup_targets(links: Iterable[str | tuple[int, str]], skip: Container[str], limit: int,
@@ -149,7 +150,9 @@ def message_links(view: SaMessage, redirectors: tuple[re.Pattern[str], ...] = ()
     text = _MAIL_IN_TEXT.sub(" ", view.body) if "@" in view.body else view.body
     for u in find_urls(text):
         out.extend((RANK_TEXT, x) for x in _with_inner(u, redirectors))
-    for u in _text_parser().text_uris([deobfuscate(text)]):
+    # (SpamAssassin's parser tells addresses from links itself: it reads the text as it is, so
+    # "www.paypal.com@evil.test/login" is a link to evil.test, not an address)
+    for u in _text_parser().text_uris([deobfuscate(view.body)]):
         if not u.lower().startswith("mailto:"):
             out.append((RANK_TEXT, u))
     view.cache["uribl_links"] = out
@@ -354,7 +357,9 @@ class UriblLayer(Layer[UriblSettings]):
                 continue
             codes = [str(a) for a in ans.records if z.accepts(str(a))]
             if codes:
-                listed.setdefault(z.zone, {})[t] = codes
+                # (two entries for one zone, its bits with their own weights: the codes of both)
+                have = listed.setdefault(z.zone, {}).setdefault(t, [])
+                have += [c for c in codes if c not in have]
                 # each entry counts once, whatever the number of its links listed (SpamAssassin's
                 # URIBL rules too); entries sharing a symbol (one zone's bits with their own
                 # weights) each count, as in the dnsbl layer: keyed on the symbol, only the entry

@@ -1,0 +1,70 @@
+"""Links that were hidden from URIBL, found in an audit of the layer:
+
+- an email address touching a link ("sales@shop.test,http://evil.test/buy") took the link with
+  it when addresses were taken out of the text, and "www.paypal.com@evil.test/login" (a link to
+  evil.test, as SpamAssassin's parser reads it) was taken for an address;
+- 2,000 copies of one image filled an HTML part's bound on links, so the real link after them
+  was never a candidate: past the bound, links not seen yet are still kept;
+- a full-width "＼" or "＠" in a host became "\\" or "@", which reached DNS, where "\\" reads as
+  an escape ("ev\\il.test" was asked as evil.test): such a host is none, as browsers refuse it.
+
+And two entries for one zone (a list's bits with their own symbols) keep the codes of both in
+the ``listed`` fact (the second's overwrote the first's)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway_milter.antispam.saview import message_view
+from gateway_milter.antispam.urls import url_host
+from gateway_milter.layers.uribl import lookup_targets, message_links
+from gateway_milter.net.resolver import StaticBackend
+from gateway_milter.verdict import Stage
+from tests.unit.antispam.helpers import make_ctx, msg, policy
+from tests.unit.dns_helpers import RecordingResolver, resolving_with
+
+
+def targets(raw: bytes) -> list[str]:
+    return lookup_targets(message_links(message_view(make_ctx(raw))), set(), 20)
+
+
+@pytest.mark.parametrize(("body", "want"), [
+    ("questions: sales@shop.test,http://evil.test/buy", ["evil.test"]),
+    ("questions: sales@shop.test|http://evil.test/buy", ["evil.test"]),
+    ("questions: sales@shop.test)http://evil.test/buy", ["evil.test"]),
+    ("write to mailto:sales@shop.test,http://evil.test/buy", ["evil.test"]),
+    ("log in at www.paypal.com@evil.test/login", ["evil.test"]),
+    # an address alone is still no link, nor a host in it
+    ("write to sales@shop.test or bob@www.shop.test.", []),
+])
+def test_a_link_touching_an_address_is_looked_up(body: str, want: list[str]) -> None:
+    assert targets(msg("x", body)) == want
+
+
+def test_copies_of_one_image_do_not_hide_the_link_after_them() -> None:
+    junk = '<img src="//cdn.test/p">' * 2500
+    raw = msg("x", f"<html><body>{junk}<a href='http://evil.test/buy'>Buy now</a></body></html>",
+              ctype="text/html; charset=utf-8")
+    assert targets(raw) == ["evil.test", "cdn.test"]  # (the anchor with text ranks first)
+    many = "".join(f'<img src="//cdn{i}.test/p">' for i in range(2500))  # 2,500 different ones: the bound
+    raw = msg("x", f"<html><body>{many}<a href='http://evil.test/buy'>Buy now</a></body></html>",
+              ctype="text/html; charset=utf-8")
+    links = message_links(message_view(make_ctx(raw)))
+    assert len(links) == 2000 and all("evil.test" not in u for _, u in links)
+
+
+@pytest.mark.parametrize("url", ["http://ev＼il.test/", "http://ev＼046il.test/", "http://ev＠il.test/",
+                                 "http://ev＼0il.test/"])
+def test_a_host_the_mapping_makes_unreadable_is_none(url: str) -> None:
+    assert url_host(url) is None
+    assert lookup_targets([url], set(), 20) == []
+
+
+def test_two_entries_for_one_zone_keep_both_codes(store: object) -> None:
+    backend = StaticBackend({("evil.test.multi.test", "A"): ["127.0.0.2", "127.0.0.4"]})
+    zones = [{"zone": "multi.test", "symbol": "M_A", "codes": ["127.0.0.2"]},
+             {"zone": "multi.test", "symbol": "M_B", "codes": ["127.0.0.4"]}]
+    with resolving_with(RecordingResolver(backend, [])):
+        res = make_ctx(msg("x", "http://evil.test/"), policy({"uribl": {"zones": zones}}), stage=Stage.EOM).layer("uribl")
+    assert res.fact("listed") == {"multi.test": {"evil.test": ["127.0.0.2", "127.0.0.4"]}}
+    assert {"M_A", "M_B"} <= {s.name for s in res.symbols}
