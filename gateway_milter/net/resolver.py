@@ -192,7 +192,10 @@ class DnspythonBackend:
 
     def lookup(self, name: str, rdtype: str, timeout: float) -> DnsAnswer:
         try:
-            ans = self._resolver.resolve(name, rdtype, lifetime=max(0.05, timeout), search=False,
+            # the name's labels as they are: from text, dnspython would read "\" as an escape
+            # ("ev\il.test" asked as evil.test, "\046" a dot inside a label)
+            qname = dns.name.Name([label.encode("ascii") for label in name.split(".")] + [b""])
+            ans = self._resolver.resolve(qname, rdtype, lifetime=max(0.05, timeout), search=False,
                                          raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN as e:
             qnames = e.qnames()  # type: ignore[no-untyped-call]
@@ -202,7 +205,7 @@ class DnspythonBackend:
             return DnsAnswer(name, rdtype, SERVFAIL, error=str(e)[:200])
         except dns.exception.Timeout as e:
             return DnsAnswer(name, rdtype, TIMEOUT, error=str(e)[:200])
-        except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel) as e:
+        except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel, UnicodeError) as e:
             return DnsAnswer(name, rdtype, INVALID, error=str(e)[:200])
         except dns.exception.DNSException as e:  # YXDOMAIN, malformed replies, ...
             return DnsAnswer(name, rdtype, SERVFAIL, error=f"{type(e).__name__}: {e}"[:200])

@@ -254,3 +254,23 @@ def test_a_lookup_queued_before_clear_cache_leaves_the_next_lookup_in_flight() -
     t2.join(5)
     assert busy.result(5).ok and len(after) == 2 and all(a.ok for a in after)
     assert be.calls.count("b.test") == 2  # t2 shared t1's lookup
+
+
+def test_a_name_is_asked_with_its_labels_as_they_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backslash in a label is a character of it, not a zone-file escape: "ev\\il.test" was
+    asked as evil.test, and "ev\\046il.test" with a dot inside a label."""
+    import dns.name
+
+    be = r.DnspythonBackend([("127.0.0.1", 53)], timeout=0.5)
+    asked: list[dns.name.Name] = []
+
+    def resolve(qname: dns.name.Name, rdtype: str, **kw: object) -> object:
+        asked.append(qname)
+        raise dns.resolver.NXDOMAIN(qnames=[qname], responses={qname: None})
+
+    monkeypatch.setattr(be._resolver, "resolve", resolve)
+    for name in ("ev\\il.test.uribl.test", "ev\\046il.test.uribl.test", "evil.test.uribl.test"):
+        assert be.lookup(name, "A", 0.5).status == r.NXDOMAIN, name
+    assert [q.labels[:2] for q in asked] == [(b"ev\\il", b"test"), (b"ev\\046il", b"test"), (b"evil", b"test")]
+    assert asked[2] == dns.name.from_text("evil.test.uribl.test")
+    assert be.lookup("a..test", "A", 0.5).status == r.INVALID and be.lookup("é.test", "A", 0.5).status == r.INVALID
