@@ -112,6 +112,9 @@ class QueryCounter:
             return True
 
 
+BUDGET_SPENT = "message DNS budget exhausted"  # (the error of a lookup its budget did not allow)
+
+
 class DnsBudget:
     """A DNS time allowance (a deadline) plus the message's query counter (thread-safe)."""
 
@@ -470,13 +473,22 @@ class Resolver:
     def _wait(self, fut: Future[DnsAnswer], name: str, rdtype: str, budget: DnsBudget | None) -> DnsAnswer:
         with self._lock:
             job = self._pending.pop(fut, None)
-        if job is not None:  # still queued: run it here rather than wait behind the others
-            return self._settle(fut, job)
+        if job is not None:  # still queued: run it here rather than wait behind the others,
+            # under this caller's budget (the one that started it may be another message's, spent)
+            key, started_with, generation = job
+            return self._settle(fut, (key, budget if budget is not None else started_with, generation))
         wait = min(self.timeout, budget.remaining()) if budget else self.timeout
         try:
-            return fut.result(timeout=wait + 0.05)
+            ans = fut.result(timeout=wait + 0.05)
         except TimeoutError:
             return DnsAnswer(name, rdtype, TIMEOUT, error="budget exhausted while waiting")
+        if ans.error == BUDGET_SPENT and budget is not None and budget.remaining() > 0:
+            # the lookup joined was not sent: the budget it ran under (another caller's) was
+            # spent; this caller's may not be (asked once more, under it, not shared)
+            with self._lock:
+                generation = self._generation
+            return self._settle(Future(), ((_normalise(name) or name, rdtype), budget, generation))
+        return ans
 
     def _cached(self, key: tuple[str, str]) -> DnsAnswer | None:
         with self._lock:
@@ -497,7 +509,7 @@ class Resolver:
         name, rdtype = key
         try:
             if budget is not None and not budget.take():
-                ans = DnsAnswer(name, rdtype, TIMEOUT, error="message DNS budget exhausted")
+                ans = DnsAnswer(name, rdtype, TIMEOUT, error=BUDGET_SPENT)
             else:
                 timeout = min(self.timeout, budget.remaining()) if budget else self.timeout
                 try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 
@@ -274,3 +275,38 @@ def test_a_name_is_asked_with_its_labels_as_they_are(monkeypatch: pytest.MonkeyP
     assert [q.labels[:2] for q in asked] == [(b"ev\\il", b"test"), (b"ev\\046il", b"test"), (b"evil", b"test")]
     assert asked[2] == dns.name.from_text("evil.test.uribl.test")
     assert be.lookup("a..test", "A", 0.5).status == r.INVALID and be.lookup("é.test", "A", 0.5).status == r.INVALID
+
+
+def test_a_joined_lookup_runs_under_the_joiners_budget() -> None:
+    """Message A started a lookup (its budget spent), the pool's worker busy; message B asks for
+    the same name with its own budget: B's answer is the listing, not A's "budget exhausted"
+    (a zone looked unknown, and a listed client or link went unscored)."""
+    backend = r.StaticBackend({("2.0.0.127.bl.test", "A"): ["127.0.0.2"], ("slow.test", "A"): ["192.0.2.1"]})
+    res = r.Resolver(backend=backend, timeout=2.0, workers=1)
+    plain = backend.lookup
+
+    def lookup(name: str, rdtype: str, timeout: float) -> r.DnsAnswer:
+        if name == "slow.test":
+            time.sleep(0.5)
+        return plain(name, rdtype, timeout)
+
+    backend.lookup = lookup  # type: ignore[method-assign]
+    try:
+        res.prefetch("slow.test", "A", r.DnsBudget(10))  # (the only worker: busy)
+        time.sleep(0.05)
+        spent = r.DnsBudget(10, max_queries=0)
+        res.prefetch("2.0.0.127.bl.test", "A", spent)  # A: registered, not started
+        mine = r.DnsBudget(10)
+        fut = res.prefetch("2.0.0.127.bl.test", "A", mine)  # B joins it
+        ans = res.wait(fut, "2.0.0.127.bl.test", "A", mine)
+        assert (ans.status, ans.records) == (r.OK, ("127.0.0.2",)) and mine.queries == 1
+        # B joined A's lookup after it settled as "budget exhausted": asked again under B's
+        res.clear_cache()
+        fut = res.prefetch("2.0.0.127.bl.test", "A", spent)
+        res.wait(fut, "2.0.0.127.bl.test", "A", spent)  # (run by A: spent)
+        done: concurrent.futures.Future[r.DnsAnswer] = concurrent.futures.Future()
+        done.set_result(r.DnsAnswer("2.0.0.127.bl.test", "A", r.TIMEOUT, error=r.BUDGET_SPENT))
+        ans = res.wait(done, "2.0.0.127.bl.test", "A", mine)
+        assert (ans.status, ans.records) == (r.OK, ("127.0.0.2",))
+    finally:
+        res.close()
