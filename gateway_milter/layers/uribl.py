@@ -63,6 +63,10 @@ class UriblSettings(BaseSettings):
 RANK_A, RANK_FORM, RANK_IMG, RANK_OTHER, RANK_TEXT, RANK_A_EMPTY = range(6)
 _RANK_OF = {"a": RANK_A, "form": RANK_FORM, "img": RANK_IMG, "other": RANK_OTHER, "a_empty": RANK_A_EMPTY}
 MAX_CANDIDATES = 5000  # links weighed per message (hostile input bound)
+# DNS queries of the message's allowance (resolver.budget_for: 200) URIBL leaves to the layers
+# that look up after it (DKIM and ARC keys, VBR, DMARC): SPF alone may make 10 lookups and 2 void
+DNS_RESERVE = 50
+_ROOM, _LEFT_OUT = "_uribl_room", "_uribl_left_out"
 # names reserved for testing (RFC 6761): no list operator learns anything from them, and test
 # lists (rbldnsd, the docs' examples) use them; "invalid" and "localhost" are not among them
 _TEST_TLDS = frozenset({"test", "example"})
@@ -278,11 +282,25 @@ def _query_name(target: str, z: Zone) -> str | None:
 
 def _lookups(ctx: MessageContext, settings: UriblSettings,
              zones: tuple[Zone, ...]) -> tuple[list[str], list[tuple[str, Zone, str]]]:
-    """The targets of a message and its lookups (target, zone, query name), in order."""
+    """The targets of a message and its lookups (target, zone, query name), in order: at most
+    as many as the message's DNS query allowance has left, less :data:`DNS_RESERVE` (the links
+    are the sender's to choose: 50 of them to 5 zones took every query the message had left, and
+    the DKIM, ARC and VBR lookups after them came back as temporary errors). The room is read
+    once a message, so prefetch and check make the same lookups."""
     skip = _Skip(skip_names(tuple(settings.skip_domains)), ctx.policy.domains)
     targets = lookup_targets(message_links(message_view(ctx), rule_set_redirectors(ctx)), skip, settings.max_lookups,
                              domains=any(z.kind != "ip" for z in zones), ips=any(z.kind != "domain" for z in zones))
-    return targets, [(t, z, q) for t in targets for z in zones if (q := _query_name(t, z)) is not None]
+    lookups = [(t, z, q) for t in targets for z in zones if (q := _query_name(t, z)) is not None]
+    room = ctx.facts.get(_ROOM)
+    if not isinstance(room, int):
+        from gateway_milter.net.resolver import budget_for
+
+        counter = budget_for(ctx).counter
+        room = ctx.facts[_ROOM] = max(0, counter.limit - counter.count - DNS_RESERVE)
+    if len(lookups) > room:
+        ctx.facts[_LEFT_OUT] = len(lookups) - room
+        lookups = lookups[:room]  # (the best ranked links' first)
+    return targets, lookups
 
 
 def _asked(ctx: MessageContext, settings: UriblSettings) -> bool:
@@ -372,7 +390,14 @@ class UriblLayer(Layer[UriblSettings]):
         if unknown:  # (facts stay out of the message log: the trace says the score may be short)
             shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
             ctx.add_trace(self.id, "warning", f"no answer (unknown, not scored) for {shown}")
-        return LayerFindings({"targets": targets, "listed": listed, "unknown": unknown}, tuple(symbols))
+        left_out = int(ctx.facts.get(_LEFT_OUT, 0))
+        if left_out:
+            ctx.add_trace(self.id, "warning", f"{left_out} lookup(s) of the least ranked links not made: the "
+                          f"message's DNS query allowance keeps {DNS_RESERVE} for the other layers")
+        facts: dict[str, object] = {"targets": targets, "listed": listed, "unknown": unknown}
+        if left_out:
+            facts["not_looked_up"] = left_out
+        return LayerFindings(facts, tuple(symbols))
 
     def policy_rules(self, settings: UriblSettings) -> list[PolicyRule]:
         rules = []

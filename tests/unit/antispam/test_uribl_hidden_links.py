@@ -68,3 +68,29 @@ def test_two_entries_for_one_zone_keep_both_codes(store: object) -> None:
         res = make_ctx(msg("x", "http://evil.test/"), policy({"uribl": {"zones": zones}}), stage=Stage.EOM).layer("uribl")
     assert res.fact("listed") == {"multi.test": {"evil.test": ["127.0.0.2", "127.0.0.4"]}}
     assert {"M_A", "M_B"} <= {s.name for s in res.symbols}
+
+
+def test_uribl_leaves_the_other_layers_their_dns_queries(store: object) -> None:
+    """Links are the sender's to choose: 20 links to 10 zones (settings the layer accepts) took
+    every query the message had left, and a DKIM key looked up after them came back as a
+    temporary error. URIBL now makes at most the allowance left less DNS_RESERVE, the best
+    ranked links' first, the same lookups in prefetch and check, and says what it left out."""
+    from gateway_milter.layers import uribl as layer
+    from gateway_milter.net.resolver import NXDOMAIN, budget_for, get_resolver
+
+    backend = StaticBackend({("site00.test.z0.test", "A"): ["127.0.0.2"]})
+    zones = [{"zone": f"z{i}.test", "kind": "domain", "symbol": f"URIBL_Z{i}"} for i in range(10)]
+    links = " ".join(f"http://site{i:02d}.test/" for i in range(20))
+    events: list[str] = []
+    with resolving_with(RecordingResolver(backend, events)):
+        ctx = make_ctx(msg("x", "buy " + links), policy({"uribl": {"zones": zones, "max_lookups": 20}}), stage=Stage.EOM)
+        budget = budget_for(ctx)
+        for _ in range(5):  # (the lookups before end of message: DNSBL, SPF, ...)
+            budget.counter.take()
+        layer.UriblLayer().prefetch(ctx, ctx.policy.settings_for("uribl", None))
+        res = ctx.layer("uribl")
+        room = 200 - 5 - layer.DNS_RESERVE
+        assert len(events) == room and res.fact("not_looked_up") == 200 - room
+        assert res.fact("unknown") == [] and "URIBL_Z0" in {s.name for s in res.symbols}
+        assert get_resolver().query("sel._domainkey.sender.test", "TXT", budget_for(ctx)).status == NXDOMAIN
+        assert any("not made" in t.detail for t in ctx.trace if t.source == "uribl")
