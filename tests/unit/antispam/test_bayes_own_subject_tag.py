@@ -29,6 +29,17 @@ def flagged(raw: bytes, subject: bytes) -> bytes:
             + head + b"\r\n\r\n" + body)
 
 
+def learned_again(tmp: Path, arrived: bytes, copy: bytes) -> str:
+    """``bayes train --spam`` the message as it arrived, then its mailbox copy: what the second
+    run says."""
+    (tmp / "arrived.eml").write_bytes(arrived)
+    (tmp / "copy.eml").write_bytes(copy)
+    call_command("bayes", "train", "--spam", str(tmp / "arrived.eml"), stdout=io.StringIO(), stderr=io.StringIO())
+    out = io.StringIO()
+    call_command("bayes", "train", "--spam", str(tmp / "copy.eml"), stdout=out, stderr=io.StringIO())
+    return out.getvalue().strip()
+
+
 OWN = ("X-Spam-Status", "Yes, score=9.1 required=5.0 tests=A,B autolearn=no\n\tversion=Bulwark")
 OWN_NO = ("X-Spam-Status", "No, score=1.1 required=5.0 tests=A,B autolearn=no version=Bulwark")
 FOREIGN = ("X-Spam-Status", "Yes, score=9.1 required=5.0 tests=A,B autolearn=no version=4.0.1")
@@ -73,12 +84,7 @@ def test_a_tagged_copy_is_learned_as_the_message_that_arrived(tmp_path: Path, st
     tagged = flagged(SENT, b"[SPAM] Cheap watches for you")
     # the same features as the message the milter saw (the X-Spam-* headers are never read)
     assert message_keys(view_of_bytes(tagged)).keys == message_keys(view_of_bytes(SENT)).keys
-    (tmp_path / "arrived.eml").write_bytes(SENT)
-    (tmp_path / "junk.eml").write_bytes(tagged)
-    out = io.StringIO()
-    call_command("bayes", "train", "--spam", str(tmp_path / "arrived.eml"), stdout=io.StringIO(), stderr=io.StringIO())
-    call_command("bayes", "train", "--spam", str(tmp_path / "junk.eml"), stdout=out, stderr=io.StringIO())
-    assert out.getvalue().strip() == "learned 0 message(s), 1 already known"
+    assert learned_again(tmp_path, SENT, tagged) == "learned 0 message(s), 1 already known"
 
 
 
@@ -109,18 +115,8 @@ def test_a_subject_that_arrived_tagged_is_learned_as_it_arrived(tmp_path: Path, 
     pre = SENT.replace(b"Subject: Cheap watches for you", b"Subject: [SPAM] Cheap watches for you")
     copy = delivered(pre)
     assert b"subject_tag=kept" in copy and b"Subject: [SPAM] Cheap watches for you\r\n" in copy
-    (tmp_path / "arrived.eml").write_bytes(pre)
-    (tmp_path / "junk.eml").write_bytes(copy)
-    out = io.StringIO()
-    call_command("bayes", "train", "--spam", str(tmp_path / "arrived.eml"), stdout=io.StringIO(), stderr=io.StringIO())
-    call_command("bayes", "train", "--spam", str(tmp_path / "junk.eml"), stdout=out, stderr=io.StringIO())
-    assert out.getvalue().strip() == "learned 0 message(s), 1 already known"
+    assert learned_again(tmp_path, pre, copy) == "learned 0 message(s), 1 already known"
     # the gateway's own tag is still taken off
     copy = delivered(SENT)
     assert b"subject_tag=added" in copy and b"Subject: [SPAM] Cheap watches for you\r\n" in copy
-    (tmp_path / "sent.eml").write_bytes(SENT)
-    (tmp_path / "junk2.eml").write_bytes(copy)
-    call_command("bayes", "train", "--spam", str(tmp_path / "sent.eml"), stdout=io.StringIO(), stderr=io.StringIO())
-    out = io.StringIO()
-    call_command("bayes", "train", "--spam", str(tmp_path / "junk2.eml"), stdout=out, stderr=io.StringIO())
-    assert out.getvalue().strip() == "learned 0 message(s), 1 already known"
+    assert learned_again(tmp_path, SENT, copy) == "learned 0 message(s), 1 already known"

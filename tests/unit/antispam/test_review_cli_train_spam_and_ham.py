@@ -16,6 +16,15 @@ from gateway_milter.store.memory import MemoryStore
 from tests.unit.antispam.helpers import msg
 
 
+def train_both(junk: Path, inbox: Path) -> tuple[str, dict[str, int]]:
+    """``bayes train --spam JUNK --ham INBOX``: what it says, and ``bayes stats`` after it."""
+    out = io.StringIO()
+    call_command("bayes", "train", "--spam", str(junk), "--ham", str(inbox), stdout=out, stderr=io.StringIO())
+    st = io.StringIO()
+    call_command("bayes", "stats", stdout=st)
+    return out.getvalue().strip(), json.loads(st.getvalue())
+
+
 @pytest.mark.django_db  # (the published policy's trust path)
 def test_a_message_given_as_spam_and_ham_is_learned_as_neither(tmp_path: Path, store: MemoryStore) -> None:
     junk, inbox = tmp_path / "junk", tmp_path / "inbox"
@@ -26,13 +35,8 @@ def test_a_message_given_as_spam_and_ham_is_learned_as_neither(tmp_path: Path, s
     (inbox / "1.eml").write_bytes(both)
     (junk / "2.eml").write_bytes(msg("win", "lottery winner prize"))
     (inbox / "2.eml").write_bytes(msg("lunch", "see you at noon"))
-    out = io.StringIO()
-    call_command("bayes", "train", "--spam", str(junk), "--ham", str(inbox), stdout=out, stderr=io.StringIO())
-    assert out.getvalue().strip() == ("learned 2 message(s), 0 already known, "
-                                      "1 given as both spam and ham not learned")
-    out = io.StringIO()
-    call_command("bayes", "stats", stdout=out)
-    st = json.loads(out.getvalue())
+    said, st = train_both(junk, inbox)
+    assert said == "learned 2 message(s), 0 already known, 1 given as both spam and ham not learned"
     assert (st["spam_learned"], st["ham_learned"]) == (1, 1)
 
 
@@ -46,12 +50,8 @@ def test_copies_that_differ_only_in_headers_bayes_ignores_are_one_message(tmp_pa
     base = msg("newsletter", "our monthly offers for you")
     (junk / "1.eml").write_bytes(b"Delivered-To: alice@example.com\r\nX-Spam-Flag: YES\r\n" + base)
     (inbox / "1.eml").write_bytes(b"Delivered-To: bob@example.com\n" + base.replace(b"\r\n", b"\n"))
-    out = io.StringIO()
-    call_command("bayes", "train", "--spam", str(junk), "--ham", str(inbox), stdout=out, stderr=io.StringIO())
-    assert out.getvalue().strip() == "learned 0 message(s), 0 already known, 1 given as both spam and ham not learned"
-    out = io.StringIO()
-    call_command("bayes", "stats", stdout=out)
-    st = json.loads(out.getvalue())
+    said, st = train_both(junk, inbox)
+    assert said == "learned 0 message(s), 0 already known, 1 given as both spam and ham not learned"
     assert (st["spam_learned"], st["ham_learned"], st["token_model_spam"], st["token_model_ham"]) == (0, 0, 0, 0)
 
 
@@ -70,12 +70,8 @@ def test_a_copy_re_encoded_on_its_way_is_the_same_message(tmp_path: Path, store:
                                   "Hi Bob, shall we have lunch at the caf=C3=A9 on Friday? Carol\r\n").encode())
     (junk / "2.eml").write_bytes(msg("win", "lottery winner prize"))
     (inbox / "2.eml").write_bytes(msg("lunch", "see you at noon"))
-    out = io.StringIO()
-    call_command("bayes", "train", "--spam", str(junk), "--ham", str(inbox), stdout=out, stderr=io.StringIO())
-    assert out.getvalue().strip() == "learned 2 message(s), 0 already known, 1 given as both spam and ham not learned"
-    out = io.StringIO()
-    call_command("bayes", "stats", stdout=out)
-    st = json.loads(out.getvalue())
+    said, st = train_both(junk, inbox)
+    assert said == "learned 2 message(s), 0 already known, 1 given as both spam and ham not learned"
     assert (st["spam_learned"], st["ham_learned"]) == (1, 1)
 
 
