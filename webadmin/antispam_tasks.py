@@ -80,8 +80,7 @@ def without_own_tag(headers: list[tuple[str, str]], tags: tuple[str, ...]) -> li
     if not tags or not any(n.lower() == "x-spam-status" and v.lstrip().startswith("Yes,")
                            and f"version={SPAM_VERSION}" in v for n, v in headers):
         return headers
-    marks = {m.group(1) for n, v in headers if n.lower() == "x-bulwark-result"
-             for m in [_SUBJECT_TAG_MARK.search(v)] if m}
+    marks = {m.group(1) for n, v in headers if n.lower() == "x-bulwark-result" and (m := _SUBJECT_TAG_MARK.search(v))}
     if marks and "added" not in marks:
         return headers
     out = list(headers)

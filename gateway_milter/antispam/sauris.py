@@ -644,7 +644,7 @@ class HtmlUris:
         # meta refresh's URL)
         self.kinds: list[str] = []
         self.base = ""
-        self.seen: set[str] = set()
+        self.seen: set[str] | None = None  # (made once the list reaches MAX_URIS)
 
     def push(self, uri: str, kind: str = "other") -> None:
         uri = uri.strip(" \t\r\n\x0b\x0c\xa0")[:MAX_URI_LENGTH]
@@ -655,9 +655,12 @@ class HtmlUris:
             return
         # our bound (hostile input): MAX_URIS links, then only links not seen yet, up to MAX_URIS
         # different ones: 2,000 copies of one pixel no longer push the part's real link out
-        if len(self.uris) >= MAX_URIS and (target in self.seen or len(self.seen) >= MAX_URIS):
-            return
-        self.seen.add(target)
+        if len(self.uris) >= MAX_URIS:
+            if self.seen is None:
+                self.seen = set(self.uris)
+            if target in self.seen or len(self.seen) >= MAX_URIS:
+                return
+            self.seen.add(target)
         self.uris.append(target)
         self.kinds.append(kind)
 

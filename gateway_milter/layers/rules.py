@@ -553,10 +553,12 @@ class HeuristicRulesLayer(Layer[RulesSettings]):
         extra.update(auth)
         res = engine.run(view, extra, known=known)
         hits, score = res.hits, res.score
-        others = {n for n, lid in SAME_FACT.items() if _ran(ctx, lid) is not None}
-        if any(h.name in PLUGIN_RULES or h.name in others for h in hits):  # (named by the layer that answers them)
-            score -= sum(h.score * h.times for h in hits if h.name in PLUGIN_RULES or h.name in others)
-            hits = [h for h in hits if h.name not in PLUGIN_RULES and h.name not in others]
+        # (named by the layer that answers them: always the plugins' rules, the others where it ran)
+        elsewhere = {h.name for h in hits if h.name in PLUGIN_RULES
+                     or (h.name in SAME_FACT and _ran(ctx, SAME_FACT[h.name]) is not None)}
+        if elsewhere:
+            score -= sum(h.score * h.times for h in hits if h.name in elsewhere)
+            hits = [h for h in hits if h.name not in elsewhere]
         # a rule with tflags multiple is a symbol per hit, as SpamAssassin adds its score and names
         # it at each hit: the scoring layer's fitted scores and autolearn count it per hit too
         symbols = tuple(self.symbol(h.name, h.score, h.describe) for h in hits for _ in range(h.times))

@@ -161,9 +161,7 @@ def budget_for(ctx: Any, seconds: float = 20.0, max_queries: int = 200) -> DnsBu
 def within(budget: DnsBudget, seconds: float) -> DnsBudget:
     """``budget`` with at most ``seconds`` left from now (a layer's own time budget), the same
     query counter: the waits of a layer's lookups end with it, whatever its stage has left."""
-    b = DnsBudget(0.0, counter=budget.counter)
-    b.deadline = min(budget.deadline, time.monotonic() + seconds)
-    return b
+    return DnsBudget(min(budget.remaining(), seconds), counter=budget.counter)
 
 
 class Backend(Protocol):
