@@ -25,7 +25,7 @@ import dkim
 from gateway_milter.auth.dnsadapt import DKIMPY_VERIFY_LOG, DnsTempError, dkim_dnsfunc
 from gateway_milter.auth.exemptions import action_rule, check_action, exemption, score_of
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
-from gateway_milter.net.resolver import DnsBudget, Resolver, budget_for, get_resolver
+from gateway_milter.net.resolver import DnsBudget, Resolver, get_resolver
 from gateway_milter.verdict import FailMode, Reply, Stage
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ class ArcLayer(Layer[ArcSettings]):
         why = exemption(ctx, allowlist=False)
         if why:
             return LayerFindings({"exempt": why, "cv": "none"})
-        r = verify_chain(ctx.raw_bytes(), budget=budget_for(ctx), min_key_bits=settings.min_key_bits)
+        r = verify_chain(ctx.raw_bytes(), budget=self.dns_budget(ctx), min_key_bits=settings.min_key_bits)
         return self.findings(r, settings)
 
     def findings(self, r: ArcResult, settings: ArcSettings) -> LayerFindings:

@@ -28,6 +28,7 @@ from gateway_milter.verdict import FailMode, Outcome, QuarantineQueue, Reply, St
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext, Recipient
+    from gateway_milter.net.resolver import DnsBudget
     from gateway_milter.pipeline.runner import LayerResult
 
 
@@ -173,6 +174,14 @@ class Layer(Generic[S]):
 
     def symbol(self, name: str, score: float = 0.0, detail: str = "") -> Symbol:
         return Symbol(name, score, detail, self.id)
+
+    def dns_budget(self, ctx: MessageContext) -> DnsBudget:
+        """The DNS budget of this layer's lookups from now: its stage's, ending at most
+        ``budget_s`` from now, so that one layer's silent name servers leave the stage's time to
+        the layers after it (an answer not in by then is a temporary error)."""
+        from gateway_milter.net.resolver import budget_for, within
+
+        return within(budget_for(ctx), self.budget_s)
 
 
 # -- strict settings parsing -------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from gateway_milter.auth.exemptions import action_rule, check_action, exemption, score_of
 from gateway_milter.layers.base import BaseSettings, Layer, LayerFindings, PolicyRule, SettingsError
-from gateway_milter.net.resolver import budget_for, get_resolver
+from gateway_milter.net.resolver import get_resolver
 from gateway_milter.verdict import FailMode, Reply, Stage
 
 if TYPE_CHECKING:
@@ -237,7 +237,7 @@ class CallbackLayer(Layer[CallbackSettings]):
 
     def _hosts(self, ctx: MessageContext, domain: str, settings: CallbackSettings) -> list[str] | None:
         """Addresses to try, MX order (None: temporary DNS error)."""
-        res, budget = get_resolver(), budget_for(ctx)
+        res, budget = get_resolver(), self.dns_budget(ctx)
         mx = res.query_mx(domain, budget)
         if mx.temporary:
             return None

@@ -273,7 +273,7 @@ class DkimLayer(Layer[DkimSettings]):
         if why:
             return LayerFindings({"exempt": why, "signatures": [], "result": "none", "pass_domains": []})
         timeout = ctx.runner.remaining(5.0) if ctx.runner is not None else 5.0
-        sigs = verify_all(ctx.raw_bytes(), budget=budget_for(ctx), min_key_bits=settings.min_key_bits,
+        sigs = verify_all(ctx.raw_bytes(), budget=self.dns_budget(ctx), min_key_bits=settings.min_key_bits,
                           max_signatures=settings.max_signatures, length_tag=settings.length_tag,
                           timeout=max(0.1, timeout))
         return self.findings(sigs, settings)

@@ -248,6 +248,7 @@ class DmarcLayer(Layer[DmarcSettings]):
         # SPF and DKIM (their DNS) run while the policy lookups above are in flight
         spf = ctx.layer("spf")
         dkim = ctx.layer("dkim")
+        budget = self.dns_budget(ctx)  # (its own time starts once they have answered)
         disc = discover(from_domain, budget=budget)
         facts: dict[str, Any] = {"from_domain": from_domain, "policy_domain": disc.policy_domain}
         if disc.status == "temperror":

@@ -92,7 +92,7 @@ class ReverseDnsLayer(Layer[RdnsSettings]):
         ip = ctx.conn.ip
         if ip is None:
             return LayerFindings({"exempt": "no client address"})
-        res, budget = get_resolver(), budget_for(ctx)
+        res, budget = get_resolver(), self.dns_budget(ctx)
         self.prefetch(ctx, settings)  # no-op when already in flight or cached
         facts: dict[str, Any] = {"temperror": []}
         symbols = []

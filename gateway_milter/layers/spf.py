@@ -192,7 +192,7 @@ class SpfLayer(Layer[SpfSettings]):
         if ip is None:
             return LayerFindings({"exempt": no_address_reason(ctx)})
         self.prefetch(ctx, settings)  # both identities' records at once (no-op when already started)
-        budget = budget_for(ctx)
+        budget = self.dns_budget(ctx)
         timeout = min(settings.lookup_timeout_s, ctx.runner.remaining(settings.lookup_timeout_s)) \
             if ctx.runner is not None else settings.lookup_timeout_s
         receiver = ctx.policy.hostname
@@ -328,7 +328,7 @@ class SenderIdLayer(Layer[SenderIdSettings]):
             result, domain, expl = "permerror", "", problem
         else:
             domain = pra.rpartition("@")[2].lower()
-            budget = budget_for(ctx)
+            budget = self.dns_budget(ctx)
             ans = get_resolver().query_txt(domain, budget)
             if ans.temporary:
                 result, expl = "temperror", f"DNS {ans.status}"

@@ -70,9 +70,9 @@ class VbrLayer(Layer[VbrSettings]):
 
         passed = set(ctx.layer("dkim").fact("pass_domains") or []) if "dkim" in layers.available() else set()
         trusted = {c.lower().rstrip(".") for c in settings.trusted_certifiers}
-        from gateway_milter.net.resolver import budget_for, get_resolver
+        from gateway_milter.net.resolver import get_resolver
 
-        res, budget = get_resolver(), budget_for(ctx)
+        res, budget = get_resolver(), self.dns_budget(ctx)
         # the fact says how far the best field got (malformed < md not authenticated < not
         # certified < unknown: a DNS failure is no verdict), md the domain it named
         state, md_seen, asked = 0, "", 0

@@ -2,8 +2,8 @@
 
 A layer runs only when the policy (or another layer) asks for its result, and at most once per
 message. A layer that raises, or is asked for once its stage's time budget is spent, follows
-its fail mode (the dnsbl and uribl layers' own ``budget_s`` bounds their DNS waits:
-net.resolver.within): ``unknown`` gives an
+its fail mode (a DNS-asking layer's own ``budget_s`` bounds its DNS waits:
+Layer.dns_budget): ``unknown`` gives an
 empty result with an error noted in the trace; ``tempfail`` raises :class:`LayerFailure`, which
 the milter turns into a 4xx reply. Nothing here ever turns a failure into "clean".
 """
