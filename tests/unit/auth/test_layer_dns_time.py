@@ -1,6 +1,6 @@
 """Each DNS-asking layer ends its waits with its own time budget (``Layer.budget_s``), as the
 dnsbl and uribl layers do, not with what its stage has left: a sender whose name servers do not
-answer held SPF, reverse DNS, DKIM, ARC, DMARC, Sender ID and callback verification up to the
+answer held SPF, reverse DNS, DKIM, ARC, DMARC, Sender ID, VBR and callback verification up to the
 whole stage (20 s at MAIL, 45 s at end of message), leaving nothing to the layers after them.
 A lookup not answered in the layer's time is a temporary error, as a time-out is."""
 
@@ -12,6 +12,7 @@ import pytest
 
 from gateway_milter import layers
 from gateway_milter.net.resolver import DnsAnswer, Resolver, StaticBackend
+from gateway_milter.pipeline.runner import LayerResult
 from gateway_milter.verdict import Stage
 from tests.unit.antispam.helpers import make_ctx, policy, store  # noqa: F401 - fixture
 from tests.unit.dns_helpers import resolving_with
@@ -55,7 +56,10 @@ CASES = [
     ("dmarc", Stage.EOM, "", lambda r: r.fact("result") == "temperror"),
     ("senderid", Stage.EOM, "", lambda r: r.fact("result") == "temperror"),
     ("callback", Stage.MAIL, "", lambda r: r.fact("error") == "DNS temporary error"),
+    ("vbr", Stage.EOM, "VBR-Info: md=sender.test; mc=all; mv=c1.test:c2.test:c3.test\r\n",
+     lambda r: r.fact("vbr") == "unknown"),
 ]
+SETTINGS = {"vbr": {"mode": "on", "trusted_certifiers": ["c1.test", "c2.test", "c3.test"]}}
 
 
 @pytest.mark.parametrize(("layer", "stage", "extra", "answered"), CASES, ids=[c[0] for c in CASES])
@@ -64,8 +68,10 @@ def test_a_dns_layer_waits_no_longer_than_its_own_time(monkeypatch: pytest.Monke
     for layer_id in layers.available():
         monkeypatch.setattr(layers.get(layer_id), "budget_s", 0.3)  # (dmarc asks spf and dkim: each its own 0.3 s)
     with resolving_with(Resolver(backend=SilentServers(), timeout=10.0, workers=8)):
-        ctx = make_ctx(_raw(extra), policy({layer: {"mode": "on"}}), ip="198.51.100.7", mail_from="alice@sender.test",
-                       stage=stage)
+        settings = {layer: SETTINGS.get(layer, {"mode": "on"})}
+        ctx = make_ctx(_raw(extra), policy(settings), ip="198.51.100.7", mail_from="alice@sender.test", stage=stage)
+        if layer == "vbr":  # (the message's DKIM signature for sender.test verified)
+            ctx.runner._results["dkim"] = LayerResult("dkim", facts={"pass_domains": ["sender.test"]})
         t0 = time.monotonic()
         res = ctx.layer(layer)
         took = time.monotonic() - t0
