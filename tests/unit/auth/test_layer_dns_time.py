@@ -78,3 +78,25 @@ def test_a_dns_layer_waits_no_longer_than_its_own_time(monkeypatch: pytest.Monke
     # (with the stage's time instead: at least one unanswered lookup of SLOW_S)
     assert took < 1.5, (took, res.facts)
     assert answered(res), res.facts  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("layer", ["spf", "dkim"])
+def test_the_same_through_real_dns_to_a_server_that_never_answers(monkeypatch: pytest.MonkeyPatch, layer: str) -> None:
+    """The resolver's real backend (dnspython over UDP) against a loopback socket that reads
+    every query and answers none."""
+    import socket
+
+    from gateway_milter.net.resolver import DnspythonBackend
+
+    monkeypatch.setattr(layers.get(layer), "budget_s", 0.3)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        backend = DnspythonBackend([silent.getsockname()], timeout=SLOW_S)
+        with resolving_with(Resolver(backend=backend, timeout=SLOW_S, workers=8)):
+            extra, stage, answered = next((c[2], c[1], c[3]) for c in CASES if c[0] == layer)
+            ctx = make_ctx(_raw(extra), policy(), ip="198.51.100.7", mail_from="alice@sender.test", stage=stage)
+            t0 = time.monotonic()
+            res = ctx.layer(layer)
+            took = time.monotonic() - t0
+    assert took < 1.5, (took, res.facts)
+    assert answered(res), res.facts  # type: ignore[operator]
