@@ -22,6 +22,7 @@ from gateway_milter.antispam.perlre import octets
 from gateway_milter.antispam.relays import ORIGINATING_IP_HEADERS, RelayPath, TrustConfig, relay_path
 from gateway_milter.antispam.urls import bounded, find_urls, normalize_link
 from gateway_milter.antispam.saaddr import parse_addresses
+from gateway_milter.mime.headers import boundary_param
 
 if TYPE_CHECKING:
     from gateway_milter.context import MessageContext
@@ -788,8 +789,9 @@ def _mime_counters(mime: MimeView) -> dict[str, float]:
             c["mime_bad_iso_charset"] = 1
         if multipart:
             continue
-        if ctype.startswith("multipart/") and (part is not mime.message or part.get_boundary() is not None):
-            # its boundary never found (or none given, in a part): SpamAssassin's parser keeps
+        if ctype.startswith("multipart/") and (part is not mime.message or boundary_param(part) is not None):
+            # its boundary never found (or none given, in a part; one the standard library
+            # cannot read counts as none: SpamAssassin reads no "boundary*="): SpamAssassin's parser keeps
             # the multipart as a container and makes its body a child leaf without header
             # fields, which parse_content_type reads as text/plain (the message itself without
             # a boundary parameter is read as a text leaf: its parent gives it no boundary)

@@ -200,6 +200,16 @@ def rfc2231_params(params: list[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+def boundary_param(part: Message) -> str | None:
+    """A multipart's ``boundary`` parameter, or None where it has none or the standard library
+    cannot read it (as :func:`content_charset`: mixed ``boundary*=``/``boundary*0=`` forms, a
+    section number of 4,300+ digits, a NUL in its RFC 2231 charset)."""
+    try:
+        return part.get_boundary()
+    except Exception:  # noqa: BLE001 - any of the above, whatever the Python version raises
+        return None
+
+
 def content_charset(part: Message, default: str) -> str:
     """A MIME part's ``charset`` parameter, or ``default`` where it has none or the standard
     library cannot read it (its RFC 2231 decoding raises on mixed ``charset*=``/``charset*0=``

@@ -401,10 +401,7 @@ def _raw_fields(m: Message) -> list[tuple[str, str]]:
 def _check_outside(m: Message, path: tuple[int, ...], note: Callable[[str, str, tuple[int, ...]], None]) -> None:
     """Delimiters in the preamble or after the close delimiter: a lenient client may show a
     part there that a strict parser drops."""
-    try:
-        boundary = m.get_boundary()
-    except Exception:  # noqa: BLE001 - see parse_message
-        return
+    boundary = H.boundary_param(m)
     if not boundary:
         return
     delim = re.compile(r"^--" + re.escape(boundary) + r"(--)?[ \t]*\r?$", re.MULTILINE)

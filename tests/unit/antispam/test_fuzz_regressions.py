@@ -45,6 +45,23 @@ def test_it_views_a_part_whose_charset_the_codecs_refuse(case: str, nested: bool
     assert message_keys(view).keys
 
 
+# A multipart's boundary as an RFC 2231 value whose charset the codecs refuse (a NUL in it:
+# ValueError, embedded null character) or that mixes forms (TypeError): get_boundary() raised
+# out of the view's MIME counters, and the rules layer failed on the message
+@pytest.mark.parametrize("boundary", [b"boundary*=\"ansi-\x00\x00.4''b1\"",
+                                      b"boundary*=utf-8''b1; boundary*0=b2",
+                                      b"boundary*" + b"9" * 4400 + b"*=b1"], ids=["nul", "mixed", "digits"])
+def test_it_views_a_multipart_whose_boundary_the_stdlib_cannot_read(boundary: bytes) -> None:
+    raw = (b"From: a@sender.test\r\nTo: b@example.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/signed; " + boundary + b"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\n"
+           b"part one\r\n--b1--\r\n")
+    view = message_view(make_ctx(raw))
+    assert message_keys(view).keys
+    ctx = make_ctx(raw)
+    res = ctx.layer("rules")
+    assert res.error is None and res.skipped is None, (res.error, res.skipped)
+
+
 # (pattern, text): texts long enough for long_value_search to ask RE2, each with its answer from
 # Python's own search; the last patterns have a look-ahead or a back-reference, which RE2 takes
 # only as a superset (``re`` alone answers for those)
