@@ -1027,7 +1027,7 @@ class RuleEngine:
         line_start = line_start_search(r.pattern) if prefilter and search is not lead else None
         if line_start is not None:
             search = line_start
-        if prefilter and r.kind in ("header", "mimeheader", "uri"):  # (linear in a long value or URI: re2filter.long_value_search)
+        if prefilter and r.kind in ("header", "mimeheader", "uri"):  # (linear in a long value or URI: long_value_search)
             search = re2filter.long_value_search(r.pattern, search)
         if r.kind == "header":
             spec, negate = r.target, r.negate
