@@ -119,11 +119,9 @@ class DnsblLayer(Layer[DnsblSettings]):
             return LayerFindings({"skipped": why})
         if settings.exempt_allowlisted and message_allowlisted(ctx):
             return LayerFindings({"skipped": "allow-listed"})
-        from gateway_milter.net.resolver import budget_for, within
-
         ip = ctx.conn.ip
         assert ip is not None
-        res, budget = resolver(), within(budget_for(ctx), self.budget_s)  # (the layer's own time)
+        res, budget = resolver(), self.dns_budget(ctx)  # (the layer's own time)
         listed: dict[str, list[str]] = {}
         unknown: list[str] = []
         symbols = []

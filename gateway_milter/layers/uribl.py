@@ -352,12 +352,12 @@ class UriblLayer(Layer[UriblSettings]):
             return LayerFindings({"skipped": "no zones"})
         if settings.exempt_allowlisted and message_allowlisted(ctx):
             return LayerFindings({"skipped": "allow-listed"})
-        from gateway_milter.net.resolver import budget_for, get_resolver, within
+        from gateway_milter.net.resolver import get_resolver
 
         targets, lookups = _lookups(ctx, settings, zones)
         # (the layer's own time: with the lists' servers not answering, 100 lookups on 8 workers
         # took 20 s, where the layer is given 8)
-        res, budget = get_resolver(), within(budget_for(ctx), self.budget_s)
+        res, budget = get_resolver(), self.dns_budget(ctx)
         # all in flight at once (those started by prefetch are joined), each answer then taken
         # from its own lookup: one that timed out is not sent again, link after link (20 links
         # to a zone that does not answer held the message 20 time-outs, the DNS budget spent)
